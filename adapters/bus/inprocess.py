@@ -1,0 +1,75 @@
+"""The in-process bus of the embedded default: ingest hands events straight to the sink.
+
+Group commit: requests that arrive while a flush is running wait and go into the next flush
+together, so load turns into large batches and an idle system stores an event at once. `publish`
+returns once the events are stored (or raises), so the REST 204 means durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Sequence
+
+import structlog
+
+from domain.errors import UnavailableError
+from domain.metering.events import Event
+from workers.sink import EventSink
+
+log = structlog.get_logger(__name__)
+
+
+class InProcessBus:
+    def __init__(self, sink: EventSink, max_batch_events: int = 20_000) -> None:
+        self._sink = sink
+        self._max_batch_events = max_batch_events
+        self._waiting: deque[tuple[Sequence[Event], asyncio.Future[None]]] = deque()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    async def start(self) -> None:
+        await self._sink.recover()
+        self._task = asyncio.create_task(self._run(), name="inprocess-bus")
+
+    async def publish(self, events: Sequence[Event]) -> None:
+        if self._closing or self._task is None:
+            raise UnavailableError("the event bus is shutting down; retry")
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((events, future))
+        self._wake.set()
+        await future
+
+    async def _run(self) -> None:
+        while not (self._closing and not self._waiting):
+            if not self._waiting:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            taken: list[tuple[Sequence[Event], asyncio.Future[None]]] = []
+            count = 0
+            while self._waiting and (not taken or count + len(self._waiting[0][0]) <= self._max_batch_events):
+                item = self._waiting.popleft()
+                taken.append(item)
+                count += len(item[0])
+            batch = [event for events, _ in taken for event in events]
+            try:
+                await self._sink.flush(batch)
+            except Exception as error:
+                log.exception("flush failed; failing its requests", events=len(batch))
+                failure = UnavailableError(f"the event store did not accept the batch: {error}; retry")
+                for _, future in taken:
+                    if not future.done():
+                        future.set_exception(failure)
+                continue
+            for _, future in taken:
+                if not future.done():
+                    future.set_result(None)
+
+    async def stop(self) -> None:
+        """Drains: everything published before stop is flushed (or failed) before this returns."""
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task

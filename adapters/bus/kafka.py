@@ -1,0 +1,206 @@
+"""The Kafka bus (production): ingest produces with acks=all; the sink consumes in a consumer group.
+
+Framing: one Kafka message carries all of a request's events bound for one partition (a compact
+JSON array of arrays), so per-message overhead is paid per batch, not per event. An event's
+partition is chosen by a hash of (namespace, source, id): duplicates of an event always meet in the
+same partition, where one sink handles them in order. Offsets are committed only after the sink
+has stored the batch; a crash replays it and the sink's key records drop what was already stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import orjson
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from domain.errors import UnavailableError
+from domain.metering.events import Event
+from server import metrics
+from workers.sink import EventSink
+
+log = structlog.get_logger(__name__)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _ms(value: datetime) -> int:
+    return (value - _EPOCH) // _MS
+
+
+_MS = datetime(1970, 1, 1, 0, 0, 0, 1000, tzinfo=UTC) - _EPOCH
+
+
+def _from_ms(value: int) -> datetime:
+    return _EPOCH + value * _MS
+
+
+def encode(events: Sequence[Event]) -> bytes:
+    return orjson.dumps(
+        [[e.namespace, e.id, e.type, e.source, e.subject, _ms(e.time), e.data, _ms(e.ingested_at)] for e in events]
+    )
+
+
+def decode(value: bytes) -> list[Event]:
+    return [
+        Event(
+            namespace=r[0],
+            id=r[1],
+            type=r[2],
+            source=r[3],
+            subject=r[4],
+            time=_from_ms(r[5]),
+            data=r[6],
+            ingested_at=_from_ms(r[7]),
+        )
+        for r in orjson.loads(value)
+    ]
+
+
+def partition_for(event: Event, partitions: int) -> int:
+    digest = hashlib.blake2b(f"{event.namespace}\x00{event.source}\x00{event.id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % partitions
+
+
+async def ensure_topic(brokers: str, topic: str, partitions: int) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=brokers)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name=topic, num_partitions=partitions, replication_factor=1)])
+        log.info("kafka topic created", topic=topic, partitions=partitions)
+    except TopicAlreadyExistsError:
+        pass
+    finally:
+        await admin.close()
+
+
+class KafkaBus:
+    def __init__(self, brokers: str, topic: str, request_timeout_ms: int, enable_idempotence: bool) -> None:
+        self.brokers = brokers
+        self.topic = topic
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=brokers,
+            acks="all",
+            enable_idempotence=enable_idempotence,
+            request_timeout_ms=request_timeout_ms,
+            linger_ms=2,
+            max_request_size=16 * 1024 * 1024,
+            compression_type=None,
+        )
+        self._partitions: int = 1
+
+    async def start(self) -> None:
+        await self._producer.start()
+        partitions = await self._producer.partitions_for(self.topic)
+        self._partitions = max(1, len(partitions or ()))
+
+    async def publish(self, events: Sequence[Event]) -> None:
+        by_partition: dict[int, list[Event]] = {}
+        for event in events:
+            by_partition.setdefault(partition_for(event, self._partitions), []).append(event)
+        try:
+            sends = [
+                await self._producer.send(self.topic, encode(chunk), partition=partition)
+                for partition, chunk in by_partition.items()
+            ]
+            await asyncio.gather(*sends)
+        except KafkaError as error:
+            raise UnavailableError(f"the event bus (Kafka) did not accept the events: {error}; retry") from error
+
+    async def stop(self) -> None:
+        await self._producer.stop()
+
+
+class _Recover(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, sink: EventSink, topic: str) -> None:
+        self._sink = sink
+        self._topic = topic
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        return None
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        for tp in assigned:
+            await self._sink.recover(owner=f"{tp.topic}:{tp.partition}")
+
+
+class KafkaSinkConsumer:
+    """Drains the events topic into the sink, committing offsets only after each stored batch."""
+
+    def __init__(
+        self,
+        brokers: str,
+        topic: str,
+        group: str,
+        sink: EventSink,
+        max_batch_events: int,
+        flush_interval_ms: int,
+        session_timeout_ms: int,
+    ) -> None:
+        self._sink = sink
+        self._topic = topic
+        self._flush_interval_ms = flush_interval_ms
+        self._max_batch_events = max_batch_events
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=brokers,
+            group_id=group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=session_timeout_ms,
+            heartbeat_interval_ms=max(100, session_timeout_ms // 5),
+            max_partition_fetch_bytes=16 * 1024 * 1024,
+            fetch_max_bytes=64 * 1024 * 1024,
+        )
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+
+    async def start(self) -> None:
+        self._consumer.subscribe([self._topic], listener=_Recover(self._sink, self._topic))
+        await self._consumer.start()
+        self._task = asyncio.create_task(self._run(), name="kafka-sink")
+
+    async def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                # Messages carry many events each; max_records bounds messages, not events.
+                batches = await self._consumer.getmany(timeout_ms=self._flush_interval_ms, max_records=1000)
+                for tp, messages in batches.items():
+                    events = [event for message in messages if message.value for event in decode(message.value)]
+                    await self._flush(tp, events)
+                    await self._consumer.commit({tp: messages[-1].offset + 1})
+                    self._observe_lag(tp)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # Nothing was committed for the failed batch: seek back so it is consumed again.
+                log.exception("sink batch failed; retrying from the last committed offset")
+                for tp in self._consumer.assignment():
+                    committed = await self._consumer.committed(tp)
+                    if committed is not None:
+                        self._consumer.seek(tp, committed)
+                    else:
+                        await self._consumer.seek_to_beginning(tp)
+                await asyncio.sleep(1.0)
+
+    async def _flush(self, tp: TopicPartition, events: list[Event]) -> None:
+        owner = f"{tp.topic}:{tp.partition}"
+        for start in range(0, len(events), self._max_batch_events):
+            await self._sink.flush(events[start : start + self._max_batch_events], owner=owner)
+
+    def _observe_lag(self, tp: TopicPartition) -> None:
+        highwater = self._consumer.highwater(tp)
+        if highwater is not None:
+            metrics.SINK_LAG.set(max(0, highwater - (self._consumer.last_stable_offset(tp) or highwater)))
+
+    async def stop(self) -> None:
+        """Finishes the batch in hand (its offsets committed), then leaves the group."""
+        self._stopping.set()
+        if self._task is not None:
+            await self._task
+        await self._consumer.stop()

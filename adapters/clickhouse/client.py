@@ -1,0 +1,102 @@
+"""One ClickHouse connection for the event store, embedded (chDB) or a server, same driver and SQL.
+
+clickhouse-connect is synchronous; calls run on a small thread pool (chDB and the HTTP client both
+release the GIL while ClickHouse works), so the event loop never blocks on a query.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import clickhouse_connect
+import structlog
+from clickhouse_connect.driver.client import Client
+
+log = structlog.get_logger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations" / "clickhouse"
+
+
+def connect(url: str) -> Client:
+    """chdb:///path opens the embedded engine in that directory; http(s)://user:pass@host:port/db a server."""
+    if url.startswith("chdb://"):
+        Path(url.removeprefix("chdb://")).mkdir(parents=True, exist_ok=True)
+        return clickhouse_connect.get_client(dsn=url)
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https"):
+        raise ValueError(f"unsupported ClickHouse URL scheme {parsed.scheme!r}; use chdb://, http:// or https://")
+    return clickhouse_connect.get_client(
+        host=parsed.hostname or "localhost",
+        port=parsed.port or (8443 if parsed.scheme == "https" else 8123),
+        username=unquote(parsed.username or "default"),
+        password=unquote(parsed.password or ""),
+        database=parsed.path.lstrip("/") or "default",
+        secure=parsed.scheme == "https",
+    )
+
+
+class ClickHouse:
+    def __init__(self, url: str, workers: int = 4) -> None:
+        self.url = url
+        self.embedded = url.startswith("chdb://")
+        self._client = connect(url)
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="clickhouse")
+        # clickhouse-connect's client is not documented as thread-safe for concurrent inserts;
+        # inserts are serialised (one sink writes at a time anyway), queries run concurrently.
+        self._insert_lock = threading.Lock()
+
+    async def _run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, lambda: fn(*args, **kwargs))
+
+    async def query(self, sql: str, parameters: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        result = await self._run(self._client.query, sql, parameters=dict(parameters or {}))
+        return list(result.result_rows)
+
+    async def command(self, sql: str, parameters: Mapping[str, Any] | None = None) -> Any:
+        return await self._run(self._client.command, sql, parameters=dict(parameters or {}))
+
+    def _insert_arrow(self, table: str, arrow_table: Any, settings: Mapping[str, Any]) -> None:
+        with self._insert_lock:
+            self._client.insert_arrow(table, arrow_table, settings=dict(settings))
+
+    async def insert_arrow(self, table: str, arrow_table: Any, settings: Mapping[str, Any] | None = None) -> None:
+        await self._run(self._insert_arrow, table, arrow_table, settings or {})
+
+    async def migrate(self) -> list[str]:
+        """Applies migrations/clickhouse/*.sql in order, once each; safe to run on every start."""
+        await self.command(
+            "CREATE TABLE IF NOT EXISTS tally_schema_migrations (version String, applied_at DateTime64(3, 'UTC') "
+            "DEFAULT now64(3)) ENGINE = MergeTree ORDER BY version"
+        )
+        applied = {row[0] for row in await self.query("SELECT version FROM tally_schema_migrations")}
+        done: list[str] = []
+        for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
+            if path.stem in applied:
+                continue
+            for statement in split_statements(path.read_text()):
+                await self.command(statement)
+            await self.command(
+                "INSERT INTO tally_schema_migrations (version) VALUES ({v:String})",
+                parameters={"v": path.stem},
+            )
+            done.append(path.stem)
+            log.info("clickhouse migration applied", version=path.stem)
+        return done
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        self._client.close()
+
+
+def split_statements(sql: str) -> Sequence[str]:
+    """Splits a migration file on semicolons at line ends; comments are dropped."""
+    lines = [line for line in sql.splitlines() if not line.strip().startswith("--")]
+    parts = (part.strip().rstrip(";").strip() for part in "\n".join(lines).split(";\n"))
+    return [part for part in parts if part]

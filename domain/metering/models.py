@@ -1,0 +1,149 @@
+"""Metering's domain types: meters, usage events and the inputs that create or change them."""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from domain.errors import Violations
+from domain.metering.jsonpath import JsonPath, JsonPathError, parse_jsonpath
+
+SLUG_RE = re.compile(r"^[a-z0-9]+(?:_[a-z0-9]+)*$")
+GROUP_BY_KEY_RE = re.compile(r"^[a-zA-Z_][0-9a-zA-Z_]*$")
+# Query-level group-by names that are not meter keys.
+RESERVED_GROUP_BY_KEYS = frozenset({"subject", "customer_id"})
+MAX_SLUG_LENGTH = 64
+MAX_NAME_LENGTH = 256
+MAX_DESCRIPTION_LENGTH = 1024
+
+
+class Aggregation(enum.StrEnum):
+    SUM = "SUM"
+    COUNT = "COUNT"
+    UNIQUE_COUNT = "UNIQUE_COUNT"
+    AVG = "AVG"
+    MIN = "MIN"
+    MAX = "MAX"
+    LATEST = "LATEST"
+
+    @property
+    def numeric(self) -> bool:
+        """Whether the value property is read as a number (every aggregation but COUNT and UNIQUE_COUNT)."""
+        return self not in (Aggregation.COUNT, Aggregation.UNIQUE_COUNT)
+
+
+class WindowSize(enum.StrEnum):
+    MINUTE = "MINUTE"
+    HOUR = "HOUR"
+    DAY = "DAY"
+    MONTH = "MONTH"
+
+
+@dataclass(frozen=True, slots=True)
+class Meter:
+    id: str
+    namespace: str
+    slug: str
+    name: str
+    description: str | None
+    aggregation: Aggregation
+    event_type: str
+    event_from: datetime | None
+    value_property: str | None
+    group_by: dict[str, str]
+    metadata: dict[str, str]
+    annotations: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    deleted_at: datetime | None = None
+
+    @property
+    def value_path(self) -> JsonPath | None:
+        return parse_jsonpath(self.value_property) if self.value_property else None
+
+    @property
+    def group_by_paths(self) -> dict[str, JsonPath]:
+        return {key: parse_jsonpath(path) for key, path in self.group_by.items()}
+
+
+def _check_jsonpath(violations: Violations, field_name: str, value: str) -> None:
+    try:
+        parse_jsonpath(value)
+    except JsonPathError as exc:
+        violations.add(field_name, str(exc), "invalid_jsonpath")
+
+
+def _check_group_by(violations: Violations, group_by: dict[str, str], value_property: str | None) -> None:
+    for key, path in group_by.items():
+        if not GROUP_BY_KEY_RE.fullmatch(key):
+            violations.add(f"groupBy.{key}", "key must match ^[a-zA-Z_][0-9a-zA-Z_]*$", "invalid_key")
+        elif key in RESERVED_GROUP_BY_KEYS:
+            violations.add(f"groupBy.{key}", f"'{key}' is reserved", "reserved_key")
+        _check_jsonpath(violations, f"groupBy.{key}", path)
+        if value_property is not None and path == value_property:
+            violations.add(f"groupBy.{key}", "must differ from valueProperty", "conflicts_with_value_property")
+
+
+def _check_text(violations: Violations, field_name: str, value: str | None, max_length: int) -> None:
+    if value is not None and len(value) > max_length:
+        violations.add(field_name, f"at most {max_length} characters", "too_long")
+
+
+@dataclass(frozen=True, slots=True)
+class MeterCreateInput:
+    slug: str
+    aggregation: str
+    event_type: str
+    name: str | None = None
+    description: str | None = None
+    event_from: datetime | None = None
+    value_property: str | None = None
+    group_by: dict[str, str] = field(default_factory=dict)
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        v = Violations()
+        if not self.slug:
+            v.add("slug", "required", "required")
+        elif len(self.slug) > MAX_SLUG_LENGTH or not SLUG_RE.fullmatch(self.slug):
+            v.add("slug", "must match ^[a-z0-9]+(?:_[a-z0-9]+)*$ and be at most 64 characters", "invalid_slug")
+        if self.aggregation not in Aggregation.__members__:
+            v.add("aggregation", f"must be one of {', '.join(Aggregation)}", "invalid_enum")
+        if not self.event_type:
+            v.add("eventType", "required", "required")
+        if self.name is not None and not self.name:
+            v.add("name", "must not be empty", "required")
+        _check_text(v, "name", self.name, MAX_NAME_LENGTH)
+        _check_text(v, "description", self.description, MAX_DESCRIPTION_LENGTH)
+        if self.aggregation == Aggregation.COUNT:
+            if self.value_property:
+                v.add("valueProperty", "must not be set for COUNT", "not_allowed")
+        elif self.aggregation in Aggregation.__members__:
+            if not self.value_property:
+                v.add("valueProperty", f"required for {self.aggregation}", "required")
+            else:
+                _check_jsonpath(v, "valueProperty", self.value_property)
+        _check_group_by(v, self.group_by, self.value_property)
+        v.raise_if_any()
+
+
+@dataclass(frozen=True, slots=True)
+class MeterUpdateInput:
+    """OpenMeter lets only the name, description, metadata and groupBy of a meter change."""
+
+    name: str | None = None
+    description: str | None = None
+    group_by: dict[str, str] = field(default_factory=dict)
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def validate(self, meter: Meter) -> None:
+        v = Violations()
+        if self.name is not None and not self.name:
+            v.add("name", "must not be empty", "required")
+        _check_text(v, "name", self.name, MAX_NAME_LENGTH)
+        _check_text(v, "description", self.description, MAX_DESCRIPTION_LENGTH)
+        _check_group_by(v, self.group_by, meter.value_property)
+        v.raise_if_any()

@@ -1,0 +1,74 @@
+"""What the metering service needs from the outside world; adapters/ implements these."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from domain.metering.events import Event, EventKey, EventListQuery, PendingBatch, StoredEvent
+from domain.metering.models import Meter
+from domain.metering.query import MeterQuery, QueryRow
+
+
+class MeterRepository(Protocol):
+    async def list(self, namespace: str, include_deleted: bool = False) -> list[Meter]: ...
+
+    async def get(self, namespace: str, id_or_slug: str) -> Meter | None: ...
+
+    async def get_by_slug_any(self, namespace: str, slug: str) -> Meter | None:
+        """The active meter with this slug, if any (slugs are unique among active meters)."""
+        ...
+
+    async def create(self, meter: Meter) -> None: ...
+
+    async def update(self, meter: Meter) -> None: ...
+
+
+class EventBus(Protocol):
+    """Carries accepted events from the ingest API to the sink.
+
+    `publish` returns only once the batch is durable (Kafka acks=all, or stored by the in-process
+    sink); it raises domain UnavailableError when the bus cannot take it.
+    """
+
+    async def publish(self, events: Sequence[Event]) -> None: ...
+
+
+class EventStore(Protocol):
+    async def query_meter(self, meter: Meter, query: MeterQuery) -> list[QueryRow]: ...
+
+    async def list_subjects(
+        self, namespace: str, meter: Meter, from_: datetime | None, to: datetime | None
+    ) -> list[str]: ...
+
+    async def list_group_by_values(
+        self,
+        namespace: str,
+        meter: Meter,
+        key: str,
+        from_: datetime,
+        to: datetime | None,
+        search: str | None,
+    ) -> list[str]: ...
+
+    async def list_events(self, namespace: str, query: EventListQuery) -> Sequence[StoredEvent]: ...
+
+
+class EventKeyStore(Protocol):
+    """Recorded (namespace, source, id) keys of stored events; see adapters/postgres/event_keys.py."""
+
+    async def filter_new(self, events: Sequence[Event]) -> list[Event]: ...
+    async def begin(self, owner: str, token: str, events: Sequence[Event]) -> int: ...
+    async def commit(self, batch_id: int) -> None: ...
+    async def abort(self, batch_id: int, keep: Sequence[EventKey] = ()) -> None: ...
+    async def pending(self, owner: str) -> list[PendingBatch]: ...
+    async def purge(self, window: timedelta) -> int: ...
+
+
+ExtractedValues = tuple[dict[str, float], dict[str, str]]
+
+
+class EventWriter(Protocol):
+    async def insert(self, events: Sequence[Event], values: Sequence[ExtractedValues], token: str) -> None: ...
+    async def existing_keys(self, keys: Sequence[EventKey]) -> set[EventKey]: ...

@@ -1,0 +1,205 @@
+"""Metering's use cases: ingest, meter CRUD, queries, event listing."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from ulid import ULID
+
+from domain.errors import ConflictError, NotFoundError, ValidationError
+from domain.metering.events import (
+    Event,
+    EventListQuery,
+    IngestLimits,
+    StoredEvent,
+    parse_cloudevents,
+    validate_batch,
+)
+from domain.metering.jsonpath import json_value, parse_jsonpath, to_float64_or_nan
+from domain.metering.models import Aggregation, Meter, MeterCreateInput, MeterUpdateInput
+from domain.metering.ports import EventBus, EventStore, MeterRepository
+from domain.metering.query import MeterQueryInput, QueryRow
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class IngestService:
+    def __init__(self, bus: EventBus, limits: IngestLimits, clock: Clock = utcnow) -> None:
+        self._bus = bus
+        self._limits = limits
+        self._clock = clock
+
+    async def ingest_cloudevents(self, namespace: str, body: bytes, content_type: str) -> int:
+        events = parse_cloudevents(body, content_type, namespace, self._clock(), self._limits)
+        await self._bus.publish(events)
+        return len(events)
+
+    async def ingest(self, namespace: str, raws: Sequence[dict[str, Any]]) -> int:
+        """Events already decoded into CloudEvents-shaped dicts (the gRPC path)."""
+        events = validate_batch(raws, namespace, self._clock(), self._limits)
+        await self._bus.publish(events)
+        return len(events)
+
+
+class MeterService:
+    def __init__(
+        self,
+        meters: MeterRepository,
+        store: EventStore,
+        clock: Clock = utcnow,
+        on_change: Callable[[], None] | None = None,
+    ) -> None:
+        self._meters = meters
+        self._store = store
+        self._clock = clock
+        self._on_change = on_change or (lambda: None)
+
+    async def list(self, namespace: str, include_deleted: bool = False) -> list[Meter]:
+        return await self._meters.list(namespace, include_deleted)
+
+    async def get(self, namespace: str, id_or_slug: str) -> Meter:
+        meter = await self._meters.get(namespace, id_or_slug)
+        if meter is None:
+            raise NotFoundError("meter", id_or_slug)
+        return meter
+
+    async def create(self, namespace: str, data: MeterCreateInput) -> Meter:
+        data.validate()
+        existing = await self._meters.get_by_slug_any(namespace, data.slug)
+        if existing is not None:
+            raise ConflictError(f"meter with slug {data.slug!r} already exists", conflicting_id=existing.id)
+        now = self._clock()
+        meter = Meter(
+            id=str(ULID()),
+            namespace=namespace,
+            slug=data.slug,
+            name=data.name or data.slug,
+            description=data.description,
+            aggregation=Aggregation(data.aggregation),
+            event_type=data.event_type,
+            event_from=data.event_from,
+            value_property=data.value_property or None,
+            group_by=dict(data.group_by),
+            metadata=dict(data.metadata),
+            annotations={},
+            created_at=now,
+            updated_at=now,
+        )
+        await self._meters.create(meter)
+        self._on_change()
+        return meter
+
+    async def update(self, namespace: str, id_or_slug: str, data: MeterUpdateInput) -> Meter:
+        meter = await self.get(namespace, id_or_slug)
+        if meter.deleted_at is not None:
+            raise NotFoundError("meter", id_or_slug)
+        data.validate(meter)
+        updated = dataclasses.replace(
+            meter,
+            name=data.name or meter.name,
+            description=data.description if data.description is not None else meter.description,
+            group_by=dict(data.group_by),
+            metadata=dict(data.metadata),
+            updated_at=self._clock(),
+        )
+        await self._meters.update(updated)
+        self._on_change()
+        return updated
+
+    async def delete(self, namespace: str, id_or_slug: str) -> None:
+        meter = await self.get(namespace, id_or_slug)
+        if meter.deleted_at is not None:
+            raise NotFoundError("meter", id_or_slug)
+        now = self._clock()
+        await self._meters.update(dataclasses.replace(meter, deleted_at=now, updated_at=now))
+        self._on_change()
+
+    async def sync_declared(self, namespace: str, declared: Sequence[MeterCreateInput]) -> None:
+        """Meters from the config file: created when missing, otherwise left as they are."""
+        for data in declared:
+            if await self._meters.get_by_slug_any(namespace, data.slug) is None:
+                await self.create(namespace, data)
+
+    async def query(self, namespace: str, id_or_slug: str, data: MeterQueryInput) -> tuple[Meter, list[QueryRow]]:
+        meter = await self.get(namespace, id_or_slug)
+        query = data.validate(meter)
+        return meter, await self._store.query_meter(meter, query)
+
+    async def subjects(self, namespace: str, id_or_slug: str, from_: datetime | None, to: datetime | None) -> list[str]:
+        meter = await self.get(namespace, id_or_slug)
+        return await self._store.list_subjects(namespace, meter, from_, to)
+
+    async def group_by_values(
+        self,
+        namespace: str,
+        id_or_slug: str,
+        key: str,
+        from_: datetime | None,
+        to: datetime | None,
+        search: str | None,
+    ) -> list[str]:
+        meter = await self.get(namespace, id_or_slug)
+        if key not in meter.group_by:
+            raise ValidationError.single("groupByKey", f"{key!r} is not a group-by key of meter {meter.slug!r}")
+        start = from_ or self._clock() - timedelta(hours=24)
+        return await self._store.list_group_by_values(namespace, meter, key, start, to, search)
+
+
+class EventQueryService:
+    """Lists stored events with the reason, if any, that a meter of their type will not count them."""
+
+    MAX_LOOKBACK = timedelta(days=32)
+    DEFAULT_LOOKBACK = timedelta(hours=72)
+
+    def __init__(self, store: EventStore, meters: MeterRepository, clock: Clock = utcnow) -> None:
+        self._store = store
+        self._meters = meters
+        self._clock = clock
+
+    async def list(self, namespace: str, query: EventListQuery) -> list[StoredEvent]:
+        now = self._clock()
+        if query.from_ < now - self.MAX_LOOKBACK:
+            raise ValidationError.single("from", "must be within the last 32 days", "out_of_range")
+        if query.to is not None and query.to <= query.from_:
+            raise ValidationError.single("to", "must be after from", "invalid_range")
+        if not 1 <= query.limit <= 100:
+            raise ValidationError.single("limit", "must be between 1 and 100", "out_of_range")
+        events = await self._store.list_events(namespace, query)
+        meters = await self._meters.list(namespace)
+        return [dataclasses.replace(e, validation_error=validation_error(e.event, meters)) for e in events]
+
+    def default_from(self) -> datetime:
+        return self._clock() - self.DEFAULT_LOOKBACK
+
+
+def validation_error(event: Event, meters: Sequence[Meter]) -> str | None:
+    """OpenMeter's read-time check: would every meter of this event's type be able to count it?"""
+    import orjson
+
+    data: Any = None
+    for meter in meters:
+        if meter.event_type != event.type or meter.value_property is None:
+            continue
+        if data is None:
+            data = orjson.loads(event.data) if event.data else {}
+        text = json_value(data, parse_jsonpath(meter.value_property))
+        if text in ("", "null"):
+            return f'invalid event: missing value property: "{meter.value_property}"'
+        if meter.aggregation.numeric:
+            number = to_float64_or_nan(text)
+            if number != number:
+                return (
+                    "invalid event: value cannot be NaN"
+                    if text.lower().lstrip("+-") == "nan"
+                    else (f'invalid event: value property cannot be parsed as a number: "{meter.value_property}"')
+                )
+            if number in (float("inf"), float("-inf")):
+                return "invalid event: value cannot be infinity"
+    return None

@@ -1,0 +1,80 @@
+"""The `tally` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import structlog
+import typer
+
+from server.config import load_settings
+from server.logging import configure
+
+app = typer.Typer(
+    help="Tally: usage metering, entitlements and billing.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+log = structlog.get_logger("tally")
+
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", "-c", help="YAML config file (default: ./config.yaml if present).")
+]
+
+
+@app.command()
+def serve(
+    config: ConfigOption = None,
+    roles: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated roles: api,sink,balance,notify,billing (default: all)."),
+    ] = None,
+) -> None:
+    """Run Tally: by default every role in one process on the embedded stack."""
+    settings = load_settings(config, roles=roles)
+    configure(settings.log_level, settings.log_format)
+    from server.app import App
+
+    async def main() -> None:
+        application = App(settings)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await application.start()
+            await stop.wait()
+            log.info("stopping: draining in-flight work")
+        finally:
+            await application.stop()
+
+    asyncio.run(main())
+
+
+@app.command()
+def migrate(config: ConfigOption = None) -> None:
+    """Apply Postgres and ClickHouse migrations, then exit."""
+    settings = load_settings(config)
+    configure(settings.log_level, settings.log_format)
+    from adapters.clickhouse.client import ClickHouse
+    from adapters.postgres.db import EmbeddedPostgres, run_migrations
+
+    embedded = EmbeddedPostgres(settings.data_dir) if settings.postgres_url is None else None
+    url = embedded.start() if embedded else settings.postgres_url
+    assert url is not None
+    try:
+        run_migrations(url)
+        clickhouse = ClickHouse(settings.event_store_url)
+        applied = asyncio.run(clickhouse.migrate())
+        clickhouse.close()
+        typer.echo(f"migrations applied (ClickHouse: {', '.join(applied) or 'up to date'})")
+    finally:
+        if embedded:
+            embedded.stop()
+
+
+if __name__ == "__main__":
+    app()

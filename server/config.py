@@ -1,0 +1,144 @@
+"""Tally's settings: TALLY_* environment variables over an optional YAML file over defaults.
+
+Every setting is documented in config.example.yaml and the README's configuration table.
+Nested settings use a double underscore in the environment: TALLY_SINK__FLUSH_INTERVAL_MS=50.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ALL_ROLES = ("api", "sink", "balance", "notify", "billing")
+DEFAULT_CONFIG_FILE = Path("config.yaml")
+
+
+class SinkSettings(BaseModel):
+    """How the sink worker batches events from the bus into the event store."""
+
+    # A batch is flushed when it holds this many events or has waited this long, whichever first.
+    max_batch_events: int = Field(default=20_000, ge=1)
+    flush_interval_ms: int = Field(default=100, ge=1)
+    # Duplicates of (namespace, source, id) are detected within this window of ingestion time.
+    dedup_window_days: int = Field(default=35, ge=1)
+    consumer_group: str = "tally-sink"
+
+
+class IngestSettings(BaseModel):
+    max_event_bytes: int = 64 * 1024
+    max_batch_events: int = 10_000
+    max_batch_bytes: int = 10 * 1024 * 1024
+
+
+class KafkaSettings(BaseModel):
+    topic: str = "tally.events"
+    # Partitions created for the events topic when Tally creates it.
+    partitions: int = Field(default=4, ge=1)
+    # Request timeout for produce acknowledgements; past it the ingest call answers UNAVAILABLE.
+    request_timeout_ms: int = 10_000
+    # tansu (the broker installed for tests) does not support the idempotent producer.
+    enable_idempotence: bool = False
+    session_timeout_ms: int = 10_000
+
+
+class MeterConfig(BaseModel):
+    """A meter declared in the config file; synced into the store at start."""
+
+    slug: str
+    aggregation: str
+    event_type: str = Field(alias="eventType")
+    name: str | None = None
+    description: str | None = None
+    value_property: str | None = Field(default=None, alias="valueProperty")
+    group_by: dict[str, str] = Field(default_factory=dict, alias="groupBy")
+
+    model_config = {"populate_by_name": True}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TALLY_", env_nested_delimiter="__", extra="ignore")
+
+    # Where the embedded Postgres, chDB and Envoy's rendered config live.
+    data_dir: Path = Path(".tally")
+    # The namespace (tenant) used when a request carries none.
+    namespace: str = "default"
+    roles: list[str] = Field(default_factory=lambda: list(ALL_ROLES))
+
+    rest_host: str = "127.0.0.1"
+    rest_port: int = 8888
+    grpc_host: str = "127.0.0.1"
+    grpc_port: int = 50051
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9464
+    # Envoy is started and stopped with the api role unless disabled (k8s runs it as a sidecar).
+    envoy_enabled: bool = True
+    envoy_admin_port: int = 9901
+
+    # Unset: an embedded PostgreSQL server in <data_dir>/postgres.
+    postgres_url: str | None = None
+    # Unset: embedded chDB in <data_dir>/events. Otherwise chdb:///path or http(s)://host:port.
+    clickhouse_url: str | None = None
+    # Unset: the in-process bus. Otherwise host:port[,host:port...].
+    kafka_brokers: str | None = None
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+
+    migrate_on_start: bool = True
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["console", "json"] = "console"
+
+    sink: SinkSettings = Field(default_factory=SinkSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    meters: list[MeterConfig] = Field(default_factory=list)
+
+    @field_validator("roles", mode="before")
+    @classmethod
+    def _split_roles(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("roles")
+    @classmethod
+    def _known_roles(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(ALL_ROLES))
+        if unknown:
+            raise ValueError(f"unknown roles {unknown}; allowed: {', '.join(ALL_ROLES)}")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Explicit arguments (the CLI, which passes the YAML file's values) lose to the environment,
+        # so `TALLY_REST_PORT=9000 tally serve --config x.yaml` does what it says.
+        return env_settings, init_settings
+
+    @property
+    def embedded_postgres(self) -> bool:
+        return self.postgres_url is None
+
+    @property
+    def event_store_url(self) -> str:
+        return self.clickhouse_url or f"chdb://{(self.data_dir / 'events').resolve()}"
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Settings from the YAML file (explicit, else ./config.yaml when present), the environment wins."""
+    values: dict[str, Any] = {}
+    path = config_file or (DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.exists() else None)
+    if path is not None:
+        loaded = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{path}: expected a mapping at the top level")
+        values.update(loaded)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return Settings(**values)

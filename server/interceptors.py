@@ -1,0 +1,107 @@
+"""gRPC server interceptors: error mapping and request metrics, applied to every method."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeAlias
+
+import grpc
+import structlog
+
+from domain.errors import TallyError
+from server import metrics
+from server.errors import mapping_for, trailing_metadata
+from server.rest import ServicerContext, header, is_rest
+
+log = structlog.get_logger(__name__)
+
+Handler: TypeAlias = grpc.RpcMethodHandler
+
+
+async def _abort(context: ServicerContext, error: BaseException) -> None:
+    if isinstance(error, TallyError):
+        mapping = mapping_for(error)
+        instance = header(context, "x-envoy-original-path")
+        await context.abort(mapping.grpc_code, error.message, trailing_metadata(error, is_rest(context), instance))
+    log.exception("unhandled error in servicer", exc_info=error)
+    internal = TallyError("internal error; see the server log")
+    await context.abort(grpc.StatusCode.INTERNAL, internal.message, trailing_metadata(internal, is_rest(context), None))
+
+
+def _observe(method: str, started: float, code: str) -> None:
+    metrics.RPC_LATENCY.labels(method).observe(time.perf_counter() - started)
+    metrics.RPC_TOTAL.labels(method, code).inc()
+
+
+class ErrorInterceptor(grpc.aio.ServerInterceptor):
+    """Turns domain errors into statuses with details, and counts and times every call."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Handler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        method = handler_call_details.method.rsplit("/", 1)[-1]
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                _wrap_unary(handler.unary_unary, method),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.stream_unary is not None:
+            return grpc.stream_unary_rpc_method_handler(
+                _wrap_unary(handler.stream_unary, method),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                _wrap_stream(handler.unary_stream, method),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return grpc.stream_stream_rpc_method_handler(
+            _wrap_stream(handler.stream_stream, method),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+def _wrap_unary(behavior: Callable[..., Awaitable[Any]], method: str) -> Callable[..., Awaitable[Any]]:
+    async def wrapped(request: Any, context: ServicerContext) -> Any:
+        started = time.perf_counter()
+        try:
+            response = await behavior(request, context)
+        except grpc.aio.AbortError:
+            _observe(method, started, "ABORTED")
+            raise
+        except Exception as error:
+            _observe(method, started, mapping_for(error).grpc_code.name)
+            await _abort(context, error)
+            raise
+        _observe(method, started, "OK")
+        return response
+
+    return wrapped
+
+
+def _wrap_stream(behavior: Callable[..., AsyncIterator[Any]], method: str) -> Callable[..., AsyncIterator[Any]]:
+    async def wrapped(request: Any, context: ServicerContext) -> AsyncIterator[Any]:
+        started = time.perf_counter()
+        try:
+            async for response in behavior(request, context):
+                yield response
+        except grpc.aio.AbortError:
+            _observe(method, started, "ABORTED")
+            raise
+        except Exception as error:
+            _observe(method, started, mapping_for(error).grpc_code.name)
+            await _abort(context, error)
+            raise
+        _observe(method, started, "OK")
+
+    return wrapped

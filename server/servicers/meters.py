@@ -1,0 +1,226 @@
+"""MeterService: proto <-> domain for meter CRUD and queries (JSON and CSV)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from google.api import httpbody_pb2
+from google.protobuf import empty_pb2
+
+from domain.errors import ValidationError
+from domain.metering.models import Meter, MeterCreateInput, MeterUpdateInput
+from domain.metering.query import FilterString, MeterQueryInput, QueryRow
+from domain.metering.service import MeterService
+from server.context import RequestContext
+from server.convert import optional_str, set_timestamp, struct_from, timestamp_or_none
+from server.rest import ServicerContext as Ctx
+from server.rest import header, rest_hints
+from tally.v1 import meters_pb2, meters_pb2_grpc
+
+
+def meter_to_proto(meter: Meter) -> meters_pb2.Meter:
+    message = meters_pb2.Meter(
+        id=meter.id,
+        slug=meter.slug,
+        name=meter.name,
+        aggregation=meter.aggregation.value,
+        event_type=meter.event_type,
+        group_by=meter.group_by,
+        metadata=meter.metadata,
+    )
+    if meter.description is not None:
+        message.description = meter.description
+    if meter.value_property is not None:
+        message.value_property = meter.value_property
+    if meter.annotations:
+        message.annotations.CopyFrom(struct_from(meter.annotations))
+    set_timestamp(message.event_from, meter.event_from)
+    set_timestamp(message.created_at, meter.created_at)
+    set_timestamp(message.updated_at, meter.updated_at)
+    set_timestamp(message.deleted_at, meter.deleted_at)
+    return message
+
+
+def _filter_string(message: meters_pb2.FilterString) -> FilterString:
+    return FilterString(
+        eq=optional_str(message, "eq"),
+        ne=optional_str(message, "ne"),
+        in_=list(message.__getattribute__("in")) or None,
+        nin=list(message.nin) or None,
+        like=optional_str(message, "like"),
+        nlike=optional_str(message, "nlike"),
+        ilike=optional_str(message, "ilike"),
+        nilike=optional_str(message, "nilike"),
+        gt=optional_str(message, "gt"),
+        gte=optional_str(message, "gte"),
+        lt=optional_str(message, "lt"),
+        lte=optional_str(message, "lte"),
+        and_=[_filter_string(item) for item in message.__getattribute__("and")] or None,
+        or_=[_filter_string(item) for item in message.__getattribute__("or")] or None,
+    )
+
+
+def _filter_group_by(request: meters_pb2.QueryMeterRequest, context: Ctx) -> dict[str, list[str]]:
+    result: dict[str, list[str]] = {}
+    for key, value in request.filter_group_by.items():
+        values = [value] if isinstance(value, str) else list(value) if hasattr(value, "__iter__") else None
+        if values is None or not all(isinstance(v, str) for v in values):
+            raise ValidationError.single(f"filterGroupBy.{key}", "must be a string or an array of strings")
+        result[key] = [str(v) for v in values]
+    # GET clients send deepObject parameters (filterGroupBy[model]=x), which the transcoder cannot
+    # map; Envoy passes the original path along.
+    original = header(context, "x-envoy-original-path")
+    if original:
+        for name, value in parse_qsl(urlsplit(original).query, keep_blank_values=True):
+            if name.startswith("filterGroupBy[") and name.endswith("]"):
+                result.setdefault(name[len("filterGroupBy[") : -1], []).append(value)
+    return result
+
+
+def query_input(request: meters_pb2.QueryMeterRequest, context: Ctx) -> MeterQueryInput:
+    return MeterQueryInput(
+        from_=timestamp_or_none(request, "from"),
+        to=timestamp_or_none(request, "to"),
+        window_size=optional_str(request, "window_size"),
+        window_time_zone=optional_str(request, "window_time_zone"),
+        subjects=list(request.subject),
+        filter_customer_ids=list(request.filter_customer_id),
+        group_by=list(request.group_by),
+        filter_group_by=_filter_group_by(request, context),
+        advanced_filters={key: _filter_string(value) for key, value in request.advanced_meter_group_by_filters.items()},
+        client_id=optional_str(request, "client_id"),
+    )
+
+
+def row_to_proto(row: QueryRow) -> meters_pb2.MeterQueryRow:
+    message = meters_pb2.MeterQueryRow(
+        value=row.value, group_by={key: value or "" for key, value in row.group_by.items()}
+    )
+    set_timestamp(message.window_start, row.window_start)
+    set_timestamp(message.window_end, row.window_end)
+    if row.subject is not None:
+        message.subject = row.subject
+    if row.customer_id is not None:
+        message.customer_id = row.customer_id
+    return message
+
+
+def _rfc3339(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def render_csv(meter: Meter, data: MeterQueryInput, rows: list[QueryRow]) -> str:
+    """OpenMeter's CSV: window_start,window_end[,subject][,<group-by keys>],value; values with %f."""
+    group_keys = [key for key in data.group_by if key not in ("subject", "customer_id")]
+    with_subject = bool(data.subjects) or "subject" in data.group_by
+    with_customer = bool(data.filter_customer_ids) or "customer_id" in data.group_by
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    header_row = ["window_start", "window_end"]
+    if with_subject:
+        header_row.append("subject")
+    if with_customer:
+        header_row.append("customer_id")
+    header_row.extend(group_keys)
+    header_row.append("value")
+    writer.writerow(header_row)
+    for row in rows:
+        line: list[Any] = [_rfc3339(row.window_start), _rfc3339(row.window_end)]
+        if with_subject:
+            line.append(row.subject or "")
+        if with_customer:
+            line.append(row.customer_id or "")
+        line.extend(row.group_by.get(key) or "" for key in group_keys)
+        line.append(f"{row.value:f}")
+        writer.writerow(line)
+    return out.getvalue()
+
+
+class MeterServicer(meters_pb2_grpc.MeterServiceServicer):
+    def __init__(self, meters: MeterService, request: RequestContext) -> None:
+        self._meters = meters
+        self._request = request
+
+    async def ListMeters(self, request: meters_pb2.ListMetersRequest, context: Ctx) -> meters_pb2.ListMetersResponse:
+        meters = await self._meters.list(self._request.namespace(context), request.include_deleted)
+        await rest_hints(context, shape="array")
+        return meters_pb2.ListMetersResponse(items=[meter_to_proto(m) for m in meters])
+
+    async def CreateMeter(self, request: meters_pb2.CreateMeterRequest, context: Ctx) -> meters_pb2.Meter:
+        data = MeterCreateInput(
+            slug=request.slug,
+            aggregation=request.aggregation,
+            event_type=request.event_type,
+            name=optional_str(request, "name"),
+            description=optional_str(request, "description"),
+            event_from=timestamp_or_none(request, "event_from"),
+            value_property=optional_str(request, "value_property"),
+            group_by=dict(request.group_by),
+            metadata=dict(request.metadata),
+        )
+        meter = await self._meters.create(self._request.namespace(context), data)
+        await rest_hints(context, http_code=201)
+        return meter_to_proto(meter)
+
+    async def GetMeter(self, request: meters_pb2.GetMeterRequest, context: Ctx) -> meters_pb2.Meter:
+        return meter_to_proto(await self._meters.get(self._request.namespace(context), request.meter_id_or_slug))
+
+    async def UpdateMeter(self, request: meters_pb2.UpdateMeterRequest, context: Ctx) -> meters_pb2.Meter:
+        data = MeterUpdateInput(
+            name=optional_str(request, "name"),
+            description=optional_str(request, "description"),
+            group_by=dict(request.group_by),
+            metadata=dict(request.metadata),
+        )
+        meter = await self._meters.update(self._request.namespace(context), request.meter_id_or_slug, data)
+        return meter_to_proto(meter)
+
+    async def DeleteMeter(self, request: meters_pb2.DeleteMeterRequest, context: Ctx) -> empty_pb2.Empty:
+        await self._meters.delete(self._request.namespace(context), request.meter_id_or_slug)
+        await rest_hints(context, http_code=204)
+        return empty_pb2.Empty()
+
+    async def QueryMeter(self, request: meters_pb2.QueryMeterRequest, context: Ctx) -> meters_pb2.QueryMeterResponse:
+        data = query_input(request, context)
+        _, rows = await self._meters.query(self._request.namespace(context), request.meter_id_or_slug, data)
+        response = meters_pb2.QueryMeterResponse(data=[row_to_proto(row) for row in rows])
+        set_timestamp(response.__getattribute__("from"), data.from_)
+        set_timestamp(response.to, data.to)
+        if data.window_size is not None:
+            response.window_size = data.window_size
+        return response
+
+    async def QueryMeterCsv(self, request: meters_pb2.QueryMeterRequest, context: Ctx) -> httpbody_pb2.HttpBody:
+        data = query_input(request, context)
+        meter, rows = await self._meters.query(self._request.namespace(context), request.meter_id_or_slug, data)
+        return httpbody_pb2.HttpBody(content_type="text/csv", data=render_csv(meter, data, rows).encode())
+
+    async def ListMeterSubjects(
+        self, request: meters_pb2.ListMeterSubjectsRequest, context: Ctx
+    ) -> meters_pb2.ListMeterSubjectsResponse:
+        subjects = await self._meters.subjects(
+            self._request.namespace(context),
+            request.meter_id_or_slug,
+            timestamp_or_none(request, "from"),
+            timestamp_or_none(request, "to"),
+        )
+        await rest_hints(context, shape="array")
+        return meters_pb2.ListMeterSubjectsResponse(items=subjects)
+
+    async def ListMeterGroupByValues(
+        self, request: meters_pb2.ListMeterGroupByValuesRequest, context: Ctx
+    ) -> meters_pb2.ListMeterGroupByValuesResponse:
+        values = await self._meters.group_by_values(
+            self._request.namespace(context),
+            request.meter_id_or_slug,
+            request.group_by_key,
+            timestamp_or_none(request, "from"),
+            timestamp_or_none(request, "to"),
+            optional_str(request, "search"),
+        )
+        await rest_hints(context, shape="array")
+        return meters_pb2.ListMeterGroupByValuesResponse(items=values)

@@ -1,0 +1,62 @@
+"""Shared fixtures: a running Tally (embedded bus) and, for Kafka tests, one behind tansu."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+import pytest_asyncio
+
+from tests.support.services import Tansu, require
+from tests.support.stack import TallyProcess, create_database, postgres_available
+
+
+@pytest.fixture(scope="session")
+def postgres_ready() -> None:
+    require(asyncio.run(postgres_available()), "PostgreSQL on 127.0.0.1:5432")
+
+
+@pytest.fixture(scope="session")
+def tally(postgres_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TallyProcess]:
+    """Tally on the in-process bus with Envoy: the embedded default, over a real Postgres."""
+    url = asyncio.run(create_database())
+    stack = TallyProcess(data_dir=tmp_path_factory.mktemp("tally"), postgres_url=url).start()
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture(scope="session")
+def tansu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tansu]:
+    broker = Tansu()
+    try:
+        broker.start(Path(tmp_path_factory.mktemp("tansu")) / "tansu.log")
+    except (RuntimeError, OSError) as exc:
+        require(False, f"tansu Kafka-protocol broker ({exc})")
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture(scope="session")
+def tally_kafka(postgres_ready: None, tansu: Tansu, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TallyProcess]:
+    """Tally producing to and consuming from the Kafka-protocol broker."""
+    url = asyncio.run(create_database())
+    stack = TallyProcess(data_dir=tmp_path_factory.mktemp("tally-kafka"), postgres_url=url, kafka_brokers=tansu.brokers)
+    stack.start()
+    yield stack
+    stack.stop()
+
+
+@pytest_asyncio.fixture
+async def http(tally: TallyProcess) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=tally.rest_url, timeout=30) as client:
+        yield client
+
+
+@pytest_asyncio.fixture
+async def channel(tally: TallyProcess) -> AsyncIterator[grpc.aio.Channel]:
+    async with grpc.aio.insecure_channel(tally.grpc_target) as ch:
+        yield ch

@@ -1,0 +1,148 @@
+"""A running Tally for end-to-end tests: the real `tally serve` process with Envoy in front.
+
+Each stack gets its own Postgres database, chDB directory and free ports, so tests can run while a
+developer's `make run` is up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+import grpc
+import httpx
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from tests.support.services import POSTGRES_ADMIN_URL, ROOT, free_port
+
+
+async def create_database() -> str:
+    name = f"tally_test_{uuid.uuid4().hex[:12]}"
+    connection = await asyncpg.connect(POSTGRES_ADMIN_URL)
+    try:
+        await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+    return POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+
+
+async def postgres_available() -> bool:
+    try:
+        connection = await asyncpg.connect(POSTGRES_ADMIN_URL, timeout=3)
+    except (OSError, asyncpg.PostgresError):
+        return False
+    await connection.close()
+    return True
+
+
+@dataclass
+class TallyProcess:
+    data_dir: Path
+    postgres_url: str
+    kafka_brokers: str | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
+    rest_port: int = field(default_factory=free_port)
+    grpc_port: int = field(default_factory=free_port)
+    metrics_port: int = field(default_factory=free_port)
+    envoy_admin_port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def rest_url(self) -> str:
+        return f"http://127.0.0.1:{self.rest_port}"
+
+    @property
+    def grpc_target(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TALLY_")}
+        env.update(
+            TALLY_DATA_DIR=str(self.data_dir),
+            TALLY_POSTGRES_URL=self.postgres_url,
+            TALLY_REST_PORT=str(self.rest_port),
+            TALLY_GRPC_PORT=str(self.grpc_port),
+            TALLY_METRICS_PORT=str(self.metrics_port),
+            TALLY_ENVOY_ADMIN_PORT=str(self.envoy_admin_port),
+            TALLY_LOG_LEVEL="info",
+            # Tests measure through the sink quickly; a fixed test cadence keeps them deterministic.
+            TALLY_SINK__FLUSH_INTERVAL_MS="20",
+            TALLY_KAFKA__SESSION_TIMEOUT_MS="6000",
+        )
+        if self.kafka_brokers:
+            env["TALLY_KAFKA_BROKERS"] = self.kafka_brokers
+        env.update(self.extra_env)
+        return env
+
+    def start(self, timeout: float = 60.0) -> TallyProcess:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = (self.data_dir / "tally.log").open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "server.cli", "serve"],
+            cwd=ROOT,
+            env=self.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise RuntimeError(f"tally exited with {self.process.returncode}:\n{self.log_tail()}")
+            try:
+                if httpx.get(f"{self.rest_url}/api/v1/meters", timeout=1).status_code == 200 and self._grpc_serving():
+                    return
+            except (httpx.HTTPError, grpc.RpcError):
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"tally did not become ready in {timeout}s:\n{self.log_tail()}")
+
+    def _grpc_serving(self) -> bool:
+        with grpc.insecure_channel(self.grpc_target) as channel:
+            response = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
+            return response.status == health_pb2.HealthCheckResponse.SERVING
+
+    def log_tail(self, lines: int = 60) -> str:
+        path = self.data_dir / "tally.log"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else 0
+        os.killpg(self.process.pid, sig)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            return self.process.wait()
+
+    def kill(self) -> None:
+        """kill -9 of Tally alone (not its process group): what a crash looks like."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+
+
+async def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):  # type: ignore[no-untyped-def]
+    """Polls an async predicate until it returns a truthy value; returns that value."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = await predicate()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s (last: {last!r})")

@@ -1,0 +1,154 @@
+"""The sink: moves accepted events from the bus into the event store, each exactly once.
+
+One flush: drop duplicates within the batch and against the recorded keys -> record the remaining
+keys with a pending batch -> insert the events (with meter values extracted for every meter of their
+type) -> mark the batch stored -> tell listeners (the balance worker) what changed. The bus
+acknowledges (Kafka: commits offsets) only after that, so a crash replays the batch, and the
+recovery at start keeps exactly the keys whose events reached the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+import orjson
+import structlog
+
+from domain.metering.events import Event, EventKey
+from domain.metering.jsonpath import JsonPath, extract_values
+from domain.metering.models import Meter
+from domain.metering.ports import EventKeyStore, EventWriter
+from server import metrics
+
+log = structlog.get_logger(__name__)
+
+TouchedKey = tuple[str, str, str]  # (namespace, subject, event type)
+Listener = Callable[[set[TouchedKey]], Awaitable[None]]
+
+
+class MeterSource(Protocol):
+    async def list_all(self) -> Sequence[Meter]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class FlushResult:
+    stored: int
+    duplicates: int
+
+
+class MeterCatalog:
+    """Which JSONPaths to extract for each (namespace, event type), refreshed from the meters."""
+
+    def __init__(self, source: MeterSource, refresh_seconds: float = 15.0) -> None:
+        self._source = source
+        self._refresh_seconds = refresh_seconds
+        self._paths: dict[tuple[str, str], tuple[list[JsonPath], list[JsonPath]]] = {}
+        self._loaded_at = 0.0
+
+    def invalidate(self) -> None:
+        self._loaded_at = 0.0
+
+    async def paths(self, namespace: str, event_type: str) -> tuple[list[JsonPath], list[JsonPath]]:
+        if time.monotonic() - self._loaded_at > self._refresh_seconds:
+            await self._reload()
+        return self._paths.get((namespace, event_type), ([], []))
+
+    async def _reload(self) -> None:
+        numeric: dict[tuple[str, str], dict[str, JsonPath]] = {}
+        strings: dict[tuple[str, str], dict[str, JsonPath]] = {}
+        for meter in await self._source.list_all():
+            key = (meter.namespace, meter.event_type)
+            value_path = meter.value_path
+            if value_path is not None:
+                target = numeric if meter.aggregation.numeric else strings
+                target.setdefault(key, {})[value_path.canonical] = value_path
+            for path in meter.group_by_paths.values():
+                strings.setdefault(key, {})[path.canonical] = path
+        self._paths = {
+            key: (list(numeric.get(key, {}).values()), list(strings.get(key, {}).values()))
+            for key in set(numeric) | set(strings)
+        }
+        self._loaded_at = time.monotonic()
+
+
+def batch_token(events: Sequence[Event]) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    for event in events:
+        digest.update(f"{event.namespace}\x00{event.source}\x00{event.id}\x01".encode())
+    return digest.hexdigest()
+
+
+class EventSink:
+    def __init__(self, writer: EventWriter, keys: EventKeyStore, catalog: MeterCatalog, owner: str) -> None:
+        self.writer = writer
+        self.keys = keys
+        self.catalog = catalog
+        self.owner = owner
+        self._listeners: list[Listener] = []
+
+    def subscribe(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    async def recover(self, owner: str | None = None) -> None:
+        """Settles flushes a crash interrupted: keeps the keys of events that reached the store."""
+        for batch in await self.keys.pending(owner or self.owner):
+            stored = await self.writer.existing_keys(batch.keys)
+            await self.keys.abort(batch.id, keep=sorted(stored))
+            log.warning("recovered interrupted sink flush", batch=batch.id, events=len(batch.keys), stored=len(stored))
+
+    async def flush(self, events: Sequence[Event], owner: str | None = None) -> FlushResult:
+        if not events:
+            return FlushResult(0, 0)
+        unique: dict[EventKey, Event] = {}
+        for event in events:
+            unique.setdefault((event.namespace, event.source, event.id), event)
+        fresh = await self.keys.filter_new(list(unique.values()))
+        duplicates = len(events) - len(fresh)
+        if fresh:
+            values = [await self._values(event) for event in fresh]
+            token = batch_token(fresh)
+            batch_id = await self.keys.begin(owner or self.owner, token, fresh)
+            started = time.perf_counter()
+            try:
+                await self.writer.insert(fresh, values, token)
+            except BaseException:
+                # The insert may or may not have landed (a timeout after the write): settle it the way
+                # recovery would, so a retry neither loses nor doubles anything.
+                await asyncio.shield(self._settle(batch_id, fresh))
+                raise
+            metrics.SINK_INSERT_SECONDS.observe(time.perf_counter() - started)
+            await self.keys.commit(batch_id)
+            oldest = min(event.ingested_at for event in fresh)
+            metrics.SINK_DELAY_SECONDS.observe(max(0.0, (datetime.now(UTC) - oldest).total_seconds()))
+        metrics.SINK_BATCH_SIZE.observe(len(events))
+        metrics.EVENTS_STORED.inc(len(fresh))
+        metrics.EVENTS_DUPLICATE.inc(duplicates)
+        if fresh and self._listeners:
+            touched = {(e.namespace, e.subject, e.type) for e in fresh}
+            for listener in self._listeners:
+                try:
+                    await listener(touched)
+                except Exception:
+                    log.exception("sink listener failed")
+        return FlushResult(len(fresh), duplicates)
+
+    async def _settle(self, batch_id: int, events: Sequence[Event]) -> None:
+        keys = [(e.namespace, e.source, e.id) for e in events]
+        try:
+            stored = await self.writer.existing_keys(keys)
+            await self.keys.abort(batch_id, keep=sorted(stored))
+        except Exception:
+            # Left pending: the next start's recovery settles it.
+            log.exception("could not settle a failed flush; recovery will", batch=batch_id)
+
+    async def _values(self, event: Event) -> tuple[dict[str, float], dict[str, str]]:
+        numeric, strings = await self.catalog.paths(event.namespace, event.type)
+        if not numeric and not strings:
+            return {}, {}
+        return extract_values(orjson.loads(event.data) if event.data else None, numeric, strings)
