@@ -55,7 +55,7 @@ class _AllMeters:
     async def list_all(self) -> list[Any]:
         meters: list[Any] = []
         for namespace in self._namespaces:
-            meters.extend(await self._repository.list(namespace))
+            meters.extend(await self._repository.list_meters(namespace))
         return meters
 
 

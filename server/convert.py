@@ -14,7 +14,8 @@ def timestamp_or_none(message: Message, field: str) -> datetime | None:
     if not message.HasField(field):
         return None
     value: timestamp_pb2.Timestamp = getattr(message, field)
-    return value.ToDatetime(tzinfo=UTC)
+    result: datetime = value.ToDatetime(tzinfo=UTC)
+    return result
 
 
 def set_timestamp(target: timestamp_pb2.Timestamp, value: datetime | None) -> None:

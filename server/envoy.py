@@ -62,13 +62,14 @@ class Envoy:
         self.settings = settings
         self._process: subprocess.Popen[bytes] | None = None
 
-    async def start(self, timeout: float = 30.0) -> None:
+    async def start(self, ready_within: float = 30.0) -> None:
         run_dir = self.settings.data_dir / "envoy"
         run_dir.mkdir(parents=True, exist_ok=True)
         config = run_dir / "envoy.yaml"
         config.write_text(render(self.settings))
         log_file = (run_dir / "envoy.log").open("ab")
-        self._process = subprocess.Popen(
+        # Popen returns at once (fork+exec); waiting for readiness is asynchronous below.
+        self._process = subprocess.Popen(  # noqa: ASYNC220
             [
                 envoy_binary(),
                 "-c",
@@ -83,16 +84,16 @@ class Envoy:
             start_new_session=True,
             preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
-        await self._wait_ready(timeout)
+        await self._wait_ready(ready_within)
         log.info(
             "envoy started",
             rest=f"http://{self.settings.rest_host}:{self.settings.rest_port}",
             pid=self._process.pid,
         )
 
-    async def _wait_ready(self, timeout: float) -> None:
+    async def _wait_ready(self, ready_within: float) -> None:
         url = f"http://127.0.0.1:{self.settings.envoy_admin_port}/ready"
-        deadline = asyncio.get_running_loop().time() + timeout
+        deadline = asyncio.get_running_loop().time() + ready_within
         async with httpx.AsyncClient(timeout=1.0) as client:
             while True:
                 if self._process is not None and self._process.poll() is not None:

@@ -20,7 +20,7 @@ def is_rest(context: ServicerContext) -> bool:
     return any(key == "x-tally-rest" for key, _ in context.invocation_metadata() or ())
 
 
-def header(context: ServicerContext, name: str) -> str | None:  # type: ignore[type-arg]
+def header(context: ServicerContext, name: str) -> str | None:
     for key, value in context.invocation_metadata() or ():
         if key == name:
             return value if isinstance(value, str) else value.decode()

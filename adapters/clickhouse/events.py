@@ -9,8 +9,16 @@ from typing import Any
 import pyarrow as pa
 
 from adapters.clickhouse.client import ClickHouse
+from adapters.clickhouse.meter_sql import (
+    render_group_by_values_query,
+    render_meter_query,
+    render_subjects_query,
+    to_query_rows,
+)
 from domain.metering.events import Event, EventKey, EventListQuery, StoredEvent
+from domain.metering.models import Meter
 from domain.metering.ports import ExtractedValues
+from domain.metering.query import GroupByValuesQuery, MeterQuery, QueryRow, SubjectsQuery
 
 EVENT_COLUMNS = (
     "namespace",
@@ -24,6 +32,8 @@ EVENT_COLUMNS = (
     "str_values",
     "ingested_at",
 )
+
+LIST_COLUMNS = "namespace, id, type, source, subject, time, data, ingested_at, stored_at"
 
 _SCHEMA = pa.schema(
     [
@@ -75,6 +85,20 @@ class ClickHouseEventStore:
             settings={"insert_deduplication_token": token, "insert_deduplicate": 1},
         )
 
+    async def query_meter(self, meter: Meter, query: MeterQuery) -> list[QueryRow]:
+        sql, parameters = render_meter_query(meter, query)
+        return to_query_rows(query, await self.ch.query(sql, parameters))
+
+    async def list_subjects(self, namespace: str, meter: Meter, query: SubjectsQuery) -> list[str]:
+        sql, parameters = render_subjects_query(namespace, meter, query.from_, query.to, query.search)
+        return [str(row[0]) for row in await self.ch.query(sql, parameters)]
+
+    async def list_group_by_values(self, namespace: str, meter: Meter, query: GroupByValuesQuery) -> list[str]:
+        sql, parameters = render_group_by_values_query(
+            namespace, meter, query.group_by_key, query.from_, query.to, query.search
+        )
+        return [str(row[0]) for row in await self.ch.query(sql, parameters)]
+
     async def existing_keys(self, keys: Sequence[EventKey]) -> set[EventKey]:
         """Which (namespace, source, id) triples are stored: used only to recover an interrupted flush."""
         found: set[EventKey] = set()
@@ -119,10 +143,8 @@ class ClickHouseEventStore:
             conditions.append("(time, id) < ({before_time:DateTime64(3, 'UTC')}, {before_id:String})")
             params["before_time"], params["before_id"] = query.before
         # Conditions are fixed strings from this function; every user value is a bound parameter.
-        sql = (
-            "SELECT namespace, id, type, source, subject, time, data, ingested_at, stored_at FROM events "
-            f"WHERE {' AND '.join(conditions)} ORDER BY time DESC, id DESC LIMIT {{limit:UInt32}}"
-        )
+        where = " AND ".join(conditions)
+        sql = f"SELECT {LIST_COLUMNS} FROM events WHERE {where} ORDER BY time DESC, id DESC LIMIT {{limit:UInt32}}"  # noqa: S608
         rows = await self.ch.query(sql, params)
         return [
             StoredEvent(

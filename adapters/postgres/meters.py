@@ -55,7 +55,7 @@ class PostgresMeterRepository:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
 
-    async def list(self, namespace: str, include_deleted: bool = False) -> list[Meter]:
+    async def list_meters(self, namespace: str, include_deleted: bool = False) -> list[Meter]:
         statement = select(MeterRow).where(MeterRow.namespace == namespace)
         if not include_deleted:
             statement = statement.where(col(MeterRow.deleted_at).is_(None))

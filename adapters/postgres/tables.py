@@ -15,7 +15,7 @@ from sqlmodel import Field, SQLModel
 
 
 def _tz(**kwargs: Any) -> Any:
-    return Field(sa_type=DateTime(timezone=True), **kwargs)  # type: ignore[call-overload]
+    return Field(sa_type=DateTime(timezone=True), **kwargs)
 
 
 class MeterRow(SQLModel, table=True):

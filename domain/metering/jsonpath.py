@@ -264,9 +264,10 @@ def _lookup(data: Any, segments: tuple[Segment, ...]) -> Any:
 def format_float64(value: float) -> str:
     """Formats a double the way ClickHouse's JSON_VALUE prints one.
 
-    The shortest round-trip digits in whichever of fixed or scientific notation is shorter, fixed on
-    a tie, with an exponent of at least two digits: 1e15 -> '1e+15', 0.0001 -> '1e-04',
-    0.001 -> '0.001', 1500.0 -> '1500', -0.0 -> '-0'.
+    C++ `to_chars` of the shortest round-trip form: fixed or scientific notation, whichever is
+    shorter, fixed on a tie, an exponent of at least two digits, and a whole number in fixed
+    notation printed exactly: 1e15 -> '1e+15', 0.0001 -> '1e-04', 0.001 -> '0.001',
+    1500.0 -> '1500', 3.475952314914227e16 -> '34759523149142272', -0.0 -> '-0'.
     """
     if value == 0.0:
         return "-0" if math.copysign(1.0, value) < 0 else "0"
@@ -290,7 +291,9 @@ def format_float64(value: float) -> str:
     scientific += f"e{'-' if exponent < 0 else '+'}{abs(exponent):02d}"
     if exponent >= 0:
         if len(digits) <= exponent + 1:
-            fixed = digits + "0" * (exponent + 1 - len(digits))
+            # Printed like printf's %.0f: the double's exact integer value, not zero padding
+            # (3.475952314914227e16 -> '34759523149142272').
+            fixed = str(int(abs(value)))
         else:
             fixed = digits[: exponent + 1] + "." + digits[exponent + 1 :]
     else:

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Protocol
 
 from domain.metering.events import Event, EventKey, EventListQuery, PendingBatch, StoredEvent
 from domain.metering.models import Meter
-from domain.metering.query import MeterQuery, QueryRow
+from domain.metering.query import GroupByValuesQuery, MeterQuery, QueryRow, SubjectsQuery
 
 
 class MeterRepository(Protocol):
-    async def list(self, namespace: str, include_deleted: bool = False) -> list[Meter]: ...
+    async def list_meters(self, namespace: str, include_deleted: bool = False) -> list[Meter]: ...
 
     async def get(self, namespace: str, id_or_slug: str) -> Meter | None: ...
 
@@ -38,19 +38,9 @@ class EventBus(Protocol):
 class EventStore(Protocol):
     async def query_meter(self, meter: Meter, query: MeterQuery) -> list[QueryRow]: ...
 
-    async def list_subjects(
-        self, namespace: str, meter: Meter, from_: datetime | None, to: datetime | None
-    ) -> list[str]: ...
+    async def list_subjects(self, namespace: str, meter: Meter, query: SubjectsQuery) -> list[str]: ...
 
-    async def list_group_by_values(
-        self,
-        namespace: str,
-        meter: Meter,
-        key: str,
-        from_: datetime,
-        to: datetime | None,
-        search: str | None,
-    ) -> list[str]: ...
+    async def list_group_by_values(self, namespace: str, meter: Meter, query: GroupByValuesQuery) -> list[str]: ...
 
     async def list_events(self, namespace: str, query: EventListQuery) -> Sequence[StoredEvent]: ...
 

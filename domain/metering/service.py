@@ -21,7 +21,7 @@ from domain.metering.events import (
 from domain.metering.jsonpath import json_value, parse_jsonpath, to_float64_or_nan
 from domain.metering.models import Aggregation, Meter, MeterCreateInput, MeterUpdateInput
 from domain.metering.ports import EventBus, EventStore, MeterRepository
-from domain.metering.query import MeterQueryInput, QueryRow
+from domain.metering.query import ListGroupByValuesInput, ListSubjectsInput, MeterQuery, MeterQueryInput, QueryRow
 
 Clock = Callable[[], datetime]
 
@@ -61,8 +61,8 @@ class MeterService:
         self._clock = clock
         self._on_change = on_change or (lambda: None)
 
-    async def list(self, namespace: str, include_deleted: bool = False) -> list[Meter]:
-        return await self._meters.list(namespace, include_deleted)
+    async def list_meters(self, namespace: str, include_deleted: bool = False) -> list[Meter]:
+        return await self._meters.list_meters(namespace, include_deleted)
 
     async def get(self, namespace: str, id_or_slug: str) -> Meter:
         meter = await self._meters.get(namespace, id_or_slug)
@@ -127,29 +127,20 @@ class MeterService:
             if await self._meters.get_by_slug_any(namespace, data.slug) is None:
                 await self.create(namespace, data)
 
-    async def query(self, namespace: str, id_or_slug: str, data: MeterQueryInput) -> tuple[Meter, list[QueryRow]]:
+    async def query(
+        self, namespace: str, id_or_slug: str, data: MeterQueryInput
+    ) -> tuple[Meter, MeterQuery, list[QueryRow]]:
         meter = await self.get(namespace, id_or_slug)
         query = data.validate(meter)
-        return meter, await self._store.query_meter(meter, query)
+        return meter, query, await self._store.query_meter(meter, query)
 
-    async def subjects(self, namespace: str, id_or_slug: str, from_: datetime | None, to: datetime | None) -> list[str]:
+    async def subjects(self, namespace: str, id_or_slug: str, data: ListSubjectsInput) -> list[str]:
         meter = await self.get(namespace, id_or_slug)
-        return await self._store.list_subjects(namespace, meter, from_, to)
+        return await self._store.list_subjects(namespace, meter, data.validate())
 
-    async def group_by_values(
-        self,
-        namespace: str,
-        id_or_slug: str,
-        key: str,
-        from_: datetime | None,
-        to: datetime | None,
-        search: str | None,
-    ) -> list[str]:
+    async def group_by_values(self, namespace: str, id_or_slug: str, data: ListGroupByValuesInput) -> list[str]:
         meter = await self.get(namespace, id_or_slug)
-        if key not in meter.group_by:
-            raise ValidationError.single("groupByKey", f"{key!r} is not a group-by key of meter {meter.slug!r}")
-        start = from_ or self._clock() - timedelta(hours=24)
-        return await self._store.list_group_by_values(namespace, meter, key, start, to, search)
+        return await self._store.list_group_by_values(namespace, meter, data.validate(meter, self._clock()))
 
 
 class EventQueryService:
@@ -163,7 +154,7 @@ class EventQueryService:
         self._meters = meters
         self._clock = clock
 
-    async def list(self, namespace: str, query: EventListQuery) -> list[StoredEvent]:
+    async def list_events(self, namespace: str, query: EventListQuery) -> list[StoredEvent]:
         now = self._clock()
         if query.from_ < now - self.MAX_LOOKBACK:
             raise ValidationError.single("from", "must be within the last 32 days", "out_of_range")
@@ -172,7 +163,7 @@ class EventQueryService:
         if not 1 <= query.limit <= 100:
             raise ValidationError.single("limit", "must be between 1 and 100", "out_of_range")
         events = await self._store.list_events(namespace, query)
-        meters = await self._meters.list(namespace)
+        meters = await self._meters.list_meters(namespace)
         return [dataclasses.replace(e, validation_error=validation_error(e.event, meters)) for e in events]
 
     def default_from(self) -> datetime:

@@ -116,7 +116,7 @@ class EventServicer(events_pb2_grpc.EventServiceServicer):
             subject_contains=optional_str(request, "subject"),
             limit=request.limit if request.HasField("limit") else 100,
         )
-        items = await self._events.list(self._request.namespace(context), query)
+        items = await self._events.list_events(self._request.namespace(context), query)
         await rest_hints(context, shape="array")
         return events_pb2.ListEventsResponse(items=[stored_event_to_proto(item) for item in items])
 
@@ -124,7 +124,7 @@ class EventServicer(events_pb2_grpc.EventServiceServicer):
         self, request: events_pb2.ListEventsV2Request, context: Ctx
     ) -> events_pb2.ListEventsV2Response:
         query = _v2_query(request, self._events.default_from())
-        items = await self._events.list(self._request.namespace(context), query)
+        items = await self._events.list_events(self._request.namespace(context), query)
         response = events_pb2.ListEventsV2Response(items=[stored_event_to_proto(item) for item in items])
         if len(items) == query.limit:
             last = items[-1].event

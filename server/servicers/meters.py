@@ -13,7 +13,14 @@ from google.protobuf import empty_pb2
 
 from domain.errors import ValidationError
 from domain.metering.models import Meter, MeterCreateInput, MeterUpdateInput
-from domain.metering.query import FilterString, MeterQueryInput, QueryRow
+from domain.metering.query import (
+    FilterString,
+    ListGroupByValuesInput,
+    ListSubjectsInput,
+    MeterQuery,
+    MeterQueryInput,
+    QueryRow,
+)
 from domain.metering.service import MeterService
 from server.context import RequestContext
 from server.convert import optional_str, set_timestamp, struct_from, timestamp_or_none
@@ -49,8 +56,8 @@ def _filter_string(message: meters_pb2.FilterString) -> FilterString:
     return FilterString(
         eq=optional_str(message, "eq"),
         ne=optional_str(message, "ne"),
-        in_=list(message.__getattribute__("in")) or None,
-        nin=list(message.nin) or None,
+        in_=tuple(getattr(message, "in")) or None,
+        nin=tuple(message.nin) or None,
         like=optional_str(message, "like"),
         nlike=optional_str(message, "nlike"),
         ilike=optional_str(message, "ilike"),
@@ -59,8 +66,8 @@ def _filter_string(message: meters_pb2.FilterString) -> FilterString:
         gte=optional_str(message, "gte"),
         lt=optional_str(message, "lt"),
         lte=optional_str(message, "lte"),
-        and_=[_filter_string(item) for item in message.__getattribute__("and")] or None,
-        or_=[_filter_string(item) for item in message.__getattribute__("or")] or None,
+        and_=tuple(_filter_string(item) for item in getattr(message, "and")) or None,
+        or_=tuple(_filter_string(item) for item in getattr(message, "or")) or None,
     )
 
 
@@ -113,28 +120,19 @@ def _rfc3339(value: datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def render_csv(meter: Meter, data: MeterQueryInput, rows: list[QueryRow]) -> str:
+def render_csv(query: MeterQuery, rows: list[QueryRow]) -> str:
     """OpenMeter's CSV: window_start,window_end[,subject][,<group-by keys>],value; values with %f."""
-    group_keys = [key for key in data.group_by if key not in ("subject", "customer_id")]
-    with_subject = bool(data.subjects) or "subject" in data.group_by
-    with_customer = bool(data.filter_customer_ids) or "customer_id" in data.group_by
+    with_subject = query.groups_by_subject
+    group_keys = [key for key in query.group_by if key != "subject"]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    header_row = ["window_start", "window_end"]
-    if with_subject:
-        header_row.append("subject")
-    if with_customer:
-        header_row.append("customer_id")
-    header_row.extend(group_keys)
-    header_row.append("value")
-    writer.writerow(header_row)
+    writer.writerow(["window_start", "window_end", *(["subject"] if with_subject else []), *group_keys, "value"])
     for row in rows:
         line: list[Any] = [_rfc3339(row.window_start), _rfc3339(row.window_end)]
         if with_subject:
             line.append(row.subject or "")
-        if with_customer:
-            line.append(row.customer_id or "")
-        line.extend(row.group_by.get(key) or "" for key in group_keys)
+        for key in group_keys:
+            line.append(row.customer_id or "" if key == "customer_id" else row.group_by.get(key) or "")
         line.append(f"{row.value:f}")
         writer.writerow(line)
     return out.getvalue()
@@ -146,7 +144,7 @@ class MeterServicer(meters_pb2_grpc.MeterServiceServicer):
         self._request = request
 
     async def ListMeters(self, request: meters_pb2.ListMetersRequest, context: Ctx) -> meters_pb2.ListMetersResponse:
-        meters = await self._meters.list(self._request.namespace(context), request.include_deleted)
+        meters = await self._meters.list_meters(self._request.namespace(context), request.include_deleted)
         await rest_hints(context, shape="array")
         return meters_pb2.ListMetersResponse(items=[meter_to_proto(m) for m in meters])
 
@@ -186,7 +184,7 @@ class MeterServicer(meters_pb2_grpc.MeterServiceServicer):
 
     async def QueryMeter(self, request: meters_pb2.QueryMeterRequest, context: Ctx) -> meters_pb2.QueryMeterResponse:
         data = query_input(request, context)
-        _, rows = await self._meters.query(self._request.namespace(context), request.meter_id_or_slug, data)
+        _, _, rows = await self._meters.query(self._request.namespace(context), request.meter_id_or_slug, data)
         response = meters_pb2.QueryMeterResponse(data=[row_to_proto(row) for row in rows])
         set_timestamp(response.__getattribute__("from"), data.from_)
         set_timestamp(response.to, data.to)
@@ -196,31 +194,26 @@ class MeterServicer(meters_pb2_grpc.MeterServiceServicer):
 
     async def QueryMeterCsv(self, request: meters_pb2.QueryMeterRequest, context: Ctx) -> httpbody_pb2.HttpBody:
         data = query_input(request, context)
-        meter, rows = await self._meters.query(self._request.namespace(context), request.meter_id_or_slug, data)
-        return httpbody_pb2.HttpBody(content_type="text/csv", data=render_csv(meter, data, rows).encode())
+        _, query, rows = await self._meters.query(self._request.namespace(context), request.meter_id_or_slug, data)
+        return httpbody_pb2.HttpBody(content_type="text/csv", data=render_csv(query, rows).encode())
 
     async def ListMeterSubjects(
         self, request: meters_pb2.ListMeterSubjectsRequest, context: Ctx
     ) -> meters_pb2.ListMeterSubjectsResponse:
-        subjects = await self._meters.subjects(
-            self._request.namespace(context),
-            request.meter_id_or_slug,
-            timestamp_or_none(request, "from"),
-            timestamp_or_none(request, "to"),
-        )
+        data = ListSubjectsInput(from_=timestamp_or_none(request, "from"), to=timestamp_or_none(request, "to"))
+        subjects = await self._meters.subjects(self._request.namespace(context), request.meter_id_or_slug, data)
         await rest_hints(context, shape="array")
         return meters_pb2.ListMeterSubjectsResponse(items=subjects)
 
     async def ListMeterGroupByValues(
         self, request: meters_pb2.ListMeterGroupByValuesRequest, context: Ctx
     ) -> meters_pb2.ListMeterGroupByValuesResponse:
-        values = await self._meters.group_by_values(
-            self._request.namespace(context),
-            request.meter_id_or_slug,
-            request.group_by_key,
-            timestamp_or_none(request, "from"),
-            timestamp_or_none(request, "to"),
-            optional_str(request, "search"),
+        data = ListGroupByValuesInput(
+            group_by_key=request.group_by_key,
+            from_=timestamp_or_none(request, "from"),
+            to=timestamp_or_none(request, "to"),
+            search=optional_str(request, "search"),
         )
+        values = await self._meters.group_by_values(self._request.namespace(context), request.meter_id_or_slug, data)
         await rest_hints(context, shape="array")
         return meters_pb2.ListMeterGroupByValuesResponse(items=values)

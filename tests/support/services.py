@@ -6,6 +6,7 @@ Real services only. When one is missing a test is skipped, or fails under TALLY_
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -100,10 +101,8 @@ def main(argv: list[str]) -> None:
         print("Kafka-protocol broker (tansu) on 127.0.0.1:9092; use TALLY_KAFKA_BROKERS=127.0.0.1:9092")
     elif argv[:1] == ["down"]:
         if pid_file.exists():
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(int(pid_file.read_text()), signal.SIGTERM)
-            except ProcessLookupError:
-                pass
             pid_file.unlink()
         print("stopped")
     else:

@@ -46,7 +46,8 @@ async def postgres_available() -> bool:
 @dataclass
 class TallyProcess:
     data_dir: Path
-    postgres_url: str
+    # None: Tally's embedded Postgres in the data dir.
+    postgres_url: str | None
     kafka_brokers: str | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
     rest_port: int = field(default_factory=free_port)
@@ -67,7 +68,6 @@ class TallyProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TALLY_")}
         env.update(
             TALLY_DATA_DIR=str(self.data_dir),
-            TALLY_POSTGRES_URL=self.postgres_url,
             TALLY_REST_PORT=str(self.rest_port),
             TALLY_GRPC_PORT=str(self.grpc_port),
             TALLY_METRICS_PORT=str(self.metrics_port),
@@ -77,6 +77,8 @@ class TallyProcess:
             TALLY_SINK__FLUSH_INTERVAL_MS="20",
             TALLY_KAFKA__SESSION_TIMEOUT_MS="6000",
         )
+        if self.postgres_url:
+            env["TALLY_POSTGRES_URL"] = self.postgres_url
         if self.kafka_brokers:
             env["TALLY_KAFKA_BROKERS"] = self.kafka_brokers
         env.update(self.extra_env)
