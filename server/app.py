@@ -1,13 +1,14 @@
-"""Wiring: builds adapters and domain services for the configured roles, starts and stops them.
+"""Process wiring: shared infrastructure, then every domain area (server/wiring), then serving.
 
 Start order: Postgres (embedded if unconfigured) -> migrations -> event store -> bus and sink ->
-gRPC server -> Envoy. Stop runs in reverse, draining: Envoy stops taking REST, the gRPC server
-finishes in-flight calls, the bus flushes what it acknowledged, then the stores close.
+areas -> gRPC server -> Envoy. Stop runs in reverse, draining: Envoy stops taking REST, the gRPC
+server finishes in-flight calls, the bus flushes what it acknowledged, then the stores close.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -17,6 +18,7 @@ import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from adapters.bus.hub import InProcessHub
 from adapters.bus.inprocess import InProcessBus
 from adapters.bus.kafka import KafkaBus, KafkaSinkConsumer, ensure_topic
 from adapters.clickhouse.client import ClickHouse
@@ -24,36 +26,30 @@ from adapters.clickhouse.events import ClickHouseEventStore
 from adapters.postgres.db import EmbeddedPostgres, create_engine, migrate, session_factory
 from adapters.postgres.event_keys import PostgresEventKeyStore
 from adapters.postgres.meters import PostgresMeterRepository
-from domain.metering.events import IngestLimits
-from domain.metering.models import MeterCreateInput
-from domain.metering.service import EventQueryService, IngestService, MeterService
+from domain.metering.models import Meter
 from server import metrics
 from server.config import Settings
 from server.context import RequestContext
 from server.envoy import Envoy
 from server.interceptors import ErrorInterceptor
-from server.servicers.events import EventServicer
-from server.servicers.meters import MeterServicer
-from tally.v1 import events_pb2, events_pb2_grpc, meters_pb2, meters_pb2_grpc
+from server.wiring import Deps, Servicer, StopStep, Wire, metering
 from workers.sink import EventSink, MeterCatalog
 
 log = structlog.get_logger(__name__)
 
-SERVICE_NAMES = (
-    events_pb2.DESCRIPTOR.services_by_name["EventService"].full_name,
-    meters_pb2.DESCRIPTOR.services_by_name["MeterService"].full_name,
-)
+# Every domain area, in dependency order (an area may use services of those before it).
+AREAS: Sequence[Wire] = (metering.wire,)
 
 
 class _AllMeters:
-    """The sink's view of meters across namespaces."""
+    """The sink's view of the meters of every namespace it serves."""
 
     def __init__(self, repository: PostgresMeterRepository, namespaces: list[str]) -> None:
         self._repository = repository
         self._namespaces = namespaces
 
-    async def list_all(self) -> list[Any]:
-        meters: list[Any] = []
+    async def list_all(self) -> list[Meter]:
+        meters: list[Meter] = []
         for namespace in self._namespaces:
             meters.extend(await self._repository.list_meters(namespace))
         return meters
@@ -63,8 +59,8 @@ class _AllMeters:
 class App:
     settings: Settings
     postgres_url: str = ""
-    _stack: list[Any] = field(default_factory=list)
-    grpc_server: grpc.aio.Server | None = None
+    services: list[str] = field(default_factory=list)
+    _stack: list[StopStep] = field(default_factory=list)
     _periodic: list[asyncio.Task[None]] = field(default_factory=list)
 
     def _needs(self, *roles: str) -> bool:
@@ -88,7 +84,6 @@ class App:
         engine = create_engine(self.postgres_url)
         self._stack.append(engine.dispose)
         sessions = session_factory(engine)
-        meter_repository = PostgresMeterRepository(sessions)
 
         clickhouse = ClickHouse(settings.event_store_url)
         self._stack.append(clickhouse.close)
@@ -96,83 +91,31 @@ class App:
             await clickhouse.migrate()
         store = ClickHouseEventStore(clickhouse)
 
-        catalog = MeterCatalog(_AllMeters(meter_repository, [settings.namespace]))
+        catalog = MeterCatalog(_AllMeters(PostgresMeterRepository(sessions), [settings.namespace]))
         key_store = PostgresEventKeyStore(sessions)
         sink = EventSink(store, key_store, catalog, owner="inprocess")
-        self.sink = sink
-
-        bus: Any = None
-        if settings.kafka_brokers is None:
-            inprocess = InProcessBus(sink, settings.sink.max_batch_events)
-            await inprocess.start()
-            self._stack.append(inprocess.stop)
-            bus = inprocess
-        else:
-            await ensure_topic(settings.kafka_brokers, settings.kafka.topic, settings.kafka.partitions)
-            if self._needs("sink"):
-                consumer = KafkaSinkConsumer(
-                    settings.kafka_brokers,
-                    settings.kafka.topic,
-                    settings.sink.consumer_group,
-                    sink,
-                    settings.sink.max_batch_events,
-                    settings.sink.flush_interval_ms,
-                    settings.kafka.session_timeout_ms,
-                )
-                await consumer.start()
-                self._stack.append(consumer.stop)
-            if self._needs("api"):
-                kafka = KafkaBus(
-                    settings.kafka_brokers,
-                    settings.kafka.topic,
-                    settings.kafka.request_timeout_ms,
-                    settings.kafka.enable_idempotence,
-                )
-                await kafka.start()
-                self._stack.append(kafka.stop)
-                bus = kafka
+        bus = await self._start_bus(sink)
         if self._needs("sink"):
-            self._periodic.append(
-                asyncio.create_task(self._purge_keys(key_store, timedelta(days=settings.sink.dedup_window_days)))
-            )
+            window = timedelta(days=settings.sink.dedup_window_days)
+            self._periodic.append(asyncio.create_task(self._purge_keys(key_store, window)))
 
-        meter_service = MeterService(meter_repository, store, on_change=catalog.invalidate)
-        if settings.meters:
-            await meter_service.sync_declared(
-                settings.namespace,
-                [
-                    MeterCreateInput(
-                        slug=m.slug,
-                        aggregation=m.aggregation,
-                        event_type=m.event_type,
-                        name=m.name,
-                        description=m.description,
-                        value_property=m.value_property,
-                        group_by=m.group_by,
-                    )
-                    for m in settings.meters
-                ],
-            )
+        deps = Deps(
+            settings=settings,
+            sessions=sessions,
+            clickhouse=clickhouse,
+            event_store=store,
+            sink=sink,
+            bus=bus,
+            request=RequestContext(settings.namespace),
+            events=InProcessHub(),
+        )
+        servicers: list[Servicer] = []
+        for wire in AREAS:
+            servicers.extend(await wire(deps))
+        self._stack.extend(deps.stop_steps)
 
         if self._needs("api"):
-            limits = IngestLimits(
-                settings.ingest.max_event_bytes,
-                settings.ingest.max_batch_events,
-                settings.ingest.max_batch_bytes,
-            )
-            request = RequestContext(settings.namespace)
-            await self._start_grpc(
-                [
-                    (
-                        events_pb2_grpc.add_EventServiceServicer_to_server,
-                        EventServicer(IngestService(bus, limits), EventQueryService(store, meter_repository), request),
-                    ),
-                    (
-                        meters_pb2_grpc.add_MeterServiceServicer_to_server,
-                        MeterServicer(meter_service, request),
-                    ),
-                ]
-            )
+            await self._start_grpc(servicers)
             if settings.envoy_enabled:
                 envoy = Envoy(settings)
                 await envoy.start()
@@ -187,7 +130,39 @@ class App:
             events=settings.event_store_url,
         )
 
-    async def _start_grpc(self, servicers: list[tuple[Any, Any]]) -> None:
+    async def _start_bus(self, sink: EventSink) -> Any:
+        settings = self.settings
+        if settings.kafka_brokers is None:
+            inprocess = InProcessBus(sink, settings.sink.max_batch_events)
+            await inprocess.start()
+            self._stack.append(inprocess.stop)
+            return inprocess
+        await ensure_topic(settings.kafka_brokers, settings.kafka.topic, settings.kafka.partitions)
+        if self._needs("sink"):
+            consumer = KafkaSinkConsumer(
+                settings.kafka_brokers,
+                settings.kafka.topic,
+                settings.sink.consumer_group,
+                sink,
+                settings.sink.max_batch_events,
+                settings.sink.flush_interval_ms,
+                settings.kafka.session_timeout_ms,
+            )
+            await consumer.start()
+            self._stack.append(consumer.stop)
+        if not self._needs("api"):
+            return None
+        kafka = KafkaBus(
+            settings.kafka_brokers,
+            settings.kafka.topic,
+            settings.kafka.request_timeout_ms,
+            settings.kafka.enable_idempotence,
+        )
+        await kafka.start()
+        self._stack.append(kafka.stop)
+        return kafka
+
+    async def _start_grpc(self, servicers: list[Servicer]) -> None:
         server = grpc.aio.server(
             interceptors=[ErrorInterceptor()],
             options=[
@@ -195,26 +170,20 @@ class App:
                 ("grpc.max_send_message_length", 32 * 1024 * 1024),
             ],
         )
-        for add, servicer in servicers:
-            add(servicer, server)
+        for item in servicers:
+            item.add_to_server(item.servicer, server)
+        self.services = [item.service_name for item in servicers]
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-        for name in ("", *SERVICE_NAMES):
+        for name in ("", *self.services):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
         reflection.enable_server_reflection(
-            (
-                *SERVICE_NAMES,
-                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                reflection.SERVICE_NAME,
-            ),
+            (*self.services, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
             server,
         )
-        bound = server.add_insecure_port(f"{self.settings.grpc_host}:{self.settings.grpc_port}")
-        if bound == 0:
+        if server.add_insecure_port(f"{self.settings.grpc_host}:{self.settings.grpc_port}") == 0:
             raise RuntimeError(f"cannot listen on {self.settings.grpc_host}:{self.settings.grpc_port}")
         await server.start()
-        self.grpc_server = server
-        self.health = health_servicer
 
         async def stop_grpc() -> None:
             await health_servicer.enter_graceful_shutdown()
@@ -235,7 +204,7 @@ class App:
     async def stop(self) -> None:
         for task in self._periodic:
             task.cancel()
-        # Envoy first (stop taking REST), then gRPC, bus, stores, Postgres.
+        # Envoy first (stop taking REST), then gRPC, areas' workers, bus, stores, Postgres.
         while self._stack:
             step = self._stack.pop()
             try:

@@ -55,14 +55,14 @@ class EmbeddedPostgres:
 
 
 def run_migrations(url: str) -> None:
-    """alembic upgrade head; idempotent."""
+    """alembic upgrade heads; idempotent. (Areas add revisions independently; heads applies them all.)"""
     from alembic import command
     from alembic.config import Config
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.set_main_option("sqlalchemy.url", async_url(url).replace("%", "%%"))
-    command.upgrade(config, "head")
+    command.upgrade(config, "heads")
 
 
 async def migrate(url: str) -> None:

@@ -1,0 +1,59 @@
+"""How each domain area plugs into the process: its servicers, workers and background tasks.
+
+`App` (server/app.py) builds the shared infrastructure once (Postgres sessions, the event store,
+the bus and sink) into `Deps`, then calls every area's `wire(deps)` in `AREAS` order. An area
+returns what it serves over gRPC and registers what must stop with the process. Adding an area is
+one module here and one line in AREAS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from adapters.clickhouse.client import ClickHouse
+from adapters.clickhouse.events import ClickHouseEventStore
+from domain.events import DomainEvents
+from domain.metering.ports import EventBus
+from server.config import Settings
+from server.context import RequestContext
+from workers.sink import EventSink
+
+StopStep = Callable[[], Awaitable[None] | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Servicer:
+    """A gRPC servicer and the generated function that adds it to a server."""
+
+    add_to_server: Callable[[Any, Any], None]
+    servicer: Any
+    service_name: str
+
+
+@dataclass
+class Deps:
+    settings: Settings
+    sessions: async_sessionmaker[AsyncSession]
+    clickhouse: ClickHouse
+    event_store: ClickHouseEventStore
+    sink: EventSink
+    # None in a process without the api role on Kafka (nothing publishes there).
+    bus: EventBus | None
+    request: RequestContext
+    # In-process domain events between areas (balance snapshots -> notifications, ...).
+    events: DomainEvents
+    # Services an area exposes to areas wired after it (e.g. "meters" for entitlements).
+    services: dict[str, Any] = field(default_factory=dict)
+    # Run in reverse order at shutdown, after the gRPC server and Envoy have stopped.
+    stop_steps: list[StopStep] = field(default_factory=list)
+
+    def has_role(self, *roles: str) -> bool:
+        return any(role in self.settings.roles for role in roles)
+
+
+Wire = Callable[[Deps], Awaitable[list[Servicer]]]

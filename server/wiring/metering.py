@@ -1,0 +1,52 @@
+"""Metering: meters, ingest and event listing."""
+
+from __future__ import annotations
+
+from adapters.postgres.meters import PostgresMeterRepository
+from domain.metering.events import IngestLimits
+from domain.metering.models import MeterCreateInput
+from domain.metering.service import EventQueryService, IngestService, MeterService
+from server.servicers.events import EventServicer
+from server.servicers.meters import MeterServicer
+from server.wiring import Deps, Servicer
+from tally.v1 import events_pb2_grpc, meters_pb2_grpc
+
+
+async def wire(deps: Deps) -> list[Servicer]:
+    settings = deps.settings
+    repository = PostgresMeterRepository(deps.sessions)
+    meters = MeterService(repository, deps.event_store, on_change=deps.sink.catalog.invalidate)
+    deps.services["meter_repository"] = repository
+    deps.services["meters"] = meters
+    if settings.meters:
+        await meters.sync_declared(
+            settings.namespace,
+            [
+                MeterCreateInput(
+                    slug=m.slug,
+                    aggregation=m.aggregation,
+                    event_type=m.event_type,
+                    name=m.name,
+                    description=m.description,
+                    value_property=m.value_property,
+                    group_by=m.group_by,
+                )
+                for m in settings.meters
+            ],
+        )
+    if not deps.has_role("api") or deps.bus is None:
+        return []
+    limits = IngestLimits(
+        settings.ingest.max_event_bytes, settings.ingest.max_batch_events, settings.ingest.max_batch_bytes
+    )
+    events = EventServicer(
+        IngestService(deps.bus, limits), EventQueryService(deps.event_store, repository), deps.request
+    )
+    return [
+        Servicer(events_pb2_grpc.add_EventServiceServicer_to_server, events, "tally.v1.EventService"),
+        Servicer(
+            meters_pb2_grpc.add_MeterServiceServicer_to_server,
+            MeterServicer(meters, deps.request),
+            "tally.v1.MeterService",
+        ),
+    ]
