@@ -109,23 +109,12 @@ class EventSink:
         for event in events:
             unique.setdefault((event.namespace, event.source, event.id), event)
         fresh = await self.keys.filter_new(list(unique.values()))
-        duplicates = len(events) - len(fresh)
         if fresh:
-            values = [await self._values(event) for event in fresh]
-            token = batch_token(fresh)
-            batch_id = await self.keys.begin(owner or self.owner, token, fresh)
-            started = time.perf_counter()
-            try:
-                await self.writer.insert(fresh, values, token)
-            except BaseException:
-                # The insert may or may not have landed (a timeout after the write): settle it the way
-                # recovery would, so a retry neither loses nor doubles anything.
-                await asyncio.shield(self._settle(batch_id, fresh))
-                raise
-            metrics.SINK_INSERT_SECONDS.observe(time.perf_counter() - started)
+            batch_id, fresh = await self.keys.begin(owner or self.owner, batch_token(fresh), fresh)
+            if fresh:
+                await self._insert(batch_id, fresh)
             await self.keys.commit(batch_id)
-            oldest = min(event.ingested_at for event in fresh)
-            metrics.SINK_DELAY_SECONDS.observe(max(0.0, (datetime.now(UTC) - oldest).total_seconds()))
+        duplicates = len(events) - len(fresh)
         metrics.SINK_BATCH_SIZE.observe(len(events))
         metrics.EVENTS_STORED.inc(len(fresh))
         metrics.EVENTS_DUPLICATE.inc(duplicates)
@@ -137,6 +126,20 @@ class EventSink:
                 except Exception:
                     log.exception("sink listener failed")
         return FlushResult(len(fresh), duplicates)
+
+    async def _insert(self, batch_id: int, events: list[Event]) -> None:
+        values = [await self._values(event) for event in events]
+        started = time.perf_counter()
+        try:
+            await self.writer.insert(events, values, batch_token(events))
+        except BaseException:
+            # The insert may or may not have landed (a timeout after the write): settle it the way
+            # recovery would, so a retry neither loses nor doubles anything.
+            await asyncio.shield(self._settle(batch_id, events))
+            raise
+        metrics.SINK_INSERT_SECONDS.observe(time.perf_counter() - started)
+        oldest = min(event.ingested_at for event in events)
+        metrics.SINK_DELAY_SECONDS.observe(max(0.0, (datetime.now(UTC) - oldest).total_seconds()))
 
     async def _settle(self, batch_id: int, events: Sequence[Event]) -> None:
         keys = [(e.namespace, e.source, e.id) for e in events]

@@ -50,9 +50,15 @@ class PostgresEventKeyStore:
             return list(events)
         return [e for e, h in zip(events, hashes, strict=True) if (e.namespace, h) not in seen]
 
-    async def begin(self, owner: str, token: str, events: Sequence[Event]) -> int:
+    async def begin(self, owner: str, token: str, events: Sequence[Event]) -> tuple[int, list[Event]]:
+        """Claims the events' keys with a pending batch; returns the batch and the events it claimed.
+
+        A key another flush claimed in the meantime (a zombie consumer after a rebalance, say) is not
+        claimed again, so the same event is never inserted twice, even by concurrent flushes.
+        """
         now = datetime.now(UTC)
         triples = [(e.namespace, e.source, e.id) for e in events]
+        hashes = [key_hash(t[1], t[2]) for t in triples]
         async with self._sessions() as session:
             batch_id = (
                 await session.execute(
@@ -63,22 +69,20 @@ class PostgresEventKeyStore:
                     {"owner": owner, "token": token, "keys": orjson.dumps(triples), "now": now},
                 )
             ).scalar_one()
-            await session.execute(
+            claimed_rows = await session.execute(
                 text(
                     "INSERT INTO event_keys (namespace, key, batch_id, created_at) "
                     "SELECT namespace, key, :batch_id, :now "
                     "FROM unnest(CAST(:namespaces AS text[]), CAST(:keys AS bytea[])) AS q(namespace, key) "
-                    "ON CONFLICT DO NOTHING"
+                    "ON CONFLICT DO NOTHING RETURNING namespace, key"
                 ),
-                {
-                    "batch_id": batch_id,
-                    "now": now,
-                    "namespaces": [t[0] for t in triples],
-                    "keys": [key_hash(t[1], t[2]) for t in triples],
-                },
+                {"batch_id": batch_id, "now": now, "namespaces": [t[0] for t in triples], "keys": hashes},
             )
+            claimed = {(row[0], bytes(row[1])) for row in claimed_rows}
             await session.commit()
-        return int(batch_id)
+        if len(claimed) == len(events):
+            return int(batch_id), list(events)
+        return int(batch_id), [e for e, h in zip(events, hashes, strict=True) if (e.namespace, h) in claimed]
 
     async def commit(self, batch_id: int) -> None:
         async with self._sessions() as session:

@@ -245,6 +245,14 @@ def _document_is_valid(data: Any) -> bool:
     return True
 
 
+MISSING: Any = _MISSING
+
+
+def lookup(data: Any, path: JsonPath) -> Any:
+    """The value at `path` in a parsed JSON document, or MISSING."""
+    return _lookup(data, path.segments)
+
+
 def _lookup(data: Any, segments: tuple[Segment, ...]) -> Any:
     current = data
     for segment in segments:

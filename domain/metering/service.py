@@ -11,17 +11,16 @@ from ulid import ULID
 
 from domain.errors import ConflictError, NotFoundError, ValidationError
 from domain.metering.events import (
-    Event,
     EventListQuery,
     IngestLimits,
     StoredEvent,
     parse_cloudevents,
     validate_batch,
 )
-from domain.metering.jsonpath import json_value, parse_jsonpath, to_float64_or_nan
 from domain.metering.models import Aggregation, Meter, MeterCreateInput, MeterUpdateInput
 from domain.metering.ports import EventBus, EventStore, MeterRepository
 from domain.metering.query import ListGroupByValuesInput, ListSubjectsInput, MeterQuery, MeterQueryInput, QueryRow
+from domain.metering.validation import validation_error
 
 Clock = Callable[[], datetime]
 
@@ -168,29 +167,3 @@ class EventQueryService:
 
     def default_from(self) -> datetime:
         return self._clock() - self.DEFAULT_LOOKBACK
-
-
-def validation_error(event: Event, meters: Sequence[Meter]) -> str | None:
-    """OpenMeter's read-time check: would every meter of this event's type be able to count it?"""
-    import orjson
-
-    data: Any = None
-    for meter in meters:
-        if meter.event_type != event.type or meter.value_property is None:
-            continue
-        if data is None:
-            data = orjson.loads(event.data) if event.data else {}
-        text = json_value(data, parse_jsonpath(meter.value_property))
-        if text in ("", "null"):
-            return f'invalid event: missing value property: "{meter.value_property}"'
-        if meter.aggregation.numeric:
-            number = to_float64_or_nan(text)
-            if number != number:
-                return (
-                    "invalid event: value cannot be NaN"
-                    if text.lower().lstrip("+-") == "nan"
-                    else (f'invalid event: value property cannot be parsed as a number: "{meter.value_property}"')
-                )
-            if number in (float("inf"), float("-inf")):
-                return "invalid event: value cannot be infinity"
-    return None

@@ -21,7 +21,7 @@ import grpc
 import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.support.services import POSTGRES_ADMIN_URL, ROOT, free_port
+from tests.support.services import POSTGRES_ADMIN_URL, ROOT, free_port, port_open
 
 
 async def create_database() -> str:
@@ -104,11 +104,19 @@ class TallyProcess:
             assert self.process is not None
             if self.process.poll() is not None:
                 raise RuntimeError(f"tally exited with {self.process.returncode}:\n{self.log_tail()}")
-            try:
-                if httpx.get(f"{self.rest_url}/api/v1/meters", timeout=1).status_code == 200 and self._grpc_serving():
+            if "api" not in self.extra_env.get("TALLY_ROLES", "api"):
+                # A worker-only process serves no API; it is up once its metrics port is.
+                if port_open("127.0.0.1", self.metrics_port):
                     return
-            except (httpx.HTTPError, grpc.RpcError):
-                pass
+            else:
+                try:
+                    if (
+                        httpx.get(f"{self.rest_url}/api/v1/meters", timeout=1).status_code == 200
+                        and self._grpc_serving()
+                    ):
+                        return
+                except (httpx.HTTPError, grpc.RpcError):
+                    pass
             time.sleep(0.1)
         raise RuntimeError(f"tally did not become ready in {timeout}s:\n{self.log_tail()}")
 

@@ -1,0 +1,71 @@
+"""Why a stored event would not count for a meter: OpenMeter's read-time `validationError`.
+
+OpenMeter accepts any well-formed CloudEvent and checks it against the meters of its type only when
+events are listed, so a user can see events that were accepted but are skipped by a meter. The
+messages match OpenMeter's (its meter/parse.go) so tooling that matches on them keeps working.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from domain.metering.events import Event
+from domain.metering.jsonpath import MISSING, lookup, parse_jsonpath
+from domain.metering.models import Aggregation, Meter
+
+# Go's strconv.ParseFloat grammar (decimal forms, plus inf/infinity/nan in any case).
+_GO_FLOAT = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|[+-]?(?i:inf|infinity)|(?i:nan)")
+
+# Go's %T names for JSON values that are neither strings nor numbers.
+_GO_TYPE_NAMES = {bool: "bool", dict: "map[string]interface {}", list: "[]interface {}"}
+
+
+def _check_number(value: float) -> str | None:
+    if math.isnan(value):
+        return "value cannot be NaN"
+    if math.isinf(value):
+        return "value cannot be infinity"
+    return None
+
+
+def meter_error(meter: Meter, data: Any) -> str | None:
+    """The reason `meter` cannot count an event with this (parsed) data, or None."""
+    if meter.aggregation is Aggregation.COUNT:
+        return None
+    if data is None:
+        return "null and missing value property"
+    if meter.value_property is None:
+        return "non count meter value property is missing"
+    value = lookup(data, parse_jsonpath(meter.value_property))
+    if value is MISSING:
+        return f'missing value property: "{meter.value_property}"'
+    if value is None:
+        return "value cannot be null"
+    if meter.aggregation is Aggregation.UNIQUE_COUNT:
+        return None
+    if isinstance(value, str):
+        if not _GO_FLOAT.fullmatch(value):
+            return f"value cannot be parsed as float64: {value}"
+        return _check_number(float(value))
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return f"unsupported value property type: {_GO_TYPE_NAMES.get(type(value), type(value).__name__)}"
+    return _check_number(float(value))
+
+
+def validation_error(event: Event, meters: Sequence[Meter]) -> str | None:
+    """The first meter of the event's type that cannot count it, as OpenMeter reports it."""
+    data: Any = MISSING
+    for meter in meters:
+        if meter.event_type != event.type:
+            continue
+        if data is MISSING:
+            data = orjson.loads(event.data) if event.data else None
+        reason = meter_error(meter, data)
+        if reason is not None:
+            return f"invalid event: {reason}"
+    return None

@@ -1,0 +1,327 @@
+"""OpenMeter's metering behaviours (its e2e suite, section 4 of the reference) over REST through Envoy."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import itertools
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import httpx
+
+from tests.support.metering import cloudevent, create_meter, ingest, query, query_until, rfc3339, total, unique
+
+
+async def test_ingest_single_and_batch_sum_exactly(http: httpx.AsyncClient) -> None:
+    event_type = unique("ingest")
+    await create_meter(http, slug=event_type, eventType=event_type, aggregation="SUM", valueProperty="$.duration_ms")
+    now = datetime.now(UTC) - timedelta(minutes=5)
+    singles = [cloudevent(event_type, "customer-1", {"duration_ms": i}, time=now) for i in range(1000)]
+    semaphore = asyncio.Semaphore(32)
+
+    async def send(event: dict) -> None:
+        async with semaphore:
+            await ingest(http, event)
+
+    await asyncio.gather(*(send(event) for event in singles))
+    batch = [cloudevent(event_type, "customer-2", {"duration_ms": str(i)}, time=now) for i in range(1000)]
+    await ingest(http, batch)
+    expected = 2 * sum(range(1000))
+    rows = await query_until(http, event_type, lambda rows: total(rows) == expected)
+    assert len(rows) == 1
+    by_subject = await query(http, event_type, groupBy="subject")
+    assert {row["subject"]: row["value"] for row in by_subject} == {
+        "customer-1": sum(range(1000)),
+        "customer-2": sum(range(1000)),
+    }
+
+
+async def test_content_types(http: httpx.AsyncClient) -> None:
+    event_type = unique("content_types")
+    await create_meter(http, slug=event_type, eventType=event_type, aggregation="COUNT")
+    await ingest(http, cloudevent(event_type, "s"), "application/cloudevents+json")
+    await ingest(http, [cloudevent(event_type, "s"), cloudevent(event_type, "s")], "application/cloudevents-batch+json")
+    await ingest(http, cloudevent(event_type, "s"), "application/json")
+    await ingest(http, [cloudevent(event_type, "s"), cloudevent(event_type, "s")], "application/json")
+    await query_until(http, event_type, lambda rows: total(rows) == 6)
+
+    wrong = await http.post("/api/v1/events", content=b"<xml/>", headers={"content-type": "application/xml"})
+    assert wrong.status_code == 400
+    assert wrong.headers["content-type"] == "application/problem+json"
+    array_as_single = await http.post(
+        "/api/v1/events", json=[cloudevent(event_type, "s")], headers={"content-type": "application/cloudevents+json"}
+    )
+    assert array_as_single.status_code == 400
+    empty = await http.post("/api/v1/events", json=[], headers={"content-type": "application/json"})
+    assert empty.status_code == 400
+
+
+async def test_invalid_ingest_and_validation_errors_in_listing(http: httpx.AsyncClient) -> None:
+    event_type = unique("ingest_invalid")
+    subject = event_type
+    await create_meter(http, slug=event_type, eventType=event_type, aggregation="SUM", valueProperty="$.duration_ms")
+    base = datetime.now(UTC) - timedelta(hours=1)
+    times = iter(base - timedelta(minutes=i) for i in range(1, 20))
+
+    xml = cloudevent(event_type, subject, time=next(times), datacontenttype="application/xml")
+    xml["data"] = "<xml></xml>"
+    response = await http.post("/api/v1/events", json=xml, headers={"content-type": "application/cloudevents+json"})
+    assert response.status_code == 400
+    fields = {e["field"] for e in response.json()["extensions"]["validationErrors"]}
+    assert fields == {"datacontenttype", "data"}
+
+    string_data = cloudevent(event_type, subject, time=next(times))
+    string_data["data"] = "string"
+    response = await http.post(
+        "/api/v1/events", json=string_data, headers={"content-type": "application/cloudevents+json"}
+    )
+    assert response.status_code == 400
+    assert response.json()["extensions"]["validationErrors"][0]["field"] == "data"
+
+    null_data = cloudevent(event_type, subject, time=next(times))
+    null_data["data"] = None
+    await ingest(http, null_data)
+    await ingest(http, cloudevent(event_type, subject, time=next(times)))  # no data
+    await ingest(http, cloudevent(event_type, subject, {}, time=next(times)))  # empty data
+    await ingest(http, cloudevent(event_type, subject, {"duration_ms": "NaN"}, time=next(times)))
+    await ingest(http, cloudevent(event_type, subject, {"duration_ms": "Inf"}, time=next(times)))
+    await ingest(http, cloudevent(event_type, subject, {"duration_ms": "100"}, time=next(times)))
+
+    rows = await query_until(http, event_type, lambda rows: len(rows) == 1 and rows[0]["value"] == 100)
+    assert rows[0]["value"] == 100.0  # NaN and Inf are skipped, not summed
+
+    listed = await http.get("/api/v1/events", params={"subject": subject})
+    assert listed.status_code == 200
+    events = listed.json()
+    assert isinstance(events, list)
+    assert len(events) == 6  # the two rejected events were never stored
+    errors = [event.get("validationError") for event in events]  # newest first
+    assert "invalid event: null and missing value property" in errors[0]
+    assert "invalid event: null and missing value property" in errors[1]
+    assert 'invalid event: missing value property: "$.duration_ms"' in errors[2]
+    assert "invalid event: value cannot be NaN" in errors[3]
+    assert "invalid event: value cannot be infinity" in errors[4]
+    assert errors[5] is None
+    assert events[5]["event"]["data"] == {"duration_ms": "100"}
+    assert {"ingestedAt", "storedAt"} <= set(events[0])
+
+
+async def test_dedupe_counts_one(http: httpx.AsyncClient) -> None:
+    event_type = unique("dedupe")
+    await create_meter(http, slug=event_type, eventType=event_type, aggregation="COUNT")
+    now = datetime.now(UTC)
+    duplicates = [
+        cloudevent(
+            event_type,
+            "customer-1",
+            {},
+            id="52f44f66-020f-4fa9-a733-102a8ef6f515",
+            source="my-app",
+            time=now - timedelta(days=i % 30),
+        )
+        for i in range(1000)
+    ]
+    # Within one batch, across batches, and one by one.
+    await ingest(http, duplicates[:500])
+    await ingest(http, duplicates[500:900])
+    for event in duplicates[900:]:
+        await ingest(http, event)
+    await query_until(http, event_type, lambda rows: total(rows) >= 1)
+    await asyncio.sleep(0.5)
+    rows = await query(http, event_type)
+    assert total(rows) == 1
+    # Same id from another source is another event.
+    await ingest(http, {**duplicates[0], "source": "other-app"})
+    await query_until(http, event_type, lambda rows: total(rows) == 2)
+
+
+async def test_query_windows_total_and_csv(http: httpx.AsyncClient) -> None:
+    event_type = unique("query")
+    await create_meter(
+        http,
+        slug=event_type,
+        eventType=event_type,
+        aggregation="SUM",
+        valueProperty="$.duration_ms",
+        groupBy={"method": "$.method", "path": "$.path"},
+    )
+    timestamp = datetime(2024, 1, 1, 10, 17, 31, 400000, tzinfo=UTC)
+    events = []
+    for subject in ("customer-1", "customer-2"):
+        events += [
+            cloudevent(event_type, subject, {"duration_ms": 100, "method": "GET", "path": "/"}, time=timestamp),
+            cloudevent(
+                event_type,
+                subject,
+                {"duration_ms": 100, "method": "GET", "path": "/"},
+                time=timestamp + timedelta(minutes=1),
+            ),
+            cloudevent(
+                event_type,
+                subject,
+                {"duration_ms": 100, "method": "POST", "path": "/"},
+                time=timestamp + timedelta(hours=1),
+            ),
+            cloudevent(
+                event_type,
+                subject,
+                {"duration_ms": 100, "method": "POST", "path": "/x"},
+                time=timestamp + timedelta(days=1),
+            ),
+        ]
+    await ingest(http, events)
+    rows = await query_until(http, event_type, lambda rows: total(rows) == 800)
+    # The total window: minute-floor of the first event to minute-floor of the last + 1 minute.
+    assert rows == [
+        {
+            "value": 800.0,
+            "windowStart": "2024-01-01T10:17:00Z",
+            "windowEnd": "2024-01-02T10:18:00Z",
+            "groupBy": {},
+        }
+    ]
+    minute = await query(http, event_type, windowSize="MINUTE")
+    assert [(r["windowStart"], r["windowEnd"], r["value"]) for r in minute] == [
+        ("2024-01-01T10:17:00Z", "2024-01-01T10:18:00Z", 200.0),
+        ("2024-01-01T10:18:00Z", "2024-01-01T10:19:00Z", 200.0),
+        ("2024-01-01T11:17:00Z", "2024-01-01T11:18:00Z", 200.0),
+        ("2024-01-02T10:17:00Z", "2024-01-02T10:18:00Z", 200.0),
+    ]
+    hour = await query(http, event_type, windowSize="HOUR")
+    assert [(r["windowStart"], r["value"]) for r in hour] == [
+        ("2024-01-01T10:00:00Z", 400.0),
+        ("2024-01-01T11:00:00Z", 200.0),
+        ("2024-01-02T10:00:00Z", 200.0),
+    ]
+    day = await query(http, event_type, windowSize="DAY")
+    assert [(r["windowStart"], r["windowEnd"], r["value"]) for r in day] == [
+        ("2024-01-01T00:00:00Z", "2024-01-02T00:00:00Z", 600.0),
+        ("2024-01-02T00:00:00Z", "2024-01-03T00:00:00Z", 200.0),
+    ]
+    per_subject = await query(http, event_type, subject=["customer-1", "customer-2"])
+    assert sorted((r["subject"], r["value"]) for r in per_subject) == [("customer-1", 400.0), ("customer-2", 400.0)]
+    grouped = await query(http, event_type, groupBy=["method"], **{"filterGroupBy[path]": "/"})
+    assert sorted((r["groupBy"]["method"], r["value"]) for r in grouped) == [("GET", 400.0), ("POST", 200.0)]
+    bounded = await query(http, event_type, **{"from": "2024-01-01T10:18:00Z", "to": "2024-01-01T11:17:00Z"})
+    assert [(r["windowStart"], r["windowEnd"], r["value"]) for r in bounded] == [
+        ("2024-01-01T10:18:00Z", "2024-01-01T11:17:00Z", 200.0)
+    ]
+
+    # POST: JSON by default, CSV on request, in OpenMeter's exact format.
+    posted = await http.post(f"/api/v1/meters/{event_type}/query", json={})
+    assert posted.status_code == 200
+    assert posted.json()["data"][0]["value"] == 800.0
+    as_csv = await http.post(f"/api/v1/meters/{event_type}/query", json={}, headers={"accept": "text/csv"})
+    assert as_csv.status_code == 200
+    assert as_csv.headers["content-type"] == "text/csv"
+    assert as_csv.text == "window_start,window_end,value\n2024-01-01T10:17:00Z,2024-01-02T10:18:00Z,800.000000\n"
+    by_subject_csv = await http.get(
+        f"/api/v1/meters/{event_type}/query", params={"groupBy": ["subject", "method"]}, headers={"accept": "text/csv"}
+    )
+    table = list(csv.reader(io.StringIO(by_subject_csv.text)))
+    assert table[0] == ["window_start", "window_end", "subject", "method", "value"]
+    assert len(table) == 5
+
+    subjects = await http.get(f"/api/v1/meters/{event_type}/subjects")
+    assert subjects.json() == ["customer-1", "customer-2"]
+    too_old = await http.get(
+        f"/api/v1/meters/{event_type}/group-by/method/values",
+        params={"from": "2024-01-01T00:00:00Z", "to": "2024-01-03T00:00:00Z"},
+    )
+    assert too_old.status_code == 400  # OpenMeter limits group-by value listing to the last 90 days
+    await ingest(http, cloudevent(event_type, "customer-3", {"duration_ms": 1, "method": "PUT"}))
+    await query_until(http, event_type, lambda rows: total(rows) == 801)
+    values = await http.get(f"/api/v1/meters/{event_type}/group-by/method/values")
+    assert values.json() == ["PUT"]  # the last 24 hours by default
+
+
+async def test_query_validation_errors(http: httpx.AsyncClient) -> None:
+    event_type = unique("query_invalid")
+    await create_meter(http, slug=event_type, eventType=event_type, aggregation="COUNT", groupBy={"model": "$.model"})
+    cases = [
+        ({"from": "2024-01-02T00:00:00Z", "to": "2024-01-01T00:00:00Z"}, "from"),
+        ({"windowSize": "WEEK"}, "windowSize"),
+        ({"windowTimeZone": "Mars/Olympus"}, "windowTimeZone"),
+        ({"groupBy": "nope"}, "groupBy"),
+        ({"filterGroupBy[nope]": "x"}, "filterGroupBy"),
+    ]
+    for params, field in cases:
+        response = await http.get(f"/api/v1/meters/{event_type}/query", params=params)
+        assert response.status_code == 400, (params, response.text)
+        assert response.headers["content-type"] == "application/problem+json"
+        fields = [e["field"] for e in response.json()["extensions"]["validationErrors"]]
+        assert any(f.startswith(field) for f in fields), (params, fields)
+    missing = await http.get("/api/v1/meters/no_such_meter/query")
+    assert missing.status_code == 404
+
+
+async def test_day_windows_continuous_across_dst(http: httpx.AsyncClient) -> None:
+    event_type = unique("dst")
+    await create_meter(http, slug=event_type, eventType=event_type, aggregation="SUM", valueProperty="$.duration_ms")
+    la = ZoneInfo("America/Los_Angeles")
+    for month, first_day in ((3, 6), (10, 30)):
+        days = [datetime(2025, month, first_day, 10, tzinfo=la) + timedelta(days=i) for i in range(7)]
+        await ingest(http, [cloudevent(event_type, "customer-dst", {"duration_ms": "100"}, time=d) for d in days])
+        start = days[0].replace(hour=0)
+        end = (days[-1] + timedelta(days=1)).replace(hour=0)
+        params = {
+            "windowSize": "DAY",
+            "windowTimeZone": "America/Los_Angeles",
+            "subject": "customer-dst",
+            "from": rfc3339(start),
+            "to": rfc3339(end),
+        }
+        rows = await query_until(http, event_type, lambda rows: len(rows) == 7, **params)
+        for current, following in itertools.pairwise(rows):
+            assert current["windowEnd"] == following["windowStart"]
+        for row in rows:
+            local = datetime.fromisoformat(row["windowStart"]).astimezone(la)
+            assert (local.hour, local.minute) == (0, 0)
+        lengths = {
+            (datetime.fromisoformat(r["windowEnd"]) - datetime.fromisoformat(r["windowStart"])) / timedelta(hours=1)
+            for r in rows
+        }
+        assert lengths == {24, 23} if month == 3 else lengths == {24, 25}
+
+
+async def test_meter_crud_and_update_limits(http: httpx.AsyncClient) -> None:
+    slug = unique("crud")
+    created = await create_meter(
+        http,
+        slug=slug,
+        eventType=slug,
+        aggregation="SUM",
+        valueProperty="$.v",
+        groupBy={"model": "$.model"},
+        description="d",
+    )
+    assert created["name"] == slug
+    by_id = await http.get(f"/api/v1/meters/{created['id']}")
+    assert by_id.json()["slug"] == slug
+    listed = await http.get("/api/v1/meters")
+    assert slug in {m["slug"] for m in listed.json()}
+    updated = await http.put(
+        f"/api/v1/meters/{slug}", json={"name": "Renamed", "groupBy": {"model": "$.model", "tier": "$.tier"}}
+    )
+    assert updated.status_code == 200
+    assert updated.json()["name"] == "Renamed"
+    assert updated.json()["groupBy"] == {"model": "$.model", "tier": "$.tier"}
+    assert updated.json()["aggregation"] == "SUM"
+    bad = await http.post(
+        "/api/v1/meters", json={"slug": unique("bad"), "eventType": "x", "aggregation": "COUNT", "valueProperty": "$.v"}
+    )
+    assert bad.status_code == 400
+    hostile = await http.post(
+        "/api/v1/meters",
+        json={"slug": unique("bad"), "eventType": "x", "aggregation": "SUM", "valueProperty": "$.a') OR 1=1 --"},
+    )
+    assert hostile.status_code == 400
+    deleted = await http.delete(f"/api/v1/meters/{slug}")
+    assert deleted.status_code == 204
+    assert deleted.content == b""
+    gone = await http.get(f"/api/v1/meters/{slug}")
+    assert gone.status_code == 404
+    still_by_id = await http.get(f"/api/v1/meters/{created['id']}")
+    assert still_by_id.json().get("deletedAt")
