@@ -26,33 +26,18 @@ from adapters.clickhouse.events import ClickHouseEventStore
 from adapters.postgres.db import EmbeddedPostgres, create_engine, migrate, session_factory
 from adapters.postgres.event_keys import PostgresEventKeyStore
 from adapters.postgres.meters import PostgresMeterRepository
-from domain.metering.models import Meter
 from server import metrics
 from server.config import Settings
 from server.context import RequestContext
 from server.envoy import Envoy
 from server.interceptors import ErrorInterceptor
-from server.wiring import Deps, Servicer, StopStep, Wire, metering
+from server.wiring import Deps, Servicer, StopStep, Wire, metering, notifications
 from workers.sink import EventSink, MeterCatalog
 
 log = structlog.get_logger(__name__)
 
 # Every domain area, in dependency order (an area may use services of those before it).
-AREAS: Sequence[Wire] = (metering.wire,)
-
-
-class _AllMeters:
-    """The sink's view of the meters of every namespace it serves."""
-
-    def __init__(self, repository: PostgresMeterRepository, namespaces: list[str]) -> None:
-        self._repository = repository
-        self._namespaces = namespaces
-
-    async def list_all(self) -> list[Meter]:
-        meters: list[Meter] = []
-        for namespace in self._namespaces:
-            meters.extend(await self._repository.list_meters(namespace))
-        return meters
+AREAS: Sequence[Wire] = (metering.wire, notifications.wire)
 
 
 @dataclass
@@ -91,7 +76,7 @@ class App:
             await clickhouse.migrate()
         store = ClickHouseEventStore(clickhouse)
 
-        catalog = MeterCatalog(_AllMeters(PostgresMeterRepository(sessions), [settings.namespace]))
+        catalog = MeterCatalog(PostgresMeterRepository(sessions), settings.sink.catalog_refresh_s)
         key_store = PostgresEventKeyStore(sessions)
         sink = EventSink(store, key_store, catalog, owner="inprocess")
         bus = await self._start_bus(sink)

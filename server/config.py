@@ -26,6 +26,11 @@ class SinkSettings(BaseModel):
     # Duplicates of (namespace, source, id) are detected within this window of ingestion time.
     dedup_window_days: int = Field(default=35, ge=1)
     consumer_group: str = "tally-sink"
+    # How often a sink re-reads the meters whose values it extracts at ingest.
+    catalog_refresh_s: float = Field(default=15.0, gt=0)
+    # A changed meter is backfilled this long after its change: longer than any sink's refresh.
+    backfill_delay_s: float = Field(default=60.0, ge=0)
+    backfill_interval_s: float = Field(default=10.0, gt=0)
 
 
 class IngestSettings(BaseModel):
@@ -43,6 +48,23 @@ class KafkaSettings(BaseModel):
     # tansu (the broker installed for tests) does not support the idempotent producer.
     enable_idempotence: bool = False
     session_timeout_ms: int = 10_000
+
+
+class NotifySettings(BaseModel):
+    """How the notify worker delivers webhooks: retry timing, deadlines, timeouts, concurrency."""
+
+    # First retry after this; each further one waits twice as long, up to retry_max_ms, +-jitter.
+    retry_initial_ms: int = Field(default=5_000, ge=1)
+    retry_max_ms: int = Field(default=2 * 3600 * 1000, ge=1)
+    retry_jitter: float = Field(default=0.2, ge=0, le=1)
+    # OpenMeter's deadlines: a never-attempted delivery fails after 3h, a failing one after 48h.
+    pending_timeout_s: int = Field(default=3 * 3600, ge=1)
+    sending_timeout_s: int = Field(default=48 * 3600, ge=1)
+    # One webhook request's deadline; a timeout counts as a failed attempt.
+    timeout_ms: int = Field(default=15_000, ge=1)
+    # How often the worker looks for due deliveries (new events wake it at once in-process).
+    poll_interval_ms: int = Field(default=1_000, ge=10)
+    max_concurrency: int = Field(default=16, ge=1)
 
 
 class MeterConfig(BaseModel):
@@ -92,6 +114,7 @@ class Settings(BaseSettings):
 
     sink: SinkSettings = Field(default_factory=SinkSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
     meters: list[MeterConfig] = Field(default_factory=list)
 
     @field_validator("roles", mode="before")

@@ -33,7 +33,7 @@ Listener = Callable[[set[TouchedKey]], Awaitable[None]]
 
 
 class MeterSource(Protocol):
-    async def list_all(self) -> Sequence[Meter]: ...
+    async def list_all_live(self) -> Sequence[Meter]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,13 +62,12 @@ class MeterCatalog:
     async def _reload(self) -> None:
         numeric: dict[tuple[str, str], dict[str, JsonPath]] = {}
         strings: dict[tuple[str, str], dict[str, JsonPath]] = {}
-        for meter in await self._source.list_all():
+        for meter in await self._source.list_all_live():
             key = (meter.namespace, meter.event_type)
-            value_path = meter.value_path
-            if value_path is not None:
-                target = numeric if meter.aggregation.numeric else strings
-                target.setdefault(key, {})[value_path.canonical] = value_path
-            for path in meter.group_by_paths.values():
+            meter_numeric, meter_strings = meter.extracted_paths
+            for path in meter_numeric:
+                numeric.setdefault(key, {})[path.canonical] = path
+            for path in meter_strings:
                 strings.setdefault(key, {})[path.canonical] = path
         self._paths = {
             key: (list(numeric.get(key, {}).values()), list(strings.get(key, {}).values()))

@@ -86,7 +86,7 @@ class ClickHouseEventStore:
         )
 
     async def query_meter(self, meter: Meter, query: MeterQuery) -> list[QueryRow]:
-        sql, parameters = render_meter_query(meter, query)
+        sql, parameters = render_meter_query(meter, query, maps_complete=meter.values_backfilled)
         return to_query_rows(query, await self.ch.query(sql, parameters))
 
     async def list_subjects(self, namespace: str, meter: Meter, query: SubjectsQuery) -> list[str]:
@@ -98,6 +98,44 @@ class ClickHouseEventStore:
             namespace, meter, query.group_by_key, query.from_, query.to, query.search
         )
         return [str(row[0]) for row in await self.ch.query(sql, parameters)]
+
+    async def backfill_values(self, meter: Meter) -> bool:
+        """Extracts the meter's paths into the value maps of stored events that lack them.
+
+        Same functions as the query fallback (JSON_VALUE, toFloat64OrNull), so a backfilled value
+        equals what the query would have computed from the raw JSON. Returns whether, afterwards,
+        every stored event of the meter's type holds every path (checked, not assumed: a sink with a
+        stale meter catalog may have inserted meanwhile; the worker then tries again later).
+        """
+        numeric, strings = meter.extracted_paths
+        if not numeric and not strings:
+            return True
+        params: dict[str, Any] = {"namespace": meter.namespace, "event_type": meter.event_type}
+        num_keys = [f"{{n{i}:String}}" for i in range(len(numeric))]
+        str_keys = [f"{{s{i}:String}}" for i in range(len(strings))]
+        params.update({f"n{i}": p.canonical for i, p in enumerate(numeric)})
+        params.update({f"s{i}": p.canonical for i, p in enumerate(strings)})
+        # Placeholders only; the paths are bound parameters.
+        assignments = []
+        if numeric:
+            pairs = ", ".join(f"{k}, ifNull(toFloat64OrNull(JSON_VALUE(data, {k})), nan)" for k in num_keys)
+            assignments.append(f"num_values = mapUpdate(num_values, map({pairs}))")
+        if strings:
+            pairs = ", ".join(f"{k}, JSON_VALUE(data, {k})" for k in str_keys)
+            assignments.append(f"str_values = mapUpdate(str_values, map({pairs}))")
+        complete = " AND ".join(
+            [f"mapContains(num_values, {k})" for k in num_keys] + [f"mapContains(str_values, {k})" for k in str_keys]
+        )
+        scope = "namespace = {namespace:String} AND type = {event_type:String}"
+        missing = f"SELECT count() FROM events WHERE {scope} AND NOT ({complete})"  # noqa: S608
+        if (await self.ch.query(missing, params))[0][0] == 0:
+            return True
+        await self.ch.command(
+            f"ALTER TABLE events UPDATE {', '.join(assignments)} WHERE {scope} AND NOT ({complete}) "
+            "SETTINGS mutations_sync = 2",
+            params,
+        )
+        return bool((await self.ch.query(missing, params))[0][0] == 0)
 
     async def existing_keys(self, keys: Sequence[EventKey]) -> set[EventKey]:
         """Which (namespace, source, id) triples are stored: used only to recover an interrupted flush."""

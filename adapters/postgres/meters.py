@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from sqlalchemy import or_
+from sqlalchemy import cast, func, or_, update
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from adapters.postgres.tables import MeterRow
-from domain.metering.models import Aggregation, Meter
+from domain.metering.models import VALUES_BACKFILLED, Aggregation, Meter
 
 
 def _to_domain(row: MeterRow) -> Meter:
@@ -88,6 +89,28 @@ class PostgresMeterRepository:
         async with self._sessions() as session:
             row = (await session.exec(statement)).first()
         return _to_domain(row) if row else None
+
+    async def list_all_live(self) -> list[Meter]:
+        statement = select(MeterRow).where(col(MeterRow.deleted_at).is_(None)).order_by(col(MeterRow.namespace))
+        async with self._sessions() as session:
+            return [_to_domain(row) for row in (await session.exec(statement)).all()]
+
+    async def mark_backfilled(self, meter: Meter) -> bool:
+        # Compare-and-set on updated_at: a meter whose paths changed meanwhile stays unmarked.
+        statement = (
+            update(MeterRow)
+            .where(col(MeterRow.namespace) == meter.namespace, col(MeterRow.id) == meter.id)
+            .where(col(MeterRow.updated_at) == meter.updated_at)
+            .values(
+                annotations=func.coalesce(col(MeterRow.annotations), cast({}, JSONB)).op("||")(
+                    cast({VALUES_BACKFILLED: True}, JSONB)
+                )
+            )
+        )
+        async with self._sessions() as session:
+            result = await session.exec(statement)
+            await session.commit()
+            return bool(result.rowcount)
 
     async def create(self, meter: Meter) -> None:
         async with self._sessions() as session:

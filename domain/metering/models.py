@@ -18,6 +18,9 @@ RESERVED_GROUP_BY_KEYS = frozenset({"subject", "customer_id"})
 MAX_SLUG_LENGTH = 64
 MAX_NAME_LENGTH = 256
 MAX_DESCRIPTION_LENGTH = 1024
+# Read-only annotation: the meter's values are in the events' typed maps for all stored events, so
+# queries skip parsing raw JSON. Set by the backfill worker; cleared when the meter's paths change.
+VALUES_BACKFILLED = "tally.values.backfilled"
 
 
 class Aggregation(enum.StrEnum):
@@ -59,6 +62,22 @@ class Meter:
     created_at: datetime
     updated_at: datetime
     deleted_at: datetime | None = None
+
+    @property
+    def values_backfilled(self) -> bool:
+        """Whether every stored event of this meter's type holds its paths in the value maps."""
+        return bool(self.annotations.get(VALUES_BACKFILLED))
+
+    @property
+    def extracted_paths(self) -> tuple[list[JsonPath], list[JsonPath]]:
+        """(numeric, string) JSONPaths whose values are extracted at ingest for this meter."""
+        numeric: list[JsonPath] = []
+        strings: list[JsonPath] = []
+        value_path = self.value_path
+        if value_path is not None:
+            (numeric if self.aggregation.numeric else strings).append(value_path)
+        strings.extend(self.group_by_paths.values())
+        return numeric, strings
 
     @property
     def value_path(self) -> JsonPath | None:

@@ -17,7 +17,7 @@ from domain.metering.events import (
     parse_cloudevents,
     validate_batch,
 )
-from domain.metering.models import Aggregation, Meter, MeterCreateInput, MeterUpdateInput
+from domain.metering.models import VALUES_BACKFILLED, Aggregation, Meter, MeterCreateInput, MeterUpdateInput
 from domain.metering.ports import EventBus, EventStore, MeterRepository
 from domain.metering.query import ListGroupByValuesInput, ListSubjectsInput, MeterQuery, MeterQueryInput, QueryRow
 from domain.metering.validation import validation_error
@@ -100,8 +100,13 @@ class MeterService:
         if meter.deleted_at is not None:
             raise NotFoundError("meter", id_or_slug)
         data.validate(meter)
+        annotations = dict(meter.annotations)
+        if dict(data.group_by) != meter.group_by:
+            # New paths are not in the maps of stored events until the backfill worker has run.
+            annotations.pop(VALUES_BACKFILLED, None)
         updated = dataclasses.replace(
             meter,
+            annotations=annotations,
             name=data.name or meter.name,
             description=data.description if data.description is not None else meter.description,
             group_by=dict(data.group_by),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from adapters.postgres.meters import PostgresMeterRepository
 from domain.metering.events import IngestLimits
 from domain.metering.models import MeterCreateInput
@@ -10,6 +12,7 @@ from server.servicers.events import EventServicer
 from server.servicers.meters import MeterServicer
 from server.wiring import Deps, Servicer
 from tally.v1 import events_pb2_grpc, meters_pb2_grpc
+from workers.backfill import BackfillWorker
 
 
 async def wire(deps: Deps) -> list[Servicer]:
@@ -34,6 +37,15 @@ async def wire(deps: Deps) -> list[Servicer]:
                 for m in settings.meters
             ],
         )
+    if deps.has_role("sink"):
+        backfill = BackfillWorker(
+            repository,
+            deps.event_store,
+            delay=timedelta(seconds=settings.sink.backfill_delay_s),
+            interval_seconds=settings.sink.backfill_interval_s,
+        )
+        backfill.start()
+        deps.stop_steps.append(backfill.stop)
     if not deps.has_role("api") or deps.bus is None:
         return []
     limits = IngestLimits(

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 import httpx
 
 from tests.support.metering import cloudevent, create_meter, ingest, query, query_until, rfc3339, total, unique
+from tests.support.stack import wait_for
 
 
 async def test_ingest_single_and_batch_sum_exactly(http: httpx.AsyncClient) -> None:
@@ -325,3 +326,41 @@ async def test_meter_crud_and_update_limits(http: httpx.AsyncClient) -> None:
     assert gone.status_code == 404
     still_by_id = await http.get(f"/api/v1/meters/{created['id']}")
     assert still_by_id.json().get("deletedAt")
+
+
+async def test_meter_created_after_events_counts_them_and_is_backfilled(http: httpx.AsyncClient) -> None:
+    """Meters are data, not schema: a meter created after its events arrived counts them, before and
+    after the backfill into typed columns, with identical results."""
+    event_type = unique("late_meter")
+    now = datetime.now(UTC) - timedelta(minutes=3)
+    events = [
+        cloudevent(event_type, f"s{i % 3}", {"tokens": str(i) if i % 2 else i, "model": f"m{i % 2}"}, time=now)
+        for i in range(60)
+    ]
+    events.append(cloudevent(event_type, "s0", {"tokens": "NaN", "model": "m0"}, time=now))
+    events.append(cloudevent(event_type, "s0", {"model": "m1"}, time=now))
+    await ingest(http, events)
+    probe = unique("probe")
+    await create_meter(http, slug=probe, eventType=event_type, aggregation="COUNT")
+    await query_until(http, probe, lambda rows: total(rows) == 62)
+
+    meter = await create_meter(http, slug=event_type, eventType=event_type, aggregation="SUM",
+                               valueProperty="$.tokens", groupBy={"model": "$.model"})
+    assert not (meter.get("annotations") or {}).get("tally.values.backfilled")
+    params = {"groupBy": ["subject", "model"], "windowSize": "HOUR"}
+    before = await query(http, event_type, **params)
+    assert total(before) == sum(range(60))
+
+    async def backfilled() -> bool:
+        current = (await http.get(f"/api/v1/meters/{event_type}")).json()
+        return bool((current.get("annotations") or {}).get("tally.values.backfilled"))
+
+    await wait_for(backfilled, timeout=30)
+    after = await query(http, event_type, **params)
+    assert after == before
+
+    # Changing the group-by adds a path: the meter is backfilled again, results stay exact.
+    await http.put(f"/api/v1/meters/{event_type}", json={"groupBy": {"model": "$.model", "tier": "$.tier"}})
+    assert total(await query(http, event_type, groupBy=["tier"])) == sum(range(60))
+    await wait_for(backfilled, timeout=30)
+    assert total(await query(http, event_type, groupBy=["tier"])) == sum(range(60))

@@ -26,7 +26,7 @@ from workers.sink import EventSink, MeterCatalog
 
 
 class _NoMeters:
-    async def list_all(self) -> list[object]:
+    async def list_all_live(self) -> list[object]:
         return []
 
 

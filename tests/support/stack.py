@@ -75,6 +75,9 @@ class TallyProcess:
             TALLY_LOG_LEVEL="info",
             # Tests measure through the sink quickly; a fixed test cadence keeps them deterministic.
             TALLY_SINK__FLUSH_INTERVAL_MS="20",
+            TALLY_SINK__CATALOG_REFRESH_S="0.5",
+            TALLY_SINK__BACKFILL_DELAY_S="1",
+            TALLY_SINK__BACKFILL_INTERVAL_S="0.5",
             TALLY_KAFKA__SESSION_TIMEOUT_MS="6000",
         )
         if self.postgres_url:

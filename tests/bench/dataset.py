@@ -1,0 +1,145 @@
+"""Bench data: the raw-insert reference and the query dataset, written straight into chDB."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+import pyarrow as pa
+
+from adapters.clickhouse.client import ClickHouse
+from adapters.clickhouse.events import _SCHEMA
+from tally.v1 import meters_pb2, meters_pb2_grpc
+from tests.support.stack import TallyProcess
+
+QUERY_EVENT_TYPE = "bench_query"
+CHUNK = 500_000
+
+
+def _table(n: int, offset: int, subjects: int, now: datetime, event_type: str) -> pa.Table:
+    ids = np.arange(offset, offset + n)
+    tokens = ids % 1000
+    models = np.where(ids % 3 == 0, "gpt-4o-mini", "gpt-4o")
+    users = [f"user-{u}" for u in (ids * 7919) % 10_000]
+    data = [f'{{"tokens":{t},"model":"{m}","user":"{u}"}}' for t, m, u in zip(tokens, models, users, strict=True)]
+    start_ms = int((now - timedelta(days=30)).timestamp() * 1000)
+    times = start_ms + (ids * 2_592_000_000 // max(1, offset + n)) % 2_592_000_000
+    now_ms = int(now.timestamp() * 1000)
+    return pa.Table.from_arrays(
+        [
+            pa.array(["default"] * n),
+            pa.array([f"q-{i}" for i in ids]),
+            pa.array([event_type] * n),
+            pa.array(["bench"] * n),
+            pa.array([f"customer-{s}" for s in ids % subjects]),
+            pa.array(times, pa.timestamp("ms", tz="UTC")),
+            pa.array(data),
+            pa.array([[("$.tokens", float(t))] for t in tokens], _SCHEMA.field("num_values").type),
+            pa.array([[("$.model", m), ("$.user", u)] for m, u in zip(models, users, strict=True)],
+                     _SCHEMA.field("str_values").type),
+            pa.array(np.full(n, now_ms), pa.timestamp("ms", tz="UTC")),
+        ],
+        schema=_SCHEMA,
+    )
+
+
+def raw_insert_rps(directory: Path, rows: int) -> float:
+    """Rows/s of bulk Arrow inserts of event rows straight into chDB: the physical limit."""
+    async def run() -> float:
+        clickhouse = ClickHouse(f"chdb://{directory}")
+        await clickhouse.migrate()
+        now = datetime.now(UTC)
+        tables = [_table(min(CHUNK, rows - o), o, 1000, now, "raw") for o in range(0, rows, CHUNK)]
+        started = time.perf_counter()
+        for i, table in enumerate(tables):
+            await clickhouse.insert_arrow("events", table, settings={"insert_deduplication_token": f"raw-{i}"})
+        elapsed = time.perf_counter() - started
+        clickhouse.close()
+        return rows / elapsed
+
+    return asyncio.run(run())
+
+
+def load_query_dataset(directory: Path, rows: int, subjects: int) -> dict[str, Any]:
+    """Loads the query dataset and measures the naive (raw-JSON, OpenMeter-style) query on it."""
+    async def run() -> dict[str, Any]:
+        clickhouse = ClickHouse(f"chdb://{directory}")
+        await clickhouse.migrate()
+        now = datetime.now(UTC)
+        for offset in range(0, rows, CHUNK):
+            table = _table(min(CHUNK, rows - offset), offset, subjects, now, QUERY_EVENT_TYPE)
+            await clickhouse.insert_arrow("events", table, settings={"insert_deduplication_token": f"q-{offset}"})
+        await clickhouse.command("OPTIMIZE TABLE events FINAL")
+        # The same aggregation as typed queries run, written the way OpenMeter queries raw events.
+        naive_sql = (
+            "SELECT tumbleStart(toDateTime(time), toIntervalHour(1), 'UTC') AS w, subject, "
+            "sum(toFloat64OrNull(JSON_VALUE(data, '$.tokens'))) AS value FROM events "
+            "WHERE namespace = 'default' AND type = {t:String} AND time >= {f:DateTime64(3)} AND time < {to:DateTime64(3)} "
+            "GROUP BY w, subject ORDER BY w, subject"
+        )
+        params = {"t": QUERY_EVENT_TYPE, "f": now - timedelta(days=30), "to": now + timedelta(minutes=1)}
+        timings = []
+        for _ in range(7):
+            t0 = time.perf_counter()
+            await clickhouse.query(naive_sql, params)
+            timings.append((time.perf_counter() - t0) * 1000)
+        clickhouse.close()
+        return {"now": now, "naive_ms": statistics.median(timings[1:])}
+
+    return asyncio.run(run())
+
+
+async def _p50(call: Any, runs: int = 7) -> float:
+    timings = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        await call()
+        timings.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(timings[1:])
+
+
+async def query_figures(stack: TallyProcess, loaded: dict[str, Any]) -> dict[str, float]:
+    now: datetime = loaded["now"]
+    async with grpc.aio.insecure_channel(stack.grpc_target, options=[("grpc.max_receive_message_length", 256 << 20)]) as ch:
+        meters = meters_pb2_grpc.MeterServiceStub(ch)
+        suffix = uuid.uuid4().hex[:6]
+        tokens = await meters.CreateMeter(meters_pb2.CreateMeterRequest(
+            slug=f"bench_tokens_{suffix}", event_type=QUERY_EVENT_TYPE, aggregation="SUM", value_property="$.tokens",
+            group_by={"model": "$.model"}))
+        users = await meters.CreateMeter(meters_pb2.CreateMeterRequest(
+            slug=f"bench_users_{suffix}", event_type=QUERY_EVENT_TYPE, aggregation="UNIQUE_COUNT", value_property="$.user"))
+        await wait_backfilled(meters, [tokens.slug, users.slug])
+
+        def request(slug: str, **extra: Any) -> meters_pb2.QueryMeterRequest:
+            message = meters_pb2.QueryMeterRequest(meter_id_or_slug=slug, window_size="HOUR", **extra)
+            getattr(message, "from").FromDatetime(now - timedelta(days=30))
+            message.to.FromDatetime(now + timedelta(minutes=1))
+            return message
+
+        return {
+            "naive": loaded["naive_ms"],
+            "typed": await _p50(lambda: meters.QueryMeter(request(tokens.slug, group_by=["subject"]))),
+            "groupby": await _p50(lambda: meters.QueryMeter(request(tokens.slug, group_by=["subject", "model"]))),
+            "unique": await _p50(lambda: meters.QueryMeter(request(users.slug, group_by=["subject"]))),
+        }
+
+
+async def wait_backfilled(meters: meters_pb2_grpc.MeterServiceStub, slugs: list[str], timeout: float = 300) -> None:
+    """Waits until the meters' values are marked extracted for all stored events (typed queries)."""
+    deadline = time.monotonic() + timeout
+    for slug in slugs:
+        while True:
+            meter = await meters.GetMeter(meters_pb2.GetMeterRequest(meter_id_or_slug=slug))
+            if meter.annotations.fields.get("tally.values.backfilled"):
+                break
+            if time.monotonic() > deadline:
+                print(f"  (meter {slug} not backfilled after {timeout}s; its queries read raw JSON)")
+                break
+            await asyncio.sleep(0.5)

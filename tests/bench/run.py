@@ -1,0 +1,318 @@
+"""`make bench`: Tally's speed and memory figures, each against its reference measured in the same run.
+
+Prints a table (figure, value, target, ratio, pass/fail) and writes .bench/results.json. Absolute
+numbers drift on a shared 2-core machine, so targets are ratios to a reference taken in this run
+wherever the issue defines one. BENCH_SCALE=small runs the same suite on less data in < 3 minutes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import grpc
+import httpx
+import orjson
+import psutil
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from tally.v1 import events_pb2, events_pb2_grpc, meters_pb2, meters_pb2_grpc
+from tests.bench import dataset
+from tests.support.services import ROOT, Tansu
+from tests.support.stack import TallyProcess, create_database, postgres_available
+
+SCALES: dict[str, dict[str, int]] = {
+    # events per ingest run, query dataset size, subjects, sustained-load seconds, probes
+    "small": {"ingest": 100_000, "query_rows": 1_000_000, "subjects": 100, "sustain_s": 60, "probes": 40},
+    "default": {"ingest": 1_000_000, "query_rows": 10_000_000, "subjects": 1_000, "sustain_s": 300, "probes": 100},
+}
+BATCH = 1_000
+CONCURRENCY = 16
+
+
+@dataclass
+class Figure:
+    key: str
+    value: float
+    target: str = "reference"
+    ok: bool | None = None
+    ratio: float | None = None
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def make_batches(event_type: str, total: int, subjects: int, now: datetime) -> list[events_pb2.IngestEventsRequest]:
+    """Pre-built requests (unique ids), so the client spends its CPU on sending, not building."""
+    run = uuid.uuid4().hex[:8]
+    batches = []
+    for b in range(total // BATCH):
+        events = []
+        for i in range(BATCH):
+            n = b * BATCH + i
+            event = events_pb2.CloudEvent(
+                id=f"{run}-{n}", source="bench", type=event_type, subject=f"customer-{n % subjects}",
+                data_json=orjson.dumps({"tokens": n % 100, "model": "gpt-4o" if n % 3 else "gpt-4o-mini"}),
+            )
+            event.time.FromDatetime(now - timedelta(seconds=n % 3600))
+            events.append(event)
+        batches.append(events_pb2.IngestEventsRequest(events=events))
+    return batches
+
+
+async def sum_value(meters: meters_pb2_grpc.MeterServiceStub, slug: str, **request: Any) -> float:
+    response = await meters.QueryMeter(meters_pb2.QueryMeterRequest(meter_id_or_slug=slug, **request))
+    return sum(row.value for row in response.data)
+
+
+async def count_until(meters: meters_pb2_grpc.MeterServiceStub, slug: str, expected: float, timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    while await sum_value(meters, slug) < expected:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{slug}: not all events queryable after {timeout}s")
+        await asyncio.sleep(0.02)
+
+
+async def ingest_grpc_eps(stack: TallyProcess, scale: dict[str, int]) -> float:
+    """Events/s from the first batch sent until every event is queryable, 16 concurrent senders."""
+    async with grpc.aio.insecure_channel(stack.grpc_target, options=[("grpc.max_send_message_length", 64 << 20)]) as ch:
+        events = events_pb2_grpc.EventServiceStub(ch)
+        meters = meters_pb2_grpc.MeterServiceStub(ch)
+        slug = f"bench_{uuid.uuid4().hex[:8]}"
+        await meters.CreateMeter(meters_pb2.CreateMeterRequest(slug=slug, event_type=slug, aggregation="COUNT"))
+        batches = make_batches(slug, scale["ingest"], scale["subjects"], datetime.now(UTC))
+        queue = list(reversed(batches))
+        started = time.perf_counter()
+
+        async def sender() -> None:
+            while queue:
+                await events.IngestEvents(queue.pop())
+
+        await asyncio.gather(*(sender() for _ in range(CONCURRENCY)))
+        await count_until(meters, slug, float(len(batches) * BATCH))
+        return len(batches) * BATCH / (time.perf_counter() - started)
+
+
+async def ingest_rest_eps(stack: TallyProcess, scale: dict[str, int]) -> float:
+    total = scale["ingest"] // 2
+    async with httpx.AsyncClient(base_url=stack.rest_url, timeout=120, limits=httpx.Limits(max_connections=CONCURRENCY)) as http:
+        slug = f"bench_rest_{uuid.uuid4().hex[:8]}"
+        created = await http.post("/api/v1/meters", json={"slug": slug, "eventType": slug, "aggregation": "COUNT"})
+        assert created.status_code == 201, created.text
+        now = datetime.now(UTC).isoformat()
+        bodies = [
+            orjson.dumps([
+                {"specversion": "1.0", "id": f"{b}-{i}", "source": "bench", "type": slug,
+                 "subject": f"customer-{i % scale['subjects']}", "time": now, "data": {"tokens": i % 100}}
+                for i in range(BATCH)
+            ])
+            for b in range(total // BATCH)
+        ]
+        queue = list(bodies)
+        started = time.perf_counter()
+
+        async def sender() -> None:
+            while queue:
+                body = queue.pop()
+                response = await http.post("/api/v1/events", content=body, headers={"content-type": "application/cloudevents-batch+json"})
+                assert response.status_code == 204, response.text
+
+        await asyncio.gather(*(sender() for _ in range(CONCURRENCY)))
+        async with grpc.aio.insecure_channel(stack.grpc_target) as ch:
+            await count_until(meters_pb2_grpc.MeterServiceStub(ch), slug, float(len(bodies) * BATCH))
+        return len(bodies) * BATCH / (time.perf_counter() - started)
+
+
+async def latencies(call: Callable[[int], Awaitable[Any]], total: int) -> tuple[list[float], float]:
+    """Latencies (ms) of `total` calls from 16 concurrent callers, and the calls per second."""
+    samples: list[float] = []
+    counter = iter(range(total))
+
+    async def caller() -> None:
+        for n in counter:
+            t0 = time.perf_counter()
+            await call(n)
+            samples.append((time.perf_counter() - t0) * 1000)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(caller() for _ in range(CONCURRENCY)))
+    return samples, total / (time.perf_counter() - started)
+
+
+async def single_event_latency(stack: TallyProcess, calls: int) -> tuple[float, float, float]:
+    async with grpc.aio.insecure_channel(stack.grpc_target) as ch:
+        events = events_pb2_grpc.EventServiceStub(ch)
+        health = health_pb2_grpc.HealthStub(ch)
+        slug = f"bench_single_{uuid.uuid4().hex[:8]}"
+        requests = [
+            events_pb2.IngestEventsRequest(events=[events_pb2.CloudEvent(
+                id=f"{slug}-{n}", source="bench", type=slug, subject="customer-1", data_json=b'{"tokens":1}')])
+            for n in range(calls)
+        ]
+        await latencies(lambda n: health.Check(health_pb2.HealthCheckRequest()), 200)  # warm-up
+        noop, _ = await latencies(lambda n: health.Check(health_pb2.HealthCheckRequest()), calls)
+        single, eps = await latencies(lambda n: events.IngestEvents(requests[n]), calls)
+        return percentile(single, 99), eps, percentile(noop, 99)
+
+
+async def freshness(stack: TallyProcess, scale: dict[str, int]) -> tuple[float, float]:
+    """Ack -> visible in a meter query, while 10,000 events/s of background load are ingested."""
+    async with grpc.aio.insecure_channel(stack.grpc_target) as ch:
+        events = events_pb2_grpc.EventServiceStub(ch)
+        meters = meters_pb2_grpc.MeterServiceStub(ch)
+        load_slug = f"bench_load_{uuid.uuid4().hex[:8]}"
+        probe_slug = f"bench_probe_{uuid.uuid4().hex[:8]}"
+        for slug in (load_slug, probe_slug):
+            await meters.CreateMeter(meters_pb2.CreateMeterRequest(slug=slug, event_type=slug, aggregation="COUNT"))
+        load = make_batches(load_slug, 10 * BATCH * (scale["probes"] // 5 + 5), scale["subjects"], datetime.now(UTC))
+        stop = asyncio.Event()
+
+        async def background() -> None:
+            for batch in load:  # 10 batches of 1,000 per second
+                if stop.is_set():
+                    return
+                t0 = time.perf_counter()
+                await events.IngestEvents(batch)
+                await asyncio.sleep(max(0.0, 0.1 - (time.perf_counter() - t0)))
+
+        task = asyncio.create_task(background())
+        await asyncio.sleep(1.0)
+        samples = []
+        for n in range(scale["probes"]):
+            request = events_pb2.IngestEventsRequest(events=[events_pb2.CloudEvent(
+                id=f"probe-{n}", source="bench", type=probe_slug, subject=f"probe-{n}", data_json=b"{}")])
+            await events.IngestEvents(request)
+            acked = time.perf_counter()
+            while await sum_value(meters, probe_slug, subject=[f"probe-{n}"]) < 1:
+                await asyncio.sleep(0.005)
+            samples.append((time.perf_counter() - acked) * 1000)
+            await asyncio.sleep(0.1)
+        stop.set()
+        await task
+        return statistics.median(samples), percentile(samples, 99)
+
+
+async def sustained_rss(stack: TallyProcess, scale: dict[str, int]) -> tuple[float, float]:
+    """Peak RSS of the process running the sink, and its growth after warm-up, under steady ingest."""
+    assert stack.process is not None
+    process = psutil.Process(stack.process.pid)
+    async with grpc.aio.insecure_channel(stack.grpc_target) as ch:
+        events = events_pb2_grpc.EventServiceStub(ch)
+        meters = meters_pb2_grpc.MeterServiceStub(ch)
+        slug = f"bench_soak_{uuid.uuid4().hex[:8]}"
+        await meters.CreateMeter(meters_pb2.CreateMeterRequest(slug=slug, event_type=slug, aggregation="SUM",
+                                                               value_property="$.tokens"))
+        deadline = time.monotonic() + scale["sustain_s"]
+        warm = time.monotonic() + scale["sustain_s"] / 5
+        samples: list[tuple[float, float]] = []
+        n = 0
+        while time.monotonic() < deadline:
+            batches = make_batches(slug, 20 * BATCH, scale["subjects"], datetime.now(UTC))
+            await asyncio.gather(*(events.IngestEvents(b) for b in batches))
+            n += len(batches)
+            samples.append((time.monotonic(), process.memory_info().rss / 2**20))
+        after_warmup = [rss for t, rss in samples if t >= warm] or [samples[-1][1]]
+        peak = max(rss for _, rss in samples)
+        growth = (after_warmup[-1] - after_warmup[0]) / after_warmup[0] * 100
+        return peak, growth
+
+
+def run_benchmarks(scale_name: str) -> dict[str, Any]:
+    scale = SCALES[scale_name]
+    if not asyncio.run(postgres_available()):
+        raise SystemExit("make bench needs PostgreSQL on 127.0.0.1:5432")
+    work = ROOT / ".bench" / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    figures: dict[str, Figure] = {}
+
+    def add(key: str, value: float, target: str = "reference", ok: bool | None = None, ratio: float | None = None) -> None:
+        figures[key] = Figure(key, value, target, ok, ratio)
+        print(f"  {key} = {value:,.2f}", flush=True)
+
+    # 1. The physical limit: the same rows bulk-inserted straight into the event store.
+    print("raw insert reference ...", flush=True)
+    add("raw_insert_rps", dataset.raw_insert_rps(work / f"raw-{uuid.uuid4().hex[:6]}", scale["ingest"]))
+
+    # 2. The query dataset, loaded before Tally starts (chDB allows one process per data dir).
+    data_dir = work / f"tally-{uuid.uuid4().hex[:6]}"
+    print(f"loading {scale['query_rows']:,} events for the query figures ...", flush=True)
+    query_meter = dataset.load_query_dataset(data_dir / "events", scale["query_rows"], scale["subjects"])
+
+    stack = TallyProcess(data_dir=data_dir, postgres_url=asyncio.run(create_database()))
+    stack.extra_env = {"TALLY_LOG_LEVEL": "warning"}
+    stack.start(180)
+    try:
+        print("embedded stack ...", flush=True)
+        q = asyncio.run(dataset.query_figures(stack, query_meter))
+        add("naive_query_p50_ms", q["naive"])
+        add("query_p50_ms", q["typed"], "<= 0.5 x naive", q["typed"] <= 0.5 * q["naive"], q["typed"] / q["naive"])
+        add("query_groupby_p50_ms", q["groupby"], "reported")
+        add("query_unique_p50_ms", q["unique"], "reported")
+        eps = asyncio.run(ingest_grpc_eps(stack, scale))
+        add("ingest_grpc_eps_embedded", eps, ">= 100,000", eps >= 100_000)
+        rest = asyncio.run(ingest_rest_eps(stack, scale))
+        add("ingest_rest_eps", rest, ">= 0.5 x grpc", rest >= 0.5 * eps, rest / eps)
+        p99, single_eps, noop_p99 = asyncio.run(single_event_latency(stack, 5_000 if scale_name == "small" else 20_000))
+        add("noop_rpc_p99_ms", noop_p99)
+        add("ingest_single_p99_ms", p99, "<= 10", p99 <= 10)
+        add("ingest_single_eps", single_eps, "reported")
+        p50, f99 = asyncio.run(freshness(stack, scale))
+        add("freshness_p50_ms", p50, "reported")
+        add("freshness_p99_ms", f99, "<= 1,000", f99 <= 1000)
+        peak, growth = asyncio.run(sustained_rss(stack, scale))
+        add("sink_rss_mb", peak, "<= 400", peak <= 400)
+        add("sink_rss_growth_pct", growth, "<= 10", growth <= 10)
+    finally:
+        stack.stop()
+
+    print("kafka stack ...", flush=True)
+    broker = Tansu().start(work / "tansu.log")
+    kafka_stack = TallyProcess(data_dir=work / f"kafka-{uuid.uuid4().hex[:6]}",
+                               postgres_url=asyncio.run(create_database()), kafka_brokers=broker.brokers)
+    kafka_stack.extra_env = {"TALLY_LOG_LEVEL": "warning"}
+    try:
+        kafka_stack.start(180)
+        kafka_eps = asyncio.run(ingest_grpc_eps(kafka_stack, scale))
+        add("ingest_grpc_eps_kafka", kafka_eps, ">= 100,000", kafka_eps >= 100_000)
+    finally:
+        kafka_stack.stop()
+        broker.stop()
+
+    best = max(figures["ingest_grpc_eps_embedded"].value, figures["ingest_grpc_eps_kafka"].value)
+    ratio = best / figures["raw_insert_rps"].value
+    add("ingest_vs_raw", ratio, ">= 0.10", ratio >= 0.10)
+
+    results: dict[str, Any] = {key: round(f.value, 3) for key, f in figures.items()}
+    results["machine"] = {"cores": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1)}
+    results["scale"] = scale_name
+    out = ROOT / ".bench" / "results.json"
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print_table(figures)
+    print(f"\nwrote {out}")
+    return results
+
+
+def print_table(figures: dict[str, Figure]) -> None:
+    print(f"\n{'figure':<28} {'value':>14} {'target':>16} {'ratio':>7}  result")
+    for f in figures.values():
+        ratio = f"{f.ratio:.2f}" if f.ratio is not None else ""
+        verdict = "" if f.ok is None else ("pass" if f.ok else "FAIL")
+        print(f"{f.key:<28} {f.value:>14,.2f} {f.target:>16} {ratio:>7}  {verdict}")
+
+
+if __name__ == "__main__":
+    run_benchmarks(os.environ.get("BENCH_SCALE", "default"))
+    sys.exit(0)
