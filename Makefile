@@ -50,7 +50,7 @@ gen-check: $(VENV_STAMP)
 lint: $(VENV_STAMP)
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
-	.venv/bin/mypy domain server workers adapters
+	.venv/bin/mypy domain server workers adapters sdk/python/tally_sdk
 	.venv/bin/buf lint
 	.venv/bin/buf format --diff --exit-code --path proto/tally
 

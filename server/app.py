@@ -31,13 +31,13 @@ from server.config import Settings
 from server.context import RequestContext
 from server.envoy import Envoy
 from server.interceptors import ErrorInterceptor
-from server.wiring import Deps, Servicer, StopStep, Wire, metering, notifications
+from server.wiring import Deps, Servicer, StopStep, Wire, entitlements, metering, notifications
 from workers.sink import EventSink, MeterCatalog
 
 log = structlog.get_logger(__name__)
 
 # Every domain area, in dependency order (an area may use services of those before it).
-AREAS: Sequence[Wire] = (metering.wire, notifications.wire)
+AREAS: Sequence[Wire] = (metering.wire, entitlements.wire, notifications.wire)
 
 
 @dataclass
@@ -77,7 +77,7 @@ class App:
         store = ClickHouseEventStore(clickhouse)
 
         catalog = MeterCatalog(PostgresMeterRepository(sessions), settings.sink.catalog_refresh_s)
-        key_store = PostgresEventKeyStore(sessions)
+        key_store = PostgresEventKeyStore(engine)
         sink = EventSink(store, key_store, catalog, owner="inprocess")
         bus = await self._start_bus(sink)
         if self._needs("sink"):

@@ -10,6 +10,7 @@ from typing import Annotated
 import structlog
 import typer
 
+from server.commands import events, meters
 from server.config import load_settings
 from server.logging import configure
 
@@ -19,6 +20,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 log = structlog.get_logger("tally")
+app.add_typer(meters.app, name="meters")
+app.add_typer(events.app, name="events")
 
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="YAML config file (default: ./config.yaml if present).")
@@ -74,6 +77,28 @@ def migrate(config: ConfigOption = None) -> None:
     finally:
         if embedded:
             embedded.stop()
+
+
+@app.command("envoy-config")
+def envoy_config(
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Directory to write envoy.yaml, tally.lua and the descriptor.")
+    ],
+    config: ConfigOption = None,
+) -> None:
+    """Render envoy/envoy.yaml for these settings into a directory Envoy can run from (k8s sidecar)."""
+    import shutil
+
+    from server.envoy import DESCRIPTOR, ENVOY_DIR, render
+
+    settings = load_settings(config)
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(DESCRIPTOR, out / DESCRIPTOR.name)
+    shutil.copyfile(ENVOY_DIR / "tally.lua", out / "tally.lua")
+    (out / "envoy.yaml").write_text(
+        render(settings, descriptor=(out / DESCRIPTOR.name).resolve(), envoy_dir=out.resolve())
+    )
+    typer.echo(f"wrote {out / 'envoy.yaml'}")
 
 
 if __name__ == "__main__":

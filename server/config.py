@@ -7,11 +7,11 @@ Nested settings use a double underscore in the environment: TALLY_SINK__FLUSH_IN
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, Field, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 ALL_ROLES = ("api", "sink", "balance", "notify", "billing")
 DEFAULT_CONFIG_FILE = Path("config.yaml")
@@ -67,6 +67,13 @@ class NotifySettings(BaseModel):
     max_concurrency: int = Field(default=16, ge=1)
 
 
+class EntitlementSettings(BaseModel):
+    """Balances: how long late events are awaited before a balance snapshot may cover them."""
+
+    # Snapshots are taken only at instants older than this, so a late event inside it still counts.
+    grace_period_s: int = Field(default=86_400, ge=0)
+
+
 class MeterConfig(BaseModel):
     """A meter declared in the config file; synced into the store at start."""
 
@@ -88,7 +95,8 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".tally")
     # The namespace (tenant) used when a request carries none.
     namespace: str = "default"
-    roles: list[str] = Field(default_factory=lambda: list(ALL_ROLES))
+    # NoDecode: TALLY_ROLES=api,sink is a comma-separated list (split below), not JSON.
+    roles: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(ALL_ROLES))
 
     rest_host: str = "127.0.0.1"
     rest_port: int = 8888
@@ -115,6 +123,7 @@ class Settings(BaseSettings):
     sink: SinkSettings = Field(default_factory=SinkSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
+    entitlements: EntitlementSettings = Field(default_factory=EntitlementSettings)
     meters: list[MeterConfig] = Field(default_factory=list)
 
     @field_validator("roles", mode="before")

@@ -28,7 +28,8 @@ ENVOY_DIR = ROOT / "envoy"
 DESCRIPTOR = ROOT / "gen" / "descriptor" / "tally.binpb"
 
 
-def render(settings: Settings) -> str:
+def render(settings: Settings, descriptor: Path = DESCRIPTOR, envoy_dir: Path = ENVOY_DIR) -> str:
+    """envoy/envoy.yaml for these settings; k8s renders it into a volume that holds the descriptor and Lua file."""
     template = string.Template((ENVOY_DIR / "envoy.yaml").read_text())
     return template.substitute(
         TALLY_ENVOY_ADMIN_PORT=settings.envoy_admin_port,
@@ -36,8 +37,8 @@ def render(settings: Settings) -> str:
         TALLY_REST_PORT=settings.rest_port,
         TALLY_GRPC_HOST=settings.grpc_host if settings.grpc_host not in ("0.0.0.0", "::") else "127.0.0.1",  # noqa: S104
         TALLY_GRPC_PORT=settings.grpc_port,
-        TALLY_DESCRIPTOR=DESCRIPTOR,
-        TALLY_ENVOY_DIR=ENVOY_DIR,
+        TALLY_DESCRIPTOR=descriptor,
+        TALLY_ENVOY_DIR=envoy_dir,
     )
 
 

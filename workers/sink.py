@@ -12,18 +12,16 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Protocol
 
-import orjson
 import structlog
 
 from domain.metering.events import Event, EventKey
 from domain.metering.jsonpath import JsonPath, extract_values
 from domain.metering.models import Meter
-from domain.metering.ports import EventKeyStore, EventWriter
+from domain.metering.ports import EventKeyStore, EventWriter, ExtractedValues
 from server import metrics
 
 log = structlog.get_logger(__name__)
@@ -76,7 +74,7 @@ class MeterCatalog:
         self._loaded_at = time.monotonic()
 
 
-def batch_token(events: Sequence[Event]) -> str:
+def batch_token(events: Iterable[Event]) -> str:
     digest = hashlib.blake2b(digest_size=16)
     for event in events:
         digest.update(f"{event.namespace}\x00{event.source}\x00{event.id}\x01".encode())
@@ -107,12 +105,12 @@ class EventSink:
         unique: dict[EventKey, Event] = {}
         for event in events:
             unique.setdefault((event.namespace, event.source, event.id), event)
-        fresh = await self.keys.filter_new(list(unique.values()))
+        batch_id, fresh = await self.keys.claim(
+            owner or self.owner, batch_token(unique.values()), list(unique.values())
+        )
         if fresh:
-            batch_id, fresh = await self.keys.begin(owner or self.owner, batch_token(fresh), fresh)
-            if fresh:
-                await self._insert(batch_id, fresh)
-            await self.keys.commit(batch_id)
+            await self._insert(batch_id, fresh)
+        await self.keys.commit(batch_id)
         duplicates = len(events) - len(fresh)
         metrics.SINK_BATCH_SIZE.observe(len(events))
         metrics.EVENTS_STORED.inc(len(fresh))
@@ -127,7 +125,7 @@ class EventSink:
         return FlushResult(len(fresh), duplicates)
 
     async def _insert(self, batch_id: int, events: list[Event]) -> None:
-        values = [await self._values(event) for event in events]
+        values = await self._values(events)
         started = time.perf_counter()
         try:
             await self.writer.insert(events, values, batch_token(events))
@@ -137,8 +135,8 @@ class EventSink:
             await asyncio.shield(self._settle(batch_id, events))
             raise
         metrics.SINK_INSERT_SECONDS.observe(time.perf_counter() - started)
-        oldest = min(event.ingested_at for event in events)
-        metrics.SINK_DELAY_SECONDS.observe(max(0.0, (datetime.now(UTC) - oldest).total_seconds()))
+        oldest_ms = min(event.ingested_ms for event in events)
+        metrics.SINK_DELAY_SECONDS.observe(max(0.0, time.time() - oldest_ms / 1000))
 
     async def _settle(self, batch_id: int, events: Sequence[Event]) -> None:
         keys = [(e.namespace, e.source, e.id) for e in events]
@@ -149,8 +147,18 @@ class EventSink:
             # Left pending: the next start's recovery settles it.
             log.exception("could not settle a failed flush; recovery will", batch=batch_id)
 
-    async def _values(self, event: Event) -> tuple[dict[str, float], dict[str, str]]:
-        numeric, strings = await self.catalog.paths(event.namespace, event.type)
-        if not numeric and not strings:
-            return {}, {}
-        return extract_values(orjson.loads(event.data) if event.data else None, numeric, strings)
+    async def _values(self, events: Sequence[Event]) -> list[ExtractedValues]:
+        """Each event's meter values, for the meters of its (namespace, type)."""
+        paths: dict[tuple[str, str], tuple[list[JsonPath], list[JsonPath]]] = {}
+        result: list[ExtractedValues] = []
+        for event in events:
+            key = (event.namespace, event.type)
+            wanted = paths.get(key)
+            if wanted is None:
+                wanted = paths[key] = await self.catalog.paths(*key)
+            numeric, strings = wanted
+            result.append(extract_values(event.decoded(), numeric, strings) if numeric or strings else _NO_VALUES)
+        return result
+
+
+_NO_VALUES: ExtractedValues = ({}, {})

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Sequence
-from datetime import UTC, datetime
 
 import orjson
 import structlog
@@ -27,40 +26,15 @@ from workers.sink import EventSink
 
 log = structlog.get_logger(__name__)
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _ms(value: datetime) -> int:
-    return (value - _EPOCH) // _MS
-
-
-_MS = datetime(1970, 1, 1, 0, 0, 0, 1000, tzinfo=UTC) - _EPOCH
-
-
-def _from_ms(value: int) -> datetime:
-    return _EPOCH + value * _MS
-
 
 def encode(events: Sequence[Event]) -> bytes:
     return orjson.dumps(
-        [[e.namespace, e.id, e.type, e.source, e.subject, _ms(e.time), e.data, _ms(e.ingested_at)] for e in events]
+        [[e.namespace, e.id, e.type, e.source, e.subject, e.time_ms, e.data, e.ingested_ms] for e in events]
     )
 
 
 def decode(value: bytes) -> list[Event]:
-    return [
-        Event(
-            namespace=r[0],
-            id=r[1],
-            type=r[2],
-            source=r[3],
-            subject=r[4],
-            time=_from_ms(r[5]),
-            data=r[6],
-            ingested_at=_from_ms(r[7]),
-        )
-        for r in orjson.loads(value)
-    ]
+    return [Event(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]) for r in orjson.loads(value)]
 
 
 def partition_for(event: Event, partitions: int) -> int:

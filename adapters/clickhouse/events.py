@@ -15,7 +15,7 @@ from adapters.clickhouse.meter_sql import (
     render_subjects_query,
     to_query_rows,
 )
-from domain.metering.events import Event, EventKey, EventListQuery, StoredEvent
+from domain.metering.events import Event, EventKey, EventListQuery, StoredEvent, epoch_ms
 from domain.metering.models import Meter
 from domain.metering.ports import ExtractedValues
 from domain.metering.query import GroupByValuesQuery, MeterQuery, QueryRow, SubjectsQuery
@@ -35,6 +35,7 @@ EVENT_COLUMNS = (
 
 LIST_COLUMNS = "namespace, id, type, source, subject, time, data, ingested_at, stored_at"
 
+_MS = pa.timestamp("ms", tz="UTC")
 _SCHEMA = pa.schema(
     [
         ("namespace", pa.string()),
@@ -51,7 +52,21 @@ _SCHEMA = pa.schema(
 )
 
 
+def _map_array(maps: Sequence[dict[str, Any]], item_type: pa.DataType) -> pa.Array:
+    offsets = [0]
+    keys: list[str] = []
+    items: list[Any] = []
+    for mapping in maps:
+        keys.extend(mapping)
+        items.extend(mapping.values())
+        offsets.append(len(keys))
+    return pa.MapArray.from_arrays(
+        pa.array(offsets, pa.int32()), pa.array(keys, pa.string()), pa.array(items, item_type)
+    )
+
+
 def to_arrow(events: Sequence[Event], values: Sequence[ExtractedValues]) -> pa.Table:
+    """Column-wise, from plain lists: per-event work is a few appends, Arrow does the rest."""
     return pa.Table.from_arrays(
         [
             pa.array([e.namespace for e in events], pa.string()),
@@ -59,11 +74,11 @@ def to_arrow(events: Sequence[Event], values: Sequence[ExtractedValues]) -> pa.T
             pa.array([e.type for e in events], pa.string()),
             pa.array([e.source for e in events], pa.string()),
             pa.array([e.subject for e in events], pa.string()),
-            pa.array([e.time for e in events], pa.timestamp("ms", tz="UTC")),
+            pa.array([e.time_ms for e in events], _MS),
             pa.array([e.data for e in events], pa.string()),
-            pa.array([list(v[0].items()) for v in values], _SCHEMA.field("num_values").type),
-            pa.array([list(v[1].items()) for v in values], _SCHEMA.field("str_values").type),
-            pa.array([e.ingested_at for e in events], pa.timestamp("ms", tz="UTC")),
+            _map_array([v[0] for v in values], pa.float64()),
+            _map_array([v[1] for v in values], pa.string()),
+            pa.array([e.ingested_ms for e in events], _MS),
         ],
         schema=_SCHEMA,
     )
@@ -186,16 +201,7 @@ class ClickHouseEventStore:
         rows = await self.ch.query(sql, params)
         return [
             StoredEvent(
-                event=Event(
-                    namespace=r[0],
-                    id=r[1],
-                    type=r[2],
-                    source=r[3],
-                    subject=r[4],
-                    time=_utc(r[5]),
-                    data=r[6],
-                    ingested_at=_utc(r[7]),
-                ),
+                event=Event(r[0], r[1], r[2], r[3], r[4], epoch_ms(_utc(r[5])), r[6], epoch_ms(_utc(r[7]))),
                 stored_at=_utc(r[8]),
             )
             for r in rows

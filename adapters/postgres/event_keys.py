@@ -1,25 +1,41 @@
 """Deduplication keys of stored events, and the sink batches that write them (Postgres).
 
-Protocol (workers/sink.py drives it): `filter_new` drops events whose key is already recorded;
-`begin` records the remaining keys with a `pending` batch in one transaction; the event store
-insert follows; `commit` marks the batch stored. A crash between `begin` and `commit` leaves a
-pending batch, which `pending` returns at the next start so the sink can keep exactly the keys whose
-events reached the store. Keys are claimed before the insert but only count once the batch commits,
-so nothing is ever dropped as a duplicate of an event that was not stored (OpenMeter issue #5118).
+Protocol (workers/sink.py drives it): `claim` records a pending batch and claims the keys of its
+events in one statement, returning the events whose keys were free (the rest are duplicates of
+events stored, or being stored, by another flush); the event-store insert follows; `commit` marks
+the batch stored. A crash between the two leaves a pending batch, which `pending` returns at the
+next start so the sink can keep exactly the keys whose events reached the store and release the
+others. Keys are claimed before the insert but released if it fails, so nothing is ever dropped as
+a duplicate of an event that was not stored (OpenMeter issue #5118).
+
+Two round trips per flush on autocommit connections: this is the ingest hot path.
 """
 
 from __future__ import annotations
 
 import hashlib
+import secrets
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import orjson
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import async_sessionmaker
-from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from domain.metering.events import Event, EventKey, PendingBatch
+
+_CLAIM = text(
+    "WITH batch AS ("
+    "  INSERT INTO sink_batches (id, owner, token, state, event_keys, created_at)"
+    "  VALUES (:batch_id, :owner, :token, 'pending', :triples, :now)"
+    ") "
+    "INSERT INTO event_keys (namespace, key, batch_id, created_at) "
+    "SELECT namespace, key, :batch_id, :now "
+    "FROM unnest(CAST(:namespaces AS text[]), CAST(:keys AS bytea[])) AS q(namespace, key) "
+    "ON CONFLICT DO NOTHING RETURNING namespace, key"
+)
+_STORED = text("UPDATE sink_batches SET state = 'stored', event_keys = NULL WHERE id = :id")
 
 
 def key_hash(source: str, event_id: str) -> bytes:
@@ -27,116 +43,83 @@ def key_hash(source: str, event_id: str) -> bytes:
 
 
 class PostgresEventKeyStore:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
-        self._sessions = sessions
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
 
-    async def filter_new(self, events: Sequence[Event]) -> list[Event]:
-        """The events whose (namespace, source, id) is not yet recorded by a stored batch."""
-        if not events:
-            return []
-        hashes = [key_hash(e.source, e.id) for e in events]
-        namespaces = [e.namespace for e in events]
-        async with self._sessions() as session:
-            result = await session.execute(
-                text(
-                    "SELECT k.namespace, k.key FROM event_keys k "
-                    "JOIN unnest(CAST(:namespaces AS text[]), CAST(:keys AS bytea[])) AS q(namespace, key) "
-                    "ON k.namespace = q.namespace AND k.key = q.key"
-                ),
-                {"namespaces": namespaces, "keys": hashes},
-            )
-            seen = {(row[0], bytes(row[1])) for row in result}
-        if not seen:
-            return list(events)
-        return [e for e, h in zip(events, hashes, strict=True) if (e.namespace, h) not in seen]
+    async def _execute(self, statement: Any, params: dict[str, Any]) -> Any:
+        async with self._engine.connect() as connection:
+            return await connection.execute(statement, params)
 
-    async def begin(self, owner: str, token: str, events: Sequence[Event]) -> tuple[int, list[Event]]:
-        """Claims the events' keys with a pending batch; returns the batch and the events it claimed.
-
-        A key another flush claimed in the meantime (a zombie consumer after a rebalance, say) is not
-        claimed again, so the same event is never inserted twice, even by concurrent flushes.
-        """
+    async def claim(self, owner: str, token: str, events: Sequence[Event]) -> tuple[int, list[Event]]:
+        """Records a pending batch and claims its events' keys; returns it and the events it claimed."""
         now = datetime.now(UTC)
-        triples = [(e.namespace, e.source, e.id) for e in events]
-        hashes = [key_hash(t[1], t[2]) for t in triples]
-        async with self._sessions() as session:
-            batch_id = (
-                await session.execute(
-                    text(
-                        "INSERT INTO sink_batches (owner, token, state, event_keys, created_at) "
-                        "VALUES (:owner, :token, 'pending', :keys, :now) RETURNING id"
-                    ),
-                    {"owner": owner, "token": token, "keys": orjson.dumps(triples), "now": now},
-                )
-            ).scalar_one()
-            claimed_rows = await session.execute(
-                text(
-                    "INSERT INTO event_keys (namespace, key, batch_id, created_at) "
-                    "SELECT namespace, key, :batch_id, :now "
-                    "FROM unnest(CAST(:namespaces AS text[]), CAST(:keys AS bytea[])) AS q(namespace, key) "
-                    "ON CONFLICT DO NOTHING RETURNING namespace, key"
-                ),
-                {"batch_id": batch_id, "now": now, "namespaces": [t[0] for t in triples], "keys": hashes},
+        # Chosen here, not by a sequence, so one statement both creates the batch and claims keys.
+        batch_id = secrets.randbits(62)
+        hashes = [key_hash(e.source, e.id) for e in events]
+        async with self._engine.connect() as connection:
+            result = await connection.execute(
+                _CLAIM,
+                {
+                    "batch_id": batch_id,
+                    "owner": owner,
+                    "token": token,
+                    "triples": orjson.dumps([(e.namespace, e.source, e.id) for e in events]),
+                    "now": now,
+                    "namespaces": [e.namespace for e in events],
+                    "keys": hashes,
+                },
             )
-            claimed = {(row[0], bytes(row[1])) for row in claimed_rows}
-            await session.commit()
+            claimed = {(row[0], bytes(row[1])) for row in result}
         if len(claimed) == len(events):
-            return int(batch_id), list(events)
-        return int(batch_id), [e for e, h in zip(events, hashes, strict=True) if (e.namespace, h) in claimed]
+            return batch_id, list(events)
+        return batch_id, [e for e, h in zip(events, hashes, strict=True) if (e.namespace, h) in claimed]
 
     async def commit(self, batch_id: int) -> None:
-        async with self._sessions() as session:
-            await session.execute(
-                text("UPDATE sink_batches SET state = 'stored', event_keys = NULL WHERE id = :id"),
-                {"id": batch_id},
-            )
-            await session.commit()
+        await self._execute(_STORED, {"id": batch_id})
 
     async def abort(self, batch_id: int, keep: Sequence[EventKey] = ()) -> None:
         """Releases a batch's keys except `keep` (events found in the store after all)."""
         keep_hashes = {(ns, key_hash(source, event_id)) for ns, source, event_id in keep}
-        async with self._sessions() as session:
-            if keep_hashes:
-                rows = await session.execute(
-                    text("SELECT namespace, key FROM event_keys WHERE batch_id = :id"), {"id": batch_id}
-                )
-                drop = [(r[0], bytes(r[1])) for r in rows if (r[0], bytes(r[1])) not in keep_hashes]
-                await session.execute(
-                    text(
-                        "DELETE FROM event_keys k USING unnest(CAST(:namespaces AS text[]), CAST(:keys AS bytea[])) "
-                        "AS q(namespace, key) WHERE k.namespace = q.namespace AND k.key = q.key"
-                    ),
-                    {"namespaces": [d[0] for d in drop], "keys": [d[1] for d in drop]},
-                )
-            else:
-                await session.execute(text("DELETE FROM event_keys WHERE batch_id = :id"), {"id": batch_id})
-            await session.execute(
-                text("UPDATE sink_batches SET state = 'stored', event_keys = NULL WHERE id = :id"),
-                {"id": batch_id},
-            )
-            await session.commit()
+        async with self._engine.connect() as connection, connection.begin():
+            await self._release(connection, batch_id, keep_hashes)
+            await connection.execute(_STORED, {"id": batch_id})
+
+    @staticmethod
+    async def _release(connection: AsyncConnection, batch_id: int, keep: set[tuple[str, bytes]]) -> None:
+        if not keep:
+            await connection.execute(text("DELETE FROM event_keys WHERE batch_id = :id"), {"id": batch_id})
+            return
+        rows = await connection.execute(
+            text("SELECT namespace, key FROM event_keys WHERE batch_id = :id"), {"id": batch_id}
+        )
+        drop = [(r[0], bytes(r[1])) for r in rows if (r[0], bytes(r[1])) not in keep]
+        await connection.execute(
+            text(
+                "DELETE FROM event_keys k "
+                "USING unnest(CAST(:namespaces AS text[]), CAST(:keys AS bytea[])) AS q(namespace, key) "
+                "WHERE k.namespace = q.namespace AND k.key = q.key"
+            ),
+            {"namespaces": [d[0] for d in drop], "keys": [d[1] for d in drop]},
+        )
 
     async def pending(self, owner: str) -> list[PendingBatch]:
-        async with self._sessions() as session:
-            rows = await session.execute(
-                text("SELECT id, token, event_keys FROM sink_batches WHERE owner = :owner AND state = 'pending'"),
-                {"owner": owner},
-            )
-            return [
-                PendingBatch(id=row[0], token=row[1], keys=[(k[0], k[1], k[2]) for k in orjson.loads(row[2] or b"[]")])
-                for row in rows
-            ]
+        rows = await self._execute(
+            text("SELECT id, token, event_keys FROM sink_batches WHERE owner = :owner AND state = 'pending'"),
+            {"owner": owner},
+        )
+        return [
+            PendingBatch(id=row[0], token=row[1], keys=[(k[0], k[1], k[2]) for k in orjson.loads(row[2] or b"[]")])
+            for row in rows
+        ]
 
     async def purge(self, window: timedelta) -> int:
         """Forgets keys (and finished batches) older than the deduplication window."""
         cutoff = datetime.now(UTC) - window
-        async with self._sessions() as session:
-            result = await session.execute(
+        async with self._engine.connect() as connection, connection.begin():
+            result = await connection.execute(
                 text("DELETE FROM event_keys WHERE created_at < :cutoff"), {"cutoff": cutoff}
             )
-            await session.execute(
-                text("DELETE FROM sink_batches WHERE state = 'stored' AND created_at < :cutoff"),
-                {"cutoff": cutoff},
+            await connection.execute(
+                text("DELETE FROM sink_batches WHERE state = 'stored' AND created_at < :cutoff"), {"cutoff": cutoff}
             )
-            await session.commit()
-            return int(result.rowcount or 0)  # type: ignore[attr-defined]
+            return int(result.rowcount or 0)

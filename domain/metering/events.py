@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -23,12 +23,31 @@ CONTENT_TYPE_BATCH = "application/cloudevents-batch+json"
 CONTENT_TYPE_JSON = "application/json"
 
 
+NOT_DECODED: Any = object()
+"""Marks an Event whose data has not been decoded in this process (it arrived as text)."""
+
+
+def epoch_ms(value: datetime) -> int:
+    """UTC epoch milliseconds, truncated: the precision the event store keeps."""
+    return (value - _EPOCH) // _ONE_MS
+
+
+def from_epoch_ms(value: int) -> datetime:
+    return _EPOCH + value * _ONE_MS
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MS = timedelta(milliseconds=1)
+
+
 @dataclass(slots=True)
 class Event:
     """An accepted usage event, as carried on the bus and stored.
 
-    `time` is UTC with millisecond precision; `data` is the payload re-encoded as compact JSON text
-    ("" when the event had no data).
+    Times are UTC epoch milliseconds (the store's precision; ints keep the ingest path cheap);
+    `data` is the payload as compact JSON text ("" when the event had no data). `parsed` carries the
+    decoded payload when the ingest path already has it, so the in-process sink need not decode it
+    again; it never travels on the bus.
     """
 
     namespace: str
@@ -36,9 +55,24 @@ class Event:
     type: str
     source: str
     subject: str
-    time: datetime
+    time_ms: int
     data: str
-    ingested_at: datetime
+    ingested_ms: int
+    parsed: Any = field(default=NOT_DECODED, compare=False, repr=False)
+
+    @property
+    def time(self) -> datetime:
+        return from_epoch_ms(self.time_ms)
+
+    @property
+    def ingested_at(self) -> datetime:
+        return from_epoch_ms(self.ingested_ms)
+
+    def decoded(self) -> Any:
+        """The payload as Python values (None for no data)."""
+        if self.parsed is NOT_DECODED:
+            self.parsed = orjson.loads(self.data) if self.data else None
+        return self.parsed
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,12 +119,6 @@ class IngestLimits:
     max_batch_bytes: int = 10 * 1024 * 1024
 
 
-def to_millis(value: datetime) -> datetime:
-    """UTC, truncated to the millisecond: the precision the event store keeps."""
-    value = value.astimezone(UTC)
-    return value.replace(microsecond=value.microsecond - value.microsecond % 1000)
-
-
 def parse_time(text: str) -> datetime:
     """RFC 3339 with a required offset (Z or ±hh:mm)."""
     if not isinstance(text, str) or len(text) < 20 or text[10] not in "Tt":
@@ -101,76 +129,115 @@ def parse_time(text: str) -> datetime:
     return parsed
 
 
-class _EventErrors:
-    def __init__(self) -> None:
-        self.items: list[FieldViolation] = []
+class EventBatch:
+    """Validates a request's events one by one into accepted Events, collecting every violation.
 
-    def add(self, index: int | None, name: str, message: str, code: str = "invalid") -> None:
-        where = name if index is None else f"[{index}].{name}"
-        self.items.append(FieldViolation(where, message, code))
+    The one place where OpenMeter's CloudEvents rules live; both the REST (JSON) and the gRPC (proto)
+    decoders feed it field values. `result()` raises if any event was invalid: a batch is accepted
+    whole or not at all.
+    """
 
+    def __init__(self, namespace: str, now: datetime, limits: IngestLimits, single: bool = False) -> None:
+        self.namespace = namespace
+        self.now_ms = epoch_ms(now)
+        self.limits = limits
+        self.single = single
+        self.events: list[Event] = []
+        self.violations: list[FieldViolation] = []
 
-def _required_string(raw: dict[str, Any], name: str, index: int | None, errors: _EventErrors) -> str:
-    value = raw.get(name)
-    if value is None or value == "":
-        errors.add(index, name, "required, must be a non-empty string", "required")
-        return ""
-    if not isinstance(value, str):
-        errors.add(index, name, "must be a string", "invalid_type")
-        return ""
-    return value
+    def error(self, index: int, name: str, message: str, code: str = "invalid") -> None:
+        where = name if self.single else f"[{index}].{name}"
+        self.violations.append(FieldViolation(where, message, code))
 
+    def _required(self, index: int, name: str, value: Any) -> str:
+        if value is None or value == "":
+            self.error(index, name, "required, must be a non-empty string", "required")
+            return ""
+        if not isinstance(value, str):
+            self.error(index, name, "must be a string", "invalid_type")
+            return ""
+        return value
 
-def event_from_json(
-    raw: Any, namespace: str, now: datetime, index: int | None, errors: _EventErrors, limits: IngestLimits
-) -> Event | None:
-    if not isinstance(raw, dict):
-        errors.add(index, "event", "must be a JSON object (a CloudEvent)", "invalid_type")
-        return None
-    before = len(errors.items)
-    event_id = _required_string(raw, "id", index, errors)
-    source = _required_string(raw, "source", index, errors)
-    event_type = _required_string(raw, "type", index, errors)
-    subject = _required_string(raw, "subject", index, errors)
-    specversion = raw.get("specversion", "1.0")
-    if specversion not in SPEC_VERSIONS:
-        errors.add(index, "specversion", "must be 1.0", "unsupported")
-    content_type = raw.get("datacontenttype")
-    if content_type is not None and content_type not in JSON_CONTENT_TYPES:
-        errors.add(index, "datacontenttype", "only application/json is supported", "unsupported")
-    event_time = now
-    raw_time = raw.get("time")
-    if isinstance(raw_time, datetime):  # the gRPC path hands over a decoded Timestamp
-        event_time = raw_time
-    elif raw_time is not None:
-        try:
-            event_time = parse_time(raw_time)
-        except (ValueError, TypeError) as exc:
-            errors.add(index, "time", str(exc) if isinstance(exc, ValueError) else "must be a string", "invalid_time")
-    data = raw.get("data")
-    data_text = ""
-    if data is not None:
-        if not isinstance(data, dict):
-            errors.add(index, "data", "must be a JSON object or null", "invalid_type")
-        else:
-            data_text = orjson.dumps(data).decode()
-            if len(data_text) > limits.max_event_bytes:
-                raise PayloadTooLargeError(
-                    f"event {'' if index is None else f'[{index}] '}data is {len(data_text)} bytes; "
-                    f"at most {limits.max_event_bytes} bytes are allowed per event"
-                )
-    if len(errors.items) > before:
-        return None
-    return Event(
-        namespace=namespace,
-        id=event_id,
-        type=event_type,
-        source=source,
-        subject=subject,
-        time=to_millis(event_time),
-        data=data_text,
-        ingested_at=now,
-    )
+    def add(
+        self,
+        index: int,
+        *,
+        event_id: Any,
+        source: Any,
+        event_type: Any,
+        subject: Any,
+        specversion: Any = "1.0",
+        content_type: Any = None,
+        time_ms: int | None = None,
+        time_text: Any = None,
+        data: Any = None,
+    ) -> None:
+        """One event's fields; `data` is the decoded payload (a dict, or None for no data)."""
+        before = len(self.violations)
+        event_id = self._required(index, "id", event_id)
+        source = self._required(index, "source", source)
+        event_type = self._required(index, "type", event_type)
+        subject = self._required(index, "subject", subject)
+        if specversion not in SPEC_VERSIONS:
+            self.error(index, "specversion", "must be 1.0", "unsupported")
+        if content_type is not None and content_type not in JSON_CONTENT_TYPES:
+            self.error(index, "datacontenttype", "only application/json is supported", "unsupported")
+        if time_ms is None:
+            time_ms = self.now_ms
+            if time_text is not None:
+                try:
+                    time_ms = epoch_ms(parse_time(time_text))
+                except (ValueError, TypeError) as exc:
+                    message = str(exc) if isinstance(exc, ValueError) else "must be a string"
+                    self.error(index, "time", message, "invalid_time")
+        data_text = ""
+        if data is not None:
+            if type(data) is not dict:
+                self.error(index, "data", "must be a JSON object or null", "invalid_type")
+            else:
+                # Re-encoded, not kept as sent: one canonical text (duplicate keys resolved once) is
+                # what both the ingest-time extraction and the query-time JSON fallback read.
+                data_text = orjson.dumps(data).decode()
+                if len(data_text) > self.limits.max_event_bytes:
+                    where = "" if self.single else f"[{index}] "
+                    raise PayloadTooLargeError(
+                        f"event {where}data is {len(data_text)} bytes; "
+                        f"at most {self.limits.max_event_bytes} bytes are allowed per event"
+                    )
+        if len(self.violations) > before:
+            return
+        self.events.append(
+            Event(self.namespace, event_id, event_type, source, subject, time_ms, data_text, self.now_ms, data)
+        )
+
+    def add_json(self, index: int, raw: Any) -> None:
+        if not isinstance(raw, dict):
+            self.error(index, "event", "must be a JSON object (a CloudEvent)", "invalid_type")
+            return
+        self.add(
+            index,
+            event_id=raw.get("id"),
+            source=raw.get("source"),
+            event_type=raw.get("type"),
+            subject=raw.get("subject"),
+            specversion=raw.get("specversion", "1.0"),
+            content_type=raw.get("datacontenttype"),
+            time_text=raw.get("time"),
+            data=raw.get("data"),
+        )
+
+    def check_size(self, count: int) -> None:
+        if count == 0:
+            raise ValidationError.single("body", "no events: send at least one CloudEvent", "empty")
+        if count > self.limits.max_batch_events:
+            raise PayloadTooLargeError(
+                f"batch holds {count} events; at most {self.limits.max_batch_events} are allowed per request"
+            )
+
+    def result(self) -> list[Event]:
+        if self.violations:
+            raise ValidationError(self.violations[:100], message=_summary(self.violations))
+        return self.events
 
 
 def parse_cloudevents(
@@ -205,17 +272,11 @@ def parse_cloudevents(
 def validate_batch(
     raws: Sequence[Any], namespace: str, now: datetime, limits: IngestLimits, single: bool = False
 ) -> list[Event]:
-    if not raws:
-        raise ValidationError.single("body", "no events: send at least one CloudEvent", "empty")
-    if len(raws) > limits.max_batch_events:
-        raise PayloadTooLargeError(
-            f"batch holds {len(raws)} events; at most {limits.max_batch_events} are allowed per request"
-        )
-    errors = _EventErrors()
-    events = [event_from_json(raw, namespace, now, None if single else i, errors, limits) for i, raw in enumerate(raws)]
-    if errors.items:
-        raise ValidationError(errors.items[:100], message=_summary(errors.items))
-    return [event for event in events if event is not None]
+    batch = EventBatch(namespace, now, limits, single)
+    batch.check_size(len(raws))
+    for index, raw in enumerate(raws):
+        batch.add_json(index, raw)
+    return batch.result()
 
 
 def _summary(violations: Iterable[FieldViolation]) -> str:

@@ -5,20 +5,19 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from ulid import ULID
 
 from domain.errors import ConflictError, NotFoundError, ValidationError
 from domain.metering.events import (
+    EventBatch,
     EventListQuery,
     IngestLimits,
     StoredEvent,
     parse_cloudevents,
-    validate_batch,
 )
 from domain.metering.models import VALUES_BACKFILLED, Aggregation, Meter, MeterCreateInput, MeterUpdateInput
-from domain.metering.ports import EventBus, EventStore, MeterRepository
+from domain.metering.ports import CustomerResolver, EventBus, EventStore, MeterRepository
 from domain.metering.query import ListGroupByValuesInput, ListSubjectsInput, MeterQuery, MeterQueryInput, QueryRow
 from domain.metering.validation import validation_error
 
@@ -40,9 +39,12 @@ class IngestService:
         await self._bus.publish(events)
         return len(events)
 
-    async def ingest(self, namespace: str, raws: Sequence[dict[str, Any]]) -> int:
-        """Events already decoded into CloudEvents-shaped dicts (the gRPC path)."""
-        events = validate_batch(raws, namespace, self._clock(), self._limits)
+    def new_batch(self, namespace: str) -> EventBatch:
+        """A batch for a decoder that feeds fields itself (the gRPC path); then `ingest_batch`."""
+        return EventBatch(namespace, self._clock(), self._limits)
+
+    async def ingest_batch(self, batch: EventBatch) -> int:
+        events = batch.result()
         await self._bus.publish(events)
         return len(events)
 
@@ -54,8 +56,10 @@ class MeterService:
         store: EventStore,
         clock: Clock = utcnow,
         on_change: Callable[[], None] | None = None,
+        customers: CustomerResolver | None = None,
     ) -> None:
         self._meters = meters
+        self.customers = customers
         self._store = store
         self._clock = clock
         self._on_change = on_change or (lambda: None)
@@ -135,7 +139,14 @@ class MeterService:
         self, namespace: str, id_or_slug: str, data: MeterQueryInput
     ) -> tuple[Meter, MeterQuery, list[QueryRow]]:
         meter = await self.get(namespace, id_or_slug)
-        query = data.validate(meter)
+        customer_subjects: dict[str, tuple[str, ...]] = {}
+        if data.filter_customer_ids and self.customers is not None:
+            found = await self.customers.resolve(namespace, data.filter_customer_ids)
+            # Keys become IDs (rows name customers by ID); unknown ones stay, for validate's 404.
+            ids = [found[token][0] if token in found else token for token in data.filter_customer_ids]
+            customer_subjects = {customer_id: subjects for customer_id, subjects in found.values()}
+            data = dataclasses.replace(data, filter_customer_ids=ids)
+        query = data.validate(meter, customer_subjects)
         return meter, query, await self._store.query_meter(meter, query)
 
     async def subjects(self, namespace: str, id_or_slug: str, data: ListSubjectsInput) -> list[str]:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -11,7 +11,7 @@ from google.api import httpbody_pb2
 from google.protobuf import empty_pb2, struct_pb2
 
 from domain.errors import ValidationError
-from domain.metering.events import EventListQuery, StoredEvent
+from domain.metering.events import EventBatch, EventListQuery, StoredEvent
 from domain.metering.service import EventQueryService, IngestService
 from server.context import RequestContext
 from server.convert import optional_str, set_timestamp, struct_from, timestamp_or_none
@@ -35,28 +35,32 @@ def _struct(struct: struct_pb2.Struct) -> dict[str, Any]:
     return {key: _value(item) for key, item in struct.fields.items()}
 
 
-def cloudevent_to_raw(message: events_pb2.CloudEvent, index: int) -> dict[str, Any]:
-    """The CloudEvents-shaped dict the domain validates, from a typed gRPC event."""
-    raw: dict[str, Any] = {
-        "id": message.id,
-        "source": message.source,
-        "specversion": message.specversion or "1.0",
-        "type": message.type,
-        "subject": message.subject,
-    }
-    if message.HasField("time"):
-        raw["time"] = message.time.ToDatetime(tzinfo=UTC)
-    if message.HasField("datacontenttype"):
-        raw["datacontenttype"] = message.datacontenttype
-    payload = message.WhichOneof("payload")
-    if payload == "data_json":
-        try:
-            raw["data"] = orjson.loads(message.data_json)
-        except orjson.JSONDecodeError as exc:
-            raise ValidationError.single(f"[{index}].data_json", f"invalid JSON: {exc}", "invalid_json") from exc
-    elif payload == "data":
-        raw["data"] = _struct(message.data)
-    return raw
+def add_cloudevents(batch: EventBatch, messages: Sequence[events_pb2.CloudEvent]) -> EventBatch:
+    """Feeds typed gRPC events into the domain's batch validation, field by field."""
+    batch.check_size(len(messages))
+    for index, message in enumerate(messages):
+        data: Any = None
+        payload = message.WhichOneof("payload")
+        if payload == "data_json":
+            try:
+                data = orjson.loads(message.data_json)
+            except orjson.JSONDecodeError as exc:
+                batch.error(index, "data_json", f"invalid JSON: {exc}", "invalid_json")
+                continue
+        elif payload == "data":
+            data = _struct(message.data)
+        batch.add(
+            index,
+            event_id=message.id,
+            source=message.source,
+            event_type=message.type,
+            subject=message.subject,
+            specversion=message.specversion or "1.0",
+            content_type=message.datacontenttype if message.HasField("datacontenttype") else None,
+            time_ms=message.time.seconds * 1000 + message.time.nanos // 1_000_000 if message.HasField("time") else None,
+            data=data,
+        )
+    return batch
 
 
 def stored_event_to_proto(stored: StoredEvent) -> events_pb2.IngestedEvent:
@@ -88,18 +92,16 @@ class EventServicer(events_pb2_grpc.EventServiceServicer):
     async def IngestEvents(
         self, request: events_pb2.IngestEventsRequest, context: Ctx
     ) -> events_pb2.IngestEventsResponse:
-        raws = [cloudevent_to_raw(event, i) for i, event in enumerate(request.events)]
-        accepted = await self._ingest.ingest(self._request.namespace(context), raws)
-        return events_pb2.IngestEventsResponse(accepted=accepted)
+        batch = add_cloudevents(self._ingest.new_batch(self._request.namespace(context)), request.events)
+        return events_pb2.IngestEventsResponse(accepted=await self._ingest.ingest_batch(batch))
 
     async def IngestEventStream(
         self, request_iterator: AsyncIterator[events_pb2.IngestEventsRequest], context: Ctx
     ) -> AsyncIterator[events_pb2.IngestEventsResponse]:
         namespace = self._request.namespace(context)
         async for request in request_iterator:
-            raws = [cloudevent_to_raw(event, i) for i, event in enumerate(request.events)]
-            accepted = await self._ingest.ingest(namespace, raws)
-            yield events_pb2.IngestEventsResponse(accepted=accepted)
+            batch = add_cloudevents(self._ingest.new_batch(namespace), request.events)
+            yield events_pb2.IngestEventsResponse(accepted=await self._ingest.ingest_batch(batch))
 
     async def IngestCloudEvents(self, request: httpbody_pb2.HttpBody, context: Ctx) -> empty_pb2.Empty:
         await self._ingest.ingest_cloudevents(self._request.namespace(context), request.data, request.content_type)

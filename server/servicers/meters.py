@@ -9,7 +9,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from google.api import httpbody_pb2
-from google.protobuf import empty_pb2
+from google.protobuf import empty_pb2, struct_pb2
 
 from domain.errors import ValidationError
 from domain.metering.models import Meter, MeterCreateInput, MeterUpdateInput
@@ -74,7 +74,7 @@ def _filter_string(message: meters_pb2.FilterString) -> FilterString:
 def _filter_group_by(request: meters_pb2.QueryMeterRequest, context: Ctx) -> dict[str, list[str]]:
     result: dict[str, list[str]] = {}
     for key, value in request.filter_group_by.items():
-        values = [value] if isinstance(value, str) else list(value) if hasattr(value, "__iter__") else None
+        values = [value] if isinstance(value, str) else list(value) if isinstance(value, struct_pb2.ListValue) else None
         if values is None or not all(isinstance(v, str) for v in values):
             raise ValidationError.single(f"filterGroupBy.{key}", "must be a string or an array of strings")
         result[key] = [str(v) for v in values]

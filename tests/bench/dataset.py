@@ -42,8 +42,10 @@ def _table(n: int, offset: int, subjects: int, now: datetime, event_type: str) -
             pa.array(times, pa.timestamp("ms", tz="UTC")),
             pa.array(data),
             pa.array([[("$.tokens", float(t))] for t in tokens], _SCHEMA.field("num_values").type),
-            pa.array([[("$.model", m), ("$.user", u)] for m, u in zip(models, users, strict=True)],
-                     _SCHEMA.field("str_values").type),
+            pa.array(
+                [[("$.model", m), ("$.user", u)] for m, u in zip(models, users, strict=True)],
+                _SCHEMA.field("str_values").type,
+            ),
             pa.array(np.full(n, now_ms), pa.timestamp("ms", tz="UTC")),
         ],
         schema=_SCHEMA,
@@ -52,6 +54,7 @@ def _table(n: int, offset: int, subjects: int, now: datetime, event_type: str) -
 
 def raw_insert_rps(directory: Path, rows: int) -> float:
     """Rows/s of bulk Arrow inserts of event rows straight into chDB: the physical limit."""
+
     async def run() -> float:
         clickhouse = ClickHouse(f"chdb://{directory}")
         await clickhouse.migrate()
@@ -69,6 +72,7 @@ def raw_insert_rps(directory: Path, rows: int) -> float:
 
 def load_query_dataset(directory: Path, rows: int, subjects: int) -> dict[str, Any]:
     """Loads the query dataset and measures the naive (raw-JSON, OpenMeter-style) query on it."""
+
     async def run() -> dict[str, Any]:
         clickhouse = ClickHouse(f"chdb://{directory}")
         await clickhouse.migrate()
@@ -107,14 +111,28 @@ async def _p50(call: Any, runs: int = 7) -> float:
 
 async def query_figures(stack: TallyProcess, loaded: dict[str, Any]) -> dict[str, float]:
     now: datetime = loaded["now"]
-    async with grpc.aio.insecure_channel(stack.grpc_target, options=[("grpc.max_receive_message_length", 256 << 20)]) as ch:
+    async with grpc.aio.insecure_channel(
+        stack.grpc_target, options=[("grpc.max_receive_message_length", 256 << 20)]
+    ) as ch:
         meters = meters_pb2_grpc.MeterServiceStub(ch)
         suffix = uuid.uuid4().hex[:6]
-        tokens = await meters.CreateMeter(meters_pb2.CreateMeterRequest(
-            slug=f"bench_tokens_{suffix}", event_type=QUERY_EVENT_TYPE, aggregation="SUM", value_property="$.tokens",
-            group_by={"model": "$.model"}))
-        users = await meters.CreateMeter(meters_pb2.CreateMeterRequest(
-            slug=f"bench_users_{suffix}", event_type=QUERY_EVENT_TYPE, aggregation="UNIQUE_COUNT", value_property="$.user"))
+        tokens = await meters.CreateMeter(
+            meters_pb2.CreateMeterRequest(
+                slug=f"bench_tokens_{suffix}",
+                event_type=QUERY_EVENT_TYPE,
+                aggregation="SUM",
+                value_property="$.tokens",
+                group_by={"model": "$.model"},
+            )
+        )
+        users = await meters.CreateMeter(
+            meters_pb2.CreateMeterRequest(
+                slug=f"bench_users_{suffix}",
+                event_type=QUERY_EVENT_TYPE,
+                aggregation="UNIQUE_COUNT",
+                value_property="$.user",
+            )
+        )
         await wait_backfilled(meters, [tokens.slug, users.slug])
 
         def request(slug: str, **extra: Any) -> meters_pb2.QueryMeterRequest:

@@ -17,7 +17,6 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -64,7 +63,10 @@ def make_batches(event_type: str, total: int, subjects: int, now: datetime) -> l
         for i in range(BATCH):
             n = b * BATCH + i
             event = events_pb2.CloudEvent(
-                id=f"{run}-{n}", source="bench", type=event_type, subject=f"customer-{n % subjects}",
+                id=f"{run}-{n}",
+                source="bench",
+                type=event_type,
+                subject=f"customer-{n % subjects}",
                 data_json=orjson.dumps({"tokens": n % 100, "model": "gpt-4o" if n % 3 else "gpt-4o-mini"}),
             )
             event.time.FromDatetime(now - timedelta(seconds=n % 3600))
@@ -78,7 +80,9 @@ async def sum_value(meters: meters_pb2_grpc.MeterServiceStub, slug: str, **reque
     return sum(row.value for row in response.data)
 
 
-async def count_until(meters: meters_pb2_grpc.MeterServiceStub, slug: str, expected: float, timeout: float = 600) -> None:
+async def count_until(
+    meters: meters_pb2_grpc.MeterServiceStub, slug: str, expected: float, timeout: float = 600
+) -> None:
     deadline = time.monotonic() + timeout
     while await sum_value(meters, slug) < expected:
         if time.monotonic() > deadline:
@@ -108,17 +112,28 @@ async def ingest_grpc_eps(stack: TallyProcess, scale: dict[str, int]) -> float:
 
 async def ingest_rest_eps(stack: TallyProcess, scale: dict[str, int]) -> float:
     total = scale["ingest"] // 2
-    async with httpx.AsyncClient(base_url=stack.rest_url, timeout=120, limits=httpx.Limits(max_connections=CONCURRENCY)) as http:
+    async with httpx.AsyncClient(
+        base_url=stack.rest_url, timeout=120, limits=httpx.Limits(max_connections=CONCURRENCY)
+    ) as http:
         slug = f"bench_rest_{uuid.uuid4().hex[:8]}"
         created = await http.post("/api/v1/meters", json={"slug": slug, "eventType": slug, "aggregation": "COUNT"})
         assert created.status_code == 201, created.text
         now = datetime.now(UTC).isoformat()
         bodies = [
-            orjson.dumps([
-                {"specversion": "1.0", "id": f"{b}-{i}", "source": "bench", "type": slug,
-                 "subject": f"customer-{i % scale['subjects']}", "time": now, "data": {"tokens": i % 100}}
-                for i in range(BATCH)
-            ])
+            orjson.dumps(
+                [
+                    {
+                        "specversion": "1.0",
+                        "id": f"{b}-{i}",
+                        "source": "bench",
+                        "type": slug,
+                        "subject": f"customer-{i % scale['subjects']}",
+                        "time": now,
+                        "data": {"tokens": i % 100},
+                    }
+                    for i in range(BATCH)
+                ]
+            )
             for b in range(total // BATCH)
         ]
         queue = list(bodies)
@@ -127,7 +142,9 @@ async def ingest_rest_eps(stack: TallyProcess, scale: dict[str, int]) -> float:
         async def sender() -> None:
             while queue:
                 body = queue.pop()
-                response = await http.post("/api/v1/events", content=body, headers={"content-type": "application/cloudevents-batch+json"})
+                response = await http.post(
+                    "/api/v1/events", content=body, headers={"content-type": "application/cloudevents-batch+json"}
+                )
                 assert response.status_code == 204, response.text
 
         await asyncio.gather(*(sender() for _ in range(CONCURRENCY)))
@@ -158,8 +175,13 @@ async def single_event_latency(stack: TallyProcess, calls: int) -> tuple[float, 
         health = health_pb2_grpc.HealthStub(ch)
         slug = f"bench_single_{uuid.uuid4().hex[:8]}"
         requests = [
-            events_pb2.IngestEventsRequest(events=[events_pb2.CloudEvent(
-                id=f"{slug}-{n}", source="bench", type=slug, subject="customer-1", data_json=b'{"tokens":1}')])
+            events_pb2.IngestEventsRequest(
+                events=[
+                    events_pb2.CloudEvent(
+                        id=f"{slug}-{n}", source="bench", type=slug, subject="customer-1", data_json=b'{"tokens":1}'
+                    )
+                ]
+            )
             for n in range(calls)
         ]
         await latencies(lambda n: health.Check(health_pb2.HealthCheckRequest()), 200)  # warm-up
@@ -192,8 +214,13 @@ async def freshness(stack: TallyProcess, scale: dict[str, int]) -> tuple[float, 
         await asyncio.sleep(1.0)
         samples = []
         for n in range(scale["probes"]):
-            request = events_pb2.IngestEventsRequest(events=[events_pb2.CloudEvent(
-                id=f"probe-{n}", source="bench", type=probe_slug, subject=f"probe-{n}", data_json=b"{}")])
+            request = events_pb2.IngestEventsRequest(
+                events=[
+                    events_pb2.CloudEvent(
+                        id=f"probe-{n}", source="bench", type=probe_slug, subject=f"probe-{n}", data_json=b"{}"
+                    )
+                ]
+            )
             await events.IngestEvents(request)
             acked = time.perf_counter()
             while await sum_value(meters, probe_slug, subject=[f"probe-{n}"]) < 1:
@@ -213,8 +240,9 @@ async def sustained_rss(stack: TallyProcess, scale: dict[str, int]) -> tuple[flo
         events = events_pb2_grpc.EventServiceStub(ch)
         meters = meters_pb2_grpc.MeterServiceStub(ch)
         slug = f"bench_soak_{uuid.uuid4().hex[:8]}"
-        await meters.CreateMeter(meters_pb2.CreateMeterRequest(slug=slug, event_type=slug, aggregation="SUM",
-                                                               value_property="$.tokens"))
+        await meters.CreateMeter(
+            meters_pb2.CreateMeterRequest(slug=slug, event_type=slug, aggregation="SUM", value_property="$.tokens")
+        )
         deadline = time.monotonic() + scale["sustain_s"]
         warm = time.monotonic() + scale["sustain_s"] / 5
         samples: list[tuple[float, float]] = []
@@ -238,7 +266,9 @@ def run_benchmarks(scale_name: str) -> dict[str, Any]:
     work.mkdir(parents=True, exist_ok=True)
     figures: dict[str, Figure] = {}
 
-    def add(key: str, value: float, target: str = "reference", ok: bool | None = None, ratio: float | None = None) -> None:
+    def add(
+        key: str, value: float, target: str = "reference", ok: bool | None = None, ratio: float | None = None
+    ) -> None:
         figures[key] = Figure(key, value, target, ok, ratio)
         print(f"  {key} = {value:,.2f}", flush=True)
 
@@ -280,8 +310,11 @@ def run_benchmarks(scale_name: str) -> dict[str, Any]:
 
     print("kafka stack ...", flush=True)
     broker = Tansu().start(work / "tansu.log")
-    kafka_stack = TallyProcess(data_dir=work / f"kafka-{uuid.uuid4().hex[:6]}",
-                               postgres_url=asyncio.run(create_database()), kafka_brokers=broker.brokers)
+    kafka_stack = TallyProcess(
+        data_dir=work / f"kafka-{uuid.uuid4().hex[:6]}",
+        postgres_url=asyncio.run(create_database()),
+        kafka_brokers=broker.brokers,
+    )
     kafka_stack.extra_env = {"TALLY_LOG_LEVEL": "warning"}
     try:
         kafka_stack.start(180)

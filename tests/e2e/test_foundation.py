@@ -16,7 +16,15 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tests.support.services import port_open
 from tests.support.stack import TallyProcess, create_database
 
-TALLY_SERVICES = {"tally.v1.EventService", "tally.v1.MeterService"}
+TALLY_SERVICES = {
+    "tally.v1.EventService",
+    "tally.v1.MeterService",
+    "tally.v1.NotificationService",
+    "tally.v1.CustomerService",
+    "tally.v1.SubjectService",
+    "tally.v1.FeatureService",
+    "tally.v1.EntitlementService",
+}
 
 
 async def test_grpc_health_serving(channel: grpc.aio.Channel) -> None:

@@ -344,8 +344,14 @@ async def test_meter_created_after_events_counts_them_and_is_backfilled(http: ht
     await create_meter(http, slug=probe, eventType=event_type, aggregation="COUNT")
     await query_until(http, probe, lambda rows: total(rows) == 62)
 
-    meter = await create_meter(http, slug=event_type, eventType=event_type, aggregation="SUM",
-                               valueProperty="$.tokens", groupBy={"model": "$.model"})
+    meter = await create_meter(
+        http,
+        slug=event_type,
+        eventType=event_type,
+        aggregation="SUM",
+        valueProperty="$.tokens",
+        groupBy={"model": "$.model"},
+    )
     assert not (meter.get("annotations") or {}).get("tally.values.backfilled")
     params = {"groupBy": ["subject", "model"], "windowSize": "HOUR"}
     before = await query(http, event_type, **params)

@@ -17,9 +17,9 @@ import pytest_asyncio
 
 from adapters.clickhouse.client import ClickHouse
 from adapters.clickhouse.events import ClickHouseEventStore
-from adapters.postgres.db import create_engine, migrate, session_factory
+from adapters.postgres.db import create_engine, migrate
 from adapters.postgres.event_keys import PostgresEventKeyStore
-from domain.metering.events import Event, EventKey
+from domain.metering.events import Event, EventKey, epoch_ms
 from domain.metering.ports import ExtractedValues
 from tests.support.stack import create_database
 from workers.sink import EventSink, MeterCatalog
@@ -61,7 +61,7 @@ async def stores(postgres_ready: None, tmp_path_factory: pytest.TempPathFactory)
     engine = create_engine(url)
     clickhouse = ClickHouse(f"chdb://{Path(tmp_path_factory.mktemp('sink')) / 'events'}")
     await clickhouse.migrate()
-    yield session_factory(engine), clickhouse
+    yield engine, clickhouse
     clickhouse.close()
     await engine.dispose()
 
@@ -75,9 +75,9 @@ def _events(prefix: str, n: int) -> list[Event]:
             type="t",
             source="src",
             subject="s",
-            time=now - timedelta(minutes=i),
+            time_ms=epoch_ms(now - timedelta(minutes=i)),
             data='{"v": 1}',
-            ingested_at=now,
+            ingested_ms=epoch_ms(now),
         )
         for i in range(n)
     ]
@@ -90,14 +90,14 @@ async def _count(clickhouse: ClickHouse, prefix: str) -> int:
     return int(rows[0][0])
 
 
-def _sink(sessions, clickhouse: ClickHouse, writer=None) -> tuple[EventSink, FaultyWriter]:  # type: ignore[no-untyped-def]
+def _sink(engine, clickhouse: ClickHouse, writer=None) -> tuple[EventSink, FaultyWriter]:  # type: ignore[no-untyped-def]
     faulty = writer or FaultyWriter(ClickHouseEventStore(clickhouse))
-    return EventSink(faulty, PostgresEventKeyStore(sessions), MeterCatalog(_NoMeters()), owner="test"), faulty
+    return EventSink(faulty, PostgresEventKeyStore(engine), MeterCatalog(_NoMeters()), owner="test"), faulty
 
 
 async def test_duplicates_within_and_across_flushes(stores: tuple) -> None:
-    sessions, clickhouse = stores
-    sink, _ = _sink(sessions, clickhouse)
+    engine, clickhouse = stores
+    sink, _ = _sink(engine, clickhouse)
     events = _events("dup", 50)
     first = await sink.flush(events + events[:10])
     assert (first.stored, first.duplicates) == (50, 10)
@@ -107,8 +107,8 @@ async def test_duplicates_within_and_across_flushes(stores: tuple) -> None:
 
 
 async def test_store_down_releases_keys_so_a_retry_stores(stores: tuple) -> None:
-    sessions, clickhouse = stores
-    sink, faulty = _sink(sessions, clickhouse)
+    engine, clickhouse = stores
+    sink, faulty = _sink(engine, clickhouse)
     events = _events("down", 40)
     faulty.fail_before_insert = True
     with pytest.raises(Crash):
@@ -121,8 +121,8 @@ async def test_store_down_releases_keys_so_a_retry_stores(stores: tuple) -> None
 
 
 async def test_failure_after_insert_keeps_keys_so_a_retry_does_not_double(stores: tuple) -> None:
-    sessions, clickhouse = stores
-    sink, faulty = _sink(sessions, clickhouse)
+    engine, clickhouse = stores
+    sink, faulty = _sink(engine, clickhouse)
     events = _events("after", 30)
     faulty.fail_after_insert = True
     with pytest.raises(Crash):
@@ -134,8 +134,8 @@ async def test_failure_after_insert_keeps_keys_so_a_retry_does_not_double(stores
 
 
 async def test_crash_mid_flush_is_settled_by_recovery_at_start(stores: tuple) -> None:
-    sessions, clickhouse = stores
-    sink, faulty = _sink(sessions, clickhouse)
+    engine, clickhouse = stores
+    sink, faulty = _sink(engine, clickhouse)
     landed = _events("crash-landed", 25)
     lost = _events("crash-lost", 25)
     # Died after the insert, and could not settle: the batch stays pending.
@@ -147,11 +147,11 @@ async def test_crash_mid_flush_is_settled_by_recovery_at_start(stores: tuple) ->
     faulty.fail_before_insert = True
     with pytest.raises(Crash):
         await sink.flush(lost)
-    assert len(await PostgresEventKeyStore(sessions).pending("test")) == 2
+    assert len(await PostgresEventKeyStore(engine).pending("test")) == 2
 
-    restarted, _ = _sink(sessions, clickhouse)
+    restarted, _ = _sink(engine, clickhouse)
     await restarted.recover()
-    assert await PostgresEventKeyStore(sessions).pending("test") == []
+    assert await PostgresEventKeyStore(engine).pending("test") == []
     # The bus replays both batches: the landed one is recognised, the lost one is stored now.
     replay = await restarted.flush(landed + lost)
     assert (replay.stored, replay.duplicates) == (25, 25)
@@ -160,8 +160,8 @@ async def test_crash_mid_flush_is_settled_by_recovery_at_start(stores: tuple) ->
 
 
 async def test_concurrent_flushes_of_the_same_events_store_once(stores: tuple) -> None:
-    sessions, clickhouse = stores
-    sink, _ = _sink(sessions, clickhouse)
+    engine, clickhouse = stores
+    sink, _ = _sink(engine, clickhouse)
     events = _events("same", 20)
     await asyncio.gather(sink.flush(events), sink.flush(list(reversed(events))))
     assert await _count(clickhouse, "same") == 20

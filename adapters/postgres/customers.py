@@ -1,0 +1,212 @@
+"""CustomerRepository and SubjectRepository over Postgres."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import delete, func, or_
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from adapters.postgres.entitlements_tables import CustomerRow, CustomerSubjectRow, SubjectRow
+from domain.customers.models import Address, Customer, CustomerListQuery, Subject
+from domain.errors import ConflictError
+from domain.pagination import SortOrder
+
+
+def _to_domain(row: CustomerRow) -> Customer:
+    return Customer(
+        id=row.id,
+        namespace=row.namespace,
+        name=row.name,
+        key=row.key,
+        subject_keys=tuple(row.subject_keys),
+        description=row.description,
+        primary_email=row.primary_email,
+        currency=row.currency,
+        billing_address=Address.from_dict(row.billing_address),
+        metadata=dict(row.meta),
+        annotations=dict(row.annotations),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        deleted_at=row.deleted_at,
+    )
+
+
+def _to_row(c: Customer) -> CustomerRow:
+    return CustomerRow(
+        namespace=c.namespace,
+        id=c.id,
+        key=c.key,
+        name=c.name,
+        description=c.description,
+        primary_email=c.primary_email,
+        currency=c.currency,
+        subject_keys=list(c.subject_keys),
+        billing_address=c.billing_address.as_dict() if c.billing_address else None,
+        meta=dict(c.metadata),
+        annotations=dict(c.annotations),
+        created_at=c.created_at,
+        updated_at=c.updated_at,
+        deleted_at=c.deleted_at,
+    )
+
+
+class PostgresCustomerRepository:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def _write(self, customer: Customer, insert: bool) -> None:
+        async with self._sessions() as session:
+            try:
+                if insert:
+                    session.add(_to_row(customer))
+                else:
+                    await session.merge(_to_row(customer))
+                await session.exec(
+                    delete(CustomerSubjectRow).where(
+                        col(CustomerSubjectRow.namespace) == customer.namespace,
+                        col(CustomerSubjectRow.customer_id) == customer.id,
+                    )
+                )
+                await session.flush()
+                if customer.deleted_at is None:
+                    for subject in customer.usage_subjects:
+                        session.add(
+                            CustomerSubjectRow(
+                                namespace=customer.namespace, subject_key=subject, customer_id=customer.id
+                            )
+                        )
+                await session.commit()
+            except IntegrityError as exc:
+                await session.rollback()
+                raise ConflictError("customer key or subject key is already taken") from exc
+
+    async def create(self, customer: Customer) -> None:
+        await self._write(customer, insert=True)
+
+    async def update(self, customer: Customer) -> None:
+        await self._write(customer, insert=False)
+
+    async def get(self, namespace: str, id_or_key: str, include_deleted: bool = False) -> Customer | None:
+        async with self._sessions() as session:
+            row = await session.get(CustomerRow, (namespace, id_or_key))
+            if row is None:
+                statement = select(CustomerRow).where(
+                    CustomerRow.namespace == namespace,
+                    CustomerRow.key == id_or_key,
+                    col(CustomerRow.deleted_at).is_(None),
+                )
+                row = (await session.exec(statement)).first()
+        # By ID a deleted customer is still found (callers decide); by key only a live one.
+        return _to_domain(row) if row is not None else None
+
+    async def list_customers(self, namespace: str, query: CustomerListQuery) -> tuple[list[Customer], int]:
+        statement = select(CustomerRow).where(CustomerRow.namespace == namespace)
+        if not query.include_deleted:
+            statement = statement.where(col(CustomerRow.deleted_at).is_(None))
+        if query.key:
+            statement = statement.where(col(CustomerRow.key).ilike(f"%{query.key}%"))
+        if query.name:
+            statement = statement.where(col(CustomerRow.name).ilike(f"%{query.name}%"))
+        if query.primary_email:
+            statement = statement.where(col(CustomerRow.primary_email).ilike(f"%{query.primary_email}%"))
+        if query.subject:
+            statement = statement.where(col(CustomerRow.subject_keys).contains([query.subject]))
+        column = {"name": CustomerRow.name, "createdAt": CustomerRow.created_at}.get(query.order_by, CustomerRow.id)
+        order = col(column).desc() if query.order is SortOrder.DESC else col(column).asc()
+        offset, limit = query.pagination.window()
+        async with self._sessions() as session:
+            total = (await session.exec(select(func.count()).select_from(statement.subquery()))).one()
+            paged = statement.order_by(order, col(CustomerRow.id)).offset(offset)
+            if limit is not None:
+                paged = paged.limit(limit)
+            rows = (await session.exec(paged)).all()
+        return [_to_domain(row) for row in rows], int(total)
+
+    async def by_subject(self, namespace: str, subject_key: str) -> Customer | None:
+        async with self._sessions() as session:
+            owner = await session.get(CustomerSubjectRow, (namespace, subject_key))
+            if owner is None:
+                return None
+            row = await session.get(CustomerRow, (namespace, owner.customer_id))
+        return _to_domain(row) if row is not None and row.deleted_at is None else None
+
+    async def owners(self, namespace: str, subject_keys: Sequence[str]) -> dict[str, str]:
+        if not subject_keys:
+            return {}
+        statement = select(CustomerSubjectRow).where(
+            CustomerSubjectRow.namespace == namespace, col(CustomerSubjectRow.subject_key).in_(list(subject_keys))
+        )
+        async with self._sessions() as session:
+            return {row.subject_key: row.customer_id for row in (await session.exec(statement)).all()}
+
+
+def _subject(row: SubjectRow) -> Subject:
+    return Subject(
+        id=row.id,
+        namespace=row.namespace,
+        key=row.key,
+        display_name=row.display_name,
+        metadata=row.meta,
+        current_period_start=row.current_period_start,
+        current_period_end=row.current_period_end,
+        stripe_customer_id=row.stripe_customer_id,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+class PostgresSubjectRepository:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def upsert(self, subjects: Sequence[Subject]) -> list[Subject]:
+        out: list[Subject] = []
+        async with self._sessions() as session:
+            for subject in subjects:
+                statement = select(SubjectRow).where(
+                    SubjectRow.namespace == subject.namespace, SubjectRow.key == subject.key
+                )
+                row = (await session.exec(statement.with_for_update())).first()
+                if row is None:
+                    row = SubjectRow(
+                        namespace=subject.namespace,
+                        id=subject.id,
+                        key=subject.key,
+                        created_at=subject.created_at,
+                        updated_at=subject.updated_at,
+                    )
+                row.display_name = subject.display_name
+                row.meta = dict(subject.metadata) if subject.metadata is not None else None
+                row.current_period_start = subject.current_period_start
+                row.current_period_end = subject.current_period_end
+                row.stripe_customer_id = subject.stripe_customer_id
+                row.updated_at = subject.updated_at
+                session.add(row)
+                await session.flush()
+                out.append(_subject(row))
+            await session.commit()
+        return out
+
+    async def list_subjects(self, namespace: str) -> list[Subject]:
+        statement = select(SubjectRow).where(SubjectRow.namespace == namespace).order_by(col(SubjectRow.key))
+        async with self._sessions() as session:
+            return [_subject(row) for row in (await session.exec(statement)).all()]
+
+    async def get(self, namespace: str, id_or_key: str) -> Subject | None:
+        statement = select(SubjectRow).where(
+            SubjectRow.namespace == namespace, or_(col(SubjectRow.id) == id_or_key, col(SubjectRow.key) == id_or_key)
+        )
+        async with self._sessions() as session:
+            row = (await session.exec(statement)).first()
+        return _subject(row) if row is not None else None
+
+    async def delete(self, namespace: str, subject_id: str) -> None:
+        async with self._sessions() as session:
+            await session.exec(
+                delete(SubjectRow).where(col(SubjectRow.namespace) == namespace, col(SubjectRow.id) == subject_id)
+            )
+            await session.commit()

@@ -1,0 +1,335 @@
+"""Entitlement, grant and balance-snapshot repositories over Postgres."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import delete, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from adapters.postgres.entitlements_tables import BalanceSnapshotRow, EntitlementRow, GrantRow, UsageResetRow
+from domain.entitlements.engine import Snapshot
+from domain.entitlements.grants import ExpirationDuration, ExpirationPeriod
+from domain.entitlements.models import Entitlement, EntitlementListQuery, EntitlementType, StoredGrant, UsageReset
+from domain.entitlements.recurrence import IsoDuration, Recurrence
+from domain.errors import ConflictError
+
+
+def _entitlement(row: EntitlementRow, resets: Sequence[UsageResetRow]) -> Entitlement:
+    return Entitlement(
+        id=row.id,
+        namespace=row.namespace,
+        type=EntitlementType(row.type),
+        feature_id=row.feature_id,
+        feature_key=row.feature_key,
+        customer_id=row.customer_id,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        active_from=row.active_from,
+        active_to=row.active_to,
+        deleted_at=row.deleted_at,
+        metadata=dict(row.meta),
+        annotations=dict(row.annotations),
+        usage_interval=IsoDuration.parse(row.usage_interval) if row.usage_interval else None,
+        usage_anchor=row.usage_anchor,
+        measure_usage_from=row.measure_usage_from,
+        is_soft_limit=row.is_soft_limit,
+        issue_after_reset=row.issue_after_reset,
+        issue_after_reset_priority=row.issue_after_reset_priority,
+        preserve_overage_at_reset=row.preserve_overage_at_reset,
+        config=row.config,
+        resets=tuple(
+            UsageReset(at=r.reset_at, anchor=r.anchor, interval=IsoDuration.parse(r.usage_interval))
+            for r in sorted(resets, key=lambda r: r.reset_at)
+        ),
+    )
+
+
+def _entitlement_row(e: Entitlement) -> EntitlementRow:
+    return EntitlementRow(
+        namespace=e.namespace,
+        id=e.id,
+        type=e.type.value,
+        feature_id=e.feature_id,
+        feature_key=e.feature_key,
+        customer_id=e.customer_id,
+        meta=dict(e.metadata),
+        annotations=dict(e.annotations),
+        usage_interval=e.usage_interval.iso() if e.usage_interval else None,
+        usage_anchor=e.usage_anchor,
+        measure_usage_from=e.measure_usage_from,
+        is_soft_limit=e.is_soft_limit,
+        issue_after_reset=e.issue_after_reset,
+        issue_after_reset_priority=e.issue_after_reset_priority,
+        preserve_overage_at_reset=e.preserve_overage_at_reset,
+        config=e.config,
+        created_at=e.created_at,
+        updated_at=e.updated_at,
+        active_from=e.active_from,
+        active_to=e.active_to,
+        deleted_at=e.deleted_at,
+    )
+
+
+def _grant(row: GrantRow) -> StoredGrant:
+    expiration = None
+    if row.expiration_duration and row.expiration_count:
+        expiration = ExpirationPeriod(ExpirationDuration(row.expiration_duration), row.expiration_count)
+    recurrence = None
+    if row.recurrence_interval and row.recurrence_anchor:
+        recurrence = Recurrence(IsoDuration.parse(row.recurrence_interval), row.recurrence_anchor)
+    return StoredGrant(
+        id=row.id,
+        namespace=row.namespace,
+        entitlement_id=row.entitlement_id,
+        amount=row.amount,
+        priority=row.priority,
+        effective_at=row.effective_at,
+        expiration=expiration,
+        expires_at=row.expires_at,
+        max_rollover_amount=row.max_rollover_amount,
+        min_rollover_amount=row.min_rollover_amount,
+        metadata=dict(row.meta),
+        annotations=dict(row.annotations),
+        recurrence=recurrence,
+        voided_at=row.voided_at,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        deleted_at=row.deleted_at,
+    )
+
+
+def _grant_row(g: StoredGrant) -> GrantRow:
+    return GrantRow(
+        namespace=g.namespace,
+        id=g.id,
+        entitlement_id=g.entitlement_id,
+        amount=g.amount,
+        priority=g.priority,
+        effective_at=g.effective_at,
+        expiration_duration=g.expiration.duration.value if g.expiration else None,
+        expiration_count=g.expiration.count if g.expiration else None,
+        expires_at=g.expires_at,
+        max_rollover_amount=g.max_rollover_amount,
+        min_rollover_amount=g.min_rollover_amount,
+        meta=dict(g.metadata),
+        annotations=dict(g.annotations),
+        recurrence_interval=g.recurrence.interval.iso() if g.recurrence else None,
+        recurrence_anchor=g.recurrence.anchor if g.recurrence else None,
+        voided_at=g.voided_at,
+        created_at=g.created_at,
+        updated_at=g.updated_at,
+        deleted_at=g.deleted_at,
+    )
+
+
+class PostgresEntitlementRepository:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def _with_resets(self, session: AsyncSession, rows: Sequence[EntitlementRow]) -> list[Entitlement]:
+        if not rows:
+            return []
+        namespace = rows[0].namespace
+        statement = select(UsageResetRow).where(
+            UsageResetRow.namespace == namespace, col(UsageResetRow.entitlement_id).in_([r.id for r in rows])
+        )
+        resets: dict[str, list[UsageResetRow]] = {}
+        for reset in (await session.exec(statement)).all():
+            resets.setdefault(reset.entitlement_id, []).append(reset)
+        return [_entitlement(row, resets.get(row.id, [])) for row in rows]
+
+    async def create(
+        self, entitlement: Entitlement, grants: Sequence[StoredGrant], replaces: str | None = None
+    ) -> None:
+        async with self._sessions() as session:
+            try:
+                if replaces is not None:
+                    await session.exec(
+                        update(EntitlementRow)
+                        .where(
+                            col(EntitlementRow.namespace) == entitlement.namespace, col(EntitlementRow.id) == replaces
+                        )
+                        .values(deleted_at=entitlement.created_at, updated_at=entitlement.created_at)
+                    )
+                    await session.flush()
+                session.add(_entitlement_row(entitlement))
+                await session.flush()
+                for grant in grants:
+                    session.add(_grant_row(grant))
+                await session.commit()
+            except IntegrityError as exc:
+                await session.rollback()
+                existing = await self.active_for_feature(
+                    entitlement.namespace, entitlement.customer_id, entitlement.feature_id
+                )
+                raise ConflictError(
+                    "entitlement already exists for this customer and feature",
+                    conflicting_id=existing.id if existing else None,
+                ) from exc
+
+    async def get(self, namespace: str, entitlement_id: str) -> Entitlement | None:
+        async with self._sessions() as session:
+            row = await session.get(EntitlementRow, (namespace, entitlement_id))
+            found = await self._with_resets(session, [row]) if row is not None else []
+        return found[0] if found else None
+
+    async def active_for_feature(self, namespace: str, customer_id: str, feature_id: str) -> Entitlement | None:
+        statement = select(EntitlementRow).where(
+            EntitlementRow.namespace == namespace,
+            EntitlementRow.customer_id == customer_id,
+            EntitlementRow.feature_id == feature_id,
+            col(EntitlementRow.deleted_at).is_(None),
+        )
+        async with self._sessions() as session:
+            row = (await session.exec(statement)).first()
+            found = await self._with_resets(session, [row]) if row is not None else []
+        return found[0] if found else None
+
+    async def list_entitlements(self, namespace: str, query: EntitlementListQuery) -> list[Entitlement]:
+        statement = select(EntitlementRow).where(EntitlementRow.namespace == namespace)
+        if query.customer_ids:
+            statement = statement.where(col(EntitlementRow.customer_id).in_(list(query.customer_ids)))
+        if not query.include_deleted:
+            statement = statement.where(col(EntitlementRow.deleted_at).is_(None))
+        async with self._sessions() as session:
+            rows = (await session.exec(statement)).all()
+            return await self._with_resets(session, rows)
+
+    async def delete(self, namespace: str, entitlement_id: str, at: datetime) -> None:
+        async with self._sessions() as session:
+            await session.exec(
+                update(EntitlementRow)
+                .where(col(EntitlementRow.namespace) == namespace, col(EntitlementRow.id) == entitlement_id)
+                .values(deleted_at=at, updated_at=at)
+            )
+            await session.commit()
+
+    async def add_reset(self, namespace: str, entitlement_id: str, reset: UsageReset) -> None:
+        async with self._sessions() as session:
+            session.add(
+                UsageResetRow(
+                    namespace=namespace,
+                    entitlement_id=entitlement_id,
+                    reset_at=reset.at,
+                    anchor=reset.anchor,
+                    usage_interval=reset.interval.iso(),
+                    created_at=datetime.now(reset.at.tzinfo),
+                )
+            )
+            try:
+                await session.commit()
+            except IntegrityError as exc:
+                raise ConflictError("a reset at this time already exists") from exc
+
+    async def active_metered(
+        self, namespace: str, customer_ids: Sequence[str], feature_ids: Sequence[str]
+    ) -> list[Entitlement]:
+        statement = select(EntitlementRow).where(
+            EntitlementRow.namespace == namespace,
+            EntitlementRow.type == EntitlementType.METERED.value,
+            col(EntitlementRow.customer_id).in_(list(customer_ids)),
+            col(EntitlementRow.feature_id).in_(list(feature_ids)),
+            col(EntitlementRow.deleted_at).is_(None),
+        )
+        async with self._sessions() as session:
+            rows = (await session.exec(statement)).all()
+            return await self._with_resets(session, rows)
+
+
+class PostgresGrantRepository:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def create(self, grant: StoredGrant) -> None:
+        async with self._sessions() as session:
+            session.add(_grant_row(grant))
+            await session.commit()
+
+    async def get(self, namespace: str, grant_id: str) -> StoredGrant | None:
+        async with self._sessions() as session:
+            row = await session.get(GrantRow, (namespace, grant_id))
+        return _grant(row) if row is not None else None
+
+    async def for_entitlements(
+        self, namespace: str, entitlement_ids: Sequence[str], include_deleted: bool = True
+    ) -> list[StoredGrant]:
+        if not entitlement_ids:
+            return []
+        statement = select(GrantRow).where(
+            GrantRow.namespace == namespace, col(GrantRow.entitlement_id).in_(list(entitlement_ids))
+        )
+        if not include_deleted:
+            statement = statement.where(col(GrantRow.deleted_at).is_(None))
+        async with self._sessions() as session:
+            return [_grant(row) for row in (await session.exec(statement)).all()]
+
+    async def void(self, namespace: str, grant_id: str, at: datetime) -> None:
+        async with self._sessions() as session:
+            await session.exec(
+                update(GrantRow)
+                .where(col(GrantRow.namespace) == namespace, col(GrantRow.id) == grant_id)
+                .values(voided_at=at, updated_at=datetime.now(at.tzinfo))
+            )
+            await session.commit()
+
+
+class PostgresSnapshotRepository:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def latest(self, namespace: str, entitlement_id: str, at: datetime) -> Snapshot | None:
+        statement = (
+            select(BalanceSnapshotRow)
+            .where(
+                BalanceSnapshotRow.namespace == namespace,
+                BalanceSnapshotRow.entitlement_id == entitlement_id,
+                col(BalanceSnapshotRow.at) <= at,
+            )
+            .order_by(col(BalanceSnapshotRow.at).desc())
+            .limit(1)
+        )
+        async with self._sessions() as session:
+            row = (await session.exec(statement)).first()
+        if row is None:
+            return None
+        return Snapshot(
+            at=row.at,
+            balances={k: Decimal(v) for k, v in row.balances.items()},
+            overage=row.overage,
+            usage=row.usage,
+            total_grant_usage=row.total_grant_usage,
+            period_start=row.period_start,
+        )
+
+    async def save(self, namespace: str, entitlement_id: str, snapshot: Snapshot) -> None:
+        row = BalanceSnapshotRow(
+            namespace=namespace,
+            entitlement_id=entitlement_id,
+            at=snapshot.at,
+            balances={k: str(v) for k, v in snapshot.balances.items()},
+            overage=snapshot.overage,
+            usage=snapshot.usage,
+            total_grant_usage=snapshot.total_grant_usage,
+            period_start=snapshot.usage_period_start,
+            created_at=datetime.now(snapshot.at.tzinfo),
+        )
+        async with self._sessions() as session:
+            await session.merge(row)
+            await session.commit()
+
+    async def invalidate_from(self, namespace: str, entitlement_id: str, at: datetime) -> None:
+        async with self._sessions() as session:
+            await session.exec(
+                delete(BalanceSnapshotRow).where(
+                    col(BalanceSnapshotRow.namespace) == namespace,
+                    col(BalanceSnapshotRow.entitlement_id) == entitlement_id,
+                    col(BalanceSnapshotRow.at) >= at,
+                )
+            )
+            await session.commit()

@@ -1,0 +1,91 @@
+"""Feature use cases."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from ulid import ULID
+
+from domain.catalog.models import Feature, FeatureCreateInput, ListFeaturesInput
+from domain.catalog.ports import FeatureRepository
+from domain.errors import ConflictError, NotFoundError
+from domain.metering.ports import MeterRepository
+from domain.pagination import PageMode, SortOrder
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+_SORT_KEYS: dict[str, Callable[[Feature], object]] = {
+    "id": lambda f: f.id,
+    "key": lambda f: f.key,
+    "name": lambda f: f.name,
+    "createdAt": lambda f: f.created_at,
+    "updatedAt": lambda f: f.updated_at,
+}
+
+
+class FeatureService:
+    def __init__(self, features: FeatureRepository, meters: MeterRepository, clock: Clock = utcnow) -> None:
+        self._features = features
+        self._meters = meters
+        self._clock = clock
+
+    async def create(self, namespace: str, data: FeatureCreateInput) -> Feature:
+        meter = None
+        if data.meter_slug:
+            meter = await self._meters.get(namespace, data.meter_slug)
+            if meter is None or meter.deleted_at is not None:
+                raise NotFoundError("meter", data.meter_slug)
+        filters = data.validate(meter)
+        existing = await self._features.get(namespace, data.key, include_archived=False)
+        if existing is not None and existing.archived_at is None:
+            raise ConflictError(f"feature with key {data.key!r} already exists", conflicting_id=existing.id)
+        now = self._clock()
+        feature = Feature(
+            id=str(ULID()),
+            namespace=namespace,
+            key=data.key,
+            name=data.name,
+            meter_slug=meter.slug if meter is not None else None,
+            filters=filters,
+            metadata=dict(data.metadata),
+            created_at=now,
+            updated_at=now,
+        )
+        await self._features.create(feature)
+        return feature
+
+    async def get(self, namespace: str, id_or_key: str) -> Feature:
+        feature = await self._features.get(namespace, id_or_key)
+        if feature is None:
+            raise NotFoundError("feature", id_or_key)
+        return feature
+
+    async def get_live(self, namespace: str, id_or_key: str) -> Feature:
+        feature = await self._features.get(namespace, id_or_key, include_archived=False)
+        if feature is None or feature.archived_at is not None:
+            raise NotFoundError("feature", id_or_key)
+        return feature
+
+    async def list_features(
+        self, namespace: str, data: ListFeaturesInput
+    ) -> tuple[list[Feature], int, PageMode, int, int]:
+        query = data.validate()
+        features = await self._features.list_features(namespace, query.include_archived)
+        if query.meter_slugs:
+            features = [f for f in features if f.meter_slug in query.meter_slugs]
+        features.sort(key=_SORT_KEYS[query.order_by], reverse=query.order is SortOrder.DESC)  # type: ignore[arg-type]
+        total = len(features)
+        page = query.pagination
+        return page.apply(features), total, page.mode, page.effective_page, page.effective_page_size
+
+    async def archive(self, namespace: str, id_or_key: str) -> None:
+        feature = await self.get_live(namespace, id_or_key)
+        now = self._clock()
+        await self._features.update(dataclasses.replace(feature, archived_at=now, updated_at=now))

@@ -1,0 +1,1 @@
+"""Customers (who usage is attributed to) and the deprecated subjects."""

@@ -1,0 +1,229 @@
+"""Customers and subjects: the domain types and the inputs that create or change them.
+
+A customer owns the usage of every event whose subject is its `key` or one of its usage-attribution
+`subject_keys`; a subject key belongs to at most one live customer.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final
+
+from domain.errors import Violations
+from domain.pagination import Pagination, SortOrder, parse_order
+
+MAX_NAME_LENGTH: Final = 256
+MAX_KEY_LENGTH: Final = 256
+MAX_DESCRIPTION_LENGTH: Final = 1024
+CURRENCY_RE: Final = re.compile(r"^[A-Z]{3}$")
+COUNTRY_RE: Final = re.compile(r"^[A-Z]{2}$")
+ULID_RE: Final = re.compile(r"^[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$")
+CUSTOMER_ORDER_BY: Final = ("id", "name", "createdAt")
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    country: str | None = None
+    postal_code: str | None = None
+    state: str | None = None
+    city: str | None = None
+    line1: str | None = None
+    line2: str | None = None
+    phone_number: str | None = None
+
+    def is_empty(self) -> bool:
+        return all(getattr(self, name) is None for name in self.__slots__)
+
+    def as_dict(self) -> dict[str, str]:
+        return {name: value for name in self.__slots__ if (value := getattr(self, name)) is not None}
+
+    @classmethod
+    def from_dict(cls, value: Mapping[str, Any] | None) -> Address | None:
+        if not value:
+            return None
+        return cls(**{k: v for k, v in value.items() if k in cls.__slots__})
+
+
+@dataclass(frozen=True, slots=True)
+class Customer:
+    id: str
+    namespace: str
+    name: str
+    created_at: datetime
+    updated_at: datetime
+    key: str | None = None
+    subject_keys: tuple[str, ...] = ()
+    description: str | None = None
+    primary_email: str | None = None
+    currency: str | None = None
+    billing_address: Address | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, Any] = field(default_factory=dict)
+    deleted_at: datetime | None = None
+
+    @property
+    def usage_subjects(self) -> tuple[str, ...]:
+        """Every event subject that counts for this customer: its key and its subject keys."""
+        keys = ([self.key] if self.key else []) + list(self.subject_keys)
+        return tuple(dict.fromkeys(keys))
+
+    def rest(self) -> dict[str, Any]:
+        """OpenMeter's Customer JSON (for event payloads)."""
+        out: dict[str, Any] = {
+            "id": self.id,
+            "name": self.name,
+            "usageAttribution": {"subjectKeys": list(self.subject_keys)},
+            "metadata": dict(self.metadata),
+            "createdAt": _rfc3339(self.created_at),
+            "updatedAt": _rfc3339(self.updated_at),
+        }
+        for name, value in (
+            ("key", self.key),
+            ("description", self.description),
+            ("primaryEmail", self.primary_email),
+            ("currency", self.currency),
+        ):
+            if value is not None:
+                out[name] = value
+        if self.billing_address is not None:
+            out["billingAddress"] = {_camel(k): v for k, v in self.billing_address.as_dict().items()}
+        if self.deleted_at is not None:
+            out["deletedAt"] = _rfc3339(self.deleted_at)
+        return out
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _rfc3339(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerInput:
+    """CustomerCreate and CustomerReplaceUpdate share their fields and rules."""
+
+    name: str
+    key: str | None = None
+    subject_keys: Sequence[str] = ()
+    description: str | None = None
+    primary_email: str | None = None
+    currency: str | None = None
+    billing_address: Address | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        v = Violations()
+        if not self.name or len(self.name) > MAX_NAME_LENGTH:
+            v.add("name", f"must be 1 to {MAX_NAME_LENGTH} characters", "invalid_length")
+        if self.key is not None and not 1 <= len(self.key) <= MAX_KEY_LENGTH:
+            v.add("key", f"must be 1 to {MAX_KEY_LENGTH} characters", "invalid_length")
+        if not self.key and not self.subject_keys:
+            v.add("usageAttribution.subjectKeys", "either key or usageAttribution.subjectKeys is required", "required")
+        for i, subject in enumerate(self.subject_keys):
+            if not subject or len(subject) > MAX_KEY_LENGTH:
+                v.add(f"usageAttribution.subjectKeys[{i}]", f"must be 1 to {MAX_KEY_LENGTH} characters")
+        if len(set(self.subject_keys)) != len(self.subject_keys):
+            v.add("usageAttribution.subjectKeys", "subject keys must be unique", "duplicate")
+        if self.description is not None and len(self.description) > MAX_DESCRIPTION_LENGTH:
+            v.add("description", f"must be at most {MAX_DESCRIPTION_LENGTH} characters", "invalid_length")
+        if self.currency is not None and not CURRENCY_RE.match(self.currency):
+            v.add("currency", "must be an ISO 4217 code such as USD", "invalid_currency")
+        if self.primary_email is not None and "@" not in self.primary_email:
+            v.add("primaryEmail", "must be an email address", "invalid_email")
+        address = self.billing_address
+        if address is not None and address.country is not None and not COUNTRY_RE.match(address.country):
+            v.add("billingAddress.country", "must be an ISO 3166-1 alpha-2 code such as US", "invalid_country")
+        v.raise_if_any()
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerListQuery:
+    pagination: Pagination
+    order: SortOrder
+    order_by: str
+    include_deleted: bool = False
+    key: str | None = None
+    name: str | None = None
+    primary_email: str | None = None
+    subject: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ListCustomersInput:
+    page: int | None = None
+    page_size: int | None = None
+    order: str | None = None
+    order_by: str | None = None
+    include_deleted: bool = False
+    key: str | None = None
+    name: str | None = None
+    primary_email: str | None = None
+    subject: str | None = None
+
+    def validate(self) -> CustomerListQuery:
+        pagination = Pagination(page=self.page, page_size=self.page_size).validate()
+        order = parse_order(self.order)
+        order_by = self.order_by or "id"
+        if order_by not in CUSTOMER_ORDER_BY:
+            v = Violations()
+            v.add("orderBy", f"must be one of {', '.join(CUSTOMER_ORDER_BY)}", "invalid_enum")
+            v.raise_if_any()
+        return CustomerListQuery(
+            pagination=pagination,
+            order=order,
+            order_by=order_by,
+            include_deleted=self.include_deleted,
+            key=self.key or None,
+            name=self.name or None,
+            primary_email=self.primary_email or None,
+            subject=self.subject or None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    id: str
+    namespace: str
+    key: str
+    created_at: datetime
+    updated_at: datetime
+    display_name: str | None = None
+    metadata: Mapping[str, Any] | None = None
+    current_period_start: datetime | None = None
+    current_period_end: datetime | None = None
+    stripe_customer_id: str | None = None
+
+    def rest(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": self.id,
+            "key": self.key,
+            "createdAt": _rfc3339(self.created_at),
+            "updatedAt": _rfc3339(self.updated_at),
+        }
+        if self.display_name is not None:
+            out["displayName"] = self.display_name
+        if self.metadata is not None:
+            out["metadata"] = dict(self.metadata)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class SubjectUpsertInput:
+    key: str
+    display_name: str | None = None
+    metadata: Mapping[str, Any] | None = None
+    current_period_start: datetime | None = None
+    current_period_end: datetime | None = None
+    stripe_customer_id: str | None = None
+
+    def validate(self, location: str = "") -> None:
+        v = Violations()
+        if not self.key or len(self.key) > MAX_KEY_LENGTH:
+            v.add(f"{location}key", f"must be 1 to {MAX_KEY_LENGTH} characters", "invalid_length")
+        v.raise_if_any()

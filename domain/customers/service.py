@@ -1,0 +1,182 @@
+"""Customer and subject use cases, and the customer lookups other areas rely on."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+from ulid import ULID
+
+from domain.customers.models import (
+    Customer,
+    CustomerInput,
+    ListCustomersInput,
+    Subject,
+    SubjectUpsertInput,
+)
+from domain.customers.ports import CustomerRepository, SubjectRepository
+from domain.errors import ConflictError, NotFoundError, ValidationError
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class CustomerService:
+    def __init__(self, customers: CustomerRepository, clock: Clock = utcnow) -> None:
+        self._customers = customers
+        self._clock = clock
+
+    async def create(self, namespace: str, data: CustomerInput) -> Customer:
+        data.validate()
+        await self._check_conflicts(namespace, data, None)
+        now = self._clock()
+        customer = Customer(
+            id=str(ULID()),
+            namespace=namespace,
+            name=data.name,
+            key=data.key,
+            subject_keys=tuple(data.subject_keys),
+            description=data.description,
+            primary_email=data.primary_email,
+            currency=data.currency,
+            billing_address=data.billing_address,
+            metadata=dict(data.metadata),
+            created_at=now,
+            updated_at=now,
+        )
+        await self._customers.create(customer)
+        return customer
+
+    async def get(self, namespace: str, id_or_key: str) -> Customer:
+        customer = await self._customers.get(namespace, id_or_key)
+        if customer is None:
+            raise NotFoundError("customer", id_or_key)
+        return customer
+
+    async def get_live(self, namespace: str, id_or_key: str) -> Customer:
+        customer = await self.get(namespace, id_or_key)
+        if customer.deleted_at is not None:
+            raise NotFoundError("customer", id_or_key)
+        return customer
+
+    async def list_customers(self, namespace: str, data: ListCustomersInput) -> tuple[list[Customer], int, int, int]:
+        query = data.validate()
+        items, total = await self._customers.list_customers(namespace, query)
+        return items, total, query.pagination.effective_page, query.pagination.effective_page_size
+
+    async def update(self, namespace: str, id_or_key: str, data: CustomerInput) -> Customer:
+        customer = await self.get_live(namespace, id_or_key)
+        data.validate()
+        await self._check_conflicts(namespace, data, customer.id)
+        updated = dataclasses.replace(
+            customer,
+            name=data.name,
+            key=data.key,
+            subject_keys=tuple(data.subject_keys),
+            description=data.description,
+            primary_email=data.primary_email,
+            currency=data.currency,
+            billing_address=data.billing_address,
+            metadata=dict(data.metadata),
+            updated_at=self._clock(),
+        )
+        await self._customers.update(updated)
+        return updated
+
+    async def delete(self, namespace: str, id_or_key: str) -> Customer:
+        customer = await self.get_live(namespace, id_or_key)
+        now = self._clock()
+        deleted = dataclasses.replace(customer, deleted_at=now, updated_at=now)
+        await self._customers.update(deleted)
+        return deleted
+
+    async def by_subject(self, namespace: str, subject_key: str) -> Customer | None:
+        return await self._customers.by_subject(namespace, subject_key)
+
+    async def resolve(self, namespace: str, ids_or_keys: Sequence[str]) -> dict[str, Customer]:
+        """The live customers among `ids_or_keys` (IDs or keys), keyed by what was asked."""
+        found: dict[str, Customer] = {}
+        for token in dict.fromkeys(ids_or_keys):
+            customer = await self._customers.get(namespace, token)
+            if customer is not None and customer.deleted_at is None:
+                found[token] = customer
+        return found
+
+    async def _check_conflicts(self, namespace: str, data: CustomerInput, own_id: str | None) -> None:
+        if data.key:
+            existing = await self._customers.get(namespace, data.key)
+            if (
+                existing is not None
+                and existing.deleted_at is None
+                and existing.id != own_id
+                and existing.key == data.key
+            ):
+                raise ConflictError(f"customer with key {data.key!r} already exists", conflicting_id=existing.id)
+        keys = list(dict.fromkeys(([data.key] if data.key else []) + list(data.subject_keys)))
+        owners = await self._customers.owners(namespace, keys)
+        for subject in keys:
+            owner = owners.get(subject)
+            if owner is not None and owner != own_id:
+                raise ConflictError(
+                    f"subject {subject!r} is already attributed to customer {owner}", conflicting_id=owner
+                )
+
+
+class CustomerSubjectResolver:
+    """Metering's CustomerResolver over the customer service: ID or key -> (ID, subjects)."""
+
+    def __init__(self, customers: CustomerService) -> None:
+        self._customers = customers
+
+    async def resolve(self, namespace: str, ids_or_keys: Sequence[str]) -> dict[str, tuple[str, tuple[str, ...]]]:
+        found = await self._customers.resolve(namespace, ids_or_keys)
+        return {token: (c.id, c.usage_subjects) for token, c in found.items()}
+
+
+class SubjectService:
+    def __init__(self, subjects: SubjectRepository, clock: Clock = utcnow) -> None:
+        self._subjects = subjects
+        self._clock = clock
+
+    async def upsert(self, namespace: str, items: Sequence[SubjectUpsertInput]) -> list[Subject]:
+        for i, item in enumerate(items):
+            item.validate(f"[{i}].")
+        if len({item.key for item in items}) != len(items):
+            raise ValidationError.single("key", "subject keys must be unique within a request", "duplicate")
+        now = self._clock()
+        subjects = [
+            Subject(
+                id=str(ULID()),
+                namespace=namespace,
+                key=item.key,
+                display_name=item.display_name,
+                metadata=item.metadata,
+                current_period_start=item.current_period_start,
+                current_period_end=item.current_period_end,
+                stripe_customer_id=item.stripe_customer_id,
+                created_at=now,
+                updated_at=now,
+            )
+            for item in items
+        ]
+        return await self._subjects.upsert(subjects)
+
+    async def list_subjects(self, namespace: str) -> list[Subject]:
+        return await self._subjects.list_subjects(namespace)
+
+    async def get(self, namespace: str, id_or_key: str) -> Subject:
+        subject = await self._subjects.get(namespace, id_or_key)
+        if subject is None:
+            raise NotFoundError("subject", id_or_key)
+        return subject
+
+    async def find(self, namespace: str, id_or_key: str) -> Subject | None:
+        return await self._subjects.get(namespace, id_or_key)
+
+    async def delete(self, namespace: str, id_or_key: str) -> None:
+        subject = await self.get(namespace, id_or_key)
+        await self._subjects.delete(namespace, subject.id)

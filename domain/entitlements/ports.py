@@ -1,0 +1,62 @@
+"""What the entitlements area needs from storage; adapters/postgres implements these."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
+
+from domain.entitlements.engine import Snapshot
+from domain.entitlements.models import Entitlement, EntitlementListQuery, StoredGrant, UsageReset
+
+
+class EntitlementRepository(Protocol):
+    async def create(
+        self, entitlement: Entitlement, grants: Sequence[StoredGrant], replaces: str | None = None
+    ) -> None:
+        """Stores the entitlement with its initial grants, soft-deleting `replaces` in the same
+        transaction; raises ConflictError when the customer already has an active entitlement of
+        the feature."""
+        ...
+
+    async def get(self, namespace: str, entitlement_id: str) -> Entitlement | None: ...
+
+    async def active_for_feature(self, namespace: str, customer_id: str, feature_id: str) -> Entitlement | None: ...
+
+    async def list_entitlements(self, namespace: str, query: EntitlementListQuery) -> list[Entitlement]:
+        """Filtered by customers and deletion; the service filters the rest and pages."""
+        ...
+
+    async def delete(self, namespace: str, entitlement_id: str, at: datetime) -> None: ...
+
+    async def add_reset(self, namespace: str, entitlement_id: str, reset: UsageReset) -> None: ...
+
+    async def active_metered(
+        self, namespace: str, customer_ids: Sequence[str], feature_ids: Sequence[str]
+    ) -> list[Entitlement]: ...
+
+
+class GrantRepository(Protocol):
+    async def create(self, grant: StoredGrant) -> None: ...
+
+    async def get(self, namespace: str, grant_id: str) -> StoredGrant | None: ...
+
+    async def for_entitlements(
+        self, namespace: str, entitlement_ids: Sequence[str], include_deleted: bool = True
+    ) -> list[StoredGrant]: ...
+
+    async def void(self, namespace: str, grant_id: str, at: datetime) -> None: ...
+
+
+class SnapshotRepository(Protocol):
+    """Balance snapshots: caches of engine state, never the source of a result."""
+
+    async def latest(self, namespace: str, entitlement_id: str, at: datetime) -> Snapshot | None:
+        """The newest snapshot taken at or before `at`."""
+        ...
+
+    async def save(self, namespace: str, entitlement_id: str, snapshot: Snapshot) -> None: ...
+
+    async def invalidate_from(self, namespace: str, entitlement_id: str, at: datetime) -> None:
+        """Drops snapshots taken at or after `at` (grants, voids and resets change them)."""
+        ...

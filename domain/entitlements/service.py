@@ -1,0 +1,730 @@
+"""Entitlement use cases: create, override, delete, grants, reset, and the real-time balance.
+
+A metered entitlement's value is a burn-down run (engine.py) over usage read from the event store
+through the feature's meter, filtered to the customer's subjects and the feature's group-by
+filters. Runs resume from the newest balance snapshot (a cache) when one exists; snapshots are only
+taken at instants older than the grace period, so late events within it are always counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from ulid import ULID
+
+from domain.catalog.models import Feature
+from domain.catalog.service import FeatureService
+from domain.customers.models import Customer
+from domain.customers.service import CustomerService, SubjectService
+from domain.entitlements.engine import RunInput, RunResult, Segment, Snapshot, UsageMode, UsageWindow, breakpoints, run
+from domain.entitlements.events import BalanceSnapshotEvent, EntitlementResetEvent
+from domain.entitlements.grants import ZERO
+from domain.entitlements.models import (
+    DEFAULT_ISSUE_PRIORITY,
+    ISSUE_AFTER_RESET_ANNOTATION,
+    Entitlement,
+    EntitlementInput,
+    EntitlementType,
+    EntitlementValue,
+    GrantInput,
+    HistoryInput,
+    ListEntitlementsInput,
+    ListGrantsInput,
+    ResetInput,
+    StoredGrant,
+    UsageReset,
+    ValidatedGrant,
+    interval_name,
+    rfc3339,
+)
+from domain.entitlements.ports import EntitlementRepository, GrantRepository, SnapshotRepository
+from domain.entitlements.recurrence import MINUTE, ceil_minute, floor_minute
+from domain.errors import NotFoundError, PreconditionFailedError, ValidationError
+from domain.events import DomainEvents
+from domain.metering.models import Aggregation, Meter
+from domain.metering.ports import EventStore, MeterRepository
+from domain.metering.query import MeterQueryInput, allowed_time_zones
+from domain.pagination import PageMode, SortOrder
+
+Clock = Callable[[], datetime]
+DEFAULT_GRACE_PERIOD = timedelta(days=1)
+HISTORY_WINDOWS = {"MINUTE": timedelta(minutes=1), "HOUR": timedelta(hours=1), "DAY": timedelta(days=1)}
+MAX_HISTORY_WINDOWS = 10_000
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _decimal(value: float) -> Decimal:
+    return Decimal(repr(value)) if value == value else ZERO
+
+
+@dataclass(frozen=True, slots=True)
+class MeteredContext:
+    """What a balance computation reads besides usage."""
+
+    entitlement: Entitlement
+    feature: Feature
+    meter: Meter
+    customer: Customer
+    grants: tuple[StoredGrant, ...]
+
+    @property
+    def mode(self) -> UsageMode:
+        return UsageMode.LATEST if self.meter.aggregation is Aggregation.LATEST else UsageMode.CUMULATIVE
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryWindow:
+    start: datetime
+    end: datetime
+    usage: Decimal
+    balance_at_start: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    windows: tuple[HistoryWindow, ...]
+    segments: tuple[Segment, ...]
+
+
+class UsageReader:
+    """Reads meter values for the engine's windows: one event-store query per window, concurrently."""
+
+    def __init__(self, store: EventStore) -> None:
+        self._store = store
+
+    def _query(self, ctx: MeteredContext, since: datetime | None, until: datetime | None, **extra: Any) -> Any:
+        customer = ctx.customer
+        return MeterQueryInput(
+            from_=since,
+            to=until,
+            filter_customer_ids=[customer.id],
+            advanced_filters=dict(ctx.feature.filters),
+            **extra,
+        ).validate(ctx.meter, {customer.id: customer.usage_subjects})
+
+    async def total(self, ctx: MeteredContext, since: datetime, until: datetime) -> Decimal:
+        if since >= until:
+            return ZERO
+        rows = await self._store.query_meter(ctx.meter, self._query(ctx, since, until))
+        return sum((_decimal(row.value) for row in rows), ZERO)
+
+    async def windows(self, ctx: MeteredContext, windows: Sequence[UsageWindow]) -> dict[datetime, Decimal]:
+        values = await asyncio.gather(*(self.total(ctx, w.since, w.until) for w in windows))
+        return {w.until: value for w, value in zip(windows, values, strict=True)}
+
+    async def windowed(
+        self, ctx: MeteredContext, since: datetime, until: datetime, window_size: str, tz: str
+    ) -> dict[datetime, Decimal]:
+        query = self._query(ctx, since, until, window_size=window_size, window_time_zone=tz)
+        rows = await self._store.query_meter(ctx.meter, query)
+        out: dict[datetime, Decimal] = {}
+        for row in rows:
+            out[row.window_start] = out.get(row.window_start, ZERO) + _decimal(row.value)
+        return out
+
+
+class EntitlementService:
+    def __init__(
+        self,
+        entitlements: EntitlementRepository,
+        grants: GrantRepository,
+        snapshots: SnapshotRepository,
+        customers: CustomerService,
+        subjects: SubjectService,
+        features: FeatureService,
+        meters: MeterRepository,
+        store: EventStore,
+        events: DomainEvents | None = None,
+        clock: Clock = utcnow,
+        grace_period: timedelta = DEFAULT_GRACE_PERIOD,
+    ) -> None:
+        self._entitlements = entitlements
+        self._grants = grants
+        self._snapshots = snapshots
+        self.customers = customers
+        self.subjects = subjects
+        self.features = features
+        self._meters = meters
+        self._usage = UsageReader(store)
+        self._events = events
+        self._clock = clock
+        self.grace_period = grace_period
+        # Called with (namespace, entitlement id) after grants, voids and resets (the balance worker).
+        self.on_change: Callable[[str, str], Awaitable[None]] | None = None
+
+    # --- owners -------------------------------------------------------------------------------
+
+    async def customer(self, namespace: str, id_or_key: str) -> Customer:
+        return await self.customers.get_live(namespace, id_or_key)
+
+    async def subject_customer(self, namespace: str, subject_key: str) -> Customer:
+        """The customer a v1 subject-scoped call acts for (the one its usage is attributed to)."""
+        customer = await self.customers.by_subject(namespace, subject_key)
+        if customer is not None:
+            return customer
+        if await self.subjects.find(namespace, subject_key) is not None:
+            raise PreconditionFailedError(f"customer not found for subject {subject_key}")
+        raise NotFoundError("subject", subject_key)
+
+    # --- entitlements -------------------------------------------------------------------------
+
+    async def create(self, namespace: str, customer: Customer, data: EntitlementInput) -> Entitlement:
+        return await self._create(namespace, customer, data, replaces=None)
+
+    async def _create(
+        self, namespace: str, customer: Customer, data: EntitlementInput, replaces: Entitlement | None
+    ) -> Entitlement:
+        now = self._clock()
+        valid = data.validate(now)
+        feature = await self.features.get_live(namespace, valid.feature_id or valid.feature_key or "")
+        if valid.feature_id and valid.feature_key and feature.key != valid.feature_key:
+            raise ValidationError.single("featureKey", "featureKey and featureId name different features")
+        if valid.type is EntitlementType.METERED and feature.meter_slug is None:
+            raise ValidationError.single("featureKey", f"feature {feature.key} has no meter", "feature_without_meter")
+        if replaces is not None and replaces.feature_id != feature.id:
+            raise ValidationError.single("featureKey", "an override must keep the feature", "feature_mismatch")
+        existing = await self._entitlements.active_for_feature(namespace, customer.id, feature.id)
+        if existing is not None and (replaces is None or existing.id != replaces.id):
+            from domain.errors import ConflictError
+
+            raise ConflictError(
+                f"entitlement already exists for customer {customer.id} and feature {feature.key}",
+                conflicting_id=existing.id,
+            )
+        recurrence = valid.recurrence
+        entitlement = Entitlement(
+            id=str(ULID()),
+            namespace=namespace,
+            type=valid.type,
+            feature_id=feature.id,
+            feature_key=feature.key,
+            customer_id=customer.id,
+            created_at=now,
+            updated_at=now,
+            active_from=now,
+            metadata=valid.metadata,
+            usage_interval=recurrence.interval if recurrence else None,
+            usage_anchor=recurrence.anchor if recurrence else None,
+            measure_usage_from=valid.measure_usage_from,
+            is_soft_limit=valid.is_soft_limit,
+            issue_after_reset=valid.issue_after_reset,
+            issue_after_reset_priority=valid.issue_after_reset_priority,
+            preserve_overage_at_reset=valid.preserve_overage_at_reset,
+            config=valid.config,
+        )
+        grants: list[StoredGrant] = []
+        if entitlement.metered:
+            period = entitlement.current_usage_period(now)
+            assert period is not None
+            if valid.issue_after_reset:
+                amount = valid.issue_after_reset
+                grants.append(
+                    self._stored_grant(
+                        namespace,
+                        entitlement.id,
+                        ValidatedGrant(
+                            amount=amount,
+                            priority=valid.issue_after_reset_priority or DEFAULT_ISSUE_PRIORITY,
+                            effective_at=period.start,
+                            expiration=None,
+                            expires_at=None,
+                            max_rollover_amount=amount,
+                            min_rollover_amount=amount,
+                            metadata={},
+                            annotations={ISSUE_AFTER_RESET_ANNOTATION: True},
+                            recurrence=None,
+                        ),
+                        now,
+                    )
+                )
+            for grant in valid.grants:
+                grants.append(self._stored_grant(namespace, entitlement.id, grant, now))
+        await self._entitlements.create(entitlement, grants, replaces=replaces.id if replaces else None)
+        return entitlement
+
+    async def override(
+        self, namespace: str, customer: Customer, id_or_feature_key: str, data: EntitlementInput
+    ) -> Entitlement:
+        old = await self.for_customer(namespace, customer, id_or_feature_key)
+        return await self._create(namespace, customer, data, replaces=old)
+
+    async def get(self, namespace: str, entitlement_id: str) -> Entitlement:
+        entitlement = await self._entitlements.get(namespace, entitlement_id)
+        if entitlement is None:
+            raise NotFoundError("entitlement", entitlement_id)
+        return entitlement
+
+    async def for_customer(self, namespace: str, customer: Customer, id_or_feature_key: str) -> Entitlement:
+        """A customer's entitlement by ID, or its active entitlement of the feature with that key."""
+        entitlement = await self._entitlements.get(namespace, id_or_feature_key)
+        if entitlement is not None and entitlement.customer_id == customer.id:
+            return entitlement
+        try:
+            feature = await self.features.get(namespace, id_or_feature_key)
+        except NotFoundError:
+            raise NotFoundError("entitlement", id_or_feature_key) from None
+        entitlement = await self._entitlements.active_for_feature(namespace, customer.id, feature.id)
+        if entitlement is None:
+            raise NotFoundError("entitlement", id_or_feature_key)
+        return entitlement
+
+    async def list_entitlements(
+        self, namespace: str, data: ListEntitlementsInput, customer_ids: Sequence[str] = ()
+    ) -> tuple[list[Entitlement], int, PageMode, int, int]:
+        query = data.validate(customer_ids)
+        items = await self._entitlements.list_entitlements(namespace, query)
+        if query.feature_keys_or_ids:
+            wanted = set(query.feature_keys_or_ids)
+            items = [e for e in items if e.feature_key in wanted or e.feature_id in wanted]
+        if query.types:
+            items = [e for e in items if e.type in query.types]
+        if query.exclude_inactive:
+            now = self._clock()
+            items = [e for e in items if e.active_at(now)]
+        key = (lambda e: (e.updated_at, e.id)) if query.order_by == "updatedAt" else (lambda e: (e.created_at, e.id))
+        items.sort(key=key, reverse=query.order is SortOrder.DESC)
+        page = query.pagination
+        return page.apply(items), len(items), page.mode, page.effective_page, page.effective_page_size
+
+    async def delete(self, namespace: str, entitlement: Entitlement) -> None:
+        if entitlement.deleted_at is not None:
+            raise NotFoundError("entitlement", entitlement.id)
+        await self._entitlements.delete(namespace, entitlement.id, self._clock())
+
+    # --- grants -------------------------------------------------------------------------------
+
+    def _stored_grant(self, namespace: str, entitlement_id: str, grant: ValidatedGrant, now: datetime) -> StoredGrant:
+        return StoredGrant(
+            id=str(ULID()),
+            namespace=namespace,
+            entitlement_id=entitlement_id,
+            amount=grant.amount,
+            priority=grant.priority,
+            effective_at=grant.effective_at,
+            expiration=grant.expiration,
+            expires_at=grant.expires_at,
+            max_rollover_amount=grant.max_rollover_amount,
+            min_rollover_amount=grant.min_rollover_amount,
+            metadata=grant.metadata,
+            annotations=grant.annotations,
+            recurrence=grant.recurrence,
+            created_at=now,
+            updated_at=now,
+        )
+
+    async def create_grant(self, namespace: str, entitlement: Entitlement, data: GrantInput) -> StoredGrant:
+        if entitlement.deleted_at is not None:
+            raise NotFoundError("entitlement", entitlement.id)
+        if not entitlement.metered:
+            raise ValidationError.single(
+                "entitlement", "grants are only supported on metered entitlements", "not_metered"
+            )
+        now = self._clock()
+        valid = data.validate(now)
+        period = entitlement.current_usage_period(now)
+        assert period is not None
+        if valid.effective_at < period.start:
+            raise ValidationError.single(
+                "effectiveAt",
+                f"grant effective date {rfc3339(valid.effective_at)} is before the current usage period "
+                f"{rfc3339(period.start)}",
+                "before_usage_period",
+            )
+        grant = self._stored_grant(namespace, entitlement.id, valid, now)
+        await self._grants.create(grant)
+        await self._snapshots.invalidate_from(namespace, entitlement.id, grant.effective_at)
+        await self._changed(namespace, entitlement.id)
+        return grant
+
+    async def grants(
+        self, namespace: str, entitlements: Sequence[Entitlement], data: ListGrantsInput
+    ) -> tuple[list[StoredGrant], int, PageMode, int, int]:
+        query = data.validate()
+        items = await self._grants.for_entitlements(namespace, [e.id for e in entitlements], query.include_deleted)
+        if not query.include_deleted:
+            items = [g for g in items if g.deleted_at is None]
+        key = {
+            "id": lambda g: (g.id,),
+            "updatedAt": lambda g: (g.updated_at, g.id),
+        }.get(query.order_by, lambda g: (g.created_at, g.id))
+        items.sort(key=key, reverse=query.order is SortOrder.DESC)
+        page = query.pagination
+        return page.apply(items), len(items), page.mode, page.effective_page, page.effective_page_size
+
+    async def void_grant(self, namespace: str, grant_id: str, at: datetime | None) -> None:
+        grant = await self._grants.get(namespace, grant_id)
+        if grant is None or grant.deleted_at is not None:
+            raise NotFoundError("grant", grant_id)
+        if grant.voided_at is not None:
+            raise ValidationError.single("grantId", "grant already voided", "already_voided")
+        now = self._clock()
+        void_at = floor_minute(at if at is not None else now)
+        if void_at > now:
+            raise ValidationError.single("at", f"void time {rfc3339(void_at)} must not be in the future", "in_future")
+        entitlement = await self.get(namespace, grant.entitlement_id)
+        period = entitlement.current_usage_period(now)
+        if period is not None and void_at < period.start:
+            raise ValidationError.single(
+                "at",
+                f"void time {rfc3339(void_at)} is before the current usage period start {rfc3339(period.start)}",
+                "before_usage_period",
+            )
+        await self._grants.void(namespace, grant_id, void_at)
+        await self._snapshots.invalidate_from(namespace, entitlement.id, void_at)
+        await self._changed(namespace, entitlement.id)
+
+    # --- balance ------------------------------------------------------------------------------
+
+    async def context(
+        self, namespace: str, entitlement: Entitlement, customer: Customer | None = None
+    ) -> MeteredContext:
+        feature = await self.features.get(namespace, entitlement.feature_id)
+        if feature.meter_slug is None:
+            raise ValidationError.single("feature", f"feature {feature.key} has no meter", "feature_without_meter")
+        meter = await self._meters.get(namespace, feature.meter_slug)
+        if meter is None:
+            raise NotFoundError("meter", feature.meter_slug)
+        if customer is None or customer.id != entitlement.customer_id:
+            customer = await self.customers.get(namespace, entitlement.customer_id)
+        grants = await self._grants.for_entitlements(namespace, [entitlement.id])
+        return MeteredContext(entitlement, feature, meter, customer, tuple(grants))
+
+    async def run_until(self, namespace: str, ctx: MeteredContext, until: datetime, cached: bool = True) -> RunResult:
+        entitlement = ctx.entitlement
+        assert entitlement.measure_usage_from is not None
+        start_at = entitlement.measure_usage_from
+        until = max(until, start_at)
+        grants = [g.engine() for g in ctx.grants]
+        cumulative = ctx.mode is UsageMode.CUMULATIVE
+        snapshot = await self._snapshots.latest(namespace, entitlement.id, until) if cached and cumulative else None
+        if snapshot is not None and (snapshot.at < start_at or set(snapshot.balances) - {g.id for g in grants}):
+            snapshot = None
+        if snapshot is None:
+            snapshot = Snapshot.starting(grants, start_at, period_start=start_at)
+        period = entitlement.usage_period()
+        assert period is not None
+        inp = RunInput(
+            grants=grants,
+            start=snapshot,
+            until=until,
+            resets=period.reset_times(snapshot.at, until),
+            preserve_overage=entitlement.preserve_overage_at_reset,
+            mode=ctx.mode,
+        )
+        usage = await self._usage.windows(ctx, breakpoints(inp))
+        result = run(inp, usage)
+        if cached and cumulative:
+            await self._maybe_snapshot(namespace, entitlement.id, snapshot, result)
+        return result
+
+    async def _maybe_snapshot(self, namespace: str, entitlement_id: str, start: Snapshot, result: RunResult) -> None:
+        # Only instants older than the grace period: a late event inside it must still count.
+        not_after = self._clock() - self.grace_period
+        candidates = [s for s in result.resumable_snapshots() if start.at < s.at <= not_after]
+        if candidates:
+            await self._snapshots.save(namespace, entitlement_id, candidates[-1])
+
+    async def value(
+        self, namespace: str, entitlement: Entitlement, at: datetime | None = None, customer: Customer | None = None
+    ) -> EntitlementValue:
+        when = ceil_minute(at if at is not None else self._clock())
+        if not entitlement.active_at(when) and not (entitlement.deleted_at is None and when < entitlement.active_from):
+            return EntitlementValue(has_access=False)
+        if entitlement.type is EntitlementType.BOOLEAN:
+            return EntitlementValue(has_access=True)
+        if entitlement.type is EntitlementType.STATIC:
+            return EntitlementValue(has_access=True, config=entitlement.config)
+        ctx = await self.context(namespace, entitlement, customer)
+        result = await self.run_until(namespace, ctx, when)
+        return self._metered_value(entitlement, result)
+
+    @staticmethod
+    def _metered_value(entitlement: Entitlement, result: RunResult) -> EntitlementValue:
+        balance = result.balance
+        return EntitlementValue(
+            has_access=entitlement.is_soft_limit or balance > 0,
+            balance=balance,
+            usage=result.usage,
+            overage=result.overage,
+            total_available_grant_amount=result.total_available_grant_amount,
+            grant_balances=dict(result.grant_balances),
+        )
+
+    async def access(self, namespace: str, customer: Customer) -> dict[str, tuple[Entitlement, EntitlementValue]]:
+        items = await self._entitlements.list_entitlements(
+            namespace,
+            ListEntitlementsInput().validate([customer.id]),
+        )
+        now = self._clock()
+        active = [e for e in items if e.active_at(now)]
+        values = await asyncio.gather(*(self.value(namespace, e, now, customer) for e in active))
+        return {e.feature_key: (e, v) for e, v in zip(active, values, strict=True)}
+
+    async def history(self, namespace: str, entitlement: Entitlement, data: HistoryInput) -> History:
+        if not entitlement.metered:
+            raise ValidationError.single(
+                "entitlement", "history is only available for metered entitlements", "not_metered"
+            )
+        if data.window_size not in HISTORY_WINDOWS:
+            raise ValidationError.single("windowSize", "must be one of MINUTE, HOUR, DAY", "invalid_enum")
+        tz_name = data.window_time_zone or "UTC"
+        if tz_name not in allowed_time_zones():
+            raise ValidationError.single("windowTimeZone", f"unknown IANA time zone {tz_name!r}", "invalid_time_zone")
+        now = self._clock()
+        assert entitlement.measure_usage_from is not None
+        from_ = data.from_ if data.from_ is not None else entitlement.last_reset(now)
+        assert from_ is not None
+        to = data.to if data.to is not None else now
+        if from_ < entitlement.measure_usage_from:
+            raise ValidationError.single(
+                "from",
+                f"from {rfc3339(from_)} cannot be before {rfc3339(entitlement.measure_usage_from)}",
+                "before_measurement",
+            )
+        start, end = floor_minute(from_), ceil_minute(to)
+        if end <= start:
+            raise ValidationError.single("to", "to must be after from", "invalid_range")
+        tz = ZoneInfo(tz_name)
+        windows = _history_windows(start, end, data.window_size, tz)
+        if len(windows) > MAX_HISTORY_WINDOWS:
+            raise ValidationError.single("windowSize", "too many windows; use a larger window size", "too_many")
+        windows = [w for w in windows if w[0] >= entitlement.measure_usage_from]
+        ctx = await self.context(namespace, entitlement)
+        engine_from = min([start, *[w[0] for w in windows]])
+        engine_to = max([end, *[w[1] for w in windows]]) if windows else end
+        result = await self.run_until(namespace, ctx, engine_to, cached=False)
+        usage = (
+            await self._usage.windowed(ctx, windows[0][0], windows[-1][1], data.window_size, tz_name) if windows else {}
+        )
+        segments = [s for s in result.history if s.end > engine_from or s.start >= engine_from] or list(result.history)
+        marks = [(s.start, s.balance_at_start, s.overage_at_start) for s in result.history if s.end > s.start]
+        out: list[HistoryWindow] = []
+        used_marks: set[int] = set()
+        balance = ZERO
+        for w_start, w_end in windows:
+            index = max((i for i, m in enumerate(marks) if m[0] <= w_start), default=None)
+            if index is None:
+                balance = ZERO
+            elif index not in used_marks:
+                used_marks.add(index)
+                mark_at, balance, _ = marks[index]
+                between = await self._usage.total(ctx, mark_at, w_start) if mark_at < w_start else ZERO
+                balance = max(ZERO, balance - between)
+            value = usage.get(w_start, ZERO)
+            out.append(HistoryWindow(w_start, w_end, value, balance))
+            balance = max(ZERO, balance - value)
+        return History(tuple(out), tuple(segments))
+
+    # --- reset --------------------------------------------------------------------------------
+
+    async def reset(self, namespace: str, entitlement: Entitlement, data: ResetInput) -> None:
+        if entitlement.deleted_at is not None:
+            raise NotFoundError("entitlement", entitlement.id)
+        if not entitlement.metered:
+            raise ValidationError.single("entitlement", "only metered entitlements can be reset", "not_metered")
+        now = self._clock()
+        at = floor_minute(data.effective_at if data.effective_at is not None else now)
+        assert entitlement.measure_usage_from is not None
+        if at > now:
+            raise ValidationError.single("effectiveAt", f"cannot reset at {rfc3339(at)} in the future", "in_future")
+        if at < entitlement.measure_usage_from:
+            raise ValidationError.single(
+                "effectiveAt", "reset cannot be before the start of measurement", "before_measurement"
+            )
+        period = entitlement.current_usage_period(now)
+        assert period is not None
+        if at < period.start:
+            raise ValidationError.single(
+                "effectiveAt",
+                f"reset at {rfc3339(at)} is before current usage period start {rfc3339(period.start)}",
+                "before_usage_period",
+            )
+        if at == floor_minute(period.start):
+            raise ValidationError.single(
+                "effectiveAt",
+                f"reset at {rfc3339(at)} must be after last reset at {rfc3339(period.start)}",
+                "same_minute",
+            )
+        current = entitlement.current_interval_and_anchor()
+        assert current is not None
+        interval, anchor = current
+        reset = UsageReset(at=at, anchor=anchor if data.retain_anchor else at, interval=interval)
+        await self._entitlements.add_reset(namespace, entitlement.id, reset)
+        await self._snapshots.invalidate_from(namespace, entitlement.id, at)
+        if self._events is not None:
+            updated = dataclasses.replace(entitlement, resets=(*entitlement.resets, reset))
+            customer = await self.customers.get(namespace, entitlement.customer_id)
+            feature = await self.features.get(namespace, entitlement.feature_id)
+            await self._events.publish(
+                EntitlementResetEvent(
+                    namespace=namespace,
+                    entitlement_id=entitlement.id,
+                    feature_key=entitlement.feature_key,
+                    subject_key=_subject_key(customer),
+                    customer_id=customer.id,
+                    reset_at=at,
+                    entitlement=entitlement_rest(updated, customer, now),
+                    feature=feature.rest(),
+                    subject={"key": _subject_key(customer)},
+                    customer=customer.rest(),
+                )
+            )
+        await self._changed(namespace, entitlement.id)
+
+    # --- worker support -----------------------------------------------------------------------
+
+    async def _changed(self, namespace: str, entitlement_id: str) -> None:
+        if self.on_change is not None:
+            await self.on_change(namespace, entitlement_id)
+
+    async def affected(self, namespace: str, subjects: Sequence[str], event_types: Sequence[str]) -> list[Entitlement]:
+        """Active metered entitlements whose usage events of these subjects and types can change."""
+        meters = [m for m in await self._meters.list_meters(namespace) if m.event_type in set(event_types)]
+        if not meters:
+            return []
+        slugs = {m.slug for m in meters}
+        features, _, _, _, _ = await self.features.list_features(namespace, _all_features())
+        feature_ids = [f.id for f in features if f.meter_slug in slugs]
+        if not feature_ids:
+            return []
+        customer_ids: list[str] = []
+        for subject in dict.fromkeys(subjects):
+            customer = await self.customers.by_subject(namespace, subject)
+            if customer is not None:
+                customer_ids.append(customer.id)
+        if not customer_ids:
+            return []
+        return await self._entitlements.active_metered(namespace, list(dict.fromkeys(customer_ids)), feature_ids)
+
+    async def snapshot_event(self, namespace: str, entitlement: Entitlement) -> BalanceSnapshotEvent:
+        """Recomputes the entitlement's value now (storing a snapshot when one is due)."""
+        now = self._clock()
+        ctx = await self.context(namespace, entitlement)
+        result = await self.run_until(namespace, ctx, ceil_minute(now))
+        value = self._metered_value(entitlement, result)
+        period = entitlement.current_usage_period(now)
+        assert period is not None
+        subject_key = _subject_key(ctx.customer)
+        return BalanceSnapshotEvent(
+            namespace=namespace,
+            entitlement_id=entitlement.id,
+            feature_id=ctx.feature.id,
+            feature_key=ctx.feature.key,
+            subject_key=subject_key,
+            customer_id=ctx.customer.id,
+            at=now,
+            period_start=period.start,
+            period_end=period.end,
+            balance=value.balance or ZERO,
+            usage=value.usage or ZERO,
+            overage=value.overage or ZERO,
+            total_available_grant_amount=value.total_available_grant_amount or ZERO,
+            has_access=value.has_access,
+            entitlement=entitlement_rest(entitlement, ctx.customer, now),
+            feature=ctx.feature.rest(),
+            subject={"key": subject_key},
+            customer=ctx.customer.rest(),
+        )
+
+    async def publish(self, event: Any) -> None:
+        if self._events is not None:
+            await self._events.publish(event)
+
+
+def _all_features() -> Any:
+    from domain.catalog.models import ListFeaturesInput
+
+    return ListFeaturesInput()
+
+
+def _subject_key(customer: Customer) -> str:
+    """The subject a customer-owned entitlement shows in the v1 API."""
+    if customer.subject_keys:
+        return customer.subject_keys[0]
+    return customer.key or customer.id
+
+
+def subject_key_for(customer: Customer, requested: str | None = None) -> str:
+    if requested is not None and requested in customer.usage_subjects:
+        return requested
+    return _subject_key(customer)
+
+
+def entitlement_rest(entitlement: Entitlement, customer: Customer, now: datetime) -> dict[str, Any]:
+    """OpenMeter's Entitlement JSON (both the v1 subjectKey and the v2 customer fields)."""
+    out: dict[str, Any] = {
+        "id": entitlement.id,
+        "type": entitlement.type.value,
+        "featureId": entitlement.feature_id,
+        "featureKey": entitlement.feature_key,
+        "subjectKey": _subject_key(customer),
+        "customerId": customer.id,
+        "metadata": dict(entitlement.metadata),
+        "createdAt": rfc3339(entitlement.created_at),
+        "updatedAt": rfc3339(entitlement.updated_at),
+        "activeFrom": rfc3339(entitlement.active_from),
+    }
+    if customer.key:
+        out["customerKey"] = customer.key
+    if entitlement.deleted_at is not None:
+        out["deletedAt"] = rfc3339(entitlement.deleted_at)
+    if entitlement.usage_interval is not None and entitlement.usage_anchor is not None:
+        current = entitlement.current_interval_and_anchor()
+        assert current is not None
+        out["usagePeriod"] = {
+            "interval": interval_name(current[0]),
+            "intervalISO": current[0].iso(),
+            "anchor": rfc3339(current[1]),
+        }
+        period = entitlement.current_usage_period(now)
+        if period is not None:
+            out["currentUsagePeriod"] = {"from": rfc3339(period.start), "to": rfc3339(period.end)}
+    if entitlement.metered:
+        assert entitlement.measure_usage_from is not None
+        out["isSoftLimit"] = entitlement.is_soft_limit
+        out["preserveOverageAtReset"] = entitlement.preserve_overage_at_reset
+        out["measureUsageFrom"] = rfc3339(entitlement.measure_usage_from)
+        last = entitlement.last_reset(now)
+        if last is not None:
+            out["lastReset"] = rfc3339(last)
+        if entitlement.issue_after_reset is not None:
+            out["issueAfterReset"] = float(entitlement.issue_after_reset)
+            out["issueAfterResetPriority"] = entitlement.issue_after_reset_priority or DEFAULT_ISSUE_PRIORITY
+    if entitlement.config is not None:
+        out["config"] = entitlement.config
+    return out
+
+
+def _history_windows(start: datetime, end: datetime, size: str, tz: ZoneInfo) -> list[tuple[datetime, datetime]]:
+    """Windows of `size` in `tz` covering [start, end): the first starts at or before `start`."""
+    local = start.astimezone(tz)
+    if size == "MINUTE":
+        first = local.replace(second=0, microsecond=0)
+    elif size == "HOUR":
+        first = local.replace(minute=0, second=0, microsecond=0)
+    else:
+        first = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    out: list[tuple[datetime, datetime]] = []
+    current = first
+    while current.astimezone(UTC) < end and len(out) <= MAX_HISTORY_WINDOWS:
+        if size == "DAY":
+            naive = current.replace(tzinfo=None) + timedelta(days=1)
+            nxt = naive.replace(tzinfo=tz)
+        else:
+            nxt = (current.astimezone(UTC) + HISTORY_WINDOWS[size]).astimezone(tz)
+        out.append((current.astimezone(UTC), nxt.astimezone(UTC)))
+        current = nxt
+    return out
+
+
+__all__ = ["MINUTE", "EntitlementService", "History", "HistoryWindow", "MeteredContext", "UsageReader"]

@@ -1,0 +1,77 @@
+"""Sample payload data for `rules/{id}/test`: the shape of a real event of the rule's type."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from ulid import ULID
+
+from domain.notifications.models import EventType, Rule, Threshold, ThresholdType
+
+
+def _ts(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def _entitlement_data(now: datetime) -> dict[str, Any]:
+    feature_id = str(ULID())
+    period_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    period_end = (period_start + timedelta(days=32)).replace(day=1)
+    entitlement = {
+        "id": str(ULID()),
+        "type": "metered",
+        "featureId": feature_id,
+        "featureKey": "test_feature",
+        "subjectKey": "test-subject",
+        "isSoftLimit": False,
+        "isUnlimited": False,
+        "issueAfterReset": 0,
+        "preserveOverageAtReset": False,
+        "measureUsageFrom": _ts(period_start),
+        "lastReset": _ts(period_start),
+        "currentUsagePeriod": {"from": _ts(period_start), "to": _ts(period_end)},
+        "usagePeriod": {"anchor": _ts(period_start), "interval": "MONTH"},
+        "createdAt": _ts(now),
+        "updatedAt": _ts(now),
+    }
+    return {
+        "entitlement": entitlement,
+        "feature": {
+            "id": feature_id,
+            "key": "test_feature",
+            "name": "Test feature",
+            "createdAt": _ts(now),
+            "updatedAt": _ts(now),
+        },
+        "subject": {"key": "test-subject", "displayName": "Test subject"},
+        "value": {"hasAccess": True, "balance": 25, "usage": 75, "overage": 0, "totalAvailableGrantAmount": 100},
+    }
+
+
+def _invoice(now: datetime) -> dict[str, Any]:
+    return {
+        "id": str(ULID()),
+        "type": "standard",
+        "status": "draft",
+        "currency": "USD",
+        "createdAt": _ts(now),
+        "updatedAt": _ts(now),
+        "totals": {"amount": "0", "total": "0"},
+    }
+
+
+def sample_data(rule: Rule, now: datetime) -> dict[str, Any]:
+    match rule.type:
+        case EventType.BALANCE_THRESHOLD:
+            data = _entitlement_data(now)
+            threshold = (
+                rule.thresholds[0] if rule.thresholds else Threshold(Decimal(50), ThresholdType.USAGE_PERCENTAGE)
+            )
+            data["threshold"] = threshold.to_json()
+            return data
+        case EventType.ENTITLEMENT_RESET:
+            return _entitlement_data(now)
+        case EventType.INVOICE_CREATED | EventType.INVOICE_UPDATED:
+            return _invoice(now)

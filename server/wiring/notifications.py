@@ -1,0 +1,101 @@
+"""Notifications: channels, rules and events (api role), entitlement events turned into notification
+events (wherever entitlements publish them), and webhook delivery (notify role)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+
+from adapters.postgres.notifications import PostgresNotificationRepository
+from adapters.webhooks.http import HttpxWebhookSender
+from domain.entitlements.events import BalanceSnapshotEvent, EntitlementResetEvent
+from domain.notifications.delivery import RetryPolicy
+from domain.notifications.models import FeatureRef
+from domain.notifications.service import NotificationService
+from server.servicers.notifications import NotificationServicer
+from server.wiring import Deps, Servicer
+from tally.v1 import notifications_pb2_grpc
+from workers.notify import NotifyWorker
+
+
+class _FeatureLookup:
+    """FeatureResolver over the catalogue's feature repository (get by ID or key), when wired."""
+
+    def __init__(self, features: Any) -> None:
+        self._features = features
+
+    async def resolve(self, namespace: str, ids_or_keys: Sequence[str]) -> Mapping[str, FeatureRef]:
+        found: dict[str, FeatureRef] = {}
+        for ref in ids_or_keys:
+            feature = await self._features.get(namespace, ref, include_archived=False)
+            if feature is not None:
+                found[ref] = FeatureRef(id=str(feature.id), key=str(feature.key))
+        return found
+
+
+class _NewEvents:
+    """Wakes the in-process waiters (the notify worker, event streams) when events are created."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+        self.worker: NotifyWorker | None = None
+
+    def notify(self) -> None:
+        if self.worker is not None:
+            self.worker.wake()
+        # Wake every current waiter, then arm again for the next ones.
+        self._event.set()
+        self._event = asyncio.Event()
+
+    async def wait(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._event.wait(), seconds)
+
+
+async def wire(deps: Deps) -> list[Servicer]:
+    settings = deps.settings
+    repository = PostgresNotificationRepository(deps.sessions)
+    signal = _NewEvents()
+    service = NotificationService(
+        repository, features=deps.services.get("feature_resolver"), on_event_created=signal.notify
+    )
+    deps.services["notifications"] = service
+
+    deps.events.subscribe(BalanceSnapshotEvent, service.on_balance_snapshot)
+    deps.events.subscribe(EntitlementResetEvent, service.on_entitlement_reset)
+
+    if deps.has_role("notify"):
+        notify = settings.notify
+        sender = HttpxWebhookSender()
+        worker = NotifyWorker(
+            repository,
+            sender,
+            [settings.namespace],
+            RetryPolicy(
+                initial=timedelta(milliseconds=notify.retry_initial_ms),
+                maximum=timedelta(milliseconds=notify.retry_max_ms),
+                jitter=notify.retry_jitter,
+                pending_timeout=timedelta(seconds=notify.pending_timeout_s),
+                sending_timeout=timedelta(seconds=notify.sending_timeout_s),
+            ),
+            timeout=timedelta(milliseconds=notify.timeout_ms),
+            poll_interval=timedelta(milliseconds=notify.poll_interval_ms),
+            max_concurrency=notify.max_concurrency,
+        )
+        await worker.start()
+        signal.worker = worker
+        deps.stop_steps.append(sender.close)
+        deps.stop_steps.append(worker.stop)
+
+    if not deps.has_role("api"):
+        return []
+    return [
+        Servicer(
+            notifications_pb2_grpc.add_NotificationServiceServicer_to_server,
+            NotificationServicer(service, deps.request, signal.wait),
+            "tally.v1.NotificationService",
+        )
+    ]

@@ -1,0 +1,97 @@
+"""The balance worker: recomputes metered entitlements whose usage, grants or resets changed.
+
+The sink announces the (namespace, subject, event type) triples of every stored flush; grant,
+void and reset calls announce their entitlement. The worker coalesces announcements, finds the
+active metered entitlements they touch (the subject's customer, features on meters of the event
+type), recomputes each balance (which stores a snapshot once an instant is older than the grace
+period) and publishes a BalanceSnapshotEvent for notifications. Announcing never blocks the sink.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+
+import structlog
+
+from domain.entitlements.service import EntitlementService
+from domain.errors import NotFoundError
+
+log = structlog.get_logger(__name__)
+
+Touched = Iterable[tuple[str, str, str]]
+
+
+class BalanceWorker:
+    def __init__(self, service: EntitlementService) -> None:
+        self._service = service
+        self._touched: dict[str, tuple[set[str], set[str]]] = defaultdict(lambda: (set(), set()))
+        self._entitlements: set[tuple[str, str]] = set()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.recomputed = 0
+
+    async def on_flush(self, touched: Touched) -> None:
+        """Sink listener: remember what changed and return at once."""
+        for namespace, subject, event_type in touched:
+            subjects, types = self._touched[namespace]
+            subjects.add(subject)
+            types.add(event_type)
+        self._wake.set()
+
+    async def on_change(self, namespace: str, entitlement_id: str) -> None:
+        self._entitlements.add((namespace, entitlement_id))
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="balance-worker")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self.drain()
+            except Exception:
+                log.exception("balance recomputation failed")
+
+    async def drain(self) -> int:
+        """Recomputes everything announced so far; returns how many entitlements it recomputed."""
+        touched, self._touched = self._touched, defaultdict(lambda: (set(), set()))
+        targets, self._entitlements = self._entitlements, set()
+        for namespace, (subjects, types) in touched.items():
+            for entitlement in await self._service.affected(namespace, sorted(subjects), sorted(types)):
+                targets.add((namespace, entitlement.id))
+        done = 0
+        for namespace, entitlement_id in sorted(targets):
+            started = time.perf_counter()
+            try:
+                entitlement = await self._service.get(namespace, entitlement_id)
+                if entitlement.deleted_at is not None or not entitlement.metered:
+                    continue
+                event = await self._service.snapshot_event(namespace, entitlement)
+            except NotFoundError:
+                continue
+            except Exception:
+                log.exception("recomputing an entitlement failed", entitlement=entitlement_id)
+                continue
+            await self._service.publish(event)
+            done += 1
+            log.debug(
+                "entitlement recomputed",
+                entitlement=entitlement_id,
+                balance=str(event.balance),
+                ms=round((time.perf_counter() - started) * 1000, 1),
+            )
+        self.recomputed += done
+        return done
