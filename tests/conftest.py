@@ -12,7 +12,12 @@ import pytest
 import pytest_asyncio
 
 from tests.support.services import Tansu, require
-from tests.support.stack import TallyProcess, create_database, postgres_available
+from tests.support.stack import TallyProcess, create_database, drop_created_databases, postgres_available
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if asyncio.run(postgres_available()):
+        asyncio.run(drop_created_databases())
 
 
 @pytest.fixture(scope="session")

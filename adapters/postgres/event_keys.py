@@ -25,16 +25,20 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from domain.metering.events import Event, EventKey, PendingBatch
 
+# One statement records the pending batch and claims the keys. It counts the claimed keys instead
+# of returning them: almost every key is new, so one number usually says all.
 _CLAIM = text(
     "WITH batch AS ("
     "  INSERT INTO sink_batches (id, owner, token, state, event_keys, created_at)"
     "  VALUES (:batch_id, :owner, :token, 'pending', :triples, :now)"
-    ") "
-    "INSERT INTO event_keys (namespace, key, batch_id, created_at) "
-    "SELECT namespace, key, :batch_id, :now "
-    "FROM unnest(CAST(:namespaces AS text[]), CAST(:keys AS bytea[])) AS q(namespace, key) "
-    "ON CONFLICT DO NOTHING RETURNING namespace, key"
+    "), claimed AS ("
+    "  INSERT INTO event_keys (namespace, key, batch_id, created_at)"
+    "  SELECT namespace, key, :batch_id, :now"
+    "  FROM unnest(CAST(:namespaces AS text[]), CAST(:keys AS bytea[])) AS q(namespace, key)"
+    "  ON CONFLICT DO NOTHING RETURNING 1"
+    ") SELECT count(*) FROM claimed"
 )
+_CLAIMED_KEYS = text("SELECT namespace, key FROM event_keys WHERE batch_id = :batch_id")
 _STORED = text("UPDATE sink_batches SET state = 'stored', event_keys = NULL WHERE id = :id")
 
 
@@ -69,9 +73,11 @@ class PostgresEventKeyStore:
                     "keys": hashes,
                 },
             )
-            claimed = {(row[0], bytes(row[1])) for row in result}
-        if len(claimed) == len(events):
-            return batch_id, list(events)
+            if result.scalar_one() == len(events):
+                return batch_id, list(events)
+            claimed = {
+                (row[0], bytes(row[1])) for row in await connection.execute(_CLAIMED_KEYS, {"batch_id": batch_id})
+            }
         return batch_id, [e for e, h in zip(events, hashes, strict=True) if (e.namespace, h) in claimed]
 
     async def commit(self, batch_id: int) -> None:

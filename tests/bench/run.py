@@ -28,7 +28,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tally.v1 import events_pb2, events_pb2_grpc, meters_pb2, meters_pb2_grpc
 from tests.bench import dataset
 from tests.support.services import ROOT, Tansu
-from tests.support.stack import TallyProcess, create_database, postgres_available
+from tests.support.stack import TallyProcess, create_database, drop_created_databases, postgres_available
 
 SCALES: dict[str, dict[str, int]] = {
     # events per ingest run, query dataset size, subjects, sustained-load seconds, probes
@@ -331,6 +331,7 @@ def run_benchmarks(scale_name: str) -> dict[str, Any]:
     results: dict[str, Any] = {key: round(f.value, 3) for key, f in figures.items()}
     results["machine"] = {"cores": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1)}
     results["scale"] = scale_name
+    asyncio.run(drop_created_databases())
     out = ROOT / ".bench" / "results.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
     print_table(figures)

@@ -7,6 +7,7 @@ developer's `make run` is up.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
 import signal
 import subprocess
@@ -23,6 +24,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.support.services import POSTGRES_ADMIN_URL, ROOT, free_port, port_open
 
+# Databases this test session created; dropped when it ends (tests/conftest.py).
+CREATED_DATABASES: list[str] = []
+
 
 async def create_database() -> str:
     name = f"tally_test_{uuid.uuid4().hex[:12]}"
@@ -31,7 +35,25 @@ async def create_database() -> str:
         await connection.execute(f'CREATE DATABASE "{name}"')
     finally:
         await connection.close()
+    CREATED_DATABASES.append(name)
     return POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+
+
+async def drop_created_databases() -> None:
+    if not CREATED_DATABASES:
+        return
+    connection = await asyncpg.connect(POSTGRES_ADMIN_URL)
+    try:
+        while CREATED_DATABASES:
+            # Names are generated above (hex), never user input.
+            await connection.execute(f'DROP DATABASE IF EXISTS "{CREATED_DATABASES.pop()}" WITH (FORCE)')
+    finally:
+        await connection.close()
+
+
+def _die_with_parent() -> None:
+    # Linux: a Tally started by a test or a benchmark ends with it, even when the runner is killed.
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 async def postgres_available() -> bool:
@@ -97,6 +119,7 @@ class TallyProcess:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         self.wait_ready(timeout)
         return self

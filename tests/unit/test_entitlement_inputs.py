@@ -1,0 +1,132 @@
+"""Validation of the customer, feature, entitlement, grant and pagination inputs."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from domain.catalog.models import FeatureCreateInput
+from domain.customers.models import CustomerInput
+from domain.entitlements.models import EntitlementInput, EntitlementType, GrantInput, RecurrenceInput
+from domain.errors import ValidationError
+from domain.metering.models import Aggregation, Meter
+from domain.metering.query import FilterString
+from domain.pagination import PageMode, Pagination
+
+NOW = datetime(2025, 3, 15, 12, 30, 45, tzinfo=UTC)
+MONTH = RecurrenceInput("MONTH", datetime(2024, 1, 1, tzinfo=UTC))
+
+
+def fields(exc: pytest.ExceptionInfo[ValidationError]) -> set[str]:
+    return {v.field for v in exc.value.violations}
+
+
+def meter(aggregation: Aggregation = Aggregation.COUNT) -> Meter:
+    return Meter(
+        id="m",
+        namespace="default",
+        slug="m",
+        name="m",
+        description=None,
+        aggregation=aggregation,
+        event_type="e",
+        event_from=None,
+        value_property=None if aggregation is Aggregation.COUNT else "$.v",
+        group_by={"model": "$.model"},
+        metadata={},
+        annotations={},
+        created_at=NOW,
+        updated_at=NOW,
+    )
+
+
+def test_customer_needs_key_or_subjects_and_valid_codes() -> None:
+    CustomerInput(name="a", key="k").validate()
+    CustomerInput(name="a", subject_keys=["s"]).validate()
+    with pytest.raises(ValidationError) as exc:
+        CustomerInput(name="", currency="usd", subject_keys=["s", "s"]).validate()
+    assert fields(exc) == {"name", "currency", "usageAttribution.subjectKeys"}
+    with pytest.raises(ValidationError) as exc:
+        CustomerInput(name="a").validate()
+    assert fields(exc) == {"usageAttribution.subjectKeys"}
+
+
+def test_feature_rules() -> None:
+    filters = FeatureCreateInput(key="f", name="F", meter_group_by_filters={"model": "gpt-4"}).validate(meter())
+    assert filters == {"model": FilterString(eq="gpt-4")}
+    with pytest.raises(ValidationError) as exc:
+        FeatureCreateInput(key="Bad-Key", name="", meter_group_by_filters={"nope": "x"}).validate(meter())
+    assert fields(exc) == {"key", "name", "meterGroupByFilters.nope"}
+    with pytest.raises(ValidationError) as exc:
+        FeatureCreateInput(key="01ARZ3NDEKTSV4RRFFQ69G5FAV".lower(), name="x").validate(None)
+    with pytest.raises(ValidationError) as exc:
+        FeatureCreateInput(key="f", name="F").validate(meter(Aggregation.AVG))
+    assert fields(exc) == {"meterSlug"}
+
+
+def test_metered_entitlement_defaults_and_measure_usage_from() -> None:
+    valid = EntitlementInput(type="metered", feature_key="f", usage_period=MONTH).validate(NOW)
+    assert valid.type is EntitlementType.METERED
+    assert valid.measure_usage_from == datetime(2025, 3, 15, 12, 30, tzinfo=UTC)
+    assert valid.recurrence is not None and valid.recurrence.interval.iso() == "P1M"
+    start = EntitlementInput(
+        type="metered", feature_key="f", usage_period=MONTH, measure_usage_from="CURRENT_PERIOD_START"
+    ).validate(NOW)
+    assert start.measure_usage_from == datetime(2025, 3, 1, tzinfo=UTC)
+    p2w = EntitlementInput(type="metered", feature_key="f", usage_period=RecurrenceInput("P2W")).validate(NOW)
+    assert p2w.recurrence is not None and p2w.recurrence.interval.iso() == "P2W"
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (EntitlementInput(type="metered", feature_key="f"), {"usagePeriod"}),
+        (
+            EntitlementInput(type="metered", feature_key="f", usage_period=RecurrenceInput("PT30M")),
+            {"usagePeriod.interval"},
+        ),
+        (EntitlementInput(type="nope", feature_key="f"), {"type"}),
+        (EntitlementInput(type="boolean"), {"featureKey"}),
+        (EntitlementInput(type="boolean", feature_key="f", is_soft_limit=True), {"isSoftLimit"}),
+        (EntitlementInput(type="static", feature_key="f"), {"config"}),
+        (EntitlementInput(type="static", feature_key="f", config="[1]"), {"config"}),
+        (
+            EntitlementInput(type="metered", feature_key="f", usage_period=MONTH, issue_after_reset_priority=3),
+            {"issueAfterResetPriority"},
+        ),
+        (
+            EntitlementInput(type="metered", feature_key="f", usage_period=MONTH, measure_usage_from="yesterday"),
+            {"measureUsageFrom"},
+        ),
+    ],
+)
+def test_entitlement_input_violations(data: EntitlementInput, expected: set[str]) -> None:
+    with pytest.raises(ValidationError) as exc:
+        data.validate(NOW)
+    assert fields(exc) == expected
+
+
+def test_grant_v1_and_v2_defaults() -> None:
+    v1 = GrantInput(amount=100, effective_at=NOW, expiration_duration="MONTH", expiration_count=1).validate(NOW)
+    assert v1.effective_at == datetime(2025, 3, 15, 12, 30, tzinfo=UTC)
+    assert v1.max_rollover_amount == 0 and v1.priority == 1
+    assert v1.expires_at == datetime(2025, 4, 15, 12, 30, tzinfo=UTC)
+    v2 = GrantInput(amount=100, effective_at=NOW, v2=True).validate(NOW)
+    assert v2.max_rollover_amount == Decimal(100) and v2.expiration is None
+    with pytest.raises(ValidationError) as exc:
+        GrantInput(amount=0, effective_at=None, priority=300).validate(NOW)
+    assert fields(exc) == {"amount", "effectiveAt", "priority", "expiration"}
+
+
+def test_pagination_page_beats_limit() -> None:
+    assert Pagination().mode is PageMode.NONE
+    both = Pagination(page=2, page_size=2, limit=1, offset=0).validate()
+    assert both.mode is PageMode.PAGE and both.window() == (2, 2)
+    assert Pagination(limit=2, offset=1).validate().window() == (1, 2)
+    assert Pagination(page_size=2).validate().apply([1, 2, 3]) == [1, 2]
+    with pytest.raises(ValidationError):
+        Pagination(page=0).validate()
+    with pytest.raises(ValidationError):
+        Pagination(page_size=1001).validate()
