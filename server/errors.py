@@ -16,6 +16,7 @@ import structlog
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 
+from adapters.transient import is_transient
 from domain.errors import (
     ConflictError,
     ForbiddenError,
@@ -58,6 +59,16 @@ def mapping_for(error: BaseException) -> Mapping:
         if isinstance(error, kind):
             return mapping
     return _INTERNAL
+
+
+def as_domain_error(error: BaseException) -> TallyError | None:
+    """The domain error to answer with: the error itself, UnavailableError for a transient
+    infrastructure failure (so clients retry), or None for a bug (answered as INTERNAL)."""
+    if isinstance(error, TallyError):
+        return error
+    if is_transient(error):
+        return UnavailableError(f"a backing store is unavailable ({type(error).__name__}); retry")
+    return None
 
 
 def problem_body(error: TallyError, mapping: Mapping, instance: str | None) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import structlog
 
 from domain.errors import TallyError
 from server import metrics
-from server.errors import mapping_for, trailing_metadata
+from server.errors import as_domain_error, mapping_for, trailing_metadata
 from server.rest import ServicerContext, header, is_rest
 
 log = structlog.get_logger(__name__)
@@ -20,10 +20,14 @@ Handler: TypeAlias = grpc.RpcMethodHandler
 
 
 async def _abort(context: ServicerContext, error: BaseException) -> None:
-    if isinstance(error, TallyError):
-        mapping = mapping_for(error)
+    domain_error = as_domain_error(error)
+    if domain_error is not None:
+        if domain_error is not error:
+            log.warning("transient failure answered as UNAVAILABLE", error=repr(error))
+        mapping = mapping_for(domain_error)
         instance = header(context, "x-envoy-original-path")
-        await context.abort(mapping.grpc_code, error.message, trailing_metadata(error, is_rest(context), instance))
+        metadata = trailing_metadata(domain_error, is_rest(context), instance)
+        await context.abort(mapping.grpc_code, domain_error.message, metadata)
     log.exception("unhandled error in servicer", exc_info=error)
     internal = TallyError("internal error; see the server log")
     await context.abort(grpc.StatusCode.INTERNAL, internal.message, trailing_metadata(internal, is_rest(context), None))
