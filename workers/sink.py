@@ -10,9 +10,8 @@ recovery at start keeps exactly the keys whose events reached the store.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -74,13 +73,6 @@ class MeterCatalog:
         self._loaded_at = time.monotonic()
 
 
-def batch_token(events: Iterable[Event]) -> str:
-    digest = hashlib.blake2b(digest_size=16)
-    for event in events:
-        digest.update(f"{event.namespace}\x00{event.source}\x00{event.id}\x01".encode())
-    return digest.hexdigest()
-
-
 class EventSink:
     def __init__(self, writer: EventWriter, keys: EventKeyStore, catalog: MeterCatalog, owner: str) -> None:
         self.writer = writer
@@ -105,9 +97,7 @@ class EventSink:
         unique: dict[EventKey, Event] = {}
         for event in events:
             unique.setdefault((event.namespace, event.source, event.id), event)
-        batch_id, fresh = await self.keys.claim(
-            owner or self.owner, batch_token(unique.values()), list(unique.values())
-        )
+        batch_id, fresh = await self.keys.claim(owner or self.owner, list(unique.values()))
         if fresh:
             await self._insert(batch_id, fresh)
         await self.keys.commit(batch_id)
@@ -128,7 +118,9 @@ class EventSink:
         values = await self._values(events)
         started = time.perf_counter()
         try:
-            await self.writer.insert(events, values, batch_token(events))
+            # The batch id names the insert: a driver-level retry of the same insert is dropped by
+            # ClickHouse's insert deduplication instead of storing the batch twice.
+            await self.writer.insert(events, values, f"batch-{batch_id}")
         except BaseException:
             # The insert may or may not have landed (a timeout after the write): settle it the way
             # recovery would, so a retry neither loses nor doubles anything.

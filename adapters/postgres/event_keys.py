@@ -54,7 +54,7 @@ class PostgresEventKeyStore:
         async with self._engine.connect() as connection:
             return await connection.execute(statement, params)
 
-    async def claim(self, owner: str, token: str, events: Sequence[Event]) -> tuple[int, list[Event]]:
+    async def claim(self, owner: str, events: Sequence[Event]) -> tuple[int, list[Event]]:
         """Records a pending batch and claims its events' keys; returns it and the events it claimed."""
         now = datetime.now(UTC)
         # Chosen here, not by a sequence, so one statement both creates the batch and claims keys.
@@ -66,7 +66,7 @@ class PostgresEventKeyStore:
                 {
                     "batch_id": batch_id,
                     "owner": owner,
-                    "token": token,
+                    "token": f"batch-{batch_id}",
                     "triples": orjson.dumps([(e.namespace, e.source, e.id) for e in events]),
                     "now": now,
                     "namespaces": [e.namespace for e in events],
