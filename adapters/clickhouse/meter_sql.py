@@ -283,6 +283,15 @@ def to_query_rows(query: MeterQuery, rows: Sequence[Sequence[Any]]) -> list[Quer
     with_subject = query.groups_by_subject
     with_customer = query.groups_by_customer
     result: list[QueryRow] = []
+    # Many rows share a window (one per group): convert each distinct window bound once.
+    moments: dict[int, datetime] = {}
+
+    def moment(seconds: int) -> datetime:
+        found = moments.get(seconds)
+        if found is None:
+            found = moments[seconds] = _utc_from_epoch(seconds)
+        return found
+
     for row in rows:
         raw_value = row[2]
         if raw_value is None:
@@ -300,8 +309,8 @@ def to_query_rows(query: MeterQuery, rows: Sequence[Sequence[Any]]) -> list[Quer
             customer_id = row[index]
             index += 1
         group_by: dict[str, str | None] = {key: row[index + i] for i, key in enumerate(meter_keys)}
-        window_start = _utc_from_epoch(row[0])
-        window_end = _utc_from_epoch(row[1])
+        window_start = moment(row[0])
+        window_end = moment(row[1])
         if query.window_size is None:
             if query.requested_from is not None:
                 window_start = query.requested_from

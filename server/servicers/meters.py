@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -104,16 +105,37 @@ def query_input(request: meters_pb2.QueryMeterRequest, context: Ctx) -> MeterQue
 
 
 def row_to_proto(row: QueryRow) -> meters_pb2.MeterQueryRow:
-    message = meters_pb2.MeterQueryRow(
-        value=row.value, group_by={key: value or "" for key, value in row.group_by.items()}
-    )
-    set_timestamp(message.window_start, row.window_start)
-    set_timestamp(message.window_end, row.window_end)
-    if row.subject is not None:
-        message.subject = row.subject
-    if row.customer_id is not None:
-        message.customer_id = row.customer_id
+    response = meters_pb2.QueryMeterResponse()
+    add_rows(response, [row])
+    message: meters_pb2.MeterQueryRow = response.data[0]
     return message
+
+
+def add_rows(response: meters_pb2.QueryMeterResponse, rows: Sequence[QueryRow]) -> None:
+    """Appends rows in place. Hot for large results (one row per window and group): timestamps are
+    set as seconds/nanos, each distinct window converted once."""
+    converted: dict[datetime, tuple[int, int]] = {}
+
+    def seconds_nanos(moment: datetime) -> tuple[int, int]:
+        found = converted.get(moment)
+        if found is None:
+            delta = moment - _EPOCH
+            found = converted[moment] = (delta.days * 86_400 + delta.seconds, delta.microseconds * 1000)
+        return found
+
+    for row in rows:
+        message = response.data.add(value=row.value)
+        message.window_start.seconds, message.window_start.nanos = seconds_nanos(row.window_start)
+        message.window_end.seconds, message.window_end.nanos = seconds_nanos(row.window_end)
+        if row.subject is not None:
+            message.subject = row.subject
+        if row.customer_id is not None:
+            message.customer_id = row.customer_id
+        if row.group_by:
+            message.group_by.update({key: value or "" for key, value in row.group_by.items()})
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _rfc3339(value: datetime) -> str:
@@ -185,7 +207,8 @@ class MeterServicer(meters_pb2_grpc.MeterServiceServicer):
     async def QueryMeter(self, request: meters_pb2.QueryMeterRequest, context: Ctx) -> meters_pb2.QueryMeterResponse:
         data = query_input(request, context)
         _, _, rows = await self._meters.query(self._request.namespace(context), request.meter_id_or_slug, data)
-        response = meters_pb2.QueryMeterResponse(data=[row_to_proto(row) for row in rows])
+        response = meters_pb2.QueryMeterResponse()
+        add_rows(response, rows)
         set_timestamp(response.__getattribute__("from"), data.from_)
         set_timestamp(response.to, data.to)
         if data.window_size is not None:

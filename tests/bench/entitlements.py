@@ -1,0 +1,250 @@
+"""The entitlement value figure: /value over gRPC, 16 concurrent callers, against its no-op reference.
+
+Setup, all over gRPC and concurrently: a SUM meter and a feature on it; N customers (one subject
+each); N metered entitlements (monthly usage period anchored two days ago, usage measured from the
+period start) with 5 grants each at different priorities, effective times, expirations and one daily
+recurrence, so a computation has several engine breakpoints; then some usage for every customer.
+
+Measured: the health-check RPC (the no-op reference) and GetCustomerEntitlementValue with the same
+16 concurrent callers, back to back. `cold` is the first call per entitlement (nothing cached in
+the server), `value` is calls spread over all entitlements afterwards (the steady request path).
+
+Standalone: `.venv/bin/python -m tests.bench.entitlements [customers] [calls]` starts its own
+embedded stack and prints the figures (handy for before/after comparisons).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import grpc
+import orjson
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from tally.v1 import (
+    customers_pb2,
+    customers_pb2_grpc,
+    entitlements_pb2,
+    entitlements_pb2_grpc,
+    events_pb2,
+    events_pb2_grpc,
+    features_pb2,
+    features_pb2_grpc,
+    meters_pb2,
+    meters_pb2_grpc,
+)
+
+CONCURRENCY = 16
+EVENTS_PER_CUSTOMER = 10
+
+
+async def _bounded(calls: list[Any], concurrency: int = CONCURRENCY) -> list[Any]:
+    queue = list(enumerate(calls))
+    results: list[Any] = [None] * len(calls)
+
+    async def worker() -> None:
+        while queue:
+            i, make = queue.pop()
+            results[i] = await make()
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return results
+
+
+def _grants(anchor: datetime) -> list[entitlements_pb2.GrantCreateInput]:
+    def ts(t: datetime) -> Any:
+        from google.protobuf import timestamp_pb2
+
+        out = timestamp_pb2.Timestamp()
+        out.FromDatetime(t)
+        return out
+
+    day = entitlements_pb2.ExpirationPeriod(duration="DAY", count=30)
+    return [
+        entitlements_pb2.GrantCreateInput(amount=1000, priority=5, effective_at=ts(anchor)),
+        entitlements_pb2.GrantCreateInput(
+            amount=300, priority=1, effective_at=ts(anchor + timedelta(hours=6)), expiration=day
+        ),
+        entitlements_pb2.GrantCreateInput(
+            amount=50,
+            priority=2,
+            effective_at=ts(anchor + timedelta(hours=12)),
+            recurrence=entitlements_pb2.RecurringPeriodInput(interval="DAY", anchor=ts(anchor + timedelta(hours=12))),
+        ),
+        entitlements_pb2.GrantCreateInput(
+            amount=200,
+            priority=3,
+            effective_at=ts(anchor + timedelta(hours=18)),
+            expiration=entitlements_pb2.ExpirationPeriod(duration="HOUR", count=30),
+        ),
+        entitlements_pb2.GrantCreateInput(amount=100, priority=4, effective_at=ts(anchor + timedelta(hours=30))),
+    ]
+
+
+async def setup(target: str, customers: int) -> list[str]:
+    """Creates the meter, feature, customers, entitlements, grants and usage; returns customer keys."""
+    run = uuid.uuid4().hex[:6]
+    slug = f"ent_{run}"
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    anchor = now - timedelta(days=2)
+    async with grpc.aio.insecure_channel(target) as ch:
+        meters = meters_pb2_grpc.MeterServiceStub(ch)
+        features = features_pb2_grpc.FeatureServiceStub(ch)
+        custs = customers_pb2_grpc.CustomerServiceStub(ch)
+        ents = entitlements_pb2_grpc.EntitlementServiceStub(ch)
+        events = events_pb2_grpc.EventServiceStub(ch)
+        await meters.CreateMeter(
+            meters_pb2.CreateMeterRequest(slug=slug, event_type=slug, aggregation="SUM", value_property="$.tokens")
+        )
+        await features.CreateFeature(features_pb2.CreateFeatureRequest(key=slug, name=slug, meter_slug=slug))
+        keys = [f"{slug}_c{i}" for i in range(customers)]
+
+        def create_customer(key: str) -> Any:
+            return lambda: custs.CreateCustomer(
+                customers_pb2.CreateCustomerRequest(
+                    name=key, key=key, usage_attribution=customers_pb2.CustomerUsageAttribution(subject_keys=[key])
+                )
+            )
+
+        await _bounded([create_customer(k) for k in keys])
+        period = entitlements_pb2.RecurringPeriodInput(interval="MONTH")
+        period.anchor.FromDatetime(anchor)
+        grants = _grants(anchor)
+
+        def create_entitlement(key: str) -> Any:
+            return lambda: ents.CreateCustomerEntitlement(
+                entitlements_pb2.CreateCustomerEntitlementRequest(
+                    customer_id_or_key=key,
+                    entitlement=entitlements_pb2.EntitlementCreateInput(
+                        type="metered",
+                        feature_key=slug,
+                        usage_period=period,
+                        measure_usage_from="CURRENT_PERIOD_START",
+                        grants=grants,
+                    ),
+                )
+            )
+
+        await _bounded([create_entitlement(k) for k in keys])
+        rng = random.Random(7)
+        span_ms = int((now - anchor).total_seconds() * 1000)
+        batch: list[events_pb2.CloudEvent] = []
+        batches: list[events_pb2.IngestEventsRequest] = []
+        for key in keys:
+            for n in range(EVENTS_PER_CUSTOMER):
+                event = events_pb2.CloudEvent(
+                    id=f"{key}-{n}",
+                    source="bench",
+                    type=slug,
+                    subject=key,
+                    data_json=orjson.dumps({"tokens": rng.randint(1, 20)}),
+                )
+                event.time.FromMilliseconds(int(anchor.timestamp() * 1000) + rng.randrange(span_ms))
+                batch.append(event)
+                if len(batch) == 1000:
+                    batches.append(events_pb2.IngestEventsRequest(events=batch))
+                    batch = []
+        if batch:
+            batches.append(events_pb2.IngestEventsRequest(events=batch))
+        await _bounded([(lambda b=b: events.IngestEvents(b)) for b in batches], 4)
+        deadline = time.monotonic() + 120
+        while True:
+            counted = await meters.QueryMeter(meters_pb2.QueryMeterRequest(meter_id_or_slug=slug, group_by=["subject"]))
+            if len(counted.data) >= customers:
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError("bench usage not queryable after 120 s")
+            await asyncio.sleep(0.05)
+    return [f"{k}|{slug}" for k in keys]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
+
+
+async def _latencies(call: Any, total: int) -> list[float]:
+    samples: list[float] = []
+    counter = iter(range(total))
+
+    async def caller() -> None:
+        for n in counter:
+            t0 = time.perf_counter()
+            await call(n)
+            samples.append((time.perf_counter() - t0) * 1000)
+
+    await asyncio.gather(*(caller() for _ in range(CONCURRENCY)))
+    return samples
+
+
+async def measure(target: str, targets: list[str], calls: int) -> dict[str, float]:
+    """noop, cold and steady /value p50/p99 (ms) with 16 concurrent callers, back to back."""
+    requests = []
+    for t in targets:
+        customer, feature = t.split("|")
+        requests.append(
+            entitlements_pb2.GetCustomerEntitlementValueRequest(
+                customer_id_or_key=customer, entitlement_id_or_feature_key=feature
+            )
+        )
+    rng = random.Random(11)
+    order = [rng.randrange(len(requests)) for _ in range(calls)]
+    async with grpc.aio.insecure_channel(target) as ch:
+        health = health_pb2_grpc.HealthStub(ch)
+        ents = entitlements_pb2_grpc.EntitlementServiceStub(ch)
+
+        async def noop(n: int) -> None:
+            await health.Check(health_pb2.HealthCheckRequest())
+
+        await _latencies(noop, 300)  # warm-up
+        cold = await _latencies(lambda n: ents.GetCustomerEntitlementValue(requests[n]), len(requests))
+        noop_ms = await _latencies(noop, calls)
+        value_ms = await _latencies(lambda n: ents.GetCustomerEntitlementValue(requests[order[n]]), calls)
+        noop_after = await _latencies(noop, calls)
+    noop_all = noop_ms + noop_after
+    return {
+        "noop_p99": percentile(noop_all, 99),
+        "cold_p50": percentile(cold, 50),
+        "cold_p99": percentile(cold, 99),
+        "value_p50": percentile(value_ms, 50),
+        "value_p99": percentile(value_ms, 99),
+    }
+
+
+async def entitlement_value(target: str, customers: int, calls: int) -> dict[str, float]:
+    started = time.perf_counter()
+    targets = await setup(target, customers)
+    setup_s = time.perf_counter() - started
+    figures = await measure(target, targets, calls)
+    figures["setup_s"] = setup_s
+    return figures
+
+
+def main() -> None:
+    from tests.support.services import ROOT
+    from tests.support.stack import TallyProcess, create_database, drop_created_databases
+
+    customers = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
+    calls = int(sys.argv[2]) if len(sys.argv) > 2 else 5000
+    work = ROOT / ".bench" / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    stack = TallyProcess(data_dir=work / f"ent-{uuid.uuid4().hex[:6]}", postgres_url=asyncio.run(create_database()))
+    stack.extra_env = {"TALLY_LOG_LEVEL": "warning"}
+    stack.start(180)
+    try:
+        figures = asyncio.run(entitlement_value(stack.grpc_target, customers, calls))
+    finally:
+        stack.stop()
+        asyncio.run(drop_created_databases())
+    for key, value in figures.items():
+        print(f"{key:>12} {value:10.2f}")
+
+
+if __name__ == "__main__":
+    main()
