@@ -25,7 +25,9 @@ SINK_DELAY_SECONDS = Histogram(
     "Time from ingest acknowledgement to the event being queryable (oldest event of each flush)",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
-SINK_LAG = Gauge("tally_sink_lag_events", "Events on the bus not yet stored by this sink")
+SINK_LAG = Gauge(
+    "tally_sink_lag_messages", "Kafka messages (batches of events) not yet stored, per partition", ["partition"]
+)
 
 
 def serve(host: str, port: int) -> None:

@@ -148,7 +148,7 @@ class KafkaSinkConsumer:
                     events = [event for message in messages if message.value for event in decode(message.value)]
                     await self._flush(tp, events)
                     await self._consumer.commit({tp: messages[-1].offset + 1})
-                    self._observe_lag(tp)
+                    self._observe_lag(tp, messages[-1].offset + 1)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -167,10 +167,10 @@ class KafkaSinkConsumer:
         for start in range(0, len(events), self._max_batch_events):
             await self._sink.flush(events[start : start + self._max_batch_events], owner=owner)
 
-    def _observe_lag(self, tp: TopicPartition) -> None:
+    def _observe_lag(self, tp: TopicPartition, committed: int) -> None:
         highwater = self._consumer.highwater(tp)
         if highwater is not None:
-            metrics.SINK_LAG.set(max(0, highwater - (self._consumer.last_stable_offset(tp) or highwater)))
+            metrics.SINK_LAG.labels(str(tp.partition)).set(max(0, highwater - committed))
 
     async def stop(self) -> None:
         """Finishes the batch in hand (its offsets committed), then leaves the group."""

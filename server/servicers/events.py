@@ -13,6 +13,7 @@ from google.protobuf import empty_pb2, struct_pb2
 from domain.errors import ValidationError
 from domain.metering.events import EventBatch, EventListQuery, StoredEvent
 from domain.metering.service import EventQueryService, IngestService
+from server import metrics
 from server.context import RequestContext
 from server.convert import optional_str, set_timestamp, struct_from, timestamp_or_none
 from server.rest import ServicerContext as Ctx
@@ -93,7 +94,9 @@ class EventServicer(events_pb2_grpc.EventServiceServicer):
         self, request: events_pb2.IngestEventsRequest, context: Ctx
     ) -> events_pb2.IngestEventsResponse:
         batch = add_cloudevents(self._ingest.new_batch(self._request.namespace(context)), request.events)
-        return events_pb2.IngestEventsResponse(accepted=await self._ingest.ingest_batch(batch))
+        accepted = await self._ingest.ingest_batch(batch)
+        metrics.EVENTS_INGESTED.inc(accepted)
+        return events_pb2.IngestEventsResponse(accepted=accepted)
 
     async def IngestEventStream(
         self, request_iterator: AsyncIterator[events_pb2.IngestEventsRequest], context: Ctx
@@ -101,10 +104,15 @@ class EventServicer(events_pb2_grpc.EventServiceServicer):
         namespace = self._request.namespace(context)
         async for request in request_iterator:
             batch = add_cloudevents(self._ingest.new_batch(namespace), request.events)
-            yield events_pb2.IngestEventsResponse(accepted=await self._ingest.ingest_batch(batch))
+            accepted = await self._ingest.ingest_batch(batch)
+            metrics.EVENTS_INGESTED.inc(accepted)
+            yield events_pb2.IngestEventsResponse(accepted=accepted)
 
     async def IngestCloudEvents(self, request: httpbody_pb2.HttpBody, context: Ctx) -> empty_pb2.Empty:
-        await self._ingest.ingest_cloudevents(self._request.namespace(context), request.data, request.content_type)
+        accepted = await self._ingest.ingest_cloudevents(
+            self._request.namespace(context), request.data, request.content_type
+        )
+        metrics.EVENTS_INGESTED.inc(accepted)
         await rest_hints(context, http_code=204)
         return empty_pb2.Empty()
 

@@ -24,6 +24,8 @@ TALLY_SERVICES = {
     "tally.v1.SubjectService",
     "tally.v1.FeatureService",
     "tally.v1.EntitlementService",
+    "tally.v1.ApiKeyService",
+    "tally.v1.PortalService",
 }
 
 
@@ -136,3 +138,26 @@ async def test_embedded_default_needs_no_services(tmp_path: Path) -> None:
         p for p in psutil.process_iter(["cmdline"]) if str(data_dir / "postgres") in " ".join(p.info["cmdline"] or [])
     ]
     assert not leftovers, "the embedded Postgres stops with Tally"
+
+
+async def test_metrics_expose_the_sink_and_rpcs(http: httpx.AsyncClient, tally: TallyProcess) -> None:
+    # Something must have flowed through the sink for its histograms to have samples.
+    response = await http.post(
+        "/api/v1/events",
+        json={"specversion": "1.0", "id": "metrics-probe", "source": "t", "type": "metrics_probe", "subject": "s"},
+        headers={"content-type": "application/cloudevents+json"},
+    )
+    assert response.status_code == 204
+    async with httpx.AsyncClient() as client:
+        text = (await client.get(f"http://127.0.0.1:{tally.metrics_port}/metrics")).text
+    for name in (
+        "tally_rpc_total",
+        "tally_rpc_seconds_bucket",
+        "tally_events_ingested_total",
+        "tally_events_stored_total",
+        "tally_sink_batch_events_bucket",
+        "tally_sink_insert_seconds_bucket",
+        "tally_sink_ingest_to_stored_seconds_bucket",
+    ):
+        assert name in text, name
+    assert 'method="IngestCloudEvents"' in text
