@@ -15,6 +15,7 @@ from adapters.clickhouse.meter_sql import (
     render_subjects_query,
     to_query_rows,
 )
+from adapters.clickhouse.usage_sql import render_windows_query
 from domain.metering.events import Event, EventKey, EventListQuery, StoredEvent, epoch_ms
 from domain.metering.models import Meter
 from domain.metering.ports import ExtractedValues
@@ -104,6 +105,22 @@ class ClickHouseEventStore:
         sql, parameters = render_meter_query(meter, query, maps_complete=meter.values_backfilled)
         return to_query_rows(query, await self.ch.query(sql, parameters))
 
+    async def query_meter_windows(
+        self,
+        meter: Meter,
+        query: MeterQuery,
+        windows: Sequence[tuple[datetime, datetime]],
+        tail_from: datetime | None = None,
+    ) -> tuple[list[float | None], datetime | None]:
+        """The meter value of each window (one scan), and the first event time at or after `tail_from`."""
+        sql, parameters = render_windows_query(meter, query, windows, tail_from, maps_complete=meter.values_backfilled)
+        row = (await self.ch.query(sql, parameters))[0]
+        values = [None if v is None else float(v) for v in row[: len(windows)]]
+        first: datetime | None = None
+        if tail_from is not None and row[len(windows)]:
+            first = datetime.fromtimestamp(int(row[len(windows) + 1]) / 1000, tz=UTC)
+        return values, first
+
     async def list_subjects(self, namespace: str, meter: Meter, query: SubjectsQuery) -> list[str]:
         sql, parameters = render_subjects_query(namespace, meter, query.from_, query.to, query.search)
         return [str(row[0]) for row in await self.ch.query(sql, parameters)]
@@ -166,17 +183,19 @@ class ClickHouseEventStore:
         return found
 
     async def list_events(self, namespace: str, query: EventListQuery) -> list[StoredEvent]:
-        conditions = ["namespace = {namespace:String}", "time >= {from_:DateTime64(3, 'UTC')}"]
-        params: dict[str, Any] = {"namespace": namespace, "from_": query.from_, "limit": query.limit}
+        # Times are bound as epoch milliseconds: the driver renders a DateTime64 parameter as text
+        # ClickHouse cannot parse for years before 1000 (a 500 on `?ingestedAtTo=0466-...`).
+        conditions = ["namespace = {namespace:String}", "time >= fromUnixTimestamp64Milli({from_:Int64}, 'UTC')"]
+        params: dict[str, Any] = {"namespace": namespace, "from_": epoch_ms(query.from_), "limit": query.limit}
         if query.to is not None:
-            conditions.append("time < {to:DateTime64(3, 'UTC')}")
-            params["to"] = query.to
+            conditions.append("time < fromUnixTimestamp64Milli({to:Int64}, 'UTC')")
+            params["to"] = epoch_ms(query.to)
         if query.ingested_at_from is not None:
-            conditions.append("ingested_at >= {ingested_from:DateTime64(3, 'UTC')}")
-            params["ingested_from"] = query.ingested_at_from
+            conditions.append("ingested_at >= fromUnixTimestamp64Milli({ingested_from:Int64}, 'UTC')")
+            params["ingested_from"] = epoch_ms(query.ingested_at_from)
         if query.ingested_at_to is not None:
-            conditions.append("ingested_at < {ingested_to:DateTime64(3, 'UTC')}")
-            params["ingested_to"] = query.ingested_at_to
+            conditions.append("ingested_at < fromUnixTimestamp64Milli({ingested_to:Int64}, 'UTC')")
+            params["ingested_to"] = epoch_ms(query.ingested_at_to)
         if query.id_contains:
             conditions.append("position(id, {id_contains:String}) > 0")
             params["id_contains"] = query.id_contains
@@ -193,8 +212,8 @@ class ClickHouseEventStore:
             conditions.append("type IN {types:Array(String)}")
             params["types"] = list(query.types)
         if query.before is not None:
-            conditions.append("(time, id) < ({before_time:DateTime64(3, 'UTC')}, {before_id:String})")
-            params["before_time"], params["before_id"] = query.before
+            conditions.append("(time, id) < (fromUnixTimestamp64Milli({before_time:Int64}, 'UTC'), {before_id:String})")
+            params["before_time"], params["before_id"] = epoch_ms(query.before[0]), query.before[1]
         # Conditions are fixed strings from this function; every user value is a bound parameter.
         where = " AND ".join(conditions)
         sql = f"SELECT {LIST_COLUMNS} FROM events WHERE {where} ORDER BY time DESC, id DESC LIMIT {{limit:UInt32}}"  # noqa: S608

@@ -36,7 +36,9 @@ def test_every_setting_is_in_config_example() -> None:
     text = (ROOT / "config.example.yaml").read_text()
     documented = _yaml_keys(yaml.safe_load(text)) | {
         # Optional settings shown commented out, as their absence selects the embedded default.
-        line.strip().lstrip("# ").split(":", 1)[0].strip() for line in text.splitlines() if line.strip().startswith("#")
+        line.strip().lstrip("# ").split(":", 1)[0].strip()
+        for line in text.splitlines()
+        if line.strip().startswith("#")
     }
     flat = {key.rsplit(".", 1)[-1] for key in documented}
     missing = [key for key in _keys(Settings) if key not in documented and key.rsplit(".", 1)[-1] not in flat]
