@@ -15,6 +15,14 @@ $(VENV_STAMP): pyproject.toml constraints.txt
 
 venv: $(VENV_STAMP)
 
+# The TypeScript SDK's toolchain (protoc-gen-es for `make gen`, tsc), exactly as its lock file pins it.
+# Scripts stay off: nothing in it needs an install step, and none may fetch binaries.
+NODE_STAMP := sdk/typescript/node_modules/.installed
+$(NODE_STAMP): sdk/typescript/package.json sdk/typescript/package-lock.json
+	@command -v npm >/dev/null || { echo "make gen needs Node.js 20+ and npm (the TypeScript SDK's generator)" >&2; exit 1; }
+	cd sdk/typescript && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
 ## run: the embedded stack (Postgres, chDB, in-process bus, Envoy) on 127.0.0.1:8888 (REST) and :50051 (gRPC)
 run: $(VENV_STAMP)
 	.venv/bin/tally serve
@@ -31,9 +39,9 @@ test: $(VENV_STAMP) gen-check
 etoe: $(VENV_STAMP)
 	.venv/bin/pytest -q tests/e2e $(PYTEST_ARGS)
 
-## gen: all generated code under gen/ (Python messages, .pyi, grpc stubs, Envoy descriptor set)
-gen: $(VENV_STAMP)
-	rm -rf gen/python/tally gen/descriptor
+## gen: all generated code under gen/ (Python messages, .pyi, grpc stubs, Envoy descriptor set, OpenAPI, TypeScript)
+gen: $(VENV_STAMP) $(NODE_STAMP)
+	rm -rf gen/python/tally gen/descriptor gen/openapi gen/ts
 	.venv/bin/buf generate
 	mkdir -p gen/descriptor
 	.venv/bin/buf build --path proto/tally -o gen/descriptor/tally.binpb

@@ -8,8 +8,15 @@
 --   * x-tally-problem / x-tally-status: a servicer's RFC 7807 body and HTTP status for an error;
 --   * x-tally-shape: array: unwraps {"items":[...]} into the bare array OpenMeter returns;
 --   * any other error (transcoder rejections, an unreachable upstream) becomes problem+json too.
+-- gRPC and gRPC-web calls (the grpc_web filter has turned the latter into gRPC before this one) are
+-- not REST: they pass both ways untouched, as they would on the gRPC port.
 
 local HINTS = { "x-tally-rest", "x-tally-problem", "x-tally-status", "x-tally-shape", "x-http-code" }
+
+local function is_grpc(headers)
+  local content_type = headers:get("content-type")
+  return content_type ~= nil and string.sub(content_type, 1, 16) == "application/grpc"
+end
 
 local function json_string(s)
   s = string.gsub(s, '[%c"\\]', function(c)
@@ -34,11 +41,20 @@ function envoy_on_request(handle)
   for _, name in ipairs(HINTS) do
     headers:remove(name)
   end
+  if is_grpc(headers) then
+    -- Remembered for the response: a REST request's error also comes back from the transcoder as
+    -- application/grpc (trailers-only), and must still become problem+json.
+    handle:streamInfo():dynamicMetadata():set("tally", "grpc", "1")
+    return
+  end
   headers:add("x-tally-rest", "1")
   local accept = headers:get("accept")
   if accept ~= nil and string.find(accept, "text/csv", 1, true) then
     local path = headers:get(":path")
     local base, rest = string.match(path, "^(/api/v1/meters/[^/?]+/query)(.*)$")
+    if base == nil then
+      base, rest = string.match(path, "^(/api/v1/portal/meters/[^/?]+/query)(.*)$")
+    end
     if base ~= nil and (rest == "" or string.sub(rest, 1, 1) == "?") then
       headers:replace(":path", base .. ":csv" .. rest)
     end
@@ -51,6 +67,12 @@ local GRPC_HEADERS = { "grpc-status", "grpc-message", "grpc-status-details-bin",
 
 function envoy_on_response(handle)
   local headers = handle:headers()
+  -- A gRPC answer keeps its status headers and trailers (a trailers-only error carries grpc-status
+  -- in these headers), and its body is never buffered, so server streams keep streaming.
+  local tally = handle:streamInfo():dynamicMetadata():get("tally")
+  if tally ~= nil and tally["grpc"] == "1" then
+    return
+  end
   local status = headers:get(":status") or "200"
   for _, name in ipairs(GRPC_HEADERS) do
     headers:remove(name)

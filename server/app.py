@@ -27,17 +27,18 @@ from adapters.postgres.db import EmbeddedPostgres, create_engine, migrate, sessi
 from adapters.postgres.event_keys import PostgresEventKeyStore
 from adapters.postgres.meters import PostgresMeterRepository
 from server import metrics
+from server.auth import AuthInterceptor
 from server.config import Settings
 from server.context import RequestContext
 from server.envoy import Envoy
 from server.interceptors import ErrorInterceptor
-from server.wiring import Deps, Servicer, StopStep, Wire, entitlements, metering, notifications
+from server.wiring import Deps, Servicer, StopStep, Wire, auth, entitlements, metering, notifications
 from workers.sink import EventSink, MeterCatalog
 
 log = structlog.get_logger(__name__)
 
 # Every domain area, in dependency order (an area may use services of those before it).
-AREAS: Sequence[Wire] = (metering.wire, entitlements.wire, notifications.wire)
+AREAS: Sequence[Wire] = (metering.wire, entitlements.wire, notifications.wire, auth.wire)
 
 
 @dataclass
@@ -69,6 +70,10 @@ class App:
         engine = create_engine(self.postgres_url)
         self._stack.append(engine.dispose)
         sessions = session_factory(engine)
+        # Before anything else starts: refuse a non-loopback bind nobody could authenticate to.
+        auth_required = True
+        if self._needs("api"):
+            auth_required = await auth.check_policy(settings, auth.api_key_service(sessions, settings))
 
         clickhouse = ClickHouse(settings.event_store_url)
         self._stack.append(clickhouse.close)
@@ -91,7 +96,7 @@ class App:
             event_store=store,
             sink=sink,
             bus=bus,
-            request=RequestContext(settings.namespace),
+            request=RequestContext(settings.namespace, anonymous=not auth_required),
             events=InProcessHub(),
         )
         servicers: list[Servicer] = []
@@ -100,7 +105,7 @@ class App:
         self._stack.extend(deps.stop_steps)
 
         if self._needs("api"):
-            await self._start_grpc(servicers)
+            await self._start_grpc(servicers, AuthInterceptor(deps.services["authenticator"]))
             if settings.envoy_enabled:
                 envoy = Envoy(settings)
                 await envoy.start()
@@ -112,6 +117,7 @@ class App:
             grpc=f"{settings.grpc_host}:{settings.grpc_port}",
             rest=f"http://{settings.rest_host}:{settings.rest_port}" if settings.envoy_enabled else "disabled",
             bus="kafka" if settings.kafka_brokers else "in-process",
+            auth="api keys required" if auth_required else "DISABLED (no API keys)",
             events=settings.event_store_url,
         )
 
@@ -147,9 +153,10 @@ class App:
         self._stack.append(kafka.stop)
         return kafka
 
-    async def _start_grpc(self, servicers: list[Servicer]) -> None:
+    async def _start_grpc(self, servicers: list[Servicer], auth_interceptor: AuthInterceptor) -> None:
         server = grpc.aio.server(
-            interceptors=[ErrorInterceptor()],
+            # Outermost first: auth's 401/403 errors go through the error mapping like any other.
+            interceptors=[ErrorInterceptor(), auth_interceptor],
             options=[
                 ("grpc.max_receive_message_length", 32 * 1024 * 1024),
                 ("grpc.max_send_message_length", 32 * 1024 * 1024),

@@ -10,7 +10,7 @@ from typing import Annotated
 import structlog
 import typer
 
-from server.commands import events, meters
+from server.commands import apikeys, events, meters
 from server.config import load_settings
 from server.logging import configure
 
@@ -22,6 +22,7 @@ app = typer.Typer(
 log = structlog.get_logger("tally")
 app.add_typer(meters.app, name="meters")
 app.add_typer(events.app, name="events")
+app.add_typer(apikeys.app, name="apikeys")
 
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="YAML config file (default: ./config.yaml if present).")
@@ -54,7 +55,13 @@ def serve(
         finally:
             await application.stop()
 
-    asyncio.run(main())
+    from server.wiring.auth import AuthPolicyError
+
+    try:
+        asyncio.run(main())
+    except AuthPolicyError as error:
+        log.error(str(error))
+        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -89,14 +96,18 @@ def envoy_config(
     """Render envoy/envoy.yaml for these settings into a directory Envoy can run from (k8s sidecar)."""
     import shutil
 
-    from server.envoy import DESCRIPTOR, ENVOY_DIR, render
+    from server.envoy import DESCRIPTOR, ENVOY_DIR, OPENAPI_DIR, OPENAPI_FILES, render
 
     settings = load_settings(config)
     out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(DESCRIPTOR, out / DESCRIPTOR.name)
     shutil.copyfile(ENVOY_DIR / "tally.lua", out / "tally.lua")
+    for name in OPENAPI_FILES:
+        shutil.copyfile(OPENAPI_DIR / name, out / name)
     (out / "envoy.yaml").write_text(
-        render(settings, descriptor=(out / DESCRIPTOR.name).resolve(), envoy_dir=out.resolve())
+        render(
+            settings, descriptor=(out / DESCRIPTOR.name).resolve(), envoy_dir=out.resolve(), openapi_dir=out.resolve()
+        )
     )
     typer.echo(f"wrote {out / 'envoy.yaml'}")
 

@@ -72,6 +72,29 @@ class EntitlementSettings(BaseModel):
 
     # Snapshots are taken only at instants older than this, so a late event inside it still counts.
     grace_period_s: int = Field(default=86_400, ge=0)
+    # Keep current values in memory and answer /value for "now" from them while nothing they
+    # depend on changed. Only takes effect where one process sees every change: the api and sink
+    # roles together on the in-process bus (the embedded default); elsewhere values are computed.
+    value_cache: bool = True
+    value_cache_entries: int = Field(default=200_000, ge=1)
+
+
+class AuthSettings(BaseModel):
+    """API keys: whether requests must carry one, and how keys are hashed and cached."""
+
+    # None (default): required unless both rest_host and grpc_host are loopback, where the embedded
+    # stack runs keyless with a loud warning; on any other bind Tally then refuses to start while
+    # no API key exists. true: always required. false: never (a warning at start).
+    required: bool | None = None
+    # Mixed into the keyed SHA-256 of API keys and portal tokens. Changing it invalidates every key.
+    pepper: str = Field(default="tally-credentials-v1", min_length=1)
+    # How long an authentication result is reused; bounds how late another process sees a revocation.
+    cache_ttl_s: float = Field(default=1.0, ge=0, le=1.0)
+
+
+class PortalSettings(BaseModel):
+    # Lifetime of a portal token created without expiresAt (OpenMeter's default: 1h).
+    token_expiration_s: int = Field(default=3600, ge=1)
 
 
 class MeterConfig(BaseModel):
@@ -80,6 +103,8 @@ class MeterConfig(BaseModel):
     slug: str
     aggregation: str
     event_type: str = Field(alias="eventType")
+    # The tenant the meter is created in; default: the `namespace` setting.
+    namespace: str | None = None
     name: str | None = None
     description: str | None = None
     value_property: str | None = Field(default=None, alias="valueProperty")
@@ -124,6 +149,8 @@ class Settings(BaseSettings):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
     entitlements: EntitlementSettings = Field(default_factory=EntitlementSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    portal: PortalSettings = Field(default_factory=PortalSettings)
     meters: list[MeterConfig] = Field(default_factory=list)
 
     @field_validator("roles", mode="before")

@@ -26,10 +26,15 @@ log = structlog.get_logger(__name__)
 ROOT = Path(__file__).resolve().parents[1]
 ENVOY_DIR = ROOT / "envoy"
 DESCRIPTOR = ROOT / "gen" / "descriptor" / "tally.binpb"
+# tally.openapi.yaml and .json, which Envoy serves at /api/v1/openapi.yaml and /api/swagger.json.
+OPENAPI_DIR = ROOT / "gen" / "openapi"
+OPENAPI_FILES = ("tally.openapi.yaml", "tally.openapi.json")
 
 
-def render(settings: Settings, descriptor: Path = DESCRIPTOR, envoy_dir: Path = ENVOY_DIR) -> str:
-    """envoy/envoy.yaml for these settings; k8s renders it into a volume that holds the descriptor and Lua file."""
+def render(
+    settings: Settings, descriptor: Path = DESCRIPTOR, envoy_dir: Path = ENVOY_DIR, openapi_dir: Path = OPENAPI_DIR
+) -> str:
+    """envoy/envoy.yaml for these settings; k8s renders it into a volume that holds the descriptor, Lua and OpenAPI files."""
     template = string.Template((ENVOY_DIR / "envoy.yaml").read_text())
     return template.substitute(
         TALLY_ENVOY_ADMIN_PORT=settings.envoy_admin_port,
@@ -39,6 +44,7 @@ def render(settings: Settings, descriptor: Path = DESCRIPTOR, envoy_dir: Path = 
         TALLY_GRPC_PORT=settings.grpc_port,
         TALLY_DESCRIPTOR=descriptor,
         TALLY_ENVOY_DIR=envoy_dir,
+        TALLY_OPENAPI_DIR=openapi_dir,
     )
 
 

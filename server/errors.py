@@ -16,6 +16,7 @@ import structlog
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 
+from adapters.invalid_text import is_invalid_text
 from adapters.transient import is_transient
 from domain.errors import (
     ConflictError,
@@ -63,11 +64,14 @@ def mapping_for(error: BaseException) -> Mapping:
 
 def as_domain_error(error: BaseException) -> TallyError | None:
     """The domain error to answer with: the error itself, UnavailableError for a transient
-    infrastructure failure (so clients retry), or None for a bug (answered as INTERNAL)."""
+    infrastructure failure (so clients retry), ValidationError for text a store cannot hold (NUL
+    characters), or None for a bug (answered as INTERNAL)."""
     if isinstance(error, TallyError):
         return error
     if is_transient(error):
         return UnavailableError(f"a backing store is unavailable ({type(error).__name__}); retry")
+    if is_invalid_text(error):
+        return ValidationError.single("request", "text must not contain NUL characters (\\u0000)", "invalid_character")
     return None
 
 

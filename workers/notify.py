@@ -42,7 +42,8 @@ class NotifyWorker:
         self,
         repository: NotificationRepository,
         sender: WebhookSender,
-        namespaces: Sequence[str],
+        # None: every namespace that has due deliveries.
+        namespaces: Sequence[str] | None,
         policy: RetryPolicy,
         *,
         timeout: timedelta = timedelta(seconds=15),
@@ -53,7 +54,7 @@ class NotifyWorker:
     ) -> None:
         self._repo = repository
         self._sender = sender
-        self._namespaces = list(namespaces)
+        self._namespaces = list(namespaces) if namespaces is not None else None
         self._policy = policy
         self._timeout = timeout
         self._poll = poll_interval

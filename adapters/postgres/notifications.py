@@ -13,7 +13,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import String, and_, func, literal, or_, update
+from sqlalchemy import String, and_, func, literal, or_, true, update
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
@@ -494,14 +494,15 @@ class PostgresNotificationRepository:
         return int(getattr(result, "rowcount", 0) or 0)
 
     async def claim_due(
-        self, namespaces: Sequence[str], now: datetime, lease_until: datetime, limit: int
+        self, namespaces: Sequence[str] | None, now: datetime, lease_until: datetime, limit: int
     ) -> list[Delivery]:
         if limit <= 0:
             return []
         statement = (
             select(NotificationDeliveryRow)
             .where(
-                col(NotificationDeliveryRow.namespace).in_(list(namespaces)),
+                # None: every namespace (one notify worker serves all tenants).
+                col(NotificationDeliveryRow.namespace).in_(list(namespaces)) if namespaces is not None else true(),
                 col(NotificationDeliveryRow.state).in_(ACTIVE_STATES),
                 or_(
                     col(NotificationDeliveryRow.next_attempt).is_(None),

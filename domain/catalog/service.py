@@ -35,6 +35,12 @@ class FeatureService:
         self._features = features
         self._meters = meters
         self._clock = clock
+        # Called after every feature write (the entitlement value cache drops its look-ups).
+        self.listeners: list[Callable[[], None]] = []
+
+    def _changed(self) -> None:
+        for listener in self.listeners:
+            listener()
 
     async def create(self, namespace: str, data: FeatureCreateInput) -> Feature:
         meter = None
@@ -59,6 +65,7 @@ class FeatureService:
             updated_at=now,
         )
         await self._features.create(feature)
+        self._changed()
         return feature
 
     async def get(self, namespace: str, id_or_key: str) -> Feature:
@@ -89,3 +96,4 @@ class FeatureService:
         feature = await self.get_live(namespace, id_or_key)
         now = self._clock()
         await self._features.update(dataclasses.replace(feature, archived_at=now, updated_at=now))
+        self._changed()

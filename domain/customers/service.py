@@ -29,6 +29,12 @@ class CustomerService:
     def __init__(self, customers: CustomerRepository, clock: Clock = utcnow) -> None:
         self._customers = customers
         self._clock = clock
+        # Called after every customer write (the entitlement value cache drops its look-ups).
+        self.listeners: list[Callable[[], None]] = []
+
+    def _changed(self) -> None:
+        for listener in self.listeners:
+            listener()
 
     async def create(self, namespace: str, data: CustomerInput) -> Customer:
         data.validate()
@@ -49,6 +55,7 @@ class CustomerService:
             updated_at=now,
         )
         await self._customers.create(customer)
+        self._changed()
         return customer
 
     async def get(self, namespace: str, id_or_key: str) -> Customer:
@@ -85,6 +92,7 @@ class CustomerService:
             updated_at=self._clock(),
         )
         await self._customers.update(updated)
+        self._changed()
         return updated
 
     async def delete(self, namespace: str, id_or_key: str) -> Customer:
@@ -92,6 +100,7 @@ class CustomerService:
         now = self._clock()
         deleted = dataclasses.replace(customer, deleted_at=now, updated_at=now)
         await self._customers.update(deleted)
+        self._changed()
         return deleted
 
     async def by_subject(self, namespace: str, subject_key: str) -> Customer | None:

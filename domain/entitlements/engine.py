@@ -556,6 +556,25 @@ def run(inp: RunInput, usage: Mapping[datetime, Decimal]) -> RunResult:
     )
 
 
+def next_change(grants: Sequence[Grant], after: datetime) -> datetime | None:
+    """The first instant after `after` at which a balance can change without new usage.
+
+    That is a grant taking effect, expiring, voided or deleted, or recurring (at the engine's
+    one-minute resolution). Usage resets are the usage period's and not included. A result computed
+    for `after` holds, absent new usage, for every `until` in [after, next_change).
+    """
+    after = ensure_utc(after)
+    found: datetime | None = None
+    for g in (_normalise(g) for g in grants):
+        candidates = [g.effective_at, g.active_until]
+        if g.recurrence is not None:
+            candidates.append(floor_minute(g.recurrence.next_after(max(after, g.effective_at), inclusive=False)))
+        for t in candidates:
+            if t is not None and t > after and (found is None or t < found):
+                found = t
+    return found
+
+
 def run_with(inp: RunInput, query: Callable[[UsageWindow], Decimal]) -> RunResult:
     """`run` with usage fetched window by window through `query` (handy in tests and scripts)."""
     return run(inp, {w.until: query(w) for w in breakpoints(inp)})

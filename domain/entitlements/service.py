@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,7 +24,18 @@ from domain.catalog.models import Feature
 from domain.catalog.service import FeatureService
 from domain.customers.models import Customer
 from domain.customers.service import CustomerService, SubjectService
-from domain.entitlements.engine import RunInput, RunResult, Segment, Snapshot, UsageMode, UsageWindow, breakpoints, run
+from domain.entitlements.cache import ValueCache
+from domain.entitlements.engine import (
+    RunInput,
+    RunResult,
+    Segment,
+    Snapshot,
+    UsageMode,
+    UsageWindow,
+    breakpoints,
+    next_change,
+    run,
+)
 from domain.entitlements.events import BalanceSnapshotEvent, EntitlementResetEvent
 from domain.entitlements.grants import ZERO
 from domain.entitlements.models import (
@@ -97,7 +109,7 @@ class History:
 
 
 class UsageReader:
-    """Reads meter values for the engine's windows: one event-store query per window, concurrently."""
+    """Reads meter values for the engine's windows: all of a run's windows in one event-store scan."""
 
     def __init__(self, store: EventStore) -> None:
         self._store = store
@@ -118,9 +130,23 @@ class UsageReader:
         rows = await self._store.query_meter(ctx.meter, self._query(ctx, since, until))
         return sum((_decimal(row.value) for row in rows), ZERO)
 
-    async def windows(self, ctx: MeteredContext, windows: Sequence[UsageWindow]) -> dict[datetime, Decimal]:
-        values = await asyncio.gather(*(self.total(ctx, w.since, w.until) for w in windows))
-        return {w.until: value for w, value in zip(windows, values, strict=True)}
+    async def windows(
+        self, ctx: MeteredContext, windows: Sequence[UsageWindow], tail_from: datetime | None = None
+    ) -> tuple[dict[datetime, Decimal], datetime | None]:
+        """Each window's meter value, and the first stored event time at or after `tail_from`."""
+        if not windows and tail_from is None:
+            return {}, None
+        lower = min([w.since for w in windows] + ([tail_from] if tail_from is not None else []))
+        query = self._query(ctx, lower, None)
+        values, first = await self._store.query_meter_windows(
+            ctx.meter, query, [(w.since, w.until) for w in windows], tail_from
+        )
+        out: dict[datetime, Decimal] = {}
+        for w, value in zip(windows, values, strict=True):
+            if value is not None and not math.isfinite(value):
+                raise ValueError(f"meter query produced a non-finite value: {value}")
+            out[w.until] = ZERO if value is None else _decimal(value)
+        return out, first
 
     async def windowed(
         self, ctx: MeteredContext, since: datetime, until: datetime, window_size: str, tz: str
@@ -161,11 +187,28 @@ class EntitlementService:
         self.grace_period = grace_period
         # Called with (namespace, entitlement id) after grants, voids and resets (the balance worker).
         self.on_change: Callable[[str, str], Awaitable[None]] | None = None
+        # Current values and resolved look-ups; only set where this process sees every change
+        # (see cache.py and server/wiring/entitlements.py).
+        self.cache: ValueCache | None = None
+
+    def entities_changed(self) -> None:
+        """A customer, entitlement, feature or meter was written in this process."""
+        if self.cache is not None:
+            self.cache.entities_changed()
 
     # --- owners -------------------------------------------------------------------------------
 
     async def customer(self, namespace: str, id_or_key: str) -> Customer:
-        return await self.customers.get_live(namespace, id_or_key)
+        cache = self.cache
+        if cache is None:
+            return await self.customers.get_live(namespace, id_or_key)
+        key = ("customer", namespace, id_or_key)
+        found: Customer | None = cache.lookup(key)
+        if found is None:
+            mark = cache.mark()
+            found = await self.customers.get_live(namespace, id_or_key)
+            cache.remember(key, mark, found)
+        return found
 
     async def subject_customer(self, namespace: str, subject_key: str) -> Customer:
         """The customer a v1 subject-scoped call acts for (the one its usage is attributed to)."""
@@ -250,6 +293,7 @@ class EntitlementService:
             for grant in valid.grants:
                 grants.append(self._stored_grant(namespace, entitlement.id, grant, now))
         await self._entitlements.create(entitlement, grants, replaces=replaces.id if replaces else None)
+        self.entities_changed()
         return entitlement
 
     async def override(
@@ -266,6 +310,18 @@ class EntitlementService:
 
     async def for_customer(self, namespace: str, customer: Customer, id_or_feature_key: str) -> Entitlement:
         """A customer's entitlement by ID, or its active entitlement of the feature with that key."""
+        cache = self.cache
+        if cache is None:
+            return await self._for_customer(namespace, customer, id_or_feature_key)
+        key = ("entitlement", namespace, customer.id, id_or_feature_key)
+        found: Entitlement | None = cache.lookup(key)
+        if found is None:
+            mark = cache.mark()
+            found = await self._for_customer(namespace, customer, id_or_feature_key)
+            cache.remember(key, mark, found)
+        return found
+
+    async def _for_customer(self, namespace: str, customer: Customer, id_or_feature_key: str) -> Entitlement:
         entitlement = await self._entitlements.get(namespace, id_or_feature_key)
         if entitlement is not None and entitlement.customer_id == customer.id:
             return entitlement
@@ -300,6 +356,7 @@ class EntitlementService:
         if entitlement.deleted_at is not None:
             raise NotFoundError("entitlement", entitlement.id)
         await self._entitlements.delete(namespace, entitlement.id, self._clock())
+        self.entities_changed()
 
     # --- grants -------------------------------------------------------------------------------
 
@@ -400,6 +457,13 @@ class EntitlementService:
         return MeteredContext(entitlement, feature, meter, customer, tuple(grants))
 
     async def run_until(self, namespace: str, ctx: MeteredContext, until: datetime, cached: bool = True) -> RunResult:
+        result, _ = await self._run(namespace, ctx, until, cached)
+        return result
+
+    async def _run(
+        self, namespace: str, ctx: MeteredContext, until: datetime, cached: bool = True, tail: bool = False
+    ) -> tuple[RunResult, datetime | None]:
+        """The run until `until`; with `tail`, also the first stored event time at or after `until`."""
         entitlement = ctx.entitlement
         assert entitlement.measure_usage_from is not None
         start_at = entitlement.measure_usage_from
@@ -421,11 +485,41 @@ class EntitlementService:
             preserve_overage=entitlement.preserve_overage_at_reset,
             mode=ctx.mode,
         )
-        usage = await self._usage.windows(ctx, breakpoints(inp))
+        usage, first_event = await self._usage.windows(ctx, breakpoints(inp), until if tail else None)
         result = run(inp, usage)
         if cached and cumulative:
             await self._maybe_snapshot(namespace, entitlement.id, snapshot, result)
-        return result
+        return result, first_event
+
+    async def _current(
+        self, namespace: str, entitlement: Entitlement, when: datetime, customer: Customer | None = None
+    ) -> tuple[MeteredContext, EntitlementValue]:
+        """Computes the value at `when` (a whole minute, now) and keeps it in the cache."""
+        cache = self.cache
+        mark = cache.mark() if cache is not None else 0  # before any input is read
+        ctx = await self.context(namespace, entitlement, customer)
+        assert entitlement.measure_usage_from is not None
+        keep = cache is not None and when >= entitlement.measure_usage_from
+        result, first_event = await self._run(namespace, ctx, when, tail=keep)
+        value = self._metered_value(entitlement, result)
+        if cache is not None and keep:
+            # The value holds until the next breakpoint, period end or already-stored event.
+            horizon = [next_change([g.engine() for g in ctx.grants], when)]
+            period = entitlement.current_usage_period(when)
+            horizon.append(period.end if period is not None else None)
+            horizon.append(floor_minute(first_event) + MINUTE if first_event is not None else None)
+            valid_before = min((t for t in horizon if t is not None), default=None)
+            cache.put(
+                namespace,
+                entitlement.id,
+                mark,
+                when,
+                valid_before,
+                ctx.customer.usage_subjects,
+                ctx.meter.event_type,
+                value,
+            )
+        return ctx, value
 
     async def _maybe_snapshot(self, namespace: str, entitlement_id: str, start: Snapshot, result: RunResult) -> None:
         # Only instants older than the grace period: a late event inside it must still count.
@@ -444,6 +538,12 @@ class EntitlementService:
             return EntitlementValue(has_access=True)
         if entitlement.type is EntitlementType.STATIC:
             return EntitlementValue(has_access=True, config=entitlement.config)
+        if at is None and self.cache is not None:
+            cached = self.cache.get(namespace, entitlement.id, when)
+            if cached is not None:
+                return cached
+            _, value = await self._current(namespace, entitlement, when, customer)
+            return value
         ctx = await self.context(namespace, entitlement, customer)
         result = await self.run_until(namespace, ctx, when)
         return self._metered_value(entitlement, result)
@@ -467,7 +567,8 @@ class EntitlementService:
         )
         now = self._clock()
         active = [e for e in items if e.active_at(now)]
-        values = await asyncio.gather(*(self.value(namespace, e, now, customer) for e in active))
+        # "Now" (not an explicit time), so current values may come from the cache.
+        values = await asyncio.gather(*(self.value(namespace, e, None, customer) for e in active))
         return {e.feature_key: (e, v) for e, v in zip(active, values, strict=True)}
 
     async def history(self, namespace: str, entitlement: Entitlement, data: HistoryInput) -> History:
@@ -561,6 +662,7 @@ class EntitlementService:
         reset = UsageReset(at=at, anchor=anchor if data.retain_anchor else at, interval=interval)
         await self._entitlements.add_reset(namespace, entitlement.id, reset)
         await self._snapshots.invalidate_from(namespace, entitlement.id, at)
+        self.entities_changed()
         if self._events is not None:
             updated = dataclasses.replace(entitlement, resets=(*entitlement.resets, reset))
             customer = await self.customers.get(namespace, entitlement.customer_id)
@@ -584,6 +686,8 @@ class EntitlementService:
     # --- worker support -----------------------------------------------------------------------
 
     async def _changed(self, namespace: str, entitlement_id: str) -> None:
+        if self.cache is not None:
+            self.cache.entitlement_changed(namespace, entitlement_id)
         if self.on_change is not None:
             await self.on_change(namespace, entitlement_id)
 
@@ -609,9 +713,7 @@ class EntitlementService:
     async def snapshot_event(self, namespace: str, entitlement: Entitlement) -> BalanceSnapshotEvent:
         """Recomputes the entitlement's value now (storing a snapshot when one is due)."""
         now = self._clock()
-        ctx = await self.context(namespace, entitlement)
-        result = await self.run_until(namespace, ctx, ceil_minute(now))
-        value = self._metered_value(entitlement, result)
+        ctx, value = await self._current(namespace, entitlement, ceil_minute(now))
         period = entitlement.current_usage_period(now)
         assert period is not None
         subject_key = _subject_key(ctx.customer)

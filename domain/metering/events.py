@@ -17,6 +17,13 @@ import orjson
 from domain.errors import FieldViolation, PayloadTooLargeError, ValidationError
 
 SPEC_VERSIONS = frozenset({"1.0"})
+# Nesting levels of objects and arrays an event's data may have. Listing an event renders its data
+# as a google.protobuf.Struct, two message levels per JSON level, under protobuf's limit of 100;
+# deeper data would be accepted and then break every listing that includes it.
+MAX_DATA_DEPTH = 32
+# Event times the store and the query windows (ClickHouse DateTime) can represent.
+MIN_EVENT_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_EVENT_TIME = datetime(2100, 1, 1, tzinfo=UTC)
 JSON_CONTENT_TYPES = frozenset({"application/json"})
 CONTENT_TYPE_SINGLE = "application/cloudevents+json"
 CONTENT_TYPE_BATCH = "application/cloudevents-batch+json"
@@ -38,6 +45,8 @@ def from_epoch_ms(value: int) -> datetime:
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MS = timedelta(milliseconds=1)
+_MIN_TIME_MS = epoch_ms(MIN_EVENT_TIME)
+_MAX_TIME_MS = epoch_ms(MAX_EVENT_TIME)
 
 
 @dataclass(slots=True)
@@ -119,6 +128,18 @@ class IngestLimits:
     max_batch_bytes: int = 10 * 1024 * 1024
 
 
+def _too_deep(data: Any, limit: int) -> bool:
+    """Whether objects and arrays in `data` nest more than `limit` levels (iteratively: no recursion)."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = value.values() if type(value) is dict else value
+        stack.extend((child, depth + 1) for child in children if type(child) is dict or type(child) is list)
+    return False
+
+
 def parse_time(text: str) -> datetime:
     """RFC 3339 with a required offset (Z or ±hh:mm)."""
     if not isinstance(text, str) or len(text) < 20 or text[10] not in "Tt":
@@ -178,9 +199,10 @@ class EventBatch:
         source = self._required(index, "source", source)
         event_type = self._required(index, "type", event_type)
         subject = self._required(index, "subject", subject)
-        if specversion not in SPEC_VERSIONS:
+        # isinstance first: a JSON array or object is unhashable, and `in` on a set would raise.
+        if not isinstance(specversion, str) or specversion not in SPEC_VERSIONS:
             self.error(index, "specversion", "must be 1.0", "unsupported")
-        if content_type is not None and content_type not in JSON_CONTENT_TYPES:
+        if content_type is not None and (not isinstance(content_type, str) or content_type not in JSON_CONTENT_TYPES):
             self.error(index, "datacontenttype", "only application/json is supported", "unsupported")
         if time_ms is None:
             time_ms = self.now_ms
@@ -190,6 +212,8 @@ class EventBatch:
                 except (ValueError, TypeError) as exc:
                     message = str(exc) if isinstance(exc, ValueError) else "must be a string"
                     self.error(index, "time", message, "invalid_time")
+        if not _MIN_TIME_MS <= time_ms < _MAX_TIME_MS:
+            self.error(index, "time", "must be from 1970 up to 2100", "out_of_range")
         data_text = ""
         if data is not None:
             if type(data) is not dict:
@@ -197,7 +221,18 @@ class EventBatch:
             else:
                 # Re-encoded, not kept as sent: one canonical text (duplicate keys resolved once) is
                 # what both the ingest-time extraction and the query-time JSON fallback read.
-                data_text = orjson.dumps(data).decode()
+                try:
+                    data_text = orjson.dumps(data).decode()
+                except orjson.JSONEncodeError as exc:  # nesting past orjson's limit, or integers past 64 bits
+                    deep = "recursion" in str(exc).lower()
+                    message = f"must nest at most {MAX_DATA_DEPTH} levels deep" if deep else f"not encodable: {exc}"
+                    self.error(index, "data", message, "too_deep" if deep else "invalid_json")
+                    return
+                # Counting brackets is cheap and bounds the depth from above: the walk runs only
+                # when the data might be too deep.
+                if data_text.count("{") + data_text.count("[") > MAX_DATA_DEPTH and _too_deep(data, MAX_DATA_DEPTH):
+                    self.error(index, "data", f"must nest at most {MAX_DATA_DEPTH} levels deep", "too_deep")
+                    return
                 if len(data_text) > self.limits.max_event_bytes:
                     where = "" if self.single else f"[{index}] "
                     raise PayloadTooLargeError(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from domain.metering.events import Event, EventKey, EventListQuery, PendingBatch, StoredEvent
@@ -53,6 +53,17 @@ class EventBus(Protocol):
 
 class EventStore(Protocol):
     async def query_meter(self, meter: Meter, query: MeterQuery) -> list[QueryRow]: ...
+
+    async def query_meter_windows(
+        self,
+        meter: Meter,
+        query: MeterQuery,
+        windows: Sequence[tuple[datetime, datetime]],
+        tail_from: datetime | None = None,
+    ) -> tuple[list[float | None], datetime | None]:
+        """The meter value over each [since, until) window in one scan (None: no event counts), and
+        the earliest stored event time at or after `tail_from` (None: none, or no `tail_from`)."""
+        ...
 
     async def list_subjects(self, namespace: str, meter: Meter, query: SubjectsQuery) -> list[str]: ...
 

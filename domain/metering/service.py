@@ -63,6 +63,8 @@ class MeterService:
         self._store = store
         self._clock = clock
         self._on_change = on_change or (lambda: None)
+        # Also called after meter updates and deletes (the entitlement value cache).
+        self.listeners: list[Callable[[], None]] = []
 
     async def list_meters(self, namespace: str, include_deleted: bool = False) -> list[Meter]:
         return await self._meters.list_meters(namespace, include_deleted)
@@ -119,6 +121,8 @@ class MeterService:
         )
         await self._meters.update(updated)
         self._on_change()
+        for listener in self.listeners:
+            listener()
         return updated
 
     async def delete(self, namespace: str, id_or_slug: str) -> None:
@@ -128,6 +132,8 @@ class MeterService:
         now = self._clock()
         await self._meters.update(dataclasses.replace(meter, deleted_at=now, updated_at=now))
         self._on_change()
+        for listener in self.listeners:
+            listener()
 
     async def sync_declared(self, namespace: str, declared: Sequence[MeterCreateInput]) -> None:
         """Meters from the config file: created when missing, otherwise left as they are."""

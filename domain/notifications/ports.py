@@ -99,9 +99,9 @@ class NotificationRepository(Protocol):
         ...
 
     async def claim_due(
-        self, namespaces: Sequence[str], now: datetime, lease_until: datetime, limit: int
+        self, namespaces: Sequence[str] | None, now: datetime, lease_until: datetime, limit: int
     ) -> list[Delivery]:
-        """Active statuses due by `now`, leased until `lease_until` (version bumped) so no other
+        """Active statuses due by `now` (in these namespaces; None: every namespace), leased until `lease_until` (version bumped) so no other
         worker takes them; a worker that dies leaves them due again when the lease ends."""
         ...
 

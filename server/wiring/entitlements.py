@@ -13,6 +13,7 @@ from adapters.postgres.entitlements import (
 from adapters.postgres.features import PostgresFeatureRepository
 from domain.catalog.service import FeatureService
 from domain.customers.service import CustomerService, CustomerSubjectResolver, SubjectService
+from domain.entitlements.cache import ValueCache
 from domain.entitlements.service import EntitlementService
 from server.servicers.customers import CustomerServicer, SubjectServicer
 from server.servicers.entitlements import EntitlementServicer
@@ -20,6 +21,23 @@ from server.servicers.features import FeatureServicer
 from server.wiring import Deps, Servicer
 from tally.v1 import customers_pb2_grpc, entitlements_pb2_grpc, features_pb2_grpc
 from workers.balance import BalanceWorker
+
+
+def value_cache_trusted(deps: Deps) -> bool:
+    """The value cache is only correct where this process sees every change.
+
+    That is the api and sink roles together on the in-process bus, which is also one process per
+    event store in the embedded default (chDB locks its data dir). On Kafka, or with the api role
+    apart from the sink, another process can store events or write grants unseen, so the api
+    computes every value instead (no TTL: a value that may be stale is not served).
+    """
+    settings = deps.settings
+    return (
+        settings.entitlements.value_cache
+        and settings.kafka_brokers is None
+        and deps.has_role("api")
+        and deps.has_role("sink")
+    )
 
 
 async def wire(deps: Deps) -> list[Servicer]:
@@ -40,6 +58,16 @@ async def wire(deps: Deps) -> list[Servicer]:
         events=deps.events,
         grace_period=timedelta(seconds=deps.settings.entitlements.grace_period_s),
     )
+    if value_cache_trusted(deps):
+        # This process sees every change: ingest reaches its own sink, and every customer,
+        # entitlement, grant, feature and meter write goes through its services.
+        cache = ValueCache(deps.settings.entitlements.value_cache_entries)
+        entitlements.cache = cache
+        deps.sink.subscribe(cache.on_flush)
+        customers.listeners.append(entitlements.entities_changed)
+        features.listeners.append(entitlements.entities_changed)
+        deps.services["meters"].listeners.append(entitlements.entities_changed)
+        deps.services["value_cache"] = cache
     # Meter queries' filterCustomerId resolves customers (ID or key) to their subjects.
     deps.services["meters"].customers = CustomerSubjectResolver(customers)
     deps.services.update(customers=customers, subjects=subjects, features=features, entitlements=entitlements)

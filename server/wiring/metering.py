@@ -21,9 +21,10 @@ async def wire(deps: Deps) -> list[Servicer]:
     meters = MeterService(repository, deps.event_store, on_change=deps.sink.catalog.invalidate)
     deps.services["meter_repository"] = repository
     deps.services["meters"] = meters
-    if settings.meters:
+    # Declared meters go to their own namespace, else the configured default one.
+    for namespace in dict.fromkeys(m.namespace or settings.namespace for m in settings.meters):
         await meters.sync_declared(
-            settings.namespace,
+            namespace,
             [
                 MeterCreateInput(
                     slug=m.slug,
@@ -35,6 +36,7 @@ async def wire(deps: Deps) -> list[Servicer]:
                     group_by=m.group_by,
                 )
                 for m in settings.meters
+                if (m.namespace or settings.namespace) == namespace
             ],
         )
     if deps.has_role("sink"):

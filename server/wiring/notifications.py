@@ -73,7 +73,8 @@ async def wire(deps: Deps) -> list[Servicer]:
         worker = NotifyWorker(
             repository,
             sender,
-            [settings.namespace],
+            # Every namespace: deliveries of all tenants, not only the configured default one.
+            None,
             RetryPolicy(
                 initial=timedelta(milliseconds=notify.retry_initial_ms),
                 maximum=timedelta(milliseconds=notify.retry_max_ms),

@@ -10,12 +10,14 @@ Measured: the health-check RPC (the no-op reference) and GetCustomerEntitlementV
 the server), `value` is calls spread over all entitlements afterwards (the steady request path).
 
 Standalone: `.venv/bin/python -m tests.bench.entitlements [customers] [calls]` starts its own
-embedded stack and prints the figures (handy for before/after comparisons).
+embedded stack and prints the figures (handy for before/after comparisons); `BENCH_VALUE_CACHE=0`
+turns the value cache off to measure the computed path alone.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import sys
 import time
@@ -235,7 +237,11 @@ def main() -> None:
     work = ROOT / ".bench" / "work"
     work.mkdir(parents=True, exist_ok=True)
     stack = TallyProcess(data_dir=work / f"ent-{uuid.uuid4().hex[:6]}", postgres_url=asyncio.run(create_database()))
-    stack.extra_env = {"TALLY_LOG_LEVEL": "warning"}
+    # BENCH_VALUE_CACHE=0 measures the computed path alone (the cache off).
+    stack.extra_env = {
+        "TALLY_LOG_LEVEL": "warning",
+        "TALLY_ENTITLEMENTS__VALUE_CACHE": "false" if os.environ.get("BENCH_VALUE_CACHE") == "0" else "true",
+    }
     stack.start(180)
     try:
         figures = asyncio.run(entitlement_value(stack.grpc_target, customers, calls))

@@ -26,7 +26,7 @@ import psutil
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tally.v1 import events_pb2, events_pb2_grpc, meters_pb2, meters_pb2_grpc
-from tests.bench import dataset
+from tests.bench import dataset, entitlements
 from tests.support.services import ROOT, Tansu
 from tests.support.stack import TallyProcess, create_database, drop_created_databases, postgres_available
 
@@ -258,6 +258,12 @@ async def sustained_rss(stack: TallyProcess, scale: dict[str, int]) -> tuple[flo
         return peak, growth
 
 
+def entitlement_value_figures(stack: TallyProcess, customers: int, calls: int) -> dict[str, float]:
+    """/value over gRPC, 16 callers, N customers with metered entitlements and 5 grants each
+    (tests/bench/entitlements.py), with its own no-op reference measured back to back."""
+    return asyncio.run(entitlements.entitlement_value(stack.grpc_target, customers, calls))
+
+
 def run_benchmarks(scale_name: str) -> dict[str, Any]:
     scale = SCALES[scale_name]
     if not asyncio.run(postgres_available()):
@@ -309,6 +315,15 @@ def run_benchmarks(scale_name: str) -> dict[str, Any]:
         add("noop_rpc_p99_ms", noop_p99)
         add("ingest_single_p99_ms", p99, "<= 10", p99 <= 10)
         add("ingest_single_eps", single_eps, "reported")
+        # Small scale: 300 customers instead of 1,000 (the setup and the cold pass fit the 3 minutes).
+        ev = entitlement_value_figures(
+            stack, 300 if scale_name == "small" else 1000, 3_000 if scale_name == "small" else 10_000
+        )
+        ok = ev["value_p99"] <= 10 and ev["value_p99"] <= 5 * ev["noop_p99"]
+        add("entitlement_value_p99_ms", ev["value_p99"], "<= 10, <= 5 x noop", ok, ev["value_p99"] / ev["noop_p99"])
+        add("entitlement_value_p50_ms", ev["value_p50"], "reported")
+        add("entitlement_value_cold_p99_ms", ev["cold_p99"], "reported")
+        add("entitlement_noop_p99_ms", ev["noop_p99"])
         p50, f99 = asyncio.run(freshness(stack, scale))
         add("freshness_p50_ms", p50, "reported")
         add("freshness_p99_ms", f99, "<= 1,000", f99 <= 1000)

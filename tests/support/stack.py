@@ -137,7 +137,8 @@ class TallyProcess:
             else:
                 try:
                     if (
-                        httpx.get(f"{self.rest_url}/api/v1/meters", timeout=1).status_code == 200
+                        # 401: auth is required, and the answer still came from Tally through Envoy.
+                        httpx.get(f"{self.rest_url}/api/v1/meters", timeout=1).status_code in (200, 401)
                         and self._grpc_serving()
                     ):
                         return

@@ -28,9 +28,10 @@ from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from tally.v1 import options_pb2 as tally_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15tally/v1/events.proto\x12\x08tally.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/httpbody.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x84\x03\n\nCloudEvent\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n\x06source\x18\x02 \x01(\tR\x06source\x12 \n\x0bspecversion\x18\x03 \x01(\tR\x0bspecversion\x12\x12\n\x04type\x18\x04 \x01(\tR\x04type\x12\x18\n\x07subject\x18\x05 \x01(\tR\x07subject\x12.\n\x04time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x04time\x12-\n\x0f\x64\x61tacontenttype\x18\x07 \x01(\tH\x01R\x0f\x64\x61tacontenttype\x88\x01\x01\x12#\n\ndataschema\x18\x08 \x01(\tH\x02R\ndataschema\x88\x01\x01\x12-\n\x04\x64\x61ta\x18\t \x01(\x0b\x32\x17.google.protobuf.StructH\x00R\x04\x64\x61ta\x12\x1d\n\tdata_json\x18\n \x01(\x0cH\x00R\x08\x64\x61taJsonB\t\n\x07payloadB\x12\n\x10_datacontenttypeB\r\n\x0b_dataschema\"C\n\x13IngestEventsRequest\x12,\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x14.tally.v1.CloudEventR\x06\x65vents\"2\n\x14IngestEventsResponse\x12\x1a\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x05R\x08\x61\x63\x63\x65pted\"\xac\x02\n\rIngestedEvent\x12*\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x14.tally.v1.CloudEventR\x05\x65vent\x12$\n\x0b\x63ustomer_id\x18\x02 \x01(\tH\x00R\ncustomerId\x88\x01\x01\x12.\n\x10validation_error\x18\x03 \x01(\tH\x01R\x0fvalidationError\x88\x01\x01\x12;\n\x0bingested_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ningestedAt\x12\x37\n\tstored_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x08storedAtB\x0e\n\x0c_customer_idB\x13\n\x11_validation_error\"\x84\x03\n\x11ListEventsRequest\x12.\n\x04\x66rom\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x04\x66rom\x12*\n\x02to\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x02to\x12\x44\n\x10ingested_at_from\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0eingestedAtFrom\x12@\n\x0eingested_at_to\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0cingestedAtTo\x12\x13\n\x02id\x18\x05 \x01(\tH\x00R\x02id\x88\x01\x01\x12\x1d\n\x07subject\x18\x06 \x01(\tH\x01R\x07subject\x88\x01\x01\x12\x1f\n\x0b\x63ustomer_id\x18\x07 \x03(\tR\ncustomerId\x12\x19\n\x05limit\x18\x08 \x01(\x05H\x02R\x05limit\x88\x01\x01\x42\x05\n\x03_idB\n\n\x08_subjectB\x08\n\x06_limit\"C\n\x12ListEventsResponse\x12-\n\x05items\x18\x01 \x03(\x0b\x32\x17.tally.v1.IngestedEventR\x05items\"\x8a\x01\n\x13ListEventsV2Request\x12\x1b\n\x06\x66ilter\x18\x01 \x01(\tH\x00R\x06\x66ilter\x88\x01\x01\x12\x1b\n\x06\x63ursor\x18\x02 \x01(\tH\x01R\x06\x63ursor\x88\x01\x01\x12\x19\n\x05limit\x18\x03 \x01(\x05H\x02R\x05limit\x88\x01\x01\x42\t\n\x07_filterB\t\n\x07_cursorB\x08\n\x06_limit\"\x81\x01\n\x14ListEventsV2Response\x12\x33\n\x05items\x18\x01 \x03(\x0b\x32\x17.tally.v1.IngestedEventB\x04\xe2\x41\x01\x02R\x05items\x12$\n\x0bnext_cursor\x18\x02 \x01(\tH\x00R\nnextCursor\x88\x01\x01\x42\x0e\n\x0c_next_cursor2\xdb\x03\n\x0c\x45ventService\x12M\n\x0cIngestEvents\x12\x1d.tally.v1.IngestEventsRequest\x1a\x1e.tally.v1.IngestEventsResponse\x12V\n\x11IngestEventStream\x12\x1d.tally.v1.IngestEventsRequest\x1a\x1e.tally.v1.IngestEventsResponse(\x01\x30\x01\x12\\\n\x11IngestCloudEvents\x12\x14.google.api.HttpBody\x1a\x16.google.protobuf.Empty\"\x19\x82\xd3\xe4\x93\x02\x13\"\x0e/api/v1/events:\x01*\x12_\n\nListEvents\x12\x1b.tally.v1.ListEventsRequest\x1a\x1c.tally.v1.ListEventsResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/api/v1/events\x12\x65\n\x0cListEventsV2\x12\x1d.tally.v1.ListEventsV2Request\x1a\x1e.tally.v1.ListEventsV2Response\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/api/v2/eventsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15tally/v1/events.proto\x12\x08tally.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/httpbody.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16tally/v1/options.proto\"\x84\x03\n\nCloudEvent\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n\x06source\x18\x02 \x01(\tR\x06source\x12 \n\x0bspecversion\x18\x03 \x01(\tR\x0bspecversion\x12\x12\n\x04type\x18\x04 \x01(\tR\x04type\x12\x18\n\x07subject\x18\x05 \x01(\tR\x07subject\x12.\n\x04time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x04time\x12-\n\x0f\x64\x61tacontenttype\x18\x07 \x01(\tH\x01R\x0f\x64\x61tacontenttype\x88\x01\x01\x12#\n\ndataschema\x18\x08 \x01(\tH\x02R\ndataschema\x88\x01\x01\x12-\n\x04\x64\x61ta\x18\t \x01(\x0b\x32\x17.google.protobuf.StructH\x00R\x04\x64\x61ta\x12\x1d\n\tdata_json\x18\n \x01(\x0cH\x00R\x08\x64\x61taJsonB\t\n\x07payloadB\x12\n\x10_datacontenttypeB\r\n\x0b_dataschema\"C\n\x13IngestEventsRequest\x12,\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x14.tally.v1.CloudEventR\x06\x65vents\"2\n\x14IngestEventsResponse\x12\x1a\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x05R\x08\x61\x63\x63\x65pted\"\xac\x02\n\rIngestedEvent\x12*\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x14.tally.v1.CloudEventR\x05\x65vent\x12$\n\x0b\x63ustomer_id\x18\x02 \x01(\tH\x00R\ncustomerId\x88\x01\x01\x12.\n\x10validation_error\x18\x03 \x01(\tH\x01R\x0fvalidationError\x88\x01\x01\x12;\n\x0bingested_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ningestedAt\x12\x37\n\tstored_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x08storedAtB\x0e\n\x0c_customer_idB\x13\n\x11_validation_error\"\x84\x03\n\x11ListEventsRequest\x12.\n\x04\x66rom\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x04\x66rom\x12*\n\x02to\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x02to\x12\x44\n\x10ingested_at_from\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0eingestedAtFrom\x12@\n\x0eingested_at_to\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0cingestedAtTo\x12\x13\n\x02id\x18\x05 \x01(\tH\x00R\x02id\x88\x01\x01\x12\x1d\n\x07subject\x18\x06 \x01(\tH\x01R\x07subject\x88\x01\x01\x12\x1f\n\x0b\x63ustomer_id\x18\x07 \x03(\tR\ncustomerId\x12\x19\n\x05limit\x18\x08 \x01(\x05H\x02R\x05limit\x88\x01\x01\x42\x05\n\x03_idB\n\n\x08_subjectB\x08\n\x06_limit\"C\n\x12ListEventsResponse\x12-\n\x05items\x18\x01 \x03(\x0b\x32\x17.tally.v1.IngestedEventR\x05items\"\x8a\x01\n\x13ListEventsV2Request\x12\x1b\n\x06\x66ilter\x18\x01 \x01(\tH\x00R\x06\x66ilter\x88\x01\x01\x12\x1b\n\x06\x63ursor\x18\x02 \x01(\tH\x01R\x06\x63ursor\x88\x01\x01\x12\x19\n\x05limit\x18\x03 \x01(\x05H\x02R\x05limit\x88\x01\x01\x42\t\n\x07_filterB\t\n\x07_cursorB\x08\n\x06_limit\"\x81\x01\n\x14ListEventsV2Response\x12\x33\n\x05items\x18\x01 \x03(\x0b\x32\x17.tally.v1.IngestedEventB\x04\xe2\x41\x01\x02R\x05items\x12$\n\x0bnext_cursor\x18\x02 \x01(\tH\x00R\nnextCursor\x88\x01\x01\x42\x0e\n\x0c_next_cursor2\x88\x05\n\x0c\x45ventService\x12M\n\x0cIngestEvents\x12\x1d.tally.v1.IngestEventsRequest\x1a\x1e.tally.v1.IngestEventsResponse\x12V\n\x11IngestEventStream\x12\x1d.tally.v1.IngestEventsRequest\x1a\x1e.tally.v1.IngestEventsResponse(\x01\x30\x01\x12\x82\x02\n\x11IngestCloudEvents\x12\x14.google.api.HttpBody\x1a\x16.google.protobuf.Empty\"\xbe\x01\xa2\x9f\x19\xa0\x01\x08\xcc\x01\x1a\x33\n\x1c\x61pplication/cloudevents+json\x12\x13tally.v1.CloudEvent\x1a;\n\"application/cloudevents-batch+json\x12\x13tally.v1.CloudEvent\x18\x01\x1a)\n\x10\x61pplication/json\x12\x13tally.v1.CloudEvent\x18\x02\x82\xd3\xe4\x93\x02\x13\"\x0e/api/v1/events:\x01*\x12\x65\n\nListEvents\x12\x1b.tally.v1.ListEventsRequest\x1a\x1c.tally.v1.ListEventsResponse\"\x1c\xa2\x9f\x19\x02\x10\x01\x82\xd3\xe4\x93\x02\x10\x12\x0e/api/v1/events\x12\x65\n\x0cListEventsV2\x12\x1d.tally.v1.ListEventsV2Request\x1a\x1e.tally.v1.ListEventsV2Response\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/api/v2/eventsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,27 +41,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTEVENTSV2RESPONSE'].fields_by_name['items']._loaded_options = None
   _globals['_LISTEVENTSV2RESPONSE'].fields_by_name['items']._serialized_options = b'\342A\001\002'
   _globals['_EVENTSERVICE'].methods_by_name['IngestCloudEvents']._loaded_options = None
-  _globals['_EVENTSERVICE'].methods_by_name['IngestCloudEvents']._serialized_options = b'\202\323\344\223\002\023\"\016/api/v1/events:\001*'
+  _globals['_EVENTSERVICE'].methods_by_name['IngestCloudEvents']._serialized_options = b'\242\237\031\240\001\010\314\001\0323\n\034application/cloudevents+json\022\023tally.v1.CloudEvent\032;\n\"application/cloudevents-batch+json\022\023tally.v1.CloudEvent\030\001\032)\n\020application/json\022\023tally.v1.CloudEvent\030\002\202\323\344\223\002\023\"\016/api/v1/events:\001*'
   _globals['_EVENTSERVICE'].methods_by_name['ListEvents']._loaded_options = None
-  _globals['_EVENTSERVICE'].methods_by_name['ListEvents']._serialized_options = b'\202\323\344\223\002\020\022\016/api/v1/events'
+  _globals['_EVENTSERVICE'].methods_by_name['ListEvents']._serialized_options = b'\242\237\031\002\020\001\202\323\344\223\002\020\022\016/api/v1/events'
   _globals['_EVENTSERVICE'].methods_by_name['ListEventsV2']._loaded_options = None
   _globals['_EVENTSERVICE'].methods_by_name['ListEventsV2']._serialized_options = b'\202\323\344\223\002\020\022\016/api/v2/events'
-  _globals['_CLOUDEVENT']._serialized_start=218
-  _globals['_CLOUDEVENT']._serialized_end=606
-  _globals['_INGESTEVENTSREQUEST']._serialized_start=608
-  _globals['_INGESTEVENTSREQUEST']._serialized_end=675
-  _globals['_INGESTEVENTSRESPONSE']._serialized_start=677
-  _globals['_INGESTEVENTSRESPONSE']._serialized_end=727
-  _globals['_INGESTEDEVENT']._serialized_start=730
-  _globals['_INGESTEDEVENT']._serialized_end=1030
-  _globals['_LISTEVENTSREQUEST']._serialized_start=1033
-  _globals['_LISTEVENTSREQUEST']._serialized_end=1421
-  _globals['_LISTEVENTSRESPONSE']._serialized_start=1423
-  _globals['_LISTEVENTSRESPONSE']._serialized_end=1490
-  _globals['_LISTEVENTSV2REQUEST']._serialized_start=1493
-  _globals['_LISTEVENTSV2REQUEST']._serialized_end=1631
-  _globals['_LISTEVENTSV2RESPONSE']._serialized_start=1634
-  _globals['_LISTEVENTSV2RESPONSE']._serialized_end=1763
-  _globals['_EVENTSERVICE']._serialized_start=1766
-  _globals['_EVENTSERVICE']._serialized_end=2241
+  _globals['_CLOUDEVENT']._serialized_start=242
+  _globals['_CLOUDEVENT']._serialized_end=630
+  _globals['_INGESTEVENTSREQUEST']._serialized_start=632
+  _globals['_INGESTEVENTSREQUEST']._serialized_end=699
+  _globals['_INGESTEVENTSRESPONSE']._serialized_start=701
+  _globals['_INGESTEVENTSRESPONSE']._serialized_end=751
+  _globals['_INGESTEDEVENT']._serialized_start=754
+  _globals['_INGESTEDEVENT']._serialized_end=1054
+  _globals['_LISTEVENTSREQUEST']._serialized_start=1057
+  _globals['_LISTEVENTSREQUEST']._serialized_end=1445
+  _globals['_LISTEVENTSRESPONSE']._serialized_start=1447
+  _globals['_LISTEVENTSRESPONSE']._serialized_end=1514
+  _globals['_LISTEVENTSV2REQUEST']._serialized_start=1517
+  _globals['_LISTEVENTSV2REQUEST']._serialized_end=1655
+  _globals['_LISTEVENTSV2RESPONSE']._serialized_start=1658
+  _globals['_LISTEVENTSV2RESPONSE']._serialized_end=1787
+  _globals['_EVENTSERVICE']._serialized_start=1790
+  _globals['_EVENTSERVICE']._serialized_end=2438
 # @@protoc_insertion_point(module_scope)

@@ -28,9 +28,10 @@ from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from tally.v1 import meters_pb2 as tally_dot_v1_dot_meters__pb2
+from tally.v1 import options_pb2 as tally_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17tally/v1/features.proto\x12\x08tally.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15tally/v1/meters.proto\"\xa5\x05\n\x07\x46\x65\x61ture\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03R\x02id\x12\x10\n\x03key\x18\x02 \x01(\tR\x03key\x12\x12\n\x04name\x18\x03 \x01(\tR\x04name\x12;\n\x08metadata\x18\x04 \x03(\x0b\x32\x1f.tally.v1.Feature.MetadataEntryR\x08metadata\x12\"\n\nmeter_slug\x18\x05 \x01(\tH\x00R\tmeterSlug\x88\x01\x01\x12L\n\x16meter_group_by_filters\x18\x06 \x01(\x0b\x32\x17.google.protobuf.StructR\x13meterGroupByFilters\x12]\n\x1f\x61\x64vanced_meter_group_by_filters\x18\x07 \x01(\x0b\x32\x17.google.protobuf.StructR\x1b\x61\x64vancedMeterGroupByFilters\x12?\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03R\tcreatedAt\x12?\n\nupdated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03R\tupdatedAt\x12?\n\ndeleted_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03R\tdeletedAt\x12\x41\n\x0b\x61rchived_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03R\narchivedAt\x1a;\n\rMetadataEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\x42\r\n\x0b_meter_slug\"\xa8\x05\n\x14\x43reateFeatureRequest\x12\x16\n\x03key\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x03key\x12\x18\n\x04name\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02R\x04name\x12H\n\x08metadata\x18\x03 \x03(\x0b\x32,.tally.v1.CreateFeatureRequest.MetadataEntryR\x08metadata\x12\"\n\nmeter_slug\x18\x04 \x01(\tH\x00R\tmeterSlug\x88\x01\x01\x12l\n\x16meter_group_by_filters\x18\x05 \x03(\x0b\x32\x37.tally.v1.CreateFeatureRequest.MeterGroupByFiltersEntryR\x13meterGroupByFilters\x12\x85\x01\n\x1f\x61\x64vanced_meter_group_by_filters\x18\x06 \x03(\x0b\x32?.tally.v1.CreateFeatureRequest.AdvancedMeterGroupByFiltersEntryR\x1b\x61\x64vancedMeterGroupByFilters\x1a;\n\rMetadataEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\x1a\x46\n\x18MeterGroupByFiltersEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\x1a\x66\n AdvancedMeterGroupByFiltersEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12,\n\x05value\x18\x02 \x01(\x0b\x32\x16.tally.v1.FilterStringR\x05value:\x02\x38\x01\x42\r\n\x0b_meter_slug\"\xd0\x02\n\x13ListFeaturesRequest\x12\x1d\n\nmeter_slug\x18\x01 \x03(\tR\tmeterSlug\x12)\n\x10include_archived\x18\x02 \x01(\x08R\x0fincludeArchived\x12\x17\n\x04page\x18\x03 \x01(\x05H\x00R\x04page\x88\x01\x01\x12 \n\tpage_size\x18\x04 \x01(\x05H\x01R\x08pageSize\x88\x01\x01\x12\x1b\n\x06offset\x18\x05 \x01(\x05H\x02R\x06offset\x88\x01\x01\x12\x19\n\x05limit\x18\x06 \x01(\x05H\x03R\x05limit\x88\x01\x01\x12\x19\n\x05order\x18\x07 \x01(\tH\x04R\x05order\x88\x01\x01\x12\x1e\n\x08order_by\x18\x08 \x01(\tH\x05R\x07orderBy\x88\x01\x01\x42\x07\n\x05_pageB\x0c\n\n_page_sizeB\t\n\x07_offsetB\x08\n\x06_limitB\x08\n\x06_orderB\x0b\n\t_order_by\"\xc7\x01\n\x14ListFeaturesResponse\x12\'\n\x05items\x18\x01 \x03(\x0b\x32\x11.tally.v1.FeatureR\x05items\x12$\n\x0btotal_count\x18\x02 \x01(\x05H\x00R\ntotalCount\x88\x01\x01\x12\x17\n\x04page\x18\x03 \x01(\x05H\x01R\x04page\x88\x01\x01\x12 \n\tpage_size\x18\x04 \x01(\x05H\x02R\x08pageSize\x88\x01\x01\x42\x0e\n\x0c_total_countB\x07\n\x05_pageB\x0c\n\n_page_size\"8\n\x11GetFeatureRequest\x12#\n\nfeature_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\tfeatureId\";\n\x14\x44\x65leteFeatureRequest\x12#\n\nfeature_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\tfeatureId2\xaf\x03\n\x0e\x46\x65\x61tureService\x12_\n\rCreateFeature\x12\x1e.tally.v1.CreateFeatureRequest\x1a\x11.tally.v1.Feature\"\x1b\x82\xd3\xe4\x93\x02\x15\"\x10/api/v1/features:\x01*\x12g\n\x0cListFeatures\x12\x1d.tally.v1.ListFeaturesRequest\x1a\x1e.tally.v1.ListFeaturesResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/api/v1/features\x12\x63\n\nGetFeature\x12\x1b.tally.v1.GetFeatureRequest\x1a\x11.tally.v1.Feature\"%\x82\xd3\xe4\x93\x02\x1f\x12\x1d/api/v1/features/{feature_id}\x12n\n\rDeleteFeature\x12\x1e.tally.v1.DeleteFeatureRequest\x1a\x16.google.protobuf.Empty\"%\x82\xd3\xe4\x93\x02\x1f*\x1d/api/v1/features/{feature_id}b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17tally/v1/features.proto\x12\x08tally.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15tally/v1/meters.proto\x1a\x16tally/v1/options.proto\"\xa5\x05\n\x07\x46\x65\x61ture\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03R\x02id\x12\x10\n\x03key\x18\x02 \x01(\tR\x03key\x12\x12\n\x04name\x18\x03 \x01(\tR\x04name\x12;\n\x08metadata\x18\x04 \x03(\x0b\x32\x1f.tally.v1.Feature.MetadataEntryR\x08metadata\x12\"\n\nmeter_slug\x18\x05 \x01(\tH\x00R\tmeterSlug\x88\x01\x01\x12L\n\x16meter_group_by_filters\x18\x06 \x01(\x0b\x32\x17.google.protobuf.StructR\x13meterGroupByFilters\x12]\n\x1f\x61\x64vanced_meter_group_by_filters\x18\x07 \x01(\x0b\x32\x17.google.protobuf.StructR\x1b\x61\x64vancedMeterGroupByFilters\x12?\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03R\tcreatedAt\x12?\n\nupdated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03R\tupdatedAt\x12?\n\ndeleted_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03R\tdeletedAt\x12\x41\n\x0b\x61rchived_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03R\narchivedAt\x1a;\n\rMetadataEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\x42\r\n\x0b_meter_slug\"\xa8\x05\n\x14\x43reateFeatureRequest\x12\x16\n\x03key\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x03key\x12\x18\n\x04name\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02R\x04name\x12H\n\x08metadata\x18\x03 \x03(\x0b\x32,.tally.v1.CreateFeatureRequest.MetadataEntryR\x08metadata\x12\"\n\nmeter_slug\x18\x04 \x01(\tH\x00R\tmeterSlug\x88\x01\x01\x12l\n\x16meter_group_by_filters\x18\x05 \x03(\x0b\x32\x37.tally.v1.CreateFeatureRequest.MeterGroupByFiltersEntryR\x13meterGroupByFilters\x12\x85\x01\n\x1f\x61\x64vanced_meter_group_by_filters\x18\x06 \x03(\x0b\x32?.tally.v1.CreateFeatureRequest.AdvancedMeterGroupByFiltersEntryR\x1b\x61\x64vancedMeterGroupByFilters\x1a;\n\rMetadataEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\x1a\x46\n\x18MeterGroupByFiltersEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\x1a\x66\n AdvancedMeterGroupByFiltersEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12,\n\x05value\x18\x02 \x01(\x0b\x32\x16.tally.v1.FilterStringR\x05value:\x02\x38\x01\x42\r\n\x0b_meter_slug\"\xd0\x02\n\x13ListFeaturesRequest\x12\x1d\n\nmeter_slug\x18\x01 \x03(\tR\tmeterSlug\x12)\n\x10include_archived\x18\x02 \x01(\x08R\x0fincludeArchived\x12\x17\n\x04page\x18\x03 \x01(\x05H\x00R\x04page\x88\x01\x01\x12 \n\tpage_size\x18\x04 \x01(\x05H\x01R\x08pageSize\x88\x01\x01\x12\x1b\n\x06offset\x18\x05 \x01(\x05H\x02R\x06offset\x88\x01\x01\x12\x19\n\x05limit\x18\x06 \x01(\x05H\x03R\x05limit\x88\x01\x01\x12\x19\n\x05order\x18\x07 \x01(\tH\x04R\x05order\x88\x01\x01\x12\x1e\n\x08order_by\x18\x08 \x01(\tH\x05R\x07orderBy\x88\x01\x01\x42\x07\n\x05_pageB\x0c\n\n_page_sizeB\t\n\x07_offsetB\x08\n\x06_limitB\x08\n\x06_orderB\x0b\n\t_order_by\"\xc7\x01\n\x14ListFeaturesResponse\x12\'\n\x05items\x18\x01 \x03(\x0b\x32\x11.tally.v1.FeatureR\x05items\x12$\n\x0btotal_count\x18\x02 \x01(\x05H\x00R\ntotalCount\x88\x01\x01\x12\x17\n\x04page\x18\x03 \x01(\x05H\x01R\x04page\x88\x01\x01\x12 \n\tpage_size\x18\x04 \x01(\x05H\x02R\x08pageSize\x88\x01\x01\x42\x0e\n\x0c_total_countB\x07\n\x05_pageB\x0c\n\n_page_size\"8\n\x11GetFeatureRequest\x12#\n\nfeature_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\tfeatureId\";\n\x14\x44\x65leteFeatureRequest\x12#\n\nfeature_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\tfeatureId2\xc3\x03\n\x0e\x46\x65\x61tureService\x12\x66\n\rCreateFeature\x12\x1e.tally.v1.CreateFeatureRequest\x1a\x11.tally.v1.Feature\"\"\xa2\x9f\x19\x03\x08\xc9\x01\x82\xd3\xe4\x93\x02\x15\"\x10/api/v1/features:\x01*\x12m\n\x0cListFeatures\x12\x1d.tally.v1.ListFeaturesRequest\x1a\x1e.tally.v1.ListFeaturesResponse\"\x1e\xa2\x9f\x19\x02\x10\x02\x82\xd3\xe4\x93\x02\x12\x12\x10/api/v1/features\x12\x63\n\nGetFeature\x12\x1b.tally.v1.GetFeatureRequest\x1a\x11.tally.v1.Feature\"%\x82\xd3\xe4\x93\x02\x1f\x12\x1d/api/v1/features/{feature_id}\x12u\n\rDeleteFeature\x12\x1e.tally.v1.DeleteFeatureRequest\x1a\x16.google.protobuf.Empty\",\xa2\x9f\x19\x03\x08\xcc\x01\x82\xd3\xe4\x93\x02\x1f*\x1d/api/v1/features/{feature_id}b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -64,33 +65,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DELETEFEATUREREQUEST'].fields_by_name['feature_id']._loaded_options = None
   _globals['_DELETEFEATUREREQUEST'].fields_by_name['feature_id']._serialized_options = b'\342A\001\002'
   _globals['_FEATURESERVICE'].methods_by_name['CreateFeature']._loaded_options = None
-  _globals['_FEATURESERVICE'].methods_by_name['CreateFeature']._serialized_options = b'\202\323\344\223\002\025\"\020/api/v1/features:\001*'
+  _globals['_FEATURESERVICE'].methods_by_name['CreateFeature']._serialized_options = b'\242\237\031\003\010\311\001\202\323\344\223\002\025\"\020/api/v1/features:\001*'
   _globals['_FEATURESERVICE'].methods_by_name['ListFeatures']._loaded_options = None
-  _globals['_FEATURESERVICE'].methods_by_name['ListFeatures']._serialized_options = b'\202\323\344\223\002\022\022\020/api/v1/features'
+  _globals['_FEATURESERVICE'].methods_by_name['ListFeatures']._serialized_options = b'\242\237\031\002\020\002\202\323\344\223\002\022\022\020/api/v1/features'
   _globals['_FEATURESERVICE'].methods_by_name['GetFeature']._loaded_options = None
   _globals['_FEATURESERVICE'].methods_by_name['GetFeature']._serialized_options = b'\202\323\344\223\002\037\022\035/api/v1/features/{feature_id}'
   _globals['_FEATURESERVICE'].methods_by_name['DeleteFeature']._loaded_options = None
-  _globals['_FEATURESERVICE'].methods_by_name['DeleteFeature']._serialized_options = b'\202\323\344\223\002\037*\035/api/v1/features/{feature_id}'
-  _globals['_FEATURE']._serialized_start=216
-  _globals['_FEATURE']._serialized_end=893
-  _globals['_FEATURE_METADATAENTRY']._serialized_start=819
-  _globals['_FEATURE_METADATAENTRY']._serialized_end=878
-  _globals['_CREATEFEATUREREQUEST']._serialized_start=896
-  _globals['_CREATEFEATUREREQUEST']._serialized_end=1576
-  _globals['_CREATEFEATUREREQUEST_METADATAENTRY']._serialized_start=819
-  _globals['_CREATEFEATUREREQUEST_METADATAENTRY']._serialized_end=878
-  _globals['_CREATEFEATUREREQUEST_METERGROUPBYFILTERSENTRY']._serialized_start=1387
-  _globals['_CREATEFEATUREREQUEST_METERGROUPBYFILTERSENTRY']._serialized_end=1457
-  _globals['_CREATEFEATUREREQUEST_ADVANCEDMETERGROUPBYFILTERSENTRY']._serialized_start=1459
-  _globals['_CREATEFEATUREREQUEST_ADVANCEDMETERGROUPBYFILTERSENTRY']._serialized_end=1561
-  _globals['_LISTFEATURESREQUEST']._serialized_start=1579
-  _globals['_LISTFEATURESREQUEST']._serialized_end=1915
-  _globals['_LISTFEATURESRESPONSE']._serialized_start=1918
-  _globals['_LISTFEATURESRESPONSE']._serialized_end=2117
-  _globals['_GETFEATUREREQUEST']._serialized_start=2119
-  _globals['_GETFEATUREREQUEST']._serialized_end=2175
-  _globals['_DELETEFEATUREREQUEST']._serialized_start=2177
-  _globals['_DELETEFEATUREREQUEST']._serialized_end=2236
-  _globals['_FEATURESERVICE']._serialized_start=2239
-  _globals['_FEATURESERVICE']._serialized_end=2670
+  _globals['_FEATURESERVICE'].methods_by_name['DeleteFeature']._serialized_options = b'\242\237\031\003\010\314\001\202\323\344\223\002\037*\035/api/v1/features/{feature_id}'
+  _globals['_FEATURE']._serialized_start=240
+  _globals['_FEATURE']._serialized_end=917
+  _globals['_FEATURE_METADATAENTRY']._serialized_start=843
+  _globals['_FEATURE_METADATAENTRY']._serialized_end=902
+  _globals['_CREATEFEATUREREQUEST']._serialized_start=920
+  _globals['_CREATEFEATUREREQUEST']._serialized_end=1600
+  _globals['_CREATEFEATUREREQUEST_METADATAENTRY']._serialized_start=843
+  _globals['_CREATEFEATUREREQUEST_METADATAENTRY']._serialized_end=902
+  _globals['_CREATEFEATUREREQUEST_METERGROUPBYFILTERSENTRY']._serialized_start=1411
+  _globals['_CREATEFEATUREREQUEST_METERGROUPBYFILTERSENTRY']._serialized_end=1481
+  _globals['_CREATEFEATUREREQUEST_ADVANCEDMETERGROUPBYFILTERSENTRY']._serialized_start=1483
+  _globals['_CREATEFEATUREREQUEST_ADVANCEDMETERGROUPBYFILTERSENTRY']._serialized_end=1585
+  _globals['_LISTFEATURESREQUEST']._serialized_start=1603
+  _globals['_LISTFEATURESREQUEST']._serialized_end=1939
+  _globals['_LISTFEATURESRESPONSE']._serialized_start=1942
+  _globals['_LISTFEATURESRESPONSE']._serialized_end=2141
+  _globals['_GETFEATUREREQUEST']._serialized_start=2143
+  _globals['_GETFEATUREREQUEST']._serialized_end=2199
+  _globals['_DELETEFEATUREREQUEST']._serialized_start=2201
+  _globals['_DELETEFEATUREREQUEST']._serialized_end=2260
+  _globals['_FEATURESERVICE']._serialized_start=2263
+  _globals['_FEATURESERVICE']._serialized_end=2714
 # @@protoc_insertion_point(module_scope)

@@ -1,0 +1,1 @@
+"""Tenants and credentials: API keys (namespace + scopes) and consumer portal tokens."""
