@@ -43,7 +43,7 @@ try {
   await tally.meters.createMeter({
     slug: METER,
     aggregation: "SUM",
-    eventType: "prompt",
+    eventType: "ts_example_prompt",
     valueProperty: "$.tokens",
     groupBy: { model: "$.model" },
     description: "Tokens per subject and model (TypeScript SDK example)",
@@ -54,7 +54,7 @@ try {
 const now = new Date();
 const { accepted } = await tally.events.ingestEvents({
   events: EVENTS.map(([id, subject, model, tokens]) =>
-    cloudEvent({ id, source: "sdk-ts-example", type: "prompt", subject, time: now, data: { model, tokens } }),
+    cloudEvent({ id, source: "sdk-ts-example", type: "ts_example_prompt", subject, time: now, data: { model, tokens } }),
   ),
 });
 console.log(`ingested ${accepted} events`);
