@@ -82,6 +82,21 @@ class Pagination:
         return list(items[offset:] if limit is None else items[offset : offset + limit])
 
 
+def parse_order_by(
+    value: str | None, allowed: Sequence[str], default: str, violations: Violations | None = None
+) -> str:
+    """The list's sort field: `default` when absent; a violation (raised now, or collected) if unknown."""
+    if not value:
+        return default
+    if value not in allowed:
+        v = violations if violations is not None else Violations()
+        v.add("orderBy", f"must be one of {', '.join(allowed)}", "invalid_enum")
+        if violations is None:
+            v.raise_if_any()
+        return default
+    return value
+
+
 def parse_order(value: str | None, field: str = "order") -> SortOrder:
     if value is None or value == "":
         return SortOrder.ASC

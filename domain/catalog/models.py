@@ -11,7 +11,7 @@ from domain.customers.models import ULID_RE
 from domain.errors import Violations
 from domain.metering.models import MAX_SLUG_LENGTH, SLUG_RE, Aggregation, Meter
 from domain.metering.query import FilterString
-from domain.pagination import Pagination, SortOrder, parse_order
+from domain.pagination import Pagination, SortOrder, parse_order, parse_order_by
 
 # OpenMeter allows entitlements only over these aggregations.
 FEATURE_AGGREGATIONS: Final = (Aggregation.SUM, Aggregation.COUNT, Aggregation.UNIQUE_COUNT, Aggregation.LATEST)
@@ -136,9 +136,5 @@ class ListFeaturesInput:
     def validate(self) -> FeatureListQuery:
         pagination = Pagination(self.page, self.page_size, self.limit, self.offset).validate()
         order = parse_order(self.order)
-        order_by = self.order_by or "updatedAt"
-        if order_by not in FEATURE_ORDER_BY:
-            v = Violations()
-            v.add("orderBy", f"must be one of {', '.join(FEATURE_ORDER_BY)}", "invalid_enum")
-            v.raise_if_any()
+        order_by = parse_order_by(self.order_by, FEATURE_ORDER_BY, "updatedAt")
         return FeatureListQuery(pagination, order, order_by, tuple(self.meter_slugs), self.include_archived)

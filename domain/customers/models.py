@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from domain.errors import Violations
-from domain.pagination import Pagination, SortOrder, parse_order
+from domain.pagination import Pagination, SortOrder, parse_order, parse_order_by
 
 MAX_NAME_LENGTH: Final = 256
 MAX_KEY_LENGTH: Final = 256
@@ -169,11 +169,7 @@ class ListCustomersInput:
     def validate(self) -> CustomerListQuery:
         pagination = Pagination(page=self.page, page_size=self.page_size).validate()
         order = parse_order(self.order)
-        order_by = self.order_by or "id"
-        if order_by not in CUSTOMER_ORDER_BY:
-            v = Violations()
-            v.add("orderBy", f"must be one of {', '.join(CUSTOMER_ORDER_BY)}", "invalid_enum")
-            v.raise_if_any()
+        order_by = parse_order_by(self.order_by, CUSTOMER_ORDER_BY, "id")
         return CustomerListQuery(
             pagination=pagination,
             order=order,

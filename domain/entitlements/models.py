@@ -27,7 +27,7 @@ from domain.entitlements.recurrence import (
     parse_interval,
 )
 from domain.errors import TallyError, ValidationError, Violations
-from domain.pagination import Pagination, SortOrder, parse_order
+from domain.pagination import Pagination, SortOrder, parse_order, parse_order_by
 
 DEFAULT_ISSUE_PRIORITY: Final = 1
 DEFAULT_GRANT_PRIORITY: Final = 1
@@ -435,9 +435,7 @@ class ListEntitlementsInput:
         pagination = Pagination(self.page, self.page_size, self.limit, self.offset).validate()
         order = parse_order(self.order)
         v = Violations()
-        order_by = self.order_by or "createdAt"
-        if order_by not in ENTITLEMENT_ORDER_BY:
-            v.add("orderBy", f"must be one of {', '.join(ENTITLEMENT_ORDER_BY)}", "invalid_enum")
+        order_by = parse_order_by(self.order_by, ENTITLEMENT_ORDER_BY, "createdAt", v)
         types: list[EntitlementType] = []
         for i, t in enumerate(self.types):
             if t in {e.value for e in EntitlementType}:
@@ -478,11 +476,7 @@ class ListGrantsInput:
     def validate(self) -> GrantListQuery:
         pagination = Pagination(self.page, self.page_size, self.limit, self.offset).validate()
         order = parse_order(self.order)
-        order_by = self.order_by or "createdAt"
-        if order_by not in GRANT_ORDER_BY:
-            v = Violations()
-            v.add("orderBy", f"must be one of {', '.join(GRANT_ORDER_BY)}", "invalid_enum")
-            v.raise_if_any()
+        order_by = parse_order_by(self.order_by, GRANT_ORDER_BY, "createdAt")
         return GrantListQuery(pagination, order, order_by, self.include_deleted)
 
 
