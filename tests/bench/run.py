@@ -309,6 +309,9 @@ def run_benchmarks(scale_name: str) -> dict[str, Any]:
             q["typed_sql"] / q["naive"],
         )
         add("query_api_p50_ms", q["typed"], "reported")
+        add("naive_query_engine_p50_ms", q["naive_engine"])
+        engine_ratio = q["typed_engine"] / q["naive_engine"]
+        add("query_engine_p50_ms", q["typed_engine"], "<= 0.5 x naive", engine_ratio <= 0.5, engine_ratio)
         add("query_groupby_p50_ms", q["groupby"], "reported")
         add("query_unique_p50_ms", q["unique"], "reported")
         eps = asyncio.run(ingest_grpc_eps(stack, scale))
