@@ -1,0 +1,112 @@
+"""A balance threshold crossed by real usage: ingest -> sink -> balance worker -> notification rule ->
+signed webhook, all through Envoy and the session's Tally, to a real receiver in this process.
+
+One delivery per threshold per usage period: usage that stays within a crossed threshold sends
+nothing more; crossing the next threshold sends exactly one more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import httpx
+
+from tests.support.metering import cloudevent, create_meter, ingest, unique
+from tests.support.stack import wait_for
+from tests.support.webhooks import WebhookReceiver
+
+
+async def _ok(response: httpx.Response, status: int = 201) -> dict:
+    assert response.status_code == status, response.text
+    return response.json()
+
+
+async def test_threshold_crossing_through_real_ingest(http: httpx.AsyncClient) -> None:
+    receiver = await WebhookReceiver().start()
+    try:
+        event_type = unique("usage")
+        await create_meter(http, slug=event_type, eventType=event_type, aggregation="SUM", valueProperty="$.tokens")
+        feature = unique("feature")
+        await _ok(await http.post("/api/v1/features", json={"key": feature, "name": feature, "meterSlug": event_type}))
+        customer = unique("customer")
+        await _ok(
+            await http.post(
+                "/api/v1/customers",
+                json={"name": customer, "key": customer, "usageAttribution": {"subjectKeys": [customer]}},
+            )
+        )
+        entitlement = await _ok(
+            await http.post(
+                f"/api/v2/customers/{customer}/entitlements",
+                json={
+                    "type": "metered",
+                    "featureKey": feature,
+                    "usagePeriod": {"interval": "MONTH"},
+                    "issue": {"amount": 100},
+                    "measureUsageFrom": "CURRENT_PERIOD_START",
+                },
+            )
+        )
+        channel = await _ok(
+            await http.post(
+                "/api/v1/notification/channels",
+                json={"type": "WEBHOOK", "name": unique("hook"), "url": receiver.url("/balance")},
+            )
+        )
+        receiver.secrets["/balance"] = channel["signingSecret"]
+        await _ok(
+            await http.post(
+                "/api/v1/notification/rules",
+                json={
+                    "type": "entitlements.balance.threshold",
+                    "name": unique("rule"),
+                    "channels": [channel["id"]],
+                    "features": [feature],
+                    "thresholds": [
+                        {"value": 50, "type": "usage_percentage"},
+                        {"value": 75, "type": "usage_percentage"},
+                    ],
+                },
+            )
+        )
+        now = datetime.now(UTC) - timedelta(seconds=5)
+
+        await ingest(http, [cloudevent(event_type, customer, {"tokens": 30}, time=now) for _ in range(2)])
+        first = await receiver.wait_for("/balance", 1, timeout=30)
+        assert first[0].verified, "signed with the channel's secret (Standard Webhooks)"
+        body = first[0].body
+        assert body["type"] == "entitlements.balance.threshold"
+        assert body["data"]["threshold"] == {"value": 50, "type": "usage_percentage"}
+        assert body["data"]["entitlement"]["id"] == entitlement["id"]
+        assert body["data"]["value"]["usage"] == 60
+        assert body["data"]["value"]["balance"] == 40
+
+        # Still between 50 % and 75 %: nothing new.
+        await ingest(http, cloudevent(event_type, customer, {"tokens": 5}, time=now))
+
+        async def settled() -> bool:
+            value = (await http.get(f"/api/v2/customers/{customer}/entitlements/{feature}/value")).json()
+            return value["usage"] == 65
+
+        await wait_for(settled, timeout=15)
+        await asyncio.sleep(2.0)
+        assert len(receiver.successes("/balance")) == 1
+
+        # Past 75 %: exactly one more, for the 75 % threshold.
+        await ingest(http, cloudevent(event_type, customer, {"tokens": 15}, time=now))
+        both = await receiver.wait_for("/balance", 2, timeout=30)
+        assert both[1].body["data"]["threshold"] == {"value": 75, "type": "usage_percentage"}
+        assert both[1].webhook_id != both[0].webhook_id
+        await asyncio.sleep(2.0)
+        assert len(receiver.successes("/balance")) == 2
+
+        async def recorded() -> list | None:
+            events = (await http.get("/api/v1/notification/events", params={"feature": feature})).json()
+            items = events.get("items", events) if isinstance(events, dict) else events
+            states = [s["state"] for item in items for s in item["deliveryStatus"]]
+            return items if len(items) == 2 and set(states) == {"SUCCESS"} else None
+
+        await wait_for(recorded, timeout=15)
+    finally:
+        await receiver.stop()
