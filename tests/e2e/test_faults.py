@@ -45,12 +45,16 @@ class RetryingClient:
             await asyncio.sleep(0.2)
 
 
+_NOW = datetime.now(UTC) - timedelta(minutes=1)
+
+
+def _batch(event_type: str, number: int, size: int = 200) -> list[dict]:
+    """Batch `number` of a test's stream: fixed ids, so a resend is recognised as the same events."""
+    return [cloudevent(event_type, f"s{number % 4}", {"n": 1}, time=_NOW, id=f"{number}-{i}") for i in range(size)]
+
+
 def _batches(event_type: str, count: int, size: int = 200) -> list[list[dict]]:
-    now = datetime.now(UTC) - timedelta(minutes=1)
-    return [
-        [cloudevent(event_type, f"s{b % 4}", {"n": 1}, time=now, id=f"{b}-{i}") for i in range(size)]
-        for b in range(count)
-    ]
+    return [_batch(event_type, b, size) for b in range(count)]
 
 
 async def _restart_database(name: str, outage_s: float) -> None:
@@ -75,7 +79,6 @@ async def test_postgres_restart_under_load(postgres_ready: None, tmp_path: Path)
     pid = stack.process.pid
     try:
         event_type = unique("pg_restart")
-        batches = _batches(event_type, 40)
         async with httpx.AsyncClient(base_url=stack.rest_url, timeout=30) as http:
             await create_meter(http, slug=event_type, eventType=event_type, aggregation="SUM", valueProperty="$.n")
             client = RetryingClient(http)
@@ -87,11 +90,14 @@ async def test_postgres_restart_under_load(postgres_ready: None, tmp_path: Path)
                     await _restart_database(url.rsplit("/", 1)[1], outage_s=1.0)
 
             chaos = asyncio.create_task(outages())
-            for batch in batches:
-                await client.send(batch, deadline)
+            sent = 0
+            # Steady load for as long as the outages last, and a little after.
+            while not chaos.done() or sent < 10:
+                await client.send(_batch(event_type, sent), deadline)
+                sent += 1
                 await asyncio.sleep(0.05)
             await chaos
-            expected = float(sum(len(b) for b in batches))
+            expected = float(sent * 200)
             await query_until(http, event_type, lambda rows: total(rows) == expected, timeout=60)
             assert 503 in client.statuses, "the outage was seen, and answered as retryable"
             assert stack.process.pid == pid and stack.process.poll() is None, "recovered without a restart"
@@ -147,30 +153,33 @@ async def test_kafka_broker_outage(postgres_ready: None, tmp_path: Path) -> None
 
 
 async def test_soak_with_periodic_kill_9(postgres_ready: None, tmp_path: Path) -> None:
-    """Steady ingest while Tally is killed (-9) and restarted every few seconds: exact totals at the end."""
+    """Steady ingest while Tally is killed (-9) and restarted three times: exact totals at the end."""
     stack = TallyProcess(data_dir=tmp_path / "tally", postgres_url=await create_database())
     await asyncio.to_thread(stack.start, 120)
     event_type = unique("soak")
-    batches = _batches(event_type, 60, size=100)
     try:
         async with httpx.AsyncClient(base_url=stack.rest_url, timeout=10) as http:
             await create_meter(http, slug=event_type, eventType=event_type, aggregation="SUM", valueProperty="$.n")
             client = RetryingClient(http)
-            stop = asyncio.Event()
+            chaos_done = asyncio.Event()
 
             async def chaos() -> None:
                 for _ in range(3):
                     await asyncio.sleep(1.5)
                     await asyncio.to_thread(stack.kill)
                     await asyncio.to_thread(stack.start, 120)
-                stop.set()
+                chaos_done.set()
 
             killer = asyncio.create_task(chaos())
             deadline = time.monotonic() + 240
-            for batch in batches:
-                await client.send(batch, deadline)
+            sent = 0
+            # Send for as long as the chaos lasts (the load is steady, not a fixed amount).
+            while not chaos_done.is_set():
+                await client.send(_batch(event_type, sent, size=100), deadline)
+                sent += 1
+                await asyncio.sleep(0.02)
             await killer
-            expected = float(sum(len(b) for b in batches))
+            expected = float(sent * 100)
             await query_until(http, event_type, lambda rows: total(rows) == expected, timeout=60)
             await asyncio.sleep(1.0)
             rows = await query_until(http, event_type, lambda rows: True)
