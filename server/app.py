@@ -158,8 +158,11 @@ class App:
             # Outermost first: auth's 401/403 errors go through the error mapping like any other.
             interceptors=[ErrorInterceptor(), auth_interceptor],
             options=[
+                # Requests: a 10 MiB REST body or a 10,000-event batch fit well within 32 MiB.
                 ("grpc.max_receive_message_length", 32 * 1024 * 1024),
-                ("grpc.max_send_message_length", 32 * 1024 * 1024),
+                # Responses: meter queries are not paginated (OpenMeter's API); a month of hourly
+                # windows for thousands of groups is tens of MiB.
+                ("grpc.max_send_message_length", 512 * 1024 * 1024),
             ],
         )
         for item in servicers:
