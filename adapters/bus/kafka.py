@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from collections.abc import Sequence
 
 import orjson
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
 from domain.errors import UnavailableError
 from domain.metering.events import Event
@@ -25,6 +26,9 @@ from server import metrics
 from workers.sink import EventSink
 
 log = structlog.get_logger(__name__)
+
+STALL_CHECK_SECONDS = 5.0
+STALL_SECONDS = 10.0
 
 
 def encode(events: Sequence[Event]) -> bytes:
@@ -46,8 +50,13 @@ async def ensure_topic(brokers: str, topic: str, partitions: int) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=brokers)
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(name=topic, num_partitions=partitions, replication_factor=1)])
-        log.info("kafka topic created", topic=topic, partitions=partitions)
+        response = await admin.create_topics([NewTopic(name=topic, num_partitions=partitions, replication_factor=1)])
+        # The admin client reports per-topic errors in the response rather than raising them.
+        for name, code, *rest in getattr(response, "topic_errors", ()):
+            if code == 0:
+                log.info("kafka topic created", topic=name, partitions=partitions)
+            elif code != TopicAlreadyExistsError.errno:
+                raise for_code(code)(f"creating topic {name}: {rest[0] if rest else code}")
     except TopicAlreadyExistsError:
         pass
     finally:
@@ -100,6 +109,7 @@ class _Recover(ConsumerRebalanceListener):  # type: ignore[misc]
         return None
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        log.info("sink partitions assigned", partitions=sorted(tp.partition for tp in assigned))
         for tp in assigned:
             await self._sink.recover(owner=f"{tp.topic}:{tp.partition}")
 
@@ -133,6 +143,8 @@ class KafkaSinkConsumer:
         )
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
+        # When each partition last delivered (or was seen caught up), for the stall check.
+        self._progress: dict[TopicPartition, float] = {}
 
     async def start(self) -> None:
         self._consumer.subscribe([self._topic], listener=_Recover(self._sink, self._topic))
@@ -140,6 +152,7 @@ class KafkaSinkConsumer:
         self._task = asyncio.create_task(self._run(), name="kafka-sink")
 
     async def _run(self) -> None:
+        next_check = time.monotonic() + STALL_CHECK_SECONDS
         while not self._stopping.is_set():
             try:
                 # Messages carry many events each; max_records bounds messages, not events.
@@ -149,6 +162,10 @@ class KafkaSinkConsumer:
                     await self._flush(tp, events)
                     await self._consumer.commit({tp: messages[-1].offset + 1})
                     self._observe_lag(tp, messages[-1].offset + 1)
+                    self._progress[tp] = time.monotonic()
+                if time.monotonic() >= next_check:
+                    await self._restart_stalled_fetches()
+                    next_check = time.monotonic() + STALL_CHECK_SECONDS
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -161,6 +178,27 @@ class KafkaSinkConsumer:
                     else:
                         await self._consumer.seek_to_beginning(tp)
                 await asyncio.sleep(1.0)
+
+    async def _restart_stalled_fetches(self) -> None:
+        """Re-seeks a partition that has messages behind its committed offset but delivered none for
+        a while (a fetch left stuck by a rebalance, say): a stalled partition would hold acknowledged
+        events back indefinitely, so it is logged loudly and fetched again from the committed offset."""
+        now = time.monotonic()
+        for tp in self._consumer.assignment():
+            since = self._progress.setdefault(tp, now)
+            if now - since < STALL_SECONDS:
+                continue
+            committed = await self._consumer.committed(tp)
+            end = (await self._consumer.end_offsets([tp])).get(tp)
+            if end is not None and committed is not None and end <= committed:
+                self._progress[tp] = now  # caught up: nothing to fetch
+                continue
+            log.warning("sink partition stalled; fetching again", partition=tp.partition, committed=committed, end=end)
+            if committed is not None:
+                self._consumer.seek(tp, committed)
+            else:
+                await self._consumer.seek_to_beginning(tp)
+            self._progress[tp] = now
 
     async def _flush(self, tp: TopicPartition, events: list[Event]) -> None:
         owner = f"{tp.topic}:{tp.partition}"

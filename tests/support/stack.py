@@ -77,6 +77,7 @@ class TallyProcess:
     metrics_port: int = field(default_factory=free_port)
     envoy_admin_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    stack_id: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
 
     @property
     def rest_url(self) -> str:
@@ -106,6 +107,10 @@ class TallyProcess:
             env["TALLY_POSTGRES_URL"] = self.postgres_url
         if self.kafka_brokers:
             env["TALLY_KAFKA_BROKERS"] = self.kafka_brokers
+            # Stacks share the session's broker: each gets its own topic and consumer group, so one
+            # stack's sink never consumes (and stores) another's events. Kept across restarts.
+            env["TALLY_KAFKA__TOPIC"] = f"tally.events.{self.stack_id}"
+            env["TALLY_SINK__CONSUMER_GROUP"] = f"tally-sink-{self.stack_id}"
         env.update(self.extra_env)
         return env
 
