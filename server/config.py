@@ -65,6 +65,10 @@ class NotifySettings(BaseModel):
     # How often the worker looks for due deliveries (new events wake it at once in-process).
     poll_interval_ms: int = Field(default=1_000, ge=10)
     max_concurrency: int = Field(default=16, ge=1)
+    # Server-side request forgery guard: webhook URLs resolving to loopback/private/link-local
+    # addresses are refused unless allowed here; allowed_hosts, when set, is the complete list.
+    allow_private_destinations: bool = False
+    allowed_hosts: list[str] = Field(default_factory=list)
 
 
 class EntitlementSettings(BaseModel):

@@ -1,9 +1,19 @@
-"""WebhookSender over httpx: one POST, its status, the start of its body and how long it took."""
+"""WebhookSender over httpx: one POST, its status, the start of its body and how long it took.
+
+Destinations are checked first (server-side request forgery): URLs whose host resolves to a
+loopback, private, link-local or otherwise non-public address are refused unless explicitly
+allowed, and `allowed_hosts`, when set, is the complete list of hosts Tally may call. A refused
+delivery fails without any connection being made. (A host that changes its DNS answer between the
+check and the request is not caught; put an egress proxy in front for that.)"""
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
+import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -12,13 +22,43 @@ from domain.notifications.ports import SendResult
 
 
 class HttpxWebhookSender:
-    def __init__(self) -> None:
+    def __init__(self, allowed_hosts: Iterable[str] = (), allow_private: bool = False) -> None:
+        self._allowed_hosts = frozenset(host.lower() for host in allowed_hosts)
+        self._allow_private = allow_private
         # No redirects: a webhook URL that moved is the receiver's configuration to fix, and
         # following one would re-send the signed body somewhere else.
         self._client = httpx.AsyncClient(follow_redirects=False, headers={"user-agent": "Tally-Webhooks/1"})
 
+    async def refusal(self, url: str) -> str | None:
+        """Why Tally will not call this URL, or None."""
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        if parts.scheme not in ("http", "https") or not host:
+            return "destination refused: not an http(s) URL"
+        if self._allowed_hosts:
+            return (
+                None if host in self._allowed_hosts else f"destination refused: {host} is not in notify.allowed_hosts"
+            )
+        if self._allow_private:
+            return None
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(host, parts.port or 443, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            return f"destination unresolvable: {host}: {exc}"
+        for info in infos:
+            address = ipaddress.ip_address(info[4][0])
+            if not address.is_global:
+                return (
+                    f"destination refused: {host} resolves to a non-public address ({address}); "
+                    "allow it with notify.allow_private_destinations or notify.allowed_hosts"
+                )
+        return None
+
     async def send(self, url: str, headers: Mapping[str, str], body: bytes, timeout_s: float) -> SendResult:
         started = time.monotonic()
+        refused = await self.refusal(url)
+        if refused is not None:
+            return SendResult(None, refused, 0, error=refused)
         try:
             async with self._client.stream(
                 "POST", url, content=body, headers=dict(headers), timeout=httpx.Timeout(timeout_s)

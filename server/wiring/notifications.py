@@ -69,7 +69,10 @@ async def wire(deps: Deps) -> list[Servicer]:
 
     if deps.has_role("notify"):
         notify = settings.notify
-        sender = HttpxWebhookSender()
+        sender = HttpxWebhookSender(
+            allowed_hosts=deps.settings.notify.allowed_hosts,
+            allow_private=deps.settings.notify.allow_private_destinations,
+        )
         worker = NotifyWorker(
             repository,
             sender,

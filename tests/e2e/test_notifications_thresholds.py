@@ -54,7 +54,7 @@ async def harness(postgres_ready: None) -> AsyncIterator[Harness]:
     engine = create_engine(url, pool_size=4)
     repository = PostgresNotificationRepository(session_factory(engine))
     receiver = await WebhookReceiver().start()
-    sender = HttpxWebhookSender()
+    sender = HttpxWebhookSender(allowed_hosts=["127.0.0.1"])
     worker = NotifyWorker(
         repository,
         sender,

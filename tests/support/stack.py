@@ -98,6 +98,9 @@ class TallyProcess:
             TALLY_LOG_LEVEL="info",
             # Tests measure through the sink quickly; a fixed test cadence keeps them deterministic.
             TALLY_SINK__FLUSH_INTERVAL_MS="20",
+            # Webhooks from test stacks may only reach receivers on this machine's loopback (the
+            # API tests create channels with arbitrary URLs; none of those may be called).
+            TALLY_NOTIFY__ALLOWED_HOSTS='["127.0.0.1"]',
             TALLY_SINK__CATALOG_REFRESH_S="0.5",
             TALLY_SINK__BACKFILL_DELAY_S="1",
             TALLY_SINK__BACKFILL_INTERVAL_S="0.5",
