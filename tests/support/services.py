@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -32,9 +33,17 @@ def require(condition: bool, what: str) -> None:
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port free right now, below Linux's ephemeral range (32768+), so the kernel does not hand
+    it to an outgoing connection before the service we start binds it."""
+    for _ in range(200):
+        port = random.randrange(20_000, 32_000)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port found in 20000-32000")
 
 
 def port_open(host: str, port: int) -> bool:

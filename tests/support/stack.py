@@ -78,6 +78,7 @@ class TallyProcess:
     envoy_admin_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     stack_id: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
+    _started: bool = False
 
     @property
     def rest_url(self) -> str:
@@ -118,6 +119,19 @@ class TallyProcess:
         return env
 
     def start(self, timeout: float = 60.0) -> TallyProcess:
+        for attempt in range(3):
+            try:
+                return self._start(timeout)
+            except RuntimeError as error:
+                # Another process took one of the ports between choosing and binding it. A first
+                # start may move to new ports; a restart keeps its ports (clients hold the URLs).
+                if "Address already in use" not in str(error) or self._started or attempt == 2:
+                    raise
+                self.rest_port, self.grpc_port = free_port(), free_port()
+                self.metrics_port, self.envoy_admin_port = free_port(), free_port()
+        raise AssertionError("unreachable")
+
+    def _start(self, timeout: float) -> TallyProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = (self.data_dir / "tally.log").open("ab")
         self.process = subprocess.Popen(
@@ -130,6 +144,7 @@ class TallyProcess:
             preexec_fn=_die_with_parent,
         )
         self.wait_ready(timeout)
+        self._started = True
         return self
 
     def wait_ready(self, timeout: float) -> None:
@@ -161,8 +176,12 @@ class TallyProcess:
             return response.status == health_pb2.HealthCheckResponse.SERVING
 
     def log_tail(self, lines: int = 60) -> str:
-        path = self.data_dir / "tally.log"
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+        """The end of Tally's log, and of Envoy's (a port Envoy could not bind shows only there)."""
+        tails = []
+        for path in (self.data_dir / "tally.log", self.data_dir / "envoy" / "envoy.log"):
+            if path.exists():
+                tails.append("\n".join(path.read_text(errors="replace").splitlines()[-lines:]))
+        return "\n".join(tails)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
         if self.process is None or self.process.poll() is not None:
