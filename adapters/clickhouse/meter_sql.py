@@ -90,26 +90,36 @@ def _string_sql(binder: _Binder, path: JsonPath, maps_complete: bool) -> str:
     return f"if(mapContains(str_values, {p}), str_values[{p}], JSON_VALUE(data, {p}))"
 
 
-def _value_sql(binder: _Binder, meter: Meter, maps_complete: bool) -> str:
+_NUMERIC_AGGREGATES = {
+    Aggregation.SUM: "sum",
+    Aggregation.AVG: "avg",
+    Aggregation.MIN: "min",
+    Aggregation.MAX: "max",
+}
+
+
+def _value_sql(binder: _Binder, meter: Meter, maps_complete: bool, condition: str | None = None) -> str:
+    """The meter's aggregate; with `condition`, its `-If` form over the rows that meet it (one scan
+    computing several windows gives each exactly what a query for that window alone would)."""
     aggregation = meter.aggregation
+
+    def call(function: str, *arguments: str) -> str:
+        if condition is None:
+            return f"{function}({', '.join(arguments)})"
+        return f"{function}If({', '.join((*arguments, condition))})"
+
     if aggregation is Aggregation.COUNT:
-        return "count(*)"
+        return "count(*)" if condition is None else f"countIf({condition})"
     if meter.value_property is None:
         raise ValueError(f"meter {meter.slug!r} aggregates {aggregation} without a value property")
     path = parse_jsonpath(meter.value_property)
     if aggregation is Aggregation.UNIQUE_COUNT:
         # OpenMeter drops JSON null but counts a missing value ('') as one more distinct value.
-        return f"uniqExact(nullIf({_string_sql(binder, path, maps_complete)}, 'null'))"
+        return call("uniqExact", f"nullIf({_string_sql(binder, path, maps_complete)}, 'null')")
     number = _number_sql(binder, path, maps_complete)
     if aggregation is Aggregation.LATEST:
-        return f"argMax({number}, time)"
-    functions = {
-        Aggregation.SUM: "sum",
-        Aggregation.AVG: "avg",
-        Aggregation.MIN: "min",
-        Aggregation.MAX: "max",
-    }
-    return f"{functions[aggregation]}({number})"
+        return call("argMax", number, "time")
+    return call(_NUMERIC_AGGREGATES[aggregation], number)
 
 
 def _like_pattern(pattern: str) -> str:

@@ -25,28 +25,11 @@ from adapters.clickhouse.meter_sql import (
     _Binder,
     _epoch_millis,
     _filter_sql,
-    _number_sql,
     _string_sql,
+    _value_sql,
 )
-from domain.metering.jsonpath import parse_jsonpath
-from domain.metering.models import Aggregation, Meter
+from domain.metering.models import Meter
 from domain.metering.query import MeterQuery
-
-
-def _value_if_sql(binder: _Binder, meter: Meter, maps_complete: bool, condition: str) -> str:
-    aggregation = meter.aggregation
-    if aggregation is Aggregation.COUNT:
-        return f"countIf({condition})"
-    if meter.value_property is None:
-        raise ValueError(f"meter {meter.slug!r} aggregates {aggregation} without a value property")
-    path = parse_jsonpath(meter.value_property)
-    if aggregation is Aggregation.UNIQUE_COUNT:
-        return f"uniqExactIf(nullIf({_string_sql(binder, path, maps_complete)}, 'null'), {condition})"
-    number = _number_sql(binder, path, maps_complete)
-    if aggregation is Aggregation.LATEST:
-        return f"argMaxIf({number}, time, {condition})"
-    functions = {Aggregation.SUM: "sum", Aggregation.AVG: "avg", Aggregation.MIN: "min", Aggregation.MAX: "max"}
-    return f"{functions[aggregation]}If({number}, {condition})"
 
 
 def render_windows_query(
@@ -76,7 +59,7 @@ def render_windows_query(
         condition = (
             f"time >= fromUnixTimestamp64Milli({since_p}, 'UTC') AND time < fromUnixTimestamp64Milli({until_p}, 'UTC')"
         )
-        select.append(_value_if_sql(binder, meter, maps_complete, condition))
+        select.append(_value_sql(binder, meter, maps_complete, condition))
     low_ms = min((b[0] for b in bounds), default=None)
     if tail_from is not None:
         tail = binder.bind(_epoch_millis(tail_from), "Int64", prefix="t")
