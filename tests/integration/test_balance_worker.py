@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -105,14 +104,7 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
         grace_period=timedelta(hours=1),
     )
 
-    class AllMeters:
-        async def list_all(self) -> list[Any]:
-            return await meters.list_meters(NS)
-
-        async def list_all_live(self) -> list[Any]:
-            return await meters.list_meters(NS)
-
-    sink = EventSink(store, PostgresEventKeyStore(engine), MeterCatalog(AllMeters(), 0.01), owner="test")
+    sink = EventSink(store, PostgresEventKeyStore(engine), MeterCatalog(meters, 0.01), owner="test")
     worker = BalanceWorker(service)
     sink.subscribe(worker.on_flush)
     await MeterService(meters, store, clock).create(

@@ -109,11 +109,7 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
     customers.listeners.append(cached.entities_changed)
     features.listeners.append(cached.entities_changed)
 
-    class AllMeters:
-        async def list_all_live(self) -> list[Any]:
-            return await meters.list_meters(NS)
-
-    sink = EventSink(store, PostgresEventKeyStore(engine), MeterCatalog(AllMeters(), 0.01), owner="cache-test")
+    sink = EventSink(store, PostgresEventKeyStore(engine), MeterCatalog(meters, 0.01), owner="cache-test")
     sink.subscribe(cache.on_flush)
     worker = BalanceWorker(cached)
     sink.subscribe(worker.on_flush)
