@@ -104,13 +104,6 @@ def query_input(request: meters_pb2.QueryMeterRequest, context: Ctx) -> MeterQue
     )
 
 
-def row_to_proto(row: QueryRow) -> meters_pb2.MeterQueryRow:
-    response = meters_pb2.QueryMeterResponse()
-    add_rows(response, [row])
-    message: meters_pb2.MeterQueryRow = response.data[0]
-    return message
-
-
 def add_rows(response: meters_pb2.QueryMeterResponse, rows: Sequence[QueryRow]) -> None:
     """Appends rows in place. Hot for large results (one row per window and group): timestamps are
     set as seconds/nanos, each distinct window converted once."""
@@ -136,6 +129,17 @@ def add_rows(response: meters_pb2.QueryMeterResponse, rows: Sequence[QueryRow]) 
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def query_response(data: MeterQueryInput, rows: Sequence[QueryRow]) -> meters_pb2.QueryMeterResponse:
+    """OpenMeter's MeterQueryResult: the rows, echoing the request's from, to and windowSize."""
+    response = meters_pb2.QueryMeterResponse()
+    add_rows(response, rows)
+    set_timestamp(getattr(response, "from"), data.from_)
+    set_timestamp(response.to, data.to)
+    if data.window_size is not None:
+        response.window_size = data.window_size
+    return response
 
 
 def _rfc3339(value: datetime) -> str:
@@ -207,13 +211,7 @@ class MeterServicer(meters_pb2_grpc.MeterServiceServicer):
     async def QueryMeter(self, request: meters_pb2.QueryMeterRequest, context: Ctx) -> meters_pb2.QueryMeterResponse:
         data = query_input(request, context)
         _, _, rows = await self._meters.query(self._request.namespace(context), request.meter_id_or_slug, data)
-        response = meters_pb2.QueryMeterResponse()
-        add_rows(response, rows)
-        set_timestamp(response.__getattribute__("from"), data.from_)
-        set_timestamp(response.to, data.to)
-        if data.window_size is not None:
-            response.window_size = data.window_size
-        return response
+        return query_response(data, rows)
 
     async def QueryMeterCsv(self, request: meters_pb2.QueryMeterRequest, context: Ctx) -> httpbody_pb2.HttpBody:
         data = query_input(request, context)

@@ -17,7 +17,7 @@ from server.context import RequestContext
 from server.convert import optional_str, set_timestamp, timestamp_or_none
 from server.rest import ServicerContext as Ctx
 from server.rest import rest_hints
-from server.servicers.meters import query_input, render_csv, row_to_proto
+from server.servicers.meters import query_input, query_response, render_csv
 from tally.v1 import meters_pb2, portal_pb2, portal_pb2_grpc
 
 
@@ -94,12 +94,7 @@ class PortalServicer(portal_pb2_grpc.PortalServiceServicer):
         self, request: meters_pb2.QueryMeterRequest, context: Ctx
     ) -> meters_pb2.QueryMeterResponse:
         data, _, rows = await self._query(request, context)
-        response = meters_pb2.QueryMeterResponse(data=[row_to_proto(row) for row in rows])
-        set_timestamp(response.__getattribute__("from"), data.from_)
-        set_timestamp(response.to, data.to)
-        if data.window_size is not None:
-            response.window_size = data.window_size
-        return response
+        return query_response(data, rows)
 
     async def QueryPortalMeterCsv(self, request: meters_pb2.QueryMeterRequest, context: Ctx) -> httpbody_pb2.HttpBody:
         _, query, rows = await self._query(request, context)
