@@ -54,11 +54,12 @@ gen-check: $(VENV_STAMP)
 	    diff -r $$tmp/before gen | head -20; echo "gen/ is stale: run 'make gen' and commit it"; rm -rf $$tmp; exit 1; fi; \
 	  rm -rf $$tmp
 
-## lint: ruff, mypy (strict on domain/ and server/), buf lint and format
+## lint: ruff, mypy (strict on domain/ and server/), import direction (import-linter), buf lint and format
 lint: $(VENV_STAMP)
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 	.venv/bin/mypy domain server workers adapters sdk/python/tally_sdk
+	.venv/bin/lint-imports
 	.venv/bin/buf lint
 	.venv/bin/buf format --diff --exit-code --path proto/tally
 

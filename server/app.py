@@ -18,6 +18,7 @@ import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from adapters import metrics
 from adapters.bus.hub import InProcessHub
 from adapters.bus.inprocess import InProcessBus
 from adapters.bus.kafka import KafkaBus, KafkaSinkConsumer, ensure_topic
@@ -26,7 +27,6 @@ from adapters.clickhouse.events import ClickHouseEventStore
 from adapters.postgres.db import EmbeddedPostgres, create_engine, migrate, session_factory
 from adapters.postgres.event_keys import PostgresEventKeyStore
 from adapters.postgres.meters import PostgresMeterRepository
-from server import metrics
 from server.auth import AuthInterceptor
 from server.config import Settings
 from server.context import RequestContext

@@ -9,8 +9,8 @@ from typing import Any, TypeAlias
 import grpc
 import structlog
 
+from adapters import metrics
 from domain.errors import TallyError
-from server import metrics
 from server.errors import as_domain_error, mapping_for, trailing_metadata
 from server.rest import ServicerContext, header, is_rest
 

@@ -17,11 +17,11 @@ from typing import Protocol
 
 import structlog
 
+from adapters import metrics
 from domain.metering.events import Event, EventKey
 from domain.metering.jsonpath import JsonPath, extract_values
 from domain.metering.models import Meter
 from domain.metering.ports import EventKeyStore, EventWriter, ExtractedValues
-from server import metrics
 
 log = structlog.get_logger(__name__)
 

@@ -15,13 +15,13 @@ import structlog
 
 from domain.errors import UnavailableError
 from domain.metering.events import Event
-from workers.sink import EventSink
+from domain.metering.ports import BatchConsumer
 
 log = structlog.get_logger(__name__)
 
 
 class InProcessBus:
-    def __init__(self, sink: EventSink, max_batch_events: int = 20_000) -> None:
+    def __init__(self, sink: BatchConsumer, max_batch_events: int = 20_000) -> None:
         self._sink = sink
         self._max_batch_events = max_batch_events
         self._waiting: deque[tuple[Sequence[Event], asyncio.Future[None]]] = deque()

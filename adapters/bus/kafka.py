@@ -20,10 +20,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
+from adapters import metrics
 from domain.errors import UnavailableError
 from domain.metering.events import Event
-from server import metrics
-from workers.sink import EventSink
+from domain.metering.ports import BatchConsumer
 
 log = structlog.get_logger(__name__)
 
@@ -101,7 +101,7 @@ class KafkaBus:
 
 
 class _Recover(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, sink: EventSink, topic: str) -> None:
+    def __init__(self, sink: BatchConsumer, topic: str) -> None:
         self._sink = sink
         self._topic = topic
 
@@ -122,7 +122,7 @@ class KafkaSinkConsumer:
         brokers: str,
         topic: str,
         group: str,
-        sink: EventSink,
+        sink: BatchConsumer,
         max_batch_events: int,
         flush_interval_ms: int,
         session_timeout_ms: int,

@@ -51,6 +51,19 @@ class EventBus(Protocol):
     async def publish(self, events: Sequence[Event]) -> None: ...
 
 
+class BatchConsumer(Protocol):
+    """What a bus delivers accepted events to (the sink implements it; the bus adapters call it).
+
+    `flush` stores one batch exactly once and returns only when it is durable; the bus acknowledges
+    the batch (Kafka: commits its offsets) only after that. `recover` settles flushes a crash
+    interrupted for this owner (a Kafka partition, or the in-process bus) before it delivers again.
+    """
+
+    async def recover(self, owner: str | None = None) -> None: ...
+
+    async def flush(self, events: Sequence[Event], owner: str | None = None) -> object: ...
+
+
 class EventStore(Protocol):
     async def query_meter(self, meter: Meter, query: MeterQuery) -> list[QueryRow]: ...
 

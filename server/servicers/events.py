@@ -10,10 +10,10 @@ import orjson
 from google.api import httpbody_pb2
 from google.protobuf import empty_pb2, struct_pb2
 
+from adapters import metrics
 from domain.errors import ValidationError
 from domain.metering.events import EventBatch, EventListQuery, StoredEvent
 from domain.metering.service import EventQueryService, IngestService
-from server import metrics
 from server.context import RequestContext
 from server.convert import optional_str, set_timestamp, struct_from, timestamp_or_none
 from server.rest import ServicerContext as Ctx

@@ -1,4 +1,8 @@
-"""Prometheus metrics, served on their own port (default 127.0.0.1:9464, path /metrics)."""
+"""Prometheus instruments of every layer, served on their own port (default 127.0.0.1:9464, /metrics).
+
+They live here, below the workers and the host that record them as well as the adapters (the Kafka
+bus records lag), so no layer reaches up to another for its metrics.
+"""
 
 from __future__ import annotations
 
