@@ -1,0 +1,303 @@
+"""Add-ons (OpenMeter's `Addon`) and their assignment to plans (`PlanAddon`).
+
+An add-on is versioned like a plan (key, version, draft -> active -> archived; no "scheduled": it
+is published now) and carries rate cards. `instance_type` single: bought at most once per
+subscription; multiple: bought several times, so only free or flat-priced rate cards make sense.
+
+A plan add-on makes an *active* add-on purchasable on a *draft* plan from the phase
+`from_plan_phase` on, at most `max_quantity` times (multiple-instance add-ons only). Its rules
+(`check_plan_addon`): the plan is a draft (a published plan's offer cannot change), the add-on is
+active, the phase exists, currencies match, the add-on's billing cadences align with the plan's,
+and a rate card sharing a key with a plan rate card from that phase on has the same type, feature
+and cadence.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final
+
+from domain.catalog.plans import Plan, PlanStatus, parse_currency
+from domain.catalog.prices import FlatPrice
+from domain.catalog.ratecards import (
+    FeatureFacts,
+    RateCard,
+    check_rate_card_features,
+    check_rate_card_keys,
+    parse_rate_card,
+)
+from domain.catalog.wire import Issues, Reader, join, violations_rest
+from domain.customers.models import ULID_RE
+from domain.errors import FieldViolation
+
+ADDON_ORDER_BY: Final = ("id", "key", "version", "created_at", "updated_at")
+
+
+class AddonStatus(enum.StrEnum):
+    DRAFT = "draft"
+    ACTIVE = "active"
+    ARCHIVED = "archived"
+
+
+class InstanceType(enum.StrEnum):
+    SINGLE = "single"
+    MULTIPLE = "multiple"
+
+
+def addon_status(effective_from: datetime | None, effective_to: datetime | None, now: datetime) -> AddonStatus:
+    if effective_from is None:
+        return AddonStatus.DRAFT
+    if effective_to is not None and effective_to <= now:
+        return AddonStatus.ARCHIVED
+    return AddonStatus.ACTIVE
+
+
+def _ts(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class AddonInput:
+    key: str
+    name: str
+    instance_type: InstanceType
+    currency: str
+    rate_cards: tuple[RateCard, ...]
+    description: str | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+    def feature_keys(self) -> set[str]:
+        return {c.feature_key for c in self.rate_cards if c.feature_key is not None}
+
+
+@dataclass(frozen=True, slots=True)
+class Addon:
+    id: str
+    namespace: str
+    version: int
+    content: AddonInput
+    created_at: datetime
+    updated_at: datetime
+    effective_from: datetime | None = None
+    effective_to: datetime | None = None
+    deleted_at: datetime | None = None
+    validation_errors: tuple[FieldViolation, ...] = ()
+
+    @property
+    def key(self) -> str:
+        return self.content.key
+
+    def status(self, now: datetime) -> AddonStatus:
+        return addon_status(self.effective_from, self.effective_to, now)
+
+    def rest(self, now: datetime) -> dict[str, Any]:
+        c = self.content
+        out: dict[str, Any] = {
+            "id": self.id,
+            "key": c.key,
+            "version": self.version,
+            "name": c.name,
+            "instanceType": c.instance_type.value,
+            "currency": c.currency,
+            "status": self.status(now).value,
+            "rateCards": [card.rest() for card in c.rate_cards],
+            "validationErrors": violations_rest(list(self.validation_errors), "warning"),
+            "createdAt": _ts(self.created_at),
+            "updatedAt": _ts(self.updated_at),
+        }
+        if c.description is not None:
+            out["description"] = c.description
+        if c.metadata:
+            out["metadata"] = dict(c.metadata)
+        for name, value in (
+            ("effectiveFrom", self.effective_from),
+            ("effectiveTo", self.effective_to),
+            ("deletedAt", self.deleted_at),
+        ):
+            if value is not None:
+                out[name] = _ts(value)
+        return out
+
+
+def parse_addon(data: Any, existing: AddonInput | None = None) -> tuple[AddonInput | None, Issues]:
+    """Reads an AddonCreate body, or an AddonReplaceUpdate of `existing` (key and currency stay)."""
+    r = Reader()
+    obj = r.obj(data, "")
+    if obj is None:
+        return None, r.issues
+    key = r.key(obj, "key", "") if existing is None else existing.key
+    name = r.name(obj, "")
+    description = r.description(obj, "")
+    metadata = r.metadata(obj, "")
+    instance = r.choice(obj, "instanceType", "", tuple(t.value for t in InstanceType), required=True)
+    currency = parse_currency(r, obj, "") if existing is None else existing.currency
+    cards: list[RateCard | None] = []
+    for index, raw in enumerate(r.list(obj, "rateCards", "", required=True)):
+        cards.append(parse_rate_card(r, raw, f"rateCards[{index}]"))
+    check_rate_card_keys(r, cards, "rateCards")
+    if r.issues.errors or key is None or name is None or instance is None:
+        return None, r.issues
+    return (
+        AddonInput(
+            key, name, InstanceType(instance), currency, tuple(c for c in cards if c is not None), description, metadata
+        ),
+        r.issues,
+    )
+
+
+def check_addon(addon: AddonInput, features: Mapping[str, FeatureFacts], strict: bool, issues: Issues) -> None:
+    r = Reader(issues)
+
+    def problem(path: str, message: str, code: str) -> None:
+        if strict:
+            issues.error(path, message, code)
+        else:
+            issues.warn(path, message, code)
+
+    if not addon.rate_cards:
+        problem("rateCards", "an add-on needs at least one rate card", "addon_has_no_rate_cards")
+    for index, card in enumerate(addon.rate_cards):
+        path = f"rateCards[{index}]"
+        if (
+            addon.instance_type is InstanceType.MULTIPLE
+            and card.price is not None
+            and not isinstance(card.price, FlatPrice)
+        ):
+            problem(
+                join(path, "price"),
+                "a multiple-instance add-on takes only free or flat-priced rate cards",
+                "addon_invalid_price_for_multi_instance",
+            )
+        check_rate_card_features(r, card, path, features, strict)
+
+
+@dataclass(frozen=True, slots=True)
+class PlanAddonInput:
+    from_plan_phase: str
+    max_quantity: int | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+def parse_plan_addon(data: Any, create: bool) -> tuple[str | None, PlanAddonInput | None, Issues]:
+    """(addonId, input, issues) from a PlanAddonCreate (create) or PlanAddonReplaceUpdate body."""
+    r = Reader()
+    obj = r.obj(data, "")
+    if obj is None:
+        return None, None, r.issues
+    addon_id = None
+    if create:
+        addon_id = r.string(obj, "addonId", "", required=True)
+        if addon_id is not None and not ULID_RE.match(addon_id):
+            r.issues.error("addonId", "must be a ULID", "invalid_id")
+    phase = r.key(obj, "fromPlanPhase", "")
+    metadata = r.metadata(obj, "")
+    raw_max = obj.get("maxQuantity")
+    max_quantity: int | None = None
+    if raw_max is not None:
+        if isinstance(raw_max, bool) or not isinstance(raw_max, int | float) or int(raw_max) != raw_max:
+            r.issues.error("maxQuantity", "must be an integer", "invalid_type")
+        elif raw_max <= 0:
+            r.issues.error("maxQuantity", "must be a positive integer", "plan_addon_max_quantity_must_be_set")
+        else:
+            max_quantity = int(raw_max)
+    if r.issues.errors or phase is None:
+        return addon_id, None, r.issues
+    return addon_id, PlanAddonInput(phase, max_quantity, metadata), r.issues
+
+
+@dataclass(frozen=True, slots=True)
+class PlanAddon:
+    id: str
+    namespace: str
+    plan_id: str
+    addon: Addon
+    content: PlanAddonInput
+    created_at: datetime
+    updated_at: datetime
+    deleted_at: datetime | None = None
+    validation_errors: tuple[FieldViolation, ...] = ()
+
+    def rest(self, now: datetime) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": self.id,
+            "addon": self.addon.rest(now),
+            "fromPlanPhase": self.content.from_plan_phase,
+            "metadata": dict(self.content.metadata),
+            "validationErrors": violations_rest(list(self.validation_errors), "warning"),
+            "createdAt": _ts(self.created_at),
+            "updatedAt": _ts(self.updated_at),
+        }
+        if self.content.max_quantity is not None:
+            out["maxQuantity"] = self.content.max_quantity
+        if self.deleted_at is not None:
+            out["deletedAt"] = _ts(self.deleted_at)
+        return out
+
+
+def check_plan_addon(plan: Plan, addon: Addon, data: PlanAddonInput, now: datetime, issues: Issues) -> None:
+    """The assignment rules; all critical here (OpenMeter's warnings on a plan add-on block its use)."""
+    if plan.status(now) is not PlanStatus.DRAFT:
+        issues.error(
+            "planId",
+            f"add-ons can be attached to draft plans only (plan is {plan.status(now).value})",
+            "plan_addon_incompatible_status",
+        )
+    if addon.status(now) is not AddonStatus.ACTIVE or addon.effective_to is not None:
+        issues.error(
+            "addonId",
+            f"only active add-ons can be attached (add-on is {addon.status(now).value})",
+            "plan_addon_incompatible_status",
+        )
+    if addon.content.instance_type is InstanceType.SINGLE and data.max_quantity is not None:
+        issues.error(
+            "maxQuantity", "must not be set for a single-instance add-on", "plan_addon_max_quantity_must_not_be_set"
+        )
+    if addon.content.currency != plan.content.currency:
+        issues.error(
+            "addonId",
+            f"add-on currency {addon.content.currency} differs from the plan's {plan.content.currency}",
+            "plan_addon_currency_mismatch",
+        )
+    phases = plan.content.phases
+    start = next((i for i, p in enumerate(phases) if p.key == data.from_plan_phase), None)
+    if start is None:
+        issues.error(
+            "fromPlanPhase", f"plan has no phase {data.from_plan_phase!r}", "plan_addon_unknown_plan_phase_key"
+        )
+        return
+    cadence = plan.content.billing_cadence
+    for index, card in enumerate(addon.content.rate_cards):
+        where = f"addon.rateCards[{index}]"
+        if card.is_billable and card.billing_cadence is not None and not card.billing_cadence.aligned_with(cadence):
+            issues.error(
+                join(where, "billingCadence"),
+                f"billing cadence {card.billing_cadence.iso()} does not align with the plan's {cadence.iso()}",
+                "rate_card_billing_cadence_unaligned",
+            )
+        for phase in phases[start:]:
+            for plan_card in phase.rate_cards:
+                if plan_card.key != card.key:
+                    continue
+                if plan_card.type is not card.type or (
+                    plan_card.price is not None and card.price is not None and plan_card.price.type != card.price.type
+                ):
+                    issues.error(
+                        where,
+                        f"rate card {card.key!r} differs in type from phase {phase.key!r}'s",
+                        "rate_card_price_type_mismatch",
+                    )
+                if plan_card.feature_key != card.feature_key:
+                    issues.error(
+                        join(where, "featureKey"),
+                        f"rate card {card.key!r} has another feature in phase {phase.key!r}",
+                        "rate_card_feature_key_mismatch",
+                    )
+                if plan_card.billing_cadence != card.billing_cadence:
+                    issues.error(
+                        join(where, "billingCadence"),
+                        f"rate card {card.key!r} has another billing cadence in phase {phase.key!r}",
+                        "rate_card_billing_cadence_mismatch",
+                    )

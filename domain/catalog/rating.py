@@ -1,0 +1,442 @@
+"""The rating engine: a rate card's price, a period and quantities in; invoice line amounts out.
+
+Pure code, `Decimal` only, no I/O. Subscriptions and invoices call `rate()` for every line they
+bill; `simulate` and real invoices use the very same call.
+
+How to call it
+--------------
+    result = rate(RatingInput(
+        price=rate_card.price, discounts=rate_card.discounts, currency=currencies.get("USD"),
+        service_period=Period(line_start, line_end),      # this line's part of the period
+        full_period=Period(period_start, period_end),     # the whole billing period
+        quantity=Decimal("120"),                          # usage in service_period, as of the cutoff
+        pre_period_quantity=Decimal("80"),                # usage already billed earlier in full_period
+        name="API calls"))
+    result.lines        # DetailedLine per charge component (tier, flat fee, minimum spend, ...)
+    result.totals       # amount, charges_total, discounts_total, total
+
+- `full_period` defaults to `service_period`. The line is the period's first when
+  `service_period.start == full_period.start` and its last when `service_period.end ==
+  full_period.end`; progressive billing is a period cut into consecutive lines, each rated with
+  the usage billed by the lines before it as `pre_period_quantity` (0 on the first line).
+- Flat prices ignore quantities. They are never split: a `service_period` shorter than
+  `full_period` means a partial period (subscription start, end or change) and, with
+  `prorate=True`, the amount is prorated by time: amount x service / full. A zero (prorated)
+  amount yields no line. Usage prices are not prorated (as OpenMeter).
+- Usage prices (unit, tiered, package, dynamic) may be billed progressively except volume tiers
+  (`prices.allows_progressive_billing`): a volume price rated on a split period raises
+  `RatingError`; bill it once, for the whole period, on its last line.
+
+What the result means
+---------------------
+Each `DetailedLine` has `quantity`, `per_unit_amount`, `amount` (rounded), its `discounts`
+(ratecard percentage, maximum spend), `total = amount - discounts` and a stable `key` (OpenMeter's
+child reference ids: `unit-price-usage`, `graduated-tiered-2-price-usage`, `min-spend`...).
+Category `commitment` lines (the minimum-spend shortfall) count in `charges_total`, the others in
+`amount`. Free units from a usage discount are reported in `usage_discount_quantity` and are
+simply not charged.
+
+Order of application (OpenMeter's): usage discount (first N units of the period free) -> price ->
+percentage discount (per component) -> maximum spend (excess becomes a `maximum_spend` discount,
+component by component in order) -> minimum spend (on the period's last line only, the shortfall
+of the whole period's billed total after discounts, as one `min-spend` commitment line).
+
+The rounding rule (the one place amounts are rounded)
+-----------------------------------------------------
+Every amount is rounded to the currency's minor units, half away from zero, by `Currency.round`.
+What is rounded is the *cumulative* charge of each component for the period's usage up to the end
+of the line: a line's amount is `round(C(pre + quantity)) - round(C(pre))`, and likewise its
+percentage discount and its maximum-spend discount. So the lines of a period billed in several
+progressive invoices add up, to the cent, to what one invoice for the whole period would charge,
+however the usage is split. OpenMeter rounds each line's own quantity x price, so splitting a
+period there can drift by a minor unit per invoice (0.015/unit billed as 1+1 units: 0.02 + 0.02
+instead of 0.03). A displayed line may therefore differ by one minor unit from its own
+`quantity x per_unit_amount`; its amount is the one that keeps the period's total exact.
+Totals are never negative: every discount of a line is at most that line's amount.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import ROUND_CEILING, Decimal
+from typing import Final
+
+from domain.catalog.currencies import Currency
+from domain.catalog.durations import period_fraction
+from domain.catalog.prices import (
+    NO_DISCOUNTS,
+    Discounts,
+    DynamicPrice,
+    FlatPrice,
+    PackagePrice,
+    PaymentTerm,
+    Price,
+    TieredMode,
+    TieredPrice,
+    UnitPrice,
+)
+
+ZERO: Final = Decimal(0)
+ONE: Final = Decimal(1)
+_PCT: Final = Decimal("0.01")
+
+_Round = Callable[[Decimal], Decimal]
+
+
+class RatingError(ValueError):
+    """The input cannot be rated (negative quantity, a split volume-tiered period, ...): a caller bug."""
+
+
+class LineCategory(enum.StrEnum):
+    REGULAR = "regular"
+    COMMITMENT = "commitment"
+
+
+class DiscountReason(enum.StrEnum):
+    RATECARD_PERCENTAGE = "ratecard_percentage"
+    MAXIMUM_SPEND = "maximum_spend"
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    start: datetime
+    end: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AmountDiscount:
+    reason: DiscountReason
+    amount: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class DetailedLine:
+    key: str
+    name: str
+    quantity: Decimal
+    per_unit_amount: Decimal
+    amount: Decimal
+    discounts: tuple[AmountDiscount, ...]
+    category: LineCategory
+    payment_term: PaymentTerm
+    period: Period
+
+    @property
+    def discounts_total(self) -> Decimal:
+        return sum((d.amount for d in self.discounts), ZERO)
+
+    @property
+    def total(self) -> Decimal:
+        return self.amount - self.discounts_total
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    amount: Decimal = ZERO
+    charges_total: Decimal = ZERO
+    discounts_total: Decimal = ZERO
+    total: Decimal = ZERO
+
+
+@dataclass(frozen=True, slots=True)
+class RatingResult:
+    lines: tuple[DetailedLine, ...]
+    totals: Totals
+    # Units made free by the rate card's usage discount on this line, and on the lines before it.
+    usage_discount_quantity: Decimal = ZERO
+    pre_period_usage_discount_quantity: Decimal = ZERO
+
+
+@dataclass(frozen=True, slots=True)
+class RatingInput:
+    price: Price
+    currency: Currency
+    service_period: Period
+    full_period: Period | None = None
+    quantity: Decimal = ZERO
+    pre_period_quantity: Decimal = ZERO
+    discounts: Discounts = NO_DISCOUNTS
+    prorate: bool = True
+    name: str = ""
+
+
+# A charge component: its cumulative (rounded) amount before and after this line, and how to show it.
+@dataclass(slots=True)
+class _Component:
+    key: str
+    name: str
+    quantity: Decimal
+    per_unit: Decimal
+    before: Decimal
+    after: Decimal
+
+
+def rate(data: RatingInput) -> RatingResult:
+    price = data.price
+    full = data.full_period or data.service_period
+    service = data.service_period
+    if service.end < service.start or full.end < full.start:
+        raise RatingError("a period must not end before it starts")
+    if isinstance(price, FlatPrice):
+        return _rate_flat(data, price, service, full)
+
+    first = service.start <= full.start
+    last = service.end >= full.end
+    quantity = data.quantity
+    pre = data.pre_period_quantity
+    if quantity < 0 or pre < 0:
+        raise RatingError("quantities must not be negative")
+    if first and pre:
+        raise RatingError("the period's first line has no usage billed before it")
+
+    # Usage discount: the period's first N units are free, wherever the line boundaries fall.
+    free = data.discounts.usage_quantity
+    cumulative = pre + quantity
+    if free:
+        pre_rated = pre - free if pre > free else ZERO
+        cum_rated = cumulative - free if cumulative > free else ZERO
+    else:
+        pre_rated, cum_rated = pre, cumulative
+    usage_discount = quantity - (cum_rated - pre_rated)
+    pre_usage_discount = pre - pre_rated
+
+    rounding = data.currency.round
+    label = data.name
+    match price:
+        case UnitPrice():
+            unit = price.amount
+            components = [
+                _Component(
+                    "unit-price-usage",
+                    f"{label}: usage in period",
+                    cum_rated - pre_rated,
+                    unit,
+                    rounding(pre_rated * unit),
+                    rounding(cum_rated * unit),
+                )
+            ]
+        case PackagePrice():
+            size = price.quantity_per_package
+            before_packages = (pre_rated / size).to_integral_value(ROUND_CEILING)
+            after_packages = (cum_rated / size).to_integral_value(ROUND_CEILING)
+            components = [
+                _Component(
+                    "usage",
+                    f"{label}: usage in period",
+                    after_packages - before_packages,
+                    price.amount,
+                    rounding(before_packages * price.amount),
+                    rounding(after_packages * price.amount),
+                )
+            ]
+        case DynamicPrice():
+            before = rounding(pre_rated * price.multiplier)
+            after = rounding(cum_rated * price.multiplier)
+            components = [_Component("usage", f"{label}: usage in period", ONE, after - before, before, after)]
+        case TieredPrice() if price.mode is TieredMode.GRADUATED:
+            components = _graduated(price, pre_rated, cum_rated, first, rounding, label)
+        case TieredPrice():
+            if not (first and last):
+                raise RatingError("a volume-tiered price is billed once for the whole period, never progressively")
+            components = _volume(price, cum_rated, rounding, label)
+        case _:  # pragma: no cover - Price is a closed union
+            raise RatingError(f"unsupported price {price!r}")
+
+    if first:
+        # Nothing was billed before the period's first line (a graduated tier-1 flat fee is due now).
+        for c in components:
+            c.before = ZERO
+
+    percentage = data.discounts.percentage
+    lines: list[DetailedLine] = []
+    amounts: list[Decimal] = []
+    pct_discounts: list[Decimal] = []
+    total_before = ZERO
+    total_after = ZERO
+    for c in components:
+        line_amount = c.after - c.before
+        if percentage:
+            share = percentage * _PCT
+            d_before = rounding(c.before * share)
+            d_after = rounding(c.after * share)
+            pct = d_after - d_before
+        else:
+            d_before = d_after = pct = ZERO
+        amounts.append(line_amount)
+        pct_discounts.append(pct)
+        total_before += c.before - d_before
+        total_after += c.after - d_after
+
+    maximum = price.commitments.maximum_amount
+    cap_discounts: list[Decimal] | None = None
+    billed_after = total_after
+    if maximum is not None:
+        cap = rounding(maximum)
+        allowed = min(total_after, cap) - min(total_before, cap)
+        billed_after = min(total_after, cap)
+        cap_discounts = []
+        for line_amount, pct in zip(amounts, pct_discounts, strict=True):
+            net = line_amount - pct
+            kept = net if net <= allowed else (allowed if allowed > 0 else ZERO)
+            allowed -= kept
+            cap_discounts.append(net - kept)
+
+    period = service
+    amount_total = ZERO
+    discount_total = ZERO
+    for index, c in enumerate(components):
+        line_amount = amounts[index]
+        if line_amount == 0 and c.quantity == 0:
+            continue
+        discounts: list[AmountDiscount] = []
+        if pct_discounts[index]:
+            discounts.append(AmountDiscount(DiscountReason.RATECARD_PERCENTAGE, pct_discounts[index]))
+        if cap_discounts is not None and cap_discounts[index]:
+            discounts.append(AmountDiscount(DiscountReason.MAXIMUM_SPEND, cap_discounts[index]))
+        for d in discounts:
+            discount_total += d.amount
+        amount_total += line_amount
+        lines.append(
+            DetailedLine(
+                c.key,
+                c.name,
+                c.quantity,
+                c.per_unit,
+                line_amount,
+                tuple(discounts),
+                LineCategory.REGULAR,
+                PaymentTerm.IN_ARREARS,
+                period,
+            )
+        )
+
+    charges = ZERO
+    minimum = price.commitments.minimum_amount
+    if minimum is not None and last:
+        floor = rounding(minimum)
+        if billed_after < floor:
+            charges = floor - billed_after
+            lines.append(
+                DetailedLine(
+                    "min-spend",
+                    f"{label}: minimum spend",
+                    ONE,
+                    charges,
+                    charges,
+                    (),
+                    LineCategory.COMMITMENT,
+                    PaymentTerm.IN_ARREARS,
+                    full,
+                )
+            )
+
+    totals = Totals(amount_total, charges, discount_total, amount_total + charges - discount_total)
+    return RatingResult(tuple(lines), totals, usage_discount, pre_usage_discount)
+
+
+def _graduated(
+    price: TieredPrice, pre: Decimal, cumulative: Decimal, first: bool, rounding: _Round, label: str
+) -> list[_Component]:
+    components: list[_Component] = []
+    lower = ZERO
+    for index, tier in enumerate(price.tiers):
+        upper = tier.up_to_amount
+        number = index + 1
+        if tier.unit_price is not None:
+            in_before = _units_in(pre, lower, upper)
+            in_after = _units_in(cumulative, lower, upper)
+            if in_after or in_before:
+                components.append(
+                    _Component(
+                        f"graduated-tiered-{number}-price-usage",
+                        f"{label}: usage price for tier {number}",
+                        in_after - in_before,
+                        tier.unit_price,
+                        rounding(in_before * tier.unit_price),
+                        rounding(in_after * tier.unit_price),
+                    )
+                )
+        if tier.flat_price is not None:
+            # A tier's flat price is due once the usage enters the tier (the first tier: always).
+            entered_before = not first and (index == 0 or pre > lower)
+            entered_after = index == 0 or cumulative > lower
+            if entered_after:
+                flat = rounding(tier.flat_price)
+                components.append(
+                    _Component(
+                        f"graduated-tiered-{number}-flat-price",
+                        f"{label}: flat price for tier {number}",
+                        ZERO if entered_before else ONE,
+                        tier.flat_price,
+                        flat if entered_before else ZERO,
+                        flat,
+                    )
+                )
+        if upper is None or cumulative <= upper:
+            break
+        lower = upper
+    return components
+
+
+def _units_in(quantity: Decimal, lower: Decimal, upper: Decimal | None) -> Decimal:
+    if quantity <= lower:
+        return ZERO
+    if upper is not None and quantity > upper:
+        return upper - lower
+    return quantity - lower
+
+
+def _volume(price: TieredPrice, quantity: Decimal, rounding: _Round, label: str) -> list[_Component]:
+    index = len(price.tiers) - 1
+    for i, tier in enumerate(price.tiers):
+        if tier.up_to_amount is None or quantity <= tier.up_to_amount:
+            index = i
+            break
+    tier = price.tiers[index]
+    number = index + 1
+    components: list[_Component] = []
+    if tier.flat_price is not None:
+        components.append(
+            _Component(
+                "volume-flat-price",
+                f"{label}: flat price for tier {number}",
+                ONE,
+                tier.flat_price,
+                ZERO,
+                rounding(tier.flat_price),
+            )
+        )
+    if tier.unit_price is not None and quantity:
+        components.append(
+            _Component(
+                "volume-tiered-price",
+                f"{label}: unit price for tier {number}",
+                quantity,
+                tier.unit_price,
+                ZERO,
+                rounding(quantity * tier.unit_price),
+            )
+        )
+    return components
+
+
+def _rate_flat(data: RatingInput, price: FlatPrice, service: Period, full: Period) -> RatingResult:
+    amount = price.amount
+    if data.prorate and (service.start != full.start or service.end != full.end):
+        amount = amount * period_fraction(service.start, service.end, full.start, full.end)
+    amount = data.currency.round(amount)
+    if amount == 0:
+        return RatingResult((), Totals())
+    discounts: tuple[AmountDiscount, ...] = ()
+    discount = ZERO
+    if data.discounts.percentage:
+        discount = data.currency.round(amount * data.discounts.percentage * _PCT)
+        if discount:
+            discounts = (AmountDiscount(DiscountReason.RATECARD_PERCENTAGE, discount),)
+    line = DetailedLine(
+        "flat-price", data.name, ONE, amount, amount, discounts, LineCategory.REGULAR, price.payment_term, service
+    )
+    return RatingResult((line,), Totals(amount, ZERO, discount, amount - discount))

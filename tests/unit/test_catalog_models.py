@@ -1,0 +1,345 @@
+"""Catalog inputs: OpenMeter-shaped JSON in, models or field-path problems out; durations; currencies."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from domain.catalog import currencies
+from domain.catalog.addons import parse_addon, parse_plan_addon
+from domain.catalog.durations import Duration, DurationError
+from domain.catalog.plans import PlanStatus, check_plan, parse_plan, plan_status
+from domain.catalog.prices import PackagePrice, TieredMode, TieredPrice, UnitPrice
+from domain.catalog.ratecards import FeatureFacts
+
+
+def _plan(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "key": "pro",
+        "name": "Pro",
+        "currency": "USD",
+        "billingCadence": "P1M",
+        "phases": [
+            {
+                "key": "default",
+                "name": "Default",
+                "duration": None,
+                "rateCards": [
+                    {
+                        "type": "flat_fee",
+                        "key": "base",
+                        "name": "Base fee",
+                        "billingCadence": "P1M",
+                        "price": {"type": "flat", "amount": "49", "paymentTerm": "in_advance"},
+                    },
+                    {
+                        "type": "usage_based",
+                        "key": "tokens",
+                        "name": "Tokens",
+                        "featureKey": "tokens",
+                        "billingCadence": "P1M",
+                        "price": {
+                            "type": "tiered",
+                            "mode": "graduated",
+                            "tiers": [
+                                {"upToAmount": "1000", "unitPrice": {"type": "unit", "amount": "0.01"}},
+                                {"upToAmount": "5000", "unitPrice": {"type": "unit", "amount": "0.008"}},
+                                {"unitPrice": {"type": "unit", "amount": "0.005"}, "flatPrice": None},
+                            ],
+                            "minimumAmount": "10",
+                        },
+                        "discounts": {"percentage": {"percentage": 10}, "usage": {"quantity": "100"}},
+                        "entitlementTemplate": {"type": "metered", "isSoftLimit": True},
+                    },
+                ],
+            }
+        ],
+    }
+    body.update(overrides)
+    return body
+
+
+def _fields(issues: Any) -> dict[str, str]:
+    return {v.field: v.code for v in issues.errors}
+
+
+def test_a_valid_plan_reads_into_models() -> None:
+    plan, issues = parse_plan(_plan())
+    assert issues.errors == [] and plan is not None
+    tokens = plan.phases[0].rate_cards[1]
+    assert isinstance(tokens.price, TieredPrice) and tokens.price.mode is TieredMode.GRADUATED
+    assert tokens.price.tiers[2].up_to_amount is None
+    assert tokens.price.commitments.minimum_amount == Decimal(10)
+    assert tokens.discounts.usage_quantity == Decimal(100) and tokens.discounts.percentage == Decimal(10)
+    # A metered template's usage period defaults to the rate card's cadence.
+    assert tokens.usage_period == Duration(months=1)
+    assert tokens.rest()["entitlementTemplate"]["usagePeriod"] == "P1M"
+
+
+@pytest.mark.parametrize(
+    ("tiers", "field", "code"),
+    [
+        (
+            [
+                {"upToAmount": "10", "unitPrice": {"amount": "1"}},
+                {"upToAmount": "5", "unitPrice": {"amount": "1"}},
+                {"unitPrice": {"amount": "1"}},
+            ],
+            "phases[0].rateCards[1].price.tiers[1].upToAmount",
+            "tiers_out_of_order",
+        ),
+        (
+            [{"unitPrice": {"amount": "1"}}, {"unitPrice": {"amount": "2"}}],
+            "phases[0].rateCards[1].price.tiers[0].upToAmount",
+            "open_ended_tier_not_last",
+        ),
+        (
+            [{"upToAmount": "10", "unitPrice": {"amount": "1"}}],
+            "phases[0].rateCards[1].price.tiers[0].upToAmount",
+            "missing_open_ended_tier",
+        ),
+        (
+            [{"upToAmount": "10", "unitPrice": {"amount": "-1"}}, {"unitPrice": {"amount": "1"}}],
+            "phases[0].rateCards[1].price.tiers[0].unitPrice.amount",
+            "negative",
+        ),
+        (
+            [{"upToAmount": "10"}, {"unitPrice": {"amount": "1"}}],
+            "phases[0].rateCards[1].price.tiers[0]",
+            "tier_without_price",
+        ),
+    ],
+)
+def test_bad_tiers_are_refused_with_their_field_path(tiers: list[Any], field: str, code: str) -> None:
+    body = _plan()
+    body["phases"][0]["rateCards"][1]["price"]["tiers"] = tiers
+    plan, issues = parse_plan(body)
+    assert plan is None
+    assert _fields(issues).get(field) == code, issues.errors
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field", "code"),
+    [
+        (lambda b: b.update(currency="XYZ"), "currency", "currency_invalid"),
+        (lambda b: b.update(billingCadence="monthly"), "billingCadence", "invalid_duration"),
+        (
+            lambda b: b["phases"][0]["rateCards"][0]["price"].update(amount="-5"),
+            "phases[0].rateCards[0].price.amount",
+            "negative",
+        ),
+        (
+            lambda b: b["phases"][0]["rateCards"][0]["price"].update(amount="ten"),
+            "phases[0].rateCards[0].price.amount",
+            "invalid_number",
+        ),
+        (
+            lambda b: b["phases"][0]["rateCards"][0].update(price={"type": "unit", "amount": "1"}),
+            "phases[0].rateCards[0].price.type",
+            "rate_card_only_flat_price_allowed",
+        ),
+        (
+            lambda b: b["phases"][0]["rateCards"][1].update(key="other"),
+            "phases[0].rateCards[1].key",
+            "rate_card_key_feature_key_mismatch",
+        ),
+        (
+            lambda b: b["phases"][0]["rateCards"][1]["discounts"]["percentage"].update(percentage=120),
+            "phases[0].rateCards[1].discounts.percentage.percentage",
+            "percentage_discount_invalid_value",
+        ),
+        (
+            lambda b: b["phases"][0]["rateCards"][1]["price"].update(minimumAmount="100", maximumAmount="50"),
+            "phases[0].rateCards[1].price.minimumAmount",
+            "minimum_above_maximum",
+        ),
+        (
+            lambda b: b["phases"][0]["rateCards"][1].update(
+                key="base",
+                featureKey=None,
+                entitlementTemplate=None,
+                price={"type": "flat", "amount": "1"},
+                discounts=None,
+            ),
+            "phases[0].rateCards[1].key",
+            "rate_card_duplicated_key",
+        ),
+        (
+            lambda b: b["phases"][0]["rateCards"][0].update(discounts={"usage": {"quantity": "5"}}),
+            "phases[0].rateCards[0].discounts.usage",
+            "usage_discount_with_flat_price",
+        ),
+        (
+            lambda b: b["phases"][0]["rateCards"][1].update(featureKey=None, key="tokens", entitlementTemplate=None),
+            "phases[0].rateCards[1].featureKey",
+            "rate_card_usage_based_price_with_no_feature",
+        ),
+        (lambda b: b.update(phases=[]), "phases", "plan_with_no_phases"),
+        (lambda b: b.update(key="Not A Key"), "key", "invalid_key"),
+        (
+            lambda b: b["phases"][0]["rateCards"][1].update(
+                price={"type": "package", "amount": "5", "quantityPerPackage": "0"}
+            ),
+            "phases[0].rateCards[1].price.quantityPerPackage",
+            "not_positive",
+        ),
+        (
+            lambda b: b["phases"][0]["rateCards"][1].update(entitlementTemplate={"type": "static", "config": "[1,2]"}),
+            "phases[0].rateCards[1].entitlementTemplate.config",
+            "entitlement_template_invalid_json_config",
+        ),
+    ],
+)
+def test_bad_plans_are_refused_with_their_field_path(mutate: Any, field: str, code: str) -> None:
+    body = _plan()
+    mutate(body)
+    plan, issues = parse_plan(body)
+    assert plan is None
+    assert _fields(issues).get(field) == code, issues.errors
+
+
+def test_unaligned_cadence_is_a_warning_on_create_and_an_error_at_publish() -> None:
+    body = _plan()
+    body["phases"][0]["rateCards"][0]["billingCadence"] = "P1W"
+    plan, issues = parse_plan(body)
+    assert plan is not None and not issues.errors
+    features = {"tokens": FeatureFacts("tokens", archived=False, has_meter=True)}
+    check_plan(plan, features, strict=False, issues=issues)
+    assert [(w.field, w.code) for w in issues.warnings] == [
+        ("phases[0].rateCards[0].billingCadence", "rate_card_billing_cadence_unaligned")
+    ]
+    _, strict = parse_plan(body)
+    check_plan(plan, features, strict=True, issues=strict)
+    assert [(e.field, e.code) for e in strict.errors] == [
+        ("phases[0].rateCards[0].billingCadence", "rate_card_billing_cadence_unaligned")
+    ]
+
+
+def test_features_must_exist_and_templates_fit_them() -> None:
+    plan, issues = parse_plan(_plan())
+    assert plan is not None
+    check_plan(plan, {}, strict=False, issues=issues)
+    assert _fields(issues) == {"phases[0].rateCards[1].featureKey": "rate_card_feature_not_found"}
+    plan, issues = parse_plan(_plan())
+    assert plan is not None
+    check_plan(plan, {"tokens": FeatureFacts("tokens", False, has_meter=False)}, strict=False, issues=issues)
+    # A usage price on a feature without a meter cannot be rated: refused; the template: a warning.
+    assert _fields(issues) == {
+        "phases[0].rateCards[1].featureKey": "rate_card_usage_based_price_with_feature_and_no_meter"
+    }
+    assert [w.code for w in issues.warnings] == ["rate_card_entitlement_template_type_mismatch"]
+
+
+def test_phase_shape_is_checked() -> None:
+    body = _plan()
+    first = dict(body["phases"][0], key="trial", name="Trial", duration=None)
+    body["phases"] = [first, dict(body["phases"][0], duration="P1M")]
+    plan, issues = parse_plan(body)
+    assert plan is not None
+    check_plan(plan, {"tokens": FeatureFacts("tokens", False, True)}, strict=True, issues=issues)
+    assert _fields(issues) == {
+        "phases[0].duration": "plan_has_non_last_phase_with_no_duration",
+        "phases[1].duration": "plan_has_last_phase_with_duration",
+    }
+
+
+def test_every_price_type_reads() -> None:
+    for price, kind in [
+        ({"type": "unit", "amount": "0.5", "maximumAmount": "100"}, UnitPrice),
+        ({"type": "package", "amount": "10", "quantityPerPackage": "20"}, PackagePrice),
+        (
+            {
+                "type": "tiered",
+                "mode": "volume",
+                "tiers": [{"upToAmount": 10, "flatPrice": {"amount": "1"}}, {"unitPrice": {"amount": "2"}}],
+            },
+            TieredPrice,
+        ),
+    ]:
+        body = _plan()
+        body["phases"][0]["rateCards"][1]["price"] = price
+        plan, issues = parse_plan(body)
+        assert not issues.errors and plan is not None
+        assert isinstance(plan.phases[0].rate_cards[1].price, kind)
+        assert plan.phases[0].rate_cards[1].rest()["price"]["type"] == price["type"]
+
+
+def test_addon_and_plan_addon_inputs() -> None:
+    addon, issues = parse_addon(
+        {
+            "key": "extra",
+            "name": "Extra",
+            "instanceType": "multiple",
+            "currency": "EUR",
+            "rateCards": [
+                {
+                    "type": "flat_fee",
+                    "key": "seat",
+                    "name": "Seat",
+                    "billingCadence": "P1M",
+                    "price": {"type": "flat", "amount": "5"},
+                }
+            ],
+        }
+    )
+    assert not issues.errors and addon is not None and addon.currency == "EUR"
+    _, _, issues = parse_plan_addon({"addonId": "nope", "fromPlanPhase": "default", "maxQuantity": 0}, create=True)
+    assert _fields(issues) == {"addonId": "invalid_id", "maxQuantity": "plan_addon_max_quantity_must_be_set"}
+
+
+def test_plan_status_is_derived_from_the_effective_period() -> None:
+    now = datetime(2026, 6, 1, tzinfo=UTC)
+    before, after = datetime(2026, 1, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC)
+    assert plan_status(None, None, now) is PlanStatus.DRAFT
+    assert plan_status(before, None, now) is PlanStatus.ACTIVE
+    assert plan_status(after, None, now) is PlanStatus.SCHEDULED
+    assert plan_status(before, now, now) is PlanStatus.ARCHIVED
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "aligned"),
+    [
+        ("P1M", "P1M", True),
+        ("P1Y", "P1M", True),
+        ("P3M", "P1M", True),
+        ("P1M", "P1D", True),
+        ("P1W", "P1D", True),
+        ("P1D", "PT1H", True),
+        ("P2W", "P1W", True),
+        ("P12M", "P1Y", True),
+        ("P1M", "P1W", False),
+        ("P1M", "P2M", True),
+        ("P2M", "P3M", False),
+        ("P1D", "PT2H", False),
+        ("P1M", "P30D", False),
+    ],
+)
+def test_cadence_alignment(a: str, b: str, aligned: bool) -> None:
+    assert Duration.parse(a).aligned_with(Duration.parse(b)) is aligned
+    assert Duration.parse(b).aligned_with(Duration.parse(a)) is aligned
+
+
+def test_durations_parse_print_and_add() -> None:
+    assert Duration.parse("P1Y2M").iso() == "P1Y2M"
+    assert Duration.parse("P14D").iso() == "P2W"
+    assert Duration.parse("PT90M").iso() == "PT1H30M"
+    for bad in ("", "P", "1M", "P1.5M", "PT", "P-1M"):
+        with pytest.raises(DurationError):
+            Duration.parse(bad)
+    jan31 = datetime(2026, 1, 31, tzinfo=UTC)
+    assert Duration.parse("P1M").add_to(jan31) == datetime(2026, 2, 28, tzinfo=UTC)
+    assert Duration.parse("P1M").add_to(jan31, times=2) == datetime(2026, 3, 31, tzinfo=UTC)
+
+
+def test_currencies_come_with_minor_units() -> None:
+    assert currencies.get("USD").minor_units == 2 and currencies.get("USD").symbol == "$"
+    assert currencies.get("JPY").minor_units == 0
+    assert currencies.get("BHD").minor_units == 3
+    assert currencies.lookup("XAU") is None  # no minor units: cannot bill in gold
+    assert currencies.lookup("usd") is None
+    assert len(currencies.list_currencies()) > 150
+    assert currencies.get("USD").round(Decimal("0.005")) == Decimal("0.01")
+    assert currencies.get("JPY").round(Decimal("2.5")) == Decimal("3")

@@ -1,0 +1,145 @@
+"""The rating engine on worked examples (amounts computed by hand)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal as D
+
+import pytest
+
+from domain.catalog import currencies
+from domain.catalog.prices import (
+    Commitments,
+    Discounts,
+    DynamicPrice,
+    FlatPrice,
+    PackagePrice,
+    PaymentTerm,
+    PriceTier,
+    TieredMode,
+    TieredPrice,
+    UnitPrice,
+)
+from domain.catalog.rating import DiscountReason, LineCategory, Period, RatingError, RatingInput, rate
+
+USD = currencies.get("USD")
+JAN = Period(datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 2, 1, tzinfo=UTC))
+MID = datetime(2026, 1, 16, tzinfo=UTC)
+FIRST_HALF = Period(JAN.start, MID)
+SECOND_HALF = Period(MID, JAN.end)
+
+GRADUATED = TieredPrice(
+    TieredMode.GRADUATED,
+    (PriceTier(D(10), D(5), D(1)), PriceTier(D(20), D(3), D("0.5")), PriceTier(None, None, D("0.1"))),
+)
+VOLUME = TieredPrice(
+    TieredMode.VOLUME,
+    (PriceTier(D(10), D(5), D(1)), PriceTier(D(20), D(3), D("0.5")), PriceTier(None, None, D("0.1"))),
+)
+
+
+def test_unit_price() -> None:
+    result = rate(RatingInput(UnitPrice(D("0.25")), USD, JAN, quantity=D(7), name="calls"))
+    (line,) = result.lines
+    assert (line.key, line.quantity, line.per_unit_amount, line.amount) == ("unit-price-usage", 7, D("0.25"), D("1.75"))
+    assert result.totals.total == D("1.75")
+
+
+def test_graduated_tiers_split_the_quantity_and_charge_tier_flats_on_entry() -> None:
+    result = rate(RatingInput(GRADUATED, USD, JAN, quantity=D(25)))
+    amounts = {line.key: (line.quantity, line.amount) for line in result.lines}
+    assert amounts == {
+        "graduated-tiered-1-price-usage": (10, D("10.00")),
+        "graduated-tiered-1-flat-price": (1, D("5.00")),
+        "graduated-tiered-2-price-usage": (10, D("5.00")),
+        "graduated-tiered-2-flat-price": (1, D("3.00")),
+        "graduated-tiered-3-price-usage": (5, D("0.50")),
+    }
+    assert result.totals.total == D("23.50")
+
+
+def test_graduated_first_tier_flat_is_due_without_usage() -> None:
+    result = rate(RatingInput(GRADUATED, USD, JAN, quantity=D(0)))
+    assert [(line.key, line.amount) for line in result.lines] == [("graduated-tiered-1-flat-price", D("5.00"))]
+
+
+def test_volume_picks_one_tier_by_the_total() -> None:
+    result = rate(RatingInput(VOLUME, USD, JAN, quantity=D(15)))
+    assert [(line.key, line.amount) for line in result.lines] == [
+        ("volume-flat-price", D("3.00")),
+        ("volume-tiered-price", D("7.50")),
+    ]
+    with pytest.raises(RatingError):
+        rate(RatingInput(VOLUME, USD, FIRST_HALF, JAN, quantity=D(15)))
+
+
+def test_package_counts_started_packages() -> None:
+    price = PackagePrice(D(10), D(20))
+    for quantity, total in ((D(0), D(0)), (D(20), D(10)), (D("20.1"), D(20)), (D(98), D(50))):
+        assert rate(RatingInput(price, USD, JAN, quantity=quantity)).totals.total == total
+
+
+def test_dynamic_multiplies_the_metered_money() -> None:
+    result = rate(RatingInput(DynamicPrice(D("1.5")), USD, JAN, quantity=D("10.333")))
+    assert result.totals.total == D("15.50")  # 15.4995 rounds half up to the cent
+
+
+def test_flat_fee_is_prorated_by_time() -> None:
+    price = FlatPrice(D(31), PaymentTerm.IN_ADVANCE)
+    result = rate(RatingInput(price, USD, SECOND_HALF, JAN))  # 16 of 31 days
+    assert result.totals.total == D("16.00")
+    assert result.lines[0].payment_term is PaymentTerm.IN_ADVANCE
+    assert rate(RatingInput(price, USD, SECOND_HALF, JAN, prorate=False)).totals.total == D(31)
+
+
+def test_progressive_billing_does_not_drift_by_a_cent() -> None:
+    price = UnitPrice(D("0.015"))
+    first = rate(RatingInput(price, USD, FIRST_HALF, JAN, quantity=D(1)))
+    second = rate(RatingInput(price, USD, SECOND_HALF, JAN, quantity=D(1), pre_period_quantity=D(1)))
+    whole = rate(RatingInput(price, USD, JAN, quantity=D(2)))
+    assert (first.totals.total, second.totals.total) == (D("0.02"), D("0.01"))
+    assert first.totals.total + second.totals.total == whole.totals.total == D("0.03")
+
+
+def test_usage_discount_frees_the_periods_first_units() -> None:
+    discounts = Discounts(usage_quantity=D(8))
+    first = rate(RatingInput(UnitPrice(D(1)), USD, FIRST_HALF, JAN, quantity=D(5), discounts=discounts))
+    second = rate(
+        RatingInput(
+            UnitPrice(D(1)), USD, SECOND_HALF, JAN, quantity=D(5), pre_period_quantity=D(5), discounts=discounts
+        )
+    )
+    assert (first.totals.total, first.usage_discount_quantity) == (0, 5)
+    assert (second.totals.total, second.usage_discount_quantity, second.pre_period_usage_discount_quantity) == (2, 3, 5)
+
+
+def test_percentage_discount_and_maximum_spend() -> None:
+    price = UnitPrice(D(1), Commitments(maximum_amount=D(50)))
+    result = rate(RatingInput(price, USD, JAN, quantity=D(100), discounts=Discounts(percentage=D(10))))
+    (line,) = result.lines
+    reasons = {d.reason: d.amount for d in line.discounts}
+    assert reasons == {DiscountReason.RATECARD_PERCENTAGE: D("10.00"), DiscountReason.MAXIMUM_SPEND: D("40.00")}
+    assert result.totals == result.totals.__class__(D("100.00"), D(0), D("50.00"), D("50.00"))
+
+
+def test_minimum_spend_once_on_the_last_line() -> None:
+    price = UnitPrice(D(1), Commitments(minimum_amount=D(20)))
+    first = rate(RatingInput(price, USD, FIRST_HALF, JAN, quantity=D(5)))
+    last = rate(RatingInput(price, USD, SECOND_HALF, JAN, quantity=D(3), pre_period_quantity=D(5)))
+    assert first.totals.charges_total == 0
+    commitment = [line for line in last.lines if line.category is LineCategory.COMMITMENT]
+    assert [(line.key, line.amount, line.period) for line in commitment] == [("min-spend", D("12.00"), JAN)]
+    assert first.totals.total + last.totals.total == D(20)
+
+
+def test_rejects_inconsistent_input() -> None:
+    with pytest.raises(RatingError):
+        rate(RatingInput(UnitPrice(D(1)), USD, JAN, quantity=D(-1)))
+    with pytest.raises(RatingError):
+        rate(RatingInput(UnitPrice(D(1)), USD, JAN, quantity=D(1), pre_period_quantity=D(1)))
+
+
+def test_rounds_in_the_currencys_minor_units() -> None:
+    jpy, bhd = currencies.get("JPY"), currencies.get("BHD")
+    assert rate(RatingInput(UnitPrice(D("0.5")), jpy, JAN, quantity=D(3))).totals.total == D(2)
+    assert rate(RatingInput(UnitPrice(D("0.0005")), bhd, JAN, quantity=D(3))).totals.total == D("0.002")

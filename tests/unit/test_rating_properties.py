@@ -1,0 +1,243 @@
+"""The rating engine against a reference written the simplest way: unit by unit, whole period at once.
+
+The reference knows nothing of cumulative differences or progressive billing: it walks the
+period's units one at a time, adds each unit's price to its tier's bucket, counts packages as
+they start, and rounds each charge component once (the documented rule). The engine must agree
+with it for one invoice, and any progressive split of the period must add up to the same total.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal as D
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from domain.catalog import currencies
+from domain.catalog.currencies import Currency
+from domain.catalog.prices import (
+    Commitments,
+    Discounts,
+    DynamicPrice,
+    PackagePrice,
+    Price,
+    PriceTier,
+    TieredMode,
+    TieredPrice,
+    UnitPrice,
+    allows_progressive_billing,
+)
+from domain.catalog.rating import LineCategory, Period, RatingInput, rate
+
+START = datetime(2026, 3, 1, tzinfo=UTC)
+FULL = Period(START, START + timedelta(days=31))
+CURRENCIES = [currencies.get(c) for c in ("USD", "JPY", "BHD")]
+
+money = st.decimals(min_value=0, max_value=50, places=4, allow_nan=False, allow_infinity=False)
+
+
+@st.composite
+def tiered(draw: st.DrawFn, mode: TieredMode) -> TieredPrice:
+    bounds = sorted(set(draw(st.lists(st.integers(1, 120), min_size=0, max_size=4))))
+    tiers = []
+    for bound in [*bounds, None]:
+        flat = draw(st.none() | money)
+        unit = draw(st.none() | money) if flat is not None else draw(money)
+        tiers.append(PriceTier(D(bound) if bound is not None else None, flat, unit))
+    return TieredPrice(mode, tuple(tiers), draw(commitments()))
+
+
+@st.composite
+def commitments(draw: st.DrawFn) -> Commitments:
+    minimum = draw(st.none() | st.decimals(0, 200, places=2))
+    maximum = draw(st.none() | st.decimals(0, 400, places=2))
+    if minimum is not None and maximum is not None and minimum > maximum:
+        minimum, maximum = maximum, minimum
+    return Commitments(minimum, maximum)
+
+
+prices = st.one_of(
+    st.builds(UnitPrice, money, commitments()),
+    st.builds(PackagePrice, money, st.integers(1, 25).map(D), commitments()),
+    st.builds(DynamicPrice, st.decimals(0, 3, places=3), commitments()),
+    tiered(TieredMode.GRADUATED),
+    tiered(TieredMode.VOLUME),
+)
+discounts = st.builds(
+    Discounts,
+    st.none() | st.decimals(0, 100, places=1),
+    st.none() | st.integers(1, 60).map(D),
+)
+
+
+# --- the reference --------------------------------------------------------------------------
+
+
+@dataclass
+class Reference:
+    charges: D  # regular amounts, before discounts
+    discounts: D
+    commitment: D
+
+    @property
+    def total(self) -> D:
+        return self.charges - self.discounts + self.commitment
+
+
+def reference(price: Price, disc: Discounts, currency: Currency, quantity: int) -> Reference:
+    free = int(disc.usage_quantity or 0)
+    billable_units = list(range(1, quantity + 1))[free:]  # the period's first `free` units cost nothing
+    n = len(billable_units)
+    components: list[D] = []  # each charge component, exact, rounded once below
+    if isinstance(price, UnitPrice):
+        total = D(0)
+        for _ in billable_units:
+            total += price.amount
+        components.append(total)
+    elif isinstance(price, DynamicPrice):
+        total = D(0)
+        for _ in billable_units:
+            total += price.multiplier
+        components.append(total)
+    elif isinstance(price, PackagePrice):
+        size = int(price.quantity_per_package)
+        packages = 0
+        for position in range(1, n + 1):
+            if (position - 1) % size == 0:  # this unit opens a new package
+                packages += 1
+        components.append(packages * price.amount)
+    elif isinstance(price, TieredPrice) and price.mode is TieredMode.GRADUATED:
+        unit_sums = [D(0)] * len(price.tiers)
+        entered = {0}
+        for position in range(1, n + 1):
+            for index, tier in enumerate(price.tiers):
+                if tier.up_to_amount is None or position <= tier.up_to_amount:
+                    entered.add(index)
+                    if tier.unit_price is not None:
+                        unit_sums[index] += tier.unit_price
+                    break
+        for index, tier in enumerate(price.tiers):
+            if tier.unit_price is not None and unit_sums[index]:
+                components.append(unit_sums[index])
+            if tier.flat_price is not None and index in entered:
+                components.append(tier.flat_price)
+    else:
+        assert isinstance(price, TieredPrice)
+        chosen = next(t for t in price.tiers if t.up_to_amount is None or n <= t.up_to_amount)
+        if chosen.flat_price is not None:
+            components.append(chosen.flat_price)
+        if chosen.unit_price is not None:
+            unit_total = D(0)
+            for _ in range(n):
+                unit_total += chosen.unit_price
+            components.append(unit_total)
+    rounded = [currency.round(c) for c in components]
+    charges = sum(rounded, D(0))
+    pct = sum((currency.round(c * (disc.percentage or 0) / 100) for c in rounded), D(0))
+    billed = charges - pct
+    cap = price.commitments.maximum_amount
+    if cap is not None and billed > currency.round(cap):
+        pct += billed - currency.round(cap)
+        billed = currency.round(cap)
+    floor = price.commitments.minimum_amount
+    commitment = D(0)
+    if floor is not None and billed < currency.round(floor):
+        commitment = currency.round(floor) - billed
+    return Reference(charges, pct, commitment)
+
+
+def _splits(total: int, cuts: list[int]) -> list[int]:
+    points = sorted({min(c, total) for c in cuts})
+    parts, previous = [], 0
+    for point in [*points, total]:
+        parts.append(point - previous)
+        previous = point
+    return parts
+
+
+def _rate_progressively(price: Price, disc: Discounts, currency: Currency, parts: list[int]) -> list:
+    results = []
+    billed = 0
+    boundaries = [FULL.start + (FULL.end - FULL.start) * i / len(parts) for i in range(len(parts))] + [FULL.end]
+    for index, part in enumerate(parts):
+        period = Period(boundaries[index], boundaries[index + 1])
+        results.append(
+            rate(
+                RatingInput(
+                    price, currency, period, FULL, quantity=D(part), pre_period_quantity=D(billed), discounts=disc
+                )
+            )
+        )
+        billed += part
+    return results
+
+
+# --- properties -----------------------------------------------------------------------------
+
+
+@settings(max_examples=400, deadline=None)
+@given(prices, discounts, st.sampled_from(CURRENCIES), st.integers(0, 250))
+def test_one_invoice_equals_the_unit_by_unit_reference(
+    price: Price, disc: Discounts, currency: Currency, quantity: int
+) -> None:
+    result = rate(RatingInput(price, currency, FULL, quantity=D(quantity), discounts=disc))
+    expected = reference(price, disc, currency, quantity)
+    assert result.totals.amount == expected.charges
+    assert result.totals.discounts_total == expected.discounts
+    assert result.totals.charges_total == expected.commitment
+    assert result.totals.total == expected.total
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    prices.filter(allows_progressive_billing),
+    discounts,
+    st.sampled_from(CURRENCIES),
+    st.integers(0, 250),
+    st.lists(st.integers(0, 250), max_size=5),
+)
+def test_progressive_invoices_add_up_to_one_invoice(
+    price: Price, disc: Discounts, currency: Currency, quantity: int, cuts: list[int]
+) -> None:
+    parts = _splits(quantity, cuts)
+    results = _rate_progressively(price, disc, currency, parts)
+    whole = rate(RatingInput(price, currency, FULL, quantity=D(quantity), discounts=disc))
+    for field in ("amount", "charges_total", "discounts_total", "total"):
+        assert sum((getattr(r.totals, field) for r in results), D(0)) == getattr(whole.totals, field), field
+    assert sum((r.usage_discount_quantity for r in results), D(0)) == whole.usage_discount_quantity
+    # Never negative, every line's discounts within its amount, the minimum spend once, at the end.
+    for index, result in enumerate(results):
+        assert result.totals.total >= 0
+        for line in result.lines:
+            assert 0 <= line.discounts_total <= line.amount
+            assert currency.is_rounded(line.amount) and currency.is_rounded(line.discounts_total)
+        commitment_lines = [line for line in result.lines if line.category is LineCategory.COMMITMENT]
+        assert len(commitment_lines) <= (1 if index == len(results) - 1 else 0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    prices.filter(allows_progressive_billing),
+    discounts,
+    st.integers(0, 200),
+    st.lists(st.integers(0, 200), max_size=4),
+    st.lists(st.integers(0, 200), max_size=4),
+)
+def test_the_total_does_not_depend_on_how_usage_is_split(
+    price: Price, disc: Discounts, quantity: int, cuts_a: list[int], cuts_b: list[int]
+) -> None:
+    usd = CURRENCIES[0]
+    a = _rate_progressively(price, disc, usd, _splits(quantity, cuts_a))
+    b = _rate_progressively(price, disc, usd, _splits(quantity, cuts_b))
+    assert sum((r.totals.total for r in a), D(0)) == sum((r.totals.total for r in b), D(0))
+
+
+@settings(max_examples=300, deadline=None)
+@given(prices, discounts, st.sampled_from(CURRENCIES), st.integers(0, 250))
+def test_totals_are_never_negative(price: Price, disc: Discounts, currency: Currency, quantity: int) -> None:
+    result = rate(RatingInput(price, currency, FULL, quantity=D(quantity), discounts=disc))
+    assert result.totals.total >= 0 and result.totals.discounts_total <= result.totals.amount
+    if price.commitments.maximum_amount is not None:
+        assert result.totals.amount - result.totals.discounts_total <= currency.round(price.commitments.maximum_amount)
