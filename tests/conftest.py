@@ -11,7 +11,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from tests.support.services import Tansu, require
+from tests.support.services import ClickHouseHttp, Tansu, require
 from tests.support.stack import TallyProcess, create_database, drop_created_databases, postgres_available
 
 
@@ -43,6 +43,19 @@ def tansu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tansu]:
         require(False, f"tansu Kafka-protocol broker ({exc})")
     yield broker
     broker.stop()
+
+
+@pytest.fixture(scope="session")
+def clickhouse_http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClickHouseHttp]:
+    """The ClickHouse HTTP endpoint over chDB: the event store reached the way production reaches it."""
+    root = Path(tmp_path_factory.mktemp("clickhouse-http"))
+    endpoint = ClickHouseHttp(root / "events")
+    try:
+        endpoint.start(root / "endpoint.log")
+    except (RuntimeError, OSError) as exc:
+        require(False, f"ClickHouse HTTP endpoint ({exc})")
+    yield endpoint
+    endpoint.stop()
 
 
 @pytest.fixture(scope="session")

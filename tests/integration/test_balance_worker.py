@@ -41,6 +41,7 @@ from domain.entitlements.service import EntitlementService
 from domain.metering.events import IngestLimits, validate_batch
 from domain.metering.models import MeterCreateInput
 from domain.metering.service import MeterService
+from tests.support import event_store
 from tests.support.services import require
 from tests.support.stack import create_database, postgres_available
 from workers.balance import BalanceWorker
@@ -68,14 +69,17 @@ class Stack:
     clock: Clock
 
 
-@pytest_asyncio.fixture(scope="module")
-async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+@pytest_asyncio.fixture(scope="module", params=event_store.KINDS)
+async def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
     require(await postgres_available(), "PostgreSQL on 127.0.0.1:5432")
     url = await create_database()
     await migrate(url)
     engine = create_engine(url, pool_size=2)
     sessions = session_factory(engine)
-    clickhouse = ClickHouse(f"chdb://{Path(tmp_path_factory.mktemp('balance')) / 'events'}")
+    kind = request.param
+    clickhouse = ClickHouse(
+        event_store.event_store_url(request, kind, Path(tmp_path_factory.mktemp("balance")), "balance")
+    )
     await clickhouse.migrate()
     store = ClickHouseEventStore(clickhouse)
     meters = PostgresMeterRepository(sessions)

@@ -21,7 +21,6 @@ import orjson
 import pytest
 
 pytest.importorskip("chdb")
-import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
 from adapters.clickhouse.meter_sql import (
@@ -33,6 +32,7 @@ from adapters.clickhouse.meter_sql import (
 from domain.metering.jsonpath import extract_values, parse_jsonpath
 from domain.metering.models import Aggregation, Meter
 from domain.metering.query import FilterString, MeterQueryInput, QueryRow
+from tests.support import event_store
 
 MIGRATION = Path(__file__).resolve().parents[2] / "migrations" / "clickhouse" / "0001_events.sql"
 T0 = datetime(2024, 1, 15, 10, 0, tzinfo=UTC)
@@ -41,10 +41,11 @@ STORAGES: tuple[Storage, ...] = ("extracted", "data_only", "maps_only")
 _namespaces = itertools.count()
 
 
-@pytest.fixture(scope="module")
-def ch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
+@pytest.fixture(scope="module", params=event_store.KINDS)
+def ch(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
     # chDB holds one data directory per process; closing the client lets the next module open its own.
-    client = clickhouse_connect.get_client(dsn=f"chdb://{tmp_path_factory.mktemp('meter_sql')}/events")
+    # "http": the same engine behind the test suite's ClickHouse HTTP endpoint (clickhouse-connect's HTTP path).
+    client = event_store.client(request, request.param, tmp_path_factory.mktemp("meter_sql"), "meter_sql")
     statements = "\n".join(line for line in MIGRATION.read_text().splitlines() if not line.strip().startswith("--"))
     for statement in statements.split(";\n"):
         if statement.strip():

@@ -21,6 +21,7 @@ from adapters.postgres.db import create_engine, migrate
 from adapters.postgres.event_keys import PostgresEventKeyStore
 from domain.metering.events import Event, EventKey, epoch_ms
 from domain.metering.ports import ExtractedValues
+from tests.support import event_store
 from tests.support.stack import create_database
 from workers.sink import EventSink, MeterCatalog
 
@@ -54,12 +55,15 @@ class FaultyWriter:
         return await self.real.existing_keys(keys)
 
 
-@pytest_asyncio.fixture(scope="module")
-async def stores(postgres_ready: None, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple]:
+@pytest_asyncio.fixture(scope="module", params=event_store.KINDS)
+async def stores(
+    request: pytest.FixtureRequest, postgres_ready: None, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[tuple]:
     url = await create_database()
     await migrate(url)
     engine = create_engine(url)
-    clickhouse = ClickHouse(f"chdb://{Path(tmp_path_factory.mktemp('sink')) / 'events'}")
+    kind = request.param
+    clickhouse = ClickHouse(event_store.event_store_url(request, kind, Path(tmp_path_factory.mktemp("sink")), "sink"))
     await clickhouse.migrate()
     yield engine, clickhouse
     clickhouse.close()

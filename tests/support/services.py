@@ -97,6 +97,54 @@ class Tansu:
                 self.process.wait()
 
 
+class ClickHouseHttp:
+    """The test suite's ClickHouse HTTP endpoint (tests/support/clickhouse_http.py) in its own process,
+    in front of its own chDB data directory, on a free loopback port."""
+
+    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+        self.data_dir = data_dir
+        self.port = port or free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """What TALLY_CLICKHOUSE_URL takes."""
+        return f"http://default@127.0.0.1:{self.port}/default"
+
+    def start(self, log_path: Path | None = None) -> ClickHouseHttp:
+        log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.support.clickhouse_http",
+                "--data-dir",
+                str(self.data_dir),
+                "--port",
+                str(self.port),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=ROOT,
+        )
+        deadline = time.monotonic() + 30
+        while not port_open("127.0.0.1", self.port):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the ClickHouse HTTP endpoint did not start")
+            time.sleep(0.05)
+        return self
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
 def main(argv: list[str]) -> None:
     """`make up` / `make down`: the broker for the production-like mode, on 127.0.0.1:9092."""
     STATE_DIR.mkdir(parents=True, exist_ok=True)
