@@ -10,7 +10,7 @@ from typing import Annotated
 import structlog
 import typer
 
-from server.commands import apikeys, events, meters
+from server.commands import apikeys, collect, events, meters
 from server.config import load_settings
 from server.logging import configure
 
@@ -23,6 +23,7 @@ log = structlog.get_logger("tally")
 app.add_typer(meters.app, name="meters")
 app.add_typer(events.app, name="events")
 app.add_typer(apikeys.app, name="apikeys")
+app.command("collect")(collect.collect)
 
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="YAML config file (default: ./config.yaml if present).")

@@ -1,0 +1,156 @@
+"""A source's record -> a CloudEvent, through the config's JMESPath expressions.
+
+JMESPath (the maintained `jmespath` package, the language of the AWS CLI's --query) evaluates each
+field against the record; nothing here parses expressions. The event id is not left to the user: it
+is a digest of (source name, the record's object key, the window), so a re-run of the same window,
+a retry or a restart after a crash produces the same id, and Tally's deduplication on (source, id)
+counts the event once. An event is checked against the very rules Tally's ingest applies before it
+is buffered, so the buffer never holds an event Tally would refuse.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import jmespath
+import orjson
+from jmespath.parser import ParsedResult
+
+from domain.errors import TallyError
+from domain.metering.events import IngestLimits, parse_time, validate_batch
+from workers.collector.config import Mapping
+
+_LIMITS = IngestLimits()
+
+
+class MappingError(Exception):
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(f"{field}: {message}")
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """What a source yields: the values the expressions see, and what identifies it.
+
+    key: the object within the source (a label set, a pod's uid, a log record's digest).
+    window: the period or instant the record measures (e.g. "2025-01-01T00:00:00Z/...01:00:00Z").
+    time: the event time when the mapping sets none.
+    """
+
+    values: dict[str, Any]
+    key: str
+    window: str
+    time: datetime
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def json_number(value: Decimal) -> int | float | str:
+    """A Decimal as a JSON number when one represents it exactly, else as its decimal string.
+
+    Tally reads meter values from numbers and numeric strings alike; a float is only used when its
+    shortest form is the same decimal, so no digit changes on the way.
+    """
+    if value == value.to_integral_value() and abs(value) < 2**63:
+        return int(value)
+    as_float = float(value)
+    if Decimal(repr(as_float)) == value:
+        return as_float
+    return str(value)
+
+
+def plain(value: Any) -> Any:
+    """Record values in the types JMESPath and JSON know (Decimals and times converted)."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if isinstance(value, Decimal):
+        return json_number(value)
+    if isinstance(value, datetime):
+        return rfc3339(value)
+    return value
+
+
+def rfc3339(value: datetime) -> str:
+    text = value.astimezone(UTC).isoformat(timespec="milliseconds")
+    return text.replace("+00:00", "Z")
+
+
+def event_id(source: str, key: str, window: str) -> str:
+    digest = hashlib.sha256("\x00".join((source, key, window)).encode()).hexdigest()
+    return digest[:32]
+
+
+class Mapper:
+    def __init__(self, source_name: str, mapping: Mapping) -> None:
+        self.source_name = source_name
+        self.event_type = mapping.type
+        self.event_source = mapping.source or f"collector/{source_name}"
+        self._subject = jmespath.compile(mapping.subject)
+        self._time = jmespath.compile(mapping.time) if mapping.time else None
+        self._key = jmespath.compile(mapping.key) if mapping.key else None
+        self._filter = jmespath.compile(mapping.filter) if mapping.filter else None
+        self._data: dict[str, ParsedResult] = {name: jmespath.compile(expr) for name, expr in mapping.data.items()}
+
+    def accepts(self, record: Record) -> bool:
+        if self._filter is None:
+            return True
+        return bool(self._filter.search(record.values))
+
+    def map(self, record: Record) -> dict[str, Any]:
+        """The CloudEvent for a record; MappingError when it cannot be one Tally accepts."""
+        values = record.values
+        subject = self._subject.search(values)
+        if isinstance(subject, int | float) and not isinstance(subject, bool):
+            subject = str(subject)
+        if not isinstance(subject, str) or not subject:
+            raise MappingError("subject", f"must be a non-empty string, got {subject!r}")
+        when = record.time
+        if self._time is not None:
+            when = _time(self._time.search(values))
+        key = record.key
+        if self._key is not None:
+            found = self._key.search(values)
+            if found is None:
+                raise MappingError("key", "is null")
+            key = found if isinstance(found, str) else orjson.dumps(found, option=orjson.OPT_SORT_KEYS).decode()
+        data = {name: plain(expression.search(values)) for name, expression in self._data.items()}
+        event = {
+            "specversion": "1.0",
+            "id": event_id(self.source_name, key, record.window),
+            "source": self.event_source,
+            "type": self.event_type,
+            "subject": subject,
+            "time": rfc3339(when),
+            "data": data,
+        }
+        check(event)
+        return event
+
+
+def check(event: dict[str, Any]) -> None:
+    """Tally's own ingest rules (domain/metering/events.py), applied before buffering."""
+    try:
+        validate_batch([event], "default", datetime.now(UTC), _LIMITS, single=True)
+    except TallyError as exc:
+        violations = getattr(exc, "violations", None) or []
+        if violations:
+            first = violations[0]
+            raise MappingError(first.field, first.message) from None
+        raise MappingError("event", str(exc)) from None
+
+
+def _time(value: Any) -> datetime:
+    if isinstance(value, str):
+        try:
+            return parse_time(value)
+        except ValueError as exc:
+            raise MappingError("time", f"{value!r}: {exc}") from None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value, UTC)
+    raise MappingError("time", f"must be an RFC 3339 string or epoch seconds, got {value!r}")
