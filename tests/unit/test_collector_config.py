@@ -69,7 +69,7 @@ def test_environment_variables_are_expanded(monkeypatch: pytest.MonkeyPatch) -> 
 def test_errors_name_line_and_field() -> None:
     broken = (
         VALID.replace("grpc://127.0.0.1:50051", "ftp://x")
-        .replace("{cron: \"*/5 * * * *\"}", "{cron: \"every day\"}")
+        .replace('{cron: "*/5 * * * *"}', '{cron: "every day"}')
         .replace("subject: metric.namespace", "subject: metric.[")
         .replace("namespaces: [team-a]", "namespaces: [team-a]\n    typo: 1")
     )
