@@ -19,6 +19,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from adapters import metrics
+from adapters.bus.announcements import KafkaAnnouncements, LocalAnnouncements
 from adapters.bus.hub import InProcessHub
 from adapters.bus.inprocess import InProcessBus
 from adapters.bus.kafka import KafkaBus, KafkaSinkConsumer, ensure_topic
@@ -27,6 +28,7 @@ from adapters.clickhouse.events import ClickHouseEventStore
 from adapters.postgres.db import EmbeddedPostgres, create_engine, migrate, session_factory
 from adapters.postgres.event_keys import PostgresEventKeyStore
 from adapters.postgres.meters import PostgresMeterRepository
+from domain.announcements import Announcement, MetersChanged, UsageStored
 from server.auth import AuthInterceptor
 from server.config import Settings
 from server.context import RequestContext
@@ -84,6 +86,18 @@ class App:
         catalog = MeterCatalog(PostgresMeterRepository(sessions), settings.sink.catalog_refresh_s)
         key_store = PostgresEventKeyStore(engine)
         sink = EventSink(store, key_store, catalog, owner="inprocess")
+        # Before the bus: the sink announces every stored batch, also while the bus drains at stop.
+        announcements = await self._start_announcements()
+
+        async def announce_stored(touched: set[tuple[str, str, str]]) -> None:
+            await announcements.announce(UsageStored(frozenset(touched)))
+
+        async def on_announcement(announcement: Announcement) -> None:
+            if isinstance(announcement, MetersChanged):
+                catalog.invalidate()
+
+        sink.subscribe(announce_stored)
+        announcements.subscribe(on_announcement)
         bus = await self._start_bus(sink)
         if self._needs("sink"):
             window = timedelta(days=settings.sink.dedup_window_days)
@@ -98,6 +112,8 @@ class App:
             bus=bus,
             request=RequestContext(settings.namespace, anonymous=not auth_required),
             events=InProcessHub(),
+            announcements=announcements,
+            announcements_shared=settings.kafka_brokers is not None,
         )
         servicers: list[Servicer] = []
         for wire in AREAS:
@@ -120,6 +136,30 @@ class App:
             auth="api keys required" if auth_required else "DISABLED (no API keys)",
             events=settings.event_store_url,
         )
+
+    async def _start_announcements(self) -> LocalAnnouncements | KafkaAnnouncements:
+        settings = self.settings
+        if settings.kafka_brokers is None:
+            return LocalAnnouncements()
+        kafka = settings.kafka
+        await ensure_topic(
+            settings.kafka_brokers,
+            kafka.announcements_topic,
+            kafka.partitions,
+            {"cleanup.policy": "delete", "retention.ms": str(kafka.announcements_retention_ms)},
+        )
+        announcements = KafkaAnnouncements(
+            settings.kafka_brokers,
+            kafka.announcements_topic,
+            kafka.request_timeout_ms,
+            # Processes that keep derived state listen: api (value cache), sink (meter catalogue).
+            listen=self._needs("api", "sink"),
+            sync_interval_s=kafka.announcements_sync_interval_ms / 1000,
+            max_staleness_s=kafka.announcements_max_staleness_ms / 1000,
+        )
+        await announcements.start()
+        self._stack.append(announcements.stop)
+        return announcements
 
     async def _start_bus(self, sink: EventSink) -> Any:
         settings = self.settings

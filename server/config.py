@@ -48,6 +48,16 @@ class KafkaSettings(BaseModel):
     # tansu (the broker installed for tests) does not support the idempotent producer.
     enable_idempotence: bool = False
     session_timeout_ms: int = 10_000
+    # Announcements (domain/announcements.py) between processes: stored usage, grants, entity writes.
+    announcements_topic: str = "tally.announcements"
+    # Kept this long; a listener only needs what was announced since it last caught up.
+    announcements_retention_ms: int = Field(default=3_600_000, ge=60_000)
+    # How often a listener confirms it has read up to the topic's end, and how long a confirmation
+    # counts: the value cache serves only while every announcement older than this has been handled.
+    announcements_sync_interval_ms: int = Field(default=200, ge=10)
+    announcements_max_staleness_ms: int = Field(default=1_000, ge=50)
+    # The balance workers' consumer group on the announcements topic (committed offsets).
+    balance_consumer_group: str = "tally-balance"
 
 
 class NotifySettings(BaseModel):
@@ -77,8 +87,8 @@ class EntitlementSettings(BaseModel):
     # Snapshots are taken only at instants older than this, so a late event inside it still counts.
     grace_period_s: int = Field(default=86_400, ge=0)
     # Keep current values in memory and answer /value for "now" from them while nothing they
-    # depend on changed. Only takes effect where one process sees every change: the api and sink
-    # roles together on the in-process bus (the embedded default); elsewhere values are computed.
+    # depend on changed. Every api process keeps one, invalidated by announcements: in process in the
+    # embedded default; on Kafka while the process is in step with the announcements topic.
     value_cache: bool = True
     value_cache_entries: int = Field(default=200_000, ge=1)
 

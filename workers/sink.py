@@ -2,7 +2,8 @@
 
 One flush: drop duplicates within the batch and against the recorded keys -> record the remaining
 keys with a pending batch -> insert the events (with meter values extracted for every meter of their
-type) -> mark the batch stored -> tell listeners (the balance worker) what changed. The bus
+type) -> mark the batch stored -> announce what changed (domain/announcements.py: the value caches
+and the balance worker listen, in this process or on Kafka). The bus
 acknowledges (Kafka: commits offsets) only after that, so a crash replays the batch, and the
 recovery at start keeps exactly the keys whose events reached the store.
 """
@@ -105,13 +106,14 @@ class EventSink:
         metrics.SINK_BATCH_SIZE.observe(len(events))
         metrics.EVENTS_STORED.inc(len(fresh))
         metrics.EVENTS_DUPLICATE.inc(duplicates)
-        if fresh and self._listeners:
-            touched = {(e.namespace, e.subject, e.type) for e in fresh}
+        if self._listeners:
+            # Every event of the batch, duplicates included: a batch replayed after a crash between
+            # storing and announcing is all duplicates, and must still be announced. A listener's
+            # failure fails the flush (the bus then acknowledges nothing and replays the batch), so
+            # what was stored is announced at least once; an extra announcement is harmless.
+            touched = {(e.namespace, e.subject, e.type) for e in unique.values()}
             for listener in self._listeners:
-                try:
-                    await listener(touched)
-                except Exception:
-                    log.exception("sink listener failed")
+                await listener(touched)
         return FlushResult(len(fresh), duplicates)
 
     async def _insert(self, batch_id: int, events: list[Event]) -> None:

@@ -46,11 +46,13 @@ def partition_for(event: Event, partitions: int) -> int:
     return int.from_bytes(digest, "big") % partitions
 
 
-async def ensure_topic(brokers: str, topic: str, partitions: int) -> None:
+async def ensure_topic(brokers: str, topic: str, partitions: int, configs: dict[str, str] | None = None) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=brokers)
     await admin.start()
     try:
-        response = await admin.create_topics([NewTopic(name=topic, num_partitions=partitions, replication_factor=1)])
+        response = await admin.create_topics(
+            [NewTopic(name=topic, num_partitions=partitions, replication_factor=1, topic_configs=configs or {})]
+        )
         # The admin client reports per-topic errors in the response rather than raising them.
         for name, code, *rest in getattr(response, "topic_errors", ()):
             if code == 0:

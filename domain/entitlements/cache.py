@@ -13,9 +13,11 @@ instant T while no engine breakpoint lies in (U, T] (a grant taking effect, expi
 recurring, a usage period rollover) and no stored event has a time in [U, T) (events already stored
 with a future time). The computation supplies that horizon as `valid_before`.
 
-The cache only sees changes made in its own process, so it is only correct where one process sees
-every change: the api, sink and balance roles together on the in-process bus (the embedded
-default). The wiring leaves it off elsewhere; the service then computes every value.
+Change notices arrive as announcements (domain/announcements.py): in process in the embedded
+default, and on Kafka from every other process in production. There a process may fall behind the
+announcements; `gate` (set by the wiring) says whether it is in step within the configured bound,
+and while it is not, every value and look-up is computed instead of served. `clear` forgets
+everything (called when the process is in step again after a lapse).
 
 Resolved look-ups (customer by ID or key, a customer's entitlement by ID or feature key) are kept
 under the same rule, invalidated by any entity write in the process.
@@ -24,7 +26,7 @@ under the same rule, invalidated by any entity write in the process.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -55,6 +57,8 @@ class ValueCache:
         self._lookups: OrderedDict[tuple[Any, ...], tuple[int, Any]] = OrderedDict()
         self.hits = 0
         self.misses = 0
+        # None: always trusted (every change is seen in process, synchronously).
+        self.gate: Callable[[], bool] | None = None
 
     # --- change notices -------------------------------------------------------------------------
 
@@ -84,6 +88,13 @@ class ValueCache:
         self._entities = self._next()
         self._lookups.clear()
 
+    def clear(self) -> None:
+        """Forgets every value and look-up (changes may have been missed)."""
+        self._values.clear()
+        self._usage.clear()
+        self._entitlements.clear()
+        self.entities_changed()
+
     # --- values ---------------------------------------------------------------------------------
 
     def mark(self) -> int:
@@ -103,6 +114,7 @@ class ValueCache:
         entry = self._values.get(key)
         if (
             entry is None
+            or (self.gate is not None and not self.gate())
             or at < entry.computed_for
             or (entry.valid_before is not None and at >= entry.valid_before)
             or not self._current(namespace, entitlement_id, entry)
@@ -140,7 +152,7 @@ class ValueCache:
 
     def lookup(self, key: tuple[Any, ...]) -> Any | None:
         found = self._lookups.get(key)
-        if found is None or found[0] < self._entities:
+        if found is None or found[0] < self._entities or (self.gate is not None and not self.gate()):
             return None
         return found[1]
 

@@ -190,11 +190,15 @@ class EntitlementService:
         # Current values and resolved look-ups; only set where this process sees every change
         # (see cache.py and server/wiring/entitlements.py).
         self.cache: ValueCache | None = None
+        # Called after entitlement writes here (the wiring announces them to other processes).
+        self.listeners: list[Callable[[], None]] = []
 
     def entities_changed(self) -> None:
         """A customer, entitlement, feature or meter was written in this process."""
         if self.cache is not None:
             self.cache.entities_changed()
+        for listener in self.listeners:
+            listener()
 
     # --- owners -------------------------------------------------------------------------------
 

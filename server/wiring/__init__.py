@@ -8,15 +8,18 @@ one module here and one line in AREAS.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import structlog
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from adapters.clickhouse.client import ClickHouse
 from adapters.clickhouse.events import ClickHouseEventStore
+from domain.announcements import Announcement, Announcements
 from domain.events import DomainEvents
 from domain.metering.ports import EventBus
 from server.config import Settings
@@ -24,6 +27,8 @@ from server.context import RequestContext
 from workers.sink import EventSink
 
 StopStep = Callable[[], Awaitable[None] | None]
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,13 +52,33 @@ class Deps:
     request: RequestContext
     # In-process domain events between areas (balance snapshots -> notifications, ...).
     events: DomainEvents
+    # Changes every process hears (stored usage, grants, entity writes): in process or on Kafka.
+    announcements: Announcements
+    # Whether other processes announce too (Kafka); the balance role then reads its own group.
+    announcements_shared: bool = False
     # Services an area exposes to areas wired after it (e.g. "meters" for entitlements).
     services: dict[str, Any] = field(default_factory=dict)
     # Run in reverse order at shutdown, after the gRPC server and Envoy have stopped.
     stop_steps: list[StopStep] = field(default_factory=list)
 
+    _pending: set[asyncio.Task[None]] = field(default_factory=set)
+
     def has_role(self, *roles: str) -> bool:
         return any(role in self.settings.roles for role in roles)
+
+    def announce_soon(self, announcement: Announcement) -> None:
+        """For synchronous change listeners: announces in the background (failures are logged; this
+        process has already applied the change locally)."""
+
+        async def announce() -> None:
+            try:
+                await self.announcements.announce(announcement)
+            except Exception:
+                log.exception("announcing a change failed", announcement=type(announcement).__name__)
+
+        task = asyncio.get_running_loop().create_task(announce())
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
 
 
 Wire = Callable[[Deps], Awaitable[list[Servicer]]]

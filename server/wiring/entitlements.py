@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from adapters.bus.announcements import KafkaAnnouncementGroup, KafkaAnnouncements
 from adapters.postgres.customers import PostgresCustomerRepository, PostgresSubjectRepository
 from adapters.postgres.entitlements import (
     PostgresEntitlementRepository,
@@ -11,6 +12,7 @@ from adapters.postgres.entitlements import (
     PostgresSnapshotRepository,
 )
 from adapters.postgres.features import PostgresFeatureRepository
+from domain.announcements import Announcement, EntitiesChanged, EntitlementChanged, MetersChanged, UsageStored
 from domain.catalog.service import FeatureService
 from domain.customers.service import CustomerService, CustomerSubjectResolver, SubjectService
 from domain.entitlements.cache import ValueCache
@@ -23,21 +25,14 @@ from tally.v1 import customers_pb2_grpc, entitlements_pb2_grpc, features_pb2_grp
 from workers.balance import BalanceWorker
 
 
-def value_cache_trusted(deps: Deps) -> bool:
-    """The value cache is only correct where this process sees every change.
+def value_cache_on(deps: Deps) -> bool:
+    """Every api process keeps the value cache; it hears every change through the announcements.
 
-    That is the api and sink roles together on the in-process bus, which is also one process per
-    event store in the embedded default (chDB locks its data dir). On Kafka, or with the api role
-    apart from the sink, another process can store events or write grants unseen, so the api
-    computes every value instead (no TTL: a value that may be stale is not served).
+    In the embedded default they are in process and synchronous (the sink announces a stored batch
+    before ingest acknowledges it). On Kafka the cache serves only while the process is in step with
+    the announcements topic (kafka.announcements_max_staleness_ms), and computes otherwise.
     """
-    settings = deps.settings
-    return (
-        settings.entitlements.value_cache
-        and settings.kafka_brokers is None
-        and deps.has_role("api")
-        and deps.has_role("sink")
-    )
+    return deps.settings.entitlements.value_cache and deps.has_role("api")
 
 
 async def wire(deps: Deps) -> list[Servicer]:
@@ -58,15 +53,37 @@ async def wire(deps: Deps) -> list[Servicer]:
         events=deps.events,
         grace_period=timedelta(seconds=deps.settings.entitlements.grace_period_s),
     )
-    if value_cache_trusted(deps):
-        # This process sees every change: ingest reaches its own sink, and every customer,
-        # entitlement, grant, feature and meter write goes through its services.
+    # Writes here take effect here at once, and reach other processes as announcements.
+    customers.listeners.append(entitlements.entities_changed)
+    features.listeners.append(entitlements.entities_changed)
+    deps.services["meters"].listeners.append(entitlements.entities_changed)
+    entitlements.listeners.append(lambda: deps.announce_soon(EntitiesChanged()))
+
+    async def entitlement_changed(namespace: str, entitlement_id: str) -> None:
+        # Awaited: a grant, void or reset returns once every process can hear of it.
+        await deps.announcements.announce(EntitlementChanged(namespace, entitlement_id))
+
+    entitlements.on_change = entitlement_changed
+
+    if value_cache_on(deps):
         cache = ValueCache(deps.settings.entitlements.value_cache_entries)
         entitlements.cache = cache
-        deps.sink.subscribe(cache.on_flush)
-        customers.listeners.append(entitlements.entities_changed)
-        features.listeners.append(entitlements.entities_changed)
-        deps.services["meters"].listeners.append(entitlements.entities_changed)
+        announcements = deps.announcements
+        if isinstance(announcements, KafkaAnnouncements):
+            cache.gate = announcements.synced_within
+            announcements.on_resync.append(cache.clear)
+
+        async def invalidate(announcement: Announcement) -> None:
+            # Not entitlements.entities_changed: that would announce again.
+            match announcement:
+                case UsageStored(touched):
+                    cache.usage_changed(touched)
+                case EntitlementChanged(namespace, entitlement_id):
+                    cache.entitlement_changed(namespace, entitlement_id)
+                case EntitiesChanged() | MetersChanged():
+                    cache.entities_changed()
+
+        announcements.subscribe(invalidate)
         deps.services["value_cache"] = cache
     # Meter queries' filterCustomerId resolves customers (ID or key) to their subjects.
     deps.services["meters"].customers = CustomerSubjectResolver(customers)
@@ -74,9 +91,30 @@ async def wire(deps: Deps) -> list[Servicer]:
 
     if deps.has_role("balance"):
         worker = BalanceWorker(entitlements)
-        entitlements.on_change = worker.on_change
-        if deps.has_role("sink"):
-            deps.sink.subscribe(worker.on_flush)
+
+        async def recompute(announcement: Announcement) -> None:
+            match announcement:
+                case UsageStored(touched):
+                    await worker.on_flush(touched)
+                case EntitlementChanged(namespace, entitlement_id):
+                    await worker.on_change(namespace, entitlement_id)
+
+        if deps.announcements_shared:
+            # Every announcement of every process, once per balance group, from committed offsets.
+            kafka = deps.settings.kafka
+            assert deps.settings.kafka_brokers is not None
+            group = KafkaAnnouncementGroup(
+                deps.settings.kafka_brokers,
+                kafka.announcements_topic,
+                kafka.balance_consumer_group,
+                recompute,
+                kafka.session_timeout_ms,
+            )
+            await group.start()
+            deps.stop_steps.append(group.stop)
+            deps.services["balance_announcements"] = group
+        else:
+            deps.announcements.subscribe(recompute)
         worker.start()
         deps.services["balance_worker"] = worker
         deps.stop_steps.append(worker.stop)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from adapters.postgres.meters import PostgresMeterRepository
+from domain.announcements import MetersChanged
 from domain.metering.events import IngestLimits
 from domain.metering.models import MeterCreateInput
 from domain.metering.service import EventQueryService, IngestService, MeterService
@@ -18,7 +19,14 @@ from workers.backfill import BackfillWorker
 async def wire(deps: Deps) -> list[Servicer]:
     settings = deps.settings
     repository = PostgresMeterRepository(deps.sessions)
-    meters = MeterService(repository, deps.event_store, on_change=deps.sink.catalog.invalidate)
+    catalog = deps.sink.catalog
+
+    def meters_changed() -> None:
+        # Here at once; the sinks of other processes when they hear the announcement.
+        catalog.invalidate()
+        deps.announce_soon(MetersChanged())
+
+    meters = MeterService(repository, deps.event_store, on_change=meters_changed)
     deps.services["meter_repository"] = repository
     deps.services["meters"] = meters
     # Declared meters go to their own namespace, else the configured default one.

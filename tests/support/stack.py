@@ -115,6 +115,8 @@ class TallyProcess:
             # stack's sink never consumes (and stores) another's events. Kept across restarts.
             env["TALLY_KAFKA__TOPIC"] = f"tally.events.{self.stack_id}"
             env["TALLY_SINK__CONSUMER_GROUP"] = f"tally-sink-{self.stack_id}"
+            env["TALLY_KAFKA__ANNOUNCEMENTS_TOPIC"] = f"tally.announcements.{self.stack_id}"
+            env["TALLY_KAFKA__BALANCE_CONSUMER_GROUP"] = f"tally-balance-{self.stack_id}"
         env.update(self.extra_env)
         return env
 
