@@ -77,7 +77,8 @@ class BalanceWorker:
             started = time.perf_counter()
             try:
                 entitlement = await self._service.get(namespace, entitlement_id)
-                if entitlement.deleted_at is not None or not entitlement.metered:
+                # Deleted, not yet started or already ended (scheduled entitlements): no balance.
+                if not entitlement.metered or not entitlement.active_at(self._service.now()):
                     continue
                 event = await self._service.snapshot_event(namespace, entitlement)
             except NotFoundError:

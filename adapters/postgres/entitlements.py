@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import delete, update
+from sqlalchemy import bindparam, delete, func, or_, update
+from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
@@ -17,7 +19,7 @@ from domain.entitlements.engine import Snapshot
 from domain.entitlements.grants import ExpirationDuration, ExpirationPeriod
 from domain.entitlements.models import Entitlement, EntitlementListQuery, EntitlementType, StoredGrant, UsageReset
 from domain.entitlements.recurrence import IsoDuration, Recurrence
-from domain.errors import ConflictError
+from domain.errors import ConflictError, NotFoundError
 
 
 def _entitlement(row: EntitlementRow, resets: Sequence[UsageResetRow]) -> Entitlement:
@@ -144,34 +146,87 @@ class PostgresEntitlementRepository:
             resets.setdefault(reset.entitlement_id, []).append(reset)
         return [_entitlement(row, resets.get(row.id, [])) for row in rows]
 
+    @staticmethod
+    async def _lock_scope(session: AsyncSession, namespace: str, customer_id: str, feature_key: str) -> None:
+        """Serialises writes to one (customer, feature key) until the transaction ends, so the
+        overlap check and the write that follows it cannot interleave with another's."""
+        scope = json.dumps(["entitlement", namespace, customer_id, feature_key])
+        await session.exec(
+            sa_select(func.pg_advisory_xact_lock(func.hashtextextended(bindparam("scope", scope), 0)))  # type: ignore[call-overload]
+        )
+
+    @staticmethod
+    async def _overlapping(
+        session: AsyncSession,
+        namespace: str,
+        customer_id: str,
+        feature_key: str,
+        start: datetime,
+        end: datetime | None,
+        exclude: Sequence[str],
+    ) -> str | None:
+        """The id of a live entitlement of the scope whose window meets [start, end), if any."""
+        statement = select(EntitlementRow).where(
+            EntitlementRow.namespace == namespace,
+            EntitlementRow.customer_id == customer_id,
+            EntitlementRow.feature_key == feature_key,
+            col(EntitlementRow.deleted_at).is_(None),
+        )
+        rows = (await session.exec(statement)).all()
+        for row in sorted(rows, key=lambda r: (r.active_from, r.id)):
+            if row.id in exclude:
+                continue
+            if _entitlement(row, []).window_overlaps(start, end):
+                return row.id
+        return None
+
     async def create(
         self, entitlement: Entitlement, grants: Sequence[StoredGrant], replaces: str | None = None
     ) -> None:
+        e = entitlement
         async with self._sessions() as session:
-            try:
-                if replaces is not None:
-                    await session.exec(
-                        update(EntitlementRow)
-                        .where(
-                            col(EntitlementRow.namespace) == entitlement.namespace, col(EntitlementRow.id) == replaces
-                        )
-                        .values(deleted_at=entitlement.created_at, updated_at=entitlement.created_at)
-                    )
-                    await session.flush()
-                session.add(_entitlement_row(entitlement))
-                await session.flush()
-                for grant in grants:
-                    session.add(_grant_row(grant))
-                await session.commit()
-            except IntegrityError as exc:
-                await session.rollback()
-                existing = await self.active_for_feature(
-                    entitlement.namespace, entitlement.customer_id, entitlement.feature_id
+            await self._lock_scope(session, e.namespace, e.customer_id, e.feature_key)
+            if replaces is not None:
+                await session.exec(
+                    update(EntitlementRow)
+                    .where(col(EntitlementRow.namespace) == e.namespace, col(EntitlementRow.id) == replaces)
+                    .values(deleted_at=e.created_at, updated_at=e.created_at)
                 )
+                await session.flush()
+            clash = await self._overlapping(
+                session, e.namespace, e.customer_id, e.feature_key, e.active_from, e.active_to, [e.id]
+            )
+            if clash is not None:
+                await session.rollback()
                 raise ConflictError(
-                    "entitlement already exists for this customer and feature",
-                    conflicting_id=existing.id if existing else None,
-                ) from exc
+                    f"entitlement already exists for customer {e.customer_id} and feature {e.feature_key}",
+                    conflicting_id=clash,
+                )
+            session.add(_entitlement_row(e))
+            await session.flush()
+            for grant in grants:
+                session.add(_grant_row(grant))
+            await session.commit()
+
+    async def set_active_to(self, namespace: str, entitlement_id: str, active_to: datetime, at: datetime) -> None:
+        async with self._sessions() as session:
+            row = await session.get(EntitlementRow, (namespace, entitlement_id))
+            if row is None or row.deleted_at is not None:
+                raise NotFoundError("entitlement", entitlement_id)
+            await self._lock_scope(session, namespace, row.customer_id, row.feature_key)
+            await session.refresh(row)
+            clash = await self._overlapping(
+                session, namespace, row.customer_id, row.feature_key, row.active_from, active_to, [row.id]
+            )
+            if clash is not None:
+                await session.rollback()
+                raise ConflictError(
+                    f"entitlement {clash} is active in the window this change would open", conflicting_id=clash
+                )
+            row.active_to = active_to
+            row.updated_at = at
+            session.add(row)
+            await session.commit()
 
     async def get(self, namespace: str, entitlement_id: str) -> Entitlement | None:
         async with self._sessions() as session:
@@ -179,17 +234,18 @@ class PostgresEntitlementRepository:
             found = await self._with_resets(session, [row]) if row is not None else []
         return found[0] if found else None
 
-    async def active_for_feature(self, namespace: str, customer_id: str, feature_id: str) -> Entitlement | None:
+    async def for_feature_key(
+        self, namespace: str, customer_id: str, feature_key: str, live_at: datetime
+    ) -> list[Entitlement]:
         statement = select(EntitlementRow).where(
             EntitlementRow.namespace == namespace,
             EntitlementRow.customer_id == customer_id,
-            EntitlementRow.feature_id == feature_id,
-            col(EntitlementRow.deleted_at).is_(None),
+            EntitlementRow.feature_key == feature_key,
+            or_(col(EntitlementRow.deleted_at).is_(None), col(EntitlementRow.deleted_at) > live_at),
         )
         async with self._sessions() as session:
-            row = (await session.exec(statement)).first()
-            found = await self._with_resets(session, [row]) if row is not None else []
-        return found[0] if found else None
+            rows = (await session.exec(statement)).all()
+            return await self._with_resets(session, rows)
 
     async def list_entitlements(self, namespace: str, query: EntitlementListQuery) -> list[Entitlement]:
         statement = select(EntitlementRow).where(EntitlementRow.namespace == namespace)

@@ -1,8 +1,8 @@
 """Postgres tables of customers, subjects, features, entitlements, grants and balance snapshots.
 
 Every table is keyed by namespace first. Uniqueness rules of the domain are backed by indexes: one
-live customer per key, one customer per subject key (customer_subjects), one live feature per key,
-one live entitlement per (customer, feature).
+live customer per key, one customer per subject key (customer_subjects), one live feature per key. At most one entitlement of a (customer, feature key) is active at any
+instant: overlapping active windows are refused by the repository under an advisory lock.
 """
 
 from __future__ import annotations
@@ -102,14 +102,9 @@ class FeatureRow(SQLModel, table=True):
 class EntitlementRow(SQLModel, table=True):
     __tablename__ = "entitlements"
     __table_args__ = (
-        Index(
-            "entitlements_live_customer_feature",
-            "namespace",
-            "customer_id",
-            "feature_id",
-            unique=True,
-            postgresql_where=text("deleted_at IS NULL"),
-        ),
+        # Not unique: scheduled entitlements of one feature may follow each other (active_from /
+        # active_to); the repository refuses overlapping windows under an advisory lock instead.
+        Index("entitlements_customer_feature_key", "namespace", "customer_id", "feature_key"),
         Index("entitlements_customer", "namespace", "customer_id"),
     )
 

@@ -20,7 +20,10 @@ and while it is not, every value and look-up is computed instead of served. `cle
 everything (called when the process is in step again after a lapse).
 
 Resolved look-ups (customer by ID or key, a customer's entitlement by ID or feature key) are kept
-under the same rule, invalidated by any entity write in the process.
+under the same rule, invalidated by any entity write in the process. A look-up can also carry a
+time horizon: which entitlement of a feature key is active "now" changes without any write when a
+scheduled entitlement starts or ends (its active_from / active_to), so that look-up is only
+trusted before the next such instant.
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ class ValueCache:
         self._usage: dict[tuple[str, str, str], int] = {}
         self._entitlements: dict[tuple[str, str], int] = {}
         self._values: OrderedDict[tuple[str, str], CachedValue] = OrderedDict()
-        self._lookups: OrderedDict[tuple[Any, ...], tuple[int, Any]] = OrderedDict()
+        self._lookups: OrderedDict[tuple[Any, ...], tuple[int, Any, datetime | None]] = OrderedDict()
         self.hits = 0
         self.misses = 0
         # None: always trusted (every change is seen in process, synchronously).
@@ -150,16 +153,19 @@ class ValueCache:
 
     # --- look-ups -------------------------------------------------------------------------------
 
-    def lookup(self, key: tuple[Any, ...]) -> Any | None:
+    def lookup(self, key: tuple[Any, ...], at: datetime | None = None) -> Any | None:
         found = self._lookups.get(key)
         if found is None or found[0] < self._entities or (self.gate is not None and not self.gate()):
             return None
+        valid_before = found[2]
+        if valid_before is not None and (at is None or at >= valid_before):
+            return None
         return found[1]
 
-    def remember(self, key: tuple[Any, ...], mark: int, value: Any) -> None:
+    def remember(self, key: tuple[Any, ...], mark: int, value: Any, valid_before: datetime | None = None) -> None:
         if self._entities > mark:
             return
-        self._lookups[key] = (mark, value)
+        self._lookups[key] = (mark, value, valid_before)
         while len(self._lookups) > self._max:
             self._lookups.popitem(last=False)
 

@@ -32,6 +32,9 @@ from domain.pagination import Pagination, SortOrder, parse_order, parse_order_by
 DEFAULT_ISSUE_PRIORITY: Final = 1
 DEFAULT_GRANT_PRIORITY: Final = 1
 ISSUE_AFTER_RESET_ANNOTATION: Final = "issueAfterReset"
+# OpenMeter marks an entitlement a subscription created (and owns) with this annotation; the public
+# API then refuses to delete, override or grant to it (403).
+SUBSCRIPTION_ID_ANNOTATION: Final = "subscription.id"
 ENTITLEMENT_ORDER_BY: Final = ("createdAt", "updatedAt")
 GRANT_ORDER_BY: Final = ("id", "createdAt", "updatedAt")
 
@@ -112,9 +115,23 @@ class Entitlement:
         return None if current is None else current.start
 
     def active_at(self, t: datetime) -> bool:
+        """Active in [active_from, active_to) and not deleted by `t` (OpenMeter's IsActive)."""
         if self.deleted_at is not None and self.deleted_at <= t:
             return False
         return self.active_from <= t and (self.active_to is None or t < self.active_to)
+
+    @property
+    def subscription_managed(self) -> bool:
+        return self.annotations.get(SUBSCRIPTION_ID_ANNOTATION) is not None
+
+    def window_overlaps(self, start: datetime, end: datetime | None) -> bool:
+        """Whether its active window [active_from, active_to) meets [start, end); an empty window
+        (from == to) is never active and meets nothing."""
+        if self.active_to is not None and self.active_to <= self.active_from:
+            return False
+        if end is not None and end <= start:
+            return False
+        return (end is None or self.active_from < end) and (self.active_to is None or start < self.active_to)
 
     def current_interval_and_anchor(self) -> tuple[IsoDuration, datetime] | None:
         if self.usage_interval is None or self.usage_anchor is None:

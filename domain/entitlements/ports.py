@@ -15,13 +15,21 @@ class EntitlementRepository(Protocol):
         self, entitlement: Entitlement, grants: Sequence[StoredGrant], replaces: str | None = None
     ) -> None:
         """Stores the entitlement with its initial grants, soft-deleting `replaces` in the same
-        transaction; raises ConflictError when the customer already has an active entitlement of
-        the feature."""
+        transaction; raises ConflictError (with the other's id) when another live entitlement of
+        the customer and feature key has an active window that meets the new one's."""
+        ...
+
+    async def set_active_to(self, namespace: str, entitlement_id: str, active_to: datetime, at: datetime) -> None:
+        """Moves the end of a live entitlement's active window (the same overlap rule as create)."""
         ...
 
     async def get(self, namespace: str, entitlement_id: str) -> Entitlement | None: ...
 
-    async def active_for_feature(self, namespace: str, customer_id: str, feature_id: str) -> Entitlement | None: ...
+    async def for_feature_key(
+        self, namespace: str, customer_id: str, feature_key: str, live_at: datetime
+    ) -> list[Entitlement]:
+        """The customer's entitlements of the feature key not deleted at `live_at` (any window)."""
+        ...
 
     async def list_entitlements(self, namespace: str, query: EntitlementListQuery) -> list[Entitlement]:
         """Filtered by customers and deletion; the service filters the rest and pages."""

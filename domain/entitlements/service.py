@@ -41,6 +41,7 @@ from domain.entitlements.grants import ZERO
 from domain.entitlements.models import (
     DEFAULT_ISSUE_PRIORITY,
     ISSUE_AFTER_RESET_ANNOTATION,
+    SUBSCRIPTION_ID_ANNOTATION,
     Entitlement,
     EntitlementInput,
     EntitlementType,
@@ -58,7 +59,7 @@ from domain.entitlements.models import (
 )
 from domain.entitlements.ports import EntitlementRepository, GrantRepository, SnapshotRepository
 from domain.entitlements.recurrence import MINUTE, ceil_minute, floor_minute
-from domain.errors import NotFoundError, PreconditionFailedError, ValidationError
+from domain.errors import ForbiddenError, NotFoundError, PreconditionFailedError, ValidationError
 from domain.events import DomainEvents
 from domain.metering.models import Aggregation, Meter
 from domain.metering.ports import EventStore, MeterRepository
@@ -226,13 +227,79 @@ class EntitlementService:
     # --- entitlements -------------------------------------------------------------------------
 
     async def create(self, namespace: str, customer: Customer, data: EntitlementInput) -> Entitlement:
+        """The public create: active from now until deleted (OpenMeter ignores activeFrom/To here)."""
         return await self._create(namespace, customer, data, replaces=None)
 
+    async def create_managed(
+        self,
+        namespace: str,
+        customer: Customer,
+        data: EntitlementInput,
+        *,
+        subscription_id: str,
+        active_from: datetime,
+        active_to: datetime | None = None,
+    ) -> Entitlement:
+        """An entitlement owned by a subscription, active in [active_from, active_to).
+
+        It carries the annotation {"subscription.id": subscription_id}; the public API refuses to
+        delete, override or grant to it (403). See the module docstring.
+        """
+        if not subscription_id:
+            raise ValidationError.single("subscriptionId", "required", "required")
+        return await self._create(
+            namespace,
+            customer,
+            data,
+            replaces=None,
+            active_from=active_from,
+            active_to=active_to,
+            annotations={SUBSCRIPTION_ID_ANNOTATION: subscription_id},
+        )
+
+    async def end_managed(self, namespace: str, entitlement_id: str, at: datetime) -> Entitlement:
+        """Ends a subscription-managed entitlement's active window at `at` (moving an earlier end
+        too). `at` may not precede its active_from (equal: it never becomes active)."""
+        entitlement = await self.get(namespace, entitlement_id)
+        if entitlement.deleted_at is not None:
+            raise NotFoundError("entitlement", entitlement_id)
+        if not entitlement.subscription_managed:
+            raise ForbiddenError(f"entitlement {entitlement_id} is not managed by a subscription")
+        at = _utc(at, "activeTo")
+        if at < entitlement.active_from:
+            raise ValidationError.single("activeTo", "activeTo cannot be before activeFrom", "invalid_range")
+        await self._entitlements.set_active_to(namespace, entitlement_id, at, self._clock())
+        self.entities_changed()
+        await self._changed(namespace, entitlement_id)
+        return await self.get(namespace, entitlement_id)
+
+    async def delete_managed(self, namespace: str, entitlement_id: str) -> None:
+        """Deletes a subscription-managed entitlement (what the public delete refuses)."""
+        entitlement = await self.get(namespace, entitlement_id)
+        if not entitlement.subscription_managed:
+            raise ForbiddenError(f"entitlement {entitlement_id} is not managed by a subscription")
+        await self._delete(namespace, entitlement)
+
     async def _create(
-        self, namespace: str, customer: Customer, data: EntitlementInput, replaces: Entitlement | None
+        self,
+        namespace: str,
+        customer: Customer,
+        data: EntitlementInput,
+        replaces: Entitlement | None,
+        *,
+        active_from: datetime | None = None,
+        active_to: datetime | None = None,
+        annotations: dict[str, Any] | None = None,
     ) -> Entitlement:
         now = self._clock()
-        valid = data.validate(now)
+        start = now if active_from is None else _utc(active_from, "activeFrom")
+        if active_to is not None:
+            active_to = _utc(active_to, "activeTo")
+            if active_to < start:
+                raise ValidationError.single("activeTo", "activeTo cannot be before activeFrom", "invalid_range")
+        # A scheduled entitlement's defaults (usage period anchor, measureUsageFrom NOW or
+        # CURRENT_PERIOD_START, the issueAfterReset grant) are taken at its start, not at creation.
+        valid = data.validate(start)
         feature = await self.features.get_live(namespace, valid.feature_id or valid.feature_key or "")
         if valid.feature_id and valid.feature_key and feature.key != valid.feature_key:
             raise ValidationError.single("featureKey", "featureKey and featureId name different features")
@@ -240,14 +307,6 @@ class EntitlementService:
             raise ValidationError.single("featureKey", f"feature {feature.key} has no meter", "feature_without_meter")
         if replaces is not None and replaces.feature_id != feature.id:
             raise ValidationError.single("featureKey", "an override must keep the feature", "feature_mismatch")
-        existing = await self._entitlements.active_for_feature(namespace, customer.id, feature.id)
-        if existing is not None and (replaces is None or existing.id != replaces.id):
-            from domain.errors import ConflictError
-
-            raise ConflictError(
-                f"entitlement already exists for customer {customer.id} and feature {feature.key}",
-                conflicting_id=existing.id,
-            )
         recurrence = valid.recurrence
         entitlement = Entitlement(
             id=str(ULID()),
@@ -258,8 +317,10 @@ class EntitlementService:
             customer_id=customer.id,
             created_at=now,
             updated_at=now,
-            active_from=now,
+            active_from=start,
+            active_to=active_to,
             metadata=valid.metadata,
+            annotations=dict(annotations or {}),
             usage_interval=recurrence.interval if recurrence else None,
             usage_anchor=recurrence.anchor if recurrence else None,
             measure_usage_from=valid.measure_usage_from,
@@ -271,7 +332,7 @@ class EntitlementService:
         )
         grants: list[StoredGrant] = []
         if entitlement.metered:
-            period = entitlement.current_usage_period(now)
+            period = entitlement.current_usage_period(start)
             assert period is not None
             if valid.issue_after_reset:
                 amount = valid.issue_after_reset
@@ -304,6 +365,8 @@ class EntitlementService:
         self, namespace: str, customer: Customer, id_or_feature_key: str, data: EntitlementInput
     ) -> Entitlement:
         old = await self.for_customer(namespace, customer, id_or_feature_key)
+        if old.subscription_managed:
+            raise ForbiddenError("entitlement is managed by subscription")
         return await self._create(namespace, customer, data, replaces=old)
 
     async def get(self, namespace: str, entitlement_id: str) -> Entitlement:
@@ -312,31 +375,43 @@ class EntitlementService:
             raise NotFoundError("entitlement", entitlement_id)
         return entitlement
 
-    async def for_customer(self, namespace: str, customer: Customer, id_or_feature_key: str) -> Entitlement:
-        """A customer's entitlement by ID, or its active entitlement of the feature with that key."""
+    def now(self) -> datetime:
+        return self._clock()
+
+    async def for_customer(
+        self, namespace: str, customer: Customer, id_or_feature_key: str, at: datetime | None = None
+    ) -> Entitlement:
+        """A customer's entitlement by ID (in any state), or the one of the feature with that key
+        that is active at `at` (default now); NotFoundError when there is none."""
         cache = self.cache
-        if cache is None:
-            return await self._for_customer(namespace, customer, id_or_feature_key)
+        if cache is None or at is not None:
+            found, _ = await self._for_customer(namespace, customer, id_or_feature_key, at or self._clock())
+            return found
+        now = self._clock()
         key = ("entitlement", namespace, customer.id, id_or_feature_key)
-        found: Entitlement | None = cache.lookup(key)
-        if found is None:
-            mark = cache.mark()
-            found = await self._for_customer(namespace, customer, id_or_feature_key)
-            cache.remember(key, mark, found)
+        cached: Entitlement | None = cache.lookup(key, now)
+        if cached is not None:
+            return cached
+        mark = cache.mark()
+        found, valid_before = await self._for_customer(namespace, customer, id_or_feature_key, now)
+        cache.remember(key, mark, found, valid_before)
         return found
 
-    async def _for_customer(self, namespace: str, customer: Customer, id_or_feature_key: str) -> Entitlement:
+    async def _for_customer(
+        self, namespace: str, customer: Customer, id_or_feature_key: str, at: datetime
+    ) -> tuple[Entitlement, datetime | None]:
+        """The entitlement, and the next instant a feature-key look-up may resolve differently."""
         entitlement = await self._entitlements.get(namespace, id_or_feature_key)
         if entitlement is not None and entitlement.customer_id == customer.id:
-            return entitlement
-        try:
-            feature = await self.features.get(namespace, id_or_feature_key)
-        except NotFoundError:
-            raise NotFoundError("entitlement", id_or_feature_key) from None
-        entitlement = await self._entitlements.active_for_feature(namespace, customer.id, feature.id)
-        if entitlement is None:
+            return entitlement, None
+        candidates = await self._entitlements.for_feature_key(namespace, customer.id, id_or_feature_key, at)
+        active = [e for e in candidates if e.active_at(at)]
+        changes = [
+            t for e in candidates for t in (e.active_from, e.active_to, e.deleted_at) if t is not None and t > at
+        ]
+        if not active:
             raise NotFoundError("entitlement", id_or_feature_key)
-        return entitlement
+        return active[0], min(changes, default=None)
 
     async def list_entitlements(
         self, namespace: str, data: ListEntitlementsInput, customer_ids: Sequence[str] = ()
@@ -357,6 +432,11 @@ class EntitlementService:
         return page.apply(items), len(items), page.mode, page.effective_page, page.effective_page_size
 
     async def delete(self, namespace: str, entitlement: Entitlement) -> None:
+        if entitlement.subscription_managed:
+            raise ForbiddenError("entitlement is managed by subscription")
+        await self._delete(namespace, entitlement)
+
+    async def _delete(self, namespace: str, entitlement: Entitlement) -> None:
         if entitlement.deleted_at is not None:
             raise NotFoundError("entitlement", entitlement.id)
         await self._entitlements.delete(namespace, entitlement.id, self._clock())
@@ -386,6 +466,9 @@ class EntitlementService:
     async def create_grant(self, namespace: str, entitlement: Entitlement, data: GrantInput) -> StoredGrant:
         if entitlement.deleted_at is not None:
             raise NotFoundError("entitlement", entitlement.id)
+        if entitlement.subscription_managed:
+            # OpenMeter refuses grants on subscription-managed entitlements (issue #3293).
+            raise ForbiddenError("entitlement is managed by subscription")
         if not entitlement.metered:
             raise ValidationError.single(
                 "entitlement", "grants are only supported on metered entitlements", "not_metered"
@@ -535,9 +618,12 @@ class EntitlementService:
     async def value(
         self, namespace: str, entitlement: Entitlement, at: datetime | None = None, customer: Customer | None = None
     ) -> EntitlementValue:
-        when = ceil_minute(at if at is not None else self._clock())
-        if not entitlement.active_at(when) and not (entitlement.deleted_at is None and when < entitlement.active_from):
+        instant = at if at is not None else self._clock()
+        # Outside its active window (before it started, after it ended or was deleted) an
+        # entitlement gives no access and no balance, as OpenMeter's NoAccessValue.
+        if not entitlement.active_at(instant):
             return EntitlementValue(has_access=False)
+        when = ceil_minute(instant)
         if entitlement.type is EntitlementType.BOOLEAN:
             return EntitlementValue(has_access=True)
         if entitlement.type is EntitlementType.STATIC:
@@ -590,6 +676,8 @@ class EntitlementService:
         from_ = data.from_ if data.from_ is not None else entitlement.last_reset(now)
         assert from_ is not None
         to = data.to if data.to is not None else now
+        if data.to is None and entitlement.active_to is not None and entitlement.active_to < to:
+            to = entitlement.active_to  # an ended entitlement's history stops where it ended
         if from_ < entitlement.measure_usage_from:
             raise ValidationError.single(
                 "from",
@@ -712,7 +800,10 @@ class EntitlementService:
                 customer_ids.append(customer.id)
         if not customer_ids:
             return []
-        return await self._entitlements.active_metered(namespace, list(dict.fromkeys(customer_ids)), feature_ids)
+        now = self._clock()
+        found = await self._entitlements.active_metered(namespace, list(dict.fromkeys(customer_ids)), feature_ids)
+        # Scheduled ones that have not started, or have ended, have no balance to recompute.
+        return [e for e in found if e.active_at(now)]
 
     async def snapshot_event(self, namespace: str, entitlement: Entitlement) -> BalanceSnapshotEvent:
         """Recomputes the entitlement's value now (storing a snapshot when one is due)."""
@@ -745,6 +836,12 @@ class EntitlementService:
     async def publish(self, event: Any) -> None:
         if self._events is not None:
             await self._events.publish(event)
+
+
+def _utc(value: datetime, field: str) -> datetime:
+    if value.tzinfo is None:
+        raise ValidationError.single(field, "must carry a time zone", "invalid_time")
+    return value.astimezone(UTC)
 
 
 def _all_features() -> Any:
@@ -780,6 +877,10 @@ def entitlement_rest(entitlement: Entitlement, customer: Customer, now: datetime
         "updatedAt": rfc3339(entitlement.updated_at),
         "activeFrom": rfc3339(entitlement.active_from),
     }
+    if entitlement.active_to is not None:
+        out["activeTo"] = rfc3339(entitlement.active_to)
+    if entitlement.annotations:
+        out["annotations"] = dict(entitlement.annotations)
     if customer.key:
         out["customerKey"] = customer.key
     if entitlement.deleted_at is not None:

@@ -24,6 +24,7 @@ from domain.entitlements.models import (
     interval_name,
 )
 from domain.entitlements.service import EntitlementService, History, subject_key_for
+from domain.errors import NotFoundError
 from domain.pagination import PageMode
 from server.context import RequestContext
 from server.convert import optional_str, set_timestamp, struct_from, timestamp_or_none
@@ -355,8 +356,13 @@ class EntitlementServicer(entitlements_pb2_grpc.EntitlementServiceServicer):
         self, request: pb.GetCustomerEntitlementValueRequest, context: Ctx
     ) -> pb.EntitlementValue:
         customer = await self._customer(context, request.customer_id_or_key)
-        e = await self._svc.for_customer(self._ns(context), customer, request.entitlement_id_or_feature_key)
-        value = await self._svc.value(self._ns(context), e, timestamp_or_none(request, "time"), customer)
+        at = timestamp_or_none(request, "time")
+        try:
+            e = await self._svc.for_customer(self._ns(context), customer, request.entitlement_id_or_feature_key, at)
+        except NotFoundError:
+            # OpenMeter's customer-scoped value: no entitlement of that key active then is no access.
+            return pb.EntitlementValue(has_access=False)
+        value = await self._svc.value(self._ns(context), e, at, customer)
         return value_to_proto(value, v2=True)
 
     async def GetCustomerEntitlementHistory(
@@ -532,10 +538,11 @@ class EntitlementServicer(entitlements_pb2_grpc.EntitlementServiceServicer):
     async def GetSubjectEntitlementValue(
         self, request: pb.GetSubjectEntitlementValueRequest, context: Ctx
     ) -> pb.EntitlementValue:
-        customer, e = await self._subject_entitlement(
-            context, request.subject_id_or_key, request.entitlement_id_or_feature_key
-        )
-        value = await self._svc.value(self._ns(context), e, timestamp_or_none(request, "time"), customer)
+        at = timestamp_or_none(request, "time")
+        # The v1 subject-scoped value answers 404 when no entitlement of the key is active at `at`.
+        customer = await self._subject(context, request.subject_id_or_key)
+        e = await self._svc.for_customer(self._ns(context), customer, request.entitlement_id_or_feature_key, at)
+        value = await self._svc.value(self._ns(context), e, at, customer)
         return value_to_proto(value, v2=False)
 
     async def GetSubjectEntitlementHistory(

@@ -1,0 +1,201 @@
+"""Active windows (activeFrom/activeTo) and subscription-managed entitlements, against real Postgres
+and chDB with a controlled clock, through the domain API subscriptions use.
+
+OpenMeter's rules: an entitlement is active in [activeFrom, activeTo) and not deleted; outside that
+window its value is {"hasAccess": false}; a feature key resolves to the entitlement active at the
+asked time; windows of one customer and feature key may follow each other but never overlap; the
+balance worker skips entitlements that have not started or have ended; entitlements annotated with
+a subscription cannot be deleted, overridden or given grants through the public API.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+
+pytest.importorskip("chdb")
+
+from domain.catalog.models import FeatureCreateInput
+from domain.customers.models import CustomerInput
+from domain.entitlements.models import EntitlementInput, GrantInput, HistoryInput, RecurrenceInput
+from domain.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
+from domain.metering.events import IngestLimits, validate_batch
+from tests.integration.test_value_cache import NS, Stack, stack
+
+__all__ = ["stack"]  # the module-scoped fixture, shared with the value-cache tests
+
+
+def metered(feature_key: str, issue: int) -> EntitlementInput:
+    return EntitlementInput(
+        type="metered", feature_key=feature_key, usage_period=RecurrenceInput("DAY"), issue_after_reset=issue, v2=True
+    )
+
+
+async def flush(stack: Stack, subject: str, *events: tuple[timedelta, int]) -> None:
+    base = stack.clock.now
+    raws = [
+        {
+            "specversion": "1.0",
+            "id": f"{subject}-{offset.total_seconds()}-{n}",
+            "source": "windows",
+            "type": "call",
+            "subject": subject,
+            "time": (base + offset).isoformat(),
+            "data": {"n": n},
+        }
+        for offset, n in events
+    ]
+    await stack.sink.flush(validate_batch(raws, NS, base, IngestLimits()))
+
+
+def triple(value: object) -> tuple[object, ...]:
+    return (
+        getattr(value, "has_access", None),
+        getattr(value, "balance", None),
+        getattr(value, "usage", None),
+    )
+
+
+async def test_managed_entitlements_follow_each_other_and_answer_only_inside_their_window(stack: Stack) -> None:
+    svc, ref, clock = stack.cached, stack.reference, stack.clock
+    await svc.features.create(NS, FeatureCreateInput(key="sched_calls", name="Scheduled calls", meter_slug="calls"))
+    customer = await svc.customers.create(NS, CustomerInput(name="Sched", key="sched", subject_keys=["sched"]))
+    c0 = clock.now
+    first = await svc.create_managed(
+        NS,
+        customer,
+        metered("sched_calls", 100),
+        subscription_id="sub_1",
+        active_from=c0 + timedelta(hours=1),
+        active_to=c0 + timedelta(hours=3),
+    )
+    second = await svc.create_managed(
+        NS, customer, metered("sched_calls", 50), subscription_id="sub_1", active_from=c0 + timedelta(hours=3)
+    )
+    assert first.annotations == {"subscription.id": "sub_1"} and first.subscription_managed
+    # A scheduled entitlement measures usage from its start, and its issueAfterReset grant starts there.
+    assert first.measure_usage_from == c0 + timedelta(hours=1)
+    assert (second.active_from, second.active_to) == (c0 + timedelta(hours=3), None)
+
+    # Windows never overlap, whoever asks: the conflict names the entitlement in the way.
+    with pytest.raises(ConflictError) as clash:
+        await svc.create_managed(
+            NS, customer, metered("sched_calls", 1), subscription_id="sub_2", active_from=c0 + timedelta(hours=2)
+        )
+    assert clash.value.conflicting_id == first.id
+    with pytest.raises(ConflictError) as public:
+        await svc.create(NS, customer, metered("sched_calls", 1))
+    assert public.value.conflicting_id == first.id
+    with pytest.raises(ValidationError):
+        await svc.create_managed(
+            NS,
+            customer,
+            metered("sched_calls", 1),
+            subscription_id="sub_2",
+            active_from=c0 + timedelta(hours=9),
+            active_to=c0 + timedelta(hours=8),
+        )
+
+    # Before the first starts: no entitlement of the key is active, and by id it has no access.
+    with pytest.raises(NotFoundError):
+        await svc.for_customer(NS, customer, "sched_calls")
+    assert triple(await svc.value(NS, first)) == (False, None, None)
+    await flush(stack, "sched", (timedelta(minutes=30), 5))
+    assert await stack.worker.drain() == 0  # nothing active to recompute
+
+    # Inside the first window: usage from its start only (the event at +30 min is before it).
+    clock.now = c0 + timedelta(hours=2)
+    await flush(stack, "sched", (timedelta(minutes=-30), 7))
+    assert (await svc.for_customer(NS, customer, "sched_calls")).id == first.id
+    got = await svc.value(NS, first)
+    assert (got.has_access, got.balance, got.usage) == (True, Decimal(93), Decimal(7))
+    assert triple(got) == triple(await ref.value(NS, first))
+    assert await stack.worker.drain() == 1
+
+    # Past the boundary, with no write in between: the key resolves to the second one (the cached
+    # look-up expires at the first one's activeTo), the first gives no access.
+    clock.now = c0 + timedelta(hours=3, minutes=30)
+    await flush(stack, "sched", (timedelta(minutes=-10), 11))
+    assert (await svc.for_customer(NS, customer, "sched_calls")).id == second.id
+    assert triple(await svc.value(NS, first)) == (False, None, None)
+    now_value = await svc.value(NS, second)
+    assert (now_value.balance, now_value.usage) == (Decimal(39), Decimal(11))
+    assert triple(now_value) == triple(await ref.value(NS, second))
+    assert await stack.worker.drain() == 1  # only the second: the first has ended
+
+    # Values at an explicit time resolve the key at that time, as OpenMeter does.
+    at = c0 + timedelta(hours=2)
+    assert (await svc.for_customer(NS, customer, "sched_calls", at)).id == first.id
+    past = await svc.value(NS, first, at)
+    assert (past.has_access, past.usage) == (True, Decimal(7))
+    with pytest.raises(NotFoundError):
+        await svc.for_customer(NS, customer, "sched_calls", c0 + timedelta(minutes=30))
+
+    # An ended entitlement's history stops where it ended.
+    history = await svc.history(NS, first, HistoryInput(window_size="MINUTE"))
+    assert history.windows[-1].end == c0 + timedelta(hours=3)
+    assert sum(w.usage for w in history.windows) == Decimal(7)
+
+    # The public API may not delete, override or grant to a managed entitlement (403).
+    with pytest.raises(ForbiddenError):
+        await svc.delete(NS, second)
+    with pytest.raises(ForbiddenError):
+        await svc.create_grant(NS, second, GrantInput(amount=5, effective_at=clock.now, v2=True))
+    with pytest.raises(ForbiddenError):
+        await svc.override(NS, customer, "sched_calls", metered("sched_calls", 1))
+
+    # Subscriptions end and replace them through the managed API.
+    ended = await svc.end_managed(NS, second.id, c0 + timedelta(hours=5))
+    assert ended.active_to == c0 + timedelta(hours=5)
+    third = await svc.create_managed(
+        NS, customer, metered("sched_calls", 10), subscription_id="sub_2", active_from=c0 + timedelta(hours=5)
+    )
+    with pytest.raises(ConflictError) as moved:
+        await svc.end_managed(NS, second.id, c0 + timedelta(hours=6))
+    assert moved.value.conflicting_id == third.id
+    with pytest.raises(ValidationError):
+        await svc.end_managed(NS, third.id, c0 + timedelta(hours=4))
+    clock.now = c0 + timedelta(hours=5, minutes=1)
+    assert (await svc.for_customer(NS, customer, "sched_calls")).id == third.id
+    assert triple(await svc.value(NS, await svc.get(NS, second.id))) == (False, None, None)
+    await svc.delete_managed(NS, third.id)
+    with pytest.raises(NotFoundError):
+        await svc.for_customer(NS, customer, "sched_calls")
+
+    # The managed API only acts on managed entitlements.
+    plain = await svc.create(NS, customer, metered("sched_calls", 3))
+    with pytest.raises(ForbiddenError):
+        await svc.end_managed(NS, plain.id, clock.now + timedelta(hours=1))
+    with pytest.raises(ForbiddenError):
+        await svc.delete_managed(NS, plain.id)
+
+
+async def test_value_before_the_entitlement_existed_has_no_access(stack: Stack) -> None:
+    svc, clock = stack.cached, stack.clock
+    await svc.features.create(NS, FeatureCreateInput(key="early_calls", name="Early calls", meter_slug="calls"))
+    customer = await svc.customers.create(NS, CustomerInput(name="Early", key="early", subject_keys=["early"]))
+    created_at = clock.now
+    data = EntitlementInput(
+        type="metered",
+        feature_key="early_calls",
+        usage_period=RecurrenceInput("DAY", created_at - timedelta(hours=6)),
+        measure_usage_from=(created_at - timedelta(hours=2)).isoformat(),
+        issue_after_reset=20,
+        v2=True,
+    )
+    entitlement = await svc.create(NS, customer, data)
+    assert entitlement.active_from == created_at
+    await flush(stack, "early", (timedelta(hours=-1), 4))
+
+    # Usage measured from before creation still counts now...
+    now = await svc.value(NS, entitlement)
+    assert (now.has_access, now.balance, now.usage) == (True, Decimal(16), Decimal(4))
+    # ...but at a time before the entitlement existed there was no entitlement: no access, no
+    # balance, and the feature key resolves to nothing.
+    before = created_at - timedelta(minutes=30)
+    assert triple(await svc.value(NS, entitlement, before)) == (False, None, None)
+    with pytest.raises(NotFoundError):
+        await svc.for_customer(NS, customer, "early_calls", before)
+    assert (await svc.for_customer(NS, customer, "early_calls", created_at)).id == entitlement.id
