@@ -68,6 +68,10 @@ class PreconditionFailedError(TallyError):
     pass
 
 
+class NotImplementedFeatureError(TallyError):
+    """A feature Tally lists for compatibility but has not built (REST 501)."""
+
+
 class UnavailableError(TallyError):
     """A dependency (the bus, the event store) is down; the caller should retry."""
 

@@ -3,7 +3,7 @@
 REST requests reach it through Envoy, which forwards `Authorization` as gRPC metadata, so both
 transports meet the same check. Each method maps to one required scope (`required_scope`): the
 ingest RPCs need `ingest`; List/Get/Query/Stream need `read`; Create/Update/Delete/Upsert/Override/
-Reset/Void/Test/Resend/Invalidate need `write`; the API key service needs `admin` (admin implies the
+Reset/Void/Test/Resend/Invalidate/Install/Uninstall need `write`; the API key service needs `admin` (admin implies the
 others); an unknown method needs `admin` (fail closed). Health checks and reflection stay open. The
 portal's meter query is authenticated by a portal token instead of an API key.
 
@@ -42,7 +42,20 @@ OPEN_SERVICES = frozenset(
 ADMIN_SERVICES = frozenset({"tally.v1.ApiKeyService"})
 PORTAL_METHODS = frozenset({"tally.v1.PortalService/QueryPortalMeter", "tally.v1.PortalService/QueryPortalMeterCsv"})
 READ_PREFIXES = ("List", "Get", "Query", "Stream")
-WRITE_PREFIXES = ("Create", "Update", "Delete", "Upsert", "Override", "Reset", "Void", "Test", "Resend", "Invalidate")
+WRITE_PREFIXES = (
+    "Create",
+    "Update",
+    "Delete",
+    "Upsert",
+    "Override",
+    "Reset",
+    "Void",
+    "Test",
+    "Resend",
+    "Invalidate",
+    "Install",
+    "Uninstall",
+)
 
 MISSING_KEY = "missing API key: send 'Authorization: Bearer <key>'"
 MISSING_PORTAL_TOKEN = "missing portal token: send 'Authorization: Bearer <token>'"  # noqa: S105

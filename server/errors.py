@@ -22,6 +22,7 @@ from domain.errors import (
     ConflictError,
     ForbiddenError,
     NotFoundError,
+    NotImplementedFeatureError,
     PayloadTooLargeError,
     PreconditionFailedError,
     TallyError,
@@ -51,6 +52,7 @@ _MAPPINGS: list[tuple[type[TallyError], Mapping]] = [
     (ForbiddenError, Mapping(grpc.StatusCode.PERMISSION_DENIED, 403, "Forbidden")),
     (PreconditionFailedError, Mapping(grpc.StatusCode.FAILED_PRECONDITION, 412, "Precondition Failed")),
     (UnavailableError, Mapping(grpc.StatusCode.UNAVAILABLE, 503, "Service Unavailable")),
+    (NotImplementedFeatureError, Mapping(grpc.StatusCode.UNIMPLEMENTED, 501, "Not Implemented")),
 ]
 _INTERNAL = Mapping(grpc.StatusCode.INTERNAL, 500, "Internal Server Error")
 

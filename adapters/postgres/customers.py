@@ -16,7 +16,7 @@ from domain.errors import ConflictError
 from domain.pagination import SortOrder
 
 
-def _to_domain(row: CustomerRow) -> Customer:
+def customer_from_row(row: CustomerRow) -> Customer:
     return Customer(
         id=row.id,
         namespace=row.namespace,
@@ -101,7 +101,7 @@ class PostgresCustomerRepository:
                 )
                 row = (await session.exec(statement)).first()
         # By ID a deleted customer is still found (callers decide); by key only a live one.
-        return _to_domain(row) if row is not None else None
+        return customer_from_row(row) if row is not None else None
 
     async def list_customers(self, namespace: str, query: CustomerListQuery) -> tuple[list[Customer], int]:
         statement = select(CustomerRow).where(CustomerRow.namespace == namespace)
@@ -124,7 +124,7 @@ class PostgresCustomerRepository:
             if limit is not None:
                 paged = paged.limit(limit)
             rows = (await session.exec(paged)).all()
-        return [_to_domain(row) for row in rows], int(total)
+        return [customer_from_row(row) for row in rows], int(total)
 
     async def by_subject(self, namespace: str, subject_key: str) -> Customer | None:
         async with self._sessions() as session:
@@ -132,7 +132,7 @@ class PostgresCustomerRepository:
             if owner is None:
                 return None
             row = await session.get(CustomerRow, (namespace, owner.customer_id))
-        return _to_domain(row) if row is not None and row.deleted_at is None else None
+        return customer_from_row(row) if row is not None and row.deleted_at is None else None
 
     async def owners(self, namespace: str, subject_keys: Sequence[str]) -> dict[str, str]:
         if not subject_keys:

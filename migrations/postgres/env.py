@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlmodel import SQLModel
 
 import adapters.postgres.auth_tables
+import adapters.postgres.billing_tables
 import adapters.postgres.entitlements_tables
 import adapters.postgres.notifications_tables
 import adapters.postgres.tables  # noqa: F401  (registers the tables on SQLModel.metadata)

@@ -15,7 +15,7 @@ from tally.v1 import customers_pb2, customers_pb2_grpc
 _ADDRESS_FIELDS = ("country", "postal_code", "state", "city", "line1", "line2", "phone_number")
 
 
-def _address_in(message: customers_pb2.Address) -> Address | None:
+def address_from_proto(message: customers_pb2.Address) -> Address | None:
     address = Address(**{name: optional_str(message, name) for name in _ADDRESS_FIELDS})
     return None if address.is_empty() else address
 
@@ -51,7 +51,7 @@ def _customer_input(
         description=optional_str(request, "description"),
         primary_email=optional_str(request, "primary_email"),
         currency=optional_str(request, "currency"),
-        billing_address=_address_in(request.billing_address) if request.HasField("billing_address") else None,
+        billing_address=address_from_proto(request.billing_address) if request.HasField("billing_address") else None,
         metadata=dict(request.metadata),
     )
 

@@ -26,6 +26,8 @@ TALLY_SERVICES = {
     "tally.v1.EntitlementService",
     "tally.v1.ApiKeyService",
     "tally.v1.PortalService",
+    "tally.v1.AppService",
+    "tally.v1.BillingProfileService",
 }
 
 

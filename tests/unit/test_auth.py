@@ -8,6 +8,8 @@ import pytest
 from google.protobuf import descriptor_pool
 
 import tally.v1.apikeys_pb2
+import tally.v1.apps_pb2
+import tally.v1.billing_pb2
 import tally.v1.customers_pb2
 import tally.v1.entitlements_pb2
 import tally.v1.events_pb2
@@ -47,7 +49,18 @@ NOW = datetime(2025, 1, 1, tzinfo=UTC)
 def tally_methods() -> list[str]:
     pool = descriptor_pool.Default()
     methods = []
-    for module in ("apikeys", "customers", "entitlements", "events", "features", "meters", "notifications", "portal"):
+    for module in (
+        "apikeys",
+        "apps",
+        "billing",
+        "customers",
+        "entitlements",
+        "events",
+        "features",
+        "meters",
+        "notifications",
+        "portal",
+    ):
         file = pool.FindFileByName(f"tally/v1/{module}.proto")
         for service in file.services_by_name.values():
             methods += [f"/{service.full_name}/{method.name}" for method in service.methods]
@@ -88,6 +101,10 @@ def test_every_rpc_maps_to_a_scope_by_rule() -> None:
         ("/tally.v1.PortalService/ListPortalTokens", Scope.READ),
         ("/tally.v1.PortalService/QueryPortalMeter", PORTAL),
         ("/tally.v1.ApiKeyService/ListApiKeys", Scope.ADMIN),
+        ("/tally.v1.AppService/InstallMarketplaceListing", Scope.WRITE),
+        ("/tally.v1.AppService/UninstallApp", Scope.WRITE),
+        ("/tally.v1.AppService/ListMarketplaceListings", Scope.READ),
+        ("/tally.v1.BillingProfileService/UpsertBillingProfileCustomerOverride", Scope.WRITE),
         ("/tally.v1.MeterService/SomethingNew", Scope.ADMIN),
         ("/grpc.health.v1.Health/Check", None),
         ("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", None),

@@ -1,0 +1,454 @@
+"""Apps, the marketplace, customer app data, billing profiles and customer overrides over REST
+through Envoy, with OpenMeter's paths, shapes and status codes.
+
+The module runs its own Tally on a fresh database: these tests change the namespace's default
+profile and installed apps, which the shared stack's other tests must not see.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from tests.support.stack import TallyProcess, create_database
+
+APPS = "/api/v1/apps"
+LISTINGS = "/api/v1/marketplace/listings"
+PROFILES = "/api/v1/billing/profiles"
+OVERRIDES = "/api/v1/billing/customers"
+SUPPLIER = {"name": "Acme Billing Ltd", "addresses": [{"country": "DE", "city": "Berlin"}]}
+
+
+@pytest.fixture(scope="module")
+def billing_stack(postgres_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TallyProcess]:
+    url = asyncio.run(create_database())
+    stack = TallyProcess(data_dir=tmp_path_factory.mktemp("tally-billing"), postgres_url=url).start()
+    yield stack
+    stack.stop()
+
+
+@pytest_asyncio.fixture
+async def api(billing_stack: TallyProcess) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=billing_stack.rest_url, timeout=30) as client:
+        yield client
+
+
+async def ok(response: httpx.Response, status: int = 200) -> Any:
+    assert response.status_code == status, response.text
+    return response.json() if response.content else None
+
+
+async def sandbox(api: httpx.AsyncClient) -> dict[str, Any]:
+    apps = (await ok(await api.get(APPS)))["items"]
+    return next(a for a in apps if a["type"] == "sandbox")
+
+
+async def default_profile(api: httpx.AsyncClient) -> dict[str, Any]:
+    profiles = (await ok(await api.get(PROFILES, params={"pageSize": 1000})))["items"]
+    return next(p for p in profiles if p["default"])
+
+
+async def install_custom(api: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
+    return await ok(await api.post(f"{LISTINGS}/custom_invoicing/install", json=body))
+
+
+async def make_customer(api: httpx.AsyncClient, key: str, **extra: Any) -> dict[str, Any]:
+    body = {"name": key.title(), "key": key, **extra}
+    return await ok(await api.post("/api/v1/customers", json=body), 201)
+
+
+async def test_sandbox_and_default_profile_exist_from_the_start(api: httpx.AsyncClient) -> None:
+    app = await sandbox(api)
+    assert app["name"] == "Sandbox" and app["status"] == "ready"
+    assert app["listing"]["type"] == "sandbox"
+    assert {c["type"] for c in app["listing"]["capabilities"]} == {
+        "collectPayments",
+        "calculateTax",
+        "invoiceCustomers",
+    }
+    assert "enableDraftSyncHook" not in app and "deletedAt" not in app
+
+    profile = await default_profile(api)
+    assert profile["name"] == "openmeter-sandbox"
+    assert profile["apps"] == {"tax": {"id": app["id"]}, "invoicing": {"id": app["id"]}, "payment": {"id": app["id"]}}
+    workflow = profile["workflow"]
+    assert workflow["collection"] == {"alignment": {"type": "subscription"}, "interval": "PT1H"}
+    assert workflow["invoicing"] == {
+        "autoAdvance": True,
+        "draftPeriod": "P0D",
+        "dueAfter": "P30D",
+        "progressiveBilling": True,
+        "subscriptionEndProrationMode": "bill_actual_period",
+    }
+    assert workflow["payment"] == {"collectionMethod": "charge_automatically"}
+    assert workflow["tax"] == {"enabled": True, "enforced": False}
+
+    expanded = await ok(await api.get(f"{PROFILES}/{profile['id']}", params={"expand": "apps"}))
+    assert expanded["apps"]["invoicing"]["type"] == "sandbox"
+    assert expanded["apps"]["invoicing"]["listing"]["name"] == "Sandbox"
+
+
+async def test_sandbox_is_a_singleton(api: httpx.AsyncClient) -> None:
+    existing = await sandbox(api)
+    response = await api.post(f"{LISTINGS}/sandbox/install", json={})
+    assert response.status_code == 409, response.text
+    problem = response.json()
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert problem["extensions"]["conflictingEntityId"] == existing["id"]
+
+
+async def test_marketplace(api: httpx.AsyncClient) -> None:
+    listings = await ok(await api.get(LISTINGS))
+    assert listings["totalCount"] == 3 and listings["page"] == 1
+    assert {x["type"] for x in listings["items"]} == {"stripe", "sandbox", "custom_invoicing"}
+    custom = await ok(await api.get(f"{LISTINGS}/custom_invoicing"))
+    assert custom["installMethods"] == ["no_credentials_required"]
+    assert (await api.get(f"{LISTINGS}/nope")).status_code == 400
+    paged = await ok(await api.get(LISTINGS, params={"page": 2, "pageSize": 2}))
+    assert paged["totalCount"] == 3 and len(paged["items"]) == 1
+
+    # Stripe is listed, and says it cannot be installed here; installing it answers 501.
+    stripe = await ok(await api.get(f"{LISTINGS}/stripe"))
+    assert "not available" in stripe["description"].lower()
+    refused = await api.post(f"{LISTINGS}/stripe/install/apikey", json={"apiKey": "sk_test_123"})
+    assert refused.status_code == 501, refused.text
+    # The other apps take no API key.
+    wrong = await api.post(f"{LISTINGS}/custom_invoicing/install/apikey", json={"apiKey": "k"})
+    assert wrong.status_code == 400, wrong.text
+
+
+async def test_custom_invoicing_install_settings_and_uninstall(api: httpx.AsyncClient) -> None:
+    installed = await install_custom(api, name="ERP", createBillingProfile=False)
+    app = installed["app"]
+    assert installed["defaultForCapabilityTypes"] == []
+    assert app["type"] == "custom_invoicing" and app["name"] == "ERP"
+    assert app["enableDraftSyncHook"] is False and app["enableIssuingSyncHook"] is False
+
+    updated = await ok(
+        await api.put(
+            f"{APPS}/{app['id']}",
+            json={
+                "type": "custom_invoicing",
+                "name": "ERP sync",
+                "metadata": {"team": "finance"},
+                "enableDraftSyncHook": True,
+                "enableIssuingSyncHook": True,
+            },
+        )
+    )
+    assert updated["enableDraftSyncHook"] is True and updated["enableIssuingSyncHook"] is True
+    assert updated["metadata"] == {"team": "finance"} and updated["name"] == "ERP sync"
+    assert (await ok(await api.get(f"{APPS}/{app['id']}")))["enableIssuingSyncHook"] is True
+
+    # The hooks are required for a custom invoicing app, and the type cannot change.
+    missing = await api.put(f"{APPS}/{app['id']}", json={"type": "custom_invoicing", "name": "x"})
+    assert missing.status_code == 400
+    fields = {e["field"] for e in missing.json()["extensions"]["validationErrors"]}
+    assert fields == {"enableDraftSyncHook", "enableIssuingSyncHook"}
+    assert (await api.put(f"{APPS}/{app['id']}", json={"type": "sandbox", "name": "x"})).status_code == 400
+
+    assert (await api.delete(f"{APPS}/{app['id']}")).status_code == 204
+    assert (await api.get(f"{APPS}/{app['id']}")).status_code == 404
+    assert app["id"] not in {a["id"] for a in (await ok(await api.get(APPS)))["items"]}
+
+
+async def test_install_with_billing_profile_and_uninstall_refused_while_used(api: httpx.AsyncClient) -> None:
+    installed = await install_custom(api, name="Netsuite")
+    app_id = installed["app"]["id"]
+    profiles = (await ok(await api.get(PROFILES, params={"pageSize": 1000})))["items"]
+    created = [p for p in profiles if p["apps"]["invoicing"]["id"] == app_id]
+    assert len(created) == 1 and created[0]["default"] is False
+    assert created[0]["supplier"] == (await default_profile(api))["supplier"]
+
+    refused = await api.delete(f"{APPS}/{app_id}")
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["extensions"]["conflictingEntityId"] == created[0]["id"]
+
+    assert (await api.delete(f"{PROFILES}/{created[0]['id']}")).status_code == 204
+    assert (await api.delete(f"{APPS}/{app_id}")).status_code == 204
+
+
+async def test_profile_crud_defaults_and_validation(api: httpx.AsyncClient) -> None:
+    app_id = (await install_custom(api, createBillingProfile=False))["app"]["id"]
+    apps = {"tax": app_id, "invoicing": app_id, "payment": app_id}
+    created = await ok(
+        await api.post(
+            PROFILES,
+            json={
+                "name": "EU",
+                "description": "EU customers",
+                "supplier": SUPPLIER,
+                "default": False,
+                "workflow": {"invoicing": {"autoAdvance": False, "draftPeriod": "P1D"}},
+                "apps": apps,
+            },
+        ),
+        201,
+    )
+    # Create answers with the apps expanded; missing settings take OpenMeter's defaults.
+    assert created["apps"]["invoicing"]["type"] == "custom_invoicing"
+    assert created["workflow"]["invoicing"]["autoAdvance"] is False
+    assert created["workflow"]["invoicing"]["draftPeriod"] == "P1D"
+    assert created["workflow"]["invoicing"]["dueAfter"] == "P30D"
+    assert created["workflow"]["collection"]["interval"] == "PT1H"
+    assert created["supplier"]["name"] == "Acme Billing Ltd"
+    assert created["supplier"]["addresses"] == [{"country": "DE", "city": "Berlin"}]
+
+    got = await ok(await api.get(f"{PROFILES}/{created['id']}"))
+    assert got["apps"] == {"tax": {"id": app_id}, "invoicing": {"id": app_id}, "payment": {"id": app_id}}
+
+    updated = await ok(
+        await api.put(
+            f"{PROFILES}/{created['id']}",
+            json={
+                "name": "EU (net 14)",
+                "supplier": SUPPLIER,
+                "default": False,
+                "workflow": {
+                    "collection": {
+                        "alignment": {
+                            "type": "anchored",
+                            "recurringPeriod": {"interval": "MONTH", "anchor": "2026-01-01T00:00:00Z"},
+                        },
+                        "interval": "PT2H",
+                    },
+                    "invoicing": {"dueAfter": "P14D"},
+                    "payment": {"collectionMethod": "send_invoice"},
+                },
+            },
+        )
+    )
+    assert updated["name"] == "EU (net 14)"
+    assert updated["workflow"]["invoicing"]["dueAfter"] == "P14D"
+    # A replace: settings left out go back to the defaults.
+    assert updated["workflow"]["invoicing"]["autoAdvance"] is True
+    assert updated["workflow"]["collection"]["alignment"] == {
+        "type": "anchored",
+        "recurringPeriod": {"interval": "MONTH", "anchor": "2026-01-01T00:00:00Z"},
+    }
+    assert updated["workflow"]["payment"]["collectionMethod"] == "send_invoice"
+
+    bad = await api.post(
+        PROFILES,
+        json={
+            "name": "",
+            "supplier": {"name": "x", "addresses": [{"country": "Germany"}]},
+            "default": False,
+            "workflow": {"invoicing": {"dueAfter": "30 days"}, "payment": {"collectionMethod": "cash"}},
+            "apps": {"tax": app_id, "invoicing": "01J00000000000000000000000", "payment": app_id},
+        },
+    )
+    assert bad.status_code == 400, bad.text
+    fields = {e["field"] for e in bad.json()["extensions"]["validationErrors"]}
+    assert {"workflow.payment.collectionMethod"} <= fields
+
+    bad = await api.post(
+        PROFILES,
+        json={
+            "name": "",
+            "supplier": {"name": "x", "addresses": [{"country": "Germany"}]},
+            "default": False,
+            "workflow": {"invoicing": {"dueAfter": "30 days"}},
+            "apps": {"tax": app_id, "invoicing": "01J00000000000000000000000", "payment": app_id},
+        },
+    )
+    assert bad.status_code == 400, bad.text
+    fields = {e["field"] for e in bad.json()["extensions"]["validationErrors"]}
+    assert {"name", "supplier.addresses[0].country", "workflow.invoicing.dueAfter", "apps"} <= fields
+
+    unknown_app = "01J00000000000000000000000"
+    missing = await api.post(
+        PROFILES,
+        json={
+            "name": "x",
+            "supplier": SUPPLIER,
+            "default": False,
+            "apps": {"tax": unknown_app, "invoicing": unknown_app, "payment": unknown_app},
+        },
+    )
+    assert missing.status_code == 404
+
+    assert (await api.delete(f"{PROFILES}/{created['id']}")).status_code == 204
+    deleted = await ok(await api.get(f"{PROFILES}/{created['id']}"))
+    assert "deletedAt" in deleted
+    # A deleted profile is listed only when archived ones are asked for, and deleting it again is fine.
+    listed = await ok(await api.get(PROFILES, params={"pageSize": 1000}))
+    assert created["id"] not in {p["id"] for p in listed["items"]}
+    archived = await ok(await api.get(PROFILES, params={"pageSize": 1000, "includeArchived": "true"}))
+    assert created["id"] in {p["id"] for p in archived["items"]}
+    assert (await api.delete(f"{PROFILES}/{created['id']}")).status_code == 204
+    assert (await api.put(f"{PROFILES}/{created['id']}", json={"name": "x", "supplier": SUPPLIER})).status_code == 400
+    assert (await api.get(f"{PROFILES}/01J00000000000000000000000")).status_code == 404
+
+
+async def test_default_profile_rules(api: httpx.AsyncClient) -> None:
+    original = await default_profile(api)
+    # The default cannot be deleted, nor stop being the default by itself.
+    refused = await api.delete(f"{PROFILES}/{original['id']}")
+    assert refused.status_code == 400, refused.text
+    unset = await api.put(
+        f"{PROFILES}/{original['id']}",
+        json={"name": original["name"], "supplier": original["supplier"], "default": False},
+    )
+    assert unset.status_code == 400, unset.text
+
+    app_id = (await install_custom(api, createBillingProfile=False))["app"]["id"]
+    apps = {"tax": app_id, "invoicing": app_id, "payment": app_id}
+    new_default = await ok(
+        await api.post(PROFILES, json={"name": "New default", "supplier": SUPPLIER, "default": True, "apps": apps}), 201
+    )
+    assert (await default_profile(api))["id"] == new_default["id"]
+    assert (await ok(await api.get(f"{PROFILES}/{original['id']}")))["default"] is False
+
+    # Back to the sandbox profile (an update can make a profile the default).
+    restored = await api.put(
+        f"{PROFILES}/{original['id']}",
+        json={"name": original["name"], "supplier": original["supplier"], "default": True},
+    )
+    assert restored.status_code == 200, restored.text
+    assert (await default_profile(api))["id"] == original["id"]
+    assert (await api.delete(f"{PROFILES}/{new_default['id']}")).status_code == 204
+
+
+async def test_customer_overrides(api: httpx.AsyncClient) -> None:
+    default = await default_profile(api)
+    customer = await make_customer(api, "override_acme", primaryEmail="billing@acme.test")
+    other = await make_customer(api, "override_globex")
+
+    # No override yet: the default profile applies.
+    plain = await ok(await api.get(f"{OVERRIDES}/{customer['id']}"))
+    assert "customerOverride" not in plain
+    assert plain["baseBillingProfileId"] == default["id"]
+    assert plain["customerProfile"]["workflow"] == default["workflow"]
+    assert (await api.delete(f"{OVERRIDES}/{customer['id']}")).status_code == 404
+
+    app_id = (await install_custom(api, createBillingProfile=False))["app"]["id"]
+    apps = {"tax": app_id, "invoicing": app_id, "payment": app_id}
+    pinned = await ok(
+        await api.post(
+            PROFILES,
+            json={
+                "name": "Manual approval",
+                "supplier": SUPPLIER,
+                "default": False,
+                "apps": apps,
+                "workflow": {"invoicing": {"autoAdvance": False}},
+            },
+        ),
+        201,
+    )
+    upserted = await ok(await api.put(f"{OVERRIDES}/{customer['id']}", json={"billingProfileId": pinned["id"]}))
+    assert upserted["customerOverride"]["customerId"] == customer["id"]
+    assert upserted["customerOverride"]["billingProfileId"] == pinned["id"]
+    assert upserted["baseBillingProfileId"] == pinned["id"]
+    assert upserted["customerProfile"]["workflow"]["invoicing"]["autoAdvance"] is False
+    assert upserted["customerProfile"]["supplier"]["name"] == "Acme Billing Ltd"
+
+    # A pinned profile cannot be deleted.
+    refused = await api.delete(f"{PROFILES}/{pinned['id']}")
+    assert refused.status_code == 400, refused.text
+    assert customer["id"] in refused.json()["detail"]
+
+    # Tally's extension: override single settings; the rest comes from the profile.
+    tuned = await ok(
+        await api.put(
+            f"{OVERRIDES}/{customer['key']}",
+            json={"billingProfileId": pinned["id"], "workflow": {"invoicing": {"dueAfter": "P7D"}}},
+        )
+    )
+    assert tuned["customerOverride"]["workflow"] == {"invoicing": {"dueAfter": "P7D"}}
+    merged = tuned["customerProfile"]["workflow"]["invoicing"]
+    assert merged["dueAfter"] == "P7D" and merged["autoAdvance"] is False and merged["draftPeriod"] == "P0D"
+
+    expanded = await ok(await api.get(f"{OVERRIDES}/{customer['id']}", params={"expand": ["apps", "customer"]}))
+    assert expanded["customer"]["id"] == customer["id"]
+    assert expanded["customerProfile"]["apps"]["invoicing"]["type"] == "custom_invoicing"
+    assert (await api.get(f"{OVERRIDES}/{customer['id']}", params={"expand": "bogus"})).status_code == 400
+
+    # Lists: every customer by default; only overrides; by profile; without a pinned profile.
+    everyone = await ok(await api.get(OVERRIDES, params={"pageSize": 1000}))
+    ids = {item["customerProfile"] and item.get("customerOverride", {}).get("customerId") for item in everyone["items"]}
+    assert customer["id"] in ids
+    assert everyone["totalCount"] >= 2
+    only = await ok(await api.get(OVERRIDES, params={"includeAllCustomers": "false", "pageSize": 1000}))
+    assert [i["customerOverride"]["customerId"] for i in only["items"]] == [customer["id"]]
+    by_profile = await ok(await api.get(OVERRIDES, params={"billingProfile": pinned["id"]}))
+    assert by_profile["totalCount"] == 1
+    on_default = await ok(await api.get(OVERRIDES, params={"billingProfile": default["id"], "pageSize": 1000}))
+    assert customer["id"] not in {i.get("customerOverride", {}).get("customerId") for i in on_default["items"]}
+    assert all(i["baseBillingProfileId"] == default["id"] for i in on_default["items"])
+    unpinned = await ok(await api.get(OVERRIDES, params={"customersWithoutPinnedProfile": "true", "pageSize": 1000}))
+    assert all(i["baseBillingProfileId"] == default["id"] for i in unpinned["items"])
+    filtered = await ok(
+        await api.get(OVERRIDES, params={"customerKey": other["key"], "expand": "customer"}),
+    )
+    assert [i["customer"]["id"] for i in filtered["items"]] == [other["id"]]
+    by_email = await ok(await api.get(OVERRIDES, params={"customerPrimaryEmail": "ACME.TEST"}))
+    assert by_email["totalCount"] == 1
+    assert (await api.get(OVERRIDES, params={"orderBy": "nope"})).status_code == 400
+
+    assert (await api.delete(f"{OVERRIDES}/{customer['id']}")).status_code == 204
+    back = await ok(await api.get(f"{OVERRIDES}/{customer['id']}"))
+    assert back["baseBillingProfileId"] == default["id"] and "customerOverride" not in back
+    assert (await api.delete(f"{PROFILES}/{pinned['id']}")).status_code == 204
+    assert (await api.put(f"{OVERRIDES}/01J00000000000000000000000", json={})).status_code == 404
+    missing_profile = await api.put(f"{OVERRIDES}/{customer['id']}", json={"billingProfileId": pinned["id"]})
+    assert missing_profile.status_code == 404
+
+
+async def test_customer_app_data(api: httpx.AsyncClient) -> None:
+    app_id = (await install_custom(api, createBillingProfile=False))["app"]["id"]
+    customer = await make_customer(api, "appdata_acme")
+    base = f"/api/v1/customers/{customer['id']}/apps"
+
+    empty = await ok(await api.get(base))
+    assert empty == {"totalCount": 0, "page": 1, "pageSize": 100, "items": []}
+
+    stored = await ok(
+        await api.put(
+            base,
+            json=[
+                {"type": "custom_invoicing", "id": app_id, "metadata": {"erpId": "C-42"}},
+                # Without an ID: the customer's profile's app of that type (the sandbox here).
+                {"type": "sandbox"},
+            ],
+        )
+    )
+    assert isinstance(stored, list) and len(stored) == 2
+    assert stored[0]["id"] == app_id and stored[0]["metadata"] == {"erpId": "C-42"}
+    assert stored[0]["app"]["type"] == "custom_invoicing"
+    assert stored[1]["type"] == "sandbox" and stored[1]["app"]["name"] == "Sandbox"
+
+    listed = await ok(await api.get(f"/api/v1/customers/{customer['key']}/apps"))
+    assert listed["totalCount"] == 2
+    only = await ok(await api.get(base, params={"type": "custom_invoicing"}))
+    assert [i["metadata"] for i in only["items"]] == [{"erpId": "C-42"}]
+
+    # Validated by the app, all or nothing.
+    bad = await api.put(
+        base,
+        json=[
+            {"type": "custom_invoicing", "id": app_id, "metadata": {"erpId": "C-43"}},
+            {"type": "custom_invoicing", "id": app_id, "metadata": {"": "x"}},
+        ],
+    )
+    assert bad.status_code == 400, bad.text
+    mismatch = await api.put(base, json=[{"type": "sandbox", "id": app_id}])
+    assert mismatch.status_code == 400
+    # No stripe app in the customer's profile.
+    assert (await api.put(base, json=[{"type": "stripe", "stripeCustomerId": "cus_1"}])).status_code == 412
+    assert (await ok(await api.get(base, params={"type": "custom_invoicing"})))["items"][0]["metadata"] == {
+        "erpId": "C-42"
+    }
+
+    assert (await api.delete(f"{base}/{app_id}")).status_code == 204
+    assert (await ok(await api.get(base)))["totalCount"] == 1
+    assert (await api.delete(f"{base}/01J00000000000000000000000")).status_code == 404
+
+    await ok(await api.delete(f"/api/v1/customers/{customer['id']}"), 204)
+    assert (await api.get(base)).status_code == 412
