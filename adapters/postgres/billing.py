@@ -37,12 +37,11 @@ from domain.billing.models import (
     ProrationMode,
     RecurringPeriod,
     Supplier,
-    TaxBehavior,
-    TaxConfig,
     Workflow,
     WorkflowPatch,
 )
 from domain.billing.ports import UnitOfWork
+from domain.catalog.ratecards import TaxBehavior, TaxConfig
 from domain.customers.models import Address, Customer
 from domain.errors import ConflictError
 from domain.pagination import SortOrder

@@ -18,6 +18,7 @@ from typing import Final
 
 from domain.billing.apps.models import App, validate_metadata, validate_name
 from domain.catalog.durations import Duration, DurationError
+from domain.catalog.ratecards import TaxConfig
 from domain.customers.models import COUNTRY_RE, ULID_RE, Address, Customer
 from domain.errors import Violations
 from domain.pagination import Pagination, SortOrder, parse_order, parse_order_by
@@ -50,11 +51,6 @@ class ProrationMode(enum.StrEnum):
     BILL_ACTUAL_PERIOD = "bill_actual_period"
 
 
-class TaxBehavior(enum.StrEnum):
-    INCLUSIVE = "inclusive"
-    EXCLUSIVE = "exclusive"
-
-
 @dataclass(frozen=True, slots=True)
 class RecurringPeriod:
     """An anchored alignment's recurrence: `interval` as given (ISO 8601, or DAY/WEEK/MONTH/YEAR)."""
@@ -66,22 +62,13 @@ class RecurringPeriod:
         return Duration.parse(_PERIOD_UNITS.get(self.interval, self.interval))
 
 
-@dataclass(frozen=True, slots=True)
-class TaxConfig:
-    """OpenMeter's TaxConfig, carried as given (there is no tax engine yet)."""
-
-    behavior: TaxBehavior | None = None
-    stripe_code: str | None = None
-    custom_invoicing_code: str | None = None
-    tax_code_id: str | None = None
-
-    def validate(self, v: Violations, location: str) -> None:
-        if self.stripe_code is not None and not _STRIPE_TAX_CODE.match(self.stripe_code):
-            v.add(f"{location}.stripe.code", "must be a Stripe product tax code such as txcd_10000000", "invalid")
-        if self.custom_invoicing_code is not None and not self.custom_invoicing_code:
-            v.add(f"{location}.customInvoicing.code", "must not be empty", "required")
-        if self.tax_code_id is not None and not ULID_RE.match(self.tax_code_id):
-            v.add(f"{location}.taxCodeId", "must be a ULID", "invalid_id")
+def validate_tax_config(v: Violations, location: str, tax: TaxConfig) -> None:
+    if tax.stripe_code is not None and not _STRIPE_TAX_CODE.match(tax.stripe_code):
+        v.add(f"{location}.stripe.code", "must be a Stripe product tax code such as txcd_10000000", "invalid_tax_code")
+    if tax.custom_invoicing_code is not None and not tax.custom_invoicing_code:
+        v.add(f"{location}.customInvoicing.code", "must not be empty", "required")
+    if tax.tax_code_id is not None and not ULID_RE.match(tax.tax_code_id):
+        v.add(f"{location}.taxCodeId", "must be a ULID", "invalid_id")
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +137,7 @@ class WorkflowPatch:
             else:
                 _check_recurring_period(v, f"{location}.collection.alignment.recurringPeriod", self.recurring_period)
         if self.default_tax_config is not None:
-            self.default_tax_config.validate(v, f"{location}.invoicing.defaultTaxConfig")
+            validate_tax_config(v, f"{location}.invoicing.defaultTaxConfig", self.default_tax_config)
 
     def is_empty(self) -> bool:
         return all(getattr(self, f.name) is None for f in fields(self))

@@ -23,13 +23,12 @@ from domain.billing.models import (
     RecurringPeriod,
     ResolvedApps,
     Supplier,
-    TaxBehavior,
-    TaxConfig,
     Workflow,
     WorkflowPatch,
     parse_expand,
 )
 from domain.billing.service import AppService, BillingProfileService
+from domain.catalog.ratecards import TaxBehavior, TaxConfig
 from domain.customers.models import Address
 from domain.errors import Violations
 from server.context import RequestContext
