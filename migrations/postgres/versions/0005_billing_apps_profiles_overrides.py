@@ -1,7 +1,7 @@
 """billing: apps, customer app data, billing profiles, customer overrides, invoice number sequences
 
 Revision ID: 0005_billing
-Revises: 0004
+Revises: 0005
 Create Date: 2026-12-02 11:18:50.980296
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0005_billing"
-down_revision: str | None = "0004"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
