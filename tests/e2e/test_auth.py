@@ -24,6 +24,7 @@ import pytest_asyncio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tally.v1 import apikeys_pb2, apikeys_pb2_grpc, events_pb2, events_pb2_grpc, meters_pb2, meters_pb2_grpc
+from tests.support.barrier import settle
 from tests.support.metering import cloudevent, unique
 from tests.support.services import ROOT
 from tests.support.stack import TallyProcess, create_database, wait_for
@@ -204,16 +205,15 @@ async def test_revoked_key_is_refused_at_once(tenants: tuple[Tenant, Tenant]) ->
     assert revoked["revokedAt"] and "key" not in revoked
 
 
-async def test_cli_revocation_reaches_the_server_within_a_second(
-    secured: TallyProcess, tenants: tuple[Tenant, Tenant]
-) -> None:
+async def test_cli_revocation_reaches_the_server(secured: TallyProcess, tenants: tuple[Tenant, Tenant]) -> None:
     a, _ = tenants
     created = await make_key(a, "read")
     async with grpc.aio.insecure_channel(secured.grpc_target) as channel:
         meters = meters_pb2_grpc.MeterServiceStub(channel)
         metadata = (("authorization", f"Bearer {created['key']}"),)
         await meters.ListMeters(meters_pb2.ListMetersRequest(), metadata=metadata, timeout=10)
-        # Another process (the CLI, on the database) revokes: the server's cache holds it at most 1 s.
+        # Another process (the CLI, on the database) revokes: the server's authentication cache
+        # holds the key for at most its TTL (tests/unit/test_auth.py checks the bound with a clock).
         out = (await asyncio.to_thread(cli, secured, "apikeys", "revoke", created["prefix"])).stdout
         assert created["id"] in out
 
@@ -224,7 +224,10 @@ async def test_cli_revocation_reaches_the_server_within_a_second(
                 return error.code() == grpc.StatusCode.UNAUTHENTICATED
             return False
 
-        await wait_for(refused, timeout=2.0, interval=0.1)
+        await wait_for(refused, timeout=30, interval=0.1)
+        # Once refused, refused for good: no cache hands the revoked key back.
+        for _ in range(5):
+            assert await refused()
 
 
 def test_cli_lists_keys_without_secrets(secured: TallyProcess, admin_keys: dict[str, str]) -> None:
@@ -363,9 +366,14 @@ async def test_namespace_a_sees_nothing_of_b_over_rest(tenants: tuple[Tenant, Te
         ),
         204,
     )
-    await asyncio.sleep(0.5)
+    # Final once markers A sends after it are stored (A's own path and namespace).
+    await settle(http, namespace=a.namespace)
     b_rows = (await ok(await b.http.get(f"/api/v1/meters/{slug}/query")))["data"]
     assert [row["value"] for row in b_rows] == [3]
+    # It did count in A: a meter of A's on the same event type (meters are data) sees it.
+    await ok(await http.post("/api/v1/meters", json={"slug": slug, "eventType": slug, "aggregation": "COUNT"}), 201)
+    a_rows = (await ok(await http.get(f"/api/v1/meters/{slug}/query")))["data"]
+    assert [row["value"] for row in a_rows] == [1]
     assert (await ok(await b.http.get(f"/api/v1/meters/{slug}")))["name"] != "hijacked"
     assert (await ok(await b.http.get(f"/api/v1/customers/{customer['id']}")))["id"] == customer["id"]
 
@@ -492,7 +500,10 @@ async def test_portal_tokens_of_all_meters_expire_and_invalidate_by_subject(
         theirs = await ok(await b.http.post("/api/v1/portal/tokens", json={"subject": subject}))
         assert_problem(await http.get(path, headers=bearer(theirs["token"])), 404)
 
-        await asyncio.sleep(2)
+        async def short_expired() -> bool:
+            return (await http.get(path, headers=bearer(short["token"]))).status_code == 401
+
+        await wait_for(short_expired, timeout=30, interval=0.1)
         assert_problem(await http.get(path, headers=bearer(short["token"])), 401)
         listed = {t["id"]: t for t in await ok(await a.http.get("/api/v1/portal/tokens", params={"limit": 100}))}
         assert listed[short["id"]]["expired"] is True and listed[first["id"]]["expired"] is False

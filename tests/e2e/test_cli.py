@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -15,6 +16,10 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import grpc
+
+from tally.v1 import events_pb2, events_pb2_grpc
+from tests.support.barrier import markers, wait_listed
 from tests.support.services import ROOT
 from tests.support.stack import TallyProcess
 
@@ -66,6 +71,26 @@ def wait_total(tally: TallyProcess, slug: str, expected: float, timeout: float =
         time.sleep(0.3)
         value = total(tally, slug)
     return value
+
+
+def settle_cli(tally: TallyProcess, tmp_path: Path) -> None:
+    """The barrier (tests/support/barrier.py) on the CLI's own path: the markers go in with
+    `tally events import`, after everything the test sent before them."""
+    sent = markers(tally.partitions)
+    path = tmp_path / f"{sent.subject}.ndjson"
+    path.write_text("".join(json.dumps(event) + "\n" for event in sent.cloudevents()))
+    tally_cli(tally, "events", "import", str(path), "--no-progress")
+
+    async def wait() -> None:
+        async with grpc.aio.insecure_channel(tally.grpc_target) as channel:
+            stub = events_pb2_grpc.EventServiceStub(channel)
+
+            async def count(subject: str) -> int:
+                return len((await stub.ListEvents(events_pb2.ListEventsRequest(subject=subject))).items)
+
+            await wait_listed(count, sent)
+
+    asyncio.run(wait())
 
 
 def test_help_everywhere() -> None:
@@ -187,7 +212,8 @@ def test_import_resumes_after_kill_without_double_counting(tally: TallyProcess, 
     assert f"imported {count - state['events']} events" in resumed.stdout
     assert json.loads(checkpoint.read_text()) | {"completed": True} == json.loads(checkpoint.read_text())
 
-    assert wait_total(tally, slug, count) == count
+    settle_cli(tally, tmp_path)
+    assert total(tally, slug) == count
     by_region = tally_cli(tally, "meters", "query", slug, "-g", "region", "--csv").stdout
     assert {r["region"]: float(r["value"]) for r in csv.DictReader(io.StringIO(by_region))} == {
         "us": float(len(range(0, count, 3))),
@@ -198,7 +224,7 @@ def test_import_resumes_after_kill_without_double_counting(tally: TallyProcess, 
     assert "already imported" in again.stdout
     # A restart sends everything again; the server's deduplication keeps the count exact.
     tally_cli(tally, "events", "import", str(events), "--restart", "--no-progress")
-    time.sleep(1)
+    settle_cli(tally, tmp_path)
     assert total(tally, slug) == count
 
 

@@ -7,13 +7,13 @@ total, the same meters, the same events of the test's subject.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 import orjson
 
+from tests.support.barrier import settle
 from tests.support.metering import cloudevent, create_meter, ingest, query, query_until, total, unique
 
 INJECTION = "x' OR '1'='1'; DROP TABLE events; --"
@@ -164,5 +164,6 @@ async def test_hostile_requests_get_clean_4xx_and_change_nothing(http: httpx.Asy
     old = await http.get("/api/v1/events", params={"ingestedAtTo": "0466-02-04T10:54:29Z"})
     assert old.status_code == 200 and old.json() == []
 
-    await asyncio.sleep(0.5)  # anything wrongly accepted would have reached the store by now
+    # Anything wrongly accepted has reached the store once markers sent after it have.
+    await settle(http)
     assert await _snapshot(http, slug, subject) == before

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
+from tests.support.barrier import settle
 from tests.support.metering import cloudevent, create_meter, ingest, query, query_until, rfc3339, total, unique
 from tests.support.stack import wait_for
 
@@ -129,13 +130,12 @@ async def test_dedupe_counts_one(http: httpx.AsyncClient) -> None:
     await ingest(http, duplicates[500:900])
     for event in duplicates[900:]:
         await ingest(http, event)
-    await query_until(http, event_type, lambda rows: total(rows) >= 1)
-    await asyncio.sleep(0.5)
-    rows = await query(http, event_type)
-    assert total(rows) == 1
+    await settle(http)
+    assert total(await query(http, event_type)) == 1
     # Same id from another source is another event.
     await ingest(http, {**duplicates[0], "source": "other-app"})
-    await query_until(http, event_type, lambda rows: total(rows) == 2)
+    await settle(http)
+    assert total(await query(http, event_type)) == 2
 
 
 async def test_query_windows_total_and_csv(http: httpx.AsyncClient) -> None:

@@ -11,6 +11,7 @@ from google.protobuf import struct_pb2
 from google.rpc import error_details_pb2, status_pb2
 
 from tally.v1 import events_pb2, events_pb2_grpc, meters_pb2, meters_pb2_grpc
+from tests.support.barrier import settle_grpc
 from tests.support.metering import unique
 from tests.support.stack import wait_for
 
@@ -82,7 +83,8 @@ async def test_invalid_batch_is_rejected_whole_with_field_details(channel: grpc.
     with pytest.raises(grpc.aio.AioRpcError) as error:
         await events.IngestEvents(events_pb2.IngestEventsRequest(events=[bad_json]))
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    # Nothing of the rejected batches was stored.
+    # Nothing of the rejected batches was stored: checked once markers sent after them are stored.
+    await settle_grpc(channel)
     response = await meters.QueryMeter(meters_pb2.QueryMeterRequest(meter_id_or_slug=slug))
     assert sum(row.value for row in response.data) == 0
 

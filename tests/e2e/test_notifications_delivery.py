@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
 from typing import Any
@@ -16,6 +15,7 @@ import pytest
 import pytest_asyncio
 
 from domain.notifications.delivery import REASON_SENDING_EXPIRED
+from tests.support.metering import unique
 from tests.support.stack import TallyProcess, create_database, wait_for
 from tests.support.webhooks import WebhookReceiver
 
@@ -98,13 +98,18 @@ async def test_retries_through_an_outage(fast: TallyProcess, receiver: WebhookRe
         assert len(final["attempts"]) == len(deliveries)
         assert final["attempts"][0]["state"] == "SUCCESS"  # newest first
         assert "nextAttempt" not in final
-        # Backoff: the waits between failed attempts grow.
+        # Backoff: no retry comes before its doubling, jittered wait (FAST: 300 ms doubling up to
+        # 800 ms, +-20 %). A lower bound only: under load, attempts can only come later. The exact
+        # schedule is tests/unit/test_notification_rules.py's, with a controlled random source.
         stamps = times(final)
         gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(stamps)]
-        assert gaps[1] > gaps[0] * 1.2, gaps
+        assert len(gaps) >= 2, gaps
+        for failures, gap in enumerate(gaps, start=1):
+            planned = min(0.8, 0.3 * 2 ** (failures - 1))
+            assert gap >= planned * (1 - 0.2) - 0.002, (failures, gaps)  # attempt times are in ms
 
 
-async def test_timeouts_are_retried_and_never_block_ingest(fast: TallyProcess, receiver: WebhookReceiver) -> None:
+async def test_timeouts_are_retried(fast: TallyProcess, receiver: WebhookReceiver) -> None:
     async with httpx.AsyncClient(base_url=fast.rest_url, timeout=30) as http:
         rule = await setup_hook(http, receiver, "/slow")
         receiver.slow["/slow"] = 2.0
@@ -120,18 +125,38 @@ async def test_timeouts_are_retried_and_never_block_ingest(fast: TallyProcess, r
         assert "statusCode" not in attempt["response"]
         assert attempt["response"]["durationMs"] >= 600
 
-        # Ingest is not held up by a stalled receiver.
-        started = time.monotonic()
-        ingest = await http.post(
-            "/api/v1/events",
-            json={"specversion": "1.0", "id": "n1", "source": "t", "type": "x", "subject": "s", "data": {}},
-            headers={"content-type": "application/cloudevents+json"},
-        )
-        assert ingest.status_code == 204
-        assert time.monotonic() - started < 0.7
-
         del receiver.slow["/slow"]
         await receiver.wait_for("/slow", 1, timeout=10)
+
+
+async def test_ingest_is_not_held_up_by_a_delivery_in_flight(
+    http: httpx.AsyncClient, receiver: WebhookReceiver
+) -> None:
+    """Order, not time: ingest answers while a delivery is still unanswered at the receiver.
+
+    On the session's stack, whose sender waits 15 s for an answer (the default). Were ingest queued
+    behind the delivery, it would answer only after the sender gave up on it, and the delivery would
+    then show a failed attempt before its success. (Ingest latency while a receiver stalls is a
+    `make bench` matter.)"""
+    rule = await setup_hook(http, receiver, "/held")
+    gate = receiver.hold("/held")
+    event = (await http.post(f"/api/v1/notification/rules/{rule['id']}/test")).json()
+    await receiver.wait_arrived("/held", 1)
+    ingest = await http.post(
+        "/api/v1/events",
+        json={"specversion": "1.0", "id": unique("n"), "source": "t", "type": "x", "subject": "s", "data": {}},
+        headers={"content-type": "application/cloudevents+json"},
+    )
+    assert ingest.status_code == 204
+    assert not receiver.to("/held"), "the delivery was still in flight when ingest answered"
+    gate.set()
+
+    async def settled() -> dict[str, Any] | None:
+        got = await status_of(http, event["id"])
+        return got if got["state"] == "SUCCESS" else None
+
+    final = await wait_for(settled, timeout=30)
+    assert [a["state"] for a in final["attempts"]] == ["SUCCESS"], final["attempts"]
 
 
 async def test_gives_up_at_the_deadline(fast: TallyProcess, receiver: WebhookReceiver) -> None:

@@ -3,12 +3,12 @@
 The document is gen/openapi/tally.openapi.{yaml,json} (tools/protoc_gen_openapi.py, `make gen`).
 schemathesis generates requests for every operation from it, valid and invalid, and checks every
 answer: never a 5xx, a documented status, the documented content type, a body matching the schema
-(problem+json for errors). Bounded: a few examples per operation, no shrinking, a time budget.
+(problem+json for errors). Bounded by the number of examples (a few per operation, derandomized,
+no shrinking), not by a clock: a loaded machine runs the same cases, only slower.
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,6 @@ CHECKS = [
     response_headers_conformance,
 ]
 EXAMPLES_PER_OPERATION = 12
-BUDGET_SECONDS = 90.0
 
 
 @pytest.mark.parametrize(
@@ -58,12 +57,9 @@ def test_rest_surface_matches_its_description(tally: TallyProcess) -> None:
     schema = schemathesis.openapi.from_path(str(OPENAPI_DIR / "tally.openapi.json"))
     failures: dict[tuple[str, str], str] = {}
     statuses: dict[int, int] = {}
-    started = time.monotonic()
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) > 50
     for operation in operations:
-        if time.monotonic() - started > BUDGET_SECONDS:
-            pytest.fail(f"over the {BUDGET_SECONDS}s budget before {operation.label}; lower EXAMPLES_PER_OPERATION")
         _fuzz(operation, tally.rest_url, failures, statuses)
     report = "\n\n".join(f"{label} [{kinds}]\n{detail}" for (label, kinds), detail in failures.items())
     assert not failures, f"statuses {statuses}\n{report}"

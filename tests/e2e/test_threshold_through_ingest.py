@@ -8,7 +8,7 @@ nothing more; crossing the next threshold sends exactly one more.
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import httpx
 
@@ -70,7 +70,14 @@ async def test_threshold_crossing_through_real_ingest(http: httpx.AsyncClient) -
                 },
             )
         )
-        now = datetime.now(UTC) - timedelta(seconds=5)
+        # Usage counts from the entitlement's current period start: the minute it was created in
+        # (the anchor defaults to the creation time, truncated to the minute). Events timed by the
+        # test's own clock ("a few seconds ago") fell before that start whenever the entitlement was
+        # created in the first seconds of a minute, and then counted nothing. Timed from the
+        # entitlement's own period they are inside it, whatever the clock says.
+        period = entitlement["currentUsagePeriod"]
+        now = datetime.fromisoformat(period["from"].replace("Z", "+00:00"))
+        assert now <= datetime.now(UTC) < datetime.fromisoformat(period["to"].replace("Z", "+00:00"))
 
         await ingest(http, [cloudevent(event_type, customer, {"tokens": 30}, time=now) for _ in range(2)])
         first = await receiver.wait_for("/balance", 1, timeout=30)

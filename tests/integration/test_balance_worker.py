@@ -16,8 +16,6 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-pytest.importorskip("chdb")
-
 from adapters.bus.hub import InProcessHub
 from adapters.clickhouse.client import ClickHouse
 from adapters.clickhouse.events import ClickHouseEventStore
@@ -42,10 +40,12 @@ from domain.metering.events import IngestLimits, validate_batch
 from domain.metering.models import MeterCreateInput
 from domain.metering.service import MeterService
 from tests.support import event_store
-from tests.support.services import require
+from tests.support.services import require, require_module
 from tests.support.stack import create_database, postgres_available
 from workers.balance import BalanceWorker
 from workers.sink import EventSink, MeterCatalog
+
+require_module("chdb")
 
 NS = "default"
 NOW = datetime.now(UTC).replace(second=0, microsecond=0)

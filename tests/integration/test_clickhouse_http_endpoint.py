@@ -18,9 +18,9 @@ import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError
 
 from adapters.clickhouse.client import ClickHouse
-from tests.support.services import ClickHouseHttp
+from tests.support.services import ClickHouseHttp, require_module
 
-pytest.importorskip("chdb")
+require_module("chdb")
 
 
 @pytest.fixture(scope="module")

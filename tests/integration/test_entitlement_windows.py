@@ -15,14 +15,15 @@ from decimal import Decimal
 
 import pytest
 
-pytest.importorskip("chdb")
-
 from domain.catalog.models import FeatureCreateInput
 from domain.customers.models import CustomerInput
 from domain.entitlements.models import EntitlementInput, GrantInput, HistoryInput, RecurrenceInput
 from domain.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
 from domain.metering.events import IngestLimits, validate_batch
 from tests.integration.test_value_cache import NS, Stack, stack
+from tests.support.services import require_module
+
+require_module("chdb")
 
 __all__ = ["stack"]  # the module-scoped fixture, shared with the value-cache tests
 

@@ -11,14 +11,12 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
+import clickhouse_connect
 import orjson
 import pytest
+from clickhouse_connect.driver.client import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-pytest.importorskip("chdb")
-import clickhouse_connect
-from clickhouse_connect.driver.client import Client
 
 from domain.metering.jsonpath import (
     JsonPath,
@@ -28,6 +26,9 @@ from domain.metering.jsonpath import (
     parse_jsonpath,
     to_float64_or_nan,
 )
+from tests.support.services import require_module
+
+require_module("chdb")
 
 PROPERTY_SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

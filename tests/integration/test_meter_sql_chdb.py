@@ -19,8 +19,6 @@ from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
-
-pytest.importorskip("chdb")
 from clickhouse_connect.driver.client import Client
 
 from adapters.clickhouse.meter_sql import (
@@ -33,6 +31,9 @@ from domain.metering.jsonpath import extract_values, parse_jsonpath
 from domain.metering.models import Aggregation, Meter
 from domain.metering.query import FilterString, MeterQueryInput, QueryRow
 from tests.support import event_store
+from tests.support.services import require_module
+
+require_module("chdb")
 
 MIGRATION = Path(__file__).resolve().parents[2] / "migrations" / "clickhouse" / "0001_events.sql"
 T0 = datetime(2024, 1, 15, 10, 0, tzinfo=UTC)

@@ -7,6 +7,7 @@ Real services only. When one is missing a test is skipped, or fails under TALLY_
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import random
 import signal
@@ -24,12 +25,23 @@ STATE_DIR = ROOT / ".tally" / "services"
 
 
 def require(condition: bool, what: str) -> None:
-    """Skip when a service is missing, unless TALLY_REQUIRE_SERVICES=1, then fail."""
+    """Skip when a service is missing, unless TALLY_REQUIRE_SERVICES=1, then fail.
+
+    Usable at a module's top level too (the whole module is skipped, or fails to collect)."""
     if condition:
         return
     if os.environ.get("TALLY_REQUIRE_SERVICES") == "1":
         pytest.fail(f"required service unavailable: {what}")
-    pytest.skip(f"service unavailable: {what}")
+    pytest.skip(f"service unavailable: {what}", allow_module_level=True)
+
+
+def require_module(name: str) -> None:
+    """`pytest.importorskip` that obeys TALLY_REQUIRE_SERVICES: an engine shipped as a Python
+    package (chDB) missing on CI is a failure, never a skip."""
+    try:
+        importlib.import_module(name)
+    except ImportError as error:
+        require(False, f"Python package {name} ({error})")
 
 
 def free_port() -> int:

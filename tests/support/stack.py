@@ -22,6 +22,7 @@ import grpc
 import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from server.config import KafkaSettings
 from tests.support.services import POSTGRES_ADMIN_URL, ROOT, free_port, port_open
 
 # Databases this test session created; dropped when it ends (tests/conftest.py).
@@ -87,6 +88,14 @@ class TallyProcess:
     @property
     def grpc_target(self) -> str:
         return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def partitions(self) -> int:
+        """Partitions of this stack's events topic (1: the in-process bus, one ordered queue); what
+        tests/support/barrier.py needs to put a marker on every partition."""
+        if not self.kafka_brokers:
+            return 1
+        return int(self.extra_env.get("TALLY_KAFKA__PARTITIONS", KafkaSettings().partitions))
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TALLY_")}

@@ -40,6 +40,10 @@ class WebhookReceiver:
     down: set[str] = field(default_factory=set)
     # Per path: seconds to stall before answering (past the sender's timeout, it sees none).
     slow: dict[str, float] = field(default_factory=dict)
+    # Per path: requests wait, unanswered, until the test sets the event (see `hold`).
+    held: dict[str, asyncio.Event] = field(default_factory=dict)
+    # Per path: requests that arrived (counted before any stall or hold).
+    arrived: dict[str, int] = field(default_factory=dict)
     _runner: web.AppRunner | None = None
 
     def url(self, path: str) -> str:
@@ -61,6 +65,9 @@ class WebhookReceiver:
         raw = await request.read()
         headers = {k.lower(): v for k, v in request.headers.items()}
         path = request.path
+        self.arrived[path] = self.arrived.get(path, 0) + 1
+        if path in self.held:
+            await self.held[path].wait()
         if path in self.slow:
             await asyncio.sleep(self.slow[path])
         verified = False
@@ -84,6 +91,18 @@ class WebhookReceiver:
             Delivery(path, headers.get("webhook-id", ""), verified, status, json.loads(raw or b"null"), headers)
         )
         return web.Response(status=status, text="ok" if status == 200 else "nope")
+
+    def hold(self, path: str) -> asyncio.Event:
+        """Requests to `path` stay unanswered (in flight, for the sender) until the returned event is set."""
+        gate = self.held[path] = asyncio.Event()
+        return gate
+
+    async def wait_arrived(self, path: str, count: int, timeout: float = 15) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.arrived.get(path, 0) < count:
+            assert loop.time() < deadline, f"{path}: {self.arrived.get(path, 0)} of {count} requests arrived"
+            await asyncio.sleep(0.02)
 
     def to(self, path: str) -> list[Delivery]:
         return [d for d in self.deliveries if d.path == path]
