@@ -113,7 +113,13 @@ def _settings(root: Path, roles: list[str], postgres_url: str, brokers: str, sta
         postgres_url=postgres_url,
         clickhouse_url=f"chdb://{events}",
         kafka_brokers=brokers,
-        kafka=KafkaSettings(topic=f"tally.events.{stack_id}", session_timeout_ms=6000),
+        # Topics and groups of this pair alone (the session's broker is shared with other stacks).
+        kafka=KafkaSettings(
+            topic=f"tally.events.{stack_id}",
+            session_timeout_ms=6000,
+            announcements_topic=f"tally.announcements.{stack_id}",
+            balance_consumer_group=f"tally-balance-{stack_id}",
+        ),
         sink=SinkSettings(
             consumer_group=f"tally-sink-{stack_id}", flush_interval_ms=20, catalog_refresh_s=0.5, backfill_delay_s=1
         ),
