@@ -59,13 +59,13 @@ class HttpRelay:
         self.app = web.Application(client_max_size=config.max_body_bytes + 1024)
         self.app.router.add_post("/api/v1/events", self.ingest)
         self.app.router.add_get("/healthz", self.health)
-        self.runner = web.AppRunner(self.app, access_log=None)
+        self.runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=5.0)
         host, _, port = config.listen.rpartition(":")
         self.host, self.port = host or "127.0.0.1", int(port)
 
     async def start(self) -> None:
         await self.runner.setup()
-        site = web.TCPSite(self.runner, self.host, self.port, shutdown_timeout=5.0)
+        site = web.TCPSite(self.runner, self.host, self.port)
         await site.start()
 
     async def stop(self) -> None:

@@ -45,12 +45,22 @@ def by_kind(resources: list[dict[str, Any]], kind: str) -> dict[str, dict[str, A
     return {r["metadata"]["name"]: r for r in resources if r["kind"] == kind}
 
 
+def is_collector(resource: dict[str, Any]) -> bool:
+    """`tally collect` reads its own YAML config (workers/collector/config.py), not TALLY_* settings."""
+    return resource["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "collector"
+
+
 def pod_specs(resources: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The pod specs of `tally serve` and `tally migrate` (the collector is checked on its own)."""
     return {
         f"{r['kind']}/{r['metadata']['name']}": r["spec"]["template"]["spec"]
         for r in resources
-        if r["kind"] in ("Deployment", "Job")
+        if r["kind"] in ("Deployment", "Job") and not is_collector(r)
     }
+
+
+def server_deployments(resources: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {name: d for name, d in by_kind(resources, "Deployment").items() if not is_collector(d)}
 
 
 def is_setting(key: str) -> bool:
@@ -93,7 +103,7 @@ def settings_for(
 
 def test_renders_with_every_role(rendered: tuple[str, list[dict[str, Any]]]) -> None:
     _, resources = rendered
-    deployments = by_kind(resources, "Deployment")
+    deployments = server_deployments(resources)
     roles = set()
     for deployment in deployments.values():
         container = deployment["spec"]["template"]["spec"]["containers"][0]
@@ -129,7 +139,8 @@ def test_every_tally_key_is_a_setting(rendered: tuple[str, list[dict[str, Any]]]
     _, resources = rendered
     keys: set[str] = set()
     for configmap in by_kind(resources, "ConfigMap").values():
-        keys |= set(configmap["data"])
+        if not is_collector(configmap):
+            keys |= set(configmap["data"])
     for secret in by_kind(resources, "Secret").values():
         keys |= set(secret.get("data", {})) | set(secret.get("stringData", {}))
     for spec in pod_specs(resources).values():
@@ -181,7 +192,7 @@ def test_ports_and_probes_match_the_server(
     rendered: tuple[str, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _, resources = rendered
-    for name, deployment in by_kind(resources, "Deployment").items():
+    for name, deployment in server_deployments(resources).items():
         spec = deployment["spec"]["template"]["spec"]
         tally = spec["containers"][0]
         settings = settings_for(resources, tally, monkeypatch)
@@ -252,3 +263,75 @@ def test_envoy_sidecar_config_is_envoy_yaml_and_valid(tmp_path: Path, monkeypatc
     image = spec["containers"][1]["image"]
     minor = image.rsplit(":v", 1)[1].rsplit(".", 1)[0]
     assert f"/{minor}." in version, (image, version)
+
+
+def test_collector_deployment_config_and_rbac(
+    rendered: tuple[str, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The collector's preset config is valid with the pod's environment and matches its pod; its
+    ServiceAccount may list what the sources read and hold the Lease the leader election uses."""
+    from workers.collector.config import parse_config
+
+    target, resources = rendered
+    deployment = by_kind(resources, "Deployment")["tally-collector"]
+    spec = deployment["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    command = container["command"]
+    assert command[:3] == ["tally", "collect", "--config"]
+    config_path = Path(command[3])
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert mounts["config"] == str(config_path.parent)
+    configmap = by_kind(resources, "ConfigMap")[volumes["config"]["configMap"]["name"]]
+    with monkeypatch.context() as patch:
+        env = {item["name"]: "from-the-pod" for item in container["env"]}
+        for name in env:
+            patch.setenv(name, env[name])
+        config = parse_config(configmap["data"][config_path.name], f"{target}:{config_path}")
+    assert config.leader.mode == "auto" and config.leader.identity == "from-the-pod"
+    assert config.sink.api_key == "from-the-pod"
+    # The buffer lives on the emptyDir (the root filesystem is read-only).
+    assert "emptyDir" in volumes["buffer"]
+    assert Path(config.buffer.path).parent == Path(mounts["buffer"])
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    # Metrics and probes on the port the config listens on.
+    assert config.metrics.listen is not None
+    port = int(config.metrics.listen.rsplit(":", 1)[1])
+    assert config.metrics.listen.startswith("0.0.0.0:")
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"metrics": port}
+    for probe in ("startupProbe", "livenessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": port}
+    # SIGTERM's delivery fits in the grace period.
+    assert spec["terminationGracePeriodSeconds"] > config.shutdown_timeout
+    # The sink is the api Service's gRPC port.
+    host_port = config.sink.url.removeprefix("grpc://")
+    service = by_kind(resources, "Service")[host_port.split(":")[0]]
+    assert int(host_port.split(":")[1]) in {p["port"] for p in service["spec"]["ports"]}
+    # RBAC: list every resource a kubernetes source reads, cluster-wide; the Lease in its namespace.
+    account = spec["serviceAccountName"]
+    assert account in by_kind(resources, "ServiceAccount")
+    namespace = deployment["metadata"].get("namespace", "default")
+
+    def granted(binding_kind: str, role_kind: str) -> list[dict[str, Any]]:
+        rules = []
+        for binding in by_kind(resources, binding_kind).values():
+            if any(
+                s["kind"] == "ServiceAccount"
+                and s["name"] == account
+                and s.get("namespace", binding["metadata"].get("namespace", "default")) == namespace
+                for s in binding["subjects"]
+            ):
+                assert binding["roleRef"]["kind"] == role_kind
+                rules += by_kind(resources, role_kind)[binding["roleRef"]["name"]]["rules"]
+        return rules
+
+    cluster_rules = granted("ClusterRoleBinding", "ClusterRole")
+    for source in config.sources:
+        if source.type == "kubernetes":
+            assert any(
+                "" in r["apiGroups"] and source.resource in r["resources"] and "list" in r["verbs"]
+                for r in cluster_rules
+            ), source.resource
+    lease_rules = [r for r in granted("RoleBinding", "Role") if "coordination.k8s.io" in r["apiGroups"]]
+    assert lease_rules and {"get", "create", "update"} <= set(lease_rules[0]["verbs"])
+    assert "leases" in lease_rules[0]["resources"]

@@ -65,7 +65,11 @@ class GrpcSender:
 
     async def send(self, events: Sequence[dict[str, Any]]) -> None:
         try:
-            await self.client.ingest(events)
+            request = self.client.build_batch(events)
+        except ValueError as exc:  # an event the SDK cannot even encode (no subject, a bad time)
+            raise RejectedError(str(exc)) from None
+        try:
+            await self.client.ingest(request)
         except (tally_sdk.InvalidArgumentError, tally_sdk.ResourceExhaustedError) as exc:
             raise RejectedError(str(exc)) from None
         except tally_sdk.TallyError as exc:
@@ -135,8 +139,10 @@ class Delivery:
             try:
                 await self._deliver(batch)
                 self._attempt = 0
-            except DeliveryError as exc:
-                metrics.DELIVERY_ERRORS.labels(exc.kind).inc()
+            except Exception as exc:
+                # Anything but an acknowledgement or a refusal: the batch stays and is sent again.
+                kind = exc.kind if isinstance(exc, DeliveryError) else type(exc).__name__
+                metrics.DELIVERY_ERRORS.labels(kind).inc()
                 await self.buffer.attempted([item.seq for item in batch])
                 delay = random.uniform(0, min(self.batch.max_backoff, 0.2 * 2**self._attempt))
                 self._attempt += 1
