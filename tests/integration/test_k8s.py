@@ -142,7 +142,8 @@ def test_every_tally_key_is_a_setting(rendered: tuple[str, list[dict[str, Any]]]
         if not is_collector(configmap):
             keys |= set(configmap["data"])
     for secret in by_kind(resources, "Secret").values():
-        keys |= set(secret.get("data", {})) | set(secret.get("stringData", {}))
+        if not is_collector(secret):
+            keys |= set(secret.get("data", {})) | set(secret.get("stringData", {}))
     for spec in pod_specs(resources).values():
         for container in spec.get("initContainers", []) + spec["containers"]:
             keys |= {item["name"] for item in container.get("env", [])}
@@ -289,6 +290,10 @@ def test_collector_deployment_config_and_rbac(
             patch.setenv(name, env[name])
         config = parse_config(configmap["data"][config_path.name], f"{target}:{config_path}")
     assert config.leader.mode == "auto" and config.leader.identity == "from-the-pod"
+    for item in container["env"]:
+        ref = item.get("valueFrom", {}).get("secretKeyRef")
+        if ref and target != "base":  # the base references a Secret that overlays provide
+            assert ref["key"] in by_kind(resources, "Secret")[ref["name"]]["data"], ref
     assert config.sink.api_key == "from-the-pod"
     # The buffer lives on the emptyDir (the root filesystem is read-only).
     assert "emptyDir" in volumes["buffer"]
