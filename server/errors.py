@@ -98,6 +98,13 @@ def problem_body(error: TallyError, mapping: Mapping, instance: str | None) -> d
     return problem
 
 
+def problem_response(error: TallyError, instance: str | None) -> tuple[int, dict[str, Any]]:
+    """(HTTP status, problem+json body) for a domain error: for HTTP served outside Envoy (the
+    collector's relay), answering exactly as Tally's REST API does."""
+    mapping = mapping_for(error)
+    return mapping.http_status, problem_body(error, mapping, instance)
+
+
 def rpc_status(error: TallyError, mapping: Mapping) -> status_pb2.Status:
     status = status_pb2.Status(code=mapping.grpc_code.value[0], message=error.message)
     if isinstance(error, ValidationError):

@@ -17,14 +17,14 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from domain.errors import PayloadTooLargeError, TallyError, ValidationError
+from adapters.collectors.records import BufferFullError, rfc3339
+from domain.errors import PayloadTooLargeError, TallyError, UnavailableError, ValidationError
 from domain.metering.events import Event, IngestLimits, parse_cloudevents
-from server.errors import mapping_for, problem_body
-from workers.collector.buffer import BufferFullError
-from workers.collector.config import HttpSource
-from workers.collector.mapping import rfc3339
 
 Accept = Callable[[Sequence[dict[str, Any]]], Awaitable[None]]
+# A domain error -> (HTTP status, problem+json body), given the request path: Tally's own mapping
+# (server/errors.py), which the process that starts the relay passes in (the host sits above here).
+Problem = Callable[[TallyError, str], tuple[int, dict[str, Any]]]
 
 
 def cloudevent(event: Event) -> dict[str, Any]:
@@ -40,27 +40,17 @@ def cloudevent(event: Event) -> dict[str, Any]:
     }
 
 
-def _problem(error: TallyError, instance: str, headers: dict[str, str] | None = None) -> web.Response:
-    mapping = mapping_for(error)
-    return web.Response(
-        status=mapping.http_status,
-        body=orjson.dumps(problem_body(error, mapping, instance)),
-        content_type="application/problem+json",
-        headers=headers,
-    )
-
-
 class HttpRelay:
-    def __init__(self, config: HttpSource, accept: Accept) -> None:
-        self.config = config
-        self.name = config.name
+    def __init__(self, name: str, listen: str, accept: Accept, problem: Problem, max_body_bytes: int) -> None:
+        self.name = name
         self.accept = accept
-        self.limits = IngestLimits(max_batch_bytes=config.max_body_bytes)
-        self.app = web.Application(client_max_size=config.max_body_bytes + 1024)
+        self.problem = problem
+        self.limits = IngestLimits(max_batch_bytes=max_body_bytes)
+        self.app = web.Application(client_max_size=max_body_bytes + 1024)
         self.app.router.add_post("/api/v1/events", self.ingest)
         self.app.router.add_get("/healthz", self.health)
         self.runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=5.0)
-        host, _, port = config.listen.rpartition(":")
+        host, _, port = listen.rpartition(":")
         self.host, self.port = host or "127.0.0.1", int(port)
 
     async def start(self) -> None:
@@ -78,17 +68,21 @@ class HttpRelay:
         try:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
-            return _problem(PayloadTooLargeError("request body too large"), request.path)
+            return self._problem(PayloadTooLargeError("request body too large"), request.path)
         try:
             events = parse_cloudevents(
                 body, request.headers.get("content-type", ""), "default", datetime.now(UTC), self.limits
             )
         except (ValidationError, PayloadTooLargeError) as error:
-            return _problem(error, request.path)
+            return self._problem(error, request.path)
         try:
             await self.accept([cloudevent(event) for event in events])
         except BufferFullError as exc:
-            from domain.errors import UnavailableError
-
-            return _problem(UnavailableError(str(exc)), request.path, {"retry-after": "5"})
+            return self._problem(UnavailableError(str(exc)), request.path, {"retry-after": "5"})
         return web.Response(status=204)
+
+    def _problem(self, error: TallyError, instance: str, headers: dict[str, str] | None = None) -> web.Response:
+        status, body = self.problem(error, instance)
+        return web.Response(
+            status=status, body=orjson.dumps(body), content_type="application/problem+json", headers=headers
+        )

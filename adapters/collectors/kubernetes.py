@@ -19,6 +19,7 @@ import os
 import socket
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -27,10 +28,22 @@ from typing import Any
 import orjson
 from kubernetes.utils.quantity import parse_quantity
 
-from workers.collector.config import KubernetesSource, Leader
-from workers.collector.mapping import Record, plain, rfc3339
+from adapters.collectors.records import Record, plain, rfc3339
 
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """Which objects are metered and how their annotations are read."""
+
+    resource: str = "pods"  # pods, nodes or persistentvolumeclaims
+    subject_annotation: str = "tally.io/subject"
+    data_annotation_prefix: str = "data.tally.io/"
+    # Pods in these phases are metered (a pod's runtime counts while it runs).
+    phases: tuple[str, ...] = ("Running", "Succeeded", "Failed")
+    namespaces: tuple[str, ...] = field(default=())  # empty: all namespaces
+    label_selector: str | None = None
 
 
 def in_cluster() -> bool:
@@ -112,7 +125,7 @@ def _pod_finished(status: dict[str, Any]) -> datetime | None:
     return max(known) if known else _time(status.get("startTime"))
 
 
-def _common(obj: dict[str, Any], source: KubernetesSource) -> dict[str, Any]:
+def _common(obj: dict[str, Any], source: Selection) -> dict[str, Any]:
     meta = obj.get("metadata", {})
     annotations = meta.get("annotations") or {}
     prefix = source.data_annotation_prefix
@@ -139,7 +152,7 @@ def _usage(amounts: dict[str, Decimal], seconds: Decimal, kind: str) -> dict[str
     }
 
 
-def pod_record(pod: dict[str, Any], source: KubernetesSource, start: datetime, end: datetime) -> Record | None:
+def pod_record(pod: dict[str, Any], source: Selection, start: datetime, end: datetime) -> Record | None:
     status = pod.get("status", {})
     if status.get("phase") not in source.phases:
         return None
@@ -161,7 +174,7 @@ def pod_record(pod: dict[str, Any], source: KubernetesSource, start: datetime, e
     return _record(values, start, end)
 
 
-def node_record(node: dict[str, Any], source: KubernetesSource, start: datetime, end: datetime) -> Record | None:
+def node_record(node: dict[str, Any], source: Selection, start: datetime, end: datetime) -> Record | None:
     meta = node.get("metadata", {})
     seconds = _overlap(_time(meta.get("creationTimestamp")), _time(meta.get("deletionTimestamp")), start, end)
     if seconds <= 0:
@@ -177,7 +190,7 @@ def node_record(node: dict[str, Any], source: KubernetesSource, start: datetime,
     return _record(values, start, end)
 
 
-def pvc_record(pvc: dict[str, Any], source: KubernetesSource, start: datetime, end: datetime) -> Record | None:
+def pvc_record(pvc: dict[str, Any], source: Selection, start: datetime, end: datetime) -> Record | None:
     meta = pvc.get("metadata", {})
     status = pvc.get("status", {})
     if status.get("phase") != "Bound":
@@ -210,34 +223,37 @@ def _record(values: dict[str, Any], start: datetime, end: datetime) -> Record:
 RECORDS = {"pods": pod_record, "nodes": node_record, "persistentvolumeclaims": pvc_record}
 
 
-def records(
-    objects: Iterable[dict[str, Any]], source: KubernetesSource, start: datetime, end: datetime
-) -> list[Record]:
+def records(objects: Iterable[dict[str, Any]], source: Selection, start: datetime, end: datetime) -> list[Record]:
     build = RECORDS[source.resource]
     return [record for obj in objects if (record := build(obj, source, start, end)) is not None]
 
 
 class Kubernetes:
-    def __init__(self, config: KubernetesSource) -> None:
-        self.config = config
-        self.name = config.name
+    def __init__(
+        self, name: str, selection: Selection, kubeconfig: str | None = None, context: str | None = None
+    ) -> None:
+        self.name = name
+        self.selection = selection
+        self.kubeconfig = kubeconfig
+        self.context = context
         self._api: Any = None
 
     def _list(self) -> list[dict[str, Any]]:
         from kubernetes import client
 
         if self._api is None:
-            self._api = client.CoreV1Api(_api_client(self.config.kubeconfig, self.config.context))
+            self._api = client.CoreV1Api(_api_client(self.kubeconfig, self.context))
         api = self._api
-        selector: dict[str, Any] = {"label_selector": self.config.label_selector} if self.config.label_selector else {}
-        resource = self.config.resource
+        selection = self.selection
+        selector: dict[str, Any] = {"label_selector": selection.label_selector} if selection.label_selector else {}
+        resource = selection.resource
         # (method, positional arguments) per list call: one per namespace, or one for the cluster.
         calls: list[tuple[Any, tuple[str, ...]]]
         if resource == "nodes":
             calls = [(api.list_node, ())]
-        elif self.config.namespaces:
+        elif selection.namespaces:
             method = api.list_namespaced_pod if resource == "pods" else api.list_namespaced_persistent_volume_claim
-            calls = [(method, (namespace,)) for namespace in self.config.namespaces]
+            calls = [(method, (namespace,)) for namespace in selection.namespaces]
         elif resource == "pods":
             calls = [(api.list_pod_for_all_namespaces, ())]
         else:
@@ -257,7 +273,7 @@ class Kubernetes:
 
     async def collect(self, start: datetime, end: datetime) -> list[Record]:
         objects = await asyncio.to_thread(self._list)
-        return records(objects, self.config, start, end)
+        return records(objects, self.selection, start, end)
 
     async def close(self) -> None:
         if self._api is not None:
@@ -271,25 +287,32 @@ class KubernetesLease:
     not fit an asyncio process; `workers.collector.leader.lead` provides the loop.
     """
 
-    def __init__(self, config: Leader) -> None:
+    def __init__(
+        self,
+        lease_name: str,
+        lease_namespace: str | None,
+        lease_duration: float,
+        retry_period: float,
+        identity: str | None = None,
+    ) -> None:
         from kubernetes import client
         from kubernetes.leaderelection import electionconfig, leaderelection
         from kubernetes.leaderelection.resourcelock.leaselock import LeaseLock
 
         api = _api_client()
         client.Configuration.set_default(api.configuration)
-        namespace = config.lease_namespace or (
+        namespace = lease_namespace or (
             SERVICE_ACCOUNT_NAMESPACE.read_text().strip() if SERVICE_ACCOUNT_NAMESPACE.exists() else "default"
         )
-        identity = config.identity or f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}"
-        lock = LeaseLock(config.lease_name, namespace, identity)
-        renew_deadline = config.lease_duration * 2 / 3
+        identity = identity or f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}"
+        lock = LeaseLock(lease_name, namespace, identity)
+        renew_deadline = lease_duration * 2 / 3
         self.election = leaderelection.LeaderElection(
             electionconfig.Config(
                 lock,
-                lease_duration=int(config.lease_duration),
+                lease_duration=int(lease_duration),
                 renew_deadline=renew_deadline,
-                retry_period=config.retry_period,
+                retry_period=retry_period,
                 onstarted_leading=lambda: None,
                 onstopped_leading=lambda: None,
             )

@@ -21,9 +21,7 @@ import grpc
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
 from opentelemetry.proto.common.v1 import common_pb2
 
-from workers.collector.buffer import BufferFullError
-from workers.collector.config import OtelLogsSource
-from workers.collector.mapping import Record, rfc3339
+from adapters.collectors.records import BufferFullError, Record, rfc3339
 
 # (records) -> (rejected count, error message)
 Accept = Callable[[list[Record]], Awaitable[tuple[int, str]]]
@@ -105,12 +103,11 @@ class _Servicer(logs_service_pb2_grpc.LogsServiceServicer):  # type: ignore[misc
 
 
 class OtelLogsReceiver:
-    def __init__(self, config: OtelLogsSource, accept: Accept) -> None:
-        self.config = config
-        self.name = config.name
+    def __init__(self, name: str, listen: str, accept: Accept) -> None:
+        self.name = name
         self.server = grpc.aio.server(options=[("grpc.max_receive_message_length", 16 * 1024 * 1024)])
         logs_service_pb2_grpc.add_LogsServiceServicer_to_server(_Servicer(accept), self.server)
-        self.port = self.server.add_insecure_port(config.listen)
+        self.port = self.server.add_insecure_port(listen)
 
     async def start(self) -> None:
         await self.server.start()

@@ -16,9 +16,8 @@ from typing import Any
 import httpx
 import orjson
 
-from workers.collector import metrics
-from workers.collector.config import PrometheusSource
-from workers.collector.mapping import Record, rfc3339
+from adapters.collectors import metrics
+from adapters.collectors.records import Record, rfc3339
 
 
 class PrometheusError(Exception):
@@ -26,23 +25,34 @@ class PrometheusError(Exception):
 
 
 class Prometheus:
-    def __init__(self, config: PrometheusSource) -> None:
-        self.config = config
-        self.name = config.name
-        self.client = httpx.AsyncClient(base_url=config.url.rstrip("/"), timeout=config.timeout, headers=config.headers)
+    def __init__(
+        self,
+        name: str,
+        url: str,
+        query: str,
+        *,
+        offset: float = 0.0,
+        timeout: float = 30.0,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.name = name
+        self.url = url
+        self.query = query
+        self.offset = offset
+        self.client = httpx.AsyncClient(base_url=url.rstrip("/"), timeout=timeout, headers=headers or {})
 
     async def close(self) -> None:
         await self.client.aclose()
 
     async def collect(self, start: datetime, end: datetime) -> list[Record]:
         """The samples of the query at the tick `end` (minus the offset); `start` is not used."""
-        at = end - timedelta(seconds=self.config.offset)
+        at = end - timedelta(seconds=self.offset)
         try:
             response = await self.client.get(
-                "/api/v1/query", params={"query": self.config.query, "time": f"{at.timestamp():.3f}"}
+                "/api/v1/query", params={"query": self.query, "time": f"{at.timestamp():.3f}"}
             )
         except httpx.HTTPError as exc:
-            raise PrometheusError(f"cannot reach Prometheus at {self.config.url}: {exc}") from None
+            raise PrometheusError(f"cannot reach Prometheus at {self.url}: {exc}") from None
         try:
             body = orjson.loads(response.content)
         except orjson.JSONDecodeError:

@@ -40,10 +40,11 @@ def collect(
         typer.echo(f"{path}: valid; sources: {names}; sink: {loaded.sink.url}")
         return
     configure(log_level, log_format)
+    from server.errors import problem_response
     from workers.collector.runner import BufferInUseError, Collector
 
     async def main() -> None:
-        collector = Collector(loaded)
+        collector = Collector(loaded, problem=problem_response)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

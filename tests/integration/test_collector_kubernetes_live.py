@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from adapters.collectors.kubernetes import Kubernetes, KubernetesLease, _api_client
-from workers.collector.config import KubernetesSource, Leader
+from workers.collector.config import KubernetesSource
 from workers.collector.mapping import Mapper
 
 pytestmark = pytest.mark.k8s_live
@@ -64,7 +64,7 @@ async def test_an_annotated_pod_becomes_an_event() -> None:
                 },
             }
         )
-        kubernetes = Kubernetes(source)
+        kubernetes = Kubernetes(source.name, source.selection())
         end = datetime.now(UTC)
         found = [r for r in await kubernetes.collect(end - timedelta(seconds=1), end) if r.values["name"] == name]
         await kubernetes.close()
@@ -79,9 +79,8 @@ async def test_an_annotated_pod_becomes_an_event() -> None:
 
 async def test_one_lease_holder_at_a_time() -> None:
     lease = f"tally-collector-test-{uuid.uuid4().hex[:6]}"
-    config = {"lease_name": lease, "lease_namespace": NAMESPACE, "lease_duration": "3s", "retry_period": "1s"}
-    first = KubernetesLease(Leader.model_validate(config | {"identity": "first"}))
-    second = KubernetesLease(Leader.model_validate(config | {"identity": "second"}))
+    first = KubernetesLease(lease, NAMESPACE, lease_duration=3, retry_period=1, identity="first")
+    second = KubernetesLease(lease, NAMESPACE, lease_duration=3, retry_period=1, identity="second")
     assert await first.try_acquire()
     assert not await second.try_acquire()
     assert await first.try_acquire()  # renews

@@ -17,10 +17,11 @@ import pytest
 import pytest_asyncio
 import yaml
 
+from adapters.collectors import metrics
+from server.errors import problem_response
 from tests.support.metering import create_meter, query, unique
 from tests.support.services import free_port, port_open
 from tests.support.stack import TallyProcess, create_database, wait_for
-from workers.collector import metrics
 from workers.collector.config import parse_config
 from workers.collector.runner import Collector
 
@@ -43,7 +44,7 @@ async def running(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
     started: list[tuple[Collector, asyncio.Event, asyncio.Task[None]]] = []
 
     async def start(text: str) -> Collector:
-        collector = Collector(parse_config(text))
+        collector = Collector(parse_config(text), problem=problem_response)
         stop = asyncio.Event()
         task = asyncio.create_task(collector.run(stop))
         started.append((collector, stop, task))

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 import pytest
 
-from adapters.collectors.kubernetes import pod_resources, quantity, records
+from adapters.collectors.kubernetes import Selection, pod_resources, quantity, records
 from tests.support.services import ROOT
 from workers.collector.config import KubernetesSource, parse_config
 from workers.collector.mapping import Mapper, event_id
@@ -38,16 +38,8 @@ def preset(monkeypatch: pytest.MonkeyPatch) -> KubernetesSource:
     return source
 
 
-def source(resource: str) -> KubernetesSource:
-    return KubernetesSource.model_validate(
-        {
-            "name": resource,
-            "type": "kubernetes",
-            "resource": resource,
-            "schedule": {"interval": "1m"},
-            "mapping": {"type": "t", "subject": "subject"},
-        }
-    )
+def source(resource: str) -> Selection:
+    return Selection(resource=resource)
 
 
 @pytest.mark.parametrize(
@@ -92,7 +84,7 @@ def test_effective_requests_and_limits() -> None:
 
 
 def test_pod_records_clip_run_time_to_the_window(monkeypatch: pytest.MonkeyPatch) -> None:
-    found = {r.values["name"]: r for r in records(items("pods.json"), preset(monkeypatch), START, END)}
+    found = {r.values["name"]: r for r in records(items("pods.json"), preset(monkeypatch).selection(), START, END)}
     # Pending pods do not run; every other pod gets the part of its run inside the window.
     assert sorted(found) == [
         "api-with-sidecar",
@@ -119,14 +111,14 @@ def test_pod_records_clip_run_time_to_the_window(monkeypatch: pytest.MonkeyPatch
     assert found["api-with-sidecar"].values["memory_limit_byte_seconds"] == 40 * 10**9
     assert found["coredns-6d4b75cb6d-7hx5k"].values["subject"] is None
     # A window after the job finished holds nothing for it.
-    later = records(items("pods.json"), preset(monkeypatch), END, END.replace(minute=1, hour=12))
+    later = records(items("pods.json"), preset(monkeypatch).selection(), END, END.replace(minute=1, hour=12))
     assert "report-28991234-qk8zt" not in {r.values["name"] for r in later}
 
 
 def test_the_preset_maps_annotated_pods_to_events(monkeypatch: pytest.MonkeyPatch) -> None:
     kubernetes = preset(monkeypatch)
     mapper = Mapper(kubernetes.name, kubernetes.mapping)
-    found = records(items("pods.json"), kubernetes, START, END)
+    found = records(items("pods.json"), kubernetes.selection(), START, END)
     events = {e["data"]["pod"]: e for r in found if mapper.accepts(r) for e in [mapper.map(r)]}
     # coredns carries no tally.io/subject annotation: not metered.
     assert sorted(events) == ["api-with-sidecar", "report-28991234-qk8zt", "trainer-7d9f8c6b5-x2x4p"]
@@ -152,7 +144,11 @@ def test_the_preset_maps_annotated_pods_to_events(monkeypatch: pytest.MonkeyPatc
     }
     assert trainer["data"]["annotations"] == {"project": "llm-finetune"}
     # The same window run again (a retry, another replica): the same ids.
-    again = [mapper.map(r)["id"] for r in records(items("pods.json"), kubernetes, START, END) if mapper.accepts(r)]
+    again = [
+        mapper.map(r)["id"]
+        for r in records(items("pods.json"), kubernetes.selection(), START, END)
+        if mapper.accepts(r)
+    ]
     assert sorted(again) == sorted(e["id"] for e in events.values())
 
 

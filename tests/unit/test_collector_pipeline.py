@@ -15,11 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from adapters.collectors.records import BufferFullError, Record, json_number
 from tests.support.services import ROOT
-from workers.collector.buffer import Buffer, BufferFullError
+from workers.collector.buffer import Buffer
 from workers.collector.config import Mapping, Schedule
 from workers.collector.leader import FileLock, lead
-from workers.collector.mapping import Mapper, MappingError, Record, event_id, json_number
+from workers.collector.mapping import Mapper, MappingError, event_id
 from workers.collector.schedule import Ticks
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)

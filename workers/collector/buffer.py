@@ -24,6 +24,8 @@ from typing import Any
 
 import orjson
 
+from adapters.collectors.records import BufferFullError
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -47,10 +49,6 @@ CREATE TABLE IF NOT EXISTS cursors (
     value TEXT NOT NULL
 );
 """
-
-
-class BufferFullError(Exception):
-    """The buffer holds max_events: the source must wait (backpressure), nothing is dropped."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from adapters.collectors.kubernetes import Selection
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -140,6 +142,8 @@ class PrometheusSource(_Source):
 
 
 class KubernetesSource(_Source):
+    """Pods, nodes or PVCs (adapters/collectors/kubernetes.py), one event per object per window."""
+
     type: Literal["kubernetes"]
     resource: Literal["pods", "nodes", "persistentvolumeclaims"] = "pods"
     namespaces: list[str] = Field(default_factory=list)  # empty: all namespaces
@@ -152,6 +156,16 @@ class KubernetesSource(_Source):
     # Outside a cluster: a kubeconfig file (default: in-cluster config, then ~/.kube/config).
     kubeconfig: str | None = None
     context: str | None = None
+
+    def selection(self) -> Selection:
+        return Selection(
+            resource=self.resource,
+            subject_annotation=self.subject_annotation,
+            data_annotation_prefix=self.data_annotation_prefix,
+            phases=tuple(self.phases),
+            namespaces=tuple(self.namespaces),
+            label_selector=self.label_selector,
+        )
 
 
 class OtelLogsSource(_Source):

@@ -23,7 +23,7 @@ import orjson
 import structlog
 
 import tally_sdk
-from workers.collector import metrics
+from adapters.collectors import metrics
 from workers.collector.buffer import Buffer, Buffered
 from workers.collector.config import Batch, Sink
 

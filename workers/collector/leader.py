@@ -22,7 +22,7 @@ from typing import Protocol
 
 import structlog
 
-from workers.collector import metrics
+from adapters.collectors import metrics
 
 log = structlog.get_logger(__name__)
 

@@ -11,15 +11,14 @@ is buffered, so the buffer never holds an event Tally would refuse.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 import jmespath
 import orjson
 from jmespath.parser import ParsedResult
 
+from adapters.collectors.records import Record, plain, rfc3339
 from domain.errors import TallyError
 from domain.metering.events import IngestLimits, parse_time, validate_batch
 from workers.collector.config import Mapping
@@ -31,54 +30,6 @@ class MappingError(Exception):
     def __init__(self, field: str, message: str) -> None:
         self.field = field
         super().__init__(f"{field}: {message}")
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    """What a source yields: the values the expressions see, and what identifies it.
-
-    key: the object within the source (a label set, a pod's uid, a log record's digest).
-    window: the period or instant the record measures (e.g. "2025-01-01T00:00:00Z/...01:00:00Z").
-    time: the event time when the mapping sets none.
-    """
-
-    values: dict[str, Any]
-    key: str
-    window: str
-    time: datetime
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def json_number(value: Decimal) -> int | float | str:
-    """A Decimal as a JSON number when one represents it exactly, else as its decimal string.
-
-    Tally reads meter values from numbers and numeric strings alike; a float is only used when its
-    shortest form is the same decimal, so no digit changes on the way.
-    """
-    if value == value.to_integral_value() and abs(value) < 2**63:
-        return int(value)
-    as_float = float(value)
-    if Decimal(repr(as_float)) == value:
-        return as_float
-    return str(value)
-
-
-def plain(value: Any) -> Any:
-    """Record values in the types JMESPath and JSON know (Decimals and times converted)."""
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [plain(v) for v in value]
-    if isinstance(value, Decimal):
-        return json_number(value)
-    if isinstance(value, datetime):
-        return rfc3339(value)
-    return value
-
-
-def rfc3339(value: datetime) -> str:
-    text = value.astimezone(UTC).isoformat(timespec="milliseconds")
-    return text.replace("+00:00", "Z")
 
 
 def event_id(source: str, key: str, window: str) -> str:

@@ -26,12 +26,14 @@ import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from workers.collector import metrics
-from workers.collector.buffer import Buffer, BufferFullError
+from adapters.collectors import metrics
+from adapters.collectors.http_relay import Problem
+from adapters.collectors.records import BufferFullError, Record, rfc3339
+from workers.collector.buffer import Buffer
 from workers.collector.config import CollectorConfig, HttpSource, KubernetesSource, OtelLogsSource, PrometheusSource
 from workers.collector.delivery import Delivery, Sender, sender_for
 from workers.collector.leader import Elector, FileLock, NoElection, lead
-from workers.collector.mapping import Mapper, MappingError, Record, rfc3339
+from workers.collector.mapping import Mapper, MappingError
 from workers.collector.schedule import Ticks
 
 log = structlog.get_logger(__name__)
@@ -58,7 +60,9 @@ class BufferInUseError(Exception):
 
 
 class Collector:
-    def __init__(self, config: CollectorConfig, sender: Sender | None = None) -> None:
+    def __init__(self, config: CollectorConfig, problem: Problem | None = None, sender: Sender | None = None) -> None:
+        """problem: how the HTTP relay renders refusals (server.errors.problem_response, passed in by
+        `tally collect`; the host's error mapping sits above this package)."""
         self.config = config
         buffer_path = Path(config.buffer.path)
         buffer_path.parent.mkdir(parents=True, exist_ok=True)
@@ -74,11 +78,20 @@ class Collector:
             if isinstance(source, PrometheusSource):
                 from adapters.collectors.prometheus import Prometheus
 
-                self.pulls.append((Prometheus(source), Ticks(source.schedule), source.schedule.max_catch_up))
+                prometheus = Prometheus(
+                    source.name,
+                    source.url,
+                    source.query,
+                    offset=source.offset,
+                    timeout=source.timeout,
+                    headers=source.headers,
+                )
+                self.pulls.append((prometheus, Ticks(source.schedule), source.schedule.max_catch_up))
             elif isinstance(source, KubernetesSource):
                 from adapters.collectors.kubernetes import Kubernetes
 
-                self.pulls.append((Kubernetes(source), Ticks(source.schedule), source.schedule.max_catch_up))
+                kubernetes = Kubernetes(source.name, source.selection(), source.kubeconfig, source.context)
+                self.pulls.append((kubernetes, Ticks(source.schedule), source.schedule.max_catch_up))
             elif isinstance(source, OtelLogsSource):
                 from adapters.collectors.otel_logs import OtelLogsReceiver
 
@@ -87,14 +100,16 @@ class Collector:
                 async def accept_logs(records: list[Record], mapper: Mapper = mapper) -> tuple[int, str]:
                     return await self.intake(mapper, records)
 
-                self.pushes.append(OtelLogsReceiver(source, accept_logs))
+                self.pushes.append(OtelLogsReceiver(source.name, source.listen, accept_logs))
             elif isinstance(source, HttpSource):
                 from adapters.collectors.http_relay import HttpRelay
 
                 async def accept_events(events: Sequence[dict[str, Any]], name: str = source.name) -> None:
                     await self.accept_events(name, events)
 
-                self.pushes.append(HttpRelay(source, accept_events))
+                if problem is None:
+                    raise ValueError("an http source needs the problem+json renderer (server.errors.problem_response)")
+                self.pushes.append(HttpRelay(source.name, source.listen, accept_events, problem, source.max_body_bytes))
 
     # Intake: the one way into the buffer.
 
@@ -202,7 +217,9 @@ class Collector:
         if mode == "kubernetes":
             from adapters.collectors.kubernetes import KubernetesLease
 
-            return KubernetesLease(leader)
+            return KubernetesLease(
+                leader.lease_name, leader.lease_namespace, leader.lease_duration, leader.retry_period, leader.identity
+            )
         if mode == "file":
             path = Path(leader.file) if leader.file else Path(self.config.buffer.path).parent / "collector-leader.lock"
             return FileLock(path)

@@ -1,4 +1,6 @@
-"""The collector's Prometheus metrics, on a registry of its own, served at /metrics.
+"""The collector's Prometheus metrics, on a registry of its own, served at /metrics by `tally collect`.
+
+They live here, below the collector's worker package, so its sources record without reaching up.
 
 scraped: records a source produced; buffered: events newly stored in the buffer; sent: events Tally
 acknowledged; failed: records or events given up on, by reason (mapping: the record cannot be an
