@@ -46,7 +46,12 @@ def _entitlement(row: EntitlementRow, resets: Sequence[UsageResetRow]) -> Entitl
         preserve_overage_at_reset=row.preserve_overage_at_reset,
         config=row.config,
         resets=tuple(
-            UsageReset(at=r.reset_at, anchor=r.anchor, interval=IsoDuration.parse(r.usage_interval))
+            UsageReset(
+                at=r.reset_at,
+                anchor=r.anchor,
+                interval=IsoDuration.parse(r.usage_interval),
+                preserve_overage=r.preserve_overage,
+            )
             for r in sorted(resets, key=lambda r: r.reset_at)
         ),
     )
@@ -275,6 +280,7 @@ class PostgresEntitlementRepository:
                     reset_at=reset.at,
                     anchor=reset.anchor,
                     usage_interval=reset.interval.iso(),
+                    preserve_overage=reset.preserve_overage,
                     created_at=datetime.now(reset.at.tzinfo),
                 )
             )

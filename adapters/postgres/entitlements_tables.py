@@ -94,6 +94,8 @@ class FeatureRow(SQLModel, table=True):
     # Canonical advanced filters, {"groupByKey": {"$eq": "..."}}.
     filters: dict[str, Any] = _json()
     meta: dict[str, str] = _json("metadata")
+    # OpenMeter's FeatureUnitCost JSON ({"type": "manual", "amount": "0.5"} or the llm fields).
+    unit_cost: dict[str, Any] | None = _json(nullable=True)
     created_at: datetime = _tz()
     updated_at: datetime = _tz()
     archived_at: datetime | None = _tz(default=None, nullable=True)
@@ -140,6 +142,9 @@ class UsageResetRow(SQLModel, table=True):
     reset_at: datetime = Field(sa_column=Column(DateTime(timezone=True), primary_key=True))
     anchor: datetime = _tz()
     usage_interval: str
+    # What the reset asked for (or the entitlement's setting); NULL on resets stored before this
+    # was recorded: they follow the entitlement's preserve_overage_at_reset.
+    preserve_overage: bool | None = None
     created_at: datetime = _tz()
 
 

@@ -9,6 +9,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from adapters.postgres.entitlements_tables import FeatureRow
 from domain.catalog.models import Feature, filter_to_json
+from domain.catalog.unit_cost import UnitCost
 from domain.errors import ConflictError
 from domain.metering.query import FilterString
 
@@ -25,6 +26,7 @@ def _to_domain(row: FeatureRow) -> Feature:
         created_at=row.created_at,
         updated_at=row.updated_at,
         archived_at=row.archived_at,
+        unit_cost=UnitCost.from_rest(row.unit_cost) if row.unit_cost is not None else None,
     )
 
 
@@ -40,6 +42,7 @@ def _to_row(f: Feature) -> FeatureRow:
         created_at=f.created_at,
         updated_at=f.updated_at,
         archived_at=f.archived_at,
+        unit_cost=f.unit_cost.rest() if f.unit_cost is not None else None,
     )
 
 

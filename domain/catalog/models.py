@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
+from domain.catalog.unit_cost import UnitCost, UnitCostInput
 from domain.customers.models import ULID_RE
 from domain.errors import Violations
 from domain.metering.models import MAX_SLUG_LENGTH, SLUG_RE, Aggregation, Meter
@@ -45,6 +46,7 @@ class Feature:
     filters: Mapping[str, FilterString] = field(default_factory=dict)
     metadata: Mapping[str, str] = field(default_factory=dict)
     archived_at: datetime | None = None
+    unit_cost: UnitCost | None = None
 
     @property
     def simple_filters(self) -> dict[str, str]:
@@ -64,6 +66,8 @@ class Feature:
         if self.filters:
             out["meterGroupByFilters"] = self.simple_filters
             out["advancedMeterGroupByFilters"] = {k: filter_to_json(f) for k, f in self.filters.items()}
+        if self.unit_cost is not None:
+            out["unitCost"] = self.unit_cost.rest()
         if self.archived_at is not None:
             out["archivedAt"] = self.archived_at.isoformat().replace("+00:00", "Z")
         return out
@@ -77,9 +81,14 @@ class FeatureCreateInput:
     meter_group_by_filters: Mapping[str, str] = field(default_factory=dict)
     advanced_filters: Mapping[str, FilterString] = field(default_factory=dict)
     metadata: Mapping[str, str] = field(default_factory=dict)
+    unit_cost: UnitCostInput | None = None
 
     def validate(self, meter: Meter | None) -> dict[str, FilterString]:
         """Checks the input against the resolved meter; returns the canonical filters."""
+        return self.validated(meter)[0]
+
+    def validated(self, meter: Meter | None) -> tuple[dict[str, FilterString], UnitCost | None]:
+        """Checks the input against the resolved meter; the canonical filters and the unit cost."""
         v = Violations()
         if not self.key or len(self.key) > MAX_SLUG_LENGTH or not SLUG_RE.match(self.key):
             v.add("key", "must match ^[a-z0-9]+(?:_[a-z0-9]+)*$ and be at most 64 characters", "invalid_key")
@@ -109,8 +118,9 @@ class FeatureCreateInput:
                     v.add(
                         f"meterGroupByFilters.{key}", f"meter {meter.slug} has no group by {key!r}", "unknown_group_by"
                     )
+        unit_cost = self.unit_cost.validate(meter, v) if self.unit_cost is not None else None
         v.raise_if_any()
-        return filters
+        return filters, unit_cost
 
 
 @dataclass(frozen=True, slots=True)

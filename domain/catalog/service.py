@@ -48,7 +48,7 @@ class FeatureService:
             meter = await self._meters.get(namespace, data.meter_slug)
             if meter is None or meter.deleted_at is not None:
                 raise NotFoundError("meter", data.meter_slug)
-        filters = data.validate(meter)
+        filters, unit_cost = data.validated(meter)
         existing = await self._features.get(namespace, data.key, include_archived=False)
         if existing is not None and existing.archived_at is None:
             raise ConflictError(f"feature with key {data.key!r} already exists", conflicting_id=existing.id)
@@ -63,6 +63,7 @@ class FeatureService:
             metadata=dict(data.metadata),
             created_at=now,
             updated_at=now,
+            unit_cost=unit_cost,
         )
         await self._features.create(feature)
         self._changed()

@@ -20,8 +20,8 @@ How a run proceeds (resolution is one minute; grant times are truncated to the m
 - Usage plus the overage carried so far burns the active grants in burn order; what no grant
   covers is overage, which carries forward and is burnt from grants as they become active.
 - At a reset every grant active at that instant becomes min(maxRollover, max(balance, minRollover));
-  with `preserve_overage` the overage is then burnt from all grants in burn order, otherwise it is
-  dropped; usage restarts at 0. The history records this as a zero-length `rollover` segment.
+  with `preserve_overage` (or that reset's own entry in `preserve_overage_at`) the overage is then
+  burnt from all grants in burn order, otherwise it is dropped; usage restarts at 0. The history records this as a zero-length `rollover` segment.
 
 A `Snapshot` is the state at an instant after everything due at that instant was applied, so a run
 resumed from any snapshot the engine hands out (`RunResult.resumable_snapshots()`) reproduces the
@@ -168,6 +168,8 @@ class RunInput:
     `grants`: every grant active at some point in [start.at, until] (others are harmless).
     `resets`: usage-period starts; only those in (start.at, until] count, since a snapshot taken
     at a reset time already reflects that reset.
+    `preserve_overage`: whether overage carries over a reset; `preserve_overage_at` overrides it
+    for single reset times (a manual reset asked with its own preserveOverage).
     """
 
     grants: Sequence[Grant]
@@ -176,6 +178,7 @@ class RunInput:
     resets: Sequence[datetime] = ()
     preserve_overage: bool = False
     mode: UsageMode = UsageMode.CUMULATIVE
+    preserve_overage_at: Mapping[datetime, bool] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         until = ensure_utc(self.until, "until")
@@ -190,6 +193,8 @@ class RunInput:
         if any(not is_minute_aligned(t) for t in resets):
             raise BurnDownError("reset times must be on whole minutes")
         object.__setattr__(self, "resets", resets)
+        overrides = {ensure_utc(t, "preserve_overage_at"): bool(v) for t, v in self.preserve_overage_at.items()}
+        object.__setattr__(self, "preserve_overage_at", MappingProxyType(overrides))
         ids = [g.id for g in self.grants]
         if len(ids) != len(set(ids)):
             raise BurnDownError("duplicate grant ids")
@@ -466,7 +471,7 @@ def run(inp: RunInput, usage: Mapping[datetime, Decimal]) -> RunResult:
             for g in grants:
                 if g.active_at(reset_at):
                     rolled[g.id] = g.rollover_balance(rolled[g.id])
-            carried = overage if inp.preserve_overage else ZERO
+            carried = overage if inp.preserve_overage_at.get(reset_at, inp.preserve_overage) else ZERO
             balances = dict(rolled)
             uses: tuple[GrantUsage, ...] = ()
             overage = carried

@@ -61,11 +61,17 @@ def rfc3339(value: datetime) -> str:
 
 @dataclass(frozen=True, slots=True)
 class UsageReset:
-    """A manual reset: usage restarts at `at`; periods then recur from `anchor` by `interval`."""
+    """A manual reset: usage restarts at `at`; periods then recur from `anchor` by `interval`.
+
+    `preserve_overage` is what the reset request asked for (falling back to the entitlement's
+    preserveOverageAtReset when it asked nothing); None on resets stored before it was recorded,
+    which then follow the entitlement's setting.
+    """
 
     at: datetime
     anchor: datetime
     interval: IsoDuration
+    preserve_overage: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,6 +339,9 @@ class EntitlementInput:
                     v.add("issueAfterResetPriority", "must be between 1 and 255", "out_of_range")
             if recurrence is not None:
                 measure_from = self._measure_from(recurrence, now, v)
+            if issue is not None and self.grants:
+                # OpenMeter's v2 create refuses both (the issued grant would duplicate them).
+                v.add("grants", "issueAfterReset and grants cannot be used together", "issue_with_grants")
         else:
             for name, value in (
                 ("isSoftLimit", self.is_soft_limit),

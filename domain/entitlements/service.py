@@ -570,6 +570,9 @@ class EntitlementService:
             until=until,
             resets=period.reset_times(snapshot.at, until),
             preserve_overage=entitlement.preserve_overage_at_reset,
+            preserve_overage_at={
+                r.at: r.preserve_overage for r in entitlement.resets if r.preserve_overage is not None
+            },
             mode=ctx.mode,
         )
         usage, first_event = await self._usage.windows(ctx, breakpoints(inp), until if tail else None)
@@ -751,7 +754,11 @@ class EntitlementService:
         current = entitlement.current_interval_and_anchor()
         assert current is not None
         interval, anchor = current
-        reset = UsageReset(at=at, anchor=anchor if data.retain_anchor else at, interval=interval)
+        # The request's preserveOverage, falling back to the entitlement's (OpenMeter's reset.go).
+        preserve = data.preserve_overage if data.preserve_overage is not None else entitlement.preserve_overage_at_reset
+        reset = UsageReset(
+            at=at, anchor=anchor if data.retain_anchor else at, interval=interval, preserve_overage=preserve
+        )
         await self._entitlements.add_reset(namespace, entitlement.id, reset)
         await self._snapshots.invalidate_from(namespace, entitlement.id, at)
         self.entities_changed()

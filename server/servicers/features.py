@@ -6,6 +6,7 @@ from google.protobuf import empty_pb2
 
 from domain.catalog.models import Feature, FeatureCreateInput, ListFeaturesInput, filter_to_json
 from domain.catalog.service import FeatureService
+from domain.catalog.unit_cost import UnitCostInput
 from domain.pagination import PageMode
 from server.context import RequestContext
 from server.convert import optional_str, set_timestamp, struct_from
@@ -24,10 +25,37 @@ def feature_to_proto(feature: Feature) -> features_pb2.Feature:
         message.advanced_meter_group_by_filters.CopyFrom(
             struct_from({key: filter_to_json(f) for key, f in feature.filters.items()})
         )
+    if feature.unit_cost is not None:
+        cost = feature.unit_cost
+        message.unit_cost.type = cost.type
+        for name, value in (
+            ("amount", cost.rest().get("amount")),
+            ("provider", cost.provider),
+            ("provider_property", cost.provider_property),
+            ("model", cost.model),
+            ("model_property", cost.model_property),
+            ("token_type", cost.token_type),
+            ("token_type_property", cost.token_type_property),
+        ):
+            if value is not None:
+                setattr(message.unit_cost, name, value)
     set_timestamp(message.created_at, feature.created_at)
     set_timestamp(message.updated_at, feature.updated_at)
     set_timestamp(message.archived_at, feature.archived_at)
     return message
+
+
+def _unit_cost_input(message: features_pb2.FeatureUnitCost) -> UnitCostInput:
+    return UnitCostInput(
+        type=message.type,
+        amount=optional_str(message, "amount"),
+        provider=optional_str(message, "provider"),
+        provider_property=optional_str(message, "provider_property"),
+        model=optional_str(message, "model"),
+        model_property=optional_str(message, "model_property"),
+        token_type=optional_str(message, "token_type"),
+        token_type_property=optional_str(message, "token_type_property"),
+    )
 
 
 def _opt_int(message: object, name: str) -> int | None:
@@ -47,6 +75,7 @@ class FeatureServicer(features_pb2_grpc.FeatureServiceServicer):
             meter_group_by_filters=dict(request.meter_group_by_filters),
             advanced_filters={k: _filter_string(v) for k, v in request.advanced_meter_group_by_filters.items()},
             metadata=dict(request.metadata),
+            unit_cost=_unit_cost_input(request.unit_cost) if request.HasField("unit_cost") else None,
         )
         feature = await self._features.create(self._request.namespace(context), data)
         await rest_hints(context, http_code=201)

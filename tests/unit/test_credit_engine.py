@@ -588,6 +588,30 @@ def test_preserved_overage_is_deducted_from_the_new_balance(used: int, balance: 
     assert res.grant_balances == {"g1": 0, "g2": g2}
 
 
+def test_a_reset_s_own_preserve_overage_overrides_the_entitlement_s() -> None:
+    # OpenMeter's reset.go: the request's preserveOverage, falling back to the entitlement's. Two
+    # resets: the first keeps its overage (asked for), the second follows the default (dropped).
+    grants = _two_grants(500, 500)
+    m = Meter()
+    m.use(2600, T1 + M)
+    r1, r2 = T1 + 5 * H, T1 + 10 * H
+    m.use(600, r1 + H)
+    start = Snapshot.starting(grants, T1)
+    res = go(m, grants, start, r1, [r1], preserve_overage_at={r1: True})
+    assert (res.balance, res.overage, res.grant_balances) == (0, 100, {"g1": 0, "g2": 0})
+    # The same reset without the override drops the overage: g2 keeps its minimum rollover.
+    res = go(m, grants, start, r1, [r1])
+    assert (res.balance, res.overage) == (500, 0)
+    # An override of False beats an entitlement default of True.
+    res = go(m, grants, start, r1, [r1], preserve_overage=True, preserve_overage_at={r1: False})
+    assert (res.balance, res.overage) == (500, 0)
+    # Only the reset named is overridden: at r2 the default (not preserved) applies again.
+    res = go(m, grants, start, r2, [r1, r2], preserve_overage_at={r1: True})
+    assert (res.overage, res.grant_balances) == (0, {"g1": 0, "g2": 500})
+    rollovers = [s for s in res.history if s.reasons.rollover]
+    assert [(s.start, s.overage_at_start, s.overage) for s in rollovers] == [(r1, 600, 100), (r2, 0, 0)]
+
+
 def test_grants_taking_effect_after_a_reset_and_a_second_reset() -> None:
     grants = _two_grants(0, 100)
     r1, r2 = T1 + 5 * H, T1 + 10 * H

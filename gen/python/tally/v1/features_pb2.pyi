@@ -16,7 +16,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Feature(_message.Message):
-    __slots__ = ("id", "key", "name", "metadata", "meter_slug", "meter_group_by_filters", "advanced_meter_group_by_filters", "created_at", "updated_at", "deleted_at", "archived_at")
+    __slots__ = ("id", "key", "name", "metadata", "meter_slug", "meter_group_by_filters", "advanced_meter_group_by_filters", "created_at", "updated_at", "deleted_at", "archived_at", "unit_cost")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -35,6 +35,7 @@ class Feature(_message.Message):
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     DELETED_AT_FIELD_NUMBER: _ClassVar[int]
     ARCHIVED_AT_FIELD_NUMBER: _ClassVar[int]
+    UNIT_COST_FIELD_NUMBER: _ClassVar[int]
     id: str
     key: str
     name: str
@@ -46,10 +47,31 @@ class Feature(_message.Message):
     updated_at: _timestamp_pb2.Timestamp
     deleted_at: _timestamp_pb2.Timestamp
     archived_at: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., key: _Optional[str] = ..., name: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., meter_slug: _Optional[str] = ..., meter_group_by_filters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., advanced_meter_group_by_filters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., deleted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., archived_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    unit_cost: FeatureUnitCost
+    def __init__(self, id: _Optional[str] = ..., key: _Optional[str] = ..., name: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., meter_slug: _Optional[str] = ..., meter_group_by_filters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., advanced_meter_group_by_filters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., deleted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., archived_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., unit_cost: _Optional[_Union[FeatureUnitCost, _Mapping]] = ...) -> None: ...
+
+class FeatureUnitCost(_message.Message):
+    __slots__ = ("type", "amount", "provider_property", "provider", "model_property", "model", "token_type_property", "token_type")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_PROPERTY_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    MODEL_PROPERTY_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_TYPE_PROPERTY_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_TYPE_FIELD_NUMBER: _ClassVar[int]
+    type: str
+    amount: str
+    provider_property: str
+    provider: str
+    model_property: str
+    model: str
+    token_type_property: str
+    token_type: str
+    def __init__(self, type: _Optional[str] = ..., amount: _Optional[str] = ..., provider_property: _Optional[str] = ..., provider: _Optional[str] = ..., model_property: _Optional[str] = ..., model: _Optional[str] = ..., token_type_property: _Optional[str] = ..., token_type: _Optional[str] = ...) -> None: ...
 
 class CreateFeatureRequest(_message.Message):
-    __slots__ = ("key", "name", "metadata", "meter_slug", "meter_group_by_filters", "advanced_meter_group_by_filters")
+    __slots__ = ("key", "name", "metadata", "meter_slug", "meter_group_by_filters", "advanced_meter_group_by_filters", "unit_cost")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -77,13 +99,15 @@ class CreateFeatureRequest(_message.Message):
     METER_SLUG_FIELD_NUMBER: _ClassVar[int]
     METER_GROUP_BY_FILTERS_FIELD_NUMBER: _ClassVar[int]
     ADVANCED_METER_GROUP_BY_FILTERS_FIELD_NUMBER: _ClassVar[int]
+    UNIT_COST_FIELD_NUMBER: _ClassVar[int]
     key: str
     name: str
     metadata: _containers.ScalarMap[str, str]
     meter_slug: str
     meter_group_by_filters: _containers.ScalarMap[str, str]
     advanced_meter_group_by_filters: _containers.MessageMap[str, _meters_pb2.FilterString]
-    def __init__(self, key: _Optional[str] = ..., name: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., meter_slug: _Optional[str] = ..., meter_group_by_filters: _Optional[_Mapping[str, str]] = ..., advanced_meter_group_by_filters: _Optional[_Mapping[str, _meters_pb2.FilterString]] = ...) -> None: ...
+    unit_cost: FeatureUnitCost
+    def __init__(self, key: _Optional[str] = ..., name: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., meter_slug: _Optional[str] = ..., meter_group_by_filters: _Optional[_Mapping[str, str]] = ..., advanced_meter_group_by_filters: _Optional[_Mapping[str, _meters_pb2.FilterString]] = ..., unit_cost: _Optional[_Union[FeatureUnitCost, _Mapping]] = ...) -> None: ...
 
 class ListFeaturesRequest(_message.Message):
     __slots__ = ("meter_slug", "include_archived", "page", "page_size", "offset", "limit", "order", "order_by")

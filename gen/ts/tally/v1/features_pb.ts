@@ -17,7 +17,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file tally/v1/features.proto.
  */
 export const file_tally_v1_features: GenFile = /*@__PURE__*/
-  fileDesc("Chd0YWxseS92MS9mZWF0dXJlcy5wcm90bxIIdGFsbHkudjEilgQKB0ZlYXR1cmUSEAoCaWQYASABKAlCBOJBAQMSCwoDa2V5GAIgASgJEgwKBG5hbWUYAyABKAkSMQoIbWV0YWRhdGEYBCADKAsyHy50YWxseS52MS5GZWF0dXJlLk1ldGFkYXRhRW50cnkSFwoKbWV0ZXJfc2x1ZxgFIAEoCUgAiAEBEjcKFm1ldGVyX2dyb3VwX2J5X2ZpbHRlcnMYBiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EkAKH2FkdmFuY2VkX21ldGVyX2dyb3VwX2J5X2ZpbHRlcnMYByABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EjQKCmNyZWF0ZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQEDEjQKCnVwZGF0ZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQEDEjQKCmRlbGV0ZWRfYXQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQEDEjUKC2FyY2hpdmVkX2F0GAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAxovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCDQoLX21ldGVyX3NsdWcisQQKFENyZWF0ZUZlYXR1cmVSZXF1ZXN0EhEKA2tleRgBIAEoCUIE4kEBAhISCgRuYW1lGAIgASgJQgTiQQECEj4KCG1ldGFkYXRhGAMgAygLMiwudGFsbHkudjEuQ3JlYXRlRmVhdHVyZVJlcXVlc3QuTWV0YWRhdGFFbnRyeRIXCgptZXRlcl9zbHVnGAQgASgJSACIAQESVwoWbWV0ZXJfZ3JvdXBfYnlfZmlsdGVycxgFIAMoCzI3LnRhbGx5LnYxLkNyZWF0ZUZlYXR1cmVSZXF1ZXN0Lk1ldGVyR3JvdXBCeUZpbHRlcnNFbnRyeRJoCh9hZHZhbmNlZF9tZXRlcl9ncm91cF9ieV9maWx0ZXJzGAYgAygLMj8udGFsbHkudjEuQ3JlYXRlRmVhdHVyZVJlcXVlc3QuQWR2YW5jZWRNZXRlckdyb3VwQnlGaWx0ZXJzRW50cnkaLwoNTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGjoKGE1ldGVyR3JvdXBCeUZpbHRlcnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGloKIEFkdmFuY2VkTWV0ZXJHcm91cEJ5RmlsdGVyc0VudHJ5EgsKA2tleRgBIAEoCRIlCgV2YWx1ZRgCIAEoCzIWLnRhbGx5LnYxLkZpbHRlclN0cmluZzoCOAFCDQoLX21ldGVyX3NsdWcihQIKE0xpc3RGZWF0dXJlc1JlcXVlc3QSEgoKbWV0ZXJfc2x1ZxgBIAMoCRIYChBpbmNsdWRlX2FyY2hpdmVkGAIgASgIEhEKBHBhZ2UYAyABKAVIAIgBARIWCglwYWdlX3NpemUYBCABKAVIAYgBARITCgZvZmZzZXQYBSABKAVIAogBARISCgVsaW1pdBgGIAEoBUgDiAEBEhIKBW9yZGVyGAcgASgJSASIAQESFQoIb3JkZXJfYnkYCCABKAlIBYgBAUIHCgVfcGFnZUIMCgpfcGFnZV9zaXplQgkKB19vZmZzZXRCCAoGX2xpbWl0QggKBl9vcmRlckILCglfb3JkZXJfYnkipAEKFExpc3RGZWF0dXJlc1Jlc3BvbnNlEiAKBWl0ZW1zGAEgAygLMhEudGFsbHkudjEuRmVhdHVyZRIYCgt0b3RhbF9jb3VudBgCIAEoBUgAiAEBEhEKBHBhZ2UYAyABKAVIAYgBARIWCglwYWdlX3NpemUYBCABKAVIAogBAUIOCgxfdG90YWxfY291bnRCBwoFX3BhZ2VCDAoKX3BhZ2Vfc2l6ZSItChFHZXRGZWF0dXJlUmVxdWVzdBIYCgpmZWF0dXJlX2lkGAEgASgJQgTiQQECIjAKFERlbGV0ZUZlYXR1cmVSZXF1ZXN0EhgKCmZlYXR1cmVfaWQYASABKAlCBOJBAQIywwMKDkZlYXR1cmVTZXJ2aWNlEmYKDUNyZWF0ZUZlYXR1cmUSHi50YWxseS52MS5DcmVhdGVGZWF0dXJlUmVxdWVzdBoRLnRhbGx5LnYxLkZlYXR1cmUiIqKfGQMIyQGC0+STAhU6ASoiEC9hcGkvdjEvZmVhdHVyZXMSbQoMTGlzdEZlYXR1cmVzEh0udGFsbHkudjEuTGlzdEZlYXR1cmVzUmVxdWVzdBoeLnRhbGx5LnYxLkxpc3RGZWF0dXJlc1Jlc3BvbnNlIh6inxkCEAKC0+STAhISEC9hcGkvdjEvZmVhdHVyZXMSYwoKR2V0RmVhdHVyZRIbLnRhbGx5LnYxLkdldEZlYXR1cmVSZXF1ZXN0GhEudGFsbHkudjEuRmVhdHVyZSIlgtPkkwIfEh0vYXBpL3YxL2ZlYXR1cmVzL3tmZWF0dXJlX2lkfRJ1Cg1EZWxldGVGZWF0dXJlEh4udGFsbHkudjEuRGVsZXRlRmVhdHVyZVJlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHkiLKKfGQMIzAGC0+STAh8qHS9hcGkvdjEvZmVhdHVyZXMve2ZlYXR1cmVfaWR9YgZwcm90bzM", [file_google_api_annotations, file_google_api_field_behavior, file_google_protobuf_empty, file_google_protobuf_struct, file_google_protobuf_timestamp, file_tally_v1_meters, file_tally_v1_options]);
+  fileDesc("Chd0YWxseS92MS9mZWF0dXJlcy5wcm90bxIIdGFsbHkudjEixAQKB0ZlYXR1cmUSEAoCaWQYASABKAlCBOJBAQMSCwoDa2V5GAIgASgJEgwKBG5hbWUYAyABKAkSMQoIbWV0YWRhdGEYBCADKAsyHy50YWxseS52MS5GZWF0dXJlLk1ldGFkYXRhRW50cnkSFwoKbWV0ZXJfc2x1ZxgFIAEoCUgAiAEBEjcKFm1ldGVyX2dyb3VwX2J5X2ZpbHRlcnMYBiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EkAKH2FkdmFuY2VkX21ldGVyX2dyb3VwX2J5X2ZpbHRlcnMYByABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EjQKCmNyZWF0ZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQEDEjQKCnVwZGF0ZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQEDEjQKCmRlbGV0ZWRfYXQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQEDEjUKC2FyY2hpdmVkX2F0GAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAxIsCgl1bml0X2Nvc3QYDCABKAsyGS50YWxseS52MS5GZWF0dXJlVW5pdENvc3QaLwoNTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBQg0KC19tZXRlcl9zbHVnIskCCg9GZWF0dXJlVW5pdENvc3QSDAoEdHlwZRgBIAEoCRITCgZhbW91bnQYAiABKAlIAIgBARIeChFwcm92aWRlcl9wcm9wZXJ0eRgDIAEoCUgBiAEBEhUKCHByb3ZpZGVyGAQgASgJSAKIAQESGwoObW9kZWxfcHJvcGVydHkYBSABKAlIA4gBARISCgVtb2RlbBgGIAEoCUgEiAEBEiAKE3Rva2VuX3R5cGVfcHJvcGVydHkYByABKAlIBYgBARIXCgp0b2tlbl90eXBlGAggASgJSAaIAQFCCQoHX2Ftb3VudEIUChJfcHJvdmlkZXJfcHJvcGVydHlCCwoJX3Byb3ZpZGVyQhEKD19tb2RlbF9wcm9wZXJ0eUIICgZfbW9kZWxCFgoUX3Rva2VuX3R5cGVfcHJvcGVydHlCDQoLX3Rva2VuX3R5cGUi3wQKFENyZWF0ZUZlYXR1cmVSZXF1ZXN0EhEKA2tleRgBIAEoCUIE4kEBAhISCgRuYW1lGAIgASgJQgTiQQECEj4KCG1ldGFkYXRhGAMgAygLMiwudGFsbHkudjEuQ3JlYXRlRmVhdHVyZVJlcXVlc3QuTWV0YWRhdGFFbnRyeRIXCgptZXRlcl9zbHVnGAQgASgJSACIAQESVwoWbWV0ZXJfZ3JvdXBfYnlfZmlsdGVycxgFIAMoCzI3LnRhbGx5LnYxLkNyZWF0ZUZlYXR1cmVSZXF1ZXN0Lk1ldGVyR3JvdXBCeUZpbHRlcnNFbnRyeRJoCh9hZHZhbmNlZF9tZXRlcl9ncm91cF9ieV9maWx0ZXJzGAYgAygLMj8udGFsbHkudjEuQ3JlYXRlRmVhdHVyZVJlcXVlc3QuQWR2YW5jZWRNZXRlckdyb3VwQnlGaWx0ZXJzRW50cnkSLAoJdW5pdF9jb3N0GAcgASgLMhkudGFsbHkudjEuRmVhdHVyZVVuaXRDb3N0Gi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ARo6ChhNZXRlckdyb3VwQnlGaWx0ZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ARpaCiBBZHZhbmNlZE1ldGVyR3JvdXBCeUZpbHRlcnNFbnRyeRILCgNrZXkYASABKAkSJQoFdmFsdWUYAiABKAsyFi50YWxseS52MS5GaWx0ZXJTdHJpbmc6AjgBQg0KC19tZXRlcl9zbHVnIoUCChNMaXN0RmVhdHVyZXNSZXF1ZXN0EhIKCm1ldGVyX3NsdWcYASADKAkSGAoQaW5jbHVkZV9hcmNoaXZlZBgCIAEoCBIRCgRwYWdlGAMgASgFSACIAQESFgoJcGFnZV9zaXplGAQgASgFSAGIAQESEwoGb2Zmc2V0GAUgASgFSAKIAQESEgoFbGltaXQYBiABKAVIA4gBARISCgVvcmRlchgHIAEoCUgEiAEBEhUKCG9yZGVyX2J5GAggASgJSAWIAQFCBwoFX3BhZ2VCDAoKX3BhZ2Vfc2l6ZUIJCgdfb2Zmc2V0QggKBl9saW1pdEIICgZfb3JkZXJCCwoJX29yZGVyX2J5IqQBChRMaXN0RmVhdHVyZXNSZXNwb25zZRIgCgVpdGVtcxgBIAMoCzIRLnRhbGx5LnYxLkZlYXR1cmUSGAoLdG90YWxfY291bnQYAiABKAVIAIgBARIRCgRwYWdlGAMgASgFSAGIAQESFgoJcGFnZV9zaXplGAQgASgFSAKIAQFCDgoMX3RvdGFsX2NvdW50QgcKBV9wYWdlQgwKCl9wYWdlX3NpemUiLQoRR2V0RmVhdHVyZVJlcXVlc3QSGAoKZmVhdHVyZV9pZBgBIAEoCUIE4kEBAiIwChREZWxldGVGZWF0dXJlUmVxdWVzdBIYCgpmZWF0dXJlX2lkGAEgASgJQgTiQQECMsMDCg5GZWF0dXJlU2VydmljZRJmCg1DcmVhdGVGZWF0dXJlEh4udGFsbHkudjEuQ3JlYXRlRmVhdHVyZVJlcXVlc3QaES50YWxseS52MS5GZWF0dXJlIiKinxkDCMkBgtPkkwIVOgEqIhAvYXBpL3YxL2ZlYXR1cmVzEm0KDExpc3RGZWF0dXJlcxIdLnRhbGx5LnYxLkxpc3RGZWF0dXJlc1JlcXVlc3QaHi50YWxseS52MS5MaXN0RmVhdHVyZXNSZXNwb25zZSIeop8ZAhACgtPkkwISEhAvYXBpL3YxL2ZlYXR1cmVzEmMKCkdldEZlYXR1cmUSGy50YWxseS52MS5HZXRGZWF0dXJlUmVxdWVzdBoRLnRhbGx5LnYxLkZlYXR1cmUiJYLT5JMCHxIdL2FwaS92MS9mZWF0dXJlcy97ZmVhdHVyZV9pZH0SdQoNRGVsZXRlRmVhdHVyZRIeLnRhbGx5LnYxLkRlbGV0ZUZlYXR1cmVSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5IiyinxkDCMwBgtPkkwIfKh0vYXBpL3YxL2ZlYXR1cmVzL3tmZWF0dXJlX2lkfWIGcHJvdG8z", [file_google_api_annotations, file_google_api_field_behavior, file_google_protobuf_empty, file_google_protobuf_struct, file_google_protobuf_timestamp, file_tally_v1_meters, file_tally_v1_options]);
 
 /**
  * @generated from message tally.v1.Feature
@@ -81,6 +81,13 @@ export type Feature = Message<"tally.v1.Feature"> & {
    * @generated from field: google.protobuf.Timestamp archived_at = 11;
    */
   archivedAt?: Timestamp | undefined;
+
+  /**
+   * Optional per-unit cost; absent when the feature has none.
+   *
+   * @generated from field: tally.v1.FeatureUnitCost unit_cost = 12;
+   */
+  unitCost?: FeatureUnitCost | undefined;
 };
 
 /**
@@ -89,6 +96,70 @@ export type Feature = Message<"tally.v1.Feature"> & {
  */
 export const FeatureSchema: GenMessage<Feature> = /*@__PURE__*/
   messageDesc(file_tally_v1_features, 0);
+
+/**
+ * OpenMeter's FeatureUnitCost, flat with its `type` discriminator:
+ * manual: {type, amount} (a fixed per-unit cost in USD);
+ * llm: for each of provider, model and token type, either the static value or the meter group-by
+ * property that holds it (exactly one of the two). OpenMeter's read-only `pricing` (looked up in
+ * an LLM price list) is not served: Tally has no such list.
+ *
+ * @generated from message tally.v1.FeatureUnitCost
+ */
+export type FeatureUnitCost = Message<"tally.v1.FeatureUnitCost"> & {
+  /**
+   * manual or llm.
+   *
+   * @generated from field: string type = 1;
+   */
+  type: string;
+
+  /**
+   * manual: a non-negative decimal string (OpenMeter's Numeric).
+   *
+   * @generated from field: optional string amount = 2;
+   */
+  amount?: string | undefined;
+
+  /**
+   * @generated from field: optional string provider_property = 3;
+   */
+  providerProperty?: string | undefined;
+
+  /**
+   * @generated from field: optional string provider = 4;
+   */
+  provider?: string | undefined;
+
+  /**
+   * @generated from field: optional string model_property = 5;
+   */
+  modelProperty?: string | undefined;
+
+  /**
+   * @generated from field: optional string model = 6;
+   */
+  model?: string | undefined;
+
+  /**
+   * @generated from field: optional string token_type_property = 7;
+   */
+  tokenTypeProperty?: string | undefined;
+
+  /**
+   * input, output, cache_read, reasoning, cache_write, request or response.
+   *
+   * @generated from field: optional string token_type = 8;
+   */
+  tokenType?: string | undefined;
+};
+
+/**
+ * Describes the message tally.v1.FeatureUnitCost.
+ * Use `create(FeatureUnitCostSchema)` to create a new message.
+ */
+export const FeatureUnitCostSchema: GenMessage<FeatureUnitCost> = /*@__PURE__*/
+  messageDesc(file_tally_v1_features, 1);
 
 /**
  * @generated from message tally.v1.CreateFeatureRequest
@@ -123,6 +194,11 @@ export type CreateFeatureRequest = Message<"tally.v1.CreateFeatureRequest"> & {
    * @generated from field: map<string, tally.v1.FilterString> advanced_meter_group_by_filters = 6;
    */
   advancedMeterGroupByFilters: { [key: string]: FilterString };
+
+  /**
+   * @generated from field: tally.v1.FeatureUnitCost unit_cost = 7;
+   */
+  unitCost?: FeatureUnitCost | undefined;
 };
 
 /**
@@ -130,7 +206,7 @@ export type CreateFeatureRequest = Message<"tally.v1.CreateFeatureRequest"> & {
  * Use `create(CreateFeatureRequestSchema)` to create a new message.
  */
 export const CreateFeatureRequestSchema: GenMessage<CreateFeatureRequest> = /*@__PURE__*/
-  messageDesc(file_tally_v1_features, 1);
+  messageDesc(file_tally_v1_features, 2);
 
 /**
  * @generated from message tally.v1.ListFeaturesRequest
@@ -186,7 +262,7 @@ export type ListFeaturesRequest = Message<"tally.v1.ListFeaturesRequest"> & {
  * Use `create(ListFeaturesRequestSchema)` to create a new message.
  */
 export const ListFeaturesRequestSchema: GenMessage<ListFeaturesRequest> = /*@__PURE__*/
-  messageDesc(file_tally_v1_features, 2);
+  messageDesc(file_tally_v1_features, 3);
 
 /**
  * Paginated fields are set only when the caller asked for a page; otherwise REST unwraps `items`.
@@ -220,7 +296,7 @@ export type ListFeaturesResponse = Message<"tally.v1.ListFeaturesResponse"> & {
  * Use `create(ListFeaturesResponseSchema)` to create a new message.
  */
 export const ListFeaturesResponseSchema: GenMessage<ListFeaturesResponse> = /*@__PURE__*/
-  messageDesc(file_tally_v1_features, 3);
+  messageDesc(file_tally_v1_features, 4);
 
 /**
  * @generated from message tally.v1.GetFeatureRequest
@@ -239,7 +315,7 @@ export type GetFeatureRequest = Message<"tally.v1.GetFeatureRequest"> & {
  * Use `create(GetFeatureRequestSchema)` to create a new message.
  */
 export const GetFeatureRequestSchema: GenMessage<GetFeatureRequest> = /*@__PURE__*/
-  messageDesc(file_tally_v1_features, 4);
+  messageDesc(file_tally_v1_features, 5);
 
 /**
  * @generated from message tally.v1.DeleteFeatureRequest
@@ -256,7 +332,7 @@ export type DeleteFeatureRequest = Message<"tally.v1.DeleteFeatureRequest"> & {
  * Use `create(DeleteFeatureRequestSchema)` to create a new message.
  */
 export const DeleteFeatureRequestSchema: GenMessage<DeleteFeatureRequest> = /*@__PURE__*/
-  messageDesc(file_tally_v1_features, 5);
+  messageDesc(file_tally_v1_features, 6);
 
 /**
  * FeatureService manages features: what entitlements grant access to (OpenMeter's /api/v1/features).
