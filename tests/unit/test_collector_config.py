@@ -123,3 +123,24 @@ def test_check_command(tmp_path: Path) -> None:
     failed = subprocess.run([*run, str(bad)], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert failed.returncode == 1
     assert f"{bad}:17: sources[1]" in failed.stderr and "kubernets" in failed.stderr
+
+
+def test_every_config_in_the_docs_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/collectors.md and the README: each YAML example (a whole file, or one source) passes --check."""
+    import re
+
+    import yaml
+
+    monkeypatch.setenv("PROMETHEUS_TOKEN", "t")
+    monkeypatch.setenv("TALLY_API_KEY", "k")
+    checked = 0
+    for doc in ("docs/collectors.md", "README.md", "k8s/README.md"):
+        text = (ROOT / doc).read_text()
+        blocks = re.findall(r"```yaml\n(.*?)```", text, re.S)
+        blocks += re.findall(r"<<'EOF'\n(.*?)\nEOF", text, re.S)
+        for block in blocks:
+            if block.lstrip().startswith("- name:"):
+                block = yaml.safe_dump({"sink": {"url": "grpc://127.0.0.1:50051"}, "sources": yaml.safe_load(block)})
+            parse_config(block, doc)
+            checked += 1
+    assert checked >= 6
