@@ -36,9 +36,13 @@ class NotFoundError(TallyError):
 
 
 class ConflictError(TallyError):
-    def __init__(self, message: str, conflicting_id: str | None = None) -> None:
+    """A request that contradicts stored state; `code` is the stable reason where OpenMeter names one
+    (e.g. `only_single_subscription_allowed_per_customer_at_a_time`)."""
+
+    def __init__(self, message: str, conflicting_id: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
         self.conflicting_id = conflicting_id
+        self.code = code
 
 
 class ValidationError(TallyError):

@@ -93,6 +93,8 @@ def problem_body(error: TallyError, mapping: Mapping, instance: str | None) -> d
         ]
     if isinstance(error, ConflictError) and error.conflicting_id:
         extensions["conflictingEntityId"] = error.conflicting_id
+    if isinstance(error, ConflictError) and error.code:
+        extensions["validationErrors"] = [{"code": error.code, "message": error.message, "severity": "critical"}]
     if extensions:
         problem["extensions"] = extensions
     return problem
@@ -120,6 +122,8 @@ def rpc_status(error: TallyError, mapping: Mapping) -> status_pb2.Status:
     metadata = {"kind": type(error).__name__}
     if isinstance(error, ConflictError) and error.conflicting_id:
         metadata["conflictingEntityId"] = error.conflicting_id
+    if isinstance(error, ConflictError) and error.code:
+        metadata["code"] = error.code
     info = error_details_pb2.ErrorInfo(reason=type(error).__name__, domain=ERROR_DOMAIN, metadata=metadata)
     detail = any_pb2.Any()
     detail.Pack(info)

@@ -1,0 +1,259 @@
+"""SubscriptionRepository over Postgres; the spec is stored as JSONB (see subscriptions_tables)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from adapters.postgres.subscriptions_tables import ONE_AT_A_TIME_CONSTRAINT, SubscriptionRow
+from domain.entitlements.recurrence import IsoDuration
+from domain.errors import ConflictError
+from domain.subscriptions.models import PlanRef, ProRating, Subscription
+from domain.subscriptions.ports import RateCardTerms
+from domain.subscriptions.service import SINGLE_SUBSCRIPTION
+from domain.subscriptions.timeline import ItemSpec, PhaseSpec, SubscriptionSpec
+
+
+def _time(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value is not None else None
+
+
+class SpecCodec:
+    """Spec <-> JSON; rate cards through the catalog's own wire format."""
+
+    def __init__(self, rate_cards: RateCardTerms) -> None:
+        self._rate_cards = rate_cards
+
+    def dump(self, spec: SubscriptionSpec) -> dict[str, Any]:
+        return {
+            "phases": [
+                {
+                    "id": p.id,
+                    "key": p.key,
+                    "name": p.name,
+                    "description": p.description,
+                    "startAfter": p.start_after.iso(),
+                    "duration": p.duration.iso() if p.duration is not None else None,
+                    "items": [
+                        {
+                            "id": i.id,
+                            "key": i.key,
+                            "rateCard": self._rate_cards.to_json(i.rate_card),
+                            "activeFrom": _time(i.active_from),
+                            "activeTo": _time(i.active_to),
+                            "createdAt": _time(i.created_at),
+                            "addonId": i.addon_id,
+                        }
+                        for i in p.items
+                    ],
+                }
+                for p in spec.phases
+            ]
+        }
+
+    def load(self, row: SubscriptionRow) -> SubscriptionSpec:
+        phases = tuple(
+            PhaseSpec(
+                id=p["id"],
+                key=p["key"],
+                name=p["name"],
+                description=p.get("description"),
+                start_after=IsoDuration.parse(p["startAfter"]),
+                duration=IsoDuration.parse(p["duration"]) if p.get("duration") else None,
+                items=tuple(
+                    ItemSpec(
+                        id=i["id"],
+                        key=i["key"],
+                        rate_card=self._rate_cards.from_json(i["rateCard"]),
+                        active_from=_parse_time(i.get("activeFrom")),
+                        active_to=_parse_time(i.get("activeTo")),
+                        created_at=_parse_time(i.get("createdAt")),
+                        addon_id=i.get("addonId"),
+                    )
+                    for i in p["items"]
+                ),
+            )
+            for p in row.spec["phases"]
+        )
+        cadence = IsoDuration.parse(row.billing_cadence)
+        return SubscriptionSpec(row.active_from, row.active_to, row.billing_anchor, cadence, phases)
+
+
+def _is_overlap(exc: Exception) -> bool:
+    return ONE_AT_A_TIME_CONSTRAINT in str(getattr(exc, "orig", exc))
+
+
+def _overlap_error() -> ConflictError:
+    return ConflictError(
+        "only one subscription is allowed per customer at a time: the customer already has a subscription "
+        "in force over that period",
+        code=SINGLE_SUBSCRIPTION,
+    )
+
+
+class PostgresSubscriptionRepository:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], rate_cards: RateCardTerms) -> None:
+        self._sessions = sessions
+        self._codec = SpecCodec(rate_cards)
+
+    def _to_row(self, s: Subscription) -> SubscriptionRow:
+        return SubscriptionRow(
+            namespace=s.namespace,
+            id=s.id,
+            customer_id=s.customer_id,
+            name=s.name,
+            description=s.description,
+            meta=dict(s.metadata),
+            plan_id=s.plan.id if s.plan else None,
+            plan_key=s.plan.key if s.plan else None,
+            plan_version=s.plan.version if s.plan else None,
+            currency=s.currency,
+            billing_cadence=s.billing_cadence.iso(),
+            billing_anchor=s.billing_anchor,
+            pro_rating={"enabled": s.pro_rating.enabled, "mode": s.pro_rating.mode},
+            settlement_mode=s.settlement_mode,
+            active_from=s.active_from,
+            active_to=s.active_to,
+            spec=self._codec.dump(s.spec),
+            revision=s.revision,
+            created_at=s.created_at,
+            updated_at=s.updated_at,
+            deleted_at=s.deleted_at,
+        )
+
+    def _to_domain(self, row: SubscriptionRow) -> Subscription:
+        plan = (
+            PlanRef(row.plan_id, row.plan_key, row.plan_version)
+            if row.plan_id and row.plan_key and row.plan_version is not None
+            else None
+        )
+        return Subscription(
+            id=row.id,
+            namespace=row.namespace,
+            customer_id=row.customer_id,
+            name=row.name,
+            description=row.description,
+            metadata=dict(row.meta),
+            plan=plan,
+            currency=row.currency,
+            billing_cadence=IsoDuration.parse(row.billing_cadence),
+            billing_anchor=row.billing_anchor,
+            pro_rating=ProRating(bool(row.pro_rating.get("enabled", True)), str(row.pro_rating.get("mode"))),
+            settlement_mode=row.settlement_mode,
+            active_from=row.active_from,
+            active_to=row.active_to,
+            spec=self._codec.load(row),
+            revision=row.revision,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            deleted_at=row.deleted_at,
+        )
+
+    async def create(self, subscription: Subscription) -> None:
+        async with self._sessions() as session:
+            session.add(self._to_row(subscription))
+            try:
+                await session.commit()
+            except (IntegrityError, DBAPIError) as exc:
+                if _is_overlap(exc):
+                    raise _overlap_error() from exc
+                raise
+
+    async def _compare_and_set(self, session: AsyncSession, subscription: Subscription, expected: int) -> None:
+        row = self._to_row(subscription)
+        values = {c: getattr(row, c) for c in SubscriptionRow.model_fields if c not in ("namespace", "id")}
+        values["metadata"] = values.pop("meta")
+        statement = (
+            update(SubscriptionRow)
+            .where(
+                col(SubscriptionRow.namespace) == subscription.namespace,
+                col(SubscriptionRow.id) == subscription.id,
+                col(SubscriptionRow.revision) == expected,
+            )
+            .values(**values)
+        )
+        result = await session.exec(statement)  # type: ignore[call-overload]
+        if result.rowcount != 1:
+            raise ConflictError("the subscription was changed by another request; retry", code="concurrent_update")
+
+    async def update(self, subscription: Subscription, expected_revision: int) -> None:
+        async with self._sessions() as session:
+            try:
+                await self._compare_and_set(session, subscription, expected_revision)
+                await session.commit()
+            except (IntegrityError, DBAPIError) as exc:
+                if _is_overlap(exc):
+                    raise _overlap_error() from exc
+                raise
+
+    async def replace_pair(self, current: Subscription, current_revision: int, successor: Subscription) -> None:
+        async with self._sessions() as session:
+            try:
+                await self._compare_and_set(session, current, current_revision)
+                session.add(self._to_row(successor))
+                await session.commit()
+            except (IntegrityError, DBAPIError) as exc:
+                if _is_overlap(exc):
+                    raise _overlap_error() from exc
+                raise
+
+    async def get(self, namespace: str, subscription_id: str) -> Subscription | None:
+        async with self._sessions() as session:
+            row = await session.get(SubscriptionRow, (namespace, subscription_id))
+        return self._to_domain(row) if row is not None else None
+
+    async def list_for_customer(self, namespace: str, customer_id: str) -> list[Subscription]:
+        statement = select(SubscriptionRow).where(
+            SubscriptionRow.namespace == namespace, SubscriptionRow.customer_id == customer_id
+        )
+        async with self._sessions() as session:
+            return [self._to_domain(r) for r in (await session.exec(statement)).all()]
+
+    async def list_changed_since(self, namespace: str | None, after: datetime) -> list[Subscription]:
+        statement = select(SubscriptionRow).where(col(SubscriptionRow.updated_at) > after)
+        if namespace is not None:
+            statement = statement.where(SubscriptionRow.namespace == namespace)
+        async with self._sessions() as session:
+            return [self._to_domain(r) for r in (await session.exec(statement)).all()]
+
+    async def customer_ids_with_plan(self, namespace: str, plan_key: str, at: datetime) -> set[str]:
+        statement = select(SubscriptionRow.customer_id).where(
+            SubscriptionRow.namespace == namespace,
+            SubscriptionRow.plan_key == plan_key,
+            col(SubscriptionRow.deleted_at).is_(None),
+            col(SubscriptionRow.active_from) <= at,
+            (col(SubscriptionRow.active_to).is_(None)) | (col(SubscriptionRow.active_to) > at),
+        )
+        async with self._sessions() as session:
+            return set((await session.exec(statement)).all())
+
+    async def has_live(self, namespace: str, customer_id: str, at: datetime) -> bool:
+        """A subscription in force at `at` or scheduled after it."""
+        statement = select(func.count()).where(
+            SubscriptionRow.namespace == namespace,
+            SubscriptionRow.customer_id == customer_id,
+            col(SubscriptionRow.deleted_at).is_(None),
+            (col(SubscriptionRow.active_to).is_(None)) | (col(SubscriptionRow.active_to) > at),
+        )
+        async with self._sessions() as session:
+            return int((await session.exec(statement)).one()) > 0
+
+    async def delete(self, namespace: str, subscription_id: str, at: datetime) -> None:
+        statement = (
+            update(SubscriptionRow)
+            .where(col(SubscriptionRow.namespace) == namespace, col(SubscriptionRow.id) == subscription_id)
+            .values(deleted_at=at, updated_at=at, revision=SubscriptionRow.revision + 1)
+        )
+        async with self._sessions() as session:
+            await session.exec(statement)  # type: ignore[call-overload]
+            await session.commit()

@@ -1,0 +1,169 @@
+"""Subscriptions' entities and inputs.
+
+A `Subscription` is its header (customer, plan reference, currency, cadence, anchor, start and end)
+plus the spec its timeline is computed from (`timeline.SubscriptionSpec`). `status` is derived from
+the start and end at the time asked, never stored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any, Literal
+
+from domain.entitlements.recurrence import IsoDuration
+from domain.errors import ValidationError, Violations
+from domain.subscriptions.timeline import SubscriptionSpec
+
+SubscriptionStatus = Literal["active", "inactive", "canceled", "scheduled"]
+SETTLEMENT_MODES = ("credit_then_invoice", "credit_only")
+TIMING_ENUMS = ("immediate", "next_billing_cycle")
+MAX_NAME = 256
+MAX_DESCRIPTION = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class PlanRef:
+    id: str
+    key: str
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProRating:
+    enabled: bool = True
+    mode: str = "prorate_prices"
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    id: str
+    namespace: str
+    customer_id: str
+    name: str
+    currency: str
+    billing_cadence: IsoDuration
+    billing_anchor: datetime
+    active_from: datetime
+    active_to: datetime | None
+    spec: SubscriptionSpec
+    created_at: datetime
+    updated_at: datetime
+    plan: PlanRef | None = None
+    description: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    pro_rating: ProRating = field(default_factory=ProRating)
+    settlement_mode: str = "credit_then_invoice"
+    deleted_at: datetime | None = None
+    # Bumped by every change; the billing sync remembers the revision it last saw.
+    revision: int = 1
+
+    def status(self, at: datetime) -> SubscriptionStatus:
+        if at < self.active_from:
+            return "scheduled"
+        if self.active_to is None:
+            return "active"
+        if at < self.active_to:
+            return "canceled"
+        return "inactive"
+
+    def with_spec(self, spec: SubscriptionSpec, at: datetime) -> Subscription:
+        return replace(
+            self,
+            spec=spec,
+            active_from=spec.active_from,
+            active_to=spec.active_to,
+            updated_at=at,
+            revision=self.revision + 1,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """`immediate`, `next_billing_cycle`, or an explicit time (OpenMeter's SubscriptionTiming)."""
+
+    enum: str | None = None
+    at: datetime | None = None
+
+    @classmethod
+    def parse(cls, value: str | None, field_name: str = "timing", default: str | None = "immediate") -> Timing:
+        text = (value or "").strip()
+        if not text:
+            if default is None:
+                raise ValidationError.single(field_name, "timing is required", "required")
+            return cls(enum=default)
+        if text in TIMING_ENUMS:
+            return cls(enum=text)
+        try:
+            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValidationError.single(
+                field_name, "must be immediate, next_billing_cycle or an RFC 3339 time", "invalid_timing"
+            ) from None
+        if parsed.tzinfo is None:
+            raise ValidationError.single(field_name, "a time must carry its offset (e.g. Z)", "invalid_timing")
+        return cls(at=parsed)
+
+
+@dataclass(frozen=True, slots=True)
+class PlanSelector:
+    key: str
+    version: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CreateSubscriptionInput:
+    namespace: str
+    plan: PlanSelector
+    customer_id: str | None = None
+    customer_key: str | None = None
+    timing: Timing = field(default_factory=lambda: Timing(enum="immediate"))
+    billing_anchor: datetime | None = None
+    starting_phase: str | None = None
+    name: str | None = None
+    description: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    settlement_mode: str | None = None
+
+    def validate(self) -> None:
+        problems = Violations()
+        if not self.customer_id and not self.customer_key:
+            problems.add("customerId", "customerId or customerKey is required", "required")
+        if not self.plan.key:
+            problems.add("plan.key", "the plan's key is required", "required")
+        if self.name is not None and not 1 <= len(self.name) <= MAX_NAME:
+            problems.add("name", f"must be 1 to {MAX_NAME} characters", "invalid_length")
+        if self.description is not None and len(self.description) > MAX_DESCRIPTION:
+            problems.add("description", f"at most {MAX_DESCRIPTION} characters", "invalid_length")
+        if self.settlement_mode is not None and self.settlement_mode not in SETTLEMENT_MODES:
+            problems.add("settlementMode", f"must be one of {', '.join(SETTLEMENT_MODES)}", "invalid_value")
+        if self.billing_anchor is not None and self.billing_anchor.tzinfo is None:
+            problems.add("billingAnchor", "must carry its offset", "invalid_time")
+        problems.raise_if_any()
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeSubscriptionInput:
+    """Change to another plan (`change`) or to another version of the same plan (`migrate`)."""
+
+    namespace: str
+    subscription_id: str
+    plan: PlanSelector
+    timing: Timing
+    billing_anchor: datetime | None = None
+    starting_phase: str | None = None
+    name: str | None = None
+    description: str | None = None
+    metadata: dict[str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ManagedEntitlement:
+    """An entitlement a subscription item should have: what reconciliation compares and creates."""
+
+    subscription_id: str
+    item_id: str
+    feature_key: str
+    template: Any
+    active_from: datetime
+    active_to: datetime | None

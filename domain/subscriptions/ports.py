@@ -1,0 +1,108 @@
+"""What subscriptions need from storage, the catalog, customers and entitlements."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from domain.entitlements.recurrence import IsoDuration
+from domain.subscriptions.models import ManagedEntitlement, PlanRef, ProRating, Subscription
+from domain.subscriptions.timeline import TimelineRateCard
+
+
+@dataclass(frozen=True, slots=True)
+class PlanPhaseView:
+    key: str
+    name: str
+    description: str | None
+    duration: IsoDuration | None
+    rate_cards: tuple[TimelineRateCard, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PlanView:
+    """A published plan as a subscription starts from it (read from the catalog)."""
+
+    ref: PlanRef
+    name: str
+    description: str | None
+    currency: str
+    billing_cadence: IsoDuration
+    pro_rating: ProRating
+    settlement_mode: str
+    phases: tuple[PlanPhaseView, ...]
+
+
+class PlanSource(Protocol):
+    async def active_plan(self, namespace: str, key: str, version: int | None) -> PlanView:
+        """The plan to subscribe to: the version asked for (if published) or the active one.
+
+        Raises NotFoundError for an unknown key and ValidationError for a plan with no active
+        version."""
+        ...
+
+    async def plans_by_key(self, namespace: str, key: str) -> Sequence[PlanRef]: ...
+
+
+class RateCardTerms(Protocol):
+    """The catalog's answers about a rate card that subscriptions act on."""
+
+    def feature_key(self, rate_card: TimelineRateCard) -> str | None: ...
+
+    def entitlement_template(self, rate_card: TimelineRateCard) -> Any | None: ...
+
+    def to_json(self, rate_card: TimelineRateCard) -> dict[str, Any]: ...
+
+    def from_json(self, data: dict[str, Any]) -> TimelineRateCard: ...
+
+
+class SubscriptionRepository(Protocol):
+    async def create(self, subscription: Subscription) -> None:
+        """Insert; ConflictError(only_single_subscription_allowed_per_customer_at_a_time) when it
+        would overlap another live subscription of the customer (the database decides)."""
+        ...
+
+    async def update(self, subscription: Subscription, expected_revision: int) -> None:
+        """Compare-and-set on the revision: ConflictError when someone changed it meanwhile, and the
+        same overlap conflict as create."""
+        ...
+
+    async def replace_pair(self, current: Subscription, current_revision: int, successor: Subscription) -> None:
+        """End `current` and insert `successor` in one transaction (change, migrate)."""
+        ...
+
+    async def get(self, namespace: str, subscription_id: str) -> Subscription | None: ...
+
+    async def list_for_customer(self, namespace: str, customer_id: str) -> list[Subscription]: ...
+
+    async def list_changed_since(self, namespace: str | None, after: datetime) -> list[Subscription]: ...
+
+    async def customer_ids_with_plan(self, namespace: str, plan_key: str, at: datetime) -> set[str]: ...
+
+    async def has_live(self, namespace: str, customer_id: str, at: datetime) -> bool: ...
+
+    async def delete(self, namespace: str, subscription_id: str, at: datetime) -> None: ...
+
+
+class ManagedEntitlements(Protocol):
+    """The entitlements service's side of subscription-managed entitlements."""
+
+    async def managed_for(self, namespace: str, subscription_id: str) -> Sequence[ManagedEntitlementRecord]: ...
+
+    async def create_managed(self, namespace: str, customer_id: str, wanted: ManagedEntitlement) -> str: ...
+
+    async def end_managed(self, namespace: str, entitlement_id: str, at: datetime | None) -> None:
+        """Set the entitlement's activeTo (None: delete it, for one that never started)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ManagedEntitlementRecord:
+    entitlement_id: str
+    subscription_id: str
+    item_id: str
+    feature_key: str
+    active_from: datetime
+    active_to: datetime | None

@@ -1,0 +1,410 @@
+"""Subscription use cases: create, edit, cancel, change, migrate, restore, delete, and the
+entitlements a subscription manages.
+
+The spec is the truth. Every operation computes the new spec with the pure functions in
+`timeline`/`edits`, stores it with a compare-and-set on the revision (one active subscription per
+customer is enforced by the database, not by a read before the write), and then reconciles the
+managed entitlements against the spec. Reconciliation is idempotent: a crash between the store and
+the reconciliation is repaired by the next one (every read of a subscription through `get` does not
+reconcile; every write and `reconcile_entitlements` does).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+
+from ulid import ULID
+
+from domain.customers.models import Customer
+from domain.entitlements.recurrence import IsoDuration
+from domain.errors import ConflictError, NotFoundError, ValidationError
+from domain.subscriptions import edits
+from domain.subscriptions.models import (
+    ChangeSubscriptionInput,
+    CreateSubscriptionInput,
+    ManagedEntitlement,
+    Subscription,
+    Timing,
+)
+from domain.subscriptions.ports import (
+    ManagedEntitlements,
+    PlanSource,
+    PlanView,
+    RateCardTerms,
+    SubscriptionRepository,
+)
+from domain.subscriptions.timeline import (
+    ItemSpec,
+    PhaseSpec,
+    SubscriptionSpec,
+    all_items,
+    normalize_anchor,
+)
+
+Clock = Callable[[], datetime]
+# OpenMeter lets a subscription start up to two minutes in the past (clock skew between callers).
+PAST_START_TOLERANCE = timedelta(minutes=2)
+SINGLE_SUBSCRIPTION = "only_single_subscription_allowed_per_customer_at_a_time"
+
+
+def add_durations(a: IsoDuration, b: IsoDuration) -> IsoDuration:
+    return IsoDuration(
+        a.years + b.years,
+        a.months + b.months,
+        a.weeks + b.weeks,
+        a.days + b.days,
+        a.hours + b.hours,
+        a.minutes + b.minutes,
+        a.seconds + b.seconds,
+    )
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class CustomerLookup:
+    """The one method of CustomerService subscriptions use (kept narrow for the tests' sake)."""
+
+    async def get_live(self, namespace: str, id_or_key: str) -> Customer:  # pragma: no cover - protocol
+        raise NotImplementedError
+
+
+class SubscriptionService:
+    def __init__(
+        self,
+        repository: SubscriptionRepository,
+        plans: PlanSource,
+        customers: CustomerLookup,
+        rate_cards: RateCardTerms,
+        entitlements: ManagedEntitlements | None = None,
+        clock: Clock = utcnow,
+    ) -> None:
+        self._repository = repository
+        self._plans = plans
+        self._customers = customers
+        self._rate_cards = rate_cards
+        self._entitlements = entitlements
+        self._clock = clock
+        # Called with the subscription after every write (the billing sync wakes up on it).
+        self.listeners: list[Callable[[Subscription], None]] = []
+
+    # -----------------------------------------------------------------------------------------
+    # reads
+
+    async def get(self, namespace: str, subscription_id: str) -> Subscription:
+        found = await self._repository.get(namespace, subscription_id)
+        if found is None or found.deleted_at is not None:
+            raise NotFoundError("subscription", subscription_id)
+        return found
+
+    async def list_for_customer(self, namespace: str, customer_id_or_key: str) -> list[Subscription]:
+        customer = await self._customers.get_live(namespace, customer_id_or_key)
+        subs = await self._repository.list_for_customer(namespace, customer.id)
+        return sorted((s for s in subs if s.deleted_at is None), key=lambda s: (s.active_from, s.id))
+
+    async def customer_ids_with_plan(self, namespace: str, plan_key: str) -> set[str]:
+        return await self._repository.customer_ids_with_plan(namespace, plan_key, self._clock())
+
+    async def has_live_subscription(self, namespace: str, customer_id: str) -> bool:
+        return await self._repository.has_live(namespace, customer_id, self._clock())
+
+    def now(self) -> datetime:
+        return self._clock()
+
+    # -----------------------------------------------------------------------------------------
+    # create
+
+    async def create(self, data: CreateSubscriptionInput) -> Subscription:
+        data.validate()
+        now = self._clock()
+        customer = await self._customers.get_live(data.namespace, data.customer_id or data.customer_key or "")
+        plan = await self._plans.active_plan(data.namespace, data.plan.key, data.plan.version)
+        start = self._start_time(data.timing, now)
+        subscription = self._from_plan(
+            namespace=data.namespace,
+            customer_id=customer.id,
+            plan=plan,
+            start=start,
+            anchor=data.billing_anchor,
+            starting_phase=data.starting_phase,
+            name=data.name,
+            description=data.description,
+            metadata=data.metadata,
+            settlement_mode=data.settlement_mode,
+            now=now,
+        )
+        await self._repository.create(subscription)
+        try:
+            await self.reconcile_entitlements(subscription)
+        except ConflictError:
+            # The customer already has an entitlement the plan would manage: undo the subscription.
+            await self._repository.delete(data.namespace, subscription.id, now)
+            raise
+        self._changed(subscription)
+        return subscription
+
+    def _start_time(self, timing: Timing, now: datetime) -> datetime:
+        if timing.enum == "immediate":
+            return now
+        if timing.enum == "next_billing_cycle":
+            raise ValidationError.single(
+                "timing", "a new subscription has no billing cycle yet: use immediate or a time", "invalid_timing"
+            )
+        assert timing.at is not None
+        start = timing.at.astimezone(UTC)
+        if start < now - PAST_START_TOLERANCE:
+            raise ValidationError.single(
+                "timing", "a subscription cannot start more than two minutes in the past", "invalid_timing"
+            )
+        return start
+
+    def _from_plan(
+        self,
+        *,
+        namespace: str,
+        customer_id: str,
+        plan: PlanView,
+        start: datetime,
+        anchor: datetime | None,
+        starting_phase: str | None,
+        name: str | None,
+        description: str | None,
+        metadata: dict[str, str],
+        settlement_mode: str | None,
+        now: datetime,
+    ) -> Subscription:
+        plan_phases = list(plan.phases)
+        if starting_phase is not None:
+            keys = [p.key for p in plan_phases]
+            if starting_phase not in keys:
+                raise ValidationError.single(
+                    "startingPhase", f"the plan has no phase {starting_phase!r}", "subscription_phase_not_found"
+                )
+            plan_phases = plan_phases[keys.index(starting_phase) :]
+        anchor = normalize_anchor(anchor or start, plan.billing_cadence, start)
+        phase_specs: list[PhaseSpec] = []
+        # Each phase starts after the sum of the durations before it (ISO durations add field by
+        # field, as OpenMeter's StartAfter does: P1M + P2M = P3M, clamped once at the end).
+        after = IsoDuration()
+        for index, phase in enumerate(plan_phases):
+            items = tuple(ItemSpec(str(ULID()), card.key, card, created_at=now) for card in phase.rate_cards)
+            phase_specs.append(
+                PhaseSpec(str(ULID()), phase.key, phase.name, after, items, phase.description, phase.duration)
+            )
+            if phase.duration is None:
+                if index != len(plan_phases) - 1:
+                    raise ValidationError.single(
+                        f"phases[{index}].duration", "only the last phase may be open-ended", "invalid_phase"
+                    )
+                break
+            after = add_durations(after, phase.duration)
+        spec = SubscriptionSpec(start, None, anchor, plan.billing_cadence, tuple(phase_specs))
+        edits.validate_spec(spec)
+        return Subscription(
+            id=str(ULID()),
+            namespace=namespace,
+            customer_id=customer_id,
+            name=name or plan.name,
+            description=description if description is not None else plan.description,
+            metadata=dict(metadata),
+            plan=plan.ref,
+            currency=plan.currency,
+            billing_cadence=plan.billing_cadence,
+            billing_anchor=anchor,
+            active_from=start,
+            active_to=None,
+            spec=spec,
+            created_at=now,
+            updated_at=now,
+            pro_rating=plan.pro_rating,
+            settlement_mode=settlement_mode or plan.settlement_mode,
+        )
+
+    # -----------------------------------------------------------------------------------------
+    # edits and lifecycle
+
+    async def edit(
+        self, namespace: str, subscription_id: str, operations: Sequence[edits.EditOperation], timing: Timing
+    ) -> Subscription:
+        current = await self.get(namespace, subscription_id)
+        now = self._clock()
+        status = current.status(now)
+        if status != "active":
+            raise ValidationError.single(
+                "subscriptionId", f"only an active subscription can be edited (it is {status})", "subscription_not_active"
+            )
+        if timing.at is not None:
+            raise ValidationError.single("timing", "edits take immediate or next_billing_cycle", "invalid_timing")
+        at = now if timing.enum == "immediate" else current.spec.billing.next_after(now, inclusive=False)
+        spec = edits.apply_edits(current.spec, operations, at)
+        updated = current.with_spec(spec, now)
+        await self._repository.update(updated, current.revision)
+        await self.reconcile_entitlements(updated)
+        self._changed(updated)
+        return updated
+
+    def resolve_end(self, current: Subscription, timing: Timing, now: datetime, field: str = "timing") -> datetime:
+        """The end time a cancel or change asks for; a custom time must be a billing boundary."""
+        if timing.enum == "immediate":
+            return now
+        billing = current.spec.billing
+        if timing.enum == "next_billing_cycle":
+            return billing.next_after(max(now, current.active_from), inclusive=False)
+        assert timing.at is not None
+        at = timing.at.astimezone(UTC)
+        if billing.next_after(at, inclusive=True) != at:
+            raise ValidationError.single(
+                field, "a custom time must fall on a billing-period boundary", "timing_not_aligned_with_billing_cadence"
+            )
+        if at < now:
+            raise ValidationError.single(field, "cannot take effect in the past", "invalid_timing")
+        return at
+
+    async def cancel(self, namespace: str, subscription_id: str, timing: Timing) -> Subscription:
+        current = await self.get(namespace, subscription_id)
+        now = self._clock()
+        if current.status(now) == "inactive":
+            raise ValidationError.single("subscriptionId", "the subscription has already ended", "subscription_ended")
+        end = self.resolve_end(current, timing, now)
+        if end <= current.active_from:
+            raise ValidationError.single(
+                "timing", "the subscription has not started: delete it instead", "subscription_not_started"
+            )
+        if current.active_to is not None and end >= current.active_to:
+            raise ValidationError.single("timing", "the subscription already ends before that", "invalid_timing")
+        updated = current.with_spec(dataclasses.replace(current.spec, active_to=end), now)
+        await self._repository.update(updated, current.revision)
+        await self.reconcile_entitlements(updated)
+        self._changed(updated)
+        return updated
+
+    async def unschedule_cancelation(self, namespace: str, subscription_id: str) -> Subscription:
+        current = await self.get(namespace, subscription_id)
+        now = self._clock()
+        if current.active_to is None or current.active_to <= now:
+            raise ValidationError.single(
+                "subscriptionId", "the subscription has no scheduled cancelation", "subscription_not_canceled"
+            )
+        updated = current.with_spec(dataclasses.replace(current.spec, active_to=None), now)
+        await self._repository.update(updated, current.revision)
+        await self.reconcile_entitlements(updated)
+        self._changed(updated)
+        return updated
+
+    async def restore(self, namespace: str, subscription_id: str) -> Subscription:
+        """Continue a canceled subscription indefinitely; subscriptions scheduled after it are deleted."""
+        current = await self.get(namespace, subscription_id)
+        now = self._clock()
+        if current.active_to is None:
+            raise ValidationError.single("subscriptionId", "the subscription is not canceled", "subscription_not_canceled")
+        for other in await self._repository.list_for_customer(namespace, current.customer_id):
+            if other.id != current.id and other.deleted_at is None and other.active_from >= current.active_to:
+                await self._repository.delete(namespace, other.id, now)
+                await self.reconcile_entitlements(dataclasses.replace(other, deleted_at=now))
+        updated = current.with_spec(dataclasses.replace(current.spec, active_to=None), now)
+        await self._repository.update(updated, current.revision)
+        await self.reconcile_entitlements(updated)
+        self._changed(updated)
+        return updated
+
+    async def delete(self, namespace: str, subscription_id: str) -> None:
+        current = await self.get(namespace, subscription_id)
+        now = self._clock()
+        if current.status(now) != "scheduled":
+            raise ValidationError.single(
+                "subscriptionId", "only a subscription that has not started can be deleted", "subscription_not_scheduled"
+            )
+        await self._repository.delete(namespace, subscription_id, now)
+        deleted = dataclasses.replace(current, deleted_at=now)
+        await self.reconcile_entitlements(deleted)
+        self._changed(deleted)
+
+    async def change(self, data: ChangeSubscriptionInput, migrate: bool = False) -> tuple[Subscription, Subscription]:
+        current = await self.get(data.namespace, data.subscription_id)
+        now = self._clock()
+        if current.status(now) not in ("active", "canceled"):
+            raise ValidationError.single(
+                "subscriptionId", "only a running subscription can be changed", "subscription_not_active"
+            )
+        plan = await self._plans.active_plan(data.namespace, data.plan.key, data.plan.version)
+        if migrate:
+            assert current.plan is not None
+            if plan.ref.version <= current.plan.version:
+                raise ValidationError.single(
+                    "targetVersion",
+                    f"the subscription is on version {current.plan.version}; migrate only moves to a newer one",
+                    "invalid_target_version",
+                )
+        switch = self.resolve_end(current, data.timing, now)
+        if current.active_to is not None and switch >= current.active_to:
+            raise ValidationError.single("timing", "the subscription ends before that", "invalid_timing")
+        successor = self._from_plan(
+            namespace=data.namespace,
+            customer_id=current.customer_id,
+            plan=plan,
+            start=switch,
+            anchor=data.billing_anchor or current.billing_anchor,
+            starting_phase=data.starting_phase,
+            name=data.name,
+            description=data.description,
+            metadata=data.metadata if data.metadata is not None else current.metadata,
+            settlement_mode=current.settlement_mode,
+            now=now,
+        )
+        ended = current.with_spec(dataclasses.replace(current.spec, active_to=switch), now)
+        await self._repository.replace_pair(ended, current.revision, successor)
+        await self.reconcile_entitlements(ended)
+        await self.reconcile_entitlements(successor)
+        self._changed(ended)
+        self._changed(successor)
+        return ended, successor
+
+    # -----------------------------------------------------------------------------------------
+    # managed entitlements
+
+    def expected_entitlements(self, subscription: Subscription) -> list[ManagedEntitlement]:
+        if subscription.deleted_at is not None:
+            return []
+        wanted: list[ManagedEntitlement] = []
+        for item in all_items(subscription.spec):
+            template = self._rate_cards.entitlement_template(item.spec.rate_card)
+            feature = self._rate_cards.feature_key(item.spec.rate_card)
+            if template is None or feature is None:
+                continue
+            wanted.append(
+                ManagedEntitlement(subscription.id, item.spec.id, feature, template, item.active_from, item.active_to)
+            )
+        return wanted
+
+    async def reconcile_entitlements(self, subscription: Subscription) -> None:
+        """Make the customer's managed entitlements match the spec: create what is missing, end what
+        ended, remove what never started. Idempotent."""
+        if self._entitlements is None:
+            return
+        now = self._clock()
+        namespace = subscription.namespace
+        existing = {r.item_id: r for r in await self._entitlements.managed_for(namespace, subscription.id)}
+        wanted = {w.item_id: w for w in self.expected_entitlements(subscription)}
+        # Ends first, so a replacement version can start where the previous one stops.
+        for item_id, record in existing.items():
+            want = wanted.get(item_id)
+            if want is None or want.active_from != record.active_from or want.feature_key != record.feature_key:
+                never_started = record.active_from >= now
+                await self._entitlements.end_managed(
+                    namespace, record.entitlement_id, None if never_started else max(now, record.active_from)
+                )
+            elif want.active_to != record.active_to:
+                await self._entitlements.end_managed(namespace, record.entitlement_id, want.active_to)
+        for item_id, want in wanted.items():
+            record = existing.get(item_id)
+            if record is None or want.active_from != record.active_from or want.feature_key != record.feature_key:
+                if want.active_to is not None and want.active_to <= now and record is None:
+                    continue  # an item that already ended before it was ever managed: nothing to grant
+                await self._entitlements.create_managed(namespace, subscription.customer_id, want)
+
+    def _changed(self, subscription: Subscription) -> None:
+        for listener in self.listeners:
+            listener(subscription)

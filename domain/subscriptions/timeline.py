@@ -1,0 +1,323 @@
+"""A subscription's timeline, and what it bills: pure functions of the subscription's spec and "now".
+
+A subscription is stored as a spec (`SubscriptionSpec`): its start and end, its billing anchor and
+cadence, and its phases. A phase starts `start_after` after the subscription starts (snapped forward
+to the next billing-period boundary, so phases only ever switch on a boundary) and ends where the
+next phase starts, or with the subscription. A phase holds item versions: for each item key a
+sequence of rate cards, each in force over its own part of the phase (an edit that replaces an item
+ends one version and starts the next; both stay in the spec, which is how `itemTimelines` is read).
+
+`billable_items(spec, now)` turns that into the billing side's work: one `BillableItem` per item
+version and billing period that has started by `now`, with the service period (clipped to the item),
+the full billing period (what proration divides by) and when it becomes invoiceable. Each item has a
+deterministic `key`, so the billing side can reconcile what it holds against a fresh computation:
+re-running the sync after an edit or a crash finds the same keys and neither bills twice nor drops a
+line. The function reads nothing but its arguments; every caller gets the same answer for the same
+spec and time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from domain.entitlements.recurrence import IsoDuration, Period, Recurrence, ensure_utc
+
+
+class TimelineRateCard(Protocol):
+    """What the timeline needs from a rate card itself (domain.catalog's rate cards provide it)."""
+
+    @property
+    def key(self) -> str: ...
+
+
+class BillingTerms(Protocol):
+    """How a rate card is invoiced: whether at all, how often (None: once), and whether in advance
+    (at the service period's start) or in arrears."""
+
+    def is_billable(self) -> bool: ...
+
+    def invoiced_in_advance(self) -> bool: ...
+
+    @property
+    def cadence(self) -> IsoDuration | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ItemSpec:
+    """One version of an item: a rate card in force over part of its phase.
+
+    `active_from`/`active_to` are absolute times; None means the phase's start/end, so an item that
+    was never edited follows its phase when phases move (stretch, remove with shift).
+    """
+
+    id: str
+    key: str
+    rate_card: TimelineRateCard
+    active_from: datetime | None = None
+    active_to: datetime | None = None
+    created_at: datetime | None = None
+    # Set when the item came from an add-on instead of the plan.
+    addon_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseSpec:
+    id: str
+    key: str
+    name: str
+    start_after: IsoDuration
+    items: tuple[ItemSpec, ...] = ()
+    description: str | None = None
+    # Intended length from the plan; informational (the next phase's start decides the end).
+    duration: IsoDuration | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionSpec:
+    active_from: datetime
+    active_to: datetime | None
+    billing_anchor: datetime
+    billing_cadence: IsoDuration
+    phases: tuple[PhaseSpec, ...]
+
+    @property
+    def billing(self) -> Recurrence:
+        return Recurrence(self.billing_cadence, self.billing_anchor)
+
+
+ZERO = IsoDuration()
+
+
+def normalize_anchor(anchor: datetime, cadence: IsoDuration, start: datetime) -> datetime:
+    """The anchor moved to its last recurrence at or before `start` (OpenMeter normalises it so)."""
+    return Recurrence(cadence, ensure_utc(anchor, "billingAnchor")).prev_before(ensure_utc(start, "activeFrom"))
+
+
+# ---------------------------------------------------------------------------------------------
+# phases and items in absolute time
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseView:
+    spec: PhaseSpec
+    active_from: datetime
+    active_to: datetime | None
+
+    def contains(self, t: datetime) -> bool:
+        return self.active_from <= t and (self.active_to is None or t < self.active_to)
+
+
+@dataclass(frozen=True, slots=True)
+class ItemView:
+    spec: ItemSpec
+    phase_key: str
+    active_from: datetime
+    active_to: datetime | None
+
+    def contains(self, t: datetime) -> bool:
+        return self.active_from <= t and (self.active_to is None or t < self.active_to)
+
+    @property
+    def is_empty(self) -> bool:
+        return self.active_to is not None and self.active_to <= self.active_from
+
+
+def phase_start(spec: SubscriptionSpec, phase: PhaseSpec) -> datetime:
+    """Where a phase starts: `start_after` past the subscription's start, on a billing boundary."""
+    nominal = phase.start_after.add_to(spec.active_from)
+    if nominal <= spec.active_from:
+        return spec.active_from
+    return spec.billing.next_after(nominal, inclusive=True)
+
+
+def phases(spec: SubscriptionSpec) -> list[PhaseView]:
+    """The phases in order with their absolute times; a phase pushed past the end is dropped."""
+    starts = [(phase_start(spec, p), i, p) for i, p in enumerate(spec.phases)]
+    starts.sort(key=lambda s: (s[0], s[1]))
+    views: list[PhaseView] = []
+    for index, (start, _, phase) in enumerate(starts):
+        end: datetime | None = starts[index + 1][0] if index + 1 < len(starts) else None
+        if spec.active_to is not None:
+            end = spec.active_to if end is None else min(end, spec.active_to)
+        if end is not None and end <= start and not (index == 0 and start == spec.active_from):
+            continue  # starts only after the subscription ended (or shares its start with the next one)
+        views.append(PhaseView(phase, start, end))
+    return views
+
+
+def current_phase(spec: SubscriptionSpec, at: datetime) -> PhaseView | None:
+    for view in phases(spec):
+        if view.contains(at):
+            return view
+    return None
+
+
+def items(spec: SubscriptionSpec, phase: PhaseView) -> list[ItemView]:
+    """Every item version of a phase with its absolute times, clipped to the phase."""
+    out: list[ItemView] = []
+    for item in phase.spec.items:
+        start = max(item.active_from or phase.active_from, phase.active_from)
+        end = _min_end(item.active_to, phase.active_to)
+        out.append(ItemView(item, phase.spec.key, start, end))
+    return out
+
+
+def item_timelines(spec: SubscriptionSpec, phase: PhaseView) -> dict[str, list[ItemView]]:
+    """Item versions grouped by key, each key's versions in time order (OpenMeter's itemTimelines)."""
+    grouped: dict[str, list[ItemView]] = {}
+    for view in items(spec, phase):
+        grouped.setdefault(view.spec.key, []).append(view)
+    for versions in grouped.values():
+        versions.sort(key=lambda v: v.active_from)
+    return grouped
+
+
+def representative_items(spec: SubscriptionSpec, phase: PhaseView, at: datetime) -> list[ItemView]:
+    """One version per key, as OpenMeter flattens `items`: the active one in the current phase, the
+    last one in a past phase, the first one in a future phase."""
+    chosen: list[ItemView] = []
+    for versions in item_timelines(spec, phase).values():
+        live = [v for v in versions if not v.is_empty] or versions
+        if phase.contains(at):
+            active = [v for v in live if v.contains(at)]
+            if not active:
+                continue
+            chosen.append(active[0])
+        elif phase.active_to is not None and phase.active_to <= at:
+            chosen.append(live[-1])
+        else:
+            chosen.append(live[0])
+    return chosen
+
+
+def all_items(spec: SubscriptionSpec) -> list[ItemView]:
+    out: list[ItemView] = []
+    for phase in phases(spec):
+        out.extend(v for v in items(spec, phase) if not v.is_empty)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# billing
+
+
+@dataclass(frozen=True, slots=True)
+class BillableItem:
+    """One item version's share of one billing period: what the billing side turns into a line.
+
+    `key` identifies it across syncs (subscription, phase, item version, period start). The amount
+    for `service_period` is the rating engine's business; `full_period` is the denominator of any
+    proration, `invoice_at` is when the line becomes collectable.
+    """
+
+    key: str
+    subscription_id: str
+    phase_key: str
+    item_key: str
+    item_id: str
+    service_period: Period
+    full_period: Period
+    invoice_at: datetime
+    rate_card: TimelineRateCard = field(compare=False)
+    one_time: bool = False
+
+
+def billable_items(
+    subscription_id: str,
+    spec: SubscriptionSpec,
+    now: datetime,
+    terms: BillingTermsFor,
+) -> list[BillableItem]:
+    """Every billable item whose billing period has started by `now`, in a stable order.
+
+    Deterministic in (spec, now): the same inputs give the same keys and periods, which is what makes
+    the sync idempotent. `terms(rate_card)` says whether a rate card bills at all and whether in
+    advance; it is passed in so this module needs nothing from the catalog but that answer.
+    """
+    now = ensure_utc(now, "now")
+    out: list[BillableItem] = []
+    for item in all_items(spec):
+        card_terms = terms(item.spec.rate_card)
+        if not card_terms.is_billable() or item.active_from > now:
+            continue
+        in_advance = card_terms.invoiced_in_advance()
+        cadence = card_terms.cadence
+        if cadence is None:
+            out.append(_one_time(subscription_id, spec, item, in_advance))
+            continue
+        for full in _periods(Recurrence(cadence, spec.billing_anchor), item.active_from, item.active_to, now):
+            service = Period(max(full.start, item.active_from), _min_end(full.end, item.active_to) or full.end)
+            if service.end <= service.start:
+                continue
+            out.append(
+                BillableItem(
+                    key=_key(subscription_id, item, service.start),
+                    subscription_id=subscription_id,
+                    phase_key=item.phase_key,
+                    item_key=item.spec.key,
+                    item_id=item.spec.id,
+                    service_period=service,
+                    full_period=full,
+                    invoice_at=service.start if in_advance else service.end,
+                    rate_card=item.spec.rate_card,
+                )
+            )
+    out.sort(key=lambda b: (b.service_period.start, b.phase_key, b.item_key, b.key))
+    return out
+
+
+class BillingTermsFor(Protocol):
+    def __call__(self, rate_card: TimelineRateCard, /) -> BillingTerms: ...
+
+
+def _one_time(subscription_id: str, spec: SubscriptionSpec, item: ItemView, in_advance: bool) -> BillableItem:
+    # A one-time fee is never prorated: its "period" is the billing period it falls in, from the item's start.
+    full = spec.billing.period_at(item.active_from)
+    service = Period(item.active_from, _min_end(full.end, item.active_to) or full.end)
+    if service.end <= service.start:
+        service = Period(item.active_from, full.end)
+    return BillableItem(
+        key=_key(subscription_id, item, item.active_from),
+        subscription_id=subscription_id,
+        phase_key=item.phase_key,
+        item_key=item.spec.key,
+        item_id=item.spec.id,
+        service_period=service,
+        full_period=service,
+        invoice_at=service.start if in_advance else service.end,
+        rate_card=item.spec.rate_card,
+        one_time=True,
+    )
+
+
+def _periods(recurrence: Recurrence, start: datetime, end: datetime | None, now: datetime) -> Iterator[Period]:
+    """Billing periods overlapping [start, end) that have started by `now`."""
+    period = recurrence.period_at(start)
+    while period.start <= now and (end is None or period.start < end):
+        yield period
+        period = Period(period.end, recurrence.next_after(period.end, inclusive=False))
+
+
+def _key(subscription_id: str, item: ItemView, period_start: datetime) -> str:
+    return f"{subscription_id}/{item.phase_key}/{item.spec.key}/{item.spec.id}/{period_start.isoformat()}"
+
+
+def _min_end(a: datetime | None, b: datetime | None) -> datetime | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return min(a, b)
+
+
+def boundaries_between(spec: SubscriptionSpec, start: datetime, end: datetime) -> Sequence[datetime]:
+    """Billing-period boundaries in [start, end]."""
+    out: list[datetime] = []
+    for boundary in spec.billing.iterate(start, inclusive=True):
+        if boundary > end:
+            break
+        out.append(boundary)
+    return out

@@ -1,0 +1,211 @@
+"""The subscription timeline and its edits: phases on billing boundaries, item versions, billable items."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from domain.entitlements.recurrence import IsoDuration
+from domain.errors import ConflictError, ForbiddenError, ValidationError
+from domain.subscriptions import edits
+from domain.subscriptions.timeline import (
+    ItemSpec,
+    PhaseSpec,
+    SubscriptionSpec,
+    billable_items,
+    current_phase,
+    item_timelines,
+    normalize_anchor,
+    phases,
+    representative_items,
+)
+
+MONTH = IsoDuration(months=1)
+START = datetime(2026, 1, 31, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Card:
+    key: str
+    billing_cadence: IsoDuration | None = MONTH
+    in_advance: bool = False
+    billable: bool = True
+
+
+@dataclass(frozen=True)
+class Terms:
+    card: Card
+
+    def is_billable(self) -> bool:
+        return self.card.billable
+
+    def invoiced_in_advance(self) -> bool:
+        return self.card.in_advance
+
+    @property
+    def cadence(self) -> IsoDuration | None:
+        return self.card.billing_cadence
+
+
+def terms(card: object) -> Terms:
+    assert isinstance(card, Card)
+    return Terms(card)
+
+
+def spec(*phase_specs: PhaseSpec, anchor: datetime = START, end: datetime | None = None) -> SubscriptionSpec:
+    return SubscriptionSpec(START, end, anchor, MONTH, tuple(phase_specs))
+
+
+def phase(key: str, after: IsoDuration, *cards: Card) -> PhaseSpec:
+    return PhaseSpec(f"ph-{key}", key, key.title(), after, tuple(ItemSpec(f"it-{key}-{c.key}", c.key, c) for c in cards))
+
+
+TRIAL = phase("trial", IsoDuration(), Card("base", in_advance=True))
+DEFAULT = phase("default", IsoDuration(months=2), Card("base", in_advance=True), Card("tokens"))
+
+
+def test_phases_follow_start_after_and_clamp_month_ends() -> None:
+    views = phases(spec(TRIAL, DEFAULT))
+    assert [(v.spec.key, v.active_from, v.active_to) for v in views] == [
+        ("trial", START, datetime(2026, 3, 31, tzinfo=UTC)),
+        ("default", datetime(2026, 3, 31, tzinfo=UTC), None),
+    ]
+
+
+def test_a_phase_off_a_billing_boundary_starts_at_the_next_one() -> None:
+    anchor = datetime(2026, 1, 15, tzinfo=UTC)
+    s = SubscriptionSpec(START, None, anchor, MONTH, (TRIAL, DEFAULT))
+    # Jan 31 + 2 months = Mar 31, not a boundary of a cycle anchored on the 15th: the switch waits for Apr 15.
+    assert phases(s)[1].active_from == datetime(2026, 4, 15, tzinfo=UTC)
+
+
+def test_anchor_normalised_to_last_recurrence_before_start() -> None:
+    assert normalize_anchor(datetime(2025, 6, 10, 8, tzinfo=UTC), MONTH, START) == datetime(2026, 1, 10, 8, tzinfo=UTC)
+    assert normalize_anchor(datetime(2026, 3, 10, tzinfo=UTC), MONTH, START) == datetime(2026, 1, 10, tzinfo=UTC)
+
+
+def test_billable_items_split_by_period_and_clip_at_the_end() -> None:
+    end = datetime(2026, 3, 10, tzinfo=UTC)
+    s = spec(phase("only", IsoDuration(), Card("base", in_advance=True), Card("tokens")), end=end)
+    now = datetime(2026, 6, 1, tzinfo=UTC)
+    got = billable_items("sub", s, now, terms)
+    base = [b for b in got if b.item_key == "base"]
+    assert [(b.service_period.start, b.service_period.end, b.invoice_at) for b in base] == [
+        (START, datetime(2026, 2, 28, tzinfo=UTC), START),
+        (datetime(2026, 2, 28, tzinfo=UTC), end, datetime(2026, 2, 28, tzinfo=UTC)),
+    ]
+    # The clipped period still knows its full length, which proration divides by.
+    assert base[1].full_period.end == datetime(2026, 3, 31, tzinfo=UTC)
+    tokens = [b for b in got if b.item_key == "tokens"]
+    assert [b.invoice_at for b in tokens] == [datetime(2026, 2, 28, tzinfo=UTC), end]
+
+
+def test_billable_items_only_for_periods_that_have_started() -> None:
+    s = spec(TRIAL, DEFAULT)
+    got = billable_items("sub", s, datetime(2026, 2, 10, tzinfo=UTC), terms)
+    assert [(b.item_key, b.service_period.start) for b in got] == [("base", START)]
+    assert billable_items("sub", s, START - timedelta(seconds=1), terms) == []
+
+
+def test_billable_keys_are_stable_across_time() -> None:
+    s = spec(TRIAL, DEFAULT)
+    early = billable_items("sub", s, datetime(2026, 4, 1, tzinfo=UTC), terms)
+    late = billable_items("sub", s, datetime(2026, 8, 1, tzinfo=UTC), terms)
+    assert [b.key for b in early] == [b.key for b in late][: len(early)]
+
+
+def test_one_time_fee_bills_once() -> None:
+    setup = Card("setup", billing_cadence=None, in_advance=True)
+    s = spec(phase("only", IsoDuration(), setup))
+    got = billable_items("sub", s, datetime(2027, 1, 1, tzinfo=UTC), terms)
+    assert len(got) == 1 and got[0].one_time and got[0].invoice_at == START
+
+
+def test_add_item_in_the_current_phase_replaces_the_live_version() -> None:
+    s = spec(TRIAL, DEFAULT)
+    at = datetime(2026, 2, 10, tzinfo=UTC)
+    edited = edits.apply_edits(s, [edits.AddItem("trial", Card("base", in_advance=True), "new-base")], at)
+    view = phases(edited)[0]
+    timeline = item_timelines(edited, view)["base"]
+    assert [(v.spec.id, v.active_from, v.active_to) for v in timeline] == [
+        ("it-trial-base", START, at),
+        ("new-base", at, view.active_to),
+    ]
+    assert [v.spec.id for v in representative_items(edited, view, at)] == ["new-base"]
+    # Billing sees both versions, each for its part of the period.
+    got = billable_items("sub", edited, at, terms)
+    assert [(b.item_id, b.service_period.start, b.service_period.end) for b in got] == [
+        ("it-trial-base", START, at),
+        ("new-base", at, datetime(2026, 2, 28, tzinfo=UTC)),
+    ]
+
+
+def test_remove_then_add_in_one_edit_and_future_phase_rules() -> None:
+    s = spec(TRIAL, DEFAULT)
+    at = datetime(2026, 2, 10, tzinfo=UTC)
+    with pytest.raises(ForbiddenError):
+        edits.apply_edits(s, [edits.AddItem("default", Card("tokens"), "x")], at)
+    edited = edits.apply_edits(
+        s, [edits.RemoveItem("default", "tokens"), edits.AddItem("default", Card("tokens", MONTH), "x")], at
+    )
+    assert [i.id for i in edited.phases[1].items] == ["it-default-base", "x"]
+
+
+def test_errors_name_the_operation() -> None:
+    s = spec(TRIAL, DEFAULT)
+    with pytest.raises(ValidationError) as caught:
+        edits.apply_edits(s, [edits.UnscheduleEdit(), edits.RemoveItem("nope", "base")], datetime(2026, 2, 1, tzinfo=UTC))
+    assert caught.value.violations[0].field == "customizations[1].phaseKey"
+    with pytest.raises(ForbiddenError, match=r"customizations\[0\]"):
+        edits.apply_edits(s, [edits.RemoveItem("trial", "base")], datetime(2026, 5, 1, tzinfo=UTC))
+
+
+def test_stretch_and_remove_phase_shift() -> None:
+    third = phase("third", IsoDuration(months=5), Card("base"))
+    s = spec(TRIAL, DEFAULT, third)
+    at = datetime(2026, 2, 1, tzinfo=UTC)
+    stretched = edits.apply_edits(s, [edits.StretchPhase("trial", MONTH)], at)
+    assert [v.active_from.date().isoformat() for v in phases(stretched)] == ["2026-01-31", "2026-04-30", "2026-07-31"]
+    removed_next = edits.apply_edits(s, [edits.RemovePhase("default", "next")], at)
+    assert [(v.spec.key, v.active_from.date().isoformat()) for v in phases(removed_next)] == [
+        ("trial", "2026-01-31"),
+        ("third", "2026-03-31"),
+    ]
+    removed_prev = edits.apply_edits(s, [edits.RemovePhase("default", "prev")], at)
+    assert [(v.spec.key, v.active_from.date().isoformat()) for v in phases(removed_prev)] == [
+        ("trial", "2026-01-31"),
+        ("third", "2026-06-30"),
+    ]
+    with pytest.raises(ForbiddenError):
+        edits.apply_edits(s, [edits.RemovePhase("trial", "next")], at)
+
+
+def test_add_phase_shifts_the_following_ones() -> None:
+    s = spec(TRIAL, DEFAULT)
+    at = datetime(2026, 2, 1, tzinfo=UTC)
+    extra = PhaseSpec("ph-x", "promo", "Promo", IsoDuration(months=2), (), duration=IsoDuration(months=1))
+    added = edits.apply_edits(s, [edits.AddPhase(extra)], at)
+    assert [(v.spec.key, v.active_from.date().isoformat()) for v in phases(added)] == [
+        ("trial", "2026-01-31"),
+        ("promo", "2026-03-31"),
+        ("default", "2026-04-30"),
+    ]
+    with pytest.raises(ConflictError):
+        edits.apply_edits(s, [edits.AddPhase(replace_key(extra, "default"))], at)
+
+
+def test_unschedule_edit_drops_future_versions_and_scheduled_ends() -> None:
+    s = spec(TRIAL, DEFAULT)
+    at = datetime(2026, 2, 10, tzinfo=UTC)
+    ended = edits.apply_edits(s, [edits.RemoveItem("trial", "base")], at)
+    assert current_phase(ended, at) is not None
+    restored = edits.apply_edits(ended, [edits.UnscheduleEdit()], at - timedelta(days=1))
+    assert restored.phases[0].items[0].active_to is None
+
+
+def replace_key(p: PhaseSpec, key: str) -> PhaseSpec:
+    from dataclasses import replace
+
+    return replace(p, key=key)
