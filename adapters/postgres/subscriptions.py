@@ -172,7 +172,6 @@ class PostgresSubscriptionRepository:
     async def _compare_and_set(self, session: AsyncSession, subscription: Subscription, expected: int) -> None:
         row = self._to_row(subscription)
         values = {c: getattr(row, c) for c in SubscriptionRow.model_fields if c not in ("namespace", "id")}
-        values["metadata"] = values.pop("meta")
         statement = (
             update(SubscriptionRow)
             .where(
@@ -181,6 +180,7 @@ class PostgresSubscriptionRepository:
                 col(SubscriptionRow.revision) == expected,
             )
             .values(**values)
+            .execution_options(synchronize_session=False)
         )
         result = await session.exec(statement)  # type: ignore[call-overload]
         if result.rowcount != 1:
@@ -253,6 +253,7 @@ class PostgresSubscriptionRepository:
             update(SubscriptionRow)
             .where(col(SubscriptionRow.namespace) == namespace, col(SubscriptionRow.id) == subscription_id)
             .values(deleted_at=at, updated_at=at, revision=SubscriptionRow.revision + 1)
+            .execution_options(synchronize_session=False)
         )
         async with self._sessions() as session:
             await session.exec(statement)  # type: ignore[call-overload]

@@ -40,7 +40,6 @@ from domain.subscriptions.timeline import (
     PhaseSpec,
     SubscriptionSpec,
     all_items,
-    normalize_anchor,
 )
 
 Clock = Callable[[], datetime]
@@ -184,7 +183,9 @@ class SubscriptionService:
                     "startingPhase", f"the plan has no phase {starting_phase!r}", "subscription_phase_not_found"
                 )
             plan_phases = plan_phases[keys.index(starting_phase) :]
-        anchor = normalize_anchor(anchor or start, plan.billing_cadence, start)
+        # The anchor is kept as given: boundaries are computed from it (Jan 31 + n months stays on
+        # month ends). The wire shows it normalised to the last boundary before the start.
+        anchor = anchor or start
         phase_specs: list[PhaseSpec] = []
         # Each phase starts after the sum of the durations before it (ISO durations add field by
         # field, as OpenMeter's StartAfter does: P1M + P2M = P3M, clamped once at the end).

@@ -1,0 +1,82 @@
+"""Subscriptions' view of the product catalog: rate cards' billing terms, their stored form, and
+plans as a subscription starts from them.
+
+The catalog measures cadences with its own `Duration` (months, days, seconds); the timeline uses
+the entitlements' `IsoDuration` and `Recurrence`, which add the same way (months clamped to the
+month end, then days, then seconds). `to_iso` converts at this one boundary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from domain.catalog.durations import Duration
+from domain.catalog.prices import FlatPrice, PaymentTerm
+from domain.catalog.ratecards import EntitlementTemplate, RateCard, parse_rate_card
+from domain.catalog.wire import Reader
+from domain.entitlements.recurrence import IsoDuration
+from domain.subscriptions.timeline import TimelineRateCard
+
+
+def to_iso(duration: Duration) -> IsoDuration:
+    return IsoDuration(months=duration.months, days=duration.days, seconds=duration.seconds)
+
+
+def _card(rate_card: TimelineRateCard) -> RateCard:
+    assert isinstance(rate_card, RateCard), type(rate_card)
+    return rate_card
+
+
+@dataclass(frozen=True, slots=True)
+class RateCardBilling:
+    """A catalog rate card's billing terms, as the timeline asks for them."""
+
+    card: RateCard
+
+    def is_billable(self) -> bool:
+        return self.card.price is not None
+
+    def invoiced_in_advance(self) -> bool:
+        price = self.card.price
+        return isinstance(price, FlatPrice) and price.payment_term is PaymentTerm.IN_ADVANCE
+
+    @property
+    def cadence(self) -> IsoDuration | None:
+        return to_iso(self.card.billing_cadence) if self.card.billing_cadence is not None else None
+
+
+def billing_terms(rate_card: TimelineRateCard) -> RateCardBilling:
+    return RateCardBilling(_card(rate_card))
+
+
+class CatalogRateCards:
+    """`RateCardTerms` over the catalog's rate cards (stored in the spec in OpenMeter's JSON form)."""
+
+    def feature_key(self, rate_card: TimelineRateCard) -> str | None:
+        return _card(rate_card).feature_key
+
+    def entitlement_template(self, rate_card: TimelineRateCard) -> EntitlementTemplate | None:
+        return _card(rate_card).entitlement_template
+
+    def to_json(self, rate_card: TimelineRateCard) -> dict[str, Any]:
+        return _card(rate_card).rest()
+
+    def from_json(self, data: dict[str, Any]) -> RateCard:
+        reader = Reader()
+        card = parse_rate_card(reader, data, "rateCard")
+        reader.issues.raise_if_errors()
+        assert card is not None
+        return card
+
+    def parse(self, data: Any, path: str) -> RateCard:
+        """A rate card from a request (an edit's add_item), every problem under `path`."""
+        reader = Reader()
+        card = parse_rate_card(reader, data, path)
+        reader.issues.raise_if_errors()
+        assert card is not None
+        return card
+
+
+TermsFor = Callable[[TimelineRateCard], RateCardBilling]

@@ -1,0 +1,269 @@
+"""Subscriptions against real Postgres: one per customer at a time (decided by the database, also for
+simultaneous creates), edits and lifecycle stored with a revision compare-and-set.
+
+The plan comes from the catalog's own parser (a published plan as the catalog hands it over); the
+catalog's REST/gRPC surface is tested in its own suite and end to end in tests/e2e.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from adapters.postgres.customers import PostgresCustomerRepository
+from adapters.postgres.db import create_engine, migrate, session_factory
+from adapters.postgres.subscriptions import PostgresSubscriptionRepository
+from domain.catalog.plans import parse_plan
+from domain.customers.models import CustomerInput
+from domain.customers.service import CustomerService
+from domain.errors import ConflictError, NotFoundError, ValidationError
+from domain.subscriptions import edits
+from domain.subscriptions.catalog import CatalogRateCards, billing_terms, to_iso
+from domain.subscriptions.models import (
+    ChangeSubscriptionInput,
+    CreateSubscriptionInput,
+    PlanRef,
+    PlanSelector,
+    ProRating,
+    Timing,
+)
+from domain.subscriptions.ports import PlanPhaseView, PlanView
+from domain.subscriptions.service import SINGLE_SUBSCRIPTION, SubscriptionService
+from domain.subscriptions.timeline import billable_items, current_phase, phases
+from tests.support.services import require
+from tests.support.stack import create_database, postgres_available
+
+NS = "default"
+START = datetime(2026, 3, 1, 9, tzinfo=UTC)
+
+PLAN = {
+    "key": "pro",
+    "name": "Pro",
+    "currency": "USD",
+    "billingCadence": "P1M",
+    "phases": [
+        {
+            "key": "trial",
+            "name": "Trial",
+            "duration": "P1M",
+            "rateCards": [
+                {"type": "flat_fee", "key": "base", "name": "Base", "billingCadence": "P1M",
+                 "price": {"type": "flat", "amount": "0", "paymentTerm": "in_advance"}},
+            ],
+        },
+        {
+            "key": "default",
+            "name": "Default",
+            "rateCards": [
+                {"type": "flat_fee", "key": "base", "name": "Base", "billingCadence": "P1M",
+                 "price": {"type": "flat", "amount": "49", "paymentTerm": "in_advance"}},
+                {"type": "usage_based", "key": "tokens", "name": "Tokens", "featureKey": "tokens", "billingCadence": "P1M",
+                 "price": {"type": "unit", "amount": "0.001"}},
+            ],
+        },
+    ],
+}
+
+
+class FixedPlans:
+    """The catalog's published plans, versioned by key."""
+
+    def __init__(self) -> None:
+        self.plans: dict[tuple[str, int], PlanView] = {}
+
+    def publish(self, data: dict[str, Any], version: int) -> PlanView:
+        content, issues = parse_plan(data)
+        issues.raise_if_errors()
+        assert content is not None
+        view = PlanView(
+            ref=PlanRef(f"plan-{content.key}-{version}", content.key, version),
+            name=content.name,
+            description=content.description,
+            currency=content.currency,
+            billing_cadence=to_iso(content.billing_cadence),
+            pro_rating=ProRating(content.pro_rating.enabled, content.pro_rating.mode),
+            settlement_mode=content.settlement_mode.value,
+            phases=tuple(
+                PlanPhaseView(p.key, p.name, p.description, to_iso(p.duration) if p.duration else None, p.rate_cards)
+                for p in content.phases
+            ),
+        )
+        self.plans[(content.key, version)] = view
+        return view
+
+    async def active_plan(self, namespace: str, key: str, version: int | None) -> PlanView:
+        versions = sorted(v for (k, v) in self.plans if k == key)
+        if not versions:
+            raise NotFoundError("plan", key)
+        return self.plans[(key, version if version is not None else versions[-1])]
+
+    async def plans_by_key(self, namespace: str, key: str) -> list[PlanRef]:
+        return [p.ref for (k, _), p in self.plans.items() if k == key]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = START
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@dataclass
+class Stack:
+    service: SubscriptionService
+    customers: CustomerService
+    plans: FixedPlans
+    clock: Clock
+
+
+@pytest_asyncio.fixture(scope="module")
+async def stack() -> AsyncIterator[Stack]:
+    require(await postgres_available(), "PostgreSQL on 127.0.0.1:5432")
+    url = await create_database()
+    await migrate(url)
+    engine = create_engine(url, pool_size=4)
+    sessions = session_factory(engine)
+    clock = Clock()
+    customers = CustomerService(PostgresCustomerRepository(sessions), clock=clock)
+    plans = FixedPlans()
+    plans.publish(PLAN, 1)
+    service = SubscriptionService(
+        PostgresSubscriptionRepository(sessions, CatalogRateCards()), plans, customers, CatalogRateCards(), clock=clock
+    )
+    yield Stack(service, customers, plans, clock)
+    await engine.dispose()
+
+
+async def new_customer(stack: Stack, key: str) -> str:
+    customer = await stack.customers.create(NS, CustomerInput(name=key, key=key))
+    return customer.id
+
+
+async def test_create_reads_back_with_its_phases(stack: Stack) -> None:
+    stack.clock.now = START
+    customer = await new_customer(stack, "c-read")
+    created = await stack.service.create(CreateSubscriptionInput(NS, PlanSelector("pro"), customer_key="c-read"))
+    got = await stack.service.get(NS, created.id)
+    assert got == created
+    assert got.status(START) == "active" and got.customer_id == customer
+    assert [(p.spec.key, p.active_from, p.active_to) for p in phases(got.spec)] == [
+        ("trial", START, datetime(2026, 4, 1, 9, tzinfo=UTC)),
+        ("default", datetime(2026, 4, 1, 9, tzinfo=UTC), None),
+    ]
+    assert [s.id for s in await stack.service.list_for_customer(NS, "c-read")] == [created.id]
+    assert await stack.service.customer_ids_with_plan(NS, "pro") >= {customer}
+
+
+async def test_simultaneous_creates_leave_exactly_one(stack: Stack) -> None:
+    stack.clock.now = START
+    await new_customer(stack, "c-race")
+    attempts = [
+        stack.service.create(CreateSubscriptionInput(NS, PlanSelector("pro"), customer_key="c-race")) for _ in range(6)
+    ]
+    results = await asyncio.gather(*attempts, return_exceptions=True)
+    created = [r for r in results if not isinstance(r, BaseException)]
+    refused = [r for r in results if isinstance(r, BaseException)]
+    assert len(created) == 1
+    assert all(isinstance(r, ConflictError) and r.code == SINGLE_SUBSCRIPTION for r in refused), refused
+    assert len(await stack.service.list_for_customer(NS, "c-race")) == 1
+
+
+async def test_unknown_customer_and_past_start(stack: Stack) -> None:
+    with pytest.raises(NotFoundError):
+        await stack.service.create(CreateSubscriptionInput(NS, PlanSelector("pro"), customer_key="nobody"))
+    await new_customer(stack, "c-past")
+    stack.clock.now = START
+    with pytest.raises(ValidationError) as caught:
+        await stack.service.create(
+            CreateSubscriptionInput(NS, PlanSelector("pro"), customer_key="c-past", timing=Timing(at=START - timedelta(minutes=3)))
+        )
+    assert caught.value.violations[0].field == "timing"
+    ok = await stack.service.create(
+        CreateSubscriptionInput(NS, PlanSelector("pro"), customer_key="c-past", timing=Timing(at=START - timedelta(minutes=1)))
+    )
+    assert ok.active_from == START - timedelta(minutes=1)
+
+
+async def test_cancel_unschedule_and_a_successor_after_the_end(stack: Stack) -> None:
+    stack.clock.now = START
+    await new_customer(stack, "c-cancel")
+    sub = await stack.service.create(CreateSubscriptionInput(NS, PlanSelector("pro"), customer_key="c-cancel"))
+    stack.clock.now = START + timedelta(days=10)
+    with pytest.raises(ValidationError, match="boundary"):
+        await stack.service.cancel(NS, sub.id, Timing(at=START + timedelta(days=20)))
+    canceled = await stack.service.cancel(NS, sub.id, Timing(enum="next_billing_cycle"))
+    assert canceled.active_to == datetime(2026, 4, 1, 9, tzinfo=UTC)
+    assert canceled.status(stack.clock.now) == "canceled"
+    # Another subscription may start where this one ends, not before.
+    with pytest.raises(ConflictError):
+        await stack.service.create(
+            CreateSubscriptionInput(NS, PlanSelector("pro"), customer_key="c-cancel", timing=Timing(at=START + timedelta(days=15)))
+        )
+    restored = await stack.service.unschedule_cancelation(NS, sub.id)
+    assert restored.active_to is None and restored.revision == canceled.revision + 1
+    with pytest.raises(ValidationError):
+        await stack.service.unschedule_cancelation(NS, sub.id)
+
+
+async def test_edit_is_stored_and_a_stale_revision_is_refused(stack: Stack) -> None:
+    stack.clock.now = START
+    await new_customer(stack, "c-edit")
+    sub = await stack.service.create(CreateSubscriptionInput(NS, PlanSelector("pro"), customer_key="c-edit"))
+    stack.clock.now = START + timedelta(days=3)
+    card = CatalogRateCards().parse(
+        {"type": "usage_based", "key": "calls", "name": "Calls", "featureKey": "calls", "billingCadence": "P1M",
+         "price": {"type": "unit", "amount": "0.01"}},
+        "customizations[0].rateCard",
+    )
+    edited = await stack.service.edit(NS, sub.id, [edits.AddItem("trial", card, "item-calls")], Timing(enum="immediate"))
+    again = await stack.service.get(NS, sub.id)
+    assert again == edited
+    phase = current_phase(again.spec, stack.clock.now)
+    assert phase is not None and [i.key for i in phase.spec.items] == ["base", "calls"]
+    got = billable_items(sub.id, again.spec, stack.clock.now, billing_terms)
+    assert [(b.item_key, b.service_period.start) for b in got] == [("base", START), ("calls", stack.clock.now)]
+    # A write based on the old revision loses.
+    with pytest.raises(ConflictError):
+        await stack.service._repository.update(sub, sub.revision)
+
+
+async def test_change_ends_the_current_and_starts_the_next_on_the_same_anchor(stack: Stack) -> None:
+    stack.clock.now = START
+    await new_customer(stack, "c-change")
+    sub = await stack.service.create(CreateSubscriptionInput(NS, PlanSelector("pro", 1), customer_key="c-change"))
+    stack.plans.publish({**PLAN, "name": "Pro v2"}, 2)
+    stack.clock.now = START + timedelta(days=40)
+    current, following = await stack.service.change(
+        ChangeSubscriptionInput(NS, sub.id, PlanSelector("pro"), Timing(enum="next_billing_cycle")), migrate=True
+    )
+    assert current.active_to == datetime(2026, 5, 1, 9, tzinfo=UTC) == following.active_from
+    assert following.billing_anchor == sub.billing_anchor and following.plan is not None
+    assert following.plan.version == 2
+    with pytest.raises(ValidationError):
+        await stack.service.change(
+            ChangeSubscriptionInput(NS, following.id, PlanSelector("pro", 1), Timing(enum="immediate")), migrate=True
+        )
+    listed = await stack.service.list_for_customer(NS, "c-change")
+    assert [s.id for s in listed] == [sub.id, following.id]
+
+
+async def test_delete_only_before_start(stack: Stack) -> None:
+    stack.clock.now = START
+    await new_customer(stack, "c-delete")
+    later = await stack.service.create(
+        CreateSubscriptionInput(NS, PlanSelector("pro"), customer_key="c-delete", timing=Timing(at=START + timedelta(days=5)))
+    )
+    assert later.status(START) == "scheduled"
+    await stack.service.delete(NS, later.id)
+    with pytest.raises(NotFoundError):
+        await stack.service.get(NS, later.id)
+    running = await stack.service.create(CreateSubscriptionInput(NS, PlanSelector("pro"), customer_key="c-delete"))
+    with pytest.raises(ValidationError):
+        await stack.service.delete(NS, running.id)
