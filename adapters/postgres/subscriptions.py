@@ -182,7 +182,7 @@ class PostgresSubscriptionRepository:
             .values(**values)
             .execution_options(synchronize_session=False)
         )
-        result = await session.exec(statement)  # type: ignore[call-overload]
+        result = await session.exec(statement)
         if result.rowcount != 1:
             raise ConflictError("the subscription was changed by another request; retry", code="concurrent_update")
 
@@ -256,5 +256,5 @@ class PostgresSubscriptionRepository:
             .execution_options(synchronize_session=False)
         )
         async with self._sessions() as session:
-            await session.exec(statement)  # type: ignore[call-overload]
+            await session.exec(statement)
             await session.commit()

@@ -13,10 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from domain.catalog.durations import Duration
+from domain.catalog.plans import Plan
 from domain.catalog.prices import FlatPrice, PaymentTerm
 from domain.catalog.ratecards import EntitlementTemplate, RateCard, parse_rate_card
 from domain.catalog.wire import Reader
 from domain.entitlements.recurrence import IsoDuration
+from domain.subscriptions.models import PlanRef, ProRating
+from domain.subscriptions.ports import PlanPhaseView, PlanView
 from domain.subscriptions.timeline import TimelineRateCard
 
 
@@ -80,3 +83,21 @@ class CatalogRateCards:
 
 
 TermsFor = Callable[[TimelineRateCard], RateCardBilling]
+
+
+def plan_view(plan: Plan) -> PlanView:
+    """A catalog plan version as a subscription starts from it."""
+    c = plan.content
+    return PlanView(
+        ref=PlanRef(plan.id, c.key, plan.version),
+        name=c.name,
+        description=c.description,
+        currency=c.currency,
+        billing_cadence=to_iso(c.billing_cadence),
+        pro_rating=ProRating(c.pro_rating.enabled, c.pro_rating.mode),
+        settlement_mode=c.settlement_mode.value,
+        phases=tuple(
+            PlanPhaseView(p.key, p.name, p.description, to_iso(p.duration) if p.duration else None, p.rate_cards)
+            for p in c.phases
+        ),
+    )

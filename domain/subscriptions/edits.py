@@ -11,12 +11,13 @@ spacing of the phases after them.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from domain.entitlements.recurrence import IsoDuration
-from domain.errors import ConflictError, ForbiddenError, ValidationError
+from domain.errors import ConflictError, FieldViolation, ForbiddenError, ValidationError
 from domain.subscriptions.timeline import (
     ItemSpec,
     PhaseSpec,
@@ -102,7 +103,7 @@ def validate_spec(spec: SubscriptionSpec) -> None:
             by_key.setdefault(item.key, []).append(item)
         for key, versions in by_key.items():
             ends = [(v.active_from, v.active_to) for v in versions]
-            for (_, prev_to), (next_from, _) in zip(ends, ends[1:], strict=False):
+            for (_, prev_to), (next_from, _) in itertools.pairwise(ends):
                 if prev_to is None or (next_from is not None and next_from < prev_to):
                     raise ConflictError(
                         f"item {key} of phase {phase.key} would have two versions active at once",
@@ -161,7 +162,9 @@ def _add_item(spec: SubscriptionSpec, op: AddItem, at: datetime) -> Subscription
         return _with_phase(spec, replace(phase, items=(*kept, new)))
     if versions:
         raise ForbiddenError(f"phase {phase.key} already has an item {key}; remove it first")
-    return _with_phase(spec, replace(phase, items=(*phase.items, ItemSpec(op.item_id, key, op.rate_card, created_at=at))))
+    return _with_phase(
+        spec, replace(phase, items=(*phase.items, ItemSpec(op.item_id, key, op.rate_card, created_at=at)))
+    )
 
 
 def _remove_item(spec: SubscriptionSpec, op: RemoveItem, at: datetime) -> SubscriptionSpec:
@@ -275,15 +278,12 @@ _APPLY: dict[type, Callable[[SubscriptionSpec, object, datetime], SubscriptionSp
 }
 
 
-def _shift(start_after: IsoDuration, spec: SubscriptionSpec, delta: object) -> IsoDuration:
+def _shift(start_after: IsoDuration, spec: SubscriptionSpec, delta: timedelta) -> IsoDuration:
     """`start_after` moved by a fixed time delta, kept exact as whole seconds past the start.
 
     Calendar-exact shifting would need duration subtraction with month arithmetic; the subscription
     start is fixed, so the absolute new start, expressed in seconds from it, is exact.
     """
-    from datetime import timedelta
-
-    assert isinstance(delta, timedelta)
     new_start = start_after.add_to(spec.active_from) + delta
     seconds = int((new_start - spec.active_from).total_seconds())
     if seconds < 0:
@@ -300,8 +300,6 @@ def _seconds_duration(seconds: int) -> IsoDuration:
 
 def _prefixed(error: ValidationError | ConflictError | ForbiddenError, prefix: str) -> Exception:
     if isinstance(error, ValidationError):
-        from domain.errors import FieldViolation
-
         return ValidationError(
             [FieldViolation(f"{prefix}.{v.field}" if v.field else prefix, v.message, v.code) for v in error.violations]
         )

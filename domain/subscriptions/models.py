@@ -164,6 +164,7 @@ class ManagedEntitlement:
     subscription_id: str
     item_id: str
     feature_key: str
-    template: Any
+    # The item's rate card: its entitlement template (and the cadence a usage period defaults to).
+    rate_card: Any
     active_from: datetime
     active_to: datetime | None

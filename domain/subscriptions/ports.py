@@ -89,13 +89,17 @@ class SubscriptionRepository(Protocol):
 class ManagedEntitlements(Protocol):
     """The entitlements service's side of subscription-managed entitlements."""
 
-    async def managed_for(self, namespace: str, subscription_id: str) -> Sequence[ManagedEntitlementRecord]: ...
+    async def managed_for(
+        self, namespace: str, customer_id: str, subscription_id: str
+    ) -> Sequence[ManagedEntitlementRecord]: ...
 
     async def create_managed(self, namespace: str, customer_id: str, wanted: ManagedEntitlement) -> str: ...
 
-    async def end_managed(self, namespace: str, entitlement_id: str, at: datetime | None) -> None:
-        """Set the entitlement's activeTo (None: delete it, for one that never started)."""
+    async def end_managed(self, namespace: str, entitlement_id: str, at: datetime) -> None:
+        """Set (or move) the entitlement's activeTo."""
         ...
+
+    async def delete_managed(self, namespace: str, entitlement_id: str) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -235,7 +235,9 @@ class SubscriptionService:
         status = current.status(now)
         if status != "active":
             raise ValidationError.single(
-                "subscriptionId", f"only an active subscription can be edited (it is {status})", "subscription_not_active"
+                "subscriptionId",
+                f"only an active subscription can be edited (it is {status})",
+                "subscription_not_active",
             )
         if timing.at is not None:
             raise ValidationError.single("timing", "edits take immediate or next_billing_cycle", "invalid_timing")
@@ -300,7 +302,9 @@ class SubscriptionService:
         current = await self.get(namespace, subscription_id)
         now = self._clock()
         if current.active_to is None:
-            raise ValidationError.single("subscriptionId", "the subscription is not canceled", "subscription_not_canceled")
+            raise ValidationError.single(
+                "subscriptionId", "the subscription is not canceled", "subscription_not_canceled"
+            )
         for other in await self._repository.list_for_customer(namespace, current.customer_id):
             if other.id != current.id and other.deleted_at is None and other.active_from >= current.active_to:
                 await self._repository.delete(namespace, other.id, now)
@@ -316,7 +320,9 @@ class SubscriptionService:
         now = self._clock()
         if current.status(now) != "scheduled":
             raise ValidationError.single(
-                "subscriptionId", "only a subscription that has not started can be deleted", "subscription_not_scheduled"
+                "subscriptionId",
+                "only a subscription that has not started can be deleted",
+                "subscription_not_scheduled",
             )
         await self._repository.delete(namespace, subscription_id, now)
         deleted = dataclasses.replace(current, deleted_at=now)
@@ -376,7 +382,9 @@ class SubscriptionService:
             if template is None or feature is None:
                 continue
             wanted.append(
-                ManagedEntitlement(subscription.id, item.spec.id, feature, template, item.active_from, item.active_to)
+                ManagedEntitlement(
+                    subscription.id, item.spec.id, feature, item.spec.rate_card, item.active_from, item.active_to
+                )
             )
         return wanted
 
@@ -387,24 +395,35 @@ class SubscriptionService:
             return
         now = self._clock()
         namespace = subscription.namespace
-        existing = {r.item_id: r for r in await self._entitlements.managed_for(namespace, subscription.id)}
-        wanted = {w.item_id: w for w in self.expected_entitlements(subscription)}
+        # An item version is one entitlement window: matched by feature and start.
+        existing = {
+            (r.feature_key, r.active_from): r
+            for r in await self._entitlements.managed_for(namespace, subscription.customer_id, subscription.id)
+        }
+        wanted = {(w.feature_key, w.active_from): w for w in self.expected_entitlements(subscription)}
         # Ends first, so a replacement version can start where the previous one stops.
-        for item_id, record in existing.items():
-            want = wanted.get(item_id)
-            if want is None or want.active_from != record.active_from or want.feature_key != record.feature_key:
-                never_started = record.active_from >= now
-                await self._entitlements.end_managed(
-                    namespace, record.entitlement_id, None if never_started else max(now, record.active_from)
-                )
+        recreate: set[tuple[str, datetime]] = set()
+        for key, record in existing.items():
+            want = wanted.get(key)
+            if want is None:
+                if record.active_from >= now:
+                    await self._entitlements.delete_managed(namespace, record.entitlement_id)
+                elif record.active_to is None or record.active_to > now:
+                    await self._entitlements.end_managed(namespace, record.entitlement_id, now)
+            elif want.active_to is None and record.active_to is not None:
+                # An end that was taken back (unscheduled cancelation, restore): an entitlement's end
+                # can only move, not disappear, so the window is replaced by an open one.
+                await self._entitlements.delete_managed(namespace, record.entitlement_id)
+                recreate.add(key)
             elif want.active_to != record.active_to:
+                assert want.active_to is not None
                 await self._entitlements.end_managed(namespace, record.entitlement_id, want.active_to)
-        for item_id, want in wanted.items():
-            record = existing.get(item_id)
-            if record is None or want.active_from != record.active_from or want.feature_key != record.feature_key:
-                if want.active_to is not None and want.active_to <= now and record is None:
-                    continue  # an item that already ended before it was ever managed: nothing to grant
-                await self._entitlements.create_managed(namespace, subscription.customer_id, want)
+        for key, want in wanted.items():
+            if key in existing and key not in recreate:
+                continue
+            if want.active_to is not None and want.active_to <= now:
+                continue  # ended before it was ever managed (e.g. a replayed past version): nothing to grant
+            await self._entitlements.create_managed(namespace, subscription.customer_id, want)
 
     def _changed(self, subscription: Subscription) -> None:
         for listener in self.listeners:

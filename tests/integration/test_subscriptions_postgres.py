@@ -19,21 +19,20 @@ import pytest_asyncio
 from adapters.postgres.customers import PostgresCustomerRepository
 from adapters.postgres.db import create_engine, migrate, session_factory
 from adapters.postgres.subscriptions import PostgresSubscriptionRepository
-from domain.catalog.plans import parse_plan
+from domain.catalog.plans import Plan, parse_plan
 from domain.customers.models import CustomerInput
 from domain.customers.service import CustomerService
 from domain.errors import ConflictError, NotFoundError, ValidationError
 from domain.subscriptions import edits
-from domain.subscriptions.catalog import CatalogRateCards, billing_terms, to_iso
+from domain.subscriptions.catalog import CatalogRateCards, billing_terms, plan_view
 from domain.subscriptions.models import (
     ChangeSubscriptionInput,
     CreateSubscriptionInput,
     PlanRef,
     PlanSelector,
-    ProRating,
     Timing,
 )
-from domain.subscriptions.ports import PlanPhaseView, PlanView
+from domain.subscriptions.ports import PlanView
 from domain.subscriptions.service import SINGLE_SUBSCRIPTION, SubscriptionService
 from domain.subscriptions.timeline import billable_items, current_phase, phases
 from tests.support.services import require
@@ -53,18 +52,34 @@ PLAN = {
             "name": "Trial",
             "duration": "P1M",
             "rateCards": [
-                {"type": "flat_fee", "key": "base", "name": "Base", "billingCadence": "P1M",
-                 "price": {"type": "flat", "amount": "0", "paymentTerm": "in_advance"}},
+                {
+                    "type": "flat_fee",
+                    "key": "base",
+                    "name": "Base",
+                    "billingCadence": "P1M",
+                    "price": {"type": "flat", "amount": "0", "paymentTerm": "in_advance"},
+                },
             ],
         },
         {
             "key": "default",
             "name": "Default",
             "rateCards": [
-                {"type": "flat_fee", "key": "base", "name": "Base", "billingCadence": "P1M",
-                 "price": {"type": "flat", "amount": "49", "paymentTerm": "in_advance"}},
-                {"type": "usage_based", "key": "tokens", "name": "Tokens", "featureKey": "tokens", "billingCadence": "P1M",
-                 "price": {"type": "unit", "amount": "0.001"}},
+                {
+                    "type": "flat_fee",
+                    "key": "base",
+                    "name": "Base",
+                    "billingCadence": "P1M",
+                    "price": {"type": "flat", "amount": "49", "paymentTerm": "in_advance"},
+                },
+                {
+                    "type": "usage_based",
+                    "key": "tokens",
+                    "name": "Tokens",
+                    "featureKey": "tokens",
+                    "billingCadence": "P1M",
+                    "price": {"type": "unit", "amount": "0.001"},
+                },
             ],
         },
     ],
@@ -81,19 +96,8 @@ class FixedPlans:
         content, issues = parse_plan(data)
         issues.raise_if_errors()
         assert content is not None
-        view = PlanView(
-            ref=PlanRef(f"plan-{content.key}-{version}", content.key, version),
-            name=content.name,
-            description=content.description,
-            currency=content.currency,
-            billing_cadence=to_iso(content.billing_cadence),
-            pro_rating=ProRating(content.pro_rating.enabled, content.pro_rating.mode),
-            settlement_mode=content.settlement_mode.value,
-            phases=tuple(
-                PlanPhaseView(p.key, p.name, p.description, to_iso(p.duration) if p.duration else None, p.rate_cards)
-                for p in content.phases
-            ),
-        )
+        plan = Plan(f"plan-{content.key}-{version}", NS, version, content, START, START, effective_from=START)
+        view = plan_view(plan)
         self.plans[(content.key, version)] = view
         return view
 
@@ -182,11 +186,15 @@ async def test_unknown_customer_and_past_start(stack: Stack) -> None:
     stack.clock.now = START
     with pytest.raises(ValidationError) as caught:
         await stack.service.create(
-            CreateSubscriptionInput(NS, PlanSelector("pro"), customer_key="c-past", timing=Timing(at=START - timedelta(minutes=3)))
+            CreateSubscriptionInput(
+                NS, PlanSelector("pro"), customer_key="c-past", timing=Timing(at=START - timedelta(minutes=3))
+            )
         )
     assert caught.value.violations[0].field == "timing"
     ok = await stack.service.create(
-        CreateSubscriptionInput(NS, PlanSelector("pro"), customer_key="c-past", timing=Timing(at=START - timedelta(minutes=1)))
+        CreateSubscriptionInput(
+            NS, PlanSelector("pro"), customer_key="c-past", timing=Timing(at=START - timedelta(minutes=1))
+        )
     )
     assert ok.active_from == START - timedelta(minutes=1)
 
@@ -204,7 +212,9 @@ async def test_cancel_unschedule_and_a_successor_after_the_end(stack: Stack) -> 
     # Another subscription may start where this one ends, not before.
     with pytest.raises(ConflictError):
         await stack.service.create(
-            CreateSubscriptionInput(NS, PlanSelector("pro"), customer_key="c-cancel", timing=Timing(at=START + timedelta(days=15)))
+            CreateSubscriptionInput(
+                NS, PlanSelector("pro"), customer_key="c-cancel", timing=Timing(at=START + timedelta(days=15))
+            )
         )
     restored = await stack.service.unschedule_cancelation(NS, sub.id)
     assert restored.active_to is None and restored.revision == canceled.revision + 1
@@ -218,11 +228,19 @@ async def test_edit_is_stored_and_a_stale_revision_is_refused(stack: Stack) -> N
     sub = await stack.service.create(CreateSubscriptionInput(NS, PlanSelector("pro"), customer_key="c-edit"))
     stack.clock.now = START + timedelta(days=3)
     card = CatalogRateCards().parse(
-        {"type": "usage_based", "key": "calls", "name": "Calls", "featureKey": "calls", "billingCadence": "P1M",
-         "price": {"type": "unit", "amount": "0.01"}},
+        {
+            "type": "usage_based",
+            "key": "calls",
+            "name": "Calls",
+            "featureKey": "calls",
+            "billingCadence": "P1M",
+            "price": {"type": "unit", "amount": "0.01"},
+        },
         "customizations[0].rateCard",
     )
-    edited = await stack.service.edit(NS, sub.id, [edits.AddItem("trial", card, "item-calls")], Timing(enum="immediate"))
+    edited = await stack.service.edit(
+        NS, sub.id, [edits.AddItem("trial", card, "item-calls")], Timing(enum="immediate")
+    )
     again = await stack.service.get(NS, sub.id)
     assert again == edited
     phase = current_phase(again.spec, stack.clock.now)
@@ -258,7 +276,9 @@ async def test_delete_only_before_start(stack: Stack) -> None:
     stack.clock.now = START
     await new_customer(stack, "c-delete")
     later = await stack.service.create(
-        CreateSubscriptionInput(NS, PlanSelector("pro"), customer_key="c-delete", timing=Timing(at=START + timedelta(days=5)))
+        CreateSubscriptionInput(
+            NS, PlanSelector("pro"), customer_key="c-delete", timing=Timing(at=START + timedelta(days=5))
+        )
     )
     assert later.status(START) == "scheduled"
     await stack.service.delete(NS, later.id)

@@ -59,7 +59,9 @@ def spec(*phase_specs: PhaseSpec, anchor: datetime = START, end: datetime | None
 
 
 def phase(key: str, after: IsoDuration, *cards: Card) -> PhaseSpec:
-    return PhaseSpec(f"ph-{key}", key, key.title(), after, tuple(ItemSpec(f"it-{key}-{c.key}", c.key, c) for c in cards))
+    return PhaseSpec(
+        f"ph-{key}", key, key.title(), after, tuple(ItemSpec(f"it-{key}-{c.key}", c.key, c) for c in cards)
+    )
 
 
 TRIAL = phase("trial", IsoDuration(), Card("base", in_advance=True))
@@ -156,7 +158,9 @@ def test_remove_then_add_in_one_edit_and_future_phase_rules() -> None:
 def test_errors_name_the_operation() -> None:
     s = spec(TRIAL, DEFAULT)
     with pytest.raises(ValidationError) as caught:
-        edits.apply_edits(s, [edits.UnscheduleEdit(), edits.RemoveItem("nope", "base")], datetime(2026, 2, 1, tzinfo=UTC))
+        edits.apply_edits(
+            s, [edits.UnscheduleEdit(), edits.RemoveItem("nope", "base")], datetime(2026, 2, 1, tzinfo=UTC)
+        )
     assert caught.value.violations[0].field == "customizations[1].phaseKey"
     with pytest.raises(ForbiddenError, match=r"customizations\[0\]"):
         edits.apply_edits(s, [edits.RemoveItem("trial", "base")], datetime(2026, 5, 1, tzinfo=UTC))
@@ -209,3 +213,31 @@ def replace_key(p: PhaseSpec, key: str) -> PhaseSpec:
     from dataclasses import replace
 
     return replace(p, key=key)
+
+
+def test_sync_plan_deletes_pending_and_corrects_invoiced_lines() -> None:
+    from domain.subscriptions.sync import HeldLine, plan_sync
+
+    s = spec(TRIAL, DEFAULT)
+    now = datetime(2026, 4, 10, tzinfo=UTC)
+    expected = billable_items("sub", s, now, terms)
+    held = {b.key: HeldLine(b.key, b.service_period, b.invoice_at, b.item_id) for b in expected}
+    assert plan_sync(expected, held).empty
+    stale = HeldLine("sub/gone", expected[0].service_period, expected[0].invoice_at, "x")
+    invoiced = HeldLine("sub/billed", expected[0].service_period, expected[0].invoice_at, "y", invoiced=True)
+    changed = replace_period(held[expected[0].key])
+    plan = plan_sync(expected, {**held, stale.key: stale, invoiced.key: invoiced, changed.key: changed})
+    assert plan.delete == ("sub/gone",) and plan.corrections == ("sub/billed",)
+    assert [b.key for b in plan.update] == [changed.key] and not plan.create
+    changed_invoiced = replace_period(held[expected[0].key], invoiced=True)
+    assert plan_sync(expected, {**held, changed_invoiced.key: changed_invoiced}).corrections == (changed.key,)
+
+
+def replace_period(line: object, invoiced: bool = False) -> object:
+    from dataclasses import replace
+
+    from domain.entitlements.recurrence import Period
+
+    assert hasattr(line, "service_period")
+    period = line.service_period
+    return replace(line, service_period=Period(period.start, period.end - timedelta(hours=1)), invoiced=invoiced)  # type: ignore[type-var]

@@ -1,0 +1,100 @@
+"""Subscription-managed entitlements through the entitlements service's managed API.
+
+An item version with a feature and an entitlement template is one entitlement window of the
+customer: created with the template's settings, active over the item's [activeFrom, activeTo),
+annotated with the subscription's id (which is how the public API knows to refuse deleting it or
+granting on it). Windows are matched to item versions by (feature key, activeFrom).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from domain.catalog.ratecards import RateCard, TemplateType
+from domain.customers.service import CustomerService
+from domain.entitlements.models import (
+    SUBSCRIPTION_ID_ANNOTATION,
+    EntitlementInput,
+    ListEntitlementsInput,
+    RecurrenceInput,
+)
+from domain.entitlements.service import EntitlementService
+from domain.subscriptions.models import ManagedEntitlement
+from domain.subscriptions.ports import ManagedEntitlementRecord
+
+_PAGE = 1000
+
+
+def entitlement_input(wanted: ManagedEntitlement) -> EntitlementInput:
+    card = wanted.rate_card
+    assert isinstance(card, RateCard) and card.entitlement_template is not None
+    template = card.entitlement_template
+    if template.type is TemplateType.METERED:
+        period = card.usage_period
+        return EntitlementInput(
+            type="metered",
+            feature_key=wanted.feature_key,
+            metadata=dict(template.metadata),
+            # The usage period restarts with each billing period: anchored at the item's start.
+            usage_period=RecurrenceInput(period.iso(), wanted.active_from) if period is not None else None,
+            is_soft_limit=template.is_soft_limit,
+            issue_after_reset=template.issue_after_reset,
+            issue_after_reset_priority=template.issue_after_reset_priority if template.issue_after_reset else None,
+            preserve_overage_at_reset=template.preserve_overage_at_reset,
+            v2=True,
+        )
+    if template.type is TemplateType.STATIC:
+        return EntitlementInput(
+            type="static",
+            feature_key=wanted.feature_key,
+            metadata=dict(template.metadata),
+            config=template.config,
+            v2=True,
+        )
+    return EntitlementInput(type="boolean", feature_key=wanted.feature_key, metadata=dict(template.metadata), v2=True)
+
+
+class EntitlementBridge:
+    """`ManagedEntitlements` over EntitlementService."""
+
+    def __init__(self, entitlements: EntitlementService, customers: CustomerService) -> None:
+        self._entitlements = entitlements
+        self._customers = customers
+
+    async def managed_for(
+        self, namespace: str, customer_id: str, subscription_id: str
+    ) -> Sequence[ManagedEntitlementRecord]:
+        found = []
+        page = 1
+        while True:
+            items, total, _, _, _ = await self._entitlements.list_entitlements(
+                namespace, ListEntitlementsInput(page=page, page_size=_PAGE), customer_ids=[customer_id]
+            )
+            found.extend(items)
+            if page * _PAGE >= total or not items:
+                break
+            page += 1
+        return [
+            ManagedEntitlementRecord(e.id, subscription_id, "", e.feature_key, e.active_from, e.active_to)
+            for e in found
+            if e.deleted_at is None and e.annotations.get(SUBSCRIPTION_ID_ANNOTATION) == subscription_id
+        ]
+
+    async def create_managed(self, namespace: str, customer_id: str, wanted: ManagedEntitlement) -> str:
+        customer = await self._customers.get_live(namespace, customer_id)
+        created = await self._entitlements.create_managed(
+            namespace,
+            customer,
+            entitlement_input(wanted),
+            subscription_id=wanted.subscription_id,
+            active_from=wanted.active_from,
+            active_to=wanted.active_to,
+        )
+        return created.id
+
+    async def end_managed(self, namespace: str, entitlement_id: str, at: datetime) -> None:
+        await self._entitlements.end_managed(namespace, entitlement_id, at)
+
+    async def delete_managed(self, namespace: str, entitlement_id: str) -> None:
+        await self._entitlements.delete_managed(namespace, entitlement_id)

@@ -1,0 +1,124 @@
+"""Subscriptions in OpenMeter's JSON shape (Subscription, SubscriptionExpanded), as the catalog
+does for plans: the servicer parses these dicts into the proto messages, so the REST wire format
+is written in one place and gRPC carries the same fields.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from domain.subscriptions.models import Subscription
+from domain.subscriptions.ports import RateCardTerms
+from domain.subscriptions.timeline import (
+    ItemView,
+    PhaseView,
+    item_timelines,
+    normalize_anchor,
+    phases,
+    representative_items,
+)
+
+
+def ts(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _drop_none(out: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def subscription_rest(sub: Subscription, now: datetime) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": sub.id,
+        "name": sub.name,
+        "description": sub.description,
+        "metadata": dict(sub.metadata) if sub.metadata else None,
+        "createdAt": ts(sub.created_at),
+        "updatedAt": ts(sub.updated_at),
+        "deletedAt": ts(sub.deleted_at),
+        "activeFrom": ts(sub.active_from),
+        "activeTo": ts(sub.active_to),
+        "status": sub.status(now),
+        "customerId": sub.customer_id,
+        "plan": {"id": sub.plan.id, "key": sub.plan.key, "version": sub.plan.version} if sub.plan else None,
+        "currency": sub.currency,
+        "costBasisMode": "dynamic",
+        "costBasisPins": [],
+        "billingCadence": sub.billing_cadence.iso(),
+        "proRatingConfig": {"enabled": sub.pro_rating.enabled, "mode": sub.pro_rating.mode},
+        "billingAnchor": ts(normalize_anchor(sub.billing_anchor, sub.billing_cadence, sub.active_from)),
+        "settlementMode": sub.settlement_mode,
+        "alignment": {"billablesMustAlign": True},
+    }
+    return _drop_none(out)
+
+
+def expanded_rest(
+    sub: Subscription, now: datetime, rate_cards: RateCardTerms, entitlement_ids: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """SubscriptionExpanded: phases with `items` (one version per key, OpenMeter's flattening) and
+    `itemTimelines` (every version), and the current aligned billing period."""
+    out = subscription_rest(sub, now)
+    views = phases(sub.spec)
+    out["phases"] = [_phase_rest(sub, view, now, rate_cards, entitlement_ids or {}) for view in views]
+    alignment: dict[str, Any] = {"billablesMustAlign": True}
+    if sub.status(now) in ("active", "canceled"):
+        period = sub.spec.billing.period_at(now)
+        end = period.end if sub.active_to is None else min(period.end, sub.active_to)
+        alignment["currentAlignedBillingPeriod"] = {"from": ts(max(period.start, sub.active_from)), "to": ts(end)}
+    out["alignment"] = alignment
+    return out
+
+
+def _phase_rest(
+    sub: Subscription, view: PhaseView, now: datetime, rate_cards: RateCardTerms, entitlement_ids: dict[str, str]
+) -> dict[str, Any]:
+    phase = view.spec
+    timelines = item_timelines(sub.spec, view)
+    return _drop_none(
+        {
+            "id": phase.id,
+            "key": phase.key,
+            "name": phase.name,
+            "description": phase.description,
+            "createdAt": ts(sub.created_at),
+            "updatedAt": ts(sub.updated_at),
+            "activeFrom": ts(view.active_from),
+            "activeTo": ts(view.active_to),
+            "items": [
+                _item_rest(sub, item, rate_cards, entitlement_ids) for item in representative_items(sub.spec, view, now)
+            ],
+            "itemTimelines": {
+                key: [_item_rest(sub, item, rate_cards, entitlement_ids) for item in versions]
+                for key, versions in timelines.items()
+            },
+        }
+    )
+
+
+def _item_rest(
+    sub: Subscription, item: ItemView, rate_cards: RateCardTerms, entitlement_ids: dict[str, str]
+) -> dict[str, Any]:
+    card = rate_cards.to_json(item.spec.rate_card)
+    out: dict[str, Any] = {
+        "id": item.spec.id,
+        "key": item.spec.key,
+        "name": card.get("name", item.spec.key),
+        "description": card.get("description"),
+        "metadata": card.get("metadata"),
+        "createdAt": ts(item.spec.created_at or sub.created_at),
+        "updatedAt": ts(sub.updated_at),
+        "activeFrom": ts(item.active_from),
+        "activeTo": ts(item.active_to),
+        "featureKey": card.get("featureKey"),
+        "billingCadence": card.get("billingCadence"),
+        "price": card.get("price"),
+        "discounts": card.get("discounts"),
+        "taxConfig": card.get("taxConfig"),
+        "currency": sub.currency,
+    }
+    # billingCadence and price are required keys (null for one-time and free items).
+    return {k: v for k, v in out.items() if v is not None or k in ("billingCadence", "price")}
