@@ -12,6 +12,7 @@ import adapters.postgres.auth_tables
 import adapters.postgres.billing_tables
 import adapters.postgres.entitlements_tables
 import adapters.postgres.notifications_tables
+import adapters.postgres.subscriptions_tables
 import adapters.postgres.tables  # noqa: F401  (registers the tables on SQLModel.metadata)
 
 target_metadata = SQLModel.metadata
