@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import time
 from collections.abc import Sequence
 
@@ -113,7 +114,16 @@ class _Recover(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         log.info("sink partitions assigned", partitions=sorted(tp.partition for tp in assigned))
         for tp in assigned:
-            await self._sink.recover(owner=f"{tp.topic}:{tp.partition}")
+            # Until the interrupted flushes of a partition are settled, its replayed events would
+            # meet their own claimed keys and be dropped as duplicates: consuming must wait, so a
+            # failure (the event store briefly unreachable) is retried here, never skipped.
+            for attempt in itertools.count():
+                try:
+                    await self._sink.recover(owner=f"{tp.topic}:{tp.partition}")
+                    break
+                except Exception:
+                    log.exception("settling interrupted flushes failed; retrying", partition=tp.partition)
+                    await asyncio.sleep(min(5.0, 0.5 * (attempt + 1)))
 
 
 class KafkaSinkConsumer:

@@ -18,6 +18,8 @@ import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError
 
 from adapters.clickhouse.client import ClickHouse
+from adapters.clickhouse.events import ClickHouseEventStore
+from domain.metering.events import Event, epoch_ms
 from tests.support.services import ClickHouseHttp, require_module
 
 require_module("chdb")
@@ -94,3 +96,20 @@ def test_errors_carry_clickhouse_codes(clickhouse_http: ClickHouseHttp, database
     assert response.text.startswith("Code: 60. DB::Exception: ")
     assert "(UNKNOWN_TABLE)" in response.text
     assert httpx.get(f"http://127.0.0.1:{clickhouse_http.port}/ping").text == "Ok.\n"
+
+
+async def test_large_bound_parameters_travel_in_a_form(clickhouse_http: ClickHouseHttp) -> None:
+    """A long IN list (recovery looks up thousands of event keys) makes clickhouse-connect send the
+    statement and parameters as a multipart form instead of in the URL."""
+    admin = clickhouse_connect.get_client(host="127.0.0.1", port=clickhouse_http.port)
+    admin.command("CREATE DATABASE IF NOT EXISTS endpoint_keys")
+    admin.close()
+    clickhouse = ClickHouse(f"http://default@127.0.0.1:{clickhouse_http.port}/endpoint_keys")
+    await clickhouse.migrate()
+    store = ClickHouseEventStore(clickhouse)
+    now = epoch_ms(datetime.now(UTC))
+    stored = [Event("ns", f"id-{i}", "t", "src", "s", now, "{}", now) for i in range(0, 6000, 1000)]
+    await store.insert(stored, [({}, {})] * len(stored), "keys-batch")
+    wanted = [("ns", "src", f"id-{i}") for i in range(6000)]
+    assert await store.existing_keys(wanted) == {("ns", "src", e.id) for e in stored}
+    clickhouse.close()

@@ -13,6 +13,8 @@ What it implements (ClickHouse's documented HTTP interface):
   then the body, as ClickHouse concatenates them). An INSERT whose text ends in `FORMAT <name>` takes
   the rest of the body as its data, in that format (clickhouse-connect sends Native blocks); the data
   is handed to chDB through `FROM INFILE` on a temporary file.
+- The same in a multipart form (`query`, `param_<name>` fields), which clickhouse-connect uses when
+  they would make the URL too long; files in the form (external data) are refused.
 - `param_<name>` URL parameters bind `{name:Type}` placeholders (chDB parses the text values exactly
   as a server does); `database` selects the database; `default_format` the output format of a
   statement without a FORMAT clause (else TabSeparated); `query_id` is echoed.
@@ -33,7 +35,7 @@ What it implements (ClickHouse's documented HTTP interface):
 
 Not implemented (a real server is needed): sessions (`session_id` does not keep settings or temporary
 tables between requests), progress headers, exceptions in the middle of a streamed response
-(responses are buffered whole), external data (multipart), concurrency (statements run one at a time:
+(responses are buffered whole), external data (files in a multipart form), concurrency (statements run one at a time:
 chDB allows one process per data directory, and this server is that process), replication, clusters.
 
 Run: `python -m tests.support.clickhouse_http --data-dir DIR --port PORT [--user U --password P]`.
@@ -53,6 +55,8 @@ import tempfile
 import threading
 import uuid
 import zlib
+from email.parser import BytesParser
+from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -213,6 +217,21 @@ class Engine:
         return b"", fmt, _summary(result)
 
 
+def _form_fields(content_type: str, body: bytes) -> dict[str, str]:
+    message = BytesParser(policy=HTTP).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + body)
+    fields: dict[str, str] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if part.get_filename():
+            raise ClickHouseError(
+                36, "DB::Exception: external data (files in the form) is not emulated by this endpoint. (BAD_ARGUMENTS)"
+            )
+        payload = part.get_payload(decode=True)
+        if isinstance(name, str) and isinstance(payload, bytes):
+            fields[name] = payload.decode()
+    return fields
+
+
 def _summary(result: Any) -> dict[str, int]:
     def number(name: str) -> int:
         value = getattr(result, name, None)
@@ -280,6 +299,14 @@ class Handler(BaseHTTPRequestHandler):
             if url.path not in ("/", ""):
                 raise ClickHouseError(1001, f"DB::Exception: There is no handle {url.path}. (UNSUPPORTED_METHOD)")
             body = _decompress(body, self.headers.get("Content-Encoding", ""))
+            content_type = self.headers.get("Content-Type", "")
+            if content_type.lower().startswith("multipart/form-data"):
+                # clickhouse-connect moves the statement and bound parameters into a form when they
+                # would make the URL too long (a large IN list, say).
+                fields = _form_fields(content_type, body)
+                pairs += [(k, v) for k, v in fields.items() if k != "query"]
+                args.update(fields)
+                body = b""
             if args.get("decompress") == "1":
                 raise ClickHouseError(
                     36,

@@ -143,6 +143,14 @@ class TallyProcess:
         raise AssertionError("unreachable")
 
     def _start(self, timeout: float) -> TallyProcess:
+        self.launch()
+        self.wait_ready(timeout)
+        self._started = True
+        return self
+
+    def launch(self) -> None:
+        """Starts the process without waiting for it. Call from a thread that outlives the process
+        (the main one): the child is told to die with the thread that forked it."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = (self.data_dir / "tally.log").open("ab")
         self.process = subprocess.Popen(
@@ -154,9 +162,6 @@ class TallyProcess:
             start_new_session=True,
             preexec_fn=_die_with_parent,
         )
-        self.wait_ready(timeout)
-        self._started = True
-        return self
 
     def wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
