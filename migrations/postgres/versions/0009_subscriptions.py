@@ -1,7 +1,7 @@
 """subscriptions, with one subscription per customer at a time enforced by an exclusion constraint
 
 Revision ID: 0009
-Revises: 0005_billing
+Revises: 0006
 Create Date: 2026-12-02 11:20:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0009"
-down_revision: str | Sequence[str] | None = "0005_billing"
+down_revision: str | Sequence[str] | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
