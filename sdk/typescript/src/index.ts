@@ -18,6 +18,8 @@ import {
 import { createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 
 import { ApiKeyService } from "../../../gen/ts/tally/v1/apikeys_pb.js";
+import { AppService } from "../../../gen/ts/tally/v1/apps_pb.js";
+import { BillingProfileService } from "../../../gen/ts/tally/v1/billing_pb.js";
 import { CustomerService, SubjectService } from "../../../gen/ts/tally/v1/customers_pb.js";
 import { EntitlementService } from "../../../gen/ts/tally/v1/entitlements_pb.js";
 import { type CloudEvent, CloudEventSchema, EventService } from "../../../gen/ts/tally/v1/events_pb.js";
@@ -28,6 +30,8 @@ import { PortalService } from "../../../gen/ts/tally/v1/portal_pb.js";
 
 // The generated messages, schemas and service descriptors of tally.v1, for requests and results.
 export * from "../../../gen/ts/tally/v1/apikeys_pb.js";
+export * from "../../../gen/ts/tally/v1/apps_pb.js";
+export * from "../../../gen/ts/tally/v1/billing_pb.js";
 export * from "../../../gen/ts/tally/v1/customers_pb.js";
 export * from "../../../gen/ts/tally/v1/entitlements_pb.js";
 export * from "../../../gen/ts/tally/v1/events_pb.js";
@@ -80,6 +84,8 @@ export interface TallyClient {
   readonly notifications: Client<typeof NotificationService>;
   readonly apiKeys: Client<typeof ApiKeyService>;
   readonly portal: Client<typeof PortalService>;
+  readonly apps: Client<typeof AppService>;
+  readonly billingProfiles: Client<typeof BillingProfileService>;
   readonly transport: Transport;
 }
 
@@ -115,6 +121,8 @@ export function createClient(baseUrl: string, options: ClientOptions = {}): Tall
     notifications: createServiceClient(NotificationService, transport),
     apiKeys: createServiceClient(ApiKeyService, transport),
     portal: createServiceClient(PortalService, transport),
+    apps: createServiceClient(AppService, transport),
+    billingProfiles: createServiceClient(BillingProfileService, transport),
     transport,
   };
 }
