@@ -97,6 +97,20 @@ class Workflow:
     def due_after_duration(self) -> Duration:
         return Duration.parse(self.due_after)
 
+    # The dates an invoice takes from its workflow snapshot (OpenMeter: collectionAt, draftUntil, dueAt).
+
+    def collection_at(self, lines_due_at: datetime) -> datetime:
+        """When quantities are snapshotted: the collection interval after the latest line became due
+        (late usage within the interval is still counted)."""
+        return self.collection_interval_duration().add_to(lines_due_at)
+
+    def draft_until(self, draft_created_at: datetime) -> datetime:
+        """When an automatically approved draft is approved."""
+        return self.draft_period_duration().add_to(draft_created_at)
+
+    def due_at(self, issued_at: datetime) -> datetime:
+        return self.due_after_duration().add_to(issued_at)
+
 
 DEFAULT_WORKFLOW: Final = Workflow()
 

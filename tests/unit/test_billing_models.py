@@ -172,3 +172,14 @@ def test_customer_data_is_validated_by_the_app() -> None:
     assert fields_of(bad) == {"[3].metadata."}
     sandbox = SandboxApp(make_app(AppType.SANDBOX), Numbers())
     assert sandbox.validate_customer_data(CustomerAppDataInput(type="sandbox", metadata={"a": "b"}), "[0]") == {}
+
+
+def test_invoice_dates_from_the_workflow() -> None:
+    issued = datetime(2026, 1, 31, 12, tzinfo=UTC)
+    assert DEFAULT_WORKFLOW.due_at(issued) == datetime(2026, 3, 2, 12, tzinfo=UTC)
+    assert DEFAULT_WORKFLOW.draft_until(issued) == issued
+    assert DEFAULT_WORKFLOW.collection_at(issued) == datetime(2026, 1, 31, 13, tzinfo=UTC)
+    monthly = WorkflowPatch(due_after="P1M", draft_period="P2D").apply(DEFAULT_WORKFLOW)
+    # Calendar months clamp to the month's end (Jan 31 + P1M = Feb 28).
+    assert monthly.due_at(issued) == datetime(2026, 2, 28, 12, tzinfo=UTC)
+    assert monthly.draft_until(issued) == datetime(2026, 2, 2, 12, tzinfo=UTC)
