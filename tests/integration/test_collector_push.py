@@ -295,19 +295,25 @@ async def _drained(collector: Collector) -> bool:
     return collector.buffer.pending == 0
 
 
+@pytest.mark.parametrize("transport", ["grpc", "rest"])
 async def test_events_tally_refuses_go_to_dead_letters_and_the_rest_is_delivered(
-    tally: TallyProcess, http: httpx.AsyncClient, tmp_path: Path, running: Any
+    tally: TallyProcess, http: httpx.AsyncClient, tmp_path: Path, running: Any, transport: str
 ) -> None:
     event_type, slug, subject = unique("mixed"), unique("mixed_count"), unique("subject")
     await create_meter(http, slug=slug, eventType=event_type, aggregation="COUNT")
     port = free_port()
     relay = {"name": "relay", "type": "http", "listen": f"127.0.0.1:{port}"}
-    collector = await running(
-        config_for(tmp_path, f"grpc://{tally.grpc_target}", [relay], batch={"size": 20, "period": "5s"})
-    )
+    sink = f"grpc://{tally.grpc_target}" if transport == "grpc" else tally.rest_url
+    collector = await running(config_for(tmp_path, sink, [relay], batch={"size": 20, "period": "5s"}))
 
     def event(n: int, **extra: Any) -> dict[str, Any]:
-        return {"id": f"m{n}", "source": "tests", "type": event_type, "subject": subject, "data": {}} | extra
+        return {
+            "id": f"m{n}",
+            "source": f"tests-{transport}-{subject}",
+            "type": event_type,
+            "subject": subject,
+            "data": {},
+        } | extra
 
     # Put straight into the buffer (the relay would refuse these): one Tally refuses (time past
     # 2100), one the SDK cannot encode (no subject), among 18 good ones.
@@ -322,3 +328,46 @@ async def test_events_tally_refuses_go_to_dead_letters_and_the_rest_is_delivered
     dead = {e["id"]: reason for e, reason in collector.buffer.dead_letters_sync()}
     assert set(dead) == {"m100", "m101"}
     assert "2100" in dead["m100"] and "subject" in dead["m101"]
+
+
+async def test_sigterm_keeps_what_it_could_not_deliver_for_the_next_start(
+    tally: TallyProcess, http: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    event_type, slug, subject = unique("kept"), unique("kept_count"), unique("subject")
+    await create_meter(http, slug=slug, eventType=event_type, aggregation="COUNT")
+    port = free_port()
+    relay = {"name": "relay", "type": "http", "listen": f"127.0.0.1:{port}"}
+    nowhere = f"grpc://127.0.0.1:{free_port()}"  # Tally is not there
+    first = Collector(parse_config(config_for(tmp_path, nowhere, [relay], shutdown_timeout="1s")), problem_response)
+    stop = asyncio.Event()
+    task = asyncio.create_task(first.run(stop))
+    await wait_for(lambda: asyncio.to_thread(port_open, "127.0.0.1", port), timeout=10)
+    events = [
+        {"specversion": "1.0", "id": f"k{n}", "source": f"tests-{subject}", "type": event_type, "subject": subject}
+        for n in range(40)
+    ]
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as relay_client:
+        response = await relay_client.post(
+            "/api/v1/events", json=events, headers={"content-type": "application/cloudevents-batch+json"}
+        )
+        assert response.status_code == 204
+    stop.set()  # what SIGTERM does
+    await asyncio.wait_for(task, 30)
+    # Nothing could be delivered: all of it is still on disk, and the relay no longer listens.
+    reopened = parse_config(config_for(tmp_path, f"grpc://{tally.grpc_target}", [relay]))
+    assert not await asyncio.to_thread(port_open, "127.0.0.1", port)
+    second = Collector(reopened, problem_response)
+    assert second.buffer.pending == 40
+    stop = asyncio.Event()
+    task = asyncio.create_task(second.run(stop))
+    try:
+        await wait_for(lambda: _drained(second), timeout=30)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+    async def counted() -> Decimal | None:
+        value = sum(Decimal(str(r["value"])) for r in await query(http, slug, subject=subject))
+        return value or None
+
+    assert await wait_for(counted, timeout=20) == 40
