@@ -1,12 +1,25 @@
-"""Prometheus instruments of every layer, served on their own port (default 127.0.0.1:9464, /metrics).
+"""Prometheus instruments of every layer, and the liveness of every worker loop, served on their own
+port (default 127.0.0.1:9464): `/metrics` (Prometheus) and `/healthz` (the probes of k8s/).
 
 They live here, below the workers and the host that record them as well as the adapters (the Kafka
 bus records lag), so no layer reaches up to another for its metrics.
+
+Liveness: each long-running loop (the event loop itself, the sink's consumer, the balance and notify
+workers, the announcement listeners) registers with a maximum age and beats on every turn, also
+when a turn fails (an unreachable store is an outage to wait out, not a reason to restart). `/healthz`
+answers 200 while every registered loop beat within its maximum age, else 503, with each loop's age
+in JSON. It is served from a thread, so a blocked event loop shows as a stale beat.
 """
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
 RPC_TOTAL = Counter("tally_rpc_total", "gRPC calls handled", ["method", "code"])
 RPC_LATENCY = Histogram(
@@ -34,5 +47,62 @@ SINK_LAG = Gauge(
 )
 
 
-def serve(host: str, port: int) -> None:
-    start_http_server(port, addr=host)
+class Liveness:
+    def __init__(self) -> None:
+        self._loops: dict[str, tuple[float, float]] = {}  # name -> (last beat, maximum age)
+        self._lock = threading.Lock()
+
+    def register(self, name: str, max_age_s: float) -> None:
+        with self._lock:
+            self._loops[name] = (time.monotonic(), max_age_s)
+
+    def beat(self, name: str) -> None:
+        with self._lock:
+            found = self._loops.get(name)
+            if found is not None:
+                self._loops[name] = (time.monotonic(), found[1])
+
+    def unregister(self, name: str) -> None:
+        with self._lock:
+            self._loops.pop(name, None)
+
+    def report(self) -> tuple[bool, dict[str, Any]]:
+        now = time.monotonic()
+        with self._lock:
+            loops = {
+                name: {"age_s": round(now - beat, 3), "max_age_s": max_age, "alive": now - beat <= max_age}
+                for name, (beat, max_age) in self._loops.items()
+            }
+        return all(loop["alive"] for loop in loops.values()), loops
+
+
+LIVENESS = Liveness()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
+
+    def do_GET(self) -> None:
+        if self.path.split("?")[0] == "/healthz":
+            ok, loops = LIVENESS.report()
+            body = json.dumps({"status": "ok" if ok else "stalled", "loops": loops}).encode()
+            self._send(200 if ok else 503, "application/json", body)
+        elif self.path.split("?")[0] == "/metrics":
+            self._send(200, CONTENT_TYPE_LATEST, generate_latest())
+        else:
+            self._send(404, "text/plain", b"not found: /metrics or /healthz\n")
+
+    def _send(self, status: int, content_type: str, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def serve(host: str, port: int) -> ThreadingHTTPServer:
+    server = ThreadingHTTPServer((host, port), _Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
+    return server

@@ -126,7 +126,10 @@ class App:
                 envoy = Envoy(settings)
                 await envoy.start()
                 self._stack.append(envoy.stop)
-        metrics.serve(settings.metrics_host, settings.metrics_port)
+        metrics.LIVENESS.register("event-loop", 10.0)
+        self._periodic.append(asyncio.create_task(self._heartbeat(), name="heartbeat"))
+        metrics_server = metrics.serve(settings.metrics_host, settings.metrics_port)
+        self._stack.insert(0, metrics_server.shutdown)
         log.info(
             "tally started",
             roles=",".join(settings.roles),
@@ -225,6 +228,12 @@ class App:
             await server.stop(grace=10)
 
         self._stack.append(stop_grpc)
+
+    async def _heartbeat(self) -> None:
+        """A blocked event loop stops this beat, and /healthz (served from a thread) then fails."""
+        while True:
+            metrics.LIVENESS.beat("event-loop")
+            await asyncio.sleep(1.0)
 
     async def _purge_keys(self, store: PostgresEventKeyStore, window: timedelta) -> None:
         while True:

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 
 import structlog
 
+from adapters import metrics
 from domain.entitlements.service import EntitlementService
 from domain.errors import NotFoundError
 
@@ -57,8 +58,13 @@ class BalanceWorker:
             self._task = None
 
     async def _run(self) -> None:
+        metrics.LIVENESS.register("balance", 60.0)
         while True:
-            await self._wake.wait()
+            metrics.LIVENESS.beat("balance")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=5.0)
+            if not self._wake.is_set():
+                continue
             self._wake.clear()
             try:
                 await self.drain()
@@ -74,6 +80,7 @@ class BalanceWorker:
                 targets.add((namespace, entitlement.id))
         done = 0
         for namespace, entitlement_id in sorted(targets):
+            metrics.LIVENESS.beat("balance")
             started = time.perf_counter()
             try:
                 entitlement = await self._service.get(namespace, entitlement_id)

@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import structlog
 
+from adapters import metrics
 from domain.notifications.delivery import (
     REASON_CHANNEL_DISABLED,
     REASON_CHANNEL_NOT_FOUND,
@@ -86,7 +87,9 @@ class NotifyWorker:
                 task.cancel()
 
     async def _run(self) -> None:
+        metrics.LIVENESS.register("notify", 60.0)
         while not self._stopping:
+            metrics.LIVENESS.beat("notify")
             try:
                 claimed = await self.run_once()
             except Exception:

@@ -27,6 +27,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from adapters import metrics
 from domain.announcements import (
     Announcement,
     EntitiesChanged,
@@ -163,7 +164,9 @@ class KafkaAnnouncements:
 
     async def _consume(self) -> None:
         assert self._consumer is not None
+        metrics.LIVENESS.register("announcements", 30.0)
         while True:
+            metrics.LIVENESS.beat("announcements")
             try:
                 batches = await self._consumer.getmany(timeout_ms=100, max_records=1000)
                 for tp, messages in batches.items():
@@ -240,7 +243,9 @@ class KafkaAnnouncementGroup:
         self._task = asyncio.create_task(self._run(), name="announcements-balance")
 
     async def _run(self) -> None:
+        metrics.LIVENESS.register("balance-announcements", 30.0)
         while True:
+            metrics.LIVENESS.beat("balance-announcements")
             try:
                 batches = await self._consumer.getmany(timeout_ms=200, max_records=1000)
                 self.last_poll = time.monotonic()

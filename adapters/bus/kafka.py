@@ -165,7 +165,9 @@ class KafkaSinkConsumer:
 
     async def _run(self) -> None:
         next_check = time.monotonic() + STALL_CHECK_SECONDS
+        metrics.LIVENESS.register("sink", 60.0)
         while not self._stopping.is_set():
+            metrics.LIVENESS.beat("sink")
             try:
                 # Messages carry many events each; max_records bounds messages, not events.
                 batches = await self._consumer.getmany(timeout_ms=self._flush_interval_ms, max_records=1000)
@@ -227,4 +229,5 @@ class KafkaSinkConsumer:
         self._stopping.set()
         if self._task is not None:
             await self._task
+        metrics.LIVENESS.unregister("sink")
         await self._consumer.stop()

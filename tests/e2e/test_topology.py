@@ -176,6 +176,18 @@ async def test_every_role_in_its_own_process(topology: tuple[Topology, ClickHous
                 },
             )
         )
+        # Every worker reports its loops alive on /healthz (what k8s/ probes).
+        expected_loops = {
+            "sink1": {"event-loop", "sink", "announcements"},
+            "balance": {"event-loop", "balance", "balance-announcements"},
+            "notify": {"event-loop", "notify"},
+            "billing": {"event-loop"},
+        }
+        for name, loops in expected_loops.items():
+            health = httpx.get(f"http://127.0.0.1:{procs[name].metrics_port}/healthz", timeout=5)
+            assert health.status_code == 200, (name, health.text)
+            assert loops <= set(health.json()["loops"]), (name, health.text)
+
         # A value before any usage, through each api (each caches it).
         for client in (api1, api2):
             value = await _ok(await client.get(f"/api/v2/customers/{customer}/entitlements/{feature}/value"), 200)

@@ -219,7 +219,8 @@ def test_ports_and_probes_match_the_server(
         else:
             assert "grpc" not in ports, f"{name}: only the api role serves gRPC"
             for probe in ("startupProbe", "livenessProbe"):
-                assert tally[probe]["httpGet"] == {"path": "/metrics", "port": settings.metrics_port}, probe
+                # /healthz: the role's loops are alive (adapters/metrics.py), not merely the port.
+                assert tally[probe]["httpGet"] == {"path": "/healthz", "port": settings.metrics_port}, probe
         assert all("requests" in c["resources"] for c in spec["containers"] + spec.get("initContainers", []))
         if settings.roles == ["sink"]:
             ceiling = by_kind(resources, "HorizontalPodAutoscaler")["tally-sink"]["spec"]["maxReplicas"]
