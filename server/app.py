@@ -77,7 +77,7 @@ class App:
         if self._needs("api"):
             auth_required = await auth.check_policy(settings, auth.api_key_service(sessions, settings))
 
-        clickhouse = ClickHouse(settings.event_store_url)
+        clickhouse = ClickHouse(settings.event_store_url, cluster=settings.clickhouse_cluster)
         self._stack.append(clickhouse.close)
         if settings.migrate_on_start:
             await clickhouse.migrate()

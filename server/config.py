@@ -151,6 +151,9 @@ class Settings(BaseSettings):
     postgres_url: str | None = None
     # Unset: embedded chDB in <data_dir>/events. Otherwise chdb:///path or http(s)://host:port.
     clickhouse_url: str | None = None
+    # A ClickHouse cluster name (as in the servers' remote_servers): DDL ON CLUSTER with
+    # Replicated*MergeTree tables and Distributed ones sharded by namespace and subject. None: one node.
+    clickhouse_cluster: str | None = None
     # Unset: the in-process bus. Otherwise host:port[,host:port...].
     kafka_brokers: str | None = None
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)

@@ -18,6 +18,8 @@ import clickhouse_connect
 import structlog
 from clickhouse_connect.driver.client import Client
 
+from adapters.clickhouse import ddl
+
 log = structlog.get_logger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations" / "clickhouse"
@@ -42,8 +44,11 @@ def connect(url: str) -> Client:
 
 
 class ClickHouse:
-    def __init__(self, url: str, workers: int = 4) -> None:
+    def __init__(self, url: str, workers: int = 4, cluster: str | None = None) -> None:
         self.url = url
+        # A configured cluster: DDL rendered for it (adapters/clickhouse/ddl.py), inserts through
+        # Distributed tables acknowledged only once the shards hold them.
+        self.cluster = cluster
         self.embedded = url.startswith("chdb://")
         self._client = connect(url)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="clickhouse")
@@ -63,24 +68,29 @@ class ClickHouse:
         return await self._run(self._client.command, sql, parameters=dict(parameters or {}))
 
     def _insert_arrow(self, table: str, arrow_table: Any, settings: Mapping[str, Any]) -> None:
+        settings = dict(settings)
+        if self.cluster is not None:
+            # The sink commits Kafka offsets after this returns: the rows must be on their shards
+            # by then, not queued in the Distributed table's local spool.
+            settings.setdefault("distributed_foreground_insert", 1)
         with self._insert_lock:
-            self._client.insert_arrow(table, arrow_table, settings=dict(settings))
+            self._client.insert_arrow(table, arrow_table, settings=settings)
 
     async def insert_arrow(self, table: str, arrow_table: Any, settings: Mapping[str, Any] | None = None) -> None:
         await self._run(self._insert_arrow, table, arrow_table, settings or {})
 
     async def migrate(self) -> list[str]:
         """Applies migrations/clickhouse/*.sql in order, once each; safe to run on every start."""
-        await self.command(
-            "CREATE TABLE IF NOT EXISTS tally_schema_migrations (version String, applied_at DateTime64(3, 'UTC') "
-            "DEFAULT now64(3)) ENGINE = MergeTree ORDER BY version"
-        )
+        await self.command(ddl.ledger_ddl(self.cluster))
         applied = {row[0] for row in await self.query("SELECT version FROM tally_schema_migrations")}
         done: list[str] = []
+        sharded: set[str] = set()
         for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
+            # Rendered even when applied: later migrations find earlier tables by name.
+            statements = ddl.render(split_statements(path.read_text()), self.cluster, sharded)
             if path.stem in applied:
                 continue
-            for statement in split_statements(path.read_text()):
+            for statement in statements:
                 await self.command(statement)
             await self.command(
                 "INSERT INTO tally_schema_migrations (version) VALUES ({v:String})",

@@ -9,6 +9,7 @@ from typing import Any
 import pyarrow as pa
 
 from adapters.clickhouse.client import ClickHouse
+from adapters.clickhouse.ddl import local_table, on_cluster
 from adapters.clickhouse.meter_sql import (
     render_group_by_values_query,
     render_meter_query,
@@ -163,7 +164,8 @@ class ClickHouseEventStore:
         if (await self.ch.query(missing, params))[0][0] == 0:
             return True
         await self.ch.command(
-            f"ALTER TABLE events UPDATE {', '.join(assignments)} WHERE {scope} AND NOT ({complete}) "
+            f"ALTER TABLE {local_table('events', self.ch.cluster)}{on_cluster(self.ch.cluster)} "
+            f"UPDATE {', '.join(assignments)} WHERE {scope} AND NOT ({complete}) "
             "SETTINGS mutations_sync = 2",
             params,
         )

@@ -1,0 +1,97 @@
+"""Cluster DDL, tested by rendering: no ClickHouse cluster runs here (docs/clickhouse-cluster.md).
+
+Every migration renders in both modes; the single-node rendering is the file itself; the cluster
+rendering puts every table ON CLUSTER as Replicated*MergeTree behind a Distributed table sharded by
+namespace and subject, and ClickHouse's own parser (chDB's formatQuery) accepts every statement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import chdb
+import pytest
+
+from adapters.clickhouse.client import MIGRATIONS_DIR, split_statements
+from adapters.clickhouse.ddl import ClusterDdlError, ledger_ddl, local_table, on_cluster, render
+
+
+@pytest.fixture(scope="module")
+def parser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[chdb.state.sqlitelike.Connection]:
+    connection = chdb.connect(str(tmp_path_factory.mktemp("ddl")))
+    yield connection
+    connection.close()
+
+
+def _parses(parser: chdb.state.sqlitelike.Connection, statement: str) -> str:
+    literal = "'" + statement.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return bytes(parser.query(f"SELECT formatQuery({literal})", "TSVRaw").bytes()).decode()
+
+
+def _all(cluster: str | None) -> list[str]:
+    sharded: set[str] = set()
+    return [
+        statement
+        for path in sorted(MIGRATIONS_DIR.glob("*.sql"))
+        for statement in render(split_statements(path.read_text()), cluster, sharded)
+    ]
+
+
+def test_single_node_is_the_migration_as_written() -> None:
+    assert _all(None) == [s for p in sorted(MIGRATIONS_DIR.glob("*.sql")) for s in split_statements(p.read_text())]
+    assert "ON CLUSTER" not in ledger_ddl(None)
+    assert local_table("events", None) == "events" and on_cluster(None) == ""
+
+
+def test_every_migration_renders_for_a_cluster_and_parses(parser: chdb.state.sqlitelike.Connection) -> None:
+    statements = _all("tally")
+    for statement in [ledger_ddl("tally"), *statements]:
+        formatted = _parses(parser, statement)
+        assert "ON CLUSTER tally" in formatted, statement
+    events_local = next(s for s in statements if s.startswith("CREATE TABLE IF NOT EXISTS events_local "))
+    assert "ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/events_local', '{replica}')" in (
+        events_local
+    )
+    assert "ORDER BY (namespace, type, subject, time)" in events_local
+    assert "PROJECTION by_key" in events_local
+    events = next(s for s in statements if s.startswith("CREATE TABLE IF NOT EXISTS events "))
+    assert events.endswith(
+        "ENGINE = Distributed('tally', currentDatabase(), events_local, cityHash64(namespace, subject))"
+    )
+    assert "ReplicatedMergeTree('/clickhouse/tables/{database}/tally_schema_migrations', '{replica}')" in ledger_ddl(
+        "tally"
+    )
+    assert local_table("events", "tally") == "events_local" and on_cluster("tally") == " ON CLUSTER 'tally'"
+
+
+def test_later_statements_address_the_shard_local_tables(parser: chdb.state.sqlitelike.Connection) -> None:
+    sharded: set[str] = set()
+    render(
+        ["CREATE TABLE t (namespace String, subject String, v Float64) ENGINE = MergeTree ORDER BY namespace"],
+        "c",
+        sharded,
+    )
+    rollup = render(
+        [
+            "CREATE TABLE IF NOT EXISTS usage_minute (namespace String, minute DateTime, "
+            "v AggregateFunction(sum, Float64)) ENGINE = AggregatingMergeTree ORDER BY (namespace, minute)",
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS usage_minute_mv TO usage_minute AS "
+            "SELECT namespace, toStartOfMinute(now()) AS minute, sumState(v) AS v FROM t GROUP BY namespace, minute",
+            "ALTER TABLE t ADD COLUMN IF NOT EXISTS w Float64",
+        ],
+        "c",
+        sharded,
+    )
+    assert "ReplicatedAggregatingMergeTree(" in rollup[0]
+    assert rollup[1].endswith("Distributed('c', currentDatabase(), usage_minute_local, cityHash64(namespace))")
+    assert "TO usage_minute_local" in rollup[2] and "FROM t_local" in rollup[2]
+    assert rollup[3].startswith("ALTER TABLE t_local ON CLUSTER 'c' ADD COLUMN")
+    for statement in rollup:
+        _parses(parser, statement)
+
+
+def test_what_it_cannot_distribute_is_refused() -> None:
+    with pytest.raises(ClusterDdlError):
+        render(["CREATE DICTIONARY d (k UInt64) PRIMARY KEY k SOURCE(NULL()) LAYOUT(FLAT()) LIFETIME(0)"], "c")
+    with pytest.raises(ClusterDdlError):
+        render(["SELECT 1"], "bad name; DROP")
