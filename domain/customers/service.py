@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
 from ulid import ULID
@@ -31,6 +31,10 @@ class CustomerService:
         self._clock = clock
         # Called after every customer write (the entitlement value cache drops its look-ups).
         self.listeners: list[Callable[[], None]] = []
+        # Asked before a customer is deleted; each raises (ConflictError) to refuse, as OpenMeter's
+        # customer request validators do: entitlements refuse while any is active, subscriptions
+        # while one is. Areas that build on customers register here, so this one imports none.
+        self.delete_guards: list[Callable[[str, Customer], Awaitable[None]]] = []
 
     def _changed(self) -> None:
         for listener in self.listeners:
@@ -97,6 +101,8 @@ class CustomerService:
 
     async def delete(self, namespace: str, id_or_key: str) -> Customer:
         customer = await self.get_live(namespace, id_or_key)
+        for guard in self.delete_guards:
+            await guard(namespace, customer)
         now = self._clock()
         deleted = dataclasses.replace(customer, deleted_at=now, updated_at=now)
         await self._customers.update(deleted)

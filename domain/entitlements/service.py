@@ -59,7 +59,7 @@ from domain.entitlements.models import (
 )
 from domain.entitlements.ports import EntitlementRepository, GrantRepository, SnapshotRepository
 from domain.entitlements.recurrence import MINUTE, ceil_minute, floor_minute
-from domain.errors import ForbiddenError, NotFoundError, PreconditionFailedError, ValidationError
+from domain.errors import ConflictError, ForbiddenError, NotFoundError, PreconditionFailedError, ValidationError
 from domain.events import DomainEvents
 from domain.metering.models import Aggregation, Meter
 from domain.metering.ports import EventStore, MeterRepository
@@ -223,6 +223,17 @@ class EntitlementService:
         if await self.subjects.find(namespace, subject_key) is not None:
             raise PreconditionFailedError(f"customer not found for subject {subject_key}")
         raise NotFoundError("subject", subject_key)
+
+    async def guard_customer_delete(self, namespace: str, customer: Customer) -> None:
+        """CustomerService delete guard: a customer with an entitlement active now cannot be
+        deleted (OpenMeter's entitlement customer validator, 409). Scheduled ones that have not
+        started, or have ended, do not count."""
+        now = self._clock()
+        items = await self._entitlements.list_entitlements(namespace, ListEntitlementsInput().validate([customer.id]))
+        if any(e.active_at(now) for e in items):
+            raise ConflictError(
+                f"customer {customer.id} still has active entitlements, please remove them before deleting the customer"
+            )
 
     # --- entitlements -------------------------------------------------------------------------
 
@@ -854,7 +865,8 @@ def _utc(value: datetime, field: str) -> datetime:
 def _all_features() -> Any:
     from domain.catalog.models import ListFeaturesInput
 
-    return ListFeaturesInput()
+    # Archived ones too: entitlements of an archived feature keep working (OpenMeter).
+    return ListFeaturesInput(include_archived=True)
 
 
 def _subject_key(customer: Customer) -> str:

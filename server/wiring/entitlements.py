@@ -53,6 +53,8 @@ async def wire(deps: Deps) -> list[Servicer]:
         events=deps.events,
         grace_period=timedelta(seconds=deps.settings.entitlements.grace_period_s),
     )
+    # OpenMeter's customer validator: no deleting a customer with an active entitlement (409).
+    customers.delete_guards.append(entitlements.guard_customer_delete)
     # Writes here take effect here at once, and reach other processes as announcements.
     customers.listeners.append(entitlements.entities_changed)
     features.listeners.append(entitlements.entities_changed)

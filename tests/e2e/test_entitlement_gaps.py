@@ -6,6 +6,9 @@
   overage leaves balance 0 and overage 100, one that does not leaves balance 500.
 - v2 create with both `issue` (or issueAfterReset) and `grants` is refused with 400.
 - Features carry `unitCost` (manual or llm), validated as OpenMeter validates it.
+- What would orphan data: a customer with an active entitlement cannot be deleted (409, OpenMeter's
+  customer validator); archiving a feature is allowed, its entitlements keep working, new ones on
+  it are refused (404: not among live features).
 """
 
 from __future__ import annotations
@@ -21,8 +24,8 @@ from corehttp.exceptions import HttpResponseError
 from openmeter import Client
 from openmeter.models import FeatureCreateInputs, FeatureLLMUnitCost, FeatureManualUnitCost
 
+from tally.v1 import customers_pb2, customers_pb2_grpc, entitlements_pb2_grpc, features_pb2, features_pb2_grpc
 from tally.v1 import entitlements_pb2 as pb
-from tally.v1 import entitlements_pb2_grpc, features_pb2, features_pb2_grpc
 from tests.e2e.test_entitlements import customer, eventually_value, feature, ingest, meter, minute, ok
 from tests.support.metering import cloudevent, rfc3339, unique
 from tests.support.stack import TallyProcess
@@ -232,3 +235,79 @@ async def test_feature_unit_cost_manual_and_llm(http: httpx.AsyncClient, tally: 
             "input",
         )
         assert not got.unit_cost.HasField("amount")
+
+
+# --- what would orphan data --------------------------------------------------------------------
+
+
+async def test_customer_with_active_entitlements_cannot_be_deleted(
+    http: httpx.AsyncClient, tally: TallyProcess
+) -> None:
+    f = await feature(http, None)
+    c = await customer(http)
+    ent = await ok(
+        await http.post(f"/api/v2/customers/{c['key']}/entitlements", json={"type": "boolean", "featureKey": f["key"]}),
+        201,
+    )
+    refused = await http.delete(f"/api/v1/customers/{c['key']}")
+    assert refused.status_code == 409, refused.text
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    assert refused.json()["detail"] == (
+        f"customer {c['id']} still has active entitlements, please remove them before deleting the customer"
+    )
+    assert (await ok(await http.get(f"/api/v1/customers/{c['id']}")))["key"] == c["key"]
+
+    def sdk() -> None:
+        with pytest.raises(HttpResponseError) as conflict:
+            Client(endpoint=tally.rest_url).customers.delete(c["id"])
+        assert conflict.value.status_code == 409
+
+    await asyncio.to_thread(sdk)
+    async with grpc.aio.insecure_channel(tally.grpc_target) as channel:
+        stub = customers_pb2_grpc.CustomerServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await stub.DeleteCustomer(customers_pb2.DeleteCustomerRequest(customer_id_or_key=c["key"]))
+        assert error.value.code() is grpc.StatusCode.ALREADY_EXISTS
+
+    # Once its entitlements are gone, it can go.
+    assert (await http.delete(f"/api/v2/customers/{c['key']}/entitlements/{ent['id']}")).status_code == 204
+    assert (await http.delete(f"/api/v1/customers/{c['key']}")).status_code == 204
+
+
+async def test_archived_feature_keeps_its_entitlements_and_refuses_new_ones(http: httpx.AsyncClient) -> None:
+    slug = await meter(http, "SUM")
+    f = await feature(http, slug)
+    c = await customer(http)
+    now = minute(datetime.now(UTC))
+    body = {
+        "type": "metered",
+        "featureKey": f["key"],
+        "usagePeriod": {"interval": "DAY", "anchor": rfc3339(now - timedelta(hours=2))},
+        "measureUsageFrom": rfc3339(now - timedelta(hours=2)),
+        "issue": {"amount": 10},
+    }
+    path = f"/api/v2/customers/{c['key']}/entitlements"
+    ent = await ok(await http.post(path, json=body), 201)
+    await ingest(http, [cloudevent(slug, c["key"], {"value": 3}, time=now - timedelta(hours=1))])
+    await eventually_value(http, f"{path}/{f['key']}", {"hasAccess": True, "balance": 7, "usage": 3})
+
+    assert (await http.delete(f"/api/v1/features/{f['id']}")).status_code == 204
+    archived = await ok(await http.get(f"/api/v1/features/{f['id']}"))
+    assert "archivedAt" in archived
+
+    # Its entitlement keeps working: by key and id, value, usage after the archive, grants.
+    await ingest(http, [cloudevent(slug, c["key"], {"value": 2}, time=now - timedelta(minutes=30))])
+    await eventually_value(http, f"{path}/{f['key']}", {"hasAccess": True, "balance": 5, "usage": 5})
+    assert (await ok(await http.get(f"{path}/{ent['id']}")))["featureKey"] == f["key"]
+    grant = {"amount": 4, "effectiveAt": rfc3339(now - timedelta(hours=2))}
+    await ok(await http.post(f"{path}/{ent['id']}/grants", json=grant), 201)
+    await eventually_value(http, f"{path}/{ent['id']}", {"balance": 9, "usage": 5})
+    v1 = await ok(await http.get(f"/api/v1/subjects/{c['key']}/entitlements/{f['key']}/value"))
+    assert (v1["hasAccess"], v1["balance"]) == (True, 9)
+
+    # New entitlements on it are refused (the feature is not found among live ones), by key or id.
+    other = await customer(http)
+    rest = {k: v for k, v in body.items() if k != "featureKey"}
+    for ref in ({"featureKey": f["key"]}, {"featureId": f["id"]}):
+        refused = await http.post(f"/api/v2/customers/{other['key']}/entitlements", json={**rest, **ref})
+        assert refused.status_code == 404, refused.text

@@ -200,3 +200,35 @@ async def test_value_before_the_entitlement_existed_has_no_access(stack: Stack) 
     with pytest.raises(NotFoundError):
         await svc.for_customer(NS, customer, "early_calls", before)
     assert (await svc.for_customer(NS, customer, "early_calls", created_at)).id == entitlement.id
+
+
+async def test_archived_feature_is_still_recomputed_and_customer_delete_guard(stack: Stack) -> None:
+    svc, clock = stack.cached, stack.clock
+    await svc.features.create(NS, FeatureCreateInput(key="old_calls", name="Old calls", meter_slug="calls"))
+    customer = await svc.customers.create(NS, CustomerInput(name="Old", key="old", subject_keys=["old"]))
+    entitlement = await svc.create(NS, customer, metered("old_calls", 10))
+    await svc.features.archive(NS, "old_calls")
+    await stack.worker.drain()  # what earlier tests left announced
+    # The balance worker still finds entitlements of an archived feature when their usage changes.
+    clock.now += timedelta(minutes=2)
+    await flush(stack, "old", (timedelta(seconds=-30), 4))
+    assert await stack.worker.drain() == 1
+    value = await svc.value(NS, entitlement)
+    assert (value.has_access, value.balance, value.usage) == (True, Decimal(6), Decimal(4))
+    # New entitlements on it are refused.
+    other = await svc.customers.create(NS, CustomerInput(name="New", key="new", subject_keys=["new"]))
+    with pytest.raises(NotFoundError):
+        await svc.create(NS, other, metered("old_calls", 1))
+
+    # A customer with an entitlement active now cannot be deleted...
+    with pytest.raises(ConflictError) as refused:
+        await svc.customers.delete(NS, "old")
+    assert "still has active entitlements" in refused.value.message
+    # ...one whose only entitlement starts later can (OpenMeter counts those active now).
+    await svc.features.create(NS, FeatureCreateInput(key="later_calls", name="Later", meter_slug="calls"))
+    await svc.create_managed(
+        NS, other, metered("later_calls", 1), subscription_id="sub_9", active_from=clock.now + timedelta(days=1)
+    )
+    await svc.customers.delete(NS, "new")
+    await svc.delete(NS, entitlement)
+    await svc.customers.delete(NS, "old")

@@ -111,6 +111,7 @@ async def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
     cache = ValueCache()
     cached.cache = cache
     customers.listeners.append(cached.entities_changed)
+    customers.delete_guards.append(cached.guard_customer_delete)  # as server/wiring does
     features.listeners.append(cached.entities_changed)
 
     sink = EventSink(store, PostgresEventKeyStore(engine), MeterCatalog(meters, 0.01), owner="cache-test")
