@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -47,8 +47,10 @@ def key_hash(source: str, event_id: str) -> bytes:
 
 
 class PostgresEventKeyStore:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        # When a key is recorded and when the window ends: one clock, so tests can move it.
+        self._clock = clock
 
     async def _execute(self, statement: Any, params: dict[str, Any]) -> Any:
         async with self._engine.connect() as connection:
@@ -56,7 +58,7 @@ class PostgresEventKeyStore:
 
     async def claim(self, owner: str, events: Sequence[Event]) -> tuple[int, list[Event]]:
         """Records a pending batch and claims its events' keys; returns it and the events it claimed."""
-        now = datetime.now(UTC)
+        now = self._clock()
         # Chosen here, not by a sequence, so one statement both creates the batch and claims keys.
         batch_id = secrets.randbits(62)
         hashes = [key_hash(e.source, e.id) for e in events]
@@ -119,8 +121,9 @@ class PostgresEventKeyStore:
         ]
 
     async def purge(self, window: timedelta) -> int:
-        """Forgets keys (and finished batches) older than the deduplication window."""
-        cutoff = datetime.now(UTC) - window
+        """Forgets keys (and finished batches) older than the deduplication window: a key recorded
+        exactly `window` ago is still kept, one recorded a microsecond earlier is forgotten."""
+        cutoff = self._clock() - window
         async with self._engine.connect() as connection, connection.begin():
             result = await connection.execute(
                 text("DELETE FROM event_keys WHERE created_at < :cutoff"), {"cutoff": cutoff}
