@@ -42,6 +42,8 @@ class WebhookReceiver:
     slow: dict[str, float] = field(default_factory=dict)
     # Per path: requests wait, unanswered, until the test sets the event (see `hold`).
     held: dict[str, asyncio.Event] = field(default_factory=dict)
+    # Per path: answer 307 with this Location (a sender must not follow it).
+    redirect: dict[str, str] = field(default_factory=dict)
     # Per path: requests that arrived (counted before any stall or hold).
     arrived: dict[str, int] = field(default_factory=dict)
     _runner: web.AppRunner | None = None
@@ -78,7 +80,9 @@ class WebhookReceiver:
                 verified = True
             except WebhookVerificationError:
                 verified = False
-        if path in self.slow:
+        if path in self.redirect:
+            status = 307
+        elif path in self.slow:
             status = 504  # the sender stopped waiting long ago
         elif path in self.down:
             status = 503
@@ -90,6 +94,8 @@ class WebhookReceiver:
         self.deliveries.append(
             Delivery(path, headers.get("webhook-id", ""), verified, status, json.loads(raw or b"null"), headers)
         )
+        if status == 307:
+            return web.Response(status=307, headers={"location": self.redirect[path]})
         return web.Response(status=status, text="ok" if status == 200 else "nope")
 
     def hold(self, path: str) -> asyncio.Event:

@@ -8,7 +8,6 @@ hostile string below carries a sentinel, and no rendered SQL may contain it.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import re
 from datetime import UTC, datetime, timedelta
@@ -30,7 +29,14 @@ from domain.metering.events import (
     parse_cloudevents,
 )
 from domain.metering.jsonpath import JsonPathError, parse_jsonpath
-from domain.metering.models import Aggregation, Meter, MeterCreateInput, MeterUpdateInput
+from domain.metering.models import (
+    GROUP_BY_KEY_RE,
+    RESERVED_GROUP_BY_KEYS,
+    Aggregation,
+    Meter,
+    MeterCreateInput,
+    MeterUpdateInput,
+)
 from domain.metering.query import FilterString, ListGroupByValuesInput, MeterQueryInput
 
 NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
@@ -98,25 +104,55 @@ json_values = st.recursive(
 
 
 def decode(body: bytes, content_type: str = CONTENT_TYPE_JSON) -> list[Any] | None:
-    """The decoder's answer: events, or None for a clean rejection; anything else fails the test."""
+    """The decoder's answer: events, or None for a clean rejection (a 400 that names the offending
+    field, or a 413); any other exception fails the test."""
     try:
         return parse_cloudevents(body, content_type, "default", NOW, LIMITS)
-    except (ValidationError, PayloadTooLargeError):
+    except ValidationError as error:
+        assert error.violations, "a 400 says what is wrong"
+        assert all(v.field and v.message for v in error.violations), error.violations
         return None
+    except PayloadTooLargeError:
+        return None
+
+
+def assert_round_trips(body: bytes, accepted: list[Any]) -> None:
+    """What is accepted is exactly what was sent: the event's identity and its data, unchanged."""
+    document = orjson.loads(body)
+    sent = document if isinstance(document, list) else [document]
+    assert len(accepted) == len(sent)
+    for event_, raw in zip(accepted, sent, strict=True):
+        assert (event_.id, event_.source, event_.type, event_.subject) == (
+            raw["id"],
+            raw["source"],
+            raw["type"],
+            raw["subject"],
+        )
+        assert (orjson.loads(event_.data) if event_.data else None) == raw.get("data")
+        # And it is what the store and the queries can hold.
+        assert len(event_.data) <= LIMITS.max_event_bytes
+        assert 0 <= event_.time_ms < 4102444800000  # 1970 .. 2100
 
 
 @FUZZ
 @given(
     body=st.binary(max_size=300), content_type=st.sampled_from([CONTENT_TYPE_SINGLE, CONTENT_TYPE_BATCH, "text/plain"])
 )
-def test_arbitrary_bytes_are_rejected_cleanly(body: bytes, content_type: str) -> None:
-    decode(body, content_type)
+def test_arbitrary_bytes_are_rejected_with_a_reason_or_round_trip(body: bytes, content_type: str) -> None:
+    accepted = decode(body, content_type)
+    if accepted is not None:
+        event("accepted")
+        assert_round_trips(body, accepted)
 
 
 @FUZZ
 @given(document=json_values)
-def test_arbitrary_json_is_rejected_or_accepted_cleanly(document: Any) -> None:
-    decode(orjson.dumps(document, option=orjson.OPT_NON_STR_KEYS) if _encodable(document) else b"[]")
+def test_arbitrary_json_is_rejected_with_a_reason_or_round_trips(document: Any) -> None:
+    body = orjson.dumps(document, option=orjson.OPT_NON_STR_KEYS) if _encodable(document) else b"[]"
+    accepted = decode(body)
+    if accepted is not None:
+        event("accepted")
+        assert_round_trips(body, accepted)
 
 
 def _encodable(document: Any) -> bool:
@@ -144,14 +180,74 @@ event_fields = st.fixed_dictionaries(
 
 @FUZZ
 @given(events=st.lists(event_fields, min_size=1, max_size=5))
-def test_hostile_cloudevents_never_crash(events: list[dict[str, Any]]) -> None:
+def test_hostile_cloudevents_are_rejected_by_field_or_round_trip(events: list[dict[str, Any]]) -> None:
     body = orjson.dumps(events) if _encodable(events) else b"[{}]"
-    accepted = decode(body, CONTENT_TYPE_BATCH)
-    for accepted_event in accepted or []:
-        # What is accepted is what the store and the queries can hold.
-        assert accepted_event.id and accepted_event.source and accepted_event.type and accepted_event.subject
-        assert len(accepted_event.data) <= LIMITS.max_event_bytes
-        assert 0 <= accepted_event.time_ms < 4102444800000  # 1970 .. 2100
+    try:
+        accepted = parse_cloudevents(body, CONTENT_TYPE_BATCH, "default", NOW, LIMITS)
+    except ValidationError as error:
+        event("rejected")
+        # Each violation names an event of the batch and one of its fields (or the whole body).
+        for violation in error.violations:
+            match = re.fullmatch(r"\[(\d+)\]\.([a-z]+)(?:\..*)?", violation.field)
+            assert violation.field == "body" or (match and int(match[1]) < len(events)), violation
+        return
+    except PayloadTooLargeError:
+        event("too large")
+        return
+    event("accepted")
+    assert all(accepted_event.id and accepted_event.subject for accepted_event in accepted)
+    assert_round_trips(body, accepted)
+
+
+# Events of the right shape whose every text is hostile: most are accepted, and must come back
+# exactly as sent (SQL text, quotes, braces, control and bidi characters are data, not syntax).
+shaped_events = st.fixed_dictionaries(
+    {
+        "id": hostile_text,
+        "source": hostile_text,
+        "type": hostile_text,
+        "subject": hostile_text,
+        "specversion": st.just("1.0"),
+    },
+    optional={
+        "time": st.datetimes(
+            min_value=datetime(1970, 1, 2), max_value=datetime(2099, 12, 30), timezones=st.just(UTC)
+        ).map(lambda d: d.isoformat()),
+        "data": st.dictionaries(st.one_of(hostile_text, st.text(max_size=8)), json_values, max_size=4),
+    },
+)
+
+
+@FUZZ
+@given(events=st.lists(shaped_events, min_size=1, max_size=5))
+def test_hostile_text_in_valid_events_round_trips(events: list[dict[str, Any]]) -> None:
+    if not _encodable(events):
+        return
+    body = orjson.dumps(events)
+    try:
+        accepted = parse_cloudevents(body, CONTENT_TYPE_BATCH, "default", NOW, LIMITS)
+    except ValidationError as error:
+        event("rejected")
+        for violation in error.violations:
+            match = re.fullmatch(r"\[(\d+)\]\.([a-z]+)(?:\..*)?", violation.field)
+            assert match and int(match[1]) < len(events), violation
+        return
+    except PayloadTooLargeError:
+        event("too large")
+        return
+    event("accepted")
+    assert_round_trips(body, accepted)
+
+
+def test_hostile_text_is_accepted_as_data() -> None:
+    """The round trip above is not vacuous: every injection string is a valid id, subject and value."""
+    events = [
+        {"id": text, "source": text, "type": text, "subject": text, "data": {text: text}}
+        for text in (f"{injection}{SENTINEL}" for injection in INJECTIONS)
+    ]
+    body = orjson.dumps(events)
+    accepted = parse_cloudevents(body, CONTENT_TYPE_BATCH, "default", NOW, LIMITS)
+    assert_round_trips(body, accepted)
 
 
 @pytest.mark.parametrize("depth", [MAX_DATA_DEPTH + 1, 100, 254, 255, 600, 1100, 100_000])
@@ -255,10 +351,29 @@ def test_hostile_meter_definitions_are_validation_errors(
     data = MeterCreateInput(
         slug=slug, aggregation=aggregation, event_type=event_type, value_property=value_property, group_by=group_by
     )
-    with pytest.raises(ValidationError):
+    with pytest.raises(ValidationError) as created:
         data.validate()
-    with contextlib.suppress(ValidationError):
+    assert "slug" in {v.field for v in created.value.violations}
+    # Each group-by key must be a plain name, each path must parse: an update that passes holds only
+    # such keys and paths; one that fails names every offending key.
+    bad_keys = {key for key in group_by if not GROUP_BY_KEY_RE.fullmatch(key) or key in RESERVED_GROUP_BY_KEYS}
+    bad_paths = {key for key, path in group_by.items() if not _parses(path)}
+    try:
         MeterUpdateInput(group_by=group_by, name=slug).validate(make_meter())
+    except ValidationError as error:
+        fields = {v.field for v in error.violations}
+        assert fields <= {f"groupBy.{key}" for key in group_by}, fields
+        assert {f"groupBy.{key}" for key in bad_keys | bad_paths} <= fields, fields
+        return
+    assert not bad_keys and not bad_paths, ("accepted", group_by)
+
+
+def _parses(path: str) -> bool:
+    try:
+        parse_jsonpath(path)
+    except JsonPathError:
+        return False
+    return True
 
 
 # --- the query compiler and the SQL it renders ------------------------------------------------
@@ -311,8 +426,23 @@ def test_hostile_query_structure_is_a_validation_error(
         advanced_filters={key: FilterString(eq="x") for key in keys},
         client_id=client_id,
     )
-    with contextlib.suppress(ValidationError):
-        data.validate(make_meter())
+    # Every hostile value here carries the sentinel, which no window size, zone or meter key has; a
+    # hostile client id is only an opaque label (bound, never spliced), so it may pass.
+    expected = set()
+    if window_size is not None and SENTINEL in window_size:
+        expected.add("windowSize")
+    if time_zone is not None and SENTINEL in time_zone:
+        expected.add("windowTimeZone")
+    expected |= {f"groupBy[{i}]" for i, name in enumerate(group_by) if SENTINEL in name}
+    expected |= {f"advancedMeterGroupByFilters.{key}" for key in keys if SENTINEL in key}
+    try:
+        query = data.validate(make_meter())
+    except ValidationError as error:
+        fields = {v.field for v in error.violations}
+        assert expected and expected <= fields, (expected, fields)
+        return
+    assert not expected, ("hostile query accepted", expected)
+    assert set(query.group_by) == set(group_by) and {key for key, _ in query.filters} == set(keys)
 
 
 @FUZZ
