@@ -165,6 +165,32 @@ async def _resolve_apps(tx: BillingStore, profile: Profile) -> ResolvedApps:
     )
 
 
+class _Lookups:
+    """Profiles and their apps read once per unit of work."""
+
+    def __init__(self, tx: BillingStore, namespace: str) -> None:
+        self.tx = tx
+        self.namespace = namespace
+        self._profiles: dict[str, Profile | None] = {}
+        self._apps: dict[str, ResolvedApps] = {}
+        self._default: Profile | None = None
+
+    async def default(self) -> Profile | None:
+        if self._default is None:
+            self._default = await self.tx.profiles.get_default(self.namespace)
+        return self._default
+
+    async def profile(self, profile_id: str) -> Profile | None:
+        if profile_id not in self._profiles:
+            self._profiles[profile_id] = await self.tx.profiles.get(self.namespace, profile_id)
+        return self._profiles[profile_id]
+
+    async def apps(self, profile: Profile) -> ResolvedApps:
+        if profile.id not in self._apps:
+            self._apps[profile.id] = await _resolve_apps(self.tx, profile)
+        return self._apps[profile.id]
+
+
 class AppService:
     def __init__(
         self,
@@ -546,32 +572,30 @@ class BillingProfileService:
         customer = await self._live_customer(namespace, customer_id_or_key)
         async with self._uow() as tx:
             override = await tx.overrides.get(namespace, customer.id)
-            return await self._effective(tx, namespace, customer, override, None, expand_apps, with_customer)
+            return await self._effective(_Lookups(tx, namespace), customer, override, expand_apps, with_customer)
 
     async def _effective(
         self,
-        tx: BillingStore,
-        namespace: str,
+        lookups: _Lookups,
         customer: Customer,
         override: CustomerOverride | None,
-        default: Profile | None,
         expand_apps: bool,
         with_customer: bool,
     ) -> EffectiveProfile:
         base: Profile | None
         if override is not None and override.profile_id is not None:
-            base = await tx.profiles.get(namespace, override.profile_id)
+            base = await lookups.profile(override.profile_id)
         else:
-            base = default or await tx.profiles.get_default(namespace)
+            base = await lookups.default()
         if base is None:
-            raise NotFoundError("default billing profile", namespace)
+            raise NotFoundError("default billing profile", lookups.namespace)
         workflow = override.workflow.apply(base.workflow) if override is not None else base.workflow
         return EffectiveProfile(
             customer_id=customer.id,
             profile=base,
             workflow=workflow,
             override=override,
-            apps=await _resolve_apps(tx, base) if expand_apps else None,
+            apps=await lookups.apps(base) if expand_apps else None,
             customer=customer if with_customer else None,
         )
 
@@ -617,7 +641,7 @@ class BillingProfileService:
                 updated_at=now,
             )
             await tx.overrides.upsert(override)
-            result = await self._effective(tx, namespace, customer, override, None, False, False)
+            result = await self._effective(_Lookups(tx, namespace), customer, override, False, False)
             await tx.commit()
         return result
 
@@ -635,11 +659,13 @@ class BillingProfileService:
         query, expand = data.validate()
         await self._provisioner.ensure(namespace)
         async with self._uow() as tx:
-            default = await tx.profiles.get_default(namespace)
+            # One lookup per profile and per profile's apps for the whole page, not per customer.
+            lookups = _Lookups(tx, namespace)
+            default = await lookups.default()
             rows, total = await tx.overrides.list_customers(namespace, query, default.id if default else None)
             items = [
                 await self._effective(
-                    tx, namespace, customer, override, default, expand.get("apps", False), expand.get("customer", False)
+                    lookups, customer, override, expand.get("apps", False), expand.get("customer", False)
                 )
                 for customer, override in rows
             ]
