@@ -106,9 +106,6 @@ class Provisioner:
                     raise
         self._ready.add(namespace)
 
-    def forget(self, namespace: str) -> None:
-        self._ready.discard(namespace)
-
     async def _provision(self, namespace: str) -> None:
         async with self._uow() as tx:
             if await tx.profiles.get_default(namespace) is not None:
