@@ -40,6 +40,10 @@ def connect(url: str) -> Client:
         password=unquote(parsed.password or ""),
         database=parsed.path.lstrip("/") or "default",
         secure=parsed.scheme == "https",
+        # No HTTP session: the pool below runs queries concurrently on this one client, which
+        # clickhouse-connect refuses within a session ("concurrent queries within the same
+        # session"); Tally keeps no session state (temporary tables, SET) on the server.
+        autogenerate_session_id=False,
     )
 
 

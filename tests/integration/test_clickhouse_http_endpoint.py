@@ -8,6 +8,7 @@ carrying ClickHouse's code in the header and the body.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -113,3 +114,12 @@ async def test_large_bound_parameters_travel_in_a_form(clickhouse_http: ClickHou
     wanted = [("ns", "src", f"id-{i}") for i in range(6000)]
     assert await store.existing_keys(wanted) == {("ns", "src", e.id) for e in stored}
     clickhouse.close()
+
+
+async def test_the_adapter_runs_queries_concurrently_over_http(clickhouse_http: ClickHouseHttp, database: str) -> None:
+    """The adapter's thread pool shares one client; over HTTP that must not be one server session
+    (clickhouse-connect refuses concurrent queries within a session: the api answered 500s)."""
+    store = ClickHouse(f"http://default@127.0.0.1:{clickhouse_http.port}/{database}")
+    results = await asyncio.gather(*(store.query("SELECT {n:UInt32} * 2", {"n": n}) for n in range(32)))
+    assert [r[0][0] for r in results] == [n * 2 for n in range(32)]
+    store.close()
