@@ -144,3 +144,8 @@ def test_every_config_in_the_docs_is_valid(monkeypatch: pytest.MonkeyPatch) -> N
             parse_config(block, doc)
             checked += 1
     assert checked >= 6
+
+
+def test_leader_lease_leaves_room_to_renew() -> None:
+    found = problems(VALID + "leader: {lease_duration: 3s, retry_period: 2s}\n")
+    assert found == ["c.yaml:29: leader: lease_duration must be more than 1.8 times retry_period"]

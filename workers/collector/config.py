@@ -226,6 +226,14 @@ class Leader(_Model):
     retry_period: Duration = Field(default=2.0, ge=1)
     identity: str | None = None
 
+    @model_validator(mode="after")
+    def _renewal(self) -> Leader:
+        # The leader renews every retry_period and gives up after 2/3 of the lease: leave room for
+        # a retry or two (the Kubernetes client's own rule is renew_deadline > 1.2 * retry_period).
+        if self.lease_duration * 2 / 3 <= self.retry_period * 1.2:
+            raise ValueError("lease_duration must be more than 1.8 times retry_period")
+        return self
+
 
 class Metrics(_Model):
     listen: str | None = "127.0.0.1:9465"

@@ -128,7 +128,12 @@ class Delivery:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.batch.period)
             self._wake.clear()
-            await self.drain()
+            try:
+                await self.drain()
+            except Exception:
+                # The buffer itself failed (disk full, I/O error): keep the loop alive and try again.
+                log.exception("delivery loop failed; retrying")
+                await asyncio.sleep(self.batch.max_backoff)
 
     async def drain(self) -> None:
         """Sends everything buffered, retrying failures with backoff until it is all acknowledged."""
