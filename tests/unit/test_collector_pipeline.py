@@ -138,6 +138,19 @@ async def test_buffer_keeps_events_until_acknowledged(tmp_path: Path) -> None:
     reopened.close()
 
 
+async def test_concurrent_puts_commit_together_and_only_an_overflowing_one_fails(tmp_path: Path) -> None:
+    buffer = Buffer(tmp_path / "b.db", max_events=100)
+    puts = [buffer.put([event(n * 10 + i) for i in range(10)], cursor=(f"src{n}", str(n))) for n in range(9)]
+    puts.append(buffer.put([event(1000 + i) for i in range(20)]))  # 90 + 20 > 100: refused
+    results = await asyncio.gather(*puts, return_exceptions=True)
+    assert results[:9] == [10] * 9
+    assert isinstance(results[9], BufferFullError)
+    assert buffer.pending == 90
+    assert [await buffer.cursor(f"src{n}") for n in range(9)] == [str(n) for n in range(9)]
+    assert await buffer.put([event(5)]) == 0  # already there
+    buffer.close()
+
+
 WRITER = textwrap.dedent(
     """
     import sys

@@ -8,12 +8,15 @@ ids). Events leave the buffer only when Tally acknowledged them. Events are keye
 the same event put twice is kept once.
 
 sqlite3 is synchronous; the collector calls it from a worker thread (asyncio.to_thread) through one
-connection guarded by a lock.
+connection guarded by a lock. Concurrent puts (the relay's requests, OTLP exports) are committed
+together, one transaction and one fsync for all that queued meanwhile (group commit): each caller
+is still answered only after the commit that holds its events.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import threading
 import time
@@ -69,6 +72,8 @@ class Buffer:
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(_SCHEMA)
         self._pending: int = self._db.execute("SELECT count(*) FROM events").fetchone()[0]
+        self._queued: list[tuple[Sequence[dict[str, Any]], tuple[str, str] | None, asyncio.Future[int]]] = []
+        self._writer: asyncio.Task[None] | None = None
 
     def close(self) -> None:
         with self._lock:
@@ -83,30 +88,46 @@ class Buffer:
 
     def put_sync(self, events: Sequence[dict[str, Any]], cursor: tuple[str, str] | None = None) -> int:
         """Stores events (and a source's cursor) in one durable transaction; returns how many were new."""
+        result = self.put_many_sync([(events, cursor)])[0]
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def put_many_sync(
+        self, puts: Sequence[tuple[Sequence[dict[str, Any]], tuple[str, str] | None]]
+    ) -> list[int | BufferFullError]:
+        """Several puts in one transaction: per put, how many events were new, or BufferFullError
+        for a put that did not fit (the others are stored)."""
+        results: list[int | BufferFullError] = []
         with self._lock:
-            if events and self._pending + len(events) > self.max_events:
-                raise BufferFullError(f"buffer holds {self._pending} events (max_events {self.max_events})")
             now = time.time()
+            pending = self._pending
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                before = self._db.total_changes
-                self._db.executemany(
-                    "INSERT OR IGNORE INTO events (source, id, body, buffered_at) VALUES (?, ?, ?, ?)",
-                    [(e["source"], e["id"], orjson.dumps(e), now) for e in events],
-                )
-                added = self._db.total_changes - before
-                if cursor is not None:
-                    self._db.execute(
-                        "INSERT INTO cursors (source, value) VALUES (?, ?) "
-                        "ON CONFLICT (source) DO UPDATE SET value = excluded.value",
-                        cursor,
+                for events, cursor in puts:
+                    if events and pending + len(events) > self.max_events:
+                        results.append(BufferFullError(f"buffer holds {pending} events (max_events {self.max_events})"))
+                        continue
+                    before = self._db.total_changes
+                    self._db.executemany(
+                        "INSERT OR IGNORE INTO events (source, id, body, buffered_at) VALUES (?, ?, ?, ?)",
+                        [(e["source"], e["id"], orjson.dumps(e), now) for e in events],
                     )
+                    added = self._db.total_changes - before
+                    if cursor is not None:
+                        self._db.execute(
+                            "INSERT INTO cursors (source, value) VALUES (?, ?) "
+                            "ON CONFLICT (source) DO UPDATE SET value = excluded.value",
+                            cursor,
+                        )
+                    pending += added
+                    results.append(int(added))
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-            self._pending += added
-            return int(added)
+            self._pending = pending
+        return results
 
     def take_sync(self, limit: int) -> list[Buffered]:
         with self._lock:
@@ -148,8 +169,9 @@ class Buffer:
 
     def oldest_age_sync(self) -> float:
         with self._lock:
-            row = self._db.execute("SELECT min(buffered_at) FROM events").fetchone()
-        return max(0.0, time.time() - row[0]) if row[0] is not None else 0.0
+            # seq follows insertion: the first row is the oldest (read through the primary key).
+            row = self._db.execute("SELECT buffered_at FROM events ORDER BY seq LIMIT 1").fetchone()
+        return max(0.0, time.time() - row[0]) if row is not None else 0.0
 
     def cursor_sync(self, source: str) -> str | None:
         with self._lock:
@@ -159,7 +181,41 @@ class Buffer:
     # Async wrappers: SQLite's fsync must not stall the event loop.
 
     async def put(self, events: Sequence[dict[str, Any]], cursor: tuple[str, str] | None = None) -> int:
-        return await asyncio.to_thread(self.put_sync, events, cursor)
+        """Returns once the events are durable, committed with the puts queued beside them."""
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._queued.append((events, cursor, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write())
+        return await future
+
+    async def _write(self) -> None:
+        while self._queued:
+            batch, self._queued = self._queued, []
+            try:
+                # Shielded: a caller that gives up (cancelled) must not cut the commit of the others.
+                results = await asyncio.shield(
+                    asyncio.to_thread(self.put_many_sync, [(events, cursor) for events, cursor, _ in batch])
+                )
+            except BaseException as exc:
+                for _, _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                continue
+            for (_, _, future), result in zip(batch, results, strict=True):
+                if future.done():
+                    continue
+                if isinstance(result, BaseException):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
+
+    async def drain_writes(self) -> None:
+        """Waits for queued puts to be committed (before closing)."""
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                await self._writer
 
     async def take(self, limit: int) -> list[Buffered]:
         return await asyncio.to_thread(self.take_sync, limit)

@@ -295,6 +295,7 @@ class Collector:
         await self.delivery.sender.close()
         if self._metrics_runner is not None:
             await self._metrics_runner.cleanup()
+        await self.buffer.drain_writes()
         self.buffer.close()
         os.close(self._owner)
 
