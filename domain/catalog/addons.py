@@ -72,6 +72,21 @@ class AddonInput:
     def feature_keys(self) -> set[str]:
         return {c.feature_key for c in self.rate_cards if c.feature_key is not None}
 
+    def document(self, resolve_defaults: bool = False) -> dict[str, Any]:
+        """The AddonCreate JSON of this content; `parse_addon(document())` gives it back (storage)."""
+        out: dict[str, Any] = {
+            "key": self.key,
+            "name": self.name,
+            "instanceType": self.instance_type.value,
+            "currency": self.currency,
+            "rateCards": [card.rest(resolve_defaults) for card in self.rate_cards],
+        }
+        if self.description is not None:
+            out["description"] = self.description
+        if self.metadata:
+            out["metadata"] = dict(self.metadata)
+        return out
+
 
 @dataclass(frozen=True, slots=True)
 class Addon:
@@ -94,24 +109,15 @@ class Addon:
         return addon_status(self.effective_from, self.effective_to, now)
 
     def rest(self, now: datetime) -> dict[str, Any]:
-        c = self.content
-        out: dict[str, Any] = {
-            "id": self.id,
-            "key": c.key,
-            "version": self.version,
-            "name": c.name,
-            "instanceType": c.instance_type.value,
-            "currency": c.currency,
-            "status": self.status(now).value,
-            "rateCards": [card.rest() for card in c.rate_cards],
-            "validationErrors": violations_rest(list(self.validation_errors), "warning"),
-            "createdAt": _ts(self.created_at),
-            "updatedAt": _ts(self.updated_at),
-        }
-        if c.description is not None:
-            out["description"] = c.description
-        if c.metadata:
-            out["metadata"] = dict(c.metadata)
+        out = self.content.document(resolve_defaults=True)
+        out.update(
+            id=self.id,
+            version=self.version,
+            status=self.status(now).value,
+            validationErrors=violations_rest(list(self.validation_errors), "warning"),
+            createdAt=_ts(self.created_at),
+            updatedAt=_ts(self.updated_at),
+        )
         for name, value in (
             ("effectiveFrom", self.effective_from),
             ("effectiveTo", self.effective_to),
@@ -209,35 +215,45 @@ def parse_plan_addon(data: Any, create: bool) -> tuple[str | None, PlanAddonInpu
 
 
 @dataclass(frozen=True, slots=True)
-class PlanAddon:
+class PlanAddonRecord:
+    """A stored assignment of an add-on version to a plan version."""
+
     id: str
     namespace: str
     plan_id: str
-    addon: Addon
+    addon_id: str
     content: PlanAddonInput
     created_at: datetime
     updated_at: datetime
     deleted_at: datetime | None = None
-    validation_errors: tuple[FieldViolation, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PlanAddon:
+    record: PlanAddonRecord
+    addon: Addon
 
     def rest(self, now: datetime) -> dict[str, Any]:
+        record = self.record
         out: dict[str, Any] = {
-            "id": self.id,
+            "id": record.id,
             "addon": self.addon.rest(now),
-            "fromPlanPhase": self.content.from_plan_phase,
-            "metadata": dict(self.content.metadata),
-            "validationErrors": violations_rest(list(self.validation_errors), "warning"),
-            "createdAt": _ts(self.created_at),
-            "updatedAt": _ts(self.updated_at),
+            "fromPlanPhase": record.content.from_plan_phase,
+            "metadata": dict(record.content.metadata),
+            "validationErrors": [],
+            "createdAt": _ts(record.created_at),
+            "updatedAt": _ts(record.updated_at),
         }
-        if self.content.max_quantity is not None:
-            out["maxQuantity"] = self.content.max_quantity
-        if self.deleted_at is not None:
-            out["deletedAt"] = _ts(self.deleted_at)
+        if record.content.max_quantity is not None:
+            out["maxQuantity"] = record.content.max_quantity
+        if record.deleted_at is not None:
+            out["deletedAt"] = _ts(record.deleted_at)
         return out
 
 
-def check_plan_addon(plan: Plan, addon: Addon, data: PlanAddonInput, now: datetime, issues: Issues) -> None:
+def check_plan_addon(
+    plan: Plan, addon: Addon, data: PlanAddonInput, now: datetime, issues: Issues, require_active_addon: bool = True
+) -> None:
     """The assignment rules; all critical here (OpenMeter's warnings on a plan add-on block its use)."""
     if plan.status(now) is not PlanStatus.DRAFT:
         issues.error(
@@ -245,7 +261,7 @@ def check_plan_addon(plan: Plan, addon: Addon, data: PlanAddonInput, now: dateti
             f"add-ons can be attached to draft plans only (plan is {plan.status(now).value})",
             "plan_addon_incompatible_status",
         )
-    if addon.status(now) is not AddonStatus.ACTIVE or addon.effective_to is not None:
+    if require_active_addon and (addon.status(now) is not AddonStatus.ACTIVE or addon.effective_to is not None):
         issues.error(
             "addonId",
             f"only active add-ons can be attached (add-on is {addon.status(now).value})",

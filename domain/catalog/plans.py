@@ -82,12 +82,12 @@ class PlanPhase:
     description: str | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
 
-    def rest(self) -> dict[str, Any]:
+    def rest(self, resolve_defaults: bool = True) -> dict[str, Any]:
         out: dict[str, Any] = {
             "key": self.key,
             "name": self.name,
             "duration": self.duration.iso() if self.duration is not None else None,
-            "rateCards": [card.rest() for card in self.rate_cards],
+            "rateCards": [card.rest(resolve_defaults) for card in self.rate_cards],
         }
         if self.description is not None:
             out["description"] = self.description
@@ -114,6 +114,24 @@ class PlanInput:
     def feature_keys(self) -> set[str]:
         return {c.feature_key for p in self.phases for c in p.rate_cards if c.feature_key is not None}
 
+    def document(self, resolve_defaults: bool = False) -> dict[str, Any]:
+        """The PlanCreate JSON of this content; `parse_plan(document())` gives it back (storage)."""
+        out: dict[str, Any] = {
+            "key": self.key,
+            "name": self.name,
+            "currency": self.currency,
+            "billingCadence": self.billing_cadence.iso(),
+            "proRatingConfig": self.pro_rating.rest(),
+            "settlementMode": self.settlement_mode.value,
+            "alignment": {"billablesMustAlign": self.billables_must_align},
+            "phases": [p.rest(resolve_defaults) for p in self.phases],
+        }
+        if self.description is not None:
+            out["description"] = self.description
+        if self.metadata:
+            out["metadata"] = dict(self.metadata)
+        return out
+
 
 @dataclass(frozen=True, slots=True)
 class Plan:
@@ -137,27 +155,15 @@ class Plan:
         return plan_status(self.effective_from, self.effective_to, now)
 
     def rest(self, now: datetime) -> dict[str, Any]:
-        c = self.content
-        out: dict[str, Any] = {
-            "id": self.id,
-            "key": c.key,
-            "version": self.version,
-            "name": c.name,
-            "currency": c.currency,
-            "billingCadence": c.billing_cadence.iso(),
-            "proRatingConfig": c.pro_rating.rest(),
-            "settlementMode": c.settlement_mode.value,
-            "alignment": {"billablesMustAlign": c.billables_must_align},
-            "status": self.status(now).value,
-            "phases": [p.rest() for p in c.phases],
-            "validationErrors": violations_rest(list(self.validation_errors), "warning"),
-            "createdAt": _ts(self.created_at),
-            "updatedAt": _ts(self.updated_at),
-        }
-        if c.description is not None:
-            out["description"] = c.description
-        if c.metadata:
-            out["metadata"] = dict(c.metadata)
+        out = self.content.document(resolve_defaults=True)
+        out.update(
+            id=self.id,
+            version=self.version,
+            status=self.status(now).value,
+            validationErrors=violations_rest(list(self.validation_errors), "warning"),
+            createdAt=_ts(self.created_at),
+            updatedAt=_ts(self.updated_at),
+        )
         for name, value in (
             ("effectiveFrom", self.effective_from),
             ("effectiveTo", self.effective_to),

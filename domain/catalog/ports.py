@@ -1,10 +1,13 @@
-"""What the catalog needs from storage."""
+"""What the catalog needs from storage: features, plan and add-on versions, plan add-ons."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
+from domain.catalog.addons import Addon, PlanAddonRecord
 from domain.catalog.models import Feature
+from domain.catalog.plans import Plan
 
 
 class FeatureRepository(Protocol):
@@ -19,3 +22,52 @@ class FeatureRepository(Protocol):
         ...
 
     async def list_features(self, namespace: str, include_archived: bool) -> list[Feature]: ...
+
+
+class PlanRepository(Protocol):
+    """Plan versions. Writes that break "one live draft per key" or "versions unique per key"
+    (a concurrent writer) raise ConflictError."""
+
+    async def create(self, plan: Plan) -> None: ...
+
+    async def save(self, plan: Plan) -> None:
+        """Updates a stored version (content, effective period, warnings, deletion)."""
+        ...
+
+    async def publish(self, plan: Plan, archived: Sequence[Plan]) -> None:
+        """Stores the published version and the versions it archives, in one transaction."""
+        ...
+
+    async def get(self, namespace: str, plan_id: str) -> Plan | None: ...
+
+    async def list_plans(self, namespace: str, keys: Sequence[str] = (), include_deleted: bool = False) -> list[Plan]:
+        """Every version (of these keys when given), deleted ones only when asked."""
+        ...
+
+
+class AddonRepository(Protocol):
+    async def create(self, addon: Addon) -> None: ...
+
+    async def save(self, addon: Addon) -> None: ...
+
+    async def publish(self, addon: Addon, archived: Sequence[Addon]) -> None: ...
+
+    async def get(self, namespace: str, addon_id: str) -> Addon | None: ...
+
+    async def list_addons(
+        self, namespace: str, keys: Sequence[str] = (), include_deleted: bool = False
+    ) -> list[Addon]: ...
+
+
+class PlanAddonRepository(Protocol):
+    """Assignments, returned with the add-on version they point at (resolved by the service)."""
+
+    async def create(self, assignment: PlanAddonRecord) -> None:
+        """Raises ConflictError when the add-on is already assigned to the plan."""
+        ...
+
+    async def save(self, assignment: PlanAddonRecord) -> None: ...
+
+    async def list_for_plan(
+        self, namespace: str, plan_id: str, include_deleted: bool = False
+    ) -> list[PlanAddonRecord]: ...

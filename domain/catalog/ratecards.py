@@ -123,7 +123,8 @@ class RateCard:
     def is_billable(self) -> bool:
         return self.price is not None
 
-    def rest(self) -> dict[str, Any]:
+    def rest(self, resolve_defaults: bool = True) -> dict[str, Any]:
+        """OpenMeter's JSON; `resolve_defaults=False` keeps a template's usage period unset (as stored)."""
         out: dict[str, Any] = {
             "type": self.type.value,
             "key": self.key,
@@ -138,7 +139,9 @@ class RateCard:
         if self.feature_key is not None:
             out["featureKey"] = self.feature_key
         if self.entitlement_template is not None:
-            out["entitlementTemplate"] = self.entitlement_template.rest(self.billing_cadence)
+            out["entitlementTemplate"] = self.entitlement_template.rest(
+                self.billing_cadence if resolve_defaults else None
+            )
         if self.tax_config is not None:
             out["taxConfig"] = self.tax_config.rest()
         if not self.discounts.is_empty():

@@ -10,6 +10,7 @@ from sqlmodel import SQLModel
 
 import adapters.postgres.auth_tables
 import adapters.postgres.billing_tables
+import adapters.postgres.catalog_tables
 import adapters.postgres.entitlements_tables
 import adapters.postgres.notifications_tables
 import adapters.postgres.subscriptions_tables

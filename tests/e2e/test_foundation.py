@@ -28,6 +28,10 @@ TALLY_SERVICES = {
     "tally.v1.PortalService",
     "tally.v1.AppService",
     "tally.v1.BillingProfileService",
+    "tally.v1.PlanService",
+    "tally.v1.AddonService",
+    "tally.v1.PlanAddonService",
+    "tally.v1.CurrencyService",
 }
 
 

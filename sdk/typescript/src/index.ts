@@ -20,6 +20,7 @@ import { createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect
 import { ApiKeyService } from "../../../gen/ts/tally/v1/apikeys_pb.js";
 import { AppService } from "../../../gen/ts/tally/v1/apps_pb.js";
 import { BillingProfileService } from "../../../gen/ts/tally/v1/billing_pb.js";
+import { AddonService, CurrencyService, PlanAddonService, PlanService } from "../../../gen/ts/tally/v1/catalog_pb.js";
 import { CustomerService, SubjectService } from "../../../gen/ts/tally/v1/customers_pb.js";
 import { EntitlementService } from "../../../gen/ts/tally/v1/entitlements_pb.js";
 import { type CloudEvent, CloudEventSchema, EventService } from "../../../gen/ts/tally/v1/events_pb.js";
@@ -32,6 +33,7 @@ import { PortalService } from "../../../gen/ts/tally/v1/portal_pb.js";
 export * from "../../../gen/ts/tally/v1/apikeys_pb.js";
 export * from "../../../gen/ts/tally/v1/apps_pb.js";
 export * from "../../../gen/ts/tally/v1/billing_pb.js";
+export * from "../../../gen/ts/tally/v1/catalog_pb.js";
 export * from "../../../gen/ts/tally/v1/customers_pb.js";
 export * from "../../../gen/ts/tally/v1/entitlements_pb.js";
 export * from "../../../gen/ts/tally/v1/events_pb.js";
@@ -86,6 +88,10 @@ export interface TallyClient {
   readonly portal: Client<typeof PortalService>;
   readonly apps: Client<typeof AppService>;
   readonly billingProfiles: Client<typeof BillingProfileService>;
+  readonly plans: Client<typeof PlanService>;
+  readonly addons: Client<typeof AddonService>;
+  readonly planAddons: Client<typeof PlanAddonService>;
+  readonly currencies: Client<typeof CurrencyService>;
   readonly transport: Transport;
 }
 
@@ -123,6 +129,10 @@ export function createClient(baseUrl: string, options: ClientOptions = {}): Tall
     portal: createServiceClient(PortalService, transport),
     apps: createServiceClient(AppService, transport),
     billingProfiles: createServiceClient(BillingProfileService, transport),
+    plans: createServiceClient(PlanService, transport),
+    addons: createServiceClient(AddonService, transport),
+    planAddons: createServiceClient(PlanAddonService, transport),
+    currencies: createServiceClient(CurrencyService, transport),
     transport,
   };
 }

@@ -1,0 +1,517 @@
+"""Plan, add-on and plan add-on use cases (OpenMeter's /api/v1/plans, /addons, /plans/{id}/addons).
+
+Versions: creating a plan (or add-on) whose key exists makes the next version; at most one live
+draft per key (a second is refused, 400, also under concurrency: a unique index backs it).
+Publishing makes a draft active now and archives the version that was active; archiving ends an
+active version now. Only drafts (and scheduled versions) can be updated; drafts, scheduled and
+archived versions can be deleted (soft), an active one cannot. `next` copies a version into a new
+draft. Every refusal is a ValidationError with a field path and OpenMeter's code, and nothing is
+stored.
+
+Requests arrive as OpenMeter's JSON (dicts with camelCase keys): the parse functions of plans.py
+and addons.py read them, so the servicers stay thin and REST and gRPC share one reading.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final, TypeVar
+
+from ulid import ULID
+
+from domain.catalog.addons import (
+    ADDON_ORDER_BY,
+    Addon,
+    AddonInput,
+    AddonStatus,
+    PlanAddon,
+    PlanAddonRecord,
+    check_addon,
+    check_plan_addon,
+    parse_addon,
+    parse_plan_addon,
+)
+from domain.catalog.plans import PLAN_ORDER_BY, Plan, PlanInput, PlanStatus, check_plan, parse_plan
+from domain.catalog.ports import AddonRepository, FeatureRepository, PlanAddonRepository, PlanRepository
+from domain.catalog.ratecards import FeatureFacts
+from domain.catalog.wire import Issues
+from domain.customers.models import ULID_RE
+from domain.errors import ConflictError, NotFoundError, ValidationError, Violations
+from domain.pagination import Pagination, SortOrder, parse_order, parse_order_by
+
+Clock = Callable[[], datetime]
+T = TypeVar("T", Plan, Addon)
+
+MAX_FILTER_VALUES: Final = 100
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _invalid(field: str, message: str, code: str) -> ValidationError:
+    return ValidationError.single(field, message, code)
+
+
+@dataclass(frozen=True, slots=True)
+class ListVersionsInput:
+    """Filters of GET /api/v1/plans and /api/v1/addons."""
+
+    ids: tuple[str, ...] = ()
+    keys: tuple[str, ...] = ()
+    statuses: tuple[str, ...] = ()
+    currencies: tuple[str, ...] = ()
+    include_deleted: bool = False
+    page: int | None = None
+    page_size: int | None = None
+    order: str | None = None
+    order_by: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    items: list[Any]
+    total_count: int
+    page: int
+    page_size: int
+
+
+def _sort_key(order_by: str) -> Callable[[Any], Any]:
+    return {
+        "id": lambda x: x.id,
+        "key": lambda x: (x.key, x.version),
+        "version": lambda x: (x.version, x.id),
+        "created_at": lambda x: x.created_at,
+        "updated_at": lambda x: x.updated_at,
+    }[order_by]
+
+
+def _page(
+    items: list[T],
+    data: ListVersionsInput,
+    allowed_status: Sequence[str],
+    order_by_values: Sequence[str],
+    now: datetime,
+) -> Page:
+    v = Violations()
+    for status in data.statuses:
+        if status not in allowed_status:
+            v.add("status", f"must be one of {', '.join(allowed_status)}", "invalid_enum")
+    if len(data.ids) > MAX_FILTER_VALUES or len(data.keys) > MAX_FILTER_VALUES:
+        v.add("id", f"at most {MAX_FILTER_VALUES} values", "too_many")
+    order_by = parse_order_by(data.order_by, order_by_values, "id", v)
+    v.raise_if_any()
+    order = parse_order(data.order)
+    pagination = Pagination(data.page, data.page_size).validate()
+    if data.ids:
+        items = [x for x in items if x.id in data.ids]
+    if data.keys:
+        items = [x for x in items if x.key in data.keys]
+    if data.currencies:
+        items = [x for x in items if x.content.currency in data.currencies]
+    if data.statuses:
+        items = [x for x in items if x.status(now).value in data.statuses]
+    items.sort(key=_sort_key(order_by), reverse=order is SortOrder.DESC)
+    size = pagination.effective_page_size
+    start = (pagination.effective_page - 1) * size
+    return Page(items[start : start + size], len(items), pagination.effective_page, size)
+
+
+class _Features:
+    def __init__(self, features: FeatureRepository) -> None:
+        self._features = features
+
+    async def facts(self, namespace: str, keys: set[str]) -> dict[str, FeatureFacts]:
+        if not keys:
+            return {}
+        found: dict[str, FeatureFacts] = {}
+        for feature in await self._features.list_features(namespace, include_archived=True):
+            if feature.key not in keys:
+                continue
+            facts = FeatureFacts(feature.key, feature.archived_at is not None, feature.meter_slug is not None)
+            # A live feature wins over archived ones with the same key.
+            if feature.key not in found or found[feature.key].archived:
+                found[feature.key] = facts
+        return found
+
+
+def _warnings_of(issues: Issues) -> tuple[Any, ...]:
+    return tuple(issues.warnings)
+
+
+class PlanService:
+    def __init__(
+        self,
+        plans: PlanRepository,
+        features: FeatureRepository,
+        assignments: PlanAddonRepository,
+        addons: AddonRepository,
+        clock: Clock = utcnow,
+    ) -> None:
+        self._plans = plans
+        self._features = _Features(features)
+        self._assignments = assignments
+        self._addons = addons
+        self._clock = clock
+
+    def now(self) -> datetime:
+        return self._clock()
+
+    async def _checked(
+        self, namespace: str, body: Any, existing: PlanInput | None, strict: bool
+    ) -> tuple[PlanInput, Issues]:
+        content, issues = parse_plan(body, existing)
+        issues.raise_if_errors()
+        assert content is not None
+        check_plan(content, await self._features.facts(namespace, content.feature_keys()), strict, issues)
+        issues.raise_if_errors()
+        return content, issues
+
+    async def create(self, namespace: str, body: Any) -> Plan:
+        content, issues = await self._checked(namespace, body, None, strict=False)
+        versions = await self._plans.list_plans(namespace, [content.key], include_deleted=True)
+        now = self._clock()
+        if any(p.deleted_at is None and p.status(now) is PlanStatus.DRAFT for p in versions):
+            raise _invalid(
+                "key", f"plan {content.key!r} already has a draft version; update or publish it", "plan_draft_exists"
+            )
+        plan = Plan(
+            id=str(ULID()),
+            namespace=namespace,
+            version=max((p.version for p in versions), default=0) + 1,
+            content=content,
+            created_at=now,
+            updated_at=now,
+            validation_errors=_warnings_of(issues),
+        )
+        try:
+            await self._plans.create(plan)
+        except ConflictError as exc:
+            raise _invalid("key", f"plan {content.key!r} already has a draft version", "plan_draft_exists") from exc
+        return plan
+
+    async def get(self, namespace: str, id_or_key: str, include_latest: bool = False) -> Plan:
+        """By ID (any version, deleted included), or by key: the active version, or with
+        `include_latest` the newest live version (a draft when there is one)."""
+        if ULID_RE.match(id_or_key):
+            plan = await self._plans.get(namespace, id_or_key)
+            if plan is not None:
+                return plan
+            raise NotFoundError("plan", id_or_key)
+        versions = [p for p in await self._plans.list_plans(namespace, [id_or_key]) if p.deleted_at is None]
+        now = self._clock()
+        if include_latest and versions:
+            return max(versions, key=lambda p: p.version)
+        active = [p for p in versions if p.status(now) is PlanStatus.ACTIVE]
+        if not active:
+            raise NotFoundError("plan", id_or_key)
+        return max(active, key=lambda p: p.version)
+
+    async def list_plans(self, namespace: str, data: ListVersionsInput) -> Page:
+        plans = await self._plans.list_plans(namespace, data.keys, include_deleted=data.include_deleted)
+        return _page(plans, data, tuple(s.value for s in PlanStatus), PLAN_ORDER_BY, self._clock())
+
+    async def _live(self, namespace: str, plan_id: str) -> Plan:
+        plan = await self.get(namespace, plan_id)
+        if plan.deleted_at is not None:
+            raise NotFoundError("plan", plan_id)
+        return plan
+
+    async def update(self, namespace: str, plan_id: str, body: Any) -> Plan:
+        plan = await self._live(namespace, plan_id)
+        status = plan.status(self._clock())
+        if status not in (PlanStatus.DRAFT, PlanStatus.SCHEDULED):
+            raise _invalid(
+                "status",
+                f"only draft or scheduled plans can be updated, this one is {status.value}; "
+                "make a new version with POST /api/v1/plans/{key}/next",
+                "plan_invalid_status",
+            )
+        content, issues = await self._checked(namespace, body, plan.content, strict=False)
+        updated = dataclasses.replace(
+            plan, content=content, updated_at=self._clock(), validation_errors=_warnings_of(issues)
+        )
+        await self._plans.save(updated)
+        return updated
+
+    async def delete(self, namespace: str, plan_id: str) -> None:
+        plan = await self._live(namespace, plan_id)
+        now = self._clock()
+        if plan.status(now) is PlanStatus.ACTIVE:
+            raise _invalid("status", "an active plan cannot be deleted; archive it first", "plan_invalid_status")
+        await self._plans.save(dataclasses.replace(plan, deleted_at=now, updated_at=now))
+
+    async def publish(self, namespace: str, plan_id: str) -> Plan:
+        plan = await self._live(namespace, plan_id)
+        now = self._clock()
+        status = plan.status(now)
+        if status not in (PlanStatus.DRAFT, PlanStatus.SCHEDULED):
+            raise _invalid(
+                "status",
+                f"only draft or scheduled plans can be published, this one is {status.value}",
+                "plan_invalid_status",
+            )
+        # The same rules as at create, now strict (warnings refuse the publish).
+        content, _ = await self._checked(namespace, plan.content.document(), None, strict=True)
+        issues = Issues()
+        for assignment in await self._assignments.list_for_plan(namespace, plan.id):
+            addon = await self._addons.get(namespace, assignment.addon_id)
+            if addon is None:
+                continue
+            # The plan must stay compatible with every add-on offered on it.
+            check_plan_addon(dataclasses.replace(plan, content=content), addon, assignment.content, now, issues)
+        issues.raise_if_errors()
+        archived = [
+            dataclasses.replace(p, effective_to=now, updated_at=now)
+            for p in await self._plans.list_plans(namespace, [plan.key])
+            if p.id != plan.id and p.deleted_at is None and p.status(now) in (PlanStatus.ACTIVE, PlanStatus.SCHEDULED)
+        ]
+        published = dataclasses.replace(
+            plan, effective_from=now, effective_to=None, updated_at=now, validation_errors=()
+        )
+        await self._plans.publish(published, archived)
+        return published
+
+    async def archive(self, namespace: str, plan_id: str) -> Plan:
+        plan = await self._live(namespace, plan_id)
+        now = self._clock()
+        status = plan.status(now)
+        if status is not PlanStatus.ACTIVE:
+            raise _invalid(
+                "status", f"only active plans can be archived, this one is {status.value}", "plan_invalid_status"
+            )
+        archived = dataclasses.replace(plan, effective_to=now, updated_at=now)
+        await self._plans.save(archived)
+        return archived
+
+    async def next_version(self, namespace: str, id_or_key: str) -> Plan:
+        """A new draft copied from the version named by ID, or by key the active (else newest) one."""
+        if ULID_RE.match(id_or_key):
+            source = await self._live(namespace, id_or_key)
+        else:
+            versions = [p for p in await self._plans.list_plans(namespace, [id_or_key]) if p.deleted_at is None]
+            if not versions:
+                raise NotFoundError("plan", id_or_key)
+            now = self._clock()
+            active = [p for p in versions if p.status(now) is PlanStatus.ACTIVE]
+            source = max(active or versions, key=lambda p: p.version)
+        return await self.create(namespace, source.content.document())
+
+
+class AddonService:
+    def __init__(self, addons: AddonRepository, features: FeatureRepository, clock: Clock = utcnow) -> None:
+        self._addons = addons
+        self._features = _Features(features)
+        self._clock = clock
+
+    def now(self) -> datetime:
+        return self._clock()
+
+    async def _checked(
+        self, namespace: str, body: Any, existing: AddonInput | None, strict: bool
+    ) -> tuple[AddonInput, Issues]:
+        content, issues = parse_addon(body, existing)
+        issues.raise_if_errors()
+        assert content is not None
+        check_addon(content, await self._features.facts(namespace, content.feature_keys()), strict, issues)
+        issues.raise_if_errors()
+        return content, issues
+
+    async def create(self, namespace: str, body: Any) -> Addon:
+        content, issues = await self._checked(namespace, body, None, strict=False)
+        versions = await self._addons.list_addons(namespace, [content.key], include_deleted=True)
+        now = self._clock()
+        if any(a.deleted_at is None and a.status(now) is AddonStatus.DRAFT for a in versions):
+            raise _invalid(
+                "key", f"add-on {content.key!r} already has a draft version; update or publish it", "addon_draft_exists"
+            )
+        addon = Addon(
+            id=str(ULID()),
+            namespace=namespace,
+            version=max((a.version for a in versions), default=0) + 1,
+            content=content,
+            created_at=now,
+            updated_at=now,
+            validation_errors=_warnings_of(issues),
+        )
+        try:
+            await self._addons.create(addon)
+        except ConflictError as exc:
+            raise _invalid("key", f"add-on {content.key!r} already has a draft version", "addon_draft_exists") from exc
+        return addon
+
+    async def get(self, namespace: str, id_or_key: str, include_latest: bool = False) -> Addon:
+        if ULID_RE.match(id_or_key):
+            addon = await self._addons.get(namespace, id_or_key)
+            if addon is not None:
+                return addon
+            raise NotFoundError("add-on", id_or_key)
+        versions = [a for a in await self._addons.list_addons(namespace, [id_or_key]) if a.deleted_at is None]
+        now = self._clock()
+        if include_latest and versions:
+            return max(versions, key=lambda a: a.version)
+        active = [a for a in versions if a.status(now) is AddonStatus.ACTIVE]
+        if not active:
+            raise NotFoundError("add-on", id_or_key)
+        return max(active, key=lambda a: a.version)
+
+    async def list_addons(self, namespace: str, data: ListVersionsInput) -> Page:
+        addons = await self._addons.list_addons(namespace, data.keys, include_deleted=data.include_deleted)
+        return _page(addons, data, tuple(s.value for s in AddonStatus), ADDON_ORDER_BY, self._clock())
+
+    async def _live(self, namespace: str, addon_id: str) -> Addon:
+        addon = await self.get(namespace, addon_id)
+        if addon.deleted_at is not None:
+            raise NotFoundError("add-on", addon_id)
+        return addon
+
+    async def update(self, namespace: str, addon_id: str, body: Any) -> Addon:
+        addon = await self._live(namespace, addon_id)
+        status = addon.status(self._clock())
+        if status is not AddonStatus.DRAFT:
+            raise _invalid(
+                "status", f"only draft add-ons can be updated, this one is {status.value}", "addon_invalid_status"
+            )
+        content, issues = await self._checked(namespace, body, addon.content, strict=False)
+        updated = dataclasses.replace(
+            addon, content=content, updated_at=self._clock(), validation_errors=_warnings_of(issues)
+        )
+        await self._addons.save(updated)
+        return updated
+
+    async def delete(self, namespace: str, addon_id: str) -> None:
+        addon = await self._live(namespace, addon_id)
+        now = self._clock()
+        if addon.status(now) is AddonStatus.ACTIVE:
+            raise _invalid("status", "an active add-on cannot be deleted; archive it first", "addon_invalid_status")
+        await self._addons.save(dataclasses.replace(addon, deleted_at=now, updated_at=now))
+
+    async def publish(self, namespace: str, addon_id: str) -> Addon:
+        addon = await self._live(namespace, addon_id)
+        now = self._clock()
+        status = addon.status(now)
+        if status is not AddonStatus.DRAFT:
+            raise _invalid(
+                "status",
+                f"only draft add-ons can be published, this one is {status.value}",
+                "addon_invalid_status_for_publish",
+            )
+        await self._checked(namespace, addon.content.document(), None, strict=True)
+        archived = [
+            dataclasses.replace(a, effective_to=now, updated_at=now)
+            for a in await self._addons.list_addons(namespace, [addon.key])
+            if a.id != addon.id and a.deleted_at is None and a.status(now) is AddonStatus.ACTIVE
+        ]
+        published = dataclasses.replace(
+            addon, effective_from=now, effective_to=None, updated_at=now, validation_errors=()
+        )
+        await self._addons.publish(published, archived)
+        return published
+
+    async def archive(self, namespace: str, addon_id: str) -> Addon:
+        addon = await self._live(namespace, addon_id)
+        now = self._clock()
+        status = addon.status(now)
+        if status is not AddonStatus.ACTIVE:
+            raise _invalid(
+                "status", f"only active add-ons can be archived, this one is {status.value}", "addon_invalid_status"
+            )
+        archived = dataclasses.replace(addon, effective_to=now, updated_at=now)
+        await self._addons.save(archived)
+        return archived
+
+
+class PlanAddonService:
+    def __init__(
+        self, assignments: PlanAddonRepository, plans: PlanService, addons: AddonService, clock: Clock = utcnow
+    ) -> None:
+        self._assignments = assignments
+        self._plans = plans
+        self._addons = addons
+        self._clock = clock
+
+    def now(self) -> datetime:
+        return self._clock()
+
+    async def _resolve(self, namespace: str, record: PlanAddonRecord) -> PlanAddon:
+        return PlanAddon(record, await self._addons.get(namespace, record.addon_id))
+
+    async def create(self, namespace: str, plan_id: str, body: Any) -> PlanAddon:
+        addon_id, data, issues = parse_plan_addon(body, create=True)
+        issues.raise_if_errors()
+        assert addon_id is not None and data is not None
+        plan = await self._plans.get(namespace, plan_id)
+        addon = await self._addons.get(namespace, addon_id)
+        now = self._clock()
+        check_plan_addon(plan, addon, data, now, issues)
+        issues.raise_if_errors()
+        existing = await self._assignments.list_for_plan(namespace, plan.id)
+        if any(r.addon_id == addon.id for r in existing):
+            raise ConflictError(f"add-on {addon.key!r} v{addon.version} is already assigned to this plan")
+        record = PlanAddonRecord(str(ULID()), namespace, plan.id, addon.id, data, now, now)
+        await self._assignments.create(record)
+        return PlanAddon(record, addon)
+
+    async def _find(self, namespace: str, plan_id: str, ref: str) -> tuple[Plan, PlanAddonRecord]:
+        """`ref` is the assignment's ID, or the assigned add-on's ID or key."""
+        plan = await self._plans.get(namespace, plan_id)
+        for record in await self._assignments.list_for_plan(namespace, plan.id):
+            if ref in (record.id, record.addon_id):
+                return plan, record
+        for record in await self._assignments.list_for_plan(namespace, plan.id):
+            addon = await self._addons.get(namespace, record.addon_id)
+            if addon.key == ref:
+                return plan, record
+        raise NotFoundError("plan add-on", ref)
+
+    async def get(self, namespace: str, plan_id: str, ref: str) -> PlanAddon:
+        _, record = await self._find(namespace, plan_id, ref)
+        return await self._resolve(namespace, record)
+
+    async def list_for_plan(self, namespace: str, plan_id: str, data: ListVersionsInput) -> Page:
+        plan = await self._plans.get(namespace, plan_id)
+        resolved = [
+            await self._resolve(namespace, r)
+            for r in await self._assignments.list_for_plan(namespace, plan.id, data.include_deleted)
+        ]
+        if data.ids:
+            resolved = [x for x in resolved if x.record.id in data.ids or x.addon.id in data.ids]
+        if data.keys:
+            resolved = [x for x in resolved if x.addon.key in data.keys]
+        pagination = Pagination(data.page, data.page_size).validate()
+        order = parse_order(data.order)
+        order_by = parse_order_by(data.order_by, ADDON_ORDER_BY, "id")
+        sort: dict[str, Callable[[PlanAddon], Any]] = {
+            "id": lambda x: x.record.id,
+            "key": lambda x: x.addon.key,
+            "version": lambda x: x.addon.version,
+            "created_at": lambda x: x.record.created_at,
+            "updated_at": lambda x: x.record.updated_at,
+        }
+        resolved.sort(key=sort[order_by], reverse=order is SortOrder.DESC)
+        size = pagination.effective_page_size
+        start = (pagination.effective_page - 1) * size
+        return Page(resolved[start : start + size], len(resolved), pagination.effective_page, size)
+
+    async def update(self, namespace: str, plan_id: str, ref: str, body: Any) -> PlanAddon:
+        _, data, issues = parse_plan_addon(body, create=False)
+        issues.raise_if_errors()
+        assert data is not None
+        plan, record = await self._find(namespace, plan_id, ref)
+        addon = await self._addons.get(namespace, record.addon_id)
+        now = self._clock()
+        check_plan_addon(plan, addon, data, now, issues, require_active_addon=False)
+        issues.raise_if_errors()
+        updated = dataclasses.replace(record, content=data, updated_at=now)
+        await self._assignments.save(updated)
+        return PlanAddon(updated, addon)
+
+    async def delete(self, namespace: str, plan_id: str, ref: str) -> None:
+        plan, record = await self._find(namespace, plan_id, ref)
+        now = self._clock()
+        if plan.status(now) is not PlanStatus.DRAFT:
+            raise _invalid("planId", "add-ons can be removed from draft plans only", "plan_addon_incompatible_status")
+        await self._assignments.save(dataclasses.replace(record, deleted_at=now, updated_at=now))
