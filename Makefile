@@ -48,8 +48,10 @@ gen: $(VENV_STAMP) $(NODE_STAMP)
 	find gen/python/tally -type d -exec touch {}/__init__.py \;
 
 ## gen-check: fail when gen/ differs from what `make gen` writes
-gen-check: $(VENV_STAMP)
-	@tmp=$$(mktemp -d) && cp -r gen $$tmp/before && $(MAKE) --no-print-directory gen >/dev/null && \
+# The parent make has already brought .venv and node_modules up to date (or was told they are):
+# the inner make must not re-install them (a shared venv would be re-pointed at this checkout).
+gen-check: $(VENV_STAMP) $(NODE_STAMP)
+	@tmp=$$(mktemp -d) && cp -r gen $$tmp/before && $(MAKE) --no-print-directory -o $(VENV_STAMP) -o $(NODE_STAMP) gen >/dev/null && \
 	  if ! diff -r $$tmp/before gen >/dev/null; then \
 	    diff -r $$tmp/before gen | head -20; echo "gen/ is stale: run 'make gen' and commit it"; rm -rf $$tmp; exit 1; fi; \
 	  rm -rf $$tmp
