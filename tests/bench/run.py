@@ -26,7 +26,7 @@ import psutil
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tally.v1 import events_pb2, events_pb2_grpc, meters_pb2, meters_pb2_grpc
-from tests.bench import dataset, entitlements
+from tests.bench import dataset, entitlements, rating
 from tests.support.services import ROOT, Tansu
 from tests.support.stack import TallyProcess, create_database, drop_created_databases, postgres_available
 
@@ -281,6 +281,18 @@ def run_benchmarks(scale_name: str) -> dict[str, Any]:
     ) -> None:
         figures[key] = Figure(key, value, target, ok, ratio)
         print(f"  {key} = {value:,.2f}", flush=True)
+
+    # 0. The rating engine: pure CPU, measured before any server of ours competes for the cores.
+    print("rating engine ...", flush=True)
+    r = rating.figures(20_000 if scale_name == "small" else 70_000)
+    add("rating_reference_lines_per_s", r["reference"])
+    add(
+        "rating_lines_per_s",
+        r["engine"],
+        ">= 200,000",
+        r["engine"] >= 200_000,
+        r["engine_on_sample"] / r["reference"],
+    )
 
     # 1. The physical limit: the same rows bulk-inserted straight into the event store.
     print("raw insert reference ...", flush=True)
