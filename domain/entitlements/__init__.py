@@ -15,16 +15,21 @@ not started or have ended; an ended entitlement's history defaults to ending at 
 
 The API subscriptions call (in-process, on `EntitlementService`):
 
-- `create_managed(namespace, customer, data, *, subscription_id, active_from, active_to=None)`
-  creates an entitlement from an ordinary `EntitlementInput`, active in [active_from, active_to),
-  annotated `{"subscription.id": subscription_id}` (OpenMeter's annotation; it is what the wire
-  shows, under `annotations`). Defaults that depend on "now" are taken at active_from instead: the
+- `create_managed(namespace, customer, data, *, subscription_id, active_from, active_to=None,
+  annotations=None)` creates an entitlement from an ordinary `EntitlementInput`, active in
+  [active_from, active_to), annotated `{"subscription.id": subscription_id}` (OpenMeter's
+  annotation; it is what the wire shows, under `annotations`) plus any extra `annotations` (an
+  item reference, say). Defaults that depend on "now" are taken at active_from instead: the
   usage period anchor, measureUsageFrom (NOW, CURRENT_PERIOD_START, or unset: active_from) and the
   issueAfterReset grant's start. A window overlapping another live entitlement of the customer and
   feature raises ConflictError(conflicting_id=...).
 - `end_managed(namespace, entitlement_id, at)` sets (or moves) active_to; `at` may not precede
   active_from (equal: never active) and may not make the window overlap a later one.
 - `delete_managed(namespace, entitlement_id)` soft-deletes it.
+- `managed_for(namespace, customer_id, subscription_id)` lists the customer's live entitlements of
+  that subscription, by active_from.
+- `guard_customer_delete` is registered on CustomerService.delete_guards (409 while an entitlement
+  is active); subscriptions add their own guard there for "an active subscription".
 
 A subscription-managed entitlement (`Entitlement.subscription_managed`) cannot be deleted,
 overridden or given grants through the public API: ForbiddenError (403), as OpenMeter's

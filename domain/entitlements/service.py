@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import math
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -250,11 +250,13 @@ class EntitlementService:
         subscription_id: str,
         active_from: datetime,
         active_to: datetime | None = None,
+        annotations: Mapping[str, Any] | None = None,
     ) -> Entitlement:
         """An entitlement owned by a subscription, active in [active_from, active_to).
 
-        It carries the annotation {"subscription.id": subscription_id}; the public API refuses to
-        delete, override or grant to it (403). See the module docstring.
+        It carries the annotation {"subscription.id": subscription_id} (plus any `annotations`
+        given, e.g. the subscription item); the public API refuses to delete, override or grant to
+        it (403). See the module docstring.
         """
         if not subscription_id:
             raise ValidationError.single("subscriptionId", "required", "required")
@@ -265,8 +267,14 @@ class EntitlementService:
             replaces=None,
             active_from=active_from,
             active_to=active_to,
-            annotations={SUBSCRIPTION_ID_ANNOTATION: subscription_id},
+            annotations={**(annotations or {}), SUBSCRIPTION_ID_ANNOTATION: subscription_id},
         )
+
+    async def managed_for(self, namespace: str, customer_id: str, subscription_id: str) -> list[Entitlement]:
+        """The customer's live (not deleted) entitlements a subscription manages, by active_from."""
+        items = await self._entitlements.list_entitlements(namespace, ListEntitlementsInput().validate([customer_id]))
+        found = [e for e in items if e.annotations.get(SUBSCRIPTION_ID_ANNOTATION) == subscription_id]
+        return sorted(found, key=lambda e: (e.active_from, e.id))
 
     async def end_managed(self, namespace: str, entitlement_id: str, at: datetime) -> Entitlement:
         """Ends a subscription-managed entitlement's active window at `at` (moving an earlier end

@@ -56,6 +56,9 @@ async def test_value_before_the_entitlement_existed(http: httpx.AsyncClient, tal
         "usagePeriod": {"interval": "DAY", "anchor": rfc3339(now - timedelta(hours=6))},
         "measureUsageFrom": rfc3339(now - timedelta(hours=2)),
         "issue": {"amount": 20},
+        # OpenMeter prunes these from a public create: the entitlement is active from now, no end.
+        "activeFrom": rfc3339(now + timedelta(days=3)),
+        "activeTo": rfc3339(now + timedelta(days=4)),
     }
     ent = await ok(await http.post(f"/api/v2/customers/{key}/entitlements", json=body), 201)
     assert ent["activeFrom"] == ent["createdAt"] and "activeTo" not in ent

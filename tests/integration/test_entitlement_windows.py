@@ -10,6 +10,7 @@ a subscription cannot be deleted, overridden or given grants through the public 
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from decimal import Decimal
 
@@ -73,8 +74,16 @@ async def test_managed_entitlements_follow_each_other_and_answer_only_inside_the
         active_to=c0 + timedelta(hours=3),
     )
     second = await svc.create_managed(
-        NS, customer, metered("sched_calls", 50), subscription_id="sub_1", active_from=c0 + timedelta(hours=3)
+        NS,
+        customer,
+        metered("sched_calls", 50),
+        subscription_id="sub_1",
+        active_from=c0 + timedelta(hours=3),
+        annotations={"subscription.item.id": "item_2", "subscription.id": "not this one"},
     )
+    assert second.annotations == {"subscription.item.id": "item_2", "subscription.id": "sub_1"}
+    assert [e.id for e in await svc.managed_for(NS, customer.id, "sub_1")] == [first.id, second.id]
+    assert await svc.managed_for(NS, customer.id, "sub_other") == []
     assert first.annotations == {"subscription.id": "sub_1"} and first.subscription_managed
     # A scheduled entitlement measures usage from its start, and its issueAfterReset grant starts there.
     assert first.measure_usage_from == c0 + timedelta(hours=1)
@@ -232,3 +241,18 @@ async def test_archived_feature_is_still_recomputed_and_customer_delete_guard(st
     await svc.customers.delete(NS, "new")
     await svc.delete(NS, entitlement)
     await svc.customers.delete(NS, "old")
+
+
+async def test_concurrent_creates_leave_one_active_entitlement(stack: Stack) -> None:
+    # The unique index gave way to an overlap check under an advisory lock: racing creates of the
+    # same customer and feature must still end with exactly one, the others told which one.
+    svc = stack.cached
+    await svc.features.create(NS, FeatureCreateInput(key="race_calls", name="Race", meter_slug="calls"))
+    customer = await svc.customers.create(NS, CustomerInput(name="Race", key="race", subject_keys=["race"]))
+    results = await asyncio.gather(
+        *(svc.create(NS, customer, metered("race_calls", 1)) for _ in range(6)), return_exceptions=True
+    )
+    created = [r for r in results if not isinstance(r, BaseException)]
+    conflicts = [r for r in results if isinstance(r, ConflictError)]
+    assert len(created) == 1 and len(conflicts) == 5, results
+    assert {c.conflicting_id for c in conflicts} == {created[0].id}
