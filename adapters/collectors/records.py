@@ -6,7 +6,7 @@ so sources and pipeline speak one vocabulary without the sources reaching up.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -31,7 +31,6 @@ class Record:
     key: str
     window: str
     time: datetime
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def json_number(value: Decimal) -> int | float | str:

@@ -149,3 +149,12 @@ def test_every_config_in_the_docs_is_valid(monkeypatch: pytest.MonkeyPatch) -> N
 def test_leader_lease_leaves_room_to_renew() -> None:
     found = problems(VALID + "leader: {lease_duration: 3s, retry_period: 2s}\n")
     assert found == ["c.yaml:29: leader: lease_duration must be more than 1.8 times retry_period"]
+
+
+def test_the_relay_takes_no_mapping() -> None:
+    with_mapping = VALID.replace(
+        "    listen: 127.0.0.1:8889\n", "    listen: 127.0.0.1:8889\n    mapping: {type: t, subject: s}\n"
+    )
+    assert problems(with_mapping) == [
+        "c.yaml:29: sources[3].mapping: the http relay forwards CloudEvents as they are sent: it takes no mapping"
+    ]

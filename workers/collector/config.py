@@ -179,6 +179,13 @@ class HttpSource(_Source):
     mapping: Mapping | None = None  # type: ignore[assignment]  # a relay forwards CloudEvents as they are
     max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
 
+    @field_validator("mapping")
+    @classmethod
+    def _no_mapping(cls, value: Mapping | None) -> None:
+        if value is not None:
+            raise ValueError("the http relay forwards CloudEvents as they are sent: it takes no mapping")
+        return None
+
 
 Source = Annotated[PrometheusSource | KubernetesSource | OtelLogsSource | HttpSource, Field(discriminator="type")]
 
