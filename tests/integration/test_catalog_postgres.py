@@ -1,0 +1,194 @@
+"""The catalog's services against real Postgres: versions and the one-draft rule under simultaneous
+writers (decided by the database's unique indexes), a stored plan reading back exactly, and the
+plan add-on rules."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from ulid import ULID
+
+from adapters.postgres.catalog import PostgresAddonRepository, PostgresPlanAddonRepository, PostgresPlanRepository
+from adapters.postgres.db import create_engine, migrate, session_factory
+from adapters.postgres.features import PostgresFeatureRepository
+from domain.catalog.models import Feature
+from domain.catalog.plan_service import AddonService, ListVersionsInput, PlanAddonService, PlanService
+from domain.errors import ValidationError
+from tests.support.metering import unique
+from tests.support.services import require
+from tests.support.stack import create_database, postgres_available
+
+NS = "default"
+
+
+@dataclass
+class Catalog:
+    plans: PlanService
+    addons: AddonService
+    plan_addons: PlanAddonService
+    feature: str
+
+
+@pytest_asyncio.fixture(scope="module")
+async def catalog() -> AsyncIterator[Catalog]:
+    require(await postgres_available(), "PostgreSQL on 127.0.0.1:5432")
+    url = await create_database()
+    await migrate(url)
+    engine = create_engine(url, pool_size=8)
+    sessions = session_factory(engine)
+    features = PostgresFeatureRepository(sessions)
+    now = datetime.now(UTC)
+    await features.create(Feature(str(ULID()), NS, "tokens", "Tokens", now, now, meter_slug="tokens_total"))
+    plan_repository = PostgresPlanRepository(sessions)
+    addon_repository = PostgresAddonRepository(sessions)
+    assignments = PostgresPlanAddonRepository(sessions)
+    plans = PlanService(plan_repository, features, assignments, addon_repository)
+    addons = AddonService(addon_repository, features)
+    yield Catalog(plans, addons, PlanAddonService(assignments, plans, addons), "tokens")
+    await engine.dispose()
+
+
+def plan_body(key: str, **overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "key": key,
+        "name": "Pro",
+        "currency": "EUR",
+        "billingCadence": "P1M",
+        "phases": [
+            {
+                "key": "trial",
+                "name": "Trial",
+                "duration": "P14D",
+                "rateCards": [
+                    {"type": "flat_fee", "key": "setup", "name": "Setup", "price": {"type": "flat", "amount": "10"}}
+                ],
+            },
+            {
+                "key": "default",
+                "name": "Default",
+                "rateCards": [
+                    {
+                        "type": "usage_based",
+                        "key": "tokens",
+                        "name": "Tokens",
+                        "featureKey": "tokens",
+                        "billingCadence": "P1M",
+                        "price": {
+                            "type": "tiered",
+                            "mode": "graduated",
+                            "minimumAmount": "5",
+                            "tiers": [
+                                {
+                                    "upToAmount": "1000",
+                                    "unitPrice": {"type": "unit", "amount": "0.01"},
+                                    "flatPrice": {"type": "flat", "amount": "1"},
+                                },
+                                {"unitPrice": {"type": "unit", "amount": "0.005"}},
+                            ],
+                        },
+                        "discounts": {"percentage": {"percentage": 12.5}, "usage": {"quantity": "100"}},
+                        "taxConfig": {"behavior": "inclusive", "taxCodeId": "01G65Z755AFWAKHE12NY0CQ9FH"},
+                        "entitlementTemplate": {
+                            "type": "metered",
+                            "issueAfterReset": 100,
+                            "preserveOverageAtReset": True,
+                        },
+                    },
+                ],
+            },
+        ],
+    }
+    body.update(overrides)
+    return body
+
+
+async def test_simultaneous_creates_make_one_draft(catalog: Catalog) -> None:
+    key = unique("race")
+    results = await asyncio.gather(
+        *(catalog.plans.create(NS, plan_body(key)) for _ in range(8)), return_exceptions=True
+    )
+    created = [r for r in results if not isinstance(r, BaseException)]
+    refused = [r for r in results if isinstance(r, BaseException)]
+    assert len(created) == 1, results
+    assert all(isinstance(e, ValidationError) and e.violations[0].code == "plan_draft_exists" for e in refused)
+    page = await catalog.plans.list_plans(NS, ListVersionsInput(keys=(key,), include_deleted=True))
+    assert [p.id for p in page.items] == [created[0].id]
+
+    # With v1 published, simultaneous creates make exactly one v2 draft.
+    await catalog.plans.publish(NS, created[0].id)
+    results = await asyncio.gather(
+        *(catalog.plans.create(NS, plan_body(key)) for _ in range(8)), return_exceptions=True
+    )
+    drafts = [r for r in results if not isinstance(r, BaseException)]
+    assert [d.version for d in drafts] == [2]
+
+
+async def test_a_stored_plan_reads_back_exactly(catalog: Catalog) -> None:
+    plan = await catalog.plans.create(NS, plan_body(unique("roundtrip")))
+    stored = await catalog.plans.get(NS, plan.id)
+    assert stored.content == plan.content
+    assert stored.rest(catalog.plans.now()) == plan.rest(catalog.plans.now())
+
+
+async def test_publish_archives_the_previous_version_and_keeps_history(catalog: Catalog) -> None:
+    key = unique("history")
+    v1 = await catalog.plans.create(NS, plan_body(key))
+    await catalog.plans.publish(NS, v1.id)
+    v2 = await catalog.plans.next_version(NS, key)
+    assert v2.content == v1.content and v2.version == 2
+    await catalog.plans.publish(NS, v2.id)
+    assert (await catalog.plans.get(NS, v1.id)).status(catalog.plans.now()).value == "archived"
+    assert (await catalog.plans.get(NS, key)).id == v2.id
+    with pytest.raises(ValidationError) as archived_draft:
+        await catalog.plans.archive(NS, (await catalog.plans.next_version(NS, key)).id)
+    assert archived_draft.value.violations[0].code == "plan_invalid_status"
+
+
+async def test_plan_addon_rules(catalog: Catalog) -> None:
+    addon_body = {
+        "key": unique("addon"),
+        "name": "Boost",
+        "instanceType": "single",
+        "currency": "EUR",
+        "rateCards": [
+            {
+                "type": "flat_fee",
+                "key": "boost",
+                "name": "Boost",
+                "billingCadence": "P1M",
+                "price": {"type": "flat", "amount": "3"},
+            }
+        ],
+    }
+    addon = await catalog.addons.create(NS, addon_body)
+    await catalog.addons.publish(NS, addon.id)
+    usd_addon = await catalog.addons.create(NS, dict(addon_body, key=unique("usd_addon"), currency="USD"))
+    await catalog.addons.publish(NS, usd_addon.id)
+    weekly = await catalog.addons.create(
+        NS, dict(addon_body, key=unique("weekly"), rateCards=[dict(addon_body["rateCards"][0], billingCadence="P1W")])
+    )
+    await catalog.addons.publish(NS, weekly.id)
+    plan = await catalog.plans.create(NS, plan_body(unique("offers")))
+
+    async def refused(addon_id: str, **body: Any) -> set[tuple[str, str]]:
+        with pytest.raises(ValidationError) as error:
+            await catalog.plan_addons.create(NS, plan.id, {"addonId": addon_id, "fromPlanPhase": "default", **body})
+        return {(v.field, v.code) for v in error.value.violations}
+
+    assert ("maxQuantity", "plan_addon_max_quantity_must_not_be_set") in await refused(addon.id, maxQuantity=2)
+    assert ("addonId", "plan_addon_currency_mismatch") in await refused(usd_addon.id)
+    assert ("addon.rateCards[0].billingCadence", "rate_card_billing_cadence_unaligned") in await refused(weekly.id)
+    assigned = await catalog.plan_addons.create(NS, plan.id, {"addonId": addon.id, "fromPlanPhase": "trial"})
+    assert assigned.addon.id == addon.id
+    page = await catalog.plan_addons.list_for_plan(NS, plan.id, ListVersionsInput())
+    assert [a.addon.id for a in page.items] == [addon.id]
+    # Publishing keeps it; afterwards the offer is fixed.
+    await catalog.plans.publish(NS, plan.id)
+    with pytest.raises(ValidationError):
+        await catalog.plan_addons.delete(NS, plan.id, addon.id)
