@@ -311,3 +311,42 @@ async def test_archived_feature_keeps_its_entitlements_and_refuses_new_ones(http
     for ref in ({"featureKey": f["key"]}, {"featureId": f["id"]}):
         refused = await http.post(f"/api/v2/customers/{other['key']}/entitlements", json={**rest, **ref})
         assert refused.status_code == 404, refused.text
+
+
+async def test_reset_and_value_before_creation_on_the_kafka_path(tally_kafka: TallyProcess) -> None:
+    """The production path (events and announcements through the Kafka-protocol broker; the api
+    process serves values from its cache only while in step with the announcements)."""
+    async with httpx.AsyncClient(base_url=tally_kafka.rest_url, timeout=30) as http:
+        slug = await meter(http, "SUM")
+        f = await feature(http, slug)
+        c = await customer(http)
+        now = minute(datetime.now(UTC))
+        start = now - timedelta(hours=3)
+        body = {
+            "type": "metered",
+            "featureKey": f["key"],
+            "usagePeriod": {"interval": "MONTH", "anchor": rfc3339(start)},
+            "measureUsageFrom": rfc3339(start),
+            "grants": [
+                {"amount": 1000, "effectiveAt": rfc3339(start), "maxRolloverAmount": 1000},
+                {
+                    "amount": 1000,
+                    "effectiveAt": rfc3339(start),
+                    "priority": 3,
+                    "maxRolloverAmount": 500,
+                    "minRolloverAmount": 500,
+                },
+            ],
+        }
+        path = f"/api/v2/customers/{c['key']}/entitlements"
+        ent = await ok(await http.post(path, json=body), 201)
+        await ingest(http, [cloudevent(slug, c["key"], {"value": 2600}, time=now - timedelta(hours=2))])
+        await eventually_value(http, f"{path}/{ent['id']}", {"usage": 2600, "overage": 600})
+        reset = {"effectiveAt": rfc3339(now - timedelta(hours=1)), "preserveOverage": True}
+        assert (await http.post(f"{path}/{ent['id']}/reset", json=reset)).status_code == 204
+        got = await ok(await http.get(f"{path}/{ent['id']}/value"))
+        assert (got["usage"], got["balance"], got["overage"]) == (0, 0, 100)
+        before = rfc3339(datetime.fromisoformat(ent["createdAt"].replace("Z", "+00:00")) - timedelta(minutes=5))
+        assert await ok(await http.get(f"{path}/{f['key']}/value", params={"time": before})) == {"hasAccess": False}
+        missing = await http.get(f"/api/v1/subjects/{c['key']}/entitlements/{f['key']}/value", params={"time": before})
+        assert missing.status_code == 404
