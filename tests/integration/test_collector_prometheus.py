@@ -54,13 +54,16 @@ def prometheus(exporter: int, tmp_path_factory: pytest.TempPathFactory) -> Itera
     server.stop()
 
 
-def collector_config(tmp_path: Path, tally: TallyProcess, prometheus: PrometheusServer, event_type: str) -> Path:
+def collector_config(
+    tmp_path: Path, tally: TallyProcess, prometheus: PrometheusServer, event_type: str, replica: str = "a"
+) -> Path:
+    """One replica's config: its own buffer and metrics port, the leader lock shared by all."""
     metrics_port = free_port()
     config: dict[str, Any] = {
         "sink": {"url": f"grpc://{tally.grpc_target}", "timeout": "5s"},
         "batch": {"size": 100, "period": "200ms", "max_backoff": "1s"},
-        "buffer": {"path": str(tmp_path / "buffer.db")},
-        "leader": {"mode": "file", "file": str(tmp_path / "leader.lock"), "retry_period": "1s"},
+        "buffer": {"path": str(tmp_path / f"buffer-{replica}.db")},
+        "leader": {"mode": "file", "file": str(tmp_path / "leader.lock"), "retry_period": "1s", "lease_duration": "5s"},
         "metrics": {"listen": f"127.0.0.1:{metrics_port}"},
         "shutdown_timeout": "10s",
         "sources": [
@@ -78,14 +81,40 @@ def collector_config(tmp_path: Path, tally: TallyProcess, prometheus: Prometheus
             }
         ],
     }
-    path = tmp_path / "collector.yaml"
+    path = tmp_path / f"collector-{replica}.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
 
 
-async def subject_events(tally: TallyProcess, subject: str) -> list[Any]:
+def start(config: Path) -> CollectorProcess:
+    return CollectorProcess(
+        config, int(yaml.safe_load(config.read_text())["metrics"]["listen"].rsplit(":", 1)[1])
+    ).start()
+
+
+async def subject_events(tally: TallyProcess, subject: str, event_type: str) -> list[Any]:
     async with tally_sdk.Client(tally.grpc_target) as client:
-        return await client.list_events(subject=subject, limit=100)
+        return [e for e in await client.list_events(subject=subject, limit=100) if e.event.type == event_type]
+
+
+async def assert_every_tick_once(
+    tally: TallyProcess, http: httpx.AsyncClient, event_type: str, meter: str, at_least: int
+) -> None:
+    """Both series: one event per 1 s tick, contiguous from the first to the last, each with its value."""
+
+    async def settled() -> list[Any] | None:
+        acme, globex = await subject_events(tally, ACME, event_type), await subject_events(tally, GLOBEX, event_type)
+        return [acme, globex] if len(acme) >= at_least and len(acme) == len(globex) else None
+
+    acme, globex = await wait_for(settled, timeout=20)
+    for events, value in ((acme, Decimal("3.5")), (globex, Decimal(2))):
+        times = sorted(item.event.time.ToDatetime() for item in events)
+        assert len(times) == len(set(times)), "a tick was stored twice"
+        gaps = [b - a for a, b in itertools.pairwise(times)]
+        assert all(gap == timedelta(seconds=1) for gap in gaps), f"missing ticks: {gaps}"
+        assert {item.event.source for item in events} == {"collector/gpus"}
+        rows = await query(http, meter, subject=events[0].event.subject)
+        assert sum(Decimal(str(row["value"])) for row in rows) == value * len(times)
 
 
 async def test_prometheus_ticks_land_exactly_once_across_sigkill(
@@ -97,12 +126,17 @@ async def test_prometheus_ticks_land_exactly_once_across_sigkill(
         http, slug=total, eventType=event_type, aggregation="SUM", valueProperty="$.value", groupBy={"model": "$.model"}
     )
     config = collector_config(tmp_path, tally, prometheus, event_type)
-    metrics_port = yaml.safe_load(config.read_text())["metrics"]["listen"].rsplit(":", 1)[1]
-    collector = CollectorProcess(config, int(metrics_port)).start()
+    collector = start(config)
     try:
         await wait_for(
             lambda: asyncio.to_thread(lambda: collector.metric("tally_collector_sent_total") >= 6), timeout=30
         )
+        # /metrics tells what happened.
+        assert collector.metric("tally_collector_leader") == 1
+        assert collector.metric("tally_collector_scraped_total", 'source="gpus"') >= 6
+        assert collector.metric("tally_collector_buffered_total", 'source="gpus"') >= 6
+        assert collector.metric("tally_collector_lag_seconds") >= 0
+        assert collector.metric("tally_collector_last_run_timestamp_seconds", 'source="gpus"') > 0
         collector.stop(signal.SIGKILL)
         await asyncio.sleep(2.5)  # ticks pass while the collector is down: caught up on restart
         collector.start()
@@ -113,21 +147,37 @@ async def test_prometheus_ticks_land_exactly_once_across_sigkill(
     finally:
         collector.stop(signal.SIGKILL)
 
-    async def settled() -> list[Any] | None:
-        acme, globex = await subject_events(tally, ACME), await subject_events(tally, GLOBEX)
-        return [acme, globex] if acme and len(acme) == len(globex) else None
-
-    acme, globex = await wait_for(settled, timeout=20)
-    for events, value in ((acme, Decimal("3.5")), (globex, Decimal(2))):
-        times = sorted(item.event.time.ToDatetime() for item in events)
-        assert len(times) == len(set(times)), "a tick was stored twice"
-        gaps = [b - a for a, b in itertools.pairwise(times)]
-        assert all(gap == timedelta(seconds=1) for gap in gaps), f"missing ticks: {gaps}"
-        assert len(times) >= 6
-        assert all(item.event.type == event_type for item in events)
-        assert {item.event.source for item in events} == {"collector/gpus"}
-        rows = await query(http, total, subject=events[0].event.subject)
-        assert sum(Decimal(str(row["value"])) for row in rows) == value * len(times)
-    assert len(acme) == len(globex)
+    await assert_every_tick_once(tally, http, event_type, total, at_least=6)
     models = {row["groupBy"]["model"] for row in await query(http, total, groupBy="model", subject=ACME)}
     assert models == {"a100"}
+
+
+async def test_a_follower_takes_over_when_the_leader_is_killed(
+    prometheus: PrometheusServer, tally: TallyProcess, http: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    """Two replicas, one lock: only the leader scrapes; after kill -9 the other leads and catches up
+    on the ticks the dead leader may have missed, and each tick still lands exactly once."""
+    event_type, total = unique("gpu_usage"), unique("gpu_total")
+    await create_meter(http, slug=total, eventType=event_type, aggregation="SUM", valueProperty="$.value")
+    replicas = [start(collector_config(tmp_path, tally, prometheus, event_type, replica)) for replica in "ab"]
+    try:
+
+        async def one_leader_sent() -> list[CollectorProcess] | None:
+            leaders = [r for r in replicas if await asyncio.to_thread(r.metric, "tally_collector_leader") == 1]
+            if len(leaders) == 1 and await asyncio.to_thread(leaders[0].metric, "tally_collector_sent_total") >= 4:
+                return leaders
+            return None
+
+        (leader,) = await wait_for(one_leader_sent, timeout=30)
+        (follower,) = [r for r in replicas if r is not leader]
+        assert follower.metric("tally_collector_scraped_total", 'source="gpus"') == 0
+        leader.stop(signal.SIGKILL)
+        await wait_for(
+            lambda: asyncio.to_thread(lambda: follower.metric("tally_collector_sent_total") >= 6), timeout=30
+        )
+        assert follower.metric("tally_collector_leader") == 1
+        assert follower.stop(signal.SIGTERM) == 0, follower.log_tail()
+    finally:
+        for replica in replicas:
+            replica.stop(signal.SIGKILL)
+    await assert_every_tick_once(tally, http, event_type, total, at_least=8)

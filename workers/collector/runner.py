@@ -18,7 +18,7 @@ import fcntl
 import os
 import random
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -73,6 +73,7 @@ class Collector:
         self.pulls: list[tuple[PullSource, Ticks, int]] = []
         self.pushes: list[PushSource] = []
         self._pull_tasks: list[asyncio.Task[None]] = []
+        self._leading_since = datetime.now(UTC)
         self._metrics_runner: web.AppRunner | None = None
         for source in config.sources:
             if isinstance(source, PrometheusSource):
@@ -183,7 +184,12 @@ class Collector:
             latest = ticks.at_or_before(now)
             cursor = await self.buffer.cursor(source.name)
             if cursor is None:
-                todo = [latest]
+                # Never ran here: another replica may have led until it died, unnoticed for up to
+                # a lease (plus a retry). Run the ticks of that span too; what the old leader did
+                # already yields the same ids.
+                since = self._leading_since - timedelta(seconds=self._takeover_seconds())
+                todo, _ = ticks.between(since, latest, max(1, max_catch_up))
+                todo = todo or [latest]
             else:
                 done = datetime.fromisoformat(cursor.replace("Z", "+00:00"))
                 todo, skipped = ticks.between(done, latest, max(1, max_catch_up))
@@ -195,7 +201,12 @@ class Collector:
             wait = (ticks.after(latest) - datetime.now(UTC)).total_seconds()
             await asyncio.sleep(max(0.0, wait))
 
+    def _takeover_seconds(self) -> float:
+        leader = self.config.leader
+        return 0.0 if leader.mode == "none" else leader.lease_duration + leader.retry_period
+
     async def start_pulls(self) -> None:
+        self._leading_since = datetime.now(UTC)
         for source, ticks, max_catch_up in self.pulls:
             self._pull_tasks.append(asyncio.create_task(self.run_pull(source, ticks, max_catch_up)))
 
