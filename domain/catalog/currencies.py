@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Context, Decimal
 from typing import Final
 
 import iso4217
 from babel.numbers import get_currency_symbol
 
 DEFAULT_CURRENCY: Final = "USD"
+# Rounding needs the amount's integer digits plus the minor units: more than the default context's
+# 28 significant digits for absurd but representable amounts, which must round, not raise.
+_ROUNDING: Final = Context(prec=80)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,8 +36,8 @@ class Currency:
     unit: Decimal
 
     def round(self, amount: Decimal) -> Decimal:
-        # Positional `rounding`: the keyword form costs more on the rating engine's hot path.
-        return amount.quantize(self.unit, ROUND_HALF_UP)
+        # Positional arguments: the keyword form costs more on the rating engine's hot path.
+        return amount.quantize(self.unit, ROUND_HALF_UP, _ROUNDING)
 
     def is_rounded(self, amount: Decimal) -> bool:
         return amount == self.round(amount)

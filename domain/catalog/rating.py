@@ -15,7 +15,9 @@ How to call it
     result.lines        # DetailedLine per charge component (tier, flat fee, minimum spend, ...)
     result.totals       # amount, charges_total, discounts_total, total
 
-- `full_period` defaults to `service_period`. The line is the period's first when
+- `RatingInput.for_rate_card(card, currency, ...)` takes the price, discounts and name from a
+  catalog rate card (a free card, price None, has nothing to rate).
+- `full_period` defaults to `service_period`; `service_period` must lie within it. The line is the period's first when
   `service_period.start == full_period.start` and its last when `service_period.end ==
   full_period.end`; progressive billing is a period cut into consecutive lines, each rated with
   the usage billed by the lines before it as `pre_period_quantity` (0 on the first line).
@@ -61,7 +63,7 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import ROUND_CEILING, Decimal
+from decimal import ROUND_CEILING, Context, Decimal, localcontext
 from typing import Final, NamedTuple
 
 from domain.catalog.currencies import Currency
@@ -78,6 +80,7 @@ from domain.catalog.prices import (
     TieredPrice,
     UnitPrice,
 )
+from domain.catalog.ratecards import RateCard
 
 ZERO: Final = Decimal(0)
 ONE: Final = Decimal(1)
@@ -159,19 +162,55 @@ class RatingInput:
     prorate: bool = True
     name: str = ""
 
+    @classmethod
+    def for_rate_card(
+        cls,
+        card: RateCard,
+        currency: Currency,
+        service_period: Period,
+        full_period: Period | None = None,
+        quantity: Decimal = ZERO,
+        pre_period_quantity: Decimal = ZERO,
+        prorate: bool = True,
+    ) -> RatingInput:
+        """The input for a rate card's line: its price, discounts and name (a free card has no line)."""
+        if card.price is None:
+            raise RatingError(f"rate card {card.key!r} is free: it has no price to rate")
+        return cls(
+            card.price,
+            currency,
+            service_period,
+            full_period,
+            quantity,
+            pre_period_quantity,
+            card.discounts,
+            prorate,
+            card.name,
+        )
+
 
 # A charge component: (key, name, displayed quantity, per-unit amount, cumulative rounded amount
 # before this line, after it).
 _Component = tuple[str, str, Decimal, Decimal, Decimal, Decimal]
 _EMPTY_TOTALS: Final = Totals()
+_EXACT: Final = Context(prec=80)
 
 
 def rate(data: RatingInput) -> RatingResult:
+    # Enough digits that no product or sum is ever rounded before the one rounding to minor units
+    # (inputs carry at most 38 digits; the default context keeps 28).
+    with localcontext(_EXACT):
+        return _rate(data)
+
+
+def _rate(data: RatingInput) -> RatingResult:
     price = data.price
     full = data.full_period or data.service_period
     service = data.service_period
     if service.end < service.start or full.end < full.start:
         raise RatingError("a period must not end before it starts")
+    if service.start < full.start or service.end > full.end:
+        raise RatingError("the service period must lie within the full period")
     if type(price) is FlatPrice:
         return _rate_flat(data, price, service, full)
 

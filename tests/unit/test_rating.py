@@ -20,7 +20,9 @@ from domain.catalog.prices import (
     TieredPrice,
     UnitPrice,
 )
+from domain.catalog.ratecards import RateCard, parse_rate_card
 from domain.catalog.rating import DiscountReason, LineCategory, Period, RatingError, RatingInput, rate
+from domain.catalog.wire import Issues, Reader
 
 USD = currencies.get("USD")
 JAN = Period(datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 2, 1, tzinfo=UTC))
@@ -143,3 +145,46 @@ def test_rounds_in_the_currencys_minor_units() -> None:
     jpy, bhd = currencies.get("JPY"), currencies.get("BHD")
     assert rate(RatingInput(UnitPrice(D("0.5")), jpy, JAN, quantity=D(3))).totals.total == D(2)
     assert rate(RatingInput(UnitPrice(D("0.0005")), bhd, JAN, quantity=D(3))).totals.total == D("0.002")
+
+
+def test_service_period_must_lie_within_the_full_period() -> None:
+    later = Period(JAN.start, JAN.end + (JAN.end - MID))
+    with pytest.raises(RatingError):
+        rate(RatingInput(FlatPrice(D(10)), USD, later, JAN))
+    with pytest.raises(RatingError):
+        rate(RatingInput(UnitPrice(D(1)), USD, later, JAN, quantity=D(1)))
+
+
+def test_huge_amounts_round_instead_of_failing() -> None:
+    result = rate(RatingInput(UnitPrice(D("123456789012345678901234567890.123")), USD, JAN, quantity=D(3)))
+    assert result.totals.total == D("370370367037037036703703703670.37")
+
+
+def test_input_for_a_rate_card() -> None:
+    card, issues = parse_rate_card_for_test(
+        {
+            "type": "usage_based",
+            "key": "api",
+            "name": "API calls",
+            "featureKey": "api",
+            "billingCadence": "P1M",
+            "price": {"type": "unit", "amount": "0.5"},
+            "discounts": {"usage": {"quantity": "2"}},
+        }
+    )
+    assert card is not None and not issues.errors
+    result = rate(RatingInput.for_rate_card(card, USD, JAN, quantity=D(10)))
+    assert (result.totals.total, result.usage_discount_quantity, result.lines[0].name) == (
+        D("4.00"),
+        D(2),
+        "API calls: usage in period",
+    )
+    free, _ = parse_rate_card_for_test({"type": "flat_fee", "key": "free", "name": "Free", "price": None})
+    assert free is not None
+    with pytest.raises(RatingError):
+        RatingInput.for_rate_card(free, USD, JAN)
+
+
+def parse_rate_card_for_test(data: dict[str, object]) -> tuple[RateCard | None, Issues]:
+    reader = Reader()
+    return parse_rate_card(reader, data, "rateCard"), reader.issues
