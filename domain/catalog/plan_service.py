@@ -210,6 +210,13 @@ class PlanService:
             raise NotFoundError("plan", id_or_key)
         return max(active, key=lambda p: p.version)
 
+    async def get_version(self, namespace: str, key: str, version: int) -> Plan:
+        """One version of a plan by key (any status; not deleted): what a subscription references."""
+        for plan in await self._plans.list_plans(namespace, [key]):
+            if plan.version == version:
+                return plan
+        raise NotFoundError("plan", f"{key} v{version}")
+
     async def list_plans(self, namespace: str, data: ListVersionsInput) -> Page:
         plans = await self._plans.list_plans(namespace, data.keys, include_deleted=data.include_deleted)
         return _page(plans, data, tuple(s.value for s in PlanStatus), PLAN_ORDER_BY, self._clock())
@@ -357,6 +364,13 @@ class AddonService:
         if not active:
             raise NotFoundError("add-on", id_or_key)
         return max(active, key=lambda a: a.version)
+
+    async def get_version(self, namespace: str, key: str, version: int) -> Addon:
+        """One version of an add-on by key (any status; not deleted)."""
+        for addon in await self._addons.list_addons(namespace, [key]):
+            if addon.version == version:
+                return addon
+        raise NotFoundError("add-on", f"{key} v{version}")
 
     async def list_addons(self, namespace: str, data: ListVersionsInput) -> Page:
         addons = await self._addons.list_addons(namespace, data.keys, include_deleted=data.include_deleted)

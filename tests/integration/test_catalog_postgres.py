@@ -19,7 +19,7 @@ from adapters.postgres.db import create_engine, migrate, session_factory
 from adapters.postgres.features import PostgresFeatureRepository
 from domain.catalog.models import Feature
 from domain.catalog.plan_service import AddonService, ListVersionsInput, PlanAddonService, PlanService
-from domain.errors import ValidationError
+from domain.errors import NotFoundError, ValidationError
 from tests.support.metering import unique
 from tests.support.services import require
 from tests.support.stack import create_database, postgres_available
@@ -145,6 +145,9 @@ async def test_publish_archives_the_previous_version_and_keeps_history(catalog: 
     await catalog.plans.publish(NS, v2.id)
     assert (await catalog.plans.get(NS, v1.id)).status(catalog.plans.now()).value == "archived"
     assert (await catalog.plans.get(NS, key)).id == v2.id
+    assert (await catalog.plans.get_version(NS, key, 1)).id == v1.id
+    with pytest.raises(NotFoundError):
+        await catalog.plans.get_version(NS, key, 7)
     with pytest.raises(ValidationError) as archived_draft:
         await catalog.plans.archive(NS, (await catalog.plans.next_version(NS, key)).id)
     assert archived_draft.value.violations[0].code == "plan_invalid_status"
@@ -168,6 +171,7 @@ async def test_plan_addon_rules(catalog: Catalog) -> None:
     }
     addon = await catalog.addons.create(NS, addon_body)
     await catalog.addons.publish(NS, addon.id)
+    assert (await catalog.addons.get_version(NS, addon_body["key"], 1)).id == addon.id
     usd_addon = await catalog.addons.create(NS, dict(addon_body, key=unique("usd_addon"), currency="USD"))
     await catalog.addons.publish(NS, usd_addon.id)
     weekly = await catalog.addons.create(
