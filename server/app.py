@@ -34,13 +34,33 @@ from server.config import Settings
 from server.context import RequestContext
 from server.envoy import Envoy
 from server.interceptors import ErrorInterceptor
-from server.wiring import Deps, Servicer, StopStep, Wire, auth, billing, catalog, entitlements, metering, notifications
+from server.wiring import (
+    Deps,
+    Servicer,
+    StopStep,
+    Wire,
+    auth,
+    billing,
+    catalog,
+    entitlements,
+    metering,
+    notifications,
+    subscriptions,
+)
 from workers.sink import EventSink, MeterCatalog
 
 log = structlog.get_logger(__name__)
 
 # Every domain area, in dependency order (an area may use services of those before it).
-AREAS: Sequence[Wire] = (metering.wire, entitlements.wire, catalog.wire, notifications.wire, billing.wire, auth.wire)
+AREAS: Sequence[Wire] = (
+    metering.wire,
+    entitlements.wire,
+    catalog.wire,
+    subscriptions.wire,
+    notifications.wire,
+    billing.wire,
+    auth.wire,
+)
 
 
 @dataclass

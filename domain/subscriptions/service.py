@@ -113,6 +113,13 @@ class SubscriptionService:
     def now(self) -> datetime:
         return self._clock()
 
+    async def guard_customer_delete(self, namespace: str, customer: Customer) -> None:
+        """A customer delete guard (CustomerService.delete_guards): not while a subscription runs."""
+        if await self._repository.has_live(namespace, customer.id, self._clock()):
+            raise ConflictError(
+                f"customer {customer.id} still has active subscriptions, please cancel them before deleting the customer"
+            )
+
     # -----------------------------------------------------------------------------------------
     # create
 

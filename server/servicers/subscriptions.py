@@ -1,0 +1,263 @@
+"""SubscriptionService: proto <-> domain.
+
+Requests map field by field onto the domain's inputs (rate cards and phases in customizations are
+read by the catalog's parser, with OpenMeter's field paths); answers are the domain's
+OpenMeter-shaped dicts (domain/subscriptions/wire.py) read into the response messages, as the
+catalog servicers do.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from google.protobuf import empty_pb2, json_format
+from google.protobuf.message import Message
+from ulid import ULID
+
+from domain.entitlements.recurrence import IsoDuration
+from domain.errors import ValidationError, Violations
+from domain.pagination import Pagination, SortOrder, parse_order, parse_order_by
+from domain.subscriptions import edits
+from domain.subscriptions.catalog import CatalogRateCards
+from domain.subscriptions.models import (
+    ChangeSubscriptionInput,
+    CreateSubscriptionInput,
+    PlanSelector,
+    Subscription,
+    Timing,
+)
+from domain.subscriptions.service import SubscriptionService
+from domain.subscriptions.timeline import PhaseSpec
+from domain.subscriptions.wire import expanded_rest, subscription_rest
+from server.context import RequestContext
+from server.convert import optional_str, timestamp_or_none
+from server.rest import ServicerContext as Ctx
+from server.rest import rest_hints
+from tally.v1 import subscriptions_pb2, subscriptions_pb2_grpc
+
+M = TypeVar("M", bound=Message)
+STATUSES = ("active", "inactive", "canceled", "scheduled")
+
+
+def _message(data: dict[str, Any], target: M) -> M:
+    json_format.ParseDict(data, target, ignore_unknown_fields=True)
+    return target
+
+
+def _body(message: Message) -> dict[str, Any]:
+    body: dict[str, Any] = json_format.MessageToDict(message)
+    return body
+
+
+def _duration(text: str | None, field: str, required: bool) -> IsoDuration | None:
+    if not text:
+        if required:
+            raise ValidationError.single(field, "required", "required")
+        return None
+    return IsoDuration.parse(text, field)
+
+
+class SubscriptionServicer(subscriptions_pb2_grpc.SubscriptionServiceServicer):
+    def __init__(self, subscriptions: SubscriptionService, request: RequestContext) -> None:
+        self._subscriptions = subscriptions
+        self._request = request
+        self._rate_cards = CatalogRateCards()
+
+    def _sub(self, sub: Subscription) -> subscriptions_pb2.Subscription:
+        return _message(subscription_rest(sub, self._subscriptions.now()), subscriptions_pb2.Subscription())
+
+    def _expanded(self, sub: Subscription) -> subscriptions_pb2.SubscriptionExpanded:
+        data = expanded_rest(sub, self._subscriptions.now(), self._rate_cards)
+        return _message(data, subscriptions_pb2.SubscriptionExpanded())
+
+    async def CreateSubscription(
+        self, request: subscriptions_pb2.CreateSubscriptionRequest, context: Ctx
+    ) -> subscriptions_pb2.Subscription:
+        if request.HasField("custom_plan"):
+            raise ValidationError.single(
+                "customPlan", "custom plans are not supported yet: publish the plan and subscribe to it", "unsupported"
+            )
+        if not request.HasField("plan"):
+            raise ValidationError.single("plan", "plan {key, version?} is required", "required")
+        data = CreateSubscriptionInput(
+            namespace=self._request.namespace(context),
+            plan=PlanSelector(request.plan.key, request.plan.version if request.plan.HasField("version") else None),
+            customer_id=request.customer_id or None,
+            customer_key=request.customer_key or None,
+            timing=Timing.parse(optional_str(request, "timing")),
+            billing_anchor=timestamp_or_none(request, "billing_anchor"),
+            starting_phase=optional_str(request, "starting_phase"),
+            name=optional_str(request, "name"),
+            description=optional_str(request, "description"),
+            metadata=dict(request.metadata),
+            settlement_mode=optional_str(request, "settlement_mode"),
+        )
+        created = await self._subscriptions.create(data)
+        await rest_hints(context, http_code=201)
+        return self._sub(created)
+
+    async def GetSubscription(
+        self, request: subscriptions_pb2.GetSubscriptionRequest, context: Ctx
+    ) -> subscriptions_pb2.SubscriptionExpanded:
+        sub = await self._subscriptions.get(self._request.namespace(context), request.subscription_id)
+        return self._expanded(sub)
+
+    def _operation(self, index: int, op: subscriptions_pb2.SubscriptionEditOperation) -> edits.EditOperation:
+        path = f"customizations[{index}]"
+        phase_key = optional_str(op, "phase_key")
+        kind = op.op
+        if kind in ("add_item", "remove_item", "remove_phase", "stretch_phase") and not phase_key:
+            raise ValidationError.single(f"{path}.phaseKey", "required", "required")
+        if kind == "add_item":
+            if not op.HasField("rate_card"):
+                raise ValidationError.single(f"{path}.rateCard", "required", "required")
+            card = self._rate_cards.parse(_body(op.rate_card), f"{path}.rateCard")
+            return edits.AddItem(phase_key or "", card, str(ULID()))
+        if kind == "remove_item":
+            item_key = optional_str(op, "item_key")
+            if not item_key:
+                raise ValidationError.single(f"{path}.itemKey", "required", "required")
+            return edits.RemoveItem(phase_key or "", item_key)
+        if kind == "add_phase":
+            if not op.HasField("phase"):
+                raise ValidationError.single(f"{path}.phase", "required", "required")
+            p = op.phase
+            if not p.key or not p.name:
+                raise ValidationError.single(f"{path}.phase.key", "key and name are required", "required")
+            start_after = _duration(optional_str(p, "start_after"), f"{path}.phase.startAfter", False) or IsoDuration()
+            duration = _duration(optional_str(p, "duration"), f"{path}.phase.duration", False)
+            return edits.AddPhase(
+                PhaseSpec(str(ULID()), p.key, p.name, start_after, (), optional_str(p, "description"), duration)
+            )
+        if kind == "remove_phase":
+            return edits.RemovePhase(phase_key or "", optional_str(op, "shift") or "")
+        if kind == "stretch_phase":
+            text = optional_str(op, "extend_by") or ""
+            negative = text.startswith("-")
+            extend = _duration(text.lstrip("-"), f"{path}.extendBy", True)
+            assert extend is not None
+            return edits.StretchPhase(phase_key or "", extend, negative)
+        if kind == "unschedule_edit":
+            return edits.UnscheduleEdit()
+        raise ValidationError.single(
+            f"{path}.op",
+            "must be one of add_item, remove_item, add_phase, remove_phase, stretch_phase, unschedule_edit",
+            "invalid_enum",
+        )
+
+    async def EditSubscription(
+        self, request: subscriptions_pb2.EditSubscriptionRequest, context: Ctx
+    ) -> subscriptions_pb2.Subscription:
+        if len(request.customizations) > edits.MAX_CUSTOMIZATIONS:
+            raise ValidationError.single(
+                "customizations", f"at most {edits.MAX_CUSTOMIZATIONS} operations", "too_many_customizations"
+            )
+        operations = [self._operation(i, op) for i, op in enumerate(request.customizations)]
+        timing = Timing.parse(optional_str(request, "timing"))
+        sub = await self._subscriptions.edit(
+            self._request.namespace(context), request.subscription_id, operations, timing
+        )
+        return self._sub(sub)
+
+    async def DeleteSubscription(
+        self, request: subscriptions_pb2.DeleteSubscriptionRequest, context: Ctx
+    ) -> empty_pb2.Empty:
+        await self._subscriptions.delete(self._request.namespace(context), request.subscription_id)
+        await rest_hints(context, http_code=204)
+        return empty_pb2.Empty()
+
+    async def CancelSubscription(
+        self, request: subscriptions_pb2.CancelSubscriptionRequest, context: Ctx
+    ) -> subscriptions_pb2.Subscription:
+        timing = Timing.parse(optional_str(request, "timing"))
+        sub = await self._subscriptions.cancel(self._request.namespace(context), request.subscription_id, timing)
+        return self._sub(sub)
+
+    async def UnscheduleCancelation(
+        self, request: subscriptions_pb2.UnscheduleCancelationRequest, context: Ctx
+    ) -> subscriptions_pb2.Subscription:
+        namespace = self._request.namespace(context)
+        return self._sub(await self._subscriptions.unschedule_cancelation(namespace, request.subscription_id))
+
+    async def RestoreSubscription(
+        self, request: subscriptions_pb2.RestoreSubscriptionRequest, context: Ctx
+    ) -> subscriptions_pb2.Subscription:
+        namespace = self._request.namespace(context)
+        return self._sub(await self._subscriptions.restore(namespace, request.subscription_id))
+
+    async def _change_response(
+        self, result: tuple[Subscription, Subscription]
+    ) -> subscriptions_pb2.SubscriptionChangeResponse:
+        current, following = result
+        return subscriptions_pb2.SubscriptionChangeResponse(current=self._sub(current), next=self._expanded(following))
+
+    async def ChangeSubscription(
+        self, request: subscriptions_pb2.ChangeSubscriptionRequest, context: Ctx
+    ) -> subscriptions_pb2.SubscriptionChangeResponse:
+        if request.HasField("custom_plan"):
+            raise ValidationError.single(
+                "customPlan", "custom plans are not supported yet: publish the plan and change to it", "unsupported"
+            )
+        if not request.HasField("plan") or not request.plan.key:
+            raise ValidationError.single("plan.key", "required", "required")
+        data = ChangeSubscriptionInput(
+            namespace=self._request.namespace(context),
+            subscription_id=request.subscription_id,
+            plan=PlanSelector(request.plan.key, request.plan.version if request.plan.HasField("version") else None),
+            timing=Timing.parse(request.timing, default=None),
+            billing_anchor=timestamp_or_none(request, "billing_anchor"),
+            starting_phase=optional_str(request, "starting_phase"),
+            name=optional_str(request, "name"),
+            description=optional_str(request, "description"),
+            metadata=dict(request.metadata) or None,
+        )
+        return await self._change_response(await self._subscriptions.change(data))
+
+    async def MigrateSubscription(
+        self, request: subscriptions_pb2.MigrateSubscriptionRequest, context: Ctx
+    ) -> subscriptions_pb2.SubscriptionChangeResponse:
+        namespace = self._request.namespace(context)
+        current = await self._subscriptions.get(namespace, request.subscription_id)
+        if current.plan is None:
+            raise ValidationError.single("subscriptionId", "a subscription without a plan cannot migrate", "no_plan")
+        version = request.target_version if request.HasField("target_version") else None
+        if version is not None and version < 1:
+            raise ValidationError.single("targetVersion", "must be at least 1", "out_of_range")
+        data = ChangeSubscriptionInput(
+            namespace=namespace,
+            subscription_id=request.subscription_id,
+            plan=PlanSelector(current.plan.key, version),
+            timing=Timing.parse(optional_str(request, "timing")),
+            billing_anchor=timestamp_or_none(request, "billing_anchor"),
+            starting_phase=optional_str(request, "starting_phase"),
+        )
+        return await self._change_response(await self._subscriptions.change(data, migrate=True))
+
+    async def ListCustomerSubscriptions(
+        self, request: subscriptions_pb2.ListCustomerSubscriptionsRequest, context: Ctx
+    ) -> subscriptions_pb2.ListSubscriptionsResponse:
+        for index, status in enumerate(request.status):
+            if status not in STATUSES:
+                raise ValidationError.single(f"status[{index}]", f"must be one of {', '.join(STATUSES)}", "invalid_enum")
+        namespace = self._request.namespace(context)
+        subs = await self._subscriptions.list_for_customer(namespace, request.customer_id_or_key)
+        now = self._subscriptions.now()
+        if request.status:
+            subs = [s for s in subs if s.status(now) in request.status]
+        problems = Violations()
+        order_by = parse_order_by(optional_str(request, "order_by"), ("activeFrom", "activeTo"), "activeFrom", problems)
+        problems.raise_if_any()
+        far = now.replace(year=9999)
+        key = (lambda s: (s.active_from, s.id)) if order_by == "activeFrom" else (lambda s: (s.active_to or far, s.id))
+        subs.sort(key=key, reverse=parse_order(optional_str(request, "order")) is SortOrder.DESC)
+        pagination = Pagination(
+            request.page if request.HasField("page") else None,
+            request.page_size if request.HasField("page_size") else None,
+        ).validate()
+        chunk = pagination.apply(subs)
+        return subscriptions_pb2.ListSubscriptionsResponse(
+            items=[self._sub(s) for s in chunk],
+            total_count=len(subs),
+            page=pagination.effective_page,
+            page_size=pagination.effective_page_size,
+        )

@@ -1,0 +1,40 @@
+"""Subscriptions: plans applied to customers, and the entitlements they manage.
+
+Wired after the catalog (plans) and entitlements (customers, the managed-entitlement API). A
+customer with a live subscription cannot be deleted (the customers service asks before deleting).
+"""
+
+from __future__ import annotations
+
+from adapters.postgres.subscriptions import PostgresSubscriptionRepository
+from domain.subscriptions.catalog import CatalogRateCards
+from domain.subscriptions.entitlements import EntitlementBridge
+from domain.subscriptions.plans import CatalogPlans
+from domain.subscriptions.service import SubscriptionService
+from server.servicers.subscriptions import SubscriptionServicer
+from server.wiring import Deps, Servicer
+from tally.v1 import subscriptions_pb2_grpc
+
+
+async def wire(deps: Deps) -> list[Servicer]:
+    customers = deps.services["customers"]
+    rate_cards = CatalogRateCards()
+    subscriptions = SubscriptionService(
+        PostgresSubscriptionRepository(deps.sessions, rate_cards),
+        CatalogPlans(deps.services["plans"]),
+        customers,
+        rate_cards,
+        EntitlementBridge(deps.services["entitlements"], customers),
+    )
+    # Subscriptions ask first: their message says what to do (cancel), the managed entitlements' would not.
+    customers.delete_guards.insert(0, subscriptions.guard_customer_delete)
+    deps.services["subscriptions"] = subscriptions
+    if not deps.has_role("api"):
+        return []
+    return [
+        Servicer(
+            subscriptions_pb2_grpc.add_SubscriptionServiceServicer_to_server,
+            SubscriptionServicer(subscriptions, deps.request),
+            "tally.v1.SubscriptionService",
+        )
+    ]

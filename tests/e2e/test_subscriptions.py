@@ -1,0 +1,230 @@
+"""Subscriptions through Envoy with OpenMeter's official Python SDK, and over gRPC.
+
+A plan is published through the catalog API, a customer subscribes, and the subscription is read
+expanded, edited, canceled and restored, changed to another plan; its managed entitlement exists
+and cannot be deleted (403). A second subscription for the customer answers 409 with OpenMeter's
+code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+import httpx
+import pytest
+from corehttp.exceptions import HttpResponseError
+from openmeter import Client
+
+from tally.v1 import subscriptions_pb2, subscriptions_pb2_grpc
+from tests.support.metering import unique
+from tests.support.stack import TallyProcess
+
+
+def plan_body(key: str, feature: str, base: str = "49") -> dict[str, Any]:
+    return {
+        "key": key,
+        "name": key.title(),
+        "currency": "USD",
+        "billingCadence": "P1M",
+        "phases": [
+            {
+                "key": "trial",
+                "name": "Trial",
+                "duration": "P1M",
+                "rateCards": [
+                    {
+                        "type": "flat_fee",
+                        "key": "base",
+                        "name": "Base",
+                        "billingCadence": "P1M",
+                        "price": {"type": "flat", "amount": "0", "paymentTerm": "in_advance"},
+                    }
+                ],
+            },
+            {
+                "key": "default",
+                "name": "Default",
+                "rateCards": [
+                    {
+                        "type": "flat_fee",
+                        "key": "base",
+                        "name": "Base",
+                        "billingCadence": "P1M",
+                        "price": {"type": "flat", "amount": base, "paymentTerm": "in_advance"},
+                    },
+                    {
+                        "type": "usage_based",
+                        "key": feature,
+                        "name": "Tokens",
+                        "featureKey": feature,
+                        "billingCadence": "P1M",
+                        "price": {"type": "unit", "amount": "0.001"},
+                        "entitlementTemplate": {"type": "metered", "issueAfterReset": 1000},
+                    },
+                ],
+            },
+        ],
+    }
+
+
+def setup_catalog(http: httpx.Client, feature: str) -> None:
+    meter = http.post(
+        "/api/v1/meters",
+        json={"slug": feature, "eventType": feature, "aggregation": "SUM", "valueProperty": "$.tokens"},
+    )
+    assert meter.status_code == 201, meter.text
+    created = http.post("/api/v1/features", json={"key": feature, "name": feature, "meterSlug": feature})
+    assert created.status_code == 201, created.text
+
+
+def publish(http: httpx.Client, body: dict[str, Any]) -> dict[str, Any]:
+    plan = http.post("/api/v1/plans", json=body)
+    assert plan.status_code == 201, plan.text
+    published = http.post(f"/api/v1/plans/{plan.json()['id']}/publish")
+    assert published.status_code == 200, published.text
+    return published.json()
+
+
+def test_subscription_lifecycle_with_the_openmeter_sdk(tally: TallyProcess) -> None:
+    feature = unique("sub_tokens")
+    http = httpx.Client(base_url=tally.rest_url, timeout=30)
+    setup_catalog(http, feature)
+    key = unique("pro")
+    plan = publish(http, plan_body(key, feature))
+    client = Client(endpoint=tally.rest_url)
+    customer_key = unique("sub_customer")
+    client.customers.create({"name": "Sub Co", "key": customer_key, "usageAttribution": {"subjectKeys": [customer_key]}})
+
+    sub = client.subscriptions.create({"plan": {"key": key}, "customerKey": customer_key})
+    assert sub.status == "active" and sub.plan.key == key and sub.plan.version == plan["version"]
+    assert sub["billingCadence"] == "P1M" and sub.currency == "USD"
+
+    expanded = client.subscriptions.get_expanded(sub.id)
+    assert [p.key for p in expanded.phases] == ["trial", "default"]
+    assert [i.key for i in expanded.phases[0]["items"]] == ["base"]
+    assert set(expanded.phases[1].item_timelines) == {"base", feature}
+
+    # One subscription per customer at a time.
+    with pytest.raises(HttpResponseError) as second:
+        client.subscriptions.create({"plan": {"key": key}, "customerKey": customer_key})
+    assert second.value.status_code == 409
+    problem = second.value.response.json()
+    assert problem["extensions"]["validationErrors"][0]["code"] == "only_single_subscription_allowed_per_customer_at_a_time"
+
+    # Edit: add an item to the current phase.
+    edited = client.subscriptions.edit(
+        sub.id,
+        {
+            "customizations": [
+                {
+                    "op": "add_item",
+                    "phaseKey": "trial",
+                    "rateCard": {
+                        "type": "flat_fee",
+                        "key": "support",
+                        "name": "Support",
+                        "billingCadence": "P1M",
+                        "price": {"type": "flat", "amount": "10", "paymentTerm": "in_advance"},
+                    },
+                }
+            ]
+        },
+    )
+    assert edited.id == sub.id
+    after_edit = client.subscriptions.get_expanded(sub.id)
+    assert {i.key for i in after_edit.phases[0]["items"]} == {"base", "support"}
+    bad = http.patch(
+        f"/api/v1/subscriptions/{sub.id}",
+        json={"customizations": [{"op": "remove_item", "phaseKey": "nope", "itemKey": "base"}]},
+    )
+    assert bad.status_code == 400
+    assert bad.json()["extensions"]["validationErrors"][0]["field"] == "customizations[0].phaseKey"
+
+    # Cancel at the end of the billing cycle, then take it back.
+    canceled = client.subscriptions.cancel(sub.id, {"timing": "next_billing_cycle"})
+    assert canceled.status == "canceled" and canceled.active_to is not None
+    restored = client.subscriptions.unschedule_cancelation(sub.id)
+    assert restored.status == "active" and restored.active_to is None
+    off_cycle = http.post(f"/api/v1/subscriptions/{sub.id}/cancel", json={"timing": "2031-01-01T00:00:17Z"})
+    assert off_cycle.status_code == 400
+
+    # Change to another plan: {current, next}, the same billing cycle.
+    other = unique("team")
+    publish(http, plan_body(other, feature, base="99"))
+    changed = client.subscriptions.change(sub.id, {"timing": "immediate", "plan": {"key": other}})
+    assert changed.current.id == sub.id and changed.current.active_to is not None
+    assert changed.next.plan.key == other and changed.next.active_from == changed.current.active_to
+
+    listed = client.customers.list_customer_subscriptions(customer_key)
+    assert {s.id for s in listed["items"]} == {sub.id, changed.next.id}
+
+
+def test_managed_entitlement_follows_the_item_and_cannot_be_deleted(tally: TallyProcess) -> None:
+    feature = unique("sub_calls")
+    http = httpx.Client(base_url=tally.rest_url, timeout=30)
+    setup_catalog(http, feature)
+    key = unique("starter")
+    body = plan_body(key, feature)
+    body["phases"] = body["phases"][1:]  # straight into the phase with the metered item
+    publish(http, body)
+    customer_key = unique("ent_customer")
+    assert http.post("/api/v1/customers", json={"name": "E", "key": customer_key}).status_code == 201
+    created = http.post("/api/v1/subscriptions", json={"plan": {"key": key}, "customerKey": customer_key})
+    assert created.status_code == 201, created.text
+
+    entitlements = http.get(f"/api/v2/customers/{customer_key}/entitlements")
+    assert entitlements.status_code == 200, entitlements.text
+    items = entitlements.json()["items"] if isinstance(entitlements.json(), dict) else entitlements.json()
+    managed = [e for e in items if e["featureKey"] == feature]
+    assert len(managed) == 1
+    entitlement = managed[0]
+    assert entitlement["annotations"]["subscription.id"] == created.json()["id"]
+    value = http.get(f"/api/v2/customers/{customer_key}/entitlements/{feature}/value")
+    assert value.status_code == 200 and value.json()["hasAccess"] is True
+    assert value.json()["balance"] == 1000
+
+    refused = http.delete(f"/api/v2/customers/{customer_key}/entitlements/{entitlement['id']}")
+    assert refused.status_code == 403
+    # A customer with a live subscription cannot be deleted either.
+    assert http.delete(f"/api/v1/customers/{customer_key}").status_code in (400, 409)
+
+    # Canceling ends the managed entitlement with the subscription.
+    canceled = http.post(f"/api/v1/subscriptions/{created.json()['id']}/cancel", json={"timing": "next_billing_cycle"})
+    assert canceled.status_code == 200, canceled.text
+    again = http.get(f"/api/v2/customers/{customer_key}/entitlements")
+    items = again.json()["items"] if isinstance(again.json(), dict) else again.json()
+    ended = [e for e in items if e["featureKey"] == feature]
+    assert ended and ended[0].get("activeTo") == canceled.json()["activeTo"]
+
+
+async def test_subscriptions_over_grpc(tally: TallyProcess) -> None:
+    feature = unique("sub_grpc")
+    http = httpx.Client(base_url=tally.rest_url, timeout=30)
+    setup_catalog(http, feature)
+    key = unique("grpc_plan")
+    publish(http, plan_body(key, feature))
+    customer_key = unique("grpc_customer")
+    assert http.post("/api/v1/customers", json={"name": "G", "key": customer_key}).status_code == 201
+    async with grpc.aio.insecure_channel(tally.grpc_target) as channel:
+        stub = subscriptions_pb2_grpc.SubscriptionServiceStub(channel)
+        sub = await stub.CreateSubscription(
+            subscriptions_pb2.CreateSubscriptionRequest(
+                plan=subscriptions_pb2.PlanReferenceInput(key=key), customer_key=customer_key
+            )
+        )
+        assert sub.status == "active"
+        expanded = await stub.GetSubscription(subscriptions_pb2.GetSubscriptionRequest(subscription_id=sub.id))
+        assert [p.key for p in expanded.phases] == ["trial", "default"]
+        assert expanded.phases[1].items[0].price.type == "flat"
+        with pytest.raises(grpc.aio.AioRpcError) as conflict:
+            await stub.CreateSubscription(
+                subscriptions_pb2.CreateSubscriptionRequest(
+                    plan=subscriptions_pb2.PlanReferenceInput(key=key), customer_key=customer_key
+                )
+            )
+        assert conflict.value.code() == grpc.StatusCode.ALREADY_EXISTS
+        canceled = await stub.CancelSubscription(
+            subscriptions_pb2.CancelSubscriptionRequest(subscription_id=sub.id, timing="next_billing_cycle")
+        )
+        assert canceled.status == "canceled"
