@@ -238,7 +238,9 @@ class SubscriptionServicer(subscriptions_pb2_grpc.SubscriptionServiceServicer):
     ) -> subscriptions_pb2.ListSubscriptionsResponse:
         for index, status in enumerate(request.status):
             if status not in STATUSES:
-                raise ValidationError.single(f"status[{index}]", f"must be one of {', '.join(STATUSES)}", "invalid_enum")
+                raise ValidationError.single(
+                    f"status[{index}]", f"must be one of {', '.join(STATUSES)}", "invalid_enum"
+                )
         namespace = self._request.namespace(context)
         subs = await self._subscriptions.list_for_customer(namespace, request.customer_id_or_key)
         now = self._subscriptions.now()

@@ -94,7 +94,9 @@ def test_subscription_lifecycle_with_the_openmeter_sdk(tally: TallyProcess) -> N
     plan = publish(http, plan_body(key, feature))
     client = Client(endpoint=tally.rest_url)
     customer_key = unique("sub_customer")
-    client.customers.create({"name": "Sub Co", "key": customer_key, "usageAttribution": {"subjectKeys": [customer_key]}})
+    client.customers.create(
+        {"name": "Sub Co", "key": customer_key, "usageAttribution": {"subjectKeys": [customer_key]}}
+    )
 
     sub = client.subscriptions.create({"plan": {"key": key}, "customerKey": customer_key})
     assert sub.status == "active" and sub.plan.key == key and sub.plan.version == plan["version"]
@@ -110,7 +112,10 @@ def test_subscription_lifecycle_with_the_openmeter_sdk(tally: TallyProcess) -> N
         client.subscriptions.create({"plan": {"key": key}, "customerKey": customer_key})
     assert second.value.status_code == 409
     problem = second.value.response.json()
-    assert problem["extensions"]["validationErrors"][0]["code"] == "only_single_subscription_allowed_per_customer_at_a_time"
+    assert (
+        problem["extensions"]["validationErrors"][0]["code"]
+        == "only_single_subscription_allowed_per_customer_at_a_time"
+    )
 
     # Edit: add an item to the current phase.
     edited = client.subscriptions.edit(
