@@ -207,15 +207,13 @@ def _rate(data: RatingInput) -> RatingResult:
     price = data.price
     full = data.full_period or data.service_period
     service = data.service_period
-    if service.end < service.start or full.end < full.start:
-        raise RatingError("a period must not end before it starts")
-    if service.start < full.start or service.end > full.end:
-        raise RatingError("the service period must lie within the full period")
+    if not (full.start <= service.start <= service.end <= full.end):
+        raise RatingError("the service period must lie within the full period, and neither may end before it starts")
     if type(price) is FlatPrice:
         return _rate_flat(data, price, service, full)
 
-    first = service.start <= full.start
-    last = service.end >= full.end
+    first = service.start == full.start
+    last = service.end == full.end
     quantity = data.quantity
     pre = data.pre_period_quantity
     if quantity < 0 or pre < 0:
