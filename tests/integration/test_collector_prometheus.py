@@ -155,8 +155,8 @@ async def test_prometheus_ticks_land_exactly_once_across_sigkill(
 async def test_a_follower_takes_over_when_the_leader_is_killed(
     prometheus: PrometheusServer, tally: TallyProcess, http: httpx.AsyncClient, tmp_path: Path
 ) -> None:
-    """Two replicas, one lock: only the leader scrapes; after kill -9 the other leads and catches up
-    on the ticks the dead leader may have missed, and each tick still lands exactly once."""
+    """Two replicas, one lock: only the leader scrapes; when it hangs and is killed the other leads
+    and catches up on the ticks the dead leader missed, and each tick still lands exactly once."""
     event_type, total = unique("gpu_usage"), unique("gpu_total")
     await create_meter(http, slug=total, eventType=event_type, aggregation="SUM", valueProperty="$.value")
     replicas = [start(collector_config(tmp_path, tally, prometheus, event_type, replica)) for replica in "ab"]
@@ -171,6 +171,11 @@ async def test_a_follower_takes_over_when_the_leader_is_killed(
         (leader,) = await wait_for(one_leader_sent, timeout=30)
         (follower,) = [r for r in replicas if r is not leader]
         assert follower.metric("tally_collector_scraped_total", 'source="gpus"') == 0
+        # The leader hangs for a few ticks, then dies: the lock is released only at its death, so
+        # the ticks it missed are older than the follower's first own tick.
+        assert leader.process is not None
+        leader.process.send_signal(signal.SIGSTOP)
+        await asyncio.sleep(3)
         leader.stop(signal.SIGKILL)
         await wait_for(
             lambda: asyncio.to_thread(lambda: follower.metric("tally_collector_sent_total") >= 6), timeout=30
