@@ -4,7 +4,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 VENV_STAMP := .venv/.installed
 
-.PHONY: run test etoe gen gen-check lint fmt build bench up down server clean
+.PHONY: run test etoe gen gen-check lint fmt build bench up down roles server clean
 
 $(VENV_STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3.11 -m venv .venv || python3 -m venv .venv
@@ -79,12 +79,16 @@ build: $(VENV_STAMP)
 bench: $(VENV_STAMP)
 	$(PY) -m tests.bench.run
 
-## up / down: the production-like local services (Postgres check, Kafka-protocol broker)
+## up / down: the production-like local services (Postgres check, Kafka-protocol broker, ClickHouse HTTP endpoint)
 up: $(VENV_STAMP)
 	$(PY) -m tests.support.services up
 
 down: $(VENV_STAMP)
 	$(PY) -m tests.support.services down
+
+## roles: every role (api, sink, balance, notify, billing) in its own process against `make up`'s services
+roles: $(VENV_STAMP)
+	$(PY) -m tests.support.services roles
 
 clean:
 	rm -rf .tally .bench dist build *.egg-info

@@ -10,8 +10,10 @@ announced while it was down and replicas share the partitions.
 Staleness: a listener tracks how far it has read. Every `sync_interval` it asks the broker for the
 end offsets and records the moment it asked once it has handled everything up to them; `synced_within`
 then says whether every announcement acknowledged more than that long ago has been handled. The value
-cache serves only while that holds, and is cleared when it held again after a lapse (a consumer reset
-to the end after an outage may have skipped announcements).
+cache serves only while that holds (and computes while the process is behind: nothing is lost, the
+announcements are read in order). It is cleared only when announcements may have been skipped: the
+next message of a partition is not the one after the last handled (an offset reset after retention
+deleted what the listener had not read).
 """
 
 from __future__ import annotations
@@ -120,8 +122,8 @@ class KafkaAnnouncements:
         self._tasks: list[asyncio.Task[None]] = []
         self._handled: dict[TopicPartition, int] = {}
         self._synced_at: float | None = None
-        # Called when the listener is in step again after a lapse (the value cache clears itself).
-        self.on_resync: list[Callable[[], None]] = []
+        # Called when announcements may have been skipped (the value cache clears itself).
+        self.on_gap: list[Callable[[], None]] = []
         self.received = 0
 
     def subscribe(self, handler: Handler) -> None:
@@ -170,6 +172,12 @@ class KafkaAnnouncements:
             try:
                 batches = await self._consumer.getmany(timeout_ms=100, max_records=1000)
                 for tp, messages in batches.items():
+                    if messages[0].offset > self._handled.get(tp, messages[0].offset):
+                        log.warning(
+                            "announcements skipped (offset reset); derived state cleared", partition=tp.partition
+                        )
+                        for callback in self.on_gap:
+                            callback()
                     for message in messages:
                         self.received += 1
                         origin, announcement = decode(message.value or b"{}")
@@ -195,11 +203,6 @@ class KafkaAnnouncements:
                         break
                     await asyncio.sleep(0.005)
                 else:
-                    lapsed = self._synced_at is None or asked - self._synced_at > self._max_staleness
-                    if lapsed:
-                        log.warning("announcements in step again after a lapse; derived state cleared")
-                        for callback in self.on_resync:
-                            callback()
                     self._synced_at = asked
             except asyncio.CancelledError:
                 raise

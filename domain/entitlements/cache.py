@@ -17,7 +17,7 @@ Change notices arrive as announcements (domain/announcements.py): in process in 
 default, and on Kafka from every other process in production. There a process may fall behind the
 announcements; `gate` (set by the wiring) says whether it is in step within the configured bound,
 and while it is not, every value and look-up is computed instead of served. `clear` forgets
-everything (called when the process is in step again after a lapse).
+everything (called when announcements may have been skipped).
 
 Resolved look-ups (customer by ID or key, a customer's entitlement by ID or feature key) are kept
 under the same rule, invalidated by any entity write in the process. A look-up can also carry a

@@ -73,7 +73,7 @@ async def wire(deps: Deps) -> list[Servicer]:
         announcements = deps.announcements
         if isinstance(announcements, KafkaAnnouncements):
             cache.gate = announcements.synced_within
-            announcements.on_resync.append(cache.clear)
+            announcements.on_gap.append(cache.clear)
 
         async def invalidate(announcement: Announcement) -> None:
             # Not entitlements.entities_changed: that would announce again.

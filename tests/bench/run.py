@@ -26,8 +26,8 @@ import psutil
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tally.v1 import events_pb2, events_pb2_grpc, meters_pb2, meters_pb2_grpc
-from tests.bench import dataset, entitlements, rating
-from tests.support.services import ROOT, Tansu
+from tests.bench import dataset, entitlements, rating, topology
+from tests.support.services import ROOT
 from tests.support.stack import TallyProcess, create_database, drop_created_databases, postgres_available
 
 SCALES: dict[str, dict[str, int]] = {
@@ -353,27 +353,34 @@ def run_benchmarks(scale_name: str) -> dict[str, Any]:
     finally:
         stack.stop()
 
-    print("kafka stack ...", flush=True)
-    broker = Tansu().start(work / "tansu.log")
-    kafka_stack = TallyProcess(
-        data_dir=work / f"kafka-{uuid.uuid4().hex[:6]}",
-        postgres_url=asyncio.run(create_database()),
-        kafka_brokers=broker.brokers,
-    )
-    kafka_stack.extra_env = {"TALLY_LOG_LEVEL": "warning"}
-    try:
-        kafka_stack.start(180)
-        kafka_eps = asyncio.run(ingest_grpc_eps(kafka_stack, scale))
+    # Kafka figures in the production topology: api, sink and balance as separate processes, the
+    # event store a ClickHouse HTTP endpoint (tests/bench/topology.py).
+    print("kafka topology (api, sink, balance apart) ...", flush=True)
+    with topology.split_stack(work / f"split-{uuid.uuid4().hex[:6]}") as (api, _):
+        kafka_eps = asyncio.run(ingest_grpc_eps(api, scale))
         add("ingest_grpc_eps_kafka", kafka_eps, ">= 100,000", kafka_eps >= 100_000)
         # On Kafka a call is acknowledged once the broker has the events (acks=all), not once stored.
         kafka_p99, kafka_single_eps, _ = asyncio.run(
-            single_event_latency(kafka_stack, 5_000 if scale_name == "small" else 20_000)
+            single_event_latency(api, 5_000 if scale_name == "small" else 20_000)
         )
         add("ingest_single_p99_ms_kafka", kafka_p99, "<= 10", kafka_p99 <= 10)
         add("ingest_single_eps_kafka", kafka_single_eps, "reported")
-    finally:
-        kafka_stack.stop()
-        broker.stop()
+        split = asyncio.run(
+            entitlements.entitlement_value(api.grpc_target, 200 if scale_name == "small" else 1000, 5000)
+        )
+        ok = split["value_p99"] <= 1.5 * split["noop_p99"]
+        add(
+            "entitlement_value_p99_ms_split",
+            split["value_p99"],
+            "<= 1.5 x noop (split)",
+            ok,
+            split["value_p99"] / split["noop_p99"],
+        )
+        add("entitlement_value_cold_p99_ms_split", split["cold_p99"], "reported")
+        add("entitlement_noop_p99_ms_split", split["noop_p99"])
+        stale = asyncio.run(topology.staleness(api.grpc_target, 50 if scale_name == "small" else 200))
+        stale_p99 = entitlements.percentile(stale, 99)
+        add("entitlement_value_staleness_p99_ms_split", stale_p99, "<= 1,000", stale_p99 <= 1000)
 
     best = max(figures["ingest_grpc_eps_embedded"].value, figures["ingest_grpc_eps_kafka"].value)
     ratio = best / figures["raw_insert_rps"].value

@@ -157,10 +157,92 @@ class ClickHouseHttp:
                 self.process.wait()
 
 
+LOCAL_CLICKHOUSE_PORT = 8123
+LOCAL_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/tally"
+# The roles of `make roles`: the api with REST (8888) and gRPC (50051), each other role alone.
+ROLE_METRICS_PORTS = {"api": 9464, "sink": 9465, "balance": 9466, "notify": 9467, "billing": 9468}
+
+
+def _ensure_database(url: str) -> None:
+    import asyncio
+
+    import asyncpg
+
+    name = url.rsplit("/", 1)[1]
+
+    async def create() -> None:
+        connection = await asyncpg.connect(POSTGRES_ADMIN_URL, timeout=5)
+        try:
+            if not await connection.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+                await connection.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await connection.close()
+
+    asyncio.run(create())
+
+
+def _stop_pid_file(pid_file: Path) -> None:
+    if pid_file.exists():
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.killpg(int(pid_file.read_text()), signal.SIGTERM)
+        pid_file.unlink()
+
+
+def roles() -> None:
+    """`make roles`: every role in its own process against `make up`'s services; Ctrl-C stops them."""
+    _ensure_database(LOCAL_POSTGRES_URL)
+    base = {k: v for k, v in os.environ.items() if not k.startswith("TALLY_")} | {
+        "TALLY_KAFKA_BROKERS": "127.0.0.1:9092",
+        "TALLY_POSTGRES_URL": LOCAL_POSTGRES_URL,
+        "TALLY_CLICKHOUSE_URL": f"http://default@127.0.0.1:{LOCAL_CLICKHOUSE_PORT}/default",
+        "TALLY_DATA_DIR": str(ROOT / ".tally" / "roles"),
+    }
+    logs = ROOT / ".tally" / "roles"
+    logs.mkdir(parents=True, exist_ok=True)
+    processes: dict[str, subprocess.Popen[bytes]] = {}
+    for role, metrics_port in ROLE_METRICS_PORTS.items():
+        env = base | {"TALLY_ROLES": role, "TALLY_METRICS_PORT": str(metrics_port)}
+        if role != "api":
+            # Only the api migrates; the others start once it is up.
+            env["TALLY_MIGRATE_ON_START"] = "false"
+        processes[role] = subprocess.Popen(
+            [sys.executable, "-m", "server.cli", "serve"],
+            cwd=ROOT,
+            env=env,
+            stdout=(logs / f"{role}.log").open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        if role == "api":
+            deadline = time.monotonic() + 120
+            while not port_open("127.0.0.1", 50051):
+                if processes["api"].poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"the api did not start; see {logs / 'api.log'}")
+                time.sleep(0.2)
+        print(f"{role:8} pid {processes[role].pid}  log {logs / (role + '.log')}  health :{metrics_port}/healthz")
+    print("REST on http://127.0.0.1:8888, gRPC on 127.0.0.1:50051; Ctrl-C stops every role (SIGTERM, drained)")
+    # SIGTERM to this launcher stops the roles the same way (and a background start ignores SIGINT).
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        while all(p.poll() is None for p in processes.values()):
+            time.sleep(0.5)
+        print("a role exited: " + ", ".join(r for r, p in processes.items() if p.poll() is not None))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for process in reversed(list(processes.values())):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in processes.values():
+            process.wait(30)
+
+
 def main(argv: list[str]) -> None:
-    """`make up` / `make down`: the broker for the production-like mode, on 127.0.0.1:9092."""
+    """`make up` / `make down`: the broker and a ClickHouse HTTP endpoint for the production-like
+    mode, on 127.0.0.1:9092 and :8123; `make roles`: every role in its own process against them."""
     STATE_DIR.mkdir(parents=True, exist_ok=True)
     pid_file = STATE_DIR / "tansu.pid"
+    clickhouse_pid = STATE_DIR / "clickhouse.pid"
     if argv[:1] == ["up"]:
         if not port_open("127.0.0.1", 5432):
             print("Postgres is not listening on 127.0.0.1:5432; start it (pg_ctlcluster 15 main start)")
@@ -168,14 +250,21 @@ def main(argv: list[str]) -> None:
         assert broker.process is not None
         pid_file.write_text(str(broker.process.pid))
         print("Kafka-protocol broker (tansu) on 127.0.0.1:9092; use TALLY_KAFKA_BROKERS=127.0.0.1:9092")
+        endpoint = ClickHouseHttp(STATE_DIR / "clickhouse", LOCAL_CLICKHOUSE_PORT).start(STATE_DIR / "clickhouse.log")
+        assert endpoint.process is not None
+        clickhouse_pid.write_text(str(endpoint.process.pid))
+        print(
+            f"ClickHouse HTTP endpoint (chDB, test support) on 127.0.0.1:{LOCAL_CLICKHOUSE_PORT}; use "
+            f"TALLY_CLICKHOUSE_URL=http://default@127.0.0.1:{LOCAL_CLICKHOUSE_PORT}/default"
+        )
     elif argv[:1] == ["down"]:
-        if pid_file.exists():
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(int(pid_file.read_text()), signal.SIGTERM)
-            pid_file.unlink()
+        _stop_pid_file(pid_file)
+        _stop_pid_file(clickhouse_pid)
         print("stopped")
+    elif argv[:1] == ["roles"]:
+        roles()
     else:
-        raise SystemExit("usage: python -m tests.support.services up|down")
+        raise SystemExit("usage: python -m tests.support.services up|down|roles")
 
 
 if __name__ == "__main__":
