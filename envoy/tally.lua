@@ -11,7 +11,11 @@
 -- gRPC and gRPC-web calls (the grpc_web filter has turned the latter into gRPC before this one) are
 -- not REST: they pass both ways untouched, as they would on the gRPC port.
 
-local HINTS = { "x-tally-rest", "x-tally-problem", "x-tally-status", "x-tally-shape", "x-http-code" }
+local HINTS = { "x-tally-rest", "x-tally-problem", "x-tally-status", "x-tally-shape", "x-http-code",
+  "x-tally-json-body-bin" }
+-- JSON bodies up to this size are forwarded to Tally in x-tally-json-body-bin (server/json_fields.py,
+-- JSON_BODY_LIMIT), which refuses fields the transcoder would otherwise drop without a word.
+local JSON_BODY_LIMIT = 16384
 
 local function is_grpc(headers)
   local content_type = headers:get("content-type")
@@ -48,6 +52,21 @@ function envoy_on_request(handle)
     return
   end
   headers:add("x-tally-rest", "1")
+  local method = headers:get(":method")
+  -- For explaining Envoy's own errors on the way back (an unknown path, a malformed parameter).
+  handle:streamInfo():dynamicMetadata():set("tally", "request", method .. " " .. (headers:get(":path") or ""))
+  local content_type = headers:get("content-type") or ""
+  local length = tonumber(headers:get("content-length") or "")
+  if (method == "POST" or method == "PUT" or method == "PATCH") and string.sub(content_type, 1, 16) == "application/json"
+      and length ~= nil and length > 0 and length <= JSON_BODY_LIMIT then
+    local body = handle:body()
+    -- Waiting for the body invalidates the header object taken before: take it again.
+    headers = handle:headers()
+    if body ~= nil then
+      -- A -bin header: gRPC carries it base64-encoded and hands Tally the bytes.
+      headers:add("x-tally-json-body-bin", handle:base64Escape(body:getBytes(0, body:length())))
+    end
+  end
   local accept = headers:get("accept")
   if accept ~= nil and string.find(accept, "text/csv", 1, true) then
     local path = headers:get(":path")
@@ -64,6 +83,84 @@ end
 -- gRPC transport headers mean nothing to a REST client.
 local GRPC_HEADERS = { "grpc-status", "grpc-message", "grpc-status-details-bin", "grpc-accept-encoding",
   "grpc-encoding", "x-envoy-upstream-service-time" }
+
+-- Query parameters that are google.protobuf.Timestamp fields of some request (JSON names);
+-- tests/unit/test_envoy_lua.py checks this list against the protos.
+local TIME_PARAMETERS = { ["at"] = true, ["from"] = true, ["ingestedAtFrom"] = true, ["ingestedAtTo"] = true,
+  ["time"] = true, ["to"] = true }
+
+local function url_decode(s)
+  s = string.gsub(s, "+", " ")
+  return (string.gsub(s, "%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+end
+
+local function is_rfc3339(v)
+  return string.match(v, "^%d%d%d%d%-%d%d%-%d%d[Tt]%d%d:%d%d:%d%d") ~= nil
+    and (string.match(v, "[Zz]$") ~= nil or string.match(v, "[+-]%d%d:%d%d$") ~= nil)
+end
+
+-- The transcoder's own 400 for an unparsable time names neither the parameter nor the format.
+local function bad_times(query)
+  local found = {}
+  for pair in string.gmatch(query or "", "[^&]+") do
+    local key, value = string.match(pair, "^([^=]*)=?(.*)$")
+    key = url_decode(key)
+    value = url_decode(value)
+    if TIME_PARAMETERS[key] and not is_rfc3339(value) then
+      found[#found + 1] = { key, value }
+    end
+  end
+  return found
+end
+
+local function problem(handle, status, title, detail, instance, extensions)
+  local headers = handle:headers()
+  headers:replace(":status", status)
+  headers:replace("content-type", "application/problem+json")
+  local text = '{"type":"about:blank","title":' .. json_string(title) .. ',"status":' .. status ..
+    ',"detail":' .. json_string(detail)
+  if instance ~= nil then
+    text = text .. ',"instance":' .. json_string(instance)
+  end
+  if extensions ~= nil then
+    text = text .. ',"extensions":' .. extensions
+  end
+  handle:body(true):setBytes(text .. "}")
+end
+
+-- Rewrites Envoy's own terse errors into ones that say what to fix; true when it did.
+local function explain_envoy_error(handle, status)
+  local tally = handle:streamInfo():dynamicMetadata():get("tally")
+  local request = tally and tally["request"]
+  if request == nil or (status ~= "400" and status ~= "404" and status ~= "405") then
+    return false
+  end
+  local body = handle:body(true)
+  local text = body:getBytes(0, body:length())
+  local method, path = string.match(request, "^(%S+) (.*)$")
+  local route, query = string.match(path, "^([^?]*)%??(.*)$")
+  if status == "400" and string.find(text, "Timestamp", 1, true) then
+    local bad = bad_times(query)
+    if #bad > 0 then
+      local parts, violations = {}, {}
+      for _, item in ipairs(bad) do
+        local message = "not a valid time: " .. item[2] .. "; expected RFC 3339, e.g. 2025-01-31T00:00:00Z"
+        parts[#parts + 1] = "query parameter " .. item[1] .. " is " .. message
+        violations[#violations + 1] = '{"field":' .. json_string(item[1]) .. ',"message":' .. json_string(message) ..
+          ',"code":"invalid_time","severity":"critical"}'
+      end
+      problem(handle, status, "Bad Request", table.concat(parts, "; "), route,
+        '{"validationErrors":[' .. table.concat(violations, ",") .. "]}")
+      return true
+    end
+  end
+  if (status == "404" or status == "405") and string.find(text, "Could not resolve", 1, true) then
+    problem(handle, "404", "Not Found", "no API operation at " .. method .. " " .. route ..
+      " (the API is described at /api/v1/openapi.yaml)", route, nil)
+    return true
+  end
+  return false
+end
 
 function envoy_on_response(handle)
   local headers = handle:headers()
@@ -115,6 +212,9 @@ function envoy_on_response(handle)
     end
   end
 
+  if explain_envoy_error(handle, status) then
+    return
+  end
   local code = tonumber(status)
   if code ~= nil and code >= 400 then
     local content_type = headers:get("content-type") or ""

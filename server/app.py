@@ -34,6 +34,7 @@ from server.config import Settings
 from server.context import RequestContext
 from server.envoy import Envoy
 from server.interceptors import ErrorInterceptor
+from server.startup import StartupError, check_ports, holder
 from server.wiring import (
     Deps,
     Servicer,
@@ -63,6 +64,11 @@ AREAS: Sequence[Wire] = (
 )
 
 
+def receive_limit(max_batch_bytes: int) -> int:
+    """grpc's cap on one request message, from ingest.max_batch_bytes."""
+    return max(32 * 1024 * 1024, 2 * max_batch_bytes + 1024 * 1024)
+
+
 @dataclass
 class App:
     settings: Settings
@@ -76,15 +82,19 @@ class App:
 
     async def start(self) -> None:
         settings = self.settings
+        # Before anything starts: a port in use (a second `make run`) is one clear line.
+        check_ports(settings)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         if settings.kafka_brokers is None and self._needs("api") != self._needs("sink"):
             raise RuntimeError(
                 "the in-process bus needs the api and sink roles in one process; set TALLY_KAFKA_BROKERS to split them"
             )
         if settings.postgres_url is None:
-            embedded = EmbeddedPostgres(settings.data_dir)
-            self.postgres_url = await asyncio.to_thread(embedded.start)
+            embedded = EmbeddedPostgres(settings.data_dir, owner="serve")
+            # Stopped last, whatever fails after this point; started on this (the main) thread
+            # because its parent-death signal is tied to the starting thread.
             self._stack.append(embedded.stop)
+            self.postgres_url = embedded.start()
         else:
             self.postgres_url = settings.postgres_url
         if settings.migrate_on_start:
@@ -221,11 +231,19 @@ class App:
             # Outermost first: auth's 401/403 errors go through the error mapping like any other.
             interceptors=[ErrorInterceptor(), auth_interceptor],
             options=[
-                # Requests: a 10 MiB REST body or a 10,000-event batch fit well within 32 MiB.
-                ("grpc.max_receive_message_length", 32 * 1024 * 1024),
+                # Requests: ingest refuses a message over ingest.max_batch_bytes itself, naming the
+                # setting; grpc's own cap sits well above it (REST bodies arrive wrapped, and a
+                # message just over the limit should get that message, not grpc's generic one).
+                ("grpc.max_receive_message_length", receive_limit(self.settings.ingest.max_batch_bytes)),
                 # Responses: meter queries are not paginated (OpenMeter's API); a month of hourly
                 # windows for thousands of groups is tens of MiB.
                 ("grpc.max_send_message_length", 512 * 1024 * 1024),
+                # Envoy forwards REST JSON bodies of up to 16 KiB in a header (server/json_fields.py),
+                # base64: above grpc's 8 KiB default for metadata.
+                ("grpc.max_metadata_size", 64 * 1024),
+                # A second Tally on the same port must fail to bind, not share it (grpc sets
+                # SO_REUSEPORT by default, and the kernel would split calls between the two).
+                ("grpc.so_reuseport", 0),
             ],
         )
         for item in servicers:
@@ -240,7 +258,10 @@ class App:
             server,
         )
         if server.add_insecure_port(f"{self.settings.grpc_host}:{self.settings.grpc_port}") == 0:
-            raise RuntimeError(f"cannot listen on {self.settings.grpc_host}:{self.settings.grpc_port}")
+            raise StartupError(
+                f"gRPC port {self.settings.grpc_host}:{self.settings.grpc_port} is already in use by "
+                f"{holder(self.settings.grpc_port)}: stop it, or set TALLY_GRPC_PORT to a free port"
+            )
         await server.start()
 
         async def stop_grpc() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from pathlib import Path
 from typing import Annotated
@@ -12,7 +13,8 @@ import typer
 
 from server.commands import apikeys, collect, events, meters
 from server.config import load_settings
-from server.logging import configure
+from server.logging import configure, redirect_output
+from server.startup import StartupError
 
 app = typer.Typer(
     help="Tally: usage metering, entitlements and billing.",
@@ -49,6 +51,18 @@ def serve(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+
+        def hangup() -> None:
+            # The terminal was closed (or `kill -HUP`): drain and stop like SIGTERM. The terminal
+            # may be gone, and writing to it would fail, so the rest of the log goes to a file.
+            target = settings.data_dir / "tally.log"
+            with contextlib.suppress(OSError):
+                log.warning("hang-up (SIGHUP): draining and stopping", log_file=str(target))
+            redirect_output(target)
+            log.warning("hang-up (SIGHUP): draining and stopping")
+            stop.set()
+
+        loop.add_signal_handler(signal.SIGHUP, hangup)
         try:
             await application.start()
             await stop.wait()
@@ -56,6 +70,7 @@ def serve(
         finally:
             await application.stop()
 
+    from adapters.postgres.embedded import EmbeddedPostgresError
     from server.wiring.auth import AuthPolicyError
 
     try:
@@ -63,6 +78,10 @@ def serve(
     except AuthPolicyError as error:
         log.error(str(error))
         raise typer.Exit(2) from None
+    except (EmbeddedPostgresError, StartupError) as error:
+        # Something a user can fix (a port or data dir in use): one line, no traceback.
+        log.error(str(error))
+        raise typer.Exit(1) from None
 
 
 @app.command()

@@ -12,6 +12,7 @@ import structlog
 from adapters import metrics
 from domain.errors import TallyError
 from server.errors import as_domain_error, mapping_for, trailing_metadata
+from server.json_fields import check_json_body
 from server.rest import ServicerContext, header, is_rest
 
 log = structlog.get_logger(__name__)
@@ -52,7 +53,7 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         method = handler_call_details.method.rsplit("/", 1)[-1]
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(handler.unary_unary, method),
+                _wrap_unary(handler.unary_unary, method, handler_call_details.method),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
@@ -75,10 +76,15 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         )
 
 
-def _wrap_unary(behavior: Callable[..., Awaitable[Any]], method: str) -> Callable[..., Awaitable[Any]]:
+def _wrap_unary(
+    behavior: Callable[..., Awaitable[Any]], method: str, method_path: str | None = None
+) -> Callable[..., Awaitable[Any]]:
     async def wrapped(request: Any, context: ServicerContext) -> Any:
         started = time.perf_counter()
         try:
+            if method_path is not None:
+                # REST bodies: fields the transcoder would drop silently are refused instead.
+                check_json_body(method_path, context.invocation_metadata())
             response = await behavior(request, context)
         except grpc.aio.AbortError:
             _observe(method, started, "ABORTED")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import sys
+from pathlib import Path
 
 import structlog
 
@@ -28,3 +31,20 @@ def configure(level: str = "info", fmt: str = "console") -> None:
     logging.basicConfig(
         level=max(numeric, logging.WARNING), stream=sys.stderr, format="%(levelname)s %(name)s %(message)s"
     )
+
+
+def redirect_output(path: Path) -> None:
+    """Points this process's stdout and stderr (every later log line, warning and traceback) at a file.
+
+    For a hang-up: the terminal is gone, and a write to it would fail mid-drain.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+    finally:
+        os.close(fd)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import grpc
 import httpx
+import psutil
 import pytest
 import pytest_asyncio
 
@@ -30,6 +33,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if live:
         config.hook.pytest_deselected(items=live)
         items[:] = [item for item in items if not item.get_closest_marker("k8s_live")]
+
+
+@pytest.fixture
+def embedded_tmp() -> Iterator[Path]:
+    """A directory for a Tally with its embedded PostgreSQL, outside /tmp/pytest-of-root: every pytest
+    session on the machine resets that to 0700, which cuts PostgreSQL's own user (Tally runs it as one
+    when started as root) off its data dir mid-start when sessions run in parallel."""
+    path = Path(tempfile.mkdtemp(prefix="tally-embedded-"))
+    path.chmod(0o755)
+    yield path
+    # Whatever a failing test left behind must not outlive it.
+    for process in psutil.process_iter(["name", "cmdline"]):
+        if process.info["name"] == "postgres" and str(path) in " ".join(process.info["cmdline"] or []):
+            process.kill()
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -191,12 +191,16 @@ class NotifyWorker:
             attempt=attempt,
             now=finished,
         )
-        log.info(
-            "webhook delivery attempt",
+        # A failed attempt is an operator's business (a receiver down, a URL the policy refuses).
+        report = log.info if result.ok else log.warning
+        report(
+            "webhook delivery attempt" if result.ok else "webhook delivery failed",
             event_id=event.id,
             channel_id=channel.id,
+            url=channel.url,
             status=result.status_code,
             error=result.error,
             state=outcome.state.value if saved else "superseded",
+            reason=outcome.reason or None,
             next_attempt=outcome.next_attempt.isoformat() if outcome.next_attempt else None,
         )

@@ -11,13 +11,16 @@ import pyarrow as pa
 from adapters.clickhouse.client import ClickHouse
 from adapters.clickhouse.ddl import local_table, on_cluster
 from adapters.clickhouse.meter_sql import (
+    _Binder,
+    _filter_sql,
     render_group_by_values_query,
     render_meter_query,
     render_subjects_query,
     to_query_rows,
 )
 from adapters.clickhouse.usage_sql import render_windows_query
-from domain.metering.events import Event, EventKey, EventListQuery, StoredEvent, epoch_ms
+from domain.metering.event_list import EventListQuery, TimeFilter
+from domain.metering.events import Event, EventKey, StoredEvent, epoch_ms
 from domain.metering.models import Meter
 from domain.metering.ports import ExtractedValues
 from domain.metering.query import GroupByValuesQuery, MeterQuery, QueryRow, SubjectsQuery
@@ -171,6 +174,30 @@ class ClickHouseEventStore:
         )
         return bool((await self.ch.query(missing, params))[0][0] == 0)
 
+    async def backfill_progress(self, meter: Meter) -> tuple[int, int]:
+        numeric, strings = meter.extracted_paths
+        params: dict[str, Any] = {"namespace": meter.namespace, "event_type": meter.event_type}
+        checks = [f"mapContains(num_values, {{n{i}:String}})" for i in range(len(numeric))]
+        checks += [f"mapContains(str_values, {{s{i}:String}})" for i in range(len(strings))]
+        params.update({f"n{i}": p.canonical for i, p in enumerate(numeric)})
+        params.update({f"s{i}": p.canonical for i, p in enumerate(strings)})
+        complete = " AND ".join(checks) or "1"
+        # Placeholders only; the paths are bound parameters.
+        sql = (
+            f"SELECT countIf({complete}), count() FROM events "  # noqa: S608
+            "WHERE namespace = {namespace:String} AND type = {event_type:String}"
+        )
+        done, total = (await self.ch.query(sql, params))[0]
+        return int(done), int(total)
+
+    async def count_events_by_subject(self, namespace: str, since: datetime) -> list[tuple[str, int]]:
+        rows = await self.ch.query(
+            "SELECT subject, count() FROM events WHERE namespace = {namespace:String} "
+            "AND time >= fromUnixTimestamp64Milli({since:Int64}, 'UTC') GROUP BY subject ORDER BY subject",
+            {"namespace": namespace, "since": epoch_ms(since)},
+        )
+        return [(str(r[0]), int(r[1])) for r in rows]
+
     async def existing_keys(self, keys: Sequence[EventKey]) -> set[EventKey]:
         """Which (namespace, source, id) triples are stored: used only to recover an interrupted flush."""
         found: set[EventKey] = set()
@@ -185,40 +212,7 @@ class ClickHouseEventStore:
         return found
 
     async def list_events(self, namespace: str, query: EventListQuery) -> list[StoredEvent]:
-        # Times are bound as epoch milliseconds: the driver renders a DateTime64 parameter as text
-        # ClickHouse cannot parse for years before 1000 (a 500 on `?ingestedAtTo=0466-...`).
-        conditions = ["namespace = {namespace:String}", "time >= fromUnixTimestamp64Milli({from_:Int64}, 'UTC')"]
-        params: dict[str, Any] = {"namespace": namespace, "from_": epoch_ms(query.from_), "limit": query.limit}
-        if query.to is not None:
-            conditions.append("time < fromUnixTimestamp64Milli({to:Int64}, 'UTC')")
-            params["to"] = epoch_ms(query.to)
-        if query.ingested_at_from is not None:
-            conditions.append("ingested_at >= fromUnixTimestamp64Milli({ingested_from:Int64}, 'UTC')")
-            params["ingested_from"] = epoch_ms(query.ingested_at_from)
-        if query.ingested_at_to is not None:
-            conditions.append("ingested_at < fromUnixTimestamp64Milli({ingested_to:Int64}, 'UTC')")
-            params["ingested_to"] = epoch_ms(query.ingested_at_to)
-        if query.id_contains:
-            conditions.append("position(id, {id_contains:String}) > 0")
-            params["id_contains"] = query.id_contains
-        if query.subject_contains:
-            conditions.append("position(subject, {subject_contains:String}) > 0")
-            params["subject_contains"] = query.subject_contains
-        if query.subjects is not None:
-            conditions.append("subject IN {subjects:Array(String)}")
-            params["subjects"] = list(query.subjects)
-        if query.sources:
-            conditions.append("source IN {sources:Array(String)}")
-            params["sources"] = list(query.sources)
-        if query.types:
-            conditions.append("type IN {types:Array(String)}")
-            params["types"] = list(query.types)
-        if query.before is not None:
-            conditions.append("(time, id) < (fromUnixTimestamp64Milli({before_time:Int64}, 'UTC'), {before_id:String})")
-            params["before_time"], params["before_id"] = epoch_ms(query.before[0]), query.before[1]
-        # Conditions are fixed strings from this function; every user value is a bound parameter.
-        where = " AND ".join(conditions)
-        sql = f"SELECT {LIST_COLUMNS} FROM events WHERE {where} ORDER BY time DESC, id DESC LIMIT {{limit:UInt32}}"  # noqa: S608
+        sql, params = render_list_events(namespace, query)
         rows = await self.ch.query(sql, params)
         return [
             StoredEvent(
@@ -227,3 +221,59 @@ class ClickHouseEventStore:
             )
             for r in rows
         ]
+
+
+def _ms(binder: _Binder, moment: datetime) -> str:
+    # Bound as epoch milliseconds: the driver renders a DateTime64 parameter as text ClickHouse
+    # cannot parse for years before 1000 (a 500 on `?ingestedAtTo=0466-...`).
+    return f"fromUnixTimestamp64Milli({binder.bind(epoch_ms(moment), 'Int64')}, 'UTC')"
+
+
+def _time_filter_sql(binder: _Binder, column: str, f: TimeFilter) -> str:
+    """OpenMeter's FilterTime over one column; an empty filter matches everything."""
+    for bound, operator in ((f.gt, ">"), (f.gte, ">="), (f.lt, "<"), (f.lte, "<=")):
+        if bound is not None:
+            return f"{column} {operator} {_ms(binder, bound)}"
+    if f.and_:
+        return "(" + " AND ".join(_time_filter_sql(binder, column, child) for child in f.and_) + ")"
+    if f.or_:
+        return "(" + " OR ".join(_time_filter_sql(binder, column, child) for child in f.or_) + ")"
+    return "1"
+
+
+def render_list_events(namespace: str, query: EventListQuery) -> tuple[str, dict[str, Any]]:
+    """The listing as SQL; conditions are fixed text from here, every caller value a bound parameter."""
+    binder = _Binder()
+    where = [f"namespace = {binder.bind(namespace, 'String')}"]
+    if query.from_ is not None:
+        where.append(f"time >= {_ms(binder, query.from_)}")
+    if query.to is not None:
+        where.append(f"time <= {_ms(binder, query.to)}")  # inclusive, as OpenMeter's `to`
+    if query.ingested_at_from is not None:
+        where.append(f"ingested_at >= {_ms(binder, query.ingested_at_from)}")
+    if query.ingested_at_to is not None:
+        where.append(f"ingested_at <= {_ms(binder, query.ingested_at_to)}")
+    if query.id_contains:
+        where.append(f"position(id, {binder.bind(query.id_contains, 'String')}) > 0")
+    if query.subject_contains:
+        where.append(f"position(subject, {binder.bind(query.subject_contains, 'String')}) > 0")
+    for column, string_filter in (
+        ("id", query.id),
+        ("source", query.source),
+        ("subject", query.subject),
+        ("type", query.type),
+    ):
+        if string_filter is not None:
+            where.append(_filter_sql(binder, column, string_filter))
+    if query.subjects is not None:
+        where.append(f"subject IN {binder.bind(list(query.subjects), 'Array(String)')}")
+    if query.time is not None:
+        where.append(_time_filter_sql(binder, "time", query.time))
+    if query.ingested_at is not None:
+        where.append(_time_filter_sql(binder, "ingested_at", query.ingested_at))
+    order = "ingested_at" if query.by_ingested_at else "time"
+    if query.before is not None:
+        where.append(f"({order}, id) < ({_ms(binder, query.before[0])}, {binder.bind(query.before[1], 'String')})")
+    limit = binder.bind(query.limit, "UInt32")
+    sql = f"SELECT {LIST_COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY {order} DESC, id DESC LIMIT {limit}"  # noqa: S608
+    return sql, binder.parameters

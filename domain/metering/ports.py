@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from domain.metering.events import Event, EventKey, EventListQuery, PendingBatch, StoredEvent
+from domain.metering.event_list import EventListQuery
+from domain.metering.events import Event, EventKey, PendingBatch, StoredEvent
 from domain.metering.models import Meter
 from domain.metering.query import GroupByValuesQuery, MeterQuery, QueryRow, SubjectsQuery
 
@@ -34,10 +35,14 @@ class MeterRepository(Protocol):
 
 
 class CustomerResolver(Protocol):
-    """Customers for meter queries' filterCustomerId (implemented by the customers area)."""
+    """Customers for meter queries' filterCustomerId and the event lists (implemented by the customers area)."""
 
     async def resolve(self, namespace: str, ids_or_keys: Sequence[str]) -> dict[str, tuple[str, tuple[str, ...]]]:
         """ID or key -> (customer ID, subject keys) for the live customers found; others are absent."""
+        ...
+
+    async def owners(self, namespace: str, subjects: Sequence[str]) -> dict[str, str]:
+        """Event subject -> ID of the live customer it is attributed to; unattributed ones are absent."""
         ...
 
 
@@ -83,6 +88,14 @@ class EventStore(Protocol):
     async def list_group_by_values(self, namespace: str, meter: Meter, query: GroupByValuesQuery) -> list[str]: ...
 
     async def list_events(self, namespace: str, query: EventListQuery) -> Sequence[StoredEvent]: ...
+
+    async def count_events_by_subject(self, namespace: str, since: datetime) -> list[tuple[str, int]]:
+        """Stored events with a time at or after `since`, per subject."""
+        ...
+
+    async def backfill_progress(self, meter: Meter) -> tuple[int, int]:
+        """(events of the meter's type that carry its values, events of its type)."""
+        ...
 
 
 class EventKeyStore(Protocol):

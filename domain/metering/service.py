@@ -8,15 +8,24 @@ from datetime import UTC, datetime, timedelta
 
 from ulid import ULID
 
-from domain.errors import ConflictError, NotFoundError, ValidationError
+from domain.errors import ConflictError, NotFoundError, ValidationError, Violations
+from domain.metering.event_list import EventListQuery
 from domain.metering.events import (
     EventBatch,
-    EventListQuery,
     IngestLimits,
     StoredEvent,
     parse_cloudevents,
 )
-from domain.metering.models import VALUES_BACKFILLED, Aggregation, Meter, MeterCreateInput, MeterUpdateInput
+from domain.metering.models import (
+    BACKFILL_PROGRESS_ID,
+    BACKFILL_PROGRESS_PREFIX,
+    VALUES_BACKFILLED,
+    Aggregation,
+    Meter,
+    MeterCreateInput,
+    MeterUpdateInput,
+    Progress,
+)
 from domain.metering.ports import CustomerResolver, EventBus, EventStore, MeterRepository
 from domain.metering.query import ListGroupByValuesInput, ListSubjectsInput, MeterQuery, MeterQueryInput, QueryRow
 from domain.metering.validation import validation_error
@@ -81,8 +90,9 @@ class MeterService:
         if existing is not None:
             raise ConflictError(f"meter with slug {data.slug!r} already exists", conflicting_id=existing.id)
         now = self._clock()
+        meter_id = str(ULID())
         meter = Meter(
-            id=str(ULID()),
+            id=meter_id,
             namespace=namespace,
             slug=data.slug,
             name=data.name or data.slug,
@@ -93,7 +103,8 @@ class MeterService:
             value_property=data.value_property or None,
             group_by=dict(data.group_by),
             metadata=dict(data.metadata),
-            annotations={},
+            # Events stored before the meter existed get its values by a backfill; its progress:
+            annotations={BACKFILL_PROGRESS_ID: BACKFILL_PROGRESS_PREFIX + meter_id},
             created_at=now,
             updated_at=now,
         )
@@ -110,6 +121,7 @@ class MeterService:
         if dict(data.group_by) != meter.group_by:
             # New paths are not in the maps of stored events until the backfill worker has run.
             annotations.pop(VALUES_BACKFILLED, None)
+            annotations[BACKFILL_PROGRESS_ID] = BACKFILL_PROGRESS_PREFIX + meter.id
         updated = dataclasses.replace(
             meter,
             annotations=annotations,
@@ -155,6 +167,17 @@ class MeterService:
         query = data.validate(meter, customer_subjects)
         return meter, query, await self._store.query_meter(meter, query)
 
+    async def progress(self, namespace: str, progress_id: str) -> Progress:
+        """A meter values backfill's progress: events of its type that carry its values, of all."""
+        meter_id = progress_id.removeprefix(BACKFILL_PROGRESS_PREFIX)
+        meter = (
+            await self._meters.get(namespace, meter_id) if progress_id.startswith(BACKFILL_PROGRESS_PREFIX) else None
+        )
+        if meter is None or meter.id != meter_id or meter.deleted_at is not None:
+            raise NotFoundError("progress", progress_id)
+        done, total = await self._store.backfill_progress(meter)
+        return Progress(success=done, failed=0, total=total, updated_at=self._clock())
+
     async def subjects(self, namespace: str, id_or_slug: str, data: ListSubjectsInput) -> list[str]:
         meter = await self.get(namespace, id_or_slug)
         return await self._store.list_subjects(namespace, meter, data.validate())
@@ -170,22 +193,70 @@ class EventQueryService:
     MAX_LOOKBACK = timedelta(days=32)
     DEFAULT_LOOKBACK = timedelta(hours=72)
 
-    def __init__(self, store: EventStore, meters: MeterRepository, clock: Clock = utcnow) -> None:
+    def __init__(
+        self,
+        store: EventStore,
+        meters: MeterRepository,
+        clock: Clock = utcnow,
+        customers: CustomerResolver | None = None,
+    ) -> None:
         self._store = store
         self._meters = meters
         self._clock = clock
+        # Set by the customers area once it is wired (it comes after metering).
+        self.customers = customers
 
     async def list_events(self, namespace: str, query: EventListQuery) -> list[StoredEvent]:
         now = self._clock()
-        if query.from_ < now - self.MAX_LOOKBACK:
-            raise ValidationError.single("from", "must be within the last 32 days", "out_of_range")
-        if query.to is not None and query.to <= query.from_:
-            raise ValidationError.single("to", "must be after from", "invalid_range")
+        oldest = now - self.MAX_LOOKBACK
+        violations = Violations()
+        if query.from_ is not None and query.from_ < oldest:
+            violations.add("from", "must be within the last 32 days", "out_of_range")
+        if query.from_ is not None and query.to is not None and query.to < query.from_:
+            violations.add("to", "must not be before from", "invalid_range")
+        if query.ingested_at_from is not None and query.ingested_at_from < oldest:
+            violations.add("ingestedAtFrom", "must be within the last 32 days", "out_of_range")
+        if (
+            query.ingested_at_from is not None
+            and query.ingested_at_to is not None
+            and query.ingested_at_to < query.ingested_at_from
+        ):
+            violations.add("ingestedAtTo", "must not be before ingestedAtFrom", "invalid_range")
         if not 1 <= query.limit <= 100:
-            raise ValidationError.single("limit", "must be between 1 and 100", "out_of_range")
+            violations.add("limit", "must be between 1 and 100", "out_of_range")
+        violations.raise_if_any()
+        if query.customer_ids:
+            subjects = await self._customer_subjects(namespace, query.customer_ids)
+            if not subjects:
+                return []  # customers with no subjects have no events
+            query = dataclasses.replace(query, subjects=subjects)
         events = await self._store.list_events(namespace, query)
         meters = await self._meters.list_meters(namespace)
-        return [dataclasses.replace(e, validation_error=validation_error(e.event, meters)) for e in events]
+        owners = await self.customers.owners(namespace, [e.event.subject for e in events]) if self.customers else {}
+        return [
+            dataclasses.replace(
+                e, validation_error=validation_error(e.event, meters), customer_id=owners.get(e.event.subject)
+            )
+            for e in events
+        ]
+
+    async def _customer_subjects(self, namespace: str, customer_ids: Sequence[str]) -> tuple[str, ...]:
+        """Every subject of these customers (key and subject keys); an unknown customer is a 400, as in OpenMeter."""
+        if self.customers is None:
+            raise ValidationError.single("customerId", "customers are not available in this process", "unavailable")
+        found = await self.customers.resolve(namespace, customer_ids)
+        # OpenMeter's filter names customers by ID; a key resolving to a customer is taken as well.
+        missing = [token for token in customer_ids if token not in found]
+        if missing:
+            raise ValidationError.single(
+                "customerId", f"customers not found in namespace {namespace}: {', '.join(missing)}", "not_found"
+            )
+        return tuple(dict.fromkeys(subject for _, subjects in found.values() for subject in subjects))
 
     def default_from(self) -> datetime:
         return self._clock() - self.DEFAULT_LOOKBACK
+
+    async def debug_counts(self, namespace: str) -> list[tuple[str, int]]:
+        """OpenMeter's debug metrics: events per subject since midnight UTC (the counters reset daily)."""
+        midnight = self._clock().astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        return await self._store.count_events_by_subject(namespace, midnight)

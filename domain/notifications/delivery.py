@@ -82,6 +82,8 @@ def after_attempt(
     if result.ok:
         return Outcome(DeliveryState.SUCCESS, "", None, status.sending_since)
     since = status.sending_since or status.created_at
+    if result.refused:
+        return Outcome(DeliveryState.FAILED, f"{result.error}. retry will NOT be attempted", None, since)
     if status.state is DeliveryState.RESENDING:
         # A resend starts a new run of attempts with its own deadline.
         since = now

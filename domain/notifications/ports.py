@@ -128,12 +128,31 @@ class FeatureResolver(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why Tally will not call a webhook URL."""
+
+    message: str
+    # The destination policy (notify.allow_private_destinations, notify.allowed_hosts) refuses it:
+    # only a configuration change helps, so a channel with it is refused and a delivery not retried.
+    # False for passing trouble such as a name that does not resolve right now.
+    by_policy: bool
+
+
+class DestinationPolicy(Protocol):
+    async def refusal(self, url: str) -> Refusal | None:
+        """Why this URL may not be called, or None."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
 class SendResult:
     status_code: int | None
     body: str
     duration_ms: int
-    # Set when no response arrived (connection refused, timeout).
+    # Set when no response arrived (connection refused, timeout, refused destination).
     error: str | None = None
+    # The destination policy refused the URL; nothing was sent, and retrying cannot help.
+    refused: bool = False
 
     @property
     def ok(self) -> bool:

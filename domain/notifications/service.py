@@ -47,7 +47,7 @@ from domain.notifications.models import (
     SortOrder,
     new_signing_secret,
 )
-from domain.notifications.ports import FeatureResolver, NotificationRepository
+from domain.notifications.ports import DestinationPolicy, FeatureResolver, NotificationRepository
 from domain.notifications.thresholds import (
     DedupeKey,
     EntitlementValue,
@@ -87,8 +87,10 @@ class NotificationService:
         features: FeatureResolver | None = None,
         on_event_created: Callable[[], None] | None = None,
         clock: Callable[[], datetime] = _now,
+        destinations: DestinationPolicy | None = None,
     ) -> None:
         self._repo = repository
+        self._destinations = destinations
         self._features = features
         self._on_event_created = on_event_created
         self._clock = clock
@@ -101,8 +103,15 @@ class NotificationService:
 
     # -- channels ------------------------------------------------------------------------------------
 
+    async def _check_destination(self, url: str) -> None:
+        """A URL the destination policy refuses would fail every delivery: refuse the channel instead."""
+        refusal = await self._destinations.refusal(url) if self._destinations is not None else None
+        if refusal is not None and refusal.by_policy:
+            raise ValidationError.single("url", refusal.message, "destination_refused")
+
     async def create_channel(self, namespace: str, data: ChannelInput) -> Channel:
         channel_type = data.validate()
+        await self._check_destination(data.url)
         now = self._clock()
         channel = Channel(
             namespace=namespace,
@@ -132,6 +141,7 @@ class NotificationService:
         data.validate()
         if current.deleted_at is not None:
             raise ValidationError.single("channelId", "a deleted channel cannot be updated", "deleted")
+        await self._check_destination(data.url)
         channel = replace(
             current,
             name=data.name,

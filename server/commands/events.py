@@ -195,11 +195,8 @@ def tail(
     async def work() -> None:
         seen: dict[tuple[str, str], datetime] = {}
         async with client(server, api_key, timeout) as tally:
-            # Event times may be old (backfills): look as far back as the server allows.
-            oldest = datetime.now(UTC) - timedelta(days=31)
-            recent, _ = await tally.list_events_page(
-                filter={**filters, "time": {"$gte": rfc3339(oldest)}}, limit=max(lines, 1)
-            )
+            # The v2 list has no default time range: the newest events, however old their times.
+            recent, _ = await tally.list_events_page(filter=filters, limit=max(lines, 1))
             for item in reversed(recent[:lines]):
                 show(item)
             for item in recent:
@@ -213,7 +210,9 @@ def tail(
                 page_cursor: str | None = None
                 for _ in range(100):
                     items, page_cursor = await tally.list_events_page(
-                        filter={**filters, "time": {"$gte": rfc3339(oldest)}, "ingestedAt": {"$gte": rfc3339(since)}},
+                        # By ingestion time (the list then also orders and pages by it); OpenMeter
+                        # refuses a filter on both time and ingestedAt.
+                        filter={**filters, "ingestedAt": {"$gte": rfc3339(since)}},
                         cursor=page_cursor,
                         limit=100,
                     )

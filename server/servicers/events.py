@@ -12,7 +12,8 @@ from google.protobuf import empty_pb2, struct_pb2
 
 from adapters import metrics
 from domain.errors import ValidationError
-from domain.metering.events import EventBatch, EventListQuery, StoredEvent
+from domain.metering.event_list import EventListQuery, ListEventsV2Filter
+from domain.metering.events import EventBatch, StoredEvent
 from domain.metering.service import EventQueryService, IngestService
 from server.context import RequestContext
 from server.convert import optional_str, set_timestamp, struct_from, timestamp_or_none
@@ -36,9 +37,11 @@ def _struct(struct: struct_pb2.Struct) -> dict[str, Any]:
     return {key: _value(item) for key, item in struct.fields.items()}
 
 
-def add_cloudevents(batch: EventBatch, messages: Sequence[events_pb2.CloudEvent]) -> EventBatch:
+def add_cloudevents(
+    batch: EventBatch, messages: Sequence[events_pb2.CloudEvent], size_bytes: int | None = None
+) -> EventBatch:
     """Feeds typed gRPC events into the domain's batch validation, field by field."""
-    batch.check_size(len(messages))
+    batch.check_size(len(messages), size_bytes)
     for index, message in enumerate(messages):
         data: Any = None
         payload = message.WhichOneof("payload")
@@ -93,7 +96,9 @@ class EventServicer(events_pb2_grpc.EventServiceServicer):
     async def IngestEvents(
         self, request: events_pb2.IngestEventsRequest, context: Ctx
     ) -> events_pb2.IngestEventsResponse:
-        batch = add_cloudevents(self._ingest.new_batch(self._request.namespace(context)), request.events)
+        batch = add_cloudevents(
+            self._ingest.new_batch(self._request.namespace(context)), request.events, request.ByteSize()
+        )
         accepted = await self._ingest.ingest_batch(batch)
         metrics.EVENTS_INGESTED.inc(accepted)
         return events_pb2.IngestEventsResponse(accepted=accepted)
@@ -103,7 +108,7 @@ class EventServicer(events_pb2_grpc.EventServiceServicer):
     ) -> AsyncIterator[events_pb2.IngestEventsResponse]:
         namespace = self._request.namespace(context)
         async for request in request_iterator:
-            batch = add_cloudevents(self._ingest.new_batch(namespace), request.events)
+            batch = add_cloudevents(self._ingest.new_batch(namespace), request.events, request.ByteSize())
             accepted = await self._ingest.ingest_batch(batch)
             metrics.EVENTS_INGESTED.inc(accepted)
             yield events_pb2.IngestEventsResponse(accepted=accepted)
@@ -124,26 +129,47 @@ class EventServicer(events_pb2_grpc.EventServiceServicer):
             ingested_at_to=timestamp_or_none(request, "ingested_at_to"),
             id_contains=optional_str(request, "id"),
             subject_contains=optional_str(request, "subject"),
+            customer_ids=tuple(dict.fromkeys(request.customer_id)),
             limit=request.limit if request.HasField("limit") else 100,
         )
         items = await self._events.list_events(self._request.namespace(context), query)
         await rest_hints(context, shape="array")
         return events_pb2.ListEventsResponse(items=[stored_event_to_proto(item) for item in items])
 
+    async def GetDebugMetrics(self, request: events_pb2.GetDebugMetricsRequest, context: Ctx) -> httpbody_pb2.HttpBody:
+        counts = await self._events.debug_counts(self._request.namespace(context))
+        return httpbody_pb2.HttpBody(content_type="text/plain", data=openmetrics_event_counts(counts).encode())
+
     async def ListEventsV2(
         self, request: events_pb2.ListEventsV2Request, context: Ctx
     ) -> events_pb2.ListEventsV2Response:
-        query = _v2_query(request, self._events.default_from())
+        query = _v2_query(request)
         items = await self._events.list_events(self._request.namespace(context), query)
         response = events_pb2.ListEventsV2Response(items=[stored_event_to_proto(item) for item in items])
         if len(items) == query.limit:
             last = items[-1].event
-            response.next_cursor = f"{last.time.isoformat()}|{last.id}"
+            position = last.ingested_at if query.by_ingested_at else last.time
+            response.next_cursor = f"{position.isoformat()}|{last.id}"
         return response
 
 
-def _v2_query(request: events_pb2.ListEventsV2Request, default_from: datetime) -> EventListQuery:
-    limit = request.limit if request.HasField("limit") else 100
+def openmetrics_event_counts(counts: Sequence[tuple[str, int]]) -> str:
+    """OpenMeter's debug metrics body: one OpenMetrics counter family, a sample per subject."""
+
+    def label(value: str) -> str:
+        return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+    lines = [
+        "# HELP openmeter_events Number of ingested events.",
+        "# TYPE openmeter_events counter",
+        "# UNIT openmeter_events events",
+        *(f'openmeter_events_total{{subject="{label(subject)}"}} {count}' for subject, count in counts),
+        "# EOF",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _v2_query(request: events_pb2.ListEventsV2Request) -> EventListQuery:
     before = None
     if request.HasField("cursor"):
         try:
@@ -151,54 +177,15 @@ def _v2_query(request: events_pb2.ListEventsV2Request, default_from: datetime) -
             before = (datetime.fromisoformat(time_text), event_id)
         except ValueError as exc:
             raise ValidationError.single("cursor", "not a cursor returned by this API", "invalid_cursor") from exc
-    filters: dict[str, Any] = {}
-    if request.HasField("filter"):
-        try:
-            filters = orjson.loads(request.filter)
-        except orjson.JSONDecodeError as exc:
-            raise ValidationError.single("filter", f"must be a JSON object: {exc}", "invalid_json") from exc
-        if not isinstance(filters, dict):
-            raise ValidationError.single("filter", "must be a JSON object", "invalid_type")
-
-    def eq(name: str) -> tuple[str, ...]:
-        value = filters.get(name)
-        if value is None:
-            return ()
-        if isinstance(value, dict) and isinstance(value.get("$eq"), str):
-            return (value["$eq"],)
-        if isinstance(value, dict) and isinstance(value.get("$in"), list):
-            return tuple(str(v) for v in value["$in"])
-        raise ValidationError.single(f"filter.{name}", "supported operators: $eq, $in", "unsupported_filter")
-
-    def time_range(name: str) -> tuple[datetime | None, datetime | None]:
-        value = filters.get(name)
-        if value is None:
-            return None, None
-        if not isinstance(value, dict):
-            raise ValidationError.single(f"filter.{name}", "must be an object of $gte/$gt/$lte/$lt", "invalid_type")
-        try:
-            lower = value.get("$gte") or value.get("$gt")
-            upper = value.get("$lt") or value.get("$lte")
-            return (
-                datetime.fromisoformat(lower) if lower else None,
-                datetime.fromisoformat(upper) if upper else None,
-            )
-        except (TypeError, ValueError) as exc:
-            raise ValidationError.single(f"filter.{name}", "times must be RFC 3339", "invalid_time") from exc
-
-    time_from, time_to = time_range("time")
-    ingested_from, ingested_to = time_range("ingestedAt")
-    ids = eq("id")
-    subjects = eq("subject")
+    filters = ListEventsV2Filter.parse(request.filter if request.HasField("filter") else None)
     return EventListQuery(
-        from_=time_from or default_from,
-        to=time_to,
-        ingested_at_from=ingested_from,
-        ingested_at_to=ingested_to,
-        id_contains=ids[0] if len(ids) == 1 else None,
-        subjects=subjects or None,
-        sources=eq("source"),
-        types=eq("type"),
-        limit=limit,
+        id=filters.strings.get("id"),
+        source=filters.strings.get("source"),
+        subject=filters.strings.get("subject"),
+        type=filters.strings.get("type"),
+        customer_ids=filters.customer_ids,
+        time=filters.time,
+        ingested_at=filters.ingested_at,
+        limit=request.limit if request.HasField("limit") else 100,
         before=before,
     )

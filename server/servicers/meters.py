@@ -218,6 +218,14 @@ class MeterServicer(meters_pb2_grpc.MeterServiceServicer):
         _, query, rows = await self._meters.query(self._request.namespace(context), request.meter_id_or_slug, data)
         return httpbody_pb2.HttpBody(content_type="text/csv", data=render_csv(query, rows).encode())
 
+    async def GetProgress(self, request: meters_pb2.GetProgressRequest, context: Ctx) -> meters_pb2.Progress:
+        progress = await self._meters.progress(self._request.namespace(context), request.id)
+        message = meters_pb2.Progress(
+            success=float(progress.success), failed=float(progress.failed), total=float(progress.total)
+        )
+        set_timestamp(message.updated_at, progress.updated_at)
+        return message
+
     async def ListMeterSubjects(
         self, request: meters_pb2.ListMeterSubjectsRequest, context: Ctx
     ) -> meters_pb2.ListMeterSubjectsResponse:

@@ -89,6 +89,9 @@ async def wire(deps: Deps) -> list[Servicer]:
         deps.services["value_cache"] = cache
     # Meter queries' filterCustomerId resolves customers (ID or key) to their subjects.
     deps.services["meters"].customers = CustomerSubjectResolver(customers)
+    # The event lists' customerId filter, and each listed event's customerId.
+    if "events" in deps.services:
+        deps.services["events"].customers = deps.services["meters"].customers
     deps.services.update(customers=customers, subjects=subjects, features=features, entitlements=entitlements)
 
     if deps.has_role("balance"):

@@ -61,9 +61,9 @@ async def wire(deps: Deps) -> list[Servicer]:
     limits = IngestLimits(
         settings.ingest.max_event_bytes, settings.ingest.max_batch_events, settings.ingest.max_batch_bytes
     )
-    events = EventServicer(
-        IngestService(deps.bus, limits), EventQueryService(deps.event_store, repository), deps.request
-    )
+    event_query = EventQueryService(deps.event_store, repository)
+    deps.services["events"] = event_query
+    events = EventServicer(IngestService(deps.bus, limits), event_query, deps.request)
     return [
         Servicer(events_pb2_grpc.add_EventServiceServicer_to_server, events, "tally.v1.EventService"),
         Servicer(

@@ -10,7 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 from adapters.postgres.notifications import PostgresNotificationRepository
-from adapters.webhooks.http import HttpxWebhookSender
+from adapters.webhooks.http import HttpxWebhookSender, WebhookDestinations
 from domain.entitlements.events import BalanceSnapshotEvent, EntitlementResetEvent
 from domain.notifications.delivery import RetryPolicy
 from domain.notifications.models import FeatureRef
@@ -59,8 +59,13 @@ async def wire(deps: Deps) -> list[Servicer]:
     settings = deps.settings
     repository = PostgresNotificationRepository(deps.sessions)
     signal = _NewEvents()
+    notify = settings.notify
     service = NotificationService(
-        repository, features=deps.services.get("feature_resolver"), on_event_created=signal.notify
+        repository,
+        features=deps.services.get("feature_resolver"),
+        on_event_created=signal.notify,
+        # Channels whose URL the policy refuses are refused at create / update (400 naming `url`).
+        destinations=WebhookDestinations(notify.allowed_hosts, notify.allow_private_destinations),
     )
     deps.services["notifications"] = service
 
@@ -68,11 +73,7 @@ async def wire(deps: Deps) -> list[Servicer]:
     deps.events.subscribe(EntitlementResetEvent, service.on_entitlement_reset)
 
     if deps.has_role("notify"):
-        notify = settings.notify
-        sender = HttpxWebhookSender(
-            allowed_hosts=deps.settings.notify.allowed_hosts,
-            allow_private=deps.settings.notify.allow_private_destinations,
-        )
+        sender = HttpxWebhookSender(allowed_hosts=notify.allowed_hosts, allow_private=notify.allow_private_destinations)
         worker = NotifyWorker(
             repository,
             sender,

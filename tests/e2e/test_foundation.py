@@ -125,9 +125,9 @@ async def test_sigterm_stops_everything(postgres_ready: None, tmp_path: Path) ->
         assert not port_open("127.0.0.1", port)
 
 
-async def test_embedded_default_needs_no_services(tmp_path: Path) -> None:
+async def test_embedded_default_needs_no_services(embedded_tmp: Path) -> None:
     """`make run` with no TALLY_POSTGRES_URL: embedded Postgres in the data dir, chDB, in-process bus."""
-    data_dir = tmp_path / "embedded"
+    data_dir = embedded_tmp / "embedded"
     stack = TallyProcess(data_dir=data_dir, postgres_url=None)
     await asyncio.to_thread(stack.start, 120)
     try:

@@ -108,9 +108,10 @@ class TallyProcess:
             TALLY_LOG_LEVEL="info",
             # Tests measure through the sink quickly; a fixed test cadence keeps them deterministic.
             TALLY_SINK__FLUSH_INTERVAL_MS="20",
-            # Webhooks from test stacks may only reach receivers on this machine's loopback (the
-            # API tests create channels with arbitrary URLs; none of those may be called).
-            TALLY_NOTIFY__ALLOWED_HOSTS='["127.0.0.1"]',
+            # Webhooks from test stacks may only reach receivers on this machine's loopback, and
+            # example.com (reserved for documentation, RFC 2606), whose URLs the API tests and the
+            # README's recipes give channels: a channel the policy refuses is a 400 at creation.
+            TALLY_NOTIFY__ALLOWED_HOSTS='["127.0.0.1", "example.com"]',
             TALLY_SINK__CATALOG_REFRESH_S="0.5",
             TALLY_SINK__BACKFILL_DELAY_S="1",
             TALLY_SINK__BACKFILL_INTERVAL_S="0.5",
@@ -136,7 +137,7 @@ class TallyProcess:
             except RuntimeError as error:
                 # Another process took one of the ports between choosing and binding it. A first
                 # start may move to new ports; a restart keeps its ports (clients hold the URLs).
-                if "Address already in use" not in str(error) or self._started or attempt == 2:
+                if "already in use" not in str(error) or self._started or attempt == 2:
                     raise
                 self.rest_port, self.grpc_port = free_port(), free_port()
                 self.metrics_port, self.envoy_admin_port = free_port(), free_port()

@@ -24,10 +24,11 @@ from adapters.webhooks.http import HttpxWebhookSender
 async def test_non_public_destinations_are_refused_by_default(url: str) -> None:
     sender = HttpxWebhookSender()
     try:
-        reason = await sender.refusal(url)
-        assert reason is not None and reason.startswith(("destination refused", "destination unresolvable"))
+        refusal = await sender.refusal(url)
+        assert refusal is not None and refusal.message.startswith(("destination refused", "destination unresolvable"))
         result = await sender.send(url, {}, b"{}", 1.0)
-        assert result.status_code is None and result.error == reason
+        assert result.status_code is None and result.error == refusal.message
+        assert result.refused == refusal.by_policy
     finally:
         await sender.close()
 
@@ -44,7 +45,8 @@ async def test_allowed_hosts_is_the_complete_list() -> None:
     sender = HttpxWebhookSender(allowed_hosts=["127.0.0.1"])
     try:
         assert await sender.refusal("http://127.0.0.1:8080/hook") is None
-        assert "not in notify.allowed_hosts" in (await sender.refusal("https://8.8.8.8/hook") or "")
+        refusal = await sender.refusal("https://8.8.8.8/hook")
+        assert refusal is not None and refusal.by_policy and "not in notify.allowed_hosts" in refusal.message
     finally:
         await sender.close()
 
@@ -55,3 +57,45 @@ async def test_private_destinations_can_be_allowed() -> None:
         assert await sender.refusal("http://10.1.2.3/hook") is None
     finally:
         await sender.close()
+
+
+async def test_private_refusals_name_the_setting_and_are_permanent() -> None:
+    sender = HttpxWebhookSender()
+    try:
+        refusal = await sender.refusal("http://127.0.0.1:9/hook")
+        assert refusal is not None and refusal.by_policy
+        assert "notify.allow_private_destinations" in refusal.message
+    finally:
+        await sender.close()
+
+
+def test_a_refused_destination_fails_the_delivery_without_retry() -> None:
+    """A retry cannot change the policy's answer: the delivery fails at once, saying why."""
+    from datetime import UTC, datetime
+
+    from domain.notifications.delivery import RetryPolicy, after_attempt
+    from domain.notifications.models import DeliveryState, DeliveryStatus
+    from domain.notifications.ports import SendResult
+
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    status = DeliveryStatus(
+        namespace="ns",
+        id="d",
+        event_id="e",
+        channel_id="c",
+        state=DeliveryState.PENDING,
+        reason="",
+        created_at=now,
+        updated_at=now,
+        next_attempt=now,
+        attempts=(),
+        annotations={},
+        sending_since=None,
+    )
+    policy = RetryPolicy()
+    message = "destination refused: 127.0.0.1 resolves to a non-public address"
+    refused = after_attempt(status, SendResult(None, message, 0, error=message, refused=True), now, policy, lambda: 0.5)
+    assert refused.state is DeliveryState.FAILED and refused.next_attempt is None
+    assert message in refused.reason and "will NOT be attempted" in refused.reason
+    passing = after_attempt(status, SendResult(None, "", 0, error="timed out"), now, policy, lambda: 0.5)
+    assert passing.state is DeliveryState.SENDING and passing.next_attempt is not None

@@ -15,6 +15,10 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class GetDebugMetricsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
 class CloudEvent(_message.Message):
     __slots__ = ("id", "source", "specversion", "type", "subject", "time", "datacontenttype", "dataschema", "data", "data_json")
     ID_FIELD_NUMBER: _ClassVar[int]

@@ -62,6 +62,11 @@ class EventServiceStub:
                 request_serializer=tally_dot_v1_dot_events__pb2.ListEventsV2Request.SerializeToString,
                 response_deserializer=tally_dot_v1_dot_events__pb2.ListEventsV2Response.FromString,
                 _registered_method=True)
+        self.GetDebugMetrics = channel.unary_unary(
+                '/tally.v1.EventService/GetDebugMetrics',
+                request_serializer=tally_dot_v1_dot_events__pb2.GetDebugMetricsRequest.SerializeToString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+                _registered_method=True)
 
 
 class EventServiceServicer:
@@ -106,6 +111,14 @@ class EventServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetDebugMetrics(self, request, context):
+        """OpenMeter's debug metrics: the events stored since midnight UTC, per subject, as an OpenMetrics
+        text counter (openmeter_events_total, the name OpenMeter's dashboards scrape).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EventServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -133,6 +146,11 @@ def add_EventServiceServicer_to_server(servicer, server):
                     servicer.ListEventsV2,
                     request_deserializer=tally_dot_v1_dot_events__pb2.ListEventsV2Request.FromString,
                     response_serializer=tally_dot_v1_dot_events__pb2.ListEventsV2Response.SerializeToString,
+            ),
+            'GetDebugMetrics': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDebugMetrics,
+                    request_deserializer=tally_dot_v1_dot_events__pb2.GetDebugMetricsRequest.FromString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -271,6 +289,33 @@ class EventService:
             '/tally.v1.EventService/ListEventsV2',
             tally_dot_v1_dot_events__pb2.ListEventsV2Request.SerializeToString,
             tally_dot_v1_dot_events__pb2.ListEventsV2Response.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDebugMetrics(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tally.v1.EventService/GetDebugMetrics',
+            tally_dot_v1_dot_events__pb2.GetDebugMetricsRequest.SerializeToString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
             options,
             channel_credentials,
             insecure,

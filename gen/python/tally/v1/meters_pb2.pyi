@@ -277,3 +277,21 @@ class ListMeterGroupByValuesResponse(_message.Message):
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     items: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, items: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class GetProgressRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class Progress(_message.Message):
+    __slots__ = ("success", "failed", "total", "updated_at")
+    SUCCESS_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    success: float
+    failed: float
+    total: float
+    updated_at: _timestamp_pb2.Timestamp
+    def __init__(self, success: _Optional[float] = ..., failed: _Optional[float] = ..., total: _Optional[float] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

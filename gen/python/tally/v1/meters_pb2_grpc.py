@@ -74,6 +74,11 @@ class MeterServiceStub:
                 request_serializer=tally_dot_v1_dot_meters__pb2.QueryMeterRequest.SerializeToString,
                 response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
                 _registered_method=True)
+        self.GetProgress = channel.unary_unary(
+                '/tally.v1.MeterService/GetProgress',
+                request_serializer=tally_dot_v1_dot_meters__pb2.GetProgressRequest.SerializeToString,
+                response_deserializer=tally_dot_v1_dot_meters__pb2.Progress.FromString,
+                _registered_method=True)
         self.ListMeterSubjects = channel.unary_unary(
                 '/tally.v1.MeterService/ListMeterSubjects',
                 request_serializer=tally_dot_v1_dot_meters__pb2.ListMeterSubjectsRequest.SerializeToString,
@@ -142,6 +147,15 @@ class MeterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetProgress(self, request, context):
+        """Progress of a long-running operation. A meter create or update whose values must be
+        backfilled into stored events names its progress in the meter's annotations
+        (tally.backfill.progress_id).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListMeterSubjects(self, request, context):
         """Lists the subjects that have events for the meter. REST answers a plain JSON array.
         """
@@ -193,6 +207,11 @@ def add_MeterServiceServicer_to_server(servicer, server):
                     servicer.QueryMeterCsv,
                     request_deserializer=tally_dot_v1_dot_meters__pb2.QueryMeterRequest.FromString,
                     response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
+            ),
+            'GetProgress': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetProgress,
+                    request_deserializer=tally_dot_v1_dot_meters__pb2.GetProgressRequest.FromString,
+                    response_serializer=tally_dot_v1_dot_meters__pb2.Progress.SerializeToString,
             ),
             'ListMeterSubjects': grpc.unary_unary_rpc_method_handler(
                     servicer.ListMeterSubjects,
@@ -397,6 +416,33 @@ class MeterService:
             '/tally.v1.MeterService/QueryMeterCsv',
             tally_dot_v1_dot_meters__pb2.QueryMeterRequest.SerializeToString,
             google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetProgress(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tally.v1.MeterService/GetProgress',
+            tally_dot_v1_dot_meters__pb2.GetProgressRequest.SerializeToString,
+            tally_dot_v1_dot_meters__pb2.Progress.FromString,
             options,
             channel_credentials,
             insecure,

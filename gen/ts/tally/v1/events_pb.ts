@@ -17,7 +17,20 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file tally/v1/events.proto.
  */
 export const file_tally_v1_events: GenFile = /*@__PURE__*/
-  fileDesc("ChV0YWxseS92MS9ldmVudHMucHJvdG8SCHRhbGx5LnYxIqkCCgpDbG91ZEV2ZW50EgoKAmlkGAEgASgJEg4KBnNvdXJjZRgCIAEoCRITCgtzcGVjdmVyc2lvbhgDIAEoCRIMCgR0eXBlGAQgASgJEg8KB3N1YmplY3QYBSABKAkSKAoEdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASHAoPZGF0YWNvbnRlbnR0eXBlGAcgASgJSAGIAQESFwoKZGF0YXNjaGVtYRgIIAEoCUgCiAEBEicKBGRhdGEYCSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0SAASEwoJZGF0YV9qc29uGAogASgMSABCCQoHcGF5bG9hZEISChBfZGF0YWNvbnRlbnR0eXBlQg0KC19kYXRhc2NoZW1hIjsKE0luZ2VzdEV2ZW50c1JlcXVlc3QSJAoGZXZlbnRzGAEgAygLMhQudGFsbHkudjEuQ2xvdWRFdmVudCIoChRJbmdlc3RFdmVudHNSZXNwb25zZRIQCghhY2NlcHRlZBgBIAEoBSLyAQoNSW5nZXN0ZWRFdmVudBIjCgVldmVudBgBIAEoCzIULnRhbGx5LnYxLkNsb3VkRXZlbnQSGAoLY3VzdG9tZXJfaWQYAiABKAlIAIgBARIdChB2YWxpZGF0aW9uX2Vycm9yGAMgASgJSAGIAQESLwoLaW5nZXN0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi0KCXN0b3JlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCDgoMX2N1c3RvbWVyX2lkQhMKEV92YWxpZGF0aW9uX2Vycm9yIrwCChFMaXN0RXZlbnRzUmVxdWVzdBIoCgRmcm9tGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBImCgJ0bxgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASNAoQaW5nZXN0ZWRfYXRfZnJvbRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMgoOaW5nZXN0ZWRfYXRfdG8YBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KAmlkGAUgASgJSACIAQESFAoHc3ViamVjdBgGIAEoCUgBiAEBEhMKC2N1c3RvbWVyX2lkGAcgAygJEhIKBWxpbWl0GAggASgFSAKIAQFCBQoDX2lkQgoKCF9zdWJqZWN0QggKBl9saW1pdCI8ChJMaXN0RXZlbnRzUmVzcG9uc2USJgoFaXRlbXMYASADKAsyFy50YWxseS52MS5Jbmdlc3RlZEV2ZW50InMKE0xpc3RFdmVudHNWMlJlcXVlc3QSEwoGZmlsdGVyGAEgASgJSACIAQESEwoGY3Vyc29yGAIgASgJSAGIAQESEgoFbGltaXQYAyABKAVIAogBAUIJCgdfZmlsdGVyQgkKB19jdXJzb3JCCAoGX2xpbWl0Im4KFExpc3RFdmVudHNWMlJlc3BvbnNlEiwKBWl0ZW1zGAEgAygLMhcudGFsbHkudjEuSW5nZXN0ZWRFdmVudEIE4kEBAhIYCgtuZXh0X2N1cnNvchgCIAEoCUgAiAEBQg4KDF9uZXh0X2N1cnNvcjKIBQoMRXZlbnRTZXJ2aWNlEk0KDEluZ2VzdEV2ZW50cxIdLnRhbGx5LnYxLkluZ2VzdEV2ZW50c1JlcXVlc3QaHi50YWxseS52MS5Jbmdlc3RFdmVudHNSZXNwb25zZRJWChFJbmdlc3RFdmVudFN0cmVhbRIdLnRhbGx5LnYxLkluZ2VzdEV2ZW50c1JlcXVlc3QaHi50YWxseS52MS5Jbmdlc3RFdmVudHNSZXNwb25zZSgBMAESggIKEUluZ2VzdENsb3VkRXZlbnRzEhQuZ29vZ2xlLmFwaS5IdHRwQm9keRoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eSK+AaKfGaABCMwBGjMKHGFwcGxpY2F0aW9uL2Nsb3VkZXZlbnRzK2pzb24SE3RhbGx5LnYxLkNsb3VkRXZlbnQaOwoiYXBwbGljYXRpb24vY2xvdWRldmVudHMtYmF0Y2granNvbhITdGFsbHkudjEuQ2xvdWRFdmVudBgBGikKEGFwcGxpY2F0aW9uL2pzb24SE3RhbGx5LnYxLkNsb3VkRXZlbnQYAoLT5JMCEzoBKiIOL2FwaS92MS9ldmVudHMSZQoKTGlzdEV2ZW50cxIbLnRhbGx5LnYxLkxpc3RFdmVudHNSZXF1ZXN0GhwudGFsbHkudjEuTGlzdEV2ZW50c1Jlc3BvbnNlIhyinxkCEAGC0+STAhASDi9hcGkvdjEvZXZlbnRzEmUKDExpc3RFdmVudHNWMhIdLnRhbGx5LnYxLkxpc3RFdmVudHNWMlJlcXVlc3QaHi50YWxseS52MS5MaXN0RXZlbnRzVjJSZXNwb25zZSIWgtPkkwIQEg4vYXBpL3YyL2V2ZW50c2IGcHJvdG8z", [file_google_api_annotations, file_google_api_field_behavior, file_google_api_httpbody, file_google_protobuf_empty, file_google_protobuf_struct, file_google_protobuf_timestamp, file_tally_v1_options]);
+  fileDesc("ChV0YWxseS92MS9ldmVudHMucHJvdG8SCHRhbGx5LnYxIhgKFkdldERlYnVnTWV0cmljc1JlcXVlc3QiqQIKCkNsb3VkRXZlbnQSCgoCaWQYASABKAkSDgoGc291cmNlGAIgASgJEhMKC3NwZWN2ZXJzaW9uGAMgASgJEgwKBHR5cGUYBCABKAkSDwoHc3ViamVjdBgFIAEoCRIoCgR0aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIcCg9kYXRhY29udGVudHR5cGUYByABKAlIAYgBARIXCgpkYXRhc2NoZW1hGAggASgJSAKIAQESJwoEZGF0YRgJIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3RIABITCglkYXRhX2pzb24YCiABKAxIAEIJCgdwYXlsb2FkQhIKEF9kYXRhY29udGVudHR5cGVCDQoLX2RhdGFzY2hlbWEiOwoTSW5nZXN0RXZlbnRzUmVxdWVzdBIkCgZldmVudHMYASADKAsyFC50YWxseS52MS5DbG91ZEV2ZW50IigKFEluZ2VzdEV2ZW50c1Jlc3BvbnNlEhAKCGFjY2VwdGVkGAEgASgFIvIBCg1Jbmdlc3RlZEV2ZW50EiMKBWV2ZW50GAEgASgLMhQudGFsbHkudjEuQ2xvdWRFdmVudBIYCgtjdXN0b21lcl9pZBgCIAEoCUgAiAEBEh0KEHZhbGlkYXRpb25fZXJyb3IYAyABKAlIAYgBARIvCgtpbmdlc3RlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLQoJc3RvcmVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIOCgxfY3VzdG9tZXJfaWRCEwoRX3ZhbGlkYXRpb25fZXJyb3IivAIKEUxpc3RFdmVudHNSZXF1ZXN0EigKBGZyb20YASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiYKAnRvGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI0ChBpbmdlc3RlZF9hdF9mcm9tGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg5pbmdlc3RlZF9hdF90bxgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoCaWQYBSABKAlIAIgBARIUCgdzdWJqZWN0GAYgASgJSAGIAQESEwoLY3VzdG9tZXJfaWQYByADKAkSEgoFbGltaXQYCCABKAVIAogBAUIFCgNfaWRCCgoIX3N1YmplY3RCCAoGX2xpbWl0IjwKEkxpc3RFdmVudHNSZXNwb25zZRImCgVpdGVtcxgBIAMoCzIXLnRhbGx5LnYxLkluZ2VzdGVkRXZlbnQicwoTTGlzdEV2ZW50c1YyUmVxdWVzdBITCgZmaWx0ZXIYASABKAlIAIgBARITCgZjdXJzb3IYAiABKAlIAYgBARISCgVsaW1pdBgDIAEoBUgCiAEBQgkKB19maWx0ZXJCCQoHX2N1cnNvckIICgZfbGltaXQibgoUTGlzdEV2ZW50c1YyUmVzcG9uc2USLAoFaXRlbXMYASADKAsyFy50YWxseS52MS5Jbmdlc3RlZEV2ZW50QgTiQQECEhgKC25leHRfY3Vyc29yGAIgASgJSACIAQFCDgoMX25leHRfY3Vyc29yMoQGCgxFdmVudFNlcnZpY2USTQoMSW5nZXN0RXZlbnRzEh0udGFsbHkudjEuSW5nZXN0RXZlbnRzUmVxdWVzdBoeLnRhbGx5LnYxLkluZ2VzdEV2ZW50c1Jlc3BvbnNlElYKEUluZ2VzdEV2ZW50U3RyZWFtEh0udGFsbHkudjEuSW5nZXN0RXZlbnRzUmVxdWVzdBoeLnRhbGx5LnYxLkluZ2VzdEV2ZW50c1Jlc3BvbnNlKAEwARKCAgoRSW5nZXN0Q2xvdWRFdmVudHMSFC5nb29nbGUuYXBpLkh0dHBCb2R5GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5Ir4Bop8ZoAEIzAEaMwocYXBwbGljYXRpb24vY2xvdWRldmVudHMranNvbhITdGFsbHkudjEuQ2xvdWRFdmVudBo7CiJhcHBsaWNhdGlvbi9jbG91ZGV2ZW50cy1iYXRjaCtqc29uEhN0YWxseS52MS5DbG91ZEV2ZW50GAEaKQoQYXBwbGljYXRpb24vanNvbhITdGFsbHkudjEuQ2xvdWRFdmVudBgCgtPkkwITOgEqIg4vYXBpL3YxL2V2ZW50cxJlCgpMaXN0RXZlbnRzEhsudGFsbHkudjEuTGlzdEV2ZW50c1JlcXVlc3QaHC50YWxseS52MS5MaXN0RXZlbnRzUmVzcG9uc2UiHKKfGQIQAYLT5JMCEBIOL2FwaS92MS9ldmVudHMSZQoMTGlzdEV2ZW50c1YyEh0udGFsbHkudjEuTGlzdEV2ZW50c1YyUmVxdWVzdBoeLnRhbGx5LnYxLkxpc3RFdmVudHNWMlJlc3BvbnNlIhaC0+STAhASDi9hcGkvdjIvZXZlbnRzEnoKD0dldERlYnVnTWV0cmljcxIgLnRhbGx5LnYxLkdldERlYnVnTWV0cmljc1JlcXVlc3QaFC5nb29nbGUuYXBpLkh0dHBCb2R5Ii+inxkOIgwKCnRleHQvcGxhaW6C0+STAhcSFS9hcGkvdjEvZGVidWcvbWV0cmljc2IGcHJvdG8z", [file_google_api_annotations, file_google_api_field_behavior, file_google_api_httpbody, file_google_protobuf_empty, file_google_protobuf_struct, file_google_protobuf_timestamp, file_tally_v1_options]);
+
+/**
+ * @generated from message tally.v1.GetDebugMetricsRequest
+ */
+export type GetDebugMetricsRequest = Message<"tally.v1.GetDebugMetricsRequest"> & {
+};
+
+/**
+ * Describes the message tally.v1.GetDebugMetricsRequest.
+ * Use `create(GetDebugMetricsRequestSchema)` to create a new message.
+ */
+export const GetDebugMetricsRequestSchema: GenMessage<GetDebugMetricsRequest> = /*@__PURE__*/
+  messageDesc(file_tally_v1_events, 0);
 
 /**
  * A usage event in the CloudEvents 1.0 shape.
@@ -103,7 +116,7 @@ export type CloudEvent = Message<"tally.v1.CloudEvent"> & {
  * Use `create(CloudEventSchema)` to create a new message.
  */
 export const CloudEventSchema: GenMessage<CloudEvent> = /*@__PURE__*/
-  messageDesc(file_tally_v1_events, 0);
+  messageDesc(file_tally_v1_events, 1);
 
 /**
  * @generated from message tally.v1.IngestEventsRequest
@@ -120,7 +133,7 @@ export type IngestEventsRequest = Message<"tally.v1.IngestEventsRequest"> & {
  * Use `create(IngestEventsRequestSchema)` to create a new message.
  */
 export const IngestEventsRequestSchema: GenMessage<IngestEventsRequest> = /*@__PURE__*/
-  messageDesc(file_tally_v1_events, 1);
+  messageDesc(file_tally_v1_events, 2);
 
 /**
  * @generated from message tally.v1.IngestEventsResponse
@@ -139,7 +152,7 @@ export type IngestEventsResponse = Message<"tally.v1.IngestEventsResponse"> & {
  * Use `create(IngestEventsResponseSchema)` to create a new message.
  */
 export const IngestEventsResponseSchema: GenMessage<IngestEventsResponse> = /*@__PURE__*/
-  messageDesc(file_tally_v1_events, 2);
+  messageDesc(file_tally_v1_events, 3);
 
 /**
  * @generated from message tally.v1.IngestedEvent
@@ -178,7 +191,7 @@ export type IngestedEvent = Message<"tally.v1.IngestedEvent"> & {
  * Use `create(IngestedEventSchema)` to create a new message.
  */
 export const IngestedEventSchema: GenMessage<IngestedEvent> = /*@__PURE__*/
-  messageDesc(file_tally_v1_events, 3);
+  messageDesc(file_tally_v1_events, 4);
 
 /**
  * @generated from message tally.v1.ListEventsRequest
@@ -192,18 +205,22 @@ export type ListEventsRequest = Message<"tally.v1.ListEventsRequest"> & {
   from?: Timestamp | undefined;
 
   /**
-   * Event time, exclusive.
+   * Event time, inclusive; not before `from`.
    *
    * @generated from field: google.protobuf.Timestamp to = 2;
    */
   to?: Timestamp | undefined;
 
   /**
+   * Ingestion time, inclusive; at most 32 days back.
+   *
    * @generated from field: google.protobuf.Timestamp ingested_at_from = 3;
    */
   ingestedAtFrom?: Timestamp | undefined;
 
   /**
+   * Ingestion time, inclusive.
+   *
    * @generated from field: google.protobuf.Timestamp ingested_at_to = 4;
    */
   ingestedAtTo?: Timestamp | undefined;
@@ -223,6 +240,9 @@ export type ListEventsRequest = Message<"tally.v1.ListEventsRequest"> & {
   subject?: string | undefined;
 
   /**
+   * Only events of these customers (their key and usage-attribution subjects); an unknown
+   * customer ID is a 400. REST: `customerId`, repeatable.
+   *
    * @generated from field: repeated string customer_id = 7;
    */
   customerId: string[];
@@ -240,7 +260,7 @@ export type ListEventsRequest = Message<"tally.v1.ListEventsRequest"> & {
  * Use `create(ListEventsRequestSchema)` to create a new message.
  */
 export const ListEventsRequestSchema: GenMessage<ListEventsRequest> = /*@__PURE__*/
-  messageDesc(file_tally_v1_events, 4);
+  messageDesc(file_tally_v1_events, 5);
 
 /**
  * @generated from message tally.v1.ListEventsResponse
@@ -257,14 +277,17 @@ export type ListEventsResponse = Message<"tally.v1.ListEventsResponse"> & {
  * Use `create(ListEventsResponseSchema)` to create a new message.
  */
 export const ListEventsResponseSchema: GenMessage<ListEventsResponse> = /*@__PURE__*/
-  messageDesc(file_tally_v1_events, 5);
+  messageDesc(file_tally_v1_events, 6);
 
 /**
  * @generated from message tally.v1.ListEventsV2Request
  */
 export type ListEventsV2Request = Message<"tally.v1.ListEventsV2Request"> & {
   /**
-   * A JSON object of filters: {id, source, subject, type, customerId, time, ingestedAt}.
+   * A JSON object of filters (OpenMeter's): id, source, subject, type (FilterString: one of $eq,
+   * $ne, $in, $nin, $like, $nlike, $ilike, $nilike, $gt, $gte, $lt, $lte, or $and / $or one level
+   * deep), customerId ({"$in": [ids]} or {"$eq": id}), time or ingestedAt (FilterTime: $gt, $gte,
+   * $lt, $lte, $and, $or; not both). Ordered by time, or by ingestion time when that is filtered.
    *
    * @generated from field: optional string filter = 1;
    */
@@ -288,7 +311,7 @@ export type ListEventsV2Request = Message<"tally.v1.ListEventsV2Request"> & {
  * Use `create(ListEventsV2RequestSchema)` to create a new message.
  */
 export const ListEventsV2RequestSchema: GenMessage<ListEventsV2Request> = /*@__PURE__*/
-  messageDesc(file_tally_v1_events, 6);
+  messageDesc(file_tally_v1_events, 7);
 
 /**
  * @generated from message tally.v1.ListEventsV2Response
@@ -310,7 +333,7 @@ export type ListEventsV2Response = Message<"tally.v1.ListEventsV2Response"> & {
  * Use `create(ListEventsV2ResponseSchema)` to create a new message.
  */
 export const ListEventsV2ResponseSchema: GenMessage<ListEventsV2Response> = /*@__PURE__*/
-  messageDesc(file_tally_v1_events, 7);
+  messageDesc(file_tally_v1_events, 8);
 
 /**
  * EventService ingests usage events (CloudEvents) and lists what was stored.
@@ -370,6 +393,17 @@ export const EventService: GenService<{
     methodKind: "unary";
     input: typeof ListEventsV2RequestSchema;
     output: typeof ListEventsV2ResponseSchema;
+  },
+  /**
+   * OpenMeter's debug metrics: the events stored since midnight UTC, per subject, as an OpenMetrics
+   * text counter (openmeter_events_total, the name OpenMeter's dashboards scrape).
+   *
+   * @generated from rpc tally.v1.EventService.GetDebugMetrics
+   */
+  getDebugMetrics: {
+    methodKind: "unary";
+    input: typeof GetDebugMetricsRequestSchema;
+    output: typeof HttpBodySchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_tally_v1_events, 0);
