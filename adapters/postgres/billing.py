@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import fields
 from datetime import datetime
@@ -353,6 +353,14 @@ class PostgresProfileRepository:
             statement = statement.with_for_update()
         row = (await self._session.exec(statement)).first()
         return _profile(row) if row is not None else None
+
+    async def get_many(self, namespace: str, profile_ids: Sequence[str]) -> list[Profile]:
+        if not profile_ids:
+            return []
+        statement = select(BillingProfileRow).where(
+            BillingProfileRow.namespace == namespace, col(BillingProfileRow.id).in_(list(profile_ids))
+        )
+        return [_profile(row) for row in (await self._session.exec(statement)).all()]
 
     async def list_profiles(self, namespace: str, query: ProfileListQuery) -> tuple[list[Profile], int]:
         statement = select(BillingProfileRow).where(BillingProfileRow.namespace == namespace)

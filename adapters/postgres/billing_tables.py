@@ -94,12 +94,18 @@ class BillingProfileRow(SQLModel, table=True):
 class BillingCustomerOverrideRow(SQLModel, table=True):
     __tablename__ = "billing_customer_overrides"
     __table_args__ = (
+        # The live override of a customer, found by index even before the planner has statistics
+        # (lists join every customer of a page to it).
         Index(
-            "billing_customer_overrides_profile",
+            "billing_customer_overrides_live",
             "namespace",
-            "profile_id",
+            "customer_id",
+            unique=True,
             postgresql_where=text("deleted_at IS NULL"),
         ),
+        # Not partial: a second partial index with the same predicate tempts the planner away from
+        # the one above when it joins customers to their overrides.
+        Index("billing_customer_overrides_profile", "namespace", "profile_id"),
     )
 
     namespace: str = Field(primary_key=True)

@@ -57,6 +57,10 @@ class ProfileRepository(Protocol):
 
     async def get_default(self, namespace: str, *, lock: bool = False) -> Profile | None: ...
 
+    async def get_many(self, namespace: str, profile_ids: Sequence[str]) -> list[Profile]:
+        """The profiles among `profile_ids` that exist (deleted ones included)."""
+        ...
+
     async def list_profiles(self, namespace: str, query: ProfileListQuery) -> tuple[list[Profile], int]: ...
 
     async def insert(self, profile: Profile) -> None:

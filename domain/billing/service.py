@@ -177,6 +177,12 @@ class _Lookups:
             self._default = await self.tx.profiles.get_default(self.namespace)
         return self._default
 
+    async def prefetch(self, profile_ids: Sequence[str]) -> None:
+        wanted = [i for i in dict.fromkeys(profile_ids) if i not in self._profiles]
+        found = {p.id: p for p in await self.tx.profiles.get_many(self.namespace, wanted)}
+        for profile_id in wanted:
+            self._profiles[profile_id] = found.get(profile_id)
+
     async def profile(self, profile_id: str) -> Profile | None:
         if profile_id not in self._profiles:
             self._profiles[profile_id] = await self.tx.profiles.get(self.namespace, profile_id)
@@ -660,6 +666,7 @@ class BillingProfileService:
             lookups = _Lookups(tx, namespace)
             default = await lookups.default()
             rows, total = await tx.overrides.list_customers(namespace, query, default.id if default else None)
+            await lookups.prefetch([o.profile_id for _, o in rows if o is not None and o.profile_id is not None])
             items = [
                 await self._effective(
                     lookups, customer, override, expand.get("apps", False), expand.get("customer", False)
