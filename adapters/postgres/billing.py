@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import fields
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import ColumnElement, and_, func, or_, update
 from sqlalchemy.dialects.postgresql import insert
@@ -41,6 +41,9 @@ from domain.billing.models import (
     WorkflowPatch,
 )
 from domain.billing.ports import UnitOfWork
+
+if TYPE_CHECKING:
+    from adapters.postgres.invoices import PostgresInvoiceRepository
 from domain.catalog.ratecards import TaxBehavior, TaxConfig
 from domain.customers.models import Address, Customer
 from domain.errors import ConflictError
@@ -54,7 +57,7 @@ _ENUMS: dict[str, type[enum.Enum]] = {
 }
 
 
-def _tax_config_to_json(tax: TaxConfig) -> dict[str, Any]:
+def tax_config_to_json(tax: TaxConfig) -> dict[str, Any]:
     return {
         "behavior": tax.behavior.value if tax.behavior else None,
         "stripe_code": tax.stripe_code,
@@ -63,7 +66,7 @@ def _tax_config_to_json(tax: TaxConfig) -> dict[str, Any]:
     }
 
 
-def _tax_config_from_json(value: dict[str, Any]) -> TaxConfig:
+def tax_config_from_json(value: dict[str, Any]) -> TaxConfig:
     behavior = value.get("behavior")
     return TaxConfig(
         behavior=TaxBehavior(behavior) if behavior else None,
@@ -85,7 +88,7 @@ def workflow_to_json(workflow: Workflow | WorkflowPatch) -> dict[str, Any]:
         elif isinstance(value, RecurringPeriod):
             value = {"interval": value.interval, "anchor": value.anchor.isoformat()}
         elif isinstance(value, TaxConfig):
-            value = _tax_config_to_json(value)
+            value = tax_config_to_json(value)
         out[f.name] = value
     return out
 
@@ -101,7 +104,7 @@ def workflow_from_json(kind: type[W], value: dict[str, Any]) -> W:
         elif f.name == "recurring_period":
             raw = RecurringPeriod(interval=raw["interval"], anchor=datetime.fromisoformat(raw["anchor"]))
         elif f.name == "default_tax_config":
-            raw = _tax_config_from_json(raw)
+            raw = tax_config_from_json(raw)
         kwargs[f.name] = raw
     return kind(**kwargs)
 
@@ -545,6 +548,10 @@ class PostgresBillingStore:
         self._customer_data = PostgresCustomerAppDataRepository(session)
         self._profiles = PostgresProfileRepository(session)
         self._overrides = PostgresOverrideRepository(session)
+        # Imported here: the invoice repository reuses this module's JSON helpers.
+        from adapters.postgres.invoices import PostgresInvoiceRepository
+
+        self._invoices = PostgresInvoiceRepository(session)
 
     @property
     def session(self) -> AsyncSession:
@@ -565,6 +572,10 @@ class PostgresBillingStore:
     @property
     def overrides(self) -> PostgresOverrideRepository:
         return self._overrides
+
+    @property
+    def invoices(self) -> PostgresInvoiceRepository:
+        return self._invoices
 
     async def commit(self) -> None:
         await self._session.commit()

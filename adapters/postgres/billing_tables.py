@@ -1,15 +1,16 @@
 """Postgres tables of the billing area (sqlmodel). Every table is keyed by namespace first.
 
-Invoices and their lines come next to these (the invoice work); profiles keep their workflow as a
+Invoices and their lines live here too; profiles keep their workflow as a
 JSON document because an invoice snapshots it whole.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, DateTime, Index, String, text
+from sqlalchemy import BigInteger, Column, DateTime, Index, Numeric, String, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -126,3 +127,160 @@ class BillingSequenceRow(SQLModel, table=True):
     namespace: str = Field(primary_key=True)
     scope: str = Field(sa_column=Column(String, primary_key=True))
     last_value: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+def _money(nullable: bool = False, default: Any = 0) -> Any:
+    # Numeric without precision: exact decimals of any scale (amounts, quantities, unit prices).
+    return Field(default=default, sa_column=Column(Numeric, nullable=nullable))
+
+
+class InvoiceRow(SQLModel, table=True):
+    __tablename__ = "billing_invoices"
+    __table_args__ = (
+        # One live gathering invoice per customer and currency, also for racing pending-line posts.
+        Index(
+            "billing_invoices_one_gathering",
+            "namespace",
+            "customer_id",
+            "currency",
+            unique=True,
+            postgresql_where=text("status = 'gathering' AND deleted_at IS NULL"),
+        ),
+        Index("billing_invoices_customer", "namespace", "customer_id", "created_at"),
+        Index("billing_invoices_list", "namespace", "created_at", "id"),
+        # The billing worker's scans: work by state and schedule, gathering invoices by due date.
+        Index(
+            "billing_invoices_work",
+            "extended_status",
+            "next_attempt_at",
+            postgresql_where=text("deleted_at IS NULL"),
+        ),
+        Index(
+            "billing_invoices_gathering_due",
+            "collection_at",
+            postgresql_where=text("status = 'gathering' AND deleted_at IS NULL"),
+        ),
+    )
+
+    namespace: str = Field(primary_key=True)
+    id: str = Field(primary_key=True)
+    type: str
+    status: str
+    extended_status: str
+    customer_id: str
+    currency: str
+    number: str | None = None
+    description: str | None = None
+    profile_id: str
+    invoicing_app_id: str
+    payment_app_id: str
+    tax_app_id: str
+    # {id, name, key, usage_subject_keys, billing_address}
+    customer: dict[str, Any] = _json()
+    supplier: dict[str, Any] = _json()
+    workflow: dict[str, Any] = _json()
+    period_start: datetime | None = _tz(default=None, nullable=True)
+    period_end: datetime | None = _tz(default=None, nullable=True)
+    collection_at: datetime | None = _tz(default=None, nullable=True)
+    draft_until: datetime | None = _tz(default=None, nullable=True)
+    issued_at: datetime | None = _tz(default=None, nullable=True)
+    due_at: datetime | None = _tz(default=None, nullable=True)
+    sent_to_customer_at: datetime | None = _tz(default=None, nullable=True)
+    voided_at: datetime | None = _tz(default=None, nullable=True)
+    paid_at: datetime | None = _tz(default=None, nullable=True)
+    quantity_snapshotted_at: datetime | None = _tz(default=None, nullable=True)
+    amount: Decimal = _money()
+    charges_total: Decimal = _money()
+    discounts_total: Decimal = _money()
+    credits_total: Decimal = _money()
+    taxes_inclusive_total: Decimal = _money()
+    taxes_exclusive_total: Decimal = _money()
+    taxes_total: Decimal = _money()
+    total: Decimal = _money()
+    validation_issues: list[dict[str, Any]] = Field(
+        default_factory=list, sa_column=Column(JSONB, nullable=False, server_default=text("'[]'::jsonb"))
+    )
+    invoicing_external_id: str | None = None
+    payment_external_id: str | None = None
+    meta: dict[str, str] = _json("metadata")
+    # The last app call (domain.billing.invoices.AppAttempt), recorded before the call is made.
+    app_attempt: dict[str, Any] | None = _json(nullable=True)
+    next_attempt_at: datetime | None = _tz(default=None, nullable=True)
+    attempts: int = 0
+    created_at: datetime = _tz()
+    updated_at: datetime = _tz()
+    deleted_at: datetime | None = _tz(default=None, nullable=True)
+
+
+class InvoiceLineRow(SQLModel, table=True):
+    __tablename__ = "billing_invoice_lines"
+    __table_args__ = (
+        Index("billing_invoice_lines_invoice", "namespace", "invoice_id", "created_at"),
+        Index("billing_invoice_lines_parent", "namespace", "parent_line_id"),
+        # What was already billed of a period (progressive billing, late usage).
+        Index(
+            "billing_invoice_lines_period_key",
+            "namespace",
+            "period_key",
+            postgresql_where=text("deleted_at IS NULL AND parent_line_id IS NULL"),
+        ),
+        # A subscription sync creates each (item, period part) once, also when it runs twice at once.
+        Index(
+            "billing_invoice_lines_sync_key",
+            "namespace",
+            "sync_key",
+            "period_start",
+            unique=True,
+            postgresql_where=text("deleted_at IS NULL AND sync_key IS NOT NULL"),
+        ),
+    )
+
+    namespace: str = Field(primary_key=True)
+    id: str = Field(primary_key=True)
+    invoice_id: str
+    parent_line_id: str | None = None
+    type: str
+    status: str
+    managed_by: str
+    name: str
+    description: str | None = None
+    currency: str
+    period_start: datetime = _tz()
+    period_end: datetime = _tz()
+    invoice_at: datetime = _tz()
+    full_period_start: datetime | None = _tz(default=None, nullable=True)
+    full_period_end: datetime | None = _tz(default=None, nullable=True)
+    period_key: str | None = None
+    sync_key: str | None = None
+    feature_key: str | None = None
+    # The price and discounts in OpenMeter's RateCard JSON (domain.catalog.prices `rest()`).
+    price: dict[str, Any] | None = _json(nullable=True)
+    rate_card_discounts: dict[str, Any] | None = _json("rate_card_discounts", nullable=True)
+    per_unit_amount: Decimal | None = _money(nullable=True, default=None)
+    quantity: Decimal | None = _money(nullable=True, default=None)
+    metered_quantity: Decimal | None = _money(nullable=True, default=None)
+    pre_line_period_quantity: Decimal | None = _money(nullable=True, default=None)
+    quantity_snapshotted_at: datetime | None = _tz(default=None, nullable=True)
+    child_key: str | None = None
+    category: str | None = None
+    payment_term: str | None = None
+    amount: Decimal = _money()
+    charges_total: Decimal = _money()
+    discounts_total: Decimal = _money()
+    credits_total: Decimal = _money()
+    taxes_inclusive_total: Decimal = _money()
+    taxes_exclusive_total: Decimal = _money()
+    taxes_total: Decimal = _money()
+    total: Decimal = _money()
+    # [{id, reason, amount, description}]
+    discounts: list[dict[str, Any]] = Field(
+        default_factory=list, sa_column=Column(JSONB, nullable=False, server_default=text("'[]'::jsonb"))
+    )
+    tax_config: dict[str, Any] | None = _json("tax_config", nullable=True)
+    subscription_id: str | None = None
+    subscription_phase_id: str | None = None
+    subscription_item_id: str | None = None
+    meta: dict[str, str] = _json("metadata")
+    created_at: datetime = _tz()
+    updated_at: datetime = _tz()
+    deleted_at: datetime | None = _tz(default=None, nullable=True)

@@ -9,9 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
+from decimal import Decimal
 from typing import Protocol
 
 from domain.billing.apps.models import App, AppType, CustomerAppData
+from domain.billing.invoice_states import State
+from domain.billing.invoices import Invoice, InvoiceLine, InvoiceListQuery, UsageRequest
 from domain.billing.models import CustomerOverride, OverrideListQuery, Profile, ProfileListQuery
 from domain.customers.models import Customer
 
@@ -94,6 +97,94 @@ class OverrideRepository(Protocol):
         ...
 
 
+class InvoiceRepository(Protocol):
+    """Invoices and their lines. Reads with `lock` hold the invoice row until commit, so one
+    state change (the invoice and its lines) is decided and written by one transaction."""
+
+    async def get(self, namespace: str, invoice_id: str, *, lock: bool = False) -> Invoice | None:
+        """The invoice, deleted ones included."""
+        ...
+
+    async def get_gathering(
+        self, namespace: str, customer_id: str, currency: str, *, lock: bool = False
+    ) -> Invoice | None:
+        """The customer's live gathering invoice in that currency (there is at most one)."""
+        ...
+
+    async def gathering_for_customer(self, namespace: str, customer_id: str, *, lock: bool = False) -> list[Invoice]:
+        """The customer's live gathering invoices, one per currency."""
+        ...
+
+    async def insert(self, invoice: Invoice) -> None:
+        """Raises ConflictError when it is a second live gathering invoice of the customer and
+        currency (the unique index decides, also between racing transactions)."""
+        ...
+
+    async def update(self, invoice: Invoice) -> None: ...
+
+    async def list_invoices(self, namespace: str, query: InvoiceListQuery) -> tuple[list[Invoice], int]: ...
+
+    async def lines(self, namespace: str, invoice_ids: Sequence[str]) -> dict[str, list[InvoiceLine]]:
+        """Live lines (children included) of each invoice, by invoice ID, in creation order."""
+        ...
+
+    async def get_lines(self, namespace: str, line_ids: Sequence[str], *, lock: bool = False) -> list[InvoiceLine]:
+        """Live lines by ID."""
+        ...
+
+    async def insert_lines(self, lines: Sequence[InvoiceLine]) -> None:
+        """Raises ConflictError on a second live line with the same sync key and period start."""
+        ...
+
+    async def update_lines(self, lines: Sequence[InvoiceLine]) -> None: ...
+
+    async def delete_lines(self, namespace: str, line_ids: Sequence[str], at: datetime) -> None:
+        """Soft-deletes the lines and their children."""
+        ...
+
+    async def delete_children(self, namespace: str, parent_ids: Sequence[str], at: datetime) -> None:
+        """Soft-deletes the detailed lines of these parents (before they are rated again)."""
+        ...
+
+    async def billed_quantities(
+        self, namespace: str, period_keys: Sequence[str], exclude_invoice_id: str | None = None
+    ) -> dict[str, Decimal]:
+        """Per period key: the quantity already billed by top-level lines of standard invoices that
+        still count (not gathering, deleted or voided), `exclude_invoice_id` left out (the invoice
+        being rated). A key billed nowhere is absent."""
+        ...
+
+    async def claim(
+        self,
+        states: Sequence[State],
+        now: datetime,
+        limit: int,
+        namespace: str | None = None,
+    ) -> list[Invoice]:
+        """Live invoices in one of `states` whose `next_attempt_at` has passed (or is unset), locked
+        with FOR UPDATE SKIP LOCKED: several workers may claim at once and each invoice goes to
+        exactly one; a worker's lock ends with its transaction (also when it is killed)."""
+        ...
+
+    async def claim_gathering_due(self, now: datetime, limit: int, namespace: str | None = None) -> list[Invoice]:
+        """Live gathering invoices whose `collection_at` has passed, locked with SKIP LOCKED."""
+        ...
+
+
+class UsageSource(Protocol):
+    """Metered usage as billing reads it: the quantity of each feature's meter for a customer over
+    [start, end), counting only the events stored by `cutoff` (so a re-run with the same cutoff
+    reads the same number, and usage stored later is billed by a later run as a correction).
+
+    One call answers many requests: an implementation reads them in bulk (per meter and period,
+    grouped by subject), never one query per customer. A request whose feature has no meter, or
+    whose customer has no usage, answers 0."""
+
+    async def quantities(
+        self, namespace: str, requests: Sequence[UsageRequest], cutoff: datetime
+    ) -> Mapping[UsageRequest, Decimal]: ...
+
+
 class BillingStore(Protocol):
     """Billing's repositories sharing one transaction. Leaving the unit of work without `commit`
     rolls everything back."""
@@ -109,6 +200,9 @@ class BillingStore(Protocol):
 
     @property
     def overrides(self) -> OverrideRepository: ...
+
+    @property
+    def invoices(self) -> InvoiceRepository: ...
 
     async def commit(self) -> None: ...
 

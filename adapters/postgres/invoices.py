@@ -1,0 +1,577 @@
+"""Invoices and lines over Postgres (InvoiceRepository), sharing the billing unit of work's session.
+
+The billing worker's leases are row locks: `claim` and `claim_gathering_due` select with
+FOR UPDATE SKIP LOCKED inside the caller's transaction, so racing workers each get different
+invoices and a killed worker's locks vanish with its connection; nothing is half-written because
+the state change and its lines commit together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import and_, func, or_, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from adapters.postgres.billing import (
+    tax_config_from_json,
+    tax_config_to_json,
+    workflow_from_json,
+    workflow_to_json,
+)
+from adapters.postgres.billing_tables import InvoiceLineRow, InvoiceRow
+from domain.billing.apps.port import IssueSeverity
+from domain.billing.invoice_states import InvoiceStatus, State
+from domain.billing.invoices import (
+    AppAttempt,
+    CustomerSnapshot,
+    Invoice,
+    InvoiceLine,
+    InvoiceListQuery,
+    InvoiceType,
+    LineDiscount,
+    LineStatus,
+    LineType,
+    ManagedBy,
+    StoredIssue,
+    SubscriptionRef,
+    Totals,
+)
+from domain.billing.models import Workflow
+from domain.catalog.prices import NO_DISCOUNTS, Discounts, Price, parse_price
+from domain.catalog.rating import DiscountReason, LineCategory
+from domain.catalog.wire import Reader
+from domain.errors import ConflictError
+
+_TOTAL_FIELDS = (
+    "amount",
+    "charges_total",
+    "discounts_total",
+    "credits_total",
+    "taxes_inclusive_total",
+    "taxes_exclusive_total",
+    "taxes_total",
+    "total",
+)
+
+
+def _totals(row: InvoiceRow | InvoiceLineRow) -> Totals:
+    return Totals(**{name: Decimal(getattr(row, name)) for name in _TOTAL_FIELDS})
+
+
+def _totals_columns(totals: Totals) -> dict[str, Decimal]:
+    return {name: getattr(totals, name) for name in _TOTAL_FIELDS}
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _customer_json(c: CustomerSnapshot) -> dict[str, Any]:
+    return {
+        "id": c.id,
+        "name": c.name,
+        "key": c.key,
+        "usage_subject_keys": list(c.usage_subject_keys),
+        "billing_address": dict(c.billing_address),
+    }
+
+
+def _customer(value: dict[str, Any]) -> CustomerSnapshot:
+    return CustomerSnapshot(
+        id=value["id"],
+        name=value["name"],
+        key=value.get("key"),
+        usage_subject_keys=tuple(value.get("usage_subject_keys", ())),
+        billing_address=dict(value.get("billing_address", {})),
+    )
+
+
+def _attempt_json(a: AppAttempt | None) -> dict[str, Any] | None:
+    if a is None:
+        return None
+    return {
+        "hook": a.hook,
+        "state": a.state.value,
+        "idempotency_key": a.idempotency_key,
+        "started_at": _iso(a.started_at),
+        "finished_at": _iso(a.finished_at),
+        "error": a.error,
+    }
+
+
+def _attempt(value: dict[str, Any] | None) -> AppAttempt | None:
+    if not value:
+        return None
+    started = _dt(value["started_at"])
+    assert started is not None
+    return AppAttempt(
+        hook=value["hook"],
+        state=State(value["state"]),
+        idempotency_key=value["idempotency_key"],
+        started_at=started,
+        finished_at=_dt(value.get("finished_at")),
+        error=value.get("error"),
+    )
+
+
+def _issue_json(i: StoredIssue) -> dict[str, Any]:
+    return {
+        "id": i.id,
+        "severity": i.severity.value,
+        "code": i.code,
+        "message": i.message,
+        "component": i.component,
+        "field": i.field,
+    }
+
+
+def _issue(value: dict[str, Any]) -> StoredIssue:
+    return StoredIssue(
+        id=value["id"],
+        severity=IssueSeverity(value["severity"]),
+        code=value["code"],
+        message=value["message"],
+        component=value["component"],
+        field=value.get("field"),
+    )
+
+
+def _invoice(row: InvoiceRow) -> Invoice:
+    return Invoice(
+        id=row.id,
+        namespace=row.namespace,
+        type=InvoiceType(row.type),
+        state=State(row.extended_status),
+        customer=_customer(row.customer),
+        currency=row.currency,
+        profile_id=row.profile_id,
+        invoicing_app_id=row.invoicing_app_id,
+        payment_app_id=row.payment_app_id,
+        tax_app_id=row.tax_app_id,
+        workflow=workflow_from_json(Workflow, row.workflow),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        supplier=dict(row.supplier),
+        number=row.number,
+        description=row.description,
+        period_start=row.period_start,
+        period_end=row.period_end,
+        collection_at=row.collection_at,
+        draft_until=row.draft_until,
+        issued_at=row.issued_at,
+        due_at=row.due_at,
+        sent_to_customer_at=row.sent_to_customer_at,
+        voided_at=row.voided_at,
+        paid_at=row.paid_at,
+        quantity_snapshotted_at=row.quantity_snapshotted_at,
+        totals=_totals(row),
+        validation_issues=tuple(_issue(i) for i in row.validation_issues),
+        invoicing_external_id=row.invoicing_external_id,
+        payment_external_id=row.payment_external_id,
+        metadata=dict(row.meta),
+        app_attempt=_attempt(row.app_attempt),
+        next_attempt_at=row.next_attempt_at,
+        attempts=row.attempts,
+        deleted_at=row.deleted_at,
+    )
+
+
+def _invoice_row(inv: Invoice) -> InvoiceRow:
+    return InvoiceRow(
+        namespace=inv.namespace,
+        id=inv.id,
+        type=inv.type.value,
+        status=inv.status.value,
+        extended_status=inv.state.value,
+        customer_id=inv.customer.id,
+        currency=inv.currency,
+        number=inv.number,
+        description=inv.description,
+        profile_id=inv.profile_id,
+        invoicing_app_id=inv.invoicing_app_id,
+        payment_app_id=inv.payment_app_id,
+        tax_app_id=inv.tax_app_id,
+        customer=_customer_json(inv.customer),
+        supplier=dict(inv.supplier),
+        workflow=workflow_to_json(inv.workflow),
+        period_start=inv.period_start,
+        period_end=inv.period_end,
+        collection_at=inv.collection_at,
+        draft_until=inv.draft_until,
+        issued_at=inv.issued_at,
+        due_at=inv.due_at,
+        sent_to_customer_at=inv.sent_to_customer_at,
+        voided_at=inv.voided_at,
+        paid_at=inv.paid_at,
+        quantity_snapshotted_at=inv.quantity_snapshotted_at,
+        validation_issues=[_issue_json(i) for i in inv.validation_issues],
+        invoicing_external_id=inv.invoicing_external_id,
+        payment_external_id=inv.payment_external_id,
+        meta=dict(inv.metadata),
+        app_attempt=_attempt_json(inv.app_attempt),
+        next_attempt_at=inv.next_attempt_at,
+        attempts=inv.attempts,
+        created_at=inv.created_at,
+        updated_at=inv.updated_at,
+        deleted_at=inv.deleted_at,
+        **_totals_columns(inv.totals),
+    )
+
+
+def _discounts_json(d: Discounts) -> dict[str, Any] | None:
+    # Exact strings, not the wire's float percentage: a stored line must rate the same forever.
+    if d.is_empty():
+        return None
+    return {
+        "percentage": str(d.percentage) if d.percentage is not None else None,
+        "usage_quantity": str(d.usage_quantity) if d.usage_quantity is not None else None,
+    }
+
+
+def _discounts(value: dict[str, Any] | None) -> Discounts:
+    if not value:
+        return NO_DISCOUNTS
+    pct, usage = value.get("percentage"), value.get("usage_quantity")
+    return Discounts(
+        percentage=Decimal(pct) if pct is not None else None,
+        usage_quantity=Decimal(usage) if usage is not None else None,
+    )
+
+
+def _price(value: dict[str, Any] | None) -> Price | None:
+    if value is None:
+        return None
+    reader = Reader()
+    price = parse_price(reader, value, "price", allow_usage=True)
+    if price is None or reader.issues.errors:  # written by this code: only a schema drift gets here
+        raise RuntimeError(f"stored line price does not read back: {reader.issues.errors}")
+    return price
+
+
+def _dec(value: Any) -> Decimal | None:
+    return Decimal(value) if value is not None else None
+
+
+def _line(row: InvoiceLineRow) -> InvoiceLine:
+    sub = (
+        SubscriptionRef(row.subscription_id, row.subscription_phase_id or "", row.subscription_item_id or "")
+        if row.subscription_id
+        else None
+    )
+    return InvoiceLine(
+        id=row.id,
+        namespace=row.namespace,
+        invoice_id=row.invoice_id,
+        type=LineType(row.type),
+        status=LineStatus(row.status),
+        managed_by=ManagedBy(row.managed_by),
+        name=row.name,
+        currency=row.currency,
+        period_start=row.period_start,
+        period_end=row.period_end,
+        invoice_at=row.invoice_at,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        parent_line_id=row.parent_line_id,
+        description=row.description,
+        full_period_start=row.full_period_start,
+        full_period_end=row.full_period_end,
+        period_key=row.period_key,
+        sync_key=row.sync_key,
+        feature_key=row.feature_key,
+        price=_price(row.price),
+        rate_card_discounts=_discounts(row.rate_card_discounts),
+        per_unit_amount=_dec(row.per_unit_amount),
+        quantity=_dec(row.quantity),
+        metered_quantity=_dec(row.metered_quantity),
+        pre_line_period_quantity=_dec(row.pre_line_period_quantity),
+        quantity_snapshotted_at=row.quantity_snapshotted_at,
+        child_key=row.child_key,
+        category=LineCategory(row.category) if row.category else None,
+        payment_term=row.payment_term,
+        totals=_totals(row),
+        discounts=tuple(
+            LineDiscount(d["id"], DiscountReason(d["reason"]), Decimal(d["amount"]), d.get("description"))
+            for d in row.discounts
+        ),
+        tax_config=tax_config_from_json(row.tax_config) if row.tax_config else None,
+        subscription=sub,
+        metadata=dict(row.meta),
+        deleted_at=row.deleted_at,
+    )
+
+
+def _line_row(line: InvoiceLine) -> InvoiceLineRow:
+    return InvoiceLineRow(
+        namespace=line.namespace,
+        id=line.id,
+        invoice_id=line.invoice_id,
+        parent_line_id=line.parent_line_id,
+        type=line.type.value,
+        status=line.status.value,
+        managed_by=line.managed_by.value,
+        name=line.name,
+        description=line.description,
+        currency=line.currency,
+        period_start=line.period_start,
+        period_end=line.period_end,
+        invoice_at=line.invoice_at,
+        full_period_start=line.full_period_start,
+        full_period_end=line.full_period_end,
+        period_key=line.period_key,
+        sync_key=line.sync_key,
+        feature_key=line.feature_key,
+        price=line.price.rest() if line.price is not None else None,
+        rate_card_discounts=_discounts_json(line.rate_card_discounts),
+        per_unit_amount=line.per_unit_amount,
+        quantity=line.quantity,
+        metered_quantity=line.metered_quantity,
+        pre_line_period_quantity=line.pre_line_period_quantity,
+        quantity_snapshotted_at=line.quantity_snapshotted_at,
+        child_key=line.child_key,
+        category=line.category.value if line.category else None,
+        payment_term=line.payment_term,
+        discounts=[
+            {"id": d.id, "reason": d.reason.value, "amount": str(d.amount), "description": d.description}
+            for d in line.discounts
+        ],
+        tax_config=tax_config_to_json(line.tax_config) if line.tax_config else None,
+        subscription_id=line.subscription.subscription_id if line.subscription else None,
+        subscription_phase_id=line.subscription.phase_id if line.subscription else None,
+        subscription_item_id=line.subscription.item_id if line.subscription else None,
+        meta=dict(line.metadata),
+        created_at=line.created_at,
+        updated_at=line.updated_at,
+        deleted_at=line.deleted_at,
+        **_totals_columns(line.totals),
+    )
+
+
+async def _flush(session: AsyncSession, message: str) -> None:
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        raise ConflictError(message) from exc
+
+
+_ORDER = {
+    "createdAt": InvoiceRow.created_at,
+    "issuedAt": InvoiceRow.issued_at,
+    "status": InvoiceRow.extended_status,
+    "customer.name": InvoiceRow.customer_id,
+    "updatedAt": InvoiceRow.updated_at,
+    "periodStart": InvoiceRow.period_start,
+}
+
+# Invoices whose lines no longer count as billed (their usage is billed again by a later run).
+_NOT_BILLED = (InvoiceStatus.GATHERING.value, InvoiceStatus.VOIDED.value, InvoiceStatus.DELETED.value)
+
+
+class PostgresInvoiceRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def get(self, namespace: str, invoice_id: str, *, lock: bool = False) -> Invoice | None:
+        statement = select(InvoiceRow).where(InvoiceRow.namespace == namespace, InvoiceRow.id == invoice_id)
+        if lock:
+            statement = statement.with_for_update()
+        row = (await self._session.exec(statement)).first()
+        return _invoice(row) if row is not None else None
+
+    def _gathering(self, namespace: str, customer_id: str) -> Any:
+        return select(InvoiceRow).where(
+            InvoiceRow.namespace == namespace,
+            InvoiceRow.customer_id == customer_id,
+            InvoiceRow.status == InvoiceStatus.GATHERING.value,
+            col(InvoiceRow.deleted_at).is_(None),
+        )
+
+    async def get_gathering(
+        self, namespace: str, customer_id: str, currency: str, *, lock: bool = False
+    ) -> Invoice | None:
+        statement = self._gathering(namespace, customer_id).where(InvoiceRow.currency == currency)
+        if lock:
+            statement = statement.with_for_update()
+        row = (await self._session.exec(statement)).first()
+        return _invoice(row) if row is not None else None
+
+    async def gathering_for_customer(self, namespace: str, customer_id: str, *, lock: bool = False) -> list[Invoice]:
+        statement = self._gathering(namespace, customer_id).order_by(col(InvoiceRow.currency))
+        if lock:
+            statement = statement.with_for_update()
+        return [_invoice(row) for row in (await self._session.exec(statement)).all()]
+
+    async def insert(self, invoice: Invoice) -> None:
+        self._session.add(_invoice_row(invoice))
+        await _flush(
+            self._session, f"customer {invoice.customer.id} already has a gathering invoice in {invoice.currency}"
+        )
+
+    async def update(self, invoice: Invoice) -> None:
+        await self._session.merge(_invoice_row(invoice))
+        await _flush(self._session, "invoice update conflicts with another invoice")
+
+    async def list_invoices(self, namespace: str, query: InvoiceListQuery) -> tuple[list[Invoice], int]:
+        statement = select(InvoiceRow).where(InvoiceRow.namespace == namespace)
+        if not query.include_deleted:
+            statement = statement.where(col(InvoiceRow.deleted_at).is_(None))
+        if query.customers:
+            statement = statement.where(col(InvoiceRow.customer_id).in_(list(query.customers)))
+        if query.statuses:
+            statement = statement.where(col(InvoiceRow.status).in_([s.value for s in query.statuses]))
+        if query.extended_statuses:
+            statement = statement.where(col(InvoiceRow.extended_status).in_([s.value for s in query.extended_statuses]))
+        if query.currencies:
+            statement = statement.where(col(InvoiceRow.currency).in_(list(query.currencies)))
+        bounds = (
+            (InvoiceRow.issued_at, query.issued_after, query.issued_before),
+            (InvoiceRow.period_start, query.period_start_after, query.period_start_before),
+            (InvoiceRow.created_at, query.created_after, query.created_before),
+        )
+        for column, after, before in bounds:
+            if after is not None:
+                statement = statement.where(col(column) >= after)
+            if before is not None:
+                statement = statement.where(col(column) <= before)
+        total = (await self._session.exec(select(func.count()).select_from(statement.subquery()))).one()
+        order = col(_ORDER.get(query.order_by, InvoiceRow.created_at))
+        keys = (order.desc(), col(InvoiceRow.id).desc()) if query.descending else (order, col(InvoiceRow.id))
+        rows = (await self._session.exec(statement.order_by(*keys).offset(query.offset).limit(query.limit))).all()
+        return [_invoice(row) for row in rows], int(total)
+
+    async def lines(self, namespace: str, invoice_ids: Sequence[str]) -> dict[str, list[InvoiceLine]]:
+        out: dict[str, list[InvoiceLine]] = {i: [] for i in invoice_ids}
+        if not invoice_ids:
+            return out
+        statement = (
+            select(InvoiceLineRow)
+            .where(
+                InvoiceLineRow.namespace == namespace,
+                col(InvoiceLineRow.invoice_id).in_(list(invoice_ids)),
+                col(InvoiceLineRow.deleted_at).is_(None),
+            )
+            .order_by(col(InvoiceLineRow.created_at), col(InvoiceLineRow.id))
+        )
+        for row in (await self._session.exec(statement)).all():
+            out[row.invoice_id].append(_line(row))
+        return out
+
+    async def get_lines(self, namespace: str, line_ids: Sequence[str], *, lock: bool = False) -> list[InvoiceLine]:
+        if not line_ids:
+            return []
+        statement = select(InvoiceLineRow).where(
+            InvoiceLineRow.namespace == namespace,
+            col(InvoiceLineRow.id).in_(list(line_ids)),
+            col(InvoiceLineRow.deleted_at).is_(None),
+        )
+        if lock:
+            statement = statement.with_for_update()
+        return [_line(row) for row in (await self._session.exec(statement)).all()]
+
+    async def insert_lines(self, lines: Sequence[InvoiceLine]) -> None:
+        self._session.add_all([_line_row(line) for line in lines])
+        await _flush(self._session, "a line with the same sync key and period already exists")
+
+    async def update_lines(self, lines: Sequence[InvoiceLine]) -> None:
+        for line in lines:
+            await self._session.merge(_line_row(line))
+        await _flush(self._session, "a line with the same sync key and period already exists")
+
+    async def delete_lines(self, namespace: str, line_ids: Sequence[str], at: datetime) -> None:
+        if not line_ids:
+            return
+        ids = list(line_ids)
+        await self._session.exec(
+            update(InvoiceLineRow)
+            .where(
+                col(InvoiceLineRow.namespace) == namespace,
+                or_(col(InvoiceLineRow.id).in_(ids), col(InvoiceLineRow.parent_line_id).in_(ids)),
+                col(InvoiceLineRow.deleted_at).is_(None),
+            )
+            .values(deleted_at=at, updated_at=at)
+        )
+
+    async def delete_children(self, namespace: str, parent_ids: Sequence[str], at: datetime) -> None:
+        if not parent_ids:
+            return
+        await self._session.exec(
+            update(InvoiceLineRow)
+            .where(
+                col(InvoiceLineRow.namespace) == namespace,
+                col(InvoiceLineRow.parent_line_id).in_(list(parent_ids)),
+                col(InvoiceLineRow.deleted_at).is_(None),
+            )
+            .values(deleted_at=at, updated_at=at)
+        )
+
+    async def billed_quantities(
+        self, namespace: str, period_keys: Sequence[str], exclude_invoice_id: str | None = None
+    ) -> dict[str, Decimal]:
+        if not period_keys:
+            return {}
+        statement = (
+            select(InvoiceLineRow.period_key, func.sum(InvoiceLineRow.quantity))
+            .join(
+                InvoiceRow,
+                and_(
+                    col(InvoiceRow.namespace) == col(InvoiceLineRow.namespace),
+                    col(InvoiceRow.id) == col(InvoiceLineRow.invoice_id),
+                ),
+            )
+            .where(
+                InvoiceLineRow.namespace == namespace,
+                col(InvoiceLineRow.period_key).in_(list(period_keys)),
+                col(InvoiceLineRow.parent_line_id).is_(None),
+                col(InvoiceLineRow.deleted_at).is_(None),
+                col(InvoiceLineRow.quantity).is_not(None),
+                col(InvoiceRow.deleted_at).is_(None),
+                col(InvoiceRow.status).not_in(_NOT_BILLED),
+            )
+            .group_by(col(InvoiceLineRow.period_key))
+        )
+        if exclude_invoice_id is not None:
+            statement = statement.where(InvoiceRow.id != exclude_invoice_id)
+        rows = (await self._session.exec(statement)).all()
+        return {key: Decimal(total) for key, total in rows if key is not None and total is not None}
+
+    async def claim(
+        self,
+        states: Sequence[State],
+        now: datetime,
+        limit: int,
+        namespace: str | None = None,
+    ) -> list[Invoice]:
+        statement = select(InvoiceRow).where(
+            col(InvoiceRow.extended_status).in_([s.value for s in states]),
+            col(InvoiceRow.deleted_at).is_(None),
+            or_(col(InvoiceRow.next_attempt_at).is_(None), col(InvoiceRow.next_attempt_at) <= now),
+        )
+        if namespace is not None:
+            statement = statement.where(InvoiceRow.namespace == namespace)
+        statement = (
+            statement.order_by(col(InvoiceRow.next_attempt_at).nulls_first(), col(InvoiceRow.created_at))
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return [_invoice(row) for row in (await self._session.exec(statement)).all()]
+
+    async def claim_gathering_due(self, now: datetime, limit: int, namespace: str | None = None) -> list[Invoice]:
+        statement = select(InvoiceRow).where(
+            InvoiceRow.status == InvoiceStatus.GATHERING.value,
+            col(InvoiceRow.deleted_at).is_(None),
+            col(InvoiceRow.collection_at) <= now,
+        )
+        if namespace is not None:
+            statement = statement.where(InvoiceRow.namespace == namespace)
+        statement = statement.order_by(col(InvoiceRow.collection_at)).limit(limit).with_for_update(skip_locked=True)
+        return [_invoice(row) for row in (await self._session.exec(statement)).all()]

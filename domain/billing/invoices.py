@@ -1,0 +1,295 @@
+"""Invoices and their lines: what is stored, what the API shows, what the lifecycle moves.
+
+An invoice is OpenMeter's: `gathering` (one per customer and currency: pending lines wait there
+until they are due) or a standard invoice moving through `invoice_states.State`. Its lines are
+either top-level lines (`parent_line_id` None: a manual flat or usage line, or one synced from a
+subscription) or the detailed child lines the rating engine produced for a top-level usage line
+(one per charge component: tier, flat fee, minimum spend...).
+
+Progressive billing and late usage share one mechanism, carried by `period_key`: every top-level
+line billing usage of one (item, billing period) names that pair; a run rates the period's
+cumulative quantity as of its cutoff and bills the difference from what earlier, still-valid
+invoices already billed under the same key (`pre_line_period_quantity`). `full_period` is that
+billing period; `period` is the part this line covers.
+
+Money and quantities are `Decimal`; times are aware UTC.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Final
+
+from domain.billing.apps.port import IssueSeverity
+from domain.billing.invoice_states import InvoiceStatus, State
+from domain.billing.models import Workflow
+from domain.catalog.prices import NO_DISCOUNTS, Discounts, Price
+from domain.catalog.ratecards import TaxConfig
+from domain.catalog.rating import DiscountReason, LineCategory
+
+ZERO: Final = Decimal(0)
+
+
+class InvoiceType(enum.StrEnum):
+    STANDARD = "standard"
+    # Credit notes may come later; the column is there so they need no migration.
+    CREDIT_NOTE = "credit_note"
+
+
+class LineType(enum.StrEnum):
+    """OpenMeter's line `type`: a fixed amount, or a price applied to a feature's metered usage."""
+
+    FLAT_FEE = "flat_fee"
+    USAGE_BASED = "usage_based"
+
+
+class LineStatus(enum.StrEnum):
+    """`valid`: a top-level line; `detailed`: a child line the rating engine made."""
+
+    VALID = "valid"
+    DETAILED = "detailed"
+
+
+class ManagedBy(enum.StrEnum):
+    """Who owns a line (OpenMeter's `managedBy`): a manual line may be edited by the user; a
+    subscription line is re-synced from its subscription; system lines are the engine's."""
+
+    MANUAL = "manual"
+    SUBSCRIPTION = "subscription"
+    SYSTEM = "system"
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    """OpenMeter's InvoiceTotals, for a line or a whole invoice.
+
+    total = amount + charges_total + taxes_exclusive_total - discounts_total - credits_total.
+    No tax engine yet: taxes are zero, the line's taxConfig is carried for the app.
+    """
+
+    amount: Decimal = ZERO
+    charges_total: Decimal = ZERO
+    discounts_total: Decimal = ZERO
+    credits_total: Decimal = ZERO
+    taxes_inclusive_total: Decimal = ZERO
+    taxes_exclusive_total: Decimal = ZERO
+    taxes_total: Decimal = ZERO
+    total: Decimal = ZERO
+
+    def __add__(self, other: Totals) -> Totals:
+        return Totals(
+            amount=self.amount + other.amount,
+            charges_total=self.charges_total + other.charges_total,
+            discounts_total=self.discounts_total + other.discounts_total,
+            credits_total=self.credits_total + other.credits_total,
+            taxes_inclusive_total=self.taxes_inclusive_total + other.taxes_inclusive_total,
+            taxes_exclusive_total=self.taxes_exclusive_total + other.taxes_exclusive_total,
+            taxes_total=self.taxes_total + other.taxes_total,
+            total=self.total + other.total,
+        )
+
+    @staticmethod
+    def of(
+        amount: Decimal = ZERO,
+        charges_total: Decimal = ZERO,
+        discounts_total: Decimal = ZERO,
+        credits_total: Decimal = ZERO,
+    ) -> Totals:
+        """Totals without taxes, `total` derived (the one place the formula lives)."""
+        return Totals(
+            amount=amount,
+            charges_total=charges_total,
+            discounts_total=discounts_total,
+            credits_total=credits_total,
+            total=amount + charges_total - discounts_total - credits_total,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LineDiscount:
+    """An amount taken off a line (OpenMeter's line discounts: ratecard percentage, maximum spend)."""
+
+    id: str
+    reason: DiscountReason
+    amount: Decimal
+    description: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionRef:
+    """The subscription item a synced line bills (OpenMeter's line `subscription`)."""
+
+    subscription_id: str
+    phase_id: str
+    item_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceLine:
+    id: str
+    namespace: str
+    invoice_id: str
+    type: LineType
+    status: LineStatus
+    managed_by: ManagedBy
+    name: str
+    currency: str
+    period_start: datetime
+    period_end: datetime
+    # When the line becomes due for invoicing (usage lines: the end of their period).
+    invoice_at: datetime
+    created_at: datetime
+    updated_at: datetime
+    parent_line_id: str | None = None
+    description: str | None = None
+    # The billing period this line is part of, and the key shared by every line billing it
+    # (progressive billing and late-usage corrections; see the module docstring).
+    full_period_start: datetime | None = None
+    full_period_end: datetime | None = None
+    period_key: str | None = None
+    # Idempotency of syncs: a subscription line's deterministic key (None for manual lines).
+    sync_key: str | None = None
+    feature_key: str | None = None
+    # Usage lines and rated flat lines keep the price they were created with.
+    price: Price | None = None
+    rate_card_discounts: Discounts = NO_DISCOUNTS
+    # Flat lines: the amount per unit and how many (OpenMeter's perUnitAmount x quantity).
+    per_unit_amount: Decimal | None = None
+    # Usage lines after the quantity snapshot: billed quantity for `period`, the raw metered one,
+    # and what earlier invoices billed of the same period key.
+    quantity: Decimal | None = None
+    metered_quantity: Decimal | None = None
+    pre_line_period_quantity: Decimal | None = None
+    quantity_snapshotted_at: datetime | None = None
+    # Detailed child lines: the rating engine's component key, category and term.
+    child_key: str | None = None
+    category: LineCategory | None = None
+    payment_term: str | None = None
+    totals: Totals = Totals()
+    discounts: Sequence[LineDiscount] = ()
+    tax_config: TaxConfig | None = None
+    subscription: SubscriptionRef | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    deleted_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredIssue:
+    """A validation issue kept on the invoice (OpenMeter's validationIssues)."""
+
+    id: str
+    severity: IssueSeverity
+    code: str
+    message: str
+    component: str
+    field: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerSnapshot:
+    """The customer as the invoice was made for it (OpenMeter copies it onto the invoice)."""
+
+    id: str
+    name: str
+    key: str | None = None
+    usage_subject_keys: Sequence[str] = ()
+    billing_address: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class AppAttempt:
+    """The last call to the invoicing app, recorded before it is made: a worker that finds one
+    without an outcome (it crashed, or the call timed out) asks the app again with the same
+    idempotency key instead of starting a fresh call."""
+
+    hook: str
+    state: State
+    idempotency_key: str
+    started_at: datetime
+    finished_at: datetime | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Invoice:
+    id: str
+    namespace: str
+    type: InvoiceType
+    state: State
+    customer: CustomerSnapshot
+    currency: str
+    profile_id: str
+    invoicing_app_id: str
+    payment_app_id: str
+    tax_app_id: str
+    # The effective workflow, snapshotted when the invoice was created.
+    workflow: Workflow
+    created_at: datetime
+    updated_at: datetime
+    supplier: Mapping[str, object] = field(default_factory=dict)
+    number: str | None = None
+    description: str | None = None
+    period_start: datetime | None = None
+    period_end: datetime | None = None
+    # Gathering: when its earliest line becomes due. Draft: when the lines' quantities are read.
+    collection_at: datetime | None = None
+    draft_until: datetime | None = None
+    issued_at: datetime | None = None
+    due_at: datetime | None = None
+    sent_to_customer_at: datetime | None = None
+    voided_at: datetime | None = None
+    paid_at: datetime | None = None
+    quantity_snapshotted_at: datetime | None = None
+    totals: Totals = Totals()
+    validation_issues: Sequence[StoredIssue] = ()
+    invoicing_external_id: str | None = None
+    payment_external_id: str | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    app_attempt: AppAttempt | None = None
+    # The billing worker's schedule for this invoice and its failures so far (retry backoff).
+    next_attempt_at: datetime | None = None
+    attempts: int = 0
+    deleted_at: datetime | None = None
+
+    @property
+    def status(self) -> InvoiceStatus:
+        return self.state.status
+
+    @property
+    def customer_id(self) -> str:
+        return self.customer.id
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceListQuery:
+    """Filters of GET /api/v1/billing/invoices (all optional; empty sequences mean any)."""
+
+    offset: int = 0
+    limit: int = 100
+    customers: Sequence[str] = ()
+    statuses: Sequence[InvoiceStatus] = ()
+    extended_statuses: Sequence[State] = ()
+    currencies: Sequence[str] = ()
+    issued_after: datetime | None = None
+    issued_before: datetime | None = None
+    period_start_after: datetime | None = None
+    period_start_before: datetime | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    include_deleted: bool = False
+    order_by: str = "createdAt"
+    descending: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRequest:
+    """Usage of a feature's meter for a customer over [start, end): one line's quantity."""
+
+    feature_key: str
+    customer_id: str
+    start: datetime
+    end: datetime

@@ -1,0 +1,257 @@
+"""The invoice repository on real Postgres: a stored invoice and its lines read back exactly, one
+gathering invoice per customer and currency also for racing inserts, what counts as already billed
+for a period key, and SKIP LOCKED claims that hand each invoice to one worker only."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+import pytest_asyncio
+from sqlalchemy.ext.asyncio import AsyncEngine
+from ulid import ULID
+
+from adapters.postgres.billing import billing_unit_of_work
+from adapters.postgres.db import create_engine, migrate, session_factory
+from domain.billing.apps.port import IssueSeverity
+from domain.billing.invoice_states import State
+from domain.billing.invoices import (
+    AppAttempt,
+    CustomerSnapshot,
+    Invoice,
+    InvoiceLine,
+    InvoiceListQuery,
+    InvoiceType,
+    LineDiscount,
+    LineStatus,
+    LineType,
+    ManagedBy,
+    StoredIssue,
+    SubscriptionRef,
+    Totals,
+)
+from domain.billing.models import Workflow
+from domain.billing.ports import UnitOfWork
+from domain.catalog.prices import Discounts, PriceTier, TieredMode, TieredPrice, UnitPrice
+from domain.catalog.ratecards import TaxBehavior, TaxConfig
+from domain.catalog.rating import DiscountReason, LineCategory
+from domain.errors import ConflictError
+from tests.support.services import require
+from tests.support.stack import create_database, postgres_available
+
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+@pytest_asyncio.fixture(scope="module")
+async def engine() -> AsyncIterator[AsyncEngine]:
+    require(await postgres_available(), "PostgreSQL on 127.0.0.1:5432")
+    url = await create_database()
+    await migrate(url)
+    engine = create_engine(url, pool_size=10)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def uow(engine: AsyncEngine) -> UnitOfWork:
+    return billing_unit_of_work(session_factory(engine))
+
+
+def make_invoice(namespace: str, customer: str, state: State = State.GATHERING, currency: str = "USD") -> Invoice:
+    return Invoice(
+        id=str(ULID()),
+        namespace=namespace,
+        type=InvoiceType.STANDARD,
+        state=state,
+        customer=CustomerSnapshot(id=customer, name="Acme Corp", key="acme", usage_subject_keys=("acme",)),
+        currency=currency,
+        profile_id="p1",
+        invoicing_app_id="a1",
+        payment_app_id="a1",
+        tax_app_id="a1",
+        workflow=Workflow(auto_advance=False, draft_period="P1D"),
+        created_at=T0,
+        updated_at=T0,
+        collection_at=T0 + timedelta(days=30),
+    )
+
+
+def make_line(invoice: Invoice, **changes: object) -> InvoiceLine:
+    line = InvoiceLine(
+        id=str(ULID()),
+        namespace=invoice.namespace,
+        invoice_id=invoice.id,
+        type=LineType.USAGE_BASED,
+        status=LineStatus.VALID,
+        managed_by=ManagedBy.MANUAL,
+        name="API calls",
+        currency=invoice.currency,
+        period_start=T0,
+        period_end=T0 + timedelta(days=30),
+        invoice_at=T0 + timedelta(days=30),
+        created_at=T0,
+        updated_at=T0,
+        feature_key="api_calls",
+        price=UnitPrice(Decimal("0.015")),
+        period_key="item1/2026-11",
+    )
+    return dataclasses.replace(line, **changes)  # type: ignore[arg-type]
+
+
+async def test_invoice_and_lines_read_back_exactly(uow: UnitOfWork) -> None:
+    ns = "store_roundtrip"
+    invoice = dataclasses.replace(
+        make_invoice(ns, "c1", State.DRAFT_MANUAL_APPROVAL_NEEDED),
+        number="OM-SANDBOX-ACME-1",
+        totals=Totals.of(amount=Decimal("123456789012345678901234.015"), discounts_total=Decimal("0.005")),
+        validation_issues=(StoredIssue("i1", IssueSeverity.WARNING, "w", "careful", "sandbox", "lines/0"),),
+        app_attempt=AppAttempt("sync_draft", State.DRAFT_SYNCING, "key-1", T0, None, "timeout"),
+        metadata={"po": "42"},
+    )
+    tiered = TieredPrice(
+        TieredMode.GRADUATED,
+        (PriceTier(Decimal(100), None, Decimal("0.1")), PriceTier(None, Decimal(5), Decimal("0.05"))),
+    )
+    parent = make_line(
+        invoice,
+        price=tiered,
+        rate_card_discounts=Discounts(percentage=Decimal("12.345678901234567"), usage_quantity=Decimal(10)),
+        quantity=Decimal("150.5"),
+        metered_quantity=Decimal("160.5"),
+        pre_line_period_quantity=Decimal("0"),
+        tax_config=TaxConfig(behavior=TaxBehavior.EXCLUSIVE, stripe_code="txcd_10000000"),
+        subscription=SubscriptionRef("s1", "ph1", "it1"),
+        sync_key="s1/it1/v1",
+        totals=Totals.of(amount=Decimal("12.53"), discounts_total=Decimal("1.55")),
+        discounts=(LineDiscount("d1", DiscountReason.RATECARD_PERCENTAGE, Decimal("1.55")),),
+    )
+    child = make_line(
+        invoice,
+        parent_line_id=parent.id,
+        status=LineStatus.DETAILED,
+        managed_by=ManagedBy.SYSTEM,
+        price=None,
+        period_key=None,
+        child_key="graduated-tiered-1-price-usage",
+        category=LineCategory.REGULAR,
+        payment_term="in_arrears",
+        per_unit_amount=Decimal("0.1"),
+        quantity=Decimal(100),
+    )
+    async with uow() as store:
+        await store.invoices.insert(invoice)
+        await store.invoices.insert_lines([parent, child])
+        await store.commit()
+    async with uow() as store:
+        assert await store.invoices.get(ns, invoice.id) == invoice
+        lines = (await store.invoices.lines(ns, [invoice.id]))[invoice.id]
+    assert sorted(lines, key=lambda line: line.id) == sorted([parent, child], key=lambda line: line.id)
+
+
+async def test_one_gathering_invoice_per_customer_and_currency_under_races(uow: UnitOfWork) -> None:
+    ns = "store_gathering"
+
+    async def create(currency: str) -> Invoice:
+        invoice = make_invoice(ns, "c1", currency=currency)
+        async with uow() as store:
+            await store.invoices.insert(invoice)
+            await store.commit()
+        return invoice
+
+    results = await asyncio.gather(*(create("USD") for _ in range(6)), create("EUR"), return_exceptions=True)
+    made = [r for r in results if isinstance(r, Invoice)]
+    conflicts = [r for r in results if isinstance(r, ConflictError)]
+    assert sorted(i.currency for i in made) == ["EUR", "USD"] and len(conflicts) == 5, results
+    async with uow() as store:
+        usd = await store.invoices.get_gathering(ns, "c1", "USD")
+        both = await store.invoices.gathering_for_customer(ns, "c1")
+        assert usd is not None and usd.id in {i.id for i in made}
+        assert [i.currency for i in both] == ["EUR", "USD"]
+        # A deleted gathering invoice frees the slot; a standard one never took it.
+        await store.invoices.update(dataclasses.replace(usd, deleted_at=T0))
+        await store.invoices.insert(make_invoice(ns, "c1", State.DRAFT_CREATED))
+        await store.invoices.insert(make_invoice(ns, "c1"))
+        await store.commit()
+
+
+async def test_billed_quantities_count_only_live_standard_invoices(uow: UnitOfWork) -> None:
+    ns = "store_billed"
+    key = "item1/2026-11"
+    issued = make_invoice(ns, "c1", State.ISSUED)
+    paid = make_invoice(ns, "c1", State.PAID)
+    voided = make_invoice(ns, "c1", State.VOIDED)
+    gathering = make_invoice(ns, "c1")
+    deleted = dataclasses.replace(make_invoice(ns, "c1", State.DELETED), deleted_at=T0)
+    async with uow() as store:
+        for inv in (issued, paid, voided, gathering, deleted):
+            await store.invoices.insert(inv)
+        await store.invoices.insert_lines(
+            [
+                make_line(issued, quantity=Decimal("10.5")),
+                make_line(paid, quantity=Decimal("4")),
+                make_line(paid, quantity=Decimal("7"), period_key="other"),
+                make_line(voided, quantity=Decimal(1000)),
+                make_line(gathering, quantity=Decimal(1000)),
+                make_line(deleted, quantity=Decimal(1000)),
+            ]
+        )
+        removed = make_line(paid, quantity=Decimal(1000))
+        await store.invoices.insert_lines([removed])
+        await store.invoices.delete_lines(ns, [removed.id], T0)
+        await store.commit()
+    async with uow() as store:
+        assert await store.invoices.billed_quantities(ns, [key, "other", "none"]) == {
+            key: Decimal("14.5"),
+            "other": Decimal(7),
+        }
+        assert await store.invoices.billed_quantities(ns, [key], exclude_invoice_id=paid.id) == {key: Decimal("10.5")}
+
+
+async def test_claims_skip_locked_invoices(uow: UnitOfWork) -> None:
+    ns = "store_claims"
+    now = T0 + timedelta(days=40)
+    invoices = [make_invoice(ns, f"c{i}", State.DRAFT_WAITING_AUTO_APPROVAL) for i in range(4)]
+    later = dataclasses.replace(
+        make_invoice(ns, "c9", State.DRAFT_WAITING_AUTO_APPROVAL), next_attempt_at=now + timedelta(minutes=1)
+    )
+    gathering = [make_invoice(ns, f"g{i}") for i in range(3)]
+    async with uow() as store:
+        for inv in [*invoices, later, *gathering]:
+            await store.invoices.insert(inv)
+        await store.commit()
+
+    states = [State.DRAFT_WAITING_AUTO_APPROVAL]
+    async with uow() as first, uow() as second:
+        a = await first.invoices.claim(states, now, 3, ns)
+        b = await second.invoices.claim(states, now, 3, ns)
+        assert len(a) == 3 and len(b) == 1
+        assert {i.id for i in a} | {i.id for i in b} == {i.id for i in invoices}
+        ga = await first.invoices.claim_gathering_due(now, 2, ns)
+        gb = await second.invoices.claim_gathering_due(now, 2, ns)
+        assert len(ga) == 2 and len(gb) == 1 and not {i.id for i in ga} & {i.id for i in gb}
+        # Nothing is due before its collection time.
+        assert await second.invoices.claim_gathering_due(T0, 5, ns) == []
+    # The locks end with the transactions.
+    async with uow() as third:
+        assert len(await third.invoices.claim(states, now, 10, ns)) == 4
+
+
+async def test_list_filters(uow: UnitOfWork) -> None:
+    ns = "store_list"
+    a = make_invoice(ns, "c1", State.ISSUED)
+    b = dataclasses.replace(make_invoice(ns, "c2", State.PAID, "EUR"), created_at=T0 + timedelta(hours=1))
+    async with uow() as store:
+        await store.invoices.insert(a)
+        await store.invoices.insert(b)
+        await store.commit()
+    async with uow() as store:
+        found, total = await store.invoices.list_invoices(ns, InvoiceListQuery(customers=["c2"]))
+        assert total == 1 and found[0].id == b.id
+        found, total = await store.invoices.list_invoices(ns, InvoiceListQuery(descending=True))
+        assert total == 2 and [i.id for i in found] == [b.id, a.id]
+        found, _ = await store.invoices.list_invoices(ns, InvoiceListQuery(extended_statuses=[State.ISSUED]))
+        assert [i.id for i in found] == [a.id]
