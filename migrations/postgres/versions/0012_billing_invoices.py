@@ -1,7 +1,7 @@
 """billing invoices and lines
 
-Revision ID: 0011_invoices
-Revises: 0010_catalog
+Revision ID: 0012_invoices
+Revises: 0011_billing
 Create Date: 2026-12-02 12:46:20.189321
 """
 
@@ -12,8 +12,8 @@ import sqlmodel
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = "0011_invoices"
-down_revision: str | Sequence[str] | None = "0010_catalog"
+revision: str = "0012_invoices"
+down_revision: str | Sequence[str] | None = "0011_billing"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
