@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import func, update
@@ -14,7 +15,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from adapters.postgres.subscriptions_tables import ONE_AT_A_TIME_CONSTRAINT, SubscriptionRow
 from domain.entitlements.recurrence import IsoDuration
 from domain.errors import ConflictError
-from domain.subscriptions.models import PlanRef, ProRating, Subscription
+from domain.subscriptions.models import PlanRef, ProRating, QuantitySegment, Subscription, SubscriptionAddon
 from domain.subscriptions.ports import RateCardTerms
 from domain.subscriptions.service import SINGLE_SUBSCRIPTION
 from domain.subscriptions.timeline import ItemSpec, PhaseSpec, SubscriptionSpec
@@ -26,6 +27,49 @@ def _time(value: datetime | None) -> str | None:
 
 def _parse_time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value is not None else None
+
+
+def _dump_addon(a: SubscriptionAddon) -> dict[str, Any]:
+    return {
+        "id": a.id,
+        "addonId": a.addon_id,
+        "addonKey": a.addon_key,
+        "addonVersion": a.addon_version,
+        "instanceType": a.instance_type,
+        "name": a.name,
+        "description": a.description,
+        "metadata": dict(a.metadata),
+        "timeline": [
+            {"activeFrom": _time(t.active_from), "activeTo": _time(t.active_to), "quantity": t.quantity}
+            for t in a.timeline
+        ],
+        "createdAt": _time(a.created_at),
+        "updatedAt": _time(a.updated_at),
+    }
+
+
+def _load_addon(data: dict[str, Any]) -> SubscriptionAddon:
+    created = _parse_time(data["createdAt"])
+    updated = _parse_time(data["updatedAt"])
+    assert created is not None and updated is not None
+    timeline = []
+    for t in data["timeline"]:
+        start = _parse_time(t["activeFrom"])
+        assert start is not None
+        timeline.append(QuantitySegment(start, _parse_time(t.get("activeTo")), int(t["quantity"])))
+    return SubscriptionAddon(
+        id=data["id"],
+        addon_id=data["addonId"],
+        addon_key=data["addonKey"],
+        addon_version=int(data["addonVersion"]),
+        instance_type=data["instanceType"],
+        name=data["name"],
+        description=data.get("description"),
+        metadata=dict(data.get("metadata") or {}),
+        timeline=tuple(timeline),
+        created_at=created,
+        updated_at=updated,
+    )
 
 
 class SpecCodec:
@@ -53,6 +97,7 @@ class SpecCodec:
                             "activeTo": _time(i.active_to),
                             "createdAt": _time(i.created_at),
                             "addonId": i.addon_id,
+                            "quantity": str(i.quantity),
                         }
                         for i in p.items
                     ],
@@ -79,6 +124,7 @@ class SpecCodec:
                         active_to=_parse_time(i.get("activeTo")),
                         created_at=_parse_time(i.get("createdAt")),
                         addon_id=i.get("addonId"),
+                        quantity=Decimal(i.get("quantity", "1")),
                     )
                     for i in p["items"]
                 ),
@@ -124,7 +170,7 @@ class PostgresSubscriptionRepository:
             settlement_mode=s.settlement_mode,
             active_from=s.active_from,
             active_to=s.active_to,
-            spec=self._codec.dump(s.spec),
+            spec={**self._codec.dump(s.spec), "addons": [_dump_addon(a) for a in s.addons]},
             revision=s.revision,
             created_at=s.created_at,
             updated_at=s.updated_at,
@@ -157,6 +203,7 @@ class PostgresSubscriptionRepository:
             created_at=row.created_at,
             updated_at=row.updated_at,
             deleted_at=row.deleted_at,
+            addons=tuple(_load_addon(a) for a in row.spec.get("addons", [])),
         )
 
     async def create(self, subscription: Subscription) -> None:

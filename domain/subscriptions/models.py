@@ -36,6 +36,47 @@ class ProRating:
 
 
 @dataclass(frozen=True, slots=True)
+class QuantitySegment:
+    """An add-on's quantity over [active_from, active_to)."""
+
+    active_from: datetime
+    active_to: datetime | None
+    quantity: int
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionAddon:
+    """An add-on bought on a subscription: its quantity over time. Its rate cards are items of the
+    spec (ItemSpec.addon_id is this id), one version per quantity segment and phase."""
+
+    id: str
+    addon_id: str
+    addon_key: str
+    addon_version: int
+    instance_type: str
+    name: str
+    timeline: tuple[QuantitySegment, ...]
+    created_at: datetime
+    updated_at: datetime
+    description: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def quantity_at(self, at: datetime) -> int:
+        for segment in self.timeline:
+            if segment.active_from <= at and (segment.active_to is None or at < segment.active_to):
+                return segment.quantity
+        return 0
+
+    @property
+    def active_from(self) -> datetime:
+        return self.timeline[0].active_from
+
+    @property
+    def active_to(self) -> datetime | None:
+        return self.timeline[-1].active_to
+
+
+@dataclass(frozen=True, slots=True)
 class Subscription:
     id: str
     namespace: str
@@ -57,6 +98,7 @@ class Subscription:
     deleted_at: datetime | None = None
     # Bumped by every change; the billing sync remembers the revision it last saw.
     revision: int = 1
+    addons: tuple[SubscriptionAddon, ...] = ()
 
     def status(self, at: datetime) -> SubscriptionStatus:
         if at < self.active_from:

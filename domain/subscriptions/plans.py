@@ -1,10 +1,12 @@
-"""`PlanSource` over the catalog's plan service."""
+"""`PlanSource` and `AddonSource` over the catalog's services."""
 
 from __future__ import annotations
 
-from domain.catalog.plan_service import ListVersionsInput, PlanService
+from domain.catalog.addons import AddonStatus
+from domain.catalog.plan_service import AddonService, ListVersionsInput, PlanAddonService, PlanService
 from domain.catalog.plans import PlanStatus
 from domain.errors import NotFoundError, ValidationError
+from domain.subscriptions.addons import AddonOffer
 from domain.subscriptions.catalog import plan_view
 from domain.subscriptions.models import PlanRef
 from domain.subscriptions.ports import PlanView
@@ -33,3 +35,34 @@ class CatalogPlans:
     async def plans_by_key(self, namespace: str, key: str) -> list[PlanRef]:
         page = await self._plans.list_plans(namespace, ListVersionsInput(keys=(key,), page_size=1000))
         return [PlanRef(p.id, p.key, p.version) for p in page.items]
+
+
+class CatalogAddons:
+    """`AddonSource` over the catalog: the add-on (a published version) and the plan add-on that
+    offers it on the subscription's plan version (matched by the add-on's key)."""
+
+    def __init__(self, addons: AddonService, plan_addons: PlanAddonService) -> None:
+        self._addons = addons
+        self._plan_addons = plan_addons
+
+    async def offer(self, namespace: str, plan: PlanRef, addon_id: str) -> AddonOffer:
+        addon = await self._addons.get(namespace, addon_id)
+        if addon.status(self._addons.now()) is not AddonStatus.ACTIVE:
+            raise ValidationError.single("addon.id", f"add-on {addon_id} is not published", "addon_not_active")
+        page = await self._plan_addons.list_for_plan(namespace, plan.id, ListVersionsInput(page_size=1000))
+        for offered in page.items:
+            if offered.addon.key == addon.key and offered.record.deleted_at is None:
+                content = addon.content
+                return AddonOffer(
+                    addon_id=addon.id,
+                    key=addon.key,
+                    version=addon.version,
+                    instance_type=content.instance_type.value,
+                    name=content.name,
+                    rate_cards=content.rate_cards,
+                    from_plan_phase=offered.record.content.from_plan_phase,
+                    max_quantity=offered.record.content.max_quantity,
+                )
+        raise ValidationError.single(
+            "addon.id", f"plan {plan.key} v{plan.version} does not offer add-on {addon.key!r}", "addon_not_offered"
+        )

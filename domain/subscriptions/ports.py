@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from domain.entitlements.recurrence import IsoDuration
+from domain.subscriptions.addons import AddonOffer
 from domain.subscriptions.models import ManagedEntitlement, PlanRef, ProRating, Subscription
 from domain.subscriptions.timeline import TimelineRateCard
 
@@ -44,6 +45,13 @@ class PlanSource(Protocol):
         ...
 
     async def plans_by_key(self, namespace: str, key: str) -> Sequence[PlanRef]: ...
+
+
+class AddonSource(Protocol):
+    async def offer(self, namespace: str, plan: PlanRef, addon_id: str) -> AddonOffer:
+        """The add-on as the plan version offers it. NotFoundError for an unknown add-on;
+        ValidationError when it is not published or the plan does not offer it."""
+        ...
 
 
 class RateCardTerms(Protocol):

@@ -20,15 +20,18 @@ from ulid import ULID
 from domain.customers.models import Customer
 from domain.entitlements.recurrence import IsoDuration
 from domain.errors import ConflictError, NotFoundError, ValidationError
+from domain.subscriptions import addons as addon_ops
 from domain.subscriptions import edits
 from domain.subscriptions.models import (
     ChangeSubscriptionInput,
     CreateSubscriptionInput,
     ManagedEntitlement,
     Subscription,
+    SubscriptionAddon,
     Timing,
 )
 from domain.subscriptions.ports import (
+    AddonSource,
     ManagedEntitlements,
     PlanSource,
     PlanView,
@@ -80,12 +83,14 @@ class SubscriptionService:
         rate_cards: RateCardTerms,
         entitlements: ManagedEntitlements | None = None,
         clock: Clock = utcnow,
+        addons: AddonSource | None = None,
     ) -> None:
         self._repository = repository
         self._plans = plans
         self._customers = customers
         self._rate_cards = rate_cards
         self._entitlements = entitlements
+        self._addons = addons
         self._clock = clock
         # Called with the subscription after every write (the billing sync wakes up on it).
         self.listeners: list[Callable[[Subscription], None]] = []
@@ -375,6 +380,121 @@ class SubscriptionService:
         self._changed(ended)
         self._changed(successor)
         return ended, successor
+
+    # -----------------------------------------------------------------------------------------
+    # add-ons
+
+    def _addon_time(self, current: Subscription, timing: Timing, now: datetime) -> datetime:
+        if timing.enum == "immediate":
+            return max(now, current.active_from)
+        if timing.enum == "next_billing_cycle":
+            return current.spec.billing.next_after(max(now, current.active_from), inclusive=False)
+        assert timing.at is not None
+        at = timing.at.astimezone(UTC)
+        if at < now - PAST_START_TOLERANCE:
+            raise ValidationError.single("timing", "cannot take effect in the past", "invalid_timing")
+        return at
+
+    async def create_addon(
+        self,
+        namespace: str,
+        subscription_id: str,
+        addon_id: str,
+        quantity: int,
+        timing: Timing,
+        name: str | None = None,
+        description: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> tuple[Subscription, SubscriptionAddon]:
+        if self._addons is None:
+            raise ValidationError.single("addon", "add-ons are not available", "unsupported")
+        current = await self.get(namespace, subscription_id)
+        now = self._clock()
+        if current.status(now) == "inactive":
+            raise ValidationError.single("subscriptionId", "the subscription has ended", "subscription_ended")
+        if current.plan is None:
+            raise ValidationError.single("subscriptionId", "the subscription has no plan to offer add-ons", "no_plan")
+        offer = await self._addons.offer(namespace, current.plan, addon_id)
+        if any(a.addon_key == offer.key and a.quantity_at(now) > 0 for a in current.addons):
+            raise ConflictError(
+                f"the add-on {offer.key!r} is already on the subscription: change its quantity instead",
+                code="addon_already_purchased",
+            )
+        addon_ops.check_quantity(offer, quantity, allow_zero=False)
+        at = self._addon_time(current, timing, now)
+        if current.active_to is not None and at >= current.active_to:
+            raise ValidationError.single("timing", "the subscription ends before that", "invalid_timing")
+        bought = SubscriptionAddon(
+            id=str(ULID()),
+            addon_id=offer.addon_id,
+            addon_key=offer.key,
+            addon_version=offer.version,
+            instance_type=offer.instance_type,
+            name=name or offer.name,
+            description=description,
+            metadata=dict(metadata or {}),
+            timeline=addon_ops.new_timeline(quantity, at),
+            created_at=now,
+            updated_at=now,
+        )
+        spec = addon_ops.add_items(current.spec, bought.id, offer, quantity, at, lambda: str(ULID()))
+        edits.validate_spec(spec)
+        updated = dataclasses.replace(current.with_spec(spec, now), addons=(*current.addons, bought))
+        await self._repository.update(updated, current.revision)
+        await self.reconcile_entitlements(updated)
+        self._changed(updated)
+        return updated, bought
+
+    async def update_addon(
+        self,
+        namespace: str,
+        subscription_id: str,
+        subscription_addon_id: str,
+        quantity: int | None,
+        timing: Timing,
+        name: str | None = None,
+        description: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> tuple[Subscription, SubscriptionAddon]:
+        if self._addons is None:
+            raise ValidationError.single("addon", "add-ons are not available", "unsupported")
+        current = await self.get(namespace, subscription_id)
+        addon = self.find_addon(current, subscription_addon_id)
+        now = self._clock()
+        spec = current.spec
+        timeline = addon.timeline
+        if quantity is not None:
+            assert current.plan is not None
+            offer = await self._addons.offer(namespace, current.plan, addon.addon_id)
+            addon_ops.check_quantity(offer, quantity, allow_zero=True)
+            at = self._addon_time(current, timing, now)
+            spec = addon_ops.end_items(spec, addon.id, at)
+            if quantity > 0:
+                spec = addon_ops.add_items(spec, addon.id, offer, quantity, at, lambda: str(ULID()))
+            timeline = addon_ops.change_timeline(addon, quantity, at)
+            edits.validate_spec(spec)
+        changed = dataclasses.replace(
+            addon,
+            timeline=timeline or addon.timeline,
+            name=name if name is not None else addon.name,
+            description=description if description is not None else addon.description,
+            metadata=dict(metadata) if metadata is not None else addon.metadata,
+            updated_at=now,
+        )
+        updated = dataclasses.replace(
+            current.with_spec(spec, now), addons=tuple(changed if a.id == addon.id else a for a in current.addons)
+        )
+        await self._repository.update(updated, current.revision)
+        await self.reconcile_entitlements(updated)
+        self._changed(updated)
+        return updated, changed
+
+    @staticmethod
+    def find_addon(subscription: Subscription, subscription_addon_id: str) -> SubscriptionAddon:
+        for addon in subscription.addons:
+            if addon.id == subscription_addon_id:
+                return addon
+        raise NotFoundError("subscription add-on", subscription_addon_id)
 
     # -----------------------------------------------------------------------------------------
     # managed entitlements

@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Protocol
 
 from domain.entitlements.recurrence import IsoDuration, Period, Recurrence, ensure_utc
@@ -59,8 +60,10 @@ class ItemSpec:
     active_from: datetime | None = None
     active_to: datetime | None = None
     created_at: datetime | None = None
-    # Set when the item came from an add-on instead of the plan.
+    # Set when the item came from an add-on instead of the plan: the subscription add-on's id.
     addon_id: str | None = None
+    # How many of the rate card this item bills (an add-on bought several times); 1 for plan items.
+    quantity: Decimal = Decimal(1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +229,7 @@ class BillableItem:
     invoice_at: datetime
     rate_card: TimelineRateCard = field(compare=False)
     one_time: bool = False
+    quantity: Decimal = Decimal(1)
 
 
 def billable_items(
@@ -266,6 +270,7 @@ def billable_items(
                     full_period=full,
                     invoice_at=service.start if in_advance else service.end,
                     rate_card=item.spec.rate_card,
+                    quantity=item.spec.quantity,
                 )
             )
     out.sort(key=lambda b: (b.service_period.start, b.phase_key, b.item_key, b.key))
@@ -293,6 +298,7 @@ def _one_time(subscription_id: str, spec: SubscriptionSpec, item: ItemView, in_a
         invoice_at=service.start if in_advance else service.end,
         rate_card=item.spec.rate_card,
         one_time=True,
+        quantity=item.spec.quantity,
     )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from domain.subscriptions.models import Subscription
+from domain.subscriptions.models import Subscription, SubscriptionAddon
 from domain.subscriptions.ports import RateCardTerms
 from domain.subscriptions.timeline import (
     ItemView,
@@ -122,3 +122,43 @@ def _item_rest(
     }
     # billingCadence and price are required keys (null for one-time and free items).
     return {k: v for k, v in out.items() if v is not None or k in ("billingCadence", "price")}
+
+
+def addon_rest(sub: Subscription, addon: SubscriptionAddon, now: datetime, rate_cards: RateCardTerms) -> dict[str, Any]:
+    """SubscriptionAddon: the quantity now and over time, and the items its rate cards became."""
+    affected: dict[str, list[str]] = {}
+    cards: dict[str, Any] = {}
+    for view in phases(sub.spec):
+        for item in view.spec.items:
+            if item.addon_id == addon.id:
+                affected.setdefault(item.key, []).append(item.id)
+                cards.setdefault(item.key, item.rate_card)
+    return _drop_none(
+        {
+            "id": addon.id,
+            "name": addon.name,
+            "description": addon.description,
+            "metadata": dict(addon.metadata) if addon.metadata else None,
+            "createdAt": ts(addon.created_at),
+            "updatedAt": ts(addon.updated_at),
+            "activeFrom": ts(addon.active_from),
+            "activeTo": ts(addon.active_to),
+            "addon": {
+                "id": addon.addon_id,
+                "key": addon.addon_key,
+                "version": addon.addon_version,
+                "instanceType": addon.instance_type,
+            },
+            "quantityAt": ts(now),
+            "quantity": addon.quantity_at(now),
+            "timeline": [
+                _drop_none({"activeFrom": ts(s.active_from), "activeTo": ts(s.active_to), "quantity": s.quantity})
+                for s in addon.timeline
+            ],
+            "subscriptionId": sub.id,
+            "rateCards": [
+                {"rateCard": rate_cards.to_json(card), "affectedSubscriptionItemIds": affected[key]}
+                for key, card in cards.items()
+            ],
+        }
+    )

@@ -24,11 +24,12 @@ from domain.subscriptions.models import (
     CreateSubscriptionInput,
     PlanSelector,
     Subscription,
+    SubscriptionAddon,
     Timing,
 )
 from domain.subscriptions.service import SubscriptionService
 from domain.subscriptions.timeline import PhaseSpec
-from domain.subscriptions.wire import expanded_rest, subscription_rest
+from domain.subscriptions.wire import addon_rest, expanded_rest, subscription_rest
 from server.context import RequestContext
 from server.convert import optional_str, timestamp_or_none
 from server.rest import ServicerContext as Ctx
@@ -263,3 +264,57 @@ class SubscriptionServicer(subscriptions_pb2_grpc.SubscriptionServiceServicer):
             page=pagination.effective_page,
             page_size=pagination.effective_page_size,
         )
+
+    def _addon(self, sub: Subscription, addon: SubscriptionAddon) -> subscriptions_pb2.SubscriptionAddon:
+        data = addon_rest(sub, addon, self._subscriptions.now(), self._rate_cards)
+        return _message(data, subscriptions_pb2.SubscriptionAddon())
+
+    async def CreateSubscriptionAddon(
+        self, request: subscriptions_pb2.CreateSubscriptionAddonRequest, context: Ctx
+    ) -> subscriptions_pb2.SubscriptionAddon:
+        body = request.addon_create
+        if not body.addon.id:
+            raise ValidationError.single("addon.id", "required", "required")
+        if not body.name:
+            raise ValidationError.single("name", "required", "required")
+        sub, addon = await self._subscriptions.create_addon(
+            self._request.namespace(context),
+            request.subscription_id,
+            body.addon.id,
+            body.quantity,
+            Timing.parse(body.timing, default=None),
+            name=body.name,
+            description=optional_str(body, "description"),
+            metadata=dict(body.metadata),
+        )
+        await rest_hints(context, http_code=201)
+        return self._addon(sub, addon)
+
+    async def ListSubscriptionAddons(
+        self, request: subscriptions_pb2.ListSubscriptionAddonsRequest, context: Ctx
+    ) -> subscriptions_pb2.ListSubscriptionAddonsResponse:
+        sub = await self._subscriptions.get(self._request.namespace(context), request.subscription_id)
+        await rest_hints(context, shape="array")
+        return subscriptions_pb2.ListSubscriptionAddonsResponse(items=[self._addon(sub, a) for a in sub.addons])
+
+    async def GetSubscriptionAddon(
+        self, request: subscriptions_pb2.GetSubscriptionAddonRequest, context: Ctx
+    ) -> subscriptions_pb2.SubscriptionAddon:
+        sub = await self._subscriptions.get(self._request.namespace(context), request.subscription_id)
+        return self._addon(sub, self._subscriptions.find_addon(sub, request.subscription_addon_id))
+
+    async def UpdateSubscriptionAddon(
+        self, request: subscriptions_pb2.UpdateSubscriptionAddonRequest, context: Ctx
+    ) -> subscriptions_pb2.SubscriptionAddon:
+        body = request.addon_update
+        sub, addon = await self._subscriptions.update_addon(
+            self._request.namespace(context),
+            request.subscription_id,
+            request.subscription_addon_id,
+            body.quantity if body.HasField("quantity") else None,
+            Timing.parse(optional_str(body, "timing")),
+            name=optional_str(body, "name"),
+            description=optional_str(body, "description"),
+            metadata=dict(body.metadata) or None,
+        )
+        return self._addon(sub, addon)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from adapters.postgres.subscriptions import PostgresSubscriptionRepository
 from domain.subscriptions.catalog import CatalogRateCards
 from domain.subscriptions.entitlements import EntitlementBridge
-from domain.subscriptions.plans import CatalogPlans
+from domain.subscriptions.plans import CatalogAddons, CatalogPlans
 from domain.subscriptions.service import SubscriptionService
 from server.servicers.subscriptions import SubscriptionServicer
 from server.wiring import Deps, Servicer
@@ -25,6 +25,7 @@ async def wire(deps: Deps) -> list[Servicer]:
         customers,
         rate_cards,
         EntitlementBridge(deps.services["entitlements"], customers),
+        addons=CatalogAddons(deps.services["addons"], deps.services["plan_addons"]),
     )
     # Subscriptions ask first: their message says what to do (cancel), the managed entitlements' would not.
     customers.delete_guards.insert(0, subscriptions.guard_customer_delete)

@@ -233,3 +233,69 @@ async def test_subscriptions_over_grpc(tally: TallyProcess) -> None:
             subscriptions_pb2.CancelSubscriptionRequest(subscription_id=sub.id, timing="next_billing_cycle")
         )
         assert canceled.status == "canceled"
+
+
+def test_addons_bought_changed_and_billed_as_items(tally: TallyProcess) -> None:
+    feature = unique("sub_seats")
+    http = httpx.Client(base_url=tally.rest_url, timeout=30)
+    setup_catalog(http, feature)
+    addon = http.post(
+        "/api/v1/addons",
+        json={
+            "key": unique("seats"),
+            "name": "Seats",
+            "instanceType": "multiple",
+            "currency": "USD",
+            "rateCards": [
+                {
+                    "type": "flat_fee",
+                    "key": "seat",
+                    "name": "Seat",
+                    "billingCadence": "P1M",
+                    "price": {"type": "flat", "amount": "5", "paymentTerm": "in_advance"},
+                }
+            ],
+        },
+    )
+    assert addon.status_code == 201, addon.text
+    assert http.post(f"/api/v1/addons/{addon.json()['id']}/publish").status_code == 200
+    key = unique("with_seats")
+    draft = http.post("/api/v1/plans", json=plan_body(key, feature))
+    assert draft.status_code == 201, draft.text
+    offered = http.post(
+        f"/api/v1/plans/{draft.json()['id']}/addons",
+        json={"addonId": addon.json()["id"], "fromPlanPhase": "default", "maxQuantity": 5},
+    )
+    assert offered.status_code == 201, offered.text
+    assert http.post(f"/api/v1/plans/{draft.json()['id']}/publish").status_code == 200
+    customer_key = unique("addon_customer")
+    assert http.post("/api/v1/customers", json={"name": "A", "key": customer_key}).status_code == 201
+    client = Client(endpoint=tally.rest_url)
+    sub = client.subscriptions.create({"plan": {"key": key}, "customerKey": customer_key})
+
+    bought = client.subscription_addons.create(
+        sub.id, {"name": "Seats", "quantity": 2, "timing": "immediate", "addon": {"id": addon.json()["id"]}}
+    )
+    assert bought.quantity == 2 and bought.addon.key == addon.json()["key"]
+    assert len(bought.timeline) == 1 and bought.timeline[0].quantity == 2
+    # The add-on starts in the plan's "default" phase: its item is there, not in the trial.
+    expanded = client.subscriptions.get_expanded(sub.id)
+    assert "seat" not in expanded.phases[0].item_timelines
+    assert [i["id"] for i in expanded.phases[1].item_timelines["seat"]] == bought.rate_cards[
+        0
+    ].affected_subscription_item_ids
+
+    too_many = http.patch(f"/api/v1/subscriptions/{sub.id}/addons/{bought.id}", json={"quantity": 6})
+    assert too_many.status_code == 400
+    assert too_many.json()["extensions"]["validationErrors"][0]["code"] == "addon_max_quantity_exceeded"
+    changed = client.subscription_addons.update(sub.id, bought.id, {"quantity": 3, "timing": "immediate"})
+    assert changed.quantity == 3
+    listed = client.subscription_addons.list(sub.id)
+    assert [a.id for a in listed] == [bought.id]
+    assert client.subscription_addons.get(sub.id, bought.id).quantity == 3
+    # Buying the same add-on twice is refused: its quantity is what changes.
+    again = http.post(
+        f"/api/v1/subscriptions/{sub.id}/addons",
+        json={"name": "Seats", "quantity": 1, "timing": "immediate", "addon": {"id": addon.json()["id"]}},
+    )
+    assert again.status_code == 409

@@ -241,3 +241,36 @@ def replace_period(line: object, invoiced: bool = False) -> object:
     assert hasattr(line, "service_period")
     period = line.service_period
     return replace(line, service_period=Period(period.start, period.end - timedelta(hours=1)), invoiced=invoiced)  # type: ignore[type-var]
+
+
+def test_addon_items_follow_the_quantity_and_never_rewrite_the_past() -> None:
+    from decimal import Decimal
+
+    from domain.subscriptions import addons
+
+    offer = addons.AddonOffer("ad", "seats", 1, "multiple", "Seats", (Card("seat", in_advance=True),), "default", 5)
+    s = spec(TRIAL, DEFAULT)
+    bought_at = datetime(2026, 4, 10, tzinfo=UTC)
+    ids = iter(f"seat-{n}" for n in range(10))
+    with_two = addons.add_items(s, "sa", offer, 2, bought_at, lambda: next(ids))
+    assert [i.key for i in with_two.phases[0].items] == ["base"]  # offered from "default" only
+    changed_at = datetime(2026, 5, 3, tzinfo=UTC)
+    with_three = addons.add_items(
+        addons.end_items(with_two, "sa", changed_at), "sa", offer, 3, changed_at, lambda: next(ids)
+    )
+    got = [
+        b for b in billable_items("sub", with_three, datetime(2026, 6, 1, tzinfo=UTC), terms) if b.item_key == "seat"
+    ]
+    assert [
+        (b.service_period.start.date().isoformat(), b.service_period.end.date().isoformat(), b.quantity) for b in got
+    ] == [
+        ("2026-04-10", "2026-04-30", Decimal(2)),
+        ("2026-04-30", "2026-05-03", Decimal(2)),
+        ("2026-05-03", "2026-05-31", Decimal(3)),
+        ("2026-05-31", "2026-06-30", Decimal(3)),
+    ]
+    with pytest.raises(ValidationError):
+        addons.check_quantity(offer, 6, allow_zero=False)
+    conflicting = addons.AddonOffer("ad", "x", 1, "single", "X", (Card("base"),), "default")
+    with pytest.raises(ValidationError):
+        addons.add_items(s, "sb", conflicting, 1, bought_at, lambda: "x")

@@ -437,3 +437,162 @@ class ListSubscriptionsResponse(_message.Message):
     page: int
     page_size: int
     def __init__(self, items: _Optional[_Iterable[_Union[Subscription, _Mapping]]] = ..., total_count: _Optional[int] = ..., page: _Optional[int] = ..., page_size: _Optional[int] = ...) -> None: ...
+
+class AddonReference(_message.Message):
+    __slots__ = ("id", "key", "version", "instance_type")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    key: str
+    version: int
+    instance_type: str
+    def __init__(self, id: _Optional[str] = ..., key: _Optional[str] = ..., version: _Optional[int] = ..., instance_type: _Optional[str] = ...) -> None: ...
+
+class QuantitySegment(_message.Message):
+    __slots__ = ("active_from", "active_to", "quantity")
+    ACTIVE_FROM_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_TO_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    active_from: _timestamp_pb2.Timestamp
+    active_to: _timestamp_pb2.Timestamp
+    quantity: int
+    def __init__(self, active_from: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., active_to: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., quantity: _Optional[int] = ...) -> None: ...
+
+class SubscriptionAddonRateCard(_message.Message):
+    __slots__ = ("rate_card", "affected_subscription_item_ids")
+    RATE_CARD_FIELD_NUMBER: _ClassVar[int]
+    AFFECTED_SUBSCRIPTION_ITEM_IDS_FIELD_NUMBER: _ClassVar[int]
+    rate_card: _catalog_pb2.RateCard
+    affected_subscription_item_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, rate_card: _Optional[_Union[_catalog_pb2.RateCard, _Mapping]] = ..., affected_subscription_item_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class SubscriptionAddon(_message.Message):
+    __slots__ = ("id", "name", "description", "metadata", "created_at", "updated_at", "deleted_at", "active_from", "active_to", "addon", "quantity_at", "quantity", "timeline", "subscription_id", "rate_cards")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    DELETED_AT_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_FROM_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_TO_FIELD_NUMBER: _ClassVar[int]
+    ADDON_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_AT_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    TIMELINE_FIELD_NUMBER: _ClassVar[int]
+    SUBSCRIPTION_ID_FIELD_NUMBER: _ClassVar[int]
+    RATE_CARDS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    description: str
+    metadata: _containers.ScalarMap[str, str]
+    created_at: _timestamp_pb2.Timestamp
+    updated_at: _timestamp_pb2.Timestamp
+    deleted_at: _timestamp_pb2.Timestamp
+    active_from: _timestamp_pb2.Timestamp
+    active_to: _timestamp_pb2.Timestamp
+    addon: AddonReference
+    quantity_at: _timestamp_pb2.Timestamp
+    quantity: int
+    timeline: _containers.RepeatedCompositeFieldContainer[QuantitySegment]
+    subscription_id: str
+    rate_cards: _containers.RepeatedCompositeFieldContainer[SubscriptionAddonRateCard]
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., deleted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., active_from: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., active_to: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., addon: _Optional[_Union[AddonReference, _Mapping]] = ..., quantity_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., quantity: _Optional[int] = ..., timeline: _Optional[_Iterable[_Union[QuantitySegment, _Mapping]]] = ..., subscription_id: _Optional[str] = ..., rate_cards: _Optional[_Iterable[_Union[SubscriptionAddonRateCard, _Mapping]]] = ...) -> None: ...
+
+class AddonIdInput(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class SubscriptionAddonCreate(_message.Message):
+    __slots__ = ("name", "description", "metadata", "quantity", "timing", "addon")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    TIMING_FIELD_NUMBER: _ClassVar[int]
+    ADDON_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    description: str
+    metadata: _containers.ScalarMap[str, str]
+    quantity: int
+    timing: str
+    addon: AddonIdInput
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., quantity: _Optional[int] = ..., timing: _Optional[str] = ..., addon: _Optional[_Union[AddonIdInput, _Mapping]] = ...) -> None: ...
+
+class CreateSubscriptionAddonRequest(_message.Message):
+    __slots__ = ("subscription_id", "addon_create")
+    SUBSCRIPTION_ID_FIELD_NUMBER: _ClassVar[int]
+    ADDON_CREATE_FIELD_NUMBER: _ClassVar[int]
+    subscription_id: str
+    addon_create: SubscriptionAddonCreate
+    def __init__(self, subscription_id: _Optional[str] = ..., addon_create: _Optional[_Union[SubscriptionAddonCreate, _Mapping]] = ...) -> None: ...
+
+class ListSubscriptionAddonsRequest(_message.Message):
+    __slots__ = ("subscription_id",)
+    SUBSCRIPTION_ID_FIELD_NUMBER: _ClassVar[int]
+    subscription_id: str
+    def __init__(self, subscription_id: _Optional[str] = ...) -> None: ...
+
+class ListSubscriptionAddonsResponse(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[SubscriptionAddon]
+    def __init__(self, items: _Optional[_Iterable[_Union[SubscriptionAddon, _Mapping]]] = ...) -> None: ...
+
+class GetSubscriptionAddonRequest(_message.Message):
+    __slots__ = ("subscription_id", "subscription_addon_id")
+    SUBSCRIPTION_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBSCRIPTION_ADDON_ID_FIELD_NUMBER: _ClassVar[int]
+    subscription_id: str
+    subscription_addon_id: str
+    def __init__(self, subscription_id: _Optional[str] = ..., subscription_addon_id: _Optional[str] = ...) -> None: ...
+
+class SubscriptionAddonUpdate(_message.Message):
+    __slots__ = ("name", "description", "metadata", "quantity", "timing")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    TIMING_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    description: str
+    metadata: _containers.ScalarMap[str, str]
+    quantity: int
+    timing: str
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., quantity: _Optional[int] = ..., timing: _Optional[str] = ...) -> None: ...
+
+class UpdateSubscriptionAddonRequest(_message.Message):
+    __slots__ = ("subscription_id", "subscription_addon_id", "addon_update")
+    SUBSCRIPTION_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBSCRIPTION_ADDON_ID_FIELD_NUMBER: _ClassVar[int]
+    ADDON_UPDATE_FIELD_NUMBER: _ClassVar[int]
+    subscription_id: str
+    subscription_addon_id: str
+    addon_update: SubscriptionAddonUpdate
+    def __init__(self, subscription_id: _Optional[str] = ..., subscription_addon_id: _Optional[str] = ..., addon_update: _Optional[_Union[SubscriptionAddonUpdate, _Mapping]] = ...) -> None: ...

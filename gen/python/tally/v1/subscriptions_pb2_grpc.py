@@ -83,6 +83,26 @@ class SubscriptionServiceStub:
                 request_serializer=tally_dot_v1_dot_subscriptions__pb2.RestoreSubscriptionRequest.SerializeToString,
                 response_deserializer=tally_dot_v1_dot_subscriptions__pb2.Subscription.FromString,
                 _registered_method=True)
+        self.CreateSubscriptionAddon = channel.unary_unary(
+                '/tally.v1.SubscriptionService/CreateSubscriptionAddon',
+                request_serializer=tally_dot_v1_dot_subscriptions__pb2.CreateSubscriptionAddonRequest.SerializeToString,
+                response_deserializer=tally_dot_v1_dot_subscriptions__pb2.SubscriptionAddon.FromString,
+                _registered_method=True)
+        self.ListSubscriptionAddons = channel.unary_unary(
+                '/tally.v1.SubscriptionService/ListSubscriptionAddons',
+                request_serializer=tally_dot_v1_dot_subscriptions__pb2.ListSubscriptionAddonsRequest.SerializeToString,
+                response_deserializer=tally_dot_v1_dot_subscriptions__pb2.ListSubscriptionAddonsResponse.FromString,
+                _registered_method=True)
+        self.GetSubscriptionAddon = channel.unary_unary(
+                '/tally.v1.SubscriptionService/GetSubscriptionAddon',
+                request_serializer=tally_dot_v1_dot_subscriptions__pb2.GetSubscriptionAddonRequest.SerializeToString,
+                response_deserializer=tally_dot_v1_dot_subscriptions__pb2.SubscriptionAddon.FromString,
+                _registered_method=True)
+        self.UpdateSubscriptionAddon = channel.unary_unary(
+                '/tally.v1.SubscriptionService/UpdateSubscriptionAddon',
+                request_serializer=tally_dot_v1_dot_subscriptions__pb2.UpdateSubscriptionAddonRequest.SerializeToString,
+                response_deserializer=tally_dot_v1_dot_subscriptions__pb2.SubscriptionAddon.FromString,
+                _registered_method=True)
         self.ListCustomerSubscriptions = channel.unary_unary(
                 '/tally.v1.SubscriptionService/ListCustomerSubscriptions',
                 request_serializer=tally_dot_v1_dot_subscriptions__pb2.ListCustomerSubscriptionsRequest.SerializeToString,
@@ -160,6 +180,33 @@ class SubscriptionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateSubscriptionAddon(self, request, context):
+        """Buys an add-on the subscription's plan offers. REST 201.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSubscriptionAddons(self, request, context):
+        """The add-ons bought on a subscription (REST: a bare array).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSubscriptionAddon(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateSubscriptionAddon(self, request, context):
+        """Changes an add-on's quantity (0 ends it) from `timing`, or its name, description, metadata.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListCustomerSubscriptions(self, request, context):
         """A customer's subscriptions, by ID or key.
         """
@@ -214,6 +261,26 @@ def add_SubscriptionServiceServicer_to_server(servicer, server):
                     servicer.RestoreSubscription,
                     request_deserializer=tally_dot_v1_dot_subscriptions__pb2.RestoreSubscriptionRequest.FromString,
                     response_serializer=tally_dot_v1_dot_subscriptions__pb2.Subscription.SerializeToString,
+            ),
+            'CreateSubscriptionAddon': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateSubscriptionAddon,
+                    request_deserializer=tally_dot_v1_dot_subscriptions__pb2.CreateSubscriptionAddonRequest.FromString,
+                    response_serializer=tally_dot_v1_dot_subscriptions__pb2.SubscriptionAddon.SerializeToString,
+            ),
+            'ListSubscriptionAddons': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSubscriptionAddons,
+                    request_deserializer=tally_dot_v1_dot_subscriptions__pb2.ListSubscriptionAddonsRequest.FromString,
+                    response_serializer=tally_dot_v1_dot_subscriptions__pb2.ListSubscriptionAddonsResponse.SerializeToString,
+            ),
+            'GetSubscriptionAddon': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSubscriptionAddon,
+                    request_deserializer=tally_dot_v1_dot_subscriptions__pb2.GetSubscriptionAddonRequest.FromString,
+                    response_serializer=tally_dot_v1_dot_subscriptions__pb2.SubscriptionAddon.SerializeToString,
+            ),
+            'UpdateSubscriptionAddon': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateSubscriptionAddon,
+                    request_deserializer=tally_dot_v1_dot_subscriptions__pb2.UpdateSubscriptionAddonRequest.FromString,
+                    response_serializer=tally_dot_v1_dot_subscriptions__pb2.SubscriptionAddon.SerializeToString,
             ),
             'ListCustomerSubscriptions': grpc.unary_unary_rpc_method_handler(
                     servicer.ListCustomerSubscriptions,
@@ -467,6 +534,114 @@ class SubscriptionService:
             '/tally.v1.SubscriptionService/RestoreSubscription',
             tally_dot_v1_dot_subscriptions__pb2.RestoreSubscriptionRequest.SerializeToString,
             tally_dot_v1_dot_subscriptions__pb2.Subscription.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateSubscriptionAddon(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tally.v1.SubscriptionService/CreateSubscriptionAddon',
+            tally_dot_v1_dot_subscriptions__pb2.CreateSubscriptionAddonRequest.SerializeToString,
+            tally_dot_v1_dot_subscriptions__pb2.SubscriptionAddon.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSubscriptionAddons(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tally.v1.SubscriptionService/ListSubscriptionAddons',
+            tally_dot_v1_dot_subscriptions__pb2.ListSubscriptionAddonsRequest.SerializeToString,
+            tally_dot_v1_dot_subscriptions__pb2.ListSubscriptionAddonsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSubscriptionAddon(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tally.v1.SubscriptionService/GetSubscriptionAddon',
+            tally_dot_v1_dot_subscriptions__pb2.GetSubscriptionAddonRequest.SerializeToString,
+            tally_dot_v1_dot_subscriptions__pb2.SubscriptionAddon.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateSubscriptionAddon(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tally.v1.SubscriptionService/UpdateSubscriptionAddon',
+            tally_dot_v1_dot_subscriptions__pb2.UpdateSubscriptionAddonRequest.SerializeToString,
+            tally_dot_v1_dot_subscriptions__pb2.SubscriptionAddon.FromString,
             options,
             channel_credentials,
             insecure,

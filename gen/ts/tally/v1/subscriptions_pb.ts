@@ -21,7 +21,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file tally/v1/subscriptions.proto.
  */
 export const file_tally_v1_subscriptions: GenFile = /*@__PURE__*/
-  fileDesc("Chx0YWxseS92MS9zdWJzY3JpcHRpb25zLnByb3RvEgh0YWxseS52MSI5Cg1QbGFuUmVmZXJlbmNlEgoKAmlkGAEgASgJEgsKA2tleRgCIAEoCRIPCgd2ZXJzaW9uGAMgASgFIkMKElBsYW5SZWZlcmVuY2VJbnB1dBILCgNrZXkYASABKAkSFAoHdmVyc2lvbhgCIAEoBUgAiAEBQgoKCF92ZXJzaW9uIm8KFVN1YnNjcmlwdGlvbkFsaWdubWVudBIcChRiaWxsYWJsZXNfbXVzdF9hbGlnbhgBIAEoCBI4Ch5jdXJyZW50X2FsaWduZWRfYmlsbGluZ19wZXJpb2QYAiABKAsyEC50YWxseS52MS5QZXJpb2Qi8AYKDFN1YnNjcmlwdGlvbhIQCgJpZBgBIAEoCUIE4kEBAxIMCgRuYW1lGAIgASgJEhgKC2Rlc2NyaXB0aW9uGAMgASgJSACIAQESNgoIbWV0YWRhdGEYBCADKAsyJC50YWxseS52MS5TdWJzY3JpcHRpb24uTWV0YWRhdGFFbnRyeRI0CgpjcmVhdGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAxI0Cgp1cGRhdGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAxI0CgpkZWxldGVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAxIvCgthY3RpdmVfZnJvbRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLQoJYWN0aXZlX3RvGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCgthbm5vdGF0aW9ucxgKIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSMgoJYWxpZ25tZW50GAsgASgLMh8udGFsbHkudjEuU3Vic2NyaXB0aW9uQWxpZ25tZW50EhQKBnN0YXR1cxgMIAEoCUIE4kEBAxITCgtjdXN0b21lcl9pZBgNIAEoCRIlCgRwbGFuGA4gASgLMhcudGFsbHkudjEuUGxhblJlZmVyZW5jZRIQCghjdXJyZW5jeRgPIAEoCRIXCg9jb3N0X2Jhc2lzX21vZGUYECABKAkSMAoPY29zdF9iYXNpc19waW5zGBEgAygLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIXCg9iaWxsaW5nX2NhZGVuY2UYEiABKAkSNAoRcHJvX3JhdGluZ19jb25maWcYEyABKAsyGS50YWxseS52MS5Qcm9SYXRpbmdDb25maWcSMgoOYmlsbGluZ19hbmNob3IYFCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhcKD3NldHRsZW1lbnRfbW9kZRgVIAEoCRovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCDgoMX2Rlc2NyaXB0aW9uIp8FChBTdWJzY3JpcHRpb25JdGVtEgoKAmlkGAEgASgJEgsKA2tleRgCIAEoCRIMCgRuYW1lGAMgASgJEhgKC2Rlc2NyaXB0aW9uGAQgASgJSACIAQESOgoIbWV0YWRhdGEYBSADKAsyKC50YWxseS52MS5TdWJzY3JpcHRpb25JdGVtLk1ldGFkYXRhRW50cnkSLgoKY3JlYXRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZGVsZXRlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLYWN0aXZlX2Zyb20YCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi0KCWFjdGl2ZV90bxgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGAoLZmVhdHVyZV9rZXkYCyABKAlIAYgBARIcCg9iaWxsaW5nX2NhZGVuY2UYDCABKAlIAogBARIeCgVwcmljZRgNIAEoCzIPLnRhbGx5LnYxLlByaWNlEiYKCWRpc2NvdW50cxgOIAEoCzITLnRhbGx5LnYxLkRpc2NvdW50cxInCgp0YXhfY29uZmlnGA8gASgLMhMudGFsbHkudjEuVGF4Q29uZmlnEhAKCGN1cnJlbmN5GBAgASgJGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIOCgxfZGVzY3JpcHRpb25CDgoMX2ZlYXR1cmVfa2V5QhIKEF9iaWxsaW5nX2NhZGVuY2UixwUKGVN1YnNjcmlwdGlvblBoYXNlRXhwYW5kZWQSCgoCaWQYASABKAkSCwoDa2V5GAIgASgJEgwKBG5hbWUYAyABKAkSGAoLZGVzY3JpcHRpb24YBCABKAlIAIgBARJDCghtZXRhZGF0YRgFIAMoCzIxLnRhbGx5LnYxLlN1YnNjcmlwdGlvblBoYXNlRXhwYW5kZWQuTWV0YWRhdGFFbnRyeRIuCgpjcmVhdGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpkZWxldGVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgthY3RpdmVfZnJvbRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLQoJYWN0aXZlX3RvGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBImCglkaXNjb3VudHMYCyABKAsyEy50YWxseS52MS5EaXNjb3VudHMSKQoFaXRlbXMYDCADKAsyGi50YWxseS52MS5TdWJzY3JpcHRpb25JdGVtEk4KDml0ZW1fdGltZWxpbmVzGA0gAygLMjYudGFsbHkudjEuU3Vic2NyaXB0aW9uUGhhc2VFeHBhbmRlZC5JdGVtVGltZWxpbmVzRW50cnkaLwoNTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGlAKEkl0ZW1UaW1lbGluZXNFbnRyeRILCgNrZXkYASABKAkSKQoFdmFsdWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuTGlzdFZhbHVlOgI4AUIOCgxfZGVzY3JpcHRpb24itQcKFFN1YnNjcmlwdGlvbkV4cGFuZGVkEhAKAmlkGAEgASgJQgTiQQEDEgwKBG5hbWUYAiABKAkSGAoLZGVzY3JpcHRpb24YAyABKAlIAIgBARI+CghtZXRhZGF0YRgEIAMoCzIsLnRhbGx5LnYxLlN1YnNjcmlwdGlvbkV4cGFuZGVkLk1ldGFkYXRhRW50cnkSNAoKY3JlYXRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBOJBAQMSNAoKdXBkYXRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBOJBAQMSNAoKZGVsZXRlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBOJBAQMSLwoLYWN0aXZlX2Zyb20YCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi0KCWFjdGl2ZV90bxgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoLYW5ub3RhdGlvbnMYCiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EjIKCWFsaWdubWVudBgLIAEoCzIfLnRhbGx5LnYxLlN1YnNjcmlwdGlvbkFsaWdubWVudBIUCgZzdGF0dXMYDCABKAlCBOJBAQMSEwoLY3VzdG9tZXJfaWQYDSABKAkSJQoEcGxhbhgOIAEoCzIXLnRhbGx5LnYxLlBsYW5SZWZlcmVuY2USEAoIY3VycmVuY3kYDyABKAkSFwoPY29zdF9iYXNpc19tb2RlGBAgASgJEjAKD2Nvc3RfYmFzaXNfcGlucxgRIAMoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSFwoPYmlsbGluZ19jYWRlbmNlGBIgASgJEjQKEXByb19yYXRpbmdfY29uZmlnGBMgASgLMhkudGFsbHkudjEuUHJvUmF0aW5nQ29uZmlnEjIKDmJpbGxpbmdfYW5jaG9yGBQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIXCg9zZXR0bGVtZW50X21vZGUYFSABKAkSMwoGcGhhc2VzGBYgAygLMiMudGFsbHkudjEuU3Vic2NyaXB0aW9uUGhhc2VFeHBhbmRlZBovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCDgoMX2Rlc2NyaXB0aW9uIugEChlDcmVhdGVTdWJzY3JpcHRpb25SZXF1ZXN0EioKBHBsYW4YASABKAsyHC50YWxseS52MS5QbGFuUmVmZXJlbmNlSW5wdXQSKAoLY3VzdG9tX3BsYW4YAiABKAsyEy50YWxseS52MS5QbGFuSW5wdXQSEwoLY3VzdG9tZXJfaWQYAyABKAkSFAoMY3VzdG9tZXJfa2V5GAQgASgJEhMKBnRpbWluZxgFIAEoCUgAiAEBEjIKDmJpbGxpbmdfYW5jaG9yGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIbCg5zdGFydGluZ19waGFzZRgHIAEoCUgBiAEBEhEKBG5hbWUYCCABKAlIAogBARIYCgtkZXNjcmlwdGlvbhgJIAEoCUgDiAEBEkMKCG1ldGFkYXRhGAogAygLMjEudGFsbHkudjEuQ3JlYXRlU3Vic2NyaXB0aW9uUmVxdWVzdC5NZXRhZGF0YUVudHJ5EhwKD3NldHRsZW1lbnRfbW9kZRgLIAEoCUgEiAEBEiYKCWFsaWdubWVudBgMIAEoCzITLnRhbGx5LnYxLkFsaWdubWVudBIcCg9jb3N0X2Jhc2lzX21vZGUYDSABKAlIBYgBARovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCCQoHX3RpbWluZ0IRCg9fc3RhcnRpbmdfcGhhc2VCBwoFX25hbWVCDgoMX2Rlc2NyaXB0aW9uQhIKEF9zZXR0bGVtZW50X21vZGVCEgoQX2Nvc3RfYmFzaXNfbW9kZSJfChZHZXRTdWJzY3JpcHRpb25SZXF1ZXN0Eh0KD3N1YnNjcmlwdGlvbl9pZBgBIAEoCUIE4kEBAhImCgJhdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAi1AEKF1N1YnNjcmlwdGlvblBoYXNlQ3JlYXRlEhgKC3N0YXJ0X2FmdGVyGAEgASgJSACIAQESFQoIZHVyYXRpb24YAiABKAlIAYgBARImCglkaXNjb3VudHMYAyABKAsyEy50YWxseS52MS5EaXNjb3VudHMSCwoDa2V5GAQgASgJEgwKBG5hbWUYBSABKAkSGAoLZGVzY3JpcHRpb24YBiABKAlIAogBAUIOCgxfc3RhcnRfYWZ0ZXJCCwoJX2R1cmF0aW9uQg4KDF9kZXNjcmlwdGlvbiKOAgoZU3Vic2NyaXB0aW9uRWRpdE9wZXJhdGlvbhIKCgJvcBgBIAEoCRIWCglwaGFzZV9rZXkYAiABKAlIAIgBARIlCglyYXRlX2NhcmQYAyABKAsyEi50YWxseS52MS5SYXRlQ2FyZBIVCghpdGVtX2tleRgEIAEoCUgBiAEBEjAKBXBoYXNlGAUgASgLMiEudGFsbHkudjEuU3Vic2NyaXB0aW9uUGhhc2VDcmVhdGUSEgoFc2hpZnQYBiABKAlIAogBARIWCglleHRlbmRfYnkYByABKAlIA4gBAUIMCgpfcGhhc2Vfa2V5QgsKCV9pdGVtX2tleUIICgZfc2hpZnRCDAoKX2V4dGVuZF9ieSKVAQoXRWRpdFN1YnNjcmlwdGlvblJlcXVlc3QSHQoPc3Vic2NyaXB0aW9uX2lkGAEgASgJQgTiQQECEjsKDmN1c3RvbWl6YXRpb25zGAIgAygLMiMudGFsbHkudjEuU3Vic2NyaXB0aW9uRWRpdE9wZXJhdGlvbhITCgZ0aW1pbmcYAyABKAlIAIgBAUIJCgdfdGltaW5nIjoKGURlbGV0ZVN1YnNjcmlwdGlvblJlcXVlc3QSHQoPc3Vic2NyaXB0aW9uX2lkGAEgASgJQgTiQQECIloKGUNhbmNlbFN1YnNjcmlwdGlvblJlcXVlc3QSHQoPc3Vic2NyaXB0aW9uX2lkGAEgASgJQgTiQQECEhMKBnRpbWluZxgCIAEoCUgAiAEBQgkKB190aW1pbmciPQocVW5zY2hlZHVsZUNhbmNlbGF0aW9uUmVxdWVzdBIdCg9zdWJzY3JpcHRpb25faWQYASABKAlCBOJBAQIiOwoaUmVzdG9yZVN1YnNjcmlwdGlvblJlcXVlc3QSHQoPc3Vic2NyaXB0aW9uX2lkGAEgASgJQgTiQQECIswEChlDaGFuZ2VTdWJzY3JpcHRpb25SZXF1ZXN0Eh0KD3N1YnNjcmlwdGlvbl9pZBgBIAEoCUIE4kEBAhIOCgZ0aW1pbmcYAiABKAkSKgoEcGxhbhgDIAEoCzIcLnRhbGx5LnYxLlBsYW5SZWZlcmVuY2VJbnB1dBIoCgtjdXN0b21fcGxhbhgEIAEoCzITLnRhbGx5LnYxLlBsYW5JbnB1dBIbCg5zdGFydGluZ19waGFzZRgFIAEoCUgAiAEBEhEKBG5hbWUYBiABKAlIAYgBARIYCgtkZXNjcmlwdGlvbhgHIAEoCUgCiAEBEkMKCG1ldGFkYXRhGAggAygLMjEudGFsbHkudjEuQ2hhbmdlU3Vic2NyaXB0aW9uUmVxdWVzdC5NZXRhZGF0YUVudHJ5EjIKDmJpbGxpbmdfYW5jaG9yGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIcCg9zZXR0bGVtZW50X21vZGUYCiABKAlIA4gBARImCglhbGlnbm1lbnQYCyABKAsyEy50YWxseS52MS5BbGlnbm1lbnQSHAoPY29zdF9iYXNpc19tb2RlGAwgASgJSASIAQEaLwoNTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBQhEKD19zdGFydGluZ19waGFzZUIHCgVfbmFtZUIOCgxfZGVzY3JpcHRpb25CEgoQX3NldHRsZW1lbnRfbW9kZUISChBfY29zdF9iYXNpc19tb2RlIu8BChpNaWdyYXRlU3Vic2NyaXB0aW9uUmVxdWVzdBIdCg9zdWJzY3JpcHRpb25faWQYASABKAlCBOJBAQISEwoGdGltaW5nGAIgASgJSACIAQESGwoOdGFyZ2V0X3ZlcnNpb24YAyABKAVIAYgBARIbCg5zdGFydGluZ19waGFzZRgEIAEoCUgCiAEBEjIKDmJpbGxpbmdfYW5jaG9yGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIJCgdfdGltaW5nQhEKD190YXJnZXRfdmVyc2lvbkIRCg9fc3RhcnRpbmdfcGhhc2UicwoaU3Vic2NyaXB0aW9uQ2hhbmdlUmVzcG9uc2USJwoHY3VycmVudBgBIAEoCzIWLnRhbGx5LnYxLlN1YnNjcmlwdGlvbhIsCgRuZXh0GAIgASgLMh4udGFsbHkudjEuU3Vic2NyaXB0aW9uRXhwYW5kZWQi2AEKIExpc3RDdXN0b21lclN1YnNjcmlwdGlvbnNSZXF1ZXN0EiAKEmN1c3RvbWVyX2lkX29yX2tleRgBIAEoCUIE4kEBAhIOCgZzdGF0dXMYAiADKAkSEQoEcGFnZRgDIAEoBUgAiAEBEhYKCXBhZ2Vfc2l6ZRgEIAEoBUgBiAEBEhIKBW9yZGVyGAUgASgJSAKIAQESFQoIb3JkZXJfYnkYBiABKAlIA4gBAUIHCgVfcGFnZUIMCgpfcGFnZV9zaXplQggKBl9vcmRlckILCglfb3JkZXJfYnkieAoZTGlzdFN1YnNjcmlwdGlvbnNSZXNwb25zZRIlCgVpdGVtcxgBIAMoCzIWLnRhbGx5LnYxLlN1YnNjcmlwdGlvbhITCgt0b3RhbF9jb3VudBgCIAEoBRIMCgRwYWdlGAMgASgFEhEKCXBhZ2Vfc2l6ZRgEIAEoBTLSCwoTU3Vic2NyaXB0aW9uU2VydmljZRJ6ChJDcmVhdGVTdWJzY3JpcHRpb24SIy50YWxseS52MS5DcmVhdGVTdWJzY3JpcHRpb25SZXF1ZXN0GhYudGFsbHkudjEuU3Vic2NyaXB0aW9uIieinxkDCMkBgtPkkwIaOgEqIhUvYXBpL3YxL3N1YnNjcmlwdGlvbnMShAEKD0dldFN1YnNjcmlwdGlvbhIgLnRhbGx5LnYxLkdldFN1YnNjcmlwdGlvblJlcXVlc3QaHi50YWxseS52MS5TdWJzY3JpcHRpb25FeHBhbmRlZCIvgtPkkwIpEicvYXBpL3YxL3N1YnNjcmlwdGlvbnMve3N1YnNjcmlwdGlvbl9pZH0SgQEKEEVkaXRTdWJzY3JpcHRpb24SIS50YWxseS52MS5FZGl0U3Vic2NyaXB0aW9uUmVxdWVzdBoWLnRhbGx5LnYxLlN1YnNjcmlwdGlvbiIygtPkkwIsOgEqMicvYXBpL3YxL3N1YnNjcmlwdGlvbnMve3N1YnNjcmlwdGlvbl9pZH0SiQEKEkRlbGV0ZVN1YnNjcmlwdGlvbhIjLnRhbGx5LnYxLkRlbGV0ZVN1YnNjcmlwdGlvblJlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHkiNqKfGQMIzAGC0+STAikqJy9hcGkvdjEvc3Vic2NyaXB0aW9ucy97c3Vic2NyaXB0aW9uX2lkfRKMAQoSQ2FuY2VsU3Vic2NyaXB0aW9uEiMudGFsbHkudjEuQ2FuY2VsU3Vic2NyaXB0aW9uUmVxdWVzdBoWLnRhbGx5LnYxLlN1YnNjcmlwdGlvbiI5gtPkkwIzOgEqIi4vYXBpL3YxL3N1YnNjcmlwdGlvbnMve3N1YnNjcmlwdGlvbl9pZH0vY2FuY2VsEp8BChVVbnNjaGVkdWxlQ2FuY2VsYXRpb24SJi50YWxseS52MS5VbnNjaGVkdWxlQ2FuY2VsYXRpb25SZXF1ZXN0GhYudGFsbHkudjEuU3Vic2NyaXB0aW9uIkaC0+STAkAiPi9hcGkvdjEvc3Vic2NyaXB0aW9ucy97c3Vic2NyaXB0aW9uX2lkfS91bnNjaGVkdWxlLWNhbmNlbGF0aW9uEpoBChJDaGFuZ2VTdWJzY3JpcHRpb24SIy50YWxseS52MS5DaGFuZ2VTdWJzY3JpcHRpb25SZXF1ZXN0GiQudGFsbHkudjEuU3Vic2NyaXB0aW9uQ2hhbmdlUmVzcG9uc2UiOYLT5JMCMzoBKiIuL2FwaS92MS9zdWJzY3JpcHRpb25zL3tzdWJzY3JpcHRpb25faWR9L2NoYW5nZRKdAQoTTWlncmF0ZVN1YnNjcmlwdGlvbhIkLnRhbGx5LnYxLk1pZ3JhdGVTdWJzY3JpcHRpb25SZXF1ZXN0GiQudGFsbHkudjEuU3Vic2NyaXB0aW9uQ2hhbmdlUmVzcG9uc2UiOoLT5JMCNDoBKiIvL2FwaS92MS9zdWJzY3JpcHRpb25zL3tzdWJzY3JpcHRpb25faWR9L21pZ3JhdGUSjAEKE1Jlc3RvcmVTdWJzY3JpcHRpb24SJC50YWxseS52MS5SZXN0b3JlU3Vic2NyaXB0aW9uUmVxdWVzdBoWLnRhbGx5LnYxLlN1YnNjcmlwdGlvbiI3gtPkkwIxIi8vYXBpL3YxL3N1YnNjcmlwdGlvbnMve3N1YnNjcmlwdGlvbl9pZH0vcmVzdG9yZRKqAQoZTGlzdEN1c3RvbWVyU3Vic2NyaXB0aW9ucxIqLnRhbGx5LnYxLkxpc3RDdXN0b21lclN1YnNjcmlwdGlvbnNSZXF1ZXN0GiMudGFsbHkudjEuTGlzdFN1YnNjcmlwdGlvbnNSZXNwb25zZSI8gtPkkwI2EjQvYXBpL3YxL2N1c3RvbWVycy97Y3VzdG9tZXJfaWRfb3Jfa2V5fS9zdWJzY3JpcHRpb25zYgZwcm90bzM", [file_google_api_annotations, file_google_api_field_behavior, file_google_protobuf_empty, file_google_protobuf_struct, file_google_protobuf_timestamp, file_tally_v1_billing, file_tally_v1_catalog, file_tally_v1_entitlements, file_tally_v1_options]);
+  fileDesc("Chx0YWxseS92MS9zdWJzY3JpcHRpb25zLnByb3RvEgh0YWxseS52MSI5Cg1QbGFuUmVmZXJlbmNlEgoKAmlkGAEgASgJEgsKA2tleRgCIAEoCRIPCgd2ZXJzaW9uGAMgASgFIkMKElBsYW5SZWZlcmVuY2VJbnB1dBILCgNrZXkYASABKAkSFAoHdmVyc2lvbhgCIAEoBUgAiAEBQgoKCF92ZXJzaW9uIm8KFVN1YnNjcmlwdGlvbkFsaWdubWVudBIcChRiaWxsYWJsZXNfbXVzdF9hbGlnbhgBIAEoCBI4Ch5jdXJyZW50X2FsaWduZWRfYmlsbGluZ19wZXJpb2QYAiABKAsyEC50YWxseS52MS5QZXJpb2Qi8AYKDFN1YnNjcmlwdGlvbhIQCgJpZBgBIAEoCUIE4kEBAxIMCgRuYW1lGAIgASgJEhgKC2Rlc2NyaXB0aW9uGAMgASgJSACIAQESNgoIbWV0YWRhdGEYBCADKAsyJC50YWxseS52MS5TdWJzY3JpcHRpb24uTWV0YWRhdGFFbnRyeRI0CgpjcmVhdGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAxI0Cgp1cGRhdGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAxI0CgpkZWxldGVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAxIvCgthY3RpdmVfZnJvbRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLQoJYWN0aXZlX3RvGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCgthbm5vdGF0aW9ucxgKIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSMgoJYWxpZ25tZW50GAsgASgLMh8udGFsbHkudjEuU3Vic2NyaXB0aW9uQWxpZ25tZW50EhQKBnN0YXR1cxgMIAEoCUIE4kEBAxITCgtjdXN0b21lcl9pZBgNIAEoCRIlCgRwbGFuGA4gASgLMhcudGFsbHkudjEuUGxhblJlZmVyZW5jZRIQCghjdXJyZW5jeRgPIAEoCRIXCg9jb3N0X2Jhc2lzX21vZGUYECABKAkSMAoPY29zdF9iYXNpc19waW5zGBEgAygLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIXCg9iaWxsaW5nX2NhZGVuY2UYEiABKAkSNAoRcHJvX3JhdGluZ19jb25maWcYEyABKAsyGS50YWxseS52MS5Qcm9SYXRpbmdDb25maWcSMgoOYmlsbGluZ19hbmNob3IYFCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhcKD3NldHRsZW1lbnRfbW9kZRgVIAEoCRovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCDgoMX2Rlc2NyaXB0aW9uIp8FChBTdWJzY3JpcHRpb25JdGVtEgoKAmlkGAEgASgJEgsKA2tleRgCIAEoCRIMCgRuYW1lGAMgASgJEhgKC2Rlc2NyaXB0aW9uGAQgASgJSACIAQESOgoIbWV0YWRhdGEYBSADKAsyKC50YWxseS52MS5TdWJzY3JpcHRpb25JdGVtLk1ldGFkYXRhRW50cnkSLgoKY3JlYXRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZGVsZXRlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLYWN0aXZlX2Zyb20YCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi0KCWFjdGl2ZV90bxgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGAoLZmVhdHVyZV9rZXkYCyABKAlIAYgBARIcCg9iaWxsaW5nX2NhZGVuY2UYDCABKAlIAogBARIeCgVwcmljZRgNIAEoCzIPLnRhbGx5LnYxLlByaWNlEiYKCWRpc2NvdW50cxgOIAEoCzITLnRhbGx5LnYxLkRpc2NvdW50cxInCgp0YXhfY29uZmlnGA8gASgLMhMudGFsbHkudjEuVGF4Q29uZmlnEhAKCGN1cnJlbmN5GBAgASgJGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIOCgxfZGVzY3JpcHRpb25CDgoMX2ZlYXR1cmVfa2V5QhIKEF9iaWxsaW5nX2NhZGVuY2UixwUKGVN1YnNjcmlwdGlvblBoYXNlRXhwYW5kZWQSCgoCaWQYASABKAkSCwoDa2V5GAIgASgJEgwKBG5hbWUYAyABKAkSGAoLZGVzY3JpcHRpb24YBCABKAlIAIgBARJDCghtZXRhZGF0YRgFIAMoCzIxLnRhbGx5LnYxLlN1YnNjcmlwdGlvblBoYXNlRXhwYW5kZWQuTWV0YWRhdGFFbnRyeRIuCgpjcmVhdGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpkZWxldGVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgthY3RpdmVfZnJvbRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLQoJYWN0aXZlX3RvGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBImCglkaXNjb3VudHMYCyABKAsyEy50YWxseS52MS5EaXNjb3VudHMSKQoFaXRlbXMYDCADKAsyGi50YWxseS52MS5TdWJzY3JpcHRpb25JdGVtEk4KDml0ZW1fdGltZWxpbmVzGA0gAygLMjYudGFsbHkudjEuU3Vic2NyaXB0aW9uUGhhc2VFeHBhbmRlZC5JdGVtVGltZWxpbmVzRW50cnkaLwoNTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGlAKEkl0ZW1UaW1lbGluZXNFbnRyeRILCgNrZXkYASABKAkSKQoFdmFsdWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuTGlzdFZhbHVlOgI4AUIOCgxfZGVzY3JpcHRpb24itQcKFFN1YnNjcmlwdGlvbkV4cGFuZGVkEhAKAmlkGAEgASgJQgTiQQEDEgwKBG5hbWUYAiABKAkSGAoLZGVzY3JpcHRpb24YAyABKAlIAIgBARI+CghtZXRhZGF0YRgEIAMoCzIsLnRhbGx5LnYxLlN1YnNjcmlwdGlvbkV4cGFuZGVkLk1ldGFkYXRhRW50cnkSNAoKY3JlYXRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBOJBAQMSNAoKdXBkYXRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBOJBAQMSNAoKZGVsZXRlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBOJBAQMSLwoLYWN0aXZlX2Zyb20YCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi0KCWFjdGl2ZV90bxgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoLYW5ub3RhdGlvbnMYCiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EjIKCWFsaWdubWVudBgLIAEoCzIfLnRhbGx5LnYxLlN1YnNjcmlwdGlvbkFsaWdubWVudBIUCgZzdGF0dXMYDCABKAlCBOJBAQMSEwoLY3VzdG9tZXJfaWQYDSABKAkSJQoEcGxhbhgOIAEoCzIXLnRhbGx5LnYxLlBsYW5SZWZlcmVuY2USEAoIY3VycmVuY3kYDyABKAkSFwoPY29zdF9iYXNpc19tb2RlGBAgASgJEjAKD2Nvc3RfYmFzaXNfcGlucxgRIAMoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSFwoPYmlsbGluZ19jYWRlbmNlGBIgASgJEjQKEXByb19yYXRpbmdfY29uZmlnGBMgASgLMhkudGFsbHkudjEuUHJvUmF0aW5nQ29uZmlnEjIKDmJpbGxpbmdfYW5jaG9yGBQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIXCg9zZXR0bGVtZW50X21vZGUYFSABKAkSMwoGcGhhc2VzGBYgAygLMiMudGFsbHkudjEuU3Vic2NyaXB0aW9uUGhhc2VFeHBhbmRlZBovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCDgoMX2Rlc2NyaXB0aW9uIugEChlDcmVhdGVTdWJzY3JpcHRpb25SZXF1ZXN0EioKBHBsYW4YASABKAsyHC50YWxseS52MS5QbGFuUmVmZXJlbmNlSW5wdXQSKAoLY3VzdG9tX3BsYW4YAiABKAsyEy50YWxseS52MS5QbGFuSW5wdXQSEwoLY3VzdG9tZXJfaWQYAyABKAkSFAoMY3VzdG9tZXJfa2V5GAQgASgJEhMKBnRpbWluZxgFIAEoCUgAiAEBEjIKDmJpbGxpbmdfYW5jaG9yGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIbCg5zdGFydGluZ19waGFzZRgHIAEoCUgBiAEBEhEKBG5hbWUYCCABKAlIAogBARIYCgtkZXNjcmlwdGlvbhgJIAEoCUgDiAEBEkMKCG1ldGFkYXRhGAogAygLMjEudGFsbHkudjEuQ3JlYXRlU3Vic2NyaXB0aW9uUmVxdWVzdC5NZXRhZGF0YUVudHJ5EhwKD3NldHRsZW1lbnRfbW9kZRgLIAEoCUgEiAEBEiYKCWFsaWdubWVudBgMIAEoCzITLnRhbGx5LnYxLkFsaWdubWVudBIcCg9jb3N0X2Jhc2lzX21vZGUYDSABKAlIBYgBARovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCCQoHX3RpbWluZ0IRCg9fc3RhcnRpbmdfcGhhc2VCBwoFX25hbWVCDgoMX2Rlc2NyaXB0aW9uQhIKEF9zZXR0bGVtZW50X21vZGVCEgoQX2Nvc3RfYmFzaXNfbW9kZSJfChZHZXRTdWJzY3JpcHRpb25SZXF1ZXN0Eh0KD3N1YnNjcmlwdGlvbl9pZBgBIAEoCUIE4kEBAhImCgJhdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAi1AEKF1N1YnNjcmlwdGlvblBoYXNlQ3JlYXRlEhgKC3N0YXJ0X2FmdGVyGAEgASgJSACIAQESFQoIZHVyYXRpb24YAiABKAlIAYgBARImCglkaXNjb3VudHMYAyABKAsyEy50YWxseS52MS5EaXNjb3VudHMSCwoDa2V5GAQgASgJEgwKBG5hbWUYBSABKAkSGAoLZGVzY3JpcHRpb24YBiABKAlIAogBAUIOCgxfc3RhcnRfYWZ0ZXJCCwoJX2R1cmF0aW9uQg4KDF9kZXNjcmlwdGlvbiKOAgoZU3Vic2NyaXB0aW9uRWRpdE9wZXJhdGlvbhIKCgJvcBgBIAEoCRIWCglwaGFzZV9rZXkYAiABKAlIAIgBARIlCglyYXRlX2NhcmQYAyABKAsyEi50YWxseS52MS5SYXRlQ2FyZBIVCghpdGVtX2tleRgEIAEoCUgBiAEBEjAKBXBoYXNlGAUgASgLMiEudGFsbHkudjEuU3Vic2NyaXB0aW9uUGhhc2VDcmVhdGUSEgoFc2hpZnQYBiABKAlIAogBARIWCglleHRlbmRfYnkYByABKAlIA4gBAUIMCgpfcGhhc2Vfa2V5QgsKCV9pdGVtX2tleUIICgZfc2hpZnRCDAoKX2V4dGVuZF9ieSKVAQoXRWRpdFN1YnNjcmlwdGlvblJlcXVlc3QSHQoPc3Vic2NyaXB0aW9uX2lkGAEgASgJQgTiQQECEjsKDmN1c3RvbWl6YXRpb25zGAIgAygLMiMudGFsbHkudjEuU3Vic2NyaXB0aW9uRWRpdE9wZXJhdGlvbhITCgZ0aW1pbmcYAyABKAlIAIgBAUIJCgdfdGltaW5nIjoKGURlbGV0ZVN1YnNjcmlwdGlvblJlcXVlc3QSHQoPc3Vic2NyaXB0aW9uX2lkGAEgASgJQgTiQQECIloKGUNhbmNlbFN1YnNjcmlwdGlvblJlcXVlc3QSHQoPc3Vic2NyaXB0aW9uX2lkGAEgASgJQgTiQQECEhMKBnRpbWluZxgCIAEoCUgAiAEBQgkKB190aW1pbmciPQocVW5zY2hlZHVsZUNhbmNlbGF0aW9uUmVxdWVzdBIdCg9zdWJzY3JpcHRpb25faWQYASABKAlCBOJBAQIiOwoaUmVzdG9yZVN1YnNjcmlwdGlvblJlcXVlc3QSHQoPc3Vic2NyaXB0aW9uX2lkGAEgASgJQgTiQQECIswEChlDaGFuZ2VTdWJzY3JpcHRpb25SZXF1ZXN0Eh0KD3N1YnNjcmlwdGlvbl9pZBgBIAEoCUIE4kEBAhIOCgZ0aW1pbmcYAiABKAkSKgoEcGxhbhgDIAEoCzIcLnRhbGx5LnYxLlBsYW5SZWZlcmVuY2VJbnB1dBIoCgtjdXN0b21fcGxhbhgEIAEoCzITLnRhbGx5LnYxLlBsYW5JbnB1dBIbCg5zdGFydGluZ19waGFzZRgFIAEoCUgAiAEBEhEKBG5hbWUYBiABKAlIAYgBARIYCgtkZXNjcmlwdGlvbhgHIAEoCUgCiAEBEkMKCG1ldGFkYXRhGAggAygLMjEudGFsbHkudjEuQ2hhbmdlU3Vic2NyaXB0aW9uUmVxdWVzdC5NZXRhZGF0YUVudHJ5EjIKDmJpbGxpbmdfYW5jaG9yGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIcCg9zZXR0bGVtZW50X21vZGUYCiABKAlIA4gBARImCglhbGlnbm1lbnQYCyABKAsyEy50YWxseS52MS5BbGlnbm1lbnQSHAoPY29zdF9iYXNpc19tb2RlGAwgASgJSASIAQEaLwoNTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBQhEKD19zdGFydGluZ19waGFzZUIHCgVfbmFtZUIOCgxfZGVzY3JpcHRpb25CEgoQX3NldHRsZW1lbnRfbW9kZUISChBfY29zdF9iYXNpc19tb2RlIu8BChpNaWdyYXRlU3Vic2NyaXB0aW9uUmVxdWVzdBIdCg9zdWJzY3JpcHRpb25faWQYASABKAlCBOJBAQISEwoGdGltaW5nGAIgASgJSACIAQESGwoOdGFyZ2V0X3ZlcnNpb24YAyABKAVIAYgBARIbCg5zdGFydGluZ19waGFzZRgEIAEoCUgCiAEBEjIKDmJpbGxpbmdfYW5jaG9yGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIJCgdfdGltaW5nQhEKD190YXJnZXRfdmVyc2lvbkIRCg9fc3RhcnRpbmdfcGhhc2UicwoaU3Vic2NyaXB0aW9uQ2hhbmdlUmVzcG9uc2USJwoHY3VycmVudBgBIAEoCzIWLnRhbGx5LnYxLlN1YnNjcmlwdGlvbhIsCgRuZXh0GAIgASgLMh4udGFsbHkudjEuU3Vic2NyaXB0aW9uRXhwYW5kZWQi2AEKIExpc3RDdXN0b21lclN1YnNjcmlwdGlvbnNSZXF1ZXN0EiAKEmN1c3RvbWVyX2lkX29yX2tleRgBIAEoCUIE4kEBAhIOCgZzdGF0dXMYAiADKAkSEQoEcGFnZRgDIAEoBUgAiAEBEhYKCXBhZ2Vfc2l6ZRgEIAEoBUgBiAEBEhIKBW9yZGVyGAUgASgJSAKIAQESFQoIb3JkZXJfYnkYBiABKAlIA4gBAUIHCgVfcGFnZUIMCgpfcGFnZV9zaXplQggKBl9vcmRlckILCglfb3JkZXJfYnkieAoZTGlzdFN1YnNjcmlwdGlvbnNSZXNwb25zZRIlCgVpdGVtcxgBIAMoCzIWLnRhbGx5LnYxLlN1YnNjcmlwdGlvbhITCgt0b3RhbF9jb3VudBgCIAEoBRIMCgRwYWdlGAMgASgFEhEKCXBhZ2Vfc2l6ZRgEIAEoBSJRCg5BZGRvblJlZmVyZW5jZRIKCgJpZBgBIAEoCRILCgNrZXkYAiABKAkSDwoHdmVyc2lvbhgDIAEoBRIVCg1pbnN0YW5jZV90eXBlGAQgASgJIoMBCg9RdWFudGl0eVNlZ21lbnQSLwoLYWN0aXZlX2Zyb20YASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi0KCWFjdGl2ZV90bxgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIcXVhbnRpdHkYAyABKAUiagoZU3Vic2NyaXB0aW9uQWRkb25SYXRlQ2FyZBIlCglyYXRlX2NhcmQYASABKAsyEi50YWxseS52MS5SYXRlQ2FyZBImCh5hZmZlY3RlZF9zdWJzY3JpcHRpb25faXRlbV9pZHMYAiADKAkipgUKEVN1YnNjcmlwdGlvbkFkZG9uEhAKAmlkGAEgASgJQgTiQQEDEgwKBG5hbWUYAiABKAkSGAoLZGVzY3JpcHRpb24YAyABKAlIAIgBARI7CghtZXRhZGF0YRgEIAMoCzIpLnRhbGx5LnYxLlN1YnNjcmlwdGlvbkFkZG9uLk1ldGFkYXRhRW50cnkSLgoKY3JlYXRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZGVsZXRlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLYWN0aXZlX2Zyb20YCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi0KCWFjdGl2ZV90bxgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJwoFYWRkb24YCiABKAsyGC50YWxseS52MS5BZGRvblJlZmVyZW5jZRIvCgtxdWFudGl0eV9hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIcXVhbnRpdHkYDCABKAUSKwoIdGltZWxpbmUYDSADKAsyGS50YWxseS52MS5RdWFudGl0eVNlZ21lbnQSFwoPc3Vic2NyaXB0aW9uX2lkGA4gASgJEjcKCnJhdGVfY2FyZHMYDyADKAsyIy50YWxseS52MS5TdWJzY3JpcHRpb25BZGRvblJhdGVDYXJkGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIOCgxfZGVzY3JpcHRpb24iGgoMQWRkb25JZElucHV0EgoKAmlkGAEgASgJIo4CChdTdWJzY3JpcHRpb25BZGRvbkNyZWF0ZRIMCgRuYW1lGAEgASgJEhgKC2Rlc2NyaXB0aW9uGAIgASgJSACIAQESQQoIbWV0YWRhdGEYAyADKAsyLy50YWxseS52MS5TdWJzY3JpcHRpb25BZGRvbkNyZWF0ZS5NZXRhZGF0YUVudHJ5EhAKCHF1YW50aXR5GAQgASgFEg4KBnRpbWluZxgFIAEoCRIlCgVhZGRvbhgGIAEoCzIWLnRhbGx5LnYxLkFkZG9uSWRJbnB1dBovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCDgoMX2Rlc2NyaXB0aW9uIngKHkNyZWF0ZVN1YnNjcmlwdGlvbkFkZG9uUmVxdWVzdBIdCg9zdWJzY3JpcHRpb25faWQYASABKAlCBOJBAQISNwoMYWRkb25fY3JlYXRlGAIgASgLMiEudGFsbHkudjEuU3Vic2NyaXB0aW9uQWRkb25DcmVhdGUiPgodTGlzdFN1YnNjcmlwdGlvbkFkZG9uc1JlcXVlc3QSHQoPc3Vic2NyaXB0aW9uX2lkGAEgASgJQgTiQQECIkwKHkxpc3RTdWJzY3JpcHRpb25BZGRvbnNSZXNwb25zZRIqCgVpdGVtcxgBIAMoCzIbLnRhbGx5LnYxLlN1YnNjcmlwdGlvbkFkZG9uImEKG0dldFN1YnNjcmlwdGlvbkFkZG9uUmVxdWVzdBIdCg9zdWJzY3JpcHRpb25faWQYASABKAlCBOJBAQISIwoVc3Vic2NyaXB0aW9uX2FkZG9uX2lkGAIgASgJQgTiQQECIpcCChdTdWJzY3JpcHRpb25BZGRvblVwZGF0ZRIRCgRuYW1lGAEgASgJSACIAQESGAoLZGVzY3JpcHRpb24YAiABKAlIAYgBARJBCghtZXRhZGF0YRgDIAMoCzIvLnRhbGx5LnYxLlN1YnNjcmlwdGlvbkFkZG9uVXBkYXRlLk1ldGFkYXRhRW50cnkSFQoIcXVhbnRpdHkYBCABKAVIAogBARITCgZ0aW1pbmcYBSABKAlIA4gBARovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCBwoFX25hbWVCDgoMX2Rlc2NyaXB0aW9uQgsKCV9xdWFudGl0eUIJCgdfdGltaW5nIp0BCh5VcGRhdGVTdWJzY3JpcHRpb25BZGRvblJlcXVlc3QSHQoPc3Vic2NyaXB0aW9uX2lkGAEgASgJQgTiQQECEiMKFXN1YnNjcmlwdGlvbl9hZGRvbl9pZBgCIAEoCUIE4kEBAhI3CgxhZGRvbl91cGRhdGUYAyABKAsyIS50YWxseS52MS5TdWJzY3JpcHRpb25BZGRvblVwZGF0ZTKcEQoTU3Vic2NyaXB0aW9uU2VydmljZRJ6ChJDcmVhdGVTdWJzY3JpcHRpb24SIy50YWxseS52MS5DcmVhdGVTdWJzY3JpcHRpb25SZXF1ZXN0GhYudGFsbHkudjEuU3Vic2NyaXB0aW9uIieinxkDCMkBgtPkkwIaOgEqIhUvYXBpL3YxL3N1YnNjcmlwdGlvbnMShAEKD0dldFN1YnNjcmlwdGlvbhIgLnRhbGx5LnYxLkdldFN1YnNjcmlwdGlvblJlcXVlc3QaHi50YWxseS52MS5TdWJzY3JpcHRpb25FeHBhbmRlZCIvgtPkkwIpEicvYXBpL3YxL3N1YnNjcmlwdGlvbnMve3N1YnNjcmlwdGlvbl9pZH0SgQEKEEVkaXRTdWJzY3JpcHRpb24SIS50YWxseS52MS5FZGl0U3Vic2NyaXB0aW9uUmVxdWVzdBoWLnRhbGx5LnYxLlN1YnNjcmlwdGlvbiIygtPkkwIsOgEqMicvYXBpL3YxL3N1YnNjcmlwdGlvbnMve3N1YnNjcmlwdGlvbl9pZH0SiQEKEkRlbGV0ZVN1YnNjcmlwdGlvbhIjLnRhbGx5LnYxLkRlbGV0ZVN1YnNjcmlwdGlvblJlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHkiNqKfGQMIzAGC0+STAikqJy9hcGkvdjEvc3Vic2NyaXB0aW9ucy97c3Vic2NyaXB0aW9uX2lkfRKMAQoSQ2FuY2VsU3Vic2NyaXB0aW9uEiMudGFsbHkudjEuQ2FuY2VsU3Vic2NyaXB0aW9uUmVxdWVzdBoWLnRhbGx5LnYxLlN1YnNjcmlwdGlvbiI5gtPkkwIzOgEqIi4vYXBpL3YxL3N1YnNjcmlwdGlvbnMve3N1YnNjcmlwdGlvbl9pZH0vY2FuY2VsEp8BChVVbnNjaGVkdWxlQ2FuY2VsYXRpb24SJi50YWxseS52MS5VbnNjaGVkdWxlQ2FuY2VsYXRpb25SZXF1ZXN0GhYudGFsbHkudjEuU3Vic2NyaXB0aW9uIkaC0+STAkAiPi9hcGkvdjEvc3Vic2NyaXB0aW9ucy97c3Vic2NyaXB0aW9uX2lkfS91bnNjaGVkdWxlLWNhbmNlbGF0aW9uEpoBChJDaGFuZ2VTdWJzY3JpcHRpb24SIy50YWxseS52MS5DaGFuZ2VTdWJzY3JpcHRpb25SZXF1ZXN0GiQudGFsbHkudjEuU3Vic2NyaXB0aW9uQ2hhbmdlUmVzcG9uc2UiOYLT5JMCMzoBKiIuL2FwaS92MS9zdWJzY3JpcHRpb25zL3tzdWJzY3JpcHRpb25faWR9L2NoYW5nZRKdAQoTTWlncmF0ZVN1YnNjcmlwdGlvbhIkLnRhbGx5LnYxLk1pZ3JhdGVTdWJzY3JpcHRpb25SZXF1ZXN0GiQudGFsbHkudjEuU3Vic2NyaXB0aW9uQ2hhbmdlUmVzcG9uc2UiOoLT5JMCNDoBKiIvL2FwaS92MS9zdWJzY3JpcHRpb25zL3tzdWJzY3JpcHRpb25faWR9L21pZ3JhdGUSjAEKE1Jlc3RvcmVTdWJzY3JpcHRpb24SJC50YWxseS52MS5SZXN0b3JlU3Vic2NyaXB0aW9uUmVxdWVzdBoWLnRhbGx5LnYxLlN1YnNjcmlwdGlvbiI3gtPkkwIxIi8vYXBpL3YxL3N1YnNjcmlwdGlvbnMve3N1YnNjcmlwdGlvbl9pZH0vcmVzdG9yZRKtAQoXQ3JlYXRlU3Vic2NyaXB0aW9uQWRkb24SKC50YWxseS52MS5DcmVhdGVTdWJzY3JpcHRpb25BZGRvblJlcXVlc3QaGy50YWxseS52MS5TdWJzY3JpcHRpb25BZGRvbiJLop8ZAwjJAYLT5JMCPjoMYWRkb25fY3JlYXRlIi4vYXBpL3YxL3N1YnNjcmlwdGlvbnMve3N1YnNjcmlwdGlvbl9pZH0vYWRkb25zEqkBChZMaXN0U3Vic2NyaXB0aW9uQWRkb25zEicudGFsbHkudjEuTGlzdFN1YnNjcmlwdGlvbkFkZG9uc1JlcXVlc3QaKC50YWxseS52MS5MaXN0U3Vic2NyaXB0aW9uQWRkb25zUmVzcG9uc2UiPKKfGQIQAYLT5JMCMBIuL2FwaS92MS9zdWJzY3JpcHRpb25zL3tzdWJzY3JpcHRpb25faWR9L2FkZG9ucxKqAQoUR2V0U3Vic2NyaXB0aW9uQWRkb24SJS50YWxseS52MS5HZXRTdWJzY3JpcHRpb25BZGRvblJlcXVlc3QaGy50YWxseS52MS5TdWJzY3JpcHRpb25BZGRvbiJOgtPkkwJIEkYvYXBpL3YxL3N1YnNjcmlwdGlvbnMve3N1YnNjcmlwdGlvbl9pZH0vYWRkb25zL3tzdWJzY3JpcHRpb25fYWRkb25faWR9Er4BChdVcGRhdGVTdWJzY3JpcHRpb25BZGRvbhIoLnRhbGx5LnYxLlVwZGF0ZVN1YnNjcmlwdGlvbkFkZG9uUmVxdWVzdBobLnRhbGx5LnYxLlN1YnNjcmlwdGlvbkFkZG9uIlyC0+STAlY6DGFkZG9uX3VwZGF0ZTJGL2FwaS92MS9zdWJzY3JpcHRpb25zL3tzdWJzY3JpcHRpb25faWR9L2FkZG9ucy97c3Vic2NyaXB0aW9uX2FkZG9uX2lkfRKqAQoZTGlzdEN1c3RvbWVyU3Vic2NyaXB0aW9ucxIqLnRhbGx5LnYxLkxpc3RDdXN0b21lclN1YnNjcmlwdGlvbnNSZXF1ZXN0GiMudGFsbHkudjEuTGlzdFN1YnNjcmlwdGlvbnNSZXNwb25zZSI8gtPkkwI2EjQvYXBpL3YxL2N1c3RvbWVycy97Y3VzdG9tZXJfaWRfb3Jfa2V5fS9zdWJzY3JpcHRpb25zYgZwcm90bzM", [file_google_api_annotations, file_google_api_field_behavior, file_google_protobuf_empty, file_google_protobuf_struct, file_google_protobuf_timestamp, file_tally_v1_billing, file_tally_v1_catalog, file_tally_v1_entitlements, file_tally_v1_options]);
 
 /**
  * @generated from message tally.v1.PlanReference
@@ -1052,6 +1052,379 @@ export const ListSubscriptionsResponseSchema: GenMessage<ListSubscriptionsRespon
   messageDesc(file_tally_v1_subscriptions, 20);
 
 /**
+ * @generated from message tally.v1.AddonReference
+ */
+export type AddonReference = Message<"tally.v1.AddonReference"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: string key = 2;
+   */
+  key: string;
+
+  /**
+   * @generated from field: int32 version = 3;
+   */
+  version: number;
+
+  /**
+   * single or multiple.
+   *
+   * @generated from field: string instance_type = 4;
+   */
+  instanceType: string;
+};
+
+/**
+ * Describes the message tally.v1.AddonReference.
+ * Use `create(AddonReferenceSchema)` to create a new message.
+ */
+export const AddonReferenceSchema: GenMessage<AddonReference> = /*@__PURE__*/
+  messageDesc(file_tally_v1_subscriptions, 21);
+
+/**
+ * @generated from message tally.v1.QuantitySegment
+ */
+export type QuantitySegment = Message<"tally.v1.QuantitySegment"> & {
+  /**
+   * @generated from field: google.protobuf.Timestamp active_from = 1;
+   */
+  activeFrom?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp active_to = 2;
+   */
+  activeTo?: Timestamp | undefined;
+
+  /**
+   * @generated from field: int32 quantity = 3;
+   */
+  quantity: number;
+};
+
+/**
+ * Describes the message tally.v1.QuantitySegment.
+ * Use `create(QuantitySegmentSchema)` to create a new message.
+ */
+export const QuantitySegmentSchema: GenMessage<QuantitySegment> = /*@__PURE__*/
+  messageDesc(file_tally_v1_subscriptions, 22);
+
+/**
+ * @generated from message tally.v1.SubscriptionAddonRateCard
+ */
+export type SubscriptionAddonRateCard = Message<"tally.v1.SubscriptionAddonRateCard"> & {
+  /**
+   * @generated from field: tally.v1.RateCard rate_card = 1;
+   */
+  rateCard?: RateCard | undefined;
+
+  /**
+   * @generated from field: repeated string affected_subscription_item_ids = 2;
+   */
+  affectedSubscriptionItemIds: string[];
+};
+
+/**
+ * Describes the message tally.v1.SubscriptionAddonRateCard.
+ * Use `create(SubscriptionAddonRateCardSchema)` to create a new message.
+ */
+export const SubscriptionAddonRateCardSchema: GenMessage<SubscriptionAddonRateCard> = /*@__PURE__*/
+  messageDesc(file_tally_v1_subscriptions, 23);
+
+/**
+ * @generated from message tally.v1.SubscriptionAddon
+ */
+export type SubscriptionAddon = Message<"tally.v1.SubscriptionAddon"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * @generated from field: optional string description = 3;
+   */
+  description?: string | undefined;
+
+  /**
+   * @generated from field: map<string, string> metadata = 4;
+   */
+  metadata: { [key: string]: string };
+
+  /**
+   * @generated from field: google.protobuf.Timestamp created_at = 5;
+   */
+  createdAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp updated_at = 6;
+   */
+  updatedAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp deleted_at = 7;
+   */
+  deletedAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp active_from = 8;
+   */
+  activeFrom?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp active_to = 9;
+   */
+  activeTo?: Timestamp | undefined;
+
+  /**
+   * @generated from field: tally.v1.AddonReference addon = 10;
+   */
+  addon?: AddonReference | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp quantity_at = 11;
+   */
+  quantityAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: int32 quantity = 12;
+   */
+  quantity: number;
+
+  /**
+   * @generated from field: repeated tally.v1.QuantitySegment timeline = 13;
+   */
+  timeline: QuantitySegment[];
+
+  /**
+   * @generated from field: string subscription_id = 14;
+   */
+  subscriptionId: string;
+
+  /**
+   * @generated from field: repeated tally.v1.SubscriptionAddonRateCard rate_cards = 15;
+   */
+  rateCards: SubscriptionAddonRateCard[];
+};
+
+/**
+ * Describes the message tally.v1.SubscriptionAddon.
+ * Use `create(SubscriptionAddonSchema)` to create a new message.
+ */
+export const SubscriptionAddonSchema: GenMessage<SubscriptionAddon> = /*@__PURE__*/
+  messageDesc(file_tally_v1_subscriptions, 24);
+
+/**
+ * @generated from message tally.v1.AddonIdInput
+ */
+export type AddonIdInput = Message<"tally.v1.AddonIdInput"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message tally.v1.AddonIdInput.
+ * Use `create(AddonIdInputSchema)` to create a new message.
+ */
+export const AddonIdInputSchema: GenMessage<AddonIdInput> = /*@__PURE__*/
+  messageDesc(file_tally_v1_subscriptions, 25);
+
+/**
+ * @generated from message tally.v1.SubscriptionAddonCreate
+ */
+export type SubscriptionAddonCreate = Message<"tally.v1.SubscriptionAddonCreate"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: optional string description = 2;
+   */
+  description?: string | undefined;
+
+  /**
+   * @generated from field: map<string, string> metadata = 3;
+   */
+  metadata: { [key: string]: string };
+
+  /**
+   * @generated from field: int32 quantity = 4;
+   */
+  quantity: number;
+
+  /**
+   * immediate, next_billing_cycle or an RFC 3339 time.
+   *
+   * @generated from field: string timing = 5;
+   */
+  timing: string;
+
+  /**
+   * @generated from field: tally.v1.AddonIdInput addon = 6;
+   */
+  addon?: AddonIdInput | undefined;
+};
+
+/**
+ * Describes the message tally.v1.SubscriptionAddonCreate.
+ * Use `create(SubscriptionAddonCreateSchema)` to create a new message.
+ */
+export const SubscriptionAddonCreateSchema: GenMessage<SubscriptionAddonCreate> = /*@__PURE__*/
+  messageDesc(file_tally_v1_subscriptions, 26);
+
+/**
+ * @generated from message tally.v1.CreateSubscriptionAddonRequest
+ */
+export type CreateSubscriptionAddonRequest = Message<"tally.v1.CreateSubscriptionAddonRequest"> & {
+  /**
+   * @generated from field: string subscription_id = 1;
+   */
+  subscriptionId: string;
+
+  /**
+   * @generated from field: tally.v1.SubscriptionAddonCreate addon_create = 2;
+   */
+  addonCreate?: SubscriptionAddonCreate | undefined;
+};
+
+/**
+ * Describes the message tally.v1.CreateSubscriptionAddonRequest.
+ * Use `create(CreateSubscriptionAddonRequestSchema)` to create a new message.
+ */
+export const CreateSubscriptionAddonRequestSchema: GenMessage<CreateSubscriptionAddonRequest> = /*@__PURE__*/
+  messageDesc(file_tally_v1_subscriptions, 27);
+
+/**
+ * @generated from message tally.v1.ListSubscriptionAddonsRequest
+ */
+export type ListSubscriptionAddonsRequest = Message<"tally.v1.ListSubscriptionAddonsRequest"> & {
+  /**
+   * @generated from field: string subscription_id = 1;
+   */
+  subscriptionId: string;
+};
+
+/**
+ * Describes the message tally.v1.ListSubscriptionAddonsRequest.
+ * Use `create(ListSubscriptionAddonsRequestSchema)` to create a new message.
+ */
+export const ListSubscriptionAddonsRequestSchema: GenMessage<ListSubscriptionAddonsRequest> = /*@__PURE__*/
+  messageDesc(file_tally_v1_subscriptions, 28);
+
+/**
+ * @generated from message tally.v1.ListSubscriptionAddonsResponse
+ */
+export type ListSubscriptionAddonsResponse = Message<"tally.v1.ListSubscriptionAddonsResponse"> & {
+  /**
+   * @generated from field: repeated tally.v1.SubscriptionAddon items = 1;
+   */
+  items: SubscriptionAddon[];
+};
+
+/**
+ * Describes the message tally.v1.ListSubscriptionAddonsResponse.
+ * Use `create(ListSubscriptionAddonsResponseSchema)` to create a new message.
+ */
+export const ListSubscriptionAddonsResponseSchema: GenMessage<ListSubscriptionAddonsResponse> = /*@__PURE__*/
+  messageDesc(file_tally_v1_subscriptions, 29);
+
+/**
+ * @generated from message tally.v1.GetSubscriptionAddonRequest
+ */
+export type GetSubscriptionAddonRequest = Message<"tally.v1.GetSubscriptionAddonRequest"> & {
+  /**
+   * @generated from field: string subscription_id = 1;
+   */
+  subscriptionId: string;
+
+  /**
+   * @generated from field: string subscription_addon_id = 2;
+   */
+  subscriptionAddonId: string;
+};
+
+/**
+ * Describes the message tally.v1.GetSubscriptionAddonRequest.
+ * Use `create(GetSubscriptionAddonRequestSchema)` to create a new message.
+ */
+export const GetSubscriptionAddonRequestSchema: GenMessage<GetSubscriptionAddonRequest> = /*@__PURE__*/
+  messageDesc(file_tally_v1_subscriptions, 30);
+
+/**
+ * @generated from message tally.v1.SubscriptionAddonUpdate
+ */
+export type SubscriptionAddonUpdate = Message<"tally.v1.SubscriptionAddonUpdate"> & {
+  /**
+   * @generated from field: optional string name = 1;
+   */
+  name?: string | undefined;
+
+  /**
+   * @generated from field: optional string description = 2;
+   */
+  description?: string | undefined;
+
+  /**
+   * @generated from field: map<string, string> metadata = 3;
+   */
+  metadata: { [key: string]: string };
+
+  /**
+   * @generated from field: optional int32 quantity = 4;
+   */
+  quantity?: number | undefined;
+
+  /**
+   * @generated from field: optional string timing = 5;
+   */
+  timing?: string | undefined;
+};
+
+/**
+ * Describes the message tally.v1.SubscriptionAddonUpdate.
+ * Use `create(SubscriptionAddonUpdateSchema)` to create a new message.
+ */
+export const SubscriptionAddonUpdateSchema: GenMessage<SubscriptionAddonUpdate> = /*@__PURE__*/
+  messageDesc(file_tally_v1_subscriptions, 31);
+
+/**
+ * @generated from message tally.v1.UpdateSubscriptionAddonRequest
+ */
+export type UpdateSubscriptionAddonRequest = Message<"tally.v1.UpdateSubscriptionAddonRequest"> & {
+  /**
+   * @generated from field: string subscription_id = 1;
+   */
+  subscriptionId: string;
+
+  /**
+   * @generated from field: string subscription_addon_id = 2;
+   */
+  subscriptionAddonId: string;
+
+  /**
+   * @generated from field: tally.v1.SubscriptionAddonUpdate addon_update = 3;
+   */
+  addonUpdate?: SubscriptionAddonUpdate | undefined;
+};
+
+/**
+ * Describes the message tally.v1.UpdateSubscriptionAddonRequest.
+ * Use `create(UpdateSubscriptionAddonRequestSchema)` to create a new message.
+ */
+export const UpdateSubscriptionAddonRequestSchema: GenMessage<UpdateSubscriptionAddonRequest> = /*@__PURE__*/
+  messageDesc(file_tally_v1_subscriptions, 32);
+
+/**
  * SubscriptionService applies plans to customers over time (OpenMeter's /api/v1/subscriptions).
  * One subscription per customer at a time; a second answers 409
  * only_single_subscription_allowed_per_customer_at_a_time.
@@ -1149,6 +1522,44 @@ export const SubscriptionService: GenService<{
     methodKind: "unary";
     input: typeof RestoreSubscriptionRequestSchema;
     output: typeof SubscriptionSchema;
+  },
+  /**
+   * Buys an add-on the subscription's plan offers. REST 201.
+   *
+   * @generated from rpc tally.v1.SubscriptionService.CreateSubscriptionAddon
+   */
+  createSubscriptionAddon: {
+    methodKind: "unary";
+    input: typeof CreateSubscriptionAddonRequestSchema;
+    output: typeof SubscriptionAddonSchema;
+  },
+  /**
+   * The add-ons bought on a subscription (REST: a bare array).
+   *
+   * @generated from rpc tally.v1.SubscriptionService.ListSubscriptionAddons
+   */
+  listSubscriptionAddons: {
+    methodKind: "unary";
+    input: typeof ListSubscriptionAddonsRequestSchema;
+    output: typeof ListSubscriptionAddonsResponseSchema;
+  },
+  /**
+   * @generated from rpc tally.v1.SubscriptionService.GetSubscriptionAddon
+   */
+  getSubscriptionAddon: {
+    methodKind: "unary";
+    input: typeof GetSubscriptionAddonRequestSchema;
+    output: typeof SubscriptionAddonSchema;
+  },
+  /**
+   * Changes an add-on's quantity (0 ends it) from `timing`, or its name, description, metadata.
+   *
+   * @generated from rpc tally.v1.SubscriptionService.UpdateSubscriptionAddon
+   */
+  updateSubscriptionAddon: {
+    methodKind: "unary";
+    input: typeof UpdateSubscriptionAddonRequestSchema;
+    output: typeof SubscriptionAddonSchema;
   },
   /**
    * A customer's subscriptions, by ID or key.
