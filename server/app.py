@@ -33,7 +33,7 @@ from server.auth import AuthInterceptor
 from server.config import Settings
 from server.context import RequestContext
 from server.envoy import Envoy
-from server.interceptors import ErrorInterceptor
+from server.interceptors import ErrorInterceptor, JsonFieldsInterceptor
 from server.startup import StartupError, check_ports, holder
 from server.wiring import (
     Deps,
@@ -229,7 +229,7 @@ class App:
     async def _start_grpc(self, servicers: list[Servicer], auth_interceptor: AuthInterceptor) -> None:
         server = grpc.aio.server(
             # Outermost first: auth's 401/403 errors go through the error mapping like any other.
-            interceptors=[ErrorInterceptor(), auth_interceptor],
+            interceptors=[ErrorInterceptor(), auth_interceptor, JsonFieldsInterceptor()],
             options=[
                 # Requests: ingest refuses a message over ingest.max_batch_bytes itself, naming the
                 # setting; grpc's own cap sits well above it (REST bodies arrive wrapped, and a

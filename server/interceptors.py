@@ -53,7 +53,7 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         method = handler_call_details.method.rsplit("/", 1)[-1]
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(handler.unary_unary, method, handler_call_details.method),
+                _wrap_unary(handler.unary_unary, method),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
@@ -76,15 +76,10 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         )
 
 
-def _wrap_unary(
-    behavior: Callable[..., Awaitable[Any]], method: str, method_path: str | None = None
-) -> Callable[..., Awaitable[Any]]:
+def _wrap_unary(behavior: Callable[..., Awaitable[Any]], method: str) -> Callable[..., Awaitable[Any]]:
     async def wrapped(request: Any, context: ServicerContext) -> Any:
         started = time.perf_counter()
         try:
-            if method_path is not None:
-                # REST bodies: fields the transcoder would drop silently are refused instead.
-                check_json_body(method_path, context.invocation_metadata())
             response = await behavior(request, context)
         except grpc.aio.AbortError:
             _observe(method, started, "ABORTED")
@@ -115,3 +110,31 @@ def _wrap_stream(behavior: Callable[..., AsyncIterator[Any]], method: str) -> Ca
         _observe(method, started, "OK")
 
     return wrapped
+
+
+class JsonFieldsInterceptor(grpc.aio.ServerInterceptor):
+    """REST bodies: fields the transcoder would drop silently are refused (server/json_fields.py).
+
+    Innermost, after authentication: a caller without a key gets 401, not a lesson in the schema;
+    its ValidationError reaches ErrorInterceptor like a servicer's.
+    """
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Handler:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        behavior, path = handler.unary_unary, handler_call_details.method
+
+        async def checked(request: Any, context: ServicerContext) -> Any:
+            check_json_body(path, context.invocation_metadata())
+            return await behavior(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(
+            checked,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )

@@ -4,8 +4,8 @@ Envoy's JSON transcoder drops JSON fields its descriptor does not know (the prot
 lenient default), so `"groupby"` for `"groupBy"` would create a meter without a group-by and answer
 201. OpenMeter's schemas do not forbid extra properties either; Tally refuses them because a
 silently dropped field in a billing API is a wrong invoice later. envoy/tally.lua forwards a REST
-request's JSON body (up to JSON_BODY_LIMIT bytes) in the `x-tally-json-body-bin` header; the error
-interceptor checks it here against the method's request message before the servicer runs, following
+request's JSON body (up to JSON_BODY_LIMIT bytes) in the `x-tally-json-body-bin` header; an
+interceptor (after authentication) checks it here against the method's request message before the servicer runs, following
 the `google.api.http` rule's `body` (the whole message, or one field of it). Field names may be
 given as proto3 JSON names or proto names, as the transcoder accepts both.
 """

@@ -531,3 +531,16 @@ async def test_portal_token_validation_and_scopes(tenants: tuple[Tenant, Tenant]
         await ok(await http.get(tokens))
         assert_problem(await http.post(tokens, json={"subject": "s"}), 403)
         assert_problem(await http.post(f"{tokens}/invalidate", json={"subject": "s"}), 403)
+
+
+async def test_authentication_comes_before_body_field_checks(secured: TallyProcess, admin_keys: dict[str, str]) -> None:
+    """A caller without a key gets 401 even for a body with an unknown field (the schema check runs
+    after authentication); with a key, the same body is the 400 naming the field."""
+    body = {"slug": "auth_order", "eventType": "e", "aggregation": "COUNT", "groupby": {}}
+    async with httpx.AsyncClient(base_url=secured.rest_url, timeout=30) as anonymous:
+        assert_problem(await anonymous.post("/api/v1/meters", json=body), 401)
+    async with httpx.AsyncClient(
+        base_url=secured.rest_url, headers=bearer(admin_keys["tenant_a"]), timeout=30
+    ) as keyed:
+        problem = assert_problem(await keyed.post("/api/v1/meters", json=body), 400)
+        assert [v["field"] for v in problem["extensions"]["validationErrors"]] == ["groupby"]
