@@ -90,16 +90,30 @@ class Scenario:
 amounts = st.one_of(st.integers(0, 120).map(Decimal), st.decimals(0, 120, places=2))
 
 
-def month_end_anchors(t0: datetime) -> st.SearchStrategy[datetime]:
-    """Anchors on the 28th-31st of a month up to 14 months before the start, at a half-hour."""
-
-    def build(months_back: int, day: int, step: int) -> datetime:
-        index = t0.year * 12 + t0.month - 1 - months_back
-        year, month = divmod(index, 12)
-        day = min(day, calendar.monthrange(year, month + 1)[1])
-        return datetime(year, month + 1, day, tzinfo=UTC) + step * STEP
-
-    return st.builds(build, st.integers(0, 14), st.integers(28, 31), st.integers(0, 47))
+@st.composite
+def monthly_recurrences(draw: st.DrawFn, t0: datetime) -> Recurrence:
+    """A monthly, two-monthly or yearly recurrence with a boundary inside the run: at a half-hour of
+    the horizon, from an anchor whole intervals earlier. When that boundary is a month's last day, the
+    anchor may sit on a later day of its own month (the 31st before a 30-day month or February):
+    the boundary is then a clamped one."""
+    months = draw(st.sampled_from([1, 2, 12]))
+    candidates = [t0 + k * STEP for k in range(HORIZON_STEPS + 1)]
+    month_ends = [t for t in candidates if t.day == calendar.monthrange(t.year, t.month)[1]]
+    # Mostly on a month's last day, where clamping happens; sometimes anywhere.
+    target = draw(
+        st.sampled_from(month_ends) if month_ends and draw(st.integers(0, 3)) else st.sampled_from(candidates)
+    )
+    back = months * draw(st.integers(1, max(1, 14 // months)))
+    year, month0 = divmod(target.year * 12 + target.month - 1 - back, 12)
+    anchor_last = calendar.monthrange(year, month0 + 1)[1]
+    day = target.day
+    if target.day == calendar.monthrange(target.year, target.month)[1] and target.day < anchor_last:
+        day = draw(st.integers(target.day, anchor_last))
+        if day > target.day:
+            event("a clamped monthly boundary")
+    anchor = target.replace(year=year, month=month0 + 1, day=min(day, anchor_last))
+    interval = IsoDuration(years=1) if months == 12 else IsoDuration(months=months)
+    return Recurrence(interval, anchor)
 
 
 @st.composite
@@ -126,11 +140,7 @@ def grants_strategy(draw: st.DrawFn, gid: str, t0: datetime) -> Grant:
                 ),
                 grid(-10, HORIZON_STEPS),
             ),
-            st.builds(
-                Recurrence,
-                st.sampled_from([IsoDuration(months=1), IsoDuration(months=2), IsoDuration(years=1)]),
-                month_end_anchors(t0).map(local),
-            ),
+            monthly_recurrences(t0).map(lambda r: Recurrence(r.interval, r.anchor.astimezone(zone))),
         )
     )
     return Grant(
@@ -149,7 +159,11 @@ def grants_strategy(draw: st.DrawFn, gid: str, t0: datetime) -> Grant:
 
 
 @st.composite
-def scenarios(draw: st.DrawFn, kinds: tuple[str, ...] = ("SUM", "UNIQUE_COUNT")) -> Scenario:
+def scenarios(
+    draw: st.DrawFn, kinds: tuple[str, ...] = ("SUM", "UNIQUE_COUNT"), monthly_grant: bool = False
+) -> Scenario:
+    """With `monthly_grant`, the first grant is in force all along with a monthly (or yearly)
+    recurrence whose boundary, often a clamped one, falls inside the run."""
     t0 = draw(st.sampled_from(STARTS))
     kind = draw(st.sampled_from(kinds))
 
@@ -158,6 +172,18 @@ def scenarios(draw: st.DrawFn, kinds: tuple[str, ...] = ("SUM", "UNIQUE_COUNT"))
 
     n = draw(st.integers(0, 4))
     grants = tuple(draw(grants_strategy(f"g{i}", t0)) for i in range(n))
+    if monthly_grant:
+        zone = draw(st.sampled_from(ZONES))
+        recurrence = draw(monthly_recurrences(t0))
+        first = Grant(
+            id="monthly",
+            amount=draw(amounts),
+            priority=draw(st.integers(1, 3)),
+            effective_at=t0.astimezone(zone),
+            recurrence=Recurrence(recurrence.interval, recurrence.anchor.astimezone(zone)),
+            max_rollover_amount=draw(st.sampled_from([ZERO, Decimal(1000)])),
+        )
+        grants = (first, *grants[:2])
     resets = tuple(sorted(set(draw(st.lists(grid(1, HORIZON_STEPS), max_size=3)))))
     values: st.SearchStrategy[Decimal | str]
     if kind == "UNIQUE_COUNT":
@@ -173,6 +199,8 @@ def scenarios(draw: st.DrawFn, kinds: tuple[str, ...] = ("SUM", "UNIQUE_COUNT"))
         )
     )
     until = draw(st.one_of(grid(0, HORIZON_STEPS), st.integers(0, HORIZON_MINUTES).map(lambda k: t0 + k * MINUTE)))
+    if monthly_grant:
+        until = t0 + HORIZON_STEPS * STEP
     scenario = Scenario(t0, grants, resets, draw(st.booleans()), events, until, kind)
     if any(g.recurrence and g.recurrence.interval.months and recurrences_in(g, t0, until) for g in grants):
         event("a monthly boundary inside the run")
@@ -331,6 +359,16 @@ def test_engine_matches_minute_by_minute_reference(s: Scenario) -> None:
     assert res.usage == ref.usage
     assert res.snapshot.total_grant_usage == ref.grant_usage
     assert res.total_available_grant_amount == ref.grant_usage + sum(ref.balances.values(), ZERO)
+
+
+@SETTINGS
+@given(scenarios(monthly_grant=True))
+def test_monthly_recurrences_match_the_reference_at_month_ends(s: Scenario) -> None:
+    res = engine_run(s)
+    ref = reference(s)
+    assert dict(res.grant_balances) == ref.balances
+    assert (res.overage, res.usage) == (ref.overage, ref.usage)
+    assert res.snapshot.total_grant_usage == ref.grant_usage
 
 
 @SETTINGS
