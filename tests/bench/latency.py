@@ -1,7 +1,8 @@
 """Latencies the tests used to assert with a stopwatch, measured here instead (tests assert order
 and eventual state; these say how long "eventually" is on this machine):
 
-- `entitlement_value_fresh_*_ms`: an event acknowledged -> the entitlement's /value counts it;
+- `entitlement_value_fresh_p50_ms`, `_p99_ms`: an event acknowledged -> the entitlement's /value counts
+  it, in the embedded default (apart processes: `entitlement_value_staleness_p99_ms_split`);
 - `ingest_p99_ms_webhook_stalled`: ingest latency while a webhook receiver holds every delivery
   open (deliveries run beside ingest, never in front of it).
 
