@@ -106,6 +106,7 @@ def _attempt_json(a: AppAttempt | None) -> dict[str, Any] | None:
         "started_at": _iso(a.started_at),
         "finished_at": _iso(a.finished_at),
         "error": a.error,
+        "waiting": a.waiting,
     }
 
 
@@ -121,6 +122,7 @@ def _attempt(value: dict[str, Any] | None) -> AppAttempt | None:
         started_at=started,
         finished_at=_dt(value.get("finished_at")),
         error=value.get("error"),
+        waiting=bool(value.get("waiting", False)),
     )
 
 

@@ -212,6 +212,8 @@ class AppAttempt:
     started_at: datetime
     finished_at: datetime | None = None
     error: str | None = None
+    # The app answered that it finishes later (custom invoicing waits for its callback).
+    waiting: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,3 +295,44 @@ class UsageRequest:
     customer_id: str
     start: datetime
     end: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PendingLineInput:
+    """One manual line (OpenMeter's InvoicePendingLineCreate): a flat fee (`per_unit_amount` x
+    `quantity`) or a usage line (`price` applied to `feature_key`'s metered usage over the period)."""
+
+    name: str
+    period_start: datetime
+    period_end: datetime
+    invoice_at: datetime
+    price: Price | None = None
+    feature_key: str | None = None
+    per_unit_amount: Decimal | None = None
+    quantity: Decimal | None = None
+    description: str | None = None
+    rate_card_discounts: Discounts = NO_DISCOUNTS
+    tax_config: TaxConfig | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class PendingLinesInput:
+    currency: str
+    lines: Sequence[PendingLineInput]
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceNowInput:
+    """POST /api/v1/billing/invoices/invoice: the customer's lines due by `as_of` become invoices."""
+
+    customer: str
+    as_of: datetime | None = None
+    line_ids: Sequence[str] = ()
+    progressive_billing_override: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceWithLines:
+    invoice: Invoice
+    lines: Sequence[InvoiceLine] = ()

@@ -1,0 +1,696 @@
+"""InvoiceService: pending lines on the gathering invoice, invoice-now, and the lifecycle.
+
+Every state change is one transaction: the invoice row is locked, the transition table
+(`invoice_states`) decides, Tally's step runs (calculate, snapshot quantities, finalize, release
+lines), the invoice and its lines are written, and the transaction commits. An app hook runs in
+the transaction of the row that calls it, with the attempt recorded on the invoice (`AppAttempt`,
+keyed by invoice and state) so the app can tell a repeated call from a new one.
+
+Quantities: a usage line's quantity is the cumulative usage of its billing period
+(`full_period_start` to the line's end) as of the snapshot's cutoff, minus what earlier invoices
+still counting already billed under the same `period_key` (`pre_line_period_quantity`); the rating
+engine rates the line on top of that, with cumulative rounding, so the invoices of one period add
+up exactly to one invoice for the whole period. Usage that arrives after an invoice was issued is
+billed by the next invoice of the same period key the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from ulid import ULID
+
+from domain.billing.apps.port import (
+    InvoiceLineView,
+    InvoiceView,
+    InvoicingApp,
+    IssueSeverity,
+    SyncResult,
+)
+from domain.billing.apps.registry import Marketplace
+from domain.billing.invoice_states import (
+    Action,
+    AppHook,
+    Conditions,
+    State,
+    Step,
+    Transition,
+    fire,
+    transition,
+)
+from domain.billing.invoices import (
+    ZERO,
+    AppAttempt,
+    CustomerSnapshot,
+    Invoice,
+    InvoiceLine,
+    InvoiceListQuery,
+    InvoiceNowInput,
+    InvoiceType,
+    InvoiceWithLines,
+    LineDiscount,
+    LineStatus,
+    LineType,
+    ManagedBy,
+    PendingLineInput,
+    PendingLinesInput,
+    StoredIssue,
+    Totals,
+    UsageRequest,
+)
+from domain.billing.models import EffectiveProfile, Supplier
+from domain.billing.ports import BillingStore, CustomerLookup, UnitOfWork, UsageSource
+from domain.billing.service import BillingProfileService
+from domain.catalog import currencies
+from domain.catalog.durations import Duration
+from domain.catalog.prices import allows_progressive_billing
+from domain.catalog.rating import Period, RatingError, RatingInput, rate
+from domain.customers.models import Customer
+from domain.errors import ConflictError, NotFoundError, ValidationError, Violations
+
+Clock = Callable[[], datetime]
+
+# The longest walk through the table is under 20 rows; beyond this something is wrong with it.
+_MAX_STEPS = 50
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _new_id() -> str:
+    return str(ULID())
+
+
+def _validate_pending(data: PendingLinesInput) -> None:
+    v = Violations()
+    if currencies.lookup(data.currency) is None:
+        v.add("currency", f"unknown currency {data.currency!r}", "invalid_currency")
+    if not data.lines:
+        v.add("lines", "at least one line is required", "required")
+    for i, line in enumerate(data.lines):
+        at = f"lines[{i}]"
+        if not line.name:
+            v.add(f"{at}.name", "required", "required")
+        if line.period_end <= line.period_start:
+            v.add(f"{at}.period", "the period must end after it starts", "invalid_period")
+        if line.price is None and line.per_unit_amount is None:
+            v.add(f"{at}", "a line needs a price (usage) or a perUnitAmount (flat fee)", "required")
+        if line.price is not None and line.per_unit_amount is None and not line.feature_key:
+            v.add(f"{at}.featureKey", "a usage-based line needs a feature key", "required")
+        if line.per_unit_amount is not None and line.per_unit_amount < 0:
+            v.add(f"{at}.perUnitAmount", "must not be negative", "invalid")
+        if line.quantity is not None and line.quantity < 0:
+            v.add(f"{at}.quantity", "must not be negative", "invalid")
+    v.raise_if_any()
+
+
+class InvoiceService:
+    def __init__(
+        self,
+        uow: UnitOfWork,
+        profiles: BillingProfileService,
+        customers: CustomerLookup,
+        marketplace: Marketplace,
+        usage: UsageSource,
+        clock: Clock = _utcnow,
+    ) -> None:
+        self._uow = uow
+        self._profiles = profiles
+        self._customers = customers
+        self._marketplace = marketplace
+        self._usage = usage
+        self._clock = clock
+
+    # --- reads --------------------------------------------------------------------------------
+
+    async def get(self, namespace: str, invoice_id: str, *, include_deleted_lines: bool = False) -> InvoiceWithLines:
+        async with self._uow() as tx:
+            invoice = await tx.invoices.get(namespace, invoice_id)
+            if invoice is None:
+                raise NotFoundError("invoice", invoice_id)
+            lines = (await tx.invoices.lines(namespace, [invoice.id]))[invoice.id]
+        return InvoiceWithLines(invoice, lines)
+
+    async def list_invoices(
+        self, namespace: str, query: InvoiceListQuery, *, with_lines: bool = False
+    ) -> tuple[list[InvoiceWithLines], int]:
+        async with self._uow() as tx:
+            invoices, total = await tx.invoices.list_invoices(namespace, query)
+            lines = await tx.invoices.lines(namespace, [i.id for i in invoices]) if with_lines else {}
+        return [InvoiceWithLines(i, lines.get(i.id, [])) for i in invoices], total
+
+    def conditions(self, invoice: Invoice, now: datetime | None = None) -> Conditions:
+        """What the transition table's guards read for this invoice now."""
+        now = now or self._clock()
+        attempt = invoice.app_attempt
+        waiting = attempt is not None and attempt.state is invoice.state and attempt.waiting
+        return Conditions(
+            auto_advance=invoice.workflow.auto_advance,
+            collection_due=invoice.collection_at is None or now >= invoice.collection_at,
+            draft_period_over=invoice.draft_until is None or now >= invoice.draft_until,
+            critical_issues=any(i.severity is IssueSeverity.CRITICAL for i in invoice.validation_issues),
+            draft_sync_pending=waiting and invoice.state is State.DRAFT_SYNCING,
+            issuing_sync_pending=waiting and invoice.state is State.ISSUING_SYNCING,
+        )
+
+    # --- pending lines --------------------------------------------------------------------------
+
+    async def create_pending_lines(
+        self, namespace: str, customer_id_or_key: str, data: PendingLinesInput
+    ) -> tuple[InvoiceWithLines, list[InvoiceLine], bool]:
+        """Adds the lines to the customer's gathering invoice in the currency (made when missing).
+        Returns the gathering invoice, the new lines, and whether the invoice was created."""
+        _validate_pending(data)
+        effective = await self._profiles.effective_profile(namespace, customer_id_or_key, with_customer=True)
+        customer = effective.customer
+        assert customer is not None
+        for attempt in range(2):
+            try:
+                return await self._add_pending(namespace, customer, effective, data)
+            except ConflictError:
+                # Another request made the gathering invoice first: add to that one.
+                if attempt == 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _add_pending(
+        self, namespace: str, customer: Customer, effective: EffectiveProfile, data: PendingLinesInput
+    ) -> tuple[InvoiceWithLines, list[InvoiceLine], bool]:
+        now = self._clock()
+        async with self._uow() as tx:
+            invoice = await tx.invoices.get_gathering(namespace, customer.id, data.currency, lock=True)
+            created = invoice is None
+            if invoice is None:
+                profile = effective.profile
+                invoice = Invoice(
+                    id=_new_id(),
+                    namespace=namespace,
+                    type=InvoiceType.STANDARD,
+                    state=State.GATHERING,
+                    customer=_snapshot(customer),
+                    currency=data.currency,
+                    profile_id=profile.id,
+                    invoicing_app_id=profile.apps.invoicing,
+                    payment_app_id=profile.apps.payment,
+                    tax_app_id=profile.apps.tax,
+                    workflow=effective.workflow,
+                    supplier=_supplier(profile.supplier),
+                    created_at=now,
+                    updated_at=now,
+                )
+                await tx.invoices.insert(invoice)
+            lines = [self._pending_line(namespace, invoice, line, now) for line in data.lines]
+            await tx.invoices.insert_lines(lines)
+            all_lines = (await tx.invoices.lines(namespace, [invoice.id]))[invoice.id]
+            invoice = _gathering_schedule(invoice, all_lines, now)
+            await tx.invoices.update(invoice)
+            await tx.commit()
+        return InvoiceWithLines(invoice, all_lines), lines, created
+
+    @staticmethod
+    def _pending_line(namespace: str, invoice: Invoice, data: PendingLineInput, now: datetime) -> InvoiceLine:
+        line_id = _new_id()
+        usage = data.per_unit_amount is None
+        return InvoiceLine(
+            id=line_id,
+            namespace=namespace,
+            invoice_id=invoice.id,
+            type=LineType.USAGE_BASED if usage else LineType.FLAT_FEE,
+            status=LineStatus.VALID,
+            managed_by=ManagedBy.MANUAL,
+            name=data.name,
+            description=data.description,
+            currency=invoice.currency,
+            period_start=data.period_start,
+            period_end=data.period_end,
+            invoice_at=data.invoice_at,
+            created_at=now,
+            updated_at=now,
+            full_period_start=data.period_start,
+            full_period_end=data.period_end,
+            # A manual line is its own billing period: its key is its ID (kept when it is split).
+            period_key=f"line/{line_id}" if usage else None,
+            feature_key=data.feature_key if usage else None,
+            price=data.price if usage else None,
+            rate_card_discounts=data.rate_card_discounts,
+            per_unit_amount=data.per_unit_amount,
+            quantity=None if usage else (data.quantity if data.quantity is not None else Decimal(1)),
+            tax_config=data.tax_config,
+            metadata=dict(data.metadata),
+        )
+
+    # --- invoice now ---------------------------------------------------------------------------
+
+    async def invoice_now(self, namespace: str, data: InvoiceNowInput) -> list[InvoiceWithLines]:
+        """Standard invoices (one per currency) from the customer's lines due by `as_of`, advanced
+        as far as the workflow lets them go. Nothing due: ValidationError, never an empty invoice."""
+        customer = await self._customers.get(namespace, data.customer)
+        now = self._clock()
+        as_of = data.as_of or now
+        if as_of > now:
+            raise ValidationError.single("asOf", "must not be in the future", "invalid")
+        created: list[str] = []
+        async with self._uow() as tx:
+            for gathering in await tx.invoices.gathering_for_customer(namespace, customer.id, lock=True):
+                made = await self._invoice_gathering(tx, gathering, as_of, data, now)
+                if made is not None:
+                    created.append(made)
+            if not created:
+                raise ValidationError.single(
+                    "customerId", "the customer has no pending lines due by asOf", "no_invoicable_lines"
+                )
+            await tx.commit()
+        out = []
+        for invoice_id in created:
+            await self._drive(namespace, invoice_id, Action.ADVANCE)
+            out.append(await self.get(namespace, invoice_id))
+        return out
+
+    async def _invoice_gathering(
+        self, tx: BillingStore, gathering: Invoice, as_of: datetime, data: InvoiceNowInput, now: datetime
+    ) -> str | None:
+        fire(gathering.state, Action.INVOICE, self.conditions(gathering, now))
+        lines = (await tx.invoices.lines(gathering.namespace, [gathering.id]))[gathering.id]
+        progressive = (
+            data.progressive_billing_override
+            if data.progressive_billing_override is not None
+            else gathering.workflow.progressive_billing
+        )
+        wanted = set(data.line_ids)
+        invoice_id = _new_id()
+        moved: list[InvoiceLine] = []
+        kept: list[InvoiceLine] = []
+        for line in lines:
+            if line.parent_line_id is not None or (wanted and line.id not in wanted):
+                continue
+            if line.invoice_at <= as_of or line.period_end <= as_of:
+                moved.append(dataclasses.replace(line, invoice_id=invoice_id, updated_at=now))
+            elif (
+                progressive
+                and line.type is LineType.USAGE_BASED
+                and line.period_start < as_of
+                and line.price is not None
+                and allows_progressive_billing(line.price)
+            ):
+                # Bill the part of the period up to as_of now; the rest waits on the gathering invoice.
+                moved.append(dataclasses.replace(line, invoice_id=invoice_id, period_end=as_of, invoice_at=as_of))
+                kept.append(
+                    dataclasses.replace(
+                        line,
+                        id=_new_id(),
+                        period_start=as_of,
+                        created_at=now,
+                        updated_at=now,
+                        sync_key=line.sync_key,
+                    )
+                )
+        if not moved:
+            return None
+        workflow = gathering.workflow
+        standard = dataclasses.replace(
+            gathering,
+            id=invoice_id,
+            state=State.DRAFT_CREATED,
+            workflow=workflow,
+            created_at=now,
+            updated_at=now,
+            period_start=min(x.period_start for x in moved),
+            period_end=max(x.period_end for x in moved),
+            collection_at=_collection_at(moved, workflow.collection_interval, now),
+            draft_until=None,
+            next_attempt_at=None,
+            attempts=0,
+        )
+        await tx.invoices.insert(standard)
+        await tx.invoices.update_lines(moved)
+        if kept:
+            await tx.invoices.insert_lines(kept)
+        remaining = (await tx.invoices.lines(gathering.namespace, [gathering.id]))[gathering.id]
+        if not remaining:
+            # An emptied gathering invoice disappears.
+            await tx.invoices.update(dataclasses.replace(gathering, deleted_at=now, updated_at=now))
+        else:
+            await tx.invoices.update(_gathering_schedule(gathering, remaining, now))
+        return invoice_id
+
+    # --- user actions --------------------------------------------------------------------------
+
+    async def act(self, namespace: str, invoice_id: str, action: Action) -> InvoiceWithLines:
+        """approve, advance, retry, snapshot-quantities, delete, void: one row of the table, then
+        the worker's advances as far as the invoice can go now."""
+        await self._drive(namespace, invoice_id, action)
+        return await self.get(namespace, invoice_id)
+
+    async def advance_due(self, namespace: str, invoice_id: str) -> InvoiceWithLines:
+        """The billing worker's step for one invoice: advance while the table allows it."""
+        await self._drive(namespace, invoice_id, None)
+        return await self.get(namespace, invoice_id)
+
+    async def _drive(self, namespace: str, invoice_id: str, first: Action | None) -> None:
+        """`first` (refused when the table does not allow it), then ADVANCE while it applies; one
+        transaction per row."""
+        action = first
+        for _ in range(_MAX_STEPS):
+            async with self._uow() as tx:
+                invoice = await tx.invoices.get(namespace, invoice_id, lock=True)
+                if invoice is None or invoice.deleted_at is not None:
+                    raise NotFoundError("invoice", invoice_id)
+                now = self._clock()
+                conditions = self.conditions(invoice, now)
+                if action is not None:
+                    row = fire(invoice.state, action, conditions)
+                else:
+                    found = transition(invoice.state, Action.ADVANCE, conditions)
+                    if found is None:
+                        return
+                    row = found
+                invoice = await self._apply(tx, invoice, row, now)
+                await tx.commit()
+            action = None
+            if invoice.state is State.DELETED:
+                return
+        raise RuntimeError(f"invoice {invoice_id} did not settle in {_MAX_STEPS} steps")
+
+    async def _apply(self, tx: BillingStore, invoice: Invoice, row: Transition, now: datetime) -> Invoice:
+        """One row: Tally's step, the state change with its timestamps, then the app's hook."""
+        lines = (await tx.invoices.lines(invoice.namespace, [invoice.id]))[invoice.id]
+        if row.step is Step.SNAPSHOT_QUANTITIES:
+            lines = await self._snapshot(tx, invoice, lines, now)
+            invoice = dataclasses.replace(invoice, quantity_snapshotted_at=now)
+        if row.step in (Step.CALCULATE, Step.SNAPSHOT_QUANTITIES):
+            lines = await self._calculate(tx, invoice, lines, now)
+            invoice = _with_totals(invoice, lines)
+        if row.step is Step.RELEASE_LINES:
+            await self._release(tx, invoice, lines, now)
+            invoice = dataclasses.replace(invoice, totals=Totals())
+        invoice = _entered(dataclasses.replace(invoice, state=row.target, updated_at=now), now)
+        if row.hook is not None:
+            invoice = await self._call_app(tx, invoice, row, lines, now)
+        if row.target is State.DELETED:
+            invoice = dataclasses.replace(invoice, deleted_at=now)
+        await tx.invoices.update(invoice)
+        return invoice
+
+    async def _call_app(
+        self, tx: BillingStore, invoice: Invoice, row: Transition, lines: Sequence[InvoiceLine], now: datetime
+    ) -> Invoice:
+        stored = await tx.apps.get(invoice.namespace, invoice.invoicing_app_id)
+        if stored is None:
+            raise NotFoundError("app", invoice.invoicing_app_id)
+        app: InvoicingApp = self._marketplace.bind(stored)
+        assert row.hook is not None
+        attempt = AppAttempt(row.hook.value, invoice.state, f"{invoice.id}/{invoice.state.value}", now)
+        view = _view(invoice, lines)
+        waiting = False
+        match row.hook:
+            case AppHook.VALIDATE:
+                issues = await app.validate_invoice(view)
+                invoice = dataclasses.replace(
+                    invoice,
+                    validation_issues=tuple(
+                        StoredIssue(_new_id(), i.severity, i.code, i.message, stored.type.value, i.field)
+                        for i in issues
+                    ),
+                )
+            case AppHook.SYNC_DRAFT:
+                draft = await app.sync_draft(view)
+                waiting = draft.result is SyncResult.WAITING
+                invoice = dataclasses.replace(
+                    invoice, invoicing_external_id=draft.invoicing_external_id or invoice.invoicing_external_id
+                )
+            case AppHook.SYNC_ISSUING:
+                issuing = await app.sync_issuing(view)
+                waiting = issuing.result is SyncResult.WAITING
+                invoice = dataclasses.replace(
+                    invoice,
+                    number=issuing.invoice_number or invoice.number,
+                    invoicing_external_id=issuing.invoicing_external_id or invoice.invoicing_external_id,
+                    payment_external_id=issuing.payment_external_id or invoice.payment_external_id,
+                    sent_to_customer_at=issuing.sent_to_customer_at or invoice.sent_to_customer_at,
+                )
+            case AppHook.COLLECT_PAYMENT:
+                payment = await app.collect_payment(view)
+                invoice = dataclasses.replace(
+                    invoice, payment_external_id=payment.payment_external_id or invoice.payment_external_id
+                )
+                attempt = dataclasses.replace(attempt, finished_at=now)
+                invoice = dataclasses.replace(invoice, app_attempt=attempt)
+                if payment.outcome is not None:
+                    # The payment result is the app's own action, fired in the same transaction.
+                    result = fire(invoice.state, payment.outcome, self.conditions(invoice, now))
+                    invoice = _entered(dataclasses.replace(invoice, state=result.target), now)
+                return invoice
+            case AppHook.DELETE:
+                await app.delete_invoice(view)
+            case AppHook.VOID:
+                await app.void_invoice(view, None)
+        return dataclasses.replace(invoice, app_attempt=dataclasses.replace(attempt, finished_at=now, waiting=waiting))
+
+    # --- steps ---------------------------------------------------------------------------------
+
+    async def _snapshot(
+        self, tx: BillingStore, invoice: Invoice, lines: Sequence[InvoiceLine], now: datetime
+    ) -> list[InvoiceLine]:
+        """Each usage line's quantity: the period's cumulative usage as of now, minus what earlier
+        invoices billed of the same period key."""
+        top = [x for x in lines if x.parent_line_id is None and x.type is LineType.USAGE_BASED]
+        requests = {
+            x.id: UsageRequest(
+                x.feature_key or "", invoice.customer.id, x.full_period_start or x.period_start, x.period_end
+            )
+            for x in top
+        }
+        quantities = await self._usage.quantities(invoice.namespace, list(requests.values()), now)
+        keys = [x.period_key for x in top if x.period_key]
+        billed = await tx.invoices.billed_quantities(invoice.namespace, keys, exclude_invoice_id=invoice.id)
+        out = []
+        for line in lines:
+            if line.id in requests:
+                cumulative = quantities.get(requests[line.id], ZERO)
+                before = billed.get(line.period_key or "", ZERO)
+                line = dataclasses.replace(
+                    line,
+                    quantity=max(cumulative - before, ZERO),
+                    metered_quantity=max(cumulative - before, ZERO),
+                    pre_line_period_quantity=before,
+                    quantity_snapshotted_at=now,
+                    updated_at=now,
+                )
+            out.append(line)
+        return out
+
+    async def _calculate(
+        self, tx: BillingStore, invoice: Invoice, lines: Sequence[InvoiceLine], now: datetime
+    ) -> list[InvoiceLine]:
+        """Rates every top-level line; detailed child lines are made anew."""
+        currency = currencies.get(invoice.currency)
+        top = [x for x in lines if x.parent_line_id is None]
+        await tx.invoices.delete_children(invoice.namespace, [x.id for x in top], now)
+        rated: list[InvoiceLine] = []
+        children: list[InvoiceLine] = []
+        for line in top:
+            if line.type is LineType.FLAT_FEE:
+                amount = currency.round((line.per_unit_amount or ZERO) * (line.quantity or ZERO))
+                rated.append(dataclasses.replace(line, totals=Totals.of(amount=amount), updated_at=now))
+                continue
+            if line.price is None or line.quantity is None:
+                rated.append(dataclasses.replace(line, totals=Totals(), updated_at=now))
+                continue
+            full = Period(line.full_period_start or line.period_start, line.full_period_end or line.period_end)
+            try:
+                result = rate(
+                    RatingInput(
+                        price=line.price,
+                        currency=currency,
+                        service_period=Period(line.period_start, line.period_end),
+                        full_period=full,
+                        quantity=line.quantity,
+                        pre_period_quantity=line.pre_line_period_quantity or ZERO,
+                        discounts=line.rate_card_discounts,
+                        name=line.name,
+                    )
+                )
+            except RatingError as exc:
+                raise ValidationError.single(f"lines[{line.id}]", str(exc), "rating_failed") from exc
+            t = result.totals
+            discounts: list[LineDiscount] = []
+            for d in result.lines:
+                child_id = _new_id()
+                child_discounts = tuple(LineDiscount(_new_id(), x.reason, x.amount) for x in d.discounts)
+                discounts.extend(child_discounts)
+                charges = d.amount if d.category.value == "commitment" else ZERO
+                children.append(
+                    dataclasses.replace(
+                        line,
+                        id=child_id,
+                        parent_line_id=line.id,
+                        type=LineType.FLAT_FEE,
+                        status=LineStatus.DETAILED,
+                        managed_by=ManagedBy.SYSTEM,
+                        name=d.name,
+                        period_start=d.period.start,
+                        period_end=d.period.end,
+                        period_key=None,
+                        sync_key=None,
+                        feature_key=None,
+                        price=None,
+                        per_unit_amount=d.per_unit_amount,
+                        quantity=d.quantity,
+                        metered_quantity=None,
+                        pre_line_period_quantity=None,
+                        child_key=d.key,
+                        category=d.category,
+                        payment_term=d.payment_term.value,
+                        totals=Totals.of(
+                            amount=d.amount - charges,
+                            charges_total=charges,
+                            discounts_total=sum((x.amount for x in d.discounts), ZERO),
+                        ),
+                        discounts=child_discounts,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+            rated.append(
+                dataclasses.replace(
+                    line,
+                    totals=Totals.of(amount=t.amount, charges_total=t.charges_total, discounts_total=t.discounts_total),
+                    discounts=tuple(discounts),
+                    updated_at=now,
+                )
+            )
+        await tx.invoices.update_lines(rated)
+        if children:
+            await tx.invoices.insert_lines(children)
+        return rated + children
+
+    async def _release(self, tx: BillingStore, invoice: Invoice, lines: Sequence[InvoiceLine], now: datetime) -> None:
+        """A deleted invoice's lines go back to the customer's gathering invoice, unrated."""
+        top = [x for x in lines if x.parent_line_id is None]
+        await tx.invoices.delete_children(invoice.namespace, [x.id for x in top], now)
+        if not top:
+            return
+        gathering = await tx.invoices.get_gathering(invoice.namespace, invoice.customer.id, invoice.currency, lock=True)
+        if gathering is None:
+            gathering = dataclasses.replace(
+                invoice,
+                id=_new_id(),
+                state=State.GATHERING,
+                number=None,
+                created_at=now,
+                updated_at=now,
+                totals=Totals(),
+                validation_issues=(),
+                app_attempt=None,
+                collection_at=None,
+                draft_until=None,
+                quantity_snapshotted_at=None,
+            )
+            await tx.invoices.insert(gathering)
+        released = [
+            dataclasses.replace(
+                x,
+                invoice_id=gathering.id,
+                totals=Totals(),
+                discounts=(),
+                quantity=x.quantity if x.type is LineType.FLAT_FEE else None,
+                metered_quantity=None,
+                pre_line_period_quantity=None,
+                quantity_snapshotted_at=None,
+                updated_at=now,
+            )
+            for x in top
+        ]
+        await tx.invoices.update_lines(released)
+        remaining = (await tx.invoices.lines(invoice.namespace, [gathering.id]))[gathering.id]
+        await tx.invoices.update(_gathering_schedule(gathering, remaining, now))
+
+
+def _snapshot(customer: Customer) -> CustomerSnapshot:
+    address = customer.billing_address
+    return CustomerSnapshot(
+        id=customer.id,
+        name=customer.name,
+        key=customer.key,
+        usage_subject_keys=customer.usage_subjects,
+        billing_address={k: v for k, v in dataclasses.asdict(address).items() if v is not None} if address else {},
+    )
+
+
+def _supplier(supplier: Supplier) -> dict[str, object]:
+    return {k: v for k, v in dataclasses.asdict(supplier).items() if v is not None}
+
+
+def _gathering_schedule(invoice: Invoice, lines: Sequence[InvoiceLine], now: datetime) -> Invoice:
+    top = [x for x in lines if x.parent_line_id is None]
+    if not top:
+        return dataclasses.replace(invoice, updated_at=now)
+    return dataclasses.replace(
+        invoice,
+        updated_at=now,
+        period_start=min(x.period_start for x in top),
+        period_end=max(x.period_end for x in top),
+        collection_at=min(x.invoice_at for x in top),
+    )
+
+
+def _collection_at(lines: Sequence[InvoiceLine], interval: str, now: datetime) -> datetime:
+    """Usage is read once late events had `collection_interval` to arrive after the usage ended."""
+    usage_ends = [x.period_end for x in lines if x.type is LineType.USAGE_BASED]
+    if not usage_ends:
+        return now
+    return Duration.parse(interval).add_to(max(usage_ends))
+
+
+def _with_totals(invoice: Invoice, lines: Sequence[InvoiceLine]) -> Invoice:
+    totals = Totals()
+    for line in lines:
+        if line.parent_line_id is None:
+            totals = totals + line.totals
+    return dataclasses.replace(invoice, totals=totals)
+
+
+def _entered(invoice: Invoice, now: datetime) -> Invoice:
+    """Timestamps of the state just entered."""
+    state = invoice.state
+    if state is State.DRAFT_WAITING_AUTO_APPROVAL and invoice.draft_until is None:
+        return dataclasses.replace(invoice, draft_until=Duration.parse(invoice.workflow.draft_period).add_to(now))
+    if state is State.ISSUED and invoice.issued_at is None:
+        return dataclasses.replace(
+            invoice, issued_at=now, due_at=Duration.parse(invoice.workflow.due_after).add_to(now)
+        )
+    if state is State.PAID and invoice.paid_at is None:
+        return dataclasses.replace(invoice, paid_at=now)
+    if state is State.VOIDED and invoice.voided_at is None:
+        return dataclasses.replace(invoice, voided_at=now)
+    return invoice
+
+
+def _view(invoice: Invoice, lines: Sequence[InvoiceLine]) -> InvoiceView:
+    return InvoiceView(
+        id=invoice.id,
+        namespace=invoice.namespace,
+        state=invoice.state,
+        currency=invoice.currency,
+        customer_id=invoice.customer.id,
+        customer_name=invoice.customer.name,
+        total=invoice.totals.total,
+        created_at=invoice.created_at,
+        number=invoice.number,
+        issued_at=invoice.issued_at,
+        due_at=invoice.due_at,
+        period_start=invoice.period_start,
+        period_end=invoice.period_end,
+        lines=tuple(
+            InvoiceLineView(x.id, x.name, x.currency, x.period_start, x.period_end, x.quantity, x.totals.total)
+            for x in lines
+            if x.parent_line_id is None
+        ),
+        metadata=dict(invoice.metadata),
+        invoicing_external_id=invoice.invoicing_external_id,
+        payment_external_id=invoice.payment_external_id,
+    )

@@ -1,0 +1,225 @@
+"""Invoices end to end through the domain service on real Postgres: pending lines on one gathering
+invoice per customer and currency, invoice-now with totals computed by hand, the sandbox lifecycle
+to paid, manual approval, delete of a draft, progressive billing adding up to one invoice.
+
+Usage comes from `EventUsage`, a stand-in for the UsageSource port over a list of events (the
+bulk ClickHouse reader is the billing worker's piece); everything else is the real code."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+import pytest_asyncio
+
+from adapters.postgres.billing import PostgresInvoiceNumbers, billing_unit_of_work
+from adapters.postgres.customers import PostgresCustomerRepository
+from adapters.postgres.db import create_engine, migrate, session_factory
+from domain.billing.apps.registry import Marketplace
+from domain.billing.invoice_service import InvoiceService
+from domain.billing.invoice_states import Action, InvalidTransitionError, InvoiceStatus, State
+from domain.billing.invoices import (
+    InvoiceListQuery,
+    InvoiceNowInput,
+    LineStatus,
+    PendingLineInput,
+    PendingLinesInput,
+    UsageRequest,
+)
+from domain.billing.models import OverrideUpsertInput, WorkflowPatch
+from domain.billing.service import BillingProfileService, Provisioner
+from domain.catalog.currencies import get as currency
+from domain.catalog.prices import PriceTier, TieredMode, TieredPrice, UnitPrice
+from domain.catalog.rating import Period, RatingInput, rate
+from domain.customers.models import CustomerInput
+from domain.customers.service import CustomerService
+from domain.errors import ValidationError
+from tests.support.services import require
+from tests.support.stack import create_database, postgres_available
+
+NOV = datetime(2026, 11, 1, tzinfo=UTC)
+DEC = datetime(2026, 12, 1, tzinfo=UTC)
+D = Decimal
+
+
+@dataclass
+class EventUsage:
+    """(feature, customer, time, quantity, stored_at) events; a request sums its window as of the cutoff."""
+
+    events: list[tuple[str, str, datetime, Decimal, datetime]] = field(default_factory=list)
+
+    def add(self, feature: str, customer: str, at: datetime, qty: str, stored_at: datetime | None = None) -> None:
+        self.events.append((feature, customer, at, D(qty), stored_at or at))
+
+    async def quantities(
+        self, namespace: str, requests: Sequence[UsageRequest], cutoff: datetime
+    ) -> Mapping[UsageRequest, Decimal]:
+        return {
+            r: sum(
+                (
+                    q
+                    for f, c, at, q, stored in self.events
+                    if f == r.feature_key and c == r.customer_id and r.start <= at < r.end and stored <= cutoff
+                ),
+                D(0),
+            )
+            for r in requests
+        }
+
+
+@dataclass
+class Env:
+    invoices: InvoiceService
+    profiles: BillingProfileService
+    customers: CustomerService
+    usage: EventUsage
+
+
+@pytest_asyncio.fixture(scope="module")
+async def env() -> AsyncIterator[Env]:
+    require(await postgres_available(), "PostgreSQL on 127.0.0.1:5432")
+    url = await create_database()
+    await migrate(url)
+    engine = create_engine(url, pool_size=10)
+    sessions = session_factory(engine)
+    customers = CustomerService(PostgresCustomerRepository(sessions))
+    uow = billing_unit_of_work(sessions)
+    marketplace = Marketplace(PostgresInvoiceNumbers(sessions))
+    profiles = BillingProfileService(uow, Provisioner(uow), customers, marketplace)
+    usage = EventUsage()
+    yield Env(InvoiceService(uow, profiles, customers, marketplace, usage), profiles, customers, usage)
+    await engine.dispose()
+
+
+TIERED = TieredPrice(
+    TieredMode.GRADUATED,
+    (PriceTier(D(100), None, D("0.1")), PriceTier(None, D(5), D("0.05"))),
+)
+
+
+def flat(name: str, amount: str, qty: str = "1", at: datetime = NOV) -> PendingLineInput:
+    return PendingLineInput(name, NOV, DEC, at, per_unit_amount=D(amount), quantity=D(qty))
+
+
+def usage_line(name: str, feature: str, price: UnitPrice | TieredPrice, start: datetime = NOV) -> PendingLineInput:
+    return PendingLineInput(name, start, DEC, DEC, price=price, feature_key=feature)
+
+
+async def customer(env: Env, namespace: str, name: str = "Acme Corp") -> str:
+    return (await env.customers.create(namespace, CustomerInput(name=name, key=namespace))).id
+
+
+async def test_pending_lines_gather_on_one_invoice_per_currency(env: Env) -> None:
+    ns = "inv_pending"
+    cid = await customer(env, ns)
+    first, lines, created = await env.invoices.create_pending_lines(
+        ns, cid, PendingLinesInput("USD", [flat("Setup", "10")])
+    )
+    assert created and first.invoice.state is State.GATHERING and len(lines) == 1
+    again, _, created = await env.invoices.create_pending_lines(ns, cid, PendingLinesInput("USD", [flat("More", "5")]))
+    assert not created and again.invoice.id == first.invoice.id and len(again.lines) == 2
+    # Racing posts in another currency still make exactly one gathering invoice for it.
+    results = await asyncio.gather(
+        *(env.invoices.create_pending_lines(ns, cid, PendingLinesInput("EUR", [flat(f"e{i}", "1")])) for i in range(5))
+    )
+    assert len({r[0].invoice.id for r in results}) == 1 and sum(r[2] for r in results) == 1
+    found, total = await env.invoices.list_invoices(ns, InvoiceListQuery(customers=[cid]), with_lines=True)
+    assert total == 2 and sorted(len(i.lines) for i in found) == [2, 5]
+
+
+async def test_pending_line_validation(env: Env) -> None:
+    ns = "inv_pending_bad"
+    cid = await customer(env, ns)
+    bad = PendingLineInput("x", DEC, NOV, DEC, price=UnitPrice(D(1)))
+    with pytest.raises(ValidationError) as caught:
+        await env.invoices.create_pending_lines(ns, cid, PendingLinesInput("XXX", [bad]))
+    assert {v.field for v in caught.value.violations} == {"currency", "lines[0].period", "lines[0].featureKey"}
+
+
+async def test_invoice_now_totals_by_hand_and_sandbox_to_paid(env: Env) -> None:
+    ns = "inv_now"
+    cid = await customer(env, ns)
+    env.usage.add("api", cid, NOV + timedelta(days=3), "1001")
+    env.usage.add("tokens", cid, NOV + timedelta(days=4), "150")
+    env.usage.add("tokens", cid, DEC + timedelta(days=1), "999")  # outside the period
+    await env.invoices.create_pending_lines(
+        ns,
+        cid,
+        PendingLinesInput(
+            "USD",
+            [
+                flat("Seats", "12.50", "2"),
+                usage_line("API", "api", UnitPrice(D("0.015"))),
+                usage_line("Tokens", "tokens", TIERED),
+            ],
+        ),
+    )
+    with pytest.raises(ValidationError):
+        await env.invoices.invoice_now(ns, InvoiceNowInput(cid, as_of=NOV - timedelta(days=1)))
+    (made,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid, as_of=DEC + timedelta(hours=2)))
+    inv = made.invoice
+    # 2 x 12.50 = 25.00; 1001 x 0.015 = 15.015 -> 15.02; tokens: 100 x 0.1 + 5 flat + 50 x 0.05 = 17.50.
+    assert inv.state is State.PAID and inv.status is InvoiceStatus.PAID
+    assert inv.totals.amount == D("57.52") and inv.totals.total == D("57.52")
+    # OpenMeter's customer prefix: two letters of each of the first two words.
+    assert inv.number is not None and inv.number.startswith("OM-SANDBOX-ACCO-")
+    assert inv.issued_at is not None and inv.due_at == inv.issued_at + timedelta(days=30) and inv.paid_at is not None
+    top = {x.name: x for x in made.lines if x.parent_line_id is None}
+    assert top["API"].quantity == D(1001) and top["API"].totals.total == D("15.02")
+    assert top["Tokens"].quantity == D(150) and top["Tokens"].pre_line_period_quantity == D(0)
+    children = [x for x in made.lines if x.parent_line_id == top["Tokens"].id]
+    assert all(c.status is LineStatus.DETAILED for c in children)
+    assert sum((c.totals.total for c in children), D(0)) == D("17.50")
+    # The emptied gathering invoice is gone; nothing is left to invoice.
+    found, _ = await env.invoices.list_invoices(ns, InvoiceListQuery(statuses=[InvoiceStatus.GATHERING]))
+    assert found == []
+    with pytest.raises(ValidationError):
+        await env.invoices.invoice_now(ns, InvoiceNowInput(cid))
+
+
+async def test_manual_approval_then_paid_and_delete_of_a_draft(env: Env) -> None:
+    ns = "inv_manual"
+    cid = await customer(env, ns)
+    await env.profiles.upsert_override(ns, cid, OverrideUpsertInput(workflow=WorkflowPatch(auto_advance=False)))
+    await env.invoices.create_pending_lines(ns, cid, PendingLinesInput("USD", [flat("Fee", "99.99")]))
+    (made,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid))
+    assert made.invoice.state is State.DRAFT_MANUAL_APPROVAL_NEEDED and made.invoice.totals.total == D("99.99")
+    with pytest.raises(InvalidTransitionError):
+        await env.invoices.act(ns, made.invoice.id, Action.VOID)
+    paid = await env.invoices.act(ns, made.invoice.id, Action.APPROVE)
+    assert paid.invoice.state is State.PAID
+
+    await env.invoices.create_pending_lines(ns, cid, PendingLinesInput("USD", [flat("Other", "1")]))
+    (draft,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid))
+    deleted = await env.invoices.act(ns, draft.invoice.id, Action.DELETE)
+    assert deleted.invoice.state is State.DELETED and deleted.invoice.deleted_at is not None
+    # Its line went back to a gathering invoice and can be invoiced again.
+    (gathering,), _ = await env.invoices.list_invoices(
+        ns, InvoiceListQuery(statuses=[InvoiceStatus.GATHERING]), with_lines=True
+    )
+    assert [x.name for x in gathering.lines] == ["Other"]
+    with pytest.raises(InvalidTransitionError):
+        await env.invoices.act(ns, paid.invoice.id, Action.DELETE)
+
+
+async def test_progressive_billing_adds_up_to_one_invoice(env: Env) -> None:
+    ns = "inv_progressive"
+    cid = await customer(env, ns)
+    mid = NOV + timedelta(days=15)
+    env.usage.add("tokens", cid, NOV + timedelta(days=2), "70")
+    env.usage.add("tokens", cid, NOV + timedelta(days=9), "40")
+    await env.invoices.create_pending_lines(ns, cid, PendingLinesInput("USD", [usage_line("Tokens", "tokens", TIERED)]))
+    (first,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid, as_of=mid))
+    assert first.invoice.state is State.PAID
+    env.usage.add("tokens", cid, NOV + timedelta(days=20), "33")
+    (second,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid, as_of=DEC + timedelta(hours=2)))
+    line = next(x for x in second.lines if x.parent_line_id is None)
+    assert line.pre_line_period_quantity == D(110) and line.quantity == D(33)
+    whole = rate(RatingInput(price=TIERED, currency=currency("USD"), service_period=Period(NOV, DEC), quantity=D(143)))
+    # 100 x 0.1 + 5 + 43 x 0.05 = 17.15, however the period is split.
+    assert whole.totals.total == D("17.15")
+    assert first.invoice.totals.total + second.invoice.totals.total == whole.totals.total
