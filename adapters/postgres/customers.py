@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from sqlalchemy import delete, func, or_
 from sqlalchemy.exc import IntegrityError
@@ -11,6 +12,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from adapters.postgres.entitlements_tables import CustomerRow, CustomerSubjectRow, SubjectRow
+from adapters.postgres.subscriptions_tables import SubscriptionRow
 from domain.customers.models import Address, Customer, CustomerListQuery, Subject
 from domain.errors import ConflictError
 from domain.pagination import SortOrder
@@ -115,6 +117,16 @@ class PostgresCustomerRepository:
             statement = statement.where(col(CustomerRow.primary_email).ilike(f"%{query.primary_email}%"))
         if query.subject:
             statement = statement.where(col(CustomerRow.subject_keys).contains([query.subject]))
+        if query.plan_key:
+            at = query.at or datetime.now(UTC)
+            subscribed = select(SubscriptionRow.customer_id).where(
+                SubscriptionRow.namespace == namespace,
+                SubscriptionRow.plan_key == query.plan_key,
+                col(SubscriptionRow.deleted_at).is_(None),
+                col(SubscriptionRow.active_from) <= at,
+                col(SubscriptionRow.active_to).is_(None) | (col(SubscriptionRow.active_to) > at),
+            )
+            statement = statement.where(col(CustomerRow.id).in_(subscribed))
         column = {"name": CustomerRow.name, "createdAt": CustomerRow.created_at}.get(query.order_by, CustomerRow.id)
         order = col(column).desc() if query.order is SortOrder.DESC else col(column).asc()
         offset, limit = query.pagination.window()

@@ -170,6 +170,18 @@ class PlanService:
         issues.raise_if_errors()
         return content, issues
 
+    async def check_custom(self, namespace: str, body: Any) -> PlanInput:
+        """An inline plan (a subscription's `customPlan`, which has no key), checked as strictly as
+        publish checks a plan; problems are named under `customPlan`."""
+        document = {**body, "key": "custom"} if isinstance(body, dict) else body
+        try:
+            content, _ = await self._checked(namespace, document, None, strict=True)
+        except ValidationError as error:
+            raise ValidationError(
+                [dataclasses.replace(v, field=f"customPlan.{v.field}") for v in error.violations]
+            ) from None
+        return content
+
     async def create(self, namespace: str, body: Any) -> Plan:
         content, issues = await self._checked(namespace, body, None, strict=False)
         versions = await self._plans.list_plans(namespace, [content.key], include_deleted=True)

@@ -152,6 +152,9 @@ class CustomerListQuery:
     name: str | None = None
     primary_email: str | None = None
     subject: str | None = None
+    # Customers with a subscription to this plan (key) in force at `at`.
+    plan_key: str | None = None
+    at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,8 +168,9 @@ class ListCustomersInput:
     name: str | None = None
     primary_email: str | None = None
     subject: str | None = None
+    plan_key: str | None = None
 
-    def validate(self) -> CustomerListQuery:
+    def validate(self, at: datetime | None = None) -> CustomerListQuery:
         pagination = Pagination(page=self.page, page_size=self.page_size).validate()
         order = parse_order(self.order)
         order_by = parse_order_by(self.order_by, CUSTOMER_ORDER_BY, "id")
@@ -179,6 +183,8 @@ class ListCustomersInput:
             name=self.name or None,
             primary_email=self.primary_email or None,
             subject=self.subject or None,
+            plan_key=self.plan_key or None,
+            at=at,
         )
 
 

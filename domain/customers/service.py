@@ -75,7 +75,7 @@ class CustomerService:
         return customer
 
     async def list_customers(self, namespace: str, data: ListCustomersInput) -> tuple[list[Customer], int, int, int]:
-        query = data.validate()
+        query = data.validate(self._clock())
         items, total = await self._customers.list_customers(namespace, query)
         return items, total, query.pagination.effective_page, query.pagination.effective_page_size
 

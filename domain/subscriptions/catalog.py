@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from domain.catalog.durations import Duration
-from domain.catalog.plans import Plan
+from domain.catalog.plans import Plan, PlanInput
 from domain.catalog.prices import FlatPrice, PaymentTerm
 from domain.catalog.ratecards import EntitlementTemplate, RateCard, parse_rate_card
 from domain.catalog.wire import Reader
@@ -87,9 +87,13 @@ TermsFor = Callable[[TimelineRateCard], RateCardBilling]
 
 def plan_view(plan: Plan) -> PlanView:
     """A catalog plan version as a subscription starts from it."""
-    c = plan.content
+    return content_view(plan.content, PlanRef(plan.id, plan.content.key, plan.version))
+
+
+def content_view(c: PlanInput, ref: PlanRef | None) -> PlanView:
+    """A plan's content as a subscription starts from it (`ref` None: a custom plan)."""
     return PlanView(
-        ref=PlanRef(plan.id, c.key, plan.version),
+        ref=ref,
         name=c.name,
         description=c.description,
         currency=c.currency,

@@ -156,7 +156,7 @@ class PlanSelector:
 @dataclass(frozen=True, slots=True)
 class CreateSubscriptionInput:
     namespace: str
-    plan: PlanSelector
+    plan: PlanSelector | None
     customer_id: str | None = None
     customer_key: str | None = None
     timing: Timing = field(default_factory=lambda: Timing(enum="immediate"))
@@ -166,12 +166,16 @@ class CreateSubscriptionInput:
     description: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
     settlement_mode: str | None = None
+    # OpenMeter's customPlan: a plan given inline (its JSON), instead of `plan`.
+    custom_plan: dict[str, Any] | None = None
 
     def validate(self) -> None:
         problems = Violations()
         if not self.customer_id and not self.customer_key:
             problems.add("customerId", "customerId or customerKey is required", "required")
-        if not self.plan.key:
+        if (self.plan is None) == (self.custom_plan is None):
+            problems.add("plan", "give either plan {key, version?} or customPlan", "required")
+        elif self.plan is not None and not self.plan.key:
             problems.add("plan.key", "the plan's key is required", "required")
         if self.name is not None and not 1 <= len(self.name) <= MAX_NAME:
             problems.add("name", f"must be 1 to {MAX_NAME} characters", "invalid_length")
@@ -190,13 +194,14 @@ class ChangeSubscriptionInput:
 
     namespace: str
     subscription_id: str
-    plan: PlanSelector
+    plan: PlanSelector | None
     timing: Timing
     billing_anchor: datetime | None = None
     starting_phase: str | None = None
     name: str | None = None
     description: str | None = None
     metadata: dict[str, str] | None = None
+    custom_plan: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from domain.catalog.addons import AddonStatus
 from domain.catalog.plan_service import AddonService, ListVersionsInput, PlanAddonService, PlanService
 from domain.catalog.plans import PlanStatus
 from domain.errors import NotFoundError, ValidationError
 from domain.subscriptions.addons import AddonOffer
-from domain.subscriptions.catalog import plan_view
+from domain.subscriptions.catalog import content_view, plan_view
 from domain.subscriptions.models import PlanRef
 from domain.subscriptions.ports import PlanView
 
@@ -31,6 +33,9 @@ class CatalogPlans:
                     )
                 return plan_view(plan)
         raise NotFoundError("plan", f"{key} version {version}")
+
+    async def custom_plan(self, namespace: str, body: dict[str, Any]) -> PlanView:
+        return content_view(await self._plans.check_custom(namespace, body), None)
 
     async def plans_by_key(self, namespace: str, key: str) -> list[PlanRef]:
         page = await self._plans.list_plans(namespace, ListVersionsInput(keys=(key,), page_size=1000))

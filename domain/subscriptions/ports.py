@@ -26,7 +26,7 @@ class PlanPhaseView:
 class PlanView:
     """A published plan as a subscription starts from it (read from the catalog)."""
 
-    ref: PlanRef
+    ref: PlanRef | None  # None: a custom plan, given inline at subscription time
     name: str
     description: str | None
     currency: str
@@ -42,6 +42,10 @@ class PlanSource(Protocol):
 
         Raises NotFoundError for an unknown key and ValidationError for a plan with no active
         version."""
+        ...
+
+    async def custom_plan(self, namespace: str, body: dict[str, Any]) -> PlanView:
+        """An inline plan (OpenMeter's customPlan), validated as publish validates a plan."""
         ...
 
     async def plans_by_key(self, namespace: str, key: str) -> Sequence[PlanRef]: ...

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from ulid import ULID
 
@@ -26,6 +27,7 @@ from domain.subscriptions.models import (
     ChangeSubscriptionInput,
     CreateSubscriptionInput,
     ManagedEntitlement,
+    PlanSelector,
     Subscription,
     SubscriptionAddon,
     Timing,
@@ -132,7 +134,7 @@ class SubscriptionService:
         data.validate()
         now = self._clock()
         customer = await self._customers.get_live(data.namespace, data.customer_id or data.customer_key or "")
-        plan = await self._plans.active_plan(data.namespace, data.plan.key, data.plan.version)
+        plan = await self._plan(data.namespace, data.plan, data.custom_plan)
         start = self._start_time(data.timing, now)
         subscription = self._from_plan(
             namespace=data.namespace,
@@ -156,6 +158,12 @@ class SubscriptionService:
             raise
         self._changed(subscription)
         return subscription
+
+    async def _plan(self, namespace: str, selector: PlanSelector | None, custom: dict[str, Any] | None) -> PlanView:
+        if custom is not None:
+            return await self._plans.custom_plan(namespace, custom)
+        assert selector is not None
+        return await self._plans.active_plan(namespace, selector.key, selector.version)
 
     def _start_time(self, timing: Timing, now: datetime) -> datetime:
         if timing.enum == "immediate":
@@ -348,9 +356,9 @@ class SubscriptionService:
             raise ValidationError.single(
                 "subscriptionId", "only a running subscription can be changed", "subscription_not_active"
             )
-        plan = await self._plans.active_plan(data.namespace, data.plan.key, data.plan.version)
+        plan = await self._plan(data.namespace, data.plan, data.custom_plan)
         if migrate:
-            assert current.plan is not None
+            assert current.plan is not None and plan.ref is not None
             if plan.ref.version <= current.plan.version:
                 raise ValidationError.single(
                     "targetVersion",

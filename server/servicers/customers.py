@@ -96,6 +96,7 @@ class CustomerServicer(customers_pb2_grpc.CustomerServiceServicer):
             name=optional_str(request, "name"),
             primary_email=optional_str(request, "primary_email"),
             subject=optional_str(request, "subject"),
+            plan_key=optional_str(request, "plan_key"),
         )
         items, total, page, size = await self._customers.list_customers(self._request.namespace(context), data)
         return customers_pb2.ListCustomersResponse(

@@ -58,6 +58,12 @@ def _duration(text: str | None, field: str, required: bool) -> IsoDuration | Non
     return IsoDuration.parse(text, field)
 
 
+def _selector(request: Any) -> PlanSelector | None:
+    if not request.HasField("plan"):
+        return None
+    return PlanSelector(request.plan.key, request.plan.version if request.plan.HasField("version") else None)
+
+
 class SubscriptionServicer(subscriptions_pb2_grpc.SubscriptionServiceServicer):
     def __init__(self, subscriptions: SubscriptionService, request: RequestContext) -> None:
         self._subscriptions = subscriptions
@@ -74,15 +80,10 @@ class SubscriptionServicer(subscriptions_pb2_grpc.SubscriptionServiceServicer):
     async def CreateSubscription(
         self, request: subscriptions_pb2.CreateSubscriptionRequest, context: Ctx
     ) -> subscriptions_pb2.Subscription:
-        if request.HasField("custom_plan"):
-            raise ValidationError.single(
-                "customPlan", "custom plans are not supported yet: publish the plan and subscribe to it", "unsupported"
-            )
-        if not request.HasField("plan"):
-            raise ValidationError.single("plan", "plan {key, version?} is required", "required")
         data = CreateSubscriptionInput(
             namespace=self._request.namespace(context),
-            plan=PlanSelector(request.plan.key, request.plan.version if request.plan.HasField("version") else None),
+            plan=_selector(request),
+            custom_plan=_body(request.custom_plan) if request.HasField("custom_plan") else None,
             customer_id=request.customer_id or None,
             customer_key=request.customer_key or None,
             timing=Timing.parse(optional_str(request, "timing")),
@@ -195,16 +196,13 @@ class SubscriptionServicer(subscriptions_pb2_grpc.SubscriptionServiceServicer):
     async def ChangeSubscription(
         self, request: subscriptions_pb2.ChangeSubscriptionRequest, context: Ctx
     ) -> subscriptions_pb2.SubscriptionChangeResponse:
-        if request.HasField("custom_plan"):
-            raise ValidationError.single(
-                "customPlan", "custom plans are not supported yet: publish the plan and change to it", "unsupported"
-            )
-        if not request.HasField("plan") or not request.plan.key:
-            raise ValidationError.single("plan.key", "required", "required")
+        if request.HasField("plan") == request.HasField("custom_plan"):
+            raise ValidationError.single("plan", "give either plan {key, version?} or customPlan", "required")
         data = ChangeSubscriptionInput(
             namespace=self._request.namespace(context),
             subscription_id=request.subscription_id,
-            plan=PlanSelector(request.plan.key, request.plan.version if request.plan.HasField("version") else None),
+            plan=_selector(request),
+            custom_plan=_body(request.custom_plan) if request.HasField("custom_plan") else None,
             timing=Timing.parse(request.timing, default=None),
             billing_anchor=timestamp_or_none(request, "billing_anchor"),
             starting_phase=optional_str(request, "starting_phase"),

@@ -163,6 +163,10 @@ def test_subscription_lifecycle_with_the_openmeter_sdk(tally: TallyProcess) -> N
 
     listed = client.customers.list_customer_subscriptions(customer_key)
     assert {s.id for s in listed["items"]} == {sub.id, changed.next.id}
+    # Customers filtered by the plan of the subscription in force now.
+    on_other = http.get("/api/v1/customers", params={"planKey": other}).json()["items"]
+    assert [c["key"] for c in on_other] == [customer_key]
+    assert http.get("/api/v1/customers", params={"planKey": key}).json()["items"] == []
 
 
 def test_managed_entitlement_follows_the_item_and_cannot_be_deleted(tally: TallyProcess) -> None:
@@ -299,3 +303,30 @@ def test_addons_bought_changed_and_billed_as_items(tally: TallyProcess) -> None:
         json={"name": "Seats", "quantity": 1, "timing": "immediate", "addon": {"id": addon.json()["id"]}},
     )
     assert again.status_code == 409
+
+
+def test_custom_plan_is_checked_like_a_published_one(tally: TallyProcess) -> None:
+    feature = unique("sub_custom")
+    http = httpx.Client(base_url=tally.rest_url, timeout=30)
+    setup_catalog(http, feature)
+    customer_key = unique("custom_customer")
+    assert http.post("/api/v1/customers", json={"name": "C", "key": customer_key}).status_code == 201
+    custom = plan_body("ignored", feature)
+    custom.pop("key")
+    bad = {
+        **custom,
+        "phases": [
+            {**custom["phases"][1], "rateCards": [{**custom["phases"][1]["rateCards"][1], "billingCadence": "P1W"}]}
+        ],
+    }
+    refused = http.post("/api/v1/subscriptions", json={"customPlan": bad, "customerKey": customer_key})
+    assert refused.status_code == 400
+    fields = {v["field"] for v in refused.json()["extensions"]["validationErrors"]}
+    assert any(f.startswith("customPlan.phases[0].rateCards[0]") for f in fields), fields
+    created = http.post("/api/v1/subscriptions", json={"customPlan": custom, "customerKey": customer_key})
+    assert created.status_code == 201, created.text
+    assert "plan" not in created.json() and created.json()["billingCadence"] == "P1M"
+    expanded = http.get(f"/api/v1/subscriptions/{created.json()['id']}").json()
+    assert [p["key"] for p in expanded["phases"]] == ["trial", "default"]
+    migrate = http.post(f"/api/v1/subscriptions/{created.json()['id']}/migrate", json={"timing": "immediate"})
+    assert migrate.status_code == 400

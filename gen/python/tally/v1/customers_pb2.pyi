@@ -103,7 +103,7 @@ class CreateCustomerRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., key: _Optional[str] = ..., usage_attribution: _Optional[_Union[CustomerUsageAttribution, _Mapping]] = ..., primary_email: _Optional[str] = ..., currency: _Optional[str] = ..., billing_address: _Optional[_Union[Address, _Mapping]] = ...) -> None: ...
 
 class ListCustomersRequest(_message.Message):
-    __slots__ = ("page", "page_size", "order", "order_by", "include_deleted", "key", "name", "primary_email", "subject")
+    __slots__ = ("page", "page_size", "order", "order_by", "include_deleted", "key", "name", "primary_email", "subject", "plan_key")
     PAGE_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     ORDER_FIELD_NUMBER: _ClassVar[int]
@@ -113,6 +113,7 @@ class ListCustomersRequest(_message.Message):
     NAME_FIELD_NUMBER: _ClassVar[int]
     PRIMARY_EMAIL_FIELD_NUMBER: _ClassVar[int]
     SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    PLAN_KEY_FIELD_NUMBER: _ClassVar[int]
     page: int
     page_size: int
     order: str
@@ -122,7 +123,8 @@ class ListCustomersRequest(_message.Message):
     name: str
     primary_email: str
     subject: str
-    def __init__(self, page: _Optional[int] = ..., page_size: _Optional[int] = ..., order: _Optional[str] = ..., order_by: _Optional[str] = ..., include_deleted: _Optional[bool] = ..., key: _Optional[str] = ..., name: _Optional[str] = ..., primary_email: _Optional[str] = ..., subject: _Optional[str] = ...) -> None: ...
+    plan_key: str
+    def __init__(self, page: _Optional[int] = ..., page_size: _Optional[int] = ..., order: _Optional[str] = ..., order_by: _Optional[str] = ..., include_deleted: _Optional[bool] = ..., key: _Optional[str] = ..., name: _Optional[str] = ..., primary_email: _Optional[str] = ..., subject: _Optional[str] = ..., plan_key: _Optional[str] = ...) -> None: ...
 
 class ListCustomersResponse(_message.Message):
     __slots__ = ("total_count", "page", "page_size", "items")
