@@ -28,6 +28,7 @@ import { FeatureService } from "../../../gen/ts/tally/v1/features_pb.js";
 import { MeterService } from "../../../gen/ts/tally/v1/meters_pb.js";
 import { NotificationService } from "../../../gen/ts/tally/v1/notifications_pb.js";
 import { PortalService } from "../../../gen/ts/tally/v1/portal_pb.js";
+import { SubscriptionService } from "../../../gen/ts/tally/v1/subscriptions_pb.js";
 
 // The generated messages, schemas and service descriptors of tally.v1, for requests and results.
 export * from "../../../gen/ts/tally/v1/apikeys_pb.js";
@@ -38,6 +39,7 @@ export * from "../../../gen/ts/tally/v1/customers_pb.js";
 export * from "../../../gen/ts/tally/v1/entitlements_pb.js";
 export * from "../../../gen/ts/tally/v1/events_pb.js";
 export * from "../../../gen/ts/tally/v1/features_pb.js";
+export * from "../../../gen/ts/tally/v1/subscriptions_pb.js";
 export * from "../../../gen/ts/tally/v1/meters_pb.js";
 export * from "../../../gen/ts/tally/v1/notifications_pb.js";
 export * from "../../../gen/ts/tally/v1/portal_pb.js";
@@ -92,6 +94,7 @@ export interface TallyClient {
   readonly addons: Client<typeof AddonService>;
   readonly planAddons: Client<typeof PlanAddonService>;
   readonly currencies: Client<typeof CurrencyService>;
+  readonly subscriptions: Client<typeof SubscriptionService>;
   readonly transport: Transport;
 }
 
@@ -133,6 +136,7 @@ export function createClient(baseUrl: string, options: ClientOptions = {}): Tall
     addons: createServiceClient(AddonService, transport),
     planAddons: createServiceClient(PlanAddonService, transport),
     currencies: createServiceClient(CurrencyService, transport),
+    subscriptions: createServiceClient(SubscriptionService, transport),
     transport,
   };
 }
