@@ -478,19 +478,21 @@ class PostgresOverrideRepository:
     async def list_customers(
         self, namespace: str, query: OverrideListQuery, default_profile_id: str | None
     ) -> tuple[list[tuple[Customer, CustomerOverride | None]], int]:
+        # Customers are paged on their own, with the override conditions as correlated EXISTS
+        # probes of the (namespace, customer_id) index; then the page's overrides are read by ID.
+        # (A join of every customer to its override ran as a nested loop over all overrides while
+        # the planner had no statistics for freshly filled tables.)
         o = BillingCustomerOverrideRow
-        statement = (
-            select(CustomerRow, o)
-            .outerjoin(
-                o,
-                and_(
-                    col(o.namespace) == CustomerRow.namespace,
-                    col(o.customer_id) == CustomerRow.id,
-                    col(o.deleted_at).is_(None),
-                ),
-            )
-            .where(CustomerRow.namespace == namespace, col(CustomerRow.deleted_at).is_(None))
+        live = and_(
+            col(o.namespace) == CustomerRow.namespace,
+            col(o.customer_id) == CustomerRow.id,
+            col(o.deleted_at).is_(None),
         )
+
+        def has_override(*conditions: ColumnElement[bool]) -> ColumnElement[bool]:
+            return select(o.customer_id).where(live, *conditions).exists()
+
+        statement = select(CustomerRow).where(CustomerRow.namespace == namespace, col(CustomerRow.deleted_at).is_(None))
         if query.customer_ids:
             statement = statement.where(col(CustomerRow.id).in_(query.customer_ids))
         if query.customer_name:
@@ -501,22 +503,20 @@ class PostgresOverrideRepository:
             statement = statement.where(
                 col(CustomerRow.primary_email).ilike(f"%{_like(query.customer_primary_email)}%", escape="\\")
             )
-        follows_default = or_(col(o.customer_id).is_(None), col(o.profile_id).is_(None))
-        pinned = col(o.profile_id).in_(query.profile_ids)
+        pins_profile = has_override(col(o.profile_id).is_not(None))
+        pinned = has_override(col(o.profile_id).in_(query.profile_ids))
+        wants_default = default_profile_id is not None and default_profile_id in query.profile_ids
         if query.customers_without_pinned_profile:
-            statement = statement.where(follows_default)
+            statement = statement.where(~pins_profile)
         elif not query.include_all_customers:
-            statement = statement.where(col(o.customer_id).is_not(None))
-            if query.profile_ids:
-                wanted: ColumnElement[bool] = pinned
-                if default_profile_id in query.profile_ids:
-                    wanted = or_(pinned, col(o.profile_id).is_(None))
-                statement = statement.where(wanted)
-        elif query.profile_ids:
-            if default_profile_id in query.profile_ids:
-                statement = statement.where(or_(pinned, follows_default))
+            if not query.profile_ids:
+                statement = statement.where(has_override())
+            elif wants_default:
+                statement = statement.where(or_(pinned, has_override(col(o.profile_id).is_(None))))
             else:
                 statement = statement.where(pinned)
+        elif query.profile_ids:
+            statement = statement.where(or_(pinned, ~pins_profile) if wants_default else pinned)
         column = {
             "customerId": CustomerRow.id,
             "customerName": CustomerRow.name,
@@ -530,11 +530,18 @@ class PostgresOverrideRepository:
         paged = statement.order_by(order, col(CustomerRow.id)).offset(offset)
         if limit is not None:
             paged = paged.limit(limit)
-        rows = (await self._session.exec(paged)).all()
-        return [
-            (customer_from_row(customer), _override(override) if override is not None else None)
-            for customer, override in rows
-        ], int(total)
+        customers = (await self._session.exec(paged)).all()
+        overrides: dict[str, CustomerOverride] = {}
+        if customers:
+            found = await self._session.exec(
+                select(o).where(
+                    o.namespace == namespace,
+                    col(o.customer_id).in_([c.id for c in customers]),
+                    col(o.deleted_at).is_(None),
+                )
+            )
+            overrides = {row.customer_id: _override(row) for row in found.all()}
+        return [(customer_from_row(c), overrides.get(c.id)) for c in customers], int(total)
 
 
 def _like(text: str) -> str:
