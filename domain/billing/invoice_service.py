@@ -255,7 +255,20 @@ class InvoiceService:
             raise ValidationError.single("asOf", "must not be in the future", "invalid")
         created: list[str] = []
         async with self._uow() as tx:
-            for gathering in await tx.invoices.gathering_for_customer(namespace, customer.id, lock=True):
+            gatherings = await tx.invoices.gathering_for_customer(namespace, customer.id, lock=True)
+            if data.line_ids:
+                # OpenMeter's rule: every listed line must exist and be invoicable as of asOf.
+                pending = await tx.invoices.lines(namespace, [g.id for g in gatherings])
+                known = {x.id: x for lines in pending.values() for x in lines if x.parent_line_id is None}
+                v = Violations()
+                for i, line_id in enumerate(data.line_ids):
+                    line = known.get(line_id)
+                    if line is None:
+                        v.add(f"filters.lineIds[{i}]", "no such pending line for the customer", "not_found")
+                    elif line.period_start >= as_of:
+                        v.add(f"filters.lineIds[{i}]", "the line is not invoicable as of asOf", "not_invoicable")
+                v.raise_if_any()
+            for gathering in gatherings:
                 made = await self._invoice_gathering(tx, gathering, as_of, data, now)
                 if made is not None:
                     created.append(made)
@@ -357,8 +370,9 @@ class InvoiceService:
         for _ in range(_MAX_STEPS):
             async with self._uow() as tx:
                 invoice = await tx.invoices.get(namespace, invoice_id, lock=True)
-                if invoice is None or invoice.deleted_at is not None:
+                if invoice is None:
                     raise NotFoundError("invoice", invoice_id)
+                # A deleted invoice is in `deleted`, a final state: the table refuses every action.
                 now = self._clock()
                 conditions = self.conditions(invoice, now)
                 if action is not None:

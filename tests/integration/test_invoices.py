@@ -160,6 +160,9 @@ async def test_invoice_now_totals_by_hand_and_sandbox_to_paid(env: Env) -> None:
     )
     with pytest.raises(ValidationError):
         await env.invoices.invoice_now(ns, InvoiceNowInput(cid, as_of=NOV - timedelta(days=1)))
+    with pytest.raises(ValidationError) as caught:
+        await env.invoices.invoice_now(ns, InvoiceNowInput(cid, line_ids=["01M8VD9F2MBADBENGKDT3N58Z7"]))
+    assert [v.field for v in caught.value.violations] == ["filters.lineIds[0]"]
     (made,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid, as_of=DEC + timedelta(hours=2)))
     inv = made.invoice
     # 2 x 12.50 = 25.00; 1001 x 0.015 = 15.015 -> 15.02; tokens: 100 x 0.1 + 5 flat + 50 x 0.05 = 17.50.
@@ -223,3 +226,28 @@ async def test_progressive_billing_adds_up_to_one_invoice(env: Env) -> None:
     # 100 x 0.1 + 5 + 43 x 0.05 = 17.15, however the period is split.
     assert whole.totals.total == D("17.15")
     assert first.invoice.totals.total + second.invoice.totals.total == whole.totals.total
+
+
+async def test_racing_actions_on_one_draft_apply_once(env: Env) -> None:
+    ns = "inv_race"
+    cid = await customer(env, ns)
+    await env.profiles.upsert_override(ns, cid, OverrideUpsertInput(workflow=WorkflowPatch(auto_advance=False)))
+    await env.invoices.create_pending_lines(ns, cid, PendingLinesInput("USD", [flat("Fee", "5")]))
+    (made,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid))
+    results = await asyncio.gather(
+        *(env.invoices.act(ns, made.invoice.id, a) for a in (Action.APPROVE, Action.DELETE, Action.APPROVE)),
+        return_exceptions=True,
+    )
+    done = [r for r in results if not isinstance(r, BaseException)]
+    refused = [r for r in results if isinstance(r, InvalidTransitionError)]
+    # The row lock serialises them: each applies to the state the previous one left (a delete may
+    # follow an approval while the invoice is still a draft), the rest are refused, none half-done.
+    assert done and len(done) + len(refused) == 3, results
+    final = await env.invoices.get(ns, made.invoice.id)
+    assert final.invoice.state in (State.PAID, State.DELETED)
+    # The one line is on exactly one live invoice: the paid one, or back on a gathering invoice.
+    found, _ = await env.invoices.list_invoices(ns, InvoiceListQuery(customers=[cid]), with_lines=True)
+    assert [x.name for f in found for x in f.lines if x.parent_line_id is None] == ["Fee"]
+    assert [f.invoice.status for f in found] == [
+        InvoiceStatus.PAID if final.invoice.state is State.PAID else InvoiceStatus.GATHERING
+    ]
