@@ -67,14 +67,18 @@ class Deps:
         return any(role in self.settings.roles for role in roles)
 
     def announce_soon(self, announcement: Announcement) -> None:
-        """For synchronous change listeners: announces in the background (failures are logged; this
-        process has already applied the change locally)."""
+        """For synchronous change listeners: announces in the background, retrying for a minute (this
+        process has already applied the change locally; other processes' caches wait for it)."""
 
         async def announce() -> None:
-            try:
-                await self.announcements.announce(announcement)
-            except Exception:
-                log.exception("announcing a change failed", announcement=type(announcement).__name__)
+            for attempt in range(12):
+                try:
+                    await self.announcements.announce(announcement)
+                    return
+                except Exception:
+                    log.warning("announcing a change failed; retrying", announcement=type(announcement).__name__)
+                    await asyncio.sleep(min(10.0, 0.5 * 2**attempt))
+            log.error("a change was not announced; other processes may serve stale values", announcement=announcement)
 
         task = asyncio.get_running_loop().create_task(announce())
         self._pending.add(task)

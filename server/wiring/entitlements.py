@@ -62,8 +62,14 @@ async def wire(deps: Deps) -> list[Servicer]:
     entitlements.listeners.append(lambda: deps.announce_soon(EntitiesChanged()))
 
     async def entitlement_changed(namespace: str, entitlement_id: str) -> None:
-        # Awaited: a grant, void or reset returns once every process can hear of it.
-        await deps.announcements.announce(EntitlementChanged(namespace, entitlement_id))
+        # Awaited, so a grant, void or reset normally returns once every process can hear of it. The
+        # change is committed already: failing the call would invite a retry that grants twice, so
+        # a failed announcement is retried in the background instead.
+        announcement = EntitlementChanged(namespace, entitlement_id)
+        try:
+            await deps.announcements.announce(announcement)
+        except Exception:
+            deps.announce_soon(announcement)
 
     entitlements.on_change = entitlement_changed
 
