@@ -33,6 +33,7 @@ from domain.billing.apps.port import (
 from domain.billing.apps.registry import Marketplace
 from domain.billing.invoice_states import (
     Action,
+    Actor,
     AppHook,
     Conditions,
     State,
@@ -356,6 +357,45 @@ class InvoiceService:
         """approve, advance, retry, snapshot-quantities, delete, void: one row of the table, then
         the worker's advances as far as the invoice can go now."""
         await self._drive(namespace, invoice_id, action)
+        return await self.get(namespace, invoice_id)
+
+    async def app_callback(
+        self,
+        namespace: str,
+        invoice_id: str,
+        action: Action,
+        *,
+        invoice_number: str | None = None,
+        invoicing_external_id: str | None = None,
+        payment_external_id: str | None = None,
+    ) -> InvoiceWithLines:
+        """The invoicing app's (custom invoicing's integrator's) report: draft/synchronized,
+        issuing/synchronized (which may set the number and external IDs) or a payment status.
+        Refused unless the invoice is waiting for exactly this (an out-of-order call changes
+        nothing); then the invoice advances as far as it can."""
+        if action.actor is not Actor.APP:
+            raise ValueError(f"{action.value} is not an app's action")
+        async with self._uow() as tx:
+            invoice = await tx.invoices.get(namespace, invoice_id, lock=True)
+            if invoice is None:
+                raise NotFoundError("invoice", invoice_id)
+            now = self._clock()
+            row = fire(invoice.state, action, self.conditions(invoice, now))
+            attempt = invoice.app_attempt
+            invoice = dataclasses.replace(
+                invoice,
+                state=row.target,
+                updated_at=now,
+                number=invoice_number or invoice.number,
+                invoicing_external_id=invoicing_external_id or invoice.invoicing_external_id,
+                payment_external_id=payment_external_id or invoice.payment_external_id,
+                # The wait is over: the callback is the app's answer to the recorded attempt.
+                app_attempt=dataclasses.replace(attempt, waiting=False) if attempt is not None else None,
+            )
+            invoice = _entered(invoice, now)
+            await tx.invoices.update(invoice)
+            await tx.commit()
+        await self._drive(namespace, invoice_id, None)
         return await self.get(namespace, invoice_id)
 
     async def advance_due(self, namespace: str, invoice_id: str) -> InvoiceWithLines:

@@ -19,6 +19,7 @@ import pytest_asyncio
 from adapters.postgres.billing import PostgresInvoiceNumbers, billing_unit_of_work
 from adapters.postgres.customers import PostgresCustomerRepository
 from adapters.postgres.db import create_engine, migrate, session_factory
+from domain.billing.apps.models import InstallAppInput, UpdateAppInput
 from domain.billing.apps.registry import Marketplace
 from domain.billing.invoice_service import InvoiceService
 from domain.billing.invoice_states import Action, InvalidTransitionError, InvoiceStatus, State
@@ -30,8 +31,8 @@ from domain.billing.invoices import (
     PendingLinesInput,
     UsageRequest,
 )
-from domain.billing.models import OverrideUpsertInput, WorkflowPatch
-from domain.billing.service import BillingProfileService, Provisioner
+from domain.billing.models import OverrideUpsertInput, ProfileApps, ProfileCreateInput, WorkflowPatch
+from domain.billing.service import AppService, BillingProfileService, Provisioner
 from domain.catalog.currencies import get as currency
 from domain.catalog.prices import PriceTier, TieredMode, TieredPrice, UnitPrice
 from domain.catalog.rating import Period, RatingInput, rate
@@ -74,6 +75,7 @@ class EventUsage:
 @dataclass
 class Env:
     invoices: InvoiceService
+    apps: AppService
     profiles: BillingProfileService
     customers: CustomerService
     usage: EventUsage
@@ -89,9 +91,11 @@ async def env() -> AsyncIterator[Env]:
     customers = CustomerService(PostgresCustomerRepository(sessions))
     uow = billing_unit_of_work(sessions)
     marketplace = Marketplace(PostgresInvoiceNumbers(sessions))
-    profiles = BillingProfileService(uow, Provisioner(uow), customers, marketplace)
+    provisioner = Provisioner(uow)
+    profiles = BillingProfileService(uow, provisioner, customers, marketplace)
+    apps = AppService(uow, marketplace, provisioner)
     usage = EventUsage()
-    yield Env(InvoiceService(uow, profiles, customers, marketplace, usage), profiles, customers, usage)
+    yield Env(InvoiceService(uow, profiles, customers, marketplace, usage), apps, profiles, customers, usage)
     await engine.dispose()
 
 
@@ -251,3 +255,42 @@ async def test_racing_actions_on_one_draft_apply_once(env: Env) -> None:
     assert [f.invoice.status for f in found] == [
         InvoiceStatus.PAID if final.invoice.state is State.PAID else InvoiceStatus.GATHERING
     ]
+
+
+async def test_custom_invoicing_waits_for_the_integrator(env: Env) -> None:
+    ns = "inv_custom"
+    cid = await customer(env, ns, "Globex")
+    app, _ = await env.apps.install(ns, InstallAppInput(type="custom_invoicing", create_billing_profile=False))
+    await env.apps.update_app(
+        ns,
+        app.id,
+        UpdateAppInput(
+            type="custom_invoicing", name="Ours", enable_draft_sync_hook=True, enable_issuing_sync_hook=True
+        ),
+    )
+    default = await env.profiles.get_default(ns)
+    profile = await env.profiles.create(
+        ns, ProfileCreateInput("Custom", default.supplier, ProfileApps(app.id, app.id, app.id))
+    )
+    await env.profiles.upsert_override(ns, cid, OverrideUpsertInput(profile_id=profile.profile.id))
+    await env.invoices.create_pending_lines(ns, cid, PendingLinesInput("USD", [flat("Fee", "40")]))
+    (made,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid))
+    iid = made.invoice.id
+    assert made.invoice.state is State.DRAFT_SYNCING
+    # Out of order: issuing before the draft was synchronized, or a payment now.
+    for early in (Action.ISSUING_SYNCHRONIZED, Action.PAYMENT_PAID):
+        with pytest.raises(InvalidTransitionError):
+            await env.invoices.app_callback(ns, iid, early)
+    assert (await env.invoices.get(ns, iid)).invoice.state is State.DRAFT_SYNCING
+    after_draft = await env.invoices.app_callback(ns, iid, Action.DRAFT_SYNCHRONIZED, invoicing_external_id="ext-1")
+    assert after_draft.invoice.state is State.ISSUING_SYNCING
+    with pytest.raises(InvalidTransitionError):
+        await env.invoices.app_callback(ns, iid, Action.DRAFT_SYNCHRONIZED)
+    issued = await env.invoices.app_callback(ns, iid, Action.ISSUING_SYNCHRONIZED, invoice_number="INV-7")
+    # Custom invoicing collects nothing itself: the invoice waits for payment/status.
+    assert issued.invoice.state is State.PAYMENT_PENDING and issued.invoice.number == "INV-7"
+    assert issued.invoice.invoicing_external_id == "ext-1" and issued.invoice.issued_at is not None
+    paid = await env.invoices.app_callback(ns, iid, Action.PAYMENT_PAID)
+    assert paid.invoice.state is State.PAID and paid.invoice.totals.total == D(40)
+    with pytest.raises(InvalidTransitionError):
+        await env.invoices.app_callback(ns, iid, Action.PAYMENT_FAILED)
