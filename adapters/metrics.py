@@ -31,6 +31,11 @@ RPC_LATENCY = Histogram(
 EVENTS_INGESTED = Counter("tally_events_ingested_total", "Events acknowledged by the ingest API")
 EVENTS_STORED = Counter("tally_events_stored_total", "Events written to the event store by the sink")
 EVENTS_DUPLICATE = Counter("tally_events_duplicate_total", "Events dropped as duplicates of (namespace, source, id)")
+INGEST_REJECTED = Counter(
+    "tally_ingest_rejected_total",
+    "Ingest requests refused whole (nothing acknowledged), by error: ValidationError, PayloadTooLargeError...",
+    ["error"],
+)
 SINK_BATCH_SIZE = Histogram(
     "tally_sink_batch_events",
     "Events per sink flush",
@@ -44,6 +49,30 @@ SINK_DELAY_SECONDS = Histogram(
 )
 SINK_LAG = Gauge(
     "tally_sink_lag_messages", "Kafka messages (batches of events) not yet stored, per partition", ["partition"]
+)
+
+WEBHOOK_ATTEMPTS = Counter(
+    "tally_webhook_attempts_total",
+    "Webhook delivery attempts, by result (success: a 2xx answer; error: any other answer, a timeout or a refusal) "
+    "and the delivery's state after it (SUCCESS, SENDING: will retry, FAILED: given up)",
+    ["result", "state"],
+)
+WEBHOOK_ATTEMPT_SECONDS = Histogram(
+    "tally_webhook_attempt_seconds",
+    "Webhook delivery attempt duration",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+WEBHOOK_ABANDONED = Counter(
+    "tally_webhook_abandoned_total",
+    "Deliveries failed without an attempt, by reason: channel_not_found, channel_disabled, deadline_passed",
+    ["reason"],
+)
+BALANCE_RECOMPUTED = Counter("tally_balance_recomputed_total", "Entitlement balances recomputed by the balance worker")
+BALANCE_ERRORS = Counter("tally_balance_errors_total", "Entitlement balance recomputations that failed")
+BALANCE_SECONDS = Histogram(
+    "tally_balance_recompute_seconds",
+    "Time to recompute one entitlement's balance",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
 )
 
 

@@ -91,7 +91,9 @@ def migrate(config: ConfigOption = None) -> None:
     configure(settings.log_level, settings.log_format)
     from adapters.clickhouse.client import ClickHouse
     from adapters.postgres.db import EmbeddedPostgres, run_migrations
+    from server.commands.database import announce
 
+    announce(settings, create=True)
     embedded = EmbeddedPostgres(settings.data_dir) if settings.postgres_url is None else None
     url = embedded.start() if embedded else settings.postgres_url
     assert url is not None
@@ -116,18 +118,29 @@ def envoy_config(
     """Render envoy/envoy.yaml for these settings into a directory Envoy can run from (k8s sidecar)."""
     import shutil
 
-    from server.envoy import DESCRIPTOR, ENVOY_DIR, OPENAPI_DIR, OPENAPI_FILES, render
+    from server.envoy import (
+        DESCRIPTOR,
+        DOCS_FILES,
+        ENVOY_DIR,
+        OPENAPI_DIR,
+        OPENAPI_FILES,
+        SWAGGER_UI_FILES,
+        render,
+        swagger_ui_dir,
+    )
 
     settings = load_settings(config)
     out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(DESCRIPTOR, out / DESCRIPTOR.name)
-    shutil.copyfile(ENVOY_DIR / "tally.lua", out / "tally.lua")
+    for name in ("tally.lua", *DOCS_FILES):
+        shutil.copyfile(ENVOY_DIR / name, out / name)
     for name in OPENAPI_FILES:
         shutil.copyfile(OPENAPI_DIR / name, out / name)
+    for name in SWAGGER_UI_FILES:
+        shutil.copyfile(swagger_ui_dir() / name, out / name)
+    where = out.resolve()
     (out / "envoy.yaml").write_text(
-        render(
-            settings, descriptor=(out / DESCRIPTOR.name).resolve(), envoy_dir=out.resolve(), openapi_dir=out.resolve()
-        )
+        render(settings, descriptor=where / DESCRIPTOR.name, envoy_dir=where, openapi_dir=where, swagger_dir=where)
     )
     typer.echo(f"wrote {out / 'envoy.yaml'}")
 

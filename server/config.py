@@ -6,6 +6,7 @@ Nested settings use a double underscore in the environment: TALLY_SINK__FLUSH_IN
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -207,14 +208,53 @@ class Settings(BaseSettings):
         return self.clickhouse_url or f"chdb://{(self.data_dir / 'events').resolve()}"
 
 
+DATA_DIR_NAME = ".tally"
+
+
+@dataclass(frozen=True)
+class Project:
+    """Where Tally's files are: the directory `tally serve` and every other command work from.
+
+    The nearest of the current directory and its parents that holds a `config.yaml` or a `.tally`
+    data dir, as git finds its repository, so that `tally apikeys` run from a subdirectory (or any
+    command run after `make run`) opens the same database `make run` created. `found` is false when
+    there is none: then the current directory, where `tally serve` creates `.tally`.
+    """
+
+    root: Path
+    config_file: Path | None
+    found: bool
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / DATA_DIR_NAME
+
+
+def find_project(start: Path | None = None) -> Project:
+    here = (start or Path.cwd()).resolve()
+    for directory in (here, *here.parents):
+        config = directory / DEFAULT_CONFIG_FILE
+        if config.is_file() or (directory / DATA_DIR_NAME).is_dir():
+            return Project(directory, config if config.is_file() else None, found=True)
+    return Project(here, None, found=False)
+
+
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
-    """Settings from the YAML file (explicit, else ./config.yaml when present), the environment wins."""
+    """Settings from the YAML file (explicit, else the project's config.yaml), the environment wins.
+
+    The data dir defaults to the project's `.tally` (see `Project`); a relative `data_dir` in a YAML
+    file is relative to that file, one in TALLY_DATA_DIR to the current directory.
+    """
     values: dict[str, Any] = {}
-    path = config_file or (DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.exists() else None)
+    project = find_project()
+    path = config_file or project.config_file
+    base = project.root
     if path is not None:
         loaded = yaml.safe_load(path.read_text()) or {}
         if not isinstance(loaded, dict):
             raise ValueError(f"{path}: expected a mapping at the top level")
         values.update(loaded)
+        base = path.resolve().parent
+    values["data_dir"] = base / Path(values.get("data_dir") or DATA_DIR_NAME)
     values.update({k: v for k, v in overrides.items() if v is not None})
     return Settings(**values)

@@ -29,12 +29,27 @@ DESCRIPTOR = ROOT / "gen" / "descriptor" / "tally.binpb"
 # tally.openapi.yaml and .json, which Envoy serves at /api/v1/openapi.yaml and /api/swagger.json.
 OPENAPI_DIR = ROOT / "gen" / "openapi"
 OPENAPI_FILES = ("tally.openapi.yaml", "tally.openapi.json")
+# /api/docs: our page and initializer (in envoy/) and the Swagger UI assets they load, which Envoy
+# serves from the installed swagger-ui-bundle-v2 wheel (a runtime dependency; nothing from a CDN).
+DOCS_FILES = ("api-docs.html", "api-docs.js")
+SWAGGER_UI_FILES = ("swagger-ui-bundle.js", "swagger-ui.css", "favicon-32x32.png")
+
+
+def swagger_ui_dir() -> Path:
+    import swagger_ui_bundle
+
+    return Path(str(swagger_ui_bundle.swagger_ui_path))
 
 
 def render(
-    settings: Settings, descriptor: Path = DESCRIPTOR, envoy_dir: Path = ENVOY_DIR, openapi_dir: Path = OPENAPI_DIR
+    settings: Settings,
+    descriptor: Path = DESCRIPTOR,
+    envoy_dir: Path = ENVOY_DIR,
+    openapi_dir: Path = OPENAPI_DIR,
+    swagger_dir: Path | None = None,
 ) -> str:
-    """envoy/envoy.yaml for these settings; k8s renders it into a volume that holds the descriptor, Lua and OpenAPI files."""
+    """envoy/envoy.yaml for these settings; k8s renders it into a volume that holds the descriptor,
+    Lua, OpenAPI and API reference files."""
     template = string.Template((ENVOY_DIR / "envoy.yaml").read_text())
     return template.substitute(
         TALLY_ENVOY_ADMIN_PORT=settings.envoy_admin_port,
@@ -45,6 +60,7 @@ def render(
         TALLY_DESCRIPTOR=descriptor,
         TALLY_ENVOY_DIR=envoy_dir,
         TALLY_OPENAPI_DIR=openapi_dir,
+        TALLY_SWAGGER_UI_DIR=swagger_dir or swagger_ui_dir(),
     )
 
 

@@ -10,7 +10,7 @@ import grpc
 import structlog
 
 from adapters import metrics
-from domain.errors import TallyError
+from domain.errors import PayloadTooLargeError, TallyError, ValidationError
 from server.errors import as_domain_error, mapping_for, trailing_metadata
 from server.json_fields import check_json_body
 from server.rest import ServicerContext, header, is_rest
@@ -34,9 +34,12 @@ async def _abort(context: ServicerContext, error: BaseException) -> None:
     await context.abort(grpc.StatusCode.INTERNAL, internal.message, trailing_metadata(internal, is_rest(context), None))
 
 
-def _observe(method: str, started: float, code: str) -> None:
+def _observe(method: str, started: float, code: str, error: BaseException | None = None) -> None:
     metrics.RPC_LATENCY.labels(method).observe(time.perf_counter() - started)
     metrics.RPC_TOTAL.labels(method, code).inc()
+    # Events refused for what they are (invalid, too large), apart from outages and auth failures.
+    if method.startswith("Ingest") and isinstance(error, ValidationError | PayloadTooLargeError):
+        metrics.INGEST_REJECTED.labels(type(error).__name__).inc()
 
 
 class ErrorInterceptor(grpc.aio.ServerInterceptor):
@@ -85,7 +88,7 @@ def _wrap_unary(behavior: Callable[..., Awaitable[Any]], method: str) -> Callabl
             _observe(method, started, "ABORTED")
             raise
         except Exception as error:
-            _observe(method, started, mapping_for(error).grpc_code.name)
+            _observe(method, started, mapping_for(error).grpc_code.name, error)
             await _abort(context, error)
             raise
         _observe(method, started, "OK")
@@ -104,7 +107,7 @@ def _wrap_stream(behavior: Callable[..., AsyncIterator[Any]], method: str) -> Ca
             _observe(method, started, "ABORTED")
             raise
         except Exception as error:
-            _observe(method, started, mapping_for(error).grpc_code.name)
+            _observe(method, started, mapping_for(error).grpc_code.name, error)
             await _abort(context, error)
             raise
         _observe(method, started, "OK")

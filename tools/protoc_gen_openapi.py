@@ -35,9 +35,29 @@ from google.protobuf.unknown_fields import UnknownFieldSet
 TITLE = "Tally"
 VERSION = "v1"
 DESCRIPTION = (
-    "Usage metering, entitlements and billing with OpenMeter's REST wire format. Generated from "
+    "Usage metering and entitlements with OpenMeter's REST wire format. Generated from "
     "proto/tally/v1 by tools/protoc_gen_openapi.py; do not edit."
 )
+# How requests authenticate (server/auth.py): an API key, or for the portal's queries a portal token,
+# both as `Authorization: Bearer`. The embedded stack on loopback runs keyless, so the document
+# also allows none. PORTAL_METHODS must equal server/auth.py's (tests/unit/test_rest_contract.py).
+SECURITY_SCHEMES = {
+    "ApiKeyAuth": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": (
+            "An API key (tly_...), from `tally apikeys create` or POST /api/v1/tally/api-keys. Its scopes "
+            "(ingest, read, write, admin) decide which operations it may call. Not needed where Tally "
+            "runs keyless (the embedded stack on loopback)."
+        ),
+    },
+    "PortalTokenAuth": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "A consumer portal token, from POST /api/v1/portal/tokens: one subject's usage only.",
+    },
+}
+PORTAL_METHODS = frozenset({"tally.v1.PortalService/QueryPortalMeter", "tally.v1.PortalService/QueryPortalMeterCsv"})
 REST_OPTION_FILE = "tally/v1/options.proto"
 REST_OPTION_NUMBER = 51700  # (tally.v1.rest), proto/tally/v1/options.proto
 
@@ -445,6 +465,8 @@ class Generator:
                         path, operation = self.operation(
                             service, method, comment, verb, template, binding.body, operation_id
                         )
+                        if f"{file.package}.{service.name}/{method.name}" in PORTAL_METHODS:
+                            operation["security"] = [{"PortalTokenAuth": []}]
                         if verb in paths.setdefault(path, {}):
                             raise ValueError(f"{verb.upper()} {path} is bound twice")
                         paths[path][verb] = operation
@@ -465,8 +487,9 @@ class Generator:
             "openapi": "3.1.0",
             "info": {"title": TITLE, "version": VERSION, "description": DESCRIPTION},
             "tags": sorted(tags, key=lambda tag: tag["name"]),
+            "security": [{"ApiKeyAuth": []}, {}],
             "paths": {path: paths[path] for path in sorted(paths)},
-            "components": {"schemas": schemas, "responses": responses},
+            "components": {"schemas": schemas, "responses": responses, "securitySchemes": SECURITY_SCHEMES},
         }
 
 

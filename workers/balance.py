@@ -91,10 +91,13 @@ class BalanceWorker:
             except NotFoundError:
                 continue
             except Exception:
+                metrics.BALANCE_ERRORS.inc()
                 log.exception("recomputing an entitlement failed", entitlement=entitlement_id)
                 continue
             await self._service.publish(event)
             done += 1
+            metrics.BALANCE_RECOMPUTED.inc()
+            metrics.BALANCE_SECONDS.observe(time.perf_counter() - started)
             log.debug(
                 "entitlement recomputed",
                 entitlement=entitlement_id,

@@ -128,6 +128,7 @@ class NotifyWorker:
         now = self._clock()
         since = status.sending_since or status.created_at
         if channel is None or channel.deleted_at is not None:
+            metrics.WEBHOOK_ABANDONED.labels("channel_not_found").inc()
             await self._repo.record_attempt(
                 status,
                 state=DeliveryState.FAILED,
@@ -139,6 +140,7 @@ class NotifyWorker:
             )
             return
         if channel.disabled:
+            metrics.WEBHOOK_ABANDONED.labels("channel_disabled").inc()
             await self._repo.record_attempt(
                 status,
                 state=DeliveryState.FAILED,
@@ -151,6 +153,7 @@ class NotifyWorker:
             return
         gone = expired(status, now, self._policy)
         if gone is not None:
+            metrics.WEBHOOK_ABANDONED.labels("deadline_passed").inc()
             await self._repo.record_attempt(
                 status,
                 state=gone.state,
@@ -174,6 +177,8 @@ class NotifyWorker:
         result = await self._sender.send(channel.url, headers, body, self._timeout.total_seconds())
         finished = self._clock()
         outcome = after_attempt(status, result, finished, self._policy, self._rand)
+        metrics.WEBHOOK_ATTEMPTS.labels("success" if result.ok else "error", outcome.state.value).inc()
+        metrics.WEBHOOK_ATTEMPT_SECONDS.observe(max(0.0, (finished - now).total_seconds()))
         attempt = DeliveryAttempt(
             state=DeliveryState.SUCCESS if result.ok else DeliveryState.FAILED,
             timestamp=now,

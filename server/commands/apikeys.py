@@ -1,7 +1,7 @@
 """`tally apikeys`: create, list and revoke API keys directly in Tally's database.
 
-These commands do not call a running server: they open the same Postgres (TALLY_POSTGRES_URL, or
-the embedded one in the data dir) so that the first admin key can be made before any key exists.
+These commands do not call a running server: they open the Postgres `tally serve` uses, found the same
+way (server/commands/database.py), so that the first admin key can be made before any key exists.
 The server sees a new key at once, and a revocation within its cache TTL (1 s); REST and gRPC
 clients with an admin key can do the same through /api/v1/tally/api-keys (tally.v1.ApiKeyService).
 """
@@ -16,17 +16,17 @@ from typing import Annotated, TypeVar
 
 import orjson
 import typer
-from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from domain.auth.models import ApiKey, ApiKeyCreateInput, Scope
 from domain.auth.service import ApiKeyService
 from domain.errors import TallyError
-from server.commands.common import fail, parse_time, rfc3339
+from server.commands.common import fail, parse_time, rfc3339, table_console
+from server.commands.database import announce
 from server.config import Settings, load_settings
 
 app = typer.Typer(help="Create, list and revoke API keys (directly in the database).", no_args_is_help=True)
-stdout = Console(highlight=False)
+stdout = table_console()
 T = TypeVar("T")
 
 ConfigOption = Annotated[
@@ -42,11 +42,10 @@ def _with_keys(settings: Settings, work: Callable[[ApiKeyService], Awaitable[T]]
 
     # stdout carries the result only (a key, or JSON for scripts); logs go to stderr, warnings up.
     configure("warning", settings.log_format)
+    announce(settings, create=False)
 
     embedded = EmbeddedPostgres(settings.data_dir) if settings.postgres_url is None else None
     try:
-        if embedded is not None:
-            settings.data_dir.mkdir(parents=True, exist_ok=True)
         url = embedded.start() if embedded is not None else settings.postgres_url
         assert url is not None
         if settings.migrate_on_start:
@@ -132,7 +131,9 @@ def list_keys(
     if not keys:
         typer.echo("no API keys")
         return
-    table = Table("id", "namespace", "name", "prefix", "scopes", "created", "state", box=None)
+    # The id is what `revoke` takes: never shortened, even on a narrow terminal.
+    id_column = Column("id", no_wrap=True, min_width=max(len(key.id) for key in keys))
+    table = Table(id_column, "namespace", "name", "prefix", "scopes", "created", "state", box=None)
     now = datetime.now(UTC)
     for key in keys:
         state = "revoked" if key.revoked_at else "active" if key.active(now) else "expired"

@@ -7,6 +7,7 @@ one clear line on stderr and exit code 1, never a traceback.
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Callable, Coroutine
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, NoReturn, TypeVar
@@ -38,6 +39,14 @@ ApiKeyOption = Annotated[
 TimeoutOption = Annotated[float, typer.Option("--timeout", help="Deadline of each call, in seconds.", min=0.1)]
 
 stderr = Console(stderr=True, highlight=False)
+
+
+def table_console() -> Console:
+    """stdout for tables. Piped or redirected, rich would assume 80 columns and cut ids and slugs
+    short with an ellipsis; a value must stay whole so it can be copied, so tables are as wide as
+    their content there. On a terminal the width is the terminal's (columns that hold ids keep
+    their full width: see the tables' min_width)."""
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 100_000)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

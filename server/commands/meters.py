@@ -10,7 +10,6 @@ import orjson
 import pydantic
 import typer
 import yaml
-from rich.console import Console
 from rich.table import Table
 
 from server.commands.common import (
@@ -23,11 +22,12 @@ from server.commands.common import (
     parse_time,
     rfc3339,
     run,
+    table_console,
 )
 from server.config import MeterConfig
 
 app = typer.Typer(help="List, create and query meters.", no_args_is_help=True)
-stdout = Console(highlight=False)
+stdout = table_console()
 
 WINDOW_SIZES = ("MINUTE", "HOUR", "DAY", "MONTH")
 

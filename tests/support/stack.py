@@ -73,6 +73,9 @@ class TallyProcess:
     postgres_url: str | None
     kafka_brokers: str | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    # Set: Tally runs there as `make run` would, finding its data dir (data_dir, which must be
+    # cwd/.tally) itself instead of being told with TALLY_DATA_DIR.
+    cwd: Path | None = None
     rest_port: int = field(default_factory=free_port)
     grpc_port: int = field(default_factory=free_port)
     metrics_port: int = field(default_factory=free_port)
@@ -99,8 +102,9 @@ class TallyProcess:
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TALLY_")}
+        if self.cwd is None:
+            env["TALLY_DATA_DIR"] = str(self.data_dir)
         env.update(
-            TALLY_DATA_DIR=str(self.data_dir),
             TALLY_REST_PORT=str(self.rest_port),
             TALLY_GRPC_PORT=str(self.grpc_port),
             TALLY_METRICS_PORT=str(self.metrics_port),
@@ -156,7 +160,7 @@ class TallyProcess:
         log = (self.data_dir / "tally.log").open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "server.cli", "serve"],
-            cwd=ROOT,
+            cwd=self.cwd or ROOT,
             env=self.env(),
             stdout=log,
             stderr=subprocess.STDOUT,

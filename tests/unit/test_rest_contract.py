@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -131,3 +132,30 @@ def test_openapi_describes_every_http_binding() -> None:
     assert {p["name"] for p in query["parameters"]} >= {"meterIdOrSlug", "from", "to", "windowSize", "groupBy"}
     problem = schemas["Problem"]["properties"]
     assert "validationErrors" in problem["extensions"]["properties"]
+
+
+def test_openapi_declares_how_requests_authenticate() -> None:
+    """Bearer API keys everywhere (or none, keyless on loopback), portal tokens on the portal's queries,
+    exactly the methods the auth interceptor treats as portal calls."""
+    from server.auth import PORTAL_METHODS
+
+    spec = importlib.util.spec_from_file_location("protoc_gen_openapi", ROOT / "tools" / "protoc_gen_openapi.py")
+    assert spec is not None and spec.loader is not None
+    generator = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generator)
+    assert generator.PORTAL_METHODS == PORTAL_METHODS
+
+    document = json.loads(OPENAPI.read_text())
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["ApiKeyAuth"] == {**schemes["ApiKeyAuth"], "type": "http", "scheme": "bearer"}
+    assert schemes["PortalTokenAuth"]["scheme"] == "bearer"
+    assert document["security"] == [{"ApiKeyAuth": []}, {}]
+    portal = {
+        (path, verb)
+        for path, operations in document["paths"].items()
+        for verb, operation in operations.items()
+        if operation.get("security") == [{"PortalTokenAuth": []}]
+    }
+    # JSON, and the CSV form that `Accept: text/csv` is routed to.
+    query = "/api/v1/portal/meters/{meterIdOrSlug}/query"
+    assert portal == {(query, "get"), (f"{query}:csv", "get")}

@@ -16,6 +16,9 @@ from datetime import UTC, datetime
 import tally_sdk
 
 METER = "sdk_example_tokens"
+# Its own event type: the README quickstart's meter counts "prompt" events, and this example must
+# not change its numbers (nor be changed by them).
+EVENT_TYPE = "sdk_example_prompt"
 EVENTS = [
     # (id, subject, model, tokens)
     ("sdk-example-1", "customer-1", "gpt-4o", 100),
@@ -32,7 +35,7 @@ async def main(server: str, api_key: str | None) -> None:
             await client.create_meter(
                 METER,
                 aggregation="SUM",
-                event_type="prompt",
+                event_type=EVENT_TYPE,
                 value_property="$.tokens",
                 group_by={"model": "$.model"},
                 description="Tokens per subject and model (SDK example)",
@@ -41,7 +44,7 @@ async def main(server: str, api_key: str | None) -> None:
 
         now = datetime.now(UTC)
         accepted = await client.ingest(
-            tally_sdk.Event(id=id_, type="prompt", subject=subject, time=now, data={"model": model, "tokens": tokens})
+            tally_sdk.Event(id=id_, type=EVENT_TYPE, subject=subject, time=now, data={"model": model, "tokens": tokens})
             for id_, subject, model, tokens in EVENTS
         )
         print(f"ingested {accepted} events")
