@@ -148,6 +148,11 @@ def test_readme_runs_as_written(fresh_tally: TallyProcess, receiver: str, user_e
         text = substitute(adapt(command.text, fresh_tally, receiver), captures)
         where = f"README.md:{command.line}: {command.text[:120]}"
         assert not PLACEHOLDER.search(text), f"{where}\nplaceholder without an earlier output that shows it"
+        # make would (re)install the project's virtualenv and start services on fixed ports: a block
+        # that runs make is documentation of the developer workflow, marked skip, never run here.
+        assert not re.search(r"(^|[;&|(]\s*)make\b", text, re.M), (
+            f"{where}\nruns make: mark its block readme-test: skip"
+        )
         if ASSIGNMENT.match(text) or re.match(r"^(\.|source) ", text):
             prelude.append(text)
             continue
