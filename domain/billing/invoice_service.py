@@ -541,86 +541,61 @@ class InvoiceService:
         self, tx: BillingStore, invoice: Invoice, lines: Sequence[InvoiceLine], now: datetime
     ) -> list[InvoiceLine]:
         """Rates every top-level line; detailed child lines are made anew."""
-        currency = currencies.get(invoice.currency)
         top = [x for x in lines if x.parent_line_id is None]
         await tx.invoices.delete_children(invoice.namespace, [x.id for x in top], now)
-        rated: list[InvoiceLine] = []
-        children: list[InvoiceLine] = []
-        for line in top:
-            if line.type is LineType.FLAT_FEE:
-                amount = currency.round((line.per_unit_amount or ZERO) * (line.quantity or ZERO))
-                rated.append(dataclasses.replace(line, totals=Totals.of(amount=amount), updated_at=now))
-                continue
-            if line.price is None or line.quantity is None:
-                rated.append(dataclasses.replace(line, totals=Totals(), updated_at=now))
-                continue
-            full = Period(line.full_period_start or line.period_start, line.full_period_end or line.period_end)
-            try:
-                result = rate(
-                    RatingInput(
-                        price=line.price,
-                        currency=currency,
-                        service_period=Period(line.period_start, line.period_end),
-                        full_period=full,
-                        quantity=line.quantity,
-                        pre_period_quantity=line.pre_line_period_quantity or ZERO,
-                        discounts=line.rate_card_discounts,
-                        name=line.name,
-                    )
-                )
-            except RatingError as exc:
-                raise ValidationError.single(f"lines[{line.id}]", str(exc), "rating_failed") from exc
-            t = result.totals
-            discounts: list[LineDiscount] = []
-            for d in result.lines:
-                child_id = _new_id()
-                child_discounts = tuple(LineDiscount(_new_id(), x.reason, x.amount) for x in d.discounts)
-                discounts.extend(child_discounts)
-                charges = d.amount if d.category.value == "commitment" else ZERO
-                children.append(
-                    dataclasses.replace(
-                        line,
-                        id=child_id,
-                        parent_line_id=line.id,
-                        type=LineType.FLAT_FEE,
-                        status=LineStatus.DETAILED,
-                        managed_by=ManagedBy.SYSTEM,
-                        name=d.name,
-                        period_start=d.period.start,
-                        period_end=d.period.end,
-                        period_key=None,
-                        sync_key=None,
-                        feature_key=None,
-                        price=None,
-                        per_unit_amount=d.per_unit_amount,
-                        quantity=d.quantity,
-                        metered_quantity=None,
-                        pre_line_period_quantity=None,
-                        child_key=d.key,
-                        category=d.category,
-                        payment_term=d.payment_term.value,
-                        totals=Totals.of(
-                            amount=d.amount - charges,
-                            charges_total=charges,
-                            discounts_total=sum((x.amount for x in d.discounts), ZERO),
-                        ),
-                        discounts=child_discounts,
-                        created_at=now,
-                        updated_at=now,
-                    )
-                )
-            rated.append(
-                dataclasses.replace(
-                    line,
-                    totals=Totals.of(amount=t.amount, charges_total=t.charges_total, discounts_total=t.discounts_total),
-                    discounts=tuple(discounts),
-                    updated_at=now,
-                )
-            )
+        rated, children = rate_lines(invoice.currency, top, now)
         await tx.invoices.update_lines(rated)
         if children:
             await tx.invoices.insert_lines(children)
         return rated + children
+
+    async def simulate(self, namespace: str, customer_id_or_key: str, data: PendingLinesInput) -> InvoiceWithLines:
+        """OpenMeter's simulate: the invoice these lines would make with their given quantities
+        (each line its own whole period, nothing billed before), rated by the very code that bills
+        (`rate_lines`), nothing stored and no app called."""
+        _validate_pending(data)
+        effective = await self._profiles.effective_profile(namespace, customer_id_or_key, with_customer=True)
+        assert effective.customer is not None
+        now = self._clock()
+        profile = effective.profile
+        invoice = Invoice(
+            id=_new_id(),
+            namespace=namespace,
+            type=InvoiceType.STANDARD,
+            state=State.DRAFT_CREATED,
+            customer=_snapshot(effective.customer),
+            currency=data.currency,
+            profile_id=profile.id,
+            invoicing_app_id=profile.apps.invoicing,
+            payment_app_id=profile.apps.payment,
+            tax_app_id=profile.apps.tax,
+            workflow=effective.workflow,
+            supplier=_supplier(profile.supplier),
+            created_at=now,
+            updated_at=now,
+        )
+        top = []
+        for given in data.lines:
+            line = self._pending_line(namespace, invoice, given, now)
+            if line.type is LineType.USAGE_BASED:
+                line = dataclasses.replace(
+                    line,
+                    quantity=given.quantity or ZERO,
+                    metered_quantity=given.quantity or ZERO,
+                    pre_line_period_quantity=ZERO,
+                )
+            top.append(line)
+        rated, children = rate_lines(invoice.currency, top, now)
+        lines = rated + children
+        invoice = _with_totals(
+            dataclasses.replace(
+                invoice,
+                period_start=min(x.period_start for x in top),
+                period_end=max(x.period_end for x in top),
+            ),
+            lines,
+        )
+        return InvoiceWithLines(invoice, lines)
 
     async def _release(self, tx: BillingStore, invoice: Invoice, lines: Sequence[InvoiceLine], now: datetime) -> None:
         """A deleted invoice's lines go back to the customer's gathering invoice, unrated."""
@@ -662,6 +637,88 @@ class InvoiceService:
         await tx.invoices.update_lines(released)
         remaining = (await tx.invoices.lines(invoice.namespace, [gathering.id]))[gathering.id]
         await tx.invoices.update(_gathering_schedule(gathering, remaining, now))
+
+
+def rate_lines(
+    currency_code: str, top: Sequence[InvoiceLine], now: datetime
+) -> tuple[list[InvoiceLine], list[InvoiceLine]]:
+    """Top-level lines with their totals, and the detailed child lines of the usage ones: the one
+    rating path of invoices and simulate."""
+    currency = currencies.get(currency_code)
+    rated: list[InvoiceLine] = []
+    children: list[InvoiceLine] = []
+    for line in top:
+        if line.type is LineType.FLAT_FEE:
+            amount = currency.round((line.per_unit_amount or ZERO) * (line.quantity or ZERO))
+            rated.append(dataclasses.replace(line, totals=Totals.of(amount=amount), updated_at=now))
+            continue
+        if line.price is None or line.quantity is None:
+            rated.append(dataclasses.replace(line, totals=Totals(), updated_at=now))
+            continue
+        full = Period(line.full_period_start or line.period_start, line.full_period_end or line.period_end)
+        try:
+            result = rate(
+                RatingInput(
+                    price=line.price,
+                    currency=currency,
+                    service_period=Period(line.period_start, line.period_end),
+                    full_period=full,
+                    quantity=line.quantity,
+                    pre_period_quantity=line.pre_line_period_quantity or ZERO,
+                    discounts=line.rate_card_discounts,
+                    name=line.name,
+                )
+            )
+        except RatingError as exc:
+            raise ValidationError.single(f"lines[{line.id}]", str(exc), "rating_failed") from exc
+        t = result.totals
+        discounts: list[LineDiscount] = []
+        for d in result.lines:
+            child_id = _new_id()
+            child_discounts = tuple(LineDiscount(_new_id(), x.reason, x.amount) for x in d.discounts)
+            discounts.extend(child_discounts)
+            charges = d.amount if d.category.value == "commitment" else ZERO
+            children.append(
+                dataclasses.replace(
+                    line,
+                    id=child_id,
+                    parent_line_id=line.id,
+                    type=LineType.FLAT_FEE,
+                    status=LineStatus.DETAILED,
+                    managed_by=ManagedBy.SYSTEM,
+                    name=d.name,
+                    period_start=d.period.start,
+                    period_end=d.period.end,
+                    period_key=None,
+                    sync_key=None,
+                    feature_key=None,
+                    price=None,
+                    per_unit_amount=d.per_unit_amount,
+                    quantity=d.quantity,
+                    metered_quantity=None,
+                    pre_line_period_quantity=None,
+                    child_key=d.key,
+                    category=d.category,
+                    payment_term=d.payment_term.value,
+                    totals=Totals.of(
+                        amount=d.amount - charges,
+                        charges_total=charges,
+                        discounts_total=sum((x.amount for x in d.discounts), ZERO),
+                    ),
+                    discounts=child_discounts,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+        rated.append(
+            dataclasses.replace(
+                line,
+                totals=Totals.of(amount=t.amount, charges_total=t.charges_total, discounts_total=t.discounts_total),
+                discounts=tuple(discounts),
+                updated_at=now,
+            )
+        )
+    return rated, children
 
 
 def _snapshot(customer: Customer) -> CustomerSnapshot:

@@ -8,6 +8,7 @@ bulk ClickHouse reader is the billing worker's piece); everything else is the re
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -294,3 +295,17 @@ async def test_custom_invoicing_waits_for_the_integrator(env: Env) -> None:
     assert paid.invoice.state is State.PAID and paid.invoice.totals.total == D(40)
     with pytest.raises(InvalidTransitionError):
         await env.invoices.app_callback(ns, iid, Action.PAYMENT_FAILED)
+
+
+async def test_simulate_rates_like_an_invoice_and_stores_nothing(env: Env) -> None:
+    ns = "inv_simulate"
+    cid = await customer(env, ns)
+    api = dataclasses.replace(usage_line("API", "api", UnitPrice(D("0.015"))), quantity=D(1001))
+    tokens = dataclasses.replace(usage_line("Tokens", "tokens", TIERED), quantity=D(150))
+    sim = await env.invoices.simulate(ns, cid, PendingLinesInput("USD", [flat("Seats", "12.50", "2"), api, tokens]))
+    # The same lines and quantities as test_invoice_now_totals_by_hand_and_sandbox_to_paid.
+    assert sim.invoice.totals.total == D("57.52")
+    top = {x.name: x for x in sim.lines if x.parent_line_id is None}
+    assert top["Tokens"].totals.total == D("17.50") and top["API"].totals.total == D("15.02")
+    assert len([x for x in sim.lines if x.parent_line_id == top["Tokens"].id]) >= 2
+    assert await env.invoices.list_invoices(ns, InvoiceListQuery(include_deleted=True)) == ([], 0)
