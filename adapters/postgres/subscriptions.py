@@ -92,7 +92,7 @@ class SpecCodec:
                         {
                             "id": i.id,
                             "key": i.key,
-                            "rateCard": self._rate_cards.to_json(i.rate_card),
+                            "rateCard": self._rate_cards.to_storage(i.rate_card),
                             "activeFrom": _time(i.active_from),
                             "activeTo": _time(i.active_to),
                             "createdAt": _time(i.created_at),

@@ -66,6 +66,10 @@ class CatalogRateCards:
     def to_json(self, rate_card: TimelineRateCard) -> dict[str, Any]:
         return _card(rate_card).rest()
 
+    def to_storage(self, rate_card: TimelineRateCard) -> dict[str, Any]:
+        # Defaults stay unset, so what is read back equals what was stored.
+        return _card(rate_card).rest(resolve_defaults=False)
+
     def from_json(self, data: dict[str, Any]) -> RateCard:
         reader = Reader()
         card = parse_rate_card(reader, data, "rateCard")

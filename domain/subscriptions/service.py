@@ -264,9 +264,7 @@ class SubscriptionService:
         at = now if timing.enum == "immediate" else current.spec.billing.next_after(now, inclusive=False)
         spec = edits.apply_edits(current.spec, operations, at)
         updated = current.with_spec(spec, now)
-        await self._repository.update(updated, current.revision)
-        await self.reconcile_entitlements(updated)
-        self._changed(updated)
+        await self._save(updated, current.revision)
         return updated
 
     def resolve_end(self, current: Subscription, timing: Timing, now: datetime, field: str = "timing") -> datetime:
@@ -299,9 +297,7 @@ class SubscriptionService:
         if current.active_to is not None and end >= current.active_to:
             raise ValidationError.single("timing", "the subscription already ends before that", "invalid_timing")
         updated = current.with_spec(dataclasses.replace(current.spec, active_to=end), now)
-        await self._repository.update(updated, current.revision)
-        await self.reconcile_entitlements(updated)
-        self._changed(updated)
+        await self._save(updated, current.revision)
         return updated
 
     async def unschedule_cancelation(self, namespace: str, subscription_id: str) -> Subscription:
@@ -312,9 +308,7 @@ class SubscriptionService:
                 "subscriptionId", "the subscription has no scheduled cancelation", "subscription_not_canceled"
             )
         updated = current.with_spec(dataclasses.replace(current.spec, active_to=None), now)
-        await self._repository.update(updated, current.revision)
-        await self.reconcile_entitlements(updated)
-        self._changed(updated)
+        await self._save(updated, current.revision)
         return updated
 
     async def restore(self, namespace: str, subscription_id: str) -> Subscription:
@@ -330,9 +324,7 @@ class SubscriptionService:
                 await self._repository.delete(namespace, other.id, now)
                 await self.reconcile_entitlements(dataclasses.replace(other, deleted_at=now))
         updated = current.with_spec(dataclasses.replace(current.spec, active_to=None), now)
-        await self._repository.update(updated, current.revision)
-        await self.reconcile_entitlements(updated)
-        self._changed(updated)
+        await self._save(updated, current.revision)
         return updated
 
     async def delete(self, namespace: str, subscription_id: str) -> None:
@@ -448,9 +440,7 @@ class SubscriptionService:
         spec = addon_ops.add_items(current.spec, bought.id, offer, quantity, at, lambda: str(ULID()))
         edits.validate_spec(spec)
         updated = dataclasses.replace(current.with_spec(spec, now), addons=(*current.addons, bought))
-        await self._repository.update(updated, current.revision)
-        await self.reconcile_entitlements(updated)
-        self._changed(updated)
+        await self._save(updated, current.revision)
         return updated, bought
 
     async def update_addon(
@@ -492,9 +482,7 @@ class SubscriptionService:
         updated = dataclasses.replace(
             current.with_spec(spec, now), addons=tuple(changed if a.id == addon.id else a for a in current.addons)
         )
-        await self._repository.update(updated, current.revision)
-        await self.reconcile_entitlements(updated)
-        self._changed(updated)
+        await self._save(updated, current.revision)
         return updated, changed
 
     @staticmethod
@@ -559,6 +547,12 @@ class SubscriptionService:
             if want.active_to is not None and want.active_to <= now:
                 continue  # ended before it was ever managed (e.g. a replayed past version): nothing to grant
             await self._entitlements.create_managed(namespace, subscription.customer_id, want)
+
+    async def _save(self, updated: Subscription, expected_revision: int) -> None:
+        """Store a change (compare-and-set on the revision), then bring its entitlements in line."""
+        await self._repository.update(updated, expected_revision)
+        await self.reconcile_entitlements(updated)
+        self._changed(updated)
 
     def _changed(self, subscription: Subscription) -> None:
         for listener in self.listeners:

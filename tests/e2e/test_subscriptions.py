@@ -18,54 +18,8 @@ from openmeter import Client
 
 from tally.v1 import subscriptions_pb2, subscriptions_pb2_grpc
 from tests.support.metering import unique
+from tests.support.plans import plan_body
 from tests.support.stack import TallyProcess
-
-
-def plan_body(key: str, feature: str, base: str = "49") -> dict[str, Any]:
-    return {
-        "key": key,
-        "name": key.title(),
-        "currency": "USD",
-        "billingCadence": "P1M",
-        "phases": [
-            {
-                "key": "trial",
-                "name": "Trial",
-                "duration": "P1M",
-                "rateCards": [
-                    {
-                        "type": "flat_fee",
-                        "key": "base",
-                        "name": "Base",
-                        "billingCadence": "P1M",
-                        "price": {"type": "flat", "amount": "0", "paymentTerm": "in_advance"},
-                    }
-                ],
-            },
-            {
-                "key": "default",
-                "name": "Default",
-                "rateCards": [
-                    {
-                        "type": "flat_fee",
-                        "key": "base",
-                        "name": "Base",
-                        "billingCadence": "P1M",
-                        "price": {"type": "flat", "amount": base, "paymentTerm": "in_advance"},
-                    },
-                    {
-                        "type": "usage_based",
-                        "key": feature,
-                        "name": "Tokens",
-                        "featureKey": feature,
-                        "billingCadence": "P1M",
-                        "price": {"type": "unit", "amount": "0.001"},
-                        "entitlementTemplate": {"type": "metered", "issueAfterReset": 1000},
-                    },
-                ],
-            },
-        ],
-    }
 
 
 def setup_catalog(http: httpx.Client, feature: str) -> None:

@@ -35,55 +35,14 @@ from domain.subscriptions.models import (
 from domain.subscriptions.ports import PlanView
 from domain.subscriptions.service import SINGLE_SUBSCRIPTION, SubscriptionService
 from domain.subscriptions.timeline import billable_items, current_phase, phases
+from tests.support.plans import plan_body
 from tests.support.services import require
 from tests.support.stack import create_database, postgres_available
 
 NS = "default"
 START = datetime(2026, 3, 1, 9, tzinfo=UTC)
 
-PLAN = {
-    "key": "pro",
-    "name": "Pro",
-    "currency": "USD",
-    "billingCadence": "P1M",
-    "phases": [
-        {
-            "key": "trial",
-            "name": "Trial",
-            "duration": "P1M",
-            "rateCards": [
-                {
-                    "type": "flat_fee",
-                    "key": "base",
-                    "name": "Base",
-                    "billingCadence": "P1M",
-                    "price": {"type": "flat", "amount": "0", "paymentTerm": "in_advance"},
-                },
-            ],
-        },
-        {
-            "key": "default",
-            "name": "Default",
-            "rateCards": [
-                {
-                    "type": "flat_fee",
-                    "key": "base",
-                    "name": "Base",
-                    "billingCadence": "P1M",
-                    "price": {"type": "flat", "amount": "49", "paymentTerm": "in_advance"},
-                },
-                {
-                    "type": "usage_based",
-                    "key": "tokens",
-                    "name": "Tokens",
-                    "featureKey": "tokens",
-                    "billingCadence": "P1M",
-                    "price": {"type": "unit", "amount": "0.001"},
-                },
-            ],
-        },
-    ],
-}
+PLAN = plan_body("pro", "tokens")
 
 
 class FixedPlans:
