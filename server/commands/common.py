@@ -38,7 +38,9 @@ ApiKeyOption = Annotated[
 ]
 TimeoutOption = Annotated[float, typer.Option("--timeout", help="Deadline of each call, in seconds.", min=0.1)]
 
-stderr = Console(stderr=True, highlight=False)
+# Messages are never wrapped by rich: a path or key cut by a line break cannot be copied, and piped
+# output would be wrapped at an assumed 80 columns.
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def table_console() -> Console:
