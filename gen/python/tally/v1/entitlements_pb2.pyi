@@ -85,7 +85,7 @@ class GrantCreateInput(_message.Message):
     def __init__(self, amount: _Optional[float] = ..., priority: _Optional[int] = ..., effective_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expiration: _Optional[_Union[ExpirationPeriod, _Mapping]] = ..., max_rollover_amount: _Optional[float] = ..., min_rollover_amount: _Optional[float] = ..., metadata: _Optional[_Mapping[str, str]] = ..., recurrence: _Optional[_Union[RecurringPeriodInput, _Mapping]] = ..., annotations: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class EntitlementCreateInput(_message.Message):
-    __slots__ = ("type", "feature_key", "feature_id", "metadata", "usage_period", "measure_usage_from", "is_soft_limit", "is_unlimited", "issue_after_reset", "issue_after_reset_priority", "preserve_overage_at_reset", "issue", "grants", "config")
+    __slots__ = ("type", "feature_key", "feature_id", "metadata", "usage_period", "measure_usage_from", "is_soft_limit", "is_unlimited", "issue_after_reset", "issue_after_reset_priority", "preserve_overage_at_reset", "issue", "grants", "config", "active_from", "active_to")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -107,6 +107,8 @@ class EntitlementCreateInput(_message.Message):
     ISSUE_FIELD_NUMBER: _ClassVar[int]
     GRANTS_FIELD_NUMBER: _ClassVar[int]
     CONFIG_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_FROM_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_TO_FIELD_NUMBER: _ClassVar[int]
     type: str
     feature_key: str
     feature_id: str
@@ -121,7 +123,9 @@ class EntitlementCreateInput(_message.Message):
     issue: IssueAfterReset
     grants: _containers.RepeatedCompositeFieldContainer[GrantCreateInput]
     config: str
-    def __init__(self, type: _Optional[str] = ..., feature_key: _Optional[str] = ..., feature_id: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., usage_period: _Optional[_Union[RecurringPeriodInput, _Mapping]] = ..., measure_usage_from: _Optional[str] = ..., is_soft_limit: _Optional[bool] = ..., is_unlimited: _Optional[bool] = ..., issue_after_reset: _Optional[float] = ..., issue_after_reset_priority: _Optional[int] = ..., preserve_overage_at_reset: _Optional[bool] = ..., issue: _Optional[_Union[IssueAfterReset, _Mapping]] = ..., grants: _Optional[_Iterable[_Union[GrantCreateInput, _Mapping]]] = ..., config: _Optional[str] = ...) -> None: ...
+    active_from: _timestamp_pb2.Timestamp
+    active_to: _timestamp_pb2.Timestamp
+    def __init__(self, type: _Optional[str] = ..., feature_key: _Optional[str] = ..., feature_id: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., usage_period: _Optional[_Union[RecurringPeriodInput, _Mapping]] = ..., measure_usage_from: _Optional[str] = ..., is_soft_limit: _Optional[bool] = ..., is_unlimited: _Optional[bool] = ..., issue_after_reset: _Optional[float] = ..., issue_after_reset_priority: _Optional[int] = ..., preserve_overage_at_reset: _Optional[bool] = ..., issue: _Optional[_Union[IssueAfterReset, _Mapping]] = ..., grants: _Optional[_Iterable[_Union[GrantCreateInput, _Mapping]]] = ..., config: _Optional[str] = ..., active_from: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., active_to: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Entitlement(_message.Message):
     __slots__ = ("type", "id", "feature_key", "feature_id", "subject_key", "customer_id", "customer_key", "metadata", "annotations", "created_at", "updated_at", "deleted_at", "active_from", "active_to", "usage_period", "current_usage_period", "is_soft_limit", "is_unlimited", "issue_after_reset", "issue_after_reset_priority", "preserve_overage_at_reset", "issue", "last_reset", "measure_usage_from", "config")
