@@ -83,7 +83,7 @@ unit: $(VENV_STAMP)
 
 ## etoe: only the end-to-end tests over HTTP and gRPC
 etoe: $(VENV_STAMP)
-	$(VENV)/bin/pytest -q tests/e2e $(PYTEST_ARGS)
+	TALLY_FULL_SUITE=1 $(VENV)/bin/pytest -q tests/e2e $(PYTEST_ARGS)
 
 ## gen: all generated code under gen/ (Python messages, .pyi, grpc stubs, Envoy descriptor set, OpenAPI, TypeScript)
 gen: $(VENV_STAMP) $(NODE_STAMP)
