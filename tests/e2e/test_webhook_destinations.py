@@ -1,6 +1,6 @@
 """The webhook destination guard (server-side request forgery) in a running server with the default
 policy, not an allow-list: private, loopback and link-local destinations, by address and by a name
-that resolves to one, are refused when a delivery is attempted, and nothing reaches them; and no
+that resolves to one, are refused when the channel is created, and nothing reaches them; and no
 server follows a redirect. (Test stacks elsewhere allow 127.0.0.1, so their receivers can be
 reached; this one allows nothing but public addresses, of which the machine reaches none.)
 """
@@ -63,9 +63,10 @@ async def _first_attempt(http: httpx.AsyncClient, event_id: str) -> dict[str, An
     return status
 
 
-async def test_non_public_destinations_are_refused_at_delivery(
-    default_policy: TallyProcess, receiver: WebhookReceiver
-) -> None:
+async def test_non_public_destinations_are_refused(default_policy: TallyProcess, receiver: WebhookReceiver) -> None:
+    """Refused when the channel is created (400 naming the setting that would allow it), so no
+    delivery is ever attempted; the delivery-time check (a name that resolves elsewhere later) is
+    unit-tested in tests/unit/test_webhook_destinations.py."""
     port = receiver.port
     destinations = {
         "private address": f"http://10.1.2.3:{port}/private",
@@ -75,14 +76,16 @@ async def test_non_public_destinations_are_refused_at_delivery(
         "link-local (cloud metadata)": "http://169.254.169.254/latest/meta-data",
     }
     async with httpx.AsyncClient(base_url=default_policy.rest_url, timeout=30) as http:
-        events = {what: await _hook(http, url) for what, url in destinations.items()}
-        for what, event in events.items():
-            status = await _first_attempt(http, event["id"])
-            attempt = status["attempts"][-1]
-            assert attempt["state"] == "FAILED", (what, status)
-            assert "statusCode" not in attempt["response"], (what, status)
-            assert "destination refused" in status["reason"], (what, status)
-    # Every attempt is on record as refused: none of them reached the receiver on this machine.
+        for what, url in destinations.items():
+            channel = await http.post(
+                "/api/v1/notification/channels", json={"type": "WEBHOOK", "name": unique("c"), "url": url}
+            )
+            assert channel.status_code == 400, (what, channel.text)
+            [violation] = channel.json()["extensions"]["validationErrors"]
+            assert violation["field"] == "url" and violation["code"] == "destination_refused", (what, violation)
+            assert "notify.allow_private_destinations" in violation["message"], (what, violation)
+        listed = (await http.get("/api/v1/notification/channels")).json()
+        assert all(c["url"] not in destinations.values() for c in listed.get("items", listed)), listed
     assert receiver.arrived == {}
 
 
