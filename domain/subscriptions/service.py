@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from ulid import ULID
 
@@ -69,11 +69,10 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class CustomerLookup:
-    """The one method of CustomerService subscriptions use (kept narrow for the tests' sake)."""
+class CustomerLookup(Protocol):
+    """The one method of CustomerService subscriptions use."""
 
-    async def get_live(self, namespace: str, id_or_key: str) -> Customer:  # pragma: no cover - protocol
-        raise NotImplementedError
+    async def get_live(self, namespace: str, id_or_key: str) -> Customer: ...
 
 
 class SubscriptionService:
