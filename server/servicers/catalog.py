@@ -8,31 +8,18 @@ plan for REST and gRPC, and no field-by-field copy to keep in step with the prot
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any
 
-from google.protobuf import empty_pb2, json_format
+from google.protobuf import empty_pb2
 from google.protobuf.message import Message
 
 from domain.catalog import currencies
 from domain.catalog.plan_service import AddonService, ListVersionsInput, Page, PlanAddonService, PlanService
 from server.context import RequestContext
-from server.convert import optional_str
+from server.convert import message_from_dict, optional_str, request_dict
 from server.rest import ServicerContext as Ctx
 from server.rest import rest_hints
 from tally.v1 import catalog_pb2, catalog_pb2_grpc
-
-M = TypeVar("M", bound=Message)
-
-
-def _body(message: Message) -> dict[str, Any]:
-    # Unset scalars appear with their defaults ("" / 0), which the domain reads as absent.
-    body: dict[str, Any] = json_format.MessageToDict(message, always_print_fields_with_no_presence=True)
-    return body
-
-
-def _message(data: dict[str, Any], target: M) -> M:
-    json_format.ParseDict(data, target, ignore_unknown_fields=True)
-    return target
 
 
 def _opt_int(message: Message, name: str) -> int | None:
@@ -63,10 +50,10 @@ class PlanServicer(catalog_pb2_grpc.PlanServiceServicer):
         self._request = request
 
     def _out(self, plan: Any) -> catalog_pb2.Plan:
-        return _message(plan.rest(self._plans.now()), catalog_pb2.Plan())
+        return message_from_dict(plan.rest(self._plans.now()), catalog_pb2.Plan())
 
     async def CreatePlan(self, request: catalog_pb2.CreatePlanRequest, context: Ctx) -> catalog_pb2.Plan:
-        plan = await self._plans.create(self._request.namespace(context), _body(request.plan))
+        plan = await self._plans.create(self._request.namespace(context), request_dict(request.plan))
         await rest_hints(context, http_code=201)
         return self._out(plan)
 
@@ -80,7 +67,7 @@ class PlanServicer(catalog_pb2_grpc.PlanServiceServicer):
 
     async def UpdatePlan(self, request: catalog_pb2.UpdatePlanRequest, context: Ctx) -> catalog_pb2.Plan:
         namespace = self._request.namespace(context)
-        return self._out(await self._plans.update(namespace, request.plan_id, _body(request.plan)))
+        return self._out(await self._plans.update(namespace, request.plan_id, request_dict(request.plan)))
 
     async def DeletePlan(self, request: catalog_pb2.DeletePlanRequest, context: Ctx) -> empty_pb2.Empty:
         await self._plans.delete(self._request.namespace(context), request.plan_id)
@@ -105,10 +92,10 @@ class AddonServicer(catalog_pb2_grpc.AddonServiceServicer):
         self._request = request
 
     def _out(self, addon: Any) -> catalog_pb2.Addon:
-        return _message(addon.rest(self._addons.now()), catalog_pb2.Addon())
+        return message_from_dict(addon.rest(self._addons.now()), catalog_pb2.Addon())
 
     async def CreateAddon(self, request: catalog_pb2.CreateAddonRequest, context: Ctx) -> catalog_pb2.Addon:
-        addon = await self._addons.create(self._request.namespace(context), _body(request.addon))
+        addon = await self._addons.create(self._request.namespace(context), request_dict(request.addon))
         await rest_hints(context, http_code=201)
         return self._out(addon)
 
@@ -122,7 +109,7 @@ class AddonServicer(catalog_pb2_grpc.AddonServiceServicer):
 
     async def UpdateAddon(self, request: catalog_pb2.UpdateAddonRequest, context: Ctx) -> catalog_pb2.Addon:
         namespace = self._request.namespace(context)
-        return self._out(await self._addons.update(namespace, request.addon_id, _body(request.addon)))
+        return self._out(await self._addons.update(namespace, request.addon_id, request_dict(request.addon)))
 
     async def DeleteAddon(self, request: catalog_pb2.DeleteAddonRequest, context: Ctx) -> empty_pb2.Empty:
         await self._addons.delete(self._request.namespace(context), request.addon_id)
@@ -142,11 +129,11 @@ class PlanAddonServicer(catalog_pb2_grpc.PlanAddonServiceServicer):
         self._request = request
 
     def _out(self, assignment: Any) -> catalog_pb2.PlanAddon:
-        return _message(assignment.rest(self._assignments.now()), catalog_pb2.PlanAddon())
+        return message_from_dict(assignment.rest(self._assignments.now()), catalog_pb2.PlanAddon())
 
     async def CreatePlanAddon(self, request: catalog_pb2.CreatePlanAddonRequest, context: Ctx) -> catalog_pb2.PlanAddon:
         namespace = self._request.namespace(context)
-        assignment = await self._assignments.create(namespace, request.plan_id, _body(request.plan_addon))
+        assignment = await self._assignments.create(namespace, request.plan_id, request_dict(request.plan_addon))
         await rest_hints(context, http_code=201)
         return self._out(assignment)
 
@@ -164,7 +151,7 @@ class PlanAddonServicer(catalog_pb2_grpc.PlanAddonServiceServicer):
     async def UpdatePlanAddon(self, request: catalog_pb2.UpdatePlanAddonRequest, context: Ctx) -> catalog_pb2.PlanAddon:
         namespace = self._request.namespace(context)
         assignment = await self._assignments.update(
-            namespace, request.plan_id, request.plan_addon_id, _body(request.plan_addon)
+            namespace, request.plan_id, request.plan_addon_id, request_dict(request.plan_addon)
         )
         return self._out(assignment)
 

@@ -8,10 +8,9 @@ catalog servicers do.
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any
 
-from google.protobuf import empty_pb2, json_format
-from google.protobuf.message import Message
+from google.protobuf import empty_pb2
 from ulid import ULID
 
 from domain.entitlements.recurrence import IsoDuration
@@ -31,23 +30,12 @@ from domain.subscriptions.service import SubscriptionService
 from domain.subscriptions.timeline import PhaseSpec
 from domain.subscriptions.wire import addon_rest, expanded_rest, subscription_rest
 from server.context import RequestContext
-from server.convert import optional_str, timestamp_or_none
+from server.convert import message_from_dict, optional_str, request_dict, timestamp_or_none
 from server.rest import ServicerContext as Ctx
 from server.rest import rest_hints
 from tally.v1 import subscriptions_pb2, subscriptions_pb2_grpc
 
-M = TypeVar("M", bound=Message)
 STATUSES = ("active", "inactive", "canceled", "scheduled")
-
-
-def _message(data: dict[str, Any], target: M) -> M:
-    json_format.ParseDict(data, target, ignore_unknown_fields=True)
-    return target
-
-
-def _body(message: Message) -> dict[str, Any]:
-    body: dict[str, Any] = json_format.MessageToDict(message)
-    return body
 
 
 def _duration(text: str | None, field: str, required: bool) -> IsoDuration | None:
@@ -71,11 +59,11 @@ class SubscriptionServicer(subscriptions_pb2_grpc.SubscriptionServiceServicer):
         self._rate_cards = CatalogRateCards()
 
     def _sub(self, sub: Subscription) -> subscriptions_pb2.Subscription:
-        return _message(subscription_rest(sub, self._subscriptions.now()), subscriptions_pb2.Subscription())
+        return message_from_dict(subscription_rest(sub, self._subscriptions.now()), subscriptions_pb2.Subscription())
 
     def _expanded(self, sub: Subscription) -> subscriptions_pb2.SubscriptionExpanded:
         data = expanded_rest(sub, self._subscriptions.now(), self._rate_cards)
-        return _message(data, subscriptions_pb2.SubscriptionExpanded())
+        return message_from_dict(data, subscriptions_pb2.SubscriptionExpanded())
 
     async def CreateSubscription(
         self, request: subscriptions_pb2.CreateSubscriptionRequest, context: Ctx
@@ -83,7 +71,7 @@ class SubscriptionServicer(subscriptions_pb2_grpc.SubscriptionServiceServicer):
         data = CreateSubscriptionInput(
             namespace=self._request.namespace(context),
             plan=_selector(request),
-            custom_plan=_body(request.custom_plan) if request.HasField("custom_plan") else None,
+            custom_plan=request_dict(request.custom_plan) if request.HasField("custom_plan") else None,
             customer_id=request.customer_id or None,
             customer_key=request.customer_key or None,
             timing=Timing.parse(optional_str(request, "timing")),
@@ -113,7 +101,7 @@ class SubscriptionServicer(subscriptions_pb2_grpc.SubscriptionServiceServicer):
         if kind == "add_item":
             if not op.HasField("rate_card"):
                 raise ValidationError.single(f"{path}.rateCard", "required", "required")
-            card = self._rate_cards.parse(_body(op.rate_card), f"{path}.rateCard")
+            card = self._rate_cards.parse(request_dict(op.rate_card), f"{path}.rateCard")
             return edits.AddItem(phase_key or "", card, str(ULID()))
         if kind == "remove_item":
             item_key = optional_str(op, "item_key")
@@ -202,7 +190,7 @@ class SubscriptionServicer(subscriptions_pb2_grpc.SubscriptionServiceServicer):
             namespace=self._request.namespace(context),
             subscription_id=request.subscription_id,
             plan=_selector(request),
-            custom_plan=_body(request.custom_plan) if request.HasField("custom_plan") else None,
+            custom_plan=request_dict(request.custom_plan) if request.HasField("custom_plan") else None,
             timing=Timing.parse(request.timing, default=None),
             billing_anchor=timestamp_or_none(request, "billing_anchor"),
             starting_phase=optional_str(request, "starting_phase"),
@@ -265,7 +253,7 @@ class SubscriptionServicer(subscriptions_pb2_grpc.SubscriptionServiceServicer):
 
     def _addon(self, sub: Subscription, addon: SubscriptionAddon) -> subscriptions_pb2.SubscriptionAddon:
         data = addon_rest(sub, addon, self._subscriptions.now(), self._rate_cards)
-        return _message(data, subscriptions_pb2.SubscriptionAddon())
+        return message_from_dict(data, subscriptions_pb2.SubscriptionAddon())
 
     async def CreateSubscriptionAddon(
         self, request: subscriptions_pb2.CreateSubscriptionAddonRequest, context: Ctx
