@@ -7,7 +7,7 @@ from typing import Any
 from domain.catalog.addons import AddonStatus
 from domain.catalog.plan_service import AddonService, ListVersionsInput, PlanAddonService, PlanService
 from domain.catalog.plans import PlanStatus
-from domain.errors import NotFoundError, ValidationError
+from domain.errors import ValidationError
 from domain.subscriptions.addons import AddonOffer
 from domain.subscriptions.catalog import content_view, plan_view
 from domain.subscriptions.models import PlanRef
@@ -24,22 +24,15 @@ class CatalogPlans:
     async def active_plan(self, namespace: str, key: str, version: int | None) -> PlanView:
         if version is None:
             return plan_view(await self._plans.get(namespace, key))
-        page = await self._plans.list_plans(namespace, ListVersionsInput(keys=(key,), page_size=1000))
-        for plan in page.items:
-            if plan.version == version:
-                if plan.status(self._plans.now()) not in (PlanStatus.ACTIVE, PlanStatus.ARCHIVED):
-                    raise ValidationError.single(
-                        "plan.version", f"version {version} of plan {key!r} is not published", "plan_not_published"
-                    )
-                return plan_view(plan)
-        raise NotFoundError("plan", f"{key} version {version}")
+        plan = await self._plans.get_version(namespace, key, version)
+        if plan.status(self._plans.now()) not in (PlanStatus.ACTIVE, PlanStatus.ARCHIVED):
+            raise ValidationError.single(
+                "plan.version", f"version {version} of plan {key!r} is not published", "plan_not_published"
+            )
+        return plan_view(plan)
 
     async def custom_plan(self, namespace: str, body: dict[str, Any]) -> PlanView:
         return content_view(await self._plans.check_custom(namespace, body), None)
-
-    async def plans_by_key(self, namespace: str, key: str) -> list[PlanRef]:
-        page = await self._plans.list_plans(namespace, ListVersionsInput(keys=(key,), page_size=1000))
-        return [PlanRef(p.id, p.key, p.version) for p in page.items]
 
 
 class CatalogAddons:

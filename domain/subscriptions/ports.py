@@ -48,8 +48,6 @@ class PlanSource(Protocol):
         """An inline plan (OpenMeter's customPlan), validated as publish validates a plan."""
         ...
 
-    async def plans_by_key(self, namespace: str, key: str) -> Sequence[PlanRef]: ...
-
 
 class AddonSource(Protocol):
     async def offer(self, namespace: str, plan: PlanRef, addon_id: str) -> AddonOffer:

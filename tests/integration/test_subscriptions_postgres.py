@@ -28,7 +28,6 @@ from domain.subscriptions.catalog import CatalogRateCards, billing_terms, plan_v
 from domain.subscriptions.models import (
     ChangeSubscriptionInput,
     CreateSubscriptionInput,
-    PlanRef,
     PlanSelector,
     Timing,
 )
@@ -65,9 +64,6 @@ class FixedPlans:
         if not versions:
             raise NotFoundError("plan", key)
         return self.plans[(key, version if version is not None else versions[-1])]
-
-    async def plans_by_key(self, namespace: str, key: str) -> list[PlanRef]:
-        return [p.ref for (k, _), p in self.plans.items() if k == key]
 
 
 class Clock:
