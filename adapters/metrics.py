@@ -13,10 +13,12 @@ in JSON. It is served from a thread, so a blocked event loop shows as a stale be
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
@@ -95,6 +97,15 @@ class Liveness:
         with self._lock:
             self._loops.pop(name, None)
 
+    @contextlib.contextmanager
+    def watching(self, name: str, max_age_s: float) -> Iterator[None]:
+        """Registers a loop for its lifetime: a loop that ended (a stopped worker) is not reported stalled."""
+        self.register(name, max_age_s)
+        try:
+            yield
+        finally:
+            self.unregister(name)
+
     def report(self) -> tuple[bool, dict[str, Any]]:
         now = time.monotonic()
         with self._lock:
@@ -109,12 +120,14 @@ LIVENESS = Liveness()
 
 
 class _Handler(BaseHTTPRequestHandler):
+    liveness: Liveness = LIVENESS
+
     def log_message(self, format: str, *args: Any) -> None:
         return None
 
     def do_GET(self) -> None:
         if self.path.split("?")[0] == "/healthz":
-            ok, loops = LIVENESS.report()
+            ok, loops = self.liveness.report()
             body = json.dumps({"status": "ok" if ok else "stalled", "loops": loops}).encode()
             self._send(200 if ok else 503, "application/json", body)
         elif self.path.split("?")[0] == "/metrics":
@@ -130,8 +143,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-def serve(host: str, port: int) -> ThreadingHTTPServer:
-    server = ThreadingHTTPServer((host, port), _Handler)
+def serve(host: str, port: int, liveness: Liveness = LIVENESS) -> ThreadingHTTPServer:
+    """Serves /metrics and /healthz (from `liveness`) on a thread of its own."""
+    handler = type("Handler", (_Handler,), {"liveness": liveness})
+    server = ThreadingHTTPServer((host, port), handler)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
     return server

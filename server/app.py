@@ -156,7 +156,6 @@ class App:
                 envoy = Envoy(settings)
                 await envoy.start()
                 self._stack.append(envoy.stop)
-        metrics.LIVENESS.register("event-loop", 10.0)
         self._periodic.append(asyncio.create_task(self._heartbeat(), name="heartbeat"))
         metrics_server = metrics.serve(settings.metrics_host, settings.metrics_port)
         self._stack.insert(0, metrics_server.shutdown)
@@ -272,9 +271,10 @@ class App:
 
     async def _heartbeat(self) -> None:
         """A blocked event loop stops this beat, and /healthz (served from a thread) then fails."""
-        while True:
-            metrics.LIVENESS.beat("event-loop")
-            await asyncio.sleep(1.0)
+        with metrics.LIVENESS.watching("event-loop", 10.0):
+            while True:
+                metrics.LIVENESS.beat("event-loop")
+                await asyncio.sleep(1.0)
 
     async def _purge_keys(self, store: PostgresEventKeyStore, window: timedelta) -> None:
         while True:

@@ -58,18 +58,18 @@ class BalanceWorker:
             self._task = None
 
     async def _run(self) -> None:
-        metrics.LIVENESS.register("balance", 60.0)
-        while True:
-            metrics.LIVENESS.beat("balance")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=5.0)
-            if not self._wake.is_set():
-                continue
-            self._wake.clear()
-            try:
-                await self.drain()
-            except Exception:
-                log.exception("balance recomputation failed")
+        with metrics.LIVENESS.watching("balance", 60.0):
+            while True:
+                metrics.LIVENESS.beat("balance")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=5.0)
+                if not self._wake.is_set():
+                    continue
+                self._wake.clear()
+                try:
+                    await self.drain()
+                except Exception:
+                    log.exception("balance recomputation failed")
 
     async def drain(self) -> int:
         """Recomputes everything announced so far; returns how many entitlements it recomputed."""

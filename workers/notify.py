@@ -87,19 +87,19 @@ class NotifyWorker:
                 task.cancel()
 
     async def _run(self) -> None:
-        metrics.LIVENESS.register("notify", 60.0)
-        while not self._stopping:
-            metrics.LIVENESS.beat("notify")
-            try:
-                claimed = await self.run_once()
-            except Exception:
-                log.exception("claiming due notification deliveries failed")
-                claimed = 0
-            if claimed and len(self._inflight) < self._max:
-                continue
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self._poll.total_seconds())
+        with metrics.LIVENESS.watching("notify", 60.0):
+            while not self._stopping:
+                metrics.LIVENESS.beat("notify")
+                try:
+                    claimed = await self.run_once()
+                except Exception:
+                    log.exception("claiming due notification deliveries failed")
+                    claimed = 0
+                if claimed and len(self._inflight) < self._max:
+                    continue
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=self._poll.total_seconds())
 
     async def run_once(self) -> int:
         """Claims what is due (up to the free concurrency) and starts delivering it."""

@@ -166,29 +166,29 @@ class KafkaAnnouncements:
 
     async def _consume(self) -> None:
         assert self._consumer is not None
-        metrics.LIVENESS.register("announcements", 30.0)
-        while True:
-            metrics.LIVENESS.beat("announcements")
-            try:
-                batches = await self._consumer.getmany(timeout_ms=100, max_records=1000)
-                for tp, messages in batches.items():
-                    if messages[0].offset > self._handled.get(tp, messages[0].offset):
-                        log.warning(
-                            "announcements skipped (offset reset); derived state cleared", partition=tp.partition
-                        )
-                        for callback in self.on_gap:
-                            callback()
-                    for message in messages:
-                        self.received += 1
-                        origin, announcement = decode(message.value or b"{}")
-                        if announcement is not None and origin != self.origin:
-                            await _dispatch(self._handlers, announcement)
-                    self._handled[tp] = messages[-1].offset + 1
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("reading announcements failed; retrying")
-                await asyncio.sleep(0.5)
+        with metrics.LIVENESS.watching("announcements", 30.0):
+            while True:
+                metrics.LIVENESS.beat("announcements")
+                try:
+                    batches = await self._consumer.getmany(timeout_ms=100, max_records=1000)
+                    for tp, messages in batches.items():
+                        if messages[0].offset > self._handled.get(tp, messages[0].offset):
+                            log.warning(
+                                "announcements skipped (offset reset); derived state cleared", partition=tp.partition
+                            )
+                            for callback in self.on_gap:
+                                callback()
+                        for message in messages:
+                            self.received += 1
+                            origin, announcement = decode(message.value or b"{}")
+                            if announcement is not None and origin != self.origin:
+                                await _dispatch(self._handlers, announcement)
+                        self._handled[tp] = messages[-1].offset + 1
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("reading announcements failed; retrying")
+                    await asyncio.sleep(0.5)
 
     async def _sync(self) -> None:
         assert self._consumer is not None
@@ -246,23 +246,23 @@ class KafkaAnnouncementGroup:
         self._task = asyncio.create_task(self._run(), name="announcements-balance")
 
     async def _run(self) -> None:
-        metrics.LIVENESS.register("balance-announcements", 30.0)
-        while True:
-            metrics.LIVENESS.beat("balance-announcements")
-            try:
-                batches = await self._consumer.getmany(timeout_ms=200, max_records=1000)
-                self.last_poll = time.monotonic()
-                for tp, messages in batches.items():
-                    for message in messages:
-                        _, announcement = decode(message.value or b"{}")
-                        if announcement is not None:
-                            await _dispatch((self._handler,), announcement)
-                    await self._consumer.commit({tp: messages[-1].offset + 1})
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("balance: reading announcements failed; retrying")
-                await asyncio.sleep(0.5)
+        with metrics.LIVENESS.watching("balance-announcements", 30.0):
+            while True:
+                metrics.LIVENESS.beat("balance-announcements")
+                try:
+                    batches = await self._consumer.getmany(timeout_ms=200, max_records=1000)
+                    self.last_poll = time.monotonic()
+                    for tp, messages in batches.items():
+                        for message in messages:
+                            _, announcement = decode(message.value or b"{}")
+                            if announcement is not None:
+                                await _dispatch((self._handler,), announcement)
+                        await self._consumer.commit({tp: messages[-1].offset + 1})
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("balance: reading announcements failed; retrying")
+                    await asyncio.sleep(0.5)
 
     async def stop(self) -> None:
         if self._task is not None:

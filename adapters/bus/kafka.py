@@ -165,33 +165,33 @@ class KafkaSinkConsumer:
 
     async def _run(self) -> None:
         next_check = time.monotonic() + STALL_CHECK_SECONDS
-        metrics.LIVENESS.register("sink", 60.0)
-        while not self._stopping.is_set():
-            metrics.LIVENESS.beat("sink")
-            try:
-                # Messages carry many events each; max_records bounds messages, not events.
-                batches = await self._consumer.getmany(timeout_ms=self._flush_interval_ms, max_records=1000)
-                for tp, messages in batches.items():
-                    events = [event for message in messages if message.value for event in decode(message.value)]
-                    await self._flush(tp, events)
-                    await self._consumer.commit({tp: messages[-1].offset + 1})
-                    self._observe_lag(tp, messages[-1].offset + 1)
-                    self._progress[tp] = time.monotonic()
-                if time.monotonic() >= next_check:
-                    await self._restart_stalled_fetches()
-                    next_check = time.monotonic() + STALL_CHECK_SECONDS
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                # Nothing was committed for the failed batch: seek back so it is consumed again.
-                log.exception("sink batch failed; retrying from the last committed offset")
-                for tp in self._consumer.assignment():
-                    committed = await self._consumer.committed(tp)
-                    if committed is not None:
-                        self._consumer.seek(tp, committed)
-                    else:
-                        await self._consumer.seek_to_beginning(tp)
-                await asyncio.sleep(1.0)
+        with metrics.LIVENESS.watching("sink", 60.0):
+            while not self._stopping.is_set():
+                metrics.LIVENESS.beat("sink")
+                try:
+                    # Messages carry many events each; max_records bounds messages, not events.
+                    batches = await self._consumer.getmany(timeout_ms=self._flush_interval_ms, max_records=1000)
+                    for tp, messages in batches.items():
+                        events = [event for message in messages if message.value for event in decode(message.value)]
+                        await self._flush(tp, events)
+                        await self._consumer.commit({tp: messages[-1].offset + 1})
+                        self._observe_lag(tp, messages[-1].offset + 1)
+                        self._progress[tp] = time.monotonic()
+                    if time.monotonic() >= next_check:
+                        await self._restart_stalled_fetches()
+                        next_check = time.monotonic() + STALL_CHECK_SECONDS
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    # Nothing was committed for the failed batch: seek back so it is consumed again.
+                    log.exception("sink batch failed; retrying from the last committed offset")
+                    for tp in self._consumer.assignment():
+                        committed = await self._consumer.committed(tp)
+                        if committed is not None:
+                            self._consumer.seek(tp, committed)
+                        else:
+                            await self._consumer.seek_to_beginning(tp)
+                    await asyncio.sleep(1.0)
 
     async def _restart_stalled_fetches(self) -> None:
         """Re-seeks a partition that has messages behind its committed offset but delivered none for
@@ -229,5 +229,4 @@ class KafkaSinkConsumer:
         self._stopping.set()
         if self._task is not None:
             await self._task
-        metrics.LIVENESS.unregister("sink")
         await self._consumer.stop()

@@ -26,17 +26,27 @@ def test_a_loop_that_stops_beating_is_reported_stalled() -> None:
 
 
 def test_healthz_and_metrics_are_served() -> None:
+    # A registry of its own: loops of other tests in this process must not decide this test's answer.
+    liveness = Liveness()
     port = free_port()
-    server = serve("127.0.0.1", port)
+    server = serve("127.0.0.1", port, liveness)
     try:
-        LIVENESS.register("test-loop", 60)
+        liveness.register("test-loop", 60)
         assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
-        LIVENESS.register("test-loop", 0.01)
+        liveness.register("test-loop", 0.01)
         time.sleep(0.05)
         stalled = httpx.get(f"http://127.0.0.1:{port}/healthz")
         assert stalled.status_code == 503
         assert stalled.json()["loops"]["test-loop"]["alive"] is False
         assert "tally_rpc_total" in httpx.get(f"http://127.0.0.1:{port}/metrics").text
     finally:
-        LIVENESS.unregister("test-loop")
         server.shutdown()
+
+
+def test_a_loop_that_ended_is_no_longer_watched() -> None:
+    """A stopped worker's loop leaves the registry: /healthz of a process that stopped one app and
+    runs another (as tests and `tally serve` reloads do) does not report the old loop stalled."""
+    with LIVENESS.watching("ended-loop", 0.01):
+        assert "ended-loop" in LIVENESS.report()[1]
+    time.sleep(0.02)
+    assert "ended-loop" not in LIVENESS.report()[1]
