@@ -36,15 +36,26 @@ class BackfillWorker:
         self._task: asyncio.Task[None] | None = None
 
     async def run_once(self) -> int:
-        """Backfills every due meter; returns how many it marked."""
+        """Backfills every due meter, the longest waiting first; returns how many it marked.
+
+        A meter whose backfill fails is logged and retried on the next pass; it does not hold back
+        the meters after it (each is its own statement, and each is verified before it is marked)."""
         marked = 0
         now = datetime.now(UTC)
-        for meter in await self._meters.list_all_live():
-            if meter.values_backfilled or now - meter.updated_at < self._delay:
-                continue
-            if await self._store.backfill_values(meter) and await self._meters.mark_backfilled(meter):
-                marked += 1
-                log.info("meter values backfilled", namespace=meter.namespace, meter=meter.slug)
+        due = [
+            m
+            for m in await self._meters.list_all_live()
+            if not m.values_backfilled and now - m.updated_at >= self._delay
+        ]
+        for meter in sorted(due, key=lambda m: m.updated_at):
+            try:
+                if await self._store.backfill_values(meter) and await self._meters.mark_backfilled(meter):
+                    marked += 1
+                    log.info("meter values backfilled", namespace=meter.namespace, meter=meter.slug)
+            except Exception:
+                log.exception(
+                    "meter value backfill failed; retrying later", namespace=meter.namespace, meter=meter.slug
+                )
         return marked
 
     async def _loop(self) -> None:
@@ -52,7 +63,7 @@ class BackfillWorker:
             try:
                 await self.run_once()
             except Exception:
-                log.exception("meter value backfill failed; retrying later")
+                log.exception("listing meters to backfill failed; retrying later")
             await asyncio.sleep(self._interval)
 
     def start(self) -> None:
