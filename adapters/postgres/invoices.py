@@ -572,8 +572,18 @@ class PostgresInvoiceRepository:
             InvoiceRow.status == InvoiceStatus.GATHERING.value,
             col(InvoiceRow.deleted_at).is_(None),
             col(InvoiceRow.collection_at) <= now,
+            or_(col(InvoiceRow.next_attempt_at).is_(None), col(InvoiceRow.next_attempt_at) <= now),
         )
         if namespace is not None:
             statement = statement.where(InvoiceRow.namespace == namespace)
         statement = statement.order_by(col(InvoiceRow.collection_at)).limit(limit).with_for_update(skip_locked=True)
         return [_invoice(row) for row in (await self._session.exec(statement)).all()]
+
+    async def schedule(self, namespace: str, invoice_ids: Sequence[str], at: datetime) -> None:
+        if not invoice_ids:
+            return
+        await self._session.exec(
+            update(InvoiceRow)
+            .where(col(InvoiceRow.namespace) == namespace, col(InvoiceRow.id).in_(list(invoice_ids)))
+            .values(next_attempt_at=at)
+        )

@@ -20,6 +20,7 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Final
 
 from ulid import ULID
 
@@ -32,6 +33,8 @@ from domain.billing.apps.port import (
 )
 from domain.billing.apps.registry import Marketplace
 from domain.billing.invoice_states import (
+    FINAL_STATES,
+    TABLE,
     Action,
     Actor,
     AppHook,
@@ -76,6 +79,30 @@ Clock = Callable[[], datetime]
 
 # The longest walk through the table is under 20 rows; beyond this something is wrong with it.
 _MAX_STEPS = 50
+
+# The billing worker's schedule (`Invoice.next_attempt_at`) of an invoice that waits for a person
+# or an app, not for time: no pass claims it; the action or callback that moves it drives it and
+# writes its schedule again.
+UNSCHEDULED: Final = datetime(9999, 12, 31, tzinfo=UTC)
+
+# The states the billing worker moves on its own: it advances them, or marks them overdue.
+WORKER_STATES: Final = frozenset(
+    t.source for t in TABLE if t.action in (Action.ADVANCE, Action.PAYMENT_OVERDUE) and t.source not in FINAL_STATES
+)
+
+
+def wake_at(invoice: Invoice, now: datetime) -> datetime:
+    """When the worker has something to do for an invoice the table cannot move now: the future
+    time its guard waits for (collection, the draft period, the due date), else UNSCHEDULED (a
+    time already past means it waits for something else: an approval, a fix of its issues)."""
+    wait: datetime | None = None
+    if invoice.state is State.DRAFT_WAITING_FOR_COLLECTION:
+        wait = invoice.collection_at
+    elif invoice.state is State.DRAFT_WAITING_AUTO_APPROVAL:
+        wait = invoice.draft_until
+    elif any(t.source is invoice.state and t.action is Action.PAYMENT_OVERDUE for t in TABLE):
+        wait = invoice.due_at
+    return wait if wait is not None and wait > now else UNSCHEDULED
 
 
 def _utcnow() -> datetime:
@@ -249,6 +276,14 @@ class InvoiceService:
     async def invoice_now(self, namespace: str, data: InvoiceNowInput) -> list[InvoiceWithLines]:
         """Standard invoices (one per currency) from the customer's lines due by `as_of`, advanced
         as far as the workflow lets them go. Nothing due: ValidationError, never an empty invoice."""
+        out = []
+        for invoice_id in await self._create_invoices(namespace, data):
+            await self._drive(namespace, invoice_id, Action.ADVANCE)
+            out.append(await self.get(namespace, invoice_id))
+        return out
+
+    async def _create_invoices(self, namespace: str, data: InvoiceNowInput) -> list[str]:
+        """invoice-now's first transaction: the standard invoices, in draft.created."""
         customer = await self._customers.get(namespace, data.customer)
         now = self._clock()
         as_of = data.as_of or now
@@ -278,11 +313,7 @@ class InvoiceService:
                     "customerId", "the customer has no pending lines due by asOf", "no_invoicable_lines"
                 )
             await tx.commit()
-        out = []
-        for invoice_id in created:
-            await self._drive(namespace, invoice_id, Action.ADVANCE)
-            out.append(await self.get(namespace, invoice_id))
-        return out
+        return created
 
     async def _invoice_gathering(
         self, tx: BillingStore, gathering: Invoice, as_of: datetime, data: InvoiceNowInput, now: datetime
@@ -418,8 +449,13 @@ class InvoiceService:
                 if action is not None:
                     row = fire(invoice.state, action, conditions)
                 else:
-                    found = transition(invoice.state, Action.ADVANCE, conditions)
+                    found = transition(invoice.state, Action.ADVANCE, conditions) or _overdue(invoice, conditions, now)
                     if found is None:
+                        # At rest: the worker looks again when time can move it, and not before.
+                        wake = wake_at(invoice, now)
+                        if invoice.next_attempt_at != wake or invoice.attempts:
+                            await tx.invoices.update(dataclasses.replace(invoice, next_attempt_at=wake, attempts=0))
+                            await tx.commit()
                         return
                     row = found
                 invoice = await self._apply(tx, invoice, row, now)
@@ -503,6 +539,52 @@ class InvoiceService:
             case AppHook.VOID:
                 await app.void_invoice(view, None)
         return dataclasses.replace(invoice, app_attempt=dataclasses.replace(attempt, finished_at=now, waiting=waiting))
+
+    # --- the billing worker's bookkeeping ---------------------------------------------------
+
+    async def claim_due(self, now: datetime, limit: int, lease_until: datetime) -> list[Invoice]:
+        """Standard invoices the worker can move now, leased to the caller until `lease_until`:
+        claimed with SKIP LOCKED and their schedule moved to the lease's end in one transaction, so
+        racing workers take different invoices, and one killed mid-advance leaves its invoices to
+        the next worker once the lease ends (each state change being its own transaction, nothing
+        is half-done)."""
+        async with self._uow() as tx:
+            found = await tx.invoices.claim(sorted(WORKER_STATES), now, limit)
+            await _lease(tx, found, lease_until)
+            await tx.commit()
+        return found
+
+    async def claim_gathering_due(self, now: datetime, limit: int, lease_until: datetime) -> list[Invoice]:
+        """Gathering invoices whose earliest line is due, leased like `claim_due`."""
+        async with self._uow() as tx:
+            found = await tx.invoices.claim_gathering_due(now, limit)
+            await _lease(tx, found, lease_until)
+            await tx.commit()
+        return found
+
+    async def collect(self, gathering: Invoice, now: datetime) -> list[str]:
+        """The worker's collection of a gathering invoice: the customer's lines due by now become
+        standard invoices in draft.created (progressive billing is for an explicit invoice-now, not
+        for this); the caller advances them. Nothing due (another worker was first): []."""
+        data = InvoiceNowInput(customer=gathering.customer.id, as_of=now, progressive_billing_override=False)
+        try:
+            return await self._create_invoices(gathering.namespace, data)
+        except ValidationError as exc:
+            if any(v.code == "no_invoicable_lines" for v in exc.violations):
+                return []
+            raise
+
+    async def record_failure(self, namespace: str, invoice_id: str, retry_at: datetime) -> Invoice | None:
+        """A worker's step failed (an app or the store did not answer): the invoice stays in its
+        last committed state and is tried again at `retry_at`. None: the invoice is gone."""
+        async with self._uow() as tx:
+            invoice = await tx.invoices.get(namespace, invoice_id, lock=True)
+            if invoice is None:
+                return None
+            invoice = dataclasses.replace(invoice, attempts=invoice.attempts + 1, next_attempt_at=retry_at)
+            await tx.invoices.update(invoice)
+            await tx.commit()
+        return invoice
 
     # --- steps ---------------------------------------------------------------------------------
 
@@ -719,6 +801,21 @@ def rate_lines(
             )
         )
     return rated, children
+
+
+async def _lease(tx: BillingStore, invoices: Sequence[Invoice], until: datetime) -> None:
+    by_namespace: dict[str, list[str]] = {}
+    for invoice in invoices:
+        by_namespace.setdefault(invoice.namespace, []).append(invoice.id)
+    for namespace, ids in by_namespace.items():
+        await tx.invoices.schedule(namespace, ids, until)
+
+
+def _overdue(invoice: Invoice, conditions: Conditions, now: datetime) -> Transition | None:
+    """The worker's own payment outcome: an open payment past its due date is overdue."""
+    if invoice.due_at is None or now < invoice.due_at:
+        return None
+    return transition(invoice.state, Action.PAYMENT_OVERDUE, conditions)
 
 
 def _snapshot(customer: Customer) -> CustomerSnapshot:

@@ -167,7 +167,12 @@ class InvoiceRepository(Protocol):
         ...
 
     async def claim_gathering_due(self, now: datetime, limit: int, namespace: str | None = None) -> list[Invoice]:
-        """Live gathering invoices whose `collection_at` has passed, locked with SKIP LOCKED."""
+        """Live gathering invoices whose `collection_at` and `next_attempt_at` (unless unset) have
+        passed, locked with SKIP LOCKED."""
+        ...
+
+    async def schedule(self, namespace: str, invoice_ids: Sequence[str], at: datetime) -> None:
+        """Sets the invoices' `next_attempt_at` (a worker's lease, or when to look again)."""
         ...
 
 

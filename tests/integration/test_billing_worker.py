@@ -1,0 +1,365 @@
+"""The billing worker on real Postgres: collection of due gathering invoices, drafts advanced when
+their draft period ends, overdue payments, two workers racing, a worker killed with SIGKILL
+mid-advance, and the usage store failing during collection.
+
+Time is the services' clock (a `Clock` the test moves); usage comes from the stand-in of
+test_invoices (`EventUsage`), wrapped where a test needs the store to fail or to hold a worker
+mid-step."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest_asyncio
+
+from adapters.postgres.billing import PostgresInvoiceNumbers, billing_unit_of_work
+from adapters.postgres.customers import PostgresCustomerRepository
+from adapters.postgres.db import create_engine, migrate, session_factory
+from domain.billing.apps.models import InstallAppInput
+from domain.billing.apps.registry import Marketplace
+from domain.billing.invoice_service import UNSCHEDULED, InvoiceService
+from domain.billing.invoice_states import InvoiceStatus, State
+from domain.billing.invoices import (
+    InvoiceListQuery,
+    InvoiceWithLines,
+    PendingLineInput,
+    PendingLinesInput,
+    UsageRequest,
+)
+from domain.billing.models import OverrideUpsertInput, ProfileApps, ProfileCreateInput, WorkflowPatch
+from domain.billing.ports import UsageSource
+from domain.billing.service import AppService, BillingProfileService, Provisioner
+from domain.catalog.prices import UnitPrice
+from domain.customers.models import CustomerInput
+from domain.customers.service import CustomerService
+from tests.integration.test_invoices import EventUsage
+from tests.support.services import require
+from tests.support.stack import create_database, postgres_available
+from workers.billing import Backoff, BillingWorker
+
+NOV = datetime(2026, 11, 1, tzinfo=UTC)
+DEC = datetime(2026, 12, 1, tzinfo=UTC)
+D = Decimal
+HOUR = timedelta(hours=1)
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Clock:
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+
+    def __call__(self) -> datetime:
+        return self.at
+
+
+@dataclass
+class Env:
+    url: str
+    uow: object
+    profiles: BillingProfileService
+    customers: CustomerService
+    apps: AppService
+    marketplace: Marketplace
+    usage: EventUsage
+    clock: Clock
+
+    def invoices(self, usage: UsageSource | None = None) -> InvoiceService:
+        return InvoiceService(
+            self.uow,  # type: ignore[arg-type]
+            self.profiles,
+            self.customers,
+            self.marketplace,
+            usage or self.usage,
+            clock=self.clock,
+        )
+
+    def worker(self, usage: UsageSource | None = None, **options: object) -> BillingWorker:
+        return BillingWorker(self.invoices(usage), clock=self.clock, **options)  # type: ignore[arg-type]
+
+
+@pytest_asyncio.fixture(scope="module")
+async def env() -> AsyncIterator[Env]:
+    require(await postgres_available(), "PostgreSQL on 127.0.0.1:5432")
+    url = await create_database()
+    await migrate(url)
+    engine = create_engine(url, pool_size=10)
+    sessions = session_factory(engine)
+    customers = CustomerService(PostgresCustomerRepository(sessions))
+    uow = billing_unit_of_work(sessions)
+    marketplace = Marketplace(PostgresInvoiceNumbers(sessions))
+    provisioner = Provisioner(uow)
+    profiles = BillingProfileService(uow, provisioner, customers, marketplace)
+    apps = AppService(uow, marketplace, provisioner)
+    yield Env(url, uow, profiles, customers, apps, marketplace, EventUsage(), Clock(NOV))
+    await engine.dispose()
+
+
+async def customer(env: Env, namespace: str, key: str) -> str:
+    return (await env.customers.create(namespace, CustomerInput(name=f"Customer {key}", key=key))).id
+
+
+def month_lines() -> PendingLinesInput:
+    """November's platform fee (in arrears) and API usage at 0.01 per call."""
+    return PendingLinesInput(
+        "USD",
+        [
+            PendingLineInput("Platform", NOV, DEC, DEC, per_unit_amount=D("20"), quantity=D(1)),
+            PendingLineInput("API", NOV, DEC, DEC, price=UnitPrice(D("0.01")), feature_key="api"),
+        ],
+    )
+
+
+async def invoices_of(env: Env, namespace: str) -> list[InvoiceWithLines]:
+    found, _ = await env.invoices().list_invoices(namespace, InvoiceListQuery(limit=1000), with_lines=True)
+    return found
+
+
+def standard(found: Sequence[InvoiceWithLines]) -> list[InvoiceWithLines]:
+    return [f for f in found if f.invoice.status is not InvoiceStatus.GATHERING]
+
+
+def top(invoice: InvoiceWithLines) -> dict[str, Decimal | None]:
+    return {x.name: x.quantity for x in invoice.lines if x.parent_line_id is None}
+
+
+async def test_worker_collects_when_due_and_waits_out_the_collection_interval(env: Env) -> None:
+    ns = "bw_collect"
+    cid = await customer(env, ns, "c1")
+    env.usage.add("api", cid, NOV + timedelta(days=3), "1000")
+    # Stored after the period ended, within the collection interval: still on this invoice.
+    env.usage.add("api", cid, DEC - timedelta(minutes=1), "500", stored_at=DEC + timedelta(minutes=30))
+    await env.invoices().create_pending_lines(ns, cid, month_lines())
+    worker = env.worker()
+
+    env.clock.at = DEC - HOUR
+    assert (await worker.run_once()).collected == 0
+    env.clock.at = DEC + timedelta(minutes=5)
+    first = await worker.run_once()
+    assert first.collected == 1
+    (draft,) = standard(await invoices_of(env, ns))
+    # Waiting for late events until the collection interval (PT1H) after the usage ended.
+    assert draft.invoice.state is State.DRAFT_WAITING_FOR_COLLECTION
+    assert draft.invoice.next_attempt_at == DEC + HOUR
+    assert (await worker.run_once()).advanced == 0
+
+    env.clock.at = DEC + HOUR
+    assert (await worker.run_once()).advanced == 1
+    (paid,) = standard(await invoices_of(env, ns))
+    assert paid.invoice.state is State.PAID and paid.invoice.id == draft.invoice.id
+    assert top(paid) == {"Platform": D(1), "API": D(1500)}
+    assert paid.invoice.totals.total == D("35.00")
+    assert paid.invoice.next_attempt_at == UNSCHEDULED
+    # Nothing left: the emptied gathering invoice is gone, a further pass does nothing.
+    assert [f.invoice.status for f in await invoices_of(env, ns)] == [InvoiceStatus.PAID]
+    again = await worker.run_once()
+    assert (again.collected, again.advanced, again.failed) == (0, 0, 0)
+
+
+async def test_drafts_advance_when_their_draft_period_ends(env: Env) -> None:
+    ns = "bw_draft_period"
+    cid = await customer(env, ns, "c1")
+    patch = WorkflowPatch(draft_period="P2D", collection_interval="PT0S")
+    await env.profiles.upsert_override(ns, cid, OverrideUpsertInput(workflow=patch))
+    await env.invoices().create_pending_lines(ns, cid, month_lines())
+    worker = env.worker()
+    env.clock.at = DEC
+    assert (await worker.run_once()).collected == 1
+    (draft,) = standard(await invoices_of(env, ns))
+    assert draft.invoice.state is State.DRAFT_WAITING_AUTO_APPROVAL
+    assert draft.invoice.draft_until == DEC + timedelta(days=2)
+    env.clock.at = DEC + timedelta(days=2) - timedelta(seconds=1)
+    assert (await worker.run_once()).advanced == 0
+    env.clock.at = DEC + timedelta(days=2)
+    assert (await worker.run_once()).advanced == 1
+    (paid,) = standard(await invoices_of(env, ns))
+    assert paid.invoice.state is State.PAID
+
+
+async def test_open_payments_past_due_are_marked_overdue(env: Env) -> None:
+    ns = "bw_overdue"
+    cid = await customer(env, ns, "c1")
+    # Custom invoicing without hooks issues at once and waits for the integrator's payment status.
+    app, _ = await env.apps.install(ns, InstallAppInput(type="custom_invoicing", create_billing_profile=False))
+    default = await env.profiles.get_default(ns)
+    profile = await env.profiles.create(
+        ns,
+        ProfileCreateInput(
+            "Custom",
+            default.supplier,
+            ProfileApps(app.id, app.id, app.id),
+            workflow=WorkflowPatch(collection_interval="PT0S", due_after="P7D"),
+        ),
+    )
+    await env.profiles.upsert_override(ns, cid, OverrideUpsertInput(profile_id=profile.profile.id))
+    await env.invoices().create_pending_lines(ns, cid, month_lines())
+    worker = env.worker()
+    env.clock.at = DEC
+    await worker.run_once()
+    (pending,) = standard(await invoices_of(env, ns))
+    assert pending.invoice.state is State.PAYMENT_PENDING
+    assert pending.invoice.due_at == DEC + timedelta(days=7) == pending.invoice.next_attempt_at
+    env.clock.at = DEC + timedelta(days=7)
+    assert (await worker.run_once()).advanced == 1
+    (overdue,) = standard(await invoices_of(env, ns))
+    assert overdue.invoice.state is State.OVERDUE and overdue.invoice.next_attempt_at == UNSCHEDULED
+
+
+@dataclass
+class Rendezvous:
+    """A usage store whose first `parties` reads wait for each other: every worker is inside a
+    snapshot, each holding the invoice it claimed, before any of them goes on."""
+
+    inner: EventUsage
+    barrier: asyncio.Barrier
+    reads: int = 0
+
+    async def quantities(
+        self, namespace: str, requests: Sequence[UsageRequest], cutoff: datetime
+    ) -> Mapping[UsageRequest, Decimal]:
+        self.reads += 1
+        if self.reads <= self.barrier.parties:
+            await self.barrier.wait()
+        return await self.inner.quantities(namespace, requests, cutoff)
+
+
+async def test_two_workers_racing_advance_each_invoice_once(env: Env) -> None:
+    ns = "bw_race"
+    ids = [await customer(env, ns, f"c{i}") for i in range(6)]
+    for i, cid in enumerate(ids):
+        env.usage.add("api", cid, NOV + timedelta(days=1), str(100 * (i + 1)))
+        await env.invoices().create_pending_lines(ns, cid, month_lines())
+    env.clock.at = DEC + 2 * HOUR
+    # Collection: both workers at once, one gathering invoice per claim.
+    a, b = env.worker(batch_size=1), env.worker(batch_size=1)
+    collected = await asyncio.gather(a.collect(), b.collect())
+    # (The drafts wait for nothing: collection was due, so invoice-now took each one to paid,
+    # snapshots included; the rendezvous below is for the advance pass.)
+    assert sum(made for made, _ in collected) == 6 and all(failed == 0 for _, failed in collected)
+    found = standard(await invoices_of(env, ns))
+    assert len(found) == 6 and {f.invoice.customer.id for f in found} == set(ids)
+
+    # Advance: drafts held in collection by a longer interval, then released together.
+    ns2 = "bw_race_advance"
+    ids2 = [await customer(env, ns2, f"c{i}") for i in range(6)]
+    for i, cid in enumerate(ids2):
+        await env.profiles.upsert_override(
+            ns2, cid, OverrideUpsertInput(workflow=WorkflowPatch(collection_interval="P1D"))
+        )
+        env.usage.add("api", cid, NOV + timedelta(days=1), str(100 * (i + 1)))
+        await env.invoices().create_pending_lines(ns2, cid, month_lines())
+    await env.worker().collect()
+    drafts = standard(await invoices_of(env, ns2))
+    assert {d.invoice.state for d in drafts} == {State.DRAFT_WAITING_FOR_COLLECTION}
+    env.clock.at = DEC + timedelta(days=1)
+    rendezvous = Rendezvous(env.usage, asyncio.Barrier(2))
+    a, b = env.worker(rendezvous, batch_size=1), env.worker(rendezvous, batch_size=1)
+    results = await asyncio.gather(a.advance(), b.advance())
+    # Both were inside a snapshot at once (the barrier let them through), on different invoices;
+    # together they advanced each invoice exactly once.
+    assert rendezvous.reads == 6 and all(advanced >= 1 for advanced, _ in results)
+    assert sum(advanced for advanced, _ in results) == 6 and all(failed == 0 for _, failed in results)
+    paid = standard(await invoices_of(env, ns2))
+    assert len(paid) == 6 and {p.invoice.state for p in paid} == {State.PAID}
+    quantities = sorted(top(p)["API"] or D(0) for p in paid)
+    assert quantities == [D(100 * (i + 1)) for i in range(6)]
+    assert all(len([x for x in p.lines if x.parent_line_id is None]) == 2 for p in paid)
+    numbers = [p.invoice.number for p in paid]
+    assert len(set(numbers)) == 6
+
+
+@dataclass
+class FailingStore:
+    """The usage store, unreachable while `down` is set (as a ClickHouse outage reaches billing)."""
+
+    inner: EventUsage
+    down: bool = True
+    refused: int = 0
+
+    async def quantities(
+        self, namespace: str, requests: Sequence[UsageRequest], cutoff: datetime
+    ) -> Mapping[UsageRequest, Decimal]:
+        if self.down:
+            self.refused += 1
+            raise ConnectionError("usage store unavailable")
+        return await self.inner.quantities(namespace, requests, cutoff)
+
+
+async def test_store_unavailable_during_collection_retries_and_loses_nothing(env: Env) -> None:
+    ns = "bw_store_down"
+    cid = await customer(env, ns, "c1")
+    env.usage.add("api", cid, NOV + timedelta(days=5), "250")
+    await env.invoices().create_pending_lines(ns, cid, month_lines())
+    store = FailingStore(env.usage)
+    worker = env.worker(store, backoff=Backoff(initial=timedelta(minutes=1), maximum=timedelta(minutes=10)))
+    env.clock.at = DEC + HOUR
+    result = await worker.run_once()
+    # Collected (the invoice exists, its lines moved in one transaction), the quantity snapshot failed.
+    assert store.refused == 1 and result.collected == 1 and result.failed == 1
+    (draft,) = standard(await invoices_of(env, ns))
+    assert draft.invoice.state is State.DRAFT_WAITING_FOR_COLLECTION
+    assert draft.invoice.attempts == 1 and draft.invoice.next_attempt_at == DEC + HOUR + timedelta(minutes=1)
+    assert top(draft) == {"Platform": D(1), "API": None}
+    # Still down at the retry: the next delay doubles.
+    env.clock.at = DEC + HOUR + timedelta(minutes=1)
+    assert (await worker.run_once()).failed == 1
+    (draft,) = standard(await invoices_of(env, ns))
+    assert draft.invoice.attempts == 2 and draft.invoice.next_attempt_at == env.clock.at + timedelta(minutes=2)
+    # Not due yet: nothing is tried before the backoff ends.
+    assert (await worker.run_once()).failed == 0 and store.refused == 2
+    store.down = False
+    env.clock.at += timedelta(minutes=2)
+    assert (await worker.run_once()).advanced == 1
+    (paid,) = standard(await invoices_of(env, ns))
+    assert paid.invoice.state is State.PAID and top(paid) == {"Platform": D(1), "API": D(250)}
+    assert paid.invoice.totals.total == D("22.50") and paid.invoice.attempts == 0
+
+
+async def test_worker_killed_mid_advance_leaves_nothing_half_done(env: Env, tmp_path: Path) -> None:
+    ns = "bw_kill"
+    cid = await customer(env, ns, "c1")
+    env.usage.add("api", cid, NOV + timedelta(days=2), "300")
+    await env.profiles.upsert_override(ns, cid, OverrideUpsertInput(workflow=WorkflowPatch(collection_interval="P1D")))
+    await env.invoices().create_pending_lines(ns, cid, month_lines())
+    env.clock.at = DEC
+    assert (await env.worker().run_once()).collected == 1
+    (draft,) = standard(await invoices_of(env, ns))
+    assert draft.invoice.state is State.DRAFT_WAITING_FOR_COLLECTION
+
+    # Another process advances it and is killed inside the quantity snapshot (its transaction open,
+    # the invoice row locked).
+    marker = tmp_path / "inside"
+    at = DEC + timedelta(days=1)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.support.billing_worker_proc", env.url, at.isoformat(), str(marker)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH", str(ROOT))},
+    )
+    try:
+        async with asyncio.timeout(60):
+            while not marker.exists():
+                assert proc.poll() is None, "the worker process ended before reaching the snapshot"
+                await asyncio.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    (left,) = standard(await invoices_of(env, ns))
+    assert left.invoice.state is State.DRAFT_WAITING_FOR_COLLECTION
+    assert top(left) == {"Platform": D(1), "API": None} and left.invoice.quantity_snapshotted_at is None
+    # Leased to the killed worker until its lease (5 minutes) ends; then another one resumes.
+    env.clock.at = at
+    assert (await env.worker().run_once()).advanced == 0
+    env.clock.at = at + timedelta(minutes=5)
+    assert (await env.worker().run_once()).advanced == 1
+    found = await invoices_of(env, ns)
+    (paid,) = standard(found)
+    assert len(found) == 1 and paid.invoice.id == draft.invoice.id and paid.invoice.state is State.PAID
+    assert top(paid) == {"Platform": D(1), "API": D(300)} and paid.invoice.totals.total == D("23.00")

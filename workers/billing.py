@@ -1,0 +1,220 @@
+"""The billing worker: moves invoices on without anyone asking.
+
+One pass (`run_once`, also `tally billing collect` / `tally billing advance`):
+1. sync: every live subscription's billable items onto its customer's gathering invoice (when a
+   subscription sync is wired; subscription writes also sync at once, this pass repairs a missed one
+   and adds the lines of billing periods that started since);
+2. collect: gathering invoices whose earliest line is due become standard invoices (the customer's
+   lines due by now), advanced as far as their workflow allows;
+3. advance: standard invoices the table can move now (collection over, draft period ended, a step
+   to redo after a failure) are advanced, and open payments past their due date marked overdue.
+
+Work is taken with leases in Postgres: a claim (FOR UPDATE SKIP LOCKED) moves the invoices'
+`next_attempt_at` to the lease's end in the same transaction, so racing workers take different
+invoices and each invoice is advanced by one worker. Every state change is its own transaction
+with its lines: a worker killed mid-advance leaves its invoice in the last committed state, and
+the next worker resumes from there once the lease has run out. A failed step (the store or an app
+did not answer) is retried with exponential backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import functools
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+import structlog
+
+from adapters import metrics
+from domain.billing.invoice_service import InvoiceService
+from domain.billing.invoices import Invoice
+
+log = structlog.get_logger(__name__)
+
+# (done, failed) of one invoice's work.
+Outcome = tuple[int, int]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class SubscriptionSync(Protocol):
+    async def sync_all(self) -> int:
+        """Syncs every live subscription; returns how many lines changed."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Retry delays of a failed step: `initial`, doubling per failure, at most `maximum`."""
+
+    initial: timedelta = timedelta(seconds=10)
+    maximum: timedelta = timedelta(hours=1)
+
+    def after(self, failures: int) -> timedelta:
+        return min(self.maximum, self.initial * (1 << min(30, max(0, failures - 1))))
+
+
+@dataclass(frozen=True, slots=True)
+class PassResult:
+    synced: int = 0
+    collected: int = 0
+    advanced: int = 0
+    failed: int = 0
+
+
+class BillingWorker:
+    def __init__(
+        self,
+        invoices: InvoiceService,
+        subscriptions: SubscriptionSync | None = None,
+        *,
+        batch_size: int = 100,
+        concurrency: int = 8,
+        lease: timedelta = timedelta(minutes=5),
+        backoff: Backoff = Backoff(),
+        poll_interval: timedelta = timedelta(seconds=10),
+        sync_interval: timedelta = timedelta(minutes=5),
+        clock: Callable[[], datetime] = _now,
+    ) -> None:
+        self._invoices = invoices
+        self._subscriptions = subscriptions
+        self._batch = batch_size
+        self._concurrency = concurrency
+        self._lease = lease
+        self._backoff = backoff
+        self._poll = poll_interval
+        self._sync_interval = sync_interval
+        self._clock = clock
+        self._last_sync: datetime | None = None
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    # --- one pass ------------------------------------------------------------------------------
+
+    async def run_once(self) -> PassResult:
+        synced = await self.sync()
+        collected, failed_c = await self.collect()
+        advanced, failed_a = await self.advance()
+        return PassResult(synced, collected, advanced, failed_c + failed_a)
+
+    async def sync(self) -> int:
+        if self._subscriptions is None:
+            return 0
+        changed = await self._subscriptions.sync_all()
+        self._last_sync = self._clock()
+        return changed
+
+    async def collect(self) -> tuple[int, int]:
+        """Collects every gathering invoice due now; returns (standard invoices made, failures)."""
+        made = failed = 0
+        seen: set[str] = set()
+        while True:
+            now = self._clock()
+            claimed = await self._invoices.claim_gathering_due(now, self._batch, now + self._lease)
+            claimed = [g for g in claimed if g.id not in seen]
+            if not claimed:
+                return made, failed
+            seen.update(g.id for g in claimed)
+            results = await self._each(claimed, functools.partial(self._collect_one, now=now))
+            made += sum(done for done, _ in results)
+            failed += sum(bad for _, bad in results)
+
+    async def advance(self) -> tuple[int, int]:
+        """Advances every standard invoice the worker can move now; returns (advanced, failures)."""
+        advanced = failed = 0
+        seen: set[str] = set()
+        while True:
+            now = self._clock()
+            claimed = await self._invoices.claim_due(now, self._batch, now + self._lease)
+            # Each invoice once per pass: one that is due again at once waits for the next pass.
+            claimed = [i for i in claimed if i.id not in seen]
+            if not claimed:
+                return advanced, failed
+            seen.update(i.id for i in claimed)
+            results = await self._each(claimed, self._advance_one)
+            advanced += sum(done for done, _ in results)
+            failed += sum(bad for _, bad in results)
+
+    async def _each(self, invoices: Sequence[Invoice], work: Callable[[Invoice], Awaitable[Outcome]]) -> list[Outcome]:
+        limit = asyncio.Semaphore(self._concurrency)
+
+        async def bounded(invoice: Invoice) -> Outcome:
+            async with limit:
+                return await work(invoice)
+
+        return list(await asyncio.gather(*(bounded(i) for i in invoices)))
+
+    async def _collect_one(self, gathering: Invoice, now: datetime) -> Outcome:
+        """(standard invoices made, failures)"""
+        try:
+            made = await self._invoices.collect(gathering, now)
+        except Exception as exc:
+            await self._failed(gathering, "collecting a gathering invoice failed", exc)
+            return 0, 1
+        if made:
+            log.info("collected", namespace=gathering.namespace, customer=gathering.customer.id, invoices=len(made))
+        # Made and committed: advanced here at once; a failure is the new invoice's, retried as such.
+        failures = 0
+        for invoice_id in made:
+            _, bad = await self._advance_one(dataclasses.replace(gathering, id=invoice_id, attempts=0))
+            failures += bad
+        return len(made), failures
+
+    async def _advance_one(self, invoice: Invoice) -> Outcome:
+        """(1, 0) advanced, (0, 1) failed"""
+        try:
+            await self._invoices.advance_due(invoice.namespace, invoice.id)
+        except Exception as exc:
+            await self._failed(invoice, "advancing an invoice failed", exc)
+            return 0, 1
+        return 1, 0
+
+    async def _failed(self, invoice: Invoice, message: str, exc: Exception) -> None:
+        retry_at = self._clock() + self._backoff.after(invoice.attempts + 1)
+        log.warning(message, namespace=invoice.namespace, invoice=invoice.id, error=repr(exc), retry_at=retry_at)
+        try:
+            await self._invoices.record_failure(invoice.namespace, invoice.id, retry_at)
+        except Exception as again:
+            # The store itself is down: the lease runs out and the next pass takes the invoice again.
+            log.warning("recording a failed billing step failed", invoice=invoice.id, error=repr(again))
+
+    # --- the loop ------------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Work may be due now (a subscription changed, an invoice was created)."""
+        self._wake.set()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="billing-worker")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        # A pass over many invoices may take a while; the loop counts as stalled only well past it.
+        with metrics.LIVENESS.watching("billing", max(300.0, 3 * self._poll.total_seconds())):
+            while not self._stopping:
+                metrics.LIVENESS.beat("billing")
+                try:
+                    now = self._clock()
+                    if self._last_sync is None or now - self._last_sync >= self._sync_interval:
+                        await self.sync()
+                    await self.collect()
+                    await self.advance()
+                except Exception:
+                    log.exception("a billing pass failed; trying again at the next poll")
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=self._poll.total_seconds())
