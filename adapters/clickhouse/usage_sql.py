@@ -12,12 +12,16 @@ stored with a future time start counting once the clock passes them.
 
 Filters are the same as `render_meter_query`'s (namespace, type, the customer's subjects, the
 feature's group-by filters), with the same bound parameters only.
+
+`render_billing_usage_query` is billing's bulk read: one meter over one period for many customers
+at once, grouped by customer (each event's subject mapped to its customer), counting only the
+events stored by a cutoff.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 
 from adapters.clickhouse.meter_sql import (
     EVENTS_TABLE,
@@ -26,10 +30,11 @@ from adapters.clickhouse.meter_sql import (
     _epoch_millis,
     _filter_sql,
     _string_sql,
+    _time_where,
     _value_sql,
 )
 from domain.metering.models import Meter
-from domain.metering.query import MeterQuery
+from domain.metering.query import FilterString, MeterQuery
 
 
 def render_windows_query(
@@ -91,4 +96,60 @@ def render_windows_query(
     return sql, binder.parameters
 
 
-__all__ = ["render_windows_query"]
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def render_billing_usage_query(
+    meter: Meter,
+    namespace: str,
+    customer_subjects: Mapping[str, Sequence[str]],
+    start: datetime,
+    end: datetime,
+    stored_by: datetime,
+    filters: Mapping[str, FilterString],
+    *,
+    maps_complete: bool = False,
+) -> SQLAndParameters:
+    """Rows of (customer ID, meter value) for the customers with usage in [start, end) among the
+    events stored by `stored_by` (the `stored_at` column, which the store sets when the row is
+    written). A subject listed under two customers counts for the first. Customers without usage
+    have no row.
+
+    Period bounds are at whole seconds, as every meter query (`render_meter_query`), so a period
+    reads exactly what GET /meters/{slug}/query shows for it; `start` is clamped by the meter's
+    `eventFrom`. The cutoff is at the millisecond.
+    """
+    binder = _Binder()
+    mapping: dict[str, str] = {}
+    for customer_id, subjects in customer_subjects.items():
+        for subject in subjects:
+            mapping.setdefault(subject, customer_id)
+    if not mapping:
+        raise ValueError("no customer subjects to read usage for")
+    keys = binder.fixed("customer_subjects", list(mapping), "Array(String)")
+    ids = binder.fixed("customer_ids", list(mapping.values()), "Array(String)")
+    lower = start if meter.event_from is None else max(start, meter.event_from)
+    # Integer arithmetic: a float timestamp times 1000 can land a hair below the millisecond.
+    cutoff_ms = (stored_by - _EPOCH) // timedelta(milliseconds=1)
+    where = [
+        f"namespace = {binder.fixed('namespace', namespace, 'String')}",
+        f"type = {binder.fixed('event_type', meter.event_type, 'String')}",
+        f"subject IN {keys}",
+        *_time_where(binder, lower, end),
+        # Milliseconds, floored: an event stored within the cutoff's millisecond counts.
+        f"stored_at <= fromUnixTimestamp64Milli({binder.fixed('stored_by_ms', cutoff_ms, 'Int64')}, 'UTC')",
+    ]
+    meter_paths = meter.group_by_paths
+    for key, f in filters.items():
+        if f.is_empty():
+            continue
+        where.append(_filter_sql(binder, _string_sql(binder, meter_paths[key], maps_complete), f))
+    sql = (
+        f"SELECT transform(subject, {keys}, {ids}, '') AS customer_id, "
+        f"{_value_sql(binder, meter, maps_complete)} AS value\n"
+        f"FROM {EVENTS_TABLE}\nWHERE " + "\n  AND ".join(where) + "\nGROUP BY customer_id"
+    )
+    return sql, binder.parameters
+
+
+__all__ = ["render_billing_usage_query", "render_windows_query"]

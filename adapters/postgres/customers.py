@@ -105,6 +105,13 @@ class PostgresCustomerRepository:
         # By ID a deleted customer is still found (callers decide); by key only a live one.
         return customer_from_row(row) if row is not None else None
 
+    async def get_many(self, namespace: str, ids: Sequence[str]) -> dict[str, Customer]:
+        if not ids:
+            return {}
+        statement = select(CustomerRow).where(CustomerRow.namespace == namespace, col(CustomerRow.id).in_(list(ids)))
+        async with self._sessions() as session:
+            return {row.id: customer_from_row(row) for row in (await session.exec(statement)).all()}
+
     async def list_customers(self, namespace: str, query: CustomerListQuery) -> tuple[list[Customer], int]:
         statement = select(CustomerRow).where(CustomerRow.namespace == namespace)
         if not query.include_deleted:

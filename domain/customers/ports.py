@@ -19,6 +19,10 @@ class CustomerRepository(Protocol):
 
     async def get(self, namespace: str, id_or_key: str, include_deleted: bool = False) -> Customer | None: ...
 
+    async def get_many(self, namespace: str, ids: Sequence[str]) -> dict[str, Customer]:
+        """The customers among `ids` (deleted ones included), by ID, in one read."""
+        ...
+
     async def list_customers(self, namespace: str, query: CustomerListQuery) -> tuple[list[Customer], int]: ...
 
     async def by_subject(self, namespace: str, subject_key: str) -> Customer | None:

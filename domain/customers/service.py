@@ -68,6 +68,10 @@ class CustomerService:
             raise NotFoundError("customer", id_or_key)
         return customer
 
+    async def get_many(self, namespace: str, ids: Sequence[str]) -> dict[str, Customer]:
+        """Customers by ID (deleted ones included) in one read; unknown IDs are absent."""
+        return await self._customers.get_many(namespace, list(dict.fromkeys(ids)))
+
     async def get_live(self, namespace: str, id_or_key: str) -> Customer:
         customer = await self.get(namespace, id_or_key)
         if customer.deleted_at is not None:

@@ -3,7 +3,7 @@ invoice per customer and currency, invoice-now with totals computed by hand, the
 to paid, manual approval, delete of a draft, progressive billing adding up to one invoice.
 
 Usage comes from `EventUsage`, a stand-in for the UsageSource port over a list of events (the
-bulk ClickHouse reader is the billing worker's piece); everything else is the real code."""
+ClickHouse reader, adapters/clickhouse/billing_usage.py, has its own test); everything else is the real code."""
 
 from __future__ import annotations
 
