@@ -29,7 +29,7 @@ ifneq ($(VENV_PROBLEM),)
 VENV_FORCE := FORCE
 endif
 
-.PHONY: run test unit etoe gen gen-check lint fmt build bench up down roles server clean venv FORCE
+.PHONY: run test unit etoe gen gen-check lint fmt build bench up down roles server clean venv console FORCE
 
 # Makes (or rebuilds) the virtualenv itself; each stamp then installs into it.
 define MAKE_VENV
@@ -65,8 +65,28 @@ $(NODE_STAMP): sdk/typescript/package.json sdk/typescript/package-lock.json
 	cd sdk/typescript && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 	touch $(NODE_STAMP)
 
+# The web console (console/: Vite, React, the SDK's client over gRPC-web), built into console/dist,
+# which Envoy serves at /console. Rebuilt when its sources, the SDK's client or gen/ts change.
+CONSOLE_NODE_STAMP := console/node_modules/.installed
+CONSOLE_BUILD := console/dist/index.html
+CONSOLE_SOURCES := $(wildcard console/src/*) console/index.html console/vite.config.ts console/tsconfig.json \
+	sdk/typescript/src/client.ts $(wildcard gen/ts/tally/v1/*.ts)
+$(CONSOLE_NODE_STAMP): console/package.json console/package-lock.json
+	@command -v npm >/dev/null || { echo "the console needs Node.js 20+ and npm" >&2; exit 1; }
+	cd console && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $(CONSOLE_NODE_STAMP)
+
+$(CONSOLE_BUILD): $(CONSOLE_NODE_STAMP) $(CONSOLE_SOURCES)
+	cd console && npm run --silent build
+
+## console: build the web console (console/dist), which Tally serves at http://127.0.0.1:8888/console
+console: $(CONSOLE_BUILD)
+
 ## run: the embedded stack (Postgres, chDB, in-process bus, Envoy) on 127.0.0.1:8888 (REST) and :50051 (gRPC)
+# The console is built first where npm is installed; without it, /console says how to build it.
 run: $(RUNTIME)
+	@if command -v npm >/dev/null; then $(MAKE) --no-print-directory console; \
+	  else echo "npm not found: the console at /console is not built (Node.js 20+ and npm, then make console)" >&2; fi
 	$(VENV)/bin/tally serve
 
 ## server: one role in the foreground, for development (ROLES=api,sink ...)
@@ -74,7 +94,7 @@ server: $(RUNTIME)
 	$(VENV)/bin/tally serve --roles $${ROLES:-api,sink,balance,notify}
 
 ## test: the whole suite against real Postgres, chDB, the Kafka-protocol broker and Envoy
-test: $(VENV_STAMP) gen-check
+test: $(VENV_STAMP) gen-check console
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
 
 ## unit: only the unit tests (no services needed), e.g. on a second Python: make VENV=.venv-3.13 PYTHON=python3.13 unit
@@ -82,7 +102,7 @@ unit: $(VENV_STAMP)
 	$(VENV)/bin/pytest -q tests/unit $(PYTEST_ARGS)
 
 ## etoe: only the end-to-end tests over HTTP and gRPC
-etoe: $(VENV_STAMP)
+etoe: $(VENV_STAMP) console
 	TALLY_FULL_SUITE=1 $(VENV)/bin/pytest -q tests/e2e $(PYTEST_ARGS)
 
 ## gen: all generated code under gen/ (Python messages, .pyi, grpc stubs, Envoy descriptor set, OpenAPI, TypeScript)
@@ -137,4 +157,4 @@ roles: $(VENV_STAMP)
 	$(PY) -m tests.support.services roles
 
 clean:
-	rm -rf .tally .bench dist build *.egg-info
+	rm -rf .tally .bench dist build *.egg-info console/dist

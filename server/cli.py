@@ -119,12 +119,14 @@ def envoy_config(
     import shutil
 
     from server.envoy import (
+        CONSOLE_FILES,
         DESCRIPTOR,
         DOCS_FILES,
         ENVOY_DIR,
         OPENAPI_DIR,
         OPENAPI_FILES,
         SWAGGER_UI_FILES,
+        console_dir,
         render,
         swagger_ui_dir,
     )
@@ -138,9 +140,19 @@ def envoy_config(
         shutil.copyfile(OPENAPI_DIR / name, out / name)
     for name in SWAGGER_UI_FILES:
         shutil.copyfile(swagger_ui_dir() / name, out / name)
+    for name in CONSOLE_FILES:
+        (out / "console" / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(console_dir() / name, out / "console" / name)
     where = out.resolve()
     (out / "envoy.yaml").write_text(
-        render(settings, descriptor=where / DESCRIPTOR.name, envoy_dir=where, openapi_dir=where, swagger_dir=where)
+        render(
+            settings,
+            descriptor=where / DESCRIPTOR.name,
+            envoy_dir=where,
+            openapi_dir=where,
+            swagger_dir=where,
+            console=where / "console",
+        )
     )
     typer.echo(f"wrote {out / 'envoy.yaml'}")
 

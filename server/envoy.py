@@ -33,6 +33,19 @@ OPENAPI_FILES = ("tally.openapi.yaml", "tally.openapi.json")
 # serves from the installed swagger-ui-bundle-v2 wheel (a runtime dependency; nothing from a CDN).
 DOCS_FILES = ("api-docs.html", "api-docs.js")
 SWAGGER_UI_FILES = ("swagger-ui-bundle.js", "swagger-ui.css", "favicon-32x32.png")
+# /console: the web console that `make console` builds from console/ (Vite) into console/dist. Until
+# it is built, Envoy serves a page that says how (envoy/console-not-built), so Tally starts either way.
+CONSOLE_DIST = ROOT / "console" / "dist"
+CONSOLE_NOT_BUILT = ENVOY_DIR / "console-not-built"
+CONSOLE_FILES = ("index.html", "assets/console.js")
+
+
+def console_dir() -> Path:
+    """The built console, or the page that says how to build it."""
+    if all((CONSOLE_DIST / name).is_file() for name in CONSOLE_FILES):
+        return CONSOLE_DIST
+    log.warning("console not built: /console says how (make console)", looked_in=str(CONSOLE_DIST))
+    return CONSOLE_NOT_BUILT
 
 
 def swagger_ui_dir() -> Path:
@@ -47,9 +60,10 @@ def render(
     envoy_dir: Path = ENVOY_DIR,
     openapi_dir: Path = OPENAPI_DIR,
     swagger_dir: Path | None = None,
+    console: Path | None = None,
 ) -> str:
     """envoy/envoy.yaml for these settings; k8s renders it into a volume that holds the descriptor,
-    Lua, OpenAPI and API reference files."""
+    Lua, OpenAPI, API reference and console files."""
     template = string.Template((ENVOY_DIR / "envoy.yaml").read_text())
     return template.substitute(
         TALLY_ENVOY_ADMIN_PORT=settings.envoy_admin_port,
@@ -61,6 +75,7 @@ def render(
         TALLY_ENVOY_DIR=envoy_dir,
         TALLY_OPENAPI_DIR=openapi_dir,
         TALLY_SWAGGER_UI_DIR=swagger_dir or swagger_ui_dir(),
+        TALLY_CONSOLE_DIR=console or console_dir(),
     )
 
 

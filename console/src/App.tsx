@@ -1,0 +1,149 @@
+/**
+ * The shell: sign-in, navigation and the page for the location's hash (#/usage, #/customers,
+ * #/customers/<id or key>). Hash routes keep every page at /console, the one HTML file Envoy serves.
+ * New pages (events, meters, notifications, billing) add an entry to PAGES and a case to `route`.
+ */
+import { type FormEvent, useCallback, useEffect, useMemo, useState } from "react";
+
+import { canRead, describeError, storeApiKey, storedApiKey, type TallyClient, tallyClient } from "./api.ts";
+import { CustomerPage, CustomersPage } from "./Customers.tsx";
+import { UsagePage } from "./Usage.tsx";
+
+const PAGES = [
+  { hash: "#/usage", title: "Usage" },
+  { hash: "#/customers", title: "Customers" },
+] as const;
+
+function useHash(): string {
+  const [hash, setHash] = useState(window.location.hash || PAGES[0].hash);
+  useEffect(() => {
+    const onChange = () => setHash(window.location.hash || PAGES[0].hash);
+    window.addEventListener("hashchange", onChange);
+    return () => window.removeEventListener("hashchange", onChange);
+  }, []);
+  return hash;
+}
+
+type Session =
+  | { state: "checking" }
+  | { state: "signed-out"; error?: string }
+  | { state: "signed-in"; client: TallyClient; apiKey: string | null };
+
+export function App() {
+  const [session, setSession] = useState<Session>({ state: "checking" });
+
+  // Tries a key (or none: a loopback `make run` needs none) with one read.
+  const signIn = useCallback(async (apiKey: string | null) => {
+    const client = tallyClient(apiKey);
+    try {
+      if ((await canRead(client)) === "ok") {
+        storeApiKey(apiKey);
+        setSession({ state: "signed-in", client, apiKey });
+      } else {
+        storeApiKey(null);
+        setSession({ state: "signed-out", error: apiKey ? "The server did not accept this API key." : undefined });
+      }
+    } catch (error) {
+      setSession({ state: "signed-out", error: describeError(error) });
+    }
+  }, []);
+
+  useEffect(() => {
+    void signIn(storedApiKey());
+  }, [signIn]);
+
+  if (session.state === "checking") {
+    return (
+      <p className="muted" role="status">
+        Connecting to Tally…
+      </p>
+    );
+  }
+  if (session.state === "signed-out") {
+    return <SignIn error={session.error} onSubmit={(key) => void signIn(key)} />;
+  }
+  const signOut = () => {
+    storeApiKey(null);
+    setSession({ state: "signed-out" });
+  };
+  return <Shell client={session.client} apiKey={session.apiKey} onSignOut={signOut} />;
+}
+
+function SignIn({ error, onSubmit }: { error?: string; onSubmit: (apiKey: string) => void }) {
+  const [apiKey, setApiKey] = useState("");
+  const submit = (event: FormEvent) => {
+    event.preventDefault();
+    onSubmit(apiKey.trim());
+  };
+  return (
+    <main className="signin">
+      <div className="panel">
+        <h2>Sign in to Tally</h2>
+        {error && (
+          <p className="error" role="alert">
+            {error}
+          </p>
+        )}
+        <form onSubmit={submit}>
+          <label className="field">
+            API key
+            <input
+              type="password"
+              autoComplete="off"
+              required
+              value={apiKey}
+              onChange={(event) => setApiKey(event.target.value)}
+            />
+          </label>
+          <button type="submit">Sign in</button>
+          <p className="muted">
+            The key is kept in this tab's session storage only. Create one with <code>tally apikeys create</code>.
+          </p>
+        </form>
+      </div>
+    </main>
+  );
+}
+
+function Shell({ client, apiKey, onSignOut }: { client: TallyClient; apiKey: string | null; onSignOut: () => void }) {
+  const hash = useHash();
+  const page = useMemo(() => route(hash, client), [hash, client]);
+  const active = PAGES.find((candidate) => hash.startsWith(candidate.hash));
+  return (
+    <div className="shell">
+      <nav aria-label="Console">
+        <h1>Tally</h1>
+        <ul>
+          {PAGES.map((candidate) => (
+            <li key={candidate.hash}>
+              <a href={candidate.hash} aria-current={candidate === active ? "page" : undefined}>
+                {candidate.title}
+              </a>
+            </li>
+          ))}
+        </ul>
+        <div className="who">
+          {apiKey ? <>API key …{apiKey.slice(-4)}</> : <>No API key (loopback, keyless)</>}
+          <br />
+          {apiKey && (
+            <button type="button" className="secondary" onClick={onSignOut}>
+              Sign out
+            </button>
+          )}
+        </div>
+      </nav>
+      <main>{page}</main>
+    </div>
+  );
+}
+
+function route(hash: string, client: TallyClient) {
+  const customer = /^#\/customers\/(.+)$/.exec(hash);
+  if (customer) {
+    return <CustomerPage client={client} idOrKey={decodeURIComponent(customer[1])} />;
+  }
+  if (hash.startsWith("#/customers")) {
+    return <CustomersPage client={client} />;
+  }
+  return <UsagePage client={client} />;
+}

@@ -1,0 +1,252 @@
+"""The console at /console, in a real browser: headless Chromium (Debian's `chromium`, which .ci/run
+installs) driven by Playwright, against a real Tally. Every number the pages show is checked against
+the API's own answer for the same question. A page that logs an error, fails a request or reaches
+another origin fails its test. Screenshots of each page go to .tally/console-screenshots/ for a
+person to look at.
+
+`make test` runs these few; the `full_suite` ones (`make etoe`) add the rest.
+"""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest_asyncio
+from playwright.async_api import Browser, ConsoleMessage, Page, Request, Response, async_playwright
+
+from tests.support.metering import cloudevent, create_meter, ingest, query, query_until, rfc3339, total, unique
+from tests.support.services import ROOT
+from tests.support.stack import TallyProcess, wait_for
+
+SCREENSHOTS = ROOT / ".tally" / "console-screenshots"
+# Flags for Chromium on a machine with a closed network and no GPU (Playwright adds --headless and a
+# fresh --user-data-dir of its own).
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+DAY = datetime(2026, 3, 10, tzinfo=UTC)
+
+
+def chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert found, "Chromium is missing: apt-get install -y chromium (.ci/run installs it)"
+    return found
+
+
+@pytest_asyncio.fixture(scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=chromium(), args=CHROMIUM_FLAGS)
+        yield launched
+        await launched.close()
+
+
+@dataclass
+class Watched:
+    """What went wrong on a page while a test used it."""
+
+    origin: str
+    problems: list[str] = field(default_factory=list)
+
+    def console(self, message: ConsoleMessage) -> None:
+        if message.type == "error":
+            self.problems.append(f"console error: {message.text}")
+
+    def request(self, request: Request) -> None:
+        if not request.url.startswith((self.origin + "/", "data:", "blob:")):
+            self.problems.append(f"request to another origin: {request.url}")
+
+    def failed(self, request: Request) -> None:
+        self.problems.append(f"request failed: {request.url} ({request.failure})")
+
+    def response(self, response: Response) -> None:
+        if response.status >= 400:
+            self.problems.append(f"HTTP {response.status}: {response.url}")
+
+
+@pytest_asyncio.fixture
+async def page(browser: Browser, tally: TallyProcess) -> AsyncIterator[Page]:
+    # A fixed locale and zone, so the test knows how numbers and times are written.
+    context = await browser.new_context(
+        base_url=tally.rest_url, locale="en-US", timezone_id="UTC", viewport={"width": 1366, "height": 900}
+    )
+    opened = await context.new_page()
+    watched = Watched(tally.rest_url)
+    opened.on("console", watched.console)
+    opened.on("pageerror", lambda error: watched.problems.append(f"page error: {error}"))
+    opened.on("request", watched.request)
+    opened.on("requestfailed", watched.failed)
+    opened.on("response", watched.response)
+    yield opened
+    await context.close()
+    assert watched.problems == []
+
+
+async def screenshot(page: Page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
+
+
+def number(text: str) -> float:
+    """A number as the console writes it in en-US ("1,234.5")."""
+    return float(text.replace(",", ""))
+
+
+async def usage_meter(http: httpx.AsyncClient) -> tuple[str, str]:
+    """A SUM meter grouped by model, with events on DAY in three hours, two models, two subjects."""
+    slug = unique("console_tokens")
+    event_type = unique("prompt")
+    await create_meter(
+        http, slug=slug, aggregation="SUM", eventType=event_type, valueProperty="$.tokens", groupBy={"model": "$.model"}
+    )
+    events = [
+        cloudevent(event_type, subject, {"tokens": tokens, "model": model}, time=DAY + offset)
+        for subject, model, tokens, offset in [
+            ("acme", "gpt", 1200, timedelta(hours=1, minutes=5)),
+            ("acme", "gpt", 34.5, timedelta(hours=1, minutes=40)),
+            ("acme", "claude", 800, timedelta(hours=1, minutes=50)),
+            ("globex", "claude", 2500.25, timedelta(hours=5)),
+            ("globex", "gpt", 7, timedelta(hours=23, minutes=59)),
+            # Outside the range the test asks for.
+            ("globex", "gpt", 99, timedelta(days=1, minutes=1)),
+        ]
+    ]
+    await ingest(http, events)
+    await query_until(
+        http, slug, lambda rows: total(rows) == 1200 + 34.5 + 800 + 2500.25 + 7 + 99, **{"from": rfc3339(DAY)}
+    )
+    return slug, event_type
+
+
+async def show_usage(page: Page, slug: str, *, window: str, group_by: list[str]) -> None:
+    await page.get_by_label("Meter", exact=True).select_option(slug)
+    await page.get_by_label("Time range", exact=True).select_option("custom")
+    await page.get_by_label("Time zone", exact=True).fill("UTC")
+    await page.get_by_label("From", exact=True).fill("2026-03-10T00:00")
+    await page.get_by_label("To", exact=True).fill("2026-03-11T00:00")
+    await page.get_by_label("Window size", exact=True).select_option(window)
+    for key in group_by:
+        await page.get_by_role("checkbox", name=key, exact=True).check()
+    wanted = " ".join([slug, rfc3339(DAY), rfc3339(DAY + timedelta(days=1)), window, "UTC", ",".join(group_by)])
+    await page.locator(f'section[data-state="done"][data-query="{wanted}"]').wait_for()
+
+
+async def table_rows(page: Page) -> list[list[str]]:
+    rows = page.locator('table[aria-label="Usage rows"] tbody tr')
+    return [
+        [cell.strip() for cell in await rows.nth(i).locator("td").all_inner_texts()] for i in range(await rows.count())
+    ]
+
+
+async def test_usage_table_chart_and_csv_show_the_meter_query(
+    page: Page, tally: TallyProcess, http: httpx.AsyncClient
+) -> None:
+    slug, _ = await usage_meter(http)
+    # Keyless on loopback, as the API is: the console opens straight on the usage explorer.
+    await page.goto("/console")
+    await show_usage(page, slug, window="HOUR", group_by=["model"])
+
+    api = await query(
+        http,
+        slug,
+        **{"from": rfc3339(DAY), "to": rfc3339(DAY + timedelta(days=1))},
+        windowSize="HOUR",
+        windowTimeZone="UTC",
+        groupBy="model",
+    )
+    expected = sorted(
+        (
+            row["windowStart"].replace("T", " ")[:16],
+            row["windowEnd"].replace("T", " ")[:16],
+            row["groupBy"]["model"],
+            row["value"],
+        )
+        for row in api
+    )
+    shown = sorted((start, end, model, number(value)) for start, end, model, value in await table_rows(page))
+    assert shown == expected
+    assert len(shown) == 4  # hour 1: gpt and claude; hour 5: claude; hour 23: gpt
+    footer = await page.locator('table[aria-label="Usage rows"] tfoot td.num').inner_text()
+    assert number(footer) == sum(row["value"] for row in api) == 1200 + 34.5 + 800 + 2500.25 + 7
+    # The chart is drawn (a canvas with pixels), from the same rows.
+    chart = page.get_by_role("img", name=f"Usage of {slug}, stacked by group")
+    assert (await chart.bounding_box() or {}).get("height", 0) > 100
+    await screenshot(page, "usage")
+
+    async with page.expect_download() as download_info:
+        await page.get_by_role("button", name="Download CSV").click()
+    download = await download_info.value
+    assert download.suggested_filename == f"{slug}-usage.csv"
+    with Path(await download.path()).open(newline="") as handle:
+        records = list(csv.DictReader(handle))
+    assert sorted(
+        (r["window_start"].replace(".000Z", "Z"), r["window_end"].replace(".000Z", "Z"), r["model"], float(r["value"]))
+        for r in records
+    ) == sorted((row["windowStart"], row["windowEnd"], row["groupBy"]["model"], row["value"]) for row in api)
+
+
+async def test_customer_page_shows_the_entitlement_values(
+    page: Page, tally: TallyProcess, http: httpx.AsyncClient
+) -> None:
+    slug = unique("console_calls")
+    event_type = unique("call")
+    await create_meter(http, slug=slug, aggregation="SUM", eventType=event_type, valueProperty="$.n")
+    feature_key = unique("feat")
+    assert (
+        await http.post("/api/v1/features", json={"key": feature_key, "name": feature_key, "meterSlug": slug})
+    ).status_code == 201
+    key = unique("cust")
+    name = f"Console {key}"
+    created = await http.post(
+        "/api/v1/customers",
+        json={"name": name, "key": key, "currency": "USD", "usageAttribution": {"subjectKeys": [key]}},
+    )
+    assert created.status_code == 201, created.text
+    customer = created.json()
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    entitlement = await http.post(
+        f"/api/v2/customers/{customer['id']}/entitlements",
+        json={
+            "type": "metered",
+            "featureKey": feature_key,
+            "usagePeriod": {"interval": "MONTH", "anchor": "2024-01-01T00:00:00Z"},
+            "measureUsageFrom": rfc3339(now - timedelta(minutes=10)),
+            "issue": {"amount": 100},
+        },
+    )
+    assert entitlement.status_code == 201, entitlement.text
+    await ingest(http, [cloudevent(event_type, key, {"n": n}, time=now - timedelta(minutes=5)) for n in (30, 12.5)])
+    value_path = f"/api/v2/customers/{customer['id']}/entitlements/{feature_key}/value"
+
+    async def counted() -> dict[str, Any] | None:
+        value: dict[str, Any] = (await http.get(value_path)).json()
+        return value if value.get("usage") == 42.5 else None
+
+    api = await wait_for(counted, timeout=30)
+    assert api["balance"] == 57.5 and api["hasAccess"] is True
+
+    await page.goto("/console#/customers")
+    await page.get_by_label("Search by name", exact=True).fill(key)
+    await page.get_by_role("link", name=name).click()
+    row = page.locator(f'tr[data-feature="{feature_key}"]')
+    await row.wait_for()
+    assert await page.get_by_role("heading", name=name).is_visible()
+    for column in ("balance", "usage", "overage"):
+        assert number(await row.locator(f'td[data-column="{column}"]').inner_text()) == api[column], column
+    assert (await row.locator("td").nth(2).inner_text()).strip() == "yes"
+    # The grant the entitlement issued: its amount, priority and expiry.
+    assert "100 · " in await row.locator("td").nth(7).inner_text()
+    await screenshot(page, "customer")
