@@ -250,3 +250,20 @@ async def test_customer_page_shows_the_entitlement_values(
     # The grant the entitlement issued: its amount, priority and expiry.
     assert "100 · " in await row.locator("td").nth(7).inner_text()
     await screenshot(page, "customer")
+
+
+def test_console_is_served_on_the_rest_port_with_no_outside_sources(tally: TallyProcess) -> None:
+    with httpx.Client(base_url=tally.rest_url, timeout=10) as client:
+        for path in ("/console", "/console/", "/console/customers/anything"):
+            page = client.get(path)
+            assert page.status_code == 200, path
+            assert page.headers["content-type"].startswith("text/html")
+            assert page.headers["cache-control"] == "no-cache"
+            policy = page.headers["content-security-policy"]
+            assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy
+        assert '<script type="module" crossorigin src="/console/assets/console.js">' in page.text
+        script = client.get("/console/assets/console.js")
+        assert script.status_code == 200
+        assert script.headers["content-type"].startswith("text/javascript")
+        # The built bundle (make console), not the page that says how to build it.
+        assert len(script.content) > 100_000

@@ -253,10 +253,10 @@ def test_envoy_sidecar_config_is_envoy_yaml_and_valid(tmp_path: Path, monkeypatc
     listener = yaml.safe_load(rendered_config)["static_resources"]["listeners"][0]["address"]["socket_address"]
     assert (listener["address"], listener["port_value"]) == ("0.0.0.0", settings_env.rest_port)
     assert (out / "tally.binpb").exists() and (out / "tally.lua").exists()
-    # Every file Envoy serves (OpenAPI, the /api/docs page and Swagger UI's assets) is in the volume.
+    # Every file Envoy serves (OpenAPI, the /api/docs page, Swagger UI's assets, the console) is in the volume.
     served = [Path(name) for name in re.findall(r'filename: "?([^"\s}]+)', rendered_config)]
-    assert len(served) >= 8
-    assert all(path.parent == out.resolve() and path.is_file() for path in served), served
+    assert len(served) >= 11
+    assert all(path.is_relative_to(out.resolve()) and path.is_file() for path in served), served
     result = subprocess.run(
         [envoy_binary(), "--mode", "validate", "-c", str(out / "envoy.yaml")],
         capture_output=True,
