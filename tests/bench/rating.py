@@ -10,7 +10,9 @@ Measured in CPU seconds of this process (`time.process_time`), so the figure is 
 delivers even on a machine whose other core is busy. `rating_lines_per_s` is the engine over the
 whole mix (best of three passes); `rating_reference_lines_per_s` is the unit-by-unit reference
 model (tests/support/rating_reference.py) on the first lines of the same mix; the ratio is the
-engine's speed over the reference's on those same lines.
+engine's speed over the reference's on those same lines. `rating_before_lines_per_s` is the engine
+as it was before its speed work (tests/support/rating_engine_before.py, the model the differential
+test holds it to) on the whole mix, so the speed-up is a ratio measured in the same run.
 
 Standalone: `.venv/bin/python -m tests.bench.rating [lines]`.
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 import random
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
 
@@ -36,6 +39,7 @@ from domain.catalog.prices import (
     UnitPrice,
 )
 from domain.catalog.rating import Period, RatingInput, rate
+from tests.support import rating_engine_before
 from tests.support.rating_reference import reference
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -77,12 +81,12 @@ def make_inputs(count: int, seed: int = 7) -> list[RatingInput]:
     return inputs
 
 
-def _engine_rate(inputs: list[RatingInput], passes: int = 3) -> float:
+def _engine_rate(inputs: list[RatingInput], passes: int = 3, engine: Callable[[RatingInput], object] = rate) -> float:
     best = 0.0
     for _ in range(passes):
         started = time.process_time()
         for data in inputs:
-            rate(data)
+            engine(data)
         elapsed = time.process_time() - started
         best = max(best, len(inputs) / elapsed)
     return best
@@ -102,14 +106,16 @@ def figures(lines: int = 70_000, compared: int = 1_400) -> dict[str, float]:
         expected = reference(data.price, data.discounts, data.currency, int(data.quantity)).total
         assert rate(data).totals.total == expected, data
     engine = _engine_rate(inputs)
+    before = _engine_rate(inputs, engine=rating_engine_before.rate)
     engine_on_sample = _engine_rate(sample)
     reference_rate = _reference_rate(sample)
-    return {"engine": engine, "engine_on_sample": engine_on_sample, "reference": reference_rate}
+    return {"engine": engine, "before": before, "engine_on_sample": engine_on_sample, "reference": reference_rate}
 
 
 if __name__ == "__main__":
     result = figures(int(sys.argv[1]) if len(sys.argv) > 1 else 70_000)
     print(
         f"rating_lines_per_s {result['engine']:,.0f}   reference {result['reference']:,.0f}   "
-        f"ratio {result['engine_on_sample'] / result['reference']:,.1f}"
+        f"ratio {result['engine_on_sample'] / result['reference']:,.1f}   "
+        f"before the speed work {result['before']:,.0f} (speed-up {result['engine'] / result['before']:.2f})"
     )

@@ -286,6 +286,7 @@ def run_benchmarks(scale_name: str) -> dict[str, Any]:
     print("rating engine ...", flush=True)
     r = rating.figures(20_000 if scale_name == "small" else 70_000)
     add("rating_reference_lines_per_s", r["reference"])
+    add("rating_before_lines_per_s", r["before"])
     add(
         "rating_lines_per_s",
         r["engine"],
