@@ -82,4 +82,5 @@ def test_an_up_to_date_venv_is_left_alone(venv: Path) -> None:
     plan = make_n(f"VENV={venv}", f"PYTHON={BASE_PYTHON}")
     assert plan.returncode == 0, plan.stderr
     assert "rebuilding" not in plan.stdout and "pip install" not in plan.stdout
-    assert plan.stdout.strip() == f"{venv}/bin/tally serve"
+    # Before it, `run` builds the console (make console) where npm is installed; nothing of the venv.
+    assert plan.stdout.strip().splitlines()[-1] == f"{venv}/bin/tally serve"
