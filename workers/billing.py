@@ -3,7 +3,8 @@
 One pass (`run_once`, also `tally billing collect` / `tally billing advance`):
 1. sync: every live subscription's billable items onto its customer's gathering invoice (when a
    subscription sync is wired; subscription writes also sync at once, this pass repairs a missed one
-   and adds the lines of billing periods that started since);
+   and adds the lines of billing periods that started since), then late usage: usage stored after
+   its period's invoice was issued becomes a correction line (InvoiceService.bill_late_usage);
 2. collect: gathering invoices whose earliest line is due become standard invoices (the customer's
    lines due by now), advanced as far as their workflow allows;
 3. advance: standard invoices the table can move now (collection over, draft period ended, a step
@@ -64,6 +65,7 @@ class Backoff:
 @dataclass(frozen=True, slots=True)
 class PassResult:
     synced: int = 0
+    corrections: int = 0
     collected: int = 0
     advanced: int = 0
     failed: int = 0
@@ -81,6 +83,8 @@ class BillingWorker:
         backoff: Backoff = Backoff(),
         poll_interval: timedelta = timedelta(seconds=10),
         sync_interval: timedelta = timedelta(minutes=5),
+        # Usage periods that ended this recently are checked for usage stored after their invoice.
+        late_usage_window: timedelta = timedelta(days=7),
         clock: Callable[[], datetime] = _now,
     ) -> None:
         self._invoices = invoices
@@ -91,6 +95,7 @@ class BillingWorker:
         self._backoff = backoff
         self._poll = poll_interval
         self._sync_interval = sync_interval
+        self._late_usage_window = late_usage_window
         self._clock = clock
         self._last_sync: datetime | None = None
         self._wake = asyncio.Event()
@@ -100,17 +105,17 @@ class BillingWorker:
     # --- one pass ------------------------------------------------------------------------------
 
     async def run_once(self) -> PassResult:
-        synced = await self.sync()
+        synced, corrections = await self.sync()
         collected, failed_c = await self.collect()
         advanced, failed_a = await self.advance()
-        return PassResult(synced, collected, advanced, failed_c + failed_a)
+        return PassResult(synced, corrections, collected, advanced, failed_c + failed_a)
 
-    async def sync(self) -> int:
-        if self._subscriptions is None:
-            return 0
-        changed = await self._subscriptions.sync_all()
+    async def sync(self) -> tuple[int, int]:
+        """Subscription lines, then late-usage corrections: (lines changed, corrections made)."""
+        synced = await self._subscriptions.sync_all() if self._subscriptions is not None else 0
+        corrections = await self._invoices.bill_late_usage(self._late_usage_window)
         self._last_sync = self._clock()
-        return changed
+        return synced, corrections
 
     async def collect(self) -> tuple[int, int]:
         """Collects every gathering invoice due now; returns (standard invoices made, failures)."""

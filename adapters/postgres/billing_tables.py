@@ -224,6 +224,13 @@ class InvoiceLineRow(SQLModel, table=True):
             "period_key",
             postgresql_where=text("deleted_at IS NULL AND parent_line_id IS NULL"),
         ),
+        # The subscription sync reads a subscription's lines.
+        Index(
+            "billing_invoice_lines_subscription",
+            "namespace",
+            "subscription_id",
+            postgresql_where=text("deleted_at IS NULL AND subscription_id IS NOT NULL"),
+        ),
         # A subscription sync creates each (item, period part) once, also when it runs twice at once.
         Index(
             "billing_invoice_lines_sync_key",

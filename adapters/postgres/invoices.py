@@ -377,6 +377,19 @@ _ORDER = {
 
 # Invoices whose lines no longer count as billed (their usage is billed again by a later run).
 _NOT_BILLED = (InvoiceStatus.GATHERING.value, InvoiceStatus.VOIDED.value, InvoiceStatus.DELETED.value)
+# Issued invoices that count: their lines' quantities are final.
+_ISSUED = tuple(
+    s.value
+    for s in (
+        InvoiceStatus.ISSUED,
+        InvoiceStatus.PAYMENT_PROCESSING,
+        InvoiceStatus.OVERDUE,
+        InvoiceStatus.PAID,
+        InvoiceStatus.UNCOLLECTIBLE,
+    )
+)
+# Invoices whose lines are still to be (re)rated.
+_BEING_BILLED = (InvoiceStatus.GATHERING.value, InvoiceStatus.DRAFT.value, InvoiceStatus.ISSUING.value)
 
 
 class PostgresInvoiceRepository:
@@ -515,6 +528,93 @@ class PostgresInvoiceRepository:
             )
             .values(deleted_at=at, updated_at=at)
         )
+
+    async def subscription_lines(self, namespace: str, subscription_id: str) -> list[tuple[InvoiceLine, InvoiceStatus]]:
+        statement = (
+            select(InvoiceLineRow, InvoiceRow.status)
+            .join(
+                InvoiceRow,
+                and_(
+                    col(InvoiceRow.namespace) == col(InvoiceLineRow.namespace),
+                    col(InvoiceRow.id) == col(InvoiceLineRow.invoice_id),
+                ),
+            )
+            .where(
+                InvoiceLineRow.namespace == namespace,
+                InvoiceLineRow.subscription_id == subscription_id,
+                col(InvoiceLineRow.parent_line_id).is_(None),
+                col(InvoiceLineRow.deleted_at).is_(None),
+                col(InvoiceRow.deleted_at).is_(None),
+            )
+            .order_by(col(InvoiceLineRow.period_start), col(InvoiceLineRow.id))
+        )
+        return [(_line(row), InvoiceStatus(status)) for row, status in (await self._session.exec(statement)).all()]
+
+    async def issued_usage_lines(self, ended_after: datetime) -> list[tuple[InvoiceLine, str]]:
+        pending = InvoiceRow.__table__.alias("pending_invoice")  # type: ignore[attr-defined]
+        pending_line = InvoiceLineRow.__table__.alias("pending_line")  # type: ignore[attr-defined]
+        being_billed = (
+            select(pending_line.c.id)
+            .join(
+                pending,
+                and_(pending.c.namespace == pending_line.c.namespace, pending.c.id == pending_line.c.invoice_id),
+            )
+            .where(
+                pending_line.c.namespace == InvoiceLineRow.namespace,
+                pending_line.c.period_key == InvoiceLineRow.period_key,
+                pending_line.c.parent_line_id.is_(None),
+                pending_line.c.deleted_at.is_(None),
+                pending.c.deleted_at.is_(None),
+                pending.c.status.in_(_BEING_BILLED),
+            )
+            .exists()
+        )
+        statement = (
+            select(InvoiceLineRow, InvoiceRow.customer_id)
+            .join(
+                InvoiceRow,
+                and_(
+                    col(InvoiceRow.namespace) == col(InvoiceLineRow.namespace),
+                    col(InvoiceRow.id) == col(InvoiceLineRow.invoice_id),
+                ),
+            )
+            .where(
+                InvoiceLineRow.type == LineType.USAGE_BASED.value,
+                col(InvoiceLineRow.period_key).is_not(None),
+                col(InvoiceLineRow.parent_line_id).is_(None),
+                col(InvoiceLineRow.deleted_at).is_(None),
+                col(InvoiceLineRow.period_end) > ended_after,
+                col(InvoiceRow.deleted_at).is_(None),
+                col(InvoiceRow.status).in_(_ISSUED),
+                ~being_billed,
+            )
+            .order_by(col(InvoiceLineRow.namespace), col(InvoiceLineRow.period_key))
+        )
+        return [(_line(row), customer_id) for row, customer_id in (await self._session.exec(statement)).all()]
+
+    async def pending_period_keys(self, namespace: str, period_keys: Sequence[str]) -> set[str]:
+        if not period_keys:
+            return set()
+        statement = (
+            select(InvoiceLineRow.period_key)
+            .join(
+                InvoiceRow,
+                and_(
+                    col(InvoiceRow.namespace) == col(InvoiceLineRow.namespace),
+                    col(InvoiceRow.id) == col(InvoiceLineRow.invoice_id),
+                ),
+            )
+            .where(
+                InvoiceLineRow.namespace == namespace,
+                col(InvoiceLineRow.period_key).in_(list(period_keys)),
+                col(InvoiceLineRow.parent_line_id).is_(None),
+                col(InvoiceLineRow.deleted_at).is_(None),
+                col(InvoiceRow.deleted_at).is_(None),
+                col(InvoiceRow.status).in_(_BEING_BILLED),
+            )
+            .distinct()
+        )
+        return {key for key in (await self._session.exec(statement)).all() if key is not None}
 
     async def billed_quantities(
         self, namespace: str, period_keys: Sequence[str], exclude_invoice_id: str | None = None

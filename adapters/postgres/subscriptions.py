@@ -273,6 +273,18 @@ class PostgresSubscriptionRepository:
         async with self._sessions() as session:
             return [self._to_domain(r) for r in (await session.exec(statement)).all()]
 
+    async def list_billable(self, ended_after: datetime) -> list[Subscription]:
+        statement = (
+            select(SubscriptionRow)
+            .where(
+                col(SubscriptionRow.deleted_at).is_(None),
+                (col(SubscriptionRow.active_to).is_(None)) | (col(SubscriptionRow.active_to) > ended_after),
+            )
+            .order_by(col(SubscriptionRow.namespace), col(SubscriptionRow.id))
+        )
+        async with self._sessions() as session:
+            return [self._to_domain(r) for r in (await session.exec(statement)).all()]
+
     async def customer_ids_with_plan(self, namespace: str, plan_key: str, at: datetime) -> set[str]:
         statement = select(SubscriptionRow.customer_id).where(
             SubscriptionRow.namespace == namespace,

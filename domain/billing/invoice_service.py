@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Final
 
@@ -213,28 +213,12 @@ class InvoiceService:
             invoice = await tx.invoices.get_gathering(namespace, customer.id, data.currency, lock=True)
             created = invoice is None
             if invoice is None:
-                profile = effective.profile
-                invoice = Invoice(
-                    id=_new_id(),
-                    namespace=namespace,
-                    type=InvoiceType.STANDARD,
-                    state=State.GATHERING,
-                    customer=_snapshot(customer),
-                    currency=data.currency,
-                    profile_id=profile.id,
-                    invoicing_app_id=profile.apps.invoicing,
-                    payment_app_id=profile.apps.payment,
-                    tax_app_id=profile.apps.tax,
-                    workflow=effective.workflow,
-                    supplier=_supplier(profile.supplier),
-                    created_at=now,
-                    updated_at=now,
-                )
+                invoice = new_gathering(namespace, customer, effective, data.currency, now)
                 await tx.invoices.insert(invoice)
             lines = [self._pending_line(namespace, invoice, line, now) for line in data.lines]
             await tx.invoices.insert_lines(lines)
             all_lines = (await tx.invoices.lines(namespace, [invoice.id]))[invoice.id]
-            invoice = _gathering_schedule(invoice, all_lines, now)
+            invoice = gathering_schedule(invoice, all_lines, now)
             await tx.invoices.update(invoice)
             await tx.commit()
         return InvoiceWithLines(invoice, all_lines), lines, created
@@ -379,7 +363,7 @@ class InvoiceService:
             # An emptied gathering invoice disappears.
             await tx.invoices.update(dataclasses.replace(gathering, deleted_at=now, updated_at=now))
         else:
-            await tx.invoices.update(_gathering_schedule(gathering, remaining, now))
+            await tx.invoices.update(gathering_schedule(gathering, remaining, now))
         return invoice_id
 
     # --- user actions --------------------------------------------------------------------------
@@ -574,6 +558,89 @@ class InvoiceService:
                 return []
             raise
 
+    async def bill_late_usage(self, ended_within: timedelta) -> int:
+        """Late usage: for every usage period billed by issued invoices and ended within
+        `ended_within`, the period's cumulative usage as stored now is compared with what was
+        billed; where usage arrived after the invoice was issued, a correction line for the same
+        period (same period key, the old service period, due now) goes on the customer's gathering
+        invoice. Its quantity snapshot bills exactly the difference (cumulative minus already
+        billed), rated on top of what was billed. Usage is read in bulk, one call per namespace.
+        Returns how many correction lines were made."""
+        now = self._clock()
+        async with self._uow() as tx:
+            found = await tx.invoices.issued_usage_lines(now - ended_within)
+        periods: dict[tuple[str, str], list[tuple[InvoiceLine, str]]] = {}
+        for line, customer_id in found:
+            if not _correctable(line):
+                continue
+            periods.setdefault((line.namespace, line.period_key or ""), []).append((line, customer_id))
+        wanted: dict[str, dict[UsageRequest, tuple[InvoiceLine, Decimal, str]]] = {}
+        for (namespace, _), parts in periods.items():
+            lines = [x for x, _ in parts]
+            latest = max(lines, key=lambda x: x.period_end)
+            start = min(x.full_period_start or x.period_start for x in lines)
+            billed = sum((x.quantity or ZERO for x in lines), ZERO)
+            request = UsageRequest(latest.feature_key or "", parts[0][1], start, latest.period_end)
+            wanted.setdefault(namespace, {})[request] = (latest, billed, parts[0][1])
+        made = 0
+        for namespace, requests in wanted.items():
+            quantities = await self._usage.quantities(namespace, list(requests), now)
+            for request, (latest, billed, customer_id) in requests.items():
+                cumulative = quantities.get(request, ZERO)
+                if cumulative > billed:
+                    made += await self._add_correction(namespace, customer_id, latest, request.start, cumulative, now)
+        return made
+
+    async def _add_correction(
+        self, namespace: str, customer_id: str, latest: InvoiceLine, start: datetime, cumulative: Decimal, now: datetime
+    ) -> int:
+        key = latest.period_key or ""
+        for attempt in range(2):
+            try:
+                async with self._uow() as tx:
+                    gathering = await tx.invoices.get_gathering(namespace, customer_id, latest.currency, lock=True)
+                    # Under the gathering invoice's lock (collection takes it too): another worker
+                    # may have made this correction since the usage was read, or billed it already.
+                    if key in await tx.invoices.pending_period_keys(namespace, [key]):
+                        return 0
+                    billed = (await tx.invoices.billed_quantities(namespace, [key])).get(key, ZERO)
+                    if cumulative <= billed:
+                        return 0
+                    if gathering is None:
+                        effective = await self._profiles.effective_profile(namespace, customer_id, with_customer=True)
+                        assert effective.customer is not None
+                        gathering = new_gathering(namespace, effective.customer, effective, latest.currency, now)
+                        await tx.invoices.insert(gathering)
+                    correction = dataclasses.replace(
+                        latest,
+                        id=_new_id(),
+                        invoice_id=gathering.id,
+                        managed_by=ManagedBy.SYSTEM,
+                        sync_key=None,
+                        period_start=start,
+                        full_period_start=start,
+                        invoice_at=now,
+                        quantity=None,
+                        metered_quantity=None,
+                        pre_line_period_quantity=None,
+                        quantity_snapshotted_at=None,
+                        totals=Totals(),
+                        discounts=(),
+                        metadata={**latest.metadata, "tally.correction": "late_usage"},
+                        created_at=now,
+                        updated_at=now,
+                    )
+                    await tx.invoices.insert_lines([correction])
+                    lines = (await tx.invoices.lines(namespace, [gathering.id]))[gathering.id]
+                    await tx.invoices.update(gathering_schedule(gathering, lines, now))
+                    await tx.commit()
+                return 1
+            except ConflictError:
+                # Another worker made the gathering invoice first: check again against it.
+                if attempt == 1:
+                    raise
+        raise AssertionError("unreachable")
+
     async def record_failure(self, namespace: str, invoice_id: str, retry_at: datetime) -> Invoice | None:
         """A worker's step failed (an app or the store did not answer): the invoice stays in its
         last committed state and is tried again at `retry_at`. None: the invoice is gone."""
@@ -718,7 +785,7 @@ class InvoiceService:
         ]
         await tx.invoices.update_lines(released)
         remaining = (await tx.invoices.lines(invoice.namespace, [gathering.id]))[gathering.id]
-        await tx.invoices.update(_gathering_schedule(gathering, remaining, now))
+        await tx.invoices.update(gathering_schedule(gathering, remaining, now))
 
 
 def rate_lines(
@@ -803,6 +870,14 @@ def rate_lines(
     return rated, children
 
 
+def _correctable(line: InvoiceLine) -> bool:
+    """Whether a late-usage correction rates exactly the difference: not for volume tiers (rated
+    once for the whole period) nor a minimum spend (its shortfall was charged on the period's
+    last line already, and a correction cannot take it back without credit notes)."""
+    price = line.price
+    return price is not None and allows_progressive_billing(price) and price.commitments.minimum_amount is None
+
+
 async def _lease(tx: BillingStore, invoices: Sequence[Invoice], until: datetime) -> None:
     by_namespace: dict[str, list[str]] = {}
     for invoice in invoices:
@@ -816,6 +891,29 @@ def _overdue(invoice: Invoice, conditions: Conditions, now: datetime) -> Transit
     if invoice.due_at is None or now < invoice.due_at:
         return None
     return transition(invoice.state, Action.PAYMENT_OVERDUE, conditions)
+
+
+def new_gathering(
+    namespace: str, customer: Customer, effective: EffectiveProfile, currency: str, now: datetime
+) -> Invoice:
+    """The customer's gathering invoice in the currency, on its effective profile and workflow."""
+    profile = effective.profile
+    return Invoice(
+        id=_new_id(),
+        namespace=namespace,
+        type=InvoiceType.STANDARD,
+        state=State.GATHERING,
+        customer=_snapshot(customer),
+        currency=currency,
+        profile_id=profile.id,
+        invoicing_app_id=profile.apps.invoicing,
+        payment_app_id=profile.apps.payment,
+        tax_app_id=profile.apps.tax,
+        workflow=effective.workflow,
+        supplier=_supplier(profile.supplier),
+        created_at=now,
+        updated_at=now,
+    )
 
 
 def _snapshot(customer: Customer) -> CustomerSnapshot:
@@ -833,7 +931,8 @@ def _supplier(supplier: Supplier) -> dict[str, object]:
     return {k: v for k, v in dataclasses.asdict(supplier).items() if v is not None}
 
 
-def _gathering_schedule(invoice: Invoice, lines: Sequence[InvoiceLine], now: datetime) -> Invoice:
+def gathering_schedule(invoice: Invoice, lines: Sequence[InvoiceLine], now: datetime) -> Invoice:
+    """A gathering invoice's period and collection time, from its lines."""
     top = [x for x in lines if x.parent_line_id is None]
     if not top:
         return dataclasses.replace(invoice, updated_at=now)

@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Protocol
 
 from domain.billing.apps.models import App, AppType, CustomerAppData
-from domain.billing.invoice_states import State
+from domain.billing.invoice_states import InvoiceStatus, State
 from domain.billing.invoices import Invoice, InvoiceLine, InvoiceListQuery, UsageRequest
 from domain.billing.models import CustomerOverride, OverrideListQuery, Profile, ProfileListQuery
 from domain.customers.models import Customer
@@ -144,6 +144,23 @@ class InvoiceRepository(Protocol):
 
     async def delete_children(self, namespace: str, parent_ids: Sequence[str], at: datetime) -> None:
         """Soft-deletes the detailed lines of these parents (before they are rated again)."""
+        ...
+
+    async def subscription_lines(self, namespace: str, subscription_id: str) -> list[tuple[InvoiceLine, InvoiceStatus]]:
+        """Live top-level lines synced from the subscription, each with the status of the live
+        invoice it is on."""
+        ...
+
+    async def issued_usage_lines(self, ended_after: datetime) -> list[tuple[InvoiceLine, str]]:
+        """Every namespace's top-level usage lines (with a period key) on issued invoices that
+        still count (issued, in payment, overdue, paid, uncollectible) whose period ended after
+        `ended_after`, each with its invoice's customer ID; period keys that also have a line on a
+        gathering, draft or issuing invoice (being billed already) are left out."""
+        ...
+
+    async def pending_period_keys(self, namespace: str, period_keys: Sequence[str]) -> set[str]:
+        """The period keys among these with a live top-level line on a gathering, draft or issuing
+        invoice (their usage is being billed)."""
         ...
 
     async def billed_quantities(

@@ -1,0 +1,272 @@
+"""Subscriptions -> pending lines on the customer's gathering invoice.
+
+Billing depends on subscriptions, not the other way round: the subscription service only tells its
+listeners that a subscription changed, and this module turns its billable items
+(`subscriptions.timeline.billable_items`, a pure function of the subscription and "now") into
+lines. Each billable item is one line keyed by the item's key (`InvoiceLine.sync_key`, unique among
+live lines with the period start, so two syncs racing cannot both create it); `subscriptions.sync
+.plan_sync` compares what should exist with what is held and says what to create, update and
+delete. One subscription is synced in one transaction (the gathering invoice row locked), so a
+crash leaves the old lines or the new ones, and a re-run after an edit or a crash finds the same
+keys: nothing is billed twice, nothing dropped.
+
+- In-advance flat fees are due at their service period's start, in-arrears fees and usage at its
+  end (`BillableItem.invoice_at`); a flat fee for part of a period is prorated when the
+  subscription prorates (`rating.rate`, the engine that rates invoices), and a zero amount is no line.
+- A usage line's period key is its item key: progressive billing and late-usage corrections bill
+  the difference from what earlier invoices of that key billed. Its usage is read over the item's
+  own service period (an item version that starts mid-period bills only its own usage).
+- Lines already on an invoice past gathering are not ours to change. An edit that shortens or
+  removes an item whose period was partly invoiced (progressive billing) trims or removes the part
+  still on the gathering invoice; what was invoiced stays (taking money back needs credit notes,
+  which Tally does not have yet).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Protocol
+
+from ulid import ULID
+
+from domain.billing.invoice_service import gathering_schedule, new_gathering
+from domain.billing.invoice_states import InvoiceStatus
+from domain.billing.invoices import (
+    Invoice,
+    InvoiceLine,
+    LineStatus,
+    LineType,
+    ManagedBy,
+    SubscriptionRef,
+)
+from domain.billing.ports import BillingStore, UnitOfWork
+from domain.billing.service import BillingProfileService
+from domain.catalog import currencies
+from domain.catalog.prices import FlatPrice
+from domain.catalog.ratecards import RateCard
+from domain.catalog.rating import Period, RatingInput, rate
+from domain.entitlements.recurrence import Period as TimelinePeriod
+from domain.errors import ConflictError
+from domain.subscriptions.catalog import billing_terms
+from domain.subscriptions.models import Subscription
+from domain.subscriptions.sync import HeldLine, plan_sync
+from domain.subscriptions.timeline import BillableItem, billable_items
+
+Clock = Callable[[], datetime]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class SubscriptionFeed(Protocol):
+    """The subscriptions a sync pass covers (the subscription repository provides it)."""
+
+    async def list_billable(self, ended_after: datetime) -> list[Subscription]: ...
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Expected:
+    item: BillableItem
+    line: InvoiceLine  # invoice_id and id are filled in when it is created
+
+
+class SubscriptionSync:
+    def __init__(
+        self,
+        uow: UnitOfWork,
+        profiles: BillingProfileService,
+        subscriptions: SubscriptionFeed,
+        clock: Clock = _utcnow,
+        # A pass also covers subscriptions that ended this recently (their last lines).
+        ended_within: timedelta = timedelta(days=31),
+    ) -> None:
+        self._uow = uow
+        self._profiles = profiles
+        self._subscriptions = subscriptions
+        self._clock = clock
+        self._ended_within = ended_within
+
+    async def sync_all(self) -> int:
+        """Syncs every live subscription; returns how many lines were created, changed or removed."""
+        changed = 0
+        now = self._clock()
+        for subscription in await self._subscriptions.list_billable(now - self._ended_within):
+            changed += await self.sync(subscription)
+        return changed
+
+    async def sync(self, subscription: Subscription) -> int:
+        """Brings the subscription's lines in line with its billable items now; returns how many
+        lines were created, changed or removed (0 when they already match)."""
+        now = self._clock()
+        expected = self._expected(subscription, now)
+        for attempt in range(2):
+            try:
+                return await self._apply(subscription, expected, now)
+            except ConflictError:
+                # Another sync made the gathering invoice or a line first: plan again against it.
+                if attempt == 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _expected(self, subscription: Subscription, now: datetime) -> dict[str, _Expected]:
+        if subscription.deleted_at is not None:
+            return {}
+        phase_ids = {p.key: p.id for p in subscription.spec.phases}
+        out: dict[str, _Expected] = {}
+        for item in billable_items(subscription.id, subscription.spec, now, billing_terms):
+            line = _line(subscription, item, phase_ids.get(item.phase_key, item.phase_key), now)
+            if line is not None:
+                out[item.key] = _Expected(item, line)
+        return out
+
+    async def _apply(self, subscription: Subscription, expected: dict[str, _Expected], now: datetime) -> int:
+        ns = subscription.namespace
+        async with self._uow() as tx:
+            gathering = await tx.invoices.get_gathering(ns, subscription.customer_id, subscription.currency, lock=True)
+            parts: dict[str, list[tuple[InvoiceLine, InvoiceStatus]]] = {}
+            for line, status in await tx.invoices.subscription_lines(ns, subscription.id):
+                # Lines without a sync key (late-usage corrections) are the billing side's own.
+                if line.sync_key is not None:
+                    parts.setdefault(line.sync_key, []).append((line, status))
+            plan = plan_sync([e.item for e in expected.values()], {k: _held(k, v) for k, v in parts.items()})
+            if plan.empty:
+                return 0
+            if gathering is None and plan.create:
+                effective = await self._profiles.effective_profile(ns, subscription.customer_id, with_customer=True)
+                assert effective.customer is not None
+                gathering = new_gathering(ns, effective.customer, effective, subscription.currency, now)
+                await tx.invoices.insert(gathering)
+            created = [
+                dataclasses.replace(expected[item.key].line, id=str(ULID()), invoice_id=gathering.id)
+                for item in plan.create
+                if gathering is not None
+            ]
+            updated: list[InvoiceLine] = []
+            removed: list[str] = []
+            for item in plan.update:
+                for line, _ in parts[item.key]:
+                    updated.append(_refresh(line, expected[item.key].line, now))
+            for key in plan.delete:
+                removed.extend(line.id for line, _ in parts[key])
+            for key in plan.corrections:
+                # Partly invoiced: only the part still gathering follows the edit.
+                want = expected.get(key)
+                for line, status in parts[key]:
+                    if status is not InvoiceStatus.GATHERING:
+                        continue
+                    if want is None or want.item.service_period.end <= line.period_start:
+                        removed.append(line.id)
+                    elif line.period_end != want.item.service_period.end:
+                        end = want.item.service_period.end
+                        updated.append(
+                            dataclasses.replace(
+                                line,
+                                period_end=end,
+                                full_period_end=end if line.type is LineType.USAGE_BASED else line.full_period_end,
+                                invoice_at=want.line.invoice_at,
+                                updated_at=now,
+                            )
+                        )
+            if created:
+                await tx.invoices.insert_lines(created)
+            if updated:
+                await tx.invoices.update_lines(updated)
+            if removed:
+                await tx.invoices.delete_lines(ns, removed, now)
+            if gathering is not None:
+                await _reschedule(tx, gathering, now)
+            await tx.commit()
+        return len(created) + len(updated) + len(removed)
+
+
+def _held(key: str, parts: Sequence[tuple[InvoiceLine, InvoiceStatus]]) -> HeldLine:
+    lines = [line for line, _ in parts]
+    gathering = [line for line, status in parts if status is InvoiceStatus.GATHERING]
+    ref = lines[0].subscription
+    return HeldLine(
+        key=key,
+        service_period=TimelinePeriod(min(x.period_start for x in lines), max(x.period_end for x in lines)),
+        invoice_at=(gathering or lines)[-1].invoice_at,
+        item_id=ref.item_id if ref is not None else "",
+        invoiced=len(gathering) < len(lines),
+    )
+
+
+def _line(subscription: Subscription, item: BillableItem, phase_id: str, now: datetime) -> InvoiceLine | None:
+    card = item.rate_card
+    assert isinstance(card, RateCard), type(card)
+    price = card.price
+    if price is None:
+        return None
+    service = Period(item.service_period.start, item.service_period.end)
+    full = Period(item.full_period.start, item.full_period.end)
+    common = {
+        "id": "",
+        "namespace": subscription.namespace,
+        "invoice_id": "",
+        "status": LineStatus.VALID,
+        "managed_by": ManagedBy.SUBSCRIPTION,
+        "name": card.name,
+        "description": card.description,
+        "currency": subscription.currency,
+        "period_start": service.start,
+        "period_end": service.end,
+        "invoice_at": item.invoice_at,
+        "created_at": now,
+        "updated_at": now,
+        "sync_key": item.key,
+        "tax_config": card.tax_config,
+        "subscription": SubscriptionRef(subscription.id, phase_id, item.item_id),
+    }
+    if isinstance(price, FlatPrice):
+        prorate = subscription.pro_rating.enabled and not item.one_time
+        currency = currencies.get(subscription.currency)
+        amount = rate(RatingInput(price, currency, service, full, prorate=prorate, name=card.name)).totals.amount
+        if amount == 0:
+            return None
+        return InvoiceLine(
+            type=LineType.FLAT_FEE,
+            full_period_start=full.start,
+            full_period_end=full.end,
+            per_unit_amount=amount,
+            quantity=Decimal(item.quantity),
+            **common,  # type: ignore[arg-type]
+        )
+    return InvoiceLine(
+        type=LineType.USAGE_BASED,
+        full_period_start=service.start,
+        full_period_end=service.end,
+        period_key=item.key,
+        feature_key=card.feature_key,
+        price=price,
+        rate_card_discounts=card.discounts,
+        **common,  # type: ignore[arg-type]
+    )
+
+
+def _refresh(held: InvoiceLine, wanted: InvoiceLine, now: datetime) -> InvoiceLine:
+    """The held gathering line with the item's current period, due time and amount."""
+    return dataclasses.replace(
+        held,
+        period_start=wanted.period_start,
+        period_end=wanted.period_end,
+        full_period_start=wanted.full_period_start,
+        full_period_end=wanted.full_period_end,
+        invoice_at=wanted.invoice_at,
+        per_unit_amount=wanted.per_unit_amount,
+        quantity=wanted.quantity,
+        updated_at=now,
+    )
+
+
+async def _reschedule(tx: BillingStore, gathering: Invoice, now: datetime) -> None:
+    lines = (await tx.invoices.lines(gathering.namespace, [gathering.id]))[gathering.id]
+    if not [x for x in lines if x.parent_line_id is None]:
+        # An emptied gathering invoice disappears.
+        await tx.invoices.update(dataclasses.replace(gathering, deleted_at=now, updated_at=now))
+    else:
+        await tx.invoices.update(gathering_schedule(gathering, lines, now))

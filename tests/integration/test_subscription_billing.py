@@ -1,0 +1,246 @@
+"""Subscriptions billed on real Postgres: their billable items as lines on the customer's gathering
+invoice (idempotent across re-runs, racing syncs and edits; an item removed before it was invoiced
+disappears from the gathering invoice), collected and issued by the billing worker, and usage
+stored after an invoice was issued billed by the next run as a correction line for the old period.
+
+Subscriptions are the real service over Postgres; usage is the stand-in of test_invoices. Each test
+has a database of its own: the worker's passes cover every namespace."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest_asyncio
+
+from adapters.postgres.billing import PostgresInvoiceNumbers, billing_unit_of_work
+from adapters.postgres.customers import PostgresCustomerRepository
+from adapters.postgres.db import create_engine, migrate, session_factory
+from adapters.postgres.subscriptions import PostgresSubscriptionRepository
+from domain.billing.apps.registry import Marketplace
+from domain.billing.invoice_service import InvoiceService
+from domain.billing.invoice_states import InvoiceStatus, State
+from domain.billing.invoices import InvoiceLine, InvoiceListQuery, InvoiceWithLines, ManagedBy
+from domain.billing.service import BillingProfileService, Provisioner
+from domain.billing.subscription_sync import SubscriptionSync
+from domain.catalog.plans import Plan, parse_plan
+from domain.customers.models import CustomerInput
+from domain.customers.service import CustomerService
+from domain.errors import NotFoundError
+from domain.subscriptions import edits
+from domain.subscriptions.catalog import CatalogRateCards, plan_view
+from domain.subscriptions.models import CreateSubscriptionInput, PlanSelector, Subscription, Timing
+from domain.subscriptions.ports import PlanView
+from domain.subscriptions.service import SubscriptionService
+from tests.integration.test_invoices import EventUsage
+from tests.support.services import require
+from tests.support.stack import create_database, postgres_available
+from workers.billing import BillingWorker
+
+NOV = datetime(2026, 11, 1, tzinfo=UTC)
+DEC = datetime(2026, 12, 1, tzinfo=UTC)
+JAN = datetime(2027, 1, 1, tzinfo=UTC)
+D = Decimal
+
+
+def card(key: str, price: dict[str, Any], feature: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "type": "usage_based" if feature else "flat_fee",
+        "key": key,
+        "name": key.title(),
+        "billingCadence": "P1M",
+        "price": price,
+    }
+    if feature:
+        body["featureKey"] = feature
+    return body
+
+
+PLAN = {
+    "key": "team",
+    "name": "Team",
+    "currency": "USD",
+    "billingCadence": "P1M",
+    "phases": [
+        {
+            "key": "default",
+            "name": "Default",
+            "rateCards": [
+                card("base", {"type": "flat", "amount": "30", "paymentTerm": "in_advance"}),
+                card("api", {"type": "unit", "amount": "0.01"}, "api"),
+            ],
+        }
+    ],
+}
+
+
+class Plans:
+    def __init__(self) -> None:
+        content, issues = parse_plan(PLAN)
+        issues.raise_if_errors()
+        assert content is not None
+        self.view = plan_view(Plan("plan-team-1", "any", 1, content, NOV, NOV, effective_from=NOV))
+
+    async def active_plan(self, namespace: str, key: str, version: int | None) -> PlanView:
+        if key != "team":
+            raise NotFoundError("plan", key)
+        return self.view
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.at = NOV
+
+    def __call__(self) -> datetime:
+        return self.at
+
+
+@dataclass
+class Env:
+    subscriptions: SubscriptionService
+    sync: SubscriptionSync
+    invoices: InvoiceService
+    customers: CustomerService
+    usage: EventUsage
+    clock: Clock
+
+    def worker(self) -> BillingWorker:
+        return BillingWorker(self.invoices, self.sync, clock=self.clock)
+
+
+@pytest_asyncio.fixture
+async def env() -> AsyncIterator[Env]:
+    require(await postgres_available(), "PostgreSQL on 127.0.0.1:5432")
+    url = await create_database()
+    await migrate(url)
+    engine = create_engine(url, pool_size=10)
+    sessions = session_factory(engine)
+    clock = Clock()
+    customers = CustomerService(PostgresCustomerRepository(sessions), clock=clock)
+    rate_cards = CatalogRateCards()
+    repository = PostgresSubscriptionRepository(sessions, rate_cards)
+    subscriptions = SubscriptionService(repository, Plans(), customers, rate_cards, clock=clock)
+    uow = billing_unit_of_work(sessions)
+    marketplace = Marketplace(PostgresInvoiceNumbers(sessions))
+    profiles = BillingProfileService(uow, Provisioner(uow), customers, marketplace)
+    usage = EventUsage()
+    invoices = InvoiceService(uow, profiles, customers, marketplace, usage, clock=clock)
+    sync = SubscriptionSync(uow, profiles, repository, clock=clock)
+    yield Env(subscriptions, sync, invoices, customers, usage, clock)
+    await engine.dispose()
+
+
+async def subscribe(env: Env, ns: str, key: str) -> Subscription:
+    await env.customers.create(ns, CustomerInput(name=key, key=key))
+    return await env.subscriptions.create(CreateSubscriptionInput(ns, PlanSelector("team"), customer_key=key))
+
+
+async def all_invoices(env: Env, ns: str) -> list[InvoiceWithLines]:
+    found, _ = await env.invoices.list_invoices(ns, InvoiceListQuery(limit=100), with_lines=True)
+    return found
+
+
+def gathering_lines(found: list[InvoiceWithLines]) -> list[InvoiceLine]:
+    out = [x for f in found if f.invoice.status is InvoiceStatus.GATHERING for x in f.lines]
+    return sorted(out, key=lambda x: (x.period_start, x.name))
+
+
+def shown(lines: list[InvoiceLine]) -> list[tuple[str, datetime, datetime, datetime]]:
+    return [(x.name, x.period_start, x.period_end, x.invoice_at) for x in lines]
+
+
+async def test_sync_is_idempotent_across_reruns_races_and_edits(env: Env) -> None:
+    ns = "sb_sync"
+    env.clock.at = NOV
+    sub = await subscribe(env, ns, "c1")
+    assert await env.sync.sync(sub) == 2
+    # In advance: the base fee is due when its period starts; usage when its period ends.
+    assert shown(gathering_lines(await all_invoices(env, ns))) == [
+        ("Api", NOV, DEC, DEC),
+        ("Base", NOV, DEC, NOV),
+    ]
+    # Again, and twice at once: nothing new, one line per item and period.
+    assert await env.sync.sync(sub) == 0
+    await asyncio.gather(env.sync.sync(sub), env.sync.sync(sub))
+    lines = gathering_lines(await all_invoices(env, ns))
+    assert len(lines) == 2 and all(x.managed_by is ManagedBy.SUBSCRIPTION for x in lines)
+    base = next(x for x in lines if x.name == "Base")
+    assert base.per_unit_amount == D(30) and base.quantity == D(1)
+
+    # Edit on Nov 11: a new usage item, which is then removed at once (never billed: its line goes),
+    # and the api item removed (its line shrinks to Nov 1 - Nov 11, due then).
+    env.clock.at = NOV + timedelta(days=10)
+    extra = CatalogRateCards().parse(card("calls", {"type": "unit", "amount": "0.02"}, "calls"), "rateCard")
+    sub = await env.subscriptions.edit(ns, sub.id, [edits.AddItem("default", extra, "item-calls")], Timing("immediate"))
+    assert await env.sync.sync(sub) == 1
+    assert "Calls" in [x.name for x in gathering_lines(await all_invoices(env, ns))]
+    sub = await env.subscriptions.edit(
+        ns, sub.id, [edits.RemoveItem("default", "calls"), edits.RemoveItem("default", "api")], Timing("immediate")
+    )
+    await env.sync.sync(sub)
+    assert await env.sync.sync(sub) == 0
+    assert shown(gathering_lines(await all_invoices(env, ns))) == [
+        ("Api", NOV, env.clock.at, env.clock.at),
+        ("Base", NOV, DEC, NOV),
+    ]
+
+
+async def test_worker_bills_subscriptions_and_late_usage_as_a_correction(env: Env) -> None:
+    ns = "sb_late"
+    env.clock.at = NOV
+    sub = await subscribe(env, ns, "c1")
+    cid = sub.customer_id
+    env.usage.add("api", cid, NOV + timedelta(days=4), "1000")
+    worker = env.worker()
+
+    # Nov 1: the in-advance base fee is collected and issued at once; the usage line waits.
+    first = await worker.run_once()
+    assert first.synced == 2 and first.collected == 1
+    (nov_fee,) = [f for f in await all_invoices(env, ns) if f.invoice.status is InvoiceStatus.PAID]
+    assert nov_fee.invoice.totals.total == D(30)
+
+    # Dec 1, 2h: December's lines are synced; November's usage is collected and issued with
+    # December's in-advance fee.
+    env.clock.at = DEC + timedelta(hours=2)
+    second = await worker.run_once()
+    assert second.synced == 2 and second.collected == 1 and second.corrections == 0
+    paid = [f for f in await all_invoices(env, ns) if f.invoice.status is InvoiceStatus.PAID]
+    (dec_invoice,) = [f for f in paid if f.invoice.id != nov_fee.invoice.id]
+    api = next(x for x in dec_invoice.lines if x.name == "Api" and x.parent_line_id is None)
+    assert (api.period_start, api.period_end, api.quantity) == (NOV, DEC, D(1000))
+    assert dec_invoice.invoice.totals.total == D("40.00")  # 1000 x 0.01 + 30
+
+    # Usage for November stored after that invoice was issued.
+    env.usage.add("api", cid, NOV + timedelta(days=20), "250", stored_at=DEC + timedelta(hours=3))
+    env.clock.at = DEC + timedelta(hours=4)
+    third = await worker.run_once()
+    assert third.corrections == 1 and third.collected == 1
+    invoices = await all_invoices(env, ns)
+    (correction,) = [
+        f
+        for f in invoices
+        if f.invoice.id not in (nov_fee.invoice.id, dec_invoice.invoice.id) and f.lines
+        if f.invoice.status is not InvoiceStatus.GATHERING
+    ]
+    assert correction.invoice.state is State.PAID
+    (line,) = [x for x in correction.lines if x.parent_line_id is None]
+    # Exactly the difference, for the old service period, rated on top of what was billed.
+    assert (line.period_start, line.period_end) == (NOV, DEC)
+    assert line.quantity == D(250) and line.pre_line_period_quantity == D(1000)
+    assert correction.invoice.totals.total == D("2.50")
+    assert line.period_key == api.period_key and line.managed_by is ManagedBy.SYSTEM
+    # Nothing more to correct, and the subscription sync leaves the correction alone.
+    fourth = await worker.run_once()
+    assert (fourth.corrections, fourth.synced, fourth.collected) == (0, 0, 0)
+
+    # Cancelled mid-December: the December usage line ends with the subscription.
+    env.clock.at = DEC + timedelta(days=10)
+    sub = await env.subscriptions.cancel(ns, sub.id, Timing("immediate"))
+    await env.sync.sync(sub)
+    assert shown(gathering_lines(await all_invoices(env, ns))) == [("Api", DEC, env.clock.at, env.clock.at)]
+    env.clock.at = JAN
+    assert (await worker.run_once()).synced == 0
