@@ -105,10 +105,16 @@ class BillingWorker:
     # --- one pass ------------------------------------------------------------------------------
 
     async def run_once(self) -> PassResult:
-        synced, corrections = await self.sync()
+        failed_s = 0
+        try:
+            synced, corrections = await self.sync()
+        except Exception:
+            # The lines already gathered are still billed; the next pass syncs again.
+            log.exception("syncing subscriptions or late usage failed")
+            synced, corrections, failed_s = 0, 0, 1
         collected, failed_c = await self.collect()
         advanced, failed_a = await self.advance()
-        return PassResult(synced, corrections, collected, advanced, failed_c + failed_a)
+        return PassResult(synced, corrections, collected, advanced, failed_s + failed_c + failed_a)
 
     async def sync(self) -> tuple[int, int]:
         """Subscription lines, then late-usage corrections: (lines changed, corrections made)."""
@@ -215,9 +221,10 @@ class BillingWorker:
                 try:
                     now = self._clock()
                     if self._last_sync is None or now - self._last_sync >= self._sync_interval:
-                        await self.sync()
-                    await self.collect()
-                    await self.advance()
+                        await self.run_once()
+                    else:
+                        await self.collect()
+                        await self.advance()
                 except Exception:
                     log.exception("a billing pass failed; trying again at the next poll")
                 self._wake.clear()

@@ -18,9 +18,11 @@ How to call it
 - `RatingInput.for_rate_card(card, currency, ...)` takes the price, discounts and name from a
   catalog rate card (a free card, price None, has nothing to rate).
 - `full_period` defaults to `service_period`; `service_period` must lie within it. The line is the period's first when
-  `service_period.start == full_period.start` and nothing was billed before it, and its last when `service_period.end ==
-  full_period.end` (a late-usage correction covers the whole period again, after what was billed); progressive billing is a period cut into consecutive lines, each rated with
-  the usage billed by the lines before it as `pre_period_quantity` (0 on the first line).
+  `service_period.start == full_period.start` and nothing was billed before it, and its last when
+  `service_period.end == full_period.end`; progressive billing is a period cut into consecutive lines, each rated with
+  the usage billed by the lines before it as `pre_period_quantity` (0 on the first line). A late-usage correction
+  covers the whole period again with what was billed as `pre_period_quantity`: it is the period's last line, not its
+  first.
 - Flat prices ignore quantities. They are never split: a `service_period` shorter than
   `full_period` means a partial period (subscription start, end or change) and, with
   `prorate=True`, the amount is prorated by time: amount x service / full. A zero (prorated)
@@ -247,10 +249,10 @@ def _rate(data: RatingInput) -> RatingResult:
     pre = data.pre_period_quantity
     if quantity < ZERO or pre < ZERO:
         raise RatingError("quantities must not be negative")
-    # The first line starts the period with nothing billed before it. A late-usage correction
-    # covers the whole period again, after what was billed: it is not the first.
-    first = service.start == full.start and not pre
-    last = service.end == full.end
+    if pre:
+        # The first line starts the period with nothing billed before it. A late-usage correction
+        # covers the whole period again, after what was billed: it is not the first.
+        first = False
 
     # Usage discount: the period's first N units are free, wherever the line boundaries fall.
     discounts = data.discounts

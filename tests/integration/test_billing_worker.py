@@ -4,7 +4,7 @@ mid-advance, and the usage store failing during collection.
 
 Time is the services' clock (a `Clock` the test moves); usage comes from the stand-in of
 test_invoices (`EventUsage`), wrapped where a test needs the store to fail or to hold a worker
-mid-step."""
+mid-step. Each test has a database of its own: the worker's passes cover every namespace."""
 
 from __future__ import annotations
 
@@ -86,7 +86,7 @@ class Env:
         return BillingWorker(self.invoices(usage), clock=self.clock, **options)  # type: ignore[arg-type]
 
 
-@pytest_asyncio.fixture(scope="module")
+@pytest_asyncio.fixture
 async def env() -> AsyncIterator[Env]:
     require(await postgres_available(), "PostgreSQL on 127.0.0.1:5432")
     url = await create_database()

@@ -138,7 +138,18 @@ def test_rejects_inconsistent_input() -> None:
     with pytest.raises(RatingError):
         rate(RatingInput(UnitPrice(D(1)), USD, JAN, quantity=D(-1)))
     with pytest.raises(RatingError):
-        rate(RatingInput(UnitPrice(D(1)), USD, JAN, quantity=D(1), pre_period_quantity=D(1)))
+        rate(RatingInput(UnitPrice(D(1)), USD, JAN, quantity=D(1), pre_period_quantity=D(-1)))
+
+
+def test_a_late_usage_correction_bills_the_difference_for_the_whole_period() -> None:
+    # The period was billed whole (1 unit at 0.015 -> 0.02); a late unit then arrives. The correction
+    # covers the same period with the billed unit as pre-period usage: 0.03 cumulative - 0.02 = 0.01.
+    price = UnitPrice(D("0.015"))
+    billed = rate(RatingInput(price, USD, JAN, quantity=D(1)))
+    correction = rate(RatingInput(price, USD, JAN, JAN, quantity=D(1), pre_period_quantity=D(1)))
+    whole = rate(RatingInput(price, USD, JAN, quantity=D(2)))
+    assert (billed.totals.total, correction.totals.total) == (D("0.02"), D("0.01"))
+    assert billed.totals.total + correction.totals.total == whole.totals.total
 
 
 def test_rounds_in_the_currencys_minor_units() -> None:

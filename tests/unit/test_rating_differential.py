@@ -114,12 +114,12 @@ def test_the_tuned_engine_gives_the_results_of_the_engine_it_replaced(data: Rati
 @settings(max_examples=200, deadline=None)
 @given(prices, quantities, st.integers(-3, 3))
 def test_refusals_are_the_same(price: Price, quantity: D, shift: int) -> None:
-    # Negative quantities, usage before the first line, periods that end before they start or lie
-    # outside the full period.
+    # Negative quantities, periods that end before they start or lie outside the full period.
+    # (Usage billed before a line that starts the period is no longer refused: that line is a
+    # late-usage correction, tested in test_rating.)
     service = Period(START + timedelta(days=shift), START + timedelta(days=shift + 3))
     for data in (
         RatingInput(price, CURRENCIES[0], FULL, quantity=-quantity - 1),
-        RatingInput(price, CURRENCIES[0], service, FULL, quantity=quantity, pre_period_quantity=quantity),
         RatingInput(price, CURRENCIES[0], Period(FULL.end, FULL.start), quantity=quantity),
         RatingInput(price, CURRENCIES[0], service, None, quantity=quantity),
     ):
