@@ -5,8 +5,18 @@
  */
 import { type FormEvent, useCallback, useEffect, useMemo, useState } from "react";
 
-import { canRead, describeError, storeApiKey, storedApiKey, type TallyClient, tallyClient } from "./api.ts";
+import {
+  type Caller,
+  describeError,
+  mayWrite,
+  storeApiKey,
+  storedApiKey,
+  type TallyClient,
+  tallyClient,
+  whoAmI,
+} from "./api.ts";
 import { CustomerPage, CustomersPage } from "./Customers.tsx";
+import { Field } from "./Field.tsx";
 import { UsagePage } from "./Usage.tsx";
 
 const PAGES = [
@@ -27,21 +37,23 @@ function useHash(): string {
 type Session =
   | { state: "checking" }
   | { state: "signed-out"; error?: string }
-  | { state: "signed-in"; client: TallyClient; apiKey: string | null };
+  | { state: "signed-in"; client: TallyClient; apiKey: string | null; caller: Caller };
 
 export function App() {
   const [session, setSession] = useState<Session>({ state: "checking" });
 
-  // Tries a key (or none: a loopback `make run` needs none) with one read.
+  // Tries a key, or none: a loopback `make run` needs none, as its API needs none.
   const signIn = useCallback(async (apiKey: string | null) => {
     const client = tallyClient(apiKey);
     try {
-      if ((await canRead(client)) === "ok") {
+      const answer = await whoAmI(client);
+      if ("caller" in answer) {
         storeApiKey(apiKey);
-        setSession({ state: "signed-in", client, apiKey });
+        setSession({ state: "signed-in", client, apiKey, caller: answer.caller });
       } else {
         storeApiKey(null);
-        setSession({ state: "signed-out", error: apiKey ? "The server did not accept this API key." : undefined });
+        // Without a key, the server asking for one is the normal start, not an error.
+        setSession({ state: "signed-out", error: apiKey ? answer.refused : undefined });
       }
     } catch (error) {
       setSession({ state: "signed-out", error: describeError(error) });
@@ -66,7 +78,7 @@ export function App() {
     storeApiKey(null);
     setSession({ state: "signed-out" });
   };
-  return <Shell client={session.client} apiKey={session.apiKey} onSignOut={signOut} />;
+  return <Shell client={session.client} apiKey={session.apiKey} caller={session.caller} onSignOut={signOut} />;
 }
 
 function SignIn({ error, onSubmit }: { error?: string; onSubmit: (apiKey: string) => void }) {
@@ -85,16 +97,18 @@ function SignIn({ error, onSubmit }: { error?: string; onSubmit: (apiKey: string
           </p>
         )}
         <form onSubmit={submit}>
-          <label className="field">
-            API key
-            <input
-              type="password"
-              autoComplete="off"
-              required
-              value={apiKey}
-              onChange={(event) => setApiKey(event.target.value)}
-            />
-          </label>
+          <Field label="API key">
+            {(id) => (
+              <input
+                id={id}
+                type="password"
+                autoComplete="off"
+                required
+                value={apiKey}
+                onChange={(event) => setApiKey(event.target.value)}
+              />
+            )}
+          </Field>
           <button type="submit">Sign in</button>
           <p className="muted">
             The key is kept in this tab's session storage only. Create one with <code>tally apikeys create</code>.
@@ -105,9 +119,20 @@ function SignIn({ error, onSubmit }: { error?: string; onSubmit: (apiKey: string
   );
 }
 
-function Shell({ client, apiKey, onSignOut }: { client: TallyClient; apiKey: string | null; onSignOut: () => void }) {
+function Shell({
+  client,
+  apiKey,
+  caller,
+  onSignOut,
+}: {
+  client: TallyClient;
+  apiKey: string | null;
+  caller: Caller;
+  onSignOut: () => void;
+}) {
   const hash = useHash();
-  const page = useMemo(() => route(hash, client), [hash, client]);
+  const canWrite = mayWrite(caller);
+  const page = useMemo(() => route(hash, client, canWrite), [hash, client, canWrite]);
   const active = PAGES.find((candidate) => hash.startsWith(candidate.hash));
   return (
     <div className="shell">
@@ -122,28 +147,33 @@ function Shell({ client, apiKey, onSignOut }: { client: TallyClient; apiKey: str
             </li>
           ))}
         </ul>
-        <div className="who">
-          {apiKey ? <>API key …{apiKey.slice(-4)}</> : <>No API key (loopback, keyless)</>}
-          <br />
-          {apiKey && (
-            <button type="button" className="secondary" onClick={onSignOut}>
-              Sign out
-            </button>
-          )}
-        </div>
+        <dl className="who" aria-label="Signed in as">
+          <dt>Namespace</dt>
+          <dd data-testid="namespace">{caller.namespace}</dd>
+          <dt>Scopes</dt>
+          <dd data-testid="scopes">{caller.scopes.join(", ")}</dd>
+          <dt>API key</dt>
+          <dd>{apiKey ? caller.apiKeyId : "none (keyless on loopback)"}</dd>
+        </dl>
+        {apiKey && (
+          <button type="button" className="secondary" onClick={onSignOut}>
+            Sign out
+          </button>
+        )}
       </nav>
       <main>{page}</main>
     </div>
   );
 }
 
-function route(hash: string, client: TallyClient) {
+// canWrite hides what the key may not do; the server still decides, and says why when it refuses.
+function route(hash: string, client: TallyClient, canWrite: boolean) {
   const customer = /^#\/customers\/(.+)$/.exec(hash);
   if (customer) {
-    return <CustomerPage client={client} idOrKey={decodeURIComponent(customer[1])} />;
+    return <CustomerPage client={client} canWrite={canWrite} idOrKey={decodeURIComponent(customer[1])} />;
   }
   if (hash.startsWith("#/customers")) {
-    return <CustomersPage client={client} />;
+    return <CustomersPage client={client} canWrite={canWrite} />;
   }
   return <UsagePage client={client} />;
 }

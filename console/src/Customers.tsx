@@ -1,8 +1,11 @@
 /**
  * Customers: the list (searched by name through the API) and a customer's page with its subjects,
  * entitlements and each entitlement's current value (access, balance, usage, overage) and grants.
+ * With a key that may write: create a customer, grant credits, reset usage (after a confirmation).
+ * The server decides every write; a refusal is shown in its own words.
  */
-import { useEffect, useState } from "react";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { type FormEvent, useEffect, useState } from "react";
 
 import { describeError, type TallyClient } from "./api.ts";
 import { Field } from "./Field.tsx";
@@ -12,11 +15,12 @@ import type { Entitlement, EntitlementValue, Grant } from "../../gen/ts/tally/v1
 
 const PAGE_SIZE = 50;
 
-export function CustomersPage({ client }: { client: TallyClient }) {
+export function CustomersPage({ client, canWrite }: { client: TallyClient; canWrite: boolean }) {
   const [search, setSearch] = useState("");
   const [page, setPage] = useState(1);
   const [result, setResult] = useState<{ items: Customer[]; totalCount: number } | null>(null);
   const [error, setError] = useState<string | null>(null);
+  const [created, setCreated] = useState(0);
 
   useEffect(() => {
     let current = true;
@@ -31,7 +35,7 @@ export function CustomersPage({ client }: { client: TallyClient }) {
     return () => {
       current = false;
     };
-  }, [client, search, page]);
+  }, [client, search, page, created]);
 
   const pages = result ? Math.max(1, Math.ceil(result.totalCount / PAGE_SIZE)) : 1;
   return (
@@ -68,6 +72,7 @@ export function CustomersPage({ client }: { client: TallyClient }) {
           </span>
         )}
       </div>
+      {canWrite && <CreateCustomer client={client} onCreated={() => setCreated((n) => n + 1)} />}
       <section aria-label="Customer list" data-state={result ? "done" : "loading"}>
         <table aria-label="Customers">
           <thead>
@@ -104,10 +109,20 @@ interface EntitlementRow {
   grants: Grant[];
 }
 
-export function CustomerPage({ client, idOrKey }: { client: TallyClient; idOrKey: string }) {
+export function CustomerPage({
+  client,
+  canWrite,
+  idOrKey,
+}: {
+  client: TallyClient;
+  canWrite: boolean;
+  idOrKey: string;
+}) {
   const [customer, setCustomer] = useState<Customer | null>(null);
   const [entitlements, setEntitlements] = useState<EntitlementRow[] | null>(null);
   const [error, setError] = useState<string | null>(null);
+  // Bumped after a write: the page reads everything again from the API.
+  const [version, setVersion] = useState(0);
   const timeZone = browserTimeZone();
 
   useEffect(() => {
@@ -135,8 +150,9 @@ export function CustomerPage({ client, idOrKey }: { client: TallyClient; idOrKey
     return () => {
       current = false;
     };
-  }, [client, idOrKey]);
+  }, [client, idOrKey, version]);
 
+  const metered = (entitlements ?? []).filter((row) => row.entitlement.type === "metered");
   return (
     <>
       <p>
@@ -229,6 +245,192 @@ export function CustomerPage({ client, idOrKey }: { client: TallyClient; idOrKey
           </table>
         )}
       </section>
+      {canWrite && customer && metered.length > 0 && (
+        <EntitlementActions
+          client={client}
+          customerId={customer.id}
+          featureKeys={metered.map((row) => row.entitlement.featureKey)}
+          onChanged={() => setVersion((n) => n + 1)}
+        />
+      )}
+    </>
+  );
+}
+
+function CreateCustomer({ client, onCreated }: { client: TallyClient; onCreated: () => void }) {
+  const [name, setName] = useState("");
+  const [key, setKey] = useState("");
+  const [subjects, setSubjects] = useState("");
+  const [message, setMessage] = useState<{ error: boolean; text: string } | null>(null);
+
+  const submit = async (event: FormEvent) => {
+    event.preventDefault();
+    try {
+      const subjectKeys = subjects
+        .split(",")
+        .map((subject) => subject.trim())
+        .filter(Boolean);
+      const customer = await client.customers.createCustomer({
+        name,
+        key: key || undefined,
+        // The key counts as a subject too (the server's rule), so it need not be repeated here.
+        usageAttribution: { subjectKeys },
+      });
+      setMessage({ error: false, text: `Created ${customer.name}.` });
+      setName("");
+      setKey("");
+      setSubjects("");
+      onCreated();
+    } catch (failure) {
+      setMessage({ error: true, text: describeError(failure) });
+    }
+  };
+
+  return (
+    <form className="panel controls" aria-label="Create customer" onSubmit={(event) => void submit(event)}>
+      <Field label="Name">
+        {(id) => <input id={id} required value={name} onChange={(e) => setName(e.target.value)} />}
+      </Field>
+      <Field label="Key">{(id) => <input id={id} value={key} onChange={(e) => setKey(e.target.value)} />}</Field>
+      <Field label="Other subjects (comma-separated)">
+        {(id) => <input id={id} value={subjects} onChange={(e) => setSubjects(e.target.value)} />}
+      </Field>
+      <button type="submit">Create customer</button>
+      {message && (
+        <p className={message.error ? "error" : "muted"} role={message.error ? "alert" : "status"}>
+          {message.text}
+        </p>
+      )}
+    </form>
+  );
+}
+
+const EXPIRY_UNITS = ["HOUR", "DAY", "WEEK", "MONTH", "YEAR"] as const;
+
+function EntitlementActions({
+  client,
+  customerId,
+  featureKeys,
+  onChanged,
+}: {
+  client: TallyClient;
+  customerId: string;
+  featureKeys: string[];
+  onChanged: () => void;
+}) {
+  const [featureKey, setFeatureKey] = useState(featureKeys[0]);
+  const [amount, setAmount] = useState("");
+  const [priority, setPriority] = useState("1");
+  const [expiryCount, setExpiryCount] = useState("1");
+  const [expiryUnit, setExpiryUnit] = useState<string>("YEAR");
+  const [message, setMessage] = useState<{ error: boolean; text: string } | null>(null);
+  const target = { customerIdOrKey: customerId, entitlementIdOrFeatureKey: featureKey };
+
+  const grant = async (event: FormEvent) => {
+    event.preventDefault();
+    try {
+      await client.entitlements.createCustomerEntitlementGrant({
+        ...target,
+        grant: {
+          amount: Number(amount),
+          priority: Number(priority),
+          effectiveAt: timestampFromDate(new Date()),
+          expiration: { duration: expiryUnit, count: Number(expiryCount) },
+        },
+      });
+      setMessage({ error: false, text: `Granted ${formatNumber(Number(amount))} on ${featureKey}.` });
+      setAmount("");
+      onChanged();
+    } catch (failure) {
+      setMessage({ error: true, text: describeError(failure) });
+    }
+  };
+
+  const reset = async () => {
+    if (!window.confirm(`Reset the usage of ${featureKey} now? The usage period starts again.`)) return;
+    try {
+      await client.entitlements.resetCustomerEntitlementUsage({
+        ...target,
+        effectiveAt: timestampFromDate(new Date()),
+      });
+      setMessage({ error: false, text: `Reset ${featureKey}.` });
+      onChanged();
+    } catch (failure) {
+      setMessage({ error: true, text: describeError(failure) });
+    }
+  };
+
+  return (
+    <>
+      <h3>Grant credits or reset usage</h3>
+      <form className="panel controls" aria-label="Grant credits" onSubmit={(event) => void grant(event)}>
+        <Field label="Entitlement">
+          {(id) => (
+            <select id={id} value={featureKey} onChange={(e) => setFeatureKey(e.target.value)}>
+              {featureKeys.map((key) => (
+                <option key={key}>{key}</option>
+              ))}
+            </select>
+          )}
+        </Field>
+        <Field label="Amount">
+          {(id) => (
+            <input
+              id={id}
+              type="number"
+              min="0"
+              step="any"
+              required
+              value={amount}
+              onChange={(e) => setAmount(e.target.value)}
+            />
+          )}
+        </Field>
+        <Field label="Priority">
+          {(id) => (
+            <input
+              id={id}
+              type="number"
+              min="0"
+              step="1"
+              value={priority}
+              onChange={(e) => setPriority(e.target.value)}
+            />
+          )}
+        </Field>
+        <Field label="Expires after">
+          {(id) => (
+            <input
+              id={id}
+              type="number"
+              min="1"
+              step="1"
+              value={expiryCount}
+              onChange={(e) => setExpiryCount(e.target.value)}
+            />
+          )}
+        </Field>
+        <Field label="Unit">
+          {(id) => (
+            <select id={id} value={expiryUnit} onChange={(e) => setExpiryUnit(e.target.value)}>
+              {EXPIRY_UNITS.map((unit) => (
+                <option key={unit} value={unit}>
+                  {unit.toLowerCase()}s
+                </option>
+              ))}
+            </select>
+          )}
+        </Field>
+        <button type="submit">Grant</button>
+        <button type="button" className="secondary" onClick={() => void reset()}>
+          Reset usage…
+        </button>
+      </form>
+      {message && (
+        <p className={message.error ? "error" : "muted"} role={message.error ? "alert" : "status"}>
+          {message.text}
+        </p>
+      )}
     </>
   );
 }

@@ -14,7 +14,9 @@ import {
   type TallyClient,
 } from "../../sdk/typescript/src/client.ts";
 
-export type { TallyClient };
+import type { Caller } from "../../gen/ts/tally/v1/apikeys_pb.ts";
+
+export type { Caller, TallyClient };
 
 // Session storage: the key lives as long as the tab, is never put in a URL, and other sites cannot
 // read it (same origin as the API).
@@ -42,17 +44,23 @@ export function tallyClient(apiKey: string | null): TallyClient {
   );
 }
 
-/** Whether this client may read: the call every page starts with. Unauthenticated means "sign in". */
-export async function canRead(client: TallyClient): Promise<"ok" | "unauthenticated"> {
+/** Who this client is (namespace, scopes), or why the server would not say: the call every
+ * session starts with. It needs the read scope, as every page does. */
+export async function whoAmI(client: TallyClient): Promise<{ caller: Caller } | { refused: string }> {
   try {
-    await client.meters.listMeters({});
-    return "ok";
+    return { caller: await client.caller.getCaller({}) };
   } catch (error) {
-    if (ConnectError.from(error).code === Code.Unauthenticated) {
-      return "unauthenticated";
+    const code = ConnectError.from(error).code;
+    if (code === Code.Unauthenticated || code === Code.PermissionDenied) {
+      return { refused: describeError(error) };
     }
     throw error;
   }
+}
+
+/** admin implies every scope (as on the server: domain/auth/models.py). */
+export function mayWrite(caller: Caller): boolean {
+  return caller.scopes.includes("write") || caller.scopes.includes("admin");
 }
 
 /** The server's own words for a failed call (its status and message), for the page to show. */

@@ -1,4 +1,5 @@
-"""ApiKeyService: proto <-> domain for the caller's namespace's API keys (admin scope)."""
+"""ApiKeyService: proto <-> domain for the caller's namespace's API keys (admin scope); CallerService:
+who the caller is (read scope)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from google.protobuf import empty_pb2
 
 from domain.auth.models import ApiKey, ApiKeyCreateInput
 from domain.auth.service import ApiKeyService
+from domain.errors import UnauthenticatedError
+from server.auth import MISSING_KEY, current_principal
 from server.context import RequestContext
 from server.convert import set_timestamp, timestamp_or_none
 from server.rest import ServicerContext as Ctx
@@ -53,3 +56,16 @@ class ApiKeyServicer(apikeys_pb2_grpc.ApiKeyServiceServicer):
         await self._keys.revoke(self._request.namespace(context), ref)
         await rest_hints(context, http_code=204)
         return empty_pb2.Empty()
+
+
+class CallerServicer(apikeys_pb2_grpc.CallerServiceServicer):
+    async def GetCaller(self, request: apikeys_pb2.GetCallerRequest, context: Ctx) -> apikeys_pb2.Caller:
+        # The auth interceptor sets the principal for every call that needs a scope, as this one does.
+        principal = current_principal()
+        if principal is None:
+            raise UnauthenticatedError(MISSING_KEY)
+        return apikeys_pb2.Caller(
+            namespace=principal.namespace,
+            scopes=sorted(scope.value for scope in principal.scopes),
+            api_key_id=principal.key_id,
+        )

@@ -18,7 +18,7 @@ from domain.auth.models import Principal, Scope
 from domain.auth.service import ApiKeyService, PortalTokenService
 from server.auth import Authenticator, is_loopback
 from server.config import Settings
-from server.servicers.apikeys import ApiKeyServicer
+from server.servicers.apikeys import ApiKeyServicer, CallerServicer
 from server.servicers.portal import PortalServicer
 from server.wiring import Deps, Servicer
 from tally.v1 import apikeys_pb2_grpc, portal_pb2_grpc
@@ -103,6 +103,7 @@ async def wire(deps: Deps) -> list[Servicer]:
             ApiKeyServicer(keys, deps.request),
             "tally.v1.ApiKeyService",
         ),
+        Servicer(apikeys_pb2_grpc.add_CallerServiceServicer_to_server, CallerServicer(), "tally.v1.CallerService"),
         Servicer(
             portal_pb2_grpc.add_PortalServiceServicer_to_server,
             PortalServicer(portal, deps.services["meters"], deps.request),

@@ -9,21 +9,25 @@ person to look at.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import pytest_asyncio
 from playwright.async_api import Browser, ConsoleMessage, Page, Request, Response, async_playwright
 
+from tests.e2e.test_auth import cli_key
 from tests.support.metering import cloudevent, create_meter, ingest, query, query_until, rfc3339, total, unique
 from tests.support.services import ROOT
-from tests.support.stack import TallyProcess, wait_for
+from tests.support.stack import TallyProcess, create_database, wait_for
 
 SCREENSHOTS = ROOT / ".tally" / "console-screenshots"
 # Flags for Chromium on a machine with a closed network and no GPU (Playwright adds --headless and a
@@ -77,22 +81,31 @@ class Watched:
             self.problems.append(f"HTTP {response.status}: {response.url}")
 
 
-@pytest_asyncio.fixture
-async def page(browser: Browser, tally: TallyProcess) -> AsyncIterator[Page]:
+@asynccontextmanager
+async def console_page(browser: Browser, base_url: str) -> AsyncIterator[Page]:
+    """A page in a fresh browser context (its own session storage), failing on any problem it saw."""
     # A fixed locale and zone, so the test knows how numbers and times are written.
     context = await browser.new_context(
-        base_url=tally.rest_url, locale="en-US", timezone_id="UTC", viewport={"width": 1366, "height": 900}
+        base_url=base_url, locale="en-US", timezone_id="UTC", viewport={"width": 1366, "height": 900}
     )
     opened = await context.new_page()
-    watched = Watched(tally.rest_url)
+    watched = Watched(base_url)
     opened.on("console", watched.console)
     opened.on("pageerror", lambda error: watched.problems.append(f"page error: {error}"))
     opened.on("request", watched.request)
     opened.on("requestfailed", watched.failed)
     opened.on("response", watched.response)
-    yield opened
-    await context.close()
+    try:
+        yield opened
+    finally:
+        await context.close()
     assert watched.problems == []
+
+
+@pytest_asyncio.fixture
+async def page(browser: Browser, tally: TallyProcess) -> AsyncIterator[Page]:
+    async with console_page(browser, tally.rest_url) as opened:
+        yield opened
 
 
 async def screenshot(page: Page, name: str) -> None:
@@ -251,6 +264,19 @@ async def test_customer_page_shows_the_entitlement_values(
     assert "100 · " in await row.locator("td").nth(7).inner_text()
     await screenshot(page, "customer")
 
+    # Credits granted in the console move the balance the API reports, and the page shows it.
+    await page.get_by_label("Entitlement", exact=True).select_option(feature_key)
+    await page.get_by_label("Amount", exact=True).fill("50")
+    await page.get_by_label("Priority", exact=True).fill("3")
+    await page.get_by_role("button", name="Grant", exact=True).click()
+    await page.get_by_role("status").filter(has_text=f"Granted 50 on {feature_key}.").wait_for()
+    after: dict[str, Any] = (await http.get(value_path)).json()
+    assert after["balance"] == 107.5
+    balance = row.locator('td[data-column="balance"]')
+    await page.locator(f'tr[data-feature="{feature_key}"] td[data-column="balance"][data-value="107.5"]').wait_for()
+    assert number(await balance.inner_text()) == after["balance"]
+    assert "50 · 3 · " in await row.locator("td").nth(7).inner_text()
+
 
 def test_console_is_served_on_the_rest_port_with_no_outside_sources(tally: TallyProcess) -> None:
     with httpx.Client(base_url=tally.rest_url, timeout=10) as client:
@@ -267,3 +293,71 @@ def test_console_is_served_on_the_rest_port_with_no_outside_sources(tally: Tally
         assert script.headers["content-type"].startswith("text/javascript")
         # The built bundle (make console), not the page that says how to build it.
         assert len(script.content) > 100_000
+
+
+@pytest.fixture(scope="module")
+def secured(postgres_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TallyProcess]:
+    """A Tally that requires API keys (on loopback, where the default would be keyless)."""
+    stack = TallyProcess(
+        data_dir=tmp_path_factory.mktemp("tally-console-auth"),
+        postgres_url=asyncio.run(create_database()),
+        extra_env={"TALLY_AUTH__REQUIRED": "true"},
+    )
+    stack.start()
+    yield stack
+    stack.stop()
+
+
+async def sign_in(page: Page, key: str) -> None:
+    await page.get_by_label("API key", exact=True).fill(key)
+    await page.get_by_role("button", name="Sign in").click()
+
+
+async def test_sign_in_with_keys_of_each_scope(browser: Browser, secured: TallyProcess) -> None:
+    namespace = unique("console")
+    reader = cli_key(secured, namespace, "read")["key"]
+    writer = cli_key(secured, namespace, "read", "write")["key"]
+    async with console_page(browser, secured.rest_url) as page:
+        await page.goto("/console#/customers")
+        # No key: the console asks for one (the API answers 401 without it).
+        await page.get_by_role("heading", name="Sign in to Tally").wait_for()
+        await sign_in(page, "tly_nothing_like_a_key")
+        alert = page.get_by_role("alert")
+        await alert.wait_for()
+        assert (await alert.inner_text()).startswith("Unauthenticated: ")
+
+        # A read-only key: its namespace and scopes are shown, and no write is offered.
+        await sign_in(page, reader)
+        await page.get_by_role("heading", name="Customers").wait_for()
+        assert await page.get_by_test_id("namespace").inner_text() == namespace
+        assert await page.get_by_test_id("scopes").inner_text() == "read"
+        await page.locator('section[aria-label="Customer list"][data-state="done"]').wait_for()
+        assert await page.get_by_role("button", name="Create customer").count() == 0
+        # The key is in the tab's session storage, never in the URL.
+        assert await page.evaluate("sessionStorage.getItem('tally.console.apiKey')") == reader
+        assert reader not in page.url
+        await screenshot(page, "customers-read-only")
+        # Kept across a reload of the tab.
+        await page.reload()
+        await page.get_by_test_id("namespace").wait_for()
+
+        await page.get_by_role("button", name="Sign out").click()
+        assert await page.evaluate("sessionStorage.getItem('tally.console.apiKey')") is None
+        await sign_in(page, writer)
+        assert await page.get_by_test_id("scopes").inner_text() == "read, write"
+        name = f"Console {unique('c')}"
+        await page.get_by_label("Name", exact=True).fill(name)
+        await page.get_by_role("button", name="Create customer").click()
+        # Refused with the server's own reason: a customer needs a key or a subject.
+        refusal = page.get_by_role("alert")
+        await refusal.wait_for()
+        assert (await refusal.inner_text()).startswith("InvalidArgument: ")
+        assert "usageAttribution.subjectKeys" in await refusal.inner_text()
+        await page.get_by_label("Key", exact=True).fill(unique("c"))
+        await page.get_by_role("button", name="Create customer").click()
+        await page.get_by_role("link", name=name).wait_for()
+        await screenshot(page, "customers")
+    # Created in the key's namespace, through the API.
+    with httpx.Client(base_url=secured.rest_url, headers={"authorization": f"Bearer {writer}"}) as client:
+        listed = client.get("/api/v1/customers", params={"name": name})
+        assert [customer["name"] for customer in listed.json()["items"]] == [name]

@@ -25,6 +25,7 @@ TALLY_SERVICES = {
     "tally.v1.FeatureService",
     "tally.v1.EntitlementService",
     "tally.v1.ApiKeyService",
+    "tally.v1.CallerService",
     "tally.v1.PortalService",
     "tally.v1.AppService",
     "tally.v1.BillingProfileService",

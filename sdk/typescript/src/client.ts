@@ -16,7 +16,7 @@ import {
   type Transport,
 } from "@connectrpc/connect";
 
-import { ApiKeyService } from "../../../gen/ts/tally/v1/apikeys_pb.js";
+import { ApiKeyService, CallerService } from "../../../gen/ts/tally/v1/apikeys_pb.js";
 import { AppService } from "../../../gen/ts/tally/v1/apps_pb.js";
 import { BillingProfileService } from "../../../gen/ts/tally/v1/billing_pb.js";
 import { AddonService, CurrencyService, PlanAddonService, PlanService } from "../../../gen/ts/tally/v1/catalog_pb.js";
@@ -86,6 +86,7 @@ export interface TallyClient {
   readonly entitlements: Client<typeof EntitlementService>;
   readonly notifications: Client<typeof NotificationService>;
   readonly apiKeys: Client<typeof ApiKeyService>;
+  readonly caller: Client<typeof CallerService>;
   readonly portal: Client<typeof PortalService>;
   readonly apps: Client<typeof AppService>;
   readonly billingProfiles: Client<typeof BillingProfileService>;
@@ -108,6 +109,7 @@ export function clientsOver(transport: Transport): TallyClient {
     entitlements: createServiceClient(EntitlementService, transport),
     notifications: createServiceClient(NotificationService, transport),
     apiKeys: createServiceClient(ApiKeyService, transport),
+    caller: createServiceClient(CallerService, transport),
     portal: createServiceClient(PortalService, transport),
     apps: createServiceClient(AppService, transport),
     billingProfiles: createServiceClient(BillingProfileService, transport),

@@ -29,7 +29,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from tally.v1 import options_pb2 as tally_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16tally/v1/apikeys.proto\x12\x08tally.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16tally/v1/options.proto\"\xee\x02\n\x06\x41piKey\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03R\x02id\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12\"\n\tnamespace\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03R\tnamespace\x12\x1c\n\x06prefix\x18\x04 \x01(\tB\x04\xe2\x41\x01\x03R\x06prefix\x12\x16\n\x06scopes\x18\x05 \x03(\tR\x06scopes\x12?\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03R\tcreatedAt\x12\x39\n\nexpires_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\texpiresAt\x12?\n\nrevoked_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03R\trevokedAt\x12\x1b\n\x03key\x18\t \x01(\tB\x04\xe2\x41\x01\x03H\x00R\x03key\x88\x01\x01\x42\x06\n\x04_key\"\x88\x01\n\x13\x43reateApiKeyRequest\x12\x18\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x04name\x12\x1c\n\x06scopes\x18\x02 \x03(\tB\x04\xe2\x41\x01\x02R\x06scopes\x12\x39\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\texpiresAt\"=\n\x12ListApiKeysRequest\x12\'\n\x0finclude_revoked\x18\x01 \x01(\x08R\x0eincludeRevoked\"=\n\x13ListApiKeysResponse\x12&\n\x05items\x18\x01 \x03(\x0b\x32\x10.tally.v1.ApiKeyR\x05items\"9\n\x13RevokeApiKeyRequest\x12\"\n\napi_key_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x08\x61piKeyId2\xe1\x02\n\rApiKeyService\x12i\n\x0c\x43reateApiKey\x12\x1d.tally.v1.CreateApiKeyRequest\x1a\x10.tally.v1.ApiKey\"(\xa2\x9f\x19\x03\x08\xc9\x01\x82\xd3\xe4\x93\x02\x1b\"\x16/api/v1/tally/api-keys:\x01*\x12j\n\x0bListApiKeys\x12\x1c.tally.v1.ListApiKeysRequest\x1a\x1d.tally.v1.ListApiKeysResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/api/v1/tally/api-keys\x12y\n\x0cRevokeApiKey\x12\x1d.tally.v1.RevokeApiKeyRequest\x1a\x16.google.protobuf.Empty\"2\xa2\x9f\x19\x03\x08\xcc\x01\x82\xd3\xe4\x93\x02%*#/api/v1/tally/api-keys/{api_key_id}b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16tally/v1/apikeys.proto\x12\x08tally.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16tally/v1/options.proto\"\x12\n\x10GetCallerRequest\"p\n\x06\x43\x61ller\x12\x1c\n\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x16\n\x06scopes\x18\x02 \x03(\tR\x06scopes\x12!\n\napi_key_id\x18\x03 \x01(\tH\x00R\x08\x61piKeyId\x88\x01\x01\x42\r\n\x0b_api_key_id\"\xee\x02\n\x06\x41piKey\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03R\x02id\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12\"\n\tnamespace\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03R\tnamespace\x12\x1c\n\x06prefix\x18\x04 \x01(\tB\x04\xe2\x41\x01\x03R\x06prefix\x12\x16\n\x06scopes\x18\x05 \x03(\tR\x06scopes\x12?\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03R\tcreatedAt\x12\x39\n\nexpires_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\texpiresAt\x12?\n\nrevoked_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03R\trevokedAt\x12\x1b\n\x03key\x18\t \x01(\tB\x04\xe2\x41\x01\x03H\x00R\x03key\x88\x01\x01\x42\x06\n\x04_key\"\x88\x01\n\x13\x43reateApiKeyRequest\x12\x18\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x04name\x12\x1c\n\x06scopes\x18\x02 \x03(\tB\x04\xe2\x41\x01\x02R\x06scopes\x12\x39\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\texpiresAt\"=\n\x12ListApiKeysRequest\x12\'\n\x0finclude_revoked\x18\x01 \x01(\x08R\x0eincludeRevoked\"=\n\x13ListApiKeysResponse\x12&\n\x05items\x18\x01 \x03(\x0b\x32\x10.tally.v1.ApiKeyR\x05items\"9\n\x13RevokeApiKeyRequest\x12\"\n\napi_key_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x08\x61piKeyId2\xe1\x02\n\rApiKeyService\x12i\n\x0c\x43reateApiKey\x12\x1d.tally.v1.CreateApiKeyRequest\x1a\x10.tally.v1.ApiKey\"(\xa2\x9f\x19\x03\x08\xc9\x01\x82\xd3\xe4\x93\x02\x1b\"\x16/api/v1/tally/api-keys:\x01*\x12j\n\x0bListApiKeys\x12\x1c.tally.v1.ListApiKeysRequest\x1a\x1d.tally.v1.ListApiKeysResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/api/v1/tally/api-keys\x12y\n\x0cRevokeApiKey\x12\x1d.tally.v1.RevokeApiKeyRequest\x1a\x16.google.protobuf.Empty\"2\xa2\x9f\x19\x03\x08\xcc\x01\x82\xd3\xe4\x93\x02%*#/api/v1/tally/api-keys/{api_key_id}2h\n\rCallerService\x12W\n\tGetCaller\x12\x1a.tally.v1.GetCallerRequest\x1a\x10.tally.v1.Caller\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/api/v1/tally/callerb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -60,16 +60,24 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_APIKEYSERVICE'].methods_by_name['ListApiKeys']._serialized_options = b'\202\323\344\223\002\030\022\026/api/v1/tally/api-keys'
   _globals['_APIKEYSERVICE'].methods_by_name['RevokeApiKey']._loaded_options = None
   _globals['_APIKEYSERVICE'].methods_by_name['RevokeApiKey']._serialized_options = b'\242\237\031\003\010\314\001\202\323\344\223\002%*#/api/v1/tally/api-keys/{api_key_id}'
-  _globals['_APIKEY']._serialized_start=186
-  _globals['_APIKEY']._serialized_end=552
-  _globals['_CREATEAPIKEYREQUEST']._serialized_start=555
-  _globals['_CREATEAPIKEYREQUEST']._serialized_end=691
-  _globals['_LISTAPIKEYSREQUEST']._serialized_start=693
-  _globals['_LISTAPIKEYSREQUEST']._serialized_end=754
-  _globals['_LISTAPIKEYSRESPONSE']._serialized_start=756
-  _globals['_LISTAPIKEYSRESPONSE']._serialized_end=817
-  _globals['_REVOKEAPIKEYREQUEST']._serialized_start=819
-  _globals['_REVOKEAPIKEYREQUEST']._serialized_end=876
-  _globals['_APIKEYSERVICE']._serialized_start=879
-  _globals['_APIKEYSERVICE']._serialized_end=1232
+  _globals['_CALLERSERVICE'].methods_by_name['GetCaller']._loaded_options = None
+  _globals['_CALLERSERVICE'].methods_by_name['GetCaller']._serialized_options = b'\202\323\344\223\002\026\022\024/api/v1/tally/caller'
+  _globals['_GETCALLERREQUEST']._serialized_start=185
+  _globals['_GETCALLERREQUEST']._serialized_end=203
+  _globals['_CALLER']._serialized_start=205
+  _globals['_CALLER']._serialized_end=317
+  _globals['_APIKEY']._serialized_start=320
+  _globals['_APIKEY']._serialized_end=686
+  _globals['_CREATEAPIKEYREQUEST']._serialized_start=689
+  _globals['_CREATEAPIKEYREQUEST']._serialized_end=825
+  _globals['_LISTAPIKEYSREQUEST']._serialized_start=827
+  _globals['_LISTAPIKEYSREQUEST']._serialized_end=888
+  _globals['_LISTAPIKEYSRESPONSE']._serialized_start=890
+  _globals['_LISTAPIKEYSRESPONSE']._serialized_end=951
+  _globals['_REVOKEAPIKEYREQUEST']._serialized_start=953
+  _globals['_REVOKEAPIKEYREQUEST']._serialized_end=1010
+  _globals['_APIKEYSERVICE']._serialized_start=1013
+  _globals['_APIKEYSERVICE']._serialized_end=1366
+  _globals['_CALLERSERVICE']._serialized_start=1368
+  _globals['_CALLERSERVICE']._serialized_end=1472
 # @@protoc_insertion_point(module_scope)

@@ -13,6 +13,20 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class GetCallerRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Caller(_message.Message):
+    __slots__ = ("namespace", "scopes", "api_key_id")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    SCOPES_FIELD_NUMBER: _ClassVar[int]
+    API_KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    scopes: _containers.RepeatedScalarFieldContainer[str]
+    api_key_id: str
+    def __init__(self, namespace: _Optional[str] = ..., scopes: _Optional[_Iterable[str]] = ..., api_key_id: _Optional[str] = ...) -> None: ...
+
 class ApiKey(_message.Message):
     __slots__ = ("id", "name", "namespace", "prefix", "scopes", "created_at", "expires_at", "revoked_at", "key")
     ID_FIELD_NUMBER: _ClassVar[int]

@@ -195,3 +195,86 @@ class ApiKeyService:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class CallerServiceStub:
+    """CallerService tells a client who it is (Tally-specific): the namespace its API key belongs to and
+    the scopes it grants, so a UI (the console) can show them and offer only what the key may do. It
+    needs the read scope, like every Get.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.GetCaller = channel.unary_unary(
+                '/tally.v1.CallerService/GetCaller',
+                request_serializer=tally_dot_v1_dot_apikeys__pb2.GetCallerRequest.SerializeToString,
+                response_deserializer=tally_dot_v1_dot_apikeys__pb2.Caller.FromString,
+                _registered_method=True)
+
+
+class CallerServiceServicer:
+    """CallerService tells a client who it is (Tally-specific): the namespace its API key belongs to and
+    the scopes it grants, so a UI (the console) can show them and offer only what the key may do. It
+    needs the read scope, like every Get.
+    """
+
+    def GetCaller(self, request, context):
+        """The caller. On a Tally that requires no key (loopback), a call without one is the configured
+        namespace with every scope, and has no key ID.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_CallerServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'GetCaller': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCaller,
+                    request_deserializer=tally_dot_v1_dot_apikeys__pb2.GetCallerRequest.FromString,
+                    response_serializer=tally_dot_v1_dot_apikeys__pb2.Caller.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'tally.v1.CallerService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('tally.v1.CallerService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class CallerService:
+    """CallerService tells a client who it is (Tally-specific): the namespace its API key belongs to and
+    the scopes it grants, so a UI (the console) can show them and offer only what the key may do. It
+    needs the read scope, like every Get.
+    """
+
+    @staticmethod
+    def GetCaller(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tally.v1.CallerService/GetCaller',
+            tally_dot_v1_dot_apikeys__pb2.GetCallerRequest.SerializeToString,
+            tally_dot_v1_dot_apikeys__pb2.Caller.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

@@ -15,7 +15,51 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file tally/v1/apikeys.proto.
  */
 export const file_tally_v1_apikeys: GenFile = /*@__PURE__*/
-  fileDesc("ChZ0YWxseS92MS9hcGlrZXlzLnByb3RvEgh0YWxseS52MSKjAgoGQXBpS2V5EhAKAmlkGAEgASgJQgTiQQEDEgwKBG5hbWUYAiABKAkSFwoJbmFtZXNwYWNlGAMgASgJQgTiQQEDEhQKBnByZWZpeBgEIAEoCUIE4kEBAxIOCgZzY29wZXMYBSADKAkSNAoKY3JlYXRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBOJBAQMSLgoKZXhwaXJlc19hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASNAoKcmV2b2tlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBOJBAQMSFgoDa2V5GAkgASgJQgTiQQEDSACIAQFCBgoEX2tleSJvChNDcmVhdGVBcGlLZXlSZXF1ZXN0EhIKBG5hbWUYASABKAlCBOJBAQISFAoGc2NvcGVzGAIgAygJQgTiQQECEi4KCmV4cGlyZXNfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIi0KEkxpc3RBcGlLZXlzUmVxdWVzdBIXCg9pbmNsdWRlX3Jldm9rZWQYASABKAgiNgoTTGlzdEFwaUtleXNSZXNwb25zZRIfCgVpdGVtcxgBIAMoCzIQLnRhbGx5LnYxLkFwaUtleSIvChNSZXZva2VBcGlLZXlSZXF1ZXN0EhgKCmFwaV9rZXlfaWQYASABKAlCBOJBAQIy4QIKDUFwaUtleVNlcnZpY2USaQoMQ3JlYXRlQXBpS2V5Eh0udGFsbHkudjEuQ3JlYXRlQXBpS2V5UmVxdWVzdBoQLnRhbGx5LnYxLkFwaUtleSIoop8ZAwjJAYLT5JMCGzoBKiIWL2FwaS92MS90YWxseS9hcGkta2V5cxJqCgtMaXN0QXBpS2V5cxIcLnRhbGx5LnYxLkxpc3RBcGlLZXlzUmVxdWVzdBodLnRhbGx5LnYxLkxpc3RBcGlLZXlzUmVzcG9uc2UiHoLT5JMCGBIWL2FwaS92MS90YWxseS9hcGkta2V5cxJ5CgxSZXZva2VBcGlLZXkSHS50YWxseS52MS5SZXZva2VBcGlLZXlSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5IjKinxkDCMwBgtPkkwIlKiMvYXBpL3YxL3RhbGx5L2FwaS1rZXlzL3thcGlfa2V5X2lkfWIGcHJvdG8z", [file_google_api_annotations, file_google_api_field_behavior, file_google_protobuf_empty, file_google_protobuf_timestamp, file_tally_v1_options]);
+  fileDesc("ChZ0YWxseS92MS9hcGlrZXlzLnByb3RvEgh0YWxseS52MSISChBHZXRDYWxsZXJSZXF1ZXN0IlMKBkNhbGxlchIRCgluYW1lc3BhY2UYASABKAkSDgoGc2NvcGVzGAIgAygJEhcKCmFwaV9rZXlfaWQYAyABKAlIAIgBAUINCgtfYXBpX2tleV9pZCKjAgoGQXBpS2V5EhAKAmlkGAEgASgJQgTiQQEDEgwKBG5hbWUYAiABKAkSFwoJbmFtZXNwYWNlGAMgASgJQgTiQQEDEhQKBnByZWZpeBgEIAEoCUIE4kEBAxIOCgZzY29wZXMYBSADKAkSNAoKY3JlYXRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBOJBAQMSLgoKZXhwaXJlc19hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASNAoKcmV2b2tlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBOJBAQMSFgoDa2V5GAkgASgJQgTiQQEDSACIAQFCBgoEX2tleSJvChNDcmVhdGVBcGlLZXlSZXF1ZXN0EhIKBG5hbWUYASABKAlCBOJBAQISFAoGc2NvcGVzGAIgAygJQgTiQQECEi4KCmV4cGlyZXNfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIi0KEkxpc3RBcGlLZXlzUmVxdWVzdBIXCg9pbmNsdWRlX3Jldm9rZWQYASABKAgiNgoTTGlzdEFwaUtleXNSZXNwb25zZRIfCgVpdGVtcxgBIAMoCzIQLnRhbGx5LnYxLkFwaUtleSIvChNSZXZva2VBcGlLZXlSZXF1ZXN0EhgKCmFwaV9rZXlfaWQYASABKAlCBOJBAQIy4QIKDUFwaUtleVNlcnZpY2USaQoMQ3JlYXRlQXBpS2V5Eh0udGFsbHkudjEuQ3JlYXRlQXBpS2V5UmVxdWVzdBoQLnRhbGx5LnYxLkFwaUtleSIoop8ZAwjJAYLT5JMCGzoBKiIWL2FwaS92MS90YWxseS9hcGkta2V5cxJqCgtMaXN0QXBpS2V5cxIcLnRhbGx5LnYxLkxpc3RBcGlLZXlzUmVxdWVzdBodLnRhbGx5LnYxLkxpc3RBcGlLZXlzUmVzcG9uc2UiHoLT5JMCGBIWL2FwaS92MS90YWxseS9hcGkta2V5cxJ5CgxSZXZva2VBcGlLZXkSHS50YWxseS52MS5SZXZva2VBcGlLZXlSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5IjKinxkDCMwBgtPkkwIlKiMvYXBpL3YxL3RhbGx5L2FwaS1rZXlzL3thcGlfa2V5X2lkfTJoCg1DYWxsZXJTZXJ2aWNlElcKCUdldENhbGxlchIaLnRhbGx5LnYxLkdldENhbGxlclJlcXVlc3QaEC50YWxseS52MS5DYWxsZXIiHILT5JMCFhIUL2FwaS92MS90YWxseS9jYWxsZXJiBnByb3RvMw", [file_google_api_annotations, file_google_api_field_behavior, file_google_protobuf_empty, file_google_protobuf_timestamp, file_tally_v1_options]);
+
+/**
+ * @generated from message tally.v1.GetCallerRequest
+ */
+export type GetCallerRequest = Message<"tally.v1.GetCallerRequest"> & {
+};
+
+/**
+ * Describes the message tally.v1.GetCallerRequest.
+ * Use `create(GetCallerRequestSchema)` to create a new message.
+ */
+export const GetCallerRequestSchema: GenMessage<GetCallerRequest> = /*@__PURE__*/
+  messageDesc(file_tally_v1_apikeys, 0);
+
+/**
+ * @generated from message tally.v1.Caller
+ */
+export type Caller = Message<"tally.v1.Caller"> & {
+  /**
+   * @generated from field: string namespace = 1;
+   */
+  namespace: string;
+
+  /**
+   * Any of ingest, read, write, admin (admin implies the others).
+   *
+   * @generated from field: repeated string scopes = 2;
+   */
+  scopes: string[];
+
+  /**
+   * The API key the call carried; absent without one.
+   *
+   * @generated from field: optional string api_key_id = 3;
+   */
+  apiKeyId?: string | undefined;
+};
+
+/**
+ * Describes the message tally.v1.Caller.
+ * Use `create(CallerSchema)` to create a new message.
+ */
+export const CallerSchema: GenMessage<Caller> = /*@__PURE__*/
+  messageDesc(file_tally_v1_apikeys, 1);
 
 /**
  * An API key: it belongs to one namespace and grants scopes there.
@@ -82,7 +126,7 @@ export type ApiKey = Message<"tally.v1.ApiKey"> & {
  * Use `create(ApiKeySchema)` to create a new message.
  */
 export const ApiKeySchema: GenMessage<ApiKey> = /*@__PURE__*/
-  messageDesc(file_tally_v1_apikeys, 0);
+  messageDesc(file_tally_v1_apikeys, 2);
 
 /**
  * @generated from message tally.v1.CreateApiKeyRequest
@@ -111,7 +155,7 @@ export type CreateApiKeyRequest = Message<"tally.v1.CreateApiKeyRequest"> & {
  * Use `create(CreateApiKeyRequestSchema)` to create a new message.
  */
 export const CreateApiKeyRequestSchema: GenMessage<CreateApiKeyRequest> = /*@__PURE__*/
-  messageDesc(file_tally_v1_apikeys, 1);
+  messageDesc(file_tally_v1_apikeys, 3);
 
 /**
  * @generated from message tally.v1.ListApiKeysRequest
@@ -128,7 +172,7 @@ export type ListApiKeysRequest = Message<"tally.v1.ListApiKeysRequest"> & {
  * Use `create(ListApiKeysRequestSchema)` to create a new message.
  */
 export const ListApiKeysRequestSchema: GenMessage<ListApiKeysRequest> = /*@__PURE__*/
-  messageDesc(file_tally_v1_apikeys, 2);
+  messageDesc(file_tally_v1_apikeys, 4);
 
 /**
  * @generated from message tally.v1.ListApiKeysResponse
@@ -145,7 +189,7 @@ export type ListApiKeysResponse = Message<"tally.v1.ListApiKeysResponse"> & {
  * Use `create(ListApiKeysResponseSchema)` to create a new message.
  */
 export const ListApiKeysResponseSchema: GenMessage<ListApiKeysResponse> = /*@__PURE__*/
-  messageDesc(file_tally_v1_apikeys, 3);
+  messageDesc(file_tally_v1_apikeys, 5);
 
 /**
  * @generated from message tally.v1.RevokeApiKeyRequest
@@ -164,7 +208,7 @@ export type RevokeApiKeyRequest = Message<"tally.v1.RevokeApiKeyRequest"> & {
  * Use `create(RevokeApiKeyRequestSchema)` to create a new message.
  */
 export const RevokeApiKeyRequestSchema: GenMessage<RevokeApiKeyRequest> = /*@__PURE__*/
-  messageDesc(file_tally_v1_apikeys, 4);
+  messageDesc(file_tally_v1_apikeys, 6);
 
 /**
  * ApiKeyService manages the API keys of the caller's namespace (Tally-specific; OpenMeter has no
@@ -207,4 +251,26 @@ export const ApiKeyService: GenService<{
   },
 }> = /*@__PURE__*/
   serviceDesc(file_tally_v1_apikeys, 0);
+
+/**
+ * CallerService tells a client who it is (Tally-specific): the namespace its API key belongs to and
+ * the scopes it grants, so a UI (the console) can show them and offer only what the key may do. It
+ * needs the read scope, like every Get.
+ *
+ * @generated from service tally.v1.CallerService
+ */
+export const CallerService: GenService<{
+  /**
+   * The caller. On a Tally that requires no key (loopback), a call without one is the configured
+   * namespace with every scope, and has no key ID.
+   *
+   * @generated from rpc tally.v1.CallerService.GetCaller
+   */
+  getCaller: {
+    methodKind: "unary";
+    input: typeof GetCallerRequestSchema;
+    output: typeof CallerSchema;
+  },
+}> = /*@__PURE__*/
+  serviceDesc(file_tally_v1_apikeys, 1);
 
