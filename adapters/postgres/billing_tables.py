@@ -187,6 +187,7 @@ class InvoiceRow(SQLModel, table=True):
     due_at: datetime | None = _tz(default=None, nullable=True)
     sent_to_customer_at: datetime | None = _tz(default=None, nullable=True)
     voided_at: datetime | None = _tz(default=None, nullable=True)
+    void_reason: str | None = None
     paid_at: datetime | None = _tz(default=None, nullable=True)
     quantity_snapshotted_at: datetime | None = _tz(default=None, nullable=True)
     amount: Decimal = _money()

@@ -374,6 +374,82 @@ class InvoiceService:
         await self._drive(namespace, invoice_id, action)
         return await self.get(namespace, invoice_id)
 
+    async def void(self, namespace: str, invoice_id: str, reason: str) -> InvoiceWithLines:
+        """Voids an issued (or unpaid) invoice, telling the invoicing app why. OpenMeter answers
+        501 here; Tally keeps the reason on the invoice."""
+        if not reason.strip():
+            raise ValidationError.single("reason", "required: say why the invoice is voided", "required")
+        await self._drive(namespace, invoice_id, Action.VOID, void_reason=reason.strip())
+        return await self.get(namespace, invoice_id)
+
+    async def update_lines(
+        self,
+        namespace: str,
+        invoice_id: str,
+        lines: Sequence[tuple[str | None, PendingLineInput]],
+        *,
+        description: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> InvoiceWithLines:
+        """PUT /invoices/{id} on a draft: its top-level lines become `lines` (a line with the ID of
+        one of them replaces it, one without an ID is added, the others are deleted); the invoice
+        is rated again in the same transaction, and its quantities read at the next snapshot."""
+        async with self._uow() as tx:
+            invoice = await tx.invoices.get(namespace, invoice_id, lock=True)
+            if invoice is None:
+                raise NotFoundError("invoice", invoice_id)
+            # An empty list is refused here too: a draft without lines is deleted, not emptied.
+            _validate_pending(PendingLinesInput(invoice.currency, [x for _, x in lines]))
+            now = self._clock()
+            row = fire(invoice.state, Action.UPDATE, self.conditions(invoice, now))
+            current = {
+                x.id: x
+                for x in (await tx.invoices.lines(namespace, [invoice.id]))[invoice.id]
+                if x.parent_line_id is None
+            }
+            v = Violations()
+            for i, (line_id, _) in enumerate(lines):
+                if line_id is not None and line_id not in current:
+                    v.add(f"lines[{i}].id", "no such line on the invoice", "not_found")
+            v.raise_if_any()
+            kept: list[InvoiceLine] = []
+            added: list[InvoiceLine] = []
+            for line_id, given in lines:
+                made = self._pending_line(namespace, invoice, given, now)
+                if line_id is None:
+                    added.append(made)
+                    continue
+                old = current[line_id]
+                kept.append(
+                    dataclasses.replace(
+                        made,
+                        id=old.id,
+                        created_at=old.created_at,
+                        managed_by=old.managed_by,
+                        period_key=old.period_key if made.type is LineType.USAGE_BASED else None,
+                        full_period_start=old.full_period_start or made.full_period_start,
+                        full_period_end=old.full_period_end or made.full_period_end,
+                        sync_key=old.sync_key,
+                        subscription=old.subscription,
+                    )
+                )
+            gone = [x for x in current if x not in {k.id for k in kept}]
+            if gone:
+                await tx.invoices.delete_lines(namespace, gone, now)
+            if kept:
+                await tx.invoices.update_lines(kept)
+            if added:
+                await tx.invoices.insert_lines(added)
+            invoice = dataclasses.replace(
+                invoice,
+                description=description if description is not None else invoice.description,
+                metadata=metadata if metadata is not None else invoice.metadata,
+            )
+            await self._apply(tx, invoice, row, now)
+            await tx.commit()
+        await self._drive(namespace, invoice_id, None)
+        return await self.get(namespace, invoice_id)
+
     async def app_callback(
         self,
         namespace: str,
@@ -418,7 +494,9 @@ class InvoiceService:
         await self._drive(namespace, invoice_id, None)
         return await self.get(namespace, invoice_id)
 
-    async def _drive(self, namespace: str, invoice_id: str, first: Action | None) -> None:
+    async def _drive(
+        self, namespace: str, invoice_id: str, first: Action | None, *, void_reason: str | None = None
+    ) -> None:
         """`first` (refused when the table does not allow it), then ADVANCE while it applies; one
         transaction per row."""
         action = first
@@ -432,6 +510,8 @@ class InvoiceService:
                 conditions = self.conditions(invoice, now)
                 if action is not None:
                     row = fire(invoice.state, action, conditions)
+                    if action is Action.VOID and void_reason is not None:
+                        invoice = dataclasses.replace(invoice, void_reason=void_reason)
                 else:
                     found = transition(invoice.state, Action.ADVANCE, conditions) or _overdue(invoice, conditions, now)
                     if found is None:
@@ -521,7 +601,7 @@ class InvoiceService:
             case AppHook.DELETE:
                 await app.delete_invoice(view)
             case AppHook.VOID:
-                await app.void_invoice(view, None)
+                await app.void_invoice(view, invoice.void_reason)
         return dataclasses.replace(invoice, app_attempt=dataclasses.replace(attempt, finished_at=now, waiting=waiting))
 
     # --- the billing worker's bookkeeping ---------------------------------------------------

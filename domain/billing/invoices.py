@@ -244,6 +244,8 @@ class Invoice:
     due_at: datetime | None = None
     sent_to_customer_at: datetime | None = None
     voided_at: datetime | None = None
+    # Why the user voided it (OpenMeter's void takes a reason; the invoicing app is told it).
+    void_reason: str | None = None
     paid_at: datetime | None = None
     quantity_snapshotted_at: datetime | None = None
     totals: Totals = Totals()

@@ -160,6 +160,11 @@ def parse_duration(r: Reader, data: Obj, name: str, path: str, required: bool = 
         return None
 
 
+def parse_tax_config(r: Reader, data: Any, path: str) -> TaxConfig | None:
+    """A TaxConfig object, or None when absent (also read by invoice lines)."""
+    return _tax_config(r, data, path)
+
+
 def _tax_config(r: Reader, data: Any, path: str) -> TaxConfig | None:
     obj = r.obj(data, path, required=False)
     if obj is None:

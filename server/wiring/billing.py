@@ -1,4 +1,5 @@
-"""Billing: apps and the marketplace, customer app data, billing profiles and customer overrides.
+"""Billing: apps and the marketplace, customer app data, billing profiles and customer overrides,
+invoices (usage read from the event store in bulk) and custom invoicing's callbacks.
 
 Every namespace gets its sandbox app and default profile on first use; the configured namespace
 gets them at start, so they are there before the first request (as OpenMeter provisions them).
@@ -6,13 +7,17 @@ gets them at start, so they are there before the first request (as OpenMeter pro
 
 from __future__ import annotations
 
+from adapters.clickhouse.billing_usage import ClickHouseUsageSource
 from adapters.postgres.billing import PostgresInvoiceNumbers, billing_unit_of_work
+from adapters.postgres.features import PostgresFeatureRepository
 from domain.billing.apps.registry import Marketplace
+from domain.billing.invoice_service import InvoiceService
 from domain.billing.service import AppService, BillingProfileService, CustomerAppService, Provisioner
 from server.servicers.apps import AppServicer
 from server.servicers.billing import BillingProfileServicer
+from server.servicers.invoices import CustomInvoicingServicer, InvoiceServicer
 from server.wiring import Deps, Servicer
-from tally.v1 import apps_pb2_grpc, billing_pb2_grpc
+from tally.v1 import apps_pb2_grpc, billing_pb2_grpc, invoices_pb2_grpc
 
 
 async def wire(deps: Deps) -> list[Servicer]:
@@ -24,6 +29,10 @@ async def wire(deps: Deps) -> list[Servicer]:
     apps = AppService(uow, marketplace, provisioner)
     profiles = BillingProfileService(uow, provisioner, customers, marketplace)
     customer_apps = CustomerAppService(uow, apps, profiles, customers)
+    usage = ClickHouseUsageSource(
+        deps.clickhouse, PostgresFeatureRepository(deps.sessions), deps.services["meter_repository"], customers
+    )
+    invoices = InvoiceService(uow, profiles, customers, marketplace, usage)
     await provisioner.ensure(deps.settings.namespace)
     deps.services.update(
         billing_unit_of_work=uow,
@@ -32,6 +41,7 @@ async def wire(deps: Deps) -> list[Servicer]:
         billing_apps=apps,
         billing_profiles=profiles,
         customer_apps=customer_apps,
+        invoices=invoices,
     )
     if not deps.has_role("api"):
         return []
@@ -45,5 +55,15 @@ async def wire(deps: Deps) -> list[Servicer]:
             billing_pb2_grpc.add_BillingProfileServiceServicer_to_server,
             BillingProfileServicer(profiles, apps, deps.request),
             "tally.v1.BillingProfileService",
+        ),
+        Servicer(
+            invoices_pb2_grpc.add_InvoiceServiceServicer_to_server,
+            InvoiceServicer(invoices, deps.request),
+            "tally.v1.InvoiceService",
+        ),
+        Servicer(
+            invoices_pb2_grpc.add_CustomInvoicingServiceServicer_to_server,
+            CustomInvoicingServicer(invoices, deps.request),
+            "tally.v1.CustomInvoicingService",
         ),
     ]

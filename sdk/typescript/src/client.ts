@@ -24,6 +24,7 @@ import { CustomerService, SubjectService } from "../../../gen/ts/tally/v1/custom
 import { EntitlementService } from "../../../gen/ts/tally/v1/entitlements_pb.js";
 import { type CloudEvent, CloudEventSchema, EventService } from "../../../gen/ts/tally/v1/events_pb.js";
 import { FeatureService } from "../../../gen/ts/tally/v1/features_pb.js";
+import { CustomInvoicingService, InvoiceService } from "../../../gen/ts/tally/v1/invoices_pb.js";
 import { MeterService } from "../../../gen/ts/tally/v1/meters_pb.js";
 import { NotificationService } from "../../../gen/ts/tally/v1/notifications_pb.js";
 import { PortalService } from "../../../gen/ts/tally/v1/portal_pb.js";
@@ -38,6 +39,7 @@ export * from "../../../gen/ts/tally/v1/customers_pb.js";
 export * from "../../../gen/ts/tally/v1/entitlements_pb.js";
 export * from "../../../gen/ts/tally/v1/events_pb.js";
 export * from "../../../gen/ts/tally/v1/features_pb.js";
+export * from "../../../gen/ts/tally/v1/invoices_pb.js";
 export * from "../../../gen/ts/tally/v1/subscriptions_pb.js";
 export * from "../../../gen/ts/tally/v1/meters_pb.js";
 export * from "../../../gen/ts/tally/v1/notifications_pb.js";
@@ -90,6 +92,8 @@ export interface TallyClient {
   readonly portal: Client<typeof PortalService>;
   readonly apps: Client<typeof AppService>;
   readonly billingProfiles: Client<typeof BillingProfileService>;
+  readonly invoices: Client<typeof InvoiceService>;
+  readonly customInvoicing: Client<typeof CustomInvoicingService>;
   readonly plans: Client<typeof PlanService>;
   readonly addons: Client<typeof AddonService>;
   readonly planAddons: Client<typeof PlanAddonService>;
@@ -113,6 +117,8 @@ export function clientsOver(transport: Transport): TallyClient {
     portal: createServiceClient(PortalService, transport),
     apps: createServiceClient(AppService, transport),
     billingProfiles: createServiceClient(BillingProfileService, transport),
+    invoices: createServiceClient(InvoiceService, transport),
+    customInvoicing: createServiceClient(CustomInvoicingService, transport),
     plans: createServiceClient(PlanService, transport),
     addons: createServiceClient(AddonService, transport),
     planAddons: createServiceClient(PlanAddonService, transport),

@@ -1,0 +1,479 @@
+"""Invoices in OpenMeter's JSON (camelCase dicts): what the API answers, and the requests it reads.
+
+Servicers turn request messages into the dict an OpenMeter client sends (server/convert.py) and
+read the answers below back into response messages, so REST and gRPC share one reading.
+
+Lines: OpenMeter's v1 API shows every top-level line as `type: usage_based` with a rate card;
+a manual flat fee is a line whose price is `flat` (its amount per unit, quantity 1). Tally keeps
+such a line as a flat fee (`LineType.FLAT_FEE`) and shows it the same way. Detailed child lines
+are `flat_fee` lines with `perUnitAmount`, `quantity` and `category`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from domain.billing.invoice_states import (
+    API_ACTIONS,
+    PAYMENT_TRIGGERS,
+    Action,
+    Conditions,
+    InvoiceStatus,
+    State,
+    available_actions,
+    failed,
+    immutable,
+)
+from domain.billing.invoices import (
+    Invoice,
+    InvoiceLine,
+    InvoiceListQuery,
+    InvoiceNowInput,
+    InvoiceWithLines,
+    LineDiscount,
+    LineType,
+    PendingLineInput,
+    PendingLinesInput,
+    Totals,
+)
+from domain.catalog.prices import FlatPrice, PaymentTerm, Price, parse_discounts, parse_price
+from domain.catalog.ratecards import parse_tax_config
+from domain.catalog.wire import Obj, Reader, decimal_text, join
+from domain.errors import ValidationError
+
+# GET /api/v1/billing/invoices?orderBy=
+ORDER_BY = ("customer.name", "issuedAt", "status", "createdAt", "updatedAt", "periodStart")
+EXPAND = ("lines", "preceding", "workflow.apps")
+
+
+def _time(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat().replace("+00:00", "Z")
+
+
+def _put(out: dict[str, Any], key: str, value: Any) -> None:
+    if value is not None:
+        out[key] = value
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _address(raw: Mapping[str, Any]) -> dict[str, Any]:
+    return {_camel(k): v for k, v in raw.items() if v is not None}
+
+
+def totals_rest(t: Totals) -> dict[str, str]:
+    return {
+        "amount": decimal_text(t.amount),
+        "chargesTotal": decimal_text(t.charges_total),
+        "discountsTotal": decimal_text(t.discounts_total),
+        "creditsTotal": decimal_text(t.credits_total),
+        "taxesInclusiveTotal": decimal_text(t.taxes_inclusive_total),
+        "taxesExclusiveTotal": decimal_text(t.taxes_exclusive_total),
+        "taxesTotal": decimal_text(t.taxes_total),
+        "total": decimal_text(t.total),
+    }
+
+
+def status_details_rest(invoice: Invoice, conditions: Conditions) -> dict[str, Any]:
+    """statusDetails, read from the transition table (invoice_states) and nothing else."""
+    actions: dict[str, Any] = {}
+    for action, target in available_actions(invoice.state, conditions).items():
+        name = API_ACTIONS[action]
+        # OpenMeter's `invoice` action (on a gathering invoice) carries no resulting state.
+        actions[name] = {} if action is Action.INVOICE else {"resultingState": target.value}
+    return {
+        "immutable": immutable(invoice.state, conditions),
+        "failed": failed(invoice.state),
+        "extendedStatus": invoice.state.value,
+        "availableActions": actions,
+    }
+
+
+def _discounts_rest(discounts: Sequence[LineDiscount], at: datetime) -> dict[str, Any]:
+    if not discounts:
+        return {}
+    return {
+        "amount": [
+            {
+                "id": d.id,
+                "createdAt": _time(at),
+                "updatedAt": _time(at),
+                "reason": {"type": d.reason.value},
+                "amount": decimal_text(d.amount),
+                **({"description": d.description} if d.description else {}),
+            }
+            for d in discounts
+        ]
+    }
+
+
+def _flat_price(line: InvoiceLine) -> dict[str, Any]:
+    term = PaymentTerm(line.payment_term) if line.payment_term else PaymentTerm.IN_ADVANCE
+    return FlatPrice(line.per_unit_amount or Decimal(0), term).rest()
+
+
+def _line_common(line: InvoiceLine) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": line.id,
+        "name": line.name,
+        "metadata": dict(line.metadata),
+        "createdAt": _time(line.created_at),
+        "updatedAt": _time(line.updated_at),
+        "managedBy": line.managed_by.value,
+        "status": line.status.value,
+        "invoice": {"id": line.invoice_id},
+        "currency": line.currency,
+        "totals": totals_rest(line.totals),
+        "period": {"from": _time(line.period_start), "to": _time(line.period_end)},
+        "invoiceAt": _time(line.invoice_at),
+        "discounts": _discounts_rest(line.discounts, line.updated_at),
+    }
+    _put(out, "description", line.description)
+    _put(out, "deletedAt", _time(line.deleted_at))
+    if line.tax_config is not None:
+        out["taxConfig"] = line.tax_config.rest()
+    if line.subscription is not None:
+        ref = line.subscription
+        out["subscription"] = {
+            "subscription": {"id": ref.subscription_id},
+            "phase": {"id": ref.phase_id},
+            "item": {"id": ref.item_id},
+            "billingPeriod": {
+                "from": _time(line.full_period_start or line.period_start),
+                "to": _time(line.full_period_end or line.period_end),
+            },
+        }
+    return out
+
+
+def line_rest(line: InvoiceLine, children: Sequence[InvoiceLine] = ()) -> dict[str, Any]:
+    """A top-level line (OpenMeter's InvoiceLine) with its detailed children."""
+    out = _line_common(line)
+    out["type"] = "usage_based"
+    price: dict[str, Any] | None
+    if line.type is LineType.FLAT_FEE:
+        price = _flat_price(line)
+        quantity = line.quantity
+    else:
+        price = line.price.rest() if line.price is not None else None
+        quantity = line.quantity
+        _put(out, "featureKey", line.feature_key)
+        _put(out, "meteredQuantity", None if line.metered_quantity is None else decimal_text(line.metered_quantity))
+        if line.pre_line_period_quantity is not None:
+            out["preLinePeriodQuantity"] = decimal_text(line.pre_line_period_quantity)
+            out["meteredPreLinePeriodQuantity"] = decimal_text(line.pre_line_period_quantity)
+    _put(out, "price", price)
+    _put(out, "quantity", None if quantity is None else decimal_text(quantity))
+    rate_card: dict[str, Any] = {"price": price}
+    _put(rate_card, "featureKey", line.feature_key)
+    if line.tax_config is not None:
+        rate_card["taxConfig"] = line.tax_config.rest()
+    if not line.rate_card_discounts.is_empty():
+        rate_card["discounts"] = line.rate_card_discounts.rest()
+    out["rateCard"] = rate_card
+    out["children"] = [detailed_line_rest(c) for c in children]
+    return out
+
+
+def detailed_line_rest(line: InvoiceLine) -> dict[str, Any]:
+    """A detailed child line (OpenMeter's InvoiceDetailedLine)."""
+    out = _line_common(line)
+    price = _flat_price(line)
+    quantity = decimal_text(line.quantity or Decimal(0))
+    out.update(
+        type="flat_fee",
+        perUnitAmount=decimal_text(line.per_unit_amount or Decimal(0)),
+        paymentTerm=price["paymentTerm"],
+        quantity=quantity,
+        category=(line.category.value if line.category is not None else "regular"),
+        rateCard={"price": price, "quantity": quantity},
+    )
+    return out
+
+
+def lines_rest(lines: Sequence[InvoiceLine]) -> list[dict[str, Any]]:
+    children: dict[str, list[InvoiceLine]] = {}
+    for line in lines:
+        if line.parent_line_id is not None:
+            children.setdefault(line.parent_line_id, []).append(line)
+    return [line_rest(x, children.get(x.id, ())) for x in lines if x.parent_line_id is None]
+
+
+def invoice_rest(found: InvoiceWithLines, conditions: Conditions, *, with_lines: bool) -> dict[str, Any]:
+    """OpenMeter's Invoice, but for `workflow`, which the servicer adds (it shares the profile's
+    workflow encoding)."""
+    invoice = found.invoice
+    customer = invoice.customer
+    customer_out: dict[str, Any] = {
+        "id": customer.id,
+        "name": customer.name,
+        "usageAttribution": {"subjectKeys": list(customer.usage_subject_keys)},
+    }
+    _put(customer_out, "key", customer.key)
+    if customer.billing_address:
+        customer_out["addresses"] = [_address(customer.billing_address)]
+    supplier = dict(invoice.supplier)
+    supplier_out: dict[str, Any] = {"name": supplier.get("name", "")}
+    _put(supplier_out, "key", supplier.get("key"))
+    if supplier.get("tax_code"):
+        supplier_out["taxId"] = {"code": supplier["tax_code"]}
+    address = supplier.get("address")
+    if isinstance(address, Mapping):
+        supplier_out["addresses"] = [_address(address)]
+    out: dict[str, Any] = {
+        "id": invoice.id,
+        "type": invoice.type.value,
+        "metadata": dict(invoice.metadata),
+        "createdAt": _time(invoice.created_at),
+        "updatedAt": _time(invoice.updated_at),
+        "supplier": supplier_out,
+        "customer": customer_out,
+        # OpenMeter shows a draft's number as "DRAFT-…" until the app gives the final one.
+        "number": invoice.number or f"DRAFT-{invoice.id}",
+        "currency": invoice.currency,
+        "totals": totals_rest(invoice.totals),
+        "status": invoice.status.value if invoice.status is not InvoiceStatus.DELETED else "deleted",
+        "statusDetails": status_details_rest(invoice, conditions),
+        "validationIssues": [
+            {
+                "id": i.id,
+                "createdAt": _time(invoice.updated_at),
+                "updatedAt": _time(invoice.updated_at),
+                "severity": i.severity.value,
+                "code": i.code,
+                "message": i.message,
+                "component": i.component,
+                **({"field": i.field} if i.field else {}),
+            }
+            for i in invoice.validation_issues
+        ],
+        "externalIds": {
+            k: v
+            for k, v in (("invoicing", invoice.invoicing_external_id), ("payment", invoice.payment_external_id))
+            if v
+        },
+    }
+    _put(out, "description", invoice.description)
+    _put(out, "deletedAt", _time(invoice.deleted_at))
+    _put(out, "issuedAt", _time(invoice.issued_at))
+    _put(out, "draftUntil", _time(invoice.draft_until))
+    _put(out, "quantitySnapshotedAt", _time(invoice.quantity_snapshotted_at))
+    _put(out, "collectionAt", _time(invoice.collection_at))
+    _put(out, "dueAt", _time(invoice.due_at))
+    _put(out, "voidedAt", _time(invoice.voided_at))
+    _put(out, "sentToCustomerAt", _time(invoice.sent_to_customer_at))
+    _put(out, "voidReason", invoice.void_reason)
+    if invoice.period_start is not None and invoice.period_end is not None:
+        out["period"] = {"from": _time(invoice.period_start), "to": _time(invoice.period_end)}
+    if with_lines:
+        out["lines"] = lines_rest(found.lines)
+    return out
+
+
+# --- requests ---------------------------------------------------------------------------------
+
+
+def _time_in(r: Reader, data: Obj, name: str, path: str, required: bool = False) -> datetime | None:
+    text = r.string(data, name, path, required=required)
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        r.issues.error(join(path, name), "must be an RFC 3339 date-time", "invalid_time")
+        return None
+    if value.tzinfo is None:
+        r.issues.error(join(path, name), "must carry a time zone (Z or an offset)", "invalid_time")
+        return None
+    return value
+
+
+def _pending_line(r: Reader, raw: Any, path: str, *, with_quantity: bool) -> PendingLineInput | None:
+    obj = r.obj(raw, path)
+    if obj is None:
+        return None
+    name = r.name(obj, path)
+    description = r.description(obj, path)
+    metadata = r.metadata(obj, path)
+    period = r.obj(obj.get("period"), join(path, "period"))
+    start = end = None
+    if period is not None:
+        start = _time_in(r, period, "from", join(path, "period"), required=True)
+        end = _time_in(r, period, "to", join(path, "period"), required=True)
+    invoice_at = _time_in(r, obj, "invoiceAt", path, required=True)
+    card = r.obj(obj.get("rateCard"), join(path, "rateCard"), required=False)
+    # rateCard is the current form; price / featureKey / taxConfig at the top are the deprecated one.
+    source, where = (card, join(path, "rateCard")) if card is not None else (obj, path)
+    price: Price | None = None
+    if source.get("price") is not None:
+        price = parse_price(r, source.get("price"), join(where, "price"), allow_usage=True)
+    elif card is None:
+        r.issues.error(join(path, "rateCard"), "required: a line needs a rate card with a price", "required")
+    feature_key = r.string(source, "featureKey", where)
+    tax_config = parse_tax_config(r, source.get("taxConfig"), join(where, "taxConfig"))
+    discounts = parse_discounts(r, source.get("discounts"), join(where, "discounts"), price)
+    quantity = r.decimal(obj, "quantity", path, required=with_quantity) if with_quantity else None
+    if name is None or start is None or end is None or invoice_at is None:
+        return None
+    if isinstance(price, FlatPrice):
+        # A flat fee: the price's amount once (OpenMeter's manual flat line).
+        return PendingLineInput(
+            name,
+            start,
+            end,
+            invoice_at,
+            per_unit_amount=price.amount,
+            quantity=Decimal(1),
+            description=description,
+            rate_card_discounts=discounts,
+            tax_config=tax_config,
+            metadata=metadata,
+        )
+    return PendingLineInput(
+        name,
+        start,
+        end,
+        invoice_at,
+        price=price,
+        feature_key=feature_key,
+        quantity=quantity,
+        description=description,
+        rate_card_discounts=discounts,
+        tax_config=tax_config,
+        metadata=metadata,
+    )
+
+
+def parse_pending_lines(data: Obj, *, simulation: bool = False) -> PendingLinesInput:
+    """InvoicePendingLineCreateInput (or, with `simulation`, InvoiceSimulationInput, whose lines
+    carry their quantity)."""
+    r = Reader()
+    # The currency and the lines' business rules are the service's (reported together with these).
+    currency = r.string(data, "currency", "", required=True)
+    raw_lines = r.list(data, "lines", "", required=True)
+    if not raw_lines and "lines" in data:
+        r.issues.error("lines", "at least one line is required", "required")
+    lines = [_pending_line(r, x, f"lines[{i}]", with_quantity=simulation) for i, x in enumerate(raw_lines)]
+    r.issues.raise_if_errors()
+    return PendingLinesInput(currency or "", [x for x in lines if x is not None])
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceUpdate:
+    """InvoiceReplaceUpdate as Tally applies it to a draft: description, metadata and the lines
+    (supplier, customer and workflow are accepted and kept as they were snapshotted)."""
+
+    description: str | None
+    metadata: dict[str, str]
+    lines: list[tuple[str | None, PendingLineInput]]
+
+
+def parse_invoice_update(data: Obj) -> InvoiceUpdate:
+    r = Reader()
+    description = r.description(data, "")
+    metadata = r.metadata(data, "")
+    raw_lines = r.list(data, "lines", "", required=True)
+    lines: list[tuple[str | None, PendingLineInput]] = []
+    for i, raw in enumerate(raw_lines):
+        line = _pending_line(r, raw, f"lines[{i}]", with_quantity=False)
+        line_id = raw.get("id") if isinstance(raw, Mapping) else None
+        if line is not None:
+            lines.append((str(line_id) if line_id else None, line))
+    r.issues.raise_if_errors()
+    return InvoiceUpdate(description, metadata, lines)
+
+
+def parse_invoice_now(data: Obj) -> InvoiceNowInput:
+    """InvoicePendingLinesActionInput."""
+    r = Reader()
+    customer = r.string(data, "customerId", "", required=True)
+    as_of = _time_in(r, data, "asOf", "")
+    filters = r.obj(data.get("filters"), "filters", required=False)
+    line_ids = [str(x) for x in r.list(filters, "lineIds", "filters")] if filters is not None else []
+    override = data.get("progressiveBillingOverride")
+    if override is not None and not isinstance(override, bool):
+        r.issues.error("progressiveBillingOverride", "must be true or false", "invalid_type")
+        override = None
+    r.issues.raise_if_errors()
+    return InvoiceNowInput(customer or "", as_of, tuple(line_ids), override)
+
+
+def parse_payment_trigger(trigger: str) -> Action:
+    action = PAYMENT_TRIGGERS.get(trigger)
+    if action is None:
+        raise ValidationError.single("trigger", f"must be one of {', '.join(PAYMENT_TRIGGERS)}", "invalid_enum")
+    return action
+
+
+def parse_list_query(
+    *,
+    statuses: Sequence[str],
+    extended_statuses: Sequence[str],
+    customers: Sequence[str],
+    times: Mapping[str, str | None],
+    include_deleted: bool,
+    page: int | None,
+    page_size: int | None,
+    order: str | None,
+    order_by: str | None,
+) -> InvoiceListQuery:
+    """GET /api/v1/billing/invoices's query parameters; every problem named by its parameter."""
+    r = Reader()
+    known_status = {s.value for s in InvoiceStatus if s not in (InvoiceStatus.DELETE, InvoiceStatus.DELETED)}
+    for s in statuses:
+        if s not in known_status:
+            r.issues.error("statuses", f"{s!r}: must be one of {', '.join(sorted(known_status))}", "invalid_enum")
+    known_state = {s.value for s in State}
+    for s in extended_statuses:
+        if s not in known_state:
+            r.issues.error("extendedStatuses", f"{s!r} is not an extended status", "invalid_enum")
+    parsed = {name: _time_in(r, {name: value}, name, "") for name, value in times.items()}
+    if order is not None and order not in ("ASC", "DESC"):
+        r.issues.error("order", "must be ASC or DESC", "invalid_enum")
+    if order_by is not None and order_by not in ORDER_BY:
+        r.issues.error("orderBy", f"must be one of {', '.join(ORDER_BY)}", "invalid_enum")
+    if page is not None and page < 1:
+        r.issues.error("page", "must be at least 1", "invalid")
+    if page_size is not None and not 1 <= page_size <= 1000:
+        r.issues.error("pageSize", "must be between 1 and 1000", "invalid")
+    r.issues.raise_if_errors()
+    size = page_size or 100
+    return InvoiceListQuery(
+        offset=((page or 1) - 1) * size,
+        limit=size,
+        customers=tuple(customers),
+        statuses=tuple(InvoiceStatus(s) for s in statuses),
+        extended_statuses=tuple(State(s) for s in extended_statuses),
+        issued_after=parsed.get("issuedAfter"),
+        issued_before=parsed.get("issuedBefore"),
+        period_start_after=parsed.get("periodStartAfter"),
+        period_start_before=parsed.get("periodStartBefore"),
+        created_after=parsed.get("createdAfter"),
+        created_before=parsed.get("createdBefore"),
+        include_deleted=include_deleted,
+        order_by=order_by or "createdAt",
+        descending=order == "DESC",
+    )
+
+
+__all__ = [
+    "EXPAND",
+    "InvoiceUpdate",
+    "invoice_rest",
+    "line_rest",
+    "lines_rest",
+    "parse_invoice_now",
+    "parse_invoice_update",
+    "parse_list_query",
+    "parse_payment_trigger",
+    "parse_pending_lines",
+    "status_details_rest",
+    "totals_rest",
+]

@@ -1,0 +1,206 @@
+"""InvoiceService and CustomInvoicingService: proto <-> domain for invoices.
+
+Requests become the camelCase dicts an OpenMeter client sends (server/convert.py) and are read by
+domain/billing/invoice_rest.py; answers are that module's OpenMeter-shaped dicts read back into the
+response messages, plus the invoice's workflow, encoded as the billing profiles encode theirs.
+"""
+
+from __future__ import annotations
+
+from google.protobuf import empty_pb2
+
+from domain.billing.invoice_rest import (
+    EXPAND,
+    invoice_rest,
+    lines_rest,
+    parse_invoice_now,
+    parse_invoice_update,
+    parse_list_query,
+    parse_payment_trigger,
+    parse_pending_lines,
+)
+from domain.billing.invoice_service import InvoiceService
+from domain.billing.invoice_states import Action
+from domain.billing.invoices import InvoiceWithLines
+from domain.billing.models import parse_expand
+from domain.errors import Violations
+from server.context import RequestContext
+from server.convert import message_from_dict, optional_str, request_dict
+from server.rest import ServicerContext as Ctx
+from server.rest import rest_hints
+from server.servicers.billing import workflow_out
+from tally.v1 import apps_pb2, invoices_pb2_grpc
+from tally.v1 import invoices_pb2 as pb
+
+
+def _opt_int(message: object, name: str) -> int | None:
+    return getattr(message, name) if message.HasField(name) else None  # type: ignore[attr-defined]
+
+
+class InvoiceServicer(invoices_pb2_grpc.InvoiceServiceServicer):
+    def __init__(self, invoices: InvoiceService, request: RequestContext) -> None:
+        self._invoices = invoices
+        self._request = request
+
+    def _out(self, found: InvoiceWithLines, *, with_lines: bool = True) -> pb.Invoice:
+        invoice = found.invoice
+        message = message_from_dict(
+            invoice_rest(found, self._invoices.conditions(invoice), with_lines=with_lines), pb.Invoice()
+        )
+        message.workflow.source_billing_profile_id = invoice.profile_id
+        message.workflow.workflow.CopyFrom(workflow_out(invoice.workflow))
+        message.workflow.apps.tax.CopyFrom(apps_pb2.App(id=invoice.tax_app_id))
+        message.workflow.apps.invoicing.CopyFrom(apps_pb2.App(id=invoice.invoicing_app_id))
+        message.workflow.apps.payment.CopyFrom(apps_pb2.App(id=invoice.payment_app_id))
+        return message
+
+    async def ListInvoices(self, request: pb.ListInvoicesRequest, context: Ctx) -> pb.ListInvoicesResponse:
+        v = Violations()
+        expand = parse_expand(v, list(request.expand), EXPAND)
+        v.raise_if_any()
+        query = parse_list_query(
+            statuses=list(request.statuses),
+            extended_statuses=list(request.extended_statuses),
+            customers=list(request.customers),
+            times={
+                name: optional_str(request, field)
+                for name, field in (
+                    ("issuedAfter", "issued_after"),
+                    ("issuedBefore", "issued_before"),
+                    ("periodStartAfter", "period_start_after"),
+                    ("periodStartBefore", "period_start_before"),
+                    ("createdAfter", "created_after"),
+                    ("createdBefore", "created_before"),
+                )
+            },
+            include_deleted=request.include_deleted,
+            page=_opt_int(request, "page"),
+            page_size=_opt_int(request, "page_size"),
+            order=optional_str(request, "order"),
+            order_by=optional_str(request, "order_by"),
+        )
+        with_lines = expand.get("lines", False)
+        found, total = await self._invoices.list_invoices(
+            self._request.namespace(context), query, with_lines=with_lines
+        )
+        return pb.ListInvoicesResponse(
+            total_count=total,
+            page=query.offset // query.limit + 1,
+            page_size=query.limit,
+            items=[self._out(x, with_lines=with_lines) for x in found],
+        )
+
+    async def InvoicePendingLines(
+        self, request: pb.InvoicePendingLinesRequest, context: Ctx
+    ) -> pb.InvoicePendingLinesResponse:
+        data = parse_invoice_now(request_dict(request))
+        made = await self._invoices.invoice_now(self._request.namespace(context), data)
+        await rest_hints(context, http_code=201, shape="array")
+        return pb.InvoicePendingLinesResponse(items=[self._out(x) for x in made])
+
+    async def GetInvoice(self, request: pb.GetInvoiceRequest, context: Ctx) -> pb.Invoice:
+        v = Violations()
+        expand = parse_expand(v, list(request.expand), EXPAND)
+        v.raise_if_any()
+        found = await self._invoices.get(
+            self._request.namespace(context), request.invoice_id, include_deleted_lines=request.include_deleted_lines
+        )
+        # Lines come with a single invoice unless the caller expanded other things only.
+        return self._out(found, with_lines=not request.expand or expand.get("lines", False))
+
+    async def UpdateInvoice(self, request: pb.UpdateInvoiceRequest, context: Ctx) -> pb.Invoice:
+        update = parse_invoice_update(request_dict(request))
+        found = await self._invoices.update_lines(
+            self._request.namespace(context),
+            request.invoice_id,
+            update.lines,
+            description=update.description,
+            metadata=update.metadata or None,
+        )
+        return self._out(found)
+
+    async def DeleteInvoice(self, request: pb.DeleteInvoiceRequest, context: Ctx) -> empty_pb2.Empty:
+        await self._invoices.act(self._request.namespace(context), request.invoice_id, Action.DELETE)
+        await rest_hints(context, http_code=204)
+        return empty_pb2.Empty()
+
+    async def _act(self, request: pb.InvoiceActionRequest, context: Ctx, action: Action) -> pb.Invoice:
+        return self._out(await self._invoices.act(self._request.namespace(context), request.invoice_id, action))
+
+    async def AdvanceInvoice(self, request: pb.InvoiceActionRequest, context: Ctx) -> pb.Invoice:
+        return await self._act(request, context, Action.ADVANCE)
+
+    async def ApproveInvoice(self, request: pb.InvoiceActionRequest, context: Ctx) -> pb.Invoice:
+        return await self._act(request, context, Action.APPROVE)
+
+    async def RetryInvoice(self, request: pb.InvoiceActionRequest, context: Ctx) -> pb.Invoice:
+        return await self._act(request, context, Action.RETRY)
+
+    async def SnapshotInvoiceQuantities(self, request: pb.InvoiceActionRequest, context: Ctx) -> pb.Invoice:
+        return await self._act(request, context, Action.SNAPSHOT_QUANTITIES)
+
+    async def VoidInvoice(self, request: pb.VoidInvoiceRequest, context: Ctx) -> pb.Invoice:
+        found = await self._invoices.void(self._request.namespace(context), request.invoice_id, request.reason)
+        return self._out(found)
+
+    async def CreatePendingInvoiceLines(
+        self, request: pb.CreatePendingInvoiceLinesRequest, context: Ctx
+    ) -> pb.CreatePendingInvoiceLinesResponse:
+        data = parse_pending_lines(request_dict(request))
+        gathering, lines, created = await self._invoices.create_pending_lines(
+            self._request.namespace(context), request.customer_id, data
+        )
+        await rest_hints(context, http_code=201)
+        response = pb.CreatePendingInvoiceLinesResponse(invoice=self._out(gathering), is_invoice_new=created)
+        for line in lines_rest(lines):
+            response.lines.append(message_from_dict(line, pb.InvoiceLine()))
+        return response
+
+    async def SimulateInvoice(self, request: pb.SimulateInvoiceRequest, context: Ctx) -> pb.Invoice:
+        data = parse_pending_lines(request_dict(request), simulation=True)
+        found = await self._invoices.simulate(self._request.namespace(context), request.customer_id, data)
+        message = self._out(found)
+        if request.HasField("number"):
+            message.number = request.number
+        return message
+
+
+class CustomInvoicingServicer(invoices_pb2_grpc.CustomInvoicingServiceServicer):
+    def __init__(self, invoices: InvoiceService, request: RequestContext) -> None:
+        self._invoices = invoices
+        self._request = request
+
+    async def DraftSynchronized(
+        self, request: pb.CustomInvoicingDraftSynchronizedRequest, context: Ctx
+    ) -> empty_pb2.Empty:
+        result = request.invoicing
+        await self._invoices.app_callback(
+            self._request.namespace(context),
+            request.invoice_id,
+            Action.DRAFT_SYNCHRONIZED,
+            invoice_number=optional_str(result, "invoice_number"),
+            invoicing_external_id=optional_str(result, "external_id"),
+        )
+        await rest_hints(context, http_code=204)
+        return empty_pb2.Empty()
+
+    async def IssuingSynchronized(
+        self, request: pb.CustomInvoicingIssuingSynchronizedRequest, context: Ctx
+    ) -> empty_pb2.Empty:
+        await self._invoices.app_callback(
+            self._request.namespace(context),
+            request.invoice_id,
+            Action.ISSUING_SYNCHRONIZED,
+            invoice_number=optional_str(request.invoicing, "invoice_number"),
+            payment_external_id=optional_str(request.payment, "external_id"),
+        )
+        await rest_hints(context, http_code=204)
+        return empty_pb2.Empty()
+
+    async def UpdatePaymentStatus(
+        self, request: pb.CustomInvoicingUpdatePaymentStatusRequest, context: Ctx
+    ) -> empty_pb2.Empty:
+        action = parse_payment_trigger(request.trigger)
+        await self._invoices.app_callback(self._request.namespace(context), request.invoice_id, action)
+        await rest_hints(context, http_code=204)
+        return empty_pb2.Empty()

@@ -1,0 +1,409 @@
+"""Invoices as users reach them: REST through Envoy (raw HTTP and OpenMeter's official Python SDK,
+unchanged) and gRPC stubs, on the shared stack with usage in the real event store.
+
+Each test makes its own meter, feature and customer, so invoices of one test are not another's.
+Totals are computed by hand in the comments; the usage is ingested through /api/v1/events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import grpc
+import httpx
+import pytest
+from corehttp.exceptions import HttpResponseError
+from openmeter import Client
+
+from tally.v1 import invoices_pb2, invoices_pb2_grpc
+from tests.support.metering import cloudevent, create_meter, ingest, rfc3339, unique
+from tests.support.stack import TallyProcess
+
+D = Decimal
+INVOICES = "/api/v1/billing/invoices"
+# A billing period that ended two hours ago: due, and past the default collection interval (PT1H).
+END = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
+START = END - timedelta(days=30)
+PERIOD = {"from": rfc3339(START), "to": rfc3339(END)}
+
+
+async def ok(response: httpx.Response, status: int = 200) -> Any:
+    assert response.status_code == status, response.text
+    return response.json() if response.content else None
+
+
+async def metered_customer(http: httpx.AsyncClient, *tokens: int) -> tuple[str, str]:
+    """A customer with a SUM meter and feature over its own events, and `tokens` of usage in PERIOD.
+    Returns (customer ID, feature key)."""
+    slug = unique("inv_tokens")
+    await create_meter(http, slug=slug, eventType=slug, aggregation="SUM", valueProperty="$.tokens")
+    await ok(await http.post("/api/v1/features", json={"key": slug, "name": slug, "meterSlug": slug}), 201)
+    key = unique("inv_customer")
+    customer = await ok(
+        await http.post(
+            "/api/v1/customers", json={"name": "Acme Corp", "key": key, "usageAttribution": {"subjectKeys": [key]}}
+        ),
+        201,
+    )
+    if tokens:
+        at = START + timedelta(days=3)
+        await ingest(
+            http, [cloudevent(slug, key, {"tokens": n}, time=at + timedelta(hours=i)) for i, n in enumerate(tokens)]
+        )
+    return customer["id"], slug
+
+
+def line(name: str, price: dict[str, Any], feature: str | None = None, **card: Any) -> dict[str, Any]:
+    rate_card: dict[str, Any] = {"price": price, **card}
+    if feature is not None:
+        rate_card["featureKey"] = feature
+    return {"name": name, "period": PERIOD, "invoiceAt": rfc3339(END), "rateCard": rate_card}
+
+
+async def add_lines(http: httpx.AsyncClient, customer: str, *lines: dict[str, Any], currency: str = "USD") -> Any:
+    return await ok(
+        await http.post(
+            f"/api/v1/billing/customers/{customer}/invoices/pending-lines",
+            json={"currency": currency, "lines": list(lines)},
+        ),
+        201,
+    )
+
+
+async def invoice_now(http: httpx.AsyncClient, customer: str, **body: Any) -> list[dict[str, Any]]:
+    made: list[dict[str, Any]] = await ok(
+        await http.post(f"{INVOICES}/invoice", json={"customerId": customer, **body}), 201
+    )
+    return made
+
+
+def by_name(invoice: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {x["name"]: x for x in invoice["lines"]}
+
+
+async def test_every_price_type_totals_by_hand_through_the_sandbox_to_paid(http: httpx.AsyncClient) -> None:
+    customer, feature = await metered_customer(http, 1000, 250)  # 1,250 tokens in the period
+    unit = {"type": "unit", "amount": "0.01"}
+    created = await add_lines(
+        http,
+        customer,
+        line("Platform fee", {"type": "flat", "amount": "20", "paymentTerm": "in_arrears"}),
+        line("Unit", unit, feature),
+        line(
+            "Graduated",
+            {
+                "type": "tiered",
+                "mode": "graduated",
+                "tiers": [
+                    {"upToAmount": "1000", "unitPrice": {"type": "unit", "amount": "0.01"}},
+                    {"unitPrice": {"type": "unit", "amount": "0.005"}},
+                ],
+            },
+            feature,
+        ),
+        line(
+            "Volume",
+            {
+                "type": "tiered",
+                "mode": "volume",
+                "tiers": [
+                    {"upToAmount": "1000", "unitPrice": {"type": "unit", "amount": "0.02"}},
+                    {"unitPrice": {"type": "unit", "amount": "0.01"}, "flatPrice": {"type": "flat", "amount": "5"}},
+                ],
+            },
+            feature,
+        ),
+        line("Package", {"type": "package", "amount": "3", "quantityPerPackage": "500"}, feature),
+        line("Dynamic", {"type": "dynamic", "multiplier": "1.5"}, feature),
+        line("Discounted", unit, feature, discounts={"percentage": {"percentage": 10}}),
+        line("Minimum", {**unit, "minimumAmount": "20"}, feature),
+        line("Maximum", {"type": "unit", "amount": "0.02", "maximumAmount": "20"}, feature),
+    )
+    gathering = created["invoice"]
+    assert created["isInvoiceNew"] is True and len(created["lines"]) == 9
+    assert gathering["status"] == "gathering" and gathering["statusDetails"]["extendedStatus"] == "gathering"
+    assert gathering["statusDetails"]["availableActions"] == {"invoice": {}}
+    assert gathering["customer"]["id"] == customer and gathering["currency"] == "USD"
+    again = await add_lines(http, customer, line("Setup", {"type": "flat", "amount": "5"}))
+    assert again["isInvoiceNew"] is False and again["invoice"]["id"] == gathering["id"]
+
+    (invoice,) = await invoice_now(http, customer)
+    lines = by_name(invoice)
+    expected = {
+        "Platform fee": "20",
+        "Setup": "5",
+        "Unit": "12.5",  # 1250 x 0.01
+        "Graduated": "11.25",  # 1000 x 0.01 + 250 x 0.005
+        "Volume": "17.5",  # all 1250 in the second tier: 1250 x 0.01 + 5 flat
+        "Package": "9",  # ceil(1250 / 500) = 3 packages x 3
+        "Dynamic": "1875",  # 1250 x 1.5
+        "Discounted": "11.25",  # 12.50 - 10 %
+        "Minimum": "20",  # 12.50 of usage + 7.50 to reach the minimum
+        "Maximum": "20",  # 25.00 capped at 20
+    }
+    assert {name: x["totals"]["total"] for name, x in lines.items()} == expected
+    assert lines["Discounted"]["totals"]["discountsTotal"] == "1.25"
+    assert lines["Minimum"]["totals"]["chargesTotal"] == "7.5"
+    assert lines["Maximum"]["totals"]["discountsTotal"] == "5"
+    assert lines["Unit"]["quantity"] == "1250" and lines["Unit"]["meteredQuantity"] == "1250"
+    assert lines["Unit"]["preLinePeriodQuantity"] == "0"
+    assert lines["Graduated"]["children"] and all(c["status"] == "detailed" for c in lines["Graduated"]["children"])
+    assert sum(D(c["totals"]["total"]) for c in lines["Graduated"]["children"]) == D("11.25")
+    total = sum(D(v) for v in expected.values())  # 2001.50
+    assert D(invoice["totals"]["total"]) == total == D("2001.50")
+    assert invoice["totals"]["discountsTotal"] == "6.25" and invoice["totals"]["chargesTotal"] == "7.5"
+    # The sandbox issues, numbers and collects at once.
+    assert invoice["status"] == "paid" and invoice["statusDetails"]["extendedStatus"] == "paid"
+    assert invoice["statusDetails"]["availableActions"] == {} and invoice["statusDetails"]["immutable"] is True
+    assert invoice["number"].startswith("OM-SANDBOX-ACCO-")
+    assert invoice["issuedAt"] and invoice["dueAt"] and invoice["quantitySnapshotedAt"]
+    assert invoice["workflow"]["workflow"]["invoicing"]["dueAfter"] == "P30D"
+
+    got = await ok(await http.get(f"{INVOICES}/{invoice['id']}"))
+    assert got["totals"] == invoice["totals"] and len(got["lines"]) == 10
+    listed = await ok(await http.get(INVOICES, params={"customers": customer, "expand": "lines"}))
+    assert listed["totalCount"] == 1 and listed["items"][0]["id"] == invoice["id"] and listed["items"][0]["lines"]
+    # The emptied gathering invoice is gone, and nothing is left to invoice: 400, never an empty invoice.
+    gone = await ok(await http.get(INVOICES, params={"customers": customer, "statuses": "gathering"}))
+    assert gone["items"] == []
+    nothing = await http.post(f"{INVOICES}/invoice", json={"customerId": customer})
+    assert nothing.status_code == 400 and "customerId" in nothing.text
+    voided = await http.post(
+        f"{INVOICES}/{invoice['id']}/void",
+        json={"reason": "paid", "action": {"percentage": 100, "action": {"type": "discard"}}},
+    )
+    assert voided.status_code == 400, voided.text
+
+
+async def test_request_errors_name_the_field(http: httpx.AsyncClient) -> None:
+    customer, _ = await metered_customer(http)
+    bad = await http.post(
+        f"/api/v1/billing/customers/{customer}/invoices/pending-lines",
+        json={"currency": "XXX", "lines": [line("No feature", {"type": "unit", "amount": "1"})]},
+    )
+    assert bad.status_code == 400 and "currency" in bad.text and "featureKey" in bad.text
+    missing = await http.post(f"{INVOICES}/invoice", json={"customerId": "01J0000000000000000000NOPE"})
+    assert missing.status_code == 404, missing.text
+    unknown = await http.get(f"{INVOICES}/01J0000000000000000000NOPE")
+    assert unknown.status_code == 404
+    wrong = await http.get(INVOICES, params={"statuses": "nope"})
+    assert wrong.status_code == 400 and "statuses" in wrong.text
+
+
+def _sdk_manual_approval_delete_and_simulate(rest_url: str, customer: str, feature: str) -> None:
+    client = Client(endpoint=rest_url)
+    client.customer_overrides.upsert(customer, {"workflow": {"invoicing": {"autoAdvance": False}}})
+    created = client.customer_invoice.create_pending_invoice_line(
+        customer,
+        {
+            "currency": "USD",
+            "lines": [
+                line("Seats", {"type": "flat", "amount": "49"}),
+                line("Usage", {"type": "unit", "amount": "0.5"}, feature),
+            ],
+        },
+    )
+    assert created.is_invoice_new is True and len(created.lines) == 2
+    (draft,) = client.invoices.invoice_pending_lines_action({"customerId": customer})
+    assert draft.status == "draft"
+    assert draft.status_details.extended_status == "draft.manual_approval_needed"
+    actions = draft.status_details.available_actions
+    # Approval issues it and asks the payment app to collect; the payment's outcome is the app's.
+    assert actions.approve.resulting_state == "payment_processing.pending"
+    assert actions.delete.resulting_state == "deleted"
+    assert actions.void is None
+    assert draft.totals.total == "54"  # 49 + 10 x 0.5
+
+    # Delete: the lines go back to a gathering invoice, and can be invoiced again.
+    client.invoice.delete_invoice(draft.id)
+    with pytest.raises(HttpResponseError) as again:
+        client.invoice.approve_action(draft.id)
+    assert again.value.status_code == 400
+    pending = client.invoices.list(customers=[customer], statuses=["gathering"], expand=["lines"])
+    assert pending.total_count == 1 and {x.name for x in pending["items"][0].lines} == {"Seats", "Usage"}
+    (draft,) = client.invoices.invoice_pending_lines_action({"customerId": customer})
+    paid = client.invoice.approve_action(draft.id)
+    assert paid.status == "paid" and paid.totals.total == "54"
+
+    # Simulate: the totals the lines would make, nothing stored.
+    simulated = client.customer_invoice.simulate_invoice(
+        customer,
+        {
+            "currency": "USD",
+            "lines": [
+                {**line("Sim", {"type": "unit", "amount": "0.25"}, feature), "quantity": "40"},
+                {**line("Sim flat", {"type": "flat", "amount": "3"}), "quantity": "1"},
+            ],
+        },
+    )
+    assert simulated.totals.total == "13"  # 40 x 0.25 + 3
+    assert client.invoices.list(customers=[customer]).total_count == 1
+
+
+async def test_sdk_manual_approval_delete_and_simulate(tally: TallyProcess, http: httpx.AsyncClient) -> None:
+    customer, feature = await metered_customer(http, 10)
+    await asyncio.to_thread(_sdk_manual_approval_delete_and_simulate, tally.rest_url, customer, feature)
+
+
+async def custom_invoicing_customer(http: httpx.AsyncClient) -> tuple[str, str]:
+    """A customer billed through a custom_invoicing app with both sync hooks on."""
+    installed = await ok(
+        await http.post(
+            "/api/v1/marketplace/listings/custom_invoicing/install",
+            json={"name": unique("erp"), "createBillingProfile": False},
+        )
+    )
+    app = installed["app"]["id"]
+    await ok(
+        await http.put(
+            f"/api/v1/apps/{app}",
+            json={
+                "type": "custom_invoicing",
+                "name": "ERP",
+                "enableDraftSyncHook": True,
+                "enableIssuingSyncHook": True,
+            },
+        )
+    )
+    profile = await ok(
+        await http.post(
+            "/api/v1/billing/profiles",
+            json={
+                "name": unique("erp_profile"),
+                "supplier": {"name": "Acme Billing", "addresses": [{"country": "NL"}]},
+                "default": False,
+                "apps": {"tax": app, "invoicing": app, "payment": app},
+            },
+        ),
+        201,
+    )
+    customer, feature = await metered_customer(http, 100)
+    await ok(await http.put(f"/api/v1/billing/customers/{customer}", json={"billingProfileId": profile["id"]}))
+    return customer, feature
+
+
+async def test_custom_invoicing_syncs_in_order_then_payment_and_void(http: httpx.AsyncClient) -> None:
+    customer, feature = await custom_invoicing_customer(http)
+    await add_lines(http, customer, line("API", {"type": "unit", "amount": "0.1"}, feature))  # 100 x 0.1
+    (invoice,) = await invoice_now(http, customer)
+    iid = invoice["id"]
+    assert invoice["statusDetails"]["extendedStatus"] == "draft.syncing" and invoice["totals"]["total"] == "10"
+    apps = "/api/v1/apps/custom-invoicing"
+    # Out of order: issuing and payment before the draft is synchronized are refused, nothing moves.
+    early = await http.post(f"{apps}/{iid}/issuing/synchronized", json={})
+    assert early.status_code == 400, early.text
+    early = await http.post(f"{apps}/{iid}/payment/status", json={"trigger": "paid"})
+    assert early.status_code == 400
+    assert (await ok(await http.get(f"{INVOICES}/{iid}")))["statusDetails"]["extendedStatus"] == "draft.syncing"
+
+    await ok(
+        await http.post(f"{apps}/{iid}/draft/synchronized", json={"invoicing": {"externalId": "erp-draft-1"}}), 204
+    )
+    synced = await ok(await http.get(f"{INVOICES}/{iid}"))
+    assert synced["statusDetails"]["extendedStatus"] == "issuing.syncing"
+    assert synced["externalIds"]["invoicing"] == "erp-draft-1"
+    again = await http.post(f"{apps}/{iid}/draft/synchronized", json={})
+    assert again.status_code == 400
+
+    await ok(
+        await http.post(
+            f"{apps}/{iid}/issuing/synchronized",
+            json={"invoicing": {"invoiceNumber": "ERP-0001"}, "payment": {"externalId": "pay-1"}},
+        ),
+        204,
+    )
+    issued = await ok(await http.get(f"{INVOICES}/{iid}"))
+    assert issued["number"] == "ERP-0001" and issued["externalIds"]["payment"] == "pay-1"
+    assert issued["statusDetails"]["extendedStatus"] == "payment_processing.pending"
+    assert set(issued["statusDetails"]["availableActions"]) == {"void"}
+
+    await ok(await http.post(f"{apps}/{iid}/payment/status", json={"trigger": "payment_failed"}), 204)
+    failed = await ok(await http.get(f"{INVOICES}/{iid}"))
+    assert (
+        failed["statusDetails"]["extendedStatus"] == "payment_processing.failed" and failed["statusDetails"]["failed"]
+    )
+    assert {"retry", "void"} <= set(failed["statusDetails"]["availableActions"])
+    bad = await http.post(f"{apps}/{iid}/payment/status", json={"trigger": "refunded"})
+    assert bad.status_code == 400 and "trigger" in bad.text
+
+    # Void needs a reason; OpenMeter answers 501 here, Tally voids and keeps the reason.
+    no_reason = await http.post(
+        f"{INVOICES}/{iid}/void", json={"action": {"percentage": 100, "action": {"type": "discard"}}}
+    )
+    assert no_reason.status_code == 400 and "reason" in no_reason.text
+    voided = await ok(
+        await http.post(
+            f"{INVOICES}/{iid}/void",
+            json={"reason": "duplicate order", "action": {"percentage": 100, "action": {"type": "discard"}}},
+        )
+    )
+    assert voided["status"] == "voided" and voided["voidedAt"] and voided["voidReason"] == "duplicate order"
+    assert voided["statusDetails"]["availableActions"] == {}
+    twice = await http.post(f"{INVOICES}/{iid}/void", json={"reason": "again"})
+    assert twice.status_code == 400
+
+    # A second invoice, paid by the integrator.
+    await add_lines(http, customer, line("Support", {"type": "flat", "amount": "15"}))
+    (second,) = await invoice_now(http, customer)
+    sid = second["id"]
+    await ok(await http.post(f"{apps}/{sid}/draft/synchronized", json={}), 204)
+    await ok(await http.post(f"{apps}/{sid}/issuing/synchronized", json={}), 204)
+    await ok(await http.post(f"{apps}/{sid}/payment/status", json={"trigger": "paid"}), 204)
+    paid = await ok(await http.get(f"{INVOICES}/{sid}"))
+    assert paid["status"] == "paid" and paid["totals"]["total"] == "15"
+
+
+async def test_update_draft_lines_and_retry_refused_when_nothing_failed(http: httpx.AsyncClient) -> None:
+    customer, feature = await metered_customer(http, 20)
+    await ok(
+        await http.put(
+            f"/api/v1/billing/customers/{customer}", json={"workflow": {"invoicing": {"autoAdvance": False}}}
+        )
+    )
+    await add_lines(http, customer, line("Old fee", {"type": "flat", "amount": "7"}))
+    (draft,) = await invoice_now(http, customer)
+    (old,) = draft["lines"]
+    retry = await http.post(f"{INVOICES}/{draft['id']}/retry")
+    assert retry.status_code == 400
+    body = {
+        "supplier": draft["supplier"],
+        "customer": draft["customer"],
+        "workflow": draft["workflow"],
+        "lines": [
+            {**line("New fee", {"type": "flat", "amount": "8"}), "id": old["id"]},
+            line("Usage", {"type": "unit", "amount": "2"}, feature),
+        ],
+    }
+    updated = await ok(await http.put(f"{INVOICES}/{draft['id']}", json=body))
+    names = by_name(updated)
+    assert set(names) == {"New fee", "Usage"} and names["New fee"]["id"] == old["id"]
+    assert updated["statusDetails"]["extendedStatus"] == "draft.manual_approval_needed"
+    assert updated["totals"]["total"] == "48"  # 8 + 20 x 2
+    paid = await ok(await http.post(f"{INVOICES}/{draft['id']}/approve"))
+    assert paid["status"] == "paid"
+    late = await http.put(f"{INVOICES}/{draft['id']}", json=body)
+    assert late.status_code == 400
+
+
+async def test_grpc_pending_lines_and_invoice_now(http: httpx.AsyncClient, channel: grpc.aio.Channel) -> None:
+    customer, feature = await metered_customer(http, 300)
+    stub = invoices_pb2_grpc.InvoiceServiceStub(channel)
+    request = invoices_pb2.CreatePendingInvoiceLinesRequest(customer_id=customer, currency="EUR")
+    pending = request.lines.add(name="Calls", invoice_at=rfc3339(END))
+    pending.period.CopyFrom(invoices_pb2.InvoicePeriod(**{"from": rfc3339(START), "to": rfc3339(END)}))
+    pending.rate_card.feature_key = feature
+    pending.rate_card.price.type = "unit"
+    pending.rate_card.price.amount = "0.02"
+    created = await stub.CreatePendingInvoiceLines(request)
+    assert created.is_invoice_new and created.invoice.status == "gathering"
+    made = await stub.InvoicePendingLines(invoices_pb2.InvoicePendingLinesRequest(customer_id=customer))
+    (invoice,) = made.items
+    assert invoice.currency == "EUR" and invoice.totals.total == "6" and invoice.status == "paid"  # 300 x 0.02
+    got = await stub.GetInvoice(invoices_pb2.GetInvoiceRequest(invoice_id=invoice.id))
+    assert got.lines[0].quantity == "300"
+    with pytest.raises(grpc.aio.AioRpcError) as nothing:
+        await stub.InvoicePendingLines(invoices_pb2.InvoicePendingLinesRequest(customer_id=customer))
+    assert nothing.value.code() is grpc.StatusCode.INVALID_ARGUMENT
