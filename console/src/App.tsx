@@ -1,7 +1,7 @@
 /**
  * The shell: sign-in, navigation and the page for the location's hash (#/usage, #/customers,
- * #/customers/<id or key>). Hash routes keep every page at /console, the one HTML file Envoy serves.
- * New pages (events, meters, notifications, billing) add an entry to PAGES and a case to `route`.
+ * #/customers/<id or key>, #/events, #/meters). Hash routes keep every page at /console, the one HTML file Envoy serves.
+ * New pages (features, notifications, billing) add an entry to PAGES and a case to `route`.
  */
 import { type FormEvent, useCallback, useEffect, useMemo, useState } from "react";
 
@@ -16,12 +16,16 @@ import {
   whoAmI,
 } from "./api.ts";
 import { CustomerPage, CustomersPage } from "./Customers.tsx";
+import { EventsPage } from "./Events.tsx";
 import { Field } from "./Field.tsx";
+import { MetersPage } from "./Meters.tsx";
 import { UsagePage } from "./Usage.tsx";
 
 const PAGES = [
   { hash: "#/usage", title: "Usage" },
   { hash: "#/customers", title: "Customers" },
+  { hash: "#/events", title: "Events" },
+  { hash: "#/meters", title: "Meters" },
 ] as const;
 
 function useHash(): string {
@@ -174,6 +178,12 @@ function route(hash: string, client: TallyClient, canWrite: boolean) {
   }
   if (hash.startsWith("#/customers")) {
     return <CustomersPage client={client} canWrite={canWrite} />;
+  }
+  if (hash.startsWith("#/events")) {
+    return <EventsPage client={client} />;
+  }
+  if (hash.startsWith("#/meters")) {
+    return <MetersPage client={client} />;
   }
   return <UsagePage client={client} />;
 }

@@ -361,3 +361,49 @@ async def test_sign_in_with_keys_of_each_scope(browser: Browser, secured: TallyP
     with httpx.Client(base_url=secured.rest_url, headers={"authorization": f"Bearer {writer}"}) as client:
         listed = client.get("/api/v1/customers", params={"name": name})
         assert [customer["name"] for customer in listed.json()["items"]] == [name]
+
+
+@pytest.mark.full_suite
+async def test_events_tail_and_meters_pages(page: Page, tally: TallyProcess, http: httpx.AsyncClient) -> None:
+    slug = unique("console_bytes")
+    event_type = unique("upload")
+    await create_meter(http, slug=slug, aggregation="SUM", eventType=event_type, valueProperty="$.bytes")
+    subject = unique("tail")
+    await page.goto("/console#/events")
+    await page.get_by_label("Subject contains", exact=True).fill(subject)
+    await page.locator('section[aria-label="Event list"][data-state="done"]').wait_for()
+
+    # Sent while the page is open: the live tail shows them without a reload.
+    sent = {
+        "counted": cloudevent(event_type, subject, {"bytes": 512}),
+        "bad value": cloudevent(event_type, subject, {"bytes": {"not": "a number"}}),
+        "no meter": cloudevent(unique("nobody_meters"), subject, {"bytes": 1}),
+    }
+    await ingest(http, list(sent.values()))
+    rows = page.locator('table[aria-label="Events"] tbody tr')
+    for event in sent.values():
+        await page.locator(f'tr[data-event-id="{event["id"]}"]').wait_for()
+    assert await rows.count() == 3
+    listed = {
+        item["event"]["id"]: item for item in (await http.get("/api/v1/events", params={"subject": subject})).json()
+    }
+    for name, event in sent.items():
+        counted = (await page.locator(f'tr[data-event-id="{event["id"]}"] td').nth(5).inner_text()).strip()
+        if name == "counted":
+            assert counted == "yes" and listed[event["id"]].get("validationError") is None
+        elif name == "bad value":
+            assert counted == listed[event["id"]]["validationError"] != ""
+        else:
+            assert counted == "no meter counts events of this type"
+    await screenshot(page, "events")
+
+    # The navigation works from the keyboard.
+    await page.get_by_role("link", name="Events").focus()
+    await page.keyboard.press("Tab")
+    await page.keyboard.press("Enter")
+    await page.wait_for_url("**/console#/meters")
+    meter_row = page.locator(f'tr[data-meter="{slug}"]')
+    await meter_row.wait_for()
+    cells = [cell.strip() for cell in await meter_row.locator("td").all_inner_texts()]
+    assert cells[:5] == [slug, slug, "SUM", event_type, "$.bytes"]
+    await screenshot(page, "meters")
