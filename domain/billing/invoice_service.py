@@ -17,11 +17,12 @@ billed by the next invoice of the same period key the same way.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Final
 
+import structlog
 from ulid import ULID
 
 from domain.billing.apps.port import (
@@ -76,6 +77,10 @@ from domain.customers.models import Customer
 from domain.errors import ConflictError, NotFoundError, ValidationError, Violations
 
 Clock = Callable[[], datetime]
+# Told after an invoice was created (True) or changed (False): (namespace, invoice ID, created).
+InvoiceListener = Callable[[str, str, bool], Awaitable[None]]
+
+log = structlog.get_logger(__name__)
 
 # The longest walk through the table is under 20 rows; beyond this something is wrong with it.
 _MAX_STEPS = 50
@@ -152,6 +157,17 @@ class InvoiceService:
         self._marketplace = marketplace
         self._usage = usage
         self._clock = clock
+        # Invoice notifications (invoice.created / invoice.updated): called once per operation that
+        # created or moved an invoice, after its transactions committed, with its state by then.
+        self.listeners: list[InvoiceListener] = []
+
+    async def _told(self, namespace: str, invoice_id: str, created: bool) -> None:
+        for listener in self.listeners:
+            try:
+                await listener(namespace, invoice_id, created)
+            except Exception:
+                # The invoice is committed; a listener's failure must not undo the caller's answer.
+                log.exception("invoice listener failed", invoice=invoice_id, created=created)
 
     # --- reads --------------------------------------------------------------------------------
 
@@ -263,6 +279,7 @@ class InvoiceService:
         out = []
         for invoice_id in await self._create_invoices(namespace, data):
             await self._drive(namespace, invoice_id, Action.ADVANCE)
+            await self._told(namespace, invoice_id, True)
             out.append(await self.get(namespace, invoice_id))
         return out
 
@@ -372,6 +389,7 @@ class InvoiceService:
         """approve, advance, retry, snapshot-quantities, delete, void: one row of the table, then
         the worker's advances as far as the invoice can go now."""
         await self._drive(namespace, invoice_id, action)
+        await self._told(namespace, invoice_id, False)
         return await self.get(namespace, invoice_id)
 
     async def void(self, namespace: str, invoice_id: str, reason: str) -> InvoiceWithLines:
@@ -380,6 +398,7 @@ class InvoiceService:
         if not reason.strip():
             raise ValidationError.single("reason", "required: say why the invoice is voided", "required")
         await self._drive(namespace, invoice_id, Action.VOID, void_reason=reason.strip())
+        await self._told(namespace, invoice_id, False)
         return await self.get(namespace, invoice_id)
 
     async def update_lines(
@@ -448,6 +467,7 @@ class InvoiceService:
             await self._apply(tx, invoice, row, now)
             await tx.commit()
         await self._drive(namespace, invoice_id, None)
+        await self._told(namespace, invoice_id, False)
         return await self.get(namespace, invoice_id)
 
     async def app_callback(
@@ -487,19 +507,22 @@ class InvoiceService:
             await tx.invoices.update(invoice)
             await tx.commit()
         await self._drive(namespace, invoice_id, None)
+        await self._told(namespace, invoice_id, False)
         return await self.get(namespace, invoice_id)
 
     async def advance_due(self, namespace: str, invoice_id: str) -> InvoiceWithLines:
         """The billing worker's step for one invoice: advance while the table allows it."""
-        await self._drive(namespace, invoice_id, None)
+        if await self._drive(namespace, invoice_id, None):
+            await self._told(namespace, invoice_id, False)
         return await self.get(namespace, invoice_id)
 
     async def _drive(
         self, namespace: str, invoice_id: str, first: Action | None, *, void_reason: str | None = None
-    ) -> None:
+    ) -> bool:
         """`first` (refused when the table does not allow it), then ADVANCE while it applies; one
-        transaction per row."""
+        transaction per row. Whether any row applied."""
         action = first
+        moved = False
         for _ in range(_MAX_STEPS):
             async with self._uow() as tx:
                 invoice = await tx.invoices.get(namespace, invoice_id, lock=True)
@@ -520,13 +543,14 @@ class InvoiceService:
                         if invoice.next_attempt_at != wake or invoice.attempts:
                             await tx.invoices.update(dataclasses.replace(invoice, next_attempt_at=wake, attempts=0))
                             await tx.commit()
-                        return
+                        return moved
                     row = found
                 invoice = await self._apply(tx, invoice, row, now)
                 await tx.commit()
             action = None
+            moved = True
             if invoice.state is State.DELETED:
-                return
+                return moved
         raise RuntimeError(f"invoice {invoice_id} did not settle in {_MAX_STEPS} steps")
 
     async def _apply(self, tx: BillingStore, invoice: Invoice, row: Transition, now: datetime) -> Invoice:
@@ -632,11 +656,14 @@ class InvoiceService:
         for this); the caller advances them. Nothing due (another worker was first): []."""
         data = InvoiceNowInput(customer=gathering.customer.id, as_of=now, progressive_billing_override=False)
         try:
-            return await self._create_invoices(gathering.namespace, data)
+            made = await self._create_invoices(gathering.namespace, data)
         except ValidationError as exc:
             if any(v.code == "no_invoicable_lines" for v in exc.violations):
                 return []
             raise
+        for invoice_id in made:
+            await self._told(gathering.namespace, invoice_id, True)
+        return made
 
     async def bill_late_usage(self, ended_within: timedelta) -> int:
         """Late usage: for every usage period billed by issued invoices and ended within

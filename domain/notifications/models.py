@@ -36,6 +36,8 @@ ANNOTATION_CUSTOMER_ID = "event.customer.id"
 ANNOTATION_CUSTOMER_KEY = "event.customer.key"
 ANNOTATION_DEDUPE_HASH = "event.balance.dedupe.hash"
 ANNOTATION_RESEND_TIMESTAMP = "event.resend.timestamp"
+ANNOTATION_INVOICE_ID = "event.invoice.id"
+ANNOTATION_INVOICE_STATUS = "event.invoice.status"
 
 
 T = TypeVar("T")

@@ -27,6 +27,8 @@ from domain.notifications.models import (
     ANNOTATION_DEDUPE_HASH,
     ANNOTATION_FEATURE_ID,
     ANNOTATION_FEATURE_KEY,
+    ANNOTATION_INVOICE_ID,
+    ANNOTATION_INVOICE_STATUS,
     ANNOTATION_RULE_TEST,
     ANNOTATION_SUBJECT_ID,
     ANNOTATION_SUBJECT_KEY,
@@ -423,6 +425,27 @@ class NotificationService:
                 annotations = self._annotations(snapshot)
                 annotations[ANNOTATION_DEDUPE_HASH] = dedupe
                 await self._create_event(rule, str(ULID()), self._clock(), data, annotations)
+
+    # -- invoice events ------------------------------------------------------------------------------
+
+    async def on_invoice(self, namespace: str, created: bool, invoice: dict[str, Any]) -> None:
+        """invoice.created / invoice.updated: every enabled rule of the type (they have no scope)
+        gets an event whose data is the invoice as the API shows it (OpenMeter's payload)."""
+        rule_type = EventType.INVOICE_CREATED if created else EventType.INVOICE_UPDATED
+        rules = await self._repo.list_rules(namespace, include_deleted=False, include_disabled=False, types=[rule_type])
+        customer = invoice.get("customer") or {}
+        annotations: dict[str, Any] = {
+            ANNOTATION_INVOICE_ID: invoice.get("id"),
+            ANNOTATION_INVOICE_STATUS: (invoice.get("statusDetails") or {}).get("extendedStatus"),
+            ANNOTATION_CUSTOMER_ID: customer.get("id"),
+        }
+        if customer.get("key"):
+            annotations[ANNOTATION_CUSTOMER_KEY] = customer["key"]
+        for rule in rules.items:
+            try:
+                await self._create_event(rule, str(ULID()), self._clock(), invoice, dict(annotations))
+            except Exception:
+                log.exception("invoice rule failed", rule=rule.id, invoice=invoice.get("id"))
 
     async def on_entitlement_reset(self, reset: EntitlementResetEvent) -> None:
         feature_id = str(reset.feature.get("id") or "")

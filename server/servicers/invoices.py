@@ -7,7 +7,9 @@ response messages, plus the invoice's workflow, encoded as the billing profiles 
 
 from __future__ import annotations
 
-from google.protobuf import empty_pb2
+from typing import Any
+
+from google.protobuf import empty_pb2, json_format
 
 from domain.billing.invoice_rest import (
     EXPAND,
@@ -33,6 +35,26 @@ from tally.v1 import apps_pb2, invoices_pb2_grpc
 from tally.v1 import invoices_pb2 as pb
 
 
+def invoice_message(invoices: InvoiceService, found: InvoiceWithLines, *, with_lines: bool = True) -> pb.Invoice:
+    """The invoice as the API answers it (also the data of invoice notifications)."""
+    invoice = found.invoice
+    message = message_from_dict(invoice_rest(found, invoices.conditions(invoice), with_lines=with_lines), pb.Invoice())
+    message.workflow.source_billing_profile_id = invoice.profile_id
+    message.workflow.workflow.CopyFrom(workflow_out(invoice.workflow))
+    message.workflow.apps.tax.CopyFrom(apps_pb2.App(id=invoice.tax_app_id))
+    message.workflow.apps.invoicing.CopyFrom(apps_pb2.App(id=invoice.invoicing_app_id))
+    message.workflow.apps.payment.CopyFrom(apps_pb2.App(id=invoice.payment_app_id))
+    return message
+
+
+def invoice_json(invoices: InvoiceService, found: InvoiceWithLines) -> dict[str, Any]:
+    """The invoice's REST JSON, printed as Envoy prints it (every field, camelCase)."""
+    body: dict[str, Any] = json_format.MessageToDict(
+        invoice_message(invoices, found), always_print_fields_with_no_presence=True
+    )
+    return body
+
+
 def _opt_int(message: object, name: str) -> int | None:
     return getattr(message, name) if message.HasField(name) else None  # type: ignore[attr-defined]
 
@@ -43,16 +65,7 @@ class InvoiceServicer(invoices_pb2_grpc.InvoiceServiceServicer):
         self._request = request
 
     def _out(self, found: InvoiceWithLines, *, with_lines: bool = True) -> pb.Invoice:
-        invoice = found.invoice
-        message = message_from_dict(
-            invoice_rest(found, self._invoices.conditions(invoice), with_lines=with_lines), pb.Invoice()
-        )
-        message.workflow.source_billing_profile_id = invoice.profile_id
-        message.workflow.workflow.CopyFrom(workflow_out(invoice.workflow))
-        message.workflow.apps.tax.CopyFrom(apps_pb2.App(id=invoice.tax_app_id))
-        message.workflow.apps.invoicing.CopyFrom(apps_pb2.App(id=invoice.invoicing_app_id))
-        message.workflow.apps.payment.CopyFrom(apps_pb2.App(id=invoice.payment_app_id))
-        return message
+        return invoice_message(self._invoices, found, with_lines=with_lines)
 
     async def ListInvoices(self, request: pb.ListInvoicesRequest, context: Ctx) -> pb.ListInvoicesResponse:
         v = Violations()

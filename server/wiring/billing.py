@@ -15,7 +15,7 @@ from domain.billing.invoice_service import InvoiceService
 from domain.billing.service import AppService, BillingProfileService, CustomerAppService, Provisioner
 from server.servicers.apps import AppServicer
 from server.servicers.billing import BillingProfileServicer
-from server.servicers.invoices import CustomInvoicingServicer, InvoiceServicer
+from server.servicers.invoices import CustomInvoicingServicer, InvoiceServicer, invoice_json
 from server.wiring import Deps, Servicer
 from tally.v1 import apps_pb2_grpc, billing_pb2_grpc, invoices_pb2_grpc
 
@@ -33,6 +33,15 @@ async def wire(deps: Deps) -> list[Servicer]:
         deps.clickhouse, PostgresFeatureRepository(deps.sessions), deps.services["meter_repository"], customers
     )
     invoices = InvoiceService(uow, profiles, customers, marketplace, usage)
+    notifications = deps.services.get("notifications")
+    if notifications is not None:
+
+        async def invoice_changed(namespace: str, invoice_id: str, created: bool) -> None:
+            # invoice.created / invoice.updated rules, delivered by the notify worker's outbox.
+            found = await invoices.get(namespace, invoice_id)
+            await notifications.on_invoice(namespace, created, invoice_json(invoices, found))
+
+        invoices.listeners.append(invoice_changed)
     await provisioner.ensure(deps.settings.namespace)
     deps.services.update(
         billing_unit_of_work=uow,

@@ -21,6 +21,7 @@ from openmeter import Client
 from tally.v1 import invoices_pb2, invoices_pb2_grpc
 from tests.support.metering import cloudevent, create_meter, ingest, rfc3339, unique
 from tests.support.stack import TallyProcess
+from tests.support.webhooks import WebhookReceiver
 
 D = Decimal
 INVOICES = "/api/v1/billing/invoices"
@@ -407,3 +408,57 @@ async def test_grpc_pending_lines_and_invoice_now(http: httpx.AsyncClient, chann
     with pytest.raises(grpc.aio.AioRpcError) as nothing:
         await stub.InvoicePendingLines(invoices_pb2.InvoicePendingLinesRequest(customer_id=customer))
     assert nothing.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_invoice_webhooks_are_signed_and_delivered_on_state_changes(http: httpx.AsyncClient) -> None:
+    receiver = await WebhookReceiver().start()
+    rules: list[str] = []
+    try:
+        channel = await ok(
+            await http.post(
+                "/api/v1/notification/channels",
+                json={"type": "WEBHOOK", "name": unique("invoices"), "url": receiver.url("/invoices")},
+            ),
+            201,
+        )
+        receiver.secrets["/invoices"] = channel["signingSecret"]
+        for kind in ("invoice.created", "invoice.updated"):
+            rule = await ok(
+                await http.post(
+                    "/api/v1/notification/rules",
+                    json={"type": kind, "name": unique("invoice_rule"), "channels": [channel["id"]]},
+                ),
+                201,
+            )
+            rules.append(rule["id"])
+        customer, feature = await custom_invoicing_customer(http)
+        await add_lines(http, customer, line("API", {"type": "unit", "amount": "0.1"}, feature))
+        (invoice,) = await invoice_now(http, customer)
+        iid = invoice["id"]
+        await ok(await http.post(f"/api/v1/apps/custom-invoicing/{iid}/draft/synchronized", json={}), 204)
+
+        def seen() -> list[tuple[str, str]]:
+            return [
+                (d.body["type"], d.body["data"]["statusDetails"]["extendedStatus"])
+                for d in receiver.successes("/invoices")
+                if d.body.get("data", {}).get("id") == iid
+            ]
+
+        async def both() -> bool:
+            while len(seen()) < 2:
+                await asyncio.sleep(0.05)
+            return True
+
+        await asyncio.wait_for(both(), timeout=30)
+        # The integrator learns of the new draft waiting for it, then of each move.
+        assert seen() == [("invoice.created", "draft.syncing"), ("invoice.updated", "issuing.syncing")]
+        deliveries = [d for d in receiver.successes("/invoices") if d.body["data"]["id"] == iid]
+        assert all(d.verified for d in deliveries)
+        data = deliveries[0].body["data"]
+        # OpenMeter's payload: the invoice as the API shows it.
+        assert data["customer"]["id"] == customer and data["totals"]["total"] == "10" and data["lines"]
+        assert deliveries[0].body["id"] and deliveries[0].body["timestamp"]
+    finally:
+        for rule_id in rules:
+            await http.delete(f"/api/v1/notification/rules/{rule_id}")
+        await receiver.stop()
