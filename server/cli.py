@@ -11,7 +11,7 @@ from typing import Annotated
 import structlog
 import typer
 
-from server.commands import apikeys, collect, events, meters
+from server.commands import apikeys, billing, collect, events, meters
 from server.config import load_settings
 from server.logging import configure, redirect_output
 from server.startup import StartupError
@@ -25,6 +25,7 @@ log = structlog.get_logger("tally")
 app.add_typer(meters.app, name="meters")
 app.add_typer(events.app, name="events")
 app.add_typer(apikeys.app, name="apikeys")
+app.add_typer(billing.app, name="billing")
 app.command("collect")(collect.collect)
 
 ConfigOption = Annotated[

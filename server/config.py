@@ -82,6 +82,25 @@ class NotifySettings(BaseModel):
     allowed_hosts: list[str] = Field(default_factory=list)
 
 
+class BillingSettings(BaseModel):
+    """How the billing worker (the `billing` role) collects and advances invoices."""
+
+    # How often it looks for due work (subscription changes in this process wake it at once).
+    poll_interval_s: float = Field(default=10.0, gt=0)
+    # Subscription lines and late-usage corrections are synced at most this often.
+    sync_interval_s: float = Field(default=300.0, gt=0)
+    # Invoices claimed per query, and advanced at once per worker.
+    batch_size: int = Field(default=100, ge=1)
+    concurrency: int = Field(default=8, ge=1)
+    # A claimed invoice is this worker's until then; a killed worker's invoices wait this long.
+    lease_s: float = Field(default=300.0, gt=0)
+    # A failed step is retried after retry_initial_s, doubling per failure, at most retry_max_s.
+    retry_initial_s: float = Field(default=10.0, gt=0)
+    retry_max_s: float = Field(default=3600.0, gt=0)
+    # Usage periods that ended this recently are checked for usage stored after their invoice.
+    late_usage_window_s: float = Field(default=7 * 86_400.0, ge=0)
+
+
 class EntitlementSettings(BaseModel):
     """Balances: how long late events are awaited before a balance snapshot may cover them."""
 
@@ -166,6 +185,7 @@ class Settings(BaseSettings):
     sink: SinkSettings = Field(default_factory=SinkSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
+    billing: BillingSettings = Field(default_factory=BillingSettings)
     entitlements: EntitlementSettings = Field(default_factory=EntitlementSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     portal: PortalSettings = Field(default_factory=PortalSettings)

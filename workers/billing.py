@@ -134,6 +134,7 @@ class BillingWorker:
             if not claimed:
                 return made, failed
             seen.update(g.id for g in claimed)
+            metrics.LIVENESS.beat("billing")  # a long pass is progress, not a stall
             results = await self._each(claimed, functools.partial(self._collect_one, now=now))
             made += sum(done for done, _ in results)
             failed += sum(bad for _, bad in results)
@@ -150,6 +151,7 @@ class BillingWorker:
             if not claimed:
                 return advanced, failed
             seen.update(i.id for i in claimed)
+            metrics.LIVENESS.beat("billing")
             results = await self._each(claimed, self._advance_one)
             advanced += sum(done for done, _ in results)
             failed += sum(bad for _, bad in results)
@@ -214,7 +216,7 @@ class BillingWorker:
             self._task = None
 
     async def _run(self) -> None:
-        # A pass over many invoices may take a while; the loop counts as stalled only well past it.
+        # A pass beats once per batch; a subscription sync of many subscriptions may take minutes.
         with metrics.LIVENESS.watching("billing", max(300.0, 3 * self._poll.total_seconds())):
             while not self._stopping:
                 metrics.LIVENESS.beat("billing")

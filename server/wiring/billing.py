@@ -1,23 +1,113 @@
 """Billing: apps and the marketplace, customer app data, billing profiles and customer overrides,
-invoices (usage read from the event store in bulk) and custom invoicing's callbacks.
+invoices (usage read from the event store in bulk) and custom invoicing's callbacks, the
+subscription line sync, and the billing worker (`billing` role).
 
 Every namespace gets its sandbox app and default profile on first use; the configured namespace
 gets them at start, so they are there before the first request (as OpenMeter provisions them).
+Wired after subscriptions: a subscription's writes sync its lines onto the gathering invoice in the
+background (the worker's pass repairs a sync that failed).
 """
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import dataclass
+from datetime import timedelta
+
+import structlog
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
 from adapters.clickhouse.billing_usage import ClickHouseUsageSource
+from adapters.clickhouse.client import ClickHouse
 from adapters.postgres.billing import PostgresInvoiceNumbers, billing_unit_of_work
 from adapters.postgres.features import PostgresFeatureRepository
+from adapters.postgres.meters import PostgresMeterRepository
 from domain.billing.apps.registry import Marketplace
 from domain.billing.invoice_service import InvoiceService
 from domain.billing.service import AppService, BillingProfileService, CustomerAppService, Provisioner
+from domain.billing.subscription_sync import SubscriptionFeed, SubscriptionSync
+from domain.customers.service import CustomerService
+from domain.subscriptions.models import Subscription
+from server.config import BillingSettings
 from server.servicers.apps import AppServicer
 from server.servicers.billing import BillingProfileServicer
 from server.servicers.invoices import CustomInvoicingServicer, InvoiceServicer, invoice_json
 from server.wiring import Deps, Servicer
 from tally.v1 import apps_pb2_grpc, billing_pb2_grpc, invoices_pb2_grpc
+from workers.billing import Backoff, BillingWorker
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Invoicing:
+    """What invoicing is made of; the `billing` CLI builds the same outside the server."""
+
+    profiles: BillingProfileService
+    invoices: InvoiceService
+    sync: SubscriptionSync
+
+
+def invoicing(
+    sessions: async_sessionmaker[AsyncSession],
+    clickhouse: ClickHouse,
+    customers: CustomerService,
+    subscriptions: SubscriptionFeed,
+    marketplace: Marketplace,
+    provisioner: Provisioner | None = None,
+) -> Invoicing:
+    uow = billing_unit_of_work(sessions)
+    profiles = BillingProfileService(uow, provisioner or Provisioner(uow), customers, marketplace)
+    usage = ClickHouseUsageSource(
+        clickhouse, PostgresFeatureRepository(sessions), PostgresMeterRepository(sessions), customers
+    )
+    invoices = InvoiceService(uow, profiles, customers, marketplace, usage)
+    return Invoicing(profiles, invoices, SubscriptionSync(uow, profiles, subscriptions))
+
+
+def billing_worker(settings: BillingSettings, parts: Invoicing) -> BillingWorker:
+    return BillingWorker(
+        parts.invoices,
+        parts.sync,
+        batch_size=settings.batch_size,
+        concurrency=settings.concurrency,
+        lease=timedelta(seconds=settings.lease_s),
+        backoff=Backoff(timedelta(seconds=settings.retry_initial_s), timedelta(seconds=settings.retry_max_s)),
+        poll_interval=timedelta(seconds=settings.poll_interval_s),
+        sync_interval=timedelta(seconds=settings.sync_interval_s),
+        late_usage_window=timedelta(seconds=settings.late_usage_window_s),
+    )
+
+
+class _SyncOnChange:
+    """A subscription service listener (called synchronously after a write): syncs the
+    subscription's lines in the background and wakes this process's billing worker."""
+
+    def __init__(self, sync: SubscriptionSync) -> None:
+        self._sync = sync
+        self._pending: set[asyncio.Task[None]] = set()
+        self.worker: BillingWorker | None = None
+
+    def __call__(self, subscription: Subscription) -> None:
+        task = asyncio.get_running_loop().create_task(self._run(subscription))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _run(self, subscription: Subscription) -> None:
+        try:
+            await self._sync.sync(subscription)
+        except Exception:
+            log.exception(
+                "syncing a subscription's invoice lines failed; the billing worker retries", id=subscription.id
+            )
+            return
+        if self.worker is not None:
+            self.worker.wake()
+
+    async def drain(self) -> None:
+        if self._pending:
+            await asyncio.wait(self._pending, timeout=10)
 
 
 async def wire(deps: Deps) -> list[Servicer]:
@@ -27,12 +117,11 @@ async def wire(deps: Deps) -> list[Servicer]:
     provisioner = Provisioner(uow)
     customers = deps.services["customers"]
     apps = AppService(uow, marketplace, provisioner)
-    profiles = BillingProfileService(uow, provisioner, customers, marketplace)
+    subscriptions = deps.services["subscriptions"]
+    parts = invoicing(deps.sessions, deps.clickhouse, customers, subscriptions, marketplace, provisioner)
+    profiles = parts.profiles
     customer_apps = CustomerAppService(uow, apps, profiles, customers)
-    usage = ClickHouseUsageSource(
-        deps.clickhouse, PostgresFeatureRepository(deps.sessions), deps.services["meter_repository"], customers
-    )
-    invoices = InvoiceService(uow, profiles, customers, marketplace, usage)
+    invoices = parts.invoices
     notifications = deps.services.get("notifications")
     if notifications is not None:
 
@@ -43,14 +132,23 @@ async def wire(deps: Deps) -> list[Servicer]:
 
         invoices.listeners.append(invoice_changed)
     await provisioner.ensure(deps.settings.namespace)
+    on_change = _SyncOnChange(parts.sync)
+    subscriptions.listeners.append(on_change)
+    deps.stop_steps.append(on_change.drain)
+    if deps.has_role("billing"):
+        worker = billing_worker(deps.settings.billing, parts)
+        await worker.start()
+        on_change.worker = worker
+        deps.stop_steps.append(worker.stop)
     deps.services.update(
+        invoices=parts.invoices,
+        subscription_sync=parts.sync,
         billing_unit_of_work=uow,
         invoice_numbers=numbers,
         billing_provisioner=provisioner,
         billing_apps=apps,
         billing_profiles=profiles,
         customer_apps=customer_apps,
-        invoices=invoices,
     )
     if not deps.has_role("api"):
         return []
@@ -67,12 +165,12 @@ async def wire(deps: Deps) -> list[Servicer]:
         ),
         Servicer(
             invoices_pb2_grpc.add_InvoiceServiceServicer_to_server,
-            InvoiceServicer(invoices, deps.request),
+            InvoiceServicer(parts.invoices, deps.request),
             "tally.v1.InvoiceService",
         ),
         Servicer(
             invoices_pb2_grpc.add_CustomInvoicingServiceServicer_to_server,
-            CustomInvoicingServicer(invoices, deps.request),
+            CustomInvoicingServicer(parts.invoices, deps.request),
             "tally.v1.CustomInvoicingService",
         ),
     ]
