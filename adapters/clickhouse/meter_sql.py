@@ -21,6 +21,7 @@ Semantics follow OpenMeter's ClickHouse connector (reference/openmeter-semantics
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -98,17 +99,22 @@ _NUMERIC_AGGREGATES = {
 }
 
 
-def _value_sql(binder: _Binder, meter: Meter, maps_complete: bool, condition: str | None = None) -> str:
+def _value_sql(
+    binder: _Binder, meter: Meter, maps_complete: bool, condition: str | None = None, combinator: str = ""
+) -> str:
     """The meter's aggregate; with `condition`, its `-If` form over the rows that meet it (one scan
-    computing several windows gives each exactly what a query for that window alone would)."""
+    computing several windows gives each exactly what a query for that window alone would); with
+    `combinator` "State", the partial state a rollup keeps."""
     aggregation = meter.aggregation
 
     def call(function: str, *arguments: str) -> str:
         if condition is None:
-            return f"{function}({', '.join(arguments)})"
+            return f"{function}{combinator}({', '.join(arguments)})"
         return f"{function}If({', '.join((*arguments, condition))})"
 
     if aggregation is Aggregation.COUNT:
+        if combinator:
+            return f"count{combinator}()"
         return "count(*)" if condition is None else f"countIf({condition})"
     if meter.value_property is None:
         raise ValueError(f"meter {meter.slug!r} aggregates {aggregation} without a value property")
@@ -170,42 +176,47 @@ def _epoch_millis(moment: datetime) -> int:
     return math.floor(moment.timestamp()) * 1000
 
 
-def _time_where(binder: _Binder, from_: datetime | None, to: datetime | None) -> list[str]:
+def _time_where(binder: _Binder, from_: datetime | None, to: datetime | None, column: str = "time") -> list[str]:
     where = []
     if from_ is not None:
         bound = binder.fixed("from_ms", _epoch_millis(from_), "Int64")
-        where.append(f"time >= fromUnixTimestamp64Milli({bound}, 'UTC')")
+        where.append(f"{column} >= fromUnixTimestamp64Milli({bound}, 'UTC')")
     if to is not None:
-        where.append(f"time < fromUnixTimestamp64Milli({binder.fixed('to_ms', _epoch_millis(to), 'Int64')}, 'UTC')")
+        bound = binder.fixed("to_ms", _epoch_millis(to), "Int64")
+        where.append(f"{column} < fromUnixTimestamp64Milli({bound}, 'UTC')")
     return where
 
 
-def _window_columns(binder: _Binder, window_size: WindowSize | None, time_zone: str) -> list[str]:
+def _window_columns(
+    binder: _Binder, window_size: WindowSize | None, time_zone: str, seconds: str = _TIME_SECONDS
+) -> list[str]:
+    """The window bounds of each row, from `seconds`: event time at whole seconds, or a rollup's
+    minute (the same DateTime type, so each function computes the same bound from it)."""
     if window_size is None:
         return [
-            f"toUnixTimestamp(tumbleStart(min({_TIME_SECONDS}), toIntervalMinute(1))) AS window_start",
-            f"toUnixTimestamp(tumbleEnd(max({_TIME_SECONDS}), toIntervalMinute(1))) AS window_end",
+            f"toUnixTimestamp(tumbleStart(min({seconds}), toIntervalMinute(1))) AS window_start",
+            f"toUnixTimestamp(tumbleEnd(max({seconds}), toIntervalMinute(1))) AS window_end",
         ]
     tz = binder.fixed("tz", time_zone, "String")
     interval = _WINDOW_INTERVALS[window_size]
     if window_size is WindowSize.DAY:
         # A calendar day in the zone, not 24 hours: DST days are 23 or 25 hours long.
-        start = f"tumbleStart({_TIME_SECONDS}, {interval}, {tz})"
+        start = f"tumbleStart({seconds}, {interval}, {tz})"
         return [
             f"toUnixTimestamp({start}) AS window_start",
             f"toUnixTimestamp({start} + toIntervalDay(1)) AS window_end",
         ]
     if window_size is WindowSize.MONTH:
         # tumbleStart over months yields a Date; as a DateTime in the zone it is local midnight.
-        month_start = f"tumbleStart({_TIME_SECONDS}, {interval}, {tz})"
-        month_end = f"tumbleEnd({_TIME_SECONDS}, {interval}, {tz})"
+        month_start = f"tumbleStart({seconds}, {interval}, {tz})"
+        month_end = f"tumbleEnd({seconds}, {interval}, {tz})"
         return [
             f"toUnixTimestamp(toDateTime({month_start}, {tz})) AS window_start",
             f"toUnixTimestamp(toDateTime({month_end}, {tz})) AS window_end",
         ]
     return [
-        f"toUnixTimestamp(tumbleStart({_TIME_SECONDS}, {interval}, {tz})) AS window_start",
-        f"toUnixTimestamp(tumbleEnd({_TIME_SECONDS}, {interval}, {tz})) AS window_end",
+        f"toUnixTimestamp(tumbleStart({seconds}, {interval}, {tz})) AS window_start",
+        f"toUnixTimestamp(tumbleEnd({seconds}, {interval}, {tz})) AS window_end",
     ]
 
 
@@ -218,23 +229,43 @@ def _customer_mapping(query: MeterQuery) -> tuple[list[str], list[str]]:
     return list(mapping), list(mapping.values())
 
 
-def render_meter_query(meter: Meter, query: MeterQuery, *, maps_complete: bool = False) -> SQLAndParameters:
+def render_meter_query(
+    meter: Meter, query: MeterQuery, *, maps_complete: bool = False, rollup: bool = False
+) -> SQLAndParameters:
     """The aggregation query for `query` over `meter`'s events.
 
     `maps_complete` says every event of the meter's type holds the meter's paths in its value maps
     (extracted at ingest or backfilled); the query then skips the raw `data` column, which makes it
     about twice as fast. Never set it otherwise: a missing numeric key would read as 0.
 
+    `rollup` reads the meter's per-minute rollup (`render_rollup_ddl`) instead of the events: the
+    same answer, from one row per subject, minute and group-by values. Only for a query that
+    `rollup_answers_exactly`, and only once the rollup holds every event of the meter's type.
+
     Result columns, in order: window_start and window_end (Unix seconds), value, then subject if
     grouped by subject, customer_id if grouped by customer, then one column per meter group-by key
     in `query.meter_group_by` order. `to_query_rows` reads them back.
     """
+    if rollup and not rollup_answers_exactly(query):
+        raise ValueError("this query cannot be answered exactly from a per-minute rollup; query the events")
     binder = _Binder()
     namespace = binder.fixed("namespace", query.namespace, "String")
-    event_type = binder.fixed("event_type", meter.event_type, "String")
+    meter_paths = meter.group_by_paths
+    rollup_columns = _rollup_key_columns(meter)
 
-    select = _window_columns(binder, query.window_size, query.time_zone)
-    select.append(f"{_value_sql(binder, meter, maps_complete)} AS value")
+    def group_sql(key: str) -> str:
+        return rollup_columns[key] if rollup else _string_sql(binder, meter_paths[key], maps_complete)
+
+    if rollup:
+        select = _window_columns(binder, query.window_size, query.time_zone, seconds="minute")
+        select.append(f"{_AGGREGATE_FUNCTIONS[meter.aggregation]}Merge(state) AS value")
+        source = rollup_table(meter)
+        where = [f"namespace = {namespace}"]
+    else:
+        select = _window_columns(binder, query.window_size, query.time_zone)
+        select.append(f"{_value_sql(binder, meter, maps_complete)} AS value")
+        source = EVENTS_TABLE
+        where = [f"namespace = {namespace}", f"type = {binder.fixed('event_type', meter.event_type, 'String')}"]
     group_columns: list[str] = []
     if query.groups_by_subject:
         select.append("subject")
@@ -248,13 +279,11 @@ def render_meter_query(meter: Meter, query: MeterQuery, *, maps_complete: bool =
         else:
             select.append("'' AS customer_id")
         group_columns.append("customer_id")
-    meter_paths = meter.group_by_paths
     for i, key in enumerate(query.meter_group_by):
         alias = f"group_{i}"
-        select.append(f"{_string_sql(binder, meter_paths[key], maps_complete)} AS {alias}")
+        select.append(f"{group_sql(key)} AS {alias}")
         group_columns.append(alias)
 
-    where = [f"namespace = {namespace}", f"type = {event_type}"]
     if query.subjects:
         where.append(f"subject IN {binder.fixed('subjects', list(query.subjects), 'Array(String)')}")
     customer_subjects = [subject for _, subjects in query.customer_subjects for subject in subjects]
@@ -262,13 +291,13 @@ def render_meter_query(meter: Meter, query: MeterQuery, *, maps_complete: bool =
         # OpenMeter skips the filter when the customers have no subjects at all; so does Tally.
         bound = binder.fixed("filter_customer_subjects", customer_subjects, "Array(String)")
         where.append(f"subject IN {bound}")
-    where.extend(_time_where(binder, query.from_, query.to))
+    where.extend(_time_where(binder, query.from_, query.to, column="minute" if rollup else "time"))
     for key, f in query.filters:
         if f.is_empty():
             continue
-        where.append(_filter_sql(binder, _string_sql(binder, meter_paths[key], maps_complete), f))
+        where.append(_filter_sql(binder, group_sql(key), f))
 
-    sql = [f"SELECT {', '.join(select)}", f"FROM {EVENTS_TABLE}", "WHERE " + "\n  AND ".join(where)]
+    sql = [f"SELECT {', '.join(select)}", f"FROM {source}", "WHERE " + "\n  AND ".join(where)]
     if query.window_size is not None:
         sql.append(f"GROUP BY {', '.join(['window_start', 'window_end', *group_columns])}")
         sql.append(f"ORDER BY {', '.join(['window_start', *group_columns])}")
@@ -277,6 +306,136 @@ def render_meter_query(meter: Meter, query: MeterQuery, *, maps_complete: bool =
         sql.append(f"GROUP BY {', '.join(group_columns)}")
         sql.append(f"ORDER BY {', '.join(group_columns)}")
     return "\n".join(sql), binder.parameters
+
+
+# --- per-minute rollups ---------------------------------------------------------------------------
+#
+# A meter's rollup keeps, per namespace, subject, minute (UTC) and the values of all the meter's
+# group-by keys, the partial state of its aggregation (sumState, uniqExactState, argMaxState, ...):
+# an AggregatingMergeTree filled by a materialized view on every insert into `events`. Merging the
+# states of a window's minutes gives what aggregating the window's events gives, because
+# - every value, group-by value and filter operand is computed per event by the same expressions as
+#   the raw query (the map-or-JSON form, which equals the maps-only one on complete maps);
+# - a query's bounds are whole minutes (else `rollup_answers_exactly` refuses it), so a minute is
+#   wholly inside or outside the range;
+# - a window's bounds in its time zone are whole minutes of UTC: every zone offset in use since
+#   1972 is whole minutes (tests/integration/test_meter_rollup_chdb.py checks the installed zone
+#   data), so all the seconds of one UTC minute fall in the same window; older event times in a
+#   zone other than UTC go to the raw query;
+# - without a window, the first and last minute are what the raw query floors event times to.
+# Float sums (SUM, AVG) add the same numbers grouped differently; they are equal whenever the sum
+# is exact in float64 (integers, binary fractions), and otherwise differ no more than two runs of
+# the raw query on different thread counts do.
+
+# ClickHouse's aggregate function behind each aggregation, for its -State and -Merge forms.
+_AGGREGATE_FUNCTIONS: Final = {
+    Aggregation.COUNT: "count",
+    Aggregation.SUM: "sum",
+    Aggregation.AVG: "avg",
+    Aggregation.MIN: "min",
+    Aggregation.MAX: "max",
+    Aggregation.UNIQUE_COUNT: "uniqExact",
+    Aggregation.LATEST: "argMax",
+}
+# The argument types of each state: the types of `_value_sql`'s arguments.
+_STATE_ARGUMENTS: Final = {
+    Aggregation.COUNT: "",
+    Aggregation.UNIQUE_COUNT: ", Nullable(String)",
+    Aggregation.LATEST: ", Nullable(Float64), DateTime64(3, 'UTC')",
+}
+_UTC_ZONES: Final = frozenset({"UTC", "Etc/UTC", "Etc/UCT", "UCT", "Etc/Universal", "Universal", "Etc/Zulu", "Zulu"})
+# From here on every time zone's offsets are whole minutes (Africa/Monrovia's -0:44:30 ended in
+# January 1972, the last offset with seconds).
+WHOLE_MINUTE_OFFSETS_SINCE: Final = datetime(1973, 1, 1, tzinfo=UTC)
+
+
+def rollup_table(meter: Meter) -> str:
+    """The rollup table's name: a digest of everything its rows depend on, so a changed meter (a
+    new value property, aggregation or group-by) gets a new rollup rather than a stale one."""
+    fingerprint = "\0".join(
+        [
+            meter.namespace,
+            meter.id,
+            meter.event_type,
+            meter.aggregation.value,
+            meter.value_property or "",
+            *(f"{key}={path}" for key, path in sorted(meter.group_by.items())),
+        ]
+    )
+    return "meter_rollup_" + hashlib.sha256(fingerprint.encode()).hexdigest()[:24]
+
+
+def _rollup_key_columns(meter: Meter) -> dict[str, str]:
+    """The rollup's column of each group-by key (the keys are user data; the names are ours)."""
+    return {key: f"key_{i}" for i, key in enumerate(sorted(meter.group_by))}
+
+
+def rollup_answers_exactly(query: MeterQuery) -> bool:
+    """Whether the per-minute rollup gives this query exactly the raw events' answer."""
+    for bound in (query.from_, query.to):
+        if bound is not None and _epoch_millis(bound) % 60_000:
+            return False
+    if query.window_size is None or query.time_zone in _UTC_ZONES:
+        return True
+    return query.from_ is not None and query.from_ >= WHOLE_MINUTE_OFFSETS_SINCE
+
+
+def _rollup_select(meter: Meter) -> SQLAndParameters:
+    """Each minute's rows of the meter's events, aggregated to states (the view's and the fill's)."""
+    binder = _Binder()
+    namespace = binder.fixed("namespace", meter.namespace, "String")
+    event_type = binder.fixed("event_type", meter.event_type, "String")
+    meter_paths = meter.group_by_paths
+    keys = _rollup_key_columns(meter)
+    select = ["namespace", "subject", f"toStartOfMinute({_TIME_SECONDS}) AS minute"]
+    select += [f"{_string_sql(binder, meter_paths[key], False)} AS {column}" for key, column in keys.items()]
+    select.append(f"{_value_sql(binder, meter, False, combinator='State')} AS state")
+    sql = (
+        f"SELECT {', '.join(select)}\nFROM {EVENTS_TABLE}\n"
+        f"WHERE namespace = {namespace} AND type = {event_type}\n"
+        f"GROUP BY {', '.join(['namespace', 'subject', 'minute', *keys.values()])}"
+    )
+    return sql, binder.parameters
+
+
+def render_rollup_ddl(meter: Meter) -> list[SQLAndParameters]:
+    """The meter's rollup table and the materialized view that fills it as events arrive.
+
+    The view only sees inserts made after it exists; `render_rollup_fill` adds the events stored
+    before. Bound parameters (namespace, event type, paths) are substituted into the view's stored
+    definition by the server, so nothing is spliced here either.
+    """
+    table = rollup_table(meter)
+    keys = list(_rollup_key_columns(meter).values())
+    function = _AGGREGATE_FUNCTIONS[meter.aggregation]
+    arguments = _STATE_ARGUMENTS.get(meter.aggregation, ", Nullable(Float64)")
+    columns = [
+        "namespace LowCardinality(String)",
+        "subject String",
+        "minute DateTime('UTC')",
+        *(f"{key} String" for key in keys),
+        f"state AggregateFunction({function}{arguments})",
+    ]
+    create = (
+        f"CREATE TABLE IF NOT EXISTS {table}\n({', '.join(columns)})\n"
+        f"ENGINE = AggregatingMergeTree\nPARTITION BY toYYYYMM(minute)\n"
+        f"ORDER BY ({', '.join(['namespace', 'subject', 'minute', *keys])})"
+    )
+    select, parameters = _rollup_select(meter)
+    view = f"CREATE MATERIALIZED VIEW IF NOT EXISTS {table}_view TO {table} AS\n{select}"
+    return [(create, {}), (view, parameters)]
+
+
+def render_rollup_fill(meter: Meter) -> SQLAndParameters:
+    """Adds the states of every stored event of the meter's type to its rollup (once, when the
+    rollup is made; events inserted meanwhile would count twice: see docs/performance.md)."""
+    select, parameters = _rollup_select(meter)
+    return f"INSERT INTO {rollup_table(meter)}\n{select}", parameters
+
+
+def render_rollup_drop(meter: Meter) -> list[str]:
+    table = rollup_table(meter)
+    return [f"DROP VIEW IF EXISTS {table}_view", f"DROP TABLE IF EXISTS {table}"]
 
 
 def _utc_from_epoch(seconds: int) -> datetime:
@@ -397,6 +556,11 @@ __all__ = [
     "SQLAndParameters",
     "render_group_by_values_query",
     "render_meter_query",
+    "render_rollup_ddl",
+    "render_rollup_drop",
+    "render_rollup_fill",
     "render_subjects_query",
+    "rollup_answers_exactly",
+    "rollup_table",
     "to_query_rows",
 ]

@@ -16,7 +16,13 @@ import pyarrow as pa
 
 from adapters.clickhouse.client import ClickHouse
 from adapters.clickhouse.events import _SCHEMA
-from adapters.clickhouse.meter_sql import render_meter_query
+from adapters.clickhouse.meter_sql import (
+    render_meter_query,
+    render_rollup_ddl,
+    render_rollup_fill,
+    rollup_table,
+    to_query_rows,
+)
 from domain.metering.models import VALUES_BACKFILLED, Aggregation, Meter
 from domain.metering.query import MeterQueryInput
 from tally.v1 import meters_pb2, meters_pb2_grpc
@@ -119,6 +125,7 @@ def load_query_dataset(directory: Path, rows: int, subjects: int) -> dict[str, A
         engine = "SELECT count(), sum(value) FROM ({}) AS q"
         naive_engine = await _p50(lambda: clickhouse.query(engine.format(naive_sql), params))
         typed_engine = await _p50(lambda: clickhouse.query(engine.format(typed_sql), typed_params))
+        rollup = await _rollup_figures(clickhouse, meter, params["f"], params["to"], engine)
         clickhouse.close()
         return {
             "now": now,
@@ -126,9 +133,36 @@ def load_query_dataset(directory: Path, rows: int, subjects: int) -> dict[str, A
             "typed_sql_ms": typed,
             "naive_engine_ms": naive_engine,
             "typed_engine_ms": typed_engine,
+            **rollup,
         }
 
     return asyncio.run(run())
+
+
+async def _rollup_figures(
+    clickhouse: ClickHouse, meter: Meter, from_: datetime, to: datetime, engine: str
+) -> dict[str, float]:
+    """The typed query from the meter's per-minute rollup (adapters/clickhouse/meter_sql.py), beside
+    the raw typed query on the same whole-minute bounds; the answers must be equal first."""
+    for sql, parameters in render_rollup_ddl(meter):
+        await clickhouse.command(sql, parameters)
+    await clickhouse.command(*render_rollup_fill(meter))
+    await clickhouse.command(f"OPTIMIZE TABLE {rollup_table(meter)} FINAL")
+    minute_from = from_.replace(second=0, microsecond=0)
+    minute_to = to.replace(second=0, microsecond=0)
+    query = MeterQueryInput(from_=minute_from, to=minute_to, window_size="HOUR", group_by=["subject"]).validate(meter)
+    raw_sql, raw_params = render_meter_query(meter, query, maps_complete=True)
+    rollup_sql, rollup_params = render_meter_query(meter, query, rollup=True)
+    raw_rows = to_query_rows(query, await clickhouse.query(raw_sql, raw_params))
+    rollup_rows = to_query_rows(query, await clickhouse.query(rollup_sql, rollup_params))
+    if rollup_rows != raw_rows:  # a figure for wrong answers would be worthless
+        raise AssertionError("the rollup's answer differs from the raw events' answer")
+    return {
+        "aligned_typed_sql_ms": await _p50(lambda: clickhouse.query(raw_sql, raw_params)),
+        "rollup_sql_ms": await _p50(lambda: clickhouse.query(rollup_sql, rollup_params)),
+        "aligned_typed_engine_ms": await _p50(lambda: clickhouse.query(engine.format(raw_sql), raw_params)),
+        "rollup_engine_ms": await _p50(lambda: clickhouse.query(engine.format(rollup_sql), rollup_params)),
+    }
 
 
 async def _p50(call: Any, runs: int = 7) -> float:
@@ -173,6 +207,10 @@ async def query_figures(stack: TallyProcess, loaded: dict[str, Any]) -> dict[str
             return message
 
         return {
+            "rollup_sql": loaded["rollup_sql_ms"],
+            "aligned_typed_sql": loaded["aligned_typed_sql_ms"],
+            "rollup_engine": loaded["rollup_engine_ms"],
+            "aligned_typed_engine": loaded["aligned_typed_engine_ms"],
             "naive": loaded["naive_ms"],
             "typed_sql": loaded["typed_sql_ms"],
             "naive_engine": loaded["naive_engine_ms"],
