@@ -8,6 +8,7 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { type FormEvent, useEffect, useState } from "react";
 
 import { describeError, type TallyClient } from "./api.ts";
+import { BurnDown } from "./BurnDown.tsx";
 import { Field } from "./Field.tsx";
 import { browserTimeZone, formatNumber, formatTime } from "./format.ts";
 import type { Customer } from "../../gen/ts/tally/v1/customers_pb.ts";
@@ -245,6 +246,18 @@ export function CustomerPage({
           </table>
         )}
       </section>
+      {customer && metered.length > 0 && <h3>Burn-down</h3>}
+      {customer &&
+        metered.map(({ entitlement, grants }) => (
+          <BurnDown
+            key={`${entitlement.id}/${version}`}
+            client={client}
+            customerId={customer.id}
+            entitlement={entitlement}
+            grants={grants}
+            timeZone={timeZone}
+          />
+        ))}
       {canWrite && customer && metered.length > 0 && (
         <EntitlementActions
           client={client}

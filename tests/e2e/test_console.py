@@ -276,6 +276,12 @@ async def test_customer_page_shows_the_entitlement_values(
     await page.locator(f'tr[data-feature="{feature_key}"] td[data-column="balance"][data-value="107.5"]').wait_for()
     assert number(await balance.inner_text()) == after["balance"]
     assert "50 · 3 · " in await row.locator("td").nth(7).inner_text()
+    # The burn-down chart of the entitlement, from the history API, is drawn (and asked for no error).
+    burn_down = page.locator(f'figure[data-feature="{feature_key}"][data-state="done"]')
+    await burn_down.wait_for()
+    assert (await burn_down.get_by_role("img").bounding_box() or {}).get("height", 0) > 100
+    assert await page.get_by_role("alert").count() == 0
+    await screenshot(page, "customer-after-grant")
 
 
 def test_console_is_served_on_the_rest_port_with_no_outside_sources(tally: TallyProcess) -> None:
