@@ -25,11 +25,13 @@ from domain.billing.invoice_service import InvoiceService
 from domain.billing.invoice_states import Action
 from domain.billing.invoices import InvoiceWithLines
 from domain.billing.models import parse_expand
-from domain.errors import Violations
+from domain.billing.service import AppService
+from domain.errors import NotFoundError, Violations
 from server.context import RequestContext
 from server.convert import message_from_dict, optional_str, request_dict
 from server.rest import ServicerContext as Ctx
 from server.rest import rest_hints
+from server.servicers.apps import app_to_proto
 from server.servicers.billing import workflow_out
 from tally.v1 import apps_pb2, invoices_pb2_grpc
 from tally.v1 import invoices_pb2 as pb
@@ -60,12 +62,29 @@ def _opt_int(message: object, name: str) -> int | None:
 
 
 class InvoiceServicer(invoices_pb2_grpc.InvoiceServiceServicer):
-    def __init__(self, invoices: InvoiceService, request: RequestContext) -> None:
+    def __init__(self, invoices: InvoiceService, apps: AppService, request: RequestContext) -> None:
         self._invoices = invoices
+        self._apps = apps
         self._request = request
 
     def _out(self, found: InvoiceWithLines, *, with_lines: bool = True) -> pb.Invoice:
         return invoice_message(self._invoices, found, with_lines=with_lines)
+
+    async def _expand_apps(self, namespace: str, messages: list[pb.Invoice]) -> None:
+        """expand=workflow.apps: the workflow's apps in full instead of references."""
+        found: dict[str, apps_pb2.App | None] = {}
+        for message in messages:
+            for ref in (message.workflow.apps.tax, message.workflow.apps.invoicing, message.workflow.apps.payment):
+                if ref.id not in found:
+                    try:
+                        app = await self._apps.get_app(namespace, ref.id)
+                        found[ref.id] = app_to_proto(app, self._apps.marketplace)
+                    except NotFoundError:
+                        # Uninstalled since: the reference stays.
+                        found[ref.id] = None
+                full = found[ref.id]
+                if full is not None:
+                    ref.CopyFrom(full)
 
     async def ListInvoices(self, request: pb.ListInvoicesRequest, context: Ctx) -> pb.ListInvoicesResponse:
         v = Violations()
@@ -93,14 +112,13 @@ class InvoiceServicer(invoices_pb2_grpc.InvoiceServiceServicer):
             order_by=optional_str(request, "order_by"),
         )
         with_lines = expand.get("lines", False)
-        found, total = await self._invoices.list_invoices(
-            self._request.namespace(context), query, with_lines=with_lines
-        )
+        namespace = self._request.namespace(context)
+        found, total = await self._invoices.list_invoices(namespace, query, with_lines=with_lines)
+        items = [self._out(x, with_lines=with_lines) for x in found]
+        if expand.get("workflow.apps"):
+            await self._expand_apps(namespace, items)
         return pb.ListInvoicesResponse(
-            total_count=total,
-            page=query.offset // query.limit + 1,
-            page_size=query.limit,
-            items=[self._out(x, with_lines=with_lines) for x in found],
+            total_count=total, page=query.offset // query.limit + 1, page_size=query.limit, items=items
         )
 
     async def InvoicePendingLines(
@@ -115,11 +133,13 @@ class InvoiceServicer(invoices_pb2_grpc.InvoiceServiceServicer):
         v = Violations()
         expand = parse_expand(v, list(request.expand), EXPAND)
         v.raise_if_any()
-        found = await self._invoices.get(
-            self._request.namespace(context), request.invoice_id, include_deleted_lines=request.include_deleted_lines
-        )
+        namespace = self._request.namespace(context)
+        found = await self._invoices.get(namespace, request.invoice_id)
         # Lines come with a single invoice unless the caller expanded other things only.
-        return self._out(found, with_lines=not request.expand or expand.get("lines", False))
+        message = self._out(found, with_lines=not request.expand or expand.get("lines", False))
+        if expand.get("workflow.apps"):
+            await self._expand_apps(namespace, [message])
+        return message
 
     async def UpdateInvoice(self, request: pb.UpdateInvoiceRequest, context: Ctx) -> pb.Invoice:
         update = parse_invoice_update(request_dict(request))

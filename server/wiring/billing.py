@@ -165,7 +165,7 @@ async def wire(deps: Deps) -> list[Servicer]:
         ),
         Servicer(
             invoices_pb2_grpc.add_InvoiceServiceServicer_to_server,
-            InvoiceServicer(parts.invoices, deps.request),
+            InvoiceServicer(parts.invoices, apps, deps.request),
             "tally.v1.InvoiceService",
         ),
         Servicer(

@@ -165,6 +165,9 @@ async def test_every_price_type_totals_by_hand_through_the_sandbox_to_paid(http:
 
     got = await ok(await http.get(f"{INVOICES}/{invoice['id']}"))
     assert got["totals"] == invoice["totals"] and len(got["lines"]) == 10
+    assert set(got["workflow"]["apps"]["invoicing"]) == {"id"}
+    expanded = await ok(await http.get(f"{INVOICES}/{invoice['id']}", params={"expand": "lines,workflow.apps"}))
+    assert expanded["workflow"]["apps"]["invoicing"]["type"] == "sandbox" and expanded["lines"]
     listed = await ok(await http.get(INVOICES, params={"customers": customer, "expand": "lines"}))
     assert listed["totalCount"] == 1 and listed["items"][0]["id"] == invoice["id"] and listed["items"][0]["lines"]
     # The emptied gathering invoice is gone, and nothing is left to invoice: 400, never an empty invoice.
@@ -462,3 +465,38 @@ async def test_invoice_webhooks_are_signed_and_delivered_on_state_changes(http: 
         for rule_id in rules:
             await http.delete(f"/api/v1/notification/rules/{rule_id}")
         await receiver.stop()
+
+
+def _sdk_custom_invoicing_retry_and_void(rest_url: str, customer: str) -> None:
+    client = Client(endpoint=rest_url)
+    client.customer_invoice.create_pending_invoice_line(
+        customer, {"currency": "USD", "lines": [line("Licence", {"type": "flat", "amount": "120"})]}
+    )
+    (invoice,) = client.invoices.invoice_pending_lines_action({"customerId": customer})
+    assert invoice.status_details.extended_status == "draft.syncing"
+    with pytest.raises(HttpResponseError) as early:
+        client.app_custom_invoicing.payment_status(invoice.id, {"trigger": "paid"})
+    assert early.value.status_code == 400
+    client.app_custom_invoicing.draft_syncronized(invoice.id, {"invoicing": {"invoiceNumber": "ERP-D-1"}})
+    client.app_custom_invoicing.finalized(invoice.id, {"invoicing": {"invoiceNumber": "ERP-9"}})
+    issued = client.invoice.get_invoice(invoice.id)
+    assert issued.number == "ERP-9" and issued.status == "payment_processing"
+    # Retry is refused while nothing failed, allowed once the payment failed.
+    with pytest.raises(HttpResponseError) as refused:
+        client.invoice.retry_action(invoice.id)
+    assert refused.value.status_code == 400
+    client.app_custom_invoicing.payment_status(invoice.id, {"trigger": "payment_failed"})
+    retried = client.invoice.retry_action(invoice.id)
+    assert retried.status_details.extended_status == "payment_processing.pending"
+    voided = client.invoice.void_invoice_action(
+        invoice.id, {"reason": "customer left", "action": {"percentage": 100, "action": {"type": "discard"}}}
+    )
+    assert voided.status == "voided" and voided.voided_at is not None
+    with pytest.raises(HttpResponseError) as gone:
+        client.invoice.delete_invoice(invoice.id)
+    assert gone.value.status_code == 400
+
+
+async def test_sdk_custom_invoicing_retry_and_void(tally: TallyProcess, http: httpx.AsyncClient) -> None:
+    customer, _ = await custom_invoicing_customer(http)
+    await asyncio.to_thread(_sdk_custom_invoicing_retry_and_void, tally.rest_url, customer)

@@ -1149,6 +1149,8 @@ export type GetInvoiceRequest = Message<"tally.v1.GetInvoiceRequest"> & {
   expand: string[];
 
   /**
+   * Accepted; deleted lines are not listed yet.
+   *
    * @generated from field: bool include_deleted_lines = 3;
    */
   includeDeletedLines: boolean;
