@@ -1,7 +1,7 @@
 /**
  * The shell: sign-in, navigation and the page for the location's hash (#/usage, #/customers,
- * #/customers/<id or key>, #/events, #/meters). Hash routes keep every page at /console, the one HTML file Envoy serves.
- * New pages (features, notifications, billing) add an entry to PAGES and a case to `route`.
+ * #/customers/<id or key>, #/events, #/meters, #/notifications). Hash routes keep every page at /console, the one HTML file Envoy serves.
+ * New pages (features, plans, subscriptions, invoices) add an entry to PAGES and a case to `route`.
  */
 import { type FormEvent, useCallback, useEffect, useMemo, useState } from "react";
 
@@ -19,6 +19,7 @@ import { CustomerPage, CustomersPage } from "./Customers.tsx";
 import { EventsPage } from "./Events.tsx";
 import { Field } from "./Field.tsx";
 import { MetersPage } from "./Meters.tsx";
+import { NotificationsPage } from "./Notifications.tsx";
 import { UsagePage } from "./Usage.tsx";
 
 const PAGES = [
@@ -26,6 +27,7 @@ const PAGES = [
   { hash: "#/customers", title: "Customers" },
   { hash: "#/events", title: "Events" },
   { hash: "#/meters", title: "Meters" },
+  { hash: "#/notifications", title: "Notifications" },
 ] as const;
 
 function useHash(): string {
@@ -184,6 +186,9 @@ function route(hash: string, client: TallyClient, canWrite: boolean) {
   }
   if (hash.startsWith("#/meters")) {
     return <MetersPage client={client} />;
+  }
+  if (hash.startsWith("#/notifications")) {
+    return <NotificationsPage client={client} canWrite={canWrite} />;
   }
   return <UsagePage client={client} />;
 }

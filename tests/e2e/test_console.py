@@ -28,6 +28,7 @@ from tests.e2e.test_auth import cli_key
 from tests.support.metering import cloudevent, create_meter, ingest, query, query_until, rfc3339, total, unique
 from tests.support.services import ROOT
 from tests.support.stack import TallyProcess, create_database, wait_for
+from tests.support.webhooks import WebhookReceiver
 
 SCREENSHOTS = ROOT / ".tally" / "console-screenshots"
 # Flags for Chromium on a machine with a closed network and no GPU (Playwright adds --headless and a
@@ -413,3 +414,50 @@ async def test_events_tail_and_meters_pages(page: Page, tally: TallyProcess, htt
     cells = [cell.strip() for cell in await meter_row.locator("td").all_inner_texts()]
     assert cells[:5] == [slug, slug, "SUM", event_type, "$.bytes"]
     await screenshot(page, "meters")
+
+
+@pytest.mark.full_suite
+async def test_notifications_test_event_is_delivered_and_resent(
+    page: Page, tally: TallyProcess, http: httpx.AsyncClient
+) -> None:
+    receiver = await WebhookReceiver().start()
+    try:
+        path = f"/{unique('hook')}"
+        created = await http.post(
+            "/api/v1/notification/channels",
+            json={"type": "WEBHOOK", "name": unique("hook"), "url": receiver.url(path)},
+        )
+        assert created.status_code == 201, created.text
+        channel = created.json()
+        receiver.secrets[path] = channel["signingSecret"]
+        created = await http.post(
+            "/api/v1/notification/rules",
+            json={
+                "type": "entitlements.balance.threshold",
+                "name": unique("rule"),
+                "channels": [channel["id"]],
+                "thresholds": [{"value": 90, "type": "usage_percentage"}],
+            },
+        )
+        assert created.status_code == 201, created.text
+        rule = created.json()
+
+        await page.goto("/console#/notifications")
+        await page.locator(f'tr[data-rule="{rule["id"]}"]').get_by_role("button", name="Send test").click()
+        [delivery] = await receiver.wait_for(path, 1)
+        assert delivery.verified
+        # The delivery log (polled) shows it delivered, as the API does.
+        state = page.locator(f'tr[data-event="{delivery.webhook_id}"] td[data-column="state"]')
+        await state.filter(has_text="SUCCESS").wait_for()
+        event = (await http.get(f"/api/v1/notification/events/{delivery.webhook_id}")).json()
+        [status] = event["deliveryStatus"]
+        assert status["state"] == "SUCCESS"
+        attempts = page.locator(f'tr[data-event="{delivery.webhook_id}"] td.num')
+        assert int(await attempts.inner_text()) == len(status["attempts"])
+        await screenshot(page, "notifications")
+
+        await page.locator(f'tr[data-event="{delivery.webhook_id}"]').get_by_role("button", name="Resend").click()
+        again = await receiver.wait_for(path, 2)
+        assert {d.webhook_id for d in again} == {delivery.webhook_id}
+    finally:
+        await receiver.stop()
