@@ -33,6 +33,8 @@ export interface UsageQuery {
   groupBy: string[];
   subjects: string[];
   customers: string[];
+  // Exact values per group-by key (the query's filterGroupBy).
+  filters: Record<string, string[]>;
 }
 
 export interface UsageResult {
@@ -75,6 +77,7 @@ export function UsagePage({ client }: { client: TallyClient }) {
   const [groupBy, setGroupBy] = useState<string[]>([]);
   const [subjects, setSubjects] = useState("");
   const [customers, setCustomers] = useState("");
+  const [filters, setFilters] = useState<Record<string, string>>({});
   const [refreshes, setRefreshes] = useState(0);
   const [result, setResult] = useState<UsageResult | null>(null);
   const [status, setStatus] = useState<"idle" | "loading" | "done" | "error">("idle");
@@ -113,6 +116,12 @@ export function UsagePage({ client }: { client: TallyClient }) {
       groupBy: groupBy.filter((key) => key === "subject" || key === "customer_id" || key in meter.groupBy),
       subjects: splitList(subjects),
       customers: splitList(customers),
+      filters: Object.fromEntries(
+        Object.keys(meter.groupBy)
+          .sort()
+          .map((key) => [key, splitList(filters[key] ?? "")] as const)
+          .filter(([, values]) => values.length > 0),
+      ),
     };
     let current = true;
     setStatus("loading");
@@ -126,6 +135,7 @@ export function UsagePage({ client }: { client: TallyClient }) {
         groupBy: query.groupBy,
         subject: query.subjects,
         filterCustomerId: query.customers,
+        filterGroupBy: Object.keys(query.filters).length ? query.filters : undefined,
       })
       .then(
         (response) => {
@@ -143,7 +153,20 @@ export function UsagePage({ client }: { client: TallyClient }) {
     return () => {
       current = false;
     };
-  }, [client, meter, preset, customFrom, customTo, timeZone, windowSize, groupBy, subjects, customers, refreshes]);
+  }, [
+    client,
+    meter,
+    preset,
+    customFrom,
+    customTo,
+    timeZone,
+    windowSize,
+    groupBy,
+    subjects,
+    customers,
+    filters,
+    refreshes,
+  ]);
 
   const zones = useMemo(() => timeZones(), []);
   const groupChoices = meter ? [...Object.keys(meter.groupBy).sort(), "subject", "customer_id"] : [];
@@ -255,6 +278,20 @@ export function UsagePage({ client }: { client: TallyClient }) {
             </label>
           ))}
         </fieldset>
+        {meter &&
+          Object.keys(meter.groupBy)
+            .sort()
+            .map((key) => (
+              <Field key={key} label={`${key} is one of`}>
+                {(id) => (
+                  <input
+                    id={id}
+                    value={filters[key] ?? ""}
+                    onChange={(event) => setFilters((current) => ({ ...current, [key]: event.target.value }))}
+                  />
+                )}
+              </Field>
+            ))}
         <Field label="Subjects (comma-separated)">
           {(id) => <input id={id} value={subjects} onChange={(event) => setSubjects(event.target.value)} />}
         </Field>
@@ -279,13 +316,21 @@ export function UsagePage({ client }: { client: TallyClient }) {
   );
 }
 
-/** "<meter> <from> <to> <window size> <time zone> <group-by,...>", times in RFC 3339 UTC. */
+/** "<meter> <from> <to> <window size> <time zone> <group-by,...>[ <key>=<value>|<value>...]", times
+ * in RFC 3339 UTC. */
 export function describeQuery(query: UsageQuery): string {
   const from = query.from.toISOString().replace(".000Z", "Z");
   const to = query.to.toISOString().replace(".000Z", "Z");
-  return [query.meter.slug, from, to, query.windowSize || "-", query.timeZone, query.groupBy.join(",") || "-"].join(
-    " ",
-  );
+  const filters = Object.entries(query.filters).map(([key, values]) => `${key}=${values.join("|")}`);
+  return [
+    query.meter.slug,
+    from,
+    to,
+    query.windowSize || "-",
+    query.timeZone,
+    query.groupBy.join(",") || "-",
+    ...filters,
+  ].join(" ");
 }
 
 function sortRows(rows: MeterQueryRow[], columns: string[]): MeterQueryRow[] {

@@ -211,6 +211,22 @@ async def test_usage_table_chart_and_csv_show_the_meter_query(
         for r in records
     ) == sorted((row["windowStart"], row["windowEnd"], row["groupBy"]["model"], row["value"]) for row in api)
 
+    # A group-by value filter narrows the rows exactly as the API's filterGroupBy does.
+    await page.get_by_label("model is one of", exact=True).fill("claude")
+    wanted = " ".join([slug, rfc3339(DAY), rfc3339(DAY + timedelta(days=1)), "HOUR", "UTC", "model", "model=claude"])
+    await page.locator(f'section[data-state="done"][data-query="{wanted}"]').wait_for()
+    filtered = await query(
+        http,
+        slug,
+        **{"from": rfc3339(DAY), "to": rfc3339(DAY + timedelta(days=1)), "filterGroupBy[model]": "claude"},
+        windowSize="HOUR",
+        windowTimeZone="UTC",
+        groupBy="model",
+    )
+    assert sorted(row["value"] for row in filtered) == [800, 2500.25]
+    shown = sorted(number(value) for *_, value in await table_rows(page))
+    assert shown == sorted(row["value"] for row in filtered)
+
 
 async def test_customer_page_shows_the_entitlement_values(
     page: Page, tally: TallyProcess, http: httpx.AsyncClient
