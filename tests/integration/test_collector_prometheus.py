@@ -102,11 +102,19 @@ async def assert_every_tick_once(
 ) -> None:
     """Both series: one event per 1 s tick, contiguous from the first to the last, each with its value."""
 
+    stored: dict[str, int] = {}
+
     async def settled() -> list[Any] | None:
         acme, globex = await subject_events(tally, ACME, event_type), await subject_events(tally, GLOBEX, event_type)
+        stored.update(acme=len(acme), globex=len(globex))
         return [acme, globex] if len(acme) >= at_least and len(acme) == len(globex) else None
 
-    acme, globex = await wait_for(settled, timeout=20)
+    # The collectors have stopped: this waits for Tally to store what they sent (slow on a loaded
+    # machine), and says how far it got if it never does.
+    try:
+        acme, globex = await wait_for(settled, timeout=60)
+    except AssertionError as error:
+        raise AssertionError(f"{error}; ticks stored per subject: {stored}") from None
     for events, value in ((acme, Decimal("3.5")), (globex, Decimal(2))):
         times = sorted(item.event.time.ToDatetime() for item in events)
         assert len(times) == len(set(times)), "a tick was stored twice"
