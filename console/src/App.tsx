@@ -1,7 +1,7 @@
 /**
  * The shell: sign-in, navigation and the page for the location's hash (#/usage, #/customers,
- * #/customers/<id or key>, #/events, #/meters, #/notifications). Hash routes keep every page at /console, the one HTML file Envoy serves.
- * New pages (features, plans, subscriptions, invoices) add an entry to PAGES and a case to `route`.
+ * #/customers/<id or key>, #/events, #/meters, #/notifications, #/invoices, #/invoices/<id>). Hash routes keep every page at /console, the one HTML file Envoy serves.
+ * New pages (features, plans, subscriptions) add an entry to PAGES and a case to `route`.
  */
 import { type FormEvent, useCallback, useEffect, useMemo, useState } from "react";
 
@@ -18,6 +18,7 @@ import {
 import { CustomerPage, CustomersPage } from "./Customers.tsx";
 import { EventsPage } from "./Events.tsx";
 import { Field } from "./Field.tsx";
+import { InvoicePage, InvoicesPage } from "./Invoices.tsx";
 import { MetersPage } from "./Meters.tsx";
 import { NotificationsPage } from "./Notifications.tsx";
 import { UsagePage } from "./Usage.tsx";
@@ -28,6 +29,7 @@ const PAGES = [
   { hash: "#/events", title: "Events" },
   { hash: "#/meters", title: "Meters" },
   { hash: "#/notifications", title: "Notifications" },
+  { hash: "#/invoices", title: "Invoices" },
 ] as const;
 
 function useHash(): string {
@@ -186,6 +188,13 @@ function route(hash: string, client: TallyClient, canWrite: boolean) {
   }
   if (hash.startsWith("#/meters")) {
     return <MetersPage client={client} />;
+  }
+  const invoice = /^#\/invoices\/(.+)$/.exec(hash);
+  if (invoice) {
+    return <InvoicePage client={client} canWrite={canWrite} id={decodeURIComponent(invoice[1])} />;
+  }
+  if (hash.startsWith("#/invoices")) {
+    return <InvoicesPage client={client} />;
   }
   if (hash.startsWith("#/notifications")) {
     return <NotificationsPage client={client} canWrite={canWrite} />;

@@ -77,3 +77,17 @@ function zonedParts(
     second: get("second"),
   };
 }
+
+/** An amount of money (a decimal string, as the API sends it) in its currency, e.g. "$1,234.50".
+ * The string goes to Intl as it is, so no digit is lost to floating point; `precise` keeps every
+ * digit of a per-unit price rather than rounding to the currency's minor unit. */
+export function formatMoney(amount: string | undefined, currency: string, precise = false): string {
+  if (amount === undefined || amount === "") return "—";
+  const format = new Intl.NumberFormat(undefined, {
+    style: "currency",
+    currency,
+    ...(precise ? { maximumFractionDigits: 20 } : {}),
+  });
+  // Intl formats decimal strings exactly (ES2023); the ES2022 typings only admit numbers.
+  return format.format(amount as unknown as number);
+}

@@ -25,6 +25,7 @@ import pytest_asyncio
 from playwright.async_api import Browser, ConsoleMessage, Page, Request, Response, async_playwright
 
 from tests.e2e.test_auth import cli_key
+from tests.e2e.test_invoices_api import add_lines, invoice_now, line, metered_customer
 from tests.support.metering import cloudevent, create_meter, ingest, query, query_until, rfc3339, total, unique
 from tests.support.services import ROOT
 from tests.support.stack import TallyProcess, create_database, wait_for
@@ -477,3 +478,53 @@ async def test_notifications_test_event_is_delivered_and_resent(
         assert {d.webhook_id for d in again} == {delivery.webhook_id}
     finally:
         await receiver.stop()
+
+
+@pytest.mark.full_suite
+async def test_invoice_page_shows_totals_and_approves_as_the_api_allows(
+    page: Page, tally: TallyProcess, http: httpx.AsyncClient
+) -> None:
+    customer, feature = await metered_customer(http, 4, 6)  # 10 tokens in the billing period
+    override = await http.put(
+        f"/api/v1/billing/customers/{customer}", json={"workflow": {"invoicing": {"autoAdvance": False}}}
+    )
+    assert override.status_code == 200, override.text
+    await add_lines(
+        http,
+        customer,
+        line("Seats", {"type": "flat", "amount": "49"}),
+        line("Usage", {"type": "unit", "amount": "0.5"}, feature),
+    )
+    (draft,) = await invoice_now(http, customer)
+    assert draft["statusDetails"]["extendedStatus"] == "draft.manual_approval_needed"
+    assert draft["totals"]["total"] == "54"  # 49 + 10 x 0.5
+
+    await page.goto(f"/console#/invoices/{draft['id']}")
+    total = page.get_by_test_id("invoice-total")
+    await total.wait_for()
+    assert await total.inner_text() == "$54.00"
+    assert await page.get_by_test_id("invoice-status").inner_text() == "draft (draft.manual_approval_needed)"
+    lines = {
+        name: await page.locator(f'tr[data-line="{name}"] td[data-column="total"]').inner_text()
+        for name in ("Seats", "Usage")
+    }
+    assert lines == {"Seats": "$49.00", "Usage": "$5.00"}
+    # Exactly the actions the API offers for this draft.
+    offered = set(draft["statusDetails"]["availableActions"])
+    buttons = page.get_by_label("Invoice actions").get_by_role("button")
+    assert {(await b.inner_text()).rstrip("…").lower() for b in await buttons.all()} == offered
+    await screenshot(page, "invoice-draft")
+
+    await page.get_by_role("button", name="Approve").click()
+    await page.locator('section[aria-label="Invoice"][data-status="paid"]').wait_for()
+    approved = (await http.get(f"/api/v1/billing/invoices/{draft['id']}")).json()
+    assert approved["status"] == "paid" and approved["totals"]["total"] == "54"
+    assert await page.get_by_label("Invoice actions").count() == (
+        1 if approved["statusDetails"]["availableActions"] else 0
+    )
+
+    await page.get_by_role("link", name="← Invoices").click()
+    row = page.locator(f'tr[data-invoice="{draft["id"]}"]')
+    await row.wait_for()
+    assert await row.locator('td[data-column="total"]').inner_text() == "$54.00"
+    await screenshot(page, "invoices")
