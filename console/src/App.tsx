@@ -1,7 +1,7 @@
 /**
  * The shell: sign-in, navigation and the page for the location's hash (#/usage, #/customers,
- * #/customers/<id or key>, #/events, #/meters, #/notifications, #/invoices, #/invoices/<id>). Hash routes keep every page at /console, the one HTML file Envoy serves.
- * New pages (features, plans, subscriptions) add an entry to PAGES and a case to `route`.
+ * #/customers/<id or key>, #/events, #/meters, #/notifications, #/plans, #/invoices, #/invoices/<id>). Hash routes keep every page at /console, the one HTML file Envoy serves.
+ * New pages (features, add-ons) add an entry to PAGES and a case to `route`.
  */
 import { type FormEvent, useCallback, useEffect, useMemo, useState } from "react";
 
@@ -21,6 +21,7 @@ import { Field } from "./Field.tsx";
 import { InvoicePage, InvoicesPage } from "./Invoices.tsx";
 import { MetersPage } from "./Meters.tsx";
 import { NotificationsPage } from "./Notifications.tsx";
+import { PlansPage } from "./Plans.tsx";
 import { UsagePage } from "./Usage.tsx";
 
 const PAGES = [
@@ -29,6 +30,7 @@ const PAGES = [
   { hash: "#/events", title: "Events" },
   { hash: "#/meters", title: "Meters" },
   { hash: "#/notifications", title: "Notifications" },
+  { hash: "#/plans", title: "Plans" },
   { hash: "#/invoices", title: "Invoices" },
 ] as const;
 
@@ -192,6 +194,9 @@ function route(hash: string, client: TallyClient, canWrite: boolean) {
   const invoice = /^#\/invoices\/(.+)$/.exec(hash);
   if (invoice) {
     return <InvoicePage client={client} canWrite={canWrite} id={decodeURIComponent(invoice[1])} />;
+  }
+  if (hash.startsWith("#/plans")) {
+    return <PlansPage client={client} />;
   }
   if (hash.startsWith("#/invoices")) {
     return <InvoicesPage client={client} />;

@@ -13,6 +13,8 @@ import { Field } from "./Field.tsx";
 import { browserTimeZone, formatNumber, formatTime } from "./format.ts";
 import type { Customer } from "../../gen/ts/tally/v1/customers_pb.ts";
 import type { Entitlement, EntitlementValue, Grant } from "../../gen/ts/tally/v1/entitlements_pb.ts";
+import type { Subscription } from "../../gen/ts/tally/v1/subscriptions_pb.ts";
+import { describeCadence } from "./price.ts";
 
 const PAGE_SIZE = 50;
 
@@ -121,6 +123,7 @@ export function CustomerPage({
 }) {
   const [customer, setCustomer] = useState<Customer | null>(null);
   const [entitlements, setEntitlements] = useState<EntitlementRow[] | null>(null);
+  const [subscriptions, setSubscriptions] = useState<Subscription[] | null>(null);
   const [error, setError] = useState<string | null>(null);
   // Bumped after a write: the page reads everything again from the API.
   const [version, setVersion] = useState(0);
@@ -132,6 +135,10 @@ export function CustomerPage({
       const found = await client.customers.getCustomer({ customerIdOrKey: idOrKey });
       if (!current) return;
       setCustomer(found);
+      client.subscriptions.listCustomerSubscriptions({ customerIdOrKey: found.id, pageSize: 100 }).then(
+        (response) => current && setSubscriptions(response.items),
+        (failure) => current && setError(describeError(failure)),
+      );
       const list = await client.entitlements.listCustomerEntitlements({ customerIdOrKey: found.id, pageSize: 1000 });
       const rows = await Promise.all(
         list.items.map(async (entitlement): Promise<EntitlementRow> => {
@@ -187,6 +194,47 @@ export function CustomerPage({
           </div>
         </>
       )}
+      <h3>Subscriptions</h3>
+      <section aria-label="Subscriptions" data-state={subscriptions ? "done" : "loading"}>
+        {subscriptions?.length === 0 && <p className="muted">No subscriptions.</p>}
+        {subscriptions && subscriptions.length > 0 && (
+          <table aria-label="Subscriptions">
+            <thead>
+              <tr>
+                <th scope="col">Name</th>
+                <th scope="col">Plan</th>
+                <th scope="col">Status</th>
+                <th scope="col">Active ({timeZone})</th>
+                <th scope="col">Billed</th>
+              </tr>
+            </thead>
+            <tbody>
+              {subscriptions.map((subscription) => (
+                <tr key={subscription.id} data-subscription={subscription.id}>
+                  <td>{subscription.name}</td>
+                  <td>
+                    {subscription.plan ? (
+                      <a href="#/plans">
+                        {subscription.plan.key} v{subscription.plan.version}
+                      </a>
+                    ) : (
+                      "custom"
+                    )}
+                  </td>
+                  <td>{subscription.status}</td>
+                  <td>
+                    {formatTime(subscription.activeFrom, timeZone)} –{" "}
+                    {subscription.activeTo ? formatTime(subscription.activeTo, timeZone) : "no end"}
+                  </td>
+                  <td>
+                    {describeCadence(subscription.billingCadence)} in {subscription.currency}
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        )}
+      </section>
       <h3>Entitlements</h3>
       <section aria-label="Entitlements" data-state={entitlements ? "done" : "loading"}>
         {entitlements && entitlements.length === 0 && <p className="muted">No entitlements.</p>}

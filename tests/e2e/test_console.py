@@ -27,6 +27,7 @@ from playwright.async_api import Browser, ConsoleMessage, Page, Request, Respons
 from tests.e2e.test_auth import cli_key
 from tests.e2e.test_invoices_api import add_lines, invoice_now, line, metered_customer
 from tests.support.metering import cloudevent, create_meter, ingest, query, query_until, rfc3339, total, unique
+from tests.support.plans import plan_body
 from tests.support.services import ROOT
 from tests.support.stack import TallyProcess, create_database, wait_for
 from tests.support.webhooks import WebhookReceiver
@@ -528,3 +529,46 @@ async def test_invoice_page_shows_totals_and_approves_as_the_api_allows(
     await row.wait_for()
     assert await row.locator('td[data-column="total"]').inner_text() == "$54.00"
     await screenshot(page, "invoices")
+
+
+@pytest.mark.full_suite
+async def test_plans_in_words_and_a_customers_subscription(
+    page: Page, tally: TallyProcess, http: httpx.AsyncClient
+) -> None:
+    feature = unique("console_plan_tokens")
+    await create_meter(http, slug=feature, eventType=feature, aggregation="SUM", valueProperty="$.tokens")
+    made = await http.post("/api/v1/features", json={"key": feature, "name": feature, "meterSlug": feature})
+    assert made.status_code == 201, made.text
+    key = unique("console_pro")
+    made = await http.post("/api/v1/plans", json=plan_body(key, feature))
+    assert made.status_code == 201, made.text
+    plan = (await http.post(f"/api/v1/plans/{made.json()['id']}/publish")).json()
+    customer_key = unique("console_sub")
+    made = await http.post(
+        "/api/v1/customers",
+        json={"name": f"Sub {customer_key}", "key": customer_key, "usageAttribution": {"subjectKeys": [customer_key]}},
+    )
+    assert made.status_code == 201, made.text
+    customer = made.json()
+    made = await http.post("/api/v1/subscriptions", json={"plan": {"key": key}, "customerKey": customer_key})
+    assert made.status_code == 201, made.text
+    subscription = made.json()
+
+    await page.goto("/console#/plans")
+    details = page.locator(f'details[data-plan="{key}@{plan["version"]}"]')
+    await details.locator("summary").click()
+    prices = {
+        card: await details.get_by_role("table", name=f"Rate cards of {key} default")
+        .locator(f'tr[data-rate-card="{card}"] td[data-column="price"]')
+        .inner_text()
+        for card in ("base", feature)
+    }
+    assert prices == {"base": "$49.00 flat, in advance", feature: "$0.001 per unit"}
+    await screenshot(page, "plans")
+
+    await page.goto(f"/console#/customers/{customer['id']}")
+    row = page.locator(f'tr[data-subscription="{subscription["id"]}"]')
+    await row.wait_for()
+    cells = [cell.strip() for cell in await row.locator("td").all_inner_texts()]
+    assert cells[1:3] == [f"{key} v{plan['version']}", subscription["status"]]
+    assert cells[4] == "monthly in USD"
