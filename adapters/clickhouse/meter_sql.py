@@ -21,6 +21,7 @@ Semantics follow OpenMeter's ClickHouse connector (reference/openmeter-semantics
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import math
 from collections.abc import Sequence
@@ -188,14 +189,20 @@ def _time_where(binder: _Binder, from_: datetime | None, to: datetime | None, co
 
 
 def _window_columns(
-    binder: _Binder, window_size: WindowSize | None, time_zone: str, seconds: str = _TIME_SECONDS
+    binder: _Binder,
+    window_size: WindowSize | None,
+    time_zone: str,
+    seconds: str = _TIME_SECONDS,
+    first: str | None = None,
+    last: str | None = None,
 ) -> list[str]:
     """The window bounds of each row, from `seconds`: event time at whole seconds, or a rollup's
-    minute (the same DateTime type, so each function computes the same bound from it)."""
+    bucket start (the same DateTime type, so each function computes the same bound from it).
+    Without a window, from the first and last event time (`first`, `last`: a rollup's minutes)."""
     if window_size is None:
         return [
-            f"toUnixTimestamp(tumbleStart(min({seconds}), toIntervalMinute(1))) AS window_start",
-            f"toUnixTimestamp(tumbleEnd(max({seconds}), toIntervalMinute(1))) AS window_end",
+            f"toUnixTimestamp(tumbleStart(min({first or seconds}), toIntervalMinute(1))) AS window_start",
+            f"toUnixTimestamp(tumbleEnd(max({last or seconds}), toIntervalMinute(1))) AS window_end",
         ]
     tz = binder.fixed("tz", time_zone, "String")
     interval = _WINDOW_INTERVALS[window_size]
@@ -230,7 +237,7 @@ def _customer_mapping(query: MeterQuery) -> tuple[list[str], list[str]]:
 
 
 def render_meter_query(
-    meter: Meter, query: MeterQuery, *, maps_complete: bool = False, rollup: bool = False
+    meter: Meter, query: MeterQuery, *, maps_complete: bool = False, rollup: Rollup | None = None
 ) -> SQLAndParameters:
     """The aggregation query for `query` over `meter`'s events.
 
@@ -238,28 +245,31 @@ def render_meter_query(
     (extracted at ingest or backfilled); the query then skips the raw `data` column, which makes it
     about twice as fast. Never set it otherwise: a missing numeric key would read as 0.
 
-    `rollup` reads the meter's per-minute rollup (`render_rollup_ddl`) instead of the events: the
-    same answer, from one row per subject, minute and group-by values. Only for a query that
-    `rollup_answers_exactly`, and only once the rollup holds every event of the meter's type.
+    `rollup` reads the meter's per-minute or per-hour rollup (`render_rollup_ddl`) instead of the
+    events: the same answer, from one row per subject, bucket and group-by values. Only for a query
+    that `rollup_answers_exactly` (`rollup_for` picks the coarsest that does), and only once the
+    rollup holds every event of the meter's type.
 
     Result columns, in order: window_start and window_end (Unix seconds), value, then subject if
     grouped by subject, customer_id if grouped by customer, then one column per meter group-by key
     in `query.meter_group_by` order. `to_query_rows` reads them back.
     """
-    if rollup and not rollup_answers_exactly(query):
-        raise ValueError("this query cannot be answered exactly from a per-minute rollup; query the events")
+    if rollup is not None and not rollup_answers_exactly(query, rollup):
+        raise ValueError(f"this query cannot be answered exactly from a per-{rollup} rollup; query the events")
     binder = _Binder()
     namespace = binder.fixed("namespace", query.namespace, "String")
     meter_paths = meter.group_by_paths
     rollup_columns = _rollup_key_columns(meter)
 
     def group_sql(key: str) -> str:
-        return rollup_columns[key] if rollup else _string_sql(binder, meter_paths[key], maps_complete)
+        return rollup_columns[key] if rollup is not None else _string_sql(binder, meter_paths[key], maps_complete)
 
-    if rollup:
-        select = _window_columns(binder, query.window_size, query.time_zone, seconds="minute")
+    if rollup is not None:
+        select = _window_columns(
+            binder, query.window_size, query.time_zone, "bucket", first="first_minute", last="last_minute"
+        )
         select.append(f"{_AGGREGATE_FUNCTIONS[meter.aggregation]}Merge(state) AS value")
-        source = rollup_table(meter)
+        source = rollup_table(meter, rollup)
         where = [f"namespace = {namespace}"]
     else:
         select = _window_columns(binder, query.window_size, query.time_zone)
@@ -291,7 +301,7 @@ def render_meter_query(
         # OpenMeter skips the filter when the customers have no subjects at all; so does Tally.
         bound = binder.fixed("filter_customer_subjects", customer_subjects, "Array(String)")
         where.append(f"subject IN {bound}")
-    where.extend(_time_where(binder, query.from_, query.to, column="minute" if rollup else "time"))
+    where.extend(_time_where(binder, query.from_, query.to, column="time" if rollup is None else "bucket"))
     for key, f in query.filters:
         if f.is_empty():
             continue
@@ -308,20 +318,21 @@ def render_meter_query(
     return "\n".join(sql), binder.parameters
 
 
-# --- per-minute rollups ---------------------------------------------------------------------------
+# --- per-minute and per-hour rollups --------------------------------------------------------------
 #
-# A meter's rollup keeps, per namespace, subject, minute (UTC) and the values of all the meter's
-# group-by keys, the partial state of its aggregation (sumState, uniqExactState, argMaxState, ...):
-# an AggregatingMergeTree filled by a materialized view on every insert into `events`. Merging the
-# states of a window's minutes gives what aggregating the window's events gives, because
+# A meter's rollup keeps, per namespace, subject, bucket (a UTC minute or hour) and the values of
+# all the meter's group-by keys, the partial state of its aggregation (sumState, uniqExactState,
+# argMaxState, ...) and the first and last minute with events: an AggregatingMergeTree filled by a
+# materialized view on every insert into `events`. Merging the states of a window's buckets gives
+# what aggregating the window's events gives, because
 # - every value, group-by value and filter operand is computed per event by the same expressions as
 #   the raw query (the map-or-JSON form, which equals the maps-only one on complete maps);
-# - a query's bounds are whole minutes (else `rollup_answers_exactly` refuses it), so a minute is
+# - a query's bounds are whole buckets (else `rollup_answers_exactly` refuses it), so a bucket is
 #   wholly inside or outside the range;
-# - a window's bounds in its time zone are whole minutes of UTC: every zone offset in use since
-#   1972 is whole minutes (tests/integration/test_meter_rollup_chdb.py checks the installed zone
-#   data), so all the seconds of one UTC minute fall in the same window; older event times in a
-#   zone other than UTC go to the raw query;
+# - a window's bounds are whole buckets of UTC, so all the seconds of one bucket fall in the same
+#   window: per hour, windows of an hour or more in UTC; per minute, any window in UTC, and in
+#   another zone from 1973 on (every zone offset in use since is whole minutes:
+#   tests/integration/test_meter_rollup_chdb.py checks the installed zone data);
 # - without a window, the first and last minute are what the raw query floors event times to.
 # Float sums (SUM, AVG) add the same numbers grouped differently; they are equal whenever the sum
 # is exact in float64 (integers, binary fractions), and otherwise differ no more than two runs of
@@ -343,13 +354,26 @@ _STATE_ARGUMENTS: Final = {
     Aggregation.UNIQUE_COUNT: ", Nullable(String)",
     Aggregation.LATEST: ", Nullable(Float64), DateTime64(3, 'UTC')",
 }
+
+
+class Rollup(enum.StrEnum):
+    """A rollup's bucket: its name, and `step_ms` its length."""
+
+    MINUTE = "minute"
+    HOUR = "hour"
+
+    @property
+    def step_ms(self) -> int:
+        return 60_000 if self is Rollup.MINUTE else 3_600_000
+
+
 _UTC_ZONES: Final = frozenset({"UTC", "Etc/UTC", "Etc/UCT", "UCT", "Etc/Universal", "Universal", "Etc/Zulu", "Zulu"})
 # From here on every time zone's offsets are whole minutes (Africa/Monrovia's -0:44:30 ended in
 # January 1972, the last offset with seconds).
 WHOLE_MINUTE_OFFSETS_SINCE: Final = datetime(1973, 1, 1, tzinfo=UTC)
 
 
-def rollup_table(meter: Meter) -> str:
+def rollup_table(meter: Meter, rollup: Rollup) -> str:
     """The rollup table's name: a digest of everything its rows depend on, so a changed meter (a
     new value property, aggregation or group-by) gets a new rollup rather than a stale one."""
     fingerprint = "\0".join(
@@ -362,7 +386,7 @@ def rollup_table(meter: Meter) -> str:
             *(f"{key}={path}" for key, path in sorted(meter.group_by.items())),
         ]
     )
-    return "meter_rollup_" + hashlib.sha256(fingerprint.encode()).hexdigest()[:24]
+    return f"meter_rollup_{rollup}_" + hashlib.sha256(fingerprint.encode()).hexdigest()[:24]
 
 
 def _rollup_key_columns(meter: Meter) -> dict[str, str]:
@@ -370,71 +394,91 @@ def _rollup_key_columns(meter: Meter) -> dict[str, str]:
     return {key: f"key_{i}" for i, key in enumerate(sorted(meter.group_by))}
 
 
-def rollup_answers_exactly(query: MeterQuery) -> bool:
-    """Whether the per-minute rollup gives this query exactly the raw events' answer."""
+def rollup_answers_exactly(query: MeterQuery, rollup: Rollup) -> bool:
+    """Whether the rollup gives this query exactly the raw events' answer."""
     for bound in (query.from_, query.to):
-        if bound is not None and _epoch_millis(bound) % 60_000:
+        if bound is not None and _epoch_millis(bound) % rollup.step_ms:
             return False
-    if query.window_size is None or query.time_zone in _UTC_ZONES:
+    if query.window_size is None:
         return True
-    return query.from_ is not None and query.from_ >= WHOLE_MINUTE_OFFSETS_SINCE
+    in_utc = query.time_zone in _UTC_ZONES
+    if rollup is Rollup.HOUR:
+        return in_utc and query.window_size is not WindowSize.MINUTE
+    return in_utc or (query.from_ is not None and query.from_ >= WHOLE_MINUTE_OFFSETS_SINCE)
 
 
-def _rollup_select(meter: Meter) -> SQLAndParameters:
-    """Each minute's rows of the meter's events, aggregated to states (the view's and the fill's)."""
+def rollup_for(query: MeterQuery) -> Rollup | None:
+    """The coarsest rollup that answers this query exactly, or None: query the events."""
+    for rollup in (Rollup.HOUR, Rollup.MINUTE):
+        if rollup_answers_exactly(query, rollup):
+            return rollup
+    return None
+
+
+def _rollup_select(meter: Meter, rollup: Rollup) -> SQLAndParameters:
+    """Each bucket's rows of the meter's events, aggregated to states (the view's and the fill's)."""
     binder = _Binder()
     namespace = binder.fixed("namespace", meter.namespace, "String")
     event_type = binder.fixed("event_type", meter.event_type, "String")
     meter_paths = meter.group_by_paths
     keys = _rollup_key_columns(meter)
-    select = ["namespace", "subject", f"toStartOfMinute({_TIME_SECONDS}) AS minute"]
+    bucket = "toStartOfMinute" if rollup is Rollup.MINUTE else "toStartOfHour"
+    select = [
+        "namespace",
+        "subject",
+        f"{bucket}({_TIME_SECONDS}) AS bucket",
+        f"min(toStartOfMinute({_TIME_SECONDS})) AS first_minute",
+        f"max(toStartOfMinute({_TIME_SECONDS})) AS last_minute",
+    ]
     select += [f"{_string_sql(binder, meter_paths[key], False)} AS {column}" for key, column in keys.items()]
     select.append(f"{_value_sql(binder, meter, False, combinator='State')} AS state")
     sql = (
         f"SELECT {', '.join(select)}\nFROM {EVENTS_TABLE}\n"
         f"WHERE namespace = {namespace} AND type = {event_type}\n"
-        f"GROUP BY {', '.join(['namespace', 'subject', 'minute', *keys.values()])}"
+        f"GROUP BY {', '.join(['namespace', 'subject', 'bucket', *keys.values()])}"
     )
     return sql, binder.parameters
 
 
-def render_rollup_ddl(meter: Meter) -> list[SQLAndParameters]:
+def render_rollup_ddl(meter: Meter, rollup: Rollup) -> list[SQLAndParameters]:
     """The meter's rollup table and the materialized view that fills it as events arrive.
 
     The view only sees inserts made after it exists; `render_rollup_fill` adds the events stored
     before. Bound parameters (namespace, event type, paths) are substituted into the view's stored
     definition by the server, so nothing is spliced here either.
     """
-    table = rollup_table(meter)
+    table = rollup_table(meter, rollup)
     keys = list(_rollup_key_columns(meter).values())
     function = _AGGREGATE_FUNCTIONS[meter.aggregation]
     arguments = _STATE_ARGUMENTS.get(meter.aggregation, ", Nullable(Float64)")
     columns = [
         "namespace LowCardinality(String)",
         "subject String",
-        "minute DateTime('UTC')",
+        "bucket DateTime('UTC')",
+        "first_minute SimpleAggregateFunction(min, DateTime('UTC'))",
+        "last_minute SimpleAggregateFunction(max, DateTime('UTC'))",
         *(f"{key} String" for key in keys),
         f"state AggregateFunction({function}{arguments})",
     ]
     create = (
         f"CREATE TABLE IF NOT EXISTS {table}\n({', '.join(columns)})\n"
-        f"ENGINE = AggregatingMergeTree\nPARTITION BY toYYYYMM(minute)\n"
-        f"ORDER BY ({', '.join(['namespace', 'subject', 'minute', *keys])})"
+        f"ENGINE = AggregatingMergeTree\nPARTITION BY toYYYYMM(bucket)\n"
+        f"ORDER BY ({', '.join(['namespace', 'subject', 'bucket', *keys])})"
     )
-    select, parameters = _rollup_select(meter)
+    select, parameters = _rollup_select(meter, rollup)
     view = f"CREATE MATERIALIZED VIEW IF NOT EXISTS {table}_view TO {table} AS\n{select}"
     return [(create, {}), (view, parameters)]
 
 
-def render_rollup_fill(meter: Meter) -> SQLAndParameters:
+def render_rollup_fill(meter: Meter, rollup: Rollup) -> SQLAndParameters:
     """Adds the states of every stored event of the meter's type to its rollup (once, when the
     rollup is made; events inserted meanwhile would count twice: see docs/performance.md)."""
-    select, parameters = _rollup_select(meter)
-    return f"INSERT INTO {rollup_table(meter)}\n{select}", parameters
+    select, parameters = _rollup_select(meter, rollup)
+    return f"INSERT INTO {rollup_table(meter, rollup)}\n{select}", parameters
 
 
-def render_rollup_drop(meter: Meter) -> list[str]:
-    table = rollup_table(meter)
+def render_rollup_drop(meter: Meter, rollup: Rollup) -> list[str]:
+    table = rollup_table(meter, rollup)
     return [f"DROP VIEW IF EXISTS {table}_view", f"DROP TABLE IF EXISTS {table}"]
 
 
@@ -553,6 +597,7 @@ def render_group_by_values_query(
 
 __all__ = [
     "EVENTS_TABLE",
+    "Rollup",
     "SQLAndParameters",
     "render_group_by_values_query",
     "render_meter_query",
@@ -561,6 +606,7 @@ __all__ = [
     "render_rollup_fill",
     "render_subjects_query",
     "rollup_answers_exactly",
+    "rollup_for",
     "rollup_table",
     "to_query_rows",
 ]

@@ -20,6 +20,7 @@ from adapters.clickhouse.meter_sql import (
     render_meter_query,
     render_rollup_ddl,
     render_rollup_fill,
+    rollup_for,
     rollup_table,
     to_query_rows,
 )
@@ -142,17 +143,19 @@ def load_query_dataset(directory: Path, rows: int, subjects: int) -> dict[str, A
 async def _rollup_figures(
     clickhouse: ClickHouse, meter: Meter, from_: datetime, to: datetime, engine: str
 ) -> dict[str, float]:
-    """The typed query from the meter's per-minute rollup (adapters/clickhouse/meter_sql.py), beside
-    the raw typed query on the same whole-minute bounds; the answers must be equal first."""
-    for sql, parameters in render_rollup_ddl(meter):
+    """The typed query from the meter's per-hour rollup (adapters/clickhouse/meter_sql.py), beside
+    the raw typed query on the same whole-hour bounds; the answers must be equal first."""
+    hour_from = from_.replace(minute=0, second=0, microsecond=0)
+    hour_to = to.replace(minute=0, second=0, microsecond=0)
+    query = MeterQueryInput(from_=hour_from, to=hour_to, window_size="HOUR", group_by=["subject"]).validate(meter)
+    rollup = rollup_for(query)
+    assert rollup is not None
+    for sql, parameters in render_rollup_ddl(meter, rollup):
         await clickhouse.command(sql, parameters)
-    await clickhouse.command(*render_rollup_fill(meter))
-    await clickhouse.command(f"OPTIMIZE TABLE {rollup_table(meter)} FINAL")
-    minute_from = from_.replace(second=0, microsecond=0)
-    minute_to = to.replace(second=0, microsecond=0)
-    query = MeterQueryInput(from_=minute_from, to=minute_to, window_size="HOUR", group_by=["subject"]).validate(meter)
+    await clickhouse.command(*render_rollup_fill(meter, rollup))
+    await clickhouse.command(f"OPTIMIZE TABLE {rollup_table(meter, rollup)} FINAL")
     raw_sql, raw_params = render_meter_query(meter, query, maps_complete=True)
-    rollup_sql, rollup_params = render_meter_query(meter, query, rollup=True)
+    rollup_sql, rollup_params = render_meter_query(meter, query, rollup=rollup)
     raw_rows = to_query_rows(query, await clickhouse.query(raw_sql, raw_params))
     rollup_rows = to_query_rows(query, await clickhouse.query(rollup_sql, rollup_params))
     if rollup_rows != raw_rows:  # a figure for wrong answers would be worthless

@@ -326,8 +326,8 @@ def run_benchmarks(scale_name: str) -> dict[str, Any]:
         engine_ratio = q["typed_engine"] / q["naive_engine"]
         add("query_engine_p50_ms", q["typed_engine"], "<= 0.5 x naive", engine_ratio <= 0.5, engine_ratio)
         add("query_groupby_p50_ms", q["groupby"], "reported")
-        # The same SQL query answered from the meter's per-minute rollup (equal answers checked
-        # first), against the raw typed query on the same whole-minute bounds and against naive.
+        # The same SQL query answered from the meter's per-hour rollup (equal answers checked
+        # first), against the raw typed query on the same whole-hour bounds and against naive.
         # SQL level: the API does not route queries to rollups yet.
         add("query_aligned_sql_p50_ms", q["aligned_typed_sql"])
         add(

@@ -1,11 +1,11 @@
-"""Meter queries answered from per-minute rollups give exactly the raw events' answers, on a real chDB.
+"""Meter queries answered from per-minute and per-hour rollups give exactly the raw events' answers.
 
 Each example stores random events of one meter (random subjects, times around DST changes, values
 that are numbers, numeric strings, junk or missing, group-by values with gaps), half before its
-rollup exists (counted by the fill) and half after (counted by the materialized view), then asks
+rollups exist (counted by the fill) and half after (counted by the materialized views), then asks
 random queries: every aggregation, window size and time zone, group-bys, filters, subjects and
-customers, bounded and unbounded ranges. Every query the rollup may answer must get the raw
-query's rows, field for field. Values are binary fractions so that float sums are exact in any order
+customers, bounded and unbounded ranges. Every query a rollup may answer must get the raw
+query's rows from it, field for field. On a real chDB and over the HTTP client. Values are binary fractions so that float sums are exact in any order
 (as the raw query's own answer is only then independent of ClickHouse's thread count).
 """
 
@@ -27,11 +27,13 @@ from hypothesis import strategies as st
 
 from adapters.clickhouse.meter_sql import (
     WHOLE_MINUTE_OFFSETS_SINCE,
+    Rollup,
     render_meter_query,
     render_rollup_ddl,
     render_rollup_drop,
     render_rollup_fill,
     rollup_answers_exactly,
+    rollup_for,
     rollup_table,
     to_query_rows,
 )
@@ -94,16 +96,17 @@ def insert(ch: Client, meter: Meter, events: list[tuple[str, datetime, Any]], fi
     ch.insert("events", rows, column_names=[*columns, "ingested_at"])
 
 
-def raw_and_rollup(ch: Client, meter: Meter, data: MeterQueryInput) -> tuple[list[QueryRow], list[QueryRow]] | None:
+def answers(ch: Client, meter: Meter, data: MeterQueryInput) -> dict[Rollup | None, list[QueryRow]]:
+    """The raw answer (key None) and each rollup's that may answer; nothing for an invalid query."""
     try:
         query = data.validate(meter, {"c1": ["s1", "s2"], "c2": ["s3"]})
     except ValidationError:
-        return None
-    raw = to_query_rows(query, ch.query(*render_meter_query(meter, query)).result_rows)
-    if not rollup_answers_exactly(query):
-        return None
-    sql, parameters = render_meter_query(meter, query, rollup=True)
-    return raw, to_query_rows(query, ch.query(sql, parameters=parameters).result_rows)
+        return {}
+    result = {}
+    for rollup in (None, *(r for r in Rollup if rollup_answers_exactly(query, r))):
+        sql, parameters = render_meter_query(meter, query, rollup=rollup)
+        result[rollup] = to_query_rows(query, ch.query(sql, parameters=parameters).result_rows)
+    return result
 
 
 values = st.one_of(
@@ -129,7 +132,8 @@ filters = st.one_of(
 @st.composite
 def queries(draw: st.DrawFn, day: datetime) -> MeterQueryInput:
     def bound() -> datetime | None:
-        minutes = draw(st.none() | st.integers(0, 3 * 24 * 60))
+        # Whole minutes, whole hours or neither (then only the raw query answers).
+        minutes = draw(st.none() | st.integers(0, 3 * 24 * 60) | st.integers(0, 3 * 24).map(lambda h: h * 60))
         return None if minutes is None else day - timedelta(days=1) + timedelta(minutes=minutes)
 
     from_, to = bound(), bound()
@@ -161,60 +165,69 @@ def test_rollup_answers_equal_raw_answers(
     start = day - timedelta(days=1)
     stored = [(s, start + timedelta(seconds=sec, milliseconds=ms), payload) for s, sec, ms, payload in events]
     half = len(stored) // 2
-    # Events stored before the rollup exists reach it through the fill, later ones through the view.
+    # Events stored before a rollup exists reach it through the fill, later ones through the view.
     insert(ch, meter, stored[:half], 0)
-    for sql, parameters in render_rollup_ddl(meter):
-        ch.command(sql, parameters=parameters)
-    ch.command(*render_rollup_fill(meter))
+    for rollup in Rollup:
+        for sql, parameters in render_rollup_ddl(meter, rollup):
+            ch.command(sql, parameters=parameters)
+        ch.command(*render_rollup_fill(meter, rollup))
     insert(ch, meter, stored[half:], half)
     answered = 0
     for _ in range(8):
-        both = raw_and_rollup(ch, meter, data.draw(queries(day)))
-        if both is not None:
-            raw, rolled_up = both
-            assert rolled_up == raw
-            answered += 1
-    for sql in render_rollup_drop(meter):
-        ch.command(sql)
+        found = answers(ch, meter, data.draw(queries(day)))
+        for rollup, rows in found.items():
+            assert rows == found[None], rollup
+        answered += len(found) - 1
+    for rollup in Rollup:
+        for sql in render_rollup_drop(meter, rollup):
+            ch.command(sql)
     assume(answered > 0)
 
 
-def test_a_rollup_holds_a_row_per_subject_minute_and_group(ch: Client) -> None:
+def test_a_rollup_holds_a_row_per_subject_bucket_and_group(ch: Client) -> None:
     meter = make_meter(f"rollup{next(_namespaces)}", Aggregation.SUM)
-    for sql, parameters in render_rollup_ddl(meter):
-        ch.command(sql, parameters=parameters)
+    for rollup in Rollup:
+        for sql, parameters in render_rollup_ddl(meter, rollup):
+            ch.command(sql, parameters=parameters)
     t0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
     events = [("s1", t0 + timedelta(seconds=s), {"tokens": 1, "model": "a"}) for s in range(0, 600, 5)]
     insert(ch, meter, events, 0)
-    rows = ch.query(f"SELECT count() FROM {rollup_table(meter)} FINAL").result_rows
-    assert rows == [(10,)]  # 120 events, 10 minutes, one subject and group
+    # 120 events in 10 minutes of one hour, one subject and group.
+    for rollup, rows in ((Rollup.MINUTE, 10), (Rollup.HOUR, 1)):
+        assert ch.query(f"SELECT count() FROM {rollup_table(meter, rollup)} FINAL").result_rows == [(rows,)]
     query = MeterQueryInput(window_size="HOUR").validate(meter)
-    sql, parameters = render_meter_query(meter, query, rollup=True)
-    assert [r.value for r in to_query_rows(query, ch.query(sql, parameters=parameters).result_rows)] == [120.0]
+    assert rollup_for(query) is Rollup.HOUR
+    sql, parameters = render_meter_query(meter, query, rollup=Rollup.HOUR)
+    rows = to_query_rows(query, ch.query(sql, parameters=parameters).result_rows)
+    assert [(r.value, r.window_start) for r in rows] == [(120.0, t0)]
 
 
 def test_queries_the_rollup_cannot_answer_exactly_go_to_the_events() -> None:
     meter = make_meter("ns", Aggregation.SUM)
     minute = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
-    answers = {
-        "whole minutes": MeterQueryInput(from_=minute, to=minute + timedelta(hours=1)),
+    cases = {
+        "whole hours": MeterQueryInput(from_=minute, to=minute + timedelta(hours=1)),
+        "whole minutes": MeterQueryInput(from_=minute + timedelta(minutes=1)),
         "a bound inside a minute": MeterQueryInput(from_=minute + timedelta(seconds=30)),
+        "minute windows": MeterQueryInput(window_size="MINUTE"),
         "a zone, no lower bound": MeterQueryInput(window_size="HOUR", window_time_zone="Europe/Berlin"),
         "a zone, from 1973": MeterQueryInput(
             window_size="HOUR", window_time_zone="Europe/Berlin", from_=WHOLE_MINUTE_OFFSETS_SINCE
         ),
-        "UTC, no bounds": MeterQueryInput(window_size="DAY"),
+        "UTC days, no bounds": MeterQueryInput(window_size="DAY"),
     }
-    exact = {name: rollup_answers_exactly(data.validate(meter)) for name, data in answers.items()}
-    assert exact == {
-        "whole minutes": True,
-        "a bound inside a minute": False,
-        "a zone, no lower bound": False,
-        "a zone, from 1973": True,
-        "UTC, no bounds": True,
+    chosen = {name: rollup_for(data.validate(meter)) for name, data in cases.items()}
+    assert chosen == {
+        "whole hours": Rollup.HOUR,
+        "whole minutes": Rollup.MINUTE,
+        "a bound inside a minute": None,
+        "minute windows": Rollup.MINUTE,
+        "a zone, no lower bound": None,
+        "a zone, from 1973": Rollup.MINUTE,
+        "UTC days, no bounds": Rollup.HOUR,
     }
     with pytest.raises(ValueError, match="cannot be answered exactly"):
-        render_meter_query(meter, answers["a bound inside a minute"].validate(meter), rollup=True)
+        render_meter_query(meter, cases["whole minutes"].validate(meter), rollup=Rollup.HOUR)
 
 
 def test_every_zone_offset_since_1973_is_whole_minutes() -> None:
