@@ -189,7 +189,7 @@ function route(hash: string, client: TallyClient, canWrite: boolean) {
     return <EventsPage client={client} />;
   }
   if (hash.startsWith("#/meters")) {
-    return <MetersPage client={client} />;
+    return <MetersPage client={client} canWrite={canWrite} />;
   }
   const invoice = /^#\/invoices\/(.+)$/.exec(hash);
   if (invoice) {

@@ -1,21 +1,36 @@
-/** Meters: what each one counts (aggregation, event type, value and group-by JSONPaths). */
-import { useEffect, useState } from "react";
+/** Meters: what each one counts (aggregation, event type, value and group-by JSONPaths); a key
+ * that may write can create one (the server checks the JSONPaths and says what is wrong) or archive
+ * one (after a confirmation). */
+import { type FormEvent, useEffect, useState } from "react";
 
 import { describeError, type TallyClient } from "./api.ts";
+import { Field } from "./Field.tsx";
 import { browserTimeZone, formatTime } from "./format.ts";
 import type { Meter } from "../../gen/ts/tally/v1/meters_pb.ts";
 
-export function MetersPage({ client }: { client: TallyClient }) {
+export function MetersPage({ client, canWrite }: { client: TallyClient; canWrite: boolean }) {
   const [meters, setMeters] = useState<Meter[] | null>(null);
   const [error, setError] = useState<string | null>(null);
+  // Bumped after a change: the list is read again.
+  const [version, setVersion] = useState(0);
   const timeZone = browserTimeZone();
+
+  const archive = async (meter: Meter) => {
+    if (!window.confirm(`Archive ${meter.slug}? Its events stay; it stops counting them.`)) return;
+    try {
+      await client.meters.deleteMeter({ meterIdOrSlug: meter.id });
+      setVersion((n) => n + 1);
+    } catch (failure) {
+      setError(describeError(failure));
+    }
+  };
 
   useEffect(() => {
     client.meters.listMeters({}).then(
       (response) => setMeters([...response.items].sort((a, b) => a.slug.localeCompare(b.slug))),
       (failure) => setError(describeError(failure)),
     );
-  }, [client]);
+  }, [client, version]);
 
   return (
     <>
@@ -25,6 +40,7 @@ export function MetersPage({ client }: { client: TallyClient }) {
           {error}
         </p>
       )}
+      {canWrite && <CreateMeter client={client} onCreated={() => setVersion((n) => n + 1)} />}
       <section aria-label="Meter list" data-state={meters ? "done" : "loading"}>
         <table aria-label="Meters">
           <thead>
@@ -36,6 +52,7 @@ export function MetersPage({ client }: { client: TallyClient }) {
               <th scope="col">Value</th>
               <th scope="col">Group by</th>
               <th scope="col">Created ({timeZone})</th>
+              {canWrite && <th scope="col">Archive</th>}
             </tr>
           </thead>
           <tbody>
@@ -58,11 +75,98 @@ export function MetersPage({ client }: { client: TallyClient }) {
                     ))}
                 </td>
                 <td>{formatTime(meter.createdAt, timeZone)}</td>
+                {canWrite && (
+                  <td>
+                    <button type="button" className="secondary" onClick={() => void archive(meter)}>
+                      Archive…
+                    </button>
+                  </td>
+                )}
               </tr>
             ))}
           </tbody>
         </table>
       </section>
     </>
+  );
+}
+
+const AGGREGATIONS = ["SUM", "COUNT", "UNIQUE_COUNT", "AVG", "MIN", "MAX", "LATEST"] as const;
+
+function CreateMeter({ client, onCreated }: { client: TallyClient; onCreated: () => void }) {
+  const [slug, setSlug] = useState("");
+  const [eventType, setEventType] = useState("");
+  const [aggregation, setAggregation] = useState<string>("SUM");
+  const [valueProperty, setValueProperty] = useState("");
+  const [groupBy, setGroupBy] = useState("");
+  const [message, setMessage] = useState<{ error: boolean; text: string } | null>(null);
+
+  const submit = async (event: FormEvent) => {
+    event.preventDefault();
+    try {
+      // "model=$.model, region=$.region"; the server checks each path against its grammar.
+      const pairs = groupBy
+        .split(",")
+        .map((pair) => pair.trim())
+        .filter(Boolean)
+        .map((pair) => {
+          const at = pair.indexOf("=");
+          return at < 0 ? [pair, ""] : [pair.slice(0, at).trim(), pair.slice(at + 1).trim()];
+        });
+      const meter = await client.meters.createMeter({
+        slug,
+        eventType,
+        aggregation,
+        valueProperty: aggregation === "COUNT" ? undefined : valueProperty,
+        groupBy: Object.fromEntries(pairs),
+      });
+      setMessage({ error: false, text: `Created ${meter.slug}.` });
+      setSlug("");
+      onCreated();
+    } catch (failure) {
+      setMessage({ error: true, text: describeError(failure) });
+    }
+  };
+
+  return (
+    <form className="panel controls" aria-label="Create meter" onSubmit={(event) => void submit(event)}>
+      <Field label="Slug">
+        {(id) => <input id={id} required value={slug} onChange={(e) => setSlug(e.target.value)} />}
+      </Field>
+      <Field label="Event type">
+        {(id) => <input id={id} required value={eventType} onChange={(e) => setEventType(e.target.value)} />}
+      </Field>
+      <Field label="Aggregation">
+        {(id) => (
+          <select id={id} value={aggregation} onChange={(e) => setAggregation(e.target.value)}>
+            {AGGREGATIONS.map((name) => (
+              <option key={name}>{name}</option>
+            ))}
+          </select>
+        )}
+      </Field>
+      <Field label="Value (JSONPath)">
+        {(id) => (
+          <input
+            id={id}
+            placeholder="$.tokens"
+            disabled={aggregation === "COUNT"}
+            value={valueProperty}
+            onChange={(e) => setValueProperty(e.target.value)}
+          />
+        )}
+      </Field>
+      <Field label="Group by (key=JSONPath, ...)">
+        {(id) => (
+          <input id={id} placeholder="model=$.model" value={groupBy} onChange={(e) => setGroupBy(e.target.value)} />
+        )}
+      </Field>
+      <button type="submit">Create meter</button>
+      {message && (
+        <p className={message.error ? "error" : "muted"} role={message.error ? "alert" : "status"}>
+          {message.text}
+        </p>
+      )}
+    </form>
   );
 }

@@ -431,7 +431,29 @@ async def test_events_tail_and_meters_pages(page: Page, tally: TallyProcess, htt
     await meter_row.wait_for()
     cells = [cell.strip() for cell in await meter_row.locator("td").all_inner_texts()]
     assert cells[:5] == [slug, slug, "SUM", event_type, "$.bytes"]
+
+    # Create: a path outside the grammar is refused with the server's reason, naming the field.
+    created = unique("console_made")
+    await page.get_by_label("Slug", exact=True).fill(created)
+    await page.get_by_label("Event type", exact=True).fill(event_type)
+    await page.get_by_label("Value (JSONPath)", exact=True).fill("$..bytes")
+    await page.get_by_role("button", name="Create meter").click()
+    refusal = page.get_by_role("alert")
+    await refusal.wait_for()
+    assert (await refusal.inner_text()).startswith(
+        "InvalidArgument: "
+    ) and "valueProperty" in await refusal.inner_text()
+    await page.get_by_label("Value (JSONPath)", exact=True).fill("$.bytes")
+    await page.get_by_role("button", name="Create meter").click()
+    await page.locator(f'tr[data-meter="{created}"]').wait_for()
+    assert (await http.get(f"/api/v1/meters/{created}")).json()["valueProperty"] == "$.bytes"
     await screenshot(page, "meters")
+
+    # Archive, after a confirmation.
+    page.once("dialog", lambda dialog: dialog.accept())
+    await page.locator(f'tr[data-meter="{created}"]').get_by_role("button", name="Archive…").click()
+    await page.locator(f'tr[data-meter="{created}"]').wait_for(state="detached")
+    assert created not in [meter["slug"] for meter in (await http.get("/api/v1/meters")).json()]
 
 
 @pytest.mark.full_suite
