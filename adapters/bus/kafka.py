@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import orjson
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
@@ -103,13 +103,31 @@ class KafkaBus:
         await self._producer.stop()
 
 
-class _Recover(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, sink: BatchConsumer, topic: str) -> None:
+class _Handover(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Hands partitions between the sinks of a group so that no two ever flush the same one.
+
+    Revoked: the batch in hand is finished (stored, its offsets committed) before the group may give
+    its partitions to another sink. Without this wait the next owner settles the batch as
+    interrupted while it is still being stored, releases its keys and stores its events a second time
+    (or, if the first owner then fails, drops them as duplicates of events that were never stored).
+    Assigned: the interrupted flushes of each partition are settled before it is consumed.
+    """
+
+    def __init__(self, sink: BatchConsumer, in_hand: asyncio.Lock) -> None:
         self._sink = sink
-        self._topic = topic
+        self._in_hand = in_hand
+        # Bumped at every revocation: a batch fetched under an earlier generation is not flushed
+        # (its partitions may have moved; a partition kept restarts from its committed offset).
+        self.generation = 0
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        return None
+        if revoked:
+            log.info(
+                "sink partitions revoked; finishing the batch in hand",
+                partitions=sorted(tp.partition for tp in revoked),
+            )
+        async with self._in_hand:
+            self.generation += 1
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         log.info("sink partitions assigned", partitions=sorted(tp.partition for tp in assigned))
@@ -153,13 +171,16 @@ class KafkaSinkConsumer:
             max_partition_fetch_bytes=16 * 1024 * 1024,
             fetch_max_bytes=64 * 1024 * 1024,
         )
+        # Held while a fetched batch is flushed and committed; a revocation waits for it.
+        self._in_hand = asyncio.Lock()
+        self._handover = _Handover(sink, self._in_hand)
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         # When each partition last delivered (or was seen caught up), for the stall check.
         self._progress: dict[TopicPartition, float] = {}
 
     async def start(self) -> None:
-        self._consumer.subscribe([self._topic], listener=_Recover(self._sink, self._topic))
+        self._consumer.subscribe([self._topic], listener=self._handover)
         await self._consumer.start()
         self._task = asyncio.create_task(self._run(), name="kafka-sink")
 
@@ -169,14 +190,21 @@ class KafkaSinkConsumer:
             while not self._stopping.is_set():
                 metrics.LIVENESS.beat("sink")
                 try:
+                    generation = self._handover.generation
                     # Messages carry many events each; max_records bounds messages, not events.
                     batches = await self._consumer.getmany(timeout_ms=self._flush_interval_ms, max_records=1000)
-                    for tp, messages in batches.items():
-                        events = [event for message in messages if message.value for event in decode(message.value)]
-                        await self._flush(tp, events)
-                        await self._consumer.commit({tp: messages[-1].offset + 1})
-                        self._observe_lag(tp, messages[-1].offset + 1)
-                        self._progress[tp] = time.monotonic()
+                    async with self._in_hand:
+                        if self._handover.generation != generation:
+                            # A rebalance began since the fetch: these partitions may be another
+                            # sink's now. Fetch them again (if still ours) rather than flush them.
+                            self._refetch(batches)
+                            continue
+                        for tp, messages in batches.items():
+                            events = [e for message in messages if message.value for e in decode(message.value)]
+                            await self._flush(tp, events)
+                            await self._consumer.commit({tp: messages[-1].offset + 1})
+                            self._observe_lag(tp, messages[-1].offset + 1)
+                            self._progress[tp] = time.monotonic()
                     if time.monotonic() >= next_check:
                         await self._restart_stalled_fetches()
                         next_check = time.monotonic() + STALL_CHECK_SECONDS
@@ -192,6 +220,12 @@ class KafkaSinkConsumer:
                         else:
                             await self._consumer.seek_to_beginning(tp)
                     await asyncio.sleep(1.0)
+
+    def _refetch(self, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
+        assigned = self._consumer.assignment()
+        for tp, messages in batches.items():
+            if tp in assigned:
+                self._consumer.seek(tp, messages[0].offset)
 
     async def _restart_stalled_fetches(self) -> None:
         """Re-seeks a partition that has messages behind its committed offset but delivered none for

@@ -199,6 +199,17 @@ class TallyProcess:
             response = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
             return response.status == health_pb2.HealthCheckResponse.SERVING
 
+    def log_size(self) -> int:
+        """How far Tally's log has grown: a mark for `log_since`."""
+        path = self.data_dir / "tally.log"
+        return path.stat().st_size if path.exists() else 0
+
+    def log_since(self, mark: int) -> str:
+        """What Tally logged after `mark` (a `log_size()`), across restarts (the log is appended to)."""
+        with (self.data_dir / "tally.log").open("rb") as log:
+            log.seek(mark)
+            return log.read().decode(errors="replace")
+
     def log_tail(self, lines: int = 60) -> str:
         """The end of Tally's log, and of Envoy's (a port Envoy could not bind shows only there)."""
         tails = []
