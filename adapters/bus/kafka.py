@@ -10,6 +10,7 @@ has stored the batch; a crash replays it and the sink's key records drop what wa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import itertools
 import time
@@ -104,13 +105,17 @@ class KafkaBus:
 
 
 class _Handover(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Hands partitions between the sinks of a group so that no two ever flush the same one.
+    """Hands partitions between the sinks of a group so that no two ever flush the same one, and no
+    partition is flushed before its interrupted flushes are settled.
 
     Revoked: the batch in hand is finished (stored, its offsets committed) before the group may give
     its partitions to another sink. Without this wait the next owner settles the batch as
     interrupted while it is still being stored, releases its keys and stores its events a second time
     (or, if the first owner then fails, drops them as duplicates of events that were never stored).
-    Assigned: the interrupted flushes of each partition are settled before it is consumed.
+    Assigned: the interrupted flushes of each partition are settled before anything of it is flushed.
+    aiokafka hands out the new assignment (and wakes `getmany`) before it calls this listener, so the
+    consumer loop checks `settled` itself: replayed events flushed before the settling would meet their
+    own still-claimed keys, be dropped as duplicates and be lost once the settling released the keys.
     """
 
     def __init__(self, sink: BatchConsumer, in_hand: asyncio.Lock) -> None:
@@ -119,6 +124,8 @@ class _Handover(ConsumerRebalanceListener):  # type: ignore[misc]
         # Bumped at every revocation: a batch fetched under an earlier generation is not flushed
         # (its partitions may have moved; a partition kept restarts from its committed offset).
         self.generation = 0
+        # Set once the current assignment's interrupted flushes are settled; cleared at revocation.
+        self.settled = asyncio.Event()
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         if revoked:
@@ -128,20 +135,22 @@ class _Handover(ConsumerRebalanceListener):  # type: ignore[misc]
             )
         async with self._in_hand:
             self.generation += 1
+            self.settled.clear()
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         log.info("sink partitions assigned", partitions=sorted(tp.partition for tp in assigned))
-        for tp in assigned:
-            # Until the interrupted flushes of a partition are settled, its replayed events would
-            # meet their own claimed keys and be dropped as duplicates: consuming must wait, so a
-            # failure (the event store briefly unreachable) is retried here, never skipped.
-            for attempt in itertools.count():
-                try:
-                    await self._sink.recover(owner=f"{tp.topic}:{tp.partition}")
-                    break
-                except Exception:
-                    log.exception("settling interrupted flushes failed; retrying", partition=tp.partition)
-                    await asyncio.sleep(min(5.0, 0.5 * (attempt + 1)))
+        async with self._in_hand:
+            for tp in assigned:
+                # A failure (the event store briefly unreachable) is retried here, never skipped:
+                # consuming the partition must wait for its settling.
+                for attempt in itertools.count():
+                    try:
+                        await self._sink.recover(owner=f"{tp.topic}:{tp.partition}")
+                        break
+                    except Exception:
+                        log.exception("settling interrupted flushes failed; retrying", partition=tp.partition)
+                        await asyncio.sleep(min(5.0, 0.5 * (attempt + 1)))
+            self.settled.set()
 
 
 class KafkaSinkConsumer:
@@ -174,6 +183,7 @@ class KafkaSinkConsumer:
         # Held while a fetched batch is flushed and committed; a revocation waits for it.
         self._in_hand = asyncio.Lock()
         self._handover = _Handover(sink, self._in_hand)
+        self._waiting_logged = False
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         # When each partition last delivered (or was seen caught up), for the stall check.
@@ -193,18 +203,24 @@ class KafkaSinkConsumer:
                     generation = self._handover.generation
                     # Messages carry many events each; max_records bounds messages, not events.
                     batches = await self._consumer.getmany(timeout_ms=self._flush_interval_ms, max_records=1000)
+                    if batches and not self._handover.settled.is_set() and not self._waiting_logged:
+                        log.info("sink holding fetched events until its partitions are settled")
+                        self._waiting_logged = True
                     async with self._in_hand:
-                        if self._handover.generation != generation:
-                            # A rebalance began since the fetch: these partitions may be another
-                            # sink's now. Fetch them again (if still ours) rather than flush them.
+                        # Flushed only if no rebalance began since the fetch (these partitions may
+                        # be another sink's now) and this assignment's interrupted flushes are settled.
+                        current = self._handover.generation == generation and self._handover.settled.is_set()
+                        if current:
+                            for tp, messages in batches.items():
+                                events = [e for message in messages if message.value for e in decode(message.value)]
+                                await self._flush(tp, events)
+                                await self._consumer.commit({tp: messages[-1].offset + 1})
+                                self._observe_lag(tp, messages[-1].offset + 1)
+                                self._progress[tp] = time.monotonic()
+                        elif batches:
                             self._refetch(batches)
-                            continue
-                        for tp, messages in batches.items():
-                            events = [e for message in messages if message.value for e in decode(message.value)]
-                            await self._flush(tp, events)
-                            await self._consumer.commit({tp: messages[-1].offset + 1})
-                            self._observe_lag(tp, messages[-1].offset + 1)
-                            self._progress[tp] = time.monotonic()
+                    if not current:
+                        await self._await_settled()
                     if time.monotonic() >= next_check:
                         await self._restart_stalled_fetches()
                         next_check = time.monotonic() + STALL_CHECK_SECONDS
@@ -220,6 +236,13 @@ class KafkaSinkConsumer:
                         else:
                             await self._consumer.seek_to_beginning(tp)
                     await asyncio.sleep(1.0)
+
+    async def _await_settled(self) -> None:
+        # Bounded, so the loop still notices a stop and reports itself alive.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._handover.settled.wait(), self._flush_interval_ms / 1000)
+        if self._handover.settled.is_set():
+            self._waiting_logged = False
 
     def _refetch(self, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
         assigned = self._consumer.assignment()

@@ -1,24 +1,29 @@
-"""A partition handed from one sink to another in the middle of a flush: every event stored once.
+"""Partitions changing hands between the sinks of a group: every event stored exactly once.
 
-Two Kafka sink consumers (adapters/bus/kafka.py) share a consumer group on the real broker (tansu),
-over real Postgres key records and a chDB event store. The first holds a batch in hand (its insert
-waits on a gate) when the second joins the group. The group must not give that batch's partition to
-the second sink before the batch is stored and its offsets committed: otherwise the second settles
-the batch as interrupted (nothing stored yet, so its keys are released), replays it and stores it,
-and the first then stores it again (the topology test's sink was seen doing so after a SIGKILL).
+Kafka sink consumers (adapters/bus/kafka.py) on the real broker (tansu), over real Postgres key
+records and a chDB event store; a gate in the event-store writer holds one step back until the
+consumer shows whether it waits as it must or goes ahead. Both races were seen in the topology test:
+- a partition revoked while its batch is in hand must not reach another sink before that batch is
+  stored and committed (else the next owner settles it as interrupted and both store it: doubled);
+- a partition assigned with an interrupted flush pending must not be flushed before that flush is
+  settled (else the replayed events meet their own claimed keys, are dropped as duplicates, and the
+  settling then releases the keys: lost).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import pytest_asyncio
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from adapters.bus.kafka import KafkaBus, KafkaSinkConsumer, ensure_topic
+from adapters.bus.kafka import KafkaBus, KafkaSinkConsumer, ensure_topic, partition_for
 from adapters.clickhouse.client import ClickHouse
 from adapters.clickhouse.events import ClickHouseEventStore
 from adapters.postgres.db import create_engine, migrate
@@ -40,34 +45,42 @@ class _NoMeters:
 
 
 class GatedWriter:
-    """The real event-store writer, whose inserts wait until the gate opens."""
+    """The real event-store writer; inserts (or, with `gate_lookups`, key look-ups) wait for the gate."""
 
-    def __init__(self, real: ClickHouseEventStore) -> None:
+    def __init__(self, real: ClickHouseEventStore, gate_lookups: bool = False) -> None:
         self.real = real
+        self.gate_lookups = gate_lookups
         self.entered = asyncio.Event()
         self.gate = asyncio.Event()
 
     async def insert(self, events: Sequence[Event], values: Sequence[ExtractedValues], token: str) -> None:
-        self.entered.set()
-        await self.gate.wait()
+        if not self.gate_lookups:
+            self.entered.set()
+            await self.gate.wait()
         await self.real.insert(events, values, token)
 
     async def existing_keys(self, keys: Sequence[EventKey]) -> set[EventKey]:
+        if self.gate_lookups:
+            self.entered.set()
+            await self.gate.wait()
         return await self.real.existing_keys(keys)
 
 
 class TracedSink(EventSink):
-    """The real sink, remembering which partition it flushed last and which it settled."""
+    """The real sink, remembering which partitions it flushed and which it settled."""
 
     in_hand: str | None = None
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.recovered: list[str | None] = []
+        self.flushed: list[str | None] = []
 
     async def flush(self, events: Sequence[Event], owner: str | None = None) -> FlushResult:
         self.in_hand = owner
-        return await super().flush(events, owner)
+        result = await super().flush(events, owner)
+        self.flushed.append(owner)
+        return result
 
     async def recover(self, owner: str | None = None) -> None:
         self.recovered.append(owner)
@@ -78,67 +91,127 @@ async def _async(value: bool) -> bool:
     return value
 
 
-async def test_a_partition_changes_hands_only_after_its_batch_in_hand_is_stored(
-    postgres_ready: None, tansu: Tansu, tmp_path: Path
-) -> None:
+@dataclass
+class Setup:
+    topic: str
+    group: str
+    events: list[Event]
+    keys: PostgresEventKeyStore
+    store: ClickHouseEventStore
+    clickhouse: ClickHouse
+
+
+@pytest_asyncio.fixture
+async def setup(postgres_ready: None, tansu: Tansu, tmp_path: Path) -> AsyncIterator[Setup]:
+    """A migrated Postgres and chDB, and a topic of PARTITIONS partitions holding EVENTS events."""
     url = await create_database()
     await migrate(url)
     engine = create_engine(url)
     clickhouse = ClickHouse(f"chdb://{tmp_path / 'events'}")
     await clickhouse.migrate()
-    topic, group = unique("handover"), unique("handover-sink")
+    topic = unique("handover")
     await ensure_topic(tansu.brokers, topic, PARTITIONS)
     bus = KafkaBus(tansu.brokers, topic, request_timeout_ms=10_000, enable_idempotence=False)
     await bus.start()
     now = epoch_ms(datetime.now(UTC))
-    await bus.publish([Event("ns", f"e-{i}", "t", "src", "s", now, '{"v": 1}', now) for i in range(EVENTS)])
+    events = [Event("ns", f"e-{i}", "t", "src", "s", now, '{"v": 1}', now) for i in range(EVENTS)]
+    await bus.publish(events)
     await bus.stop()
-
-    keys = PostgresEventKeyStore(engine)
-    store = ClickHouseEventStore(clickhouse)
-    gated = GatedWriter(store)
-    first_sink = TracedSink(gated, keys, MeterCatalog(_NoMeters()), owner="first")
-    second_sink = TracedSink(store, keys, MeterCatalog(_NoMeters()), owner="second")
-
-    def consumer(sink: EventSink) -> KafkaSinkConsumer:
-        return KafkaSinkConsumer(tansu.brokers, topic, group, sink, 1000, flush_interval_ms=20, session_timeout_ms=6000)
-
-    first, second = consumer(first_sink), consumer(second_sink)
-    with structlog.testing.capture_logs() as logs:
-        await first.start()
-        await wait_for(lambda: _async(gated.entered.is_set()), timeout=60)
-        in_hand = first_sink.in_hand
-        # Joining returns once the group has given the second sink its partitions.
-        joining = asyncio.create_task(second.start())
-
-        # Either the first sink is asked to give its partitions up (and must finish the batch in
-        # hand first), or, wrongly, the second has already taken the partition of that batch.
-        def handing_over() -> bool:
-            revoked = any(entry["event"].startswith("sink partitions revoked") for entry in logs)
-            return revoked or in_hand in second_sink.recovered
-
-        await wait_for(lambda: _async(handing_over()), timeout=60)
-        gated.gate.set()
-        await joining
-
-        # Settled: the group has committed every message of the topic.
-        watcher = AIOKafkaConsumer(bootstrap_servers=tansu.brokers, group_id=group, enable_auto_commit=False)
-        await watcher.start()
-        try:
-            partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-            ends = await watcher.end_offsets(partitions)
-
-            async def committed_all() -> bool:
-                return [await watcher.committed(tp) for tp in partitions] == [ends[tp] for tp in partitions]
-
-            await wait_for(committed_all, timeout=60, interval=0.1)
-        finally:
-            gated.gate.set()
-            await watcher.stop()
-            await first.stop()
-            await second.stop()
-
-    rows = await clickhouse.query("SELECT count(), uniqExact(id) FROM events WHERE namespace = 'ns'")
-    assert (int(rows[0][0]), int(rows[0][1])) == (EVENTS, EVENTS)
+    yield Setup(
+        topic,
+        unique("handover-sink"),
+        events,
+        PostgresEventKeyStore(engine),
+        ClickHouseEventStore(clickhouse),
+        clickhouse,
+    )
     clickhouse.close()
     await engine.dispose()
+
+
+def _consumer(tansu: Tansu, setup: Setup, sink: EventSink) -> KafkaSinkConsumer:
+    return KafkaSinkConsumer(
+        tansu.brokers, setup.topic, setup.group, sink, 1000, flush_interval_ms=20, session_timeout_ms=6000
+    )
+
+
+def _sink(setup: Setup, writer: GatedWriter | ClickHouseEventStore, name: str) -> TracedSink:
+    return TracedSink(writer, setup.keys, MeterCatalog(_NoMeters()), owner=name)
+
+
+async def _wait_until_all_committed(tansu: Tansu, setup: Setup) -> None:
+    watcher = AIOKafkaConsumer(bootstrap_servers=tansu.brokers, group_id=setup.group, enable_auto_commit=False)
+    await watcher.start()
+    try:
+        partitions = [TopicPartition(setup.topic, p) for p in range(PARTITIONS)]
+        ends = await watcher.end_offsets(partitions)
+
+        async def committed_all() -> bool:
+            return [await watcher.committed(tp) for tp in partitions] == [ends[tp] for tp in partitions]
+
+        await wait_for(committed_all, timeout=60, interval=0.1)
+    finally:
+        await watcher.stop()
+
+
+async def _stored(setup: Setup) -> tuple[int, int]:
+    rows = await setup.clickhouse.query("SELECT count(), uniqExact(id) FROM events WHERE namespace = 'ns'")
+    return int(rows[0][0]), int(rows[0][1])
+
+
+def _logged(logs: list[dict[str, Any]], prefix: str) -> bool:
+    return any(entry["event"].startswith(prefix) for entry in logs)
+
+
+async def test_a_partition_changes_hands_only_after_its_batch_in_hand_is_stored(tansu: Tansu, setup: Setup) -> None:
+    gated = GatedWriter(setup.store)
+    first_sink, second_sink = _sink(setup, gated, "first"), _sink(setup, setup.store, "second")
+    first, second = _consumer(tansu, setup, first_sink), _consumer(tansu, setup, second_sink)
+    with structlog.testing.capture_logs() as logs:
+        try:
+            await first.start()
+            await wait_for(lambda: _async(gated.entered.is_set()), timeout=60)
+            in_hand = first_sink.in_hand
+            # Joining returns once the group has given the second sink its partitions.
+            joining = asyncio.create_task(second.start())
+            # Either the first sink is asked to give its partitions up (and must finish the batch
+            # in hand first), or, wrongly, the second has already taken that batch's partition.
+            await wait_for(
+                lambda: _async(_logged(logs, "sink partitions revoked") or in_hand in second_sink.recovered),
+                timeout=60,
+            )
+            gated.gate.set()
+            await joining
+            await _wait_until_all_committed(tansu, setup)
+        finally:
+            gated.gate.set()
+            await first.stop()
+            await second.stop()
+    assert await _stored(setup) == (EVENTS, EVENTS)
+
+
+async def test_a_partition_is_flushed_only_after_its_interrupted_flush_is_settled(tansu: Tansu, setup: Setup) -> None:
+    # What a sink killed mid-flush leaves: every event of partition 0 claimed by a pending batch,
+    # nothing stored, nothing committed.
+    partition0 = [e for e in setup.events if partition_for(e, PARTITIONS) == 0]
+    await setup.keys.claim(f"{setup.topic}:0", partition0)
+    gated = GatedWriter(setup.store, gate_lookups=True)
+    sink = _sink(setup, gated, "next")
+    consumer = _consumer(tansu, setup, sink)
+    with structlog.testing.capture_logs() as logs:
+        try:
+            starting = asyncio.create_task(consumer.start())
+            # The settling looks the batch's keys up in the store (and waits at the gate) while
+            # the consumer either holds the partition's fetched events back, or, wrongly, flushes them.
+            await wait_for(
+                lambda: _async(_logged(logs, "sink holding fetched events") or f"{setup.topic}:0" in sink.flushed),
+                timeout=60,
+            )
+            gated.gate.set()
+            await starting
+            await _wait_until_all_committed(tansu, setup)
+        finally:
+            gated.gate.set()
+            await consumer.stop()
+    assert partition0
+    assert await _stored(setup) == (EVENTS, EVENTS)
