@@ -1,7 +1,8 @@
 /**
  * The shell: sign-in, navigation and the page for the location's hash (#/usage, #/customers,
- * #/customers/<id or key>, #/events, #/meters, #/notifications, #/plans, #/invoices, #/invoices/<id>). Hash routes keep every page at /console, the one HTML file Envoy serves.
- * New pages (features, add-ons) add an entry to PAGES and a case to `route`.
+ * #/customers/<id or key>, #/events, #/meters, #/features, #/notifications, #/plans, #/invoices,
+ * #/invoices/<id>). Hash routes keep every page at /console, the one HTML file Envoy serves.
+ * New pages (add-ons, apps, billing profiles) add an entry to PAGES and a case to `route`.
  */
 import { type FormEvent, useCallback, useEffect, useMemo, useState } from "react";
 
@@ -17,6 +18,7 @@ import {
 } from "./api.ts";
 import { CustomerPage, CustomersPage } from "./Customers.tsx";
 import { EventsPage } from "./Events.tsx";
+import { FeaturesPage } from "./Features.tsx";
 import { Field } from "./Field.tsx";
 import { InvoicePage, InvoicesPage } from "./Invoices.tsx";
 import { MetersPage } from "./Meters.tsx";
@@ -29,6 +31,7 @@ const PAGES = [
   { hash: "#/customers", title: "Customers" },
   { hash: "#/events", title: "Events" },
   { hash: "#/meters", title: "Meters" },
+  { hash: "#/features", title: "Features" },
   { hash: "#/notifications", title: "Notifications" },
   { hash: "#/plans", title: "Plans" },
   { hash: "#/invoices", title: "Invoices" },
@@ -200,6 +203,9 @@ function route(hash: string, client: TallyClient, canWrite: boolean) {
   }
   if (hash.startsWith("#/invoices")) {
     return <InvoicesPage client={client} />;
+  }
+  if (hash.startsWith("#/features")) {
+    return <FeaturesPage client={client} canWrite={canWrite} />;
   }
   if (hash.startsWith("#/notifications")) {
     return <NotificationsPage client={client} canWrite={canWrite} />;

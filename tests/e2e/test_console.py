@@ -455,6 +455,21 @@ async def test_events_tail_and_meters_pages(page: Page, tally: TallyProcess, htt
     await page.locator(f'tr[data-meter="{created}"]').wait_for(state="detached")
     assert created not in [meter["slug"] for meter in (await http.get("/api/v1/meters")).json()]
 
+    # Features: create one on the meter, then archive it.
+    await page.get_by_role("link", name="Features").click()
+    feature = unique("console_feature")
+    await page.get_by_label("Key", exact=True).fill(feature)
+    await page.get_by_label("Meter (slug; empty for a boolean or static feature)", exact=True).fill(slug)
+    await page.get_by_role("button", name="Create feature").click()
+    feature_row = page.locator(f'tr[data-feature="{feature}"]')
+    await feature_row.wait_for()
+    assert [c.strip() for c in await feature_row.locator("td").all_inner_texts()][:3] == [feature, feature, slug]
+    await screenshot(page, "features")
+    page.once("dialog", lambda dialog: dialog.accept())
+    await feature_row.get_by_role("button", name="Archive…").click()
+    await feature_row.wait_for(state="detached")
+    assert feature not in [f["key"] for f in (await http.get("/api/v1/features")).json()]
+
 
 @pytest.mark.full_suite
 async def test_notifications_test_event_is_delivered_and_resent(
