@@ -32,7 +32,7 @@ from typing import Protocol
 import structlog
 
 from adapters import metrics
-from domain.billing.invoice_service import InvoiceService
+from domain.billing.invoice_service import InvoiceService, UsageSnapshot
 from domain.billing.invoices import Invoice
 
 log = structlog.get_logger(__name__)
@@ -98,6 +98,8 @@ class BillingWorker:
         self._late_usage_window = late_usage_window
         self._clock = clock
         self._last_sync: datetime | None = None
+        # Standard invoices made by the collection batch in progress, by gathering invoice.
+        self._made: dict[str, list[str]] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -138,6 +140,11 @@ class BillingWorker:
             results = await self._each(claimed, functools.partial(self._collect_one, now=now))
             made += sum(done for done, _ in results)
             failed += sum(bad for _, bad in results)
+            # Made and committed: advanced at once, as one batch; a failure is the new invoice's.
+            _, bad = await self._advance_batch(
+                [dataclasses.replace(g, id=i, attempts=0) for g in claimed for i in self._made.pop(g.id, ())]
+            )
+            failed += bad
 
     async def advance(self) -> tuple[int, int]:
         """Advances every standard invoice the worker can move now; returns (advanced, failures)."""
@@ -152,9 +159,23 @@ class BillingWorker:
                 return advanced, failed
             seen.update(i.id for i in claimed)
             metrics.LIVENESS.beat("billing")
-            results = await self._each(claimed, self._advance_one)
-            advanced += sum(done for done, _ in results)
-            failed += sum(bad for _, bad in results)
+            done, bad = await self._advance_batch(claimed)
+            advanced += done
+            failed += bad
+
+    async def _advance_batch(self, invoices: Sequence[Invoice]) -> Outcome:
+        """Advances these invoices, their usage read in bulk first (one call to the usage store per
+        namespace for the whole batch, not one per invoice)."""
+        if not invoices:
+            return 0, 0
+        try:
+            usage = await self._invoices.prefetch_usage([(i.namespace, i.id) for i in invoices], self._clock())
+        except Exception as exc:
+            # Each invoice then reads its own usage, and fails (and backs off) on its own if it must.
+            log.warning("reading a batch's usage failed", error=repr(exc))
+            usage = None
+        results = await self._each(invoices, functools.partial(self._advance_one, usage=usage))
+        return sum(done for done, _ in results), sum(bad for _, bad in results)
 
     async def _each(self, invoices: Sequence[Invoice], work: Callable[[Invoice], Awaitable[Outcome]]) -> list[Outcome]:
         limit = asyncio.Semaphore(self._concurrency)
@@ -174,17 +195,13 @@ class BillingWorker:
             return 0, 1
         if made:
             log.info("collected", namespace=gathering.namespace, customer=gathering.customer.id, invoices=len(made))
-        # Made and committed: advanced here at once; a failure is the new invoice's, retried as such.
-        failures = 0
-        for invoice_id in made:
-            _, bad = await self._advance_one(dataclasses.replace(gathering, id=invoice_id, attempts=0))
-            failures += bad
-        return len(made), failures
+            self._made[gathering.id] = made
+        return len(made), 0
 
-    async def _advance_one(self, invoice: Invoice) -> Outcome:
+    async def _advance_one(self, invoice: Invoice, usage: UsageSnapshot | None = None) -> Outcome:
         """(1, 0) advanced, (0, 1) failed"""
         try:
-            await self._invoices.advance_due(invoice.namespace, invoice.id)
+            await self._invoices.advance_due(invoice.namespace, invoice.id, usage)
         except Exception as exc:
             await self._failed(invoice, "advancing an invoice failed", exc)
             return 0, 1

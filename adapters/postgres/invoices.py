@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import and_, func, or_, update
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -361,6 +362,26 @@ def _line_row(line: InvoiceLine) -> InvoiceLineRow:
     )
 
 
+_INVOICE_COLUMNS = tuple(sa_inspect(InvoiceRow).column_attrs)
+_LINE_COLUMNS = tuple(sa_inspect(InvoiceLineRow).column_attrs)
+
+
+def _values(row: Any, columns: Sequence[Any]) -> dict[Any, Any]:
+    """A row's column values for an UPDATE, keyed by mapped attribute."""
+    return {getattr(type(row), c.key): getattr(row, c.key) for c in columns}
+
+
+def _attributes(row: Any) -> dict[str, Any]:
+    """A line row's values by attribute name (what a bulk UPDATE by primary key takes)."""
+    return {c.key: getattr(row, c.key) for c in _LINE_COLUMNS}
+
+
+def _fresh(statement: Any) -> Any:
+    """Rows are read anew even when the session holds them (updates are by statement, not through
+    the session's objects)."""
+    return statement.execution_options(populate_existing=True)
+
+
 async def _flush(session: AsyncSession, message: str) -> None:
     try:
         await session.flush()
@@ -402,8 +423,16 @@ class PostgresInvoiceRepository:
         statement = select(InvoiceRow).where(InvoiceRow.namespace == namespace, InvoiceRow.id == invoice_id)
         if lock:
             statement = statement.with_for_update()
-        row = (await self._session.exec(statement)).first()
+        row = (await self._session.exec(_fresh(statement))).first()
         return _invoice(row) if row is not None else None
+
+    async def get_many(self, namespace: str, invoice_ids: Sequence[str]) -> list[Invoice]:
+        if not invoice_ids:
+            return []
+        statement = select(InvoiceRow).where(
+            InvoiceRow.namespace == namespace, col(InvoiceRow.id).in_(list(invoice_ids))
+        )
+        return [_invoice(row) for row in (await self._session.exec(_fresh(statement))).all()]
 
     def _gathering(self, namespace: str, customer_id: str) -> Any:
         return select(InvoiceRow).where(
@@ -419,14 +448,14 @@ class PostgresInvoiceRepository:
         statement = self._gathering(namespace, customer_id).where(InvoiceRow.currency == currency)
         if lock:
             statement = statement.with_for_update()
-        row = (await self._session.exec(statement)).first()
+        row = (await self._session.exec(_fresh(statement))).first()
         return _invoice(row) if row is not None else None
 
     async def gathering_for_customer(self, namespace: str, customer_id: str, *, lock: bool = False) -> list[Invoice]:
         statement = self._gathering(namespace, customer_id).order_by(col(InvoiceRow.currency))
         if lock:
             statement = statement.with_for_update()
-        return [_invoice(row) for row in (await self._session.exec(statement)).all()]
+        return [_invoice(row) for row in (await self._session.exec(_fresh(statement))).all()]
 
     async def insert(self, invoice: Invoice) -> None:
         self._session.add(_invoice_row(invoice))
@@ -435,8 +464,16 @@ class PostgresInvoiceRepository:
         )
 
     async def update(self, invoice: Invoice) -> None:
-        await self._session.merge(_invoice_row(invoice))
-        await _flush(self._session, "invoice update conflicts with another invoice")
+        # One UPDATE by key (a merge would SELECT the row first).
+        values = _values(_invoice_row(invoice), _INVOICE_COLUMNS)
+        try:
+            await self._session.exec(
+                update(InvoiceRow)
+                .where(col(InvoiceRow.namespace) == invoice.namespace, col(InvoiceRow.id) == invoice.id)
+                .values(values)
+            )
+        except IntegrityError as exc:
+            raise ConflictError("invoice update conflicts with another invoice") from exc
 
     async def list_invoices(self, namespace: str, query: InvoiceListQuery) -> tuple[list[Invoice], int]:
         statement = select(InvoiceRow).where(InvoiceRow.namespace == namespace)
@@ -463,7 +500,9 @@ class PostgresInvoiceRepository:
         total = (await self._session.exec(select(func.count()).select_from(statement.subquery()))).one()
         order = col(_ORDER.get(query.order_by, InvoiceRow.created_at))
         keys = (order.desc(), col(InvoiceRow.id).desc()) if query.descending else (order, col(InvoiceRow.id))
-        rows = (await self._session.exec(statement.order_by(*keys).offset(query.offset).limit(query.limit))).all()
+        rows = (
+            await self._session.exec(_fresh(statement.order_by(*keys).offset(query.offset).limit(query.limit)))
+        ).all()
         return [_invoice(row) for row in rows], int(total)
 
     async def lines(self, namespace: str, invoice_ids: Sequence[str]) -> dict[str, list[InvoiceLine]]:
@@ -479,7 +518,7 @@ class PostgresInvoiceRepository:
             )
             .order_by(col(InvoiceLineRow.created_at), col(InvoiceLineRow.id))
         )
-        for row in (await self._session.exec(statement)).all():
+        for row in (await self._session.exec(_fresh(statement))).all():
             out[row.invoice_id].append(_line(row))
         return out
 
@@ -493,16 +532,21 @@ class PostgresInvoiceRepository:
         )
         if lock:
             statement = statement.with_for_update()
-        return [_line(row) for row in (await self._session.exec(statement)).all()]
+        return [_line(row) for row in (await self._session.exec(_fresh(statement))).all()]
 
     async def insert_lines(self, lines: Sequence[InvoiceLine]) -> None:
         self._session.add_all([_line_row(line) for line in lines])
         await _flush(self._session, "a line with the same sync key and period already exists")
 
     async def update_lines(self, lines: Sequence[InvoiceLine]) -> None:
-        for line in lines:
-            await self._session.merge(_line_row(line))
-        await _flush(self._session, "a line with the same sync key and period already exists")
+        if not lines:
+            return
+        # ORM bulk UPDATE by primary key: one executemany, not a SELECT and an UPDATE per line.
+        rows = [_attributes(_line_row(line)) for line in lines]
+        try:
+            await self._session.exec(update(InvoiceLineRow), params=rows)
+        except IntegrityError as exc:
+            raise ConflictError("a line with the same sync key and period already exists") from exc
 
     async def delete_lines(self, namespace: str, line_ids: Sequence[str], at: datetime) -> None:
         if not line_ids:
@@ -550,7 +594,9 @@ class PostgresInvoiceRepository:
             )
             .order_by(col(InvoiceLineRow.period_start), col(InvoiceLineRow.id))
         )
-        return [(_line(row), InvoiceStatus(status)) for row, status in (await self._session.exec(statement)).all()]
+        return [
+            (_line(row), InvoiceStatus(status)) for row, status in (await self._session.exec(_fresh(statement))).all()
+        ]
 
     async def issued_usage_lines(self, ended_after: datetime) -> list[tuple[InvoiceLine, str]]:
         pending = InvoiceRow.__table__.alias("pending_invoice")  # type: ignore[attr-defined]
@@ -592,7 +638,7 @@ class PostgresInvoiceRepository:
             )
             .order_by(col(InvoiceLineRow.namespace), col(InvoiceLineRow.period_key))
         )
-        return [(_line(row), customer_id) for row, customer_id in (await self._session.exec(statement)).all()]
+        return [(_line(row), customer_id) for row, customer_id in (await self._session.exec(_fresh(statement))).all()]
 
     async def pending_period_keys(self, namespace: str, period_keys: Sequence[str]) -> set[str]:
         if not period_keys:
@@ -616,7 +662,7 @@ class PostgresInvoiceRepository:
             )
             .distinct()
         )
-        return {key for key in (await self._session.exec(statement)).all() if key is not None}
+        return {key for key in (await self._session.exec(_fresh(statement))).all() if key is not None}
 
     async def billed_quantities(
         self, namespace: str, period_keys: Sequence[str], exclude_invoice_id: str | None = None
@@ -645,7 +691,7 @@ class PostgresInvoiceRepository:
         )
         if exclude_invoice_id is not None:
             statement = statement.where(InvoiceRow.id != exclude_invoice_id)
-        rows = (await self._session.exec(statement)).all()
+        rows = (await self._session.exec(_fresh(statement))).all()
         return {key: Decimal(total) for key, total in rows if key is not None and total is not None}
 
     async def claim(
@@ -667,7 +713,7 @@ class PostgresInvoiceRepository:
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
-        return [_invoice(row) for row in (await self._session.exec(statement)).all()]
+        return [_invoice(row) for row in (await self._session.exec(_fresh(statement))).all()]
 
     async def claim_gathering_due(self, now: datetime, limit: int, namespace: str | None = None) -> list[Invoice]:
         statement = select(InvoiceRow).where(
@@ -679,7 +725,7 @@ class PostgresInvoiceRepository:
         if namespace is not None:
             statement = statement.where(InvoiceRow.namespace == namespace)
         statement = statement.order_by(col(InvoiceRow.collection_at)).limit(limit).with_for_update(skip_locked=True)
-        return [_invoice(row) for row in (await self._session.exec(statement)).all()]
+        return [_invoice(row) for row in (await self._session.exec(_fresh(statement))).all()]
 
     async def schedule(self, namespace: str, invoice_ids: Sequence[str], at: datetime) -> None:
         if not invoice_ids:

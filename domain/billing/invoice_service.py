@@ -17,7 +17,7 @@ billed by the next invoice of the same period key the same way.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Final
@@ -510,14 +510,42 @@ class InvoiceService:
         await self._told(namespace, invoice_id, False)
         return await self.get(namespace, invoice_id)
 
-    async def advance_due(self, namespace: str, invoice_id: str) -> InvoiceWithLines:
-        """The billing worker's step for one invoice: advance while the table allows it."""
-        if await self._drive(namespace, invoice_id, None):
+    async def advance_due(self, namespace: str, invoice_id: str, usage: UsageSnapshot | None = None) -> bool:
+        """The billing worker's step for one invoice: advance while the table allows it, reading
+        quantities from `usage` when it holds them (`prefetch_usage`). Whether it moved."""
+        moved = await self._drive(namespace, invoice_id, None, usage=usage)
+        if moved:
             await self._told(namespace, invoice_id, False)
-        return await self.get(namespace, invoice_id)
+        return moved
+
+    async def prefetch_usage(self, invoices: Sequence[tuple[str, str]], cutoff: datetime) -> UsageSnapshot:
+        """The usage the quantity snapshots of these (namespace, invoice ID)s will ask for, read in
+        bulk as of `cutoff`: one UsageSource call per namespace (one query per meter and period,
+        grouped by customer) instead of one per invoice. Drafts whose collection is not due yet are
+        left out."""
+        by_namespace: dict[str, list[str]] = {}
+        for namespace, invoice_id in invoices:
+            by_namespace.setdefault(namespace, []).append(invoice_id)
+        quantities: dict[tuple[str, UsageRequest], Decimal] = {}
+        for namespace, ids in by_namespace.items():
+            async with self._uow() as tx:
+                found = await tx.invoices.get_many(namespace, ids)
+                due = [i for i in found if i.collection_at is None or i.collection_at <= cutoff]
+                lines = await tx.invoices.lines(namespace, [i.id for i in due])
+            requests = [r for i in due for r in _usage_requests(i, lines[i.id]).values()]
+            if requests:
+                answered = await self._usage.quantities(namespace, requests, cutoff)
+                quantities.update(((namespace, r), q) for r, q in answered.items())
+        return UsageSnapshot(cutoff, quantities)
 
     async def _drive(
-        self, namespace: str, invoice_id: str, first: Action | None, *, void_reason: str | None = None
+        self,
+        namespace: str,
+        invoice_id: str,
+        first: Action | None,
+        *,
+        void_reason: str | None = None,
+        usage: UsageSnapshot | None = None,
     ) -> bool:
         """`first` (refused when the table does not allow it), then ADVANCE while it applies; one
         transaction per row. Whether any row applied."""
@@ -545,7 +573,7 @@ class InvoiceService:
                             await tx.commit()
                         return moved
                     row = found
-                invoice = await self._apply(tx, invoice, row, now)
+                invoice = await self._apply(tx, invoice, row, now, usage)
                 await tx.commit()
             action = None
             moved = True
@@ -553,12 +581,14 @@ class InvoiceService:
                 return moved
         raise RuntimeError(f"invoice {invoice_id} did not settle in {_MAX_STEPS} steps")
 
-    async def _apply(self, tx: BillingStore, invoice: Invoice, row: Transition, now: datetime) -> Invoice:
+    async def _apply(
+        self, tx: BillingStore, invoice: Invoice, row: Transition, now: datetime, usage: UsageSnapshot | None = None
+    ) -> Invoice:
         """One row: Tally's step, the state change with its timestamps, then the app's hook."""
         lines = (await tx.invoices.lines(invoice.namespace, [invoice.id]))[invoice.id]
         if row.step is Step.SNAPSHOT_QUANTITIES:
-            lines = await self._snapshot(tx, invoice, lines, now)
-            invoice = dataclasses.replace(invoice, quantity_snapshotted_at=now)
+            lines, cutoff = await self._snapshot(tx, invoice, lines, now, usage)
+            invoice = dataclasses.replace(invoice, quantity_snapshotted_at=cutoff)
         if row.step in (Step.CALCULATE, Step.SNAPSHOT_QUANTITIES):
             lines = await self._calculate(tx, invoice, lines, now)
             invoice = _with_totals(invoice, lines)
@@ -763,18 +793,25 @@ class InvoiceService:
     # --- steps ---------------------------------------------------------------------------------
 
     async def _snapshot(
-        self, tx: BillingStore, invoice: Invoice, lines: Sequence[InvoiceLine], now: datetime
-    ) -> list[InvoiceLine]:
-        """Each usage line's quantity: the period's cumulative usage as of now, minus what earlier
-        invoices billed of the same period key."""
+        self,
+        tx: BillingStore,
+        invoice: Invoice,
+        lines: Sequence[InvoiceLine],
+        now: datetime,
+        usage: UsageSnapshot | None = None,
+    ) -> tuple[list[InvoiceLine], datetime]:
+        """Each usage line's quantity: the period's cumulative usage as of now (or as of the
+        prefetch's cutoff, when it holds every request), minus what earlier invoices billed of the
+        same period key."""
         top = [x for x in lines if x.parent_line_id is None and x.type is LineType.USAGE_BASED]
-        requests = {
-            x.id: UsageRequest(
-                x.feature_key or "", invoice.customer.id, x.full_period_start or x.period_start, x.period_end
-            )
-            for x in top
-        }
-        quantities = await self._usage.quantities(invoice.namespace, list(requests.values()), now)
+        requests = _usage_requests(invoice, lines)
+        prefetched = usage.answer(invoice.namespace, list(requests.values())) if usage is not None else None
+        cutoff = now
+        quantities: Mapping[UsageRequest, Decimal]
+        if prefetched is not None and usage is not None:
+            quantities, cutoff = prefetched, usage.cutoff
+        else:
+            quantities = await self._usage.quantities(invoice.namespace, list(requests.values()), cutoff)
         keys = [x.period_key for x in top if x.period_key]
         billed = await tx.invoices.billed_quantities(invoice.namespace, keys, exclude_invoice_id=invoice.id)
         out = []
@@ -787,11 +824,11 @@ class InvoiceService:
                     quantity=max(cumulative - before, ZERO),
                     metered_quantity=max(cumulative - before, ZERO),
                     pre_line_period_quantity=before,
-                    quantity_snapshotted_at=now,
+                    quantity_snapshotted_at=cutoff,
                     updated_at=now,
                 )
             out.append(line)
-        return out
+        return out, cutoff
 
     async def _calculate(
         self, tx: BillingStore, invoice: Invoice, lines: Sequence[InvoiceLine], now: datetime
@@ -975,6 +1012,36 @@ def rate_lines(
             )
         )
     return rated, children
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class UsageSnapshot:
+    """Usage read in bulk for a batch of invoices, all as of one cutoff (`prefetch_usage`)."""
+
+    cutoff: datetime
+    quantities: Mapping[tuple[str, UsageRequest], Decimal]
+
+    def answer(self, namespace: str, requests: Sequence[UsageRequest]) -> dict[UsageRequest, Decimal] | None:
+        """The quantities of these requests if every one was read; None sends the caller to the store."""
+        out = {}
+        for request in requests:
+            found = self.quantities.get((namespace, request))
+            if found is None:
+                return None
+            out[request] = found
+        return out
+
+
+def _usage_requests(invoice: Invoice, lines: Sequence[InvoiceLine]) -> dict[str, UsageRequest]:
+    """What each top-level usage line's quantity snapshot reads, by line ID: the cumulative usage of
+    its billing period up to the line's end."""
+    return {
+        x.id: UsageRequest(
+            x.feature_key or "", invoice.customer.id, x.full_period_start or x.period_start, x.period_end
+        )
+        for x in lines
+        if x.parent_line_id is None and x.type is LineType.USAGE_BASED
+    }
 
 
 def _correctable(line: InvoiceLine) -> bool:

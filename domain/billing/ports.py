@@ -105,6 +105,10 @@ class InvoiceRepository(Protocol):
         """The invoice, deleted ones included."""
         ...
 
+    async def get_many(self, namespace: str, invoice_ids: Sequence[str]) -> list[Invoice]:
+        """The invoices among these IDs that exist, in one read."""
+        ...
+
     async def get_gathering(
         self, namespace: str, customer_id: str, currency: str, *, lock: bool = False
     ) -> Invoice | None:

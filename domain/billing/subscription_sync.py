@@ -24,6 +24,7 @@ keys: nothing is billed twice, nothing dropped.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -90,12 +91,26 @@ class SubscriptionSync:
         self._clock = clock
         self._ended_within = ended_within
 
-    async def sync_all(self) -> int:
-        """Syncs every live subscription; returns how many lines were created, changed or removed."""
-        changed = 0
+    async def sync_all(self, concurrency: int = 8) -> int:
+        """Syncs every live subscription, `concurrency` at a time (each in its own transaction);
+        returns how many lines were created, changed or removed."""
         now = self._clock()
-        for subscription in await self._subscriptions.list_billable(now - self._ended_within):
-            changed += await self.sync(subscription)
+        pending = list(reversed(await self._subscriptions.list_billable(now - self._ended_within)))
+        changed = 0
+        errors: list[Exception] = []
+
+        async def run() -> None:
+            nonlocal changed
+            while pending:
+                try:
+                    changed += await self.sync(pending.pop())
+                except Exception as exc:
+                    # One subscription's failure does not hold back the others; it is raised below.
+                    errors.append(exc)
+
+        await asyncio.gather(*(run() for _ in range(concurrency)))
+        if errors:
+            raise errors[0]
         return changed
 
     async def sync(self, subscription: Subscription) -> int:

@@ -26,7 +26,7 @@ import psutil
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tally.v1 import events_pb2, events_pb2_grpc, meters_pb2, meters_pb2_grpc
-from tests.bench import dataset, entitlements, latency, rating, topology
+from tests.bench import billing, dataset, entitlements, latency, rating, topology
 from tests.support.services import ROOT
 from tests.support.stack import TallyProcess, create_database, drop_created_databases, postgres_available
 
@@ -294,6 +294,16 @@ def run_benchmarks(scale_name: str) -> dict[str, Any]:
         r["engine"] >= 200_000,
         r["engine_on_sample"] / r["reference"],
     )
+
+    # 0b. Invoice day: the billing worker over N subscribed customers (tests/bench/billing.py), in
+    # this process on Postgres and chDB, before any server of ours competes for the cores.
+    customers = int(os.environ.get("BENCH_BILLING_CUSTOMERS", 1_000 if scale_name == "small" else 10_000))
+    print(f"billing run ({customers:,} customers) ...", flush=True)
+    b = asyncio.run(billing.billing_figures(customers, work))
+    add("billing_sync_s", b["sync_s"], "reported")
+    add("billing_reference_s", b["reference_s"])
+    add("billing_run_s", b["run_s"], "reported", None, b["run_s"] / b["reference_s"])
+    add("billing_invoices_per_s", b["invoices_per_s"], ">= 200", b["invoices_per_s"] >= 200)
 
     # 1. The physical limit: the same rows bulk-inserted straight into the event store.
     print("raw insert reference ...", flush=True)

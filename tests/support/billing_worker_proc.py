@@ -1,6 +1,6 @@
 """A billing worker in a process of its own, for the SIGKILL test: it advances the invoices due at
-the given time and, inside the first quantity snapshot, creates the marker file and waits there
-until it is killed.
+the given time and, inside the first quantity snapshot's transaction, creates the marker file and
+waits there until it is killed.
 
     python -m tests.support.billing_worker_proc <postgres url> <now, ISO 8601> <marker path>
 """
@@ -26,12 +26,19 @@ from workers.billing import BillingWorker
 
 
 class StuckUsage:
+    """Refuses the worker's bulk read of a batch's usage, so the invoice reads its own inside its
+    snapshot transaction, and stops there."""
+
     def __init__(self, marker: Path) -> None:
         self._marker = marker
+        self._calls = 0
 
     async def quantities(
         self, namespace: str, requests: Sequence[UsageRequest], cutoff: datetime
     ) -> Mapping[UsageRequest, Decimal]:
+        self._calls += 1
+        if self._calls == 1:
+            raise ConnectionError("the batch read is refused")
         self._marker.touch()
         await asyncio.Event().wait()  # until SIGKILL
         raise AssertionError("unreachable")
