@@ -60,7 +60,7 @@ from domain.subscriptions.catalog import CatalogRateCards, plan_view
 from domain.subscriptions.models import CreateSubscriptionInput, PlanSelector
 from domain.subscriptions.ports import PlanView
 from domain.subscriptions.service import SubscriptionService
-from tests.support.stack import create_database
+from tests.support.stack import create_database, drop_created_databases
 from workers.billing import BillingWorker
 from workers.sink import EventSink, MeterCatalog
 
@@ -313,8 +313,16 @@ async def _customer_ids(engine: Any) -> dict[str, str]:
         return {key: id_ for key, id_ in rows}
 
 
+async def _standalone(count: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="bench-billing-") as work:
+        try:
+            return await billing_figures(count, Path(work))
+        finally:
+            await drop_created_databases()
+
+
 if __name__ == "__main__":
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000
-    figures = asyncio.run(billing_figures(count))
+    figures = asyncio.run(_standalone(count))
     for name, value in figures.items():
         print(f"billing_{name} = {value:,.3f}")
