@@ -1,0 +1,128 @@
+"""A subscription billed by the running server, through the API a user calls: subscribing puts the
+plan's items on the customer's gathering invoice (the subscription service's write triggers the
+sync, which wakes the billing role), the in-advance fee is collected, issued and paid through the
+sandbox at once, the month's usage line waits for the period's end; cancelling ends that line with
+the subscription.
+
+The test stack's billing worker polls only hourly: what happens here is the write-triggered path."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+from tests.support.metering import unique
+from tests.support.stack import TallyProcess
+
+INVOICES = "/api/v1/billing/invoices"
+
+
+async def ok(response: httpx.Response, status: int = 200) -> Any:
+    assert response.status_code == status, response.text
+    return response.json() if response.content else None
+
+
+async def until(http: httpx.AsyncClient, customer: str, done: Any, what: str) -> list[dict[str, Any]]:
+    """The customer's invoices (lines expanded) once `done(invoices)` holds; fails after 60 s."""
+    deadline = time.monotonic() + 60
+    while True:
+        found = await ok(await http.get(INVOICES, params={"customers": customer, "expand": "lines"}))
+        items: list[dict[str, Any]] = found["items"]
+        if done(items):
+            return items
+        assert time.monotonic() < deadline, f"{what}: {items}"
+        await asyncio.sleep(0.2)
+
+
+def by_status(items: list[dict[str, Any]], status: str) -> list[dict[str, Any]]:
+    return [i for i in items if i["status"] == status]
+
+
+async def test_a_subscription_is_billed_by_the_billing_role(tally: TallyProcess) -> None:
+    feature = unique("subinv_calls")
+    async with httpx.AsyncClient(base_url=tally.rest_url, timeout=30) as http:
+        await ok(
+            await http.post("/api/v1/meters", json={"slug": feature, "eventType": feature, "aggregation": "COUNT"}), 201
+        )
+        await ok(await http.post("/api/v1/features", json={"key": feature, "name": feature, "meterSlug": feature}), 201)
+        plan_key = unique("subinv")
+        plan = await ok(
+            await http.post(
+                "/api/v1/plans",
+                json={
+                    "key": plan_key,
+                    "name": "Team",
+                    "currency": "USD",
+                    "billingCadence": "P1M",
+                    "phases": [
+                        {
+                            "key": "default",
+                            "name": "Default",
+                            "rateCards": [
+                                {
+                                    "type": "flat_fee",
+                                    "key": "base",
+                                    "name": "Base",
+                                    "billingCadence": "P1M",
+                                    "price": {"type": "flat", "amount": "25", "paymentTerm": "in_advance"},
+                                },
+                                {
+                                    "type": "usage_based",
+                                    "key": feature,
+                                    "name": "Calls",
+                                    "featureKey": feature,
+                                    "billingCadence": "P1M",
+                                    "price": {"type": "unit", "amount": "0.01"},
+                                },
+                            ],
+                        }
+                    ],
+                },
+            ),
+            201,
+        )
+        await ok(await http.post(f"/api/v1/plans/{plan['id']}/publish"))
+        key = unique("subinv_customer")
+        customer = await ok(
+            await http.post(
+                "/api/v1/customers", json={"name": "Sub Inv", "key": key, "usageAttribution": {"subjectKeys": [key]}}
+            ),
+            201,
+        )
+        sub = await ok(
+            await http.post("/api/v1/subscriptions", json={"plan": {"key": plan_key}, "customerKey": key}), 201
+        )
+
+        items = await until(
+            http,
+            customer["id"],
+            lambda xs: len(by_status(xs, "paid")) == 1 and len(by_status(xs, "gathering")) == 1,
+            "the base fee paid and the usage line gathering",
+        )
+        (paid,) = by_status(items, "paid")
+        assert paid["totals"]["total"] == "25"
+        assert [x["name"] for x in paid["lines"]] == ["Base"]
+        (gathering,) = by_status(items, "gathering")
+        (calls,) = gathering["lines"]
+        assert calls["name"] == "Calls" and calls["managedBy"] == "subscription"
+        assert calls["period"]["from"] == paid["lines"][0]["period"]["from"]
+
+        canceled = await ok(await http.post(f"/api/v1/subscriptions/{sub['id']}/cancel", json={"timing": "immediate"}))
+        end = when(canceled["activeTo"])
+
+        def calls_end_with_the_subscription(xs: list[dict[str, Any]]) -> bool:
+            # Due at once now: the worker may already have collected it from the gathering invoice.
+            ends = [when(x["period"]["to"]) for i in xs for x in i["lines"] if x["name"] == "Calls"]
+            return ends == [end]
+
+        await until(
+            http, customer["id"], calls_end_with_the_subscription, "the usage line ending with the subscription"
+        )
+
+
+def when(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
