@@ -1106,7 +1106,9 @@ def _supplier(supplier: Supplier) -> dict[str, object]:
 
 
 def gathering_schedule(invoice: Invoice, lines: Sequence[InvoiceLine], now: datetime) -> Invoice:
-    """A gathering invoice's period and collection time, from its lines."""
+    """A gathering invoice's period and collection time, from its lines. Its lines changed, so the
+    worker's lease or retry delay on it ends: it is collected as soon as a line is due (a second
+    collection racing the first finds nothing due under the invoice's row lock)."""
     top = [x for x in lines if x.parent_line_id is None]
     if not top:
         return dataclasses.replace(invoice, updated_at=now)
@@ -1116,6 +1118,8 @@ def gathering_schedule(invoice: Invoice, lines: Sequence[InvoiceLine], now: date
         period_start=min(x.period_start for x in top),
         period_end=max(x.period_end for x in top),
         collection_at=min(x.invoice_at for x in top),
+        next_attempt_at=None,
+        attempts=0,
     )
 
 
