@@ -144,6 +144,7 @@ class App:
             events=InProcessHub(),
             announcements=announcements,
             announcements_shared=settings.kafka_brokers is not None,
+            postgres_url=self.postgres_url,
         )
         servicers: list[Servicer] = []
         for wire in AREAS:

@@ -56,6 +56,8 @@ class Deps:
     announcements: Announcements
     # Whether other processes announce too (Kafka); the balance role then reads its own group.
     announcements_shared: bool = False
+    # The database's URL (the embedded one's too): what listens for its change notifications.
+    postgres_url: str | None = None
     # Services an area exposes to areas wired after it (e.g. "meters" for entitlements).
     services: dict[str, Any] = field(default_factory=dict)
     # Run in reverse order at shutdown, after the gRPC server and Envoy have stopped.

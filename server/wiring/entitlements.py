@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from adapters.bus.announcements import KafkaAnnouncementGroup, KafkaAnnouncements
+from adapters.postgres.change_listener import PostgresChangeListener
 from adapters.postgres.customers import PostgresCustomerRepository, PostgresSubjectRepository
 from adapters.postgres.entitlements import (
     PostgresEntitlementRepository,
@@ -76,12 +77,8 @@ async def wire(deps: Deps) -> list[Servicer]:
     if value_cache_on(deps):
         cache = ValueCache(deps.settings.entitlements.value_cache_entries)
         entitlements.cache = cache
-        announcements = deps.announcements
-        if isinstance(announcements, KafkaAnnouncements):
-            cache.gate = announcements.synced_within
-            announcements.on_gap.append(cache.clear)
 
-        async def invalidate(announcement: Announcement) -> None:
+        def apply(announcement: Announcement) -> None:
             # Not entitlements.entities_changed: that would announce again.
             match announcement:
                 case UsageStored(touched):
@@ -90,6 +87,23 @@ async def wire(deps: Deps) -> list[Servicer]:
                     cache.entitlement_changed(namespace, entitlement_id)
                 case EntitiesChanged() | MetersChanged():
                     cache.entities_changed()
+
+        async def invalidate(announcement: Announcement) -> None:
+            apply(announcement)
+
+        announcements = deps.announcements
+        if isinstance(announcements, KafkaAnnouncements):
+            announcements.on_gap.append(cache.clear)
+            gate = announcements.synced_within
+            if deps.postgres_url is not None:
+                # Entity writes of any process also arrive from Postgres as they commit (their
+                # announcement follows on Kafka, after the commit, and could be lost with its writer).
+                changes = PostgresChangeListener(deps.postgres_url, apply, on_gap=cache.clear)
+                await changes.start()
+                deps.stop_steps.append(changes.stop)
+                cache.gate = lambda: gate() and changes.connected
+            else:
+                cache.gate = gate
 
         announcements.subscribe(invalidate)
         deps.services["value_cache"] = cache

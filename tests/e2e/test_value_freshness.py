@@ -6,7 +6,8 @@ promise a user sees, whatever the rule that switches the cache on or off:
 - Kafka, api and sink in one process: the value counts the event once the sink has stored it;
 - Kafka, api and sink apart (two `App`s wired by server/wiring in this process, one chDB store
   between them, as separate Deployments share a ClickHouse): the api never sees the sink's flush in
-  memory, and still its value must count the event once it is stored.
+  memory, and still its value must count the event once it is stored; a change nobody announced
+  (SQL by hand) must reach it too.
 
 "Once stored" is the barrier of tests/support/barrier.py (markers sent after the event, listed by
 the event store); after it, a value is polled until it counts the event (a cache invalidated across
@@ -21,6 +22,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
 import pytest_asyncio
@@ -165,3 +167,30 @@ async def test_value_counts_the_event_with_api_and_sink_apart(apart: Settings) -
         await _fresh_once_stored(http, path, partitions, 2)
         await ingest(http, [cloudevent(slug, key, {}, time=datetime.now(UTC))])
         await _fresh_once_stored(http, path, partitions, 1)
+
+
+async def test_a_change_nobody_announced_reaches_the_api_value_cache(apart: Settings) -> None:
+    """A write with no announcement behind it (an operator's SQL, or a process that died between its
+    commit and its announcement) still reaches the api's cached value: Postgres notifies every
+    listening api process when the write commits (migration 0015, adapters/postgres/change_listener.py)."""
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{apart.rest_port}", timeout=30) as http:
+        _, key, path = await _entitlement(http)
+        await _prime(http, path)
+        assert apart.postgres_url is not None
+        connection = await asyncpg.connect(apart.postgres_url)
+        try:
+            # The grant voided from the moment it took effect: it never counted.
+            voided = await connection.execute(
+                "UPDATE grants g SET voided_at = g.effective_at FROM entitlements e, customers c"
+                " WHERE g.namespace = e.namespace AND g.entitlement_id = e.id"
+                " AND c.namespace = e.namespace AND c.id = e.customer_id AND c.key = $1",
+                key,
+            )
+            assert voided == "UPDATE 1"
+        finally:
+            await connection.close()
+
+        async def voided_counts() -> bool:
+            return await _balance(http, path) == 0
+
+        await wait_for(voided_counts, timeout=30, interval=0.1)
