@@ -151,14 +151,34 @@ def queries(draw: st.DrawFn, day: datetime) -> MeterQueryInput:
     )
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(
+examples = given(
     st.sampled_from(list(Aggregation)),
     st.sampled_from(DAYS),
     st.lists(event, min_size=0, max_size=60, unique_by=lambda e: (e[1], e[2])),
     st.data(),
 )
+_FIXTURE_PER_EXAMPLE = [HealthCheck.function_scoped_fixture]  # one store for all examples, on purpose
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=_FIXTURE_PER_EXAMPLE)
+@examples
 def test_rollup_answers_equal_raw_answers(
+    ch: Client, aggregation: Aggregation, day: datetime, events: list[Any], data: st.DataObject
+) -> None:
+    _check_rollups_against_raw(ch, aggregation, day, events, data)
+
+
+@pytest.mark.full_suite
+@settings(max_examples=300, deadline=None, suppress_health_check=_FIXTURE_PER_EXAMPLE)
+@examples
+def test_rollup_answers_equal_raw_answers_at_length(
+    ch: Client, aggregation: Aggregation, day: datetime, events: list[Any], data: st.DataObject
+) -> None:
+    # `make etoe`: the same property, many more examples than `make test` can afford.
+    _check_rollups_against_raw(ch, aggregation, day, events, data)
+
+
+def _check_rollups_against_raw(
     ch: Client, aggregation: Aggregation, day: datetime, events: list[Any], data: st.DataObject
 ) -> None:
     meter = make_meter(f"rollup{next(_namespaces)}", aggregation)
