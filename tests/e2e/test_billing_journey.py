@@ -311,3 +311,114 @@ def wait_for_meter(http: httpx.Client, meter: str, subject: str, total: int) -> 
             return
         assert time.monotonic() < deadline, f"{meter}: {data}"
         time.sleep(0.1)
+
+
+def flat_line(name: str, amount: str) -> dict[str, Any]:
+    period = {"from": "2025-11-01T00:00:00Z", "to": "2025-12-01T00:00:00Z"}
+    return {
+        "name": name,
+        "period": period,
+        "invoiceAt": period["to"],
+        "rateCard": {"price": {"type": "flat", "amount": amount}},
+    }
+
+
+def refused(call: Callable[[], Any]) -> int:
+    with pytest.raises(HttpResponseError) as error:
+        call()
+    status: int = error.value.status_code
+    return status
+
+
+def test_void_delete_and_retry_where_allowed(tally: TallyProcess) -> None:
+    """On the shared stack, whose billing worker polls only hourly: here the lines are due at once,
+    and a worker polling as often as the journey's would collect them before the calls below."""
+    client = Client(endpoint=tally.rest_url)
+    (sandbox,) = [a for a in client.apps.list()["items"] if a["type"] == "sandbox"]
+    apps = {"tax": sandbox["id"], "invoicing": sandbox["id"], "payment": sandbox["id"]}
+    manual = client.billing_profiles.create(
+        {
+            "name": unique("manual"),
+            "default": False,
+            "supplier": {"name": "Acme", "addresses": [{"country": "US"}]},
+            "apps": apps,
+            "workflow": {"invoicing": {"autoAdvance": False}},
+        }
+    )
+    key = unique("manual_customer")
+    customer = client.customers.create({"name": "Manual", "key": key, "usageAttribution": {"subjectKeys": [key]}})
+    client.customer_overrides.upsert(customer.id, {"billingProfileId": manual.id})
+    client.customer_invoice.create_pending_invoice_line(
+        customer.id, {"currency": "USD", "lines": [flat_line("Setup", "30")]}
+    )
+
+    # A draft waiting for approval: approve or delete, nothing to retry, nothing to void yet.
+    (draft,) = client.invoices.invoice_pending_lines_action({"customerId": customer.id})
+    assert draft.status == "draft"
+    assert set(draft.status_details.available_actions) >= {"approve", "delete"}
+    assert refused(lambda: client.invoice.retry_action(draft.id)) == 400
+    assert (
+        refused(
+            lambda: client.invoice.void_invoice_action(
+                draft.id, {"reason": "x", "action": {"percentage": 100, "action": {"type": "discard"}}}
+            )
+        )
+        == 400
+    )
+    # Deleting the draft puts its line back on the gathering invoice.
+    client.invoice.delete_invoice(draft.id)
+    with httpx.Client(base_url=tally.rest_url, timeout=30) as http:
+        items = invoices_of(http, customer.id)
+    assert [i["status"] for i in items] == ["gathering"]
+    assert [x["name"] for x in items[0]["lines"]] == ["Setup"]
+    assert client.invoice.get_invoice(draft.id).status == "deleted"
+
+    # Invoiced again and approved: issued and paid by the sandbox. Paid is final here.
+    (again,) = client.invoices.invoice_pending_lines_action({"customerId": customer.id})
+    paid = client.invoice.approve_action(again.id)
+    assert paid.status == "paid" and D(paid.totals.total) == D(30)
+    assert refused(lambda: client.invoice.delete_invoice(again.id)) == 400
+    assert (
+        refused(
+            lambda: client.invoice.void_invoice_action(
+                again.id, {"reason": "x", "action": {"percentage": 100, "action": {"type": "discard"}}}
+            )
+        )
+        == 400
+    )
+
+    # With custom invoicing, a failed payment can be retried, and an unpaid invoice voided.
+    listings = [x["type"] for x in client.marketplace.list()["items"]]
+    assert {"sandbox", "custom_invoicing"} <= set(listings)
+    installed = client.marketplace.install("custom_invoicing", {"name": unique("erp"), "createBillingProfile": False})
+    erp_app = installed["app"]["id"]
+    client.apps.update(
+        erp_app, {"type": "custom_invoicing", "name": "ERP", "enableDraftSyncHook": True, "enableIssuingSyncHook": True}
+    )
+    erp_profile = client.billing_profiles.create(
+        {
+            "name": unique("erp_profile"),
+            "default": False,
+            "supplier": {"name": "Acme", "addresses": [{"country": "US"}]},
+            "apps": {"tax": erp_app, "invoicing": erp_app, "payment": erp_app},
+        }
+    )
+    client.customer_overrides.upsert(customer.id, {"billingProfileId": erp_profile.id})
+    client.customer_invoice.create_pending_invoice_line(
+        customer.id, {"currency": "USD", "lines": [flat_line("Licence", "120")]}
+    )
+    (synced,) = client.invoices.invoice_pending_lines_action({"customerId": customer.id})
+    assert synced.status_details.extended_status == "draft.syncing"
+    client.app_custom_invoicing.draft_syncronized(synced.id, {"invoicing": {"invoiceNumber": "ERP-D-1"}})
+    client.app_custom_invoicing.finalized(synced.id, {"invoicing": {"invoiceNumber": "ERP-1"}})
+    assert refused(lambda: client.invoice.retry_action(synced.id)) == 400
+    client.app_custom_invoicing.payment_status(synced.id, {"trigger": "payment_failed"})
+    failed = client.invoice.get_invoice(synced.id)
+    assert failed.status_details.failed and {"retry", "void"} <= set(failed.status_details.available_actions)
+    retried = client.invoice.retry_action(synced.id)
+    assert retried.status_details.extended_status == "payment_processing.pending"
+    voided = client.invoice.void_invoice_action(
+        synced.id, {"reason": "customer left", "action": {"percentage": 100, "action": {"type": "discard"}}}
+    )
+    assert voided.status == "voided" and voided.number == "ERP-1"
+    assert refused(lambda: client.invoice.delete_invoice(synced.id)) == 400
