@@ -189,6 +189,7 @@ class App:
             listen=self._needs("api", "sink"),
             sync_interval_s=kafka.announcements_sync_interval_ms / 1000,
             max_staleness_s=kafka.announcements_max_staleness_ms / 1000,
+            fetch_max_wait_ms=kafka.fetch_max_wait_ms,
         )
         await announcements.start()
         self._stack.append(announcements.stop)
@@ -211,6 +212,7 @@ class App:
                 settings.sink.max_batch_events,
                 settings.sink.flush_interval_ms,
                 settings.kafka.session_timeout_ms,
+                settings.kafka.fetch_max_wait_ms,
             )
             await consumer.start()
             self._stack.append(consumer.stop)

@@ -49,6 +49,10 @@ class KafkaSettings(BaseModel):
     # tansu (the broker installed for tests) does not support the idempotent producer.
     enable_idempotence: bool = False
     session_timeout_ms: int = 10_000
+    # How long the broker may hold a consumer's fetch while it has nothing new. Apache Kafka answers
+    # as soon as data arrives; tansu answers only when the wait ends, so there this bounds the delay of
+    # each hop (events -> sink, announcement -> api). Lower: fresher on such brokers, more idle fetches.
+    fetch_max_wait_ms: int = Field(default=100, ge=1)
     # Announcements (domain/announcements.py) between processes: stored usage, grants, entity writes.
     announcements_topic: str = "tally.announcements"
     # Kept this long; a listener only needs what was announced since it last caught up.

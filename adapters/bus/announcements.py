@@ -107,6 +107,7 @@ class KafkaAnnouncements:
         listen: bool,
         sync_interval_s: float = 0.2,
         max_staleness_s: float = 1.0,
+        fetch_max_wait_ms: int = 100,
     ) -> None:
         self.brokers = brokers
         self.topic = topic
@@ -115,6 +116,7 @@ class KafkaAnnouncements:
         self._listen = listen
         self._sync_interval = sync_interval_s
         self._max_staleness = max_staleness_s
+        self._fetch_max_wait_ms = fetch_max_wait_ms
         self._producer = AIOKafkaProducer(
             bootstrap_servers=brokers, acks="all", request_timeout_ms=request_timeout_ms, linger_ms=0
         )
@@ -133,7 +135,12 @@ class KafkaAnnouncements:
         await self._producer.start()
         if not self._listen:
             return
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.brokers, group_id=None, enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.brokers,
+            group_id=None,
+            enable_auto_commit=False,
+            fetch_max_wait_ms=self._fetch_max_wait_ms,
+        )
         await consumer.start()
         partitions = consumer.partitions_for_topic(self.topic) or set()
         if not partitions:
@@ -226,7 +233,15 @@ class KafkaAnnouncementGroup:
     a balance worker that crashes loses at most what it had queued and not yet recomputed; its
     successor recomputes from the committed offset on."""
 
-    def __init__(self, brokers: str, topic: str, group: str, handler: Handler, session_timeout_ms: int) -> None:
+    def __init__(
+        self,
+        brokers: str,
+        topic: str,
+        group: str,
+        handler: Handler,
+        session_timeout_ms: int,
+        fetch_max_wait_ms: int = 100,
+    ) -> None:
         self._handler = handler
         self._topic = topic
         self._consumer = AIOKafkaConsumer(
@@ -236,6 +251,7 @@ class KafkaAnnouncementGroup:
             auto_offset_reset="latest",
             session_timeout_ms=session_timeout_ms,
             heartbeat_interval_ms=max(100, session_timeout_ms // 5),
+            fetch_max_wait_ms=fetch_max_wait_ms,
         )
         self._task: asyncio.Task[None] | None = None
         self.last_poll = time.monotonic()

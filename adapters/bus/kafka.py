@@ -165,6 +165,7 @@ class KafkaSinkConsumer:
         max_batch_events: int,
         flush_interval_ms: int,
         session_timeout_ms: int,
+        fetch_max_wait_ms: int = 100,
     ) -> None:
         self._sink = sink
         self._topic = topic
@@ -179,6 +180,7 @@ class KafkaSinkConsumer:
             heartbeat_interval_ms=max(100, session_timeout_ms // 5),
             max_partition_fetch_bytes=16 * 1024 * 1024,
             fetch_max_bytes=64 * 1024 * 1024,
+            fetch_max_wait_ms=fetch_max_wait_ms,
         )
         # Held while a fetched batch is flushed and committed; a revocation waits for it.
         self._in_hand = asyncio.Lock()

@@ -134,6 +134,7 @@ async def wire(deps: Deps) -> list[Servicer]:
                 kafka.balance_consumer_group,
                 recompute,
                 kafka.session_timeout_ms,
+                kafka.fetch_max_wait_ms,
             )
             await group.start()
             deps.stop_steps.append(group.stop)
