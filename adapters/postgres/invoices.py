@@ -506,19 +506,19 @@ class PostgresInvoiceRepository:
         ).all()
         return [_invoice(row) for row in rows], int(total)
 
-    async def lines(self, namespace: str, invoice_ids: Sequence[str]) -> dict[str, list[InvoiceLine]]:
+    async def lines(
+        self, namespace: str, invoice_ids: Sequence[str], *, include_deleted: bool = False
+    ) -> dict[str, list[InvoiceLine]]:
         out: dict[str, list[InvoiceLine]] = {i: [] for i in invoice_ids}
         if not invoice_ids:
             return out
-        statement = (
-            select(InvoiceLineRow)
-            .where(
-                InvoiceLineRow.namespace == namespace,
-                col(InvoiceLineRow.invoice_id).in_(list(invoice_ids)),
-                col(InvoiceLineRow.deleted_at).is_(None),
-            )
-            .order_by(col(InvoiceLineRow.created_at), col(InvoiceLineRow.id))
+        statement = select(InvoiceLineRow).where(
+            InvoiceLineRow.namespace == namespace, col(InvoiceLineRow.invoice_id).in_(list(invoice_ids))
         )
+        if not include_deleted:
+            # Deleted lines (a draft's lines an update removed) are listed only when asked for.
+            statement = statement.where(col(InvoiceLineRow.deleted_at).is_(None))
+        statement = statement.order_by(col(InvoiceLineRow.created_at), col(InvoiceLineRow.id))
         for row in (await self._session.exec(_fresh(statement))).all():
             out[row.invoice_id].append(_line(row))
         return out

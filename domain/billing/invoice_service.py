@@ -176,7 +176,9 @@ class InvoiceService:
             invoice = await tx.invoices.get(namespace, invoice_id)
             if invoice is None:
                 raise NotFoundError("invoice", invoice_id)
-            lines = (await tx.invoices.lines(namespace, [invoice.id]))[invoice.id]
+            lines = (await tx.invoices.lines(namespace, [invoice.id], include_deleted=include_deleted_lines))[
+                invoice.id
+            ]
         return InvoiceWithLines(invoice, lines)
 
     async def list_invoices(

@@ -128,7 +128,9 @@ class InvoiceRepository(Protocol):
 
     async def list_invoices(self, namespace: str, query: InvoiceListQuery) -> tuple[list[Invoice], int]: ...
 
-    async def lines(self, namespace: str, invoice_ids: Sequence[str]) -> dict[str, list[InvoiceLine]]:
+    async def lines(
+        self, namespace: str, invoice_ids: Sequence[str], *, include_deleted: bool = False
+    ) -> dict[str, list[InvoiceLine]]:
         """Live lines (children included) of each invoice, by invoice ID, in creation order."""
         ...
 

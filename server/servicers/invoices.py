@@ -134,7 +134,9 @@ class InvoiceServicer(invoices_pb2_grpc.InvoiceServiceServicer):
         expand = parse_expand(v, list(request.expand), EXPAND)
         v.raise_if_any()
         namespace = self._request.namespace(context)
-        found = await self._invoices.get(namespace, request.invoice_id)
+        found = await self._invoices.get(
+            namespace, request.invoice_id, include_deleted_lines=request.include_deleted_lines
+        )
         # Lines come with a single invoice unless the caller expanded other things only.
         message = self._out(found, with_lines=not request.expand or expand.get("lines", False))
         if expand.get("workflow.apps"):

@@ -392,6 +392,34 @@ async def test_update_draft_lines_and_retry_refused_when_nothing_failed(http: ht
     assert late.status_code == 400
 
 
+async def test_include_deleted_lines_shows_what_an_update_removed(http: httpx.AsyncClient) -> None:
+    customer, _ = await metered_customer(http)
+    await ok(
+        await http.put(
+            f"/api/v1/billing/customers/{customer}", json={"workflow": {"invoicing": {"autoAdvance": False}}}
+        )
+    )
+    await add_lines(
+        http, customer, line("Keep", {"type": "flat", "amount": "5"}), line("Drop", {"type": "flat", "amount": "3"})
+    )
+    (draft,) = await invoice_now(http, customer)
+    body = {
+        "supplier": draft["supplier"],
+        "customer": draft["customer"],
+        "workflow": draft["workflow"],
+        "lines": [{**line("Keep", {"type": "flat", "amount": "5"}), "id": by_name(draft)["Keep"]["id"]}],
+    }
+    updated = await ok(await http.put(f"{INVOICES}/{draft['id']}", json=body))
+    assert set(by_name(updated)) == {"Keep"} and updated["totals"]["total"] == "5"
+    shown = await ok(await http.get(f"{INVOICES}/{draft['id']}"))
+    assert set(by_name(shown)) == {"Keep"}
+    everything = await ok(await http.get(f"{INVOICES}/{draft['id']}", params={"includeDeletedLines": "true"}))
+    lines = by_name(everything)
+    assert set(lines) == {"Keep", "Drop"}
+    assert lines["Drop"]["deletedAt"] and "deletedAt" not in lines["Keep"]
+    assert everything["totals"]["total"] == "5"  # a deleted line is shown, not billed
+
+
 async def test_grpc_pending_lines_and_invoice_now(http: httpx.AsyncClient, channel: grpc.aio.Channel) -> None:
     customer, feature = await metered_customer(http, 300)
     stub = invoices_pb2_grpc.InvoiceServiceStub(channel)

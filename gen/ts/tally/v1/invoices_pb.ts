@@ -1149,7 +1149,7 @@ export type GetInvoiceRequest = Message<"tally.v1.GetInvoiceRequest"> & {
   expand: string[];
 
   /**
-   * Accepted; deleted lines are not listed yet.
+   * Lists deleted lines too (those an update of the draft removed), with their deletedAt.
    *
    * @generated from field: bool include_deleted_lines = 3;
    */
