@@ -5,9 +5,14 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import uuid
+from decimal import Decimal
 
 import grpc
+import httpx
+import pytest
 
+import tally_sdk
 from tally.v1 import meters_pb2, meters_pb2_grpc
 from tests.support.barrier import settle_grpc
 from tests.support.services import ROOT
@@ -50,3 +55,38 @@ async def test_example_ingests_and_queries(tally: TallyProcess) -> None:
     assert "created meter sdk_example_tokens" not in second
     assert second[-3:] == EXPECTED
     assert await stored_totals(tally) == EXPECTED
+
+
+async def test_sdk_invoices_from_pending_lines_to_paid(tally: TallyProcess) -> None:
+    """The SDK's invoice calls, through the sandbox (the default profile advances automatically)."""
+    key = f"sdk_invoices_{uuid.uuid4().hex[:10]}"
+    async with httpx.AsyncClient(base_url=tally.rest_url, timeout=30) as http:
+        created = await http.post(
+            "/api/v1/customers", json={"name": "SDK", "key": key, "usageAttribution": {"subjectKeys": [key]}}
+        )
+        assert created.status_code == 201, created.text
+    customer = created.json()["id"]
+    period = {"from": "2025-11-01T00:00:00Z", "to": "2025-12-01T00:00:00Z"}
+    fee = {
+        "name": "Fee",
+        "period": period,
+        "invoiceAt": period["to"],
+        "rateCard": {"price": {"type": "flat", "amount": "12.34"}},
+    }
+    async with tally_sdk.Client(tally.grpc_target) as client:
+        pending = await client.create_pending_lines(key, "USD", [fee, {**fee, "name": "Second fee"}])
+        assert pending.invoice.status == "gathering" and len(pending.lines) == 2
+        (invoice,) = await client.invoice_now(customer, line_ids=[pending.lines[0].id])
+        assert invoice.status == "paid" and Decimal(invoice.totals.total) == Decimal("12.34")
+        fetched = await client.get_invoice(invoice.id)
+        assert [x.name for x in fetched.lines] == ["Fee"]
+        listed = await client.list_invoices(customers=[customer])
+        assert {i.status for i in listed.items} == {"paid", "gathering"}
+        # A paid invoice is final: no void (it would need a credit note), no delete, no retry.
+        with pytest.raises(tally_sdk.InvalidArgumentError):
+            await client.void_invoice(invoice.id, "duplicate")
+        with pytest.raises(tally_sdk.InvalidArgumentError):
+            await client.retry_invoice(invoice.id)
+        # The line left on the gathering invoice, invoiced next.
+        (rest,) = await client.invoice_now(customer, progressive_billing_override=False)
+        assert rest.status == "paid" and Decimal(rest.totals.total) == Decimal("12.34")

@@ -7,7 +7,7 @@ an API key is given, and typed errors.
 
 Which calls are retried: every read, and ingest, because an event is identified by (source, id)
 and the server drops duplicates; the client fixes each event's id before the first attempt, so a
-retried batch is the same batch. Creates, updates and deletes are sent once.
+retried batch is the same batch. Creates, updates, deletes and invoice actions are sent once.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import grpc
-from google.protobuf import struct_pb2, timestamp_pb2
+from google.protobuf import json_format, struct_pb2, timestamp_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tally.v1 import events_pb2, events_pb2_grpc, meters_pb2, meters_pb2_grpc
+from tally.v1 import events_pb2, events_pb2_grpc, invoices_pb2, invoices_pb2_grpc, meters_pb2, meters_pb2_grpc
 from tally_sdk.errors import TallyError, from_rpc_error
 from tally_sdk.retry import RetryPolicy
 
@@ -109,8 +109,6 @@ def _one_or_list(values: Sequence[str]) -> str | list[str]:
 
 def struct_to_dict(struct: struct_pb2.Struct) -> dict[str, Any]:
     """A google.protobuf.Struct (event data, annotations) as plain Python values."""
-    from google.protobuf import json_format
-
     result: dict[str, Any] = json_format.MessageToDict(struct)
     return result
 
@@ -155,6 +153,7 @@ class Client:
             self._owns_channel = True
         self.events = events_pb2_grpc.EventServiceStub(self._channel)
         self.meters = meters_pb2_grpc.MeterServiceStub(self._channel)
+        self.invoices = invoices_pb2_grpc.InvoiceServiceStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
 
     async def __aenter__(self) -> Client:
@@ -370,6 +369,121 @@ class Client:
         _set_time(request, "to", to)
         response = await self._call(self.meters.ListMeterSubjects, request, idempotent=True, timeout=timeout)
         return list(response.items)
+
+    # Invoices (OpenMeter's /api/v1/billing/invoices; lines and money as the REST JSON has them)
+
+    async def list_invoices(
+        self,
+        *,
+        customers: Sequence[str] = (),
+        statuses: Sequence[str] = (),
+        expand: Sequence[str] = ("lines",),
+        include_deleted: bool = False,
+        page: int | None = None,
+        page_size: int | None = None,
+        timeout: float | None = None,
+    ) -> invoices_pb2.ListInvoicesResponse:
+        """One page of invoices, newest first; `customers` are customer IDs, `statuses` e.g. gathering, paid."""
+        request = invoices_pb2.ListInvoicesRequest(
+            customers=list(customers), statuses=list(statuses), expand=list(expand), include_deleted=include_deleted
+        )
+        if page is not None:
+            request.page = page
+        if page_size is not None:
+            request.page_size = page_size
+        result: invoices_pb2.ListInvoicesResponse = await self._call(
+            self.invoices.ListInvoices, request, idempotent=True, timeout=timeout
+        )
+        return result
+
+    async def get_invoice(
+        self, invoice_id: str, *, include_deleted_lines: bool = False, timeout: float | None = None
+    ) -> invoices_pb2.Invoice:
+        request = invoices_pb2.GetInvoiceRequest(invoice_id=invoice_id, include_deleted_lines=include_deleted_lines)
+        result: invoices_pb2.Invoice = await self._call(
+            self.invoices.GetInvoice, request, idempotent=True, timeout=timeout
+        )
+        return result
+
+    async def create_pending_lines(
+        self,
+        customer: str,
+        currency: str,
+        lines: Iterable[Mapping[str, Any] | invoices_pb2.InvoicePendingLine],
+        *,
+        timeout: float | None = None,
+    ) -> invoices_pb2.CreatePendingInvoiceLinesResponse:
+        """Adds lines to the customer's (ID or key) gathering invoice. A line may be given as its REST
+        JSON ({"name", "period": {"from", "to"}, "invoiceAt", "rateCard": {"price", "featureKey"}})."""
+        request = invoices_pb2.CreatePendingInvoiceLinesRequest(
+            customer_id=customer, currency=currency, lines=[_pending_line(line) for line in lines]
+        )
+        result: invoices_pb2.CreatePendingInvoiceLinesResponse = await self._call(
+            self.invoices.CreatePendingInvoiceLines, request, idempotent=False, timeout=timeout
+        )
+        return result
+
+    async def invoice_now(
+        self,
+        customer: str,
+        *,
+        as_of: TimeLike | None = None,
+        line_ids: Sequence[str] = (),
+        progressive_billing_override: bool | None = None,
+        timeout: float | None = None,
+    ) -> list[invoices_pb2.Invoice]:
+        """Invoices the customer's lines due by `as_of` (default now): one invoice per currency."""
+        request = invoices_pb2.InvoicePendingLinesRequest(
+            customer_id=customer, filters=invoices_pb2.InvoicePendingLinesFilters(line_ids=list(line_ids))
+        )
+        if as_of is not None:
+            request.as_of = _timestamp(as_of).ToJsonString()
+        if progressive_billing_override is not None:
+            request.progressive_billing_override = progressive_billing_override
+        response = await self._call(self.invoices.InvoicePendingLines, request, idempotent=False, timeout=timeout)
+        return list(response.items)
+
+    async def approve_invoice(self, invoice_id: str, *, timeout: float | None = None) -> invoices_pb2.Invoice:
+        return await self._invoice_action(self.invoices.ApproveInvoice, invoice_id, timeout)
+
+    async def advance_invoice(self, invoice_id: str, *, timeout: float | None = None) -> invoices_pb2.Invoice:
+        return await self._invoice_action(self.invoices.AdvanceInvoice, invoice_id, timeout)
+
+    async def retry_invoice(self, invoice_id: str, *, timeout: float | None = None) -> invoices_pb2.Invoice:
+        return await self._invoice_action(self.invoices.RetryInvoice, invoice_id, timeout)
+
+    async def snapshot_invoice_quantities(
+        self, invoice_id: str, *, timeout: float | None = None
+    ) -> invoices_pb2.Invoice:
+        return await self._invoice_action(self.invoices.SnapshotInvoiceQuantities, invoice_id, timeout)
+
+    async def void_invoice(self, invoice_id: str, reason: str, *, timeout: float | None = None) -> invoices_pb2.Invoice:
+        """Voids an issued, unpaid invoice; the reason is kept on it (OpenMeter answers 501 here)."""
+        request = invoices_pb2.VoidInvoiceRequest(invoice_id=invoice_id, reason=reason)
+        result: invoices_pb2.Invoice = await self._call(
+            self.invoices.VoidInvoice, request, idempotent=False, timeout=timeout
+        )
+        return result
+
+    async def delete_invoice(self, invoice_id: str, *, timeout: float | None = None) -> None:
+        """Deletes a draft; its lines go back to the gathering invoice."""
+        request = invoices_pb2.DeleteInvoiceRequest(invoice_id=invoice_id)
+        await self._call(self.invoices.DeleteInvoice, request, idempotent=False, timeout=timeout)
+
+    async def _invoice_action(
+        self, rpc: Callable[..., Awaitable[invoices_pb2.Invoice]], invoice_id: str, timeout: float | None
+    ) -> invoices_pb2.Invoice:
+        # Sent once: repeating an action that did happen would be refused or move the invoice on.
+        request = invoices_pb2.InvoiceActionRequest(invoice_id=invoice_id)
+        return await self._call(rpc, request, idempotent=False, timeout=timeout)
+
+
+def _pending_line(line: Mapping[str, Any] | invoices_pb2.InvoicePendingLine) -> invoices_pb2.InvoicePendingLine:
+    if isinstance(line, invoices_pb2.InvoicePendingLine):
+        return line
+    message = invoices_pb2.InvoicePendingLine()
+    json_format.ParseDict(dict(line), message)
+    return message
 
 
 __all__ = ["Client", "Event", "TallyError", "struct_to_dict", "to_cloudevent"]
