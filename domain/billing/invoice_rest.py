@@ -405,6 +405,14 @@ def parse_invoice_now(data: Obj) -> InvoiceNowInput:
     return InvoiceNowInput(customer or "", as_of, tuple(line_ids), override)
 
 
+def parse_sent_to_customer_at(text: str | None) -> datetime | None:
+    """issuing/synchronized's `invoicing.sentToCustomerAt`: when the integrator sent the invoice."""
+    r = Reader()
+    value = _time_in(r, {"sentToCustomerAt": text} if text is not None else {}, "sentToCustomerAt", "invoicing")
+    r.issues.raise_if_errors()
+    return value
+
+
 def parse_payment_trigger(trigger: str) -> Action:
     action = PAYMENT_TRIGGERS.get(trigger)
     if action is None:

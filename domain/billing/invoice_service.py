@@ -481,9 +481,11 @@ class InvoiceService:
         invoice_number: str | None = None,
         invoicing_external_id: str | None = None,
         payment_external_id: str | None = None,
+        sent_to_customer_at: datetime | None = None,
     ) -> InvoiceWithLines:
         """The invoicing app's (custom invoicing's integrator's) report: draft/synchronized,
-        issuing/synchronized (which may set the number and external IDs) or a payment status.
+        issuing/synchronized (which may set the number, external IDs and when the invoice was sent
+        to the customer) or a payment status.
         Refused unless the invoice is waiting for exactly this (an out-of-order call changes
         nothing); then the invoice advances as far as it can."""
         if action.actor is not Actor.APP:
@@ -502,6 +504,7 @@ class InvoiceService:
                 number=invoice_number or invoice.number,
                 invoicing_external_id=invoicing_external_id or invoice.invoicing_external_id,
                 payment_external_id=payment_external_id or invoice.payment_external_id,
+                sent_to_customer_at=sent_to_customer_at or invoice.sent_to_customer_at,
                 # The wait is over: the callback is the app's answer to the recorded attempt.
                 app_attempt=dataclasses.replace(attempt, waiting=False) if attempt is not None else None,
             )

@@ -20,6 +20,7 @@ from domain.billing.invoice_rest import (
     parse_list_query,
     parse_payment_trigger,
     parse_pending_lines,
+    parse_sent_to_customer_at,
 )
 from domain.billing.invoice_service import InvoiceService
 from domain.billing.invoice_states import Action
@@ -228,6 +229,7 @@ class CustomInvoicingServicer(invoices_pb2_grpc.CustomInvoicingServiceServicer):
             Action.ISSUING_SYNCHRONIZED,
             invoice_number=optional_str(request.invoicing, "invoice_number"),
             payment_external_id=optional_str(request.payment, "external_id"),
+            sent_to_customer_at=parse_sent_to_customer_at(optional_str(request.invoicing, "sent_to_customer_at")),
         )
         await rest_hints(context, http_code=204)
         return empty_pb2.Empty()

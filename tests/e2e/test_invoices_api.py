@@ -312,15 +312,22 @@ async def test_custom_invoicing_syncs_in_order_then_payment_and_void(http: httpx
     again = await http.post(f"{apps}/{iid}/draft/synchronized", json={})
     assert again.status_code == 400
 
+    # A bad sentToCustomerAt is refused, naming the field; nothing moves.
+    bad = await http.post(f"{apps}/{iid}/issuing/synchronized", json={"invoicing": {"sentToCustomerAt": "today"}})
+    assert bad.status_code == 400 and "invoicing.sentToCustomerAt" in bad.text, bad.text
     await ok(
         await http.post(
             f"{apps}/{iid}/issuing/synchronized",
-            json={"invoicing": {"invoiceNumber": "ERP-0001"}, "payment": {"externalId": "pay-1"}},
+            json={
+                "invoicing": {"invoiceNumber": "ERP-0001", "sentToCustomerAt": "2025-12-02T10:00:00Z"},
+                "payment": {"externalId": "pay-1"},
+            },
         ),
         204,
     )
     issued = await ok(await http.get(f"{INVOICES}/{iid}"))
     assert issued["number"] == "ERP-0001" and issued["externalIds"]["payment"] == "pay-1"
+    assert issued["sentToCustomerAt"] == "2025-12-02T10:00:00Z"
     assert issued["statusDetails"]["extendedStatus"] == "payment_processing.pending"
     assert set(issued["statusDetails"]["availableActions"]) == {"void"}
 
