@@ -289,6 +289,8 @@ class InvoiceLineRow(SQLModel, table=True):
     subscription_phase_id: str | None = None
     subscription_item_id: str | None = None
     meta: dict[str, str] = _json("metadata")
+    # The line's ID in the invoicing app (custom invoicing's lineExternalIds).
+    invoicing_external_id: str | None = None
     created_at: datetime = _tz()
     updated_at: datetime = _tz()
     deleted_at: datetime | None = _tz(default=None, nullable=True)

@@ -313,6 +313,7 @@ def _line(row: InvoiceLineRow) -> InvoiceLine:
         subscription=sub,
         metadata=dict(row.meta),
         deleted_at=row.deleted_at,
+        invoicing_external_id=row.invoicing_external_id,
     )
 
 
@@ -362,6 +363,7 @@ def _line_values(line: InvoiceLine) -> dict[str, Any]:
         subscription_phase_id=line.subscription.phase_id if line.subscription else None,
         subscription_item_id=line.subscription.item_id if line.subscription else None,
         meta=dict(line.metadata),
+        invoicing_external_id=line.invoicing_external_id,
         created_at=line.created_at,
         updated_at=line.updated_at,
         deleted_at=line.deleted_at,

@@ -137,6 +137,8 @@ def _line_common(line: InvoiceLine) -> dict[str, Any]:
     }
     _put(out, "description", line.description)
     _put(out, "deletedAt", _time(line.deleted_at))
+    if line.invoicing_external_id is not None:
+        out["externalIds"] = {"invoicing": line.invoicing_external_id}
     if line.tax_config is not None:
         out["taxConfig"] = line.tax_config.rest()
     if line.subscription is not None:

@@ -482,10 +482,12 @@ class InvoiceService:
         invoicing_external_id: str | None = None,
         payment_external_id: str | None = None,
         sent_to_customer_at: datetime | None = None,
+        line_external_ids: Sequence[tuple[str, str]] = (),
     ) -> InvoiceWithLines:
         """The invoicing app's (custom invoicing's integrator's) report: draft/synchronized,
         issuing/synchronized (which may set the number, external IDs and when the invoice was sent
-        to the customer) or a payment status.
+        to the customer; draft/synchronized may give the app's ID of each line, as (line ID,
+        external ID) pairs) or a payment status.
         Refused unless the invoice is waiting for exactly this (an out-of-order call changes
         nothing); then the invoice advances as far as it can."""
         if action.actor is not Actor.APP:
@@ -510,6 +512,12 @@ class InvoiceService:
             )
             invoice = _entered(invoice, now)
             await tx.invoices.update(invoice)
+            if line_external_ids:
+                await tx.invoices.update_lines(
+                    _with_external_ids(
+                        await tx.invoices.lines(namespace, [invoice_id]), invoice_id, line_external_ids, now
+                    )
+                )
             await tx.commit()
         await self._drive(namespace, invoice_id, None)
         await self._told(namespace, invoice_id, False)
@@ -1108,6 +1116,24 @@ def _snapshot(customer: Customer) -> CustomerSnapshot:
 
 def _supplier(supplier: Supplier) -> dict[str, object]:
     return {k: v for k, v in dataclasses.asdict(supplier).items() if v is not None}
+
+
+def _with_external_ids(
+    lines: Mapping[str, Sequence[InvoiceLine]], invoice_id: str, ids: Sequence[tuple[str, str]], now: datetime
+) -> list[InvoiceLine]:
+    """The invoice's lines the app named, carrying their external IDs; a line that is not the
+    invoice's is refused (nothing is stored: the caller's transaction is not committed)."""
+    by_id = {line.id: line for line in lines[invoice_id]}
+    v = Violations()
+    changed: dict[str, InvoiceLine] = {}
+    for i, (line_id, external_id) in enumerate(ids):
+        line = changed.get(line_id) or by_id.get(line_id)
+        if line is None:
+            v.add(f"invoicing.lineExternalIds[{i}].lineId", f"{line_id!r} is not a line of this invoice", "not_found")
+            continue
+        changed[line_id] = dataclasses.replace(line, invoicing_external_id=external_id, updated_at=now)
+    v.raise_if_any()
+    return list(changed.values())
 
 
 def gathering_schedule(invoice: Invoice, lines: Sequence[InvoiceLine], now: datetime) -> Invoice:

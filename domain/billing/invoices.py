@@ -175,6 +175,8 @@ class InvoiceLine:
     subscription: SubscriptionRef | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
     deleted_at: datetime | None = None
+    # The line's ID in the invoicing app (custom invoicing: draft/synchronized's lineExternalIds).
+    invoicing_external_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -303,9 +303,29 @@ async def test_custom_invoicing_syncs_in_order_then_payment_and_void(http: httpx
     assert early.status_code == 400
     assert (await ok(await http.get(f"{INVOICES}/{iid}")))["statusDetails"]["extendedStatus"] == "draft.syncing"
 
-    await ok(
-        await http.post(f"{apps}/{iid}/draft/synchronized", json={"invoicing": {"externalId": "erp-draft-1"}}), 204
+    draft = await ok(await http.get(f"{INVOICES}/{iid}"))
+    (line_id,) = [x["id"] for x in draft["lines"]]
+    # Line external IDs name lines of this invoice; another ID is refused and nothing moves.
+    stranger = await http.post(
+        f"{apps}/{iid}/draft/synchronized",
+        json={"invoicing": {"lineExternalIds": [{"lineId": "01NOTALINE", "externalId": "x"}]}},
     )
+    assert stranger.status_code == 400 and "invoicing.lineExternalIds[0].lineId" in stranger.text, stranger.text
+    assert (await ok(await http.get(f"{INVOICES}/{iid}")))["statusDetails"]["extendedStatus"] == "draft.syncing"
+    await ok(
+        await http.post(
+            f"{apps}/{iid}/draft/synchronized",
+            json={
+                "invoicing": {
+                    "externalId": "erp-draft-1",
+                    "lineExternalIds": [{"lineId": line_id, "externalId": "erp-line-1"}],
+                }
+            },
+        ),
+        204,
+    )
+    synced = await ok(await http.get(f"{INVOICES}/{iid}"))
+    assert [x["externalIds"] for x in synced["lines"]] == [{"invoicing": "erp-line-1"}]
     synced = await ok(await http.get(f"{INVOICES}/{iid}"))
     assert synced["statusDetails"]["extendedStatus"] == "issuing.syncing"
     assert synced["externalIds"]["invoicing"] == "erp-draft-1"
