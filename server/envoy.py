@@ -7,7 +7,6 @@ differ, and they are substituted here (or by envsubst in k8s).
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import os
 import shutil
 import signal
@@ -19,6 +18,7 @@ from pathlib import Path
 import httpx
 import structlog
 
+from adapters.children import dying_with_parent
 from server.config import Settings
 
 log = structlog.get_logger(__name__)
@@ -89,12 +89,6 @@ def envoy_binary() -> str:
     return found
 
 
-def _die_with_parent() -> None:
-    # Linux: Envoy gets SIGTERM if Tally dies, even by SIGKILL, so nothing is left listening.
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
 class Envoy:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -107,7 +101,8 @@ class Envoy:
         config.write_text(render(self.settings))
         log_file = (run_dir / "envoy.log").open("ab")
         # Popen returns at once (fork+exec); waiting for readiness is asynchronous below.
-        self._process = subprocess.Popen(  # noqa: ASYNC220
+        # Envoy gets SIGTERM if Tally dies, even by SIGKILL, so nothing is left listening.
+        argv, preexec_fn = dying_with_parent(
             [
                 envoy_binary(),
                 "-c",
@@ -117,10 +112,14 @@ class Envoy:
                 "--base-id",
                 str(self.settings.envoy_admin_port),
             ],
+            signal.SIGTERM,
+        )
+        self._process = subprocess.Popen(  # noqa: ASYNC220
+            argv,
             stdout=log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            preexec_fn=preexec_fn,
         )
         await self._wait_ready(ready_within)
         log.info(

@@ -22,14 +22,12 @@ this data dir (a stale pid file may name an unrelated process).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import fcntl
 import hashlib
 import importlib.util
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -38,6 +36,8 @@ from typing import IO
 
 import psutil
 import structlog
+
+from adapters.children import dying_with_parent
 
 log = structlog.get_logger(__name__)
 
@@ -124,12 +124,6 @@ def stop_process(process: psutil.Process | subprocess.Popen[bytes]) -> None:
             return
         except (psutil.TimeoutExpired, subprocess.TimeoutExpired):
             log.warning("embedded postgres is slow to stop; escalating", pid=process.pid, signal=sig.name)
-
-
-def _parent_death_signal() -> None:
-    # Runs in the child after its user switch (which would reset it): if Tally dies, even by
-    # SIGKILL, the kernel sends the postmaster SIGINT, a fast shutdown.
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGINT)  # PR_SET_PDEATHSIG
 
 
 class EmbeddedPostgres:
@@ -300,7 +294,8 @@ class EmbeddedPostgres:
             os.chown(log_file.fileno(), int(str(run_as["user"])), int(str(run_as["group"])))
         try:
             # Popen returns at once; readiness is awaited from postmaster.pid.
-            self._process = subprocess.Popen(
+            # If Tally dies, even by SIGKILL, the kernel sends the postmaster SIGINT, a fast shutdown.
+            argv, preexec_fn = dying_with_parent(
                 [
                     str(bin_dir() / "postgres"),
                     "-D",
@@ -310,13 +305,17 @@ class EmbeddedPostgres:
                     "-k",
                     str(self._socket_dir(run_as)),
                 ],
+                signal.SIGINT,
+            )
+            self._process = subprocess.Popen(
+                argv,
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 # Its own session: signals for Tally's process group (Ctrl-C, a closed terminal)
                 # must not shut the server down while Tally drains into it.
                 start_new_session=True,
-                preexec_fn=_parent_death_signal if sys.platform == "linux" else None,
+                preexec_fn=preexec_fn,
                 **run_as,  # type: ignore[call-overload]
             )
         finally:

@@ -20,7 +20,7 @@ import httpx
 import yaml
 
 from tests.support.services import ROOT, free_port, port_open, require
-from tests.support.stack import _die_with_parent
+from tests.support.stack import popen_dying_with_runner
 
 
 def prometheus_binary() -> str:
@@ -52,7 +52,7 @@ class PrometheusServer:
         }
         (self.directory / "prometheus.yml").write_text(yaml.safe_dump(config))
         log = (self.directory / "prometheus.log").open("ab")
-        self.process = subprocess.Popen(
+        self.process = popen_dying_with_runner(
             [
                 binary,
                 f"--config.file={self.directory / 'prometheus.yml'}",
@@ -61,8 +61,6 @@ class PrometheusServer:
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=_die_with_parent,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -107,14 +105,12 @@ class CollectorProcess:
     def start(self) -> CollectorProcess:
         log = self.config_path.with_suffix(".log").open("ab")
         env = {k: v for k, v in os.environ.items() if not k.startswith("TALLY_")}
-        self.process = subprocess.Popen(
+        self.process = popen_dying_with_runner(
             [sys.executable, "-m", "server.cli", "collect", "--config", str(self.config_path)],
             cwd=ROOT,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=_die_with_parent,
         )
         deadline = time.monotonic() + 30
         while not port_open("127.0.0.1", self.metrics_port):

@@ -7,7 +7,6 @@ developer's `make run` is up.
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import os
 import signal
 import subprocess
@@ -16,12 +15,14 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import grpc
 import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from adapters.children import dying_with_parent
 from server.config import KafkaSettings
 from tests.support.services import POSTGRES_ADMIN_URL, ROOT, free_port, port_open
 
@@ -52,9 +53,11 @@ async def drop_created_databases() -> None:
         await connection.close()
 
 
-def _die_with_parent() -> None:
-    # Linux: a Tally started by a test or a benchmark ends with it, even when the runner is killed.
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+def popen_dying_with_runner(argv: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+    """Popen for what a test or a benchmark starts (Tally, a collector, Prometheus): it ends with
+    the runner, even when the runner is killed, as Tally's own children end with Tally."""
+    argv, preexec_fn = dying_with_parent(argv, signal.SIGTERM)
+    return subprocess.Popen(argv, start_new_session=True, preexec_fn=preexec_fn, **kwargs)
 
 
 async def postgres_available() -> bool:
@@ -161,14 +164,12 @@ class TallyProcess:
         (the main one): the child is told to die with the thread that forked it."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = (self.data_dir / "tally.log").open("ab")
-        self.process = subprocess.Popen(
+        self.process = popen_dying_with_runner(
             [sys.executable, "-m", "server.cli", "serve"],
             cwd=self.cwd or ROOT,
             env=self.env(),
             stdout=log,
             stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=_die_with_parent,
         )
 
     def wait_ready(self, timeout: float) -> None:
