@@ -41,9 +41,9 @@ from domain.billing.service import AppService, BillingProfileService, Provisione
 from domain.catalog.prices import UnitPrice
 from domain.customers.models import CustomerInput
 from domain.customers.service import CustomerService
-from tests.integration.test_invoices import EventUsage
 from tests.support.services import require
 from tests.support.stack import create_database, postgres_available
+from tests.support.usage import EventUsage
 from workers.billing import Backoff, BillingWorker
 
 NOV = datetime(2026, 11, 1, tzinfo=UTC)

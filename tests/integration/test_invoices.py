@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -30,7 +30,6 @@ from domain.billing.invoices import (
     LineStatus,
     PendingLineInput,
     PendingLinesInput,
-    UsageRequest,
 )
 from domain.billing.models import OverrideUpsertInput, ProfileApps, ProfileCreateInput, WorkflowPatch
 from domain.billing.service import AppService, BillingProfileService, Provisioner
@@ -42,35 +41,11 @@ from domain.customers.service import CustomerService
 from domain.errors import ValidationError
 from tests.support.services import require
 from tests.support.stack import create_database, postgres_available
+from tests.support.usage import EventUsage
 
 NOV = datetime(2026, 11, 1, tzinfo=UTC)
 DEC = datetime(2026, 12, 1, tzinfo=UTC)
 D = Decimal
-
-
-@dataclass
-class EventUsage:
-    """(feature, customer, time, quantity, stored_at) events; a request sums its window as of the cutoff."""
-
-    events: list[tuple[str, str, datetime, Decimal, datetime]] = field(default_factory=list)
-
-    def add(self, feature: str, customer: str, at: datetime, qty: str, stored_at: datetime | None = None) -> None:
-        self.events.append((feature, customer, at, D(qty), stored_at or at))
-
-    async def quantities(
-        self, namespace: str, requests: Sequence[UsageRequest], cutoff: datetime
-    ) -> Mapping[UsageRequest, Decimal]:
-        return {
-            r: sum(
-                (
-                    q
-                    for f, c, at, q, stored in self.events
-                    if f == r.feature_key and c == r.customer_id and r.start <= at < r.end and stored <= cutoff
-                ),
-                D(0),
-            )
-            for r in requests
-        }
 
 
 @dataclass

@@ -36,9 +36,9 @@ from domain.subscriptions.catalog import CatalogRateCards, plan_view
 from domain.subscriptions.models import CreateSubscriptionInput, PlanSelector, Subscription, Timing
 from domain.subscriptions.ports import PlanView
 from domain.subscriptions.service import SubscriptionService
-from tests.integration.test_invoices import EventUsage
 from tests.support.services import require
 from tests.support.stack import create_database, postgres_available
+from tests.support.usage import EventUsage
 from workers.billing import BillingWorker
 
 NOV = datetime(2026, 11, 1, tzinfo=UTC)
