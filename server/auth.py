@@ -41,7 +41,7 @@ OPEN_SERVICES = frozenset(
 )
 ADMIN_SERVICES = frozenset({"tally.v1.ApiKeyService"})
 PORTAL_METHODS = frozenset({"tally.v1.PortalService/QueryPortalMeter", "tally.v1.PortalService/QueryPortalMeterCsv"})
-READ_PREFIXES = ("List", "Get", "Query", "Stream")
+READ_PREFIXES = ("List", "Get", "Query", "Stream", "Preview")
 WRITE_PREFIXES = (
     "Create",
     "Update",

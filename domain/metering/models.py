@@ -114,6 +114,25 @@ def _check_text(violations: Violations, field_name: str, value: str | None, max_
         violations.add(field_name, f"at most {max_length} characters", "too_long")
 
 
+def check_definition(
+    v: Violations, aggregation: str, event_type: str, value_property: str | None, group_by: dict[str, str]
+) -> None:
+    """The checks on what a meter reads from events; shared by create and the preview (PreviewMeter)."""
+    if aggregation not in Aggregation.__members__:
+        v.add("aggregation", f"must be one of {', '.join(Aggregation)}", "invalid_enum")
+    if not event_type:
+        v.add("eventType", "required", "required")
+    if aggregation == Aggregation.COUNT:
+        if value_property:
+            v.add("valueProperty", "must not be set for COUNT", "not_allowed")
+    elif aggregation in Aggregation.__members__:
+        if not value_property:
+            v.add("valueProperty", f"required for {aggregation}", "required")
+        else:
+            _check_jsonpath(v, "valueProperty", value_property)
+    _check_group_by(v, group_by, value_property)
+
+
 @dataclass(frozen=True, slots=True)
 class MeterCreateInput:
     slug: str
@@ -132,23 +151,11 @@ class MeterCreateInput:
             v.add("slug", "required", "required")
         elif len(self.slug) > MAX_SLUG_LENGTH or not SLUG_RE.fullmatch(self.slug):
             v.add("slug", "must match ^[a-z0-9]+(?:_[a-z0-9]+)*$ and be at most 64 characters", "invalid_slug")
-        if self.aggregation not in Aggregation.__members__:
-            v.add("aggregation", f"must be one of {', '.join(Aggregation)}", "invalid_enum")
-        if not self.event_type:
-            v.add("eventType", "required", "required")
         if self.name is not None and not self.name:
             v.add("name", "must not be empty", "required")
         _check_text(v, "name", self.name, MAX_NAME_LENGTH)
         _check_text(v, "description", self.description, MAX_DESCRIPTION_LENGTH)
-        if self.aggregation == Aggregation.COUNT:
-            if self.value_property:
-                v.add("valueProperty", "must not be set for COUNT", "not_allowed")
-        elif self.aggregation in Aggregation.__members__:
-            if not self.value_property:
-                v.add("valueProperty", f"required for {self.aggregation}", "required")
-            else:
-                _check_jsonpath(v, "valueProperty", self.value_property)
-        _check_group_by(v, self.group_by, self.value_property)
+        check_definition(v, self.aggregation, self.event_type, self.value_property, self.group_by)
         v.raise_if_any()
 
 

@@ -12,8 +12,10 @@ from urllib.parse import parse_qsl, urlsplit
 from google.api import httpbody_pb2
 from google.protobuf import empty_pb2, struct_pb2
 
-from domain.errors import ValidationError
+from domain.errors import FieldViolation, ValidationError
+from domain.metering.events import IngestLimits
 from domain.metering.models import Meter, MeterCreateInput, MeterUpdateInput
+from domain.metering.preview import MeterDefinition, preview_meter
 from domain.metering.query import (
     FilterString,
     ListGroupByValuesInput,
@@ -165,9 +167,11 @@ def render_csv(query: MeterQuery, rows: list[QueryRow]) -> str:
 
 
 class MeterServicer(meters_pb2_grpc.MeterServiceServicer):
-    def __init__(self, meters: MeterService, request: RequestContext) -> None:
+    def __init__(self, meters: MeterService, request: RequestContext, limits: IngestLimits) -> None:
         self._meters = meters
         self._request = request
+        # The ingest limits, so a preview refuses a sample event exactly as ingest would.
+        self._limits = limits
 
     async def ListMeters(self, request: meters_pb2.ListMetersRequest, context: Ctx) -> meters_pb2.ListMetersResponse:
         meters = await self._meters.list_meters(self._request.namespace(context), request.include_deleted)
@@ -246,3 +250,31 @@ class MeterServicer(meters_pb2_grpc.MeterServiceServicer):
         values = await self._meters.group_by_values(self._request.namespace(context), request.meter_id_or_slug, data)
         await rest_hints(context, shape="array")
         return meters_pb2.ListMeterGroupByValuesResponse(items=values)
+
+    async def PreviewMeter(
+        self, request: meters_pb2.PreviewMeterRequest, context: Ctx
+    ) -> meters_pb2.PreviewMeterResponse:
+        definition = MeterDefinition(
+            aggregation=request.aggregation,
+            event_type=request.event_type,
+            value_property=optional_str(request, "value_property"),
+            group_by=dict(request.group_by),
+        )
+        preview = preview_meter(definition, request.sample_event, self._limits)
+        response = meters_pb2.PreviewMeterResponse(
+            meter_errors=[_field_error(v) for v in preview.meter_errors],
+            event_errors=[_field_error(v) for v in preview.event_errors],
+            event_type_matches=preview.event_type_matches,
+            group_by=preview.group_by,
+        )
+        if preview.value is not None:
+            response.value = preview.value
+        if preview.unique_value is not None:
+            response.unique_value = preview.unique_value
+        if preview.skip_reason is not None:
+            response.skip_reason = preview.skip_reason
+        return response
+
+
+def _field_error(violation: FieldViolation) -> meters_pb2.PreviewFieldError:
+    return meters_pb2.PreviewFieldError(field=violation.field, message=violation.message, code=violation.code)

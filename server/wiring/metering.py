@@ -68,7 +68,7 @@ async def wire(deps: Deps) -> list[Servicer]:
         Servicer(events_pb2_grpc.add_EventServiceServicer_to_server, events, "tally.v1.EventService"),
         Servicer(
             meters_pb2_grpc.add_MeterServiceServicer_to_server,
-            MeterServicer(meters, deps.request),
+            MeterServicer(meters, deps.request, limits),
             "tally.v1.MeterService",
         ),
     ]

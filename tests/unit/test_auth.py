@@ -102,6 +102,7 @@ def test_every_rpc_maps_to_a_scope_by_rule() -> None:
         ("/tally.v1.PortalService/QueryPortalMeter", PORTAL),
         ("/tally.v1.ApiKeyService/ListApiKeys", Scope.ADMIN),
         ("/tally.v1.CallerService/GetCaller", Scope.READ),
+        ("/tally.v1.MeterService/PreviewMeter", Scope.READ),
         ("/tally.v1.AppService/InstallMarketplaceListing", Scope.WRITE),
         ("/tally.v1.AppService/UninstallApp", Scope.WRITE),
         ("/tally.v1.AppService/ListMarketplaceListings", Scope.READ),

@@ -61,6 +61,62 @@ class Meter(_message.Message):
     deleted_at: _timestamp_pb2.Timestamp
     def __init__(self, id: _Optional[str] = ..., slug: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., aggregation: _Optional[str] = ..., event_type: _Optional[str] = ..., event_from: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., value_property: _Optional[str] = ..., group_by: _Optional[_Mapping[str, str]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., annotations: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., deleted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
+class PreviewMeterRequest(_message.Message):
+    __slots__ = ("aggregation", "event_type", "value_property", "group_by", "sample_event")
+    class GroupByEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    AGGREGATION_FIELD_NUMBER: _ClassVar[int]
+    EVENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    VALUE_PROPERTY_FIELD_NUMBER: _ClassVar[int]
+    GROUP_BY_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_EVENT_FIELD_NUMBER: _ClassVar[int]
+    aggregation: str
+    event_type: str
+    value_property: str
+    group_by: _containers.ScalarMap[str, str]
+    sample_event: str
+    def __init__(self, aggregation: _Optional[str] = ..., event_type: _Optional[str] = ..., value_property: _Optional[str] = ..., group_by: _Optional[_Mapping[str, str]] = ..., sample_event: _Optional[str] = ...) -> None: ...
+
+class PreviewFieldError(_message.Message):
+    __slots__ = ("field", "message", "code")
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    field: str
+    message: str
+    code: str
+    def __init__(self, field: _Optional[str] = ..., message: _Optional[str] = ..., code: _Optional[str] = ...) -> None: ...
+
+class PreviewMeterResponse(_message.Message):
+    __slots__ = ("meter_errors", "event_errors", "event_type_matches", "value", "unique_value", "group_by", "skip_reason")
+    class GroupByEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    METER_ERRORS_FIELD_NUMBER: _ClassVar[int]
+    EVENT_ERRORS_FIELD_NUMBER: _ClassVar[int]
+    EVENT_TYPE_MATCHES_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    UNIQUE_VALUE_FIELD_NUMBER: _ClassVar[int]
+    GROUP_BY_FIELD_NUMBER: _ClassVar[int]
+    SKIP_REASON_FIELD_NUMBER: _ClassVar[int]
+    meter_errors: _containers.RepeatedCompositeFieldContainer[PreviewFieldError]
+    event_errors: _containers.RepeatedCompositeFieldContainer[PreviewFieldError]
+    event_type_matches: bool
+    value: float
+    unique_value: str
+    group_by: _containers.ScalarMap[str, str]
+    skip_reason: str
+    def __init__(self, meter_errors: _Optional[_Iterable[_Union[PreviewFieldError, _Mapping]]] = ..., event_errors: _Optional[_Iterable[_Union[PreviewFieldError, _Mapping]]] = ..., event_type_matches: _Optional[bool] = ..., value: _Optional[float] = ..., unique_value: _Optional[str] = ..., group_by: _Optional[_Mapping[str, str]] = ..., skip_reason: _Optional[str] = ...) -> None: ...
+
 class ListMetersRequest(_message.Message):
     __slots__ = ("include_deleted",)
     INCLUDE_DELETED_FIELD_NUMBER: _ClassVar[int]

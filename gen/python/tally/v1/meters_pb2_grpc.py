@@ -84,6 +84,11 @@ class MeterServiceStub:
                 request_serializer=tally_dot_v1_dot_meters__pb2.ListMeterSubjectsRequest.SerializeToString,
                 response_deserializer=tally_dot_v1_dot_meters__pb2.ListMeterSubjectsResponse.FromString,
                 _registered_method=True)
+        self.PreviewMeter = channel.unary_unary(
+                '/tally.v1.MeterService/PreviewMeter',
+                request_serializer=tally_dot_v1_dot_meters__pb2.PreviewMeterRequest.SerializeToString,
+                response_deserializer=tally_dot_v1_dot_meters__pb2.PreviewMeterResponse.FromString,
+                _registered_method=True)
         self.ListMeterGroupByValues = channel.unary_unary(
                 '/tally.v1.MeterService/ListMeterGroupByValues',
                 request_serializer=tally_dot_v1_dot_meters__pb2.ListMeterGroupByValuesRequest.SerializeToString,
@@ -163,6 +168,16 @@ class MeterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PreviewMeter(self, request, context):
+        """What a meter definition would read from a sample CloudEvent, without creating anything
+        (Tally-specific; the console's live preview). The definition gets CreateMeter's checks and the
+        event ingest's, so the errors are the ones those would give; the values are what ingest
+        extracts and queries read.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListMeterGroupByValues(self, request, context):
         """Lists the values seen for one of the meter's group-by keys. REST answers a plain JSON array.
         """
@@ -217,6 +232,11 @@ def add_MeterServiceServicer_to_server(servicer, server):
                     servicer.ListMeterSubjects,
                     request_deserializer=tally_dot_v1_dot_meters__pb2.ListMeterSubjectsRequest.FromString,
                     response_serializer=tally_dot_v1_dot_meters__pb2.ListMeterSubjectsResponse.SerializeToString,
+            ),
+            'PreviewMeter': grpc.unary_unary_rpc_method_handler(
+                    servicer.PreviewMeter,
+                    request_deserializer=tally_dot_v1_dot_meters__pb2.PreviewMeterRequest.FromString,
+                    response_serializer=tally_dot_v1_dot_meters__pb2.PreviewMeterResponse.SerializeToString,
             ),
             'ListMeterGroupByValues': grpc.unary_unary_rpc_method_handler(
                     servicer.ListMeterGroupByValues,
@@ -470,6 +490,33 @@ class MeterService:
             '/tally.v1.MeterService/ListMeterSubjects',
             tally_dot_v1_dot_meters__pb2.ListMeterSubjectsRequest.SerializeToString,
             tally_dot_v1_dot_meters__pb2.ListMeterSubjectsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PreviewMeter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tally.v1.MeterService/PreviewMeter',
+            tally_dot_v1_dot_meters__pb2.PreviewMeterRequest.SerializeToString,
+            tally_dot_v1_dot_meters__pb2.PreviewMeterResponse.FromString,
             options,
             channel_credentials,
             insecure,

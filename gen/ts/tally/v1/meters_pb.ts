@@ -17,7 +17,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file tally/v1/meters.proto.
  */
 export const file_tally_v1_meters: GenFile = /*@__PURE__*/
-  fileDesc("ChV0YWxseS92MS9tZXRlcnMucHJvdG8SCHRhbGx5LnYxIoAFCgVNZXRlchIQCgJpZBgBIAEoCUIE4kEBAxIMCgRzbHVnGAIgASgJEgwKBG5hbWUYAyABKAkSGAoLZGVzY3JpcHRpb24YBCABKAlIAIgBARITCgthZ2dyZWdhdGlvbhgFIAEoCRISCgpldmVudF90eXBlGAYgASgJEi4KCmV2ZW50X2Zyb20YByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhsKDnZhbHVlX3Byb3BlcnR5GAggASgJSAGIAQESLgoIZ3JvdXBfYnkYCSADKAsyHC50YWxseS52MS5NZXRlci5Hcm91cEJ5RW50cnkSLwoIbWV0YWRhdGEYCiADKAsyHS50YWxseS52MS5NZXRlci5NZXRhZGF0YUVudHJ5EjIKC2Fubm90YXRpb25zGAsgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdEIE4kEBAxI0CgpjcmVhdGVkX2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAxI0Cgp1cGRhdGVkX2F0GA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAxI0CgpkZWxldGVkX2F0GA4gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAxouCgxHcm91cEJ5RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ARovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCDgoMX2Rlc2NyaXB0aW9uQhEKD192YWx1ZV9wcm9wZXJ0eSIsChFMaXN0TWV0ZXJzUmVxdWVzdBIXCg9pbmNsdWRlX2RlbGV0ZWQYASABKAgiNAoSTGlzdE1ldGVyc1Jlc3BvbnNlEh4KBWl0ZW1zGAEgAygLMg8udGFsbHkudjEuTWV0ZXIi3wMKEkNyZWF0ZU1ldGVyUmVxdWVzdBISCgRzbHVnGAEgASgJQgTiQQECEhEKBG5hbWUYAiABKAlIAIgBARIYCgtkZXNjcmlwdGlvbhgDIAEoCUgBiAEBEhkKC2FnZ3JlZ2F0aW9uGAQgASgJQgTiQQECEhgKCmV2ZW50X3R5cGUYBSABKAlCBOJBAQISLgoKZXZlbnRfZnJvbRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGwoOdmFsdWVfcHJvcGVydHkYByABKAlIAogBARI7Cghncm91cF9ieRgIIAMoCzIpLnRhbGx5LnYxLkNyZWF0ZU1ldGVyUmVxdWVzdC5Hcm91cEJ5RW50cnkSPAoIbWV0YWRhdGEYCSADKAsyKi50YWxseS52MS5DcmVhdGVNZXRlclJlcXVlc3QuTWV0YWRhdGFFbnRyeRouCgxHcm91cEJ5RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ARovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCBwoFX25hbWVCDgoMX2Rlc2NyaXB0aW9uQhEKD192YWx1ZV9wcm9wZXJ0eSIxCg9HZXRNZXRlclJlcXVlc3QSHgoQbWV0ZXJfaWRfb3Jfc2x1ZxgBIAEoCUIE4kEBAiLWAgoSVXBkYXRlTWV0ZXJSZXF1ZXN0Eh4KEG1ldGVyX2lkX29yX3NsdWcYASABKAlCBOJBAQISEQoEbmFtZRgCIAEoCUgAiAEBEhgKC2Rlc2NyaXB0aW9uGAMgASgJSAGIAQESOwoIZ3JvdXBfYnkYBCADKAsyKS50YWxseS52MS5VcGRhdGVNZXRlclJlcXVlc3QuR3JvdXBCeUVudHJ5EjwKCG1ldGFkYXRhGAUgAygLMioudGFsbHkudjEuVXBkYXRlTWV0ZXJSZXF1ZXN0Lk1ldGFkYXRhRW50cnkaLgoMR3JvdXBCeUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEaLwoNTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBQgcKBV9uYW1lQg4KDF9kZXNjcmlwdGlvbiI0ChJEZWxldGVNZXRlclJlcXVlc3QSHgoQbWV0ZXJfaWRfb3Jfc2x1ZxgBIAEoCUIE4kEBAiLSAwoMRmlsdGVyU3RyaW5nEhQKAmVxGAEgASgJSABSAyRlcYgBARIUCgJuZRgCIAEoCUgBUgMkbmWIAQESDwoCaW4YAyADKAlSAyRpbhIRCgNuaW4YBCADKAlSBCRuaW4SGAoEbGlrZRgFIAEoCUgCUgUkbGlrZYgBARIaCgVubGlrZRgGIAEoCUgDUgYkbmxpa2WIAQESGgoFaWxpa2UYByABKAlIBFIGJGlsaWtliAEBEhwKBm5pbGlrZRgIIAEoCUgFUgckbmlsaWtliAEBEhQKAmd0GAkgASgJSAZSAyRndIgBARIWCgNndGUYCiABKAlIB1IEJGd0ZYgBARIUCgJsdBgLIAEoCUgIUgMkbHSIAQESFgoDbHRlGAwgASgJSAlSBCRsdGWIAQESKQoDYW5kGA0gAygLMhYudGFsbHkudjEuRmlsdGVyU3RyaW5nUgQkYW5kEicKAm9yGA4gAygLMhYudGFsbHkudjEuRmlsdGVyU3RyaW5nUgMkb3JCBQoDX2VxQgUKA19uZUIHCgVfbGlrZUIICgZfbmxpa2VCCAoGX2lsaWtlQgkKB19uaWxpa2VCBQoDX2d0QgYKBF9ndGVCBQoDX2x0QgYKBF9sdGUivQQKEVF1ZXJ5TWV0ZXJSZXF1ZXN0Eh4KEG1ldGVyX2lkX29yX3NsdWcYASABKAlCBOJBAQISKAoEZnJvbRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJgoCdG8YAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhgKC3dpbmRvd19zaXplGAQgASgJSACIAQESHQoQd2luZG93X3RpbWVfem9uZRgFIAEoCUgBiAEBEg8KB3N1YmplY3QYBiADKAkSGgoSZmlsdGVyX2N1c3RvbWVyX2lkGAcgAygJEhAKCGdyb3VwX2J5GAggAygJEjAKD2ZpbHRlcl9ncm91cF9ieRgJIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSZQofYWR2YW5jZWRfbWV0ZXJfZ3JvdXBfYnlfZmlsdGVycxgKIAMoCzI8LnRhbGx5LnYxLlF1ZXJ5TWV0ZXJSZXF1ZXN0LkFkdmFuY2VkTWV0ZXJHcm91cEJ5RmlsdGVyc0VudHJ5EhYKCWNsaWVudF9pZBgLIAEoCUgCiAEBGloKIEFkdmFuY2VkTWV0ZXJHcm91cEJ5RmlsdGVyc0VudHJ5EgsKA2tleRgBIAEoCRIlCgV2YWx1ZRgCIAEoCzIWLnRhbGx5LnYxLkZpbHRlclN0cmluZzoCOAFCDgoMX3dpbmRvd19zaXplQhMKEV93aW5kb3dfdGltZV96b25lQgwKCl9jbGllbnRfaWQitAIKDU1ldGVyUXVlcnlSb3cSDQoFdmFsdWUYASABKAESMAoMd2luZG93X3N0YXJ0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp3aW5kb3dfZW5kGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgdzdWJqZWN0GAQgASgJSACIAQESGAoLY3VzdG9tZXJfaWQYBSABKAlIAYgBARI2Cghncm91cF9ieRgGIAMoCzIkLnRhbGx5LnYxLk1ldGVyUXVlcnlSb3cuR3JvdXBCeUVudHJ5Gi4KDEdyb3VwQnlFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBQgoKCF9zdWJqZWN0Qg4KDF9jdXN0b21lcl9pZCK3AQoSUXVlcnlNZXRlclJlc3BvbnNlEigKBGZyb20YASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiYKAnRvGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIYCgt3aW5kb3dfc2l6ZRgDIAEoCUgAiAEBEiUKBGRhdGEYBCADKAsyFy50YWxseS52MS5NZXRlclF1ZXJ5Um93Qg4KDF93aW5kb3dfc2l6ZSKMAQoYTGlzdE1ldGVyU3ViamVjdHNSZXF1ZXN0Eh4KEG1ldGVyX2lkX29yX3NsdWcYASABKAlCBOJBAQISKAoEZnJvbRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJgoCdG8YAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIioKGUxpc3RNZXRlclN1YmplY3RzUmVzcG9uc2USDQoFaXRlbXMYASADKAkizQEKHUxpc3RNZXRlckdyb3VwQnlWYWx1ZXNSZXF1ZXN0Eh4KEG1ldGVyX2lkX29yX3NsdWcYASABKAlCBOJBAQISGgoMZ3JvdXBfYnlfa2V5GAIgASgJQgTiQQECEigKBGZyb20YAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiYKAnRvGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgZzZWFyY2gYBSABKAlIAIgBAUIJCgdfc2VhcmNoIi8KHkxpc3RNZXRlckdyb3VwQnlWYWx1ZXNSZXNwb25zZRINCgVpdGVtcxgBIAMoCSImChJHZXRQcm9ncmVzc1JlcXVlc3QSEAoCaWQYASABKAlCBOJBAQIiggEKCFByb2dyZXNzEhUKB3N1Y2Nlc3MYASABKAFCBOJBAQISFAoGZmFpbGVkGAIgASgBQgTiQQECEhMKBXRvdGFsGAMgASgBQgTiQQECEjQKCnVwZGF0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQECMswKCgxNZXRlclNlcnZpY2USZQoKTGlzdE1ldGVycxIbLnRhbGx5LnYxLkxpc3RNZXRlcnNSZXF1ZXN0GhwudGFsbHkudjEuTGlzdE1ldGVyc1Jlc3BvbnNlIhyinxkCEAGC0+STAhASDi9hcGkvdjEvbWV0ZXJzEl4KC0NyZWF0ZU1ldGVyEhwudGFsbHkudjEuQ3JlYXRlTWV0ZXJSZXF1ZXN0Gg8udGFsbHkudjEuTWV0ZXIiIKKfGQMIyQGC0+STAhM6ASoiDi9hcGkvdjEvbWV0ZXJzEmEKCEdldE1ldGVyEhkudGFsbHkudjEuR2V0TWV0ZXJSZXF1ZXN0Gg8udGFsbHkudjEuTWV0ZXIiKYLT5JMCIxIhL2FwaS92MS9tZXRlcnMve21ldGVyX2lkX29yX3NsdWd9EmoKC1VwZGF0ZU1ldGVyEhwudGFsbHkudjEuVXBkYXRlTWV0ZXJSZXF1ZXN0Gg8udGFsbHkudjEuTWV0ZXIiLILT5JMCJjoBKhohL2FwaS92MS9tZXRlcnMve21ldGVyX2lkX29yX3NsdWd9EnUKC0RlbGV0ZU1ldGVyEhwudGFsbHkudjEuRGVsZXRlTWV0ZXJSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5IjCinxkDCMwBgtPkkwIjKiEvYXBpL3YxL21ldGVycy97bWV0ZXJfaWRfb3Jfc2x1Z30StgEKClF1ZXJ5TWV0ZXISGy50YWxseS52MS5RdWVyeU1ldGVyUmVxdWVzdBocLnRhbGx5LnYxLlF1ZXJ5TWV0ZXJSZXNwb25zZSJtop8ZDCIKCgh0ZXh0L2NzdoLT5JMCV1osOgEqIicvYXBpL3YxL21ldGVycy97bWV0ZXJfaWRfb3Jfc2x1Z30vcXVlcnkSJy9hcGkvdjEvbWV0ZXJzL3ttZXRlcl9pZF9vcl9zbHVnfS9xdWVyeRK5AQoNUXVlcnlNZXRlckNzdhIbLnRhbGx5LnYxLlF1ZXJ5TWV0ZXJSZXF1ZXN0GhQuZ29vZ2xlLmFwaS5IdHRwQm9keSJ1op8ZDCIKCgh0ZXh0L2NzdoLT5JMCX1owOgEqIisvYXBpL3YxL21ldGVycy97bWV0ZXJfaWRfb3Jfc2x1Z30vcXVlcnk6Y3N2EisvYXBpL3YxL21ldGVycy97bWV0ZXJfaWRfb3Jfc2x1Z30vcXVlcnk6Y3N2EmMKC0dldFByb2dyZXNzEhwudGFsbHkudjEuR2V0UHJvZ3Jlc3NSZXF1ZXN0GhIudGFsbHkudjEuUHJvZ3Jlc3MiIoLT5JMCHBIaL2FwaS92MS9pbmZvL3Byb2dyZXNzL3tpZH0SlgEKEUxpc3RNZXRlclN1YmplY3RzEiIudGFsbHkudjEuTGlzdE1ldGVyU3ViamVjdHNSZXF1ZXN0GiMudGFsbHkudjEuTGlzdE1ldGVyU3ViamVjdHNSZXNwb25zZSI4op8ZAhABgtPkkwIsEiovYXBpL3YxL21ldGVycy97bWV0ZXJfaWRfb3Jfc2x1Z30vc3ViamVjdHMSuwEKFkxpc3RNZXRlckdyb3VwQnlWYWx1ZXMSJy50YWxseS52MS5MaXN0TWV0ZXJHcm91cEJ5VmFsdWVzUmVxdWVzdBooLnRhbGx5LnYxLkxpc3RNZXRlckdyb3VwQnlWYWx1ZXNSZXNwb25zZSJOop8ZAhABgtPkkwJCEkAvYXBpL3YxL21ldGVycy97bWV0ZXJfaWRfb3Jfc2x1Z30vZ3JvdXAtYnkve2dyb3VwX2J5X2tleX0vdmFsdWVzYgZwcm90bzM", [file_google_api_annotations, file_google_api_field_behavior, file_google_api_httpbody, file_google_protobuf_empty, file_google_protobuf_struct, file_google_protobuf_timestamp, file_tally_v1_options]);
+  fileDesc("ChV0YWxseS92MS9tZXRlcnMucHJvdG8SCHRhbGx5LnYxIoAFCgVNZXRlchIQCgJpZBgBIAEoCUIE4kEBAxIMCgRzbHVnGAIgASgJEgwKBG5hbWUYAyABKAkSGAoLZGVzY3JpcHRpb24YBCABKAlIAIgBARITCgthZ2dyZWdhdGlvbhgFIAEoCRISCgpldmVudF90eXBlGAYgASgJEi4KCmV2ZW50X2Zyb20YByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhsKDnZhbHVlX3Byb3BlcnR5GAggASgJSAGIAQESLgoIZ3JvdXBfYnkYCSADKAsyHC50YWxseS52MS5NZXRlci5Hcm91cEJ5RW50cnkSLwoIbWV0YWRhdGEYCiADKAsyHS50YWxseS52MS5NZXRlci5NZXRhZGF0YUVudHJ5EjIKC2Fubm90YXRpb25zGAsgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdEIE4kEBAxI0CgpjcmVhdGVkX2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAxI0Cgp1cGRhdGVkX2F0GA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAxI0CgpkZWxldGVkX2F0GA4gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAxouCgxHcm91cEJ5RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ARovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCDgoMX2Rlc2NyaXB0aW9uQhEKD192YWx1ZV9wcm9wZXJ0eSLyAQoTUHJldmlld01ldGVyUmVxdWVzdBITCgthZ2dyZWdhdGlvbhgBIAEoCRISCgpldmVudF90eXBlGAIgASgJEhsKDnZhbHVlX3Byb3BlcnR5GAMgASgJSACIAQESPAoIZ3JvdXBfYnkYBCADKAsyKi50YWxseS52MS5QcmV2aWV3TWV0ZXJSZXF1ZXN0Lkdyb3VwQnlFbnRyeRIUCgxzYW1wbGVfZXZlbnQYBSABKAkaLgoMR3JvdXBCeUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCEQoPX3ZhbHVlX3Byb3BlcnR5IkEKEVByZXZpZXdGaWVsZEVycm9yEg0KBWZpZWxkGAEgASgJEg8KB21lc3NhZ2UYAiABKAkSDAoEY29kZRgDIAEoCSL7AgoUUHJldmlld01ldGVyUmVzcG9uc2USMQoMbWV0ZXJfZXJyb3JzGAEgAygLMhsudGFsbHkudjEuUHJldmlld0ZpZWxkRXJyb3ISMQoMZXZlbnRfZXJyb3JzGAIgAygLMhsudGFsbHkudjEuUHJldmlld0ZpZWxkRXJyb3ISGgoSZXZlbnRfdHlwZV9tYXRjaGVzGAMgASgIEhIKBXZhbHVlGAQgASgBSACIAQESGQoMdW5pcXVlX3ZhbHVlGAUgASgJSAGIAQESPQoIZ3JvdXBfYnkYBiADKAsyKy50YWxseS52MS5QcmV2aWV3TWV0ZXJSZXNwb25zZS5Hcm91cEJ5RW50cnkSGAoLc2tpcF9yZWFzb24YByABKAlIAogBARouCgxHcm91cEJ5RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIICgZfdmFsdWVCDwoNX3VuaXF1ZV92YWx1ZUIOCgxfc2tpcF9yZWFzb24iLAoRTGlzdE1ldGVyc1JlcXVlc3QSFwoPaW5jbHVkZV9kZWxldGVkGAEgASgIIjQKEkxpc3RNZXRlcnNSZXNwb25zZRIeCgVpdGVtcxgBIAMoCzIPLnRhbGx5LnYxLk1ldGVyIt8DChJDcmVhdGVNZXRlclJlcXVlc3QSEgoEc2x1ZxgBIAEoCUIE4kEBAhIRCgRuYW1lGAIgASgJSACIAQESGAoLZGVzY3JpcHRpb24YAyABKAlIAYgBARIZCgthZ2dyZWdhdGlvbhgEIAEoCUIE4kEBAhIYCgpldmVudF90eXBlGAUgASgJQgTiQQECEi4KCmV2ZW50X2Zyb20YBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhsKDnZhbHVlX3Byb3BlcnR5GAcgASgJSAKIAQESOwoIZ3JvdXBfYnkYCCADKAsyKS50YWxseS52MS5DcmVhdGVNZXRlclJlcXVlc3QuR3JvdXBCeUVudHJ5EjwKCG1ldGFkYXRhGAkgAygLMioudGFsbHkudjEuQ3JlYXRlTWV0ZXJSZXF1ZXN0Lk1ldGFkYXRhRW50cnkaLgoMR3JvdXBCeUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEaLwoNTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBQgcKBV9uYW1lQg4KDF9kZXNjcmlwdGlvbkIRCg9fdmFsdWVfcHJvcGVydHkiMQoPR2V0TWV0ZXJSZXF1ZXN0Eh4KEG1ldGVyX2lkX29yX3NsdWcYASABKAlCBOJBAQIi1gIKElVwZGF0ZU1ldGVyUmVxdWVzdBIeChBtZXRlcl9pZF9vcl9zbHVnGAEgASgJQgTiQQECEhEKBG5hbWUYAiABKAlIAIgBARIYCgtkZXNjcmlwdGlvbhgDIAEoCUgBiAEBEjsKCGdyb3VwX2J5GAQgAygLMikudGFsbHkudjEuVXBkYXRlTWV0ZXJSZXF1ZXN0Lkdyb3VwQnlFbnRyeRI8CghtZXRhZGF0YRgFIAMoCzIqLnRhbGx5LnYxLlVwZGF0ZU1ldGVyUmVxdWVzdC5NZXRhZGF0YUVudHJ5Gi4KDEdyb3VwQnlFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIHCgVfbmFtZUIOCgxfZGVzY3JpcHRpb24iNAoSRGVsZXRlTWV0ZXJSZXF1ZXN0Eh4KEG1ldGVyX2lkX29yX3NsdWcYASABKAlCBOJBAQIi0gMKDEZpbHRlclN0cmluZxIUCgJlcRgBIAEoCUgAUgMkZXGIAQESFAoCbmUYAiABKAlIAVIDJG5liAEBEg8KAmluGAMgAygJUgMkaW4SEQoDbmluGAQgAygJUgQkbmluEhgKBGxpa2UYBSABKAlIAlIFJGxpa2WIAQESGgoFbmxpa2UYBiABKAlIA1IGJG5saWtliAEBEhoKBWlsaWtlGAcgASgJSARSBiRpbGlrZYgBARIcCgZuaWxpa2UYCCABKAlIBVIHJG5pbGlrZYgBARIUCgJndBgJIAEoCUgGUgMkZ3SIAQESFgoDZ3RlGAogASgJSAdSBCRndGWIAQESFAoCbHQYCyABKAlICFIDJGx0iAEBEhYKA2x0ZRgMIAEoCUgJUgQkbHRliAEBEikKA2FuZBgNIAMoCzIWLnRhbGx5LnYxLkZpbHRlclN0cmluZ1IEJGFuZBInCgJvchgOIAMoCzIWLnRhbGx5LnYxLkZpbHRlclN0cmluZ1IDJG9yQgUKA19lcUIFCgNfbmVCBwoFX2xpa2VCCAoGX25saWtlQggKBl9pbGlrZUIJCgdfbmlsaWtlQgUKA19ndEIGCgRfZ3RlQgUKA19sdEIGCgRfbHRlIr0EChFRdWVyeU1ldGVyUmVxdWVzdBIeChBtZXRlcl9pZF9vcl9zbHVnGAEgASgJQgTiQQECEigKBGZyb20YAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiYKAnRvGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIYCgt3aW5kb3dfc2l6ZRgEIAEoCUgAiAEBEh0KEHdpbmRvd190aW1lX3pvbmUYBSABKAlIAYgBARIPCgdzdWJqZWN0GAYgAygJEhoKEmZpbHRlcl9jdXN0b21lcl9pZBgHIAMoCRIQCghncm91cF9ieRgIIAMoCRIwCg9maWx0ZXJfZ3JvdXBfYnkYCSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EmUKH2FkdmFuY2VkX21ldGVyX2dyb3VwX2J5X2ZpbHRlcnMYCiADKAsyPC50YWxseS52MS5RdWVyeU1ldGVyUmVxdWVzdC5BZHZhbmNlZE1ldGVyR3JvdXBCeUZpbHRlcnNFbnRyeRIWCgljbGllbnRfaWQYCyABKAlIAogBARpaCiBBZHZhbmNlZE1ldGVyR3JvdXBCeUZpbHRlcnNFbnRyeRILCgNrZXkYASABKAkSJQoFdmFsdWUYAiABKAsyFi50YWxseS52MS5GaWx0ZXJTdHJpbmc6AjgBQg4KDF93aW5kb3dfc2l6ZUITChFfd2luZG93X3RpbWVfem9uZUIMCgpfY2xpZW50X2lkIrQCCg1NZXRlclF1ZXJ5Um93Eg0KBXZhbHVlGAEgASgBEjAKDHdpbmRvd19zdGFydBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKd2luZG93X2VuZBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFAoHc3ViamVjdBgEIAEoCUgAiAEBEhgKC2N1c3RvbWVyX2lkGAUgASgJSAGIAQESNgoIZ3JvdXBfYnkYBiADKAsyJC50YWxseS52MS5NZXRlclF1ZXJ5Um93Lkdyb3VwQnlFbnRyeRouCgxHcm91cEJ5RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIKCghfc3ViamVjdEIOCgxfY3VzdG9tZXJfaWQitwEKElF1ZXJ5TWV0ZXJSZXNwb25zZRIoCgRmcm9tGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBImCgJ0bxgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGAoLd2luZG93X3NpemUYAyABKAlIAIgBARIlCgRkYXRhGAQgAygLMhcudGFsbHkudjEuTWV0ZXJRdWVyeVJvd0IOCgxfd2luZG93X3NpemUijAEKGExpc3RNZXRlclN1YmplY3RzUmVxdWVzdBIeChBtZXRlcl9pZF9vcl9zbHVnGAEgASgJQgTiQQECEigKBGZyb20YAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiYKAnRvGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIqChlMaXN0TWV0ZXJTdWJqZWN0c1Jlc3BvbnNlEg0KBWl0ZW1zGAEgAygJIs0BCh1MaXN0TWV0ZXJHcm91cEJ5VmFsdWVzUmVxdWVzdBIeChBtZXRlcl9pZF9vcl9zbHVnGAEgASgJQgTiQQECEhoKDGdyb3VwX2J5X2tleRgCIAEoCUIE4kEBAhIoCgRmcm9tGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBImCgJ0bxgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoGc2VhcmNoGAUgASgJSACIAQFCCQoHX3NlYXJjaCIvCh5MaXN0TWV0ZXJHcm91cEJ5VmFsdWVzUmVzcG9uc2USDQoFaXRlbXMYASADKAkiJgoSR2V0UHJvZ3Jlc3NSZXF1ZXN0EhAKAmlkGAEgASgJQgTiQQECIoIBCghQcm9ncmVzcxIVCgdzdWNjZXNzGAEgASgBQgTiQQECEhQKBmZhaWxlZBgCIAEoAUIE4kEBAhITCgV0b3RhbBgDIAEoAUIE4kEBAhI0Cgp1cGRhdGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAjLECwoMTWV0ZXJTZXJ2aWNlEmUKCkxpc3RNZXRlcnMSGy50YWxseS52MS5MaXN0TWV0ZXJzUmVxdWVzdBocLnRhbGx5LnYxLkxpc3RNZXRlcnNSZXNwb25zZSIcop8ZAhABgtPkkwIQEg4vYXBpL3YxL21ldGVycxJeCgtDcmVhdGVNZXRlchIcLnRhbGx5LnYxLkNyZWF0ZU1ldGVyUmVxdWVzdBoPLnRhbGx5LnYxLk1ldGVyIiCinxkDCMkBgtPkkwITOgEqIg4vYXBpL3YxL21ldGVycxJhCghHZXRNZXRlchIZLnRhbGx5LnYxLkdldE1ldGVyUmVxdWVzdBoPLnRhbGx5LnYxLk1ldGVyIimC0+STAiMSIS9hcGkvdjEvbWV0ZXJzL3ttZXRlcl9pZF9vcl9zbHVnfRJqCgtVcGRhdGVNZXRlchIcLnRhbGx5LnYxLlVwZGF0ZU1ldGVyUmVxdWVzdBoPLnRhbGx5LnYxLk1ldGVyIiyC0+STAiY6ASoaIS9hcGkvdjEvbWV0ZXJzL3ttZXRlcl9pZF9vcl9zbHVnfRJ1CgtEZWxldGVNZXRlchIcLnRhbGx5LnYxLkRlbGV0ZU1ldGVyUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eSIwop8ZAwjMAYLT5JMCIyohL2FwaS92MS9tZXRlcnMve21ldGVyX2lkX29yX3NsdWd9ErYBCgpRdWVyeU1ldGVyEhsudGFsbHkudjEuUXVlcnlNZXRlclJlcXVlc3QaHC50YWxseS52MS5RdWVyeU1ldGVyUmVzcG9uc2UibaKfGQwiCgoIdGV4dC9jc3aC0+STAldaLDoBKiInL2FwaS92MS9tZXRlcnMve21ldGVyX2lkX29yX3NsdWd9L3F1ZXJ5EicvYXBpL3YxL21ldGVycy97bWV0ZXJfaWRfb3Jfc2x1Z30vcXVlcnkSuQEKDVF1ZXJ5TWV0ZXJDc3YSGy50YWxseS52MS5RdWVyeU1ldGVyUmVxdWVzdBoULmdvb2dsZS5hcGkuSHR0cEJvZHkidaKfGQwiCgoIdGV4dC9jc3aC0+STAl9aMDoBKiIrL2FwaS92MS9tZXRlcnMve21ldGVyX2lkX29yX3NsdWd9L3F1ZXJ5OmNzdhIrL2FwaS92MS9tZXRlcnMve21ldGVyX2lkX29yX3NsdWd9L3F1ZXJ5OmNzdhJjCgtHZXRQcm9ncmVzcxIcLnRhbGx5LnYxLkdldFByb2dyZXNzUmVxdWVzdBoSLnRhbGx5LnYxLlByb2dyZXNzIiKC0+STAhwSGi9hcGkvdjEvaW5mby9wcm9ncmVzcy97aWR9EpYBChFMaXN0TWV0ZXJTdWJqZWN0cxIiLnRhbGx5LnYxLkxpc3RNZXRlclN1YmplY3RzUmVxdWVzdBojLnRhbGx5LnYxLkxpc3RNZXRlclN1YmplY3RzUmVzcG9uc2UiOKKfGQIQAYLT5JMCLBIqL2FwaS92MS9tZXRlcnMve21ldGVyX2lkX29yX3NsdWd9L3N1YmplY3RzEnYKDFByZXZpZXdNZXRlchIdLnRhbGx5LnYxLlByZXZpZXdNZXRlclJlcXVlc3QaHi50YWxseS52MS5QcmV2aWV3TWV0ZXJSZXNwb25zZSIngtPkkwIhOgEqIhwvYXBpL3YxL3RhbGx5L21ldGVycy9wcmV2aWV3ErsBChZMaXN0TWV0ZXJHcm91cEJ5VmFsdWVzEicudGFsbHkudjEuTGlzdE1ldGVyR3JvdXBCeVZhbHVlc1JlcXVlc3QaKC50YWxseS52MS5MaXN0TWV0ZXJHcm91cEJ5VmFsdWVzUmVzcG9uc2UiTqKfGQIQAYLT5JMCQhJAL2FwaS92MS9tZXRlcnMve21ldGVyX2lkX29yX3NsdWd9L2dyb3VwLWJ5L3tncm91cF9ieV9rZXl9L3ZhbHVlc2IGcHJvdG8z", [file_google_api_annotations, file_google_api_field_behavior, file_google_api_httpbody, file_google_protobuf_empty, file_google_protobuf_struct, file_google_protobuf_timestamp, file_tally_v1_options]);
 
 /**
  * A meter: how events of one type are aggregated into usage.
@@ -120,6 +120,138 @@ export const MeterSchema: GenMessage<Meter> = /*@__PURE__*/
   messageDesc(file_tally_v1_meters, 0);
 
 /**
+ * @generated from message tally.v1.PreviewMeterRequest
+ */
+export type PreviewMeterRequest = Message<"tally.v1.PreviewMeterRequest"> & {
+  /**
+   * As in CreateMeter.
+   *
+   * @generated from field: string aggregation = 1;
+   */
+  aggregation: string;
+
+  /**
+   * @generated from field: string event_type = 2;
+   */
+  eventType: string;
+
+  /**
+   * @generated from field: optional string value_property = 3;
+   */
+  valueProperty?: string | undefined;
+
+  /**
+   * @generated from field: map<string, string> group_by = 4;
+   */
+  groupBy: { [key: string]: string };
+
+  /**
+   * One CloudEvent as JSON text, as POST /api/v1/events takes it.
+   *
+   * @generated from field: string sample_event = 5;
+   */
+  sampleEvent: string;
+};
+
+/**
+ * Describes the message tally.v1.PreviewMeterRequest.
+ * Use `create(PreviewMeterRequestSchema)` to create a new message.
+ */
+export const PreviewMeterRequestSchema: GenMessage<PreviewMeterRequest> = /*@__PURE__*/
+  messageDesc(file_tally_v1_meters, 1);
+
+/**
+ * One refused field: where, what is wrong, and a stable code (as in a 400's invalidParameters).
+ *
+ * @generated from message tally.v1.PreviewFieldError
+ */
+export type PreviewFieldError = Message<"tally.v1.PreviewFieldError"> & {
+  /**
+   * @generated from field: string field = 1;
+   */
+  field: string;
+
+  /**
+   * @generated from field: string message = 2;
+   */
+  message: string;
+
+  /**
+   * @generated from field: string code = 3;
+   */
+  code: string;
+};
+
+/**
+ * Describes the message tally.v1.PreviewFieldError.
+ * Use `create(PreviewFieldErrorSchema)` to create a new message.
+ */
+export const PreviewFieldErrorSchema: GenMessage<PreviewFieldError> = /*@__PURE__*/
+  messageDesc(file_tally_v1_meters, 2);
+
+/**
+ * @generated from message tally.v1.PreviewMeterResponse
+ */
+export type PreviewMeterResponse = Message<"tally.v1.PreviewMeterResponse"> & {
+  /**
+   * Why CreateMeter would refuse the definition; fields named as in its request.
+   *
+   * @generated from field: repeated tally.v1.PreviewFieldError meter_errors = 1;
+   */
+  meterErrors: PreviewFieldError[];
+
+  /**
+   * Why ingest would refuse the sample event; fields named as in the CloudEvent.
+   *
+   * @generated from field: repeated tally.v1.PreviewFieldError event_errors = 2;
+   */
+  eventErrors: PreviewFieldError[];
+
+  /**
+   * The rest is set only when both lists are empty.
+   * Whether the event's type is the meter's eventType (else the meter never sees it).
+   *
+   * @generated from field: bool event_type_matches = 3;
+   */
+  eventTypeMatches: boolean;
+
+  /**
+   * SUM, AVG, MIN, MAX, LATEST: the number the store reads; NaN when the value is not a number.
+   *
+   * @generated from field: optional double value = 4;
+   */
+  value?: number | undefined;
+
+  /**
+   * UNIQUE_COUNT: the text whose distinct values are counted.
+   *
+   * @generated from field: optional string unique_value = 5;
+   */
+  uniqueValue?: string | undefined;
+
+  /**
+   * Each group-by key's value as stored; "" when the path is missing or holds an object or array.
+   *
+   * @generated from field: map<string, string> group_by = 6;
+   */
+  groupBy: { [key: string]: string };
+
+  /**
+   * Why the meter would skip the event, as GET /api/v1/events shows it (validationError).
+   *
+   * @generated from field: optional string skip_reason = 7;
+   */
+  skipReason?: string | undefined;
+};
+
+/**
+ * Describes the message tally.v1.PreviewMeterResponse.
+ * Use `create(PreviewMeterResponseSchema)` to create a new message.
+ */
+export const PreviewMeterResponseSchema: GenMessage<PreviewMeterResponse> = /*@__PURE__*/
+  messageDesc(file_tally_v1_meters, 3);
+
+/**
  * @generated from message tally.v1.ListMetersRequest
  */
 export type ListMetersRequest = Message<"tally.v1.ListMetersRequest"> & {
@@ -136,7 +268,7 @@ export type ListMetersRequest = Message<"tally.v1.ListMetersRequest"> & {
  * Use `create(ListMetersRequestSchema)` to create a new message.
  */
 export const ListMetersRequestSchema: GenMessage<ListMetersRequest> = /*@__PURE__*/
-  messageDesc(file_tally_v1_meters, 1);
+  messageDesc(file_tally_v1_meters, 4);
 
 /**
  * @generated from message tally.v1.ListMetersResponse
@@ -153,7 +285,7 @@ export type ListMetersResponse = Message<"tally.v1.ListMetersResponse"> & {
  * Use `create(ListMetersResponseSchema)` to create a new message.
  */
 export const ListMetersResponseSchema: GenMessage<ListMetersResponse> = /*@__PURE__*/
-  messageDesc(file_tally_v1_meters, 2);
+  messageDesc(file_tally_v1_meters, 5);
 
 /**
  * @generated from message tally.v1.CreateMeterRequest
@@ -210,7 +342,7 @@ export type CreateMeterRequest = Message<"tally.v1.CreateMeterRequest"> & {
  * Use `create(CreateMeterRequestSchema)` to create a new message.
  */
 export const CreateMeterRequestSchema: GenMessage<CreateMeterRequest> = /*@__PURE__*/
-  messageDesc(file_tally_v1_meters, 3);
+  messageDesc(file_tally_v1_meters, 6);
 
 /**
  * @generated from message tally.v1.GetMeterRequest
@@ -227,7 +359,7 @@ export type GetMeterRequest = Message<"tally.v1.GetMeterRequest"> & {
  * Use `create(GetMeterRequestSchema)` to create a new message.
  */
 export const GetMeterRequestSchema: GenMessage<GetMeterRequest> = /*@__PURE__*/
-  messageDesc(file_tally_v1_meters, 4);
+  messageDesc(file_tally_v1_meters, 7);
 
 /**
  * @generated from message tally.v1.UpdateMeterRequest
@@ -264,7 +396,7 @@ export type UpdateMeterRequest = Message<"tally.v1.UpdateMeterRequest"> & {
  * Use `create(UpdateMeterRequestSchema)` to create a new message.
  */
 export const UpdateMeterRequestSchema: GenMessage<UpdateMeterRequest> = /*@__PURE__*/
-  messageDesc(file_tally_v1_meters, 5);
+  messageDesc(file_tally_v1_meters, 8);
 
 /**
  * @generated from message tally.v1.DeleteMeterRequest
@@ -281,7 +413,7 @@ export type DeleteMeterRequest = Message<"tally.v1.DeleteMeterRequest"> & {
  * Use `create(DeleteMeterRequestSchema)` to create a new message.
  */
 export const DeleteMeterRequestSchema: GenMessage<DeleteMeterRequest> = /*@__PURE__*/
-  messageDesc(file_tally_v1_meters, 6);
+  messageDesc(file_tally_v1_meters, 9);
 
 /**
  * A filter on a string value, in OpenMeter's FilterString shape ($eq, $in, $like, $and, ...).
@@ -365,7 +497,7 @@ export type FilterString = Message<"tally.v1.FilterString"> & {
  * Use `create(FilterStringSchema)` to create a new message.
  */
 export const FilterStringSchema: GenMessage<FilterString> = /*@__PURE__*/
-  messageDesc(file_tally_v1_meters, 7);
+  messageDesc(file_tally_v1_meters, 10);
 
 /**
  * @generated from message tally.v1.QueryMeterRequest
@@ -454,7 +586,7 @@ export type QueryMeterRequest = Message<"tally.v1.QueryMeterRequest"> & {
  * Use `create(QueryMeterRequestSchema)` to create a new message.
  */
 export const QueryMeterRequestSchema: GenMessage<QueryMeterRequest> = /*@__PURE__*/
-  messageDesc(file_tally_v1_meters, 8);
+  messageDesc(file_tally_v1_meters, 11);
 
 /**
  * @generated from message tally.v1.MeterQueryRow
@@ -496,7 +628,7 @@ export type MeterQueryRow = Message<"tally.v1.MeterQueryRow"> & {
  * Use `create(MeterQueryRowSchema)` to create a new message.
  */
 export const MeterQueryRowSchema: GenMessage<MeterQueryRow> = /*@__PURE__*/
-  messageDesc(file_tally_v1_meters, 9);
+  messageDesc(file_tally_v1_meters, 12);
 
 /**
  * @generated from message tally.v1.QueryMeterResponse
@@ -528,7 +660,7 @@ export type QueryMeterResponse = Message<"tally.v1.QueryMeterResponse"> & {
  * Use `create(QueryMeterResponseSchema)` to create a new message.
  */
 export const QueryMeterResponseSchema: GenMessage<QueryMeterResponse> = /*@__PURE__*/
-  messageDesc(file_tally_v1_meters, 10);
+  messageDesc(file_tally_v1_meters, 13);
 
 /**
  * @generated from message tally.v1.ListMeterSubjectsRequest
@@ -555,7 +687,7 @@ export type ListMeterSubjectsRequest = Message<"tally.v1.ListMeterSubjectsReques
  * Use `create(ListMeterSubjectsRequestSchema)` to create a new message.
  */
 export const ListMeterSubjectsRequestSchema: GenMessage<ListMeterSubjectsRequest> = /*@__PURE__*/
-  messageDesc(file_tally_v1_meters, 11);
+  messageDesc(file_tally_v1_meters, 14);
 
 /**
  * @generated from message tally.v1.ListMeterSubjectsResponse
@@ -572,7 +704,7 @@ export type ListMeterSubjectsResponse = Message<"tally.v1.ListMeterSubjectsRespo
  * Use `create(ListMeterSubjectsResponseSchema)` to create a new message.
  */
 export const ListMeterSubjectsResponseSchema: GenMessage<ListMeterSubjectsResponse> = /*@__PURE__*/
-  messageDesc(file_tally_v1_meters, 12);
+  messageDesc(file_tally_v1_meters, 15);
 
 /**
  * @generated from message tally.v1.ListMeterGroupByValuesRequest
@@ -611,7 +743,7 @@ export type ListMeterGroupByValuesRequest = Message<"tally.v1.ListMeterGroupByVa
  * Use `create(ListMeterGroupByValuesRequestSchema)` to create a new message.
  */
 export const ListMeterGroupByValuesRequestSchema: GenMessage<ListMeterGroupByValuesRequest> = /*@__PURE__*/
-  messageDesc(file_tally_v1_meters, 13);
+  messageDesc(file_tally_v1_meters, 16);
 
 /**
  * @generated from message tally.v1.ListMeterGroupByValuesResponse
@@ -628,7 +760,7 @@ export type ListMeterGroupByValuesResponse = Message<"tally.v1.ListMeterGroupByV
  * Use `create(ListMeterGroupByValuesResponseSchema)` to create a new message.
  */
 export const ListMeterGroupByValuesResponseSchema: GenMessage<ListMeterGroupByValuesResponse> = /*@__PURE__*/
-  messageDesc(file_tally_v1_meters, 14);
+  messageDesc(file_tally_v1_meters, 17);
 
 /**
  * @generated from message tally.v1.GetProgressRequest
@@ -645,7 +777,7 @@ export type GetProgressRequest = Message<"tally.v1.GetProgressRequest"> & {
  * Use `create(GetProgressRequestSchema)` to create a new message.
  */
 export const GetProgressRequestSchema: GenMessage<GetProgressRequest> = /*@__PURE__*/
-  messageDesc(file_tally_v1_meters, 15);
+  messageDesc(file_tally_v1_meters, 18);
 
 /**
  * OpenMeter's Progress. Counts are doubles so that REST prints them as JSON numbers (64-bit
@@ -684,7 +816,7 @@ export type Progress = Message<"tally.v1.Progress"> & {
  * Use `create(ProgressSchema)` to create a new message.
  */
 export const ProgressSchema: GenMessage<Progress> = /*@__PURE__*/
-  messageDesc(file_tally_v1_meters, 16);
+  messageDesc(file_tally_v1_meters, 19);
 
 /**
  * MeterService manages meters and aggregates usage through them.
@@ -786,6 +918,19 @@ export const MeterService: GenService<{
     methodKind: "unary";
     input: typeof ListMeterSubjectsRequestSchema;
     output: typeof ListMeterSubjectsResponseSchema;
+  },
+  /**
+   * What a meter definition would read from a sample CloudEvent, without creating anything
+   * (Tally-specific; the console's live preview). The definition gets CreateMeter's checks and the
+   * event ingest's, so the errors are the ones those would give; the values are what ingest
+   * extracts and queries read.
+   *
+   * @generated from rpc tally.v1.MeterService.PreviewMeter
+   */
+  previewMeter: {
+    methodKind: "unary";
+    input: typeof PreviewMeterRequestSchema;
+    output: typeof PreviewMeterResponseSchema;
   },
   /**
    * Lists the values seen for one of the meter's group-by keys. REST answers a plain JSON array.
