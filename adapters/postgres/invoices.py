@@ -191,7 +191,13 @@ def _invoice(row: InvoiceRow) -> Invoice:
 
 
 def _invoice_row(inv: Invoice) -> InvoiceRow:
-    return InvoiceRow(
+    return InvoiceRow(**_invoice_values(inv))
+
+
+def _invoice_values(inv: Invoice) -> dict[str, Any]:
+    """Every column of an invoice's row, by attribute name: what the row is built from, and what
+    an update sends without building the row (as `_line_values` for lines)."""
+    return dict(
         namespace=inv.namespace,
         id=inv.id,
         type=inv.type.value,
@@ -371,12 +377,8 @@ def _line_values(line: InvoiceLine) -> dict[str, Any]:
     )
 
 
-_INVOICE_COLUMNS = tuple(sa_inspect(InvoiceRow).column_attrs)
-
-
-def _values(row: Any, columns: Sequence[Any]) -> dict[Any, Any]:
-    """A row's column values for an UPDATE, keyed by mapped attribute."""
-    return {getattr(type(row), c.key): getattr(row, c.key) for c in columns}
+# The mapped attribute of each column, by attribute name (an UPDATE's values are keyed by them).
+_INVOICE_ATTRIBUTES = {c.key: getattr(InvoiceRow, c.key) for c in sa_inspect(InvoiceRow).column_attrs}
 
 
 def _fresh(statement: Any) -> Any:
@@ -467,13 +469,15 @@ class PostgresInvoiceRepository:
         )
 
     async def update(self, invoice: Invoice) -> None:
-        # One UPDATE by key (a merge would SELECT the row first).
-        values = _values(_invoice_row(invoice), _INVOICE_COLUMNS)
+        # One UPDATE by key (a merge would SELECT the row first). Rows held by the session are not
+        # synchronized: every read here loads them anew (`_fresh`).
+        values = {_INVOICE_ATTRIBUTES[k]: v for k, v in _invoice_values(invoice).items()}
         try:
             await self._session.exec(
                 update(InvoiceRow)
                 .where(col(InvoiceRow.namespace) == invoice.namespace, col(InvoiceRow.id) == invoice.id)
                 .values(values)
+                .execution_options(synchronize_session=False)
             )
         except IntegrityError as exc:
             raise ConflictError("invoice update conflicts with another invoice") from exc

@@ -577,28 +577,40 @@ class InvoiceService:
                     if action is Action.VOID and void_reason is not None:
                         invoice = dataclasses.replace(invoice, void_reason=void_reason)
                 else:
-                    found = transition(invoice.state, Action.ADVANCE, conditions) or _overdue(invoice, conditions, now)
+                    found = _next_advance(invoice, conditions, now)
                     if found is None:
                         # At rest: the worker looks again when time can move it, and not before.
-                        wake = wake_at(invoice, now)
-                        if invoice.next_attempt_at != wake or invoice.attempts:
-                            await tx.invoices.update(dataclasses.replace(invoice, next_attempt_at=wake, attempts=0))
+                        resting = _at_rest(invoice, now)
+                        if resting is not invoice:
+                            await tx.invoices.update(resting)
                             await tx.commit()
                         return moved
                     row = found
-                invoice = await self._apply(tx, invoice, row, now, usage)
+                invoice = await self._apply(tx, invoice, row, now, usage, settle=True)
                 await tx.commit()
             action = None
             moved = True
-            if invoice.state is State.DELETED:
+            if invoice.state is State.DELETED or _next_advance(invoice, self.conditions(invoice, now), now) is None:
+                # Settled in the transaction that moved it (`_apply`): no transaction to find that out.
                 return moved
         raise RuntimeError(f"invoice {invoice_id} did not settle in {_MAX_STEPS} steps")
 
     async def _apply(
-        self, tx: BillingStore, invoice: Invoice, row: Transition, now: datetime, usage: UsageSnapshot | None = None
+        self,
+        tx: BillingStore,
+        invoice: Invoice,
+        row: Transition,
+        now: datetime,
+        usage: UsageSnapshot | None = None,
+        *,
+        settle: bool = False,
     ) -> Invoice:
-        """One row: Tally's step, the state change with its timestamps, then the app's hook."""
-        lines = (await tx.invoices.lines(invoice.namespace, [invoice.id]))[invoice.id]
+        """One row: Tally's step, the state change with its timestamps, then the app's hook. With
+        `settle`, an invoice the table cannot move further now gets its rest schedule (`wake_at`) in
+        the same write, sparing `_drive` a transaction that would only find that out."""
+        lines: list[InvoiceLine] = []
+        if row.hook is not None or row.step in _STEPS_WITH_LINES:
+            lines = (await tx.invoices.lines(invoice.namespace, [invoice.id]))[invoice.id]
         if row.step is Step.SNAPSHOT_QUANTITIES:
             lines, cutoff = await self._snapshot(tx, invoice, lines, now, usage)
             invoice = dataclasses.replace(invoice, quantity_snapshotted_at=cutoff)
@@ -613,6 +625,9 @@ class InvoiceService:
             invoice = await self._call_app(tx, invoice, row, lines, now)
         if row.target is State.DELETED:
             invoice = dataclasses.replace(invoice, deleted_at=now)
+        settled = row.target is not State.DELETED and _next_advance(invoice, self.conditions(invoice, now), now) is None
+        if settle and settled:
+            invoice = _at_rest(invoice, now)
         await tx.invoices.update(invoice)
         return invoice
 
@@ -1071,6 +1086,24 @@ async def _lease(tx: BillingStore, invoices: Sequence[Invoice], until: datetime)
         by_namespace.setdefault(invoice.namespace, []).append(invoice.id)
     for namespace, ids in by_namespace.items():
         await tx.invoices.schedule(namespace, ids, until)
+
+
+# The steps that read or rewrite the invoice's lines (an app hook reads them too).
+_STEPS_WITH_LINES: Final = frozenset({Step.SNAPSHOT_QUANTITIES, Step.CALCULATE, Step.RELEASE_LINES})
+
+
+def _next_advance(invoice: Invoice, conditions: Conditions, now: datetime) -> Transition | None:
+    """The row the worker's advance takes from here now, if any."""
+    return transition(invoice.state, Action.ADVANCE, conditions) or _overdue(invoice, conditions, now)
+
+
+def _at_rest(invoice: Invoice, now: datetime) -> Invoice:
+    """An invoice the table cannot move now, scheduled for when time can (the same invoice when its
+    schedule is already that)."""
+    wake = wake_at(invoice, now)
+    if invoice.next_attempt_at == wake and not invoice.attempts:
+        return invoice
+    return dataclasses.replace(invoice, next_attempt_at=wake, attempts=0)
 
 
 def _overdue(invoice: Invoice, conditions: Conditions, now: datetime) -> Transition | None:
