@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 import pytest_asyncio
 from playwright.async_api import Browser, ConsoleMessage, Page, Request, Response, async_playwright
@@ -388,6 +389,39 @@ async def test_sign_in_with_keys_of_each_scope(browser: Browser, secured: TallyP
         assert [customer["name"] for customer in listed.json()["items"]] == [name]
 
 
+async def preview_shown(page: Page, sample: dict[str, Any]) -> dict[str, Any]:
+    """Pastes the sample event into the create form and reads the preview once it answers for it."""
+    await page.get_by_label("Sample event (CloudEvent JSON, for the preview)", exact=True).fill(
+        orjson.dumps(sample).decode()
+    )
+    preview = page.locator('section[aria-label="Meter preview"][data-state="done"]')
+    await preview.wait_for()
+    shown: dict[str, Any] = {"errors": await preview.get_by_role("listitem").all_inner_texts()}
+    if not shown["errors"]:
+        shown["value"] = await preview.locator('dd[data-preview="value"]').inner_text()
+        shown["kind"] = await preview.locator('dd[data-preview-group="kind"]').inner_text()
+        shown["counted"] = await preview.locator('dd[data-preview="skipReason"]').inner_text()
+    return shown
+
+
+async def preview_answer(
+    http: httpx.AsyncClient, event_type: str, value_property: str, sample: dict[str, Any]
+) -> dict[str, Any]:
+    """What PreviewMeter answers over REST for the definition the meters test types into the form."""
+    response = await http.post(
+        "/api/v1/tally/meters/preview",
+        json={
+            "eventType": event_type,
+            "aggregation": "SUM",
+            "valueProperty": value_property,
+            "groupBy": {"kind": "$.kind"},
+            "sampleEvent": orjson.dumps(sample).decode(),
+        },
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
 @pytest.mark.full_suite
 async def test_events_tail_and_meters_pages(page: Page, tally: TallyProcess, http: httpx.AsyncClient) -> None:
     slug = unique("console_bytes")
@@ -443,7 +477,26 @@ async def test_events_tail_and_meters_pages(page: Page, tally: TallyProcess, htt
     assert (await refusal.inner_text()).startswith(
         "InvalidArgument: "
     ) and "valueProperty" in await refusal.inner_text()
+
+    # The live preview, as the server answers it (PreviewMeter), for a pasted sample event: first the
+    # refused path, then the value and group value, then a value that is no number.
+    sample = cloudevent(event_type, subject, {"bytes": 512, "kind": "upload"})
+    await page.get_by_label("Group by (key=JSONPath, ...)", exact=True).fill("kind=$.kind")
+    shown = await preview_shown(page, sample)
+    answer = await preview_answer(http, event_type, "$..bytes", sample)
+    assert answer["meterErrors"] and shown["errors"] == [f"{e['field']}: {e['message']}" for e in answer["meterErrors"]]
     await page.get_by_label("Value (JSONPath)", exact=True).fill("$.bytes")
+    shown = await preview_shown(page, sample)
+    answer = await preview_answer(http, event_type, "$.bytes", sample)
+    assert shown == {"errors": [], "value": str(answer["value"]), "kind": answer["groupBy"]["kind"], "counted": "yes"}
+    assert answer["value"] == 512 and answer["groupBy"]["kind"] == "upload"
+    sample = cloudevent(event_type, subject, {"bytes": "lots", "kind": "upload"})
+    shown = await preview_shown(page, sample)
+    answer = await preview_answer(http, event_type, "$.bytes", sample)
+    assert answer["value"] == "NaN"
+    assert shown == {"errors": [], "value": "NaN", "kind": "upload", "counted": answer["skipReason"]}
+    await screenshot(page, "meter-preview")
+
     await page.get_by_role("button", name="Create meter").click()
     await page.locator(f'tr[data-meter="{created}"]').wait_for()
     assert (await http.get(f"/api/v1/meters/{created}")).json()["valueProperty"] == "$.bytes"
