@@ -13,7 +13,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, update
+from sqlalchemy import and_, bindparam, func, insert, or_, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
@@ -377,8 +377,29 @@ def _line_values(line: InvoiceLine) -> dict[str, Any]:
     )
 
 
-# The mapped attribute of each column, by attribute name (an UPDATE's values are keyed by them).
-_INVOICE_ATTRIBUTES = {c.key: getattr(InvoiceRow, c.key) for c in sa_inspect(InvoiceRow).column_attrs}
+def _update_by_key(row_type: Any) -> tuple[Any, dict[str, str]]:
+    """One UPDATE of every column of a row by its key, built once: the statement, with the bound
+    parameter of each attribute (values come keyed by attribute name). Executed with one row's
+    values or, as an executemany, many rows'; no statement is built per call."""
+    table = row_type.__table__
+    names = {c.key: f"v_{c.columns[0].name}" for c in sa_inspect(row_type).column_attrs}
+    statement = (
+        update(table)
+        .where(table.c.namespace == bindparam("k_namespace"), table.c.id == bindparam("k_id"))
+        .values({sa_inspect(row_type).column_attrs[k].columns[0]: bindparam(v) for k, v in names.items()})
+    )
+    return statement, names
+
+
+_UPDATE_INVOICE, _INVOICE_PARAMS = _update_by_key(InvoiceRow)
+_UPDATE_LINE, _LINE_PARAMS = _update_by_key(InvoiceLineRow)
+
+
+def _params(values: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
+    params = {names[k]: v for k, v in values.items()}
+    params["k_namespace"] = values["namespace"]
+    params["k_id"] = values["id"]
+    return params
 
 
 def _fresh(statement: Any) -> Any:
@@ -471,14 +492,8 @@ class PostgresInvoiceRepository:
     async def update(self, invoice: Invoice) -> None:
         # One UPDATE by key (a merge would SELECT the row first). Rows held by the session are not
         # synchronized: every read here loads them anew (`_fresh`).
-        values = {_INVOICE_ATTRIBUTES[k]: v for k, v in _invoice_values(invoice).items()}
         try:
-            await self._session.exec(
-                update(InvoiceRow)
-                .where(col(InvoiceRow.namespace) == invoice.namespace, col(InvoiceRow.id) == invoice.id)
-                .values(values)
-                .execution_options(synchronize_session=False)
-            )
+            await self._session.exec(_UPDATE_INVOICE, params=_params(_invoice_values(invoice), _INVOICE_PARAMS))
         except IntegrityError as exc:
             raise ConflictError("invoice update conflicts with another invoice") from exc
 
@@ -552,10 +567,10 @@ class PostgresInvoiceRepository:
     async def update_lines(self, lines: Sequence[InvoiceLine]) -> None:
         if not lines:
             return
-        # ORM bulk UPDATE by primary key: one executemany, not a SELECT and an UPDATE per line.
-        rows = [_line_values(line) for line in lines]
+        # One UPDATE by key as an executemany, not a SELECT and an UPDATE per line.
+        rows = [_params(_line_values(line), _LINE_PARAMS) for line in lines]
         try:
-            await self._session.exec(update(InvoiceLineRow), params=rows)
+            await self._session.exec(_UPDATE_LINE, params=rows)
         except IntegrityError as exc:
             raise ConflictError("a line with the same sync key and period already exists") from exc
 
