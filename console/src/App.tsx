@@ -9,6 +9,7 @@ import { type FormEvent, useCallback, useEffect, useMemo, useState } from "react
 import {
   type Caller,
   describeError,
+  mayIngest,
   mayWrite,
   storeApiKey,
   storedApiKey,
@@ -145,7 +146,8 @@ function Shell({
 }) {
   const hash = useHash();
   const canWrite = mayWrite(caller);
-  const page = useMemo(() => route(hash, client, canWrite), [hash, client, canWrite]);
+  const canIngest = mayIngest(caller);
+  const page = useMemo(() => route(hash, client, canWrite, canIngest), [hash, client, canWrite, canIngest]);
   const active = PAGES.find((candidate) => hash.startsWith(candidate.hash));
   return (
     <div className="shell">
@@ -180,7 +182,7 @@ function Shell({
 }
 
 // canWrite hides what the key may not do; the server still decides, and says why when it refuses.
-function route(hash: string, client: TallyClient, canWrite: boolean) {
+function route(hash: string, client: TallyClient, canWrite: boolean, canIngest: boolean) {
   const customer = /^#\/customers\/(.+)$/.exec(hash);
   if (customer) {
     return <CustomerPage client={client} canWrite={canWrite} idOrKey={decodeURIComponent(customer[1])} />;
@@ -189,7 +191,7 @@ function route(hash: string, client: TallyClient, canWrite: boolean) {
     return <CustomersPage client={client} canWrite={canWrite} />;
   }
   if (hash.startsWith("#/events")) {
-    return <EventsPage client={client} />;
+    return <EventsPage client={client} canIngest={canIngest} />;
   }
   if (hash.startsWith("#/meters")) {
     return <MetersPage client={client} canWrite={canWrite} />;

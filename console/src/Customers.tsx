@@ -1,7 +1,8 @@
 /**
  * Customers: the list (searched by name through the API) and a customer's page with its subjects,
  * entitlements and each entitlement's current value (access, balance, usage, overage) and grants.
- * With a key that may write: create a customer, grant credits, reset usage (after a confirmation).
+ * With a key that may write: create a customer, create an entitlement (metered, boolean or static),
+ * grant credits, reset usage (after a confirmation).
  * The server decides every write; a refusal is shown in its own words.
  */
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
@@ -294,6 +295,9 @@ export function CustomerPage({
           </table>
         )}
       </section>
+      {canWrite && customer && (
+        <CreateEntitlement client={client} customerId={customer.id} onCreated={() => setVersion((n) => n + 1)} />
+      )}
       {customer && metered.length > 0 && <h3>Burn-down</h3>}
       {customer &&
         metered.map(({ entitlement, grants }) => (
@@ -367,6 +371,128 @@ function CreateCustomer({ client, onCreated }: { client: TallyClient; onCreated:
 }
 
 const EXPIRY_UNITS = ["HOUR", "DAY", "WEEK", "MONTH", "YEAR"] as const;
+const ENTITLEMENT_TYPES = ["metered", "boolean", "static"] as const;
+const USAGE_PERIODS = ["DAY", "WEEK", "MONTH", "YEAR"] as const;
+
+/** The v2 create (POST /api/v2/customers/{customer}/entitlements), with the fields each type takes;
+ * the server checks them (feature, period, config JSON) and a refusal is shown in its words. */
+function CreateEntitlement({
+  client,
+  customerId,
+  onCreated,
+}: {
+  client: TallyClient;
+  customerId: string;
+  onCreated: () => void;
+}) {
+  const [type, setType] = useState<string>("metered");
+  const [featureKey, setFeatureKey] = useState("");
+  const [usagePeriod, setUsagePeriod] = useState<string>("MONTH");
+  const [issue, setIssue] = useState("");
+  const [softLimit, setSoftLimit] = useState(false);
+  const [config, setConfig] = useState("");
+  const [message, setMessage] = useState<{ error: boolean; text: string } | null>(null);
+
+  const create = async (event: FormEvent) => {
+    event.preventDefault();
+    const metered = type === "metered";
+    try {
+      const entitlement = await client.entitlements.createCustomerEntitlement({
+        customerIdOrKey: customerId,
+        entitlement: {
+          type,
+          featureKey,
+          usagePeriod: metered ? { interval: usagePeriod } : undefined,
+          isSoftLimit: metered ? softLimit : undefined,
+          // The v2 form of issueAfterReset: a grant of this amount at the start of every period.
+          issue: metered && issue ? { amount: Number(issue) } : undefined,
+          config: type === "static" ? config : undefined,
+        },
+      });
+      setMessage({ error: false, text: `Created the ${entitlement.type} entitlement to ${entitlement.featureKey}.` });
+      setFeatureKey("");
+      setIssue("");
+      setConfig("");
+      onCreated();
+    } catch (failure) {
+      setMessage({ error: true, text: describeError(failure) });
+    }
+  };
+
+  return (
+    <>
+      <h3>Create entitlement</h3>
+      <form className="panel controls" aria-label="Create entitlement" onSubmit={(event) => void create(event)}>
+        <Field label="Type">
+          {(id) => (
+            <select id={id} value={type} onChange={(e) => setType(e.target.value)}>
+              {ENTITLEMENT_TYPES.map((option) => (
+                <option key={option}>{option}</option>
+              ))}
+            </select>
+          )}
+        </Field>
+        <Field label="Feature key">
+          {(id) => <input id={id} required value={featureKey} onChange={(e) => setFeatureKey(e.target.value)} />}
+        </Field>
+        {type === "metered" && (
+          <>
+            <Field label="Usage period">
+              {(id) => (
+                <select id={id} value={usagePeriod} onChange={(e) => setUsagePeriod(e.target.value)}>
+                  {USAGE_PERIODS.map((period) => (
+                    <option key={period} value={period}>
+                      {period.toLowerCase()}
+                    </option>
+                  ))}
+                </select>
+              )}
+            </Field>
+            <Field label="Issue after reset (amount)">
+              {(id) => (
+                <input
+                  id={id}
+                  type="number"
+                  min="0"
+                  step="any"
+                  value={issue}
+                  onChange={(e) => setIssue(e.target.value)}
+                />
+              )}
+            </Field>
+            <label className="field">
+              <span>
+                <input type="checkbox" checked={softLimit} onChange={(e) => setSoftLimit(e.target.checked)} /> Soft
+                limit (access stays after the balance is used up)
+              </span>
+            </label>
+          </>
+        )}
+        {type === "static" && (
+          <Field label="Config (JSON object)">
+            {(id) => (
+              <textarea
+                id={id}
+                rows={2}
+                cols={40}
+                required
+                placeholder='{"seats": 5}'
+                value={config}
+                onChange={(e) => setConfig(e.target.value)}
+              />
+            )}
+          </Field>
+        )}
+        <button type="submit">Create entitlement</button>
+      </form>
+      {message && (
+        <p className={message.error ? "error" : "muted"} role={message.error ? "alert" : "status"}>
+          {message.text}
+        </p>
+      )}
+    </>
+  );
+}
 
 function EntitlementActions({
   client,

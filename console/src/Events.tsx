@@ -2,10 +2,12 @@
  * Events: a live tail of the namespace's newest events (EventService.ListEvents, polled while "Live"
  * is on; at most 100 per read, never a bulk download), filtered by subject or ID. An event that no
  * meter counts stands out: one whose type no meter has, or whose values a meter could not read
- * (the server's validation error).
+ * (the server's validation error). A key that may ingest can send an event (IngestEvents): the data
+ * goes as the JSON text typed, so a refusal is the server's own (the console does not parse it).
  */
-import { useEffect, useState } from "react";
+import { type FormEvent, useEffect, useState } from "react";
 
+import { cloudEvent } from "../../sdk/typescript/src/client.ts";
 import { describeError, type TallyClient } from "./api.ts";
 import { Field } from "./Field.tsx";
 import { browserTimeZone, formatTime } from "./format.ts";
@@ -19,13 +21,15 @@ function payload(event: IngestedEvent): string {
   return data?.case === "data" ? JSON.stringify(data.value) : "";
 }
 
-export function EventsPage({ client }: { client: TallyClient }) {
+export function EventsPage({ client, canIngest }: { client: TallyClient; canIngest: boolean }) {
   const [subject, setSubject] = useState("");
   const [id, setId] = useState("");
   const [live, setLive] = useState(true);
   const [events, setEvents] = useState<IngestedEvent[] | null>(null);
   const [meterTypes, setMeterTypes] = useState<Set<string> | null>(null);
   const [error, setError] = useState<string | null>(null);
+  // Bumped after a send: the tail is read again at once.
+  const [version, setVersion] = useState(0);
   const timeZone = browserTimeZone();
 
   useEffect(() => {
@@ -59,7 +63,7 @@ export function EventsPage({ client }: { client: TallyClient }) {
       current = false;
       window.clearTimeout(timer);
     };
-  }, [client, subject, id, live]);
+  }, [client, subject, id, live, version]);
 
   return (
     <>
@@ -69,6 +73,7 @@ export function EventsPage({ client }: { client: TallyClient }) {
           {error}
         </p>
       )}
+      {canIngest && <SendEvent client={client} onSent={() => setVersion((n) => n + 1)} />}
       <div className="panel controls">
         <Field label="Subject contains">
           {(fieldId) => <input id={fieldId} value={subject} onChange={(e) => setSubject(e.target.value)} />}
@@ -122,5 +127,69 @@ export function EventsPage({ client }: { client: TallyClient }) {
         </table>
       </section>
     </>
+  );
+}
+
+const encoder = new TextEncoder();
+
+function SendEvent({ client, onSent }: { client: TallyClient; onSent: () => void }) {
+  const [type, setType] = useState("");
+  const [subject, setSubject] = useState("");
+  const [time, setTime] = useState("");
+  const [data, setData] = useState("");
+  const [message, setMessage] = useState<{ error: boolean; text: string } | null>(null);
+
+  const send = async (event: FormEvent) => {
+    event.preventDefault();
+    // The id is fixed before the call, so the SDK's retry of a lost answer is deduplicated.
+    const sent = cloudEvent({
+      type,
+      subject,
+      source: "tally-console",
+      // A local time as the browser's zone reads it; empty is the moment of sending.
+      time: time ? new Date(time) : new Date(),
+    });
+    if (data.trim()) sent.payload = { case: "dataJson", value: encoder.encode(data) };
+    try {
+      await client.events.ingestEvents({ events: [sent] });
+      setMessage({ error: false, text: `Sent ${sent.id}.` });
+      onSent();
+    } catch (failure) {
+      setMessage({ error: true, text: describeError(failure) });
+    }
+  };
+
+  return (
+    <form className="panel controls" aria-label="Send event" onSubmit={(event) => void send(event)}>
+      <Field label="Type">
+        {(fieldId) => <input id={fieldId} required value={type} onChange={(e) => setType(e.target.value)} />}
+      </Field>
+      <Field label="Subject">
+        {(fieldId) => <input id={fieldId} required value={subject} onChange={(e) => setSubject(e.target.value)} />}
+      </Field>
+      <Field label="Time (empty: now)">
+        {(fieldId) => (
+          <input id={fieldId} type="datetime-local" step="1" value={time} onChange={(e) => setTime(e.target.value)} />
+        )}
+      </Field>
+      <Field label="Data (JSON object)">
+        {(fieldId) => (
+          <textarea
+            id={fieldId}
+            rows={2}
+            cols={40}
+            placeholder='{"tokens": 42, "model": "gpt-4o"}'
+            value={data}
+            onChange={(e) => setData(e.target.value)}
+          />
+        )}
+      </Field>
+      <button type="submit">Send event</button>
+      {message && (
+        <p className={message.error ? "error" : "muted"} role={message.error ? "alert" : "status"}>
+          {message.text}
+        </p>
+      )}
+    </form>
   );
 }

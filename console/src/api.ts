@@ -63,6 +63,11 @@ export function mayWrite(caller: Caller): boolean {
   return caller.scopes.includes("write") || caller.scopes.includes("admin");
 }
 
+/** Sending events takes the ingest scope, which write does not imply. */
+export function mayIngest(caller: Caller): boolean {
+  return caller.scopes.includes("ingest") || caller.scopes.includes("admin");
+}
+
 /** The server's own words for a failed call (its status and message), for the page to show. */
 export function describeError(error: unknown): string {
   const connectError = ConnectError.from(error);

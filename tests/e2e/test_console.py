@@ -304,6 +304,97 @@ async def test_customer_page_shows_the_entitlement_values(
     await screenshot(page, "customer-after-grant")
 
 
+async def test_readme_quickstart_in_the_console(page: Page, tally: TallyProcess, http: httpx.AsyncClient) -> None:
+    """The README's quickstart done in the console instead of curl: a meter, a feature on it, a
+    customer, a metered entitlement issuing 1,000 a month, two events sent from the Events page; the
+    customer's page then shows the usage and balance the API reports. Refusals are the server's."""
+    slug = unique("console_qs")
+    event_type = unique("prompt")
+    feature_key = unique("qs_tokens")
+    key = unique("qs_acme")
+    name = f"Quickstart {key}"
+
+    await page.goto("/console#/meters")
+    await page.get_by_label("Slug", exact=True).fill(slug)
+    await page.get_by_label("Event type", exact=True).fill(event_type)
+    await page.get_by_label("Aggregation", exact=True).select_option("SUM")
+    await page.get_by_label("Value (JSONPath)", exact=True).fill("$.tokens")
+    await page.get_by_label("Group by (key=JSONPath, ...)", exact=True).fill("model=$.model")
+    await page.get_by_role("button", name="Create meter").click()
+    await page.locator(f'tr[data-meter="{slug}"]').wait_for()
+
+    await page.get_by_role("link", name="Features").click()
+    await page.get_by_label("Key", exact=True).fill(feature_key)
+    await page.get_by_label("Meter (slug; empty for a boolean or static feature)", exact=True).fill(slug)
+    await page.get_by_role("button", name="Create feature").click()
+    await page.locator(f'tr[data-feature="{feature_key}"]').wait_for()
+
+    await page.get_by_role("link", name="Customers").click()
+    await page.get_by_label("Name", exact=True).fill(name)
+    await page.get_by_label("Key", exact=True).fill(key)
+    await page.get_by_role("button", name="Create customer").click()
+    await page.get_by_role("link", name=name).click()
+    await page.get_by_role("heading", name=name).wait_for()
+
+    # The entitlement: first a feature that does not exist (the server's refusal, as worded), then
+    # the README's one.
+    await page.get_by_label("Type", exact=True).select_option("metered")
+    await page.get_by_label("Feature key", exact=True).fill(unique("no_such_feature"))
+    await page.get_by_role("button", name="Create entitlement").click()
+    refusal = page.get_by_role("alert")
+    await refusal.wait_for()
+    assert (await refusal.inner_text()).split(":")[0] in {"NotFound", "InvalidArgument", "FailedPrecondition"}
+    await page.get_by_label("Feature key", exact=True).fill(feature_key)
+    await page.get_by_label("Usage period", exact=True).select_option("MONTH")
+    await page.get_by_label("Issue after reset (amount)", exact=True).fill("1000")
+    await page.get_by_role("button", name="Create entitlement").click()
+    row = page.locator(f'tr[data-feature="{feature_key}"]')
+    await row.wait_for()
+    entitlement = (await http.get(f"/api/v2/customers/{key}/entitlements/{feature_key}")).json()
+    assert entitlement["usagePeriod"]["interval"] == "MONTH" and entitlement["issue"]["amount"] == 1000
+
+    # Events, sent from the Events page with the time left at "now"; data that is no JSON object is
+    # refused by the server, in its words.
+    await page.get_by_role("link", name="Events").click()
+    await page.get_by_label("Subject contains", exact=True).fill(key)
+    await page.get_by_label("Type", exact=True).fill(event_type)
+    await page.get_by_label("Subject", exact=True).fill(key)
+    await page.get_by_label("Data (JSON object)", exact=True).fill("{tokens: 42")
+    await page.get_by_role("button", name="Send event").click()
+    refusal = page.get_by_role("alert")
+    await refusal.wait_for()
+    assert (await refusal.inner_text()).startswith("InvalidArgument: ")
+    event_id = "none yet"
+    for tokens, model in ((42, "gpt-4o"), (8, "claude")):
+        await page.get_by_label("Data (JSON object)", exact=True).fill(f'{{"tokens": {tokens}, "model": "{model}"}}')
+        await page.get_by_role("button", name="Send event").click()
+        # The answer to this send, not the one before it.
+        sent = page.get_by_role("status").filter(has_text="Sent ").filter(has_not_text=event_id)
+        await sent.wait_for()
+        event_id = (await sent.inner_text()).removeprefix("Sent ").removesuffix(".")
+        # The tail shows it, counted.
+        tail_row = page.locator(f'tr[data-event-id="{event_id}"]')
+        await tail_row.wait_for()
+        assert (await tail_row.locator("td").nth(5).inner_text()).strip() == "yes"
+    await screenshot(page, "quickstart-events")
+
+    value_path = f"/api/v2/customers/{key}/entitlements/{feature_key}/value"
+
+    async def counted() -> dict[str, Any] | None:
+        value: dict[str, Any] = (await http.get(value_path)).json()
+        return value if value.get("usage") == 50 else None
+
+    api = await wait_for(counted, timeout=30)
+    assert api["balance"] == 950 and api["hasAccess"] is True
+    await page.goto(f"/console#/customers/{key}")
+    for column in ("usage", "balance"):
+        await page.locator(
+            f'tr[data-feature="{feature_key}"] td[data-column="{column}"][data-value="{api[column]}"]'
+        ).wait_for()
+        assert number(await row.locator(f'td[data-column="{column}"]').inner_text()) == api[column]
+    await screenshot(page, "quickstart-customer")
+
+
 def test_console_is_served_on_the_rest_port_with_no_outside_sources(tally: TallyProcess) -> None:
     with httpx.Client(base_url=tally.rest_url, timeout=10) as client:
         for path in ("/console", "/console/", "/console/customers/anything"):
@@ -383,6 +474,10 @@ async def test_sign_in_with_keys_of_each_scope(browser: Browser, secured: TallyP
         await page.get_by_role("button", name="Create customer").click()
         await page.get_by_role("link", name=name).wait_for()
         await screenshot(page, "customers")
+        # Sending events takes the ingest scope, which write does not imply: no form for this key.
+        await page.get_by_role("link", name="Events").click()
+        await page.locator('section[aria-label="Event list"][data-state="done"]').wait_for()
+        assert await page.get_by_role("button", name="Send event").count() == 0
     # Created in the key's namespace, through the API.
     with httpx.Client(base_url=secured.rest_url, headers={"authorization": f"Bearer {writer}"}) as client:
         listed = client.get("/api/v1/customers", params={"name": name})
