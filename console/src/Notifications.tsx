@@ -1,11 +1,13 @@
 /**
  * Notifications: the channels (webhooks), the rules that send to them, and the delivery log (the
  * newest notification events with each channel's delivery state, polled every 5 s). A key that may
- * write can send a rule's test event and resend an event.
+ * write can create a webhook channel and a balance-threshold rule, send a rule's test event and
+ * resend an event. The server checks every field (the URL against its destination policy included).
  */
-import { useEffect, useState } from "react";
+import { type FormEvent, useEffect, useState } from "react";
 
 import { describeError, type TallyClient } from "./api.ts";
+import { Field } from "./Field.tsx";
 import { browserTimeZone, formatNumber, formatTime } from "./format.ts";
 import type {
   NotificationChannel,
@@ -24,6 +26,8 @@ export function NotificationsPage({ client, canWrite }: { client: TallyClient; c
   const [message, setMessage] = useState<string | null>(null);
   // Bumped after an action: the log is read again at once.
   const [version, setVersion] = useState(0);
+  // Bumped after a create: channels and rules are read again.
+  const [created, setCreated] = useState(0);
   const timeZone = browserTimeZone();
 
   useEffect(() => {
@@ -37,7 +41,7 @@ export function NotificationsPage({ client, canWrite }: { client: TallyClient; c
       },
       (failure) => setError(describeError(failure)),
     );
-  }, [client]);
+  }, [client, created]);
 
   useEffect(() => {
     let current = true;
@@ -89,6 +93,7 @@ export function NotificationsPage({ client, canWrite }: { client: TallyClient; c
         </p>
       )}
       <h3>Channels</h3>
+      {canWrite && <CreateChannel client={client} onCreated={() => setCreated((n) => n + 1)} />}
       <table aria-label="Channels">
         <thead>
           <tr>
@@ -100,7 +105,7 @@ export function NotificationsPage({ client, canWrite }: { client: TallyClient; c
         </thead>
         <tbody>
           {channels?.map((channel) => (
-            <tr key={channel.id}>
+            <tr key={channel.id} data-channel={channel.name}>
               <td>{channel.name}</td>
               <td>{channel.type}</td>
               <td>{channel.url}</td>
@@ -110,6 +115,9 @@ export function NotificationsPage({ client, canWrite }: { client: TallyClient; c
         </tbody>
       </table>
       <h3>Rules</h3>
+      {canWrite && channels && (
+        <CreateRule client={client} channels={channels} onCreated={() => setCreated((n) => n + 1)} />
+      )}
       <table aria-label="Rules">
         <thead>
           <tr>
@@ -211,6 +219,182 @@ export function NotificationsPage({ client, canWrite }: { client: TallyClient; c
           </tbody>
         </table>
       </section>
+    </>
+  );
+}
+
+type Message = { error: boolean; text: string } | null;
+
+function Shown({ message }: { message: Message }) {
+  return (
+    message && (
+      <p className={message.error ? "error" : "muted"} role={message.error ? "alert" : "status"}>
+        {message.text}
+      </p>
+    )
+  );
+}
+
+function CreateChannel({ client, onCreated }: { client: TallyClient; onCreated: () => void }) {
+  const [name, setName] = useState("");
+  const [url, setUrl] = useState("");
+  const [secret, setSecret] = useState("");
+  const [message, setMessage] = useState<Message>(null);
+
+  const create = async (event: FormEvent) => {
+    event.preventDefault();
+    try {
+      const channel = await client.notifications.createNotificationChannel({
+        type: "WEBHOOK",
+        name,
+        url,
+        // Empty: the server generates one (shown on the channel through the API).
+        signingSecret: secret || undefined,
+      });
+      setMessage({ error: false, text: `Created channel ${channel.name}.` });
+      setName("");
+      setUrl("");
+      setSecret("");
+      onCreated();
+    } catch (failure) {
+      setMessage({ error: true, text: describeError(failure) });
+    }
+  };
+
+  return (
+    <>
+      <form className="panel controls" aria-label="Create channel" onSubmit={(event) => void create(event)}>
+        <Field label="Channel name">
+          {(id) => <input id={id} required value={name} onChange={(e) => setName(e.target.value)} />}
+        </Field>
+        <Field label="Webhook URL">
+          {(id) => (
+            <input
+              id={id}
+              type="url"
+              required
+              placeholder="https://example.com/hook"
+              value={url}
+              onChange={(e) => setUrl(e.target.value)}
+            />
+          )}
+        </Field>
+        <Field label="Signing secret (empty: generated)">
+          {(id) => <input id={id} autoComplete="off" value={secret} onChange={(e) => setSecret(e.target.value)} />}
+        </Field>
+        <button type="submit">Create channel</button>
+      </form>
+      <Shown message={message} />
+    </>
+  );
+}
+
+const THRESHOLD_TYPES = ["usage_percentage", "usage_value", "balance_value"] as const;
+
+function CreateRule({
+  client,
+  channels,
+  onCreated,
+}: {
+  client: TallyClient;
+  channels: NotificationChannel[];
+  onCreated: () => void;
+}) {
+  const [name, setName] = useState("");
+  const [thresholds, setThresholds] = useState<{ value: string; type: string }[]>([
+    { value: "", type: "usage_percentage" },
+  ]);
+  const [chosen, setChosen] = useState<string[]>([]);
+  const [features, setFeatures] = useState("");
+  const [message, setMessage] = useState<Message>(null);
+
+  const setThreshold = (index: number, change: Partial<{ value: string; type: string }>) =>
+    setThresholds(thresholds.map((threshold, i) => (i === index ? { ...threshold, ...change } : threshold)));
+
+  const create = async (event: FormEvent) => {
+    event.preventDefault();
+    try {
+      const rule = await client.notifications.createNotificationRule({
+        type: "entitlements.balance.threshold",
+        name,
+        channels: chosen,
+        thresholds: thresholds.map((threshold) => ({ value: Number(threshold.value), type: threshold.type })),
+        features: features
+          .split(",")
+          .map((feature) => feature.trim())
+          .filter(Boolean),
+      });
+      setMessage({ error: false, text: `Created rule ${rule.name}.` });
+      setName("");
+      onCreated();
+    } catch (failure) {
+      setMessage({ error: true, text: describeError(failure) });
+    }
+  };
+
+  return (
+    <>
+      <form
+        className="panel controls"
+        aria-label="Create balance threshold rule"
+        onSubmit={(event) => void create(event)}
+      >
+        <Field label="Rule name">
+          {(id) => <input id={id} required value={name} onChange={(e) => setName(e.target.value)} />}
+        </Field>
+        {thresholds.map((threshold, index) => (
+          <span key={index} className="controls">
+            <Field label={`Threshold ${index + 1}`}>
+              {(id) => (
+                <input
+                  id={id}
+                  type="number"
+                  step="any"
+                  required
+                  value={threshold.value}
+                  onChange={(e) => setThreshold(index, { value: e.target.value })}
+                />
+              )}
+            </Field>
+            <Field label={`Threshold ${index + 1} type`}>
+              {(id) => (
+                <select id={id} value={threshold.type} onChange={(e) => setThreshold(index, { type: e.target.value })}>
+                  {THRESHOLD_TYPES.map((type) => (
+                    <option key={type}>{type}</option>
+                  ))}
+                </select>
+              )}
+            </Field>
+          </span>
+        ))}
+        <button
+          type="button"
+          className="secondary"
+          onClick={() => setThresholds([...thresholds, { value: "", type: "usage_percentage" }])}
+        >
+          Add threshold
+        </button>
+        <fieldset>
+          <legend>Channels</legend>
+          {channels.map((channel) => (
+            <label key={channel.id}>
+              <input
+                type="checkbox"
+                checked={chosen.includes(channel.id)}
+                onChange={(e) =>
+                  setChosen(e.target.checked ? [...chosen, channel.id] : chosen.filter((id) => id !== channel.id))
+                }
+              />{" "}
+              {channel.name}
+            </label>
+          ))}
+        </fieldset>
+        <Field label="Features (keys or IDs, comma-separated; empty: all)">
+          {(id) => <input id={id} value={features} onChange={(e) => setFeatures(e.target.value)} />}
+        </Field>
+        <button type="submit">Create rule</button>
+      </form>
+      <Shown message={message} />
     </>
   );
 }

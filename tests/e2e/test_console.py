@@ -626,26 +626,45 @@ async def test_notifications_test_event_is_delivered_and_resent(
     receiver = await WebhookReceiver().start()
     try:
         path = f"/{unique('hook')}"
-        created = await http.post(
-            "/api/v1/notification/channels",
-            json={"type": "WEBHOOK", "name": unique("hook"), "url": receiver.url(path)},
-        )
-        assert created.status_code == 201, created.text
-        channel = created.json()
-        receiver.secrets[path] = channel["signingSecret"]
-        created = await http.post(
-            "/api/v1/notification/rules",
-            json={
-                "type": "entitlements.balance.threshold",
-                "name": unique("rule"),
-                "channels": [channel["id"]],
-                "thresholds": [{"value": 90, "type": "usage_percentage"}],
-            },
-        )
-        assert created.status_code == 201, created.text
-        rule = created.json()
-
+        channel_name = unique("hook")
+        rule_name = unique("rule")
+        # The channel and the rule, made in the console; a secret the server refuses first.
         await page.goto("/console#/notifications")
+        await page.get_by_label("Channel name", exact=True).fill(channel_name)
+        await page.get_by_label("Webhook URL", exact=True).fill(receiver.url(path))
+        await page.get_by_label("Signing secret (empty: generated)", exact=True).fill("short")
+        await page.get_by_role("button", name="Create channel").click()
+        refusal = page.get_by_role("alert")
+        await refusal.wait_for()
+        assert (await refusal.inner_text()).startswith("InvalidArgument: ")
+        assert "signingSecret" in await refusal.inner_text()
+        secret = "whsec_" + "A" * 43 + "="
+        await page.get_by_label("Signing secret (empty: generated)", exact=True).fill(secret)
+        await page.get_by_role("button", name="Create channel").click()
+        await page.locator(f'tr[data-channel="{channel_name}"]').wait_for()
+        [channel] = [
+            c for c in (await http.get("/api/v1/notification/channels")).json()["items"] if c["name"] == channel_name
+        ]
+        assert channel["url"] == receiver.url(path) and channel["signingSecret"] == secret
+        receiver.secrets[path] = secret
+
+        await page.get_by_label("Rule name", exact=True).fill(rule_name)
+        await page.get_by_label("Threshold 1", exact=True).fill("90")
+        await page.get_by_label("Threshold 1 type", exact=True).select_option("usage_percentage")
+        await page.get_by_role("button", name="Add threshold").click()
+        await page.get_by_label("Threshold 2", exact=True).fill("1000")
+        await page.get_by_label("Threshold 2 type", exact=True).select_option("usage_value")
+        await page.get_by_role("checkbox", name=channel_name, exact=True).check()
+        await page.get_by_role("button", name="Create rule").click()
+        await page.get_by_role("status").filter(has_text=f"Created rule {rule_name}.").wait_for()
+        [rule] = [r for r in (await http.get("/api/v1/notification/rules")).json()["items"] if r["name"] == rule_name]
+        assert rule["type"] == "entitlements.balance.threshold"
+        assert [c["id"] for c in rule["channels"]] == [channel["id"]]
+        assert sorted((t["value"], t["type"]) for t in rule["thresholds"]) == [
+            (90, "usage_percentage"),
+            (1000, "usage_value"),
+        ]
+
         await page.locator(f'tr[data-rule="{rule["id"]}"]').get_by_role("button", name="Send test").click()
         [delivery] = await receiver.wait_for(path, 1)
         assert delivery.verified
