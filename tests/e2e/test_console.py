@@ -307,7 +307,8 @@ async def test_customer_page_shows_the_entitlement_values(
 async def test_readme_quickstart_in_the_console(page: Page, tally: TallyProcess, http: httpx.AsyncClient) -> None:
     """The README's quickstart done in the console instead of curl: a meter, a feature on it, a
     customer, a metered entitlement issuing 1,000 a month, two events sent from the Events page; the
-    customer's page then shows the usage and balance the API reports. Refusals are the server's."""
+    customer's page then shows the usage and balance the API reports, and the usage explorer the meter
+    query's rows. Refusals are the server's."""
     slug = unique("console_qs")
     event_type = unique("prompt")
     feature_key = unique("qs_tokens")
@@ -393,6 +394,34 @@ async def test_readme_quickstart_in_the_console(page: Page, tally: TallyProcess,
         ).wait_for()
         assert number(await row.locator(f'td[data-column="{column}"]').inner_text()) == api[column]
     await screenshot(page, "quickstart-customer")
+
+    # The usage explorer, by model, over the hours around now (a range that ends in the future, so
+    # the current minute counts): the meter query's rows, 50 tokens in all.
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    start, end = hour - timedelta(hours=1), hour + timedelta(hours=2)
+    await page.get_by_role("link", name="Usage").click()
+    await page.get_by_label("Meter", exact=True).select_option(slug)
+    await page.get_by_label("Time range", exact=True).select_option("custom")
+    await page.get_by_label("Time zone", exact=True).fill("UTC")
+    await page.get_by_label("From", exact=True).fill(start.strftime("%Y-%m-%dT%H:%M"))
+    await page.get_by_label("To", exact=True).fill(end.strftime("%Y-%m-%dT%H:%M"))
+    await page.get_by_label("Window size", exact=True).select_option("HOUR")
+    await page.get_by_role("checkbox", name="model", exact=True).check()
+    wanted = " ".join([slug, rfc3339(start), rfc3339(end), "HOUR", "UTC", "model"])
+    await page.locator(f'section[data-state="done"][data-query="{wanted}"]').wait_for()
+    rows = await query(
+        http,
+        slug,
+        **{"from": rfc3339(start), "to": rfc3339(end)},
+        windowSize="HOUR",
+        windowTimeZone="UTC",
+        groupBy="model",
+    )
+    assert sum(r["value"] for r in rows) == 50
+    shown = sorted((model, number(value)) for *_, model, value in await table_rows(page))
+    assert shown == sorted((r["groupBy"]["model"], r["value"]) for r in rows)
+    footer = await page.locator('table[aria-label="Usage rows"] tfoot td.num').inner_text()
+    assert number(footer) == 50
 
 
 def test_console_is_served_on_the_rest_port_with_no_outside_sources(tally: TallyProcess) -> None:
