@@ -805,3 +805,43 @@ async def test_plans_in_words_and_a_customers_subscription(
     cells = [cell.strip() for cell in await row.locator("td").all_inner_texts()]
     assert cells[1:3] == [f"{key} v{plan['version']}", subscription["status"]]
     assert cells[4] == "monthly in USD"
+
+
+@pytest.mark.full_suite
+async def test_boolean_and_static_entitlements_created_on_a_customers_page(
+    page: Page, tally: TallyProcess, http: httpx.AsyncClient
+) -> None:
+    key = unique("cust")
+    created = await http.post("/api/v1/customers", json={"name": f"Console {key}", "key": key})
+    assert created.status_code == 201, created.text
+    flag, seats = unique("flag"), unique("seats")
+    for feature in (flag, seats):
+        assert (await http.post("/api/v1/features", json={"key": feature, "name": feature})).status_code == 201
+
+    await page.goto(f"/console#/customers/{key}")
+    await page.get_by_role("heading", name=f"Console {key}").wait_for()
+    await page.get_by_label("Type", exact=True).select_option("boolean")
+    await page.get_by_label("Feature key", exact=True).fill(flag)
+    await page.get_by_role("button", name="Create entitlement").click()
+    await page.locator(f'tr[data-feature="{flag}"]').wait_for()
+
+    # A static config that is no JSON object: the server's refusal, naming the field.
+    await page.get_by_label("Type", exact=True).select_option("static")
+    await page.get_by_label("Feature key", exact=True).fill(seats)
+    await page.get_by_label("Config (JSON object)", exact=True).fill("seats: 5")
+    await page.get_by_role("button", name="Create entitlement").click()
+    refusal = page.get_by_role("alert")
+    await refusal.wait_for()
+    assert (await refusal.inner_text()).startswith("InvalidArgument: ") and "config" in await refusal.inner_text()
+    await page.get_by_label("Config (JSON object)", exact=True).fill('{"seats": 5}')
+    await page.get_by_role("button", name="Create entitlement").click()
+    await page.locator(f'tr[data-feature="{seats}"]').wait_for()
+
+    listed = (await http.get(f"/api/v2/customers/{key}/entitlements")).json()["items"]
+    by_feature = {item["featureKey"]: item for item in listed}
+    assert by_feature[flag]["type"] == "boolean"
+    assert by_feature[seats]["type"] == "static" and orjson.loads(by_feature[seats]["config"]) == {"seats": 5}
+    for feature, kind in ((flag, "boolean"), (seats, "static")):
+        cells = [c.strip() for c in await page.locator(f'tr[data-feature="{feature}"] td').all_inner_texts()]
+        assert cells[:3] == [feature, kind, "yes"]
+    await screenshot(page, "customer-boolean-static")
