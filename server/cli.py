@@ -91,22 +91,14 @@ def migrate(config: ConfigOption = None) -> None:
     settings = load_settings(config)
     configure(settings.log_level, settings.log_format)
     from adapters.clickhouse.client import ClickHouse
-    from adapters.postgres.db import EmbeddedPostgres, run_migrations
-    from server.commands.database import announce
+    from server.commands.database import announce, command_database
 
     announce(settings, create=True)
-    embedded = EmbeddedPostgres(settings.data_dir) if settings.postgres_url is None else None
-    url = embedded.start() if embedded else settings.postgres_url
-    assert url is not None
-    try:
-        run_migrations(url)
+    with command_database(settings, migrate=True):
         clickhouse = ClickHouse(settings.event_store_url)
         applied = asyncio.run(clickhouse.migrate())
         clickhouse.close()
         typer.echo(f"migrations applied (ClickHouse: {', '.join(applied) or 'up to date'})")
-    finally:
-        if embedded:
-            embedded.stop()
 
 
 @app.command("envoy-config")

@@ -22,7 +22,7 @@ from domain.auth.models import ApiKey, ApiKeyCreateInput, Scope
 from domain.auth.service import ApiKeyService
 from domain.errors import TallyError
 from server.commands.common import fail, parse_time, rfc3339, table_console
-from server.commands.database import announce
+from server.commands.database import announce, command_database
 from server.config import Settings, load_settings
 
 app = typer.Typer(help="Create, list and revoke API keys (directly in the database).", no_args_is_help=True)
@@ -36,7 +36,7 @@ ConfigOption = Annotated[
 
 def _with_keys(settings: Settings, work: Callable[[ApiKeyService], Awaitable[T]]) -> T:
     """Runs `work` against the configured database (embedded if unset), migrating it first if allowed."""
-    from adapters.postgres.db import EmbeddedPostgres, create_engine, run_migrations, session_factory
+    from adapters.postgres.db import create_engine, session_factory
     from server.logging import configure
     from server.wiring.auth import api_key_service
 
@@ -44,28 +44,21 @@ def _with_keys(settings: Settings, work: Callable[[ApiKeyService], Awaitable[T]]
     configure("warning", settings.log_format)
     announce(settings, create=False)
 
-    embedded = EmbeddedPostgres(settings.data_dir) if settings.postgres_url is None else None
     try:
-        url = embedded.start() if embedded is not None else settings.postgres_url
-        assert url is not None
-        if settings.migrate_on_start:
-            run_migrations(url)
+        with command_database(settings, migrate=settings.migrate_on_start) as url:
 
-        async def main() -> T:
-            engine = create_engine(url, pool_size=1)
-            try:
-                return await work(api_key_service(session_factory(engine), settings))
-            finally:
-                await engine.dispose()
+            async def main() -> T:
+                engine = create_engine(url, pool_size=1)
+                try:
+                    return await work(api_key_service(session_factory(engine), settings))
+                finally:
+                    await engine.dispose()
 
-        return asyncio.run(main())
+            return asyncio.run(main())
     except TallyError as error:
         fail(error.message)
     except OSError as error:
         fail(f"cannot reach the database: {error}")
-    finally:
-        if embedded is not None:
-            embedded.stop()
 
 
 def _row(key: ApiKey) -> dict[str, object]:

@@ -18,7 +18,7 @@ from typing import Annotated
 import typer
 
 from server.commands.common import fail
-from server.commands.database import announce
+from server.commands.database import announce, command_database
 from server.config import Settings, load_settings
 from workers.billing import BillingWorker, PassResult
 
@@ -33,7 +33,7 @@ def _with_worker(settings: Settings, work: Callable[[BillingWorker], Awaitable[P
     from adapters.clickhouse.client import ClickHouse
     from adapters.postgres.billing import PostgresInvoiceNumbers
     from adapters.postgres.customers import PostgresCustomerRepository
-    from adapters.postgres.db import EmbeddedPostgres, create_engine, run_migrations, session_factory
+    from adapters.postgres.db import create_engine, session_factory
     from adapters.postgres.subscriptions import PostgresSubscriptionRepository
     from domain.billing.apps.registry import Marketplace
     from domain.customers.service import CustomerService
@@ -44,36 +44,29 @@ def _with_worker(settings: Settings, work: Callable[[BillingWorker], Awaitable[P
     # stdout carries the result; logs (each invoice collected, each failure) go to stderr.
     configure(settings.log_level, settings.log_format)
     announce(settings, create=False)
-    embedded = EmbeddedPostgres(settings.data_dir) if settings.postgres_url is None else None
     try:
-        url = embedded.start() if embedded is not None else settings.postgres_url
-        assert url is not None
-        if settings.migrate_on_start:
-            run_migrations(url)
+        with command_database(settings, migrate=settings.migrate_on_start) as url:
 
-        async def main() -> PassResult:
-            engine = create_engine(url, pool_size=settings.billing.concurrency + 2)
-            clickhouse = ClickHouse(settings.event_store_url, cluster=settings.clickhouse_cluster)
-            try:
-                sessions = session_factory(engine)
-                parts = invoicing(
-                    sessions,
-                    clickhouse,
-                    CustomerService(PostgresCustomerRepository(sessions)),
-                    PostgresSubscriptionRepository(sessions, CatalogRateCards()),
-                    Marketplace(PostgresInvoiceNumbers(sessions)),
-                )
-                return await work(billing_worker(settings.billing, parts))
-            finally:
-                clickhouse.close()
-                await engine.dispose()
+            async def main() -> PassResult:
+                engine = create_engine(url, pool_size=settings.billing.concurrency + 2)
+                clickhouse = ClickHouse(settings.event_store_url, cluster=settings.clickhouse_cluster)
+                try:
+                    sessions = session_factory(engine)
+                    parts = invoicing(
+                        sessions,
+                        clickhouse,
+                        CustomerService(PostgresCustomerRepository(sessions)),
+                        PostgresSubscriptionRepository(sessions, CatalogRateCards()),
+                        Marketplace(PostgresInvoiceNumbers(sessions)),
+                    )
+                    return await work(billing_worker(settings.billing, parts))
+                finally:
+                    clickhouse.close()
+                    await engine.dispose()
 
-        return asyncio.run(main())
+            return asyncio.run(main())
     except OSError as error:
         fail(f"cannot reach the database or the event store: {error}")
-    finally:
-        if embedded is not None:
-            embedded.stop()
 
 
 def _report(result: PassResult) -> None:

@@ -1,4 +1,5 @@
-"""Which database a command that opens Postgres directly (`tally apikeys`, `tally migrate`) uses.
+"""Which database a command that opens Postgres directly (`tally apikeys`, `tally billing`, `tally migrate`)
+uses, and the one way such a command opens it (`command_database`).
 
 The same one `tally serve` uses, found the same way (server.config.load_settings): TALLY_POSTGRES_URL
 or `postgres_url` in the config file, else the embedded server in the project's data dir. A command
@@ -8,6 +9,8 @@ database no server uses would never work.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
@@ -42,3 +45,21 @@ def announce(settings: Settings, *, create: bool) -> None:
             "or TALLY_POSTGRES_URL to the database it uses (`tally migrate` creates a new embedded one)."
         )
     stderr.print(f"database: {describe(settings)}", highlight=False)
+
+
+@contextlib.contextmanager
+def command_database(settings: Settings, *, migrate: bool) -> Iterator[str]:
+    """The database's URL for the length of a command: the embedded server started for it (or joined,
+    when `tally serve` runs on the same data dir) and stopped after; migrated first if `migrate`."""
+    from adapters.postgres.db import EmbeddedPostgres, run_migrations
+
+    embedded = EmbeddedPostgres(settings.data_dir) if settings.postgres_url is None else None
+    try:
+        url = embedded.start() if embedded is not None else settings.postgres_url
+        assert url is not None
+        if migrate:
+            run_migrations(url)
+        yield url
+    finally:
+        if embedded is not None:
+            embedded.stop()
