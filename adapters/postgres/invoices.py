@@ -679,22 +679,8 @@ class PostgresInvoiceRepository:
         if not period_keys:
             return set()
         statement = (
-            select(InvoiceLineRow.period_key)
-            .join(
-                InvoiceRow,
-                and_(
-                    col(InvoiceRow.namespace) == col(InvoiceLineRow.namespace),
-                    col(InvoiceRow.id) == col(InvoiceLineRow.invoice_id),
-                ),
-            )
-            .where(
-                InvoiceLineRow.namespace == namespace,
-                col(InvoiceLineRow.period_key).in_(list(period_keys)),
-                col(InvoiceLineRow.parent_line_id).is_(None),
-                col(InvoiceLineRow.deleted_at).is_(None),
-                col(InvoiceRow.deleted_at).is_(None),
-                col(InvoiceRow.status).in_(_BEING_BILLED),
-            )
+            _live_period_lines(select(InvoiceLineRow.period_key), namespace, period_keys)
+            .where(col(InvoiceRow.status).in_(_BEING_BILLED))
             .distinct()
         )
         return {key for key in (await self._session.exec(_fresh(statement))).all() if key is not None}
@@ -705,23 +691,10 @@ class PostgresInvoiceRepository:
         if not period_keys:
             return {}
         statement = (
-            select(InvoiceLineRow.period_key, func.sum(InvoiceLineRow.quantity))
-            .join(
-                InvoiceRow,
-                and_(
-                    col(InvoiceRow.namespace) == col(InvoiceLineRow.namespace),
-                    col(InvoiceRow.id) == col(InvoiceLineRow.invoice_id),
-                ),
+            _live_period_lines(
+                select(InvoiceLineRow.period_key, func.sum(InvoiceLineRow.quantity)), namespace, period_keys
             )
-            .where(
-                InvoiceLineRow.namespace == namespace,
-                col(InvoiceLineRow.period_key).in_(list(period_keys)),
-                col(InvoiceLineRow.parent_line_id).is_(None),
-                col(InvoiceLineRow.deleted_at).is_(None),
-                col(InvoiceLineRow.quantity).is_not(None),
-                col(InvoiceRow.deleted_at).is_(None),
-                col(InvoiceRow.status).not_in(_NOT_BILLED),
-            )
+            .where(col(InvoiceLineRow.quantity).is_not(None), col(InvoiceRow.status).not_in(_NOT_BILLED))
             .group_by(col(InvoiceLineRow.period_key))
         )
         if exclude_invoice_id is not None:
@@ -770,3 +743,21 @@ class PostgresInvoiceRepository:
             .where(col(InvoiceRow.namespace) == namespace, col(InvoiceRow.id).in_(list(invoice_ids)))
             .values(next_attempt_at=at)
         )
+
+
+def _live_period_lines(statement: Any, namespace: str, period_keys: Sequence[str]) -> Any:
+    """`statement` over the live top-level lines of live invoices under any of `period_keys`: what
+    a period has on its invoices, before the caller narrows it by the invoices' status."""
+    return statement.join(
+        InvoiceRow,
+        and_(
+            col(InvoiceRow.namespace) == col(InvoiceLineRow.namespace),
+            col(InvoiceRow.id) == col(InvoiceLineRow.invoice_id),
+        ),
+    ).where(
+        InvoiceLineRow.namespace == namespace,
+        col(InvoiceLineRow.period_key).in_(list(period_keys)),
+        col(InvoiceLineRow.parent_line_id).is_(None),
+        col(InvoiceLineRow.deleted_at).is_(None),
+        col(InvoiceRow.deleted_at).is_(None),
+    )

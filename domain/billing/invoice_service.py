@@ -878,23 +878,7 @@ class InvoiceService:
         effective = await self._profiles.effective_profile(namespace, customer_id_or_key, with_customer=True)
         assert effective.customer is not None
         now = self._clock()
-        profile = effective.profile
-        invoice = Invoice(
-            id=_new_id(),
-            namespace=namespace,
-            type=InvoiceType.STANDARD,
-            state=State.DRAFT_CREATED,
-            customer=_snapshot(effective.customer),
-            currency=data.currency,
-            profile_id=profile.id,
-            invoicing_app_id=profile.apps.invoicing,
-            payment_app_id=profile.apps.payment,
-            tax_app_id=profile.apps.tax,
-            workflow=effective.workflow,
-            supplier=_supplier(profile.supplier),
-            created_at=now,
-            updated_at=now,
-        )
+        invoice = new_invoice(namespace, effective.customer, effective, data.currency, now, State.DRAFT_CREATED)
         top = []
         for given in data.lines:
             line = self._pending_line(namespace, invoice, given, now)
@@ -1117,12 +1101,19 @@ def new_gathering(
     namespace: str, customer: Customer, effective: EffectiveProfile, currency: str, now: datetime
 ) -> Invoice:
     """The customer's gathering invoice in the currency, on its effective profile and workflow."""
+    return new_invoice(namespace, customer, effective, currency, now, State.GATHERING)
+
+
+def new_invoice(
+    namespace: str, customer: Customer, effective: EffectiveProfile, currency: str, now: datetime, state: State
+) -> Invoice:
+    """A new standard invoice in `state` for the customer, on its effective profile and workflow."""
     profile = effective.profile
     return Invoice(
         id=_new_id(),
         namespace=namespace,
         type=InvoiceType.STANDARD,
-        state=State.GATHERING,
+        state=state,
         customer=_snapshot(customer),
         currency=currency,
         profile_id=profile.id,
