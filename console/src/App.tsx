@@ -26,6 +26,7 @@ import { MetersPage } from "./Meters.tsx";
 import { NotificationsPage } from "./Notifications.tsx";
 import { PlansPage } from "./Plans.tsx";
 import { UsagePage } from "./Usage.tsx";
+import { Problem } from "./Notice.tsx";
 
 const PAGES = [
   { hash: "#/usage", title: "Usage" },
@@ -105,11 +106,7 @@ function SignIn({ error, onSubmit }: { error?: string; onSubmit: (apiKey: string
     <main className="signin">
       <div className="panel">
         <h2>Sign in to Tally</h2>
-        {error && (
-          <p className="error" role="alert">
-            {error}
-          </p>
-        )}
+        <Problem text={error} />
         <form onSubmit={submit}>
           <Field label="API key">
             {(id) => (

@@ -20,6 +20,7 @@ import { useEffect, useRef, useState } from "react";
 import { describeError, type TallyClient } from "./api.ts";
 import { formatNumber, formatTime } from "./format.ts";
 import type { Entitlement, EntitlementHistory, Grant } from "../../gen/ts/tally/v1/entitlements_pb.ts";
+import { Problem } from "./Notice.tsx";
 
 Chart.register(LineController, LineElement, PointElement, CategoryScale, LinearScale, Legend, Tooltip);
 
@@ -130,11 +131,7 @@ export function BurnDown({
       <figcaption>
         {entitlement.featureKey}: balance since {formatTime(from, timeZone)} ({timeZone})
       </figcaption>
-      {error && (
-        <p className="error" role="alert">
-          {error}
-        </p>
-      )}
+      <Problem text={error} />
       <div className="chart">
         <canvas ref={canvas} role="img" aria-label={`Burn-down of ${entitlement.featureKey}`} />
       </div>

@@ -16,6 +16,7 @@ import type { Customer } from "../../gen/ts/tally/v1/customers_pb.ts";
 import type { Entitlement, EntitlementValue, Grant } from "../../gen/ts/tally/v1/entitlements_pb.ts";
 import type { Subscription } from "../../gen/ts/tally/v1/subscriptions_pb.ts";
 import { describeCadence } from "./price.ts";
+import { Problem } from "./Notice.tsx";
 
 const PAGE_SIZE = 50;
 
@@ -45,11 +46,7 @@ export function CustomersPage({ client, canWrite }: { client: TallyClient; canWr
   return (
     <>
       <h2>Customers</h2>
-      {error && (
-        <p className="error" role="alert">
-          {error}
-        </p>
-      )}
+      <Problem text={error} />
       <div className="panel controls">
         <Field label="Search by name">
           {(id) => (
@@ -167,11 +164,7 @@ export function CustomerPage({
       <p>
         <a href="#/customers">← Customers</a>
       </p>
-      {error && (
-        <p className="error" role="alert">
-          {error}
-        </p>
-      )}
+      <Problem text={error} />
       {customer && (
         <>
           <h2>{customer.name}</h2>

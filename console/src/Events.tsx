@@ -12,6 +12,7 @@ import { describeError, type TallyClient } from "./api.ts";
 import { Field } from "./Field.tsx";
 import { browserTimeZone, formatTime } from "./format.ts";
 import type { IngestedEvent } from "../../gen/ts/tally/v1/events_pb.ts";
+import { Problem } from "./Notice.tsx";
 
 const POLL_MS = 2000;
 const LIMIT = 100;
@@ -68,11 +69,7 @@ export function EventsPage({ client, canIngest }: { client: TallyClient; canInge
   return (
     <>
       <h2>Events</h2>
-      {error && (
-        <p className="error" role="alert">
-          {error}
-        </p>
-      )}
+      <Problem text={error} />
       {canIngest && <SendEvent client={client} onSent={() => setVersion((n) => n + 1)} />}
       <div className="panel controls">
         <Field label="Subject contains">

@@ -6,6 +6,7 @@ import { describeError, type TallyClient } from "./api.ts";
 import { Field } from "./Field.tsx";
 import { browserTimeZone, formatTime } from "./format.ts";
 import type { Feature } from "../../gen/ts/tally/v1/features_pb.ts";
+import { Problem, Status } from "./Notice.tsx";
 
 export function FeaturesPage({ client, canWrite }: { client: TallyClient; canWrite: boolean }) {
   const [features, setFeatures] = useState<Feature[] | null>(null);
@@ -55,16 +56,8 @@ export function FeaturesPage({ client, canWrite }: { client: TallyClient; canWri
   return (
     <>
       <h2>Features</h2>
-      {error && (
-        <p className="error" role="alert">
-          {error}
-        </p>
-      )}
-      {message && (
-        <p className="muted" role="status">
-          {message}
-        </p>
-      )}
+      <Problem text={error} />
+      <Status text={message} />
       {canWrite && (
         <form className="panel controls" aria-label="Create feature" onSubmit={(event) => void create(event)}>
           <Field label="Key">

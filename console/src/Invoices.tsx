@@ -8,6 +8,7 @@ import { useEffect, useState } from "react";
 import { describeError, type TallyClient } from "./api.ts";
 import { browserTimeZone, formatMoney, formatTime } from "./format.ts";
 import type { Invoice, InvoiceAvailableActions } from "../../gen/ts/tally/v1/invoices_pb.ts";
+import { Problem } from "./Notice.tsx";
 
 const PAGE_SIZE = 50;
 
@@ -31,11 +32,7 @@ export function InvoicesPage({ client }: { client: TallyClient }) {
   return (
     <>
       <h2>Invoices</h2>
-      {error && (
-        <p className="error" role="alert">
-          {error}
-        </p>
-      )}
+      <Problem text={error} />
       {invoices && (
         <p className="muted">
           {invoices.totalCount} invoices{invoices.totalCount > PAGE_SIZE ? `, the newest ${PAGE_SIZE} shown` : ""}.
@@ -162,11 +159,7 @@ export function InvoicePage({ client, canWrite, id }: { client: TallyClient; can
       <p>
         <a href="#/invoices">← Invoices</a>
       </p>
-      {error && (
-        <p className="error" role="alert">
-          {error}
-        </p>
-      )}
+      <Problem text={error} />
       {invoice && (
         <section aria-label="Invoice" data-state={busy ? "loading" : "done"} data-status={invoice.status}>
           <h2>Invoice {invoice.number || invoice.id}</h2>

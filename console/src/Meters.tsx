@@ -8,6 +8,7 @@ import { describeError, type TallyClient } from "./api.ts";
 import { Field } from "./Field.tsx";
 import { browserTimeZone, formatTime } from "./format.ts";
 import type { Meter, PreviewMeterResponse } from "../../gen/ts/tally/v1/meters_pb.ts";
+import { Problem } from "./Notice.tsx";
 
 export function MetersPage({ client, canWrite }: { client: TallyClient; canWrite: boolean }) {
   const [meters, setMeters] = useState<Meter[] | null>(null);
@@ -36,11 +37,7 @@ export function MetersPage({ client, canWrite }: { client: TallyClient; canWrite
   return (
     <>
       <h2>Meters</h2>
-      {error && (
-        <p className="error" role="alert">
-          {error}
-        </p>
-      )}
+      <Problem text={error} />
       {canWrite && <CreateMeter client={client} onCreated={() => setVersion((n) => n + 1)} />}
       <section aria-label="Meter list" data-state={meters ? "done" : "loading"}>
         <table aria-label="Meters">

@@ -14,6 +14,7 @@ import type {
   NotificationEvent,
   NotificationRule,
 } from "../../gen/ts/tally/v1/notifications_pb.ts";
+import { Problem, Status } from "./Notice.tsx";
 
 const POLL_MS = 5000;
 const LOG_SIZE = 50;
@@ -82,16 +83,8 @@ export function NotificationsPage({ client, canWrite }: { client: TallyClient; c
   return (
     <>
       <h2>Notifications</h2>
-      {error && (
-        <p className="error" role="alert">
-          {error}
-        </p>
-      )}
-      {message && (
-        <p className="muted" role="status">
-          {message}
-        </p>
-      )}
+      <Problem text={error} />
+      <Status text={message} />
       <h3>Channels</h3>
       {canWrite && <CreateChannel client={client} onCreated={() => setCreated((n) => n + 1)} />}
       <table aria-label="Channels">

@@ -4,6 +4,7 @@ import { useEffect, useState } from "react";
 import { describeError, type TallyClient } from "./api.ts";
 import { describeCadence, describeDiscounts, describeDuration, describePrice } from "./price.ts";
 import type { Plan } from "../../gen/ts/tally/v1/catalog_pb.ts";
+import { Problem } from "./Notice.tsx";
 
 export function PlansPage({ client }: { client: TallyClient }) {
   const [plans, setPlans] = useState<Plan[] | null>(null);
@@ -19,11 +20,7 @@ export function PlansPage({ client }: { client: TallyClient }) {
   return (
     <>
       <h2>Plans</h2>
-      {error && (
-        <p className="error" role="alert">
-          {error}
-        </p>
-      )}
+      <Problem text={error} />
       <section aria-label="Plan list" data-state={plans ? "done" : "loading"}>
         {plans?.length === 0 && <p className="muted">No plans yet.</p>}
         {plans?.map((plan) => (

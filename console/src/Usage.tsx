@@ -12,6 +12,7 @@ import { browserTimeZone, formatNumber, formatTime, fromLocalInput, timeZones, t
 import type { Meter, MeterQueryRow } from "../../gen/ts/tally/v1/meters_pb.ts";
 import { UsageChart } from "./UsageChart.tsx";
 import { usageCsv } from "./csv.ts";
+import { Problem } from "./Notice.tsx";
 
 const PRESETS = {
   "1h": { label: "Last hour", ms: 3_600_000 },
@@ -184,11 +185,7 @@ export function UsagePage({ client }: { client: TallyClient }) {
   return (
     <>
       <h2>Usage</h2>
-      {error && (
-        <p className="error" role="alert">
-          {error}
-        </p>
-      )}
+      <Problem text={error} />
       {meters !== null && meters.length === 0 && (
         <p className="panel">No meters yet: create one with the API (POST /api/v1/meters) and ingest events.</p>
       )}
