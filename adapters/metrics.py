@@ -52,6 +52,11 @@ SINK_DELAY_SECONDS = Histogram(
 SINK_LAG = Gauge(
     "tally_sink_lag_messages", "Kafka messages (batches of events) not yet stored, per partition", ["partition"]
 )
+EMBEDDED_ENGINE_CACHE_BYTES = Gauge(
+    "tally_embedded_engine_cache_bytes",
+    "Bytes held by each cache of the embedded ClickHouse engine (chDB; bounded by the chdb.* settings)",
+    ["cache"],
+)
 
 WEBHOOK_ATTEMPTS = Counter(
     "tally_webhook_attempts_total",

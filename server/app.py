@@ -46,6 +46,7 @@ from server.wiring import (
     entitlements,
     metering,
     notifications,
+    open_event_store,
     subscriptions,
 )
 from workers.sink import EventSink, MeterCatalog
@@ -107,10 +108,12 @@ class App:
         if self._needs("api"):
             auth_required = await auth.check_policy(settings, auth.api_key_service(sessions, settings))
 
-        clickhouse = ClickHouse(settings.event_store_url, cluster=settings.clickhouse_cluster)
+        clickhouse = open_event_store(settings)
         self._stack.append(clickhouse.close)
         if settings.migrate_on_start:
             await clickhouse.migrate()
+        if clickhouse.embedded:
+            self._periodic.append(asyncio.create_task(self._report_engine_caches(clickhouse)))
         store = ClickHouseEventStore(clickhouse)
 
         catalog = MeterCatalog(PostgresMeterRepository(sessions), settings.sink.catalog_refresh_s)
@@ -278,6 +281,16 @@ class App:
             while True:
                 metrics.LIVENESS.beat("event-loop")
                 await asyncio.sleep(1.0)
+
+    async def _report_engine_caches(self, clickhouse: ClickHouse) -> None:
+        """The embedded engine shares this process's memory: its caches go to /metrics."""
+        while True:
+            try:
+                for cache, size in (await clickhouse.engine_cache_bytes()).items():
+                    metrics.EMBEDDED_ENGINE_CACHE_BYTES.labels(cache).set(size)
+            except Exception:
+                log.warning("reading the embedded engine's cache sizes failed", exc_info=True)
+            await asyncio.sleep(15)
 
     async def _purge_keys(self, store: PostgresEventKeyStore, window: timedelta) -> None:
         while True:

@@ -90,12 +90,12 @@ def migrate(config: ConfigOption = None) -> None:
     """Apply Postgres and ClickHouse migrations, then exit."""
     settings = load_settings(config)
     configure(settings.log_level, settings.log_format)
-    from adapters.clickhouse.client import ClickHouse
     from server.commands.database import announce, command_database
+    from server.wiring import open_event_store
 
     announce(settings, create=True)
     with command_database(settings, migrate=True):
-        clickhouse = ClickHouse(settings.event_store_url)
+        clickhouse = open_event_store(settings)
         applied = asyncio.run(clickhouse.migrate())
         clickhouse.close()
         typer.echo(f"migrations applied (ClickHouse: {', '.join(applied) or 'up to date'})")

@@ -34,6 +34,37 @@ class SinkSettings(BaseModel):
     backfill_interval_s: float = Field(default=10.0, gt=0)
 
 
+class ChdbSettings(BaseModel):
+    """Bounds on the embedded ClickHouse engine (chDB, used when clickhouse_url is unset or chdb://).
+
+    The engine's defaults size its caches for a dedicated server (mark and primary-index caches of
+    5 GiB each, memory up to 90 % of RAM); inside Tally's process they would grow with the data
+    until the whole machine is theirs. A smaller cache costs re-reading index files from disk (the
+    page cache usually still holds them), not correctness. 0 keeps the engine's own default.
+    """
+
+    # Caches of the MergeTree tables' marks and primary indexes (grow with the data read).
+    mark_cache_mb: int = Field(default=128, ge=0)
+    primary_index_cache_mb: int = Field(default=64, ge=0)
+    index_mark_cache_mb: int = Field(default=32, ge=0)
+    # Which granules a repeated filter skipped (meter queries repeat theirs).
+    query_condition_cache_mb: int = Field(default=32, ge=0)
+    # A ceiling on all of the engine's memory: a query past it fails (MEMORY_LIMIT_EXCEEDED)
+    # instead of the process being killed. 0: the engine's default, 90 % of RAM.
+    memory_limit_mb: int = Field(default=0, ge=0)
+
+    def engine_options(self) -> dict[str, str]:
+        """The engine's server settings for these bounds (chDB takes them when it starts)."""
+        sizes = {
+            "mark_cache_size": self.mark_cache_mb,
+            "primary_index_cache_size": self.primary_index_cache_mb,
+            "index_mark_cache_size": self.index_mark_cache_mb,
+            "query_condition_cache_size": self.query_condition_cache_mb,
+            "max_server_memory_usage": self.memory_limit_mb,
+        }
+        return {name: str(mb * 2**20) for name, mb in sizes.items() if mb > 0}
+
+
 class IngestSettings(BaseModel):
     max_event_bytes: int = 64 * 1024
     max_batch_events: int = 10_000
@@ -178,6 +209,8 @@ class Settings(BaseSettings):
     # A ClickHouse cluster name (as in the servers' remote_servers): DDL ON CLUSTER with
     # Replicated*MergeTree tables and Distributed ones sharded by namespace and subject. None: one node.
     clickhouse_cluster: str | None = None
+    # The embedded engine's cache and memory bounds (ignored for a ClickHouse server).
+    chdb: ChdbSettings = Field(default_factory=ChdbSettings)
     # Unset: the in-process bus. Otherwise host:port[,host:port...].
     kafka_brokers: str | None = None
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)

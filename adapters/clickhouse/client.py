@@ -25,11 +25,26 @@ log = structlog.get_logger(__name__)
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations" / "clickhouse"
 
 
-def connect(url: str) -> Client:
-    """chdb:///path opens the embedded engine in that directory; http(s)://user:pass@host:port/db a server."""
+# The engine's caches (system.metrics name -> the name Tally reports), as bounded by the chdb.* settings.
+ENGINE_CACHES = {
+    "MarkCacheBytes": "mark",
+    "PrimaryIndexCacheBytes": "primary_index",
+    "IndexMarkCacheBytes": "index_mark",
+    "QueryConditionCacheBytes": "query_condition",
+    "UncompressedCacheBytes": "uncompressed",
+    "QueryCacheBytes": "query",
+}
+
+
+def connect(url: str, engine_options: Mapping[str, str] | None = None) -> Client:
+    """chdb:///path opens the embedded engine in that directory; http(s)://user:pass@host:port/db a server.
+
+    `engine_options` are the embedded engine's server settings (cache sizes, memory limit), given
+    to it when it starts; a process has one engine, so a later connection to it joins it as it is.
+    """
     if url.startswith("chdb://"):
         Path(url.removeprefix("chdb://")).mkdir(parents=True, exist_ok=True)
-        return clickhouse_connect.get_client(dsn=url)
+        return clickhouse_connect.get_client(dsn=url, chdb_options=dict(engine_options or {}) or None)
     parsed = urlparse(url)
     if parsed.scheme not in ("http", "https"):
         raise ValueError(f"unsupported ClickHouse URL scheme {parsed.scheme!r}; use chdb://, http:// or https://")
@@ -48,13 +63,19 @@ def connect(url: str) -> Client:
 
 
 class ClickHouse:
-    def __init__(self, url: str, workers: int = 4, cluster: str | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        workers: int = 4,
+        cluster: str | None = None,
+        engine_options: Mapping[str, str] | None = None,
+    ) -> None:
         self.url = url
         # A configured cluster: DDL rendered for it (adapters/clickhouse/ddl.py), inserts through
         # Distributed tables acknowledged only once the shards hold them.
         self.cluster = cluster
         self.embedded = url.startswith("chdb://")
-        self._client = connect(url)
+        self._client = connect(url, engine_options)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="clickhouse")
         # clickhouse-connect's client is not documented as thread-safe for concurrent inserts;
         # inserts are serialised (one sink writes at a time anyway), queries run concurrently.
@@ -82,6 +103,14 @@ class ClickHouse:
 
     async def insert_arrow(self, table: str, arrow_table: Any, settings: Mapping[str, Any] | None = None) -> None:
         await self._run(self._insert_arrow, table, arrow_table, settings or {})
+
+    async def engine_cache_bytes(self) -> dict[str, int]:
+        """Bytes each of the engine's caches holds now (system.metrics), by cache."""
+        rows = await self.query(
+            "SELECT metric, value FROM system.metrics WHERE metric IN {names:Array(String)}",
+            {"names": list(ENGINE_CACHES)},
+        )
+        return {ENGINE_CACHES[str(metric)]: int(value) for metric, value in rows}
 
     async def migrate(self) -> list[str]:
         """Applies migrations/clickhouse/*.sql in order, once each; safe to run on every start."""

@@ -30,7 +30,6 @@ ConfigOption = Annotated[
 
 
 def _with_worker(settings: Settings, work: Callable[[BillingWorker], Awaitable[PassResult]]) -> PassResult:
-    from adapters.clickhouse.client import ClickHouse
     from adapters.postgres.billing import PostgresInvoiceNumbers
     from adapters.postgres.customers import PostgresCustomerRepository
     from adapters.postgres.db import create_engine, session_factory
@@ -39,6 +38,7 @@ def _with_worker(settings: Settings, work: Callable[[BillingWorker], Awaitable[P
     from domain.customers.service import CustomerService
     from domain.subscriptions.catalog import CatalogRateCards
     from server.logging import configure
+    from server.wiring import open_event_store
     from server.wiring.billing import billing_worker, invoicing
 
     # stdout carries the result; logs (each invoice collected, each failure) go to stderr.
@@ -49,7 +49,7 @@ def _with_worker(settings: Settings, work: Callable[[BillingWorker], Awaitable[P
 
             async def main() -> PassResult:
                 engine = create_engine(url, pool_size=settings.billing.concurrency + 2)
-                clickhouse = ClickHouse(settings.event_store_url, cluster=settings.clickhouse_cluster)
+                clickhouse = open_event_store(settings)
                 try:
                     sessions = session_factory(engine)
                     parts = invoicing(

@@ -31,6 +31,17 @@ StopStep = Callable[[], Awaitable[None] | None]
 log = structlog.get_logger(__name__)
 
 
+def open_event_store(settings: Settings) -> ClickHouse:
+    """The event store's ClickHouse as configured: the embedded engine with its bounds, or a server
+    (with its cluster). Every command and role opens it here, so none forgets a setting."""
+    embedded = settings.event_store_url.startswith("chdb://")
+    return ClickHouse(
+        settings.event_store_url,
+        cluster=settings.clickhouse_cluster,
+        engine_options=settings.chdb.engine_options() if embedded else None,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Servicer:
     """A gRPC servicer and the generated function that adds it to a server."""

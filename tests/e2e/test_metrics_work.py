@@ -92,3 +92,30 @@ async def test_balance_work_and_webhook_attempts_are_counted(http: httpx.AsyncCl
         assert await sample(tally, "tally_webhook_attempt_seconds_count") >= 1
     finally:
         await receiver.stop()
+
+
+async def test_embedded_engine_caches_are_reported(http: httpx.AsyncClient, tally: TallyProcess) -> None:
+    # A stored event and a meter query over it: the engine reads the events table's marks.
+    suffix = uuid.uuid4().hex[:8]
+    event = {"specversion": "1.0", "id": suffix, "source": "t", "type": f"cache_{suffix}", "subject": "s"}
+    response = await http.post("/api/v1/events", json=event, headers={"content-type": "application/cloudevents+json"})
+    assert response.status_code == 204
+    meter = {"slug": f"cache_{suffix}", "aggregation": "COUNT", "eventType": f"cache_{suffix}"}
+    assert (await http.post("/api/v1/meters", json=meter)).status_code == 201
+
+    async def counted() -> bool:
+        query = await http.get(f"/api/v1/meters/cache_{suffix}/query")
+        return query.status_code == 200 and bool(query.json()["data"])
+
+    await wait_for(counted, timeout=15)
+    # Reported every 15 s by the process itself; the mark cache holds what the queries read.
+    await wait_for(lambda: sample(tally, "tally_embedded_engine_cache_bytes", cache="mark"), timeout=40, interval=1)
+    async with httpx.AsyncClient() as client:
+        text = (await client.get(f"http://127.0.0.1:{tally.metrics_port}/metrics")).text
+    reported = {
+        item.labels["cache"]
+        for family in text_string_to_metric_families(text)
+        for item in family.samples
+        if item.name == "tally_embedded_engine_cache_bytes"
+    }
+    assert reported == {"mark", "primary_index", "index_mark", "query_condition", "uncompressed", "query"}
