@@ -214,9 +214,7 @@ class KafkaSinkConsumer:
                         current = self._handover.generation == generation and self._handover.settled.is_set()
                         if current:
                             for tp, messages in batches.items():
-                                events = [e for message in messages if message.value for e in decode(message.value)]
-                                await self._flush(tp, events)
-                                await self._consumer.commit({tp: messages[-1].offset + 1})
+                                await self._flush(tp, messages)
                                 self._observe_lag(tp, messages[-1].offset + 1)
                                 self._progress[tp] = time.monotonic()
                         elif batches:
@@ -273,10 +271,33 @@ class KafkaSinkConsumer:
                 await self._consumer.seek_to_beginning(tp)
             self._progress[tp] = now
 
-    async def _flush(self, tp: TopicPartition, events: list[Event]) -> None:
+    async def _flush(self, tp: TopicPartition, messages: list[ConsumerRecord[bytes, bytes]]) -> None:
+        """Stores a partition's fetched messages in inserts of at most max_batch_events, committing each
+        message's offset once all its events are stored. Only about one insert's events are decoded at a
+        time: a fetch may hold a thousand messages of a thousand events each, and the sink's memory must
+        stay bounded however far behind it is."""
         owner = f"{tp.topic}:{tp.partition}"
-        for start in range(0, len(events), self._max_batch_events):
-            await self._sink.flush(events[start : start + self._max_batch_events], owner=owner)
+        pending: list[Event] = []
+        done: ConsumerRecord[bytes, bytes] | None = None  # the last message whose events are all pending
+        for message in messages:
+            events = decode(message.value) if message.value else []
+            if pending and len(pending) + len(events) > self._max_batch_events:
+                await self._sink.flush(pending, owner=owner)
+                await self._commit(tp, done)
+                pending = []
+            # A message larger than one insert (max_batch_events below the ingest limit) is split.
+            while len(events) > self._max_batch_events:
+                await self._sink.flush(events[: self._max_batch_events], owner=owner)
+                events = events[self._max_batch_events :]
+            pending.extend(events)
+            done = message
+        if pending:
+            await self._sink.flush(pending, owner=owner)
+        await self._commit(tp, done)
+
+    async def _commit(self, tp: TopicPartition, message: ConsumerRecord[bytes, bytes] | None) -> None:
+        if message is not None:
+            await self._consumer.commit({tp: message.offset + 1})
 
     def _observe_lag(self, tp: TopicPartition, committed: int) -> None:
         highwater = self._consumer.highwater(tp)

@@ -75,11 +75,13 @@ class TracedSink(EventSink):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.recovered: list[str | None] = []
         self.flushed: list[str | None] = []
+        self.sizes: list[int] = []
 
     async def flush(self, events: Sequence[Event], owner: str | None = None) -> FlushResult:
         self.in_hand = owner
         result = await super().flush(events, owner)
         self.flushed.append(owner)
+        self.sizes.append(len(events))
         return result
 
     async def recover(self, owner: str | None = None) -> None:
@@ -129,9 +131,9 @@ async def setup(postgres_ready: None, tansu: Tansu, tmp_path: Path) -> AsyncIter
     await engine.dispose()
 
 
-def _consumer(tansu: Tansu, setup: Setup, sink: EventSink) -> KafkaSinkConsumer:
+def _consumer(tansu: Tansu, setup: Setup, sink: EventSink, max_batch_events: int = 1000) -> KafkaSinkConsumer:
     return KafkaSinkConsumer(
-        tansu.brokers, setup.topic, setup.group, sink, 1000, flush_interval_ms=20, session_timeout_ms=6000
+        tansu.brokers, setup.topic, setup.group, sink, max_batch_events, flush_interval_ms=20, session_timeout_ms=6000
     )
 
 
@@ -215,3 +217,26 @@ async def test_a_partition_is_flushed_only_after_its_interrupted_flush_is_settle
             await consumer.stop()
     assert partition0
     assert await _stored(setup) == (EVENTS, EVENTS)
+
+
+async def test_a_fetch_is_stored_in_inserts_of_at_most_max_batch_events(tansu: Tansu, setup: Setup) -> None:
+    # Besides the fixture's one large message per partition (about 20 events each), many small ones.
+    bus = KafkaBus(tansu.brokers, setup.topic, request_timeout_ms=10_000, enable_idempotence=False)
+    await bus.start()
+    now = epoch_ms(datetime.now(UTC))
+    small = [Event("ns", f"small-{i}", "t", "src", "s", now, '{"v": 1}', now) for i in range(30)]
+    for start in range(0, len(small), 3):
+        await bus.publish(small[start : start + 3])
+    await bus.stop()
+    sink = _sink(setup, setup.store, "bounded")
+    # Below the large messages' size (they are split) and above the small ones' (they are gathered).
+    consumer = _consumer(tansu, setup, sink, max_batch_events=7)
+    try:
+        await consumer.start()
+        await _wait_until_all_committed(tansu, setup)
+    finally:
+        await consumer.stop()
+    assert await _stored(setup) == (EVENTS + len(small), EVENTS + len(small))
+    assert max(sink.sizes) <= 7
+    # Small messages were gathered into shared inserts, not stored one message at a time.
+    assert len(sink.sizes) < (EVENTS + len(small)) / 3
