@@ -44,6 +44,7 @@ from tests.support.stack import TallyProcess, create_database
 @contextmanager
 def split_stack(work: Path) -> Iterator[tuple[TallyProcess, list[TallyProcess]]]:
     """api, sink and balance in separate processes; yields (api, every process)."""
+    work.mkdir(parents=True, exist_ok=True)
     broker = Tansu().start(work / "tansu.log")
     endpoint = ClickHouseHttp(work / "clickhouse").start(work / "clickhouse.log")
     url = asyncio.run(create_database())
@@ -122,7 +123,6 @@ async def staleness(target: str, samples: int) -> list[float]:
 
 
 def figures(work: Path, customers: int, calls: int, samples: int) -> dict[str, float]:
-    work.mkdir(parents=True, exist_ok=True)
     with split_stack(work) as (api, _):
         value = asyncio.run(entitlements.entitlement_value(api.grpc_target, customers, calls))
         stale = asyncio.run(staleness(api.grpc_target, samples))
