@@ -8,7 +8,8 @@ Postgres and a ClickHouse server reached over HTTP (the test suite's endpoint in
   recomputed), one event at a time, polled every 5 ms.
 - Kafka ingest throughput and single-event latency on the split api.
 
-Standalone: `.venv/bin/python -m tests.bench.topology [customers] [calls] [staleness samples]`.
+Standalone: `.venv/bin/python -m tests.bench.topology [customers] [calls] [staleness samples]`; the
+sink role's memory under steady ingest: `.venv/bin/python -m tests.bench.topology rss [rounds] [seconds]`.
 """
 
 from __future__ import annotations
@@ -137,15 +138,34 @@ def figures(work: Path, customers: int, calls: int, samples: int) -> dict[str, f
     }
 
 
+def sink_memory(work: Path, rounds: int, seconds: int) -> dict[str, float]:
+    """The sink role's peak RSS and private memory in rounds of steady ingest through the api."""
+    from tests.bench.run import sustained_rss
+
+    result: dict[str, float] = {}
+    with split_stack(work) as (api, roles):
+        sink = next(p for p in roles if p.extra_env.get("TALLY_ROLES") == "sink")
+        for n in range(rounds):
+            peak, _, private, rate = asyncio.run(sustained_rss(api, {"sustain_s": seconds, "subjects": 100}, sink))
+            result |= {f"sink_rss_mb_{n}": peak, f"sink_private_mb_{n}": private, f"ingest_eps_{n}": rate}
+    return result
+
+
 def main() -> None:
+    """`[customers] [calls] [staleness samples]` for the value figures, or `rss [rounds] [seconds]`."""
     from tests.support.services import ROOT
     from tests.support.stack import drop_created_databases
 
-    customers = int(sys.argv[1]) if len(sys.argv) > 1 else 300
-    calls = int(sys.argv[2]) if len(sys.argv) > 2 else 3000
-    samples = int(sys.argv[3]) if len(sys.argv) > 3 else 100
+    work = ROOT / ".bench" / "work" / f"split-{uuid.uuid4().hex[:6]}"
     try:
-        result = figures(ROOT / ".bench" / "work" / f"split-{uuid.uuid4().hex[:6]}", customers, calls, samples)
+        if sys.argv[1:2] == ["rss"]:
+            rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 3
+            result = sink_memory(work, rounds, int(sys.argv[3]) if len(sys.argv) > 3 else 30)
+        else:
+            customers = int(sys.argv[1]) if len(sys.argv) > 1 else 300
+            calls = int(sys.argv[2]) if len(sys.argv) > 2 else 3000
+            samples = int(sys.argv[3]) if len(sys.argv) > 3 else 100
+            result = figures(work, customers, calls, samples)
     finally:
         asyncio.run(drop_created_databases())
     for key, value in result.items():
