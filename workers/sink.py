@@ -14,12 +14,13 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Protocol
 
 import structlog
 
 from adapters import metrics
-from domain.metering.events import Event, EventKey
+from domain.metering.events import Event, EventKey, event_key
 from domain.metering.jsonpath import JsonPath, extract_values
 from domain.metering.models import Meter
 from domain.metering.ports import EventKeyStore, EventWriter, ExtractedValues
@@ -95,10 +96,14 @@ class EventSink:
     async def flush(self, events: Sequence[Event], owner: str | None = None) -> FlushResult:
         if not events:
             return FlushResult(0, 0)
-        unique: dict[EventKey, Event] = {}
-        for event in events:
-            unique.setdefault((event.namespace, event.source, event.id), event)
-        batch_id, fresh = await self.keys.claim(owner or self.owner, list(unique.values()))
+        keys = list(map(event_key, events))
+        unique: Sequence[Event] = events
+        if len(set(keys)) < len(keys):  # duplicates within the batch: the first of each is kept
+            first: dict[EventKey, Event] = {}
+            for key, event in zip(keys, events, strict=True):
+                first.setdefault(key, event)
+            unique = list(first.values())
+        batch_id, fresh = await self.keys.claim(owner or self.owner, list(unique))
         if fresh:
             await self._insert(batch_id, fresh)
         await self.keys.commit(batch_id)
@@ -111,7 +116,7 @@ class EventSink:
             # storing and announcing is all duplicates, and must still be announced. A listener's
             # failure fails the flush (the bus then acknowledges nothing and replays the batch), so
             # what was stored is announced at least once; an extra announcement is harmless.
-            touched = {(e.namespace, e.subject, e.type) for e in unique.values()}
+            touched = set(map(_TOUCHED, unique))
             for listener in self._listeners:
                 await listener(touched)
         return FlushResult(len(fresh), duplicates)
@@ -156,3 +161,4 @@ class EventSink:
 
 
 _NO_VALUES: ExtractedValues = ({}, {})
+_TOUCHED: Callable[[Event], TouchedKey] = attrgetter("namespace", "subject", "type")

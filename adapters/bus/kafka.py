@@ -15,6 +15,8 @@ import hashlib
 import itertools
 import time
 from collections.abc import Sequence
+from itertools import starmap
+from operator import attrgetter
 
 import orjson
 import structlog
@@ -33,14 +35,17 @@ STALL_CHECK_SECONDS = 5.0
 STALL_SECONDS = 10.0
 
 
+# An event's fields in the order of the wire's inner arrays (and of Event's constructor); attrgetter
+# and starmap do the per-event work in C, and orjson writes tuples as arrays.
+_WIRE = attrgetter("namespace", "id", "type", "source", "subject", "time_ms", "data", "ingested_ms")
+
+
 def encode(events: Sequence[Event]) -> bytes:
-    return orjson.dumps(
-        [[e.namespace, e.id, e.type, e.source, e.subject, e.time_ms, e.data, e.ingested_ms] for e in events]
-    )
+    return orjson.dumps(list(map(_WIRE, events)))
 
 
 def decode(value: bytes) -> list[Event]:
-    return [Event(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]) for r in orjson.loads(value)]
+    return list(starmap(Event, orjson.loads(value)))
 
 
 def partition_for(event: Event, partitions: int) -> int:

@@ -23,7 +23,7 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from domain.metering.events import Event, EventKey, PendingBatch
+from domain.metering.events import Event, EventKey, PendingBatch, event_key
 
 # One statement records the pending batch and claims the keys. It counts the claimed keys instead
 # of returning them: almost every key is new, so one number usually says all.
@@ -61,7 +61,8 @@ class PostgresEventKeyStore:
         now = self._clock()
         # Chosen here, not by a sequence, so one statement both creates the batch and claims keys.
         batch_id = secrets.randbits(62)
-        hashes = [key_hash(e.source, e.id) for e in events]
+        keys = list(map(event_key, events))
+        hashes = [key_hash(source, event_id) for _, source, event_id in keys]
         async with self._engine.connect() as connection:
             result = await connection.execute(
                 _CLAIM,
@@ -69,9 +70,9 @@ class PostgresEventKeyStore:
                     "batch_id": batch_id,
                     "owner": owner,
                     "token": f"batch-{batch_id}",
-                    "triples": orjson.dumps([(e.namespace, e.source, e.id) for e in events]),
+                    "triples": orjson.dumps(keys),
                     "now": now,
-                    "namespaces": [e.namespace for e in events],
+                    "namespaces": [key[0] for key in keys],
                     "keys": hashes,
                 },
             )

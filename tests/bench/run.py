@@ -10,13 +10,17 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import statistics
+import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -456,6 +460,98 @@ def print_table(figures: dict[str, Figure]) -> None:
         print(f"{f.key:<28} {f.value:>14,.2f} {f.target:>16} {ratio:>7}  {verdict}")
 
 
+@contextmanager
+def profiled(name: str, *processes: TallyProcess) -> Iterator[None]:
+    """With BENCH_PROFILE=DIR, py-spy samples each process while the block runs and writes its
+    collapsed stacks to DIR/NAME-PID.txt (summarise with `python -m tests.bench.profile DIR/*.txt`).
+    py-spy is a measuring tool, not a project dependency: `.venv/bin/pip install py-spy`."""
+    out = os.environ.get("BENCH_PROFILE")
+    if not out:
+        yield
+        return
+    Path(out).mkdir(parents=True, exist_ok=True)
+    spies = []
+    for process in processes:
+        assert process.process is not None
+        pid = process.process.pid
+        argv = [
+            str(Path(sys.executable).parent / "py-spy"),
+            "record",
+            "--pid",
+            str(pid),
+            "--format",
+            "raw",
+            "--rate",
+            "200",
+            "--nonblocking",
+        ]
+        argv += ["--output", f"{out}/{name}-{pid}.txt"]
+        spies.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    time.sleep(1.0)  # py-spy attaches
+    try:
+        yield
+    finally:
+        for spy in spies:
+            spy.send_signal(signal.SIGINT)
+        for spy in spies:
+            spy.wait(30)
+
+
+def ingest_benchmarks(scale_name: str) -> dict[str, Any]:
+    """`python -m tests.bench.run ingest`: only the ingest figures, each path against the raw-insert
+    reference of the same run (a few minutes at small scale instead of the whole suite)."""
+    scale = SCALES[scale_name]
+    if not asyncio.run(postgres_available()):
+        raise SystemExit("the bench needs PostgreSQL on 127.0.0.1:5432")
+    work = ROOT / ".bench" / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    figures: dict[str, Figure] = {}
+
+    def add(
+        key: str, value: float, target: str = "reference", ok: bool | None = None, ratio: float | None = None
+    ) -> None:
+        figures[key] = Figure(key, value, target, ok, ratio)
+        print(f"  {key} = {value:,.2f}", flush=True)
+
+    print(f"load average before: {os.getloadavg()}", flush=True)
+    raw = dataset.raw_insert_rps(work / f"raw-{uuid.uuid4().hex[:6]}", scale["ingest"])
+    add("raw_insert_rps", raw)
+    calls = 5_000 if scale_name == "small" else 20_000
+    stack = TallyProcess(data_dir=work / f"tally-{uuid.uuid4().hex[:6]}", postgres_url=asyncio.run(create_database()))
+    stack.extra_env = {"TALLY_LOG_LEVEL": "warning"}
+    stack.start(180)
+    try:
+        with profiled("embedded", stack):
+            eps = asyncio.run(ingest_grpc_eps(stack, scale))
+        add("ingest_grpc_eps_embedded", eps, ">= 0.5 x raw", eps >= 0.5 * raw, eps / raw)
+        rest = asyncio.run(ingest_rest_eps(stack, scale))
+        add("ingest_rest_eps", rest, ">= 0.5 x grpc", rest >= 0.5 * eps, rest / eps)
+        with profiled("embedded-single", stack):
+            p99, single_eps, noop_p99 = asyncio.run(single_event_latency(stack, calls))
+        add("noop_rpc_p99_ms", noop_p99)
+        add("ingest_single_p99_ms", p99, "<= 2 x noop", p99 <= 2 * noop_p99, p99 / noop_p99)
+        add("ingest_single_eps", single_eps, "reported")
+    finally:
+        stack.stop()
+    with topology.split_stack(work / f"split-{uuid.uuid4().hex[:6]}") as (api, processes):
+        with profiled("kafka", *processes):
+            kafka_eps = asyncio.run(ingest_grpc_eps(api, scale))
+        add("ingest_grpc_eps_kafka", kafka_eps, ">= 0.5 x raw", kafka_eps >= 0.5 * raw, kafka_eps / raw)
+        with profiled("kafka-single", *processes):
+            kafka_p99, kafka_single_eps, kafka_noop = asyncio.run(single_event_latency(api, calls))
+        add("noop_rpc_p99_ms_kafka", kafka_noop)
+        ok = kafka_p99 <= 2 * kafka_noop
+        add("ingest_single_p99_ms_kafka", kafka_p99, "<= 2 x noop", ok, kafka_p99 / kafka_noop)
+        add("ingest_single_eps_kafka", kafka_single_eps, "reported")
+    print(f"load average after: {os.getloadavg()}", flush=True)
+    asyncio.run(drop_created_databases())
+    print_table(figures)
+    return {key: round(f.value, 3) for key, f in figures.items()}
+
+
 if __name__ == "__main__":
-    run_benchmarks(os.environ.get("BENCH_SCALE", "default"))
+    if sys.argv[1:] == ["ingest"]:
+        ingest_benchmarks(os.environ.get("BENCH_SCALE", "default"))
+    else:
+        run_benchmarks(os.environ.get("BENCH_SCALE", "default"))
     sys.exit(0)
