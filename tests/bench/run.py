@@ -497,6 +497,18 @@ def profiled(name: str, *processes: TallyProcess) -> Iterator[None]:
             spy.wait(30)
 
 
+@contextmanager
+def cpu_time(*processes: TallyProcess) -> Iterator[list[float]]:
+    """CPU seconds (user + system, all threads) each process spends while the block runs: per event,
+    the figure a shared machine's load disturbs least (wall-clock rates drift ±30 % here)."""
+    watched = [psutil.Process(p.process.pid) for p in processes if p.process is not None]
+    before = [sum(w.cpu_times()[:2]) for w in watched]
+    spent = [0.0] * len(watched)
+    yield spent
+    for i, w in enumerate(watched):
+        spent[i] = sum(w.cpu_times()[:2]) - before[i]
+
+
 def ingest_benchmarks(scale_name: str) -> dict[str, Any]:
     """`python -m tests.bench.run ingest`: only the ingest figures, each path against the raw-insert
     reference of the same run (a few minutes at small scale instead of the whole suite)."""
@@ -521,9 +533,10 @@ def ingest_benchmarks(scale_name: str) -> dict[str, Any]:
     stack.extra_env = {"TALLY_LOG_LEVEL": "warning"}
     stack.start(180)
     try:
-        with profiled("embedded", stack):
+        with profiled("embedded", stack), cpu_time(stack) as cpu:
             eps = asyncio.run(ingest_grpc_eps(stack, scale))
         add("ingest_grpc_eps_embedded", eps, ">= 0.5 x raw", eps >= 0.5 * raw, eps / raw)
+        add("ingest_cpu_us_per_event_embedded", cpu[0] / scale["ingest"] * 1e6, "reported")
         rest = asyncio.run(ingest_rest_eps(stack, scale))
         add("ingest_rest_eps", rest, ">= 0.5 x grpc", rest >= 0.5 * eps, rest / eps)
         with profiled("embedded-single", stack):
@@ -534,9 +547,11 @@ def ingest_benchmarks(scale_name: str) -> dict[str, Any]:
     finally:
         stack.stop()
     with topology.split_stack(work / f"split-{uuid.uuid4().hex[:6]}") as (api, processes):
-        with profiled("kafka", *processes):
+        with profiled("kafka", *processes), cpu_time(*processes) as cpu:
             kafka_eps = asyncio.run(ingest_grpc_eps(api, scale))
         add("ingest_grpc_eps_kafka", kafka_eps, ">= 0.5 x raw", kafka_eps >= 0.5 * raw, kafka_eps / raw)
+        add("ingest_cpu_us_per_event_kafka_api", cpu[0] / scale["ingest"] * 1e6, "reported")
+        add("ingest_cpu_us_per_event_kafka_sink", cpu[1] / scale["ingest"] * 1e6, "reported")
         with profiled("kafka-single", *processes):
             kafka_p99, kafka_single_eps, kafka_noop = asyncio.run(single_event_latency(api, calls))
         add("noop_rpc_p99_ms_kafka", kafka_noop)
