@@ -367,12 +367,13 @@ def run_benchmarks(scale_name: str) -> dict[str, Any]:
         )
         add("query_unique_p50_ms", q["unique"], "reported")
         eps = asyncio.run(ingest_grpc_eps(stack, scale))
-        add("ingest_grpc_eps_embedded", eps, ">= 100,000", eps >= 100_000)
+        raw = figures["raw_insert_rps"].value
+        add("ingest_grpc_eps_embedded", eps, ">= 0.5 x raw", eps >= 0.5 * raw, eps / raw)
         rest = asyncio.run(ingest_rest_eps(stack, scale))
         add("ingest_rest_eps", rest, ">= 0.5 x grpc", rest >= 0.5 * eps, rest / eps)
         p99, single_eps, noop_p99 = asyncio.run(single_event_latency(stack, 5_000 if scale_name == "small" else 20_000))
         add("noop_rpc_p99_ms", noop_p99)
-        add("ingest_single_p99_ms", p99, "<= 10", p99 <= 10)
+        add("ingest_single_p99_ms", p99, "<= 2 x noop", p99 <= 2 * noop_p99, p99 / noop_p99)
         add("ingest_single_eps", single_eps, "reported")
         # Small scale: 300 customers instead of 1,000 (the setup and the cold pass fit the 3 minutes).
         ev = entitlement_value_figures(
@@ -406,12 +407,15 @@ def run_benchmarks(scale_name: str) -> dict[str, Any]:
     print("kafka topology (api, sink, balance apart) ...", flush=True)
     with topology.split_stack(work / f"split-{uuid.uuid4().hex[:6]}") as (api, roles):
         kafka_eps = asyncio.run(ingest_grpc_eps(api, scale))
-        add("ingest_grpc_eps_kafka", kafka_eps, ">= 100,000", kafka_eps >= 100_000)
+        raw = figures["raw_insert_rps"].value
+        add("ingest_grpc_eps_kafka", kafka_eps, ">= 0.5 x raw", kafka_eps >= 0.5 * raw, kafka_eps / raw)
         # On Kafka a call is acknowledged once the broker has the events (acks=all), not once stored.
-        kafka_p99, kafka_single_eps, _ = asyncio.run(
+        kafka_p99, kafka_single_eps, kafka_noop = asyncio.run(
             single_event_latency(api, 5_000 if scale_name == "small" else 20_000)
         )
-        add("ingest_single_p99_ms_kafka", kafka_p99, "<= 10", kafka_p99 <= 10)
+        add("noop_rpc_p99_ms_kafka", kafka_noop)
+        ok = kafka_p99 <= 2 * kafka_noop
+        add("ingest_single_p99_ms_kafka", kafka_p99, "<= 2 x noop", ok, kafka_p99 / kafka_noop)
         add("ingest_single_eps_kafka", kafka_single_eps, "reported")
         split = asyncio.run(
             entitlements.entitlement_value(api.grpc_target, 200 if scale_name == "small" else 1000, 5000)
@@ -437,9 +441,10 @@ def run_benchmarks(scale_name: str) -> dict[str, Any]:
         add("sink_rss_growth_pct_kafka", growth, "<= 10", growth <= 10)
         add("sink_rss_ingest_eps_kafka", rate, "reported (target load 100,000)")
 
-    best = max(figures["ingest_grpc_eps_embedded"].value, figures["ingest_grpc_eps_kafka"].value)
-    ratio = best / figures["raw_insert_rps"].value
-    add("ingest_vs_raw", ratio, ">= 0.10", ratio >= 0.10)
+    # Issue #17: at least half the raw insert rate on both paths, so the slower one counts.
+    worst = min(figures["ingest_grpc_eps_embedded"].value, figures["ingest_grpc_eps_kafka"].value)
+    ratio = worst / figures["raw_insert_rps"].value
+    add("ingest_vs_raw", ratio, ">= 0.5 (both paths)", ratio >= 0.5)
 
     results: dict[str, Any] = {key: round(f.value, 3) for key, f in figures.items()}
     results["machine"] = {"cores": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1)}
