@@ -32,6 +32,7 @@ from domain.announcements import Announcement, MetersChanged, UsageStored
 from server.auth import AuthInterceptor
 from server.config import Settings
 from server.context import RequestContext
+from server.encoded import PassingBytes
 from server.envoy import Envoy
 from server.interceptors import ErrorInterceptor, JsonFieldsInterceptor
 from server.startup import StartupError, check_ports, holder
@@ -252,7 +253,8 @@ class App:
             ],
         )
         for item in servicers:
-            item.add_to_server(item.servicer, server)
+            # A method may return its response already serialized (server/encoded.py).
+            item.add_to_server(item.servicer, PassingBytes(server))
         self.services = [item.service_name for item in servicers]
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

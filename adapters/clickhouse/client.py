@@ -7,6 +7,8 @@ release the GIL while ClickHouse works), so the event loop never blocks on a que
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import os
 import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +36,26 @@ ENGINE_CACHES = {
     "UncompressedCacheBytes": "uncompressed",
     "QueryCacheBytes": "query",
 }
+
+
+def format_schema_settings(url: str, schema: str, message: str) -> dict[str, str]:
+    """The settings that give a statement's Protobuf output format this schema (its text) and message.
+
+    A server takes the text with the statement (`format_schema_source = 'string'`). chDB would
+    cache such a text in the process's working directory (`__cache__/`, wherever Tally was started),
+    so the embedded engine reads it from a file in its data directory instead, by absolute path.
+    """
+    if not url.startswith("chdb://"):
+        return {"format_schema_source": "string", "format_schema": schema, "format_schema_message_name": message}
+    directory = Path(url.removeprefix("chdb://")) / "format_schemas"
+    path = directory / f"{hashlib.sha256(schema.encode()).hexdigest()[:24]}.proto"
+    if not path.exists():
+        directory.mkdir(parents=True, exist_ok=True)
+        # Written whole, then renamed: a concurrent reader never sees half a schema.
+        partial = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+        partial.write_text(schema)
+        partial.replace(path)
+    return {"format_schema_source": "file", "format_schema": str(path), "format_schema_message_name": message}
 
 
 def connect(url: str, engine_options: Mapping[str, str] | None = None) -> Client:
@@ -88,6 +110,15 @@ class ClickHouse:
     async def query(self, sql: str, parameters: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
         result = await self._run(self._client.query, sql, parameters=dict(parameters or {}))
         return list(result.result_rows)
+
+    async def query_protobuf(self, sql: str, parameters: Mapping[str, Any], schema: str, message: str) -> bytes:
+        """The statement's whole output in ClickHouse's ProtobufSingle format (one `message` of the
+        `schema` text, unparsed): the caller's statement returns one row."""
+        settings = format_schema_settings(self.url, schema, message)
+        output = await self._run(
+            self._client.raw_query, sql, parameters=dict(parameters), settings=settings, fmt="ProtobufSingle"
+        )
+        return bytes(output)
 
     async def command(self, sql: str, parameters: Mapping[str, Any] | None = None) -> Any:
         return await self._run(self._client.command, sql, parameters=dict(parameters or {}))

@@ -9,9 +9,11 @@ from typing import Any
 
 import pyarrow as pa
 
+from adapters.clickhouse import meter_wire
 from adapters.clickhouse.client import ClickHouse
 from adapters.clickhouse.ddl import local_table, on_cluster
 from adapters.clickhouse.meter_sql import (
+    SQLAndParameters,
     _Binder,
     _filter_sql,
     render_group_by_values_query,
@@ -116,9 +118,16 @@ class ClickHouseEventStore:
             settings={"insert_deduplication_token": token, "insert_deduplicate": 1},
         )
 
+    async def _meter_statement(self, meter: Meter, query: MeterQuery) -> SQLAndParameters:
+        """The statement answering `query`: both ways of reading its rows run this one."""
+        return render_meter_query(meter, query, maps_complete=meter.values_backfilled)
+
     async def query_meter(self, meter: Meter, query: MeterQuery) -> list[QueryRow]:
-        sql, parameters = render_meter_query(meter, query, maps_complete=meter.values_backfilled)
-        return to_query_rows(query, await self.ch.query(sql, parameters))
+        return to_query_rows(query, await self.ch.query(*await self._meter_statement(meter, query)))
+
+    async def query_meter_wire(self, meter: Meter, query: MeterQuery) -> bytes:
+        sql, parameters = meter_wire.wrap_for_wire(query, await self._meter_statement(meter, query))
+        return await self.ch.query_protobuf(sql, parameters, meter_wire.ROWS_SCHEMA, meter_wire.ROWS_MESSAGE)
 
     async def query_meter_windows(
         self,

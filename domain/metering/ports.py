@@ -72,6 +72,12 @@ class BatchConsumer(Protocol):
 class EventStore(Protocol):
     async def query_meter(self, meter: Meter, query: MeterQuery) -> list[QueryRow]: ...
 
+    async def query_meter_wire(self, meter: Meter, query: MeterQuery) -> bytes:
+        """The rows `query_meter` gives, already encoded as the `data` field (4) of
+        tally.v1.QueryMeterResponse in protobuf's wire format: large results reach the API without
+        an object per row."""
+        ...
+
     async def query_meter_windows(
         self,
         meter: Meter,

@@ -156,6 +156,15 @@ class MeterService:
     async def query(
         self, namespace: str, id_or_slug: str, data: MeterQueryInput
     ) -> tuple[Meter, MeterQuery, list[QueryRow]]:
+        meter, query = await self._validated(namespace, id_or_slug, data)
+        return meter, query, await self._store.query_meter(meter, query)
+
+    async def query_wire(self, namespace: str, id_or_slug: str, data: MeterQueryInput) -> bytes:
+        """`query`'s rows as the store encodes them for the API (EventStore.query_meter_wire)."""
+        meter, query = await self._validated(namespace, id_or_slug, data)
+        return await self._store.query_meter_wire(meter, query)
+
+    async def _validated(self, namespace: str, id_or_slug: str, data: MeterQueryInput) -> tuple[Meter, MeterQuery]:
         meter = await self.get(namespace, id_or_slug)
         customer_subjects: dict[str, tuple[str, ...]] = {}
         if data.filter_customer_ids and self.customers is not None:
@@ -164,8 +173,7 @@ class MeterService:
             ids = [found[token][0] if token in found else token for token in data.filter_customer_ids]
             customer_subjects = {customer_id: subjects for customer_id, subjects in found.values()}
             data = dataclasses.replace(data, filter_customer_ids=ids)
-        query = data.validate(meter, customer_subjects)
-        return meter, query, await self._store.query_meter(meter, query)
+        return meter, data.validate(meter, customer_subjects)
 
     async def progress(self, namespace: str, progress_id: str) -> Progress:
         """A meter values backfill's progress: events of its type that carry its values, of all."""

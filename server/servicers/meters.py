@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -106,42 +105,18 @@ def query_input(request: meters_pb2.QueryMeterRequest, context: Ctx) -> MeterQue
     )
 
 
-def add_rows(response: meters_pb2.QueryMeterResponse, rows: Sequence[QueryRow]) -> None:
-    """Appends rows in place. Hot for large results (one row per window and group): timestamps are
-    set as seconds/nanos, each distinct window converted once."""
-    converted: dict[datetime, tuple[int, int]] = {}
-
-    def seconds_nanos(moment: datetime) -> tuple[int, int]:
-        found = converted.get(moment)
-        if found is None:
-            delta = moment - _EPOCH
-            found = converted[moment] = (delta.days * 86_400 + delta.seconds, delta.microseconds * 1000)
-        return found
-
-    for row in rows:
-        message = response.data.add(value=row.value)
-        message.window_start.seconds, message.window_start.nanos = seconds_nanos(row.window_start)
-        message.window_end.seconds, message.window_end.nanos = seconds_nanos(row.window_end)
-        if row.subject is not None:
-            message.subject = row.subject
-        if row.customer_id is not None:
-            message.customer_id = row.customer_id
-        if row.group_by:
-            message.group_by.update({key: value or "" for key, value in row.group_by.items()})
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def query_response(data: MeterQueryInput, rows: Sequence[QueryRow]) -> meters_pb2.QueryMeterResponse:
-    """OpenMeter's MeterQueryResult: the rows, echoing the request's from, to and windowSize."""
-    response = meters_pb2.QueryMeterResponse()
-    add_rows(response, rows)
-    set_timestamp(getattr(response, "from"), data.from_)
-    set_timestamp(response.to, data.to)
+def query_response(data: MeterQueryInput, rows: bytes) -> bytes:
+    """OpenMeter's MeterQueryResult, serialized: the request's from, to and windowSize echoed, then
+    the rows as the event store encoded them (the `data` field's wire bytes, EventStore.
+    query_meter_wire). A protobuf message is the concatenation of its fields, so nothing is parsed;
+    the servicer returns the bytes as they are (server/encoded.py)."""
+    head = meters_pb2.QueryMeterResponse()
+    set_timestamp(getattr(head, "from"), data.from_)
+    set_timestamp(head.to, data.to)
     if data.window_size is not None:
-        response.window_size = data.window_size
-    return response
+        head.window_size = data.window_size
+    encoded: bytes = head.SerializeToString()
+    return encoded + rows
 
 
 def _rfc3339(value: datetime) -> str:
@@ -212,9 +187,9 @@ class MeterServicer(meters_pb2_grpc.MeterServiceServicer):
         await rest_hints(context, http_code=204)
         return empty_pb2.Empty()
 
-    async def QueryMeter(self, request: meters_pb2.QueryMeterRequest, context: Ctx) -> meters_pb2.QueryMeterResponse:
+    async def QueryMeter(self, request: meters_pb2.QueryMeterRequest, context: Ctx) -> bytes:
         data = query_input(request, context)
-        _, _, rows = await self._meters.query(self._request.namespace(context), request.meter_id_or_slug, data)
+        rows = await self._meters.query_wire(self._request.namespace(context), request.meter_id_or_slug, data)
         return query_response(data, rows)
 
     async def QueryMeterCsv(self, request: meters_pb2.QueryMeterRequest, context: Ctx) -> httpbody_pb2.HttpBody:

@@ -11,7 +11,7 @@ from google.protobuf import empty_pb2
 from domain.auth.models import PortalToken, PortalTokenCreateInput, PortalTokenInvalidateInput
 from domain.auth.service import PortalTokenService
 from domain.errors import ForbiddenError, ValidationError
-from domain.metering.query import MeterQuery, MeterQueryInput, QueryRow
+from domain.metering.query import MeterQueryInput
 from domain.metering.service import MeterService
 from server.context import RequestContext
 from server.convert import optional_str, set_timestamp, timestamp_or_none
@@ -78,24 +78,21 @@ class PortalServicer(portal_pb2_grpc.PortalServiceServicer):
         await rest_hints(context, http_code=204)
         return empty_pb2.Empty()
 
-    async def _query(
-        self, request: meters_pb2.QueryMeterRequest, context: Ctx
-    ) -> tuple[MeterQueryInput, MeterQuery, list[QueryRow]]:
+    async def _input(self, request: meters_pb2.QueryMeterRequest, context: Ctx) -> tuple[str, str, MeterQueryInput]:
+        """The namespace, meter ID and query a portal token allows for this request."""
         token = self._request.portal_token(context)
         meter = await self._meters.get(token.namespace, request.meter_id_or_slug)
         if not token.allows(meter.slug):
             raise ForbiddenError(f"this portal token does not allow meter {meter.slug!r}")
         # The token's subject, whatever the request asks for: a portal reads one subject's usage.
         data = dataclasses.replace(query_input(request, context), subjects=[token.subject], filter_customer_ids=[])
-        _, query, rows = await self._meters.query(token.namespace, meter.id, data)
-        return data, query, rows
+        return token.namespace, meter.id, data
 
-    async def QueryPortalMeter(
-        self, request: meters_pb2.QueryMeterRequest, context: Ctx
-    ) -> meters_pb2.QueryMeterResponse:
-        data, _, rows = await self._query(request, context)
-        return query_response(data, rows)
+    async def QueryPortalMeter(self, request: meters_pb2.QueryMeterRequest, context: Ctx) -> bytes:
+        namespace, meter_id, data = await self._input(request, context)
+        return query_response(data, await self._meters.query_wire(namespace, meter_id, data))
 
     async def QueryPortalMeterCsv(self, request: meters_pb2.QueryMeterRequest, context: Ctx) -> httpbody_pb2.HttpBody:
-        _, query, rows = await self._query(request, context)
+        namespace, meter_id, data = await self._input(request, context)
+        _, query, rows = await self._meters.query(namespace, meter_id, data)
         return httpbody_pb2.HttpBody(content_type="text/csv", data=render_csv(query, rows).encode())

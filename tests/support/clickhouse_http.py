@@ -116,6 +116,10 @@ _STATUS_BY_CODE = {
 }
 
 
+def _escaped(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r")
+
+
 class ClickHouseError(Exception):
     def __init__(self, code: int, message: str) -> None:
         super().__init__(message)
@@ -182,7 +186,9 @@ class Engine:
                 for name, value in settings.items():
                     if not _SETTING_NAME.match(name):
                         raise ClickHouseError(115, f"DB::Exception: Unknown setting '{name}'. (UNKNOWN_SETTING)")
-                    self._query(f"SET {name} = {{v:String}}", "TabSeparated", {"v": value})
+                    # A server takes a URL setting's text as it is; a bound parameter's text is
+                    # read escaped, so escape it (a format schema sent inline has newlines).
+                    self._query(f"SET {name} = {{v:String}}", "TabSeparated", {"v": _escaped(value)})
                     applied.append(name)
                 if insert is not None:
                     return self._insert(statement, insert, params)
@@ -401,6 +407,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--user")
     parser.add_argument("--password")
     args = parser.parse_args(argv)
+    # chDB keeps format schemas sent as text (meter queries' Protobuf output) under the working
+    # directory, where a server has its own format_schemas directory: here, the data directory.
+    args.data_dir = Path(args.data_dir).resolve()
+    args.data_dir.mkdir(parents=True, exist_ok=True)
+    os.chdir(args.data_dir)
     server = serve(args.data_dir, args.host, args.port, args.user, args.password)
     # SIGTERM ends the process like Ctrl-C; chDB's MergeTree data is safe against either.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))

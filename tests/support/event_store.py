@@ -34,8 +34,12 @@ def event_store_url(request: pytest.FixtureRequest, kind: str, tmp: Path, name: 
 
 def client(request: pytest.FixtureRequest, kind: str, tmp: Path, name: str) -> clickhouse_connect.driver.Client:
     """A clickhouse-connect client on a fresh event store of this kind."""
-    url = event_store_url(request, kind, tmp, name)
-    if kind == "chdb":
+    return client_at(event_store_url(request, kind, tmp, name))
+
+
+def client_at(url: str) -> clickhouse_connect.driver.Client:
+    """A clickhouse-connect client on the event store at an `event_store_url`."""
+    if url.startswith("chdb://"):
         return clickhouse_connect.get_client(dsn=url)
     port = int(url.split(":")[2].split("/")[0])
     return clickhouse_connect.get_client(host="127.0.0.1", port=port, database=url.rsplit("/", 1)[1])
