@@ -57,6 +57,12 @@ EMBEDDED_ENGINE_CACHE_BYTES = Gauge(
     "Bytes held by each cache of the embedded ClickHouse engine (chDB; bounded by the chdb.* settings)",
     ["cache"],
 )
+METER_ROLLUPS = Gauge(
+    "tally_meter_rollups",
+    "Meters' rollups by lifecycle state (ready: meter queries and entitlement values read them), as the "
+    "rollup worker last saw them",
+    ["state"],
+)
 
 WEBHOOK_ATTEMPTS = Counter(
     "tally_webhook_attempts_total",

@@ -25,6 +25,7 @@ from adapters.bus.inprocess import InProcessBus
 from adapters.bus.kafka import KafkaBus, KafkaSinkConsumer, ensure_topic
 from adapters.clickhouse.client import ClickHouse
 from adapters.clickhouse.events import ClickHouseEventStore
+from adapters.clickhouse.rollups import ReadyRollups
 from adapters.postgres.db import EmbeddedPostgres, create_engine, migrate, session_factory
 from adapters.postgres.event_keys import PostgresEventKeyStore
 from adapters.postgres.meters import PostgresMeterRepository
@@ -115,7 +116,7 @@ class App:
             await clickhouse.migrate()
         if clickhouse.embedded:
             self._periodic.append(asyncio.create_task(self._report_engine_caches(clickhouse)))
-        store = ClickHouseEventStore(clickhouse)
+        store = ClickHouseEventStore(clickhouse, ReadyRollups(clickhouse))
 
         catalog = MeterCatalog(PostgresMeterRepository(sessions), settings.sink.catalog_refresh_s)
         key_store = PostgresEventKeyStore(engine)

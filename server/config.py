@@ -32,6 +32,15 @@ class SinkSettings(BaseModel):
     # A changed meter is backfilled this long after its change: longer than any sink's refresh.
     backfill_delay_s: float = Field(default=60.0, ge=0)
     backfill_interval_s: float = Field(default=10.0, gt=0)
+    # Per-hour rollups of every live meter, read by meter queries and entitlement values once
+    # ready (adapters/clickhouse/rollups.py). The grace bounds how long after its stored_at an
+    # insert's rows may land; a rollup is ready about three graces after its meter changes.
+    rollups: bool = True
+    rollup_grace_s: float = Field(default=30.0, gt=0)
+    rollup_interval_s: float = Field(default=10.0, gt=0)
+    # A retired rollup (its meter changed or deleted) is dropped this long after: longer than any
+    # process takes to stop reading it (they re-read the ready rollups every 2 s).
+    rollup_drop_after_s: float = Field(default=600.0, ge=0)
 
 
 class ChdbSettings(BaseModel):

@@ -120,8 +120,12 @@ class ClickHouse:
         )
         return bytes(output)
 
-    async def command(self, sql: str, parameters: Mapping[str, Any] | None = None) -> Any:
-        return await self._run(self._client.command, sql, parameters=dict(parameters or {}))
+    async def command(
+        self, sql: str, parameters: Mapping[str, Any] | None = None, settings: Mapping[str, Any] | None = None
+    ) -> Any:
+        return await self._run(
+            self._client.command, sql, parameters=dict(parameters or {}), settings=dict(settings or {}) or None
+        )
 
     def _insert_arrow(self, table: str, arrow_table: Any, settings: Mapping[str, Any]) -> None:
         settings = dict(settings)

@@ -13,14 +13,17 @@ from adapters.clickhouse import meter_wire
 from adapters.clickhouse.client import ClickHouse
 from adapters.clickhouse.ddl import local_table, on_cluster
 from adapters.clickhouse.meter_sql import (
+    Rollup,
     SQLAndParameters,
     _Binder,
     _filter_sql,
     render_group_by_values_query,
     render_meter_query,
     render_subjects_query,
+    rollup_answers_exactly,
     to_query_rows,
 )
+from adapters.clickhouse.rollups import ReadyRollups
 from adapters.clickhouse.usage_sql import render_windows_query
 from domain.metering.event_list import EventListQuery, TimeFilter
 from domain.metering.events import Event, EventKey, StoredEvent, epoch_ms
@@ -102,25 +105,47 @@ def to_arrow(events: Sequence[Event], values: Sequence[ExtractedValues]) -> pa.T
     )
 
 
+def ready_first(ready: Sequence[Rollup]) -> list[Rollup]:
+    """Coarsest first: an hour rollup has fewer rows to read than a minute one."""
+    return sorted(ready, key=lambda r: -r.step_ms)
+
+
 def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class ClickHouseEventStore:
-    def __init__(self, clickhouse: ClickHouse) -> None:
+    def __init__(self, clickhouse: ClickHouse, rollups: ReadyRollups | None = None) -> None:
         self.ch = clickhouse
+        # Meter queries read a meter's rollup once it is ready (adapters/clickhouse/rollups.py) and
+        # answers the query exactly; without `rollups`, always the events.
+        self.rollups = rollups
+
+    async def _rollup(self, meter: Meter, query: MeterQuery) -> Rollup | None:
+        """The coarsest ready rollup that answers `query` exactly, or None: read the events."""
+        if self.rollups is None:
+            return None
+        ready = await self.rollups.ready(meter)
+        return next((r for r in ready_first(ready) if rollup_answers_exactly(query, r)), None)
 
     async def insert(self, events: Sequence[Event], values: Sequence[ExtractedValues], token: str) -> None:
         """One insert per batch; `token` makes a retried insert of the same batch a no-op."""
         await self.ch.insert_arrow(
             "events",
             to_arrow(events, values),
-            settings={"insert_deduplication_token": token, "insert_deduplicate": 1},
+            # A retried batch is a no-op in the meters' rollups too (adapters/clickhouse/rollups.py).
+            settings={
+                "insert_deduplication_token": token,
+                "insert_deduplicate": 1,
+                "deduplicate_blocks_in_dependent_materialized_views": 1,
+            },
         )
 
     async def _meter_statement(self, meter: Meter, query: MeterQuery) -> SQLAndParameters:
-        """The statement answering `query`: both ways of reading its rows run this one."""
-        return render_meter_query(meter, query, maps_complete=meter.values_backfilled)
+        """The statement answering `query`: both ways of reading its rows run this one (from the
+        meter's rollup when a ready one answers it exactly)."""
+        rollup = await self._rollup(meter, query)
+        return render_meter_query(meter, query, maps_complete=meter.values_backfilled, rollup=rollup)
 
     async def query_meter(self, meter: Meter, query: MeterQuery) -> list[QueryRow]:
         return to_query_rows(query, await self.ch.query(*await self._meter_statement(meter, query)))
@@ -137,7 +162,10 @@ class ClickHouseEventStore:
         tail_from: datetime | None = None,
     ) -> tuple[list[float | None], datetime | None]:
         """The meter value of each window (one scan), and the first event time at or after `tail_from`."""
-        sql, parameters = render_windows_query(meter, query, windows, tail_from, maps_complete=meter.values_backfilled)
+        hourly = self.rollups is not None and Rollup.HOUR in await self.rollups.ready(meter)
+        sql, parameters = render_windows_query(
+            meter, query, windows, tail_from, maps_complete=meter.values_backfilled, hour_rollup=hourly
+        )
         row = (await self.ch.query(sql, parameters))[0]
         values = [None if v is None else float(v) for v in row[: len(windows)]]
         first: datetime | None = None

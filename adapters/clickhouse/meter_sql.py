@@ -415,8 +415,23 @@ def rollup_for(query: MeterQuery) -> Rollup | None:
     return None
 
 
-def _rollup_select(meter: Meter, rollup: Rollup) -> SQLAndParameters:
-    """Each bucket's rows of the meter's events, aggregated to states (the view's and the fill's)."""
+def _stored_where(binder: _Binder, stored_from_ms: int | None, stored_before_ms: int | None) -> list[str]:
+    where = []
+    if stored_from_ms is not None:
+        where.append(
+            f"stored_at >= fromUnixTimestamp64Milli({binder.fixed('stored_from_ms', stored_from_ms, 'Int64')}, 'UTC')"
+        )
+    if stored_before_ms is not None:
+        bound = binder.fixed("stored_before_ms", stored_before_ms, "Int64")
+        where.append(f"stored_at < fromUnixTimestamp64Milli({bound}, 'UTC')")
+    return where
+
+
+def _rollup_select(
+    meter: Meter, rollup: Rollup, stored_from_ms: int | None = None, stored_before_ms: int | None = None
+) -> SQLAndParameters:
+    """Each bucket's rows of the meter's events, aggregated to states (the view's and the fill's);
+    with `stored_from_ms` / `stored_before_ms`, only the events stored from / before that moment."""
     binder = _Binder()
     namespace = binder.fixed("namespace", meter.namespace, "String")
     event_type = binder.fixed("event_type", meter.event_type, "String")
@@ -429,25 +444,30 @@ def _rollup_select(meter: Meter, rollup: Rollup) -> SQLAndParameters:
         f"{bucket}({_TIME_SECONDS}) AS bucket",
         f"min(toStartOfMinute({_TIME_SECONDS})) AS first_minute",
         f"max(toStartOfMinute({_TIME_SECONDS})) AS last_minute",
+        "count() AS events",
     ]
     select += [f"{_string_sql(binder, meter_paths[key], False)} AS {column}" for key, column in keys.items()]
     select.append(f"{_value_sql(binder, meter, False, combinator='State')} AS state")
+    where = [
+        f"namespace = {namespace}",
+        f"type = {event_type}",
+        *_stored_where(binder, stored_from_ms, stored_before_ms),
+    ]
     sql = (
         f"SELECT {', '.join(select)}\nFROM {EVENTS_TABLE}\n"
-        f"WHERE namespace = {namespace} AND type = {event_type}\n"
+        f"WHERE {' AND '.join(where)}\n"
         f"GROUP BY {', '.join(['namespace', 'subject', 'bucket', *keys.values()])}"
     )
     return sql, binder.parameters
 
 
-def render_rollup_ddl(meter: Meter, rollup: Rollup) -> list[SQLAndParameters]:
-    """The meter's rollup table and the materialized view that fills it as events arrive.
+def render_rollup_table(meter: Meter, table: str) -> str:
+    """A rollup table of `meter` named `table` (the rollup, or the fill's staging table).
 
-    The view only sees inserts made after it exists; `render_rollup_fill` adds the events stored
-    before. Bound parameters (namespace, event type, paths) are substituted into the view's stored
-    definition by the server, so nothing is spliced here either.
-    """
-    table = rollup_table(meter, rollup)
+    `events` counts the events behind each row (the fill is checked against the events by it).
+    The deduplication window makes a retried insert into `events` (same insert_deduplication_token,
+    with deduplicate_blocks_in_dependent_materialized_views) a no-op in the rollup too, as it is in
+    `events`: without it the view would add the retried block's states a second time."""
     keys = list(_rollup_key_columns(meter).values())
     function = _AGGREGATE_FUNCTIONS[meter.aggregation]
     arguments = _STATE_ARGUMENTS.get(meter.aggregation, ", Nullable(Float64)")
@@ -457,24 +477,62 @@ def render_rollup_ddl(meter: Meter, rollup: Rollup) -> list[SQLAndParameters]:
         "bucket DateTime('UTC')",
         "first_minute SimpleAggregateFunction(min, DateTime('UTC'))",
         "last_minute SimpleAggregateFunction(max, DateTime('UTC'))",
+        "events SimpleAggregateFunction(sum, UInt64)",
         *(f"{key} String" for key in keys),
         f"state AggregateFunction({function}{arguments})",
     ]
-    create = (
+    return (
         f"CREATE TABLE IF NOT EXISTS {table}\n({', '.join(columns)})\n"
         f"ENGINE = AggregatingMergeTree\nPARTITION BY toYYYYMM(bucket)\n"
-        f"ORDER BY ({', '.join(['namespace', 'subject', 'bucket', *keys])})"
+        f"ORDER BY ({', '.join(['namespace', 'subject', 'bucket', *keys])})\n"
+        "SETTINGS non_replicated_deduplication_window = 10000"
     )
-    select, parameters = _rollup_select(meter, rollup)
+
+
+def render_rollup_ddl(meter: Meter, rollup: Rollup, stored_from_ms: int | None = None) -> list[SQLAndParameters]:
+    """The meter's rollup table and the materialized view that fills it as events arrive.
+
+    The view only sees inserts made after it exists; `render_rollup_fill` adds the events stored
+    before. With `stored_from_ms` the view takes only events stored from then on and the fill the
+    ones stored before (the exact handover: adapters/clickhouse/rollups.py). Bound parameters
+    (namespace, event type, paths, the handover) are substituted into the view's stored definition
+    by the server, so nothing is spliced here either.
+    """
+    table = rollup_table(meter, rollup)
+    select, parameters = _rollup_select(meter, rollup, stored_from_ms=stored_from_ms)
     view = f"CREATE MATERIALIZED VIEW IF NOT EXISTS {table}_view TO {table} AS\n{select}"
-    return [(create, {}), (view, parameters)]
+    return [(render_rollup_table(meter, table), {}), (view, parameters)]
 
 
-def render_rollup_fill(meter: Meter, rollup: Rollup) -> SQLAndParameters:
-    """Adds the states of every stored event of the meter's type to its rollup (once, when the
-    rollup is made; events inserted meanwhile would count twice: see docs/performance.md)."""
-    select, parameters = _rollup_select(meter, rollup)
-    return f"INSERT INTO {rollup_table(meter, rollup)}\n{select}", parameters
+def render_rollup_fill(
+    meter: Meter, rollup: Rollup, stored_before_ms: int | None = None, into: str | None = None
+) -> SQLAndParameters:
+    """Adds the states of the stored events of the meter's type (stored before `stored_before_ms`,
+    when given) to its rollup, or to the table `into` (once: events the view also counts would
+    count twice; see adapters/clickhouse/rollups.py for the handover)."""
+    select, parameters = _rollup_select(meter, rollup, stored_before_ms=stored_before_ms)
+    return f"INSERT INTO {into or rollup_table(meter, rollup)}\n{select}", parameters
+
+
+def render_rollup_check(meter: Meter, rollup: Rollup, table: str, stored_before_ms: int) -> SQLAndParameters:
+    """How many (subject, bucket) pairs of `table` count other than the events stored before
+    `stored_before_ms` do: 0 when the fill in `table` holds each of those events exactly once."""
+    binder = _Binder()
+    namespace = binder.fixed("namespace", meter.namespace, "String")
+    event_type = binder.fixed("event_type", meter.event_type, "String")
+    bucket = "toStartOfMinute" if rollup is Rollup.MINUTE else "toStartOfHour"
+    where = [f"namespace = {namespace}", f"type = {event_type}", *_stored_where(binder, None, stored_before_ms)]
+    # Identifiers are ours (rollup_table's digest); every value is a bound parameter.
+    sql = (
+        "SELECT count() FROM\n"  # noqa: S608
+        f"(SELECT subject, bucket, sum(events) AS n FROM {table} WHERE namespace = {namespace} "
+        "GROUP BY subject, bucket) AS r\n"
+        f"FULL OUTER JOIN (SELECT subject, {bucket}({_TIME_SECONDS}) AS bucket, count() AS n FROM {EVENTS_TABLE} "
+        f"WHERE {' AND '.join(where)} GROUP BY subject, bucket) AS e\n"
+        "ON r.subject = e.subject AND r.bucket = e.bucket\n"
+        "WHERE r.n != e.n\nSETTINGS join_use_nulls = 0"
+    )
+    return sql, binder.parameters
 
 
 def render_rollup_drop(meter: Meter, rollup: Rollup) -> list[str]:
@@ -601,9 +659,11 @@ __all__ = [
     "SQLAndParameters",
     "render_group_by_values_query",
     "render_meter_query",
+    "render_rollup_check",
     "render_rollup_ddl",
     "render_rollup_drop",
     "render_rollup_fill",
+    "render_rollup_table",
     "render_subjects_query",
     "rollup_answers_exactly",
     "rollup_for",

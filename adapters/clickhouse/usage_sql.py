@@ -20,18 +20,22 @@ events stored by a cutoff.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 from adapters.clickhouse.meter_sql import (
+    _AGGREGATE_FUNCTIONS,
     EVENTS_TABLE,
+    Rollup,
     SQLAndParameters,
     _Binder,
     _epoch_millis,
     _filter_sql,
+    _rollup_key_columns,
     _string_sql,
     _time_where,
     _value_sql,
+    rollup_table,
 )
 from domain.metering.models import Meter
 from domain.metering.query import FilterString, MeterQuery
@@ -44,19 +48,25 @@ def render_windows_query(
     tail_from: datetime | None = None,
     *,
     maps_complete: bool = False,
+    hour_rollup: bool = False,
 ) -> SQLAndParameters:
     """One row: the meter value of each window in order (NULL when no event counts), then, with
     `tail_from`, the count and the earliest time (epoch ms) of events at or after it.
 
     `query` carries the filters; its `from_` (the meter's `eventFrom` clamp included) bounds every
     window from below, its `to` and grouping are ignored.
+
+    `hour_rollup`: the meter's per-hour rollup is ready (holds every event of its type); the whole
+    hours inside each window are then read from it, and only the rest from the events.
     """
-    binder = _Binder()
     lower = query.from_
     bounds: list[tuple[int, int]] = []
     for since, until in windows:
         start = since if lower is None or since >= lower else lower
         bounds.append((_epoch_millis(start), _epoch_millis(until)))
+    if hour_rollup and any(_whole_hours(since, until) for since, until in bounds):
+        return _render_windows_from_rollup(meter, query, bounds, tail_from, maps_complete)
+    binder = _Binder()
     select: list[str] = []
     for since_ms, until_ms in bounds:
         since_p = binder.bind(since_ms, "Int64", prefix="w")
@@ -93,6 +103,104 @@ def render_windows_query(
             continue
         where.append(_filter_sql(binder, _string_sql(binder, meter_paths[key], maps_complete), f))
     sql = f"SELECT {', '.join(select)}\nFROM {EVENTS_TABLE}\nWHERE " + "\n  AND ".join(where)
+    return sql, binder.parameters
+
+
+_HOUR_MS = 3_600_000
+
+
+def _whole_hours(since_ms: int, until_ms: int) -> tuple[int, int] | None:
+    """The whole UTC hours inside [since, until), as [first, end) in epoch ms, or None."""
+    first = -(-since_ms // _HOUR_MS) * _HOUR_MS
+    end = until_ms // _HOUR_MS * _HOUR_MS
+    return (first, end) if first < end else None
+
+
+def _subject_and_key_filters(binder: _Binder, query: MeterQuery, group_sql: Callable[[str], str]) -> list[str]:
+    where = []
+    if query.subjects:
+        where.append(f"subject IN {binder.fixed('subjects', list(query.subjects), 'Array(String)')}")
+    customer_subjects = [subject for _, subjects in query.customer_subjects for subject in subjects]
+    if customer_subjects:
+        bound = binder.fixed("filter_customer_subjects", customer_subjects, "Array(String)")
+        where.append(f"subject IN {bound}")
+    for key, f in query.filters:
+        if not f.is_empty():
+            where.append(_filter_sql(binder, group_sql(key), f))
+    return where
+
+
+def _render_windows_from_rollup(
+    meter: Meter,
+    query: MeterQuery,
+    bounds: Sequence[tuple[int, int]],
+    tail_from: datetime | None,
+    maps_complete: bool,
+) -> SQLAndParameters:
+    """`render_windows_query`'s row, each window's whole hours merged from the per-hour rollup's
+    states and its other seconds from the events' states, in one statement.
+
+    Exact: a window's whole hours are whole buckets of the rollup (an hour bucket holds the events
+    whose time, at whole seconds, falls in it, as the raw query's bounds do), and the rest of the
+    window is read from the events at the raw query's precision. Each window's condition takes the
+    rollup rows of its own whole hours and the event rows of its own edges, so a row another window
+    needed (fetched for that one) never counts in this one. States merge as the raw aggregate would
+    add those events (sum, count, min, max, uniqExact, argMax over event time; the floating-point
+    caveat of the rollups in meter_sql applies to SUM and AVG).
+    """
+    binder = _Binder()
+    function = _AGGREGATE_FUNCTIONS[meter.aggregation]
+    namespace = binder.fixed("namespace", query.namespace, "String")
+    keys = _rollup_key_columns(meter)
+    meter_paths = meter.group_by_paths
+
+    def millis(ms: int) -> str:
+        return f"fromUnixTimestamp64Milli({binder.bind(ms, 'Int64', prefix='w')}, 'UTC')"
+
+    select: list[str] = []
+    hour_ranges: list[tuple[int, int]] = []
+    edge_ranges: list[tuple[int, int]] = []
+    for since_ms, until_ms in bounds:
+        hours = _whole_hours(since_ms, until_ms)
+        window = f"at >= {millis(since_ms)} AND at < {millis(until_ms)}"
+        if hours is None:
+            select.append(f"{function}MergeIf(state, from_events AND {window})")
+            edge_ranges.append((since_ms, until_ms))
+            continue
+        inside = f"at >= {millis(hours[0])} AND at < {millis(hours[1])}"
+        select.append(
+            f"{function}MergeIf(state, (NOT from_events AND {inside}) OR (from_events AND {window} AND NOT ({inside})))"
+        )
+        hour_ranges.append(hours)
+        edge_ranges += [(since_ms, hours[0]), (hours[1], until_ms)]
+    fetched = [f"(time >= {millis(a)} AND time < {millis(b)})" for a, b in edge_ranges if a < b]
+    if tail_from is not None:
+        tail_ms = millis(_epoch_millis(tail_from))
+        select.append(f"sumIf(events, from_events AND at >= {tail_ms})")
+        select.append(f"toUnixTimestamp64Milli(minIf(at, from_events AND at >= {tail_ms}))")
+        fetched.append(f"time >= {tail_ms}")
+
+    rollup_where = [f"namespace = {namespace}"]
+    rollup_where.append(
+        "(" + " OR ".join(f"(bucket >= {millis(a)} AND bucket < {millis(b)})" for a, b in hour_ranges) + ")"
+    )
+    rollup_where += _subject_and_key_filters(binder, query, keys.__getitem__)
+    event_where = [
+        f"namespace = {namespace}",
+        f"type = {binder.fixed('event_type', meter.event_type, 'String')}",
+    ]
+    event_where.append("(" + " OR ".join(fetched) + ")" if fetched else "0")
+    event_where += _subject_and_key_filters(
+        binder, query, lambda key: _string_sql(binder, meter_paths[key], maps_complete)
+    )
+    sql = (
+        f"SELECT {', '.join(select)}\nFROM (\n"
+        f"SELECT false AS from_events, toDateTime64(bucket, 3, 'UTC') AS at, state, toUInt64(0) AS events\n"
+        f"FROM {rollup_table(meter, Rollup.HOUR)}\nWHERE " + "\n  AND ".join(rollup_where) + "\nUNION ALL\n"
+        f"SELECT true AS from_events, time AS at, {_value_sql(binder, meter, maps_complete, combinator='State')} "
+        "AS state, count() AS events\n"
+        f"FROM {EVENTS_TABLE}\nWHERE " + "\n  AND ".join(event_where) + "\nGROUP BY time\n)"
+    )
     return sql, binder.parameters
 
 

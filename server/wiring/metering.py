@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from adapters.clickhouse.rollups import RollupLifecycle
+from adapters.postgres.locks import advisory_lock
 from adapters.postgres.meters import PostgresMeterRepository
 from domain.announcements import MetersChanged
 from domain.metering.events import IngestLimits
@@ -14,6 +16,7 @@ from server.servicers.meters import MeterServicer
 from server.wiring import Deps, Servicer
 from tally.v1 import events_pb2_grpc, meters_pb2_grpc
 from workers.backfill import BackfillWorker
+from workers.rollups import RollupWorker
 
 
 async def wire(deps: Deps) -> list[Servicer]:
@@ -21,10 +24,14 @@ async def wire(deps: Deps) -> list[Servicer]:
     repository = PostgresMeterRepository(deps.sessions)
     catalog = deps.sink.catalog
 
+    rollups: RollupWorker | None = None
+
     def meters_changed() -> None:
         # Here at once; the sinks of other processes when they hear the announcement.
         catalog.invalidate()
         deps.announce_soon(MetersChanged())
+        if rollups is not None:
+            rollups.wake()
 
     meters = MeterService(repository, deps.event_store, on_change=meters_changed)
     deps.services["meter_repository"] = repository
@@ -56,6 +63,20 @@ async def wire(deps: Deps) -> list[Servicer]:
         )
         backfill.start()
         deps.stop_steps.append(backfill.stop)
+        if settings.sink.rollups:
+            lifecycle = RollupLifecycle(
+                deps.event_store.ch,
+                grace=timedelta(seconds=settings.sink.rollup_grace_s),
+                drop_after=timedelta(seconds=settings.sink.rollup_drop_after_s),
+            )
+            rollups = RollupWorker(
+                repository,
+                lifecycle,
+                advisory_lock(deps.sessions, "tally.meter_rollups"),
+                interval_seconds=settings.sink.rollup_interval_s,
+            )
+            rollups.start()
+            deps.stop_steps.append(rollups.stop)
     if not deps.has_role("api") or deps.bus is None:
         return []
     limits = IngestLimits(

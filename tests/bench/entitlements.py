@@ -12,7 +12,8 @@ the server), `value` is calls spread over all entitlements afterwards (the stead
 
 Standalone: `.venv/bin/python -m tests.bench.entitlements [customers] [calls]` starts its own
 embedded stack and prints the figures (handy for before/after comparisons); `BENCH_VALUE_CACHE=0`
-turns the value cache off to measure the computed path alone.
+turns the value cache off to measure the computed path alone; `BENCH_ROLLUPS=0` keeps the meter's
+per-hour rollup off (else the cold calls start once it is ready and read it).
 """
 
 from __future__ import annotations
@@ -223,11 +224,31 @@ async def measure(target: str, targets: list[str], calls: int) -> dict[str, floa
     }
 
 
-async def entitlement_value(target: str, customers: int, calls: int) -> dict[str, float]:
+async def rollups_ready(metrics_port: int, timeout: float = 180) -> float:
+    """Waits until the server's rollup worker reports a ready rollup (the meter's); seconds waited."""
+    import urllib.request
+
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout:
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics") as response:
+            for line in response.read().decode().splitlines():
+                if line.startswith('tally_meter_rollups{state="ready"}') and float(line.split()[-1]) >= 1:
+                    return time.perf_counter() - started
+        await asyncio.sleep(0.5)
+    raise TimeoutError("no meter rollup became ready")
+
+
+async def entitlement_value(
+    target: str, customers: int, calls: int, rollups_metrics_port: int | None = None
+) -> dict[str, float]:
+    """With `rollups_metrics_port`, cold calls wait until the meter's rollup is ready (the steady
+    state of a meter older than its rollup's handover) and read it."""
     started = time.perf_counter()
     targets = await setup(target, customers)
     setup_s = time.perf_counter() - started
+    waited = await rollups_ready(rollups_metrics_port) if rollups_metrics_port is not None else 0.0
     figures = await measure(target, targets, calls)
+    figures["rollup_wait_s"] = waited
     figures["setup_s"] = setup_s
     return figures
 
@@ -242,13 +263,20 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     stack = TallyProcess(data_dir=work / f"ent-{uuid.uuid4().hex[:6]}", postgres_url=asyncio.run(create_database()))
     # BENCH_VALUE_CACHE=0 measures the computed path alone (the cache off).
+    # BENCH_ROLLUPS=0 keeps the meter's per-hour rollup off (every computation reads raw events);
+    # otherwise its handover runs with a short grace and the cold calls wait until it is ready.
+    rollups = os.environ.get("BENCH_ROLLUPS") != "0"
     stack.extra_env = {
         "TALLY_LOG_LEVEL": "warning",
         "TALLY_ENTITLEMENTS__VALUE_CACHE": "false" if os.environ.get("BENCH_VALUE_CACHE") == "0" else "true",
+        "TALLY_SINK__ROLLUPS": "true" if rollups else "false",
+        "TALLY_SINK__ROLLUP_GRACE_S": "2",
+        "TALLY_SINK__ROLLUP_INTERVAL_S": "1",
     }
     stack.start(180)
     try:
-        figures = asyncio.run(entitlement_value(stack.grpc_target, customers, calls))
+        port = stack.metrics_port if rollups else None
+        figures = asyncio.run(entitlement_value(stack.grpc_target, customers, calls, port))
     finally:
         stack.stop()
         asyncio.run(drop_created_databases())

@@ -8,6 +8,12 @@
         (SUM and UNIQUE_COUNT alternately, one group-by key); `maps` renders the views without the
         JSON fallback (not exact for events whose maps lack a path: a measurement only).
 
+    .venv/bin/python -m tests.bench.rollups api [rows] [subjects]
+        the same dataset behind a Tally process: the bench's query (SUM per subject per hour,
+        30 days) over gRPC with whole-hour bounds, once the meter's rollup is ready (the API
+        reads it) and with unaligned bounds (the API reads the events), beside the naive raw-JSON
+        SQL; `BENCH_ROLLUPS=0` runs the same with rollups off.
+
 chDB opens one data directory per process: compare ingest runs with and without views as
 separate runs, alternately, and read ratios.
 """
@@ -19,7 +25,7 @@ import shutil
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from adapters.clickhouse import meter_sql
@@ -87,6 +93,9 @@ def main(argv: list[str]) -> None:
         return
     rows = int(argv[1]) if len(argv) > 1 else 1_000_000
     subjects = int(argv[2]) if len(argv) > 2 else 100
+    if argv and argv[0] == "api":
+        api_figures(rows, subjects)
+        return
     directory = Path(tempfile.mkdtemp(prefix="rollup-query-"))
     try:
         r = load_query_dataset(directory / "events", rows, subjects)
@@ -98,6 +107,78 @@ def main(argv: list[str]) -> None:
         f"{r['rollup_sql_ms'] / r['naive_ms']:.2f} x naive)   engine only {r['rollup_engine_ms']:,.1f} vs "
         f"{r['aligned_typed_engine_ms']:,.1f} ms ({r['rollup_engine_ms'] / r['aligned_typed_engine_ms']:.2f} x)"
     )
+
+
+def api_figures(rows: int, subjects: int) -> None:
+    import os
+    import uuid
+
+    import grpc
+
+    from tally.v1 import meters_pb2, meters_pb2_grpc
+    from tests.bench.dataset import _p50, wait_backfilled
+    from tests.bench.entitlements import rollups_ready
+    from tests.support.services import ROOT
+    from tests.support.stack import TallyProcess, create_database, drop_created_databases
+
+    rollups = os.environ.get("BENCH_ROLLUPS") != "0"
+    work = ROOT / ".bench" / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    data_dir = work / f"rollup-api-{uuid.uuid4().hex[:6]}"
+    loaded = load_query_dataset(data_dir / "events", rows, subjects)
+    stack = TallyProcess(data_dir=data_dir, postgres_url=asyncio.run(create_database()))
+    stack.extra_env = {
+        "TALLY_LOG_LEVEL": "warning",
+        "TALLY_SINK__ROLLUPS": "true" if rollups else "false",
+        "TALLY_SINK__ROLLUP_GRACE_S": "2",
+        "TALLY_SINK__ROLLUP_INTERVAL_S": "1",
+    }
+    stack.start(180)
+
+    async def run() -> dict[str, float]:
+        now: datetime = loaded["now"]
+        async with grpc.aio.insecure_channel(
+            stack.grpc_target, options=[("grpc.max_receive_message_length", 256 << 20)]
+        ) as ch:
+            meters = meters_pb2_grpc.MeterServiceStub(ch)
+            tokens = await meters.CreateMeter(
+                meters_pb2.CreateMeterRequest(
+                    slug="bench_tokens", event_type=QUERY_EVENT_TYPE, aggregation="SUM", value_property="$.tokens"
+                )
+            )
+            await wait_backfilled(meters, [tokens.slug])
+            waited = await rollups_ready(stack.metrics_port) if rollups else 0.0
+
+            def request(from_: datetime, to: datetime) -> meters_pb2.QueryMeterRequest:
+                message = meters_pb2.QueryMeterRequest(
+                    meter_id_or_slug=tokens.slug, window_size="HOUR", group_by=["subject"]
+                )
+                getattr(message, "from").FromDatetime(from_)
+                message.to.FromDatetime(to)
+                return message
+
+            hour = now.replace(minute=0, second=0, microsecond=0)
+            aligned = request(hour - timedelta(days=30), hour + timedelta(hours=1))
+            unaligned = request(now - timedelta(days=30), now + timedelta(minutes=1))
+            a = await meters.QueryMeter(aligned)
+            return {
+                "rollup_wait_s": waited,
+                "result_rows": len(a.data),
+                "api_aligned_ms": await _p50(lambda: meters.QueryMeter(aligned)),
+                "api_unaligned_ms": await _p50(lambda: meters.QueryMeter(unaligned)),
+            }
+
+    try:
+        figures = asyncio.run(run())
+    finally:
+        stack.stop()
+        asyncio.run(drop_created_databases())
+        shutil.rmtree(data_dir, ignore_errors=True)
+    naive = loaded["naive_ms"]
+    print(f"rollups {'on' if rollups else 'off'}: naive raw-JSON SQL {naive:,.1f} ms")
+    for key, value in figures.items():
+        ratio = f"  ({value / naive:.2f} x naive)" if key.startswith("api_") else ""
+        print(f"{key:>18} {value:10.1f}{ratio}")
 
 
 if __name__ == "__main__":

@@ -348,7 +348,8 @@ def run_benchmarks(scale_name: str) -> dict[str, Any]:
         add("query_groupby_p50_ms", q["groupby"], "reported")
         # The same SQL query answered from the meter's per-hour rollup (equal answers checked
         # first), against the raw typed query on the same whole-hour bounds and against naive.
-        # SQL level: the API does not route queries to rollups yet.
+        # SQL level (the API reads a ready rollup for whole-hour bounds only: `python -m
+        # tests.bench.rollups api` measures that end to end).
         add("query_aligned_sql_p50_ms", q["aligned_typed_sql"])
         add(
             "query_rollup_sql_p50_ms",
