@@ -14,6 +14,10 @@
         reads it) and with unaligned bounds (the API reads the events), beside the naive raw-JSON
         SQL; `BENCH_ROLLUPS=0` runs the same with rollups off.
 
+    .venv/bin/python -m tests.bench.rollups windows [events per customer]
+        an entitlement run's windows query (5 windows over two days, a tail) for one of 10
+        customers, from the events and with whole hours from the ready per-hour rollup.
+
 chDB opens one data directory per process: compare ingest runs with and without views as
 separate runs, alternately, and read ratios.
 """
@@ -93,6 +97,9 @@ def main(argv: list[str]) -> None:
         return
     rows = int(argv[1]) if len(argv) > 1 else 1_000_000
     subjects = int(argv[2]) if len(argv) > 2 else 100
+    if argv and argv[0] == "windows":
+        asyncio.run(windows_figures(int(argv[1]) if len(argv) > 1 else 1000))
+        return
     if argv and argv[0] == "api":
         api_figures(rows, subjects)
         return
@@ -107,6 +114,54 @@ def main(argv: list[str]) -> None:
         f"{r['rollup_sql_ms'] / r['naive_ms']:.2f} x naive)   engine only {r['rollup_engine_ms']:,.1f} vs "
         f"{r['aligned_typed_engine_ms']:,.1f} ms ({r['rollup_engine_ms'] / r['aligned_typed_engine_ms']:.2f} x)"
     )
+
+
+async def windows_figures(per_customer: int) -> None:
+    import random
+    import statistics
+
+    from adapters.clickhouse.events import ClickHouseEventStore
+    from adapters.clickhouse.rollups import RollupLifecycle
+    from adapters.clickhouse.usage_sql import render_windows_query
+    from domain.metering.events import Event
+    from domain.metering.query import MeterQueryInput
+
+    directory = Path(tempfile.mkdtemp(prefix="rollup-windows-"))
+    ch = ClickHouse(f"chdb://{directory}")
+    try:
+        await ch.migrate()
+        now = datetime.now(UTC)
+        anchor = now - timedelta(days=2)
+        meter = _meter(0, now)
+        lifecycle = RollupLifecycle(ch, grace=timedelta(seconds=0.3), drop_after=timedelta(0))
+        await lifecycle.step([meter])
+        rng = random.Random(1)
+        start_ms = int(anchor.timestamp() * 1000)
+        events = [
+            Event("default", f"{c}-{i}", QUERY_EVENT_TYPE, "b", f"c{c}", start_ms + rng.randrange(172_800_000),
+                  '{"tokens": 3}', 0)
+            for c in range(10)
+            for i in range(per_customer)
+        ]  # fmt: skip
+        await ClickHouseEventStore(ch).insert(events, [({"$.tokens": 3.0}, {})] * len(events), "windows-bench")
+        while "ready" not in (await lifecycle.step([meter])).values():
+            await asyncio.sleep(0.2)
+        query = MeterQueryInput(from_=anchor, subjects=["c5"]).validate(meter)
+        windows = [(anchor, anchor + timedelta(hours=h)) for h in (6, 12, 24, 36)]
+        windows.append((anchor, now.replace(second=0, microsecond=0)))
+        raw = render_windows_query(meter, query, windows, now)
+        hybrid = render_windows_query(meter, query, windows, now, hour_rollup=True)
+        assert await ch.query(*raw) == await ch.query(*hybrid)
+        for label, (sql, parameters) in (("events", raw), ("hours from rollup", hybrid)) * 2:
+            timings = []
+            for _ in range(30):
+                t0 = time.perf_counter()
+                await ch.query(sql, parameters)
+                timings.append((time.perf_counter() - t0) * 1000)
+            print(f"{per_customer:,} events per customer, {label}: p50 {statistics.median(timings):.1f} ms")
+    finally:
+        ch.close()
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def api_figures(rows: int, subjects: int) -> None:
