@@ -370,3 +370,23 @@ async def test_meter_created_after_events_counts_them_and_is_backfilled(http: ht
     assert total(await query(http, event_type, groupBy=["tier"])) == sum(range(60))
     await wait_for(backfilled, timeout=30)
     assert total(await query(http, event_type, groupBy=["tier"])) == sum(range(60))
+
+
+async def test_a_query_answer_larger_than_envoys_buffer_reaches_rest_clients(http: httpx.AsyncClient) -> None:
+    # Envoy's transcoder holds a whole gRPC response to print it as JSON; by default it refused one
+    # over the connection's 1 MiB buffer with a 500 (envoy/envoy.yaml: max_response_body_size).
+    # 24,000 rows of about 90 bytes each in protobuf.
+    event_type = unique("large_answer")
+    await create_meter(http, slug=event_type, eventType=event_type, aggregation="COUNT")
+    now = datetime.now(UTC) - timedelta(minutes=5)
+    subjects = [f"customer-with-a-rather-long-subject-name-to-fill-the-answer-{i:06d}" for i in range(24_000)]
+    for start in range(0, len(subjects), 1000):
+        await ingest(http, [cloudevent(event_type, subject, time=now) for subject in subjects[start : start + 1000]])
+    rows = await query_until(http, event_type, lambda rows: total(rows) == len(subjects))
+    assert len(rows) == 1
+    response = await http.get(f"/api/v1/meters/{event_type}/query", params={"groupBy": "subject"})
+    assert response.status_code == 200, response.text[:300]
+    assert len(response.content) > 2 << 20
+    by_subject = response.json()["data"]
+    assert sorted(row["subject"] for row in by_subject) == subjects
+    assert {row["value"] for row in by_subject} == {1}
