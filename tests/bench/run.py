@@ -333,7 +333,8 @@ def run_benchmarks(scale_name: str) -> dict[str, Any]:
         add("naive_query_p50_ms", q["naive"])
         # The comparison, like for like: Tally's SQL on typed columns vs raw-JSON SQL, same
         # store, same client. query_api_p50_ms is the same query end to end over gRPC (it adds
-        # turning every result row into a protobuf message: 72k rows at small scale).
+        # the encoding of its 72k rows at small scale, done by ClickHouse: meter_wire.py, the
+        # transfer, and the bench client's parsing of the response).
         add(
             "query_p50_ms",
             q["typed_sql"],
