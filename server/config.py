@@ -32,7 +32,7 @@ class SinkSettings(BaseModel):
     # A changed meter is backfilled this long after its change: longer than any sink's refresh.
     backfill_delay_s: float = Field(default=60.0, ge=0)
     backfill_interval_s: float = Field(default=10.0, gt=0)
-    # Per-hour rollups of every live meter, read by meter queries and entitlement values once
+    # Per-hour rollups of every live meter, read by meter queries with whole-hour bounds once
     # ready (adapters/clickhouse/rollups.py). The grace bounds how long after its stored_at an
     # insert's rows may land; a rollup is ready about three graces after its meter changes.
     rollups: bool = True
