@@ -12,10 +12,12 @@ One pass (`run_once`, also `tally billing collect` / `tally billing advance`):
 
 Work is taken with leases in Postgres: a claim (FOR UPDATE SKIP LOCKED) moves the invoices'
 `next_attempt_at` to the lease's end in the same transaction, so racing workers take different
-invoices and each invoice is advanced by one worker. Every state change is its own transaction
-with its lines: a worker killed mid-advance leaves its invoice in the last committed state, and
-the next worker resumes from there once the lease has run out. A failed step (the store or an app
-did not answer) is retried with exponential backoff.
+invoices and each invoice is advanced by one worker. A claimed batch is collected in one
+transaction and advanced one step per transaction for the whole batch (domain/billing/
+invoice_batch.py): every state change commits with its lines, a worker killed mid-advance leaves
+each invoice in its last committed state, and the next worker resumes from there once the lease
+has run out. An invoice a batch cannot move (its step failed) is moved on its own, and a step that
+fails there (the store or an app did not answer) is retried with exponential backoff.
 """
 
 from __future__ import annotations
@@ -137,7 +139,13 @@ class BillingWorker:
                 return made, failed
             seen.update(g.id for g in claimed)
             metrics.LIVENESS.beat("billing")  # a long pass is progress, not a stall
-            results = await self._each(claimed, functools.partial(self._collect_one, now=now))
+            alone: list[Invoice] = []
+            for namespace, gatherings in _by_namespace(claimed).items():
+                batch = await self._invoices.collect_batch(namespace, gatherings, now)
+                self._made.update(batch.made)
+                made += sum(len(ids) for ids in batch.made.values())
+                alone.extend(batch.handed_over)
+            results = await self._each(alone, functools.partial(self._collect_one, now=now))
             made += sum(done for done, _ in results)
             failed += sum(bad for _, bad in results)
             # Made and committed: advanced at once, as one batch; a failure is the new invoice's.
@@ -174,8 +182,15 @@ class BillingWorker:
             # Each invoice then reads its own usage, and fails (and backs off) on its own if it must.
             log.warning("reading a batch's usage failed", error=repr(exc))
             usage = None
-        results = await self._each(invoices, functools.partial(self._advance_one, usage=usage))
-        return sum(done for done, _ in results), sum(bad for _, bad in results)
+        advanced = 0
+        alone: list[Invoice] = []
+        for namespace, batch in _by_namespace(invoices).items():
+            outcome = await self._invoices.advance_batch(namespace, [i.id for i in batch], usage)
+            advanced += len(set(outcome.moved) - set(outcome.handed_over))
+            handed_over = set(outcome.handed_over)
+            alone.extend(i for i in batch if i.id in handed_over)
+        results = await self._each(alone, functools.partial(self._advance_one, usage=usage))
+        return advanced + sum(done for done, _ in results), sum(bad for _, bad in results)
 
     async def _each(self, invoices: Sequence[Invoice], work: Callable[[Invoice], Awaitable[Outcome]]) -> list[Outcome]:
         limit = asyncio.Semaphore(self._concurrency)
@@ -249,3 +264,10 @@ class BillingWorker:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=self._poll.total_seconds())
+
+
+def _by_namespace(invoices: Sequence[Invoice]) -> dict[str, list[Invoice]]:
+    out: dict[str, list[Invoice]] = {}
+    for invoice in invoices:
+        out.setdefault(invoice.namespace, []).append(invoice)
+    return out

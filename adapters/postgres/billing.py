@@ -9,7 +9,7 @@ from dataclasses import fields
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import ColumnElement, and_, func, or_, update
+from sqlalchemy import ColumnElement, and_, bindparam, func, or_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -584,6 +584,10 @@ class PostgresBillingStore:
     def invoices(self) -> PostgresInvoiceRepository:
         return self._invoices
 
+    @property
+    def numbers(self) -> TransactionInvoiceNumbers:
+        return TransactionInvoiceNumbers(self._session)
+
     async def commit(self) -> None:
         await self._session.commit()
 
@@ -602,21 +606,40 @@ def billing_unit_of_work(sessions: async_sessionmaker[AsyncSession]) -> UnitOfWo
 
 
 class PostgresInvoiceNumbers:
-    """InvoiceNumbers: one row per (namespace, scope), incremented in its own transaction.
-
-    A number is never handed out twice; a number whose invoice then fails to issue is skipped.
-    """
+    """InvoiceNumbers: one row per (namespace, scope), incremented in its own transaction (for an
+    app bound outside an invoice's state change; invoices take theirs from `BillingStore.numbers`,
+    `TransactionInvoiceNumbers`, in the transaction of the state change)."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
 
     async def next_number(self, namespace: str, scope: str) -> int:
-        inserting = insert(BillingSequenceRow).values(namespace=namespace, scope=scope, last_value=1)
-        statement = inserting.on_conflict_do_update(
-            index_elements=["namespace", "scope"],
-            set_={"last_value": BillingSequenceRow.__table__.c.last_value + 1},  # type: ignore[attr-defined]
-        ).returning(BillingSequenceRow.__table__.c.last_value)  # type: ignore[attr-defined]
         async with self._sessions() as session:
-            value = (await session.exec(statement)).scalar_one()
+            value = await TransactionInvoiceNumbers(session).next_number(namespace, scope)
             await session.commit()
-        return int(value)
+        return value
+
+
+class TransactionInvoiceNumbers:
+    """InvoiceNumbers inside a billing transaction: the number is taken with the state change that
+    uses it, so one rolled back gives it back (gap-free), and the sequence's row stays locked until
+    that transaction ends (issuing serializes per namespace and scope, as a gap-free sequence must)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def next_number(self, namespace: str, scope: str) -> int:
+        params = {"namespace": namespace, "scope": scope}
+        return int((await self._session.exec(_NEXT_NUMBER, params=params)).scalar_one())
+
+
+# Built once (every issued invoice takes a number).
+_NEXT_NUMBER = (
+    insert(BillingSequenceRow)
+    .values(namespace=bindparam("namespace"), scope=bindparam("scope"), last_value=1)
+    .on_conflict_do_update(
+        index_elements=["namespace", "scope"],
+        set_={"last_value": BillingSequenceRow.__table__.c.last_value + 1},  # type: ignore[attr-defined]
+    )
+    .returning(BillingSequenceRow.__table__.c.last_value)  # type: ignore[attr-defined]
+)

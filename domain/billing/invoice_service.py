@@ -20,7 +20,7 @@ import dataclasses
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Final
+from typing import Final, cast
 
 import structlog
 from ulid import ULID
@@ -33,6 +33,7 @@ from domain.billing.apps.port import (
     SyncResult,
 )
 from domain.billing.apps.registry import Marketplace
+from domain.billing.invoice_batch import StagedApps, StagedInvoices, StagedStore, StagedWrites
 from domain.billing.invoice_states import (
     FINAL_STATES,
     TABLE,
@@ -323,67 +324,15 @@ class InvoiceService:
     ) -> str | None:
         fire(gathering.state, Action.INVOICE, self.conditions(gathering, now))
         lines = (await tx.invoices.lines(gathering.namespace, [gathering.id]))[gathering.id]
-        progressive = (
-            data.progressive_billing_override
-            if data.progressive_billing_override is not None
-            else gathering.workflow.progressive_billing
-        )
-        wanted = set(data.line_ids)
-        invoice_id = _new_id()
-        moved: list[InvoiceLine] = []
-        kept: list[InvoiceLine] = []
-        for line in lines:
-            if line.parent_line_id is not None or (wanted and line.id not in wanted):
-                continue
-            if line.invoice_at <= as_of or line.period_end <= as_of:
-                moved.append(dataclasses.replace(line, invoice_id=invoice_id, updated_at=now))
-            elif (
-                progressive
-                and line.type is LineType.USAGE_BASED
-                and line.period_start < as_of
-                and line.price is not None
-                and allows_progressive_billing(line.price)
-            ):
-                # Bill the part of the period up to as_of now; the rest waits on the gathering invoice.
-                moved.append(dataclasses.replace(line, invoice_id=invoice_id, period_end=as_of, invoice_at=as_of))
-                kept.append(
-                    dataclasses.replace(
-                        line,
-                        id=_new_id(),
-                        period_start=as_of,
-                        created_at=now,
-                        updated_at=now,
-                        sync_key=line.sync_key,
-                    )
-                )
-        if not moved:
+        split = split_gathering(gathering, lines, as_of, data, now)
+        if split is None:
             return None
-        workflow = gathering.workflow
-        standard = dataclasses.replace(
-            gathering,
-            id=invoice_id,
-            state=State.DRAFT_CREATED,
-            workflow=workflow,
-            created_at=now,
-            updated_at=now,
-            period_start=min(x.period_start for x in moved),
-            period_end=max(x.period_end for x in moved),
-            collection_at=_collection_at(moved, workflow.collection_interval, now),
-            draft_until=None,
-            next_attempt_at=None,
-            attempts=0,
-        )
-        await tx.invoices.insert(standard)
-        await tx.invoices.update_lines(moved)
-        if kept:
-            await tx.invoices.insert_lines(kept)
-        remaining = (await tx.invoices.lines(gathering.namespace, [gathering.id]))[gathering.id]
-        if not remaining:
-            # An emptied gathering invoice disappears.
-            await tx.invoices.update(dataclasses.replace(gathering, deleted_at=now, updated_at=now))
-        else:
-            await tx.invoices.update(gathering_schedule(gathering, remaining, now))
-        return invoice_id
+        await tx.invoices.insert(split.standard)
+        await tx.invoices.update_lines(split.moved)
+        if split.kept:
+            await tx.invoices.insert_lines(split.kept)
+        await tx.invoices.update(split.gathering)
+        return split.standard.id
 
     # --- user actions --------------------------------------------------------------------------
 
@@ -637,7 +586,7 @@ class InvoiceService:
         stored = await tx.apps.get(invoice.namespace, invoice.invoicing_app_id)
         if stored is None:
             raise NotFoundError("app", invoice.invoicing_app_id)
-        app: InvoicingApp = self._marketplace.bind(stored)
+        app: InvoicingApp = self._marketplace.bind(stored, tx.numbers)
         assert row.hook is not None
         attempt = AppAttempt(row.hook.value, invoice.state, f"{invoice.id}/{invoice.state.value}", now)
         view = _view(invoice, lines)
@@ -722,6 +671,173 @@ class InvoiceService:
         for invoice_id in made:
             await self._told(gathering.namespace, invoice_id, True)
         return made
+
+    async def collect_batch(self, namespace: str, gatherings: Sequence[Invoice], now: datetime) -> CollectedBatch:
+        """`collect` for many gathering invoices of one namespace in one transaction: one locked
+        read of the invoices, one of their lines, the same split (`split_gathering`), and one
+        write each of the new invoices, the moved lines, the remainders and the gathering
+        invoices. If that transaction fails, `collect` takes each invoice on its own."""
+        data = InvoiceNowInput(customer="", as_of=now, progressive_billing_override=False)
+        made: dict[str, str] = {}
+        try:
+            async with self._uow() as tx:
+                found = await tx.invoices.get_many(namespace, [g.id for g in gatherings], lock=True)
+                live = [
+                    g
+                    for g in found
+                    if g.deleted_at is None and transition(g.state, Action.INVOICE, self.conditions(g, now)) is not None
+                ]
+                lines = await tx.invoices.lines(namespace, [g.id for g in live])
+                splits = [(g.id, split_gathering(g, lines[g.id], now, data, now)) for g in live]
+                done = [(gathering_id, split) for gathering_id, split in splits if split is not None]
+                await tx.invoices.insert_many([split.standard for _, split in done])
+                await tx.invoices.update_lines([x for _, split in done for x in split.moved])
+                await tx.invoices.insert_lines([x for _, split in done for x in split.kept])
+                await tx.invoices.update_many([split.gathering for _, split in done])
+                await tx.commit()
+            made = {gathering_id: split.standard.id for gathering_id, split in done}
+        except Exception as exc:
+            log.warning("collecting a batch failed; collecting its invoices one by one", error=repr(exc))
+            return CollectedBatch({}, list(gatherings))
+        for invoice_id in made.values():
+            await self._told(namespace, invoice_id, True)
+        return CollectedBatch({g: [i] for g, i in made.items()}, [])
+
+    async def advance_batch(
+        self, namespace: str, invoice_ids: Sequence[str], usage: UsageSnapshot | None = None
+    ) -> AdvancedBatch:
+        """`advance_due` for many invoices of one namespace: each round is one transaction in which
+        every invoice of the batch that can move takes its next row of the table (module
+        invoice_batch). Invoices a round cannot move on its own (a step failed, or it is not one a
+        batch stages) are returned as `handed_over`, untouched by that round, for `advance_due`."""
+        moving = list(dict.fromkeys(invoice_ids))
+        moved: set[str] = set()
+        handed_over: list[str] = []
+        written: dict[str, tuple[Invoice, list[InvoiceLine]]] = {}
+        for _ in range(_MAX_STEPS):
+            if not moving:
+                break
+            try:
+                moving = await self._advance_round(namespace, moving, usage, moved, handed_over, written)
+            except Exception as exc:
+                # The round's transaction is gone: nothing of it was written.
+                log.warning("advancing a batch failed; advancing its invoices one by one", error=repr(exc))
+                handed_over.extend(moving)
+                moving = []
+        handed_over.extend(moving)
+        for invoice_id in moved:
+            await self._told(namespace, invoice_id, False)
+        return AdvancedBatch(sorted(moved), list(dict.fromkeys(handed_over)))
+
+    async def _advance_round(
+        self,
+        namespace: str,
+        ids: list[str],
+        usage: UsageSnapshot | None,
+        moved: set[str],
+        handed_over: list[str],
+        written: dict[str, tuple[Invoice, list[InvoiceLine]]],
+    ) -> list[str]:
+        """One transaction of `advance_batch`; the invoices that may move further.
+
+        `written` holds each invoice and its lines as the previous round committed them. An invoice
+        read back (under its lock) exactly as written was changed by nobody since, and neither were
+        its lines: every write of a standard invoice's lines (a line edit, an app's callback, a
+        deletion) changes the invoice in the same transaction. Its lines are then not read again."""
+        writes = StagedWrites()
+        stepped: list[Invoice] = []
+        committed: dict[str, tuple[Invoice, list[InvoiceLine]]] = {}
+        waiting: list[str] = []
+        async with self._uow() as tx:
+            now = self._clock()
+            steps: list[tuple[Invoice, Transition]] = []
+            unchanged: set[str] = set()
+            for invoice in await tx.invoices.get_many(namespace, ids, lock=True):
+                known = written.get(invoice.id)
+                if known is not None and known[0] == invoice:
+                    unchanged.add(invoice.id)
+                row = _next_advance(invoice, self.conditions(invoice, now), now)
+                if row is None:
+                    resting = _at_rest(invoice, now)
+                    if resting is not invoice:
+                        writes.invoices.append(resting)
+                elif row.step is Step.RELEASE_LINES or row.hook is AppHook.DELETE:
+                    handed_over.append(invoice.id)
+                else:
+                    steps.append((invoice, row))
+            lines: dict[str, list[InvoiceLine]] = {}
+            unread: list[str] = []
+            for invoice, _row in steps:
+                if invoice.id in unchanged:
+                    lines[invoice.id] = written[invoice.id][1]
+                else:
+                    unread.append(invoice.id)
+            lines.update(await tx.invoices.lines(namespace, unread))
+            # A quantity snapshot subtracts what other invoices billed of the same periods; two
+            # invoices of one batch sharing a period move in successive rounds, as they would one
+            # after the other.
+            period_keys: set[str] = set()
+            taken: list[tuple[Invoice, Transition]] = []
+            for invoice, row in steps:
+                keys = {x.period_key for x in lines[invoice.id] if x.period_key and x.parent_line_id is None}
+                if keys & period_keys:
+                    waiting.append(invoice.id)
+                    continue
+                period_keys |= keys
+                taken.append((invoice, row))
+            billed = await tx.invoices.billed_quantities_by_invoice(namespace, sorted(period_keys))
+            apps = StagedApps(tx)
+            for invoice, row in taken:
+                staged = StagedInvoices(invoice.id, lines[invoice.id], billed)
+                try:
+                    # The staged store is the part of a BillingStore a worker's state change uses.
+                    store = cast(BillingStore, StagedStore(staged, apps, tx.numbers))
+                    after = await self._apply_while_inside(store, invoice, row, now, usage)
+                except Exception as exc:
+                    # This invoice's staged writes are dropped; the one-invoice path redoes the row
+                    # in its own transaction and records a failure and its backoff if it fails again.
+                    log.info("an invoice left its batch", invoice=invoice.id, error=repr(exc))
+                    handed_over.append(invoice.id)
+                    continue
+                writes.add(staged)
+                stepped.append(after)
+                committed[invoice.id] = (after, staged.current_lines())
+            await writes.write(tx, namespace)
+            await tx.commit()
+        written.update(committed)
+        for invoice_id in handed_over:
+            written.pop(invoice_id, None)
+        moved.update(i.id for i in stepped)
+        return waiting + [
+            i.id
+            for i in stepped
+            if i.state is not State.DELETED and _next_advance(i, self.conditions(i, now), now) is not None
+        ]
+
+    async def _apply_while_inside(
+        self, tx: BillingStore, invoice: Invoice, row: Transition, now: datetime, usage: UsageSnapshot | None
+    ) -> Invoice:
+        """`row`, then the worker's next rows in the same transaction for as long as nothing on the
+        way leaves Tally: an app that calls out (`InvoicingApp.calls_out`) gets a transaction per
+        call, as does anything the batch hands to the one-invoice path. Each state change is whole
+        in the transaction; a crash before the commit leaves the invoice where it was."""
+        while True:
+            invoice = await self._apply(tx, invoice, row, now, usage, settle=True)
+            if invoice.state is State.DELETED or (row.hook is not None and await self._calls_out(tx, invoice)):
+                return invoice
+            following = _next_advance(invoice, self.conditions(invoice, now), now)
+            if (
+                following is None
+                or following.step is Step.RELEASE_LINES
+                or following.hook is AppHook.DELETE
+                or (following.hook is not None and await self._calls_out(tx, invoice))
+            ):
+                return invoice
+            row = following
+
+    async def _calls_out(self, tx: BillingStore, invoice: Invoice) -> bool:
+        stored = await tx.apps.get(invoice.namespace, invoice.invoicing_app_id)
+        return stored is None or self._marketplace.bind(stored).calls_out
 
     async def bill_late_usage(self, ended_within: timedelta) -> int:
         """Late usage: for every usage period billed by issued invoices and ended within
@@ -861,10 +977,13 @@ class InvoiceService:
     async def _calculate(
         self, tx: BillingStore, invoice: Invoice, lines: Sequence[InvoiceLine], now: datetime
     ) -> list[InvoiceLine]:
-        """Rates every top-level line; detailed child lines are made anew."""
+        """Rates every top-level line; detailed child lines are made anew. A rating that gives the
+        stored lines (a draft rated again with nothing changed) writes nothing."""
         top = [x for x in lines if x.parent_line_id is None]
-        await tx.invoices.delete_children(invoice.namespace, [x.id for x in top], now)
         rated, children = rate_lines(invoice.currency, top, now)
+        if _same_rating(lines, rated, children):
+            return list(lines)
+        await tx.invoices.delete_children(invoice.namespace, [x.id for x in top], now)
         await tx.invoices.update_lines(rated)
         if children:
             await tx.invoices.insert_lines(children)
@@ -942,6 +1061,105 @@ class InvoiceService:
         await tx.invoices.update_lines(released)
         remaining = (await tx.invoices.lines(invoice.namespace, [gathering.id]))[gathering.id]
         await tx.invoices.update(gathering_schedule(gathering, remaining, now))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class GatheringSplit:
+    """A gathering invoice's collection: the new standard invoice, the lines moved onto it, the
+    remainders of progressively billed lines that stay behind, and the gathering invoice after."""
+
+    standard: Invoice
+    moved: list[InvoiceLine]
+    kept: list[InvoiceLine]
+    gathering: Invoice
+
+
+def split_gathering(
+    gathering: Invoice, lines: Sequence[InvoiceLine], as_of: datetime, data: InvoiceNowInput, now: datetime
+) -> GatheringSplit | None:
+    """The lines of `gathering` due by `as_of` on a new standard invoice in draft.created (None when
+    nothing is due); an emptied gathering invoice disappears, a remaining one is rescheduled."""
+    progressive = (
+        data.progressive_billing_override
+        if data.progressive_billing_override is not None
+        else gathering.workflow.progressive_billing
+    )
+    wanted = set(data.line_ids)
+    invoice_id = _new_id()
+    moved: list[InvoiceLine] = []
+    kept: list[InvoiceLine] = []
+    for line in lines:
+        if line.parent_line_id is not None or (wanted and line.id not in wanted):
+            continue
+        if line.invoice_at <= as_of or line.period_end <= as_of:
+            moved.append(dataclasses.replace(line, invoice_id=invoice_id, updated_at=now))
+        elif (
+            progressive
+            and line.type is LineType.USAGE_BASED
+            and line.period_start < as_of
+            and line.price is not None
+            and allows_progressive_billing(line.price)
+        ):
+            # Bill the part of the period up to as_of now; the rest waits on the gathering invoice.
+            moved.append(dataclasses.replace(line, invoice_id=invoice_id, period_end=as_of, invoice_at=as_of))
+            kept.append(
+                dataclasses.replace(
+                    line,
+                    id=_new_id(),
+                    period_start=as_of,
+                    created_at=now,
+                    updated_at=now,
+                    sync_key=line.sync_key,
+                )
+            )
+    if not moved:
+        return None
+    workflow = gathering.workflow
+    standard = dataclasses.replace(
+        gathering,
+        id=invoice_id,
+        state=State.DRAFT_CREATED,
+        workflow=workflow,
+        created_at=now,
+        updated_at=now,
+        period_start=min(x.period_start for x in moved),
+        period_end=max(x.period_end for x in moved),
+        collection_at=_collection_at(moved, workflow.collection_interval, now),
+        draft_until=None,
+        next_attempt_at=None,
+        attempts=0,
+    )
+    gone = {x.id for x in moved}
+    remaining = [x for x in lines if x.id not in gone] + kept
+    if not remaining:
+        # An emptied gathering invoice disappears.
+        after = dataclasses.replace(gathering, deleted_at=now, updated_at=now)
+    else:
+        after = gathering_schedule(gathering, remaining, now)
+    return GatheringSplit(standard, moved, kept, after)
+
+
+def _same_rating(stored: Sequence[InvoiceLine], rated: Sequence[InvoiceLine], children: Sequence[InvoiceLine]) -> bool:
+    """Whether a new rating equals the stored lines, but for when it was made (and the new
+    children's IDs)."""
+    old_top = {x.id: x for x in stored if x.parent_line_id is None}
+    if len(old_top) != len(rated) or {x.id for x in rated} != old_top.keys():
+        return False
+    if any(old_top[x.id] != dataclasses.replace(x, updated_at=old_top[x.id].updated_at) for x in rated):
+        return False
+    old_children = {(x.parent_line_id, x.child_key): x for x in stored if x.parent_line_id is not None}
+    new_children = {(x.parent_line_id, x.child_key): x for x in children}
+    if (
+        len(old_children) != len(children)
+        or len(new_children) != len(children)
+        or old_children.keys() != new_children.keys()
+    ):
+        return False
+    return all(
+        dataclasses.replace(new, id=old.id, created_at=old.created_at, updated_at=old.updated_at) == old
+        for key, old in old_children.items()
+        for new in (new_children[key],)
+    )
 
 
 def rate_lines(
@@ -1024,6 +1242,18 @@ def rate_lines(
             )
         )
     return rated, children
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CollectedBatch:
+    made: dict[str, list[str]]  # the standard invoices made, by gathering invoice ID
+    handed_over: list[Invoice]  # for `collect`, one by one
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AdvancedBatch:
+    moved: list[str]
+    handed_over: list[str]  # for `advance_due`, one by one
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Protocol
 
 from domain.billing.apps.models import App, AppType, CustomerAppData
+from domain.billing.apps.port import InvoiceNumbers
 from domain.billing.invoice_states import InvoiceStatus, State
 from domain.billing.invoices import Invoice, InvoiceLine, InvoiceListQuery, UsageRequest
 from domain.billing.models import CustomerOverride, OverrideListQuery, Profile, ProfileListQuery
@@ -105,8 +106,9 @@ class InvoiceRepository(Protocol):
         """The invoice, deleted ones included."""
         ...
 
-    async def get_many(self, namespace: str, invoice_ids: Sequence[str]) -> list[Invoice]:
-        """The invoices among these IDs that exist, in one read."""
+    async def get_many(self, namespace: str, invoice_ids: Sequence[str], *, lock: bool = False) -> list[Invoice]:
+        """The invoices among these IDs that exist, in one read (ordered by ID; with `lock`, all
+        held until commit)."""
         ...
 
     async def get_gathering(
@@ -124,7 +126,15 @@ class InvoiceRepository(Protocol):
         currency (the unique index decides, also between racing transactions)."""
         ...
 
+    async def insert_many(self, invoices: Sequence[Invoice]) -> None:
+        """Standard invoices in one write (ConflictError as `insert`)."""
+        ...
+
     async def update(self, invoice: Invoice) -> None: ...
+
+    async def update_many(self, invoices: Sequence[Invoice]) -> None:
+        """Several invoices in one write."""
+        ...
 
     async def list_invoices(self, namespace: str, query: InvoiceListQuery) -> tuple[list[Invoice], int]: ...
 
@@ -175,6 +185,13 @@ class InvoiceRepository(Protocol):
         """Per period key: the quantity already billed by top-level lines of standard invoices that
         still count (not gathering, deleted or voided), `exclude_invoice_id` left out (the invoice
         being rated). A key billed nowhere is absent."""
+        ...
+
+    async def billed_quantities_by_invoice(
+        self, namespace: str, period_keys: Sequence[str]
+    ) -> dict[str, dict[str, Decimal]]:
+        """`billed_quantities` per period key and invoice ID, for a batch of invoices at once
+        (each leaves out its own)."""
         ...
 
     async def claim(
@@ -231,6 +248,12 @@ class BillingStore(Protocol):
 
     @property
     def invoices(self) -> InvoiceRepository: ...
+
+    @property
+    def numbers(self) -> InvoiceNumbers:
+        """Invoice number sequences in this transaction: a number is taken with the state change
+        that uses it and given back if that change rolls back."""
+        ...
 
     async def commit(self) -> None: ...
 

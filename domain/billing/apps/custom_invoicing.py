@@ -73,6 +73,10 @@ class CustomInvoicingApp:
     def app(self) -> App:
         return self._app
 
+    @property
+    def calls_out(self) -> bool:
+        return False  # the integrator calls Tally, not the other way round
+
     def capabilities(self) -> frozenset[CapabilityType]:
         return LISTING.capability_types()
 

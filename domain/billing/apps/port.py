@@ -122,6 +122,14 @@ class InvoicingApp(Protocol):
 
     def capabilities(self) -> frozenset[CapabilityType]: ...
 
+    @property
+    def calls_out(self) -> bool:
+        """Whether the invoice operations reach a system outside Tally (a payment provider's API).
+        Such a call is made in a transaction of its own, so one that timed out is found recorded
+        (`AppAttempt`) rather than repeated blindly; calls that stay inside Tally may share a
+        transaction with the state changes around them."""
+        ...
+
     def validate_customer_data(self, data: CustomerAppDataInput, location: str) -> Mapping[str, str]:
         """The data to store for a customer, or ValidationError with field paths under `location`."""
         ...

@@ -69,7 +69,9 @@ class Marketplace:
             raise NotImplementedFeatureError(f"the {entry.listing.name} app is not available in this version of Tally")
         return entry
 
-    def bind(self, app: App) -> InvoicingApp:
+    def bind(self, app: App, numbers: InvoiceNumbers | None = None) -> InvoicingApp:
+        """The app over its stored state; `numbers`, when given, are the invoice numbers of the
+        caller's transaction (an invoice's state change), else numbers taken on their own."""
         factory = self.installable(app.type).factory
         assert factory is not None  # installable() refuses the others
-        return factory(app, self._numbers)
+        return factory(app, numbers or self._numbers)

@@ -69,6 +69,10 @@ class SandboxApp:
     def app(self) -> App:
         return self._app
 
+    @property
+    def calls_out(self) -> bool:
+        return False  # the sandbox decides everything itself
+
     def capabilities(self) -> frozenset[CapabilityType]:
         return LISTING.capability_types()
 
