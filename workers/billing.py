@@ -39,6 +39,10 @@ from domain.billing.invoices import Invoice
 
 log = structlog.get_logger(__name__)
 
+# A batch is split into parts no smaller than this: a part's statements cost about the same for
+# 50 invoices as for one, so smaller parts would only add statements.
+_LEAST_PART = 50
+
 # (done, failed) of one invoice's work.
 Outcome = tuple[int, int]
 
@@ -139,9 +143,9 @@ class BillingWorker:
                 return made, failed
             seen.update(g.id for g in claimed)
             metrics.LIVENESS.beat("billing")  # a long pass is progress, not a stall
+            parts = [(ns, part) for ns, batch in _by_namespace(claimed).items() for part in self._parts(batch)]
             alone: list[Invoice] = []
-            for namespace, gatherings in _by_namespace(claimed).items():
-                batch = await self._invoices.collect_batch(namespace, gatherings, now)
+            for batch in await asyncio.gather(*(self._invoices.collect_batch(ns, p, now) for ns, p in parts)):
                 self._made.update(batch.made)
                 made += sum(len(ids) for ids in batch.made.values())
                 alone.extend(batch.handed_over)
@@ -184,13 +188,22 @@ class BillingWorker:
             usage = None
         advanced = 0
         alone: list[Invoice] = []
-        for namespace, batch in _by_namespace(invoices).items():
-            outcome = await self._invoices.advance_batch(namespace, [i.id for i in batch], usage)
+        parts = [part for batch in _by_namespace(invoices).values() for part in self._parts(batch)]
+        outcomes = await asyncio.gather(
+            *(self._invoices.advance_batch(part[0].namespace, [i.id for i in part], usage) for part in parts)
+        )
+        for part, outcome in zip(parts, outcomes, strict=True):
             advanced += len(set(outcome.moved) - set(outcome.handed_over))
             handed_over = set(outcome.handed_over)
-            alone.extend(i for i in batch if i.id in handed_over)
+            alone.extend(i for i in part if i.id in handed_over)
         results = await self._each(alone, functools.partial(self._advance_one, usage=usage))
         return advanced + sum(done for done, _ in results), sum(bad for _, bad in results)
+
+    def _parts(self, batch: list[Invoice]) -> list[list[Invoice]]:
+        """A batch in up to `concurrency` parts of at least `_LEAST_PART` invoices, each part in its
+        own transactions at the same time: while one waits for Postgres, another runs here."""
+        count = max(1, min(self._concurrency, len(batch) // _LEAST_PART))
+        return [batch[i::count] for i in range(count)]
 
     async def _each(self, invoices: Sequence[Invoice], work: Callable[[Invoice], Awaitable[Outcome]]) -> list[Outcome]:
         limit = asyncio.Semaphore(self._concurrency)

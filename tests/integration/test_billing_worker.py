@@ -30,6 +30,7 @@ from domain.billing.invoice_service import UNSCHEDULED, InvoiceService
 from domain.billing.invoice_states import InvoiceStatus, State
 from domain.billing.invoices import (
     InvoiceListQuery,
+    InvoiceNowInput,
     InvoiceWithLines,
     PendingLineInput,
     PendingLinesInput,
@@ -38,7 +39,7 @@ from domain.billing.invoices import (
 from domain.billing.models import OverrideUpsertInput, ProfileApps, ProfileCreateInput, WorkflowPatch
 from domain.billing.ports import UsageSource
 from domain.billing.service import AppService, BillingProfileService, Provisioner
-from domain.catalog.prices import UnitPrice
+from domain.catalog.prices import PriceTier, TieredMode, TieredPrice, UnitPrice
 from domain.customers.models import CustomerInput
 from domain.customers.service import CustomerService
 from tests.support.services import require
@@ -274,6 +275,108 @@ async def test_two_workers_racing_advance_each_invoice_once(env: Env) -> None:
     assert all(len([x for x in p.lines if x.parent_line_id is None]) == 2 for p in paid)
     numbers = [p.invoice.number for p in paid]
     assert len(set(numbers)) == 6
+
+
+TIERED = TieredPrice(TieredMode.GRADUATED, (PriceTier(D(100), None, D("0.1")), PriceTier(None, D(5), D("0.05"))))
+
+
+def tiered_lines() -> PendingLinesInput:
+    """A flat fee and a graduated-tier usage line (rated into detailed child lines, one per tier)."""
+    return PendingLinesInput(
+        "USD",
+        [
+            PendingLineInput("Platform", NOV, DEC, DEC, per_unit_amount=D("20"), quantity=D(1)),
+            PendingLineInput("Tokens", NOV, DEC, DEC, price=TIERED, feature_key="api"),
+        ],
+    )
+
+
+def billed(invoice: InvoiceWithLines) -> tuple[object, ...]:
+    """What an invoice bills: its state and totals, each top line's quantities and totals, and the
+    live detailed lines under each (by tier), without IDs, numbers or times."""
+    names = {x.id: x.name for x in invoice.lines}
+    return (
+        invoice.invoice.state,
+        invoice.invoice.totals,
+        sorted((x.name, x.quantity, x.metered_quantity, x.totals) for x in invoice.lines if x.parent_line_id is None),
+        sorted(
+            (names[x.parent_line_id], x.child_key, x.quantity, x.per_unit_amount, x.totals)
+            for x in invoice.lines
+            if x.parent_line_id is not None
+        ),
+    )
+
+
+async def test_a_batch_bills_exactly_what_one_invoice_at_a_time_bills(env: Env) -> None:
+    # The worker moves a claimed batch together, several states per transaction with the writes
+    # staged (domain/billing/invoice_batch.py); invoice-now moves one invoice a state per
+    # transaction. The same lines and usage must bill the same, to the detailed line.
+    usages = ["0", "50", "100", "101", "250", "1000", "7.5", "333"]
+    manual = 3  # this customer's invoices wait for approval: the batch must stop where one would
+    ids: dict[tuple[str, int], str] = {}
+    for ns in ("bw_batched", "bw_alone"):
+        for i, qty in enumerate(usages):
+            cid = await customer(env, ns, f"c{i}")
+            ids[ns, i] = cid
+            if i == manual:
+                await env.profiles.upsert_override(
+                    ns, cid, OverrideUpsertInput(workflow=WorkflowPatch(auto_advance=False))
+                )
+            env.usage.add("api", cid, NOV + timedelta(days=3), qty)
+            await env.invoices().create_pending_lines(ns, cid, tiered_lines())
+    env.clock.at = DEC + 2 * HOUR
+    for i in range(len(usages)):
+        await env.invoices().invoice_now("bw_alone", InvoiceNowInput(customer=ids["bw_alone", i]))
+    # bw_alone has nothing left to collect.
+    assert await env.worker(batch_size=100).collect() == (len(usages), 0)
+
+    by_customer = {
+        ns: {f.invoice.customer.id: f for f in standard(await invoices_of(env, ns))}
+        for ns in ("bw_batched", "bw_alone")
+    }
+    for i in range(len(usages)):
+        batch, alone = by_customer["bw_batched"][ids["bw_batched", i]], by_customer["bw_alone"][ids["bw_alone", i]]
+        assert billed(batch) == billed(alone), usages[i]
+        expected = State.DRAFT_MANUAL_APPROVAL_NEEDED if i == manual else State.PAID
+        assert batch.invoice.state is expected
+    # 250 tokens: 100 at 0.1 + 150 at 0.05 + the second tier's flat 5 = 22.50, plus the platform fee.
+    assert by_customer["bw_batched"][ids["bw_batched", 4]].invoice.totals.total == D("42.50")
+    numbers = [f.invoice.number for f in by_customer["bw_batched"].values() if f.invoice.state is State.PAID]
+    assert len(set(numbers)) == len(usages) - 1
+
+
+@dataclass
+class FailingFor:
+    """The usage store, failing for one customer only."""
+
+    inner: EventUsage
+    customer_id: str
+
+    async def quantities(
+        self, namespace: str, requests: Sequence[UsageRequest], cutoff: datetime
+    ) -> Mapping[UsageRequest, Decimal]:
+        if any(r.customer_id == self.customer_id for r in requests):
+            raise ConnectionError("usage store unavailable for this customer")
+        return await self.inner.quantities(namespace, requests, cutoff)
+
+
+async def test_one_invoice_failing_in_a_batch_holds_back_only_itself(env: Env) -> None:
+    ns = "bw_batch_failure"
+    ids = [await customer(env, ns, f"c{i}") for i in range(5)]
+    for i, cid in enumerate(ids):
+        env.usage.add("api", cid, NOV + timedelta(days=2), str(10 * (i + 1)))
+        await env.invoices().create_pending_lines(ns, cid, month_lines())
+    env.clock.at = DEC + 2 * HOUR
+    made, failed = await env.worker(FailingFor(env.usage, ids[2]), batch_size=100).collect()
+    assert (made, failed) == (5, 1)
+    found = {f.invoice.customer.id: f for f in standard(await invoices_of(env, ns))}
+    stuck = found[ids[2]]
+    # Left in its last committed state, its failure counted and retried later; its lines unrated.
+    assert stuck.invoice.state is State.DRAFT_WAITING_FOR_COLLECTION and stuck.invoice.attempts == 1
+    assert top(stuck) == {"Platform": D(1), "API": None}
+    for i, cid in enumerate(ids):
+        if i != 2:
+            assert found[cid].invoice.state is State.PAID and top(found[cid])["API"] == D(10 * (i + 1))
 
 
 @dataclass

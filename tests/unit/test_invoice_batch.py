@@ -1,0 +1,86 @@
+"""The staged store a batched state change writes through (domain/billing/invoice_batch.py): what
+one invoice's several state changes in one transaction leave to be written must be exactly what
+writing each change at once would leave in the database."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from domain.billing.invoice_batch import StagedInvoices, StagedWrites, UnstagedError
+from domain.billing.invoices import InvoiceLine, LineStatus, LineType, ManagedBy
+
+T0 = datetime(2026, 12, 1, tzinfo=UTC)
+T1 = datetime(2026, 12, 1, 1, tzinfo=UTC)
+
+
+def line(id_: str, parent: str | None = None, quantity: str | None = None, invoice: str = "inv") -> InvoiceLine:
+    return InvoiceLine(
+        id=id_,
+        namespace="ns",
+        invoice_id=invoice,
+        type=LineType.USAGE_BASED,
+        status=LineStatus.DETAILED if parent else LineStatus.VALID,
+        managed_by=ManagedBy.SYSTEM,
+        name=id_,
+        currency="USD",
+        period_start=T0,
+        period_end=T1,
+        invoice_at=T1,
+        created_at=T0,
+        updated_at=T0,
+        parent_line_id=parent,
+        quantity=Decimal(quantity) if quantity is not None else None,
+    )
+
+
+async def test_children_rated_twice_in_one_transaction_are_written_once() -> None:
+    stored_child = line("old-child", parent="top")
+    staged = StagedInvoices("inv", [line("top"), stored_child], {})
+    # First rating: the stored child goes, a new one comes.
+    await staged.delete_children("ns", ["top"], T1)
+    await staged.update_lines([line("top", quantity="5")])
+    await staged.insert_lines([line("child-1", parent="top", quantity="5")])
+    # Second rating in the same transaction: child-1 was never written, so it is simply dropped.
+    await staged.delete_children("ns", ["top"], T1)
+    await staged.update_lines([line("top", quantity="7")])
+    await staged.insert_lines([line("child-2", parent="top", quantity="7")])
+
+    assert [(x.id, x.quantity) for x in staged.current_lines()] == [("top", Decimal(7)), ("child-2", Decimal(7))]
+    writes = StagedWrites()
+    writes.add(staged)
+    assert writes.children_deleted == {T1: ["top", "top"]}  # the stored child is soft-deleted
+    assert [(x.id, x.quantity) for x in writes.lines_updated] == [("top", Decimal(7))]
+    assert [x.id for x in writes.lines_inserted] == ["child-2"]
+
+
+async def test_a_line_inserted_then_updated_is_inserted_as_it_ends() -> None:
+    staged = StagedInvoices("inv", [line("top")], {})
+    await staged.insert_lines([line("child", parent="top", quantity="1")])
+    await staged.update_lines([dataclasses.replace(line("child", parent="top"), quantity=Decimal(3))])
+    assert staged.lines_updated == {}
+    assert [(x.id, x.quantity) for x in staged.lines_inserted] == [("child", Decimal(3))]
+
+
+async def test_billed_quantities_leave_out_the_invoice_itself() -> None:
+    billed = {
+        "period-a": {"inv": Decimal(4), "earlier": Decimal(10), "other": Decimal("2.5")},
+        "period-b": {"inv": Decimal(1)},
+    }
+    staged = StagedInvoices("inv", [], billed)
+    assert await staged.billed_quantities("ns", ["period-a", "period-b", "period-c"], "inv") == {
+        "period-a": Decimal("12.5")
+    }
+
+
+async def test_anything_not_staged_is_refused_rather_than_guessed() -> None:
+    staged = StagedInvoices("inv", [line("top")], {})
+    with pytest.raises(UnstagedError):
+        await staged.lines("ns", ["another-invoice"])
+    with pytest.raises(UnstagedError):
+        await staged.update_lines([line("top", invoice="another-invoice")])
+    with pytest.raises(UnstagedError):
+        await staged.get_gathering("ns", "customer", "USD")
