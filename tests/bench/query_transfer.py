@@ -13,7 +13,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ import httpx
 
 from adapters.clickhouse.client import ClickHouse
 from tally.v1 import meters_pb2, meters_pb2_grpc
-from tests.bench.dataset import CHUNK, QUERY_EVENT_TYPE, _table, wait_backfilled
+from tests.bench.dataset import CHUNK, QUERY_EVENT_TYPE, _table, query_meters
 from tests.bench.run import profiled
 from tests.support.stack import TallyProcess, create_database
 
@@ -60,25 +59,7 @@ async def figures(stack: TallyProcess, now: datetime, runs: int) -> dict[str, tu
         httpx.AsyncClient(base_url=stack.rest_url, timeout=600) as rest,
     ):
         meters = meters_pb2_grpc.MeterServiceStub(ch)
-        suffix = uuid.uuid4().hex[:6]
-        tokens = await meters.CreateMeter(
-            meters_pb2.CreateMeterRequest(
-                slug=f"bench_tokens_{suffix}",
-                event_type=QUERY_EVENT_TYPE,
-                aggregation="SUM",
-                value_property="$.tokens",
-                group_by={"model": "$.model"},
-            )
-        )
-        users = await meters.CreateMeter(
-            meters_pb2.CreateMeterRequest(
-                slug=f"bench_users_{suffix}",
-                event_type=QUERY_EVENT_TYPE,
-                aggregation="UNIQUE_COUNT",
-                value_property="$.user",
-            )
-        )
-        await wait_backfilled(meters, [tokens.slug, users.slug])
+        tokens, users = await query_meters(meters)
 
         async def grpc_call(slug: str, group_by: list[str]) -> int:
             message = meters_pb2.QueryMeterRequest(meter_id_or_slug=slug, window_size="HOUR", group_by=group_by)
