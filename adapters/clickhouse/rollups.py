@@ -24,7 +24,19 @@ of at most `sink.max_batch_events`; the default grace is 30 s).
 
 Retried inserts: the sink retries a batch with the same insert_deduplication_token;
 `deduplicate_blocks_in_dependent_materialized_views` and the rollup table's deduplication window
-make the retry a no-op in the rollup as it is in `events`.
+make the retry a no-op in the rollup as it is in `events`. With that setting ClickHouse hands a
+block `events` dropped as a duplicate to the view anyway, to be deduplicated by the rollup table
+(without it, a retry after an insert whose view part failed would never reach the rollup). The one
+case this leaves open: a batch that landed before its meter's rollup had a view, unacknowledged, and
+retried from W on (with a new `stored_at`): the rollup never saw the first insert's token and counts
+the retry. The sink never re-sends a token itself (a failed insert is settled by the keys `events`
+holds and the rest goes again as a new batch: workers/sink.py), so only the driver's own retry
+within one call reuses it, seconds apart, while W is two graces after the view exists.
+
+Not covered: an insert whose rows `events` committed but whose view part failed (ClickHouse writes
+a table and its views without a transaction) raises, and the sink settles it as stored: the rollup
+misses those rows. Finding that needs a periodic audit of ready rollups against the events (not
+built; docs/performance.md).
 
 State lives in ClickHouse (`meter_rollups`, migrations/clickhouse/0002), beside the rollups: a
 restored or rebuilt event store brings states that match its tables, and the event store routes
