@@ -70,7 +70,10 @@ async def test_kill_9_mid_ingest_loses_and_doubles_nothing(
             acked_total = float(500 * len(acknowledged))
             await settle(http, partitions=stack.partitions)
             rows = await query(http, event_type)
-            assert total(rows) in (acked_total, acked_total + 500)  # the in-flight batch may have landed
+            # The in-flight batch may have landed, wholly or (on Kafka, where a batch is produced as
+            # one message per partition) in part: never less than what was acknowledged, never more
+            # than that and the batch. The retries below make the total exact.
+            assert acked_total <= total(rows) <= acked_total + 500
             # The client retries everything it did not see acknowledged (same ids).
             for index, batch in enumerate(batches):
                 if index not in acknowledged:
