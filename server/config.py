@@ -35,7 +35,10 @@ class SinkSettings(BaseModel):
     # Per-hour rollups of every live meter, read by meter queries with whole-hour bounds once
     # ready (adapters/clickhouse/rollups.py). The grace bounds how long after its stored_at an
     # insert's rows may land; a rollup is ready about three graces after its meter changes.
-    rollups: bool = True
+    # Off by default: an insert whose view part fails after the events committed is not yet
+    # audited, so a rollup could answer less than the events (docs/performance.md), and every
+    # meter's view costs ingest throughput. Raw-event queries are exact.
+    rollups: bool = False
     rollup_grace_s: float = Field(default=30.0, gt=0)
     rollup_interval_s: float = Field(default=10.0, gt=0)
     # A retired rollup (its meter changed or deleted) is dropped this long after: longer than any
