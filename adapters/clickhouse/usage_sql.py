@@ -89,19 +89,10 @@ def render_windows_query(
         f"namespace = {binder.fixed('namespace', query.namespace, 'String')}",
         f"type = {binder.fixed('event_type', meter.event_type, 'String')}",
     ]
-    if query.subjects:
-        where.append(f"subject IN {binder.fixed('subjects', list(query.subjects), 'Array(String)')}")
-    customer_subjects = [subject for _, subjects in query.customer_subjects for subject in subjects]
-    if customer_subjects:
-        bound = binder.fixed("filter_customer_subjects", customer_subjects, "Array(String)")
-        where.append(f"subject IN {bound}")
     if low_ms is not None:
         where.append(f"time >= fromUnixTimestamp64Milli({binder.fixed('from_ms', low_ms, 'Int64')}, 'UTC')")
     meter_paths = meter.group_by_paths
-    for key, f in query.filters:
-        if f.is_empty():
-            continue
-        where.append(_filter_sql(binder, _string_sql(binder, meter_paths[key], maps_complete), f))
+    where += _subject_and_key_filters(binder, query, lambda key: _string_sql(binder, meter_paths[key], maps_complete))
     sql = f"SELECT {', '.join(select)}\nFROM {EVENTS_TABLE}\nWHERE " + "\n  AND ".join(where)
     return sql, binder.parameters
 
