@@ -13,8 +13,9 @@ One pass (`run_once`, also `tally billing collect` / `tally billing advance`):
 Work is taken with leases in Postgres: a claim (FOR UPDATE SKIP LOCKED) moves the invoices'
 `next_attempt_at` to the lease's end in the same transaction, so racing workers take different
 invoices and each invoice is advanced by one worker. A claimed batch is collected in one
-transaction and advanced one step per transaction for the whole batch (domain/billing/
-invoice_batch.py): every state change commits with its lines, a worker killed mid-advance leaves
+transaction and advanced in rounds, one transaction per round for the whole batch, each invoice
+taking every row that stays inside Tally (domain/billing/invoice_batch.py): every state change
+commits with its lines, a worker killed mid-advance leaves
 each invoice in its last committed state, and the next worker resumes from there once the lease
 has run out. An invoice a batch cannot move (its step failed) is moved on its own, and a step that
 fails there (the store or an app did not answer) is retried with exponential backoff.
@@ -35,7 +36,7 @@ import structlog
 
 from adapters import metrics
 from domain.billing.invoice_service import InvoiceService, UsageSnapshot
-from domain.billing.invoices import Invoice
+from domain.billing.invoices import Invoice, by_namespace
 
 log = structlog.get_logger(__name__)
 
@@ -143,7 +144,7 @@ class BillingWorker:
                 return made, failed
             seen.update(g.id for g in claimed)
             metrics.LIVENESS.beat("billing")  # a long pass is progress, not a stall
-            parts = [(ns, part) for ns, batch in _by_namespace(claimed).items() for part in self._parts(batch)]
+            parts = [(ns, part) for ns, batch in by_namespace(claimed).items() for part in self._parts(batch)]
             alone: list[Invoice] = []
             for batch in await asyncio.gather(*(self._invoices.collect_batch(ns, p, now) for ns, p in parts)):
                 self._made.update(batch.made)
@@ -181,14 +182,14 @@ class BillingWorker:
         if not invoices:
             return 0, 0
         try:
-            usage = await self._invoices.prefetch_usage([(i.namespace, i.id) for i in invoices], self._clock())
+            usage = await self._invoices.prefetch_usage(invoices, self._clock())
         except Exception as exc:
             # Each invoice then reads its own usage, and fails (and backs off) on its own if it must.
             log.warning("reading a batch's usage failed", error=repr(exc))
             usage = None
         advanced = 0
         alone: list[Invoice] = []
-        parts = [part for batch in _by_namespace(invoices).values() for part in self._parts(batch)]
+        parts = [part for batch in by_namespace(invoices).values() for part in self._parts(batch)]
         outcomes = await asyncio.gather(
             *(self._invoices.advance_batch(part[0].namespace, [i.id for i in part], usage) for part in parts)
         )
@@ -277,10 +278,3 @@ class BillingWorker:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=self._poll.total_seconds())
-
-
-def _by_namespace(invoices: Sequence[Invoice]) -> dict[str, list[Invoice]]:
-    out: dict[str, list[Invoice]] = {}
-    for invoice in invoices:
-        out.setdefault(invoice.namespace, []).append(invoice)
-    return out

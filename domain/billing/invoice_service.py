@@ -66,6 +66,7 @@ from domain.billing.invoices import (
     StoredIssue,
     Totals,
     UsageRequest,
+    by_namespace,
 )
 from domain.billing.models import EffectiveProfile, Supplier
 from domain.billing.ports import BillingStore, CustomerLookup, UnitOfWork, UsageSource
@@ -324,7 +325,9 @@ class InvoiceService:
     ) -> str | None:
         fire(gathering.state, Action.INVOICE, self.conditions(gathering, now))
         lines = (await tx.invoices.lines(gathering.namespace, [gathering.id]))[gathering.id]
-        split = split_gathering(gathering, lines, as_of, data, now)
+        split = split_gathering(
+            gathering, lines, as_of, now, line_ids=data.line_ids, progressive_override=data.progressive_billing_override
+        )
         if split is None:
             return None
         await tx.invoices.insert(split.standard)
@@ -480,18 +483,16 @@ class InvoiceService:
             await self._told(namespace, invoice_id, False)
         return moved
 
-    async def prefetch_usage(self, invoices: Sequence[tuple[str, str]], cutoff: datetime) -> UsageSnapshot:
-        """The usage the quantity snapshots of these (namespace, invoice ID)s will ask for, read in
+    async def prefetch_usage(self, invoices: Sequence[Invoice], cutoff: datetime) -> UsageSnapshot:
+        """The usage the quantity snapshots of these invoices will ask for, read in
         bulk as of `cutoff`: one UsageSource call per namespace (one query per meter and period,
         grouped by customer) instead of one per invoice. Drafts whose collection is not due yet are
         left out."""
-        by_namespace: dict[str, list[str]] = {}
-        for namespace, invoice_id in invoices:
-            by_namespace.setdefault(namespace, []).append(invoice_id)
         quantities: dict[tuple[str, UsageRequest], Decimal] = {}
-        for namespace, ids in by_namespace.items():
+        for namespace, claimed in by_namespace(invoices).items():
             async with self._uow() as tx:
-                found = await tx.invoices.get_many(namespace, ids)
+                # Read again: the caller's copies may be older than the invoices' last state change.
+                found = await tx.invoices.get_many(namespace, [i.id for i in claimed])
                 due = [i for i in found if i.collection_at is None or i.collection_at <= cutoff]
                 lines = await tx.invoices.lines(namespace, [i.id for i in due])
             requests = [r for i in due for r in _usage_requests(i, lines[i.id]).values()]
@@ -677,7 +678,6 @@ class InvoiceService:
         read of the invoices, one of their lines, the same split (`split_gathering`), and one
         write each of the new invoices, the moved lines, the remainders and the gathering
         invoices. If that transaction fails, `collect` takes each invoice on its own."""
-        data = InvoiceNowInput(customer="", as_of=now, progressive_billing_override=False)
         made: dict[str, str] = {}
         try:
             async with self._uow() as tx:
@@ -688,7 +688,8 @@ class InvoiceService:
                     if g.deleted_at is None and transition(g.state, Action.INVOICE, self.conditions(g, now)) is not None
                 ]
                 lines = await tx.invoices.lines(namespace, [g.id for g in live])
-                splits = [(g.id, split_gathering(g, lines[g.id], now, data, now)) for g in live]
+                # No progressive split: that is for an explicit invoice-now (as in `collect`).
+                splits = [(g.id, split_gathering(g, lines[g.id], now, now, progressive_override=False)) for g in live]
                 done = [(gathering_id, split) for gathering_id, split in splits if split is not None]
                 await tx.invoices.insert_many([split.standard for _, split in done])
                 await tx.invoices.update_lines([x for _, split in done for x in split.moved])
@@ -1075,16 +1076,19 @@ class GatheringSplit:
 
 
 def split_gathering(
-    gathering: Invoice, lines: Sequence[InvoiceLine], as_of: datetime, data: InvoiceNowInput, now: datetime
+    gathering: Invoice,
+    lines: Sequence[InvoiceLine],
+    as_of: datetime,
+    now: datetime,
+    *,
+    line_ids: Sequence[str] = (),
+    progressive_override: bool | None = None,
 ) -> GatheringSplit | None:
-    """The lines of `gathering` due by `as_of` on a new standard invoice in draft.created (None when
-    nothing is due); an emptied gathering invoice disappears, a remaining one is rescheduled."""
-    progressive = (
-        data.progressive_billing_override
-        if data.progressive_billing_override is not None
-        else gathering.workflow.progressive_billing
-    )
-    wanted = set(data.line_ids)
+    """The lines of `gathering` due by `as_of` (only `line_ids`, when given) on a new standard
+    invoice in draft.created (None when nothing is due); an emptied gathering invoice disappears,
+    a remaining one is rescheduled. Progressive billing as the workflow says, unless overridden."""
+    progressive = progressive_override if progressive_override is not None else gathering.workflow.progressive_billing
+    wanted = set(line_ids)
     invoice_id = _new_id()
     moved: list[InvoiceLine] = []
     kept: list[InvoiceLine] = []
@@ -1147,18 +1151,16 @@ def _same_rating(stored: Sequence[InvoiceLine], rated: Sequence[InvoiceLine], ch
         return False
     if any(old_top[x.id] != dataclasses.replace(x, updated_at=old_top[x.id].updated_at) for x in rated):
         return False
-    old_children = {(x.parent_line_id, x.child_key): x for x in stored if x.parent_line_id is not None}
+    stored_children = [x for x in stored if x.parent_line_id is not None]
+    old_children = {(x.parent_line_id, x.child_key): x for x in stored_children}
     new_children = {(x.parent_line_id, x.child_key): x for x in children}
-    if (
-        len(old_children) != len(children)
-        or len(new_children) != len(children)
-        or old_children.keys() != new_children.keys()
-    ):
+    if not len(stored_children) == len(old_children) == len(new_children) == len(children):
+        return False  # a key twice on either side: not comparable line by line
+    if old_children.keys() != new_children.keys():
         return False
     return all(
-        dataclasses.replace(new, id=old.id, created_at=old.created_at, updated_at=old.updated_at) == old
+        dataclasses.replace(new_children[key], id=old.id, created_at=old.created_at, updated_at=old.updated_at) == old
         for key, old in old_children.items()
-        for new in (new_children[key],)
     )
 
 
@@ -1295,11 +1297,8 @@ def _correctable(line: InvoiceLine) -> bool:
 
 
 async def _lease(tx: BillingStore, invoices: Sequence[Invoice], until: datetime) -> None:
-    by_namespace: dict[str, list[str]] = {}
-    for invoice in invoices:
-        by_namespace.setdefault(invoice.namespace, []).append(invoice.id)
-    for namespace, ids in by_namespace.items():
-        await tx.invoices.schedule(namespace, ids, until)
+    for namespace, leased in by_namespace(invoices).items():
+        await tx.invoices.schedule(namespace, [i.id for i in leased], until)
 
 
 # The steps that read or rewrite the invoice's lines (an app hook reads them too).

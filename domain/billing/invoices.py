@@ -340,3 +340,11 @@ class InvoiceNowInput:
 class InvoiceWithLines:
     invoice: Invoice
     lines: Sequence[InvoiceLine] = ()
+
+
+def by_namespace(invoices: Sequence[Invoice]) -> dict[str, list[Invoice]]:
+    """Invoices grouped by namespace (work on invoices is done per namespace), in their order."""
+    out: dict[str, list[Invoice]] = {}
+    for invoice in invoices:
+        out.setdefault(invoice.namespace, []).append(invoice)
+    return out

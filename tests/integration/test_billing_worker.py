@@ -345,21 +345,6 @@ async def test_a_batch_bills_exactly_what_one_invoice_at_a_time_bills(env: Env) 
     assert len(set(numbers)) == len(usages) - 1
 
 
-@dataclass
-class FailingFor:
-    """The usage store, failing for one customer only."""
-
-    inner: EventUsage
-    customer_id: str
-
-    async def quantities(
-        self, namespace: str, requests: Sequence[UsageRequest], cutoff: datetime
-    ) -> Mapping[UsageRequest, Decimal]:
-        if any(r.customer_id == self.customer_id for r in requests):
-            raise ConnectionError("usage store unavailable for this customer")
-        return await self.inner.quantities(namespace, requests, cutoff)
-
-
 async def test_one_invoice_failing_in_a_batch_holds_back_only_itself(env: Env) -> None:
     ns = "bw_batch_failure"
     ids = [await customer(env, ns, f"c{i}") for i in range(5)]
@@ -367,7 +352,7 @@ async def test_one_invoice_failing_in_a_batch_holds_back_only_itself(env: Env) -
         env.usage.add("api", cid, NOV + timedelta(days=2), str(10 * (i + 1)))
         await env.invoices().create_pending_lines(ns, cid, month_lines())
     env.clock.at = DEC + 2 * HOUR
-    made, failed = await env.worker(FailingFor(env.usage, ids[2]), batch_size=100).collect()
+    made, failed = await env.worker(FailingStore(env.usage, only_customer=ids[2]), batch_size=100).collect()
     assert (made, failed) == (5, 1)
     found = {f.invoice.customer.id: f for f in standard(await invoices_of(env, ns))}
     stuck = found[ids[2]]
@@ -381,16 +366,18 @@ async def test_one_invoice_failing_in_a_batch_holds_back_only_itself(env: Env) -
 
 @dataclass
 class FailingStore:
-    """The usage store, unreachable while `down` is set (as a ClickHouse outage reaches billing)."""
+    """The usage store, unreachable while `down` is set (as a ClickHouse outage reaches billing);
+    with `only_customer`, only for reads that ask for that customer's usage."""
 
     inner: EventUsage
     down: bool = True
     refused: int = 0
+    only_customer: str | None = None
 
     async def quantities(
         self, namespace: str, requests: Sequence[UsageRequest], cutoff: datetime
     ) -> Mapping[UsageRequest, Decimal]:
-        if self.down:
+        if self.down and (self.only_customer is None or any(r.customer_id == self.only_customer for r in requests)):
             self.refused += 1
             raise ConnectionError("usage store unavailable")
         return await self.inner.quantities(namespace, requests, cutoff)
