@@ -128,6 +128,8 @@ class BillingWorker:
     async def sync(self) -> tuple[int, int]:
         """Subscription lines, then late-usage corrections: (lines changed, corrections made)."""
         synced = await self._subscriptions.sync_all() if self._subscriptions is not None else 0
+        # Before the late-usage read and this pass's collection plan their reads on these lines.
+        await self._invoices.refresh_statistics(synced)
         corrections = await self._invoices.bill_late_usage(self._late_usage_window)
         self._last_sync = self._clock()
         return synced, corrections

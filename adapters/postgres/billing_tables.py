@@ -217,13 +217,28 @@ class InvoiceLineRow(SQLModel, table=True):
     __tablename__ = "billing_invoice_lines"
     __table_args__ = (
         Index("billing_invoice_lines_invoice", "namespace", "invoice_id", "created_at"),
-        Index("billing_invoice_lines_parent", "namespace", "parent_line_id"),
+        # A parent's detailed lines. Top-level lines are not in it, so no plan can read "every
+        # top-level line of the namespace" through it (migration 0017 says why that mattered).
+        Index(
+            "billing_invoice_lines_parent",
+            "namespace",
+            "parent_line_id",
+            postgresql_where=text("parent_line_id IS NOT NULL"),
+        ),
         # What was already billed of a period (progressive billing, late usage).
         Index(
             "billing_invoice_lines_period_key",
             "namespace",
             "period_key",
             postgresql_where=text("deleted_at IS NULL AND parent_line_id IS NULL"),
+        ),
+        # The late-usage pass: usage lines whose period ended recently.
+        Index(
+            "billing_invoice_lines_usage_ended",
+            "period_end",
+            postgresql_where=text(
+                "type = 'usage_based' AND period_key IS NOT NULL AND parent_line_id IS NULL AND deleted_at IS NULL"
+            ),
         ),
         # The subscription sync reads a subscription's lines.
         Index(

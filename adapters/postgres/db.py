@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 from pathlib import Path
 
+import orjson
 import structlog
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
@@ -25,8 +28,40 @@ def async_url(url: str) -> str:
     return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
 
 
+# orjson reads an integer past 64 bits as a float and refuses numbers past a double; the standard
+# library keeps them exact. A document with a run of 20 digits is read by the standard library.
+_LONG_NUMBER = re.compile(r"\d{20}")
+
+
+def _json_text(value: object) -> str:
+    try:
+        # Non-string keys become strings, as json.dumps makes them.
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:
+        # An integer past 64 bits, or a type orjson does not know: as before.
+        return json.dumps(value)
+
+
+def _json_value(text: str) -> object:
+    if _LONG_NUMBER.search(text) is None:
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(text)
+
+
 def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
-    return create_async_engine(async_url(url), pool_size=pool_size, max_overflow=10, pool_pre_ping=True)
+    # JSON and JSONB columns (prices, metadata, workflow) are read and written with orjson: the
+    # standard library's json was a tenth of a billing run's CPU.
+    return create_async_engine(
+        async_url(url),
+        pool_size=pool_size,
+        max_overflow=10,
+        pool_pre_ping=True,
+        json_serializer=_json_text,
+        json_deserializer=_json_value,
+    )
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -483,6 +483,12 @@ class InvoiceService:
             await self._told(namespace, invoice_id, False)
         return moved
 
+    async def refresh_statistics(self, changed_rows: int) -> None:
+        """After a pass wrote many invoices or lines at once (InvoiceRepository.refresh_statistics)."""
+        async with self._uow() as tx:
+            await tx.invoices.refresh_statistics(changed_rows)
+            await tx.commit()
+
     async def prefetch_usage(self, invoices: Sequence[Invoice], cutoff: datetime) -> UsageSnapshot:
         """The usage the quantity snapshots of these invoices will ask for, read in
         bulk as of `cutoff`: one UsageSource call per namespace (one query per meter and period,

@@ -174,6 +174,12 @@ class InvoiceRepository(Protocol):
         gathering, draft or issuing invoice (being billed already) are left out."""
         ...
 
+    async def refresh_statistics(self, changed_rows: int) -> None:
+        """`changed_rows` invoices and lines were just written at once (a sync pass, a collection):
+        a store that plans its reads from statistics refreshes them when that is a large share of
+        what it holds, rather than planning the rest of the pass from a picture of before."""
+        ...
+
     async def pending_period_keys(self, namespace: str, period_keys: Sequence[str]) -> set[str]:
         """The period keys among these with a live top-level line on a gathering, draft or issuing
         invoice (their usage is being billed)."""

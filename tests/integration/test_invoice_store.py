@@ -12,6 +12,7 @@ from decimal import Decimal
 
 import pytest
 import pytest_asyncio
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from ulid import ULID
 
@@ -255,3 +256,46 @@ async def test_list_filters(uow: UnitOfWork) -> None:
         assert total == 2 and [i.id for i in found] == [b.id, a.id]
         found, _ = await store.invoices.list_invoices(ns, InvoiceListQuery(extended_statuses=[State.ISSUED]))
         assert [i.id for i in found] == [a.id]
+
+
+async def test_statistics_are_refreshed_after_a_write_that_is_a_large_share_of_the_lines() -> None:
+    # A database of its own: the planner's row count (pg_class.reltuples, -1 until the first
+    # ANALYZE, exact after one on a table this small) shows whether statistics were refreshed.
+    engine = create_engine(await _migrated_database(), pool_size=2)
+    uow = billing_unit_of_work(session_factory(engine))
+    invoice = make_invoice("store_statistics", "c1")
+
+    async def add_lines(count: int) -> None:
+        async with uow() as store:
+            if count == 600:
+                await store.invoices.insert(invoice)
+            await store.invoices.insert_lines([make_line(invoice, period_key=str(ULID())) for _ in range(count)])
+            await store.commit()
+
+    async def refresh_and_count(changed_rows: int) -> float:
+        async with uow() as store:
+            await store.invoices.refresh_statistics(changed_rows)
+            await store.commit()
+        async with engine.connect() as connection:
+            reltuples = await connection.execute(
+                text("SELECT reltuples FROM pg_class WHERE oid = 'billing_invoice_lines'::regclass")
+            )
+            return float(reltuples.scalar_one())
+
+    try:
+        await add_lines(600)
+        assert await refresh_and_count(499) == -1  # too few rows to bother
+        assert await refresh_and_count(500) == 600  # never analyzed
+        await add_lines(5400)
+        assert await refresh_and_count(600) == 6000  # at least a tenth of the 600 believed
+        await add_lines(100)
+        assert await refresh_and_count(599) == 6000  # under a tenth of the 6,000 believed
+        assert await refresh_and_count(600) == 6100
+    finally:
+        await engine.dispose()
+
+
+async def _migrated_database() -> str:
+    url = await create_database()
+    await migrate(url)
+    return url
