@@ -746,9 +746,10 @@ class PostgresInvoiceRepository:
         # number of rows, so this costs well under a second, and it blocks no reads or writes.
         if changed_rows < _ANALYZE_AT_LEAST:
             return
-        held = (await self._session.execute(_LINES_HELD)).scalar_one()
+        connection = await self._session.connection()
+        held = (await connection.execute(_LINES_HELD)).scalar_one()
         if held is None or held < 0 or changed_rows * 10 >= held:
-            await self._session.execute(_ANALYZE)
+            await connection.execute(_ANALYZE)
 
     async def pending_period_keys(self, namespace: str, period_keys: Sequence[str]) -> set[str]:
         if not period_keys:
