@@ -621,25 +621,37 @@ class PostgresInvoiceNumbers:
 
 
 class TransactionInvoiceNumbers:
-    """InvoiceNumbers inside a billing transaction: the number is taken with the state change that
-    uses it, so one rolled back gives it back (gap-free), and the sequence's row stays locked until
-    that transaction ends (issuing serializes per namespace and scope, as a gap-free sequence must)."""
+    """TransactionNumbers: the number is taken with the state change that uses it, so one rolled
+    back gives it back (gap-free), and the sequence's row stays locked until that transaction ends
+    (issuing serializes per namespace and scope, as a gap-free sequence must)."""
 
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
 
     async def next_number(self, namespace: str, scope: str) -> int:
-        params = {"namespace": namespace, "scope": scope}
-        return int((await self._session.exec(_NEXT_NUMBER, params=params)).scalar_one())
+        return await self.reserve(namespace, scope, 1)
+
+    async def reserve(self, namespace: str, scope: str, count: int) -> int:
+        params = {"namespace": namespace, "scope": scope, "count": count}
+        return int((await self._session.exec(_RESERVE, params=params)).scalar_one()) - count + 1
+
+    async def give_back(self, namespace: str, scope: str, count: int) -> None:
+        await self._session.exec(_GIVE_BACK, params={"namespace": namespace, "scope": scope, "count": count})
 
 
 # Built once (every issued invoice takes a number).
-_NEXT_NUMBER = (
+_SEQUENCES = BillingSequenceRow.__table__  # type: ignore[attr-defined]
+_RESERVE = (
     insert(BillingSequenceRow)
-    .values(namespace=bindparam("namespace"), scope=bindparam("scope"), last_value=1)
+    .values(namespace=bindparam("namespace"), scope=bindparam("scope"), last_value=bindparam("count"))
     .on_conflict_do_update(
         index_elements=["namespace", "scope"],
-        set_={"last_value": BillingSequenceRow.__table__.c.last_value + 1},  # type: ignore[attr-defined]
+        set_={"last_value": _SEQUENCES.c.last_value + bindparam("count")},
     )
-    .returning(BillingSequenceRow.__table__.c.last_value)  # type: ignore[attr-defined]
+    .returning(_SEQUENCES.c.last_value)
+)
+_GIVE_BACK = (
+    update(BillingSequenceRow)
+    .where(_SEQUENCES.c.namespace == bindparam("namespace"), _SEQUENCES.c.scope == bindparam("scope"))
+    .values(last_value=_SEQUENCES.c.last_value - bindparam("count"))
 )

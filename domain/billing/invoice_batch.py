@@ -29,7 +29,7 @@ from typing import Any
 from domain.billing.apps.models import App
 from domain.billing.apps.port import InvoiceNumbers
 from domain.billing.invoices import ZERO, Invoice, InvoiceLine
-from domain.billing.ports import BillingStore
+from domain.billing.ports import BillingStore, TransactionNumbers
 
 
 class StagedInvoices:
@@ -126,10 +126,42 @@ class StagedApps:
         return self._found[key]
 
 
+class RoundNumbers:
+    """The invoice numbers of one batch round, reserved `block` at a time: one statement for the
+    round instead of one per issued invoice. What the round did not use goes back (`give_back`)
+    before it commits; the sequence's row is locked from the first reservation to the commit, so
+    the numbers stay gap-free. `taken` counts the numbers handed out."""
+
+    def __init__(self, numbers: TransactionNumbers, block: int) -> None:
+        self._numbers = numbers
+        self._block = max(1, block)
+        # (namespace, scope) -> (next number to hand out, end of the reserved block)
+        self._blocks: dict[tuple[str, str], tuple[int, int]] = {}
+        self.taken = 0
+
+    async def next_number(self, namespace: str, scope: str) -> int:
+        key = (namespace, scope)
+        number, end = self._blocks.get(key, (0, 0))
+        if number == end:
+            # Continues the block before (if any) exactly: the row has stayed locked since.
+            number = await self._numbers.reserve(namespace, scope, self._block)
+            end = number + self._block
+        self._blocks[key] = (number + 1, end)
+        self.taken += 1
+        return number
+
+    async def give_back(self) -> None:
+        for (namespace, scope), (number, end) in self._blocks.items():
+            if end > number:
+                await self._numbers.give_back(namespace, scope, end - number)
+        self._blocks.clear()
+
+
 @dataclass
 class StagedStore:
     """The BillingStore one invoice's state change sees inside a batch (invoice numbers are taken
-    in the batch's transaction at once: they are neither lines nor invoices to stage)."""
+    in the batch's transaction, from the round's `RoundNumbers`: they are neither lines nor
+    invoices to stage)."""
 
     invoices: StagedInvoices
     apps: StagedApps

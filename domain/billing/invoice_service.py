@@ -33,7 +33,7 @@ from domain.billing.apps.port import (
     SyncResult,
 )
 from domain.billing.apps.registry import Marketplace
-from domain.billing.invoice_batch import StagedApps, StagedInvoices, StagedStore, StagedWrites
+from domain.billing.invoice_batch import RoundNumbers, StagedApps, StagedInvoices, StagedStore, StagedWrites
 from domain.billing.invoice_states import (
     FINAL_STATES,
     TABLE,
@@ -794,13 +794,21 @@ class InvoiceService:
                 taken.append((invoice, row))
             billed = await tx.invoices.billed_quantities_by_invoice(namespace, sorted(period_keys))
             apps = StagedApps(tx)
+            # Each invoice of the round issues at most once in it: a block of that many numbers.
+            numbers = RoundNumbers(tx.numbers, block=len(taken))
             for invoice, row in taken:
                 staged = StagedInvoices(invoice.id, lines[invoice.id], billed)
+                numbered = numbers.taken
                 try:
                     # The staged store is the part of a BillingStore a worker's state change uses.
-                    store = cast(BillingStore, StagedStore(staged, apps, tx.numbers))
+                    store = cast(BillingStore, StagedStore(staged, apps, numbers))
                     after = await self._apply_while_inside(store, invoice, row, now, usage)
                 except Exception as exc:
+                    if numbers.taken != numbered:
+                        # It failed after taking an invoice number: dropping only its writes would
+                        # leave a gap in the sequence. The whole round rolls back instead, and its
+                        # invoices are moved one by one.
+                        raise
                     # This invoice's staged writes are dropped; the one-invoice path redoes the row
                     # in its own transaction and records a failure and its backoff if it fails again.
                     log.info("an invoice left its batch", invoice=invoice.id, error=repr(exc))
@@ -809,6 +817,7 @@ class InvoiceService:
                 writes.add(staged)
                 stepped.append(after)
                 committed[invoice.id] = (after, staged.current_lines())
+            await numbers.give_back()
             await writes.write(tx, namespace)
             await tx.commit()
         written.update(committed)

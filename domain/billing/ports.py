@@ -236,6 +236,21 @@ class UsageSource(Protocol):
     ) -> Mapping[UsageRequest, Decimal]: ...
 
 
+class TransactionNumbers(InvoiceNumbers, Protocol):
+    """Invoice number sequences inside a billing transaction: a sequence's row stays locked from
+    the first number taken until the transaction ends, so numbers are gap-free and a rolled-back
+    change gives its numbers back."""
+
+    async def reserve(self, namespace: str, scope: str, count: int) -> int:
+        """Takes `count` consecutive numbers at once; returns the first."""
+        ...
+
+    async def give_back(self, namespace: str, scope: str, count: int) -> None:
+        """Returns the last `count` numbers this transaction reserved and did not use. Nobody else
+        took a number since (the row is locked), so the sequence has no gap."""
+        ...
+
+
 class BillingStore(Protocol):
     """Billing's repositories sharing one transaction. Leaving the unit of work without `commit`
     rolls everything back."""
@@ -256,7 +271,7 @@ class BillingStore(Protocol):
     def invoices(self) -> InvoiceRepository: ...
 
     @property
-    def numbers(self) -> InvoiceNumbers:
+    def numbers(self) -> TransactionNumbers:
         """Invoice number sequences in this transaction: a number is taken with the state change
         that uses it and given back if that change rolls back."""
         ...

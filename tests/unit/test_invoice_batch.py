@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import pytest
 
-from domain.billing.invoice_batch import StagedInvoices, StagedWrites, UnstagedError
+from domain.billing.invoice_batch import RoundNumbers, StagedInvoices, StagedWrites, UnstagedError
 from domain.billing.invoices import InvoiceLine, LineStatus, LineType, ManagedBy
 
 T0 = datetime(2026, 12, 1, tzinfo=UTC)
@@ -84,3 +84,38 @@ async def test_anything_not_staged_is_refused_rather_than_guessed() -> None:
         await staged.update_lines([line("top", invoice="another-invoice")])
     with pytest.raises(UnstagedError):
         await staged.get_gathering("ns", "customer", "USD")
+
+
+class Sequences:
+    """TransactionNumbers as the Postgres adapter's statements behave inside one transaction."""
+
+    def __init__(self) -> None:
+        self.last: dict[tuple[str, str], int] = {}
+        self.statements = 0
+
+    async def next_number(self, namespace: str, scope: str) -> int:
+        return await self.reserve(namespace, scope, 1)
+
+    async def reserve(self, namespace: str, scope: str, count: int) -> int:
+        self.statements += 1
+        self.last[namespace, scope] = self.last.get((namespace, scope), 0) + count
+        return self.last[namespace, scope] - count + 1
+
+    async def give_back(self, namespace: str, scope: str, count: int) -> None:
+        self.statements += 1
+        self.last[namespace, scope] -= count
+
+
+async def test_a_round_numbers_from_blocks_and_gives_back_what_it_did_not_use() -> None:
+    sequences = Sequences()
+    sequences.last["ns", "sandbox"] = 41
+    numbers = RoundNumbers(sequences, block=3)
+    taken = [await numbers.next_number("ns", "sandbox") for _ in range(4)]
+    other = await numbers.next_number("ns", "custom")
+    # Consecutive across blocks, each scope its own sequence.
+    assert taken == [42, 43, 44, 45] and other == 1 and numbers.taken == 5
+    await numbers.give_back()
+    # Exactly the numbers used stay taken: the next ones follow without a gap.
+    assert sequences.last == {("ns", "sandbox"): 45, ("ns", "custom"): 1}
+    # Three blocks and two give-backs, not a statement per number.
+    assert sequences.statements == 5
