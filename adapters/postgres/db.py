@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 from pathlib import Path
 
 import orjson
@@ -28,12 +27,10 @@ def async_url(url: str) -> str:
     return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
 
 
-# orjson reads an integer past 64 bits as a float and refuses numbers past a double; the standard
-# library keeps them exact. A document with a run of 20 digits is read by the standard library.
-_LONG_NUMBER = re.compile(r"\d{20}")
-
-
 def _json_text(value: object) -> str:
+    # JSON and JSONB columns (prices, metadata, workflow) are written with orjson, a tenth of the
+    # standard library's time; they are read with the standard library, which keeps an integer past
+    # 64 bits exact where orjson would read a float (checking for one first cost what orjson saves).
     try:
         # Non-string keys become strings, as json.dumps makes them.
         return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
@@ -42,25 +39,13 @@ def _json_text(value: object) -> str:
         return json.dumps(value)
 
 
-def _json_value(text: str) -> object:
-    if _LONG_NUMBER.search(text) is None:
-        try:
-            return orjson.loads(text)
-        except orjson.JSONDecodeError:
-            pass
-    return json.loads(text)
-
-
 def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
-    # JSON and JSONB columns (prices, metadata, workflow) are read and written with orjson: the
-    # standard library's json was a tenth of a billing run's CPU.
     return create_async_engine(
         async_url(url),
         pool_size=pool_size,
         max_overflow=10,
         pool_pre_ping=True,
         json_serializer=_json_text,
-        json_deserializer=_json_value,
     )
 
 

@@ -1,6 +1,6 @@
-"""JSONB columns through the engine Tally makes (`adapters.postgres.db.create_engine`): values come
-back as they went in, also where the fast JSON codec it uses (orjson) would not keep them: integers
-past 64 bits and numbers past a double."""
+"""JSONB columns through the engine Tally makes (`adapters.postgres.db.create_engine`, which writes
+JSON with orjson): values come back as they went in, also integers past 64 bits (which orjson does
+not write: the standard library does) and numbers past a double."""
 
 from __future__ import annotations
 
