@@ -8,6 +8,7 @@ wherever the issue defines one. BENCH_SCALE=small runs the same suite on less da
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -174,6 +175,17 @@ async def latencies(call: Callable[[int], Awaitable[Any]], total: int) -> tuple[
 
 
 async def single_event_latency(stack: TallyProcess, calls: int) -> tuple[float, float, float]:
+    """(single-event p99 ms, its calls/s, the adjacent no-op RPC's p99 ms)."""
+    f = await single_event_figures(stack, calls)
+    return f["single_p99"], f["single_rate"], f["noop_p99"]
+
+
+async def single_event_figures(
+    stack: TallyProcess, calls: int, processes: tuple[TallyProcess, ...] = ()
+) -> dict[str, float]:
+    """One-event IngestEvents calls from 16 callers, just after as many no-op RPCs (a health check,
+    the same channel and interceptors): p50, p99 (ms) and calls/s of each, and the CPU µs per call
+    of each of `processes`, of this client and of Postgres during each (`cpu_time`)."""
     async with grpc.aio.insecure_channel(stack.grpc_target) as ch:
         events = events_pb2_grpc.EventServiceStub(ch)
         health = health_pb2_grpc.HealthStub(ch)
@@ -189,9 +201,25 @@ async def single_event_latency(stack: TallyProcess, calls: int) -> tuple[float, 
             for n in range(calls)
         ]
         await latencies(lambda n: health.Check(health_pb2.HealthCheckRequest()), 200)  # warm-up
-        noop, _ = await latencies(lambda n: health.Check(health_pb2.HealthCheckRequest()), calls)
-        single, eps = await latencies(lambda n: events.IngestEvents(requests[n]), calls)
-        return percentile(single, 99), eps, percentile(noop, 99)
+        database = (stack.postgres_url or "").rsplit("/", 1)[-1] or None
+        with cpu_time(*processes, database=database) as noop_cpu, _helpers_cpu(processes) as noop_helpers:
+            noop, noop_rate = await latencies(lambda n: health.Check(health_pb2.HealthCheckRequest()), calls)
+        with cpu_time(*processes, database=database) as single_cpu, _helpers_cpu(processes) as single_helpers:
+            single, single_rate = await latencies(lambda n: events.IngestEvents(requests[n]), calls)
+    noop_cpu += noop_helpers
+    single_cpu += single_helpers
+    names = [*(p.extra_env.get("TALLY_ROLES", "tally") for p in processes), "client", "postgres"]
+    names += ["broker", "clickhouse"][: len(noop_helpers)]
+    cpu = {f"noop_cpu_us_{name}": spent / calls * 1e6 for name, spent in zip(names, noop_cpu, strict=True)}
+    cpu |= {f"single_cpu_us_{name}": spent / calls * 1e6 for name, spent in zip(names, single_cpu, strict=True)}
+    return cpu | {
+        "noop_p50": percentile(noop, 50),
+        "noop_p99": percentile(noop, 99),
+        "noop_rate": noop_rate,
+        "single_p50": percentile(single, 50),
+        "single_p99": percentile(single, 99),
+        "single_rate": single_rate,
+    }
 
 
 async def freshness(stack: TallyProcess, scale: dict[str, int]) -> tuple[float, float]:
@@ -506,29 +534,57 @@ def profiled(name: str, *processes: TallyProcess) -> Iterator[None]:
 
 
 @contextmanager
-def cpu_time(*processes: TallyProcess) -> Iterator[list[float]]:
+def cpu_time(*processes: TallyProcess, database: str | None = None) -> Iterator[list[float]]:
     """CPU seconds (user + system, all threads) each process spends while the block runs: per event,
     the figure a shared machine's load disturbs least (wall-clock rates drift ±30 % here). Two more
     entries follow the processes': this bench client's own, and every Postgres server process's (the
-    key claims; approximate: it includes other sessions' use of the shared server)."""
+    key claims; approximate: it includes other sessions' use of the shared server), or with
+    `database` only that of the backends connected to it."""
     watched = [psutil.Process(p.process.pid) for p in processes if p.process is not None]
     before = [sum(w.cpu_times()[:2]) for w in watched]
     client = psutil.Process()
     client_before = sum(client.cpu_times()[:2])
-    postgres_before = _postgres_cpu()
+    postgres_before = _postgres_cpu(database)
     spent = [0.0] * (len(watched) + 2)
     yield spent
     for i, w in enumerate(watched):
         spent[i] = sum(w.cpu_times()[:2]) - before[i]
     spent[-2] = sum(client.cpu_times()[:2]) - client_before
-    after = _postgres_cpu()
+    after = _postgres_cpu(database)
     spent[-1] = sum(after[pid] - postgres_before.get(pid, 0.0) for pid in after)
 
 
-def _postgres_cpu() -> dict[int, float]:
+@contextmanager
+def _helpers_cpu(processes: tuple[TallyProcess, ...]) -> Iterator[list[float]]:
+    """CPU seconds this bench's other child processes spend while the block runs, when `processes`
+    are a split stack: the Kafka broker (tansu), and the ClickHouse endpoint (any other but py-spy)."""
+    if not any(p.extra_env.get("TALLY_ROLES") for p in processes):
+        yield []
+        return
+    tally = {p.process.pid for p in processes if p.process is not None}
+
+    def helpers() -> dict[tuple[int, bool], float]:
+        cpu: dict[tuple[int, bool], float] = {}
+        for child in psutil.Process().children():
+            with contextlib.suppress(psutil.Error):
+                if child.pid not in tally and child.name() != "py-spy":
+                    cpu[child.pid, child.name() == "tansu"] = sum(child.cpu_times()[:2])
+        return cpu
+
+    before = helpers()
+    spent = [0.0, 0.0]
+    yield spent
+    for (pid, broker), cpu in helpers().items():
+        spent[0 if broker else 1] += cpu - before.get((pid, broker), 0.0)
+
+
+def _postgres_cpu(database: str | None = None) -> dict[int, float]:
     cpu: dict[int, float] = {}
-    for process in psutil.process_iter(["name", "cpu_times"]):
-        if process.info["name"] == "postgres" and process.info["cpu_times"] is not None:
+    for process in psutil.process_iter(["name", "cpu_times", "cmdline"]):
+        if process.info["name"] != "postgres" or process.info["cpu_times"] is None:
+            continue
+        # A backend's title: "postgres: 15/main: USER DATABASE HOST(PORT) STATE".
+        if database is None or database in (process.info["cmdline"] or [""])[0].split():
             cpu[process.pid] = sum(process.info["cpu_times"][:2])
     return cpu
 
@@ -592,8 +648,63 @@ def ingest_benchmarks(scale_name: str) -> dict[str, Any]:
     return {key: round(f.value, 3) for key, f in figures.items()}
 
 
+def single_benchmarks(rounds: int = 3, calls: int = 5_000, paths: str = "embedded,kafka") -> None:
+    """`python -m tests.bench.run single [rounds] [calls] [embedded,kafka,kafka-alone]`: only the
+    single-event figures, each round's p99 against the adjacent no-op RPC's on the same process, on
+    the embedded default and on the Kafka topology (api, sink and balance apart; kafka-alone: then
+    with sink and balance stopped), with the CPU µs per call of every process involved;
+    `BENCH_PROFILE=DIR` profiles each round's processes."""
+    if not asyncio.run(postgres_available()):
+        raise SystemExit("the bench needs PostgreSQL on 127.0.0.1:5432")
+    work = ROOT / ".bench" / "work"
+    work.mkdir(parents=True, exist_ok=True)
+
+    def round_of(path: str, n: int, stack: TallyProcess, processes: list[TallyProcess]) -> None:
+        with profiled(f"{path}-single-{n}", *processes):
+            f = asyncio.run(single_event_figures(stack, calls, tuple(processes)))
+        print(
+            f"{path} round {n}: single p99 / no-op p99 = {f['single_p99']:.2f} / {f['noop_p99']:.2f} ms = "
+            f"{f['single_p99'] / f['noop_p99']:.2f}; p50 {f['single_p50']:.2f} / {f['noop_p50']:.2f} ms; "
+            f"{f['single_rate']:,.0f} / {f['noop_rate']:,.0f} calls/s; load {os.getloadavg()[0]:.2f}",
+            flush=True,
+        )
+        print(
+            "  CPU µs per call, no-op → single: "
+            + ", ".join(f"{k[12:]} {f[k]:.0f} → {f['single' + k[4:]]:.0f}" for k in f if k.startswith("noop_cpu_us_")),
+            flush=True,
+        )
+
+    print(f"load average before: {os.getloadavg()}", flush=True)
+    if "embedded" in paths:
+        url = asyncio.run(create_database())
+        stack = TallyProcess(data_dir=work / f"tally-{uuid.uuid4().hex[:6]}", postgres_url=url)
+        stack.extra_env = {"TALLY_LOG_LEVEL": "warning"}
+        stack.start(180)
+        try:
+            for n in range(rounds):
+                round_of("embedded", n, stack, [stack])
+        finally:
+            stack.stop()
+    if "kafka" in paths:
+        with topology.split_stack(work / f"split-{uuid.uuid4().hex[:6]}") as (api, processes):
+            if "kafka" in paths.split(","):
+                for n in range(rounds):
+                    round_of("kafka", n, api, processes)
+            if "kafka-alone" in paths.split(","):
+                # The api's own path: sink and balance stopped, so acknowledged events wait in Kafka
+                # and nothing downstream competes for the cores.
+                for process in processes[1:]:
+                    process.stop()
+                for n in range(rounds):
+                    round_of("kafka-alone", n, api, [api])
+    print(f"load average after: {os.getloadavg()}", flush=True)
+    asyncio.run(drop_created_databases())
+
+
 if __name__ == "__main__":
-    if sys.argv[1:] == ["ingest"]:
+    if sys.argv[1:2] == ["single"]:
+        single_benchmarks(*(int(a) for a in sys.argv[2:4]), *sys.argv[4:5])
+    elif sys.argv[1:] == ["ingest"]:
         ingest_benchmarks(os.environ.get("BENCH_SCALE", "default"))
     else:
         run_benchmarks(os.environ.get("BENCH_SCALE", "default"))
