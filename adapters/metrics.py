@@ -44,6 +44,11 @@ SINK_BATCH_SIZE = Histogram(
     buckets=(1, 10, 100, 500, 1000, 5000, 10000, 20000, 50000),
 )
 SINK_INSERT_SECONDS = Histogram("tally_sink_insert_seconds", "Event store insert latency per flush")
+SINK_KEYS_SECONDS = Histogram(
+    "tally_sink_keys_seconds",
+    "Key store round trips per flush: claim (records the batch and claims its keys), stored (marks it stored)",
+    ["step"],
+)
 SINK_DELAY_SECONDS = Histogram(
     "tally_sink_ingest_to_stored_seconds",
     "Time from ingest acknowledgement to the event being queryable (oldest event of each flush)",

@@ -2,10 +2,15 @@
 
 One flush: drop duplicates within the batch and against the recorded keys -> record the remaining
 keys with a pending batch -> insert the events (with meter values extracted for every meter of their
-type) -> mark the batch stored -> announce what changed (domain/announcements.py: the value caches
-and the balance worker listen, in this process or on Kafka). The bus
-acknowledges (Kafka: commits offsets) only after that, so a crash replays the batch, and the
-recovery at start keeps exactly the keys whose events reached the store.
+type) -> announce what changed (domain/announcements.py: the value caches and the balance worker
+listen, in this process or on Kafka) -> `acknowledge` -> mark the batch stored. The in-process bus
+answers its callers at `acknowledge`: the events are in the store and their keys claimed, which is
+all that "stored exactly once" needs, and a read after the answer sees them (the caches were told).
+Marking the batch stored is bookkeeping for recovery, so the callers do not wait for that second
+Postgres transaction: if it fails or the process dies first, the batch stays pending and the recovery
+at start keeps exactly the keys whose events reached the store (all of them here). The Kafka consumer
+commits offsets only after the whole flush, so a crash replays the batch and the keys drop what was
+already stored.
 """
 
 from __future__ import annotations
@@ -93,7 +98,11 @@ class EventSink:
             await self.keys.abort(batch.id, keep=sorted(stored))
             log.warning("recovered interrupted sink flush", batch=batch.id, events=len(batch.keys), stored=len(stored))
 
-    async def flush(self, events: Sequence[Event], owner: str | None = None) -> FlushResult:
+    async def flush(
+        self, events: Sequence[Event], owner: str | None = None, acknowledge: Callable[[], None] | None = None
+    ) -> FlushResult:
+        """Stores `events` exactly once; calls `acknowledge` once they are stored and announced, before
+        the batch is marked stored (module docstring). Raises if anything fails, also after that call."""
         if not events:
             return FlushResult(0, 0)
         keys = list(map(event_key, events))
@@ -103,10 +112,11 @@ class EventSink:
             for key, event in zip(keys, events, strict=True):
                 first.setdefault(key, event)
             unique = list(first.values())
+        started = time.perf_counter()
         batch_id, fresh = await self.keys.claim(owner or self.owner, list(unique))
+        metrics.SINK_KEYS_SECONDS.labels("claim").observe(time.perf_counter() - started)
         if fresh:
             await self._insert(batch_id, fresh)
-        await self.keys.commit(batch_id)
         duplicates = len(events) - len(fresh)
         metrics.SINK_BATCH_SIZE.observe(len(events))
         metrics.EVENTS_STORED.inc(len(fresh))
@@ -119,6 +129,11 @@ class EventSink:
             touched = set(map(_TOUCHED, unique))
             for listener in self._listeners:
                 await listener(touched)
+        if acknowledge is not None:
+            acknowledge()
+        started = time.perf_counter()
+        await self.keys.commit(batch_id)
+        metrics.SINK_KEYS_SECONDS.labels("stored").observe(time.perf_counter() - started)
         return FlushResult(len(fresh), duplicates)
 
     async def _insert(self, batch_id: int, events: list[Event]) -> None:

@@ -2,7 +2,9 @@
 
 Group commit: requests that arrive while a flush is running wait and go into the next flush
 together, so load turns into large batches and an idle system stores an event at once. `publish`
-returns once the events are stored (or raises), so the REST 204 means durable.
+returns once the events are stored and their keys claimed (or raises), so the REST 204 means durable
+and counted once; it does not wait for the flush's last step, marking the batch stored
+(workers/sink.py).
 """
 
 from __future__ import annotations
@@ -54,18 +56,27 @@ class InProcessBus:
                 taken.append(item)
                 count += len(item[0])
             batch = [event for events, _ in taken for event in events]
+
+            def acknowledge(taken: list[tuple[Sequence[Event], asyncio.Future[None]]] = taken) -> None:
+                for _, future in taken:
+                    if not future.done():
+                        future.set_result(None)
+
             try:
-                await self._sink.flush(batch)
+                await self._sink.flush(batch, acknowledge=acknowledge)
             except Exception as error:
+                if all(future.done() for _, future in taken):
+                    # Acknowledged: the events are stored, only marking the batch stored failed. It
+                    # stays pending, and the recovery at the next start keeps all its keys.
+                    log.exception("marking a stored flush failed; recovery settles it", events=len(batch))
+                    continue
                 log.exception("flush failed; failing its requests", events=len(batch))
                 failure = UnavailableError(f"the event store did not accept the batch: {error}; retry")
                 for _, future in taken:
                     if not future.done():
                         future.set_exception(failure)
                 continue
-            for _, future in taken:
-                if not future.done():
-                    future.set_result(None)
+            acknowledge()
 
     async def stop(self) -> None:
         """Drains: everything published before stop is flushed (or failed) before this returns."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -60,13 +60,17 @@ class BatchConsumer(Protocol):
     """What a bus delivers accepted events to (the sink implements it; the bus adapters call it).
 
     `flush` stores one batch exactly once and returns only when it is durable; the bus acknowledges
-    the batch (Kafka: commits its offsets) only after that. `recover` settles flushes a crash
+    the batch (Kafka: commits its offsets) only after that, or, given `acknowledge`, answers its
+    callers when the sink calls it (the events stored, their keys claimed and announced: durable and
+    counted once; what follows is bookkeeping that recovery redoes). `recover` settles flushes a crash
     interrupted for this owner (a Kafka partition, or the in-process bus) before it delivers again.
     """
 
     async def recover(self, owner: str | None = None) -> None: ...
 
-    async def flush(self, events: Sequence[Event], owner: str | None = None) -> object: ...
+    async def flush(
+        self, events: Sequence[Event], owner: str | None = None, acknowledge: Callable[[], None] | None = None
+    ) -> object: ...
 
 
 class EventStore(Protocol):

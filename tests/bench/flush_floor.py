@@ -2,8 +2,11 @@
 single-event run (16 callers, one event per call), from Tally's /metrics read before and after.
 
 `.venv/bin/python -m tests.bench.flush_floor [calls] [rounds]` prints, per round, the calls' p99
-and the adjacent no-op RPC's p99, the number of flushes, the events per flush, the flush period and
-the mean event-store insert time per flush (tally_sink_insert_seconds).
+and the adjacent no-op RPC's p99, the number of flushes, the events per flush, the flush period, and
+the mean time per flush of each step an acknowledgement waits for: the key claim (a Postgres
+transaction recording the batch and its keys: tally_sink_keys_seconds{step="claim"}), the
+event-store insert (tally_sink_insert_seconds), and marking the batch stored (a second Postgres
+transaction: step="stored").
 """
 
 from __future__ import annotations
@@ -15,16 +18,20 @@ import uuid
 
 import httpx
 
-from tests.bench.run import single_event_latency
+from tests.bench.run import single_event_figures
 from tests.support.services import ROOT
 from tests.support.stack import TallyProcess, create_database, drop_created_databases
 
-_INSERT = re.compile(r"^tally_sink_insert_seconds_(sum|count) ([0-9.e+-]+)$", re.M)
+_STEPS = {
+    "claim": re.compile(r'^tally_sink_keys_seconds_(sum|count)\{step="claim"\} ([0-9.e+-]+)$', re.M),
+    "insert": re.compile(r"^tally_sink_insert_seconds_(sum|count) ([0-9.e+-]+)$", re.M),
+    "stored": re.compile(r'^tally_sink_keys_seconds_(sum|count)\{step="stored"\} ([0-9.e+-]+)$', re.M),
+}
 
 
-def insert_seconds(metrics_port: int) -> dict[str, float]:
+def step_seconds(metrics_port: int) -> dict[str, dict[str, float]]:
     text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
-    return {kind: float(value) for kind, value in _INSERT.findall(text)}
+    return {step: {kind: float(value) for kind, value in pattern.findall(text)} for step, pattern in _STEPS.items()}
 
 
 def main(calls: int, rounds: int) -> None:
@@ -35,16 +42,19 @@ def main(calls: int, rounds: int) -> None:
     stack.start(180)
     try:
         for _ in range(rounds):
-            before = insert_seconds(stack.metrics_port)
-            p99, calls_per_s, noop_p99 = asyncio.run(single_event_latency(stack, calls))
-            after = insert_seconds(stack.metrics_port)
-            flushes = after["count"] - before["count"]
-            insert_ms = (after["sum"] - before["sum"]) / max(flushes, 1) * 1000
+            before = step_seconds(stack.metrics_port)
+            f = asyncio.run(single_event_figures(stack, calls))
+            after = step_seconds(stack.metrics_port)
+            flushes = max(after["insert"].get("count", 0.0) - before["insert"].get("count", 0.0), 1)
+            steps = ", ".join(
+                f"{step} {(after[step].get('sum', 0.0) - before[step].get('sum', 0.0)) / flushes * 1000:.1f}"
+                for step in _STEPS
+            )
             print(
-                f"single p99 {p99:.1f} ms, no-op p99 {noop_p99:.1f} ms, {calls_per_s:.0f} calls/s; "
-                f"{flushes:.0f} flushes, {calls / max(flushes, 1):.1f} events per flush, "
-                f"a flush every {1000 * calls / calls_per_s / max(flushes, 1):.1f} ms, "
-                f"insert {insert_ms:.1f} ms per flush",
+                f"single p99 {f['single_p99']:.1f} ms (p50 {f['single_p50']:.1f}), no-op p99 {f['noop_p99']:.1f} ms "
+                f"(p50 {f['noop_p50']:.1f}), {f['single_rate']:.0f} calls/s; {flushes:.0f} flushes, "
+                f"{calls / flushes:.1f} events per flush, a flush every {1000 * calls / f['single_rate'] / flushes:.1f} ms; "
+                f"ms per flush: {steps}",
                 flush=True,
             )
     finally:

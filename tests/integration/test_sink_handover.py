@@ -13,7 +13,7 @@ consumer shows whether it waits as it must or goes ahead. Both races were seen i
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -77,9 +77,11 @@ class TracedSink(EventSink):
         self.flushed: list[str | None] = []
         self.sizes: list[int] = []
 
-    async def flush(self, events: Sequence[Event], owner: str | None = None) -> FlushResult:
+    async def flush(
+        self, events: Sequence[Event], owner: str | None = None, acknowledge: Callable[[], None] | None = None
+    ) -> FlushResult:
         self.in_hand = owner
-        result = await super().flush(events, owner)
+        result = await super().flush(events, owner, acknowledge)
         self.flushed.append(owner)
         self.sizes.append(len(events))
         return result

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
+from adapters.bus.inprocess import InProcessBus
 from adapters.clickhouse.client import ClickHouse
 from adapters.clickhouse.events import ClickHouseEventStore
 from adapters.postgres.db import create_engine, migrate
@@ -135,6 +136,41 @@ async def test_failure_after_insert_keeps_keys_so_a_retry_does_not_double(stores
     result = await sink.flush(events)
     assert (result.stored, result.duplicates) == (0, 30)
     assert await _count(clickhouse, "after") == 30
+
+
+class _MarkFails(PostgresEventKeyStore):
+    async def commit(self, batch_id: int) -> None:
+        raise Crash("died before marking the batch stored")
+
+
+async def test_acknowledged_once_stored_and_counted_once_when_marking_it_stored_fails(stores: tuple) -> None:
+    """The in-process bus answers before the batch is marked stored (workers/sink.py): a failure of
+    that last step leaves the batch pending, the answer stands, and recovery keeps every key."""
+    engine, clickhouse = stores
+    writer = FaultyWriter(ClickHouseEventStore(clickhouse))
+    sink = EventSink(writer, _MarkFails(engine), MeterCatalog(_NoMeters()), owner="test-mark")
+    acknowledged: list[int] = []
+    writer.fail_before_insert = True
+    with pytest.raises(Crash):
+        await sink.flush(_events("markdown", 5), acknowledge=lambda: acknowledged.append(1))
+    assert acknowledged == []  # nothing stored, nothing answered
+    writer.fail_before_insert = False
+    events = _events("mark", 20)
+    with pytest.raises(Crash):
+        await sink.flush(events, acknowledge=lambda: acknowledged.append(2))
+    assert acknowledged == [2]
+    bus = InProcessBus(EventSink(writer, _MarkFails(engine), MeterCatalog(_NoMeters()), owner="test-mark"))
+    # Its start settles the pending batch: the 20 events reached the store, so all 20 keys are kept.
+    await bus.start()
+    try:
+        assert await PostgresEventKeyStore(engine).pending("test-mark") == []
+        await bus.publish(_events("viabus", 10))  # answered, although marking its batch fails
+        await bus.publish(events)  # a client's retry: duplicates
+    finally:
+        await bus.stop()
+    assert await _count(clickhouse, "mark") == 20
+    assert await _count(clickhouse, "viabus") == 10
+    assert len(await PostgresEventKeyStore(engine).pending("test-mark")) == 2
 
 
 async def test_crash_mid_flush_is_settled_by_recovery_at_start(stores: tuple) -> None:
