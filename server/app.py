@@ -228,6 +228,7 @@ class App:
             settings.kafka.topic,
             settings.kafka.request_timeout_ms,
             settings.kafka.enable_idempotence,
+            settings.kafka.linger_ms,
         )
         await kafka.start()
         self._stack.append(kafka.stop)

@@ -91,6 +91,9 @@ class KafkaSettings(BaseModel):
     request_timeout_ms: int = 10_000
     # tansu (the broker installed for tests) does not support the idempotent producer.
     enable_idempotence: bool = False
+    # How long the ingest producer holds a batch open for more events before sending it. Every
+    # acknowledgement waits for it; docs/performance.md, "Single-event latency", measured 0 and 2.
+    linger_ms: int = Field(default=0, ge=0)
     session_timeout_ms: int = 10_000
     # How long the broker may hold a consumer's fetch while it has nothing new. Apache Kafka answers
     # as soon as data arrives; tansu answers only when the wait ends, so there this bounds the delay of

@@ -73,7 +73,9 @@ async def ensure_topic(brokers: str, topic: str, partitions: int, configs: dict[
 
 
 class KafkaBus:
-    def __init__(self, brokers: str, topic: str, request_timeout_ms: int, enable_idempotence: bool) -> None:
+    def __init__(
+        self, brokers: str, topic: str, request_timeout_ms: int, enable_idempotence: bool, linger_ms: int = 0
+    ) -> None:
         self.brokers = brokers
         self.topic = topic
         self._producer = AIOKafkaProducer(
@@ -81,7 +83,9 @@ class KafkaBus:
             acks="all",
             enable_idempotence=enable_idempotence,
             request_timeout_ms=request_timeout_ms,
-            linger_ms=2,
+            # aiokafka keeps one produce request in flight per broker and sends what accumulated
+            # meanwhile as the next one, so concurrent calls share requests without lingering.
+            linger_ms=linger_ms,
             max_request_size=16 * 1024 * 1024,
             compression_type=None,
         )
