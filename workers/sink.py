@@ -112,11 +112,18 @@ class EventSink:
             for key, event in zip(keys, events, strict=True):
                 first.setdefault(key, event)
             unique = list(first.values())
+        # Before the claim: reading the meter catalogue can fail (Postgres away), and a failure
+        # between the claim and the insert would leave the keys claimed by a batch that stored
+        # nothing, so the client's retry would be dropped as a duplicate until the next start.
+        values = await self._values(unique)
         started = time.perf_counter()
         batch_id, fresh = await self.keys.claim(owner or self.owner, list(unique))
         metrics.SINK_KEYS_SECONDS.labels("claim").observe(time.perf_counter() - started)
         if fresh:
-            await self._insert(batch_id, fresh)
+            if len(fresh) < len(unique):  # the claim returns the same Event objects it was given
+                by_event = {id(event): value for event, value in zip(unique, values, strict=True)}
+                values = [by_event[id(event)] for event in fresh]
+            await self._insert(batch_id, fresh, values)
         duplicates = len(events) - len(fresh)
         metrics.SINK_BATCH_SIZE.observe(len(events))
         metrics.EVENTS_STORED.inc(len(fresh))
@@ -136,8 +143,7 @@ class EventSink:
         metrics.SINK_KEYS_SECONDS.labels("stored").observe(time.perf_counter() - started)
         return FlushResult(len(fresh), duplicates)
 
-    async def _insert(self, batch_id: int, events: list[Event]) -> None:
-        values = await self._values(events)
+    async def _insert(self, batch_id: int, events: list[Event], values: list[ExtractedValues]) -> None:
         started = time.perf_counter()
         try:
             # The batch id names the insert: a driver-level retry of the same insert is dropped by

@@ -138,6 +138,34 @@ async def test_failure_after_insert_keeps_keys_so_a_retry_does_not_double(stores
     assert await _count(clickhouse, "after") == 30
 
 
+class _CatalogDown:
+    """The meters' table unreachable (Postgres away) for the first `failures` reads."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+
+    async def list_all_live(self) -> list[object]:
+        if self.failures:
+            self.failures -= 1
+            raise Crash("meters unreachable")
+        return []
+
+
+async def test_meter_catalogue_unreachable_claims_nothing_so_the_retry_stores(stores: tuple) -> None:
+    """The catalogue is read before the claim: had it failed after, the keys would stay claimed by a
+    batch that stored nothing, and the retry would be dropped as a duplicate (lost until a restart)."""
+    engine, clickhouse = stores
+    writer = FaultyWriter(ClickHouseEventStore(clickhouse))
+    sink = EventSink(writer, PostgresEventKeyStore(engine), MeterCatalog(_CatalogDown(1)), owner="test-catalog")
+    events = _events("catalog", 15)
+    with pytest.raises(Crash):
+        await sink.flush(events)
+    assert await PostgresEventKeyStore(engine).pending("test-catalog") == []
+    result = await sink.flush(events)
+    assert (result.stored, result.duplicates) == (15, 0)
+    assert await _count(clickhouse, "catalog") == 15
+
+
 class _MarkFails(PostgresEventKeyStore):
     async def commit(self, batch_id: int) -> None:
         raise Crash("died before marking the batch stored")
