@@ -3,8 +3,9 @@ docs/performance.md, "Single-event latency"):
 
 - `producer`: the Kafka producer against tansu, 16 callers and 1, one small message per call, with
   linger_ms 2 and 0: p50/p99 per message and the producer process's CPU per message;
-- `insert [sizes]`: an N-event insert into a fresh chDB event store as the sink makes it, wall time
-  and the process's CPU per insert (all threads, the parts' background merges included);
+- `insert [fsync] [sizes]`: an N-event insert into a fresh chDB event store as the sink makes it,
+  wall time and the process's CPU per insert (all threads, the parts' background merges included);
+  with `fsync`, the events table set to fsync each part and its directory (not Tally's setting);
 - `keys`: the key store's claim of 8 keys and the mark "stored", through the real adapter, on a
   fresh database (ms per step).
 
@@ -82,9 +83,11 @@ async def producer(calls: int = 4000) -> None:
         broker.stop()
 
 
-async def insert(sizes: list[int], inserts: int = 200) -> None:
+async def insert(sizes: list[int], fsync: bool, inserts: int = 200) -> None:
     clickhouse = ClickHouse(f"chdb://{tempfile.mkdtemp(prefix='ack-pieces-')}/events")
     await clickhouse.migrate()
+    if fsync:
+        await clickhouse.command("ALTER TABLE events MODIFY SETTING fsync_after_insert = 1, fsync_part_directory = 1")
     store = ClickHouseEventStore(clickhouse)
     try:
         for size in sizes:
@@ -135,7 +138,8 @@ if __name__ == "__main__":
         case ["producer"]:
             asyncio.run(producer())
         case ["insert"]:
-            asyncio.run(insert([int(s) for s in sys.argv[2:]] or [1, 8, 64, 512]))
+            fsync = sys.argv[2:3] == ["fsync"]
+            asyncio.run(insert([int(s) for s in sys.argv[2 + fsync :]] or [1, 8, 64, 512], fsync))
         case ["keys"]:
             asyncio.run(keys())
         case _:
