@@ -472,8 +472,9 @@ def _columns(row_type: Any) -> list[Any]:
 
 _INVOICE_COLUMNS = _columns(InvoiceRow)
 _LINE_COLUMNS = _columns(InvoiceLineRow)
-# A line and its invoice's customer (the late-usage pass).
+# A line and its invoice's customer (the late-usage pass), or its invoice's status (the sync).
 _LINES_WITH_CUSTOMER: list[Any] = [*_LINE_COLUMNS, col(InvoiceRow.customer_id).label("invoice_customer_id")]
+_LINES_WITH_STATUS: list[Any] = [*_LINE_COLUMNS, col(InvoiceRow.status).label("invoice_status")]
 # A plain row's attributes are looked up by name on every read (about 2 us each); a named tuple's
 # are slots. `_invoice` and `_line` read each attribute once, from one of these.
 _InvoiceRecord = namedtuple("_InvoiceRecord", [c.key for c in _INVOICE_COLUMNS])  # type: ignore[misc]
@@ -676,9 +677,14 @@ class PostgresInvoiceRepository:
             .values(deleted_at=at, updated_at=at)
         )
 
-    async def subscription_lines(self, namespace: str, subscription_id: str) -> list[tuple[InvoiceLine, InvoiceStatus]]:
+    async def subscription_lines(
+        self, namespace: str, subscription_ids: Sequence[str]
+    ) -> dict[str, list[tuple[InvoiceLine, InvoiceStatus]]]:
+        out: dict[str, list[tuple[InvoiceLine, InvoiceStatus]]] = {i: [] for i in subscription_ids}
+        if not subscription_ids:
+            return out
         statement = (
-            select(InvoiceLineRow, InvoiceRow.status)
+            select(*_LINES_WITH_STATUS)
             .join(
                 InvoiceRow,
                 and_(
@@ -688,16 +694,22 @@ class PostgresInvoiceRepository:
             )
             .where(
                 InvoiceLineRow.namespace == namespace,
-                InvoiceLineRow.subscription_id == subscription_id,
+                # One subscription (a sync's transaction) by equality: planned on no statistics (a
+                # first sync filling the table), a list is read by the namespace alone and filtered,
+                # every line of the namespace once per subscription.
+                col(InvoiceLineRow.subscription_id) == subscription_ids[0]
+                if len(subscription_ids) == 1
+                else col(InvoiceLineRow.subscription_id) == any_(literal(list(subscription_ids), ARRAY(String))),
                 col(InvoiceLineRow.parent_line_id).is_(None),
                 col(InvoiceLineRow.deleted_at).is_(None),
                 col(InvoiceRow.deleted_at).is_(None),
             )
             .order_by(col(InvoiceLineRow.period_start), col(InvoiceLineRow.id))
         )
-        return [
-            (_line(row), InvoiceStatus(status)) for row, status in (await self._session.exec(_fresh(statement))).all()
-        ]
+        for row in (await self._session.exec(_fresh(statement))).all():
+            line = _line(_LineRecord._make(row[:-1]))
+            out[line.subscription.subscription_id if line.subscription else ""].append((line, InvoiceStatus(row[-1])))
+        return out
 
     async def issued_usage_lines(self, ended_after: datetime) -> list[tuple[InvoiceLine, str]]:
         # Two statements rather than one with NOT EXISTS: the anti-join's plan depended on its

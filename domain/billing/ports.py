@@ -162,9 +162,11 @@ class InvoiceRepository(Protocol):
         """Soft-deletes the detailed lines of these parents (before they are rated again)."""
         ...
 
-    async def subscription_lines(self, namespace: str, subscription_id: str) -> list[tuple[InvoiceLine, InvoiceStatus]]:
-        """Live top-level lines synced from the subscription, each with the status of the live
-        invoice it is on."""
+    async def subscription_lines(
+        self, namespace: str, subscription_ids: Sequence[str]
+    ) -> dict[str, list[tuple[InvoiceLine, InvoiceStatus]]]:
+        """Live top-level lines synced from each of these subscriptions (by subscription ID, every
+        ID present), each with the status of the live invoice it is on, by period start."""
         ...
 
     async def issued_usage_lines(self, ended_after: datetime) -> list[tuple[InvoiceLine, str]]:

@@ -222,6 +222,12 @@ async def _run(customers: int, engine: Any, sessions: Any, clickhouse: ClickHous
     started = time.perf_counter()
     await worker.sync()
     sync_s = time.perf_counter() - started
+    # The steady state: the next pass, with every subscription's lines already as they should be.
+    started = time.perf_counter()
+    synced, _ = await worker.sync()
+    sync_again_s = time.perf_counter() - started
+    if synced:
+        raise RuntimeError(f"a second sync pass changed {synced} lines")
 
     print("  billing run ...", flush=True)
     started, cpu_started = time.perf_counter(), time.process_time()
@@ -239,6 +245,7 @@ async def _run(customers: int, engine: Any, sessions: Any, clickhouse: ClickHous
     reference_s = await _reference(engine, usage, keys, start, period_end)
     return {
         "sync_s": sync_s,
+        "sync_again_s": sync_again_s,
         "run_s": run_s,
         "invoices_per_s": customers / run_s,
         # The worker's own CPU (this process) per invoice: steadier than the rate on a shared machine.
