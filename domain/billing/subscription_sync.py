@@ -109,7 +109,10 @@ class SubscriptionSync:
             nonlocal changed
             while pending:
                 try:
-                    changed += await self.sync(pending.pop())
+                    # Awaited before adding: `changed += await ...` reads `changed` before the
+                    # await, and the runners' counts overwrote each other.
+                    lines = await self.sync(pending.pop())
+                    changed += lines
                 except Exception as exc:
                     # One subscription's failure does not hold back the others; it is raised below.
                     errors.append(exc)

@@ -25,6 +25,7 @@ from domain.billing.apps.registry import Marketplace
 from domain.billing.invoice_service import InvoiceService
 from domain.billing.invoice_states import InvoiceStatus, State
 from domain.billing.invoices import InvoiceLine, InvoiceListQuery, InvoiceWithLines, ManagedBy
+from domain.billing.ports import UnitOfWork
 from domain.billing.service import BillingProfileService, Provisioner
 from domain.billing.subscription_sync import SubscriptionSync
 from domain.catalog.plans import Plan, parse_plan
@@ -107,6 +108,7 @@ class Env:
     customers: CustomerService
     usage: EventUsage
     clock: Clock
+    store: UnitOfWork
 
     def worker(self) -> BillingWorker:
         return BillingWorker(self.invoices, self.sync, clock=self.clock)
@@ -130,7 +132,7 @@ async def env() -> AsyncIterator[Env]:
     usage = EventUsage()
     invoices = InvoiceService(uow, profiles, customers, marketplace, usage, clock=clock)
     sync = SubscriptionSync(uow, profiles, repository, clock=clock)
-    yield Env(subscriptions, sync, invoices, customers, usage, clock)
+    yield Env(subscriptions, sync, invoices, customers, usage, clock, uow)
     await engine.dispose()
 
 
@@ -187,6 +189,28 @@ async def test_sync_is_idempotent_across_reruns_races_and_edits(env: Env) -> Non
         ("Api", NOV, env.clock.at, env.clock.at),
         ("Base", NOV, DEC, NOV),
     ]
+
+
+async def test_a_sync_pass_repairs_the_subscriptions_out_of_sync_and_only_those(env: Env) -> None:
+    ns = "sb_pass"
+    env.clock.at = NOV
+    subs = [await subscribe(env, ns, f"c{i}") for i in range(3)]
+    assert await env.sync.sync_all() == 6
+    assert await env.sync.sync_all() == 0
+    # A line lost out of band (as if a sync had never run): the pass finds that subscription out
+    # of sync and makes the line again; the other subscriptions' lines are not written.
+    before = {x.id: x for x in gathering_lines(await all_invoices(env, ns))}
+    lost = next(x for x in before.values() if x.subscription and x.subscription.subscription_id == subs[1].id)
+    async with env.store() as tx:
+        await tx.invoices.delete_lines(ns, [lost.id], NOV)
+        await tx.commit()
+    env.clock.at = NOV + timedelta(hours=1)
+    assert await env.sync.sync_all() == 1
+    after = gathering_lines(await all_invoices(env, ns))
+    (made,) = [x for x in after if x.id not in before]
+    assert (made.sync_key, made.period_start, made.period_end) == (lost.sync_key, lost.period_start, lost.period_end)
+    assert [x for x in after if x.id != made.id] == [x for x in before.values() if x.id != lost.id]
+    assert await env.sync.sync_all() == 0
 
 
 async def test_worker_bills_subscriptions_and_late_usage_as_a_correction(env: Env) -> None:
