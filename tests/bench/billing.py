@@ -288,11 +288,16 @@ async def _reference(
         invoice_rows = await connection.execute(
             text("SELECT * FROM billing_invoices WHERE status = 'paid' AND namespace = :ns"), {"ns": NS}
         )
+        # Joined by (namespace, invoice id), the lines index's prefix: the statistics the worker
+        # refreshed after the sync show no paid invoice, and planned on them an IN over every
+        # invoice ID read the lines once per paid invoice (the reference took 12-18 s at N = 10,000).
         line_rows = await connection.execute(
             text(
-                "SELECT * FROM billing_invoice_lines WHERE parent_line_id IS NULL AND invoice_id IN "
-                "(SELECT id FROM billing_invoices WHERE status = 'paid')"
-            )
+                "SELECT l.* FROM billing_invoice_lines l JOIN billing_invoices i"
+                " ON i.namespace = l.namespace AND i.id = l.invoice_id"
+                " WHERE i.namespace = :ns AND i.status = 'paid' AND l.parent_line_id IS NULL"
+            ),
+            {"ns": NS},
         )
         invoices_data = [_plain(r._mapping) for r in invoice_rows]
         lines_data = [_plain(r._mapping) for r in line_rows]
