@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import delete, func, or_
+from sqlalchemy import and_, bindparam, delete, func, or_
+from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from adapters.postgres.db import autocommit, plain_columns
 from adapters.postgres.entitlements_tables import CustomerRow, CustomerSubjectRow, SubjectRow
 from adapters.postgres.subscriptions_tables import SubscriptionRow
 from domain.customers.models import Address, Customer, CustomerListQuery, Subject
@@ -18,7 +21,8 @@ from domain.errors import ConflictError
 from domain.pagination import SortOrder
 
 
-def customer_from_row(row: CustomerRow) -> Customer:
+def customer_from_row(row: Any) -> Customer:
+    """From a CustomerRow or a result row of its columns under the same names."""
     return Customer(
         id=row.id,
         namespace=row.namespace,
@@ -54,6 +58,14 @@ def _to_row(c: Customer) -> CustomerRow:
         updated_at=c.updated_at,
         deleted_at=c.deleted_at,
     )
+
+
+_C = CustomerRow.__table__.c  # type: ignore[attr-defined]
+# Built once (building a statement costs more than running it); plain rows, no ORM objects.
+_BY_ID_OR_KEY = sa_select(*plain_columns(CustomerRow)).where(
+    _C.namespace == bindparam("namespace"),
+    or_(_C.id == bindparam("id_or_key"), and_(_C.key == bindparam("id_or_key"), _C.deleted_at.is_(None))),
+)
 
 
 class PostgresCustomerRepository:
@@ -93,16 +105,10 @@ class PostgresCustomerRepository:
         await self._write(customer, insert=False)
 
     async def get(self, namespace: str, id_or_key: str, include_deleted: bool = False) -> Customer | None:
-        async with self._sessions() as session:
-            row = await session.get(CustomerRow, (namespace, id_or_key))
-            if row is None:
-                statement = select(CustomerRow).where(
-                    CustomerRow.namespace == namespace,
-                    CustomerRow.key == id_or_key,
-                    col(CustomerRow.deleted_at).is_(None),
-                )
-                row = (await session.exec(statement)).first()
-        # By ID a deleted customer is still found (callers decide); by key only a live one.
+        # By ID a deleted customer is still found (callers decide); by key only a live one. One
+        # statement for both (the ID wins when another customer's key equals it).
+        rows = await autocommit(self._sessions, _BY_ID_OR_KEY, {"namespace": namespace, "id_or_key": id_or_key})
+        row = next((r for r in rows if r.id == id_or_key), rows[0] if rows else None)
         return customer_from_row(row) if row is not None else None
 
     async def get_many(self, namespace: str, ids: Sequence[str]) -> dict[str, Customer]:

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import orjson
 import structlog
+from sqlalchemy import Executable, Row, event
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -16,7 +21,16 @@ from adapters.postgres.embedded import EmbeddedPostgres, EmbeddedPostgresError
 
 log = structlog.get_logger(__name__)
 
-__all__ = ["EmbeddedPostgres", "EmbeddedPostgresError", "create_engine", "migrate", "run_migrations", "session_factory"]
+__all__ = [
+    "EmbeddedPostgres",
+    "EmbeddedPostgresError",
+    "autocommit",
+    "create_engine",
+    "migrate",
+    "plain_columns",
+    "run_migrations",
+    "session_factory",
+]
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations" / "postgres"
 
@@ -40,13 +54,39 @@ def _json_text(value: object) -> str:
 
 
 def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
-    return create_async_engine(
-        async_url(url),
-        pool_size=pool_size,
-        max_overflow=10,
-        pool_pre_ping=True,
-        json_serializer=_json_text,
-    )
+    engine = create_async_engine(async_url(url), pool_size=pool_size, max_overflow=10, json_serializer=_json_text)
+    # Instead of pool_pre_ping, whose ping over asyncpg is three round trips (BEGIN, an empty
+    # statement, ROLLBACK) on every checkout, a pooled connection the server closed (a restart,
+    # pg_terminate_backend) is known to asyncpg already: the event loop read its end. Such a
+    # connection is replaced before use. One the server drops in the instant before a checkout
+    # fails its statement as a disconnect: SQLAlchemy then drops the whole pool and the call is
+    # answered as transient (503, adapters/transient.py), as during the outage itself.
+    event.listen(engine.sync_engine, "checkout", _replace_closed)
+    return engine
+
+
+def _replace_closed(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    if dbapi_connection.driver_connection.is_closed():
+        raise DisconnectionError("connection closed by the server")
+
+
+async def autocommit(
+    sessions: async_sessionmaker[AsyncSession], statement: Executable, params: Mapping[str, Any] | None = None
+) -> list[Row[Any]]:
+    """Runs one statement as its own transaction and returns its rows (none for a write without
+    RETURNING): no BEGIN and COMMIT/ROLLBACK round trips around it (for one statement, what a
+    transaction gave: it sees one snapshot), and plain rows through Core, no ORM objects. For the
+    hot reads and writes of a request path (an entitlement value's, see docs/performance.md)."""
+    async with sessions() as session:
+        connection = await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        result = await connection.execute(statement, dict(params or {}))
+        return list(result.all()) if result.returns_rows else []
+
+
+def plain_columns(model: Any) -> list[Any]:
+    """A model's table columns labelled with its attribute names (`meta` for "metadata"), so a
+    plain result row reads like the model object."""
+    return [attr.columns[0].label(attr.key) for attr in sa_inspect(model).column_attrs]
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

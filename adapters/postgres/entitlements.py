@@ -6,14 +6,17 @@ import json
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import bindparam, delete, func, or_, update
+from sqlalchemy import DateTime, and_, bindparam, delete, func, literal, or_, true, update
 from sqlalchemy import select as sa_select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from adapters.postgres.db import autocommit, plain_columns
 from adapters.postgres.entitlements_tables import BalanceSnapshotRow, EntitlementRow, GrantRow, UsageResetRow
 from domain.entitlements.engine import Snapshot
 from domain.entitlements.grants import ExpirationDuration, ExpirationPeriod
@@ -22,7 +25,8 @@ from domain.entitlements.recurrence import IsoDuration, Recurrence
 from domain.errors import ConflictError, NotFoundError
 
 
-def _entitlement(row: EntitlementRow, resets: Sequence[UsageResetRow]) -> Entitlement:
+def _entitlement(row: Any, resets: Sequence[UsageReset]) -> Entitlement:
+    """From an EntitlementRow or a result row of its columns under the same names."""
     return Entitlement(
         id=row.id,
         namespace=row.namespace,
@@ -45,15 +49,7 @@ def _entitlement(row: EntitlementRow, resets: Sequence[UsageResetRow]) -> Entitl
         issue_after_reset_priority=row.issue_after_reset_priority,
         preserve_overage_at_reset=row.preserve_overage_at_reset,
         config=row.config,
-        resets=tuple(
-            UsageReset(
-                at=r.reset_at,
-                anchor=r.anchor,
-                interval=IsoDuration.parse(r.usage_interval),
-                preserve_overage=r.preserve_overage,
-            )
-            for r in sorted(resets, key=lambda r: r.reset_at)
-        ),
+        resets=tuple(sorted(resets, key=lambda r: r.at)),
     )
 
 
@@ -83,7 +79,8 @@ def _entitlement_row(e: Entitlement) -> EntitlementRow:
     )
 
 
-def _grant(row: GrantRow) -> StoredGrant:
+def _grant(row: Any) -> StoredGrant:
+    """From a GrantRow or a result row of its columns under the same names."""
     expiration = None
     if row.expiration_duration and row.expiration_count:
         expiration = ExpirationPeriod(ExpirationDuration(row.expiration_duration), row.expiration_count)
@@ -135,21 +132,92 @@ def _grant_row(g: StoredGrant) -> GrantRow:
     )
 
 
+# The statements of an entitlement value's computation, built once (building one costs more than
+# running it) and run through Core as plain rows (columns under the model's attribute names).
+_E = EntitlementRow.__table__.c  # type: ignore[attr-defined]
+_R = UsageResetRow.__table__.c  # type: ignore[attr-defined]
+_G = GrantRow.__table__  # type: ignore[attr-defined]
+_S = BalanceSnapshotRow.__table__  # type: ignore[attr-defined]
+
+# Entitlements with their usage resets (a row per reset, or one with NULL reset columns).
+_ENTITLEMENTS = sa_select(
+    *plain_columns(EntitlementRow),
+    _R.reset_at,
+    _R.anchor.label("reset_anchor"),
+    _R.usage_interval.label("reset_usage_interval"),
+    _R.preserve_overage.label("reset_preserve_overage"),
+).select_from(
+    EntitlementRow.__table__.outerjoin(  # type: ignore[attr-defined]
+        UsageResetRow.__table__,  # type: ignore[attr-defined]
+        and_(_R.namespace == _E.namespace, _R.entitlement_id == _E.id),
+    )
+)
+_ENTITLEMENT_BY_ID = _ENTITLEMENTS.where(_E.namespace == bindparam("namespace"), _E.id == bindparam("id"))
+_ENTITLEMENTS_FOR_CUSTOMER = _ENTITLEMENTS.where(
+    _E.namespace == bindparam("namespace"),
+    _E.customer_id == bindparam("customer_id"),
+    or_(
+        _E.id == bindparam("id_or_key"),
+        and_(
+            _E.feature_key == bindparam("id_or_key"),
+            or_(_E.deleted_at.is_(None), _E.deleted_at > bindparam("at", type_=DateTime(timezone=True))),
+        ),
+    ),
+)
+
+# The latest snapshot at or before :at (none when :at is NULL) beside every grant, or one row of
+# NULL grant columns when there is none: a computation's inputs besides usage in one round trip.
+_LATEST_SNAPSHOT = (
+    sa_select(
+        *[
+            getattr(_S.c, name).label(f"snapshot_{name}")
+            for name in ("at", "balances", "overage", "usage", "total_grant_usage", "period_start")
+        ]
+    )
+    .where(
+        _S.c.namespace == bindparam("namespace"),
+        _S.c.entitlement_id == bindparam("entitlement_id"),
+        _S.c.at <= bindparam("at", type_=DateTime(timezone=True)),
+    )
+    .order_by(_S.c.at.desc())
+    .limit(1)
+    .lateral("latest")
+)
+_GRANTS_WITH_LATEST_SNAPSHOT = sa_select(*_LATEST_SNAPSHOT.c, *plain_columns(GrantRow)).select_from(
+    sa_select(literal(1).label("one"))
+    .subquery("one")
+    .outerjoin(_LATEST_SNAPSHOT, true())
+    .outerjoin(_G, and_(_G.c.namespace == bindparam("namespace"), _G.c.entitlement_id == bindparam("entitlement_id")))
+)
+
+# One upsert (the same instant may be saved again by another computation).
+_SNAPSHOT_INSERT = pg_insert(_S)
+_SAVE_SNAPSHOT = _SNAPSHOT_INSERT.on_conflict_do_update(
+    index_elements=[c.name for c in _S.primary_key],
+    set_={c.name: _SNAPSHOT_INSERT.excluded[c.name] for c in _S.c if not c.primary_key},
+)
+
+
 class PostgresEntitlementRepository:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
 
-    async def _with_resets(self, session: AsyncSession, rows: Sequence[EntitlementRow]) -> list[Entitlement]:
-        if not rows:
-            return []
-        namespace = rows[0].namespace
-        statement = select(UsageResetRow).where(
-            UsageResetRow.namespace == namespace, col(UsageResetRow.entitlement_id).in_([r.id for r in rows])
-        )
-        resets: dict[str, list[UsageResetRow]] = {}
-        for reset in (await session.exec(statement)).all():
-            resets.setdefault(reset.entitlement_id, []).append(reset)
-        return [_entitlement(row, resets.get(row.id, [])) for row in rows]
+    async def _read(self, statement: Any, params: dict[str, Any] | None = None) -> list[Entitlement]:
+        """The entitlements a select of _ENTITLEMENTS finds, each with its usage resets."""
+        found: dict[str, Any] = {}
+        resets: dict[str, list[UsageReset]] = {}
+        for row in await autocommit(self._sessions, statement, params):
+            found.setdefault(row.id, row)
+            if row.reset_at is not None:
+                resets.setdefault(row.id, []).append(
+                    UsageReset(
+                        at=row.reset_at,
+                        anchor=row.reset_anchor,
+                        interval=IsoDuration.parse(row.reset_usage_interval),
+                        preserve_overage=row.reset_preserve_overage,
+                    )
+                )
+        return [_entitlement(row, resets.get(row.id, [])) for row in found.values()]
 
     @staticmethod
     async def _lock_scope(session: AsyncSession, namespace: str, customer_id: str, feature_key: str) -> None:
@@ -234,33 +302,22 @@ class PostgresEntitlementRepository:
             await session.commit()
 
     async def get(self, namespace: str, entitlement_id: str) -> Entitlement | None:
-        async with self._sessions() as session:
-            row = await session.get(EntitlementRow, (namespace, entitlement_id))
-            found = await self._with_resets(session, [row]) if row is not None else []
+        found = await self._read(_ENTITLEMENT_BY_ID, {"namespace": namespace, "id": entitlement_id})
         return found[0] if found else None
 
-    async def for_feature_key(
-        self, namespace: str, customer_id: str, feature_key: str, live_at: datetime
+    async def for_customer(
+        self, namespace: str, customer_id: str, id_or_feature_key: str, live_at: datetime
     ) -> list[Entitlement]:
-        statement = select(EntitlementRow).where(
-            EntitlementRow.namespace == namespace,
-            EntitlementRow.customer_id == customer_id,
-            EntitlementRow.feature_key == feature_key,
-            or_(col(EntitlementRow.deleted_at).is_(None), col(EntitlementRow.deleted_at) > live_at),
-        )
-        async with self._sessions() as session:
-            rows = (await session.exec(statement)).all()
-            return await self._with_resets(session, rows)
+        params = {"namespace": namespace, "customer_id": customer_id, "id_or_key": id_or_feature_key, "at": live_at}
+        return await self._read(_ENTITLEMENTS_FOR_CUSTOMER, params)
 
     async def list_entitlements(self, namespace: str, query: EntitlementListQuery) -> list[Entitlement]:
-        statement = select(EntitlementRow).where(EntitlementRow.namespace == namespace)
+        statement = _ENTITLEMENTS.where(_E.namespace == namespace)
         if query.customer_ids:
-            statement = statement.where(col(EntitlementRow.customer_id).in_(list(query.customer_ids)))
+            statement = statement.where(_E.customer_id.in_(list(query.customer_ids)))
         if not query.include_deleted:
-            statement = statement.where(col(EntitlementRow.deleted_at).is_(None))
-        async with self._sessions() as session:
-            rows = (await session.exec(statement)).all()
-            return await self._with_resets(session, rows)
+            statement = statement.where(_E.deleted_at.is_(None))
+        return await self._read(statement)
 
     async def delete(self, namespace: str, entitlement_id: str, at: datetime) -> None:
         async with self._sessions() as session:
@@ -292,16 +349,15 @@ class PostgresEntitlementRepository:
     async def active_metered(
         self, namespace: str, customer_ids: Sequence[str], feature_ids: Sequence[str]
     ) -> list[Entitlement]:
-        statement = select(EntitlementRow).where(
-            EntitlementRow.namespace == namespace,
-            EntitlementRow.type == EntitlementType.METERED.value,
-            col(EntitlementRow.customer_id).in_(list(customer_ids)),
-            col(EntitlementRow.feature_id).in_(list(feature_ids)),
-            col(EntitlementRow.deleted_at).is_(None),
+        return await self._read(
+            _ENTITLEMENTS.where(
+                _E.namespace == namespace,
+                _E.type == EntitlementType.METERED.value,
+                _E.customer_id.in_(list(customer_ids)),
+                _E.feature_id.in_(list(feature_ids)),
+                _E.deleted_at.is_(None),
+            )
         )
-        async with self._sessions() as session:
-            rows = (await session.exec(statement)).all()
-            return await self._with_resets(session, rows)
 
 
 class PostgresGrantRepository:
@@ -317,6 +373,25 @@ class PostgresGrantRepository:
         async with self._sessions() as session:
             row = await session.get(GrantRow, (namespace, grant_id))
         return _grant(row) if row is not None else None
+
+    async def with_latest_snapshot(
+        self, namespace: str, entitlement_id: str, at: datetime | None
+    ) -> tuple[list[StoredGrant], Snapshot | None]:
+        params = {"namespace": namespace, "entitlement_id": entitlement_id, "at": at}
+        rows = await autocommit(self._sessions, _GRANTS_WITH_LATEST_SNAPSHOT, params)
+        grants = [_grant(row) for row in rows if row.id is not None]
+        first = rows[0]
+        snapshot = None
+        if first.snapshot_at is not None:
+            snapshot = Snapshot(
+                at=first.snapshot_at,
+                balances={k: Decimal(v) for k, v in first.snapshot_balances.items()},
+                overage=first.snapshot_overage,
+                usage=first.snapshot_usage,
+                total_grant_usage=first.snapshot_total_grant_usage,
+                period_start=first.snapshot_period_start,
+            )
+        return grants, snapshot
 
     async def for_entitlements(
         self, namespace: str, entitlement_ids: Sequence[str], include_deleted: bool = True
@@ -345,45 +420,19 @@ class PostgresSnapshotRepository:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
 
-    async def latest(self, namespace: str, entitlement_id: str, at: datetime) -> Snapshot | None:
-        statement = (
-            select(BalanceSnapshotRow)
-            .where(
-                BalanceSnapshotRow.namespace == namespace,
-                BalanceSnapshotRow.entitlement_id == entitlement_id,
-                col(BalanceSnapshotRow.at) <= at,
-            )
-            .order_by(col(BalanceSnapshotRow.at).desc())
-            .limit(1)
-        )
-        async with self._sessions() as session:
-            row = (await session.exec(statement)).first()
-        if row is None:
-            return None
-        return Snapshot(
-            at=row.at,
-            balances={k: Decimal(v) for k, v in row.balances.items()},
-            overage=row.overage,
-            usage=row.usage,
-            total_grant_usage=row.total_grant_usage,
-            period_start=row.period_start,
-        )
-
     async def save(self, namespace: str, entitlement_id: str, snapshot: Snapshot) -> None:
-        row = BalanceSnapshotRow(
-            namespace=namespace,
-            entitlement_id=entitlement_id,
-            at=snapshot.at,
-            balances={k: str(v) for k, v in snapshot.balances.items()},
-            overage=snapshot.overage,
-            usage=snapshot.usage,
-            total_grant_usage=snapshot.total_grant_usage,
-            period_start=snapshot.usage_period_start,
-            created_at=datetime.now(snapshot.at.tzinfo),
-        )
-        async with self._sessions() as session:
-            await session.merge(row)
-            await session.commit()
+        params = {
+            "namespace": namespace,
+            "entitlement_id": entitlement_id,
+            "at": snapshot.at,
+            "balances": {k: str(v) for k, v in snapshot.balances.items()},
+            "overage": snapshot.overage,
+            "usage": snapshot.usage,
+            "total_grant_usage": snapshot.total_grant_usage,
+            "period_start": snapshot.usage_period_start,
+            "created_at": datetime.now(snapshot.at.tzinfo),
+        }
+        await autocommit(self._sessions, _SAVE_SNAPSHOT, params)
 
     async def invalidate_from(self, namespace: str, entitlement_id: str, at: datetime) -> None:
         async with self._sessions() as session:

@@ -25,10 +25,11 @@ class EntitlementRepository(Protocol):
 
     async def get(self, namespace: str, entitlement_id: str) -> Entitlement | None: ...
 
-    async def for_feature_key(
-        self, namespace: str, customer_id: str, feature_key: str, live_at: datetime
+    async def for_customer(
+        self, namespace: str, customer_id: str, id_or_feature_key: str, live_at: datetime
     ) -> list[Entitlement]:
-        """The customer's entitlements of the feature key not deleted at `live_at` (any window)."""
+        """In one read, the customer's entitlement with that ID (in any state) and its entitlements
+        of that feature key not deleted at `live_at` (any window)."""
         ...
 
     async def list_entitlements(self, namespace: str, query: EntitlementListQuery) -> list[Entitlement]:
@@ -49,6 +50,13 @@ class GrantRepository(Protocol):
 
     async def get(self, namespace: str, grant_id: str) -> StoredGrant | None: ...
 
+    async def with_latest_snapshot(
+        self, namespace: str, entitlement_id: str, at: datetime | None
+    ) -> tuple[list[StoredGrant], Snapshot | None]:
+        """In one read, the entitlement's grants (deleted ones included) and, with `at`, its newest
+        balance snapshot taken at or before `at` (a balance computation's inputs besides usage)."""
+        ...
+
     async def for_entitlements(
         self, namespace: str, entitlement_ids: Sequence[str], include_deleted: bool = True
     ) -> list[StoredGrant]: ...
@@ -59,9 +67,7 @@ class GrantRepository(Protocol):
 class SnapshotRepository(Protocol):
     """Balance snapshots: caches of engine state, never the source of a result."""
 
-    async def latest(self, namespace: str, entitlement_id: str, at: datetime) -> Snapshot | None:
-        """The newest snapshot taken at or before `at`."""
-        ...
+    # The newest one is read with the grants (GrantRepository.with_latest_snapshot).
 
     async def save(self, namespace: str, entitlement_id: str, snapshot: Snapshot) -> None: ...
 

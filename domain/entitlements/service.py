@@ -82,13 +82,16 @@ def _decimal(value: float) -> Decimal:
 
 @dataclass(frozen=True, slots=True)
 class MeteredContext:
-    """What a balance computation reads besides usage."""
+    """What a balance computation reads besides usage. Read for a run until `until`, it also holds
+    the newest balance snapshot at or before it (cumulative meters only), read with the grants."""
 
     entitlement: Entitlement
     feature: Feature
     meter: Meter
     customer: Customer
     grants: tuple[StoredGrant, ...]
+    until: datetime | None = None
+    snapshot: Snapshot | None = None
 
     @property
     def mode(self) -> UsageMode:
@@ -203,17 +206,24 @@ class EntitlementService:
 
     # --- owners -------------------------------------------------------------------------------
 
-    async def customer(self, namespace: str, id_or_key: str) -> Customer:
+    async def _remembered(self, key: tuple[str, ...], read: Callable[[], Awaitable[Any]]) -> Any:
+        """`read()`, kept as a cached look-up (dropped on any customer, entitlement, feature or
+        meter write, in this process or, through the announcements, in any other) when the cache is on."""
         cache = self.cache
         if cache is None:
-            return await self.customers.get_live(namespace, id_or_key)
-        key = ("customer", namespace, id_or_key)
-        found: Customer | None = cache.lookup(key)
+            return await read()
+        found = cache.lookup(key)
         if found is None:
             mark = cache.mark()
-            found = await self.customers.get_live(namespace, id_or_key)
+            found = await read()
             cache.remember(key, mark, found)
         return found
+
+    async def customer(self, namespace: str, id_or_key: str) -> Customer:
+        customer: Customer = await self._remembered(
+            ("customer", namespace, id_or_key), lambda: self.customers.get_live(namespace, id_or_key)
+        )
+        return customer
 
     async def subject_customer(self, namespace: str, subject_key: str) -> Customer:
         """The customer a v1 subject-scoped call acts for (the one its usage is attributed to)."""
@@ -420,10 +430,11 @@ class EntitlementService:
         self, namespace: str, customer: Customer, id_or_feature_key: str, at: datetime
     ) -> tuple[Entitlement, datetime | None]:
         """The entitlement, and the next instant a feature-key look-up may resolve differently."""
-        entitlement = await self._entitlements.get(namespace, id_or_feature_key)
-        if entitlement is not None and entitlement.customer_id == customer.id:
-            return entitlement, None
-        candidates = await self._entitlements.for_feature_key(namespace, customer.id, id_or_feature_key, at)
+        found = await self._entitlements.for_customer(namespace, customer.id, id_or_feature_key, at)
+        for entitlement in found:
+            if entitlement.id == id_or_feature_key:
+                return entitlement, None
+        candidates = [e for e in found if e.feature_key == id_or_feature_key]
         active = [e for e in candidates if e.active_at(at)]
         changes = [
             t for e in candidates for t in (e.active_from, e.active_to, e.deleted_at) if t is not None and t > at
@@ -549,20 +560,34 @@ class EntitlementService:
     # --- balance ------------------------------------------------------------------------------
 
     async def context(
-        self, namespace: str, entitlement: Entitlement, customer: Customer | None = None
+        self,
+        namespace: str,
+        entitlement: Entitlement,
+        customer: Customer | None = None,
+        until: datetime | None = None,
     ) -> MeteredContext:
-        feature = await self.features.get(namespace, entitlement.feature_id)
-        if feature.meter_slug is None:
+        """The computation's inputs; with `until`, for a run that may resume from a snapshot."""
+        feature: Feature = await self._remembered(
+            ("feature", namespace, entitlement.feature_id), lambda: self.features.get(namespace, entitlement.feature_id)
+        )
+        slug = feature.meter_slug
+        if slug is None:
             raise ValidationError.single("feature", f"feature {feature.key} has no meter", "feature_without_meter")
-        meter = await self._meters.get(namespace, feature.meter_slug)
+        meter: Meter | None = await self._remembered(
+            ("meter", namespace, slug), lambda: self._meters.get(namespace, slug)
+        )
         if meter is None:
-            raise NotFoundError("meter", feature.meter_slug)
+            raise NotFoundError("meter", slug)
         if customer is None or customer.id != entitlement.customer_id:
             customer = await self.customers.get(namespace, entitlement.customer_id)
-        grants = await self._grants.for_entitlements(namespace, [entitlement.id])
-        return MeteredContext(entitlement, feature, meter, customer, tuple(grants))
+        # Only cumulative runs resume from snapshots.
+        snapshot_at = until if meter.aggregation is not Aggregation.LATEST else None
+        grants, snapshot = await self._grants.with_latest_snapshot(namespace, entitlement.id, snapshot_at)
+        return MeteredContext(entitlement, feature, meter, customer, tuple(grants), until, snapshot)
 
     async def run_until(self, namespace: str, ctx: MeteredContext, until: datetime, cached: bool = True) -> RunResult:
+        """`cached`: resume from the context's snapshot (read by `context(..., until=until)`) and
+        store a newer one when due; else a full run from the start of measurement."""
         result, _ = await self._run(namespace, ctx, until, cached)
         return result
 
@@ -576,7 +601,9 @@ class EntitlementService:
         until = max(until, start_at)
         grants = [g.engine() for g in ctx.grants]
         cumulative = ctx.mode is UsageMode.CUMULATIVE
-        snapshot = await self._snapshots.latest(namespace, entitlement.id, until) if cached and cumulative else None
+        if cached and ctx.until != until:
+            raise ValueError("a cached run needs the context read for its instant (context(..., until=))")
+        snapshot = ctx.snapshot if cached and cumulative else None
         if snapshot is not None and (snapshot.at < start_at or set(snapshot.balances) - {g.id for g in grants}):
             snapshot = None
         if snapshot is None:
@@ -606,7 +633,7 @@ class EntitlementService:
         """Computes the value at `when` (a whole minute, now) and keeps it in the cache."""
         cache = self.cache
         mark = cache.mark() if cache is not None else 0  # before any input is read
-        ctx = await self.context(namespace, entitlement, customer)
+        ctx = await self.context(namespace, entitlement, customer, when)
         assert entitlement.measure_usage_from is not None
         keep = cache is not None and when >= entitlement.measure_usage_from
         result, first_event = await self._run(namespace, ctx, when, tail=keep)
@@ -656,7 +683,7 @@ class EntitlementService:
                 return cached
             _, value = await self._current(namespace, entitlement, when, customer)
             return value
-        ctx = await self.context(namespace, entitlement, customer)
+        ctx = await self.context(namespace, entitlement, customer, when)
         result = await self.run_until(namespace, ctx, when)
         return self._metered_value(entitlement, result)
 

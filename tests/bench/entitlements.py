@@ -13,7 +13,10 @@ the server), `value` is calls spread over all entitlements afterwards (the stead
 Standalone: `.venv/bin/python -m tests.bench.entitlements [customers] [calls]` starts its own
 embedded stack and prints the figures (handy for before/after comparisons); `BENCH_VALUE_CACHE=0`
 turns the value cache off to measure the computed path alone; `BENCH_ROLLUPS=0` keeps the meter's
-per-hour rollup off (else the cold calls start once it is ready and read it).
+per-hour rollup off (else the cold calls start once it is ready and read it); `BENCH_PROFILE=DIR`
+records a py-spy profile of the server during the cold calls (tests/bench/run.py's `profiled`).
+`cold_cpu_ms` is the server's CPU time (all threads) per cold call, `cold_loop_cpu_ms` its event
+loop's (the main thread's; ClickHouse queries run beside it on a thread pool).
 """
 
 from __future__ import annotations
@@ -24,11 +27,14 @@ import random
 import sys
 import time
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
 import orjson
+import psutil
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tally.v1 import (
@@ -189,8 +195,11 @@ async def _latencies(call: Any, total: int) -> list[float]:
     return samples
 
 
-async def measure(target: str, targets: list[str], calls: int) -> dict[str, float]:
-    """noop, cold and steady /value p50/p99 (ms) with 16 concurrent callers, back to back."""
+async def measure(
+    target: str, targets: list[str], calls: int, around_cold: Callable[[], AbstractContextManager[Any]] = nullcontext
+) -> dict[str, float]:
+    """noop, cold and steady /value p50/p99 (ms) with 16 concurrent callers, back to back;
+    `around_cold` wraps the cold calls (the profiler)."""
     requests = []
     for t in targets:
         customer, feature = t.split("|")
@@ -209,7 +218,8 @@ async def measure(target: str, targets: list[str], calls: int) -> dict[str, floa
             await health.Check(health_pb2.HealthCheckRequest())
 
         await _latencies(noop, 300)  # warm-up
-        cold = await _latencies(lambda n: ents.GetCustomerEntitlementValue(requests[n]), len(requests))
+        with around_cold():
+            cold = await _latencies(lambda n: ents.GetCustomerEntitlementValue(requests[n]), len(requests))
         noop_ms = await _latencies(noop, calls)
         value_ms = await _latencies(lambda n: ents.GetCustomerEntitlementValue(requests[order[n]]), calls)
         noop_after = await _latencies(noop, calls)
@@ -239,7 +249,11 @@ async def rollups_ready(metrics_port: int, timeout: float = 180) -> float:
 
 
 async def entitlement_value(
-    target: str, customers: int, calls: int, rollups_metrics_port: int | None = None
+    target: str,
+    customers: int,
+    calls: int,
+    rollups_metrics_port: int | None = None,
+    around_cold: Callable[[], AbstractContextManager[Any]] = nullcontext,
 ) -> dict[str, float]:
     """With `rollups_metrics_port`, cold calls wait until the meter's rollup is ready (the steady
     state of a meter older than its rollup's handover) and read it."""
@@ -247,13 +261,14 @@ async def entitlement_value(
     targets = await setup(target, customers)
     setup_s = time.perf_counter() - started
     waited = await rollups_ready(rollups_metrics_port) if rollups_metrics_port is not None else 0.0
-    figures = await measure(target, targets, calls)
+    figures = await measure(target, targets, calls, around_cold)
     figures["rollup_wait_s"] = waited
     figures["setup_s"] = setup_s
     return figures
 
 
 def main() -> None:
+    from tests.bench.run import cpu_time, profiled
     from tests.support.services import ROOT
     from tests.support.stack import TallyProcess, create_database, drop_created_databases
 
@@ -274,9 +289,29 @@ def main() -> None:
         "TALLY_SINK__ROLLUP_INTERVAL_S": "1",
     }
     stack.start(180)
+    spent: list[float] = []
+
+    def loop_cpu() -> float:
+        # The server's main thread runs its event loop (ClickHouse queries run on a thread pool).
+        assert stack.process is not None
+        pid = stack.process.pid
+        main = next(t for t in psutil.Process(pid).threads() if t.id == pid)
+        return main.user_time + main.system_time
+
+    @contextmanager
+    def around_cold() -> Iterator[None]:
+        with profiled("cold", stack), cpu_time(stack) as cpu:
+            loop_before = loop_cpu()
+            yield
+            loop_spent = loop_cpu() - loop_before
+        spent.extend([cpu[0], loop_spent])
+
     try:
         port = stack.metrics_port if rollups else None
-        figures = asyncio.run(entitlement_value(stack.grpc_target, customers, calls, port))
+        figures = asyncio.run(entitlement_value(stack.grpc_target, customers, calls, port, around_cold))
+        # The server's CPU per cold call: the figure the shared machine's load disturbs least.
+        figures["cold_cpu_ms"] = spent[0] / customers * 1000
+        figures["cold_loop_cpu_ms"] = spent[1] / customers * 1000
     finally:
         stack.stop()
         asyncio.run(drop_created_databases())
