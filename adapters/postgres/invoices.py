@@ -30,6 +30,7 @@ from adapters.postgres.billing import (
     workflow_to_json,
 )
 from adapters.postgres.billing_tables import InvoiceLineRow, InvoiceRow
+from adapters.postgres.db import plain_columns
 from domain.billing.apps.port import IssueSeverity
 from domain.billing.invoice_states import InvoiceStatus, State
 from domain.billing.invoices import (
@@ -463,15 +464,10 @@ _ISSUED = tuple(
 _BEING_BILLED = (InvoiceStatus.GATHERING.value, InvoiceStatus.DRAFT.value, InvoiceStatus.ISSUING.value)
 
 
-def _columns(row_type: Any) -> list[Any]:
-    """Every column of a table, labelled with its attribute name: reads return plain rows with the
-    attributes `_invoice` and `_line` read, without building an ORM object per row (that was most of
-    a billing batch's read time)."""
-    return [attr.columns[0].label(key) for key, attr in sa_inspect(row_type).column_attrs.items()]
-
-
-_INVOICE_COLUMNS = _columns(InvoiceRow)
-_LINE_COLUMNS = _columns(InvoiceLineRow)
+# Reads return plain rows with the attributes `_invoice` and `_line` read, without building an ORM
+# object per row (that was most of a billing batch's read time).
+_INVOICE_COLUMNS = plain_columns(InvoiceRow)
+_LINE_COLUMNS = plain_columns(InvoiceLineRow)
 # A line and its invoice's customer (the late-usage pass), or its invoice's status (the sync).
 _LINES_WITH_CUSTOMER: list[Any] = [*_LINE_COLUMNS, col(InvoiceRow.customer_id).label("invoice_customer_id")]
 _LINES_WITH_STATUS: list[Any] = [*_LINE_COLUMNS, col(InvoiceRow.status).label("invoice_status")]
