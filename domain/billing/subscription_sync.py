@@ -137,7 +137,13 @@ class SubscriptionSync:
                 async with self._uow() as tx:
                     held = await tx.invoices.subscription_lines(namespace, [s.id for s in chunk])
                 for subscription in chunk:
-                    _, plan = _plan(self._expected(subscription, now), held[subscription.id])
+                    try:
+                        _, plan = _plan(self._expected(subscription, now), held[subscription.id])
+                    except Exception:
+                        # Synced on its own, where its failure is reported without holding back
+                        # the other subscriptions.
+                        out.append(subscription)
+                        continue
                     if not plan.empty:
                         out.append(subscription)
         return out
