@@ -294,6 +294,17 @@ def _dec(value: Any) -> Decimal | None:
     return Decimal(value) if value is not None else None
 
 
+def _line_and(row: Any) -> tuple[InvoiceLine, Any]:
+    """A line read with one more column after its own (`_LINES_WITH_CUSTOMER`, `_LINES_WITH_STATUS`)."""
+    return _line(_LineRecord._make(row[:-1])), row[-1]
+
+
+def _any_of(column: Any, values: Sequence[str]) -> Any:
+    """`column` equal to any of `values`, as one array parameter rather than one parameter per
+    value: a list can be longer than a statement's 32,767 parameters."""
+    return column == any_(literal(list(values), ARRAY(String)))
+
+
 def _line(row: Any) -> InvoiceLine:
     if isinstance(row, Row):
         row = _LineRecord._make(row)
@@ -695,7 +706,7 @@ class PostgresInvoiceRepository:
                 # every line of the namespace once per subscription.
                 col(InvoiceLineRow.subscription_id) == subscription_ids[0]
                 if len(subscription_ids) == 1
-                else col(InvoiceLineRow.subscription_id) == any_(literal(list(subscription_ids), ARRAY(String))),
+                else _any_of(col(InvoiceLineRow.subscription_id), subscription_ids),
                 col(InvoiceLineRow.parent_line_id).is_(None),
                 col(InvoiceLineRow.deleted_at).is_(None),
                 col(InvoiceRow.deleted_at).is_(None),
@@ -703,8 +714,8 @@ class PostgresInvoiceRepository:
             .order_by(col(InvoiceLineRow.period_start), col(InvoiceLineRow.id))
         )
         for row in (await self._session.exec(_fresh(statement))).all():
-            line = _line(_LineRecord._make(row[:-1]))
-            out[line.subscription.subscription_id if line.subscription else ""].append((line, InvoiceStatus(row[-1])))
+            line, status = _line_and(row)
+            out[line.subscription.subscription_id if line.subscription else ""].append((line, InvoiceStatus(status)))
         return out
 
     async def issued_usage_lines(self, ended_after: datetime) -> list[tuple[InvoiceLine, str]]:
@@ -732,9 +743,7 @@ class PostgresInvoiceRepository:
             )
             .order_by(col(InvoiceLineRow.namespace), col(InvoiceLineRow.period_key))
         )
-        found = [
-            (_line(_LineRecord._make(row[:-1])), row[-1]) for row in (await self._session.exec(_fresh(statement))).all()
-        ]
+        found = [_line_and(row) for row in (await self._session.exec(_fresh(statement))).all()]
         keys_by_namespace: dict[str, set[str]] = {}
         for line, _ in found:
             keys_by_namespace.setdefault(line.namespace, set()).add(line.period_key or "")
@@ -860,9 +869,8 @@ def _live_period_lines(statement: Any, namespace: str, period_keys: Sequence[str
         ),
     ).where(
         InvoiceLineRow.namespace == namespace,
-        # One array parameter, not one parameter per key: a late-usage pass asks about every
-        # period key billed lately, more than a statement's 32,767 parameters.
-        col(InvoiceLineRow.period_key) == any_(literal(list(period_keys), ARRAY(String))),
+        # A late-usage pass asks about every period key billed lately (`_any_of`).
+        _any_of(col(InvoiceLineRow.period_key), period_keys),
         col(InvoiceLineRow.parent_line_id).is_(None),
         col(InvoiceLineRow.deleted_at).is_(None),
         col(InvoiceRow.deleted_at).is_(None),
