@@ -33,6 +33,10 @@ RPC_LATENCY = Histogram(
 EVENTS_INGESTED = Counter("tally_events_ingested_total", "Events acknowledged by the ingest API")
 EVENTS_STORED = Counter("tally_events_stored_total", "Events written to the event store by the sink")
 EVENTS_DUPLICATE = Counter("tally_events_duplicate_total", "Events dropped as duplicates of (namespace, source, id)")
+EVENTS_IN_DOUBT = Counter(
+    "tally_events_in_doubt_total",
+    "Events not stored by a flush because a still pending flush holds their keys; the bus retries or fails them",
+)
 INGEST_REJECTED = Counter(
     "tally_ingest_rejected_total",
     "Ingest requests refused whole (nothing acknowledged), by error: ValidationError, PayloadTooLargeError...",

@@ -121,6 +121,8 @@ class App:
         catalog = MeterCatalog(PostgresMeterRepository(sessions), settings.sink.catalog_refresh_s)
         key_store = PostgresEventKeyStore(engine)
         sink = EventSink(store, key_store, catalog, owner="inprocess")
+        # Stopped after the bus (steps stop last-in first): a flush while draining may still need it.
+        self._stack.append(sink.close)
         # Before the bus: the sink announces every stored batch, also while the bus drains at stop.
         announcements = await self._start_announcements()
 

@@ -7,25 +7,35 @@ listen, in this process or on Kafka) -> `acknowledge` -> mark the batch stored. 
 answers its callers at `acknowledge`: the events are in the store and their keys claimed, which is
 all that "stored exactly once" needs, and a read after the answer sees them (the caches were told).
 Marking the batch stored is bookkeeping for recovery, so the callers do not wait for that second
-Postgres transaction: if it fails or the process dies first, the batch stays pending and the recovery
-at start keeps exactly the keys whose events reached the store (all of them here). The Kafka consumer
-commits offsets only after the whole flush, so a crash replays the batch and the keys drop what was
-already stored.
+Postgres transaction. The Kafka consumer commits offsets only after the whole flush, so a crash
+replays the batch and the keys drop what was already stored.
+
+A key held by another batch that is still pending is *in doubt*, not a duplicate: that batch may yet
+fail to store its event. Such events are left out of the flush and reported in
+`FlushResult.in_doubt`; the bus does not acknowledge them (the in-process bus answers their requests
+retryable, the Kafka consumer commits no offset past them and delivers them again), and the retry
+finds them stored (duplicates) or free once the pending batch is settled.
+
+Settling a batch (keep the keys whose events reached the store, release the others, mark it) is done
+one way, `_settle`: right after a failed insert; by `recover` at start (or when a Kafka partition is
+assigned) for what a dead process left pending; and, when settling after a failed insert or marking
+a stored batch fails (Postgres briefly away), again in the background until it succeeds, so the
+doubt it leaves resolves without a restart.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from operator import attrgetter
 from typing import Protocol
 
 import structlog
 
 from adapters import metrics
-from domain.metering.events import Event, EventKey, event_key
+from domain.metering.events import Event, EventKey, FlushResult, event_key
 from domain.metering.jsonpath import JsonPath, extract_values
 from domain.metering.models import Meter
 from domain.metering.ports import EventKeyStore, EventWriter, ExtractedValues
@@ -38,12 +48,6 @@ Listener = Callable[[set[TouchedKey]], Awaitable[None]]
 
 class MeterSource(Protocol):
     async def list_all_live(self) -> Sequence[Meter]: ...
-
-
-@dataclass(frozen=True, slots=True)
-class FlushResult:
-    stored: int
-    duplicates: int
 
 
 class MeterCatalog:
@@ -81,12 +85,24 @@ class MeterCatalog:
 
 
 class EventSink:
-    def __init__(self, writer: EventWriter, keys: EventKeyStore, catalog: MeterCatalog, owner: str) -> None:
+    def __init__(
+        self,
+        writer: EventWriter,
+        keys: EventKeyStore,
+        catalog: MeterCatalog,
+        owner: str,
+        settle_retry_seconds: tuple[float, float] = (0.2, 5.0),
+    ) -> None:
         self.writer = writer
         self.keys = keys
         self.catalog = catalog
         self.owner = owner
         self._listeners: list[Listener] = []
+        # Batches this process could not settle (batch id -> its claimed keys), retried in the
+        # background from the first delay, doubling up to the second, until each is settled.
+        self._unsettled: dict[int, list[EventKey]] = {}
+        self._settle_retry_seconds = settle_retry_seconds
+        self._settler: asyncio.Task[None] | None = None
 
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
@@ -94,15 +110,26 @@ class EventSink:
     async def recover(self, owner: str | None = None) -> None:
         """Settles flushes a crash interrupted: keeps the keys of events that reached the store."""
         for batch in await self.keys.pending(owner or self.owner):
-            stored = await self.writer.existing_keys(batch.keys)
-            await self.keys.abort(batch.id, keep=sorted(stored))
-            log.warning("recovered interrupted sink flush", batch=batch.id, events=len(batch.keys), stored=len(stored))
+            stored = await self._settle(batch.id, batch.keys)
+            log.warning("recovered interrupted sink flush", batch=batch.id, events=len(batch.keys), stored=stored)
+
+    async def close(self) -> None:
+        """Stops the background settling; a batch still unsettled stays pending for the next start."""
+        if self._settler is not None:
+            self._settler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._settler
+            self._settler = None
 
     async def flush(
-        self, events: Sequence[Event], owner: str | None = None, acknowledge: Callable[[], None] | None = None
+        self,
+        events: Sequence[Event],
+        owner: str | None = None,
+        acknowledge: Callable[[FlushResult], None] | None = None,
     ) -> FlushResult:
-        """Stores `events` exactly once; calls `acknowledge` once they are stored and announced, before
-        the batch is marked stored (module docstring). Raises if anything fails, also after that call."""
+        """Stores `events` exactly once, except those in doubt (module docstring), which it leaves to
+        a retry; calls `acknowledge` with the result once the stored ones are stored and announced,
+        before the batch is marked stored. Raises if anything fails, also after that call."""
         if not events:
             return FlushResult(0, 0)
         keys = list(map(event_key, events))
@@ -114,34 +141,48 @@ class EventSink:
             unique = list(first.values())
         # Before the claim: reading the meter catalogue can fail (Postgres away), and a failure
         # between the claim and the insert would leave the keys claimed by a batch that stored
-        # nothing, so the client's retry would be dropped as a duplicate until the next start.
+        # nothing, so the client's retry would be in doubt until that batch is settled.
         values = await self._values(unique)
         started = time.perf_counter()
-        batch_id, fresh = await self.keys.claim(owner or self.owner, list(unique))
+        batch_id, fresh, in_doubt = await self.keys.claim(owner or self.owner, list(unique))
         metrics.SINK_KEYS_SECONDS.labels("claim").observe(time.perf_counter() - started)
-        if fresh:
-            if len(fresh) < len(unique):  # the claim returns the same Event objects it was given
-                by_event = {id(event): value for event, value in zip(unique, values, strict=True)}
-                values = [by_event[id(event)] for event in fresh]
-            await self._insert(batch_id, fresh, values)
-        duplicates = len(events) - len(fresh)
-        metrics.SINK_BATCH_SIZE.observe(len(events))
-        metrics.EVENTS_STORED.inc(len(fresh))
-        metrics.EVENTS_DUPLICATE.inc(duplicates)
-        if self._listeners:
-            # Every event of the batch, duplicates included: a batch replayed after a crash between
-            # storing and announcing is all duplicates, and must still be announced. A listener's
-            # failure fails the flush (the bus then acknowledges nothing and replays the batch), so
-            # what was stored is announced at least once; an extra announcement is harmless.
-            touched = set(map(_TOUCHED, unique))
-            for listener in self._listeners:
-                await listener(touched)
-        if acknowledge is not None:
-            acknowledge()
-        started = time.perf_counter()
-        await self.keys.commit(batch_id)
-        metrics.SINK_KEYS_SECONDS.labels("stored").observe(time.perf_counter() - started)
-        return FlushResult(len(fresh), duplicates)
+        inserted = False
+        try:
+            if fresh:
+                if len(fresh) < len(unique):  # the claim returns the same Event objects it was given
+                    by_event = {id(event): value for event, value in zip(unique, values, strict=True)}
+                    values = [by_event[id(event)] for event in fresh]
+                await self._insert(batch_id, fresh, values)  # settles the batch itself if it fails
+            inserted = True
+            duplicates = len(events) - len(fresh) - len(in_doubt)
+            metrics.SINK_BATCH_SIZE.observe(len(events))
+            metrics.EVENTS_STORED.inc(len(fresh))
+            metrics.EVENTS_DUPLICATE.inc(duplicates)
+            result = FlushResult(len(fresh), duplicates)
+            if in_doubt:
+                metrics.EVENTS_IN_DOUBT.inc(len(in_doubt))
+                result = FlushResult(len(fresh), duplicates, frozenset(map(event_key, in_doubt)))
+            if self._listeners:
+                # Every event of the batch, duplicates included: a batch replayed after a crash
+                # between storing and announcing is all duplicates, and must still be announced. A
+                # listener's failure fails the flush (the bus then acknowledges nothing and replays
+                # the batch), so what was stored is announced at least once; an extra announcement
+                # is harmless.
+                touched = set(map(_TOUCHED, unique))
+                for listener in self._listeners:
+                    await listener(touched)
+            if acknowledge is not None:
+                acknowledge(result)
+            started = time.perf_counter()
+            await self.keys.commit(batch_id)
+            metrics.SINK_KEYS_SECONDS.labels("stored").observe(time.perf_counter() - started)
+        except BaseException:
+            if inserted:
+                # Stored, but announcing or marking the batch failed. Left pending, its keys would
+                # keep the replay or retry in doubt: settle it now (keeping every key), or later.
+                await asyncio.shield(self._settle_or_retry_later(batch_id, list(map(event_key, fresh))))
+            raise
+        return result
 
     async def _insert(self, batch_id: int, events: list[Event], values: list[ExtractedValues]) -> None:
         started = time.perf_counter()
@@ -152,20 +193,45 @@ class EventSink:
         except BaseException:
             # The insert may or may not have landed (a timeout after the write): settle it the way
             # recovery would, so a retry neither loses nor doubles anything.
-            await asyncio.shield(self._settle(batch_id, events))
+            await asyncio.shield(self._settle_or_retry_later(batch_id, list(map(event_key, events))))
             raise
         metrics.SINK_INSERT_SECONDS.observe(time.perf_counter() - started)
         oldest_ms = min(event.ingested_ms for event in events)
         metrics.SINK_DELAY_SECONDS.observe(max(0.0, time.time() - oldest_ms / 1000))
 
-    async def _settle(self, batch_id: int, events: Sequence[Event]) -> None:
-        keys = [(e.namespace, e.source, e.id) for e in events]
+    async def _settle(self, batch_id: int, keys: Sequence[EventKey]) -> int:
+        """Keeps the batch's keys whose events reached the store, releases the others and marks the
+        batch settled; returns how many were stored. Raises if the stores cannot be reached. Settling
+        a batch twice (here and by another sink's recovery) gives the same result."""
+        stored = await self.writer.existing_keys(keys)
+        await self.keys.abort(batch_id, keep=sorted(stored))
+        self._unsettled.pop(batch_id, None)
+        return len(stored)
+
+    async def _settle_or_retry_later(self, batch_id: int, keys: list[EventKey]) -> None:
         try:
-            stored = await self.writer.existing_keys(keys)
-            await self.keys.abort(batch_id, keep=sorted(stored))
+            await self._settle(batch_id, keys)
         except Exception:
-            # Left pending: the next start's recovery settles it.
-            log.exception("could not settle a failed flush; recovery will", batch=batch_id)
+            log.exception("could not settle a failed flush; retrying in the background", batch=batch_id)
+            self._settle_later(batch_id, keys)
+
+    def _settle_later(self, batch_id: int, keys: list[EventKey]) -> None:
+        self._unsettled[batch_id] = keys
+        if self._settler is None or self._settler.done():
+            self._settler = asyncio.create_task(self._settle_unsettled(), name="sink-settle")
+
+    async def _settle_unsettled(self) -> None:
+        delay, longest = self._settle_retry_seconds
+        while self._unsettled:
+            await asyncio.sleep(delay)
+            for batch_id, keys in list(self._unsettled.items()):
+                try:
+                    stored = await self._settle(batch_id, keys)
+                except Exception as error:
+                    delay = min(longest, delay * 2)
+                    log.warning("settling a failed flush failed again; retrying", batch=batch_id, error=str(error))
+                    break
+                log.warning("settled a failed flush", batch=batch_id, events=len(keys), stored=stored)
 
     async def _values(self, events: Sequence[Event]) -> list[ExtractedValues]:
         """Each event's meter values, for the meters of its (namespace, type)."""

@@ -5,6 +5,11 @@ together, so load turns into large batches and an idle system stores an event at
 returns once the events are stored and their keys claimed (or raises), so the REST 204 means durable
 and counted once; it does not wait for the flush's last step, marking the batch stored
 (workers/sink.py).
+
+A request with an event in doubt (its key held by a flush still pending, whose event may never be
+stored: workers/sink.py) fails with the retryable UnavailableError (gRPC UNAVAILABLE, REST 503);
+the request's other events are stored by the flush as usual and are duplicates on the retry, and the
+other requests of the flush are answered as if it were alone.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from collections.abc import Sequence
 import structlog
 
 from domain.errors import UnavailableError
-from domain.metering.events import Event
+from domain.metering.events import Event, FlushResult, event_key
 from domain.metering.ports import BatchConsumer
 
 log = structlog.get_logger(__name__)
@@ -57,18 +62,31 @@ class InProcessBus:
                 count += len(item[0])
             batch = [event for events, _ in taken for event in events]
 
-            def acknowledge(taken: list[tuple[Sequence[Event], asyncio.Future[None]]] = taken) -> None:
-                for _, future in taken:
-                    if not future.done():
+            def acknowledge(
+                result: FlushResult, taken: list[tuple[Sequence[Event], asyncio.Future[None]]] = taken
+            ) -> None:
+                for events, future in taken:
+                    if future.done():
+                        continue
+                    doubtful = sum(event_key(event) in result.in_doubt for event in events) if result.in_doubt else 0
+                    if doubtful:
+                        future.set_exception(
+                            UnavailableError(
+                                f"{doubtful} of the {len(events)} events are still being settled from an earlier "
+                                "attempt to store them; retry (events already stored are not counted twice)"
+                            )
+                        )
+                    else:
                         future.set_result(None)
 
             try:
-                await self._sink.flush(batch, acknowledge=acknowledge)
+                result = await self._sink.flush(batch, acknowledge=acknowledge)
             except Exception as error:
                 if all(future.done() for _, future in taken):
-                    # Acknowledged: the events are stored, only marking the batch stored failed. It
-                    # stays pending, and the recovery at the next start keeps all its keys.
-                    log.exception("marking a stored flush failed; recovery settles it", events=len(batch))
+                    # Answered: the events are stored, only marking the batch stored failed. The sink
+                    # settles it in the background (or the next start's recovery does), keeping all its
+                    # keys; until then a retry of its events is answered retryable.
+                    log.exception("marking a stored flush failed; it is settled later", events=len(batch))
                     continue
                 log.exception("flush failed; failing its requests", events=len(batch))
                 failure = UnavailableError(f"the event store did not accept the batch: {error}; retry")
@@ -76,7 +94,11 @@ class InProcessBus:
                     if not future.done():
                         future.set_exception(failure)
                 continue
-            acknowledge()
+            if result.in_doubt:
+                log.warning(
+                    "events still being settled; their requests answered retryable", events=len(result.in_doubt)
+                )
+            acknowledge(result)
 
     async def stop(self) -> None:
         """Drains: everything published before stop is flushed (or failed) before this returns."""

@@ -5,6 +5,10 @@ JSON array of arrays), so per-message overhead is paid per batch, not per event.
 partition is chosen by a hash of (namespace, source, id): duplicates of an event always meet in the
 same partition, where one sink handles them in order. Offsets are committed only after the sink
 has stored the batch; a crash replays it and the sink's key records drop what was already stored.
+A flush that leaves events in doubt (their keys held by a flush still pending: workers/sink.py) is
+not committed: the consumer seeks that partition back to its last committed offset and pauses it,
+delivering it again after a wait that doubles per attempt (up to IN_DOUBT_MAX_SECONDS), until the
+pending flush is settled and the events are stored or found to be duplicates. Other partitions go on.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import contextlib
 import hashlib
 import itertools
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from itertools import starmap
 from operator import attrgetter
 
@@ -33,6 +37,9 @@ log = structlog.get_logger(__name__)
 
 STALL_CHECK_SECONDS = 5.0
 STALL_SECONDS = 10.0
+# Redelivery of a batch with events in doubt: the first wait, doubled per attempt up to the second.
+IN_DOUBT_FIRST_SECONDS = 0.2
+IN_DOUBT_MAX_SECONDS = 5.0
 
 
 # An event's fields in the order of the wire's inner arrays (and of Event's constructor); attrgetter
@@ -162,6 +169,15 @@ class _Handover(ConsumerRebalanceListener):  # type: ignore[misc]
             self.settled.set()
 
 
+class _InDoubt(Exception):
+    """A flush left events in doubt: no offset from their message on may be committed."""
+
+    def __init__(self, tp: TopicPartition, events: int) -> None:
+        super().__init__(f"{events} events of partition {tp.partition} are still being settled by another flush")
+        self.partition = tp.partition
+        self.events = events
+
+
 class KafkaSinkConsumer:
     """Drains the events topic into the sink, committing offsets only after each stored batch."""
 
@@ -199,6 +215,8 @@ class KafkaSinkConsumer:
         self._stopping = asyncio.Event()
         # When each partition last delivered (or was seen caught up), for the stall check.
         self._progress: dict[TopicPartition, float] = {}
+        # Partitions held back with events in doubt: until when, and the last wait (doubled per attempt).
+        self._in_doubt: dict[TopicPartition, tuple[float, float]] = {}
 
     async def start(self) -> None:
         self._consumer.subscribe([self._topic], listener=self._handover)
@@ -211,6 +229,7 @@ class KafkaSinkConsumer:
             while not self._stopping.is_set():
                 metrics.LIVENESS.beat("sink")
                 try:
+                    self._resume_due()
                     generation = self._handover.generation
                     # Messages carry many events each; max_records bounds messages, not events.
                     batches = await self._consumer.getmany(timeout_ms=self._flush_interval_ms, max_records=1000)
@@ -223,7 +242,12 @@ class KafkaSinkConsumer:
                         current = self._handover.generation == generation and self._handover.settled.is_set()
                         if current:
                             for tp, messages in batches.items():
-                                await self._flush(tp, messages)
+                                try:
+                                    await self._flush(tp, messages)
+                                except _InDoubt as doubt:
+                                    await self._hold_back(tp, doubt)
+                                    continue
+                                self._in_doubt.pop(tp, None)
                                 self._observe_lag(tp, messages[-1].offset + 1)
                                 self._progress[tp] = time.monotonic()
                         elif batches:
@@ -236,15 +260,42 @@ class KafkaSinkConsumer:
                 except asyncio.CancelledError:
                     raise
                 except Exception:
-                    # Nothing was committed for the failed batch: seek back so it is consumed again.
                     log.exception("sink batch failed; retrying from the last committed offset")
-                    for tp in self._consumer.assignment():
-                        committed = await self._consumer.committed(tp)
-                        if committed is not None:
-                            self._consumer.seek(tp, committed)
-                        else:
-                            await self._consumer.seek_to_beginning(tp)
+                    await self._rewind()
                     await asyncio.sleep(1.0)
+
+    async def _hold_back(self, tp: TopicPartition, doubt: _InDoubt) -> None:
+        """Not a failure: the flush holding the events' keys is still to be settled (this process
+        settles its own in the background). The partition is fetched again from its committed offset
+        once the wait is over; meanwhile the other partitions go on, and a rebalance can proceed."""
+        wait = min(IN_DOUBT_MAX_SECONDS, self._in_doubt.get(tp, (0.0, 0.0))[1] * 2 or IN_DOUBT_FIRST_SECONDS)
+        self._in_doubt[tp] = (time.monotonic() + wait, wait)
+        log.warning(
+            "sink batch has events still being settled; delivering it again",
+            partition=tp.partition,
+            events=doubt.events,
+            retry_in_s=wait,
+        )
+        await self._rewind([tp])
+        self._consumer.pause(tp)
+
+    def _resume_due(self) -> None:
+        now = time.monotonic()
+        assigned = self._consumer.assignment()
+        for tp, (until, _) in list(self._in_doubt.items()):
+            if tp not in assigned:
+                del self._in_doubt[tp]  # another sink's now (or later ours again, not paused)
+            elif now >= until:
+                self._consumer.resume(tp)  # its wait is kept: doubled if still in doubt
+
+    async def _rewind(self, partitions: Iterable[TopicPartition] | None = None) -> None:
+        """Nothing was committed for the failed batch: seek back so it is consumed again."""
+        for tp in self._consumer.assignment() if partitions is None else partitions:
+            committed = await self._consumer.committed(tp)
+            if committed is not None:
+                self._consumer.seek(tp, committed)
+            else:
+                await self._consumer.seek_to_beginning(tp)
 
     async def _await_settled(self) -> None:
         # Bounded, so the loop still notices a stop and reports itself alive.
@@ -266,7 +317,7 @@ class KafkaSinkConsumer:
         now = time.monotonic()
         for tp in self._consumer.assignment():
             since = self._progress.setdefault(tp, now)
-            if now - since < STALL_SECONDS:
+            if now - since < STALL_SECONDS or tp in self._in_doubt:  # held back on purpose
                 continue
             committed = await self._consumer.committed(tp)
             end = (await self._consumer.end_offsets([tp])).get(tp)
@@ -291,18 +342,24 @@ class KafkaSinkConsumer:
         for message in messages:
             events = decode(message.value) if message.value else []
             if pending and len(pending) + len(events) > self._max_batch_events:
-                await self._sink.flush(pending, owner=owner)
+                await self._store(tp, pending, owner)
                 await self._commit(tp, done)
                 pending = []
             # A message larger than one insert (max_batch_events below the ingest limit) is split.
             while len(events) > self._max_batch_events:
-                await self._sink.flush(events[: self._max_batch_events], owner=owner)
+                await self._store(tp, events[: self._max_batch_events], owner)
                 events = events[self._max_batch_events :]
             pending.extend(events)
             done = message
         if pending:
-            await self._sink.flush(pending, owner=owner)
+            await self._store(tp, pending, owner)
         await self._commit(tp, done)
+
+    async def _store(self, tp: TopicPartition, events: list[Event], owner: str) -> None:
+        result = await self._sink.flush(events, owner=owner)
+        if result.in_doubt:
+            # What was stored stays stored (a redelivery finds it a duplicate); nothing is committed.
+            raise _InDoubt(tp, len(result.in_doubt))
 
     async def _commit(self, tp: TopicPartition, message: ConsumerRecord[bytes, bytes] | None) -> None:
         if message is not None:

@@ -1,14 +1,22 @@
 """Deduplication keys of stored events, and the sink batches that write them (Postgres).
 
 Protocol (workers/sink.py drives it): `claim` records a pending batch and claims the keys of its
-events in one statement, returning the events whose keys were free (the rest are duplicates of
-events stored, or being stored, by another flush); the event-store insert follows; `commit` marks
-the batch stored. A crash between the two leaves a pending batch, which `pending` returns at the
-next start so the sink can keep exactly the keys whose events reached the store and release the
-others. Keys are claimed before the insert but released if it fails, so nothing is ever dropped as
-a duplicate of an event that was not stored (OpenMeter issue #5118).
+events in one statement; the event-store insert follows; `commit` marks the batch stored. A crash
+between the two leaves a pending batch, which `pending` returns at the next start so the sink can
+keep exactly the keys whose events reached the store and release the others (`abort`). Keys are
+claimed before the insert but released if it fails, so nothing is ever dropped as a duplicate of an
+event that was not stored (OpenMeter issue #5118).
 
-Two round trips per flush on autocommit connections: this is the ingest hot path.
+A key that `claim` finds taken is a duplicate only if the batch holding it is settled (marked
+stored, or aborted keeping the keys of events found in the store). A key held by a batch that is
+still pending is *in doubt*: that batch's insert may be under way, or may have failed with its
+settling still to come, so its event may never be stored; answering "duplicate" would lose it. Such
+events come back in `Claim.in_doubt` for the caller to retry, as do events whose key was released
+between the claim and the look-up.
+
+One round trip per claim when every key is new (the common case: one statement answers with a count),
+two when some are not; one more to mark the batch stored. Autocommit connections: this is the
+ingest hot path.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from domain.metering.events import Event, EventKey, PendingBatch, event_key
+from domain.metering.events import Claim, Event, EventKey, PendingBatch, event_key
 
 # One statement records the pending batch and claims the keys. It counts the claimed keys instead
 # of returning them: almost every key is new, so one number usually says all.
@@ -38,7 +46,16 @@ _CLAIM = text(
     "  ON CONFLICT DO NOTHING RETURNING 1"
     ") SELECT count(*) FROM claimed"
 )
-_CLAIMED_KEYS = text("SELECT namespace, key FROM event_keys WHERE batch_id = :batch_id")
+# Who holds each of the batch's keys once some were taken: this batch (claimed), a pending batch or
+# nobody (released since: in doubt), or a settled one (a duplicate). One statement, one snapshot, so
+# a holder's settling (keys released and batch marked in one transaction) is seen whole or not at all.
+_HOLDERS = text(
+    "SELECT q.i, k.batch_id, b.state"
+    " FROM unnest(CAST(:namespaces AS text[]), CAST(:keys AS bytea[])) WITH ORDINALITY AS q(namespace, key, i)"
+    " LEFT JOIN event_keys k ON k.namespace = q.namespace AND k.key = q.key"
+    " LEFT JOIN sink_batches b ON b.id = k.batch_id"
+    " ORDER BY q.i"
+)
 _STORED = text("UPDATE sink_batches SET state = 'stored', event_keys = NULL WHERE id = :id")
 
 
@@ -56,13 +73,15 @@ class PostgresEventKeyStore:
         async with self._engine.connect() as connection:
             return await connection.execute(statement, params)
 
-    async def claim(self, owner: str, events: Sequence[Event]) -> tuple[int, list[Event]]:
-        """Records a pending batch and claims its events' keys; returns it and the events it claimed."""
+    async def claim(self, owner: str, events: Sequence[Event]) -> Claim:
+        """Records a pending batch and claims its events' keys (`events` carry distinct keys); returns
+        the batch, the events it claimed and those in doubt. The rest are duplicates."""
         now = self._clock()
         # Chosen here, not by a sequence, so one statement both creates the batch and claims keys.
         batch_id = secrets.randbits(62)
         keys = list(map(event_key, events))
         hashes = [key_hash(source, event_id) for _, source, event_id in keys]
+        namespaces = [key[0] for key in keys]
         async with self._engine.connect() as connection:
             result = await connection.execute(
                 _CLAIM,
@@ -72,16 +91,22 @@ class PostgresEventKeyStore:
                     "token": f"batch-{batch_id}",
                     "triples": orjson.dumps(keys),
                     "now": now,
-                    "namespaces": [key[0] for key in keys],
+                    "namespaces": namespaces,
                     "keys": hashes,
                 },
             )
             if result.scalar_one() == len(events):
-                return batch_id, list(events)
-            claimed = {
-                (row[0], bytes(row[1])) for row in await connection.execute(_CLAIMED_KEYS, {"batch_id": batch_id})
-            }
-        return batch_id, [e for e, h in zip(events, hashes, strict=True) if (e.namespace, h) in claimed]
+                return Claim(batch_id, list(events), [])
+            holders = await connection.execute(_HOLDERS, {"namespaces": namespaces, "keys": hashes})
+        claimed: list[Event] = []
+        in_doubt: list[Event] = []
+        for position, holder, state in holders:
+            event = events[position - 1]
+            if holder == batch_id:
+                claimed.append(event)
+            elif holder is None or state == "pending":
+                in_doubt.append(event)
+        return Claim(batch_id, claimed, in_doubt)
 
     async def commit(self, batch_id: int) -> None:
         await self._execute(_STORED, {"id": batch_id})
@@ -106,9 +131,11 @@ class PostgresEventKeyStore:
             text(
                 "DELETE FROM event_keys k "
                 "USING unnest(CAST(:namespaces AS text[]), CAST(:keys AS bytea[])) AS q(namespace, key) "
-                "WHERE k.namespace = q.namespace AND k.key = q.key"
+                # Only this batch's: a key released by a concurrent settling of the same batch may
+                # already be claimed by a retry's batch, whose claim must stand.
+                "WHERE k.namespace = q.namespace AND k.key = q.key AND k.batch_id = :id"
             ),
-            {"namespaces": [d[0] for d in drop], "keys": [d[1] for d in drop]},
+            {"namespaces": [d[0] for d in drop], "keys": [d[1] for d in drop], "id": batch_id},
         )
 
     async def pending(self, owner: str) -> list[PendingBatch]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import repeat
 from operator import attrgetter
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import orjson
 
@@ -108,6 +108,27 @@ class PendingBatch:
     id: int
     token: str
     keys: list[EventKey]
+
+
+class Claim(NamedTuple):
+    """What the sink's key claim found for a batch's events (adapters/postgres/event_keys.py)."""
+
+    batch_id: int
+    claimed: list[Event]
+    """Events whose keys were free and are now this batch's: the sink stores these."""
+    in_doubt: list[Event]
+    """Events whose keys another, still pending, batch holds: that batch may or may not store them,
+    so they are neither stored here nor duplicates yet. The caller must be told to retry."""
+
+
+@dataclass(frozen=True, slots=True)
+class FlushResult:
+    """What one sink flush did with its events; every event is in exactly one of the three."""
+
+    stored: int
+    duplicates: int
+    in_doubt: frozenset[EventKey] = frozenset()
+    """Keys of events neither stored nor known duplicates (`Claim.in_doubt`): not acknowledged."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from domain.metering.event_list import EventListQuery
-from domain.metering.events import Event, EventKey, PendingBatch, StoredEvent
+from domain.metering.events import Claim, Event, EventKey, FlushResult, PendingBatch, StoredEvent
 from domain.metering.models import Meter
 from domain.metering.query import GroupByValuesQuery, MeterQuery, QueryRow, SubjectsQuery
 
@@ -62,15 +62,21 @@ class BatchConsumer(Protocol):
     `flush` stores one batch exactly once and returns only when it is durable; the bus acknowledges
     the batch (Kafka: commits its offsets) only after that, or, given `acknowledge`, answers its
     callers when the sink calls it (the events stored, their keys claimed and announced: durable and
-    counted once; what follows is bookkeeping that recovery redoes). `recover` settles flushes a crash
-    interrupted for this owner (a Kafka partition, or the in-process bus) before it delivers again.
+    counted once; what follows is bookkeeping that recovery redoes). Events whose keys a still
+    pending flush holds are neither stored nor duplicates (`FlushResult.in_doubt`): the bus must not
+    acknowledge them (Kafka: commit no offset past them) and delivers them again later. `recover`
+    settles flushes a crash interrupted for this owner (a Kafka partition, or the in-process bus)
+    before it delivers again.
     """
 
     async def recover(self, owner: str | None = None) -> None: ...
 
     async def flush(
-        self, events: Sequence[Event], owner: str | None = None, acknowledge: Callable[[], None] | None = None
-    ) -> object: ...
+        self,
+        events: Sequence[Event],
+        owner: str | None = None,
+        acknowledge: Callable[[FlushResult], None] | None = None,
+    ) -> FlushResult: ...
 
 
 class EventStore(Protocol):
@@ -111,7 +117,7 @@ class EventStore(Protocol):
 class EventKeyStore(Protocol):
     """Recorded (namespace, source, id) keys of stored events; see adapters/postgres/event_keys.py."""
 
-    async def claim(self, owner: str, events: Sequence[Event]) -> tuple[int, list[Event]]: ...
+    async def claim(self, owner: str, events: Sequence[Event]) -> Claim: ...
     async def commit(self, batch_id: int) -> None: ...
     async def abort(self, batch_id: int, keep: Sequence[EventKey] = ()) -> None: ...
     async def pending(self, owner: str) -> list[PendingBatch]: ...

@@ -118,7 +118,7 @@ async def keys(flushes: int = 300) -> None:
             stored: list[float] = []
             for _ in range(flushes):
                 started = time.perf_counter()
-                batch_id, _ = await store.claim("bench", _events(8))
+                batch_id = (await store.claim("bench", _events(8))).batch_id
                 claimed = time.perf_counter()
                 await store.commit(batch_id)
                 claim.append(claimed - started)

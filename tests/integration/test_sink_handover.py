@@ -8,6 +8,8 @@ consumer shows whether it waits as it must or goes ahead. Both races were seen i
 - a partition assigned with an interrupted flush pending must not be flushed before that flush is
   settled (else the replayed events meet their own claimed keys, are dropped as duplicates, and the
   settling then releases the keys: lost).
+And within one sink: a batch whose events are in doubt (their keys held by a flush still pending)
+must not be committed until the doubt resolves.
 """
 
 from __future__ import annotations
@@ -28,12 +30,12 @@ from adapters.clickhouse.client import ClickHouse
 from adapters.clickhouse.events import ClickHouseEventStore
 from adapters.postgres.db import create_engine, migrate
 from adapters.postgres.event_keys import PostgresEventKeyStore
-from domain.metering.events import Event, EventKey, epoch_ms
+from domain.metering.events import Event, EventKey, FlushResult, epoch_ms
 from domain.metering.ports import ExtractedValues
 from tests.support.metering import unique
 from tests.support.services import Tansu
 from tests.support.stack import create_database, wait_for
-from workers.sink import EventSink, FlushResult, MeterCatalog
+from workers.sink import EventSink, MeterCatalog
 
 PARTITIONS = 2
 EVENTS = 40
@@ -76,19 +78,44 @@ class TracedSink(EventSink):
         self.recovered: list[str | None] = []
         self.flushed: list[str | None] = []
         self.sizes: list[int] = []
+        self.results: list[tuple[str | None, FlushResult]] = []
 
     async def flush(
-        self, events: Sequence[Event], owner: str | None = None, acknowledge: Callable[[], None] | None = None
+        self,
+        events: Sequence[Event],
+        owner: str | None = None,
+        acknowledge: Callable[[FlushResult], None] | None = None,
     ) -> FlushResult:
         self.in_hand = owner
         result = await super().flush(events, owner, acknowledge)
         self.flushed.append(owner)
         self.sizes.append(len(events))
+        self.results.append((owner, result))
         return result
 
     async def recover(self, owner: str | None = None) -> None:
         self.recovered.append(owner)
         await super().recover(owner)
+
+
+class FailingWriter:
+    """The real event-store writer; the first insert fails, and key look-ups fail while `fail_lookups`."""
+
+    def __init__(self, real: ClickHouseEventStore) -> None:
+        self.real = real
+        self.failed: list[Event] = []
+        self.fail_lookups = True
+
+    async def insert(self, events: Sequence[Event], values: Sequence[ExtractedValues], token: str) -> None:
+        if not self.failed:
+            self.failed.extend(events)
+            raise ConnectionError("event store unavailable")
+        await self.real.insert(events, values, token)
+
+    async def existing_keys(self, keys: Sequence[EventKey]) -> set[EventKey]:
+        if self.fail_lookups:
+            raise ConnectionError("event store unavailable while settling")
+        return await self.real.existing_keys(keys)
 
 
 async def _async(value: bool) -> bool:
@@ -242,3 +269,46 @@ async def test_a_fetch_is_stored_in_inserts_of_at_most_max_batch_events(tansu: T
     assert max(sink.sizes) <= 7
     # Small messages were gathered into shared inserts, not stored one message at a time.
     assert len(sink.sizes) < (EVENTS + len(small)) / 3
+
+
+async def test_no_offset_is_committed_past_events_in_doubt(tansu: Tansu, setup: Setup) -> None:
+    """A flush's insert fails and settling it fails too: its batch stays pending, holding the keys. The
+    consumer delivers the partition's events again; they are in doubt (not duplicates: the pending
+    batch stored nothing), so no offset may be committed past them until the sink has settled its
+    batch in the background, after which they are stored once."""
+    writer = FailingWriter(setup.store)
+    sink = TracedSink(writer, setup.keys, MeterCatalog(_NoMeters()), owner="doubt")
+    consumer = _consumer(tansu, setup, sink)
+    watcher = AIOKafkaConsumer(bootstrap_servers=tansu.brokers, group_id=setup.group, enable_auto_commit=False)
+    await watcher.start()
+    try:
+        await consumer.start()
+        await wait_for(lambda: _async(bool(writer.failed)), timeout=60)
+        tp = TopicPartition(setup.topic, partition_for(writer.failed[0], PARTITIONS))
+        owner = f"{tp.topic}:{tp.partition}"
+        end = (await watcher.end_offsets([tp]))[tp]
+
+        async def committed_or_redelivered_twice() -> bool:
+            redelivered = [r for o, r in sink.results if o == owner and r.stored == 0]
+            return len(redelivered) >= 2 or await watcher.committed(tp) == end
+
+        # The partition's events delivered again (twice, so a commit after the first would be seen).
+        await wait_for(committed_or_redelivered_twice, timeout=60)
+        assert await watcher.committed(tp) != end, "offsets committed past events that were never stored"
+        # The other partition is not held back meanwhile; this one still is.
+        other = TopicPartition(setup.topic, 1 - tp.partition)
+        other_end = (await watcher.end_offsets([other]))[other]
+        await wait_for(lambda: _committed_at(watcher, other, other_end), timeout=60)
+        assert await watcher.committed(tp) != end
+        assert await _stored(setup) == (EVENTS - len(writer.failed), EVENTS - len(writer.failed))
+        writer.fail_lookups = False  # the background settling now succeeds and releases the keys
+        await _wait_until_all_committed(tansu, setup)
+    finally:
+        await watcher.stop()
+        await consumer.stop()
+        await sink.close()
+    assert await _stored(setup) == (EVENTS, EVENTS)
+
+
+async def _committed_at(watcher: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> bool:
+    return bool(await watcher.committed(tp) == offset)

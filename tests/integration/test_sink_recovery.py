@@ -1,8 +1,10 @@
 """The sink's exactly-once protocol against the real stores (Postgres, chDB), with injected faults.
 
 A wrapper around the real ClickHouse adapter fails at chosen points: before the insert (store down),
-after it (the process dies before confirming), and while settling (so only the next start's recovery
-can settle the batch). Whatever the fault, a retry or a restart stores each event exactly once.
+after it (the process dies before confirming), and while settling (so the batch stays pending until
+the background settling, or the next start's recovery, succeeds). Whatever the fault, a retry or a
+restart stores each event exactly once; a retry that meets a batch still pending is answered
+retryable, never "duplicate" (its events are in doubt).
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ from adapters.clickhouse.client import ClickHouse
 from adapters.clickhouse.events import ClickHouseEventStore
 from adapters.postgres.db import create_engine, migrate
 from adapters.postgres.event_keys import PostgresEventKeyStore
+from domain.errors import UnavailableError
 from domain.metering.events import Event, EventKey, epoch_ms
 from domain.metering.ports import ExtractedValues
 from tests.support import event_store
-from tests.support.stack import create_database
+from tests.support.stack import create_database, wait_for
 from workers.sink import EventSink, MeterCatalog
 
 
@@ -42,8 +45,14 @@ class FaultyWriter:
         self.fail_before_insert = False
         self.fail_after_insert = False
         self.fail_lookups = False
+        # With `hold`, an insert waits for it (its batch pending meanwhile), having set `entered`.
+        self.hold: asyncio.Event | None = None
+        self.entered = asyncio.Event()
 
     async def insert(self, events: Sequence[Event], values: Sequence[ExtractedValues], token: str) -> None:
+        self.entered.set()
+        if self.hold is not None:
+            await self.hold.wait()
         if self.fail_before_insert:
             raise Crash("event store unavailable")
         await self.real.insert(events, values, token)
@@ -95,9 +104,26 @@ async def _count(clickhouse: ClickHouse, prefix: str) -> int:
     return int(rows[0][0])
 
 
-def _sink(engine, clickhouse: ClickHouse, writer=None) -> tuple[EventSink, FaultyWriter]:  # type: ignore[no-untyped-def]
+_opened: list[EventSink] = []
+
+
+@pytest_asyncio.fixture(autouse=True)
+async def _close_sinks() -> AsyncIterator[None]:
+    """Stops the background settling of every sink a test made (the event loop outlives the test)."""
+    yield
+    while _opened:
+        await _opened.pop().close()
+
+
+def _new_sink(writer: FaultyWriter, keys: PostgresEventKeyStore, owner: str) -> EventSink:
+    sink = EventSink(writer, keys, MeterCatalog(_NoMeters()), owner=owner)
+    _opened.append(sink)
+    return sink
+
+
+def _sink(engine, clickhouse: ClickHouse, writer=None, owner: str = "test") -> tuple[EventSink, FaultyWriter]:  # type: ignore[no-untyped-def]
     faulty = writer or FaultyWriter(ClickHouseEventStore(clickhouse))
-    return EventSink(faulty, PostgresEventKeyStore(engine), MeterCatalog(_NoMeters()), owner="test"), faulty
+    return _new_sink(faulty, PostgresEventKeyStore(engine), owner), faulty
 
 
 async def test_duplicates_within_and_across_flushes(stores: tuple) -> None:
@@ -167,38 +193,175 @@ async def test_meter_catalogue_unreachable_claims_nothing_so_the_retry_stores(st
 
 
 class _MarkFails(PostgresEventKeyStore):
+    """Marking a batch stored always fails; settling it (`abort`) fails while `settling_fails`."""
+
+    settling_fails = False
+
     async def commit(self, batch_id: int) -> None:
         raise Crash("died before marking the batch stored")
+
+    async def abort(self, batch_id: int, keep: Sequence[EventKey] = ()) -> None:
+        if self.settling_fails:
+            raise Crash("Postgres away while settling")
+        await super().abort(batch_id, keep)
 
 
 async def test_acknowledged_once_stored_and_counted_once_when_marking_it_stored_fails(stores: tuple) -> None:
     """The in-process bus answers before the batch is marked stored (workers/sink.py): a failure of
-    that last step leaves the batch pending, the answer stands, and recovery keeps every key."""
+    that last step leaves the batch pending, the answer stands, and settling it (at once, in the
+    background while Postgres is away, or by the recovery at the next start) keeps every key."""
     engine, clickhouse = stores
     writer = FaultyWriter(ClickHouseEventStore(clickhouse))
-    sink = EventSink(writer, _MarkFails(engine), MeterCatalog(_NoMeters()), owner="test-mark")
+    keys = _MarkFails(engine)
+    sink = _new_sink(writer, keys, "test-mark")
     acknowledged: list[int] = []
     writer.fail_before_insert = True
     with pytest.raises(Crash):
-        await sink.flush(_events("markdown", 5), acknowledge=lambda: acknowledged.append(1))
+        await sink.flush(_events("markdown", 5), acknowledge=lambda result: acknowledged.append(1))
     assert acknowledged == []  # nothing stored, nothing answered
     writer.fail_before_insert = False
     events = _events("mark", 20)
+    keys.settling_fails = True
     with pytest.raises(Crash):
-        await sink.flush(events, acknowledge=lambda: acknowledged.append(2))
+        await sink.flush(events, acknowledge=lambda result: acknowledged.append(2))
     assert acknowledged == [2]
-    bus = InProcessBus(EventSink(writer, _MarkFails(engine), MeterCatalog(_NoMeters()), owner="test-mark"))
+    await sink.close()  # the process dies before it could settle the batch
+    assert len(await PostgresEventKeyStore(engine).pending("test-mark")) == 1
+    keys = _MarkFails(engine)
+    bus = InProcessBus(_new_sink(writer, keys, "test-mark"))
     # Its start settles the pending batch: the 20 events reached the store, so all 20 keys are kept.
     await bus.start()
+    viabus = _events("viabus", 10)
     try:
         assert await PostgresEventKeyStore(engine).pending("test-mark") == []
-        await bus.publish(_events("viabus", 10))  # answered, although marking its batch fails
+        await bus.publish(_events("settled", 4))  # answered; marking fails, settling (after the answer) works
         await bus.publish(events)  # a client's retry: duplicates
+        await wait_for(lambda: _no_pending(engine, "test-mark"), timeout=60)
+        keys.settling_fails = True
+        await bus.publish(viabus)  # answered, although neither marking nor settling its batch works
+        with pytest.raises(UnavailableError, match="still being settled"):
+            await bus.publish(viabus)  # a retry meanwhile: in doubt, not a duplicate
+        keys.settling_fails = False
+        # The live process settles the batch in the background, without a restart.
+        await wait_for(lambda: _no_pending(engine, "test-mark"), timeout=60)
+        await bus.publish(viabus)  # now a duplicate
     finally:
         await bus.stop()
     assert await _count(clickhouse, "mark") == 20
+    assert await _count(clickhouse, "settled") == 4
     assert await _count(clickhouse, "viabus") == 10
-    assert len(await PostgresEventKeyStore(engine).pending("test-mark")) == 2
+
+
+async def _no_pending(engine, owner: str) -> bool:  # type: ignore[no-untyped-def]
+    return await PostgresEventKeyStore(engine).pending(owner) == []
+
+
+async def test_a_retry_of_an_unsettled_failed_flush_is_retryable_until_it_is_settled(stores: tuple) -> None:
+    """The insert fails and settling it fails too (the stores briefly away): the batch stays pending
+    with its keys. The client, told to retry, retries: answered retryable (not "duplicate", which
+    would lose the events) until the live process settles the batch in the background; then stored
+    once. Events of the same flush that are not in doubt are stored (and acknowledged if their request
+    has none in doubt)."""
+    engine, clickhouse = stores
+    writer = FaultyWriter(ClickHouseEventStore(clickhouse))
+    bus = InProcessBus(_new_sink(writer, PostgresEventKeyStore(engine), "test-doubt"))
+    await bus.start()
+    events = _events("indoubt", 12)
+    alongside = _events("alongside", 5)
+    unaffected = _events("unaffected", 4)
+    try:
+        writer.fail_before_insert = writer.fail_lookups = True
+        with pytest.raises(UnavailableError, match="did not accept"):
+            await bus.publish(events)
+        writer.fail_before_insert = False
+        with pytest.raises(UnavailableError, match="still being settled"):
+            await bus.publish(events)
+        # In doubt beside new events: the new ones are stored, the request is answered retryable.
+        with pytest.raises(UnavailableError, match="3 of the 8 events are still being settled"):
+            await bus.publish(events[:3] + alongside)
+        # Two requests together (one flush, group commit): only the one with events in doubt fails.
+        doubtful, alone = await asyncio.gather(bus.publish(events), bus.publish(unaffected), return_exceptions=True)
+        assert isinstance(doubtful, UnavailableError) and alone is None
+        assert await _count(clickhouse, "indoubt") == 0
+        assert await _count(clickhouse, "alongside") == 5
+        writer.fail_lookups = False
+        await wait_for(lambda: _no_pending(engine, "test-doubt"), timeout=60)
+        await bus.publish(events[:3] + alongside)  # the whole retried request: stored and duplicates
+        await bus.publish(events)
+        await bus.publish(events + unaffected)  # once more: all duplicates
+    finally:
+        await bus.stop()
+    assert await _count(clickhouse, "indoubt") == 12
+    assert await _count(clickhouse, "alongside") == 5
+    assert await _count(clickhouse, "unaffected") == 4
+
+
+async def test_a_retry_during_a_pending_insert_that_then_fails_is_not_lost(stores: tuple) -> None:
+    """A retry (or a concurrent duplicate) arrives, through another sink, while the first flush of its
+    events has claimed their keys and is inserting. Answered "duplicate", it would be lost once that
+    insert fails and its keys are released; in doubt, it is answered retryable and the next retry
+    stores it."""
+    engine, clickhouse = stores
+    keys = PostgresEventKeyStore(engine)
+    held = FaultyWriter(ClickHouseEventStore(clickhouse))
+    held.hold = asyncio.Event()
+    first = _new_sink(held, keys, "test-first")
+    events = _events("concurrent", 9)
+    original = asyncio.create_task(first.flush(events))
+    await held.entered.wait()  # claimed, insert in progress
+    held.fail_before_insert = True
+    bus = InProcessBus(_new_sink(FaultyWriter(ClickHouseEventStore(clickhouse)), keys, "test-second"))
+    await bus.start()
+    try:
+        with pytest.raises(UnavailableError, match="still being settled"):
+            await bus.publish(events)
+        held.hold.set()  # the first insert fails; its keys are released
+        with pytest.raises(Crash):
+            await original
+        await bus.publish(events)
+        await bus.publish(events)  # and once more: duplicates
+    finally:
+        held.hold.set()
+        await bus.stop()
+    assert await _count(clickhouse, "concurrent") == 9
+
+
+async def test_a_failed_announcement_is_settled_at_once_so_the_replay_is_announced_not_in_doubt(stores: tuple) -> None:
+    """Stored, but the announcement failed: the flush fails and the bus replays it. The batch is
+    settled at once (all keys kept), so the replay finds duplicates (announced again), not events in
+    doubt that would wait for a restart."""
+    engine, clickhouse = stores
+    sink, _ = _sink(engine, clickhouse, owner="test-announce")
+    announced: list[set[tuple[str, str, str]]] = []
+
+    async def listener(touched: set[tuple[str, str, str]]) -> None:
+        announced.append(touched)
+        if len(announced) == 1:
+            raise Crash("announcements unavailable")
+
+    sink.subscribe(listener)
+    events = _events("announce", 6)
+    with pytest.raises(Crash):
+        await sink.flush(events)
+    replay = await sink.flush(events)
+    assert (replay.stored, replay.duplicates, replay.in_doubt) == (0, 6, frozenset())
+    assert len(announced) == 2 and announced[1] == {("ns", "s", "t")}
+    assert await _count(clickhouse, "announce") == 6
+
+
+async def test_the_same_event_twice_in_one_request_is_stored_once_and_acknowledged(stores: tuple) -> None:
+    engine, clickhouse = stores
+    bus = InProcessBus(
+        _new_sink(FaultyWriter(ClickHouseEventStore(clickhouse)), PostgresEventKeyStore(engine), "twice")
+    )
+    await bus.start()
+    events = _events("twice", 3)
+    try:
+        await bus.publish(events + events[:2])
+        await bus.publish(events)
+    finally:
+        await bus.stop()
+    assert await _count(clickhouse, "twice") == 3
 
 
 async def test_crash_mid_flush_is_settled_by_recovery_at_start(stores: tuple) -> None:
@@ -231,5 +394,8 @@ async def test_concurrent_flushes_of_the_same_events_store_once(stores: tuple) -
     engine, clickhouse = stores
     sink, _ = _sink(engine, clickhouse)
     events = _events("same", 20)
-    await asyncio.gather(sink.flush(events), sink.flush(list(reversed(events))))
+    results = await asyncio.gather(sink.flush(events), sink.flush(list(reversed(events))))
     assert await _count(clickhouse, "same") == 20
+    # Each event stored by one flush; the other found it stored (duplicate) or still pending (in doubt).
+    assert sum(r.stored for r in results) == 20
+    assert all(r.stored + r.duplicates + len(r.in_doubt) == 20 for r in results)
