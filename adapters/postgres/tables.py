@@ -45,8 +45,9 @@ class MeterRow(SQLModel, table=True):
 class EventKeyRow(SQLModel, table=True):
     """Deduplication keys of stored events: a 16-byte hash of (namespace, source, id).
 
-    A key is written with the sink batch that stores its event; it counts as recorded only once
-    that batch is marked stored (see SinkBatchRow), so a crash can never claim an unstored event.
+    A key is written with the sink batch that stores its event; it counts as recorded (a later copy
+    is a duplicate) only once that batch is settled (see SinkBatchRow); while the batch is pending
+    a later copy is in doubt and retried, so a crash can never claim an unstored event.
     """
 
     __tablename__ = "event_keys"
@@ -59,7 +60,8 @@ class EventKeyRow(SQLModel, table=True):
 
 
 class SinkBatchRow(SQLModel, table=True):
-    """A sink flush in flight: `pending` from before the event-store insert until after it."""
+    """A sink flush in flight: `pending` from before the event-store insert until after it, then
+    `stored` (marked, or settled: the keys of events not found in the store released)."""
 
     __tablename__ = "sink_batches"
 

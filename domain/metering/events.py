@@ -123,7 +123,8 @@ class Claim(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class FlushResult:
-    """What one sink flush did with its events; every event is in exactly one of the three."""
+    """What one sink flush did with its events: how many it stored, how many were duplicates (of
+    stored events, or within the batch), and the keys of the rest, in doubt."""
 
     stored: int
     duplicates: int
