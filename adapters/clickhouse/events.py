@@ -167,10 +167,11 @@ class ClickHouseEventStore:
         # tried, up to 200k events per customer in two days (docs/performance.md).
         sql, parameters = render_windows_query(meter, query, windows, tail_from, maps_complete=meter.values_backfilled)
         row = (await self.ch.query(sql, parameters))[0]
-        values = [None if v is None else float(v) for v in row[: len(windows)]]
+        tail = row[1:] if windows else row  # the windows' values come as one array
+        values = [None if v is None else float(v) for v in (row[0] if windows else [])]
         first: datetime | None = None
-        if tail_from is not None and row[len(windows)]:
-            first = datetime.fromtimestamp(int(row[len(windows) + 1]) / 1000, tz=UTC)
+        if tail_from is not None and tail[0]:
+            first = datetime.fromtimestamp(int(tail[1]) / 1000, tz=UTC)
         return values, first
 
     async def list_subjects(self, namespace: str, meter: Meter, query: SubjectsQuery) -> list[str]:

@@ -101,19 +101,35 @@ _NUMERIC_AGGREGATES = {
 
 
 def _value_sql(
-    binder: _Binder, meter: Meter, maps_complete: bool, condition: str | None = None, combinator: str = ""
+    binder: _Binder,
+    meter: Meter,
+    maps_complete: bool,
+    condition: str | None = None,
+    combinator: str = "",
+    conditions: tuple[str, int] | None = None,
 ) -> str:
     """The meter's aggregate; with `condition`, its `-If` form over the rows that meet it (one scan
     computing several windows gives each exactly what a query for that window alone would); with
-    `combinator` "State", the partial state a rollup keeps."""
+    `combinator` "State", the partial state a rollup keeps.
+
+    `conditions` (an array expression of N conditions, and N): the same `-If` aggregate once per
+    condition, as one array, through the `-ForEach` combinator (`sumIfForEach(args..., conds)` is
+    `[sumIf(args..., conds[1]), ..., sumIf(args..., conds[N])]`). One aggregate instead of N keeps
+    the statement's size, and ClickHouse's cost of analysing it, the same for any N."""
     aggregation = meter.aggregation
 
     def call(function: str, *arguments: str) -> str:
+        if conditions is not None:
+            array, n = conditions
+            each = [f"arrayWithConstant({n}, {argument})" for argument in arguments]
+            return f"{function}IfForEach({', '.join((*each, array))})"
         if condition is None:
             return f"{function}{combinator}({', '.join(arguments)})"
         return f"{function}If({', '.join((*arguments, condition))})"
 
     if aggregation is Aggregation.COUNT:
+        if conditions is not None:
+            return f"countIfForEach({conditions[0]})"
         if combinator:
             return f"count{combinator}()"
         return "count(*)" if condition is None else f"countIf({condition})"

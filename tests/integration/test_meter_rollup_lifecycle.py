@@ -174,6 +174,62 @@ async def test_routed_answers_equal_raw_answers_through_the_handover(
         assert hybrid == raw
 
 
+@settings(max_examples=25, deadline=None, suppress_health_check=_FIXTURE_PER_EXAMPLE, phases=[Phase.generate])
+@given(
+    st.sampled_from(list(Aggregation)),
+    st.sampled_from(DAYS),
+    st.lists(event, min_size=0, max_size=60, unique_by=lambda e: (e[1], e[2])),
+    st.data(),
+)
+async def test_each_window_of_the_windows_statement_is_the_meter_query_for_that_window(
+    stores: Stores, aggregation: Aggregation, day: datetime, events: list[Any], data: st.DataObject
+) -> None:
+    # The oracle is the meter query (render_meter_query, OpenMeter's semantics) for each window
+    # alone, and Python for the tail; the windows statement computes all of them in one aggregate.
+    meter = make_meter(f"lifecycle{next(_namespaces)}", aggregation)
+    pairs, tail = data.draw(windows(day))
+    # Events on every bound and a millisecond before it, where an off-by-one shows.
+    bounds = {t for pair in pairs for t in pair} | ({tail} if tail is not None else set())
+    edges = [
+        (s, t - timedelta(milliseconds=m), {"tokens": 2, "user": "b"})
+        for t in bounds
+        for s, m in (("s1", 0), ("s3", 1))
+    ]
+    stored = await store_events(stores.raw, meter, [(s, _at(day, sec, ms), p) for s, sec, ms, p in events] + edges)
+    customers = {"c1": ["s1", "s2"], "c2": ["s3"]}
+    filters = {
+        "filter_customer_ids": data.draw(st.sampled_from([(), ("c1",)])),
+        "advanced_filters": data.draw(
+            st.sampled_from([{}, {"model": FilterString(eq="a")}, {"region": FilterString(in_=("a", "b"))}])
+        ),
+    }
+    lower = min([since for since, _ in pairs] + ([tail] if tail is not None else []))
+    query = MeterQueryInput(from_=lower, **filters).validate(meter, customers)
+    values, first = await stores.raw.query_meter_windows(meter, query, pairs, tail)
+    for maps_complete in (False, True):  # the values read from the maps or from the JSON: the same row
+        sql = render_windows_query(meter, query, pairs, tail, maps_complete=maps_complete)
+        assert [None if v is None else float(v) for v in (await stores.ch.query(*sql))[0][0]] == values
+    expected = []
+    for since, until in pairs:
+        if since >= until:  # an empty window (the meter query refuses one): nothing counts
+            expected.append(None)
+            continue
+        alone = MeterQueryInput(from_=since, to=until, **filters).validate(meter, customers)
+        rows = await stores.raw.query_meter(meter, alone)
+        assert len(rows) <= 1
+        expected.append(rows[0].value if rows else None)
+    # No event counted: NULL from the windows statement (0 for counts), no row from the meter query.
+    assert [v or 0 for v in values] == [v or 0 for v in expected]
+    if tail is not None and not filters["advanced_filters"]:
+        subjects = {s for c in filters["filter_customer_ids"] for s in customers[c]}
+        after = [
+            e.time_ms
+            for e in stored
+            if e.time_ms >= tail.timestamp() * 1000 and (not subjects or e.subject in subjects)
+        ]
+        assert first == (datetime.fromtimestamp(min(after) / 1000, tz=UTC) if after else None)
+
+
 async def test_a_changed_meter_gets_a_new_rollup_and_the_old_one_is_dropped(stores: Stores) -> None:
     meter = make_meter(f"lifecycle{next(_namespaces)}", Aggregation.SUM)
     await make_ready(stores, meter, [], [])

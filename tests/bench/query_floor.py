@@ -1,0 +1,136 @@
+"""What one small chDB query costs, whatever it reads: the floor under a cold entitlement value.
+
+A cold `/value` computation (nothing cached) runs one windows query (`render_windows_query`) for a
+customer with few events. This measures the CPU each statement costs the process (all threads:
+chDB runs in it) through the adapter's client, on the entitlement bench's data shape (1,000
+customers, 10 events each over two days, one compact part): `SELECT 1`, then a count over the
+events with the windows query's filters added one at a time, then the windows query itself with 1,
+4 and 8 windows, and, for comparison, 8 windows as the adapter rendered them before 2026-12-03 (one
+`sumIf` per window, where this statement's cost grew with each window). Rounds alternate so drift on a shared machine spreads over every row.
+
+`.venv/bin/python -m tests.bench.query_floor [rounds] [calls per round]`
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from adapters.clickhouse.client import ClickHouse
+from adapters.clickhouse.events import ClickHouseEventStore
+from adapters.clickhouse.usage_sql import render_windows_query
+from domain.metering.events import Event
+from domain.metering.query import MeterQueryInput
+from tests.bench.rollups import QUERY_EVENT_TYPE, _meter
+
+CUSTOMERS = 1_000
+EVENTS_PER_CUSTOMER = 10
+
+Statement = Callable[[int], tuple[str, dict[str, Any]]]
+
+
+def statements(anchor: datetime, now: datetime) -> dict[str, Statement]:
+    meter = _meter(0, now)  # SUM of $.tokens
+    low_ms = int(anchor.timestamp() * 1000)
+    filters = [
+        "namespace = {namespace:String}",
+        "type = {event_type:String}",
+        "subject IN {subjects:Array(String)}",
+        "time >= fromUnixTimestamp64Milli({low_ms:Int64}, 'UTC')",
+    ]
+
+    def count(n_filters: int) -> Statement:
+        where = " AND ".join(filters[:n_filters])
+        sql = "SELECT count() FROM events" + (f" WHERE {where}" if where else "")
+        return lambda c: (
+            sql,
+            {"namespace": "default", "event_type": QUERY_EVENT_TYPE, "subjects": [f"c{c}"], "low_ms": low_ms},
+        )
+
+    def windows(n: int) -> Statement:
+        # Windows from the period start to successive breakpoints, as the engine asks for them.
+        pairs = [(anchor, anchor + timedelta(hours=47 * (i + 1) / n)) for i in range(n)]
+
+        def render(c: int) -> tuple[str, dict[str, Any]]:
+            query = MeterQueryInput(from_=anchor, subjects=[f"c{c}"]).validate(meter)
+            return render_windows_query(meter, query, pairs, now)
+
+        return render
+
+    def one_aggregate_per_window(n: int) -> Statement:
+        # What the adapter ran before 2026-12-03: one `sumIf` of the value expression per window.
+        value = (
+            "ifNotFinite(if(mapContains(num_values, {path:String}), num_values[{path:String}], "
+            "toFloat64OrNull(JSON_VALUE(data, {path:String}))), NULL)"
+        )
+        ends = [int((anchor + timedelta(hours=47 * (i + 1) / n)).timestamp() * 1000) for i in range(n)]
+        each = [
+            f"sumIf({value}, time >= fromUnixTimestamp64Milli({{low_ms:Int64}}, 'UTC') "
+            f"AND time < fromUnixTimestamp64Milli({end}, 'UTC'))"
+            for end in ends
+        ]
+        tail = "time >= fromUnixTimestamp64Milli({tail:Int64}, 'UTC')"
+        sql = (
+            f"SELECT {', '.join(each)}, countIf({tail}), toUnixTimestamp64Milli(minIf(time, {tail})) "
+            f"FROM events WHERE {' AND '.join(filters)}"
+        )
+        fixed = {"namespace": "default", "event_type": QUERY_EVENT_TYPE, "low_ms": low_ms, "path": "$.tokens",
+                 "tail": int(now.timestamp() * 1000)}  # fmt: skip
+        return lambda c: (sql, {**fixed, "subjects": [f"c{c}"]})
+
+    out: dict[str, Statement] = {"SELECT 1": lambda c: ("SELECT 1", {})}
+    labels = ["no filter", "+ namespace", "+ type", "+ subject", "+ time"]
+    out.update({f"count(), {label}": count(i) for i, label in enumerate(labels)})
+    out.update({f"windows query, {n} window{'s' if n > 1 else ''} + tail": windows(n) for n in (1, 4, 8)})
+    out["8 windows, one aggregate each (before)"] = one_aggregate_per_window(8)
+    return out
+
+
+async def measure(rounds: int, calls: int) -> dict[str, list[float]]:
+    directory = Path(tempfile.mkdtemp(prefix="query-floor-"))
+    ch = ClickHouse(f"chdb://{directory}")
+    try:
+        await ch.migrate()
+        now = datetime.now(UTC)
+        anchor = now - timedelta(days=2)
+        rng = random.Random(1)
+        start_ms = int(anchor.timestamp() * 1000)
+        events = [
+            Event("default", f"{c}-{i}", QUERY_EVENT_TYPE, "bench", f"c{c}", start_ms + rng.randrange(172_800_000),
+                  '{"tokens": 3}', 0)
+            for c in range(CUSTOMERS)
+            for i in range(EVENTS_PER_CUSTOMER)
+        ]  # fmt: skip
+        await ClickHouseEventStore(ch).insert(events, [({"$.tokens": 3.0}, {})] * len(events), "query-floor")
+        cpu_ms: dict[str, list[float]] = {}
+        for _ in range(rounds):
+            for label, statement in statements(anchor, now).items():
+                started = time.process_time()
+                for i in range(calls):
+                    await ch.query(*statement(i % CUSTOMERS))
+                cpu_ms.setdefault(label, []).append((time.process_time() - started) / calls * 1000)
+        return cpu_ms
+    finally:
+        ch.close()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def main(rounds: int, calls: int) -> None:
+    cpu_ms = asyncio.run(measure(rounds, calls))
+    print(f"CPU ms per statement (process, all threads), median of {rounds} rounds of {calls} calls [min-max]")
+    for label, figures in cpu_ms.items():
+        print(f"  {label:<36} {statistics.median(figures):6.2f}  [{min(figures):.2f}-{max(figures):.2f}]")
+
+
+if __name__ == "__main__":
+    arguments = [int(a) for a in sys.argv[1:3]]
+    main(arguments[0] if arguments else 3, arguments[1] if len(arguments) > 1 else 150)
