@@ -72,6 +72,16 @@ METER_ROLLUPS = Gauge(
     "rollup worker last saw them",
     ["state"],
 )
+METER_ROLLUP_AUDIT_MISMATCHES = Counter(
+    "tally_meter_rollup_audit_mismatches_total",
+    "Ready meter rollups the audit found unequal to the events (count per subject and hour): each was taken "
+    "out of routing and started over; any is a bug or a lost view insert worth a look at the logs",
+)
+METER_ROLLUP_AUDIT_SECONDS = Histogram(
+    "tally_meter_rollup_audit_seconds",
+    "Time of one audit of one ready meter rollup against the events",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
 
 WEBHOOK_ATTEMPTS = Counter(
     "tally_webhook_attempts_total",

@@ -41,6 +41,10 @@ class SinkSettings(BaseModel):
     rollups: bool = False
     rollup_grace_s: float = Field(default=30.0, gt=0)
     rollup_interval_s: float = Field(default=10.0, gt=0)
+    # How often each ready rollup is compared with the events (count per subject and hour over the
+    # last day's settled hours and one older day); a difference takes it out of routing and starts
+    # it over (adapters/clickhouse/rollups.py, RollupLifecycle.audit).
+    rollup_audit_interval_s: float = Field(default=60.0, gt=0)
     # A retired rollup (its meter changed or deleted) is dropped this long after: longer than any
     # process takes to stop reading it (they re-read the ready rollups every 2 s).
     rollup_drop_after_s: float = Field(default=600.0, ge=0)

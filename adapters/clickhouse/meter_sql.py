@@ -530,25 +530,52 @@ def render_rollup_fill(
     return f"INSERT INTO {into or rollup_table(meter, rollup)}\n{select}", parameters
 
 
-def render_rollup_check(meter: Meter, rollup: Rollup, table: str, stored_before_ms: int) -> SQLAndParameters:
-    """How many (subject, bucket) pairs of `table` count other than the events stored before
-    `stored_before_ms` do: 0 when the fill in `table` holds each of those events exactly once."""
+def render_rollup_differences(
+    meter: Meter,
+    rollup: Rollup,
+    table: str,
+    stored_before_ms: int | None = None,
+    buckets_from_ms: int | None = None,
+    buckets_to_ms: int | None = None,
+) -> SQLAndParameters:
+    """The (subject, bucket start in epoch seconds, rollup's count, events' count) of every pair in
+    which `table` counts other than the meter's events do: none when `table` holds each of those
+    events exactly once. With `stored_before_ms`, the events stored before then (the fill's check);
+    with `buckets_from_ms` / `buckets_to_ms` (whole buckets), only the buckets from / before then
+    (the audit of a ready rollup)."""
     binder = _Binder()
     namespace = binder.fixed("namespace", meter.namespace, "String")
     event_type = binder.fixed("event_type", meter.event_type, "String")
     bucket = "toStartOfMinute" if rollup is Rollup.MINUTE else "toStartOfHour"
-    where = [f"namespace = {namespace}", f"type = {event_type}", *_stored_where(binder, None, stored_before_ms)]
-    # Identifiers are ours (rollup_table's digest); every value is a bound parameter.
+    rollup_where = [f"namespace = {namespace}"]
+    events_where = [f"namespace = {namespace}", f"type = {event_type}", *_stored_where(binder, None, stored_before_ms)]
+    # Buckets are whole seconds, so `time` within them is exactly the events whose bucket is.
+    if buckets_from_ms is not None:
+        start = binder.fixed("buckets_from_ms", buckets_from_ms, "Int64")
+        rollup_where.append(f"bucket >= toDateTime(intDiv({start}, 1000), 'UTC')")
+        events_where.append(f"time >= fromUnixTimestamp64Milli({start}, 'UTC')")
+    if buckets_to_ms is not None:
+        end = binder.fixed("buckets_to_ms", buckets_to_ms, "Int64")
+        rollup_where.append(f"bucket < toDateTime(intDiv({end}, 1000), 'UTC')")
+        events_where.append(f"time < fromUnixTimestamp64Milli({end}, 'UTC')")
+    # Identifiers are ours (rollup_table's digest); every value is a bound parameter. One pass
+    # over each side and a GROUP BY (no join): a pair missing from either side counts 0 there.
     sql = (
-        "SELECT count() FROM\n"  # noqa: S608
-        f"(SELECT subject, bucket, sum(events) AS n FROM {table} WHERE namespace = {namespace} "
-        "GROUP BY subject, bucket) AS r\n"
-        f"FULL OUTER JOIN (SELECT subject, {bucket}({_TIME_SECONDS}) AS bucket, count() AS n FROM {EVENTS_TABLE} "
-        f"WHERE {' AND '.join(where)} GROUP BY subject, bucket) AS e\n"
-        "ON r.subject = e.subject AND r.bucket = e.bucket\n"
-        "WHERE r.n != e.n\nSETTINGS join_use_nulls = 0"
+        "SELECT subject, toUnixTimestamp(bucket), sum(r), sum(e) FROM (\n"  # noqa: S608
+        f"SELECT subject, bucket, sum(events) AS r, toUInt64(0) AS e FROM {table} "
+        f"WHERE {' AND '.join(rollup_where)} GROUP BY subject, bucket\n"
+        f"UNION ALL SELECT subject, {bucket}({_TIME_SECONDS}) AS bucket, toUInt64(0) AS r, count() AS e "
+        f"FROM {EVENTS_TABLE} WHERE {' AND '.join(events_where)} GROUP BY subject, bucket\n"
+        ") GROUP BY subject, bucket HAVING sum(r) != sum(e) ORDER BY bucket, subject"
     )
     return sql, binder.parameters
+
+
+def render_rollup_check(meter: Meter, rollup: Rollup, table: str, stored_before_ms: int) -> SQLAndParameters:
+    """How many (subject, bucket) pairs of `table` count other than the events stored before
+    `stored_before_ms` do: 0 when the fill in `table` holds each of those events exactly once."""
+    sql, parameters = render_rollup_differences(meter, rollup, table, stored_before_ms=stored_before_ms)
+    return f"SELECT count() FROM ({sql})", parameters  # noqa: S608
 
 
 def render_rollup_drop(meter: Meter, rollup: Rollup) -> list[str]:
@@ -677,6 +704,7 @@ __all__ = [
     "render_meter_query",
     "render_rollup_check",
     "render_rollup_ddl",
+    "render_rollup_differences",
     "render_rollup_drop",
     "render_rollup_fill",
     "render_rollup_table",

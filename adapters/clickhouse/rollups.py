@@ -6,6 +6,7 @@ dropped. `RollupLifecycle.step` advances every rollup one state per pass (the si
 `workers.rollups.RollupWorker` runs it, one process at a time):
 
     (none) -> created -> filling -> ready -> retired -> dropped
+                                       ready -> damaged -> created (the audit)
 
 The handover between the view and the fill counts every event exactly once, using the store's
 own `stored_at` (the server's clock when the row was written):
@@ -33,10 +34,14 @@ the retry. The sink never re-sends a token itself (a failed insert is settled by
 holds and the rest goes again as a new batch: workers/sink.py), so only the driver's own retry
 within one call reuses it, seconds apart, while W is two graces after the view exists.
 
-Not covered: an insert whose rows `events` committed but whose view part failed (ClickHouse writes
-a table and its views without a transaction) raises, and the sink settles it as stored: the rollup
-misses those rows. Finding that needs a periodic audit of ready rollups against the events (not
-built; docs/performance.md).
+The audit (`RollupLifecycle.audit`, every `audit_interval` per ready rollup) covers what the
+handover cannot: an insert whose rows `events` committed but whose view part failed (ClickHouse
+writes a table and its views without a transaction; the sink settles it as stored, the rollup
+misses it), a lost view, a block counted twice across a rollup's creation. It compares the count of
+events per subject and bucket with the rollup's, over settled buckets; a pair unequal with the same
+counts twice a grace apart (an insert in flight lands within the grace) makes the rollup `damaged`:
+out of routing (every process re-reads the ready ones within 2 s), started over (`created`)
+`drop_after` later.
 
 State lives in ClickHouse (`meter_rollups`, migrations/clickhouse/0002), beside the rollups: a
 restored or rebuilt event store brings states that match its tables, and the event store routes
@@ -50,7 +55,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -63,6 +68,7 @@ from adapters.clickhouse.meter_sql import (
     Rollup,
     render_rollup_check,
     render_rollup_ddl,
+    render_rollup_differences,
     render_rollup_fill,
     render_rollup_table,
     rollup_table,
@@ -77,6 +83,18 @@ log = structlog.get_logger(__name__)
 LIVE_ROLLUPS: tuple[Rollup, ...] = (Rollup.HOUR,)
 
 CREATED, FILLING, READY, RETIRED, DROPPED = "created", "filling", "ready", "retired", "dropped"
+# A ready rollup the audit found unequal to the events: out of routing, started over
+# `drop_after` later (when no process can still be reading it).
+DAMAGED = "damaged"
+
+_HOUR_MS = 3_600_000
+# Each audit of a ready rollup compares this many hours up to the settled ones, every time ...
+AUDIT_RECENT_MS = 24 * _HOUR_MS
+# ... and one slice of this many older hours, the next older one each time, back to the oldest
+# event or bucket and round again: each audit reads about two days of the meter's events.
+AUDIT_SLICE_MS = 24 * _HOUR_MS
+
+Pair = tuple[str, int]  # (subject, bucket start in epoch seconds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,12 +109,35 @@ def _staging(table: str) -> str:
     return f"{table}_fill"
 
 
+@dataclass(slots=True)
+class _Audit:
+    """What the audit of one ready rollup remembers between passes (in memory: a process that
+    takes over the lock starts afresh, which only delays a finding)."""
+
+    last_ms: int = 0
+    # The start of the older slice audited last; None: start again below the recent hours.
+    slice_end_ms: int | None = None
+    # Pairs seen unequal, with both counts, and when (server ms): a finding only if the counts are
+    # still those, unequal, at least a grace later (an insert in flight lands within the grace).
+    suspects: dict[Pair, tuple[int, int]] | None = None
+    suspects_at_ms: int = 0
+
+
 class RollupLifecycle:
-    def __init__(self, ch: ClickHouse, grace: timedelta, drop_after: timedelta) -> None:
+    def __init__(
+        self,
+        ch: ClickHouse,
+        grace: timedelta,
+        drop_after: timedelta,
+        audit_interval: timedelta | None = timedelta(seconds=60),
+    ) -> None:
         self.ch = ch
         self.grace_ms = int(grace.total_seconds() * 1000)
         self.drop_after_ms = int(drop_after.total_seconds() * 1000)
+        # None: ready rollups are not audited (a measurement only).
+        self.audit_interval_ms = None if audit_interval is None else int(audit_interval.total_seconds() * 1000)
         self._version = 0
+        self._audits: dict[str, _Audit] = {}
 
     def _settings(self) -> dict[str, Any]:
         # On a cluster, writes through the Distributed tables are on their shards when they return.
@@ -153,11 +194,19 @@ class RollupLifecycle:
         for name, (meter, rollup) in sorted(wanted.items()):
             current = states.get(name)
             try:
-                if current is None or current.state in (RETIRED, DROPPED, FILLING):
+                # A damaged rollup starts over long after it left routing: no process still reads it.
+                if (
+                    current is None
+                    or current.state in (RETIRED, DROPPED, FILLING)
+                    or (current.state == DAMAGED and await self.server_ms() - current.at_ms >= self.drop_after_ms)
+                ):
                     if await self._create(meter, rollup):
                         moved[name] = CREATED
                 elif current.state == CREATED and await self.server_ms() >= current.stored_from_ms + self.grace_ms:
                     moved[name] = await self._fill(meter, rollup, current.stored_from_ms)
+                elif current.state == READY and not await self.audit(meter, rollup):
+                    await self._record(name, meter, DAMAGED, current.stored_from_ms)
+                    moved[name] = DAMAGED
             except Exception:
                 log.exception("meter rollup step failed; trying again later", rollup=name, meter=meter.slug)
         now = await self.server_ms()
@@ -172,8 +221,10 @@ class RollupLifecycle:
                 await self._drop(name)
                 await self._record(name, None, DROPPED)
                 moved[name] = DROPPED
+        for name in set(self._audits) - set(wanted):
+            del self._audits[name]
         counts = Counter(s.state for s in (await self.states()).values())
-        for state in (CREATED, FILLING, READY, RETIRED):
+        for state in (CREATED, FILLING, READY, DAMAGED, RETIRED):
             metrics.METER_ROLLUPS.labels(state).set(counts[state])
         return moved
 
@@ -217,6 +268,99 @@ class RollupLifecycle:
         await self._record(table, meter, READY, stored_from)
         log.info("meter rollup ready", rollup=table, meter=meter.slug, namespace=meter.namespace)
         return READY
+
+    async def audit(self, meter: Meter, rollup: Rollup) -> bool:
+        """Whether the ready rollup still equals the events, as far as this pass looked; False when
+        it does not (the same pairs unequal with the same counts twice, a grace apart).
+
+        Compares the count of events per subject and bucket (the fill's check, same statement) over
+        settled buckets, those that ended a grace ago: every `audit_interval`, the last
+        AUDIT_RECENT_MS of them and a slice of AUDIT_SLICE_MS below, the next older one each time
+        (skipping hours with neither events nor rollup rows) until nothing is older, then round
+        again. So each audit reads about two days of the meter's events."""
+        table = rollup_table(meter, rollup)
+        audit = self._audits.setdefault(table, _Audit())
+        now = await self.server_ms()
+        if audit.suspects:
+            if now - audit.suspects_at_ms < self.grace_ms:
+                return True
+            buckets = sorted(bucket for _, bucket in audit.suspects)
+            again = await self._differences(meter, rollup, buckets[0] * 1000, buckets[-1] * 1000 + rollup.step_ms)
+            confirmed = {pair: counts for pair, counts in again.items() if audit.suspects.get(pair) == counts}
+            if confirmed:
+                self._damaged(meter, table, confirmed)
+                del self._audits[table]
+                return False
+            audit.suspects = None
+        if self.audit_interval_ms is None or now - audit.last_ms < self.audit_interval_ms:
+            return True
+        started = time.monotonic()
+        audit.last_ms = now
+        settled = (now - self.grace_ms) // rollup.step_ms * rollup.step_ms
+        recent_from = settled - AUDIT_RECENT_MS
+        found = await self._differences(meter, rollup, recent_from, settled)
+        latest = None
+        if audit.slice_end_ms is not None:
+            latest = await self._latest_before(meter, table, audit.slice_end_ms)
+        if latest is None:  # nothing older: round again from the recent hours
+            latest = await self._latest_before(meter, table, recent_from)
+        if latest is None:
+            audit.slice_end_ms = None
+        else:
+            slice_end = (latest // rollup.step_ms + 1) * rollup.step_ms
+            found |= await self._differences(meter, rollup, slice_end - AUDIT_SLICE_MS, slice_end)
+            audit.slice_end_ms = slice_end - AUDIT_SLICE_MS
+        metrics.METER_ROLLUP_AUDIT_SECONDS.observe(time.monotonic() - started)
+        if found:
+            log.warning(
+                "meter rollup differs from the events; checking again after the grace",
+                rollup=table,
+                meter=meter.slug,
+                namespace=meter.namespace,
+                pairs=len(found),
+            )
+            audit.suspects = found
+            audit.suspects_at_ms = now
+        return True
+
+    async def _differences(self, meter: Meter, rollup: Rollup, from_ms: int, to_ms: int) -> dict[Pair, tuple[int, int]]:
+        sql, parameters = render_rollup_differences(
+            meter, rollup, rollup_table(meter, rollup), buckets_from_ms=from_ms, buckets_to_ms=to_ms
+        )
+        return {(str(r[0]), int(r[1])): (int(r[2]), int(r[3])) for r in await self.ch.query(sql, parameters)}
+
+    async def _latest_before(self, meter: Meter, table: str, before_ms: int) -> int | None:
+        """The latest event time or bucket start of the meter before `before_ms` (either side may
+        hold what the other lacks), in epoch ms; None when there is none."""
+        # Identifiers are ours (EVENTS_TABLE, rollup_table's digest); values are bound.
+        rows = await self.ch.query(
+            f"SELECT (SELECT toUnixTimestamp64Milli(maxOrNull(time)) FROM {EVENTS_TABLE} "  # noqa: S608
+            "WHERE namespace = {namespace:String} AND type = {event_type:String} "
+            "AND time < fromUnixTimestamp64Milli({before:Int64}, 'UTC')), "
+            f"(SELECT toUnixTimestamp(maxOrNull(bucket)) FROM {table} WHERE namespace = {{namespace:String}} "
+            "AND bucket < toDateTime(intDiv({before:Int64}, 1000), 'UTC'))",
+            {"namespace": meter.namespace, "event_type": meter.event_type, "before": before_ms},
+        )
+        event_ms, bucket_s = rows[0]
+        found = [int(event_ms)] if event_ms is not None else []
+        found += [int(bucket_s) * 1000] if bucket_s is not None else []
+        return max(found, default=None)
+
+    def _damaged(self, meter: Meter, table: str, pairs: dict[Pair, tuple[int, int]]) -> None:
+        metrics.METER_ROLLUP_AUDIT_MISMATCHES.inc()
+        shown = sorted(pairs.items(), key=lambda item: (item[0][1], item[0][0]))[:20]
+        log.error(
+            "meter rollup differs from the events: out of routing, starting it over",
+            rollup=table,
+            meter=meter.slug,
+            namespace=meter.namespace,
+            pairs=len(pairs),
+            hours=sorted({datetime.fromtimestamp(b, UTC).isoformat() for (_, b) in pairs})[:20],
+            differences=[
+                {"subject": s, "bucket": datetime.fromtimestamp(b, UTC).isoformat(), "rollup": r, "events": e}
+                for (s, b), (r, e) in shown
+            ],
+        )
 
 
 class ReadyRollups:

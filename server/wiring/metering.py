@@ -68,6 +68,7 @@ async def wire(deps: Deps) -> list[Servicer]:
                 deps.event_store.ch,
                 grace=timedelta(seconds=settings.sink.rollup_grace_s),
                 drop_after=timedelta(seconds=settings.sink.rollup_drop_after_s),
+                audit_interval=timedelta(seconds=settings.sink.rollup_audit_interval_s),
             )
             rollups = RollupWorker(
                 repository,

@@ -5,6 +5,8 @@ store routing to ready rollups answers every meter query as a store reading only
 and the entitlement windows statement that reads whole hours from the rollup gives the events' row,
 with events stored before the rollup exists, between its creation and the handover moment W,
 between W and the fill, after it is ready, and a batch retried with the same deduplication token.
+A ready rollup damaged either way (rows missing or counted twice, events that bypassed its view)
+is found by the audit, leaves routing and comes back ready and equal to the events.
 """
 
 from __future__ import annotations
@@ -22,16 +24,27 @@ import pytest_asyncio
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from adapters import metrics
 from adapters.clickhouse.client import ClickHouse
 from adapters.clickhouse.events import ClickHouseEventStore
 from adapters.clickhouse.meter_sql import (
     Rollup,
     render_rollup_check,
+    render_rollup_differences,
     render_rollup_fill,
     render_rollup_table,
     rollup_table,
 )
-from adapters.clickhouse.rollups import CREATED, DROPPED, FILLING, READY, RETIRED, ReadyRollups, RollupLifecycle
+from adapters.clickhouse.rollups import (
+    CREATED,
+    DAMAGED,
+    DROPPED,
+    FILLING,
+    READY,
+    RETIRED,
+    ReadyRollups,
+    RollupLifecycle,
+)
 from adapters.clickhouse.usage_sql import render_windows_query
 from domain.errors import ValidationError
 from domain.metering.events import Event
@@ -54,7 +67,8 @@ class Stores:
         self.ch = ch
         self.raw = ClickHouseEventStore(ch)
         self.routed = ClickHouseEventStore(ch, ReadyRollups(ch, ttl=0))
-        self.lifecycle = RollupLifecycle(ch, grace=GRACE, drop_after=timedelta(0))
+        # Every pass audits each ready rollup it is given.
+        self.lifecycle = RollupLifecycle(ch, grace=GRACE, drop_after=timedelta(0), audit_interval=timedelta(0))
 
 
 @pytest_asyncio.fixture(scope="module", params=event_store.KINDS)
@@ -272,6 +286,105 @@ async def test_the_fill_check_finds_an_event_the_fill_missed(stores: Stores) -> 
     )
     assert (await stores.ch.query(*check))[0][0] == 1
     await stores.ch.command(f"DROP TABLE {staging}")
+
+
+async def audited_events(stores: Stores, meter: Meter) -> list[Any]:
+    """Events in settled hours both of the audit's reaches: the last day, and an older day."""
+    now = datetime.fromtimestamp(await stores.lifecycle.server_ms() / 1000, UTC)
+    recent = [now - timedelta(hours=h, minutes=m) for h in (2, 5) for m in (0, 7)]
+    old = [DAYS[0] + timedelta(hours=h, minutes=m) for h in (1, 3) for m in (0, 7)]
+    return [(s, t, {"tokens": 2, "model": "a"}) for s in ("s1", "s2") for t in recent + old]
+
+
+async def stray_events(stores: Stores, meter: Meter, events: Sequence[Any], stored_at_ms: int) -> None:
+    """Stores events directly into `events` with the given stored_at (not through the event store)."""
+    for subject, moment, _ in events:
+        await stores.ch.command(
+            "INSERT INTO events (namespace, id, type, source, subject, time, data, ingested_at, stored_at) VALUES "
+            "({ns:String}, {id:String}, 'prompt', 'test', {subject:String}, fromUnixTimestamp64Milli({t:Int64}, 'UTC'), "
+            "'{\"tokens\": 2}', now64(3), fromUnixTimestamp64Milli({w:Int64}, 'UTC'))",
+            {
+                "ns": meter.namespace,
+                "id": f"stray-{next(_ids)}",
+                "subject": subject,
+                "t": int(moment.timestamp() * 1000),
+                "w": stored_at_ms,
+            },
+        )
+
+
+async def damage(stores: Stores, meter: Meter, how: str, events: Sequence[Any]) -> None:
+    table = rollup_table(meter, Rollup.HOUR)
+    if how == "rows missing":  # from the older day only: the audit's rotating slice finds them
+        await stores.ch.command(
+            f"ALTER TABLE {table} DELETE WHERE subject = 's1' AND bucket < now() - INTERVAL 2 DAY "
+            "SETTINGS mutations_sync = 2"
+        )
+    elif how == "rows counted twice":
+        await stores.ch.command(
+            f"INSERT INTO {table} SELECT * FROM {table} WHERE subject = 's2'", settings={"insert_deduplicate": 0}
+        )
+    elif how == "view lost":
+        await stores.ch.command(f"DROP VIEW {table}_view")
+        await store_events(stores.raw, meter, events[::3])
+    else:  # stored before the handover, landing after the fill: in neither the view nor the fill
+        state = (await stores.lifecycle.states())[table]
+        await stray_events(stores, meter, events[::3], state.stored_from_ms - 1)
+
+
+@pytest.mark.parametrize("how", ["rows missing", "rows counted twice", "view lost", "events bypassed the view"])
+async def test_the_audit_takes_a_damaged_rollup_out_of_routing_and_makes_it_again(stores: Stores, how: str) -> None:
+    meter = make_meter(f"lifecycle{next(_namespaces)}", Aggregation.SUM)
+    name = rollup_table(meter, Rollup.HOUR)
+    events = await audited_events(stores, meter)
+    await store_events(stores.raw, meter, events[: len(events) // 2])
+    await make_ready(stores, meter, events[len(events) // 2 :], [])
+    query = MeterQueryInput(group_by=("subject",)).validate(meter)
+    assert await stores.routed.query_meter(meter, query) == await stores.raw.query_meter(meter, query)
+    assert name not in await stores.lifecycle.step([meter])  # audited: equal
+    found_before = metrics.METER_ROLLUP_AUDIT_MISMATCHES._value.get()
+
+    await damage(stores, meter, how, events)
+    assert await stores.routed.query_meter(meter, query) != await stores.raw.query_meter(meter, query)
+    # Seen once it is only a suspect (an insert in flight looks the same); a grace later, unchanged,
+    # it is a finding.
+    assert name not in await stores.lifecycle.step([meter])
+    await asyncio.sleep(GRACE.total_seconds())
+    assert (await stores.lifecycle.step([meter]))[name] == DAMAGED
+    assert metrics.METER_ROLLUP_AUDIT_MISMATCHES._value.get() == found_before + 1
+    assert Rollup.HOUR not in await stores.routed.rollups.ready(meter)  # type: ignore[union-attr]
+    assert await stores.routed.query_meter(meter, query) == await stores.raw.query_meter(meter, query)
+
+    # Started over (drop_after is 0 here): ready again, equal to the events, and audited equal.
+    assert (await stores.lifecycle.step([meter]))[name] == CREATED
+    state = (await stores.lifecycle.states())[name]
+    await until_server_ms(stores.lifecycle, state.stored_from_ms + stores.lifecycle.grace_ms)
+    assert (await stores.lifecycle.step([meter]))[name] == READY
+    assert Rollup.HOUR in await stores.routed.rollups.ready(meter)  # type: ignore[union-attr]
+    assert await stores.routed.query_meter(meter, query) == await stores.raw.query_meter(meter, query)
+    assert not await stores.ch.query(*render_rollup_differences(meter, Rollup.HOUR, name))
+    assert name not in await stores.lifecycle.step([meter])
+    await asyncio.sleep(GRACE.total_seconds())
+    assert name not in await stores.lifecycle.step([meter])
+
+
+async def test_a_difference_gone_a_grace_later_is_no_finding(stores: Stores) -> None:
+    # What an insert in flight looks like: the events hold rows the rollup does not yet (or the
+    # other way round), and a moment later both do.
+    meter = make_meter(f"lifecycle{next(_namespaces)}", Aggregation.COUNT)
+    name = rollup_table(meter, Rollup.HOUR)
+    await make_ready(stores, meter, await audited_events(stores, meter), [])
+    await stores.ch.command(f"CREATE TABLE held_{meter.namespace} AS {name}")
+    await stores.ch.command(f"INSERT INTO held_{meter.namespace} SELECT * FROM {name} WHERE subject = 's1'")
+    await stores.ch.command(f"ALTER TABLE {name} DELETE WHERE subject = 's1' SETTINGS mutations_sync = 2")
+    assert name not in await stores.lifecycle.step([meter])
+    await stores.ch.command(
+        f"INSERT INTO {name} SELECT * FROM held_{meter.namespace}", settings={"insert_deduplicate": 0}
+    )
+    await asyncio.sleep(GRACE.total_seconds())
+    assert name not in await stores.lifecycle.step([meter])
+    assert Rollup.HOUR in await stores.routed.rollups.ready(meter)  # type: ignore[union-attr]
+    await stores.ch.command(f"DROP TABLE held_{meter.namespace}")
 
 
 def test_the_hour_windows_query_reads_whole_hours_from_the_rollup() -> None:
