@@ -14,6 +14,17 @@
         reads it) and with unaligned bounds (the API reads the events), beside the naive raw-JSON
         SQL; `BENCH_ROLLUPS=0` runs the same with rollups off.
 
+    .venv/bin/python -m tests.bench.rollups flush [meters] [events per flush]
+        the sink's small inserts (p50 of 40 flushes of one event type) into `events` carrying the
+        per-hour rollup views of `meters` meters of other event types (as in a store with many
+        meters): every view runs on every insert block, whatever its type.
+
+    .venv/bin/python -m tests.bench.rollups audit [rows] [subjects]
+        bench rows over 30 days (SUM meter, one group-by key) in chDB, the meter's per-hour rollup
+        made ready through the lifecycle, then the time of one audit of it (what each
+        `sink.rollup_audit_interval_s` costs per ready rollup: the last day's settled hours and one
+        older day) beside a comparison of every bucket.
+
     .venv/bin/python -m tests.bench.rollups windows [events per customer]
         an entitlement run's windows query (5 windows over two days, a tail) for one of 10
         customers, from the events and with whole hours from the ready per-hour rollup.
@@ -29,6 +40,7 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -100,6 +112,12 @@ def main(argv: list[str]) -> None:
     if argv and argv[0] == "windows":
         asyncio.run(windows_figures(int(argv[1]) if len(argv) > 1 else 1000))
         return
+    if argv and argv[0] == "flush":
+        asyncio.run(flush_figures(int(argv[1]) if len(argv) > 1 else 100, int(argv[2]) if len(argv) > 2 else 100))
+        return
+    if argv and argv[0] == "audit":
+        asyncio.run(audit_figures(rows, subjects))
+        return
     if argv and argv[0] == "api":
         api_figures(rows, subjects)
         return
@@ -114,6 +132,84 @@ def main(argv: list[str]) -> None:
         f"{r['rollup_sql_ms'] / r['naive_ms']:.2f} x naive)   engine only {r['rollup_engine_ms']:,.1f} vs "
         f"{r['aligned_typed_engine_ms']:,.1f} ms ({r['rollup_engine_ms'] / r['aligned_typed_engine_ms']:.2f} x)"
     )
+
+
+async def flush_figures(meters: int, per_flush: int) -> None:
+    import statistics
+
+    from adapters.clickhouse.events import ClickHouseEventStore
+    from domain.metering.events import Event
+
+    directory = Path(tempfile.mkdtemp(prefix="rollup-flush-"))
+    ch = ClickHouse(f"chdb://{directory}")
+    try:
+        await ch.migrate()
+        now = datetime.now(UTC)
+        for index in range(meters):
+            other = replace(_meter(index, now), event_type=f"other_{index}")
+            for sql, parameters in render_rollup_ddl(other, Rollup.HOUR):
+                await ch.command(sql, parameters)
+        store = ClickHouseEventStore(ch)
+        timings = []
+        for flush in range(40):
+            events = [
+                Event("default", f"{flush}-{i}", QUERY_EVENT_TYPE, "b", f"s{i % 10}", int(time.time() * 1000),
+                      '{"tokens": 3, "model": "m"}', 0)
+                for i in range(per_flush)
+            ]  # fmt: skip
+            t0 = time.perf_counter()
+            await store.insert(events, [({"$.tokens": 3.0}, {"$.model": "m"})] * per_flush, f"flush-{flush}")
+            timings.append((time.perf_counter() - t0) * 1000)
+        print(
+            f"{meters} views of other event types: a flush of {per_flush} events p50 "
+            f"{statistics.median(timings):.1f} ms (min {min(timings):.1f}, max {max(timings):.1f})"
+        )
+    finally:
+        ch.close()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+async def audit_figures(rows: int, subjects: int) -> None:
+    import statistics
+
+    from adapters.clickhouse.meter_sql import render_rollup_differences, rollup_table
+    from adapters.clickhouse.rollups import RollupLifecycle
+
+    directory = Path(tempfile.mkdtemp(prefix="rollup-audit-"))
+    ch = ClickHouse(f"chdb://{directory}")
+    try:
+        await ch.migrate()
+        now = datetime.now(UTC)
+        meter = _meter(0, now)
+        for offset in range(0, rows, CHUNK):
+            table = _table(min(CHUNK, rows - offset), offset, subjects, now, QUERY_EVENT_TYPE)
+            await ch.insert_arrow("events", table, settings={"insert_deduplication_token": f"a-{offset}"})
+        lifecycle = RollupLifecycle(
+            ch, grace=timedelta(seconds=0.3), drop_after=timedelta(0), audit_interval=timedelta(0)
+        )
+        started = time.perf_counter()
+        while "ready" not in (await lifecycle.step([meter])).values():
+            await asyncio.sleep(0.1)
+        ready_s = time.perf_counter() - started
+        passes, whole = [], []
+        for _ in range(10):
+            t0 = time.perf_counter()
+            assert await lifecycle.audit(meter, Rollup.HOUR)
+            passes.append((time.perf_counter() - t0) * 1000)
+        assert not lifecycle._audits[rollup_table(meter, Rollup.HOUR)].suspects
+        every_bucket = render_rollup_differences(meter, Rollup.HOUR, rollup_table(meter, Rollup.HOUR))
+        for _ in range(5):
+            t0 = time.perf_counter()
+            assert not await ch.query(*every_bucket)
+            whole.append((time.perf_counter() - t0) * 1000)
+        print(
+            f"{rows:,} events over 30 days, {subjects} subjects: rollup ready in {ready_s:.1f} s (3 graces of 0.3 s "
+            f"and the fill); one audit p50 {statistics.median(passes):.1f} ms (max {max(passes):.1f}), "
+            f"every bucket compared p50 {statistics.median(whole):.1f} ms"
+        )
+    finally:
+        ch.close()
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 async def windows_figures(per_customer: int) -> None:
