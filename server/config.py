@@ -35,9 +35,10 @@ class SinkSettings(BaseModel):
     # Per-hour rollups of every live meter, read by meter queries with whole-hour bounds once
     # ready (adapters/clickhouse/rollups.py). The grace bounds how long after its stored_at an
     # insert's rows may land; a rollup is ready about three graces after its meter changes.
-    # Off by default: an insert whose view part fails after the events committed is not yet
-    # audited, so a rollup could answer less than the events (docs/performance.md), and every
-    # meter's view costs ingest throughput. Raw-event queries are exact.
+    # Off by default: every live meter's view runs on every insert into `events`, whatever its
+    # event type, so the sink's flushes slow with the number of meters (~0.9 s per small flush at
+    # 100 meters on chDB; docs/performance.md, "Default on? Not yet"). Ready rollups are audited
+    # against the events (rollup_audit_interval_s). Raw-event queries are exact.
     rollups: bool = False
     rollup_grace_s: float = Field(default=30.0, gt=0)
     rollup_interval_s: float = Field(default=10.0, gt=0)
