@@ -36,7 +36,7 @@ class SinkSettings(BaseModel):
     # ready (adapters/clickhouse/rollups.py). The grace bounds how long after its stored_at an
     # insert's rows may land; a rollup is ready about three graces after its meter changes.
     # Off by default: every live meter's view runs on every insert into `events`, whatever its
-    # event type, so the sink's flushes slow with the number of meters (~0.9 s per small flush at
+    # event type, so the sink's flushes slow with the number of meters (0.6-0.9 s per small flush at
     # 100 meters on chDB; docs/performance.md, "Default on? Not yet"). Ready rollups are audited
     # against the events (rollup_audit_interval_s). Raw-event queries are exact.
     rollups: bool = False
