@@ -16,7 +16,9 @@ turns the value cache off to measure the computed path alone; `BENCH_ROLLUPS=0` 
 per-hour rollup off (else the cold calls start once it is ready and read it); `BENCH_PROFILE=DIR`
 records a py-spy profile of the server during the cold calls (tests/bench/run.py's `profiled`).
 `cold_cpu_ms` is the server's CPU time (all threads) per cold call, `cold_loop_cpu_ms` its event
-loop's (the main thread's; ClickHouse queries run beside it on a thread pool).
+loop's (the main thread's; ClickHouse queries run beside it on a thread pool). On an embedded stack
+the cold calls start once the balance worker has recomputed every entitlement after its grants, in a
+restarted server (`cold_after_balance`): nothing cached, nothing recomputing beside them.
 """
 
 from __future__ import annotations
@@ -170,8 +172,9 @@ async def setup(target: str, customers: int) -> list[str]:
             if time.monotonic() > deadline:
                 raise TimeoutError("bench usage not queryable after 120 s")
             await asyncio.sleep(0.05)
-        # Entitlements after the usage: the balance worker then has nothing left to recompute, so
-        # the figure is the request path alone, not the request path competing with recomputation.
+        # Entitlements after the usage. Their grants still make the balance worker recompute each
+        # one (warming the value cache as it goes): `cold_after_balance` waits for that and clears
+        # the cache, so the cold calls are the request path alone, uncached and unhindered.
         await _bounded([create_entitlement(k) for k in keys])
     return [f"{k}|{slug}" for k in keys]
 
@@ -234,6 +237,36 @@ async def measure(
     }
 
 
+def _metric(metrics_port: int, name: str) -> float:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics") as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[-1])
+    return 0.0
+
+
+def cold_after_balance(stack: Any, quiet_s: float = 3.0, timeout: float = 600) -> float:
+    """Waits until the stack's balance worker has recomputed the bench's entitlements after their
+    grants (its counter moved, then stood still for `quiet_s`), then restarts the stack, whose
+    value cache lives in its memory: the cold calls then find nothing cached and no recomputation
+    running beside them (measured 2026-12-03: the worker recomputed ~30 entitlements/s through the
+    whole cold pass before, and each it reached first was answered from the cache). Seconds waited."""
+    started = time.perf_counter()
+    last, since = -1.0, time.perf_counter()
+    while time.perf_counter() - started < timeout:
+        done = _metric(stack.metrics_port, "tally_balance_recomputed_total")
+        if done != last:
+            last, since = done, time.perf_counter()
+        elif done > 0 and time.perf_counter() - since >= quiet_s:
+            stack.stop()
+            stack.start(180)
+            return time.perf_counter() - started
+        time.sleep(0.25)
+    raise TimeoutError(f"the balance worker was still recomputing after {timeout:.0f} s ({last:.0f} done)")
+
+
 async def rollups_ready(metrics_port: int, timeout: float = 180) -> float:
     """Waits until the server's rollup worker reports a ready rollup (the meter's); seconds waited."""
     import urllib.request
@@ -254,15 +287,21 @@ async def entitlement_value(
     calls: int,
     rollups_metrics_port: int | None = None,
     around_cold: Callable[[], AbstractContextManager[Any]] = nullcontext,
+    before_cold: Callable[[], float] | None = None,
 ) -> dict[str, float]:
     """With `rollups_metrics_port`, cold calls wait until the meter's rollup is ready (the steady
-    state of a meter older than its rollup's handover) and read it."""
+    state of a meter older than its rollup's handover) and read it. `before_cold` runs (in a
+    thread) after the setup: `cold_after_balance` on an embedded stack."""
     started = time.perf_counter()
     targets = await setup(target, customers)
     setup_s = time.perf_counter() - started
     waited = await rollups_ready(rollups_metrics_port) if rollups_metrics_port is not None else 0.0
+    if before_cold is not None:
+        balance_wait = await asyncio.to_thread(before_cold)
     figures = await measure(target, targets, calls, around_cold)
     figures["rollup_wait_s"] = waited
+    if before_cold is not None:
+        figures["balance_wait_s"] = balance_wait
     figures["setup_s"] = setup_s
     return figures
 
@@ -308,7 +347,9 @@ def main() -> None:
 
     try:
         port = stack.metrics_port if rollups else None
-        figures = asyncio.run(entitlement_value(stack.grpc_target, customers, calls, port, around_cold))
+        figures = asyncio.run(
+            entitlement_value(stack.grpc_target, customers, calls, port, around_cold, lambda: cold_after_balance(stack))
+        )
         # The server's CPU per cold call: the figure the shared machine's load disturbs least.
         figures["cold_cpu_ms"] = spent[0] / customers * 1000
         figures["cold_loop_cpu_ms"] = spent[1] / customers * 1000

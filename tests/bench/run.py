@@ -303,7 +303,11 @@ async def sustained_rss(
 def entitlement_value_figures(stack: TallyProcess, customers: int, calls: int) -> dict[str, float]:
     """/value over gRPC, 16 callers, N customers with metered entitlements and 5 grants each
     (tests/bench/entitlements.py), with its own no-op reference measured back to back."""
-    return asyncio.run(entitlements.entitlement_value(stack.grpc_target, customers, calls))
+    return asyncio.run(
+        entitlements.entitlement_value(
+            stack.grpc_target, customers, calls, before_cold=lambda: entitlements.cold_after_balance(stack)
+        )
+    )
 
 
 def run_benchmarks(scale_name: str) -> dict[str, Any]:
