@@ -14,7 +14,6 @@ events with the windows query's filters added one at a time, then the windows qu
 from __future__ import annotations
 
 import asyncio
-import random
 import shutil
 import statistics
 import sys
@@ -26,11 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from adapters.clickhouse.client import ClickHouse
-from adapters.clickhouse.events import ClickHouseEventStore
 from adapters.clickhouse.usage_sql import render_windows_query
-from domain.metering.events import Event
 from domain.metering.query import MeterQueryInput
-from tests.bench.rollups import QUERY_EVENT_TYPE, _meter
+from tests.bench.rollups import QUERY_EVENT_TYPE, _meter, store_two_days_of_usage
 
 CUSTOMERS = 1_000
 EVENTS_PER_CUSTOMER = 10
@@ -102,15 +99,7 @@ async def measure(rounds: int, calls: int) -> dict[str, list[float]]:
         await ch.migrate()
         now = datetime.now(UTC)
         anchor = now - timedelta(days=2)
-        rng = random.Random(1)
-        start_ms = int(anchor.timestamp() * 1000)
-        events = [
-            Event("default", f"{c}-{i}", QUERY_EVENT_TYPE, "bench", f"c{c}", start_ms + rng.randrange(172_800_000),
-                  '{"tokens": 3}', 0)
-            for c in range(CUSTOMERS)
-            for i in range(EVENTS_PER_CUSTOMER)
-        ]  # fmt: skip
-        await ClickHouseEventStore(ch).insert(events, [({"$.tokens": 3.0}, {})] * len(events), "query-floor")
+        await store_two_days_of_usage(ch, anchor, CUSTOMERS, EVENTS_PER_CUSTOMER)
         cpu_ms: dict[str, list[float]] = {}
         for _ in range(rounds):
             for label, statement in statements(anchor, now).items():

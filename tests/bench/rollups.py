@@ -212,14 +212,30 @@ async def audit_figures(rows: int, subjects: int) -> None:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-async def windows_figures(per_customer: int) -> None:
+async def store_two_days_of_usage(ch: ClickHouse, anchor: datetime, customers: int, per_customer: int) -> None:
+    """Customers c0, c1, ... each with `per_customer` events of {"tokens": 3} at random times in the
+    two days from `anchor` (an entitlement's usage, as the entitlement bench ingests it)."""
     import random
-    import statistics
 
     from adapters.clickhouse.events import ClickHouseEventStore
+    from domain.metering.events import Event
+
+    rng = random.Random(1)
+    start_ms = int(anchor.timestamp() * 1000)
+    events = [
+        Event("default", f"{c}-{i}", QUERY_EVENT_TYPE, "b", f"c{c}", start_ms + rng.randrange(172_800_000),
+              '{"tokens": 3}', 0)
+        for c in range(customers)
+        for i in range(per_customer)
+    ]  # fmt: skip
+    await ClickHouseEventStore(ch).insert(events, [({"$.tokens": 3.0}, {})] * len(events), "two-days")
+
+
+async def windows_figures(per_customer: int) -> None:
+    import statistics
+
     from adapters.clickhouse.rollups import RollupLifecycle
     from adapters.clickhouse.usage_sql import render_windows_query
-    from domain.metering.events import Event
     from domain.metering.query import MeterQueryInput
 
     directory = Path(tempfile.mkdtemp(prefix="rollup-windows-"))
@@ -231,15 +247,7 @@ async def windows_figures(per_customer: int) -> None:
         meter = _meter(0, now)
         lifecycle = RollupLifecycle(ch, grace=timedelta(seconds=0.3), drop_after=timedelta(0))
         await lifecycle.step([meter])
-        rng = random.Random(1)
-        start_ms = int(anchor.timestamp() * 1000)
-        events = [
-            Event("default", f"{c}-{i}", QUERY_EVENT_TYPE, "b", f"c{c}", start_ms + rng.randrange(172_800_000),
-                  '{"tokens": 3}', 0)
-            for c in range(10)
-            for i in range(per_customer)
-        ]  # fmt: skip
-        await ClickHouseEventStore(ch).insert(events, [({"$.tokens": 3.0}, {})] * len(events), "windows-bench")
+        await store_two_days_of_usage(ch, anchor, 10, per_customer)
         while "ready" not in (await lifecycle.step([meter])).values():
             await asyncio.sleep(0.2)
         query = MeterQueryInput(from_=anchor, subjects=["c5"]).validate(meter)
