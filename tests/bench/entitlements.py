@@ -290,14 +290,18 @@ async def entitlement_value(
     before_cold: Callable[[], float] | None = None,
 ) -> dict[str, float]:
     """With `rollups_metrics_port`, cold calls wait until the meter's rollup is ready (the steady
-    state of a meter older than its rollup's handover) and read it. `before_cold` runs (in a
-    thread) after the setup: `cold_after_balance` on an embedded stack."""
+    state of a meter older than its rollup's handover) and read it. `before_cold` runs after the
+    setup: `cold_after_balance` on an embedded stack."""
     started = time.perf_counter()
     targets = await setup(target, customers)
     setup_s = time.perf_counter() - started
     waited = await rollups_ready(rollups_metrics_port) if rollups_metrics_port is not None else 0.0
     if before_cold is not None:
-        balance_wait = await asyncio.to_thread(before_cold)
+        # On this thread, blocking the loop (nothing else runs on it meanwhile): the stack it
+        # restarts dies with the thread that started it (popen_dying_with_runner), and a thread of
+        # asyncio's pool ends with this asyncio.run, which killed the stack before make bench's
+        # next figures.
+        balance_wait = before_cold()
     figures = await measure(target, targets, calls, around_cold)
     figures["rollup_wait_s"] = waited
     if before_cold is not None:
