@@ -24,7 +24,8 @@ from adapters.clickhouse.meter_sql import (
     to_query_rows,
 )
 from adapters.clickhouse.rollups import ReadyRollups
-from adapters.clickhouse.usage_sql import render_windows_query
+from adapters.clickhouse.usage_sql import WindowsRequest
+from adapters.clickhouse.windows_batches import WindowsBatches
 from domain.metering.event_list import EventListQuery, TimeFilter
 from domain.metering.events import Event, EventKey, StoredEvent, epoch_ms
 from domain.metering.models import Meter
@@ -120,6 +121,7 @@ class ClickHouseEventStore:
         # Meter queries read a meter's rollup once it is ready (adapters/clickhouse/rollups.py) and
         # answers the query exactly; without `rollups`, always the events.
         self.rollups = rollups
+        self._windows = WindowsBatches(clickhouse)
 
     async def _rollup(self, meter: Meter, query: MeterQuery) -> Rollup | None:
         """The coarsest ready rollup that answers `query` exactly, or None: read the events."""
@@ -161,17 +163,15 @@ class ClickHouseEventStore:
         windows: Sequence[tuple[datetime, datetime]],
         tail_from: datetime | None = None,
     ) -> tuple[list[float | None], datetime | None]:
-        """The meter value of each window (one scan), and the first event time at or after `tail_from`."""
+        """The meter value of each window (one scan), and the first event time at or after `tail_from`.
+
+        Concurrent calls for one meter and filters share a statement (adapters/clickhouse/windows_batches.py).
+        """
         # From the events, also when the meter's hour rollup is ready: reading a window's whole hours
         # from it (render_windows_query's hour_rollup) measured 1-3 x slower in chDB at every volume
         # tried, up to 200k events per customer in two days (docs/performance.md).
-        sql, parameters = render_windows_query(meter, query, windows, tail_from, maps_complete=meter.values_backfilled)
-        row = (await self.ch.query(sql, parameters))[0]
-        tail = row[1:] if windows else row  # the windows' values come as one array
-        values = [None if v is None else float(v) for v in (row[0] if windows else [])]
-        first: datetime | None = None
-        if tail_from is not None and tail[0]:
-            first = datetime.fromtimestamp(int(tail[1]) / 1000, tz=UTC)
+        values, count, first_ms = await self._windows.query(meter, WindowsRequest(query, tuple(windows), tail_from))
+        first = datetime.fromtimestamp(first_ms / 1000, tz=UTC) if tail_from is not None and count else None
         return values, first
 
     async def list_subjects(self, namespace: str, meter: Meter, query: SubjectsQuery) -> list[str]:

@@ -106,13 +106,13 @@ def _value_sql(
     maps_complete: bool,
     condition: str | None = None,
     combinator: str = "",
-    conditions: tuple[str, int] | None = None,
+    conditions: tuple[str, int | str] | None = None,
 ) -> str:
     """The meter's aggregate; with `condition`, its `-If` form over the rows that meet it (one scan
     computing several windows gives each exactly what a query for that window alone would); with
     `combinator` "State", the partial state a rollup keeps.
 
-    `conditions` (an array expression of N conditions, and N): the same `-If` aggregate once per
+    `conditions` (an array expression of N conditions, and N, a number or an expression): the same `-If` aggregate once per
     condition, as one array, through the `-ForEach` combinator (`sumIfForEach(args..., conds)` is
     `[sumIf(args..., conds[1]), ..., sumIf(args..., conds[N])]`). One aggregate instead of N keeps
     the statement's size, and ClickHouse's cost of analysing it, the same for any N."""

@@ -8,6 +8,10 @@ is exactly what `render_meter_query` would give for that window alone, for every
 The windows are array parameters and their `-If` aggregates one `-IfForEach` aggregate, so the
 statement is the same size for any number of windows.
 
+`render_windows_batch_query` answers several such queries (one meter and filters, different
+customers, windows and tails) in one statement, each exactly as its own statement would
+(adapters/clickhouse/windows_batches.py sends concurrent queries that way).
+
 `tail_from` adds two columns: how many events lie at or after it, and the earliest of their times.
 The cache uses them to know until when a value computed for `tail_from` stays true: events already
 stored with a future time start counting once the clock passes them.
@@ -23,6 +27,7 @@ events stored by a cutoff.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from adapters.clickhouse.meter_sql import (
@@ -39,7 +44,7 @@ from adapters.clickhouse.meter_sql import (
     _value_sql,
     rollup_table,
 )
-from domain.metering.models import Meter
+from domain.metering.models import Aggregation, Meter
 from domain.metering.query import FilterString, MeterQuery
 
 
@@ -108,6 +113,111 @@ def render_windows_query(
     return sql, binder.parameters
 
 
+@dataclass(frozen=True, slots=True)
+class WindowsRequest:
+    """One caller's windows query: what `render_windows_query` takes, as one item of a batch."""
+
+    query: MeterQuery
+    windows: Sequence[tuple[datetime, datetime]]
+    tail_from: datetime | None = None
+
+
+def batch_key(query: MeterQuery) -> tuple[str, str] | None:
+    """What requests must share to be answered by one `render_windows_batch_query` statement (the
+    namespace and the group-by filters; the meter and `maps_complete` are the caller's part of the
+    key), or None when the query cannot join a batch: it filters by plain subjects, or by no
+    customer at all."""
+    if query.subjects or not any(subjects for _, subjects in query.customer_subjects):
+        return None
+    return query.namespace, repr(query.filters)
+
+
+_NO_TAIL_MS = 2**63 - 1
+
+
+def render_windows_batch_query(
+    meter: Meter, requests: Sequence[WindowsRequest], *, maps_complete: bool = False
+) -> SQLAndParameters:
+    """`render_windows_query` for several requests in one statement: one row per request that has
+    events, (its index, its windows' values, its tail count, its tail's earliest time in epoch ms).
+
+    The requests share the namespace and the group-by filters (`batch_key`) and differ in their
+    customers' subjects, windows and tail. Each event is read once (from the lowest bound of all)
+    and joined to the requests whose subjects hold it (ARRAY JOIN); each request's group is then
+    aggregated by the same `-IfForEach` aggregate and tail as its own statement. The group may hold
+    events before the request's own lower bound, which none of its conditions takes, so they change
+    nothing: a window no event meets gets the `-If` aggregate's value over no rows, and that is also
+    what the single statement's `arrayResize` gives when no event at all is read (the same types'
+    defaults). A request without a group (no event of its subjects read) is answered by
+    `empty_windows_row`. So the batch answers each request exactly as `render_windows_query` does
+    (property-tested against it in tests/integration/test_meter_rollup_lifecycle.py), and the
+    statement's fixed cost (a chDB statement spends about 10 ms on analysis whatever it reads,
+    docs/performance.md) is paid once per batch.
+    """
+    if not requests:
+        raise ValueError("no requests to query")
+    first = requests[0].query
+    binder = _Binder()
+    subjects: dict[str, list[int]] = {}
+    starts: list[list[int]] = []
+    ends: list[list[int]] = []
+    lows: list[int] = []
+    tails: list[int] = []
+    for index, request in enumerate(requests):
+        query = request.query
+        if batch_key(query) != batch_key(first) or batch_key(first) is None:
+            raise ValueError("requests of one batch must share the namespace and filters and filter by customer")
+        lower = query.from_
+        bounds = [
+            (_epoch_millis(since if lower is None or since >= lower else lower), _epoch_millis(until))
+            for since, until in request.windows
+        ]
+        tail_ms = None if request.tail_from is None else _epoch_millis(request.tail_from)
+        low = min([b[0] for b in bounds] + ([tail_ms] if tail_ms is not None else []), default=None)
+        if low is None:
+            raise ValueError("a request without windows or tail has nothing to query")
+        starts.append([b[0] for b in bounds])
+        ends.append([b[1] for b in bounds])
+        lows.append(low)
+        tails.append(_NO_TAIL_MS if tail_ms is None else tail_ms)
+        for _, customer_subjects in query.customer_subjects:
+            for subject in customer_subjects:
+                owners = subjects.setdefault(subject, [])
+                if not owners or owners[-1] != index + 1:  # a subject twice in one request counts once
+                    owners.append(index + 1)  # ClickHouse arrays count from 1
+    subject_list = binder.fixed("batch_subjects", list(subjects), "Array(String)")
+    owners_p = binder.fixed("batch_owners", list(subjects.values()), "Array(Array(UInt32))")
+    starts_p = binder.fixed("window_starts", starts, "Array(Array(Int64))")
+    ends_p = binder.fixed("window_ends", ends, "Array(Array(Int64))")
+    tails_p = binder.fixed("tails", tails, "Array(Int64)")
+    inside = f"arrayMap((s, u) -> time_ms >= s AND time_ms < u, {starts_p}[request], {ends_p}[request])"
+    each = _value_sql(binder, meter, maps_complete, conditions=(inside, f"length({starts_p}[request])"))
+    after = f"time_ms >= {tails_p}[request]"
+    where = [
+        f"namespace = {binder.fixed('namespace', first.namespace, 'String')}",
+        f"type = {binder.fixed('event_type', meter.event_type, 'String')}",
+        f"time >= fromUnixTimestamp64Milli({binder.fixed('from_ms', min(lows), 'Int64')}, 'UTC')",
+        f"subject IN {subject_list}",
+    ]
+    meter_paths = meter.group_by_paths
+    where += _key_filters(binder, first.filters, lambda key: _string_sql(binder, meter_paths[key], maps_complete))
+    sql = (
+        "WITH toUnixTimestamp64Milli(time) AS time_ms\n"
+        f"SELECT request, {each}, countIf({after}), toUnixTimestamp64Milli(minIf(time, {after}))\n"
+        f"FROM {EVENTS_TABLE}\n"
+        f"ARRAY JOIN {owners_p}[indexOf({subject_list}, subject)] AS request\n"
+        "WHERE " + "\n  AND ".join(where) + "\nGROUP BY request"
+    )
+    return sql, binder.parameters
+
+
+def empty_windows_row(meter: Meter, windows: int) -> tuple[list[float | None], int, int]:
+    """What a windows statement answers over no rows: each window's value (the `arrayResize`
+    default of the aggregate's type: 0 for the counts, NULL for the nullable numbers), no tail."""
+    counts = meter.aggregation in (Aggregation.COUNT, Aggregation.UNIQUE_COUNT)
+    return [0.0 if counts else None] * windows, 0, 0
+
+
 _HOUR_MS = 3_600_000
 
 
@@ -126,10 +236,13 @@ def _subject_and_key_filters(binder: _Binder, query: MeterQuery, group_sql: Call
     if customer_subjects:
         bound = binder.fixed("filter_customer_subjects", customer_subjects, "Array(String)")
         where.append(f"subject IN {bound}")
-    for key, f in query.filters:
-        if not f.is_empty():
-            where.append(_filter_sql(binder, group_sql(key), f))
-    return where
+    return where + _key_filters(binder, query.filters, group_sql)
+
+
+def _key_filters(
+    binder: _Binder, filters: Sequence[tuple[str, FilterString]], group_sql: Callable[[str], str]
+) -> list[str]:
+    return [_filter_sql(binder, group_sql(key), f) for key, f in filters if not f.is_empty()]
 
 
 def _render_windows_from_rollup(
@@ -263,4 +376,11 @@ def render_billing_usage_query(
     return sql, binder.parameters
 
 
-__all__ = ["render_billing_usage_query", "render_windows_query"]
+__all__ = [
+    "WindowsRequest",
+    "batch_key",
+    "empty_windows_row",
+    "render_billing_usage_query",
+    "render_windows_batch_query",
+    "render_windows_query",
+]

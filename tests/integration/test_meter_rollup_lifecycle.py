@@ -45,7 +45,8 @@ from adapters.clickhouse.rollups import (
     ReadyRollups,
     RollupLifecycle,
 )
-from adapters.clickhouse.usage_sql import render_windows_query
+from adapters.clickhouse.usage_sql import WindowsRequest, render_windows_query
+from adapters.clickhouse.windows_batches import query_windows
 from domain.errors import ValidationError
 from domain.metering.events import Event
 from domain.metering.jsonpath import extract_values
@@ -242,6 +243,117 @@ async def test_each_window_of_the_windows_statement_is_the_meter_query_for_that_
             if e.time_ms >= tail.timestamp() * 1000 and (not subjects or e.subject in subjects)
         ]
         assert first == (datetime.fromtimestamp(min(after) / 1000, tz=UTC) if after else None)
+
+
+_BATCH_CUSTOMERS = {"c1": ["s1", "s2"], "c2": ["s3"], "c3": ["s2", "s3"], "c4": ["s9"]}
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=_FIXTURE_PER_EXAMPLE, phases=[Phase.generate])
+@given(
+    st.sampled_from(list(Aggregation)),
+    st.sampled_from(DAYS),
+    st.lists(event, min_size=0, max_size=60, unique_by=lambda e: (e[1], e[2])),
+    st.data(),
+)
+async def test_a_batch_of_windows_queries_answers_each_as_its_own_statement(
+    stores: Stores, aggregation: Aggregation, day: datetime, events: list[Any], data: st.DataObject
+) -> None:
+    # Customers sharing a subject (c1, c3), one without events (c4), windows and tails of their own,
+    # one customer twice: the batch statement's row for each is its own statement's, exactly.
+    meter = make_meter(f"lifecycle{next(_namespaces)}", aggregation)
+    advanced = data.draw(
+        st.sampled_from([{}, {"model": FilterString(eq="a")}, {"region": FilterString(in_=("a", "b"))}])
+    )
+    requests = []
+    for _ in range(data.draw(st.integers(2, 5))):
+        pairs, tail = data.draw(windows(day))
+        if tail is not None and data.draw(st.booleans()):
+            pairs = []  # the tail alone
+        lower = min([since for since, _ in pairs] + ([tail] if tail is not None else []))
+        customer = data.draw(st.sampled_from(list(_BATCH_CUSTOMERS)))
+        query = MeterQueryInput(from_=lower, filter_customer_ids=(customer,), advanced_filters=advanced).validate(
+            meter, _BATCH_CUSTOMERS
+        )
+        requests.append(WindowsRequest(query, pairs, tail))
+    # Events on every bound and a millisecond before it, where an off-by-one shows.
+    bounds = {t for r in requests for pair in r.windows for t in pair} | {r.tail_from for r in requests} - {None}
+    edges = [
+        (s, t - timedelta(milliseconds=m), {"tokens": 2, "user": "b"})
+        for t in bounds
+        for s, m in (("s1", 0), ("s3", 1))
+    ]
+    await store_events(stores.raw, meter, [(s, _at(day, sec, ms), p) for s, sec, ms, p in events] + edges)
+    alone = [(await query_windows(stores.ch, meter, [request]))[0] for request in requests]
+    assert await query_windows(stores.ch, meter, requests) == alone
+    # Through the store, concurrently (coalesced into one or two statements): the same answers.
+    answers = await asyncio.gather(
+        *(stores.raw.query_meter_windows(meter, r.query, r.windows, r.tail_from) for r in requests)
+    )
+    for (values, first), (expected, count, first_ms) in zip(answers, alone, strict=True):
+        assert values == expected
+        assert first == (datetime.fromtimestamp(first_ms / 1000, tz=UTC) if count else None)
+
+
+class CountingClickHouse:
+    """The real engine behind it; counts statements and can fail the next batch statements (ARRAY JOIN)."""
+
+    def __init__(self, ch: ClickHouse) -> None:
+        self._ch = ch
+        self.statements = 0
+        self.fail_batches = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ch, name)
+
+    async def query(self, sql: str, parameters: Any = None) -> list[tuple[Any, ...]]:
+        self.statements += 1
+        if self.fail_batches and "ARRAY JOIN" in sql:
+            self.fail_batches -= 1
+            raise RuntimeError("injected: the batch statement failed")
+        return await self._ch.query(sql, parameters)
+
+
+async def test_concurrent_windows_queries_share_statements_and_a_failed_batch_fails_nobody(stores: Stores) -> None:
+    ch = CountingClickHouse(stores.ch)
+    store = ClickHouseEventStore(ch)  # type: ignore[arg-type]
+    meter = make_meter(f"lifecycle{next(_namespaces)}", Aggregation.SUM)
+    day = DAYS[0]
+    customers = {f"c{i}": [f"s{i}"] for i in range(16)}
+    await store_events(store, meter, [(f"s{i}", day + timedelta(minutes=i), {"tokens": i}) for i in range(16)])
+    pairs = [(day, day + timedelta(hours=1)), (day, day + timedelta(minutes=8))]
+    queries = [
+        MeterQueryInput(from_=day, filter_customer_ids=(c,)).validate(meter, customers) for c in sorted(customers)
+    ]
+
+    async def ask_all() -> list[Any]:
+        return await asyncio.gather(*(store.query_meter_windows(meter, q, pairs, day) for q in queries))
+
+    expected = [
+        ([float(i), float(i) if i < 8 else None], day + timedelta(minutes=i)) for i in sorted(range(16), key=str)
+    ]
+    # Asked in the same turn of the event loop: one statement.
+    assert await ask_all() == expected
+    assert ch.statements == 1
+    # One asked first, its statement under way when the other 15 come: they go out together after it.
+    ch.statements = 0
+    first = asyncio.ensure_future(store.query_meter_windows(meter, queries[0], pairs, day))
+    for _ in range(2):  # the caller queues, then the drain sends its statement
+        await asyncio.sleep(0)
+    assert ch.statements == 1
+    rest = await asyncio.gather(*(store.query_meter_windows(meter, q, pairs, day) for q in queries[1:]))
+    assert [await first, *rest] == expected
+    assert ch.statements == 2
+    ch.fail_batches, ch.statements = 1, 0
+    assert await ask_all() == expected  # the failed batch's queries, each alone
+    assert ch.statements == 1 + 16
+    # A caller that gives up while queued costs the others nothing.
+    ch.statements = 0
+    waiting = [asyncio.ensure_future(store.query_meter_windows(meter, q, pairs, day)) for q in queries]
+    await asyncio.sleep(0)
+    waiting[5].cancel()
+    done = await asyncio.gather(*waiting, return_exceptions=True)
+    assert isinstance(done[5], asyncio.CancelledError)
+    assert [d for i, d in enumerate(done) if i != 5] == [e for i, e in enumerate(expected) if i != 5]
 
 
 async def test_a_changed_meter_gets_a_new_rollup_and_the_old_one_is_dropped(stores: Stores) -> None:
