@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 from pathlib import Path
 from typing import Annotated
@@ -66,6 +67,13 @@ def serve(
         loop.add_signal_handler(signal.SIGHUP, hangup)
         try:
             await application.start()
+            # What the process holds once started (modules, the ORM's and gRPC's tables, the catalogs:
+            # about 200k objects) is out of the cyclic collector's reach from here on. Otherwise each
+            # full collection walks all of it, 94-170 ms with the event loop stopped, and every
+            # request in flight waits that long (the 16 slowest cold values of a bench run were one
+            # such pause; docs/performance.md, "A full garbage collection").
+            gc.collect()
+            gc.freeze()
             await stop.wait()
             log.info("stopping: draining in-flight work")
         finally:
