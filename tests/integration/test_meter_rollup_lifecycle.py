@@ -46,7 +46,7 @@ from adapters.clickhouse.rollups import (
     RollupLifecycle,
 )
 from adapters.clickhouse.usage_sql import WindowsRequest, render_windows_query
-from adapters.clickhouse.windows_batches import query_windows
+from adapters.clickhouse.windows_batches import WindowsBatches, query_windows
 from domain.errors import ValidationError
 from domain.metering.events import Event
 from domain.metering.jsonpath import extract_values
@@ -143,6 +143,8 @@ def windows(draw: st.DrawFn, day: datetime) -> tuple[list[tuple[datetime, dateti
 
 
 _FIXTURE_PER_EXAMPLE = [HealthCheck.function_scoped_fixture]
+# No advanced filter, an equality and a set: the filters an entitlement's meter query can carry.
+FEATURE_FILTERS = st.sampled_from([{}, {"model": FilterString(eq="a")}, {"region": FilterString(in_=("a", "b"))}])
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=_FIXTURE_PER_EXAMPLE, phases=[Phase.generate])
@@ -178,9 +180,7 @@ async def test_routed_answers_equal_raw_answers_through_the_handover(
         pairs, tail = data.draw(windows(day))
         query = MeterQueryInput(
             filter_customer_ids=data.draw(st.sampled_from([(), ("c1",)])),
-            advanced_filters=data.draw(
-                st.sampled_from([{}, {"model": FilterString(eq="a")}, {"region": FilterString(in_=("a", "b"))}])
-            ),
+            advanced_filters=data.draw(FEATURE_FILTERS),
         ).validate(meter, {"c1": ["s1", "s2"], "c2": ["s3"]})
         # The store reads entitlement windows from the events (faster, measured); the statement
         # that reads their whole hours from the rollup must still give the events' row.
@@ -214,9 +214,7 @@ async def test_each_window_of_the_windows_statement_is_the_meter_query_for_that_
     customers = {"c1": ["s1", "s2"], "c2": ["s3"]}
     filters = {
         "filter_customer_ids": data.draw(st.sampled_from([(), ("c1",)])),
-        "advanced_filters": data.draw(
-            st.sampled_from([{}, {"model": FilterString(eq="a")}, {"region": FilterString(in_=("a", "b"))}])
-        ),
+        "advanced_filters": data.draw(FEATURE_FILTERS),
     }
     lower = min([since for since, _ in pairs] + ([tail] if tail is not None else []))
     query = MeterQueryInput(from_=lower, **filters).validate(meter, customers)
@@ -261,9 +259,7 @@ async def test_a_batch_of_windows_queries_answers_each_as_its_own_statement(
     # Customers sharing a subject (c1, c3), one without events (c4), windows and tails of their own,
     # one customer twice: the batch statement's row for each is its own statement's, exactly.
     meter = make_meter(f"lifecycle{next(_namespaces)}", aggregation)
-    advanced = data.draw(
-        st.sampled_from([{}, {"model": FilterString(eq="a")}, {"region": FilterString(in_=("a", "b"))}])
-    )
+    advanced = data.draw(FEATURE_FILTERS)
     requests = []
     for _ in range(data.draw(st.integers(2, 5))):
         pairs, tail = data.draw(windows(day))
@@ -354,6 +350,13 @@ async def test_concurrent_windows_queries_share_statements_and_a_failed_batch_fa
     done = await asyncio.gather(*waiting, return_exceptions=True)
     assert isinstance(done[5], asyncio.CancelledError)
     assert [d for i, d in enumerate(done) if i != 5] == [e for i, e in enumerate(expected) if i != 5]
+    # More waiting than a statement may carry: statements of at most max_batch queries each.
+    requests = [WindowsRequest(q, pairs, day) for q in queries]
+    alone = [(await query_windows(stores.ch, meter, [r]))[0] for r in requests]
+    small = WindowsBatches(ch, max_batch=5)  # type: ignore[arg-type]
+    ch.statements = 0
+    assert await asyncio.gather(*(small.query(meter, r) for r in requests)) == alone
+    assert ch.statements == 4  # 5 + 5 + 5 + 1
 
 
 async def test_a_changed_meter_gets_a_new_rollup_and_the_old_one_is_dropped(stores: Stores) -> None:
