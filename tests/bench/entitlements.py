@@ -16,7 +16,9 @@ turns the value cache off to measure the computed path alone; `BENCH_ROLLUPS=0` 
 per-hour rollup off (else the cold calls start once it is ready and read it); `BENCH_PROFILE=DIR`
 records a py-spy profile of the server during the cold calls (tests/bench/run.py's `profiled`).
 `cold_cpu_ms` is the server's CPU time (all threads) per cold call, `cold_loop_cpu_ms` its event
-loop's (the main thread's; ClickHouse queries run beside it on a thread pool). On an embedded stack
+loop's (the main thread's; ClickHouse queries run beside it on a thread pool), `cold_client_cpu_ms`
+and `cold_postgres_cpu_ms` what the same calls cost this client and the stack database's Postgres
+backends. On an embedded stack
 the cold calls start once the balance worker has recomputed every entitlement after its grants, in a
 restarted server (`cold_after_balance`): nothing cached, nothing recomputing beside them.
 """
@@ -319,7 +321,8 @@ def main() -> None:
     calls = int(sys.argv[2]) if len(sys.argv) > 2 else 5000
     work = ROOT / ".bench" / "work"
     work.mkdir(parents=True, exist_ok=True)
-    stack = TallyProcess(data_dir=work / f"ent-{uuid.uuid4().hex[:6]}", postgres_url=asyncio.run(create_database()))
+    postgres_url = asyncio.run(create_database())
+    stack = TallyProcess(data_dir=work / f"ent-{uuid.uuid4().hex[:6]}", postgres_url=postgres_url)
     # BENCH_VALUE_CACHE=0 measures the computed path alone (the cache off).
     # BENCH_ROLLUPS=0 keeps the meter's per-hour rollup off (every computation reads raw events);
     # otherwise its handover runs with a short grace and the cold calls wait until it is ready.
@@ -343,11 +346,12 @@ def main() -> None:
 
     @contextmanager
     def around_cold() -> Iterator[None]:
-        with profiled("cold", stack), cpu_time(stack) as cpu:
+        database = postgres_url.rsplit("/", 1)[-1]
+        with profiled("cold", stack), cpu_time(stack, database=database) as cpu:
             loop_before = loop_cpu()
             yield
             loop_spent = loop_cpu() - loop_before
-        spent.extend([cpu[0], loop_spent])
+        spent.extend([cpu[0], loop_spent, cpu[-2], cpu[-1]])
 
     try:
         port = stack.metrics_port if rollups else None
@@ -357,6 +361,11 @@ def main() -> None:
         # The server's CPU per cold call: the figure the shared machine's load disturbs least.
         figures["cold_cpu_ms"] = spent[0] / customers * 1000
         figures["cold_loop_cpu_ms"] = spent[1] / customers * 1000
+        # What else each cold call costs the 2 cores: this client's gRPC calls and the Postgres
+        # backends serving the stack's database (16 callers back to back keep the cores busy, so a
+        # call's latency is mostly its wait for CPU: docs/performance.md).
+        figures["cold_client_cpu_ms"] = spent[2] / customers * 1000
+        figures["cold_postgres_cpu_ms"] = spent[3] / customers * 1000
     finally:
         stack.stop()
         asyncio.run(drop_created_databases())
