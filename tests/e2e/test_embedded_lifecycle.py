@@ -136,6 +136,29 @@ def test_sigint_to_the_process_group_drains_and_stops_everything(tmp_path: Path)
     assert "draining" in log and "embedded postgres stopped" in log and "tally stopped" in log
 
 
+def _session_state(shell_pid: int, processes: list[psutil.Process]) -> str:
+    """Each process's state and signal masks (blocked, ignored, pending, caught), from /proc."""
+    lines = []
+    for pid in [shell_pid, *(p.pid for p in processes)]:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text().splitlines()
+        except OSError:
+            lines.append(f"{pid}: gone")
+            continue
+        fields = [
+            line
+            for line in status
+            if line.split(":")[0] in {"Name", "State", "SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt"}
+        ]
+        lines.append(f"{pid}: " + "; ".join(" ".join(f.split()) for f in fields))
+    return "\n".join(lines) + "\n"
+
+
+def _log_tail(stack: TallyProcess) -> str:
+    log = stack.data_dir / "tally.log"
+    return "tally.log:\n" + (log.read_text()[-3000:] if log.exists() else "(none)")
+
+
 def test_closing_the_terminal_of_make_run_drains_and_stops_everything(tmp_path: Path) -> None:
     """`make run` in a terminal that is then closed: the kernel hangs up the terminal and SIGHUP
     reaches make and Tally. Tally drains, stops Envoy and PostgreSQL, and logs to the data dir (its
@@ -148,9 +171,14 @@ def test_closing_the_terminal_of_make_run_drains_and_stops_everything(tmp_path: 
     master, slave = os.openpty()
 
     def controlling_terminal() -> None:
-        # A new session whose controlling terminal is the pty, as a terminal emulator sets up a shell.
+        # A new session whose controlling terminal is the pty, as a terminal emulator sets up a shell:
+        # with the signals' default dispositions. An ignored signal stays ignored through exec, and
+        # a suite started as `nohup ... &` ignores SIGHUP, SIGINT and SIGQUIT: a shell inheriting
+        # that outlives its terminal's hang-up, as a user's `nohup make run` rightly does.
         import fcntl
 
+        for sig in (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT):
+            signal.signal(sig, signal.SIG_DFL)
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
     # The terminal's shell leads the session; when the terminal hangs up it gets SIGHUP and ends, and
@@ -196,7 +224,14 @@ def test_closing_the_terminal_of_make_run_drains_and_stops_everything(tmp_path: 
         reading.clear()
         reader.join()
         os.close(master)  # the terminal window closes
-    shell.wait(30)
+    try:
+        shell.wait(30)  # the shell dies of the hang-up at once (milliseconds here)
+    except subprocess.TimeoutExpired:
+        # Say what the session was doing (its signal dispositions told the cause of the one time
+        # this happened: ignored, inherited), then end it rather than leave it running.
+        state = _session_state(shell.pid, everything) + _log_tail(stack)
+        os.killpg(shell.pid, signal.SIGKILL)
+        pytest.fail(f"the shell outlived its terminal's hang-up by 30 s:\n{state}")
     assert not wait_gone(everything), "Tally, Envoy and PostgreSQL all end"
     assert not postmasters(pgdata)
     log = (stack.data_dir / "tally.log").read_text()
