@@ -13,22 +13,17 @@ import pytest_asyncio
 from sqlalchemy import Column, Integer, MetaData, Table, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.postgres.db import autocommit, create_engine, session_factory
-from tests.support.services import POSTGRES_ADMIN_URL, require
-from tests.support.stack import create_database, postgres_available
+from adapters.postgres.db import autocommit, session_factory
+from tests.support.services import POSTGRES_ADMIN_URL
+from tests.support.stack import engine_with_tables
 
 _ROWS = Table("autocommit_rows", MetaData(), Column("id", Integer, primary_key=True))
 
 
 @pytest_asyncio.fixture
 async def engine() -> AsyncIterator[AsyncEngine]:
-    require(await postgres_available(), "PostgreSQL on 127.0.0.1:5432")
-    # One pooled connection: every call below gets the connection the previous one returned.
-    engine = create_engine(await create_database(), pool_size=1)
-    async with engine.begin() as connection:
-        await connection.run_sync(_ROWS.metadata.create_all)
-    yield engine
-    await engine.dispose()
+    async with engine_with_tables(_ROWS.metadata) as engine:
+        yield engine
 
 
 async def _ids(engine: AsyncEngine) -> list[int]:

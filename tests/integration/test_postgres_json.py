@@ -13,21 +13,15 @@ from sqlalchemy import Column, Integer, MetaData, Table, insert, select, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.postgres.db import create_engine
-from tests.support.services import require
-from tests.support.stack import create_database, postgres_available
+from tests.support.stack import engine_with_tables
 
 _DOCUMENTS = Table("json_documents", MetaData(), Column("id", Integer, primary_key=True), Column("doc", JSONB))
 
 
 @pytest_asyncio.fixture(scope="module")
 async def engine() -> AsyncIterator[AsyncEngine]:
-    require(await postgres_available(), "PostgreSQL on 127.0.0.1:5432")
-    engine = create_engine(await create_database(), pool_size=1)
-    async with engine.begin() as connection:
-        await connection.run_sync(_DOCUMENTS.metadata.create_all)
-    yield engine
-    await engine.dispose()
+    async with engine_with_tables(_DOCUMENTS.metadata) as engine:
+        yield engine
 
 
 async def _round_trip(engine: AsyncEngine, row_id: int, document: Any) -> Any:

@@ -13,6 +13,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,10 +23,13 @@ import asyncpg
 import grpc
 import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from sqlalchemy import MetaData
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.children import dying_with_parent
+from adapters.postgres.db import create_engine
 from server.config import KafkaSettings
-from tests.support.services import POSTGRES_ADMIN_URL, ROOT, free_port, port_open
+from tests.support.services import POSTGRES_ADMIN_URL, ROOT, free_port, port_open, require
 
 # Databases this test session created; dropped when it ends (tests/conftest.py).
 CREATED_DATABASES: list[str] = []
@@ -39,6 +44,20 @@ async def create_database() -> str:
         await connection.close()
     CREATED_DATABASES.append(name)
     return POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+
+
+@asynccontextmanager
+async def engine_with_tables(metadata: MetaData) -> AsyncIterator[AsyncEngine]:
+    """Tally's engine (`create_engine`) on a new database holding `metadata`'s tables, with one
+    pooled connection, so each use gets the connection the previous one returned."""
+    require(await postgres_available(), "PostgreSQL on 127.0.0.1:5432")
+    engine = create_engine(await create_database(), pool_size=1)
+    async with engine.begin() as connection:
+        await connection.run_sync(metadata.create_all)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
 
 
 async def drop_created_databases() -> None:
