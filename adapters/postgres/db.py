@@ -78,7 +78,7 @@ async def autocommit(
     transaction gave: it sees one snapshot), and plain rows through Core, no ORM objects. For the
     hot reads and writes of a request path (an entitlement value's, see docs/performance.md).
     On a pooled connection of the sessions' engine, without a session: one statement needs none of
-    its state, and making and closing one cost a third of the statement's CPU here."""
+    its state, and making and closing one was 13-30 % of the statement's CPU (docs/performance.md)."""
     engine: AsyncEngine = sessions.kw["bind"]
     async with engine.connect() as connection:
         await connection.execution_options(isolation_level="AUTOCOMMIT")

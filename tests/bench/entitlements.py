@@ -18,9 +18,9 @@ records a py-spy profile of the server during the cold calls (tests/bench/run.py
 `cold_cpu_ms` is the server's CPU time (all threads) per cold call, `cold_loop_cpu_ms` its event
 loop's (the main thread's; ClickHouse queries run beside it on a thread pool), `cold_client_cpu_ms`
 and `cold_postgres_cpu_ms` what the same calls cost this client and the stack database's Postgres
-backends. On an embedded stack
-the cold calls start once the balance worker has recomputed every entitlement after its grants, in a
-restarted server (`cold_after_balance`): nothing cached, nothing recomputing beside them.
+backends. On an embedded stack the cold calls start once the balance worker has recomputed every
+entitlement after its grants, in a restarted server (`cold_after_balance`): nothing cached, nothing
+recomputing beside them.
 """
 
 from __future__ import annotations

@@ -49,7 +49,7 @@ async def create_database() -> str:
 @asynccontextmanager
 async def engine_with_tables(metadata: MetaData) -> AsyncIterator[AsyncEngine]:
     """Tally's engine (`create_engine`) on a new database holding `metadata`'s tables, with one
-    pooled connection, so each use gets the connection the previous one returned."""
+    pooled connection, so uses one after another get the connection the previous one returned."""
     require(await postgres_available(), "PostgreSQL on 127.0.0.1:5432")
     engine = create_engine(await create_database(), pool_size=1)
     async with engine.begin() as connection:
