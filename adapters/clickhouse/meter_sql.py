@@ -112,10 +112,11 @@ def _value_sql(
     computing several windows gives each exactly what a query for that window alone would); with
     `combinator` "State", the partial state a rollup keeps.
 
-    `conditions` (an array expression of N conditions, and N, a number or an expression): the same `-If` aggregate once per
-    condition, as one array, through the `-ForEach` combinator (`sumIfForEach(args..., conds)` is
-    `[sumIf(args..., conds[1]), ..., sumIf(args..., conds[N])]`). One aggregate instead of N keeps
-    the statement's size, and ClickHouse's cost of analysing it, the same for any N."""
+    `conditions` (an array expression of N conditions, and N, a number or an SQL expression): the
+    same `-If` aggregate once per condition, as one array, through the `-ForEach` combinator
+    (`sumIfForEach(args..., conds)` is `[sumIf(args..., conds[1]), ..., sumIf(args..., conds[N])]`).
+    One aggregate instead of N keeps the statement's size, and ClickHouse's cost of analysing it, the
+    same for any N."""
     aggregation = meter.aggregation
 
     def call(function: str, *arguments: str) -> str:

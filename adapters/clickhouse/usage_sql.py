@@ -157,6 +157,7 @@ def render_windows_batch_query(
     if not requests:
         raise ValueError("no requests to query")
     first = requests[0].query
+    shared = batch_key(first)
     binder = _Binder()
     subjects: dict[str, list[int]] = {}
     starts: list[list[int]] = []
@@ -165,7 +166,7 @@ def render_windows_batch_query(
     tails: list[int] = []
     for index, request in enumerate(requests):
         query = request.query
-        if batch_key(query) != batch_key(first) or batch_key(first) is None:
+        if shared is None or batch_key(query) != shared:
             raise ValueError("requests of one batch must share the namespace and filters and filter by customer")
         lower = query.from_
         bounds = [

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from adapters.clickhouse.client import ClickHouse
 from adapters.clickhouse.usage_sql import (
@@ -52,18 +53,23 @@ async def query_windows(ch: ClickHouse, meter: Meter, requests: Sequence[Windows
                 )
             )
         )[0]
-        values = [None if v is None else float(v) for v in row[0]] if request.windows else []
+        values = _floats(row[0]) if request.windows else []
         tail = row[1:] if request.windows else row
         return [(values, int(tail[0]), int(tail[1])) if request.tail_from is not None else (values, 0, 0)]
     rows: list[WindowsRow | None] = [None] * len(requests)
     for index, values, count, first_ms in await ch.query(
         *render_windows_batch_query(meter, requests, maps_complete=maps_complete)
     ):
-        rows[index - 1] = ([None if v is None else float(v) for v in values], int(count), int(first_ms))
+        rows[index - 1] = (_floats(values), int(count), int(first_ms))
     return [
         row if row is not None else empty_windows_row(meter, len(request.windows))
         for row, request in zip(rows, requests, strict=True)
     ]
+
+
+def _floats(values: Sequence[Any]) -> list[float | None]:
+    """A windows array as the caller's numbers (ClickHouse's Decimal, int or float; NULL stays None)."""
+    return [None if v is None else float(v) for v in values]
 
 
 @dataclass
