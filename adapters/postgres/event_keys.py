@@ -82,6 +82,11 @@ class PostgresEventKeyStore:
         keys = list(map(event_key, events))
         hashes = [key_hash(source, event_id) for _, source, event_id in keys]
         namespaces = [key[0] for key in keys]
+        # The statement takes its keys one row at a time, waiting on any a concurrent claim holds;
+        # two claims taking shared keys in different orders would each wait on the other (a
+        # deadlock Postgres breaks by failing one: a 503 for a client's racing retry). One global
+        # order, (namespace, key), makes every claim take shared keys in the same sequence.
+        ordered = sorted(zip(namespaces, hashes, strict=True))
         async with self._engine.connect() as connection:
             result = await connection.execute(
                 _CLAIM,
@@ -91,8 +96,8 @@ class PostgresEventKeyStore:
                     "token": f"batch-{batch_id}",
                     "triples": orjson.dumps(keys),
                     "now": now,
-                    "namespaces": namespaces,
-                    "keys": hashes,
+                    "namespaces": [namespace for namespace, _ in ordered],
+                    "keys": [key for _, key in ordered],
                 },
             )
             if result.scalar_one() == len(events):
