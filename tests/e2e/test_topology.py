@@ -228,11 +228,20 @@ async def test_every_role_in_its_own_process(topology: tuple[Topology, ClickHous
             procs["sink1"].kill()
             procs["api2"].kill()
             procs["api2"].launch()
-            await wait_for(
-                lambda: _async("partitions=[0, 1, 2, 3]" in procs["sink2"].log_since(sink2_log)),
-                timeout=60,
-                interval=0.1,
-            )
+            try:
+                await wait_for(
+                    lambda: _async("partitions=[0, 1, 2, 3]" in procs["sink2"].log_since(sink2_log)),
+                    timeout=60,
+                    interval=0.1,
+                )
+            except AssertionError as exc:
+                # Seen once in a CI run, not reproduced since (nor under CPU load): what the surviving
+                # sink and its consumer (aiokafka logs its group's heartbeats and rejoins there) did
+                # since the kill, so the next failure says why the rebalance did not complete.
+                raise AssertionError(
+                    f"sink2 did not take every partition within 60 s of sink1's kill; its log since:\n"
+                    f"{procs['sink2'].log_since(sink2_log)[-8000:]}"
+                ) from exc
             procs["sink1"].launch()
             await wait_for(
                 lambda: _async("sink partitions assigned" in procs["sink1"].log_since(sink1_log)),
