@@ -224,7 +224,8 @@ class Settings(BaseSettings):
 
     # Unset: an embedded PostgreSQL server in <data_dir>/postgres.
     postgres_url: str | None = None
-    # Unset: embedded chDB in <data_dir>/events. Otherwise chdb:///path or http(s)://host:port.
+    # Unset: embedded chDB in <data_dir>/events. Otherwise chdb:///path or http(s)://host:port[/db],
+    # optionally ?send_receive_timeout=S&connect_timeout=S (seconds; defaults 300 and 10).
     clickhouse_url: str | None = None
     # A ClickHouse cluster name (as in the servers' remote_servers): DDL ON CLUSTER with
     # Replicated*MergeTree tables and Distributed ones sharded by namespace and subject. None: one node.

@@ -43,6 +43,13 @@ from domain.metering.ports import EventKeyStore, EventWriter, ExtractedValues
 log = structlog.get_logger(__name__)
 
 TouchedKey = tuple[str, str, str]  # (namespace, subject, event type)
+
+
+def insert_token(batch_id: int) -> str:
+    """Names a batch's insert in the event store: its deduplication token and its statement."""
+    return f"batch-{batch_id}"
+
+
 Listener = Callable[[set[TouchedKey]], Awaitable[None]]
 
 
@@ -189,7 +196,7 @@ class EventSink:
         try:
             # The batch id names the insert: a driver-level retry of the same insert is dropped by
             # ClickHouse's insert deduplication instead of storing the batch twice.
-            await self.writer.insert(events, values, f"batch-{batch_id}")
+            await self.writer.insert(events, values, insert_token(batch_id))
         except BaseException:
             # The insert may or may not have landed (a timeout after the write): settle it the way
             # recovery would, so a retry neither loses nor doubles anything.
@@ -203,7 +210,9 @@ class EventSink:
         """Keeps the batch's keys whose events reached the store, releases the others and marks the
         batch settled; returns how many were stored. Raises if the stores cannot be reached. Settling
         a batch twice (here and by another sink's recovery) gives the same result."""
-        stored = await self.writer.existing_keys(keys)
+        # Asked once the batch's insert can store nothing more: a server may still be running one
+        # whose client gave up, which would land after the look-up under released keys.
+        stored = await self.writer.existing_keys(keys, insert_token(batch_id))
         await self.keys.abort(batch_id, keep=sorted(stored))
         self._unsettled.pop(batch_id, None)
         return len(stored)

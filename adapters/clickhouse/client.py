@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
+from urllib.parse import parse_qsl, unquote, urlparse
 
 import clickhouse_connect
 import structlog
@@ -71,6 +71,7 @@ def connect(url: str, engine_options: Mapping[str, str] | None = None) -> Client
     if parsed.scheme not in ("http", "https"):
         raise ValueError(f"unsupported ClickHouse URL scheme {parsed.scheme!r}; use chdb://, http:// or https://")
     return clickhouse_connect.get_client(
+        **_timeouts(parsed.query),
         host=parsed.hostname or "localhost",
         port=parsed.port or (8443 if parsed.scheme == "https" else 8123),
         username=unquote(parsed.username or "default"),
@@ -82,6 +83,22 @@ def connect(url: str, engine_options: Mapping[str, str] | None = None) -> Client
         # session"); Tally keeps no session state (temporary tables, SET) on the server.
         autogenerate_session_id=False,
     )
+
+
+# What a server URL's query string may set: the client's timeouts, in seconds (clickhouse-connect's
+# defaults: 10 to connect, 300 for a statement's answer).
+URL_TIMEOUTS = ("connect_timeout", "send_receive_timeout")
+
+
+def _timeouts(query: str) -> dict[str, Any]:
+    timeouts: dict[str, Any] = {}
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if name not in URL_TIMEOUTS:
+            raise ValueError(f"ClickHouse URL option {name!r} is not known; allowed: {', '.join(URL_TIMEOUTS)}")
+        if not value.isdigit() or int(value) == 0:
+            raise ValueError(f"ClickHouse URL option {name}={value!r}: a whole number of seconds above 0")
+        timeouts[name] = int(value)
+    return timeouts
 
 
 class ClickHouse:
@@ -127,17 +144,50 @@ class ClickHouse:
             self._client.command, sql, parameters=dict(parameters or {}), settings=dict(settings or {}) or None
         )
 
-    def _insert_arrow(self, table: str, arrow_table: Any, settings: Mapping[str, Any]) -> None:
+    def _insert_arrow(self, table: str, arrow_table: Any, settings: Mapping[str, Any], query_id: str | None) -> None:
         settings = dict(settings)
         if self.cluster is not None:
             # The sink commits Kafka offsets after this returns: the rows must be on their shards
             # by then, not queued in the Distributed table's local spool.
             settings.setdefault("distributed_foreground_insert", 1)
+        if query_id is not None and not self.embedded:
+            settings["query_id"] = query_id  # what `end_query` names
         with self._insert_lock:
             self._client.insert_arrow(table, arrow_table, settings=settings)
 
-    async def insert_arrow(self, table: str, arrow_table: Any, settings: Mapping[str, Any] | None = None) -> None:
-        await self._run(self._insert_arrow, table, arrow_table, settings or {})
+    async def insert_arrow(
+        self, table: str, arrow_table: Any, settings: Mapping[str, Any] | None = None, query_id: str | None = None
+    ) -> None:
+        """Inserts `arrow_table`; on a server the statement is named `query_id` (see `end_query`).
+
+        Returns or raises only once the insert's thread is done, even when the caller is cancelled:
+        the thread goes on inserting whatever happens to the awaiting task, and a caller that settles
+        a failed insert (the sink) must not look at the store while its insert may still land."""
+        insert = asyncio.get_running_loop().run_in_executor(
+            self._pool, self._insert_arrow, table, arrow_table, settings or {}, query_id
+        )
+        try:
+            await asyncio.shield(insert)
+        except asyncio.CancelledError:
+            await asyncio.wait([insert])
+            raise
+
+    async def end_query(self, query_id: str) -> None:
+        """Makes sure no statement named `query_id` is still running: once this returns, whatever it
+        did is done. A server goes on with a statement whose client gave up waiting (a read timeout
+        after an insert's data was sent): that insert may still land. It is killed, or waited for if
+        it is past stopping (SYNC), on every node of a cluster (a Distributed insert's statements on
+        the shards carry it as their initial query). The embedded engine runs statements only on this
+        process's threads, which `insert_arrow` waits for: nothing to end there.
+
+        What no client can end is a request the server has received but not yet started (it is not
+        in system.processes yet); that window is the time between a server reading a request and
+        starting it, against a client timeout of seconds (docs/clickhouse-cluster.md)."""
+        if self.embedded:
+            return
+        await self.command(
+            f"KILL QUERY{ddl.on_cluster(self.cluster)} WHERE initial_query_id = {{id:String}} SYNC", {"id": query_id}
+        )
 
     async def engine_cache_bytes(self) -> dict[str, int]:
         """Bytes each of the engine's caches holds now (system.metrics), by cache."""

@@ -131,7 +131,8 @@ class ClickHouseEventStore:
         return next((r for r in ready_first(ready) if rollup_answers_exactly(query, r)), None)
 
     async def insert(self, events: Sequence[Event], values: Sequence[ExtractedValues], token: str) -> None:
-        """One insert per batch; `token` makes a retried insert of the same batch a no-op."""
+        """One insert per batch; `token` makes a retried insert of the same batch a no-op, and names
+        the statement for `existing_keys`."""
         await self.ch.insert_arrow(
             "events",
             to_arrow(events, values),
@@ -141,6 +142,7 @@ class ClickHouseEventStore:
                 "insert_deduplicate": 1,
                 "deduplicate_blocks_in_dependent_materialized_views": 1,
             },
+            query_id=token,
         )
 
     async def _meter_statement(self, meter: Meter, query: MeterQuery) -> SQLAndParameters:
@@ -247,8 +249,10 @@ class ClickHouseEventStore:
         )
         return [(str(r[0]), int(r[1])) for r in rows]
 
-    async def existing_keys(self, keys: Sequence[EventKey]) -> set[EventKey]:
-        """Which (namespace, source, id) triples are stored: used only to recover an interrupted flush."""
+    async def existing_keys(self, keys: Sequence[EventKey], insert_token: str) -> set[EventKey]:
+        """Which (namespace, source, id) triples are stored, once the insert named `insert_token` can
+        store nothing more: used only to settle an interrupted flush (ClickHouse.end_query)."""
+        await self.ch.end_query(insert_token)
         found: set[EventKey] = set()
         for start in range(0, len(keys), 5_000):
             chunk = [tuple(k) for k in keys[start : start + 5_000]]

@@ -112,7 +112,7 @@ async def test_large_bound_parameters_travel_in_a_form(clickhouse_http: ClickHou
     stored = [Event("ns", f"id-{i}", "t", "src", "s", now, "{}", now) for i in range(0, 6000, 1000)]
     await store.insert(stored, [({}, {})] * len(stored), "keys-batch")
     wanted = [("ns", "src", f"id-{i}") for i in range(6000)]
-    assert await store.existing_keys(wanted) == {("ns", "src", e.id) for e in stored}
+    assert await store.existing_keys(wanted, "keys-batch") == {("ns", "src", e.id) for e in stored}
     clickhouse.close()
 
 

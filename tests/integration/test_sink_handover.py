@@ -61,11 +61,11 @@ class GatedWriter:
             await self.gate.wait()
         await self.real.insert(events, values, token)
 
-    async def existing_keys(self, keys: Sequence[EventKey]) -> set[EventKey]:
+    async def existing_keys(self, keys: Sequence[EventKey], insert_token: str) -> set[EventKey]:
         if self.gate_lookups:
             self.entered.set()
             await self.gate.wait()
-        return await self.real.existing_keys(keys)
+        return await self.real.existing_keys(keys, insert_token)
 
 
 class TracedSink(EventSink):
@@ -112,10 +112,10 @@ class FailingWriter:
             raise ConnectionError("event store unavailable")
         await self.real.insert(events, values, token)
 
-    async def existing_keys(self, keys: Sequence[EventKey]) -> set[EventKey]:
+    async def existing_keys(self, keys: Sequence[EventKey], insert_token: str) -> set[EventKey]:
         if self.fail_lookups:
             raise ConnectionError("event store unavailable while settling")
-        return await self.real.existing_keys(keys)
+        return await self.real.existing_keys(keys, insert_token)
 
 
 async def _async(value: bool) -> bool:

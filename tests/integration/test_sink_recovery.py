@@ -26,6 +26,7 @@ from domain.errors import UnavailableError
 from domain.metering.events import Event, EventKey, epoch_ms
 from domain.metering.ports import ExtractedValues
 from tests.support import event_store
+from tests.support.services import ClickHouseHttp
 from tests.support.stack import create_database, wait_for
 from workers.sink import EventSink, MeterCatalog
 
@@ -59,10 +60,10 @@ class FaultyWriter:
         if self.fail_after_insert:
             raise Crash("died after the insert")
 
-    async def existing_keys(self, keys: Sequence[EventKey]) -> set[EventKey]:
+    async def existing_keys(self, keys: Sequence[EventKey], insert_token: str) -> set[EventKey]:
         if self.fail_lookups:
             raise Crash("died while settling")
-        return await self.real.existing_keys(keys)
+        return await self.real.existing_keys(keys, insert_token)
 
 
 @pytest_asyncio.fixture(scope="module", params=event_store.KINDS)
@@ -399,3 +400,76 @@ async def test_concurrent_flushes_of_the_same_events_store_once(stores: tuple) -
     # Each event stored by one flush; the other found it stored (duplicate) or still pending (in doubt).
     assert sum(r.stored for r in results) == 20
     assert all(r.stored + r.duplicates + len(r.in_doubt) == 20 for r in results)
+
+
+# A ClickHouse server goes on with a statement whose client stopped waiting. The endpoint holds the
+# sink's inserts (fault injection) the way a busy server would, and the sink's client gives up after
+# one second: the insert is still the server's to run when the sink settles the batch.
+
+
+@pytest_asyncio.fixture(scope="module")
+async def held_inserts(
+    request: pytest.FixtureRequest, postgres_ready: None, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[tuple]:
+    url = await create_database()
+    await migrate(url)
+    engine = create_engine(url)
+    endpoint = request.getfixturevalue("clickhouse_http")
+    store_url = event_store.event_store_url(request, "http", Path(tmp_path_factory.mktemp("held")), "held")
+    clickhouse = ClickHouse(store_url)
+    await clickhouse.migrate()
+    impatient = ClickHouse(f"{store_url}?send_receive_timeout=1")
+    yield engine, clickhouse, impatient, endpoint
+    endpoint.release()
+    impatient.close()
+    clickhouse.close()
+    await engine.dispose()
+
+
+async def _idle(endpoint: ClickHouseHttp, prefix: str) -> bool:
+    return endpoint.running(prefix) == 0
+
+
+async def _busy(endpoint: ClickHouseHttp, prefix: str) -> bool:
+    return endpoint.running(prefix) > 0
+
+
+async def test_an_insert_the_server_still_holds_when_its_client_gives_up_never_lands_after_settling(
+    held_inserts: tuple,
+) -> None:
+    engine, clickhouse, impatient, endpoint = held_inserts
+    sink, _ = _sink(engine, impatient)
+    events = _events("held", 5)
+    endpoint.hold("batch-")
+    try:
+        with pytest.raises(Exception, match=r"(?i)timed? ?out"):
+            await sink.flush(events)
+    finally:
+        endpoint.release()
+    # Whatever the server still held runs now, if it was not ended: let it finish before the retry.
+    await wait_for(lambda: _idle(endpoint, "batch-"), timeout=30)
+    retry = await sink.flush(events)
+    # Settled as "not stored", the batch's keys were released and the retry stored the events: the
+    # held insert must never have landed, or they would be stored twice.
+    assert retry.stored == 5
+    assert await _count(clickhouse, "held") == 5
+
+
+async def test_a_cancelled_insert_returns_only_once_its_statement_is_answered(held_inserts: tuple) -> None:
+    _, clickhouse, _, endpoint = held_inserts
+    store = ClickHouseEventStore(clickhouse)
+    events = _events("cancelled", 5)
+    endpoint.hold("cancel-")
+    try:
+        insert = asyncio.create_task(store.insert(events, [({}, {})] * len(events), "cancel-1"))
+        await wait_for(lambda: _busy(endpoint, "cancel-"), timeout=30)
+        insert.cancel()
+        await asyncio.sleep(0.3)
+        # The thread is still inserting: a caller told "cancelled" now would settle too early.
+        assert not insert.done()
+    finally:
+        endpoint.release()
+    with pytest.raises(asyncio.CancelledError):
+        await insert
+    assert endpoint.running("cancel-") == 0
+    assert await _count(clickhouse, "cancelled") == 5

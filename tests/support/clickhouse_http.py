@@ -32,6 +32,15 @@ What it implements (ClickHouse's documented HTTP interface):
   `X-ClickHouse-Format`, `X-ClickHouse-Timezone` and `X-ClickHouse-Server-Display-Name` headers.
 - Optional user and password (`--user`, `--password`): Basic auth or the `X-ClickHouse-User` /
   `X-ClickHouse-Key` headers; a mismatch is error 516 AUTHENTICATION_FAILED with HTTP 403.
+- `KILL QUERY WHERE [initial_]query_id = {p:String} [SYNC|ASYNC]` on the statements this endpoint
+  has read and not yet answered: one not yet started fails with QUERY_WAS_CANCELLED (394); one that
+  chDB is running is not interrupted (chDB cannot be), and SYNC waits until it has finished, as a
+  server's SYNC waits for a query past stopping.
+
+Fault injection for tests, not ClickHouse's (paths under `/_test/`): `POST /_test/hold?prefix=P`
+makes statements whose query_id starts with P wait before starting (until released, killed, or
+60 s), as a busy server would hold them; `POST /_test/release` ends the hold; `GET
+/_test/running?prefix=P` counts the statements with such ids read and not yet answered.
 
 Not implemented (a real server is needed): sessions (`session_id` does not keep settings or temporary
 tables between requests), progress headers, exceptions in the middle of a streamed response
@@ -53,6 +62,7 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 import uuid
 import zlib
 from email.parser import BytesParser
@@ -99,6 +109,10 @@ _TRAILING_FORMAT = re.compile(r"\bFORMAT\s+(\w+)\s*;?\s*$", re.IGNORECASE)
 _SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _ERROR = re.compile(r"Code:\s*(\d+)\.")
 _ERROR_NAME = re.compile(r"\(([A-Z_]+)\)\s*$")
+_KILL_BY_ID = re.compile(
+    r"^\s*KILL\s+QUERY\s+WHERE\s+(?:initial_)?query_id\s*=\s*\{(\w+):String\}\s*(SYNC|ASYNC)?\s*;?\s*$", re.IGNORECASE
+)
+HOLD_LIMIT_SECONDS = 60.0
 
 # ClickHouse answers most errors with 500; these kinds with the status its HTTP handler uses.
 _STATUS_BY_CODE = {
@@ -155,6 +169,63 @@ def _compress(data: bytes, accept: str) -> tuple[bytes, str | None]:
     return data, None
 
 
+class Statements:
+    """The statements read and not yet answered, by query id: what KILL QUERY acts on, and what the
+    tests' hold (fault injection) keeps from starting."""
+
+    def __init__(self) -> None:
+        self.changed = threading.Condition()
+        self.running: dict[str, int] = {}
+        self.killed: set[str] = set()
+        self.held: str | None = None  # a query_id prefix
+
+    def begin(self, query_id: str) -> None:
+        """Registers a statement; a held one waits for the release, a kill, or the hold's limit."""
+        with self.changed:
+            self.running[query_id] = self.running.get(query_id, 0) + 1
+            deadline = time.monotonic() + HOLD_LIMIT_SECONDS
+            while (
+                self.held is not None
+                and query_id.startswith(self.held)
+                and query_id not in self.killed
+                and time.monotonic() < deadline
+            ):
+                self.changed.wait(deadline - time.monotonic())
+
+    def check(self, query_id: str) -> None:
+        """Called as the statement starts: a statement killed before that does not run."""
+        with self.changed:
+            if query_id in self.killed:
+                raise ClickHouseError(394, "DB::Exception: Query was cancelled. (QUERY_WAS_CANCELLED)")
+
+    def end(self, query_id: str) -> None:
+        with self.changed:
+            self.running[query_id] -= 1
+            if not self.running[query_id]:
+                del self.running[query_id]
+                self.killed.discard(query_id)
+            self.changed.notify_all()
+
+    def kill(self, query_id: str, sync: bool) -> bytes:
+        with self.changed:
+            if query_id not in self.running:
+                return b""
+            self.killed.add(query_id)
+            self.changed.notify_all()
+            while sync and query_id in self.running:
+                self.changed.wait()
+        return f"{'finished' if sync else 'waiting'}\t{query_id}\n".encode()
+
+    def hold(self, prefix: str | None) -> None:
+        with self.changed:
+            self.held = prefix
+            self.changed.notify_all()
+
+    def count(self, prefix: str) -> int:
+        with self.changed:
+            return sum(n for query_id, n in self.running.items() if query_id.startswith(prefix))
+
+
 class Engine:
     """The chDB connection and the per-request emulation of a server's statement handling."""
 
@@ -163,6 +234,7 @@ class Engine:
         self.conn = chdb.connect(str(data_dir))
         self.lock = threading.Lock()
         self.spool = Path(tempfile.mkdtemp(prefix="chdb-http-"))
+        self.statements = Statements()
 
     def _query(self, sql: str, fmt: str, params: dict[str, str] | None = None) -> Any:
         try:
@@ -173,10 +245,21 @@ class Engine:
             raise ClickHouseError(int(match.group(1)) if match else 1001, text) from None
 
     def execute(
-        self, statement: bytes, params: dict[str, str], settings: dict[str, str], database: str, default_format: str
+        self,
+        statement: bytes,
+        params: dict[str, str],
+        settings: dict[str, str],
+        database: str,
+        default_format: str,
+        query_id: str,
     ) -> tuple[bytes, str, dict[str, int]]:
+        kill = _KILL_BY_ID.match(statement.decode(errors="replace"))
+        if kill is not None and kill.group(1) in params:
+            sync = (kill.group(2) or "ASYNC").upper() == "SYNC"
+            return self.statements.kill(params[kill.group(1)], sync), "TabSeparated", {}
         insert = _INSERT_DATA.match(statement)
         with self.lock:
+            self.statements.check(query_id)
             if database and database != "default":
                 self._query(f"USE `{database.replace('`', '')}`", "TabSeparated")
             else:
@@ -302,6 +385,9 @@ class Handler(BaseHTTPRequestHandler):
             if url.path in ("/ping", "/") and "query" not in args and not body:
                 self._send(200, b"Ok.\n", {"Content-Type": "text/plain; charset=UTF-8"})
                 return
+            if url.path.startswith("/_test/"):
+                self._fault_injection(url.path, args)
+                return
             if url.path not in ("/", ""):
                 raise ClickHouseError(1001, f"DB::Exception: There is no handle {url.path}. (UNSUPPORTED_METHOD)")
             body = _decompress(body, self.headers.get("Content-Encoding", ""))
@@ -323,9 +409,19 @@ class Handler(BaseHTTPRequestHandler):
                 raise ClickHouseError(62, "DB::Exception: Empty query. (SYNTAX_ERROR)")
             params = {k.removeprefix("param_"): v for k, v in pairs if k.startswith("param_")}
             settings = {k: v for k, v in pairs if k not in TRANSPORT_PARAMS and not k.startswith("param_")}
-            data, fmt, summary = self.engine.execute(
-                statement, params, settings, args.get("database", "default"), args.get("default_format", "")
-            )
+            statements = self.engine.statements
+            statements.begin(query_id)
+            try:
+                data, fmt, summary = self.engine.execute(
+                    statement,
+                    params,
+                    settings,
+                    args.get("database", "default"),
+                    args.get("default_format", ""),
+                    query_id,
+                )
+            finally:
+                statements.end(query_id)
         except ClickHouseError as error:
             self._error(error, query_id)
             return
@@ -345,6 +441,19 @@ class Handler(BaseHTTPRequestHandler):
             if encoding:
                 headers["Content-Encoding"] = encoding
         self._send(200, data, headers, query_id)
+
+    def _fault_injection(self, path: str, args: dict[str, str]) -> None:
+        statements = self.engine.statements
+        if path == "/_test/hold":
+            statements.hold(args["prefix"])
+        elif path == "/_test/release":
+            statements.hold(None)
+        elif path == "/_test/running":
+            self._send(200, f"{statements.count(args['prefix'])}\n".encode(), {"Content-Type": "text/plain"})
+            return
+        else:
+            raise ClickHouseError(1001, f"DB::Exception: There is no handle {path}. (UNSUPPORTED_METHOD)")
+        self._send(200, b"Ok.\n", {"Content-Type": "text/plain"})
 
     def _authenticate(self, args: dict[str, str]) -> None:
         if self.user is None:

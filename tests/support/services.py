@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -155,6 +156,20 @@ class ClickHouseHttp:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
+
+    # Fault injection (the endpoint's /_test/ paths): statements whose query_id starts with `prefix`
+    # wait before starting, as a busy server would hold them, until `release` or a KILL QUERY.
+    def hold(self, prefix: str) -> None:
+        httpx.post(f"http://127.0.0.1:{self.port}/_test/hold", params={"prefix": prefix}).raise_for_status()
+
+    def release(self) -> None:
+        httpx.post(f"http://127.0.0.1:{self.port}/_test/release").raise_for_status()
+
+    def running(self, prefix: str) -> int:
+        """Statements with such a query_id read and not yet answered (held, queued or running)."""
+        response = httpx.get(f"http://127.0.0.1:{self.port}/_test/running", params={"prefix": prefix})
+        response.raise_for_status()
+        return int(response.text)
 
 
 LOCAL_CLICKHOUSE_PORT = 8123
