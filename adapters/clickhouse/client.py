@@ -176,18 +176,23 @@ class ClickHouse:
         """Makes sure no statement named `query_id` is still running: once this returns, whatever it
         did is done. A server goes on with a statement whose client gave up waiting (a read timeout
         after an insert's data was sent): that insert may still land. It is killed, or waited for if
-        it is past stopping (SYNC), on every node of a cluster (a Distributed insert's statements on
-        the shards carry it as their initial query). The embedded engine runs statements only on this
-        process's threads, which `insert_arrow` waits for: nothing to end there.
+        it is past stopping, on every node of a cluster (`ddl.kill_query`). The embedded engine runs
+        statements only on this process's threads, which `insert_arrow` waits for: nothing to end.
 
         What no client can end is a request the server has received but not yet started (it is not
         in system.processes yet); that window is the time between a server reading a request and
         starting it, against a client timeout of seconds (docs/clickhouse-cluster.md)."""
         if self.embedded:
             return
-        await self.command(
-            f"KILL QUERY{ddl.on_cluster(self.cluster)} WHERE initial_query_id = {{id:String}} SYNC", {"id": query_id}
-        )
+        await self.command(ddl.kill_query(self.cluster), {"id": query_id})
+
+    async def sync_replicas(self, table: str) -> None:
+        """On a cluster, waits until every replica holds every part of `table` that any replica
+        acknowledged: a read that follows sees all acknowledged inserts, whichever replica answers it.
+        Slow (a replication queue drained per replica) and blocked while a replica is down: for reads
+        that must be final, never for ordinary queries. One node (or ClickHouse Cloud): nothing to do."""
+        if self.cluster is not None:
+            await self.command(ddl.sync_replicas(table, self.cluster))
 
     async def engine_cache_bytes(self) -> dict[str, int]:
         """Bytes each of the engine's caches holds now (system.metrics), by cache."""

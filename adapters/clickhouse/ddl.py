@@ -116,3 +116,15 @@ def local_table(table: str, cluster: str | None) -> str:
 
 def on_cluster(cluster: str | None) -> str:
     return "" if cluster is None else f" ON CLUSTER {_quote(_identifier(cluster))}"
+
+
+def kill_query(cluster: str | None) -> str:
+    """Stops the statements named by the `id` parameter, on every node of a cluster (a Distributed
+    insert's statements on the shards carry it as their initial query), waiting for any past stopping."""
+    return f"KILL QUERY{on_cluster(cluster)} WHERE initial_query_id = {{id:String}} SYNC"
+
+
+def sync_replicas(table: str, cluster: str) -> str:
+    """Makes every replica of `table`'s shards fetch what the others hold, before a read that must see
+    every acknowledged insert (one replica per shard acknowledges it)."""
+    return f"SYSTEM SYNC REPLICA{on_cluster(cluster)} {local_table(table, cluster)}"

@@ -253,6 +253,9 @@ class ClickHouseEventStore:
         """Which (namespace, source, id) triples are stored, once the insert named `insert_token` can
         store nothing more: used only to settle an interrupted flush (ClickHouse.end_query)."""
         await self.ch.end_query(insert_token)
+        # On a cluster the insert was acknowledged by one replica per shard; a lagging replica
+        # answering "not stored" would release the keys of stored events.
+        await self.ch.sync_replicas("events")
         found: set[EventKey] = set()
         for start in range(0, len(keys), 5_000):
             chunk = [tuple(k) for k in keys[start : start + 5_000]]

@@ -13,7 +13,15 @@ import chdb
 import pytest
 
 from adapters.clickhouse.client import MIGRATIONS_DIR, split_statements
-from adapters.clickhouse.ddl import ClusterDdlError, ledger_ddl, local_table, on_cluster, render
+from adapters.clickhouse.ddl import (
+    ClusterDdlError,
+    kill_query,
+    ledger_ddl,
+    local_table,
+    on_cluster,
+    render,
+    sync_replicas,
+)
 
 
 @pytest.fixture(scope="module")
@@ -121,3 +129,12 @@ def test_a_meters_rollup_renders_for_a_cluster(parser: chdb.state.sqlitelike.Con
     assert f"{table}_fill_local ON CLUSTER" in rendered[3]
     for statement in rendered:
         _parses(parser, statement)
+
+
+def test_settling_statements_reach_every_node_and_parse(parser: chdb.state.sqlitelike.Connection) -> None:
+    # What the sink runs before it looks up what a failed insert stored (docs/clickhouse-cluster.md).
+    assert kill_query(None) == "KILL QUERY WHERE initial_query_id = {id:String} SYNC"
+    assert kill_query("c") == "KILL QUERY ON CLUSTER 'c' WHERE initial_query_id = {id:String} SYNC"
+    assert sync_replicas("events", "c") == "SYSTEM SYNC REPLICA ON CLUSTER 'c' events_local"
+    for statement in (kill_query(None), kill_query("c"), sync_replicas("events", "c")):
+        assert _parses(parser, statement)
