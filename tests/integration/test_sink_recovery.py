@@ -10,6 +10,7 @@ retryable, never "duplicate" (its events are in doubt).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -66,19 +67,27 @@ class FaultyWriter:
         return await self.real.existing_keys(keys, insert_token)
 
 
+@contextlib.asynccontextmanager
+async def _open_stores(request: pytest.FixtureRequest, kind: str, tmp: Path, name: str) -> AsyncIterator[tuple]:
+    """A fresh key database and event store of this kind: (engine, clickhouse)."""
+    url = await create_database()
+    await migrate(url)
+    engine = create_engine(url)
+    clickhouse = ClickHouse(event_store.event_store_url(request, kind, tmp, name))
+    await clickhouse.migrate()
+    try:
+        yield engine, clickhouse
+    finally:
+        clickhouse.close()
+        await engine.dispose()
+
+
 @pytest_asyncio.fixture(scope="module", params=event_store.KINDS)
 async def stores(
     request: pytest.FixtureRequest, postgres_ready: None, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[tuple]:
-    url = await create_database()
-    await migrate(url)
-    engine = create_engine(url)
-    kind = request.param
-    clickhouse = ClickHouse(event_store.event_store_url(request, kind, Path(tmp_path_factory.mktemp("sink")), "sink"))
-    await clickhouse.migrate()
-    yield engine, clickhouse
-    clickhouse.close()
-    await engine.dispose()
+    async with _open_stores(request, request.param, Path(tmp_path_factory.mktemp("sink")), "sink") as opened:
+        yield opened
 
 
 def _events(prefix: str, n: int) -> list[Event]:
@@ -411,19 +420,12 @@ async def test_concurrent_flushes_of_the_same_events_store_once(stores: tuple) -
 async def held_inserts(
     request: pytest.FixtureRequest, postgres_ready: None, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[tuple]:
-    url = await create_database()
-    await migrate(url)
-    engine = create_engine(url)
     endpoint = request.getfixturevalue("clickhouse_http")
-    store_url = event_store.event_store_url(request, "http", Path(tmp_path_factory.mktemp("held")), "held")
-    clickhouse = ClickHouse(store_url)
-    await clickhouse.migrate()
-    impatient = ClickHouse(f"{store_url}?send_receive_timeout=1")
-    yield engine, clickhouse, impatient, endpoint
-    endpoint.release()
-    impatient.close()
-    clickhouse.close()
-    await engine.dispose()
+    async with _open_stores(request, "http", Path(tmp_path_factory.mktemp("held")), "held") as (engine, clickhouse):
+        impatient = ClickHouse(f"{clickhouse.url}?send_receive_timeout=1")
+        yield engine, clickhouse, impatient, endpoint
+        endpoint.release()
+        impatient.close()
 
 
 async def _idle(endpoint: ClickHouseHttp, prefix: str) -> bool:
