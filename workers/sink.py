@@ -35,7 +35,7 @@ from typing import Protocol
 import structlog
 
 from adapters import metrics
-from domain.metering.events import Event, EventKey, FlushResult, event_key
+from domain.metering.events import Event, EventKey, FlushResult, event_key, insert_token
 from domain.metering.jsonpath import JsonPath, extract_values
 from domain.metering.models import Meter
 from domain.metering.ports import EventKeyStore, EventWriter, ExtractedValues
@@ -43,13 +43,6 @@ from domain.metering.ports import EventKeyStore, EventWriter, ExtractedValues
 log = structlog.get_logger(__name__)
 
 TouchedKey = tuple[str, str, str]  # (namespace, subject, event type)
-
-
-def insert_token(batch_id: int) -> str:
-    """Names a batch's insert in the event store: its deduplication token and its statement."""
-    return f"batch-{batch_id}"
-
-
 Listener = Callable[[set[TouchedKey]], Awaitable[None]]
 
 

@@ -31,7 +31,7 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from domain.metering.events import Claim, Event, EventKey, PendingBatch, event_key
+from domain.metering.events import Claim, Event, EventKey, PendingBatch, event_key, insert_token
 
 # One statement records the pending batch and claims the keys. It counts the claimed keys instead
 # of returning them: almost every key is new, so one number usually says all.
@@ -93,7 +93,7 @@ class PostgresEventKeyStore:
                 {
                     "batch_id": batch_id,
                     "owner": owner,
-                    "token": f"batch-{batch_id}",
+                    "token": insert_token(batch_id),
                     "triples": orjson.dumps(keys),
                     "now": now,
                     "namespaces": [namespace for namespace, _ in ordered],

@@ -101,6 +101,12 @@ event_key: Callable[[Event], EventKey] = attrgetter("namespace", "source", "id")
 """An event's EventKey. attrgetter runs in C: the sink takes the keys of whole batches with it."""
 
 
+def insert_token(batch_id: int) -> str:
+    """Names a sink batch's insert in the event store: its deduplication token and its statement's id
+    (what settling ends before it looks), recorded with the batch."""
+    return f"batch-{batch_id}"
+
+
 @dataclass(frozen=True, slots=True)
 class PendingBatch:
     """A sink flush that began but was not confirmed stored (the process stopped in between)."""
