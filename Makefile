@@ -101,9 +101,10 @@ test: $(VENV_STAMP) gen-check console
 unit: $(VENV_STAMP)
 	$(VENV)/bin/pytest -q tests/unit $(PYTEST_ARGS)
 
-## etoe: only the end-to-end tests over HTTP and gRPC
+## etoe: the end-to-end tests over HTTP and gRPC, with the long runs `make test` leaves out (full_suite)
 etoe: $(VENV_STAMP) console
 	TALLY_FULL_SUITE=1 $(VENV)/bin/pytest -q tests/e2e $(PYTEST_ARGS)
+	TALLY_FULL_SUITE=1 $(VENV)/bin/pytest -q -m full_suite tests/integration $(PYTEST_ARGS)
 
 ## gen: all generated code under gen/ (Python messages, .pyi, grpc stubs, Envoy descriptor set, OpenAPI, TypeScript)
 gen: $(VENV_STAMP) $(NODE_STAMP)

@@ -28,8 +28,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Deselects (never skips) what this run is not for:
     - k8s_live: needs a Kubernetes API server, which no registry here provides; runs with
       TALLY_K8S_LIVE=1 where a cluster is reachable (KUBECONFIG);
-    - full_suite: the multi-process topology run, which `make etoe` runs (TALLY_FULL_SUITE=1) and
-      `make test` (CI) leaves out until its intermittent failure is understood (see the test)."""
+    - full_suite: the long runs (the console's longer browser flows, the rollup property test at
+      300 examples), which `make etoe` runs (TALLY_FULL_SUITE=1) and `make test` (CI) leaves out
+      for time."""
     wanted = {
         "k8s_live": os.environ.get("TALLY_K8S_LIVE") == "1",
         "full_suite": os.environ.get("TALLY_FULL_SUITE") == "1",
