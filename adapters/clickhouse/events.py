@@ -20,7 +20,7 @@ from adapters.clickhouse.meter_sql import (
     render_group_by_values_query,
     render_meter_query,
     render_subjects_query,
-    rollup_answers_exactly,
+    rollup_for,
     to_query_rows,
 )
 from adapters.clickhouse.rollups import ReadyRollups
@@ -106,11 +106,6 @@ def to_arrow(events: Sequence[Event], values: Sequence[ExtractedValues]) -> pa.T
     )
 
 
-def ready_first(ready: Sequence[Rollup]) -> list[Rollup]:
-    """Coarsest first: an hour rollup has fewer rows to read than a minute one."""
-    return sorted(ready, key=lambda r: -r.step_ms)
-
-
 def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
@@ -124,11 +119,10 @@ class ClickHouseEventStore:
         self._windows = WindowsBatches(clickhouse)
 
     async def _rollup(self, meter: Meter, query: MeterQuery) -> Rollup | None:
-        """The coarsest ready rollup that answers `query` exactly, or None: read the events."""
+        """The ready rollup to read for `query` (meter_sql.rollup_for), or None: read the events."""
         if self.rollups is None:
             return None
-        ready = await self.rollups.ready(meter)
-        return next((r for r in ready_first(ready) if rollup_answers_exactly(query, r)), None)
+        return rollup_for(query, await self.rollups.ready(meter))
 
     async def insert(self, events: Sequence[Event], values: Sequence[ExtractedValues], token: str) -> None:
         """One insert per batch; `token` makes a retried insert of the same batch a no-op, and names

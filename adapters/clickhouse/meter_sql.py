@@ -195,12 +195,25 @@ def _epoch_millis(moment: datetime) -> int:
 
 
 def _time_where(binder: _Binder, from_: datetime | None, to: datetime | None, column: str = "time") -> list[str]:
+    return _range_where(
+        binder,
+        None if from_ is None else _epoch_millis(from_),
+        None if to is None else _epoch_millis(to),
+        column,
+    )
+
+
+def _range_where(
+    binder: _Binder, from_ms: int | None, to_ms: int | None, column: str = "time", name: str = ""
+) -> list[str]:
+    """`column` in [from_ms, to_ms) (epoch milliseconds; None: open), bound as `{name}from_ms` and
+    `{name}to_ms`."""
     where = []
-    if from_ is not None:
-        bound = binder.fixed("from_ms", _epoch_millis(from_), "Int64")
+    if from_ms is not None:
+        bound = binder.fixed(f"{name}from_ms", from_ms, "Int64")
         where.append(f"{column} >= fromUnixTimestamp64Milli({bound}, 'UTC')")
-    if to is not None:
-        bound = binder.fixed("to_ms", _epoch_millis(to), "Int64")
+    if to_ms is not None:
+        bound = binder.fixed(f"{name}to_ms", to_ms, "Int64")
         where.append(f"{column} < fromUnixTimestamp64Milli({bound}, 'UTC')")
     return where
 
@@ -263,9 +276,10 @@ def render_meter_query(
     about twice as fast. Never set it otherwise: a missing numeric key would read as 0.
 
     `rollup` reads the meter's per-minute or per-hour rollup (`render_rollup_ddl`) instead of the
-    events: the same answer, from one row per subject, bucket and group-by values. Only for a query
-    that `rollup_answers_exactly` (`rollup_for` picks the coarsest that does), and only once the
-    rollup holds every event of the meter's type.
+    events: the same answer, from one row per subject, bucket and group-by values, and from the
+    events for the parts of the range that are not whole buckets (`_rollup_ranges`). Only for a
+    query that `rollup_answers_exactly` (`rollup_for` picks which rollup), and only once the rollup
+    holds every event of the meter's type.
 
     Result columns, in order: window_start and window_end (Unix seconds), value, then subject if
     grouped by subject, customer_id if grouped by customer, then one column per meter group-by key
@@ -286,8 +300,7 @@ def render_meter_query(
             binder, query.window_size, query.time_zone, "bucket", first="first_minute", last="last_minute"
         )
         select.append(f"{_AGGREGATE_FUNCTIONS[meter.aggregation]}Merge(state) AS value")
-        source = rollup_table(meter, rollup)
-        where = [f"namespace = {namespace}"]
+        source, where = _rollup_source(binder, meter, rollup, query, maps_complete)
     else:
         select = _window_columns(binder, query.window_size, query.time_zone)
         select.append(f"{_value_sql(binder, meter, maps_complete)} AS value")
@@ -318,7 +331,8 @@ def render_meter_query(
         # OpenMeter skips the filter when the customers have no subjects at all; so does Tally.
         bound = binder.fixed("filter_customer_subjects", customer_subjects, "Array(String)")
         where.append(f"subject IN {bound}")
-    where.extend(_time_where(binder, query.from_, query.to, column="time" if rollup is None else "bucket"))
+    if rollup is None:  # a rollup's source keeps to the query's range itself
+        where.extend(_time_where(binder, query.from_, query.to))
     for key, f in query.filters:
         if f.is_empty():
             continue
@@ -344,8 +358,10 @@ def render_meter_query(
 # what aggregating the window's events gives, because
 # - every value, group-by value and filter operand is computed per event by the same expressions as
 #   the raw query (the map-or-JSON form, which equals the maps-only one on complete maps);
-# - a query's bounds are whole buckets (else `rollup_answers_exactly` refuses it), so a bucket is
-#   wholly inside or outside the range;
+# - the rollup answers only the whole buckets between a query's bounds (a bucket there is wholly
+#   inside the range); the seconds before the first and after the last whole bucket are read from
+#   the events, grouped into the same partial buckets by the same expressions (`_rollup_ranges`),
+#   so a partial bucket lies in one window as a whole one does;
 # - a window's bounds are whole buckets of UTC, so all the seconds of one bucket fall in the same
 #   window: per hour, windows of an hour or more in UTC; per minute, any window in UTC, and in
 #   another zone from 1973 on (every zone offset in use since is whole minutes:
@@ -412,10 +428,8 @@ def _rollup_key_columns(meter: Meter) -> dict[str, str]:
 
 
 def rollup_answers_exactly(query: MeterQuery, rollup: Rollup) -> bool:
-    """Whether the rollup gives this query exactly the raw events' answer."""
-    for bound in (query.from_, query.to):
-        if bound is not None and _epoch_millis(bound) % rollup.step_ms:
-            return False
+    """Whether the rollup (with the events for a range's partial buckets) gives this query exactly
+    the raw events' answer: no bucket straddles one of its windows."""
     if query.window_size is None:
         return True
     in_utc = query.time_zone in _UTC_ZONES
@@ -424,12 +438,88 @@ def rollup_answers_exactly(query: MeterQuery, rollup: Rollup) -> bool:
     return in_utc or (query.from_ is not None and query.from_ >= WHOLE_MINUTE_OFFSETS_SINCE)
 
 
-def rollup_for(query: MeterQuery) -> Rollup | None:
-    """The coarsest rollup that answers this query exactly, or None: query the events."""
-    for rollup in (Rollup.HOUR, Rollup.MINUTE):
-        if rollup_answers_exactly(query, rollup):
-            return rollup
-    return None
+# Epoch milliseconds, None where the range is open.
+_Range = tuple[int | None, int | None]
+# Past this many whole hours an hour rollup reads fewer rows than a minute one, whatever its edges
+# (at most two hours of events) hold.
+_HOURS_BEFORE_EDGES_DONT_MATTER: Final = 24
+
+
+def whole_buckets(since_ms: int, until_ms: int, step_ms: int) -> tuple[int, int] | None:
+    """The whole buckets of `step_ms` (UTC-aligned) inside [since, until), as [first, end) in epoch
+    ms, or None when there are none."""
+    first = -(-since_ms // step_ms) * step_ms
+    end = until_ms // step_ms * step_ms
+    return (first, end) if first < end else None
+
+
+def _rollup_ranges(query: MeterQuery, rollup: Rollup) -> tuple[_Range | None, list[_Range]]:
+    """How `rollup` and the events share the query's range [from, to): the whole buckets between
+    the bounds, which the rollup answers (None when there are none), and the edges before and after
+    them, which the events answer. Disjoint, and together exactly the query's range."""
+    step = rollup.step_ms
+    low = None if query.from_ is None else _epoch_millis(query.from_)
+    high = None if query.to is None else _epoch_millis(query.to)
+    if low is not None and high is not None and whole_buckets(low, high, step) is None:
+        return None, [(low, high)]
+    whole_low = None if low is None else -(-low // step) * step
+    whole_high = None if high is None else high // step * step
+    edges = []
+    if low != whole_low:
+        edges.append((low, whole_low))
+    if high != whole_high:
+        edges.append((whole_high, high))
+    return (whole_low, whole_high), edges
+
+
+def rollup_for(query: MeterQuery, ready: Sequence[Rollup] = tuple(Rollup)) -> Rollup | None:
+    """Which of the `ready` rollups to read for `query`, or None: read the events.
+
+    The hour rollup when the bounds are whole hours, or when a day or more of whole hours lies
+    between them (its edges are then a small part); else the minute rollup (edges under a minute
+    each); else the hour rollup with its edges; None when no whole bucket lies between the bounds
+    or no ready rollup answers the query's windows exactly."""
+    usable: dict[Rollup, tuple[_Range, list[_Range]]] = {}
+    for rollup in ready:
+        whole, edges = _rollup_ranges(query, rollup)
+        if whole is not None and rollup_answers_exactly(query, rollup):
+            usable[rollup] = (whole, edges)
+    if Rollup.HOUR in usable:
+        (low, high), edges = usable[Rollup.HOUR]
+        hours = math.inf if low is None or high is None else (high - low) // Rollup.HOUR.step_ms
+        if not edges or hours >= _HOURS_BEFORE_EDGES_DONT_MATTER:
+            return Rollup.HOUR
+    if Rollup.MINUTE in usable:
+        return Rollup.MINUTE
+    return Rollup.HOUR if Rollup.HOUR in usable else None
+
+
+def _rollup_source(
+    binder: _Binder, meter: Meter, rollup: Rollup, query: MeterQuery, maps_complete: bool
+) -> tuple[str, list[str]]:
+    """What a rollup query reads (FROM, and its WHERE conditions): the rollup's rows of the query's
+    whole buckets and, when the bounds are not whole buckets, rows of the same shape aggregated
+    from the events at the edges."""
+    whole, edges = _rollup_ranges(query, rollup)
+    if whole is None:
+        raise ValueError(f"no whole {rollup} lies between the query's bounds; query the events")
+    table = rollup_table(meter, rollup)
+    keys = list(_rollup_key_columns(meter).values())
+    where = [
+        f"namespace = {binder.fixed('namespace', meter.namespace, 'String')}",
+        *_range_where(binder, *whole, column="bucket", name="whole_"),
+    ]
+    if not edges:
+        return table, where
+    columns = ", ".join(["namespace", "subject", "bucket", "first_minute", "last_minute", *keys, "state"])
+    # Identifiers are ours (rollup_table's digest, key_N); every value is a bound parameter.
+    parts = [f"SELECT {columns} FROM {table} WHERE {' AND '.join(where)}"]  # noqa: S608
+    ranges = [" AND ".join(_range_where(binder, *edge, name=f"edge{i}_")) for i, edge in enumerate(edges)]
+    edge_rows = _rollup_select(
+        meter, rollup, binder=binder, maps_complete=maps_complete, where=" OR ".join(f"({r})" for r in ranges)
+    )
+    parts.append(f"SELECT {columns} FROM ({edge_rows[0]})")  # noqa: S608
+    return "(" + "\nUNION ALL ".join(parts) + ")", [where[0]]
 
 
 def _stored_where(binder: _Binder, stored_from_ms: int | None, stored_before_ms: int | None) -> list[str]:
@@ -445,11 +535,19 @@ def _stored_where(binder: _Binder, stored_from_ms: int | None, stored_before_ms:
 
 
 def _rollup_select(
-    meter: Meter, rollup: Rollup, stored_from_ms: int | None = None, stored_before_ms: int | None = None
+    meter: Meter,
+    rollup: Rollup,
+    stored_from_ms: int | None = None,
+    stored_before_ms: int | None = None,
+    *,
+    binder: _Binder | None = None,
+    maps_complete: bool = False,
+    where: str | None = None,
 ) -> SQLAndParameters:
     """Each bucket's rows of the meter's events, aggregated to states (the view's and the fill's);
-    with `stored_from_ms` / `stored_before_ms`, only the events stored from / before that moment."""
-    binder = _Binder()
+    with `stored_from_ms` / `stored_before_ms`, only the events stored from / before that moment;
+    with `where`, only the events that meet it (a query's edges, on the query's `binder`)."""
+    binder = binder or _Binder()
     namespace = binder.fixed("namespace", meter.namespace, "String")
     event_type = binder.fixed("event_type", meter.event_type, "String")
     meter_paths = meter.group_by_paths
@@ -463,16 +561,17 @@ def _rollup_select(
         f"max(toStartOfMinute({_TIME_SECONDS})) AS last_minute",
         "count() AS events",
     ]
-    select += [f"{_string_sql(binder, meter_paths[key], False)} AS {column}" for key, column in keys.items()]
-    select.append(f"{_value_sql(binder, meter, False, combinator='State')} AS state")
-    where = [
+    select += [f"{_string_sql(binder, meter_paths[key], maps_complete)} AS {column}" for key, column in keys.items()]
+    select.append(f"{_value_sql(binder, meter, maps_complete, combinator='State')} AS state")
+    conditions = [
         f"namespace = {namespace}",
         f"type = {event_type}",
         *_stored_where(binder, stored_from_ms, stored_before_ms),
+        *([f"({where})"] if where else []),
     ]
     sql = (
         f"SELECT {', '.join(select)}\nFROM {EVENTS_TABLE}\n"
-        f"WHERE {' AND '.join(where)}\n"
+        f"WHERE {' AND '.join(conditions)}\n"
         f"GROUP BY {', '.join(['namespace', 'subject', 'bucket', *keys.values()])}"
     )
     return sql, binder.parameters
@@ -714,4 +813,5 @@ __all__ = [
     "rollup_for",
     "rollup_table",
     "to_query_rows",
+    "whole_buckets",
 ]

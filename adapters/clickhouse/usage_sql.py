@@ -43,6 +43,7 @@ from adapters.clickhouse.meter_sql import (
     _time_where,
     _value_sql,
     rollup_table,
+    whole_buckets,
 )
 from domain.metering.models import Aggregation, Meter
 from domain.metering.query import FilterString, MeterQuery
@@ -72,7 +73,7 @@ def render_windows_query(
     for since, until in windows:
         start = since if lower is None or since >= lower else lower
         bounds.append((_epoch_millis(start), _epoch_millis(until)))
-    if hour_rollup and any(_whole_hours(since, until) for since, until in bounds):
+    if hour_rollup and any(whole_buckets(since, until, Rollup.HOUR.step_ms) for since, until in bounds):
         return _render_windows_from_rollup(meter, query, bounds, tail_from, maps_complete)
     binder = _Binder()
     select: list[str] = []
@@ -219,16 +220,6 @@ def empty_windows_row(meter: Meter, windows: int) -> tuple[list[float | None], i
     return [0.0 if counts else None] * windows, 0, 0
 
 
-_HOUR_MS = 3_600_000
-
-
-def _whole_hours(since_ms: int, until_ms: int) -> tuple[int, int] | None:
-    """The whole UTC hours inside [since, until), as [first, end) in epoch ms, or None."""
-    first = -(-since_ms // _HOUR_MS) * _HOUR_MS
-    end = until_ms // _HOUR_MS * _HOUR_MS
-    return (first, end) if first < end else None
-
-
 def _subject_and_key_filters(binder: _Binder, query: MeterQuery, group_sql: Callable[[str], str]) -> list[str]:
     where = []
     if query.subjects:
@@ -277,7 +268,7 @@ def _render_windows_from_rollup(
     hour_ranges: list[tuple[int, int]] = []
     edge_ranges: list[tuple[int, int]] = []
     for since_ms, until_ms in bounds:
-        hours = _whole_hours(since_ms, until_ms)
+        hours = whole_buckets(since_ms, until_ms, Rollup.HOUR.step_ms)
         window = f"at >= {millis(since_ms)} AND at < {millis(until_ms)}"
         if hours is None:
             windows.append(f"{function}MergeIf(state, from_events AND {window})")

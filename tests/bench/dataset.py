@@ -17,6 +17,7 @@ import pyarrow as pa
 from adapters.clickhouse.client import ClickHouse
 from adapters.clickhouse.events import _SCHEMA
 from adapters.clickhouse.meter_sql import (
+    Rollup,
     render_meter_query,
     render_rollup_ddl,
     render_rollup_drop,
@@ -145,25 +146,33 @@ async def _rollup_figures(
     clickhouse: ClickHouse, meter: Meter, from_: datetime, to: datetime, engine: str
 ) -> dict[str, float]:
     """The typed query from the meter's per-hour rollup (adapters/clickhouse/meter_sql.py), beside
-    the raw typed query on the same whole-hour bounds; the answers must be equal first."""
+    the raw typed query on the same whole-hour bounds, and the bench's own query (bounds inside an
+    hour) from the rollup with its edges from the events; the answers must be equal first."""
     hour_from = from_.replace(minute=0, second=0, microsecond=0)
     hour_to = to.replace(minute=0, second=0, microsecond=0)
     query = MeterQueryInput(from_=hour_from, to=hour_to, window_size="HOUR", group_by=["subject"]).validate(meter)
+    edges_query = MeterQueryInput(from_=from_, to=to, window_size="HOUR", group_by=["subject"]).validate(meter)
     rollup = rollup_for(query)
-    assert rollup is not None
+    assert rollup is Rollup.HOUR and rollup_for(edges_query) is Rollup.HOUR
     for sql, parameters in render_rollup_ddl(meter, rollup):
         await clickhouse.command(sql, parameters)
     await clickhouse.command(*render_rollup_fill(meter, rollup))
     await clickhouse.command(f"OPTIMIZE TABLE {rollup_table(meter, rollup)} FINAL")
-    raw_sql, raw_params = render_meter_query(meter, query, maps_complete=True)
-    rollup_sql, rollup_params = render_meter_query(meter, query, rollup=rollup)
-    raw_rows = to_query_rows(query, await clickhouse.query(raw_sql, raw_params))
-    rollup_rows = to_query_rows(query, await clickhouse.query(rollup_sql, rollup_params))
-    if rollup_rows != raw_rows:  # a figure for wrong answers would be worthless
-        raise AssertionError("the rollup's answer differs from the raw events' answer")
+    statements = {}
+    for name, q in (("aligned", query), ("edges", edges_query)):
+        raw_sql, raw_params = render_meter_query(meter, q, maps_complete=True)
+        rollup_sql, rollup_params = render_meter_query(meter, q, maps_complete=True, rollup=rollup)
+        raw_rows = to_query_rows(q, await clickhouse.query(raw_sql, raw_params))
+        rollup_rows = to_query_rows(q, await clickhouse.query(rollup_sql, rollup_params))
+        if rollup_rows != raw_rows:  # a figure for wrong answers would be worthless
+            raise AssertionError(f"the rollup's answer ({name}) differs from the raw events' answer")
+        statements[name] = (raw_sql, raw_params, rollup_sql, rollup_params)
+    raw_sql, raw_params, rollup_sql, rollup_params = statements["aligned"]
+    _, _, edges_sql, edges_params = statements["edges"]
     figures = {
         "aligned_typed_sql_ms": await _p50(lambda: clickhouse.query(raw_sql, raw_params)),
         "rollup_sql_ms": await _p50(lambda: clickhouse.query(rollup_sql, rollup_params)),
+        "rollup_edges_sql_ms": await _p50(lambda: clickhouse.query(edges_sql, edges_params)),
         "aligned_typed_engine_ms": await _p50(lambda: clickhouse.query(engine.format(raw_sql), raw_params)),
         "rollup_engine_ms": await _p50(lambda: clickhouse.query(engine.format(rollup_sql), rollup_params)),
     }
@@ -223,6 +232,7 @@ async def query_figures(stack: TallyProcess, loaded: dict[str, Any]) -> dict[str
 
         return {
             "rollup_sql": loaded["rollup_sql_ms"],
+            "rollup_edges_sql": loaded["rollup_edges_sql_ms"],
             "aligned_typed_sql": loaded["aligned_typed_sql_ms"],
             "rollup_engine": loaded["rollup_engine_ms"],
             "aligned_typed_engine": loaded["aligned_typed_engine_ms"],

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,6 @@ from adapters.clickhouse.meter_sql import (
     render_rollup_ddl,
     render_rollup_drop,
     render_rollup_fill,
-    rollup_answers_exactly,
     rollup_for,
     rollup_table,
     to_query_rows,
@@ -97,13 +96,14 @@ def insert(ch: Client, meter: Meter, events: list[tuple[str, datetime, Any]], fi
 
 
 def answers(ch: Client, meter: Meter, data: MeterQueryInput) -> dict[Rollup | None, list[QueryRow]]:
-    """The raw answer (key None) and each rollup's that may answer; nothing for an invalid query."""
+    """The raw answer (key None) and each rollup's that may answer (with the events at its edges);
+    nothing for an invalid query."""
     try:
         query = data.validate(meter, {"c1": ["s1", "s2"], "c2": ["s3"]})
     except ValidationError:
         return {}
     result = {}
-    for rollup in (None, *(r for r in Rollup if rollup_answers_exactly(query, r))):
+    for rollup in (None, *(r for r in Rollup if rollup_for(query, [r]) is r)):
         sql, parameters = render_meter_query(meter, query, rollup=rollup)
         result[rollup] = to_query_rows(query, ch.query(sql, parameters=parameters).result_rows)
     return result
@@ -130,11 +130,25 @@ filters = st.one_of(
 
 
 @st.composite
-def queries(draw: st.DrawFn, day: datetime) -> MeterQueryInput:
+def queries(draw: st.DrawFn, day: datetime, near: Sequence[datetime] = ()) -> MeterQueryInput:
     def bound() -> datetime | None:
-        # Whole minutes, whole hours or neither (then only the raw query answers).
-        minutes = draw(st.none() | st.integers(0, 3 * 24 * 60) | st.integers(0, 3 * 24).map(lambda h: h * 60))
-        return None if minutes is None else day - timedelta(days=1) + timedelta(minutes=minutes)
+        # Whole hours, whole minutes, any millisecond (a rollup then answers the whole buckets
+        # between the bounds, and the events the edges), within two seconds of a stored event (so
+        # that the edges and the buckets around them hold events), or open.
+        start = day - timedelta(days=1)
+        return draw(
+            st.none()
+            | st.integers(0, 3 * 24).map(lambda h: start + timedelta(hours=h))
+            | st.integers(0, 3 * 24 * 60).map(lambda m: start + timedelta(minutes=m))
+            | st.integers(0, 3 * 24 * 3600 * 1000).map(lambda ms: start + timedelta(milliseconds=ms))
+            | (
+                st.tuples(st.sampled_from(near), st.integers(-2000, 2000)).map(
+                    lambda pair: pair[0] + timedelta(milliseconds=pair[1])
+                )
+                if near
+                else st.nothing()
+            )
+        )
 
     from_, to = bound(), bound()
     if from_ is not None and to is not None and to < from_:
@@ -194,7 +208,7 @@ def _check_rollups_against_raw(
     insert(ch, meter, stored[half:], half)
     answered = 0
     for _ in range(8):
-        found = answers(ch, meter, data.draw(queries(day)))
+        found = answers(ch, meter, data.draw(queries(day, near=[time for _, time, _ in stored])))
         for rollup, rows in found.items():
             assert rows == found[None], rollup
         answered += len(found) - 1
@@ -222,13 +236,66 @@ def test_a_rollup_holds_a_row_per_subject_bucket_and_group(ch: Client) -> None:
     assert [(r.value, r.window_start) for r in rows] == [(120.0, t0)]
 
 
-def test_queries_the_rollup_cannot_answer_exactly_go_to_the_events() -> None:
+@pytest.mark.parametrize("aggregation", list(Aggregation))
+def test_between_odd_bounds_the_rollup_answers_whole_buckets_and_the_events_the_edges(
+    ch: Client, aggregation: Aggregation
+) -> None:
+    # Events on each side of every bound a rollup or its edges use: the query's (floored to whole
+    # seconds, as OpenMeter compares), the first and last whole minute and hour between them.
+    meter = make_meter(f"rollup{next(_namespaces)}", aggregation)
+    for rollup in Rollup:
+        for sql, parameters in render_rollup_ddl(meter, rollup):
+            ch.command(sql, parameters=parameters)
+    hour = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+    from_, to = hour + timedelta(seconds=30, milliseconds=250), hour + timedelta(hours=3, seconds=10, milliseconds=700)
+    moments = [
+        hour + timedelta(seconds=29, milliseconds=999),  # before `from`
+        hour + timedelta(seconds=30),  # `from` at whole seconds
+        hour + timedelta(seconds=30, milliseconds=100),
+        hour + timedelta(seconds=59, milliseconds=999),  # the minute rollup's head edge
+        hour + timedelta(minutes=1),  # its first whole minute
+        hour + timedelta(minutes=59, seconds=59, milliseconds=999),  # the hour rollup's head edge
+        hour + timedelta(hours=1),  # its first whole hour
+        hour + timedelta(hours=2, minutes=59, seconds=59, milliseconds=999),  # the last whole buckets
+        hour + timedelta(hours=3),  # the tail edge of both
+        hour + timedelta(hours=3, seconds=9, milliseconds=999),
+        hour + timedelta(hours=3, seconds=10),  # `to` at whole seconds: out
+        hour + timedelta(hours=3, seconds=10, milliseconds=500),
+    ]
+    tokens = [2**i for i in range(len(moments))]  # a sum names the events it counted
+    insert(
+        ch,
+        meter,
+        [("s1", t, {"tokens": n, "user": f"u{n}", "model": "a"}) for t, n in zip(moments, tokens, strict=True)],
+        0,
+    )
+    counted = {i for i, t in enumerate(moments) if from_.replace(microsecond=0) <= t < to.replace(microsecond=0)}
+    assert counted == set(range(1, 10))
+    for window_size in (None, "HOUR", "DAY"):
+        data = MeterQueryInput(from_=from_, to=to, window_size=window_size, group_by=["subject"])
+        query = data.validate(meter)
+        assert {r for r in Rollup if rollup_for(query, [r]) is r} == set(Rollup)
+        found = answers(ch, meter, data)
+        if aggregation is Aggregation.SUM and window_size is None:
+            assert [row.value for row in found[None]] == [sum(tokens[i] for i in counted)]
+        for rollup in Rollup:
+            assert found[rollup] == found[None], (rollup, window_size)
+
+
+def test_each_query_reads_the_rollup_with_the_fewest_rows_that_answers_it() -> None:
     meter = make_meter("ns", Aggregation.SUM)
-    minute = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+    hour = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
     cases = {
-        "whole hours": MeterQueryInput(from_=minute, to=minute + timedelta(hours=1)),
-        "whole minutes": MeterQueryInput(from_=minute + timedelta(minutes=1)),
-        "a bound inside a minute": MeterQueryInput(from_=minute + timedelta(seconds=30)),
+        "whole hours": MeterQueryInput(from_=hour, to=hour + timedelta(hours=3)),
+        "whole minutes, three hours": MeterQueryInput(from_=hour + timedelta(minutes=1), to=hour + timedelta(hours=3)),
+        "a bound inside a minute, three hours": MeterQueryInput(
+            from_=hour + timedelta(seconds=30), to=hour + timedelta(hours=3)
+        ),
+        "a day of whole hours between odd bounds": MeterQueryInput(
+            from_=hour + timedelta(seconds=30), to=hour + timedelta(days=1, hours=1, milliseconds=5)
+        ),
+        "an open end": MeterQueryInput(from_=hour + timedelta(seconds=30)),
+        "inside one minute": MeterQueryInput(from_=hour + timedelta(seconds=1), to=hour + timedelta(seconds=59)),
         "minute windows": MeterQueryInput(window_size="MINUTE"),
         "a zone, no lower bound": MeterQueryInput(window_size="HOUR", window_time_zone="Europe/Berlin"),
         "a zone, from 1973": MeterQueryInput(
@@ -239,15 +306,24 @@ def test_queries_the_rollup_cannot_answer_exactly_go_to_the_events() -> None:
     chosen = {name: rollup_for(data.validate(meter)) for name, data in cases.items()}
     assert chosen == {
         "whole hours": Rollup.HOUR,
-        "whole minutes": Rollup.MINUTE,
-        "a bound inside a minute": None,
+        "whole minutes, three hours": Rollup.MINUTE,
+        "a bound inside a minute, three hours": Rollup.MINUTE,
+        "a day of whole hours between odd bounds": Rollup.HOUR,
+        "an open end": Rollup.HOUR,
+        "inside one minute": None,
         "minute windows": Rollup.MINUTE,
         "a zone, no lower bound": None,
         "a zone, from 1973": Rollup.MINUTE,
         "UTC days, no bounds": Rollup.HOUR,
     }
+    # Only the rollups that are ready: without the minute one, the hour one and its edges.
+    three_hours = cases["a bound inside a minute, three hours"].validate(meter)
+    assert rollup_for(three_hours, [Rollup.HOUR]) is Rollup.HOUR
+    assert rollup_for(cases["minute windows"].validate(meter), [Rollup.HOUR]) is None
     with pytest.raises(ValueError, match="cannot be answered exactly"):
-        render_meter_query(meter, cases["whole minutes"].validate(meter), rollup=Rollup.HOUR)
+        render_meter_query(meter, cases["minute windows"].validate(meter), rollup=Rollup.HOUR)
+    with pytest.raises(ValueError, match="no whole minute"):
+        render_meter_query(meter, cases["inside one minute"].validate(meter), rollup=Rollup.MINUTE)
 
 
 def test_every_zone_offset_since_1973_is_whole_minutes() -> None:
