@@ -6,7 +6,7 @@ import asyncio
 import os
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
 
 import grpc
@@ -39,6 +39,27 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if out:
         config.hook.pytest_deselected(items=out)
         items[:] = [i for i in items if i not in out]
+
+
+# The session's shared stacks: a test's failure carries what they logged while it ran (their own
+# log files live in pytest's temporary directories, which a CI run does not keep).
+_SHARED_STACKS = ("tally", "tally_kafka")
+_LOG_SECTION_LIMIT = 30_000
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    values = getattr(item, "funcargs", {})
+    marks = [(name, values[name], values[name].log_size()) for name in _SHARED_STACKS if name in values]
+    try:
+        return (yield)
+    except BaseException:
+        for name, stack, mark in marks:
+            logged = stack.log_since(mark)
+            if len(logged) > _LOG_SECTION_LIMIT:
+                logged = "[...]\n" + logged[-_LOG_SECTION_LIMIT:]
+            item.add_report_section("call", f"log of the shared stack `{name}` during the test", logged)
+        raise
 
 
 @pytest.fixture

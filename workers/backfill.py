@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -48,10 +49,25 @@ class BackfillWorker:
             if not m.values_backfilled and now - m.updated_at >= self._delay
         ]
         for meter in sorted(due, key=lambda m: m.updated_at):
+            started = time.monotonic()
             try:
-                if await self._store.backfill_values(meter) and await self._meters.mark_backfilled(meter):
+                if not await self._store.backfill_values(meter):
+                    # Events without the paths were stored meanwhile (a sink with a stale catalog).
+                    log.info("meter values backfill incomplete; retrying", namespace=meter.namespace, meter=meter.slug)
+                elif not await self._meters.mark_backfilled(meter):
+                    log.info(
+                        "meter changed during its values backfill; retrying",
+                        namespace=meter.namespace,
+                        meter=meter.slug,
+                    )
+                else:
                     marked += 1
-                    log.info("meter values backfilled", namespace=meter.namespace, meter=meter.slug)
+                    log.info(
+                        "meter values backfilled",
+                        namespace=meter.namespace,
+                        meter=meter.slug,
+                        seconds=round(time.monotonic() - started, 3),
+                    )
             except Exception:
                 log.exception(
                     "meter value backfill failed; retrying later", namespace=meter.namespace, meter=meter.slug
