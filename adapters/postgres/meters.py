@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import cast, func, or_, update
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
@@ -118,6 +119,17 @@ class PostgresMeterRepository:
             await session.commit()
 
     async def update(self, meter: Meter) -> None:
+        # One statement writing every column. An ORM merge reads the row and writes only the columns
+        # that differ from what it read, so a backfill mark (mark_backfilled) committed between its
+        # read and its write survived a change of the meter's paths: the changed meter then read as
+        # backfilled, and its queries read the value maps, where stored events lack the new paths.
+        row = _to_row(meter)
+        values = {column.key: getattr(row, column.key) for column in sa_inspect(MeterRow).column_attrs}
+        statement = (
+            update(MeterRow)
+            .where(col(MeterRow.namespace) == meter.namespace, col(MeterRow.id) == meter.id)
+            .values(**values)
+        )
         async with self._sessions() as session:
-            await session.merge(_to_row(meter))
+            await session.exec(statement)
             await session.commit()
