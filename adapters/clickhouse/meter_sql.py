@@ -445,11 +445,20 @@ _Range = tuple[int | None, int | None]
 _HOURS_BEFORE_EDGES_DONT_MATTER: Final = 24
 
 
+def _first_bucket_from(ms: int, step_ms: int) -> int:
+    """The start of the first whole bucket of `step_ms` (UTC-aligned) at or after `ms`."""
+    return -(-ms // step_ms) * step_ms
+
+
+def _last_bucket_end_by(ms: int, step_ms: int) -> int:
+    """The end of the last whole bucket of `step_ms` (UTC-aligned) at or before `ms`."""
+    return ms // step_ms * step_ms
+
+
 def whole_buckets(since_ms: int, until_ms: int, step_ms: int) -> tuple[int, int] | None:
     """The whole buckets of `step_ms` (UTC-aligned) inside [since, until), as [first, end) in epoch
     ms, or None when there are none."""
-    first = -(-since_ms // step_ms) * step_ms
-    end = until_ms // step_ms * step_ms
+    first, end = _first_bucket_from(since_ms, step_ms), _last_bucket_end_by(until_ms, step_ms)
     return (first, end) if first < end else None
 
 
@@ -460,10 +469,10 @@ def _rollup_ranges(query: MeterQuery, rollup: Rollup) -> tuple[_Range | None, li
     step = rollup.step_ms
     low = None if query.from_ is None else _epoch_millis(query.from_)
     high = None if query.to is None else _epoch_millis(query.to)
-    if low is not None and high is not None and whole_buckets(low, high, step) is None:
+    whole_low = None if low is None else _first_bucket_from(low, step)
+    whole_high = None if high is None else _last_bucket_end_by(high, step)
+    if whole_low is not None and whole_high is not None and whole_low >= whole_high:
         return None, [(low, high)]
-    whole_low = None if low is None else -(-low // step) * step
-    whole_high = None if high is None else high // step * step
     edges = []
     if low != whole_low:
         edges.append((low, whole_low))

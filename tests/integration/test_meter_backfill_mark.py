@@ -21,7 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.postgres.db import create_engine, migrate, session_factory
 from adapters.postgres.meters import PostgresMeterRepository
-from domain.metering.models import VALUES_BACKFILLED, Aggregation, Meter
+from domain.metering.models import VALUES_BACKFILLED, Aggregation
+from tests.integration.test_meter_rollup_chdb import make_meter
 from tests.support.stack import create_database
 
 
@@ -47,21 +48,8 @@ async def _waiting_on_a_lock(engine: AsyncEngine) -> bool:
 async def test_a_mark_committed_while_a_meter_changes_does_not_survive_the_change(engine: AsyncEngine) -> None:
     meters = PostgresMeterRepository(session_factory(engine))
     created = datetime(2026, 12, 1, tzinfo=UTC)
-    before = Meter(
-        id="01JBACKFILLRACE0000000000",
-        namespace="default",
-        slug="race",
-        name="race",
-        description=None,
-        aggregation=Aggregation.SUM,
-        event_type="race",
-        event_from=None,
-        value_property="$.tokens",
-        group_by={},
-        metadata={},
-        annotations={},
-        created_at=created,
-        updated_at=created,
+    before = dataclasses.replace(
+        make_meter("default", Aggregation.SUM), id="01JBACKFILLRACE0000000000", group_by={}, updated_at=created
     )
     await meters.create(before)
     # What MeterService.update writes: the new group-by, no mark, a later updated_at.
