@@ -24,7 +24,7 @@ from adapters.bus.hub import InProcessHub
 from adapters.bus.inprocess import InProcessBus
 from adapters.bus.kafka import KafkaBus, KafkaSinkConsumer, ensure_topic
 from adapters.clickhouse.client import ClickHouse
-from adapters.clickhouse.events import ClickHouseEventStore
+from adapters.clickhouse.events import ClickHouseEventStore, load_arrow_conversions
 from adapters.clickhouse.rollups import ReadyRollups
 from adapters.postgres.db import EmbeddedPostgres, create_engine, migrate, session_factory
 from adapters.postgres.event_keys import PostgresEventKeyStore
@@ -137,6 +137,7 @@ class App:
         announcements.subscribe(on_announcement)
         bus = await self._start_bus(sink)
         if self._needs("sink"):
+            load_arrow_conversions()
             window = timedelta(days=settings.sink.dedup_window_days)
             self._periodic.append(asyncio.create_task(self._purge_keys(key_store, window)))
 

@@ -81,6 +81,17 @@ def _map_array(maps: Sequence[dict[str, Any]], item_type: pa.DataType) -> pa.Arr
     )
 
 
+def load_arrow_conversions() -> None:
+    """Loads what pyarrow loads on its first conversion of a Python sequence, so that it happens at
+    start and not at the first flush after it.
+
+    That first conversion imports pandas (when it is installed: chDB installs it), which took
+    0.3-0.8 s of the sink process's event loop in a bench run (docs/performance.md, "The first flush
+    after a start"): on the embedded default every request in flight waited for it, and the sink on
+    Kafka fell that far behind its topic once after every start."""
+    pa.array([0], pa.int64())
+
+
 _ROW = attrgetter("namespace", "id", "type", "source", "subject", "time_ms", "data", "ingested_ms")
 
 
