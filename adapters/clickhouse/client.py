@@ -58,6 +58,16 @@ def format_schema_settings(url: str, schema: str, message: str) -> dict[str, str
     return {"format_schema_source": "file", "format_schema": str(path), "format_schema_message_name": message}
 
 
+# No JIT compilation of expressions in the embedded engine. ClickHouse compiles an expression the
+# third time it meets it (`min_count_to_compile_*`), in the statement that meets it: that statement
+# took 55-70 ms longer, once per statement shape and process, and the embedded engine runs one
+# statement at a time, so every query and insert behind it waited as long. Compiled or not, the
+# bench's meter queries took the same time at 1M and 10M events (docs/performance.md, "Statements
+# compiled on their fourth run"). A ClickHouse server runs statements side by side and is left at its
+# operator's settings.
+EMBEDDED_QUERY_SETTINGS = {"compile_expressions": 0, "compile_aggregate_expressions": 0, "compile_sort_description": 0}
+
+
 def connect(url: str, engine_options: Mapping[str, str] | None = None) -> Client:
     """chdb:///path opens the embedded engine in that directory; http(s)://user:pass@host:port/db a server.
 
@@ -66,7 +76,9 @@ def connect(url: str, engine_options: Mapping[str, str] | None = None) -> Client
     """
     if url.startswith("chdb://"):
         Path(url.removeprefix("chdb://")).mkdir(parents=True, exist_ok=True)
-        return clickhouse_connect.get_client(dsn=url, chdb_options=dict(engine_options or {}) or None)
+        return clickhouse_connect.get_client(
+            dsn=url, chdb_options=dict(engine_options or {}) or None, settings=EMBEDDED_QUERY_SETTINGS
+        )
     parsed = urlparse(url)
     if parsed.scheme not in ("http", "https"):
         raise ValueError(f"unsupported ClickHouse URL scheme {parsed.scheme!r}; use chdb://, http:// or https://")

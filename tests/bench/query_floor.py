@@ -8,7 +8,9 @@ events with the windows query's filters added one at a time, then the windows qu
 4 and 8 windows, and, for comparison, 8 windows as the adapter rendered them before 2026-12-03 (one
 `sumIf` per window, where this statement's cost grew with each window). Rounds alternate so drift on a shared machine spreads over every row.
 
-`.venv/bin/python -m tests.bench.query_floor [rounds] [calls per round]`
+`.venv/bin/python -m tests.bench.query_floor [rounds] [calls per round]`; `... query_floor first`: the
+wall time of each of a windows statement's first runs, as the event store runs it and compiled (the
+JIT compilation ClickHouse does on a statement's fourth run, which the embedded engine has off).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from adapters.clickhouse.client import ClickHouse
+from adapters.clickhouse.client import EMBEDDED_QUERY_SETTINGS, ClickHouse
 from adapters.clickhouse.usage_sql import render_windows_query
 from domain.metering.query import MeterQueryInput
 from tests.bench.rollups import QUERY_EVENT_TYPE, _meter, store_two_days_of_usage
@@ -35,7 +37,7 @@ EVENTS_PER_CUSTOMER = 10
 Statement = Callable[[int], tuple[str, dict[str, Any]]]
 
 
-def statements(anchor: datetime, now: datetime) -> dict[str, Statement]:
+def statements(anchor: datetime, now: datetime, *windows_counts: int) -> dict[str, Statement]:
     meter = _meter(0, now)  # SUM of $.tokens
     low_ms = int(anchor.timestamp() * 1000)
     filters = [
@@ -87,7 +89,8 @@ def statements(anchor: datetime, now: datetime) -> dict[str, Statement]:
     out: dict[str, Statement] = {"SELECT 1": lambda c: ("SELECT 1", {})}
     labels = ["no filter", "+ namespace", "+ type", "+ subject", "+ time"]
     out.update({f"count(), {label}": count(i) for i, label in enumerate(labels)})
-    out.update({f"windows query, {n} window{'s' if n > 1 else ''} + tail": windows(n) for n in (1, 4, 8)})
+    counts = windows_counts or (1, 4, 8)
+    out.update({f"windows query, {n} window{'s' if n > 1 else ''} + tail": windows(n) for n in counts})
     out["8 windows, one aggregate each (before)"] = one_aggregate_per_window(8)
     return out
 
@@ -113,6 +116,33 @@ async def measure(rounds: int, calls: int) -> dict[str, list[float]]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
+async def first_runs(runs: int = 8) -> dict[str, list[float]]:
+    """Wall ms of each of the first `runs` runs of one windows statement (other customers each
+    run), as the event store's client runs it and with ClickHouse's JIT compilation turned back on
+    (another statement shape, 6 windows instead of 5, so nothing compiled for the first is reused)."""
+    directory = Path(tempfile.mkdtemp(prefix="query-floor-"))
+    ch = ClickHouse(f"chdb://{directory}")
+    try:
+        await ch.migrate()
+        now = datetime.now(UTC)
+        anchor = now - timedelta(days=2)
+        await store_two_days_of_usage(ch, anchor, CUSTOMERS, EVENTS_PER_CUSTOMER)
+        walls: dict[str, list[float]] = {}
+        for label, windows in (("as the event store runs it", 5), ("compiled (ClickHouse's default)", 6)):
+            if windows == 6:
+                for name in EMBEDDED_QUERY_SETTINGS:
+                    ch._client.set_client_setting(name, 1)
+            render = statements(anchor, now, windows)[f"windows query, {windows} windows + tail"]
+            for i in range(runs):
+                started = time.perf_counter()
+                await ch.query(*render(i))
+                walls.setdefault(label, []).append((time.perf_counter() - started) * 1000)
+        return walls
+    finally:
+        ch.close()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 def main(rounds: int, calls: int) -> None:
     cpu_ms = asyncio.run(measure(rounds, calls))
     print(f"CPU ms per statement (process, all threads), median of {rounds} rounds of {calls} calls [min-max]")
@@ -121,5 +151,9 @@ def main(rounds: int, calls: int) -> None:
 
 
 if __name__ == "__main__":
-    arguments = [int(a) for a in sys.argv[1:3]]
-    main(arguments[0] if arguments else 3, arguments[1] if len(arguments) > 1 else 150)
+    if sys.argv[1:2] == ["first"]:
+        for label, walls in asyncio.run(first_runs()).items():
+            print(f"first runs of one windows statement, {label}, ms: {' '.join(f'{w:.0f}' for w in walls)}")
+    else:
+        arguments = [int(a) for a in sys.argv[1:3]]
+        main(arguments[0] if arguments else 3, arguments[1] if len(arguments) > 1 else 150)

@@ -73,3 +73,37 @@ def test_zero_keeps_the_engine_default(tmp_path: Path) -> None:
     defaults = engine_settings(tmp_path / "a", TALLY_CHDB__MARK_CACHE_MB="0")
     # The engine's own default for a dedicated server: far above Tally's bound.
     assert defaults["mark_cache_size"] > 1024 * MIB
+
+
+READ_COMPILE_SETTINGS = """
+import asyncio, json, sys
+from server.config import Settings
+from server.wiring import open_event_store
+
+clickhouse = open_event_store(Settings(data_dir=sys.argv[1]))
+names = ("compile_expressions", "compile_aggregate_expressions", "compile_sort_description")
+# A query and a command: every statement of the event store's client carries the settings.
+row = asyncio.run(clickhouse.query("SELECT " + ", ".join(f"toUInt8(getSetting('{n}'))" for n in names)))[0]
+by_command = asyncio.run(clickhouse.command("SELECT toUInt8(getSetting('compile_expressions'))"))
+print(json.dumps({**dict(zip(names, row)), "by_command": int(by_command)}))
+clickhouse.close()
+"""
+
+
+def test_the_embedded_engine_compiles_no_statement(tmp_path: Path) -> None:
+    # A statement compiled on its fourth run held the engine 55-70 ms longer (docs/performance.md).
+    done = subprocess.run(
+        [sys.executable, "-c", READ_COMPILE_SETTINGS, str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found == {
+        "compile_expressions": 0,
+        "compile_aggregate_expressions": 0,
+        "compile_sort_description": 0,
+        "by_command": 0,
+    }
