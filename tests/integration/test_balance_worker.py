@@ -7,14 +7,18 @@ including for late events inside the grace period, and the worker publishes Bala
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.bus.hub import InProcessHub
 from adapters.clickhouse.client import ClickHouse
@@ -67,6 +71,7 @@ class Stack:
     grants: PostgresGrantRepository
     published: list[BalanceSnapshotEvent]
     clock: Clock
+    engine: AsyncEngine
 
 
 @pytest_asyncio.fixture(scope="module", params=event_store.KINDS)
@@ -115,7 +120,7 @@ async def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
     await MeterService(meters, store, clock).create(
         NS, MeterCreateInput(slug="tokens", aggregation="SUM", event_type="prompt", value_property="$.tokens")
     )
-    yield Stack(service, worker, sink, grants, published, clock)
+    yield Stack(service, worker, sink, grants, published, clock, engine)
     clickhouse.close()
     await engine.dispose()
 
@@ -190,3 +195,52 @@ async def test_snapshot_resume_equals_full_recomputation_with_late_events(stack:
     assert snapshot is None or snapshot.at < start
     await asyncio.sleep(0)
     assert (await svc.value(NS, entitlement, NOW)).balance == Decimal(65)
+
+
+@contextmanager
+def statements(engine: AsyncEngine) -> Iterator[list[str]]:
+    """The SQL statements the engine's connections run inside the block."""
+    ran: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        ran.append(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    try:
+        yield ran
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", record)
+
+
+async def test_a_flush_finds_the_entitlements_of_its_subjects_customers_in_as_many_statements_for_any_number_of_subjects(
+    stack: Stack,
+) -> None:
+    svc = stack.service
+    feature = await svc.features.create(NS, FeatureCreateInput(key="fan_out", name="Fan-out", meter_slug="tokens"))
+    usage = {"usage_period": RecurrenceInput("MONTH", datetime(2024, 1, 1, tzinfo=UTC)), "v2": True}
+
+    async def customer(key: str, subjects: list[str]) -> Any:
+        return await svc.customers.create(NS, CustomerInput(name=key, key=key, subject_keys=subjects))
+
+    two_subjects = await customer("fan-two", ["fan-two-a", "fan-two-b"])
+    one_subject = await customer("fan-one", ["fan-one"])
+    gone = await customer("fan-gone", ["fan-gone"])
+    await svc.customers.delete(NS, gone.id)
+    # Customers with subjects but without an entitlement on a meter of the flushed type.
+    bystanders = [await customer(f"fan-by-{i}", [f"fan-by-{i}"]) for i in range(40)]
+    expected = set()
+    for owner in (two_subjects, one_subject):
+        entitlement = await svc.create(NS, owner, EntitlementInput(type="metered", feature_key=feature.key, **usage))
+        expected.add(entitlement.id)
+
+    few = ["fan-two-a", "fan-one"]
+    many = ["fan-two-a", "fan-two-b", "fan-one", "fan-gone", "fan-nobody", *(b.key for b in bystanders)]
+    with statements(stack.engine) as for_few:
+        found_for_few = await svc.affected(NS, few, ["prompt"])
+    with statements(stack.engine) as for_many:
+        found_for_many = await svc.affected(NS, many, ["prompt"])
+    assert {e.id for e in found_for_few} == {e.id for e in found_for_many} == expected
+    assert await svc.affected(NS, many, ["another-type"]) == []
+    assert await svc.affected(NS, ["fan-gone", "fan-nobody", "fan-by-3"], ["prompt"]) == []
+    # The subjects' customers are one statement, however many subjects the flush touched.
+    assert len(for_many) == len(for_few), (for_few, for_many)
