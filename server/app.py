@@ -135,9 +135,10 @@ class App:
 
         sink.subscribe(announce_stored)
         announcements.subscribe(on_announcement)
+        if self._needs("sink"):
+            load_arrow_conversions()  # before the bus can hand the sink its first flush
         bus = await self._start_bus(sink)
         if self._needs("sink"):
-            load_arrow_conversions()
             window = timedelta(days=settings.sink.dedup_window_days)
             self._periodic.append(asyncio.create_task(self._purge_keys(key_store, window)))
 

@@ -21,7 +21,8 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -95,7 +96,9 @@ def statements(anchor: datetime, now: datetime, *windows_counts: int) -> dict[st
     return out
 
 
-async def measure(rounds: int, calls: int) -> dict[str, list[float]]:
+@asynccontextmanager
+async def entitlement_store() -> AsyncIterator[tuple[ClickHouse, datetime, datetime]]:
+    """A fresh chDB store holding the entitlement bench's usage: (the client, its anchor, now)."""
     directory = Path(tempfile.mkdtemp(prefix="query-floor-"))
     ch = ClickHouse(f"chdb://{directory}")
     try:
@@ -103,6 +106,14 @@ async def measure(rounds: int, calls: int) -> dict[str, list[float]]:
         now = datetime.now(UTC)
         anchor = now - timedelta(days=2)
         await store_two_days_of_usage(ch, anchor, CUSTOMERS, EVENTS_PER_CUSTOMER)
+        yield ch, anchor, now
+    finally:
+        ch.close()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+async def measure(rounds: int, calls: int) -> dict[str, list[float]]:
+    async with entitlement_store() as (ch, anchor, now):
         cpu_ms: dict[str, list[float]] = {}
         for _ in range(rounds):
             for label, statement in statements(anchor, now).items():
@@ -111,22 +122,13 @@ async def measure(rounds: int, calls: int) -> dict[str, list[float]]:
                     await ch.query(*statement(i % CUSTOMERS))
                 cpu_ms.setdefault(label, []).append((time.process_time() - started) / calls * 1000)
         return cpu_ms
-    finally:
-        ch.close()
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 async def first_runs(runs: int = 8) -> dict[str, list[float]]:
     """Wall ms of each of the first `runs` runs of one windows statement (other customers each
     run), as the event store's client runs it and with ClickHouse's JIT compilation turned back on
     (another statement shape, 6 windows instead of 5, so nothing compiled for the first is reused)."""
-    directory = Path(tempfile.mkdtemp(prefix="query-floor-"))
-    ch = ClickHouse(f"chdb://{directory}")
-    try:
-        await ch.migrate()
-        now = datetime.now(UTC)
-        anchor = now - timedelta(days=2)
-        await store_two_days_of_usage(ch, anchor, CUSTOMERS, EVENTS_PER_CUSTOMER)
+    async with entitlement_store() as (ch, anchor, now):
         walls: dict[str, list[float]] = {}
         for label, windows in (("as the event store runs it", 5), ("compiled (ClickHouse's default)", 6)):
             if windows == 6:
@@ -138,9 +140,6 @@ async def first_runs(runs: int = 8) -> dict[str, list[float]]:
                 await ch.query(*render(i))
                 walls.setdefault(label, []).append((time.perf_counter() - started) * 1000)
         return walls
-    finally:
-        ch.close()
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 def main(rounds: int, calls: int) -> None:
