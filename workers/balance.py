@@ -1,7 +1,8 @@
-"""The balance worker: recomputes metered entitlements whose usage, grants or resets changed.
+"""The balance worker: recomputes metered entitlements that are new or whose usage, grants or
+resets changed.
 
-The sink announces the (namespace, subject, event type) triples of every stored flush; grant,
-void and reset calls announce their entitlement. The worker coalesces announcements, finds the
+The sink announces the (namespace, subject, event type) triples of every stored flush; creating a
+metered entitlement and grant, void and reset calls announce the entitlement. The worker coalesces announcements, finds the
 active metered entitlements they touch (the subject's customer, features on meters of the event
 type), recomputes each balance (which stores a snapshot once an instant is older than the grace
 period) and publishes a BalanceSnapshotEvent for notifications. Announcing never blocks the sink.

@@ -388,6 +388,11 @@ class EntitlementService:
                 grants.append(self._stored_grant(namespace, entitlement.id, grant, now))
         await self._entitlements.create(entitlement, grants, replaces=replaces.id if replaces else None)
         self.entities_changed()
+        if entitlement.metered:
+            # Its customer's usage may be stored already: the balance worker computes its balance now
+            # (and its notification rules see it), as OpenMeter's recalculates on an entitlement's
+            # creation, rather than at the customer's next event.
+            await self._changed(namespace, entitlement.id)
         return entitlement
 
     async def override(

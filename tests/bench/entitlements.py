@@ -174,9 +174,9 @@ async def setup(target: str, customers: int) -> list[str]:
             if time.monotonic() > deadline:
                 raise TimeoutError("bench usage not queryable after 120 s")
             await asyncio.sleep(0.05)
-        # Entitlements after the usage. Their grants still make the balance worker recompute each
-        # one (warming the value cache as it goes): `cold_after_balance` waits for that and clears
-        # the cache, so the cold calls are the request path alone, uncached and unhindered.
+        # Entitlements after the usage. Creating one makes the balance worker recompute it (warming
+        # the value cache as it goes): `cold_after_balance` waits for that and clears the cache, so
+        # the cold calls are the request path alone, uncached and unhindered.
         await _bounded([create_entitlement(k) for k in keys])
     return [f"{k}|{slug}" for k in keys]
 

@@ -116,6 +116,8 @@ async def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
 
     sink = EventSink(store, PostgresEventKeyStore(engine), MeterCatalog(meters, 0.01), owner="test")
     worker = BalanceWorker(service)
+    # As the server wires it (through the announcements): grants, voids, resets and new entitlements.
+    service.on_change = worker.on_change
     sink.subscribe(worker.on_flush)
     await MeterService(meters, store, clock).create(
         NS, MeterCreateInput(slug="tokens", aggregation="SUM", event_type="prompt", value_property="$.tokens")
@@ -244,3 +246,31 @@ async def test_a_flush_finds_the_entitlements_of_its_subjects_customers_in_as_ma
     assert await svc.affected(NS, ["fan-gone", "fan-nobody", "fan-by-3"], ["prompt"]) == []
     # The subjects' customers are one statement, however many subjects the flush touched.
     assert len(for_many) == len(for_few), (for_few, for_many)
+
+
+async def test_an_entitlement_created_after_its_customers_usage_is_recomputed_without_another_event(
+    stack: Stack,
+) -> None:
+    svc = stack.service
+    await stack.worker.drain()  # whatever earlier tests left announced
+    customer = await svc.customers.create(NS, CustomerInput(name="Late", key="late", subject_keys=["late"]))
+    feature = await svc.features.create(NS, FeatureCreateInput(key="late_tokens", name="Late", meter_slug="tokens"))
+    start = NOW - timedelta(hours=2)
+    await flush(stack, ("late", start + timedelta(minutes=10), 30))
+    assert await stack.worker.drain() == 0  # no entitlement yet
+    entitlement = await svc.create(
+        NS,
+        customer,
+        EntitlementInput(
+            type="metered",
+            feature_key=feature.key,
+            usage_period=RecurrenceInput("MONTH", datetime(2024, 1, 1, tzinfo=UTC)),
+            measure_usage_from=start.isoformat(),
+            grants=[GrantInput(amount=100, effective_at=start, v2=True)],
+            v2=True,
+        ),
+    )
+    # No event since: the creation itself has the worker compute the balance (and publish it).
+    assert await stack.worker.drain() == 1
+    event = stack.published[-1]
+    assert (event.entitlement_id, event.usage, event.balance) == (entitlement.id, Decimal(30), Decimal(70))
