@@ -2,10 +2,11 @@
 resets changed.
 
 The sink announces the (namespace, subject, event type) triples of every stored flush; creating a
-metered entitlement and grant, void and reset calls announce the entitlement. The worker coalesces announcements, finds the
-active metered entitlements they touch (the subject's customer, features on meters of the event
-type), recomputes each balance (which stores a snapshot once an instant is older than the grace
-period) and publishes a BalanceSnapshotEvent for notifications. Announcing never blocks the sink.
+metered entitlement, and grant, void and reset calls, announce the entitlement. The worker coalesces
+announcements, finds the active metered entitlements they touch (the subject's customer, features on
+meters of the event type), recomputes each balance (which stores a snapshot once an instant is older
+than the grace period) and publishes a BalanceSnapshotEvent for notifications. Announcing never
+blocks the sink.
 """
 
 from __future__ import annotations

@@ -59,12 +59,12 @@ def format_schema_settings(url: str, schema: str, message: str) -> dict[str, str
 
 
 # No JIT compilation of expressions in the embedded engine. ClickHouse compiles an expression the
-# third time it meets it (`min_count_to_compile_*`), in the statement that meets it: that statement
-# took 55-70 ms longer, once per statement shape and process, and the embedded engine runs one
-# statement at a time, so every query and insert behind it waited as long. Compiled or not, the
-# bench's meter queries took the same time at 1M and 10M events (docs/performance.md, "Statements
-# compiled on their fourth run"). A ClickHouse server runs statements side by side and is left at its
-# operator's settings.
+# third time it meets it (`min_count_to_compile_*`), in the statement that meets it: the fourth run
+# of a windows statement took 49-74 ms instead of 6-14, once per statement shape and process, and
+# the embedded engine runs one statement at a time, so every query and insert behind it waited as
+# long. Compiled or not, the bench's meter queries took the same time at 1M and 10M events
+# (docs/performance.md, "Statements compiled on their fourth run"). A ClickHouse server runs
+# statements side by side and is left at its operator's settings.
 EMBEDDED_QUERY_SETTINGS = {"compile_expressions": 0, "compile_aggregate_expressions": 0, "compile_sort_description": 0}
 
 
