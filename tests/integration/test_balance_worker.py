@@ -151,16 +151,11 @@ async def test_snapshot_resume_equals_full_recomputation_with_late_events(stack:
     entitlement = await svc.create(
         NS,
         customer,
-        EntitlementInput(
-            type="metered",
-            feature_key=feature.key,
-            usage_period=RecurrenceInput("MONTH", datetime(2024, 1, 1, tzinfo=UTC)),
-            measure_usage_from=start.isoformat(),
-            grants=[
-                GrantInput(amount=100, effective_at=start, v2=True),
-                GrantInput(amount=50, effective_at=NOW - timedelta(hours=2), v2=True, priority=2),
-            ],
-            v2=True,
+        metered(
+            feature.key,
+            start,
+            GrantInput(amount=100, effective_at=start, v2=True),
+            GrantInput(amount=50, effective_at=NOW - timedelta(hours=2), v2=True, priority=2),
         ),
     )
     await flush(stack, ("acme", start + timedelta(minutes=30), 30), ("acme", NOW - timedelta(minutes=90), 40))
@@ -199,6 +194,18 @@ async def test_snapshot_resume_equals_full_recomputation_with_late_events(stack:
     assert (await svc.value(NS, entitlement, NOW)).balance == Decimal(65)
 
 
+def metered(feature_key: str, start: datetime | None = None, *grants: GrantInput) -> EntitlementInput:
+    """A monthly metered entitlement of the feature, measuring usage from `start` (default: now)."""
+    return EntitlementInput(
+        type="metered",
+        feature_key=feature_key,
+        usage_period=RecurrenceInput("MONTH", datetime(2024, 1, 1, tzinfo=UTC)),
+        measure_usage_from=start.isoformat() if start is not None else None,
+        grants=grants,
+        v2=True,
+    )
+
+
 @contextmanager
 def statements(engine: AsyncEngine) -> Iterator[list[str]]:
     """The SQL statements the engine's connections run inside the block."""
@@ -219,7 +226,6 @@ async def test_a_flush_finds_the_entitlements_of_its_subjects_customers_in_as_ma
 ) -> None:
     svc = stack.service
     feature = await svc.features.create(NS, FeatureCreateInput(key="fan_out", name="Fan-out", meter_slug="tokens"))
-    usage = {"usage_period": RecurrenceInput("MONTH", datetime(2024, 1, 1, tzinfo=UTC)), "v2": True}
 
     async def customer(key: str, subjects: list[str]) -> Any:
         return await svc.customers.create(NS, CustomerInput(name=key, key=key, subject_keys=subjects))
@@ -232,7 +238,7 @@ async def test_a_flush_finds_the_entitlements_of_its_subjects_customers_in_as_ma
     bystanders = [await customer(f"fan-by-{i}", [f"fan-by-{i}"]) for i in range(40)]
     expected = set()
     for owner in (two_subjects, one_subject):
-        entitlement = await svc.create(NS, owner, EntitlementInput(type="metered", feature_key=feature.key, **usage))
+        entitlement = await svc.create(NS, owner, metered(feature.key))
         expected.add(entitlement.id)
 
     few = ["fan-two-a", "fan-one"]
@@ -259,16 +265,7 @@ async def test_an_entitlement_created_after_its_customers_usage_is_recomputed_wi
     await flush(stack, ("late", start + timedelta(minutes=10), 30))
     assert await stack.worker.drain() == 0  # no entitlement yet
     entitlement = await svc.create(
-        NS,
-        customer,
-        EntitlementInput(
-            type="metered",
-            feature_key=feature.key,
-            usage_period=RecurrenceInput("MONTH", datetime(2024, 1, 1, tzinfo=UTC)),
-            measure_usage_from=start.isoformat(),
-            grants=[GrantInput(amount=100, effective_at=start, v2=True)],
-            v2=True,
-        ),
+        NS, customer, metered(feature.key, start, GrantInput(amount=100, effective_at=start, v2=True))
     )
     # No event since: the creation itself has the worker compute the balance (and publish it).
     assert await stack.worker.drain() == 1
