@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, or_
+from sqlalchemy import ARRAY, String, and_, any_, bindparam, delete, func, or_
 from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -66,6 +66,12 @@ _BY_ID_OR_KEY = sa_select(*plain_columns(CustomerRow)).where(
     _C.namespace == bindparam("namespace"),
     or_(_C.id == bindparam("id_or_key"), and_(_C.key == bindparam("id_or_key"), _C.deleted_at.is_(None))),
 )
+# The same for several IDs or keys at once.
+_TOKENS = bindparam("ids_or_keys", type_=ARRAY(String))
+_BY_IDS_OR_KEYS = sa_select(*plain_columns(CustomerRow)).where(
+    _C.namespace == bindparam("namespace"),
+    or_(_C.id == any_(_TOKENS), and_(_C.key == any_(_TOKENS), _C.deleted_at.is_(None))),
+)
 
 
 class PostgresCustomerRepository:
@@ -110,6 +116,17 @@ class PostgresCustomerRepository:
         rows = await autocommit(self._sessions, _BY_ID_OR_KEY, {"namespace": namespace, "id_or_key": id_or_key})
         row = next((r for r in rows if r.id == id_or_key), rows[0] if rows else None)
         return customer_from_row(row) if row is not None else None
+
+    async def resolve(self, namespace: str, ids_or_keys: Sequence[str]) -> dict[str, Customer]:
+        # What `get` finds for each, in one statement: by ID (deleted too), else a live one by key.
+        tokens = list(dict.fromkeys(ids_or_keys))
+        if not tokens:
+            return {}
+        rows = await autocommit(self._sessions, _BY_IDS_OR_KEYS, {"namespace": namespace, "ids_or_keys": tokens})
+        by_id = {row.id: row for row in rows}
+        by_key = {row.key: row for row in rows if row.key is not None and row.deleted_at is None}
+        found = {token: by_id.get(token, by_key.get(token)) for token in tokens}
+        return {token: customer_from_row(row) for token, row in found.items() if row is not None}
 
     async def get_many(self, namespace: str, ids: Sequence[str]) -> dict[str, Customer]:
         if not ids:

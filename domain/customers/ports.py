@@ -19,6 +19,11 @@ class CustomerRepository(Protocol):
 
     async def get(self, namespace: str, id_or_key: str, include_deleted: bool = False) -> Customer | None: ...
 
+    async def resolve(self, namespace: str, ids_or_keys: Sequence[str]) -> dict[str, Customer]:
+        """What `get` finds for each of `ids_or_keys`, in one read, keyed by what was asked; the
+        ones found by neither are absent."""
+        ...
+
     async def get_many(self, namespace: str, ids: Sequence[str]) -> dict[str, Customer]:
         """The customers among `ids` (deleted ones included), by ID, in one read."""
         ...

@@ -122,12 +122,8 @@ class CustomerService:
 
     async def resolve(self, namespace: str, ids_or_keys: Sequence[str]) -> dict[str, Customer]:
         """The live customers among `ids_or_keys` (IDs or keys), keyed by what was asked."""
-        found: dict[str, Customer] = {}
-        for token in dict.fromkeys(ids_or_keys):
-            customer = await self._customers.get(namespace, token)
-            if customer is not None and customer.deleted_at is None:
-                found[token] = customer
-        return found
+        found = await self._customers.resolve(namespace, ids_or_keys)
+        return {token: customer for token, customer in found.items() if customer.deleted_at is None}
 
     async def _check_conflicts(self, namespace: str, data: CustomerInput, own_id: str | None) -> None:
         if data.key:

@@ -1,0 +1,73 @@
+"""Customers resolved by ID or key, many at once, on real Postgres: what `get` finds for each, in one
+statement however many were asked (meter queries' and entitlement lists' customer filters)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest_asyncio
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from adapters.postgres.customers import PostgresCustomerRepository
+from adapters.postgres.db import create_engine, migrate, session_factory
+from domain.customers.models import CustomerInput
+from domain.customers.service import CustomerService
+from tests.support.services import require
+from tests.support.stack import create_database, postgres_available
+
+NS = "default"
+
+
+@pytest_asyncio.fixture
+async def engine() -> AsyncIterator[AsyncEngine]:
+    require(await postgres_available(), "PostgreSQL on 127.0.0.1:5432")
+    url = await create_database()
+    await migrate(url)
+    engine = create_engine(url, pool_size=2)
+    yield engine
+    await engine.dispose()
+
+
+@contextmanager
+def statements(engine: AsyncEngine) -> Iterator[list[str]]:
+    ran: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        ran.append(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    try:
+        yield ran
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", record)
+
+
+async def test_many_ids_and_keys_resolve_as_each_alone_in_one_statement(engine: AsyncEngine) -> None:
+    repository = PostgresCustomerRepository(session_factory(engine))
+    customers = CustomerService(repository)
+    acme = await customers.create(NS, CustomerInput(name="Acme", key="acme"))
+    keyless = await customers.create(NS, CustomerInput(name="No key", subject_keys=["no-key-subject"]))
+    gone = await customers.create(NS, CustomerInput(name="Gone", key="gone"))
+    await customers.delete(NS, gone.id)
+    # A live customer whose key is another customer's ID: asked for that ID, the ID wins.
+    shadow = await customers.create(NS, CustomerInput(name="Shadow", key=acme.id.lower()))
+    bystanders = [await customers.create(NS, CustomerInput(name=f"c{i}", key=f"c{i}")) for i in range(30)]
+
+    asked = [acme.id, "acme", keyless.id, gone.id, "gone", "nobody", acme.id.lower(), "acme"]
+    alone = {token: c for token in dict.fromkeys(asked) if (c := await repository.get(NS, token))}
+    with statements(engine) as few:
+        found = await customers.resolve(NS, asked)
+    # Each as `get` finds it alone, deleted ones left out (by ID or by key), unknown ones absent.
+    assert found == {t: c for t, c in alone.items() if c.deleted_at is None}
+    assert {t: c.id for t, c in found.items()} == {
+        acme.id: acme.id,
+        "acme": acme.id,
+        keyless.id: keyless.id,
+        acme.id.lower(): shadow.id,
+    }
+    with statements(engine) as many:
+        assert len(await customers.resolve(NS, [*asked, *(b.key or "" for b in bystanders)])) == 4 + 30
+    assert len(few) == len(many) == 1
