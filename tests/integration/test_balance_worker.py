@@ -7,8 +7,7 @@ including for late events inside the grace period, and the worker publishes Bala
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -17,7 +16,6 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.bus.hub import InProcessHub
@@ -45,7 +43,7 @@ from domain.metering.models import MeterCreateInput
 from domain.metering.service import MeterService
 from tests.support import event_store
 from tests.support.services import require, require_module
-from tests.support.stack import create_database, postgres_available
+from tests.support.stack import create_database, postgres_available, statements_run
 from workers.balance import BalanceWorker
 from workers.sink import EventSink, MeterCatalog
 
@@ -206,21 +204,6 @@ def metered(feature_key: str, start: datetime | None = None, *grants: GrantInput
     )
 
 
-@contextmanager
-def statements(engine: AsyncEngine) -> Iterator[list[str]]:
-    """The SQL statements the engine's connections run inside the block."""
-    ran: list[str] = []
-
-    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        ran.append(statement)
-
-    event.listen(engine.sync_engine, "before_cursor_execute", record)
-    try:
-        yield ran
-    finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", record)
-
-
 async def test_a_flush_finds_the_entitlements_of_its_subjects_customers_in_as_many_statements_for_any_number_of_subjects(
     stack: Stack,
 ) -> None:
@@ -243,9 +226,9 @@ async def test_a_flush_finds_the_entitlements_of_its_subjects_customers_in_as_ma
 
     few = ["fan-two-a", "fan-one"]
     many = ["fan-two-a", "fan-two-b", "fan-one", "fan-gone", "fan-nobody", *(b.key for b in bystanders)]
-    with statements(stack.engine) as for_few:
+    with statements_run(stack.engine) as for_few:
         found_for_few = await svc.affected(NS, few, ["prompt"])
-    with statements(stack.engine) as for_many:
+    with statements_run(stack.engine) as for_many:
         found_for_many = await svc.affected(NS, many, ["prompt"])
     assert {e.id for e in found_for_few} == {e.id for e in found_for_many} == expected
     assert await svc.affected(NS, many, ["another-type"]) == []

@@ -3,12 +3,9 @@ statement however many were asked (meter queries' and entitlement lists' custome
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import AsyncIterator
 
 import pytest_asyncio
-from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.postgres.customers import PostgresCustomerRepository
@@ -16,7 +13,7 @@ from adapters.postgres.db import create_engine, migrate, session_factory
 from domain.customers.models import CustomerInput
 from domain.customers.service import CustomerService
 from tests.support.services import require
-from tests.support.stack import create_database, postgres_available
+from tests.support.stack import create_database, postgres_available, statements_run
 
 NS = "default"
 
@@ -29,20 +26,6 @@ async def engine() -> AsyncIterator[AsyncEngine]:
     engine = create_engine(url, pool_size=2)
     yield engine
     await engine.dispose()
-
-
-@contextmanager
-def statements(engine: AsyncEngine) -> Iterator[list[str]]:
-    ran: list[str] = []
-
-    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        ran.append(statement)
-
-    event.listen(engine.sync_engine, "before_cursor_execute", record)
-    try:
-        yield ran
-    finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", record)
 
 
 async def test_many_ids_and_keys_resolve_as_each_alone_in_one_statement(engine: AsyncEngine) -> None:
@@ -58,7 +41,7 @@ async def test_many_ids_and_keys_resolve_as_each_alone_in_one_statement(engine: 
 
     asked = [acme.id, "acme", keyless.id, gone.id, "gone", "nobody", acme.id.lower(), "acme"]
     alone = {token: c for token in dict.fromkeys(asked) if (c := await repository.get(NS, token))}
-    with statements(engine) as few:
+    with statements_run(engine) as few:
         found = await customers.resolve(NS, asked)
     # Each as `get` finds it alone, deleted ones left out (by ID or by key), unknown ones absent.
     assert found == {t: c for t, c in alone.items() if c.deleted_at is None}
@@ -68,6 +51,6 @@ async def test_many_ids_and_keys_resolve_as_each_alone_in_one_statement(engine: 
         keyless.id: keyless.id,
         acme.id.lower(): shadow.id,
     }
-    with statements(engine) as many:
+    with statements_run(engine) as many:
         assert len(await customers.resolve(NS, [*asked, *(b.key or "" for b in bystanders)])) == 4 + 30
     assert len(few) == len(many) == 1

@@ -13,8 +13,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ import asyncpg
 import grpc
 import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.children import dying_with_parent
@@ -58,6 +58,21 @@ async def engine_with_tables(metadata: MetaData) -> AsyncIterator[AsyncEngine]:
         yield engine
     finally:
         await engine.dispose()
+
+
+@contextmanager
+def statements_run(engine: AsyncEngine) -> Iterator[list[str]]:
+    """The SQL statements the engine's connections run inside the block, in order."""
+    ran: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        ran.append(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    try:
+        yield ran
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", record)
 
 
 async def drop_created_databases() -> None:
