@@ -9,23 +9,18 @@ import pytest_asyncio
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.postgres.customers import PostgresCustomerRepository
-from adapters.postgres.db import create_engine, migrate, session_factory
+from adapters.postgres.db import session_factory
 from domain.customers.models import CustomerInput
 from domain.customers.service import CustomerService
-from tests.support.services import require
-from tests.support.stack import create_database, postgres_available, statements_run
+from tests.support.stack import migrated_engine, statements_run
 
 NS = "default"
 
 
 @pytest_asyncio.fixture
 async def engine() -> AsyncIterator[AsyncEngine]:
-    require(await postgres_available(), "PostgreSQL on 127.0.0.1:5432")
-    url = await create_database()
-    await migrate(url)
-    engine = create_engine(url, pool_size=2)
-    yield engine
-    await engine.dispose()
+    async with migrated_engine(pool_size=2) as engine:
+        yield engine
 
 
 async def test_many_ids_and_keys_resolve_as_each_alone_in_one_statement(engine: AsyncEngine) -> None:

@@ -19,20 +19,17 @@ import pytest_asyncio
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.postgres.db import create_engine, migrate, session_factory
+from adapters.postgres.db import session_factory
 from adapters.postgres.meters import PostgresMeterRepository
 from domain.metering.models import VALUES_BACKFILLED, Aggregation
 from tests.integration.test_meter_rollup_chdb import make_meter
-from tests.support.stack import create_database
+from tests.support.stack import migrated_engine
 
 
 @pytest_asyncio.fixture(scope="module")
-async def engine(postgres_ready: None) -> AsyncIterator[AsyncEngine]:
-    url = await create_database()
-    await migrate(url)
-    engine = create_engine(url, pool_size=4)
-    yield engine
-    await engine.dispose()
+async def engine() -> AsyncIterator[AsyncEngine]:
+    async with migrated_engine(pool_size=4) as engine:
+        yield engine
 
 
 async def _waiting_on_a_lock(engine: AsyncEngine) -> bool:

@@ -27,7 +27,7 @@ from sqlalchemy import MetaData, event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.children import dying_with_parent
-from adapters.postgres.db import create_engine
+from adapters.postgres.db import create_engine, migrate
 from server.config import KafkaSettings
 from tests.support.services import POSTGRES_ADMIN_URL, ROOT, free_port, port_open, require
 
@@ -54,6 +54,19 @@ async def engine_with_tables(metadata: MetaData) -> AsyncIterator[AsyncEngine]:
     engine = create_engine(await create_database(), pool_size=1)
     async with engine.begin() as connection:
         await connection.run_sync(metadata.create_all)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+@asynccontextmanager
+async def migrated_engine(pool_size: int) -> AsyncIterator[AsyncEngine]:
+    """Tally's engine (`create_engine`) on a new database with every migration applied."""
+    require(await postgres_available(), "PostgreSQL on 127.0.0.1:5432")
+    url = await create_database()
+    await migrate(url)
+    engine = create_engine(url, pool_size=pool_size)
     try:
         yield engine
     finally:
