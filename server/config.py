@@ -21,7 +21,9 @@ DEFAULT_CONFIG_FILE = Path("config.yaml")
 class SinkSettings(BaseModel):
     """How the sink worker batches events from the bus into the event store."""
 
-    # A batch is flushed when it holds this many events or has waited this long, whichever first.
+    # The most events one insert into the event store carries. On Kafka the sink gathers what
+    # arrives within flush_interval_ms of the first message (at most 1,000 messages) and stores it
+    # in inserts of at most max_batch_events; the in-process bus flushes what requests are waiting.
     max_batch_events: int = Field(default=20_000, ge=1)
     flush_interval_ms: int = Field(default=100, ge=1)
     # Duplicates of (namespace, source, id) are detected within this window of ingestion time.

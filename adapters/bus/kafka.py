@@ -3,8 +3,11 @@
 Framing: one Kafka message carries all of a request's events bound for one partition (a compact
 JSON array of arrays), so per-message overhead is paid per batch, not per event. An event's
 partition is chosen by a hash of (namespace, source, id): duplicates of an event always meet in the
-same partition, where one sink handles them in order. Offsets are committed only after the sink
-has stored the batch; a crash replays it and the sink's key records drop what was already stored.
+same partition, where one sink handles them in order. The sink gathers what arrives within its
+flush interval and stores the events of every fetched partition with shared inserts, each
+partition's keys claimed as a batch of its own (so a partition's next owner settles its part alone).
+Offsets are committed only after the sink has stored the batch; a crash replays it and the sink's
+key records drop what was already stored.
 A flush that leaves events in doubt (their keys held by a flush still pending: workers/sink.py) is
 not committed: the consumer seeks that partition back to its last committed offset and pauses it,
 delivering it again after a wait that doubles per attempt (up to IN_DOUBT_MAX_SECONDS), until the
@@ -40,6 +43,8 @@ STALL_SECONDS = 10.0
 # Redelivery of a batch with events in doubt: the first wait, doubled per attempt up to the second.
 IN_DOUBT_FIRST_SECONDS = 0.2
 IN_DOUBT_MAX_SECONDS = 5.0
+# Messages held for one flush at most (each carries one request's events for its partition).
+MAX_FETCH_MESSAGES = 1000
 
 
 # An event's fields in the order of the wire's inner arrays (and of Event's constructor); attrgetter
@@ -169,15 +174,6 @@ class _Handover(ConsumerRebalanceListener):  # type: ignore[misc]
             self.settled.set()
 
 
-class _InDoubt(Exception):
-    """A flush left events in doubt: no offset from their message on may be committed."""
-
-    def __init__(self, tp: TopicPartition, events: int) -> None:
-        super().__init__(f"{events} events of partition {tp.partition} are still being settled by another flush")
-        self.partition = tp.partition
-        self.events = events
-
-
 class KafkaSinkConsumer:
     """Drains the events topic into the sink, committing offsets only after each stored batch."""
 
@@ -231,8 +227,7 @@ class KafkaSinkConsumer:
                 try:
                     self._resume_due()
                     generation = self._handover.generation
-                    # Messages carry many events each; max_records bounds messages, not events.
-                    batches = await self._consumer.getmany(timeout_ms=self._flush_interval_ms, max_records=1000)
+                    batches = await self._fetch(generation)
                     if batches and not self._handover.settled.is_set() and not self._waiting_logged:
                         log.info("sink holding fetched events until its partitions are settled")
                         self._waiting_logged = True
@@ -241,15 +236,7 @@ class KafkaSinkConsumer:
                         # be another sink's now) and this assignment's interrupted flushes are settled.
                         current = self._handover.generation == generation and self._handover.settled.is_set()
                         if current:
-                            for tp, messages in batches.items():
-                                try:
-                                    await self._flush(tp, messages)
-                                except _InDoubt as doubt:
-                                    await self._hold_back(tp, doubt)
-                                    continue
-                                self._in_doubt.pop(tp, None)
-                                self._observe_lag(tp, messages[-1].offset + 1)
-                                self._progress[tp] = time.monotonic()
+                            await self._flush(batches)
                         elif batches:
                             self._refetch(batches)
                     if not current:
@@ -264,7 +251,7 @@ class KafkaSinkConsumer:
                     await self._rewind()
                     await asyncio.sleep(1.0)
 
-    async def _hold_back(self, tp: TopicPartition, doubt: _InDoubt) -> None:
+    async def _hold_back(self, tp: TopicPartition, events: int) -> None:
         """Not a failure: the flush holding the events' keys is still to be settled (this process
         settles its own in the background). The partition is fetched again from its committed offset
         once the wait is over; meanwhile the other partitions go on, and a rebalance can proceed."""
@@ -273,7 +260,7 @@ class KafkaSinkConsumer:
         log.warning(
             "sink batch has events still being settled; delivering it again",
             partition=tp.partition,
-            events=doubt.events,
+            events=events,
             retry_in_s=wait,
         )
         await self._rewind([tp])
@@ -331,39 +318,84 @@ class KafkaSinkConsumer:
                 await self._consumer.seek_to_beginning(tp)
             self._progress[tp] = now
 
-    async def _flush(self, tp: TopicPartition, messages: list[ConsumerRecord[bytes, bytes]]) -> None:
-        """Stores a partition's fetched messages in inserts of at most max_batch_events, committing each
-        message's offset once all its events are stored. Only about one insert's events are decoded at a
-        time: a fetch may hold a thousand messages of a thousand events each, and the sink's memory must
-        stay bounded however far behind it is."""
-        owner = f"{tp.topic}:{tp.partition}"
-        pending: list[Event] = []
-        done: ConsumerRecord[bytes, bytes] | None = None  # the last message whose events are all pending
-        for message in messages:
-            events = decode(message.value) if message.value else []
-            if pending and len(pending) + len(events) > self._max_batch_events:
-                await self._store(tp, pending, owner)
-                await self._commit(tp, done)
-                pending = []
-            # A message larger than one insert (max_batch_events below the ingest limit) is split.
-            while len(events) > self._max_batch_events:
-                await self._store(tp, events[: self._max_batch_events], owner)
-                events = events[self._max_batch_events :]
-            pending.extend(events)
-            done = message
-        if pending:
-            await self._store(tp, pending, owner)
-        await self._commit(tp, done)
+    async def _fetch(self, generation: int) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]:
+        """The next messages to store: what arrives within flush_interval_ms of the first one, up to
+        MAX_FETCH_MESSAGES. A sink that flushed every fetch at once would make a small insert per fetch
+        under light traffic (tens a second, each a new part for ClickHouse to write and merge);
+        waiting for the interval makes it one per interval, and a backlog is not held back."""
+        batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = await self._consumer.getmany(
+            timeout_ms=self._flush_interval_ms, max_records=MAX_FETCH_MESSAGES
+        )
+        held = sum(map(len, batches.values()))
+        deadline = time.monotonic() + self._flush_interval_ms / 1000
+        while 0 < held < MAX_FETCH_MESSAGES and self._handover.generation == generation:
+            left_ms = int((deadline - time.monotonic()) * 1000)
+            if left_ms <= 0 or self._stopping.is_set():
+                break
+            more = await self._consumer.getmany(timeout_ms=left_ms, max_records=MAX_FETCH_MESSAGES - held)
+            for tp, messages in more.items():
+                batches.setdefault(tp, []).extend(messages)
+                held += len(messages)
+        return batches
 
-    async def _store(self, tp: TopicPartition, events: list[Event], owner: str) -> None:
-        result = await self._sink.flush(events, owner=owner)
-        if result.in_doubt:
-            # What was stored stays stored (a redelivery finds it a duplicate); nothing is committed.
-            raise _InDoubt(tp, len(result.in_doubt))
+    async def _flush(self, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
+        """Stores the fetched messages of every partition in shared inserts of at most max_batch_events,
+        committing each partition's offset past a message once all its events are stored. Only about
+        one insert's events are decoded at a time: a fetch may hold a thousand messages of a thousand
+        events each, and the sink's memory must stay bounded however far behind it is. A partition
+        whose events are in doubt is held back (`_hold_back`) and the rest of its messages left for
+        its redelivery; the other partitions go on."""
+        parts: dict[TopicPartition, list[Event]] = {}
+        done: dict[TopicPartition, ConsumerRecord[bytes, bytes]] = {}  # last message whose events are all in `parts`
+        held: set[TopicPartition] = set()
+        size = 0
+        for tp, messages in batches.items():
+            for message in messages:
+                if tp in held:
+                    break
+                events = decode(message.value) if message.value else []
+                if size and size + len(events) > self._max_batch_events:
+                    await self._store(parts, done, held)
+                    parts, done, size = {}, {}, 0
+                # A message larger than one insert (max_batch_events below the ingest limit) is split.
+                while len(events) > self._max_batch_events and tp not in held:
+                    await self._store({tp: events[: self._max_batch_events]}, {}, held)
+                    events = events[self._max_batch_events :]
+                if tp in held:
+                    break
+                parts.setdefault(tp, []).extend(events)
+                done[tp] = message
+                size += len(events)
+        await self._store(parts, done, held)
+        now = time.monotonic()
+        for tp, messages in batches.items():
+            if tp not in held:
+                self._in_doubt.pop(tp, None)
+                self._observe_lag(tp, messages[-1].offset + 1)
+                self._progress[tp] = now
 
-    async def _commit(self, tp: TopicPartition, message: ConsumerRecord[bytes, bytes] | None) -> None:
-        if message is not None:
-            await self._consumer.commit({tp: message.offset + 1})
+    async def _store(
+        self,
+        parts: dict[TopicPartition, list[Event]],
+        done: dict[TopicPartition, ConsumerRecord[bytes, bytes]],
+        held: set[TopicPartition],
+    ) -> None:
+        """One insert of several partitions' events, then each partition's offset committed past its
+        last message in `done`, except for partitions with events in doubt, which are held back."""
+        parts = {tp: events for tp, events in parts.items() if tp not in held}
+        if not parts:
+            return
+        results = await self._sink.flush_parts([(f"{tp.topic}:{tp.partition}", events) for tp, events in parts.items()])
+        offsets: dict[TopicPartition, int] = {}
+        for tp, result in zip(parts, results, strict=True):
+            if result.in_doubt:
+                # What was stored stays stored (a redelivery finds it a duplicate); nothing is committed.
+                held.add(tp)
+                await self._hold_back(tp, len(result.in_doubt))
+            elif tp in done:
+                offsets[tp] = done[tp].offset + 1
+        if offsets:
+            await self._consumer.commit(offsets)
 
     def _observe_lag(self, tp: TopicPartition, committed: int) -> None:
         highwater = self._consumer.highwater(tp)

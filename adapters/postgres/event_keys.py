@@ -31,7 +31,7 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from domain.metering.events import Claim, Event, EventKey, PendingBatch, event_key, insert_token
+from domain.metering.events import Claim, Event, EventKey, PendingBatch, event_key
 
 # One statement records the pending batch and claims the keys. It counts the claimed keys instead
 # of returning them: almost every key is new, so one number usually says all.
@@ -57,6 +57,7 @@ _HOLDERS = text(
     " ORDER BY q.i"
 )
 _STORED = text("UPDATE sink_batches SET state = 'stored', event_keys = NULL WHERE id = :id")
+_STORED_ALL = text("UPDATE sink_batches SET state = 'stored', event_keys = NULL WHERE id = ANY(CAST(:ids AS bigint[]))")
 
 
 def key_hash(source: str, event_id: str) -> bytes:
@@ -73,9 +74,10 @@ class PostgresEventKeyStore:
         async with self._engine.connect() as connection:
             return await connection.execute(statement, params)
 
-    async def claim(self, owner: str, events: Sequence[Event]) -> Claim:
-        """Records a pending batch and claims its events' keys (`events` carry distinct keys); returns
-        the batch, the events it claimed and those in doubt. The rest are duplicates."""
+    async def claim(self, owner: str, events: Sequence[Event], token: str) -> Claim:
+        """Records a pending batch, to be stored by the insert named `token`, and claims its events'
+        keys (`events` carry distinct keys); returns the batch, the events it claimed and those in
+        doubt. The rest are duplicates."""
         now = self._clock()
         # Chosen here, not by a sequence, so one statement both creates the batch and claims keys.
         batch_id = secrets.randbits(62)
@@ -93,7 +95,7 @@ class PostgresEventKeyStore:
                 {
                     "batch_id": batch_id,
                     "owner": owner,
-                    "token": insert_token(batch_id),
+                    "token": token,
                     "triples": orjson.dumps(keys),
                     "now": now,
                     "namespaces": [namespace for namespace, _ in ordered],
@@ -113,8 +115,9 @@ class PostgresEventKeyStore:
                 in_doubt.append(event)
         return Claim(batch_id, claimed, in_doubt)
 
-    async def commit(self, batch_id: int) -> None:
-        await self._execute(_STORED, {"id": batch_id})
+    async def commit(self, batch_ids: Sequence[int]) -> None:
+        """Marks batches stored, in one statement."""
+        await self._execute(_STORED_ALL, {"ids": list(batch_ids)})
 
     async def abort(self, batch_id: int, keep: Sequence[EventKey] = ()) -> None:
         """Releases a batch's keys except `keep` (events found in the store after all)."""

@@ -7,6 +7,7 @@ field. A batch is accepted whole or not at all, so a rejected request never half
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -101,10 +102,12 @@ event_key: Callable[[Event], EventKey] = attrgetter("namespace", "source", "id")
 """An event's EventKey. attrgetter runs in C: the sink takes the keys of whole batches with it."""
 
 
-def insert_token(batch_id: int) -> str:
-    """Names a sink batch's insert in the event store: its deduplication token and its statement's id
-    (what settling ends before it looks), recorded with the batch."""
-    return f"batch-{batch_id}"
+def new_insert_token() -> str:
+    """Names one sink insert in the event store: its deduplication token and its statement's id (what
+    settling ends before it looks). Recorded with every batch whose events the insert carries (a
+    flush of several Kafka partitions claims one batch per partition), so each batch is settled by
+    its own partition's owner, whatever the others' fate."""
+    return f"insert-{secrets.randbits(62)}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,7 +30,7 @@ from adapters.clickhouse.client import ClickHouse
 from adapters.clickhouse.events import ClickHouseEventStore
 from adapters.postgres.db import create_engine, migrate
 from adapters.postgres.event_keys import PostgresEventKeyStore
-from domain.metering.events import Event, epoch_ms
+from domain.metering.events import Event, epoch_ms, new_insert_token
 from tests.support.services import Tansu
 from tests.support.stack import create_database, drop_created_databases
 
@@ -118,9 +118,9 @@ async def keys(flushes: int = 300) -> None:
             stored: list[float] = []
             for _ in range(flushes):
                 started = time.perf_counter()
-                batch_id = (await store.claim("bench", _events(8))).batch_id
+                batch_id = (await store.claim("bench", _events(8), new_insert_token())).batch_id
                 claimed = time.perf_counter()
-                await store.commit(batch_id)
+                await store.commit([batch_id])
                 claim.append(claimed - started)
                 stored.append(time.perf_counter() - claimed)
             print(

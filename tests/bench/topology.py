@@ -25,6 +25,7 @@ from pathlib import Path
 
 import grpc
 
+from server.config import SinkSettings
 from tally.v1 import (
     customers_pb2,
     customers_pb2_grpc,
@@ -61,6 +62,9 @@ def split_stack(work: Path) -> Iterator[tuple[TallyProcess, list[TallyProcess]]]
                 "TALLY_CLICKHOUSE_URL": endpoint.url,
                 "TALLY_LOG_LEVEL": "warning",
                 "TALLY_MIGRATE_ON_START": "true" if role == "api" else "false",
+                # The product's default, not the test stacks' faster cadence: these figures are the
+                # production topology's.
+                "TALLY_SINK__FLUSH_INTERVAL_MS": str(SinkSettings().flush_interval_ms),
             },
         )
         for role in ("api", "sink", "balance")

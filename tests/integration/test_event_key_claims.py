@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.postgres.db import create_engine, migrate
 from adapters.postgres.event_keys import PostgresEventKeyStore
-from domain.metering.events import Event, epoch_ms
+from domain.metering.events import Event, epoch_ms, new_insert_token
 from tests.support.stack import create_database
 
 CLAIMERS = 6
@@ -49,7 +49,9 @@ async def test_claims_of_the_same_keys_in_different_orders_never_deadlock(engine
         events = _events(f"race{round_}")
         orders = [list(events), list(reversed(events))]
         orders += [shuffle.sample(events, len(events)) for _ in range(CLAIMERS - 2)]
-        claims = await asyncio.gather(*(keys.claim(f"claimer-{i}", order) for i, order in enumerate(orders)))
+        claims = await asyncio.gather(
+            *(keys.claim(f"claimer-{i}", order, new_insert_token()) for i, order in enumerate(orders))
+        )
         claimed = [event.id for claim in claims for event in claim.claimed]
         # Exactly one batch holds each key; every other batch sees it held by a pending batch.
         assert sorted(claimed) == sorted(event.id for event in events)

@@ -15,7 +15,7 @@ must not be committed until the doubt resolves.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,7 +30,7 @@ from adapters.clickhouse.client import ClickHouse
 from adapters.clickhouse.events import ClickHouseEventStore
 from adapters.postgres.db import create_engine, migrate
 from adapters.postgres.event_keys import PostgresEventKeyStore
-from domain.metering.events import Event, EventKey, FlushResult, epoch_ms
+from domain.metering.events import Event, EventKey, FlushResult, epoch_ms, new_insert_token
 from domain.metering.ports import ExtractedValues
 from tests.support.metering import unique
 from tests.support.services import Tansu
@@ -71,27 +71,22 @@ class GatedWriter:
 class TracedSink(EventSink):
     """The real sink, remembering which partitions it flushed and which it settled."""
 
-    in_hand: str | None = None
+    in_hand: tuple[str, ...] = ()
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.recovered: list[str | None] = []
-        self.flushed: list[str | None] = []
-        self.sizes: list[int] = []
-        self.results: list[tuple[str | None, FlushResult]] = []
+        self.flushed: list[str] = []
+        self.sizes: list[int] = []  # events per insert
+        self.results: list[tuple[str, FlushResult]] = []
 
-    async def flush(
-        self,
-        events: Sequence[Event],
-        owner: str | None = None,
-        acknowledge: Callable[[FlushResult], None] | None = None,
-    ) -> FlushResult:
-        self.in_hand = owner
-        result = await super().flush(events, owner, acknowledge)
-        self.flushed.append(owner)
-        self.sizes.append(len(events))
-        self.results.append((owner, result))
-        return result
+    async def flush_parts(self, parts: Sequence[tuple[str, Sequence[Event]]]) -> list[FlushResult]:
+        self.in_hand = tuple(owner for owner, _ in parts)
+        results = await super().flush_parts(parts)
+        self.flushed.extend(self.in_hand)
+        self.sizes.append(sum(len(events) for _, events in parts))
+        self.results.extend(zip(self.in_hand, results, strict=True))
+        return results
 
     async def recover(self, owner: str | None = None) -> None:
         self.recovered.append(owner)
@@ -160,9 +155,17 @@ async def setup(postgres_ready: None, tansu: Tansu, tmp_path: Path) -> AsyncIter
     await engine.dispose()
 
 
-def _consumer(tansu: Tansu, setup: Setup, sink: EventSink, max_batch_events: int = 1000) -> KafkaSinkConsumer:
+def _consumer(
+    tansu: Tansu, setup: Setup, sink: EventSink, max_batch_events: int = 1000, flush_interval_ms: int = 20
+) -> KafkaSinkConsumer:
     return KafkaSinkConsumer(
-        tansu.brokers, setup.topic, setup.group, sink, max_batch_events, flush_interval_ms=20, session_timeout_ms=6000
+        tansu.brokers,
+        setup.topic,
+        setup.group,
+        sink,
+        max_batch_events,
+        flush_interval_ms=flush_interval_ms,
+        session_timeout_ms=6000,
     )
 
 
@@ -206,9 +209,11 @@ async def test_a_partition_changes_hands_only_after_its_batch_in_hand_is_stored(
             # Joining returns once the group has given the second sink its partitions.
             joining = asyncio.create_task(second.start())
             # Either the first sink is asked to give its partitions up (and must finish the batch
-            # in hand first), or, wrongly, the second has already taken that batch's partition.
+            # in hand first), or, wrongly, the second has already taken one of that batch's partitions.
             await wait_for(
-                lambda: _async(_logged(logs, "sink partitions revoked") or in_hand in second_sink.recovered),
+                lambda: _async(
+                    _logged(logs, "sink partitions revoked") or any(o in second_sink.recovered for o in in_hand)
+                ),
                 timeout=60,
             )
             gated.gate.set()
@@ -225,7 +230,7 @@ async def test_a_partition_is_flushed_only_after_its_interrupted_flush_is_settle
     # What a sink killed mid-flush leaves: every event of partition 0 claimed by a pending batch,
     # nothing stored, nothing committed.
     partition0 = [e for e in setup.events if partition_for(e, PARTITIONS) == 0]
-    await setup.keys.claim(f"{setup.topic}:0", partition0)
+    await setup.keys.claim(f"{setup.topic}:0", partition0, new_insert_token())
     gated = GatedWriter(setup.store, gate_lookups=True)
     sink = _sink(setup, gated, "next")
     consumer = _consumer(tansu, setup, sink)
@@ -271,6 +276,22 @@ async def test_a_fetch_is_stored_in_inserts_of_at_most_max_batch_events(tansu: T
     assert len(sink.sizes) < (EVENTS + len(small)) / 3
 
 
+async def test_the_partitions_fetched_within_the_flush_interval_share_one_insert(tansu: Tansu, setup: Setup) -> None:
+    """Under light traffic a sink that stored each fetch, partition by partition, at once would make
+    an insert per partition per fetch; what arrives within the flush interval is one insert, each
+    partition's keys still claimed by a batch of its own, and every offset committed."""
+    sink = _sink(setup, setup.store, "joined")
+    consumer = _consumer(tansu, setup, sink, flush_interval_ms=3000)
+    try:
+        await consumer.start()
+        await _wait_until_all_committed(tansu, setup)
+    finally:
+        await consumer.stop()
+    assert sink.sizes == [EVENTS]
+    assert sorted(sink.flushed) == [f"{setup.topic}:{p}" for p in range(PARTITIONS)]
+    assert await _stored(setup) == (EVENTS, EVENTS)
+
+
 async def test_no_offset_is_committed_past_events_in_doubt(tansu: Tansu, setup: Setup) -> None:
     """A flush's insert fails and settling it fails too: its batch stays pending, holding the keys. The
     consumer delivers the partition's events again; they are in doubt (not duplicates: the pending
@@ -278,7 +299,10 @@ async def test_no_offset_is_committed_past_events_in_doubt(tansu: Tansu, setup: 
     batch in the background, after which they are stored once."""
     writer = FailingWriter(setup.store)
     sink = TracedSink(writer, setup.keys, MeterCatalog(_NoMeters()), owner="doubt")
-    consumer = _consumer(tansu, setup, sink)
+    # Inserts no larger than the larger partition's events, so the failing first insert holds one
+    # partition's alone (the consumer otherwise stores both partitions' events with one insert).
+    largest = max(sum(1 for e in setup.events if partition_for(e, PARTITIONS) == p) for p in range(PARTITIONS))
+    consumer = _consumer(tansu, setup, sink, max_batch_events=largest)
     watcher = AIOKafkaConsumer(bootstrap_servers=tansu.brokers, group_id=setup.group, enable_auto_commit=False)
     await watcher.start()
     try:

@@ -207,7 +207,7 @@ class _MarkFails(PostgresEventKeyStore):
 
     settling_fails = False
 
-    async def commit(self, batch_id: int) -> None:
+    async def commit(self, batch_ids: Sequence[int]) -> None:
         raise Crash("died before marking the batch stored")
 
     async def abort(self, batch_id: int, keep: Sequence[EventKey] = ()) -> None:
@@ -400,6 +400,65 @@ async def test_crash_mid_flush_is_settled_by_recovery_at_start(stores: tuple) ->
     assert await _count(clickhouse, "crash-lost") == 25
 
 
+async def test_the_parts_of_a_joined_flush_share_one_insert_and_are_each_recovered_by_their_owner(
+    stores: tuple,
+) -> None:
+    """A Kafka fetch's partitions go into one insert, each partition's keys claimed by a batch of its
+    own: after a crash between the insert and the marks, recovering one partition settles its part
+    alone (the other stays pending for its own owner), and the replays are duplicates."""
+    engine, clickhouse = stores
+    sink, faulty = _sink(engine, clickhouse)
+    inserts: list[int] = []
+    real_insert = faulty.insert
+
+    async def counted(events: Sequence[Event], values: Sequence[ExtractedValues], token: str) -> None:
+        inserts.append(len(events))
+        await real_insert(events, values, token)
+
+    faulty.insert = counted  # type: ignore[method-assign]
+    first, second, empty = _events("part-a", 12), _events("part-b", 7), []
+    results = await sink.flush_parts([("t:0", first + first[:3]), ("t:1", second), ("t:2", empty)])
+    assert [(r.stored, r.duplicates) for r in results] == [(12, 3), (7, 0), (0, 0)]
+    assert inserts == [19]
+
+    landed_a, landed_b = _events("joined-a", 10), _events("joined-b", 5)
+    faulty.fail_after_insert = faulty.fail_lookups = True  # died after the insert, could not settle
+    with pytest.raises(Crash):
+        await sink.flush_parts([("t:0", landed_a), ("t:1", landed_b)])
+    assert inserts == [19, 15]
+    keys = PostgresEventKeyStore(engine)
+    assert [len(b.keys) for b in await keys.pending("t:0")] == [10]
+    assert [len(b.keys) for b in await keys.pending("t:1")] == [5]
+
+    restarted, _ = _sink(engine, clickhouse)
+    await restarted.recover("t:0")
+    assert await keys.pending("t:0") == []
+    assert [len(b.keys) for b in await keys.pending("t:1")] == [5]  # the other owner's, left to it
+    await restarted.recover("t:1")
+    assert await keys.pending("t:1") == []
+    replay = await restarted.flush_parts([("t:0", landed_a), ("t:1", landed_b)])
+    assert [(r.stored, r.duplicates) for r in replay] == [(0, 10), (0, 5)]
+    assert await _count(clickhouse, "joined-a") == 10
+    assert await _count(clickhouse, "joined-b") == 5
+
+
+async def test_a_joined_flush_whose_insert_fails_releases_every_part(stores: tuple) -> None:
+    """The insert fails before storing anything: each part's batch is settled at once, its keys
+    released, so the retry stores every part."""
+    engine, clickhouse = stores
+    sink, faulty = _sink(engine, clickhouse)
+    parts = [("t:0", _events("unstored-a", 6)), ("t:1", _events("unstored-b", 4))]
+    faulty.fail_before_insert = True
+    with pytest.raises(Crash):
+        await sink.flush_parts(parts)
+    keys = PostgresEventKeyStore(engine)
+    assert await keys.pending("t:0") == [] and await keys.pending("t:1") == []
+    faulty.fail_before_insert = False
+    assert [(r.stored, r.duplicates) for r in await sink.flush_parts(parts)] == [(6, 0), (4, 0)]
+    assert await _count(clickhouse, "unstored-a") == 6
+    assert await _count(clickhouse, "unstored-b") == 4
+
+
 async def test_concurrent_flushes_of_the_same_events_store_once(stores: tuple) -> None:
     engine, clickhouse = stores
     sink, _ = _sink(engine, clickhouse)
@@ -442,14 +501,14 @@ async def test_an_insert_the_server_still_holds_when_its_client_gives_up_never_l
     engine, clickhouse, impatient, endpoint = held_inserts
     sink, _ = _sink(engine, impatient)
     events = _events("held", 5)
-    endpoint.hold("batch-")
+    endpoint.hold("insert-")
     try:
         with pytest.raises(Exception, match=r"(?i)timed? ?out"):
             await sink.flush(events)
     finally:
         endpoint.release()
     # Whatever the server still held runs now, if it was not ended: let it finish before the retry.
-    await wait_for(lambda: _idle(endpoint, "batch-"), timeout=30)
+    await wait_for(lambda: _idle(endpoint, "insert-"), timeout=30)
     retry = await sink.flush(events)
     # Settled as "not stored", the batch's keys were released and the retry stored the events: the
     # held insert must never have landed, or they would be stored twice.
