@@ -17,7 +17,15 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from adapters.postgres.db import autocommit, plain_columns
-from adapters.postgres.entitlements_tables import BalanceSnapshotRow, EntitlementRow, GrantRow, UsageResetRow
+from adapters.postgres.entitlements_tables import (
+    BalanceSnapshotRow,
+    CustomerSubjectRow,
+    EntitlementRow,
+    FeatureRow,
+    GrantRow,
+    UsageResetRow,
+)
+from adapters.postgres.tables import MeterRow
 from domain.entitlements.engine import Snapshot
 from domain.entitlements.grants import ExpirationDuration, ExpirationPeriod
 from domain.entitlements.models import Entitlement, EntitlementListQuery, EntitlementType, StoredGrant, UsageReset
@@ -138,15 +146,18 @@ _E = EntitlementRow.__table__.c  # type: ignore[attr-defined]
 _R = UsageResetRow.__table__.c  # type: ignore[attr-defined]
 _G = GrantRow.__table__  # type: ignore[attr-defined]
 _S = BalanceSnapshotRow.__table__  # type: ignore[attr-defined]
+_CS = CustomerSubjectRow.__table__.c  # type: ignore[attr-defined]
+_F = FeatureRow.__table__  # type: ignore[attr-defined]
+_M = MeterRow.__table__  # type: ignore[attr-defined]
 
 # Entitlements with their usage resets (a row per reset, or one with NULL reset columns).
-_ENTITLEMENTS = sa_select(
-    *plain_columns(EntitlementRow),
+_RESET_COLUMNS = (
     _R.reset_at,
     _R.anchor.label("reset_anchor"),
     _R.usage_interval.label("reset_usage_interval"),
     _R.preserve_overage.label("reset_preserve_overage"),
-).select_from(
+)
+_ENTITLEMENTS = sa_select(*plain_columns(EntitlementRow), *_RESET_COLUMNS).select_from(
     EntitlementRow.__table__.outerjoin(  # type: ignore[attr-defined]
         UsageResetRow.__table__,  # type: ignore[attr-defined]
         and_(_R.namespace == _E.namespace, _R.entitlement_id == _E.id),
@@ -346,18 +357,45 @@ class PostgresEntitlementRepository:
             except IntegrityError as exc:
                 raise ConflictError("a reset at this time already exists") from exc
 
-    async def active_metered(
-        self, namespace: str, customer_ids: Sequence[str], feature_ids: Sequence[str]
+    async def metered_touched_by(
+        self, namespace: str, subject_keys: Sequence[str], event_types: Sequence[str]
     ) -> list[Entitlement]:
-        return await self._read(
-            _ENTITLEMENTS.where(
+        # One statement, read through indexes, whatever the size of the namespace's catalogue
+        # (reading its meters and features first cost every flush as much): the subjects' live
+        # customers by the subject index, then each one's metered entitlements by the customer
+        # index, on features (archived ones too) of live meters of these types. The per-customer
+        # LATERAL keeps the plan that way when Postgres plans it generically (a prepared statement
+        # after five runs) from stale statistics; a semi-join over the customers was planned as a
+        # scan of the namespace's subjects per entitlement, 10 x slower at 100 subjects.
+        owners = (
+            sa_select(_CS.customer_id)
+            .where(_CS.namespace == namespace, _CS.subject_key.in_(list(subject_keys)))
+            .distinct()
+            .subquery("owners")
+        )
+        features = (
+            sa_select(_F.c.id)
+            .select_from(_F.join(_M, and_(_M.c.namespace == _F.c.namespace, _M.c.slug == _F.c.meter_slug)))
+            .where(_F.c.namespace == namespace, _M.c.deleted_at.is_(None), _M.c.event_type.in_(list(event_types)))
+        )
+        touched = (
+            sa_select(*plain_columns(EntitlementRow))
+            .where(
                 _E.namespace == namespace,
+                _E.customer_id == owners.c.customer_id,
                 _E.type == EntitlementType.METERED.value,
-                _E.customer_id.in_(list(customer_ids)),
-                _E.feature_id.in_(list(feature_ids)),
                 _E.deleted_at.is_(None),
+                _E.feature_id.in_(features),
+            )
+            .lateral("touched")
+        )
+        statement = sa_select(*touched.c, *_RESET_COLUMNS).select_from(
+            owners.join(touched, true()).outerjoin(
+                UsageResetRow.__table__,  # type: ignore[attr-defined]
+                and_(_R.namespace == touched.c.namespace, _R.entitlement_id == touched.c.id),
             )
         )
+        return await self._read(statement)
 
 
 class PostgresGrantRepository:

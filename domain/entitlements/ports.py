@@ -40,9 +40,13 @@ class EntitlementRepository(Protocol):
 
     async def add_reset(self, namespace: str, entitlement_id: str, reset: UsageReset) -> None: ...
 
-    async def active_metered(
-        self, namespace: str, customer_ids: Sequence[str], feature_ids: Sequence[str]
-    ) -> list[Entitlement]: ...
+    async def metered_touched_by(
+        self, namespace: str, subject_keys: Sequence[str], event_types: Sequence[str]
+    ) -> list[Entitlement]:
+        """Undeleted metered entitlements whose usage events of these subjects and types can change:
+        those of the subjects' live customers on features (archived ones too) of live meters of
+        these event types."""
+        ...
 
 
 class GrantRepository(Protocol):

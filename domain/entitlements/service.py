@@ -843,20 +843,10 @@ class EntitlementService:
 
     async def affected(self, namespace: str, subjects: Sequence[str], event_types: Sequence[str]) -> list[Entitlement]:
         """Active metered entitlements whose usage events of these subjects and types can change."""
-        meters = [m for m in await self._meters.list_meters(namespace) if m.event_type in set(event_types)]
-        if not meters:
+        if not subjects or not event_types:
             return []
-        slugs = {m.slug for m in meters}
-        features, _, _, _, _ = await self.features.list_features(namespace, _all_features())
-        feature_ids = [f.id for f in features if f.meter_slug in slugs]
-        if not feature_ids:
-            return []
-        # One statement for every subject of the flush (a flush of 1,000 events may touch hundreds).
-        customer_ids = list(dict.fromkeys((await self.customers.owners(namespace, subjects)).values()))
-        if not customer_ids:
-            return []
+        found = await self._entitlements.metered_touched_by(namespace, subjects, event_types)
         now = self._clock()
-        found = await self._entitlements.active_metered(namespace, customer_ids, feature_ids)
         # Scheduled ones that have not started, or have ended, have no balance to recompute.
         return [e for e in found if e.active_at(now)]
 
@@ -897,13 +887,6 @@ def _utc(value: datetime, field: str) -> datetime:
     if value.tzinfo is None:
         raise ValidationError.single(field, "must carry a time zone", "invalid_time")
     return value.astimezone(UTC)
-
-
-def _all_features() -> Any:
-    from domain.catalog.models import ListFeaturesInput
-
-    # Archived ones too: entitlements of an archived feature keep working (OpenMeter).
-    return ListFeaturesInput(include_archived=True)
 
 
 def _subject_key(customer: Customer) -> str:

@@ -70,6 +70,7 @@ class Stack:
     published: list[BalanceSnapshotEvent]
     clock: Clock
     engine: AsyncEngine
+    meters: MeterService
 
 
 @pytest_asyncio.fixture(scope="module", params=event_store.KINDS)
@@ -117,10 +118,11 @@ async def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
     # As the server wires it (through the announcements): grants, voids, resets and new entitlements.
     service.on_change = worker.on_change
     sink.subscribe(worker.on_flush)
-    await MeterService(meters, store, clock).create(
+    meter_service = MeterService(meters, store, clock)
+    await meter_service.create(
         NS, MeterCreateInput(slug="tokens", aggregation="SUM", event_type="prompt", value_property="$.tokens")
     )
-    yield Stack(service, worker, sink, grants, published, clock, engine)
+    yield Stack(service, worker, sink, grants, published, clock, engine, meter_service)
     clickhouse.close()
     await engine.dispose()
 
@@ -204,11 +206,20 @@ def metered(feature_key: str, start: datetime | None = None, *grants: GrantInput
     )
 
 
-async def test_a_flush_finds_the_entitlements_of_its_subjects_customers_in_as_many_statements_for_any_number_of_subjects(
+async def test_a_flush_finds_the_entitlements_its_usage_can_change_in_one_statement_for_any_number_of_subjects(
     stack: Stack,
 ) -> None:
     svc = stack.service
     feature = await svc.features.create(NS, FeatureCreateInput(key="fan_out", name="Fan-out", meter_slug="tokens"))
+    archived = await svc.features.create(NS, FeatureCreateInput(key="fan_old", name="Old", meter_slug="tokens"))
+    for slug, event_type in (("fan_completions", "completion"), ("fan_dropped", "prompt")):
+        await stack.meters.create(NS, MeterCreateInput(slug=slug, aggregation="COUNT", event_type=event_type))
+    completions = await svc.features.create(
+        NS, FeatureCreateInput(key="fan_completions", name="Completions", meter_slug="fan_completions")
+    )
+    dropped = await svc.features.create(
+        NS, FeatureCreateInput(key="fan_dropped", name="Dropped", meter_slug="fan_dropped")
+    )
 
     async def customer(key: str, subjects: list[str]) -> Any:
         return await svc.customers.create(NS, CustomerInput(name=key, key=key, subject_keys=subjects))
@@ -216,13 +227,25 @@ async def test_a_flush_finds_the_entitlements_of_its_subjects_customers_in_as_ma
     two_subjects = await customer("fan-two", ["fan-two-a", "fan-two-b"])
     one_subject = await customer("fan-one", ["fan-one"])
     gone = await customer("fan-gone", ["fan-gone"])
-    await svc.customers.delete(NS, gone.id)
     # Customers with subjects but without an entitlement on a meter of the flushed type.
     bystanders = [await customer(f"fan-by-{i}", [f"fan-by-{i}"]) for i in range(40)]
     expected = set()
-    for owner in (two_subjects, one_subject):
+    for owner in (two_subjects, one_subject, gone):
         entitlement = await svc.create(NS, owner, metered(feature.key))
-        expected.add(entitlement.id)
+        if owner is not gone:
+            expected.add(entitlement.id)
+    await svc.customers.delete(NS, gone.id)
+    # Entitlements of an archived feature keep counting usage (as OpenMeter's do).
+    expected.add((await svc.create(NS, one_subject, metered(archived.key))).id)
+    await svc.features.archive(NS, archived.id)
+    # Not the flushed type's: another meter's, and a deleted meter's (even of the same type).
+    other_type = await svc.create(NS, two_subjects, metered(completions.key))
+    await svc.create(NS, two_subjects, metered(dropped.key))
+    await stack.meters.delete(NS, "fan_dropped")
+    # Deleted entitlements and other types count nothing.
+    deleted = await svc.create(NS, one_subject, metered(completions.key))
+    await svc.delete(NS, deleted)
+    await svc.create(NS, bystanders[0], EntitlementInput(type="boolean", feature_key=feature.key))
 
     few = ["fan-two-a", "fan-one"]
     many = ["fan-two-a", "fan-two-b", "fan-one", "fan-gone", "fan-nobody", *(b.key for b in bystanders)]
@@ -231,10 +254,11 @@ async def test_a_flush_finds_the_entitlements_of_its_subjects_customers_in_as_ma
     with statements_run(stack.engine) as for_many:
         found_for_many = await svc.affected(NS, many, ["prompt"])
     assert {e.id for e in found_for_few} == {e.id for e in found_for_many} == expected
+    assert [e.id for e in await svc.affected(NS, many, ["completion", "another-type"])] == [other_type.id]
     assert await svc.affected(NS, many, ["another-type"]) == []
-    assert await svc.affected(NS, ["fan-gone", "fan-nobody", "fan-by-3"], ["prompt"]) == []
-    # The subjects' customers are one statement, however many subjects the flush touched.
-    assert len(for_many) == len(for_few), (for_few, for_many)
+    assert await svc.affected(NS, ["fan-gone", "fan-nobody", "fan-by-0", "fan-by-3"], ["prompt"]) == []
+    # One statement, however many subjects the flush touched and however large the catalogue.
+    assert len(for_few) == len(for_many) == 1, (for_few, for_many)
 
 
 async def test_an_entitlement_created_after_its_customers_usage_is_recomputed_without_another_event(
