@@ -26,6 +26,8 @@ from domain.errors import NotFoundError
 log = structlog.get_logger(__name__)
 
 Touched = Iterable[tuple[str, str, str]]
+# Entitlements recomputed at once by one drain.
+CONCURRENT_RECOMPUTATIONS = 16
 
 
 class BalanceWorker:
@@ -80,31 +82,44 @@ class BalanceWorker:
         for namespace, (subjects, types) in touched.items():
             for entitlement in await self._service.affected(namespace, sorted(subjects), sorted(types)):
                 targets.add((namespace, entitlement.id))
-        done = 0
-        for namespace, entitlement_id in sorted(targets):
-            metrics.LIVENESS.beat("balance")
-            started = time.perf_counter()
-            try:
-                entitlement = await self._service.get(namespace, entitlement_id)
-                # Deleted, not yet started or already ended (scheduled entitlements): no balance.
-                if not entitlement.metered or not entitlement.active_at(self._service.now()):
-                    continue
-                event = await self._service.snapshot_event(namespace, entitlement)
-            except NotFoundError:
-                continue
-            except Exception:
-                metrics.BALANCE_ERRORS.inc()
-                log.exception("recomputing an entitlement failed", entitlement=entitlement_id)
-                continue
-            await self._service.publish(event)
-            done += 1
-            metrics.BALANCE_RECOMPUTED.inc()
-            metrics.BALANCE_SECONDS.observe(time.perf_counter() - started)
-            log.debug(
-                "entitlement recomputed",
-                entitlement=entitlement_id,
-                balance=str(event.balance),
-                ms=round((time.perf_counter() - started) * 1000, 1),
-            )
+        # Several at once: concurrent computations of one meter's usage share one event-store
+        # statement (adapters/clickhouse/windows_batches.py), whose fixed cost dominates; one at a
+        # time, a flush that touched a thousand customers took a statement each.
+        running = asyncio.Semaphore(CONCURRENT_RECOMPUTATIONS)
+
+        async def recompute(namespace: str, entitlement_id: str) -> bool:
+            async with running:
+                metrics.LIVENESS.beat("balance")
+                return await self._recompute(namespace, entitlement_id)
+
+        done = sum(await asyncio.gather(*(recompute(*target) for target in sorted(targets))))
         self.recomputed += done
         return done
+
+    async def _recompute(self, namespace: str, entitlement_id: str) -> bool:
+        """Recomputes one entitlement and publishes its balance; False if it has none (or failed)."""
+        started = time.perf_counter()
+        try:
+            entitlement = await self._service.get(namespace, entitlement_id)
+            # Deleted, not yet started or already ended (scheduled entitlements): no balance.
+            if not entitlement.metered or not entitlement.active_at(self._service.now()):
+                return False
+            event = await self._service.snapshot_event(namespace, entitlement)
+            await self._service.publish(event)
+        except NotFoundError:
+            return False
+        except Exception:
+            # Recomputed again with the next drain (the next announcement wakes it).
+            self._entitlements.add((namespace, entitlement_id))
+            metrics.BALANCE_ERRORS.inc()
+            log.exception("recomputing an entitlement failed", entitlement=entitlement_id)
+            return False
+        metrics.BALANCE_RECOMPUTED.inc()
+        metrics.BALANCE_SECONDS.observe(time.perf_counter() - started)
+        log.debug(
+            "entitlement recomputed",
+            entitlement=entitlement_id,
+            balance=str(event.balance),
+            ms=round((time.perf_counter() - started) * 1000, 1),
+        )
+        return True

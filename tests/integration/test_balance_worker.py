@@ -278,3 +278,29 @@ async def test_an_entitlement_created_after_its_customers_usage_is_recomputed_wi
     assert await stack.worker.drain() == 1
     event = stack.published[-1]
     assert (event.entitlement_id, event.usage, event.balance) == (entitlement.id, Decimal(30), Decimal(70))
+
+
+async def test_a_recomputation_that_fails_is_retried_by_the_next_drain(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    svc = stack.service
+    await stack.worker.drain()  # whatever earlier tests left announced
+    customer = await svc.customers.create(NS, CustomerInput(name="Retry", key="retry", subject_keys=["retry"]))
+    feature = await svc.features.create(NS, FeatureCreateInput(key="retry_tokens", name="Retry", meter_slug="tokens"))
+    start = NOW - timedelta(hours=2)
+    await flush(stack, ("retry", start + timedelta(minutes=5), 40))
+    entitlement = await svc.create(
+        NS, customer, metered(feature.key, start, GrantInput(amount=100, effective_at=start, v2=True))
+    )
+    publish = svc.publish
+
+    async def unreachable(event: object) -> None:
+        raise ConnectionError("the notification bus is away")
+
+    monkeypatch.setattr(svc, "publish", unreachable)
+    assert await stack.worker.drain() == 0
+    monkeypatch.setattr(svc, "publish", publish)
+    # No announcement since: the failed one is still due.
+    assert await stack.worker.drain() == 1
+    event = stack.published[-1]
+    assert (event.entitlement_id, event.usage, event.balance) == (entitlement.id, Decimal(40), Decimal(60))
