@@ -148,6 +148,14 @@ async def usage_meter(http: httpx.AsyncClient) -> tuple[str, str]:
     return slug, event_type
 
 
+async def open_page(page: Page, name: str) -> None:
+    """Follows the navigation link to a page and waits for its heading: the console routes on the
+    hash, so the page in view changes a moment after the click, and a field filled meanwhile by its
+    label can be the previous page's field of the same name (a feature's Name, say)."""
+    await page.get_by_role("link", name=name).click()
+    await page.get_by_role("heading", name=name, exact=True).wait_for()
+
+
 async def show_usage(page: Page, slug: str, *, window: str, group_by: list[str]) -> None:
     await page.get_by_label("Meter", exact=True).select_option(slug)
     await page.get_by_label("Time range", exact=True).select_option("custom")
@@ -324,13 +332,13 @@ async def test_readme_quickstart_in_the_console(page: Page, tally: TallyProcess,
     await page.get_by_role("button", name="Create meter").click()
     await page.locator(f'tr[data-meter="{slug}"]').wait_for()
 
-    await page.get_by_role("link", name="Features").click()
+    await open_page(page, "Features")
     await page.get_by_label("Key", exact=True).fill(feature_key)
     await page.get_by_label("Meter (slug; empty for a boolean or static feature)", exact=True).fill(slug)
     await page.get_by_role("button", name="Create feature").click()
     await page.locator(f'tr[data-feature="{feature_key}"]').wait_for()
 
-    await page.get_by_role("link", name="Customers").click()
+    await open_page(page, "Customers")
     await page.get_by_label("Name", exact=True).fill(name)
     await page.get_by_label("Key", exact=True).fill(key)
     await page.get_by_role("button", name="Create customer").click()
@@ -356,7 +364,7 @@ async def test_readme_quickstart_in_the_console(page: Page, tally: TallyProcess,
 
     # Events, sent from the Events page with the time left at "now"; data that is no JSON object is
     # refused by the server, in its words.
-    await page.get_by_role("link", name="Events").click()
+    await open_page(page, "Events")
     await page.get_by_label("Subject contains", exact=True).fill(key)
     await page.get_by_label("Type", exact=True).fill(event_type)
     await page.get_by_label("Subject", exact=True).fill(key)
@@ -399,7 +407,7 @@ async def test_readme_quickstart_in_the_console(page: Page, tally: TallyProcess,
     # the current minute counts): the meter query's rows, 50 tokens in all.
     hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     start, end = hour - timedelta(hours=1), hour + timedelta(hours=2)
-    await page.get_by_role("link", name="Usage").click()
+    await open_page(page, "Usage")
     await page.get_by_label("Meter", exact=True).select_option(slug)
     await page.get_by_label("Time range", exact=True).select_option("custom")
     await page.get_by_label("Time zone", exact=True).fill("UTC")
@@ -504,7 +512,7 @@ async def test_sign_in_with_keys_of_each_scope(browser: Browser, secured: TallyP
         await page.get_by_role("link", name=name).wait_for()
         await screenshot(page, "customers")
         # Sending events takes the ingest scope, which write does not imply: no form for this key.
-        await page.get_by_role("link", name="Events").click()
+        await open_page(page, "Events")
         await page.locator('section[aria-label="Event list"][data-state="done"]').wait_for()
         assert await page.get_by_role("button", name="Send event").count() == 0
     # Created in the key's namespace, through the API.
@@ -633,7 +641,7 @@ async def test_events_tail_and_meters_pages(page: Page, tally: TallyProcess, htt
     assert created not in [meter["slug"] for meter in (await http.get("/api/v1/meters")).json()]
 
     # Features: create one on the meter, then archive it.
-    await page.get_by_role("link", name="Features").click()
+    await open_page(page, "Features")
     feature = unique("console_feature")
     await page.get_by_label("Key", exact=True).fill(feature)
     await page.get_by_label("Meter (slug; empty for a boolean or static feature)", exact=True).fill(slug)
