@@ -5,8 +5,8 @@ The sink announces the (namespace, subject, event type) triples of every stored 
 metered entitlement, and grant, void and reset calls, announce the entitlement. The worker coalesces
 announcements, finds the active metered entitlements they touch (the subject's customer, features on
 meters of the event type), recomputes each balance (which stores a snapshot once an instant is older
-than the grace period) and publishes a BalanceSnapshotEvent for notifications. Announcing never
-blocks the sink.
+than the grace period) and publishes a BalanceSnapshotEvent for notifications, several at once so
+that computations of one meter share the event store's statement. Announcing never blocks the sink.
 """
 
 from __future__ import annotations
