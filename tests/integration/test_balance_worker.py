@@ -261,18 +261,25 @@ async def test_a_flush_finds_the_entitlements_its_usage_can_change_in_one_statem
     assert len(for_few) == len(for_many) == 1, (for_few, for_many)
 
 
+async def customer_with_usage(stack: Stack, key: str, tokens: int) -> tuple[Any, str, datetime]:
+    """A customer (subject `key`) with `tokens` of usage stored two hours ago and a feature on the
+    meter, no entitlement yet, and nothing left announced to the worker: (customer, feature key, start)."""
+    svc = stack.service
+    await stack.worker.drain()  # whatever earlier tests left announced
+    customer = await svc.customers.create(NS, CustomerInput(name=key, key=key, subject_keys=[key]))
+    feature = await svc.features.create(NS, FeatureCreateInput(key=f"{key}_tokens", name=key, meter_slug="tokens"))
+    start = NOW - timedelta(hours=2)
+    await flush(stack, (key, start + timedelta(minutes=10), tokens))
+    return customer, feature.key, start
+
+
 async def test_an_entitlement_created_after_its_customers_usage_is_recomputed_without_another_event(
     stack: Stack,
 ) -> None:
-    svc = stack.service
-    await stack.worker.drain()  # whatever earlier tests left announced
-    customer = await svc.customers.create(NS, CustomerInput(name="Late", key="late", subject_keys=["late"]))
-    feature = await svc.features.create(NS, FeatureCreateInput(key="late_tokens", name="Late", meter_slug="tokens"))
-    start = NOW - timedelta(hours=2)
-    await flush(stack, ("late", start + timedelta(minutes=10), 30))
+    customer, feature_key, start = await customer_with_usage(stack, "late", 30)
     assert await stack.worker.drain() == 0  # no entitlement yet
-    entitlement = await svc.create(
-        NS, customer, metered(feature.key, start, GrantInput(amount=100, effective_at=start, v2=True))
+    entitlement = await stack.service.create(
+        NS, customer, metered(feature_key, start, GrantInput(amount=100, effective_at=start, v2=True))
     )
     # No event since: the creation itself has the worker compute the balance (and publish it).
     assert await stack.worker.drain() == 1
@@ -284,13 +291,9 @@ async def test_a_recomputation_that_fails_is_retried_by_the_next_drain(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     svc = stack.service
-    await stack.worker.drain()  # whatever earlier tests left announced
-    customer = await svc.customers.create(NS, CustomerInput(name="Retry", key="retry", subject_keys=["retry"]))
-    feature = await svc.features.create(NS, FeatureCreateInput(key="retry_tokens", name="Retry", meter_slug="tokens"))
-    start = NOW - timedelta(hours=2)
-    await flush(stack, ("retry", start + timedelta(minutes=5), 40))
+    customer, feature_key, start = await customer_with_usage(stack, "retry", 40)
     entitlement = await svc.create(
-        NS, customer, metered(feature.key, start, GrantInput(amount=100, effective_at=start, v2=True))
+        NS, customer, metered(feature_key, start, GrantInput(amount=100, effective_at=start, v2=True))
     )
     publish = svc.publish
 

@@ -188,6 +188,15 @@ async def _wait_until_all_committed(tansu: Tansu, setup: Setup) -> None:
         await watcher.stop()
 
 
+async def _consume_everything(tansu: Tansu, setup: Setup, consumer: KafkaSinkConsumer) -> None:
+    """Runs the consumer until every offset of the topic is committed."""
+    try:
+        await consumer.start()
+        await _wait_until_all_committed(tansu, setup)
+    finally:
+        await consumer.stop()
+
+
 async def _stored(setup: Setup) -> tuple[int, int]:
     rows = await setup.clickhouse.query("SELECT count(), uniqExact(id) FROM events WHERE namespace = 'ns'")
     return int(rows[0][0]), int(rows[0][1])
@@ -264,12 +273,7 @@ async def test_a_fetch_is_stored_in_inserts_of_at_most_max_batch_events(tansu: T
     await bus.stop()
     sink = _sink(setup, setup.store, "bounded")
     # Below the large messages' size (they are split) and above the small ones' (they are gathered).
-    consumer = _consumer(tansu, setup, sink, max_batch_events=7)
-    try:
-        await consumer.start()
-        await _wait_until_all_committed(tansu, setup)
-    finally:
-        await consumer.stop()
+    await _consume_everything(tansu, setup, _consumer(tansu, setup, sink, max_batch_events=7))
     assert await _stored(setup) == (EVENTS + len(small), EVENTS + len(small))
     assert max(sink.sizes) <= 7
     # Small messages were gathered into shared inserts, not stored one message at a time.
@@ -281,12 +285,7 @@ async def test_the_partitions_fetched_within_the_flush_interval_share_one_insert
     an insert per partition per fetch; what arrives within the flush interval is one insert, each
     partition's keys still claimed by a batch of its own, and every offset committed."""
     sink = _sink(setup, setup.store, "joined")
-    consumer = _consumer(tansu, setup, sink, flush_interval_ms=3000)
-    try:
-        await consumer.start()
-        await _wait_until_all_committed(tansu, setup)
-    finally:
-        await consumer.stop()
+    await _consume_everything(tansu, setup, _consumer(tansu, setup, sink, flush_interval_ms=3000))
     assert sink.sizes == [EVENTS]
     assert sorted(sink.flushed) == [f"{setup.topic}:{p}" for p in range(PARTITIONS)]
     assert await _stored(setup) == (EVENTS, EVENTS)
