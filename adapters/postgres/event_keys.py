@@ -56,8 +56,7 @@ _HOLDERS = text(
     " LEFT JOIN sink_batches b ON b.id = k.batch_id"
     " ORDER BY q.i"
 )
-_STORED = text("UPDATE sink_batches SET state = 'stored', event_keys = NULL WHERE id = :id")
-_STORED_ALL = text("UPDATE sink_batches SET state = 'stored', event_keys = NULL WHERE id = ANY(CAST(:ids AS bigint[]))")
+_STORED = text("UPDATE sink_batches SET state = 'stored', event_keys = NULL WHERE id = ANY(CAST(:ids AS bigint[]))")
 
 
 def key_hash(source: str, event_id: str) -> bytes:
@@ -117,14 +116,14 @@ class PostgresEventKeyStore:
 
     async def commit(self, batch_ids: Sequence[int]) -> None:
         """Marks batches stored, in one statement."""
-        await self._execute(_STORED_ALL, {"ids": list(batch_ids)})
+        await self._execute(_STORED, {"ids": list(batch_ids)})
 
     async def abort(self, batch_id: int, keep: Sequence[EventKey] = ()) -> None:
         """Releases a batch's keys except `keep` (events found in the store after all)."""
         keep_hashes = {(ns, key_hash(source, event_id)) for ns, source, event_id in keep}
         async with self._engine.connect() as connection, connection.begin():
             await self._release(connection, batch_id, keep_hashes)
-            await connection.execute(_STORED, {"id": batch_id})
+            await connection.execute(_STORED, {"ids": [batch_id]})
 
     @staticmethod
     async def _release(connection: AsyncConnection, batch_id: int, keep: set[tuple[str, bytes]]) -> None:
