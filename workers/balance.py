@@ -20,6 +20,7 @@ from collections.abc import Iterable
 import structlog
 
 from adapters import metrics
+from domain.entitlements.models import Entitlement
 from domain.entitlements.service import EntitlementService
 from domain.errors import NotFoundError
 
@@ -78,29 +79,39 @@ class BalanceWorker:
     async def drain(self) -> int:
         """Recomputes everything announced so far; returns how many entitlements it recomputed."""
         touched, self._touched = self._touched, defaultdict(lambda: (set(), set()))
-        targets, self._entitlements = self._entitlements, set()
-        for namespace, (subjects, types) in touched.items():
-            for entitlement in await self._service.affected(namespace, sorted(subjects), sorted(types)):
-                targets.add((namespace, entitlement.id))
+        announced, self._entitlements = self._entitlements, set()
+        # Each target with the entitlement as the look-up read it (None: announced by id, read later).
+        targets: dict[tuple[str, str], Entitlement | None] = dict.fromkeys(announced)
+        try:
+            for namespace, (subjects, types) in touched.items():
+                for entitlement in await self._service.affected(namespace, sorted(subjects), sorted(types)):
+                    targets[(namespace, entitlement.id)] = entitlement
+        except Exception:
+            # Kept for the next drain: a look-up that fails (Postgres briefly away) drops nothing.
+            for namespace, (subjects, types) in touched.items():
+                self._touched[namespace][0].update(subjects)
+                self._touched[namespace][1].update(types)
+            self._entitlements.update(announced)
+            raise
         # Several at once: concurrent computations of one meter's usage share one event-store
         # statement (adapters/clickhouse/windows_batches.py), whose fixed cost dominates; one at a
         # time, a flush that touched a thousand customers took a statement each.
         running = asyncio.Semaphore(CONCURRENT_RECOMPUTATIONS)
 
-        async def recompute(namespace: str, entitlement_id: str) -> bool:
+        async def recompute(target: tuple[str, str]) -> bool:
             async with running:
                 metrics.LIVENESS.beat("balance")
-                return await self._recompute(namespace, entitlement_id)
+                return await self._recompute(*target, targets[target])
 
-        done = sum(await asyncio.gather(*(recompute(*target) for target in sorted(targets))))
+        done = sum(await asyncio.gather(*(recompute(target) for target in sorted(targets))))
         self.recomputed += done
         return done
 
-    async def _recompute(self, namespace: str, entitlement_id: str) -> bool:
+    async def _recompute(self, namespace: str, entitlement_id: str, known: Entitlement | None) -> bool:
         """Recomputes one entitlement and publishes its balance; False if it has none (or failed)."""
         started = time.perf_counter()
         try:
-            entitlement = await self._service.get(namespace, entitlement_id)
+            entitlement = known if known is not None else await self._service.get(namespace, entitlement_id)
             # Deleted, not yet started or already ended (scheduled entitlements): no balance.
             if not entitlement.metered or not entitlement.active_at(self._service.now()):
                 return False

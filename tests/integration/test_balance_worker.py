@@ -307,3 +307,28 @@ async def test_a_recomputation_that_fails_is_retried_by_the_next_drain(
     assert await stack.worker.drain() == 1
     event = stack.published[-1]
     assert (event.entitlement_id, event.usage, event.balance) == (entitlement.id, Decimal(40), Decimal(60))
+
+
+async def test_a_flush_whose_entitlements_cannot_be_looked_up_is_kept_for_the_next_drain(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    svc = stack.service
+    customer, feature_key, start = await customer_with_usage(stack, "lookup", 25)
+    entitlement = await svc.create(
+        NS, customer, metered(feature_key, start, GrantInput(amount=100, effective_at=start, v2=True))
+    )
+    await stack.worker.drain()  # the creation's own recomputation
+    await flush(stack, ("lookup", start + timedelta(minutes=20), 5))  # announced to the worker
+    affected = svc.affected
+
+    async def unreachable(*args: object) -> list[object]:
+        raise ConnectionError("Postgres is away")
+
+    monkeypatch.setattr(svc, "affected", unreachable)
+    with pytest.raises(ConnectionError):
+        await stack.worker.drain()
+    monkeypatch.setattr(svc, "affected", affected)
+    # No flush since: the failed drain's announcement is still due.
+    assert await stack.worker.drain() == 1
+    event = stack.published[-1]
+    assert (event.entitlement_id, event.usage, event.balance) == (entitlement.id, Decimal(30), Decimal(70))
