@@ -273,62 +273,61 @@ async def customer_with_usage(stack: Stack, key: str, tokens: int) -> tuple[Any,
     return customer, feature.key, start
 
 
+async def granted(stack: Stack, customer: Any, feature_key: str, start: datetime) -> tuple[Any, datetime]:
+    """The customer's metered entitlement of the feature from `start`, with a grant of 100: (it, start)."""
+    grant = GrantInput(amount=100, effective_at=start, v2=True)
+    return await stack.service.create(NS, customer, metered(feature_key, start, grant)), start
+
+
+def last_published(stack: Stack) -> tuple[str, Decimal, Decimal]:
+    """The last balance the worker published: (entitlement, usage, balance)."""
+    event = stack.published[-1]
+    return event.entitlement_id, event.usage, event.balance
+
+
 async def test_an_entitlement_created_after_its_customers_usage_is_recomputed_without_another_event(
     stack: Stack,
 ) -> None:
     customer, feature_key, start = await customer_with_usage(stack, "late", 30)
     assert await stack.worker.drain() == 0  # no entitlement yet
-    entitlement = await stack.service.create(
-        NS, customer, metered(feature_key, start, GrantInput(amount=100, effective_at=start, v2=True))
-    )
+    entitlement, _ = await granted(stack, customer, feature_key, start)
     # No event since: the creation itself has the worker compute the balance (and publish it).
     assert await stack.worker.drain() == 1
-    event = stack.published[-1]
-    assert (event.entitlement_id, event.usage, event.balance) == (entitlement.id, Decimal(30), Decimal(70))
+    assert last_published(stack) == (entitlement.id, Decimal(30), Decimal(70))
+
+
+async def failing_once(stack: Stack, monkeypatch: pytest.MonkeyPatch, method: str) -> tuple[int | None, int]:
+    """Drains with the entitlement service's `method` failing, then again with it back and nothing
+    announced since: both drains' counts (None: the drain raised)."""
+    real = getattr(stack.service, method)
+
+    async def unreachable(*args: object) -> Any:
+        raise ConnectionError(f"{method}: the store or bus behind it is away")
+
+    monkeypatch.setattr(stack.service, method, unreachable)
+    try:
+        first: int | None = await stack.worker.drain()
+    except ConnectionError:
+        first = None
+    monkeypatch.setattr(stack.service, method, real)
+    return first, await stack.worker.drain()
 
 
 async def test_a_recomputation_that_fails_is_retried_by_the_next_drain(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    svc = stack.service
-    customer, feature_key, start = await customer_with_usage(stack, "retry", 40)
-    entitlement = await svc.create(
-        NS, customer, metered(feature_key, start, GrantInput(amount=100, effective_at=start, v2=True))
-    )
-    publish = svc.publish
-
-    async def unreachable(event: object) -> None:
-        raise ConnectionError("the notification bus is away")
-
-    monkeypatch.setattr(svc, "publish", unreachable)
-    assert await stack.worker.drain() == 0
-    monkeypatch.setattr(svc, "publish", publish)
-    # No announcement since: the failed one is still due.
-    assert await stack.worker.drain() == 1
-    event = stack.published[-1]
-    assert (event.entitlement_id, event.usage, event.balance) == (entitlement.id, Decimal(40), Decimal(60))
+    entitlement, _ = await granted(stack, *await customer_with_usage(stack, "retry", 40))
+    # Publishing fails: nothing is published; the next drain recomputes it with no new announcement.
+    assert await failing_once(stack, monkeypatch, "publish") == (0, 1)
+    assert last_published(stack) == (entitlement.id, Decimal(40), Decimal(60))
 
 
 async def test_a_flush_whose_entitlements_cannot_be_looked_up_is_kept_for_the_next_drain(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    svc = stack.service
-    customer, feature_key, start = await customer_with_usage(stack, "lookup", 25)
-    entitlement = await svc.create(
-        NS, customer, metered(feature_key, start, GrantInput(amount=100, effective_at=start, v2=True))
-    )
+    entitlement, start = await granted(stack, *await customer_with_usage(stack, "lookup", 25))
     await stack.worker.drain()  # the creation's own recomputation
     await flush(stack, ("lookup", start + timedelta(minutes=20), 5))  # announced to the worker
-    affected = svc.affected
-
-    async def unreachable(*args: object) -> list[object]:
-        raise ConnectionError("Postgres is away")
-
-    monkeypatch.setattr(svc, "affected", unreachable)
-    with pytest.raises(ConnectionError):
-        await stack.worker.drain()
-    monkeypatch.setattr(svc, "affected", affected)
-    # No flush since: the failed drain's announcement is still due.
-    assert await stack.worker.drain() == 1
-    event = stack.published[-1]
-    assert (event.entitlement_id, event.usage, event.balance) == (entitlement.id, Decimal(30), Decimal(70))
+    # The look-up fails and the drain with it; the next drain still has the flush's announcement.
+    assert await failing_once(stack, monkeypatch, "affected") == (None, 1)
+    assert last_published(stack) == (entitlement.id, Decimal(30), Decimal(70))
