@@ -29,6 +29,8 @@ log = structlog.get_logger(__name__)
 Touched = Iterable[tuple[str, str, str]]
 # Entitlements recomputed at once by one drain.
 CONCURRENT_RECOMPUTATIONS = 16
+# How soon what a drain could not do (Postgres or the bus briefly away) is tried again.
+RETRY_SECONDS = 1.0
 
 
 class BalanceWorker:
@@ -75,6 +77,10 @@ class BalanceWorker:
                     await self.drain()
                 except Exception:
                     log.exception("balance recomputation failed")
+                if (self._entitlements or self._touched) and not self._wake.is_set():
+                    # What failed was kept (drain): try it again shortly, not at the next announcement.
+                    await asyncio.sleep(RETRY_SECONDS)
+                    self._wake.set()
 
     async def drain(self) -> int:
         """Recomputes everything announced so far; returns how many entitlements it recomputed."""
@@ -120,7 +126,7 @@ class BalanceWorker:
         except NotFoundError:
             return False
         except Exception:
-            # Recomputed again with the next drain (the next announcement wakes it).
+            # Recomputed again with the next drain (RETRY_SECONDS later at the latest).
             self._entitlements.add((namespace, entitlement_id))
             metrics.BALANCE_ERRORS.inc()
             log.exception("recomputing an entitlement failed", entitlement=entitlement_id)

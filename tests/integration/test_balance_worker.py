@@ -43,7 +43,7 @@ from domain.metering.models import MeterCreateInput
 from domain.metering.service import MeterService
 from tests.support import event_store
 from tests.support.services import require, require_module
-from tests.support.stack import create_database, postgres_available, statements_run
+from tests.support.stack import create_database, postgres_available, statements_run, wait_for
 from workers.balance import BalanceWorker
 from workers.sink import EventSink, MeterCatalog
 
@@ -331,3 +331,34 @@ async def test_a_flush_whose_entitlements_cannot_be_looked_up_is_kept_for_the_ne
     # The look-up fails and the drain with it; the next drain still has the flush's announcement.
     assert await failing_once(stack, monkeypatch, "affected") == (None, 1)
     assert last_published(stack) == (entitlement.id, Decimal(30), Decimal(70))
+
+
+async def test_the_running_worker_retries_what_failed_without_another_announcement(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker as `tally serve` runs it: a recomputation that fails is done again a moment later,
+    although nothing is announced after the failure."""
+    entitlement, _ = await granted(stack, *await customer_with_usage(stack, "rerun", 15))
+    svc, publish = stack.service, stack.service.publish
+    attempts: list[object] = []
+
+    async def away_once(event: object) -> None:
+        attempts.append(event)
+        if len(attempts) == 1:
+            raise ConnectionError("the notification bus is away")
+        monkeypatch.setattr(svc, "publish", publish)
+        await publish(event)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(svc, "publish", away_once)
+    monkeypatch.setattr("workers.balance.RETRY_SECONDS", 0.05)
+    stack.worker.start()
+    try:
+        await wait_for(lambda: _async(bool(stack.published) and stack.published[-1].entitlement_id == entitlement.id))
+    finally:
+        await stack.worker.stop()
+    assert len(attempts) == 2
+    assert last_published(stack) == (entitlement.id, Decimal(15), Decimal(85))
+
+
+async def _async(value: bool) -> bool:
+    return value
