@@ -22,7 +22,7 @@ from adapters.bus.hub import InProcessHub
 from adapters.clickhouse.client import ClickHouse
 from adapters.clickhouse.events import ClickHouseEventStore
 from adapters.postgres.customers import PostgresCustomerRepository, PostgresSubjectRepository
-from adapters.postgres.db import create_engine, migrate, session_factory
+from adapters.postgres.db import session_factory
 from adapters.postgres.entitlements import (
     PostgresEntitlementRepository,
     PostgresGrantRepository,
@@ -42,8 +42,8 @@ from domain.metering.events import IngestLimits, validate_batch
 from domain.metering.models import MeterCreateInput
 from domain.metering.service import MeterService
 from tests.support import event_store
-from tests.support.services import require, require_module
-from tests.support.stack import create_database, postgres_available, statements_run, wait_for
+from tests.support.services import require_module
+from tests.support.stack import migrated_engine, statements_run, wait_for
 from workers.balance import BalanceWorker
 from workers.sink import EventSink, MeterCatalog
 
@@ -75,56 +75,52 @@ class Stack:
 
 @pytest_asyncio.fixture(scope="module", params=event_store.KINDS)
 async def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
-    require(await postgres_available(), "PostgreSQL on 127.0.0.1:5432")
-    url = await create_database()
-    await migrate(url)
-    engine = create_engine(url, pool_size=2)
-    sessions = session_factory(engine)
-    kind = request.param
-    clickhouse = ClickHouse(
-        event_store.event_store_url(request, kind, Path(tmp_path_factory.mktemp("balance")), "balance")
-    )
-    await clickhouse.migrate()
-    store = ClickHouseEventStore(clickhouse)
-    meters = PostgresMeterRepository(sessions)
-    clock = Clock()
-    customers = CustomerService(PostgresCustomerRepository(sessions), clock)
-    features = FeatureService(PostgresFeatureRepository(sessions), meters, clock)
-    snapshots = PostgresSnapshotRepository(sessions)
-    grants = PostgresGrantRepository(sessions)
-    hub = InProcessHub()
-    published: list[BalanceSnapshotEvent] = []
+    async with migrated_engine(pool_size=2) as engine:
+        sessions = session_factory(engine)
+        kind = request.param
+        clickhouse = ClickHouse(
+            event_store.event_store_url(request, kind, Path(tmp_path_factory.mktemp("balance")), "balance")
+        )
+        await clickhouse.migrate()
+        store = ClickHouseEventStore(clickhouse)
+        meters = PostgresMeterRepository(sessions)
+        clock = Clock()
+        customers = CustomerService(PostgresCustomerRepository(sessions), clock)
+        features = FeatureService(PostgresFeatureRepository(sessions), meters, clock)
+        snapshots = PostgresSnapshotRepository(sessions)
+        grants = PostgresGrantRepository(sessions)
+        hub = InProcessHub()
+        published: list[BalanceSnapshotEvent] = []
 
-    async def collect(event: BalanceSnapshotEvent) -> None:
-        published.append(event)
+        async def collect(event: BalanceSnapshotEvent) -> None:
+            published.append(event)
 
-    hub.subscribe(BalanceSnapshotEvent, collect)
-    service = EntitlementService(
-        PostgresEntitlementRepository(sessions),
-        grants,
-        snapshots,
-        customers,
-        SubjectService(PostgresSubjectRepository(sessions), clock),
-        features,
-        meters,
-        store,
-        events=hub,
-        clock=clock,
-        grace_period=timedelta(hours=1),
-    )
+        hub.subscribe(BalanceSnapshotEvent, collect)
+        service = EntitlementService(
+            PostgresEntitlementRepository(sessions),
+            grants,
+            snapshots,
+            customers,
+            SubjectService(PostgresSubjectRepository(sessions), clock),
+            features,
+            meters,
+            store,
+            events=hub,
+            clock=clock,
+            grace_period=timedelta(hours=1),
+        )
 
-    sink = EventSink(store, PostgresEventKeyStore(engine), MeterCatalog(meters, 0.01), owner="test")
-    worker = BalanceWorker(service)
-    # As the server wires it (through the announcements): grants, voids, resets and new entitlements.
-    service.on_change = worker.on_change
-    sink.subscribe(worker.on_flush)
-    meter_service = MeterService(meters, store, clock)
-    await meter_service.create(
-        NS, MeterCreateInput(slug="tokens", aggregation="SUM", event_type="prompt", value_property="$.tokens")
-    )
-    yield Stack(service, worker, sink, grants, published, clock, engine, meter_service)
-    clickhouse.close()
-    await engine.dispose()
+        sink = EventSink(store, PostgresEventKeyStore(engine), MeterCatalog(meters, 0.01), owner="test")
+        worker = BalanceWorker(service)
+        # As the server wires it (through the announcements): grants, voids, resets and new entitlements.
+        service.on_change = worker.on_change
+        sink.subscribe(worker.on_flush)
+        meter_service = MeterService(meters, store, clock)
+        await meter_service.create(
+            NS, MeterCreateInput(slug="tokens", aggregation="SUM", event_type="prompt", value_property="$.tokens")
+        )
+        yield Stack(service, worker, sink, grants, published, clock, engine, meter_service)
+        clickhouse.close()
 
 
 async def flush(stack: Stack, *events: tuple[str, datetime, int]) -> None:
