@@ -8,7 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import DateTime, and_, bindparam, delete, func, literal, or_, true, update
+from sqlalchemy import ARRAY, DateTime, String, and_, any_, bindparam, delete, func, literal, or_, true, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
@@ -164,6 +164,47 @@ _ENTITLEMENTS = sa_select(*plain_columns(EntitlementRow), *_RESET_COLUMNS).selec
     )
 )
 _ENTITLEMENT_BY_ID = _ENTITLEMENTS.where(_E.namespace == bindparam("namespace"), _E.id == bindparam("id"))
+# The metered entitlements a flush's usage can change, in one statement read through indexes, whatever
+# the size of the namespace's catalogue (reading its meters and features first cost every flush as
+# much): the subjects' live customers by the subject index, then each one's metered entitlements by
+# the customer index, on features (archived ones too) of live meters of the flushed types. The
+# per-customer LATERAL keeps the plan that way when Postgres plans it generically (a prepared
+# statement after five runs) from stale statistics; a semi-join over the customers was planned as a
+# scan of the namespace's subjects per entitlement, 10 x slower at 100 subjects.
+_OWNERS = (
+    sa_select(_CS.customer_id)
+    .where(
+        _CS.namespace == bindparam("namespace"),
+        _CS.subject_key == any_(bindparam("subject_keys", type_=ARRAY(String))),
+    )
+    .distinct()
+    .subquery("owners")
+)
+_TOUCHED = (
+    sa_select(*plain_columns(EntitlementRow))
+    .where(
+        _E.namespace == bindparam("namespace"),
+        _E.customer_id == _OWNERS.c.customer_id,
+        _E.type == EntitlementType.METERED.value,
+        _E.deleted_at.is_(None),
+        _E.feature_id.in_(
+            sa_select(_F.c.id)
+            .select_from(_F.join(_M, and_(_M.c.namespace == _F.c.namespace, _M.c.slug == _F.c.meter_slug)))
+            .where(
+                _F.c.namespace == bindparam("namespace"),
+                _M.c.deleted_at.is_(None),
+                _M.c.event_type == any_(bindparam("event_types", type_=ARRAY(String))),
+            )
+        ),
+    )
+    .lateral("touched")
+)
+_METERED_TOUCHED_BY = sa_select(*_TOUCHED.c, *_RESET_COLUMNS).select_from(
+    _OWNERS.join(_TOUCHED, true()).outerjoin(
+        UsageResetRow.__table__,  # type: ignore[attr-defined]
+        and_(_R.namespace == _TOUCHED.c.namespace, _R.entitlement_id == _TOUCHED.c.id),
+    )
+)
 _ENTITLEMENTS_FOR_CUSTOMER = _ENTITLEMENTS.where(
     _E.namespace == bindparam("namespace"),
     _E.customer_id == bindparam("customer_id"),
@@ -360,42 +401,8 @@ class PostgresEntitlementRepository:
     async def metered_touched_by(
         self, namespace: str, subject_keys: Sequence[str], event_types: Sequence[str]
     ) -> list[Entitlement]:
-        # One statement, read through indexes, whatever the size of the namespace's catalogue
-        # (reading its meters and features first cost every flush as much): the subjects' live
-        # customers by the subject index, then each one's metered entitlements by the customer
-        # index, on features (archived ones too) of live meters of these types. The per-customer
-        # LATERAL keeps the plan that way when Postgres plans it generically (a prepared statement
-        # after five runs) from stale statistics; a semi-join over the customers was planned as a
-        # scan of the namespace's subjects per entitlement, 10 x slower at 100 subjects.
-        owners = (
-            sa_select(_CS.customer_id)
-            .where(_CS.namespace == namespace, _CS.subject_key.in_(list(subject_keys)))
-            .distinct()
-            .subquery("owners")
-        )
-        features = (
-            sa_select(_F.c.id)
-            .select_from(_F.join(_M, and_(_M.c.namespace == _F.c.namespace, _M.c.slug == _F.c.meter_slug)))
-            .where(_F.c.namespace == namespace, _M.c.deleted_at.is_(None), _M.c.event_type.in_(list(event_types)))
-        )
-        touched = (
-            sa_select(*plain_columns(EntitlementRow))
-            .where(
-                _E.namespace == namespace,
-                _E.customer_id == owners.c.customer_id,
-                _E.type == EntitlementType.METERED.value,
-                _E.deleted_at.is_(None),
-                _E.feature_id.in_(features),
-            )
-            .lateral("touched")
-        )
-        statement = sa_select(*touched.c, *_RESET_COLUMNS).select_from(
-            owners.join(touched, true()).outerjoin(
-                UsageResetRow.__table__,  # type: ignore[attr-defined]
-                and_(_R.namespace == touched.c.namespace, _R.entitlement_id == touched.c.id),
-            )
-        )
-        return await self._read(statement)
+        params = {"namespace": namespace, "subject_keys": list(subject_keys), "event_types": list(event_types)}
+        return await self._read(_METERED_TOUCHED_BY, params)
 
 
 class PostgresGrantRepository:
