@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,22 +18,11 @@ import pytest_asyncio
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.bus.hub import InProcessHub
-from adapters.clickhouse.client import ClickHouse
-from adapters.clickhouse.events import ClickHouseEventStore
-from adapters.postgres.customers import PostgresCustomerRepository, PostgresSubjectRepository
-from adapters.postgres.db import session_factory
 from adapters.postgres.entitlements import (
-    PostgresEntitlementRepository,
     PostgresGrantRepository,
-    PostgresSnapshotRepository,
 )
-from adapters.postgres.event_keys import PostgresEventKeyStore
-from adapters.postgres.features import PostgresFeatureRepository
-from adapters.postgres.meters import PostgresMeterRepository
 from domain.catalog.models import FeatureCreateInput
-from domain.catalog.service import FeatureService
 from domain.customers.models import CustomerInput
-from domain.customers.service import CustomerService, SubjectService
 from domain.entitlements.events import BalanceSnapshotEvent
 from domain.entitlements.models import EntitlementInput, GrantInput, RecurrenceInput
 from domain.entitlements.service import EntitlementService
@@ -42,10 +30,11 @@ from domain.metering.events import IngestLimits, validate_batch
 from domain.metering.models import MeterCreateInput
 from domain.metering.service import MeterService
 from tests.support import event_store
+from tests.support.entitlements import entitlement_parts
 from tests.support.services import require_module
-from tests.support.stack import migrated_engine, statements_run, wait_for
+from tests.support.stack import statements_run, wait_for
 from workers.balance import BalanceWorker
-from workers.sink import EventSink, MeterCatalog
+from workers.sink import EventSink
 
 require_module("chdb")
 
@@ -75,20 +64,8 @@ class Stack:
 
 @pytest_asyncio.fixture(scope="module", params=event_store.KINDS)
 async def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
-    async with migrated_engine(pool_size=2) as engine:
-        sessions = session_factory(engine)
-        kind = request.param
-        clickhouse = ClickHouse(
-            event_store.event_store_url(request, kind, Path(tmp_path_factory.mktemp("balance")), "balance")
-        )
-        await clickhouse.migrate()
-        store = ClickHouseEventStore(clickhouse)
-        meters = PostgresMeterRepository(sessions)
-        clock = Clock()
-        customers = CustomerService(PostgresCustomerRepository(sessions), clock)
-        features = FeatureService(PostgresFeatureRepository(sessions), meters, clock)
-        snapshots = PostgresSnapshotRepository(sessions)
-        grants = PostgresGrantRepository(sessions)
+    clock = Clock()
+    async with entitlement_parts(request, tmp_path_factory, "balance", clock) as parts:
         hub = InProcessHub()
         published: list[BalanceSnapshotEvent] = []
 
@@ -96,31 +73,16 @@ async def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
             published.append(event)
 
         hub.subscribe(BalanceSnapshotEvent, collect)
-        service = EntitlementService(
-            PostgresEntitlementRepository(sessions),
-            grants,
-            snapshots,
-            customers,
-            SubjectService(PostgresSubjectRepository(sessions), clock),
-            features,
-            meters,
-            store,
-            events=hub,
-            clock=clock,
-            grace_period=timedelta(hours=1),
-        )
-
-        sink = EventSink(store, PostgresEventKeyStore(engine), MeterCatalog(meters, 0.01), owner="test")
+        service = parts.service(grace_period=timedelta(hours=1), events=hub)
+        sink = parts.sink(owner="test")
         worker = BalanceWorker(service)
         # As the server wires it (through the announcements): grants, voids, resets and new entitlements.
         service.on_change = worker.on_change
         sink.subscribe(worker.on_flush)
-        meter_service = MeterService(meters, store, clock)
-        await meter_service.create(
+        await parts.meters.create(
             NS, MeterCreateInput(slug="tokens", aggregation="SUM", event_type="prompt", value_property="$.tokens")
         )
-        yield Stack(service, worker, sink, grants, published, clock, engine, meter_service)
-        clickhouse.close()
+        yield Stack(service, worker, sink, parts.grants, published, clock, parts.engine, parts.meters)
 
 
 async def flush(stack: Stack, *events: tuple[str, datetime, int]) -> None:

@@ -14,40 +14,26 @@ import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
 
-from adapters.clickhouse.client import ClickHouse
-from adapters.clickhouse.events import ClickHouseEventStore
-from adapters.postgres.customers import PostgresCustomerRepository, PostgresSubjectRepository
-from adapters.postgres.db import create_engine, migrate, session_factory
-from adapters.postgres.entitlements import (
-    PostgresEntitlementRepository,
-    PostgresGrantRepository,
-    PostgresSnapshotRepository,
-)
-from adapters.postgres.event_keys import PostgresEventKeyStore
-from adapters.postgres.features import PostgresFeatureRepository
-from adapters.postgres.meters import PostgresMeterRepository
 from domain.catalog.models import FeatureCreateInput
 from domain.catalog.service import FeatureService
 from domain.customers.models import CustomerInput
-from domain.customers.service import CustomerService, SubjectService
+from domain.customers.service import CustomerService
 from domain.entitlements.cache import ValueCache
 from domain.entitlements.models import EntitlementInput, GrantInput, RecurrenceInput, ResetInput
 from domain.entitlements.service import EntitlementService
 from domain.errors import ValidationError
 from domain.metering.events import IngestLimits, validate_batch
 from domain.metering.models import MeterCreateInput
-from domain.metering.service import MeterService
 from tests.support import event_store
-from tests.support.services import require, require_module
-from tests.support.stack import create_database, postgres_available
+from tests.support.entitlements import entitlement_parts
+from tests.support.services import require_module
 from workers.balance import BalanceWorker
-from workers.sink import EventSink, MeterCatalog
+from workers.sink import EventSink
 
 require_module("chdb")
 
@@ -77,57 +63,28 @@ class Stack:
 
 @pytest_asyncio.fixture(scope="module", params=event_store.KINDS)
 async def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
-    require(await postgres_available(), "PostgreSQL on 127.0.0.1:5432")
-    url = await create_database()
-    await migrate(url)
-    engine = create_engine(url, pool_size=2)
-    sessions = session_factory(engine)
-    kind = request.param
-    clickhouse = ClickHouse(
-        event_store.event_store_url(request, kind, Path(tmp_path_factory.mktemp("value_cache")), "value_cache")
-    )
-    await clickhouse.migrate()
-    store = ClickHouseEventStore(clickhouse)
-    meters = PostgresMeterRepository(sessions)
     clock = Clock()
-    customers = CustomerService(PostgresCustomerRepository(sessions), clock)
-    features = FeatureService(PostgresFeatureRepository(sessions), meters, clock)
+    async with entitlement_parts(request, tmp_path_factory, "value_cache", clock) as parts:
+        cached, reference = (parts.service(grace_period=timedelta(minutes=30)) for _ in range(2))
+        cache = ValueCache()
+        cached.cache = cache
+        customers, features = parts.customers, parts.features
+        customers.listeners.append(cached.entities_changed)
+        customers.delete_guards.append(cached.guard_customer_delete)  # as server/wiring does
+        features.listeners.append(cached.entities_changed)
 
-    def service() -> EntitlementService:
-        return EntitlementService(
-            PostgresEntitlementRepository(sessions),
-            PostgresGrantRepository(sessions),
-            PostgresSnapshotRepository(sessions),
-            customers,
-            SubjectService(PostgresSubjectRepository(sessions), clock),
-            features,
-            meters,
-            store,
-            clock=clock,
-            grace_period=timedelta(minutes=30),
+        sink = parts.sink(owner="cache-test")
+        sink.subscribe(cache.on_flush)
+        worker = BalanceWorker(cached)
+        sink.subscribe(worker.on_flush)
+        cached.on_change = worker.on_change
+        await parts.meters.create(
+            NS, MeterCreateInput(slug="calls", aggregation="SUM", event_type="call", value_property="$.n")
         )
-
-    cached, reference = service(), service()
-    cache = ValueCache()
-    cached.cache = cache
-    customers.listeners.append(cached.entities_changed)
-    customers.delete_guards.append(cached.guard_customer_delete)  # as server/wiring does
-    features.listeners.append(cached.entities_changed)
-
-    sink = EventSink(store, PostgresEventKeyStore(engine), MeterCatalog(meters, 0.01), owner="cache-test")
-    sink.subscribe(cache.on_flush)
-    worker = BalanceWorker(cached)
-    sink.subscribe(worker.on_flush)
-    cached.on_change = worker.on_change
-    await MeterService(meters, store, clock).create(
-        NS, MeterCreateInput(slug="calls", aggregation="SUM", event_type="call", value_property="$.n")
-    )
-    await MeterService(meters, store, clock).create(
-        NS, MeterCreateInput(slug="users", aggregation="UNIQUE_COUNT", event_type="visit", value_property="$.user")
-    )
-    yield Stack(cached, reference, cache, worker, sink, clock, customers, features)
-    clickhouse.close()
-    await engine.dispose()
+        await parts.meters.create(
+            NS, MeterCreateInput(slug="users", aggregation="UNIQUE_COUNT", event_type="visit", value_property="$.user")
+        )
+        yield Stack(cached, reference, cache, worker, sink, clock, customers, features)
 
 
 async def ingest(stack: Stack, rng: random.Random, subjects: list[str], n: int) -> None:
