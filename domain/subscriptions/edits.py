@@ -179,6 +179,14 @@ def _remove_item(spec: SubscriptionSpec, op: RemoveItem, at: datetime) -> Subscr
     current = current_phase(spec, at)
     last = versions[-1]
     if current is not None and current.spec.key == phase.key:
+        if last.active_to is not None and last.active_to <= at:
+            # Already ended (an edit retried, or an immediate removal followed by one at the next
+            # billing cycle): ending it again would move its end later and bill the days between.
+            raise ValidationError.single(
+                "itemKey",
+                f"item {op.item_key} of phase {phase.key} already ended at {last.active_to.isoformat()}",
+                "subscription_item_not_found",
+            )
         # History stays: the live version ends now; a version scheduled for later is dropped.
         if last.active_from is not None and last.active_from > at:
             items = tuple(i for i in phase.items if i is not last)

@@ -209,6 +209,24 @@ def test_unschedule_edit_drops_future_versions_and_scheduled_ends() -> None:
     assert restored.phases[0].items[0].active_to is None
 
 
+def test_removing_an_item_that_already_ended_is_refused_and_keeps_its_end() -> None:
+    # A retried removal, or `immediate` then `next_billing_cycle`: ending the item again later
+    # would bill the days after it ended.
+    s = spec(TRIAL, DEFAULT)
+    ended_at = datetime(2026, 4, 10, tzinfo=UTC)
+    ended = edits.apply_edits(s, [edits.RemoveItem("default", "tokens")], ended_at)
+    (tokens,) = [b for b in billable_items("sub", ended, ended_at, terms) if "tokens" in b.key]
+    assert tokens.service_period.end == ended_at
+    for again in (ended_at, ended_at + timedelta(days=9)):
+        with pytest.raises(ValidationError) as caught:
+            edits.apply_edits(ended, [edits.RemoveItem("default", "tokens")], again)
+        assert caught.value.violations[0].code == "subscription_item_not_found"
+    # A removal scheduled for later can still be brought forward.
+    scheduled = edits.apply_edits(s, [edits.RemoveItem("default", "tokens")], datetime(2026, 4, 30, tzinfo=UTC))
+    earlier = edits.apply_edits(scheduled, [edits.RemoveItem("default", "tokens")], ended_at)
+    assert [i.active_to for i in earlier.phases[1].items if i.key == "tokens"] == [ended_at]
+
+
 def replace_key(p: PhaseSpec, key: str) -> PhaseSpec:
     from dataclasses import replace
 
