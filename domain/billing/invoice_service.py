@@ -973,22 +973,26 @@ class InvoiceService:
         else:
             quantities = await self._usage.quantities(invoice.namespace, list(requests.values()), cutoff)
         keys = [x.period_key for x in top if x.period_key]
-        billed = await tx.invoices.billed_quantities(invoice.namespace, keys, exclude_invoice_id=invoice.id)
-        out = []
-        for line in lines:
-            if line.id in requests:
-                cumulative = quantities.get(requests[line.id], ZERO)
-                before = billed.get(line.period_key or "", ZERO)
-                line = dataclasses.replace(
-                    line,
-                    quantity=max(cumulative - before, ZERO),
-                    metered_quantity=max(cumulative - before, ZERO),
-                    pre_line_period_quantity=before,
-                    quantity_snapshotted_at=cutoff,
-                    updated_at=now,
-                )
-            out.append(line)
-        return out, cutoff
+        billed = dict(await tx.invoices.billed_quantities(invoice.namespace, keys, exclude_invoice_id=invoice.id))
+        snapshotted: dict[str, InvoiceLine] = {}
+        # Two parts of one period key on this invoice (rejoin_parts joins the usual case) are billed
+        # in period order, each after what the earlier ones take, so none is billed twice.
+        for line in sorted((x for x in lines if x.id in requests), key=lambda x: x.period_start):
+            cumulative = quantities.get(requests[line.id], ZERO)
+            key = line.period_key or ""
+            before = billed.get(key, ZERO)
+            quantity = max(cumulative - before, ZERO)
+            if line.period_key:
+                billed[key] = before + quantity
+            snapshotted[line.id] = dataclasses.replace(
+                line,
+                quantity=quantity,
+                metered_quantity=quantity,
+                pre_line_period_quantity=before,
+                quantity_snapshotted_at=cutoff,
+                updated_at=now,
+            )
+        return [snapshotted.get(x.id, x) for x in lines], cutoff
 
     async def _calculate(
         self, tx: BillingStore, invoice: Invoice, lines: Sequence[InvoiceLine], now: datetime
@@ -1074,9 +1078,55 @@ class InvoiceService:
             )
             for x in top
         ]
-        await tx.invoices.update_lines(released)
+        gathered = (await tx.invoices.lines(invoice.namespace, [gathering.id]))[gathering.id]
+        stored, merged_away = rejoin_parts(released, gathered, now)
+        if merged_away:
+            await tx.invoices.delete_lines(invoice.namespace, merged_away, now)
+        await tx.invoices.update_lines(stored)
         remaining = (await tx.invoices.lines(invoice.namespace, [gathering.id]))[gathering.id]
         await tx.invoices.update(gathering_schedule(gathering, remaining, now))
+
+
+def rejoin_parts(
+    released: Sequence[InvoiceLine], gathered: Sequence[InvoiceLine], now: datetime
+) -> tuple[list[InvoiceLine], list[str]]:
+    """Released lines (a deleted invoice's, moving to the gathering invoice) joined again with the
+    parts of the same billing period that are still gathering: the lines to store and the IDs of
+    those merged away.
+
+    Progressive billing cuts a usage line at the invoice's `as_of` (`split_gathering`): the part
+    before goes on the new invoice, the rest stays gathering under the same period key. When that
+    invoice is deleted, its part comes back; left as a line of its own it would meet the rest on
+    one invoice, where each part is billed the period's usage up to its end less what *other*
+    invoices billed, so the first part's usage would be billed twice, and a subscription sync
+    would move both parts onto the same dates. Joined, it is the line it was before the cut: the
+    earliest part keeps its ID and spans every contiguous part of its period key."""
+    by_key: dict[str, list[InvoiceLine]] = {}
+    for line in [*released, *(x for x in gathered if x.parent_line_id is None and x.deleted_at is None)]:
+        if line.type is LineType.USAGE_BASED and line.period_key is not None:
+            by_key.setdefault(line.period_key, []).append(line)
+    returning = {x.id for x in released}
+    joined: dict[str, InvoiceLine] = {}
+    merged_away: list[str] = []
+    for parts in by_key.values():
+        parts.sort(key=lambda x: x.period_start)
+        run = [parts[0]]
+        for part in [*parts[1:], None]:
+            if part is not None and part.period_start == run[-1].period_end:
+                run.append(part)
+                continue
+            if len(run) > 1 and any(x.id in returning for x in run):
+                last = run[-1]
+                joined[run[0].id] = dataclasses.replace(
+                    run[0], period_end=last.period_end, invoice_at=last.invoice_at, updated_at=now
+                )
+                merged_away += [x.id for x in run[1:]]
+            if part is not None:
+                run = [part]
+    gone = set(merged_away)
+    stored = [joined.get(x.id, x) for x in released if x.id not in gone]
+    stored += [line for line_id, line in joined.items() if line_id not in returning]
+    return stored, merged_away
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

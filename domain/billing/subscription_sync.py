@@ -43,6 +43,7 @@ from domain.billing.invoices import (
     ManagedBy,
     SubscriptionRef,
 )
+from domain.billing.models import ProrationMode
 from domain.billing.ports import BillingStore, UnitOfWork
 from domain.billing.service import BillingProfileService
 from domain.catalog import currencies
@@ -138,7 +139,7 @@ class SubscriptionSync:
                     held = await tx.invoices.subscription_lines(namespace, [s.id for s in chunk])
                 for subscription in chunk:
                     try:
-                        _, plan = _plan(self._expected(subscription, now), held[subscription.id])
+                        _, plan = _plan(await self._expected(subscription, now), held[subscription.id])
                     except Exception:
                         # Synced on its own, where its failure is reported without holding back
                         # the other subscriptions.
@@ -152,7 +153,7 @@ class SubscriptionSync:
         """Brings the subscription's lines in line with its billable items now; returns how many
         lines were created, changed or removed (0 when they already match)."""
         now = self._clock()
-        expected = self._expected(subscription, now)
+        expected = await self._expected(subscription, now)
         for attempt in range(2):
             try:
                 return await self._apply(subscription, expected, now)
@@ -162,13 +163,21 @@ class SubscriptionSync:
                     raise
         raise AssertionError("unreachable")
 
-    def _expected(self, subscription: Subscription, now: datetime) -> dict[str, _Expected]:
+    async def _expected(self, subscription: Subscription, now: datetime) -> dict[str, _Expected]:
         if subscription.deleted_at is not None:
             return {}
         phase_ids = {p.key: p.id for p in subscription.spec.phases}
+        items = billable_items(subscription.id, subscription.spec, now, billing_terms)
+        # The billing workflow's subscriptionEndProrationMode decides how a flat fee whose period
+        # the subscription's end cuts short is billed; read only when one is (cancellations).
+        full_period_at_end = False
+        if any(_prorated_at_end(subscription, item) for item in items):
+            effective = await self._profiles.effective_profile(subscription.namespace, subscription.customer_id)
+            full_period_at_end = effective.workflow.subscription_end_proration_mode is ProrationMode.BILL_FULL_PERIOD
         out: dict[str, _Expected] = {}
-        for item in billable_items(subscription.id, subscription.spec, now, billing_terms):
-            line = _line(subscription, item, phase_ids.get(item.phase_key, item.phase_key), now)
+        for item in items:
+            phase_id = phase_ids.get(item.phase_key, item.phase_key)
+            line = _line(subscription, item, phase_id, now, full_period_at_end=full_period_at_end)
             if line is not None:
                 out[item.key] = _Expected(item, line)
         return out
@@ -194,19 +203,26 @@ class SubscriptionSync:
             updated: list[InvoiceLine] = []
             removed: list[str] = []
             for item in plan.update:
-                for line, _ in parts[item.key]:
-                    updated.append(_refresh(line, expected[item.key].line, now))
+                # Nothing of it invoiced yet: one line follows the item, any other part goes.
+                first, *others = sorted((line for line, _ in parts[item.key]), key=lambda x: x.period_start)
+                updated.append(_refresh(first, expected[item.key].line, now))
+                removed.extend(line.id for line in others)
             for key in plan.delete:
                 removed.extend(line.id for line, _ in parts[key])
             for key in plan.corrections:
-                # Partly invoiced: only the part still gathering follows the edit.
+                # Partly invoiced: only the parts still gathering follow the edit, each as far as
+                # the new end reaches it (a part that ends before it stays, only the last one
+                # is extended), so the parts never overlap.
                 want = expected.get(key)
+                last_end = max(line.period_end for line, _ in parts[key])
                 for line, status in parts[key]:
                     if status is not InvoiceStatus.GATHERING:
                         continue
                     if want is None or want.item.service_period.end <= line.period_start:
                         removed.append(line.id)
-                    elif line.period_end != want.item.service_period.end:
+                    elif line.period_end > want.item.service_period.end or (
+                        line.period_end == last_end and line.period_end != want.item.service_period.end
+                    ):
                         end = want.item.service_period.end
                         updated.append(
                             dataclasses.replace(
@@ -217,12 +233,14 @@ class SubscriptionSync:
                                 updated_at=now,
                             )
                         )
+            # Removed first: a line made or moved may take the period start of one that goes
+            # (one line per sync key and start).
+            if removed:
+                await tx.invoices.delete_lines(ns, removed, now)
             if created:
                 await tx.invoices.insert_lines(created)
             if updated:
                 await tx.invoices.update_lines(updated)
-            if removed:
-                await tx.invoices.delete_lines(ns, removed, now)
             if gathering is not None:
                 await _reschedule(tx, gathering, now)
             await tx.commit()
@@ -254,7 +272,25 @@ def _held(key: str, parts: Sequence[tuple[InvoiceLine, InvoiceStatus]]) -> HeldL
     )
 
 
-def _line(subscription: Subscription, item: BillableItem, phase_id: str, now: datetime) -> InvoiceLine | None:
+def _prorated_at_end(subscription: Subscription, item: BillableItem) -> bool:
+    """Whether the item is a prorated flat fee whose period the subscription's end cuts short."""
+    end = subscription.spec.active_to
+    return (
+        end is not None
+        and subscription.pro_rating.enabled
+        and not item.one_time
+        and isinstance(item.rate_card, RateCard)
+        and isinstance(item.rate_card.price, FlatPrice)
+        and item.service_period.end >= end
+        and item.service_period.end < item.full_period.end
+    )
+
+
+def _line(
+    subscription: Subscription, item: BillableItem, phase_id: str, now: datetime, *, full_period_at_end: bool = False
+) -> InvoiceLine | None:
+    """The gathering line the item expects. `full_period_at_end`: the workflow bills a period
+    shortened by the subscription's end in full (bill_full_period), not prorated."""
     card = item.rate_card
     assert isinstance(card, RateCard), type(card)
     price = card.price
@@ -282,6 +318,8 @@ def _line(subscription: Subscription, item: BillableItem, phase_id: str, now: da
     }
     if isinstance(price, FlatPrice):
         prorate = subscription.pro_rating.enabled and not item.one_time
+        if full_period_at_end and _prorated_at_end(subscription, item):
+            prorate = False
         currency = currencies.get(subscription.currency)
         amount = rate(RatingInput(price, currency, service, full, prorate=prorate, name=card.name)).totals.amount
         if amount == 0:

@@ -23,8 +23,9 @@ from adapters.postgres.db import create_engine, migrate, session_factory
 from adapters.postgres.subscriptions import PostgresSubscriptionRepository
 from domain.billing.apps.registry import Marketplace
 from domain.billing.invoice_service import InvoiceService
-from domain.billing.invoice_states import InvoiceStatus, State
-from domain.billing.invoices import InvoiceLine, InvoiceListQuery, InvoiceWithLines, ManagedBy
+from domain.billing.invoice_states import Action, InvoiceStatus, State
+from domain.billing.invoices import InvoiceLine, InvoiceListQuery, InvoiceNowInput, InvoiceWithLines, ManagedBy
+from domain.billing.models import OverrideUpsertInput, ProrationMode, WorkflowPatch
 from domain.billing.ports import UnitOfWork
 from domain.billing.service import BillingProfileService, Provisioner
 from domain.billing.subscription_sync import SubscriptionSync
@@ -109,6 +110,7 @@ class Env:
     usage: EventUsage
     clock: Clock
     store: UnitOfWork
+    profiles: BillingProfileService
 
     def worker(self) -> BillingWorker:
         return BillingWorker(self.invoices, self.sync, clock=self.clock)
@@ -132,7 +134,7 @@ async def env() -> AsyncIterator[Env]:
     usage = EventUsage()
     invoices = InvoiceService(uow, profiles, customers, marketplace, usage, clock=clock)
     sync = SubscriptionSync(uow, profiles, repository, clock=clock)
-    yield Env(subscriptions, sync, invoices, customers, usage, clock, uow)
+    yield Env(subscriptions, sync, invoices, customers, usage, clock, uow, profiles)
     await engine.dispose()
 
 
@@ -268,3 +270,114 @@ async def test_worker_bills_subscriptions_and_late_usage_as_a_correction(env: En
     assert shown(gathering_lines(await all_invoices(env, ns))) == [("Api", DEC, env.clock.at, env.clock.at)]
     env.clock.at = JAN
     assert (await worker.run_once()).synced == 0
+
+
+def billed_api(found: list[InvoiceWithLines]) -> list[InvoiceLine]:
+    """November's Api lines on every invoice that bills (not gathering, deleted or voided)."""
+    return [
+        x
+        for f in found
+        if f.invoice.status not in (InvoiceStatus.GATHERING, InvoiceStatus.DELETED, InvoiceStatus.VOIDED)
+        for x in f.lines
+        if x.parent_line_id is None and x.name == "Api" and x.period_start < DEC
+    ]
+
+
+async def invoice_api_now(env: Env, ns: str, customer_id: str) -> InvoiceWithLines:
+    """Progressive invoice-now of the gathering Api line (the default workflow bills progressively)."""
+    api = next(x for x in gathering_lines(await all_invoices(env, ns)) if x.name == "Api")
+    (draft,) = await env.invoices.invoice_now(ns, InvoiceNowInput(customer=customer_id, line_ids=[api.id]))
+    assert draft.invoice.state is State.DRAFT_WAITING_FOR_COLLECTION
+    return draft
+
+
+async def test_a_deleted_progressive_draft_gives_its_part_back_to_the_line_it_was_cut_from(env: Env) -> None:
+    ns = "sb_release"
+    env.clock.at = NOV
+    sub = await subscribe(env, ns, "c1")
+    cid = sub.customer_id
+    await env.sync.sync(sub)
+    (original,) = [x for x in gathering_lines(await all_invoices(env, ns)) if x.name == "Api"]
+    env.usage.add("api", cid, NOV + timedelta(days=4), "1000")
+    env.usage.add("api", cid, NOV + timedelta(days=19), "500")
+
+    env.clock.at = NOV + timedelta(days=14)
+    draft = await invoice_api_now(env, ns, cid)
+    await env.invoices.act(ns, draft.invoice.id, Action.DELETE)
+    # One line again, as before the cut: same ID, the whole period.
+    (api,) = [x for x in gathering_lines(await all_invoices(env, ns)) if x.name == "Api"]
+    assert (api.id, api.period_start, api.period_end, api.invoice_at) == (original.id, NOV, DEC, DEC)
+
+    # A cancellation still reaches it (two parts of one key made every sync a conflict).
+    env.clock.at = NOV + timedelta(days=24)
+    sub = await env.subscriptions.cancel(ns, sub.id, Timing("immediate"))
+    await env.sync.sync(sub)
+    (api,) = [x for x in gathering_lines(await all_invoices(env, ns)) if x.name == "Api"]
+    assert (api.period_start, api.period_end) == (NOV, env.clock.at)
+
+    # November's usage is billed once: 1,500 units (before: 1,000 + 1,500 on one invoice).
+    env.clock.at = DEC + timedelta(hours=2)
+    await env.worker().run_once()
+    billed = billed_api(await all_invoices(env, ns))
+    assert sum((x.quantity or D(0) for x in billed), D(0)) == D(1500)
+    assert sum((x.totals.total for x in billed), D(0)) == D("15.00")
+
+
+async def test_parts_of_one_period_on_one_invoice_are_each_billed_after_the_earlier_ones(env: Env) -> None:
+    # Two progressive drafts (Nov 10 and Nov 15); the first is deleted while the second holds the
+    # middle of the period, so its part cannot rejoin the rest: November's invoice then holds two
+    # parts of one period key, and the second must not bill the first's usage again.
+    ns = "sb_release_chain"
+    env.clock.at = NOV
+    sub = await subscribe(env, ns, "c1")
+    cid = sub.customer_id
+    await env.sync.sync(sub)
+    env.usage.add("api", cid, NOV + timedelta(days=4), "1000")
+    env.usage.add("api", cid, NOV + timedelta(days=12), "300")
+    env.usage.add("api", cid, NOV + timedelta(days=19), "500")
+
+    env.clock.at = NOV + timedelta(days=9)
+    first = await invoice_api_now(env, ns, cid)
+    env.clock.at = NOV + timedelta(days=14)
+    await invoice_api_now(env, ns, cid)
+    await env.invoices.act(ns, first.invoice.id, Action.DELETE)
+    parts = [(x.period_start, x.period_end) for x in gathering_lines(await all_invoices(env, ns)) if x.name == "Api"]
+    assert parts == [(NOV, NOV + timedelta(days=9)), (NOV + timedelta(days=14), DEC)]
+    # A cancellation trims only the part it falls in; the earlier part keeps its end (before: it
+    # was stretched to the new end too, over the second draft's days and the last part's).
+    env.clock.at = NOV + timedelta(days=24)
+    sub = await env.subscriptions.cancel(ns, sub.id, Timing("immediate"))
+    await env.sync.sync(sub)
+    parts = [(x.period_start, x.period_end) for x in gathering_lines(await all_invoices(env, ns)) if x.name == "Api"]
+    assert parts == [(NOV, NOV + timedelta(days=9)), (NOV + timedelta(days=14), env.clock.at)]
+
+    env.clock.at = DEC + timedelta(hours=2)
+    await env.worker().run_once()
+    billed = billed_api(await all_invoices(env, ns))
+    assert len(billed) == 3  # the middle part on its own invoice, the other two on November's
+    assert sum((x.quantity or D(0) for x in billed), D(0)) == D(1800)
+    assert sum((x.totals.total for x in billed), D(0)) == D("18.00")
+
+
+async def test_a_cancellation_bills_the_shortened_flat_fee_as_the_workflow_says(env: Env) -> None:
+    # subscriptionEndProrationMode: bill_actual_period (the default) prorates the in-advance Base
+    # fee of a period the cancellation cuts short; bill_full_period bills it whole.
+    env.clock.at = NOV
+    for ns, mode, fee in (
+        ("sb_end_actual", None, D("10.00")),
+        ("sb_end_full", ProrationMode.BILL_FULL_PERIOD, D(30)),
+    ):
+        env.clock.at = NOV
+        sub = await subscribe(env, ns, "c1")
+        if mode is not None:
+            await env.profiles.upsert_override(
+                ns, "c1", OverrideUpsertInput(workflow=WorkflowPatch(subscription_end_proration_mode=mode))
+            )
+        await env.sync.sync(sub)
+        (base,) = [x for x in gathering_lines(await all_invoices(env, ns)) if x.name == "Base"]
+        assert base.per_unit_amount == D(30)  # nothing cut short yet: the whole fee either way
+        env.clock.at = NOV + timedelta(days=10)
+        sub = await env.subscriptions.cancel(ns, sub.id, Timing("immediate"))
+        await env.sync.sync(sub)
+        (base,) = [x for x in gathering_lines(await all_invoices(env, ns)) if x.name == "Base"]
+        assert (base.period_end, base.per_unit_amount) == (env.clock.at, fee), ns
