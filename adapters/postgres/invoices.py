@@ -35,6 +35,7 @@ from domain.billing.apps.port import IssueSeverity
 from domain.billing.invoice_states import InvoiceStatus, State
 from domain.billing.invoices import (
     AppAttempt,
+    Billed,
     CustomerSnapshot,
     Invoice,
     InvoiceLine,
@@ -340,6 +341,7 @@ def _line(row: Any) -> InvoiceLine:
         quantity=_dec(row.quantity),
         metered_quantity=_dec(row.metered_quantity),
         pre_line_period_quantity=_dec(row.pre_line_period_quantity),
+        period_started=row.period_started,
         quantity_snapshotted_at=row.quantity_snapshotted_at,
         child_key=row.child_key,
         category=LineCategory(row.category) if row.category else None,
@@ -390,6 +392,7 @@ def _line_values(line: InvoiceLine) -> dict[str, Any]:
         quantity=line.quantity,
         metered_quantity=line.metered_quantity,
         pre_line_period_quantity=line.pre_line_period_quantity,
+        period_started=line.period_started,
         quantity_snapshotted_at=line.quantity_snapshotted_at,
         child_key=line.child_key,
         category=line.category.value if line.category else None,
@@ -459,6 +462,19 @@ _ORDER = {
 }
 
 # Invoices whose lines no longer count as billed (their usage is billed again by a later run).
+# Whether a snapshotted line of the group started its period (was rated as the period's first
+# line). Lines snapshotted before `period_started` was recorded: by the rule the rating used then,
+# their position (the period's start, nothing billed before).
+_STARTED = func.bool_or(
+    or_(
+        col(InvoiceLineRow.period_started).is_(False),
+        and_(
+            col(InvoiceLineRow.period_started).is_(None),
+            func.coalesce(InvoiceLineRow.full_period_start, InvoiceLineRow.period_start) == InvoiceLineRow.period_start,
+            func.coalesce(InvoiceLineRow.pre_line_period_quantity, 0) == 0,
+        ),
+    )
+)
 _NOT_BILLED = (InvoiceStatus.GATHERING.value, InvoiceStatus.VOIDED.value, InvoiceStatus.DELETED.value)
 # Issued invoices that count: their lines' quantities are final.
 _ISSUED = tuple(
@@ -780,12 +796,12 @@ class PostgresInvoiceRepository:
 
     async def billed_quantities(
         self, namespace: str, period_keys: Sequence[str], exclude_invoice_id: str | None = None
-    ) -> dict[str, Decimal]:
+    ) -> dict[str, Billed]:
         if not period_keys:
             return {}
         statement = (
             _live_period_lines(
-                select(InvoiceLineRow.period_key, func.sum(InvoiceLineRow.quantity)), namespace, period_keys
+                select(InvoiceLineRow.period_key, func.sum(InvoiceLineRow.quantity), _STARTED), namespace, period_keys
             )
             .where(col(InvoiceLineRow.quantity).is_not(None), col(InvoiceRow.status).not_in(_NOT_BILLED))
             .group_by(col(InvoiceLineRow.period_key))
@@ -793,26 +809,30 @@ class PostgresInvoiceRepository:
         if exclude_invoice_id is not None:
             statement = statement.where(InvoiceRow.id != exclude_invoice_id)
         rows = (await self._session.exec(_fresh(statement))).all()
-        return {key: Decimal(total) for key, total in rows if key is not None and total is not None}
+        return {
+            key: Billed(Decimal(total), bool(started))
+            for key, total, started in rows
+            if key is not None and total is not None
+        }
 
     async def billed_quantities_by_invoice(
         self, namespace: str, period_keys: Sequence[str]
-    ) -> dict[str, dict[str, Decimal]]:
+    ) -> dict[str, dict[str, Billed]]:
         if not period_keys:
             return {}
         statement = (
             _live_period_lines(
-                select(InvoiceLineRow.period_key, InvoiceRow.id, func.sum(InvoiceLineRow.quantity)),
+                select(InvoiceLineRow.period_key, InvoiceRow.id, func.sum(InvoiceLineRow.quantity), _STARTED),
                 namespace,
                 period_keys,
             )
             .where(col(InvoiceLineRow.quantity).is_not(None), col(InvoiceRow.status).not_in(_NOT_BILLED))
             .group_by(col(InvoiceLineRow.period_key), col(InvoiceRow.id))
         )
-        out: dict[str, dict[str, Decimal]] = {}
-        for key, invoice_id, total in (await self._session.exec(_fresh(statement))).all():
+        out: dict[str, dict[str, Billed]] = {}
+        for key, invoice_id, total, started in (await self._session.exec(_fresh(statement))).all():
             if key is not None and total is not None:
-                out.setdefault(key, {})[invoice_id] = Decimal(total)
+                out.setdefault(key, {})[invoice_id] = Billed(Decimal(total), bool(started))
         return out
 
     async def claim(

@@ -23,12 +23,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from domain.billing.apps.models import App
 from domain.billing.apps.port import InvoiceNumbers
-from domain.billing.invoices import ZERO, Invoice, InvoiceLine
+from domain.billing.invoices import ZERO, Billed, Invoice, InvoiceLine
 from domain.billing.ports import BillingStore, TransactionNumbers
 
 
@@ -39,7 +38,7 @@ class StagedInvoices:
     writes are kept (`updated`, `lines_updated`, `lines_inserted`, `children_deleted`) for the
     batch to write at once."""
 
-    def __init__(self, invoice_id: str, lines: Sequence[InvoiceLine], billed: Mapping[str, Mapping[str, Decimal]]):
+    def __init__(self, invoice_id: str, lines: Sequence[InvoiceLine], billed: Mapping[str, Mapping[str, Billed]]):
         self._invoice_id = invoice_id
         self._lines = list(lines)
         self._billed = billed
@@ -67,14 +66,14 @@ class StagedInvoices:
 
     async def billed_quantities(
         self, namespace: str, period_keys: Sequence[str], exclude_invoice_id: str | None = None
-    ) -> dict[str, Decimal]:
+    ) -> dict[str, Billed]:
         if exclude_invoice_id != self._invoice_id:
             raise UnstagedError("billed quantities for another invoice")
-        out: dict[str, Decimal] = {}
+        out: dict[str, Billed] = {}
         for key in period_keys:
-            by_invoice = self._billed.get(key, {})
-            if any(i != self._invoice_id for i in by_invoice):
-                out[key] = sum((q for i, q in by_invoice.items() if i != self._invoice_id), ZERO)
+            others = [b for i, b in self._billed.get(key, {}).items() if i != self._invoice_id]
+            if others:
+                out[key] = Billed(sum((b.quantity for b in others), ZERO), any(b.started for b in others))
         return out
 
     async def delete_children(self, namespace: str, parent_ids: Sequence[str], at: datetime) -> None:

@@ -50,6 +50,7 @@ from domain.billing.invoice_states import (
 from domain.billing.invoices import (
     ZERO,
     AppAttempt,
+    Billed,
     CustomerSnapshot,
     Invoice,
     InvoiceLine,
@@ -900,7 +901,8 @@ class InvoiceService:
                     # may have made this correction since the usage was read, or billed it already.
                     if key in await tx.invoices.pending_period_keys(namespace, [key]):
                         return 0
-                    billed = (await tx.invoices.billed_quantities(namespace, [key])).get(key, ZERO)
+                    so_far = (await tx.invoices.billed_quantities(namespace, [key])).get(key)
+                    billed = so_far.quantity if so_far is not None else ZERO
                     if cumulative <= billed:
                         return 0
                     if gathering is None:
@@ -920,6 +922,7 @@ class InvoiceService:
                         quantity=None,
                         metered_quantity=None,
                         pre_line_period_quantity=None,
+                        period_started=None,
                         quantity_snapshotted_at=None,
                         totals=Totals(),
                         discounts=(),
@@ -979,16 +982,17 @@ class InvoiceService:
         # in period order, each after what the earlier ones take, so none is billed twice.
         for line in sorted((x for x in lines if x.id in requests), key=lambda x: x.period_start):
             cumulative = quantities.get(requests[line.id], ZERO)
-            key = line.period_key or ""
-            before = billed.get(key, ZERO)
+            so_far = billed.get(line.period_key or "")
+            before = so_far.quantity if so_far is not None else ZERO
             quantity = max(cumulative - before, ZERO)
             if line.period_key:
-                billed[key] = before + quantity
+                billed[line.period_key] = Billed(before + quantity, started=True)
             snapshotted[line.id] = dataclasses.replace(
                 line,
                 quantity=quantity,
                 metered_quantity=quantity,
                 pre_line_period_quantity=before,
+                period_started=so_far is not None and so_far.started,
                 quantity_snapshotted_at=cutoff,
                 updated_at=now,
             )
@@ -1073,6 +1077,7 @@ class InvoiceService:
                 quantity=x.quantity if x.type is LineType.FLAT_FEE else None,
                 metered_quantity=None,
                 pre_line_period_quantity=None,
+                period_started=None,
                 quantity_snapshotted_at=None,
                 updated_at=now,
             )
@@ -1257,6 +1262,7 @@ def rate_lines(
                     pre_period_quantity=line.pre_line_period_quantity or ZERO,
                     discounts=line.rate_card_discounts,
                     name=line.name,
+                    period_started=line.period_started,
                 )
             )
         except RatingError as exc:

@@ -165,6 +165,10 @@ class InvoiceLine:
     metered_quantity: Decimal | None = None
     pre_line_period_quantity: Decimal | None = None
     quantity_snapshotted_at: datetime | None = None
+    # Set with the quantity: whether a line that counts had already started the period (charged
+    # its entry: a graduated price's first-tier flat fee, due once per period). None before the
+    # snapshot; the rating then judges by the line's position.
+    period_started: bool | None = None
     # Detailed child lines: the rating engine's component key, category and term.
     child_key: str | None = None
     category: LineCategory | None = None
@@ -177,6 +181,16 @@ class InvoiceLine:
     deleted_at: datetime | None = None
     # The line's ID in the invoicing app (custom invoicing: draft/synchronized's lineExternalIds).
     invoicing_external_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Billed:
+    """What the lines that count (top-level, on invoices not gathering, deleted or voided) billed of
+    one period key: their quantity, and whether one of them started the period (was rated as its
+    first line, so charged a graduated price's first-tier flat fee)."""
+
+    quantity: Decimal
+    started: bool
 
 
 @dataclass(frozen=True, slots=True)

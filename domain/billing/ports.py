@@ -15,7 +15,7 @@ from typing import Protocol
 from domain.billing.apps.models import App, AppType, CustomerAppData
 from domain.billing.apps.port import InvoiceNumbers
 from domain.billing.invoice_states import InvoiceStatus, State
-from domain.billing.invoices import Invoice, InvoiceLine, InvoiceListQuery, UsageRequest
+from domain.billing.invoices import Billed, Invoice, InvoiceLine, InvoiceListQuery, UsageRequest
 from domain.billing.models import CustomerOverride, OverrideListQuery, Profile, ProfileListQuery
 from domain.customers.models import Customer
 
@@ -189,15 +189,15 @@ class InvoiceRepository(Protocol):
 
     async def billed_quantities(
         self, namespace: str, period_keys: Sequence[str], exclude_invoice_id: str | None = None
-    ) -> dict[str, Decimal]:
+    ) -> dict[str, Billed]:
         """Per period key: the quantity already billed by top-level lines of standard invoices that
-        still count (not gathering, deleted or voided), `exclude_invoice_id` left out (the invoice
-        being rated). A key billed nowhere is absent."""
+        still count (not gathering, deleted or voided), and whether one of them started the period,
+        `exclude_invoice_id` left out (the invoice being rated). A key billed nowhere is absent."""
         ...
 
     async def billed_quantities_by_invoice(
         self, namespace: str, period_keys: Sequence[str]
-    ) -> dict[str, dict[str, Decimal]]:
+    ) -> dict[str, dict[str, Billed]]:
         """`billed_quantities` per period key and invoice ID, for a batch of invoices at once
         (each leaves out its own)."""
         ...

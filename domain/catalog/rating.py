@@ -163,6 +163,11 @@ class RatingInput:
     discounts: Discounts = NO_DISCOUNTS
     prorate: bool = True
     name: str = ""
+    # Whether a line billed before this one started the period (charged a graduated price's
+    # first-tier flat fee, due once per period). None: judged by position, as the docstring says.
+    # Billing knows it for sure: a late-usage correction after a period billed at zero usage, or a
+    # line billed again after the period's first invoice was voided, cannot tell by position.
+    period_started: bool | None = None
 
     @classmethod
     def for_rate_card(
@@ -305,7 +310,8 @@ def _rate(data: RatingInput) -> RatingResult:
         after = rounding(cum_rated * multiplier)
         components = [("usage", f"{label}: usage in period", ONE, after - before, before, after)]
     elif kind is TieredPrice and price.mode is _GRADUATED:  # type: ignore[union-attr]
-        components = _graduated(price, pre_rated, cum_rated, first, rounding, label)  # type: ignore[arg-type]
+        started = not first if data.period_started is None else data.period_started
+        components = _graduated(price, pre_rated, cum_rated, first, started, rounding, label)  # type: ignore[arg-type]
     elif kind is TieredPrice:
         if not (first and last):
             raise RatingError("a volume-tiered price is billed once for the whole period, never progressively")
@@ -434,7 +440,13 @@ def _rate(data: RatingInput) -> RatingResult:
 
 
 def _graduated(
-    price: TieredPrice, pre: Decimal, cumulative: Decimal, first: bool, rounding: _Round, label: str
+    price: TieredPrice,
+    pre: Decimal,
+    cumulative: Decimal,
+    first: bool,
+    started: bool,
+    rounding: _Round,
+    label: str,
 ) -> list[_Component]:
     components: list[_Component] = []
     lower = ZERO
@@ -464,7 +476,7 @@ def _graduated(
                 )
         if tier.flat_price is not None:
             # A tier's flat price is due once the usage enters the tier (the first tier: always).
-            entered_before = not first and (index == 0 or pre > lower)
+            entered_before = started if index == 0 else not first and pre > lower
             if index == 0 or cumulative > lower:
                 flat = rounding(tier.flat_price)
                 components.append(

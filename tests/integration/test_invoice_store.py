@@ -22,6 +22,7 @@ from domain.billing.apps.port import IssueSeverity
 from domain.billing.invoice_states import State
 from domain.billing.invoices import (
     AppAttempt,
+    Billed,
     CustomerSnapshot,
     Invoice,
     InvoiceLine,
@@ -192,9 +193,12 @@ async def test_billed_quantities_count_only_live_standard_invoices(uow: UnitOfWo
             await store.invoices.insert(inv)
         await store.invoices.insert_lines(
             [
+                # Snapshotted before `period_started` was recorded: at the period's start with
+                # nothing before it, so it started the period (the rating's rule then).
                 make_line(issued, quantity=Decimal("10.5")),
-                make_line(paid, quantity=Decimal("4")),
-                make_line(paid, quantity=Decimal("7"), period_key="other"),
+                make_line(paid, quantity=Decimal("4"), period_started=True),
+                make_line(paid, quantity=Decimal("7"), period_key="other", period_started=True),
+                make_line(voided, quantity=Decimal(1000), period_key="other", period_started=False),
                 make_line(voided, quantity=Decimal(1000)),
                 make_line(gathering, quantity=Decimal(1000)),
                 make_line(deleted, quantity=Decimal(1000)),
@@ -206,10 +210,19 @@ async def test_billed_quantities_count_only_live_standard_invoices(uow: UnitOfWo
         await store.commit()
     async with uow() as store:
         assert await store.invoices.billed_quantities(ns, [key, "other", "none"]) == {
-            key: Decimal("14.5"),
-            "other": Decimal(7),
+            key: Billed(Decimal("14.5"), started=True),
+            # The line that started "other" is on the voided invoice: nothing counting did.
+            "other": Billed(Decimal(7), started=False),
         }
-        assert await store.invoices.billed_quantities(ns, [key], exclude_invoice_id=paid.id) == {key: Decimal("10.5")}
+        assert await store.invoices.billed_quantities(ns, [key], exclude_invoice_id=paid.id) == {
+            key: Billed(Decimal("10.5"), started=True)
+        }
+        assert await store.invoices.billed_quantities(ns, [key], exclude_invoice_id=issued.id) == {
+            key: Billed(Decimal(4), started=False)
+        }
+        assert await store.invoices.billed_quantities_by_invoice(ns, ["other"]) == {
+            "other": {paid.id: Billed(Decimal(7), started=False)}
+        }
 
 
 async def test_claims_skip_locked_invoices(uow: UnitOfWork) -> None:

@@ -233,9 +233,10 @@ async def test_racing_actions_on_one_draft_apply_once(env: Env) -> None:
     ]
 
 
-async def test_custom_invoicing_waits_for_the_integrator(env: Env) -> None:
-    ns = "inv_custom"
-    cid = await customer(env, ns, "Globex")
+async def custom_invoicing_customer(env: Env, ns: str, name: str) -> str:
+    """A customer billed through custom invoicing with both sync hooks on (invoices wait for the
+    integrator's draft/synchronized and issuing/synchronized calls)."""
+    cid = await customer(env, ns, name)
     app, _ = await env.apps.install(ns, InstallAppInput(type="custom_invoicing", create_billing_profile=False))
     await env.apps.update_app(
         ns,
@@ -249,6 +250,12 @@ async def test_custom_invoicing_waits_for_the_integrator(env: Env) -> None:
         ns, ProfileCreateInput("Custom", default.supplier, ProfileApps(app.id, app.id, app.id))
     )
     await env.profiles.upsert_override(ns, cid, OverrideUpsertInput(profile_id=profile.profile.id))
+    return cid
+
+
+async def test_custom_invoicing_waits_for_the_integrator(env: Env) -> None:
+    ns = "inv_custom"
+    cid = await custom_invoicing_customer(env, ns, "Globex")
     await env.invoices.create_pending_lines(ns, cid, PendingLinesInput("USD", [flat("Fee", "40")]))
     (made,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid))
     iid = made.invoice.id
@@ -284,3 +291,44 @@ async def test_simulate_rates_like_an_invoice_and_stores_nothing(env: Env) -> No
     assert top["Tokens"].totals.total == D("17.50") and top["API"].totals.total == D("15.02")
     assert len([x for x in sim.lines if x.parent_line_id == top["Tokens"].id]) >= 2
     assert await env.invoices.list_invoices(ns, InvoiceListQuery(include_deleted=True)) == ([], 0)
+
+
+# Graduated, with a first-tier flat fee: 10.00 to enter the period, then 1.00 a unit up to 100.
+ENTRY_FEE = TieredPrice(TieredMode.GRADUATED, (PriceTier(D(100), D(10), D(1)), PriceTier(None, None, D("0.5"))))
+
+
+async def test_a_periods_entry_fee_is_charged_once_after_a_void_and_by_late_usage(env: Env) -> None:
+    # The first tier's flat fee is due once per period, charged by the line that starts it. Where a
+    # line stands in the period does not tell: a correction after a period billed at zero usage
+    # covers the whole period (it charged the fee again), and a line billed again after the
+    # period's first invoice was voided starts mid-period (it charged nothing).
+    ns = "inv_entry_void"
+    cid = await custom_invoicing_customer(env, ns, "Globex")
+    env.usage.add("calls", cid, NOV + timedelta(days=2), "3")
+    env.usage.add("calls", cid, NOV + timedelta(days=20), "2")
+    await env.invoices.create_pending_lines(
+        ns, cid, PendingLinesInput("USD", [usage_line("Calls", "calls", ENTRY_FEE)])
+    )
+    (first,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid, as_of=NOV + timedelta(days=15)))
+    await env.invoices.app_callback(ns, first.invoice.id, Action.DRAFT_SYNCHRONIZED)
+    issued = await env.invoices.app_callback(ns, first.invoice.id, Action.ISSUING_SYNCHRONIZED)
+    assert issued.invoice.totals.total == D("13.00")  # the fee and 3 units
+    await env.invoices.void(ns, first.invoice.id, "wrong contact")
+    (again,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid, as_of=DEC + timedelta(hours=2)))
+    (line,) = [x for x in again.lines if x.parent_line_id is None]
+    assert (line.quantity, line.pre_line_period_quantity, line.period_started) == (D(5), D(0), False)
+    assert again.invoice.totals.total == D("15.00")  # before: 5.00, the fee lost with the void
+
+    ns = "inv_entry_late"
+    cid = await customer(env, ns)
+    await env.invoices.create_pending_lines(
+        ns, cid, PendingLinesInput("USD", [usage_line("Calls", "calls", ENTRY_FEE)])
+    )
+    (period,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid, as_of=DEC + timedelta(hours=2)))
+    assert period.invoice.state is State.PAID and period.invoice.totals.total == D("10.00")  # no usage yet
+    env.usage.add("calls", cid, NOV + timedelta(days=5), "5")  # stored after the invoice was issued
+    assert await env.invoices.bill_late_usage(timedelta(days=30)) == 1
+    (correction,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid))
+    (line,) = [x for x in correction.lines if x.parent_line_id is None]
+    assert line.period_started is True
+    assert correction.invoice.totals.total == D("5.00")  # before: 15.00, the fee charged again

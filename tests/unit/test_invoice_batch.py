@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 
 from domain.billing.invoice_batch import RoundNumbers, StagedInvoices, StagedWrites, UnstagedError
-from domain.billing.invoices import InvoiceLine, LineStatus, LineType, ManagedBy
+from domain.billing.invoices import Billed, InvoiceLine, LineStatus, LineType, ManagedBy
 
 T0 = datetime(2026, 12, 1, tzinfo=UTC)
 T1 = datetime(2026, 12, 1, 1, tzinfo=UTC)
@@ -67,12 +67,19 @@ async def test_a_line_inserted_then_updated_is_inserted_as_it_ends() -> None:
 
 async def test_billed_quantities_leave_out_the_invoice_itself() -> None:
     billed = {
-        "period-a": {"inv": Decimal(4), "earlier": Decimal(10), "other": Decimal("2.5")},
-        "period-b": {"inv": Decimal(1)},
+        "period-a": {
+            "inv": Billed(Decimal(4), started=False),
+            "earlier": Billed(Decimal(10), started=False),
+            "other": Billed(Decimal("2.5"), started=True),
+        },
+        "period-b": {"inv": Billed(Decimal(1), started=False)},
+        "period-c": {"inv": Billed(Decimal(1), started=True), "later": Billed(Decimal(2), started=False)},
     }
     staged = StagedInvoices("inv", [], billed)
-    assert await staged.billed_quantities("ns", ["period-a", "period-b", "period-c"], "inv") == {
-        "period-a": Decimal("12.5")
+    assert await staged.billed_quantities("ns", ["period-a", "period-b", "period-c", "period-d"], "inv") == {
+        "period-a": Billed(Decimal("12.5"), started=True),
+        # Only the invoice itself started it: for the others, nothing that counts did.
+        "period-c": Billed(Decimal(2), started=False),
     }
 
 

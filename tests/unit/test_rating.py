@@ -65,6 +65,26 @@ def test_graduated_first_tier_flat_is_due_without_usage() -> None:
     assert [(line.key, line.amount) for line in result.lines] == [("graduated-tiered-1-flat-price", D("5.00"))]
 
 
+def test_whether_a_line_before_started_the_period_decides_the_first_tier_flat_not_its_position() -> None:
+    def first_flat(line: RatingInput) -> D:
+        return sum((x.amount for x in rate(line).lines if x.key == "graduated-tiered-1-flat-price"), D(0))
+
+    # By position (no billing history given): the period's first line pays the entry.
+    assert first_flat(RatingInput(GRADUATED, USD, FIRST_HALF, JAN, quantity=D(3))) == D(5)
+    assert first_flat(RatingInput(GRADUATED, USD, SECOND_HALF, JAN, quantity=D(3), pre_period_quantity=D(3))) == 0
+    # A correction covering the whole period after one billed at zero usage: already paid.
+    assert first_flat(RatingInput(GRADUATED, USD, JAN, JAN, quantity=D(5), period_started=True)) == 0
+    # The rest of a period whose first invoice was voided: nothing counting paid it yet.
+    assert first_flat(RatingInput(GRADUATED, USD, SECOND_HALF, JAN, quantity=D(5), period_started=False)) == D(5)
+    # Higher tiers still follow the quantities: the second tier's fee is due once 10 is passed.
+    crossing = rate(
+        RatingInput(GRADUATED, USD, SECOND_HALF, JAN, quantity=D(5), pre_period_quantity=D(8), period_started=True)
+    )
+    assert [(x.key, x.amount) for x in crossing.lines if "flat" in x.key] == [
+        ("graduated-tiered-2-flat-price", D("3.00"))
+    ]
+
+
 def test_volume_picks_one_tier_by_the_total() -> None:
     result = rate(RatingInput(VOLUME, USD, JAN, quantity=D(15)))
     assert [(line.key, line.amount) for line in result.lines] == [
