@@ -75,7 +75,7 @@ from domain.billing.service import BillingProfileService
 from domain.catalog import currencies
 from domain.catalog.durations import Duration
 from domain.catalog.prices import allows_progressive_billing
-from domain.catalog.rating import Period, RatingError, RatingInput, rate
+from domain.catalog.rating import DiscountReason, Period, RatingError, RatingInput, rate, rate_flat_units
 from domain.customers.models import Customer
 from domain.errors import ConflictError, NotFoundError, ValidationError, Violations
 
@@ -1244,8 +1244,16 @@ def rate_lines(
     children: list[InvoiceLine] = []
     for line in top:
         if line.type is LineType.FLAT_FEE:
-            amount = currency.round((line.per_unit_amount or ZERO) * (line.quantity or ZERO))
-            rated.append(dataclasses.replace(line, totals=Totals.of(amount=amount), updated_at=now))
+            amount, discount = rate_flat_units(
+                line.per_unit_amount or ZERO, line.quantity or ZERO, currency, line.rate_card_discounts
+            )
+            off: tuple[LineDiscount, ...] = ()
+            if discount:
+                # The discount keeps its ID from one rating to the next (an unchanged draft is not rewritten).
+                known = next((d.id for d in line.discounts if d.reason is DiscountReason.RATECARD_PERCENTAGE), None)
+                off = (LineDiscount(known or _new_id(), DiscountReason.RATECARD_PERCENTAGE, discount),)
+            totals = Totals.of(amount=amount, discounts_total=discount)
+            rated.append(dataclasses.replace(line, totals=totals, discounts=off, updated_at=now))
             continue
         if line.price is None or line.quantity is None:
             rated.append(dataclasses.replace(line, totals=Totals(), updated_at=now))

@@ -330,6 +330,8 @@ def _line(
             full_period_end=full.end,
             per_unit_amount=amount,
             quantity=Decimal(item.quantity),
+            # The rate card's percentage discount comes off when the line is rated (rate_lines).
+            rate_card_discounts=card.discounts,
             **common,  # type: ignore[arg-type]
         )
     return InvoiceLine(

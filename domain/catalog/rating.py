@@ -537,12 +537,31 @@ def _rate_flat(data: RatingInput, price: FlatPrice, service: Period, full: Perio
     if amount == 0:
         return _EMPTY_RESULT
     discounts: tuple[AmountDiscount, ...] = ()
-    discount = ZERO
-    if data.discounts.percentage:
-        discount = data.currency.round(amount * data.discounts.percentage * _PCT)
-        if discount:
-            discounts = (_build(AmountDiscount, (_BY_PERCENTAGE, discount)),)
+    discount = _percentage_off(data.currency, amount, data.discounts)
+    if discount:
+        discounts = (_build(AmountDiscount, (_BY_PERCENTAGE, discount)),)
     line = _build(
         DetailedLine, ("flat-price", data.name, ONE, amount, amount, discounts, _REGULAR, price.payment_term, service)
     )
     return _build(RatingResult, ((line,), _build(Totals, (amount, ZERO, discount, amount - discount)), ZERO, ZERO))
+
+
+def _percentage_off(currency: Currency, amount: Decimal, discounts: Discounts) -> Decimal:
+    """A flat amount's rate-card percentage discount, rounded to the currency's minor units."""
+    return currency.round(amount * discounts.percentage * _PCT) if discounts.percentage else ZERO
+
+
+def rate_flat_units(
+    per_unit: Decimal, quantity: Decimal, currency: Currency, discounts: Discounts = NO_DISCOUNTS
+) -> tuple[Decimal, Decimal]:
+    """An invoice's flat fee line, OpenMeter's perUnitAmount x quantity: its amount and its rate
+    card's percentage discount, each rounded once to the currency's minor units, computed in the
+    exact context as `rate` computes (the default context's 28 digits would round the product
+    first)."""
+    outer = getcontext()
+    setcontext(_EXACT)
+    try:
+        amount = currency.round(per_unit * quantity)
+        return amount, _percentage_off(currency, amount, discounts)
+    finally:
+        setcontext(outer)

@@ -34,8 +34,8 @@ from domain.billing.invoices import (
 from domain.billing.models import OverrideUpsertInput, ProfileApps, ProfileCreateInput, WorkflowPatch
 from domain.billing.service import AppService, BillingProfileService, Provisioner
 from domain.catalog.currencies import get as currency
-from domain.catalog.prices import PriceTier, TieredMode, TieredPrice, UnitPrice
-from domain.catalog.rating import Period, RatingInput, rate
+from domain.catalog.prices import Discounts, PriceTier, TieredMode, TieredPrice, UnitPrice
+from domain.catalog.rating import DiscountReason, Period, RatingInput, rate
 from domain.customers.models import CustomerInput
 from domain.customers.service import CustomerService
 from domain.errors import ValidationError
@@ -332,3 +332,15 @@ async def test_a_periods_entry_fee_is_charged_once_after_a_void_and_by_late_usag
     (line,) = [x for x in correction.lines if x.parent_line_id is None]
     assert line.period_started is True
     assert correction.invoice.totals.total == D("5.00")  # before: 15.00, the fee charged again
+
+
+async def test_a_flat_fee_line_takes_its_rate_cards_percentage_discount(env: Env) -> None:
+    ns = "inv_flat_discount"
+    cid = await customer(env, ns)
+    onboarding = dataclasses.replace(flat("Onboarding", "100"), rate_card_discounts=Discounts(percentage=D(10)))
+    await env.invoices.create_pending_lines(ns, cid, PendingLinesInput("USD", [onboarding]))
+    (made,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid))
+    (line,) = made.lines
+    assert (line.totals.amount, line.totals.discounts_total, line.totals.total) == (D(100), D(10), D(90))
+    assert [(d.reason, d.amount) for d in line.discounts] == [(DiscountReason.RATECARD_PERCENTAGE, D(10))]
+    assert made.invoice.totals.total == D(90)  # before: 100, the discount dropped

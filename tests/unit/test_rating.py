@@ -21,7 +21,7 @@ from domain.catalog.prices import (
     UnitPrice,
 )
 from domain.catalog.ratecards import RateCard, parse_rate_card
-from domain.catalog.rating import DiscountReason, LineCategory, Period, RatingError, RatingInput, rate
+from domain.catalog.rating import DiscountReason, LineCategory, Period, RatingError, RatingInput, rate, rate_flat_units
 from domain.catalog.wire import Issues, Reader
 
 USD = currencies.get("USD")
@@ -219,3 +219,12 @@ def test_input_for_a_rate_card() -> None:
 def parse_rate_card_for_test(data: dict[str, object]) -> tuple[RateCard | None, Issues]:
     reader = Reader()
     return parse_rate_card(reader, data, "rateCard"), reader.issues
+
+
+def test_an_invoices_flat_fee_line_is_rounded_once_and_takes_its_percentage_discount() -> None:
+    ten_off = Discounts(percentage=D(10))
+    assert rate_flat_units(D(100), D(1), USD, ten_off) == (D("100.00"), D("10.00"))
+    assert rate_flat_units(D("33.335"), D(3), USD) == (D("100.01"), D(0))  # 100.005: once, half up
+    # 34 digits: the default context (28) rounded the product to 1000000.005 before the cents.
+    assert rate_flat_units(D("1000000.00499999999999999999999999"), D(1), USD) == (D("1000000.00"), D(0))
+    assert rate_flat_units(D(1000), D(3), currencies.get("JPY"), ten_off) == (D(3000), D(300))
