@@ -745,27 +745,29 @@ class EntitlementService:
         windows = _history_windows(start, end, data.window_size, tz)
         if len(windows) > MAX_HISTORY_WINDOWS:
             raise ValidationError.single("windowSize", "too many windows; use a larger window size", "too_many")
-        windows = [w for w in windows if w[0] >= entitlement.measure_usage_from]
+        # Windows are whole (aligned to the window size in the time zone) but only [from, to) is
+        # counted, as a meter query counts a window its bounds cut: usage before `from` (the
+        # previous usage period, or before measurement began) or after `to` is not this history's.
+        windows = [w for w in windows if w[1] > entitlement.measure_usage_from]
         ctx = await self.context(namespace, entitlement)
         engine_from = min([start, *[w[0] for w in windows]])
         engine_to = max([end, *[w[1] for w in windows]]) if windows else end
         result = await self.run_until(namespace, ctx, engine_to, cached=False)
-        usage = (
-            await self._usage.windowed(ctx, windows[0][0], windows[-1][1], data.window_size, tz_name) if windows else {}
-        )
+        usage = await self._usage.windowed(ctx, start, end, data.window_size, tz_name) if windows else {}
         segments = [s for s in result.history if s.end > engine_from or s.start >= engine_from] or list(result.history)
         marks = [(s.start, s.balance_at_start, s.overage_at_start) for s in result.history if s.end > s.start]
         out: list[HistoryWindow] = []
         used_marks: set[int] = set()
         balance = ZERO
         for w_start, w_end in windows:
-            index = max((i for i, m in enumerate(marks) if m[0] <= w_start), default=None)
+            counted_from = max(w_start, start)  # the first window's balance is the one at `from`
+            index = max((i for i, m in enumerate(marks) if m[0] <= counted_from), default=None)
             if index is None:
                 balance = ZERO
             elif index not in used_marks:
                 used_marks.add(index)
                 mark_at, balance, _ = marks[index]
-                between = await self._usage.total(ctx, mark_at, w_start) if mark_at < w_start else ZERO
+                between = await self._usage.total(ctx, mark_at, counted_from) if mark_at < counted_from else ZERO
                 balance = max(ZERO, balance - between)
             value = usage.get(w_start, ZERO)
             out.append(HistoryWindow(w_start, w_end, value, balance))

@@ -256,3 +256,30 @@ async def test_concurrent_creates_leave_one_active_entitlement(stack: Stack) -> 
     conflicts = [r for r in results if isinstance(r, ConflictError)]
     assert len(created) == 1 and len(conflicts) == 5, results
     assert {c.conflicting_id for c in conflicts} == {created[0].id}
+
+
+async def test_history_counts_usage_from_its_from_to_its_to_in_whole_windows(stack: Stack) -> None:
+    # Windows are whole hours, but only [from, to) counts: an entitlement created at hh:37 (its
+    # measurement and usage period start) keeps its first, partial hour (it was dropped), and a
+    # `to` inside an hour leaves out what came after it (it was counted).
+    svc, clock = stack.cached, stack.clock
+    await svc.features.create(NS, FeatureCreateInput(key="hist_calls", name="History calls", meter_slug="calls"))
+    customer = await svc.customers.create(NS, CustomerInput(name="Hist", key="hist", subject_keys=["hist"]))
+    hour = clock.now.replace(minute=0) + timedelta(hours=2)
+    clock.now = hour + timedelta(minutes=37)
+    entitlement = await svc.create(NS, customer, metered("hist_calls", 100))
+    assert entitlement.measure_usage_from == clock.now
+    clock.now = hour + timedelta(hours=2, minutes=37)
+    await flush(stack, "hist", (timedelta(minutes=-110), 8), (timedelta(minutes=-60), 2))  # hh:47, hh+1:37
+
+    whole = await svc.history(NS, entitlement, HistoryInput(window_size="HOUR"))
+    assert [(w.start - hour, w.usage, w.balance_at_start) for w in whole.windows] == [
+        (timedelta(0), Decimal(8), Decimal(100)),
+        (timedelta(hours=1), Decimal(2), Decimal(92)),
+        (timedelta(hours=2), Decimal(0), Decimal(90)),
+    ]
+    cut = await svc.history(NS, entitlement, HistoryInput(window_size="HOUR", to=hour + timedelta(hours=1, minutes=10)))
+    assert [(w.start - hour, w.usage) for w in cut.windows] == [
+        (timedelta(0), Decimal(8)),
+        (timedelta(hours=1), Decimal(0)),
+    ]
