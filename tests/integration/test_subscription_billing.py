@@ -291,15 +291,21 @@ async def invoice_api_now(env: Env, ns: str, customer_id: str) -> InvoiceWithLin
     return draft
 
 
-async def test_a_deleted_progressive_draft_gives_its_part_back_to_the_line_it_was_cut_from(env: Env) -> None:
-    ns = "sb_release"
+async def subscribed_with_api_usage(env: Env, ns: str, *usage: tuple[int, str]) -> Subscription:
+    """A customer subscribed on Nov 1 (lines synced) with Api usage on the given days of November."""
     env.clock.at = NOV
     sub = await subscribe(env, ns, "c1")
-    cid = sub.customer_id
     await env.sync.sync(sub)
+    for day, quantity in usage:
+        env.usage.add("api", sub.customer_id, NOV + timedelta(days=day), quantity)
+    return sub
+
+
+async def test_a_deleted_progressive_draft_gives_its_part_back_to_the_line_it_was_cut_from(env: Env) -> None:
+    ns = "sb_release"
+    sub = await subscribed_with_api_usage(env, ns, (4, "1000"), (19, "500"))
+    cid = sub.customer_id
     (original,) = [x for x in gathering_lines(await all_invoices(env, ns)) if x.name == "Api"]
-    env.usage.add("api", cid, NOV + timedelta(days=4), "1000")
-    env.usage.add("api", cid, NOV + timedelta(days=19), "500")
 
     env.clock.at = NOV + timedelta(days=14)
     draft = await invoice_api_now(env, ns, cid)
@@ -328,13 +334,8 @@ async def test_parts_of_one_period_on_one_invoice_are_each_billed_after_the_earl
     # middle of the period, so its part cannot rejoin the rest: November's invoice then holds two
     # parts of one period key, and the second must not bill the first's usage again.
     ns = "sb_release_chain"
-    env.clock.at = NOV
-    sub = await subscribe(env, ns, "c1")
+    sub = await subscribed_with_api_usage(env, ns, (4, "1000"), (12, "300"), (19, "500"))
     cid = sub.customer_id
-    await env.sync.sync(sub)
-    env.usage.add("api", cid, NOV + timedelta(days=4), "1000")
-    env.usage.add("api", cid, NOV + timedelta(days=12), "300")
-    env.usage.add("api", cid, NOV + timedelta(days=19), "500")
 
     env.clock.at = NOV + timedelta(days=9)
     first = await invoice_api_now(env, ns, cid)
