@@ -51,7 +51,7 @@ from domain.catalog.prices import FlatPrice
 from domain.catalog.ratecards import RateCard
 from domain.catalog.rating import Period, RatingInput, rate
 from domain.entitlements.recurrence import Period as TimelinePeriod
-from domain.errors import ConflictError
+from domain.errors import ConflictError, NotFoundError
 from domain.subscriptions.catalog import billing_terms
 from domain.subscriptions.models import Subscription
 from domain.subscriptions.sync import HeldLine, SyncPlan, plan_sync
@@ -172,8 +172,7 @@ class SubscriptionSync:
         # the subscription's end cuts short is billed; read only when one is (cancellations).
         full_period_at_end = False
         if any(_prorated_at_end(subscription, item) for item in items):
-            effective = await self._profiles.effective_profile(subscription.namespace, subscription.customer_id)
-            full_period_at_end = effective.workflow.subscription_end_proration_mode is ProrationMode.BILL_FULL_PERIOD
+            full_period_at_end = await self._end_proration_mode(subscription) is ProrationMode.BILL_FULL_PERIOD
         out: dict[str, _Expected] = {}
         for item in items:
             phase_id = phase_ids.get(item.phase_key, item.phase_key)
@@ -181,6 +180,17 @@ class SubscriptionSync:
             if line is not None:
                 out[item.key] = _Expected(item, line)
         return out
+
+    async def _end_proration_mode(self, subscription: Subscription) -> ProrationMode:
+        """The customer's workflow's subscriptionEndProrationMode; the namespace default's once the
+        customer is deleted (its ended subscriptions stay in the passes for a while, and a pass must
+        not fail on them)."""
+        namespace = subscription.namespace
+        try:
+            effective = await self._profiles.effective_profile(namespace, subscription.customer_id)
+            return effective.workflow.subscription_end_proration_mode
+        except NotFoundError:
+            return (await self._profiles.get_default(namespace)).workflow.subscription_end_proration_mode
 
     async def _apply(self, subscription: Subscription, expected: dict[str, _Expected], now: datetime) -> int:
         ns = subscription.namespace
@@ -210,18 +220,20 @@ class SubscriptionSync:
             for key in plan.delete:
                 removed.extend(line.id for line, _ in parts[key])
             for key in plan.corrections:
-                # Partly invoiced: only the parts still gathering follow the edit, each as far as
-                # the new end reaches it (a part that ends before it stays, only the last one
-                # is extended), so the parts never overlap.
+                # Partly invoiced: only the parts still gathering follow the edit. A new end cuts
+                # the part it falls in and drops those after it; an end later than every part's
+                # extends the latest gathering part to it (whatever lies between is billed once:
+                # the snapshot takes each part after the earlier ones). No part is stretched over
+                # another's days otherwise.
                 want = expected.get(key)
                 last_end = max(line.period_end for line, _ in parts[key])
-                for line, status in parts[key]:
-                    if status is not InvoiceStatus.GATHERING:
-                        continue
+                gathering_parts = [line for line, status in parts[key] if status is InvoiceStatus.GATHERING]
+                latest = max(gathering_parts, key=lambda x: x.period_end, default=None)
+                for line in gathering_parts:
                     if want is None or want.item.service_period.end <= line.period_start:
                         removed.append(line.id)
                     elif line.period_end > want.item.service_period.end or (
-                        line.period_end == last_end and line.period_end != want.item.service_period.end
+                        line is latest and want.item.service_period.end > last_end
                     ):
                         end = want.item.service_period.end
                         updated.append(

@@ -382,3 +382,44 @@ async def test_a_cancellation_bills_the_shortened_flat_fee_as_the_workflow_says(
         await env.sync.sync(sub)
         (base,) = [x for x in gathering_lines(await all_invoices(env, ns)) if x.name == "Base"]
         assert (base.period_end, base.per_unit_amount) == (env.clock.at, fee), ns
+
+
+async def test_a_restore_after_partial_invoicing_still_bills_the_rest_of_the_period(env: Env) -> None:
+    # The last part of the key is on a draft, the only gathering part before it: an end moved
+    # later (restore) must still reach the period's end through the gathering part.
+    ns = "sb_restore_partial"
+    sub = await subscribed_with_api_usage(env, ns, (4, "1000"), (12, "300"), (19, "500"))
+    cid = sub.customer_id
+    env.clock.at = NOV + timedelta(days=9)
+    first = await invoice_api_now(env, ns, cid)  # [Nov 1, Nov 10)
+    env.clock.at = NOV + timedelta(days=14)
+    sub = await env.subscriptions.cancel(ns, sub.id, Timing("immediate"))
+    await env.sync.sync(sub)
+    await invoice_api_now(env, ns, cid)  # [Nov 10, Nov 15)
+    await env.invoices.act(ns, first.invoice.id, Action.DELETE)  # [Nov 1, Nov 10) back, alone
+    env.clock.at = NOV + timedelta(days=15)
+    sub = await env.subscriptions.restore(ns, sub.id)
+    await env.sync.sync(sub)
+    parts = [(x.period_start, x.period_end) for x in gathering_lines(await all_invoices(env, ns)) if x.name == "Api"]
+    assert parts == [(NOV, DEC)]
+
+    env.clock.at = DEC + timedelta(hours=2)
+    await env.worker().run_once()
+    assert sum((x.quantity or D(0) for x in billed_api(await all_invoices(env, ns))), D(0)) == D(1800)
+
+
+async def test_a_sync_pass_survives_the_deleted_customer_of_an_ended_subscription(env: Env) -> None:
+    # Ended subscriptions stay in the passes for a while; one whose flat fee the end cut short
+    # reads the billing workflow, which must not fail once its customer is gone.
+    ns = "sb_deleted_customer"
+    env.clock.at = NOV
+    env.customers.delete_guards.insert(0, env.subscriptions.guard_customer_delete)
+    sub = await subscribe(env, ns, "c1")
+    await env.sync.sync(sub)
+    env.clock.at = NOV + timedelta(days=10)
+    sub = await env.subscriptions.cancel(ns, sub.id, Timing("immediate"))
+    await env.sync.sync(sub)
+    env.clock.at = NOV + timedelta(days=11)
+    await env.customers.delete(ns, "c1")  # allowed: nothing of it is live
+    assert await env.sync.sync_all() == 0
+    assert (await env.worker().run_once()).failed == 0
