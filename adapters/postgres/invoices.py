@@ -461,7 +461,6 @@ _ORDER = {
     "periodStart": InvoiceRow.period_start,
 }
 
-# Invoices whose lines no longer count as billed (their usage is billed again by a later run).
 # Whether a snapshotted line of the group started its period (was rated as the period's first
 # line). Lines snapshotted before `period_started` was recorded: by the rule the rating used then,
 # their position (the period's start, nothing billed before).
@@ -475,6 +474,7 @@ _STARTED = func.bool_or(
         ),
     )
 )
+# Invoices whose lines no longer count as billed (their usage is billed again by a later run).
 _NOT_BILLED = (InvoiceStatus.GATHERING.value, InvoiceStatus.VOIDED.value, InvoiceStatus.DELETED.value)
 # Issued invoices that count: their lines' quantities are final.
 _ISSUED = tuple(

@@ -745,14 +745,13 @@ class EntitlementService:
         windows = _history_windows(start, end, data.window_size, tz)
         if len(windows) > MAX_HISTORY_WINDOWS:
             raise ValidationError.single("windowSize", "too many windows; use a larger window size", "too_many")
-        # Windows are whole (aligned to the window size in the time zone) but only [from, to) is
-        # counted, as a meter query counts a window its bounds cut: usage before `from` (the
-        # previous usage period, or before measurement began) or after `to` is not this history's.
-        windows = [w for w in windows if w[1] > entitlement.measure_usage_from]
         ctx = await self.context(namespace, entitlement)
         engine_from = min([start, *[w[0] for w in windows]])
         engine_to = max([end, *[w[1] for w in windows]]) if windows else end
         result = await self.run_until(namespace, ctx, engine_to, cached=False)
+        # Windows are whole (aligned to the window size in the time zone) but only [from, to) is
+        # counted, as a meter query counts a window its bounds cut: usage before `from` (the
+        # previous usage period, or before measurement began) or after `to` is not this history's.
         usage = await self._usage.windowed(ctx, start, end, data.window_size, tz_name) if windows else {}
         segments = [s for s in result.history if s.end > engine_from or s.start >= engine_from] or list(result.history)
         marks = [(s.start, s.balance_at_start, s.overage_at_start) for s in result.history if s.end > s.start]
