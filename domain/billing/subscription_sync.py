@@ -49,7 +49,7 @@ from domain.billing.service import BillingProfileService
 from domain.catalog import currencies
 from domain.catalog.prices import FlatPrice
 from domain.catalog.ratecards import RateCard
-from domain.catalog.rating import Period, RatingInput, rate
+from domain.catalog.rating import Period, RatingInput, flat_fee_per_unit
 from domain.entitlements.recurrence import Period as TimelinePeriod
 from domain.errors import ConflictError, NotFoundError
 from domain.subscriptions.catalog import billing_terms
@@ -333,15 +333,16 @@ def _line(
         if full_period_at_end and _prorated_at_end(subscription, item):
             prorate = False
         currency = currencies.get(subscription.currency)
-        amount = rate(RatingInput(price, currency, service, full, prorate=prorate, name=card.name)).totals.amount
-        if amount == 0:
+        quantity = Decimal(item.quantity)
+        per_unit = flat_fee_per_unit(RatingInput(price, currency, service, full, prorate=prorate), quantity)
+        if per_unit == 0:
             return None
         return InvoiceLine(
             type=LineType.FLAT_FEE,
             full_period_start=full.start,
             full_period_end=full.end,
-            per_unit_amount=amount,
-            quantity=Decimal(item.quantity),
+            per_unit_amount=per_unit,
+            quantity=quantity,
             # The rate card's percentage discount comes off when the line is rated (rate_lines).
             rate_card_discounts=card.discounts,
             **common,  # type: ignore[arg-type]

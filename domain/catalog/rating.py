@@ -63,7 +63,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import ROUND_CEILING, Context, Decimal, getcontext, setcontext
 from typing import Final, NamedTuple
@@ -563,5 +563,34 @@ def rate_flat_units(
     try:
         amount = currency.round(per_unit * quantity)
         return amount, _percentage_off(currency, amount, discounts)
+    finally:
+        setcontext(outer)
+
+
+# The places of a per-unit amount that does not divide into minor units (Stripe's unit_amount_decimal
+# keeps 12 too): per_unit x quantity then rounds back to the total for any quantity under 10^9.
+_PER_UNIT_PLACES: Final = Decimal("1e-12")
+
+
+def flat_fee_per_unit(data: RatingInput, quantity: Decimal) -> Decimal:
+    """The perUnitAmount of a flat fee bought `quantity` times (an add-on's seats), such that
+    `rate_flat_units(per_unit, quantity)` charges what one fee of quantity x the amount charges:
+    prorated and rounded once for all of them, as OpenMeter prices an add-on bought N times (one
+    rate card of N x the amount). Rounding each unit first would charge 3 seats of 10.00 for a
+    third of a period 3 x 3.33 = 9.99 instead of 10.00. 0 when the fee comes to nothing."""
+    price = data.price
+    if not isinstance(price, FlatPrice) or quantity <= 0:
+        raise RatingError("a flat fee's per-unit amount needs a flat price and a positive quantity")
+    outer = getcontext()
+    setcontext(_EXACT)
+    try:
+        whole = _rate(replace(data, price=replace(price, amount=price.amount * quantity)))
+        total = whole.totals.amount
+        per_unit = total / quantity
+        if per_unit * quantity != total:
+            per_unit = per_unit.quantize(_PER_UNIT_PLACES)
+            if data.currency.round(per_unit * quantity) != total:
+                raise RatingError(f"a flat fee cannot be split into {quantity} units exactly")
+        return per_unit
     finally:
         setcontext(outer)

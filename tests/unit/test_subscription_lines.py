@@ -38,3 +38,32 @@ def test_a_subscription_flat_fee_takes_its_rate_cards_percentage_discount() -> N
     assert line is not None and (line.per_unit_amount, line.quantity) == (D(10), D(3))
     (rated,), _ = rate_lines("USD", [line], NOW)
     assert (rated.totals.amount, rated.totals.discounts_total, rated.totals.total) == (D(30), D(15), D(15))
+
+
+def test_a_prorated_fee_bought_several_times_is_rounded_once_for_all_of_them() -> None:
+    # Three seats of 10.00 for the last 10 of April's 30 days: 30.00 x 1/3 = 10.00, as OpenMeter
+    # charges an add-on bought three times (one fee of three times the amount, prorated and rounded
+    # once). Rounding each seat's 3.333... first charged 3 x 3.33 = 9.99; with 100 seats, 233.00
+    # instead of 233.33.
+    card = RateCard(RateCardType.FLAT_FEE, "seat", "Seat", price=FlatPrice(D(10), PaymentTerm.IN_ADVANCE))
+    last_third = Period(datetime(2026, 4, 21, tzinfo=UTC), APRIL.end)
+    for seats, total in ((3, D("10.00")), (100, D("333.33")), (7, D("23.33"))):
+        item = BillableItem(
+            "k", "sub", "default", "seat", "it", last_third, APRIL, last_third.start, card, quantity=D(seats)
+        )
+        line = _line(SUBSCRIPTION, item, "phase", NOW)
+        assert line is not None and line.quantity == D(seats)
+        (rated,), _ = rate_lines("USD", [line], NOW)
+        assert rated.totals.amount == total, (seats, line.per_unit_amount)
+
+
+def test_a_fee_bought_several_times_in_a_whole_period_keeps_its_amount_per_unit() -> None:
+    # A sub-cent amount (0.015) bought three times: one fee of 0.045, rounded once to 0.05 (OpenMeter's
+    # merged price), not 3 x 0.02. The per-unit amount shown is what multiplies back to the total.
+    card = RateCard(RateCardType.FLAT_FEE, "seat", "Seat", price=FlatPrice(D("0.015"), PaymentTerm.IN_ADVANCE))
+    item = BillableItem("k", "sub", "default", "seat", "it", APRIL, APRIL, APRIL.start, card, quantity=D(3))
+    line = _line(SUBSCRIPTION, item, "phase", NOW)
+    assert line is not None
+    (rated,), _ = rate_lines("USD", [line], NOW)
+    assert rated.totals.amount == D("0.05")
+    assert rated.totals.amount == round(line.per_unit_amount * line.quantity, 2)
