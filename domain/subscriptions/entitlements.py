@@ -36,8 +36,9 @@ def entitlement_input(wanted: ManagedEntitlement) -> EntitlementInput:
             type="metered",
             feature_key=wanted.feature_key,
             metadata=dict(template.metadata),
-            # The usage period restarts with each billing period: anchored at the item's start.
-            usage_period=RecurrenceInput(period.iso(), wanted.active_from) if period is not None else None,
+            # The usage period restarts with each billing period: anchored at the subscription's
+            # billing anchor (OpenMeter's AlignedBillingAnchor), measured from the item's start.
+            usage_period=RecurrenceInput(period.iso(), wanted.billing_anchor) if period is not None else None,
             is_soft_limit=template.is_soft_limit,
             issue_after_reset=template.issue_after_reset,
             issue_after_reset_priority=template.issue_after_reset_priority if template.issue_after_reset else None,

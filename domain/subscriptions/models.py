@@ -215,3 +215,5 @@ class ManagedEntitlement:
     rate_card: Any
     active_from: datetime
     active_to: datetime | None
+    # The subscription's billing anchor: a usage period restarts with each billing period.
+    billing_anchor: datetime

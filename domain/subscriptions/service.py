@@ -509,7 +509,13 @@ class SubscriptionService:
                 continue
             wanted.append(
                 ManagedEntitlement(
-                    subscription.id, item.spec.id, feature, item.spec.rate_card, item.active_from, item.active_to
+                    subscription.id,
+                    item.spec.id,
+                    feature,
+                    item.spec.rate_card,
+                    item.active_from,
+                    item.active_to,
+                    subscription.billing_anchor,
                 )
             )
         return wanted

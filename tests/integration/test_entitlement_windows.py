@@ -11,18 +11,35 @@ a subscription cannot be deleted, overridden or given grants through the public 
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
+import pytest_asyncio
 
+from adapters.postgres.subscriptions import PostgresSubscriptionRepository
 from domain.catalog.models import FeatureCreateInput
+from domain.catalog.plans import Plan, parse_plan
 from domain.customers.models import CustomerInput
+from domain.customers.service import CustomerService
 from domain.entitlements.models import EntitlementInput, GrantInput, HistoryInput, RecurrenceInput
+from domain.entitlements.service import EntitlementService
 from domain.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
 from domain.metering.events import IngestLimits, validate_batch
-from tests.integration.test_value_cache import NS, Stack, stack
+from domain.metering.models import MeterCreateInput
+from domain.subscriptions.catalog import CatalogRateCards, billing_terms, plan_view
+from domain.subscriptions.entitlements import EntitlementBridge
+from domain.subscriptions.models import CreateSubscriptionInput, PlanSelector
+from domain.subscriptions.ports import PlanView
+from domain.subscriptions.service import SubscriptionService
+from domain.subscriptions.timeline import billable_items
+from tests.integration.test_value_cache import NS, START, Clock, Stack, stack
+from tests.support.entitlements import entitlement_parts
 from tests.support.services import require_module
+from workers.sink import EventSink
 
 require_module("chdb")
 
@@ -283,3 +300,130 @@ async def test_history_counts_usage_from_its_from_to_its_to_in_whole_windows(sta
         (timedelta(0), Decimal(8)),
         (timedelta(hours=1), Decimal(0)),
     ]
+
+
+# ---------------------------------------------------------------------------------------------
+# entitlements a subscription manages, through the subscription service as server/wiring wires it
+
+SUB_PLAN: dict[str, Any] = {
+    "key": "metered",
+    "name": "Metered",
+    "currency": "USD",
+    "billingCadence": "P1M",
+    "phases": [
+        {
+            "key": "default",
+            "name": "Default",
+            "rateCards": [
+                {
+                    "type": "usage_based",
+                    "key": "sub_calls",
+                    "name": "Calls",
+                    "featureKey": "sub_calls",
+                    "billingCadence": "P1M",
+                    "price": {"type": "unit", "amount": "0.01"},
+                    "entitlementTemplate": {"type": "metered", "issueAfterReset": 1000},
+                }
+            ],
+        }
+    ],
+}
+
+
+class OnePlan:
+    def __init__(self, body: dict[str, Any]) -> None:
+        content, issues = parse_plan(body)
+        issues.raise_if_errors()
+        assert content is not None
+        self.key = content.key
+        self.view = plan_view(Plan(f"plan-{content.key}", NS, 1, content, START, START, effective_from=START))
+
+    async def active_plan(self, namespace: str, key: str, version: int | None) -> PlanView:
+        if key != self.key:
+            raise NotFoundError("plan", key)
+        return self.view
+
+    async def custom_plan(self, namespace: str, body: dict[str, Any]) -> PlanView:
+        raise NotFoundError("plan", "custom")
+
+
+@dataclass
+class SubStack:
+    subscriptions: SubscriptionService
+    entitlements: EntitlementService
+    customers: CustomerService
+    sink: EventSink
+    clock: Clock
+
+
+@pytest_asyncio.fixture(scope="module")
+async def subs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[SubStack]:
+    request.param = "chdb"  # one event store is enough here
+    clock = Clock()
+    clock.now = datetime(2026, 11, 15, 10, tzinfo=UTC)
+    async with entitlement_parts(request, tmp_path_factory, "sub_windows", clock) as parts:
+        entitlements = parts.service(grace_period=timedelta(minutes=30))
+        await parts.meters.create(
+            NS, MeterCreateInput(slug="calls", aggregation="SUM", event_type="call", value_property="$.n")
+        )
+        await parts.features.create(NS, FeatureCreateInput(key="sub_calls", name="Calls", meter_slug="calls"))
+        rate_cards = CatalogRateCards()
+        subscriptions = SubscriptionService(
+            PostgresSubscriptionRepository(parts.sessions, rate_cards),
+            OnePlan(SUB_PLAN),
+            parts.customers,
+            rate_cards,
+            EntitlementBridge(entitlements, parts.customers),
+            clock=clock,
+        )
+        yield SubStack(subscriptions, entitlements, parts.customers, parts.sink(owner="sub-windows"), clock)
+
+
+async def test_managed_usage_period_follows_the_billing_anchor(subs: SubStack) -> None:
+    # Subscribed mid-month on a billing anchor of the 1st: invoices bill [Nov 15, Dec 1), then whole
+    # months from the 1st. OpenMeter anchors the managed entitlement's usage period at the
+    # subscription's billing anchor (subscriptionspec.go: NewRecurrenceFromISODuration(usagePeriod,
+    # AlignedBillingAnchor)), measuring usage from the phase's start, so the allowance resets when a
+    # new billing period starts, not a month after the day the customer subscribed.
+    clock = subs.clock
+    subscribed = clock.now
+    customer = await subs.customers.create(NS, CustomerInput(name="Anchor", key="anchor", subject_keys=["anchor"]))
+    sub = await subs.subscriptions.create(
+        CreateSubscriptionInput(
+            NS, PlanSelector("metered"), customer_id=customer.id, billing_anchor=datetime(2026, 1, 1, tzinfo=UTC)
+        )
+    )
+    billed = [
+        b.service_period for b in billable_items(sub.id, sub.spec, datetime(2026, 12, 20, tzinfo=UTC), billing_terms)
+    ]
+    assert [(p.start, p.end) for p in billed] == [
+        (subscribed, datetime(2026, 12, 1, tzinfo=UTC)),
+        (datetime(2026, 12, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC)),
+    ]
+
+    entitlement = await subs.entitlements.for_customer(NS, customer, "sub_calls")
+    periods = [entitlement.current_usage_period(p.start + timedelta(days=1)) for p in billed]
+    assert [(p.start, p.end) for p in periods if p is not None] == [(p.start, p.end) for p in billed]
+
+    # 900 calls in November; on Dec 2 the allowance has been issued again for December.
+    await subs.sink.flush(
+        validate_batch(
+            [
+                {
+                    "specversion": "1.0",
+                    "id": "anchor-1",
+                    "source": "windows",
+                    "type": "call",
+                    "subject": "anchor",
+                    "time": (subscribed + timedelta(days=5)).isoformat(),
+                    "data": {"n": 900},
+                }
+            ],
+            NS,
+            subscribed + timedelta(days=5),
+            IngestLimits(),
+        )
+    )
+    clock.now = datetime(2026, 12, 2, tzinfo=UTC)
+    value = await subs.entitlements.value(NS, entitlement)
+    assert (value.has_access, value.balance, value.usage) == (True, Decimal(1000), Decimal(0))
