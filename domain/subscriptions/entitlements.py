@@ -37,8 +37,9 @@ def entitlement_input(wanted: ManagedEntitlement) -> EntitlementInput:
             feature_key=wanted.feature_key,
             metadata=dict(template.metadata),
             # The usage period restarts with each billing period: anchored at the subscription's
-            # billing anchor (OpenMeter's AlignedBillingAnchor), measured from the item's start.
+            # billing anchor (OpenMeter's AlignedBillingAnchor), measured from the phase's start.
             usage_period=RecurrenceInput(period.iso(), wanted.billing_anchor) if period is not None else None,
+            measure_usage_from=wanted.measure_usage_from.isoformat(),
             is_soft_limit=template.is_soft_limit,
             issue_after_reset=template.issue_after_reset,
             issue_after_reset_priority=template.issue_after_reset_priority if template.issue_after_reset else None,

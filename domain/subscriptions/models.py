@@ -217,3 +217,6 @@ class ManagedEntitlement:
     active_to: datetime | None
     # The subscription's billing anchor: a usage period restarts with each billing period.
     billing_anchor: datetime
+    # Its phase's start, where usage is measured from: a version replacing another mid-period
+    # counts the period's usage so far (one allowance per period, not one per edit).
+    measure_usage_from: datetime

@@ -44,8 +44,9 @@ from domain.subscriptions.timeline import (
     ItemSpec,
     PhaseSpec,
     SubscriptionSpec,
-    all_items,
+    phases,
 )
+from domain.subscriptions.timeline import items as item_views
 
 Clock = Callable[[], datetime]
 # OpenMeter lets a subscription start up to two minutes in the past (clock skew between callers).
@@ -502,22 +503,24 @@ class SubscriptionService:
         if subscription.deleted_at is not None:
             return []
         wanted: list[ManagedEntitlement] = []
-        for item in all_items(subscription.spec):
-            template = self._rate_cards.entitlement_template(item.spec.rate_card)
-            feature = self._rate_cards.feature_key(item.spec.rate_card)
-            if template is None or feature is None:
-                continue
-            wanted.append(
-                ManagedEntitlement(
-                    subscription.id,
-                    item.spec.id,
-                    feature,
-                    item.spec.rate_card,
-                    item.active_from,
-                    item.active_to,
-                    subscription.billing_anchor,
+        for phase in phases(subscription.spec):
+            for item in item_views(subscription.spec, phase):
+                template = self._rate_cards.entitlement_template(item.spec.rate_card)
+                feature = self._rate_cards.feature_key(item.spec.rate_card)
+                if item.is_empty or template is None or feature is None:
+                    continue
+                wanted.append(
+                    ManagedEntitlement(
+                        subscription.id,
+                        item.spec.id,
+                        feature,
+                        item.spec.rate_card,
+                        item.active_from,
+                        item.active_to,
+                        subscription.billing_anchor,
+                        phase.active_from,
+                    )
                 )
-            )
         return wanted
 
     async def reconcile_entitlements(self, subscription: Subscription) -> None:

@@ -30,9 +30,10 @@ from domain.entitlements.service import EntitlementService
 from domain.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
 from domain.metering.events import IngestLimits, validate_batch
 from domain.metering.models import MeterCreateInput
+from domain.subscriptions import edits
 from domain.subscriptions.catalog import CatalogRateCards, billing_terms, plan_view
 from domain.subscriptions.entitlements import EntitlementBridge
-from domain.subscriptions.models import CreateSubscriptionInput, PlanSelector
+from domain.subscriptions.models import CreateSubscriptionInput, PlanSelector, Timing
 from domain.subscriptions.ports import PlanView
 from domain.subscriptions.service import SubscriptionService
 from domain.subscriptions.timeline import billable_items
@@ -427,3 +428,61 @@ async def test_managed_usage_period_follows_the_billing_anchor(subs: SubStack) -
     clock.now = datetime(2026, 12, 2, tzinfo=UTC)
     value = await subs.entitlements.value(NS, entitlement)
     assert (value.has_access, value.balance, value.usage) == (True, Decimal(1000), Decimal(0))
+
+
+async def test_replacing_a_managed_item_mid_period_does_not_issue_the_allowance_again(subs: SubStack) -> None:
+    # An edit that replaces the metered item mid-period (here: a new price, the same allowance)
+    # ends one entitlement and starts the next. OpenMeter measures a managed entitlement's usage
+    # from its phase's start (subscriptionspec.go: MeasureUsageFrom = PhaseStart), so the usage of
+    # the billing period so far still counts against the new one: the customer has one allowance
+    # per period, not one per edit.
+    clock = subs.clock
+    clock.now = datetime(2026, 11, 15, 10, tzinfo=UTC)
+    subscribed = clock.now
+    customer = await subs.customers.create(NS, CustomerInput(name="Edit", key="edited", subject_keys=["edited"]))
+    sub = await subs.subscriptions.create(
+        CreateSubscriptionInput(
+            NS, PlanSelector("metered"), customer_id=customer.id, billing_anchor=datetime(2026, 1, 1, tzinfo=UTC)
+        )
+    )
+    await subs.sink.flush(
+        validate_batch(
+            [
+                {
+                    "specversion": "1.0",
+                    "id": "edited-1",
+                    "source": "windows",
+                    "type": "call",
+                    "subject": "edited",
+                    "time": (subscribed + timedelta(days=1)).isoformat(),
+                    "data": {"n": 900},
+                }
+            ],
+            NS,
+            subscribed + timedelta(days=1),
+            IngestLimits(),
+        )
+    )
+    clock.now = datetime(2026, 11, 20, tzinfo=UTC)
+    before = await subs.entitlements.for_customer(NS, customer, "sub_calls")
+    assert (await subs.entitlements.value(NS, before)).balance == Decimal(100)
+
+    card = CatalogRateCards().parse(
+        {**SUB_PLAN["phases"][0]["rateCards"][0], "price": {"type": "unit", "amount": "0.02"}},
+        "customizations[1].rateCard",
+    )
+    await subs.subscriptions.edit(
+        NS,
+        sub.id,
+        [edits.RemoveItem("default", "sub_calls"), edits.AddItem("default", card, "item-dearer")],
+        Timing(enum="immediate"),
+    )
+    clock.now = datetime(2026, 11, 21, tzinfo=UTC)
+    after = await subs.entitlements.for_customer(NS, customer, "sub_calls")
+    assert after.id != before.id and after.active_from == datetime(2026, 11, 20, tzinfo=UTC)
+    value = await subs.entitlements.value(NS, after)
+    assert (value.has_access, value.balance, value.usage) == (True, Decimal(100), Decimal(900))
+    # December: the allowance again, once.
+    clock.now = datetime(2026, 12, 2, tzinfo=UTC)
+    value = await subs.entitlements.value(NS, after)
+    assert (value.balance, value.usage) == (Decimal(1000), Decimal(0))
