@@ -323,10 +323,20 @@ class SubscriptionService:
             raise ValidationError.single(
                 "subscriptionId", "the subscription is not canceled", "subscription_not_canceled"
             )
-        for other in await self._repository.list_for_customer(namespace, current.customer_id):
-            if other.id != current.id and other.deleted_at is None and other.active_from >= current.active_to:
-                await self._repository.delete(namespace, other.id, now)
-                await self.reconcile_entitlements(dataclasses.replace(other, deleted_at=now))
+        later = [
+            other
+            for other in await self._repository.list_for_customer(namespace, current.customer_id)
+            if other.id != current.id and other.deleted_at is None and other.active_from >= current.active_to
+        ]
+        if any(other.active_from <= now for other in later):
+            # Only subscriptions scheduled to start later give way (OpenMeter deletes scheduled ones
+            # only): one that is running is billed and grants access, and stays.
+            raise ValidationError.single(
+                "subscriptionId", "the subscription that followed it has started", "subscription_ended"
+            )
+        for other in later:
+            await self._repository.delete(namespace, other.id, now)
+            await self.reconcile_entitlements(dataclasses.replace(other, deleted_at=now))
         updated = current.with_spec(dataclasses.replace(current.spec, active_to=None), now)
         await self._save(updated, current.revision)
         return updated

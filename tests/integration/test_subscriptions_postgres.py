@@ -177,6 +177,28 @@ async def test_cancel_unschedule_and_a_successor_after_the_end(stack: Stack) -> 
         await stack.service.unschedule_cancelation(NS, sub.id)
 
 
+async def test_an_ended_subscription_is_not_restored_over_its_running_successor(stack: Stack) -> None:
+    # Restore deletes the subscriptions "scheduled to start later" (OpenMeter's API; its state machine
+    # permits `delete` only while scheduled). Once the customer's next subscription runs, restoring
+    # the old one must be refused: it deleted the running successor (its billing and entitlements
+    # with it) and revived the old plan behind its back.
+    stack.clock.now = START
+    await new_customer(stack, "c-restore-ended")
+    sub = await stack.service.create(
+        CreateSubscriptionInput(NS, PlanSelector("pro", 1), customer_key="c-restore-ended")
+    )
+    stack.clock.now = START + timedelta(days=10)
+    ended, following = await stack.service.change(
+        ChangeSubscriptionInput(NS, sub.id, PlanSelector("pro", 1), Timing(enum="next_billing_cycle"))
+    )
+    stack.clock.now = START + timedelta(days=45)
+    assert ended.status(stack.clock.now) == "inactive" and following.status(stack.clock.now) == "active"
+    with pytest.raises(ValidationError):
+        await stack.service.restore(NS, sub.id)
+    assert (await stack.service.get(NS, following.id)).deleted_at is None
+    assert (await stack.service.get(NS, sub.id)).active_to == ended.active_to
+
+
 async def test_edit_is_stored_and_a_stale_revision_is_refused(stack: Stack) -> None:
     stack.clock.now = START
     await new_customer(stack, "c-edit")
