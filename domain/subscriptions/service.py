@@ -546,8 +546,10 @@ class SubscriptionService:
             for r in await self._entitlements.managed_for(namespace, subscription.customer_id, subscription.id)
         }
         wanted = {(w.feature_key, w.active_from): w for w in self.expected_entitlements(subscription)}
-        # Ends first, so a replacement version can start where the previous one stops.
+        # Ends first, so a replacement version can start where the previous one stops; windows that
+        # give way (removed, or taken back) before any end moves later into the time they held.
         recreate: set[tuple[str, datetime]] = set()
+        later_ends: list[tuple[str, datetime]] = []
         for key, record in existing.items():
             want = wanted.get(key)
             if want is None:
@@ -562,7 +564,12 @@ class SubscriptionService:
                 recreate.add(key)
             elif want.active_to != record.active_to:
                 assert want.active_to is not None
-                await self._entitlements.end_managed(namespace, record.entitlement_id, want.active_to)
+                if record.active_to is not None and want.active_to > record.active_to:
+                    later_ends.append((record.entitlement_id, want.active_to))
+                else:
+                    await self._entitlements.end_managed(namespace, record.entitlement_id, want.active_to)
+        for entitlement_id, end in later_ends:
+            await self._entitlements.end_managed(namespace, entitlement_id, end)
         for key, want in wanted.items():
             if key in existing and key not in recreate:
                 continue

@@ -26,6 +26,7 @@ from domain.catalog.plans import Plan, parse_plan
 from domain.customers.models import CustomerInput
 from domain.customers.service import CustomerService
 from domain.entitlements.models import EntitlementInput, GrantInput, HistoryInput, RecurrenceInput
+from domain.entitlements.recurrence import IsoDuration
 from domain.entitlements.service import EntitlementService
 from domain.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
 from domain.metering.events import IngestLimits, validate_batch
@@ -331,18 +332,42 @@ SUB_PLAN: dict[str, Any] = {
 }
 
 
-class OnePlan:
-    def __init__(self, body: dict[str, Any]) -> None:
-        content, issues = parse_plan(body)
-        issues.raise_if_errors()
-        assert content is not None
-        self.key = content.key
-        self.view = plan_view(Plan(f"plan-{content.key}", NS, 1, content, START, START, effective_from=START))
+# A trial month with a smaller allowance of the same feature, then the plan's.
+TRIAL_PLAN: dict[str, Any] = {
+    **SUB_PLAN,
+    "key": "with_trial",
+    "phases": [
+        {
+            "key": "trial",
+            "name": "Trial",
+            "duration": "P1M",
+            "rateCards": [
+                {
+                    **SUB_PLAN["phases"][0]["rateCards"][0],
+                    "price": None,
+                    "entitlementTemplate": {"type": "metered", "issueAfterReset": 100},
+                }
+            ],
+        },
+        SUB_PLAN["phases"][0],
+    ],
+}
+
+
+class SomePlans:
+    def __init__(self, *bodies: dict[str, Any]) -> None:
+        self.views: dict[str, PlanView] = {}
+        for body in bodies:
+            content, issues = parse_plan(body)
+            issues.raise_if_errors()
+            assert content is not None
+            plan = Plan(f"plan-{content.key}", NS, 1, content, START, START, effective_from=START)
+            self.views[content.key] = plan_view(plan)
 
     async def active_plan(self, namespace: str, key: str, version: int | None) -> PlanView:
-        if key != self.key:
+        if key not in self.views:
             raise NotFoundError("plan", key)
-        return self.view
+        return self.views[key]
 
     async def custom_plan(self, namespace: str, body: dict[str, Any]) -> PlanView:
         raise NotFoundError("plan", "custom")
@@ -371,7 +396,7 @@ async def subs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
         rate_cards = CatalogRateCards()
         subscriptions = SubscriptionService(
             PostgresSubscriptionRepository(parts.sessions, rate_cards),
-            OnePlan(SUB_PLAN),
+            SomePlans(SUB_PLAN, TRIAL_PLAN),
             parts.customers,
             rate_cards,
             EntitlementBridge(entitlements, parts.customers),
@@ -486,3 +511,29 @@ async def test_replacing_a_managed_item_mid_period_does_not_issue_the_allowance_
     clock.now = datetime(2026, 12, 2, tzinfo=UTC)
     value = await subs.entitlements.value(NS, after)
     assert (value.balance, value.usage) == (Decimal(1000), Decimal(0))
+
+
+async def test_stretching_a_phase_moves_the_managed_entitlements_with_it(subs: SubStack) -> None:
+    # The trial phase grants 100 calls, the next phase 1000 of the same feature. Stretching the trial
+    # by a month moves the trial's entitlement's end later and the next one's start with it: the
+    # next one must give way first, or the trial's longer window overlaps it (a conflict, after the
+    # edit was stored).
+    clock = subs.clock
+    clock.now = datetime(2026, 11, 1, tzinfo=UTC)
+    customer = await subs.customers.create(NS, CustomerInput(name="Trial", key="trial", subject_keys=["trial"]))
+    sub = await subs.subscriptions.create(
+        CreateSubscriptionInput(NS, PlanSelector("with_trial"), customer_id=customer.id)
+    )
+    clock.now = datetime(2026, 11, 10, tzinfo=UTC)
+    await subs.subscriptions.edit(
+        NS, sub.id, [edits.StretchPhase("trial", IsoDuration(months=1))], Timing(enum="immediate")
+    )
+    windows = [
+        (e.active_from, e.active_to, e.issue_after_reset)
+        for e in await subs.entitlements.managed_for(NS, customer.id, sub.id)
+        if e.deleted_at is None
+    ]
+    assert windows == [
+        (datetime(2026, 11, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC), Decimal(100)),
+        (datetime(2027, 1, 1, tzinfo=UTC), None, Decimal(1000)),
+    ]
