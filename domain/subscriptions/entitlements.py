@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from decimal import Decimal
 
 from domain.catalog.ratecards import RateCard, TemplateType
 from domain.customers.service import CustomerService
@@ -32,6 +33,10 @@ def entitlement_input(wanted: ManagedEntitlement) -> EntitlementInput:
     template = card.entitlement_template
     if template.type is TemplateType.METERED:
         period = card.usage_period
+        # One allowance per instance (OpenMeter applies an add-on's rate card once per quantity).
+        issue = (
+            None if template.issue_after_reset is None else Decimal(str(template.issue_after_reset)) * wanted.quantity
+        )
         return EntitlementInput(
             type="metered",
             feature_key=wanted.feature_key,
@@ -41,7 +46,7 @@ def entitlement_input(wanted: ManagedEntitlement) -> EntitlementInput:
             usage_period=RecurrenceInput(period.iso(), wanted.billing_anchor) if period is not None else None,
             measure_usage_from=wanted.measure_usage_from.isoformat(),
             is_soft_limit=template.is_soft_limit,
-            issue_after_reset=template.issue_after_reset,
+            issue_after_reset=issue,
             issue_after_reset_priority=template.issue_after_reset_priority if template.issue_after_reset else None,
             preserve_overage_at_reset=template.preserve_overage_at_reset,
             v2=True,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Literal
 
 from domain.entitlements.recurrence import IsoDuration
@@ -220,3 +221,6 @@ class ManagedEntitlement:
     # Its phase's start, where usage is measured from: a version replacing another mid-period
     # counts the period's usage so far (one allowance per period, not one per edit).
     measure_usage_from: datetime
+    # How many of the rate card the item holds (an add-on bought several times): each one grants
+    # its issueAfterReset.
+    quantity: Decimal = Decimal(1)

@@ -529,6 +529,7 @@ class SubscriptionService:
                         item.active_to,
                         subscription.billing_anchor,
                         phase.active_from,
+                        item.spec.quantity,
                     )
                 )
         return wanted

@@ -32,9 +32,10 @@ from domain.errors import ConflictError, ForbiddenError, NotFoundError, Validati
 from domain.metering.events import IngestLimits, validate_batch
 from domain.metering.models import MeterCreateInput
 from domain.subscriptions import edits
+from domain.subscriptions.addons import AddonOffer
 from domain.subscriptions.catalog import CatalogRateCards, billing_terms, plan_view
 from domain.subscriptions.entitlements import EntitlementBridge
-from domain.subscriptions.models import CreateSubscriptionInput, PlanSelector, Timing
+from domain.subscriptions.models import CreateSubscriptionInput, PlanRef, PlanSelector, Timing
 from domain.subscriptions.ports import PlanView
 from domain.subscriptions.service import SubscriptionService
 from domain.subscriptions.timeline import billable_items
@@ -373,6 +374,28 @@ class SomePlans:
         raise NotFoundError("plan", "custom")
 
 
+# A multiple-instance add-on: 500 more calls of its own feature a month for each one bought.
+EXTRA_CALLS = CatalogRateCards().parse(
+    {
+        "type": "flat_fee",
+        "key": "extra_calls",
+        "name": "Extra calls",
+        "featureKey": "extra_calls",
+        "billingCadence": "P1M",
+        "price": {"type": "flat", "amount": "5", "paymentTerm": "in_advance"},
+        "entitlementTemplate": {"type": "metered", "issueAfterReset": 500},
+    },
+    "rateCards[0]",
+)
+
+
+class ExtraCallsOffer:
+    """The plan add-on the catalog would hand over: `extra_calls` from the default phase."""
+
+    async def offer(self, namespace: str, plan: PlanRef, addon_id: str) -> AddonOffer:
+        return AddonOffer(addon_id, "extra", 1, "multiple", "Extra", (EXTRA_CALLS,), "default", 10)
+
+
 @dataclass
 class SubStack:
     subscriptions: SubscriptionService
@@ -393,6 +416,7 @@ async def subs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
             NS, MeterCreateInput(slug="calls", aggregation="SUM", event_type="call", value_property="$.n")
         )
         await parts.features.create(NS, FeatureCreateInput(key="sub_calls", name="Calls", meter_slug="calls"))
+        await parts.features.create(NS, FeatureCreateInput(key="extra_calls", name="Extra", meter_slug="calls"))
         rate_cards = CatalogRateCards()
         subscriptions = SubscriptionService(
             PostgresSubscriptionRepository(parts.sessions, rate_cards),
@@ -401,6 +425,7 @@ async def subs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
             rate_cards,
             EntitlementBridge(entitlements, parts.customers),
             clock=clock,
+            addons=ExtraCallsOffer(),
         )
         yield SubStack(subscriptions, entitlements, parts.customers, parts.sink(owner="sub-windows"), clock)
 
@@ -537,3 +562,26 @@ async def test_stretching_a_phase_moves_the_managed_entitlements_with_it(subs: S
         (datetime(2026, 11, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC), Decimal(100)),
         (datetime(2027, 1, 1, tzinfo=UTC), None, Decimal(1000)),
     ]
+
+
+async def test_an_add_on_bought_several_times_grants_its_allowance_that_many_times(subs: SubStack) -> None:
+    # Three of an add-on granting 500 calls a month are billed three times (the item's quantity) and
+    # grant 1500: OpenMeter applies the add-on's rate card once per instance, adding its
+    # issueAfterReset each time (subscription/addon/diff/apply.go, addon/extend.go).
+    clock = subs.clock
+    clock.now = datetime(2026, 11, 1, tzinfo=UTC)
+    customer = await subs.customers.create(NS, CustomerInput(name="Extra", key="extra", subject_keys=["extra"]))
+    sub = await subs.subscriptions.create(CreateSubscriptionInput(NS, PlanSelector("metered"), customer_id=customer.id))
+    clock.now = datetime(2026, 11, 3, tzinfo=UTC)
+    sub, bought = await subs.subscriptions.create_addon(NS, sub.id, "extra", 3, Timing(enum="immediate"))
+    billed = billable_items(sub.id, sub.spec, clock.now, billing_terms)
+    assert [(b.item_key, b.quantity) for b in billed if b.item_key == "extra_calls"] == [("extra_calls", Decimal(3))]
+    extra = await subs.entitlements.for_customer(NS, customer, "extra_calls")
+    assert extra.issue_after_reset == Decimal(1500)
+    assert (await subs.entitlements.value(NS, extra)).balance == Decimal(1500)
+
+    # Down to one from December: 500 from then on.
+    sub, _ = await subs.subscriptions.update_addon(NS, sub.id, bought.id, 1, Timing(enum="next_billing_cycle"))
+    clock.now = datetime(2026, 12, 2, tzinfo=UTC)
+    extra = await subs.entitlements.for_customer(NS, customer, "extra_calls")
+    assert (await subs.entitlements.value(NS, extra)).balance == Decimal(500)
