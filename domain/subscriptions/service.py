@@ -268,7 +268,7 @@ class SubscriptionService:
         at = now if timing.enum == "immediate" else current.spec.billing.next_after(now, inclusive=False)
         spec = edits.apply_edits(current.spec, operations, at)
         updated = current.with_spec(spec, now)
-        await self._save(updated, current.revision)
+        await self._save(updated, current)
         return updated
 
     def resolve_end(self, current: Subscription, timing: Timing, now: datetime, field: str = "timing") -> datetime:
@@ -301,7 +301,7 @@ class SubscriptionService:
         if current.active_to is not None and end >= current.active_to:
             raise ValidationError.single("timing", "the subscription already ends before that", "invalid_timing")
         updated = current.with_spec(dataclasses.replace(current.spec, active_to=end), now)
-        await self._save(updated, current.revision)
+        await self._save(updated, current)
         return updated
 
     async def unschedule_cancelation(self, namespace: str, subscription_id: str) -> Subscription:
@@ -312,7 +312,7 @@ class SubscriptionService:
                 "subscriptionId", "the subscription has no scheduled cancelation", "subscription_not_canceled"
             )
         updated = current.with_spec(dataclasses.replace(current.spec, active_to=None), now)
-        await self._save(updated, current.revision)
+        await self._save(updated, current)
         return updated
 
     async def restore(self, namespace: str, subscription_id: str) -> Subscription:
@@ -338,7 +338,7 @@ class SubscriptionService:
             await self._repository.delete(namespace, other.id, now)
             await self.reconcile_entitlements(dataclasses.replace(other, deleted_at=now))
         updated = current.with_spec(dataclasses.replace(current.spec, active_to=None), now)
-        await self._save(updated, current.revision)
+        await self._save(updated, current)
         return updated
 
     async def delete(self, namespace: str, subscription_id: str) -> None:
@@ -454,7 +454,7 @@ class SubscriptionService:
         spec = addon_ops.add_items(current.spec, bought.id, offer, quantity, at, lambda: str(ULID()))
         edits.validate_spec(spec)
         updated = dataclasses.replace(current.with_spec(spec, now), addons=(*current.addons, bought))
-        await self._save(updated, current.revision)
+        await self._save(updated, current)
         return updated, bought
 
     async def update_addon(
@@ -496,7 +496,7 @@ class SubscriptionService:
         updated = dataclasses.replace(
             current.with_spec(spec, now), addons=tuple(changed if a.id == addon.id else a for a in current.addons)
         )
-        await self._save(updated, current.revision)
+        await self._save(updated, current)
         return updated, changed
 
     @staticmethod
@@ -578,10 +578,19 @@ class SubscriptionService:
                 continue  # ended before it was ever managed (e.g. a replayed past version): nothing to grant
             await self._entitlements.create_managed(namespace, subscription.customer_id, want)
 
-    async def _save(self, updated: Subscription, expected_revision: int) -> None:
-        """Store a change (compare-and-set on the revision), then bring its entitlements in line."""
-        await self._repository.update(updated, expected_revision)
-        await self.reconcile_entitlements(updated)
+    async def _save(self, updated: Subscription, current: Subscription) -> None:
+        """Store a change (compare-and-set on the revision), then bring its entitlements in line.
+
+        An entitlement in the way (the customer's own for a feature the change would manage) refuses
+        the change: the previous spec is stored again, as the next revision, with its entitlements."""
+        await self._repository.update(updated, current.revision)
+        try:
+            await self.reconcile_entitlements(updated)
+        except ConflictError:
+            undone = dataclasses.replace(current, revision=updated.revision + 1, updated_at=updated.updated_at)
+            await self._repository.update(undone, updated.revision)
+            await self.reconcile_entitlements(undone)
+            raise
         self._changed(updated)
 
     def _changed(self, subscription: Subscription) -> None:

@@ -585,3 +585,23 @@ async def test_an_add_on_bought_several_times_grants_its_allowance_that_many_tim
     clock.now = datetime(2026, 12, 2, tzinfo=UTC)
     extra = await subs.entitlements.for_customer(NS, customer, "extra_calls")
     assert (await subs.entitlements.value(NS, extra)).balance == Decimal(500)
+
+
+async def test_an_edit_refused_for_an_entitlement_in_the_way_is_not_stored(subs: SubStack) -> None:
+    # The customer already has an entitlement of its own for the feature an added item would manage:
+    # the edit is refused (409, naming it) and, as OpenMeter's edit runs in one transaction, nothing
+    # of it is stored: the subscription does not bill an item it could not grant.
+    clock = subs.clock
+    clock.now = datetime(2026, 11, 1, tzinfo=UTC)
+    customer = await subs.customers.create(NS, CustomerInput(name="Own", key="own", subject_keys=["own"]))
+    own = await subs.entitlements.create(NS, customer, metered("extra_calls", 10))
+    sub = await subs.subscriptions.create(CreateSubscriptionInput(NS, PlanSelector("metered"), customer_id=customer.id))
+    clock.now = datetime(2026, 11, 3, tzinfo=UTC)
+    with pytest.raises(ConflictError) as refused:
+        await subs.subscriptions.edit(
+            NS, sub.id, [edits.AddItem("default", EXTRA_CALLS, "item-extra")], Timing(enum="immediate")
+        )
+    assert refused.value.conflicting_id == own.id
+    again = await subs.subscriptions.get(NS, sub.id)
+    assert (again.spec, again.addons, again.active_to) == (sub.spec, sub.addons, sub.active_to)
+    assert [e.feature_key for e in await subs.entitlements.managed_for(NS, customer.id, sub.id)] == ["sub_calls"]
