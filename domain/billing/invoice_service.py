@@ -25,6 +25,7 @@ from typing import Final, cast
 import structlog
 from ulid import ULID
 
+from domain.billing.apps.custom_invoicing import CustomInvoicingApp
 from domain.billing.apps.port import (
     InvoiceLineView,
     InvoiceView,
@@ -463,6 +464,11 @@ class InvoiceService:
                 # The wait is over: the callback is the app's answer to the recorded attempt.
                 app_attempt=dataclasses.replace(attempt, waiting=False) if attempt is not None else None,
             )
+            if row.target is State.ISSUED and invoice.number is None:
+                # The integrator may leave the number to us (OpenMeter: custom invoicing's
+                # FinalizeStandardInvoice numbers it once the hook is done); taken in this
+                # transaction, so the sequence stays gap-free.
+                invoice = dataclasses.replace(invoice, number=await self._final_number(tx, invoice))
             invoice = _entered(invoice, now)
             await tx.invoices.update(invoice)
             if line_external_ids:
@@ -475,6 +481,16 @@ class InvoiceService:
         await self._drive(namespace, invoice_id, None)
         await self._told(namespace, invoice_id, False)
         return await self.get(namespace, invoice_id)
+
+    async def _final_number(self, tx: BillingStore, invoice: Invoice) -> str | None:
+        """The number custom invoicing gives an invoice its integrator issued without one."""
+        stored = await tx.apps.get(invoice.namespace, invoice.invoicing_app_id)
+        if stored is None:
+            raise NotFoundError("app", invoice.invoicing_app_id)
+        app = self._marketplace.bind(stored, tx.numbers)
+        if isinstance(app, CustomInvoicingApp):
+            return await app.final_number(_view(invoice, ()))
+        return None
 
     async def advance_due(self, namespace: str, invoice_id: str, usage: UsageSnapshot | None = None) -> bool:
         """The billing worker's step for one invoice: advance while the table allows it, reading

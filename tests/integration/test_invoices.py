@@ -279,6 +279,31 @@ async def test_custom_invoicing_waits_for_the_integrator(env: Env) -> None:
         await env.invoices.app_callback(ns, iid, Action.PAYMENT_FAILED)
 
 
+async def test_issuing_synchronized_without_a_number_issues_a_numbered_invoice(env: Env) -> None:
+    # invoicing.invoiceNumber is optional in issuing/synchronized ("if set"). OpenMeter then numbers
+    # the invoice itself (app/custominvoicing/app.go FinalizeStandardInvoice: a draft number is
+    # replaced by one of its sequence once the hook is done): an issued invoice always has a number.
+    ns = "inv_custom_unnumbered"
+    cid = await custom_invoicing_customer(env, ns, "Initech")
+    await env.invoices.create_pending_lines(ns, cid, PendingLinesInput("USD", [flat("Fee", "40")]))
+    (made,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid))
+    await env.invoices.app_callback(ns, made.invoice.id, Action.DRAFT_SYNCHRONIZED)
+    issued = await env.invoices.app_callback(ns, made.invoice.id, Action.ISSUING_SYNCHRONIZED)
+    assert issued.invoice.state is State.PAYMENT_PENDING and issued.invoice.issued_at is not None
+    assert issued.invoice.number == "INV-INIT-1"
+    # The next one takes the next number of the sequence.
+    await env.invoices.create_pending_lines(ns, cid, PendingLinesInput("USD", [flat("Fee", "5")]))
+    (second,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid))
+    await env.invoices.app_callback(ns, second.invoice.id, Action.DRAFT_SYNCHRONIZED)
+    again = await env.invoices.app_callback(ns, second.invoice.id, Action.ISSUING_SYNCHRONIZED, invoice_number="X-9")
+    assert again.invoice.number == "X-9"
+    await env.invoices.create_pending_lines(ns, cid, PendingLinesInput("USD", [flat("Fee", "6")]))
+    (third,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid))
+    await env.invoices.app_callback(ns, third.invoice.id, Action.DRAFT_SYNCHRONIZED)
+    last = await env.invoices.app_callback(ns, third.invoice.id, Action.ISSUING_SYNCHRONIZED)
+    assert last.invoice.number == "INV-INIT-2"
+
+
 async def test_simulate_rates_like_an_invoice_and_stores_nothing(env: Env) -> None:
     ns = "inv_simulate"
     cid = await customer(env, ns)
