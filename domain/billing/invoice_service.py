@@ -296,6 +296,9 @@ class InvoiceService:
         as_of = data.as_of or now
         if as_of > now:
             raise ValidationError.single("asOf", "must not be in the future", "invalid")
+        # The standard invoices follow the customer's profile and override as they are now, not
+        # as they were when the gathering invoice was made (OpenMeter's InvoicePendingLines).
+        effective = (await self._profiles.effective_profiles(namespace, [customer.id])).get(customer.id)
         created: list[str] = []
         async with self._uow() as tx:
             gatherings = await tx.invoices.gathering_for_customer(namespace, customer.id, lock=True)
@@ -312,7 +315,7 @@ class InvoiceService:
                         v.add(f"filters.lineIds[{i}]", "the line is not invoicable as of asOf", "not_invoicable")
                 v.raise_if_any()
             for gathering in gatherings:
-                made = await self._invoice_gathering(tx, gathering, as_of, data, now)
+                made = await self._invoice_gathering(tx, gathering, as_of, data, now, effective)
                 if made is not None:
                     created.append(made)
             if not created:
@@ -323,12 +326,24 @@ class InvoiceService:
         return created
 
     async def _invoice_gathering(
-        self, tx: BillingStore, gathering: Invoice, as_of: datetime, data: InvoiceNowInput, now: datetime
+        self,
+        tx: BillingStore,
+        gathering: Invoice,
+        as_of: datetime,
+        data: InvoiceNowInput,
+        now: datetime,
+        effective: EffectiveProfile | None,
     ) -> str | None:
         fire(gathering.state, Action.INVOICE, self.conditions(gathering, now))
         lines = (await tx.invoices.lines(gathering.namespace, [gathering.id]))[gathering.id]
         split = split_gathering(
-            gathering, lines, as_of, now, line_ids=data.line_ids, progressive_override=data.progressive_billing_override
+            gathering,
+            lines,
+            as_of,
+            now,
+            line_ids=data.line_ids,
+            progressive_override=data.progressive_billing_override,
+            effective=effective,
         )
         if split is None:
             return None
@@ -703,6 +718,7 @@ class InvoiceService:
         invoices. If that transaction fails, `collect` takes each invoice on its own."""
         made: dict[str, str] = {}
         try:
+            profiles = await self._profiles.effective_profiles(namespace, [g.customer.id for g in gatherings])
             async with self._uow() as tx:
                 found = await tx.invoices.get_many(namespace, [g.id for g in gatherings], lock=True)
                 live = [
@@ -712,7 +728,15 @@ class InvoiceService:
                 ]
                 lines = await tx.invoices.lines(namespace, [g.id for g in live])
                 # No progressive split: that is for an explicit invoice-now (as in `collect`).
-                splits = [(g.id, split_gathering(g, lines[g.id], now, now, progressive_override=False)) for g in live]
+                splits = [
+                    (
+                        g.id,
+                        split_gathering(
+                            g, lines[g.id], now, now, progressive_override=False, effective=profiles.get(g.customer.id)
+                        ),
+                    )
+                    for g in live
+                ]
                 done = [(gathering_id, split) for gathering_id, split in splits if split is not None]
                 await tx.invoices.insert_many([split.standard for _, split in done])
                 await tx.invoices.update_lines([x for _, split in done for x in split.moved])
@@ -1169,11 +1193,15 @@ def split_gathering(
     *,
     line_ids: Sequence[str] = (),
     progressive_override: bool | None = None,
+    effective: EffectiveProfile | None = None,
 ) -> GatheringSplit | None:
     """The lines of `gathering` due by `as_of` (only `line_ids`, when given) on a new standard
     invoice in draft.created (None when nothing is due); an emptied gathering invoice disappears,
-    a remaining one is rescheduled. Progressive billing as the workflow says, unless overridden."""
-    progressive = progressive_override if progressive_override is not None else gathering.workflow.progressive_billing
+    a remaining one is rescheduled. The new invoice takes the customer, profile and workflow of
+    `effective` (what applies to the customer now; the gathering invoice's when None). Progressive
+    billing as that workflow says, unless overridden."""
+    workflow = effective.workflow if effective is not None else gathering.workflow
+    progressive = progressive_override if progressive_override is not None else workflow.progressive_billing
     wanted = set(line_ids)
     invoice_id = _new_id()
     moved: list[InvoiceLine] = []
@@ -1204,9 +1232,23 @@ def split_gathering(
             )
     if not moved:
         return None
-    workflow = gathering.workflow
+    current = gathering
+    if effective is not None and effective.customer is not None:
+        fresh = new_invoice(
+            gathering.namespace, effective.customer, effective, gathering.currency, now, State.GATHERING
+        )
+        current = dataclasses.replace(
+            gathering,
+            customer=fresh.customer,
+            profile_id=fresh.profile_id,
+            invoicing_app_id=fresh.invoicing_app_id,
+            payment_app_id=fresh.payment_app_id,
+            tax_app_id=fresh.tax_app_id,
+            workflow=fresh.workflow,
+            supplier=fresh.supplier,
+        )
     standard = dataclasses.replace(
-        gathering,
+        current,
         id=invoice_id,
         state=State.DRAFT_CREATED,
         workflow=workflow,

@@ -31,7 +31,13 @@ from domain.billing.invoices import (
     PendingLineInput,
     PendingLinesInput,
 )
-from domain.billing.models import OverrideUpsertInput, ProfileApps, ProfileCreateInput, WorkflowPatch
+from domain.billing.models import (
+    ListProfilesInput,
+    OverrideUpsertInput,
+    ProfileApps,
+    ProfileCreateInput,
+    WorkflowPatch,
+)
 from domain.billing.service import AppService, BillingProfileService, Provisioner
 from domain.catalog.currencies import get as currency
 from domain.catalog.prices import Discounts, PriceTier, TieredMode, TieredPrice, UnitPrice
@@ -187,6 +193,39 @@ async def test_manual_approval_then_paid_and_delete_of_a_draft(env: Env) -> None
     assert [x.name for x in gathering.lines] == ["Other"]
     with pytest.raises(InvalidTransitionError):
         await env.invoices.act(ns, paid.invoice.id, Action.DELETE)
+
+
+async def test_an_override_set_after_lines_were_gathered_applies_to_their_invoice(env: Env) -> None:
+    # OpenMeter makes a standard invoice from the customer's profile as merged *now*
+    # (billing/service/gatheringinvoicependinglines.go: GetCustomerOverride, then CreateInvoice with
+    # its MergedProfile), not from the gathering invoice. A customer switched to manual approval, or
+    # to another profile, after its lines started gathering (a subscription's customer always has
+    # some) must get invoices that follow the switch.
+    ns = "inv_override_later"
+    cid = await customer(env, ns)
+    await env.invoices.create_pending_lines(ns, cid, PendingLinesInput("USD", [flat("Fee", "30")]))
+    await env.profiles.upsert_override(ns, cid, OverrideUpsertInput(workflow=WorkflowPatch(auto_advance=False)))
+    await env.customers.update(ns, cid, CustomerInput(name="Acme Renamed", key=ns))
+    (made,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid))
+    assert not made.invoice.workflow.auto_advance and made.invoice.customer.name == "Acme Renamed"
+    assert made.invoice.state is State.DRAFT_MANUAL_APPROVAL_NEEDED  # was: paid, without approval
+
+    # The worker's collection too (one batch): pinned to a custom invoicing profile meanwhile.
+    ns = "inv_override_later_batch"
+    other = await custom_invoicing_customer(env, ns, "Globex")
+    await env.profiles.delete_override(ns, other)
+    await env.invoices.create_pending_lines(ns, other, PendingLinesInput("USD", [flat("Fee", "7", at=NOV)]))
+    custom = await env.profiles.list_profiles(ns, ListProfilesInput())
+    (pinned,) = [p.profile for p in custom[0] if p.profile.name == "Custom"]
+    await env.profiles.upsert_override(ns, other, OverrideUpsertInput(profile_id=pinned.id))
+    (gathering,), _ = await env.invoices.list_invoices(
+        ns, InvoiceListQuery(customers=[other], statuses=[InvoiceStatus.GATHERING])
+    )
+    batch = await env.invoices.collect_batch(ns, [gathering.invoice], DEC)
+    (invoice_id,) = batch.made[gathering.invoice.id]
+    collected = await env.invoices.get(ns, invoice_id)
+    assert collected.invoice.profile_id == pinned.id
+    assert collected.invoice.invoicing_app_id == pinned.apps.invoicing
 
 
 async def test_progressive_billing_adds_up_to_one_invoice(env: Env) -> None:
