@@ -532,6 +532,10 @@ _LINE_ORDER = (col(InvoiceLineRow.created_at), col(InvoiceLineRow.id))
 # Deleted lines (a draft's lines an update removed) are listed only when asked for.
 _LINES = _fresh(_LINES_OF.where(col(InvoiceLineRow.deleted_at).is_(None)).order_by(*_LINE_ORDER))
 _LINES_WITH_DELETED = _fresh(_LINES_OF.order_by(*_LINE_ORDER))
+# Transaction-level advisory locks on period keys (`lock_period_keys`), in the array's order.
+_LOCK_PERIOD_KEYS = text(
+    "SELECT count(pg_advisory_xact_lock(hashtextextended(k, 0))) FROM unnest(CAST(:keys AS text[])) AS k"
+)
 
 
 class PostgresInvoiceRepository:
@@ -793,6 +797,13 @@ class PostgresInvoiceRepository:
             .distinct()
         )
         return {key for key in (await self._session.exec(_fresh(statement))).all() if key is not None}
+
+    async def lock_period_keys(self, namespace: str, period_keys: Sequence[str]) -> None:
+        # One statement for all keys, taken in the array's (sorted) order by every caller, so two
+        # transactions locking overlapping keys cannot deadlock.
+        keys = sorted({f"billing-period/{namespace}/{key}" for key in period_keys})
+        if keys:
+            await self._session.exec(_LOCK_PERIOD_KEYS, params={"keys": keys})  # type: ignore[call-overload]
 
     async def billed_quantities(
         self, namespace: str, period_keys: Sequence[str], exclude_invoice_id: str | None = None

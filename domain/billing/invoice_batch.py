@@ -64,6 +64,10 @@ class StagedInvoices:
         """The invoice's live lines with this state change's writes applied."""
         return list(self._lines)
 
+    async def lock_period_keys(self, namespace: str, period_keys: Sequence[str]) -> None:
+        # The batch's transaction locked the period keys of all its invoices before reading `billed`.
+        return None
+
     async def billed_quantities(
         self, namespace: str, period_keys: Sequence[str], exclude_invoice_id: str | None = None
     ) -> dict[str, Billed]:

@@ -833,6 +833,8 @@ class InvoiceService:
                     continue
                 period_keys |= keys
                 taken.append((invoice, row))
+            # Parts of these periods on invoices outside the batch may be snapshotted at the same time.
+            await tx.invoices.lock_period_keys(namespace, sorted(period_keys))
             billed = await tx.invoices.billed_quantities_by_invoice(namespace, sorted(period_keys))
             apps = StagedApps(tx)
             # Each invoice of the round issues at most once in it: a block of that many numbers.
@@ -1016,6 +1018,9 @@ class InvoiceService:
         else:
             quantities = await self._usage.quantities(invoice.namespace, list(requests.values()), cutoff)
         keys = [x.period_key for x in top if x.period_key]
+        # Another invoice's part of the same period may be snapshotted at this moment: this one
+        # reads what it billed only once that is committed (the lock is held until ours is).
+        await tx.invoices.lock_period_keys(invoice.namespace, keys)
         billed = dict(await tx.invoices.billed_quantities(invoice.namespace, keys, exclude_invoice_id=invoice.id))
         snapshotted: dict[str, InvoiceLine] = {}
         # Two parts of one period key on this invoice (rejoin_parts joins the usual case) are billed

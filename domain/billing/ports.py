@@ -187,6 +187,12 @@ class InvoiceRepository(Protocol):
         invoice (their usage is being billed)."""
         ...
 
+    async def lock_period_keys(self, namespace: str, period_keys: Sequence[str]) -> None:
+        """Serialises the quantity snapshots of these period keys until the transaction ends: a
+        snapshot reads what other invoices billed of its periods and then decides its own part, so
+        two parts of one period snapshotted at once must not each read the other as unbilled."""
+        ...
+
     async def billed_quantities(
         self, namespace: str, period_keys: Sequence[str], exclude_invoice_id: str | None = None
     ) -> dict[str, Billed]:

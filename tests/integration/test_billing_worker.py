@@ -277,6 +277,40 @@ async def test_two_workers_racing_advance_each_invoice_once(env: Env) -> None:
     assert len(set(numbers)) == 6
 
 
+async def test_two_parts_of_one_period_snapshotted_at_once_bill_its_usage_once(env: Env) -> None:
+    # Progressive billing splits November at the 15th: part A (to the 15th) and part B (the rest)
+    # on two drafts, each waiting a day for late events. Each part bills the period's usage up to
+    # its end less what the *other* invoices of the period billed; when both snapshots run at once
+    # (the worker on one, snapshot-quantities by a user on the other, or two workers), neither
+    # may read the other's quantity before it is decided, or the first half's usage is billed twice.
+    ns = "bw_period_race"
+    cid = await customer(env, ns, "c1")
+    await env.profiles.upsert_override(ns, cid, OverrideUpsertInput(workflow=WorkflowPatch(collection_interval="P1D")))
+    env.usage.add("api", cid, NOV + timedelta(days=3), "100")
+    env.usage.add("api", cid, NOV + timedelta(days=20), "50")
+    line = PendingLineInput("API", NOV, DEC, DEC, price=UnitPrice(D(1)), feature_key="api")
+    await env.invoices().create_pending_lines(ns, cid, PendingLinesInput("USD", [line]))
+    mid = NOV + timedelta(days=15)
+    env.clock.at = mid
+    (a,) = await env.invoices().invoice_now(ns, InvoiceNowInput(cid, as_of=mid, progressive_billing_override=True))
+    env.clock.at = DEC + HOUR
+    (b,) = await env.invoices().invoice_now(ns, InvoiceNowInput(cid))
+    assert {a.invoice.state, b.invoice.state} == {State.DRAFT_WAITING_FOR_COLLECTION}
+    env.clock.at = DEC + timedelta(days=2)
+    rendezvous = Rendezvous(env.usage, asyncio.Barrier(2))
+    invoices = env.invoices(rendezvous)
+    await asyncio.gather(
+        invoices.act(ns, a.invoice.id, Action.SNAPSHOT_QUANTITIES),
+        invoices.advance_due(ns, b.invoice.id),
+    )
+    assert rendezvous.reads == 2
+    found = {f.invoice.id: f for f in standard(await invoices_of(env, ns))}
+    quantities = [top(found[a.invoice.id])["API"], top(found[b.invoice.id])["API"]]
+    # November's 150 calls, billed once between the two parts (was 100 + 150).
+    assert sum(q or D(0) for q in quantities) == D(150), quantities
+    assert found[a.invoice.id].invoice.totals.total + found[b.invoice.id].invoice.totals.total == D(150)
+
+
 TIERED = TieredPrice(TieredMode.GRADUATED, (PriceTier(D(100), None, D("0.1")), PriceTier(None, D(5), D("0.05"))))
 
 
