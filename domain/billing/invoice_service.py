@@ -599,11 +599,12 @@ class InvoiceService:
         lines: list[InvoiceLine] = []
         if row.hook is not None or row.step in _STEPS_WITH_LINES:
             lines = (await tx.invoices.lines(invoice.namespace, [invoice.id]))[invoice.id]
+        stored = lines
         if row.step is Step.SNAPSHOT_QUANTITIES:
             lines, cutoff = await self._snapshot(tx, invoice, lines, now, usage)
             invoice = dataclasses.replace(invoice, quantity_snapshotted_at=cutoff)
         if row.step in (Step.CALCULATE, Step.SNAPSHOT_QUANTITIES):
-            lines = await self._calculate(tx, invoice, lines, now)
+            lines = await self._calculate(tx, invoice, lines, now, stored)
             invoice = _with_totals(invoice, lines)
         if row.step is Step.RELEASE_LINES:
             await self._release(tx, invoice, lines, now)
@@ -1044,13 +1045,19 @@ class InvoiceService:
         return [snapshotted.get(x.id, x) for x in lines], cutoff
 
     async def _calculate(
-        self, tx: BillingStore, invoice: Invoice, lines: Sequence[InvoiceLine], now: datetime
+        self,
+        tx: BillingStore,
+        invoice: Invoice,
+        lines: Sequence[InvoiceLine],
+        now: datetime,
+        stored: Sequence[InvoiceLine] | None = None,
     ) -> list[InvoiceLine]:
         """Rates every top-level line; detailed child lines are made anew. A rating that gives the
-        stored lines (a draft rated again with nothing changed) writes nothing."""
+        `stored` lines (`lines` unless a snapshot changed them first: a draft rated again with
+        nothing changed) writes nothing."""
         top = [x for x in lines if x.parent_line_id is None]
         rated, children = rate_lines(invoice.currency, top, now)
-        if _same_rating(lines, rated, children):
+        if _same_rating(lines if stored is None else stored, rated, children):
             return list(lines)
         await tx.invoices.delete_children(invoice.namespace, [x.id for x in top], now)
         await tx.invoices.update_lines(rated)

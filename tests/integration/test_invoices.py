@@ -247,6 +247,22 @@ async def test_progressive_billing_adds_up_to_one_invoice(env: Env) -> None:
     assert first.invoice.totals.total + second.invoice.totals.total == whole.totals.total
 
 
+async def test_a_period_without_usage_is_billed_with_its_snapshot(env: Env) -> None:
+    # The snapshot of a line whose period had no usage rates to nothing, as the line was rated
+    # before its snapshot; that must not drop the snapshot itself: the issued line says it billed
+    # 0 (quantity, preLinePeriodQuantity, when it was read), as OpenMeter's does, not nothing.
+    ns = "inv_no_usage"
+    cid = await customer(env, ns)
+    await env.invoices.create_pending_lines(
+        ns, cid, PendingLinesInput("USD", [usage_line("Calls", "calls", UnitPrice(D(1)))])
+    )
+    (made,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid))
+    assert made.invoice.state is State.PAID and made.invoice.totals.total == D(0)
+    (line,) = [x for x in made.lines if x.parent_line_id is None]
+    assert (line.quantity, line.metered_quantity, line.pre_line_period_quantity) == (D(0), D(0), D(0))
+    assert line.quantity_snapshotted_at == made.invoice.quantity_snapshotted_at is not None
+
+
 async def test_racing_actions_on_one_draft_apply_once(env: Env) -> None:
     ns = "inv_race"
     cid = await customer(env, ns)
