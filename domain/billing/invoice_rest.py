@@ -322,6 +322,7 @@ def _pending_line(r: Reader, raw: Any, path: str, *, with_quantity: bool) -> Pen
     tax_config = parse_tax_config(r, source.get("taxConfig"), join(where, "taxConfig"))
     discounts = parse_discounts(r, source.get("discounts"), join(where, "discounts"), price)
     quantity = r.decimal(obj, "quantity", path, required=with_quantity) if with_quantity else None
+    pre_quantity = r.decimal(obj, "preLinePeriodQuantity", path) if with_quantity else None
     if name is None or start is None or end is None or invoice_at is None:
         return None
     if isinstance(price, FlatPrice):
@@ -350,12 +351,13 @@ def _pending_line(r: Reader, raw: Any, path: str, *, with_quantity: bool) -> Pen
         rate_card_discounts=discounts,
         tax_config=tax_config,
         metadata=metadata,
+        pre_line_period_quantity=pre_quantity,
     )
 
 
 def parse_pending_lines(data: Obj, *, simulation: bool = False) -> PendingLinesInput:
     """InvoicePendingLineCreateInput (or, with `simulation`, InvoiceSimulationInput, whose lines
-    carry their quantity)."""
+    carry their quantity and preLinePeriodQuantity)."""
     r = Reader()
     # The currency and the lines' business rules are the service's (reported together with these).
     currency = r.string(data, "currency", "", required=True)

@@ -1067,8 +1067,8 @@ class InvoiceService:
 
     async def simulate(self, namespace: str, customer_id_or_key: str, data: PendingLinesInput) -> InvoiceWithLines:
         """OpenMeter's simulate: the invoice these lines would make with their given quantities
-        (each line its own whole period, nothing billed before), rated by the very code that bills
-        (`rate_lines`), nothing stored and no app called."""
+        (each line its own whole period, with its given preLinePeriodQuantity billed before it),
+        rated by the very code that bills (`rate_lines`), nothing stored and no app called."""
         _validate_pending(data)
         effective = await self._profiles.effective_profile(namespace, customer_id_or_key, with_customer=True)
         assert effective.customer is not None
@@ -1082,7 +1082,7 @@ class InvoiceService:
                     line,
                     quantity=given.quantity or ZERO,
                     metered_quantity=given.quantity or ZERO,
-                    pre_line_period_quantity=ZERO,
+                    pre_line_period_quantity=given.pre_line_period_quantity or ZERO,
                 )
             top.append(line)
         rated, children = rate_lines(invoice.currency, top, now)

@@ -332,6 +332,9 @@ class PendingLineInput:
     rate_card_discounts: Discounts = NO_DISCOUNTS
     tax_config: TaxConfig | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
+    # Simulation only: the usage of the line's period billed before it (OpenMeter's
+    # preLinePeriodQuantity), which the line is rated on top of.
+    pre_line_period_quantity: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ from adapters.postgres.customers import PostgresCustomerRepository
 from adapters.postgres.db import create_engine, migrate, session_factory
 from domain.billing.apps.models import InstallAppInput, UpdateAppInput
 from domain.billing.apps.registry import Marketplace
+from domain.billing.invoice_rest import parse_pending_lines
 from domain.billing.invoice_service import InvoiceService
 from domain.billing.invoice_states import Action, InvalidTransitionError, InvoiceStatus, State
 from domain.billing.invoices import (
@@ -371,6 +372,46 @@ async def test_simulate_rates_like_an_invoice_and_stores_nothing(env: Env) -> No
     assert top["Tokens"].totals.total == D("17.50") and top["API"].totals.total == D("15.02")
     assert len([x for x in sim.lines if x.parent_line_id == top["Tokens"].id]) >= 2
     assert await env.invoices.list_invoices(ns, InvoiceListQuery(include_deleted=True)) == ([], 0)
+
+
+async def test_simulate_rates_a_line_after_its_pre_line_period_quantity(env: Env) -> None:
+    # OpenMeter's InvoiceSimulationLine carries preLinePeriodQuantity, the usage billed before the
+    # line in its period (openmeter/billing/httpdriver/invoiceline.go, mapSimulationLineToEntity).
+    # 10 units after 150 fall in the second tier: 10 x 0.05 = 0.50, not 10 x 0.10 = 1.00, and the
+    # second tier's 5.00 entry fee was charged by the line that entered it.
+    ns = "inv_simulate_pre"
+    cid = await customer(env, ns)
+    tier = {"upToAmount": "100", "unitPrice": {"type": "unit", "amount": "0.1"}}
+    body = {
+        "currency": "USD",
+        "lines": [
+            {
+                "name": "Tokens",
+                "period": {"from": "2026-11-01T00:00:00Z", "to": "2026-12-01T00:00:00Z"},
+                "invoiceAt": "2026-12-01T00:00:00Z",
+                "quantity": "10",
+                "preLinePeriodQuantity": "150",
+                "rateCard": {
+                    "featureKey": "tokens",
+                    "price": {
+                        "type": "tiered",
+                        "mode": "graduated",
+                        "tiers": [
+                            tier,
+                            {
+                                "flatPrice": {"type": "flat", "amount": "5"},
+                                "unitPrice": {"type": "unit", "amount": "0.05"},
+                            },
+                        ],
+                    },
+                },
+            }
+        ],
+    }
+    sim = await env.invoices.simulate(ns, cid, parse_pending_lines(body, simulation=True))
+    (line,) = [x for x in sim.lines if x.parent_line_id is None]
+    assert sim.invoice.totals.total == D("0.50")  # before: 1.00, rated as the period's first 10 units
+    assert (line.quantity, line.pre_line_period_quantity) == (D(10), D(150))
 
 
 # Graduated, with a first-tier flat fee: 10.00 to enter the period, then 1.00 a unit up to 100.
