@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import Context, Decimal, localcontext
 from typing import Final, cast
 
 import structlog
@@ -93,6 +93,10 @@ _MAX_STEPS = 50
 # or an app, not for time: no pass claims it; the action or callback that moves it drives it and
 # writes its schedule again.
 UNSCHEDULED: Final = datetime(9999, 12, 31, tzinfo=UTC)
+# Line and invoice totals are added up in as many digits as the rating engine rates in
+# (rating.py's exact context): amounts of up to 38 digits are accepted, and the default
+# context's 28 would round their sums.
+_EXACT: Final = Context(prec=80)
 
 # The states the billing worker moves on its own: it advances them, or marks them overdue.
 WORKER_STATES: Final = frozenset(
@@ -1309,6 +1313,13 @@ def rate_lines(
 ) -> tuple[list[InvoiceLine], list[InvoiceLine]]:
     """Top-level lines with their totals, and the detailed child lines of the usage ones: the one
     rating path of invoices and simulate."""
+    with localcontext(_EXACT):
+        return _rate_lines(currency_code, top, now)
+
+
+def _rate_lines(
+    currency_code: str, top: Sequence[InvoiceLine], now: datetime
+) -> tuple[list[InvoiceLine], list[InvoiceLine]]:
     currency = currencies.get(currency_code)
     rated: list[InvoiceLine] = []
     children: list[InvoiceLine] = []
@@ -1566,9 +1577,10 @@ def _collection_at(lines: Sequence[InvoiceLine], interval: str, now: datetime) -
 
 def _with_totals(invoice: Invoice, lines: Sequence[InvoiceLine]) -> Invoice:
     totals = Totals()
-    for line in lines:
-        if line.parent_line_id is None:
-            totals = totals + line.totals
+    with localcontext(_EXACT):
+        for line in lines:
+            if line.parent_line_id is None:
+                totals = totals + line.totals
     return dataclasses.replace(invoice, totals=totals)
 
 

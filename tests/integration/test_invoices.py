@@ -414,6 +414,24 @@ async def test_simulate_rates_a_line_after_its_pre_line_period_quantity(env: Env
     assert (line.quantity, line.pre_line_period_quantity) == (D(10), D(150))
 
 
+async def test_totals_of_amounts_beyond_28_digits_are_exact(env: Env) -> None:
+    # Amounts of up to 38 digits are accepted and rated exactly (rating.py's exact context); the
+    # line and invoice totals made from them must not be rounded to the default context's 28
+    # significant digits.
+    ns = "inv_long_amounts"
+    cid = await customer(env, ns)
+    big = "12345678901234567890123456789.99"
+    fee = dataclasses.replace(flat("Fee", big), rate_card_discounts=Discounts(percentage=D(10)))
+    sim = await env.invoices.simulate(ns, cid, PendingLinesInput("USD", [fee, flat("Setup", "0.02")]))
+    (line,) = [x for x in sim.lines if x.name == "Fee"]
+    assert (line.totals.amount, line.totals.discounts_total) == (D(big), D("1234567890123456789012345679.00"))
+    # before: 11111111011111111101111111110 for both totals (0.99 and 1.01 short), and the
+    # invoice's amount 12345678901234567890123456790 (0.01 short of the sum of its lines')
+    assert line.totals.total == D("11111111011111111101111111110.99")
+    assert sim.invoice.totals.total == D("11111111011111111101111111111.01")
+    assert sim.invoice.totals.amount == D("12345678901234567890123456790.01")
+
+
 # Graduated, with a first-tier flat fee: 10.00 to enter the period, then 1.00 a unit up to 100.
 ENTRY_FEE = TieredPrice(TieredMode.GRADUATED, (PriceTier(D(100), D(10), D(1)), PriceTier(None, None, D("0.5"))))
 
