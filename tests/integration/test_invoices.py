@@ -473,6 +473,28 @@ async def test_a_periods_entry_fee_is_charged_once_after_a_void_and_by_late_usag
     assert correction.invoice.totals.total == D("5.00")  # before: 15.00, the fee charged again
 
 
+async def test_a_line_rated_to_nothing_keeps_its_quantity_snapshot(env: Env) -> None:
+    # 70 calls, all free under the rate card's usage discount: the line rates to 0.00 with no
+    # detailed lines, as it stood on the gathering invoice. Its snapshot must still be stored: it
+    # is what the period key billed, which late-usage checks compare the stored usage with.
+    ns = "inv_free_snapshot"
+    cid = await customer(env, ns)
+    env.usage.add("calls", cid, NOV + timedelta(days=2), "70")
+    line = dataclasses.replace(
+        usage_line("Calls", "calls", UnitPrice(D("0.05"))), rate_card_discounts=Discounts(usage_quantity=D(100))
+    )
+    await env.invoices.create_pending_lines(ns, cid, PendingLinesInput("USD", [line]))
+    (made,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid, as_of=DEC + timedelta(hours=2)))
+    assert made.invoice.state is State.PAID and made.invoice.totals.total == D(0)
+    (billed,) = made.lines
+    # before: None, None (the snapshot was dropped because the rating equalled the gathering line's)
+    assert (billed.quantity, billed.pre_line_period_quantity) == (D(70), D(0))
+    # No usage came late, so there is nothing to correct. Before: a correction line for the period
+    # (70 stored > 0 billed), rated to nothing and dropped the same way, made again on every pass.
+    await env.invoices.bill_late_usage(timedelta(days=30))
+    assert (await env.invoices.list_invoices(ns, InvoiceListQuery(customers=[cid])))[1] == 1
+
+
 async def test_a_flat_fee_line_takes_its_rate_cards_percentage_discount(env: Env) -> None:
     ns = "inv_flat_discount"
     cid = await customer(env, ns)
