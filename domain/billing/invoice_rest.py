@@ -155,6 +155,19 @@ def _line_common(line: InvoiceLine) -> dict[str, Any]:
     return out
 
 
+def _net_of_usage_discount(line: InvoiceLine) -> tuple[Decimal | None, Decimal | None]:
+    """A usage line's `quantity` and `preLinePeriodQuantity` as OpenMeter shows them: the metered
+    ones (stored, and rated) less the units the rate card's usage discount made free, the
+    period's first N (billing/rating/service/mutator/discountusage.go)."""
+    quantity, pre = line.quantity, line.pre_line_period_quantity
+    free = line.rate_card_discounts.usage_quantity
+    if not free or quantity is None:
+        return quantity, pre
+    before = pre or Decimal(0)
+    free_before = min(before, free)
+    return quantity - min(free - free_before, quantity), None if pre is None else before - free_before
+
+
 def line_rest(line: InvoiceLine, children: Sequence[InvoiceLine] = ()) -> dict[str, Any]:
     """A top-level line (OpenMeter's InvoiceLine) with its detailed children."""
     out = _line_common(line)
@@ -165,11 +178,11 @@ def line_rest(line: InvoiceLine, children: Sequence[InvoiceLine] = ()) -> dict[s
         quantity = line.quantity
     else:
         price = line.price.rest() if line.price is not None else None
-        quantity = line.quantity
+        quantity, pre = _net_of_usage_discount(line)
         _put(out, "featureKey", line.feature_key)
         _put(out, "meteredQuantity", None if line.metered_quantity is None else decimal_text(line.metered_quantity))
-        if line.pre_line_period_quantity is not None:
-            out["preLinePeriodQuantity"] = decimal_text(line.pre_line_period_quantity)
+        if line.pre_line_period_quantity is not None and pre is not None:
+            out["preLinePeriodQuantity"] = decimal_text(pre)
             out["meteredPreLinePeriodQuantity"] = decimal_text(line.pre_line_period_quantity)
     _put(out, "price", price)
     _put(out, "quantity", None if quantity is None else decimal_text(quantity))

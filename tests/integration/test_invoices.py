@@ -22,7 +22,7 @@ from adapters.postgres.customers import PostgresCustomerRepository
 from adapters.postgres.db import create_engine, migrate, session_factory
 from domain.billing.apps.models import InstallAppInput, UpdateAppInput
 from domain.billing.apps.registry import Marketplace
-from domain.billing.invoice_rest import parse_pending_lines
+from domain.billing.invoice_rest import lines_rest, parse_pending_lines
 from domain.billing.invoice_service import InvoiceService
 from domain.billing.invoice_states import Action, InvalidTransitionError, InvoiceStatus, State
 from domain.billing.invoices import (
@@ -262,6 +262,30 @@ async def test_a_period_without_usage_is_billed_with_its_snapshot(env: Env) -> N
     (line,) = [x for x in made.lines if x.parent_line_id is None]
     assert (line.quantity, line.metered_quantity, line.pre_line_period_quantity) == (D(0), D(0), D(0))
     assert line.quantity_snapshotted_at == made.invoice.quantity_snapshotted_at is not None
+
+
+async def test_a_lines_quantities_shown_net_of_its_usage_discount(env: Env) -> None:
+    # OpenMeter's InvoiceUsageBasedLine: `quantity` and `preLinePeriodQuantity` have the usage
+    # discount deducted, `meteredQuantity` and `meteredPreLinePeriodQuantity` are as metered
+    # (openmeter-openapi.yaml; billing/rating/service/mutator/discountusage.go).
+    ns = "inv_usage_discount_qty"
+    cid = await customer(env, ns)
+    env.usage.add("calls", cid, NOV + timedelta(days=2), "70")
+    env.usage.add("calls", cid, NOV + timedelta(days=20), "80")
+    line = dataclasses.replace(
+        usage_line("Calls", "calls", UnitPrice(D("0.05"))), rate_card_discounts=Discounts(usage_quantity=D(100))
+    )
+    await env.invoices.create_pending_lines(ns, cid, PendingLinesInput("USD", [line]))
+    (first,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid, as_of=NOV + timedelta(days=15)))
+    (second,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid, as_of=DEC + timedelta(hours=2)))
+    assert (first.invoice.totals.total, second.invoice.totals.total) == (D(0), D("2.50"))
+    (shown,) = lines_rest(first.lines)
+    assert (shown["quantity"], shown["meteredQuantity"]) == ("0", "70")  # before: "70", "70"
+    (shown,) = lines_rest(second.lines)
+    assert (shown["quantity"], shown["meteredQuantity"]) == ("50", "80")  # before: "80", "80"
+    # before: "70", "70"
+    assert (shown["preLinePeriodQuantity"], shown["meteredPreLinePeriodQuantity"]) == ("0", "70")
+    assert [c["quantity"] for c in shown["children"]] == ["50"]
 
 
 async def test_racing_actions_on_one_draft_apply_once(env: Env) -> None:
