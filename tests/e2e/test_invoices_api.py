@@ -289,6 +289,31 @@ async def custom_invoicing_customer(http: httpx.AsyncClient) -> tuple[str, str]:
     return customer, feature
 
 
+async def test_void_takes_openmeters_whole_request(http: httpx.AsyncClient) -> None:
+    """VoidInvoiceActionInput as OpenMeter's schema has it: `overrides` (per line, nullable) and a
+    `pending` action's `nextInvoiceAt` are accepted (and, as the rest of the action, not used)."""
+    customer, _ = await custom_invoicing_customer(http)
+    await add_lines(http, customer, line("Licence", {"type": "flat", "amount": "120"}))
+    (invoice,) = await invoice_now(http, customer)
+    iid = invoice["id"]
+    apps = "/api/v1/apps/custom-invoicing"
+    await ok(await http.post(f"{apps}/{iid}/draft/synchronized", json={}), 204)
+    await ok(await http.post(f"{apps}/{iid}/issuing/synchronized", json={}), 204)
+    (line_id,) = [x["id"] for x in (await ok(await http.get(f"{INVOICES}/{iid}")))["lines"]]
+    pending = {"type": "pending", "nextInvoiceAt": "2030-01-01T00:00:00Z"}
+    voided = await ok(
+        await http.post(
+            f"{INVOICES}/{iid}/void",
+            json={
+                "reason": "wrong customer",
+                "action": {"percentage": 100, "action": pending},
+                "overrides": [{"lineId": line_id, "action": {"percentage": 100, "action": {"type": "discard"}}}],
+            },
+        )
+    )
+    assert voided["status"] == "voided" and voided["voidReason"] == "wrong customer"
+
+
 async def test_custom_invoicing_syncs_in_order_then_payment_and_void(http: httpx.AsyncClient) -> None:
     customer, feature = await custom_invoicing_customer(http)
     await add_lines(http, customer, line("API", {"type": "unit", "amount": "0.1"}, feature))  # 100 x 0.1

@@ -541,10 +541,12 @@ class UpdateInvoiceRequest(_message.Message):
     def __init__(self, invoice_id: _Optional[str] = ..., description: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., supplier: _Optional[_Union[InvoiceSupplier, _Mapping]] = ..., customer: _Optional[_Union[InvoiceCustomer, _Mapping]] = ..., lines: _Optional[_Iterable[_Union[InvoicePendingLine, _Mapping]]] = ..., workflow: _Optional[_Union[InvoiceWorkflowSettings, _Mapping]] = ...) -> None: ...
 
 class VoidInvoiceLineAction(_message.Message):
-    __slots__ = ("type",)
+    __slots__ = ("type", "next_invoice_at")
     TYPE_FIELD_NUMBER: _ClassVar[int]
+    NEXT_INVOICE_AT_FIELD_NUMBER: _ClassVar[int]
     type: str
-    def __init__(self, type: _Optional[str] = ...) -> None: ...
+    next_invoice_at: str
+    def __init__(self, type: _Optional[str] = ..., next_invoice_at: _Optional[str] = ...) -> None: ...
 
 class VoidInvoiceAction(_message.Message):
     __slots__ = ("percentage", "action")
@@ -554,15 +556,25 @@ class VoidInvoiceAction(_message.Message):
     action: VoidInvoiceLineAction
     def __init__(self, percentage: _Optional[float] = ..., action: _Optional[_Union[VoidInvoiceLineAction, _Mapping]] = ...) -> None: ...
 
+class VoidInvoiceActionLineOverride(_message.Message):
+    __slots__ = ("line_id", "action")
+    LINE_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    line_id: str
+    action: VoidInvoiceAction
+    def __init__(self, line_id: _Optional[str] = ..., action: _Optional[_Union[VoidInvoiceAction, _Mapping]] = ...) -> None: ...
+
 class VoidInvoiceRequest(_message.Message):
-    __slots__ = ("invoice_id", "action", "reason")
+    __slots__ = ("invoice_id", "action", "reason", "overrides")
     INVOICE_ID_FIELD_NUMBER: _ClassVar[int]
     ACTION_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    OVERRIDES_FIELD_NUMBER: _ClassVar[int]
     invoice_id: str
     action: VoidInvoiceAction
     reason: str
-    def __init__(self, invoice_id: _Optional[str] = ..., action: _Optional[_Union[VoidInvoiceAction, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
+    overrides: _containers.RepeatedCompositeFieldContainer[VoidInvoiceActionLineOverride]
+    def __init__(self, invoice_id: _Optional[str] = ..., action: _Optional[_Union[VoidInvoiceAction, _Mapping]] = ..., reason: _Optional[str] = ..., overrides: _Optional[_Iterable[_Union[VoidInvoiceActionLineOverride, _Mapping]]] = ...) -> None: ...
 
 class CustomInvoicingLineExternalIdMapping(_message.Message):
     __slots__ = ("line_id", "external_id")
