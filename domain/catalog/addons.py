@@ -232,6 +232,8 @@ class PlanAddonRecord:
 class PlanAddon:
     record: PlanAddonRecord
     addon: Addon
+    # What makes the assignment unusable now (OpenMeter validates a plan add-on on every read).
+    validation_errors: tuple[FieldViolation, ...] = ()
 
     def rest(self, now: datetime) -> dict[str, Any]:
         record = self.record
@@ -240,7 +242,7 @@ class PlanAddon:
             "addon": self.addon.rest(now),
             "fromPlanPhase": record.content.from_plan_phase,
             "metadata": dict(record.content.metadata),
-            "validationErrors": [],
+            "validationErrors": violations_rest(list(self.validation_errors), "warning"),
             "createdAt": _ts(record.created_at),
             "updatedAt": _ts(record.updated_at),
         }
@@ -252,15 +254,25 @@ class PlanAddon:
 
 
 def check_plan_addon(
-    plan: Plan, addon: Addon, data: PlanAddonInput, now: datetime, issues: Issues, require_active_addon: bool = True
+    plan: Plan,
+    addon: Addon,
+    data: PlanAddonInput,
+    now: datetime,
+    issues: Issues,
+    require_active_addon: bool = True,
+    editing: bool = True,
 ) -> None:
-    """The assignment rules; all critical here (OpenMeter's warnings on a plan add-on block its use)."""
-    if plan.status(now) is not PlanStatus.DRAFT:
+    """The assignment rules; all critical here (OpenMeter's warnings on a plan add-on block its use).
+    `editing=False` checks an existing assignment as OpenMeter's PlanAddon.Validate does on a read:
+    its plan may then be active too, only an archived one is incompatible."""
+    if editing and plan.status(now) is not PlanStatus.DRAFT:
         issues.error(
             "planId",
             f"add-ons can be attached to draft plans only (plan is {plan.status(now).value})",
             "plan_addon_incompatible_status",
         )
+    if not editing and plan.status(now) is PlanStatus.ARCHIVED:
+        issues.error("planId", "the plan is archived", "plan_addon_incompatible_status")
     if require_active_addon and (addon.status(now) is not AddonStatus.ACTIVE or addon.effective_to is not None):
         issues.error(
             "addonId",

@@ -463,7 +463,11 @@ class PlanAddonService:
         return self._clock()
 
     async def _resolve(self, namespace: str, record: PlanAddonRecord) -> PlanAddon:
-        return PlanAddon(record, await self._addons.get(namespace, record.addon_id))
+        addon = await self._addons.get(namespace, record.addon_id)
+        plan = await self._plans.get(namespace, record.plan_id)
+        issues = Issues()
+        check_plan_addon(plan, addon, record.content, self._clock(), issues, editing=False)
+        return PlanAddon(record, addon, tuple(issues.errors))
 
     async def create(self, namespace: str, plan_id: str, body: Any) -> PlanAddon:
         addon_id, data, issues = parse_plan_addon(body, create=True)
@@ -533,7 +537,7 @@ class PlanAddonService:
         issues.raise_if_errors()
         updated = dataclasses.replace(record, content=data, updated_at=now)
         await self._assignments.save(updated)
-        return PlanAddon(updated, addon)
+        return await self._resolve(namespace, updated)
 
     async def delete(self, namespace: str, plan_id: str, ref: str) -> None:
         plan, record = await self._find(namespace, plan_id, ref)

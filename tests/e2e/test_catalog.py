@@ -365,6 +365,52 @@ def test_addons_and_plan_addons(tally: TallyProcess) -> None:
         assert client.addons.archive(v2.id).status == "archived"
 
 
+def test_plan_addon_shows_what_makes_it_unusable(tally: TallyProcess) -> None:
+    """OpenMeter validates a plan add-on on every read (FromPlanAddon calls ValidationErrors() in
+    productcatalog/planaddon/httpdriver/mapping.go): once the assigned add-on version is archived
+    (its next version published), the assignment says so in `validationErrors`."""
+    with httpx.Client(base_url=tally.rest_url, timeout=30) as http:
+        feature = _feature(http)
+        card = {
+            "type": "flat_fee",
+            "key": "seat",
+            "name": "Seat",
+            "billingCadence": "P1M",
+            "price": {"type": "flat", "amount": "15"},
+        }
+        body = {
+            "key": unique("aging"),
+            "name": "Seats",
+            "instanceType": "single",
+            "currency": "USD",
+            "rateCards": [card],
+        }
+        v1 = http.post("/api/v1/addons", json=body).json()
+        assert http.post(f"/api/v1/addons/{v1['id']}/publish").status_code == 200
+        phases = [
+            {"key": "default", "name": "Default", "rateCards": [_usage(feature, {"type": "unit", "amount": "1"})]}
+        ]
+        plan = http.post(
+            "/api/v1/plans", json={"key": unique("aging"), "name": "P", "billingCadence": "P1M", "phases": phases}
+        ).json()
+        assigned = http.post(
+            f"/api/v1/plans/{plan['id']}/addons", json={"addonId": v1["id"], "fromPlanPhase": "default"}
+        )
+        assert assigned.status_code == 201, assigned.text
+        assert assigned.json()["validationErrors"] == []
+        assert http.post(f"/api/v1/plans/{plan['id']}/publish").status_code == 200
+
+        v2 = http.post("/api/v1/addons", json=body).json()
+        assert http.post(f"/api/v1/addons/{v2['id']}/publish").status_code == 200
+        read = http.get(f"/api/v1/plans/{plan['id']}/addons/{v1['id']}")
+        assert read.status_code == 200, read.text
+        assert read.json()["addon"]["status"] == "archived"
+        issues = read.json()["validationErrors"]
+        assert [(i["code"], i["severity"]) for i in issues] == [("plan_addon_incompatible_status", "warning")], issues
+        listed = http.get(f"/api/v1/plans/{plan['id']}/addons").json()["items"]
+        assert [i["code"] for i in listed[0]["validationErrors"]] == ["plan_addon_incompatible_status"]
+
+
 def test_currencies_list_iso_4217_with_minor_units(tally: TallyProcess) -> None:
     client = Client(endpoint=tally.rest_url)
     by_code = {c.code: c for c in client.currencies.list_currencies()}
