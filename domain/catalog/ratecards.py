@@ -7,9 +7,10 @@ a one-time fee). `parse_rate_card` reads one from OpenMeter's JSON with field pa
 checks (the feature exists, fits the template) live in `check_rate_card_features`, called by the
 service with the features it resolved.
 
-Which problems are warnings: a rate card cadence that does not align with the plan's, and an
-entitlement template that does not fit its feature, are kept on a draft as `validationErrors`
-(OpenMeter accepts them at create) and refused at publish. Everything else is refused at once.
+Which problems are warnings: a rate card cadence that does not align with the plan's, an
+entitlement template that does not fit its feature, and a metered template without
+`issueAfterReset`, are kept on a draft as `validationErrors` (OpenMeter accepts them at create)
+and refused at publish. Everything else is refused at once.
 """
 
 from __future__ import annotations
@@ -313,7 +314,14 @@ def check_rate_card_features(
     r: Reader, card: RateCard, path: str, features: Mapping[str, FeatureFacts], strict: bool
 ) -> None:
     """The rate card's feature exists and is live (errors); a usage price and a metered template
-    need a metered feature (a template mismatch is a warning unless `strict`, as at publish)."""
+    need a metered feature, and a metered template its `issueAfterReset` (OpenMeter's
+    RateCardMeta.Validate; template problems are warnings unless `strict`, as at publish)."""
+    template = card.entitlement_template
+    if template is not None and template.type is TemplateType.METERED and template.issue_after_reset is None:
+        message = "a metered entitlement template needs issueAfterReset"
+        code = "entitlement_template_issue_after_reset_required"
+        problem = r.issues.error if strict else r.issues.warn
+        problem(join(path, "entitlementTemplate.issueAfterReset"), message, code)
     if card.feature_key is None:
         return
     facts = features.get(card.feature_key)
@@ -329,7 +337,6 @@ def check_rate_card_features(
             "a usage-based price needs a feature with a meter",
             "rate_card_usage_based_price_with_feature_and_no_meter",
         )
-    template = card.entitlement_template
     if template is not None and template.type is TemplateType.METERED and not facts.has_meter:
         message = "a metered entitlement template needs a feature with a meter"
         code = "rate_card_entitlement_template_type_mismatch"

@@ -223,6 +223,31 @@ def test_publish_refuses_unaligned_cadences_that_create_accepted(tally: TallyPro
         assert client.plans.get(plan.id).status == "draft"
 
 
+def test_metered_template_without_issue_after_reset_is_a_warning_publish_refuses(tally: TallyProcess) -> None:
+    """OpenMeter's RateCardMeta.Validate (productcatalog/ratecard.go, #3946): a metered template
+    needs `issueAfterReset` (entitlement_template_issue_after_reset_required, a warning: kept on
+    the draft, refused at publish)."""
+    with httpx.Client(base_url=tally.rest_url, timeout=30) as http:
+        feature = _feature(http)
+        card = _usage(feature, {"type": "unit", "amount": "1"}, entitlementTemplate={"type": "metered"})
+        phases = [{"key": "default", "name": "Default", "rateCards": [card]}]
+        body = {"key": unique("no_issue"), "name": "No issue", "billingCadence": "P1M", "phases": phases}
+        created = http.post("/api/v1/plans", json=body)
+        assert created.status_code == 201, created.text
+        path = "phases[0].rateCards[0].entitlementTemplate.issueAfterReset"
+        code = "entitlement_template_issue_after_reset_required"
+        assert [(e["field"], e["code"]) for e in created.json()["validationErrors"]] == [(path, code)]
+        plan_id = created.json()["id"]
+        refused = http.post(f"/api/v1/plans/{plan_id}/publish")
+        assert refused.status_code == 400, refused.text
+        assert [(e["field"], e["code"]) for e in refused.json()["extensions"]["validationErrors"]] == [(path, code)]
+
+        card["entitlementTemplate"] = {"type": "metered", "issueAfterReset": 0}
+        del body["key"]
+        assert http.put(f"/api/v1/plans/{plan_id}", json=body).json()["validationErrors"] == []
+        assert http.post(f"/api/v1/plans/{plan_id}/publish").status_code == 200
+
+
 @pytest.mark.parametrize(
     ("mutate", "field", "code"),
     [

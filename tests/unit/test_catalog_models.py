@@ -52,7 +52,7 @@ def _plan(**overrides: Any) -> dict[str, Any]:
                             "minimumAmount": "10",
                         },
                         "discounts": {"percentage": {"percentage": 10}, "usage": {"quantity": "100"}},
-                        "entitlementTemplate": {"type": "metered", "isSoftLimit": True},
+                        "entitlementTemplate": {"type": "metered", "isSoftLimit": True, "issueAfterReset": 0},
                     },
                 ],
             }
