@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from sqlalchemy import and_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
@@ -222,5 +223,21 @@ class PostgresPlanAddonRepository:
         statement = select(PlanAddonRow).where(PlanAddonRow.namespace == namespace, PlanAddonRow.plan_id == plan_id)
         if not include_deleted:
             statement = statement.where(col(PlanAddonRow.deleted_at).is_(None))
+        async with self._sessions() as session:
+            return [_assignment(row) for row in (await session.exec(statement)).all()]
+
+    async def list_for_addon(self, namespace: str, addon_id: str) -> list[PlanAddonRecord]:
+        statement = (
+            select(PlanAddonRow)
+            .join(
+                PlanRow, and_(col(PlanRow.namespace) == PlanAddonRow.namespace, col(PlanRow.id) == PlanAddonRow.plan_id)
+            )
+            .where(
+                PlanAddonRow.namespace == namespace,
+                PlanAddonRow.addon_id == addon_id,
+                col(PlanAddonRow.deleted_at).is_(None),
+                col(PlanRow.deleted_at).is_(None),
+            )
+        )
         async with self._sessions() as session:
             return [_assignment(row) for row in (await session.exec(statement)).all()]

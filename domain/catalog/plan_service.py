@@ -321,9 +321,16 @@ class PlanService:
 
 
 class AddonService:
-    def __init__(self, addons: AddonRepository, features: FeatureRepository, clock: Clock = utcnow) -> None:
+    def __init__(
+        self,
+        addons: AddonRepository,
+        features: FeatureRepository,
+        assignments: PlanAddonRepository,
+        clock: Clock = utcnow,
+    ) -> None:
         self._addons = addons
         self._features = _Features(features)
+        self._assignments = assignments
         self._clock = clock
 
     def now(self) -> datetime:
@@ -413,6 +420,13 @@ class AddonService:
         now = self._clock()
         if addon.status(now) is AddonStatus.ACTIVE:
             raise _invalid("status", "an active add-on cannot be deleted; archive it first", "addon_invalid_status")
+        # As OpenMeter: a plan that offers the add-on would be left offering a deleted one.
+        if offered := await self._assignments.list_for_addon(namespace, addon.id):
+            raise _invalid(
+                "id",
+                f"the add-on is offered on {len(offered)} plan(s); remove it from them first",
+                "addon_has_plan_assignments",
+            )
         await self._addons.save(dataclasses.replace(addon, deleted_at=now, updated_at=now))
 
     async def publish(self, namespace: str, addon_id: str) -> Addon:

@@ -71,3 +71,7 @@ class PlanAddonRepository(Protocol):
     async def list_for_plan(
         self, namespace: str, plan_id: str, include_deleted: bool = False
     ) -> list[PlanAddonRecord]: ...
+
+    async def list_for_addon(self, namespace: str, addon_id: str) -> list[PlanAddonRecord]:
+        """The live assignments of an add-on version on plans that are not deleted."""
+        ...

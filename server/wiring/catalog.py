@@ -18,7 +18,7 @@ async def wire(deps: Deps) -> list[Servicer]:
     addon_repository = PostgresAddonRepository(sessions)
     assignments = PostgresPlanAddonRepository(sessions)
     plans = PlanService(plan_repository, features, assignments, addon_repository)
-    addons = AddonService(addon_repository, features)
+    addons = AddonService(addon_repository, features, assignments)
     plan_addons = PlanAddonService(assignments, plans, addons)
     deps.services.update(plans=plans, addons=addons, plan_addons=plan_addons)
     if not deps.has_role("api"):

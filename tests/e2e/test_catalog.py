@@ -436,6 +436,42 @@ def test_plan_addon_shows_what_makes_it_unusable(tally: TallyProcess) -> None:
         assert [i["code"] for i in listed[0]["validationErrors"]] == ["plan_addon_incompatible_status"]
 
 
+def test_an_addon_offered_on_a_plan_cannot_be_deleted(tally: TallyProcess) -> None:
+    """OpenMeter's DeleteAddon refuses an add-on with live plan assignments (400, "add-on has
+    active assignments", productcatalog/addon/service/addon.go); once no plan offers it, it may go."""
+    with httpx.Client(base_url=tally.rest_url, timeout=30) as http:
+        feature = _feature(http)
+        card = {"type": "flat_fee", "key": "seat", "name": "Seat", "billingCadence": "P1M", "price": None}
+        body = {
+            "key": unique("offered"),
+            "name": "Seats",
+            "instanceType": "single",
+            "currency": "USD",
+            "rateCards": [card],
+        }
+        addon = http.post("/api/v1/addons", json=body).json()
+        assert http.post(f"/api/v1/addons/{addon['id']}/publish").status_code == 200
+        phases = [
+            {"key": "default", "name": "Default", "rateCards": [_usage(feature, {"type": "unit", "amount": "1"})]}
+        ]
+        plan = http.post(
+            "/api/v1/plans", json={"key": unique("offers"), "name": "P", "billingCadence": "P1M", "phases": phases}
+        ).json()
+        assigned = http.post(
+            f"/api/v1/plans/{plan['id']}/addons", json={"addonId": addon["id"], "fromPlanPhase": "default"}
+        )
+        assert assigned.status_code == 201, assigned.text
+        assert http.post(f"/api/v1/addons/{addon['id']}/archive").status_code == 200
+
+        refused = http.delete(f"/api/v1/addons/{addon['id']}")
+        assert refused.status_code == 400, refused.text
+        assert refused.headers["content-type"].startswith("application/problem+json")
+        assert "deletedAt" not in http.get(f"/api/v1/addons/{addon['id']}").json()
+
+        assert http.delete(f"/api/v1/plans/{plan['id']}/addons/{addon['id']}").status_code == 204
+        assert http.delete(f"/api/v1/addons/{addon['id']}").status_code == 204
+
+
 def test_currencies_list_iso_4217_with_minor_units(tally: TallyProcess) -> None:
     client = Client(endpoint=tally.rest_url)
     by_code = {c.code: c for c in client.currencies.list_currencies()}

@@ -49,7 +49,7 @@ async def catalog() -> AsyncIterator[Catalog]:
     addon_repository = PostgresAddonRepository(sessions)
     assignments = PostgresPlanAddonRepository(sessions)
     plans = PlanService(plan_repository, features, assignments, addon_repository)
-    addons = AddonService(addon_repository, features)
+    addons = AddonService(addon_repository, features, assignments)
     yield Catalog(plans, addons, PlanAddonService(assignments, plans, addons), "tokens")
     await engine.dispose()
 
