@@ -129,7 +129,8 @@ class Addon:
 
 
 def parse_addon(data: Any, existing: AddonInput | None = None) -> tuple[AddonInput | None, Issues]:
-    """Reads an AddonCreate body, or an AddonReplaceUpdate of `existing` (key and currency stay)."""
+    """Reads an AddonCreate body, or an AddonReplaceUpdate of `existing` (key and currency stay, and
+    its description when the body leaves it out, as OpenMeter's update)."""
     r = Reader()
     obj = r.obj(data, "")
     if obj is None:
@@ -138,6 +139,8 @@ def parse_addon(data: Any, existing: AddonInput | None = None) -> tuple[AddonInp
     name = r.name(obj, "")
     description = r.description(obj, "")
     metadata = r.metadata(obj, "")
+    if existing is not None and obj.get("description") is None:
+        description = existing.description
     instance = r.choice(obj, "instanceType", "", tuple(t.value for t in InstanceType), required=True)
     currency = parse_currency(r, obj, "") if existing is None else existing.currency
     cards: list[RateCard | None] = []

@@ -205,8 +205,9 @@ def _phase(r: Reader, data: Any, path: str) -> PlanPhase | None:
 
 
 def parse_plan(data: Any, existing: PlanInput | None = None) -> tuple[PlanInput | None, Issues]:
-    """Reads a PlanCreate body, or a PlanReplaceUpdate of `existing` (whose key and currency stay);
-    the input is None when it has errors."""
+    """Reads a PlanCreate body, or a PlanReplaceUpdate of `existing` (whose key and currency stay,
+    and whose description and settlement mode stay when the body leaves them out, as
+    OpenMeter's update sets them only when given); the input is None when it has errors."""
     r = Reader()
     obj = r.obj(data, "")
     if obj is None:
@@ -215,6 +216,8 @@ def parse_plan(data: Any, existing: PlanInput | None = None) -> tuple[PlanInput 
     name = r.name(obj, "")
     description = r.description(obj, "")
     metadata = r.metadata(obj, "")
+    if existing is not None and obj.get("description") is None:
+        description = existing.description
     currency = parse_currency(r, obj, "") if existing is None else existing.currency
     cadence = parse_duration(r, obj, "billingCadence", "", required=True)
     if cadence is not None and not cadence.at_least(ONE_HOUR):
@@ -225,6 +228,8 @@ def parse_plan(data: Any, existing: PlanInput | None = None) -> tuple[PlanInput 
         mode = r.choice(raw_pro, "mode", "proRatingConfig", ("prorate_prices",))
         pro_rating = ProRatingConfig(r.boolean(raw_pro, "enabled", "proRatingConfig", True), mode or "prorate_prices")
     settlement = r.choice(obj, "settlementMode", "", tuple(m.value for m in SettlementMode))
+    if settlement is None and existing is not None and obj.get("settlementMode") is None:
+        settlement = existing.settlement_mode.value
     align = True
     raw_align = r.obj(obj.get("alignment"), "alignment", required=False)
     if raw_align is not None:

@@ -291,6 +291,64 @@ def test_bad_plans_are_refused_with_field_paths_and_nothing_is_stored(
         assert listed["totalCount"] == 0 and listed["items"] == []
 
 
+def test_draft_update_keeps_what_its_body_leaves_out(tally: TallyProcess) -> None:
+    """OpenMeter's PUT of a plan or add-on sets description and (plans) settlementMode only when
+    the body has them (`SetNillableDescription`, `SetNillableSettlementMode` in
+    productcatalog/plan/adapter/plan.go and addon/adapter/addon.go): a rename that leaves them out
+    keeps them."""
+    with httpx.Client(base_url=tally.rest_url, timeout=30) as http:
+        feature = _feature(http)
+        phases = [
+            {"key": "default", "name": "Default", "rateCards": [_usage(feature, {"type": "unit", "amount": "1"})]}
+        ]
+        plan = http.post(
+            "/api/v1/plans",
+            json={
+                "key": unique("keep"),
+                "name": "Keep",
+                "description": "Prepaid credits",
+                "settlementMode": "credit_only",
+                "billingCadence": "P1M",
+                "phases": phases,
+            },
+        )
+        assert plan.status_code == 201, plan.text
+        renamed = http.put(
+            f"/api/v1/plans/{plan.json()['id']}", json={"name": "Kept", "billingCadence": "P1M", "phases": phases}
+        )
+        assert renamed.status_code == 200, renamed.text
+        body = renamed.json()
+        assert body["name"] == "Kept"
+        assert (body.get("description"), body["settlementMode"]) == ("Prepaid credits", "credit_only")
+
+        card = {
+            "type": "flat_fee",
+            "key": "seat",
+            "name": "Seat",
+            "billingCadence": "P1M",
+            "price": {"type": "flat", "amount": "15"},
+        }
+        addon = http.post(
+            "/api/v1/addons",
+            json={
+                "key": unique("keep_addon"),
+                "name": "Seats",
+                "description": "Extra seats",
+                "instanceType": "single",
+                "currency": "USD",
+                "rateCards": [card],
+            },
+        )
+        assert addon.status_code == 201, addon.text
+        renamed = http.put(
+            f"/api/v1/addons/{addon.json()['id']}",
+            json={"name": "Seats+", "instanceType": "single", "rateCards": [card]},
+        )
+        assert renamed.status_code == 200, renamed.text
+        body = renamed.json()
+        assert (body["name"], body.get("description")) == ("Seats+", "Extra seats")
+
+
 def test_addons_and_plan_addons(tally: TallyProcess) -> None:
     client = Client(endpoint=tally.rest_url)
     with httpx.Client(base_url=tally.rest_url, timeout=30) as http:
