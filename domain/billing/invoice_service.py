@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from decimal import Context, Decimal, localcontext
+from decimal import Decimal, localcontext
 from typing import Final, cast
 
 import structlog
@@ -76,7 +76,7 @@ from domain.billing.service import BillingProfileService
 from domain.catalog import currencies
 from domain.catalog.durations import Duration
 from domain.catalog.prices import allows_progressive_billing
-from domain.catalog.rating import DiscountReason, Period, RatingError, RatingInput, rate, rate_flat_units
+from domain.catalog.rating import EXACT, DiscountReason, Period, RatingError, RatingInput, rate, rate_flat_units
 from domain.customers.models import Customer
 from domain.errors import ConflictError, NotFoundError, ValidationError, Violations
 
@@ -93,10 +93,6 @@ _MAX_STEPS = 50
 # or an app, not for time: no pass claims it; the action or callback that moves it drives it and
 # writes its schedule again.
 UNSCHEDULED: Final = datetime(9999, 12, 31, tzinfo=UTC)
-# Line and invoice totals are added up in as many digits as the rating engine rates in
-# (rating.py's exact context): amounts of up to 38 digits are accepted, and the default
-# context's 28 would round their sums.
-_EXACT: Final = Context(prec=80)
 
 # The states the billing worker moves on its own: it advances them, or marks them overdue.
 WORKER_STATES: Final = frozenset(
@@ -1313,7 +1309,7 @@ def rate_lines(
 ) -> tuple[list[InvoiceLine], list[InvoiceLine]]:
     """Top-level lines with their totals, and the detailed child lines of the usage ones: the one
     rating path of invoices and simulate."""
-    with localcontext(_EXACT):
+    with localcontext(EXACT):  # the rating engine's digits: totals of 38-digit amounts are sums, unrounded
         return _rate_lines(currency_code, top, now)
 
 
@@ -1577,7 +1573,7 @@ def _collection_at(lines: Sequence[InvoiceLine], interval: str, now: datetime) -
 
 def _with_totals(invoice: Invoice, lines: Sequence[InvoiceLine]) -> Invoice:
     totals = Totals()
-    with localcontext(_EXACT):
+    with localcontext(EXACT):  # the rating engine's digits: totals of 38-digit amounts are sums, unrounded
         for line in lines:
             if line.parent_line_id is None:
                 totals = totals + line.totals

@@ -203,7 +203,7 @@ _EMPTY_TOTALS: Final = Totals()
 _EMPTY_RESULT: Final = RatingResult((), _EMPTY_TOTALS)
 # Enough digits that no product or sum is ever rounded before the one rounding to minor units
 # (inputs carry at most 38 digits; the default context keeps 28).
-_EXACT: Final = Context(prec=80)
+EXACT: Final = Context(prec=80)
 # Enum members bound once: reading `LineCategory.REGULAR` goes through the enum machinery on every
 # access (~0.15 us each, several per line).
 _REGULAR: Final = LineCategory.REGULAR
@@ -226,7 +226,7 @@ def rate(data: RatingInput) -> RatingResult:
     # `localcontext`, which copies the context on every call (1.3 us, a quarter of a line's cost).
     # Sharing one context object is safe: nothing reads its flags and its settings never change.
     outer = getcontext()
-    setcontext(_EXACT)
+    setcontext(EXACT)
     try:
         return _rate(data)
     finally:
@@ -559,7 +559,7 @@ def rate_flat_units(
     exact context as `rate` computes (the default context's 28 digits would round the product
     first)."""
     outer = getcontext()
-    setcontext(_EXACT)
+    setcontext(EXACT)
     try:
         amount = currency.round(per_unit * quantity)
         return amount, _percentage_off(currency, amount, discounts)
@@ -582,7 +582,7 @@ def flat_fee_per_unit(data: RatingInput, quantity: Decimal) -> Decimal:
     if not isinstance(price, FlatPrice) or quantity <= 0:
         raise RatingError("a flat fee's per-unit amount needs a flat price and a positive quantity")
     outer = getcontext()
-    setcontext(_EXACT)
+    setcontext(EXACT)
     try:
         whole = _rate(replace(data, price=replace(price, amount=price.amount * quantity)))
         total = whole.totals.amount
