@@ -453,33 +453,7 @@ def test_plan_addon_shows_what_makes_it_unusable(tally: TallyProcess) -> None:
     productcatalog/planaddon/httpdriver/mapping.go): once the assigned add-on version is archived
     (its next version published), the assignment says so in `validationErrors`."""
     with httpx.Client(base_url=tally.rest_url, timeout=30) as http:
-        feature = _feature(http)
-        card = {
-            "type": "flat_fee",
-            "key": "seat",
-            "name": "Seat",
-            "billingCadence": "P1M",
-            "price": {"type": "flat", "amount": "15"},
-        }
-        body = {
-            "key": unique("aging"),
-            "name": "Seats",
-            "instanceType": "single",
-            "currency": "USD",
-            "rateCards": [card],
-        }
-        v1 = http.post("/api/v1/addons", json=body).json()
-        assert http.post(f"/api/v1/addons/{v1['id']}/publish").status_code == 200
-        phases = [
-            {"key": "default", "name": "Default", "rateCards": [_usage(feature, {"type": "unit", "amount": "1"})]}
-        ]
-        plan = http.post(
-            "/api/v1/plans", json={"key": unique("aging"), "name": "P", "billingCadence": "P1M", "phases": phases}
-        ).json()
-        assigned = http.post(
-            f"/api/v1/plans/{plan['id']}/addons", json={"addonId": v1["id"], "fromPlanPhase": "default"}
-        )
-        assert assigned.status_code == 201, assigned.text
+        body, v1, plan, assigned = _addon_offered_on_a_plan(http, "aging", {"type": "flat", "amount": "15"})
         assert assigned.json()["validationErrors"] == []
         assert http.post(f"/api/v1/plans/{plan['id']}/publish").status_code == 200
 
@@ -498,27 +472,7 @@ def test_an_addon_offered_on_a_plan_cannot_be_deleted(tally: TallyProcess) -> No
     """OpenMeter's DeleteAddon refuses an add-on with live plan assignments (400, "add-on has
     active assignments", productcatalog/addon/service/addon.go); once no plan offers it, it may go."""
     with httpx.Client(base_url=tally.rest_url, timeout=30) as http:
-        feature = _feature(http)
-        card = {"type": "flat_fee", "key": "seat", "name": "Seat", "billingCadence": "P1M", "price": None}
-        body = {
-            "key": unique("offered"),
-            "name": "Seats",
-            "instanceType": "single",
-            "currency": "USD",
-            "rateCards": [card],
-        }
-        addon = http.post("/api/v1/addons", json=body).json()
-        assert http.post(f"/api/v1/addons/{addon['id']}/publish").status_code == 200
-        phases = [
-            {"key": "default", "name": "Default", "rateCards": [_usage(feature, {"type": "unit", "amount": "1"})]}
-        ]
-        plan = http.post(
-            "/api/v1/plans", json={"key": unique("offers"), "name": "P", "billingCadence": "P1M", "phases": phases}
-        ).json()
-        assigned = http.post(
-            f"/api/v1/plans/{plan['id']}/addons", json={"addonId": addon["id"], "fromPlanPhase": "default"}
-        )
-        assert assigned.status_code == 201, assigned.text
+        _, addon, plan, _ = _addon_offered_on_a_plan(http, "offered", None)
         assert http.post(f"/api/v1/addons/{addon['id']}/archive").status_code == 200
 
         refused = http.delete(f"/api/v1/addons/{addon['id']}")
@@ -573,3 +527,24 @@ async def test_grpc_plan_lifecycle(tally: TallyProcess, channel: grpc.aio.Channe
 
     currencies = await catalog_pb2_grpc.CurrencyServiceStub(channel).ListCurrencies(catalog_pb2.ListCurrenciesRequest())
     assert {c.code: c.subunits for c in currencies.items}["EUR"] == 2
+
+
+def _addon_offered_on_a_plan(
+    http: httpx.Client, key: str, price: dict[str, str] | None
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], httpx.Response]:
+    """A published single-instance add-on (one flat "seat" rate card at `price`) offered on a new
+    draft plan's default phase: the add-on's body, the add-on, the plan and the assignment's answer."""
+    feature = _feature(http)
+    card = {"type": "flat_fee", "key": "seat", "name": "Seat", "billingCadence": "P1M", "price": price}
+    body = {"key": unique(key), "name": "Seats", "instanceType": "single", "currency": "USD", "rateCards": [card]}
+    addon = http.post("/api/v1/addons", json=body).json()
+    assert http.post(f"/api/v1/addons/{addon['id']}/publish").status_code == 200
+    phases = [{"key": "default", "name": "Default", "rateCards": [_usage(feature, {"type": "unit", "amount": "1"})]}]
+    plan = http.post(
+        "/api/v1/plans", json={"key": unique(key), "name": "P", "billingCadence": "P1M", "phases": phases}
+    ).json()
+    assigned = http.post(
+        f"/api/v1/plans/{plan['id']}/addons", json={"addonId": addon["id"], "fromPlanPhase": "default"}
+    )
+    assert assigned.status_code == 201, assigned.text
+    return body, addon, plan, assigned

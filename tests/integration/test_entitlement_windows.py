@@ -55,7 +55,8 @@ def metered(feature_key: str, issue: int) -> EntitlementInput:
     )
 
 
-async def flush(stack: Stack, subject: str, *events: tuple[timedelta, int]) -> None:
+async def flush(stack: Stack | SubStack, subject: str, *events: tuple[timedelta, int]) -> None:
+    """Events of `subject` at the clock's time plus each offset, stored as received now."""
     base = stack.clock.now
     raws = [
         {
@@ -457,24 +458,8 @@ async def test_managed_usage_period_follows_the_billing_anchor(subs: SubStack) -
     assert [(p.start, p.end) for p in periods if p is not None] == [(p.start, p.end) for p in billed]
 
     # 900 calls in November; on Dec 2 the allowance has been issued again for December.
-    await subs.sink.flush(
-        validate_batch(
-            [
-                {
-                    "specversion": "1.0",
-                    "id": "anchor-1",
-                    "source": "windows",
-                    "type": "call",
-                    "subject": "anchor",
-                    "time": (subscribed + timedelta(days=5)).isoformat(),
-                    "data": {"n": 900},
-                }
-            ],
-            NS,
-            subscribed + timedelta(days=5),
-            IngestLimits(),
-        )
-    )
+    clock.now = subscribed + timedelta(days=5)
+    await flush(subs, "anchor", (timedelta(0), 900))
     clock.now = datetime(2026, 12, 2, tzinfo=UTC)
     value = await subs.entitlements.value(NS, entitlement)
     assert (value.has_access, value.balance, value.usage) == (True, Decimal(1000), Decimal(0))
@@ -495,24 +480,8 @@ async def test_replacing_a_managed_item_mid_period_does_not_issue_the_allowance_
             NS, PlanSelector("metered"), customer_id=customer.id, billing_anchor=datetime(2026, 1, 1, tzinfo=UTC)
         )
     )
-    await subs.sink.flush(
-        validate_batch(
-            [
-                {
-                    "specversion": "1.0",
-                    "id": "edited-1",
-                    "source": "windows",
-                    "type": "call",
-                    "subject": "edited",
-                    "time": (subscribed + timedelta(days=1)).isoformat(),
-                    "data": {"n": 900},
-                }
-            ],
-            NS,
-            subscribed + timedelta(days=1),
-            IngestLimits(),
-        )
-    )
+    clock.now = subscribed + timedelta(days=1)
+    await flush(subs, "edited", (timedelta(0), 900))
     clock.now = datetime(2026, 11, 20, tzinfo=UTC)
     before = await subs.entitlements.for_customer(NS, customer, "sub_calls")
     assert (await subs.entitlements.value(NS, before)).balance == Decimal(100)
