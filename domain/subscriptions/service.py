@@ -389,8 +389,16 @@ class SubscriptionService:
         )
         ended = current.with_spec(dataclasses.replace(current.spec, active_to=switch), now)
         await self._repository.replace_pair(ended, current.revision, successor)
-        await self.reconcile_entitlements(ended)
-        await self.reconcile_entitlements(successor)
+        try:
+            await self.reconcile_entitlements(ended)
+            await self.reconcile_entitlements(successor)
+        except ConflictError:
+            # An entitlement in the way of the new plan refuses the change, as `_save` refuses an
+            # edit: the successor goes and the current subscription runs on as it was.
+            await self._repository.delete(data.namespace, successor.id, now)
+            await self.reconcile_entitlements(dataclasses.replace(successor, deleted_at=now))
+            await self._undo(ended, current)
+            raise
         self._changed(ended)
         self._changed(successor)
         return ended, successor
@@ -587,11 +595,16 @@ class SubscriptionService:
         try:
             await self.reconcile_entitlements(updated)
         except ConflictError:
-            undone = dataclasses.replace(current, revision=updated.revision + 1, updated_at=updated.updated_at)
-            await self._repository.update(undone, updated.revision)
-            await self.reconcile_entitlements(undone)
+            await self._undo(updated, current)
             raise
         self._changed(updated)
+
+    async def _undo(self, stored: Subscription, previous: Subscription) -> None:
+        """Stores `previous` again, as the revision after `stored`, with its entitlements (a
+        compensating write: the change and its entitlements are not one transaction)."""
+        undone = dataclasses.replace(previous, revision=stored.revision + 1, updated_at=stored.updated_at)
+        await self._repository.update(undone, stored.revision)
+        await self.reconcile_entitlements(undone)
 
     def _changed(self, subscription: Subscription) -> None:
         for listener in self.listeners:

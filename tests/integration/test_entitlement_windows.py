@@ -35,7 +35,7 @@ from domain.subscriptions import edits
 from domain.subscriptions.addons import AddonOffer
 from domain.subscriptions.catalog import CatalogRateCards, billing_terms, plan_view
 from domain.subscriptions.entitlements import EntitlementBridge
-from domain.subscriptions.models import CreateSubscriptionInput, PlanRef, PlanSelector, Timing
+from domain.subscriptions.models import ChangeSubscriptionInput, CreateSubscriptionInput, PlanRef, PlanSelector, Timing
 from domain.subscriptions.ports import PlanView
 from domain.subscriptions.service import SubscriptionService
 from domain.subscriptions.timeline import billable_items
@@ -356,6 +356,27 @@ TRIAL_PLAN: dict[str, Any] = {
 }
 
 
+# A plan that manages `extra_calls` instead of `sub_calls`.
+EXTRA_PLAN: dict[str, Any] = {
+    **SUB_PLAN,
+    "key": "extra",
+    "phases": [
+        {
+            "key": "default",
+            "name": "Default",
+            "rateCards": [
+                {
+                    **SUB_PLAN["phases"][0]["rateCards"][0],
+                    "key": "extra_calls",
+                    "featureKey": "extra_calls",
+                    "entitlementTemplate": {"type": "metered", "issueAfterReset": 500},
+                }
+            ],
+        }
+    ],
+}
+
+
 class SomePlans:
     def __init__(self, *bodies: dict[str, Any]) -> None:
         self.views: dict[str, PlanView] = {}
@@ -421,7 +442,7 @@ async def subs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
         rate_cards = CatalogRateCards()
         subscriptions = SubscriptionService(
             PostgresSubscriptionRepository(parts.sessions, rate_cards),
-            SomePlans(SUB_PLAN, TRIAL_PLAN),
+            SomePlans(SUB_PLAN, TRIAL_PLAN, EXTRA_PLAN),
             parts.customers,
             rate_cards,
             EntitlementBridge(entitlements, parts.customers),
@@ -574,3 +595,26 @@ async def test_an_edit_refused_for_an_entitlement_in_the_way_is_not_stored(subs:
     again = await subs.subscriptions.get(NS, sub.id)
     assert (again.spec, again.addons, again.active_to) == (sub.spec, sub.addons, sub.active_to)
     assert [e.feature_key for e in await subs.entitlements.managed_for(NS, customer.id, sub.id)] == ["sub_calls"]
+
+
+async def test_a_plan_change_refused_for_an_entitlement_in_the_way_is_not_stored(subs: SubStack) -> None:
+    # The new plan would manage a feature the customer has an entitlement of its own for: the change
+    # is refused (409, naming it) and nothing of it stays: no successor waits to be billed, and the
+    # current subscription runs on, unended, with its entitlement.
+    clock = subs.clock
+    clock.now = datetime(2026, 11, 1, tzinfo=UTC)
+    customer = await subs.customers.create(NS, CustomerInput(name="Own", key="own_change", subject_keys=["own_c"]))
+    own = await subs.entitlements.create(NS, customer, metered("extra_calls", 10))
+    sub = await subs.subscriptions.create(CreateSubscriptionInput(NS, PlanSelector("metered"), customer_id=customer.id))
+    clock.now = datetime(2026, 11, 3, tzinfo=UTC)
+    with pytest.raises(ConflictError) as refused:
+        await subs.subscriptions.change(
+            ChangeSubscriptionInput(NS, sub.id, PlanSelector("extra"), Timing(enum="immediate"))
+        )
+    assert refused.value.conflicting_id == own.id
+    again = await subs.subscriptions.get(NS, sub.id)
+    assert (again.spec, again.active_to) == (sub.spec, None)
+    live = [s.id for s in await subs.subscriptions.list_for_customer(NS, customer.id) if s.deleted_at is None]
+    assert live == [sub.id]
+    managed = await subs.entitlements.managed_for(NS, customer.id, sub.id)
+    assert [(e.feature_key, e.active_to) for e in managed] == [("sub_calls", None)]
