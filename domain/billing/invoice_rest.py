@@ -347,6 +347,7 @@ def _pending_line(r: Reader, raw: Any, path: str, *, with_quantity: bool) -> Pen
             invoice_at,
             per_unit_amount=price.amount,
             quantity=Decimal(1),
+            payment_term=price.payment_term.value,
             description=description,
             rate_card_discounts=discounts,
             tax_config=tax_config,

@@ -273,6 +273,7 @@ class InvoiceService:
             rate_card_discounts=data.rate_card_discounts,
             per_unit_amount=data.per_unit_amount,
             quantity=None if usage else (data.quantity if data.quantity is not None else Decimal(1)),
+            payment_term=None if usage else data.payment_term,
             tax_config=data.tax_config,
             metadata=dict(data.metadata),
         )

@@ -332,6 +332,8 @@ class PendingLineInput:
     rate_card_discounts: Discounts = NO_DISCOUNTS
     tax_config: TaxConfig | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
+    # A flat fee's payment term (shown with its price; when it is due is `invoice_at`).
+    payment_term: str | None = None
     # Simulation only: the usage of the line's period billed before it (OpenMeter's
     # preLinePeriodQuantity), which the line is rated on top of.
     pre_line_period_quantity: Decimal | None = None

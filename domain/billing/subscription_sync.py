@@ -343,6 +343,7 @@ def _line(
             full_period_end=full.end,
             per_unit_amount=per_unit,
             quantity=quantity,
+            payment_term=price.payment_term.value,
             # The rate card's percentage discount comes off when the line is rated (rate_lines).
             rate_card_discounts=card.discounts,
             **common,  # type: ignore[arg-type]

@@ -529,3 +529,28 @@ async def test_a_flat_fee_line_takes_its_rate_cards_percentage_discount(env: Env
     assert (line.totals.amount, line.totals.discounts_total, line.totals.total) == (D(100), D(10), D(90))
     assert [(d.reason, d.amount) for d in line.discounts] == [(DiscountReason.RATECARD_PERCENTAGE, D(10))]
     assert made.invoice.totals.total == D(90)  # before: 100, the discount dropped
+
+
+async def test_an_in_arrears_flat_fee_line_shows_its_payment_term(env: Env) -> None:
+    # A manual flat line posted with paymentTerm in_arrears: its line's price says so, as the
+    # request did (OpenMeter keeps the line's FlatPrice with its term), not the in_advance default.
+    ns = "inv_flat_term"
+    cid = await customer(env, ns)
+    body = {
+        "currency": "USD",
+        "lines": [
+            {
+                "name": f"Support {term}",
+                "period": {"from": "2026-11-01T00:00:00Z", "to": "2026-12-01T00:00:00Z"},
+                "invoiceAt": "2026-12-01T00:00:00Z",
+                "rateCard": {"price": {"type": "flat", "amount": "20", "paymentTerm": term}},
+            }
+            for term in ("in_arrears", "in_advance")
+        ],
+    }
+    await env.invoices.create_pending_lines(ns, cid, parse_pending_lines(body))
+    (gathering,), _ = await env.invoices.list_invoices(
+        ns, InvoiceListQuery(statuses=[InvoiceStatus.GATHERING]), with_lines=True
+    )
+    shown = {x["name"]: x["price"]["paymentTerm"] for x in lines_rest(gathering.lines)}
+    assert shown == {"Support in_arrears": "in_arrears", "Support in_advance": "in_advance"}

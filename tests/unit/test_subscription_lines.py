@@ -67,3 +67,10 @@ def test_a_fee_bought_several_times_in_a_whole_period_keeps_its_amount_per_unit(
     (rated,), _ = rate_lines("USD", [line], NOW)
     assert rated.totals.amount == D("0.05")
     assert rated.totals.amount == round(line.per_unit_amount * line.quantity, 2)
+
+
+def test_a_subscription_flat_fee_line_keeps_its_payment_term() -> None:
+    card = RateCard(RateCardType.FLAT_FEE, "support", "Support", price=FlatPrice(D(20), PaymentTerm.IN_ARREARS))
+    item = BillableItem("k", "sub", "default", "support", "it", APRIL, APRIL, APRIL.end, card)
+    line = _line(SUBSCRIPTION, item, "phase", NOW)
+    assert line is not None and line.payment_term == PaymentTerm.IN_ARREARS.value
