@@ -474,6 +474,8 @@ _STARTED = func.bool_or(
         ),
     )
 )
+# The latest end of the lines billing a period key (Billed.latest_end).
+_LATEST_END = func.max(InvoiceLineRow.period_end)
 # Invoices whose lines no longer count as billed (their usage is billed again by a later run).
 _NOT_BILLED = (InvoiceStatus.GATHERING.value, InvoiceStatus.VOIDED.value, InvoiceStatus.DELETED.value)
 # Issued invoices that count: their lines' quantities are final.
@@ -812,7 +814,9 @@ class PostgresInvoiceRepository:
             return {}
         statement = (
             _live_period_lines(
-                select(InvoiceLineRow.period_key, func.sum(InvoiceLineRow.quantity), _STARTED), namespace, period_keys
+                select(InvoiceLineRow.period_key, func.sum(InvoiceLineRow.quantity), _STARTED, _LATEST_END),
+                namespace,
+                period_keys,
             )
             .where(col(InvoiceLineRow.quantity).is_not(None), col(InvoiceRow.status).not_in(_NOT_BILLED))
             .group_by(col(InvoiceLineRow.period_key))
@@ -821,8 +825,8 @@ class PostgresInvoiceRepository:
             statement = statement.where(InvoiceRow.id != exclude_invoice_id)
         rows = (await self._session.exec(_fresh(statement))).all()
         return {
-            key: Billed(Decimal(total), bool(started))
-            for key, total, started in rows
+            key: Billed(Decimal(total), bool(started), latest_end)
+            for key, total, started, latest_end in rows
             if key is not None and total is not None
         }
 
@@ -833,7 +837,9 @@ class PostgresInvoiceRepository:
             return {}
         statement = (
             _live_period_lines(
-                select(InvoiceLineRow.period_key, InvoiceRow.id, func.sum(InvoiceLineRow.quantity), _STARTED),
+                select(  # type: ignore[call-overload]  # sqlmodel types select() up to four columns
+                    InvoiceLineRow.period_key, InvoiceRow.id, func.sum(InvoiceLineRow.quantity), _STARTED, _LATEST_END
+                ),
                 namespace,
                 period_keys,
             )
@@ -841,9 +847,9 @@ class PostgresInvoiceRepository:
             .group_by(col(InvoiceLineRow.period_key), col(InvoiceRow.id))
         )
         out: dict[str, dict[str, Billed]] = {}
-        for key, invoice_id, total, started in (await self._session.exec(_fresh(statement))).all():
+        for key, invoice_id, total, started, latest_end in (await self._session.exec(_fresh(statement))).all():
             if key is not None and total is not None:
-                out.setdefault(key, {})[invoice_id] = Billed(Decimal(total), bool(started))
+                out.setdefault(key, {})[invoice_id] = Billed(Decimal(total), bool(started), latest_end)
         return out
 
     async def claim(

@@ -20,6 +20,8 @@ the failure and its backoff.
 
 from __future__ import annotations
 
+import functools
+import operator
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,7 +29,7 @@ from typing import Any
 
 from domain.billing.apps.models import App
 from domain.billing.apps.port import InvoiceNumbers
-from domain.billing.invoices import ZERO, Billed, Invoice, InvoiceLine
+from domain.billing.invoices import Billed, Invoice, InvoiceLine
 from domain.billing.ports import BillingStore, TransactionNumbers
 
 
@@ -77,7 +79,7 @@ class StagedInvoices:
         for key in period_keys:
             others = [b for i, b in self._billed.get(key, {}).items() if i != self._invoice_id]
             if others:
-                out[key] = Billed(sum((b.quantity for b in others), ZERO), any(b.started for b in others))
+                out[key] = functools.reduce(operator.add, others)
         return out
 
     async def delete_children(self, namespace: str, parent_ids: Sequence[str], at: datetime) -> None:

@@ -1024,6 +1024,7 @@ class InvoiceService:
         # reads what it billed only once that is committed (the lock is held until ours is).
         await tx.invoices.lock_period_keys(invoice.namespace, keys)
         billed = dict(await tx.invoices.billed_quantities(invoice.namespace, keys, exclude_invoice_id=invoice.id))
+        later = await self._later_parts_usage(invoice, lines, requests, billed, cutoff)
         snapshotted: dict[str, InvoiceLine] = {}
         # Two parts of one period key on this invoice (rejoin_parts joins the usual case) are billed
         # in period order, each after what the earlier ones take, so none is billed twice.
@@ -1031,19 +1032,52 @@ class InvoiceService:
             cumulative = quantities.get(requests[line.id], ZERO)
             so_far = billed.get(line.period_key or "")
             before = so_far.quantity if so_far is not None else ZERO
+            pre = before
+            if line.id in later:
+                # A later part of the period was billed after this line's last snapshot, on top of
+                # it: this line's quantity is what the period's usage up to that part's end leaves,
+                # at its own place in the period (the usage before its start, at most what was billed).
+                cumulative, used_before = later[line.id]
+                pre = min(used_before, before)
             quantity = max(cumulative - before, ZERO)
             if line.period_key:
-                billed[line.period_key] = Billed(before + quantity, started=True)
+                billed[line.period_key] = Billed(before + quantity, True, so_far.latest_end if so_far else None)
             snapshotted[line.id] = dataclasses.replace(
                 line,
                 quantity=quantity,
                 metered_quantity=quantity,
-                pre_line_period_quantity=before,
+                pre_line_period_quantity=pre,
                 period_started=so_far is not None and so_far.started,
                 quantity_snapshotted_at=cutoff,
                 updated_at=now,
             )
         return [snapshotted.get(x.id, x) for x in lines], cutoff
+
+    async def _later_parts_usage(
+        self,
+        invoice: Invoice,
+        lines: Sequence[InvoiceLine],
+        requests: Mapping[str, UsageRequest],
+        billed: Mapping[str, Billed],
+        cutoff: datetime,
+    ) -> dict[str, tuple[Decimal, Decimal]]:
+        """For each line whose period has a billed part ending after it (a draft read again after
+        the rest of its period was invoiced), the period's usage up to that part's end and up to
+        the line's start, read as of `cutoff`. Usually nothing: parts are read in period order."""
+        reads: dict[str, tuple[UsageRequest, UsageRequest]] = {}
+        for line in lines:
+            so_far = billed.get(line.period_key or "") if line.id in requests else None
+            if so_far is not None and so_far.latest_end is not None and so_far.latest_end > line.period_end:
+                own = requests[line.id]
+                reads[line.id] = (
+                    dataclasses.replace(own, end=so_far.latest_end),
+                    dataclasses.replace(own, end=line.period_start),
+                )
+        if not reads:
+            return {}
+        wanted = list({r for pair in reads.values() for r in pair})
+        usage = await self._usage.quantities(invoice.namespace, wanted, cutoff)
+        return {k: (usage.get(through, ZERO), usage.get(before, ZERO)) for k, (through, before) in reads.items()}
 
     async def _calculate(
         self,

@@ -191,6 +191,13 @@ class Billed:
 
     quantity: Decimal
     started: bool
+    # The latest end of those lines: past a line's own end, a later part of its period was billed
+    # before this line's usage was read (again).
+    latest_end: datetime | None = None
+
+    def __add__(self, other: Billed) -> Billed:
+        ends = [x for x in (self.latest_end, other.latest_end) if x is not None]
+        return Billed(self.quantity + other.quantity, self.started or other.started, max(ends, default=None))
 
 
 @dataclass(frozen=True, slots=True)

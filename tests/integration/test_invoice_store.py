@@ -182,6 +182,7 @@ async def test_one_gathering_invoice_per_customer_and_currency_under_races(uow: 
 
 async def test_billed_quantities_count_only_live_standard_invoices(uow: UnitOfWork) -> None:
     ns = "store_billed"
+    END = T0 + timedelta(days=30)  # make_line's period end
     key = "item1/2026-11"
     issued = make_invoice(ns, "c1", State.ISSUED)
     paid = make_invoice(ns, "c1", State.PAID)
@@ -195,11 +196,12 @@ async def test_billed_quantities_count_only_live_standard_invoices(uow: UnitOfWo
             [
                 # Snapshotted before `period_started` was recorded: at the period's start with
                 # nothing before it, so it started the period (the rating's rule then).
-                make_line(issued, quantity=Decimal("10.5")),
+                make_line(issued, quantity=Decimal("10.5"), period_end=T0 + timedelta(days=15)),
                 make_line(paid, quantity=Decimal("4"), period_started=True),
                 make_line(paid, quantity=Decimal("7"), period_key="other", period_started=True),
                 make_line(voided, quantity=Decimal(1000), period_key="other", period_started=False),
-                make_line(voided, quantity=Decimal(1000)),
+                # Lines that do not count do not make the latest end either.
+                make_line(voided, quantity=Decimal(1000), period_end=T0 + timedelta(days=45)),
                 make_line(gathering, quantity=Decimal(1000)),
                 make_line(deleted, quantity=Decimal(1000)),
             ]
@@ -210,18 +212,18 @@ async def test_billed_quantities_count_only_live_standard_invoices(uow: UnitOfWo
         await store.commit()
     async with uow() as store:
         assert await store.invoices.billed_quantities(ns, [key, "other", "none"]) == {
-            key: Billed(Decimal("14.5"), started=True),
+            key: Billed(Decimal("14.5"), True, END),
             # The line that started "other" is on the voided invoice: nothing counting did.
-            "other": Billed(Decimal(7), started=False),
+            "other": Billed(Decimal(7), False, END),
         }
         assert await store.invoices.billed_quantities(ns, [key], exclude_invoice_id=paid.id) == {
-            key: Billed(Decimal("10.5"), started=True)
+            key: Billed(Decimal("10.5"), True, T0 + timedelta(days=15))
         }
         assert await store.invoices.billed_quantities(ns, [key], exclude_invoice_id=issued.id) == {
-            key: Billed(Decimal(4), started=False)
+            key: Billed(Decimal(4), False, END)
         }
         assert await store.invoices.billed_quantities_by_invoice(ns, ["other"]) == {
-            "other": {paid.id: Billed(Decimal(7), started=False)}
+            "other": {paid.id: Billed(Decimal(7), False, END)}
         }
 
 

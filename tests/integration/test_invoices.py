@@ -554,3 +554,38 @@ async def test_an_in_arrears_flat_fee_line_shows_its_payment_term(env: Env) -> N
     )
     shown = {x["name"]: x["price"]["paymentTerm"] for x in lines_rest(gathering.lines)}
     assert shown == {"Support in_arrears": "in_arrears", "Support in_advance": "in_advance"}
+
+
+@pytest.mark.parametrize(
+    ("price", "totals"),
+    [
+        # 10 calls in each half of November at 1.00: 20.00 in all.
+        (UnitPrice(D(1)), (D(10), D(10))),
+        # The first 10 calls of the period free, then 1.00: the first half is the free one.
+        (TieredPrice(TieredMode.GRADUATED, (PriceTier(D(10), None, D(0)), PriceTier(None, None, D(1)))), (D(0), D(10))),
+    ],
+)
+async def test_an_earlier_part_rated_again_after_a_later_one_is_billed_keeps_its_usage(
+    env: Env, price: UnitPrice | TieredPrice, totals: tuple[D, D]
+) -> None:
+    # Progressive billing with manual approval: the draft of Nov 1-15 waits while the rest of
+    # November is invoiced. Editing that first draft afterwards reads its usage again; it must still
+    # bill its own 10 calls at their place in the period (calls 1-10), not 10 - 10 billed later = 0
+    # (the period then billed 10 of 20 calls), nor the later part's place (calls 11-20).
+    ns = f"inv_reread_{type(price).__name__.lower()}"
+    cid = await customer(env, ns)
+    await env.profiles.upsert_override(ns, cid, OverrideUpsertInput(workflow=WorkflowPatch(auto_advance=False)))
+    mid = NOV + timedelta(days=15)
+    env.usage.add("calls", cid, NOV + timedelta(days=2), "10")
+    env.usage.add("calls", cid, NOV + timedelta(days=20), "10")
+    await env.invoices.create_pending_lines(ns, cid, PendingLinesInput("USD", [usage_line("Calls", "calls", price)]))
+    (first,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid, as_of=mid))
+    (second,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid, as_of=DEC + timedelta(hours=2)))
+    (line,) = [x for x in first.lines if x.parent_line_id is None]
+    edited = await env.invoices.update_lines(
+        ns, first.invoice.id, [(line.id, dataclasses.replace(usage_line("Calls", "calls", price), period_end=mid))]
+    )
+    (again,) = [x for x in edited.lines if x.parent_line_id is None]
+    assert again.quantity_snapshotted_at is not None and again.quantity_snapshotted_at > line.quantity_snapshotted_at
+    assert (again.quantity, again.pre_line_period_quantity) == (D(10), D(0))
+    assert (edited.invoice.totals.total, second.invoice.totals.total) == totals

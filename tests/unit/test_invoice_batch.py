@@ -66,20 +66,25 @@ async def test_a_line_inserted_then_updated_is_inserted_as_it_ends() -> None:
 
 
 async def test_billed_quantities_leave_out_the_invoice_itself() -> None:
+    NOV_15, DEC_1 = datetime(2026, 11, 15, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC)
     billed = {
         "period-a": {
             "inv": Billed(Decimal(4), started=False),
-            "earlier": Billed(Decimal(10), started=False),
+            "earlier": Billed(Decimal(10), started=False, latest_end=NOV_15),
             "other": Billed(Decimal("2.5"), started=True),
         },
         "period-b": {"inv": Billed(Decimal(1), started=False)},
-        "period-c": {"inv": Billed(Decimal(1), started=True), "later": Billed(Decimal(2), started=False)},
+        "period-c": {
+            "inv": Billed(Decimal(1), started=True, latest_end=DEC_1),
+            "later": Billed(Decimal(2), started=False, latest_end=NOV_15),
+        },
     }
     staged = StagedInvoices("inv", [], billed)
     assert await staged.billed_quantities("ns", ["period-a", "period-b", "period-c", "period-d"], "inv") == {
-        "period-a": Billed(Decimal("12.5"), started=True),
-        # Only the invoice itself started it: for the others, nothing that counts did.
-        "period-c": Billed(Decimal(2), started=False),
+        # The latest end of the others' lines, where one is known.
+        "period-a": Billed(Decimal("12.5"), started=True, latest_end=NOV_15),
+        # Only the invoice itself started it and ends latest: for the others, nothing that counts did.
+        "period-c": Billed(Decimal(2), started=False, latest_end=NOV_15),
     }
 
 
