@@ -1034,9 +1034,9 @@ class InvoiceService:
             before = so_far.quantity if so_far is not None else ZERO
             pre = before
             if line.id in later:
-                # A later part of the period was billed after this line's last snapshot, on top of
-                # it: this line's quantity is what the period's usage up to that part's end leaves,
-                # at its own place in the period (the usage before its start, at most what was billed).
+                # A later part of the period was billed before this line was read (again): this
+                # line's quantity is what the period's usage up to that part's end leaves, at its
+                # own place in the period (the usage before its start, at most what was billed).
                 cumulative, used_before = later[line.id]
                 pre = min(used_before, before)
             quantity = max(cumulative - before, ZERO)
