@@ -23,9 +23,9 @@ import pytest_asyncio
 from adapters.postgres.subscriptions import PostgresSubscriptionRepository
 from domain.catalog.models import FeatureCreateInput
 from domain.catalog.plans import Plan, parse_plan
-from domain.customers.models import CustomerInput
+from domain.customers.models import Customer, CustomerInput
 from domain.customers.service import CustomerService
-from domain.entitlements.models import EntitlementInput, GrantInput, HistoryInput, RecurrenceInput
+from domain.entitlements.models import Entitlement, EntitlementInput, GrantInput, HistoryInput, RecurrenceInput
 from domain.entitlements.recurrence import IsoDuration
 from domain.entitlements.service import EntitlementService
 from domain.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
@@ -35,7 +35,14 @@ from domain.subscriptions import edits
 from domain.subscriptions.addons import AddonOffer
 from domain.subscriptions.catalog import CatalogRateCards, billing_terms, plan_view
 from domain.subscriptions.entitlements import EntitlementBridge
-from domain.subscriptions.models import ChangeSubscriptionInput, CreateSubscriptionInput, PlanRef, PlanSelector, Timing
+from domain.subscriptions.models import (
+    ChangeSubscriptionInput,
+    CreateSubscriptionInput,
+    PlanRef,
+    PlanSelector,
+    Subscription,
+    Timing,
+)
 from domain.subscriptions.ports import PlanView
 from domain.subscriptions.service import SubscriptionService
 from domain.subscriptions.timeline import billable_items
@@ -577,16 +584,22 @@ async def test_an_add_on_bought_several_times_grants_its_allowance_that_many_tim
     assert (await subs.entitlements.value(NS, extra)).balance == Decimal(500)
 
 
+async def subscribed_with_own_extra_calls(subs: SubStack, key: str) -> tuple[Customer, Entitlement, Subscription]:
+    """A customer with an `extra_calls` entitlement of its own, subscribed to "metered" on Nov 1;
+    the clock at Nov 3."""
+    subs.clock.now = datetime(2026, 11, 1, tzinfo=UTC)
+    customer = await subs.customers.create(NS, CustomerInput(name="Own", key=key, subject_keys=[key]))
+    own = await subs.entitlements.create(NS, customer, metered("extra_calls", 10))
+    sub = await subs.subscriptions.create(CreateSubscriptionInput(NS, PlanSelector("metered"), customer_id=customer.id))
+    subs.clock.now = datetime(2026, 11, 3, tzinfo=UTC)
+    return customer, own, sub
+
+
 async def test_an_edit_refused_for_an_entitlement_in_the_way_is_not_stored(subs: SubStack) -> None:
     # The customer already has an entitlement of its own for the feature an added item would manage:
     # the edit is refused (409, naming it) and, as OpenMeter's edit runs in one transaction, nothing
     # of it is stored: the subscription does not bill an item it could not grant.
-    clock = subs.clock
-    clock.now = datetime(2026, 11, 1, tzinfo=UTC)
-    customer = await subs.customers.create(NS, CustomerInput(name="Own", key="own", subject_keys=["own"]))
-    own = await subs.entitlements.create(NS, customer, metered("extra_calls", 10))
-    sub = await subs.subscriptions.create(CreateSubscriptionInput(NS, PlanSelector("metered"), customer_id=customer.id))
-    clock.now = datetime(2026, 11, 3, tzinfo=UTC)
+    customer, own, sub = await subscribed_with_own_extra_calls(subs, "own")
     with pytest.raises(ConflictError) as refused:
         await subs.subscriptions.edit(
             NS, sub.id, [edits.AddItem("default", EXTRA_CALLS, "item-extra")], Timing(enum="immediate")
@@ -601,12 +614,7 @@ async def test_a_plan_change_refused_for_an_entitlement_in_the_way_is_not_stored
     # The new plan would manage a feature the customer has an entitlement of its own for: the change
     # is refused (409, naming it) and nothing of it stays: no successor waits to be billed, and the
     # current subscription runs on, unended, with its entitlement.
-    clock = subs.clock
-    clock.now = datetime(2026, 11, 1, tzinfo=UTC)
-    customer = await subs.customers.create(NS, CustomerInput(name="Own", key="own_change", subject_keys=["own_c"]))
-    own = await subs.entitlements.create(NS, customer, metered("extra_calls", 10))
-    sub = await subs.subscriptions.create(CreateSubscriptionInput(NS, PlanSelector("metered"), customer_id=customer.id))
-    clock.now = datetime(2026, 11, 3, tzinfo=UTC)
+    customer, own, sub = await subscribed_with_own_extra_calls(subs, "own_change")
     with pytest.raises(ConflictError) as refused:
         await subs.subscriptions.change(
             ChangeSubscriptionInput(NS, sub.id, PlanSelector("extra"), Timing(enum="immediate"))
