@@ -1041,7 +1041,7 @@ class InvoiceService:
                 pre = min(used_before, before)
             quantity = max(cumulative - before, ZERO)
             if line.period_key:
-                billed[line.period_key] = Billed(before + quantity, True, so_far.latest_end if so_far else None)
+                billed[line.period_key] = (so_far or Billed(ZERO, False)) + Billed(quantity, True)
             snapshotted[line.id] = dataclasses.replace(
                 line,
                 quantity=quantity,
@@ -1085,14 +1085,14 @@ class InvoiceService:
         invoice: Invoice,
         lines: Sequence[InvoiceLine],
         now: datetime,
-        stored: Sequence[InvoiceLine] | None = None,
+        stored: Sequence[InvoiceLine],
     ) -> list[InvoiceLine]:
         """Rates every top-level line; detailed child lines are made anew. A rating that gives the
-        `stored` lines (`lines` unless a snapshot changed them first: a draft rated again with
+        lines as `stored` (before a snapshot changed them, if one did: a draft rated again with
         nothing changed) writes nothing."""
         top = [x for x in lines if x.parent_line_id is None]
         rated, children = rate_lines(invoice.currency, top, now)
-        if _same_rating(lines if stored is None else stored, rated, children):
+        if _same_rating(stored, rated, children):
             return list(lines)
         await tx.invoices.delete_children(invoice.namespace, [x.id for x in top], now)
         await tx.invoices.update_lines(rated)
