@@ -6,13 +6,14 @@
 -- Responses (this filter runs after the transcoder):
 --   * x-http-code: a servicer's non-200 success status (201, 202, 204; 204 bodies are emptied);
 --   * x-tally-problem / x-tally-status: a servicer's RFC 7807 body and HTTP status for an error;
+--   * x-tally-nulls: prints required-but-nullable fields the transcoder left out as null;
 --   * x-tally-shape: array: unwraps {"items":[...]} into the bare array OpenMeter returns;
 --   * any other error (transcoder rejections, an unreachable upstream) becomes problem+json too.
 -- gRPC and gRPC-web calls (the grpc_web filter has turned the latter into gRPC before this one) are
 -- not REST: they pass both ways untouched, as they would on the gRPC port.
 
 local HINTS = { "x-tally-rest", "x-tally-problem", "x-tally-status", "x-tally-shape", "x-http-code",
-  "x-tally-json-body-bin" }
+  "x-tally-json-body-bin", "x-tally-nulls" }
 -- JSON bodies up to this size are forwarded to Tally in x-tally-json-body-bin (server/json_fields.py,
 -- JSON_BODY_LIMIT), which refuses fields the transcoder would otherwise drop without a word.
 local JSON_BODY_LIMIT = 16384
@@ -162,6 +163,116 @@ local function explain_envoy_error(handle, status)
   return false
 end
 
+-- x-tally-nulls (server/rest.py, null_paths): "path:key,key;path:key", a path being JSON names from
+-- the body's root joined by dots, "*" for every element of an array. Parsed once per distinct value.
+local null_trees = {}
+
+local function null_tree(spec)
+  local tree = null_trees[spec]
+  if tree ~= nil then
+    return tree
+  end
+  tree = {}
+  for entry in string.gmatch(spec, "[^;]+") do
+    local path, keys = string.match(entry, "^([^:]*):(.+)$")
+    local node = tree
+    for step in string.gmatch(path, "[^.]+") do
+      node.children = node.children or {}
+      node.children[step] = node.children[step] or {}
+      node = node.children[step]
+    end
+    node.nulls = node.nulls or {}
+    for key in string.gmatch(keys, "[^,]+") do
+      node.nulls[#node.nulls + 1] = key
+    end
+  end
+  null_trees[spec] = tree
+  return tree
+end
+
+local function skip_space(text, i)
+  return string.find(text, "[^ \t\r\n]", i)
+end
+
+-- The index just past the JSON string that starts (with its quote) at i.
+local function string_end(text, i)
+  local j = i + 1
+  while true do
+    local q = string.find(text, '["\\]', j)
+    if string.byte(text, q) == 92 then
+      j = q + 2
+    else
+      return q + 1
+    end
+  end
+end
+
+-- Walks the JSON value at i along `node` of a null tree, recording where each object that misses
+-- one of its node's keys closes (and what to insert there); returns the index past the value.
+local function walk_nulls(text, i, node, inserts)
+  i = skip_space(text, i)
+  local c = string.byte(text, i)
+  if c == 123 then -- {
+    local children = node and node.children
+    local seen = {}
+    local j = skip_space(text, i + 1)
+    local empty = string.byte(text, j) == 125
+    while string.byte(text, j) ~= 125 do
+      local key_end = string_end(text, j)
+      local key = string.sub(text, j + 1, key_end - 2)
+      seen[key] = true
+      j = skip_space(text, key_end) -- the colon
+      j = skip_space(text, walk_nulls(text, j + 1, children and children[key], inserts))
+      if string.byte(text, j) == 44 then
+        j = skip_space(text, j + 1)
+      end
+    end
+    if node ~= nil and node.nulls ~= nil then
+      local missing = {}
+      for _, key in ipairs(node.nulls) do
+        if not seen[key] then
+          missing[#missing + 1] = '"' .. key .. '":null'
+        end
+      end
+      if #missing > 0 then
+        inserts[#inserts + 1] = { j, (empty and "" or ",") .. table.concat(missing, ",") }
+      end
+    end
+    return j + 1
+  elseif c == 91 then -- [
+    local element = node and node.children and node.children["*"]
+    local j = skip_space(text, i + 1)
+    while string.byte(text, j) ~= 93 do
+      j = skip_space(text, walk_nulls(text, j, element, inserts))
+      if string.byte(text, j) == 44 then
+        j = skip_space(text, j + 1)
+      end
+    end
+    return j + 1
+  elseif c == 34 then
+    return string_end(text, i)
+  end
+  return string.find(text, "[,}%] \t\r\n]", i) or (#text + 1)
+end
+
+-- The body with a null for every nullable key its objects leave out.
+local function with_nulls(text, spec)
+  local inserts = {}
+  walk_nulls(text, 1, null_tree(spec), inserts)
+  if #inserts == 0 then
+    return text
+  end
+  -- Objects close in order, so the insertion points ascend.
+  local parts, from = {}, 1
+  for _, insert in ipairs(inserts) do
+    parts[#parts + 1] = string.sub(text, from, insert[1] - 1)
+    parts[#parts + 1] = insert[2]
+    from = insert[1]
+  end
+  parts[#parts + 1] = string.sub(text, from)
+  return table.concat(parts)
+end
+
 function envoy_on_response(handle)
   local headers = handle:headers()
   -- A gRPC answer keeps its status headers and trailers (a trailers-only error carries grpc-status
@@ -198,9 +309,25 @@ function envoy_on_response(handle)
     end
   end
 
+  -- Both hints are read before the body is buffered (waiting for it invalidates `headers`).
+  local nulls = headers:get("x-tally-nulls")
   local shape = headers:get("x-tally-shape")
+  headers:remove("x-tally-nulls")
+  headers:remove("x-tally-shape")
+  if nulls ~= nil then
+    local code = tonumber(status)
+    if code ~= nil and code < 300 then
+      local body = handle:body(true)
+      local ok, text = pcall(with_nulls, body:getBytes(0, body:length()), nulls)
+      if ok then
+        body:setBytes(text)
+      else
+        handle:logErr("x-tally-nulls: body left as the transcoder printed it: " .. tostring(text))
+      end
+    end
+  end
+
   if shape ~= nil then
-    headers:remove("x-tally-shape")
     if shape == "array" then
       local body = handle:body(true)
       local text = body:getBytes(0, body:length())

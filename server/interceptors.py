@@ -13,7 +13,7 @@ from adapters import metrics
 from domain.errors import PayloadTooLargeError, TallyError, ValidationError
 from server.errors import as_domain_error, mapping_for, trailing_metadata
 from server.json_fields import check_json_body
-from server.rest import ServicerContext, header, is_rest
+from server.rest import ServicerContext, header, is_rest, method_null_paths, with_null_hint
 
 log = structlog.get_logger(__name__)
 
@@ -138,6 +138,37 @@ class JsonFieldsInterceptor(grpc.aio.ServerInterceptor):
 
         return grpc.unary_unary_rpc_method_handler(
             checked,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+class RestNullsInterceptor(grpc.aio.ServerInterceptor):
+    """REST answers print OpenMeter's required-but-nullable fields as null (server/rest.py).
+
+    Only for methods whose response can hold such a field, and only for calls through Envoy.
+    """
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Handler:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        nulls = method_null_paths(handler_call_details.method)
+        if nulls is None:
+            return handler
+        behavior = handler.unary_unary
+
+        async def hinted(request: Any, context: ServicerContext) -> Any:
+            if not is_rest(context):
+                return await behavior(request, context)
+            return await with_null_hint(nulls, context, behavior, request)
+
+        return grpc.unary_unary_rpc_method_handler(
+            hinted,
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )

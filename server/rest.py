@@ -3,13 +3,25 @@
 gRPC has one success status; OpenMeter's REST API answers 201, 202 and 204 and returns some lists
 as bare arrays. Servicers state that here, once per call, and only for requests that came through
 Envoy (marked with x-tally-rest), so native gRPC clients see clean responses.
+
+One hint needs no servicer: fields OpenMeter's contract requires but allows to be null (marked
+`(tally.v1.rest_nullable)` in the protos) are left out of the transcoder's JSON when unset. For a
+method whose response can hold such fields, an interceptor names them to Envoy (`x-tally-nulls`,
+see `null_paths`), and envoy/tally.lua prints each missing one as `null`.
 """
 
 from __future__ import annotations
 
-from typing import Literal, TypeAlias
+from contextvars import ContextVar
+from dataclasses import dataclass
+from functools import cache
+from typing import Any, Literal, TypeAlias
 
 import grpc
+from google.protobuf import descriptor_pool
+from google.protobuf.descriptor import Descriptor
+
+from tally.v1 import options_pb2
 
 Shape = Literal["array"]
 # grpc ships no type information: its context is Any to mypy; the alias names what it is.
@@ -27,6 +39,19 @@ def header(context: ServicerContext, name: str) -> str | None:
     return None
 
 
+@dataclass
+class _RestCall:
+    """What the interceptor knows of the REST call being served (see `RestNullsInterceptor`)."""
+
+    nulls: str
+    sent: bool = False
+
+
+# Set by the interceptor around a REST call whose response can hold nullable fields; rest_hints adds
+# the nulls hint to its own, since gRPC sends a call's initial metadata once.
+_CALL: ContextVar[_RestCall | None] = ContextVar("tally_rest_call", default=None)
+
+
 async def rest_hints(
     context: ServicerContext,
     *,
@@ -40,5 +65,64 @@ async def rest_hints(
         metadata.append(("x-http-code", str(http_code)))
     if shape is not None:
         metadata.append(("x-tally-shape", shape))
+    call = _CALL.get()
+    if call is not None and metadata:
+        metadata.append(("x-tally-nulls", call.nulls))
+        call.sent = True
     if metadata:
         await context.send_initial_metadata(metadata)
+
+
+def _null_entries(message: Descriptor, path: str, stack: tuple[str, ...], out: list[str]) -> None:
+    nullable = [field.json_name for field in message.fields if field.GetOptions().Extensions[options_pb2.rest_nullable]]
+    if nullable:
+        out.append(f"{path}:{','.join(nullable)}")
+    for field in message.fields:
+        child = field.message_type
+        # Maps and well-known types (printed as strings or free-form JSON) hold no nullable field.
+        if child is None or child.GetOptions().map_entry or child.full_name.startswith("google."):
+            continue
+        # A message may hold itself (an invoice line's detailed children): one level of that is
+        # what the API returns, and a bound keeps the walk finite.
+        if stack.count(child.full_name) >= 2:
+            continue
+        step = field.json_name + (".*" if field.is_repeated else "")
+        _null_entries(child, f"{path}.{step}" if path else step, (*stack, child.full_name), out)
+
+
+@cache
+def null_paths(message_name: str) -> str | None:
+    """Where a response of this message type may need nulls, as envoy/tally.lua reads them.
+
+    `path:key,key;path:key`, a path being JSON names from the response's root joined by dots, `*`
+    for every element of an array: `items.*.phases.*:duration`. None when the type holds no
+    `(tally.v1.rest_nullable)` field at any depth.
+    """
+    message = descriptor_pool.Default().FindMessageTypeByName(message_name)
+    out: list[str] = []
+    _null_entries(message, "", (message.full_name,), out)
+    return ";".join(out) or None
+
+
+@cache
+def method_null_paths(method_path: str) -> str | None:
+    """null_paths of the response of `/pkg.Service/Method`, or None (unknown method, no nullables)."""
+    try:
+        service, name = method_path.lstrip("/").rsplit("/", 1)
+        method = descriptor_pool.Default().FindMethodByName(f"{service}.{name}")
+    except (KeyError, ValueError):
+        return None
+    return null_paths(method.output_type.full_name)
+
+
+async def with_null_hint(nulls: str, context: ServicerContext, behavior: Any, request: Any) -> Any:
+    """Serves a REST call whose response may need nulls, making sure Envoy hears where."""
+    call = _RestCall(nulls)
+    token = _CALL.set(call)
+    try:
+        response = await behavior(request, context)
+    finally:
+        _CALL.reset(token)
+    if not call.sent:
+        await context.send_initial_metadata([("x-tally-nulls", nulls)])
+    return response

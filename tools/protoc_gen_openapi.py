@@ -60,6 +60,7 @@ SECURITY_SCHEMES = {
 PORTAL_METHODS = frozenset({"tally.v1.PortalService/QueryPortalMeter", "tally.v1.PortalService/QueryPortalMeterCsv"})
 REST_OPTION_FILE = "tally/v1/options.proto"
 REST_OPTION_NUMBER = 51700  # (tally.v1.rest), proto/tally/v1/options.proto
+REST_NULLABLE_NUMBER = 51701  # (tally.v1.rest_nullable), the same file
 
 FD = descriptor_pb2.FieldDescriptorProto
 _INT32 = {FD.TYPE_INT32, FD.TYPE_SINT32, FD.TYPE_SFIXED32}
@@ -262,6 +263,14 @@ class Generator:
         return schema
 
     @staticmethod
+    def rest_nullable(field: descriptor_pb2.FieldDescriptorProto) -> bool:
+        """The field is printed as null in REST answers when unset (server/rest.py)."""
+        return any(
+            option.field_number == REST_NULLABLE_NUMBER and option.data == 1
+            for option in UnknownFieldSet(field.options)
+        )
+
+    @staticmethod
     def behaviors(field: descriptor_pb2.FieldDescriptorProto) -> list[int]:
         return list(field.options.Extensions[field_behavior_pb2.field_behavior])
 
@@ -281,6 +290,8 @@ class Generator:
             description = self.comment(file, (*path, 2, index))
             behaviors = self.behaviors(field)
             # OpenAPI 3.1 schemas are JSON Schema 2020-12: keywords may sit beside a $ref.
+            if self.rest_nullable(field):
+                schema = {"anyOf": [schema, {"type": "null"}]}
             if field_behavior_pb2.OUTPUT_ONLY in behaviors:
                 schema = {**schema, "readOnly": True}
             if description:

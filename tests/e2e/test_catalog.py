@@ -548,3 +548,94 @@ def _addon_offered_on_a_plan(
     )
     assert assigned.status_code == 201, assigned.text
     return body, addon, plan, assigned
+
+
+def test_rest_prints_required_nullable_fields_as_null(tally: TallyProcess) -> None:
+    """OpenMeter's contract requires these keys in answers and allows null: a client reading
+    `phase["duration"]` must get None, not a KeyError. gRPC answers leave them unset."""
+    tricky = 'braces } { ] [ , quotes " \\" and a backslash \\ : "duration":1'
+    with httpx.Client(base_url=tally.rest_url, timeout=30) as http:
+        feature = _feature(http)
+        graduated = {
+            "type": "tiered",
+            "mode": "graduated",
+            "tiers": [
+                {"upToAmount": "10", "unitPrice": {"type": "unit", "amount": "1"}},
+                {"flatPrice": {"type": "flat", "amount": "5"}},
+            ],
+        }
+        body = {
+            "key": unique("nulls"),
+            "name": "Nulls",
+            "description": tricky,
+            "currency": "USD",
+            "billingCadence": "P1M",
+            "phases": [
+                {
+                    "key": "trial",
+                    "name": "Trial",
+                    "duration": "P1M",
+                    "rateCards": [{"type": "flat_fee", "key": "setup", "name": "Setup {}", "price": None}],
+                },
+                {
+                    "key": "default",
+                    "name": "Default",
+                    "description": tricky,
+                    "rateCards": [_usage(feature, graduated, description=tricky)],
+                },
+            ],
+        }
+        created = http.post("/api/v1/plans", json=body)
+        assert created.status_code == 201, created.text
+        plan = created.json()
+        listed = http.get("/api/v1/plans", params={"key": body["key"]}).json()
+        assert listed["items"] == [plan]
+        for answer in (plan, http.get(f"/api/v1/plans/{plan['id']}").json()):
+            trial, default = answer["phases"]
+            assert trial["duration"] == "P1M" and default["duration"] is None
+            setup = trial["rateCards"][0]
+            assert (setup["billingCadence"], setup["price"], setup["name"]) == (None, None, "Setup {}")
+            tiers = default["rateCards"][0]["price"]["tiers"]
+            assert tiers == [
+                {"upToAmount": "10", "flatPrice": None, "unitPrice": {"type": "unit", "amount": "1"}},
+                {"flatPrice": {"type": "flat", "amount": "5"}, "unitPrice": None},
+            ]
+            # Strings that look like JSON structure pass through unchanged.
+            assert answer["description"] == default["description"] == tricky
+            assert default["rateCards"][0]["description"] == tricky
+
+        # OpenMeter's SDK hands rate cards (a union) over as JSON objects: plain key access works.
+        sdk_plan = Client(endpoint=tally.rest_url).plans.get(plan["id"])
+        assert sdk_plan.phases[0].rate_cards[0]["billingCadence"] is None
+        assert sdk_plan.phases[0].rate_cards[0]["price"] is None
+
+        # The same nulls on an add-on, and a 400 is a problem, not an object given nulls.
+        addon = http.post(
+            "/api/v1/addons",
+            json={
+                "key": unique("nulls_addon"),
+                "name": "Free extra",
+                "instanceType": "single",
+                "currency": "USD",
+                "rateCards": [{"type": "flat_fee", "key": "extra", "name": "Extra", "billingCadence": "P1M"}],
+            },
+        )
+        assert addon.status_code == 201, addon.text
+        assert addon.json()["rateCards"][0]["price"] is None
+        refused = http.post("/api/v1/plans", json=dict(body, key=unique("nulls"), currency="XXX"))
+        assert refused.status_code == 400 and "price" not in refused.json()
+
+
+async def test_grpc_answers_leave_nullable_fields_unset(tally: TallyProcess, channel: grpc.aio.Channel) -> None:
+    body = {
+        "key": unique("grpc_nulls"),
+        "name": "gRPC nulls",
+        "billingCadence": "P1M",
+        "phases": [{"key": "default", "name": "Default", "rateCards": [{"type": "flat_fee", "key": "f", "name": "F"}]}],
+    }
+    plans = catalog_pb2_grpc.PlanServiceStub(channel)
+    plan = await plans.CreatePlan(json_format.ParseDict({"plan": body}, catalog_pb2.CreatePlanRequest()))
+    fetched = await plans.GetPlan(catalog_pb2.GetPlanRequest(plan_id=plan.id))
+    card = fetched.phases[0].rate_cards[0]
+    assert not fetched.phases[0].HasField("duration")
+    assert not card.HasField("billing_cadence") and not card.HasField("price")

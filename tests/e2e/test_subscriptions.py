@@ -86,13 +86,23 @@ def test_subscription_lifecycle_with_the_openmeter_sdk(tally: TallyProcess) -> N
                         "billingCadence": "P1M",
                         "price": {"type": "flat", "amount": "10", "paymentTerm": "in_advance"},
                     },
-                }
+                },
+                # Free and one-time: price and billingCadence are null (required keys in OpenMeter's schema).
+                {
+                    "op": "add_item",
+                    "phaseKey": "trial",
+                    "rateCard": {"type": "flat_fee", "key": "kickoff", "name": "K"},
+                },
             ]
         },
     )
     assert edited.id == sub.id
     after_edit = client.subscriptions.get_expanded(sub.id)
-    assert {i.key for i in after_edit.phases[0]["items"]} == {"base", "support"}
+    items = {i.key: i for i in after_edit.phases[0]["items"]}
+    assert set(items) == {"base", "support", "kickoff"}
+    assert (items["kickoff"]["price"], items["kickoff"]["billingCadence"]) == (None, None)
+    assert items["support"]["billingCadence"] == "P1M"
+    assert after_edit.phases[0].item_timelines["kickoff"][0]["price"] is None
     bad = http.patch(
         f"/api/v1/subscriptions/{sub.id}",
         json={"customizations": [{"op": "remove_item", "phaseKey": "nope", "itemKey": "base"}]},

@@ -27,6 +27,8 @@ REST_BODY_FORM_ARRAY: RestBodyForm
 REST_BODY_FORM_ONE_OR_ARRAY: RestBodyForm
 REST_FIELD_NUMBER: _ClassVar[int]
 rest: _descriptor.FieldDescriptor
+REST_NULLABLE_FIELD_NUMBER: _ClassVar[int]
+rest_nullable: _descriptor.FieldDescriptor
 
 class RestOptions(_message.Message):
     __slots__ = ("status", "shape", "request_bodies", "response_bodies")

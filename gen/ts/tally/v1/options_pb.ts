@@ -4,7 +4,7 @@
 
 import type { GenEnum, GenExtension, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, extDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
-import type { MethodOptions } from "@bufbuild/protobuf/wkt";
+import type { FieldOptions, MethodOptions } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_descriptor } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file tally/v1/options.proto.
  */
 export const file_tally_v1_options: GenFile = /*@__PURE__*/
-  fileDesc("ChZ0YWxseS92MS9vcHRpb25zLnByb3RvEgh0YWxseS52MSKaAQoLUmVzdE9wdGlvbnMSDgoGc3RhdHVzGAEgASgFEiIKBXNoYXBlGAIgASgOMhMudGFsbHkudjEuUmVzdFNoYXBlEioKDnJlcXVlc3RfYm9kaWVzGAMgAygLMhIudGFsbHkudjEuUmVzdEJvZHkSKwoPcmVzcG9uc2VfYm9kaWVzGAQgAygLMhIudGFsbHkudjEuUmVzdEJvZHkiVwoIUmVzdEJvZHkSFAoMY29udGVudF90eXBlGAEgASgJEg8KB21lc3NhZ2UYAiABKAkSJAoEZm9ybRgDIAEoDjIWLnRhbGx5LnYxLlJlc3RCb2R5Rm9ybSpgCglSZXN0U2hhcGUSGgoWUkVTVF9TSEFQRV9VTlNQRUNJRklFRBAAEhQKEFJFU1RfU0hBUEVfQVJSQVkQARIhCh1SRVNUX1NIQVBFX0FSUkFZX1VOTEVTU19QQUdFRBACKmkKDFJlc3RCb2R5Rm9ybRIeChpSRVNUX0JPRFlfRk9STV9VTlNQRUNJRklFRBAAEhgKFFJFU1RfQk9EWV9GT1JNX0FSUkFZEAESHwobUkVTVF9CT0RZX0ZPUk1fT05FX09SX0FSUkFZEAI6SwoEcmVzdBIeLmdvb2dsZS5wcm90b2J1Zi5NZXRob2RPcHRpb25zGPSTAyABKAsyFS50YWxseS52MS5SZXN0T3B0aW9uc1IEcmVzdGIGcHJvdG8z", [file_google_protobuf_descriptor]);
+  fileDesc("ChZ0YWxseS92MS9vcHRpb25zLnByb3RvEgh0YWxseS52MSKaAQoLUmVzdE9wdGlvbnMSDgoGc3RhdHVzGAEgASgFEiIKBXNoYXBlGAIgASgOMhMudGFsbHkudjEuUmVzdFNoYXBlEioKDnJlcXVlc3RfYm9kaWVzGAMgAygLMhIudGFsbHkudjEuUmVzdEJvZHkSKwoPcmVzcG9uc2VfYm9kaWVzGAQgAygLMhIudGFsbHkudjEuUmVzdEJvZHkiVwoIUmVzdEJvZHkSFAoMY29udGVudF90eXBlGAEgASgJEg8KB21lc3NhZ2UYAiABKAkSJAoEZm9ybRgDIAEoDjIWLnRhbGx5LnYxLlJlc3RCb2R5Rm9ybSpgCglSZXN0U2hhcGUSGgoWUkVTVF9TSEFQRV9VTlNQRUNJRklFRBAAEhQKEFJFU1RfU0hBUEVfQVJSQVkQARIhCh1SRVNUX1NIQVBFX0FSUkFZX1VOTEVTU19QQUdFRBACKmkKDFJlc3RCb2R5Rm9ybRIeChpSRVNUX0JPRFlfRk9STV9VTlNQRUNJRklFRBAAEhgKFFJFU1RfQk9EWV9GT1JNX0FSUkFZEAESHwobUkVTVF9CT0RZX0ZPUk1fT05FX09SX0FSUkFZEAI6SwoEcmVzdBIeLmdvb2dsZS5wcm90b2J1Zi5NZXRob2RPcHRpb25zGPSTAyABKAsyFS50YWxseS52MS5SZXN0T3B0aW9uc1IEcmVzdDpECg1yZXN0X251bGxhYmxlEh0uZ29vZ2xlLnByb3RvYnVmLkZpZWxkT3B0aW9ucxj1kwMgASgIUgxyZXN0TnVsbGFibGViBnByb3RvMw", [file_google_protobuf_descriptor]);
 
 /**
  * How Envoy's REST front answers a method where it differs from the gRPC-JSON transcoder's default
@@ -172,4 +172,16 @@ export const RestBodyFormSchema: GenEnum<RestBodyForm> = /*@__PURE__*/
  */
 export const rest: GenExtension<MethodOptions, RestOptions> = /*@__PURE__*/
   extDesc(file_tally_v1_options, 0);
+
+/**
+ * A field OpenMeter's REST contract lists as required but nullable in its responses (the last
+ * phase's duration, a free rate card's price): REST answers print it as `null` when it is unset,
+ * where the transcoder would leave the key out and a client reading `phase["duration"]` would
+ * fail. The servicer's interceptor names these fields to envoy/tally.lua (server/rest.py), which
+ * adds the nulls; gRPC answers are untouched. 51701: in the range for in-house options.
+ *
+ * @generated from extension: bool rest_nullable = 51701;
+ */
+export const rest_nullable: GenExtension<FieldOptions, boolean> = /*@__PURE__*/
+  extDesc(file_tally_v1_options, 1);
 
