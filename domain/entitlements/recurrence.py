@@ -132,6 +132,16 @@ class IsoDuration:
             self.seconds * n,
         )
 
+    def plus(self, other: IsoDuration, n: int = 1) -> IsoDuration:
+        """`self + n * other` field by field, as OpenMeter adds and subtracts ISO durations (a
+        field may come out negative: P6M minus P14D is six months less fourteen days)."""
+        o = other.scaled(n)
+        return IsoDuration(*(a + b for a, b in zip(self._fields(), o._fields(), strict=True)))
+
+    @property
+    def is_non_negative(self) -> bool:
+        return all(v >= 0 for v in self._fields())
+
     def add_to(self, t: datetime, n: int = 1) -> datetime:
         """`t + n * self` (n may be negative), each field scaled before it is applied."""
         d = self.scaled(n)

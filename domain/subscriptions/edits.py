@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from domain.entitlements.recurrence import IsoDuration
 from domain.errors import ConflictError, FieldViolation, ForbiddenError, ValidationError
@@ -210,12 +210,12 @@ def _add_phase(spec: SubscriptionSpec, op: AddPhase, at: datetime) -> Subscripti
         raise ValidationError.single("phase.duration", "required unless the phase is the last one", "required")
     shifted = {p.key: p for p in spec.phases}
     if later and new.duration is not None:
-        # The next phase starts after the new one's duration; the ones after keep their spacing.
-        first_next = later[0]
-        target = new.duration.add_to(start)
-        delta = target - phase_start(spec, first_next)
+        # The next phase starts after the new one's duration; the ones after keep their spacing
+        # (OpenMeter's PatchAddPhase: each moves by duration - (next's startAfter - new's startAfter)).
+        till_next = later[0].start_after.plus(new.start_after, -1)
+        diff = new.duration.plus(till_next, -1)
         for p in later:
-            shifted[p.key] = replace(p, start_after=_shift(p.start_after, spec, delta))
+            shifted[p.key] = replace(p, start_after=_shift(p.start_after, spec, diff))
     return replace(spec, phases=(*shifted.values(), new))
 
 
@@ -230,8 +230,9 @@ def _remove_phase(spec: SubscriptionSpec, op: RemovePhase, at: datetime) -> Subs
     if op.shift == "next":
         later = sorted((p for p in rest if phase_start(spec, p) > start), key=lambda p: phase_start(spec, p))
         if later:
-            delta = start - phase_start(spec, later[0])
-            shifted = {p.key: replace(p, start_after=_shift(p.start_after, spec, delta)) for p in later}
+            # They move back by the gap the removed phase left (OpenMeter's PatchRemovePhase).
+            gap = later[0].start_after.plus(phase.start_after, -1)
+            shifted = {p.key: replace(p, start_after=_shift(p.start_after, spec, gap, -1)) for p in later}
             rest = [shifted.get(p.key, p) for p in rest]
     return replace(spec, phases=tuple(rest))
 
@@ -248,7 +249,9 @@ def _stretch_phase(spec: SubscriptionSpec, op: StretchPhase, at: datetime) -> Su
     updated = list(ordered)
     for i in range(index + 1, len(ordered)):
         p = ordered[i]
-        new_start = op.extend_by.add_to(phase_start(spec, p), sign)
+        # Each later phase's startAfter grows by extendBy (OpenMeter's PatchStretchPhase).
+        start_after = _shift(p.start_after, spec, op.extend_by, sign)
+        new_start = start_after.add_to(spec.active_from)
         previous_start = phase_start(spec, updated[i - 1]) if i - 1 != index else phase_start(spec, ordered[index])
         if new_start <= previous_start:
             raise ConflictError(
@@ -256,7 +259,7 @@ def _stretch_phase(spec: SubscriptionSpec, op: StretchPhase, at: datetime) -> Su
             )
         if i == index + 1 and new_start <= at:
             raise ForbiddenError("cannot shorten the current phase into the past")
-        updated[i] = replace(p, start_after=_shift(p.start_after, spec, new_start - phase_start(spec, p)))
+        updated[i] = replace(p, start_after=start_after)
     by_key = {p.key: p for p in updated}
     return replace(spec, phases=tuple(by_key[p.key] for p in spec.phases))
 
@@ -286,17 +289,20 @@ _APPLY: dict[type, Callable[[SubscriptionSpec, object, datetime], SubscriptionSp
 }
 
 
-def _shift(start_after: IsoDuration, spec: SubscriptionSpec, delta: timedelta) -> IsoDuration:
-    """`start_after` moved by a fixed time delta, kept exact as whole seconds past the start.
+def _shift(start_after: IsoDuration, spec: SubscriptionSpec, by: IsoDuration, sign: int = 1) -> IsoDuration:
+    """`start_after` moved by `by` (or back, sign -1), field by field as OpenMeter adds durations.
 
-    Calendar-exact shifting would need duration subtraction with month arithmetic; the subscription
-    start is fixed, so the absolute new start, expressed in seconds from it, is exact.
+    The result is kept as that duration when no field went negative (so a later edit still adds
+    months to months); otherwise as the whole seconds past the subscription's start it lands on,
+    which is the same instant (stored durations have no negative fields).
     """
-    new_start = start_after.add_to(spec.active_from) + delta
-    seconds = int((new_start - spec.active_from).total_seconds())
-    if seconds < 0:
+    moved = start_after.plus(by, sign)
+    new_start = moved.add_to(spec.active_from)
+    if new_start < spec.active_from:
         raise ValidationError.single("startAfter", "a phase cannot start before the subscription", "negative_start")
-    return _seconds_duration(seconds)
+    if moved.is_non_negative:
+        return moved
+    return _seconds_duration(int((new_start - spec.active_from).total_seconds()))
 
 
 def _seconds_duration(seconds: int) -> IsoDuration:

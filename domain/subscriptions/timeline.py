@@ -1,9 +1,9 @@
 """A subscription's timeline, and what it bills: pure functions of the subscription's spec and "now".
 
 A subscription is stored as a spec (`SubscriptionSpec`): its start and end, its billing anchor and
-cadence, and its phases. A phase starts `start_after` after the subscription starts (snapped forward
-to the next billing-period boundary, so phases only ever switch on a boundary) and ends where the
-next phase starts, or with the subscription. A phase holds item versions: for each item key a
+cadence, and its phases. A phase starts exactly `start_after` after the subscription starts (as
+OpenMeter's; a billing period the switch falls in is split between the two phases' items, each
+clipped to its phase) and ends where the next phase starts, or with the subscription. A phase holds item versions: for each item key a
 sequence of rate cards, each in force over its own part of the phase (an edit that replaces an item
 ends one version and starts the next; both stay in the spec, which is how `itemTimelines` is read).
 
@@ -132,11 +132,9 @@ class ItemView:
 
 
 def phase_start(spec: SubscriptionSpec, phase: PhaseSpec) -> datetime:
-    """Where a phase starts: `start_after` past the subscription's start, on a billing boundary."""
+    """Where a phase starts: `start_after` past the subscription's start (OpenMeter's GetPhaseCadence)."""
     nominal = phase.start_after.add_to(spec.active_from)
-    if nominal <= spec.active_from:
-        return spec.active_from
-    return spec.billing.next_after(nominal, inclusive=True)
+    return max(nominal, spec.active_from)
 
 
 def phases(spec: SubscriptionSpec) -> list[PhaseView]:

@@ -1,4 +1,4 @@
-"""The subscription timeline and its edits: phases on billing boundaries, item versions, billable items."""
+"""The subscription timeline and its edits: phases, item versions, billable items."""
 
 from __future__ import annotations
 
@@ -76,11 +76,39 @@ def test_phases_follow_start_after_and_clamp_month_ends() -> None:
     ]
 
 
-def test_a_phase_off_a_billing_boundary_starts_at_the_next_one() -> None:
+def test_a_phase_off_a_billing_boundary_starts_on_time_and_splits_that_period() -> None:
+    # OpenMeter (SubscriptionSpec.GetPhaseCadence): a phase starts exactly start_after past the
+    # subscription's start. Jan 31 + 2 months = Mar 31, inside the cycle Mar 15 - Apr 15 of an anchor
+    # on the 15th: the trial's base ends there and the default phase's starts there, each billed
+    # for its part of that one cycle (the full cycle is what proration divides by).
     anchor = datetime(2026, 1, 15, tzinfo=UTC)
     s = SubscriptionSpec(START, None, anchor, MONTH, (TRIAL, DEFAULT))
-    # Jan 31 + 2 months = Mar 31, not a boundary of a cycle anchored on the 15th: the switch waits for Apr 15.
-    assert phases(s)[1].active_from == datetime(2026, 4, 15, tzinfo=UTC)
+    switch = datetime(2026, 3, 31, tzinfo=UTC)
+    assert [(v.spec.key, v.active_from, v.active_to) for v in phases(s)] == [
+        ("trial", START, switch),
+        ("default", switch, None),
+    ]
+    got = billable_items("sub", s, datetime(2026, 4, 20, tzinfo=UTC), terms)
+    cycle = (datetime(2026, 3, 15, tzinfo=UTC), datetime(2026, 4, 15, tzinfo=UTC))
+    around = [
+        (b.phase_key, b.item_key, b.service_period.start, b.service_period.end, b.invoice_at)
+        for b in got
+        if (b.full_period.start, b.full_period.end) == cycle
+    ]
+    assert around == [
+        ("trial", "base", cycle[0], switch, cycle[0]),
+        ("default", "base", switch, cycle[1], switch),
+        ("default", "tokens", switch, cycle[1], cycle[1]),
+    ]
+
+
+def test_a_fourteen_day_trial_lasts_fourteen_days() -> None:
+    # A P14D trial on a monthly plan: before, the switch waited for the next monthly boundary and
+    # the trial lasted a month (a month of the plan unbilled).
+    trial = phase("trial", IsoDuration(), Card("base", in_advance=True))
+    default = phase("default", IsoDuration(days=14), Card("base", in_advance=True))
+    views = phases(spec(trial, default))
+    assert views[1].active_from == START + timedelta(days=14)
 
 
 def test_anchor_normalised_to_last_recurrence_before_start() -> None:
@@ -292,3 +320,15 @@ def test_addon_items_follow_the_quantity_and_never_rewrite_the_past() -> None:
     conflicting = addons.AddonOffer("ad", "x", 1, "single", "X", (Card("base"),), "default")
     with pytest.raises(ValidationError):
         addons.add_items(s, "sb", conflicting, 1, bought_at, lambda: "x")
+
+
+def test_stretches_add_durations_field_by_field() -> None:
+    # OpenMeter adds ISO durations (P2M + P1M + P1M = P4M: Jan 31 + 4 months = May 31); moving the
+    # instant by the first stretch's days would land on May 30.
+    at = datetime(2026, 2, 1, tzinfo=UTC)
+    once = edits.apply_edits(spec(TRIAL, DEFAULT), [edits.StretchPhase("trial", MONTH)], at)
+    twice = edits.apply_edits(once, [edits.StretchPhase("trial", MONTH)], at)
+    assert phases(twice)[1].active_from == datetime(2026, 5, 31, tzinfo=UTC)
+    # Shortening by days leaves a field negative (P2M - P14D): kept as the instant it lands on.
+    shorter = edits.apply_edits(spec(TRIAL, DEFAULT), [edits.StretchPhase("trial", IsoDuration(days=14), True)], at)
+    assert phases(shorter)[1].active_from == datetime(2026, 3, 17, tzinfo=UTC)
