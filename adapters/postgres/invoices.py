@@ -348,7 +348,13 @@ def _line(row: Any) -> InvoiceLine:
         payment_term=row.payment_term,
         totals=_totals(row),
         discounts=tuple(
-            LineDiscount(d["id"], DiscountReason(d["reason"]), Decimal(d["amount"]), d.get("description"))
+            LineDiscount(
+                d["id"],
+                DiscountReason(d["reason"]),
+                Decimal(d["amount"]),
+                d.get("description"),
+                d.get("invoicingExternalId"),
+            )
             for d in row.discounts
         ),
         tax_config=tax_config_from_json(row.tax_config) if row.tax_config else None,
@@ -398,7 +404,13 @@ def _line_values(line: InvoiceLine) -> dict[str, Any]:
         category=line.category.value if line.category else None,
         payment_term=line.payment_term,
         discounts=[
-            {"id": d.id, "reason": d.reason.value, "amount": str(d.amount), "description": d.description}
+            {
+                "id": d.id,
+                "reason": d.reason.value,
+                "amount": str(d.amount),
+                "description": d.description,
+                "invoicingExternalId": d.invoicing_external_id,
+            }
             for d in line.discounts
         ],
         tax_config=tax_config_to_json(line.tax_config) if line.tax_config else None,

@@ -108,6 +108,7 @@ def _discounts_rest(discounts: Sequence[LineDiscount], at: datetime) -> dict[str
                 "reason": {"type": d.reason.value},
                 "amount": decimal_text(d.amount),
                 **({"description": d.description} if d.description else {}),
+                **({"externalIds": {"invoicing": d.invoicing_external_id}} if d.invoicing_external_id else {}),
             }
             for d in discounts
         ]

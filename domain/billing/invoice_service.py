@@ -453,11 +453,12 @@ class InvoiceService:
         payment_external_id: str | None = None,
         sent_to_customer_at: datetime | None = None,
         line_external_ids: Sequence[tuple[str, str]] = (),
+        line_discount_external_ids: Sequence[tuple[str, str]] = (),
     ) -> InvoiceWithLines:
         """The invoicing app's (custom invoicing's integrator's) report: draft/synchronized,
         issuing/synchronized (which may set the number, external IDs and when the invoice was sent
-        to the customer; draft/synchronized may give the app's ID of each line, as (line ID,
-        external ID) pairs) or a payment status.
+        to the customer; draft/synchronized may give the app's ID of each line and of each line
+        discount, as (line or discount ID, external ID) pairs) or a payment status.
         Refused unless the invoice is waiting for exactly this (an out-of-order call changes
         nothing); then the invoice advances as far as it can."""
         if action.actor is not Actor.APP:
@@ -487,10 +488,14 @@ class InvoiceService:
                 invoice = dataclasses.replace(invoice, number=await self._final_number(tx, invoice))
             invoice = _entered(invoice, now)
             await tx.invoices.update(invoice)
-            if line_external_ids:
+            if line_external_ids or line_discount_external_ids:
                 await tx.invoices.update_lines(
                     _with_external_ids(
-                        await tx.invoices.lines(namespace, [invoice_id]), invoice_id, line_external_ids, now
+                        await tx.invoices.lines(namespace, [invoice_id]),
+                        invoice_id,
+                        line_external_ids,
+                        line_discount_external_ids,
+                        now,
                     )
                 )
             await tx.commit()
@@ -1361,9 +1366,17 @@ def _rate_lines(
             )
             off: tuple[LineDiscount, ...] = ()
             if discount:
-                # The discount keeps its ID from one rating to the next (an unchanged draft is not rewritten).
-                known = next((d.id for d in line.discounts if d.reason is DiscountReason.RATECARD_PERCENTAGE), None)
-                off = (LineDiscount(known or _new_id(), DiscountReason.RATECARD_PERCENTAGE, discount),)
+                # The discount keeps its ID (and the app's ID for it) from one rating to the next (an
+                # unchanged draft is not rewritten).
+                known = next((d for d in line.discounts if d.reason is DiscountReason.RATECARD_PERCENTAGE), None)
+                off = (
+                    LineDiscount(
+                        known.id if known else _new_id(),
+                        DiscountReason.RATECARD_PERCENTAGE,
+                        discount,
+                        invoicing_external_id=known.invoicing_external_id if known else None,
+                    ),
+                )
             totals = Totals.of(amount=amount, discounts_total=discount)
             rated.append(dataclasses.replace(line, totals=totals, discounts=off, updated_at=now))
             continue
@@ -1563,10 +1576,15 @@ def _supplier(supplier: Supplier) -> dict[str, object]:
 
 
 def _with_external_ids(
-    lines: Mapping[str, Sequence[InvoiceLine]], invoice_id: str, ids: Sequence[tuple[str, str]], now: datetime
+    lines: Mapping[str, Sequence[InvoiceLine]],
+    invoice_id: str,
+    ids: Sequence[tuple[str, str]],
+    discount_ids: Sequence[tuple[str, str]],
+    now: datetime,
 ) -> list[InvoiceLine]:
-    """The invoice's lines the app named, carrying their external IDs; a line that is not the
-    invoice's is refused (nothing is stored: the caller's transaction is not committed)."""
+    """The invoice's lines the app named (or whose discounts it named), carrying their external
+    IDs; a line or discount that is not the invoice's is refused (nothing is stored: the caller's
+    transaction is not committed)."""
     by_id = {line.id: line for line in lines[invoice_id]}
     v = Violations()
     changed: dict[str, InvoiceLine] = {}
@@ -1576,6 +1594,22 @@ def _with_external_ids(
             v.add(f"invoicing.lineExternalIds[{i}].lineId", f"{line_id!r} is not a line of this invoice", "not_found")
             continue
         changed[line_id] = dataclasses.replace(line, invoicing_external_id=external_id, updated_at=now)
+    for i, (discount_id, external_id) in enumerate(discount_ids):
+        # A usage line lists its detailed lines' discounts too, under the same IDs: each copy is named.
+        holders = [x for x in by_id.values() if any(d.id == discount_id for d in x.discounts)]
+        if not holders:
+            v.add(
+                f"invoicing.lineDiscountExternalIds[{i}].lineDiscountId",
+                f"{discount_id!r} is not a discount of this invoice's lines",
+                "not_found",
+            )
+        for holder in holders:
+            line = changed.get(holder.id, holder)
+            discounts = tuple(
+                dataclasses.replace(d, invoicing_external_id=external_id) if d.id == discount_id else d
+                for d in line.discounts
+            )
+            changed[holder.id] = dataclasses.replace(line, discounts=discounts, updated_at=now)
     v.raise_if_any()
     return list(changed.values())
 

@@ -117,6 +117,8 @@ class LineDiscount:
     reason: DiscountReason
     amount: Decimal
     description: str | None = None
+    # The discount's ID in the invoicing app (custom invoicing's lineDiscountExternalIds).
+    invoicing_external_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

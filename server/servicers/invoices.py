@@ -217,6 +217,7 @@ class CustomInvoicingServicer(invoices_pb2_grpc.CustomInvoicingServiceServicer):
             invoice_number=optional_str(result, "invoice_number"),
             invoicing_external_id=optional_str(result, "external_id"),
             line_external_ids=[(m.line_id, m.external_id) for m in result.line_external_ids],
+            line_discount_external_ids=[(m.line_discount_id, m.external_id) for m in result.line_discount_external_ids],
         )
         await rest_hints(context, http_code=204)
         return empty_pb2.Empty()

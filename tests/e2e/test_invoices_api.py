@@ -314,6 +314,36 @@ async def test_void_takes_openmeters_whole_request(http: httpx.AsyncClient) -> N
     assert voided["status"] == "voided" and voided["voidReason"] == "wrong customer"
 
 
+async def test_custom_invoicing_stores_the_apps_ids_of_line_discounts(http: httpx.AsyncClient) -> None:
+    # OpenMeter's CustomInvoicingSyncResult carries lineDiscountExternalIds beside lineExternalIds;
+    # an integration built against it sends both (it was refused as an unknown field).
+    customer, _ = await custom_invoicing_customer(http)
+    await add_lines(
+        http, customer, line("Licence", {"type": "flat", "amount": "120"}, discounts={"percentage": {"percentage": 10}})
+    )
+    (invoice,) = await invoice_now(http, customer)
+    iid = invoice["id"]
+    (discount,) = invoice["lines"][0]["discounts"]["amount"]
+    assert discount["amount"] == "12" and "externalIds" not in discount
+    apps = "/api/v1/apps/custom-invoicing"
+    stranger = await http.post(
+        f"{apps}/{iid}/draft/synchronized",
+        json={"invoicing": {"lineDiscountExternalIds": [{"lineDiscountId": "01NOTADISCOUNT", "externalId": "x"}]}},
+    )
+    assert stranger.status_code == 400, stranger.text
+    assert "invoicing.lineDiscountExternalIds[0].lineDiscountId" in stranger.text
+    assert (await ok(await http.get(f"{INVOICES}/{iid}")))["statusDetails"]["extendedStatus"] == "draft.syncing"
+    mapping = {"lineDiscountId": discount["id"], "externalId": "erp-discount-1"}
+    await ok(
+        await http.post(f"{apps}/{iid}/draft/synchronized", json={"invoicing": {"lineDiscountExternalIds": [mapping]}}),
+        204,
+    )
+    synced = await ok(await http.get(f"{INVOICES}/{iid}"))
+    (kept,) = synced["lines"][0]["discounts"]["amount"]
+    assert (kept["id"], kept["amount"], kept["externalIds"]) == (discount["id"], "12", {"invoicing": "erp-discount-1"})
+    assert synced["statusDetails"]["extendedStatus"] == "issuing.syncing"
+
+
 async def test_custom_invoicing_syncs_in_order_then_payment_and_void(http: httpx.AsyncClient) -> None:
     customer, feature = await custom_invoicing_customer(http)
     await add_lines(http, customer, line("API", {"type": "unit", "amount": "0.1"}, feature))  # 100 x 0.1

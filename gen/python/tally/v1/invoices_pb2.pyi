@@ -173,20 +173,22 @@ class BillingDiscountReason(_message.Message):
     def __init__(self, type: _Optional[str] = ...) -> None: ...
 
 class InvoiceLineAmountDiscount(_message.Message):
-    __slots__ = ("id", "created_at", "updated_at", "reason", "description", "amount")
+    __slots__ = ("id", "created_at", "updated_at", "reason", "description", "amount", "external_ids")
     ID_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    EXTERNAL_IDS_FIELD_NUMBER: _ClassVar[int]
     id: str
     created_at: str
     updated_at: str
     reason: BillingDiscountReason
     description: str
     amount: str
-    def __init__(self, id: _Optional[str] = ..., created_at: _Optional[str] = ..., updated_at: _Optional[str] = ..., reason: _Optional[_Union[BillingDiscountReason, _Mapping]] = ..., description: _Optional[str] = ..., amount: _Optional[str] = ...) -> None: ...
+    external_ids: InvoiceAppExternalIds
+    def __init__(self, id: _Optional[str] = ..., created_at: _Optional[str] = ..., updated_at: _Optional[str] = ..., reason: _Optional[_Union[BillingDiscountReason, _Mapping]] = ..., description: _Optional[str] = ..., amount: _Optional[str] = ..., external_ids: _Optional[_Union[InvoiceAppExternalIds, _Mapping]] = ...) -> None: ...
 
 class InvoiceLineDiscounts(_message.Message):
     __slots__ = ("amount",)
@@ -584,15 +586,25 @@ class CustomInvoicingLineExternalIdMapping(_message.Message):
     external_id: str
     def __init__(self, line_id: _Optional[str] = ..., external_id: _Optional[str] = ...) -> None: ...
 
+class CustomInvoicingLineDiscountExternalIdMapping(_message.Message):
+    __slots__ = ("line_discount_id", "external_id")
+    LINE_DISCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    EXTERNAL_ID_FIELD_NUMBER: _ClassVar[int]
+    line_discount_id: str
+    external_id: str
+    def __init__(self, line_discount_id: _Optional[str] = ..., external_id: _Optional[str] = ...) -> None: ...
+
 class CustomInvoicingSyncResult(_message.Message):
-    __slots__ = ("invoice_number", "external_id", "line_external_ids")
+    __slots__ = ("invoice_number", "external_id", "line_external_ids", "line_discount_external_ids")
     INVOICE_NUMBER_FIELD_NUMBER: _ClassVar[int]
     EXTERNAL_ID_FIELD_NUMBER: _ClassVar[int]
     LINE_EXTERNAL_IDS_FIELD_NUMBER: _ClassVar[int]
+    LINE_DISCOUNT_EXTERNAL_IDS_FIELD_NUMBER: _ClassVar[int]
     invoice_number: str
     external_id: str
     line_external_ids: _containers.RepeatedCompositeFieldContainer[CustomInvoicingLineExternalIdMapping]
-    def __init__(self, invoice_number: _Optional[str] = ..., external_id: _Optional[str] = ..., line_external_ids: _Optional[_Iterable[_Union[CustomInvoicingLineExternalIdMapping, _Mapping]]] = ...) -> None: ...
+    line_discount_external_ids: _containers.RepeatedCompositeFieldContainer[CustomInvoicingLineDiscountExternalIdMapping]
+    def __init__(self, invoice_number: _Optional[str] = ..., external_id: _Optional[str] = ..., line_external_ids: _Optional[_Iterable[_Union[CustomInvoicingLineExternalIdMapping, _Mapping]]] = ..., line_discount_external_ids: _Optional[_Iterable[_Union[CustomInvoicingLineDiscountExternalIdMapping, _Mapping]]] = ...) -> None: ...
 
 class CustomInvoicingDraftSynchronizedRequest(_message.Message):
     __slots__ = ("invoice_id", "invoicing")
