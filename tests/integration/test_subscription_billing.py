@@ -80,17 +80,36 @@ PLAN = {
 }
 
 
+# A 14-day trial (the base fee free), then the team plan's base fee.
+TRIAL_PLAN = {
+    **PLAN,
+    "key": "trial",
+    "phases": [
+        {
+            "key": "trial",
+            "name": "Trial",
+            "duration": "P14D",
+            "rateCards": [card("base", {"type": "flat", "amount": "0", "paymentTerm": "in_advance"})],
+        },
+        {**PLAN["phases"][0], "rateCards": PLAN["phases"][0]["rateCards"][:1]},  # type: ignore[index]
+    ],
+}
+
+
 class Plans:
     def __init__(self) -> None:
-        content, issues = parse_plan(PLAN)
-        issues.raise_if_errors()
-        assert content is not None
-        self.view = plan_view(Plan("plan-team-1", "any", 1, content, NOV, NOV, effective_from=NOV))
+        self.views: dict[str, PlanView] = {}
+        for body in (PLAN, TRIAL_PLAN):
+            content, issues = parse_plan(body)
+            issues.raise_if_errors()
+            assert content is not None
+            key = str(body["key"])
+            self.views[key] = plan_view(Plan(f"plan-{key}-1", "any", 1, content, NOV, NOV, effective_from=NOV))
 
     async def active_plan(self, namespace: str, key: str, version: int | None) -> PlanView:
-        if key != "team":
+        if key not in self.views:
             raise NotFoundError("plan", key)
-        return self.view
+        return self.views[key]
 
 
 class Clock:
@@ -138,9 +157,9 @@ async def env() -> AsyncIterator[Env]:
     await engine.dispose()
 
 
-async def subscribe(env: Env, ns: str, key: str) -> Subscription:
+async def subscribe(env: Env, ns: str, key: str, plan: str = "team") -> Subscription:
     await env.customers.create(ns, CustomerInput(name=key, key=key))
-    return await env.subscriptions.create(CreateSubscriptionInput(ns, PlanSelector("team"), customer_key=key))
+    return await env.subscriptions.create(CreateSubscriptionInput(ns, PlanSelector(plan), customer_key=key))
 
 
 async def all_invoices(env: Env, ns: str) -> list[InvoiceWithLines]:
@@ -423,3 +442,23 @@ async def test_a_sync_pass_survives_the_deleted_customer_of_an_ended_subscriptio
     await env.customers.delete(ns, "c1")  # allowed: nothing of it is live
     assert await env.sync.sync_all() == 0
     assert (await env.worker().run_once()).failed == 0
+
+
+async def test_a_fourteen_day_trial_ends_on_day_fourteen_and_the_plan_bills_the_rest_of_the_month(env: Env) -> None:
+    # The phase switch falls inside November: the trial's (free) base covers Nov 1-15, the plan's
+    # base fee Nov 15 - Dec 1, prorated: 30 x 16/30 = 16. (The switch used to wait for Dec 1: a
+    # month free where the plan promised 14 days.)
+    ns = "sb_trial14"
+    sub = await subscribe(env, ns, "c1", plan="trial")
+    env.clock.at = NOV + timedelta(days=14)
+    await env.sync.sync(sub)
+    lines = [x for x in gathering_lines(await all_invoices(env, ns)) if x.name == "Base"]
+    switch = NOV + timedelta(days=14)
+    # The trial's free fee makes no line.
+    assert [(x.period_start, x.period_end, x.invoice_at, x.per_unit_amount) for x in lines] == [
+        (switch, DEC, switch, D(16)),
+    ]
+    env.clock.at = DEC
+    await env.sync.sync(sub)
+    lines = [x for x in gathering_lines(await all_invoices(env, ns)) if x.name == "Base"]
+    assert [(x.period_start, x.period_end, x.per_unit_amount) for x in lines][-1] == (DEC, JAN, D(30))
