@@ -130,7 +130,7 @@ class Addon:
 
 def parse_addon(data: Any, existing: AddonInput | None = None) -> tuple[AddonInput | None, Issues]:
     """Reads an AddonCreate body, or an AddonReplaceUpdate of `existing` (key and currency stay, and
-    its description when the body leaves it out, as OpenMeter's update)."""
+    its description and metadata when the body leaves them out, as OpenMeter's update)."""
     r = Reader()
     obj = r.obj(data, "")
     if obj is None:
@@ -141,6 +141,8 @@ def parse_addon(data: Any, existing: AddonInput | None = None) -> tuple[AddonInp
     metadata = r.metadata(obj, "")
     if existing is not None and obj.get("description") is None:
         description = existing.description
+    if existing is not None and obj.get("metadata") is None:
+        metadata = dict(existing.metadata)
     instance = r.choice(obj, "instanceType", "", tuple(t.value for t in InstanceType), required=True)
     currency = parse_currency(r, obj, "") if existing is None else existing.currency
     cards: list[RateCard | None] = []

@@ -206,7 +206,7 @@ def _phase(r: Reader, data: Any, path: str) -> PlanPhase | None:
 
 def parse_plan(data: Any, existing: PlanInput | None = None) -> tuple[PlanInput | None, Issues]:
     """Reads a PlanCreate body, or a PlanReplaceUpdate of `existing` (whose key and currency stay,
-    and whose description and settlement mode stay when the body leaves them out, as
+    and whose description, metadata and settlement mode stay when the body leaves them out, as
     OpenMeter's update sets them only when given); the input is None when it has errors."""
     r = Reader()
     obj = r.obj(data, "")
@@ -218,6 +218,8 @@ def parse_plan(data: Any, existing: PlanInput | None = None) -> tuple[PlanInput 
     metadata = r.metadata(obj, "")
     if existing is not None and obj.get("description") is None:
         description = existing.description
+    if existing is not None and obj.get("metadata") is None:
+        metadata = dict(existing.metadata)
     currency = parse_currency(r, obj, "") if existing is None else existing.currency
     cadence = parse_duration(r, obj, "billingCadence", "", required=True)
     if cadence is not None and not cadence.at_least(ONE_HOUR):

@@ -292,10 +292,10 @@ def test_bad_plans_are_refused_with_field_paths_and_nothing_is_stored(
 
 
 def test_draft_update_keeps_what_its_body_leaves_out(tally: TallyProcess) -> None:
-    """OpenMeter's PUT of a plan or add-on sets description and (plans) settlementMode only when
-    the body has them (`SetNillableDescription`, `SetNillableSettlementMode` in
-    productcatalog/plan/adapter/plan.go and addon/adapter/addon.go): a rename that leaves them out
-    keeps them."""
+    """OpenMeter's PUT of a plan or add-on sets description, metadata and (plans) settlementMode
+    only when the body has them (`SetNillableDescription`, `if params.Metadata != nil`,
+    `SetNillableSettlementMode` in productcatalog/plan/adapter/plan.go and addon/adapter/addon.go):
+    a rename that leaves them out keeps them."""
     with httpx.Client(base_url=tally.rest_url, timeout=30) as http:
         feature = _feature(http)
         phases = [
@@ -307,19 +307,25 @@ def test_draft_update_keeps_what_its_body_leaves_out(tally: TallyProcess) -> Non
                 "key": unique("keep"),
                 "name": "Keep",
                 "description": "Prepaid credits",
+                "metadata": {"crm": "pro-2026"},
                 "settlementMode": "credit_only",
                 "billingCadence": "P1M",
                 "phases": phases,
             },
         )
         assert plan.status_code == 201, plan.text
-        renamed = http.put(
-            f"/api/v1/plans/{plan.json()['id']}", json={"name": "Kept", "billingCadence": "P1M", "phases": phases}
-        )
+        path = f"/api/v1/plans/{plan.json()['id']}"
+        renamed = http.put(path, json={"name": "Kept", "billingCadence": "P1M", "phases": phases})
         assert renamed.status_code == 200, renamed.text
         body = renamed.json()
         assert body["name"] == "Kept"
         assert (body.get("description"), body["settlementMode"]) == ("Prepaid credits", "credit_only")
+        assert body["metadata"] == {"crm": "pro-2026"}
+        # Given, it replaces; `{}` clears; values must be strings.
+        replaced = http.put(path, json={"name": "Kept", "billingCadence": "P1M", "phases": phases, "metadata": {}})
+        assert replaced.status_code == 200 and not replaced.json().get("metadata"), replaced.text
+        bad = http.put(path, json={"name": "K", "billingCadence": "P1M", "phases": phases, "metadata": {"n": 1}})
+        assert bad.status_code == 400 and "metadata" in bad.text, bad.text
 
         card = {
             "type": "flat_fee",
@@ -334,6 +340,7 @@ def test_draft_update_keeps_what_its_body_leaves_out(tally: TallyProcess) -> Non
                 "key": unique("keep_addon"),
                 "name": "Seats",
                 "description": "Extra seats",
+                "metadata": {"sku": "seat-1"},
                 "instanceType": "single",
                 "currency": "USD",
                 "rateCards": [card],
@@ -346,7 +353,7 @@ def test_draft_update_keeps_what_its_body_leaves_out(tally: TallyProcess) -> Non
         )
         assert renamed.status_code == 200, renamed.text
         body = renamed.json()
-        assert (body["name"], body.get("description")) == ("Seats+", "Extra seats")
+        assert (body["name"], body.get("description"), body["metadata"]) == ("Seats+", "Extra seats", {"sku": "seat-1"})
 
 
 def test_addons_and_plan_addons(tally: TallyProcess) -> None:

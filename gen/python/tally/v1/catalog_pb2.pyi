@@ -3,6 +3,7 @@ import datetime
 from google.api import annotations_pb2 as _annotations_pb2
 from google.api import field_behavior_pb2 as _field_behavior_pb2
 from google.protobuf import empty_pb2 as _empty_pb2
+from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from tally.v1 import billing_pb2 as _billing_pb2
 from tally.v1 import options_pb2 as _options_pb2
@@ -185,13 +186,6 @@ class PlanPhase(_message.Message):
 
 class PlanInput(_message.Message):
     __slots__ = ("key", "name", "description", "metadata", "currency", "billing_cadence", "pro_rating_config", "settlement_mode", "alignment", "phases")
-    class MetadataEntry(_message.Message):
-        __slots__ = ("key", "value")
-        KEY_FIELD_NUMBER: _ClassVar[int]
-        VALUE_FIELD_NUMBER: _ClassVar[int]
-        key: str
-        value: str
-        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     KEY_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
@@ -205,14 +199,14 @@ class PlanInput(_message.Message):
     key: str
     name: str
     description: str
-    metadata: _containers.ScalarMap[str, str]
+    metadata: _struct_pb2.Struct
     currency: str
     billing_cadence: str
     pro_rating_config: ProRatingConfig
     settlement_mode: str
     alignment: Alignment
     phases: _containers.RepeatedCompositeFieldContainer[PlanPhase]
-    def __init__(self, key: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., currency: _Optional[str] = ..., billing_cadence: _Optional[str] = ..., pro_rating_config: _Optional[_Union[ProRatingConfig, _Mapping]] = ..., settlement_mode: _Optional[str] = ..., alignment: _Optional[_Union[Alignment, _Mapping]] = ..., phases: _Optional[_Iterable[_Union[PlanPhase, _Mapping]]] = ...) -> None: ...
+    def __init__(self, key: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., currency: _Optional[str] = ..., billing_cadence: _Optional[str] = ..., pro_rating_config: _Optional[_Union[ProRatingConfig, _Mapping]] = ..., settlement_mode: _Optional[str] = ..., alignment: _Optional[_Union[Alignment, _Mapping]] = ..., phases: _Optional[_Iterable[_Union[PlanPhase, _Mapping]]] = ...) -> None: ...
 
 class Plan(_message.Message):
     __slots__ = ("id", "key", "version", "name", "description", "metadata", "currency", "billing_cadence", "pro_rating_config", "settlement_mode", "alignment", "status", "phases", "validation_errors", "effective_from", "effective_to", "created_at", "updated_at", "deleted_at")
@@ -345,13 +339,6 @@ class NextPlanRequest(_message.Message):
 
 class AddonInput(_message.Message):
     __slots__ = ("key", "name", "description", "metadata", "instance_type", "currency", "rate_cards")
-    class MetadataEntry(_message.Message):
-        __slots__ = ("key", "value")
-        KEY_FIELD_NUMBER: _ClassVar[int]
-        VALUE_FIELD_NUMBER: _ClassVar[int]
-        key: str
-        value: str
-        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     KEY_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
@@ -362,11 +349,11 @@ class AddonInput(_message.Message):
     key: str
     name: str
     description: str
-    metadata: _containers.ScalarMap[str, str]
+    metadata: _struct_pb2.Struct
     instance_type: str
     currency: str
     rate_cards: _containers.RepeatedCompositeFieldContainer[RateCard]
-    def __init__(self, key: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., instance_type: _Optional[str] = ..., currency: _Optional[str] = ..., rate_cards: _Optional[_Iterable[_Union[RateCard, _Mapping]]] = ...) -> None: ...
+    def __init__(self, key: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., instance_type: _Optional[str] = ..., currency: _Optional[str] = ..., rate_cards: _Optional[_Iterable[_Union[RateCard, _Mapping]]] = ...) -> None: ...
 
 class Addon(_message.Message):
     __slots__ = ("id", "key", "version", "name", "description", "metadata", "instance_type", "currency", "status", "rate_cards", "validation_errors", "effective_from", "effective_to", "created_at", "updated_at", "deleted_at")
