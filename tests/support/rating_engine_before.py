@@ -119,7 +119,10 @@ def _rate(data: RatingInput) -> RatingResult:
         multiplier = price.multiplier  # type: ignore[union-attr]
         before = ZERO if first else rounding(pre_rated * multiplier)
         after = rounding(cum_rated * multiplier)
-        components = [("usage", f"{label}: usage in period", ONE, after - before, before, after)]
+        # Shown as one item of the line's money, and only when the line has usage (as OpenMeter):
+        # a line without usage is no 0.00 item on the customer's invoice.
+        shown = ONE if cum_rated > pre_rated else ZERO
+        components = [("usage", f"{label}: usage in period", shown, after - before, before, after)]
     elif kind is TieredPrice and price.mode is TieredMode.GRADUATED:  # type: ignore[union-attr]
         components = _graduated(price, pre_rated, cum_rated, first, rounding, label)  # type: ignore[arg-type]
     elif kind is TieredPrice:

@@ -106,6 +106,24 @@ def test_dynamic_multiplies_the_metered_money() -> None:
     assert result.totals.total == D("15.50")  # 15.4995 rounds half up to the cent
 
 
+def test_dynamic_without_usage_has_no_line() -> None:
+    # OpenMeter's dynamic pricer bills only positive usage (rate/dynamic.go; dynamic_test.go "no
+    # usage": no detailed lines, and with a minimum spend only the min-spend line). A zero usage
+    # line would reach the customer's invoice (and Stripe) as a 0.00 "usage in period" item.
+    assert rate(RatingInput(DynamicPrice(D(1)), USD, JAN, quantity=D(0))).lines == ()
+    with_minimum = rate(RatingInput(DynamicPrice(D(1), Commitments(minimum_amount=D(100))), USD, JAN))
+    assert [(x.key, x.amount) for x in with_minimum.lines] == [("min-spend", D("100.00"))]
+    # A later part of a progressively billed period with no new usage adds nothing either.
+    later = rate(RatingInput(DynamicPrice(D(1)), USD, SECOND_HALF, JAN, quantity=D(0), pre_period_quantity=D(5)))
+    assert later.lines == ()
+    # Free units from a usage discount are no usage to show.
+    free = rate(RatingInput(DynamicPrice(D(1)), USD, JAN, quantity=D(3), discounts=Discounts(usage_quantity=D(5))))
+    assert (free.lines, free.usage_discount_quantity) == ((), D(3))
+    # Usage that rounds to nothing is still shown, as OpenMeter does (quantity 1 x 0.00).
+    tiny = rate(RatingInput(DynamicPrice(D(1)), USD, JAN, quantity=D("0.001")))
+    assert [(x.key, x.quantity, x.amount) for x in tiny.lines] == [("usage", 1, D("0.00"))]
+
+
 def test_flat_fee_is_prorated_by_time() -> None:
     price = FlatPrice(D(31), PaymentTerm.IN_ADVANCE)
     result = rate(RatingInput(price, USD, SECOND_HALF, JAN))  # 16 of 31 days
