@@ -42,6 +42,7 @@ from domain.billing.invoices import (
 )
 from domain.catalog.prices import FlatPrice, PaymentTerm, Price, parse_discounts, parse_price
 from domain.catalog.ratecards import parse_tax_config
+from domain.catalog.rating import DiscountReason
 from domain.catalog.wire import Obj, Reader, decimal_text, join
 from domain.errors import ValidationError
 
@@ -96,7 +97,9 @@ def status_details_rest(invoice: Invoice, conditions: Conditions) -> dict[str, A
     }
 
 
-def _discounts_rest(discounts: Sequence[LineDiscount], at: datetime) -> dict[str, Any]:
+def _discounts_rest(discounts: Sequence[LineDiscount], at: datetime, percentage: Decimal | None) -> dict[str, Any]:
+    """A line's amount discounts. A rate card percentage's reason carries the percentage (the line's
+    rate card's), as OpenMeter's DiscountReasonRatecardPercentage requires."""
     if not discounts:
         return {}
     return {
@@ -105,7 +108,7 @@ def _discounts_rest(discounts: Sequence[LineDiscount], at: datetime) -> dict[str
                 "id": d.id,
                 "createdAt": _time(at),
                 "updatedAt": _time(at),
-                "reason": {"type": d.reason.value},
+                "reason": _reason_rest(d.reason, percentage),
                 "amount": decimal_text(d.amount),
                 **({"description": d.description} if d.description else {}),
                 **({"externalIds": {"invoicing": d.invoicing_external_id}} if d.invoicing_external_id else {}),
@@ -113,6 +116,13 @@ def _discounts_rest(discounts: Sequence[LineDiscount], at: datetime) -> dict[str
             for d in discounts
         ]
     }
+
+
+def _reason_rest(reason: DiscountReason, percentage: Decimal | None) -> dict[str, Any]:
+    if reason is DiscountReason.RATECARD_PERCENTAGE and percentage is not None:
+        # A JSON number, as OpenMeter's Percentage prints (and as rate cards carry it).
+        return {"type": reason.value, "percentage": float(percentage)}
+    return {"type": reason.value}
 
 
 def _flat_price(line: InvoiceLine) -> dict[str, Any]:
@@ -134,7 +144,7 @@ def _line_common(line: InvoiceLine) -> dict[str, Any]:
         "totals": totals_rest(line.totals),
         "period": {"from": _time(line.period_start), "to": _time(line.period_end)},
         "invoiceAt": _time(line.invoice_at),
-        "discounts": _discounts_rest(line.discounts, line.updated_at),
+        "discounts": _discounts_rest(line.discounts, line.updated_at, line.rate_card_discounts.percentage),
     }
     _put(out, "description", line.description)
     _put(out, "deletedAt", _time(line.deleted_at))

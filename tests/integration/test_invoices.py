@@ -46,6 +46,7 @@ from domain.catalog.rating import DiscountReason, Period, RatingInput, rate
 from domain.customers.models import CustomerInput
 from domain.customers.service import CustomerService
 from domain.errors import ValidationError
+from server.servicers.invoices import invoice_json
 from tests.support.services import require
 from tests.support.stack import create_database, postgres_available
 from tests.support.usage import EventUsage
@@ -529,6 +530,27 @@ async def test_a_flat_fee_line_takes_its_rate_cards_percentage_discount(env: Env
     assert (line.totals.amount, line.totals.discounts_total, line.totals.total) == (D(100), D(10), D(90))
     assert [(d.reason, d.amount) for d in line.discounts] == [(DiscountReason.RATECARD_PERCENTAGE, D(10))]
     assert made.invoice.totals.total == D(90)  # before: 100, the discount dropped
+
+
+async def test_a_percentage_discounts_reason_says_its_percentage(env: Env) -> None:
+    # OpenMeter's DiscountReasonRatecardPercentage requires `percentage` (openmeter-openapi.yaml;
+    # billing/httpdriver/invoiceline.go mapDiscountReasonToAPI): a client reading why 10.00 came off
+    # must find the 10 %, on a flat fee line and on a usage line's detailed lines alike.
+    ns = "inv_pct_reason"
+    cid = await customer(env, ns)
+    env.usage.add("calls", cid, NOV + timedelta(days=2), "50")
+    onboarding = dataclasses.replace(flat("Onboarding", "100"), rate_card_discounts=Discounts(percentage=D("12.5")))
+    calls = dataclasses.replace(usage_line("Calls", "calls", UnitPrice(D(1))), rate_card_discounts=Discounts(D(10)))
+    await env.invoices.create_pending_lines(ns, cid, PendingLinesInput("USD", [onboarding, calls]))
+    (made,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid, as_of=DEC + timedelta(hours=1)))
+    shown = {x["name"]: x for x in invoice_json(env.invoices, made)["lines"]}
+    assert [d["reason"] for d in shown["Onboarding"]["discounts"]["amount"]] == [
+        {"type": "ratecard_percentage", "percentage": 12.5}
+    ]
+    (child,) = shown["Calls"]["children"]
+    assert [(d["reason"], d["amount"]) for d in child["discounts"]["amount"]] == [
+        ({"type": "ratecard_percentage", "percentage": 10.0}, "5")
+    ]
 
 
 async def test_an_in_arrears_flat_fee_line_shows_its_payment_term(env: Env) -> None:

@@ -167,10 +167,12 @@ class IdReference(_message.Message):
     def __init__(self, id: _Optional[str] = ...) -> None: ...
 
 class BillingDiscountReason(_message.Message):
-    __slots__ = ("type",)
+    __slots__ = ("type", "percentage")
     TYPE_FIELD_NUMBER: _ClassVar[int]
+    PERCENTAGE_FIELD_NUMBER: _ClassVar[int]
     type: str
-    def __init__(self, type: _Optional[str] = ...) -> None: ...
+    percentage: float
+    def __init__(self, type: _Optional[str] = ..., percentage: _Optional[float] = ...) -> None: ...
 
 class InvoiceLineAmountDiscount(_message.Message):
     __slots__ = ("id", "created_at", "updated_at", "reason", "description", "amount", "external_ids")
