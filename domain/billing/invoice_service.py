@@ -77,6 +77,7 @@ from domain.catalog import currencies
 from domain.catalog.durations import Duration
 from domain.catalog.prices import allows_progressive_billing
 from domain.catalog.rating import EXACT, DiscountReason, Period, RatingError, RatingInput, rate, rate_flat_units
+from domain.catalog.wire import decimal_text
 from domain.customers.models import Customer
 from domain.errors import ConflictError, NotFoundError, ValidationError, Violations
 
@@ -1402,9 +1403,21 @@ def _rate_lines(
             raise ValidationError.single(f"lines[{line.id}]", str(exc), "rating_failed") from exc
         t = result.totals
         discounts: list[LineDiscount] = []
+        maximum = line.price.commitments.maximum_amount
+        # OpenMeter's words for the cap, with the maximum as the engine applies it (rounded).
+        capped = (
+            None
+            if maximum is None
+            else f"Maximum spend discount for charges over {decimal_text(currency.round(maximum))}"
+        )
         for d in result.lines:
             child_id = _new_id()
-            child_discounts = tuple(LineDiscount(_new_id(), x.reason, x.amount) for x in d.discounts)
+            child_discounts = tuple(
+                LineDiscount(
+                    _new_id(), x.reason, x.amount, capped if x.reason is DiscountReason.MAXIMUM_SPEND else None
+                )
+                for x in d.discounts
+            )
             discounts.extend(child_discounts)
             charges = d.amount if d.category.value == "commitment" else ZERO
             children.append(

@@ -41,7 +41,7 @@ from domain.billing.models import (
 )
 from domain.billing.service import AppService, BillingProfileService, Provisioner
 from domain.catalog.currencies import get as currency
-from domain.catalog.prices import Discounts, PriceTier, TieredMode, TieredPrice, UnitPrice
+from domain.catalog.prices import Commitments, Discounts, PriceTier, TieredMode, TieredPrice, UnitPrice
 from domain.catalog.rating import DiscountReason, Period, RatingInput, rate
 from domain.customers.models import CustomerInput
 from domain.customers.service import CustomerService
@@ -550,6 +550,24 @@ async def test_a_percentage_discounts_reason_says_its_percentage(env: Env) -> No
     (child,) = shown["Calls"]["children"]
     assert [(d["reason"], d["amount"]) for d in child["discounts"]["amount"]] == [
         ({"type": "ratecard_percentage", "percentage": 10.0}, "5")
+    ]
+
+
+async def test_a_maximum_spend_discount_says_what_it_caps(env: Env) -> None:
+    # OpenMeter describes the discount that caps a line at its maximum spend, "Maximum spend
+    # discount for charges over <the maximum, rounded to the currency>" (billing/rating/detailedline.go
+    # AddDiscountForOverage; tieredgraduated_test.go "... over 170"): 50 calls at 1.00 capped at 20.
+    ns = "inv_max_description"
+    cid = await customer(env, ns)
+    env.usage.add("calls", cid, NOV + timedelta(days=2), "50")
+    capped = usage_line("Calls", "calls", UnitPrice(D(1), Commitments(maximum_amount=D("20.004"))))
+    await env.invoices.create_pending_lines(ns, cid, PendingLinesInput("USD", [capped]))
+    (made,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid, as_of=DEC + timedelta(hours=1)))
+    assert made.invoice.totals.total == D(20)
+    (line,) = invoice_json(env.invoices, made)["lines"]
+    (child,) = line["children"]
+    assert [(d["reason"], d["amount"], d.get("description")) for d in child["discounts"]["amount"]] == [
+        ({"type": "maximum_spend"}, "30", "Maximum spend discount for charges over 20")
     ]
 
 
