@@ -347,22 +347,38 @@ def _line(row: Any) -> InvoiceLine:
         category=LineCategory(row.category) if row.category else None,
         payment_term=row.payment_term,
         totals=_totals(row),
-        discounts=tuple(
-            LineDiscount(
-                d["id"],
-                DiscountReason(d["reason"]),
-                Decimal(d["amount"]),
-                d.get("description"),
-                d.get("invoicingExternalId"),
-            )
-            for d in row.discounts
-        ),
+        discounts=tuple(_discount(d) for d in row.discounts),
         tax_config=tax_config_from_json(row.tax_config) if row.tax_config else None,
         subscription=sub,
         metadata=dict(row.meta),
         deleted_at=row.deleted_at,
         invoicing_external_id=row.invoicing_external_id,
     )
+
+
+def _discount(d: dict[str, Any]) -> LineDiscount:
+    quantity, pre = d.get("quantity"), d.get("preLinePeriodQuantity")
+    return LineDiscount(
+        d["id"],
+        DiscountReason(d["reason"]),
+        Decimal(d["amount"]),
+        d.get("description"),
+        None if quantity is None else Decimal(quantity),
+        None if pre is None else Decimal(pre),
+        d.get("invoicingExternalId"),
+    )
+
+
+def _discount_json(d: LineDiscount) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": d.id, "reason": d.reason.value, "amount": str(d.amount), "description": d.description}
+    # Only a usage discount has quantities; the other rows keep their shape.
+    if d.quantity is not None:
+        out["quantity"] = str(d.quantity)
+    if d.pre_line_period_quantity is not None:
+        out["preLinePeriodQuantity"] = str(d.pre_line_period_quantity)
+    if d.invoicing_external_id is not None:
+        out["invoicingExternalId"] = d.invoicing_external_id
+    return out
 
 
 def _line_row(line: InvoiceLine) -> InvoiceLineRow:
@@ -403,16 +419,7 @@ def _line_values(line: InvoiceLine) -> dict[str, Any]:
         child_key=line.child_key,
         category=line.category.value if line.category else None,
         payment_term=line.payment_term,
-        discounts=[
-            {
-                "id": d.id,
-                "reason": d.reason.value,
-                "amount": str(d.amount),
-                "description": d.description,
-                "invoicingExternalId": d.invoicing_external_id,
-            }
-            for d in line.discounts
-        ],
+        discounts=[_discount_json(d) for d in line.discounts],
         tax_config=tax_config_to_json(line.tax_config) if line.tax_config else None,
         subscription_id=line.subscription.subscription_id if line.subscription else None,
         subscription_phase_id=line.subscription.phase_id if line.subscription else None,

@@ -40,7 +40,7 @@ from domain.billing.invoices import (
     PendingLinesInput,
     Totals,
 )
-from domain.catalog.prices import FlatPrice, PaymentTerm, Price, parse_discounts, parse_price
+from domain.catalog.prices import Discounts, FlatPrice, PaymentTerm, Price, parse_discounts, parse_price
 from domain.catalog.ratecards import parse_tax_config
 from domain.catalog.rating import DiscountReason
 from domain.catalog.wire import Obj, Reader, decimal_text, join
@@ -97,25 +97,35 @@ def status_details_rest(invoice: Invoice, conditions: Conditions) -> dict[str, A
     }
 
 
-def _discounts_rest(discounts: Sequence[LineDiscount], at: datetime, percentage: Decimal | None) -> dict[str, Any]:
-    """A line's amount discounts. A rate card percentage's reason carries the percentage (the line's
-    rate card's), as OpenMeter's DiscountReasonRatecardPercentage requires."""
+def _discounts_rest(discounts: Sequence[LineDiscount], at: datetime, card: Discounts) -> dict[str, Any]:
+    """A line's amount discounts, and the units its usage discount made free. A rate card
+    discount's reason carries the rate card's percentage or quantity, as OpenMeter's
+    DiscountReasonRatecardPercentage and DiscountReasonRatecardUsage require."""
     if not discounts:
         return {}
-    return {
-        "amount": [
+    out: dict[str, Any] = {}
+    for d in discounts:
+        common: dict[str, Any] = {"id": d.id, "createdAt": _time(at), "updatedAt": _time(at)}
+        if d.invoicing_external_id:
+            common["externalIds"] = {"invoicing": d.invoicing_external_id}
+        if d.reason is DiscountReason.RATECARD_USAGE:
+            usage = {**common, "quantity": decimal_text(d.quantity or Decimal(0))}
+            if d.pre_line_period_quantity:  # OpenMeter leaves a zero out
+                usage["preLinePeriodQuantity"] = decimal_text(d.pre_line_period_quantity)
+            reason: dict[str, Any] = {"type": d.reason.value}
+            if card.usage_quantity is not None:
+                reason["quantity"] = decimal_text(card.usage_quantity)
+            out.setdefault("usage", []).append({**usage, "reason": reason})
+            continue
+        out.setdefault("amount", []).append(
             {
-                "id": d.id,
-                "createdAt": _time(at),
-                "updatedAt": _time(at),
-                "reason": _reason_rest(d.reason, percentage),
+                **common,
+                "reason": _reason_rest(d.reason, card.percentage),
                 "amount": decimal_text(d.amount),
                 **({"description": d.description} if d.description else {}),
-                **({"externalIds": {"invoicing": d.invoicing_external_id}} if d.invoicing_external_id else {}),
             }
-            for d in discounts
-        ]
-    }
+        )
+    return out
 
 
 def _reason_rest(reason: DiscountReason, percentage: Decimal | None) -> dict[str, Any]:
@@ -144,7 +154,7 @@ def _line_common(line: InvoiceLine) -> dict[str, Any]:
         "totals": totals_rest(line.totals),
         "period": {"from": _time(line.period_start), "to": _time(line.period_end)},
         "invoiceAt": _time(line.invoice_at),
-        "discounts": _discounts_rest(line.discounts, line.updated_at, line.rate_card_discounts.percentage),
+        "discounts": _discounts_rest(line.discounts, line.updated_at, line.rate_card_discounts),
     }
     _put(out, "description", line.description)
     _put(out, "deletedAt", _time(line.deleted_at))

@@ -1452,6 +1452,21 @@ def _rate_lines(
                     updated_at=now,
                 )
             )
+        if result.usage_discount_quantity:
+            # The units the rate card's usage discount made free on this line, listed on it as
+            # OpenMeter lists them (none when the discount no longer reaches the line). Its ID is
+            # kept from one rating to the next (with the app's ID for it), like a flat fee's discount.
+            known = next((d for d in line.discounts if d.reason is DiscountReason.RATECARD_USAGE), None)
+            discounts.append(
+                LineDiscount(
+                    known.id if known else _new_id(),
+                    DiscountReason.RATECARD_USAGE,
+                    ZERO,
+                    quantity=result.usage_discount_quantity,
+                    pre_line_period_quantity=result.pre_period_usage_discount_quantity,
+                    invoicing_external_id=known.invoicing_external_id if known else None,
+                )
+            )
         rated.append(
             dataclasses.replace(
                 line,

@@ -111,12 +111,17 @@ class Totals:
 
 @dataclass(frozen=True, slots=True)
 class LineDiscount:
-    """An amount taken off a line (OpenMeter's line discounts: ratecard percentage, maximum spend)."""
+    """An amount taken off a line (OpenMeter's line discounts: ratecard percentage, maximum spend),
+    or, with reason ratecard_usage, the units a usage line's rate card made free (`quantity` on this
+    line, `pre_line_period_quantity` on the period's lines before it; `amount` 0: free units are
+    not charged, nothing is taken off)."""
 
     id: str
     reason: DiscountReason
     amount: Decimal
     description: str | None = None
+    quantity: Decimal | None = None
+    pre_line_period_quantity: Decimal | None = None
     # The discount's ID in the invoicing app (custom invoicing's lineDiscountExternalIds).
     invoicing_external_id: str | None = None
 

@@ -103,6 +103,9 @@ class LineCategory(enum.StrEnum):
 class DiscountReason(enum.StrEnum):
     RATECARD_PERCENTAGE = "ratecard_percentage"
     MAXIMUM_SPEND = "maximum_spend"
+    # Units, not money: the engine reports them in `usage_discount_quantity` and never as an
+    # AmountDiscount; billing lists them on the line, as OpenMeter does.
+    RATECARD_USAGE = "ratecard_usage"
 
 
 class Period(NamedTuple):

@@ -289,6 +289,41 @@ async def test_a_lines_quantities_shown_net_of_its_usage_discount(env: Env) -> N
     assert [c["quantity"] for c in shown["children"]] == ["50"]
 
 
+async def test_a_lines_usage_discount_is_listed_on_the_line(env: Env) -> None:
+    # OpenMeter lists the usage discount a line took in its `discounts.usage`: the units made free
+    # on this line, those made free before it in the period (preLinePeriodQuantity, left out when
+    # 0) and the rate card's discount as the reason (billing/rating/service/mutator/discountusage.go,
+    # billing/httpdriver/invoiceline.go mapInvoiceLineUsageDiscountsToAPI). The first 100 calls
+    # free; 70, 80 and 10 calls in three invoices: 70 free on the first, 30 on the second, none on
+    # the third (OpenMeter lists nothing there).
+    ns = "inv_usage_discount_listed"
+    cid = await customer(env, ns)
+    env.usage.add("calls", cid, NOV + timedelta(days=2), "70")
+    env.usage.add("calls", cid, NOV + timedelta(days=17), "80")
+    env.usage.add("calls", cid, NOV + timedelta(days=25), "10")
+    line = dataclasses.replace(
+        usage_line("Calls", "calls", UnitPrice(D("0.05"))), rate_card_discounts=Discounts(usage_quantity=D(100))
+    )
+    await env.invoices.create_pending_lines(ns, cid, PendingLinesInput("USD", [line]))
+    made = [
+        (await env.invoices.invoice_now(ns, InvoiceNowInput(cid, as_of=at)))[0]
+        for at in (NOV + timedelta(days=15), NOV + timedelta(days=20), DEC + timedelta(hours=2))
+    ]
+    shown = [invoice_json(env.invoices, x)["lines"][0] for x in made]
+    reason = {"type": "ratecard_usage", "quantity": "100"}
+    listed = [
+        [(d["quantity"], d.get("preLinePeriodQuantity"), d["reason"]) for d in x["discounts"]["usage"]] for x in shown
+    ]
+    assert listed == [[("70", None, reason)], [("30", "70", reason)], []]
+    assert all(d["id"] and d["createdAt"] and d["updatedAt"] for d in shown[0]["discounts"]["usage"])
+    # Free units are simply not charged: the listing changes no total (0, 50 x 0.05, 10 x 0.05).
+    assert [(x["totals"]["discountsTotal"], x["totals"]["total"]) for x in shown] == [
+        ("0", "0"),
+        ("0", "2.5"),
+        ("0", "0.5"),
+    ]
+
+
 async def test_racing_actions_on_one_draft_apply_once(env: Env) -> None:
     ns = "inv_race"
     cid = await customer(env, ns)

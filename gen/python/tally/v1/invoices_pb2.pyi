@@ -167,12 +167,14 @@ class IdReference(_message.Message):
     def __init__(self, id: _Optional[str] = ...) -> None: ...
 
 class BillingDiscountReason(_message.Message):
-    __slots__ = ("type", "percentage")
+    __slots__ = ("type", "percentage", "quantity")
     TYPE_FIELD_NUMBER: _ClassVar[int]
     PERCENTAGE_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
     type: str
     percentage: float
-    def __init__(self, type: _Optional[str] = ..., percentage: _Optional[float] = ...) -> None: ...
+    quantity: str
+    def __init__(self, type: _Optional[str] = ..., percentage: _Optional[float] = ..., quantity: _Optional[str] = ...) -> None: ...
 
 class InvoiceLineAmountDiscount(_message.Message):
     __slots__ = ("id", "created_at", "updated_at", "reason", "description", "amount", "external_ids")
@@ -192,11 +194,33 @@ class InvoiceLineAmountDiscount(_message.Message):
     external_ids: InvoiceAppExternalIds
     def __init__(self, id: _Optional[str] = ..., created_at: _Optional[str] = ..., updated_at: _Optional[str] = ..., reason: _Optional[_Union[BillingDiscountReason, _Mapping]] = ..., description: _Optional[str] = ..., amount: _Optional[str] = ..., external_ids: _Optional[_Union[InvoiceAppExternalIds, _Mapping]] = ...) -> None: ...
 
+class InvoiceLineUsageDiscount(_message.Message):
+    __slots__ = ("id", "created_at", "updated_at", "reason", "description", "quantity", "pre_line_period_quantity", "external_ids")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    PRE_LINE_PERIOD_QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    EXTERNAL_IDS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    created_at: str
+    updated_at: str
+    reason: BillingDiscountReason
+    description: str
+    quantity: str
+    pre_line_period_quantity: str
+    external_ids: InvoiceAppExternalIds
+    def __init__(self, id: _Optional[str] = ..., created_at: _Optional[str] = ..., updated_at: _Optional[str] = ..., reason: _Optional[_Union[BillingDiscountReason, _Mapping]] = ..., description: _Optional[str] = ..., quantity: _Optional[str] = ..., pre_line_period_quantity: _Optional[str] = ..., external_ids: _Optional[_Union[InvoiceAppExternalIds, _Mapping]] = ...) -> None: ...
+
 class InvoiceLineDiscounts(_message.Message):
-    __slots__ = ("amount",)
+    __slots__ = ("amount", "usage")
     AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
     amount: _containers.RepeatedCompositeFieldContainer[InvoiceLineAmountDiscount]
-    def __init__(self, amount: _Optional[_Iterable[_Union[InvoiceLineAmountDiscount, _Mapping]]] = ...) -> None: ...
+    usage: _containers.RepeatedCompositeFieldContainer[InvoiceLineUsageDiscount]
+    def __init__(self, amount: _Optional[_Iterable[_Union[InvoiceLineAmountDiscount, _Mapping]]] = ..., usage: _Optional[_Iterable[_Union[InvoiceLineUsageDiscount, _Mapping]]] = ...) -> None: ...
 
 class InvoiceLineSubscriptionReference(_message.Message):
     __slots__ = ("subscription", "phase", "item", "billing_period")
