@@ -76,7 +76,16 @@ from domain.billing.service import BillingProfileService
 from domain.catalog import currencies
 from domain.catalog.durations import Duration
 from domain.catalog.prices import allows_progressive_billing
-from domain.catalog.rating import EXACT, DiscountReason, Period, RatingError, RatingInput, rate, rate_flat_units
+from domain.catalog.rating import (
+    EXACT,
+    DiscountReason,
+    LineCategory,
+    Period,
+    RatingError,
+    RatingInput,
+    rate,
+    rate_flat_units,
+)
 from domain.catalog.wire import decimal_text
 from domain.customers.models import Customer
 from domain.errors import ConflictError, NotFoundError, ValidationError, Violations
@@ -1380,6 +1389,25 @@ def _rate_lines(
                 )
             totals = Totals.of(amount=amount, discounts_total=discount)
             rated.append(dataclasses.replace(line, totals=totals, discounts=off, updated_at=now))
+            # Detailed like every line (OpenMeter's flat pricer: one "flat-price" line): apps sync
+            # the detailed lines, and those of an invoice add up to its total.
+            children.append(
+                dataclasses.replace(
+                    line,
+                    id=_new_id(),
+                    parent_line_id=line.id,
+                    status=LineStatus.DETAILED,
+                    managed_by=ManagedBy.SYSTEM,
+                    period_key=None,
+                    sync_key=None,
+                    child_key="flat-price",
+                    category=LineCategory.REGULAR,
+                    totals=totals,
+                    discounts=off,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
             continue
         if line.price is None or line.quantity is None:
             rated.append(dataclasses.replace(line, totals=Totals(), updated_at=now))

@@ -483,7 +483,7 @@ async def test_totals_of_amounts_beyond_28_digits_are_exact(env: Env) -> None:
     big = "12345678901234567890123456789.99"
     fee = dataclasses.replace(flat("Fee", big), rate_card_discounts=Discounts(percentage=D(10)))
     sim = await env.invoices.simulate(ns, cid, PendingLinesInput("USD", [fee, flat("Setup", "0.02")]))
-    (line,) = [x for x in sim.lines if x.name == "Fee"]
+    (line,) = [x for x in sim.lines if x.name == "Fee" and x.parent_line_id is None]
     assert (line.totals.amount, line.totals.discounts_total) == (D(big), D("1234567890123456789012345679.00"))
     # before: 11111111011111111101111111110 for both totals (0.99 and 1.01 short), and the
     # invoice's amount 12345678901234567890123456790 (0.01 short of the sum of its lines')
@@ -561,10 +561,45 @@ async def test_a_flat_fee_line_takes_its_rate_cards_percentage_discount(env: Env
     onboarding = dataclasses.replace(flat("Onboarding", "100"), rate_card_discounts=Discounts(percentage=D(10)))
     await env.invoices.create_pending_lines(ns, cid, PendingLinesInput("USD", [onboarding]))
     (made,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid))
-    (line,) = made.lines
+    (line,) = [x for x in made.lines if x.parent_line_id is None]
     assert (line.totals.amount, line.totals.discounts_total, line.totals.total) == (D(100), D(10), D(90))
     assert [(d.reason, d.amount) for d in line.discounts] == [(DiscountReason.RATECARD_PERCENTAGE, D(10))]
     assert made.invoice.totals.total == D(90)  # before: 100, the discount dropped
+
+
+async def test_a_flat_fee_line_is_detailed_by_its_flat_price_line(env: Env) -> None:
+    # OpenMeter rates a flat fee like any line: one detailed "flat-price" line (quantity, per-unit
+    # amount, the fee's payment term and its discount) under it, which is what invoicing apps sync
+    # (billing/rating/service/rate/flat.go; test/billing/invoice_test.go requireDetailedLines(flatFee,
+    # flat-price: 1 x 100)). The children of every line then add up to the invoice.
+    ns = "inv_flat_detailed"
+    cid = await customer(env, ns)
+    onboarding = dataclasses.replace(flat("Onboarding", "100"), rate_card_discounts=Discounts(percentage=D(10)))
+    await env.invoices.create_pending_lines(ns, cid, PendingLinesInput("USD", [onboarding, flat("Seats", "2.5", "3")]))
+    (made,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid))
+    assert made.invoice.totals.total == D("97.50")
+    shown = {x["name"]: x for x in invoice_json(env.invoices, made)["lines"]}
+    details = {
+        name: [
+            (
+                c["name"],
+                c["quantity"],
+                c["perUnitAmount"],
+                c["paymentTerm"],
+                c["totals"]["amount"],
+                c["totals"]["total"],
+            )
+            for c in line["children"]
+        ]
+        for name, line in shown.items()
+    }
+    assert details == {
+        "Onboarding": [("Onboarding", "1", "100", "in_advance", "100", "90")],
+        "Seats": [("Seats", "3", "2.5", "in_advance", "7.5", "7.5")],
+    }
+    (child,) = shown["Onboarding"]["children"]
+    assert [(d["reason"]["type"], d["amount"]) for d in child["discounts"]["amount"]] == [("ratecard_percentage", "10")]
+    assert sum(D(c["totals"]["total"]) for x in shown.values() for c in x["children"]) == made.invoice.totals.total
 
 
 async def test_a_percentage_discounts_reason_says_its_percentage(env: Env) -> None:
