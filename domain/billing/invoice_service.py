@@ -1404,6 +1404,8 @@ def _rate_lines(
                     category=LineCategory.REGULAR,
                     totals=totals,
                     discounts=off,
+                    # A line of its own, which the invoicing app has not named (yet).
+                    invoicing_external_id=None,
                     created_at=now,
                     updated_at=now,
                 )
@@ -1476,6 +1478,7 @@ def _rate_lines(
                         discounts_total=sum((x.amount for x in d.discounts), ZERO),
                     ),
                     discounts=child_discounts,
+                    invoicing_external_id=None,
                     created_at=now,
                     updated_at=now,
                 )

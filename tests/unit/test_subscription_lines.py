@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal as D
 from types import SimpleNamespace
@@ -74,3 +75,15 @@ def test_a_subscription_flat_fee_line_keeps_its_payment_term() -> None:
     item = BillableItem("k", "sub", "default", "support", "it", APRIL, APRIL, APRIL.end, card)
     line = _line(SUBSCRIPTION, item, "phase", NOW)
     assert line is not None and line.payment_term == PaymentTerm.IN_ARREARS.value
+
+
+def test_detailed_lines_do_not_take_their_parents_id_in_the_invoicing_app() -> None:
+    # The app named the fee line (custom invoicing's lineExternalIds); rated again, its detailed
+    # line is a line of its own the app has not seen: it must not claim the parent's external ID.
+    card = RateCard(RateCardType.FLAT_FEE, "seat", "Seat", price=FlatPrice(D(10), PaymentTerm.IN_ADVANCE))
+    item = BillableItem("k", "sub", "default", "seat", "it", APRIL, APRIL, APRIL.start, card)
+    line = _line(SUBSCRIPTION, item, "phase", NOW)
+    assert line is not None
+    (rated,), children = rate_lines("USD", [replace(line, invoicing_external_id="erp-line-1")], NOW)
+    assert rated.invoicing_external_id == "erp-line-1"
+    assert [c.invoicing_external_id for c in children] == [None]
