@@ -205,8 +205,10 @@ class MeterQuery:
 
     `from_` is the effective lower bound (the request's `from` clamped by the meter's `eventFrom`);
     `requested_from` is what the caller sent, echoed as `windowStart` of rows without a window.
-    `group_by` is sorted and holds the implied `subject` / `customer_id`. `customer_subjects` maps
-    each filtered customer ID to its subject keys, in request order.
+    `group_by` is sorted and holds the implied `subject` / `customer_id`; `group_by_order` holds the
+    same keys in the order OpenMeter's handler keeps them (the request's, then an implied `subject`,
+    then an implied `customer_id`), which its CSV's columns follow. `customer_subjects` maps each
+    filtered customer ID to its subject keys, in request order.
     """
 
     namespace: str
@@ -220,6 +222,7 @@ class MeterQuery:
     group_by: tuple[str, ...]
     filters: tuple[tuple[str, FilterString], ...]
     client_id: str | None = None
+    group_by_order: tuple[str, ...] = ()
 
     @property
     def groups_by_subject(self) -> bool:
@@ -349,6 +352,7 @@ class MeterQueryInput:
             group_by=tuple(sorted(group_by)),
             filters=filters,
             client_id=self.client_id,
+            group_by_order=tuple(group_by),
         )
 
     def _filters(self, meter: Meter, v: Violations) -> tuple[tuple[str, FilterString], ...]:

@@ -124,9 +124,12 @@ def _rfc3339(value: datetime) -> str:
 
 
 def render_csv(query: MeterQuery, rows: list[QueryRow]) -> str:
-    """OpenMeter's CSV: window_start,window_end[,subject][,<group-by keys>],value; values with %f."""
+    """OpenMeter's CSV: window_start,window_end[,subject][,<group-by keys>],value; values with %f.
+
+    The group-by columns come in the order OpenMeter's handler keeps the keys (`group_by_order`),
+    not sorted: a client reading columns by position gets the ones it asked for where it asked."""
     with_subject = query.groups_by_subject
-    group_keys = [key for key in query.group_by if key != "subject"]
+    group_keys = [key for key in query.group_by_order if key != "subject"]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["window_start", "window_end", *(["subject"] if with_subject else []), *group_keys, "value"])

@@ -19,6 +19,7 @@ from domain.metering.query import (
     QueryRow,
     allowed_time_zones,
 )
+from server.servicers.meters import render_csv
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -402,6 +403,26 @@ def test_all_problems_reported_at_once() -> None:
 def test_query_row_shape() -> None:
     row = QueryRow(value=1.5, window_start=T0, window_end=T0, subject=None, customer_id=None, group_by={"model": "x"})
     assert row.group_by == {"model": "x"}
+
+
+def test_csv_group_by_columns_keep_the_requested_order() -> None:
+    # OpenMeter's CSV handler writes the group-by columns in params.GroupBy order (the request's,
+    # then the implied subject and customer_id appended); only its SQL sorts them.
+    query = MeterQueryInput(group_by=["type", "model"], subjects=["s1"], filter_customer_ids=["c1"]).validate(
+        METER, {"c1": ["s1"]}
+    )
+    row = QueryRow(
+        value=2.0,
+        window_start=T0,
+        window_end=T0 + timedelta(days=1),
+        subject="s1",
+        customer_id="c1",
+        group_by={"model": "m", "type": "t"},
+    )
+    assert render_csv(query, [row]).splitlines() == [
+        "window_start,window_end,subject,type,model,customer_id,value",
+        "2024-01-01T00:00:00Z,2024-01-02T00:00:00Z,s1,t,m,c1,2.000000",
+    ]
 
 
 # --- helper endpoints --------------------------------------------------------------------------
