@@ -94,8 +94,10 @@ def meter_error(meter: Meter, data: Any) -> str | None:
 
 
 def validation_error(event: Event, meters: Sequence[Meter]) -> str | None:
-    """The first meter of the event's type that cannot count it, as OpenMeter reports it."""
+    """Why the meters skip the event, as OpenMeter reports it: the reason of every meter of its
+    type that cannot count it, or that no meter has its type; one per line (Go's errors.Join)."""
     data: Any = MISSING
+    reasons = []
     for meter in meters:
         if meter.event_type != event.type:
             continue
@@ -103,5 +105,7 @@ def validation_error(event: Event, meters: Sequence[Meter]) -> str | None:
             data = orjson.loads(event.data) if event.data else None
         reason = meter_error(meter, data)
         if reason is not None:
-            return f"invalid event: {reason}"
-    return None
+            reasons.append(f"invalid event: {reason}")
+    if data is MISSING:
+        reasons.append(f"no meter found for event type: {event.type}")
+    return "\n".join(reasons) or None

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
+from domain.metering.events import Event
 from domain.metering.models import Aggregation, Meter
-from domain.metering.validation import meter_error
+from domain.metering.validation import meter_error, validation_error
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -64,3 +66,29 @@ def make_meter(aggregation: Aggregation = Aggregation.SUM, value_property: str |
 )
 def test_string_values_are_parsed_as_gos_parse_float_does(value: Any, expected: str | None) -> None:
     assert meter_error(make_meter(), {"tokens": value}) == expected
+
+
+def make_event(event_type: str = "prompt", data: str = "{}") -> Event:
+    return Event(
+        namespace="default",
+        id="e1",
+        type=event_type,
+        source="test",
+        subject="s1",
+        time_ms=0,
+        data=data,
+        ingested_ms=0,
+    )
+
+
+def test_every_meter_of_the_type_reports_and_an_event_no_meter_reads_says_so() -> None:
+    # OpenMeter validates the event against every meter of its type and joins all their errors
+    # (errors.Join: one per line); an event of a type no meter has gets an error of its own.
+    tokens = make_meter()
+    cost = dataclasses.replace(make_meter(value_property="$.cost"), id="01HCOST", slug="cost")
+    calls = dataclasses.replace(make_meter(Aggregation.COUNT, None), id="01HCALLS", slug="calls")
+    assert validation_error(make_event(data='{"tokens": 3}'), [tokens, calls]) is None
+    assert validation_error(make_event(), [tokens, calls, cost]) == (
+        'invalid event: missing value property: "$.tokens"\ninvalid event: missing value property: "$.cost"'
+    )
+    assert validation_error(make_event("other"), [tokens]) == "no meter found for event type: other"
