@@ -1,9 +1,10 @@
 """Listing stored events: the query both event lists resolve to, and the v2 list's JSON filter.
 
 OpenMeter's rules (reference/openmeter-semantics.md 3.1 and its API description):
-- v1 (`GET /api/v1/events`): `from` defaults to now - 72h and must be within 32 days, as must
-  `ingestedAtFrom`; `to` and `ingestedAtTo` are inclusive and may not precede their start; `id` and
-  `subject` match partially; `customerId` (repeated) keeps the events of those customers' subjects
+- v1 (`GET /api/v1/events`): `from` and `ingestedAtFrom` must be within 32 days, and `from`
+  defaults to the oldest it may be (OpenMeter's handler; its API description says 72 hours); `to`
+  and `ingestedAtTo` are inclusive and may not precede their start; `id` and `subject` match
+  partially; `customerId` (repeated) keeps the events of those customers' subjects
   (key and usage-attribution subject keys) and an unknown customer is a 400; newest first.
 - v2 (`GET /api/v2/events`): `filter` is a JSON object of `id`, `source`, `subject`, `type`
   (FilterString: exactly one operator per object; `$and`/`$or` one level deep), `customerId`

@@ -199,7 +199,10 @@ class EventQueryService:
     """Lists stored events with the reason, if any, that a meter of their type will not count them."""
 
     MAX_LOOKBACK = timedelta(days=32)
-    DEFAULT_LOOKBACK = timedelta(hours=72)
+    # Without `from`, OpenMeter's v1 handler lists from the oldest `from` it accepts (a second
+    # inside the limit, so the check that follows passes); its API description's "72 hours" is
+    # not what it does.
+    DEFAULT_LOOKBACK = MAX_LOOKBACK - timedelta(seconds=1)
 
     def __init__(
         self,

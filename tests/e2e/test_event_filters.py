@@ -160,6 +160,29 @@ async def test_v1_ingestion_time_and_limit(http: httpx.AsyncClient, world: World
     ]
 
 
+async def test_v1_from_defaults_to_the_oldest_it_accepts(http: httpx.AsyncClient, world: World) -> None:
+    """Without `from`, OpenMeter's v1 handler lists from now - 32 days + 1 s (the oldest `from` it
+    accepts), not the 72 hours its API description states: an event of 5 days ago is listed."""
+    old = f"{world.prefix}-five-days"
+    # Its own type, and a subject without the prefix, so the other tests' exact sets are not disturbed.
+    await ingest(
+        http,
+        cloudevent(
+            f"{world.prefix}_five", f"five{world.prefix[2:]}", time=datetime.now(UTC) - timedelta(days=5), id=old
+        ),
+    )
+
+    async def stored() -> bool:
+        return old in ids_of(
+            await v1(http, world, id=old, **{"from": rfc3339(datetime.now(UTC) - timedelta(days=6))}), world
+        )
+
+    await wait_for(stored, timeout=30)
+    response = await http.get("/api/v1/events", params={"id": old})
+    assert response.status_code == 200, response.text
+    assert ids_of(response.json(), world) == {old}
+
+
 @pytest.mark.parametrize(
     ("params", "field"),
     [
@@ -300,7 +323,7 @@ async def test_v2_time_and_ingestion_time(v2: V2, world: World) -> None:
 
 
 async def test_v2_has_no_default_time_range(v2: V2, world: World, http: httpx.AsyncClient) -> None:
-    """OpenMeter's v2 list applies no 72-hour default (v1 does): an event of 10 days ago is listed."""
+    """OpenMeter's v2 list applies no default time range: an event of 10 days ago is listed."""
     old = f"{world.prefix}-old"
     # Its own type, so the other tests' exact sets are not disturbed.
     await ingest(

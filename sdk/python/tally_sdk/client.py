@@ -226,7 +226,7 @@ class Client:
         limit: int | None = None,
         timeout: float | None = None,
     ) -> list[events_pb2.IngestedEvent]:
-        """Stored events, newest first (event time within the last 72 h unless from_ is given)."""
+        """Stored events, newest first (event time within the last 32 days unless from_ is given)."""
         request = events_pb2.ListEventsRequest()
         _set_time(request, "from", from_)
         _set_time(request, "to", to)
