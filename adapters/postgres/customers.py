@@ -246,6 +246,13 @@ class PostgresSubjectRepository:
             row = (await session.exec(statement)).first()
         return _subject(row) if row is not None else None
 
+    async def by_keys(self, namespace: str, keys: Sequence[str]) -> list[Subject]:
+        if not keys:
+            return []
+        statement = select(SubjectRow).where(SubjectRow.namespace == namespace, col(SubjectRow.key).in_(list(keys)))
+        async with self._sessions() as session:
+            return [_subject(row) for row in (await session.exec(statement)).all()]
+
     async def delete(self, namespace: str, subject_id: str) -> None:
         async with self._sessions() as session:
             await session.exec(

@@ -199,6 +199,11 @@ class SubjectService:
     async def find(self, namespace: str, id_or_key: str) -> Subject | None:
         return await self._subjects.get(namespace, id_or_key)
 
+    async def display_names(self, namespace: str, keys: Sequence[str]) -> dict[str, str | None]:
+        """Metering's SubjectNames: key -> display name of the keys that are subjects."""
+        subjects = await self._subjects.by_keys(namespace, list(dict.fromkeys(keys)))
+        return {subject.key: subject.display_name for subject in subjects}
+
     async def delete(self, namespace: str, id_or_key: str) -> None:
         subject = await self.get(namespace, id_or_key)
         await self._subjects.delete(namespace, subject.id)

@@ -46,6 +46,14 @@ class CustomerResolver(Protocol):
         ...
 
 
+class SubjectNames(Protocol):
+    """Subject entities' display names, for the meter query's CSV (implemented by the customers area)."""
+
+    async def display_names(self, namespace: str, keys: Sequence[str]) -> dict[str, str | None]:
+        """Key -> display name (None when it has none) of the keys that are subjects; others are absent."""
+        ...
+
+
 class EventBus(Protocol):
     """Carries accepted events from the ingest API to the sink.
 

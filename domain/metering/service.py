@@ -26,7 +26,7 @@ from domain.metering.models import (
     MeterUpdateInput,
     Progress,
 )
-from domain.metering.ports import CustomerResolver, EventBus, EventStore, MeterRepository
+from domain.metering.ports import CustomerResolver, EventBus, EventStore, MeterRepository, SubjectNames
 from domain.metering.query import ListGroupByValuesInput, ListSubjectsInput, MeterQuery, MeterQueryInput, QueryRow
 from domain.metering.validation import validation_error
 
@@ -69,6 +69,8 @@ class MeterService:
     ) -> None:
         self._meters = meters
         self.customers = customers
+        # Set by the customers area once it is wired (it comes after metering), as `customers`.
+        self.subject_names: SubjectNames | None = None
         self._store = store
         self._clock = clock
         self._on_change = on_change or (lambda: None)
@@ -174,6 +176,17 @@ class MeterService:
             customer_subjects = {customer_id: subjects for customer_id, subjects in found.values()}
             data = dataclasses.replace(data, filter_customer_ids=ids)
         return meter, data.validate(meter, customer_subjects)
+
+    async def subject_display_names(
+        self, namespace: str, query: MeterQuery, rows: Sequence[QueryRow]
+    ) -> dict[str, str]:
+        """The display names the query's CSV shows (OpenMeter's subject_display_name): for a query
+        grouped by subject, each row subject that is a subject entity -> its display name, or ""."""
+        if not query.groups_by_subject or self.subject_names is None:
+            return {}
+        keys = [row.subject for row in rows if row.subject is not None]
+        names = await self.subject_names.display_names(namespace, keys) if keys else {}
+        return {key: name or "" for key, name in names.items()}
 
     async def progress(self, namespace: str, progress_id: str) -> Progress:
         """A meter values backfill's progress: events of its type that carry its values, of all."""

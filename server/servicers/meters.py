@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -123,20 +124,28 @@ def _rfc3339(value: datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def render_csv(query: MeterQuery, rows: list[QueryRow]) -> str:
-    """OpenMeter's CSV: window_start,window_end[,subject][,<group-by keys>],value; values with %f.
+def render_csv(query: MeterQuery, rows: list[QueryRow], display_names: Mapping[str, str] | None = None) -> str:
+    """OpenMeter's CSV: window_start,window_end[,subject[,subject_display_name]][,<group-by keys>],value;
+    values with %f.
 
     The group-by columns come in the order OpenMeter's handler keeps the keys (`group_by_order`),
-    not sorted: a client reading columns by position gets the ones it asked for where it asked."""
+    not sorted: a client reading columns by position gets the ones it asked for where it asked.
+    `display_names` (MeterService.subject_display_names) holds the row subjects that are subject
+    entities; when it holds any, OpenMeter adds subject_display_name ("" for the others)."""
     with_subject = query.groups_by_subject
+    with_names = with_subject and bool(display_names)
+    names = display_names or {}
     group_keys = [key for key in query.group_by_order if key != "subject"]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["window_start", "window_end", *(["subject"] if with_subject else []), *group_keys, "value"])
+    subject_columns = ["subject", "subject_display_name"] if with_names else ["subject"] if with_subject else []
+    writer.writerow(["window_start", "window_end", *subject_columns, *group_keys, "value"])
     for row in rows:
         line: list[Any] = [_rfc3339(row.window_start), _rfc3339(row.window_end)]
         if with_subject:
             line.append(row.subject or "")
+        if with_names:
+            line.append(names.get(row.subject or "", ""))
         for key in group_keys:
             line.append(row.customer_id or "" if key == "customer_id" else row.group_by.get(key) or "")
         line.append(f"{row.value:f}")
@@ -197,8 +206,10 @@ class MeterServicer(meters_pb2_grpc.MeterServiceServicer):
 
     async def QueryMeterCsv(self, request: meters_pb2.QueryMeterRequest, context: Ctx) -> httpbody_pb2.HttpBody:
         data = query_input(request, context)
-        _, query, rows = await self._meters.query(self._request.namespace(context), request.meter_id_or_slug, data)
-        return httpbody_pb2.HttpBody(content_type="text/csv", data=render_csv(query, rows).encode())
+        namespace = self._request.namespace(context)
+        _, query, rows = await self._meters.query(namespace, request.meter_id_or_slug, data)
+        names = await self._meters.subject_display_names(namespace, query, rows)
+        return httpbody_pb2.HttpBody(content_type="text/csv", data=render_csv(query, rows, names).encode())
 
     async def GetProgress(self, request: meters_pb2.GetProgressRequest, context: Ctx) -> meters_pb2.Progress:
         progress = await self._meters.progress(self._request.namespace(context), request.id)

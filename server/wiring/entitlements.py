@@ -109,6 +109,8 @@ async def wire(deps: Deps) -> list[Servicer]:
         deps.services["value_cache"] = cache
     # Meter queries' filterCustomerId resolves customers (ID or key) to their subjects.
     deps.services["meters"].customers = CustomerSubjectResolver(customers)
+    # The meter query CSV's subject_display_name.
+    deps.services["meters"].subject_names = subjects
     # The event lists' customerId filter, and each listed event's customerId.
     if "events" in deps.services:
         deps.services["events"].customers = deps.services["meters"].customers

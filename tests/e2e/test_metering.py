@@ -238,6 +238,33 @@ async def test_query_windows_total_and_csv(http: httpx.AsyncClient) -> None:
     assert values.json() == ["PUT"]  # the last 24 hours by default
 
 
+async def test_csv_names_the_subjects_known_as_subjects(http: httpx.AsyncClient) -> None:
+    # OpenMeter's CSV, grouped by subject, adds subject_display_name when any row's subject is a
+    # subject entity: its display name, or "" (for a subject without one or not known).
+    event_type = unique("csv_names")
+    await create_meter(http, slug=event_type, eventType=event_type, aggregation="COUNT")
+    named, nameless, unknown = (f"{event_type}-{name}" for name in ("named", "nameless", "unknown"))
+    response = await http.post("/api/v1/subjects", json=[{"key": named, "displayName": "Named One"}, {"key": nameless}])
+    assert response.status_code == 200, response.text
+    await ingest(http, [cloudevent(event_type, subject) for subject in (named, nameless, unknown)])
+    await query_until(http, event_type, lambda rows: total(rows) == 3)
+
+    async def table(**params: str) -> list[list[str]]:
+        response = await http.get(f"/api/v1/meters/{event_type}/query", params=params, headers={"accept": "text/csv"})
+        assert response.status_code == 200, response.text
+        return list(csv.reader(io.StringIO(response.text)))
+
+    by_subject = await table(groupBy="subject")
+    assert by_subject[0] == ["window_start", "window_end", "subject", "subject_display_name", "value"]
+    assert sorted(row[2:] for row in by_subject[1:]) == [
+        [named, "Named One", "1.000000"],
+        [nameless, "", "1.000000"],
+        [unknown, "", "1.000000"],
+    ]
+    # No subject of the rows is known: no column.
+    assert (await table(subject=unknown))[0] == ["window_start", "window_end", "subject", "value"]
+
+
 async def test_query_validation_errors(http: httpx.AsyncClient) -> None:
     event_type = unique("query_invalid")
     await create_meter(http, slug=event_type, eventType=event_type, aggregation="COUNT", groupBy={"model": "$.model"})
