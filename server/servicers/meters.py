@@ -5,9 +5,10 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+from zoneinfo import ZoneInfo
 
 from google.api import httpbody_pb2
 from google.protobuf import empty_pb2, struct_pb2
@@ -120,8 +121,11 @@ def query_response(data: MeterQueryInput, rows: bytes) -> bytes:
     return encoded + rows
 
 
-def _rfc3339(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+def _rfc3339(value: datetime, zone: tzinfo) -> str:
+    """Go's time.RFC3339, which OpenMeter's CSV uses: whole seconds (a fraction is dropped), in the
+    offset of `zone`, "Z" for none."""
+    text = value.astimezone(zone).replace(microsecond=0).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 def render_csv(query: MeterQuery, rows: list[QueryRow], display_names: Mapping[str, str] | None = None) -> str:
@@ -131,7 +135,9 @@ def render_csv(query: MeterQuery, rows: list[QueryRow], display_names: Mapping[s
     The group-by columns come in the order OpenMeter's handler keeps the keys (`group_by_order`),
     not sorted: a client reading columns by position gets the ones it asked for where it asked.
     `display_names` (MeterService.subject_display_names) holds the row subjects that are subject
-    entities; when it holds any, OpenMeter adds subject_display_name ("" for the others)."""
+    entities; when it holds any, OpenMeter adds subject_display_name ("" for the others).
+    Windows are written in the window time zone (OpenMeter scans them from DateTime columns of that
+    zone); the request's `from` and `to`, which reach here without their offsets, in UTC."""
     with_subject = query.groups_by_subject
     with_names = with_subject and bool(display_names)
     names = display_names or {}
@@ -140,8 +146,9 @@ def render_csv(query: MeterQuery, rows: list[QueryRow], display_names: Mapping[s
     writer = csv.writer(out, lineterminator="\n")
     subject_columns = ["subject", "subject_display_name"] if with_names else ["subject"] if with_subject else []
     writer.writerow(["window_start", "window_end", *subject_columns, *group_keys, "value"])
+    zone: tzinfo = UTC if query.window_size is None else ZoneInfo(query.time_zone)
     for row in rows:
-        line: list[Any] = [_rfc3339(row.window_start), _rfc3339(row.window_end)]
+        line: list[Any] = [_rfc3339(row.window_start, zone), _rfc3339(row.window_end, zone)]
         if with_subject:
             line.append(row.subject or "")
         if with_names:

@@ -425,6 +425,25 @@ def test_csv_group_by_columns_keep_the_requested_order() -> None:
     ]
 
 
+def test_csv_times_are_rfc3339_seconds_in_the_window_time_zone() -> None:
+    # OpenMeter formats with Go's time.RFC3339 (no fraction of a second), and the window bounds it
+    # scans carry the window time zone of their ClickHouse column (DateTime('Europe/Budapest')).
+    budapest = MeterQueryInput(window_size="DAY", window_time_zone="Europe/Budapest").validate(METER)
+    start = datetime(2023, 12, 31, 23, tzinfo=UTC)
+    row = QueryRow(
+        value=1.0, window_start=start, window_end=start + timedelta(days=1), subject=None, customer_id=None, group_by={}
+    )
+    assert render_csv(budapest, [row]).splitlines()[1] == "2024-01-01T00:00:00+01:00,2024-01-02T00:00:00+01:00,1.000000"
+    london = MeterQueryInput(window_size="DAY", window_time_zone="Europe/London").validate(METER)
+    assert render_csv(london, [row]).splitlines()[1] == "2023-12-31T23:00:00Z,2024-01-01T23:00:00Z,1.000000"
+    # Without a window the bounds are the request's from and to.
+    total = MeterQueryInput(from_=T0 + timedelta(milliseconds=500), to=T0 + timedelta(days=1)).validate(METER)
+    row = QueryRow(
+        value=1.0, window_start=total.requested_from, window_end=total.to, subject=None, customer_id=None, group_by={}
+    )
+    assert render_csv(total, [row]).splitlines()[1] == "2024-01-01T00:00:00Z,2024-01-02T00:00:00Z,1.000000"
+
+
 # --- helper endpoints --------------------------------------------------------------------------
 
 NOW = datetime(2024, 6, 1, 12, tzinfo=UTC)
