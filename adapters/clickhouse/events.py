@@ -332,9 +332,8 @@ def render_list_events(namespace: str, query: EventListQuery) -> tuple[str, dict
         where.append(_time_filter_sql(binder, "time", query.time))
     if query.ingested_at is not None:
         where.append(_time_filter_sql(binder, "ingested_at", query.ingested_at))
-    order = "ingested_at" if query.by_ingested_at else "time"
     if query.before is not None:
-        where.append(f"({order}, id) < ({_ms(binder, query.before[0])}, {binder.bind(query.before[1], 'String')})")
+        where.append(f"(time, id) < ({_ms(binder, query.before[0])}, {binder.bind(query.before[1], 'String')})")
     limit = binder.bind(query.limit, "UInt32")
-    sql = f"SELECT {LIST_COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY {order} DESC, id DESC LIMIT {limit}"  # noqa: S608
+    sql = f"SELECT {LIST_COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY time DESC, id DESC LIMIT {limit}"  # noqa: S608
     return sql, binder.parameters

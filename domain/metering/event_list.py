@@ -9,8 +9,9 @@ OpenMeter's rules (reference/openmeter-semantics.md 3.1 and its API description)
 - v2 (`GET /api/v2/events`): `filter` is a JSON object of `id`, `source`, `subject`, `type`
   (FilterString: exactly one operator per object; `$and`/`$or` one level deep), `customerId`
   (`$in`; `$eq` also taken here), `time` and `ingestedAt` (FilterTime: `$gt`, `$gte`, `$lt`, `$lte`,
-  `$and`, `$or`; not both). No default time range. Ordered by `time`, or by `ingested_at` when that
-  is filtered, newest first, with a cursor.
+  `$and`, `$or`; not both). No default time range. Ordered by `time`, newest first, whatever is
+  filtered (OpenMeter ordered by `ingested_at` under an `ingestedAt` filter until its #4211), with a
+  cursor.
 """
 
 from __future__ import annotations
@@ -123,13 +124,8 @@ class EventListQuery:
     customer_ids: tuple[str, ...] = ()
     subjects: tuple[str, ...] | None = None
     limit: int = 100
-    # Cursor pagination (v2): events strictly after this (time or ingested_at, id) position.
+    # Cursor pagination (v2): events strictly after this (time, id) position.
     before: tuple[datetime, str] | None = None
-
-    @property
-    def by_ingested_at(self) -> bool:
-        """OpenMeter orders (and pages) by ingestion time when the v2 list filters on it."""
-        return self.ingested_at is not None and not self.ingested_at.is_empty()
 
 
 def _string_filter(value: Any, location: str, violations: Violations) -> FilterString | None:

@@ -193,8 +193,7 @@ class EventServicer(events_pb2_grpc.EventServiceServicer):
         response = events_pb2.ListEventsV2Response(items=[stored_event_to_proto(item) for item in items])
         if len(items) == query.limit:
             last = items[-1].event
-            position = last.ingested_at if query.by_ingested_at else last.time
-            response.next_cursor = f"{position.isoformat()}|{last.id}"
+            response.next_cursor = f"{last.time.isoformat()}|{last.id}"
         return response
 
 

@@ -340,6 +340,13 @@ async def test_v2_has_no_default_time_range(v2: V2, world: World, http: httpx.As
     )
 
 
+async def test_v2_orders_by_event_time_also_when_filtering_on_ingestion_time(v2: V2, world: World) -> None:
+    # OpenMeter's v2 list orders by event time, newest first, whatever it filters on (it ordered by
+    # ingestion time under an ingestedAt filter until its #4211). All of them were ingested at once.
+    ids, _ = await v2.page({**mine(world), "ingestedAt": {"$gte": rfc3339(world.ingested_before)}})
+    assert ids == [world.id(short) for short in ("e5", "e10", "e3", "e2", "e1")]
+
+
 async def test_v2_cursor_pages_through_everything_once(v2: V2, world: World) -> None:
     for filter in (mine(world), {**mine(world), "ingestedAt": {"$gte": rfc3339(world.ingested_before)}}):
         seen: list[str] = []
