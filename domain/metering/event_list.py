@@ -9,9 +9,9 @@ OpenMeter's rules (reference/openmeter-semantics.md 3.1 and its API description)
 - v2 (`GET /api/v2/events`): `filter` is a JSON object of `id`, `source`, `subject`, `type`
   (FilterString: exactly one operator per object; `$and`/`$or` one level deep), `customerId`
   (`$in`; `$eq` also taken here), `time` and `ingestedAt` (FilterTime: `$gt`, `$gte`, `$lt`, `$lte`,
-  `$and`, `$or`; not both). No default time range. Ordered by `time`, newest first, whatever is
-  filtered (OpenMeter ordered by `ingested_at` under an `ingestedAt` filter until its #4211), with a
-  cursor.
+  `$and`, `$or`; both together since OpenMeter's #4211). No default time range. Ordered by `time`,
+  newest first, whatever is filtered (OpenMeter ordered by `ingested_at` under an `ingestedAt`
+  filter until its #4211), with a cursor.
 """
 
 from __future__ import annotations
@@ -190,8 +190,6 @@ class ListEventsV2Filter:
             for name in TIME_FIELDS
         }
         time, ingested_at = times["time"], times["ingestedAt"]
-        if time is not None and ingested_at is not None and not time.is_empty() and not ingested_at.is_empty():
-            violations.add("filter", "time and ingestedAt cannot both be set", "invalid_filter")
         violations.raise_if_any()
         return cls(strings, customer_ids, time, ingested_at)
 
