@@ -198,7 +198,7 @@ export const IngestedEventSchema: GenMessage<IngestedEvent> = /*@__PURE__*/
  */
 export type ListEventsRequest = Message<"tally.v1.ListEventsRequest"> & {
   /**
-   * Event time, inclusive; default now - 72h, and at most 32 days back.
+   * Event time, inclusive; at most 32 days back, and by default that far.
    *
    * @generated from field: google.protobuf.Timestamp from = 1;
    */
@@ -286,8 +286,8 @@ export type ListEventsV2Request = Message<"tally.v1.ListEventsV2Request"> & {
   /**
    * A JSON object of filters (OpenMeter's): id, source, subject, type (FilterString: one of $eq,
    * $ne, $in, $nin, $like, $nlike, $ilike, $nilike, $gt, $gte, $lt, $lte, or $and / $or one level
-   * deep), customerId ({"$in": [ids]} or {"$eq": id}), time or ingestedAt (FilterTime: $gt, $gte,
-   * $lt, $lte, $and, $or; not both). Ordered by time, or by ingestion time when that is filtered.
+   * deep), customerId ({"$in": [ids]} or {"$eq": id}), time and ingestedAt (FilterTime: $gt, $gte,
+   * $lt, $lte, $and, $or). Ordered by event time, newest first.
    *
    * @generated from field: optional string filter = 1;
    */
