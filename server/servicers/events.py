@@ -122,6 +122,8 @@ def stored_event_to_proto(stored: StoredEvent) -> events_pb2.IngestedEvent:
         data = orjson.loads(event.data)
         if isinstance(data, dict):
             cloud_event.data.CopyFrom(struct_from(data))
+            # OpenMeter lists stored data as JSON through the CloudEvents SDK, which marks it so.
+            cloud_event.datacontenttype = "application/json"
     message = events_pb2.IngestedEvent(event=cloud_event)
     if stored.customer_id:
         message.customer_id = stored.customer_id

@@ -107,6 +107,9 @@ async def test_invalid_ingest_and_validation_errors_in_listing(http: httpx.Async
     assert "invalid event: value cannot be infinity" in errors[4]
     assert errors[5] is None
     assert events[5]["event"]["data"] == {"duration_ms": "100"}
+    # As OpenMeter lists them: JSON data is marked as such, and an event without data has neither.
+    assert [event["event"].get("datacontenttype") for event in events] == [None, None, *["application/json"] * 4]
+    assert "data" not in events[0]["event"] and "data" not in events[1]["event"]
     assert {"ingestedAt", "storedAt"} <= set(events[0])
 
 
