@@ -325,7 +325,7 @@ def render_list_events(namespace: str, query: EventListQuery) -> tuple[str, dict
         ("type", query.type),
     ):
         if string_filter is not None:
-            where.append(_filter_sql(binder, column, string_filter))
+            where.append(_filter_sql(binder, column, string_filter, unicode_ilike=True))
     if query.subjects is not None:
         where.append(f"subject IN {binder.bind(list(query.subjects), 'Array(String)')}")
     if query.time is not None:

@@ -156,8 +156,12 @@ def _like_pattern(pattern: str) -> str:
     return pattern + "\\" if trailing % 2 else pattern
 
 
-def _filter_sql(binder: _Binder, column: str, f: FilterString) -> str:
-    """OpenMeter's string filter over one expression; an empty filter matches everything."""
+def _filter_sql(binder: _Binder, column: str, f: FilterString, unicode_ilike: bool = False) -> str:
+    """OpenMeter's string filter over one expression; an empty filter matches everything.
+
+    `$ilike` / `$nilike` lower-case both sides with `lower` (ASCII), as OpenMeter's meter query
+    does; with `unicode_ilike`, ClickHouse's ILIKE (case folded in all of UTF-8), as its event list
+    does (go-sqlbuilder's ILike for ClickHouse)."""
     if f.eq is not None:
         return f"{column} = {binder.bind(f.eq, 'String')}"
     if f.ne is not None:
@@ -171,9 +175,11 @@ def _filter_sql(binder: _Binder, column: str, f: FilterString) -> str:
     if f.nlike is not None:
         return f"{column} NOT LIKE {binder.bind(_like_pattern(f.nlike), 'String')}"
     if f.ilike is not None:
-        return f"lower({column}) LIKE lower({binder.bind(_like_pattern(f.ilike), 'String')})"
+        pattern = binder.bind(_like_pattern(f.ilike), "String")
+        return f"{column} ILIKE {pattern}" if unicode_ilike else f"lower({column}) LIKE lower({pattern})"
     if f.nilike is not None:
-        return f"lower({column}) NOT LIKE lower({binder.bind(_like_pattern(f.nilike), 'String')})"
+        pattern = binder.bind(_like_pattern(f.nilike), "String")
+        return f"{column} NOT ILIKE {pattern}" if unicode_ilike else f"lower({column}) NOT LIKE lower({pattern})"
     if f.gt is not None:
         return f"{column} > {binder.bind(f.gt, 'String')}"
     if f.gte is not None:
@@ -183,9 +189,9 @@ def _filter_sql(binder: _Binder, column: str, f: FilterString) -> str:
     if f.lte is not None:
         return f"{column} <= {binder.bind(f.lte, 'String')}"
     if f.and_ is not None:
-        return "(" + " AND ".join(_filter_sql(binder, column, child) for child in f.and_) + ")"
+        return "(" + " AND ".join(_filter_sql(binder, column, child, unicode_ilike) for child in f.and_) + ")"
     if f.or_ is not None:
-        return "(" + " OR ".join(_filter_sql(binder, column, child) for child in f.or_) + ")"
+        return "(" + " OR ".join(_filter_sql(binder, column, child, unicode_ilike) for child in f.or_) + ")"
     return "1"
 
 

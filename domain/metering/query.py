@@ -73,7 +73,8 @@ class FilterString:
     """OpenMeter's FilterString: at most one operator; an empty filter matches everything.
 
     `$gt`..`$lte` compare strings; `$like` patterns use SQL LIKE wildcards; `$ilike` lower-cases
-    both sides (ASCII, as ClickHouse's `lower`).
+    both sides (ASCII, as ClickHouse's `lower`) in meter queries and folds case in all of UTF-8 in
+    the event list (ClickHouse's ILIKE), as OpenMeter's do.
     """
 
     eq: str | None = None

@@ -307,6 +307,23 @@ async def test_v2_subject_type_source(v2: V2, world: World) -> None:
     assert await v2.ids({**mine(world), "source": {"$gt": "src-x"}}) == world.ids("e2", "e10"), "string order"
 
 
+async def test_v2_ilike_ignores_case_beyond_ascii(v2: V2, world: World, http: httpx.AsyncClient) -> None:
+    # OpenMeter's event list renders $ilike / $nilike as ClickHouse's ILIKE / NOT ILIKE, which fold
+    # case in all of UTF-8 (its meter query's group-by filters use LOWER(), ASCII only).
+    event_type = f"{world.prefix}_umlaut"
+    # Its own type, and a subject without the prefix, so the other tests' exact sets are not disturbed.
+    subject = f"ÄÖ-{world.prefix[2:]}"
+    await ingest(http, cloudevent(event_type, subject, id=f"{world.prefix}-umlaut"))
+
+    async def stored() -> bool:
+        return await v2.ids({"type": {"$eq": event_type}}) == {f"{world.prefix}-umlaut"}
+
+    await wait_for(stored, timeout=30)
+    lower = f"äö-{world.prefix[2:]}"
+    assert await v2.ids({"subject": {"$ilike": lower}}) == {f"{world.prefix}-umlaut"}
+    assert await v2.ids({"type": {"$eq": event_type}, "subject": {"$nilike": lower}}) == set()
+
+
 async def test_v2_time_and_ingestion_time(v2: V2, world: World) -> None:
     t = world.times
     assert await v2.ids({**mine(world), "time": {"$gte": rfc3339(t["e3"])}}) == world.ids("e3", "e10", "e5")
