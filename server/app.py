@@ -35,7 +35,7 @@ from server.config import Settings
 from server.context import RequestContext
 from server.encoded import PassingBytes
 from server.envoy import Envoy
-from server.interceptors import ErrorInterceptor, JsonFieldsInterceptor, RestNullsInterceptor
+from server.interceptors import ErrorInterceptor, RestInterceptor
 from server.startup import StartupError, check_ports, holder
 from server.wiring import (
     Deps,
@@ -241,7 +241,7 @@ class App:
     async def _start_grpc(self, servicers: list[Servicer], auth_interceptor: AuthInterceptor) -> None:
         server = grpc.aio.server(
             # Outermost first: auth's 401/403 errors go through the error mapping like any other.
-            interceptors=[ErrorInterceptor(), auth_interceptor, JsonFieldsInterceptor(), RestNullsInterceptor()],
+            interceptors=[ErrorInterceptor(), auth_interceptor, RestInterceptor()],
             options=[
                 # Requests: ingest refuses a message over ingest.max_batch_bytes itself, naming the
                 # setting; grpc's own cap sits well above it (REST bodies arrive wrapped, and a

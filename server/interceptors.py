@@ -115,11 +115,14 @@ def _wrap_stream(behavior: Callable[..., AsyncIterator[Any]], method: str) -> Ca
     return wrapped
 
 
-class JsonFieldsInterceptor(grpc.aio.ServerInterceptor):
-    """REST bodies: fields the transcoder would drop silently are refused (server/json_fields.py).
+class RestInterceptor(grpc.aio.ServerInterceptor):
+    """What REST calls through Envoy need around a servicer, for every unary method at once.
 
-    Innermost, after authentication: a caller without a key gets 401, not a lesson in the schema;
-    its ValidationError reaches ErrorInterceptor like a servicer's.
+    * Bodies: fields the transcoder would drop silently are refused (server/json_fields.py).
+      Innermost, after authentication: a caller without a key gets 401, not a lesson in the
+      schema; its ValidationError reaches ErrorInterceptor like a servicer's.
+    * Answers: OpenMeter's required-but-nullable fields print as null (server/rest.py), for
+      methods whose response can hold one.
     """
 
     async def intercept_service(
@@ -131,44 +134,16 @@ class JsonFieldsInterceptor(grpc.aio.ServerInterceptor):
         if handler is None or handler.unary_unary is None:
             return handler
         behavior, path = handler.unary_unary, handler_call_details.method
+        nulls = method_null_paths(path)
 
-        async def checked(request: Any, context: ServicerContext) -> Any:
+        async def served(request: Any, context: ServicerContext) -> Any:
             check_json_body(path, context.invocation_metadata())
-            return await behavior(request, context)
-
-        return grpc.unary_unary_rpc_method_handler(
-            checked,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
-
-
-class RestNullsInterceptor(grpc.aio.ServerInterceptor):
-    """REST answers print OpenMeter's required-but-nullable fields as null (server/rest.py).
-
-    Only for methods whose response can hold such a field, and only for calls through Envoy.
-    """
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Handler:
-        handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
-            return handler
-        nulls = method_null_paths(handler_call_details.method)
-        if nulls is None:
-            return handler
-        behavior = handler.unary_unary
-
-        async def hinted(request: Any, context: ServicerContext) -> Any:
-            if not is_rest(context):
+            if nulls is None or not is_rest(context):
                 return await behavior(request, context)
             return await with_null_hint(nulls, context, behavior, request)
 
         return grpc.unary_unary_rpc_method_handler(
-            hinted,
+            served,
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )

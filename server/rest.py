@@ -41,7 +41,7 @@ def header(context: ServicerContext, name: str) -> str | None:
 
 @dataclass
 class _RestCall:
-    """What the interceptor knows of the REST call being served (see `RestNullsInterceptor`)."""
+    """What the interceptor knows of the REST call being served (server/interceptors.py, `RestInterceptor`)."""
 
     nulls: str
     sent: bool = False
