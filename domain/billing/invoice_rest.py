@@ -128,6 +128,16 @@ def _discounts_rest(discounts: Sequence[LineDiscount], at: datetime, card: Disco
     return out
 
 
+def _listed_discounts(line: InvoiceLine) -> Sequence[LineDiscount]:
+    """A usage line's amount discounts are listed on its detailed lines only, where they were
+    taken; the line itself lists its usage discount (OpenMeter's mapDiscountsToAPI maps only
+    `Usage` on an InvoiceLine). Listing both made a client that adds up every listed discount count
+    them twice."""
+    if line.type is LineType.USAGE_BASED and line.parent_line_id is None:
+        return [d for d in line.discounts if d.reason is DiscountReason.RATECARD_USAGE]
+    return line.discounts
+
+
 def _reason_rest(reason: DiscountReason, percentage: Decimal | None) -> dict[str, Any]:
     if reason is DiscountReason.RATECARD_PERCENTAGE and percentage is not None:
         # A JSON number, as OpenMeter's Percentage prints (and as rate cards carry it).
@@ -154,7 +164,7 @@ def _line_common(line: InvoiceLine) -> dict[str, Any]:
         "totals": totals_rest(line.totals),
         "period": {"from": _time(line.period_start), "to": _time(line.period_end)},
         "invoiceAt": _time(line.invoice_at),
-        "discounts": _discounts_rest(line.discounts, line.updated_at, line.rate_card_discounts),
+        "discounts": _discounts_rest(_listed_discounts(line), line.updated_at, line.rate_card_discounts),
     }
     _put(out, "description", line.description)
     _put(out, "deletedAt", _time(line.deleted_at))

@@ -621,6 +621,9 @@ async def test_a_percentage_discounts_reason_says_its_percentage(env: Env) -> No
     assert [(d["reason"], d["amount"]) for d in child["discounts"]["amount"]] == [
         ({"type": "ratecard_percentage", "percentage": 10.0}, "5")
     ]
+    # Listed where it was taken, once: not again on the usage line (OpenMeter's InvoiceLine lists
+    # only usage discounts), so a client adding up listed discounts gets 5, not 10.
+    assert not shown["Calls"]["discounts"].get("amount")
 
 
 async def test_a_maximum_spend_discount_says_what_it_caps(env: Env) -> None:
