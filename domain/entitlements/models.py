@@ -263,7 +263,12 @@ class GrantInput:
         min_rollover = _decimal(self.min_rollover_amount, f"{location}minRolloverAmount", v, Decimal(0))
         recurrence = None
         if self.recurrence is not None:
-            recurrence = _recurrence(self.recurrence.interval, self.recurrence.anchor, now, f"{location}recurrence", v)
+            # Without an anchor a grant recurs from its own effectiveAt (as OpenMeter's API does), so
+            # its refills do not depend on when the request happened to be made.
+            default_anchor = self.effective_at if self.effective_at is not None else now
+            recurrence = _recurrence(
+                self.recurrence.interval, self.recurrence.anchor, default_anchor, f"{location}recurrence", v
+            )
         v.raise_if_any()
         assert amount is not None and self.effective_at is not None
         if max_rollover is None:

@@ -130,3 +130,26 @@ def test_pagination_page_beats_limit() -> None:
         Pagination(page=0).validate()
     with pytest.raises(ValidationError):
         Pagination(page_size=1001).validate()
+
+
+def test_grant_recurrence_anchor_defaults_to_effective_at() -> None:
+    # OpenMeter (entitlement/driver/metered.go, v2/mapping.go) anchors a recurrence given without an
+    # anchor at the grant's effectiveAt, not at the request time. A daily grant of 100 effective at
+    # midnight, created at 12:30, refills at the next midnight: after 100 used at 13:00 its balance
+    # on the 16th at 06:00 is 100 again (an anchor at 12:30 would leave it at 0 until 12:30).
+    midnight = datetime(2025, 3, 15, tzinfo=UTC)
+    valid = GrantInput(amount=100, effective_at=midnight, v2=True, recurrence=RecurrenceInput("DAY")).validate(NOW)
+    assert valid.recurrence is not None
+    assert valid.recurrence.anchor == midnight
+    assert valid.recurrence.next_after(NOW, inclusive=False) == datetime(2025, 3, 16, tzinfo=UTC)
+    odd = GrantInput(
+        amount=100, effective_at=datetime(2025, 3, 15, 9, 5, 30, tzinfo=UTC), v2=True, recurrence=RecurrenceInput("DAY")
+    ).validate(NOW)
+    assert odd.recurrence is not None and odd.recurrence.anchor == datetime(2025, 3, 15, 9, 5, tzinfo=UTC)
+    anchored = GrantInput(
+        amount=100,
+        effective_at=midnight,
+        v2=True,
+        recurrence=RecurrenceInput("DAY", datetime(2025, 3, 1, 6, tzinfo=UTC)),
+    ).validate(NOW)
+    assert anchored.recurrence is not None and anchored.recurrence.anchor == datetime(2025, 3, 1, 6, tzinfo=UTC)
