@@ -58,7 +58,7 @@ from domain.entitlements.models import (
     rfc3339,
 )
 from domain.entitlements.ports import EntitlementRepository, GrantRepository, SnapshotRepository
-from domain.entitlements.recurrence import MINUTE, ceil_minute, floor_minute
+from domain.entitlements.recurrence import MINUTE, add_months_no_overflow, ceil_minute, floor_minute
 from domain.errors import ConflictError, ForbiddenError, NotFoundError, PreconditionFailedError, ValidationError
 from domain.events import DomainEvents
 from domain.metering.models import Aggregation, Meter
@@ -68,7 +68,10 @@ from domain.pagination import PageMode, SortOrder
 
 Clock = Callable[[], datetime]
 DEFAULT_GRACE_PERIOD = timedelta(days=1)
+# Fixed-length window sizes; DAY and MONTH follow the calendar of the window time zone instead.
 HISTORY_WINDOWS = {"MINUTE": timedelta(minutes=1), "HOUR": timedelta(hours=1), "DAY": timedelta(days=1)}
+# OpenMeter's history takes its meter WindowSize enum, MONTH included.
+HISTORY_WINDOW_SIZES = ("MINUTE", "HOUR", "DAY", "MONTH")
 MAX_HISTORY_WINDOWS = 10_000
 
 
@@ -720,8 +723,8 @@ class EntitlementService:
             raise ValidationError.single(
                 "entitlement", "history is only available for metered entitlements", "not_metered"
             )
-        if data.window_size not in HISTORY_WINDOWS:
-            raise ValidationError.single("windowSize", "must be one of MINUTE, HOUR, DAY", "invalid_enum")
+        if data.window_size not in HISTORY_WINDOW_SIZES:
+            raise ValidationError.single("windowSize", "must be one of MINUTE, HOUR, DAY, MONTH", "invalid_enum")
         tz_name = data.window_time_zone or "UTC"
         if tz_name not in allowed_time_zones():
             raise ValidationError.single("windowTimeZone", f"unknown IANA time zone {tz_name!r}", "invalid_time_zone")
@@ -959,14 +962,19 @@ def _history_windows(start: datetime, end: datetime, size: str, tz: ZoneInfo) ->
         first = local.replace(second=0, microsecond=0)
     elif size == "HOUR":
         first = local.replace(minute=0, second=0, microsecond=0)
-    else:
+    elif size == "DAY":
         first = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    else:
+        first = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     out: list[tuple[datetime, datetime]] = []
     current = first
     while current.astimezone(UTC) < end and len(out) <= MAX_HISTORY_WINDOWS:
         if size == "DAY":
             naive = current.replace(tzinfo=None) + timedelta(days=1)
             nxt = naive.replace(tzinfo=tz)
+        elif size == "MONTH":
+            # Always from the first of a month, so adding a month never clamps the day.
+            nxt = add_months_no_overflow(current.replace(tzinfo=None), 1).replace(tzinfo=tz)
         else:
             nxt = (current.astimezone(UTC) + HISTORY_WINDOWS[size]).astimezone(tz)
         out.append((current.astimezone(UTC), nxt.astimezone(UTC)))

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import pytest_asyncio
@@ -310,6 +311,46 @@ async def test_history_counts_usage_from_its_from_to_its_to_in_whole_windows(sta
     assert [(w.start - hour, w.usage) for w in cut.windows] == [
         (timedelta(0), Decimal(8)),
         (timedelta(hours=1), Decimal(0)),
+    ]
+
+
+async def test_history_in_monthly_windows(stack: Stack) -> None:
+    # OpenMeter's history takes windowSize MONTH (its WindowSize enum, truncated to the first of the
+    # month and stepped a calendar month); it was refused with a validation error here.
+    svc, clock = stack.cached, stack.clock
+    await svc.features.create(NS, FeatureCreateInput(key="month_calls", name="Month calls", meter_slug="calls"))
+    customer = await svc.customers.create(NS, CustomerInput(name="Month", key="month", subject_keys=["month"]))
+    index = clock.now.year * 12 + clock.now.month + 1  # the first of the month after next
+    m0 = datetime(index // 12, index % 12 + 1, 1, tzinfo=UTC)
+    m1 = datetime((index + 1) // 12, (index + 1) % 12 + 1, 1, tzinfo=UTC)
+    clock.now = m0 + timedelta(hours=1)
+    data = EntitlementInput(
+        type="metered",
+        feature_key="month_calls",
+        usage_period=RecurrenceInput("YEAR", m0),
+        measure_usage_from="CURRENT_PERIOD_START",
+        issue_after_reset=1000,
+        v2=True,
+    )
+    entitlement = await svc.create(NS, customer, data)
+    clock.now = m1 + timedelta(days=2, minutes=37)
+    await flush(stack, "month", (m0 + timedelta(days=5) - clock.now, 10), (m1 + timedelta(days=1) - clock.now, 20))
+
+    history = await svc.history(NS, entitlement, HistoryInput(window_size="MONTH"))
+    assert [(w.start, w.end, w.usage, w.balance_at_start) for w in history.windows] == [
+        (m0, m1, Decimal(10), Decimal(1000)),
+        (m1, datetime((index + 2) // 12, (index + 2) % 12 + 1, 1, tzinfo=UTC), Decimal(20), Decimal(990)),
+    ]
+    # In a time zone the months are its calendar's: from New York's first of the month on.
+    ny = ZoneInfo("America/New_York")
+    local = [datetime(m.year, m.month, 1, tzinfo=ny) for m in (m0, m1)]
+    local.append(datetime((index + 2) // 12, (index + 2) % 12 + 1, 1, tzinfo=ny))
+    zoned = await svc.history(
+        NS, entitlement, HistoryInput(window_size="MONTH", from_=local[0], window_time_zone="America/New_York")
+    )
+    assert [(w.start, w.end, w.usage, w.balance_at_start) for w in zoned.windows] == [
+        (local[0], local[1], Decimal(10), Decimal(1000)),
+        (local[1], local[2], Decimal(20), Decimal(990)),
     ]
 
 
