@@ -17,7 +17,8 @@ from domain.entitlements.recurrence import Recurrence, add_date_overflowing, ens
 from domain.errors import Violations
 
 ZERO = Decimal(0)
-MIN_PRIORITY = 1
+# 0 is what OpenMeter stores for a grant created without a priority (clients may send only 1..255).
+MIN_PRIORITY = 0
 MAX_PRIORITY = 255
 MAX_EXPIRATION_COUNT = 1000
 

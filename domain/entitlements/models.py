@@ -30,7 +30,9 @@ from domain.errors import TallyError, ValidationError, Violations
 from domain.pagination import Pagination, SortOrder, parse_order, parse_order_by
 
 DEFAULT_ISSUE_PRIORITY: Final = 1
-DEFAULT_GRANT_PRIORITY: Final = 1
+# OpenMeter's grant APIs default an omitted priority to 0 (its column default), below the 1..255 a
+# client may send: such grants burn before every explicitly prioritised one.
+DEFAULT_GRANT_PRIORITY: Final = 0
 ISSUE_AFTER_RESET_ANNOTATION: Final = "issueAfterReset"
 # OpenMeter marks an entitlement a subscription created (and owns) with this annotation; the public
 # API then refuses to delete, override or grant to it (403).
@@ -247,7 +249,7 @@ class GrantInput:
         if self.effective_at is None:
             v.add(f"{location}effectiveAt", "required", "required")
         priority = DEFAULT_GRANT_PRIORITY if self.priority is None else self.priority
-        if not 1 <= priority <= 255:
+        if self.priority is not None and not 1 <= priority <= 255:
             v.add(f"{location}priority", "must be between 1 and 255", "out_of_range")
         expiration: ExpirationPeriod | None = None
         if self.expiration_duration is not None or self.expiration_count is not None:

@@ -25,6 +25,7 @@ from domain.entitlements.engine import (
     run_with,
 )
 from domain.entitlements.grants import ExpirationDuration, ExpirationPeriod, Grant
+from domain.entitlements.models import GrantInput
 from domain.entitlements.recurrence import DAY, WEEK, Recurrence, add_months_no_overflow
 from domain.errors import ValidationError
 
@@ -677,6 +678,34 @@ def test_grant_taking_effect_exactly_at_until_is_counted() -> None:
     assert res.history[-1].start == res.history[-1].end == T1 + 2 * H
 
 
+def test_a_grant_created_without_priority_burns_before_priority_one() -> None:
+    # OpenMeter's grant APIs (v1 and v2) default an omitted priority to 0, below the 1..255 a client
+    # may send, so such a grant burns before the issueAfterReset grant (priority 1). 30 used of
+    # {issue 100 (min = max rollover 100), grant 50 (v2: max rollover 50)}: the grant keeps 20, and
+    # after the reset the balance is 100 + 20 = 120, not 100 + 50 = 150.
+    issue = grant(
+        "issue", 100, expiration=None, min_rollover_amount=dec(100), max_rollover_amount=dec(100), created_at=T1
+    )
+    valid = GrantInput(amount=50, effective_at=T1, v2=True).validate(T1 + M)
+    assert valid.priority == 0
+    extra = grant(
+        "extra",
+        50,
+        priority=valid.priority,
+        expiration=valid.expiration,
+        max_rollover_amount=valid.max_rollover_amount,
+        created_at=T1 + M,
+    )
+    m = Meter()
+    m.use(30, T1 + H)
+    start = Snapshot.starting([issue, extra], T1)
+    before = go(m, [issue, extra], start, T1 + 2 * H)
+    assert before.grant_balances == {"issue": 100, "extra": 20}
+    reset = T1 + D
+    after = go(m, [issue, extra], start, reset, [reset])
+    assert (after.balance, after.grant_balances) == (120, {"issue": 100, "extra": 20})
+
+
 # --- API shape ------------------------------------------------------------------------------
 
 
@@ -713,7 +742,7 @@ def test_input_validation() -> None:
     with pytest.raises(ValidationError):
         grant("x", -1)
     with pytest.raises(ValidationError):
-        grant("x", priority=0)
+        grant("x", priority=-1)
     with pytest.raises(ValidationError):
         grant("x", priority=256)
     with pytest.raises(ValidationError):

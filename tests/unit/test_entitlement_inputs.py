@@ -111,13 +111,18 @@ def test_entitlement_input_violations(data: EntitlementInput, expected: set[str]
 def test_grant_v1_and_v2_defaults() -> None:
     v1 = GrantInput(amount=100, effective_at=NOW, expiration_duration="MONTH", expiration_count=1).validate(NOW)
     assert v1.effective_at == datetime(2025, 3, 15, 12, 30, tzinfo=UTC)
-    assert v1.max_rollover_amount == 0 and v1.priority == 1
+    assert v1.max_rollover_amount == 0
     assert v1.expires_at == datetime(2025, 4, 15, 12, 30, tzinfo=UTC)
     v2 = GrantInput(amount=100, effective_at=NOW, v2=True).validate(NOW)
     assert v2.max_rollover_amount == Decimal(100) and v2.expiration is None
     with pytest.raises(ValidationError) as exc:
         GrantInput(amount=0, effective_at=None, priority=300).validate(NOW)
     assert fields(exc) == {"amount", "effectiveAt", "priority", "expiration"}
+    # An omitted priority is OpenMeter's 0 (burns first); a client may only send 1..255.
+    assert v2.priority == 0 and v1.priority == 0
+    with pytest.raises(ValidationError) as exc:
+        GrantInput(amount=100, effective_at=NOW, v2=True, priority=0).validate(NOW)
+    assert fields(exc) == {"priority"}
 
 
 def test_pagination_page_beats_limit() -> None:
