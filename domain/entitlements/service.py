@@ -600,9 +600,16 @@ class EntitlementService:
         return result
 
     async def _run(
-        self, namespace: str, ctx: MeteredContext, until: datetime, cached: bool = True, tail: bool = False
+        self,
+        namespace: str,
+        ctx: MeteredContext,
+        until: datetime,
+        cached: bool = True,
+        tail: bool = False,
+        resume: Snapshot | None = None,
     ) -> tuple[RunResult, datetime | None]:
-        """The run until `until`; with `tail`, also the first stored event time at or after `until`."""
+        """The run until `until`; with `tail`, also the first stored event time at or after `until`.
+        `resume` (uncached runs only): start from this state, one an earlier run of `ctx` ended in."""
         entitlement = ctx.entitlement
         assert entitlement.measure_usage_from is not None
         start_at = entitlement.measure_usage_from
@@ -611,7 +618,9 @@ class EntitlementService:
         cumulative = ctx.mode is UsageMode.CUMULATIVE
         if cached and ctx.until != until:
             raise ValueError("a cached run needs the context read for its instant (context(..., until=))")
-        snapshot = ctx.snapshot if cached and cumulative else None
+        if cached and resume is not None:
+            raise ValueError("a cached run resumes from the context's snapshot")
+        snapshot = resume if resume is not None else ctx.snapshot if cached and cumulative else None
         if snapshot is not None and (snapshot.at < start_at or set(snapshot.balances) - {g.id for g in grants}):
             snapshot = None
         if snapshot is None:
@@ -751,12 +760,17 @@ class EntitlementService:
         ctx = await self.context(namespace, entitlement)
         engine_from = min([start, *[w[0] for w in windows]])
         engine_to = max([end, *[w[1] for w in windows]]) if windows else end
-        result = await self.run_until(namespace, ctx, engine_to, cached=False)
+        # The burn-down is a run from the state at its first window's start, everything due then
+        # (a reset's rollover, a grant taking effect) already applied, as OpenMeter's history runs
+        # from the balance there: its first segment starts at that instant with the balance then,
+        # and a reset at that instant is not listed again as a rollover segment.
+        head, _ = await self._run(namespace, ctx, engine_from, cached=False)
+        result, _ = await self._run(namespace, ctx, engine_to, cached=False, resume=head.snapshot)
         # Windows are whole (aligned to the window size in the time zone) but only [from, to) is
         # counted, as a meter query counts a window its bounds cut: usage before `from` (the
         # previous usage period, or before measurement began) or after `to` is not this history's.
         usage = await self._usage.windowed(ctx, start, end, data.window_size, tz_name) if windows else {}
-        segments = [s for s in result.history if s.end > engine_from or s.start >= engine_from] or list(result.history)
+        segments = list(result.history)
         marks = [(s.start, s.balance_at_start, s.overage_at_start) for s in result.history if s.end > s.start]
         out: list[HistoryWindow] = []
         used_marks: set[int] = set()

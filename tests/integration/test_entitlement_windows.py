@@ -26,7 +26,14 @@ from domain.catalog.models import FeatureCreateInput
 from domain.catalog.plans import Plan, parse_plan
 from domain.customers.models import Customer, CustomerInput
 from domain.customers.service import CustomerService
-from domain.entitlements.models import Entitlement, EntitlementInput, GrantInput, HistoryInput, RecurrenceInput
+from domain.entitlements.models import (
+    Entitlement,
+    EntitlementInput,
+    GrantInput,
+    HistoryInput,
+    RecurrenceInput,
+    ResetInput,
+)
 from domain.entitlements.recurrence import IsoDuration
 from domain.entitlements.service import EntitlementService
 from domain.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
@@ -352,6 +359,65 @@ async def test_history_in_monthly_windows(stack: Stack) -> None:
         (local[0], local[1], Decimal(10), Decimal(1000)),
         (local[1], local[2], Decimal(20), Decimal(990)),
     ]
+
+
+async def test_history_from_the_last_reset_starts_after_its_rollover(stack: Stack) -> None:
+    # OpenMeter's metered/balance_test.go "defaulting to the last reset": history from a reset
+    # starts with the state after it (the balance at `from` is computed up to and including the
+    # reset), so the burn-down has one segment and no zero-length rollover segment at `from`; it
+    # listed the rollover (balance 0) first.
+    svc, clock = stack.cached, stack.clock
+    await svc.features.create(NS, FeatureCreateInput(key="reset_calls", name="Reset calls", meter_slug="calls"))
+    customer = await svc.customers.create(NS, CustomerInput(name="Reset", key="resetter", subject_keys=["resetter"]))
+    start = clock.now.replace(minute=0) + timedelta(hours=3)
+    clock.now = start
+    data = EntitlementInput(type="metered", feature_key="reset_calls", usage_period=RecurrenceInput("YEAR", start))
+    entitlement = await svc.create(NS, customer, data)
+    await svc.create_grant(
+        NS,
+        entitlement,
+        GrantInput(amount=10000, effective_at=start, priority=1, expiration_duration="DAY", expiration_count=3),
+    )
+    reset_at = start + timedelta(hours=2)
+    clock.now = reset_at
+    await flush(stack, "resetter", (timedelta(minutes=1) - (reset_at - start), 100))
+    await svc.reset(NS, entitlement, ResetInput(effective_at=reset_at, retain_anchor=True))
+    entitlement = await svc.get(NS, entitlement.id)
+    query_at = start + timedelta(hours=12)
+    clock.now = query_at
+    minute, second = timedelta(minutes=1), timedelta(seconds=1)
+    hours = [timedelta(hours=h) + minute - (query_at - start) for h in (2, 3, 5, 8)]
+    await flush(stack, "resetter", *zip(hours, (100, 100, 100, 1100), strict=True), (-second, 100))
+    await svc.create_grant(
+        NS,
+        entitlement,
+        GrantInput(amount=10000, effective_at=reset_at, priority=1, expiration_duration="DAY", expiration_count=3),
+    )
+
+    history = await svc.history(NS, entitlement, HistoryInput(window_size="HOUR", to=query_at))
+    assert [(w.start - start, w.usage, w.balance_at_start) for w in history.windows] == [
+        (timedelta(hours=h), Decimal(u), Decimal(b))
+        for h, u, b in [
+            (2, 100, 10000),
+            (3, 100, 9900),
+            (4, 0, 9800),
+            (5, 100, 9800),
+            (6, 0, 9700),
+            (7, 0, 9700),
+            (8, 1100, 9700),
+            (9, 0, 8600),
+            (10, 0, 8600),
+            (11, 100, 8600),
+        ]
+    ]
+    assert [(s.start, s.end, s.balance_at_start) for s in history.segments] == [(reset_at, query_at, Decimal(10000))]
+    # From inside a segment ("doesn't coincide with history breakpoints"): the burn-down starts at
+    # `from` with the balance there, not at the segment's own start.
+    later = await svc.history(NS, entitlement, HistoryInput(window_size="HOUR", from_=reset_at + timedelta(hours=1)))
+    assert [(s.start, s.end, s.usage, s.balance_at_start) for s in later.segments] == [
+        (reset_at + timedelta(hours=1), query_at, Decimal(1400), Decimal(9900))
+    ]
+    assert later.windows[0].balance_at_start == Decimal(9900)
 
 
 # ---------------------------------------------------------------------------------------------
