@@ -185,9 +185,11 @@ class StoredGrant:
         )
 
     def next_recurrence(self, now: datetime) -> datetime | None:
+        """The first boundary at or after `now`, as OpenMeter reports `nextRecurrence` (even before
+        the grant takes effect)."""
         if self.recurrence is None:
             return None
-        return self.recurrence.next_after(max(now, self.effective_at), inclusive=False)
+        return self.recurrence.next_after(now, inclusive=True)
 
 
 def _decimal(value: float | Decimal | None, name: str, v: Violations, minimum: Decimal | None = None) -> Decimal | None:

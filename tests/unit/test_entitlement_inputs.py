@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 
 from domain.catalog.models import FeatureCreateInput
 from domain.customers.models import CustomerInput
-from domain.entitlements.models import EntitlementInput, EntitlementType, GrantInput, RecurrenceInput
+from domain.entitlements.models import EntitlementInput, EntitlementType, GrantInput, RecurrenceInput, StoredGrant
 from domain.errors import ValidationError
 from domain.metering.models import Aggregation, Meter
 from domain.metering.query import FilterString
@@ -158,3 +158,26 @@ def test_grant_recurrence_anchor_defaults_to_effective_at() -> None:
         recurrence=RecurrenceInput("DAY", datetime(2025, 3, 1, 6, tzinfo=UTC)),
     ).validate(NOW)
     assert anchored.recurrence is not None and anchored.recurrence.anchor == datetime(2025, 3, 1, 6, tzinfo=UTC)
+
+
+def test_grant_next_recurrence_is_the_first_boundary_from_now() -> None:
+    # OpenMeter's GrantFromCreditGrant: nextRecurrence = recurrence.NextAfter(now, Inclusive), even
+    # for a grant that takes effect later. A daily grant effective tomorrow at 09:00 (anchored
+    # there) recurs next at that 09:00 (it said the day after), and one whose boundary is exactly
+    # now recurs now.
+    tomorrow = datetime(2025, 3, 16, 9, tzinfo=UTC)
+    valid = GrantInput(amount=10, effective_at=tomorrow, v2=True, recurrence=RecurrenceInput("DAY")).validate(NOW)
+    stored = StoredGrant(
+        id="g",
+        namespace="default",
+        entitlement_id="e",
+        amount=valid.amount,
+        priority=valid.priority,
+        effective_at=valid.effective_at,
+        created_at=NOW,
+        updated_at=NOW,
+        recurrence=valid.recurrence,
+    )
+    assert stored.next_recurrence(NOW) == tomorrow
+    assert stored.next_recurrence(tomorrow) == tomorrow
+    assert stored.next_recurrence(tomorrow + timedelta(seconds=1)) == tomorrow + timedelta(days=1)
