@@ -23,6 +23,7 @@ from domain.entitlements.models import (
     StoredGrant,
     interval_name,
 )
+from domain.entitlements.recurrence import add_date_overflowing
 from domain.entitlements.service import EntitlementService, History, subject_key_for
 from domain.errors import NotFoundError
 from domain.pagination import PageMode
@@ -147,9 +148,11 @@ def grant_to_proto(g: StoredGrant, v2: bool, now: datetime) -> pb.Grant:
         message.expiration.duration = g.expiration.duration.value
         message.expiration.count = g.expiration.count
     elif not v2:
-        # v1 requires an expiration; OpenMeter shows v2 grants without one with placeholder values.
+        # v1 requires an expiration and an expiresAt; OpenMeter's MapEntitlementGrantToAPI shows a grant
+        # without one as expiring in 100 years, counted from now.
         message.expiration.duration = "YEAR"
-        message.expiration.count = 1000
+        message.expiration.count = 100
+        set_timestamp(message.expires_at, add_date_overflowing(now, years=100))
     if g.annotations:
         message.annotations.CopyFrom(struct_from(dict(g.annotations)))
     if g.recurrence is not None:

@@ -533,9 +533,16 @@ async def test_grant_pagination(http: httpx.AsyncClient) -> None:
     desc = await ok(await http.get(path, params={"orderBy": "createdAt", "order": "DESC"}))
     assert amounts(desc) == [20, 10, 30]
     assert (await http.get(path, params={"page": 0, "pageSize": 2})).status_code == 400
-    # v2 grants have no expiration; v1 shows them with placeholder values.
+    # v2 grants have no expiration; v1 shows them with OpenMeter's placeholders (MapEntitlementGrantToAPI):
+    # an expiration of 100 years and an expiresAt 100 years from now.
+    before = datetime.now(UTC)
     v1 = await ok(await http.get("/api/v1/grants", params={"feature": f["key"]}))
-    assert len(v1) == 3 and all(g["expiration"]["count"] > 0 for g in v1)
+    after = datetime.now(UTC)
+    assert len(v1) == 3 and all(g["expiration"] == {"duration": "YEAR", "count": 100} for g in v1)
+    for g in v1:
+        expires = datetime.fromisoformat(g["expiresAt"].replace("Z", "+00:00"))
+        assert before.replace(year=before.year + 100) - timedelta(seconds=1) <= expires
+        assert expires <= after.replace(year=after.year + 100) + timedelta(seconds=1)
     v2 = await ok(await http.get("/api/v2/grants", params={"customer": c["id"]}))
     assert v2["totalCount"] == 3 and all("expiration" not in g for g in v2["items"])
 
