@@ -814,10 +814,13 @@ class EntitlementService:
                 f"reset at {rfc3339(at)} is before current usage period start {rfc3339(period.start)}",
                 "before_usage_period",
             )
-        if at == floor_minute(period.start):
+        # OpenMeter's lastReset is the last reset made (or the start of measurement), not a scheduled
+        # period start: a reset exactly at the start of the current period is allowed.
+        last = max([entitlement.measure_usage_from, *(r.at for r in entitlement.resets)])
+        if at == floor_minute(last):
             raise ValidationError.single(
                 "effectiveAt",
-                f"reset at {rfc3339(at)} must be after last reset at {rfc3339(period.start)}",
+                f"reset at {rfc3339(at)} must be after last reset at {rfc3339(last)}",
                 "same_minute",
             )
         current = entitlement.current_interval_and_anchor()

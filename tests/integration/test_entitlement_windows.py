@@ -420,6 +420,28 @@ async def test_history_from_the_last_reset_starts_after_its_rollover(stack: Stac
     assert later.windows[0].balance_at_start == Decimal(9900)
 
 
+async def test_a_reset_at_a_scheduled_period_start_is_allowed(stack: Stack) -> None:
+    # OpenMeter's metered/reset_test.go "Should be able to reset at a programmatic reset time": a
+    # daily entitlement reset at 00:00 when it is 00:01 succeeds (it was refused as "the same minute
+    # as the last reset"); only the minute of the last reset made, or of the start of measurement,
+    # is refused.
+    svc, clock = stack.cached, stack.clock
+    await svc.features.create(NS, FeatureCreateInput(key="midnight_calls", name="Midnight", meter_slug="calls"))
+    customer = await svc.customers.create(NS, CustomerInput(name="Midnight", key="midnight", subject_keys=["midnight"]))
+    start = clock.now.replace(hour=0, minute=0) + timedelta(days=5)
+    clock.now = start
+    data = EntitlementInput(type="metered", feature_key="midnight_calls", usage_period=RecurrenceInput("DAY", start))
+    entitlement = await svc.create(NS, customer, data)
+    midnight = start + timedelta(days=2)
+    clock.now = midnight + timedelta(minutes=1)
+    await svc.reset(NS, entitlement, ResetInput(effective_at=midnight, retain_anchor=False))
+    entitlement = await svc.get(NS, entitlement.id)
+    assert entitlement.current_interval_and_anchor() == (IsoDuration.parse("P1D"), midnight)
+    with pytest.raises(ValidationError) as exc:
+        await svc.reset(NS, entitlement, ResetInput(effective_at=midnight + timedelta(seconds=30)))
+    assert exc.value.violations[0].code == "same_minute"
+
+
 # ---------------------------------------------------------------------------------------------
 # entitlements a subscription manages, through the subscription service as server/wiring wires it
 

@@ -194,7 +194,7 @@ async def test_cached_value_equals_full_computation_under_a_stream_of_changes(st
             with contextlib.suppress(ValidationError):
                 await svc.void_grant(NS, grants.pop(rng.randrange(len(grants))), None)
         elif action == "reset":
-            # A reset in the same minute as the period start is refused.
+            # A reset in the same minute as the last reset (or measurement start) is refused.
             with contextlib.suppress(ValidationError):
                 await svc.reset(NS, entitlement, ResetInput(retain_anchor=rng.random() < 0.5))
         elif action == "time":
