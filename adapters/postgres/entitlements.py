@@ -378,7 +378,21 @@ class PostgresEntitlementRepository:
                 .where(col(EntitlementRow.namespace) == namespace, col(EntitlementRow.id) == entitlement_id)
                 .values(deleted_at=at, updated_at=at)
             )
+            await self._delete_grants(session, namespace, entitlement_id, at)
             await session.commit()
+
+    @staticmethod
+    async def _delete_grants(session: AsyncSession, namespace: str, entitlement_id: str, at: datetime) -> None:
+        """An entitlement's grants go with it (OpenMeter's credit hook deletes the owner's grants)."""
+        await session.exec(
+            update(GrantRow)
+            .where(
+                col(GrantRow.namespace) == namespace,
+                col(GrantRow.entitlement_id) == entitlement_id,
+                col(GrantRow.deleted_at).is_(None),
+            )
+            .values(deleted_at=at, updated_at=at)
+        )
 
     async def add_reset(self, namespace: str, entitlement_id: str, reset: UsageReset) -> None:
         async with self._sessions() as session:

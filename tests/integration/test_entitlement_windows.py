@@ -31,6 +31,7 @@ from domain.entitlements.models import (
     EntitlementInput,
     GrantInput,
     HistoryInput,
+    ListGrantsInput,
     RecurrenceInput,
     ResetInput,
 )
@@ -440,6 +441,24 @@ async def test_a_reset_at_a_scheduled_period_start_is_allowed(stack: Stack) -> N
     with pytest.raises(ValidationError) as exc:
         await svc.reset(NS, entitlement, ResetInput(effective_at=midnight + timedelta(seconds=30)))
     assert exc.value.violations[0].code == "same_minute"
+
+
+async def test_deleting_an_entitlement_deletes_its_grants(stack: Stack) -> None:
+    # OpenMeter's credit entitlement hook (PreDelete: DeleteOwnerGrants): the grants of a deleted
+    # entitlement are deleted with it, so a grant listing leaves them out unless asked for deleted
+    # ones (it listed 1 live grant of a deleted entitlement).
+    svc, clock = stack.cached, stack.clock
+    await svc.features.create(NS, FeatureCreateInput(key="gone_calls", name="Gone calls", meter_slug="calls"))
+    customer = await svc.customers.create(NS, CustomerInput(name="Gone", key="gone", subject_keys=["gone"]))
+    entitlement = await svc.create(NS, customer, metered("gone_calls", 0))
+    await svc.create_grant(NS, entitlement, GrantInput(amount=10, effective_at=clock.now, v2=True))
+    clock.now += timedelta(minutes=5)
+    await svc.delete(NS, entitlement)
+    deleted = await svc.get(NS, entitlement.id)
+    live, total, *_ = await svc.grants(NS, [deleted], ListGrantsInput())
+    assert (live, total) == ([], 0)
+    every, _, *_ = await svc.grants(NS, [deleted], ListGrantsInput(include_deleted=True))
+    assert [g.deleted_at for g in every] == [deleted.deleted_at]
 
 
 # ---------------------------------------------------------------------------------------------
