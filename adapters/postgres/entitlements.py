@@ -312,11 +312,14 @@ class PostgresEntitlementRepository:
         async with self._sessions() as session:
             await self._lock_scope(session, e.namespace, e.customer_id, e.feature_key)
             if replaces is not None:
+                # OpenMeter's override (SupersedeEntitlement) ends the old entitlement where the new
+                # one starts rather than deleting it, and deletes its grants.
                 await session.exec(
                     update(EntitlementRow)
                     .where(col(EntitlementRow.namespace) == e.namespace, col(EntitlementRow.id) == replaces)
-                    .values(deleted_at=e.created_at, updated_at=e.created_at)
+                    .values(active_to=e.active_from, updated_at=e.created_at)
                 )
+                await self._delete_grants(session, e.namespace, replaces, e.created_at)
                 await session.flush()
             clash = await self._overlapping(
                 session, e.namespace, e.customer_id, e.feature_key, e.active_from, e.active_to, [e.id]

@@ -14,8 +14,8 @@ class EntitlementRepository(Protocol):
     async def create(
         self, entitlement: Entitlement, grants: Sequence[StoredGrant], replaces: str | None = None
     ) -> None:
-        """Stores the entitlement with its initial grants, soft-deleting `replaces` in the same
-        transaction; raises ConflictError (with the other's id) when another live entitlement of
+        """Stores the entitlement with its initial grants, ending `replaces` where it starts (and
+        deleting that one's grants) in the same transaction; raises ConflictError (with the other's id) when another live entitlement of
         the customer and feature key has an active window that meets the new one's."""
         ...
 

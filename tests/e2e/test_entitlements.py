@@ -604,7 +604,9 @@ async def test_override_static_boolean_and_soft_limit(http: httpx.AsyncClient) -
     second = override.json()
     assert second["id"] != first["id"] and second["isSoftLimit"] is True
     assert (await value(http, f"{base}/{metered['key']}"))["hasAccess"] is True
-    assert (await http.get(f"/api/v2/entitlements/{first['id']}")).json()["deletedAt"]
+    # OpenMeter's override ends the old entitlement where the new one starts (it is not deleted).
+    old = (await http.get(f"/api/v2/entitlements/{first['id']}")).json()
+    assert old["activeTo"] == second["activeFrom"] and "deletedAt" not in old
 
     await ok(await http.post(base, json={"type": "boolean", "featureKey": flag["key"]}), 201)
     assert await value(http, f"{base}/{flag['key']}") == {"hasAccess": True}
@@ -619,8 +621,11 @@ async def test_override_static_boolean_and_soft_limit(http: httpx.AsyncClient) -
     assert set(access["entitlements"]) == {metered["key"], flag["key"], conf["key"]}
     v1_list = await ok(await http.get("/api/v1/entitlements", params={"feature": [flag["key"], conf["key"]]}))
     assert isinstance(v1_list, list) and {e["type"] for e in v1_list} == {"boolean", "static"}
+    # The overridden (ended, not deleted) entitlement is listed too, unless inactive ones are excluded.
     v2_list = await ok(await http.get("/api/v2/entitlements", params={"customerIds": c["id"]}))
-    assert v2_list["totalCount"] == 3
+    assert v2_list["totalCount"] == 4
+    active = await ok(await http.get("/api/v2/entitlements", params={"customerIds": c["id"], "excludeInactive": True}))
+    assert active["totalCount"] == 3 and first["id"] not in {e["id"] for e in active["items"]}
 
 
 async def test_history_windows_and_burndown(http: httpx.AsyncClient) -> None:

@@ -31,6 +31,7 @@ from domain.entitlements.models import (
     EntitlementInput,
     GrantInput,
     HistoryInput,
+    ListEntitlementsInput,
     ListGrantsInput,
     RecurrenceInput,
     ResetInput,
@@ -459,6 +460,30 @@ async def test_deleting_an_entitlement_deletes_its_grants(stack: Stack) -> None:
     assert (live, total) == ([], 0)
     every, _, *_ = await svc.grants(NS, [deleted], ListGrantsInput(include_deleted=True))
     assert [g.deleted_at for g in every] == [deleted.deleted_at]
+
+
+async def test_override_ends_the_old_entitlement_and_deletes_its_grants(stack: Stack) -> None:
+    # OpenMeter's SupersedeEntitlement (scheduling_test.go "Should supersede entitlement"): the old
+    # entitlement is not deleted but ends where the new one starts (activeTo = its activeFrom), and
+    # its grants are deleted (the PreDelete hook). It was soft-deleted and kept its grants, so the
+    # customer's entitlement listing showed 1 instead of 2 and the old grant stayed live.
+    svc, clock = stack.cached, stack.clock
+    await svc.features.create(NS, FeatureCreateInput(key="over_calls", name="Over calls", meter_slug="calls"))
+    customer = await svc.customers.create(NS, CustomerInput(name="Over", key="over", subject_keys=["over"]))
+    old = await svc.create(NS, customer, metered("over_calls", 0))
+    await svc.create_grant(NS, old, GrantInput(amount=10, effective_at=clock.now, v2=True))
+    clock.now += timedelta(minutes=5)
+    new = await svc.override(NS, customer, "over_calls", metered("over_calls", 50))
+    old = await svc.get(NS, old.id)
+    assert (old.deleted_at, old.active_to, new.active_from, new.active_to) == (None, clock.now, clock.now, None)
+    assert (await svc.for_customer(NS, customer, "over_calls")).id == new.id
+    listed, total, *_ = await svc.list_entitlements(NS, ListEntitlementsInput(), [customer.id])
+    assert total == 2 and {e.id for e in listed} == {old.id, new.id}
+    live, count, *_ = await svc.grants(NS, [old], ListGrantsInput())
+    assert (live, count) == ([], 0)
+    assert (await svc.value(NS, old)).has_access is False
+    value = await svc.value(NS, new)
+    assert (value.has_access, value.balance) == (True, Decimal(50))
 
 
 # ---------------------------------------------------------------------------------------------
