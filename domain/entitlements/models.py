@@ -507,11 +507,15 @@ class ListGrantsInput:
     offset: int | None = None
     order: str | None = None
     order_by: str | None = None
+    # What an absent orderBy sorts by: an entitlement's grants by createdAt, while OpenMeter's
+    # namespace-wide grant lists (/api/v1/grants, /api/v2/grants) default to effectiveAt, a field
+    # a client cannot ask for itself.
+    default_order_by: str = "createdAt"
 
     def validate(self) -> GrantListQuery:
         pagination = Pagination(self.page, self.page_size, self.limit, self.offset).validate()
         order = parse_order(self.order)
-        order_by = parse_order_by(self.order_by, GRANT_ORDER_BY, "createdAt")
+        order_by = parse_order_by(self.order_by, GRANT_ORDER_BY, self.default_order_by)
         return GrantListQuery(pagination, order, order_by, self.include_deleted)
 
 

@@ -538,6 +538,7 @@ class EntitlementService:
         key = {
             "id": lambda g: (g.id,),
             "updatedAt": lambda g: (g.updated_at, g.id),
+            "effectiveAt": lambda g: (g.effective_at, g.id),
         }.get(query.order_by, lambda g: (g.created_at, g.id))
         items.sort(key=key, reverse=query.order is SortOrder.DESC)
         page = query.pagination

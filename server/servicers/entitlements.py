@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -459,7 +460,8 @@ class EntitlementServicer(entitlements_pb2_grpc.EntitlementServiceServicer):
         if customer_ids is None or customer_ids:
             data = ListEntitlementsInput(features=tuple(request.feature), include_deleted=True)
             entitlements, _, _, _, _ = await self._svc.list_entitlements(ns, data, customer_ids or [])
-        items, total, mode, page, size = await self._svc.grants(ns, entitlements, _grants_input(request))
+        query = dataclasses.replace(_grants_input(request), default_order_by="effectiveAt")
+        items, total, mode, page, size = await self._svc.grants(ns, entitlements, query)
         now = self._now()
         response = pb.ListGrantsResponse(items=[grant_to_proto(g, v2, now) for g in items])
         if _paged(response, mode, total, page, size, always=v2):

@@ -545,6 +545,9 @@ async def test_grant_pagination(http: httpx.AsyncClient) -> None:
         assert expires <= after.replace(year=after.year + 100) + timedelta(seconds=1)
     v2 = await ok(await http.get("/api/v2/grants", params={"customer": c["id"]}))
     assert v2["totalCount"] == 3 and all("expiration" not in g for g in v2["items"])
+    # The namespace-wide lists default to effectiveAt ascending (OpenMeter's credit grant driver),
+    # unlike an entitlement's own list (createdAt).
+    assert amounts(v2) == [20, 10, 30] and [g["amount"] for g in v1] == [20, 10, 30]
 
 
 # --- parity, multi-subject customers, override, other types -------------------------------------
