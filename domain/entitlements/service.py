@@ -965,9 +965,12 @@ def entitlement_rest(entitlement: Entitlement, customer: Customer, now: datetime
         last = entitlement.last_reset(now)
         if last is not None:
             out["lastReset"] = rfc3339(last)
-        if entitlement.issue_after_reset is not None:
-            out["issueAfterReset"] = float(entitlement.issue_after_reset)
-            out["issueAfterResetPriority"] = entitlement.issue_after_reset_priority or DEFAULT_ISSUE_PRIORITY
+        # As the API shows it: an absent issueAfterReset is OpenMeter's stored 0, and a priority only
+        # when one was given.
+        issue = entitlement.issue_after_reset
+        out["issueAfterReset"] = float(issue) if issue is not None else 0.0
+        if issue is not None and entitlement.issue_after_reset_priority is not None:
+            out["issueAfterResetPriority"] = entitlement.issue_after_reset_priority
     if entitlement.config is not None:
         out["config"] = entitlement.config
     return out

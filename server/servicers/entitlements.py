@@ -11,7 +11,6 @@ from google.protobuf import empty_pb2, json_format
 
 from domain.customers.models import Customer
 from domain.entitlements.models import (
-    DEFAULT_ISSUE_PRIORITY,
     Entitlement,
     EntitlementInput,
     EntitlementValue,
@@ -123,13 +122,16 @@ def entitlement_to_proto(
             message.is_unlimited = False
         set_timestamp(message.measure_usage_from, e.measure_usage_from)
         set_timestamp(message.last_reset, e.last_reset(now))
-        if e.issue_after_reset is not None:
-            priority = e.issue_after_reset_priority or DEFAULT_ISSUE_PRIORITY
-            message.issue_after_reset = float(e.issue_after_reset)
-            message.issue_after_reset_priority = priority
+        # OpenMeter stores an absent issueAfterReset as 0 and shows it; it shows a priority only
+        # when one was given (the issued grant burns at 1 otherwise).
+        amount = float(e.issue_after_reset) if e.issue_after_reset is not None else 0.0
+        message.issue_after_reset = amount
+        if v2:
+            message.issue.amount = amount
+        if e.issue_after_reset is not None and e.issue_after_reset_priority is not None:
+            message.issue_after_reset_priority = e.issue_after_reset_priority
             if v2:
-                message.issue.amount = float(e.issue_after_reset)
-                message.issue.priority = priority
+                message.issue.priority = e.issue_after_reset_priority
     if e.config is not None:
         message.config = e.config
     return message

@@ -207,6 +207,8 @@ async def test_credit_flow(http: httpx.AsyncClient) -> None:
     ent = await ok(await http.post(f"/api/v1/subjects/{key}/entitlements", json=body), 201)
     assert ent["subjectKey"] == key and ent["type"] == "metered"
     assert ent["usagePeriod"] == {"interval": "MONTH", "anchor": "2024-01-01T00:00:00Z", "intervalISO": "P1M"}
+    # OpenMeter stores an absent issueAfterReset as 0 (metered BeforeCreate) and shows it.
+    assert ent["issueAfterReset"] == 0 and "issueAfterResetPriority" not in ent
 
     dup = await http.post(f"/api/v1/subjects/{key}/entitlements", json=body)
     assert dup.status_code == 409
@@ -310,7 +312,8 @@ async def test_v2_crud_and_missing_customer(http: httpx.AsyncClient) -> None:
     body = {"type": "metered", "featureKey": f["key"], "usagePeriod": MONTH_2024, "issue": {"amount": 10}}
     ent = await ok(await http.post(f"/api/v2/customers/{c['id']}/entitlements", json=body), 201)
     assert ent["customerId"] == c["id"] and ent["customerKey"] == c["key"] and ent["featureId"] == f["id"]
-    assert ent["issue"] == {"amount": 10, "priority": 1}
+    # No priority was given: none is shown (the issued grant still burns at priority 1).
+    assert ent["issue"] == {"amount": 10} and ent["issueAfterReset"] == 10 and "issueAfterResetPriority" not in ent
     listed = await ok(await http.get(f"/api/v2/customers/{c['key']}/entitlements", params={"page": 1, "pageSize": 10}))
     assert listed["totalCount"] == 1 and [e["id"] for e in listed["items"]] == [ent["id"]]
     by_key = await ok(await http.get(f"/api/v2/customers/{c['key']}/entitlements/{f['key']}"))
