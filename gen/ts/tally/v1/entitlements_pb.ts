@@ -1106,7 +1106,7 @@ export type GetCustomerEntitlementHistoryRequest = Message<"tally.v1.GetCustomer
   to?: Timestamp | undefined;
 
   /**
-   * HOUR or DAY (MINUTE too, for short ranges).
+   * MINUTE, HOUR, DAY or MONTH (calendar months in window_time_zone).
    *
    * @generated from field: string window_size = 5;
    */
