@@ -13,7 +13,7 @@ later counts from the next run's cutoff on, and the invoice service bills the di
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
@@ -63,6 +63,17 @@ class ClickHouseUsageSource:
             return live
         archived = [f for f in await self._features.list_features(namespace, include_archived=True) if f.key == key]
         return max(archived, key=lambda f: f.archived_at or f.updated_at, default=None)
+
+    async def growing_features(self, namespace: str, feature_keys: Collection[str]) -> set[str]:
+        growing: set[str] = set()
+        for key in set(feature_keys):
+            feature = await self._feature(namespace, key)
+            if feature is None or feature.meter_slug is None:
+                continue
+            meter = await self._meters.get(namespace, feature.meter_slug)
+            if meter is not None and meter.aggregation.only_grows:
+                growing.add(key)
+        return growing
 
     async def quantities(
         self, namespace: str, requests: Sequence[UsageRequest], cutoff: datetime

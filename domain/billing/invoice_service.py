@@ -17,7 +17,7 @@ billed by the next invoice of the same period key the same way.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, localcontext
 from typing import Final, cast
@@ -347,6 +347,13 @@ class InvoiceService:
     ) -> str | None:
         fire(gathering.state, Action.INVOICE, self.conditions(gathering, now))
         lines = (await tx.invoices.lines(gathering.namespace, [gathering.id]))[gathering.id]
+        # Which usage lines cut at as_of could be billed in parts (their meters only grow).
+        across = {
+            x.feature_key
+            for x in lines
+            if x.type is LineType.USAGE_BASED and x.feature_key and x.period_start < as_of < x.period_end
+        }
+        growing = await self._usage.growing_features(gathering.namespace, across) if across else set()
         split = split_gathering(
             gathering,
             lines,
@@ -355,6 +362,7 @@ class InvoiceService:
             line_ids=data.line_ids,
             progressive_override=data.progressive_billing_override,
             effective=effective,
+            growing=growing,
         )
         if split is None:
             return None
@@ -1256,12 +1264,14 @@ def split_gathering(
     line_ids: Sequence[str] = (),
     progressive_override: bool | None = None,
     effective: EffectiveProfile | None = None,
+    growing: Collection[str] = (),
 ) -> GatheringSplit | None:
     """The lines of `gathering` due by `as_of` (only `line_ids`, when given) on a new standard
     invoice in draft.created (None when nothing is due); an emptied gathering invoice disappears,
     a remaining one is rescheduled. The new invoice takes the customer, profile and workflow of
     `effective` (what applies to the customer now; the gathering invoice's when None). Progressive
-    billing as that workflow says, unless overridden."""
+    billing as that workflow says, unless overridden, and only for lines of `growing` features
+    (whose meters only grow: UsageSource.growing_features)."""
     workflow = effective.workflow if effective is not None else gathering.workflow
     progressive = progressive_override if progressive_override is not None else workflow.progressive_billing
     wanted = set(line_ids)
@@ -1279,6 +1289,7 @@ def split_gathering(
             and line.period_start < as_of
             and line.price is not None
             and allows_progressive_billing(line.price)
+            and line.feature_key in growing
         ):
             # Bill the part of the period up to as_of now; the rest waits on the gathering invoice.
             moved.append(dataclasses.replace(line, invoice_id=invoice_id, period_end=as_of, invoice_at=as_of))

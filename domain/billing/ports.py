@@ -6,7 +6,7 @@ about, decides, writes and commits, or nothing is written.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from decimal import Decimal
@@ -242,6 +242,11 @@ class UsageSource(Protocol):
     async def quantities(
         self, namespace: str, requests: Sequence[UsageRequest], cutoff: datetime
     ) -> Mapping[UsageRequest, Decimal]: ...
+
+    async def growing_features(self, namespace: str, feature_keys: Collection[str]) -> set[str]:
+        """Those of the features whose usage over a period can only grow (their meter's
+        aggregation `only_grows`): only their lines may be billed in parts."""
+        ...
 
 
 class TransactionNumbers(InvoiceNumbers, Protocol):

@@ -36,6 +36,14 @@ class Aggregation(enum.StrEnum):
     LATEST = "LATEST"
 
     @property
+    def only_grows(self) -> bool:
+        """Whether a period's value can only grow as its events arrive (but for negative values),
+        so that the period may be billed in parts: OpenMeter's isDependingOnIncreaseOnlyMeters
+        (billing/rating/service/billableperiod.go). A LATEST value, an average or a minimum may
+        fall, and a part billed on it could not be taken back."""
+        return self in (Aggregation.SUM, Aggregation.COUNT, Aggregation.MAX, Aggregation.UNIQUE_COUNT)
+
+    @property
     def numeric(self) -> bool:
         """Whether the value property is read as a number (every aggregation but COUNT and UNIQUE_COUNT)."""
         return self not in (Aggregation.COUNT, Aggregation.UNIQUE_COUNT)

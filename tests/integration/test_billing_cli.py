@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -52,6 +52,9 @@ class StoreDown:
         self, namespace: str, requests: Sequence[UsageRequest], cutoff: datetime
     ) -> Mapping[UsageRequest, Decimal]:
         raise ConnectionError("usage store unavailable")
+
+    async def growing_features(self, namespace: str, feature_keys: Collection[str]) -> set[str]:
+        return set(feature_keys)  # features and meters are in Postgres, which is up
 
 
 def tally(tmp_path: Path, postgres: str, clickhouse: str, *args: str) -> subprocess.CompletedProcess[str]:

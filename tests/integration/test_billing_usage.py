@@ -240,3 +240,11 @@ async def test_every_aggregation_in_bulk_as_of_the_store_cutoff(stack: Stack) ->
         ("users", "acme"): D(3),
         ("seats", "acme"): D(12),
     }
+
+
+async def test_only_features_whose_meters_only_grow_may_be_billed_in_parts(stack: Stack) -> None:
+    # OpenMeter splits a period only for SUM, COUNT, MAX and UNIQUE_COUNT meters: a LATEST value
+    # may fall, and a part billed on it could not be taken back. A feature without a meter, or
+    # unknown, bills nothing in parts either.
+    asked = {"calls", "tokens", "gpt_tokens", "users", "seats", "manual", "nope"}
+    assert await stack.usage.growing_features(NS, asked) == {"calls", "tokens", "gpt_tokens", "users"}

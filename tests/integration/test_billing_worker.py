@@ -13,7 +13,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -231,6 +231,9 @@ class Rendezvous:
             await self.barrier.wait()
         return await self.inner.quantities(namespace, requests, cutoff)
 
+    async def growing_features(self, namespace: str, feature_keys: Collection[str]) -> set[str]:
+        return await self.inner.growing_features(namespace, feature_keys)
+
 
 async def test_two_workers_racing_advance_each_invoice_once(env: Env) -> None:
     ns = "bw_race"
@@ -428,6 +431,9 @@ class FailingStore:
             self.refused += 1
             raise ConnectionError("usage store unavailable")
         return await self.inner.quantities(namespace, requests, cutoff)
+
+    async def growing_features(self, namespace: str, feature_keys: Collection[str]) -> set[str]:
+        return await self.inner.growing_features(namespace, feature_keys)
 
 
 async def test_store_unavailable_during_collection_retries_and_loses_nothing(env: Env) -> None:

@@ -249,6 +249,27 @@ async def test_progressive_billing_adds_up_to_one_invoice(env: Env) -> None:
     assert first.invoice.totals.total + second.invoice.totals.total == whole.totals.total
 
 
+async def test_a_latest_meters_period_is_not_billed_in_parts(env: Env) -> None:
+    # Seats in use on a LATEST meter: 10 mid-month, 5 at its end. Billed in parts, the first part
+    # took 10 and the rest max(5 - 10, 0) = 0: 10 seats billed where the month ended at 5. OpenMeter
+    # bills only periods of meters that can only grow in parts (SUM, COUNT, MAX, UNIQUE_COUNT:
+    # billing/rating/service/billableperiod.go isDependingOnIncreaseOnlyMeters); a LATEST line
+    # waits for its period's end.
+    ns = "inv_latest_whole"
+    cid = await customer(env, ns)
+    env.usage.latest.add("seats")
+    env.usage.add("seats", cid, NOV + timedelta(days=2), "10")
+    env.usage.add("seats", cid, NOV + timedelta(days=20), "5")
+    unit = UnitPrice(D(1))
+    await env.invoices.create_pending_lines(ns, cid, PendingLinesInput("USD", [usage_line("Seats", "seats", unit)]))
+    with pytest.raises(ValidationError) as nothing_due:
+        await env.invoices.invoice_now(ns, InvoiceNowInput(cid, as_of=NOV + timedelta(days=15)))
+    assert nothing_due.value.violations[0].code == "no_invoicable_lines"
+    (whole,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid, as_of=DEC + timedelta(hours=2)))
+    (line,) = [x for x in whole.lines if x.parent_line_id is None]
+    assert (line.period_start, line.period_end, line.quantity, whole.invoice.totals.total) == (NOV, DEC, D(5), D(5))
+
+
 async def test_a_period_without_usage_is_billed_with_its_snapshot(env: Env) -> None:
     # The snapshot of a line whose period had no usage rates to nothing, as the line was rated
     # before its snapshot; that must not drop the snapshot itself: the issued line says it billed

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -42,6 +42,9 @@ class StuckUsage:
         self._marker.touch()
         await asyncio.Event().wait()  # until SIGKILL
         raise AssertionError("unreachable")
+
+    async def growing_features(self, namespace: str, feature_keys: Collection[str]) -> set[str]:
+        return set(feature_keys)
 
 
 async def main(url: str, now: datetime, marker: Path) -> None:

@@ -4,7 +4,7 @@ ClickHouse reader, adapters/clickhouse/billing_usage.py, has its own test on rea
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -14,9 +14,11 @@ from domain.billing.invoices import UsageRequest
 
 @dataclass
 class EventUsage:
-    """(feature, customer, time, quantity, stored_at) events; a request sums its window as of the cutoff."""
+    """(feature, customer, time, quantity, stored_at) events; a request sums its window as of the
+    cutoff, or, for a feature in `latest` (a LATEST meter's), takes its last event's value."""
 
     events: list[tuple[str, str, datetime, Decimal, datetime]] = field(default_factory=list)
+    latest: set[str] = field(default_factory=set)
 
     def add(self, feature: str, customer: str, at: datetime, qty: str, stored_at: datetime | None = None) -> None:
         self.events.append((feature, customer, at, Decimal(qty), stored_at or at))
@@ -24,14 +26,18 @@ class EventUsage:
     async def quantities(
         self, namespace: str, requests: Sequence[UsageRequest], cutoff: datetime
     ) -> Mapping[UsageRequest, Decimal]:
-        return {
-            r: sum(
-                (
-                    q
-                    for f, c, at, q, stored in self.events
-                    if f == r.feature_key and c == r.customer_id and r.start <= at < r.end and stored <= cutoff
-                ),
-                Decimal(0),
+        out: dict[UsageRequest, Decimal] = {}
+        for r in requests:
+            seen = sorted(
+                (at, q)
+                for f, c, at, q, stored in self.events
+                if f == r.feature_key and c == r.customer_id and r.start <= at < r.end and stored <= cutoff
             )
-            for r in requests
-        }
+            if r.feature_key in self.latest:
+                out[r] = seen[-1][1] if seen else Decimal(0)
+            else:
+                out[r] = sum((q for _, q in seen), Decimal(0))
+        return out
+
+    async def growing_features(self, namespace: str, feature_keys: Collection[str]) -> set[str]:
+        return {key for key in feature_keys if key not in self.latest}
