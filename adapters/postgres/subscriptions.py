@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -295,6 +296,19 @@ class PostgresSubscriptionRepository:
         )
         async with self._sessions() as session:
             return set((await session.exec(statement)).all())
+
+    async def list_in_force(self, namespace: str, customer_ids: Sequence[str], at: datetime) -> list[Subscription]:
+        if not customer_ids:
+            return []
+        statement = select(SubscriptionRow).where(
+            SubscriptionRow.namespace == namespace,
+            col(SubscriptionRow.customer_id).in_(list(customer_ids)),
+            col(SubscriptionRow.deleted_at).is_(None),
+            col(SubscriptionRow.active_from) <= at,
+            (col(SubscriptionRow.active_to).is_(None)) | (col(SubscriptionRow.active_to) > at),
+        )
+        async with self._sessions() as session:
+            return [self._to_domain(r) for r in (await session.exec(statement)).all()]
 
     async def has_live(self, namespace: str, customer_id: str, at: datetime) -> bool:
         """A subscription in force at `at` or scheduled after it."""

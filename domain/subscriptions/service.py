@@ -111,6 +111,15 @@ class SubscriptionService:
         subs = await self._repository.list_for_customer(namespace, customer.id)
         return sorted((s for s in subs if s.deleted_at is None), key=lambda s: (s.active_from, s.id))
 
+    async def in_force_by_customer(self, namespace: str, customer_ids: Sequence[str]) -> dict[str, list[Subscription]]:
+        """Each of these customers' subscriptions in force now, oldest first (customers without one
+        are left out): what OpenMeter's customer answers carry."""
+        found: dict[str, list[Subscription]] = {}
+        subs = await self._repository.list_in_force(namespace, customer_ids, self._clock())
+        for sub in sorted(subs, key=lambda s: (s.active_from, s.id)):
+            found.setdefault(sub.customer_id, []).append(sub)
+        return found
+
     async def customer_ids_with_plan(self, namespace: str, plan_key: str) -> set[str]:
         return await self._repository.customer_ids_with_plan(namespace, plan_key, self._clock())
 

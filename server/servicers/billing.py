@@ -37,7 +37,7 @@ from server.rest import ServicerContext as Ctx
 from server.rest import rest_hints
 from server.servicers.apps import app_to_proto
 from server.servicers.customers import address_from_proto, customer_to_proto
-from tally.v1 import apps_pb2, billing_pb2_grpc, customers_pb2
+from tally.v1 import apps_pb2, billing_pb2_grpc, catalog_pb2, customers_pb2
 from tally.v1 import billing_pb2 as pb
 
 E = TypeVar("E", bound=enum.Enum)
@@ -55,7 +55,7 @@ def _opt_bool(message: object, name: str) -> bool | None:
     return getattr(message, name) if message.HasField(name) else None  # type: ignore[attr-defined]
 
 
-def _tax_config_in(message: pb.TaxConfig, location: str, v: Violations) -> TaxConfig:
+def _tax_config_in(message: catalog_pb2.TaxConfig, location: str, v: Violations) -> TaxConfig:
     behavior = optional_str(message, "behavior")
     return TaxConfig(
         behavior=_enum(TaxBehavior, behavior, f"{location}.behavior", v) if behavior is not None else None,
@@ -104,8 +104,8 @@ def workflow_patch_in(message: pb.BillingWorkflow, v: Violations, location: str 
     return WorkflowPatch(**given)
 
 
-def _tax_config_out(tax: TaxConfig) -> pb.TaxConfig:
-    message = pb.TaxConfig()
+def _tax_config_out(tax: TaxConfig) -> catalog_pb2.TaxConfig:
+    message = catalog_pb2.TaxConfig()
     if tax.behavior is not None:
         message.behavior = tax.behavior.value
     if tax.stripe_code is not None:

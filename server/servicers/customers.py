@@ -6,11 +6,13 @@ from google.protobuf import empty_pb2, json_format
 
 from domain.customers.models import Address, Customer, CustomerInput, ListCustomersInput, Subject, SubjectUpsertInput
 from domain.customers.service import CustomerService, SubjectService
+from domain.subscriptions.service import SubscriptionService
+from domain.subscriptions.wire import subscription_rest
 from server.context import RequestContext
-from server.convert import optional_str, set_timestamp, struct_from, timestamp_or_none
+from server.convert import message_from_dict, optional_str, set_timestamp, struct_from, timestamp_or_none
 from server.rest import ServicerContext as Ctx
 from server.rest import rest_hints
-from tally.v1 import customers_pb2, customers_pb2_grpc
+from tally.v1 import customers_pb2, customers_pb2_grpc, subscriptions_pb2
 
 _ADDRESS_FIELDS = ("country", "postal_code", "state", "city", "line1", "line2", "phone_number")
 
@@ -72,9 +74,27 @@ def subject_to_proto(subject: Subject) -> customers_pb2.Subject:
 
 
 class CustomerServicer(customers_pb2_grpc.CustomerServiceServicer):
-    def __init__(self, customers: CustomerService, request: RequestContext) -> None:
+    def __init__(self, customers: CustomerService, subscriptions: SubscriptionService, request: RequestContext) -> None:
         self._customers = customers
+        self._subscriptions = subscriptions
         self._request = request
+
+    async def _with_subscriptions(self, namespace: str, customers: list[Customer]) -> list[customers_pb2.Customer]:
+        """Get and list answer OpenMeter's customer with its subscriptions in force now (its
+        expand=subscriptions, the default there) and the first of them as currentSubscriptionId."""
+        in_force = await self._subscriptions.in_force_by_customer(namespace, [c.id for c in customers])
+        now = self._subscriptions.now()
+        messages = []
+        for customer in customers:
+            message = customer_to_proto(customer)
+            subs = in_force.get(customer.id, [])
+            if subs:
+                message.current_subscription_id = subs[0].id
+            message.subscriptions.extend(
+                message_from_dict(subscription_rest(s, now), subscriptions_pb2.Subscription()) for s in subs
+            )
+            messages.append(message)
+        return messages
 
     async def CreateCustomer(
         self, request: customers_pb2.CreateCustomerRequest, context: Ctx
@@ -98,14 +118,17 @@ class CustomerServicer(customers_pb2_grpc.CustomerServiceServicer):
             subject=optional_str(request, "subject"),
             plan_key=optional_str(request, "plan_key"),
         )
-        items, total, page, size = await self._customers.list_customers(self._request.namespace(context), data)
+        namespace = self._request.namespace(context)
+        items, total, page, size = await self._customers.list_customers(namespace, data)
         return customers_pb2.ListCustomersResponse(
-            total_count=total, page=page, page_size=size, items=[customer_to_proto(c) for c in items]
+            total_count=total, page=page, page_size=size, items=await self._with_subscriptions(namespace, list(items))
         )
 
     async def GetCustomer(self, request: customers_pb2.GetCustomerRequest, context: Ctx) -> customers_pb2.Customer:
-        customer = await self._customers.get(self._request.namespace(context), request.customer_id_or_key)
-        return customer_to_proto(customer)
+        namespace = self._request.namespace(context)
+        customer = await self._customers.get(namespace, request.customer_id_or_key)
+        (message,) = await self._with_subscriptions(namespace, [customer])
+        return message
 
     async def UpdateCustomer(
         self, request: customers_pb2.UpdateCustomerRequest, context: Ctx

@@ -18,7 +18,7 @@ from domain.catalog.service import FeatureService
 from domain.customers.service import CustomerService, CustomerSubjectResolver, SubjectService
 from domain.entitlements.cache import ValueCache
 from domain.entitlements.service import EntitlementService
-from server.servicers.customers import CustomerServicer, SubjectServicer
+from server.servicers.customers import SubjectServicer
 from server.servicers.entitlements import EntitlementServicer
 from server.servicers.features import FeatureServicer
 from server.wiring import Deps, Servicer
@@ -150,11 +150,6 @@ async def wire(deps: Deps) -> list[Servicer]:
     if not deps.has_role("api"):
         return []
     return [
-        Servicer(
-            customers_pb2_grpc.add_CustomerServiceServicer_to_server,
-            CustomerServicer(customers, deps.request),
-            "tally.v1.CustomerService",
-        ),
         Servicer(
             customers_pb2_grpc.add_SubjectServiceServicer_to_server,
             SubjectServicer(subjects, deps.request),

@@ -2,6 +2,7 @@
 
 Wired after the catalog (plans) and entitlements (customers, the managed-entitlement API). A
 customer with a live subscription cannot be deleted (the customers service asks before deleting).
+The customer API is served from here, as its answers carry the customer's subscriptions in force.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ from domain.subscriptions.catalog import CatalogRateCards
 from domain.subscriptions.entitlements import EntitlementBridge
 from domain.subscriptions.plans import CatalogAddons, CatalogPlans
 from domain.subscriptions.service import SubscriptionService
+from server.servicers.customers import CustomerServicer
 from server.servicers.subscriptions import SubscriptionServicer
 from server.wiring import Deps, Servicer
-from tally.v1 import subscriptions_pb2_grpc
+from tally.v1 import customers_pb2_grpc, subscriptions_pb2_grpc
 
 
 async def wire(deps: Deps) -> list[Servicer]:
@@ -34,8 +36,13 @@ async def wire(deps: Deps) -> list[Servicer]:
         return []
     return [
         Servicer(
+            customers_pb2_grpc.add_CustomerServiceServicer_to_server,
+            CustomerServicer(customers, subscriptions, deps.request),
+            "tally.v1.CustomerService",
+        ),
+        Servicer(
             subscriptions_pb2_grpc.add_SubscriptionServiceServicer_to_server,
             SubscriptionServicer(subscriptions, deps.request),
             "tally.v1.SubscriptionService",
-        )
+        ),
     ]

@@ -294,3 +294,45 @@ def test_custom_plan_is_checked_like_a_published_one(tally: TallyProcess) -> Non
     assert [p["key"] for p in expanded["phases"]] == ["trial", "default"]
     migrate = http.post(f"/api/v1/subscriptions/{created.json()['id']}/migrate", json={"timing": "immediate"})
     assert migrate.status_code == 400
+
+
+def test_customer_shows_the_subscription_in_force(tally: TallyProcess) -> None:
+    """OpenMeter's Customer carries currentSubscriptionId and, with expand=subscriptions (the
+    default of GET and list), the subscriptions in force now; create and update answer neither."""
+    feature = unique("cur_tokens")
+    http = httpx.Client(base_url=tally.rest_url, timeout=30)
+    setup_catalog(http, feature)
+    key = unique("cur")
+    publish(http, plan_body(key, feature))
+    customer_key = unique("cur_customer")
+    created = http.post(
+        "/api/v1/customers",
+        json={"name": "Cur Co", "key": customer_key, "usageAttribution": {"subjectKeys": [customer_key]}},
+    )
+    assert created.status_code == 201, created.text
+    assert "currentSubscriptionId" not in created.json()
+    assert not created.json().get("subscriptions")
+    assert "currentSubscriptionId" not in http.get(f"/api/v1/customers/{customer_key}").json()
+
+    sub = http.post("/api/v1/subscriptions", json={"plan": {"key": key}, "customerKey": customer_key})
+    assert sub.status_code == 201, sub.text
+    sub_id = sub.json()["id"]
+
+    for params in ({}, {"expand": "subscriptions"}):
+        got = http.get(f"/api/v1/customers/{customer_key}", params=params)
+        assert got.status_code == 200, got.text
+        assert got.json()["currentSubscriptionId"] == sub_id
+        assert [(s["id"], s["status"], s["plan"]["key"]) for s in got.json()["subscriptions"]] == [
+            (sub_id, "active", key)
+        ]
+        listed = http.get("/api/v1/customers", params={"key": customer_key, **params})
+        assert listed.status_code == 200, listed.text
+        (item,) = listed.json()["items"]
+        assert item["currentSubscriptionId"] == sub_id
+        assert [s["id"] for s in item["subscriptions"]] == [sub_id]
+
+    # Canceled now, nothing is in force.
+    canceled = http.post(f"/api/v1/subscriptions/{sub_id}/cancel", json={"timing": "immediate"})
+    assert canceled.status_code == 200, canceled.text
+    after = http.get(f"/api/v1/customers/{customer_key}").json()
+    assert "currentSubscriptionId" not in after and not after.get("subscriptions")

@@ -5,6 +5,7 @@ from google.api import field_behavior_pb2 as _field_behavior_pb2
 from google.protobuf import empty_pb2 as _empty_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from tally.v1 import apps_pb2 as _apps_pb2
+from tally.v1 import catalog_pb2 as _catalog_pb2
 from tally.v1 import customers_pb2 as _customers_pb2
 from tally.v1 import options_pb2 as _options_pb2
 from google.protobuf.internal import containers as _containers
@@ -59,30 +60,6 @@ class BillingWorkflowCollectionSettings(_message.Message):
     interval: str
     def __init__(self, alignment: _Optional[_Union[BillingWorkflowCollectionAlignment, _Mapping]] = ..., interval: _Optional[str] = ...) -> None: ...
 
-class StripeTaxConfig(_message.Message):
-    __slots__ = ("code",)
-    CODE_FIELD_NUMBER: _ClassVar[int]
-    code: str
-    def __init__(self, code: _Optional[str] = ...) -> None: ...
-
-class CustomInvoicingTaxConfig(_message.Message):
-    __slots__ = ("code",)
-    CODE_FIELD_NUMBER: _ClassVar[int]
-    code: str
-    def __init__(self, code: _Optional[str] = ...) -> None: ...
-
-class TaxConfig(_message.Message):
-    __slots__ = ("behavior", "stripe", "custom_invoicing", "tax_code_id")
-    BEHAVIOR_FIELD_NUMBER: _ClassVar[int]
-    STRIPE_FIELD_NUMBER: _ClassVar[int]
-    CUSTOM_INVOICING_FIELD_NUMBER: _ClassVar[int]
-    TAX_CODE_ID_FIELD_NUMBER: _ClassVar[int]
-    behavior: str
-    stripe: StripeTaxConfig
-    custom_invoicing: CustomInvoicingTaxConfig
-    tax_code_id: str
-    def __init__(self, behavior: _Optional[str] = ..., stripe: _Optional[_Union[StripeTaxConfig, _Mapping]] = ..., custom_invoicing: _Optional[_Union[CustomInvoicingTaxConfig, _Mapping]] = ..., tax_code_id: _Optional[str] = ...) -> None: ...
-
 class BillingWorkflowInvoicingSettings(_message.Message):
     __slots__ = ("auto_advance", "draft_period", "due_after", "progressive_billing", "subscription_end_proration_mode", "default_tax_config")
     AUTO_ADVANCE_FIELD_NUMBER: _ClassVar[int]
@@ -96,8 +73,8 @@ class BillingWorkflowInvoicingSettings(_message.Message):
     due_after: str
     progressive_billing: bool
     subscription_end_proration_mode: str
-    default_tax_config: TaxConfig
-    def __init__(self, auto_advance: _Optional[bool] = ..., draft_period: _Optional[str] = ..., due_after: _Optional[str] = ..., progressive_billing: _Optional[bool] = ..., subscription_end_proration_mode: _Optional[str] = ..., default_tax_config: _Optional[_Union[TaxConfig, _Mapping]] = ...) -> None: ...
+    default_tax_config: _catalog_pb2.TaxConfig
+    def __init__(self, auto_advance: _Optional[bool] = ..., draft_period: _Optional[str] = ..., due_after: _Optional[str] = ..., progressive_billing: _Optional[bool] = ..., subscription_end_proration_mode: _Optional[str] = ..., default_tax_config: _Optional[_Union[_catalog_pb2.TaxConfig, _Mapping]] = ...) -> None: ...
 
 class BillingWorkflowPaymentSettings(_message.Message):
     __slots__ = ("collection_method",)

@@ -5,7 +5,6 @@ from google.api import field_behavior_pb2 as _field_behavior_pb2
 from google.protobuf import empty_pb2 as _empty_pb2
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
-from tally.v1 import billing_pb2 as _billing_pb2
 from tally.v1 import options_pb2 as _options_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
@@ -129,11 +128,11 @@ class RateCard(_message.Message):
     metadata: _containers.ScalarMap[str, str]
     feature_key: str
     entitlement_template: EntitlementTemplate
-    tax_config: _billing_pb2.TaxConfig
+    tax_config: TaxConfig
     billing_cadence: str
     price: Price
     discounts: Discounts
-    def __init__(self, type: _Optional[str] = ..., key: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., feature_key: _Optional[str] = ..., entitlement_template: _Optional[_Union[EntitlementTemplate, _Mapping]] = ..., tax_config: _Optional[_Union[_billing_pb2.TaxConfig, _Mapping]] = ..., billing_cadence: _Optional[str] = ..., price: _Optional[_Union[Price, _Mapping]] = ..., discounts: _Optional[_Union[Discounts, _Mapping]] = ...) -> None: ...
+    def __init__(self, type: _Optional[str] = ..., key: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., feature_key: _Optional[str] = ..., entitlement_template: _Optional[_Union[EntitlementTemplate, _Mapping]] = ..., tax_config: _Optional[_Union[TaxConfig, _Mapping]] = ..., billing_cadence: _Optional[str] = ..., price: _Optional[_Union[Price, _Mapping]] = ..., discounts: _Optional[_Union[Discounts, _Mapping]] = ...) -> None: ...
 
 class ValidationIssue(_message.Message):
     __slots__ = ("field", "code", "message", "severity")
@@ -146,6 +145,30 @@ class ValidationIssue(_message.Message):
     message: str
     severity: str
     def __init__(self, field: _Optional[str] = ..., code: _Optional[str] = ..., message: _Optional[str] = ..., severity: _Optional[str] = ...) -> None: ...
+
+class StripeTaxConfig(_message.Message):
+    __slots__ = ("code",)
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    def __init__(self, code: _Optional[str] = ...) -> None: ...
+
+class CustomInvoicingTaxConfig(_message.Message):
+    __slots__ = ("code",)
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    def __init__(self, code: _Optional[str] = ...) -> None: ...
+
+class TaxConfig(_message.Message):
+    __slots__ = ("behavior", "stripe", "custom_invoicing", "tax_code_id")
+    BEHAVIOR_FIELD_NUMBER: _ClassVar[int]
+    STRIPE_FIELD_NUMBER: _ClassVar[int]
+    CUSTOM_INVOICING_FIELD_NUMBER: _ClassVar[int]
+    TAX_CODE_ID_FIELD_NUMBER: _ClassVar[int]
+    behavior: str
+    stripe: StripeTaxConfig
+    custom_invoicing: CustomInvoicingTaxConfig
+    tax_code_id: str
+    def __init__(self, behavior: _Optional[str] = ..., stripe: _Optional[_Union[StripeTaxConfig, _Mapping]] = ..., custom_invoicing: _Optional[_Union[CustomInvoicingTaxConfig, _Mapping]] = ..., tax_code_id: _Optional[str] = ...) -> None: ...
 
 class ProRatingConfig(_message.Message):
     __slots__ = ("enabled", "mode")

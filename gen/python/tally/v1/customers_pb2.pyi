@@ -6,6 +6,7 @@ from google.protobuf import empty_pb2 as _empty_pb2
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from tally.v1 import options_pb2 as _options_pb2
+from tally.v1 import subscriptions_pb2 as _subscriptions_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -39,7 +40,7 @@ class CustomerUsageAttribution(_message.Message):
     def __init__(self, subject_keys: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Customer(_message.Message):
-    __slots__ = ("id", "name", "description", "metadata", "created_at", "updated_at", "deleted_at", "key", "usage_attribution", "primary_email", "currency", "billing_address", "annotations")
+    __slots__ = ("id", "name", "description", "metadata", "created_at", "updated_at", "deleted_at", "key", "usage_attribution", "primary_email", "currency", "billing_address", "annotations", "current_subscription_id", "subscriptions")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -60,6 +61,8 @@ class Customer(_message.Message):
     CURRENCY_FIELD_NUMBER: _ClassVar[int]
     BILLING_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     ANNOTATIONS_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_SUBSCRIPTION_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBSCRIPTIONS_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     description: str
@@ -73,7 +76,9 @@ class Customer(_message.Message):
     currency: str
     billing_address: Address
     annotations: _struct_pb2.Struct
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., deleted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., key: _Optional[str] = ..., usage_attribution: _Optional[_Union[CustomerUsageAttribution, _Mapping]] = ..., primary_email: _Optional[str] = ..., currency: _Optional[str] = ..., billing_address: _Optional[_Union[Address, _Mapping]] = ..., annotations: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    current_subscription_id: str
+    subscriptions: _containers.RepeatedCompositeFieldContainer[_subscriptions_pb2.Subscription]
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., deleted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., key: _Optional[str] = ..., usage_attribution: _Optional[_Union[CustomerUsageAttribution, _Mapping]] = ..., primary_email: _Optional[str] = ..., currency: _Optional[str] = ..., billing_address: _Optional[_Union[Address, _Mapping]] = ..., annotations: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., current_subscription_id: _Optional[str] = ..., subscriptions: _Optional[_Iterable[_Union[_subscriptions_pb2.Subscription, _Mapping]]] = ...) -> None: ...
 
 class CreateCustomerRequest(_message.Message):
     __slots__ = ("name", "description", "metadata", "key", "usage_attribution", "primary_email", "currency", "billing_address")

@@ -242,11 +242,11 @@ class InvoiceLineRateCard(_message.Message):
     DISCOUNTS_FIELD_NUMBER: _ClassVar[int]
     QUANTITY_FIELD_NUMBER: _ClassVar[int]
     feature_key: str
-    tax_config: _billing_pb2.TaxConfig
+    tax_config: _catalog_pb2.TaxConfig
     price: _catalog_pb2.Price
     discounts: _catalog_pb2.Discounts
     quantity: str
-    def __init__(self, feature_key: _Optional[str] = ..., tax_config: _Optional[_Union[_billing_pb2.TaxConfig, _Mapping]] = ..., price: _Optional[_Union[_catalog_pb2.Price, _Mapping]] = ..., discounts: _Optional[_Union[_catalog_pb2.Discounts, _Mapping]] = ..., quantity: _Optional[str] = ...) -> None: ...
+    def __init__(self, feature_key: _Optional[str] = ..., tax_config: _Optional[_Union[_catalog_pb2.TaxConfig, _Mapping]] = ..., price: _Optional[_Union[_catalog_pb2.Price, _Mapping]] = ..., discounts: _Optional[_Union[_catalog_pb2.Discounts, _Mapping]] = ..., quantity: _Optional[str] = ...) -> None: ...
 
 class InvoiceLine(_message.Message):
     __slots__ = ("id", "name", "description", "metadata", "created_at", "updated_at", "deleted_at", "managed_by", "status", "discounts", "invoice", "currency", "tax_config", "totals", "period", "invoice_at", "subscription", "type", "price", "feature_key", "children", "rate_card", "quantity", "metered_quantity", "pre_line_period_quantity", "metered_pre_line_period_quantity", "per_unit_amount", "payment_term", "category", "external_ids")
@@ -299,7 +299,7 @@ class InvoiceLine(_message.Message):
     discounts: InvoiceLineDiscounts
     invoice: IdReference
     currency: str
-    tax_config: _billing_pb2.TaxConfig
+    tax_config: _catalog_pb2.TaxConfig
     totals: InvoiceTotals
     period: InvoicePeriod
     invoice_at: str
@@ -317,7 +317,7 @@ class InvoiceLine(_message.Message):
     payment_term: str
     category: str
     external_ids: InvoiceAppExternalIds
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., created_at: _Optional[str] = ..., updated_at: _Optional[str] = ..., deleted_at: _Optional[str] = ..., managed_by: _Optional[str] = ..., status: _Optional[str] = ..., discounts: _Optional[_Union[InvoiceLineDiscounts, _Mapping]] = ..., invoice: _Optional[_Union[IdReference, _Mapping]] = ..., currency: _Optional[str] = ..., tax_config: _Optional[_Union[_billing_pb2.TaxConfig, _Mapping]] = ..., totals: _Optional[_Union[InvoiceTotals, _Mapping]] = ..., period: _Optional[_Union[InvoicePeriod, _Mapping]] = ..., invoice_at: _Optional[str] = ..., subscription: _Optional[_Union[InvoiceLineSubscriptionReference, _Mapping]] = ..., type: _Optional[str] = ..., price: _Optional[_Union[_catalog_pb2.Price, _Mapping]] = ..., feature_key: _Optional[str] = ..., children: _Optional[_Iterable[_Union[InvoiceLine, _Mapping]]] = ..., rate_card: _Optional[_Union[InvoiceLineRateCard, _Mapping]] = ..., quantity: _Optional[str] = ..., metered_quantity: _Optional[str] = ..., pre_line_period_quantity: _Optional[str] = ..., metered_pre_line_period_quantity: _Optional[str] = ..., per_unit_amount: _Optional[str] = ..., payment_term: _Optional[str] = ..., category: _Optional[str] = ..., external_ids: _Optional[_Union[InvoiceAppExternalIds, _Mapping]] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., created_at: _Optional[str] = ..., updated_at: _Optional[str] = ..., deleted_at: _Optional[str] = ..., managed_by: _Optional[str] = ..., status: _Optional[str] = ..., discounts: _Optional[_Union[InvoiceLineDiscounts, _Mapping]] = ..., invoice: _Optional[_Union[IdReference, _Mapping]] = ..., currency: _Optional[str] = ..., tax_config: _Optional[_Union[_catalog_pb2.TaxConfig, _Mapping]] = ..., totals: _Optional[_Union[InvoiceTotals, _Mapping]] = ..., period: _Optional[_Union[InvoicePeriod, _Mapping]] = ..., invoice_at: _Optional[str] = ..., subscription: _Optional[_Union[InvoiceLineSubscriptionReference, _Mapping]] = ..., type: _Optional[str] = ..., price: _Optional[_Union[_catalog_pb2.Price, _Mapping]] = ..., feature_key: _Optional[str] = ..., children: _Optional[_Iterable[_Union[InvoiceLine, _Mapping]]] = ..., rate_card: _Optional[_Union[InvoiceLineRateCard, _Mapping]] = ..., quantity: _Optional[str] = ..., metered_quantity: _Optional[str] = ..., pre_line_period_quantity: _Optional[str] = ..., metered_pre_line_period_quantity: _Optional[str] = ..., per_unit_amount: _Optional[str] = ..., payment_term: _Optional[str] = ..., category: _Optional[str] = ..., external_ids: _Optional[_Union[InvoiceAppExternalIds, _Mapping]] = ...) -> None: ...
 
 class Invoice(_message.Message):
     __slots__ = ("id", "description", "metadata", "created_at", "updated_at", "deleted_at", "type", "supplier", "customer", "number", "currency", "totals", "status", "status_details", "issued_at", "draft_until", "quantity_snapshoted_at", "collection_at", "due_at", "period", "voided_at", "sent_to_customer_at", "workflow", "lines", "validation_issues", "external_ids", "void_reason")
@@ -506,10 +506,10 @@ class InvoicePendingLine(_message.Message):
     rate_card: InvoiceLineRateCard
     price: _catalog_pb2.Price
     feature_key: str
-    tax_config: _billing_pb2.TaxConfig
+    tax_config: _catalog_pb2.TaxConfig
     quantity: str
     pre_line_period_quantity: str
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., period: _Optional[_Union[InvoicePeriod, _Mapping]] = ..., invoice_at: _Optional[str] = ..., rate_card: _Optional[_Union[InvoiceLineRateCard, _Mapping]] = ..., price: _Optional[_Union[_catalog_pb2.Price, _Mapping]] = ..., feature_key: _Optional[str] = ..., tax_config: _Optional[_Union[_billing_pb2.TaxConfig, _Mapping]] = ..., quantity: _Optional[str] = ..., pre_line_period_quantity: _Optional[str] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., period: _Optional[_Union[InvoicePeriod, _Mapping]] = ..., invoice_at: _Optional[str] = ..., rate_card: _Optional[_Union[InvoiceLineRateCard, _Mapping]] = ..., price: _Optional[_Union[_catalog_pb2.Price, _Mapping]] = ..., feature_key: _Optional[str] = ..., tax_config: _Optional[_Union[_catalog_pb2.TaxConfig, _Mapping]] = ..., quantity: _Optional[str] = ..., pre_line_period_quantity: _Optional[str] = ...) -> None: ...
 
 class CreatePendingInvoiceLinesRequest(_message.Message):
     __slots__ = ("customer_id", "currency", "lines")

@@ -5,7 +5,6 @@ from google.api import field_behavior_pb2 as _field_behavior_pb2
 from google.protobuf import empty_pb2 as _empty_pb2
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
-from tally.v1 import billing_pb2 as _billing_pb2
 from tally.v1 import catalog_pb2 as _catalog_pb2
 from tally.v1 import entitlements_pb2 as _entitlements_pb2
 from tally.v1 import options_pb2 as _options_pb2
@@ -135,9 +134,9 @@ class SubscriptionItem(_message.Message):
     billing_cadence: str
     price: _catalog_pb2.Price
     discounts: _catalog_pb2.Discounts
-    tax_config: _billing_pb2.TaxConfig
+    tax_config: _catalog_pb2.TaxConfig
     currency: str
-    def __init__(self, id: _Optional[str] = ..., key: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., deleted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., active_from: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., active_to: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., feature_key: _Optional[str] = ..., billing_cadence: _Optional[str] = ..., price: _Optional[_Union[_catalog_pb2.Price, _Mapping]] = ..., discounts: _Optional[_Union[_catalog_pb2.Discounts, _Mapping]] = ..., tax_config: _Optional[_Union[_billing_pb2.TaxConfig, _Mapping]] = ..., currency: _Optional[str] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., key: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., deleted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., active_from: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., active_to: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., feature_key: _Optional[str] = ..., billing_cadence: _Optional[str] = ..., price: _Optional[_Union[_catalog_pb2.Price, _Mapping]] = ..., discounts: _Optional[_Union[_catalog_pb2.Discounts, _Mapping]] = ..., tax_config: _Optional[_Union[_catalog_pb2.TaxConfig, _Mapping]] = ..., currency: _Optional[str] = ...) -> None: ...
 
 class SubscriptionPhaseExpanded(_message.Message):
     __slots__ = ("id", "key", "name", "description", "metadata", "created_at", "updated_at", "deleted_at", "active_from", "active_to", "discounts", "items", "item_timelines")

@@ -8,9 +8,9 @@ import { file_google_api_annotations } from "../../google/api/annotations_pb.js"
 import { file_google_api_field_behavior } from "../../google/api/field_behavior_pb.js";
 import type { EmptySchema } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_empty } from "@bufbuild/protobuf/wkt";
-import type { BillingProfileApps, BillingWorkflow, TaxConfig } from "./billing_pb.js";
+import type { BillingProfileApps, BillingWorkflow } from "./billing_pb.js";
 import { file_tally_v1_billing } from "./billing_pb.js";
-import type { Discounts, Price } from "./catalog_pb.js";
+import type { Discounts, Price, TaxConfig } from "./catalog_pb.js";
 import { file_tally_v1_catalog } from "./catalog_pb.js";
 import type { Address } from "./customers_pb.js";
 import { file_tally_v1_customers } from "./customers_pb.js";
