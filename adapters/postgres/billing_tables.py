@@ -41,6 +41,7 @@ class AppRow(SQLModel, table=True):
     id: str = Field(primary_key=True)
     type: str
     name: str
+    description: str | None = None
     status: str
     meta: dict[str, str] = _json("metadata")
     # Type-specific settings (custom_invoicing: enable_draft_sync_hook, enable_issuing_sync_hook).

@@ -256,6 +256,7 @@ class AppService:
             updated = dataclasses.replace(
                 app,
                 name=data.name,
+                description=data.description,
                 metadata=dict(data.metadata or {}),
                 custom_invoicing=settings,
                 updated_at=self._clock(),

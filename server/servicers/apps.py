@@ -46,6 +46,8 @@ def app_to_proto(app: App, marketplace: Marketplace) -> pb.App:
         metadata=struct_from(dict(app.metadata)),
         listing=listing_to_proto(marketplace.entry(app.type).listing),
     )
+    if app.description is not None:
+        message.description = app.description
     if app.custom_invoicing is not None:
         message.enable_draft_sync_hook = app.custom_invoicing.enable_draft_sync_hook
         message.enable_issuing_sync_hook = app.custom_invoicing.enable_issuing_sync_hook
@@ -104,6 +106,7 @@ class AppServicer(apps_pb2_grpc.AppServiceServicer):
         data = UpdateAppInput(
             type=request.type,
             name=request.name,
+            description=optional_str(request, "description"),
             metadata=dict(request.metadata),
             enable_draft_sync_hook=_optional_bool(request, "enable_draft_sync_hook"),
             enable_issuing_sync_hook=_optional_bool(request, "enable_issuing_sync_hook"),

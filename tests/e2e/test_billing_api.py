@@ -157,6 +157,32 @@ async def test_custom_invoicing_install_settings_and_uninstall(api: httpx.AsyncC
     assert app["id"] not in {a["id"] for a in (await ok(await api.get(APPS)))["items"]}
 
 
+async def test_app_description_is_replaced_and_answered(api: httpx.AsyncClient) -> None:
+    """OpenMeter's AppReplaceUpdate takes an optional description (at most 1024 characters), which
+    the app answers with until a replace leaves it out."""
+    app = (await install_custom(api, name="Described", createBillingProfile=False))["app"]
+    assert "description" not in app
+    body = {
+        "type": "custom_invoicing",
+        "name": "Described",
+        "enableDraftSyncHook": False,
+        "enableIssuingSyncHook": False,
+    }
+    updated = await ok(await api.put(f"{APPS}/{app['id']}", json={**body, "description": "Our ERP"}))
+    assert updated["description"] == "Our ERP"
+    assert (await ok(await api.get(f"{APPS}/{app['id']}")))["description"] == "Our ERP"
+    listed = (await ok(await api.get(APPS, params={"pageSize": 1000})))["items"]
+    assert next(a for a in listed if a["id"] == app["id"])["description"] == "Our ERP"
+
+    too_long = await api.put(f"{APPS}/{app['id']}", json={**body, "description": "x" * 1025})
+    assert too_long.status_code == 400, too_long.text
+    assert [e["field"] for e in too_long.json()["extensions"]["validationErrors"]] == ["description"]
+
+    cleared = await ok(await api.put(f"{APPS}/{app['id']}", json=body))
+    assert "description" not in cleared
+    assert (await api.delete(f"{APPS}/{app['id']}")).status_code == 204
+
+
 async def test_install_with_billing_profile_and_uninstall_refused_while_used(api: httpx.AsyncClient) -> None:
     installed = await install_custom(api, name="Netsuite")
     app_id = installed["app"]["id"]

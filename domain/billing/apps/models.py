@@ -11,6 +11,7 @@ from domain.customers.models import ULID_RE
 from domain.errors import ValidationError, Violations
 
 MAX_NAME_LENGTH = 256
+MAX_DESCRIPTION_LENGTH = 1024
 MAX_METADATA_ENTRIES = 100
 MAX_METADATA_TEXT = 1024
 
@@ -79,6 +80,8 @@ class App:
     created_at: datetime
     updated_at: datetime
     status: AppStatus = AppStatus.READY
+    # Set only by a replace (OpenMeter's AppReplaceUpdate); installs take none.
+    description: str | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
     deleted_at: datetime | None = None
     # Set for custom_invoicing apps only.
@@ -139,6 +142,7 @@ class UpdateAppInput:
 
     type: str
     name: str
+    description: str | None = None
     metadata: Mapping[str, str] | None = None
     enable_draft_sync_hook: bool | None = None
     enable_issuing_sync_hook: bool | None = None
@@ -150,6 +154,8 @@ class UpdateAppInput:
         if app_type is not current.type:
             v.add("type", f"the app is a {current.type.value} app; its type cannot change", "type_mismatch")
         validate_name(v, "name", self.name)
+        if self.description is not None and len(self.description) > MAX_DESCRIPTION_LENGTH:
+            v.add("description", f"must be at most {MAX_DESCRIPTION_LENGTH} characters", "invalid_length")
         validate_metadata(v, "metadata", self.metadata or {})
         if app_type is AppType.CUSTOM_INVOICING:
             if self.enable_draft_sync_hook is None:

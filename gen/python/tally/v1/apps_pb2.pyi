@@ -41,7 +41,7 @@ class MarketplaceListing(_message.Message):
     def __init__(self, type: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., capabilities: _Optional[_Iterable[_Union[AppCapability, _Mapping]]] = ..., install_methods: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class App(_message.Message):
-    __slots__ = ("id", "type", "name", "metadata", "created_at", "updated_at", "deleted_at", "listing", "status", "enable_draft_sync_hook", "enable_issuing_sync_hook", "stripe_account_id", "livemode", "masked_api_key")
+    __slots__ = ("id", "type", "name", "metadata", "created_at", "updated_at", "deleted_at", "listing", "status", "enable_draft_sync_hook", "enable_issuing_sync_hook", "stripe_account_id", "livemode", "masked_api_key", "description")
     ID_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -56,6 +56,7 @@ class App(_message.Message):
     STRIPE_ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
     LIVEMODE_FIELD_NUMBER: _ClassVar[int]
     MASKED_API_KEY_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     id: str
     type: str
     name: str
@@ -70,7 +71,8 @@ class App(_message.Message):
     stripe_account_id: str
     livemode: bool
     masked_api_key: str
-    def __init__(self, id: _Optional[str] = ..., type: _Optional[str] = ..., name: _Optional[str] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., deleted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., listing: _Optional[_Union[MarketplaceListing, _Mapping]] = ..., status: _Optional[str] = ..., enable_draft_sync_hook: _Optional[bool] = ..., enable_issuing_sync_hook: _Optional[bool] = ..., stripe_account_id: _Optional[str] = ..., livemode: _Optional[bool] = ..., masked_api_key: _Optional[str] = ...) -> None: ...
+    description: str
+    def __init__(self, id: _Optional[str] = ..., type: _Optional[str] = ..., name: _Optional[str] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., deleted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., listing: _Optional[_Union[MarketplaceListing, _Mapping]] = ..., status: _Optional[str] = ..., enable_draft_sync_hook: _Optional[bool] = ..., enable_issuing_sync_hook: _Optional[bool] = ..., stripe_account_id: _Optional[str] = ..., livemode: _Optional[bool] = ..., masked_api_key: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
 
 class ListAppsRequest(_message.Message):
     __slots__ = ("page", "page_size")
@@ -99,7 +101,7 @@ class GetAppRequest(_message.Message):
     def __init__(self, app_id: _Optional[str] = ...) -> None: ...
 
 class UpdateAppRequest(_message.Message):
-    __slots__ = ("app_id", "type", "name", "metadata", "enable_draft_sync_hook", "enable_issuing_sync_hook", "secret_api_key")
+    __slots__ = ("app_id", "type", "name", "metadata", "enable_draft_sync_hook", "enable_issuing_sync_hook", "secret_api_key", "description")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -114,6 +116,7 @@ class UpdateAppRequest(_message.Message):
     ENABLE_DRAFT_SYNC_HOOK_FIELD_NUMBER: _ClassVar[int]
     ENABLE_ISSUING_SYNC_HOOK_FIELD_NUMBER: _ClassVar[int]
     SECRET_API_KEY_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     app_id: str
     type: str
     name: str
@@ -121,7 +124,8 @@ class UpdateAppRequest(_message.Message):
     enable_draft_sync_hook: bool
     enable_issuing_sync_hook: bool
     secret_api_key: str
-    def __init__(self, app_id: _Optional[str] = ..., type: _Optional[str] = ..., name: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., enable_draft_sync_hook: _Optional[bool] = ..., enable_issuing_sync_hook: _Optional[bool] = ..., secret_api_key: _Optional[str] = ...) -> None: ...
+    description: str
+    def __init__(self, app_id: _Optional[str] = ..., type: _Optional[str] = ..., name: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., enable_draft_sync_hook: _Optional[bool] = ..., enable_issuing_sync_hook: _Optional[bool] = ..., secret_api_key: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
 
 class UninstallAppRequest(_message.Message):
     __slots__ = ("app_id",)
