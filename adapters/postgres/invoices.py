@@ -255,6 +255,8 @@ def _discounts_json(d: Discounts) -> dict[str, Any] | None:
     return {
         "percentage": str(d.percentage) if d.percentage is not None else None,
         "usage_quantity": str(d.usage_quantity) if d.usage_quantity is not None else None,
+        "percentage_correlation_id": d.percentage_correlation_id,
+        "usage_correlation_id": d.usage_correlation_id,
     }
 
 
@@ -265,6 +267,8 @@ def _discounts(value: dict[str, Any] | None) -> Discounts:
     return Discounts(
         percentage=Decimal(pct) if pct is not None else None,
         usage_quantity=Decimal(usage) if usage is not None else None,
+        percentage_correlation_id=value.get("percentage_correlation_id"),
+        usage_correlation_id=value.get("usage_correlation_id"),
     )
 
 

@@ -11,11 +11,14 @@ are `flat_fee` lines with `perUnitAmount`, `quantity` and `category`.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
+
+from ulid import ULID
 
 from domain.billing.invoice_states import (
     API_ACTIONS,
@@ -97,10 +100,20 @@ def status_details_rest(invoice: Invoice, conditions: Conditions) -> dict[str, A
     }
 
 
+def _correlated(discounts: Discounts) -> Discounts:
+    """An invoice line's discounts, each with a correlation ID: the one given, else a new one (as
+    OpenMeter's invoicing engine makes up)."""
+    if discounts.percentage is not None and discounts.percentage_correlation_id is None:
+        discounts = dataclasses.replace(discounts, percentage_correlation_id=str(ULID()))
+    if discounts.usage_quantity is not None and discounts.usage_correlation_id is None:
+        discounts = dataclasses.replace(discounts, usage_correlation_id=str(ULID()))
+    return discounts
+
+
 def _discounts_rest(discounts: Sequence[LineDiscount], at: datetime, card: Discounts) -> dict[str, Any]:
     """A line's amount discounts, and the units its usage discount made free. A rate card
     discount's reason carries the rate card's percentage or quantity, as OpenMeter's
-    DiscountReasonRatecardPercentage and DiscountReasonRatecardUsage require."""
+    DiscountReasonRatecardPercentage and DiscountReasonRatecardUsage require, and its correlation ID."""
     if not discounts:
         return {}
     out: dict[str, Any] = {}
@@ -115,12 +128,13 @@ def _discounts_rest(discounts: Sequence[LineDiscount], at: datetime, card: Disco
             reason: dict[str, Any] = {"type": d.reason.value}
             if card.usage_quantity is not None:
                 reason["quantity"] = decimal_text(card.usage_quantity)
+                _put(reason, "correlationId", card.usage_correlation_id)
             out.setdefault("usage", []).append({**usage, "reason": reason})
             continue
         out.setdefault("amount", []).append(
             {
                 **common,
-                "reason": _reason_rest(d.reason, card.percentage),
+                "reason": _reason_rest(d.reason, card),
                 "amount": decimal_text(d.amount),
                 **({"description": d.description} if d.description else {}),
             }
@@ -138,10 +152,12 @@ def _listed_discounts(line: InvoiceLine) -> Sequence[LineDiscount]:
     return line.discounts
 
 
-def _reason_rest(reason: DiscountReason, percentage: Decimal | None) -> dict[str, Any]:
-    if reason is DiscountReason.RATECARD_PERCENTAGE and percentage is not None:
+def _reason_rest(reason: DiscountReason, card: Discounts) -> dict[str, Any]:
+    if reason is DiscountReason.RATECARD_PERCENTAGE and card.percentage is not None:
         # A JSON number, as OpenMeter's Percentage prints (and as rate cards carry it).
-        return {"type": reason.value, "percentage": float(percentage)}
+        out: dict[str, Any] = {"type": reason.value, "percentage": float(card.percentage)}
+        _put(out, "correlationId", card.percentage_correlation_id)
+        return out
     return {"type": reason.value}
 
 
@@ -364,7 +380,7 @@ def _pending_line(r: Reader, raw: Any, path: str, *, with_quantity: bool) -> Pen
         r.issues.error(join(path, "rateCard"), "required: a line needs a rate card with a price", "required")
     feature_key = r.string(source, "featureKey", where)
     tax_config = parse_tax_config(r, source.get("taxConfig"), join(where, "taxConfig"))
-    discounts = parse_discounts(r, source.get("discounts"), join(where, "discounts"), price)
+    discounts = _correlated(parse_discounts(r, source.get("discounts"), join(where, "discounts"), price, True))
     quantity = r.decimal(obj, "quantity", path, required=with_quantity) if with_quantity else None
     pre_quantity = r.decimal(obj, "preLinePeriodQuantity", path) if with_quantity else None
     if name is None or start is None or end is None or invoice_at is None:

@@ -28,6 +28,7 @@ from decimal import Decimal
 from typing import Any, ClassVar, Final
 
 from domain.catalog.wire import Obj, Reader, decimal_text, join
+from domain.customers.models import ULID_RE
 
 HUNDRED: Final = Decimal(100)
 
@@ -162,6 +163,10 @@ def allows_progressive_billing(price: Price) -> bool:
 class Discounts:
     percentage: Decimal | None = None
     usage_quantity: Decimal | None = None
+    # An invoice line's discounts only (OpenMeter's BillingDiscounts): the ULIDs that link a
+    # discount across the invoices of one period (progressive billing). Rating ignores them.
+    percentage_correlation_id: str | None = None
+    usage_correlation_id: str | None = None
 
     def is_empty(self) -> bool:
         return self.percentage is None and self.usage_quantity is None
@@ -170,8 +175,12 @@ class Discounts:
         out: dict[str, Any] = {}
         if self.percentage is not None:
             out["percentage"] = {"percentage": float(self.percentage)}
+            if self.percentage_correlation_id is not None:
+                out["percentage"]["correlationId"] = self.percentage_correlation_id
         if self.usage_quantity is not None:
             out["usage"] = {"quantity": decimal_text(self.usage_quantity)}
+            if self.usage_correlation_id is not None:
+                out["usage"]["correlationId"] = self.usage_correlation_id
         return out
 
 
@@ -293,12 +302,22 @@ def parse_price(r: Reader, data: Any, path: str, allow_usage: bool) -> Price | N
     return None  # pragma: no cover - the match is exhaustive
 
 
-def parse_discounts(r: Reader, data: Any, path: str, price: Price | None) -> Discounts:
+def _correlation_id(r: Reader, data: Obj, path: str) -> str | None:
+    value = r.string(data, "correlationId", path)
+    if value is not None and not ULID_RE.match(value):
+        r.issues.error(join(path, "correlationId"), "must be a ULID", "invalid_id")
+        return None
+    return value
+
+
+def parse_discounts(r: Reader, data: Any, path: str, price: Price | None, correlated: bool = False) -> Discounts:
+    """A rate card's discounts; `correlated` (an invoice line's) reads each one's correlationId too."""
     obj = r.obj(data, path, required=False)
     if obj is None:
         return NO_DISCOUNTS
     percentage: Decimal | None = None
     usage: Decimal | None = None
+    pct_correlation = usage_correlation = None
     raw_pct = r.obj(obj.get("percentage"), join(path, "percentage"), required=False)
     if raw_pct is not None:
         where = join(path, "percentage")
@@ -306,15 +325,24 @@ def parse_discounts(r: Reader, data: Any, path: str, price: Price | None) -> Dis
         if percentage is not None and percentage > HUNDRED:
             r.issues.error(join(where, "percentage"), "must be between 0 and 100", "percentage_discount_invalid_value")
             percentage = None
+        pct_correlation = _correlation_id(r, raw_pct, where) if correlated else None
     raw_usage = r.obj(obj.get("usage"), join(path, "usage"), required=False)
     if raw_usage is not None:
         where = join(path, "usage")
         usage = r.decimal(raw_usage, "quantity", where, required=True, positive=True)
         if price is None or isinstance(price, FlatPrice):
             r.issues.error(where, "a usage discount needs a usage-based price", "usage_discount_with_flat_price")
+        usage_correlation = _correlation_id(r, raw_usage, where) if correlated else None
     if (percentage is not None or usage is not None) and price is None:
         r.issues.error(path, "discounts need a price", "discount_without_price")
-    return Discounts(percentage, usage) if percentage is not None or usage is not None else NO_DISCOUNTS
+    if percentage is None and usage is None:
+        return NO_DISCOUNTS
+    return Discounts(
+        percentage,
+        usage,
+        pct_correlation if percentage is not None else None,
+        usage_correlation if usage is not None else None,
+    )
 
 
 __all__ = [

@@ -182,6 +182,40 @@ async def test_every_price_type_totals_by_hand_through_the_sandbox_to_paid(http:
     assert voided.status_code == 400, voided.text
 
 
+async def test_a_rate_card_discount_keeps_its_correlation_id(http: httpx.AsyncClient) -> None:
+    """OpenMeter's BillingDiscountPercentage and BillingDiscountUsage take a correlationId, which the
+    line's rate card and its discounts' reason keep; without one, one is made up."""
+    customer, feature = await metered_customer(http, 1000)
+    given = "01JB8Z2V4M5X6Y7Z8A9B0C1D2E"
+    created = await add_lines(
+        http,
+        customer,
+        line(
+            "Kept",
+            {"type": "unit", "amount": "0.01"},
+            feature,
+            discounts={
+                "percentage": {"percentage": 10, "correlationId": given},
+                "usage": {"quantity": "100", "correlationId": given},
+            },
+        ),
+        line("Made up", {"type": "flat", "amount": "20"}, discounts={"percentage": {"percentage": 5}}),
+    )
+    made = by_name(created)["Made up"]["rateCard"]["discounts"]["percentage"]
+    assert made["percentage"] == 5 and len(made["correlationId"]) == 26
+    (invoice,) = await invoice_now(http, customer)
+    kept = by_name(invoice)["Kept"]
+    assert kept["rateCard"]["discounts"] == {
+        "percentage": {"percentage": 10, "correlationId": given},
+        "usage": {"quantity": "100", "correlationId": given},
+    }
+    reasons = [d["reason"] for c in kept["children"] for d in c["discounts"].get("amount", [])]
+    assert reasons == [{"type": "ratecard_percentage", "percentage": 10, "correlationId": given}]
+    usage = [d["reason"] for d in kept["discounts"]["usage"]]
+    assert usage == [{"type": "ratecard_usage", "quantity": "100", "correlationId": given}]
+    assert by_name(invoice)["Made up"]["rateCard"]["discounts"]["percentage"] == made
+
+
 async def test_request_errors_name_the_field(http: httpx.AsyncClient) -> None:
     customer, _ = await metered_customer(http)
     bad = await http.post(

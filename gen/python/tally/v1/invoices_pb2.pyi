@@ -167,14 +167,16 @@ class IdReference(_message.Message):
     def __init__(self, id: _Optional[str] = ...) -> None: ...
 
 class BillingDiscountReason(_message.Message):
-    __slots__ = ("type", "percentage", "quantity")
+    __slots__ = ("type", "percentage", "quantity", "correlation_id")
     TYPE_FIELD_NUMBER: _ClassVar[int]
     PERCENTAGE_FIELD_NUMBER: _ClassVar[int]
     QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    CORRELATION_ID_FIELD_NUMBER: _ClassVar[int]
     type: str
     percentage: float
     quantity: str
-    def __init__(self, type: _Optional[str] = ..., percentage: _Optional[float] = ..., quantity: _Optional[str] = ...) -> None: ...
+    correlation_id: str
+    def __init__(self, type: _Optional[str] = ..., percentage: _Optional[float] = ..., quantity: _Optional[str] = ..., correlation_id: _Optional[str] = ...) -> None: ...
 
 class InvoiceLineAmountDiscount(_message.Message):
     __slots__ = ("id", "created_at", "updated_at", "reason", "description", "amount", "external_ids")
@@ -234,6 +236,30 @@ class InvoiceLineSubscriptionReference(_message.Message):
     billing_period: InvoicePeriod
     def __init__(self, subscription: _Optional[_Union[IdReference, _Mapping]] = ..., phase: _Optional[_Union[IdReference, _Mapping]] = ..., item: _Optional[_Union[IdReference, _Mapping]] = ..., billing_period: _Optional[_Union[InvoicePeriod, _Mapping]] = ...) -> None: ...
 
+class BillingDiscounts(_message.Message):
+    __slots__ = ("percentage", "usage")
+    PERCENTAGE_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    percentage: BillingDiscountPercentage
+    usage: BillingDiscountUsage
+    def __init__(self, percentage: _Optional[_Union[BillingDiscountPercentage, _Mapping]] = ..., usage: _Optional[_Union[BillingDiscountUsage, _Mapping]] = ...) -> None: ...
+
+class BillingDiscountPercentage(_message.Message):
+    __slots__ = ("percentage", "correlation_id")
+    PERCENTAGE_FIELD_NUMBER: _ClassVar[int]
+    CORRELATION_ID_FIELD_NUMBER: _ClassVar[int]
+    percentage: float
+    correlation_id: str
+    def __init__(self, percentage: _Optional[float] = ..., correlation_id: _Optional[str] = ...) -> None: ...
+
+class BillingDiscountUsage(_message.Message):
+    __slots__ = ("quantity", "correlation_id")
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    CORRELATION_ID_FIELD_NUMBER: _ClassVar[int]
+    quantity: str
+    correlation_id: str
+    def __init__(self, quantity: _Optional[str] = ..., correlation_id: _Optional[str] = ...) -> None: ...
+
 class InvoiceLineRateCard(_message.Message):
     __slots__ = ("feature_key", "tax_config", "price", "discounts", "quantity")
     FEATURE_KEY_FIELD_NUMBER: _ClassVar[int]
@@ -244,9 +270,9 @@ class InvoiceLineRateCard(_message.Message):
     feature_key: str
     tax_config: _catalog_pb2.TaxConfig
     price: _catalog_pb2.Price
-    discounts: _catalog_pb2.Discounts
+    discounts: BillingDiscounts
     quantity: str
-    def __init__(self, feature_key: _Optional[str] = ..., tax_config: _Optional[_Union[_catalog_pb2.TaxConfig, _Mapping]] = ..., price: _Optional[_Union[_catalog_pb2.Price, _Mapping]] = ..., discounts: _Optional[_Union[_catalog_pb2.Discounts, _Mapping]] = ..., quantity: _Optional[str] = ...) -> None: ...
+    def __init__(self, feature_key: _Optional[str] = ..., tax_config: _Optional[_Union[_catalog_pb2.TaxConfig, _Mapping]] = ..., price: _Optional[_Union[_catalog_pb2.Price, _Mapping]] = ..., discounts: _Optional[_Union[BillingDiscounts, _Mapping]] = ..., quantity: _Optional[str] = ...) -> None: ...
 
 class InvoiceLine(_message.Message):
     __slots__ = ("id", "name", "description", "metadata", "created_at", "updated_at", "deleted_at", "managed_by", "status", "discounts", "invoice", "currency", "tax_config", "totals", "period", "invoice_at", "subscription", "type", "price", "feature_key", "children", "rate_card", "quantity", "metered_quantity", "pre_line_period_quantity", "metered_pre_line_period_quantity", "per_unit_amount", "payment_term", "category", "external_ids")
