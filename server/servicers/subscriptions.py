@@ -8,13 +8,18 @@ catalog servicers do.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from google.protobuf import empty_pb2
+from google.protobuf import empty_pb2, json_format
 from ulid import ULID
 
+from domain.catalog.service import FeatureService
+from domain.customers.service import CustomerService
+from domain.entitlements.models import Entitlement
 from domain.entitlements.recurrence import IsoDuration
-from domain.errors import ValidationError, Violations
+from domain.entitlements.service import EntitlementService, entitlement_rest
+from domain.errors import NotFoundError, ValidationError, Violations
 from domain.pagination import Pagination, SortOrder, parse_order, parse_order_by
 from domain.subscriptions import edits
 from domain.subscriptions.catalog import CatalogRateCards
@@ -33,9 +38,18 @@ from server.context import RequestContext
 from server.convert import message_from_dict, optional_str, request_dict, timestamp_or_none
 from server.rest import ServicerContext as Ctx
 from server.rest import rest_hints
+from server.servicers.features import feature_to_proto
 from tally.v1 import subscriptions_pb2, subscriptions_pb2_grpc
 
 STATUSES = ("active", "inactive", "canceled", "scheduled")
+
+
+def _holds(entitlement: Entitlement, feature_key: str, at: datetime) -> bool:
+    return (
+        entitlement.feature_key == feature_key
+        and entitlement.active_from <= at
+        and (entitlement.active_to is None or at < entitlement.active_to)
+    )
 
 
 def _duration(text: str | None, field: str, required: bool) -> IsoDuration | None:
@@ -53,17 +67,61 @@ def _selector(request: Any) -> PlanSelector | None:
 
 
 class SubscriptionServicer(subscriptions_pb2_grpc.SubscriptionServiceServicer):
-    def __init__(self, subscriptions: SubscriptionService, request: RequestContext) -> None:
+    def __init__(
+        self,
+        subscriptions: SubscriptionService,
+        request: RequestContext,
+        features: FeatureService,
+        entitlements: EntitlementService,
+        customers: CustomerService,
+    ) -> None:
         self._subscriptions = subscriptions
         self._request = request
+        self._features = features
+        self._entitlements = entitlements
+        self._customers = customers
         self._rate_cards = CatalogRateCards()
 
     def _sub(self, sub: Subscription) -> subscriptions_pb2.Subscription:
         return message_from_dict(subscription_rest(sub, self._subscriptions.now()), subscriptions_pb2.Subscription())
 
-    def _expanded(self, sub: Subscription) -> subscriptions_pb2.SubscriptionExpanded:
-        data = expanded_rest(sub, self._subscriptions.now(), self._rate_cards)
+    async def _expanded(self, sub: Subscription) -> subscriptions_pb2.SubscriptionExpanded:
+        now = self._subscriptions.now()
+        data = expanded_rest(sub, now, self._rate_cards)
+        await self._add_included(sub, data, now)
         return message_from_dict(data, subscriptions_pb2.SubscriptionExpanded())
+
+    async def _add_included(self, sub: Subscription, data: dict[str, Any], now: datetime) -> None:
+        """OpenMeter's SubscriptionItem.included on every item with a feature (in `items` and in
+        `itemTimelines`): the feature, and the managed entitlement for the feature whose active
+        time holds the item's start."""
+        items = [i for phase in data["phases"] for i in phase["items"]]
+        items += [i for phase in data["phases"] for versions in phase["itemTimelines"].values() for i in versions]
+        items = [i for i in items if i.get("featureKey")]
+        if not items:
+            return
+        features: dict[str, dict[str, Any]] = {}
+        for key in {i["featureKey"] for i in items}:
+            try:
+                feature = await self._features.get(sub.namespace, key)
+            except NotFoundError:
+                continue
+            features[key] = json_format.MessageToDict(feature_to_proto(feature))
+        managed = await self._entitlements.managed_for(sub.namespace, sub.customer_id, sub.id)
+        customer = await self._customers.get(sub.namespace, sub.customer_id) if managed else None
+        for item in items:
+            feature_json = features.get(item["featureKey"])
+            if feature_json is None:
+                continue
+            included: dict[str, Any] = {"feature": feature_json}
+            start = datetime.fromisoformat(item["activeFrom"])
+            entitlement = next((e for e in managed if _holds(e, item["featureKey"], start)), None)
+            if entitlement is not None and customer is not None:
+                included["entitlement"] = entitlement_rest(entitlement, customer, now)
+            # Read through the message, so that a timeline's item (a Struct) shows exactly what the
+            # typed item does, defaults included.
+            typed = message_from_dict(included, subscriptions_pb2.SubscriptionItemIncluded())
+            item["included"] = json_format.MessageToDict(typed, always_print_fields_with_no_presence=True)
 
     async def CreateSubscription(
         self, request: subscriptions_pb2.CreateSubscriptionRequest, context: Ctx
@@ -90,7 +148,7 @@ class SubscriptionServicer(subscriptions_pb2_grpc.SubscriptionServiceServicer):
         self, request: subscriptions_pb2.GetSubscriptionRequest, context: Ctx
     ) -> subscriptions_pb2.SubscriptionExpanded:
         sub = await self._subscriptions.get(self._request.namespace(context), request.subscription_id)
-        return self._expanded(sub)
+        return await self._expanded(sub)
 
     def _operation(self, index: int, op: subscriptions_pb2.SubscriptionEditOperation) -> edits.EditOperation:
         path = f"customizations[{index}]"
@@ -179,7 +237,9 @@ class SubscriptionServicer(subscriptions_pb2_grpc.SubscriptionServiceServicer):
         self, result: tuple[Subscription, Subscription]
     ) -> subscriptions_pb2.SubscriptionChangeResponse:
         current, following = result
-        return subscriptions_pb2.SubscriptionChangeResponse(current=self._sub(current), next=self._expanded(following))
+        return subscriptions_pb2.SubscriptionChangeResponse(
+            current=self._sub(current), next=await self._expanded(following)
+        )
 
     async def ChangeSubscription(
         self, request: subscriptions_pb2.ChangeSubscriptionRequest, context: Ctx

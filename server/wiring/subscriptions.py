@@ -42,7 +42,9 @@ async def wire(deps: Deps) -> list[Servicer]:
         ),
         Servicer(
             subscriptions_pb2_grpc.add_SubscriptionServiceServicer_to_server,
-            SubscriptionServicer(subscriptions, deps.request),
+            SubscriptionServicer(
+                subscriptions, deps.request, deps.services["features"], deps.services["entitlements"], customers
+            ),
             "tally.v1.SubscriptionService",
         ),
     ]

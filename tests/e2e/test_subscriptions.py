@@ -336,3 +336,37 @@ def test_customer_shows_the_subscription_in_force(tally: TallyProcess) -> None:
     assert canceled.status_code == 200, canceled.text
     after = http.get(f"/api/v1/customers/{customer_key}").json()
     assert "currentSubscriptionId" not in after and not after.get("subscriptions")
+
+
+def test_an_item_with_a_feature_includes_it_and_its_entitlement(tally: TallyProcess) -> None:
+    """OpenMeter's SubscriptionItem.included: the item's feature and the entitlement it manages;
+    an item without a feature includes nothing."""
+    feature = unique("inc_tokens")
+    http = httpx.Client(base_url=tally.rest_url, timeout=30)
+    setup_catalog(http, feature)
+    key = unique("inc")
+    publish(http, plan_body(key, feature))
+    customer_key = unique("inc_customer")
+    created = http.post(
+        "/api/v1/customers",
+        json={"name": "Inc Co", "key": customer_key, "usageAttribution": {"subjectKeys": [customer_key]}},
+    )
+    assert created.status_code == 201, created.text
+    sub = http.post(
+        "/api/v1/subscriptions",
+        json={"plan": {"key": key}, "customerKey": customer_key, "startingPhase": "default"},
+    )
+    assert sub.status_code == 201, sub.text
+    entitlement = http.get(f"/api/v2/customers/{customer_key}/entitlements/{feature}")
+    assert entitlement.status_code == 200, entitlement.text
+
+    expanded = http.get(f"/api/v1/subscriptions/{sub.json()['id']}")
+    assert expanded.status_code == 200, expanded.text
+    (phase,) = expanded.json()["phases"]
+    items = {i["key"]: i for i in phase["items"]}
+    assert "included" not in items["base"]
+    included = items[feature]["included"]
+    assert included["feature"]["key"] == feature and included["feature"]["meterSlug"] == feature
+    assert included["entitlement"]["id"] == entitlement.json()["id"]
+    assert included["entitlement"]["type"] == "metered" and included["entitlement"]["subjectKey"] == customer_key
+    assert phase["itemTimelines"][feature][0]["included"] == included

@@ -7,6 +7,7 @@ from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from tally.v1 import catalog_pb2 as _catalog_pb2
 from tally.v1 import entitlements_pb2 as _entitlements_pb2
+from tally.v1 import features_pb2 as _features_pb2
 from tally.v1 import options_pb2 as _options_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
@@ -96,7 +97,7 @@ class Subscription(_message.Message):
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., deleted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., active_from: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., active_to: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., annotations: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., alignment: _Optional[_Union[SubscriptionAlignment, _Mapping]] = ..., status: _Optional[str] = ..., customer_id: _Optional[str] = ..., plan: _Optional[_Union[PlanReference, _Mapping]] = ..., currency: _Optional[str] = ..., cost_basis_mode: _Optional[str] = ..., cost_basis_pins: _Optional[_Iterable[_Union[_struct_pb2.Struct, _Mapping]]] = ..., billing_cadence: _Optional[str] = ..., pro_rating_config: _Optional[_Union[_catalog_pb2.ProRatingConfig, _Mapping]] = ..., billing_anchor: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., settlement_mode: _Optional[str] = ...) -> None: ...
 
 class SubscriptionItem(_message.Message):
-    __slots__ = ("id", "key", "name", "description", "metadata", "created_at", "updated_at", "deleted_at", "active_from", "active_to", "feature_key", "billing_cadence", "price", "discounts", "tax_config", "currency")
+    __slots__ = ("id", "key", "name", "description", "metadata", "created_at", "updated_at", "deleted_at", "active_from", "active_to", "feature_key", "billing_cadence", "price", "discounts", "tax_config", "currency", "included")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -120,6 +121,7 @@ class SubscriptionItem(_message.Message):
     DISCOUNTS_FIELD_NUMBER: _ClassVar[int]
     TAX_CONFIG_FIELD_NUMBER: _ClassVar[int]
     CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    INCLUDED_FIELD_NUMBER: _ClassVar[int]
     id: str
     key: str
     name: str
@@ -136,7 +138,16 @@ class SubscriptionItem(_message.Message):
     discounts: _catalog_pb2.Discounts
     tax_config: _catalog_pb2.TaxConfig
     currency: str
-    def __init__(self, id: _Optional[str] = ..., key: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., deleted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., active_from: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., active_to: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., feature_key: _Optional[str] = ..., billing_cadence: _Optional[str] = ..., price: _Optional[_Union[_catalog_pb2.Price, _Mapping]] = ..., discounts: _Optional[_Union[_catalog_pb2.Discounts, _Mapping]] = ..., tax_config: _Optional[_Union[_catalog_pb2.TaxConfig, _Mapping]] = ..., currency: _Optional[str] = ...) -> None: ...
+    included: SubscriptionItemIncluded
+    def __init__(self, id: _Optional[str] = ..., key: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., deleted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., active_from: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., active_to: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., feature_key: _Optional[str] = ..., billing_cadence: _Optional[str] = ..., price: _Optional[_Union[_catalog_pb2.Price, _Mapping]] = ..., discounts: _Optional[_Union[_catalog_pb2.Discounts, _Mapping]] = ..., tax_config: _Optional[_Union[_catalog_pb2.TaxConfig, _Mapping]] = ..., currency: _Optional[str] = ..., included: _Optional[_Union[SubscriptionItemIncluded, _Mapping]] = ...) -> None: ...
+
+class SubscriptionItemIncluded(_message.Message):
+    __slots__ = ("feature", "entitlement")
+    FEATURE_FIELD_NUMBER: _ClassVar[int]
+    ENTITLEMENT_FIELD_NUMBER: _ClassVar[int]
+    feature: _features_pb2.Feature
+    entitlement: _entitlements_pb2.Entitlement
+    def __init__(self, feature: _Optional[_Union[_features_pb2.Feature, _Mapping]] = ..., entitlement: _Optional[_Union[_entitlements_pb2.Entitlement, _Mapping]] = ...) -> None: ...
 
 class SubscriptionPhaseExpanded(_message.Message):
     __slots__ = ("id", "key", "name", "description", "metadata", "created_at", "updated_at", "deleted_at", "active_from", "active_to", "discounts", "items", "item_timelines")
