@@ -508,6 +508,27 @@ async def test_update_draft_lines_and_retry_refused_when_nothing_failed(http: ht
     assert late.status_code == 400
 
 
+async def test_update_takes_the_customer_tax_id_openmeter_allows(http: httpx.AsyncClient) -> None:
+    """InvoiceReplaceUpdate.customer is OpenMeter's BillingPartyReplaceUpdate, with an optional
+    taxId; OpenMeter keeps none for an invoice's customer, and the request is not refused for it."""
+    customer, _ = await metered_customer(http)
+    await ok(
+        await http.put(
+            f"/api/v1/billing/customers/{customer}", json={"workflow": {"invoicing": {"autoAdvance": False}}}
+        )
+    )
+    await add_lines(http, customer, line("Fee", {"type": "flat", "amount": "5"}))
+    (draft,) = await invoice_now(http, customer)
+    body = {
+        "supplier": draft["supplier"],
+        "customer": {**draft["customer"], "taxId": {"code": "NL123456789B01"}},
+        "workflow": draft["workflow"],
+        "lines": [{**line("Fee", {"type": "flat", "amount": "5"}), "id": by_name(draft)["Fee"]["id"]}],
+    }
+    updated = await ok(await http.put(f"{INVOICES}/{draft['id']}", json=body))
+    assert updated["totals"]["total"] == "5" and "taxId" not in updated["customer"]
+
+
 async def test_include_deleted_lines_shows_what_an_update_removed(http: httpx.AsyncClient) -> None:
     customer, _ = await metered_customer(http)
     await ok(

@@ -93,18 +93,20 @@ class InvoiceTaxIdentity(_message.Message):
     def __init__(self, code: _Optional[str] = ...) -> None: ...
 
 class InvoiceCustomer(_message.Message):
-    __slots__ = ("id", "key", "name", "usage_attribution", "addresses")
+    __slots__ = ("id", "key", "name", "usage_attribution", "addresses", "tax_id")
     ID_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     USAGE_ATTRIBUTION_FIELD_NUMBER: _ClassVar[int]
     ADDRESSES_FIELD_NUMBER: _ClassVar[int]
+    TAX_ID_FIELD_NUMBER: _ClassVar[int]
     id: str
     key: str
     name: str
     usage_attribution: InvoiceUsageAttribution
     addresses: _containers.RepeatedCompositeFieldContainer[_customers_pb2.Address]
-    def __init__(self, id: _Optional[str] = ..., key: _Optional[str] = ..., name: _Optional[str] = ..., usage_attribution: _Optional[_Union[InvoiceUsageAttribution, _Mapping]] = ..., addresses: _Optional[_Iterable[_Union[_customers_pb2.Address, _Mapping]]] = ...) -> None: ...
+    tax_id: InvoiceTaxIdentity
+    def __init__(self, id: _Optional[str] = ..., key: _Optional[str] = ..., name: _Optional[str] = ..., usage_attribution: _Optional[_Union[InvoiceUsageAttribution, _Mapping]] = ..., addresses: _Optional[_Iterable[_Union[_customers_pb2.Address, _Mapping]]] = ..., tax_id: _Optional[_Union[InvoiceTaxIdentity, _Mapping]] = ...) -> None: ...
 
 class InvoiceSupplier(_message.Message):
     __slots__ = ("id", "key", "name", "tax_id", "addresses")
