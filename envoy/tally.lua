@@ -2,7 +2,9 @@
 --
 -- Requests (this filter runs before the transcoder):
 --   * marks the request as REST (x-tally-rest), so servicers add the REST-only hints below;
---   * routes `Accept: text/csv` meter queries to the CSV method, keeping OpenMeter's single path.
+--   * routes `Accept: text/csv` meter queries to the CSV method, keeping OpenMeter's single path;
+--   * rewrites OpenMeter's deepObject `keyVersion[<key>]=<version>` to `keyVersion=<key>:<version>`,
+--     a repeated string the transcoder can bind (it drops parameters it cannot map).
 -- Responses (this filter runs after the transcoder):
 --   * x-http-code: a servicer's non-200 success status (201, 202, 204; 204 bodies are emptied);
 --   * x-tally-problem / x-tally-status: a servicer's RFC 7807 body and HTTP status for an error;
@@ -40,6 +42,27 @@ local TITLES = {
   ["503"] = "Service Unavailable", ["504"] = "Gateway Timeout",
 }
 
+-- keyVersion[plan_key]=2 (brackets plain or %-encoded) -> keyVersion=plan_key%3A2; other parameters
+-- stay as they are.
+local function key_version_parameters(path)
+  local base, query = string.match(path, "^([^?]*)%?(.*)$")
+  if base == nil then
+    return path
+  end
+  local parts = {}
+  for pair in string.gmatch(query, "[^&]+") do
+    local key, version = string.match(pair, "^keyVersion%[(.-)%]=(.*)$")
+    if key == nil then
+      key, version = string.match(pair, "^keyVersion%%5[Bb](.-)%%5[Dd]=(.*)$")
+    end
+    if key ~= nil then
+      pair = "keyVersion=" .. key .. "%3A" .. version
+    end
+    parts[#parts + 1] = pair
+  end
+  return base .. "?" .. table.concat(parts, "&")
+end
+
 function envoy_on_request(handle)
   local headers = handle:headers()
   -- Hints are Tally's own; a client must not be able to forge them.
@@ -67,6 +90,10 @@ function envoy_on_request(handle)
       -- A -bin header: gRPC carries it base64-encoded and hands Tally the bytes.
       headers:add("x-tally-json-body-bin", handle:base64Escape(body:getBytes(0, body:length())))
     end
+  end
+  local path = headers:get(":path") or ""
+  if string.find(path, "keyVersion", 1, true) then
+    headers:replace(":path", key_version_parameters(path))
   end
   local accept = headers:get("accept")
   if accept ~= nil and string.find(accept, "text/csv", 1, true) then

@@ -64,6 +64,11 @@ class ListVersionsInput:
     keys: tuple[str, ...] = ()
     statuses: tuple[str, ...] = ()
     currencies: tuple[str, ...] = ()
+    # OpenMeter's keyVersion[<key>]=<version>: (key, version) pairs.
+    key_versions: tuple[tuple[str, int], ...] = ()
+    # Plans match any of ids, keys, key_versions and currencies (OpenMeter's ListPlans ORs them);
+    # add-ons must match each filter given.
+    any_of: bool = False
     include_deleted: bool = False
     page: int | None = None
     page_size: int | None = None
@@ -106,18 +111,38 @@ def _page(
     v.raise_if_any()
     order = parse_order(data.order)
     pagination = Pagination(data.page, data.page_size).validate()
-    if data.ids:
-        items = [x for x in items if x.id in data.ids]
-    if data.keys:
-        items = [x for x in items if x.key in data.keys]
-    if data.currencies:
-        items = [x for x in items if x.content.currency in data.currencies]
+    if data.ids or data.keys or data.key_versions or data.currencies:
+        items = [x for x in items if _matches(x, data)]
     if data.statuses:
         items = [x for x in items if x.status(now).value in data.statuses]
     items.sort(key=_sort_key(order_by), reverse=order is SortOrder.DESC)
     size = pagination.effective_page_size
     start = (pagination.effective_page - 1) * size
     return Page(items[start : start + size], len(items), pagination.effective_page, size)
+
+
+def _matches(item: Any, data: ListVersionsInput) -> bool:
+    """Whether a plan or add-on passes the id, key, keyVersion and currency filters that were given."""
+    results: list[bool] = []
+    if data.ids:
+        results.append(item.id in data.ids)
+    if data.keys:
+        results.append(item.key in data.keys)
+    if data.key_versions:
+        results.append((item.key, item.version) in data.key_versions)
+    if data.currencies:
+        results.append(item.content.currency in data.currencies)
+    return any(results) if data.any_of else all(results)
+
+
+def _read_keys(data: ListVersionsInput) -> tuple[str, ...]:
+    """The keys the store may narrow its read to (every key, (), when the filters cannot say)."""
+    key_version_keys = tuple(key for key, _ in data.key_versions)
+    if not data.any_of:
+        return data.keys or key_version_keys
+    if data.ids or data.currencies:
+        return ()  # a match by ID or currency may have any key
+    return (*data.keys, *key_version_keys)
 
 
 class _Features:
@@ -230,7 +255,7 @@ class PlanService:
         raise NotFoundError("plan", f"{key} v{version}")
 
     async def list_plans(self, namespace: str, data: ListVersionsInput) -> Page:
-        plans = await self._plans.list_plans(namespace, data.keys, include_deleted=data.include_deleted)
+        plans = await self._plans.list_plans(namespace, _read_keys(data), include_deleted=data.include_deleted)
         return _page(plans, data, tuple(s.value for s in PlanStatus), PLAN_ORDER_BY, self._clock())
 
     async def _live(self, namespace: str, plan_id: str) -> Plan:
@@ -392,7 +417,7 @@ class AddonService:
         raise NotFoundError("add-on", f"{key} v{version}")
 
     async def list_addons(self, namespace: str, data: ListVersionsInput) -> Page:
-        addons = await self._addons.list_addons(namespace, data.keys, include_deleted=data.include_deleted)
+        addons = await self._addons.list_addons(namespace, _read_keys(data), include_deleted=data.include_deleted)
         return _page(addons, data, tuple(s.value for s in AddonStatus), ADDON_ORDER_BY, self._clock())
 
     async def _live(self, namespace: str, addon_id: str) -> Addon:

@@ -15,6 +15,7 @@ from google.protobuf.message import Message
 
 from domain.catalog import currencies
 from domain.catalog.plan_service import AddonService, ListVersionsInput, Page, PlanAddonService, PlanService
+from domain.errors import Violations
 from server.context import RequestContext
 from server.convert import message_from_dict, optional_str, request_dict
 from server.rest import ServicerContext as Ctx
@@ -26,12 +27,28 @@ def _opt_int(message: Message, name: str) -> int | None:
     return getattr(message, name) if message.HasField(name) else None
 
 
-def _list_input(request: Any) -> ListVersionsInput:
+def _key_versions(request: Any) -> tuple[tuple[str, int], ...]:
+    """`<key>:<version>` values (envoy/tally.lua writes OpenMeter's keyVersion[<key>]=<version> so)."""
+    out: list[tuple[str, int]] = []
+    v = Violations()
+    for value in getattr(request, "key_version", ()):
+        key, _, version = value.rpartition(":")
+        if not key or not version.isdigit():
+            v.add("keyVersion", f"{value!r}: expected keyVersion[<key>]=<version>, a whole number", "invalid_format")
+            continue
+        out.append((key, int(version)))
+    v.raise_if_any()
+    return tuple(out)
+
+
+def _list_input(request: Any, any_of: bool = False) -> ListVersionsInput:
     return ListVersionsInput(
         ids=tuple(request.id),
         keys=tuple(request.key),
         statuses=tuple(getattr(request, "status", ())),
         currencies=tuple(getattr(request, "currency", ())),
+        key_versions=_key_versions(request),
+        any_of=any_of,
         include_deleted=request.include_deleted,
         page=_opt_int(request, "page"),
         page_size=_opt_int(request, "page_size"),
@@ -58,7 +75,7 @@ class PlanServicer(catalog_pb2_grpc.PlanServiceServicer):
         return self._out(plan)
 
     async def ListPlans(self, request: catalog_pb2.ListPlansRequest, context: Ctx) -> catalog_pb2.ListPlansResponse:
-        page = await self._plans.list_plans(self._request.namespace(context), _list_input(request))
+        page = await self._plans.list_plans(self._request.namespace(context), _list_input(request, any_of=True))
         return catalog_pb2.ListPlansResponse(items=[self._out(p) for p in page.items], **_page_fields(page))
 
     async def GetPlan(self, request: catalog_pb2.GetPlanRequest, context: Ctx) -> catalog_pb2.Plan:

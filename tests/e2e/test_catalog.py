@@ -646,3 +646,46 @@ async def test_grpc_answers_leave_nullable_fields_unset(tally: TallyProcess, cha
     card = fetched.phases[0].rate_cards[0]
     assert not fetched.phases[0].HasField("duration")
     assert not card.HasField("billing_cadence") and not card.HasField("price")
+
+
+def test_plans_filter_by_key_and_version_as_openmeter_clients_ask(tally: TallyProcess) -> None:
+    """OpenMeter's keyVersion[<key>]=<version> (a deepObject the transcoder cannot bind; it was
+    dropped without a word, and every plan came back). A plan matches any of id, key, keyVersion
+    and currency, as OpenMeter's ListPlans ORs them; add-ons must match each filter."""
+    with httpx.Client(base_url=tally.rest_url, timeout=30) as http:
+        feature = _feature(http)
+        phases = [{"key": "default", "name": "D", "rateCards": [_usage(feature, {"type": "unit", "amount": "1"})]}]
+        ka, kb = unique("kv_a"), unique("kv_b")
+        v1 = http.post("/api/v1/plans", json={"key": ka, "name": "A", "billingCadence": "P1M", "phases": phases})
+        assert v1.status_code == 201, v1.text
+        assert http.post(f"/api/v1/plans/{v1.json()['id']}/publish").status_code == 200
+        v2 = http.post(f"/api/v1/plans/{ka}/next")
+        assert v2.status_code == 201, v2.text
+        b = http.post(
+            "/api/v1/plans", json={"key": kb, "name": "B", "billingCadence": "P1M", "currency": "EUR", "phases": phases}
+        )
+        assert b.status_code == 201, b.text
+
+        def listed(query: str) -> list[tuple[str, int]]:
+            answer = http.get(f"/api/v1/plans?{query}")
+            assert answer.status_code == 200, answer.text
+            return sorted((p["key"], p["version"]) for p in answer.json()["items"])
+
+        assert listed(f"keyVersion[{ka}]=2") == [(ka, 2)]
+        assert listed(f"keyVersion%5B{ka}%5D=1&keyVersion%5B{ka}%5D=2") == [(ka, 1), (ka, 2)]
+        assert listed(f"key={kb}&keyVersion[{ka}]=1") == [(ka, 1), (kb, 1)]
+        assert listed(f"keyVersion[{ka}]=1&keyVersion[{kb}]=1&status=draft") == [(kb, 1)]
+        bad = http.get(f"/api/v1/plans?keyVersion[{ka}]=latest")
+        assert bad.status_code == 400 and "keyVersion" in bad.text, bad.text
+
+        card = {"type": "flat_fee", "key": "s", "name": "S", "billingCadence": "P1M", "price": None}
+        kc = unique("kv_addon")
+        addon = http.post(
+            "/api/v1/addons",
+            json={"key": kc, "name": "C", "instanceType": "single", "currency": "USD", "rateCards": [card]},
+        )
+        assert addon.status_code == 201, addon.text
+        found = http.get(f"/api/v1/addons?keyVersion[{kc}]=1").json()["items"]
+        assert [a["id"] for a in found] == [addon.json()["id"]]
+        assert http.get(f"/api/v1/addons?keyVersion[{kc}]=2").json()["items"] == []
+        assert http.get(f"/api/v1/addons?keyVersion[{kc}]=1&currency=EUR").json()["items"] == []

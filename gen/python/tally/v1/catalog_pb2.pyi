@@ -287,7 +287,7 @@ class CreatePlanRequest(_message.Message):
     def __init__(self, plan: _Optional[_Union[PlanInput, _Mapping]] = ...) -> None: ...
 
 class ListPlansRequest(_message.Message):
-    __slots__ = ("id", "key", "status", "currency", "include_deleted", "page", "page_size", "order", "order_by")
+    __slots__ = ("id", "key", "status", "currency", "include_deleted", "page", "page_size", "order", "order_by", "key_version")
     ID_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -297,6 +297,7 @@ class ListPlansRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     ORDER_FIELD_NUMBER: _ClassVar[int]
     ORDER_BY_FIELD_NUMBER: _ClassVar[int]
+    KEY_VERSION_FIELD_NUMBER: _ClassVar[int]
     id: _containers.RepeatedScalarFieldContainer[str]
     key: _containers.RepeatedScalarFieldContainer[str]
     status: _containers.RepeatedScalarFieldContainer[str]
@@ -306,7 +307,8 @@ class ListPlansRequest(_message.Message):
     page_size: int
     order: str
     order_by: str
-    def __init__(self, id: _Optional[_Iterable[str]] = ..., key: _Optional[_Iterable[str]] = ..., status: _Optional[_Iterable[str]] = ..., currency: _Optional[_Iterable[str]] = ..., include_deleted: _Optional[bool] = ..., page: _Optional[int] = ..., page_size: _Optional[int] = ..., order: _Optional[str] = ..., order_by: _Optional[str] = ...) -> None: ...
+    key_version: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[_Iterable[str]] = ..., key: _Optional[_Iterable[str]] = ..., status: _Optional[_Iterable[str]] = ..., currency: _Optional[_Iterable[str]] = ..., include_deleted: _Optional[bool] = ..., page: _Optional[int] = ..., page_size: _Optional[int] = ..., order: _Optional[str] = ..., order_by: _Optional[str] = ..., key_version: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListPlansResponse(_message.Message):
     __slots__ = ("total_count", "page", "page_size", "items")
@@ -428,7 +430,7 @@ class CreateAddonRequest(_message.Message):
     def __init__(self, addon: _Optional[_Union[AddonInput, _Mapping]] = ...) -> None: ...
 
 class ListAddonsRequest(_message.Message):
-    __slots__ = ("id", "key", "status", "currency", "include_deleted", "page", "page_size", "order", "order_by")
+    __slots__ = ("id", "key", "status", "currency", "include_deleted", "page", "page_size", "order", "order_by", "key_version")
     ID_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -438,6 +440,7 @@ class ListAddonsRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     ORDER_FIELD_NUMBER: _ClassVar[int]
     ORDER_BY_FIELD_NUMBER: _ClassVar[int]
+    KEY_VERSION_FIELD_NUMBER: _ClassVar[int]
     id: _containers.RepeatedScalarFieldContainer[str]
     key: _containers.RepeatedScalarFieldContainer[str]
     status: _containers.RepeatedScalarFieldContainer[str]
@@ -447,7 +450,8 @@ class ListAddonsRequest(_message.Message):
     page_size: int
     order: str
     order_by: str
-    def __init__(self, id: _Optional[_Iterable[str]] = ..., key: _Optional[_Iterable[str]] = ..., status: _Optional[_Iterable[str]] = ..., currency: _Optional[_Iterable[str]] = ..., include_deleted: _Optional[bool] = ..., page: _Optional[int] = ..., page_size: _Optional[int] = ..., order: _Optional[str] = ..., order_by: _Optional[str] = ...) -> None: ...
+    key_version: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[_Iterable[str]] = ..., key: _Optional[_Iterable[str]] = ..., status: _Optional[_Iterable[str]] = ..., currency: _Optional[_Iterable[str]] = ..., include_deleted: _Optional[bool] = ..., page: _Optional[int] = ..., page_size: _Optional[int] = ..., order: _Optional[str] = ..., order_by: _Optional[str] = ..., key_version: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListAddonsResponse(_message.Message):
     __slots__ = ("total_count", "page", "page_size", "items")
