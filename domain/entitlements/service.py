@@ -325,6 +325,21 @@ class EntitlementService:
     ) -> Entitlement:
         now = self._clock()
         start = now if active_from is None else _utc(active_from, "activeFrom")
+        if replaces is not None:
+            # The old one ends where the new one starts: that must be inside its window
+            # (OpenMeter's SupersedeEntitlement).
+            if start <= replaces.active_from:
+                raise ValidationError.single(
+                    "entitlementIdOrFeatureKey",
+                    "the override must start after the entitlement it replaces starts",
+                    "override_before_start",
+                )
+            if replaces.active_to is not None and replaces.active_to < start:
+                raise ValidationError.single(
+                    "entitlementIdOrFeatureKey",
+                    "the entitlement to override has already ended",
+                    "override_after_end",
+                )
         if active_to is not None:
             active_to = _utc(active_to, "activeTo")
             if active_to < start:

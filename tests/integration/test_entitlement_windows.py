@@ -484,6 +484,17 @@ async def test_override_ends_the_old_entitlement_and_deletes_its_grants(stack: S
     assert (await svc.value(NS, old)).has_access is False
     value = await svc.value(NS, new)
     assert (value.has_access, value.balance) == (True, Decimal(50))
+    # The superseded one (by its ID) cannot be overridden again, nor the new one at its own start
+    # (OpenMeter's SupersedeEntitlement: the new one must start inside the old one's window).
+    clock.now += timedelta(minutes=5)
+    with pytest.raises(ValidationError) as ended:
+        await svc.override(NS, customer, old.id, metered("over_calls", 70))
+    assert ended.value.violations[0].code == "override_after_end"
+    fresh = await svc.override(NS, customer, "over_calls", metered("over_calls", 60))
+    with pytest.raises(ValidationError) as same_instant:
+        await svc.override(NS, customer, fresh.id, metered("over_calls", 70))
+    assert same_instant.value.violations[0].code == "override_before_start"
+    assert (await svc.for_customer(NS, customer, "over_calls")).id == fresh.id
 
 
 # ---------------------------------------------------------------------------------------------
