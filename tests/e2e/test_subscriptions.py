@@ -40,6 +40,23 @@ def publish(http: httpx.Client, body: dict[str, Any]) -> dict[str, Any]:
     return published.json()
 
 
+def plan_and_customer(http: httpx.Client, prefix: str) -> tuple[str, str, str, dict[str, Any]]:
+    """A metered feature, a published plan_body plan on it and a customer attributed its own key as
+    subject: (feature, plan key, customer key, the customer as created)."""
+    feature = unique(f"{prefix}_tokens")
+    setup_catalog(http, feature)
+    key = unique(prefix)
+    publish(http, plan_body(key, feature))
+    customer_key = unique(f"{prefix}_customer")
+    created = http.post(
+        "/api/v1/customers",
+        json={"name": f"{prefix} Co", "key": customer_key, "usageAttribution": {"subjectKeys": [customer_key]}},
+    )
+    assert created.status_code == 201, created.text
+    customer: dict[str, Any] = created.json()
+    return feature, key, customer_key, customer
+
+
 def test_subscription_lifecycle_with_the_openmeter_sdk(tally: TallyProcess) -> None:
     feature = unique("sub_tokens")
     http = httpx.Client(base_url=tally.rest_url, timeout=30)
@@ -299,19 +316,10 @@ def test_custom_plan_is_checked_like_a_published_one(tally: TallyProcess) -> Non
 def test_customer_shows_the_subscription_in_force(tally: TallyProcess) -> None:
     """OpenMeter's Customer carries currentSubscriptionId and, with expand=subscriptions (the
     default of GET and list), the subscriptions in force now; create and update answer neither."""
-    feature = unique("cur_tokens")
     http = httpx.Client(base_url=tally.rest_url, timeout=30)
-    setup_catalog(http, feature)
-    key = unique("cur")
-    publish(http, plan_body(key, feature))
-    customer_key = unique("cur_customer")
-    created = http.post(
-        "/api/v1/customers",
-        json={"name": "Cur Co", "key": customer_key, "usageAttribution": {"subjectKeys": [customer_key]}},
-    )
-    assert created.status_code == 201, created.text
-    assert "currentSubscriptionId" not in created.json()
-    assert not created.json().get("subscriptions")
+    _, key, customer_key, created = plan_and_customer(http, "cur")
+    assert "currentSubscriptionId" not in created
+    assert not created.get("subscriptions")
     assert "currentSubscriptionId" not in http.get(f"/api/v1/customers/{customer_key}").json()
 
     sub = http.post("/api/v1/subscriptions", json={"plan": {"key": key}, "customerKey": customer_key})
@@ -341,17 +349,8 @@ def test_customer_shows_the_subscription_in_force(tally: TallyProcess) -> None:
 def test_an_item_with_a_feature_includes_it_and_its_entitlement(tally: TallyProcess) -> None:
     """OpenMeter's SubscriptionItem.included: the item's feature and the entitlement it manages;
     an item without a feature includes nothing."""
-    feature = unique("inc_tokens")
     http = httpx.Client(base_url=tally.rest_url, timeout=30)
-    setup_catalog(http, feature)
-    key = unique("inc")
-    publish(http, plan_body(key, feature))
-    customer_key = unique("inc_customer")
-    created = http.post(
-        "/api/v1/customers",
-        json={"name": "Inc Co", "key": customer_key, "usageAttribution": {"subjectKeys": [customer_key]}},
-    )
-    assert created.status_code == 201, created.text
+    feature, key, customer_key, _ = plan_and_customer(http, "inc")
     sub = http.post(
         "/api/v1/subscriptions",
         json={"plan": {"key": key}, "customerKey": customer_key, "startingPhase": "default"},
