@@ -163,6 +163,22 @@ class WorkflowPatch:
         return replace(base, **changes)
 
 
+def _check_profile_workflow(v: Violations, patch: WorkflowPatch, location: str = "workflow") -> None:
+    """Rules for a profile's own workflow, beyond those an override's settings share.
+
+    OpenMeter validates a profile's collection interval as positive ("item collection period must
+    be greater or equal to 0", tested with IsPositive), while an override's only as not negative.
+    """
+    interval = patch.collection_interval
+    if interval is not None:
+        try:
+            zero = Duration.parse(interval).is_zero()
+        except DurationError:
+            zero = False  # reported by WorkflowPatch.validate
+        if zero:
+            v.add(f"{location}.collection.interval", "must be longer than zero", "invalid_duration")
+
+
 def _check_duration(v: Violations, location: str, text: str) -> None:
     try:
         Duration.parse(text)
@@ -279,6 +295,7 @@ class ProfileCreateInput:
             # OpenMeter's rule: one app serves all three capabilities of a profile.
             v.add("apps", "tax, invoicing and payment must be the same app", "apps_differ")
         self.workflow.validate(v)
+        _check_profile_workflow(v, self.workflow)
         v.raise_if_any()
         return self.workflow.apply(DEFAULT_WORKFLOW)
 
@@ -298,6 +315,7 @@ class ProfileUpdateInput:
         v = Violations()
         _validate_profile_fields(v, self.name, self.description, self.metadata, self.supplier)
         self.workflow.validate(v)
+        _check_profile_workflow(v, self.workflow)
         v.raise_if_any()
         # A replace: missing settings take the defaults, except the proration mode, which OpenMeter
         # keeps (clients that predate it must not reset it).

@@ -312,6 +312,26 @@ async def test_profile_crud_defaults_and_validation(api: httpx.AsyncClient) -> N
     assert (await api.get(f"{PROFILES}/01J00000000000000000000000")).status_code == 404
 
 
+async def test_profile_collection_interval_must_be_positive(api: httpx.AsyncClient) -> None:
+    # OpenMeter's CollectionConfig.Validate: "item collection period must be greater or equal to 0",
+    # tested with IsPositive, so a zero interval is refused on create and on update.
+    app_id = (await install_custom(api, createBillingProfile=False))["app"]["id"]
+    apps = {"tax": app_id, "invoicing": app_id, "payment": app_id}
+    body = {"name": "Zero", "supplier": SUPPLIER, "default": False, "apps": apps}
+    zero = await api.post(PROFILES, json={**body, "workflow": {"collection": {"interval": "PT0S"}}})
+    assert zero.status_code == 400, zero.text
+    fields = {e["field"] for e in zero.json()["extensions"]["validationErrors"]}
+    assert fields == {"workflow.collection.interval"}
+    created = await ok(await api.post(PROFILES, json=body), 201)
+    body.pop("apps")
+    replaced = await api.put(
+        f"{PROFILES}/{created['id']}", json={**body, "workflow": {"collection": {"interval": "P0D"}}}
+    )
+    assert replaced.status_code == 400, replaced.text
+    assert (await ok(await api.get(f"{PROFILES}/{created['id']}")))["workflow"]["collection"]["interval"] == "PT1H"
+    assert (await api.delete(f"{PROFILES}/{created['id']}")).status_code == 204
+
+
 async def test_default_profile_rules(api: httpx.AsyncClient) -> None:
     original = await default_profile(api)
     # The default cannot be deleted, nor stop being the default by itself.

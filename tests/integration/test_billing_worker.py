@@ -197,10 +197,15 @@ async def test_open_payments_past_due_are_marked_overdue(env: Env) -> None:
             "Custom",
             default.supplier,
             ProfileApps(app.id, app.id, app.id),
-            workflow=WorkflowPatch(collection_interval="PT0S", due_after="P7D"),
+            workflow=WorkflowPatch(due_after="P7D"),
         ),
     )
-    await env.profiles.upsert_override(ns, cid, OverrideUpsertInput(profile_id=profile.profile.id))
+    # A profile's collection interval must be positive (OpenMeter's rule); an override's may be zero.
+    await env.profiles.upsert_override(
+        ns,
+        cid,
+        OverrideUpsertInput(profile_id=profile.profile.id, workflow=WorkflowPatch(collection_interval="PT0S")),
+    )
     await env.invoices().create_pending_lines(ns, cid, month_lines())
     worker = env.worker()
     env.clock.at = DEC
