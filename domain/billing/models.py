@@ -152,6 +152,9 @@ class WorkflowPatch:
                 _check_recurring_period(v, f"{location}.collection.alignment.recurringPeriod", self.recurring_period)
         if self.default_tax_config is not None:
             validate_tax_config(v, f"{location}.invoicing.defaultTaxConfig", self.default_tax_config)
+        # OpenMeter's WorkflowTaxConfig.Validate: tax cannot be enforced when it is not enabled.
+        if self.tax_enforced and self.tax_enabled is False:
+            v.add(f"{location}.tax.enforced", "tax cannot be enforced when it is not enabled", "tax_not_enabled")
 
     def is_empty(self) -> bool:
         return all(getattr(self, f.name) is None for f in fields(self))

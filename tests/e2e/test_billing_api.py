@@ -332,6 +332,27 @@ async def test_profile_collection_interval_must_be_positive(api: httpx.AsyncClie
     assert (await api.delete(f"{PROFILES}/{created['id']}")).status_code == 204
 
 
+async def test_profile_tax_enforced_needs_tax_enabled(api: httpx.AsyncClient) -> None:
+    # OpenMeter's WorkflowTaxConfig.Validate: "tax is enforced but tax is not enabled".
+    app_id = (await install_custom(api, createBillingProfile=False))["app"]["id"]
+    apps = {"tax": app_id, "invoicing": app_id, "payment": app_id}
+    body = {"name": "Tax", "supplier": SUPPLIER, "default": False, "apps": apps}
+    refused = await api.post(PROFILES, json={**body, "workflow": {"tax": {"enabled": False, "enforced": True}}})
+    assert refused.status_code == 400, refused.text
+    fields = {e["field"] for e in refused.json()["extensions"]["validationErrors"]}
+    assert fields == {"workflow.tax.enforced"}
+    # Enabled is true unless given, so enforcing alone is fine.
+    created = await ok(await api.post(PROFILES, json={**body, "workflow": {"tax": {"enforced": True}}}), 201)
+    assert created["workflow"]["tax"] == {"enabled": True, "enforced": True}
+    body.pop("apps")
+    replaced = await api.put(
+        f"{PROFILES}/{created['id']}", json={**body, "workflow": {"tax": {"enabled": False, "enforced": True}}}
+    )
+    assert replaced.status_code == 400, replaced.text
+    assert (await ok(await api.get(f"{PROFILES}/{created['id']}")))["workflow"]["tax"]["enabled"] is True
+    assert (await api.delete(f"{PROFILES}/{created['id']}")).status_code == 204
+
+
 async def test_default_profile_rules(api: httpx.AsyncClient) -> None:
     original = await default_profile(api)
     # The default cannot be deleted, nor stop being the default by itself.
