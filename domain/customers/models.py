@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
+from domain.catalog.currencies import lookup as lookup_currency
 from domain.errors import Violations
 from domain.pagination import Pagination, SortOrder, parse_order, parse_order_by
 
@@ -132,7 +133,11 @@ class CustomerInput:
             v.add("usageAttribution.subjectKeys", "subject keys must be unique", "duplicate")
         if self.description is not None and len(self.description) > MAX_DESCRIPTION_LENGTH:
             v.add("description", f"must be at most {MAX_DESCRIPTION_LENGTH} characters", "invalid_length")
-        if self.currency is not None and not CURRENCY_RE.match(self.currency):
+        # OpenMeter's validateCustomerCurrency: a known fiat code, not just three capital letters
+        # (an invoice for the customer is rounded to the currency's minor units).
+        if self.currency is not None and (
+            not CURRENCY_RE.match(self.currency) or lookup_currency(self.currency) is None
+        ):
             v.add("currency", "must be an ISO 4217 code such as USD", "invalid_currency")
         if self.primary_email is not None and "@" not in self.primary_email:
             v.add("primaryEmail", "must be an email address", "invalid_email")

@@ -125,6 +125,20 @@ async def test_customer_crud_by_id_or_key_and_subject_ownership(http: httpx.Asyn
     await customer(http, unique("reuse"), [f"{key}_b"])
 
 
+async def test_customer_currency_must_be_an_iso_4217_code(http: httpx.AsyncClient) -> None:
+    # OpenMeter's validateCustomerCurrency: currencyx.Code.Validate knows the fiat codes, so three
+    # capital letters that name no currency are refused, on create and on update.
+    key = unique("cur")
+    refused = await http.post("/api/v1/customers", json={"name": "x", "key": key, "currency": "ABC"})
+    assert refused.status_code == 400, refused.text
+    assert [e["field"] for e in refused.json()["extensions"]["validationErrors"]] == ["currency"]
+    created = await ok(await http.post("/api/v1/customers", json={"name": "x", "key": key, "currency": "JPY"}), 201)
+    assert created["currency"] == "JPY"
+    replaced = await http.put(f"/api/v1/customers/{key}", json={"name": "x", "key": key, "currency": "QQQ"})
+    assert replaced.status_code == 400, replaced.text
+    assert (await ok(await http.get(f"/api/v1/customers/{key}")))["currency"] == "JPY"
+
+
 async def test_subjects_upsert_list_get_delete(http: httpx.AsyncClient) -> None:
     key = unique("subj")
     created = await ok(await http.post("/api/v1/subjects", json=[{"key": key, "displayName": "One"}]))
