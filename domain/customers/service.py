@@ -16,7 +16,7 @@ from domain.customers.models import (
     SubjectUpsertInput,
 )
 from domain.customers.ports import CustomerRepository, SubjectRepository
-from domain.errors import ConflictError, NotFoundError, ValidationError
+from domain.errors import ConflictError, NotFoundError, PreconditionFailedError, ValidationError
 
 Clock = Callable[[], datetime]
 
@@ -78,13 +78,21 @@ class CustomerService:
             raise NotFoundError("customer", id_or_key)
         return customer
 
+    async def _get_for_change(self, namespace: str, id_or_key: str) -> Customer:
+        """The customer a write names: a deleted one is found by its ID (as get finds it) and
+        refused with 412, as OpenMeter's customer handlers answer "customer is deleted"."""
+        customer = await self.get(namespace, id_or_key)
+        if customer.deleted_at is not None:
+            raise PreconditionFailedError(f"customer {customer.id} is deleted")
+        return customer
+
     async def list_customers(self, namespace: str, data: ListCustomersInput) -> tuple[list[Customer], int, int, int]:
         query = data.validate(self._clock())
         items, total = await self._customers.list_customers(namespace, query)
         return items, total, query.pagination.effective_page, query.pagination.effective_page_size
 
     async def update(self, namespace: str, id_or_key: str, data: CustomerInput) -> Customer:
-        customer = await self.get_live(namespace, id_or_key)
+        customer = await self._get_for_change(namespace, id_or_key)
         data.validate()
         await self._check_conflicts(namespace, data, customer.id)
         updated = dataclasses.replace(
@@ -104,7 +112,7 @@ class CustomerService:
         return updated
 
     async def delete(self, namespace: str, id_or_key: str) -> Customer:
-        customer = await self.get_live(namespace, id_or_key)
+        customer = await self._get_for_change(namespace, id_or_key)
         for guard in self.delete_guards:
             await guard(namespace, customer)
         now = self._clock()

@@ -139,6 +139,22 @@ async def test_customer_currency_must_be_an_iso_4217_code(http: httpx.AsyncClien
     assert (await ok(await http.get(f"/api/v1/customers/{key}")))["currency"] == "JPY"
 
 
+async def test_deleted_customer_refuses_update_and_delete_by_id(http: httpx.AsyncClient) -> None:
+    # OpenMeter's customer httpdriver (updateCustomer, deleteCustomer) finds a deleted customer by
+    # its ID and answers 412 "customer is deleted"; by key it is not found.
+    key = unique("gone")
+    c = await ok(await http.post("/api/v1/customers", json={"name": "x", "key": key}), 201)
+    assert (await http.delete(f"/api/v1/customers/{c['id']}")).status_code == 204
+    assert "deletedAt" in await ok(await http.get(f"/api/v1/customers/{c['id']}"))
+    replaced = await http.put(f"/api/v1/customers/{c['id']}", json={"name": "y", "key": key})
+    assert replaced.status_code == 412, replaced.text
+    assert "deleted" in replaced.json()["detail"]
+    again = await http.delete(f"/api/v1/customers/{c['id']}")
+    assert again.status_code == 412, again.text
+    assert (await http.delete(f"/api/v1/customers/{key}")).status_code == 404
+    assert (await ok(await http.get(f"/api/v1/customers/{c['id']}")))["name"] == "x"
+
+
 async def test_subjects_upsert_list_get_delete(http: httpx.AsyncClient) -> None:
     key = unique("subj")
     created = await ok(await http.post("/api/v1/subjects", json=[{"key": key, "displayName": "One"}]))
