@@ -104,6 +104,12 @@ _MAX_STEPS = 50
 # writes its schedule again.
 UNSCHEDULED: Final = datetime(9999, 12, 31, tzinfo=UTC)
 
+# OpenMeter's final invoice statuses (StandardInvoiceStatus.IsFinal): a customer whose invoices are
+# all in these may be deleted. Uncollectible counts, though it may still be voided or paid.
+_CUSTOMER_DELETE_FINAL_STATES: Final = frozenset({State.PAID, State.UNCOLLECTIBLE, State.VOIDED, State.DELETED})
+# How many open invoices a refused customer delete names at most.
+_CUSTOMER_DELETE_LISTED: Final = 100
+
 # The states the billing worker moves on its own: it advances them, or marks them overdue.
 WORKER_STATES: Final = frozenset(
     t.source for t in TABLE if t.action in (Action.ADVANCE, Action.PAYMENT_OVERDUE) and t.source not in FINAL_STATES
@@ -202,6 +208,23 @@ class InvoiceService:
             invoices, total = await tx.invoices.list_invoices(namespace, query)
             lines = await tx.invoices.lines(namespace, [i.id for i in invoices]) if with_lines else {}
         return [InvoiceWithLines(i, lines.get(i.id, [])) for i in invoices], total
+
+    async def guard_customer_delete(self, namespace: str, customer: Customer) -> None:
+        """A customer delete guard (CustomerService.delete_guards): OpenMeter's billing customer
+        validator refuses (400) while the customer has a gathering invoice or a standard one not in
+        a final state (paid, uncollectible, voided, deleted), naming each invoice."""
+        open_states = [s for s in State if s not in _CUSTOMER_DELETE_FINAL_STATES]
+        query = InvoiceListQuery(limit=_CUSTOMER_DELETE_LISTED, customers=(customer.id,), extended_statuses=open_states)
+        open_invoices, _ = await self.list_invoices(namespace, query)
+        if not open_invoices:
+            return
+        problems = [
+            f"invoice {found.invoice.id} is still in gathering state"
+            if found.invoice.state is State.GATHERING
+            else f"invoice {found.invoice.id} is not in final state, please either delete the invoice or mark it uncollectible"
+            for found in open_invoices
+        ]
+        raise ValidationError([], message="\n".join(problems))
 
     def conditions(self, invoice: Invoice, now: datetime | None = None) -> Conditions:
         """What the transition table's guards read for this invoice now."""

@@ -122,6 +122,8 @@ async def wire(deps: Deps) -> list[Servicer]:
     profiles = parts.profiles
     customer_apps = CustomerAppService(uow, apps, profiles, customers)
     invoices = parts.invoices
+    # After the subscription and entitlement guards: a customer with open invoices is not deleted.
+    customers.delete_guards.append(invoices.guard_customer_delete)
     notifications = deps.services.get("notifications")
     if notifications is not None:
 

@@ -665,3 +665,29 @@ def _sdk_custom_invoicing_retry_and_void(rest_url: str, customer: str) -> None:
 async def test_sdk_custom_invoicing_retry_and_void(tally: TallyProcess, http: httpx.AsyncClient) -> None:
     customer, _ = await custom_invoicing_customer(http)
     await asyncio.to_thread(_sdk_custom_invoicing_retry_and_void, tally.rest_url, customer)
+
+
+async def test_customer_delete_refused_while_an_invoice_is_open(http: httpx.AsyncClient) -> None:
+    """OpenMeter's billing customer validator (ValidateDeleteCustomer) refuses a customer's delete
+    with 400 while it has a gathering invoice or one that is not final, naming each invoice."""
+    customer, _ = await metered_customer(http)
+    await ok(
+        await http.put(
+            f"/api/v1/billing/customers/{customer}", json={"workflow": {"invoicing": {"autoAdvance": False}}}
+        )
+    )
+    await add_lines(http, customer, line("Licence", {"type": "flat", "amount": "120"}))
+    (gathering,) = (await ok(await http.get(INVOICES, params={"customers": customer})))["items"]
+    refused = await http.delete(f"/api/v1/customers/{customer}")
+    assert refused.status_code == 400, refused.text
+    assert f"invoice {gathering['id']} is still in gathering state" in refused.json()["detail"]
+
+    (draft,) = await invoice_now(http, customer)
+    assert draft["status"] == "draft"
+    refused = await http.delete(f"/api/v1/customers/{customer}")
+    assert refused.status_code == 400, refused.text
+    assert f"invoice {draft['id']} is not in final state" in refused.json()["detail"]
+
+    # Approved, the sandbox issues it and marks it paid: a final state.
+    assert (await ok(await http.post(f"{INVOICES}/{draft['id']}/approve")))["status"] == "paid"
+    assert (await http.delete(f"/api/v1/customers/{customer}")).status_code == 204
