@@ -31,9 +31,9 @@ class CustomerService:
         self._clock = clock
         # Called after every customer write (the entitlement value cache drops its look-ups).
         self.listeners: list[Callable[[], None]] = []
-        # Asked before a customer is deleted; each raises (ConflictError) to refuse, as OpenMeter's
-        # customer request validators do: entitlements refuse while any is active, subscriptions
-        # while one is. Areas that build on customers register here, so this one imports none.
+        # Asked before a customer is deleted; each raises (ConflictError or ValidationError) to
+        # refuse, as OpenMeter's customer request validators do: entitlements refuse while any is
+        # active, subscriptions while one is, billing while an invoice is open. Areas that build on customers register here, so this one imports none.
         self.delete_guards: list[Callable[[str, Customer], Awaitable[None]]] = []
 
     def _changed(self) -> None:
@@ -113,8 +113,19 @@ class CustomerService:
 
     async def delete(self, namespace: str, id_or_key: str) -> Customer:
         customer = await self._get_for_change(namespace, id_or_key)
+        # OpenMeter asks every delete validator and joins their refusals; the answer is 409 when one
+        # of them is a conflict (active entitlements), else 400 (subscriptions, open invoices).
+        refusals: list[ConflictError | ValidationError] = []
         for guard in self.delete_guards:
-            await guard(namespace, customer)
+            try:
+                await guard(namespace, customer)
+            except (ConflictError, ValidationError) as exc:
+                refusals.append(exc)
+        if refusals:
+            message = "\n".join(r.message for r in refusals)
+            if any(isinstance(r, ConflictError) for r in refusals):
+                raise ConflictError(message)
+            raise ValidationError([], message=message)
         now = self._clock()
         deleted = dataclasses.replace(customer, deleted_at=now, updated_at=now)
         await self._customers.update(deleted)

@@ -136,8 +136,10 @@ class SubscriptionService:
     async def guard_customer_delete(self, namespace: str, customer: Customer) -> None:
         """A customer delete guard (CustomerService.delete_guards): not while a subscription runs."""
         if await self._repository.has_live(namespace, customer.id, self._clock()):
-            raise ConflictError(
-                f"customer {customer.id} still has active subscriptions, please cancel them before deleting the customer"
+            # OpenMeter's subscription customer validator returns a plain error: a 400, not a 409.
+            raise ValidationError(
+                [],
+                message=f"customer {customer.id} still have active subscriptions, please cancel them before deleting the customer",
             )
 
     # -----------------------------------------------------------------------------------------

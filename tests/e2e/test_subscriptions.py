@@ -369,3 +369,24 @@ def test_an_item_with_a_feature_includes_it_and_its_entitlement(tally: TallyProc
     assert included["entitlement"]["id"] == entitlement.json()["id"]
     assert included["entitlement"]["type"] == "metered" and included["entitlement"]["subjectKey"] == customer_key
     assert phase["itemTimelines"][feature][0]["included"] == included
+
+
+def test_customer_with_a_subscription_and_no_entitlement_is_refused_with_400(tally: TallyProcess) -> None:
+    # OpenMeter's subscription customer validator refuses with a plain error, which the customer
+    # service wraps as a validation error (400); only an active entitlement's refusal is a 409.
+    feature = unique("sub_free")
+    http = httpx.Client(base_url=tally.rest_url, timeout=30)
+    setup_catalog(http, feature)
+    key = unique("free")
+    body = plan_body(key, feature)
+    body["phases"] = body["phases"][:1]  # the free base fee alone: no entitlement, no invoice line
+    del body["phases"][0]["duration"]
+    publish(http, body)
+    customer_key = unique("free_customer")
+    customer = http.post("/api/v1/customers", json={"name": "F", "key": customer_key})
+    assert customer.status_code == 201, customer.text
+    created = http.post("/api/v1/subscriptions", json={"plan": {"key": key}, "customerKey": customer_key})
+    assert created.status_code == 201, created.text
+    refused = http.delete(f"/api/v1/customers/{customer_key}")
+    assert refused.status_code == 400, refused.text
+    assert "still have active subscriptions" in refused.json()["detail"]
