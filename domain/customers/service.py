@@ -147,6 +147,12 @@ class CustomerService:
     async def _check_conflicts(self, namespace: str, data: CustomerInput, own_id: str | None) -> None:
         if data.key:
             existing = await self._customers.get(namespace, data.key)
+            # A key that is another customer's ID (deleted ones too, as get finds them by ID) would
+            # make /customers/{idOrKey} name two customers: OpenMeter refuses it with 409.
+            if existing is not None and existing.id == data.key and existing.id != own_id:
+                raise ConflictError(
+                    f"key {data.key!r} overlaps with id of another customer", conflicting_id=existing.id
+                )
             if (
                 existing is not None
                 and existing.deleted_at is None

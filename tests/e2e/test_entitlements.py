@@ -155,6 +155,19 @@ async def test_deleted_customer_refuses_update_and_delete_by_id(http: httpx.Asyn
     assert (await ok(await http.get(f"/api/v1/customers/{c['id']}")))["name"] == "x"
 
 
+async def test_customer_key_may_not_be_another_customers_id(http: httpx.AsyncClient) -> None:
+    # OpenMeter's customer adapter (CreateCustomer, UpdateCustomer): "key ... overlaps with id of
+    # another customer", a 409: /customers/{idOrKey} would name two customers.
+    first = await customer(http)
+    clash = await http.post("/api/v1/customers", json={"name": "x", "key": first["id"]})
+    assert clash.status_code == 409, clash.text
+    assert "overlaps with id" in clash.json()["detail"]
+    second = await customer(http)
+    replaced = await http.put(f"/api/v1/customers/{second['id']}", json={"name": "x", "key": first["id"]})
+    assert replaced.status_code == 409, replaced.text
+    assert (await ok(await http.get(f"/api/v1/customers/{first['id']}")))["key"] == first["key"]
+
+
 async def test_subjects_upsert_list_get_delete(http: httpx.AsyncClient) -> None:
     key = unique("subj")
     created = await ok(await http.post("/api/v1/subjects", json=[{"key": key, "displayName": "One"}]))
