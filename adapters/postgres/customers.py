@@ -21,6 +21,12 @@ from domain.errors import ConflictError
 from domain.pagination import SortOrder
 
 
+def _contains_pattern(text: str) -> str:
+    """An ILIKE pattern (escape character backslash) matching `text` anywhere, its own % and _ literal."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
 def customer_from_row(row: Any) -> Customer:
     """From a CustomerRow or a result row of its columns under the same names."""
     return Customer(
@@ -146,7 +152,19 @@ class PostgresCustomerRepository:
         if query.primary_email:
             statement = statement.where(col(CustomerRow.primary_email).ilike(f"%{query.primary_email}%"))
         if query.subject:
-            statement = statement.where(col(CustomerRow.subject_keys).contains([query.subject]))
+            # A case-insensitive partial match on any of the customer's subject keys (OpenAPI
+            # listCustomers `subject`; OpenMeter's containsFilter), not one key equal to it.
+            subjects = (
+                func.jsonb_array_elements_text(col(CustomerRow.subject_keys))
+                .table_valued("subject_key")
+                .render_derived()
+            )
+            statement = statement.where(
+                sa_select(1)
+                .select_from(subjects)
+                .where(subjects.c.subject_key.ilike(_contains_pattern(query.subject), escape="\\"))
+                .exists()
+            )
         if query.plan_key:
             at = query.at or datetime.now(UTC)
             subscribed = select(SubscriptionRow.customer_id).where(

@@ -168,6 +168,17 @@ async def test_customer_key_may_not_be_another_customers_id(http: httpx.AsyncCli
     assert (await ok(await http.get(f"/api/v1/customers/{first['id']}")))["key"] == first["key"]
 
 
+async def test_customer_list_subject_filter_is_a_case_insensitive_partial_match(http: httpx.AsyncClient) -> None:
+    # OpenAPI listCustomers `subject`: "Filter customers by usage attribution subject.
+    # Case-insensitive partial match." (OpenMeter's httpdriver: containsFilter(params.Subject)).
+    key = unique("subjf")
+    c = await customer(http, key, [f"Device-{key}-A", f"{key}_other"])
+    for fragment in (f"device-{key.upper()}", f"{key}-a", f"DEVICE-{key}-A"):
+        page = await ok(await http.get("/api/v1/customers", params={"subject": fragment}))
+        assert [item["id"] for item in page["items"]] == [c["id"]], fragment
+    assert (await ok(await http.get("/api/v1/customers", params={"subject": f"{key}-b"})))["items"] == []
+
+
 async def test_subjects_upsert_list_get_delete(http: httpx.AsyncClient) -> None:
     key = unique("subj")
     created = await ok(await http.post("/api/v1/subjects", json=[{"key": key, "displayName": "One"}]))
