@@ -145,12 +145,15 @@ class PostgresCustomerRepository:
         statement = select(CustomerRow).where(CustomerRow.namespace == namespace)
         if not query.include_deleted:
             statement = statement.where(col(CustomerRow.deleted_at).is_(None))
+        # Case-insensitive partial matches with the filter's own % and _ taken literally, as
+        # OpenMeter's contains filters (ent's ContainsFold escapes them).
         if query.key:
-            statement = statement.where(col(CustomerRow.key).ilike(f"%{query.key}%"))
+            statement = statement.where(col(CustomerRow.key).ilike(_contains_pattern(query.key), escape="\\"))
         if query.name:
-            statement = statement.where(col(CustomerRow.name).ilike(f"%{query.name}%"))
+            statement = statement.where(col(CustomerRow.name).ilike(_contains_pattern(query.name), escape="\\"))
         if query.primary_email:
-            statement = statement.where(col(CustomerRow.primary_email).ilike(f"%{query.primary_email}%"))
+            pattern = _contains_pattern(query.primary_email)
+            statement = statement.where(col(CustomerRow.primary_email).ilike(pattern, escape="\\"))
         if query.subject:
             # A case-insensitive partial match on any of the customer's subject keys (OpenAPI
             # listCustomers `subject`; OpenMeter's containsFilter), not one key equal to it.

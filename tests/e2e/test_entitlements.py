@@ -179,6 +179,20 @@ async def test_customer_list_subject_filter_is_a_case_insensitive_partial_match(
     assert (await ok(await http.get("/api/v1/customers", params={"subject": f"{key}-b"})))["items"] == []
 
 
+async def test_customer_list_filters_take_percent_and_underscore_literally(http: httpx.AsyncClient) -> None:
+    # OpenMeter's key, name and primaryEmail filters are contains filters (ent's ContainsFold, which
+    # escapes LIKE's wildcards): "a%b" finds what contains "a%b", not every "a...b".
+    key = unique("lit")  # lit_<hex>
+    c = await customer(http, key)
+    head, tail = key.split("_", 1)
+    for name, value in (("key", key), ("name", f"Customer {key}"), ("primaryEmail", f"{key}@example.com")):
+        found = await ok(await http.get("/api/v1/customers", params={name: value.upper()}))
+        assert [item["id"] for item in found["items"]] == [c["id"]], name
+        for wild in (value.replace(f"{head}_", f"{head}%"), value.replace(f"{head}_{tail}", f"{head}_{tail[:-1]}_")):
+            page = await ok(await http.get("/api/v1/customers", params={name: wild}))
+            assert page["items"] == [], (name, wild)
+
+
 async def test_subjects_upsert_list_get_delete(http: httpx.AsyncClient) -> None:
     key = unique("subj")
     created = await ok(await http.post("/api/v1/subjects", json=[{"key": key, "displayName": "One"}]))
