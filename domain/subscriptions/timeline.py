@@ -251,6 +251,10 @@ def billable_items(
         in_advance = card_terms.invoiced_in_advance()
         cadence = card_terms.cadence
         if cadence is None:
+            if not in_advance and item.active_to is None:
+                # In arrears means at the end of the item's time in its phase: while neither has an
+                # end there is nothing to bill yet (OpenMeter's StateItem.IsBillable).
+                continue
             out.append(_one_time(subscription_id, spec, item, in_advance))
             continue
         for full in _periods(Recurrence(cadence, spec.billing_anchor), item.active_from, item.active_to, now):
@@ -280,9 +284,15 @@ class BillingTermsFor(Protocol):
 
 
 def _one_time(subscription_id: str, spec: SubscriptionSpec, item: ItemView, in_advance: bool) -> BillableItem:
-    # A one-time fee is never prorated: its "period" is the billing period it falls in, from the item's start.
+    # A one-time fee is never prorated. In advance, its "period" is the billing period it falls in,
+    # from the item's start, and it is due at once. In arrears, it covers the item's whole time in
+    # its phase (its end is known: see billable_items) and is due when that ends, as OpenMeter's
+    # GetFullServicePeriodAt: not at the end of the first billing period, months early.
     full = spec.billing.period_at(item.active_from)
-    service = Period(item.active_from, _min_end(full.end, item.active_to) or full.end)
+    if not in_advance and item.active_to is not None:
+        service = Period(item.active_from, item.active_to)
+    else:
+        service = Period(item.active_from, _min_end(full.end, item.active_to) or full.end)
     if service.end <= service.start:
         service = Period(item.active_from, full.end)
     return BillableItem(

@@ -332,3 +332,26 @@ def test_stretches_add_durations_field_by_field() -> None:
     # Shortening by days leaves a field negative (P2M - P14D): kept as the instant it lands on.
     shorter = edits.apply_edits(spec(TRIAL, DEFAULT), [edits.StretchPhase("trial", IsoDuration(days=14), True)], at)
     assert phases(shorter)[1].active_from == datetime(2026, 3, 17, tzinfo=UTC)
+
+
+def test_a_one_time_fee_in_arrears_waits_for_the_end_of_its_phase() -> None:
+    # OpenMeter (TestInArrearsOneTimeFeeSyncing; StateItem.IsBillable, GetFullServicePeriodAt): a
+    # one-time fee in arrears covers its item's whole time in the phase and is invoiced at its end;
+    # while the phase has no end it is not billable at all. It was billed at the end of the first
+    # billing period (Feb 28 here), months before the three-month phase ended.
+    fee = Card("setup", billing_cadence=None, in_advance=False)
+    three_months = phase("intro", IsoDuration(), fee)
+    rest = phase("rest", IsoDuration(months=3), Card("base", in_advance=True))
+    s = spec(three_months, rest)
+    got = [b for b in billable_items("sub", s, datetime(2026, 3, 1, tzinfo=UTC), terms) if b.item_key == "setup"]
+    phase_end = datetime(2026, 4, 30, tzinfo=UTC)
+    assert [(b.service_period.start, b.service_period.end, b.invoice_at) for b in got] == [
+        (START, phase_end, phase_end)
+    ]
+    # A phase without an end: nothing to bill until the subscription is given one.
+    open_ended = spec(phase("only", IsoDuration(), fee))
+    assert billable_items("sub", open_ended, datetime(2027, 1, 1, tzinfo=UTC), terms) == []
+    cancel = datetime(2026, 2, 14, tzinfo=UTC)
+    ended = spec(phase("only", IsoDuration(), fee), end=cancel)
+    got = billable_items("sub", ended, datetime(2026, 2, 1, tzinfo=UTC), terms)
+    assert [(b.service_period.start, b.service_period.end, b.invoice_at) for b in got] == [(START, cancel, cancel)]
