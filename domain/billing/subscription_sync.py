@@ -268,7 +268,25 @@ def _plan(
         # Lines without a sync key (late-usage corrections) are the billing side's own.
         if line.sync_key is not None:
             parts.setdefault(line.sync_key, []).append((line, status))
-    return parts, plan_sync([e.item for e in expected.values()], {k: _held(k, v) for k, v in parts.items()})
+    plan = plan_sync([e.item for e in expected.values()], {k: _held(k, v) for k, v in parts.items()})
+    # The timeline compares periods only; a flat fee's amount can change on its own (the workflow's
+    # subscriptionEndProrationMode changed, say). A line nothing of which is invoiced yet follows
+    # it, as OpenMeter patches a line whose per-unit amount differs from the target's.
+    planned = {i.key for i in (*plan.create, *plan.update)} | set(plan.delete) | set(plan.corrections)
+    repriced = tuple(
+        e.item for key, e in expected.items() if key not in planned and key in parts and _repriced(e.line, parts[key])
+    )
+    if repriced:
+        plan = dataclasses.replace(plan, update=(*plan.update, *repriced))
+    return parts, plan
+
+
+def _repriced(wanted: InvoiceLine, held: Sequence[tuple[InvoiceLine, InvoiceStatus]]) -> bool:
+    """Whether the held flat-fee lines, all still gathering, bill another amount than the item's
+    line (a usage line's amount is its snapshot's business)."""
+    if wanted.type is not LineType.FLAT_FEE or any(status is not InvoiceStatus.GATHERING for _, status in held):
+        return False
+    return any(line.per_unit_amount != wanted.per_unit_amount or line.quantity != wanted.quantity for line, _ in held)
 
 
 def _held(key: str, parts: Sequence[tuple[InvoiceLine, InvoiceStatus]]) -> HeldLine:

@@ -462,3 +462,28 @@ async def test_a_fourteen_day_trial_ends_on_day_fourteen_and_the_plan_bills_the_
     await env.sync.sync(sub)
     lines = [x for x in gathering_lines(await all_invoices(env, ns)) if x.name == "Base"]
     assert [(x.period_start, x.period_end, x.per_unit_amount) for x in lines][-1] == (DEC, JAN, D(30))
+
+
+async def test_a_flat_fee_whose_amount_alone_changes_is_synced_again(env: Env) -> None:
+    # OpenMeter (reconciler semanticProrateDecision): a gathering flat-fee line is patched when its
+    # per-unit amount differs from the target's, not only when its service period does. Canceled on
+    # Nov 11 under bill_actual_period, the Base fee is 10.00; the customer's workflow then says
+    # bill_full_period: the next sync bills 30 (it stayed 10.00, the period being the same).
+    ns = "sb_amount_only"
+    env.clock.at = NOV
+    sub = await subscribe(env, ns, "c1")
+    await env.sync.sync(sub)
+    env.clock.at = NOV + timedelta(days=10)
+    sub = await env.subscriptions.cancel(ns, sub.id, Timing("immediate"))
+    await env.sync.sync(sub)
+    (base,) = [x for x in gathering_lines(await all_invoices(env, ns)) if x.name == "Base"]
+    assert (base.period_end, base.per_unit_amount) == (env.clock.at, D("10.00"))
+    await env.profiles.upsert_override(
+        ns,
+        "c1",
+        OverrideUpsertInput(workflow=WorkflowPatch(subscription_end_proration_mode=ProrationMode.BILL_FULL_PERIOD)),
+    )
+    assert await env.sync.sync_all() == 1
+    (after,) = [x for x in gathering_lines(await all_invoices(env, ns)) if x.name == "Base"]
+    assert (after.id, after.period_end, after.per_unit_amount) == (base.id, env.clock.at, D(30))
+    assert await env.sync.sync_all() == 0
