@@ -303,7 +303,10 @@ def _held(key: str, parts: Sequence[tuple[InvoiceLine, InvoiceStatus]]) -> HeldL
 
 
 def _prorated_at_end(subscription: Subscription, item: BillableItem) -> bool:
-    """Whether the item is a prorated flat fee whose period the subscription's end cuts short."""
+    """Whether the item is a prorated flat fee for less than its full period in the period the
+    subscription ends in. That period is what bill_full_period bills whole, whatever shortened it:
+    a subscription that started mid-period and ends at that period's boundary too (OpenMeter's
+    shouldProrate: the subscription's end at or before the service period's end)."""
     end = subscription.spec.active_to
     return (
         end is not None
@@ -312,7 +315,7 @@ def _prorated_at_end(subscription: Subscription, item: BillableItem) -> bool:
         and isinstance(item.rate_card, RateCard)
         and isinstance(item.rate_card.price, FlatPrice)
         and item.service_period.end >= end
-        and item.service_period.end < item.full_period.end
+        and item.service_period != item.full_period
     )
 
 

@@ -487,3 +487,34 @@ async def test_a_flat_fee_whose_amount_alone_changes_is_synced_again(env: Env) -
     (after,) = [x for x in gathering_lines(await all_invoices(env, ns)) if x.name == "Base"]
     assert (after.id, after.period_end, after.per_unit_amount) == (base.id, env.clock.at, D(30))
     assert await env.sync.sync_all() == 0
+
+
+async def test_bill_full_period_bills_a_first_period_the_start_shortened_in_full_when_it_is_also_the_last(
+    env: Env,
+) -> None:
+    # OpenMeter (TestInAdvanceFlatFeeCancelAtFirstBillingBoundaryBillFullPeriodMode; StateItem
+    # .shouldProrate): with bill_full_period, the period the subscription ends in is billed in full,
+    # however it was shortened. Started Nov 21 on an anchor of the 1st and canceled for Dec 1, the
+    # one period Nov 21 - Dec 1 bills the Base fee whole: 30, not 30 x 10/30 = 10.00 (it was kept
+    # prorated, since the end did not cut it: it fell on the period's own end).
+    start = NOV + timedelta(days=20)
+    for ns, mode, fee in (
+        ("sb_first_actual", None, D("10.00")),
+        ("sb_first_full", ProrationMode.BILL_FULL_PERIOD, D(30)),
+    ):
+        env.clock.at = start
+        await env.customers.create(ns, CustomerInput(name="c1", key="c1"))
+        if mode is not None:
+            await env.profiles.upsert_override(
+                ns, "c1", OverrideUpsertInput(workflow=WorkflowPatch(subscription_end_proration_mode=mode))
+            )
+        sub = await env.subscriptions.create(
+            CreateSubscriptionInput(ns, PlanSelector("team"), customer_key="c1", billing_anchor=NOV)
+        )
+        await env.sync.sync(sub)
+        (base,) = [x for x in gathering_lines(await all_invoices(env, ns)) if x.name == "Base"]
+        assert (base.period_start, base.period_end, base.per_unit_amount) == (start, DEC, D("10.00"))
+        sub = await env.subscriptions.cancel(ns, sub.id, Timing(at=DEC))
+        await env.sync.sync(sub)
+        (base,) = [x for x in gathering_lines(await all_invoices(env, ns)) if x.name == "Base"]
+        assert (base.period_start, base.period_end, base.per_unit_amount) == (start, DEC, fee), ns
