@@ -483,6 +483,42 @@ class InvoiceService:
         await self._told(namespace, invoice_id, False)
         return await self.get(namespace, invoice_id)
 
+    async def edit_subscription_lines(
+        self,
+        tx: BillingStore,
+        namespace: str,
+        invoice_id: str,
+        updated: Sequence[InvoiceLine],
+        removed: Sequence[str],
+        now: datetime,
+    ) -> bool:
+        """The subscription sync's edit of a standard invoice's lines, in the sync's transaction:
+        an invoice not sent yet (one the table still lets be updated) follows the subscription as
+        its gathering invoice does, and is rated again (OpenMeter's invoice updater patches mutable
+        standard invoices). False, with nothing written, when the invoice can no longer be edited
+        (what it bills stays) or the edit would leave it without lines. `settle_edited` moves it on
+        once the transaction has committed."""
+        invoice = await tx.invoices.get(namespace, invoice_id, lock=True)
+        if invoice is None:
+            return False
+        row = transition(invoice.state, Action.UPDATE, self.conditions(invoice, now))
+        if row is None:
+            return False
+        top = {x.id for x in (await tx.invoices.lines(namespace, [invoice.id]))[invoice.id] if x.parent_line_id is None}
+        if top <= set(removed):
+            return False
+        if removed:
+            await tx.invoices.delete_lines(namespace, removed, now)
+        if updated:
+            await tx.invoices.update_lines(updated)
+        await self._apply(tx, invoice, row, now)
+        return True
+
+    async def settle_edited(self, namespace: str, invoice_id: str) -> None:
+        """After `edit_subscription_lines` committed: the invoice advances as far as it can again."""
+        await self._drive(namespace, invoice_id, None)
+        await self._told(namespace, invoice_id, False)
+
     async def app_callback(
         self,
         namespace: str,

@@ -16,10 +16,13 @@ keys: nothing is billed twice, nothing dropped.
 - A usage line's period key is its item key: progressive billing and late-usage corrections bill
   the difference from what earlier invoices of that key billed. Its usage is read over the item's
   own service period (an item version that starts mid-period bills only its own usage).
-- Lines already on an invoice past gathering are not ours to change. An edit that shortens or
-  removes an item whose period was partly invoiced (progressive billing) trims or removes the part
-  still on the gathering invoice; what was invoiced stays (taking money back needs credit notes,
-  which Tally does not have yet).
+- Lines on a draft invoice (one the transition table still lets be updated: not sent to anyone)
+  follow the subscription as gathering lines do, and the draft is rated again, as OpenMeter patches
+  mutable standard invoices: a flat fee takes the item's period and amount, a usage part is trimmed
+  or removed (never extended: an end moved later extends the latest gathering part). Lines on an
+  invoice past draft are not ours to change. An edit that shortens or removes an item whose period
+  was partly invoiced (progressive billing) trims or removes the parts still open; what was issued
+  stays (taking money back needs credit notes, which Tally does not have yet).
 """
 
 from __future__ import annotations
@@ -67,6 +70,22 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class DraftEditor(Protocol):
+    """Edits of standard invoices not sent yet (the invoice service provides them)."""
+
+    async def edit_subscription_lines(
+        self,
+        tx: BillingStore,
+        namespace: str,
+        invoice_id: str,
+        updated: Sequence[InvoiceLine],
+        removed: Sequence[str],
+        now: datetime,
+    ) -> bool: ...
+
+    async def settle_edited(self, namespace: str, invoice_id: str) -> None: ...
+
+
 class SubscriptionFeed(Protocol):
     """The subscriptions a sync pass covers (the subscription repository provides it)."""
 
@@ -88,12 +107,15 @@ class SubscriptionSync:
         clock: Clock = _utcnow,
         # A pass also covers subscriptions that ended this recently (their last lines).
         ended_within: timedelta = timedelta(days=31),
+        # Lines on draft invoices follow the subscription too when given (OpenMeter's).
+        drafts: DraftEditor | None = None,
     ) -> None:
         self._uow = uow
         self._profiles = profiles
         self._subscriptions = subscriptions
         self._clock = clock
         self._ended_within = ended_within
+        self._drafts = drafts
 
     async def sync_all(self, concurrency: int = 8) -> int:
         """Syncs every live subscription whose lines differ from its billable items, `concurrency`
@@ -195,11 +217,21 @@ class SubscriptionSync:
     async def _apply(self, subscription: Subscription, expected: dict[str, _Expected], now: datetime) -> int:
         ns = subscription.namespace
         async with self._uow() as tx:
+            if self._drafts is not None:
+                # Drafts holding the subscription's lines are locked before the gathering invoice,
+                # in the order deleting a draft takes them (the draft, then the gathering invoice
+                # its lines go back to): the other order could deadlock with such a delete.
+                before = await tx.invoices.subscription_lines(ns, [subscription.id])
+                for draft_id in sorted(
+                    {x.invoice_id for x, st in before[subscription.id] if st is InvoiceStatus.DRAFT}
+                ):
+                    await tx.invoices.get(ns, draft_id, lock=True)
             gathering = await tx.invoices.get_gathering(ns, subscription.customer_id, subscription.currency, lock=True)
             held = await tx.invoices.subscription_lines(ns, [subscription.id])
             parts, plan = _plan(expected, held[subscription.id])
             if plan.empty:
                 return 0
+            changed_on_drafts = 0
             if gathering is None and plan.create:
                 effective = await self._profiles.effective_profile(ns, subscription.customer_id, with_customer=True)
                 assert effective.customer is not None
@@ -212,6 +244,12 @@ class SubscriptionSync:
             ]
             updated: list[InvoiceLine] = []
             removed: list[str] = []
+            # Parts on standard invoices not sent yet, by invoice: edited like gathering ones, then
+            # the invoice is rated again (a draft billing a month the cancellation cut to ten days
+            # must not go out billing the month).
+            draft_updated: dict[str, list[InvoiceLine]] = {}
+            draft_removed: dict[str, list[str]] = {}
+            editable = {InvoiceStatus.GATHERING} | ({InvoiceStatus.DRAFT} if self._drafts is not None else set())
             for item in plan.update:
                 # Nothing of it invoiced yet: one line follows the item, any other part goes.
                 first, *others = sorted((line for line, _ in parts[item.key]), key=lambda x: x.period_start)
@@ -227,24 +265,39 @@ class SubscriptionSync:
                 # another's days otherwise.
                 want = expected.get(key)
                 last_end = max(line.period_end for line, _ in parts[key])
-                gathering_parts = [line for line, status in parts[key] if status is InvoiceStatus.GATHERING]
-                latest = max(gathering_parts, key=lambda x: x.period_end, default=None)
-                for line in gathering_parts:
+                open_parts = [(line, status) for line, status in parts[key] if status in editable]
+                # An end moved later extends the latest gathering part (a draft's part only shrinks).
+                latest = max(
+                    (line for line, status in open_parts if status is InvoiceStatus.GATHERING),
+                    key=lambda x: x.period_end,
+                    default=None,
+                )
+                for line, status in open_parts:
+                    on_draft = status is not InvoiceStatus.GATHERING
                     if want is None or want.item.service_period.end <= line.period_start:
-                        removed.append(line.id)
+                        if on_draft:
+                            draft_removed.setdefault(line.invoice_id, []).append(line.id)
+                        else:
+                            removed.append(line.id)
+                    elif line.type is LineType.FLAT_FEE and on_draft:
+                        # A flat fee is one line: its period and amount become the item's.
+                        if _billed(line) != _billed(want.line):
+                            draft_updated.setdefault(line.invoice_id, []).append(_refresh(line, want.line, now))
                     elif line.period_end > want.item.service_period.end or (
                         line is latest and want.item.service_period.end > last_end
                     ):
                         end = want.item.service_period.end
-                        updated.append(
-                            dataclasses.replace(
-                                line,
-                                period_end=end,
-                                full_period_end=end if line.type is LineType.USAGE_BASED else line.full_period_end,
-                                invoice_at=want.line.invoice_at,
-                                updated_at=now,
-                            )
+                        moved = dataclasses.replace(
+                            line,
+                            period_end=end,
+                            full_period_end=end if line.type is LineType.USAGE_BASED else line.full_period_end,
+                            invoice_at=want.line.invoice_at,
+                            updated_at=now,
                         )
+                        if on_draft:
+                            draft_updated.setdefault(line.invoice_id, []).append(moved)
+                        else:
+                            updated.append(moved)
             # Removed first: a line made or moved may take the period start of one that goes
             # (one line per sync key and start).
             if removed:
@@ -255,8 +308,18 @@ class SubscriptionSync:
                 await tx.invoices.update_lines(updated)
             if gathering is not None:
                 await _reschedule(tx, gathering, now)
+            edited: list[str] = []
+            for invoice_id in sorted(draft_updated.keys() | draft_removed.keys()):
+                assert self._drafts is not None
+                ups, gone = draft_updated.get(invoice_id, []), draft_removed.get(invoice_id, [])
+                if await self._drafts.edit_subscription_lines(tx, ns, invoice_id, ups, gone, now):
+                    edited.append(invoice_id)
+                    changed_on_drafts += len(ups) + len(gone)
             await tx.commit()
-        return len(created) + len(updated) + len(removed)
+        for invoice_id in edited:
+            assert self._drafts is not None
+            await self._drafts.settle_edited(ns, invoice_id)
+        return len(created) + len(updated) + len(removed) + changed_on_drafts
 
 
 def _plan(
@@ -287,6 +350,11 @@ def _repriced(wanted: InvoiceLine, held: Sequence[tuple[InvoiceLine, InvoiceStat
     if wanted.type is not LineType.FLAT_FEE or any(status is not InvoiceStatus.GATHERING for _, status in held):
         return False
     return any(line.per_unit_amount != wanted.per_unit_amount or line.quantity != wanted.quantity for line, _ in held)
+
+
+def _billed(line: InvoiceLine) -> tuple[object, ...]:
+    """What a flat-fee line bills: its period and amount."""
+    return (line.period_start, line.period_end, line.per_unit_amount, line.quantity)
 
 
 def _held(key: str, parts: Sequence[tuple[InvoiceLine, InvoiceStatus]]) -> HeldLine:

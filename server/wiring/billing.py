@@ -63,7 +63,7 @@ def invoicing(
         clickhouse, PostgresFeatureRepository(sessions), PostgresMeterRepository(sessions), customers
     )
     invoices = InvoiceService(uow, profiles, customers, marketplace, usage)
-    return Invoicing(profiles, invoices, SubscriptionSync(uow, profiles, subscriptions))
+    return Invoicing(profiles, invoices, SubscriptionSync(uow, profiles, subscriptions, drafts=invoices))
 
 
 def billing_worker(settings: BillingSettings, parts: Invoicing) -> BillingWorker:

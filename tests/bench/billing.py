@@ -214,7 +214,7 @@ async def _run(customers: int, engine: Any, sessions: Any, clickhouse: ClickHous
     profiles = BillingProfileService(uow, Provisioner(uow), customer_service, marketplace)
     usage = ClickHouseUsageSource(clickhouse, PostgresFeatureRepository(sessions), meters, customer_service)
     invoices = InvoiceService(uow, profiles, customer_service, marketplace, usage, clock=clock)
-    sync = SubscriptionSync(uow, profiles, repository, clock=clock)
+    sync = SubscriptionSync(uow, profiles, repository, clock=clock, drafts=invoices)
     worker = BillingWorker(invoices, sync, batch_size=200, concurrency=CONCURRENCY, clock=clock)
 
     clock.at = None

@@ -152,7 +152,7 @@ async def env() -> AsyncIterator[Env]:
     profiles = BillingProfileService(uow, Provisioner(uow), customers, marketplace)
     usage = EventUsage()
     invoices = InvoiceService(uow, profiles, customers, marketplace, usage, clock=clock)
-    sync = SubscriptionSync(uow, profiles, repository, clock=clock)
+    sync = SubscriptionSync(uow, profiles, repository, clock=clock, drafts=invoices)
     yield Env(subscriptions, sync, invoices, customers, usage, clock, uow, profiles)
     await engine.dispose()
 
@@ -518,3 +518,36 @@ async def test_bill_full_period_bills_a_first_period_the_start_shortened_in_full
         await env.sync.sync(sub)
         (base,) = [x for x in gathering_lines(await all_invoices(env, ns)) if x.name == "Base"]
         assert (base.period_start, base.period_end, base.per_unit_amount) == (start, DEC, fee), ns
+
+
+async def test_a_cancellation_prorates_the_flat_fee_on_a_draft_invoice(env: Env) -> None:
+    # OpenMeter (TestInAdvanceGatheringSyncDraftInvoiceProrated; invoiceupdater: patches apply to
+    # gathering and mutable standard invoices): a line on a draft invoice, which nobody has been
+    # sent yet, follows the subscription like a gathering one. Base (30, in advance) was invoiced on
+    # Nov 1 into a draft waiting for approval; canceled on Nov 11, the draft bills Nov 1 - Nov 11:
+    # 10.00 (it kept billing the whole month, 30).
+    ns = "sb_draft_prorated"
+    env.clock.at = NOV
+    await env.customers.create(ns, CustomerInput(name="c1", key="c1"))
+    await env.profiles.upsert_override(ns, "c1", OverrideUpsertInput(workflow=WorkflowPatch(auto_advance=False)))
+    sub = await env.subscriptions.create(CreateSubscriptionInput(ns, PlanSelector("team"), customer_key="c1"))
+    await env.sync.sync(sub)
+    env.clock.at = NOV + timedelta(hours=1)
+    (base,) = [x for x in gathering_lines(await all_invoices(env, ns)) if x.name == "Base"]
+    (draft,) = await env.invoices.invoice_now(ns, InvoiceNowInput(customer=sub.customer_id, line_ids=[base.id]))
+    assert draft.invoice.status is InvoiceStatus.DRAFT and draft.invoice.totals.total == D(30)
+
+    env.clock.at = NOV + timedelta(days=10)
+    sub = await env.subscriptions.cancel(ns, sub.id, Timing("immediate"))
+    await env.sync.sync(sub)
+    after = await env.invoices.get(ns, draft.invoice.id)
+    (line,) = [x for x in after.lines if x.parent_line_id is None]
+    assert (line.id, line.period_start, line.period_end, line.per_unit_amount) == (
+        base.id,
+        NOV,
+        env.clock.at,
+        D("10.00"),
+    )
+    assert after.invoice.status is InvoiceStatus.DRAFT and after.invoice.totals.total == D("10.00")
+    assert [x.name for x in gathering_lines(await all_invoices(env, ns))] == ["Api"]
+    assert await env.sync.sync(sub) == 0
