@@ -10,7 +10,7 @@ delete. One subscription is synced in one transaction (the gathering invoice row
 crash leaves the old lines or the new ones, and a re-run after an edit or a crash finds the same
 keys: nothing is billed twice, nothing dropped.
 
-- In-advance flat fees are due at their service period's start, in-arrears fees and usage at its
+- In-advance flat fees are due at their billing period's start, in-arrears fees and usage at its
   end (`BillableItem.invoice_at`); a flat fee for part of a period is prorated when the
   subscription prorates (`rating.rate`, the engine that rates invoices), and a zero amount is no line.
 - A usage line's period key is its item key: progressive billing and late-usage corrections bill

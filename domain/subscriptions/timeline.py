@@ -244,7 +244,7 @@ def billable_items(
     """
     now = ensure_utc(now, "now")
     out: list[BillableItem] = []
-    for item in all_items(spec):
+    for phase, item in ((p, v) for p in phases(spec) for v in items(spec, p) if not v.is_empty):
         card_terms = terms(item.spec.rate_card)
         if not card_terms.is_billable() or item.active_from > now:
             continue
@@ -257,8 +257,14 @@ def billable_items(
                 continue
             out.append(_one_time(subscription_id, spec, item, in_advance))
             continue
-        for full in _periods(Recurrence(cadence, spec.billing_anchor), item.active_from, item.active_to, now):
+        for full in _periods(Recurrence(cadence, spec.billing_anchor), item.active_from, item.active_to):
             service = Period(max(full.start, item.active_from), _min_end(full.end, item.active_to) or full.end)
+            # Invoiced with the subscription's billing period (OpenMeter's aligned billing, even for
+            # an item of a shorter cadence or one an edit ended): in advance at its start, so every
+            # part of a period that has begun is due; otherwise at its end, and not before the part.
+            billing = _billing_period(spec, phase, service.start)
+            if (billing.start if in_advance else full.start) > now:
+                break
             if service.end <= service.start:
                 continue
             out.append(
@@ -270,7 +276,7 @@ def billable_items(
                     item_id=item.spec.id,
                     service_period=service,
                     full_period=full,
-                    invoice_at=service.start if in_advance else service.end,
+                    invoice_at=billing.start if in_advance else max(service.end, billing.end),
                     rate_card=item.spec.rate_card,
                     quantity=item.spec.quantity,
                 )
@@ -310,12 +316,18 @@ def _one_time(subscription_id: str, spec: SubscriptionSpec, item: ItemView, in_a
     )
 
 
-def _periods(recurrence: Recurrence, start: datetime, end: datetime | None, now: datetime) -> Iterator[Period]:
-    """Billing periods overlapping [start, end) that have started by `now`."""
+def _periods(recurrence: Recurrence, start: datetime, end: datetime | None) -> Iterator[Period]:
+    """The item's periods overlapping [start, end), in order (the caller stops where it must)."""
     period = recurrence.period_at(start)
-    while period.start <= now and (end is None or period.start < end):
+    while end is None or period.start < end:
         yield period
         period = Period(period.end, recurrence.next_after(period.end, inclusive=False))
+
+
+def _billing_period(spec: SubscriptionSpec, phase: PhaseView, at: datetime) -> Period:
+    """The subscription's billing period at `at`, within its phase (OpenMeter's GetAlignedBillingPeriodAt)."""
+    period = spec.billing.period_at(at)
+    return Period(max(period.start, phase.active_from), _min_end(period.end, phase.active_to) or period.end)
 
 
 def _key(subscription_id: str, item: ItemView, period_start: datetime) -> str:

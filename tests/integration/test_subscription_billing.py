@@ -195,7 +195,8 @@ async def test_sync_is_idempotent_across_reruns_races_and_edits(env: Env) -> Non
     assert base.per_unit_amount == D(30) and base.quantity == D(1)
 
     # Edit on Nov 11: a new usage item, which is then removed at once (never billed: its line goes),
-    # and the api item removed (its line shrinks to Nov 1 - Nov 11, due then).
+    # and the api item removed (its line shrinks to Nov 1 - Nov 11, due with the billing period on
+    # Dec 1, as OpenMeter's aligned billing: TestAlignedSubscriptionInvoicing's in-arrears v0).
     env.clock.at = NOV + timedelta(days=10)
     extra = CatalogRateCards().parse(card("calls", {"type": "unit", "amount": "0.02"}, "calls"), "rateCard")
     sub = await env.subscriptions.edit(ns, sub.id, [edits.AddItem("default", extra, "item-calls")], Timing("immediate"))
@@ -207,7 +208,7 @@ async def test_sync_is_idempotent_across_reruns_races_and_edits(env: Env) -> Non
     await env.sync.sync(sub)
     assert await env.sync.sync(sub) == 0
     assert shown(gathering_lines(await all_invoices(env, ns))) == [
-        ("Api", NOV, env.clock.at, env.clock.at),
+        ("Api", NOV, env.clock.at, DEC),
         ("Base", NOV, DEC, NOV),
     ]
 

@@ -355,3 +355,44 @@ def test_a_one_time_fee_in_arrears_waits_for_the_end_of_its_phase() -> None:
     ended = spec(phase("only", IsoDuration(), fee), end=cancel)
     got = billable_items("sub", ended, datetime(2026, 2, 1, tzinfo=UTC), terms)
     assert [(b.service_period.start, b.service_period.end, b.invoice_at) for b in got] == [(START, cancel, cancel)]
+
+
+def test_items_are_invoiced_with_the_subscriptions_billing_period() -> None:
+    # OpenMeter (TestAlignedSubscriptionInvoicing; SubscriptionItemWithPeriods.GetInvoiceAt): weekly
+    # items on a four-week plan are invoiced with the plan's billing period: in advance at its start,
+    # in arrears at its end (not before their own service period ends). Both items are replaced on
+    # Jan 2. By Jan 3 the in-advance fee is due for Jan 1 - 2 and the four weeks to Jan 29 (5 + 4 x
+    # 8 = 37, where it was 5 + 8 = 13: one week at a time); every in-arrears part, the one the edit
+    # ended on Jan 2 too, is due on Jan 29 (they were due on Jan 2 and Jan 8, on invoices of their own).
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    edit = datetime(2024, 1, 2, tzinfo=UTC)
+    week = IsoDuration(days=7)
+    advance, arrears = Card("fee", week, in_advance=True), Card("usage", week)
+    only = PhaseSpec(
+        "ph",
+        "only",
+        "Only",
+        IsoDuration(),
+        (
+            ItemSpec("fee-0", "fee", advance, active_to=edit),
+            ItemSpec("fee-1", "fee", advance, active_from=edit),
+            ItemSpec("usage-0", "usage", arrears, active_to=edit),
+            ItemSpec("usage-1", "usage", arrears, active_from=edit),
+        ),
+    )
+    s = SubscriptionSpec(start, None, start, IsoDuration(days=28), (only,))
+    got = billable_items("sub", s, datetime(2024, 1, 3, 12, tzinfo=UTC), terms)
+    day = timedelta(days=1)
+    fee = [(b.item_id, b.service_period.start, b.invoice_at) for b in got if b.item_key == "fee"]
+    assert fee == [
+        ("fee-0", start, start),
+        ("fee-1", edit, start),
+        ("fee-1", start + 7 * day, start),
+        ("fee-1", start + 14 * day, start),
+        ("fee-1", start + 21 * day, start),
+    ]
+    usage = [
+        (b.item_id, b.service_period.start, b.service_period.end, b.invoice_at) for b in got if b.item_key == "usage"
+    ]
+    jan29 = start + 28 * day
+    assert usage == [("usage-0", start, edit, jan29), ("usage-1", edit, start + 7 * day, jan29)]
