@@ -7,7 +7,9 @@ field. A batch is accepted whole or not at all, so a rejected request never half
 
 from __future__ import annotations
 
+import binascii
 import secrets
+from base64 import b64decode
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -228,8 +230,11 @@ class EventBatch:
         time_ms: int | None = None,
         time_text: Any = None,
         data: Any = None,
+        invalid: bool = False,
     ) -> None:
-        """One event's fields; `data` is the decoded payload (a dict, or None for no data)."""
+        """One event's fields; `data` is the decoded payload (a dict, or None for no data).
+        `invalid`: the caller already reported a violation of this event (its other fields are
+        still checked, so the answer lists every one)."""
         before = len(self.violations)
         event_id = self._required(index, "id", event_id)
         source = self._required(index, "source", source)
@@ -275,7 +280,7 @@ class EventBatch:
                         f"event {where}data is {len(data_text)} bytes; "
                         f"at most {self.limits.max_event_bytes} bytes are allowed per event (ingest.max_event_bytes)"
                     )
-        if len(self.violations) > before:
+        if invalid or len(self.violations) > before:
             return
         self.events.append(
             Event(self.namespace, event_id, event_type, source, subject, time_ms, data_text, self.now_ms, data)
@@ -336,6 +341,10 @@ class EventBatch:
         if not isinstance(raw, dict):
             self.error(index, "event", "must be a JSON object (a CloudEvent)", "invalid_type")
             return
+        data = raw.get("data")
+        invalid = False
+        if raw.get("data_base64") is not None:
+            data, invalid = self._base64_data(index, raw["data_base64"], data)
         self.add(
             index,
             event_id=raw.get("id"),
@@ -345,8 +354,31 @@ class EventBatch:
             specversion=raw.get("specversion", "1.0"),
             content_type=raw.get("datacontenttype"),
             time_text=raw.get("time"),
-            data=raw.get("data"),
+            data=data,
+            invalid=invalid,
         )
+
+    def _base64_data(self, index: int, encoded: Any, data: Any) -> tuple[Any, bool]:
+        """The payload a JSON CloudEvent carries as data_base64 (the JSON format's form for binary
+        data, what CloudEvents SDKs send for bytes), and whether it was refused. OpenMeter's
+        CloudEvents decoding takes it as the event's data and meters the JSON inside; ignoring it
+        would store the event without its data: acknowledged, then never counted. Tally keeps its
+        rule for data (a JSON object), so anything else inside is refused, naming the field."""
+        if data is not None:
+            self.error(index, "data_base64", "data and data_base64 are exclusive: send one", "conflict")
+            return None, True
+        if not isinstance(encoded, str):
+            self.error(index, "data_base64", "must be a string (base64 of the JSON data)", "invalid_type")
+            return None, True
+        try:
+            decoded = orjson.loads(b64decode(encoded, validate=True))
+        except (binascii.Error, ValueError):  # orjson.JSONDecodeError is a ValueError
+            self.error(index, "data_base64", "must be base64 (RFC 4648, padded) of a JSON object", "invalid_base64")
+            return None, True
+        if type(decoded) is not dict:
+            self.error(index, "data_base64", "must encode a JSON object", "invalid_type")
+            return None, True
+        return decoded, False
 
     def check_size(self, count: int, size_bytes: int | None = None) -> None:
         """The request's limits, the same on every path (REST body bytes, gRPC message bytes)."""
@@ -414,7 +446,8 @@ def validate_batch(
 def _add_json_columns(batch: EventBatch, raws: Sequence[Any]) -> bool:
     """The decoded JSON events as columns for `EventBatch.add_columns`; False (nothing added) for
     anything but a list of objects whose times all parse, so `add_json` reports what is wrong."""
-    if set(map(type, raws)) != {dict}:
+    # An event with data_base64 takes the per-event path (about 15 ns an event to look).
+    if set(map(type, raws)) != {dict} or True in ["data_base64" in r for r in raws]:
         return False
     try:
         times = [None if t is None else epoch_ms(parse_time(t)) for t in [r.get("time") for r in raws]]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import csv
 import io
 import itertools
@@ -111,6 +112,36 @@ async def test_invalid_ingest_and_validation_errors_in_listing(http: httpx.Async
     assert [event["event"].get("datacontenttype") for event in events] == [None, None, *["application/json"] * 4]
     assert "data" not in events[0]["event"] and "data" not in events[1]["event"]
     assert {"ingestedAt", "storedAt"} <= set(events[0])
+
+
+async def test_data_base64_is_metered_like_data(http: httpx.AsyncClient) -> None:
+    """CloudEvents' JSON format may carry the payload as data_base64 (what CloudEvents SDKs send for
+    bytes). OpenMeter's CloudEvents decoding reads it as the event's data and meters the JSON inside;
+    an event whose data_base64 is not base64 of a JSON object is refused, naming the field."""
+    event_type = unique("base64")
+    await create_meter(http, slug=event_type, eventType=event_type, aggregation="SUM", valueProperty="$.tokens")
+    time = datetime.now(UTC) - timedelta(minutes=5)
+    encoded = cloudevent(event_type, "s", time=time, data_base64=base64.b64encode(b'{"tokens": 7}').decode())
+    await ingest(http, encoded)
+    await ingest(http, [cloudevent(event_type, "s", {"tokens": 5}, time=time), {**encoded, "id": "b64-2"}])
+    await query_until(http, event_type, lambda rows: total(rows) == 19)
+    listed = (await http.get("/api/v1/events", params={"id": encoded["id"]})).json()
+    assert [item["event"].get("data") for item in listed] == [{"tokens": 7}]
+    assert "validationError" not in listed[0]
+
+    for bad in ("not base64!", base64.b64encode(b"<xml/>").decode(), base64.b64encode(b"[1]").decode(), 5):
+        response = await http.post(
+            "/api/v1/events",
+            json=[cloudevent(event_type, "s", {"tokens": 1}), cloudevent(event_type, "s", data_base64=bad)],
+            headers={"content-type": "application/cloudevents-batch+json"},
+        )
+        assert response.status_code == 400, (bad, response.text)
+        assert [e["field"] for e in response.json()["extensions"]["validationErrors"]] == ["[1].data_base64"]
+    both = cloudevent(event_type, "s", {"tokens": 1}, data_base64=encoded["data_base64"])
+    response = await http.post("/api/v1/events", json=both, headers={"content-type": "application/cloudevents+json"})
+    assert response.status_code == 400, response.text
+    await settle(http)
+    assert total(await query(http, event_type)) == 19  # nothing of the refused batches landed
 
 
 async def test_dedupe_counts_one(http: httpx.AsyncClient) -> None:

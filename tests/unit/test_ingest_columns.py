@@ -167,6 +167,7 @@ def json_events(draw: st.DrawFn) -> Any:
         ("datacontenttype", st.sampled_from(["application/json", "text/plain", None, {}])),
         ("time", TIMES),
         ("data", DATA),
+        ("data_base64", st.sampled_from(["eyJ2IjoxfQ==", "eyJ2IjoxfQ", "WzFd", "!", None, 5])),
     ):
         if draw(st.integers(0, 4)) > 0:  # a field is sometimes missing
             raw[name] = draw(values)
