@@ -425,6 +425,10 @@ def parse_cloudevents(
         raise ValidationError.single("body", "must be one CloudEvent (a JSON object)", "invalid_type")
     if media_type == CONTENT_TYPE_BATCH and not isinstance(decoded, list):
         raise ValidationError.single("body", "must be a JSON array of CloudEvents", "invalid_type")
+    if media_type == CONTENT_TYPE_BATCH and not decoded:
+        # A batch of nothing is a valid CloudEvents batch: OpenMeter ingests none and answers 204
+        # (only application/json, an object or an array, refuses an empty array as "no events").
+        return []
     if isinstance(decoded, dict):
         return validate_batch([decoded], namespace, now, limits, single=True)
     if isinstance(decoded, list):

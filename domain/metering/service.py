@@ -45,7 +45,8 @@ class IngestService:
 
     async def ingest_cloudevents(self, namespace: str, body: bytes, content_type: str) -> int:
         events = parse_cloudevents(body, content_type, namespace, self._clock(), self._limits)
-        await self._bus.publish(events)
+        if events:  # an empty CloudEvents batch (a 204) has nothing to publish
+            await self._bus.publish(events)
         return len(events)
 
     def new_batch(self, namespace: str) -> EventBatch:

@@ -59,6 +59,12 @@ async def test_content_types(http: httpx.AsyncClient) -> None:
     assert array_as_single.status_code == 400
     empty = await http.post("/api/v1/events", json=[], headers={"content-type": "application/json"})
     assert empty.status_code == 400
+    # An empty CloudEvents batch is a valid batch of nothing: OpenMeter answers 204 (only its
+    # application/json decoding, which cannot tell what was meant, says "no events found").
+    empty_batch = await http.post(
+        "/api/v1/events", content=b"[]", headers={"content-type": "application/cloudevents-batch+json"}
+    )
+    assert empty_batch.status_code == 204, empty_batch.text
 
 
 async def test_invalid_ingest_and_validation_errors_in_listing(http: httpx.AsyncClient) -> None:
