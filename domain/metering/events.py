@@ -1,8 +1,8 @@
 """Usage events: the CloudEvents input rules, the accepted event record, and listing queries.
 
-Validation follows OpenMeter (id, source, type and subject non-empty; specversion 1.0; time in
-RFC 3339, default now; data a JSON object or null) and reports the offending event's index and
-field. A batch is accepted whole or not at all, so a rejected request never half-lands.
+Validation follows OpenMeter (id, source, type and subject non-empty; specversion 1.0, required in
+JSON; time in RFC 3339, default now; data a JSON object or null) and reports the offending event's
+index and field. A batch is accepted whole or not at all, so a rejected request never half-lands.
 """
 
 from __future__ import annotations
@@ -241,7 +241,9 @@ class EventBatch:
         event_type = self._required(index, "type", event_type)
         subject = self._required(index, "subject", subject)
         # isinstance first: a JSON array or object is unhashable, and `in` on a set would raise.
-        if not isinstance(specversion, str) or specversion not in SPEC_VERSIONS:
+        if specversion is None:
+            self.error(index, "specversion", "required, the CloudEvents version: 1.0", "required")
+        elif not isinstance(specversion, str) or specversion not in SPEC_VERSIONS:
             self.error(index, "specversion", "must be 1.0", "unsupported")
         if content_type is not None and (not isinstance(content_type, str) or content_type not in JSON_CONTENT_TYPES):
             self.error(index, "datacontenttype", "only application/json is supported", "unsupported")
@@ -351,7 +353,9 @@ class EventBatch:
             source=raw.get("source"),
             event_type=raw.get("type"),
             subject=raw.get("subject"),
-            specversion=raw.get("specversion", "1.0"),
+            # Required in JSON, as in OpenMeter (its OpenAPI Event and CloudEvents decoding refuse
+            # an event without it); gRPC's proto field reads "" when unset and means 1.0.
+            specversion=raw.get("specversion"),
             content_type=raw.get("datacontenttype"),
             time_text=raw.get("time"),
             data=data,
@@ -462,7 +466,7 @@ def _add_json_columns(batch: EventBatch, raws: Sequence[Any]) -> bool:
         [r.get("source") for r in raws],
         [r.get("type") for r in raws],
         [r.get("subject") for r in raws],
-        [r.get("specversion", "1.0") for r in raws],
+        [r.get("specversion") for r in raws],
         [r.get("datacontenttype") for r in raws],
         times,
         [r.get("data") for r in raws],

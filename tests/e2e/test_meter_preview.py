@@ -149,5 +149,5 @@ async def test_preview_over_grpc(channel: grpc.aio.Channel) -> None:
         meters_pb2.PreviewMeterRequest(aggregation="TOTAL", event_type="calls", sample_event='{"type": 1}')
     )
     assert [error.field for error in bad.meter_errors] == ["aggregation"]
-    assert {error.field for error in bad.event_errors} == {"id", "source", "type", "subject"}
+    assert {error.field for error in bad.event_errors} == {"id", "source", "type", "subject", "specversion"}
     assert not bad.HasField("value") and not bad.event_type_matches

@@ -120,6 +120,27 @@ async def test_invalid_ingest_and_validation_errors_in_listing(http: httpx.Async
     assert {"ingestedAt", "storedAt"} <= set(events[0])
 
 
+async def test_an_event_without_specversion_is_refused(http: httpx.AsyncClient) -> None:
+    """specversion is a required CloudEvents attribute: OpenMeter refuses an event without it (400,
+    in a batch too, where nothing lands), whatever the content type."""
+    event_type = unique("specversion")
+    await create_meter(http, slug=event_type, eventType=event_type, aggregation="COUNT")
+    bare = cloudevent(event_type, "s")
+    del bare["specversion"]
+    for content_type, body in (
+        ("application/cloudevents+json", bare),
+        ("application/json", bare),
+        ("application/cloudevents-batch+json", [cloudevent(event_type, "s"), bare]),
+        ("application/json", [cloudevent(event_type, "s"), bare]),
+    ):
+        response = await http.post("/api/v1/events", json=body, headers={"content-type": content_type})
+        assert response.status_code == 400, (content_type, response.text)
+        fields = [e["field"] for e in response.json()["extensions"]["validationErrors"]]
+        assert fields == (["[1].specversion"] if isinstance(body, list) else ["specversion"])
+    await settle(http)
+    assert total(await query(http, event_type)) == 0
+
+
 async def test_data_base64_is_metered_like_data(http: httpx.AsyncClient) -> None:
     """CloudEvents' JSON format may carry the payload as data_base64 (what CloudEvents SDKs send for
     bytes). OpenMeter's CloudEvents decoding reads it as the event's data and meters the JSON inside;

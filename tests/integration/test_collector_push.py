@@ -308,6 +308,7 @@ async def test_events_tally_refuses_go_to_dead_letters_and_the_rest_is_delivered
 
     def event(n: int, **extra: Any) -> dict[str, Any]:
         return {
+            "specversion": "1.0",
             "id": f"m{n}",
             "source": f"tests-{transport}-{subject}",
             "type": event_type,

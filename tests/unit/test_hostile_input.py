@@ -248,7 +248,7 @@ def test_hostile_text_in_valid_events_round_trips(events: list[dict[str, Any]]) 
 def test_hostile_text_is_accepted_as_data() -> None:
     """The round trip above is not vacuous: every injection string is a valid id, subject and value."""
     events = [
-        {"id": text, "source": text, "type": text, "subject": text, "data": {text: text}}
+        {"specversion": "1.0", "id": text, "source": text, "type": text, "subject": text, "data": {text: text}}
         for text in (f"{injection}{SENTINEL}" for injection in INJECTIONS)
     ]
     body = orjson.dumps(events)
@@ -259,17 +259,22 @@ def test_hostile_text_is_accepted_as_data() -> None:
 @pytest.mark.parametrize("depth", [MAX_DATA_DEPTH + 1, 100, 254, 255, 600, 1100, 100_000])
 def test_deep_nesting_is_a_validation_error(depth: int) -> None:
     data = b'{"a":' * depth + b"1" + b"}" * depth
-    body = b'{"id":"1","source":"s","type":"t","subject":"u","data":' + data + b"}"
+    body = b'{"specversion":"1.0","id":"1","source":"s","type":"t","subject":"u","data":' + data + b"}"
     with pytest.raises(ValidationError):
         parse_cloudevents(body, CONTENT_TYPE_SINGLE, "default", NOW, IngestLimits())
-    arrays = b'{"id":"1","source":"s","type":"t","subject":"u","data":{"a":' + b"[" * depth + b"]" * depth + b"}}"
+    arrays = (
+        b'{"specversion":"1.0","id":"1","source":"s","type":"t","subject":"u","data":{"a":'
+        + b"[" * depth
+        + b"]" * depth
+        + b"}}"
+    )
     with pytest.raises(ValidationError):
         parse_cloudevents(arrays, CONTENT_TYPE_SINGLE, "default", NOW, IngestLimits())
 
 
 def test_nesting_at_the_limit_is_accepted() -> None:
     data = b'{"a":' * MAX_DATA_DEPTH + b"1" + b"}" * MAX_DATA_DEPTH
-    body = b'{"id":"1","source":"s","type":"t","subject":"u","data":' + data + b"}"
+    body = b'{"specversion":"1.0","id":"1","source":"s","type":"t","subject":"u","data":' + data + b"}"
     assert len(parse_cloudevents(body, CONTENT_TYPE_SINGLE, "default", NOW, IngestLimits())) == 1
 
 
@@ -288,13 +293,13 @@ def test_nesting_at_the_limit_is_accepted() -> None:
     ],
 )
 def test_non_json_numbers_and_bad_encodings_are_rejected(data: bytes) -> None:
-    body = b'{"id":"1","source":"s","type":"t","subject":"u","data":' + data + b"}"
+    body = b'{"specversion":"1.0","id":"1","source":"s","type":"t","subject":"u","data":' + data + b"}"
     with pytest.raises(ValidationError):
         parse_cloudevents(body, CONTENT_TYPE_SINGLE, "default", NOW, LIMITS)
 
 
 def test_huge_integers_are_accepted_as_numbers_or_rejected() -> None:
-    body = b'{"id":"1","source":"s","type":"t","subject":"u","data":{"v":' + b"9" * 5000 + b"}}"
+    body = b'{"specversion":"1.0","id":"1","source":"s","type":"t","subject":"u","data":{"v":' + b"9" * 5000 + b"}}"
     decode(body, CONTENT_TYPE_SINGLE)
 
 
@@ -302,7 +307,7 @@ def test_huge_integers_are_accepted_as_numbers_or_rejected() -> None:
     "time", ["0001-01-01T00:00:00Z", "1969-12-31T23:59:59Z", "2100-01-01T00:00:00Z", "9999-12-31T23:59:59Z"]
 )
 def test_times_outside_the_store_range_are_rejected(time: str) -> None:
-    body = orjson.dumps({"id": "1", "source": "s", "type": "t", "subject": "u", "time": time})
+    body = orjson.dumps({"specversion": "1.0", "id": "1", "source": "s", "type": "t", "subject": "u", "time": time})
     with pytest.raises(ValidationError) as excinfo:
         parse_cloudevents(body, CONTENT_TYPE_SINGLE, "default", NOW, LIMITS)
     assert excinfo.value.violations[0].field == "time"
@@ -311,7 +316,7 @@ def test_times_outside_the_store_range_are_rejected(time: str) -> None:
 def test_oversized_bodies_and_batches_are_413() -> None:
     with pytest.raises(PayloadTooLargeError):
         parse_cloudevents(b"[" + b" " * LIMITS.max_batch_bytes + b"]", CONTENT_TYPE_BATCH, "default", NOW, LIMITS)
-    one = {"id": "1", "source": "s", "type": "t", "subject": "u"}
+    one = {"specversion": "1.0", "id": "1", "source": "s", "type": "t", "subject": "u"}
     with pytest.raises(PayloadTooLargeError):
         parse_cloudevents(orjson.dumps([one] * 51), CONTENT_TYPE_BATCH, "default", NOW, LIMITS)
     big = {**one, "data": {"v": "x" * LIMITS.max_event_bytes}}
