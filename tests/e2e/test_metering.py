@@ -141,6 +141,42 @@ async def test_an_event_without_specversion_is_refused(http: httpx.AsyncClient) 
     assert total(await query(http, event_type)) == 0
 
 
+async def test_event_times_are_rfc_3339_as_openmeter_reads_them(http: httpx.AsyncClient) -> None:
+    """OpenMeter takes an event time as RFC 3339 exactly (its OpenAPI date-time pattern, then Go's
+    RFC3339Nano): YYYY-MM-DDTHH:MM:SS, an optional dot fraction, then Z or +hh:mm. Other ISO 8601
+    spellings are refused with a 400 naming the time, not guessed at."""
+    event_type = unique("times")
+    await create_meter(http, slug=event_type, eventType=event_type, aggregation="COUNT")
+    day = (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%d")
+    accepted = [
+        f"{day}T01:02:03Z",
+        f"{day}T01:02:03.123456789Z",
+        f"{day}T01:02:03.5+05:30",
+        f"{day}T01:02:03-00:00",
+    ]
+    await ingest(http, [cloudevent(event_type, "s", time=None) | {"time": t} for t in accepted])
+    refused = [
+        f"{day}T01:02:03+0100",
+        f"{day}T01:02:03+01",
+        f"{day}T01:02:03,5Z",
+        f"{day}T01:02:03.Z",
+        f"{day}t01:02:03z",
+        f"{day}T01:02:03+01:00:30",
+        f"{day}T010203Z",
+        f"{day}T01:02:03",
+    ]
+    for time_text in refused:
+        response = await http.post(
+            "/api/v1/events",
+            json=cloudevent(event_type, "s") | {"time": time_text},
+            headers={"content-type": "application/cloudevents+json"},
+        )
+        assert response.status_code == 400, (time_text, response.text)
+        assert [e["field"] for e in response.json()["extensions"]["validationErrors"]] == ["time"], time_text
+    await settle(http)
+    assert total(await query(http, event_type)) == len(accepted)
+
+
 async def test_data_base64_is_metered_like_data(http: httpx.AsyncClient) -> None:
     """CloudEvents' JSON format may carry the payload as data_base64 (what CloudEvents SDKs send for
     bytes). OpenMeter's CloudEvents decoding reads it as the event's data and meters the JSON inside;
