@@ -13,7 +13,7 @@ later counts from the next run's cutoff on, and the invoice service bills the di
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
@@ -64,16 +64,24 @@ class ClickHouseUsageSource:
         archived = [f for f in await self._features.list_features(namespace, include_archived=True) if f.key == key]
         return max(archived, key=lambda f: f.archived_at or f.updated_at, default=None)
 
-    async def growing_features(self, namespace: str, feature_keys: Collection[str]) -> set[str]:
-        growing: set[str] = set()
-        for key in set(feature_keys):
+    async def _metered(self, namespace: str, feature_keys: Iterable[str]) -> dict[str, tuple[Feature, Meter]]:
+        """Each feature key's feature and its meter (each meter read once), for the keys that have both."""
+        out: dict[str, tuple[Feature, Meter]] = {}
+        meters: dict[str, Meter | None] = {}
+        for key in dict.fromkeys(feature_keys):
             feature = await self._feature(namespace, key)
             if feature is None or feature.meter_slug is None:
                 continue
-            meter = await self._meters.get(namespace, feature.meter_slug)
-            if meter is not None and meter.aggregation.only_grows:
-                growing.add(key)
-        return growing
+            if feature.meter_slug not in meters:
+                meters[feature.meter_slug] = await self._meters.get(namespace, feature.meter_slug)
+            meter = meters[feature.meter_slug]
+            if meter is not None:
+                out[key] = (feature, meter)
+        return out
+
+    async def growing_features(self, namespace: str, feature_keys: Collection[str]) -> set[str]:
+        metered = await self._metered(namespace, feature_keys)
+        return {key for key, (_, meter) in metered.items() if meter.aggregation.only_grows}
 
     async def quantities(
         self, namespace: str, requests: Sequence[UsageRequest], cutoff: datetime
@@ -87,19 +95,11 @@ class ClickHouseUsageSource:
         for request in dict.fromkeys(requests):
             if request.customer_id in customers and request.start < request.end:
                 groups[(request.feature_key, request.start, request.end)].append(request)
-        features: dict[str, Feature | None] = {}
-        meters: dict[str, Meter | None] = {}
+        metered = await self._metered(namespace, (feature_key for feature_key, _, _ in groups))
         for (feature_key, start, end), asked in groups.items():
-            if feature_key not in features:
-                features[feature_key] = await self._feature(namespace, feature_key)
-            feature = features[feature_key]
-            if feature is None or feature.meter_slug is None:
+            if feature_key not in metered:
                 continue
-            if feature.meter_slug not in meters:
-                meters[feature.meter_slug] = await self._meters.get(namespace, feature.meter_slug)
-            meter = meters[feature.meter_slug]
-            if meter is None:
-                continue
+            feature, meter = metered[feature_key]
             subjects = {r.customer_id: customers[r.customer_id].usage_subjects for r in asked}
             if not any(subjects.values()):
                 continue
