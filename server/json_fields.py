@@ -18,10 +18,10 @@ from typing import Any
 
 import orjson
 from google.api import annotations_pb2
-from google.protobuf import descriptor_pool
-from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
 from domain.errors import FieldViolation, ValidationError
+from server.rest import method_descriptor
 
 BODY_HEADER = "x-tally-json-body-bin"
 # Bodies up to this size are checked (envoy/tally.lua forwards no larger ones); creates and updates
@@ -55,10 +55,8 @@ _OPAQUE = frozenset(
 @lru_cache(maxsize=512)
 def _body_message(method_path: str) -> Descriptor | None:
     """The message a REST body maps to for `/pkg.Service/Method`, or None (no JSON body)."""
-    try:
-        service, name = method_path.lstrip("/").rsplit("/", 1)
-        method: MethodDescriptor = descriptor_pool.Default().FindMethodByName(f"{service}.{name}")
-    except (KeyError, ValueError):
+    method = method_descriptor(method_path)
+    if method is None:
         return None
     rule = method.GetOptions().Extensions[annotations_pb2.http]
     body = rule.body

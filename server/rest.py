@@ -19,7 +19,7 @@ from typing import Any, Literal, TypeAlias
 
 import grpc
 from google.protobuf import descriptor_pool
-from google.protobuf.descriptor import Descriptor
+from google.protobuf.descriptor import Descriptor, MethodDescriptor
 
 from tally.v1 import options_pb2
 
@@ -105,14 +105,21 @@ def null_paths(message_name: str) -> str | None:
 
 
 @cache
-def method_null_paths(method_path: str) -> str | None:
-    """null_paths of the response of `/pkg.Service/Method`, or None (unknown method, no nullables)."""
+def method_descriptor(method_path: str) -> MethodDescriptor | None:
+    """The method a gRPC call names as `/pkg.Service/Method`, or None when there is none."""
     try:
         service, name = method_path.lstrip("/").rsplit("/", 1)
-        method = descriptor_pool.Default().FindMethodByName(f"{service}.{name}")
+        method: MethodDescriptor = descriptor_pool.Default().FindMethodByName(f"{service}.{name}")
     except (KeyError, ValueError):
         return None
-    return null_paths(method.output_type.full_name)
+    return method
+
+
+@cache
+def method_null_paths(method_path: str) -> str | None:
+    """null_paths of the response of `/pkg.Service/Method`, or None (unknown method, no nullables)."""
+    method = method_descriptor(method_path)
+    return None if method is None else null_paths(method.output_type.full_name)
 
 
 async def with_null_hint(nulls: str, context: ServicerContext, behavior: Any, request: Any) -> Any:
