@@ -93,11 +93,11 @@ function envoy_on_request(handle)
   end
   local path = headers:get(":path") or ""
   if string.find(path, "keyVersion", 1, true) then
-    headers:replace(":path", key_version_parameters(path))
+    path = key_version_parameters(path)
+    headers:replace(":path", path)
   end
   local accept = headers:get("accept")
   if accept ~= nil and string.find(accept, "text/csv", 1, true) then
-    local path = headers:get(":path")
     local base, rest = string.match(path, "^(/api/v1/meters/[^/?]+/query)(.*)$")
     if base == nil then
       base, rest = string.match(path, "^(/api/v1/portal/meters/[^/?]+/query)(.*)$")
@@ -341,35 +341,29 @@ function envoy_on_response(handle)
   local shape = headers:get("x-tally-shape")
   headers:remove("x-tally-nulls")
   headers:remove("x-tally-shape")
-  if nulls ~= nil then
-    local code = tonumber(status)
-    if code ~= nil and code < 300 then
-      local body = handle:body(true)
-      local ok, text = pcall(with_nulls, body:getBytes(0, body:length()), nulls)
+  local code = tonumber(status)
+  nulls = code ~= nil and code < 300 and nulls or nil
+  if nulls ~= nil or shape == "array" then
+    -- One buffered body for both: nulls first (their paths start at the response message's root).
+    local body = handle:body(true)
+    local text = body:getBytes(0, body:length())
+    if nulls ~= nil then
+      local ok, filled = pcall(with_nulls, text, nulls)
       if ok then
-        body:setBytes(text)
+        text = filled
       else
-        handle:logErr("x-tally-nulls: body left as the transcoder printed it: " .. tostring(text))
+        handle:logErr("x-tally-nulls: body left as the transcoder printed it: " .. tostring(filled))
       end
     end
-  end
-
-  if shape ~= nil then
     if shape == "array" then
-      local body = handle:body(true)
-      local text = body:getBytes(0, body:length())
-      local items = string.match(text, '^{"items":(.*)}$')
-      if items == nil then
-        items = "[]"
-      end
-      body:setBytes(items)
+      text = string.match(text, '^{"items":(.*)}$') or "[]"
     end
+    body:setBytes(text)
   end
 
   if explain_envoy_error(handle, status) then
     return
   end
-  local code = tonumber(status)
   if code ~= nil and code >= 400 then
     local content_type = headers:get("content-type") or ""
     if string.find(content_type, "problem+json", 1, true) == nil then
