@@ -20,7 +20,7 @@ import dataclasses
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, localcontext
-from typing import Final, cast
+from typing import Any, Final, cast
 
 import structlog
 from ulid import ULID
@@ -1424,6 +1424,24 @@ def _same_rating(stored: Sequence[InvoiceLine], rated: Sequence[InvoiceLine], ch
     )
 
 
+def _detailed_line(parent: InvoiceLine, line_id: str, now: datetime, **fields: Any) -> InvoiceLine:
+    """A detailed (child) line of `parent` with `fields` set: made by the system, outside the
+    sync's keys, and a line of its own that the invoicing app has not named (yet)."""
+    return dataclasses.replace(
+        parent,
+        id=line_id,
+        parent_line_id=parent.id,
+        status=LineStatus.DETAILED,
+        managed_by=ManagedBy.SYSTEM,
+        period_key=None,
+        sync_key=None,
+        invoicing_external_id=None,
+        created_at=now,
+        updated_at=now,
+        **fields,
+    )
+
+
 def rate_lines(
     currency_code: str, top: Sequence[InvoiceLine], now: datetime
 ) -> tuple[list[InvoiceLine], list[InvoiceLine]]:
@@ -1462,22 +1480,14 @@ def _rate_lines(
             # Detailed like every line (OpenMeter's flat pricer: one "flat-price" line): apps sync
             # the detailed lines, and those of an invoice add up to its total.
             children.append(
-                dataclasses.replace(
+                _detailed_line(
                     line,
-                    id=_new_id(),
-                    parent_line_id=line.id,
-                    status=LineStatus.DETAILED,
-                    managed_by=ManagedBy.SYSTEM,
-                    period_key=None,
-                    sync_key=None,
+                    _new_id(),
+                    now,
                     child_key="flat-price",
                     category=LineCategory.REGULAR,
                     totals=totals,
                     discounts=off,
-                    # A line of its own, which the invoicing app has not named (yet).
-                    invoicing_external_id=None,
-                    created_at=now,
-                    updated_at=now,
                 )
             )
             continue
@@ -1521,18 +1531,14 @@ def _rate_lines(
             discounts.extend(child_discounts)
             charges = d.amount if d.category.value == "commitment" else ZERO
             children.append(
-                dataclasses.replace(
+                _detailed_line(
                     line,
-                    id=child_id,
-                    parent_line_id=line.id,
+                    child_id,
+                    now,
                     type=LineType.FLAT_FEE,
-                    status=LineStatus.DETAILED,
-                    managed_by=ManagedBy.SYSTEM,
                     name=d.name,
                     period_start=d.period.start,
                     period_end=d.period.end,
-                    period_key=None,
-                    sync_key=None,
                     feature_key=None,
                     price=None,
                     per_unit_amount=d.per_unit_amount,
@@ -1548,9 +1554,6 @@ def _rate_lines(
                         discounts_total=sum((x.amount for x in d.discounts), ZERO),
                     ),
                     discounts=child_discounts,
-                    invoicing_external_id=None,
-                    created_at=now,
-                    updated_at=now,
                 )
             )
         if result.usage_discount_quantity:
