@@ -3,9 +3,10 @@
 A subscription is stored as a spec (`SubscriptionSpec`): its start and end, its billing anchor and
 cadence, and its phases. A phase starts exactly `start_after` after the subscription starts (as
 OpenMeter's; a billing period the switch falls in is split between the two phases' items, each
-clipped to its phase) and ends where the next phase starts, or with the subscription. A phase holds item versions: for each item key a
-sequence of rate cards, each in force over its own part of the phase (an edit that replaces an item
-ends one version and starts the next; both stay in the spec, which is how `itemTimelines` is read).
+clipped to its phase) and ends where the next phase starts, or with the subscription. A phase
+holds item versions: for each item key a sequence of rate cards, each in force over its own part of
+the phase (an edit that replaces an item ends one version and starts the next; both stay in the
+spec, which is how `itemTimelines` is read).
 
 `billable_items(spec, now)` turns that into the billing side's work: one `BillableItem` per item
 version and billing period that has started by `now`, with the service period (clipped to the item),
