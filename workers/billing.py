@@ -1,6 +1,8 @@
 """The billing worker: moves invoices on without anyone asking.
 
 One pass (`run_once`, also `tally billing collect` / `tally billing advance`):
+0. repair: subscriptions whose entitlements a write stored but did not finish reconciling (the
+   process died in between) are reconciled (when the subscription service is wired; not in the CLI);
 1. sync: every live subscription's billable items onto its customer's gathering invoice (when a
    subscription sync is wired; subscription writes also sync at once, this pass repairs a missed one
    and adds the lines of billing periods that started since), then late usage: usage stored after
@@ -58,6 +60,12 @@ class SubscriptionSync(Protocol):
         ...
 
 
+class EntitlementRepair(Protocol):
+    async def repair_entitlements(self) -> int:
+        """Reconciles the subscriptions whose entitlements a write left unfinished; returns how many."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class Backoff:
     """Retry delays of a failed step: `initial`, doubling per failure, at most `maximum`."""
@@ -73,6 +81,7 @@ class Backoff:
 class PassResult:
     synced: int = 0
     corrections: int = 0
+    repaired: int = 0
     collected: int = 0
     advanced: int = 0
     failed: int = 0
@@ -93,9 +102,11 @@ class BillingWorker:
         # Usage periods that ended this recently are checked for usage stored after their invoice.
         late_usage_window: timedelta = timedelta(days=7),
         clock: Callable[[], datetime] = _now,
+        entitlements: EntitlementRepair | None = None,
     ) -> None:
         self._invoices = invoices
         self._subscriptions = subscriptions
+        self._entitlements = entitlements
         self._batch = batch_size
         self._concurrency = concurrency
         self._lease = lease
@@ -115,6 +126,7 @@ class BillingWorker:
 
     async def run_once(self) -> PassResult:
         failed_s = 0
+        repaired = await self.repair()
         try:
             synced, corrections = await self.sync()
         except Exception:
@@ -123,7 +135,28 @@ class BillingWorker:
             synced, corrections, failed_s = 0, 0, 1
         collected, failed_c = await self.collect()
         advanced, failed_a = await self.advance()
-        return PassResult(synced, corrections, collected, advanced, failed_s + failed_c + failed_a)
+        return PassResult(
+            synced=synced,
+            corrections=corrections,
+            repaired=repaired,
+            collected=collected,
+            advanced=advanced,
+            failed=failed_s + failed_c + failed_a,
+        )
+
+    async def repair(self) -> int:
+        """Subscriptions' unfinished entitlement reconciliations: how many were finished."""
+        if self._entitlements is None:
+            return 0
+        try:
+            repaired = await self._entitlements.repair_entitlements()
+        except Exception:
+            # Not held against the invoices: the next pass looks for them again.
+            log.exception("repairing subscriptions' entitlements failed")
+            return 0
+        if repaired:
+            log.info("subscription entitlements repaired", subscriptions=repaired)
+        return repaired
 
     async def sync(self) -> tuple[int, int]:
         """Subscription lines, then late-usage corrections: (lines changed, corrections made)."""

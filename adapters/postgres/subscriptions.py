@@ -321,13 +321,45 @@ class PostgresSubscriptionRepository:
         async with self._sessions() as session:
             return int((await session.exec(statement)).one()) > 0
 
-    async def delete(self, namespace: str, subscription_id: str, at: datetime) -> None:
+    async def delete(self, namespace: str, subscription_id: str, at: datetime) -> int:
         statement = (
             update(SubscriptionRow)
             .where(col(SubscriptionRow.namespace) == namespace, col(SubscriptionRow.id) == subscription_id)
             .values(deleted_at=at, updated_at=at, revision=SubscriptionRow.revision + 1)
+            .returning(col(SubscriptionRow.revision))
+            .execution_options(synchronize_session=False)
+        )
+        async with self._sessions() as session:
+            revision = (await session.exec(statement)).scalar_one()
+            await session.commit()
+        return int(revision)
+
+    async def mark_entitlements_reconciled(self, namespace: str, subscription_id: str, revision: int) -> None:
+        # Only while the row is still at that revision: a write after it needs its own reconciliation.
+        statement = (
+            update(SubscriptionRow)
+            .where(
+                col(SubscriptionRow.namespace) == namespace,
+                col(SubscriptionRow.id) == subscription_id,
+                col(SubscriptionRow.revision) == revision,
+            )
+            .values(entitlements_revision=revision)
             .execution_options(synchronize_session=False)
         )
         async with self._sessions() as session:
             await session.exec(statement)
             await session.commit()
+
+    async def list_entitlements_pending(self, changed_before: datetime, limit: int) -> list[Subscription]:
+        # The partial index's predicate, written the same way so the planner uses it.
+        statement = (
+            select(SubscriptionRow)
+            .where(
+                col(SubscriptionRow.entitlements_revision).is_distinct_from(col(SubscriptionRow.revision)),
+                col(SubscriptionRow.updated_at) < changed_before,
+            )
+            .order_by(col(SubscriptionRow.updated_at))
+            .limit(limit)
+        )
+        async with self._sessions() as session:
+            return [self._to_domain(r) for r in (await session.exec(statement)).all()]

@@ -107,7 +107,18 @@ class SubscriptionRepository(Protocol):
 
     async def has_live(self, namespace: str, customer_id: str, at: datetime) -> bool: ...
 
-    async def delete(self, namespace: str, subscription_id: str, at: datetime) -> None: ...
+    async def delete(self, namespace: str, subscription_id: str, at: datetime) -> int:
+        """Marks the subscription deleted at `at` (a new revision); returns that revision."""
+        ...
+
+    async def mark_entitlements_reconciled(self, namespace: str, subscription_id: str, revision: int) -> None:
+        """Records that the managed entitlements match `revision` (no-op once a later one is stored)."""
+        ...
+
+    async def list_entitlements_pending(self, changed_before: datetime, limit: int) -> list[Subscription]:
+        """Subscriptions, deleted ones included, whose latest revision (stored before
+        `changed_before`) has not had its entitlements reconciled, oldest change first."""
+        ...
 
 
 class ManagedEntitlements(Protocol):

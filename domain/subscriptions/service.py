@@ -4,9 +4,10 @@ entitlements a subscription manages.
 The spec is the truth. Every operation computes the new spec with the pure functions in
 `timeline`/`edits`, stores it with a compare-and-set on the revision (one active subscription per
 customer is enforced by the database, not by a read before the write), and then reconciles the
-managed entitlements against the spec. Reconciliation is idempotent: a crash between the store and
-the reconciliation is repaired by the next one (every read of a subscription through `get` does not
-reconcile; every write and `reconcile_entitlements` does).
+managed entitlements against the spec. Reconciliation is idempotent, and each one that finishes
+marks its revision in the store: a subscription whose latest revision was never marked (the process
+died, or a store failed, between the write and the end of its reconciliation) is reconciled again by
+`repair_entitlements`, which the billing worker runs on each of its sync passes.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+import structlog
 from ulid import ULID
 
 from domain.customers.models import Customer
@@ -47,6 +49,8 @@ from domain.subscriptions.timeline import (
     phases,
 )
 from domain.subscriptions.timeline import items as item_views
+
+log = structlog.get_logger(__name__)
 
 Clock = Callable[[], datetime]
 # OpenMeter lets a subscription start up to two minutes in the past (clock skew between callers).
@@ -168,8 +172,9 @@ class SubscriptionService:
         try:
             await self.reconcile_entitlements(subscription)
         except ConflictError:
-            # The customer already has an entitlement the plan would manage: undo the subscription.
-            await self._repository.delete(data.namespace, subscription.id, now)
+            # The customer already has an entitlement the plan would manage: undo the subscription,
+            # with the entitlements it had already created for other features.
+            await self._discard(subscription, now)
             raise
         self._changed(subscription)
         return subscription
@@ -346,8 +351,7 @@ class SubscriptionService:
                 "subscriptionId", "the subscription that followed it has started", "subscription_ended"
             )
         for other in later:
-            await self._repository.delete(namespace, other.id, now)
-            await self.reconcile_entitlements(dataclasses.replace(other, deleted_at=now))
+            await self._discard(other, now)
         updated = current.with_spec(dataclasses.replace(current.spec, active_to=None), now)
         await self._save(updated, current)
         return updated
@@ -361,10 +365,7 @@ class SubscriptionService:
                 "only a subscription that has not started can be deleted",
                 "subscription_not_scheduled",
             )
-        await self._repository.delete(namespace, subscription_id, now)
-        deleted = dataclasses.replace(current, deleted_at=now)
-        await self.reconcile_entitlements(deleted)
-        self._changed(deleted)
+        self._changed(await self._discard(current, now))
 
     async def change(self, data: ChangeSubscriptionInput, migrate: bool = False) -> tuple[Subscription, Subscription]:
         current = await self.get(data.namespace, data.subscription_id)
@@ -406,8 +407,7 @@ class SubscriptionService:
         except ConflictError:
             # An entitlement in the way of the new plan refuses the change, as `_save` refuses an
             # edit: the successor goes and the current subscription runs on as it was.
-            await self._repository.delete(data.namespace, successor.id, now)
-            await self.reconcile_entitlements(dataclasses.replace(successor, deleted_at=now))
+            await self._discard(successor, now)
             await self._undo(ended, current)
             raise
         self._changed(ended)
@@ -558,6 +558,39 @@ class SubscriptionService:
         ended, remove what never started. Idempotent."""
         if self._entitlements is None:
             return
+        await self._reconcile(subscription)
+        await self._repository.mark_entitlements_reconciled(
+            subscription.namespace, subscription.id, subscription.revision
+        )
+
+    async def repair_entitlements(self, settle: timedelta = timedelta(minutes=1), limit: int = 500) -> int:
+        """Reconciles the subscriptions whose last write did not finish reconciling its entitlements
+        (a customer keeping access after a cancel, or never getting it after a create); returns how
+        many were repaired. Only writes older than `settle` are taken: a younger one may still be
+        reconciling in the request that made it, and two reconciliations of one subscription at once
+        could both create the same entitlement."""
+        if self._entitlements is None:
+            return 0
+        repaired = 0
+        for subscription in await self._repository.list_entitlements_pending(self._clock() - settle, limit):
+            try:
+                await self.reconcile_entitlements(subscription)
+            except ConflictError as exc:
+                # The customer's own entitlement is in the way of one the subscription manages (the
+                # write that would have been refused for it died before its undo): someone must
+                # choose between them, and the subscription is tried again on each pass until then.
+                log.warning(
+                    "a subscription's entitlements cannot be reconciled",
+                    namespace=subscription.namespace,
+                    subscription=subscription.id,
+                    error=str(exc),
+                )
+                continue
+            repaired += 1
+        return repaired
+
+    async def _reconcile(self, subscription: Subscription) -> None:
+        assert self._entitlements is not None
         now = self._clock()
         namespace = subscription.namespace
         # An item version is one entitlement window: matched by feature and start.
@@ -609,6 +642,13 @@ class SubscriptionService:
             await self._undo(updated, current)
             raise
         self._changed(updated)
+
+    async def _discard(self, subscription: Subscription, at: datetime) -> Subscription:
+        """Deletes the subscription (a new revision) and removes the entitlements it manages."""
+        revision = await self._repository.delete(subscription.namespace, subscription.id, at)
+        deleted = dataclasses.replace(subscription, deleted_at=at, updated_at=at, revision=revision)
+        await self.reconcile_entitlements(deleted)
+        return deleted
 
     async def _undo(self, stored: Subscription, previous: Subscription) -> None:
         """Stores `previous` again, as the revision after `stored`, with its entitlements (a

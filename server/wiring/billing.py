@@ -35,7 +35,7 @@ from server.servicers.billing import BillingProfileServicer
 from server.servicers.invoices import CustomInvoicingServicer, InvoiceServicer, invoice_json
 from server.wiring import Deps, Servicer
 from tally.v1 import apps_pb2_grpc, billing_pb2_grpc, invoices_pb2_grpc
-from workers.billing import Backoff, BillingWorker
+from workers.billing import Backoff, BillingWorker, EntitlementRepair
 
 log = structlog.get_logger(__name__)
 
@@ -66,7 +66,11 @@ def invoicing(
     return Invoicing(profiles, invoices, SubscriptionSync(uow, profiles, subscriptions, drafts=invoices))
 
 
-def billing_worker(settings: BillingSettings, parts: Invoicing) -> BillingWorker:
+def billing_worker(
+    settings: BillingSettings, parts: Invoicing, entitlements: EntitlementRepair | None = None
+) -> BillingWorker:
+    """The worker; `entitlements` (the subscription service, where entitlements are wired) lets its
+    passes finish subscriptions' entitlement reconciliations that a write left unfinished."""
     return BillingWorker(
         parts.invoices,
         parts.sync,
@@ -77,6 +81,7 @@ def billing_worker(settings: BillingSettings, parts: Invoicing) -> BillingWorker
         poll_interval=timedelta(seconds=settings.poll_interval_s),
         sync_interval=timedelta(seconds=settings.sync_interval_s),
         late_usage_window=timedelta(seconds=settings.late_usage_window_s),
+        entitlements=entitlements,
     )
 
 
@@ -138,7 +143,7 @@ async def wire(deps: Deps) -> list[Servicer]:
     subscriptions.listeners.append(on_change)
     deps.stop_steps.append(on_change.drain)
     if deps.has_role("billing"):
-        worker = billing_worker(deps.settings.billing, parts)
+        worker = billing_worker(deps.settings.billing, parts, subscriptions)
         await worker.start()
         on_change.worker = worker
         deps.stop_steps.append(worker.stop)

@@ -59,6 +59,7 @@ from domain.subscriptions.timeline import billable_items
 from tests.integration.test_value_cache import NS, START, Clock, Stack, stack
 from tests.support.entitlements import entitlement_parts
 from tests.support.services import require_module
+from workers.billing import BillingWorker
 from workers.sink import EventSink
 
 require_module("chdb")
@@ -568,6 +569,20 @@ EXTRA_PLAN: dict[str, Any] = {
 }
 
 
+# Both features at once: `sub_calls` first, then `extra_calls`.
+BOTH_PLAN: dict[str, Any] = {
+    **SUB_PLAN,
+    "key": "both",
+    "phases": [
+        {
+            "key": "default",
+            "name": "Default",
+            "rateCards": [SUB_PLAN["phases"][0]["rateCards"][0], EXTRA_PLAN["phases"][0]["rateCards"][0]],
+        }
+    ],
+}
+
+
 class SomePlans:
     def __init__(self, *bodies: dict[str, Any]) -> None:
         self.views: dict[str, PlanView] = {}
@@ -609,6 +624,32 @@ class ExtraCallsOffer:
         return AddonOffer(addon_id, "extra", 1, "multiple", "Extra", (EXTRA_CALLS,), "default", 10)
 
 
+class DiesMidReconcile:
+    """The managed-entitlement port of a process that dies while reconciling: a call to a method
+    named in `dying` raises, as a kill -9 between two statements would stop the write there."""
+
+    def __init__(self, inner: EntitlementBridge) -> None:
+        self._inner = inner
+        self.dying: set[str] = set()
+
+    def _call(self, name: str) -> Any:
+        if name in self.dying:
+            raise RuntimeError(f"the process died in {name}")
+        return getattr(self._inner, name)
+
+    async def managed_for(self, namespace: str, customer_id: str, subscription_id: str) -> Any:
+        return await self._call("managed_for")(namespace, customer_id, subscription_id)
+
+    async def create_managed(self, namespace: str, customer_id: str, wanted: Any) -> str:
+        return await self._call("create_managed")(namespace, customer_id, wanted)  # type: ignore[no-any-return]
+
+    async def end_managed(self, namespace: str, entitlement_id: str, at: datetime) -> None:
+        await self._call("end_managed")(namespace, entitlement_id, at)
+
+    async def delete_managed(self, namespace: str, entitlement_id: str) -> None:
+        await self._call("delete_managed")(namespace, entitlement_id)
+
+
 @dataclass
 class SubStack:
     subscriptions: SubscriptionService
@@ -616,6 +657,9 @@ class SubStack:
     customers: CustomerService
     sink: EventSink
     clock: Clock
+    # The same subscriptions, reconciled through a port that can be made to die mid-way.
+    dying: SubscriptionService
+    port: DiesMidReconcile
 
 
 @pytest_asyncio.fixture(scope="module")
@@ -631,16 +675,17 @@ async def subs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
         await parts.features.create(NS, FeatureCreateInput(key="sub_calls", name="Calls", meter_slug="calls"))
         await parts.features.create(NS, FeatureCreateInput(key="extra_calls", name="Extra", meter_slug="calls"))
         rate_cards = CatalogRateCards()
+        repository = PostgresSubscriptionRepository(parts.sessions, rate_cards)
+        plans = SomePlans(SUB_PLAN, TRIAL_PLAN, EXTRA_PLAN, BOTH_PLAN)
+        bridge = EntitlementBridge(entitlements, parts.customers)
         subscriptions = SubscriptionService(
-            PostgresSubscriptionRepository(parts.sessions, rate_cards),
-            SomePlans(SUB_PLAN, TRIAL_PLAN, EXTRA_PLAN),
-            parts.customers,
-            rate_cards,
-            EntitlementBridge(entitlements, parts.customers),
-            clock=clock,
-            addons=ExtraCallsOffer(),
+            repository, plans, parts.customers, rate_cards, bridge, clock=clock, addons=ExtraCallsOffer()
         )
-        yield SubStack(subscriptions, entitlements, parts.customers, parts.sink(owner="sub-windows"), clock)
+        port = DiesMidReconcile(bridge)
+        dying = SubscriptionService(repository, plans, parts.customers, rate_cards, port, clock=clock)
+        yield SubStack(
+            subscriptions, entitlements, parts.customers, parts.sink(owner="sub-windows"), clock, dying, port
+        )
 
 
 async def test_managed_usage_period_follows_the_billing_anchor(subs: SubStack) -> None:
@@ -810,3 +855,57 @@ async def test_a_plan_change_refused_for_an_entitlement_in_the_way_is_not_stored
     assert live == [sub.id]
     managed = await subs.entitlements.managed_for(NS, customer.id, sub.id)
     assert [(e.feature_key, e.active_to) for e in managed] == [("sub_calls", None)]
+
+
+async def test_a_refused_create_removes_the_entitlements_it_had_created(subs: SubStack) -> None:
+    # The plan manages sub_calls, then extra_calls, which the customer has an entitlement of its own
+    # for: the create is refused, and the sub_calls entitlement made before the refusal goes with the
+    # subscription (it was left granting a deleted subscription's allowance).
+    subs.clock.now = datetime(2026, 11, 1, tzinfo=UTC)
+    customer = await subs.customers.create(NS, CustomerInput(name="Both", key="both", subject_keys=["both"]))
+    own = await subs.entitlements.create(NS, customer, metered("extra_calls", 10))
+    with pytest.raises(ConflictError) as refused:
+        await subs.subscriptions.create(CreateSubscriptionInput(NS, PlanSelector("both"), customer_id=customer.id))
+    assert refused.value.conflicting_id == own.id
+    assert await subs.subscriptions.list_for_customer(NS, customer.id) == []
+    left, *_ = await subs.entitlements.list_entitlements(NS, ListEntitlementsInput(), [customer.id])
+    assert [e.id for e in left] == [own.id]
+
+
+async def test_a_write_that_died_before_its_entitlements_were_reconciled_is_repaired(subs: SubStack) -> None:
+    # A write stores the subscription, then brings its entitlements in line: two steps, not one
+    # transaction. A process killed between them left the customer without the plan's allowance
+    # (after a create) or with it for good (after a cancel), until some later write to the same
+    # subscription. The billing worker's repair pass finds such subscriptions and finishes them.
+    clock, port = subs.clock, subs.port
+    clock.now = datetime(2026, 11, 20, tzinfo=UTC)
+    customer = await subs.customers.create(NS, CustomerInput(name="Died", key="died", subject_keys=["died"]))
+    port.dying = {"create_managed"}
+    with pytest.raises(RuntimeError):
+        await subs.dying.create(CreateSubscriptionInput(NS, PlanSelector("metered"), customer_id=customer.id))
+    port.dying = set()
+    (sub,) = await subs.subscriptions.list_for_customer(NS, customer.id)
+    assert await subs.entitlements.managed_for(NS, customer.id, sub.id) == []
+
+    # A write this recent may still be reconciling in its own request: left alone.
+    clock.now += timedelta(seconds=30)
+    assert await subs.dying.repair_entitlements() == 0
+    clock.now += timedelta(minutes=1)
+    worker = BillingWorker(None, entitlements=subs.dying)  # type: ignore[arg-type]  # repair needs no invoices
+    assert await worker.repair() == 1
+    (granted,) = await subs.entitlements.managed_for(NS, customer.id, sub.id)
+    assert (granted.feature_key, granted.active_from, granted.active_to) == ("sub_calls", sub.active_from, None)
+    assert await subs.dying.repair_entitlements() == 0  # done, and marked done
+
+    # A cancel that died before ending the entitlement: the customer kept access after the end.
+    end = clock.now
+    port.dying = {"end_managed"}
+    with pytest.raises(RuntimeError):
+        await subs.dying.cancel(NS, sub.id, Timing(enum="immediate"))
+    port.dying = set()
+    assert (await subs.entitlements.managed_for(NS, customer.id, sub.id))[0].active_to is None
+    clock.now += timedelta(minutes=2)
+    assert await subs.dying.repair_entitlements() == 1
+    (ended,) = await subs.entitlements.managed_for(NS, customer.id, sub.id)
+    assert (ended.id, ended.active_to) == (granted.id, end)
+    assert await subs.dying.repair_entitlements() == 0
