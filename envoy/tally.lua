@@ -9,13 +9,14 @@
 --   * x-http-code: a servicer's non-200 success status (201, 202, 204; 204 bodies are emptied);
 --   * x-tally-problem / x-tally-status: a servicer's RFC 7807 body and HTTP status for an error;
 --   * x-tally-nulls: prints required-but-nullable fields the transcoder left out as null;
+--   * x-tally-fill: the same for rows that all miss the same keys (a meter query's), in one pass;
 --   * x-tally-shape: array: unwraps {"items":[...]} into the bare array OpenMeter returns;
 --   * any other error (transcoder rejections, an unreachable upstream) becomes problem+json too.
 -- gRPC and gRPC-web calls (the grpc_web filter has turned the latter into gRPC before this one) are
 -- not REST: they pass both ways untouched, as they would on the gRPC port.
 
 local HINTS = { "x-tally-rest", "x-tally-problem", "x-tally-status", "x-tally-shape", "x-http-code",
-  "x-tally-json-body-bin", "x-tally-nulls" }
+  "x-tally-json-body-bin", "x-tally-nulls", "x-tally-fill" }
 -- JSON bodies up to this size are forwarded to Tally in x-tally-json-body-bin (server/json_fields.py,
 -- JSON_BODY_LIMIT), which refuses fields the transcoder would otherwise drop without a word.
 local JSON_BODY_LIMIT = 16384
@@ -300,6 +301,18 @@ local function with_nulls(text, spec)
   return table.concat(parts)
 end
 
+-- x-tally-fill (server/rest.py, rest_row_fill): "anchor|json", json being what every row misses
+-- ('"subject":null'), inserted after each row's anchor key and its string value. Inside
+-- a JSON string every quote is escaped, so the pattern only finds the key itself.
+local function with_fill(text, fill)
+  local anchor, insert = string.match(fill, "^(%w+)|(.+)$")
+  if anchor == nil then
+    return text
+  end
+  local escaped = string.gsub(insert, "%%", "%%%%")
+  return (string.gsub(text, '("' .. anchor .. '":"[^"\\]*")', "%1," .. escaped))
+end
+
 function envoy_on_response(handle)
   local headers = handle:headers()
   -- A gRPC answer keeps its status headers and trailers (a trailers-only error carries grpc-status
@@ -336,14 +349,17 @@ function envoy_on_response(handle)
     end
   end
 
-  -- Both hints are read before the body is buffered (waiting for it invalidates `headers`).
+  -- The hints are read before the body is buffered (waiting for it invalidates `headers`).
   local nulls = headers:get("x-tally-nulls")
+  local fill = headers:get("x-tally-fill")
   local shape = headers:get("x-tally-shape")
   headers:remove("x-tally-nulls")
+  headers:remove("x-tally-fill")
   headers:remove("x-tally-shape")
   local code = tonumber(status)
   nulls = code ~= nil and code < 300 and nulls or nil
-  if nulls ~= nil or shape == "array" then
+  fill = code ~= nil and code < 300 and fill or nil
+  if nulls ~= nil or fill ~= nil or shape == "array" then
     -- One buffered body for both: nulls first (their paths start at the response message's root).
     local body = handle:body(true)
     local text = body:getBytes(0, body:length())
@@ -354,6 +370,9 @@ function envoy_on_response(handle)
       else
         handle:logErr("x-tally-nulls: body left as the transcoder printed it: " .. tostring(filled))
       end
+    end
+    if fill ~= nil then
+      text = with_fill(text, fill)
     end
     if shape == "array" then
       text = string.match(text, '^{"items":(.*)}$') or "[]"

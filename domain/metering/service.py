@@ -162,10 +162,11 @@ class MeterService:
         meter, query = await self._validated(namespace, id_or_slug, data)
         return meter, query, await self._store.query_meter(meter, query)
 
-    async def query_wire(self, namespace: str, id_or_slug: str, data: MeterQueryInput) -> bytes:
-        """`query`'s rows as the store encodes them for the API (EventStore.query_meter_wire)."""
+    async def query_wire(self, namespace: str, id_or_slug: str, data: MeterQueryInput) -> tuple[MeterQuery, bytes]:
+        """The validated query, and its rows as the store encodes them for the API
+        (EventStore.query_meter_wire)."""
         meter, query = await self._validated(namespace, id_or_slug, data)
-        return await self._store.query_meter_wire(meter, query)
+        return query, await self._store.query_meter_wire(meter, query)
 
     async def _validated(self, namespace: str, id_or_slug: str, data: MeterQueryInput) -> tuple[Meter, MeterQuery]:
         meter = await self.get(namespace, id_or_slug)

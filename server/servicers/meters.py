@@ -29,7 +29,7 @@ from domain.metering.service import MeterService
 from server.context import RequestContext
 from server.convert import optional_str, set_timestamp, struct_from, timestamp_or_none
 from server.rest import ServicerContext as Ctx
-from server.rest import header, rest_hints
+from server.rest import header, rest_hints, rest_row_fill
 from tally.v1 import meters_pb2, meters_pb2_grpc
 
 
@@ -105,6 +105,13 @@ def query_input(request: meters_pb2.QueryMeterRequest, context: Ctx) -> MeterQue
         advanced_filters={key: _filter_string(value) for key, value in request.advanced_meter_group_by_filters.items()},
         client_id=optional_str(request, "client_id"),
     )
+
+
+async def rest_query_rows(context: Ctx, query: MeterQuery) -> None:
+    """Over REST every row carries `subject`, null unless the query groups by subject, as OpenMeter's
+    rows do. The transcoder leaves it out when unset (an empty `groupBy` it prints as `{}`), and
+    whether it is set is the same for every row of a query (adapters/clickhouse/meter_wire.py)."""
+    await rest_row_fill(context, "windowEnd", [] if query.groups_by_subject else ['"subject":null'])
 
 
 def query_response(data: MeterQueryInput, rows: bytes) -> bytes:
@@ -208,7 +215,8 @@ class MeterServicer(meters_pb2_grpc.MeterServiceServicer):
 
     async def QueryMeter(self, request: meters_pb2.QueryMeterRequest, context: Ctx) -> bytes:
         data = query_input(request, context)
-        rows = await self._meters.query_wire(self._request.namespace(context), request.meter_id_or_slug, data)
+        query, rows = await self._meters.query_wire(self._request.namespace(context), request.meter_id_or_slug, data)
+        await rest_query_rows(context, query)
         return query_response(data, rows)
 
     async def QueryMeterCsv(self, request: meters_pb2.QueryMeterRequest, context: Ctx) -> httpbody_pb2.HttpBody:

@@ -17,7 +17,7 @@ from server.context import RequestContext
 from server.convert import optional_str, set_timestamp, timestamp_or_none
 from server.rest import ServicerContext as Ctx
 from server.rest import rest_hints
-from server.servicers.meters import query_input, query_response, render_csv
+from server.servicers.meters import query_input, query_response, render_csv, rest_query_rows
 from tally.v1 import meters_pb2, portal_pb2, portal_pb2_grpc
 
 
@@ -90,7 +90,9 @@ class PortalServicer(portal_pb2_grpc.PortalServiceServicer):
 
     async def QueryPortalMeter(self, request: meters_pb2.QueryMeterRequest, context: Ctx) -> bytes:
         namespace, meter_id, data = await self._input(request, context)
-        return query_response(data, await self._meters.query_wire(namespace, meter_id, data))
+        query, rows = await self._meters.query_wire(namespace, meter_id, data)
+        await rest_query_rows(context, query)
+        return query_response(data, rows)
 
     async def QueryPortalMeterCsv(self, request: meters_pb2.QueryMeterRequest, context: Ctx) -> httpbody_pb2.HttpBody:
         namespace, meter_id, data = await self._input(request, context)

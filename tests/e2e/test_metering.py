@@ -41,6 +41,49 @@ async def test_ingest_single_and_batch_sum_exactly(http: httpx.AsyncClient) -> N
     }
 
 
+async def test_every_query_row_carries_its_subject_null_unless_grouped_by_subject(http: httpx.AsyncClient) -> None:
+    # OpenMeter's MeterQueryRow requires `subject`, null when the query does not group by subject
+    # (its rows are Go structs with `json:"subject"`); a client reading row["subject"] got KeyError.
+    event_type = unique("row_subject")
+    await create_meter(
+        http,
+        slug=event_type,
+        eventType=event_type,
+        aggregation="SUM",
+        valueProperty="$.n",
+        groupBy={"model": "$.model"},
+    )
+    # A group-by value that looks like the key the nulls are printed after, escaped inside its string.
+    tricky = 'a","windowEnd":"b'
+    at = datetime.now(UTC) - timedelta(minutes=5)
+    await ingest(
+        http,
+        [
+            cloudevent(event_type, "s1", {"n": 1, "model": tricky}, time=at),
+            cloudevent(event_type, "s2", {"n": 2, "model": "m"}, time=at),
+            cloudevent(event_type, "s2", {"n": 4, "model": "m"}, time=at - timedelta(hours=2)),
+        ],
+    )
+    rows = await query_until(http, event_type, lambda rows: total(rows) == 7)
+    assert [(r["subject"], r["groupBy"], r["value"]) for r in rows] == [(None, {}, 7.0)]
+    hourly = await query(http, event_type, windowSize="HOUR", groupBy="model")
+    assert sorted((r["subject"], r["groupBy"]["model"], r["value"]) for r in hourly) == [
+        (None, 'a","windowEnd":"b', 1.0),
+        (None, "m", 2.0),
+        (None, "m", 4.0),
+    ]
+    by_subject = await query(http, event_type, groupBy=["subject", "model"])
+    assert sorted((r["subject"], r["groupBy"]["model"], r["value"]) for r in by_subject) == [
+        ("s1", tricky, 1.0),
+        ("s2", "m", 6.0),
+    ]
+    # Not printed twice, and nothing where there are no rows.
+    raw = (await http.get(f"/api/v1/meters/{event_type}/query", params={"groupBy": "model"})).text
+    assert raw.count('"subject":null') == 2 and '"subject":"' not in raw
+    empty = await http.get(f"/api/v1/meters/{event_type}/query", params={"subject": "nobody"})
+    assert empty.json()["data"] == []
+
+
 async def test_content_types(http: httpx.AsyncClient) -> None:
     event_type = unique("content_types")
     await create_meter(http, slug=event_type, eventType=event_type, aggregation="COUNT")
@@ -277,6 +320,7 @@ async def test_query_windows_total_and_csv(http: httpx.AsyncClient) -> None:
             "value": 800.0,
             "windowStart": "2024-01-01T10:17:00Z",
             "windowEnd": "2024-01-02T10:18:00Z",
+            "subject": None,
             "groupBy": {},
         }
     ]
