@@ -11,6 +11,7 @@ from ulid import ULID
 from domain.catalog.models import Feature, FeatureCreateInput, ListFeaturesInput
 from domain.catalog.ports import FeatureRepository
 from domain.errors import ConflictError, NotFoundError
+from domain.metering.models import Meter
 from domain.metering.ports import MeterRepository
 from domain.pagination import PageMode, SortOrder
 
@@ -92,6 +93,17 @@ class FeatureService:
         total = len(features)
         page = query.pagination
         return page.apply(features), total, page.mode, page.effective_page, page.effective_page_size
+
+    async def of_meter(self, namespace: str, meter: Meter, include_archived: bool) -> list[Feature]:
+        """The features that read `meter` (features name their meter by slug)."""
+        features = await self._features.list_features(namespace, include_archived)
+        return [f for f in features if f.meter_slug == meter.slug]
+
+    async def guard_meter_delete(self, namespace: str, meter: Meter) -> None:
+        """MeterService delete guard: a live feature keeps its meter (OpenMeter's DeleteMeter,
+        HasActiveFeatureForMeter: 409)."""
+        if await self.of_meter(namespace, meter, include_archived=False):
+            raise ConflictError("meter has active features and cannot be deleted")
 
     async def archive(self, namespace: str, id_or_key: str) -> None:
         feature = await self.get_live(namespace, id_or_key)

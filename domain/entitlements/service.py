@@ -248,6 +248,17 @@ class EntitlementService:
                 f"customer {customer.id} still has active entitlements, please remove them before deleting the customer"
             )
 
+    async def guard_meter_delete(self, namespace: str, meter: Meter) -> None:
+        """MeterService delete guard: an entitlement active now keeps the meter of its feature,
+        archived features included (OpenMeter's DeleteMeter, HasEntitlementForMeter: 409)."""
+        features = {f.id for f in await self.features.of_meter(namespace, meter, include_archived=True)}
+        if not features:
+            return
+        now = self._clock()
+        items = await self._entitlements.list_entitlements(namespace, ListEntitlementsInput().validate())
+        if any(e.feature_id in features and e.active_at(now) for e in items):
+            raise ConflictError("meter has active entitlements and cannot be deleted")
+
     # --- entitlements -------------------------------------------------------------------------
 
     async def create(self, namespace: str, customer: Customer, data: EntitlementInput) -> Entitlement:

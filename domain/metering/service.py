@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from ulid import ULID
@@ -77,6 +77,10 @@ class MeterService:
         self._on_change = on_change or (lambda: None)
         # Also called after meter updates and deletes (the entitlement value cache).
         self.listeners: list[Callable[[], None]] = []
+        # Set by the areas that read meters (features, entitlements) once they are wired: each
+        # raises to refuse deleting the meter while something depends on it (OpenMeter's
+        # meter/service/manage.go, 409).
+        self.delete_guards: list[Callable[[str, Meter], Awaitable[None]]] = []
 
     async def list_meters(self, namespace: str, include_deleted: bool = False) -> list[Meter]:
         return await self._meters.list_meters(namespace, include_deleted)
@@ -144,6 +148,8 @@ class MeterService:
         meter = await self.get(namespace, id_or_slug)
         if meter.deleted_at is not None:
             raise NotFoundError("meter", id_or_slug)
+        for guard in self.delete_guards:
+            await guard(namespace, meter)
         now = self._clock()
         await self._meters.update(dataclasses.replace(meter, deleted_at=now, updated_at=now))
         self._on_change()

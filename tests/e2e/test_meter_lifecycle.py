@@ -1,0 +1,45 @@
+"""Meter CRUD rules that protect what depends on a meter, over REST through Envoy (OpenMeter's
+meter/service/manage.go): a meter used by a feature or an entitlement stays."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from tests.support.metering import create_meter, unique
+
+
+async def _created(response: httpx.Response) -> Any:
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def test_a_meter_used_by_a_feature_or_an_entitlement_is_not_deleted(http: httpx.AsyncClient) -> None:
+    slug = unique("in_use")
+    meter = await create_meter(http, slug=slug, eventType=slug, aggregation="COUNT")
+    feature = await _created(
+        await http.post("/api/v1/features", json={"key": unique("feat"), "name": "f", "meterSlug": slug})
+    )
+    refused = await http.delete(f"/api/v1/meters/{slug}")
+    assert refused.status_code == 409, refused.text
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert (await http.get(f"/api/v1/meters/{slug}")).json().get("deletedAt") is None
+
+    # An entitlement keeps the meter even once its feature is archived.
+    key = unique("cust")
+    customer = await _created(
+        await http.post("/api/v1/customers", json={"name": key, "key": key, "usageAttribution": {"subjectKeys": [key]}})
+    )
+    entitlement = await _created(
+        await http.post(
+            f"/api/v2/customers/{customer['id']}/entitlements",
+            json={"type": "metered", "featureKey": feature["key"], "usagePeriod": {"interval": "MONTH"}},
+        )
+    )
+    assert (await http.delete(f"/api/v1/features/{feature['id']}")).status_code == 204
+    assert (await http.delete(f"/api/v1/meters/{meter['id']}")).status_code == 409
+
+    deleted = await http.delete(f"/api/v2/customers/{customer['id']}/entitlements/{entitlement['id']}")
+    assert deleted.status_code == 204, deleted.text
+    assert (await http.delete(f"/api/v1/meters/{slug}")).status_code == 204
