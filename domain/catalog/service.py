@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
 from ulid import ULID
@@ -104,6 +104,19 @@ class FeatureService:
         HasActiveFeatureForMeter: 409)."""
         if await self.of_meter(namespace, meter, include_archived=False):
             raise ConflictError("meter has active features and cannot be deleted")
+
+    async def guard_meter_group_by(self, namespace: str, meter: Meter, group_by: Mapping[str, str]) -> None:
+        """MeterService group-by guard: a key a live feature filters on stays, or the feature's
+        queries would name a key the meter no longer has (OpenMeter's UpdateMeter: 409)."""
+        dropped = [key for key in meter.group_by if key not in group_by]
+        if not dropped:
+            return
+        for feature in await self.of_meter(namespace, meter, include_archived=False):
+            for key in dropped:
+                if key in feature.filters:
+                    raise ConflictError(
+                        f"meter group by: {key} cannot be dropped because it is used by feature: {feature.key}"
+                    )
 
     async def archive(self, namespace: str, id_or_key: str) -> None:
         feature = await self.get_live(namespace, id_or_key)

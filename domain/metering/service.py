@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 from ulid import ULID
@@ -78,9 +78,10 @@ class MeterService:
         # Also called after meter updates and deletes (the entitlement value cache).
         self.listeners: list[Callable[[], None]] = []
         # Set by the areas that read meters (features, entitlements) once they are wired: each
-        # raises to refuse deleting the meter while something depends on it (OpenMeter's
-        # meter/service/manage.go, 409).
+        # raises to refuse deleting the meter, or changing its group-by to the given map, while
+        # something depends on it (OpenMeter's meter/service/manage.go, 409).
         self.delete_guards: list[Callable[[str, Meter], Awaitable[None]]] = []
+        self.group_by_guards: list[Callable[[str, Meter, Mapping[str, str]], Awaitable[None]]] = []
 
     async def list_meters(self, namespace: str, include_deleted: bool = False) -> list[Meter]:
         return await self._meters.list_meters(namespace, include_deleted)
@@ -124,6 +125,8 @@ class MeterService:
         if meter.deleted_at is not None:
             raise NotFoundError("meter", id_or_slug)
         data.validate(meter)
+        for group_by_guard in self.group_by_guards:
+            await group_by_guard(namespace, meter, data.group_by)
         annotations = dict(meter.annotations)
         if dict(data.group_by) != meter.group_by:
             # New paths are not in the maps of stored events until the backfill worker has run.

@@ -56,9 +56,11 @@ async def wire(deps: Deps) -> list[Servicer]:
     )
     # OpenMeter's customer validator: no deleting a customer with an active entitlement (409).
     customers.delete_guards.append(entitlements.guard_customer_delete)
-    # Nor a meter that a live feature or an active entitlement reads (OpenMeter's
-    # meter/service/manage.go DeleteMeter, 409).
-    deps.services["meters"].delete_guards += [features.guard_meter_delete, entitlements.guard_meter_delete]
+    # Nor a meter that a live feature or an active entitlement reads, nor a group-by key a feature
+    # filters on (OpenMeter's meter/service/manage.go, 409).
+    meters = deps.services["meters"]
+    meters.delete_guards += [features.guard_meter_delete, entitlements.guard_meter_delete]
+    meters.group_by_guards.append(features.guard_meter_group_by)
     # Writes here take effect here at once, and reach other processes as announcements.
     customers.listeners.append(entitlements.entities_changed)
     features.listeners.append(entitlements.entities_changed)

@@ -1,5 +1,6 @@
 """Meter CRUD rules that protect what depends on a meter, over REST through Envoy (OpenMeter's
-meter/service/manage.go): a meter used by a feature or an entitlement stays."""
+meter/service/manage.go): a meter used by a feature or an entitlement stays, and so do the group-by
+keys its features filter on."""
 
 from __future__ import annotations
 
@@ -43,3 +44,22 @@ async def test_a_meter_used_by_a_feature_or_an_entitlement_is_not_deleted(http: 
     deleted = await http.delete(f"/api/v2/customers/{customer['id']}/entitlements/{entitlement['id']}")
     assert deleted.status_code == 204, deleted.text
     assert (await http.delete(f"/api/v1/meters/{slug}")).status_code == 204
+
+
+async def test_a_group_by_key_a_feature_filters_on_is_not_dropped(http: httpx.AsyncClient) -> None:
+    slug = unique("filtered")
+    group_by = {"model": "$.model", "region": "$.region"}
+    await create_meter(http, slug=slug, eventType=slug, aggregation="COUNT", groupBy=group_by)
+    await _created(
+        await http.post(
+            "/api/v1/features",
+            json={"key": unique("feat"), "name": "f", "meterSlug": slug, "meterGroupByFilters": {"model": "gpt"}},
+        )
+    )
+    dropped = await http.put(f"/api/v1/meters/{slug}", json={"groupBy": {"region": "$.region"}})
+    assert dropped.status_code == 409, dropped.text
+    assert (await http.get(f"/api/v1/meters/{slug}")).json()["groupBy"] == group_by
+    # Keys no feature filters on may go; new ones may come.
+    kept = await http.put(f"/api/v1/meters/{slug}", json={"groupBy": {"model": "$.model", "tier": "$.tier"}})
+    assert kept.status_code == 200, kept.text
+    assert kept.json()["groupBy"] == {"model": "$.model", "tier": "$.tier"}
