@@ -29,8 +29,18 @@ from domain.metering.models import (
 from domain.metering.ports import CustomerResolver, EventBus, EventStore, MeterRepository, SubjectNames
 from domain.metering.query import ListGroupByValuesInput, ListSubjectsInput, MeterQuery, MeterQueryInput, QueryRow
 from domain.metering.validation import validation_error
+from domain.pagination import SortOrder, parse_order, parse_order_by
 
 Clock = Callable[[], datetime]
+
+# OpenMeter's meter.OrderBy values (meter/meter.go), as listMeters' orderBy names them.
+_METER_SORT_KEYS: dict[str, Callable[[Meter], str | datetime]] = {
+    "key": lambda m: m.slug,
+    "name": lambda m: m.name,
+    "aggregation": lambda m: m.aggregation.value,
+    "createdAt": lambda m: m.created_at,
+    "updatedAt": lambda m: m.updated_at,
+}
 
 
 def utcnow() -> datetime:
@@ -83,8 +93,15 @@ class MeterService:
         self.delete_guards: list[Callable[[str, Meter], Awaitable[None]]] = []
         self.group_by_guards: list[Callable[[str, Meter, Mapping[str, str]], Awaitable[None]]] = []
 
-    async def list_meters(self, namespace: str, include_deleted: bool = False) -> list[Meter]:
-        return await self._meters.list_meters(namespace, include_deleted)
+    async def list_meters(
+        self, namespace: str, include_deleted: bool = False, order_by: str | None = None, order: str | None = None
+    ) -> list[Meter]:
+        """OpenMeter's listMeters: by `order_by` (key by default), ASC unless `order` is DESC."""
+        field = parse_order_by(order_by, tuple(_METER_SORT_KEYS), "key")
+        descending = parse_order(order) is SortOrder.DESC
+        meters = await self._meters.list_meters(namespace, include_deleted)
+        meters.sort(key=_METER_SORT_KEYS[field], reverse=descending)
+        return meters
 
     async def get(self, namespace: str, id_or_slug: str) -> Meter:
         meter = await self._meters.get(namespace, id_or_slug)

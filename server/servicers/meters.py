@@ -175,7 +175,12 @@ class MeterServicer(meters_pb2_grpc.MeterServiceServicer):
         self._limits = limits
 
     async def ListMeters(self, request: meters_pb2.ListMetersRequest, context: Ctx) -> meters_pb2.ListMetersResponse:
-        meters = await self._meters.list_meters(self._request.namespace(context), request.include_deleted)
+        meters = await self._meters.list_meters(
+            self._request.namespace(context),
+            request.include_deleted,
+            optional_str(request, "order_by"),
+            optional_str(request, "order"),
+        )
         await rest_hints(context, shape="array")
         return meters_pb2.ListMetersResponse(items=[meter_to_proto(m) for m in meters])
 

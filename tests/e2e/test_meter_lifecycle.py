@@ -63,3 +63,26 @@ async def test_a_group_by_key_a_feature_filters_on_is_not_dropped(http: httpx.As
     kept = await http.put(f"/api/v1/meters/{slug}", json={"groupBy": {"model": "$.model", "tier": "$.tier"}})
     assert kept.status_code == 200, kept.text
     assert kept.json()["groupBy"] == {"model": "$.model", "tier": "$.tier"}
+
+
+async def test_meters_are_listed_by_key_unless_asked_otherwise(http: httpx.AsyncClient) -> None:
+    # OpenMeter's listMeters: orderBy (key, name, aggregation, createdAt, updatedAt) defaults to
+    # key, order to ASC.
+    prefix = unique("order")
+    slugs = [f"{prefix}_b", f"{prefix}_c", f"{prefix}_a"]
+    names = {f"{prefix}_b": "Zeta", f"{prefix}_c": "Alpha", f"{prefix}_a": "Mu"}
+    for slug in slugs:
+        await create_meter(http, slug=slug, eventType=slug, aggregation="COUNT", name=names[slug])
+
+    async def listed(**params: str) -> list[str]:
+        response = await http.get("/api/v1/meters", params=params)
+        assert response.status_code == 200, response.text
+        return [m["slug"] for m in response.json() if m["slug"].startswith(prefix)]
+
+    assert await listed() == sorted(slugs)
+    assert await listed(order="DESC") == sorted(slugs, reverse=True)
+    assert await listed(orderBy="createdAt") == slugs
+    assert await listed(orderBy="name") == [f"{prefix}_c", f"{prefix}_a", f"{prefix}_b"]
+    for params in ({"orderBy": "slug"}, {"order": "UP"}):
+        refused = await http.get("/api/v1/meters", params=params)
+        assert refused.status_code == 400, (params, refused.text)

@@ -118,10 +118,14 @@ class PreviewMeterResponse(_message.Message):
     def __init__(self, meter_errors: _Optional[_Iterable[_Union[PreviewFieldError, _Mapping]]] = ..., event_errors: _Optional[_Iterable[_Union[PreviewFieldError, _Mapping]]] = ..., event_type_matches: _Optional[bool] = ..., value: _Optional[float] = ..., unique_value: _Optional[str] = ..., group_by: _Optional[_Mapping[str, str]] = ..., skip_reason: _Optional[str] = ...) -> None: ...
 
 class ListMetersRequest(_message.Message):
-    __slots__ = ("include_deleted",)
+    __slots__ = ("include_deleted", "order", "order_by")
     INCLUDE_DELETED_FIELD_NUMBER: _ClassVar[int]
+    ORDER_FIELD_NUMBER: _ClassVar[int]
+    ORDER_BY_FIELD_NUMBER: _ClassVar[int]
     include_deleted: bool
-    def __init__(self, include_deleted: _Optional[bool] = ...) -> None: ...
+    order: str
+    order_by: str
+    def __init__(self, include_deleted: _Optional[bool] = ..., order: _Optional[str] = ..., order_by: _Optional[str] = ...) -> None: ...
 
 class ListMetersResponse(_message.Message):
     __slots__ = ("items",)

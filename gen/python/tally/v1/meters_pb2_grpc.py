@@ -103,7 +103,7 @@ class MeterServiceServicer:
     """
 
     def ListMeters(self, request, context):
-        """Lists the namespace's active meters. REST answers a plain JSON array.
+        """Lists the namespace's active meters, by key unless asked otherwise. REST answers a plain JSON array.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
