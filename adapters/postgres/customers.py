@@ -242,11 +242,17 @@ class PostgresSubjectRepository:
                         created_at=subject.created_at,
                         updated_at=subject.updated_at,
                     )
-                row.display_name = subject.display_name
-                row.meta = dict(subject.metadata) if subject.metadata is not None else None
-                row.current_period_start = subject.current_period_start
-                row.current_period_end = subject.current_period_end
-                row.stripe_customer_id = subject.stripe_customer_id
+                # Only the fields given; an existing subject keeps the others (SubjectRepository.upsert).
+                if subject.display_name is not None:
+                    row.display_name = subject.display_name
+                if subject.metadata is not None:
+                    row.meta = dict(subject.metadata)
+                if subject.current_period_start is not None:
+                    row.current_period_start = subject.current_period_start
+                if subject.current_period_end is not None:
+                    row.current_period_end = subject.current_period_end
+                if subject.stripe_customer_id is not None:
+                    row.stripe_customer_id = subject.stripe_customer_id
                 row.updated_at = subject.updated_at
                 session.add(row)
                 await session.flush()

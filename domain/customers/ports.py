@@ -40,7 +40,11 @@ class CustomerRepository(Protocol):
 
 
 class SubjectRepository(Protocol):
-    async def upsert(self, subjects: Sequence[Subject]) -> list[Subject]: ...
+    async def upsert(self, subjects: Sequence[Subject]) -> list[Subject]:
+        """Creates the subjects whose keys are new and updates the others, as stored afterwards.
+        An update writes only the optional fields that are set (not None): OpenMeter's upsert
+        changes only the fields a request carries."""
+        ...
 
     async def list_subjects(self, namespace: str) -> list[Subject]: ...
 

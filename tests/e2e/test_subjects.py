@@ -1,0 +1,43 @@
+"""OpenMeter's v1 subject API (deprecated, still served) over REST through Envoy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from tests.support.metering import unique
+
+
+async def _upsert(http: httpx.AsyncClient, *items: dict[str, Any]) -> list[dict[str, Any]]:
+    response = await http.post("/api/v1/subjects", json=list(items))
+    assert response.status_code == 200, response.text
+    body: list[dict[str, Any]] = response.json()
+    return body
+
+
+async def test_an_upsert_changes_only_the_fields_it_carries(http: httpx.AsyncClient) -> None:
+    # OpenMeter's upsertSubject: "If the subject exists, it will be partially updated with the
+    # provided fields" (subject/httphandler/subject.go sets only the fields present in the body).
+    key = unique("partial")
+    full = {"key": key, "displayName": "Acme", "metadata": {"tier": "gold"}, "stripeCustomerId": "cus_123"}
+    created = (await _upsert(http, full))[0]
+    again = (await _upsert(http, {"key": key}))[0]
+    assert again["id"] == created["id"]
+    assert (again["displayName"], again.get("metadata"), again.get("stripeCustomerId")) == (
+        "Acme",
+        {"tier": "gold"},
+        "cus_123",
+    )
+    renamed = (await _upsert(http, {"key": key, "displayName": "Acme Inc"}))[0]
+    assert (renamed["displayName"], renamed.get("metadata"), renamed.get("stripeCustomerId")) == (
+        "Acme Inc",
+        {"tier": "gold"},
+        "cus_123",
+    )
+    stored = (await http.get(f"/api/v1/subjects/{key}")).json()
+    assert (stored["displayName"], stored.get("metadata"), stored.get("stripeCustomerId")) == (
+        "Acme Inc",
+        {"tier": "gold"},
+        "cus_123",
+    )
