@@ -233,4 +233,7 @@ class SubjectUpsertInput:
         v = Violations()
         if not self.key or len(self.key) > MAX_KEY_LENGTH:
             v.add(f"{location}key", f"must be 1 to {MAX_KEY_LENGTH} characters", "invalid_length")
+        # A Stripe customer ID, as OpenMeter's upsertSubject checks it (its prefix).
+        if self.stripe_customer_id is not None and not self.stripe_customer_id.startswith("cus_"):
+            v.add(f"{location}stripeCustomerId", "must start with cus_ when set", "invalid_format")
         v.raise_if_any()

@@ -41,3 +41,13 @@ async def test_an_upsert_changes_only_the_fields_it_carries(http: httpx.AsyncCli
         {"tier": "gold"},
         "cus_123",
     )
+
+
+async def test_a_stripe_customer_id_must_be_one(http: httpx.AsyncClient) -> None:
+    # OpenMeter's upsertSubject refuses a stripeCustomerId that does not start with cus_ (400).
+    key = unique("stripe")
+    refused = await http.post("/api/v1/subjects", json=[{"key": key, "stripeCustomerId": "acct_1"}])
+    assert refused.status_code == 400, refused.text
+    assert "stripeCustomerId" in refused.text
+    assert (await http.get(f"/api/v1/subjects/{key}")).status_code == 404
+    assert (await _upsert(http, {"key": key, "stripeCustomerId": "cus_1"}))[0]["stripeCustomerId"] == "cus_1"
