@@ -97,4 +97,6 @@ class PortalServicer(portal_pb2_grpc.PortalServiceServicer):
     async def QueryPortalMeterCsv(self, request: meters_pb2.QueryMeterRequest, context: Ctx) -> httpbody_pb2.HttpBody:
         namespace, meter_id, data = await self._input(request, context)
         _, query, rows = await self._meters.query(namespace, meter_id, data)
-        return httpbody_pb2.HttpBody(content_type="text/csv", data=render_csv(query, rows).encode())
+        # The meter query's CSV (OpenMeter serves the portal's through it), display names included.
+        names = await self._meters.subject_display_names(namespace, query, rows)
+        return httpbody_pb2.HttpBody(content_type="text/csv", data=render_csv(query, rows, names).encode())

@@ -517,6 +517,24 @@ async def test_portal_tokens_of_all_meters_expire_and_invalidate_by_subject(
         await ok(await http.get(f"/api/v1/portal/meters/{b_slug}/query", headers=bearer(theirs["token"])))
 
 
+async def test_portal_csv_names_the_subject_as_the_meter_csv_does(
+    secured: TallyProcess, tenants: tuple[Tenant, Tenant]
+) -> None:
+    # OpenMeter's portal query is its meter query for the token's subject (server/router/portal.go),
+    # so its CSV adds subject_display_name when the subject is a subject entity.
+    a, _ = tenants
+    subject = unique("cust")
+    await ok(await a.http.post("/api/v1/subjects", json=[{"key": subject, "displayName": "Acme, Inc."}]))
+    slug = await portal_meter(a, {subject: 2})
+    created = await ok(await a.http.post("/api/v1/portal/tokens", json={"subject": subject}))
+    async with httpx.AsyncClient(base_url=secured.rest_url, headers=bearer(created["token"]), timeout=30) as portal:
+        response = await portal.get(f"/api/v1/portal/meters/{slug}/query", headers={"accept": "text/csv"})
+    assert response.status_code == 200, response.text
+    header, row = response.text.splitlines()
+    assert header == "window_start,window_end,subject,subject_display_name,value"
+    assert row.endswith(f',{subject},"Acme, Inc.",2.000000')
+
+
 async def test_portal_token_validation_and_scopes(tenants: tuple[Tenant, Tenant]) -> None:
     a, _ = tenants
     tokens = "/api/v1/portal/tokens"
