@@ -10,7 +10,7 @@ from google.protobuf import empty_pb2
 
 from domain.auth.models import PortalToken, PortalTokenCreateInput, PortalTokenInvalidateInput
 from domain.auth.service import PortalTokenService
-from domain.errors import ForbiddenError, ValidationError
+from domain.errors import UnauthenticatedError, ValidationError
 from domain.metering.query import MeterQueryInput
 from domain.metering.service import MeterService
 from server.context import RequestContext
@@ -81,9 +81,12 @@ class PortalServicer(portal_pb2_grpc.PortalServiceServicer):
     async def _input(self, request: meters_pb2.QueryMeterRequest, context: Ctx) -> tuple[str, str, MeterQueryInput]:
         """The namespace, meter ID and query a portal token allows for this request."""
         token = self._request.portal_token(context)
+        # Checked on the path's slug before the meter is looked up, as OpenMeter's portal
+        # authenticator does (verifyPortalToken): a meter the token does not name is a 401 whether
+        # it exists or not, so a token's holder learns nothing of the other meters.
+        if not token.allows(request.meter_id_or_slug):
+            raise UnauthenticatedError(f"this portal token does not allow meter {request.meter_id_or_slug!r}")
         meter = await self._meters.get(token.namespace, request.meter_id_or_slug)
-        if not token.allows(meter.slug):
-            raise ForbiddenError(f"this portal token does not allow meter {meter.slug!r}")
         # The token's subject, whatever the request asks for: a portal reads one subject's usage.
         data = dataclasses.replace(query_input(request, context), subjects=[token.subject], filter_customer_ids=[])
         return token.namespace, meter.id, data
