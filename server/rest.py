@@ -14,6 +14,7 @@ names what every row misses instead (`rest_row_fill`), which Envoy inserts with 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import cache
@@ -59,10 +60,12 @@ async def rest_hints(
     *,
     http_code: int | None = None,
     shape: Shape | None = None,
+    headers: Sequence[tuple[str, str]] = (),
 ) -> None:
+    """`headers` are HTTP response headers for the REST client (Envoy passes them on)."""
     if not is_rest(context):
         return
-    metadata: list[tuple[str, str]] = []
+    metadata: list[tuple[str, str]] = list(headers)
     if http_code is not None:
         metadata.append(("x-http-code", str(http_code)))
     if shape is not None:

@@ -167,6 +167,13 @@ def render_csv(query: MeterQuery, rows: list[QueryRow], display_names: Mapping[s
     return out.getvalue()
 
 
+async def csv_answer(context: Ctx, meter: Meter, text: str) -> httpbody_pb2.HttpBody:
+    """A meter query's CSV; over REST a download named after the meter, as OpenMeter's CSV encoder
+    answers it (commonhttp csvResponseEncoder: Content-Disposition with the meter's slug)."""
+    await rest_hints(context, headers=[("content-disposition", f"attachment; filename={meter.slug}.csv")])
+    return httpbody_pb2.HttpBody(content_type="text/csv", data=text.encode())
+
+
 class MeterServicer(meters_pb2_grpc.MeterServiceServicer):
     def __init__(self, meters: MeterService, request: RequestContext, limits: IngestLimits) -> None:
         self._meters = meters
@@ -227,9 +234,9 @@ class MeterServicer(meters_pb2_grpc.MeterServiceServicer):
     async def QueryMeterCsv(self, request: meters_pb2.QueryMeterRequest, context: Ctx) -> httpbody_pb2.HttpBody:
         data = query_input(request, context)
         namespace = self._request.namespace(context)
-        _, query, rows = await self._meters.query(namespace, request.meter_id_or_slug, data)
+        meter, query, rows = await self._meters.query(namespace, request.meter_id_or_slug, data)
         names = await self._meters.subject_display_names(namespace, query, rows)
-        return httpbody_pb2.HttpBody(content_type="text/csv", data=render_csv(query, rows, names).encode())
+        return await csv_answer(context, meter, render_csv(query, rows, names))
 
     async def GetProgress(self, request: meters_pb2.GetProgressRequest, context: Ctx) -> meters_pb2.Progress:
         progress = await self._meters.progress(self._request.namespace(context), request.id)

@@ -17,7 +17,7 @@ from server.context import RequestContext
 from server.convert import optional_str, set_timestamp, timestamp_or_none
 from server.rest import ServicerContext as Ctx
 from server.rest import rest_hints
-from server.servicers.meters import query_input, query_response, render_csv, rest_query_rows
+from server.servicers.meters import csv_answer, query_input, query_response, render_csv, rest_query_rows
 from tally.v1 import meters_pb2, portal_pb2, portal_pb2_grpc
 
 
@@ -99,7 +99,7 @@ class PortalServicer(portal_pb2_grpc.PortalServiceServicer):
 
     async def QueryPortalMeterCsv(self, request: meters_pb2.QueryMeterRequest, context: Ctx) -> httpbody_pb2.HttpBody:
         namespace, meter_id, data = await self._input(request, context)
-        _, query, rows = await self._meters.query(namespace, meter_id, data)
+        meter, query, rows = await self._meters.query(namespace, meter_id, data)
         # The meter query's CSV (OpenMeter serves the portal's through it), display names included.
         names = await self._meters.subject_display_names(namespace, query, rows)
-        return httpbody_pb2.HttpBody(content_type="text/csv", data=render_csv(query, rows, names).encode())
+        return await csv_answer(context, meter, render_csv(query, rows, names))

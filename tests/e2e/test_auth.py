@@ -534,6 +534,7 @@ async def test_portal_csv_names_the_subject_as_the_meter_csv_does(
     async with httpx.AsyncClient(base_url=secured.rest_url, headers=bearer(created["token"]), timeout=30) as portal:
         response = await portal.get(f"/api/v1/portal/meters/{slug}/query", headers={"accept": "text/csv"})
     assert response.status_code == 200, response.text
+    assert response.headers["content-disposition"] == f"attachment; filename={slug}.csv"
     header, row = response.text.splitlines()
     assert header == "window_start,window_end,subject,subject_display_name,value"
     assert row.endswith(f',{subject},"Acme, Inc.",2.000000')

@@ -406,6 +406,21 @@ async def test_csv_names_the_subjects_known_as_subjects(http: httpx.AsyncClient)
     assert (await table(subject=unknown))[0] == ["window_start", "window_end", "subject", "value"]
 
 
+async def test_a_csv_answer_is_an_attachment_named_after_the_meter(http: httpx.AsyncClient) -> None:
+    # OpenMeter's CSV encoder (pkg/framework/commonhttp/encoder.go csvResponseEncoder) names the file
+    # after the meter's slug, however the meter was named in the path.
+    slug = unique("csv_file")
+    meter = await create_meter(http, slug=slug, eventType=slug, aggregation="COUNT")
+    for name in (slug, meter["id"]):
+        response = await http.get(f"/api/v1/meters/{name}/query", headers={"accept": "text/csv"})
+        assert response.status_code == 200, response.text
+        assert response.headers["content-disposition"] == f"attachment; filename={slug}.csv"
+        assert response.text.startswith("window_start,window_end,value\n")
+    posted = await http.post(f"/api/v1/meters/{slug}/query", json={}, headers={"accept": "text/csv"})
+    assert posted.headers["content-disposition"] == f"attachment; filename={slug}.csv"
+    assert "content-disposition" not in (await http.get(f"/api/v1/meters/{slug}/query")).headers
+
+
 async def test_query_validation_errors(http: httpx.AsyncClient) -> None:
     event_type = unique("query_invalid")
     await create_meter(http, slug=event_type, eventType=event_type, aggregation="COUNT", groupBy={"model": "$.model"})
