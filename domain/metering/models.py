@@ -169,7 +169,8 @@ class MeterCreateInput:
 
 @dataclass(frozen=True, slots=True)
 class MeterUpdateInput:
-    """OpenMeter lets only the name, description, metadata and groupBy of a meter change."""
+    """OpenMeter lets only the name, description, metadata and groupBy of a meter change; an update
+    replaces all four (a name left out is the slug, the others left out are empty)."""
 
     name: str | None = None
     description: str | None = None

@@ -152,8 +152,10 @@ class MeterService:
         updated = dataclasses.replace(
             meter,
             annotations=annotations,
-            name=data.name or meter.name,
-            description=data.description if data.description is not None else meter.description,
+            # A replacement, as OpenMeter's PUT: a name left out is the slug again, as at creation,
+            # and a description left out is no description (meter/httphandler/meter.go UpdateMeter).
+            name=data.name or meter.slug,
+            description=data.description,
             group_by=dict(data.group_by),
             metadata=dict(data.metadata),
             updated_at=self._clock(),

@@ -86,3 +86,17 @@ async def test_meters_are_listed_by_key_unless_asked_otherwise(http: httpx.Async
     for params in ({"orderBy": "slug"}, {"order": "UP"}):
         refused = await http.get("/api/v1/meters", params=params)
         assert refused.status_code == 400, (params, refused.text)
+
+
+async def test_an_update_replaces_the_name_and_description(http: httpx.AsyncClient) -> None:
+    # OpenMeter's PUT is a replacement (meter/httphandler/meter.go UpdateMeter): a name left out
+    # becomes the slug again, a description left out is cleared.
+    slug = unique("replace")
+    await create_meter(http, slug=slug, eventType=slug, aggregation="COUNT", name="Calls", description="API calls")
+    renamed = await http.put(f"/api/v1/meters/{slug}", json={"name": "Requests"})
+    assert renamed.status_code == 200, renamed.text
+    assert renamed.json()["name"] == "Requests" and "description" not in renamed.json()
+    described = await http.put(f"/api/v1/meters/{slug}", json={"description": "All requests"})
+    assert (described.json()["name"], described.json()["description"]) == (slug, "All requests")
+    stored = (await http.get(f"/api/v1/meters/{slug}")).json()
+    assert (stored["name"], stored["description"]) == (slug, "All requests")

@@ -124,7 +124,7 @@ class MeterServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def UpdateMeter(self, request, context):
-        """Updates the mutable fields of a meter: name, description, metadata and groupBy.
+        """Replaces the mutable fields of a meter: name (the slug when left out), description, metadata and groupBy.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

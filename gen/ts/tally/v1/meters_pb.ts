@@ -874,7 +874,7 @@ export const MeterService: GenService<{
     output: typeof MeterSchema;
   },
   /**
-   * Updates the mutable fields of a meter: name, description, metadata and groupBy.
+   * Replaces the mutable fields of a meter: name (the slug when left out), description, metadata and groupBy.
    *
    * @generated from rpc tally.v1.MeterService.UpdateMeter
    */
