@@ -118,7 +118,13 @@ def _check_group_by(violations: Violations, group_by: dict[str, str], value_prop
 
 
 def _check_text(violations: Violations, field_name: str, value: str | None, max_length: int) -> None:
-    if value is not None and len(value) > max_length:
+    """An optional text: absent, or 1 to `max_length` characters (OpenMeter refuses an empty name
+    or description, meter/meter.go; leaving one out is how a meter has none, or its slug as name)."""
+    if value is None:
+        return
+    if not value:
+        violations.add(field_name, "must not be empty", "required")
+    elif len(value) > max_length:
         violations.add(field_name, f"at most {max_length} characters", "too_long")
 
 
@@ -159,8 +165,6 @@ class MeterCreateInput:
             v.add("slug", "required", "required")
         elif len(self.slug) > MAX_SLUG_LENGTH or not SLUG_RE.fullmatch(self.slug):
             v.add("slug", "must match ^[a-z0-9]+(?:_[a-z0-9]+)*$ and be at most 64 characters", "invalid_slug")
-        if self.name is not None and not self.name:
-            v.add("name", "must not be empty", "required")
         _check_text(v, "name", self.name, MAX_NAME_LENGTH)
         _check_text(v, "description", self.description, MAX_DESCRIPTION_LENGTH)
         check_definition(v, self.aggregation, self.event_type, self.value_property, self.group_by)
@@ -179,8 +183,6 @@ class MeterUpdateInput:
 
     def validate(self, meter: Meter) -> None:
         v = Violations()
-        if self.name is not None and not self.name:
-            v.add("name", "must not be empty", "required")
         _check_text(v, "name", self.name, MAX_NAME_LENGTH)
         _check_text(v, "description", self.description, MAX_DESCRIPTION_LENGTH)
         _check_group_by(v, self.group_by, meter.value_property)
