@@ -35,10 +35,17 @@ class CustomerService:
         # refuse, as OpenMeter's customer request validators do: entitlements refuse while any is
         # active, subscriptions while one is, billing while an invoice is open. Areas that build on customers register here, so this one imports none.
         self.delete_guards: list[Callable[[str, Customer], Awaitable[None]]] = []
+        # Awaited with the customer as stored after a create or update (SubjectService.provision).
+        self.after_write: list[Callable[[str, Customer], Awaitable[None]]] = []
 
     def _changed(self) -> None:
         for listener in self.listeners:
             listener()
+
+    async def _written(self, namespace: str, customer: Customer) -> None:
+        for hook in self.after_write:
+            await hook(namespace, customer)
+        self._changed()
 
     async def create(self, namespace: str, data: CustomerInput) -> Customer:
         data.validate()
@@ -59,7 +66,7 @@ class CustomerService:
             updated_at=now,
         )
         await self._customers.create(customer)
-        self._changed()
+        await self._written(namespace, customer)
         return customer
 
     async def get(self, namespace: str, id_or_key: str) -> Customer:
@@ -108,7 +115,7 @@ class CustomerService:
             updated_at=self._clock(),
         )
         await self._customers.update(updated)
-        self._changed()
+        await self._written(namespace, updated)
         return updated
 
     async def delete(self, namespace: str, id_or_key: str) -> Customer:
@@ -211,6 +218,27 @@ class SubjectService:
             for item in items
         ]
         return await self._subjects.upsert(subjects)
+
+    async def provision(self, namespace: str, customer: Customer) -> None:
+        """CustomerService after-write hook: each of the customer's usage-attribution keys that is
+        not a subject becomes one, marked as OpenMeter's subject provisioner marks it
+        (subject/service/hooks/customersubject.go EnsureSubjects); existing subjects stay as they are."""
+        known = {s.key for s in await self._subjects.by_keys(namespace, customer.subject_keys)}
+        now = self._clock()
+        missing = [
+            Subject(
+                id=str(ULID()),
+                namespace=namespace,
+                key=key,
+                metadata={"createdBy": "subject.provisioner", "customerId": customer.id},
+                created_at=now,
+                updated_at=now,
+            )
+            for key in dict.fromkeys(customer.subject_keys)
+            if key not in known
+        ]
+        if missing:
+            await self._subjects.upsert(missing)
 
     async def list_subjects(self, namespace: str) -> list[Subject]:
         return await self._subjects.list_subjects(namespace)

@@ -54,6 +54,8 @@ async def wire(deps: Deps) -> list[Servicer]:
         events=deps.events,
         grace_period=timedelta(seconds=deps.settings.entitlements.grace_period_s),
     )
+    # A customer's usage-attribution keys are subjects (OpenMeter's subject provisioner hook).
+    customers.after_write.append(subjects.provision)
     # OpenMeter's customer validator: no deleting a customer with an active entitlement (409).
     customers.delete_guards.append(entitlements.guard_customer_delete)
     # Nor a meter that a live feature or an active entitlement reads, nor a group-by key a feature

@@ -51,3 +51,26 @@ async def test_a_stripe_customer_id_must_be_one(http: httpx.AsyncClient) -> None
     assert "stripeCustomerId" in refused.text
     assert (await http.get(f"/api/v1/subjects/{key}")).status_code == 404
     assert (await _upsert(http, {"key": key, "stripeCustomerId": "cus_1"}))[0]["stripeCustomerId"] == "cus_1"
+
+
+async def test_a_customers_subject_keys_are_subjects(http: httpx.AsyncClient) -> None:
+    # OpenMeter provisions a subject for each of a customer's usage-attribution keys when the
+    # customer is created or updated (subject/service/hooks/customersubject.go EnsureSubjects);
+    # a subject that exists already is left as it is.
+    first, second, known = unique("attr"), unique("attr"), unique("attr")
+    await _upsert(http, {"key": known, "displayName": "Known"})
+    body = {"name": first, "key": first, "usageAttribution": {"subjectKeys": [first, known]}}
+    response = await http.post("/api/v1/customers", json=body)
+    assert response.status_code == 201, response.text
+    customer = response.json()
+    provisioned = await http.get(f"/api/v1/subjects/{first}")
+    assert provisioned.status_code == 200, provisioned.text
+    assert provisioned.json()["metadata"] == {"createdBy": "subject.provisioner", "customerId": customer["id"]}
+    assert "displayName" not in provisioned.json()
+    assert (await http.get(f"/api/v1/subjects/{known}")).json()["displayName"] == "Known"
+    updated = await http.put(
+        f"/api/v1/customers/{customer['id']}",
+        json={**body, "usageAttribution": {"subjectKeys": [first, known, second]}},
+    )
+    assert updated.status_code == 200, updated.text
+    assert (await http.get(f"/api/v1/subjects/{second}")).json()["metadata"]["customerId"] == customer["id"]
