@@ -261,7 +261,8 @@ class PostgresSubjectRepository:
         return out
 
     async def list_subjects(self, namespace: str) -> list[Subject]:
-        statement = select(SubjectRow).where(SubjectRow.namespace == namespace).order_by(col(SubjectRow.key))
+        # By ID, as OpenMeter lists them: IDs are ULIDs, so in the order the subjects were made.
+        statement = select(SubjectRow).where(SubjectRow.namespace == namespace).order_by(col(SubjectRow.id))
         async with self._sessions() as session:
             return [_subject(row) for row in (await session.exec(statement)).all()]
 

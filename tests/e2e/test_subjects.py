@@ -74,3 +74,14 @@ async def test_a_customers_subject_keys_are_subjects(http: httpx.AsyncClient) ->
     )
     assert updated.status_code == 200, updated.text
     assert (await http.get(f"/api/v1/subjects/{second}")).json()["metadata"]["customerId"] == customer["id"]
+
+
+async def test_subjects_are_listed_in_creation_order(http: httpx.AsyncClient) -> None:
+    # OpenMeter's listSubjects sorts by ID (subject/adapter/subject.go List: the default sort), and
+    # IDs are ULIDs: the order subjects were made in, not their keys'.
+    prefix = unique("listed")
+    keys = [f"{prefix}_c", f"{prefix}_a", f"{prefix}_b"]
+    for key in keys:
+        await _upsert(http, {"key": key})
+    listed = (await http.get("/api/v1/subjects")).json()
+    assert [s["key"] for s in listed if s["key"].startswith(prefix)] == keys
