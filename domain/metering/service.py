@@ -169,7 +169,9 @@ class MeterService:
     async def delete(self, namespace: str, id_or_slug: str) -> None:
         meter = await self.get(namespace, id_or_slug)
         if meter.deleted_at is not None:
-            raise NotFoundError("meter", id_or_slug)
+            # Found by its ID: deleted already, so a retried delete succeeds without a change, as
+            # OpenMeter's DeleteMeter returns (meter/service/manage.go).
+            return
         for guard in self.delete_guards:
             await guard(namespace, meter)
         now = self._clock()

@@ -100,3 +100,16 @@ async def test_an_update_replaces_the_name_and_description(http: httpx.AsyncClie
     assert (described.json()["name"], described.json()["description"]) == (slug, "All requests")
     stored = (await http.get(f"/api/v1/meters/{slug}")).json()
     assert (stored["name"], stored["description"]) == (slug, "All requests")
+
+
+async def test_deleting_a_deleted_meter_by_id_changes_nothing(http: httpx.AsyncClient) -> None:
+    # OpenMeter's DeleteMeter finds a deleted meter by its ID and returns without a change (204),
+    # so a retried DELETE succeeds; its slug names no live meter any more (404).
+    slug = unique("twice")
+    meter = await create_meter(http, slug=slug, eventType=slug, aggregation="COUNT")
+    assert (await http.delete(f"/api/v1/meters/{meter['id']}")).status_code == 204
+    deleted_at = (await http.get(f"/api/v1/meters/{meter['id']}")).json()["deletedAt"]
+    again = await http.delete(f"/api/v1/meters/{meter['id']}")
+    assert again.status_code == 204, again.text
+    assert (await http.get(f"/api/v1/meters/{meter['id']}")).json()["deletedAt"] == deleted_at
+    assert (await http.delete(f"/api/v1/meters/{slug}")).status_code == 404
