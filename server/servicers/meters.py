@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Mapping
 from datetime import UTC, datetime, tzinfo
-from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 from zoneinfo import ZoneInfo
 
@@ -135,6 +132,31 @@ def _rfc3339(value: datetime, zone: tzinfo) -> str:
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
+# Go's unicode.IsSpace in Latin-1; above it, Python's isspace() holds the same characters.
+_GO_LATIN1_SPACES = frozenset("\t\n\v\f\r \x85\xa0")
+
+
+def _csv_field(field: str) -> str:
+    """A CSV field as Go's encoding/csv Writer writes it (OpenMeter's CSV): quoted when it holds a
+    comma, a quote, \\r or \\n, starts with white space, or is `\\.`. Python's csv module leaves a
+    lone \\r bare, which splits the row for most readers, and leading white space too."""
+    if not field:
+        return field
+    first = field[0]
+    if (
+        field == "\\."
+        or any(c in field for c in ',"\r\n')
+        or first in _GO_LATIN1_SPACES
+        or (first > "\xff" and first.isspace())
+    ):
+        return '"' + field.replace('"', '""') + '"'
+    return field
+
+
+def _csv_record(fields: list[str]) -> str:
+    return ",".join(_csv_field(field) for field in fields) + "\n"
+
+
 def render_csv(query: MeterQuery, rows: list[QueryRow], display_names: Mapping[str, str] | None = None) -> str:
     """OpenMeter's CSV: window_start,window_end[,subject[,subject_display_name]][,<group-by keys>],value;
     values with %f.
@@ -149,13 +171,11 @@ def render_csv(query: MeterQuery, rows: list[QueryRow], display_names: Mapping[s
     with_names = with_subject and bool(display_names)
     names = display_names or {}
     group_keys = [key for key in query.group_by_order if key != "subject"]
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
     subject_columns = ["subject", "subject_display_name"] if with_names else ["subject"] if with_subject else []
-    writer.writerow(["window_start", "window_end", *subject_columns, *group_keys, "value"])
+    out = [_csv_record(["window_start", "window_end", *subject_columns, *group_keys, "value"])]
     zone: tzinfo = UTC if query.window_size is None else ZoneInfo(query.time_zone)
     for row in rows:
-        line: list[Any] = [_rfc3339(row.window_start, zone), _rfc3339(row.window_end, zone)]
+        line = [_rfc3339(row.window_start, zone), _rfc3339(row.window_end, zone)]
         if with_subject:
             line.append(row.subject or "")
         if with_names:
@@ -163,8 +183,8 @@ def render_csv(query: MeterQuery, rows: list[QueryRow], display_names: Mapping[s
         for key in group_keys:
             line.append(row.customer_id or "" if key == "customer_id" else row.group_by.get(key) or "")
         line.append(f"{row.value:f}")
-        writer.writerow(line)
-    return out.getvalue()
+        out.append(_csv_record(line))
+    return "".join(out)
 
 
 async def csv_answer(context: Ctx, meter: Meter, text: str) -> httpbody_pb2.HttpBody:

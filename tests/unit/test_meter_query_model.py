@@ -444,6 +444,28 @@ def test_csv_times_are_rfc3339_seconds_in_the_window_time_zone() -> None:
     assert render_csv(total, [row]).splitlines()[1] == "2024-01-01T00:00:00Z,2024-01-02T00:00:00Z,1.000000"
 
 
+def test_csv_fields_are_quoted_as_gos_csv_writer_quotes_them() -> None:
+    # OpenMeter writes its CSV with Go's encoding/csv (commonhttp csvResponseEncoder), which quotes a
+    # field holding a comma, a quote, \r or \n, one starting with a space, and `\.`; a bare \r left
+    # unquoted splits the row for most CSV readers.
+    query = MeterQueryInput(group_by=["model"]).validate(METER)
+    values = ["a\rb", " lead", "\\.", 'q"t', "x,y", "plain", "", "\tab"]
+    rows = [
+        QueryRow(
+            value=1.0,
+            window_start=T0,
+            window_end=T0 + timedelta(days=1),
+            subject=None,
+            customer_id=None,
+            group_by={"model": value},
+        )
+        for value in values
+    ]
+    fields = [line.split(",", 2)[2].rsplit(",", 1)[0] for line in render_csv(query, rows).split("\n")[1:-1]]
+    assert fields[:2] == ['"a\rb"', '" lead"']
+    assert fields[2:] == ['"\\."', '"q""t"', '"x,y"', "plain", "", '"\tab"']
+
+
 # --- helper endpoints --------------------------------------------------------------------------
 
 NOW = datetime(2024, 6, 1, 12, tzinfo=UTC)
