@@ -2,9 +2,9 @@
 
 REST requests reach it through Envoy, which forwards `Authorization` as gRPC metadata, so both
 transports meet the same check. Each method maps to one required scope (`required_scope`): the
-ingest RPCs need `ingest`; List/Get/Query/Stream need `read`; Create/Update/Delete/Upsert/Override/
-Reset/Void/Test/Resend/Invalidate/Install/Uninstall need `write`; the API key service needs `admin` (admin implies the
-others); an unknown method needs `admin` (fail closed). Health checks and reflection stay open. The
+ingest RPCs need `ingest`; those that read (List/Get/Query/Stream/Preview/Simulate) need `read`; those
+that change something (Create/Update/Delete/Publish/Cancel/..., WRITE_PREFIXES) need `write`; the API key
+service needs `admin` (admin implies the others); an unknown method needs `admin` (fail closed). Health checks and reflection stay open. The
 portal's meter query is authenticated by a portal token instead of an API key.
 
 The caller (`Principal`) is kept in a context variable for the duration of the call;
@@ -41,7 +41,8 @@ OPEN_SERVICES = frozenset(
 )
 ADMIN_SERVICES = frozenset({"tally.v1.ApiKeyService"})
 PORTAL_METHODS = frozenset({"tally.v1.PortalService/QueryPortalMeter", "tally.v1.PortalService/QueryPortalMeterCsv"})
-READ_PREFIXES = ("List", "Get", "Query", "Stream", "Preview")
+# Simulate stores nothing (an invoice as it would be).
+READ_PREFIXES = ("List", "Get", "Query", "Stream", "Preview", "Simulate")
 WRITE_PREFIXES = (
     "Create",
     "Update",
@@ -55,6 +56,23 @@ WRITE_PREFIXES = (
     "Invalidate",
     "Install",
     "Uninstall",
+    # The catalog's, invoices' and subscriptions' own verbs.
+    "Publish",
+    "Archive",
+    "Next",
+    "Invoice",
+    "Advance",
+    "Approve",
+    "Retry",
+    "Snapshot",
+    "Draft",
+    "Issuing",
+    "Edit",
+    "Cancel",
+    "Unschedule",
+    "Change",
+    "Migrate",
+    "Restore",
 )
 
 MISSING_KEY = "missing API key: send 'Authorization: Bearer <key>'"
