@@ -97,8 +97,11 @@ function envoy_on_request(handle)
     path = key_version_parameters(path)
     headers:replace(":path", path)
   end
+  -- OpenMeter reads Accept with Go's mime.ParseMediaType: CSV when the header is text/csv (any case,
+  -- parameters aside); a list of types does not parse there and is answered as JSON.
   local accept = headers:get("accept")
-  if accept ~= nil and string.find(accept, "text/csv", 1, true) then
+  local media = accept and string.lower(string.match(string.match(accept, "^[^;]*"), "^%s*(.-)%s*$"))
+  if media == "text/csv" then
     local base, rest = string.match(path, "^(/api/v1/meters/[^/?]+/query)(.*)$")
     if base == nil then
       base, rest = string.match(path, "^(/api/v1/portal/meters/[^/?]+/query)(.*)$")

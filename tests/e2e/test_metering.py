@@ -421,6 +421,22 @@ async def test_a_csv_answer_is_an_attachment_named_after_the_meter(http: httpx.A
     assert "content-disposition" not in (await http.get(f"/api/v1/meters/{slug}/query")).headers
 
 
+async def test_csv_is_answered_only_to_an_accept_of_text_csv(http: httpx.AsyncClient) -> None:
+    # OpenMeter reads Accept with Go's mime.ParseMediaType (commonhttp.GetMediaType): CSV when the
+    # header is text/csv (parameters aside, any case); a list of types does not parse, and is JSON.
+    slug = unique("accept")
+    await create_meter(http, slug=slug, eventType=slug, aggregation="COUNT")
+    path = f"/api/v1/meters/{slug}/query"
+    for accept in ("text/csv", "text/csv; charset=utf-8", "Text/CSV"):
+        response = await http.get(path, headers={"accept": accept})
+        assert response.headers["content-type"] == "text/csv", accept
+    for accept in ("application/json, text/csv", "text/csv, application/json", "application/json"):
+        response = await http.get(path, headers={"accept": accept})
+        assert response.status_code == 200, (accept, response.text)
+        assert response.headers["content-type"].startswith("application/json"), accept
+        assert "data" in response.json()
+
+
 async def test_query_validation_errors(http: httpx.AsyncClient) -> None:
     event_type = unique("query_invalid")
     await create_meter(http, slug=event_type, eventType=event_type, aggregation="COUNT", groupBy={"model": "$.model"})
