@@ -49,6 +49,13 @@ class EntitlementResetEvent:
     subject_key: str
     customer_id: str | None
     reset_at: datetime
+    # The value right after the reset (OpenMeter's reset notification carries the reset's balance
+    # snapshot: usage restarts, but balance, preserved overage and grants are what they are then).
+    balance: Decimal
+    usage: Decimal
+    overage: Decimal
+    total_available_grant_amount: Decimal
+    has_access: bool
     entitlement: Mapping[str, Any]
     feature: Mapping[str, Any]
     subject: Mapping[str, Any]

@@ -863,20 +863,24 @@ class EntitlementService:
         self.entities_changed()
         if self._events is not None:
             updated = dataclasses.replace(entitlement, resets=(*entitlement.resets, reset))
-            customer = await self.customers.get(namespace, entitlement.customer_id)
-            feature = await self.features.get(namespace, entitlement.feature_id)
+            after = await self.snapshot_event(namespace, updated)
             await self._events.publish(
                 EntitlementResetEvent(
                     namespace=namespace,
                     entitlement_id=entitlement.id,
-                    feature_key=entitlement.feature_key,
-                    subject_key=_subject_key(customer),
-                    customer_id=customer.id,
+                    feature_key=after.feature_key,
+                    subject_key=after.subject_key,
+                    customer_id=after.customer_id,
                     reset_at=at,
-                    entitlement=entitlement_rest(updated, customer, now),
-                    feature=feature.rest(),
-                    subject={"key": _subject_key(customer)},
-                    customer=customer.rest(),
+                    balance=after.balance,
+                    usage=after.usage,
+                    overage=after.overage,
+                    total_available_grant_amount=after.total_available_grant_amount,
+                    has_access=after.has_access,
+                    entitlement=after.entitlement,
+                    feature=after.feature,
+                    subject=after.subject,
+                    customer=after.customer,
                 )
             )
         await self._changed(namespace, entitlement.id)

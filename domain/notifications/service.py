@@ -420,7 +420,7 @@ class NotificationService:
                         previous.payload.get("data", {}).get("threshold"), threshold
                     ):
                         continue
-                data = self._value_payload(snapshot, value, has_access=snapshot.has_access)
+                data = self._value_payload(snapshot)
                 data["threshold"] = threshold.to_json()
                 annotations = self._annotations(snapshot)
                 annotations[ANNOTATION_DEDUPE_HASH] = dedupe
@@ -460,14 +460,7 @@ class NotificationService:
                 )
                 if existing.items:
                     continue
-                data: dict[str, Any] = {
-                    "entitlement": dict(reset.entitlement),
-                    "feature": dict(reset.feature),
-                    "subject": dict(reset.subject),
-                    "value": self._reset_value(reset),
-                }
-                if reset.customer is not None:
-                    data["customer"] = dict(reset.customer)
+                data = self._value_payload(reset)
                 annotations = self._annotations(reset)
                 annotations[ANNOTATION_DEDUPE_HASH] = dedupe
                 await self._create_event(rule, str(ULID()), self._clock(), data, annotations)
@@ -475,34 +468,22 @@ class NotificationService:
                 log.exception("entitlement reset rule failed", rule=rule.id, entitlement=reset.entitlement_id)
 
     @staticmethod
-    def _reset_value(reset: EntitlementResetEvent) -> dict[str, Any]:
-        # Right after a reset nothing of the new period is used; the rest comes from the event when
-        # it carries it.
-        value: dict[str, Any] = {"usage": 0, "overage": 0}
-        for name, key in (("balance", "balance"), ("has_access", "hasAccess")):
-            item = getattr(reset, name, None)
-            if isinstance(item, Decimal):
-                value[key] = _number(item)
-            elif isinstance(item, bool):
-                value[key] = item
-        return value
-
-    @staticmethod
-    def _value_payload(snapshot: BalanceSnapshotEvent, value: EntitlementValue, has_access: bool) -> dict[str, Any]:
+    def _value_payload(source: BalanceSnapshotEvent | EntitlementResetEvent) -> dict[str, Any]:
+        """OpenMeter's EntitlementValuePayloadBase: the entitlement, feature, subject, customer and value."""
         data: dict[str, Any] = {
-            "entitlement": dict(snapshot.entitlement),
-            "feature": dict(snapshot.feature),
-            "subject": dict(snapshot.subject),
+            "entitlement": dict(source.entitlement),
+            "feature": dict(source.feature),
+            "subject": dict(source.subject),
             "value": {
-                "hasAccess": has_access,
-                "balance": _number(value.balance),
-                "usage": _number(value.usage),
-                "overage": _number(value.overage),
-                "totalAvailableGrantAmount": _number(value.total_available_grant_amount),
+                "hasAccess": source.has_access,
+                "balance": _number(source.balance),
+                "usage": _number(source.usage),
+                "overage": _number(source.overage),
+                "totalAvailableGrantAmount": _number(source.total_available_grant_amount),
             },
         }
-        if snapshot.customer is not None:
-            data["customer"] = dict(snapshot.customer)
+        if source.customer is not None:
+            data["customer"] = dict(source.customer)
         return data
 
     @staticmethod

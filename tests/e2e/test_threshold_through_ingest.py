@@ -8,7 +8,7 @@ nothing more; crossing the next threshold sends exactly one more.
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 
@@ -115,5 +115,79 @@ async def test_threshold_crossing_through_real_ingest(http: httpx.AsyncClient) -
             return items if len(items) == 2 and set(states) == {"SUCCESS"} else None
 
         await wait_for(recorded, timeout=15)
+    finally:
+        await receiver.stop()
+
+
+async def test_reset_webhook_carries_the_value_after_the_reset(http: httpx.AsyncClient) -> None:
+    """entitlements.reset sends the entitlement's whole value right after the reset (OpenMeter builds
+    it from the reset's balance snapshot): hasAccess (required by the schema), balance, usage,
+    overage and totalAvailableGrantAmount, the same figures the value endpoint shows."""
+    receiver = await WebhookReceiver().start()
+    try:
+        event_type = unique("usage")
+        await create_meter(http, slug=event_type, eventType=event_type, aggregation="SUM", valueProperty="$.tokens")
+        feature = unique("feature")
+        await _ok(await http.post("/api/v1/features", json={"key": feature, "name": feature, "meterSlug": event_type}))
+        customer = unique("customer")
+        await _ok(
+            await http.post(
+                "/api/v1/customers",
+                json={"name": customer, "key": customer, "usageAttribution": {"subjectKeys": [customer]}},
+            )
+        )
+        # Measured from a few minutes ago, so a reset now is after the start of measurement.
+        start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=10)
+        await _ok(
+            await http.post(
+                f"/api/v2/customers/{customer}/entitlements",
+                json={
+                    "type": "metered",
+                    "featureKey": feature,
+                    "usagePeriod": {"interval": "MONTH", "anchor": start.isoformat()},
+                    "issue": {"amount": 100},
+                    "measureUsageFrom": start.isoformat(),
+                },
+            )
+        )
+        channel = await _ok(
+            await http.post(
+                "/api/v1/notification/channels",
+                json={"type": "WEBHOOK", "name": unique("hook"), "url": receiver.url("/reset")},
+            )
+        )
+        receiver.secrets["/reset"] = channel["signingSecret"]
+        await _ok(
+            await http.post(
+                "/api/v1/notification/rules",
+                json={
+                    "type": "entitlements.reset",
+                    "name": unique("rule"),
+                    "channels": [channel["id"]],
+                    "features": [feature],
+                },
+            )
+        )
+        await ingest(http, cloudevent(event_type, customer, {"tokens": 30}, time=start + timedelta(minutes=5)))
+
+        async def used() -> bool:
+            value = (await http.get(f"/api/v2/customers/{customer}/entitlements/{feature}/value")).json()
+            return value["usage"] == 30
+
+        await wait_for(used, timeout=15)
+        reset = await http.post(f"/api/v2/customers/{customer}/entitlements/{feature}/reset", json={})
+        assert reset.status_code == 204, reset.text
+        [delivery] = await receiver.wait_for("/reset", 1, timeout=30)
+        assert delivery.verified
+        assert delivery.body["type"] == "entitlements.reset"
+        after = (await http.get(f"/api/v2/customers/{customer}/entitlements/{feature}/value")).json()
+        assert after["usage"] == 0 and after["balance"] == 100
+        assert delivery.body["data"]["value"] == {
+            "hasAccess": True,
+            "balance": 100,
+            "usage": 0,
+            "overage": 0,
+            "totalAvailableGrantAmount": 100,
+        }
     finally:
         await receiver.stop()
