@@ -229,14 +229,14 @@ def _page(violations: Violations, page: int | None, page_size: int | None) -> Pa
     return Page(max(number, 1), min(max(size, 1), MAX_PAGE_SIZE))
 
 
-def _order(violations: Violations, order: str | None) -> SortOrder:
+def _order(violations: Violations, order: str | None, default: SortOrder) -> SortOrder:
     if not order:
-        return SortOrder.DESC
+        return default
     try:
         return SortOrder(order.upper())
     except ValueError:
         violations.add("order", "must be ASC or DESC", "invalid_order")
-        return SortOrder.DESC
+        return default
 
 
 def _order_by(violations: Violations, order_by: str | None, allowed: tuple[str, ...], default: str) -> str:
@@ -385,7 +385,7 @@ class ListChannelsInput:
     def validate(self) -> tuple[Page, SortOrder, str]:
         violations = Violations()
         page = _page(violations, self.page, self.page_size)
-        order = _order(violations, self.order)
+        order = _order(violations, self.order, SortOrder.DESC)
         order_by = _order_by(violations, self.order_by, ("id", "type", "createdAt", "updatedAt"), "id")
         violations.raise_if_any()
         return page, order, order_by
@@ -405,7 +405,8 @@ class ListRulesInput:
     def validate(self) -> tuple[Page, SortOrder, str]:
         violations = Violations()
         page = _page(violations, self.page, self.page_size)
-        order = _order(violations, self.order)
+        # OpenMeter lists rules oldest first by default (channels and events newest first).
+        order = _order(violations, self.order, SortOrder.ASC)
         order_by = _order_by(violations, self.order_by, ("id", "type", "createdAt", "updatedAt"), "id")
         violations.raise_if_any()
         return page, order, order_by
@@ -429,7 +430,7 @@ class ListEventsInput:
         if self.from_ is not None and self.to is not None and self.from_ > self.to:
             violations.add("from", "must not be after to", "invalid_range")
         page = _page(violations, self.page, self.page_size)
-        order = _order(violations, self.order)
+        order = _order(violations, self.order, SortOrder.DESC)
         order_by = _order_by(violations, self.order_by, ("id", "createdAt"), "createdAt")
         violations.raise_if_any()
         return page, order, order_by

@@ -24,7 +24,11 @@ from domain.notifications.models import (
     DeliveryAttempt,
     DeliveryState,
     DeliveryStatus,
+    ListChannelsInput,
+    ListEventsInput,
+    ListRulesInput,
     RuleInput,
+    SortOrder,
     Threshold,
     ThresholdInput,
     ThresholdType,
@@ -236,3 +240,12 @@ def test_rule_input_validation() -> None:
         RuleInput(type="invoice.created", name="r", channels=[channel], features=["tokens"]).validate()
     with pytest.raises(ValidationError):
         RuleInput(type="nope", name="r", channels=[channel]).validate()
+
+
+def test_list_default_orders_are_openmeters() -> None:
+    """Without `order`, rules list oldest first (ASC by id); channels and events newest first
+    (OpenMeter's httpdriver ListRules / ListChannels / ListEvents defaults)."""
+    assert ListRulesInput().validate()[1:] == (SortOrder.ASC, "id")
+    assert ListChannelsInput().validate()[1:] == (SortOrder.DESC, "id")
+    assert ListEventsInput().validate()[1:] == (SortOrder.DESC, "createdAt")
+    assert ListRulesInput(order="desc").validate()[1] is SortOrder.DESC
