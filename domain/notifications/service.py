@@ -19,7 +19,7 @@ import structlog
 from ulid import ULID
 
 from domain.entitlements.events import BalanceSnapshotEvent, EntitlementResetEvent
-from domain.errors import NotFoundError, ValidationError
+from domain.errors import ConflictError, NotFoundError, ValidationError
 from domain.notifications import samples
 from domain.notifications.models import (
     ANNOTATION_CUSTOMER_ID,
@@ -142,7 +142,8 @@ class NotificationService:
         current = await self.get_channel(namespace, channel_id)
         data.validate()
         if current.deleted_at is not None:
-            raise ValidationError.single("channelId", "a deleted channel cannot be updated", "deleted")
+            # OpenMeter's UpdateAfterDeleteError: 409, not a validation error.
+            raise ConflictError("a deleted notification channel cannot be updated", current.id)
         await self._check_destination(data.url)
         channel = replace(
             current,
@@ -236,7 +237,7 @@ class NotificationService:
         current = await self.get_rule(namespace, rule_id)
         rule_type, thresholds = data.validate()
         if current.deleted_at is not None:
-            raise ValidationError.single("ruleId", "a deleted rule cannot be updated", "deleted")
+            raise ConflictError("a deleted notification rule cannot be updated", current.id)
         if rule_type is not current.type:
             raise ValidationError.single("type", f"cannot change rule type {current.type} to {rule_type}", "immutable")
         await self._check_channels(namespace, data.channels)

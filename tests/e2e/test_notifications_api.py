@@ -229,3 +229,20 @@ async def test_event_stream_resumes_after_last_seen(http: httpx.AsyncClient, cha
     stream.cancel()
     # A disabled channel gets no delivery status.
     assert second["deliveryStatus"] == []
+
+
+async def test_updating_a_deleted_channel_or_rule_is_a_conflict(http: httpx.AsyncClient) -> None:
+    """OpenMeter answers 409 (UpdateAfterDeleteError) to a PUT on a deleted channel or rule."""
+    channel = await make_channel(http, "https://example.com/hook")
+    rule_body = {"type": "invoice.created", "name": "inv", "channels": [channel["id"]]}
+    rule = (await http.post(RULES, json=rule_body)).json()
+    assert (await http.delete(f"{RULES}/{rule['id']}")).status_code == 204
+    refused = await http.put(f"{RULES}/{rule['id']}", json={**rule_body, "name": "renamed"})
+    assert refused.status_code == 409, refused.text
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert (await http.delete(f"{CHANNELS}/{channel['id']}")).status_code == 204
+    channel_body = {"type": "WEBHOOK", "name": "renamed", "url": "https://example.com/hook"}
+    refused = await http.put(f"{CHANNELS}/{channel['id']}", json=channel_body)
+    assert refused.status_code == 409, refused.text
+    # An invalid body on a deleted channel is still a 400 first, as OpenMeter validates before it looks.
+    assert (await http.put(f"{CHANNELS}/{channel['id']}", json={**channel_body, "url": "nope"})).status_code == 400
