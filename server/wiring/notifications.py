@@ -7,11 +7,12 @@ import asyncio
 import contextlib
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
-from typing import Any
 
 from adapters.postgres.notifications import PostgresNotificationRepository
 from adapters.webhooks.http import HttpxWebhookSender, WebhookDestinations
+from domain.catalog.service import FeatureService
 from domain.entitlements.events import BalanceSnapshotEvent, EntitlementResetEvent
+from domain.errors import NotFoundError
 from domain.notifications.delivery import RetryPolicy
 from domain.notifications.models import FeatureRef
 from domain.notifications.service import NotificationService
@@ -22,17 +23,20 @@ from workers.notify import NotifyWorker
 
 
 class _FeatureLookup:
-    """FeatureResolver over the catalogue's feature repository (get by ID or key), when wired."""
+    """FeatureResolver over the catalogue: live (not archived) features by ID or key, as OpenMeter's
+    ValidateRuleConfigWithFeatures lists them; what is not found is left out (the rule is refused)."""
 
-    def __init__(self, features: Any) -> None:
+    def __init__(self, features: FeatureService) -> None:
         self._features = features
 
     async def resolve(self, namespace: str, ids_or_keys: Sequence[str]) -> Mapping[str, FeatureRef]:
         found: dict[str, FeatureRef] = {}
         for ref in ids_or_keys:
-            feature = await self._features.get(namespace, ref, include_archived=False)
-            if feature is not None:
-                found[ref] = FeatureRef(id=str(feature.id), key=str(feature.key))
+            try:
+                feature = await self._features.get_live(namespace, ref)
+            except NotFoundError:
+                continue
+            found[ref] = FeatureRef(id=str(feature.id), key=str(feature.key))
         return found
 
 
@@ -62,7 +66,7 @@ async def wire(deps: Deps) -> list[Servicer]:
     notify = settings.notify
     service = NotificationService(
         repository,
-        features=deps.services.get("feature_resolver"),
+        features=_FeatureLookup(deps.services["features"]),
         on_event_created=signal.notify,
         # Channels whose URL the policy refuses are refused at create / update (400 naming `url`).
         destinations=WebhookDestinations(notify.allowed_hosts, notify.allow_private_destinations),

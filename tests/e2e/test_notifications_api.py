@@ -11,6 +11,7 @@ import httpx
 import pytest_asyncio
 
 from tally.v1 import notifications_pb2, notifications_pb2_grpc
+from tests.support.metering import create_meter, unique
 from tests.support.stack import wait_for
 from tests.support.webhooks import WebhookReceiver
 
@@ -79,14 +80,24 @@ async def test_channel_validation_and_not_found(http: httpx.AsyncClient) -> None
     assert missing.status_code == 404
 
 
+async def make_feature(http: httpx.AsyncClient) -> dict[str, Any]:
+    slug = unique("notif_meter")
+    await create_meter(http, slug=slug, eventType=slug, aggregation="SUM", valueProperty="$.tokens")
+    key = unique("tokens")
+    response = await http.post("/api/v1/features", json={"key": key, "name": key, "meterSlug": slug})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
 async def test_rule_crud_and_channel_in_use(http: httpx.AsyncClient) -> None:
     channel = await make_channel(http, "https://example.com/hook")
+    tokens = (await make_feature(http))["key"]
     body = {
         "type": "entitlements.balance.threshold",
         "name": "usage alerts",
         "channels": [channel["id"]],
         "thresholds": [{"value": 50, "type": "usage_percentage"}, {"value": 10, "type": "balance_value"}],
-        "features": ["tokens"],
+        "features": [tokens],
     }
     created = await http.post(RULES, json=body)
     assert created.status_code == 201, created.text
@@ -94,7 +105,7 @@ async def test_rule_crud_and_channel_in_use(http: httpx.AsyncClient) -> None:
     assert rule["type"] == "entitlements.balance.threshold"
     assert rule["channels"] == [{"id": channel["id"], "type": "WEBHOOK"}]
     assert rule["thresholds"] == body["thresholds"]
-    assert [f["key"] for f in rule["features"]] == ["tokens"]
+    assert [f["key"] for f in rule["features"]] == [tokens]
 
     # Channels in use cannot be deleted.
     refused = await http.delete(f"{CHANNELS}/{channel['id']}")
@@ -111,7 +122,7 @@ async def test_rule_crud_and_channel_in_use(http: httpx.AsyncClient) -> None:
     assert rule["id"] not in [r["id"] for r in listed["items"]]
     listed = (await http.get(RULES, params={"channel": channel["id"], "includeDisabled": "true"})).json()
     assert [r["id"] for r in listed["items"]] == [rule["id"]]
-    listed = (await http.get(RULES, params={"feature": "tokens", "includeDisabled": "true"})).json()
+    listed = (await http.get(RULES, params={"feature": tokens, "includeDisabled": "true"})).json()
     assert rule["id"] in [r["id"] for r in listed["items"]]
 
     # Unknown channels are refused; so is a sixth channel.
@@ -246,3 +257,23 @@ async def test_updating_a_deleted_channel_or_rule_is_a_conflict(http: httpx.Asyn
     assert refused.status_code == 409, refused.text
     # An invalid body on a deleted channel is still a 400 first, as OpenMeter validates before it looks.
     assert (await http.put(f"{CHANNELS}/{channel['id']}", json={**channel_body, "url": "nope"})).status_code == 400
+
+
+async def test_rule_features_must_exist(http: httpx.AsyncClient) -> None:
+    """A rule's features are checked against the catalogue (OpenMeter's ValidateRuleConfigWithFeatures:
+    live features, by ID or key, else 400 "non-existing features"); a rule scoped to a feature that
+    does not exist would never fire. Each shows as the feature's {id, key}."""
+    channel = await make_channel(http, "https://example.com/hook")
+    feature = await make_feature(http)
+    body = {"type": "entitlements.reset", "name": "resets", "channels": [channel["id"]]}
+    for ref in (feature["key"], feature["id"]):
+        created = await http.post(RULES, json={**body, "features": [ref]})
+        assert created.status_code == 201, created.text
+        assert created.json()["features"] == [{"id": feature["id"], "key": feature["key"]}]
+    missing = await http.post(RULES, json={**body, "features": [feature["key"], "no_such_feature"]})
+    assert missing.status_code == 400, missing.text
+    assert [e["field"] for e in missing.json()["extensions"]["validationErrors"]] == ["features"]
+    assert "no_such_feature" in missing.text
+    assert (await http.delete(f"/api/v1/features/{feature['id']}")).status_code == 204
+    archived = await http.post(RULES, json={**body, "features": [feature["key"]]})
+    assert archived.status_code == 400, archived.text
