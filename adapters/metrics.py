@@ -96,7 +96,7 @@ WEBHOOK_ATTEMPT_SECONDS = Histogram(
 )
 WEBHOOK_ABANDONED = Counter(
     "tally_webhook_abandoned_total",
-    "Deliveries failed without an attempt, by reason: channel_not_found, channel_disabled, deadline_passed",
+    "Deliveries failed without an attempt, by reason: channel_not_found, rule_not_assigned, channel_disabled, deadline_passed",
     ["reason"],
 )
 BALANCE_RECOMPUTED = Counter("tally_balance_recomputed_total", "Entitlement balances recomputed by the balance worker")

@@ -23,12 +23,13 @@ from adapters import metrics
 from domain.notifications.delivery import (
     REASON_CHANNEL_DISABLED,
     REASON_CHANNEL_NOT_FOUND,
+    REASON_RULE_NOT_ASSIGNED,
     RetryPolicy,
     after_attempt,
     expired,
     sign,
 )
-from domain.notifications.models import DeliveryAttempt, DeliveryState
+from domain.notifications.models import Channel, DeliveryAttempt, DeliveryState, Rule
 from domain.notifications.ports import Delivery, NotificationRepository, WebhookSender
 
 log = structlog.get_logger(__name__)
@@ -36,6 +37,19 @@ log = structlog.get_logger(__name__)
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _undeliverable(rule: Rule | None, channel: Channel | None) -> tuple[str, str] | None:
+    """Why a delivery is abandoned without an attempt (metric label, reason), or None. OpenMeter's
+    checks, in its order (eventhandler/webhook.go): the channel is gone, the rule no longer sends to
+    it (deleted, or the channel taken off it), the channel is disabled."""
+    if channel is None or channel.deleted_at is not None:
+        return "channel_not_found", REASON_CHANNEL_NOT_FOUND
+    if rule is None or rule.deleted_at is not None or channel.id not in rule.channel_ids:
+        return "rule_not_assigned", REASON_RULE_NOT_ASSIGNED
+    if channel.disabled:
+        return "channel_disabled", REASON_CHANNEL_DISABLED
+    return None
 
 
 class NotifyWorker:
@@ -127,24 +141,14 @@ class NotifyWorker:
         status, event, channel = delivery.status, delivery.event, delivery.channel
         now = self._clock()
         since = status.sending_since or status.created_at
-        if channel is None or channel.deleted_at is not None:
-            metrics.WEBHOOK_ABANDONED.labels("channel_not_found").inc()
+        abandon = _undeliverable(event.rule, channel)
+        if channel is None or abandon is not None:
+            label, reason = abandon or ("channel_not_found", REASON_CHANNEL_NOT_FOUND)
+            metrics.WEBHOOK_ABANDONED.labels(label).inc()
             await self._repo.record_attempt(
                 status,
                 state=DeliveryState.FAILED,
-                reason=REASON_CHANNEL_NOT_FOUND,
-                next_attempt=None,
-                sending_since=since,
-                attempt=None,
-                now=now,
-            )
-            return
-        if channel.disabled:
-            metrics.WEBHOOK_ABANDONED.labels("channel_disabled").inc()
-            await self._repo.record_attempt(
-                status,
-                state=DeliveryState.FAILED,
-                reason=REASON_CHANNEL_DISABLED,
+                reason=reason,
                 next_attempt=None,
                 sending_since=since,
                 attempt=None,

@@ -528,10 +528,12 @@ class PostgresNotificationRepository:
                 channel_row = await session.get(NotificationChannelRow, (row.namespace, row.channel_id))
                 if event_row is None:
                     continue
+                # The rule as it is now: the worker delivers only while it still sends to the channel.
+                rule_row = await session.get(NotificationRuleRow, (row.namespace, event_row.rule_id))
                 deliveries.append(
                     Delivery(
                         status=_status(row),
-                        event=_event(event_row, [], None),
+                        event=_event(event_row, [], _rule(rule_row) if rule_row else None),
                         channel=_channel(channel_row) if channel_row else None,
                     )
                 )

@@ -24,6 +24,7 @@ REASON_SENDING_EXPIRED = (
 )
 REASON_CHANNEL_DISABLED = "system error: channel is disabled. retry will NOT be attempted"
 REASON_CHANNEL_NOT_FOUND = "system error: channel not found. retry will NOT be attempted"
+REASON_RULE_NOT_ASSIGNED = "system error: rule not assigned to channel. retry will NOT be attempted"
 MAX_RESPONSE_BODY = 2048
 
 

@@ -25,7 +25,8 @@ from domain.notifications.models import (
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """A claimed delivery: the status, its event and the channel to deliver to (None if gone)."""
+    """A claimed delivery: the status, its event (with its rule as it is now, None if gone) and the
+    channel to deliver to (None if gone)."""
 
     status: DeliveryStatus
     event: Event

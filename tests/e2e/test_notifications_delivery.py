@@ -220,3 +220,40 @@ async def test_worker_killed_mid_retry_neither_loses_nor_duplicates(
             assert len(final["attempts"]) >= failed_before_restart + 1
     finally:
         await asyncio.to_thread(stack.stop)
+
+
+async def test_deliveries_stop_when_the_rule_no_longer_sends_to_the_channel(
+    fast: TallyProcess, receiver: WebhookReceiver
+) -> None:
+    """Deleting a rule, or taking a channel off it, ends that channel's deliveries still being retried:
+    FAILED with OpenMeter's reason (eventhandler/webhook.go ErrSystemRuleNotAssignToChannel), never
+    delivered after the user stopped them."""
+    async with httpx.AsyncClient(base_url=fast.rest_url, timeout=30) as http:
+        deleted = await setup_hook(http, receiver, "/rule-deleted")
+        moved = await setup_hook(http, receiver, "/channel-removed")
+        receiver.down.update({"/rule-deleted", "/channel-removed"})
+        gone = (await http.post(f"/api/v1/notification/rules/{deleted['id']}/test")).json()
+        off = (await http.post(f"/api/v1/notification/rules/{moved['id']}/test")).json()
+        await receiver.wait_for("/rule-deleted", 1, success=False)
+        await receiver.wait_for("/channel-removed", 1, success=False)
+
+        assert (await http.delete(f"/api/v1/notification/rules/{deleted['id']}")).status_code == 204
+        other = (
+            await http.post(
+                "/api/v1/notification/channels",
+                json={"type": "WEBHOOK", "name": "other", "url": receiver.url("/other")},
+            )
+        ).json()
+        body = {"type": moved["type"], "name": moved["name"], "channels": [other["id"]]}
+        assert (await http.put(f"/api/v1/notification/rules/{moved['id']}", json=body)).status_code == 200
+        receiver.down.clear()
+
+        async def failed(event_id: str) -> dict[str, Any] | None:
+            got = await status_of(http, event_id)
+            return got if got["state"] == "FAILED" else None
+
+        for event in (gone, off):
+            status = await wait_for(lambda event=event: failed(event["id"]), timeout=10)
+            assert status["reason"] == "system error: rule not assigned to channel. retry will NOT be attempted"
+        await asyncio.sleep(1.5)
+        assert receiver.successes("/rule-deleted") == [] and receiver.successes("/channel-removed") == []
