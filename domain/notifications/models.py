@@ -37,6 +37,7 @@ ANNOTATION_CUSTOMER_KEY = "event.customer.key"
 ANNOTATION_DEDUPE_HASH = "event.balance.dedupe.hash"
 ANNOTATION_RESEND_TIMESTAMP = "event.resend.timestamp"
 ANNOTATION_INVOICE_ID = "event.invoice.id"
+ANNOTATION_INVOICE_NUMBER = "event.invoice.number"
 ANNOTATION_INVOICE_STATUS = "event.invoice.status"
 
 

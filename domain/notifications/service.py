@@ -28,6 +28,7 @@ from domain.notifications.models import (
     ANNOTATION_FEATURE_ID,
     ANNOTATION_FEATURE_KEY,
     ANNOTATION_INVOICE_ID,
+    ANNOTATION_INVOICE_NUMBER,
     ANNOTATION_INVOICE_STATUS,
     ANNOTATION_RULE_TEST,
     ANNOTATION_SUBJECT_ID,
@@ -437,6 +438,7 @@ class NotificationService:
         customer = invoice.get("customer") or {}
         annotations: dict[str, Any] = {
             ANNOTATION_INVOICE_ID: invoice.get("id"),
+            ANNOTATION_INVOICE_NUMBER: invoice.get("number"),
             ANNOTATION_INVOICE_STATUS: (invoice.get("statusDetails") or {}).get("extendedStatus"),
             ANNOTATION_CUSTOMER_ID: customer.get("id"),
         }

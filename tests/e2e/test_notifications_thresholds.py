@@ -222,3 +222,23 @@ async def test_feature_scoped_rules_and_resets(harness: Harness) -> None:
     assert len(h.receiver.to("/resets")) == 1
     # The "tokens" snapshot did not reach the rule scoped to "images".
     assert [d.body["data"]["feature"]["key"] for d in h.receiver.to("/scoped")] == ["images"]
+
+
+async def test_invoice_events_are_annotated_like_openmeters(harness: Harness) -> None:
+    """invoice.* events carry OpenMeter's annotations (notification/consumer/invoice.go):
+    event.invoice.id and event.invoice.number."""
+    h = harness
+    rule = await hook(h, "/invoices", RuleInput(type="invoice.created", name="invoices", channels=[]))
+    invoice = {
+        "id": "01JINV0000000000000000000A",
+        "number": "INV-42",
+        "status": "issued",
+        "statusDetails": {"extendedStatus": "issued"},
+        "customer": {"id": "01JCUS0000000000000000000A", "key": "acme"},
+    }
+    await h.service.on_invoice(NS, True, invoice)
+    [event] = (await h.service.list_events(NS, ListEventsInput(rules=[rule]))).items
+    assert event.annotations["event.invoice.id"] == invoice["id"]
+    assert event.annotations["event.invoice.number"] == "INV-42"
+    [delivery] = await h.receiver.wait_for("/invoices", 1)
+    assert delivery.body["data"] == invoice
