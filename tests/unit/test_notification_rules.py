@@ -249,3 +249,25 @@ def test_list_default_orders_are_openmeters() -> None:
     assert ListChannelsInput().validate()[1:] == (SortOrder.DESC, "id")
     assert ListEventsInput().validate()[1:] == (SortOrder.DESC, "createdAt")
     assert ListRulesInput(order="desc").validate()[1] is SortOrder.DESC
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "whsec_AAA=" + "A" * 32,  # data after padding: Python would sign with a 2-byte key
+        "whsec_" + "A" * 32 + "==",  # an incomplete quantum
+        "A" * 33,  # unpadded
+    ],
+)
+def test_signing_secret_must_be_standard_base64(secret: str) -> None:
+    """OpenMeter's ValidateSigningSecret (webhook/secret/secret.go) decodes with Go's
+    base64.StdEncoding, which refuses these; a lenient decode would sign with a different key than
+    the receiver's library derives from the same secret."""
+    with pytest.raises(ValidationError) as caught:
+        ChannelInput(type="WEBHOOK", name="ok", url="https://example.com/hook", signing_secret=secret).validate()
+    assert [v.field for v in caught.value.violations] == ["signingSecret"]
+
+
+def test_signing_secret_accepts_openmeters_forms() -> None:
+    for secret in (new_signing_secret(), "whsec_" + "A" * 43 + "=", "A" * 34 + "==", "A" * 32):
+        ChannelInput(type="WEBHOOK", name="ok", url="https://example.com/hook", signing_secret=secret).validate()
