@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from domain.notifications.models import (
     Channel,
@@ -126,6 +126,12 @@ class FeatureResolver(Protocol):
     """Looks features up by ID or key (the entitlements area provides it once it exists)."""
 
     async def resolve(self, namespace: str, ids_or_keys: Sequence[str]) -> Mapping[str, FeatureRef]: ...
+
+
+class SubjectResolver(Protocol):
+    """A subject entity in OpenMeter's REST shape (id, key, createdAt, ...) by key, or None."""
+
+    async def subject(self, namespace: str, key: str) -> Mapping[str, Any] | None: ...
 
 
 @dataclass(frozen=True, slots=True)

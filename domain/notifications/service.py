@@ -50,7 +50,7 @@ from domain.notifications.models import (
     SortOrder,
     new_signing_secret,
 )
-from domain.notifications.ports import DestinationPolicy, FeatureResolver, NotificationRepository
+from domain.notifications.ports import DestinationPolicy, FeatureResolver, NotificationRepository, SubjectResolver
 from domain.notifications.thresholds import (
     DedupeKey,
     EntitlementValue,
@@ -91,8 +91,10 @@ class NotificationService:
         on_event_created: Callable[[], None] | None = None,
         clock: Callable[[], datetime] = _now,
         destinations: DestinationPolicy | None = None,
+        subjects: SubjectResolver | None = None,
     ) -> None:
         self._repo = repository
+        self._subjects = subjects
         self._destinations = destinations
         self._features = features
         self._on_event_created = on_event_created
@@ -422,9 +424,10 @@ class NotificationService:
                         previous.payload.get("data", {}).get("threshold"), threshold
                     ):
                         continue
-                data = self._value_payload(snapshot)
+                subject = await self._subject(snapshot)
+                data = self._value_payload(snapshot, subject)
                 data["threshold"] = threshold.to_json()
-                annotations = self._annotations(snapshot)
+                annotations = self._annotations(snapshot, subject)
                 annotations[ANNOTATION_DEDUPE_HASH] = dedupe
                 await self._create_event(rule, str(ULID()), self._clock(), data, annotations)
 
@@ -463,20 +466,28 @@ class NotificationService:
                 )
                 if existing.items:
                     continue
-                data = self._value_payload(reset)
-                annotations = self._annotations(reset)
+                subject = await self._subject(reset)
+                data = self._value_payload(reset, subject)
+                annotations = self._annotations(reset, subject)
                 annotations[ANNOTATION_DEDUPE_HASH] = dedupe
                 await self._create_event(rule, str(ULID()), self._clock(), data, annotations)
             except Exception:
                 log.exception("entitlement reset rule failed", rule=rule.id, entitlement=reset.entitlement_id)
 
+    async def _subject(self, source: BalanceSnapshotEvent | EntitlementResetEvent) -> dict[str, Any]:
+        """The payload's subject: OpenMeter sends the API's Subject (id, key, createdAt, updatedAt,
+        displayName, metadata) when the usage subject exists as a subject entity; else its key.
+        Looked up here, only when an event is made, not on every balance recomputation."""
+        found = await self._subjects.subject(source.namespace, source.subject_key) if self._subjects else None
+        return dict(found) if found is not None else dict(source.subject)
+
     @staticmethod
-    def _value_payload(source: BalanceSnapshotEvent | EntitlementResetEvent) -> dict[str, Any]:
+    def _value_payload(source: BalanceSnapshotEvent | EntitlementResetEvent, subject: dict[str, Any]) -> dict[str, Any]:
         """OpenMeter's EntitlementValuePayloadBase: the entitlement, feature, subject, customer and value."""
         data: dict[str, Any] = {
             "entitlement": dict(source.entitlement),
             "feature": dict(source.feature),
-            "subject": dict(source.subject),
+            "subject": subject,
             "value": {
                 "hasAccess": source.has_access,
                 "balance": _number(source.balance),
@@ -490,7 +501,7 @@ class NotificationService:
         return data
 
     @staticmethod
-    def _annotations(source: BalanceSnapshotEvent | EntitlementResetEvent) -> dict[str, Any]:
+    def _annotations(source: BalanceSnapshotEvent | EntitlementResetEvent, subject: dict[str, Any]) -> dict[str, Any]:
         annotations: dict[str, Any] = {
             ANNOTATION_SUBJECT_KEY: source.subject_key,
             ANNOTATION_FEATURE_KEY: source.feature_key,
@@ -498,7 +509,7 @@ class NotificationService:
         feature_id = source.feature.get("id") or getattr(source, "feature_id", None)
         if feature_id:
             annotations[ANNOTATION_FEATURE_ID] = feature_id
-        subject_id = source.subject.get("id")
+        subject_id = subject.get("id")
         if subject_id:
             annotations[ANNOTATION_SUBJECT_ID] = subject_id
         if source.customer_id:

@@ -7,10 +7,12 @@ import asyncio
 import contextlib
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
+from typing import Any
 
 from adapters.postgres.notifications import PostgresNotificationRepository
 from adapters.webhooks.http import HttpxWebhookSender, WebhookDestinations
 from domain.catalog.service import FeatureService
+from domain.customers.service import SubjectService
 from domain.entitlements.events import BalanceSnapshotEvent, EntitlementResetEvent
 from domain.errors import NotFoundError
 from domain.notifications.delivery import RetryPolicy
@@ -40,6 +42,18 @@ class _FeatureLookup:
         return found
 
 
+class _SubjectLookup:
+    """SubjectResolver over the subjects service: the subject entity's REST shape by key."""
+
+    def __init__(self, subjects: SubjectService) -> None:
+        self._subjects = subjects
+
+    async def subject(self, namespace: str, key: str) -> Mapping[str, Any] | None:
+        found = await self._subjects.find(namespace, key)
+        # find() takes an ID or a key; only a key match is this usage subject.
+        return found.rest() if found is not None and found.key == key else None
+
+
 class _NewEvents:
     """Wakes the in-process waiters (the notify worker, event streams) when events are created."""
 
@@ -67,6 +81,7 @@ async def wire(deps: Deps) -> list[Servicer]:
     service = NotificationService(
         repository,
         features=_FeatureLookup(deps.services["features"]),
+        subjects=_SubjectLookup(deps.services["subjects"]),
         on_event_created=signal.notify,
         # Channels whose URL the policy refuses are refused at create / update (400 naming `url`).
         destinations=WebhookDestinations(notify.allowed_hosts, notify.allow_private_destinations),

@@ -136,6 +136,10 @@ async def test_reset_webhook_carries_the_value_after_the_reset(http: httpx.Async
                 json={"name": customer, "key": customer, "usageAttribution": {"subjectKeys": [customer]}},
             )
         )
+        # The customer's usage subject exists as a subject entity: the payload shows it whole.
+        subjects = await http.post("/api/v1/subjects", json=[{"key": customer, "displayName": "Acme"}])
+        assert subjects.status_code == 200, subjects.text
+        [subject] = subjects.json()
         # Measured from a few minutes ago, so a reset now is after the start of measurement.
         start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=10)
         await _ok(
@@ -157,7 +161,7 @@ async def test_reset_webhook_carries_the_value_after_the_reset(http: httpx.Async
             )
         )
         receiver.secrets["/reset"] = channel["signingSecret"]
-        await _ok(
+        rule = await _ok(
             await http.post(
                 "/api/v1/notification/rules",
                 json={
@@ -189,5 +193,15 @@ async def test_reset_webhook_carries_the_value_after_the_reset(http: httpx.Async
             "overage": 0,
             "totalAvailableGrantAmount": 100,
         }
+        # OpenMeter's payload subject is the API's Subject (id, key, createdAt, updatedAt required).
+        sent = delivery.body["data"]["subject"]
+        assert {k: sent.get(k) for k in ("id", "key", "displayName", "createdAt")} == {
+            k: subject.get(k) for k in ("id", "key", "displayName", "createdAt")
+        }
+        events = (
+            await http.get("/api/v1/notification/events", params={"subject": subject["id"], "rule": rule["id"]})
+        ).json()
+        assert [e["id"] for e in events["items"]] == [delivery.webhook_id]
+        assert events["items"][0]["annotations"]["event.subject.id"] == subject["id"]
     finally:
         await receiver.stop()
