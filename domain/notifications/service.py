@@ -337,10 +337,12 @@ class NotificationService:
         by_id = {
             c.id: c for c in await self._repo.get_channels(namespace, [s.channel_id for s in event.delivery_statuses])
         }
+        # OpenMeter resends only to channels the event's rule still sends to.
+        on_rule = set(event.rule.channel_ids) if event.rule is not None else set()
         problems: list[str] = []
         for channel_id in channel_ids:
             channel = by_id.get(channel_id)
-            if channel is None:
+            if channel is None or channel.deleted_at is not None or channel_id not in on_rule:
                 problems.append(f"channel {channel_id} not found")
             elif channel.disabled:
                 problems.append(f"channel {channel_id} is disabled")

@@ -277,3 +277,22 @@ async def test_rule_features_must_exist(http: httpx.AsyncClient) -> None:
     assert (await http.delete(f"/api/v1/features/{feature['id']}")).status_code == 204
     archived = await http.post(RULES, json={**body, "features": [feature["key"]]})
     assert archived.status_code == 400, archived.text
+
+
+async def test_resend_only_to_channels_the_rule_still_sends_to(
+    http: httpx.AsyncClient, receiver: WebhookReceiver
+) -> None:
+    """A resend naming a channel taken off the event's rule is a 400 "channel ... not found"
+    (OpenMeter's ResendEvent, notification/service/event.go, checks the rule's active channels)."""
+    first = await make_channel(http, receiver.url("/resend-first"))
+    second = await make_channel(http, receiver.url("/resend-second"))
+    receiver.secrets["/resend-first"] = first["signingSecret"]
+    body = {"type": "entitlements.reset", "name": "resend", "channels": [first["id"]]}
+    rule = (await http.post(RULES, json=body)).json()
+    event = (await http.post(f"{RULES}/{rule['id']}/test")).json()
+    await receiver.wait_for("/resend-first", 1)
+    moved = await http.put(f"{RULES}/{rule['id']}", json={**body, "channels": [second["id"]]})
+    assert moved.status_code == 200, moved.text
+    refused = await http.post(f"{EVENTS}/{event['id']}/resend", json={"channels": [first["id"]]})
+    assert refused.status_code == 400, refused.text
+    assert f"channel {first['id']} not found" in refused.json()["detail"]
