@@ -1031,6 +1031,13 @@ class InvoiceService:
                     billed = so_far.quantity if so_far is not None else ZERO
                     if cumulative <= billed:
                         return 0
+                    if not _charges_for(
+                        latest, billed, cumulative - billed, so_far is not None and so_far.started, now
+                    ):
+                        # Past a maximum spend, or inside a free allowance: a correction would be an
+                        # invoice of 0.00. What a later correction bills is rated on top of what was
+                        # billed, so leaving this usage out now changes no later amount.
+                        return 0
                     if gathering is None:
                         effective = await self._profiles.effective_profile(namespace, customer_id, with_customer=True)
                         assert effective.customer is not None
@@ -1622,6 +1629,19 @@ def _usage_requests(invoice: Invoice, lines: Sequence[InvoiceLine]) -> dict[str,
         for x in lines
         if x.parent_line_id is None and x.type is LineType.USAGE_BASED
     }
+
+
+def _charges_for(latest: InvoiceLine, billed: Decimal, more: Decimal, started: bool, now: datetime) -> bool:
+    """Whether `more` usage, rated on top of the `billed` quantity of `latest`'s period, charges
+    anything (a rating that fails says yes: the correction's own rating reports it)."""
+    probe = dataclasses.replace(
+        latest, quantity=more, metered_quantity=more, pre_line_period_quantity=billed, period_started=started
+    )
+    try:
+        rated, _ = rate_lines(latest.currency, [probe], now)
+    except ValidationError:
+        return True
+    return rated[0].totals.total != ZERO
 
 
 def _correctable(line: InvoiceLine) -> bool:

@@ -554,6 +554,42 @@ async def test_a_periods_entry_fee_is_charged_once_after_a_void_and_by_late_usag
     assert correction.invoice.totals.total == D("5.00")  # before: 15.00, the fee charged again
 
 
+async def test_late_usage_that_charges_nothing_makes_no_correction_invoice(env: Env) -> None:
+    # A period capped by its maximum spend: 30 calls at 1.00 billed 20.00. Five more calls stored
+    # after the invoice was issued would cost nothing (the cap), and made an invoice of 0.00 (5.00
+    # charged, 5.00 discounted) that the customer received anyway. Late usage that does charge is
+    # rated on top of all of it, so leaving the free part out changes no later amount.
+    ns = "inv_late_capped"
+    cid = await customer(env, ns)
+    capped = UnitPrice(D(1), Commitments(maximum_amount=D(20)))
+    env.usage.add("calls", cid, NOV + timedelta(days=2), "30")
+    await env.invoices.create_pending_lines(ns, cid, PendingLinesInput("USD", [usage_line("Calls", "calls", capped)]))
+    (made,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid, as_of=DEC + timedelta(hours=2)))
+    assert made.invoice.state is State.PAID and made.invoice.totals.total == D(20)
+    env.usage.add("calls", cid, NOV + timedelta(days=5), "5")
+    assert await env.invoices.bill_late_usage(timedelta(days=30)) == 0  # before: 1, rated to 0.00
+    assert (await env.invoices.list_invoices(ns, InvoiceListQuery(customers=[cid])))[1] == 1
+
+    # Inside a free allowance (100 calls free, 70 billed, 20 late): nothing; past it, the whole
+    # late usage since the last invoice is rated on top of the 70 billed (110 in all: 10 charged).
+    ns = "inv_late_free"
+    cid = await customer(env, ns)
+    free = dataclasses.replace(
+        usage_line("Calls", "calls", UnitPrice(D("0.05"))), rate_card_discounts=Discounts(usage_quantity=D(100))
+    )
+    env.usage.add("calls", cid, NOV + timedelta(days=2), "70")
+    await env.invoices.create_pending_lines(ns, cid, PendingLinesInput("USD", [free]))
+    await env.invoices.invoice_now(ns, InvoiceNowInput(cid, as_of=DEC + timedelta(hours=2)))
+    env.usage.add("calls", cid, NOV + timedelta(days=3), "20")
+    assert await env.invoices.bill_late_usage(timedelta(days=30)) == 0
+    env.usage.add("calls", cid, NOV + timedelta(days=4), "20")
+    assert await env.invoices.bill_late_usage(timedelta(days=30)) == 1
+    (correction,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid))
+    (line,) = [x for x in correction.lines if x.parent_line_id is None]
+    assert (line.quantity, line.pre_line_period_quantity) == (D(40), D(70))
+    assert correction.invoice.totals.total == D("0.50")
+
+
 async def test_a_line_rated_to_nothing_keeps_its_quantity_snapshot(env: Env) -> None:
     # 70 calls, all free under the rate card's usage discount: the line rates to 0.00 with no
     # detailed lines, as it stood on the gathering invoice. Its snapshot must still be stored: it
