@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Awaitable, Callable, Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
@@ -44,8 +44,13 @@ def attributes(items: Iterable[common_pb2.KeyValue]) -> dict[str, Any]:
     return {item.key: any_value(item.value) for item in items}
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def _time(nanos: int) -> datetime | None:
-    return datetime.fromtimestamp(nanos / 1e9, UTC) if nanos else None
+    # Whole microseconds, truncated in integers: through a float (or rounding) a record of the last
+    # microsecond of a day or month would be dated the next one, and billed in that period.
+    return _EPOCH + timedelta(microseconds=nanos // 1000) if nanos else None
 
 
 def records(request: logs_service_pb2.ExportLogsServiceRequest) -> list[Record]:
