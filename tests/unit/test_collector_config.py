@@ -158,3 +158,14 @@ def test_the_relay_takes_no_mapping() -> None:
     assert problems(with_mapping) == [
         "c.yaml:29: sources[3].mapping: the http relay forwards CloudEvents as they are sent: it takes no mapping"
     ]
+
+
+def test_pod_phases_are_kubernetes_phases() -> None:
+    # A misspelt phase matched no pod: the source ran, delivered nothing, and no pod was billed.
+    typo = VALID.replace("    namespaces: [team-a]\n", "    namespaces: [team-a]\n    phases: [running, Succeeded]\n")
+    assert len(found := problems(typo)) == 1
+    assert found[0].startswith("c.yaml:20: sources[1].phases[0]: Input should be 'Pending', 'Running'")
+    none = VALID.replace("    namespaces: [team-a]\n", "    namespaces: [team-a]\n    phases: []\n")
+    assert problems(none) == ["c.yaml:20: sources[1].phases: List should have at least 1 item after validation, not 0"]
+    phases = VALID.replace("    namespaces: [team-a]\n", "    namespaces: [team-a]\n    phases: [Running, Pending]\n")
+    assert parse_config(phases).sources[1].selection().phases == ("Running", "Pending")  # type: ignore[union-attr]

@@ -141,6 +141,10 @@ class PrometheusSource(_Source):
     headers: dict[str, str] = Field(default_factory=dict)
 
 
+PodPhase = Literal["Pending", "Running", "Succeeded", "Failed", "Unknown"]
+_METERED_PHASES: tuple[PodPhase, ...] = ("Running", "Succeeded", "Failed")
+
+
 class KubernetesSource(_Source):
     """Pods, nodes or PVCs (adapters/collectors/kubernetes.py), one event per object per window."""
 
@@ -151,8 +155,9 @@ class KubernetesSource(_Source):
     schedule: Schedule
     subject_annotation: str = "tally.io/subject"
     data_annotation_prefix: str = "data.tally.io/"
-    # Pods in these phases are metered (a pod's runtime counts while it runs).
-    phases: list[str] = Field(default_factory=lambda: ["Running", "Succeeded", "Failed"])
+    # Pods in these phases are metered (a pod's runtime counts while it runs). Kubernetes' own
+    # spellings only: a typo would match no pod and silently meter nothing.
+    phases: list[PodPhase] = Field(default_factory=lambda: list(_METERED_PHASES), min_length=1)
     # Outside a cluster: a kubeconfig file (default: in-cluster config, then ~/.kube/config).
     kubeconfig: str | None = None
     context: str | None = None
