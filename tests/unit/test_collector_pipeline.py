@@ -222,3 +222,66 @@ async def test_file_lock_elects_one_leader_and_hands_over(tmp_path: Path) -> Non
     b.cancel()
     await asyncio.gather(b, return_exceptions=True)
     assert log == ["start a", "stop a", "start b", "stop b"]
+
+
+@pytest.mark.parametrize("schedule", [{"interval": "5m"}, {"cron": "*/5 * * * *"}])
+async def test_a_schedule_change_never_meters_a_span_twice(
+    tmp_path: Path, schedule: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from adapters.collectors.kubernetes import Selection, records
+    from workers.collector import runner
+    from workers.collector.config import CollectorConfig
+
+    config = CollectorConfig.model_validate(
+        {
+            "sink": {"url": "grpc://127.0.0.1:1"},
+            "buffer": {"path": str(tmp_path / "buffer.db")},
+            "leader": {"mode": "none"},
+            "metrics": {"listen": None},
+            "sources": [
+                {"name": "pods", "type": "kubernetes", "schedule": schedule, "mapping": {"type": "t", "subject": "s"}}
+            ],
+        }
+    )
+
+    class Clock(datetime):
+        @classmethod
+        def now(cls, tz: object = None) -> Clock:
+            return cls(2025, 3, 1, 12, 5, 10, tzinfo=UTC)
+
+    class Source:
+        name = "pods"
+        windows: list[tuple[datetime, datetime]] = []
+
+        async def collect(self, start: datetime, end: datetime) -> list[Record]:
+            self.windows.append((start, end))
+            return []
+
+        async def close(self) -> None:
+            return None
+
+    monkeypatch.setattr(runner, "datetime", Clock)
+    collector = runner.Collector(config)
+    source = Source()
+    try:
+        # The source ran every minute until 12:03 (its cursor); then its schedule became 5 minutes.
+        await collector.buffer.put([], cursor=("pods", "2025-03-01T12:03:00.000Z"))
+        task = asyncio.create_task(collector.run_pull(source, Ticks(config.sources[0].schedule), 60))  # type: ignore[union-attr]
+        while not source.windows:
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert source.windows == [(T0 + timedelta(minutes=3), T0 + timedelta(minutes=5))]
+        # A pod running all along: 11:59 to 12:05 is six minutes of run time, not eight.
+        pod = {
+            "metadata": {"uid": "u1", "name": "p", "namespace": "n"},
+            "spec": {"containers": [{"resources": {"requests": {"cpu": "1"}}}]},
+            "status": {"phase": "Running", "startTime": "2025-03-01T11:00:00Z"},
+        }
+        every_minute = [(T0 + timedelta(minutes=m - 1), T0 + timedelta(minutes=m)) for m in range(4)]
+        windows = every_minute + source.windows
+        metered = [r for start, end in windows for r in records([pod], Selection(), start, end)]
+        assert sum(r.values["cpu_request_core_seconds"] for r in metered) == 360
+    finally:
+        await collector.close()

@@ -156,12 +156,12 @@ class Collector:
 
     # Pull sources.
 
-    async def run_tick(self, source: PullSource, ticks: Ticks, tick: datetime) -> None:
-        """One window of a pull source, retried until its events and cursor are buffered."""
+    async def run_tick(self, source: PullSource, start: datetime, tick: datetime) -> None:
+        """One window [start, tick] of a pull source, retried until its events and cursor are buffered."""
         attempt = 0
         while True:
             try:
-                records = await source.collect(ticks.before(tick), tick)
+                records = await source.collect(start, tick)
                 await self.intake(self.mappers[source.name], records, cursor=(source.name, rfc3339(tick)))
                 metrics.LAST_RUN.labels(source.name).set(tick.timestamp())
                 log.info("window collected", source=source.name, tick=rfc3339(tick), records=len(records))
@@ -178,27 +178,35 @@ class Collector:
             attempt += 1
             await asyncio.sleep(delay)
 
+    async def windows(
+        self, name: str, ticks: Ticks, max_catch_up: int, now: datetime
+    ) -> list[tuple[datetime, datetime]]:
+        """The windows (start, tick) a pull source runs now, oldest first."""
+        latest = ticks.at_or_before(now)
+        cursor = await self.buffer.cursor(name)
+        if cursor is None:
+            # Never ran here: another replica may have led until it died, unnoticed for up to
+            # a lease (plus a retry). Run the ticks of that span too; what the old leader did
+            # already yields the same ids.
+            since = self._leading_since - timedelta(seconds=self._takeover_seconds())
+            todo, _ = ticks.between(since, latest, max(1, max_catch_up))
+            return [(ticks.before(tick), tick) for tick in todo or [latest]]
+        done = datetime.fromisoformat(cursor.replace("Z", "+00:00"))
+        todo, skipped = ticks.between(done, latest, max(1, max_catch_up))
+        if skipped:
+            metrics.SKIPPED_RUNS.labels(name).inc(skipped)
+            log.warning("runs missed beyond max_catch_up were skipped", source=name, skipped=skipped)
+        # A window never reaches back before the cursor: after a schedule change (1m to 5m, a new
+        # cron) the first tick's previous tick lies before the last window done, and that span,
+        # already metered, would be metered again (a pod's run time counted twice).
+        return [(max(ticks.before(tick), done), tick) for tick in todo]
+
     async def run_pull(self, source: PullSource, ticks: Ticks, max_catch_up: int) -> None:
         while True:
             now = datetime.now(UTC)
-            latest = ticks.at_or_before(now)
-            cursor = await self.buffer.cursor(source.name)
-            if cursor is None:
-                # Never ran here: another replica may have led until it died, unnoticed for up to
-                # a lease (plus a retry). Run the ticks of that span too; what the old leader did
-                # already yields the same ids.
-                since = self._leading_since - timedelta(seconds=self._takeover_seconds())
-                todo, _ = ticks.between(since, latest, max(1, max_catch_up))
-                todo = todo or [latest]
-            else:
-                done = datetime.fromisoformat(cursor.replace("Z", "+00:00"))
-                todo, skipped = ticks.between(done, latest, max(1, max_catch_up))
-                if skipped:
-                    metrics.SKIPPED_RUNS.labels(source.name).inc(skipped)
-                    log.warning("runs missed beyond max_catch_up were skipped", source=source.name, skipped=skipped)
-            for tick in todo:
-                await self.run_tick(source, ticks, tick)
-            wait = (ticks.after(latest) - datetime.now(UTC)).total_seconds()
+            for start, tick in await self.windows(source.name, ticks, max_catch_up, now):
+                await self.run_tick(source, start, tick)
+            wait = (ticks.after(ticks.at_or_before(now)) - datetime.now(UTC)).total_seconds()
             await asyncio.sleep(max(0.0, wait))
 
     def _takeover_seconds(self) -> float:
