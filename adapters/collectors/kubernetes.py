@@ -116,9 +116,12 @@ def _gpus(amounts: dict[str, Decimal]) -> Decimal:
 def _pod_finished(status: dict[str, Any]) -> datetime | None:
     if status.get("phase") not in ("Succeeded", "Failed"):
         return None
+    # Init containers and sidecars count: a pod that failed in its init container, or whose sidecar
+    # stopped after the main container, held its requests until the last of them ended.
+    containers = (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or [])
     finished = [
         _time(state["terminated"].get("finishedAt"))
-        for container in status.get("containerStatuses") or []
+        for container in containers
         if (state := container.get("state", {})) and "terminated" in state
     ]
     known = [moment for moment in finished if moment is not None]

@@ -165,3 +165,37 @@ def test_node_and_pvc_records() -> None:
     assert pvc.values["storage_request_bytes"] == 10 * 2**30
     assert pvc.values["storage_capacity_byte_seconds"] == 10 * 2**30 * 60
     assert pvc.values["storage_class"] == "gp3" and pvc.values["subject"] == "acme"
+
+
+def test_a_finished_pod_runs_until_its_last_container_stops() -> None:
+    """Init containers and sidecars are containers too: the pod holds its requests until they stop."""
+
+    def finished(phase: str, containers: list[str | None], init: list[str | None]) -> dict[str, Any]:
+        def statuses(ends: list[str | None]) -> list[dict[str, Any]]:
+            return [
+                {"state": {"terminated": {"finishedAt": end}} if end else {"waiting": {"reason": "PodInitializing"}}}
+                for end in ends
+            ]
+
+        return {
+            "metadata": {"uid": phase, "name": phase, "namespace": "n"},
+            "spec": {"containers": [{"resources": {"requests": {"cpu": "2"}}}]},
+            "status": {
+                "phase": phase,
+                "startTime": "2025-03-01T11:59:00Z",
+                "containerStatuses": statuses(containers),
+                "initContainerStatuses": statuses(init),
+            },
+        }
+
+    pods = [
+        # Its init container failed after 30 s; the main container never started.
+        finished("Failed", [None], ["2025-03-01T11:59:30Z"]),
+        # A Job with a sidecar: the main container ended at 11:59:40, the sidecar 5 s later.
+        finished("Succeeded", ["2025-03-01T11:59:40Z"], ["2025-03-01T11:59:05Z", "2025-03-01T11:59:45Z"]),
+    ]
+    found = {r.values["name"]: r.values for r in records(pods, Selection(), START, END)}
+    assert found["Failed"]["duration_seconds"] == 30
+    assert found["Failed"]["cpu_request_core_seconds"] == 60
+    assert found["Succeeded"]["duration_seconds"] == 45
+    assert found["Succeeded"]["cpu_request_core_seconds"] == 90
