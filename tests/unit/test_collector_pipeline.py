@@ -113,6 +113,21 @@ def test_cron_ticks() -> None:
     )
 
 
+def test_a_six_field_cron_has_seconds_first_as_in_openmeter() -> None:
+    # OpenMeter's prometheus input defaults to "0 * * * * *" (second 0 of every minute, Go's cron
+    # with seconds first). Read with the seconds last it ticked every second of minute 0 of each
+    # hour: 60 runs of an increase(...[1m]) query per hour over the same minute, the other 59 none.
+    ticks = Ticks(Schedule(cron="0 * * * * *"))
+    assert ticks.after(T0) == T0 + timedelta(minutes=1)
+    assert ticks.before(T0) == T0 - timedelta(minutes=1)
+    assert Ticks(Schedule(cron="30 */5 * * * *")).after(T0) == T0 + timedelta(seconds=30)
+    assert Ticks(Schedule(cron="30 */5 * * * *")).after(T0 + timedelta(seconds=30)) == T0 + timedelta(
+        minutes=5, seconds=30
+    )
+    with pytest.raises(ValueError, match="6 fields seconds first"):
+        Schedule(cron="0 0 * * * * 2025")
+
+
 def event(n: int, source: str = "s") -> dict[str, object]:
     return {"id": f"e{n}", "source": source, "type": "t", "subject": "x", "data": {"n": n}}
 

@@ -63,9 +63,18 @@ class Schedule(_Model):
             return None
         from croniter import croniter
 
-        if not croniter.is_valid(value):
-            raise ValueError(f"{value!r} is not a cron expression (minute hour day month weekday)")
-        return value
+        problem = f"{value!r} is not a cron expression (minute hour day month weekday, or 6 fields seconds first)"
+        fields = value.split()
+        if len(fields) == 6:
+            # Seconds first, as OpenMeter's collector reads six fields ("0 * * * * *", its default:
+            # every minute); croniter puts them last, where that would be every second of minute 0.
+            fields = [*fields[1:], fields[0]]
+        elif len(fields) != 5 and not value.strip().startswith("@"):
+            raise ValueError(problem)
+        expression = " ".join(fields)
+        if not croniter.is_valid(expression):
+            raise ValueError(problem)
+        return expression
 
     @model_validator(mode="after")
     def _one(self) -> Schedule:
