@@ -300,3 +300,40 @@ async def test_a_schedule_change_never_meters_a_span_twice(
         assert sum(r.values["cpu_request_core_seconds"] for r in metered) == 360
     finally:
         await collector.close()
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"time": "at"}, "time"),  # epoch milliseconds where seconds are expected: year 56971
+        ({"data": {"value": "value", "n": "abs(n)"}}, "data.n"),  # a function given null
+        ({"filter": "abs(n) > `0`"}, "filter"),
+    ],
+)
+async def test_a_record_the_mapping_cannot_evaluate_is_refused_alone(
+    tmp_path: Path, fields: dict[str, object], field: str
+) -> None:
+    # It raised out of intake: the window's other records were not buffered, and a pull source
+    # retried the window forever, metering nothing more for anyone.
+    from workers.collector.config import CollectorConfig
+    from workers.collector.runner import Collector
+
+    config = CollectorConfig.model_validate(
+        {
+            "sink": {"url": "grpc://127.0.0.1:1"},
+            "buffer": {"path": str(tmp_path / "buffer.db")},
+            "leader": {"mode": "none"},
+            "metrics": {"listen": None},
+            "sources": [{"name": "logs", "type": "otel_logs", "mapping": {"type": "t", "subject": "s"}}],
+        }
+    )
+    collector = Collector(config)
+    try:
+        good = Record(values={"s": "acme", "at": 1740830400, "n": 2, "value": 1}, key="good", window="w", time=T0)
+        bad = Record(values={"s": "acme", "at": 1740830400000, "n": None, "value": 1}, key="bad", window="w", time=T0)
+        refused, reason = await collector.intake(mapper(subject="s", **fields), [good, bad], cursor=("gpus", "c"))
+        assert refused == 1 and reason.startswith(f"{field}: ")
+        assert [e.event["id"] for e in await collector.buffer.take(10)] == [event_id("gpus", "good", "w")]
+        assert await collector.buffer.cursor("gpus") == "c"
+    finally:
+        await collector.close()

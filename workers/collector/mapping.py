@@ -16,6 +16,7 @@ from typing import Any
 
 import jmespath
 import orjson
+from jmespath.exceptions import JMESPathError
 from jmespath.parser import ParsedResult
 
 from adapters.collectors.records import Record, plain, rfc3339
@@ -49,28 +50,29 @@ class Mapper:
         self._data: dict[str, ParsedResult] = {name: jmespath.compile(expr) for name, expr in mapping.data.items()}
 
     def accepts(self, record: Record) -> bool:
+        """Whether the filter keeps the record; MappingError when the filter cannot be evaluated on it."""
         if self._filter is None:
             return True
-        return bool(self._filter.search(record.values))
+        return bool(_search("filter", self._filter, record.values))
 
     def map(self, record: Record) -> dict[str, Any]:
         """The CloudEvent for a record; MappingError when it cannot be one Tally accepts."""
         values = record.values
-        subject = self._subject.search(values)
+        subject = _search("subject", self._subject, values)
         if isinstance(subject, int | float) and not isinstance(subject, bool):
             subject = str(subject)
         if not isinstance(subject, str) or not subject:
             raise MappingError("subject", f"must be a non-empty string, got {subject!r}")
         when = record.time
         if self._time is not None:
-            when = _time(self._time.search(values))
+            when = _time(_search("time", self._time, values))
         key = record.key
         if self._key is not None:
-            found = self._key.search(values)
+            found = _search("key", self._key, values)
             if found is None:
                 raise MappingError("key", "is null")
             key = found if isinstance(found, str) else orjson.dumps(found, option=orjson.OPT_SORT_KEYS).decode()
-        data = {name: plain(expression.search(values)) for name, expression in self._data.items()}
+        data = {name: plain(_search(f"data.{name}", expression, values)) for name, expression in self._data.items()}
         event = {
             "specversion": "1.0",
             "id": event_id(self.source_name, key, record.window),
@@ -96,6 +98,15 @@ def check(event: dict[str, Any]) -> None:
         raise MappingError("event", str(exc)) from None
 
 
+def _search(field: str, expression: ParsedResult, values: dict[str, Any]) -> Any:
+    # A function given the wrong type (abs(null), to_number on a list) fails on this record only:
+    # it is refused like any record that cannot be an event, and the rest of the window goes on.
+    try:
+        return expression.search(values)
+    except JMESPathError as exc:
+        raise MappingError(field, str(exc)) from None
+
+
 def _time(value: Any) -> datetime:
     if isinstance(value, str):
         try:
@@ -103,5 +114,8 @@ def _time(value: Any) -> datetime:
         except ValueError as exc:
             raise MappingError("time", f"{value!r}: {exc}") from None
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value, UTC)
+        try:
+            return datetime.fromtimestamp(value, UTC)
+        except (ValueError, OverflowError, OSError) as exc:  # milliseconds for seconds, NaN, infinity
+            raise MappingError("time", f"{value!r} is not a time in epoch seconds ({exc})") from None
     raise MappingError("time", f"must be an RFC 3339 string or epoch seconds, got {value!r}")

@@ -123,9 +123,9 @@ class Collector:
         events: dict[str, dict[str, Any]] = {}
         refused, reason = 0, ""
         for record in records:
-            if not mapper.accepts(record):
-                continue
             try:
+                if not mapper.accepts(record):
+                    continue
                 event = mapper.map(record)
             except MappingError as exc:
                 refused += 1
