@@ -88,25 +88,36 @@ def _overlap(begin: datetime | None, finish: datetime | None, start: datetime, e
 def _sum(resources: Iterable[dict[str, Any]]) -> dict[str, Decimal]:
     total: dict[str, Decimal] = {}
     for amounts in resources:
-        for name, amount in (amounts or {}).items():
-            total[name] = total.get(name, Decimal(0)) + quantity(amount)
+        _add(total, {name: quantity(amount) for name, amount in (amounts or {}).items()})
     return total
 
 
 def pod_resources(spec: dict[str, Any], kind: str) -> dict[str, Decimal]:
-    """A pod's effective requests or limits: the larger of its containers' sum and any one init
-    container (init containers run before the others), plus the pod overhead; as the scheduler counts."""
-    containers = _sum(c.get("resources", {}).get(kind, {}) for c in spec.get("containers", []))
+    """A pod's effective requests or limits, as the scheduler counts (Kubernetes' PodRequests): the
+    containers and every sidecar (a restartable init container) together, or, if larger, what any
+    init container needs while it runs beside the sidecars started before it; plus the pod overhead."""
+    running = _sum(c.get("resources", {}).get(kind, {}) for c in spec.get("containers", []))
+    sidecars: dict[str, Decimal] = {}  # the sidecars started so far, in the init containers' order
+    initializing: dict[str, Decimal] = {}  # the most any init container's step needs
     for init in spec.get("initContainers", []):
-        if init.get("restartPolicy") == "Always":  # a sidecar runs alongside the containers
-            for name, amount in _sum([init.get("resources", {}).get(kind, {})]).items():
-                containers[name] = containers.get(name, Decimal(0)) + amount
-            continue
-        for name, amount in _sum([init.get("resources", {}).get(kind, {})]).items():
-            containers[name] = max(containers.get(name, Decimal(0)), amount)
-    for name, amount in _sum([spec.get("overhead") or {}]).items():
-        containers[name] = containers.get(name, Decimal(0)) + amount
-    return containers
+        amounts = _sum([init.get("resources", {}).get(kind, {})])
+        if init.get("restartPolicy") == "Always":  # a sidecar: runs on beside the containers
+            _add(sidecars, amounts)
+            _add(running, amounts)
+            step = sidecars
+        else:
+            step = _add(dict(amounts), sidecars)
+        for name, amount in step.items():
+            initializing[name] = max(initializing.get(name, Decimal(0)), amount)
+    for name, amount in initializing.items():
+        running[name] = max(running.get(name, Decimal(0)), amount)
+    return _add(running, _sum([spec.get("overhead") or {}]))
+
+
+def _add(total: dict[str, Decimal], amounts: dict[str, Decimal]) -> dict[str, Decimal]:
+    for name, amount in amounts.items():
+        total[name] = total.get(name, Decimal(0)) + amount
+    return total
 
 
 def _gpus(amounts: dict[str, Decimal]) -> Decimal:

@@ -83,6 +83,27 @@ def test_effective_requests_and_limits() -> None:
     assert pod_resources(sidecar["spec"], "requests")["cpu"] == Decimal("1.6")
 
 
+def test_an_init_container_runs_beside_the_sidecars_started_before_it_only() -> None:
+    """Kubernetes' PodRequests: an init container needs its own requests plus the sidecars started
+    before it (restartPolicy Always, earlier in the list), never those started after it."""
+
+    def pod(*init: tuple[str, bool]) -> dict[str, Any]:
+        return {
+            "containers": [{"resources": {"requests": {"cpu": "1"}}}],
+            "initContainers": [
+                {"resources": {"requests": {"cpu": cpu}}} | ({"restartPolicy": "Always"} if sidecar else {})
+                for cpu, sidecar in init
+            ],
+        }
+
+    # A 3-CPU init container, then a 1-CPU sidecar: 3 while initializing, 1 + 1 after: 3, not 4.
+    assert pod_resources(pod(("3", False), ("1", True)), "requests") == {"cpu": Decimal(3)}
+    # The sidecar first: it runs beside the 3-CPU init container: 4, not 3.
+    assert pod_resources(pod(("1", True), ("3", False)), "requests") == {"cpu": Decimal(4)}
+    # Two sidecars around a 2.5-CPU init container: 0.5 + 2.5 = 3 while initializing, 1 + 0.5 + 1 after.
+    assert pod_resources(pod(("0.5", True), ("2.5", False), ("1", True)), "requests") == {"cpu": Decimal(3)}
+
+
 def test_pod_records_clip_run_time_to_the_window(monkeypatch: pytest.MonkeyPatch) -> None:
     found = {r.values["name"]: r for r in records(items("pods.json"), preset(monkeypatch).selection(), START, END)}
     # Pending pods do not run; every other pod gets the part of its run inside the window.
