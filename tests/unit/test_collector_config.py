@@ -169,3 +169,19 @@ def test_pod_phases_are_kubernetes_phases() -> None:
     assert problems(none) == ["c.yaml:20: sources[1].phases: List should have at least 1 item after validation, not 0"]
     phases = VALID.replace("    namespaces: [team-a]\n", "    namespaces: [team-a]\n    phases: [Running, Pending]\n")
     assert parse_config(phases).sources[1].selection().phases == ("Running", "Pending")  # type: ignore[union-attr]
+
+
+def test_listen_addresses_are_host_and_port() -> None:
+    # A port left out passed --check and the collector then died on start with a traceback.
+    no_port = (
+        VALID.replace("listen: 127.0.0.1:8889", "listen: localhost")
+        .replace("listen: 127.0.0.1:4317", "listen: '0.0.0.0:99999'")
+        .replace("sources:\n", "metrics: {listen: '0.0.0.0'}\nsources:\n")
+    )
+    assert problems(no_port) == [
+        "c.yaml:6: metrics.listen: '0.0.0.0' must be HOST:PORT (a port from 1 to 65535), e.g. 127.0.0.1:9465",
+        "c.yaml:25: sources[2].listen: '0.0.0.0:99999' must be HOST:PORT (a port from 1 to 65535), e.g. 127.0.0.1:9465",
+        "c.yaml:29: sources[3].listen: 'localhost' must be HOST:PORT (a port from 1 to 65535), e.g. 127.0.0.1:9465",
+    ]
+    ok = VALID.replace("listen: 127.0.0.1:8889", "listen: ':8889'").replace("127.0.0.1:4317", "0.0.0.0:4317")
+    assert [s.listen for s in parse_config(ok).sources[2:]] == ["0.0.0.0:4317", ":8889"]  # type: ignore[union-attr]

@@ -15,7 +15,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from adapters.collectors.kubernetes import Selection
 
@@ -42,6 +51,17 @@ def parse_duration(value: Any) -> float:
 
 # Seconds; YAML may say 90, 90s, 500ms, 5m, 1h or 1d.
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+def _listen(value: str) -> str:
+    """HOST:PORT for a listening socket (no host: 127.0.0.1), checked here rather than at start."""
+    _, colon, port = value.rpartition(":")
+    if not (colon and port.isdigit() and 1 <= int(port) <= 65535):
+        raise ValueError(f"{value!r} must be HOST:PORT (a port from 1 to 65535), e.g. 127.0.0.1:9465")
+    return value
+
+
+Listen = Annotated[str, AfterValidator(_listen)]
 
 
 class _Model(BaseModel):
@@ -184,12 +204,12 @@ class KubernetesSource(_Source):
 
 class OtelLogsSource(_Source):
     type: Literal["otel_logs"]
-    listen: str = "127.0.0.1:4317"
+    listen: Listen = "127.0.0.1:4317"
 
 
 class HttpSource(_Source):
     type: Literal["http"]
-    listen: str = "127.0.0.1:8889"
+    listen: Listen = "127.0.0.1:8889"
     mapping: Mapping | None = None  # type: ignore[assignment]  # a relay forwards CloudEvents as they are
     max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
 
@@ -257,7 +277,7 @@ class Leader(_Model):
 
 
 class Metrics(_Model):
-    listen: str | None = "127.0.0.1:9465"
+    listen: Listen | None = "127.0.0.1:9465"
 
 
 class CollectorConfig(_Model):
