@@ -3,8 +3,8 @@
 The query is evaluated at (tick - offset), never at "now", so a run repeated after a crash or by
 another replica sees the same instant and yields the same samples and the same event ids. Each
 sample of the resulting vector is a record: `metric` (its labels), `value` (the sample, a float as
-Prometheus computes it), `time` (the evaluation instant). Samples that are NaN or infinite cannot be
-metered and are counted as failed.
+Prometheus computes it), `time` (the evaluation instant). Samples that are NaN or infinite, or native
+histograms, cannot be metered and are counted as failed.
 """
 
 from __future__ import annotations
@@ -71,6 +71,11 @@ class Prometheus:
         records = []
         for sample in samples:
             labels = sample.get("metric", {})
+            if "value" not in sample:
+                # A native histogram sample ("histogram"): not one number to meter. Skipped alone, so
+                # the query's other samples and later windows go on (histogram_count() etc. meter it).
+                metrics.FAILED.labels(self.name, "histogram").inc()
+                continue
             value = float(sample["value"][1])
             if not math.isfinite(value):
                 metrics.FAILED.labels(self.name, "not_finite").inc()
