@@ -337,3 +337,12 @@ async def test_a_record_the_mapping_cannot_evaluate_is_refused_alone(
         assert await collector.buffer.cursor("gpus") == "c"
     finally:
         await collector.close()
+
+
+def test_a_filter_keeps_a_zero_as_jmespath_does() -> None:
+    # JMESPath's false values are false, null and empty strings, lists and objects; 0 is true. A
+    # reading of 0 was dropped, so a LATEST or COUNT meter kept showing the value before it.
+    m = mapper(filter="value")
+    assert [m.accepts(record(value=v)) for v in (0, 0.0, 1, "x")] == [True, True, True, True]
+    assert [m.accepts(record(value=v)) for v in (False, None, "", [], {})] == [False] * 5
+    assert [e["data"]["value"] for e in [m.map(record(metric={"customer": "acme"}, value=0))]] == [0]

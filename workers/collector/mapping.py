@@ -53,7 +53,7 @@ class Mapper:
         """Whether the filter keeps the record; MappingError when the filter cannot be evaluated on it."""
         if self._filter is None:
             return True
-        return bool(_search("filter", self._filter, record.values))
+        return _true(_search("filter", self._filter, record.values))
 
     def map(self, record: Record) -> dict[str, Any]:
         """The CloudEvent for a record; MappingError when it cannot be one Tally accepts."""
@@ -96,6 +96,11 @@ def check(event: dict[str, Any]) -> None:
             first = violations[0]
             raise MappingError(first.field, first.message) from None
         raise MappingError("event", str(exc)) from None
+
+
+def _true(value: Any) -> bool:
+    """JMESPath's truth: false, null and empty strings, lists and objects are false; 0 is true."""
+    return not (value is None or value is False or value in ("", [], {}))
 
 
 def _search(field: str, expression: ParsedResult, values: dict[str, Any]) -> Any:
