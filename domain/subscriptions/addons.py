@@ -124,10 +124,12 @@ def new_timeline(quantity: int, at: datetime) -> tuple[QuantitySegment, ...]:
 
 
 def change_timeline(addon: SubscriptionAddon, quantity: int, at: datetime) -> tuple[QuantitySegment, ...]:
-    """The quantity history with a change at `at` (a later change replaces what was scheduled)."""
+    """The quantity history with a change at `at` (a later change replaces what was scheduled).
+    Taking back an add-on before it started leaves a segment of 0 from `at`: an add-on always has a
+    timeline (its activeFrom), and the quantity it was scheduled with no longer applies."""
     kept = [s for s in addon.timeline if s.active_from < at]
     if not kept:
-        return new_timeline(quantity, at) if quantity > 0 else ()
+        return new_timeline(quantity, at)
     last = kept[-1]
     if last.active_to is None or last.active_to > at:
         kept[-1] = dataclasses.replace(last, active_to=at)

@@ -506,7 +506,7 @@ class SubscriptionService:
             edits.validate_spec(spec)
         changed = dataclasses.replace(
             addon,
-            timeline=timeline or addon.timeline,
+            timeline=timeline,
             name=name if name is not None else addon.name,
             description=description if description is not None else addon.description,
             metadata=dict(metadata) if metadata is not None else addon.metadata,

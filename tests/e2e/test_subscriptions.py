@@ -390,3 +390,65 @@ def test_customer_with_a_subscription_and_no_entitlement_is_refused_with_400(tal
     refused = http.delete(f"/api/v1/customers/{customer_key}")
     assert refused.status_code == 400, refused.text
     assert "still have active subscriptions" in refused.json()["detail"]
+
+
+def _seats_on_a_plan(http: httpx.Client, prefix: str) -> tuple[str, str]:
+    """A published multiple-instance add-on offered from the plan_body plan's "default" phase, and
+    a customer subscribed to that plan now: (add-on id, subscription id)."""
+    feature = unique(f"{prefix}_tokens")
+    setup_catalog(http, feature)
+    addon = http.post(
+        "/api/v1/addons",
+        json={
+            "key": unique(f"{prefix}_seats"),
+            "name": "Seats",
+            "instanceType": "multiple",
+            "currency": "USD",
+            "rateCards": [
+                {
+                    "type": "flat_fee",
+                    "key": "seat",
+                    "name": "Seat",
+                    "billingCadence": "P1M",
+                    "price": {"type": "flat", "amount": "5", "paymentTerm": "in_advance"},
+                }
+            ],
+        },
+    )
+    assert addon.status_code == 201, addon.text
+    assert http.post(f"/api/v1/addons/{addon.json()['id']}/publish").status_code == 200
+    key = unique(prefix)
+    draft = http.post("/api/v1/plans", json=plan_body(key, feature))
+    assert draft.status_code == 201, draft.text
+    offered = http.post(
+        f"/api/v1/plans/{draft.json()['id']}/addons", json={"addonId": addon.json()["id"], "fromPlanPhase": "default"}
+    )
+    assert offered.status_code == 201, offered.text
+    assert http.post(f"/api/v1/plans/{draft.json()['id']}/publish").status_code == 200
+    customer_key = unique(f"{prefix}_customer")
+    assert http.post("/api/v1/customers", json={"name": "S", "key": customer_key}).status_code == 201
+    sub = http.post("/api/v1/subscriptions", json={"plan": {"key": key}, "customerKey": customer_key})
+    assert sub.status_code == 201, sub.text
+    return addon.json()["id"], sub.json()["id"]
+
+
+def test_an_add_on_taken_back_before_it_starts_leaves_no_quantity(tally: TallyProcess) -> None:
+    # An add-on bought for the next billing cycle and set to 0 now, before it started, is not bought
+    # at all: its items were removed, and its timeline must not go on promising 2 seats from next
+    # month (it did: the change gave an empty timeline, and the update kept the old one instead).
+    http = httpx.Client(base_url=tally.rest_url, timeout=30)
+    addon_id, sub_id = _seats_on_a_plan(http, "undo_addon")
+    bought = http.post(
+        f"/api/v1/subscriptions/{sub_id}/addons",
+        json={"name": "Seats", "quantity": 2, "timing": "next_billing_cycle", "addon": {"id": addon_id}},
+    )
+    assert bought.status_code == 201, bought.text
+    assert [s["quantity"] for s in bought.json()["timeline"]] == [2]
+    zeroed = http.patch(
+        f"/api/v1/subscriptions/{sub_id}/addons/{bought.json()['id']}", json={"quantity": 0, "timing": "immediate"}
+    )
+    assert zeroed.status_code == 200, zeroed.text
+    expanded = http.get(f"/api/v1/subscriptions/{sub_id}").json()
+    assert all("seat" not in p["itemTimelines"] for p in expanded["phases"])
+    got = http.get(f"/api/v1/subscriptions/{sub_id}/addons/{bought.json()['id']}").json()
+    assert [s["quantity"] for s in got["timeline"] if s["quantity"] > 0] == []
