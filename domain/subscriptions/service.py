@@ -22,7 +22,7 @@ from ulid import ULID
 
 from domain.customers.models import Customer
 from domain.entitlements.recurrence import IsoDuration
-from domain.errors import ConflictError, NotFoundError, ValidationError
+from domain.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
 from domain.subscriptions import addons as addon_ops
 from domain.subscriptions import edits
 from domain.subscriptions.models import (
@@ -279,6 +279,14 @@ class SubscriptionService:
                 f"only an active subscription can be edited (it is {status})",
                 "subscription_not_active",
             )
+        if any(
+            segment.quantity > 0 and (current.active_to is None or segment.active_from < current.active_to)
+            for addon in current.addons
+            for segment in addon.timeline
+        ):
+            # OpenMeter's EditRunning refuses these (403): an edit could remove or reprice the
+            # add-on's items while the add-on goes on showing what was bought.
+            raise ForbiddenError("subscription with addons cannot be edited")
         if timing.at is not None:
             raise ValidationError.single("timing", "edits take immediate or next_billing_cycle", "invalid_timing")
         at = now if timing.enum == "immediate" else current.spec.billing.next_after(now, inclusive=False)

@@ -452,3 +452,35 @@ def test_an_add_on_taken_back_before_it_starts_leaves_no_quantity(tally: TallyPr
     assert all("seat" not in p["itemTimelines"] for p in expanded["phases"])
     got = http.get(f"/api/v1/subscriptions/{sub_id}/addons/{bought.json()['id']}").json()
     assert [s["quantity"] for s in got["timeline"] if s["quantity"] > 0] == []
+
+
+def test_a_subscription_with_add_ons_cannot_be_edited(tally: TallyProcess) -> None:
+    # OpenMeter's EditRunning refuses a subscription with an add-on bought on it (403): an edit
+    # could remove or reprice the add-on's items, and the add-on would go on showing seats that are
+    # no longer billed. Tally took the edit: removing "seat" left 2 seats on the add-on, unbilled.
+    http = httpx.Client(base_url=tally.rest_url, timeout=30)
+    addon_id, sub_id = _seats_on_a_plan(http, "edit_addon")
+    bought = http.post(
+        f"/api/v1/subscriptions/{sub_id}/addons",
+        json={"name": "Seats", "quantity": 2, "timing": "immediate", "addon": {"id": addon_id}},
+    )
+    assert bought.status_code == 201, bought.text
+    before = http.get(f"/api/v1/subscriptions/{sub_id}").json()
+    edit = http.patch(
+        f"/api/v1/subscriptions/{sub_id}",
+        json={"customizations": [{"op": "remove_item", "phaseKey": "default", "itemKey": "seat"}]},
+    )
+    assert edit.status_code == 403, edit.text
+    after = http.get(f"/api/v1/subscriptions/{sub_id}").json()
+    assert after["phases"] == before["phases"]
+    # As in OpenMeter (hasAddons: any quantity above 0 during the subscription), taking the add-on
+    # back does not make the subscription editable: its seats were billed in this subscription.
+    zeroed = http.patch(
+        f"/api/v1/subscriptions/{sub_id}/addons/{bought.json()['id']}", json={"quantity": 0, "timing": "immediate"}
+    )
+    assert zeroed.status_code == 200, zeroed.text
+    edit = http.patch(
+        f"/api/v1/subscriptions/{sub_id}",
+        json={"customizations": [{"op": "remove_item", "phaseKey": "default", "itemKey": "base"}]},
+    )
+    assert edit.status_code == 403, edit.text
