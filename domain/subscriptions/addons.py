@@ -53,6 +53,25 @@ def check_quantity(offer: AddonOffer, quantity: int, allow_zero: bool) -> None:
         )
 
 
+def check_phase(spec: SubscriptionSpec, offer: AddonOffer, at: datetime) -> None:
+    """A purchase or a change of quantity takes effect in the add-on's `fromPlanPhase` or a later
+    phase (OpenMeter refuses one during an earlier phase, e.g. the trial, rather than deferring it)."""
+    views = phases(spec)
+    current = next((v for v in views if v.contains(at)), None)
+    if current is None:
+        raise ValidationError.single(
+            "timing", "the subscription has no active phase at that time", "addon_phase_not_found"
+        )
+    keys = [v.spec.key for v in views]
+    if offer.from_plan_phase in keys and keys.index(current.spec.key) < keys.index(offer.from_plan_phase):
+        raise ValidationError.single(
+            "timing",
+            f"the add-on can be added from phase {offer.from_plan_phase!r} on; the subscription is in "
+            f"phase {current.spec.key!r} then",
+            "addon_phase_not_reached",
+        )
+
+
 def add_items(
     spec: SubscriptionSpec,
     subscription_addon_id: str,

@@ -465,6 +465,7 @@ class SubscriptionService:
         at = self._addon_time(current, timing, now)
         if current.active_to is not None and at >= current.active_to:
             raise ValidationError.single("timing", "the subscription ends before that", "invalid_timing")
+        addon_ops.check_phase(current.spec, offer, at)
         bought = SubscriptionAddon(
             id=str(ULID()),
             addon_id=offer.addon_id,
@@ -507,6 +508,7 @@ class SubscriptionService:
             offer = await self._addons.offer(namespace, current.plan, addon.addon_id)
             addon_ops.check_quantity(offer, quantity, allow_zero=True)
             at = self._addon_time(current, timing, now)
+            addon_ops.check_phase(spec, offer, at)
             spec = addon_ops.end_items(spec, addon.id, at)
             if quantity > 0:
                 spec = addon_ops.add_items(spec, addon.id, offer, quantity, at, lambda: str(ULID()))

@@ -256,17 +256,18 @@ def test_addons_bought_changed_and_billed_as_items(tally: TallyProcess) -> None:
     customer_key = unique("addon_customer")
     assert http.post("/api/v1/customers", json={"name": "A", "key": customer_key}).status_code == 201
     client = Client(endpoint=tally.rest_url)
-    sub = client.subscriptions.create({"plan": {"key": key}, "customerKey": customer_key})
+    # Skipping the trial: the add-on is offered from "default" on, and bought now (see
+    # test_an_add_on_cannot_be_bought_before_its_phase for a purchase during the trial).
+    sub = client.subscriptions.create({"plan": {"key": key}, "customerKey": customer_key, "startingPhase": "default"})
 
     bought = client.subscription_addons.create(
         sub.id, {"name": "Seats", "quantity": 2, "timing": "immediate", "addon": {"id": addon.json()["id"]}}
     )
     assert bought.quantity == 2 and bought.addon.key == addon.json()["key"]
     assert len(bought.timeline) == 1 and bought.timeline[0].quantity == 2
-    # The add-on starts in the plan's "default" phase: its item is there, not in the trial.
     expanded = client.subscriptions.get_expanded(sub.id)
-    assert "seat" not in expanded.phases[0].item_timelines
-    assert [i["id"] for i in expanded.phases[1].item_timelines["seat"]] == bought.rate_cards[
+    assert [p.key for p in expanded.phases] == ["default"]
+    assert [i["id"] for i in expanded.phases[0].item_timelines["seat"]] == bought.rate_cards[
         0
     ].affected_subscription_item_ids
 
@@ -433,7 +434,7 @@ def _seats_on_a_plan(http: httpx.Client, prefix: str) -> tuple[str, str]:
 
 
 def test_an_add_on_taken_back_before_it_starts_leaves_no_quantity(tally: TallyProcess) -> None:
-    # An add-on bought for the next billing cycle and set to 0 now, before it started, is not bought
+    # An add-on bought for the next billing cycle and set to 0 then, before it started, is not bought
     # at all: its items were removed, and its timeline must not go on promising 2 seats from next
     # month (it did: the change gave an empty timeline, and the update kept the old one instead).
     http = httpx.Client(base_url=tally.rest_url, timeout=30)
@@ -445,7 +446,8 @@ def test_an_add_on_taken_back_before_it_starts_leaves_no_quantity(tally: TallyPr
     assert bought.status_code == 201, bought.text
     assert [s["quantity"] for s in bought.json()["timeline"]] == [2]
     zeroed = http.patch(
-        f"/api/v1/subscriptions/{sub_id}/addons/{bought.json()['id']}", json={"quantity": 0, "timing": "immediate"}
+        f"/api/v1/subscriptions/{sub_id}/addons/{bought.json()['id']}",
+        json={"quantity": 0, "timing": "next_billing_cycle"},
     )
     assert zeroed.status_code == 200, zeroed.text
     expanded = http.get(f"/api/v1/subscriptions/{sub_id}").json()
@@ -462,7 +464,7 @@ def test_a_subscription_with_add_ons_cannot_be_edited(tally: TallyProcess) -> No
     addon_id, sub_id = _seats_on_a_plan(http, "edit_addon")
     bought = http.post(
         f"/api/v1/subscriptions/{sub_id}/addons",
-        json={"name": "Seats", "quantity": 2, "timing": "immediate", "addon": {"id": addon_id}},
+        json={"name": "Seats", "quantity": 2, "timing": "next_billing_cycle", "addon": {"id": addon_id}},
     )
     assert bought.status_code == 201, bought.text
     before = http.get(f"/api/v1/subscriptions/{sub_id}").json()
@@ -473,14 +475,24 @@ def test_a_subscription_with_add_ons_cannot_be_edited(tally: TallyProcess) -> No
     assert edit.status_code == 403, edit.text
     after = http.get(f"/api/v1/subscriptions/{sub_id}").json()
     assert after["phases"] == before["phases"]
-    # As in OpenMeter (hasAddons: any quantity above 0 during the subscription), taking the add-on
-    # back does not make the subscription editable: its seats were billed in this subscription.
-    zeroed = http.patch(
-        f"/api/v1/subscriptions/{sub_id}/addons/{bought.json()['id']}", json={"quantity": 0, "timing": "immediate"}
+
+
+def test_an_add_on_cannot_be_bought_before_its_phase(tally: TallyProcess) -> None:
+    # OpenMeter (subscriptionaddon service Create and ChangeQuantity) refuses an add-on whose
+    # fromPlanPhase has not been reached at the time it takes effect: 400 during the trial. Tally
+    # answered 201 and scheduled it into the next phase.
+    http = httpx.Client(base_url=tally.rest_url, timeout=30)
+    addon_id, sub_id = _seats_on_a_plan(http, "early_addon")
+    body = {"name": "Seats", "quantity": 2, "timing": "immediate", "addon": {"id": addon_id}}
+    early = http.post(f"/api/v1/subscriptions/{sub_id}/addons", json=body)
+    assert early.status_code == 400, early.text
+    assert early.json()["extensions"]["validationErrors"][0]["field"] == "timing"
+    assert http.get(f"/api/v1/subscriptions/{sub_id}/addons").json() == []
+    # From the next billing cycle on the subscription is in "default": that purchase is taken, and
+    # a change of its quantity during the trial is refused the same way.
+    bought = http.post(f"/api/v1/subscriptions/{sub_id}/addons", json={**body, "timing": "next_billing_cycle"})
+    assert bought.status_code == 201, bought.text
+    change = http.patch(
+        f"/api/v1/subscriptions/{sub_id}/addons/{bought.json()['id']}", json={"quantity": 3, "timing": "immediate"}
     )
-    assert zeroed.status_code == 200, zeroed.text
-    edit = http.patch(
-        f"/api/v1/subscriptions/{sub_id}",
-        json={"customizations": [{"op": "remove_item", "phaseKey": "default", "itemKey": "base"}]},
-    )
-    assert edit.status_code == 403, edit.text
+    assert change.status_code == 400, change.text
