@@ -43,9 +43,9 @@ class CatalogAddons:
         self._addons = addons
         self._plan_addons = plan_addons
 
-    async def offer(self, namespace: str, plan: PlanRef, addon_id: str) -> AddonOffer:
+    async def offer(self, namespace: str, plan: PlanRef, addon_id: str, purchase: bool = True) -> AddonOffer:
         addon = await self._addons.get(namespace, addon_id)
-        if addon.status(self._addons.now()) is not AddonStatus.ACTIVE:
+        if purchase and addon.status(self._addons.now()) is not AddonStatus.ACTIVE:
             raise ValidationError.single("addon.id", f"add-on {addon_id} is not published", "addon_not_active")
         page = await self._plan_addons.list_for_plan(namespace, plan.id, ListVersionsInput(page_size=1000))
         for offered in page.items:

@@ -50,9 +50,10 @@ class PlanSource(Protocol):
 
 
 class AddonSource(Protocol):
-    async def offer(self, namespace: str, plan: PlanRef, addon_id: str) -> AddonOffer:
+    async def offer(self, namespace: str, plan: PlanRef, addon_id: str, purchase: bool = True) -> AddonOffer:
         """The add-on as the plan version offers it. NotFoundError for an unknown add-on;
-        ValidationError when it is not published or the plan does not offer it."""
+        ValidationError when the plan does not offer it, or for a `purchase` when it is not
+        published (a version already bought stays changeable after a newer one archived it)."""
         ...
 
 

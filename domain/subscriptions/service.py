@@ -505,7 +505,7 @@ class SubscriptionService:
         timeline = addon.timeline
         if quantity is not None:
             assert current.plan is not None
-            offer = await self._addons.offer(namespace, current.plan, addon.addon_id)
+            offer = await self._addons.offer(namespace, current.plan, addon.addon_id, purchase=False)
             addon_ops.check_quantity(offer, quantity, allow_zero=True)
             at = self._addon_time(current, timing, now)
             addon_ops.check_phase(spec, offer, at)

@@ -393,29 +393,30 @@ def test_customer_with_a_subscription_and_no_entitlement_is_refused_with_400(tal
     assert "still have active subscriptions" in refused.json()["detail"]
 
 
-def _seats_on_a_plan(http: httpx.Client, prefix: str) -> tuple[str, str]:
+def _seats_addon(key: str, amount: str = "5") -> dict[str, Any]:
+    return {
+        "key": key,
+        "name": "Seats",
+        "instanceType": "multiple",
+        "currency": "USD",
+        "rateCards": [
+            {
+                "type": "flat_fee",
+                "key": "seat",
+                "name": "Seat",
+                "billingCadence": "P1M",
+                "price": {"type": "flat", "amount": amount, "paymentTerm": "in_advance"},
+            }
+        ],
+    }
+
+
+def _seats_on_a_plan(http: httpx.Client, prefix: str, starting_phase: str | None = None) -> tuple[str, str]:
     """A published multiple-instance add-on offered from the plan_body plan's "default" phase, and
-    a customer subscribed to that plan now: (add-on id, subscription id)."""
+    a customer subscribed to that plan now (from `starting_phase`): (add-on id, subscription id)."""
     feature = unique(f"{prefix}_tokens")
     setup_catalog(http, feature)
-    addon = http.post(
-        "/api/v1/addons",
-        json={
-            "key": unique(f"{prefix}_seats"),
-            "name": "Seats",
-            "instanceType": "multiple",
-            "currency": "USD",
-            "rateCards": [
-                {
-                    "type": "flat_fee",
-                    "key": "seat",
-                    "name": "Seat",
-                    "billingCadence": "P1M",
-                    "price": {"type": "flat", "amount": "5", "paymentTerm": "in_advance"},
-                }
-            ],
-        },
-    )
+    addon = http.post("/api/v1/addons", json=_seats_addon(unique(f"{prefix}_seats")))
     assert addon.status_code == 201, addon.text
     assert http.post(f"/api/v1/addons/{addon.json()['id']}/publish").status_code == 200
     key = unique(prefix)
@@ -428,7 +429,10 @@ def _seats_on_a_plan(http: httpx.Client, prefix: str) -> tuple[str, str]:
     assert http.post(f"/api/v1/plans/{draft.json()['id']}/publish").status_code == 200
     customer_key = unique(f"{prefix}_customer")
     assert http.post("/api/v1/customers", json={"name": "S", "key": customer_key}).status_code == 201
-    sub = http.post("/api/v1/subscriptions", json={"plan": {"key": key}, "customerKey": customer_key})
+    body: dict[str, Any] = {"plan": {"key": key}, "customerKey": customer_key}
+    if starting_phase is not None:
+        body["startingPhase"] = starting_phase
+    sub = http.post("/api/v1/subscriptions", json=body)
     assert sub.status_code == 201, sub.text
     return addon.json()["id"], sub.json()["id"]
 
@@ -496,3 +500,29 @@ def test_an_add_on_cannot_be_bought_before_its_phase(tally: TallyProcess) -> Non
         f"/api/v1/subscriptions/{sub_id}/addons/{bought.json()['id']}", json={"quantity": 3, "timing": "immediate"}
     )
     assert change.status_code == 400, change.text
+
+
+def test_a_bought_add_on_keeps_its_quantity_changes_after_a_new_version(tally: TallyProcess) -> None:
+    # Publishing version 2 of an add-on archives version 1, which customers bought. They must
+    # still be able to change (or end) the quantity of what they bought, as OpenMeter's
+    # ChangeQuantity reads the bought version and its plan add-on whatever their status; Tally
+    # refused with 400 addon_not_active, so seats could not be reduced any more.
+    http = httpx.Client(base_url=tally.rest_url, timeout=30)
+    addon_id, sub_id = _seats_on_a_plan(http, "v2_addon", starting_phase="default")
+    bought = http.post(
+        f"/api/v1/subscriptions/{sub_id}/addons",
+        json={"name": "Seats", "quantity": 3, "timing": "immediate", "addon": {"id": addon_id}},
+    )
+    assert bought.status_code == 201, bought.text
+    key = http.get(f"/api/v1/addons/{addon_id}").json()["key"]
+    v2 = http.post("/api/v1/addons", json=_seats_addon(key, amount="7"))
+    assert v2.status_code == 201, v2.text
+    assert http.post(f"/api/v1/addons/{v2.json()['id']}/publish").status_code == 200
+    assert http.get(f"/api/v1/addons/{addon_id}").json()["status"] == "archived"
+    fewer = http.patch(
+        f"/api/v1/subscriptions/{sub_id}/addons/{bought.json()['id']}", json={"quantity": 1, "timing": "immediate"}
+    )
+    assert fewer.status_code == 200, fewer.text
+    assert fewer.json()["quantity"] == 1 and fewer.json()["addon"]["version"] == 1
+    # The seats keep the price they were bought at (version 1's 5, not version 2's 7).
+    assert fewer.json()["rateCards"][0]["rateCard"]["price"]["amount"] == "5"

@@ -620,7 +620,7 @@ EXTRA_CALLS = CatalogRateCards().parse(
 class ExtraCallsOffer:
     """The plan add-on the catalog would hand over: `extra_calls` from the default phase."""
 
-    async def offer(self, namespace: str, plan: PlanRef, addon_id: str) -> AddonOffer:
+    async def offer(self, namespace: str, plan: PlanRef, addon_id: str, purchase: bool = True) -> AddonOffer:
         return AddonOffer(addon_id, "extra", 1, "multiple", "Extra", (EXTRA_CALLS,), "default", 10)
 
 
