@@ -37,7 +37,9 @@ class CatalogPlans:
 
 class CatalogAddons:
     """`AddonSource` over the catalog: the add-on (a published version) and the plan add-on that
-    offers it on the subscription's plan version (matched by the add-on's key)."""
+    offers it on the subscription's plan version. The plan add-on names one add-on version, the one
+    checked against the plan (currency, cadences, rate card keys): only that version is offered,
+    as OpenMeter looks the plan add-on up by the add-on's ID."""
 
     def __init__(self, addons: AddonService, plan_addons: PlanAddonService) -> None:
         self._addons = addons
@@ -49,7 +51,7 @@ class CatalogAddons:
             raise ValidationError.single("addon.id", f"add-on {addon_id} is not published", "addon_not_active")
         page = await self._plan_addons.list_for_plan(namespace, plan.id, ListVersionsInput(page_size=1000))
         for offered in page.items:
-            if offered.addon.key == addon.key and offered.record.deleted_at is None:
+            if offered.record.addon_id == addon.id and offered.record.deleted_at is None:
                 content = addon.content
                 return AddonOffer(
                     addon_id=addon.id,

@@ -526,3 +526,22 @@ def test_a_bought_add_on_keeps_its_quantity_changes_after_a_new_version(tally: T
     assert fewer.json()["quantity"] == 1 and fewer.json()["addon"]["version"] == 1
     # The seats keep the price they were bought at (version 1's 5, not version 2's 7).
     assert fewer.json()["rateCards"][0]["rateCard"]["price"]["amount"] == "5"
+
+
+def test_only_the_add_on_version_the_plan_offers_can_be_bought(tally: TallyProcess) -> None:
+    # The plan offers version 1 of the add-on, checked against the plan (currency, cadences, rate
+    # card keys) when it was attached. Version 2, published later with another currency, was
+    # bought too (matched by key): euro seats on a dollar subscription. OpenMeter's
+    # subscriptionaddon Create looks the plan add-on up by the add-on's ID: 400, not linked.
+    http = httpx.Client(base_url=tally.rest_url, timeout=30)
+    addon_id, sub_id = _seats_on_a_plan(http, "v2_buy", starting_phase="default")
+    key = http.get(f"/api/v1/addons/{addon_id}").json()["key"]
+    v2 = http.post("/api/v1/addons", json={**_seats_addon(key), "currency": "EUR"})
+    assert v2.status_code == 201, v2.text
+    assert http.post(f"/api/v1/addons/{v2.json()['id']}/publish").status_code == 200
+    bought = http.post(
+        f"/api/v1/subscriptions/{sub_id}/addons",
+        json={"name": "Seats", "quantity": 1, "timing": "immediate", "addon": {"id": v2.json()["id"]}},
+    )
+    assert bought.status_code == 400, bought.text
+    assert http.get(f"/api/v1/subscriptions/{sub_id}/addons").json() == []
