@@ -270,7 +270,10 @@ def check_plan_addon(
     """The assignment rules; all critical here (OpenMeter's warnings on a plan add-on block its use).
     `editing=False` checks an existing assignment as OpenMeter's PlanAddon.Validate does on a read:
     its plan may then be active too, only an archived one is incompatible."""
-    if editing and plan.status(now) is not PlanStatus.DRAFT:
+    if editing and plan.deleted_at is not None:
+        # A deleted draft still reads as a draft by ID (OpenMeter's plan.IsPlanDeleted refuses it).
+        issues.error("planId", "the plan is deleted", "plan_deleted")
+    elif editing and plan.status(now) is not PlanStatus.DRAFT:
         issues.error(
             "planId",
             f"add-ons can be attached to draft plans only (plan is {plan.status(now).value})",

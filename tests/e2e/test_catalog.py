@@ -689,3 +689,41 @@ def test_plans_filter_by_key_and_version_as_openmeter_clients_ask(tally: TallyPr
         assert [a["id"] for a in found] == [addon.json()["id"]]
         assert http.get(f"/api/v1/addons?keyVersion[{kc}]=2").json()["items"] == []
         assert http.get(f"/api/v1/addons?keyVersion[{kc}]=1&currency=EUR").json()["items"] == []
+
+
+def test_an_add_on_cannot_be_attached_to_a_deleted_plan(tally: TallyProcess) -> None:
+    # A deleted draft plan still read as a draft by ID, so an add-on could be attached to it (201).
+    # OpenMeter's CreatePlanAddon validates the plan with plan.IsPlanDeleted: 400.
+    with httpx.Client(base_url=tally.rest_url, timeout=30) as http:
+        feature = _feature(http)
+        addon = http.post(
+            "/api/v1/addons",
+            json={
+                "key": unique("deleted_plan_addon"),
+                "name": "A",
+                "instanceType": "single",
+                "currency": "USD",
+                "rateCards": [{"type": "flat_fee", "key": "extra", "name": "Extra"}],
+            },
+        )
+        assert addon.status_code == 201, addon.text
+        assert http.post(f"/api/v1/addons/{addon.json()['id']}/publish").status_code == 200
+        plan = http.post(
+            "/api/v1/plans",
+            json={
+                "key": unique("deleted_plan"),
+                "name": "P",
+                "currency": "USD",
+                "billingCadence": "P1M",
+                "phases": [
+                    {"key": "default", "name": "D", "rateCards": [_usage(feature, {"type": "unit", "amount": "1"})]}
+                ],
+            },
+        )
+        assert plan.status_code == 201, plan.text
+        assert http.delete(f"/api/v1/plans/{plan.json()['id']}").status_code == 204
+        attached = http.post(
+            f"/api/v1/plans/{plan.json()['id']}/addons",
+            json={"addonId": addon.json()["id"], "fromPlanPhase": "default"},
+        )
+        assert attached.status_code in (400, 404), attached.text
