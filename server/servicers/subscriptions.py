@@ -277,6 +277,10 @@ class SubscriptionServicer(subscriptions_pb2_grpc.SubscriptionServiceServicer):
             timing=Timing.parse(optional_str(request, "timing")),
             billing_anchor=timestamp_or_none(request, "billing_anchor"),
             starting_phase=optional_str(request, "starting_phase"),
+            # A migration keeps what the subscription is called (OpenMeter's Migrate passes them on).
+            name=current.name,
+            description=current.description,
+            metadata=current.metadata,
         )
         return await self._change_response(await self._subscriptions.change(data, migrate=True))
 

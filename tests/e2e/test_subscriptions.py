@@ -545,3 +545,34 @@ def test_only_the_add_on_version_the_plan_offers_can_be_bought(tally: TallyProce
     )
     assert bought.status_code == 400, bought.text
     assert http.get(f"/api/v1/subscriptions/{sub_id}/addons").json() == []
+
+
+def test_migrate_keeps_the_subscriptions_name_and_description(tally: TallyProcess) -> None:
+    # OpenMeter's Migrate (productcatalog/subscription/service/migrate.go) moves the subscription to
+    # the newer plan version with its own name, description and metadata. Tally gave the new
+    # subscription the plan's name and description, losing what the customer's was called.
+    http = httpx.Client(base_url=tally.rest_url, timeout=30)
+    _, key, customer_key, _ = plan_and_customer(http, "migrate")
+    sub = http.post(
+        "/api/v1/subscriptions",
+        json={
+            "plan": {"key": key},
+            "customerKey": customer_key,
+            "name": "Acme's plan",
+            "description": "negotiated",
+            "metadata": {"crm": "42"},
+        },
+    )
+    assert sub.status_code == 201, sub.text
+    v2 = http.post(f"/api/v1/plans/{key}/next")
+    assert v2.status_code == 201, v2.text
+    assert http.post(f"/api/v1/plans/{v2.json()['id']}/publish").status_code == 200
+    migrated = http.post(f"/api/v1/subscriptions/{sub.json()['id']}/migrate", json={"timing": "immediate"})
+    assert migrated.status_code == 200, migrated.text
+    following = migrated.json()["next"]
+    assert following["plan"]["version"] == 2
+    assert (following["name"], following.get("description"), following.get("metadata")) == (
+        "Acme's plan",
+        "negotiated",
+        {"crm": "42"},
+    )
