@@ -180,7 +180,7 @@ def check_addon(addon: AddonInput, features: Mapping[str, FeatureFacts], strict:
             problem(
                 join(path, "price"),
                 "a multiple-instance add-on takes only free or flat-priced rate cards",
-                "addon_invalid_price_for_multi_instance",
+                "addon_invalid_ratecard_price_for_multi_instance",
             )
         check_rate_card_features(r, card, path, features, strict)
 

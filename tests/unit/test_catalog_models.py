@@ -9,11 +9,12 @@ from typing import Any
 import pytest
 
 from domain.catalog import currencies
-from domain.catalog.addons import parse_addon, parse_plan_addon
+from domain.catalog.addons import check_addon, parse_addon, parse_plan_addon
 from domain.catalog.durations import Duration, DurationError
 from domain.catalog.plans import PlanStatus, check_plan, parse_plan, plan_status
 from domain.catalog.prices import PackagePrice, TieredMode, TieredPrice, UnitPrice
 from domain.catalog.ratecards import FeatureFacts
+from domain.catalog.wire import Issues
 
 
 def _plan(**overrides: Any) -> dict[str, Any]:
@@ -288,6 +289,38 @@ def test_addon_and_plan_addon_inputs() -> None:
     assert not issues.errors and addon is not None and addon.currency == "EUR"
     _, _, issues = parse_plan_addon({"addonId": "nope", "fromPlanPhase": "default", "maxQuantity": 0}, create=True)
     assert _fields(issues) == {"addonId": "invalid_id", "maxQuantity": "plan_addon_max_quantity_must_be_set"}
+
+
+def test_a_multiple_instance_add_on_with_a_unit_price_carries_openmeters_code() -> None:
+    # OpenMeter's ErrAddonInvalidPriceForMultiInstance has the code
+    # addon_invalid_ratecard_price_for_multi_instance (warning on a draft, refusing the publish);
+    # Tally named it addon_invalid_price_for_multi_instance, which clients matching on the code miss.
+    addon, issues = parse_addon(
+        {
+            "key": "calls",
+            "name": "Calls",
+            "instanceType": "multiple",
+            "rateCards": [
+                {
+                    "type": "usage_based",
+                    "key": "calls",
+                    "name": "Calls",
+                    "featureKey": "calls",
+                    "billingCadence": "P1M",
+                    "price": {"type": "unit", "amount": "0.1"},
+                }
+            ],
+        }
+    )
+    assert addon is not None and not issues.errors
+    features = {"calls": FeatureFacts("calls", False, True)}
+    check_addon(addon, features, False, issues)
+    assert [(w.field, w.code) for w in issues.warnings] == [
+        ("rateCards[0].price", "addon_invalid_ratecard_price_for_multi_instance")
+    ]
+    strict = Issues()
+    check_addon(addon, features, True, strict)
+    assert _fields(strict) == {"rateCards[0].price": "addon_invalid_ratecard_price_for_multi_instance"}
 
 
 def test_plan_status_is_derived_from_the_effective_period() -> None:
