@@ -281,7 +281,7 @@ def parse_rate_card(r: Reader, data: Any, path: str) -> RateCard | None:
         r.issues.error(
             join(path, "featureKey"),
             "a usage-based price needs a featureKey",
-            "rate_card_usage_based_price_with_no_feature",
+            "usage_based_price_with_no_feature",
         )
     if (
         template is not None
@@ -335,7 +335,7 @@ def check_rate_card_features(
         r.issues.error(
             where,
             "a usage-based price needs a feature with a meter",
-            "rate_card_usage_based_price_with_feature_and_no_meter",
+            "usage_based_price_with_feature_and_no_meter",
         )
     if template is not None and template.type is TemplateType.METERED and not facts.has_meter:
         message = "a metered entitlement template needs a feature with a meter"

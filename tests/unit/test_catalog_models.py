@@ -176,7 +176,7 @@ def test_bad_tiers_are_refused_with_their_field_path(tiers: list[Any], field: st
         (
             lambda b: b["phases"][0]["rateCards"][1].update(featureKey=None, key="tokens", entitlementTemplate=None),
             "phases[0].rateCards[1].featureKey",
-            "rate_card_usage_based_price_with_no_feature",
+            "usage_based_price_with_no_feature",
         ),
         (lambda b: b.update(phases=[]), "phases", "plan_with_no_phases"),
         (lambda b: b.update(key="Not A Key"), "key", "invalid_key"),
@@ -228,9 +228,8 @@ def test_features_must_exist_and_templates_fit_them() -> None:
     assert plan is not None
     check_plan(plan, {"tokens": FeatureFacts("tokens", False, has_meter=False)}, strict=False, issues=issues)
     # A usage price on a feature without a meter cannot be rated: refused; the template: a warning.
-    assert _fields(issues) == {
-        "phases[0].rateCards[1].featureKey": "rate_card_usage_based_price_with_feature_and_no_meter"
-    }
+    # The codes are OpenMeter's (ErrRateCardUsageBasedPriceWith...: no rate_card_ prefix).
+    assert _fields(issues) == {"phases[0].rateCards[1].featureKey": "usage_based_price_with_feature_and_no_meter"}
     assert [w.code for w in issues.warnings] == ["rate_card_entitlement_template_type_mismatch"]
 
 
