@@ -144,14 +144,10 @@ def new_timeline(quantity: int, at: datetime) -> tuple[QuantitySegment, ...]:
 
 def change_timeline(addon: SubscriptionAddon, quantity: int, at: datetime) -> tuple[QuantitySegment, ...]:
     """The quantity history with a change at `at` (a later change replaces what was scheduled).
-    Taking back an add-on before it started leaves a segment of 0 from `at`: an add-on always has a
-    timeline (its activeFrom), and the quantity it was scheduled with no longer applies."""
+    Every change is a segment, 0 included (OpenMeter's timeline shows it, and the add-on has no
+    activeTo while it stays on the subscription at 0); taken back before it started, the add-on
+    keeps just the 0 from `at`, as the quantity it was scheduled with no longer applies."""
     kept = [s for s in addon.timeline if s.active_from < at]
-    if not kept:
-        return new_timeline(quantity, at)
-    last = kept[-1]
-    if last.active_to is None or last.active_to > at:
-        kept[-1] = dataclasses.replace(last, active_to=at)
-    if quantity > 0:
-        kept.append(QuantitySegment(at, None, quantity))
-    return tuple(kept)
+    if kept and (kept[-1].active_to is None or kept[-1].active_to > at):
+        kept[-1] = dataclasses.replace(kept[-1], active_to=at)
+    return (*kept, QuantitySegment(at, None, quantity))

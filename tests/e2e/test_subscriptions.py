@@ -576,3 +576,27 @@ def test_migrate_keeps_the_subscriptions_name_and_description(tally: TallyProces
         "negotiated",
         {"crm": "42"},
     )
+
+
+def test_an_add_on_set_to_zero_shows_the_zero_in_its_timeline(tally: TallyProcess) -> None:
+    # OpenMeter's SubscriptionAddon timeline has a segment per quantity change, 0 included (its
+    # OpenAPI example: 1, 0, 1), and activeTo is the end of the last segment: none while the add-on
+    # is on the subscription at 0. Tally dropped the 0 and ended the add-on at the change.
+    http = httpx.Client(base_url=tally.rest_url, timeout=30)
+    addon_id, sub_id = _seats_on_a_plan(http, "zero_addon", starting_phase="default")
+    bought = http.post(
+        f"/api/v1/subscriptions/{sub_id}/addons",
+        json={"name": "Seats", "quantity": 2, "timing": "immediate", "addon": {"id": addon_id}},
+    )
+    assert bought.status_code == 201, bought.text
+    url = f"/api/v1/subscriptions/{sub_id}/addons/{bought.json()['id']}"
+    zeroed = http.patch(url, json={"quantity": 0, "timing": "immediate"})
+    assert zeroed.status_code == 200, zeroed.text
+    again = http.patch(url, json={"quantity": 1, "timing": "immediate"})
+    assert again.status_code == 200, again.text
+    got = http.get(url).json()
+    assert [s["quantity"] for s in got["timeline"]] == [2, 0, 1]
+    segments = got["timeline"]
+    assert segments[0]["activeTo"] == segments[1]["activeFrom"] and segments[1]["activeTo"] == segments[2]["activeFrom"]
+    assert "activeTo" not in segments[2] and "activeTo" not in got
+    assert got["quantity"] == 1
