@@ -249,7 +249,9 @@ class SubscriptionService:
             namespace=namespace,
             customer_id=customer_id,
             name=name or plan.name,
-            description=description if description is not None else plan.description,
+            # A catalog plan's description describes the plan; a custom plan's is the
+            # subscription's own (OpenMeter's create maps only the request's, or the customPlan's).
+            description=description if description is not None or plan.ref is not None else plan.description,
             metadata=dict(metadata),
             plan=plan.ref,
             currency=plan.currency,

@@ -600,3 +600,20 @@ def test_an_add_on_set_to_zero_shows_the_zero_in_its_timeline(tally: TallyProces
     assert segments[0]["activeTo"] == segments[1]["activeFrom"] and segments[1]["activeTo"] == segments[2]["activeFrom"]
     assert "activeTo" not in segments[2] and "activeTo" not in got
     assert got["quantity"] == 1
+
+
+def test_a_subscription_takes_no_description_from_its_plan(tally: TallyProcess) -> None:
+    # OpenMeter's create (productcatalog/subscription/http/create.go) gives a plan subscription the
+    # description of the request only; the plan's is the subscription's only for a customPlan. Tally
+    # copied the plan's description onto every subscription created without one.
+    http = httpx.Client(base_url=tally.rest_url, timeout=30)
+    feature = unique("desc_tokens")
+    setup_catalog(http, feature)
+    key = unique("desc")
+    publish(http, {**plan_body(key, feature), "description": "Internal pricing notes"})
+    customer_key = unique("desc_customer")
+    assert http.post("/api/v1/customers", json={"name": "D", "key": customer_key}).status_code == 201
+    sub = http.post("/api/v1/subscriptions", json={"plan": {"key": key}, "customerKey": customer_key})
+    assert sub.status_code == 201, sub.text
+    assert "description" not in sub.json()
+    assert "description" not in http.get(f"/api/v1/subscriptions/{sub.json()['id']}").json()
