@@ -182,11 +182,15 @@ class CreateSubscriptionInput:
             problems.add("name", f"must be 1 to {MAX_NAME} characters", "invalid_length")
         if self.description is not None and len(self.description) > MAX_DESCRIPTION:
             problems.add("description", f"at most {MAX_DESCRIPTION} characters", "invalid_length")
-        if self.settlement_mode is not None and self.settlement_mode not in SETTLEMENT_MODES:
-            problems.add("settlementMode", f"must be one of {', '.join(SETTLEMENT_MODES)}", "invalid_value")
+        _check_settlement_mode(self.settlement_mode, problems)
         if self.billing_anchor is not None and self.billing_anchor.tzinfo is None:
             problems.add("billingAnchor", "must carry its offset", "invalid_time")
         problems.raise_if_any()
+
+
+def _check_settlement_mode(mode: str | None, problems: Violations) -> None:
+    if mode is not None and mode not in SETTLEMENT_MODES:
+        problems.add("settlementMode", f"must be one of {', '.join(SETTLEMENT_MODES)}", "invalid_value")
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +207,13 @@ class ChangeSubscriptionInput:
     description: str | None = None
     metadata: dict[str, str] | None = None
     custom_plan: dict[str, Any] | None = None
+    # None: the new plan's (OpenMeter's change and migrate build the subscription from the plan).
+    settlement_mode: str | None = None
+
+    def validate(self) -> None:
+        problems = Violations()
+        _check_settlement_mode(self.settlement_mode, problems)
+        problems.raise_if_any()
 
 
 @dataclass(frozen=True, slots=True)

@@ -378,6 +378,7 @@ class SubscriptionService:
         self._changed(await self._discard(current, now))
 
     async def change(self, data: ChangeSubscriptionInput, migrate: bool = False) -> tuple[Subscription, Subscription]:
+        data.validate()
         current = await self.get(data.namespace, data.subscription_id)
         now = self._clock()
         if current.status(now) not in ("active", "canceled"):
@@ -406,7 +407,7 @@ class SubscriptionService:
             name=data.name,
             description=data.description,
             metadata=data.metadata if data.metadata is not None else current.metadata,
-            settlement_mode=current.settlement_mode,
+            settlement_mode=data.settlement_mode,
             now=now,
         )
         ended = current.with_spec(dataclasses.replace(current.spec, active_to=switch), now)

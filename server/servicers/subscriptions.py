@@ -257,6 +257,7 @@ class SubscriptionServicer(subscriptions_pb2_grpc.SubscriptionServiceServicer):
             name=optional_str(request, "name"),
             description=optional_str(request, "description"),
             metadata=dict(request.metadata) or None,
+            settlement_mode=optional_str(request, "settlement_mode"),
         )
         return await self._change_response(await self._subscriptions.change(data))
 

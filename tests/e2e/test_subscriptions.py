@@ -617,3 +617,37 @@ def test_a_subscription_takes_no_description_from_its_plan(tally: TallyProcess) 
     assert sub.status_code == 201, sub.text
     assert "description" not in sub.json()
     assert "description" not in http.get(f"/api/v1/subscriptions/{sub.json()['id']}").json()
+
+
+def test_a_change_takes_the_new_plans_settlement_mode(tally: TallyProcess) -> None:
+    # OpenMeter's change (productcatalog/subscription/service/change.go) builds the new
+    # subscription from the new plan, whose settlementMode it takes unless the request gives one.
+    # Tally kept the current subscription's mode and ignored the request's settlementMode.
+    http = httpx.Client(base_url=tally.rest_url, timeout=30)
+    feature, key, customer_key, _ = plan_and_customer(http, "settle")
+    credit_only = unique("settle_credit")
+    publish(http, {**plan_body(credit_only, feature), "settlementMode": "credit_only"})
+
+    def subscribe(customer: str) -> str:
+        sub = http.post("/api/v1/subscriptions", json={"plan": {"key": key}, "customerKey": customer})
+        assert sub.status_code == 201, sub.text
+        assert sub.json()["settlementMode"] == "credit_then_invoice"
+        return str(sub.json()["id"])
+
+    sub_id = subscribe(customer_key)
+    change = {"plan": {"key": credit_only}, "timing": "next_billing_cycle"}
+    bad = http.post(f"/api/v1/subscriptions/{sub_id}/change", json={**change, "settlementMode": "later"})
+    assert bad.status_code == 400, bad.text
+    assert bad.json()["extensions"]["validationErrors"][0]["field"] == "settlementMode"
+    changed = http.post(f"/api/v1/subscriptions/{sub_id}/change", json=change)
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["next"]["settlementMode"] == "credit_only"
+    # The request's mode wins over the plan's.
+    other_customer = unique("settle_other")
+    assert http.post("/api/v1/customers", json={"name": "O", "key": other_customer}).status_code == 201
+    kept = http.post(
+        f"/api/v1/subscriptions/{subscribe(other_customer)}/change",
+        json={**change, "settlementMode": "credit_then_invoice"},
+    )
+    assert kept.status_code == 200, kept.text
+    assert kept.json()["next"]["settlementMode"] == "credit_then_invoice"
