@@ -345,21 +345,19 @@ class SubscriptionService:
         """Continue a canceled subscription indefinitely; subscriptions scheduled after it are deleted."""
         current = await self.get(namespace, subscription_id)
         now = self._clock()
-        if current.active_to is None:
-            raise ValidationError.single(
-                "subscriptionId", "the subscription is not canceled", "subscription_not_canceled"
-            )
+        status = current.status(now)
+        if status != "canceled":
+            # OpenMeter's state machine permits continue only while canceled, its end still to come:
+            # an ended subscription revived would bill the time between its end and now, which the
+            # customer had no service for (and a running successor would have to give way).
+            raise ForbiddenError(f"only a canceled subscription that has not ended can be restored (it is {status})")
+        assert current.active_to is not None
+        # Those start at its end or later, which is still to come: all are scheduled.
         later = [
             other
             for other in await self._repository.list_for_customer(namespace, current.customer_id)
             if other.id != current.id and other.deleted_at is None and other.active_from >= current.active_to
         ]
-        if any(other.active_from <= now for other in later):
-            # Only subscriptions scheduled to start later give way (OpenMeter deletes scheduled ones
-            # only): one that is running is billed and grants access, and stays.
-            raise ValidationError.single(
-                "subscriptionId", "the subscription that followed it has started", "subscription_ended"
-            )
         for other in later:
             await self._discard(other, now)
         updated = current.with_spec(dataclasses.replace(current.spec, active_to=None), now)

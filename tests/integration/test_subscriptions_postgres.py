@@ -22,7 +22,7 @@ from adapters.postgres.subscriptions import PostgresSubscriptionRepository
 from domain.catalog.plans import Plan, parse_plan
 from domain.customers.models import CustomerInput
 from domain.customers.service import CustomerService
-from domain.errors import ConflictError, NotFoundError, ValidationError
+from domain.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
 from domain.subscriptions import edits
 from domain.subscriptions.catalog import CatalogRateCards, billing_terms, plan_view
 from domain.subscriptions.models import (
@@ -193,7 +193,7 @@ async def test_an_ended_subscription_is_not_restored_over_its_running_successor(
     )
     stack.clock.now = START + timedelta(days=45)
     assert ended.status(stack.clock.now) == "inactive" and following.status(stack.clock.now) == "active"
-    with pytest.raises(ValidationError):
+    with pytest.raises(ForbiddenError):
         await stack.service.restore(NS, sub.id)
     assert (await stack.service.get(NS, following.id)).deleted_at is None
     assert (await stack.service.get(NS, sub.id)).active_to == ended.active_to
