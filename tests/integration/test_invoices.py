@@ -370,16 +370,16 @@ async def test_racing_actions_on_one_draft_apply_once(env: Env) -> None:
     ]
 
 
-async def custom_invoicing_customer(env: Env, ns: str, name: str) -> str:
+async def custom_invoicing_customer(env: Env, ns: str, name: str, *, issuing_hook: bool = True) -> str:
     """A customer billed through custom invoicing with both sync hooks on (invoices wait for the
-    integrator's draft/synchronized and issuing/synchronized calls)."""
+    integrator's draft/synchronized and issuing/synchronized calls), or only the draft hook."""
     cid = await customer(env, ns, name)
     app, _ = await env.apps.install(ns, InstallAppInput(type="custom_invoicing", create_billing_profile=False))
     await env.apps.update_app(
         ns,
         app.id,
         UpdateAppInput(
-            type="custom_invoicing", name="Ours", enable_draft_sync_hook=True, enable_issuing_sync_hook=True
+            type="custom_invoicing", name="Ours", enable_draft_sync_hook=True, enable_issuing_sync_hook=issuing_hook
         ),
     )
     default = await env.profiles.get_default(ns)
@@ -439,6 +439,19 @@ async def test_issuing_synchronized_without_a_number_issues_a_numbered_invoice(e
     await env.invoices.app_callback(ns, third.invoice.id, Action.DRAFT_SYNCHRONIZED)
     last = await env.invoices.app_callback(ns, third.invoice.id, Action.ISSUING_SYNCHRONIZED)
     assert last.invoice.number == "INV-INIT-2"
+
+
+async def test_a_number_set_at_draft_sync_is_the_issued_invoices_number(env: Env) -> None:
+    # draft/synchronized's invoicing.invoiceNumber is the integrator's number for the invoice. With
+    # no issuing hook, OpenMeter issues it under that number: custom invoicing's
+    # FinalizeStandardInvoice (app/custominvoicing/app.go) numbers only an invoice still carrying a
+    # draft number. It must not be overwritten by one of Tally's own sequence.
+    ns = "inv_custom_draft_number"
+    cid = await custom_invoicing_customer(env, ns, "Umbrella", issuing_hook=False)
+    await env.invoices.create_pending_lines(ns, cid, PendingLinesInput("USD", [flat("Fee", "40")]))
+    (made,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid))
+    issued = await env.invoices.app_callback(ns, made.invoice.id, Action.DRAFT_SYNCHRONIZED, invoice_number="ERP-42")
+    assert issued.invoice.state is State.PAYMENT_PENDING and issued.invoice.number == "ERP-42"
 
 
 async def test_simulate_rates_like_an_invoice_and_stores_nothing(env: Env) -> None:

@@ -108,7 +108,9 @@ class CustomInvoicingApp:
 
     async def final_number(self, invoice: InvoiceView) -> str:
         """The number an issued invoice gets when the integrator did not set one."""
-        if invoice.number is not None and invoice.number.startswith(f"{NUMBER_PREFIX}-"):
+        # A number is set only by the integrator (draft/synchronized or issuing/synchronized) or
+        # by an earlier call of this; a draft has none (its API number is DRAFT-<id>).
+        if invoice.number is not None:
             return invoice.number
         sequence = await self._numbers.next_number(invoice.namespace, NUMBER_SCOPE)
         return invoice_number(NUMBER_PREFIX, invoice.customer_name, sequence)
