@@ -26,6 +26,7 @@ import structlog
 from ulid import ULID
 
 from domain.billing.apps.custom_invoicing import CustomInvoicingApp
+from domain.billing.apps.models import AppType
 from domain.billing.apps.port import (
     InvoiceLineView,
     InvoiceView,
@@ -544,6 +545,11 @@ class InvoiceService:
             invoice = await tx.invoices.get(namespace, invoice_id, lock=True)
             if invoice is None:
                 raise NotFoundError("invoice", invoice_id)
+            stored = await tx.apps.get(namespace, invoice.invoicing_app_id)
+            if stored is None or stored.type is not AppType.CUSTOM_INVOICING:
+                # Only custom invoicing's integrator reports here: another app's invoice (the
+                # sandbox's, say) is not its to sync or to mark paid.
+                raise ValidationError([], message=f"invoice {invoice_id} is not managed by the custom invoicing app")
             now = self._clock()
             row = fire(invoice.state, action, self.conditions(invoice, now))
             attempt = invoice.app_attempt

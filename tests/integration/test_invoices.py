@@ -22,6 +22,7 @@ from adapters.postgres.customers import PostgresCustomerRepository
 from adapters.postgres.db import create_engine, migrate, session_factory
 from domain.billing.apps.models import InstallAppInput, UpdateAppInput
 from domain.billing.apps.registry import Marketplace
+from domain.billing.apps.sandbox import TARGET_PAYMENT_STATUS_KEY
 from domain.billing.invoice_rest import lines_rest, parse_pending_lines
 from domain.billing.invoice_service import InvoiceService
 from domain.billing.invoice_states import Action, InvalidTransitionError, InvoiceStatus, State
@@ -452,6 +453,29 @@ async def test_a_number_set_at_draft_sync_is_the_issued_invoices_number(env: Env
     (made,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid))
     issued = await env.invoices.app_callback(ns, made.invoice.id, Action.DRAFT_SYNCHRONIZED, invoice_number="ERP-42")
     assert issued.invoice.state is State.PAYMENT_PENDING and issued.invoice.number == "ERP-42"
+
+
+async def test_custom_invoicing_callbacks_refuse_an_invoice_of_another_app(env: Env) -> None:
+    # The custom invoicing callbacks are for invoices its app invoices: OpenMeter checks the
+    # invoice's invoicing app first (app/custominvoicing/service/sync.go ValidateInvoiceApp, a
+    # validation error: 400) for draft/synchronized, issuing/synchronized and payment/status alike.
+    # A sandbox invoice whose payment failed is not marked paid by a custom invoicing call.
+    ns = "inv_custom_foreign"
+    cid = await customer(env, ns)
+    await env.profiles.upsert_override(ns, cid, OverrideUpsertInput(workflow=WorkflowPatch(auto_advance=False)))
+    await env.invoices.create_pending_lines(ns, cid, PendingLinesInput("USD", [flat("Fee", "40")]))
+    (made,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid))
+    (line,) = [x for x in made.lines if x.parent_line_id is None]
+    await env.invoices.update_lines(
+        ns, made.invoice.id, [(line.id, flat("Fee", "40"))], metadata={TARGET_PAYMENT_STATUS_KEY: "failed"}
+    )
+    failed = await env.invoices.act(ns, made.invoice.id, Action.APPROVE)
+    assert failed.invoice.state is State.PAYMENT_FAILED
+    for action in (Action.PAYMENT_PAID, Action.DRAFT_SYNCHRONIZED, Action.ISSUING_SYNCHRONIZED):
+        with pytest.raises(ValidationError) as caught:
+            await env.invoices.app_callback(ns, made.invoice.id, action)
+        assert "custom invoicing" in str(caught.value)
+    assert (await env.invoices.get(ns, made.invoice.id)).invoice.state is State.PAYMENT_FAILED
 
 
 async def test_simulate_rates_like_an_invoice_and_stores_nothing(env: Env) -> None:
