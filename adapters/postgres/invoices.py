@@ -500,6 +500,18 @@ _STARTED = func.bool_or(
 # The latest end of the lines billing a period key (Billed.latest_end).
 _LATEST_END = func.max(InvoiceLineRow.period_end)
 # Invoices whose lines no longer count as billed (their usage is billed again by a later run).
+# What no longer needs its apps (OpenMeter's IsAppUsed final statuses), and gathering invoices,
+# which take their apps from the profile when they are invoiced.
+_SETTLED_OR_GATHERING = [
+    s.value
+    for s in (
+        InvoiceStatus.GATHERING,
+        InvoiceStatus.PAID,
+        InvoiceStatus.UNCOLLECTIBLE,
+        InvoiceStatus.VOIDED,
+        InvoiceStatus.DELETED,
+    )
+]
 _NOT_BILLED = (InvoiceStatus.GATHERING.value, InvoiceStatus.VOIDED.value, InvoiceStatus.DELETED.value)
 # Issued invoices that count: their lines' quantities are final.
 _ISSUED = tuple(
@@ -578,6 +590,21 @@ class PostgresInvoiceRepository:
         statement = _GET_MANY_LOCKED if lock else _GET_MANY
         params = {"namespace": namespace, "ids": list(invoice_ids)}
         return [_invoice(row) for row in (await self._session.exec(statement, params=params)).all()]
+
+    async def unfinished_using_app(self, namespace: str, app_id: str, limit: int) -> tuple[list[Invoice], int]:
+        statement = select(*_INVOICE_COLUMNS).where(
+            InvoiceRow.namespace == namespace,
+            col(InvoiceRow.deleted_at).is_(None),
+            col(InvoiceRow.status).not_in(_SETTLED_OR_GATHERING),
+            or_(
+                col(InvoiceRow.invoicing_app_id) == app_id,
+                col(InvoiceRow.payment_app_id) == app_id,
+                col(InvoiceRow.tax_app_id) == app_id,
+            ),
+        )
+        total = (await self._session.exec(select(func.count()).select_from(statement.subquery()))).one()
+        rows = (await self._session.exec(_fresh(statement.order_by(col(InvoiceRow.id)).limit(limit)))).all()
+        return [_invoice(row) for row in rows], int(total)
 
     def _gathering(self, namespace: str, customer_id: str) -> Any:
         return select(*_INVOICE_COLUMNS).where(

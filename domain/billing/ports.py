@@ -111,6 +111,11 @@ class InvoiceRepository(Protocol):
         held until commit)."""
         ...
 
+    async def unfinished_using_app(self, namespace: str, app_id: str, limit: int) -> tuple[list[Invoice], int]:
+        """Up to `limit` live invoices, not gathering and not final (paid, uncollectible, voided),
+        whose invoicing, payment or tax app this is, and how many there are."""
+        ...
+
     async def get_gathering(
         self, namespace: str, customer_id: str, currency: str, *, lock: bool = False
     ) -> Invoice | None:

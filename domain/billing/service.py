@@ -323,6 +323,14 @@ class AppService:
                 raise ConflictError(
                     f"the app is used by {len(profiles)} billing profile(s): {names}", conflicting_id=profiles[0].id
                 )
+            # An unfinished invoice keeps the apps it was made with: it needs this one until it
+            # is paid, written off, voided or deleted.
+            invoices, count = await tx.invoices.unfinished_using_app(namespace, app_id, 10)
+            if invoices:
+                names = ", ".join(f"{i.number or 'DRAFT'}[{i.id}]" for i in invoices)
+                raise ConflictError(
+                    f"the app is used by {count} unfinished invoice(s): {names}", conflicting_id=invoices[0].id
+                )
             now = self._clock()
             await tx.apps.update(dataclasses.replace(app, deleted_at=now, updated_at=now))
             await tx.customer_data.delete_for_app(namespace, app_id)

@@ -46,7 +46,7 @@ from domain.catalog.prices import Commitments, Discounts, PriceTier, TieredMode,
 from domain.catalog.rating import DiscountReason, Period, RatingInput, rate
 from domain.customers.models import CustomerInput
 from domain.customers.service import CustomerService
-from domain.errors import ValidationError
+from domain.errors import ConflictError, ValidationError
 from server.servicers.invoices import invoice_json
 from tests.support.services import require
 from tests.support.stack import create_database, postgres_available
@@ -476,6 +476,26 @@ async def test_custom_invoicing_callbacks_refuse_an_invoice_of_another_app(env: 
             await env.invoices.app_callback(ns, made.invoice.id, action)
         assert "custom invoicing" in str(caught.value)
     assert (await env.invoices.get(ns, made.invoice.id)).invoice.state is State.PAYMENT_FAILED
+
+
+async def test_an_app_with_unfinished_invoices_cannot_be_uninstalled(env: Env) -> None:
+    # An invoice keeps the apps it was made with until it is final. OpenMeter refuses to uninstall
+    # an app a non-final invoice uses (billing/adapter/invoice.go IsAppUsed: 409), even once no
+    # billing profile uses it any more: its integrator must still be able to finish the invoice.
+    ns = "inv_uninstall_in_use"
+    cid = await custom_invoicing_customer(env, ns, "Hooli")
+    await env.invoices.create_pending_lines(ns, cid, PendingLinesInput("USD", [flat("Fee", "40")]))
+    (made,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid))
+    assert made.invoice.state is State.DRAFT_SYNCING
+    profile_id = (await env.profiles.get_override(ns, cid)).profile.id
+    await env.profiles.delete_override(ns, cid)
+    await env.profiles.delete(ns, profile_id)
+    with pytest.raises(ConflictError) as caught:
+        await env.apps.uninstall(ns, made.invoice.invoicing_app_id)
+    assert made.invoice.id in str(caught.value)
+    # Once the invoice is final (deleted here), the app can go.
+    await env.invoices.act(ns, made.invoice.id, Action.DELETE)
+    await env.apps.uninstall(ns, made.invoice.invoicing_app_id)
 
 
 async def test_simulate_rates_like_an_invoice_and_stores_nothing(env: Env) -> None:
