@@ -22,20 +22,27 @@ async def _ok(response: httpx.Response, status: int = 201) -> dict:
     return response.json()
 
 
+async def _metered_customer(http: httpx.AsyncClient) -> tuple[str, str, str]:
+    """A SUM meter of `tokens`, a feature on it and a customer whose usage subject is its key:
+    (event type, feature key, customer key)."""
+    event_type = unique("usage")
+    await create_meter(http, slug=event_type, eventType=event_type, aggregation="SUM", valueProperty="$.tokens")
+    feature = unique("feature")
+    await _ok(await http.post("/api/v1/features", json={"key": feature, "name": feature, "meterSlug": event_type}))
+    customer = unique("customer")
+    await _ok(
+        await http.post(
+            "/api/v1/customers",
+            json={"name": customer, "key": customer, "usageAttribution": {"subjectKeys": [customer]}},
+        )
+    )
+    return event_type, feature, customer
+
+
 async def test_threshold_crossing_through_real_ingest(http: httpx.AsyncClient) -> None:
     receiver = await WebhookReceiver().start()
     try:
-        event_type = unique("usage")
-        await create_meter(http, slug=event_type, eventType=event_type, aggregation="SUM", valueProperty="$.tokens")
-        feature = unique("feature")
-        await _ok(await http.post("/api/v1/features", json={"key": feature, "name": feature, "meterSlug": event_type}))
-        customer = unique("customer")
-        await _ok(
-            await http.post(
-                "/api/v1/customers",
-                json={"name": customer, "key": customer, "usageAttribution": {"subjectKeys": [customer]}},
-            )
-        )
+        event_type, feature, customer = await _metered_customer(http)
         entitlement = await _ok(
             await http.post(
                 f"/api/v2/customers/{customer}/entitlements",
@@ -125,17 +132,7 @@ async def test_reset_webhook_carries_the_value_after_the_reset(http: httpx.Async
     overage and totalAvailableGrantAmount, the same figures the value endpoint shows."""
     receiver = await WebhookReceiver().start()
     try:
-        event_type = unique("usage")
-        await create_meter(http, slug=event_type, eventType=event_type, aggregation="SUM", valueProperty="$.tokens")
-        feature = unique("feature")
-        await _ok(await http.post("/api/v1/features", json={"key": feature, "name": feature, "meterSlug": event_type}))
-        customer = unique("customer")
-        await _ok(
-            await http.post(
-                "/api/v1/customers",
-                json={"name": customer, "key": customer, "usageAttribution": {"subjectKeys": [customer]}},
-            )
-        )
+        event_type, feature, customer = await _metered_customer(http)
         # The customer's usage subject exists as a subject entity: the payload shows it whole.
         subjects = await http.post("/api/v1/subjects", json=[{"key": customer, "displayName": "Acme"}])
         assert subjects.status_code == 200, subjects.text
