@@ -597,6 +597,15 @@ class SubscriptionService:
                     error=str(exc),
                 )
                 continue
+            except Exception:
+                # Not held against the others (they are listed oldest first, this one among them):
+                # it is tried again on the next pass.
+                log.exception(
+                    "reconciling a subscription's entitlements failed",
+                    namespace=subscription.namespace,
+                    subscription=subscription.id,
+                )
+                continue
             repaired += 1
         return repaired
 
