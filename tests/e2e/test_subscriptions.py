@@ -280,10 +280,7 @@ def test_addons_bought_changed_and_billed_as_items(tally: TallyProcess) -> None:
     assert [a.id for a in listed] == [bought.id]
     assert client.subscription_addons.get(sub.id, bought.id).quantity == 3
     # Buying the same add-on twice is refused: its quantity is what changes.
-    again = http.post(
-        f"/api/v1/subscriptions/{sub.id}/addons",
-        json={"name": "Seats", "quantity": 1, "timing": "immediate", "addon": {"id": addon.json()["id"]}},
-    )
+    again = _buy_seats(http, sub.id, addon.json()["id"], 1)
     assert again.status_code == 409
 
 
@@ -411,6 +408,16 @@ def _seats_addon(key: str, amount: str = "5") -> dict[str, Any]:
     }
 
 
+def _buy_seats(
+    http: httpx.Client, sub_id: str, addon_id: str, quantity: int, timing: str = "immediate"
+) -> httpx.Response:
+    """POST the subscription's purchase of `quantity` of the add-on (the answer, not checked)."""
+    return http.post(
+        f"/api/v1/subscriptions/{sub_id}/addons",
+        json={"name": "Seats", "quantity": quantity, "timing": timing, "addon": {"id": addon_id}},
+    )
+
+
 def _seats_on_a_plan(http: httpx.Client, prefix: str, starting_phase: str | None = None) -> tuple[str, str]:
     """A published multiple-instance add-on offered from the plan_body plan's "default" phase, and
     a customer subscribed to that plan now (from `starting_phase`): (add-on id, subscription id)."""
@@ -443,10 +450,7 @@ def test_an_add_on_taken_back_before_it_starts_leaves_no_quantity(tally: TallyPr
     # month (it did: the change gave an empty timeline, and the update kept the old one instead).
     http = httpx.Client(base_url=tally.rest_url, timeout=30)
     addon_id, sub_id = _seats_on_a_plan(http, "undo_addon")
-    bought = http.post(
-        f"/api/v1/subscriptions/{sub_id}/addons",
-        json={"name": "Seats", "quantity": 2, "timing": "next_billing_cycle", "addon": {"id": addon_id}},
-    )
+    bought = _buy_seats(http, sub_id, addon_id, 2, "next_billing_cycle")
     assert bought.status_code == 201, bought.text
     assert [s["quantity"] for s in bought.json()["timeline"]] == [2]
     zeroed = http.patch(
@@ -466,10 +470,7 @@ def test_a_subscription_with_add_ons_cannot_be_edited(tally: TallyProcess) -> No
     # no longer billed. Tally took the edit: removing "seat" left 2 seats on the add-on, unbilled.
     http = httpx.Client(base_url=tally.rest_url, timeout=30)
     addon_id, sub_id = _seats_on_a_plan(http, "edit_addon")
-    bought = http.post(
-        f"/api/v1/subscriptions/{sub_id}/addons",
-        json={"name": "Seats", "quantity": 2, "timing": "next_billing_cycle", "addon": {"id": addon_id}},
-    )
+    bought = _buy_seats(http, sub_id, addon_id, 2, "next_billing_cycle")
     assert bought.status_code == 201, bought.text
     before = http.get(f"/api/v1/subscriptions/{sub_id}").json()
     edit = http.patch(
@@ -509,10 +510,7 @@ def test_a_bought_add_on_keeps_its_quantity_changes_after_a_new_version(tally: T
     # refused with 400 addon_not_active, so seats could not be reduced any more.
     http = httpx.Client(base_url=tally.rest_url, timeout=30)
     addon_id, sub_id = _seats_on_a_plan(http, "v2_addon", starting_phase="default")
-    bought = http.post(
-        f"/api/v1/subscriptions/{sub_id}/addons",
-        json={"name": "Seats", "quantity": 3, "timing": "immediate", "addon": {"id": addon_id}},
-    )
+    bought = _buy_seats(http, sub_id, addon_id, 3)
     assert bought.status_code == 201, bought.text
     key = http.get(f"/api/v1/addons/{addon_id}").json()["key"]
     v2 = http.post("/api/v1/addons", json=_seats_addon(key, amount="7"))
@@ -539,10 +537,7 @@ def test_only_the_add_on_version_the_plan_offers_can_be_bought(tally: TallyProce
     v2 = http.post("/api/v1/addons", json={**_seats_addon(key), "currency": "EUR"})
     assert v2.status_code == 201, v2.text
     assert http.post(f"/api/v1/addons/{v2.json()['id']}/publish").status_code == 200
-    bought = http.post(
-        f"/api/v1/subscriptions/{sub_id}/addons",
-        json={"name": "Seats", "quantity": 1, "timing": "immediate", "addon": {"id": v2.json()["id"]}},
-    )
+    bought = _buy_seats(http, sub_id, v2.json()["id"], 1)
     assert bought.status_code == 400, bought.text
     assert http.get(f"/api/v1/subscriptions/{sub_id}/addons").json() == []
 
@@ -584,10 +579,7 @@ def test_an_add_on_set_to_zero_shows_the_zero_in_its_timeline(tally: TallyProces
     # is on the subscription at 0. Tally dropped the 0 and ended the add-on at the change.
     http = httpx.Client(base_url=tally.rest_url, timeout=30)
     addon_id, sub_id = _seats_on_a_plan(http, "zero_addon", starting_phase="default")
-    bought = http.post(
-        f"/api/v1/subscriptions/{sub_id}/addons",
-        json={"name": "Seats", "quantity": 2, "timing": "immediate", "addon": {"id": addon_id}},
-    )
+    bought = _buy_seats(http, sub_id, addon_id, 2)
     assert bought.status_code == 201, bought.text
     url = f"/api/v1/subscriptions/{sub_id}/addons/{bought.json()['id']}"
     zeroed = http.patch(url, json={"quantity": 0, "timing": "immediate"})
