@@ -304,7 +304,7 @@ local function with_nulls(text, spec)
   return table.concat(parts)
 end
 
--- x-tally-fill (server/rest.py, rest_row_fill): "anchor|json", json being what every row misses
+-- x-tally-fill (server/rest.py, rest_hints row_fill): "anchor|json", json being what every row misses
 -- ('"subject":null'), inserted after each row's anchor key and its string value. Inside
 -- a JSON string every quote is escaped, so the pattern only finds the key itself.
 local function with_fill(text, fill)

@@ -9,7 +9,8 @@ One hint needs no servicer: fields OpenMeter's contract requires but allows to b
 method whose response can hold such fields, an interceptor names them to Envoy (`x-tally-nulls`,
 see `null_paths`), and envoy/tally.lua prints each missing one as `null`. That walk steps through
 every token of the answer; a meter query's may hold a million rows, all alike, so its servicer
-names what every row misses instead (`rest_row_fill`), which Envoy inserts with one substitution.
+names what every row misses instead (`rest_hints(row_fill=...)`), which Envoy inserts with one
+substitution.
 """
 
 from __future__ import annotations
@@ -61,8 +62,15 @@ async def rest_hints(
     http_code: int | None = None,
     shape: Shape | None = None,
     headers: Sequence[tuple[str, str]] = (),
+    row_fill: tuple[str, Sequence[str]] | None = None,
 ) -> None:
-    """`headers` are HTTP response headers for the REST client (Envoy passes them on)."""
+    """`headers` are HTTP response headers for the REST client (Envoy passes them on).
+
+    `row_fill` = (anchor, missing), for an answer whose rows all miss the same keys (a meter
+    query's `subject` when it does not group by subject): `missing` is their JSON
+    (`"subject":null`), printed by envoy/tally.lua after each row's `anchor` key, whose value must
+    be a string without escapes (a time). It stands in for the call's `x-tally-nulls` walk, which
+    is then not asked for, even when nothing is missing."""
     if not is_rest(context):
         return
     metadata: list[tuple[str, str]] = list(headers)
@@ -71,7 +79,13 @@ async def rest_hints(
     if shape is not None:
         metadata.append(("x-tally-shape", shape))
     call = _CALL.get()
-    if call is not None and metadata:
+    if row_fill is not None:
+        anchor, missing = row_fill
+        if missing:
+            metadata.append(("x-tally-fill", f"{anchor}|{','.join(missing)}"))
+        if call is not None:
+            call.sent = True
+    elif call is not None and metadata:
         metadata.append(("x-tally-nulls", call.nulls))
         call.sent = True
     if metadata:
@@ -125,20 +139,6 @@ def method_null_paths(method_path: str) -> str | None:
     """null_paths of the response of `/pkg.Service/Method`, or None (unknown method, no nullables)."""
     method = method_descriptor(method_path)
     return None if method is None else null_paths(method.output_type.full_name)
-
-
-async def rest_row_fill(context: ServicerContext, anchor: str, missing: list[str]) -> None:
-    """For an answer whose rows all miss the same keys (a meter query's `subject` when it does not
-    group by subject): `missing` is their JSON (`"subject":null`), printed by
-    envoy/tally.lua after each row's `anchor` key, whose value must be a string without escapes (a
-    time). Stands in for the `x-tally-nulls` walk of the call, which is not asked for."""
-    if not is_rest(context):
-        return
-    call = _CALL.get()
-    if call is not None:
-        call.sent = True
-    if missing:
-        await context.send_initial_metadata([("x-tally-fill", f"{anchor}|{','.join(missing)}")])
 
 
 async def with_null_hint(nulls: str, context: ServicerContext, behavior: Any, request: Any) -> Any:

@@ -26,7 +26,7 @@ from domain.metering.service import MeterService
 from server.context import RequestContext
 from server.convert import optional_str, set_timestamp, struct_from, timestamp_or_none
 from server.rest import ServicerContext as Ctx
-from server.rest import header, rest_hints, rest_row_fill
+from server.rest import header, rest_hints
 from tally.v1 import meters_pb2, meters_pb2_grpc
 
 
@@ -108,7 +108,7 @@ async def rest_query_rows(context: Ctx, query: MeterQuery) -> None:
     """Over REST every row carries `subject`, null unless the query groups by subject, as OpenMeter's
     rows do. The transcoder leaves it out when unset (an empty `groupBy` it prints as `{}`), and
     whether it is set is the same for every row of a query (adapters/clickhouse/meter_wire.py)."""
-    await rest_row_fill(context, "windowEnd", [] if query.groups_by_subject else ['"subject":null'])
+    await rest_hints(context, row_fill=("windowEnd", [] if query.groups_by_subject else ['"subject":null']))
 
 
 def query_response(data: MeterQueryInput, rows: bytes) -> bytes:

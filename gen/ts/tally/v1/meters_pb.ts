@@ -623,7 +623,7 @@ export type MeterQueryRow = Message<"tally.v1.MeterQueryRow"> & {
 
   /**
    * Set exactly when the query groups by subject; REST prints null otherwise, as OpenMeter does
-   * (the servicer names the missing keys of all rows at once: server/rest.py, rest_row_fill).
+   * (the servicer names the missing keys of all rows at once: server/rest.py, rest_hints row_fill).
    *
    * @generated from field: optional string subject = 4;
    */
