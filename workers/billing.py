@@ -2,7 +2,9 @@
 
 One pass (`run_once`, also `tally billing collect` / `tally billing advance`):
 0. repair: subscriptions whose entitlements a write stored but did not finish reconciling (the
-   process died in between) are reconciled (when the subscription service is wired; not in the CLI);
+   process died in between) are reconciled (when the subscription service is wired; not in the CLI),
+   and invoice notifications a write owes and nobody told (the process died before telling, or a
+   listener failed) are told (when notifications are wired; not in the CLI);
 1. sync: every live subscription's billable items onto its customer's gathering invoice (when a
    subscription sync is wired; subscription writes also sync at once, this pass repairs a missed one
    and adds the lines of billing periods that started since), then late usage: usage stored after
@@ -82,6 +84,7 @@ class PassResult:
     synced: int = 0
     corrections: int = 0
     repaired: int = 0
+    notified: int = 0
     collected: int = 0
     advanced: int = 0
     failed: int = 0
@@ -127,6 +130,7 @@ class BillingWorker:
     async def run_once(self) -> PassResult:
         failed_s = 0
         repaired = await self.repair()
+        notified = await self.notify_owed()
         try:
             synced, corrections = await self.sync()
         except Exception:
@@ -139,6 +143,7 @@ class BillingWorker:
             synced=synced,
             corrections=corrections,
             repaired=repaired,
+            notified=notified,
             collected=collected,
             advanced=advanced,
             failed=failed_s + failed_c + failed_a,
@@ -157,6 +162,18 @@ class BillingWorker:
         if repaired:
             log.info("subscription entitlements repaired", subscriptions=repaired)
         return repaired
+
+    async def notify_owed(self) -> int:
+        """Invoice notifications owed by writes whose call did not tell them: how many were told."""
+        try:
+            told = await self._invoices.tell_owed_notifications()
+        except Exception:
+            # Not held against the invoices: the next pass looks for them again.
+            log.exception("telling owed invoice notifications failed")
+            return 0
+        if told:
+            log.info("owed invoice notifications told", invoices=told)
+        return told
 
     async def sync(self) -> tuple[int, int]:
         """Subscription lines, then late-usage corrections: (lines changed, corrections made)."""

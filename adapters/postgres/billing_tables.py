@@ -161,6 +161,12 @@ class InvoiceRow(SQLModel, table=True):
             "collection_at",
             postgresql_where=text("status = 'gathering' AND deleted_at IS NULL"),
         ),
+        # The billing worker's pass over notifications a write owes and nobody told (0021).
+        Index(
+            "billing_invoices_notification_owed",
+            "notification_owed_at",
+            postgresql_where=text("notification_owed IS NOT NULL"),
+        ),
     )
 
     namespace: str = Field(primary_key=True)
@@ -212,6 +218,9 @@ class InvoiceRow(SQLModel, table=True):
     created_at: datetime = _tz()
     updated_at: datetime = _tz()
     deleted_at: datetime | None = _tz(default=None, nullable=True)
+    # domain.billing.invoices.OwedNotification: 'created' or 'updated', and the owing write's time.
+    notification_owed: str | None = None
+    notification_owed_at: datetime | None = _tz(default=None, nullable=True)
 
 
 class InvoiceLineRow(SQLModel, table=True):

@@ -9,7 +9,7 @@ the state change and its lines commit together.
 from __future__ import annotations
 
 from collections import namedtuple
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -45,6 +45,7 @@ from domain.billing.invoices import (
     LineStatus,
     LineType,
     ManagedBy,
+    OwedNotification,
     StoredIssue,
     SubscriptionRef,
     Totals,
@@ -196,7 +197,14 @@ def _invoice(row: Any) -> Invoice:
         next_attempt_at=row.next_attempt_at,
         attempts=row.attempts,
         deleted_at=row.deleted_at,
+        owed_notification=_owed(row.notification_owed, row.notification_owed_at),
     )
+
+
+def _owed(kind: str | None, since: datetime | None) -> OwedNotification | None:
+    if kind is None or since is None:
+        return None
+    return OwedNotification(kind == "created", since)
 
 
 def _invoice_row(inv: Invoice) -> InvoiceRow:
@@ -244,8 +252,16 @@ def _invoice_values(inv: Invoice) -> dict[str, Any]:
         created_at=inv.created_at,
         updated_at=inv.updated_at,
         deleted_at=inv.deleted_at,
+        notification_owed=_owed_kind(inv.owed_notification),
+        notification_owed_at=inv.owed_notification.since if inv.owed_notification is not None else None,
         **_totals_columns(inv.totals),
     )
+
+
+def _owed_kind(owed: OwedNotification | None) -> str | None:
+    if owed is None:
+        return None
+    return "created" if owed.created else "updated"
 
 
 def _discounts_json(d: Discounts) -> dict[str, Any] | None:
@@ -452,6 +468,17 @@ def _update_by_key(row_type: Any) -> tuple[Any, dict[str, str]]:
 
 
 _UPDATE_INVOICE, _INVOICE_PARAMS = _update_by_key(InvoiceRow)
+# An owed notification cleared once told, unless a later write owes one of its own (executemany).
+_INVOICES: Any = InvoiceRow.__table__  # type: ignore[attr-defined]
+_CLEAR_OWED = (
+    update(_INVOICES)
+    .where(
+        _INVOICES.c.namespace == bindparam("k_namespace"),
+        _INVOICES.c.id == bindparam("k_id"),
+        _INVOICES.c.notification_owed_at == bindparam("k_since"),
+    )
+    .values(notification_owed=None, notification_owed_at=None)
+)
 _UPDATE_LINE, _LINE_PARAMS = _update_by_key(InvoiceLineRow)
 
 
@@ -943,6 +970,36 @@ class PostgresInvoiceRepository:
             .where(col(InvoiceRow.namespace) == namespace, col(InvoiceRow.id).in_(list(invoice_ids)))
             .values(next_attempt_at=at)
         )
+
+    async def owed_notifications(self, namespace: str, invoice_ids: Sequence[str]) -> dict[str, OwedNotification]:
+        if not invoice_ids:
+            return {}
+        rows = await self._session.exec(
+            select(InvoiceRow.id, InvoiceRow.notification_owed, InvoiceRow.notification_owed_at).where(
+                col(InvoiceRow.namespace) == namespace,
+                col(InvoiceRow.id).in_(list(invoice_ids)),
+                col(InvoiceRow.notification_owed).is_not(None),
+            )
+        )
+        return {i: owed for i, kind, since in rows.all() if (owed := _owed(kind, since)) is not None}
+
+    async def owed_notifications_since_before(
+        self, before: datetime, limit: int
+    ) -> list[tuple[str, str, OwedNotification]]:
+        # The partial index's predicate, written the same way so the planner uses it.
+        rows = await self._session.exec(
+            select(InvoiceRow.namespace, InvoiceRow.id, InvoiceRow.notification_owed, InvoiceRow.notification_owed_at)
+            .where(col(InvoiceRow.notification_owed).is_not(None), col(InvoiceRow.notification_owed_at) < before)
+            .order_by(col(InvoiceRow.notification_owed_at))
+            .limit(limit)
+        )
+        return [(ns, i, owed) for ns, i, kind, since in rows.all() if (owed := _owed(kind, since)) is not None]
+
+    async def clear_owed_notifications(self, namespace: str, told: Mapping[str, datetime]) -> None:
+        if not told:
+            return
+        rows = [{"k_namespace": namespace, "k_id": i, "k_since": since} for i, since in told.items()]
+        await self._session.exec(_CLEAR_OWED, params=rows if len(rows) > 1 else rows[0])
 
 
 def _live_period_lines(statement: Any, namespace: str, period_keys: Sequence[str]) -> Any:

@@ -64,6 +64,7 @@ from domain.billing.invoices import (
     LineStatus,
     LineType,
     ManagedBy,
+    OwedNotification,
     PendingLineInput,
     PendingLinesInput,
     StoredIssue,
@@ -180,15 +181,69 @@ class InvoiceService:
         self._clock = clock
         # Invoice notifications (invoice.created / invoice.updated): called once per operation that
         # created or moved an invoice, after its transactions committed, with its state by then.
+        # The write recorded the notification it owes (`Invoice.owed_notification`); one not told
+        # here (the process died first, a listener failed) is told by `tell_owed_notifications`.
         self.listeners: list[InvoiceListener] = []
 
     async def _told(self, namespace: str, invoice_id: str, created: bool) -> None:
-        for listener in self.listeners:
+        await self._tell(namespace, [invoice_id], created)
+
+    async def _tell(
+        self,
+        namespace: str,
+        invoice_ids: Sequence[str],
+        created: bool,
+        owed: Mapping[str, OwedNotification] | None = None,
+    ) -> int:
+        """Tells the listeners of each invoice's change, then clears what its writes owed: a
+        notification owed for its creation is told as one (the creating call may have died before
+        telling). Without listeners nothing is told nor cleared, so a process that sends no
+        notifications (the CLI) leaves them to the billing worker of one that does. Returns how
+        many invoices were told."""
+        if not self.listeners or not invoice_ids:
+            return 0
+        if owed is None:
+            async with self._uow() as tx:
+                owed = await tx.invoices.owed_notifications(namespace, invoice_ids)
+        told: dict[str, datetime] = {}
+        for invoice_id in invoice_ids:
+            record = owed.get(invoice_id)
+            first = created or (record is not None and record.created)
+            failed = False
+            for listener in self.listeners:
+                try:
+                    await listener(namespace, invoice_id, first)
+                except Exception:
+                    # The invoice is committed; a listener's failure must not undo the caller's
+                    # answer. What it owes stays recorded, and the worker's pass tells it again.
+                    log.exception("invoice listener failed", invoice=invoice_id, created=first)
+                    failed = True
+            if record is not None and not failed:
+                told[invoice_id] = record.since
+        if told:
             try:
-                await listener(namespace, invoice_id, created)
+                async with self._uow() as tx:
+                    await tx.invoices.clear_owed_notifications(namespace, told)
+                    await tx.commit()
             except Exception:
-                # The invoice is committed; a listener's failure must not undo the caller's answer.
-                log.exception("invoice listener failed", invoice=invoice_id, created=created)
+                # Told already: the worker's pass tells them once more (at least once, never lost).
+                log.exception("clearing told invoice notifications failed", invoices=sorted(told))
+        return len(invoice_ids)
+
+    async def tell_owed_notifications(self, settle: timedelta = timedelta(minutes=1), limit: int = 500) -> int:
+        """The billing worker's repair: tells the notifications that writes older than `settle`
+        owe and nobody told (a younger one may still be told by its own call). How many."""
+        if not self.listeners:
+            return 0
+        async with self._uow() as tx:
+            found = await tx.invoices.owed_notifications_since_before(self._clock() - settle, limit)
+        by_namespace: dict[str, dict[str, OwedNotification]] = {}
+        for namespace, invoice_id, record in found:
+            by_namespace.setdefault(namespace, {})[invoice_id] = record
+        told = 0
+        for namespace, records in by_namespace.items():
+            told += await self._tell(namespace, list(records), False, records)
+        return told
 
     # --- reads --------------------------------------------------------------------------------
 
@@ -698,7 +753,7 @@ class InvoiceService:
         if row.step is Step.RELEASE_LINES:
             await self._release(tx, invoice, lines, now)
             invoice = dataclasses.replace(invoice, totals=Totals())
-        invoice = _entered(dataclasses.replace(invoice, state=row.target, updated_at=now), now)
+        invoice = _entered(dataclasses.replace(invoice, state=row.target, updated_at=now), now).owing(now)
         if row.hook is not None:
             invoice = await self._call_app(tx, invoice, row, lines, now)
         if row.target is State.DELETED:
@@ -797,8 +852,7 @@ class InvoiceService:
             if any(v.code == "no_invoicable_lines" for v in exc.violations):
                 return []
             raise
-        for invoice_id in made:
-            await self._told(gathering.namespace, invoice_id, True)
+        await self._tell(gathering.namespace, made, True)
         return made
 
     async def collect_batch(self, namespace: str, gatherings: Sequence[Invoice], now: datetime) -> CollectedBatch:
@@ -837,8 +891,7 @@ class InvoiceService:
         except Exception as exc:
             log.warning("collecting a batch failed; collecting its invoices one by one", error=repr(exc))
             return CollectedBatch({}, list(gatherings))
-        for invoice_id in made.values():
-            await self._told(namespace, invoice_id, True)
+        await self._tell(namespace, list(made.values()), True)
         return CollectedBatch({g: [i] for g, i in made.items()}, [])
 
     async def advance_batch(
@@ -863,8 +916,7 @@ class InvoiceService:
                 handed_over.extend(moving)
                 moving = []
         handed_over.extend(moving)
-        for invoice_id in moved:
-            await self._told(namespace, invoice_id, False)
+        await self._tell(namespace, sorted(moved), False)
         return AdvancedBatch(sorted(moved), list(dict.fromkeys(handed_over)))
 
     async def _advance_round(
@@ -1399,6 +1451,7 @@ def split_gathering(
         workflow=workflow,
         created_at=now,
         updated_at=now,
+        owed_notification=OwedNotification(True, now),
         period_start=min(x.period_start for x in moved),
         period_end=max(x.period_end for x in moved),
         collection_at=_collection_at(moved, workflow.collection_interval, now),

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Final
@@ -247,6 +247,19 @@ class AppAttempt:
 
 
 @dataclass(frozen=True, slots=True)
+class OwedNotification:
+    """An invoice.created / invoice.updated notification its write owes, recorded in the write's
+    own transaction: the listeners are told after the commit, and a process that dies before
+    (or a listener that fails) leaves it here for the billing worker's pass to tell.
+
+    `since` is the owing write's time; telling clears the record only while it is still the same,
+    so a later write's own notification is never cleared by an earlier one's."""
+
+    created: bool
+    since: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class Invoice:
     id: str
     namespace: str
@@ -288,6 +301,13 @@ class Invoice:
     next_attempt_at: datetime | None = None
     attempts: int = 0
     deleted_at: datetime | None = None
+    owed_notification: OwedNotification | None = None
+
+    def owing(self, now: datetime, *, created: bool = False) -> Invoice:
+        """This invoice as written by a change its listeners must hear of: a notification still
+        owed for its creation stays one for its creation."""
+        first = created or (self.owed_notification is not None and self.owed_notification.created)
+        return replace(self, owed_notification=OwedNotification(first, now))
 
     @property
     def status(self) -> InvoiceStatus:

@@ -15,7 +15,7 @@ from typing import Protocol
 from domain.billing.apps.models import App, AppType, CustomerAppData
 from domain.billing.apps.port import InvoiceNumbers
 from domain.billing.invoice_states import InvoiceStatus, State
-from domain.billing.invoices import Billed, Invoice, InvoiceLine, InvoiceListQuery, UsageRequest
+from domain.billing.invoices import Billed, Invoice, InvoiceLine, InvoiceListQuery, OwedNotification, UsageRequest
 from domain.billing.models import CustomerOverride, OverrideListQuery, Profile, ProfileListQuery
 from domain.customers.models import Customer
 
@@ -232,6 +232,20 @@ class InvoiceRepository(Protocol):
 
     async def schedule(self, namespace: str, invoice_ids: Sequence[str], at: datetime) -> None:
         """Sets the invoices' `next_attempt_at` (a worker's lease, or when to look again)."""
+        ...
+
+    async def owed_notifications(self, namespace: str, invoice_ids: Sequence[str]) -> dict[str, OwedNotification]:
+        """The notifications these invoices' writes owe (invoices owing none are left out)."""
+        ...
+
+    async def owed_notifications_since_before(
+        self, before: datetime, limit: int
+    ) -> list[tuple[str, str, OwedNotification]]:
+        """(namespace, invoice ID, notification) owed by writes before `before`, oldest first."""
+        ...
+
+    async def clear_owed_notifications(self, namespace: str, told: Mapping[str, datetime]) -> None:
+        """Clears each invoice's owed notification while it is still the one owed since that time."""
         ...
 
 

@@ -449,11 +449,17 @@ class NotificationService:
         }
         if customer.get("key"):
             annotations[ANNOTATION_CUSTOMER_KEY] = customer["key"]
+        failed: Exception | None = None
         for rule in rules.items:
             try:
                 await self._create_event(rule, str(ULID()), self._clock(), invoice, dict(annotations))
-            except Exception:
+            except Exception as exc:
                 log.exception("invoice rule failed", rule=rule.id, invoice=invoice.get("id"))
+                failed = exc
+        if failed is not None:
+            # The other rules have their events; the invoice's owed notification stays recorded and
+            # the billing worker tells it again (its rules may then hear it twice, never not at all).
+            raise failed
 
     async def on_entitlement_reset(self, reset: EntitlementResetEvent) -> None:
         feature_id = str(reset.feature.get("id") or "")

@@ -40,6 +40,7 @@ from domain.billing.models import (
     ProfileCreateInput,
     WorkflowPatch,
 )
+from domain.billing.ports import UnitOfWork
 from domain.billing.service import AppService, BillingProfileService, Provisioner
 from domain.catalog.currencies import get as currency
 from domain.catalog.prices import Commitments, Discounts, PriceTier, TieredMode, TieredPrice, UnitPrice
@@ -51,6 +52,7 @@ from server.servicers.invoices import invoice_json
 from tests.support.services import require
 from tests.support.stack import create_database, postgres_available
 from tests.support.usage import EventUsage
+from workers.billing import BillingWorker
 
 NOV = datetime(2026, 11, 1, tzinfo=UTC)
 DEC = datetime(2026, 12, 1, tzinfo=UTC)
@@ -64,6 +66,9 @@ class Env:
     profiles: BillingProfileService
     customers: CustomerService
     usage: EventUsage
+    # For services of their own (a test's listeners or clock) over the same store.
+    uow: UnitOfWork
+    marketplace: Marketplace
 
 
 @pytest_asyncio.fixture(scope="module")
@@ -80,7 +85,9 @@ async def env() -> AsyncIterator[Env]:
     profiles = BillingProfileService(uow, provisioner, customers, marketplace)
     apps = AppService(uow, marketplace, provisioner)
     usage = EventUsage()
-    yield Env(InvoiceService(uow, profiles, customers, marketplace, usage), apps, profiles, customers, usage)
+    yield Env(
+        InvoiceService(uow, profiles, customers, marketplace, usage), apps, profiles, customers, usage, uow, marketplace
+    )
     await engine.dispose()
 
 
@@ -118,6 +125,71 @@ async def test_pending_lines_gather_on_one_invoice_per_currency(env: Env) -> Non
     assert len({r[0].invoice.id for r in results}) == 1 and sum(r[2] for r in results) == 1
     found, total = await env.invoices.list_invoices(ns, InvoiceListQuery(customers=[cid]), with_lines=True)
     assert total == 2 and sorted(len(i.lines) for i in found) == [2, 5]
+
+
+async def test_an_invoice_notification_not_told_by_its_call_is_told_by_the_worker_once(env: Env) -> None:
+    """invoice.created / invoice.updated are owed by the write that makes them, in its transaction:
+    a call that dies before telling (here: the CLI's service, which has no listeners, as a process
+    killed after the commit) or a listener that fails leaves them owed, and the billing worker's
+    pass tells each once, as `created` when the invoice's creation was never told."""
+    ns = "inv_owed_notifications"
+    cid = await customer(env, ns)
+    heard: list[tuple[str, bool]] = []
+    failing = [True]
+
+    async def listener(namespace: str, invoice_id: str, created: bool) -> None:
+        if namespace != ns:
+            return  # other tests' invoices, owed by the module's service that has no listeners
+        heard.append((invoice_id, created))
+        if failing[0]:
+            failing[0] = False
+            raise RuntimeError("the notifications store is away")
+
+    # The worker's pass leaves notifications owed for less than a minute to their own calls: it
+    # runs a minute and a half ahead.
+    ahead = [timedelta(0)]
+    telling = InvoiceService(
+        env.uow, env.profiles, env.customers, env.marketplace, env.usage, clock=lambda: datetime.now(UTC) + ahead[0]
+    )
+    telling.listeners.append(listener)
+    worker = BillingWorker(telling)
+
+    async def drain() -> None:
+        ahead[0] = timedelta(seconds=90)
+        while await worker.notify_owed():
+            pass
+        ahead[0] = timedelta(0)
+
+    await drain()  # other tests' leftovers, not heard here
+    await env.invoices.create_pending_lines(ns, cid, PendingLinesInput("USD", [flat("Seats", "10")]))
+    (silent,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid))  # made, nobody told
+    await telling.create_pending_lines(ns, cid, PendingLinesInput("USD", [flat("Seats", "20")]))
+    (failed,) = await telling.invoice_now(ns, InvoiceNowInput(cid))  # its listener fails
+    assert heard == [(failed.invoice.id, True)]
+    async with env.uow() as tx:
+        print("DEBUG1", await tx.invoices.owed_notifications(ns, [silent.invoice.id, failed.invoice.id]))
+    await env.profiles.upsert_override(ns, cid, OverrideUpsertInput(workflow=WorkflowPatch(auto_advance=False)))
+    await telling.create_pending_lines(ns, cid, PendingLinesInput("USD", [flat("Seats", "30")]))
+    (told,) = await telling.invoice_now(ns, InvoiceNowInput(cid))  # told at once: owes nothing after
+    assert heard[-1] == (told.invoice.id, True)
+    heard.clear()
+
+    await drain()
+    print("DEBUG", silent.invoice.id, failed.invoice.id, told.invoice.id, heard)
+    assert sorted(heard) == sorted([(silent.invoice.id, True), (failed.invoice.id, True)])
+    heard.clear()
+    await drain()
+    assert heard == []
+
+    # A later move of an invoice whose creation was never told tells it as created.
+    await env.invoices.create_pending_lines(ns, cid, PendingLinesInput("USD", [flat("Seats", "40")]))
+    (waiting,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid))
+    assert waiting.invoice.state is State.DRAFT_MANUAL_APPROVAL_NEEDED
+    await telling.act(ns, waiting.invoice.id, Action.APPROVE)
+    assert heard == [(waiting.invoice.id, True)]
+    heard.clear()
+    await drain()
+    assert heard == []
 
 
 async def test_pending_line_validation(env: Env) -> None:
