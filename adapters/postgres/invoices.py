@@ -983,17 +983,26 @@ class PostgresInvoiceRepository:
         )
         return {i: owed for i, kind, since in rows.all() if (owed := _owed(kind, since)) is not None}
 
-    async def owed_notifications_since_before(
-        self, before: datetime, limit: int
+    async def claim_owed_notifications(
+        self, before: datetime, now: datetime, limit: int
     ) -> list[tuple[str, str, OwedNotification]]:
-        # The partial index's predicate, written the same way so the planner uses it.
-        rows = await self._session.exec(
-            select(InvoiceRow.namespace, InvoiceRow.id, InvoiceRow.notification_owed, InvoiceRow.notification_owed_at)
+        # The partial index's predicate, written the same way so the planner uses it; rows another
+        # worker is claiming are skipped, and the claim moves each row's time to `now`.
+        oldest = (
+            select(InvoiceRow.namespace, InvoiceRow.id)
             .where(col(InvoiceRow.notification_owed).is_not(None), col(InvoiceRow.notification_owed_at) < before)
             .order_by(col(InvoiceRow.notification_owed_at))
             .limit(limit)
+            .with_for_update(skip_locked=True)
+            .subquery()
         )
-        return [(ns, i, owed) for ns, i, kind, since in rows.all() if (owed := _owed(kind, since)) is not None]
+        rows = await self._session.exec(
+            update(_INVOICES)
+            .where(_INVOICES.c.namespace == oldest.c.namespace, _INVOICES.c.id == oldest.c.id)
+            .values(notification_owed_at=now)
+            .returning(_INVOICES.c.namespace, _INVOICES.c.id, _INVOICES.c.notification_owed)
+        )
+        return [(ns, i, OwedNotification(kind == "created", now)) for ns, i, kind in rows.all()]
 
     async def clear_owed_notifications(self, namespace: str, told: Mapping[str, datetime]) -> None:
         if not told:

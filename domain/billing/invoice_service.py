@@ -232,11 +232,14 @@ class InvoiceService:
 
     async def tell_owed_notifications(self, settle: timedelta = timedelta(minutes=1), limit: int = 500) -> int:
         """The billing worker's repair: tells the notifications that writes older than `settle`
-        owe and nobody told (a younger one may still be told by its own call). How many."""
+        owe and nobody told (a younger one may still be told by its own call), each claimed for
+        another `settle` so that racing workers tell it once. How many."""
         if not self.listeners:
             return 0
+        now = self._clock()
         async with self._uow() as tx:
-            found = await tx.invoices.owed_notifications_since_before(self._clock() - settle, limit)
+            found = await tx.invoices.claim_owed_notifications(now - settle, now, limit)
+            await tx.commit()
         by_namespace: dict[str, dict[str, OwedNotification]] = {}
         for namespace, invoice_id, record in found:
             by_namespace.setdefault(namespace, {})[invoice_id] = record

@@ -238,10 +238,12 @@ class InvoiceRepository(Protocol):
         """The notifications these invoices' writes owe (invoices owing none are left out)."""
         ...
 
-    async def owed_notifications_since_before(
-        self, before: datetime, limit: int
+    async def claim_owed_notifications(
+        self, before: datetime, now: datetime, limit: int
     ) -> list[tuple[str, str, OwedNotification]]:
-        """(namespace, invoice ID, notification) owed by writes before `before`, oldest first."""
+        """(namespace, invoice ID, notification) owed by writes before `before`, oldest first,
+        claimed: each is owed since `now` from then on, so no other worker's pass takes it until it
+        is as old again (a lease), and a write after the claim owes its own."""
         ...
 
     async def clear_owed_notifications(self, namespace: str, told: Mapping[str, datetime]) -> None:
