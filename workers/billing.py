@@ -90,6 +90,19 @@ class PassResult:
     failed: int = 0
 
 
+async def _finish(step: Callable[[], Awaitable[int]], doing: str, unit: str) -> int:
+    """A pass's step that finishes what a dead process left unfinished: how many it finished. Its
+    failure is not held against the invoices: the next pass looks for them again."""
+    try:
+        finished = await step()
+    except Exception:
+        log.exception(f"{doing} failed")
+        return 0
+    if finished:
+        log.info(f"{doing}: done", **{unit: finished})
+    return finished
+
+
 class BillingWorker:
     def __init__(
         self,
@@ -153,27 +166,13 @@ class BillingWorker:
         """Subscriptions' unfinished entitlement reconciliations: how many were finished."""
         if self._entitlements is None:
             return 0
-        try:
-            repaired = await self._entitlements.repair_entitlements()
-        except Exception:
-            # Not held against the invoices: the next pass looks for them again.
-            log.exception("repairing subscriptions' entitlements failed")
-            return 0
-        if repaired:
-            log.info("subscription entitlements repaired", subscriptions=repaired)
-        return repaired
+        return await _finish(
+            self._entitlements.repair_entitlements, "repairing subscriptions' entitlements", "subscriptions"
+        )
 
     async def notify_owed(self) -> int:
         """Invoice notifications owed by writes whose call did not tell them: how many were told."""
-        try:
-            told = await self._invoices.tell_owed_notifications()
-        except Exception:
-            # Not held against the invoices: the next pass looks for them again.
-            log.exception("telling owed invoice notifications failed")
-            return 0
-        if told:
-            log.info("owed invoice notifications told", invoices=told)
-        return told
+        return await _finish(self._invoices.tell_owed_notifications, "telling owed invoice notifications", "invoices")
 
     async def sync(self) -> tuple[int, int]:
         """Subscription lines, then late-usage corrections: (lines changed, corrections made)."""
