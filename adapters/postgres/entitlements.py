@@ -58,6 +58,7 @@ def _entitlement(row: Any, resets: Sequence[UsageReset]) -> Entitlement:
         preserve_overage_at_reset=row.preserve_overage_at_reset,
         config=row.config,
         resets=tuple(sorted(resets, key=lambda r: r.at)),
+        inputs_revision=row.balance_inputs_revision,
     )
 
 
@@ -242,8 +243,20 @@ _GRANTS_WITH_LATEST_SNAPSHOT = sa_select(*_LATEST_SNAPSHOT.c, *plain_columns(Gra
     .outerjoin(_G, and_(_G.c.namespace == bindparam("namespace"), _G.c.entitlement_id == bindparam("entitlement_id")))
 )
 
-# One upsert (the same instant may be saved again by another computation).
-_SNAPSHOT_INSERT = pg_insert(_S)
+# One upsert (the same instant may be saved again by another computation), made only while the
+# entitlement's balance inputs are at the revision the computation read: it waits (FOR SHARE) for a
+# grant, void or reset being written, whose transaction drops the snapshots it outdates, and then
+# finds the revision moved on. A snapshot of older inputs would otherwise outlive that drop.
+_SNAPSHOT_INSERT = pg_insert(_S).from_select(
+    [c.name for c in _S.c],
+    sa_select(*[bindparam(c.name, type_=c.type) for c in _S.c])
+    .where(
+        _E.namespace == bindparam("namespace"),
+        _E.id == bindparam("entitlement_id"),
+        _E.balance_inputs_revision == bindparam("revision"),
+    )
+    .with_for_update(read=True),
+)
 _SAVE_SNAPSHOT = _SNAPSHOT_INSERT.on_conflict_do_update(
     index_elements=[c.name for c in _S.primary_key],
     set_={c.name: _SNAPSHOT_INSERT.excluded[c.name] for c in _S.c if not c.primary_key},
@@ -399,6 +412,7 @@ class PostgresEntitlementRepository:
 
     async def add_reset(self, namespace: str, entitlement_id: str, reset: UsageReset) -> None:
         async with self._sessions() as session:
+            await _balance_inputs_changed(session, namespace, entitlement_id, reset.at)
             session.add(
                 UsageResetRow(
                     namespace=namespace,
@@ -422,12 +436,32 @@ class PostgresEntitlementRepository:
         return await self._read(_METERED_TOUCHED_BY, params)
 
 
+async def _balance_inputs_changed(session: AsyncSession, namespace: str, entitlement_id: str, at: datetime) -> None:
+    """In the transaction of a grant, void or reset effective at `at`: counts the change (the
+    entitlement's row stays locked until the commit, so a snapshot save waits for it) and drops
+    the balance snapshots taken at or after `at`, which it outdates. One transaction: a crash or a
+    failure between the write and the drop would leave snapshots that ignore the write."""
+    await session.exec(
+        update(EntitlementRow)
+        .where(col(EntitlementRow.namespace) == namespace, col(EntitlementRow.id) == entitlement_id)
+        .values(balance_inputs_revision=col(EntitlementRow.balance_inputs_revision) + 1)
+    )
+    await session.exec(
+        delete(BalanceSnapshotRow).where(
+            col(BalanceSnapshotRow.namespace) == namespace,
+            col(BalanceSnapshotRow.entitlement_id) == entitlement_id,
+            col(BalanceSnapshotRow.at) >= at,
+        )
+    )
+
+
 class PostgresGrantRepository:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
 
     async def create(self, grant: StoredGrant) -> None:
         async with self._sessions() as session:
+            await _balance_inputs_changed(session, grant.namespace, grant.entitlement_id, grant.effective_at)
             session.add(_grant_row(grant))
             await session.commit()
 
@@ -470,11 +504,14 @@ class PostgresGrantRepository:
 
     async def void(self, namespace: str, grant_id: str, at: datetime) -> None:
         async with self._sessions() as session:
-            await session.exec(
+            voided = await session.exec(
                 update(GrantRow)
                 .where(col(GrantRow.namespace) == namespace, col(GrantRow.id) == grant_id)
                 .values(voided_at=at, updated_at=datetime.now(at.tzinfo))
+                .returning(col(GrantRow.entitlement_id))
             )
+            for (entitlement_id,) in voided.all():
+                await _balance_inputs_changed(session, namespace, entitlement_id, at)
             await session.commit()
 
 
@@ -482,10 +519,11 @@ class PostgresSnapshotRepository:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
 
-    async def save(self, namespace: str, entitlement_id: str, snapshot: Snapshot) -> None:
+    async def save(self, namespace: str, entitlement_id: str, snapshot: Snapshot, inputs_revision: int) -> None:
         params = {
             "namespace": namespace,
             "entitlement_id": entitlement_id,
+            "revision": inputs_revision,
             "at": snapshot.at,
             "balances": {k: str(v) for k, v in snapshot.balances.items()},
             "overage": snapshot.overage,
@@ -495,14 +533,3 @@ class PostgresSnapshotRepository:
             "created_at": datetime.now(snapshot.at.tzinfo),
         }
         await autocommit(self._sessions, _SAVE_SNAPSHOT, params)
-
-    async def invalidate_from(self, namespace: str, entitlement_id: str, at: datetime) -> None:
-        async with self._sessions() as session:
-            await session.exec(
-                delete(BalanceSnapshotRow).where(
-                    col(BalanceSnapshotRow.namespace) == namespace,
-                    col(BalanceSnapshotRow.entitlement_id) == entitlement_id,
-                    col(BalanceSnapshotRow.at) >= at,
-                )
-            )
-            await session.commit()

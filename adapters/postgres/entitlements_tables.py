@@ -132,6 +132,10 @@ class EntitlementRow(SQLModel, table=True):
     active_from: datetime = _tz()
     active_to: datetime | None = _tz(default=None, nullable=True)
     deleted_at: datetime | None = _tz(default=None, nullable=True)
+    # Counts the writes that change a balance's inputs (grants, voids, resets), each in the
+    # transaction that drops the snapshots it outdates: a snapshot computed from older inputs is
+    # not saved (PostgresSnapshotRepository.save). Migration 0022.
+    balance_inputs_revision: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default=text("0")))
 
 
 class UsageResetRow(SQLModel, table=True):

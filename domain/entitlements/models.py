@@ -100,6 +100,9 @@ class Entitlement:
     preserve_overage_at_reset: bool = False
     config: str | None = None
     resets: tuple[UsageReset, ...] = ()
+    # How many writes have changed its balance's inputs (grants, voids, resets) when it was read:
+    # a balance snapshot computed from this read is saved only while no later write came.
+    inputs_revision: int = 0
 
     @property
     def metered(self) -> bool:

@@ -75,8 +75,8 @@ class SnapshotRepository(Protocol):
 
     # The newest one is read with the grants (GrantRepository.with_latest_snapshot).
 
-    async def save(self, namespace: str, entitlement_id: str, snapshot: Snapshot) -> None: ...
-
-    async def invalidate_from(self, namespace: str, entitlement_id: str, at: datetime) -> None:
-        """Drops snapshots taken at or after `at` (grants, voids and resets change them)."""
+    async def save(self, namespace: str, entitlement_id: str, snapshot: Snapshot, inputs_revision: int) -> None:
+        """Keeps `snapshot` unless a grant, void or reset was written since the entitlement was read
+        at `inputs_revision` (`Entitlement.inputs_revision`): those writes drop the snapshots they
+        outdate, in their own transaction (GrantRepository.create and void, add_reset)."""
         ...

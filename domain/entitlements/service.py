@@ -550,7 +550,6 @@ class EntitlementService:
             )
         grant = self._stored_grant(namespace, entitlement.id, valid, now)
         await self._grants.create(grant)
-        await self._snapshots.invalidate_from(namespace, entitlement.id, grant.effective_at)
         await self._changed(namespace, entitlement.id)
         return grant
 
@@ -589,7 +588,6 @@ class EntitlementService:
                 "before_usage_period",
             )
         await self._grants.void(namespace, grant_id, void_at)
-        await self._snapshots.invalidate_from(namespace, entitlement.id, void_at)
         await self._changed(namespace, entitlement.id)
 
     # --- balance ------------------------------------------------------------------------------
@@ -668,7 +666,7 @@ class EntitlementService:
         usage, first_event = await self._usage.windows(ctx, breakpoints(inp), until if tail else None)
         result = run(inp, usage)
         if cached and cumulative:
-            await self._maybe_snapshot(namespace, entitlement.id, snapshot, result)
+            await self._maybe_snapshot(namespace, entitlement, snapshot, result)
         return result, first_event
 
     async def _current(
@@ -701,12 +699,14 @@ class EntitlementService:
             )
         return ctx, value
 
-    async def _maybe_snapshot(self, namespace: str, entitlement_id: str, start: Snapshot, result: RunResult) -> None:
+    async def _maybe_snapshot(
+        self, namespace: str, entitlement: Entitlement, start: Snapshot, result: RunResult
+    ) -> None:
         # Only instants older than the grace period: a late event inside it must still count.
         not_after = self._clock() - self.grace_period
         candidates = [s for s in result.resumable_snapshots() if start.at < s.at <= not_after]
         if candidates:
-            await self._snapshots.save(namespace, entitlement_id, candidates[-1])
+            await self._snapshots.save(namespace, entitlement.id, candidates[-1], entitlement.inputs_revision)
 
     async def value(
         self, namespace: str, entitlement: Entitlement, at: datetime | None = None, customer: Customer | None = None
@@ -859,7 +859,6 @@ class EntitlementService:
             at=at, anchor=anchor if data.retain_anchor else at, interval=interval, preserve_overage=preserve
         )
         await self._entitlements.add_reset(namespace, entitlement.id, reset)
-        await self._snapshots.invalidate_from(namespace, entitlement.id, at)
         self.entities_changed()
         if self._events is not None:
             updated = dataclasses.replace(entitlement, resets=(*entitlement.resets, reset))

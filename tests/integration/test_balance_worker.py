@@ -152,6 +152,44 @@ async def test_snapshot_resume_equals_full_recomputation_with_late_events(stack:
     assert (await svc.value(NS, entitlement, NOW)).balance == Decimal(65)
 
 
+async def test_a_computation_that_read_before_a_grant_saves_no_snapshot_after_it(stack: Stack) -> None:
+    """A balance computed from grants read before a backdated grant was written must not leave a
+    snapshot behind once the grant's write dropped the snapshots it outdates: resumed from it, the
+    balance would ignore the grant's share of the usage since it took effect."""
+    svc = stack.service
+    customer = await svc.customers.create(NS, CustomerInput(name="Racer", key="racer", subject_keys=["racer"]))
+    await svc.features.create(NS, FeatureCreateInput(key="race_tokens", name="Race tokens", meter_slug="tokens"))
+    start = NOW - timedelta(hours=4)
+    entitlement = await svc.create(
+        NS,
+        customer,
+        metered(
+            "race_tokens",
+            start,
+            GrantInput(amount=100, effective_at=start, v2=True, priority=5),
+            # Its start is a segment boundary older than the grace period: a snapshot is offered there.
+            GrantInput(amount=10, effective_at=NOW - timedelta(hours=2), v2=True, priority=9),
+        ),
+    )
+    await flush(stack, ("racer", start + timedelta(minutes=30), 30), ("racer", NOW - timedelta(hours=3), 90))
+    # Read by a computation (the balance worker's, an API call's) before the grant below.
+    ctx = await svc.context(NS, entitlement, until=NOW)
+    # 50 more, effective before all usage and burnt first (priority 1).
+    await svc.create_grant(NS, entitlement, GrantInput(amount=50, effective_at=start, v2=True, priority=1))
+    # The computation finishes now, from its older inputs, and offers its snapshots.
+    await svc.run_until(NS, ctx, NOW)
+    _, snapshot = await stack.grants.with_latest_snapshot(NS, entitlement.id, NOW)
+    assert snapshot is None, f"a snapshot of the inputs before the grant was saved at {snapshot.at}"
+    current = await svc.get(NS, entitlement.id)
+    ctx = await svc.context(NS, current, until=NOW)
+    cached = await svc.run_until(NS, ctx, NOW)
+    again = await svc.run_until(NS, await svc.context(NS, current, until=NOW), NOW)  # resumed from a snapshot
+    full = await svc.run_until(NS, ctx, NOW, cached=False)
+    assert (cached.balance, cached.overage) == (again.balance, again.overage) == (full.balance, full.overage)
+    # 50 then 70 of the 100 burnt by the 120 used before the 10 arrived.
+    assert full.balance == Decimal(40) and full.overage == Decimal(0)
+
+
 def metered(feature_key: str, start: datetime | None = None, *grants: GrantInput) -> EntitlementInput:
     """A monthly metered entitlement of the feature, measuring usage from `start` (default: now)."""
     return EntitlementInput(
