@@ -77,7 +77,7 @@ from domain.billing.ports import BillingStore, CustomerLookup, UnitOfWork, Usage
 from domain.billing.service import BillingProfileService
 from domain.catalog import currencies
 from domain.catalog.durations import Duration
-from domain.catalog.prices import allows_progressive_billing
+from domain.catalog.prices import FlatPrice, allows_progressive_billing
 from domain.catalog.rating import (
     EXACT,
     DiscountReason,
@@ -1703,15 +1703,15 @@ def _charges_for(latest: InvoiceLine, billed: Decimal, more: Decimal, started: b
         rated, _ = rate_lines(latest.currency, [probe], now)
     except ValidationError:
         return True
-    return rated[0].totals.total != ZERO
+    return rated[0].totals.total > ZERO
 
 
 def _correctable(line: InvoiceLine) -> bool:
-    """Whether a late-usage correction rates exactly the difference: not for volume tiers (rated
-    once for the whole period) nor a minimum spend (its shortfall was charged on the period's
-    last line already, and a correction cannot take it back without credit notes)."""
+    """Whether a late-usage correction rates exactly the difference: not for a minimum spend (its
+    shortfall was charged on the period's last line already, and a correction cannot take it back
+    without credit notes). Volume tiers are: the period's new total less the billed one."""
     price = line.price
-    return price is not None and allows_progressive_billing(price) and price.commitments.minimum_amount is None
+    return price is not None and not isinstance(price, FlatPrice) and price.commitments.minimum_amount is None
 
 
 async def _lease(tx: BillingStore, invoices: Sequence[Invoice], until: datetime) -> None:

@@ -319,9 +319,11 @@ def _rate(data: RatingInput) -> RatingResult:
         started = not first if data.period_started is None else data.period_started
         components = _graduated(price, pre_rated, cum_rated, first, started, rounding, label)  # type: ignore[arg-type]
     elif kind is TieredPrice:
-        if not (first and last):
+        if not last or (not first and not pre):
             raise RatingError("a volume-tiered price is billed once for the whole period, never progressively")
         components = _volume(price, cum_rated, rounding, label)  # type: ignore[arg-type]
+        if pre:
+            components = _volume_late(price, pre_rated, components, rounding, label)  # type: ignore[arg-type]
     else:  # pragma: no cover - Price is a closed union
         raise RatingError(f"unsupported price {price!r}")
 
@@ -533,6 +535,20 @@ def _volume(price: TieredPrice, quantity: Decimal, rounding: _Round, label: str)
             )
         )
     return components
+
+
+def _volume_late(
+    price: TieredPrice, pre: Decimal, whole: list[_Component], rounding: _Round, label: str
+) -> list[_Component]:
+    """A late-usage correction of a period billed whole at `pre`: the period's new total (`whole`)
+    less the total billed, as one item (the tier, and so every unit's price, may have changed),
+    cumulative like every component (billed before it, the new total after) so that discounts and
+    a maximum spend apply to the period as a whole. Never below what was billed: a total that now
+    costs less needs a credit note, which this is not."""
+    billed = sum((after for *_, after in _volume(price, pre, rounding, label)), ZERO)
+    total = sum((after for *_, after in whole), ZERO)
+    more = total - billed if total > billed else ZERO
+    return [("volume-late-usage", f"{label}: late usage in period", ONE if more else ZERO, more, billed, billed + more)]
 
 
 def _rate_flat(data: RatingInput, price: FlatPrice, service: Period, full: Period, whole: bool) -> RatingResult:
