@@ -319,10 +319,12 @@ def _rate(data: RatingInput) -> RatingResult:
         started = not first if data.period_started is None else data.period_started
         components = _graduated(price, pre_rated, cum_rated, first, started, rounding, label)  # type: ignore[arg-type]
     elif kind is TieredPrice:
-        if not last or (not first and not pre):
+        # Billed before: a late-usage correction of a period billed whole (at zero usage, too).
+        billed_before = bool(pre) or data.period_started is True
+        if not last or not (first or billed_before):
             raise RatingError("a volume-tiered price is billed once for the whole period, never progressively")
         components = _volume(price, cum_rated, rounding, label)  # type: ignore[arg-type]
-        if pre:
+        if billed_before:
             components = _volume_late(price, pre_rated, components, rounding, label)  # type: ignore[arg-type]
     else:  # pragma: no cover - Price is a closed union
         raise RatingError(f"unsupported price {price!r}")

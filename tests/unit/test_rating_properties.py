@@ -161,3 +161,55 @@ def test_totals_are_never_negative(price: Price, disc: Discounts, currency: Curr
     assert result.totals.total >= 0 and result.totals.discounts_total <= result.totals.amount
     if price.commitments.maximum_amount is not None:
         assert result.totals.amount - result.totals.discounts_total <= currency.round(price.commitments.maximum_amount)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    tiered(TieredMode.VOLUME).map(
+        lambda p: TieredPrice(p.mode, p.tiers, Commitments(None, p.commitments.maximum_amount))
+    ),
+    discounts,
+    st.sampled_from(CURRENCIES),
+    st.integers(0, 250),
+    st.lists(st.integers(1, 250), min_size=1, max_size=4),
+)
+def test_volume_late_usage_corrections_bill_the_rise_of_the_period_total(
+    price: TieredPrice, disc: Discounts, currency: Currency, billed: int, late: list[int]
+) -> None:
+    """A period billed whole, then corrected for each batch of late usage (the engine's shape of a
+    late-usage correction: the whole period again, after the quantity billed): the total charged is
+    the highest period total reached at a correction, never less than the first invoice, and every
+    correction charges what the total rose by since the last quantity billed.
+
+    To the minor unit without a percentage discount. With one, the period's total discounts each
+    tier's items apart and rounds each, and a correction discounts its one item: they may differ by
+    a minor unit per correction (docs/billing.md)."""
+
+    def whole(quantity: int) -> D:
+        return rate(RatingInput(price, currency, FULL, quantity=D(quantity), discounts=disc)).totals.total
+
+    charged = whole(billed)
+    billed_quantity, stored, corrections = billed, billed, 0
+    for more in late:
+        stored += more
+        line = rate(
+            RatingInput(
+                price,
+                currency,
+                FULL,
+                FULL,
+                quantity=D(stored - billed_quantity),
+                pre_period_quantity=D(billed_quantity),
+                discounts=disc,
+                period_started=True,
+            )
+        )
+        assert line.totals.total >= 0 and line.totals.charges_total == 0
+        rise = max(D(0), whole(stored) - whole(billed_quantity))
+        assert abs(line.totals.total - rise) <= (currency.unit if disc.percentage else D(0))
+        if line.totals.total:  # a correction made; one that charges nothing is not (its usage waits)
+            charged += line.totals.total
+            billed_quantity = stored
+            corrections += 1
+    slack = currency.unit * corrections if disc.percentage else D(0)
+    assert abs(charged - max(whole(billed), whole(billed_quantity))) <= slack
