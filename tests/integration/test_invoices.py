@@ -771,6 +771,15 @@ async def test_late_usage_under_volume_tiers_is_billed_as_the_difference_of_the_
     env.usage.add("calls", cid, NOV + timedelta(days=6), "200")
     assert await correction() == (D(210), D(100), D(50))  # 310 x 0.50 = 155.00, 105.00 billed
 
+    # A period billed at no usage charged its tier's flat price: a correction does not charge it again.
+    ns = "inv_late_volume_from_zero"
+    cid = await customer(env, ns)
+    await env.invoices.create_pending_lines(ns, cid, PendingLinesInput("USD", [usage_line("Calls", "calls", volume)]))
+    (made,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid, as_of=DEC + timedelta(hours=2)))
+    assert made.invoice.totals.total == D(5)
+    env.usage.add("calls", cid, NOV + timedelta(days=5), "10")
+    assert await correction() == (D(10), D(0), D(10))  # 15.00 for 10, 5.00 billed
+
 
 async def test_a_line_rated_to_nothing_keeps_its_quantity_snapshot(env: Env) -> None:
     # 70 calls, all free under the rate card's usage discount: the line rates to 0.00 with no
