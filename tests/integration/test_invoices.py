@@ -736,49 +736,47 @@ async def test_late_usage_that_charges_nothing_makes_no_correction_invoice(env: 
 async def test_late_usage_under_volume_tiers_is_billed_as_the_difference_of_the_period_totals(env: Env) -> None:
     # A volume-tiered price rates the period's total at one tier, so late usage is worth what the
     # new total costs more than the billed one (it used to make no correction at all: that usage was
-    # never billed). Tier 1: up to 100 at 1.00 plus 5.00; tier 2: above, 0.80 and no flat price.
-    ns = "inv_late_volume"
-    cid = await customer(env, ns)
-    volume = TieredPrice(TieredMode.VOLUME, (PriceTier(D(100), D(5), D(1)), PriceTier(None, None, D("0.80"))))
-    env.usage.add("calls", cid, NOV + timedelta(days=2), "60")
-    await env.invoices.create_pending_lines(ns, cid, PendingLinesInput("USD", [usage_line("Calls", "calls", volume)]))
-    (made,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid, as_of=DEC + timedelta(hours=2)))
-    assert made.invoice.totals.total == D(65)  # 5.00 + 60 x 1.00
+    # never billed). Tier 1: up to 100 at 1.00 plus 5.00; tier 2: above, 0.80 (or 0.50), no flat price.
+    def volume(above: str) -> TieredPrice:
+        return TieredPrice(TieredMode.VOLUME, (PriceTier(D(100), D(5), D(1)), PriceTier(None, None, D(above))))
 
-    async def correction() -> tuple[Decimal, Decimal, Decimal]:
-        assert await env.invoices.bill_late_usage(timedelta(days=30)) == 1
+    async def billed(ns: str, price: TieredPrice, calls: str | None) -> tuple[str, Decimal]:
+        """A customer's period of `calls` billed whole: (customer, invoice total)."""
+        cid = await customer(env, ns)
+        if calls is not None:
+            env.usage.add("calls", cid, NOV + timedelta(days=2), calls)
+        await env.invoices.create_pending_lines(
+            ns, cid, PendingLinesInput("USD", [usage_line("Calls", "calls", price)])
+        )
+        (made,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid, as_of=DEC + timedelta(hours=2)))
+        return cid, made.invoice.totals.total
+
+    async def late(ns: str, cid: str, day: int, calls: str) -> tuple[Decimal, Decimal, Decimal] | None:
+        """`calls` stored late: the correction's (quantity, quantity billed before, total), if any."""
+        env.usage.add("calls", cid, NOV + timedelta(days=day), calls)
+        if not await env.invoices.bill_late_usage(timedelta(days=30)):
+            return None
         (invoice,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid))
         (line,) = [x for x in invoice.lines if x.parent_line_id is None]
         assert line.quantity is not None and line.pre_line_period_quantity is not None
         return line.quantity, line.pre_line_period_quantity, invoice.invoice.totals.total
 
-    env.usage.add("calls", cid, NOV + timedelta(days=5), "20")
-    assert await correction() == (D(20), D(60), D(20))  # 80 in tier 1: 85.00, 65.00 billed
-    env.usage.add("calls", cid, NOV + timedelta(days=6), "40")
-    assert await correction() == (D(40), D(80), D(11))  # 120 in tier 2: 96.00, 85.00 billed
+    cid, total = await billed("inv_late_volume", volume("0.80"), "60")
+    assert total == D(65)  # 5.00 + 60 x 1.00
+    assert await late("inv_late_volume", cid, 5, "20") == (D(20), D(60), D(20))  # 80 in tier 1: 85.00 - 65.00
+    assert await late("inv_late_volume", cid, 6, "40") == (D(40), D(80), D(11))  # 120 in tier 2: 96.00 - 85.00
 
-    # A total that costs less than was billed (0.50 past 100) makes no correction: giving money back
-    # needs a credit note. Late usage that costs more again is rated against what was billed.
-    ns = "inv_late_volume_cheaper"
-    cid = await customer(env, ns)
-    cheaper = TieredPrice(TieredMode.VOLUME, (PriceTier(D(100), D(5), D(1)), PriceTier(None, None, D("0.50"))))
-    env.usage.add("calls", cid, NOV + timedelta(days=2), "100")
-    await env.invoices.create_pending_lines(ns, cid, PendingLinesInput("USD", [usage_line("Calls", "calls", cheaper)]))
-    (made,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid, as_of=DEC + timedelta(hours=2)))
-    assert made.invoice.totals.total == D(105)
-    env.usage.add("calls", cid, NOV + timedelta(days=5), "10")
-    assert await env.invoices.bill_late_usage(timedelta(days=30)) == 0  # 110 x 0.50 = 55.00 < 105.00
-    env.usage.add("calls", cid, NOV + timedelta(days=6), "200")
-    assert await correction() == (D(210), D(100), D(50))  # 310 x 0.50 = 155.00, 105.00 billed
+    # A total that costs less than was billed makes no correction: giving money back needs a credit
+    # note. Late usage that costs more again is rated against what was billed.
+    cid, total = await billed("inv_late_volume_cheaper", volume("0.50"), "100")
+    assert total == D(105)
+    assert await late("inv_late_volume_cheaper", cid, 5, "10") is None  # 110 x 0.50 = 55.00 < 105.00
+    assert await late("inv_late_volume_cheaper", cid, 6, "200") == (D(210), D(100), D(50))  # 155.00 - 105.00
 
     # A period billed at no usage charged its tier's flat price: a correction does not charge it again.
-    ns = "inv_late_volume_from_zero"
-    cid = await customer(env, ns)
-    await env.invoices.create_pending_lines(ns, cid, PendingLinesInput("USD", [usage_line("Calls", "calls", volume)]))
-    (made,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid, as_of=DEC + timedelta(hours=2)))
-    assert made.invoice.totals.total == D(5)
-    env.usage.add("calls", cid, NOV + timedelta(days=5), "10")
-    assert await correction() == (D(10), D(0), D(10))  # 15.00 for 10, 5.00 billed
+    cid, total = await billed("inv_late_volume_from_zero", volume("0.80"), None)
+    assert total == D(5)
+    assert await late("inv_late_volume_from_zero", cid, 5, "10") == (D(10), D(0), D(10))  # 15.00 - 5.00
 
 
 async def test_a_line_rated_to_nothing_keeps_its_quantity_snapshot(env: Env) -> None:
