@@ -32,8 +32,8 @@ The API subscriptions call (in-process, on `EntitlementService`):
   is active); subscriptions add their own guard there for "an active subscription".
 
 A subscription-managed entitlement (`Entitlement.subscription_managed`) cannot be deleted,
-overridden or given grants through the public API: ForbiddenError (403), as OpenMeter's
-subscription hook. Its value, history, grants list and reset work as for any other. The managed
+overridden, reset or given grants through the public API: ForbiddenError (403), as OpenMeter's
+subscription hook. Its value, history and grants list work as for any other. The managed
 calls refuse entitlements without the annotation (ForbiddenError).
 """
 

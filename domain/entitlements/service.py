@@ -822,6 +822,10 @@ class EntitlementService:
     async def reset(self, namespace: str, entitlement: Entitlement, data: ResetInput) -> None:
         if entitlement.deleted_at is not None:
             raise NotFoundError("entitlement", entitlement.id)
+        if entitlement.subscription_managed:
+            # Its usage periods are the subscription's: OpenMeter's subscription hook refuses the
+            # reset (PreUpdate) as it refuses a delete.
+            raise ForbiddenError("entitlement is managed by subscription")
         if not entitlement.metered:
             raise ValidationError.single("entitlement", "only metered entitlements can be reset", "not_metered")
         now = self._clock()

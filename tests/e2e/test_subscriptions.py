@@ -176,6 +176,11 @@ def test_managed_entitlement_follows_the_item_and_cannot_be_deleted(tally: Tally
 
     refused = http.delete(f"/api/v2/customers/{customer_key}/entitlements/{entitlement['id']}")
     assert refused.status_code == 403
+    # Nor reset: its usage periods are the subscription's (OpenMeter's subscription hook refuses
+    # the reset's PreUpdate, entitlement/hooks/subscription/hook.go).
+    reset = http.post(f"/api/v2/customers/{customer_key}/entitlements/{feature}/reset", json={})
+    assert reset.status_code == 403, reset.text
+    assert "managed by subscription" in reset.json()["detail"]
     # A customer with a live subscription cannot be deleted either.
     assert http.delete(f"/api/v1/customers/{customer_key}").status_code in (400, 409)
 
