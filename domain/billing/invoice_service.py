@@ -203,8 +203,14 @@ class InvoiceService:
         if not self.listeners or not invoice_ids:
             return 0
         if owed is None:
-            async with self._uow() as tx:
-                owed = await tx.invoices.owed_notifications(namespace, invoice_ids)
+            try:
+                async with self._uow() as tx:
+                    owed = await tx.invoices.owed_notifications(namespace, invoice_ids)
+            except Exception:
+                # The invoices are committed and owe their notifications: the caller's answer
+                # stands, and the worker's pass tells them.
+                log.exception("reading the invoice notifications owed failed", invoices=list(invoice_ids))
+                return 0
         told: dict[str, datetime] = {}
         for invoice_id in invoice_ids:
             record = owed.get(invoice_id)

@@ -20,6 +20,7 @@ import pytest_asyncio
 from adapters.postgres.billing import PostgresInvoiceNumbers, billing_unit_of_work
 from adapters.postgres.customers import PostgresCustomerRepository
 from adapters.postgres.db import create_engine, migrate, session_factory
+from adapters.postgres.invoices import PostgresInvoiceRepository
 from domain.billing.apps.models import InstallAppInput, UpdateAppInput
 from domain.billing.apps.registry import Marketplace
 from domain.billing.apps.sandbox import TARGET_PAYMENT_STATUS_KEY
@@ -204,6 +205,34 @@ async def test_an_invoice_notification_not_told_by_its_call_is_told_by_the_worke
     ahead[0] = timedelta(seconds=90)
     await asyncio.gather(worker.notify_owed(), BillingWorker(telling).notify_owed())
     assert sorted(heard) == sorted(untold)
+
+
+async def test_an_invoice_action_answers_when_the_owed_notifications_cannot_be_read(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Postgres failing after the action committed (here: the read of what it owes) does not turn
+    the action into an error: the invoice moved, and what it owes is told by the worker's pass."""
+    ns = "inv_owed_unreadable"
+    cid = await customer(env, ns)
+    heard: list[str] = []
+
+    async def listener(namespace: str, invoice_id: str, created: bool) -> None:
+        heard.append(invoice_id)
+
+    telling = InvoiceService(env.uow, env.profiles, env.customers, env.marketplace, env.usage)
+    telling.listeners.append(listener)
+    await telling.create_pending_lines(ns, cid, PendingLinesInput("USD", [flat("Seats", "10")]))
+
+    async def unreadable(*_: object) -> dict[str, object]:
+        raise ConnectionResetError("the database went away")
+
+    monkeypatch.setattr(PostgresInvoiceRepository, "owed_notifications", unreadable)
+    (made,) = await telling.invoice_now(ns, InvoiceNowInput(cid))
+    assert made.invoice.state is State.PAID and heard == []
+    monkeypatch.undo()
+    async with env.uow() as tx:
+        owed = await tx.invoices.owed_notifications(ns, [made.invoice.id])
+    assert owed[made.invoice.id].created
 
 
 async def test_pending_line_validation(env: Env) -> None:
