@@ -1002,7 +1002,7 @@ class PostgresInvoiceRepository:
             .values(notification_owed_at=now)
             .returning(_INVOICES.c.namespace, _INVOICES.c.id, _INVOICES.c.notification_owed)
         )
-        return [(ns, i, OwedNotification(kind == "created", now)) for ns, i, kind in rows.all()]
+        return [(ns, i, owed) for ns, i, kind in rows.all() if (owed := _owed(kind, now)) is not None]
 
     async def clear_owed_notifications(self, namespace: str, told: Mapping[str, datetime]) -> None:
         if not told:

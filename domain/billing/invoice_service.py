@@ -199,7 +199,7 @@ class InvoiceService:
         notification owed for its creation is told as one (the creating call may have died before
         telling). Without listeners nothing is told nor cleared, so a process that sends no
         notifications (the CLI) leaves them to the billing worker of one that does. Returns how
-        many invoices were told."""
+        many invoices every listener heard."""
         if not self.listeners or not invoice_ids:
             return 0
         if owed is None:
@@ -212,6 +212,7 @@ class InvoiceService:
                 log.exception("reading the invoice notifications owed failed", invoices=list(invoice_ids))
                 return 0
         told: dict[str, datetime] = {}
+        heard = 0
         for invoice_id in invoice_ids:
             record = owed.get(invoice_id)
             first = created or (record is not None and record.created)
@@ -224,7 +225,10 @@ class InvoiceService:
                     # answer. What it owes stays recorded, and the worker's pass tells it again.
                     log.exception("invoice listener failed", invoice=invoice_id, created=first)
                     failed = True
-            if record is not None and not failed:
+            if failed:
+                continue
+            heard += 1
+            if record is not None:
                 told[invoice_id] = record.since
         if told:
             try:
@@ -234,7 +238,7 @@ class InvoiceService:
             except Exception:
                 # Told already: the worker's pass tells them once more (at least once, never lost).
                 log.exception("clearing told invoice notifications failed", invoices=sorted(told))
-        return len(invoice_ids)
+        return heard
 
     async def tell_owed_notifications(self, settle: timedelta = timedelta(minutes=1), limit: int = 500) -> int:
         """The billing worker's repair: tells the notifications that writes older than `settle`
@@ -1460,7 +1464,6 @@ def split_gathering(
         workflow=workflow,
         created_at=now,
         updated_at=now,
-        owed_notification=OwedNotification(True, now),
         period_start=min(x.period_start for x in moved),
         period_end=max(x.period_end for x in moved),
         collection_at=_collection_at(moved, workflow.collection_interval, now),
@@ -1468,6 +1471,7 @@ def split_gathering(
         next_attempt_at=None,
         attempts=0,
     )
+    standard = standard.owing(now, created=True)
     gone = {x.id for x in moved}
     remaining = [x for x in lines if x.id not in gone] + kept
     if not remaining:

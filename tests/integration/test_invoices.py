@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -25,7 +25,7 @@ from domain.billing.apps.models import InstallAppInput, UpdateAppInput
 from domain.billing.apps.registry import Marketplace
 from domain.billing.apps.sandbox import TARGET_PAYMENT_STATUS_KEY
 from domain.billing.invoice_rest import lines_rest, parse_pending_lines
-from domain.billing.invoice_service import InvoiceService
+from domain.billing.invoice_service import InvoiceListener, InvoiceService
 from domain.billing.invoice_states import Action, InvalidTransitionError, InvoiceStatus, State
 from domain.billing.invoices import (
     InvoiceListQuery,
@@ -106,6 +106,15 @@ def usage_line(name: str, feature: str, price: UnitPrice | TieredPrice, start: d
     return PendingLineInput(name, start, DEC, DEC, price=price, feature_key=feature)
 
 
+def listening(
+    env: Env, listener: InvoiceListener, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+) -> InvoiceService:
+    """An invoice service over the module's store that tells `listener` (the module's tells no one)."""
+    service = InvoiceService(env.uow, env.profiles, env.customers, env.marketplace, env.usage, clock)
+    service.listeners.append(listener)
+    return service
+
+
 async def customer(env: Env, namespace: str, name: str = "Acme Corp") -> str:
     return (await env.customers.create(namespace, CustomerInput(name=name, key=namespace))).id
 
@@ -149,10 +158,7 @@ async def test_an_invoice_notification_not_told_by_its_call_is_told_by_the_worke
     # The worker's pass leaves notifications owed for less than a minute to their own calls: it
     # runs a minute and a half ahead.
     ahead = [timedelta(0)]
-    telling = InvoiceService(
-        env.uow, env.profiles, env.customers, env.marketplace, env.usage, clock=lambda: datetime.now(UTC) + ahead[0]
-    )
-    telling.listeners.append(listener)
+    telling = listening(env, listener, clock=lambda: datetime.now(UTC) + ahead[0])
     worker = BillingWorker(telling)
 
     async def drain() -> None:
@@ -219,8 +225,7 @@ async def test_an_invoice_action_answers_when_the_owed_notifications_cannot_be_r
     async def listener(namespace: str, invoice_id: str, created: bool) -> None:
         heard.append(invoice_id)
 
-    telling = InvoiceService(env.uow, env.profiles, env.customers, env.marketplace, env.usage)
-    telling.listeners.append(listener)
+    telling = listening(env, listener)
     await telling.create_pending_lines(ns, cid, PendingLinesInput("USD", [flat("Seats", "10")]))
 
     async def unreadable(*_: object) -> dict[str, object]:
