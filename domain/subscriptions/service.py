@@ -46,6 +46,7 @@ from domain.subscriptions.timeline import (
     ItemSpec,
     PhaseSpec,
     SubscriptionSpec,
+    billing_period_at,
     phases,
 )
 from domain.subscriptions.timeline import items as item_views
@@ -301,12 +302,15 @@ class SubscriptionService:
         """The end time a cancel or change asks for; a custom time must be a billing boundary."""
         if timing.enum == "immediate":
             return now
-        billing = current.spec.billing
+        # Billing periods as the subscription bills them: a phase switch inside a period ends a
+        # billing cycle too (OpenMeter's GetAlignedBillingPeriodAt), so a cancel at the next cycle
+        # during a 14-day trial ends with the trial.
         if timing.enum == "next_billing_cycle":
-            return billing.next_after(max(now, current.active_from), inclusive=False)
+            return billing_period_at(current.spec, max(now, current.active_from)).end
         assert timing.at is not None
         at = timing.at.astimezone(UTC)
-        if billing.next_after(at, inclusive=True) != at:
+        period = billing_period_at(current.spec, at)
+        if at not in (period.start, period.end):
             raise ValidationError.single(
                 field, "a custom time must fall on a billing-period boundary", "timing_not_aligned_with_billing_cadence"
             )

@@ -331,6 +331,16 @@ def _billing_period(spec: SubscriptionSpec, phase: PhaseView, at: datetime) -> P
     return Period(max(period.start, phase.active_from), _min_end(period.end, phase.active_to) or period.end)
 
 
+def billing_period_at(spec: SubscriptionSpec, at: datetime) -> Period:
+    """The subscription's billing period at `at`, cut at its phase's start and end (OpenMeter's
+    GetAlignedBillingPeriodAt): a phase switch inside a period ends one billing cycle and starts
+    the next. Outside every phase (before the start, after the end), the cadence's period."""
+    phase = current_phase(spec, at)
+    if phase is None:
+        return spec.billing.period_at(at)
+    return _billing_period(spec, phase, at)
+
+
 def _key(subscription_id: str, item: ItemView, period_start: datetime) -> str:
     return f"{subscription_id}/{item.phase_key}/{item.spec.key}/{item.spec.id}/{period_start.isoformat()}"
 

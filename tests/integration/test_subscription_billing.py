@@ -552,3 +552,25 @@ async def test_a_cancellation_prorates_the_flat_fee_on_a_draft_invoice(env: Env)
     assert after.invoice.status is InvoiceStatus.DRAFT and after.invoice.totals.total == D("10.00")
     assert [x.name for x in gathering_lines(await all_invoices(env, ns))] == ["Api"]
     assert await env.sync.sync(sub) == 0
+
+
+async def test_cancel_at_the_next_billing_cycle_in_a_trial_ends_with_the_trial(env: Env) -> None:
+    # A billing period the phase switch falls in is split (the trial's part ends Nov 15), so the
+    # trial's billing cycle ends on Nov 15: OpenMeter's next_billing_cycle is the end of the aligned
+    # billing period (GetAlignedBillingPeriodAt, cut at the phase's end), and a custom time on the
+    # switch is on a billing-period boundary. Tally ended the subscription on Dec 1 and billed the
+    # plan's base fee for Nov 15 - Dec 1 (16.00) to a customer who canceled during the trial; and
+    # refused a cancel at Nov 15 (400 timing_not_aligned_with_billing_cadence).
+    switch = NOV + timedelta(days=14)
+    for ns, timing in (
+        ("sb_trial_cancel_next", Timing("next_billing_cycle")),
+        ("sb_trial_cancel_at", Timing(at=switch)),
+    ):
+        env.clock.at = NOV
+        sub = await subscribe(env, ns, "c1", plan="trial")
+        env.clock.at = NOV + timedelta(days=5)
+        sub = await env.subscriptions.cancel(ns, sub.id, timing)
+        assert sub.active_to == switch, ns
+        env.clock.at = DEC
+        await env.sync.sync(sub)
+        assert [x for x in gathering_lines(await all_invoices(env, ns)) if x.name == "Base"] == [], ns
