@@ -434,7 +434,8 @@ class SubscriptionService:
         if timing.enum == "immediate":
             return max(now, current.active_from)
         if timing.enum == "next_billing_cycle":
-            return current.spec.billing.next_after(max(now, current.active_from), inclusive=False)
+            # The billing period cut at its phase, as cancel's (OpenMeter's ResolveForSpec).
+            return billing_period_at(current.spec, max(now, current.active_from)).end
         assert timing.at is not None
         at = timing.at.astimezone(UTC)
         if at < now - PAST_START_TOLERANCE:

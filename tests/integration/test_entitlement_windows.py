@@ -913,3 +913,26 @@ async def test_a_write_that_died_before_its_entitlements_were_reconciled_is_repa
     (ended,) = await subs.entitlements.managed_for(NS, customer.id, sub.id)
     assert (ended.id, ended.active_to) == (granted.id, end)
     assert await subs.dying.repair_entitlements() == 0
+
+
+async def test_an_add_on_bought_for_the_next_billing_cycle_starts_with_the_phase_that_ends_the_cycle(
+    subs: SubStack,
+) -> None:
+    # Anchored on the 15th, the one-month trial from Nov 1 ends on Dec 1, inside the billing period
+    # Nov 15 - Dec 15: that period is split, and the cycle running on Nov 20 ends on Dec 1, where
+    # the add-on's phase starts. OpenMeter resolves next_billing_cycle to the end of the aligned
+    # billing period (Timing.ResolveForSpec, cut at the phase). Tally started the add-on on Dec 15:
+    # two weeks without the seats bought, and without their fee.
+    clock = subs.clock
+    clock.now = datetime(2026, 11, 1, tzinfo=UTC)
+    customer = await subs.customers.create(NS, CustomerInput(name="Next", key="next_cycle", subject_keys=["nc"]))
+    sub = await subs.subscriptions.create(
+        CreateSubscriptionInput(
+            NS, PlanSelector("with_trial"), customer_id=customer.id, billing_anchor=datetime(2026, 1, 15, tzinfo=UTC)
+        )
+    )
+    clock.now = datetime(2026, 11, 20, tzinfo=UTC)
+    sub, bought = await subs.subscriptions.create_addon(NS, sub.id, "extra", 2, Timing(enum="next_billing_cycle"))
+    assert [(s.active_from, s.quantity) for s in bought.timeline] == [(datetime(2026, 12, 1, tzinfo=UTC), 2)]
+    sub, changed = await subs.subscriptions.update_addon(NS, sub.id, bought.id, 3, Timing(enum="next_billing_cycle"))
+    assert [(s.active_from, s.quantity) for s in changed.timeline] == [(datetime(2026, 12, 1, tzinfo=UTC), 3)]
