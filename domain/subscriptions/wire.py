@@ -13,6 +13,7 @@ from domain.subscriptions.ports import RateCardTerms
 from domain.subscriptions.timeline import (
     ItemView,
     PhaseView,
+    billing_period_at,
     item_timelines,
     normalize_anchor,
     phases,
@@ -66,9 +67,10 @@ def expanded_rest(
     out["phases"] = [_phase_rest(sub, view, now, rate_cards, entitlement_ids or {}) for view in views]
     alignment: dict[str, Any] = {"billablesMustAlign": True}
     if sub.status(now) in ("active", "canceled"):
-        period = sub.spec.billing.period_at(now)
-        end = period.end if sub.active_to is None else min(period.end, sub.active_to)
-        alignment["currentAlignedBillingPeriod"] = {"from": ts(max(period.start, sub.active_from)), "to": ts(end)}
+        # Cut at the phase (and so at the subscription's start and end), as OpenMeter's
+        # GetAlignedBillingPeriodAt: the period a phase switch falls in is billed as two.
+        period = billing_period_at(sub.spec, now)
+        alignment["currentAlignedBillingPeriod"] = {"from": ts(period.start), "to": ts(period.end)}
     out["alignment"] = alignment
     return out
 

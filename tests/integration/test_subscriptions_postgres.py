@@ -34,6 +34,7 @@ from domain.subscriptions.models import (
 from domain.subscriptions.ports import PlanView
 from domain.subscriptions.service import SINGLE_SUBSCRIPTION, SubscriptionService
 from domain.subscriptions.timeline import billable_items, current_phase, phases
+from domain.subscriptions.wire import expanded_rest
 from tests.support.plans import plan_body
 from tests.support.services import require
 from tests.support.stack import create_database, postgres_available
@@ -264,3 +265,20 @@ async def test_delete_only_before_start(stack: Stack) -> None:
     running = await stack.service.create(CreateSubscriptionInput(NS, PlanSelector("pro"), customer_key="c-delete"))
     with pytest.raises(ValidationError):
         await stack.service.delete(NS, running.id)
+
+
+async def test_the_current_aligned_billing_period_ends_with_the_phase(stack: Stack) -> None:
+    # Anchored on the 15th, the trial month from Mar 1 ends on Apr 1, inside the billing period
+    # Mar 15 - Apr 15: the trial's items bill to Apr 1 and the plan's from it, so the aligned billing
+    # period on Mar 20 is Mar 15 - Apr 1 (OpenMeter's currentAlignedBillingPeriod is
+    # GetAlignedBillingPeriodAt, cut at the phase). Tally showed Mar 15 - Apr 15.
+    stack.clock.now = START
+    await new_customer(stack, "c-aligned")
+    sub = await stack.service.create(
+        CreateSubscriptionInput(
+            NS, PlanSelector("pro"), customer_key="c-aligned", billing_anchor=datetime(2026, 1, 15, 9, tzinfo=UTC)
+        )
+    )
+    now = datetime(2026, 3, 20, tzinfo=UTC)
+    shown = expanded_rest(sub, now, CatalogRateCards())["alignment"]["currentAlignedBillingPeriod"]
+    assert shown == {"from": "2026-03-15T09:00:00Z", "to": "2026-04-01T09:00:00Z"}
