@@ -47,6 +47,7 @@ from domain.subscriptions.timeline import (
     PhaseSpec,
     SubscriptionSpec,
     billing_period_at,
+    current_phase,
     phases,
 )
 from domain.subscriptions.timeline import items as item_views
@@ -292,7 +293,19 @@ class SubscriptionService:
             raise ForbiddenError("subscription with addons cannot be edited")
         if timing.at is not None:
             raise ValidationError.single("timing", "edits take immediate or next_billing_cycle", "invalid_timing")
-        at = now if timing.enum == "immediate" else current.spec.billing.next_after(now, inclusive=False)
+        at = now
+        if timing.enum == "next_billing_cycle":
+            # The end of the billing period cut at its phase (OpenMeter's ResolveForSpec); an edit
+            # is made within one phase, so one whose next cycle starts another phase is refused
+            # (OpenMeter's Timing.ValidateForAction).
+            at = billing_period_at(current.spec, now).end
+            here, there = current_phase(current.spec, now), current_phase(current.spec, at)
+            if here is not None and there is not None and here.spec.key != there.spec.key:
+                raise ValidationError.single(
+                    "timing",
+                    "cannot edit to the next billing cycle as it falls into a different phase",
+                    "invalid_timing",
+                )
         spec = edits.apply_edits(current.spec, operations, at)
         updated = current.with_spec(spec, now)
         await self._save(updated, current)

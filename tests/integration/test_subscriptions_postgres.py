@@ -282,3 +282,41 @@ async def test_the_current_aligned_billing_period_ends_with_the_phase(stack: Sta
     now = datetime(2026, 3, 20, tzinfo=UTC)
     shown = expanded_rest(sub, now, CatalogRateCards())["alignment"]["currentAlignedBillingPeriod"]
     assert shown == {"from": "2026-03-15T09:00:00Z", "to": "2026-04-01T09:00:00Z"}
+
+
+async def test_an_edit_at_the_next_billing_cycle_that_falls_in_another_phase_is_refused(stack: Stack) -> None:
+    # In the trial's last billing period the next cycle starts the default phase: OpenMeter refuses
+    # such an edit (Timing.ValidateForAction: "cannot edit to the next billing cycle as it falls
+    # into a different phase", 400). Tally applied it to the default phase, and an edit at the
+    # next cycle during a 14-day trial was timed at the cadence's boundary, not the trial's end.
+    stack.clock.now = START
+    await new_customer(stack, "c-edit-next")
+    sub = await stack.service.create(CreateSubscriptionInput(NS, PlanSelector("pro"), customer_key="c-edit-next"))
+    stack.clock.now = START + timedelta(days=3)
+    card = CatalogRateCards().parse(
+        {
+            "type": "flat_fee",
+            "key": "support",
+            "name": "Support",
+            "billingCadence": "P1M",
+            "price": {"type": "flat", "amount": "10", "paymentTerm": "in_advance"},
+        },
+        "customizations[0].rateCard",
+    )
+    for phase_key in ("default", "trial"):
+        with pytest.raises(ValidationError) as refused:
+            await stack.service.edit(
+                NS, sub.id, [edits.AddItem(phase_key, card, "item-support")], Timing(enum="next_billing_cycle")
+            )
+        assert refused.value.violations[0].field == "timing"
+    assert (await stack.service.get(NS, sub.id)).revision == sub.revision
+    # In the default phase, the next cycle is in the same phase: the item starts then.
+    stack.clock.now = START + timedelta(days=40)
+    edited = await stack.service.edit(
+        NS, sub.id, [edits.AddItem("default", card, "item-support")], Timing(enum="next_billing_cycle")
+    )
+    phase = current_phase(edited.spec, stack.clock.now)
+    assert phase is not None
+    assert [(i.key, i.active_from) for i in phase.spec.items if i.key == "support"] == [
+        ("support", datetime(2026, 5, 1, 9, tzinfo=UTC))
+    ]
