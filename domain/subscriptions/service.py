@@ -59,6 +59,23 @@ Clock = Callable[[], datetime]
 PAST_START_TOLERANCE = timedelta(minutes=2)
 SINGLE_SUBSCRIPTION = "only_single_subscription_allowed_per_customer_at_a_time"
 
+# OpenMeter's SubscriptionStateMachine (subscription/state.go): the states each action is permitted
+# in. Change and migrate cancel the current subscription first; an add-on purchase or change of
+# quantity updates it. Anything else is a GenericForbiddenError (403).
+_PERMITTED = {
+    "update": ("active",),
+    "change_addons": ("active",),
+    "cancel": ("active",),
+    "continue": ("canceled",),
+    "delete": ("scheduled",),
+}
+
+
+def _permit(subscription: Subscription, now: datetime, action: str) -> None:
+    status = subscription.status(now)
+    if status not in _PERMITTED[action]:
+        raise ForbiddenError(f"transition {action} in state {status} not allowed")
+
 
 def add_durations(a: IsoDuration, b: IsoDuration) -> IsoDuration:
     return IsoDuration(
@@ -276,13 +293,7 @@ class SubscriptionService:
     ) -> Subscription:
         current = await self.get(namespace, subscription_id)
         now = self._clock()
-        status = current.status(now)
-        if status != "active":
-            raise ValidationError.single(
-                "subscriptionId",
-                f"only an active subscription can be edited (it is {status})",
-                "subscription_not_active",
-            )
+        _permit(current, now, "update")
         if any(
             segment.quantity > 0 and (current.active_to is None or segment.active_from < current.active_to)
             for addon in current.addons
@@ -334,8 +345,7 @@ class SubscriptionService:
     async def cancel(self, namespace: str, subscription_id: str, timing: Timing) -> Subscription:
         current = await self.get(namespace, subscription_id)
         now = self._clock()
-        if current.status(now) == "inactive":
-            raise ValidationError.single("subscriptionId", "the subscription has already ended", "subscription_ended")
+        _permit(current, now, "cancel")
         end = self.resolve_end(current, timing, now)
         if end <= current.active_from:
             raise ValidationError.single(
@@ -350,10 +360,7 @@ class SubscriptionService:
     async def unschedule_cancelation(self, namespace: str, subscription_id: str) -> Subscription:
         current = await self.get(namespace, subscription_id)
         now = self._clock()
-        if current.active_to is None or current.active_to <= now:
-            raise ValidationError.single(
-                "subscriptionId", "the subscription has no scheduled cancelation", "subscription_not_canceled"
-            )
+        _permit(current, now, "continue")
         updated = current.with_spec(dataclasses.replace(current.spec, active_to=None), now)
         await self._save(updated, current)
         return updated
@@ -384,22 +391,13 @@ class SubscriptionService:
     async def delete(self, namespace: str, subscription_id: str) -> None:
         current = await self.get(namespace, subscription_id)
         now = self._clock()
-        if current.status(now) != "scheduled":
-            raise ValidationError.single(
-                "subscriptionId",
-                "only a subscription that has not started can be deleted",
-                "subscription_not_scheduled",
-            )
+        _permit(current, now, "delete")
         self._changed(await self._discard(current, now))
 
     async def change(self, data: ChangeSubscriptionInput, migrate: bool = False) -> tuple[Subscription, Subscription]:
         data.validate()
         current = await self.get(data.namespace, data.subscription_id)
         now = self._clock()
-        if current.status(now) not in ("active", "canceled"):
-            raise ValidationError.single(
-                "subscriptionId", "only a running subscription can be changed", "subscription_not_active"
-            )
         plan = await self._plan(data.namespace, data.plan, data.custom_plan)
         if migrate:
             assert current.plan is not None and plan.ref is not None
@@ -409,6 +407,7 @@ class SubscriptionService:
                     f"the subscription is on version {current.plan.version}; migrate only moves to a newer one",
                     "invalid_target_version",
                 )
+        _permit(current, now, "cancel")
         switch = self.resolve_end(current, data.timing, now)
         if current.active_to is not None and switch >= current.active_to:
             raise ValidationError.single("timing", "the subscription ends before that", "invalid_timing")
@@ -470,8 +469,7 @@ class SubscriptionService:
             raise ValidationError.single("addon", "add-ons are not available", "unsupported")
         current = await self.get(namespace, subscription_id)
         now = self._clock()
-        if current.status(now) == "inactive":
-            raise ValidationError.single("subscriptionId", "the subscription has ended", "subscription_ended")
+        _permit(current, now, "change_addons")
         if current.plan is None:
             raise ValidationError.single("subscriptionId", "the subscription has no plan to offer add-ons", "no_plan")
         offer = await self._addons.offer(namespace, current.plan, addon_id)
@@ -523,6 +521,7 @@ class SubscriptionService:
         spec = current.spec
         timeline = addon.timeline
         if quantity is not None:
+            _permit(current, now, "change_addons")
             assert current.plan is not None
             offer = await self._addons.offer(namespace, current.plan, addon.addon_id, purchase=False)
             addon_ops.check_quantity(offer, quantity, allow_zero=True)

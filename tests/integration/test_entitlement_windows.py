@@ -936,3 +936,35 @@ async def test_an_add_on_bought_for_the_next_billing_cycle_starts_with_the_phase
     assert [(s.active_from, s.quantity) for s in bought.timeline] == [(datetime(2026, 12, 1, tzinfo=UTC), 2)]
     sub, changed = await subs.subscriptions.update_addon(NS, sub.id, bought.id, 3, Timing(enum="next_billing_cycle"))
     assert [(s.active_from, s.quantity) for s in changed.timeline] == [(datetime(2026, 12, 1, tzinfo=UTC), 3)]
+
+
+async def test_add_ons_are_bought_and_changed_only_on_an_active_subscription(subs: SubStack) -> None:
+    # OpenMeter buys an add-on or changes its quantity by updating the subscription, which its
+    # state machine permits only while active (403 otherwise). Tally sold seats on a subscription
+    # that had not started yet, or was canceled.
+    clock = subs.clock
+    clock.now = datetime(2026, 11, 1, tzinfo=UTC)
+    customer = await subs.customers.create(NS, CustomerInput(name="States", key="addon_states", subject_keys=["as"]))
+    sub = await subs.subscriptions.create(CreateSubscriptionInput(NS, PlanSelector("metered"), customer_id=customer.id))
+    clock.now = datetime(2026, 11, 3, tzinfo=UTC)
+    sub, bought = await subs.subscriptions.create_addon(NS, sub.id, "extra", 2, Timing(enum="immediate"))
+    sub = await subs.subscriptions.cancel(NS, sub.id, Timing(enum="next_billing_cycle"))
+    with pytest.raises(ForbiddenError):
+        await subs.subscriptions.update_addon(NS, sub.id, bought.id, 3, Timing(enum="immediate"))
+    # Its name is not the subscription's state.
+    _, renamed = await subs.subscriptions.update_addon(NS, sub.id, bought.id, None, Timing(enum="immediate"), name="X")
+    assert renamed.name == "X"
+
+    later_customer = await subs.customers.create(
+        NS, CustomerInput(name="Later", key="addon_later", subject_keys=["al"])
+    )
+    later = await subs.subscriptions.create(
+        CreateSubscriptionInput(
+            NS,
+            PlanSelector("metered"),
+            customer_id=later_customer.id,
+            timing=Timing(at=datetime(2026, 12, 1, tzinfo=UTC)),
+        )
+    )
+    with pytest.raises(ForbiddenError):
+        await subs.subscriptions.create_addon(NS, later.id, "extra", 1, Timing(enum="immediate"))

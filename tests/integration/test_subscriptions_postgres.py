@@ -174,7 +174,7 @@ async def test_cancel_unschedule_and_a_successor_after_the_end(stack: Stack) -> 
         )
     restored = await stack.service.unschedule_cancelation(NS, sub.id)
     assert restored.active_to is None and restored.revision == canceled.revision + 1
-    with pytest.raises(ValidationError):
+    with pytest.raises(ForbiddenError):
         await stack.service.unschedule_cancelation(NS, sub.id)
 
 
@@ -263,7 +263,7 @@ async def test_delete_only_before_start(stack: Stack) -> None:
     with pytest.raises(NotFoundError):
         await stack.service.get(NS, later.id)
     running = await stack.service.create(CreateSubscriptionInput(NS, PlanSelector("pro"), customer_key="c-delete"))
-    with pytest.raises(ValidationError):
+    with pytest.raises(ForbiddenError):
         await stack.service.delete(NS, running.id)
 
 
@@ -320,3 +320,55 @@ async def test_an_edit_at_the_next_billing_cycle_that_falls_in_another_phase_is_
     assert [(i.key, i.active_from) for i in phase.spec.items if i.key == "support"] == [
         ("support", datetime(2026, 5, 1, 9, tzinfo=UTC))
     ]
+
+
+async def test_actions_a_subscriptions_state_does_not_permit_are_forbidden(stack: Stack) -> None:
+    # OpenMeter's SubscriptionStateMachine (subscription/state.go): edit and cancel (change and
+    # migrate cancel first) only while active, continue (unschedule-cancelation) only while
+    # canceled, delete only while scheduled; anything else is a GenericForbiddenError, 403. Tally
+    # answered 400, and moved a canceled subscription's end earlier, changed the plan of a canceled
+    # one and canceled one that had not started.
+    stack.clock.now = START
+    await new_customer(stack, "c-states")
+    running = await stack.service.create(CreateSubscriptionInput(NS, PlanSelector("pro"), customer_key="c-states"))
+    with pytest.raises(ForbiddenError):
+        await stack.service.unschedule_cancelation(NS, running.id)
+    with pytest.raises(ForbiddenError):
+        await stack.service.delete(NS, running.id)
+    stack.clock.now = START + timedelta(days=40)
+    canceled = await stack.service.cancel(NS, running.id, Timing(enum="next_billing_cycle"))
+    refused = [
+        stack.service.cancel(NS, running.id, Timing(enum="immediate")),
+        stack.service.change(ChangeSubscriptionInput(NS, running.id, PlanSelector("pro"), Timing(enum="immediate"))),
+        stack.service.edit(NS, running.id, [edits.RemovePhase("default", "next")], Timing(enum="immediate")),
+        stack.service.delete(NS, running.id),
+    ]
+    for attempt in refused:
+        with pytest.raises(ForbiddenError):
+            await attempt
+    assert (await stack.service.get(NS, running.id)).revision == canceled.revision
+
+    await new_customer(stack, "c-states-later")
+    later = await stack.service.create(
+        CreateSubscriptionInput(
+            NS,
+            PlanSelector("pro"),
+            customer_key="c-states-later",
+            timing=Timing(at=stack.clock.now + timedelta(days=5)),
+        )
+    )
+    for attempt in (
+        stack.service.cancel(NS, later.id, Timing(enum="next_billing_cycle")),
+        stack.service.cancel(NS, later.id, Timing(enum="immediate")),
+        stack.service.edit(NS, later.id, [edits.RemovePhase("default", "next")], Timing(enum="immediate")),
+    ):
+        with pytest.raises(ForbiddenError):
+            await attempt
+    assert (await stack.service.get(NS, later.id)).revision == later.revision
+    stack.clock.now = datetime(2026, 6, 1, 9, tzinfo=UTC)  # the first one has ended
+    for attempt in (
+        stack.service.cancel(NS, running.id, Timing(enum="immediate")),
+        stack.service.unschedule_cancelation(NS, running.id),
+    ):
+        with pytest.raises(ForbiddenError):
+            await attempt
