@@ -44,7 +44,7 @@ from domain.billing.invoices import (
     Totals,
 )
 from domain.catalog.prices import Discounts, FlatPrice, PaymentTerm, Price, parse_discounts, parse_price
-from domain.catalog.ratecards import parse_tax_config
+from domain.catalog.ratecards import TaxConfig, merge_tax_configs, parse_tax_config
 from domain.catalog.rating import DiscountReason
 from domain.catalog.wire import Obj, Reader, decimal_text, join
 from domain.errors import ValidationError
@@ -166,7 +166,7 @@ def _flat_price(line: InvoiceLine) -> dict[str, Any]:
     return FlatPrice(line.per_unit_amount or Decimal(0), term).rest()
 
 
-def _line_common(line: InvoiceLine) -> dict[str, Any]:
+def _line_common(line: InvoiceLine, tax_config: TaxConfig | None) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": line.id,
         "name": line.name,
@@ -186,8 +186,8 @@ def _line_common(line: InvoiceLine) -> dict[str, Any]:
     _put(out, "deletedAt", _time(line.deleted_at))
     if line.invoicing_external_id is not None:
         out["externalIds"] = {"invoicing": line.invoicing_external_id}
-    if line.tax_config is not None:
-        out["taxConfig"] = line.tax_config.rest()
+    if tax_config is not None:
+        out["taxConfig"] = tax_config.rest()
     if line.subscription is not None:
         ref = line.subscription
         out["subscription"] = {
@@ -215,9 +215,14 @@ def _net_of_usage_discount(line: InvoiceLine) -> tuple[Decimal | None, Decimal |
     return quantity - min(free - free_before, quantity), None if pre is None else before - free_before
 
 
-def line_rest(line: InvoiceLine, children: Sequence[InvoiceLine] = ()) -> dict[str, Any]:
-    """A top-level line (OpenMeter's InvoiceLine) with its detailed children."""
-    out = _line_common(line)
+def line_rest(
+    line: InvoiceLine, children: Sequence[InvoiceLine] = (), default_tax_config: TaxConfig | None = None
+) -> dict[str, Any]:
+    """A top-level line (OpenMeter's InvoiceLine) with its detailed children. On a standard invoice
+    the line's tax config is shown over its workflow's `default_tax_config`, and its children show
+    the line's (OpenMeter snapshots both into the lines it calculates)."""
+    tax_config = merge_tax_configs(default_tax_config, line.tax_config)
+    out = _line_common(line, tax_config)
     out["type"] = "usage_based"
     price: dict[str, Any] | None
     if line.type is LineType.FLAT_FEE:
@@ -235,37 +240,40 @@ def line_rest(line: InvoiceLine, children: Sequence[InvoiceLine] = ()) -> dict[s
     _put(out, "quantity", None if quantity is None else decimal_text(quantity))
     rate_card: dict[str, Any] = {"price": price}
     _put(rate_card, "featureKey", line.feature_key)
-    if line.tax_config is not None:
-        rate_card["taxConfig"] = line.tax_config.rest()
+    if tax_config is not None:
+        rate_card["taxConfig"] = tax_config.rest()
     if not line.rate_card_discounts.is_empty():
         rate_card["discounts"] = line.rate_card_discounts.rest()
     out["rateCard"] = rate_card
-    out["children"] = [detailed_line_rest(c) for c in children]
+    out["children"] = [detailed_line_rest(c, tax_config) for c in children]
     return out
 
 
-def detailed_line_rest(line: InvoiceLine) -> dict[str, Any]:
-    """A detailed child line (OpenMeter's InvoiceDetailedLine)."""
-    out = _line_common(line)
+def detailed_line_rest(line: InvoiceLine, tax_config: TaxConfig | None) -> dict[str, Any]:
+    """A detailed child line (OpenMeter's InvoiceDetailedLine), with its parent's `tax_config`."""
+    out = _line_common(line, tax_config)
     price = _flat_price(line)
     quantity = decimal_text(line.quantity or Decimal(0))
+    rate_card: dict[str, Any] = {"price": price, "quantity": quantity}
+    if tax_config is not None:
+        rate_card["taxConfig"] = tax_config.rest()
     out.update(
         type="flat_fee",
         perUnitAmount=decimal_text(line.per_unit_amount or Decimal(0)),
         paymentTerm=price["paymentTerm"],
         quantity=quantity,
         category=(line.category.value if line.category is not None else "regular"),
-        rateCard={"price": price, "quantity": quantity},
+        rateCard=rate_card,
     )
     return out
 
 
-def lines_rest(lines: Sequence[InvoiceLine]) -> list[dict[str, Any]]:
+def lines_rest(lines: Sequence[InvoiceLine], default_tax_config: TaxConfig | None = None) -> list[dict[str, Any]]:
     children: dict[str, list[InvoiceLine]] = {}
     for line in lines:
         if line.parent_line_id is not None:
             children.setdefault(line.parent_line_id, []).append(line)
-    return [line_rest(x, children.get(x.id, ())) for x in lines if x.parent_line_id is None]
+    return [line_rest(x, children.get(x.id, ()), default_tax_config) for x in lines if x.parent_line_id is None]
 
 
 def invoice_rest(found: InvoiceWithLines, conditions: Conditions, *, with_lines: bool) -> dict[str, Any]:
@@ -335,7 +343,10 @@ def invoice_rest(found: InvoiceWithLines, conditions: Conditions, *, with_lines:
     if invoice.period_start is not None and invoice.period_end is not None:
         out["period"] = {"from": _time(invoice.period_start), "to": _time(invoice.period_end)}
     if with_lines:
-        out["lines"] = lines_rest(found.lines)
+        # A gathering invoice's lines are what was asked for; a standard invoice's are calculated,
+        # and carry its workflow's default tax config under their own.
+        default_tax = None if invoice.state is State.GATHERING else invoice.workflow.default_tax_config
+        out["lines"] = lines_rest(found.lines, default_tax)
     return out
 
 

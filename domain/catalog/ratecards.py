@@ -66,6 +66,26 @@ class TaxConfig:
         return out
 
 
+def merge_tax_configs(base: TaxConfig | None, overrides: TaxConfig | None) -> TaxConfig | None:
+    """`overrides` on top of `base`, setting by setting (OpenMeter's MergeTaxConfigs): a standard
+    invoice's lines carry their own tax config over the workflow's default, so the app computing
+    the tax (custom invoicing's integrator) reads one complete config per line. The Stripe code and
+    the tax code ID name one tax code two ways and are taken together, so a line that names its
+    own code never keeps the default's other one."""
+    if base is None or overrides is None:
+        return overrides or base
+    if overrides.stripe_code is not None or overrides.tax_code_id is not None:
+        stripe_code, tax_code_id = overrides.stripe_code, overrides.tax_code_id
+    else:
+        stripe_code, tax_code_id = base.stripe_code, base.tax_code_id
+    return TaxConfig(
+        behavior=overrides.behavior or base.behavior,
+        stripe_code=stripe_code,
+        custom_invoicing_code=overrides.custom_invoicing_code or base.custom_invoicing_code,
+        tax_code_id=tax_code_id,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class EntitlementTemplate:
     type: TemplateType

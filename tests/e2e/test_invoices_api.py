@@ -323,6 +323,40 @@ async def custom_invoicing_customer(http: httpx.AsyncClient) -> tuple[str, str]:
     return customer, feature
 
 
+async def test_standard_invoice_lines_carry_the_workflows_default_tax_config_under_their_own(
+    http: httpx.AsyncClient,
+) -> None:
+    # OpenMeter snapshots the workflow's defaultTaxConfig into each line of a standard invoice it
+    # calculates, the line's own settings first (the Stripe code and tax code ID as one), and shows
+    # a line's config on its children too: the app that computes the tax reads it per line. The
+    # gathering invoice's lines stay as they were asked for.
+    customer, feature = await metered_customer(http, 100)
+    default_tax = {"behavior": "exclusive", "stripe": {"code": "txcd_10000000"}, "customInvoicing": {"code": "VAT"}}
+    await ok(
+        await http.put(
+            f"/api/v1/billing/customers/{customer}",
+            json={"workflow": {"invoicing": {"defaultTaxConfig": default_tax}}},
+        )
+    )
+    own = {"behavior": "inclusive", "stripe": {"code": "txcd_20030000"}}
+    made = await add_lines(
+        http,
+        customer,
+        line("Support", {"type": "flat", "amount": "50"}),
+        line("Tokens", {"type": "unit", "amount": "0.5"}, feature, taxConfig=own),
+    )
+    pending = {x["name"]: x for x in made["lines"]}
+    assert "taxConfig" not in pending["Support"] and pending["Tokens"]["taxConfig"] == own
+    (invoice,) = await invoice_now(http, customer)
+    lines = {x["name"]: x for x in invoice["lines"]}
+    assert lines["Support"]["taxConfig"] == default_tax
+    tokens = {**own, "customInvoicing": {"code": "VAT"}}
+    assert lines["Tokens"]["taxConfig"] == lines["Tokens"]["rateCard"]["taxConfig"] == tokens
+    (child,) = lines["Tokens"]["children"]
+    assert child["taxConfig"] == child["rateCard"]["taxConfig"] == tokens
+    assert invoice["totals"]["total"] == "100"  # 50 + 100 x 0.5: no tax engine, the config is the app's
+
+
 async def test_void_takes_openmeters_whole_request(http: httpx.AsyncClient) -> None:
     """VoidInvoiceActionInput as OpenMeter's schema has it: `overrides` (per line, nullable) and a
     `pending` action's `nextInvoiceAt` are accepted (and, as the rest of the action, not used)."""

@@ -13,7 +13,7 @@ from domain.catalog.addons import check_addon, parse_addon, parse_plan_addon
 from domain.catalog.durations import Duration, DurationError
 from domain.catalog.plans import PlanStatus, check_plan, parse_plan, plan_status
 from domain.catalog.prices import PackagePrice, TieredMode, TieredPrice, UnitPrice
-from domain.catalog.ratecards import FeatureFacts
+from domain.catalog.ratecards import FeatureFacts, TaxBehavior, TaxConfig, merge_tax_configs
 from domain.catalog.wire import Issues
 
 
@@ -375,3 +375,25 @@ def test_currencies_come_with_minor_units() -> None:
     assert len(currencies.list_currencies()) > 150
     assert currencies.get("USD").round(Decimal("0.005")) == Decimal("0.01")
     assert currencies.get("JPY").round(Decimal("2.5")) == Decimal("3")
+
+
+def test_a_line_tax_config_merges_over_the_default_setting_by_setting() -> None:
+    default = TaxConfig(
+        TaxBehavior.EXCLUSIVE, stripe_code="txcd_10000000", custom_invoicing_code="VAT", tax_code_id=None
+    )
+    assert merge_tax_configs(default, None) == default
+    assert merge_tax_configs(None, default) == default
+    assert merge_tax_configs(None, None) is None
+    # The behavior and the custom invoicing code are taken one by one.
+    assert merge_tax_configs(default, TaxConfig(TaxBehavior.INCLUSIVE)) == TaxConfig(
+        TaxBehavior.INCLUSIVE, "txcd_10000000", "VAT"
+    )
+    # The Stripe code and the tax code ID name one tax code: a line naming its own by either keeps
+    # neither of the default's.
+    coded = TaxConfig(TaxBehavior.EXCLUSIVE, stripe_code="txcd_10000000", tax_code_id="01JQ8N4Y5Z6X7W8V9T0S1R2Q3P")
+    assert merge_tax_configs(coded, TaxConfig(stripe_code="txcd_20030000")) == TaxConfig(
+        TaxBehavior.EXCLUSIVE, stripe_code="txcd_20030000"
+    )
+    assert merge_tax_configs(coded, TaxConfig(tax_code_id="01JQ8N4Y5Z6X7W8V9T0S1R2Q3Q")) == TaxConfig(
+        TaxBehavior.EXCLUSIVE, tax_code_id="01JQ8N4Y5Z6X7W8V9T0S1R2Q3Q"
+    )
