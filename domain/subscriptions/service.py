@@ -473,7 +473,12 @@ class SubscriptionService:
         if current.plan is None:
             raise ValidationError.single("subscriptionId", "the subscription has no plan to offer add-ons", "no_plan")
         offer = await self._addons.offer(namespace, current.plan, addon_id)
-        if any(a.addon_key == offer.key and a.quantity_at(now) > 0 for a in current.addons):
+        # OpenMeter's AddAddon: an add-on the subscription has, at any quantity (0 included), is
+        # changed, not bought again; another version of it only while it is not in force.
+        if any(
+            a.addon_id == offer.addon_id or (a.addon_key == offer.key and a.quantity_at(now) > 0)
+            for a in current.addons
+        ):
             raise ConflictError(
                 f"the add-on {offer.key!r} is already on the subscription: change its quantity instead",
                 code="addon_already_purchased",

@@ -968,3 +968,20 @@ async def test_add_ons_are_bought_and_changed_only_on_an_active_subscription(sub
     )
     with pytest.raises(ForbiddenError):
         await subs.subscriptions.create_addon(NS, later.id, "extra", 1, Timing(enum="immediate"))
+
+
+async def test_an_add_on_already_on_the_subscription_is_not_bought_again(subs: SubStack) -> None:
+    # OpenMeter's AddAddon refuses an add-on the subscription already has, whatever its quantity
+    # (409 "subscription already has that addon purchased"): its quantity is changed instead. Tally
+    # took a second purchase once the first was set to 0: two subscription add-ons of one add-on.
+    clock = subs.clock
+    clock.now = datetime(2026, 11, 1, tzinfo=UTC)
+    customer = await subs.customers.create(NS, CustomerInput(name="Again", key="addon_again", subject_keys=["aa"]))
+    sub = await subs.subscriptions.create(CreateSubscriptionInput(NS, PlanSelector("metered"), customer_id=customer.id))
+    clock.now = datetime(2026, 11, 3, tzinfo=UTC)
+    sub, bought = await subs.subscriptions.create_addon(NS, sub.id, "extra", 2, Timing(enum="immediate"))
+    sub, _ = await subs.subscriptions.update_addon(NS, sub.id, bought.id, 0, Timing(enum="immediate"))
+    clock.now = datetime(2026, 11, 4, tzinfo=UTC)
+    with pytest.raises(ConflictError):
+        await subs.subscriptions.create_addon(NS, sub.id, "extra", 1, Timing(enum="immediate"))
+    assert [a.id for a in (await subs.subscriptions.get(NS, sub.id)).addons] == [bought.id]
