@@ -564,17 +564,17 @@ class InvoiceService:
         """The subscription sync's edit of a standard invoice's lines, in the sync's transaction:
         an invoice not sent yet (one the table still lets be updated) follows the subscription as
         its gathering invoice does, and is rated again (OpenMeter's invoice updater patches mutable
-        standard invoices). False, with nothing written, when the invoice can no longer be edited
-        (what it bills stays) or the edit would leave it without lines. `settle_edited` moves it on
+        standard invoices). An edit that takes every line off deletes the invoice, as OpenMeter's
+        invoice updater deletes a mutable invoice the sync emptied. False, with nothing written,
+        when the invoice can no longer be edited (what it bills stays). `settle_edited` moves it on
         once the transaction has committed."""
         invoice = await tx.invoices.get(namespace, invoice_id, lock=True)
         if invoice is None:
             return False
-        row = transition(invoice.state, Action.UPDATE, self.conditions(invoice, now))
-        if row is None:
-            return False
         top = {x.id for x in (await tx.invoices.lines(namespace, [invoice.id]))[invoice.id] if x.parent_line_id is None}
-        if top <= set(removed):
+        action = Action.DELETE if top <= set(removed) else Action.UPDATE
+        row = transition(invoice.state, action, self.conditions(invoice, now))
+        if row is None:
             return False
         if removed:
             await tx.invoices.delete_lines(namespace, removed, now)

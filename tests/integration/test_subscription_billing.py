@@ -574,3 +574,32 @@ async def test_cancel_at_the_next_billing_cycle_in_a_trial_ends_with_the_trial(e
         env.clock.at = DEC
         await env.sync.sync(sub)
         assert [x for x in gathering_lines(await all_invoices(env, ns)) if x.name == "Base"] == [], ns
+
+
+async def test_a_draft_whose_every_line_the_subscription_takes_back_is_deleted(env: Env) -> None:
+    # Base (30, in advance) invoiced on Nov 1 into a draft waiting for approval, then the
+    # subscription canceled a minute later: a minute of Base is 0.00, no line, so the draft's only
+    # line goes. OpenMeter's invoice updater deletes a mutable invoice the sync leaves without lines
+    # (updateMutableStandardInvoice). Tally refused the edit: the draft went on billing the whole
+    # month (30.00) for one minute, and every sync pass found the subscription out of sync.
+    ns = "sb_draft_emptied"
+    env.clock.at = NOV
+    await env.customers.create(ns, CustomerInput(name="c1", key="c1"))
+    await env.profiles.upsert_override(ns, "c1", OverrideUpsertInput(workflow=WorkflowPatch(auto_advance=False)))
+    sub = await env.subscriptions.create(CreateSubscriptionInput(ns, PlanSelector("team"), customer_key="c1"))
+    await env.sync.sync(sub)
+    env.clock.at = NOV + timedelta(seconds=1)
+    (base,) = [x for x in gathering_lines(await all_invoices(env, ns)) if x.name == "Base"]
+    (draft,) = await env.invoices.invoice_now(ns, InvoiceNowInput(customer=sub.customer_id, line_ids=[base.id]))
+    assert draft.invoice.status is InvoiceStatus.DRAFT and draft.invoice.totals.total == D(30)
+
+    env.clock.at = NOV + timedelta(minutes=1)
+    sub = await env.subscriptions.cancel(ns, sub.id, Timing("immediate"))
+    assert await env.sync.sync(sub) > 0
+    after = await env.invoices.get(ns, draft.invoice.id)
+    assert after.invoice.status is InvoiceStatus.DELETED
+    assert [x for x in after.lines if x.parent_line_id is None and x.deleted_at is None] == []
+    found = await all_invoices(env, ns)
+    assert [f.invoice.id for f in found if f.invoice.status is not InvoiceStatus.GATHERING] == []
+    assert [x.name for x in gathering_lines(found)] == ["Api"]  # the Base line went, not back here
+    assert await env.sync.sync(sub) == 0
