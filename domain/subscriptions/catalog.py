@@ -27,6 +27,14 @@ def to_iso(duration: Duration) -> IsoDuration:
     return IsoDuration(months=duration.months, days=duration.days, seconds=duration.seconds)
 
 
+def from_iso(duration: IsoDuration) -> Duration:
+    return Duration(
+        months=duration.years * 12 + duration.months,
+        days=duration.weeks * 7 + duration.days,
+        seconds=duration.hours * 3600 + duration.minutes * 60 + duration.seconds,
+    )
+
+
 def _card(rate_card: TimelineRateCard) -> RateCard:
     assert isinstance(rate_card, RateCard), type(rate_card)
     return rate_card
@@ -69,6 +77,12 @@ class CatalogRateCards:
     def to_storage(self, rate_card: TimelineRateCard) -> dict[str, Any]:
         # Defaults stay unset, so what is read back equals what was stored.
         return _card(rate_card).rest(resolve_defaults=False)
+
+    def cadence_aligned(self, rate_card: TimelineRateCard, billing_cadence: IsoDuration) -> bool:
+        card = _card(rate_card)
+        if not card.is_billable or card.billing_cadence is None:
+            return True
+        return card.billing_cadence.aligned_with(from_iso(billing_cadence))
 
     def from_json(self, data: dict[str, Any]) -> RateCard:
         reader = Reader()

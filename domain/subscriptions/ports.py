@@ -74,6 +74,11 @@ class RateCardTerms(Protocol):
 
     def from_json(self, data: dict[str, Any]) -> TimelineRateCard: ...
 
+    def cadence_aligned(self, rate_card: TimelineRateCard, billing_cadence: IsoDuration) -> bool:
+        """Whether a billable rate card's cadence aligns with the subscription's billing cadence
+        (as publishing a plan requires: one divides the other)."""
+        ...
+
 
 class SubscriptionRepository(Protocol):
     async def create(self, subscription: Subscription) -> None:

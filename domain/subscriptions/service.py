@@ -317,6 +317,18 @@ class SubscriptionService:
                     "cannot edit to the next billing cycle as it falls into a different phase",
                     "invalid_timing",
                 )
+        for index, operation in enumerate(operations):
+            # A rate card's cadence must align with the subscription's, as publishing a plan
+            # requires (OpenMeter's EditRunning: SubscriptionSpec.ValidateAlignment).
+            if isinstance(operation, edits.AddItem) and not self._rate_cards.cadence_aligned(
+                operation.rate_card, current.billing_cadence
+            ):
+                raise ValidationError.single(
+                    f"customizations[{index}].rateCard.billingCadence",
+                    f"the rate card's billing cadence does not align with the subscription's "
+                    f"{current.billing_cadence.iso()} (one must be a whole multiple of the other)",
+                    "rate_card_billing_cadence_unaligned",
+                )
         spec = edits.apply_edits(current.spec, operations, at)
         updated = current.with_spec(spec, now)
         await self._save(updated, current)

@@ -372,3 +372,40 @@ async def test_actions_a_subscriptions_state_does_not_permit_are_forbidden(stack
     ):
         with pytest.raises(ForbiddenError):
             await attempt
+
+
+async def test_an_edit_adding_an_item_of_an_unaligned_cadence_is_refused(stack: Stack) -> None:
+    # A weekly fee on a monthly subscription: publishing such a plan is refused, and so is an edit
+    # that adds one (OpenMeter's EditRunning runs SubscriptionSpec.ValidateAlignment: 400
+    # rate_card_billing_cadence_unaligned). Tally stored it and billed weeks that straddle the
+    # subscription's billing periods.
+    stack.clock.now = START
+    await new_customer(stack, "c-unaligned")
+    sub = await stack.service.create(CreateSubscriptionInput(NS, PlanSelector("pro"), customer_key="c-unaligned"))
+    stack.clock.now = START + timedelta(days=3)
+
+    def fee(cadence: str) -> Any:
+        return CatalogRateCards().parse(
+            {
+                "type": "flat_fee",
+                "key": "support",
+                "name": "Support",
+                "billingCadence": cadence,
+                "price": {"type": "flat", "amount": "10", "paymentTerm": "in_advance"},
+            },
+            "customizations[1].rateCard",
+        )
+
+    with pytest.raises(ValidationError) as refused:
+        await stack.service.edit(
+            NS,
+            sub.id,
+            [edits.RemoveItem("trial", "base"), edits.AddItem("trial", fee("P1W"), "item-weekly")],
+            Timing(enum="immediate"),
+        )
+    assert [(v.field, v.code) for v in refused.value.violations] == [
+        ("customizations[1].rateCard.billingCadence", "rate_card_billing_cadence_unaligned")
+    ]
+    assert (await stack.service.get(NS, sub.id)).revision == sub.revision
+    # Aligned cadences (a day, a year) are taken.
+    await stack.service.edit(NS, sub.id, [edits.AddItem("trial", fee("P1D"), "item-daily")], Timing(enum="immediate"))
