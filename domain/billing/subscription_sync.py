@@ -161,7 +161,9 @@ class SubscriptionSync:
                     held = await tx.invoices.subscription_lines(namespace, [s.id for s in chunk])
                 for subscription in chunk:
                     try:
-                        _, plan = _plan(await self._expected(subscription, now), held[subscription.id])
+                        _, plan = _plan(
+                            await self._expected(subscription, now), held[subscription.id], self._editable()
+                        )
                     except Exception:
                         # Synced on its own, where its failure is reported without holding back
                         # the other subscriptions.
@@ -203,6 +205,10 @@ class SubscriptionSync:
                 out[item.key] = _Expected(item, line)
         return out
 
+    def _editable(self) -> set[InvoiceStatus]:
+        """The statuses of the invoices whose lines follow the subscription."""
+        return {InvoiceStatus.GATHERING} | ({InvoiceStatus.DRAFT} if self._drafts is not None else set())
+
     async def _end_proration_mode(self, subscription: Subscription) -> ProrationMode:
         """The customer's workflow's subscriptionEndProrationMode; the namespace default's once the
         customer is deleted (its ended subscriptions stay in the passes for a while, and a pass must
@@ -228,7 +234,8 @@ class SubscriptionSync:
                     await tx.invoices.get(ns, draft_id, lock=True)
             gathering = await tx.invoices.get_gathering(ns, subscription.customer_id, subscription.currency, lock=True)
             held = await tx.invoices.subscription_lines(ns, [subscription.id])
-            parts, plan = _plan(expected, held[subscription.id])
+            editable = self._editable()
+            parts, plan = _plan(expected, held[subscription.id], editable)
             if plan.empty:
                 return 0
             changed_on_drafts = 0
@@ -249,7 +256,6 @@ class SubscriptionSync:
             # must not go out billing the month).
             draft_updated: dict[str, list[InvoiceLine]] = {}
             draft_removed: dict[str, list[str]] = {}
-            editable = {InvoiceStatus.GATHERING} | ({InvoiceStatus.DRAFT} if self._drafts is not None else set())
             for item in plan.update:
                 # Nothing of it invoiced yet: one line follows the item, any other part goes.
                 first, *others = sorted((line for line, _ in parts[item.key]), key=lambda x: x.period_start)
@@ -323,15 +329,22 @@ class SubscriptionSync:
 
 
 def _plan(
-    expected: dict[str, _Expected], held: Sequence[tuple[InvoiceLine, InvoiceStatus]]
+    expected: dict[str, _Expected],
+    held: Sequence[tuple[InvoiceLine, InvoiceStatus]],
+    editable: set[InvoiceStatus],
 ) -> tuple[dict[str, list[tuple[InvoiceLine, InvoiceStatus]]], SyncPlan]:
-    """The subscription's held lines by sync key, and what to create, update and delete."""
+    """The subscription's held lines by sync key, and what to create, update and delete. A
+    correction of a key none of whose parts is on an `editable` invoice is left out: what was
+    issued stays, and a pass must not find the subscription out of sync for it on every run."""
     parts: dict[str, list[tuple[InvoiceLine, InvoiceStatus]]] = {}
     for line, status in held:
         # Lines without a sync key (late-usage corrections) are the billing side's own.
         if line.sync_key is not None:
             parts.setdefault(line.sync_key, []).append((line, status))
     plan = plan_sync([e.item for e in expected.values()], {k: _held(k, v) for k, v in parts.items()})
+    open_corrections = tuple(k for k in plan.corrections if any(status in editable for _, status in parts[k]))
+    if open_corrections != plan.corrections:
+        plan = dataclasses.replace(plan, corrections=open_corrections)
     # The timeline compares periods only; a flat fee's amount can change on its own (the workflow's
     # subscriptionEndProrationMode changed, say). A line nothing of which is invoiced yet follows
     # it, as OpenMeter patches a line whose per-unit amount differs from the target's.

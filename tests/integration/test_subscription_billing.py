@@ -603,3 +603,31 @@ async def test_a_draft_whose_every_line_the_subscription_takes_back_is_deleted(e
     assert [f.invoice.id for f in found if f.invoice.status is not InvoiceStatus.GATHERING] == []
     assert [x.name for x in gathering_lines(found)] == ["Api"]  # the Base line went, not back here
     assert await env.sync.sync(sub) == 0
+
+
+async def test_a_pass_leaves_alone_a_subscription_whose_only_differences_are_issued(env: Env) -> None:
+    # Base (30, in advance) issued on Nov 1, then the subscription canceled on Nov 11: the item now
+    # bills Nov 1 - Nov 11, but what was issued stays (a credit note would be needed) and nothing
+    # else differs. Every later pass found that subscription out of sync and opened a transaction
+    # locking its gathering invoice, to change nothing, for as long as the subscription stayed in
+    # the passes (an edit of a live one: for ever).
+    ns = "sb_issued_differs"
+    env.clock.at = NOV
+    sub = await subscribe(env, ns, "c1")
+    await env.sync.sync(sub)
+    env.clock.at = NOV + timedelta(hours=2)
+    await env.worker().run_once()
+    env.clock.at = NOV + timedelta(days=10)
+    sub = await env.subscriptions.cancel(ns, sub.id, Timing("immediate"))
+    await env.sync.sync(sub)
+    synced: list[str] = []
+    sync = env.sync.sync
+
+    async def counted(subscription: Subscription) -> int:
+        synced.append(subscription.id)
+        return await sync(subscription)
+
+    env.sync.sync = counted  # type: ignore[method-assign]
+    env.clock.at = NOV + timedelta(days=11)
+    assert await env.sync.sync_all() == 0
+    assert synced == []
