@@ -172,7 +172,10 @@ class SubscriptionService:
         data.validate()
         now = self._clock()
         customer = await self._customers.get_live(data.namespace, data.customer_id or data.customer_key or "")
-        plan = await self._plan(data.namespace, data.plan, data.custom_plan)
+        # A new subscription starts on the plan's active version: OpenMeter's create takes only the
+        # plan's key (http/create.go), whatever `plan.version` says.
+        selector = PlanSelector(data.plan.key) if data.plan is not None else None
+        plan = await self._plan(data.namespace, selector, data.custom_plan)
         start = self._start_time(data.timing, now)
         subscription = self._from_plan(
             namespace=data.namespace,

@@ -409,3 +409,16 @@ async def test_an_edit_adding_an_item_of_an_unaligned_cadence_is_refused(stack: 
     assert (await stack.service.get(NS, sub.id)).revision == sub.revision
     # Aligned cadences (a day, a year) are taken.
     await stack.service.edit(NS, sub.id, [edits.AddItem("trial", fee("P1D"), "item-daily")], Timing(enum="immediate"))
+
+
+async def test_create_subscribes_to_the_active_version_whatever_version_is_asked(stack: Stack) -> None:
+    # OpenMeter's create maps only the plan's key (productcatalog/subscription/http/create.go:
+    # PlanRefInput{Key}), so a subscription starts on the plan's active version: `plan.version` is
+    # ignored. Tally subscribed to the version asked for, an archived one (its old prices) included.
+    stack.plans.publish(plan_body("solo", "tokens"), 1)
+    stack.plans.publish({**plan_body("solo", "tokens", base="59"), "name": "Solo v2"}, 2)
+    stack.clock.now = START
+    await new_customer(stack, "c-version")
+    sub = await stack.service.create(CreateSubscriptionInput(NS, PlanSelector("solo", 1), customer_key="c-version"))
+    assert sub.plan is not None and (sub.plan.key, sub.plan.version) == ("solo", 2)
+    assert sub.name == "Solo v2"
