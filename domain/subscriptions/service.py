@@ -414,6 +414,16 @@ class SubscriptionService:
         current = await self.get(data.namespace, data.subscription_id)
         now = self._clock()
         plan = await self._plan(data.namespace, data.plan, data.custom_plan)
+        if not migrate and data.plan is not None and data.plan.version is not None:
+            # A change goes to an active version only (OpenMeter's ChangeToPlan: "plan is not
+            # active" for an archived one); a migration may go to an archived one.
+            active = await self._plans.active_plan(data.namespace, data.plan.key, None)
+            if active.ref is None or active.ref.version != data.plan.version:
+                raise ValidationError.single(
+                    "plan.version",
+                    f"version {data.plan.version} of plan {data.plan.key!r} is not active",
+                    "plan_not_active",
+                )
         if migrate:
             assert current.plan is not None and plan.ref is not None
             if plan.ref.version <= current.plan.version:

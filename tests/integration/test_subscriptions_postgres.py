@@ -422,3 +422,26 @@ async def test_create_subscribes_to_the_active_version_whatever_version_is_asked
     sub = await stack.service.create(CreateSubscriptionInput(NS, PlanSelector("solo", 1), customer_key="c-version"))
     assert sub.plan is not None and (sub.plan.key, sub.plan.version) == ("solo", 2)
     assert sub.name == "Solo v2"
+
+
+async def test_change_to_an_archived_plan_version_is_refused(stack: Stack) -> None:
+    # OpenMeter's ChangeToPlan (productcatalog/subscription/service/change.go) takes the version
+    # asked for only while it is active: 400 "plan ... is not active" for an archived one (migrate
+    # may go to an archived version, change may not). Tally moved the customer onto the archived
+    # version's old prices.
+    stack.plans.publish(plan_body("duo", "tokens"), 1)
+    stack.plans.publish({**plan_body("duo", "tokens", base="59"), "name": "Duo v2"}, 2)
+    stack.clock.now = START
+    await new_customer(stack, "c-archived")
+    sub = await stack.service.create(CreateSubscriptionInput(NS, PlanSelector("pro"), customer_key="c-archived"))
+    stack.clock.now = START + timedelta(days=40)
+    with pytest.raises(ValidationError) as refused:
+        await stack.service.change(
+            ChangeSubscriptionInput(NS, sub.id, PlanSelector("duo", 1), Timing(enum="next_billing_cycle"))
+        )
+    assert refused.value.violations[0].field == "plan.version"
+    assert (await stack.service.get(NS, sub.id)).active_to is None
+    _, following = await stack.service.change(
+        ChangeSubscriptionInput(NS, sub.id, PlanSelector("duo", 2), Timing(enum="next_billing_cycle"))
+    )
+    assert following.plan is not None and following.plan.version == 2
