@@ -256,7 +256,7 @@ def billable_items(
                 # In arrears means at the end of the item's time in its phase: while neither has an
                 # end there is nothing to bill yet (OpenMeter's StateItem.IsBillable).
                 continue
-            out.append(_one_time(subscription_id, spec, item, in_advance))
+            out.append(_one_time(subscription_id, spec, phase, item, in_advance))
             continue
         for full in _periods(Recurrence(cadence, spec.billing_anchor), item.active_from, item.active_to):
             service = Period(max(full.start, item.active_from), _min_end(full.end, item.active_to) or full.end)
@@ -290,7 +290,9 @@ class BillingTermsFor(Protocol):
     def __call__(self, rate_card: TimelineRateCard, /) -> BillingTerms: ...
 
 
-def _one_time(subscription_id: str, spec: SubscriptionSpec, item: ItemView, in_advance: bool) -> BillableItem:
+def _one_time(
+    subscription_id: str, spec: SubscriptionSpec, phase: PhaseView, item: ItemView, in_advance: bool
+) -> BillableItem:
     # A one-time fee is never prorated. In advance, its "period" is the billing period it falls in,
     # from the item's start, and it is due at once. In arrears, it covers the item's whole time in
     # its phase (its end is known: see billable_items) and is due when that ends, as OpenMeter's
@@ -302,6 +304,9 @@ def _one_time(subscription_id: str, spec: SubscriptionSpec, item: ItemView, in_a
         service = Period(item.active_from, _min_end(full.end, item.active_to) or full.end)
     if service.end <= service.start:
         service = Period(item.active_from, full.end)
+    # In arrears: not before the billing period the item started in ends either (OpenMeter's
+    # GetInvoiceAt), so an edit ending it mid-period bills it with that period, not on its own.
+    invoice_at = service.start if in_advance else max(service.end, _billing_period(spec, phase, item.active_from).end)
     return BillableItem(
         key=_key(subscription_id, item, item.active_from),
         subscription_id=subscription_id,
@@ -310,7 +315,7 @@ def _one_time(subscription_id: str, spec: SubscriptionSpec, item: ItemView, in_a
         item_id=item.spec.id,
         service_period=service,
         full_period=service,
-        invoice_at=service.start if in_advance else service.end,
+        invoice_at=invoice_at,
         rate_card=item.spec.rate_card,
         one_time=True,
         quantity=item.spec.quantity,

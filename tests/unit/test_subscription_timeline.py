@@ -357,6 +357,21 @@ def test_a_one_time_fee_in_arrears_waits_for_the_end_of_its_phase() -> None:
     assert [(b.service_period.start, b.service_period.end, b.invoice_at) for b in got] == [(START, cancel, cancel)]
 
 
+def test_a_one_time_fee_in_arrears_an_edit_ends_mid_period_is_due_with_the_billing_period() -> None:
+    # OpenMeter (SubscriptionItemWithPeriods.GetInvoiceAt): in arrears is invoiced at the later of
+    # the service period's end and the billing period's (the one the item started in), so a
+    # one-time fee in arrears that an edit ends on Feb 10 is due with the period on Feb 28, as the
+    # other in-arrears items the edit ends are (docs/billing.md). It was due on Feb 10, on an
+    # invoice of its own.
+    fee = Card("setup", billing_cadence=None, in_advance=False)
+    removed = datetime(2026, 2, 10, tzinfo=UTC)
+    only = PhaseSpec("ph", "only", "Only", IsoDuration(), (ItemSpec("setup-0", "setup", fee, active_to=removed),))
+    got = billable_items("sub", spec(only), datetime(2026, 2, 11, tzinfo=UTC), terms)
+    assert [(b.service_period.start, b.service_period.end, b.invoice_at) for b in got] == [
+        (START, removed, datetime(2026, 2, 28, tzinfo=UTC))
+    ]
+
+
 def test_items_are_invoiced_with_the_subscriptions_billing_period() -> None:
     # OpenMeter (TestAlignedSubscriptionInvoicing; SubscriptionItemWithPeriods.GetInvoiceAt): weekly
     # items on a four-week plan are invoiced with the plan's billing period: in advance at its start,
