@@ -502,13 +502,14 @@ async def _flush(session: AsyncSession, message: str) -> None:
         raise ConflictError(message) from exc
 
 
-_ORDER = {
-    "createdAt": InvoiceRow.created_at,
-    "issuedAt": InvoiceRow.issued_at,
-    "status": InvoiceRow.extended_status,
-    "customer.name": InvoiceRow.customer_id,
-    "updatedAt": InvoiceRow.updated_at,
-    "periodStart": InvoiceRow.period_start,
+_ORDER: dict[str, Any] = {
+    "createdAt": col(InvoiceRow.created_at),
+    "issuedAt": col(InvoiceRow.issued_at),
+    "status": col(InvoiceRow.extended_status),
+    # The name snapshotted on the invoice, as OpenMeter's ByCustomerName (its customer_name column).
+    "customer.name": col(InvoiceRow.customer)["name"].astext,
+    "updatedAt": col(InvoiceRow.updated_at),
+    "periodStart": col(InvoiceRow.period_start),
 }
 
 # Whether a snapshotted line of the group started its period (was rated as the period's first
@@ -707,7 +708,7 @@ class PostgresInvoiceRepository:
             if before is not None:
                 statement = statement.where(col(column) <= before)
         total = (await self._session.exec(select(func.count()).select_from(statement.subquery()))).one()
-        order = col(_ORDER.get(query.order_by, InvoiceRow.created_at))
+        order = _ORDER.get(query.order_by, _ORDER["createdAt"])
         keys = (order.desc(), col(InvoiceRow.id).desc()) if query.descending else (order, col(InvoiceRow.id))
         rows = (
             await self._session.exec(_fresh(statement.order_by(*keys).offset(query.offset).limit(query.limit)))

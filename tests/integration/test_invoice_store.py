@@ -273,6 +273,25 @@ async def test_list_filters(uow: UnitOfWork) -> None:
         assert [i.id for i in found] == [a.id]
 
 
+async def test_list_ordered_by_customer_name_orders_by_the_name(uow: UnitOfWork) -> None:
+    # GET /api/v1/billing/invoices?orderBy=customer.name orders by the customer's name (OpenMeter's
+    # ByCustomerName), not by its ID: "Zeta" (ID c1) comes after "Alpha" (ID c2).
+    ns = "store_list_by_name"
+    zeta = make_invoice(ns, "c1", State.ISSUED)
+    zeta = dataclasses.replace(zeta, customer=dataclasses.replace(zeta.customer, name="Zeta Ltd"))
+    alpha = make_invoice(ns, "c2", State.ISSUED)
+    alpha = dataclasses.replace(alpha, customer=dataclasses.replace(alpha.customer, name="Alpha Inc"))
+    async with uow() as store:
+        await store.invoices.insert(zeta)
+        await store.invoices.insert(alpha)
+        await store.commit()
+    async with uow() as store:
+        found, _ = await store.invoices.list_invoices(ns, InvoiceListQuery(order_by="customer.name"))
+        assert [i.customer.name for i in found] == ["Alpha Inc", "Zeta Ltd"]
+        found, _ = await store.invoices.list_invoices(ns, InvoiceListQuery(order_by="customer.name", descending=True))
+        assert [i.customer.name for i in found] == ["Zeta Ltd", "Alpha Inc"]
+
+
 async def test_statistics_are_refreshed_after_a_write_that_is_a_large_share_of_the_lines() -> None:
     # A database of its own: the planner's row count (pg_class.reltuples, -1 until the first
     # ANALYZE, exact after one on a table this small) shows whether statistics were refreshed.
