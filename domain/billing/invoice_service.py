@@ -417,10 +417,20 @@ class InvoiceService:
                     elif line.period_start >= as_of:
                         v.add(f"filters.lineIds[{i}]", "the line is not invoicable as of asOf", "not_invoicable")
                 v.raise_if_any()
+            invoiced: set[str] = set()
             for gathering in gatherings:
                 made = await self._invoice_gathering(tx, gathering, as_of, data, now, effective)
                 if made is not None:
-                    created.append(made)
+                    created.append(made[0])
+                    invoiced.update(made[1])
+            # A listed line that is not billable as of asOf (a fee not due yet, a usage line that
+            # cannot be split) refuses the whole call, as OpenMeter's ErrInvoiceLinesNotBillable:
+            # nothing of this transaction is committed.
+            v = Violations()
+            for i, line_id in enumerate(data.line_ids):
+                if line_id not in invoiced:
+                    v.add(f"filters.lineIds[{i}]", "the line is not invoicable as of asOf", "not_invoicable")
+            v.raise_if_any()
             if not created:
                 raise ValidationError.single(
                     "customerId", "the customer has no pending lines due by asOf", "no_invoicable_lines"
@@ -436,7 +446,9 @@ class InvoiceService:
         data: InvoiceNowInput,
         now: datetime,
         effective: EffectiveProfile | None,
-    ) -> str | None:
+    ) -> tuple[str, list[str]] | None:
+        """The standard invoice made from the gathering invoice's due lines, with the IDs of the
+        lines it took; None when nothing is due."""
         fire(gathering.state, Action.INVOICE, self.conditions(gathering, now))
         lines = (await tx.invoices.lines(gathering.namespace, [gathering.id]))[gathering.id]
         # Which usage lines cut at as_of could be billed in parts (their meters only grow).
@@ -463,7 +475,7 @@ class InvoiceService:
         if split.kept:
             await tx.invoices.insert_lines(split.kept)
         await tx.invoices.update(split.gathering)
-        return split.standard.id
+        return split.standard.id, [x.id for x in split.moved]
 
     # --- user actions --------------------------------------------------------------------------
 

@@ -293,6 +293,28 @@ async def test_invoice_now_totals_by_hand_and_sandbox_to_paid(env: Env) -> None:
         await env.invoices.invoice_now(ns, InvoiceNowInput(cid))
 
 
+async def test_invoice_now_refuses_a_listed_line_that_is_not_billable_yet(env: Env) -> None:
+    """filters.lineIds: every listed line must be billable as of asOf, or nothing is invoiced (400
+    naming it, as OpenMeter's ErrInvoiceLinesNotBillable). An in-arrears fee whose period has begun
+    but not ended is not (a flat fee is never split), though a listed line beside it is due."""
+    ns = "inv_now_listed_not_billable"
+    cid = await customer(env, ns)
+    now = datetime.now(UTC)
+    running = PendingLineInput(
+        "Support", now - timedelta(days=1), now + timedelta(days=10), now + timedelta(days=10), per_unit_amount=D(7)
+    )
+    gathered, lines, _ = await env.invoices.create_pending_lines(
+        ns, cid, PendingLinesInput("USD", [flat("Setup", "10"), running])
+    )
+    due, later = lines
+    with pytest.raises(ValidationError) as caught:
+        await env.invoices.invoice_now(ns, InvoiceNowInput(cid, line_ids=[due.id, later.id]))
+    assert [v.field for v in caught.value.violations] == ["filters.lineIds[1]"]
+    # Nothing was invoiced: both lines still wait on the gathering invoice.
+    found = await env.invoices.get(ns, gathered.invoice.id)
+    assert sorted(x.id for x in found.lines if x.parent_line_id is None) == sorted([due.id, later.id])
+
+
 async def test_manual_approval_then_paid_and_delete_of_a_draft(env: Env) -> None:
     ns = "inv_manual"
     cid = await customer(env, ns)
