@@ -1312,19 +1312,23 @@ class InvoiceService:
             return
         gathering = await tx.invoices.get_gathering(invoice.namespace, invoice.customer.id, invoice.currency, lock=True)
         if gathering is None:
-            gathering = dataclasses.replace(
-                invoice,
+            # A new gathering invoice for the customer, as the deleted invoice was made: nothing
+            # that was the deleted invoice's own (its app's external IDs, description, metadata).
+            gathering = Invoice(
                 id=_new_id(),
+                namespace=invoice.namespace,
+                type=InvoiceType.STANDARD,
                 state=State.GATHERING,
-                number=None,
+                customer=invoice.customer,
+                currency=invoice.currency,
+                profile_id=invoice.profile_id,
+                invoicing_app_id=invoice.invoicing_app_id,
+                payment_app_id=invoice.payment_app_id,
+                tax_app_id=invoice.tax_app_id,
+                workflow=invoice.workflow,
+                supplier=invoice.supplier,
                 created_at=now,
                 updated_at=now,
-                totals=Totals(),
-                validation_issues=(),
-                app_attempt=None,
-                collection_at=None,
-                draft_until=None,
-                quantity_snapshotted_at=None,
             )
             await tx.invoices.insert(gathering)
         released = [

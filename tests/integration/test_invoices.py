@@ -597,6 +597,26 @@ async def test_a_number_set_at_draft_sync_is_the_issued_invoices_number(env: Env
     assert issued.invoice.state is State.PAYMENT_PENDING and issued.invoice.number == "ERP-42"
 
 
+async def test_a_deleted_invoices_lines_go_back_without_its_app_ids_and_description(env: Env) -> None:
+    """Deleting an invoice whose lines make a new gathering invoice (the customer has none left)
+    does not pass on what belonged to the deleted invoice: the integrator's external ID (ext-1
+    named the next invoice too, before its own draft/synchronized). OpenMeter makes the gathering
+    invoice anew."""
+    ns = "inv_delete_fresh_gathering"
+    cid = await custom_invoicing_customer(env, ns, "Soylent")
+    await env.invoices.create_pending_lines(ns, cid, PendingLinesInput("USD", [flat("Fee", "40")]))
+    (made,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid))
+    iid = made.invoice.id
+    synced = await env.invoices.app_callback(ns, iid, Action.DRAFT_SYNCHRONIZED, invoicing_external_id="ext-1")
+    assert synced.invoice.state is State.ISSUING_SYNCING and synced.invoice.invoicing_external_id == "ext-1"
+    deleted = await env.invoices.act(ns, iid, Action.DELETE)
+    assert deleted.invoice.state is State.DELETED
+    (gathering,), _ = await env.invoices.list_invoices(ns, InvoiceListQuery(statuses=[InvoiceStatus.GATHERING]))
+    assert gathering.invoice.invoicing_external_id is None and gathering.invoice.payment_external_id is None
+    (again,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid))
+    assert again.invoice.state is State.DRAFT_SYNCING and again.invoice.invoicing_external_id is None
+
+
 async def test_custom_invoicing_callbacks_refuse_an_invoice_of_another_app(env: Env) -> None:
     # The custom invoicing callbacks are for invoices its app invoices: OpenMeter checks the
     # invoice's invoicing app first (app/custominvoicing/service/sync.go ValidateInvoiceApp, a
