@@ -539,7 +539,8 @@ class InvoiceService:
                         id=old.id,
                         created_at=old.created_at,
                         managed_by=old.managed_by,
-                        period_key=old.period_key if made.type is LineType.USAGE_BASED else None,
+                        # A fee that becomes a usage line is its own billing period, as a new one.
+                        period_key=(old.period_key or f"line/{old.id}") if made.type is LineType.USAGE_BASED else None,
                         full_period_start=old.full_period_start or made.full_period_start,
                         full_period_end=old.full_period_end or made.full_period_end,
                         sync_key=old.sync_key,

@@ -773,6 +773,29 @@ async def test_a_periods_entry_fee_is_charged_once_after_a_void_and_by_late_usag
     assert correction.invoice.totals.total == D("5.00")  # before: 15.00, the fee charged again
 
 
+async def test_a_draft_fee_replaced_by_a_usage_line_has_its_late_usage_billed(env: Env) -> None:
+    """PUT /invoices/{id} turning a draft's flat fee into a usage line (same line ID) gives it a
+    billing period of its own, as a new usage line gets: usage stored after the invoice was issued
+    is billed by a correction. It had none (the fee's), so late usage was never billed."""
+    ns = "inv_put_fee_to_usage"
+    cid = await customer(env, ns)
+    await env.profiles.upsert_override(ns, cid, OverrideUpsertInput(workflow=WorkflowPatch(auto_advance=False)))
+    env.usage.add("calls", cid, NOV + timedelta(days=2), "5")
+    await env.invoices.create_pending_lines(ns, cid, PendingLinesInput("USD", [flat("Calls", "9")]))
+    (draft,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid, as_of=DEC + timedelta(hours=2)))
+    (fee,) = [x for x in draft.lines if x.parent_line_id is None]
+    updated = await env.invoices.update_lines(
+        ns, draft.invoice.id, [(fee.id, usage_line("Calls", "calls", UnitPrice(D(1))))]
+    )
+    assert updated.invoice.state is State.DRAFT_MANUAL_APPROVAL_NEEDED and updated.invoice.totals.total == D(5)
+    paid = await env.invoices.act(ns, draft.invoice.id, Action.APPROVE)
+    assert paid.invoice.state is State.PAID
+    env.usage.add("calls", cid, NOV + timedelta(days=5), "3")  # stored after the invoice was issued
+    await env.invoices.bill_late_usage(timedelta(days=30))
+    (correction,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid))
+    assert correction.invoice.totals.total == D(3)
+
+
 async def test_late_usage_that_charges_nothing_makes_no_correction_invoice(env: Env) -> None:
     # A period capped by its maximum spend: 30 calls at 1.00 billed 20.00. Five more calls stored
     # after the invoice was issued would cost nothing (the cap), and made an invoice of 0.00 (5.00
