@@ -504,9 +504,10 @@ class InvoiceService:
         description: str | None = None,
         metadata: dict[str, str] | None = None,
     ) -> InvoiceWithLines:
-        """PUT /invoices/{id} on a draft: its top-level lines become `lines` (a line with the ID of
-        one of them replaces it, one without an ID is added, the others are deleted); the invoice
-        is rated again in the same transaction, and its quantities read at the next snapshot."""
+        """PUT /invoices/{id} on a draft: its description and metadata become the ones given, and
+        its top-level lines become `lines` (a line with the ID of one of them replaces it, one
+        without an ID is added, the others are deleted); the invoice is rated again in the same
+        transaction, and its quantities read at the next snapshot."""
         async with self._uow() as tx:
             invoice = await tx.invoices.get(namespace, invoice_id, lock=True)
             if invoice is None:
@@ -554,11 +555,8 @@ class InvoiceService:
                 await tx.invoices.update_lines(kept)
             if added:
                 await tx.invoices.insert_lines(added)
-            invoice = dataclasses.replace(
-                invoice,
-                description=description if description is not None else invoice.description,
-                metadata=metadata if metadata is not None else invoice.metadata,
-            )
+            # A replace, as OpenMeter's UpdateInvoice: no description clears it, no metadata is {}.
+            invoice = dataclasses.replace(invoice, description=description, metadata=dict(metadata or {}))
             await self._apply(tx, invoice, row, now)
             await tx.commit()
         await self._drive(namespace, invoice_id, None)

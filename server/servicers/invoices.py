@@ -151,7 +151,7 @@ class InvoiceServicer(invoices_pb2_grpc.InvoiceServiceServicer):
             request.invoice_id,
             update.lines,
             description=update.description,
-            metadata=update.metadata or None,
+            metadata=update.metadata,
         )
         return self._out(found)
 

@@ -563,6 +563,30 @@ async def test_update_takes_the_customer_tax_id_openmeter_allows(http: httpx.Asy
     assert updated["totals"]["total"] == "5" and "taxId" not in updated["customer"]
 
 
+async def test_update_replaces_the_description_and_metadata(http: httpx.AsyncClient) -> None:
+    """PUT is a replace: metadata {} and no description clear what an earlier PUT set."""
+    customer, _ = await metered_customer(http)
+    await ok(
+        await http.put(
+            f"/api/v1/billing/customers/{customer}", json={"workflow": {"invoicing": {"autoAdvance": False}}}
+        )
+    )
+    await add_lines(http, customer, line("Fee", {"type": "flat", "amount": "5"}))
+    (draft,) = await invoice_now(http, customer)
+    body = {
+        "supplier": draft["supplier"],
+        "customer": draft["customer"],
+        "workflow": draft["workflow"],
+        "lines": [{**line("Fee", {"type": "flat", "amount": "5"}), "id": by_name(draft)["Fee"]["id"]}],
+    }
+    described = await ok(
+        await http.put(f"{INVOICES}/{draft['id']}", json={**body, "description": "Q4", "metadata": {"po": "42"}})
+    )
+    assert (described["description"], described["metadata"]) == ("Q4", {"po": "42"})
+    cleared = await ok(await http.put(f"{INVOICES}/{draft['id']}", json={**body, "metadata": {}}))
+    assert "description" not in cleared and cleared.get("metadata", {}) == {}
+
+
 async def test_include_deleted_lines_shows_what_an_update_removed(http: httpx.AsyncClient) -> None:
     customer, _ = await metered_customer(http)
     await ok(

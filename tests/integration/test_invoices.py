@@ -773,6 +773,26 @@ async def test_a_periods_entry_fee_is_charged_once_after_a_void_and_by_late_usag
     assert correction.invoice.totals.total == D("5.00")  # before: 15.00, the fee charged again
 
 
+async def test_a_draft_update_replaces_its_description_and_metadata(env: Env) -> None:
+    """PUT /invoices/{id} is a replace (OpenMeter's UpdateInvoice sets Description and Metadata
+    from the body, a missing metadata as {}): a body without a description clears it, one with
+    metadata {} clears that. They were kept, so neither could ever be removed."""
+    ns = "inv_put_replace"
+    cid = await customer(env, ns)
+    await env.profiles.upsert_override(ns, cid, OverrideUpsertInput(workflow=WorkflowPatch(auto_advance=False)))
+    await env.invoices.create_pending_lines(ns, cid, PendingLinesInput("USD", [flat("Fee", "9")]))
+    (draft,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid))
+    (fee,) = [x for x in draft.lines if x.parent_line_id is None]
+    described = await env.invoices.update_lines(
+        ns, draft.invoice.id, [(fee.id, flat("Fee", "9"))], description="Q4", metadata={"po": "42"}
+    )
+    assert (described.invoice.description, dict(described.invoice.metadata)) == ("Q4", {"po": "42"})
+    cleared = await env.invoices.update_lines(
+        ns, draft.invoice.id, [(fee.id, flat("Fee", "9"))], description=None, metadata={}
+    )
+    assert (cleared.invoice.description, dict(cleared.invoice.metadata)) == (None, {})
+
+
 async def test_a_draft_fee_replaced_by_a_usage_line_has_its_late_usage_billed(env: Env) -> None:
     """PUT /invoices/{id} turning a draft's flat fee into a usage line (same line ID) gives it a
     billing period of its own, as a new usage line gets: usage stored after the invoice was issued
