@@ -1341,6 +1341,8 @@ class InvoiceService:
                 pre_line_period_quantity=None,
                 period_started=None,
                 quantity_snapshotted_at=None,
+                # The app's ID named the line on the deleted invoice; a gathering line has none.
+                invoicing_external_id=None,
                 updated_at=now,
             )
             for x in top

@@ -617,6 +617,29 @@ async def test_a_deleted_invoices_lines_go_back_without_its_app_ids_and_descript
     assert again.invoice.state is State.DRAFT_SYNCING and again.invoice.invoicing_external_id is None
 
 
+async def test_a_deleted_invoices_lines_go_back_without_their_app_ids(env: Env) -> None:
+    """The integrator's IDs of a deleted invoice's lines (draft/synchronized's lineExternalIds)
+    named lines of an invoice that no longer exists: back on the gathering invoice, and on the
+    next invoice made from it, the lines carried erp-line-1 before the integrator synced them
+    again. OpenMeter's gathering lines have no external IDs."""
+    ns = "inv_delete_line_ids"
+    cid = await custom_invoicing_customer(env, ns, "Tyrell")
+    await env.invoices.create_pending_lines(ns, cid, PendingLinesInput("USD", [flat("Fee", "40")]))
+    (made,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid))
+    (fee,) = [x for x in made.lines if x.parent_line_id is None]
+    synced = await env.invoices.app_callback(
+        ns, made.invoice.id, Action.DRAFT_SYNCHRONIZED, line_external_ids=[(fee.id, "erp-line-1")]
+    )
+    assert [x.invoicing_external_id for x in synced.lines if x.id == fee.id] == ["erp-line-1"]
+    await env.invoices.act(ns, made.invoice.id, Action.DELETE)
+    (gathering,), _ = await env.invoices.list_invoices(
+        ns, InvoiceListQuery(statuses=[InvoiceStatus.GATHERING]), with_lines=True
+    )
+    assert [(x.id, x.invoicing_external_id) for x in gathering.lines] == [(fee.id, None)]
+    (again,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid))
+    assert [x.invoicing_external_id for x in again.lines] == [None, None]  # the fee and its detailed line
+
+
 async def test_custom_invoicing_callbacks_refuse_an_invoice_of_another_app(env: Env) -> None:
     # The custom invoicing callbacks are for invoices its app invoices: OpenMeter checks the
     # invoice's invoicing app first (app/custominvoicing/service/sync.go ValidateInvoiceApp, a
