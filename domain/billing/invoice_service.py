@@ -1141,6 +1141,7 @@ class InvoiceService:
                         quantity_snapshotted_at=None,
                         totals=Totals(),
                         discounts=(),
+                        invoicing_external_id=None,  # the app's ID is the corrected line's
                         metadata={**latest.metadata, "tally.correction": "late_usage"},
                         created_at=now,
                         updated_at=now,

@@ -640,6 +640,30 @@ async def test_a_deleted_invoices_lines_go_back_without_their_app_ids(env: Env) 
     assert [x.invoicing_external_id for x in again.lines] == [None, None]  # the fee and its detailed line
 
 
+async def test_a_late_usage_correction_does_not_carry_the_billed_lines_app_id(env: Env) -> None:
+    """A late-usage correction is a line of its own on a new invoice: it carried the integrator's
+    ID of the issued line it corrects (erp-line-1), so the integrator's sync of the correction
+    invoice named the old invoice's line."""
+    ns = "inv_late_line_ids"
+    cid = await custom_invoicing_customer(env, ns, "Cyberdyne")
+    env.usage.add("calls", cid, NOV + timedelta(days=2), "5")
+    await env.invoices.create_pending_lines(
+        ns, cid, PendingLinesInput("USD", [usage_line("Calls", "calls", UnitPrice(D(1)))])
+    )
+    (made,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid, as_of=DEC + timedelta(hours=2)))
+    (calls,) = [x for x in made.lines if x.parent_line_id is None]
+    iid = made.invoice.id
+    await env.invoices.app_callback(ns, iid, Action.DRAFT_SYNCHRONIZED, line_external_ids=[(calls.id, "erp-line-1")])
+    await env.invoices.app_callback(ns, iid, Action.ISSUING_SYNCHRONIZED)
+    paid = await env.invoices.app_callback(ns, iid, Action.PAYMENT_PAID)
+    assert paid.invoice.state is State.PAID and paid.invoice.totals.total == D(5)
+    env.usage.add("calls", cid, NOV + timedelta(days=5), "3")  # stored after the invoice was issued
+    assert await env.invoices.bill_late_usage(timedelta(days=30)) == 1
+    (correction,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid))
+    assert correction.invoice.totals.total == D(3)
+    assert {x.invoicing_external_id for x in correction.lines} == {None}
+
+
 async def test_custom_invoicing_callbacks_refuse_an_invoice_of_another_app(env: Env) -> None:
     # The custom invoicing callbacks are for invoices its app invoices: OpenMeter checks the
     # invoice's invoicing app first (app/custominvoicing/service/sync.go ValidateInvoiceApp, a
