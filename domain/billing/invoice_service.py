@@ -506,7 +506,7 @@ class InvoiceService:
     ) -> InvoiceWithLines:
         """PUT /invoices/{id} on a draft: its description and metadata become the ones given, and
         its top-level lines become `lines` (a line with the ID of one of them replaces it, one
-        without an ID is added, the others are deleted); the invoice is rated again in the same
+        without an ID or with another ID is added, the others are deleted); the invoice is rated again in the same
         transaction, and its quantities read at the next snapshot."""
         async with self._uow() as tx:
             invoice = await tx.invoices.get(namespace, invoice_id, lock=True)
@@ -521,16 +521,13 @@ class InvoiceService:
                 for x in (await tx.invoices.lines(namespace, [invoice.id]))[invoice.id]
                 if x.parent_line_id is None
             }
-            v = Violations()
-            for i, (line_id, _) in enumerate(lines):
-                if line_id is not None and line_id not in current:
-                    v.add(f"lines[{i}].id", "no such line on the invoice", "not_found")
-            v.raise_if_any()
             kept: list[InvoiceLine] = []
             added: list[InvoiceLine] = []
             for line_id, given in lines:
                 made = self._pending_line(namespace, invoice, given, now)
-                if line_id is None:
+                if line_id is None or line_id not in current:
+                    # A new line; an ID that is not one of the invoice's is the client's own for it
+                    # (OpenMeter's mergeStandardInvoiceLinesFromAPI), not stored.
                     added.append(made)
                     continue
                 old = current[line_id]

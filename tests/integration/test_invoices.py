@@ -820,6 +820,25 @@ async def test_a_periods_entry_fee_is_charged_once_after_a_void_and_by_late_usag
     assert correction.invoice.totals.total == D("5.00")  # before: 15.00, the fee charged again
 
 
+async def test_a_draft_update_adds_a_line_whose_id_is_not_the_invoices(env: Env) -> None:
+    """PUT /invoices/{id}: a line with an ID that is not one of the invoice's is a new line (OpenMeter
+    lets a client give new lines IDs of its own, not stored, for discounts to refer to); it was
+    refused with 400 lines[1].id 'no such line on the invoice'."""
+    ns = "inv_put_client_ids"
+    cid = await customer(env, ns)
+    await env.profiles.upsert_override(ns, cid, OverrideUpsertInput(workflow=WorkflowPatch(auto_advance=False)))
+    await env.invoices.create_pending_lines(ns, cid, PendingLinesInput("USD", [flat("Fee", "9")]))
+    (draft,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid))
+    (fee,) = [x for x in draft.lines if x.parent_line_id is None]
+    client_id = "01M8VD9F2MBADBENGKDT3N58Z7"
+    updated = await env.invoices.update_lines(
+        ns, draft.invoice.id, [(fee.id, flat("Fee", "9")), (client_id, flat("Extra", "4"))]
+    )
+    top = {x.name: x for x in updated.lines if x.parent_line_id is None}
+    assert set(top) == {"Fee", "Extra"} and top["Fee"].id == fee.id and top["Extra"].id != client_id
+    assert updated.invoice.totals.total == D(13)
+
+
 async def test_a_draft_update_replaces_its_description_and_metadata(env: Env) -> None:
     """PUT /invoices/{id} is a replace (OpenMeter's UpdateInvoice sets Description and Metadata
     from the body, a missing metadata as {}): a body without a description clears it, one with
