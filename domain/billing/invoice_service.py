@@ -543,6 +543,10 @@ class InvoiceService:
                         full_period_end=old.full_period_end or made.full_period_end,
                         sync_key=old.sync_key,
                         subscription=old.subscription,
+                        # The app's IDs of the line and its discounts stay (the rating keeps a
+                        # discount's ID and the app's ID for it while the discount stays).
+                        invoicing_external_id=old.invoicing_external_id,
+                        discounts=old.discounts,
                     )
                 )
             gone = [x for x in current if x not in {k.id for k in kept}]

@@ -664,6 +664,39 @@ async def test_a_late_usage_correction_does_not_carry_the_billed_lines_app_id(en
     assert {x.invoicing_external_id for x in correction.lines} == {None}
 
 
+async def test_a_draft_update_keeps_the_integrators_ids_of_the_lines_it_keeps(env: Env) -> None:
+    """PUT /invoices/{id} on a draft custom invoicing synced: a line kept by its ID keeps the
+    integrator's ID for it (OpenMeter merges the update into the stored line), so the next
+    draft/synchronized round updates the ERP's line instead of finding a line it never saw."""
+    ns = "inv_put_keeps_line_ids"
+    cid = await custom_invoicing_customer(env, ns, "Massive Dynamic")
+    profile_id = (await env.profiles.effective_profile(ns, cid)).profile.id
+    await env.profiles.upsert_override(
+        ns, cid, OverrideUpsertInput(profile_id=profile_id, workflow=WorkflowPatch(auto_advance=False))
+    )
+    tenth_off = Discounts(percentage=D(10))
+    await env.invoices.create_pending_lines(
+        ns, cid, PendingLinesInput("USD", [dataclasses.replace(flat("Fee", "40"), rate_card_discounts=tenth_off)])
+    )
+    (made,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid))
+    (fee,) = [x for x in made.lines if x.parent_line_id is None]
+    (off,) = fee.discounts
+    synced = await env.invoices.app_callback(
+        ns,
+        made.invoice.id,
+        Action.DRAFT_SYNCHRONIZED,
+        line_external_ids=[(fee.id, "erp-line-1")],
+        line_discount_external_ids=[(off.id, "erp-discount-1")],
+    )
+    assert synced.invoice.state is State.DRAFT_MANUAL_APPROVAL_NEEDED
+    given = dataclasses.replace(flat("Fee", "50"), rate_card_discounts=tenth_off)
+    updated = await env.invoices.update_lines(ns, made.invoice.id, [(fee.id, given)])
+    assert updated.invoice.state is State.DRAFT_SYNCING and updated.invoice.totals.total == D(45)
+    (kept,) = [x for x in updated.lines if x.parent_line_id is None]
+    assert (kept.id, kept.invoicing_external_id) == (fee.id, "erp-line-1")
+    assert [(d.id, d.invoicing_external_id) for d in kept.discounts] == [(off.id, "erp-discount-1")]
+
+
 async def test_custom_invoicing_callbacks_refuse_an_invoice_of_another_app(env: Env) -> None:
     # The custom invoicing callbacks are for invoices its app invoices: OpenMeter checks the
     # invoice's invoicing app first (app/custominvoicing/service/sync.go ValidateInvoiceApp, a
