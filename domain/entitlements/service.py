@@ -413,7 +413,9 @@ class EntitlementService:
                         now,
                     )
                 )
-            for grant in valid.grants:
+            for i, grant in enumerate(valid.grants):
+                # Issued as create_grant issues one (OpenMeter's CreateGrant for each inline grant).
+                _check_grant_in_period(grant, period.start, f"grants[{i}].effectiveAt")
                 grants.append(self._stored_grant(namespace, entitlement.id, grant, now))
         await self._entitlements.create(entitlement, grants, replaces=replaces.id if replaces else None)
         self.entities_changed()
@@ -541,13 +543,7 @@ class EntitlementService:
         valid = data.validate(now)
         period = entitlement.current_usage_period(now)
         assert period is not None
-        if valid.effective_at < period.start:
-            raise ValidationError.single(
-                "effectiveAt",
-                f"grant effective date {rfc3339(valid.effective_at)} is before the current usage period "
-                f"{rfc3339(period.start)}",
-                "before_usage_period",
-            )
+        _check_grant_in_period(valid, period.start, "effectiveAt")
         grant = self._stored_grant(namespace, entitlement.id, valid, now)
         await self._grants.create(grant)
         await self._changed(namespace, entitlement.id)
@@ -936,6 +932,17 @@ class EntitlementService:
     async def publish(self, event: Any) -> None:
         if self._events is not None:
             await self._events.publish(event)
+
+
+def _check_grant_in_period(grant: ValidatedGrant, period_start: datetime, field: str) -> None:
+    """OpenMeter's CreateGrant: a grant may not take effect before the current usage period (400)."""
+    if grant.effective_at < period_start:
+        raise ValidationError.single(
+            field,
+            f"grant effective date {rfc3339(grant.effective_at)} is before the current usage period "
+            f"{rfc3339(period_start)}",
+            "before_usage_period",
+        )
 
 
 def _utc(value: datetime, field: str) -> datetime:

@@ -120,7 +120,8 @@ async def test_v2_create_refuses_issue_with_grants(http: httpx.AsyncClient, tall
     now = minute(datetime.now(UTC))
     path = f"/api/v2/customers/{c['key']}/entitlements"
     base = {"type": "metered", "featureKey": f["key"], "usagePeriod": {"interval": "MONTH"}}
-    grant = {"amount": 10, "effectiveAt": rfc3339(now)}
+    # A minute on: the entitlement's measurement starts at the server's now, which a grant may not precede.
+    grant = {"amount": 10, "effectiveAt": rfc3339(now + timedelta(minutes=1))}
     for extra in ({"issue": {"amount": 100}}, {"issueAfterReset": 100}):
         refused = await http.post(path, json={**base, **extra, "grants": [grant]})
         assert refused.status_code == 400, refused.text

@@ -498,6 +498,48 @@ async def test_override_ends_the_old_entitlement_and_deletes_its_grants(stack: S
     assert (await svc.for_customer(NS, customer, "over_calls")).id == fresh.id
 
 
+async def test_an_inline_grant_before_the_current_usage_period_is_refused(stack: Stack) -> None:
+    # OpenMeter's v2 create and override issue the inline grants[] through CreateGrant, which
+    # refuses an effectiveAt before the current usage period start (the first period starts at the
+    # start of measurement) with 400; the grant was stored, a grant backdated into yesterday's
+    # period adding its full amount to the balance.
+    svc, clock = stack.cached, stack.clock
+    await svc.features.create(NS, FeatureCreateInput(key="inline_calls", name="Inline calls", meter_slug="calls"))
+    customer = await svc.customers.create(NS, CustomerInput(name="Inline", key="inline", subject_keys=["inline"]))
+    midnight = clock.now.replace(hour=0, minute=0) + timedelta(days=20)
+    clock.now = midnight + timedelta(hours=10)
+
+    def daily(*grants: GrantInput, measure: str | None = None) -> EntitlementInput:
+        return EntitlementInput(
+            type="metered",
+            feature_key="inline_calls",
+            usage_period=RecurrenceInput("DAY", midnight),
+            measure_usage_from=measure,
+            grants=grants,
+            v2=True,
+        )
+
+    yesterday = GrantInput(amount=40, effective_at=midnight - timedelta(hours=1), v2=True)
+    this_morning = GrantInput(amount=20, effective_at=midnight + timedelta(hours=1), v2=True)
+    for data in (daily(yesterday), daily(this_morning), daily(yesterday, measure="CURRENT_PERIOD_START")):
+        with pytest.raises(ValidationError) as refused:
+            await svc.create(NS, customer, data)
+        assert refused.value.violations[0].code == "before_usage_period"
+        with pytest.raises(NotFoundError):
+            await svc.for_customer(NS, customer, "inline_calls")  # nothing was stored
+
+    entitlement = await svc.create(NS, customer, daily(this_morning, measure="CURRENT_PERIOD_START"))
+    assert (await svc.value(NS, entitlement)).balance == Decimal(20)
+    clock.now += timedelta(minutes=5)
+    with pytest.raises(ValidationError) as override:
+        await svc.override(NS, customer, "inline_calls", daily(yesterday))
+    assert override.value.violations[0].code == "before_usage_period"
+    assert (await svc.for_customer(NS, customer, "inline_calls")).id == entitlement.id
+    now = GrantInput(amount=30, effective_at=clock.now, v2=True)
+    replaced = await svc.override(NS, customer, "inline_calls", daily(now))
+    assert (await svc.value(NS, replaced)).balance == Decimal(30)
+
+
 # ---------------------------------------------------------------------------------------------
 # entitlements a subscription manages, through the subscription service as server/wiring wires it
 

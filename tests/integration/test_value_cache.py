@@ -140,7 +140,10 @@ async def test_cached_value_equals_full_computation_under_a_stream_of_changes(st
                     measure_usage_from="CURRENT_PERIOD_START",
                     is_soft_limit=feature == "users",
                     grants=[
-                        GrantInput(amount=100, effective_at=START - timedelta(hours=3), v2=True),
+                        # From the current usage period's start (a grant may not take effect before it).
+                        GrantInput(
+                            amount=100, effective_at=START - timedelta(hours=3 if interval == "DAY" else 1), v2=True
+                        ),
                         GrantInput(
                             amount=40,
                             effective_at=START,
