@@ -58,7 +58,7 @@ from domain.entitlements.models import (
     rfc3339,
 )
 from domain.entitlements.ports import EntitlementRepository, GrantRepository, SnapshotRepository
-from domain.entitlements.recurrence import MINUTE, add_months_no_overflow, ceil_minute, floor_minute
+from domain.entitlements.recurrence import MINUTE, add_months_no_overflow, ceil_minute, ensure_utc, floor_minute
 from domain.errors import ConflictError, ForbiddenError, NotFoundError, PreconditionFailedError, ValidationError
 from domain.events import DomainEvents
 from domain.metering.models import Aggregation, Meter
@@ -825,10 +825,12 @@ class EntitlementService:
         if not entitlement.metered:
             raise ValidationError.single("entitlement", "only metered entitlements can be reset", "not_metered")
         now = self._clock()
-        at = floor_minute(data.effective_at if data.effective_at is not None else now)
+        asked = ensure_utc(data.effective_at if data.effective_at is not None else now, "effectiveAt")
         assert entitlement.measure_usage_from is not None
-        if at > now:
-            raise ValidationError.single("effectiveAt", f"cannot reset at {rfc3339(at)} in the future", "in_future")
+        # Compared before the truncation, as OpenMeter's ResetUsageForOwner does.
+        if asked > now:
+            raise ValidationError.single("effectiveAt", f"cannot reset at {rfc3339(asked)} in the future", "in_future")
+        at = floor_minute(asked)
         if at < entitlement.measure_usage_from:
             raise ValidationError.single(
                 "effectiveAt", "reset cannot be before the start of measurement", "before_measurement"

@@ -445,6 +445,26 @@ async def test_a_reset_at_a_scheduled_period_start_is_allowed(stack: Stack) -> N
     assert exc.value.violations[0].code == "same_minute"
 
 
+async def test_a_reset_seconds_in_the_future_is_refused(stack: Stack) -> None:
+    # OpenMeter's ResetUsageForOwner refuses an `at` after now before it truncates it to the minute:
+    # a reset 30 seconds ahead answers 400. It was truncated first, to a minute not after now, and
+    # the reset was made (204).
+    svc, clock = stack.cached, stack.clock
+    await svc.features.create(NS, FeatureCreateInput(key="ahead_calls", name="Ahead", meter_slug="calls"))
+    customer = await svc.customers.create(NS, CustomerInput(name="Ahead", key="ahead", subject_keys=["ahead"]))
+    start = clock.now.replace(minute=0) + timedelta(days=30)
+    clock.now = start
+    data = EntitlementInput(type="metered", feature_key="ahead_calls", usage_period=RecurrenceInput("DAY", start))
+    entitlement = await svc.create(NS, customer, data)
+    clock.now = start + timedelta(hours=2, seconds=10)
+    with pytest.raises(ValidationError) as exc:
+        await svc.reset(NS, entitlement, ResetInput(effective_at=clock.now + timedelta(seconds=30)))
+    assert exc.value.violations[0].code == "in_future"
+    assert (await svc.get(NS, entitlement.id)).resets == ()
+    await svc.reset(NS, entitlement, ResetInput(effective_at=clock.now))
+    assert [r.at for r in (await svc.get(NS, entitlement.id)).resets] == [start + timedelta(hours=2)]
+
+
 async def test_deleting_an_entitlement_deletes_its_grants(stack: Stack) -> None:
     # OpenMeter's credit entitlement hook (PreDelete: DeleteOwnerGrants): the grants of a deleted
     # entitlement are deleted with it, so a grant listing leaves them out unless asked for deleted
