@@ -213,13 +213,19 @@ def _decimal(value: float | Decimal | None, name: str, v: Violations, minimum: D
 
 
 def _recurrence(
-    interval: str, anchor: datetime | None, now: datetime, location: str, v: Violations
+    interval: str, anchor: datetime | None, now: datetime, location: str, v: Violations, *, usage_period: bool = True
 ) -> Recurrence | None:
+    """A usage period's recurrence (at least an hour, OpenMeter's UsagePeriod.Validate) or, with
+    `usage_period=False`, a grant's: any interval OpenMeter takes, in whole minutes (the engine's
+    resolution, at which grant times are truncated)."""
     try:
-        duration = parse_interval(interval, f"{location}.interval")
+        duration = parse_interval(interval, f"{location}.interval", min_one_hour=usage_period)
     except ValidationError as exc:
         for violation in exc.violations:
             v.add(violation.field, violation.message, violation.code)
+        return None
+    if not usage_period and duration.seconds % 60:
+        v.add(f"{location}.interval", "interval must be a whole number of minutes", "interval_too_short")
         return None
     return Recurrence(duration, floor_minute(anchor if anchor is not None else now))
 
@@ -274,7 +280,12 @@ class GrantInput:
             # its refills do not depend on when the request happened to be made.
             default_anchor = self.effective_at if self.effective_at is not None else now
             recurrence = _recurrence(
-                self.recurrence.interval, self.recurrence.anchor, default_anchor, f"{location}recurrence", v
+                self.recurrence.interval,
+                self.recurrence.anchor,
+                default_anchor,
+                f"{location}recurrence",
+                v,
+                usage_period=False,
             )
         v.raise_if_any()
         assert amount is not None and self.effective_at is not None

@@ -160,6 +160,22 @@ def test_grant_recurrence_anchor_defaults_to_effective_at() -> None:
     assert anchored.recurrence is not None and anchored.recurrence.anchor == datetime(2025, 3, 1, 6, tzinfo=UTC)
 
 
+def test_a_grant_may_recur_more_often_than_hourly() -> None:
+    # OpenMeter holds only usage periods to at least an hour (UsagePeriod.Validate); a grant's
+    # recurrence may be any positive interval (credit.CreateGrant). A grant refilling every 30
+    # minutes answered 400 'interval must be at least 1 hour'. An interval that is not whole minutes
+    # (the engine's resolution, grant times are truncated to it) is refused.
+    valid = GrantInput(amount=5, effective_at=NOW, v2=True, recurrence=RecurrenceInput("PT30M")).validate(NOW)
+    assert valid.recurrence is not None and valid.recurrence.interval.iso() == "PT30M"
+    assert valid.recurrence.next_after(NOW, inclusive=False) == datetime(2025, 3, 15, 13, 0, tzinfo=UTC)
+    minute = GrantInput(amount=5, effective_at=NOW, v2=True, recurrence=RecurrenceInput("PT1M")).validate(NOW)
+    assert minute.recurrence is not None and minute.recurrence.interval.iso() == "PT1M"
+    for odd in ("PT30S", "PT1M30S"):
+        with pytest.raises(ValidationError) as exc:
+            GrantInput(amount=5, effective_at=NOW, v2=True, recurrence=RecurrenceInput(odd)).validate(NOW)
+        assert fields(exc) == {"recurrence.interval"}
+
+
 def test_grant_next_recurrence_is_the_first_boundary_from_now() -> None:
     # OpenMeter's GrantFromCreditGrant: nextRecurrence = recurrence.NextAfter(now, Inclusive), even
     # for a grant that takes effect later. A daily grant effective tomorrow at 09:00 (anchored
