@@ -216,15 +216,15 @@ def _recurrence(
     interval: str, anchor: datetime | None, now: datetime, location: str, v: Violations, *, usage_period: bool = True
 ) -> Recurrence | None:
     """A usage period's recurrence (at least an hour, OpenMeter's UsagePeriod.Validate) or, with
-    `usage_period=False`, a grant's: any interval OpenMeter takes, in whole minutes (the engine's
-    resolution, at which grant times are truncated)."""
+    `usage_period=False`, a grant's (any interval OpenMeter takes). Either in whole minutes: the
+    anchor is truncated to the minute, and the engine runs on whole minutes."""
     try:
         duration = parse_interval(interval, f"{location}.interval", min_one_hour=usage_period)
     except ValidationError as exc:
         for violation in exc.violations:
             v.add(violation.field, violation.message, violation.code)
         return None
-    if not usage_period and duration.seconds % 60:
+    if duration.seconds % 60:
         v.add(f"{location}.interval", "interval must be a whole number of minutes", "interval_too_short")
         return None
     return Recurrence(duration, floor_minute(anchor if anchor is not None else now))

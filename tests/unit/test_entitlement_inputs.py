@@ -160,6 +160,17 @@ def test_grant_recurrence_anchor_defaults_to_effective_at() -> None:
     assert anchored.recurrence is not None and anchored.recurrence.anchor == datetime(2025, 3, 1, 6, tzinfo=UTC)
 
 
+def test_a_usage_period_not_in_whole_minutes_is_refused() -> None:
+    # A usage period of PT1H30S was taken (it is at least an hour), but its resets fall off the
+    # engine's whole minutes (13:00:30), so every balance computed past the first one failed
+    # ('reset times must be on whole minutes'). It is refused up front, as a grant recurrence is.
+    with pytest.raises(ValidationError) as exc:
+        EntitlementInput(type="metered", feature_key="f", usage_period=RecurrenceInput("PT1H30S")).validate(NOW)
+    assert fields(exc) == {"usagePeriod.interval"}
+    valid = EntitlementInput(type="metered", feature_key="f", usage_period=RecurrenceInput("PT1H1M")).validate(NOW)
+    assert valid.recurrence is not None and valid.recurrence.interval.iso() == "PT1H1M"
+
+
 def test_a_grant_may_recur_more_often_than_hourly() -> None:
     # OpenMeter holds only usage periods to at least an hour (UsagePeriod.Validate); a grant's
     # recurrence may be any positive interval (credit.CreateGrant). A grant refilling every 30
