@@ -213,13 +213,18 @@ def _decimal(value: float | Decimal | None, name: str, v: Violations, minimum: D
 
 
 def _recurrence(
-    interval: str, anchor: datetime | None, now: datetime, location: str, v: Violations, *, usage_period: bool = True
+    interval: str, anchor: datetime | None, now: datetime, location: str, v: Violations
 ) -> Recurrence | None:
-    """A usage period's recurrence (at least an hour, OpenMeter's UsagePeriod.Validate) or, with
-    `usage_period=False`, a grant's (any interval OpenMeter takes). Either in whole minutes: the
-    anchor is truncated to the minute, and the engine runs on whole minutes."""
+    """A usage period's or a grant's recurrence: at least an hour, in whole minutes (the anchor is
+    truncated to the minute, and the engine runs on whole minutes).
+
+    OpenMeter holds only usage periods to an hour (UsagePeriod.Validate) and takes any positive
+    grant recurrence. Tally keeps grants to an hour too: every recurrence is a phase of the burn-down
+    and a window of the usage statement, evaluated for each of the customer's events, so a grant
+    refilling every minute would make one value over a month 43,200 windows x every event of it,
+    holding the event store for as long."""
     try:
-        duration = parse_interval(interval, f"{location}.interval", min_one_hour=usage_period)
+        duration = parse_interval(interval, f"{location}.interval")
     except ValidationError as exc:
         for violation in exc.violations:
             v.add(violation.field, violation.message, violation.code)
@@ -285,7 +290,6 @@ class GrantInput:
                 default_anchor,
                 f"{location}recurrence",
                 v,
-                usage_period=False,
             )
         v.raise_if_any()
         assert amount is not None and self.effective_at is not None
