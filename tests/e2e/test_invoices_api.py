@@ -85,6 +85,24 @@ def by_name(invoice: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {x["name"]: x for x in invoice["lines"]}
 
 
+async def manual_approval(http: httpx.AsyncClient, customer: str) -> None:
+    """The customer's invoices wait in draft.manual_approval_needed (a customer override)."""
+    await ok(
+        await http.put(
+            f"/api/v1/billing/customers/{customer}", json={"workflow": {"invoicing": {"autoAdvance": False}}}
+        )
+    )
+
+
+async def fee_draft(http: httpx.AsyncClient) -> dict[str, Any]:
+    """A new customer's draft invoice waiting for approval, with one flat fee "Fee" of 5."""
+    customer, _ = await metered_customer(http)
+    await manual_approval(http, customer)
+    await add_lines(http, customer, line("Fee", {"type": "flat", "amount": "5"}))
+    (draft,) = await invoice_now(http, customer)
+    return draft
+
+
 async def test_every_price_type_totals_by_hand_through_the_sandbox_to_paid(http: httpx.AsyncClient) -> None:
     customer, feature = await metered_customer(http, 1000, 250)  # 1,250 tokens in the period
     unit = {"type": "unit", "amount": "0.01"}
@@ -512,11 +530,7 @@ async def test_custom_invoicing_syncs_in_order_then_payment_and_void(http: httpx
 
 async def test_update_draft_lines_and_retry_refused_when_nothing_failed(http: httpx.AsyncClient) -> None:
     customer, feature = await metered_customer(http, 20)
-    await ok(
-        await http.put(
-            f"/api/v1/billing/customers/{customer}", json={"workflow": {"invoicing": {"autoAdvance": False}}}
-        )
-    )
+    await manual_approval(http, customer)
     await add_lines(http, customer, line("Old fee", {"type": "flat", "amount": "7"}))
     (draft,) = await invoice_now(http, customer)
     (old,) = draft["lines"]
@@ -545,14 +559,7 @@ async def test_update_draft_lines_and_retry_refused_when_nothing_failed(http: ht
 async def test_update_takes_the_customer_tax_id_openmeter_allows(http: httpx.AsyncClient) -> None:
     """InvoiceReplaceUpdate.customer is OpenMeter's BillingPartyReplaceUpdate, with an optional
     taxId; OpenMeter keeps none for an invoice's customer, and the request is not refused for it."""
-    customer, _ = await metered_customer(http)
-    await ok(
-        await http.put(
-            f"/api/v1/billing/customers/{customer}", json={"workflow": {"invoicing": {"autoAdvance": False}}}
-        )
-    )
-    await add_lines(http, customer, line("Fee", {"type": "flat", "amount": "5"}))
-    (draft,) = await invoice_now(http, customer)
+    draft = await fee_draft(http)
     body = {
         "supplier": draft["supplier"],
         "customer": {**draft["customer"], "taxId": {"code": "NL123456789B01"}},
@@ -565,14 +572,7 @@ async def test_update_takes_the_customer_tax_id_openmeter_allows(http: httpx.Asy
 
 async def test_update_replaces_the_description_and_metadata(http: httpx.AsyncClient) -> None:
     """PUT is a replace: metadata {} and no description clear what an earlier PUT set."""
-    customer, _ = await metered_customer(http)
-    await ok(
-        await http.put(
-            f"/api/v1/billing/customers/{customer}", json={"workflow": {"invoicing": {"autoAdvance": False}}}
-        )
-    )
-    await add_lines(http, customer, line("Fee", {"type": "flat", "amount": "5"}))
-    (draft,) = await invoice_now(http, customer)
+    draft = await fee_draft(http)
     body = {
         "supplier": draft["supplier"],
         "customer": draft["customer"],
@@ -589,11 +589,7 @@ async def test_update_replaces_the_description_and_metadata(http: httpx.AsyncCli
 
 async def test_include_deleted_lines_shows_what_an_update_removed(http: httpx.AsyncClient) -> None:
     customer, _ = await metered_customer(http)
-    await ok(
-        await http.put(
-            f"/api/v1/billing/customers/{customer}", json={"workflow": {"invoicing": {"autoAdvance": False}}}
-        )
-    )
+    await manual_approval(http, customer)
     await add_lines(
         http, customer, line("Keep", {"type": "flat", "amount": "5"}), line("Drop", {"type": "flat", "amount": "3"})
     )
@@ -729,11 +725,7 @@ async def test_customer_delete_refused_while_an_invoice_is_open(http: httpx.Asyn
     """OpenMeter's billing customer validator (ValidateDeleteCustomer) refuses a customer's delete
     with 400 while it has a gathering invoice or one that is not final, naming each invoice."""
     customer, _ = await metered_customer(http)
-    await ok(
-        await http.put(
-            f"/api/v1/billing/customers/{customer}", json={"workflow": {"invoicing": {"autoAdvance": False}}}
-        )
-    )
+    await manual_approval(http, customer)
     await add_lines(http, customer, line("Licence", {"type": "flat", "amount": "120"}))
     (gathering,) = (await ok(await http.get(INVOICES, params={"customers": customer})))["items"]
     refused = await http.delete(f"/api/v1/customers/{customer}")
