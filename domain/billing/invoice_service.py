@@ -43,6 +43,7 @@ from domain.billing.invoice_states import (
     Actor,
     AppHook,
     Conditions,
+    InvoiceStatus,
     State,
     Step,
     Transition,
@@ -1895,17 +1896,39 @@ def _with_totals(invoice: Invoice, lines: Sequence[InvoiceLine]) -> Invoice:
 def _entered(invoice: Invoice, now: datetime) -> Invoice:
     """Timestamps of the state just entered."""
     state = invoice.state
-    if state is State.DRAFT_WAITING_AUTO_APPROVAL and invoice.draft_until is None:
-        return dataclasses.replace(invoice, draft_until=Duration.parse(invoice.workflow.draft_period).add_to(now))
+    if state.status is InvoiceStatus.DRAFT:
+        return _draft_dates(invoice)
     if state is State.ISSUED and invoice.issued_at is None:
-        return dataclasses.replace(
-            invoice, issued_at=now, due_at=Duration.parse(invoice.workflow.due_after).add_to(now)
-        )
+        due_at = invoice.due_at
+        if due_at is None or not invoice.workflow.auto_advance:
+            # Manual approval: due from the issue, so the invoice is not overdue once issued.
+            due_at = invoice.workflow.due_at(now).replace(microsecond=0)
+        return dataclasses.replace(invoice, issued_at=now, due_at=due_at)
     if state is State.PAID and invoice.paid_at is None:
         return dataclasses.replace(invoice, paid_at=now)
     if state is State.VOIDED and invoice.voided_at is None:
         return dataclasses.replace(invoice, voided_at=now)
     return invoice
+
+
+def _draft_dates(invoice: Invoice) -> Invoice:
+    """A draft's `draftUntil` and `dueAt` as OpenMeter calculates them on every draft it calculates
+    (CalculateDraftUntil, CalculateDueAt), so both show from the draft's start and follow a change
+    of its workflow: with automatic approval, the draft period runs from the later of the
+    invoice's creation and its collection, and the invoice is due its `dueAfter` past that (an early
+    approval does not make it due earlier); with manual approval neither is known before the issue.
+    Whole seconds, as OpenMeter's due date. The collection is when the quantities were snapshotted,
+    before that when it is scheduled: OpenMeter counts from the scheduled time even when
+    snapshot-quantities forced the collection early, which would hold a forced invoice until then."""
+    workflow = invoice.workflow
+    if not workflow.auto_advance:
+        return dataclasses.replace(invoice, draft_until=None, due_at=None)
+    collected = invoice.quantity_snapshotted_at or invoice.collection_at or invoice.created_at
+    start = max(collected, invoice.created_at)
+    draft_until = workflow.draft_until(start)
+    return dataclasses.replace(
+        invoice, draft_until=draft_until, due_at=workflow.due_at(draft_until).replace(microsecond=0)
+    )
 
 
 def _view(invoice: Invoice, lines: Sequence[InvoiceLine]) -> InvoiceView:

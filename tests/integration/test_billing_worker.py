@@ -185,6 +185,52 @@ async def test_drafts_advance_when_their_draft_period_ends(env: Env) -> None:
     assert paid.invoice.state is State.PAID
 
 
+async def test_a_drafts_due_date_runs_from_its_draft_period_and_shows_from_the_start(env: Env) -> None:
+    # OpenMeter's CalculateDraftUntil and CalculateDueAt: with automatic approval a draft shows its
+    # draftUntil (the draft period from its collection) and its dueAt (dueAfter past draftUntil) from
+    # the start, and approving it early does not make it due earlier. Tally set draftUntil only once
+    # the draft waited for approval, and dueAt only at the issue: an early approval made it due early.
+    ns = "bw_due_dates"
+    cid = await customer(env, ns, "c1")
+    await env.profiles.upsert_override(ns, cid, OverrideUpsertInput(workflow=WorkflowPatch(draft_period="P2D")))
+    await env.invoices().create_pending_lines(ns, cid, month_lines())
+    worker = env.worker()
+    env.clock.at = DEC
+    assert (await worker.run_once()).collected == 1
+    (draft,) = standard(await invoices_of(env, ns))
+    # Usage ended at DEC: collected an hour later (PT1H), approved two days after that, due in 30.
+    assert draft.invoice.state is State.DRAFT_WAITING_FOR_COLLECTION
+    until = DEC + HOUR + timedelta(days=2)
+    assert (draft.invoice.draft_until, draft.invoice.due_at) == (until, until + timedelta(days=30))
+    env.clock.at = DEC + HOUR
+    assert (await worker.run_once()).advanced == 1
+    (waiting,) = standard(await invoices_of(env, ns))
+    assert waiting.invoice.state is State.DRAFT_WAITING_AUTO_APPROVAL
+    assert (waiting.invoice.draft_until, waiting.invoice.due_at) == (until, until + timedelta(days=30))
+    env.clock.at = DEC + 2 * HOUR
+    paid = (await env.invoices().act(ns, draft.invoice.id, Action.APPROVE)).invoice
+    assert paid.state is State.PAID and paid.issued_at == DEC + 2 * HOUR
+    assert paid.due_at == until + timedelta(days=30)
+
+
+async def test_a_manually_approved_invoice_is_due_from_its_issue(env: Env) -> None:
+    ns = "bw_due_manual"
+    cid = await customer(env, ns, "c1")
+    patch = WorkflowPatch(auto_advance=False, collection_interval="PT0S")
+    await env.profiles.upsert_override(ns, cid, OverrideUpsertInput(workflow=patch))
+    await env.invoices().create_pending_lines(ns, cid, month_lines())
+    env.clock.at = DEC
+    await env.worker().run_once()
+    (draft,) = standard(await invoices_of(env, ns))
+    assert draft.invoice.state is State.DRAFT_MANUAL_APPROVAL_NEEDED
+    assert (draft.invoice.draft_until, draft.invoice.due_at) == (None, None)
+    env.clock.at = DEC + timedelta(days=3, microseconds=250)
+    paid = (await env.invoices().act(ns, draft.invoice.id, Action.APPROVE)).invoice
+    # Due dueAfter past the issue, in whole seconds (OpenMeter's, Stripe's precision).
+    assert paid.issued_at == DEC + timedelta(days=3, microseconds=250)
+    assert paid.due_at == DEC + timedelta(days=33)
+
+
 async def test_open_payments_past_due_are_marked_overdue(env: Env) -> None:
     ns = "bw_overdue"
     cid = await customer(env, ns, "c1")

@@ -279,7 +279,12 @@ async def test_invoice_now_totals_by_hand_and_sandbox_to_paid(env: Env) -> None:
     assert inv.totals.amount == D("57.52") and inv.totals.total == D("57.52")
     # OpenMeter's customer prefix: two letters of each of the first two words.
     assert inv.number is not None and inv.number.startswith("OM-SANDBOX-ACCO-")
-    assert inv.issued_at is not None and inv.due_at == inv.issued_at + timedelta(days=30) and inv.paid_at is not None
+    # Approved automatically (a draft period of P0D): due dueAfter (P30D) past the draft period's
+    # end, in whole seconds, as OpenMeter's CalculateDueAt.
+    assert inv.issued_at is not None and inv.paid_at is not None and inv.draft_until is not None
+    assert inv.draft_until <= inv.issued_at and inv.due_at == (inv.draft_until + timedelta(days=30)).replace(
+        microsecond=0
+    )
     top = {x.name: x for x in made.lines if x.parent_line_id is None}
     assert top["API"].quantity == D(1001) and top["API"].totals.total == D("15.02")
     assert top["Tokens"].quantity == D(150) and top["Tokens"].pre_line_period_quantity == D(0)
