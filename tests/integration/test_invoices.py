@@ -176,8 +176,6 @@ async def test_an_invoice_notification_not_told_by_its_call_is_told_by_the_worke
     await telling.create_pending_lines(ns, cid, PendingLinesInput("USD", [flat("Seats", "20")]))
     (failed,) = await telling.invoice_now(ns, InvoiceNowInput(cid))  # its listener fails
     assert heard == [(failed.invoice.id, True)]
-    async with env.uow() as tx:
-        print("DEBUG1", await tx.invoices.owed_notifications(ns, [silent.invoice.id, failed.invoice.id]))
     await env.profiles.upsert_override(ns, cid, OverrideUpsertInput(workflow=WorkflowPatch(auto_advance=False)))
     await telling.create_pending_lines(ns, cid, PendingLinesInput("USD", [flat("Seats", "30")]))
     (told,) = await telling.invoice_now(ns, InvoiceNowInput(cid))  # told at once: owes nothing after
@@ -185,7 +183,6 @@ async def test_an_invoice_notification_not_told_by_its_call_is_told_by_the_worke
     heard.clear()
 
     await drain()
-    print("DEBUG", silent.invoice.id, failed.invoice.id, told.invoice.id, heard)
     assert sorted(heard) == sorted([(silent.invoice.id, True), (failed.invoice.id, True)])
     heard.clear()
     await drain()
