@@ -650,7 +650,8 @@ class InvoiceService:
                 # FinalizeStandardInvoice numbers it once the hook is done); taken in this
                 # transaction, so the sequence stays gap-free.
                 invoice = dataclasses.replace(invoice, number=await self._final_number(tx, invoice))
-            invoice = _entered(invoice, now)
+            # The move owes invoice.updated in its own transaction, as every row `_apply` writes.
+            invoice = _entered(invoice, now).owing(now)
             await tx.invoices.update(invoice)
             if line_external_ids or line_discount_external_ids:
                 await tx.invoices.update_lines(

@@ -1168,3 +1168,27 @@ async def test_an_earlier_part_rated_again_after_a_later_one_is_billed_keeps_its
     assert again.quantity_snapshotted_at is not None and again.quantity_snapshotted_at > line.quantity_snapshotted_at
     assert (again.quantity, again.pre_line_period_quantity) == (D(10), D(0))
     assert (edited.invoice.totals.total, second.invoice.totals.total) == totals
+
+
+async def test_a_payment_callback_owes_its_invoice_notification(env: Env) -> None:
+    # The integrator's payment/status call moves the invoice (here to paid) in its own
+    # transaction: that write owes invoice.updated like every other move, so a process that dies
+    # after the commit (here: the CLI's service, no listeners) leaves it for the worker to tell.
+    ns = "inv_custom_callback_owed"
+    cid = await custom_invoicing_customer(env, ns, "Hooli")
+    await env.invoices.create_pending_lines(ns, cid, PendingLinesInput("USD", [flat("Fee", "40")]))
+    (made,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid))
+    iid = made.invoice.id
+    await env.invoices.app_callback(ns, iid, Action.DRAFT_SYNCHRONIZED)
+    await env.invoices.app_callback(ns, iid, Action.ISSUING_SYNCHRONIZED)
+    async with env.uow() as tx:
+        owed = await tx.invoices.owed_notifications(ns, [iid])
+        await tx.invoices.clear_owed_notifications(ns, {iid: owed[iid].since})
+        await tx.commit()
+    async with env.uow() as tx:
+        assert await tx.invoices.owed_notifications(ns, [iid]) == {}
+    paid = await env.invoices.app_callback(ns, iid, Action.PAYMENT_PAID)
+    assert paid.invoice.state is State.PAID
+    async with env.uow() as tx:
+        owed = await tx.invoices.owed_notifications(ns, [iid])
+    assert iid in owed
