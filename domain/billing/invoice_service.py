@@ -532,16 +532,32 @@ class InvoiceService:
                     added.append(made)
                     continue
                 old = current[line_id]
+                # A usage line of the same feature stays in its billing period (a price change is
+                # rated on top of what the period billed); a fee that becomes a usage line, or a
+                # line given another feature, is a new line with a billing period of its own.
+                same_period = (
+                    made.type is LineType.USAGE_BASED
+                    and old.period_key is not None
+                    and old.feature_key == made.feature_key
+                )
+                if same_period:
+                    period_key = old.period_key
+                    full_period = (
+                        old.full_period_start or made.full_period_start,
+                        old.full_period_end or made.full_period_end,
+                    )
+                else:
+                    period_key = f"line/{_new_id()}" if made.type is LineType.USAGE_BASED else None
+                    full_period = (made.full_period_start, made.full_period_end)
                 kept.append(
                     dataclasses.replace(
                         made,
                         id=old.id,
                         created_at=old.created_at,
                         managed_by=old.managed_by,
-                        # A fee that becomes a usage line is its own billing period, as a new one.
-                        period_key=(old.period_key or f"line/{old.id}") if made.type is LineType.USAGE_BASED else None,
-                        full_period_start=old.full_period_start or made.full_period_start,
-                        full_period_end=old.full_period_end or made.full_period_end,
+                        period_key=period_key,
+                        full_period_start=full_period[0],
+                        full_period_end=full_period[1],
                         sync_key=old.sync_key,
                         subscription=old.subscription,
                         # The app's IDs of the line and its discounts stay (the rating keeps a

@@ -917,6 +917,35 @@ async def test_a_draft_fee_replaced_by_a_usage_line_has_its_late_usage_billed(en
     assert correction.invoice.totals.total == D(3)
 
 
+async def test_a_draft_usage_line_given_another_feature_is_billed_as_a_new_line(env: Env) -> None:
+    """PUT /invoices/{id} giving a usage line another feature makes it a new line: its own billing
+    period, not the rest of the old feature's. The second part of a progressively billed period of
+    calls (5 billed on the first invoice) turned into images was billed as images less the 5
+    calls billed before (8 images at 1.00 came to 3.00)."""
+    ns = "inv_put_other_feature"
+    cid = await customer(env, ns)
+    env.usage.add("calls", cid, NOV + timedelta(days=2), "5")
+    env.usage.add("images", cid, NOV + timedelta(days=20), "8")
+    await env.invoices.create_pending_lines(
+        ns, cid, PendingLinesInput("USD", [usage_line("Calls", "calls", UnitPrice(D(1)))])
+    )
+    (first,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid, as_of=NOV + timedelta(days=15)))
+    assert first.invoice.totals.total == D(5)
+    await env.profiles.upsert_override(ns, cid, OverrideUpsertInput(workflow=WorkflowPatch(auto_advance=False)))
+    (draft,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid, as_of=DEC + timedelta(hours=2)))
+    (rest,) = [x for x in draft.lines if x.parent_line_id is None]
+    # A price change keeps the line's billing period: the 5 calls billed before still count.
+    dearer = usage_line("Calls", "calls", UnitPrice(D(2)), start=NOV + timedelta(days=15))
+    repriced = await env.invoices.update_lines(ns, draft.invoice.id, [(rest.id, dearer)])
+    (line,) = [x for x in repriced.lines if x.parent_line_id is None]
+    assert (line.quantity, line.pre_line_period_quantity) == (D(0), D(5))
+    images = usage_line("Images", "images", UnitPrice(D(1)), start=NOV + timedelta(days=15))
+    updated = await env.invoices.update_lines(ns, draft.invoice.id, [(rest.id, images)])
+    (line,) = [x for x in updated.lines if x.parent_line_id is None]
+    assert (line.quantity, line.pre_line_period_quantity or D(0)) == (D(8), D(0))
+    assert updated.invoice.totals.total == D(8)
+
+
 async def test_late_usage_that_charges_nothing_makes_no_correction_invoice(env: Env) -> None:
     # A period capped by its maximum spend: 30 calls at 1.00 billed 20.00. Five more calls stored
     # after the invoice was issued would cost nothing (the cap), and made an invoice of 0.00 (5.00
