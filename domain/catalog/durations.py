@@ -95,6 +95,12 @@ class Duration:
         """The fewest seconds this duration can last (short months, 23-hour days)."""
         return self.months * 28 * 23 * 3600 + self.days * 23 * 3600 + self.seconds
 
+    @property
+    def whole_minutes(self) -> bool:
+        """No seconds part: usage periods made from it reset on the minute, the entitlement engine's
+        resolution."""
+        return self.seconds % 60 == 0
+
     def at_least(self, other: Duration) -> bool:
         """True when this duration is never shorter than `other`, whatever the calendar."""
         return self._bounds()[0] >= other._bounds()[1]

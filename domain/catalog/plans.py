@@ -224,6 +224,10 @@ def parse_plan(data: Any, existing: PlanInput | None = None) -> tuple[PlanInput 
     cadence = parse_duration(r, obj, "billingCadence", "", required=True)
     if cadence is not None and not cadence.at_least(ONE_HOUR):
         r.issues.error("billingCadence", "must be at least one hour", "plan_billing_cadence_invalid")
+    elif cadence is not None and not cadence.whole_minutes:
+        r.issues.error(
+            "billingCadence", "must be a whole number of minutes (no seconds part)", "plan_billing_cadence_invalid"
+        )
     pro_rating = ProRatingConfig()
     raw_pro = r.obj(obj.get("proRatingConfig"), "proRatingConfig", required=False)
     if raw_pro is not None:

@@ -41,6 +41,12 @@ class TemplateType(enum.StrEnum):
     BOOLEAN = "boolean"
 
 
+# Usage periods (a template's own, or the billing cadence it defaults to) reset on whole minutes,
+# the entitlement engine's resolution: a period such as PT1H30S would be refused only when a
+# subscription makes the entitlement.
+_WHOLE_MINUTES = "must be a whole number of minutes (no seconds part)"
+
+
 class TaxBehavior(enum.StrEnum):
     INCLUSIVE = "inclusive"
     EXCLUSIVE = "exclusive"
@@ -242,6 +248,8 @@ def _template(r: Reader, data: Any, path: str) -> EntitlementTemplate | None:
                     "must be at least one hour",
                     "entitlement_template_usage_period_less_then_an_hour",
                 )
+            elif usage_period is not None and not usage_period.whole_minutes:
+                r.issues.error(join(path, "usagePeriod"), _WHOLE_MINUTES, "not_whole_minutes")
             return EntitlementTemplate(
                 TemplateType.METERED,
                 metadata,
@@ -285,6 +293,9 @@ def parse_rate_card(r: Reader, data: Any, path: str) -> RateCard | None:
     cadence = parse_duration(r, obj, "billingCadence", path, required=kind == RateCardType.USAGE_BASED)
     if cadence is not None and not cadence.at_least(ONE_HOUR):
         r.issues.error(join(path, "billingCadence"), "must be at least one hour", "billing_cadence_invalid_value")
+    elif cadence is not None and not cadence.whole_minutes:
+        # It is the usage period of the rate card's metered entitlement when the template gives none.
+        r.issues.error(join(path, "billingCadence"), _WHOLE_MINUTES, "not_whole_minutes")
     price = None
     if obj.get("price") is not None:
         price = parse_price(r, obj.get("price"), join(path, "price"), allow_usage=kind != RateCardType.FLAT_FEE)

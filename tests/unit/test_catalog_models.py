@@ -127,6 +127,19 @@ def test_bad_tiers_are_refused_with_their_field_path(tiers: list[Any], field: st
     [
         (lambda b: b.update(currency="XYZ"), "currency", "currency_invalid"),
         (lambda b: b.update(billingCadence="monthly"), "billingCadence", "invalid_duration"),
+        # Usage periods reset on whole minutes (the entitlement engine's resolution): a cadence or
+        # template period with seconds was refused only when a subscription made the entitlement.
+        (lambda b: b.update(billingCadence="PT1H30S"), "billingCadence", "plan_billing_cadence_invalid"),
+        (
+            lambda b: b["phases"][0]["rateCards"][1].update(billingCadence="PT2H0M30S"),
+            "phases[0].rateCards[1].billingCadence",
+            "not_whole_minutes",
+        ),
+        (
+            lambda b: b["phases"][0]["rateCards"][1]["entitlementTemplate"].update(usagePeriod="PT1H30S"),
+            "phases[0].rateCards[1].entitlementTemplate.usagePeriod",
+            "not_whole_minutes",
+        ),
         (
             lambda b: b["phases"][0]["rateCards"][0]["price"].update(amount="-5"),
             "phases[0].rateCards[0].price.amount",
