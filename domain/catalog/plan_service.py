@@ -36,8 +36,8 @@ from domain.catalog.addons import (
 )
 from domain.catalog.plans import PLAN_ORDER_BY, Plan, PlanInput, PlanStatus, check_plan, parse_plan
 from domain.catalog.ports import AddonRepository, FeatureRepository, PlanAddonRepository, PlanRepository
-from domain.catalog.ratecards import FeatureFacts
-from domain.catalog.wire import Issues
+from domain.catalog.ratecards import FeatureFacts, RateCard, check_rate_card_features
+from domain.catalog.wire import Issues, Reader
 from domain.customers.models import ULID_RE
 from domain.errors import ConflictError, NotFoundError, ValidationError, Violations
 from domain.pagination import Pagination, SortOrder, parse_order, parse_order_by
@@ -206,6 +206,14 @@ class PlanService:
                 [dataclasses.replace(v, field=f"customPlan.{v.field}") for v in error.violations]
             ) from None
         return content
+
+    async def check_rate_card(self, namespace: str, card: RateCard, path: str) -> None:
+        """A rate card added outside a plan (a subscription edit's add_item): its feature must
+        exist and fit it, as publish checks a plan's; problems are named under `path`."""
+        keys = {card.feature_key} if card.feature_key is not None else set()
+        reader = Reader()
+        check_rate_card_features(reader, card, path, await self._features.facts(namespace, keys), strict=True)
+        reader.issues.raise_if_errors()
 
     async def create(self, namespace: str, body: Any) -> Plan:
         content, issues = await self._checked(namespace, body, None, strict=False)

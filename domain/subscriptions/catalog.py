@@ -35,7 +35,7 @@ def from_iso(duration: IsoDuration) -> Duration:
     )
 
 
-def _card(rate_card: TimelineRateCard) -> RateCard:
+def card_of(rate_card: TimelineRateCard) -> RateCard:
     assert isinstance(rate_card, RateCard), type(rate_card)
     return rate_card
 
@@ -59,27 +59,27 @@ class RateCardBilling:
 
 
 def billing_terms(rate_card: TimelineRateCard) -> RateCardBilling:
-    return RateCardBilling(_card(rate_card))
+    return RateCardBilling(card_of(rate_card))
 
 
 class CatalogRateCards:
     """`RateCardTerms` over the catalog's rate cards (stored in the spec in OpenMeter's JSON form)."""
 
     def feature_key(self, rate_card: TimelineRateCard) -> str | None:
-        return _card(rate_card).feature_key
+        return card_of(rate_card).feature_key
 
     def entitlement_template(self, rate_card: TimelineRateCard) -> EntitlementTemplate | None:
-        return _card(rate_card).entitlement_template
+        return card_of(rate_card).entitlement_template
 
     def to_json(self, rate_card: TimelineRateCard) -> dict[str, Any]:
-        return _card(rate_card).rest()
+        return card_of(rate_card).rest()
 
     def to_storage(self, rate_card: TimelineRateCard) -> dict[str, Any]:
         # Defaults stay unset, so what is read back equals what was stored.
-        return _card(rate_card).rest(resolve_defaults=False)
+        return card_of(rate_card).rest(resolve_defaults=False)
 
     def cadence_aligned(self, rate_card: TimelineRateCard, billing_cadence: IsoDuration) -> bool:
-        card = _card(rate_card)
+        card = card_of(rate_card)
         if not card.is_billable or card.billing_cadence is None:
             return True
         return card.billing_cadence.aligned_with(from_iso(billing_cadence))

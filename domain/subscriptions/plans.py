@@ -9,9 +9,10 @@ from domain.catalog.plan_service import AddonService, ListVersionsInput, PlanAdd
 from domain.catalog.plans import PlanStatus
 from domain.errors import ValidationError
 from domain.subscriptions.addons import AddonOffer
-from domain.subscriptions.catalog import content_view, plan_view
+from domain.subscriptions.catalog import card_of, content_view, plan_view
 from domain.subscriptions.models import PlanRef
 from domain.subscriptions.ports import PlanView
+from domain.subscriptions.timeline import TimelineRateCard
 
 
 class CatalogPlans:
@@ -33,6 +34,9 @@ class CatalogPlans:
 
     async def custom_plan(self, namespace: str, body: dict[str, Any]) -> PlanView:
         return content_view(await self._plans.check_custom(namespace, body), None)
+
+    async def check_rate_card(self, namespace: str, rate_card: TimelineRateCard, path: str) -> None:
+        await self._plans.check_rate_card(namespace, card_of(rate_card), path)
 
 
 class CatalogAddons:

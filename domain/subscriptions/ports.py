@@ -48,6 +48,11 @@ class PlanSource(Protocol):
         """An inline plan (OpenMeter's customPlan), validated as publish validates a plan."""
         ...
 
+    async def check_rate_card(self, namespace: str, rate_card: TimelineRateCard, path: str) -> None:
+        """A rate card an edit adds: ValidationError (fields under `path`) when its feature does
+        not exist, is archived or does not fit it, as publish checks a plan's rate cards."""
+        ...
+
 
 class AddonSource(Protocol):
     async def offer(self, namespace: str, plan: PlanRef, addon_id: str, purchase: bool = True) -> AddonOffer:

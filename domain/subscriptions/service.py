@@ -321,11 +321,14 @@ class SubscriptionService:
                     "invalid_timing",
                 )
         for index, operation in enumerate(operations):
+            if not isinstance(operation, edits.AddItem):
+                continue
+            # The item's feature exists, is live and fits its price and template, as in a plan:
+            # otherwise it bills usage of nothing and its entitlement cannot be made.
+            await self._plans.check_rate_card(namespace, operation.rate_card, f"customizations[{index}].rateCard")
             # A rate card's cadence must align with the subscription's, as publishing a plan
             # requires (OpenMeter's EditRunning: SubscriptionSpec.ValidateAlignment).
-            if isinstance(operation, edits.AddItem) and not self._rate_cards.cadence_aligned(
-                operation.rate_card, current.billing_cadence
-            ):
+            if not self._rate_cards.cadence_aligned(operation.rate_card, current.billing_cadence):
                 raise ValidationError.single(
                     f"customizations[{index}].rateCard.billingCadence",
                     f"the rate card's billing cadence does not align with the subscription's "

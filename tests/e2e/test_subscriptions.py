@@ -648,3 +648,35 @@ def test_a_change_takes_the_new_plans_settlement_mode(tally: TallyProcess) -> No
     )
     assert kept.status_code == 200, kept.text
     assert kept.json()["next"]["settlementMode"] == "credit_then_invoice"
+
+
+def test_an_edit_adding_an_item_for_an_unknown_or_archived_feature_is_refused(tally: TallyProcess) -> None:
+    """A subscription edit's rate card goes through the checks a plan's does: its feature must
+    exist and be live, or the item bills usage of nothing and its entitlement cannot be made."""
+    http = httpx.Client(base_url=tally.rest_url, timeout=30)
+    feature, _plan, _customer_key, customer = plan_and_customer(http, "edit_feature")
+    created = http.post("/api/v1/subscriptions", json={"plan": {"key": _plan}, "customerId": customer["id"]})
+    assert created.status_code == 201, created.text
+    archived = unique("edit_archived")
+    setup_catalog(http, archived)
+    assert http.delete(f"/api/v1/features/{archived}").status_code == 204
+
+    for key, code in (("edit_nope", "rate_card_feature_not_found"), (archived, "rate_card_feature_archived")):
+        card = {
+            "type": "usage_based",
+            "key": key,
+            "name": key,
+            "featureKey": key,
+            "billingCadence": "P1M",
+            "price": {"type": "unit", "amount": "0.01"},
+        }
+        edit = http.patch(
+            f"/api/v1/subscriptions/{created.json()['id']}",
+            json={"customizations": [{"op": "add_item", "phaseKey": "trial", "rateCard": card}]},
+        )
+        assert edit.status_code == 400, edit.text
+        problem = edit.json()["extensions"]["validationErrors"][0]
+        assert (problem["field"], problem["code"]) == ("customizations[0].rateCard.featureKey", code)
+    expanded = http.get(f"/api/v1/subscriptions/{created.json()['id']}").json()
+    assert {i["key"] for i in expanded["phases"][0]["items"]} == {"base"}
+    assert feature in expanded["phases"][1]["itemTimelines"]

@@ -663,6 +663,9 @@ class SomePlans:
     async def custom_plan(self, namespace: str, body: dict[str, Any]) -> PlanView:
         raise NotFoundError("plan", "custom")
 
+    async def check_rate_card(self, namespace: str, rate_card: Any, path: str) -> None:
+        return None  # these tests make no edits
+
 
 # A multiple-instance add-on: 500 more calls of its own feature a month for each one bought.
 EXTRA_CALLS = CatalogRateCards().parse(
