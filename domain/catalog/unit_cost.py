@@ -12,15 +12,14 @@ Stored and returned as given; nothing in Tally computes with it yet.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Final
 
+from domain.catalog.wire import decimal_text, parse_decimal
 from domain.errors import Violations
 from domain.metering.models import Meter
 
-NUMERIC_RE: Final = re.compile(r"^-?[0-9]+(\.[0-9]+)?$")
 TOKEN_TYPES: Final = ("input", "output", "cache_read", "reasoning", "cache_write", "request", "response")
 # (static field, property field) per dimension, as their JSON names.
 LLM_DIMENSIONS: Final = (
@@ -45,7 +44,7 @@ class UnitCost:
         """OpenMeter's FeatureUnitCost JSON."""
         if self.type == "manual":
             assert self.amount is not None
-            return {"type": "manual", "amount": _numeric(self.amount)}
+            return {"type": "manual", "amount": decimal_text(self.amount)}
         out: dict[str, Any] = {"type": "llm"}
         for name, value in self._llm_fields().items():
             if value:
@@ -76,13 +75,6 @@ class UnitCost:
             token_type=data.get("tokenType"),
             token_type_property=data.get("tokenTypeProperty"),
         )
-
-
-def _numeric(value: Decimal) -> str:
-    text = format(value, "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return text or "0"
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,12 +108,12 @@ class UnitCostInput:
             )
             if self.amount is None or self.amount == "":
                 problems.append(("amount", "required for a manual unit cost", "required"))
-            elif not NUMERIC_RE.match(self.amount):
+            elif (amount := parse_decimal(self.amount)) is None:
                 problems.append(("amount", "must be a decimal number such as 0.002", "invalid_number"))
-            elif Decimal(self.amount) < 0:
+            elif amount < 0:
                 problems.append(("amount", "manual unit cost amount must be non-negative", "out_of_range"))
             else:
-                result = UnitCost(type="manual", amount=Decimal(self.amount))
+                result = UnitCost(type="manual", amount=amount)
         elif self.type == "llm":
             if self.amount is not None:
                 problems.append(("amount", "not allowed for an llm unit cost", "not_allowed"))

@@ -8,6 +8,7 @@ plan is answered with all of its problems at once.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -150,6 +151,9 @@ class Reader:
         return value
 
 
+_DECIMAL_TEXT = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
+
+
 def parse_decimal(value: Any) -> Decimal | None:
     if isinstance(value, bool):
         return None
@@ -160,8 +164,13 @@ def parse_decimal(value: Any) -> Decimal | None:
         value = repr(value)
     if not isinstance(value, str):
         return None
+    text = value.strip()
+    # Decimal() alone would also read "1_000" and non-ASCII digits; OpenMeter's Numeric is plain
+    # ASCII digits with an optional sign, point and exponent.
+    if not _DECIMAL_TEXT.fullmatch(text):
+        return None
     try:
-        parsed = Decimal(value.strip())
+        parsed = Decimal(text)
     except (InvalidOperation, ValueError):
         return None
     if not parsed.is_finite():

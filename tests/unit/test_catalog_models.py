@@ -150,6 +150,18 @@ def test_bad_tiers_are_refused_with_their_field_path(tiers: list[Any], field: st
             "phases[0].rateCards[0].price.amount",
             "invalid_number",
         ),
+        # Python's Decimal reads digit separators and non-ASCII digits; a price must be plain
+        # digits, or "1_000" is billed as 1000 and "١٢" (Arabic-Indic) as 12.
+        (
+            lambda b: b["phases"][0]["rateCards"][0]["price"].update(amount="1_000"),
+            "phases[0].rateCards[0].price.amount",
+            "invalid_number",
+        ),
+        (
+            lambda b: b["phases"][0]["rateCards"][0]["price"].update(amount="\u0661\u0662"),
+            "phases[0].rateCards[0].price.amount",
+            "invalid_number",
+        ),
         (
             lambda b: b["phases"][0]["rateCards"][0].update(price={"type": "unit", "amount": "1"}),
             "phases[0].rateCards[0].price.type",
