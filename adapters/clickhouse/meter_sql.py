@@ -243,11 +243,14 @@ def _window_columns(
     tz = binder.fixed("tz", time_zone, "String")
     interval = _WINDOW_INTERVALS[window_size]
     if window_size is WindowSize.DAY:
-        # A calendar day in the zone, not 24 hours: DST days are 23 or 25 hours long.
+        # A calendar day in the zone, not 24 hours: DST days are 23 or 25 hours long. The end is
+        # the next day's start, found from an instant 36 hours on (always inside the next day):
+        # tumbleEnd adds 24 hours, and adding a calendar day lands an hour early where a DST change
+        # skips midnight (America/Santiago's 2026-09-06 begins at 01:00).
         start = f"tumbleStart({seconds}, {interval}, {tz})"
         return [
             f"toUnixTimestamp({start}) AS window_start",
-            f"toUnixTimestamp({start} + toIntervalDay(1)) AS window_end",
+            f"toUnixTimestamp(tumbleStart({start} + toIntervalHour(36), {interval}, {tz})) AS window_end",
         ]
     if window_size is WindowSize.MONTH:
         # tumbleStart over months yields a Date; as a DateTime in the zone it is local midnight.

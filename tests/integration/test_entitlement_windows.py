@@ -1050,3 +1050,46 @@ async def test_an_add_on_already_on_the_subscription_is_not_bought_again(subs: S
     with pytest.raises(ConflictError):
         await subs.subscriptions.create_addon(NS, sub.id, "extra", 1, Timing(enum="immediate"))
     assert [a.id for a in (await subs.subscriptions.get(NS, sub.id)).addons] == [bought.id]
+
+
+async def test_daily_history_across_a_dst_change_at_local_midnight(stack: Stack) -> None:
+    # America/Santiago moves its clocks at midnight: 2026-09-06 starts at 01:00 (-03), so that day
+    # has 23 hours and no 00:00. Each day's window must start where the meter query's does (the
+    # day's first instant) and hold that day's usage; one that missed would show the day as 0.
+    svc, clock = stack.cached, stack.clock
+    await svc.features.create(NS, FeatureCreateInput(key="dst_calls", name="DST calls", meter_slug="calls"))
+    customer = await svc.customers.create(NS, CustomerInput(name="DST", key="santiago", subject_keys=["santiago"]))
+    santiago = ZoneInfo("America/Santiago")
+    start = datetime(2026, 9, 4, tzinfo=UTC)
+    clock.now = start
+    data = EntitlementInput(
+        type="metered",
+        feature_key="dst_calls",
+        usage_period=RecurrenceInput("YEAR", start),
+        measure_usage_from="CURRENT_PERIOD_START",
+        issue_after_reset=1000,
+        v2=True,
+    )
+    entitlement = await svc.create(NS, customer, data)
+    clock.now = datetime(2026, 9, 9, tzinfo=UTC)
+    local = [
+        datetime(2026, 9, 5, 12, tzinfo=santiago),
+        datetime(2026, 9, 6, 1, 30, tzinfo=santiago),  # the day's first hour
+        datetime(2026, 9, 6, 23, 59, tzinfo=santiago),
+        datetime(2026, 9, 7, 0, 0, tzinfo=santiago),
+    ]
+    await flush(stack, "santiago", *zip((t - clock.now for t in local), (1, 10, 100, 1000), strict=True))
+
+    days = [datetime(2026, 9, 5, tzinfo=santiago), datetime(2026, 9, 6, 1, tzinfo=santiago)]
+    days += [datetime(2026, 9, d, tzinfo=santiago) for d in (7, 8)]
+    history = await svc.history(
+        NS,
+        entitlement,
+        HistoryInput(window_size="DAY", from_=days[0], to=days[3], window_time_zone="America/Santiago"),
+    )
+    assert [(w.start, w.end, w.usage) for w in history.windows] == [
+        (days[0], days[1], Decimal(1)),
+        (days[1], days[2], Decimal(110)),
+        (days[2], days[3], Decimal(1000)),
+    ]
+    assert [w.end - w.start for w in history.windows] == [timedelta(hours=24), timedelta(hours=23), timedelta(hours=24)]

@@ -48,7 +48,7 @@ require_module("chdb")
 MIGRATION = Path(__file__).resolve().parents[2] / "migrations" / "clickhouse" / "0001_events.sql"
 # Spring-forward and fall-back days in Europe and America, a month end, a year end.
 DAYS = [datetime(2024, 3, 31, tzinfo=UTC), datetime(2024, 11, 3, tzinfo=UTC), datetime(2024, 12, 31, tzinfo=UTC)]
-ZONES = ["UTC", "Europe/Berlin", "America/New_York", "Asia/Kathmandu", "Australia/Lord_Howe"]
+ZONES = ["UTC", "Europe/Berlin", "America/New_York", "Asia/Kathmandu", "Australia/Lord_Howe", "America/Santiago"]
 GROUP_BY = {"model": "$.model", "region": "$.region"}
 _namespaces = itertools.count()
 

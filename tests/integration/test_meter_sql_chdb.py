@@ -400,6 +400,21 @@ def test_los_angeles_day_windows_are_continuous_across_dst(ch: Client, start: da
     assert sum(1 for length in lengths.values() if length == timedelta(hours=24)) == days - 1
 
 
+def test_day_windows_where_a_dst_change_skips_local_midnight(ch: Client) -> None:
+    # America/Santiago springs forward at midnight: 2026-09-06 begins at 01:00 (-03) and has 23
+    # hours. Its window starts at that first instant and the day before ends there, with no gap.
+    santiago = ZoneInfo("America/Santiago")
+    namespace = new_namespace()
+    meter = make_meter(namespace)
+    local = [datetime(2026, 9, d, h, 30, tzinfo=santiago) for d in (5, 6, 7) for h in (1, 23)]
+    insert(ch, namespace, meter, [Ev("s", t.astimezone(UTC), {"tokens": 1}) for t in local])
+    rows = run(ch, meter, MeterQueryInput(window_size="DAY", window_time_zone="America/Santiago"))
+    bounds = [datetime(2026, 9, 5, tzinfo=santiago), datetime(2026, 9, 6, 1, tzinfo=santiago)]
+    bounds += [datetime(2026, 9, d, tzinfo=santiago) for d in (7, 8)]
+    assert windows(rows) == [(a, b, 2.0) for a, b in itertools.pairwise(bounds)]
+    assert bounds[2] - bounds[1] == timedelta(hours=23)
+
+
 def test_month_and_hour_windows_in_other_zones(ch: Client) -> None:
     namespace = new_namespace()
     meter = make_meter(namespace)
