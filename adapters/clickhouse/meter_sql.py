@@ -100,6 +100,13 @@ _NUMERIC_AGGREGATES = {
 }
 
 
+# LATEST is the value of the event with the greatest time; among events of one millisecond, the one
+# ingested last, then the greatest (source, id). argMax over the time alone keeps whichever tied
+# event it reads first, which depends on the parts and threads: one query could answer differently
+# from the next, and an invoice's quantity from the query that checks it.
+_LATEST_ORDER: Final = "(time, ingested_at, source, id)"
+
+
 def _value_sql(
     binder: _Binder,
     meter: Meter,
@@ -142,7 +149,7 @@ def _value_sql(
         return call("uniqExact", f"nullIf({_string_sql(binder, path, maps_complete)}, 'null')")
     number = _number_sql(binder, path, maps_complete)
     if aggregation is Aggregation.LATEST:
-        return call("argMax", number, "time")
+        return call("argMax", number, _LATEST_ORDER)
     return call(_NUMERIC_AGGREGATES[aggregation], number)
 
 
@@ -394,7 +401,7 @@ _AGGREGATE_FUNCTIONS: Final = {
 _STATE_ARGUMENTS: Final = {
     Aggregation.COUNT: "",
     Aggregation.UNIQUE_COUNT: ", Nullable(String)",
-    Aggregation.LATEST: ", Nullable(Float64), DateTime64(3, 'UTC')",
+    Aggregation.LATEST: ", Nullable(Float64), Tuple(DateTime64(3, 'UTC'), DateTime64(3, 'UTC'), String, String)",
 }
 
 
@@ -426,6 +433,8 @@ def rollup_table(meter: Meter, rollup: Rollup) -> str:
             meter.aggregation.value,
             meter.value_property or "",
             *(f"{key}={path}" for key, path in sorted(meter.group_by.items())),
+            # A LATEST rollup made before ties had an order keeps a state of another type.
+            *(["order=" + _LATEST_ORDER] if meter.aggregation is Aggregation.LATEST else []),
         ]
     )
     return f"meter_rollup_{rollup}_" + hashlib.sha256(fingerprint.encode()).hexdigest()[:24]

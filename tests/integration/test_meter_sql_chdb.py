@@ -90,6 +90,8 @@ class Ev:
     time: datetime
     data: Any
     type: str = "prompt"
+    id: str | None = None  # id-{index} when None
+    ingested_at: datetime | None = None  # T0 when None
 
 
 def insert(ch: Client, namespace: str, meter: Meter, events: Sequence[Ev], storage: Storage = "extracted") -> None:
@@ -106,7 +108,9 @@ def insert(ch: Client, namespace: str, meter: Meter, events: Sequence[Ev], stora
             num, txt = extract_values(orjson.loads(text) if text else None, numeric, strings)
         if storage == "maps_only":
             text = "{}"
-        rows.append([namespace, f"id-{i}", ev.type, "test", ev.subject, ev.time, text, num, txt, T0])
+        event_id = ev.id if ev.id is not None else f"id-{i}"
+        ingested_at = ev.ingested_at if ev.ingested_at is not None else T0
+        rows.append([namespace, event_id, ev.type, "test", ev.subject, ev.time, text, num, txt, ingested_at])
     ch.insert(
         "events",
         rows,
@@ -190,6 +194,27 @@ def test_every_aggregation(
     if storage != "data_only":
         # Every event holds the meter's paths in its maps, so the data column may be skipped.
         assert run(ch, meter, MeterQueryInput(), maps_complete=True) == rows
+
+
+@pytest.mark.parametrize("later_first", [False, True])
+def test_latest_takes_the_event_ingested_last_among_those_of_one_millisecond(ch: Client, later_first: bool) -> None:
+    # argMax over the event time alone picks whichever of two same-millisecond events it reads
+    # first, which depends on the parts and threads: one gauge could answer 1 on one call and 2
+    # on the next, and an invoice's quantity differ from the query that checks it. The event
+    # ingested last wins, then the greatest (source, id); each event is inserted as a part of its own.
+    namespace = new_namespace()
+    meter = make_meter(namespace, Aggregation.LATEST)
+    earlier = Ev("s", at(5), {"tokens": 1}, id="b", ingested_at=T0)
+    later = Ev("s", at(5), {"tokens": 2}, id="a", ingested_at=T0 + timedelta(milliseconds=1))
+    for event in (later, earlier) if later_first else (earlier, later):
+        insert(ch, namespace, meter, [event])
+    assert [r.value for r in run(ch, meter, MeterQueryInput())] == [2.0]
+    # Ingested together: the greater id.
+    same = [Ev("t", at(7), {"tokens": 3}, id="y"), Ev("t", at(7), {"tokens": 4}, id="z")]
+    for event in reversed(same) if later_first else same:
+        insert(ch, namespace, meter, [event])
+    rows = run(ch, meter, MeterQueryInput(group_by=["subject"]))
+    assert {r.subject: r.value for r in rows} == {"s": 2.0, "t": 4.0}
 
 
 def test_storage_forms_agree_on_a_grouped_windowed_query(ch: Client) -> None:
