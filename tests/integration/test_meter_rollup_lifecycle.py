@@ -109,15 +109,30 @@ async def until_server_ms(lifecycle: RollupLifecycle, moment_ms: int) -> None:
         await asyncio.sleep(0.05)
 
 
+async def step_until_created(stores: Stores, meter: Meter) -> None:
+    """Steps the lifecycle until the meter's rollup is created: a view that took longer than the
+    grace to appear is made again at the next step (the product's rule, which a loaded machine
+    meets with this test's short grace)."""
+    name = rollup_table(meter, Rollup.HOUR)
+    for _ in range(20):
+        if (await stores.lifecycle.step([meter])).get(name) == CREATED:
+            return
+    pytest.fail(f"{name} was not created in 20 steps")
+
+
 async def make_ready(stores: Stores, meter: Meter, during: Sequence[Any], after_w: Sequence[Any]) -> None:
     """Creates the rollup and fills it, storing `during` before W and `after_w` between W and the fill."""
     name = rollup_table(meter, Rollup.HOUR)
-    assert (await stores.lifecycle.step([meter])).get(name) == CREATED
+    await step_until_created(stores, meter)
     state = (await stores.lifecycle.states())[name]
     await store_events(stores.raw, meter, during)
     await until_server_ms(stores.lifecycle, state.stored_from_ms)
     await store_events(stores.raw, meter, after_w)
-    assert name not in (await stores.lifecycle.step([meter]))  # not before W + grace
+    stepped = await stores.lifecycle.step([meter])
+    if await stores.lifecycle.server_ms() < state.stored_from_ms + stores.lifecycle.grace_ms:
+        assert name not in stepped  # not filled before W + grace
+    elif stepped.get(name) == READY:
+        return  # a loaded machine stepped after W + grace, when filling is right
     await until_server_ms(stores.lifecycle, state.stored_from_ms + stores.lifecycle.grace_ms)
     assert (await stores.lifecycle.step([meter]))[name] == READY
 
@@ -378,7 +393,7 @@ async def test_an_interrupted_fill_starts_the_rollup_over(stores: Stores) -> Non
     name = rollup_table(meter, Rollup.HOUR)
     await stores.lifecycle.step([meter])
     await stores.lifecycle._record(name, meter, FILLING)  # a crash after the fill began
-    assert (await stores.lifecycle.step([meter]))[name] == CREATED
+    await step_until_created(stores, meter)
     assert Rollup.HOUR not in await stores.routed.rollups.ready(meter)  # type: ignore[union-attr]
 
 
@@ -471,7 +486,7 @@ async def test_the_audit_takes_a_damaged_rollup_out_of_routing_and_makes_it_agai
     assert await stores.routed.query_meter(meter, query) == await stores.raw.query_meter(meter, query)
 
     # Started over (drop_after is 0 here): ready again, equal to the events, and audited equal.
-    assert (await stores.lifecycle.step([meter]))[name] == CREATED
+    await step_until_created(stores, meter)
     state = (await stores.lifecycle.states())[name]
     await until_server_ms(stores.lifecycle, state.stored_from_ms + stores.lifecycle.grace_ms)
     assert (await stores.lifecycle.step([meter]))[name] == READY
