@@ -178,7 +178,8 @@ class ListCustomersInput:
     def validate(self, at: datetime | None = None) -> CustomerListQuery:
         pagination = Pagination(page=self.page, page_size=self.page_size).validate()
         order = parse_order(self.order)
-        order_by = parse_order_by(self.order_by, CUSTOMER_ORDER_BY, "id")
+        # OpenMeter's listCustomers sorts by name unless orderBy says otherwise.
+        order_by = parse_order_by(self.order_by, CUSTOMER_ORDER_BY, "name")
         return CustomerListQuery(
             pagination=pagination,
             order=order,

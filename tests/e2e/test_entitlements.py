@@ -193,6 +193,19 @@ async def test_customer_list_filters_take_percent_and_underscore_literally(http:
             assert page["items"] == [], (name, wild)
 
 
+async def test_customer_list_is_ordered_by_name_unless_asked_otherwise(http: httpx.AsyncClient) -> None:
+    # OpenMeter's listCustomers handler: orderBy defaults to name (ASC), not to the ID.
+    tag = unique("ordr")
+    made = [
+        await ok(await http.post("/api/v1/customers", json={"name": f"{tag} {n}", "key": f"{tag}_{n}"}), 201)
+        for n in ("c", "a", "b")
+    ]
+    by_name = await ok(await http.get("/api/v1/customers", params={"name": tag}))
+    assert [item["name"] for item in by_name["items"]] == [f"{tag} a", f"{tag} b", f"{tag} c"]
+    by_id = await ok(await http.get("/api/v1/customers", params={"name": tag, "orderBy": "id"}))
+    assert [item["id"] for item in by_id["items"]] == sorted(c["id"] for c in made)
+
+
 async def test_subjects_upsert_list_get_delete(http: httpx.AsyncClient) -> None:
     key = unique("subj")
     created = await ok(await http.post("/api/v1/subjects", json=[{"key": key, "displayName": "One"}]))
