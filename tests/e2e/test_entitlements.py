@@ -8,6 +8,7 @@ grant pagination, v1/v2 parity and multi-subject customers.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from datetime import UTC, datetime, timedelta
@@ -204,6 +205,23 @@ async def test_customer_list_is_ordered_by_name_unless_asked_otherwise(http: htt
     assert [item["name"] for item in by_name["items"]] == [f"{tag} a", f"{tag} b", f"{tag} c"]
     by_id = await ok(await http.get("/api/v1/customers", params={"name": tag, "orderBy": "id"}))
     assert [item["id"] for item in by_id["items"]] == sorted(c["id"] for c in made)
+
+
+async def test_customer_list_without_paging_parameters_is_the_first_page_of_100(http: httpx.AsyncClient) -> None:
+    # OpenMeter's listCustomers pages always: page 1 of 100 when neither page nor pageSize is given.
+    tag = unique("many")
+    for start in range(0, 101, 25):
+        await asyncio.gather(
+            *(
+                http.post("/api/v1/customers", json={"name": f"{tag} {n:03d}", "key": f"{tag}_{n:03d}"})
+                for n in range(start, min(start + 25, 101))
+            )
+        )
+    first = await ok(await http.get("/api/v1/customers", params={"name": tag}))
+    assert (first["totalCount"], first["page"], first["pageSize"]) == (101, 1, 100)
+    assert [item["name"] for item in first["items"]] == [f"{tag} {n:03d}" for n in range(100)]
+    second = await ok(await http.get("/api/v1/customers", params={"name": tag, "page": 2}))
+    assert [item["name"] for item in second["items"]] == [f"{tag} 100"]
 
 
 async def test_subjects_upsert_list_get_delete(http: httpx.AsyncClient) -> None:
