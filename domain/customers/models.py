@@ -117,6 +117,9 @@ class CustomerInput:
     currency: str | None = None
     billing_address: Address | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
+    # Whether the request carried usageAttribution at all: OpenMeter's update guards look at the
+    # subject keys only when it did (an absent one still replaces them with none).
+    usage_attribution_given: bool = True
 
     def validate(self) -> None:
         v = Violations()

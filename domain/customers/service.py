@@ -35,6 +35,10 @@ class CustomerService:
         # refuse, as OpenMeter's customer request validators do: entitlements refuse while any is
         # active, subscriptions while one is, billing while an invoice is open. Areas that build on customers register here, so this one imports none.
         self.delete_guards: list[Callable[[str, Customer], Awaitable[None]]] = []
+        # Asked before a customer is replaced, with the customer as stored and the replacement; each
+        # raises to refuse, as OpenMeter's update validators do (subscriptions: the subject keys stay
+        # while one is in force).
+        self.update_guards: list[Callable[[str, Customer, CustomerInput], Awaitable[None]]] = []
         # Awaited with the customer as stored after a create or update (SubjectService.provision).
         self.after_write: list[Callable[[str, Customer], Awaitable[None]]] = []
 
@@ -101,6 +105,8 @@ class CustomerService:
     async def update(self, namespace: str, id_or_key: str, data: CustomerInput) -> Customer:
         customer = await self._get_for_change(namespace, id_or_key)
         data.validate()
+        for guard in self.update_guards:
+            await guard(namespace, customer, data)
         await self._check_conflicts(namespace, data, customer.id)
         updated = dataclasses.replace(
             customer,

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import structlog
 from ulid import ULID
 
-from domain.customers.models import Customer
+from domain.customers.models import Customer, CustomerInput
 from domain.entitlements.recurrence import IsoDuration
 from domain.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
 from domain.subscriptions import addons as addon_ops
@@ -164,6 +164,15 @@ class SubscriptionService:
                 [],
                 message=f"customer {customer.id} still have active subscriptions, please cancel them before deleting the customer",
             )
+
+    async def guard_customer_update(self, namespace: str, customer: Customer, data: CustomerInput) -> None:
+        """A customer update guard (CustomerService.update_guards): while a subscription is in force,
+        a replacement that carries usageAttribution keeps the subject keys, in order (OpenMeter's
+        subscription customer validator, whose plain error is a 400)."""
+        if not data.usage_attribution_given or tuple(data.subject_keys) == tuple(customer.subject_keys):
+            return
+        if await self._repository.list_in_force(namespace, [customer.id], self._clock()):
+            raise ValidationError([], message="cannot change subject keys for customer with active subscriptions")
 
     # -----------------------------------------------------------------------------------------
     # create

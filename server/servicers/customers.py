@@ -55,6 +55,7 @@ def _customer_input(
         currency=optional_str(request, "currency"),
         billing_address=address_from_proto(request.billing_address) if request.HasField("billing_address") else None,
         metadata=dict(request.metadata),
+        usage_attribution_given=request.HasField("usage_attribution"),
     )
 
 

@@ -395,6 +395,36 @@ def test_customer_with_a_subscription_and_no_entitlement_is_refused_with_400(tal
     assert "still have active subscriptions" in refused.json()["detail"]
 
 
+def test_subject_keys_of_a_customer_with_a_subscription_cannot_change(tally: TallyProcess) -> None:
+    # OpenMeter's subscription customer validator (ValidateUpdateCustomer): while a subscription is
+    # in force, a replace that carries usageAttribution must keep its subject keys (in order); a
+    # plain error, so a 400. Other fields still change; without a subscription the keys do too.
+    http = httpx.Client(base_url=tally.rest_url, timeout=30)
+    _, key, customer_key, _ = plan_and_customer(http, "subk")
+    body = {"name": "Renamed", "key": customer_key, "usageAttribution": {"subjectKeys": [customer_key]}}
+    sub = http.post("/api/v1/subscriptions", json={"plan": {"key": key}, "customerKey": customer_key})
+    assert sub.status_code == 201, sub.text
+    for keys in ([customer_key, f"{customer_key}_b"], [f"{customer_key}_b"], []):
+        refused = http.put(
+            f"/api/v1/customers/{customer_key}", json={**body, "usageAttribution": {"subjectKeys": keys}}
+        )
+        assert refused.status_code == 400, (keys, refused.text)
+        assert "cannot change subject keys" in refused.json()["detail"]
+    got = http.get(f"/api/v1/customers/{customer_key}").json()
+    assert got["usageAttribution"] == {"subjectKeys": [customer_key]} and got["name"] == "subk Co"
+    renamed = http.put(f"/api/v1/customers/{customer_key}", json=body)
+    assert renamed.status_code == 200, renamed.text
+    assert renamed.json()["name"] == "Renamed"
+
+    canceled = http.post(f"/api/v1/subscriptions/{sub.json()['id']}/cancel", json={"timing": "immediate"})
+    assert canceled.status_code == 200, canceled.text
+    moved = http.put(
+        f"/api/v1/customers/{customer_key}", json={**body, "usageAttribution": {"subjectKeys": [f"{customer_key}_b"]}}
+    )
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["usageAttribution"] == {"subjectKeys": [f"{customer_key}_b"]}
+
+
 def _seats_addon(key: str, amount: str = "5") -> dict[str, Any]:
     return {
         "key": key,
