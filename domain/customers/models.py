@@ -41,6 +41,16 @@ class Address:
     def as_dict(self) -> dict[str, str]:
         return {name: value for name in self.__slots__ if (value := getattr(self, name)) is not None}
 
+    def overlaid(self, other: Address) -> Address:
+        """This address with the fields `other` sets taken from it (OpenMeter's replace sets each
+        address field only when the new address carries it)."""
+        return Address(
+            **{
+                name: getattr(self, name) if getattr(other, name) is None else getattr(other, name)
+                for name in self.__slots__
+            }
+        )
+
     @classmethod
     def from_dict(cls, value: Mapping[str, Any] | None) -> Address | None:
         if not value:

@@ -108,15 +108,20 @@ class CustomerService:
         for guard in self.update_guards:
             await guard(namespace, customer, data)
         await self._check_conflicts(namespace, data, customer.id)
+        # OpenMeter's replace leaves primaryEmail, currency and each billing address field as they
+        # are when the replacement leaves them out; an absent billingAddress clears the address.
+        address = data.billing_address
+        if address is not None and customer.billing_address is not None:
+            address = customer.billing_address.overlaid(address)
         updated = dataclasses.replace(
             customer,
             name=data.name,
             key=data.key,
             subject_keys=tuple(data.subject_keys),
             description=data.description,
-            primary_email=data.primary_email,
-            currency=data.currency,
-            billing_address=data.billing_address,
+            primary_email=data.primary_email if data.primary_email is not None else customer.primary_email,
+            currency=data.currency if data.currency is not None else customer.currency,
+            billing_address=address,
             metadata=dict(data.metadata),
             updated_at=self._clock(),
         )

@@ -140,6 +140,35 @@ async def test_customer_currency_must_be_an_iso_4217_code(http: httpx.AsyncClien
     assert (await ok(await http.get(f"/api/v1/customers/{key}")))["currency"] == "JPY"
 
 
+async def test_customer_replace_keeps_the_email_currency_and_address_fields_it_leaves_out(
+    http: httpx.AsyncClient,
+) -> None:
+    # OpenMeter's customer adapter (UpdateCustomer) sets primaryEmail, currency and each billing
+    # address field only when the replacement carries it; description, key, metadata and an absent
+    # billingAddress are replaced (cleared).
+    key = unique("keep")
+    body = {
+        "name": "x",
+        "key": key,
+        "description": "d",
+        "metadata": {"a": "b"},
+        "primaryEmail": "x@example.com",
+        "currency": "EUR",
+        "billingAddress": {"country": "DE", "city": "Berlin", "line1": "Street 1"},
+    }
+    await ok(await http.post("/api/v1/customers", json=body), 201)
+    replaced = await ok(
+        await http.put(f"/api/v1/customers/{key}", json={"name": "y", "key": key, "billingAddress": {"city": "Bonn"}})
+    )
+    assert replaced["primaryEmail"] == "x@example.com" and replaced["currency"] == "EUR"
+    assert replaced["billingAddress"] == {"country": "DE", "city": "Bonn", "line1": "Street 1"}
+    assert "description" not in replaced and not replaced.get("metadata")
+    got = await ok(await http.get(f"/api/v1/customers/{key}"))
+    assert (got["primaryEmail"], got["currency"], got["billingAddress"]["country"]) == ("x@example.com", "EUR", "DE")
+    cleared = await ok(await http.put(f"/api/v1/customers/{key}", json={"name": "y", "key": key}))
+    assert "billingAddress" not in cleared and cleared["currency"] == "EUR"
+
+
 async def test_deleted_customer_refuses_update_and_delete_by_id(http: httpx.AsyncClient) -> None:
     # OpenMeter's customer httpdriver (updateCustomer, deleteCustomer) finds a deleted customer by
     # its ID and answers 412 "customer is deleted"; by key it is not found.
