@@ -89,9 +89,10 @@ class CustomerService:
             raise NotFoundError("customer", id_or_key)
         return customer
 
-    async def _get_for_change(self, namespace: str, id_or_key: str) -> Customer:
-        """The customer a write names: a deleted one is found by its ID (as get finds it) and
-        refused with 412, as OpenMeter's customer handlers answer "customer is deleted"."""
+    async def get_undeleted(self, namespace: str, id_or_key: str) -> Customer:
+        """The customer a write or a customer-scoped read names: a deleted one is found by its ID (as
+        get finds it) and refused with 412, as OpenMeter's customer and customer entitlement
+        handlers answer "customer is deleted"."""
         customer = await self.get(namespace, id_or_key)
         if customer.deleted_at is not None:
             raise PreconditionFailedError(f"customer {customer.id} is deleted")
@@ -103,7 +104,7 @@ class CustomerService:
         return items, total, query.pagination.effective_page, query.pagination.effective_page_size
 
     async def update(self, namespace: str, id_or_key: str, data: CustomerInput) -> Customer:
-        customer = await self._get_for_change(namespace, id_or_key)
+        customer = await self.get_undeleted(namespace, id_or_key)
         data.validate()
         for guard in self.update_guards:
             await guard(namespace, customer, data)
@@ -130,7 +131,7 @@ class CustomerService:
         return updated
 
     async def delete(self, namespace: str, id_or_key: str) -> Customer:
-        customer = await self._get_for_change(namespace, id_or_key)
+        customer = await self.get_undeleted(namespace, id_or_key)
         # OpenMeter asks every delete validator and joins their refusals; the answer is 409 when one
         # of them is a conflict (active entitlements), else 400 (subscriptions, open invoices).
         refusals: list[ConflictError | ValidationError] = []

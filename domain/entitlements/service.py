@@ -224,7 +224,7 @@ class EntitlementService:
 
     async def customer(self, namespace: str, id_or_key: str) -> Customer:
         customer: Customer = await self._remembered(
-            ("customer", namespace, id_or_key), lambda: self.customers.get_live(namespace, id_or_key)
+            ("customer", namespace, id_or_key), lambda: self.customers.get_undeleted(namespace, id_or_key)
         )
         return customer
 

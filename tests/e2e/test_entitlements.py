@@ -185,6 +185,31 @@ async def test_deleted_customer_refuses_update_and_delete_by_id(http: httpx.Asyn
     assert (await ok(await http.get(f"/api/v1/customers/{c['id']}")))["name"] == "x"
 
 
+async def test_deleted_customers_access_and_entitlements_by_id_are_412(http: httpx.AsyncClient) -> None:
+    # OpenMeter's customer and v2 entitlement handlers find a deleted customer by its ID and answer
+    # 412 "customer is deleted" (getCustomerAccess, the value endpoints, the v2 entitlement CRUD);
+    # by key it is not found.
+    slug = await meter(http, "SUM")
+    feat = await feature(http, slug)
+    c = await ok(await http.post("/api/v1/customers", json={"name": "x", "key": unique("del412")}), 201)
+    assert (await http.delete(f"/api/v1/customers/{c['id']}")).status_code == 204
+    for path in (
+        f"/api/v1/customers/{c['id']}/access",
+        f"/api/v1/customers/{c['id']}/entitlements/{feat['key']}/value",
+        f"/api/v2/customers/{c['id']}/entitlements/{feat['key']}/value",
+        f"/api/v2/customers/{c['id']}/entitlements",
+        f"/api/v2/customers/{c['id']}/entitlements/{feat['key']}",
+    ):
+        got = await http.get(path)
+        assert got.status_code == 412, (path, got.text)
+        assert "deleted" in got.json()["detail"], path
+    created = await http.post(
+        f"/api/v2/customers/{c['id']}/entitlements", json={"type": "boolean", "featureKey": feat["key"]}
+    )
+    assert created.status_code == 412, created.text
+    assert (await http.get(f"/api/v1/customers/{c['key']}/access")).status_code == 404
+
+
 async def test_customer_key_may_not_be_another_customers_id(http: httpx.AsyncClient) -> None:
     # OpenMeter's customer adapter (CreateCustomer, UpdateCustomer): "key ... overlaps with id of
     # another customer", a 409: /customers/{idOrKey} would name two customers.
