@@ -156,13 +156,15 @@ class PostgresCustomerRepository:
             statement = statement.where(col(CustomerRow.primary_email).ilike(pattern, escape="\\"))
         if query.subject:
             # A case-insensitive partial match on any of the customer's subject keys (OpenAPI
-            # listCustomers `subject`; OpenMeter's containsFilter), not one key equal to it.
+            # listCustomers `subject`; OpenMeter's containsFilter), not one key equal to it. A
+            # deleted customer's subjects are released with it: includeDeleted does not bring it
+            # back by subject (OpenMeter matches live customer_subjects rows only).
             subjects = (
                 func.jsonb_array_elements_text(col(CustomerRow.subject_keys))
                 .table_valued("subject_key")
                 .render_derived()
             )
-            statement = statement.where(
+            statement = statement.where(col(CustomerRow.deleted_at).is_(None)).where(
                 sa_select(1)
                 .select_from(subjects)
                 .where(subjects.c.subject_key.ilike(_contains_pattern(query.subject), escape="\\"))

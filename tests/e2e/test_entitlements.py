@@ -234,6 +234,19 @@ async def test_customer_list_subject_filter_is_a_case_insensitive_partial_match(
     assert (await ok(await http.get("/api/v1/customers", params={"subject": f"{key}-b"})))["items"] == []
 
 
+async def test_customer_list_subject_filter_finds_no_deleted_customer(http: httpx.AsyncClient) -> None:
+    # OpenMeter's customer adapter matches `subject` on the customer's live subject rows, and a
+    # deleted customer's subjects are deleted with it: includeDeleted lists it, but not by subject.
+    key = unique("subjdel")
+    gone = await customer(http, key, [f"{key}_dev"])
+    assert (await http.delete(f"/api/v1/customers/{gone['id']}")).status_code == 204
+    successor = await customer(http, unique("subjnew"), [f"{key}_dev"])
+    page = await ok(await http.get("/api/v1/customers", params={"subject": f"{key}_dev", "includeDeleted": "true"}))
+    assert [item["id"] for item in page["items"]] == [successor["id"]]
+    every = await ok(await http.get("/api/v1/customers", params={"key": key, "includeDeleted": "true"}))
+    assert [item["id"] for item in every["items"]] == [gone["id"]]
+
+
 async def test_customer_list_filters_take_percent_and_underscore_literally(http: httpx.AsyncClient) -> None:
     # OpenMeter's key, name and primaryEmail filters are contains filters (ent's ContainsFold, which
     # escapes LIKE's wildcards): "a%b" finds what contains "a%b", not every "a...b".
