@@ -59,6 +59,11 @@ class Pagination:
         v.raise_if_any()
         return self
 
+    def paged(self) -> Pagination:
+        """For the lists OpenMeter always pages: without page or pageSize, page 1 of 100 rather
+        than everything."""
+        return Pagination(page=self.effective_page, page_size=self.effective_page_size)
+
     @property
     def effective_page(self) -> int:
         return self.page or 1

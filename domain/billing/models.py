@@ -347,7 +347,7 @@ class ListProfilesInput:
 
     def validate(self) -> tuple[ProfileListQuery, bool]:
         v = Violations()
-        pagination = Pagination(page=self.page, page_size=self.page_size).validate()
+        pagination = Pagination(page=self.page, page_size=self.page_size).validate().paged()
         order_by = parse_order_by(self.order_by, PROFILE_ORDER_BY, "createdAt", v)
         expand_apps = parse_expand(v, self.expand, ("apps",)).get("apps", False)
         v.raise_if_any()

@@ -189,10 +189,7 @@ class ListCustomersInput:
     plan_key: str | None = None
 
     def validate(self, at: datetime | None = None) -> CustomerListQuery:
-        given = Pagination(page=self.page, page_size=self.page_size).validate()
-        # OpenMeter's listCustomers always pages: without page or pageSize it is page 1 of 100, not
-        # every customer.
-        pagination = Pagination(page=given.effective_page, page_size=given.effective_page_size)
+        pagination = Pagination(page=self.page, page_size=self.page_size).validate().paged()
         order = parse_order(self.order)
         # OpenMeter's listCustomers sorts by name unless orderBy says otherwise.
         order_by = parse_order_by(self.order_by, CUSTOMER_ORDER_BY, "name")

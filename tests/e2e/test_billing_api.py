@@ -312,6 +312,31 @@ async def test_profile_crud_defaults_and_validation(api: httpx.AsyncClient) -> N
     assert (await api.get(f"{PROFILES}/01J00000000000000000000000")).status_code == 404
 
 
+async def test_profile_list_without_paging_parameters_is_the_first_page_of_100(api: httpx.AsyncClient) -> None:
+    # OpenMeter's listBillingProfiles pages always (page 1 of 100 by default); Tally answered every
+    # profile under "pageSize": 100.
+    app_id = (await sandbox(api))["id"]
+    apps = {"tax": app_id, "invoicing": app_id, "payment": app_id}
+
+    async def create(n: int) -> dict[str, Any]:
+        body = {"name": f"Bulk {n:03d}", "supplier": SUPPLIER, "default": False, "apps": apps}
+        created: dict[str, Any] = await ok(await api.post(PROFILES, json=body), 201)
+        return created
+
+    created: list[dict[str, Any]] = []
+    for start in range(0, 101, 25):
+        created += await asyncio.gather(*(create(n) for n in range(start, min(start + 25, 101))))
+    try:
+        first = await ok(await api.get(PROFILES))
+        assert (first["page"], first["pageSize"], len(first["items"])) == (1, 100, 100)
+        assert first["totalCount"] >= 102  # these and the default profile
+        rest = await ok(await api.get(PROFILES, params={"page": 2}))
+        assert len(rest["items"]) == first["totalCount"] - 100
+    finally:
+        for profile in created:
+            await ok(await api.delete(f"{PROFILES}/{profile['id']}"), 204)
+
+
 async def test_profile_collection_interval_must_be_positive(api: httpx.AsyncClient) -> None:
     # OpenMeter's CollectionConfig.Validate: "item collection period must be greater or equal to 0",
     # tested with IsPositive, so a zero interval is refused on create and on update.
