@@ -664,7 +664,7 @@ class SomePlans:
         raise NotFoundError("plan", "custom")
 
     async def check_rate_card(self, namespace: str, rate_card: Any, path: str) -> None:
-        return None  # these tests make no edits
+        return None  # no features here; the catalog's check of an edit's items is tested end to end
 
 
 # A multiple-instance add-on: 500 more calls of its own feature a month for each one bought.
