@@ -8,7 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ARRAY, DateTime, String, and_, any_, bindparam, delete, func, literal, or_, true, update
+from sqlalchemy import ARRAY, DateTime, String, and_, any_, bindparam, delete, func, or_, true, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
@@ -218,8 +218,9 @@ _ENTITLEMENTS_FOR_CUSTOMER = _ENTITLEMENTS.where(
     ),
 )
 
-# The latest snapshot at or before :at (none when :at is NULL) beside every grant, or one row of
-# NULL grant columns when there is none: a computation's inputs besides usage in one round trip.
+# The latest snapshot at or before :at (none when :at is NULL) and the entitlement's balance inputs
+# revision beside every grant, or one row of NULL grant columns when there is none: a computation's
+# inputs besides usage in one round trip.
 _LATEST_SNAPSHOT = (
     sa_select(
         *[
@@ -236,11 +237,18 @@ _LATEST_SNAPSHOT = (
     .limit(1)
     .lateral("latest")
 )
-_GRANTS_WITH_LATEST_SNAPSHOT = sa_select(*_LATEST_SNAPSHOT.c, *plain_columns(GrantRow)).select_from(
-    sa_select(literal(1).label("one"))
-    .subquery("one")
-    .outerjoin(_LATEST_SNAPSHOT, true())
-    .outerjoin(_G, and_(_G.c.namespace == bindparam("namespace"), _G.c.entitlement_id == bindparam("entitlement_id")))
+_INPUTS_REVISION = (
+    sa_select(_E.balance_inputs_revision)
+    .where(_E.namespace == bindparam("namespace"), _E.id == bindparam("entitlement_id"))
+    .scalar_subquery()
+)
+_ONE = sa_select(_INPUTS_REVISION.label("inputs_revision")).subquery("one")
+_GRANTS_WITH_LATEST_SNAPSHOT = sa_select(
+    _ONE.c.inputs_revision, *_LATEST_SNAPSHOT.c, *plain_columns(GrantRow)
+).select_from(
+    _ONE.outerjoin(_LATEST_SNAPSHOT, true()).outerjoin(
+        _G, and_(_G.c.namespace == bindparam("namespace"), _G.c.entitlement_id == bindparam("entitlement_id"))
+    )
 )
 
 # One upsert (the same instant may be saved again by another computation), made only while the
@@ -472,7 +480,7 @@ class PostgresGrantRepository:
 
     async def with_latest_snapshot(
         self, namespace: str, entitlement_id: str, at: datetime | None
-    ) -> tuple[list[StoredGrant], Snapshot | None]:
+    ) -> tuple[list[StoredGrant], Snapshot | None, int]:
         params = {"namespace": namespace, "entitlement_id": entitlement_id, "at": at}
         rows = await autocommit(self._sessions, _GRANTS_WITH_LATEST_SNAPSHOT, params)
         grants = [_grant(row) for row in rows if row.id is not None]
@@ -487,7 +495,7 @@ class PostgresGrantRepository:
                 total_grant_usage=first.snapshot_total_grant_usage,
                 period_start=first.snapshot_period_start,
             )
-        return grants, snapshot
+        return grants, snapshot, first.inputs_revision or 0
 
     async def for_entitlements(
         self, namespace: str, entitlement_ids: Sequence[str], include_deleted: bool = True

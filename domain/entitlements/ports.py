@@ -58,9 +58,10 @@ class GrantRepository(Protocol):
 
     async def with_latest_snapshot(
         self, namespace: str, entitlement_id: str, at: datetime | None
-    ) -> tuple[list[StoredGrant], Snapshot | None]:
-        """In one read, the entitlement's grants (deleted ones included) and, with `at`, its newest
-        balance snapshot taken at or before `at` (a balance computation's inputs besides usage)."""
+    ) -> tuple[list[StoredGrant], Snapshot | None, int]:
+        """In one read, the entitlement's grants (deleted ones included), with `at` its newest
+        balance snapshot taken at or before `at`, and its balance inputs revision now
+        (`Entitlement.inputs_revision`): a balance computation's inputs besides usage."""
         ...
 
     async def for_entitlements(

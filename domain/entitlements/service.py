@@ -95,6 +95,9 @@ class MeteredContext:
     grants: tuple[StoredGrant, ...]
     until: datetime | None = None
     snapshot: Snapshot | None = None
+    # The entitlement's balance inputs revision read with the grants: when it differs from
+    # `entitlement.inputs_revision`, the entitlement was read before a grant, void or reset.
+    inputs_revision: int = 0
 
     @property
     def mode(self) -> UsageMode:
@@ -611,8 +614,8 @@ class EntitlementService:
             customer = await self.customers.get(namespace, entitlement.customer_id)
         # Only cumulative runs resume from snapshots.
         snapshot_at = until if meter.aggregation is not Aggregation.LATEST else None
-        grants, snapshot = await self._grants.with_latest_snapshot(namespace, entitlement.id, snapshot_at)
-        return MeteredContext(entitlement, feature, meter, customer, tuple(grants), until, snapshot)
+        grants, snapshot, revision = await self._grants.with_latest_snapshot(namespace, entitlement.id, snapshot_at)
+        return MeteredContext(entitlement, feature, meter, customer, tuple(grants), until, snapshot, revision)
 
     async def run_until(self, namespace: str, ctx: MeteredContext, until: datetime, cached: bool = True) -> RunResult:
         """`cached`: resume from the context's snapshot (read by `context(..., until=until)`) and
@@ -676,6 +679,10 @@ class EntitlementService:
         keep = cache is not None and when >= entitlement.measure_usage_from
         result, first_event = await self._run(namespace, ctx, when, tail=keep)
         value = self._metered_value(entitlement, result)
+        # The caller read `entitlement` before `mark`: a reset written in between is missing from
+        # it, yet stamped before the mark, so the cache would trust this value. The revision read
+        # with the grants (after the mark) tells; such a value answers this call and is not kept.
+        keep = keep and ctx.inputs_revision == entitlement.inputs_revision
         if cache is not None and keep:
             # The value holds until the next breakpoint, period end or already-stored event.
             horizon = [next_change([g.engine() for g in ctx.grants], when)]

@@ -123,7 +123,7 @@ async def test_snapshot_resume_equals_full_recomputation_with_late_events(stack:
     assert event.entitlement["featureKey"] == "tokens" and event.customer is not None
 
     # A snapshot was stored, at an instant older than the grace period.
-    _, snapshot = await stack.grants.with_latest_snapshot(NS, entitlement.id, NOW)
+    _, snapshot, _ = await stack.grants.with_latest_snapshot(NS, entitlement.id, NOW)
     assert snapshot is not None and snapshot.at <= NOW - timedelta(hours=1)
 
     # A late event inside the grace period still counts, and the cached path agrees with a full run.
@@ -146,7 +146,7 @@ async def test_snapshot_resume_equals_full_recomputation_with_late_events(stack:
 
     # Grants invalidate snapshots they change.
     await svc.create_grant(NS, entitlement, GrantInput(amount=10, effective_at=start, v2=True))
-    _, snapshot = await stack.grants.with_latest_snapshot(NS, entitlement.id, NOW)
+    _, snapshot, _ = await stack.grants.with_latest_snapshot(NS, entitlement.id, NOW)
     assert snapshot is None or snapshot.at < start
     await asyncio.sleep(0)
     assert (await svc.value(NS, entitlement, NOW)).balance == Decimal(65)
@@ -178,7 +178,7 @@ async def test_a_computation_that_read_before_a_grant_saves_no_snapshot_after_it
     await svc.create_grant(NS, entitlement, GrantInput(amount=50, effective_at=start, v2=True, priority=1))
     # The computation finishes now, from its older inputs, and offers its snapshots.
     await svc.run_until(NS, ctx, NOW)
-    _, snapshot = await stack.grants.with_latest_snapshot(NS, entitlement.id, NOW)
+    _, snapshot, _ = await stack.grants.with_latest_snapshot(NS, entitlement.id, NOW)
     assert snapshot is None, f"a snapshot of the inputs before the grant was saved at {snapshot.at}"
     current = await svc.get(NS, entitlement.id)
     ctx = await svc.context(NS, current, until=NOW)

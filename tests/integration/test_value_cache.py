@@ -84,6 +84,9 @@ async def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
         await parts.meters.create(
             NS, MeterCreateInput(slug="users", aggregation="UNIQUE_COUNT", event_type="visit", value_property="$.user")
         )
+        # Every test's entitlements are of these features.
+        await features.create(NS, FeatureCreateInput(key="calls", name="Calls", meter_slug="calls"))
+        await features.create(NS, FeatureCreateInput(key="users", name="Users", meter_slug="users"))
         yield Stack(cached, reference, cache, worker, sink, clock, customers, features)
 
 
@@ -122,8 +125,6 @@ def same(a: Any, b: Any) -> tuple[Any, ...]:
 async def test_cached_value_equals_full_computation_under_a_stream_of_changes(stack: Stack) -> None:
     svc, ref, clock = stack.cached, stack.reference, stack.clock
     rng = random.Random(20240601)
-    await svc.features.create(NS, FeatureCreateInput(key="calls", name="Calls", meter_slug="calls"))
-    await svc.features.create(NS, FeatureCreateInput(key="users", name="Users", meter_slug="users"))
     acme = await svc.customers.create(NS, CustomerInput(name="Acme", key="acme", subject_keys=["acme", "acme-2"]))
     beta = await svc.customers.create(NS, CustomerInput(name="Beta", key="beta", subject_keys=["beta"]))
     subjects = ["acme", "acme-2", "beta", "nobody"]
@@ -303,3 +304,43 @@ async def test_period_rollover_and_grant_expiry_invalidate_without_new_usage(sta
         reference.balance,
         reference.total_available_grant_amount,
     )
+
+
+async def test_a_value_computed_from_an_entitlement_read_before_a_reset_is_not_kept(stack: Stack) -> None:
+    # A /value call reads the entitlement, then computes; a reset written in between is stamped
+    # before the computation's mark, so only the revision read with the grants can tell that the
+    # entitlement it computed from (without that reset) is outdated.
+    svc, clock = stack.cached, stack.clock
+    customer = await svc.customers.create(NS, CustomerInput(name="Eps", key="eps", subject_keys=["eps"]))
+    start = clock.now - timedelta(minutes=30)
+    entitlement = await svc.create(
+        NS,
+        customer,
+        EntitlementInput(
+            type="metered",
+            feature_key="calls",
+            usage_period=RecurrenceInput("MONTH", start),
+            measure_usage_from=start.isoformat(),
+            grants=[GrantInput(amount=100, effective_at=start, v2=True)],
+            v2=True,
+        ),
+    )
+    raw = {
+        "specversion": "1.0",
+        "id": "eps-1",
+        "source": "t",
+        "type": "call",
+        "subject": "eps",
+        "time": (clock.now - timedelta(minutes=5)).isoformat(),
+        "data": {"n": 9},
+    }
+    await stack.sink.flush(validate_batch([raw], NS, clock.now, IngestLimits()))
+    read_before = await svc.for_customer(NS, customer, "calls")
+    await svc.reset(NS, await svc.get(NS, entitlement.id), ResetInput(effective_at=clock.now - timedelta(minutes=1)))
+    # This call computes from the outdated read: it may answer from it, but must not keep it.
+    assert (await svc.value(NS, read_before)).usage == 9
+    fresh = await svc.for_customer(NS, customer, "calls")
+    assert len(fresh.resets) == len(read_before.resets) + 1
+    value = await svc.value(NS, fresh)
+    reference = await stack.reference.value(NS, fresh, clock.now)
+    assert value.usage == reference.usage == 0
