@@ -310,6 +310,15 @@ class PostgresSubscriptionRepository:
         async with self._sessions() as session:
             return [self._to_domain(r) for r in (await session.exec(statement)).all()]
 
+    async def list_live(self, namespace: str, at: datetime) -> list[Subscription]:
+        statement = select(SubscriptionRow).where(
+            SubscriptionRow.namespace == namespace,
+            col(SubscriptionRow.deleted_at).is_(None),
+            (col(SubscriptionRow.active_to).is_(None)) | (col(SubscriptionRow.active_to) > at),
+        )
+        async with self._sessions() as session:
+            return [self._to_domain(r) for r in (await session.exec(statement)).all()]
+
     async def has_live(self, namespace: str, customer_id: str, at: datetime) -> bool:
         """A subscription in force at `at` or scheduled after it."""
         statement = select(func.count()).where(

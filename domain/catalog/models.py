@@ -146,5 +146,5 @@ class ListFeaturesInput:
     def validate(self) -> FeatureListQuery:
         pagination = Pagination(self.page, self.page_size, self.limit, self.offset).validate()
         order = parse_order(self.order)
-        order_by = parse_order_by(self.order_by, FEATURE_ORDER_BY, "updatedAt")
+        order_by = parse_order_by(self.order_by, FEATURE_ORDER_BY, "key")  # OpenMeter's default
         return FeatureListQuery(pagination, order, order_by, tuple(self.meter_slugs), self.include_archived)

@@ -34,6 +34,7 @@ from domain.catalog.addons import (
     parse_addon,
     parse_plan_addon,
 )
+from domain.catalog.models import Feature
 from domain.catalog.plans import PLAN_ORDER_BY, Plan, PlanInput, PlanStatus, check_plan, parse_plan
 from domain.catalog.ports import AddonRepository, FeatureRepository, PlanAddonRepository, PlanRepository
 from domain.catalog.ratecards import FeatureFacts, RateCard, check_rate_card_features
@@ -326,6 +327,20 @@ class PlanService:
         )
         await self._plans.publish(published, archived)
         return published
+
+    async def guard_feature_archive(self, namespace: str, feature: Feature) -> None:
+        """A feature archive guard (FeatureService.archive_guards): not while a published plan
+        version that has not ended (active or scheduled) has a rate card of it (OpenMeter's
+        ArchiveFeature, a 400)."""
+        now = self._clock()
+        for plan in await self._plans.list_plans(namespace):
+            if plan.effective_from is None or (plan.effective_to is not None and plan.effective_to <= now):
+                continue
+            for phase in plan.content.phases:
+                if any(card.feature_key == feature.key for card in phase.rate_cards):
+                    raise _invalid(
+                        "feature", "feature is referenced by active plan, it cannot be archived", "feature_in_use"
+                    )
 
     async def archive(self, namespace: str, plan_id: str) -> Plan:
         plan = await self._live(namespace, plan_id)

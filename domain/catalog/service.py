@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 
 from ulid import ULID
@@ -38,6 +38,8 @@ class FeatureService:
         self._clock = clock
         # Called after every feature write (the entitlement value cache drops its look-ups).
         self.listeners: list[Callable[[], None]] = []
+        # Asked before a feature is archived; each raises to refuse (plans and subscriptions that use it).
+        self.archive_guards: list[Callable[[str, Feature], Awaitable[None]]] = []
 
     def _changed(self) -> None:
         for listener in self.listeners:
@@ -120,6 +122,8 @@ class FeatureService:
 
     async def archive(self, namespace: str, id_or_key: str) -> None:
         feature = await self.get_live(namespace, id_or_key)
+        for guard in self.archive_guards:
+            await guard(namespace, feature)
         now = self._clock()
         await self._features.update(dataclasses.replace(feature, archived_at=now, updated_at=now))
         self._changed()

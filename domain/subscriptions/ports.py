@@ -118,6 +118,10 @@ class SubscriptionRepository(Protocol):
 
     async def has_live(self, namespace: str, customer_id: str, at: datetime) -> bool: ...
 
+    async def list_live(self, namespace: str, at: datetime) -> list[Subscription]:
+        """The namespace's subscriptions (not deleted) in force at `at` or scheduled after it."""
+        ...
+
     async def delete(self, namespace: str, subscription_id: str, at: datetime) -> int:
         """Marks the subscription deleted at `at` (a new revision); returns that revision."""
         ...

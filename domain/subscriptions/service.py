@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import structlog
 from ulid import ULID
 
+from domain.catalog.models import Feature
 from domain.customers.models import Customer, CustomerInput
 from domain.entitlements.recurrence import IsoDuration
 from domain.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
@@ -164,6 +165,18 @@ class SubscriptionService:
                 [],
                 message=f"customer {customer.id} still have active subscriptions, please cancel them before deleting the customer",
             )
+
+    async def guard_feature_archive(self, namespace: str, feature: Feature) -> None:
+        """A feature archive guard (FeatureService.archive_guards): not while a subscription in force
+        or scheduled has an item of it, in any phase (OpenMeter's ArchiveFeature, a 400)."""
+        for subscription in await self._repository.list_live(namespace, self._clock()):
+            for phase in subscription.spec.phases:
+                if any(self._rate_cards.feature_key(item.rate_card) == feature.key for item in phase.items):
+                    raise ValidationError.single(
+                        "feature",
+                        "feature is referenced by active subscription, it cannot be archived",
+                        "feature_in_use",
+                    )
 
     async def guard_customer_update(self, namespace: str, customer: Customer, data: CustomerInput) -> None:
         """A customer update guard (CustomerService.update_guards): while a subscription is in force,

@@ -103,7 +103,8 @@ class FeatureServicer(features_pb2_grpc.FeatureServiceServicer):
         return response
 
     async def GetFeature(self, request: features_pb2.GetFeatureRequest, context: Ctx) -> features_pb2.Feature:
-        return feature_to_proto(await self._features.get(self._request.namespace(context), request.feature_id))
+        # An archived feature is not found by ID or key, as in OpenMeter (its list shows it with includeArchived).
+        return feature_to_proto(await self._features.get_live(self._request.namespace(context), request.feature_id))
 
     async def DeleteFeature(self, request: features_pb2.DeleteFeatureRequest, context: Ctx) -> empty_pb2.Empty:
         await self._features.archive(self._request.namespace(context), request.feature_id)

@@ -20,6 +20,7 @@ async def wire(deps: Deps) -> list[Servicer]:
     plans = PlanService(plan_repository, features, assignments, addon_repository)
     addons = AddonService(addon_repository, features, assignments)
     plan_addons = PlanAddonService(assignments, plans, addons)
+    deps.services["features"].archive_guards.append(plans.guard_feature_archive)
     deps.services.update(plans=plans, addons=addons, plan_addons=plan_addons)
     if not deps.has_role("api"):
         return []

@@ -32,6 +32,7 @@ async def wire(deps: Deps) -> list[Servicer]:
     # Subscriptions ask first: their message says what to do (cancel), the managed entitlements' would not.
     customers.delete_guards.insert(0, subscriptions.guard_customer_delete)
     customers.update_guards.append(subscriptions.guard_customer_update)
+    deps.services["features"].archive_guards.append(subscriptions.guard_feature_archive)
     deps.services["subscriptions"] = subscriptions
     if not deps.has_role("api"):
         return []

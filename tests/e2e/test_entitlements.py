@@ -354,11 +354,28 @@ async def test_features_create_list_get_archive(http: httpx.AsyncClient) -> None
     assert paged["totalCount"] == 1 and paged["page"] == 1 and paged["pageSize"] == 10
     assert (await ok(await http.get(f"/api/v1/features/{f['id']}")))["key"] == f["key"]
     assert (await http.delete(f"/api/v1/features/{f['id']}")).status_code == 204
-    archived = await ok(await http.get(f"/api/v1/features/{f['id']}"))
-    assert archived["archivedAt"]
+    # Archived: not found by ID (as in OpenMeter), listed only with includeArchived.
+    assert (await http.get(f"/api/v1/features/{f['id']}")).status_code == 404
     assert f["id"] not in [x["id"] for x in await ok(await http.get("/api/v1/features"))]
+    everything = await ok(await http.get("/api/v1/features", params={"meterSlug": slug, "includeArchived": "true"}))
+    assert [x["id"] for x in everything] == [f["id"]] and everything[0]["archivedAt"]
     # The key is free again.
     await ok(await http.post("/api/v1/features", json={"key": f["key"], "name": "again"}), 201)
+
+
+async def test_features_are_listed_by_key_unless_asked_otherwise(http: httpx.AsyncClient) -> None:
+    # OpenMeter's listFeatures orders by key (ascending) by default.
+    slug = await meter(http, "COUNT", value=None)
+    base = unique("order")
+    for suffix in ("b", "c", "a"):
+        await ok(
+            await http.post("/api/v1/features", json={"key": f"{base}_{suffix}", "name": suffix, "meterSlug": slug}),
+            201,
+        )
+    keys = [f["key"] for f in await ok(await http.get("/api/v1/features", params={"meterSlug": slug}))]
+    assert keys == [f"{base}_a", f"{base}_b", f"{base}_c"]
+    by_creation = await ok(await http.get("/api/v1/features", params={"meterSlug": slug, "orderBy": "createdAt"}))
+    assert [f["key"] for f in by_creation] == [f"{base}_b", f"{base}_c", f"{base}_a"]
 
 
 # --- the credit flow (e2e_test.go TestCredit) --------------------------------------------------

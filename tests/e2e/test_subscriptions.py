@@ -710,3 +710,28 @@ def test_an_edit_adding_an_item_for_an_unknown_or_archived_feature_is_refused(ta
     expanded = http.get(f"/api/v1/subscriptions/{created.json()['id']}").json()
     assert {i["key"] for i in expanded["phases"][0]["items"]} == {"base"}
     assert feature in expanded["phases"][1]["itemTimelines"]
+
+
+def test_a_feature_a_plan_or_subscription_uses_cannot_be_archived(tally: TallyProcess) -> None:
+    """OpenMeter's ArchiveFeature refuses (400) while a published plan version that has not ended,
+    or a subscription in force or scheduled, uses the feature; archiving the plan and cancelling
+    the subscription free it."""
+    http = httpx.Client(base_url=tally.rest_url, timeout=30)
+    feature, plan_key, _customer_key, customer = plan_and_customer(http, "archive_in_use")
+    refused = http.delete(f"/api/v1/features/{feature}")
+    assert refused.status_code == 400, refused.text
+    assert "referenced by active plan" in refused.json()["detail"]
+
+    created = http.post("/api/v1/subscriptions", json={"plan": {"key": plan_key}, "customerId": customer["id"]})
+    assert created.status_code == 201, created.text
+    plan_id = created.json()["plan"]["id"]
+    assert http.post(f"/api/v1/plans/{plan_id}/archive").status_code == 200
+    refused = http.delete(f"/api/v1/features/{feature}")
+    assert refused.status_code == 400, refused.text
+    assert "referenced by active subscription" in refused.json()["detail"]
+    assert http.get(f"/api/v1/features/{feature}").status_code == 200  # still live
+
+    cancelled = http.post(f"/api/v1/subscriptions/{created.json()['id']}/cancel", json={"timing": "immediate"})
+    assert cancelled.status_code == 200, cancelled.text
+    assert http.delete(f"/api/v1/features/{feature}").status_code == 204
+    assert http.get(f"/api/v1/features/{feature}").status_code == 404
