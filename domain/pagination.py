@@ -30,6 +30,15 @@ class PageMode(enum.Enum):
     LIMIT = "limit"
 
 
+class Unpaged(enum.Enum):
+    """What a list answers to a request that names no paging parameter: OpenMeter differs by
+    endpoint, and a client relies on it (a plain array capped at 100 is not everything)."""
+
+    EVERYTHING = "everything"
+    FIRST_100 = "first_100"  # limit/offset with limit 100: a plain array of at most 100
+    FIRST_PAGE = "first_page"  # page 1 of 100
+
+
 @dataclass(frozen=True, slots=True)
 class Pagination:
     page: int | None = None
@@ -58,6 +67,14 @@ class Pagination:
                 v.add("offset", "must be at least 0", "out_of_range")
         v.raise_if_any()
         return self
+
+    def defaulted(self, unpaged: Unpaged) -> Pagination:
+        """This, or when it names no paging parameter, what `unpaged` says such a request gets."""
+        if self.mode is not PageMode.NONE or unpaged is Unpaged.EVERYTHING:
+            return self
+        if unpaged is Unpaged.FIRST_PAGE:
+            return self.paged()
+        return Pagination(limit=DEFAULT_PAGE_SIZE)
 
     def paged(self) -> Pagination:
         """For the lists OpenMeter always pages: without page or pageSize, page 1 of 100 rather

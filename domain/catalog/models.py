@@ -12,7 +12,7 @@ from domain.customers.models import ULID_RE
 from domain.errors import Violations
 from domain.metering.models import MAX_SLUG_LENGTH, SLUG_RE, Aggregation, Meter
 from domain.metering.query import FilterString
-from domain.pagination import Pagination, SortOrder, parse_order, parse_order_by
+from domain.pagination import Pagination, SortOrder, Unpaged, parse_order, parse_order_by
 
 # OpenMeter allows entitlements only over these aggregations.
 FEATURE_AGGREGATIONS: Final = (Aggregation.SUM, Aggregation.COUNT, Aggregation.UNIQUE_COUNT, Aggregation.LATEST)
@@ -144,7 +144,10 @@ class ListFeaturesInput:
     order_by: str | None = None
 
     def validate(self) -> FeatureListQuery:
-        pagination = Pagination(self.page, self.page_size, self.limit, self.offset).validate()
+        # OpenMeter's listFeatures without paging parameters: the first 100, as a plain array.
+        pagination = (
+            Pagination(self.page, self.page_size, self.limit, self.offset).validate().defaulted(Unpaged.FIRST_100)
+        )
         order = parse_order(self.order)
         order_by = parse_order_by(self.order_by, FEATURE_ORDER_BY, "key")  # OpenMeter's default
         return FeatureListQuery(pagination, order, order_by, tuple(self.meter_slugs), self.include_archived)

@@ -27,7 +27,7 @@ from domain.entitlements.recurrence import (
     parse_interval,
 )
 from domain.errors import TallyError, ValidationError, Violations
-from domain.pagination import Pagination, SortOrder, parse_order, parse_order_by
+from domain.pagination import Pagination, SortOrder, Unpaged, parse_order, parse_order_by
 
 DEFAULT_ISSUE_PRIORITY: Final = 1
 # OpenMeter's grant APIs default an omitted priority to 0 (its column default), below the 1..255 a
@@ -483,9 +483,10 @@ class ListEntitlementsInput:
     offset: int | None = None
     order: str | None = None
     order_by: str | None = None
+    unpaged: Unpaged = Unpaged.EVERYTHING
 
     def validate(self, customer_ids: Sequence[str] = ()) -> EntitlementListQuery:
-        pagination = Pagination(self.page, self.page_size, self.limit, self.offset).validate()
+        pagination = Pagination(self.page, self.page_size, self.limit, self.offset).validate().defaulted(self.unpaged)
         order = parse_order(self.order)
         v = Violations()
         order_by = parse_order_by(self.order_by, ENTITLEMENT_ORDER_BY, "createdAt", v)
@@ -529,9 +530,10 @@ class ListGrantsInput:
     # namespace-wide grant lists (/api/v1/grants, /api/v2/grants) default to effectiveAt, a field
     # a client cannot ask for itself.
     default_order_by: str = "createdAt"
+    unpaged: Unpaged = Unpaged.EVERYTHING
 
     def validate(self) -> GrantListQuery:
-        pagination = Pagination(self.page, self.page_size, self.limit, self.offset).validate()
+        pagination = Pagination(self.page, self.page_size, self.limit, self.offset).validate().defaulted(self.unpaged)
         order = parse_order(self.order)
         order_by = parse_order_by(self.order_by, GRANT_ORDER_BY, self.default_order_by)
         return GrantListQuery(pagination, order, order_by, self.include_deleted)

@@ -26,7 +26,7 @@ from domain.entitlements.models import (
 from domain.entitlements.recurrence import add_date_overflowing
 from domain.entitlements.service import EntitlementService, History, subject_key_for
 from domain.errors import NotFoundError
-from domain.pagination import PageMode
+from domain.pagination import PageMode, Unpaged
 from server.context import RequestContext
 from server.convert import optional_str, set_timestamp, struct_from, timestamp_or_none
 from server.rest import ServicerContext as Ctx
@@ -223,8 +223,9 @@ def _reset_input(request: Any) -> ResetInput:
     )
 
 
-def _grants_input(request: Any) -> ListGrantsInput:
+def _grants_input(request: Any, unpaged: Unpaged) -> ListGrantsInput:
     return ListGrantsInput(
+        unpaged=unpaged,
         include_deleted=request.include_deleted,
         page=_opt(request, "page"),
         page_size=_opt(request, "page_size"),
@@ -235,8 +236,9 @@ def _grants_input(request: Any) -> ListGrantsInput:
     )
 
 
-def _entitlements_input(request: pb.ListEntitlementsRequest) -> ListEntitlementsInput:
+def _entitlements_input(request: pb.ListEntitlementsRequest, unpaged: Unpaged) -> ListEntitlementsInput:
     return ListEntitlementsInput(
+        unpaged=unpaged,
         features=tuple(request.feature),
         types=tuple(request.entitlement_type),
         exclude_inactive=request.exclude_inactive,
@@ -251,7 +253,7 @@ def _entitlements_input(request: pb.ListEntitlementsRequest) -> ListEntitlements
 
 def _paged(response: Any, mode: PageMode, total: int, page: int, size: int, always: bool) -> bool:
     """Fills the paginated fields; returns True when REST should answer a plain array instead."""
-    if mode is PageMode.PAGE or (always and mode is PageMode.NONE):
+    if mode is PageMode.PAGE:
         response.total_count, response.page, response.page_size = total, page, size
         return False
     if always:
@@ -303,6 +305,7 @@ class EntitlementServicer(entitlements_pb2_grpc.EntitlementServiceServicer):
     ) -> pb.ListEntitlementsResponse:
         customer = await self._customer(context, request.customer_id_or_key)
         data = ListEntitlementsInput(
+            unpaged=Unpaged.FIRST_PAGE,
             include_deleted=request.include_deleted,
             page=_opt(request, "page"),
             page_size=_opt(request, "page_size"),
@@ -345,7 +348,9 @@ class EntitlementServicer(entitlements_pb2_grpc.EntitlementServiceServicer):
     ) -> pb.ListGrantsResponse:
         customer = await self._customer(context, request.customer_id_or_key)
         e = await self._svc.for_customer(self._ns(context), customer, request.entitlement_id_or_feature_key)
-        items, total, mode, page, size = await self._svc.grants(self._ns(context), [e], _grants_input(request))
+        items, total, mode, page, size = await self._svc.grants(
+            self._ns(context), [e], _grants_input(request, Unpaged.FIRST_PAGE)
+        )
         now = self._now()
         response = pb.ListGrantsResponse(items=[grant_to_proto(g, True, now) for g in items])
         _paged(response, mode, total, page, size, always=True)
@@ -426,7 +431,7 @@ class EntitlementServicer(entitlements_pb2_grpc.EntitlementServiceServicer):
                 await rest_hints(context, shape="array")
                 return response
         items, total, mode, page, size = await self._svc.list_entitlements(
-            ns, _entitlements_input(request), customer_ids
+            ns, _entitlements_input(request, Unpaged.FIRST_PAGE if v2 else Unpaged.FIRST_100), customer_ids
         )
         customers = await self._customers_of(context, items)
         now = self._now()
@@ -462,7 +467,8 @@ class EntitlementServicer(entitlements_pb2_grpc.EntitlementServiceServicer):
         if customer_ids is None or customer_ids:
             data = ListEntitlementsInput(features=tuple(request.feature), include_deleted=True)
             entitlements, _, _, _, _ = await self._svc.list_entitlements(ns, data, customer_ids or [])
-        query = dataclasses.replace(_grants_input(request), default_order_by="effectiveAt")
+        # Both versions answer the first 100 (as limit/offset) to a request without paging parameters.
+        query = dataclasses.replace(_grants_input(request, Unpaged.FIRST_100), default_order_by="effectiveAt")
         items, total, mode, page, size = await self._svc.grants(ns, entitlements, query)
         now = self._now()
         response = pb.ListGrantsResponse(items=[grant_to_proto(g, v2, now) for g in items])

@@ -736,6 +736,58 @@ async def test_grant_pagination(http: httpx.AsyncClient) -> None:
     assert amounts(v2) == [20, 10, 30] and [g["amount"] for g in v1] == [20, 10, 30]
 
 
+async def test_lists_without_paging_parameters_answer_at_most_100(http: httpx.AsyncClient) -> None:
+    # OpenMeter caps every list a request names no paging for at 100: the v1 plain arrays (features,
+    # grants, entitlements) and v2 namespace grants as limit 100, the v2 entitlement lists and a
+    # customer entitlement's grants as page 1 of 100.
+    slug = await meter(http, "COUNT", value=None)
+    f = await feature(http, slug)
+    c = await customer(http)
+    await ok(
+        await http.post(
+            f"/api/v2/customers/{c['id']}/entitlements",
+            json={"type": "metered", "featureKey": f["key"], "usagePeriod": MONTH_2024},
+        ),
+        201,
+    )
+    path = f"/api/v2/customers/{c['id']}/entitlements/{f['key']}/grants"
+    at = rfc3339(minute(datetime.now(UTC)))
+    for start in range(0, 101, 20):
+        created = await asyncio.gather(
+            *(http.post(path, json={"amount": i + 1, "effectiveAt": at}) for i in range(start, min(start + 20, 101)))
+        )
+        assert all(r.status_code == 201 for r in created), [r.text for r in created if r.status_code != 201]
+
+    own = await ok(await http.get(path))
+    assert (len(own["items"]), own["totalCount"], own["page"], own["pageSize"]) == (100, 101, 1, 100)
+    assert len((await ok(await http.get(path, params={"page": 2})))["items"]) == 1
+    v2 = await ok(await http.get("/api/v2/grants", params={"customer": c["id"]}))
+    assert (len(v2["items"]), v2["totalCount"]) == (100, 101)
+    v1 = await ok(await http.get("/api/v1/grants", params={"feature": f["key"]}))
+    assert isinstance(v1, list) and len(v1) == 100
+    assert len(await ok(await http.get("/api/v1/grants", params={"feature": f["key"], "limit": 1000}))) == 101
+
+    base = unique("many")
+    features = await asyncio.gather(
+        *(
+            http.post("/api/v1/features", json={"key": f"{base}_{i:03}", "name": "n", "meterSlug": slug})
+            for i in range(101)
+        )
+    )
+    assert all(r.status_code == 201 for r in features)
+    listed = await ok(await http.get("/api/v1/features", params={"meterSlug": slug}))
+    assert isinstance(listed, list) and len(listed) == 100
+    assert (await ok(await http.get("/api/v1/features", params={"meterSlug": slug, "pageSize": 1})))[
+        "totalCount"
+    ] == 102
+
+    # Entitlements: the namespace holds other tests' too, so compare with a paged count.
+    total = (await ok(await http.get("/api/v2/entitlements", params={"pageSize": 1})))["totalCount"]
+    v2_list = await ok(await http.get("/api/v2/entitlements"))
+    assert (len(v2_list["items"]), v2_list["page"], v2_list["pageSize"]) == (min(total, 100), 1, 100)
+    assert len(await ok(await http.get("/api/v1/entitlements"))) == min(total, 100)
+
+
 # --- parity, multi-subject customers, override, other types -------------------------------------
 
 
