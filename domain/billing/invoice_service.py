@@ -25,7 +25,7 @@ from typing import Any, Final, cast
 import structlog
 from ulid import ULID
 
-from domain.billing.apps.custom_invoicing import CustomInvoicingApp
+from domain.billing.apps.custom_invoicing import DRAFT_SYNCED_AT, FINALIZED_AT, CustomInvoicingApp
 from domain.billing.apps.models import AppType
 from domain.billing.apps.port import (
     InvoiceLineView,
@@ -131,6 +131,14 @@ def wake_at(invoice: Invoice, now: datetime) -> datetime:
     elif any(t.source is invoice.state and t.action is Action.PAYMENT_OVERDUE for t in TABLE):
         wait = invoice.due_at
     return wait if wait is not None and wait > now else UNSCHEDULED
+
+
+_CALLBACK_STAMPS: Final = {Action.DRAFT_SYNCHRONIZED: DRAFT_SYNCED_AT, Action.ISSUING_SYNCHRONIZED: FINALIZED_AT}
+
+
+def _seconds(at: datetime) -> str:
+    """RFC 3339 to the second, in UTC (as Go's time.RFC3339 prints OpenMeter's stamps)."""
+    return at.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def _utcnow() -> datetime:
@@ -650,10 +658,12 @@ class InvoiceService:
             now = self._clock()
             row = fire(invoice.state, action, self.conditions(invoice, now))
             attempt = invoice.app_attempt
+            stamp = _CALLBACK_STAMPS.get(action)
             invoice = dataclasses.replace(
                 invoice,
                 state=row.target,
                 updated_at=now,
+                metadata={**invoice.metadata, stamp: _seconds(now)} if stamp is not None else invoice.metadata,
                 number=invoice_number or invoice.number,
                 invoicing_external_id=invoicing_external_id or invoice.invoicing_external_id,
                 payment_external_id=payment_external_id or invoice.payment_external_id,

@@ -375,6 +375,29 @@ async def test_standard_invoice_lines_carry_the_workflows_default_tax_config_und
     assert invoice["totals"]["total"] == "100"  # 50 + 100 x 0.5: no tax engine, the config is the app's
 
 
+async def test_sync_callbacks_stamp_openmeters_metadata_keys(http: httpx.AsyncClient) -> None:
+    """OpenMeter's custom invoicing stamps when each callback arrived into the invoice's metadata
+    (openmeter.io/custominvoicing/draft-synced-at, .../finalized-at, RFC 3339 to the second)."""
+    customer, _ = await custom_invoicing_customer(http)
+    await add_lines(http, customer, line("Licence", {"type": "flat", "amount": "120"}))
+    (invoice,) = await invoice_now(http, customer)
+    iid = invoice["id"]
+    draft_key = "openmeter.io/custominvoicing/draft-synced-at"
+    final_key = "openmeter.io/custominvoicing/finalized-at"
+    assert draft_key not in (invoice.get("metadata") or {})
+    apps = "/api/v1/apps/custom-invoicing"
+    before = datetime.now(UTC).replace(microsecond=0)
+    await ok(await http.post(f"{apps}/{iid}/draft/synchronized", json={}), 204)
+    synced = (await ok(await http.get(f"{INVOICES}/{iid}")))["metadata"]
+    assert final_key not in synced
+    assert before <= datetime.fromisoformat(synced[draft_key].replace("Z", "+00:00")) <= datetime.now(UTC)
+    assert synced[draft_key].endswith("Z") and "." not in synced[draft_key]
+    await ok(await http.post(f"{apps}/{iid}/issuing/synchronized", json={}), 204)
+    issued = await ok(await http.get(f"{INVOICES}/{iid}"))
+    assert issued["status"] == "payment_processing" and issued["metadata"][draft_key] == synced[draft_key]
+    assert before <= datetime.fromisoformat(issued["metadata"][final_key].replace("Z", "+00:00")) <= datetime.now(UTC)
+
+
 async def test_void_takes_openmeters_whole_request(http: httpx.AsyncClient) -> None:
     """VoidInvoiceActionInput as OpenMeter's schema has it: `overrides` (per line, nullable) and a
     `pending` action's `nextInvoiceAt` are accepted (and, as the rest of the action, not used)."""

@@ -37,6 +37,10 @@ from domain.errors import Violations
 
 NUMBER_PREFIX = "INV"
 NUMBER_SCOPE = "invoices/custom-invoicing"
+# Stamped into an invoice's metadata when the integrator's callback arrives (OpenMeter's keys, so an
+# integrator reading them works unchanged): when the draft was synchronized, when it was finalized.
+DRAFT_SYNCED_AT = "openmeter.io/custominvoicing/draft-synced-at"
+FINALIZED_AT = "openmeter.io/custominvoicing/finalized-at"
 
 LISTING = Listing(
     type=AppType.CUSTOM_INVOICING,
