@@ -852,7 +852,8 @@ class InvoiceService:
                     number=issuing.invoice_number or invoice.number,
                     invoicing_external_id=issuing.invoicing_external_id or invoice.invoicing_external_id,
                     payment_external_id=issuing.payment_external_id or invoice.payment_external_id,
-                    sent_to_customer_at=issuing.sent_to_customer_at or invoice.sent_to_customer_at,
+                    sent_to_customer_at=(now if issuing.sent_now else issuing.sent_to_customer_at)
+                    or invoice.sent_to_customer_at,
                 )
             case AppHook.COLLECT_PAYMENT:
                 payment = await app.collect_payment(view)

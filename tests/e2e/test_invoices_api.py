@@ -103,6 +103,18 @@ async def fee_draft(http: httpx.AsyncClient) -> dict[str, Any]:
     return draft
 
 
+async def test_the_sandbox_reports_an_invoice_sent_as_it_issues_it(http: httpx.AsyncClient) -> None:
+    """OpenMeter's sandbox finalizes with SetSentToCustomerAt(now): an issued sandbox invoice
+    carries sentToCustomerAt, the draft none."""
+    draft = await fee_draft(http)
+    assert "sentToCustomerAt" not in draft
+    before = datetime.now(UTC)
+    paid = await ok(await http.post(f"{INVOICES}/{draft['id']}/approve"))
+    sent = datetime.fromisoformat(paid["sentToCustomerAt"].replace("Z", "+00:00"))
+    assert before - timedelta(seconds=1) <= sent <= datetime.now(UTC)
+    assert paid["status"] == "paid" and sent <= datetime.fromisoformat(paid["issuedAt"].replace("Z", "+00:00"))
+
+
 async def test_every_price_type_totals_by_hand_through_the_sandbox_to_paid(http: httpx.AsyncClient) -> None:
     customer, feature = await metered_customer(http, 1000, 250)  # 1,250 tokens in the period
     unit = {"type": "unit", "amount": "0.01"}

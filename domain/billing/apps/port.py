@@ -98,6 +98,8 @@ class IssuingSyncResult:
     invoicing_external_id: str | None = None
     payment_external_id: str | None = None
     sent_to_customer_at: datetime | None = None
+    # The app sent the invoice to the customer as it synced it: sent at the sync's instant.
+    sent_now: bool = False
 
 
 @dataclass(frozen=True, slots=True)

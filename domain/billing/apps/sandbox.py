@@ -94,7 +94,8 @@ class SandboxApp:
         if number is None or not number.startswith(NUMBER_PREFIX):
             sequence = await self._numbers.next_number(invoice.namespace, NUMBER_SCOPE)
             number = invoice_number(NUMBER_PREFIX, invoice.customer_name, sequence)
-        return IssuingSyncResult(SyncResult.DONE, invoice_number=number, sent_to_customer_at=invoice.issued_at)
+        # As OpenMeter's sandbox, which reports the invoice sent as it finalizes it.
+        return IssuingSyncResult(SyncResult.DONE, invoice_number=number, sent_now=True)
 
     async def collect_payment(self, invoice: InvoiceView) -> PaymentResult:
         target = invoice.metadata.get(TARGET_PAYMENT_STATUS_KEY, "paid")
