@@ -284,6 +284,26 @@ def test_sandbox_and_custom_invoicing_numbers() -> None:
     assert invoice_number("INV", "Globex Industries Inc", 7) == "INV-GLIN-7"
 
 
+def test_customer_prefix_follows_openmeters_rule() -> None:
+    # OpenMeter's TestCustomerPrefix cases: names are transliterated before the letters are taken.
+    cases = {
+        "": "UNKN",
+        "John": "JOHN",
+        "Jo": "JO",
+        "Peter Turi": "PETU",
+        "P Turi": "PTU",
+        "Líb Hosted": "LIHO",
+        "Ábel Őri": "ABOR",
+        "Péter Túri": "PETU",
+        # Letters without a combining-mark decomposition, other scripts, and the split at each space.
+        "Łukasz Straße": "LUST",
+        "Иван Петров": "IVPE",
+        "Acme, Inc.": "ACIN",
+        " Leading": "LE",
+    }
+    assert {name: customer_prefix(name) for name in cases} == cases
+
+
 def test_custom_invoicing_waits_for_the_integrator() -> None:
     hooks = CustomInvoicingApp(make_app(AppType.CUSTOM_INVOICING, CustomInvoicingSettings(True, True)), Numbers())
     call = lambda hook: run_app(hooks, view(), hook)  # noqa: E731

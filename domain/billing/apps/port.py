@@ -20,6 +20,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
+from anyascii import anyascii
+
 from domain.billing.apps.models import App, CapabilityType, CustomerAppData, CustomerAppDataInput
 from domain.billing.invoice_states import Action, State
 
@@ -154,16 +156,16 @@ class InvoicingApp(Protocol):
 
 
 def customer_prefix(name: str) -> str:
-    """The customer part of an invoice number: OpenMeter's rule (first four letters of a one-word
-    name, else two letters of each of the first two words, upper case; UNKN when empty), kept so
-    numbers look the same to someone moving from OpenMeter."""
-    words = [w for w in name.upper().split(" ") if w]
-    ascii_words = ["".join(ch for ch in w if ch.isascii() and ch.isalnum()) or w for w in words]
-    if not ascii_words:
+    """The customer part of an invoice number: OpenMeter's rule, kept so numbers look the same to
+    someone moving from OpenMeter. The name transliterated to ASCII ("Péter Túri" as "Peter Turi"),
+    upper case, split at each space: the first four characters of a one-word name, else two of
+    each of the first two words (an empty word, from a doubled space, gives none); UNKN when empty."""
+    words = anyascii(name).upper().split(" ")
+    if words == [""]:
         return "UNKN"
-    if len(ascii_words) == 1:
-        return ascii_words[0][:4]
-    return ascii_words[0][:2] + ascii_words[1][:2]
+    if len(words) == 1:
+        return words[0][:4]
+    return words[0][:2] + words[1][:2]
 
 
 def invoice_number(prefix: str, customer_name: str, sequence: int) -> str:
