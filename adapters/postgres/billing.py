@@ -22,10 +22,14 @@ from adapters.postgres.billing_tables import (
     BillingCustomerOverrideRow,
     BillingProfileRow,
     BillingSequenceRow,
+    InvoiceLineRow,
+    InvoiceRow,
 )
 from adapters.postgres.customers import customer_from_row
 from adapters.postgres.entitlements_tables import CustomerRow
 from domain.billing.apps.models import App, AppStatus, AppType, CustomerAppData, CustomInvoicingSettings
+from domain.billing.invoice_states import State as InvoiceState
+from domain.billing.invoices import LineStatus
 from domain.billing.models import (
     Alignment,
     CollectionMethod,
@@ -474,6 +478,44 @@ class PostgresOverrideRepository:
                 col(CustomerRow.deleted_at).is_(None),
             )
             .order_by(col(BillingCustomerOverrideRow.customer_id))
+        )
+        return list((await self._session.exec(statement)).all())
+
+    async def unpinned_with_subscription_lines(self, namespace: str) -> list[str]:
+        pinned = select(BillingCustomerOverrideRow.customer_id).where(
+            BillingCustomerOverrideRow.namespace == namespace,
+            BillingCustomerOverrideRow.customer_id == CustomerRow.id,
+            col(BillingCustomerOverrideRow.deleted_at).is_(None),
+            col(BillingCustomerOverrideRow.profile_id).is_not(None),
+        )
+        waiting = (
+            select(InvoiceRow.id)
+            .join(
+                InvoiceLineRow,
+                and_(
+                    col(InvoiceLineRow.namespace) == InvoiceRow.namespace,
+                    col(InvoiceLineRow.invoice_id) == InvoiceRow.id,
+                ),
+            )
+            .where(
+                InvoiceRow.namespace == namespace,
+                InvoiceRow.customer_id == CustomerRow.id,
+                InvoiceRow.status == InvoiceState.GATHERING.value,
+                col(InvoiceRow.deleted_at).is_(None),
+                InvoiceLineRow.status == LineStatus.VALID.value,
+                col(InvoiceLineRow.deleted_at).is_(None),
+                col(InvoiceLineRow.subscription_id).is_not(None),
+            )
+        )
+        statement = (
+            select(CustomerRow.id)
+            .where(
+                CustomerRow.namespace == namespace,
+                col(CustomerRow.deleted_at).is_(None),
+                waiting.exists(),
+                ~pinned.exists(),
+            )
+            .order_by(col(CustomerRow.id))
         )
         return list((await self._session.exec(statement)).all())
 

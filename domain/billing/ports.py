@@ -91,6 +91,11 @@ class OverrideRepository(Protocol):
         """IDs of live customers whose live override pins the profile."""
         ...
 
+    async def unpinned_with_subscription_lines(self, namespace: str) -> list[str]:
+        """IDs of live customers that follow the default profile (no live override pins one) and
+        have a subscription's line waiting on a gathering invoice: a paid subscription's customers."""
+        ...
+
     async def list_customers(
         self, namespace: str, query: OverrideListQuery, default_profile_id: str | None
     ) -> tuple[list[tuple[Customer, CustomerOverride | None]], int]:

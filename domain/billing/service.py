@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import structlog
@@ -160,6 +161,13 @@ async def _resolve_apps(tx: BillingStore, profile: Profile) -> ResolvedApps:
     return ResolvedApps(
         tax=pick(profile.apps.tax), invoicing=pick(profile.apps.invoicing), payment=pick(profile.apps.payment)
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Demoted:
+    profile: Profile
+    apps: ResolvedApps
+    customers: list[str]  # following it, with a paid subscription
 
 
 class _Lookups:
@@ -480,17 +488,48 @@ class BillingProfileService:
         )
         async with self._uow() as tx:
             await self._check_apps(tx, namespace, data.apps)
-            if data.default:
-                await self._demote_default(tx, namespace, now)
+            demoted = await self._demote_default(tx, namespace, now) if data.default else None
             await tx.profiles.insert(profile)
             apps = await _resolve_apps(tx, profile)
+            if demoted is not None:
+                await self._keep_paid_subscriptions_on(tx, demoted, apps, now)
             await tx.commit()
         return ProfileView(profile, apps)
 
-    async def _demote_default(self, tx: BillingStore, namespace: str, now: datetime) -> None:
+    async def _demote_default(self, tx: BillingStore, namespace: str, now: datetime) -> _Demoted | None:
+        """The default profile stops being it; returns it with the customers that followed it and
+        have a paid subscription (read before the new default exists)."""
         current = await tx.profiles.get_default(namespace, lock=True)
-        if current is not None:
-            await tx.profiles.update(dataclasses.replace(current, default=False, updated_at=now))
+        if current is None:
+            return None
+        following = await tx.overrides.unpinned_with_subscription_lines(namespace)
+        await tx.profiles.update(dataclasses.replace(current, default=False, updated_at=now))
+        return _Demoted(current, await _resolve_apps(tx, current), following)
+
+    async def _keep_paid_subscriptions_on(
+        self, tx: BillingStore, demoted: _Demoted, new_apps: ResolvedApps, now: datetime
+    ) -> None:
+        """A new default invoiced by another kind of app would move running paid subscriptions to
+        it mid-period: their customers are pinned to the old default instead, as OpenMeter's
+        handleDefaultProfileChange does (the same kind of app needs no pinning)."""
+        if demoted.apps.invoicing.type is new_apps.invoicing.type:
+            return
+        namespace = demoted.profile.namespace
+        for customer_id in demoted.customers:
+            existing = await tx.overrides.get(namespace, customer_id, lock=True)
+            if existing is not None and existing.profile_id is not None:
+                continue  # pinned since it was read
+            pinned = CustomerOverride(namespace, customer_id, created_at=now, updated_at=now)
+            if existing is not None:
+                pinned = dataclasses.replace(existing, updated_at=now)
+            await tx.overrides.upsert(dataclasses.replace(pinned, profile_id=demoted.profile.id))
+        if demoted.customers:
+            log.info(
+                "customers with paid subscriptions pinned to the previous default billing profile",
+                namespace=namespace,
+                profile_id=demoted.profile.id,
+                customer_ids=",".join(demoted.customers),
+            )
 
     async def get(self, namespace: str, profile_id: str, expand_apps: bool = False) -> ProfileView:
         await self._provisioner.ensure(namespace)
@@ -533,8 +572,7 @@ class BillingProfileService:
                     "the default profile stays the default until another profile is made the default",
                     "default_profile_cannot_be_unset",
                 )
-            if data.default and not current.default:
-                await self._demote_default(tx, namespace, now)
+            demoted = await self._demote_default(tx, namespace, now) if data.default and not current.default else None
             updated = dataclasses.replace(
                 current,
                 name=data.name,
@@ -547,6 +585,8 @@ class BillingProfileService:
             )
             await tx.profiles.update(updated)
             apps = await _resolve_apps(tx, updated)
+            if demoted is not None:
+                await self._keep_paid_subscriptions_on(tx, demoted, apps, now)
             await tx.commit()
         return ProfileView(updated, apps)
 

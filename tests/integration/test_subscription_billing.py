@@ -22,18 +22,26 @@ from adapters.postgres.billing import PostgresInvoiceNumbers, billing_unit_of_wo
 from adapters.postgres.customers import PostgresCustomerRepository
 from adapters.postgres.db import create_engine, migrate, session_factory
 from adapters.postgres.subscriptions import PostgresSubscriptionRepository
+from domain.billing.apps.models import InstallAppInput
 from domain.billing.apps.registry import Marketplace
 from domain.billing.invoice_service import InvoiceService
 from domain.billing.invoice_states import Action, InvoiceStatus, State
 from domain.billing.invoices import InvoiceLine, InvoiceListQuery, InvoiceNowInput, InvoiceWithLines, ManagedBy
-from domain.billing.models import OverrideUpsertInput, ProrationMode, WorkflowPatch
+from domain.billing.models import (
+    ListProfilesInput,
+    OverrideUpsertInput,
+    ProfileApps,
+    ProfileCreateInput,
+    ProrationMode,
+    WorkflowPatch,
+)
 from domain.billing.ports import UnitOfWork
-from domain.billing.service import BillingProfileService, Provisioner
+from domain.billing.service import AppService, BillingProfileService, Provisioner
 from domain.billing.subscription_sync import SubscriptionSync
 from domain.catalog.plans import Plan, parse_plan
 from domain.customers.models import CustomerInput
 from domain.customers.service import CustomerService
-from domain.errors import ForbiddenError, NotFoundError
+from domain.errors import ForbiddenError, NotFoundError, ValidationError
 from domain.subscriptions import edits
 from domain.subscriptions.catalog import CatalogRateCards, plan_view
 from domain.subscriptions.models import CreateSubscriptionInput, PlanSelector, Subscription, Timing
@@ -134,6 +142,7 @@ class Env:
     clock: Clock
     store: UnitOfWork
     profiles: BillingProfileService
+    apps: AppService
 
     def worker(self) -> BillingWorker:
         return BillingWorker(self.invoices, self.sync, clock=self.clock)
@@ -157,7 +166,8 @@ async def env() -> AsyncIterator[Env]:
     usage = EventUsage()
     invoices = InvoiceService(uow, profiles, customers, marketplace, usage, clock=clock)
     sync = SubscriptionSync(uow, profiles, repository, clock=clock, drafts=invoices)
-    yield Env(subscriptions, sync, invoices, customers, usage, clock, uow, profiles)
+    apps = AppService(uow, marketplace, Provisioner(uow))
+    yield Env(subscriptions, sync, invoices, customers, usage, clock, uow, profiles, apps)
     await engine.dispose()
 
 
@@ -634,3 +644,59 @@ async def test_a_pass_leaves_alone_a_subscription_whose_only_differences_are_iss
     env.clock.at = NOV + timedelta(days=11)
     assert await env.sync.sync_all() == 0
     assert synced == []
+
+
+async def test_a_new_default_invoiced_by_another_app_keeps_paid_subscriptions_on_the_old_one(env: Env) -> None:
+    """OpenMeter's handleDefaultProfileChange: when the new default profile's invoicing app is of
+    another type, the customers that followed the old default and have a paid subscription's lines
+    waiting are pinned to the old default, so their running subscriptions are not invoiced by
+    another app mid-period; customers without such lines and already-pinned ones are left alone,
+    and a new default of the same app type pins no one."""
+    ns = "sb_default_change"
+    env.clock.at = NOV
+    paying = await subscribe(env, ns, "paying")
+    patched = await subscribe(env, ns, "patched")
+    for sub in (paying, patched):
+        await env.sync.sync(sub)
+    # An override without a profile follows the default: it is pinned, keeping its workflow.
+    patch = WorkflowPatch(auto_advance=False)
+    await env.profiles.upsert_override(ns, patched.customer_id, OverrideUpsertInput(workflow=patch))
+    idle = await env.customers.create(ns, CustomerInput(name="idle", key="idle"))
+    sandbox_default = await env.profiles.get_default(ns)
+
+    erp, _ = await env.apps.install(ns, InstallAppInput(type="custom_invoicing", create_billing_profile=False))
+    erp_apps = ProfileApps(erp.id, erp.id, erp.id)
+    custom = await env.profiles.create(ns, ProfileCreateInput("ERP", sandbox_default.supplier, erp_apps, default=True))
+    assert (await env.profiles.get_default(ns)).id == custom.profile.id
+
+    for sub in (paying, patched):
+        effective = await env.profiles.effective_profile(ns, sub.customer_id)
+        assert effective.profile.id == sandbox_default.id
+        assert effective.override is not None and effective.override.profile_id == sandbox_default.id
+    kept = await env.profiles.effective_profile(ns, patched.customer_id)
+    assert kept.override is not None and kept.override.workflow == patch and not kept.workflow.auto_advance
+    unpaid = await env.profiles.effective_profile(ns, idle.id)
+    assert unpaid.override is None and unpaid.profile.id == custom.profile.id
+
+    # Another custom invoicing default: the same kind of app, so no one is pinned to "ERP".
+    later = await subscribe(env, ns, "later")
+    await env.sync.sync(later)
+    again = await env.profiles.create(ns, ProfileCreateInput("ERP 2", sandbox_default.supplier, erp_apps, default=True))
+    moved = await env.profiles.effective_profile(ns, later.customer_id)
+    assert moved.override is None and moved.profile.id == again.profile.id
+
+
+async def test_a_profile_mixing_apps_is_refused(env: Env) -> None:
+    """OpenMeter: "all apps must be the same"; nothing is stored."""
+    ns = "sb_mixed_apps"
+    await env.customers.create(ns, CustomerInput(name="c", key="c"))
+    default = await env.profiles.get_default(ns)
+    erp, _ = await env.apps.install(ns, InstallAppInput(type="custom_invoicing", create_billing_profile=False))
+    sandbox = default.apps.invoicing
+    with pytest.raises(ValidationError) as refused:
+        await env.profiles.create(
+            ns, ProfileCreateInput("Mixed", default.supplier, ProfileApps(sandbox, erp.id, erp.id))
+        )
+    assert refused.value.violations[0].code == "apps_differ"
+    profiles, total, _, _ = await env.profiles.list_profiles(ns, ListProfilesInput())
+    assert total == 1 and [p.profile.id for p in profiles] == [default.id]
