@@ -683,8 +683,12 @@ async def test_iso_usage_period_p2w(http: httpx.AsyncClient) -> None:
     assert short.status_code == 400
 
 
-async def test_grant_pagination(http: httpx.AsyncClient) -> None:
-    slug = await meter(http, "UNIQUE_COUNT")
+async def grants_of_a_new_entitlement(
+    http: httpx.AsyncClient, aggregation: str, value: str | None = "$.value"
+) -> tuple[str, dict[str, Any], dict[str, Any], str]:
+    """A new meter, feature, customer and monthly metered entitlement: (meter slug, feature,
+    customer, the entitlement's v2 grants path)."""
+    slug = await meter(http, aggregation, value=value)
     f = await feature(http, slug)
     c = await customer(http)
     await ok(
@@ -694,7 +698,11 @@ async def test_grant_pagination(http: httpx.AsyncClient) -> None:
         ),
         201,
     )
-    path = f"/api/v2/customers/{c['id']}/entitlements/{f['key']}/grants"
+    return slug, f, c, f"/api/v2/customers/{c['id']}/entitlements/{f['key']}/grants"
+
+
+async def test_grant_pagination(http: httpx.AsyncClient) -> None:
+    _, f, c, path = await grants_of_a_new_entitlement(http, "UNIQUE_COUNT")
     last = minute(datetime.now(UTC)) + timedelta(minutes=3)
     for i, amount in enumerate([30, 10, 20]):
         await ok(
@@ -740,17 +748,7 @@ async def test_lists_without_paging_parameters_answer_at_most_100(http: httpx.As
     # OpenMeter caps every list a request names no paging for at 100: the v1 plain arrays (features,
     # grants, entitlements) and v2 namespace grants as limit 100, the v2 entitlement lists and a
     # customer entitlement's grants as page 1 of 100.
-    slug = await meter(http, "COUNT", value=None)
-    f = await feature(http, slug)
-    c = await customer(http)
-    await ok(
-        await http.post(
-            f"/api/v2/customers/{c['id']}/entitlements",
-            json={"type": "metered", "featureKey": f["key"], "usagePeriod": MONTH_2024},
-        ),
-        201,
-    )
-    path = f"/api/v2/customers/{c['id']}/entitlements/{f['key']}/grants"
+    slug, f, c, path = await grants_of_a_new_entitlement(http, "COUNT", value=None)
     at = rfc3339(minute(datetime.now(UTC)))
     for start in range(0, 101, 20):
         created = await asyncio.gather(
