@@ -8,6 +8,7 @@ server finishes in-flight calls, the bus flushes what it acknowledged, then the 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -54,6 +55,9 @@ from server.wiring import (
 from workers.sink import EventSink, MeterCatalog
 
 log = structlog.get_logger(__name__)
+
+# A stop step that takes this long is logged with its time: where a slow or hung drain spends it.
+_SLOW_STOP_STEP_S = 2.0
 
 # Every domain area, in dependency order (an area may use services of those before it).
 AREAS: Sequence[Wire] = (
@@ -316,10 +320,15 @@ class App:
         # Envoy first (stop taking REST), then gRPC, areas' workers, bus, stores, Postgres.
         while self._stack:
             step = self._stack.pop()
+            name = getattr(step, "__qualname__", str(step))
+            started = time.monotonic()
             try:
                 result = step()
                 if asyncio.iscoroutine(result):
                     await result
             except Exception:
-                log.exception("error while stopping", step=getattr(step, "__qualname__", str(step)))
+                log.exception("error while stopping", step=name)
+            took = time.monotonic() - started
+            if took >= _SLOW_STOP_STEP_S:
+                log.warning("a stop step was slow", step=name, seconds=round(took, 1))
         log.info("tally stopped")
