@@ -95,9 +95,10 @@ def utcnow() -> datetime:
 
 
 class CustomerLookup(Protocol):
-    """The one method of CustomerService subscriptions use."""
+    """The one method of CustomerService subscriptions use: a deleted customer named by its ID is
+    refused with 412 (OpenMeter's subscription handlers answer "customer is deleted")."""
 
-    async def get_live(self, namespace: str, id_or_key: str) -> Customer: ...
+    async def get_undeleted(self, namespace: str, id_or_key: str) -> Customer: ...
 
 
 class SubscriptionService:
@@ -131,7 +132,7 @@ class SubscriptionService:
         return found
 
     async def list_for_customer(self, namespace: str, customer_id_or_key: str) -> list[Subscription]:
-        customer = await self._customers.get_live(namespace, customer_id_or_key)
+        customer = await self._customers.get_undeleted(namespace, customer_id_or_key)
         subs = await self._repository.list_for_customer(namespace, customer.id)
         return sorted((s for s in subs if s.deleted_at is None), key=lambda s: (s.active_from, s.id))
 
@@ -193,7 +194,7 @@ class SubscriptionService:
     async def create(self, data: CreateSubscriptionInput) -> Subscription:
         data.validate()
         now = self._clock()
-        customer = await self._customers.get_live(data.namespace, data.customer_id or data.customer_key or "")
+        customer = await self._customers.get_undeleted(data.namespace, data.customer_id or data.customer_key or "")
         # A new subscription starts on the plan's active version: OpenMeter's create takes only the
         # plan's key (http/create.go), whatever `plan.version` says.
         selector = PlanSelector(data.plan.key) if data.plan is not None else None

@@ -303,7 +303,9 @@ class SubscriptionServicer(subscriptions_pb2_grpc.SubscriptionServiceServicer):
         problems.raise_if_any()
         far = now.replace(year=9999)
         key = (lambda s: (s.active_from, s.id)) if order_by == "activeFrom" else (lambda s: (s.active_to or far, s.id))
-        subs.sort(key=key, reverse=parse_order(optional_str(request, "order")) is SortOrder.DESC)
+        # Newest first unless asked otherwise, as OpenMeter's listCustomerSubscriptions.
+        order = optional_str(request, "order") or SortOrder.DESC.value
+        subs.sort(key=key, reverse=parse_order(order) is SortOrder.DESC)
         pagination = Pagination(
             request.page if request.HasField("page") else None,
             request.page_size if request.HasField("page_size") else None,

@@ -143,7 +143,10 @@ def test_subscription_lifecycle_with_the_openmeter_sdk(tally: TallyProcess) -> N
     assert changed.next.plan.key == other and changed.next.active_from == changed.current.active_to
 
     listed = client.customers.list_customer_subscriptions(customer_key)
-    assert {s.id for s in listed["items"]} == {sub.id, changed.next.id}
+    # Newest first unless asked otherwise (OpenMeter's default order is activeFrom DESC).
+    assert [s.id for s in listed["items"]] == [changed.next.id, sub.id]
+    oldest_first = http.get(f"/api/v1/customers/{customer_key}/subscriptions", params={"order": "ASC"}).json()
+    assert [s["id"] for s in oldest_first["items"]] == [sub.id, changed.next.id]
     # Customers filtered by the plan of the subscription in force now.
     on_other = http.get("/api/v1/customers", params={"planKey": other}).json()["items"]
     assert [c["key"] for c in on_other] == [customer_key]
@@ -735,3 +738,15 @@ def test_a_feature_a_plan_or_subscription_uses_cannot_be_archived(tally: TallyPr
     assert cancelled.status_code == 200, cancelled.text
     assert http.delete(f"/api/v1/features/{feature}").status_code == 204
     assert http.get(f"/api/v1/features/{feature}").status_code == 404
+
+
+def test_a_deleted_customer_named_by_id_is_refused_with_412(tally: TallyProcess) -> None:
+    """OpenMeter's subscription create and a customer's subscription list answer "customer is
+    deleted" (412) for a deleted customer named by its ID."""
+    http = httpx.Client(base_url=tally.rest_url, timeout=30)
+    _feature, plan_key, _customer_key, customer = plan_and_customer(http, "deleted_customer")
+    assert http.delete(f"/api/v1/customers/{customer['id']}").status_code == 204
+    created = http.post("/api/v1/subscriptions", json={"plan": {"key": plan_key}, "customerId": customer["id"]})
+    assert created.status_code == 412, created.text
+    listed = http.get(f"/api/v1/customers/{customer['id']}/subscriptions")
+    assert listed.status_code == 412, listed.text
