@@ -269,7 +269,11 @@ class InvoiceService:
 
     # --- reads --------------------------------------------------------------------------------
 
-    async def get(self, namespace: str, invoice_id: str, *, include_deleted_lines: bool = False) -> InvoiceWithLines:
+    async def get(
+        self, namespace: str, invoice_id: str, *, include_deleted_lines: bool = False, live: bool = False
+    ) -> InvoiceWithLines:
+        """`live`: a gathering invoice as answered to a client, rated as of now (`_with_live_data`);
+        otherwise as stored, for code that works on its lines."""
         async with self._uow() as tx:
             invoice = await tx.invoices.get(namespace, invoice_id)
             if invoice is None:
@@ -277,15 +281,54 @@ class InvoiceService:
             lines = (await tx.invoices.lines(namespace, [invoice.id], include_deleted=include_deleted_lines))[
                 invoice.id
             ]
-        return InvoiceWithLines(invoice, lines)
+            found = InvoiceWithLines(invoice, lines)
+            if live:
+                (found,) = await self._with_live_data(tx, namespace, [found])
+        return found
 
     async def list_invoices(
-        self, namespace: str, query: InvoiceListQuery, *, with_lines: bool = False
+        self, namespace: str, query: InvoiceListQuery, *, with_lines: bool = False, live: bool = False
     ) -> tuple[list[InvoiceWithLines], int]:
+        """`live` as in `get`."""
         async with self._uow() as tx:
             invoices, total = await tx.invoices.list_invoices(namespace, query)
-            lines = await tx.invoices.lines(namespace, [i.id for i in invoices]) if with_lines else {}
-        return [InvoiceWithLines(i, lines.get(i.id, [])) for i in invoices], total
+            wanted = [i.id for i in invoices if with_lines or (live and i.state is State.GATHERING)]
+            # A live gathering invoice's totals come from its lines, read even when they are not answered.
+            lines = await tx.invoices.lines(namespace, wanted) if wanted else {}
+            found = [InvoiceWithLines(i, lines.get(i.id, [])) for i in invoices]
+            if live:
+                found = await self._with_live_data(tx, namespace, found)
+        if not with_lines:
+            found = [InvoiceWithLines(f.invoice, []) for f in found]
+        return found, total
+
+    async def _with_live_data(
+        self, tx: BillingStore, namespace: str, found: Sequence[InvoiceWithLines]
+    ) -> list[InvoiceWithLines]:
+        """Gathering invoices as OpenMeter answers them (calculateGatheringInvoiceWithLiveData):
+        what their lines come to now, each usage line's quantity read as of now (less what other
+        invoices billed of its period) and every line rated by the code that bills, totals summed.
+        Nothing is stored: a gathering invoice's stored lines stay unrated until invoiced."""
+        gathering = [f for f in found if f.invoice.state is State.GATHERING and f.lines]
+        if not gathering:
+            return list(found)
+        now = self._clock()
+        live = {
+            f.invoice.id: [x for x in f.lines if x.deleted_at is None and x.parent_line_id is None] for f in gathering
+        }
+        requests = {k: v for f in gathering for k, v in _usage_requests(f.invoice, live[f.invoice.id]).items()}
+        # One read of the event store for them all, and one of what other invoices billed.
+        quantities = await self._usage.quantities(namespace, list(set(requests.values())), now) if requests else {}
+        keys = sorted({x.period_key for lines in live.values() for x in lines if x.period_key})
+        billed = await tx.invoices.billed_quantities(namespace, keys) if keys else {}
+        out: dict[str, InvoiceWithLines] = {}
+        for f in gathering:
+            snapshotted = _snapshotted(live[f.invoice.id], requests, quantities, dict(billed), {}, now, now)
+            rated, children = rate_lines(f.invoice.currency, snapshotted, now)
+            shown = rated + children + [x for x in f.lines if x.deleted_at is not None]
+            invoice = dataclasses.replace(_with_totals(f.invoice, rated), quantity_snapshotted_at=now)
+            out[f.invoice.id] = InvoiceWithLines(invoice, shown)
+        return [out.get(f.invoice.id, f) for f in found]
 
     async def guard_customer_delete(self, namespace: str, customer: Customer) -> None:
         """A customer delete guard (CustomerService.delete_guards): OpenMeter's billing customer
@@ -1227,33 +1270,7 @@ class InvoiceService:
         await tx.invoices.lock_period_keys(invoice.namespace, keys)
         billed = dict(await tx.invoices.billed_quantities(invoice.namespace, keys, exclude_invoice_id=invoice.id))
         later = await self._later_parts_usage(invoice, lines, requests, billed, cutoff)
-        snapshotted: dict[str, InvoiceLine] = {}
-        # Two parts of one period key on this invoice (rejoin_parts joins the usual case) are billed
-        # in period order, each after what the earlier ones take, so none is billed twice.
-        for line in sorted((x for x in lines if x.id in requests), key=lambda x: x.period_start):
-            cumulative = quantities.get(requests[line.id], ZERO)
-            so_far = billed.get(line.period_key or "")
-            before = so_far.quantity if so_far is not None else ZERO
-            pre = before
-            if line.id in later:
-                # A later part of the period was billed before this line was read (again): this
-                # line's quantity is what the period's usage up to that part's end leaves, at its
-                # own place in the period (the usage before its start, at most what was billed).
-                cumulative, used_before = later[line.id]
-                pre = min(used_before, before)
-            quantity = max(cumulative - before, ZERO)
-            if line.period_key:
-                billed[line.period_key] = (so_far or Billed(ZERO, False)) + Billed(quantity, True)
-            snapshotted[line.id] = dataclasses.replace(
-                line,
-                quantity=quantity,
-                metered_quantity=quantity,
-                pre_line_period_quantity=pre,
-                period_started=so_far is not None and so_far.started,
-                quantity_snapshotted_at=cutoff,
-                updated_at=now,
-            )
-        return [snapshotted.get(x.id, x) for x in lines], cutoff
+        return _snapshotted(lines, requests, quantities, billed, later, cutoff, now), cutoff
 
     async def _later_parts_usage(
         self,
@@ -1749,6 +1766,46 @@ def _usage_requests(invoice: Invoice, lines: Sequence[InvoiceLine]) -> dict[str,
         for x in lines
         if x.parent_line_id is None and x.type is LineType.USAGE_BASED
     }
+
+
+def _snapshotted(
+    lines: Sequence[InvoiceLine],
+    requests: Mapping[str, UsageRequest],
+    quantities: Mapping[UsageRequest, Decimal],
+    billed: dict[str, Billed],
+    later: Mapping[str, tuple[Decimal, Decimal]],
+    cutoff: datetime,
+    now: datetime,
+) -> list[InvoiceLine]:
+    """`lines` with each usage line's quantity: its period's cumulative usage (`quantities`, read
+    as of `cutoff`) minus what was `billed` of the same period key (updated as lines take theirs)."""
+    snapshotted: dict[str, InvoiceLine] = {}
+    # Two parts of one period key on this invoice (rejoin_parts joins the usual case) are billed
+    # in period order, each after what the earlier ones take, so none is billed twice.
+    for line in sorted((x for x in lines if x.id in requests), key=lambda x: x.period_start):
+        cumulative = quantities.get(requests[line.id], ZERO)
+        so_far = billed.get(line.period_key or "")
+        before = so_far.quantity if so_far is not None else ZERO
+        pre = before
+        if line.id in later:
+            # A later part of the period was billed before this line was read (again): this
+            # line's quantity is what the period's usage up to that part's end leaves, at its
+            # own place in the period (the usage before its start, at most what was billed).
+            cumulative, used_before = later[line.id]
+            pre = min(used_before, before)
+        quantity = max(cumulative - before, ZERO)
+        if line.period_key:
+            billed[line.period_key] = (so_far or Billed(ZERO, False)) + Billed(quantity, True)
+        snapshotted[line.id] = dataclasses.replace(
+            line,
+            quantity=quantity,
+            metered_quantity=quantity,
+            pre_line_period_quantity=pre,
+            period_started=so_far is not None and so_far.started,
+            quantity_snapshotted_at=cutoff,
+            updated_at=now,
+        )
+    return [snapshotted.get(x.id, x) for x in lines]
 
 
 def _charges_for(latest: InvoiceLine, billed: Decimal, more: Decimal, started: bool, now: datetime) -> bool:

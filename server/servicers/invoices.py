@@ -114,7 +114,7 @@ class InvoiceServicer(invoices_pb2_grpc.InvoiceServiceServicer):
         )
         with_lines = expand.get("lines", False)
         namespace = self._request.namespace(context)
-        found, total = await self._invoices.list_invoices(namespace, query, with_lines=with_lines)
+        found, total = await self._invoices.list_invoices(namespace, query, with_lines=with_lines, live=True)
         items = [self._out(x, with_lines=with_lines) for x in found]
         if expand.get("workflow.apps"):
             await self._expand_apps(namespace, items)
@@ -136,7 +136,7 @@ class InvoiceServicer(invoices_pb2_grpc.InvoiceServiceServicer):
         v.raise_if_any()
         namespace = self._request.namespace(context)
         found = await self._invoices.get(
-            namespace, request.invoice_id, include_deleted_lines=request.include_deleted_lines
+            namespace, request.invoice_id, include_deleted_lines=request.include_deleted_lines, live=True
         )
         # Lines come with a single invoice unless the caller expanded other things only.
         message = self._out(found, with_lines=not request.expand or expand.get("lines", False))

@@ -103,6 +103,48 @@ async def fee_draft(http: httpx.AsyncClient) -> dict[str, Any]:
     return draft
 
 
+async def gathering_total(http: httpx.AsyncClient, customer: str) -> str:
+    (gathering,) = (await ok(await http.get(INVOICES, params={"customers": customer, "statuses": "gathering"})))[
+        "items"
+    ]
+    assert "lines" not in gathering or not gathering["lines"]  # totals without lines unless expanded
+    return str(gathering["totals"]["total"])
+
+
+async def test_a_gathering_invoice_shows_what_its_lines_come_to_now(http: httpx.AsyncClient) -> None:
+    """OpenMeter answers a gathering invoice with live data (calculateGatheringInvoiceWithLiveData):
+    usage so far rated by its price, flat fees at their amount, totals summed, as of the read.
+    Nothing is stored: invoicing it later bills the usage of then."""
+    customer, feature = await metered_customer(http, 1000, 250)
+    await add_lines(
+        http,
+        customer,
+        line("Tokens", {"type": "unit", "amount": "0.01"}, feature),
+        line("Fee", {"type": "flat", "amount": "5"}),
+    )
+    assert await gathering_total(http, customer) == "17.5"  # 1,250 x 0.01 + 5
+    (listed,) = (await ok(await http.get(INVOICES, params={"customers": customer, "expand": "lines"})))["items"]
+    one = await ok(await http.get(f"{INVOICES}/{listed['id']}"))
+    for shown in (listed, one):
+        assert shown["status"] == "gathering" and shown["totals"]["total"] == "17.5" and shown["quantitySnapshotedAt"]
+        lines = by_name(shown)
+        assert (lines["Tokens"]["quantity"], lines["Tokens"]["totals"]["total"]) == ("1250", "12.5")
+        assert lines["Fee"]["totals"]["total"] == "5"
+
+    # More usage in the period: the next read shows it.
+    key = (await ok(await http.get(f"/api/v1/customers/{customer}")))["key"]
+    await ingest(http, [cloudevent(feature, key, {"tokens": 500}, time=START + timedelta(days=5))])
+    for _ in range(100):
+        if await gathering_total(http, customer) == "22.5":
+            break
+        await asyncio.sleep(0.1)
+    assert await gathering_total(http, customer) == "22.5"
+
+    # The stored lines were not rated by the reads: the invoice bills the usage of now, once.
+    (invoice,) = await invoice_now(http, customer)
+    assert invoice["totals"]["total"] == "22.5" and by_name(invoice)["Tokens"]["quantity"] == "1750"
+
+
 async def test_the_sandbox_reports_an_invoice_sent_as_it_issues_it(http: httpx.AsyncClient) -> None:
     """OpenMeter's sandbox finalizes with SetSentToCustomerAt(now): an issued sandbox invoice
     carries sentToCustomerAt, the draft none."""
