@@ -58,6 +58,8 @@ log = structlog.get_logger(__name__)
 
 # A stop step that takes this long is logged with its time: where a slow or hung drain spends it.
 _SLOW_STOP_STEP_S = 2.0
+# How long one stop step may take before the stop goes on without it (gRPC's grace is 10 s).
+_STOP_STEP_BOUND_S = 30.0
 
 # Every domain area, in dependency order (an area may use services of those before it).
 AREAS: Sequence[Wire] = (
@@ -83,6 +85,8 @@ class App:
     services: list[str] = field(default_factory=list)
     _stack: list[StopStep] = field(default_factory=list)
     _periodic: list[asyncio.Task[None]] = field(default_factory=list)
+    # Stop steps that did not finish in their bound (see stop): still pending when stop returns.
+    abandoned: list[asyncio.Future[Any]] = field(default_factory=list)
 
     def _needs(self, *roles: str) -> bool:
         return any(role in self.settings.roles for role in roles)
@@ -325,7 +329,16 @@ class App:
             try:
                 result = step()
                 if asyncio.iscoroutine(result):
-                    await result
+                    # Bounded, and never cancelled: a step that does not finish (a stop of a grpc.aio
+                    # server once waited for ever, right after a start) must not hold up the rest,
+                    # and a cancellation it ignored would be waited for just the same.
+                    running = asyncio.ensure_future(result)
+                    done, _ = await asyncio.wait({running}, timeout=_STOP_STEP_BOUND_S)
+                    if not done:
+                        log.error("a stop step did not finish; stopping the rest without it", step=name)
+                        self.abandoned.append(running)
+                        continue
+                    running.result()
             except Exception:
                 log.exception("error while stopping", step=name)
             took = time.monotonic() - started

@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import faulthandler
 import gc
+import os
 import signal
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -81,6 +83,12 @@ def serve(
             log.info("stopping: draining in-flight work")
         finally:
             await application.stop()
+            if application.abandoned:
+                # asyncio.run would wait for the steps stop went on without, for ever if one ignores
+                # cancellation; everything else is stopped, so the process ends here.
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(0)
 
     from adapters.postgres.embedded import EmbeddedPostgresError
     from server.wiring.auth import AuthPolicyError
