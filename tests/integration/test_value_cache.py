@@ -111,6 +111,13 @@ async def ingest(stack: Stack, rng: random.Random, subjects: list[str], n: int) 
     await stack.sink.flush(validate_batch(raws, NS, now, IngestLimits()))
 
 
+async def store_call(stack: Stack, event_id: str, subject: str, at: datetime, n: int) -> None:
+    """One `call` event of `n`, stored by the sink as of the stack's clock."""
+    raw = {"specversion": "1.0", "id": event_id, "source": "t", "type": "call", "subject": subject}
+    raw |= {"time": at.isoformat(), "data": {"n": n}}
+    await stack.sink.flush(validate_batch([raw], NS, stack.clock.now, IngestLimits()))
+
+
 def same(a: Any, b: Any) -> tuple[Any, ...]:
     return (
         a.has_access,
@@ -237,16 +244,7 @@ async def test_future_event_counts_once_its_minute_passes(stack: Stack) -> None:
             v2=True,
         ),
     )
-    raw = {
-        "specversion": "1.0",
-        "id": "future-1",
-        "source": "t",
-        "type": "call",
-        "subject": "gamma",
-        "time": (clock.now + timedelta(minutes=5, seconds=10)).isoformat(),
-        "data": {"n": 4},
-    }
-    await stack.sink.flush(validate_batch([raw], NS, clock.now, IngestLimits()))
+    await store_call(stack, "future-1", "gamma", clock.now + timedelta(minutes=5, seconds=10), 4)
     assert (await svc.value(NS, entitlement)).usage == 0
     hits = stack.cache.hits
     clock.now += timedelta(minutes=3)
@@ -278,16 +276,7 @@ async def test_period_rollover_and_grant_expiry_invalidate_without_new_usage(sta
             v2=True,
         ),
     )
-    raw = {
-        "specversion": "1.0",
-        "id": "delta-1",
-        "source": "t",
-        "type": "call",
-        "subject": "delta",
-        "time": (clock.now - timedelta(minutes=2)).isoformat(),
-        "data": {"n": 7},
-    }
-    await stack.sink.flush(validate_batch([raw], NS, clock.now, IngestLimits()))
+    await store_call(stack, "delta-1", "delta", clock.now - timedelta(minutes=2), 7)
     first = await svc.value(NS, entitlement)
     assert (first.usage, first.balance) == (7, 8)
     clock.now += timedelta(minutes=20)
@@ -325,16 +314,7 @@ async def test_a_value_computed_from_an_entitlement_read_before_a_reset_is_not_k
             v2=True,
         ),
     )
-    raw = {
-        "specversion": "1.0",
-        "id": "eps-1",
-        "source": "t",
-        "type": "call",
-        "subject": "eps",
-        "time": (clock.now - timedelta(minutes=5)).isoformat(),
-        "data": {"n": 9},
-    }
-    await stack.sink.flush(validate_batch([raw], NS, clock.now, IngestLimits()))
+    await store_call(stack, "eps-1", "eps", clock.now - timedelta(minutes=5), 9)
     read_before = await svc.for_customer(NS, customer, "calls")
     await svc.reset(NS, await svc.get(NS, entitlement.id), ResetInput(effective_at=clock.now - timedelta(minutes=1)))
     # This call computes from the outdated read: it may answer from it, but must not keep it.
