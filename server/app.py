@@ -78,6 +78,17 @@ def receive_limit(max_batch_bytes: int) -> int:
     return max(32 * 1024 * 1024, 2 * max_batch_bytes + 1024 * 1024)
 
 
+def _task_stacks() -> str:
+    """Where every other task of the event loop waits: what a stop step that does not finish waits on."""
+    out = []
+    for task in asyncio.all_tasks():
+        if task is asyncio.current_task():
+            continue
+        frames = "\n".join(f"    {f.f_code.co_filename}:{f.f_lineno} {f.f_code.co_name}" for f in task.get_stack())
+        out.append(f"  {task.get_name()}:\n{frames}")
+    return "\n" + "\n".join(out)
+
+
 @dataclass
 class App:
     settings: Settings
@@ -335,7 +346,11 @@ class App:
                     running = asyncio.ensure_future(result)
                     done, _ = await asyncio.wait({running}, timeout=_STOP_STEP_BOUND_S)
                     if not done:
-                        log.error("a stop step did not finish; stopping the rest without it", step=name)
+                        log.error(
+                            "a stop step did not finish; stopping the rest without it",
+                            step=name,
+                            waiting=_task_stacks(),
+                        )
                         self.abandoned.append(running)
                         continue
                     running.result()

@@ -317,6 +317,9 @@ class BillingWorker:
         with metrics.LIVENESS.watching("billing", max(300.0, 3 * self._poll.total_seconds())):
             while not self._stopping:
                 metrics.LIVENESS.beat("billing")
+                # Cleared before the pass, never after it: a wake during the pass (new work, or
+                # stop) then ends the wait below at once instead of being lost for a poll interval.
+                self._wake.clear()
                 try:
                     now = self._clock()
                     if self._last_sync is None or now - self._last_sync >= self._sync_interval:
@@ -326,6 +329,5 @@ class BillingWorker:
                         await self.advance()
                 except Exception:
                     log.exception("a billing pass failed; trying again at the next poll")
-                self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=self._poll.total_seconds())

@@ -104,6 +104,9 @@ class NotifyWorker:
         with metrics.LIVENESS.watching("notify", 60.0):
             while not self._stopping:
                 metrics.LIVENESS.beat("notify")
+                # Cleared before the pass, never after it: a wake during the pass (new work, or
+                # stop) then ends the wait below at once instead of being lost for a poll interval.
+                self._wake.clear()
                 try:
                     claimed = await self.run_once()
                 except Exception:
@@ -111,7 +114,6 @@ class NotifyWorker:
                     claimed = 0
                 if claimed and len(self._inflight) < self._max:
                     continue
-                self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=self._poll.total_seconds())
 
