@@ -340,9 +340,9 @@ class App:
             try:
                 result = step()
                 if asyncio.iscoroutine(result):
-                    # Bounded, and never cancelled: a step that does not finish (a stop of a grpc.aio
-                    # server once waited for ever, right after a start) must not hold up the rest,
-                    # and a cancellation it ignored would be waited for just the same.
+                    # Bounded, and never cancelled: a step that does not finish (the billing
+                    # worker's once waited out its poll interval) must not hold up the rest, and a
+                    # cancellation it ignored would be waited for just the same.
                     running = asyncio.ensure_future(result)
                     done, _ = await asyncio.wait({running}, timeout=_STOP_STEP_BOUND_S)
                     if not done:

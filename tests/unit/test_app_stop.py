@@ -17,8 +17,7 @@ async def test_a_stop_step_that_never_finishes_does_not_hold_up_the_rest(monkeyp
     release = asyncio.Event()
 
     async def hangs_and_ignores_cancellation() -> None:
-        # As grpc.aio's server stop once did: waits for ever (here: until the test ends),
-        # whatever is cancelled.
+        # Waits for ever (here: until the test ends), whatever is cancelled.
         while not release.is_set():
             try:
                 await release.wait()
