@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, update
+from sqlalchemy import ColumnElement, func, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
@@ -138,6 +138,12 @@ class SpecCodec:
 
 def _is_overlap(exc: Exception) -> bool:
     return ONE_AT_A_TIME_CONSTRAINT in str(getattr(exc, "orig", exc))
+
+
+def _not_ended(by: datetime) -> tuple[ColumnElement[bool], ...]:
+    """A subscription not deleted and still in force at `by` (or scheduled after it)."""
+    active_to = col(SubscriptionRow.active_to)
+    return col(SubscriptionRow.deleted_at).is_(None), active_to.is_(None) | (active_to > by)
 
 
 def _overlap_error() -> ConflictError:
@@ -278,8 +284,7 @@ class PostgresSubscriptionRepository:
         statement = (
             select(SubscriptionRow)
             .where(
-                col(SubscriptionRow.deleted_at).is_(None),
-                (col(SubscriptionRow.active_to).is_(None)) | (col(SubscriptionRow.active_to) > ended_after),
+                *_not_ended(by=ended_after),
             )
             .order_by(col(SubscriptionRow.namespace), col(SubscriptionRow.id))
         )
@@ -290,9 +295,8 @@ class PostgresSubscriptionRepository:
         statement = select(SubscriptionRow.customer_id).where(
             SubscriptionRow.namespace == namespace,
             SubscriptionRow.plan_key == plan_key,
-            col(SubscriptionRow.deleted_at).is_(None),
             col(SubscriptionRow.active_from) <= at,
-            (col(SubscriptionRow.active_to).is_(None)) | (col(SubscriptionRow.active_to) > at),
+            *_not_ended(by=at),
         )
         async with self._sessions() as session:
             return set((await session.exec(statement)).all())
@@ -303,9 +307,8 @@ class PostgresSubscriptionRepository:
         statement = select(SubscriptionRow).where(
             SubscriptionRow.namespace == namespace,
             col(SubscriptionRow.customer_id).in_(list(customer_ids)),
-            col(SubscriptionRow.deleted_at).is_(None),
             col(SubscriptionRow.active_from) <= at,
-            (col(SubscriptionRow.active_to).is_(None)) | (col(SubscriptionRow.active_to) > at),
+            *_not_ended(by=at),
         )
         async with self._sessions() as session:
             return [self._to_domain(r) for r in (await session.exec(statement)).all()]
@@ -313,8 +316,7 @@ class PostgresSubscriptionRepository:
     async def list_live(self, namespace: str, at: datetime) -> list[Subscription]:
         statement = select(SubscriptionRow).where(
             SubscriptionRow.namespace == namespace,
-            col(SubscriptionRow.deleted_at).is_(None),
-            (col(SubscriptionRow.active_to).is_(None)) | (col(SubscriptionRow.active_to) > at),
+            *_not_ended(by=at),
         )
         async with self._sessions() as session:
             return [self._to_domain(r) for r in (await session.exec(statement)).all()]
@@ -324,8 +326,7 @@ class PostgresSubscriptionRepository:
         statement = select(func.count()).where(
             SubscriptionRow.namespace == namespace,
             SubscriptionRow.customer_id == customer_id,
-            col(SubscriptionRow.deleted_at).is_(None),
-            (col(SubscriptionRow.active_to).is_(None)) | (col(SubscriptionRow.active_to) > at),
+            *_not_ended(by=at),
         )
         async with self._sessions() as session:
             return int((await session.exec(statement)).one()) > 0

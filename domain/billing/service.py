@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import structlog
@@ -161,13 +160,6 @@ async def _resolve_apps(tx: BillingStore, profile: Profile) -> ResolvedApps:
     return ResolvedApps(
         tax=pick(profile.apps.tax), invoicing=pick(profile.apps.invoicing), payment=pick(profile.apps.payment)
     )
-
-
-@dataclass(frozen=True, slots=True)
-class _Demoted:
-    profile: Profile
-    apps: ResolvedApps
-    customers: list[str]  # following it, with a paid subscription
 
 
 class _Lookups:
@@ -496,39 +488,38 @@ class BillingProfileService:
             await tx.commit()
         return ProfileView(profile, apps)
 
-    async def _demote_default(self, tx: BillingStore, namespace: str, now: datetime) -> _Demoted | None:
-        """The default profile stops being it; returns it with the customers that followed it and
-        have a paid subscription (read before the new default exists)."""
+    async def _demote_default(self, tx: BillingStore, namespace: str, now: datetime) -> Profile | None:
+        """The default profile stops being it; returns it (None when there was none)."""
         current = await tx.profiles.get_default(namespace, lock=True)
         if current is None:
             return None
-        following = await tx.overrides.unpinned_with_subscription_lines(namespace)
         await tx.profiles.update(dataclasses.replace(current, default=False, updated_at=now))
-        return _Demoted(current, await _resolve_apps(tx, current), following)
+        return current
 
     async def _keep_paid_subscriptions_on(
-        self, tx: BillingStore, demoted: _Demoted, new_apps: ResolvedApps, now: datetime
+        self, tx: BillingStore, demoted: Profile, new_apps: ResolvedApps, now: datetime
     ) -> None:
         """A new default invoiced by another kind of app would move running paid subscriptions to
         it mid-period: their customers are pinned to the old default instead, as OpenMeter's
         handleDefaultProfileChange does (the same kind of app needs no pinning)."""
-        if demoted.apps.invoicing.type is new_apps.invoicing.type:
+        if (await _resolve_apps(tx, demoted)).invoicing.type is new_apps.invoicing.type:
             return
-        namespace = demoted.profile.namespace
-        for customer_id in demoted.customers:
+        namespace = demoted.namespace
+        following = await tx.overrides.unpinned_with_subscription_lines(namespace)
+        for customer_id in following:
             existing = await tx.overrides.get(namespace, customer_id, lock=True)
             if existing is not None and existing.profile_id is not None:
                 continue  # pinned since it was read
             pinned = CustomerOverride(namespace, customer_id, created_at=now, updated_at=now)
             if existing is not None:
                 pinned = dataclasses.replace(existing, updated_at=now)
-            await tx.overrides.upsert(dataclasses.replace(pinned, profile_id=demoted.profile.id))
-        if demoted.customers:
+            await tx.overrides.upsert(dataclasses.replace(pinned, profile_id=demoted.id))
+        if following:
             log.info(
                 "customers with paid subscriptions pinned to the previous default billing profile",
                 namespace=namespace,
-                profile_id=demoted.profile.id,
-                customer_ids=",".join(demoted.customers),
+                profile_id=demoted.id,
+                customer_ids=",".join(following),
             )
 
     async def get(self, namespace: str, profile_id: str, expand_apps: bool = False) -> ProfileView:

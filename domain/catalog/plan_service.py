@@ -334,7 +334,7 @@ class PlanService:
         ArchiveFeature, a 400)."""
         now = self._clock()
         for plan in await self._plans.list_plans(namespace):
-            if plan.effective_from is None or (plan.effective_to is not None and plan.effective_to <= now):
+            if plan.status(now) not in (PlanStatus.ACTIVE, PlanStatus.SCHEDULED):
                 continue
             for phase in plan.content.phases:
                 if any(card.feature_key == feature.key for card in phase.rate_cards):
