@@ -238,9 +238,14 @@ class AppService:
         return apps, total, pagination.effective_page, pagination.effective_page_size
 
     async def get_app(self, namespace: str, app_id: str) -> App:
+        """An app, uninstalled ones too (with their `deleted_at`), as OpenMeter answers them: an
+        invoice or a profile may still name an uninstalled app. Only changes need it installed."""
         await self._provisioner.ensure(namespace)
         async with self._uow() as tx:
-            return await _live_app(tx, namespace, app_id)
+            app = await tx.apps.get(namespace, app_id)
+        if app is None:
+            raise NotFoundError("app", app_id)
+        return app
 
     async def update_app(self, namespace: str, app_id: str, data: UpdateAppInput) -> App:
         await self._provisioner.ensure(namespace)

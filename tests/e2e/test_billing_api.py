@@ -153,8 +153,17 @@ async def test_custom_invoicing_install_settings_and_uninstall(api: httpx.AsyncC
     assert (await api.put(f"{APPS}/{app['id']}", json={"type": "sandbox", "name": "x"})).status_code == 400
 
     assert (await api.delete(f"{APPS}/{app['id']}")).status_code == 204
-    assert (await api.get(f"{APPS}/{app['id']}")).status_code == 404
+    # As in OpenMeter (its adapter's GetApp reads deleted apps too): an uninstalled app is still
+    # answered, with its deletedAt, so an invoice or profile that names it can be followed; it is
+    # no longer listed, and it cannot be changed or uninstalled again.
+    gone = await ok(await api.get(f"{APPS}/{app['id']}"))
+    assert gone["id"] == app["id"] and gone["name"] == "ERP sync" and gone["deletedAt"] >= app["createdAt"]
+    assert gone["enableIssuingSyncHook"] is True
     assert app["id"] not in {a["id"] for a in (await ok(await api.get(APPS)))["items"]}
+    assert (await api.delete(f"{APPS}/{app['id']}")).status_code == 404
+    again = {"type": "custom_invoicing", "name": "x", "enableDraftSyncHook": False, "enableIssuingSyncHook": False}
+    assert (await api.put(f"{APPS}/{app['id']}", json=again)).status_code == 404
+    assert (await api.get(f"{APPS}/01J0000000000000000000000Z")).status_code == 404
 
 
 async def test_app_description_is_replaced_and_answered(api: httpx.AsyncClient) -> None:

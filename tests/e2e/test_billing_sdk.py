@@ -98,8 +98,11 @@ def _sdk_billing_flow(rest_url: str) -> None:
     client.customer_overrides.delete(customer.id)
     client.billing_profiles.delete(profile.id)
     client.apps.uninstall(app["id"])
+    # Answered still, as uninstalled (OpenMeter's GET reads deleted apps too), and no longer listed.
+    assert client.apps.get(app["id"])["deletedAt"] is not None
+    assert app["id"] not in {a["id"] for a in client.apps.list()["items"]}
     with pytest.raises(HttpResponseError) as gone:
-        client.apps.get(app["id"])
+        client.apps.uninstall(app["id"])
     assert gone.value.status_code == 404
 
 
