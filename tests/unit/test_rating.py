@@ -172,6 +172,25 @@ def test_minimum_spend_once_on_the_last_line() -> None:
     assert first.totals.total + last.totals.total == D(20)
 
 
+def test_a_progressive_period_with_a_percentage_discount_keeps_its_commitments() -> None:
+    """Split lines of a period with a percentage discount and a maximum or minimum charge what one
+    invoice would. (OpenMeter judges the earlier lines by their amounts before discounts, so it
+    charges 36 + 10 = 46 for the maximum case and 50 without a minimum line for the minimum case.)"""
+    off = Discounts(percentage=D(10))
+    capped = UnitPrice(D(1), Commitments(maximum_amount=D(50)))
+    first = rate(RatingInput(capped, USD, FIRST_HALF, JAN, quantity=D(40), discounts=off))
+    second = rate(RatingInput(capped, USD, SECOND_HALF, JAN, quantity=D(20), pre_period_quantity=D(40), discounts=off))
+    whole = rate(RatingInput(capped, USD, JAN, quantity=D(60), discounts=off))
+    assert (first.totals.total, second.totals.total, whole.totals.total) == (D(36), D(14), D(50))
+
+    half_off = Discounts(percentage=D(50))
+    floored = UnitPrice(D(1), Commitments(minimum_amount=D(100)))
+    first = rate(RatingInput(floored, USD, FIRST_HALF, JAN, quantity=D(100), discounts=half_off))
+    last = rate(RatingInput(floored, USD, SECOND_HALF, JAN, quantity=D(0), pre_period_quantity=D(100), discounts=half_off))
+    commitment = [(line.key, line.amount) for line in last.lines if line.category is LineCategory.COMMITMENT]
+    assert (first.totals.total, commitment, last.totals.total) == (D(50), [("min-spend", D(50))], D(50))
+
+
 def test_rejects_inconsistent_input() -> None:
     with pytest.raises(RatingError):
         rate(RatingInput(UnitPrice(D(1)), USD, JAN, quantity=D(-1)))
