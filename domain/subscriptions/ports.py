@@ -67,6 +67,10 @@ class RateCardTerms(Protocol):
 
     def feature_key(self, rate_card: TimelineRateCard) -> str | None: ...
 
+    def is_billable(self, rate_card: TimelineRateCard) -> bool:
+        """Whether the rate card has a price (a free one bills nothing, in no currency)."""
+        ...
+
     def entitlement_template(self, rate_card: TimelineRateCard) -> Any | None: ...
 
     def to_json(self, rate_card: TimelineRateCard) -> dict[str, Any]:

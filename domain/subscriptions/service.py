@@ -213,6 +213,7 @@ class SubscriptionService:
             settlement_mode=data.settlement_mode,
             now=now,
         )
+        self._check_currency(customer, subscription)
         await self._repository.create(subscription)
         try:
             await self.reconcile_entitlements(subscription)
@@ -229,6 +230,21 @@ class SubscriptionService:
             return await self._plans.custom_plan(namespace, custom)
         assert selector is not None
         return await self._plans.active_plan(namespace, selector.key, selector.version)
+
+    def _check_currency(self, customer: Customer, subscription: Subscription) -> None:
+        """A subscription that bills anything bills in its customer's currency, when the customer
+        has one (OpenMeter's validateCreate: 400 "currency mismatch"); a free one bills nothing."""
+        if customer.currency is None or customer.currency == subscription.currency:
+            return
+        if any(
+            self._rate_cards.is_billable(item.rate_card) for phase in subscription.spec.phases for item in phase.items
+        ):
+            raise ValidationError.single(
+                "currency",
+                f"currency mismatch: the customer is billed in {customer.currency}, the plan in "
+                f"{subscription.currency}",
+                "currency_mismatch",
+            )
 
     def _start_time(self, timing: Timing, now: datetime) -> datetime:
         if timing.enum == "immediate":
@@ -475,6 +491,8 @@ class SubscriptionService:
             settlement_mode=data.settlement_mode,
             now=now,
         )
+        # The next subscription is created as any other (OpenMeter's ChangeToPlan: CreateFromPlan).
+        self._check_currency(await self._customers.get_undeleted(data.namespace, current.customer_id), successor)
         ended = current.with_spec(dataclasses.replace(current.spec, active_to=switch), now)
         await self._repository.replace_pair(ended, current.revision, successor)
         try:

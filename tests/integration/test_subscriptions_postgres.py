@@ -448,3 +448,47 @@ async def test_change_to_an_archived_plan_version_is_refused(stack: Stack) -> No
         ChangeSubscriptionInput(NS, sub.id, PlanSelector("duo", 2), Timing(enum="next_billing_cycle"))
     )
     assert following.plan is not None and following.plan.version == 2
+
+
+async def test_a_customer_billed_in_another_currency_cannot_subscribe_to_a_priced_plan(stack: Stack) -> None:
+    # OpenMeter's validateCreate (subscription/service/servicevalidation.go): a subscription with
+    # billables (an item with a price) takes the customer's currency when the customer has one,
+    # else 400 "currency mismatch". Tally subscribed a EUR customer to a USD plan, whose invoices
+    # would then be in USD.
+    stack.clock.now = START
+    await stack.customers.create(NS, CustomerInput(name="c-eur", key="c-eur", currency="EUR"))
+    with pytest.raises(ValidationError, match="currency"):
+        await stack.service.create(CreateSubscriptionInput(NS, PlanSelector("pro"), customer_key="c-eur"))
+    assert await stack.service.list_for_customer(NS, "c-eur") == []
+    # The same currency, or a customer without one, subscribes.
+    await stack.customers.create(NS, CustomerInput(name="c-usd", key="c-usd", currency="USD"))
+    assert (
+        await stack.service.create(CreateSubscriptionInput(NS, PlanSelector("pro"), customer_key="c-usd"))
+    ).currency == "USD"
+    # A plan without prices bills nothing: any customer may take it.
+    free = plan_body("free_eur", "tokens")
+    free["phases"] = [
+        {
+            "key": "default",
+            "name": "Default",
+            "rateCards": [{"type": "flat_fee", "key": "badge", "name": "Badge", "billingCadence": None, "price": None}],
+        }
+    ]
+    stack.plans.publish(free, 1)
+    assert (
+        await stack.service.create(CreateSubscriptionInput(NS, PlanSelector("free_eur"), customer_key="c-eur"))
+    ).currency == "USD"
+
+
+async def test_a_change_to_a_plan_in_another_currency_than_the_customers_is_refused(stack: Stack) -> None:
+    # OpenMeter's ChangeToPlan creates the next subscription with CreateFromPlan, which validates
+    # it as a create (subscription/service/servicevalidation.go, validateCreate): the customer's
+    # currency against the plan's.
+    stack.plans.publish({**plan_body("euro", "tokens"), "currency": "EUR"}, 1)
+    stack.clock.now = START
+    await stack.customers.create(NS, CustomerInput(name="c-usd-change", key="c-usd-change", currency="USD"))
+    sub = await stack.service.create(CreateSubscriptionInput(NS, PlanSelector("pro"), customer_key="c-usd-change"))
+    stack.clock.now = START + timedelta(days=10)
+    with pytest.raises(ValidationError, match="currency"):
+        await stack.service.change(ChangeSubscriptionInput(NS, sub.id, PlanSelector("euro"), Timing(enum="immediate")))
+    assert (await stack.service.get(NS, sub.id)).active_to is None
