@@ -333,6 +333,10 @@ class SubscriptionService:
     async def edit(
         self, namespace: str, subscription_id: str, operations: Sequence[edits.EditOperation], timing: Timing
     ) -> Subscription:
+        if not operations:
+            # OpenMeter's edit handler refuses it before looking the subscription up: 400 "missing
+            # customizations" (a no-op edit is not stored).
+            raise ValidationError.single("customizations", "at least one operation is required", "required")
         current = await self.get(namespace, subscription_id)
         now = self._clock()
         _permit(current, now, "update")

@@ -492,3 +492,16 @@ async def test_a_change_to_a_plan_in_another_currency_than_the_customers_is_refu
     with pytest.raises(ValidationError, match="currency"):
         await stack.service.change(ChangeSubscriptionInput(NS, sub.id, PlanSelector("euro"), Timing(enum="immediate")))
     assert (await stack.service.get(NS, sub.id)).active_to is None
+
+
+async def test_an_edit_without_customizations_is_refused(stack: Stack) -> None:
+    # OpenMeter's edit handler (productcatalog/subscription/http/edit.go) answers 400 "missing
+    # customizations" for an empty list. Tally stored a new revision that changed nothing (and woke
+    # the billing sync for it).
+    stack.clock.now = START
+    await new_customer(stack, "c-edit-empty")
+    sub = await stack.service.create(CreateSubscriptionInput(NS, PlanSelector("pro"), customer_key="c-edit-empty"))
+    with pytest.raises(ValidationError) as refused:
+        await stack.service.edit(NS, sub.id, [], Timing(enum="immediate"))
+    assert refused.value.violations[0].field == "customizations"
+    assert (await stack.service.get(NS, sub.id)).revision == sub.revision
