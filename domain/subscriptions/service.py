@@ -491,7 +491,9 @@ class SubscriptionService:
             starting_phase=data.starting_phase,
             name=data.name,
             description=data.description,
-            metadata=data.metadata if data.metadata is not None else current.metadata,
+            # The request's, not the current subscription's (OpenMeter's change handler maps only the
+            # body's metadata; migrate passes the current subscription's in `data`).
+            metadata=data.metadata or {},
             settlement_mode=data.settlement_mode,
             now=now,
         )

@@ -505,3 +505,19 @@ async def test_an_edit_without_customizations_is_refused(stack: Stack) -> None:
         await stack.service.edit(NS, sub.id, [], Timing(enum="immediate"))
     assert refused.value.violations[0].field == "customizations"
     assert (await stack.service.get(NS, sub.id)).revision == sub.revision
+
+
+async def test_a_change_does_not_carry_the_current_subscriptions_metadata_over(stack: Stack) -> None:
+    # OpenMeter's change handler (productcatalog/subscription/http/change.go) gives the next
+    # subscription the request's metadata, none when it has none (ChangeToPlan creates it from the
+    # plan with that input); only migrate keeps the current subscription's (service/migrate.go).
+    stack.clock.now = START
+    await new_customer(stack, "c-change-meta")
+    sub = await stack.service.create(
+        CreateSubscriptionInput(NS, PlanSelector("pro"), customer_key="c-change-meta", metadata={"crm": "42"})
+    )
+    stack.clock.now = START + timedelta(days=10)
+    _, following = await stack.service.change(
+        ChangeSubscriptionInput(NS, sub.id, PlanSelector("pro"), Timing(enum="next_billing_cycle"))
+    )
+    assert following.metadata == {}
