@@ -750,3 +750,29 @@ def test_a_deleted_customer_named_by_id_is_refused_with_412(tally: TallyProcess)
     assert created.status_code == 412, created.text
     listed = http.get(f"/api/v1/customers/{customer['id']}/subscriptions")
     assert listed.status_code == 412, listed.text
+
+
+def test_an_item_without_a_price_shows_no_currency(tally: TallyProcess) -> None:
+    # The reference contract's SubscriptionItem.currency: "present for priced items" (OpenMeter's
+    # MapSubscriptionItemToAPI sets it from the rate card's materialized currency, which only a
+    # priced one has). Tally showed the subscription's currency on every item.
+    http = httpx.Client(base_url=tally.rest_url, timeout=30)
+    feature = unique("badge_tokens")
+    setup_catalog(http, feature)
+    key = unique("badged")
+    body = plan_body(key, feature)
+    body["phases"][0]["rateCards"].append(
+        {"type": "flat_fee", "key": "badge", "name": "Badge", "billingCadence": None, "price": None}
+    )
+    publish(http, body)
+    customer_key = unique("badged_customer")
+    assert http.post("/api/v1/customers", json={"name": "Badge Co", "key": customer_key}).status_code == 201
+    sub = http.post("/api/v1/subscriptions", json={"plan": {"key": key}, "customerKey": customer_key})
+    assert sub.status_code == 201, sub.text
+    got = http.get(f"/api/v1/subscriptions/{sub.json()['id']}")
+    assert got.status_code == 200, got.text
+    trial = got.json()["phases"][0]
+    items = {i["key"]: i for i in trial["items"]}
+    assert items["base"]["currency"] == "USD"
+    assert "currency" not in items["badge"], items["badge"]
+    assert "currency" not in trial["itemTimelines"]["badge"][0]

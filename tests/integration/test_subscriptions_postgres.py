@@ -521,3 +521,24 @@ async def test_a_change_does_not_carry_the_current_subscriptions_metadata_over(s
         ChangeSubscriptionInput(NS, sub.id, PlanSelector("pro"), Timing(enum="next_billing_cycle"))
     )
     assert following.metadata == {}
+
+
+async def test_only_priced_items_show_a_currency(stack: Stack) -> None:
+    # The reference contract's SubscriptionItem.currency is "present for priced items": OpenMeter
+    # materializes a rate card's currency only when it has a price (SubscriptionSpec.validateCurrencies
+    # refuses a currency on an unpriced one, subscription/subscriptionspec.go) and the item shows it
+    # only when set (MapSubscriptionItemToAPI, productcatalog/subscription/http/mapping.go). Tally
+    # gave every item the subscription's currency, a free one included.
+    body = plan_body("badged", "tokens")
+    body["phases"][1]["rateCards"].append(
+        {"type": "flat_fee", "key": "badge", "name": "Badge", "billingCadence": None, "price": None}
+    )
+    stack.plans.publish(body, 1)
+    stack.clock.now = START
+    await new_customer(stack, "c-badge")
+    sub = await stack.service.create(CreateSubscriptionInput(NS, PlanSelector("badged"), customer_key="c-badge"))
+    shown = expanded_rest(sub, START + timedelta(days=40), CatalogRateCards())
+    items = {i["key"]: i for i in shown["phases"][1]["items"]}
+    assert items["base"]["currency"] == "USD" and items["tokens"]["currency"] == "USD"
+    assert "currency" not in items["badge"]
+    assert "currency" not in shown["phases"][1]["itemTimelines"]["badge"][0]
