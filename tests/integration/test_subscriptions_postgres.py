@@ -542,3 +542,16 @@ async def test_only_priced_items_show_a_currency(stack: Stack) -> None:
     assert items["base"]["currency"] == "USD" and items["tokens"]["currency"] == "USD"
     assert "currency" not in items["badge"]
     assert "currency" not in shown["phases"][1]["itemTimelines"]["badge"][0]
+
+
+async def test_an_empty_name_takes_the_plans(stack: Stack) -> None:
+    # OpenMeter's create handler reads `name` as lo.FromPtr (an empty string when absent or empty)
+    # and CreateFromPlan takes lo.CoalesceOrEmpty(name, plan name) (subscription/workflow/service/
+    # subscription.go): an empty name is the plan's, as an absent one. Tally refused it with 400.
+    stack.plans.publish(plan_body("named", "tokens"), 1)
+    stack.clock.now = START
+    await new_customer(stack, "c-empty-name")
+    sub = await stack.service.create(
+        CreateSubscriptionInput(NS, PlanSelector("named"), customer_key="c-empty-name", name="")
+    )
+    assert sub.name == "Named"
