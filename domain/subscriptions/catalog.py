@@ -125,4 +125,5 @@ def content_view(c: PlanInput, ref: PlanRef | None) -> PlanView:
             PlanPhaseView(p.key, p.name, p.description, to_iso(p.duration) if p.duration else None, p.rate_cards)
             for p in c.phases
         ),
+        metadata=dict(c.metadata),
     )

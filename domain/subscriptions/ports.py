@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -34,6 +34,7 @@ class PlanView:
     pro_rating: ProRating
     settlement_mode: str
     phases: tuple[PlanPhaseView, ...]
+    metadata: Mapping[str, str] = field(default_factory=dict)
 
 
 class PlanSource(Protocol):

@@ -313,7 +313,8 @@ class SubscriptionService:
             # A catalog plan's description describes the plan; a custom plan's is the
             # subscription's own (OpenMeter's create maps only the request's, or the customPlan's).
             description=description if description is not None or plan.ref is not None else plan.description,
-            metadata=dict(metadata),
+            # A custom plan's metadata likewise (OpenMeter maps the customPlan's onto the subscription).
+            metadata=dict(metadata or (plan.metadata if plan.ref is None else {})),
             plan=plan.ref,
             currency=plan.currency,
             billing_cadence=plan.billing_cadence,

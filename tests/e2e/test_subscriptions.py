@@ -776,3 +776,28 @@ def test_an_item_without_a_price_shows_no_currency(tally: TallyProcess) -> None:
     assert items["base"]["currency"] == "USD"
     assert "currency" not in items["badge"], items["badge"]
     assert "currency" not in trial["itemTimelines"]["badge"][0]
+
+
+def test_a_custom_plans_metadata_is_the_subscriptions(tally: TallyProcess) -> None:
+    # CustomSubscriptionCreate has no metadata of its own: OpenMeter's create handler gives the
+    # subscription the custom plan's name, description and metadata ("We map the plan metadata to
+    # the subscription metadata", productcatalog/subscription/http/create.go; change.go does the
+    # same for a change to a custom plan). Tally took the name and description but left metadata
+    # empty.
+    feature = unique("sub_custom_meta")
+    http = httpx.Client(base_url=tally.rest_url, timeout=30)
+    setup_catalog(http, feature)
+    customer_key = unique("custom_meta_customer")
+    assert http.post("/api/v1/customers", json={"name": "C", "key": customer_key}).status_code == 201
+    custom = plan_body("ignored", feature)
+    custom.pop("key")
+    custom["metadata"] = {"crm": "7"}
+    created = http.post("/api/v1/subscriptions", json={"customPlan": custom, "customerKey": customer_key})
+    assert created.status_code == 201, created.text
+    assert created.json().get("metadata") == {"crm": "7"}
+    custom["metadata"] = {"crm": "8"}
+    changed = http.post(
+        f"/api/v1/subscriptions/{created.json()['id']}/change", json={"customPlan": custom, "timing": "immediate"}
+    )
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["next"].get("metadata") == {"crm": "8"}
