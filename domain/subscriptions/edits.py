@@ -158,9 +158,10 @@ def _add_item(spec: SubscriptionSpec, op: AddItem, at: datetime) -> Subscription
                         code="only_single_subscription_item_allowed_at_a_time",
                     )
                 if item.active_to is not None:
-                    raise ConflictError(
-                        f"item {key} already ends at {item.active_to.isoformat()}; remove it first",
-                        code="only_single_subscription_item_allowed_at_a_time",
+                    # OpenMeter's PatchAddItem: a PatchForbiddenError (403), "you should delete first".
+                    raise ForbiddenError(
+                        f"item {key} already ends at {item.active_to.isoformat()}, after the new version "
+                        "would start: remove it first"
                     )
                 item = replace(item, active_to=at)
             kept.append(item)

@@ -277,6 +277,17 @@ def test_an_edit_that_leaves_a_phase_without_items_is_refused() -> None:
     assert [i.active_to for i in edited.phases[0].items] == [at]
 
 
+def test_adding_an_item_whose_current_version_has_a_scheduled_end_is_forbidden() -> None:
+    # OpenMeter's PatchAddItem (subscription/patch/additem.go): when the key's current version
+    # already ends after the new one would start, "cannot add item ... which would overlap with a
+    # current item, you should delete first" is a PatchForbiddenError (403). Tally answered 409.
+    s = spec(TRIAL, DEFAULT)
+    at = datetime(2026, 2, 10, tzinfo=UTC)
+    scheduled = edits.apply_edits(s, [edits.RemoveItem("trial", "base")], datetime(2026, 2, 28, tzinfo=UTC))
+    with pytest.raises(ForbiddenError, match=r"customizations\[0\]"):
+        edits.apply_edits(scheduled, [edits.AddItem("trial", Card("base", in_advance=True), "new-base")], at)
+
+
 def replace_key(p: PhaseSpec, key: str) -> PhaseSpec:
     from dataclasses import replace
 
