@@ -381,6 +381,8 @@ class SubscriptionService:
                 )
         spec = edits.apply_edits(current.spec, operations, at)
         updated = current.with_spec(spec, now)
+        # OpenMeter's validateUpdate checks every edit against the customer as create does.
+        self._check_currency(await self._customers.get_undeleted(namespace, current.customer_id), updated)
         await self._save(updated, current)
         return updated
 

@@ -555,3 +555,27 @@ async def test_an_empty_name_takes_the_plans(stack: Stack) -> None:
         CreateSubscriptionInput(NS, PlanSelector("named"), customer_key="c-empty-name", name="")
     )
     assert sub.name == "Named"
+
+
+async def test_an_edit_is_refused_while_the_customer_is_billed_in_another_currency(stack: Stack) -> None:
+    # OpenMeter's validateUpdate (subscription/service/servicevalidation.go), which every edit runs
+    # through (EditRunning -> Service.Update), checks the customer's currency against the
+    # subscription's as create does: 400 "currency mismatch" once the customer is billed in another.
+    stack.clock.now = START
+    await new_customer(stack, "c-edit-eur")
+    sub = await stack.service.create(CreateSubscriptionInput(NS, PlanSelector("pro"), customer_key="c-edit-eur"))
+    await stack.customers.update(NS, "c-edit-eur", CustomerInput(name="c-edit-eur", key="c-edit-eur", currency="EUR"))
+    stack.clock.now = START + timedelta(days=3)
+    card = CatalogRateCards().parse(
+        {
+            "type": "flat_fee",
+            "key": "setup",
+            "name": "Setup",
+            "billingCadence": None,
+            "price": {"type": "flat", "amount": "10", "paymentTerm": "in_advance"},
+        },
+        "customizations[0].rateCard",
+    )
+    with pytest.raises(ValidationError, match="currency"):
+        await stack.service.edit(NS, sub.id, [edits.AddItem("trial", card, "item-setup")], Timing(enum="immediate"))
+    assert (await stack.service.get(NS, sub.id)).revision == sub.revision
