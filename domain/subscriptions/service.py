@@ -582,6 +582,8 @@ class SubscriptionService:
         spec = addon_ops.add_items(current.spec, bought.id, offer, quantity, at, lambda: str(ULID()))
         edits.validate_spec(spec)
         updated = dataclasses.replace(current.with_spec(spec, now), addons=(*current.addons, bought))
+        # Stored with OpenMeter's Service.Update, whose validateUpdate checks the customer's currency.
+        self._check_currency(await self._customers.get_undeleted(namespace, current.customer_id), updated)
         await self._save(updated, current)
         return updated, bought
 
@@ -615,6 +617,10 @@ class SubscriptionService:
                 spec = addon_ops.add_items(spec, addon.id, offer, quantity, at, lambda: str(ULID()))
             timeline = addon_ops.change_timeline(addon, quantity, at)
             edits.validate_spec(spec)
+            # As a purchase (OpenMeter's ChangeAddonQuantity stores it with Service.Update too).
+            self._check_currency(
+                await self._customers.get_undeleted(namespace, current.customer_id), current.with_spec(spec, now)
+            )
         changed = dataclasses.replace(
             addon,
             timeline=timeline,

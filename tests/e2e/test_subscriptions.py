@@ -801,3 +801,46 @@ def test_a_custom_plans_metadata_is_the_subscriptions(tally: TallyProcess) -> No
     )
     assert changed.status_code == 200, changed.text
     assert changed.json()["next"].get("metadata") == {"crm": "8"}
+
+
+def test_an_add_on_is_refused_while_the_customer_is_billed_in_another_currency(tally: TallyProcess) -> None:
+    # Buying an add-on or changing its quantity stores the subscription with Service.Update, whose
+    # validateUpdate (openmeter/subscription/service/servicevalidation.go) checks the customer's
+    # currency as create does: 400 "currency mismatch" for a USD subscription of a customer since
+    # billed in EUR. Tally added the add-on's USD prices.
+    http = httpx.Client(base_url=tally.rest_url, timeout=30)
+    addon_id, sub_id = _seats_on_a_plan(http, "eur_addon", starting_phase="default")
+    customer_id = http.get(f"/api/v1/subscriptions/{sub_id}").json()["customerId"]
+    customer = http.get(f"/api/v1/customers/{customer_id}").json()
+    moved = http.put(
+        f"/api/v1/customers/{customer_id}",
+        json={"name": customer["name"], "key": customer["key"], "currency": "EUR"},
+    )
+    assert moved.status_code == 200, moved.text
+    refused = _buy_seats(http, sub_id, addon_id, 2)
+    assert refused.status_code == 400, refused.text
+    assert "currency" in refused.text
+    assert http.get(f"/api/v1/subscriptions/{sub_id}/addons").json() == []
+
+
+def test_an_add_ons_quantity_change_is_refused_while_the_customer_is_billed_in_another_currency(
+    tally: TallyProcess,
+) -> None:
+    # OpenMeter's ChangeAddonQuantity stores the subscription with Service.Update as a purchase does
+    # (validateUpdate, openmeter/subscription/service/servicevalidation.go): 400 "currency mismatch".
+    http = httpx.Client(base_url=tally.rest_url, timeout=30)
+    addon_id, sub_id = _seats_on_a_plan(http, "eur_addon_change", starting_phase="default")
+    bought = _buy_seats(http, sub_id, addon_id, 2)
+    assert bought.status_code == 201, bought.text
+    customer_id = http.get(f"/api/v1/subscriptions/{sub_id}").json()["customerId"]
+    customer = http.get(f"/api/v1/customers/{customer_id}").json()
+    moved = http.put(
+        f"/api/v1/customers/{customer_id}",
+        json={"name": customer["name"], "key": customer["key"], "currency": "EUR"},
+    )
+    assert moved.status_code == 200, moved.text
+    change = http.patch(
+        f"/api/v1/subscriptions/{sub_id}/addons/{bought.json()['id']}", json={"quantity": 3, "timing": "immediate"}
+    )
+    assert change.status_code == 400, change.text
+    assert http.get(f"/api/v1/subscriptions/{sub_id}/addons").json()[0]["quantity"] == 2
