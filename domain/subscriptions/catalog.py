@@ -68,6 +68,9 @@ class CatalogRateCards:
     def feature_key(self, rate_card: TimelineRateCard) -> str | None:
         return card_of(rate_card).feature_key
 
+    def is_billable(self, rate_card: TimelineRateCard) -> bool:
+        return card_of(rate_card).is_billable
+
     def entitlement_template(self, rate_card: TimelineRateCard) -> EntitlementTemplate | None:
         return card_of(rate_card).entitlement_template
 
@@ -122,4 +125,5 @@ def content_view(c: PlanInput, ref: PlanRef | None) -> PlanView:
             PlanPhaseView(p.key, p.name, p.description, to_iso(p.duration) if p.duration else None, p.rate_cards)
             for p in c.phases
         ),
+        metadata=dict(c.metadata),
     )

@@ -86,8 +86,8 @@ def apply_edits(spec: SubscriptionSpec, operations: Sequence[EditOperation], at:
 
 
 def validate_spec(spec: SubscriptionSpec) -> None:
-    """What every stored spec must satisfy: unique phase keys, a first phase at the start, no
-    overlapping versions of one item key."""
+    """What every stored spec must satisfy: unique phase keys, a first phase at the start, items in
+    every phase, no overlapping versions of one item key."""
     keys = [p.key for p in spec.phases]
     if len(set(keys)) != len(keys):
         raise ValidationError.single("phases", "phase keys must be unique", "subscription_phase_key_not_unique")
@@ -98,6 +98,12 @@ def validate_spec(spec: SubscriptionSpec) -> None:
             "phases", "the first phase must start with the subscription", "subscription_phase_start_after_is_negative"
         )
     for phase in spec.phases:
+        if not phase.items:
+            # A phase bills and grants nothing without items (OpenMeter's SubscriptionPhaseSpec.Validate);
+            # checked on the result of a whole edit, so a new phase gets its items in the same edit.
+            raise ValidationError.single(
+                f"phases[{phase.key}]", "a phase needs at least one item", "subscription_phase_has_no_items"
+            )
         by_key: dict[str, list[ItemSpec]] = {}
         for item in phase.items:
             by_key.setdefault(item.key, []).append(item)
@@ -152,9 +158,10 @@ def _add_item(spec: SubscriptionSpec, op: AddItem, at: datetime) -> Subscription
                         code="only_single_subscription_item_allowed_at_a_time",
                     )
                 if item.active_to is not None:
-                    raise ConflictError(
-                        f"item {key} already ends at {item.active_to.isoformat()}; remove it first",
-                        code="only_single_subscription_item_allowed_at_a_time",
+                    # OpenMeter's PatchAddItem: a PatchForbiddenError (403), "you should delete first".
+                    raise ForbiddenError(
+                        f"item {key} already ends at {item.active_to.isoformat()}, after the new version "
+                        "would start: remove it first"
                     )
                 item = replace(item, active_to=at)
             kept.append(item)

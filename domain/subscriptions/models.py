@@ -178,8 +178,9 @@ class CreateSubscriptionInput:
             problems.add("plan", "give either plan {key, version?} or customPlan", "required")
         elif self.plan is not None and not self.plan.key:
             problems.add("plan.key", "the plan's key is required", "required")
-        if self.name is not None and not 1 <= len(self.name) <= MAX_NAME:
-            problems.add("name", f"must be 1 to {MAX_NAME} characters", "invalid_length")
+        # An empty name is no name: the subscription takes the plan's (OpenMeter's CoalesceOrEmpty).
+        if self.name is not None and len(self.name) > MAX_NAME:
+            problems.add("name", f"at most {MAX_NAME} characters", "invalid_length")
         if self.description is not None and len(self.description) > MAX_DESCRIPTION:
             problems.add("description", f"at most {MAX_DESCRIPTION} characters", "invalid_length")
         _check_settlement_mode(self.settlement_mode, problems)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -34,6 +34,7 @@ class PlanView:
     pro_rating: ProRating
     settlement_mode: str
     phases: tuple[PlanPhaseView, ...]
+    metadata: Mapping[str, str] = field(default_factory=dict)
 
 
 class PlanSource(Protocol):
@@ -66,6 +67,10 @@ class RateCardTerms(Protocol):
     """The catalog's answers about a rate card that subscriptions act on."""
 
     def feature_key(self, rate_card: TimelineRateCard) -> str | None: ...
+
+    def is_billable(self, rate_card: TimelineRateCard) -> bool:
+        """Whether the rate card has a price (a free one bills nothing, in no currency)."""
+        ...
 
     def entitlement_template(self, rate_card: TimelineRateCard) -> Any | None: ...
 

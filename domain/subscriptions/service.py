@@ -213,6 +213,7 @@ class SubscriptionService:
             settlement_mode=data.settlement_mode,
             now=now,
         )
+        self._check_currency(customer, subscription)
         await self._repository.create(subscription)
         try:
             await self.reconcile_entitlements(subscription)
@@ -229,6 +230,21 @@ class SubscriptionService:
             return await self._plans.custom_plan(namespace, custom)
         assert selector is not None
         return await self._plans.active_plan(namespace, selector.key, selector.version)
+
+    def _check_currency(self, customer: Customer, subscription: Subscription) -> None:
+        """A subscription that bills anything bills in its customer's currency, when the customer
+        has one (OpenMeter's validateCreate: 400 "currency mismatch"); a free one bills nothing."""
+        if customer.currency is None or customer.currency == subscription.currency:
+            return
+        if any(
+            self._rate_cards.is_billable(item.rate_card) for phase in subscription.spec.phases for item in phase.items
+        ):
+            raise ValidationError.single(
+                "currency",
+                f"currency mismatch: the customer is billed in {customer.currency}, the plan in "
+                f"{subscription.currency}",
+                "currency_mismatch",
+            )
 
     def _start_time(self, timing: Timing, now: datetime) -> datetime:
         if timing.enum == "immediate":
@@ -297,7 +313,8 @@ class SubscriptionService:
             # A catalog plan's description describes the plan; a custom plan's is the
             # subscription's own (OpenMeter's create maps only the request's, or the customPlan's).
             description=description if description is not None or plan.ref is not None else plan.description,
-            metadata=dict(metadata),
+            # A custom plan's metadata likewise (OpenMeter maps the customPlan's onto the subscription).
+            metadata=dict(metadata or (plan.metadata if plan.ref is None else {})),
             plan=plan.ref,
             currency=plan.currency,
             billing_cadence=plan.billing_cadence,
@@ -317,6 +334,10 @@ class SubscriptionService:
     async def edit(
         self, namespace: str, subscription_id: str, operations: Sequence[edits.EditOperation], timing: Timing
     ) -> Subscription:
+        if not operations:
+            # OpenMeter's edit handler refuses it before looking the subscription up: 400 "missing
+            # customizations" (a no-op edit is not stored).
+            raise ValidationError.single("customizations", "at least one operation is required", "required")
         current = await self.get(namespace, subscription_id)
         now = self._clock()
         _permit(current, now, "update")
@@ -360,6 +381,8 @@ class SubscriptionService:
                 )
         spec = edits.apply_edits(current.spec, operations, at)
         updated = current.with_spec(spec, now)
+        # OpenMeter's validateUpdate checks every edit against the customer as create does.
+        self._check_currency(await self._customers.get_undeleted(namespace, current.customer_id), updated)
         await self._save(updated, current)
         return updated
 
@@ -471,10 +494,14 @@ class SubscriptionService:
             starting_phase=data.starting_phase,
             name=data.name,
             description=data.description,
-            metadata=data.metadata if data.metadata is not None else current.metadata,
+            # The request's, not the current subscription's (OpenMeter's change handler maps only the
+            # body's metadata; migrate passes the current subscription's in `data`).
+            metadata=data.metadata or {},
             settlement_mode=data.settlement_mode,
             now=now,
         )
+        # The next subscription is created as any other (OpenMeter's ChangeToPlan: CreateFromPlan).
+        self._check_currency(await self._customers.get_undeleted(data.namespace, current.customer_id), successor)
         ended = current.with_spec(dataclasses.replace(current.spec, active_to=switch), now)
         await self._repository.replace_pair(ended, current.revision, successor)
         try:
@@ -555,6 +582,8 @@ class SubscriptionService:
         spec = addon_ops.add_items(current.spec, bought.id, offer, quantity, at, lambda: str(ULID()))
         edits.validate_spec(spec)
         updated = dataclasses.replace(current.with_spec(spec, now), addons=(*current.addons, bought))
+        # Stored with OpenMeter's Service.Update, whose validateUpdate checks the customer's currency.
+        self._check_currency(await self._customers.get_undeleted(namespace, current.customer_id), updated)
         await self._save(updated, current)
         return updated, bought
 
@@ -588,6 +617,10 @@ class SubscriptionService:
                 spec = addon_ops.add_items(spec, addon.id, offer, quantity, at, lambda: str(ULID()))
             timeline = addon_ops.change_timeline(addon, quantity, at)
             edits.validate_spec(spec)
+            # As a purchase (OpenMeter's ChangeAddonQuantity stores it with Service.Update too).
+            self._check_currency(
+                await self._customers.get_undeleted(namespace, current.customer_id), current.with_spec(spec, now)
+            )
         changed = dataclasses.replace(
             addon,
             timeline=timeline,

@@ -120,7 +120,8 @@ def _item_rest(
         "price": card.get("price"),
         "discounts": card.get("discounts"),
         "taxConfig": card.get("taxConfig"),
-        "currency": sub.currency,
+        # The rate card's currency, which only a priced one has (OpenMeter's materialized currency).
+        "currency": sub.currency if card.get("price") is not None else None,
     }
     # billingCadence and price are required keys (null for one-time and free items).
     return {k: v for k, v in out.items() if v is not None or k in ("billingCadence", "price")}

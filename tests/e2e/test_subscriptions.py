@@ -750,3 +750,97 @@ def test_a_deleted_customer_named_by_id_is_refused_with_412(tally: TallyProcess)
     assert created.status_code == 412, created.text
     listed = http.get(f"/api/v1/customers/{customer['id']}/subscriptions")
     assert listed.status_code == 412, listed.text
+
+
+def test_an_item_without_a_price_shows_no_currency(tally: TallyProcess) -> None:
+    # The reference contract's SubscriptionItem.currency: "present for priced items" (OpenMeter's
+    # MapSubscriptionItemToAPI sets it from the rate card's materialized currency, which only a
+    # priced one has). Tally showed the subscription's currency on every item.
+    http = httpx.Client(base_url=tally.rest_url, timeout=30)
+    feature = unique("badge_tokens")
+    setup_catalog(http, feature)
+    key = unique("badged")
+    body = plan_body(key, feature)
+    body["phases"][0]["rateCards"].append(
+        {"type": "flat_fee", "key": "badge", "name": "Badge", "billingCadence": None, "price": None}
+    )
+    publish(http, body)
+    customer_key = unique("badged_customer")
+    assert http.post("/api/v1/customers", json={"name": "Badge Co", "key": customer_key}).status_code == 201
+    sub = http.post("/api/v1/subscriptions", json={"plan": {"key": key}, "customerKey": customer_key})
+    assert sub.status_code == 201, sub.text
+    got = http.get(f"/api/v1/subscriptions/{sub.json()['id']}")
+    assert got.status_code == 200, got.text
+    trial = got.json()["phases"][0]
+    items = {i["key"]: i for i in trial["items"]}
+    assert items["base"]["currency"] == "USD"
+    assert "currency" not in items["badge"], items["badge"]
+    assert "currency" not in trial["itemTimelines"]["badge"][0]
+
+
+def test_a_custom_plans_metadata_is_the_subscriptions(tally: TallyProcess) -> None:
+    # CustomSubscriptionCreate has no metadata of its own: OpenMeter's create handler gives the
+    # subscription the custom plan's name, description and metadata ("We map the plan metadata to
+    # the subscription metadata", productcatalog/subscription/http/create.go; change.go does the
+    # same for a change to a custom plan). Tally took the name and description but left metadata
+    # empty.
+    feature = unique("sub_custom_meta")
+    http = httpx.Client(base_url=tally.rest_url, timeout=30)
+    setup_catalog(http, feature)
+    customer_key = unique("custom_meta_customer")
+    assert http.post("/api/v1/customers", json={"name": "C", "key": customer_key}).status_code == 201
+    custom = plan_body("ignored", feature)
+    custom.pop("key")
+    custom["metadata"] = {"crm": "7"}
+    created = http.post("/api/v1/subscriptions", json={"customPlan": custom, "customerKey": customer_key})
+    assert created.status_code == 201, created.text
+    assert created.json().get("metadata") == {"crm": "7"}
+    custom["metadata"] = {"crm": "8"}
+    changed = http.post(
+        f"/api/v1/subscriptions/{created.json()['id']}/change", json={"customPlan": custom, "timing": "immediate"}
+    )
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["next"].get("metadata") == {"crm": "8"}
+
+
+def test_an_add_on_is_refused_while_the_customer_is_billed_in_another_currency(tally: TallyProcess) -> None:
+    # Buying an add-on or changing its quantity stores the subscription with Service.Update, whose
+    # validateUpdate (openmeter/subscription/service/servicevalidation.go) checks the customer's
+    # currency as create does: 400 "currency mismatch" for a USD subscription of a customer since
+    # billed in EUR. Tally added the add-on's USD prices.
+    http = httpx.Client(base_url=tally.rest_url, timeout=30)
+    addon_id, sub_id = _seats_on_a_plan(http, "eur_addon", starting_phase="default")
+    customer_id = http.get(f"/api/v1/subscriptions/{sub_id}").json()["customerId"]
+    customer = http.get(f"/api/v1/customers/{customer_id}").json()
+    moved = http.put(
+        f"/api/v1/customers/{customer_id}",
+        json={"name": customer["name"], "key": customer["key"], "currency": "EUR"},
+    )
+    assert moved.status_code == 200, moved.text
+    refused = _buy_seats(http, sub_id, addon_id, 2)
+    assert refused.status_code == 400, refused.text
+    assert "currency" in refused.text
+    assert http.get(f"/api/v1/subscriptions/{sub_id}/addons").json() == []
+
+
+def test_an_add_ons_quantity_change_is_refused_while_the_customer_is_billed_in_another_currency(
+    tally: TallyProcess,
+) -> None:
+    # OpenMeter's ChangeAddonQuantity stores the subscription with Service.Update as a purchase does
+    # (validateUpdate, openmeter/subscription/service/servicevalidation.go): 400 "currency mismatch".
+    http = httpx.Client(base_url=tally.rest_url, timeout=30)
+    addon_id, sub_id = _seats_on_a_plan(http, "eur_addon_change", starting_phase="default")
+    bought = _buy_seats(http, sub_id, addon_id, 2)
+    assert bought.status_code == 201, bought.text
+    customer_id = http.get(f"/api/v1/subscriptions/{sub_id}").json()["customerId"]
+    customer = http.get(f"/api/v1/customers/{customer_id}").json()
+    moved = http.put(
+        f"/api/v1/customers/{customer_id}",
+        json={"name": customer["name"], "key": customer["key"], "currency": "EUR"},
+    )
+    assert moved.status_code == 200, moved.text
+    change = http.patch(
+        f"/api/v1/subscriptions/{sub_id}/addons/{bought.json()['id']}", json={"quantity": 3, "timing": "immediate"}
+    )
+    assert change.status_code == 400, change.text
+    assert http.get(f"/api/v1/subscriptions/{sub_id}/addons").json()[0]["quantity"] == 2

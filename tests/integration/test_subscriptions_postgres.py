@@ -448,3 +448,134 @@ async def test_change_to_an_archived_plan_version_is_refused(stack: Stack) -> No
         ChangeSubscriptionInput(NS, sub.id, PlanSelector("duo", 2), Timing(enum="next_billing_cycle"))
     )
     assert following.plan is not None and following.plan.version == 2
+
+
+async def test_a_customer_billed_in_another_currency_cannot_subscribe_to_a_priced_plan(stack: Stack) -> None:
+    # OpenMeter's validateCreate (subscription/service/servicevalidation.go): a subscription with
+    # billables (an item with a price) takes the customer's currency when the customer has one,
+    # else 400 "currency mismatch". Tally subscribed a EUR customer to a USD plan, whose invoices
+    # would then be in USD.
+    stack.clock.now = START
+    await stack.customers.create(NS, CustomerInput(name="c-eur", key="c-eur", currency="EUR"))
+    with pytest.raises(ValidationError, match="currency"):
+        await stack.service.create(CreateSubscriptionInput(NS, PlanSelector("pro"), customer_key="c-eur"))
+    assert await stack.service.list_for_customer(NS, "c-eur") == []
+    # The same currency, or a customer without one, subscribes.
+    await stack.customers.create(NS, CustomerInput(name="c-usd", key="c-usd", currency="USD"))
+    assert (
+        await stack.service.create(CreateSubscriptionInput(NS, PlanSelector("pro"), customer_key="c-usd"))
+    ).currency == "USD"
+    # A plan without prices bills nothing: any customer may take it.
+    free = plan_body("free_eur", "tokens")
+    free["phases"] = [
+        {
+            "key": "default",
+            "name": "Default",
+            "rateCards": [{"type": "flat_fee", "key": "badge", "name": "Badge", "billingCadence": None, "price": None}],
+        }
+    ]
+    stack.plans.publish(free, 1)
+    assert (
+        await stack.service.create(CreateSubscriptionInput(NS, PlanSelector("free_eur"), customer_key="c-eur"))
+    ).currency == "USD"
+
+
+async def test_a_change_to_a_plan_in_another_currency_than_the_customers_is_refused(stack: Stack) -> None:
+    # OpenMeter's ChangeToPlan creates the next subscription with CreateFromPlan, which validates
+    # it as a create (subscription/service/servicevalidation.go, validateCreate): the customer's
+    # currency against the plan's.
+    stack.plans.publish({**plan_body("euro", "tokens"), "currency": "EUR"}, 1)
+    stack.clock.now = START
+    await stack.customers.create(NS, CustomerInput(name="c-usd-change", key="c-usd-change", currency="USD"))
+    sub = await stack.service.create(CreateSubscriptionInput(NS, PlanSelector("pro"), customer_key="c-usd-change"))
+    stack.clock.now = START + timedelta(days=10)
+    with pytest.raises(ValidationError, match="currency"):
+        await stack.service.change(ChangeSubscriptionInput(NS, sub.id, PlanSelector("euro"), Timing(enum="immediate")))
+    assert (await stack.service.get(NS, sub.id)).active_to is None
+
+
+async def test_an_edit_without_customizations_is_refused(stack: Stack) -> None:
+    # OpenMeter's edit handler (productcatalog/subscription/http/edit.go) answers 400 "missing
+    # customizations" for an empty list. Tally stored a new revision that changed nothing (and woke
+    # the billing sync for it).
+    stack.clock.now = START
+    await new_customer(stack, "c-edit-empty")
+    sub = await stack.service.create(CreateSubscriptionInput(NS, PlanSelector("pro"), customer_key="c-edit-empty"))
+    with pytest.raises(ValidationError) as refused:
+        await stack.service.edit(NS, sub.id, [], Timing(enum="immediate"))
+    assert refused.value.violations[0].field == "customizations"
+    assert (await stack.service.get(NS, sub.id)).revision == sub.revision
+
+
+async def test_a_change_does_not_carry_the_current_subscriptions_metadata_over(stack: Stack) -> None:
+    # OpenMeter's change handler (productcatalog/subscription/http/change.go) gives the next
+    # subscription the request's metadata, none when it has none (ChangeToPlan creates it from the
+    # plan with that input); only migrate keeps the current subscription's (service/migrate.go).
+    stack.clock.now = START
+    await new_customer(stack, "c-change-meta")
+    sub = await stack.service.create(
+        CreateSubscriptionInput(NS, PlanSelector("pro"), customer_key="c-change-meta", metadata={"crm": "42"})
+    )
+    stack.clock.now = START + timedelta(days=10)
+    _, following = await stack.service.change(
+        ChangeSubscriptionInput(NS, sub.id, PlanSelector("pro"), Timing(enum="next_billing_cycle"))
+    )
+    assert following.metadata == {}
+
+
+async def test_only_priced_items_show_a_currency(stack: Stack) -> None:
+    # The reference contract's SubscriptionItem.currency is "present for priced items": OpenMeter
+    # materializes a rate card's currency only when it has a price (SubscriptionSpec.validateCurrencies
+    # refuses a currency on an unpriced one, subscription/subscriptionspec.go) and the item shows it
+    # only when set (MapSubscriptionItemToAPI, productcatalog/subscription/http/mapping.go). Tally
+    # gave every item the subscription's currency, a free one included.
+    body = plan_body("badged", "tokens")
+    body["phases"][1]["rateCards"].append(
+        {"type": "flat_fee", "key": "badge", "name": "Badge", "billingCadence": None, "price": None}
+    )
+    stack.plans.publish(body, 1)
+    stack.clock.now = START
+    await new_customer(stack, "c-badge")
+    sub = await stack.service.create(CreateSubscriptionInput(NS, PlanSelector("badged"), customer_key="c-badge"))
+    shown = expanded_rest(sub, START + timedelta(days=40), CatalogRateCards())
+    items = {i["key"]: i for i in shown["phases"][1]["items"]}
+    assert items["base"]["currency"] == "USD" and items["tokens"]["currency"] == "USD"
+    assert "currency" not in items["badge"]
+    assert "currency" not in shown["phases"][1]["itemTimelines"]["badge"][0]
+
+
+async def test_an_empty_name_takes_the_plans(stack: Stack) -> None:
+    # OpenMeter's create handler reads `name` as lo.FromPtr (an empty string when absent or empty)
+    # and CreateFromPlan takes lo.CoalesceOrEmpty(name, plan name) (subscription/workflow/service/
+    # subscription.go): an empty name is the plan's, as an absent one. Tally refused it with 400.
+    stack.plans.publish(plan_body("named", "tokens"), 1)
+    stack.clock.now = START
+    await new_customer(stack, "c-empty-name")
+    sub = await stack.service.create(
+        CreateSubscriptionInput(NS, PlanSelector("named"), customer_key="c-empty-name", name="")
+    )
+    assert sub.name == "Named"
+
+
+async def test_an_edit_is_refused_while_the_customer_is_billed_in_another_currency(stack: Stack) -> None:
+    # OpenMeter's validateUpdate (subscription/service/servicevalidation.go), which every edit runs
+    # through (EditRunning -> Service.Update), checks the customer's currency against the
+    # subscription's as create does: 400 "currency mismatch" once the customer is billed in another.
+    stack.clock.now = START
+    await new_customer(stack, "c-edit-eur")
+    sub = await stack.service.create(CreateSubscriptionInput(NS, PlanSelector("pro"), customer_key="c-edit-eur"))
+    await stack.customers.update(NS, "c-edit-eur", CustomerInput(name="c-edit-eur", key="c-edit-eur", currency="EUR"))
+    stack.clock.now = START + timedelta(days=3)
+    card = CatalogRateCards().parse(
+        {
+            "type": "flat_fee",
+            "key": "setup",
+            "name": "Setup",
+            "billingCadence": None,
+            "price": {"type": "flat", "amount": "10", "paymentTerm": "in_advance"},
+        },
+        "customizations[0].rateCard",
+    )
+    with pytest.raises(ValidationError, match="currency"):
+        await stack.service.edit(NS, sub.id, [edits.AddItem("trial", card, "item-setup")], Timing(enum="immediate"))
+    assert (await stack.service.get(NS, sub.id)).revision == sub.revision

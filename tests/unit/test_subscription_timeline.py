@@ -218,7 +218,7 @@ def test_add_phase_shifts_the_following_ones() -> None:
     s = spec(TRIAL, DEFAULT)
     at = datetime(2026, 2, 1, tzinfo=UTC)
     extra = PhaseSpec("ph-x", "promo", "Promo", IsoDuration(months=2), (), duration=IsoDuration(months=1))
-    added = edits.apply_edits(s, [edits.AddPhase(extra)], at)
+    added = edits.apply_edits(s, [edits.AddPhase(extra), edits.AddItem("promo", Card("base"), "promo-base")], at)
     assert [(v.spec.key, v.active_from.date().isoformat()) for v in phases(added)] == [
         ("trial", "2026-01-31"),
         ("promo", "2026-03-31"),
@@ -253,6 +253,39 @@ def test_removing_an_item_that_already_ended_is_refused_and_keeps_its_end() -> N
     scheduled = edits.apply_edits(s, [edits.RemoveItem("default", "tokens")], datetime(2026, 4, 30, tzinfo=UTC))
     earlier = edits.apply_edits(scheduled, [edits.RemoveItem("default", "tokens")], ended_at)
     assert [i.active_to for i in earlier.phases[1].items if i.key == "tokens"] == [ended_at]
+
+
+def test_an_edit_that_leaves_a_phase_without_items_is_refused() -> None:
+    # OpenMeter validates the spec after all of an edit's patches (SubscriptionSpec.ApplyMany, then
+    # SubscriptionPhaseSpec.Validate in subscription/subscriptionspec.go): a phase with no item is
+    # 400 subscription_phase_has_no_items. Between the patches of one edit it may be empty (the
+    # error is AllowedDuringApplyingToSpecError), so a new phase gets its items in the same edit.
+    s = spec(TRIAL, DEFAULT)
+    at = datetime(2026, 2, 1, tzinfo=UTC)
+    extra = PhaseSpec("ph-x", "promo", "Promo", IsoDuration(months=2), (), duration=IsoDuration(months=1))
+    with pytest.raises(ValidationError) as caught:
+        edits.apply_edits(s, [edits.AddPhase(extra)], at)
+    assert caught.value.violations[0].code == "subscription_phase_has_no_items"
+    with pytest.raises(ValidationError) as caught:
+        edits.apply_edits(s, [edits.RemoveItem("default", "base"), edits.RemoveItem("default", "tokens")], at)
+    assert (caught.value.violations[0].field, caught.value.violations[0].code) == (
+        "phases[default]",
+        "subscription_phase_has_no_items",
+    )
+    # The current phase keeps an item it ends (its past stays), so it is never left empty.
+    edited = edits.apply_edits(s, [edits.RemoveItem("trial", "base")], at)
+    assert [i.active_to for i in edited.phases[0].items] == [at]
+
+
+def test_adding_an_item_whose_current_version_has_a_scheduled_end_is_forbidden() -> None:
+    # OpenMeter's PatchAddItem (subscription/patch/additem.go): when the key's current version
+    # already ends after the new one would start, "cannot add item ... which would overlap with a
+    # current item, you should delete first" is a PatchForbiddenError (403). Tally answered 409.
+    s = spec(TRIAL, DEFAULT)
+    at = datetime(2026, 2, 10, tzinfo=UTC)
+    scheduled = edits.apply_edits(s, [edits.RemoveItem("trial", "base")], datetime(2026, 2, 28, tzinfo=UTC))
+    with pytest.raises(ForbiddenError, match=r"customizations\[0\]"):
+        edits.apply_edits(scheduled, [edits.AddItem("trial", Card("base", in_advance=True), "new-base")], at)
 
 
 def replace_key(p: PhaseSpec, key: str) -> PhaseSpec:
