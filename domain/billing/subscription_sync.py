@@ -428,6 +428,9 @@ def _line(
         "updated_at": now,
         "sync_key": item.key,
         "tax_config": card.tax_config,
+        # A flat fee keeps its rate card's feature too (OpenMeter's expected line does): the line
+        # and its rate card name the feature the fee pays for.
+        "feature_key": card.feature_key,
         "subscription": SubscriptionRef(subscription.id, phase_id, item.item_id),
     }
     if isinstance(price, FlatPrice):
@@ -455,7 +458,6 @@ def _line(
         full_period_start=service.start,
         full_period_end=service.end,
         period_key=item.key,
-        feature_key=card.feature_key,
         price=price,
         rate_card_discounts=card.discounts,
         **common,  # type: ignore[arg-type]

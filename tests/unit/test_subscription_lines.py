@@ -8,6 +8,7 @@ from decimal import Decimal as D
 from types import SimpleNamespace
 from typing import Any
 
+from domain.billing.invoice_rest import line_rest
 from domain.billing.invoice_service import rate_lines
 from domain.billing.subscription_sync import _line
 from domain.catalog.prices import Discounts, FlatPrice, PaymentTerm
@@ -87,3 +88,23 @@ def test_detailed_lines_do_not_take_their_parents_id_in_the_invoicing_app() -> N
     (rated,), children = rate_lines("USD", [replace(line, invoicing_external_id="erp-line-1")], NOW)
     assert rated.invoicing_external_id == "erp-line-1"
     assert [c.invoicing_external_id for c in children] == [None]
+
+
+def test_a_subscription_flat_fee_line_names_its_rate_cards_feature() -> None:
+    # OpenMeter's expected line takes the rate card's feature key for a flat fee too
+    # (subscriptionsync/service/targetstate/targetstateitem.go, GetExpectedLine), and the API shows
+    # it as the line's featureKey and its rateCard's (billing/httpdriver/gatheringinvoice.go).
+    card = RateCard(
+        RateCardType.FLAT_FEE,
+        "premium",
+        "Premium",
+        feature_key="premium",
+        price=FlatPrice(D(10), PaymentTerm.IN_ADVANCE),
+    )
+    item = BillableItem("k", "sub", "default", "premium", "it", APRIL, APRIL, APRIL.start, card)
+    line = _line(SUBSCRIPTION, item, "phase", NOW)
+    assert line is not None and line.feature_key == "premium"
+    shown = line_rest(line)
+    assert (shown["featureKey"], shown["rateCard"]["featureKey"]) == ("premium", "premium")
+    (rated,), _ = rate_lines("USD", [line], NOW)
+    assert rated.totals.amount == D(10)
