@@ -58,7 +58,7 @@ from domain.errors import ConflictError, NotFoundError
 from domain.subscriptions.catalog import billing_terms
 from domain.subscriptions.models import Subscription
 from domain.subscriptions.sync import HeldLine, SyncPlan, plan_sync
-from domain.subscriptions.timeline import BillableItem, billable_items
+from domain.subscriptions.timeline import BillableItem, billable_items, whole_second
 
 Clock = Callable[[], datetime]
 
@@ -389,6 +389,10 @@ def _prorated_at_end(subscription: Subscription, item: BillableItem) -> bool:
     a subscription that started mid-period and ends at that period's boundary too (OpenMeter's
     shouldProrate: the subscription's end at or before the service period's end)."""
     end = subscription.spec.active_to
+    if end is not None:
+        # Billed periods end at whole seconds (billable_items): a cancellation at 10:00:00.5 ends
+        # the last one at 10:00:00, which is the subscription's end for this purpose.
+        end = whole_second(end)
     return (
         end is not None
         and subscription.pro_rating.enabled

@@ -108,3 +108,18 @@ def test_a_subscription_flat_fee_line_names_its_rate_cards_feature() -> None:
     assert (shown["featureKey"], shown["rateCard"]["featureKey"]) == ("premium", "premium")
     (rated,), _ = rate_lines("USD", [line], NOW)
     assert rated.totals.amount == D(10)
+
+
+def test_bill_full_period_holds_for_a_cancellation_at_a_fraction_of_a_second() -> None:
+    # The last period of a subscription canceled at 00:00:00.5 on April 10 ends on the whole second
+    # (billed periods have meters' resolution); bill_full_period still bills that period's fee whole
+    # (OpenMeter's shouldProrate: the subscription ends within the service period).
+    cancel = datetime(2026, 4, 10, 0, 0, 0, 500000, tzinfo=UTC)
+    canceled: Any = SimpleNamespace(**{**vars(SUBSCRIPTION), "spec": SimpleNamespace(active_to=cancel)})
+    card = RateCard(RateCardType.FLAT_FEE, "seat", "Seat", price=FlatPrice(D(30), PaymentTerm.IN_ADVANCE))
+    cut = Period(APRIL.start, cancel.replace(microsecond=0))
+    item = BillableItem("k", "sub", "default", "seat", "it", cut, APRIL, APRIL.start, card)
+    line = _line(canceled, item, "phase", NOW, full_period_at_end=True)
+    assert line is not None and line.per_unit_amount == D(30)
+    prorated = _line(canceled, item, "phase", NOW)
+    assert prorated is not None and prorated.per_unit_amount == D(9)
