@@ -374,10 +374,15 @@ def _held(key: str, parts: Sequence[tuple[InvoiceLine, InvoiceStatus]]) -> HeldL
     lines = [line for line, _ in parts]
     gathering = [line for line, status in parts if status is InvoiceStatus.GATHERING]
     ref = lines[0].subscription
+    # Compared at whole seconds, as items are billed: a line synced when periods kept their
+    # microseconds is the same bill, and rewriting it (or, partly invoiced, planning a correction on
+    # every pass) would change nothing anyone is charged.
     return HeldLine(
         key=key,
-        service_period=TimelinePeriod(min(x.period_start for x in lines), max(x.period_end for x in lines)),
-        invoice_at=(gathering or lines)[-1].invoice_at,
+        service_period=TimelinePeriod(
+            whole_second(min(x.period_start for x in lines)), whole_second(max(x.period_end for x in lines))
+        ),
+        invoice_at=whole_second((gathering or lines)[-1].invoice_at),
         item_id=ref.item_id if ref is not None else "",
         invoiced=len(gathering) < len(lines),
     )

@@ -10,7 +10,8 @@ from typing import Any
 
 from domain.billing.invoice_rest import line_rest
 from domain.billing.invoice_service import rate_lines
-from domain.billing.subscription_sync import _line
+from domain.billing.invoice_states import InvoiceStatus
+from domain.billing.subscription_sync import _Expected, _line, _plan
 from domain.catalog.prices import Discounts, FlatPrice, PaymentTerm
 from domain.catalog.ratecards import RateCard, RateCardType
 from domain.entitlements.recurrence import Period
@@ -123,3 +124,21 @@ def test_bill_full_period_holds_for_a_cancellation_at_a_fraction_of_a_second() -
     assert line is not None and line.per_unit_amount == D(30)
     prorated = _line(canceled, item, "phase", NOW)
     assert prorated is not None and prorated.per_unit_amount == D(9)
+
+
+def test_lines_made_at_the_microsecond_before_are_in_sync_with_their_whole_second_items() -> None:
+    # Lines synced before billed periods were whole seconds (a subscription started at
+    # 10:00:00.123456) differ from their items only below the second, which no bill can see: a pass
+    # must find them in sync, not rewrite them (or, partly invoiced, plan a correction every pass).
+    start = datetime(2026, 4, 1, 10, 0, 0, 123456, tzinfo=UTC)
+    card = RateCard(RateCardType.FLAT_FEE, "seat", "Seat", price=FlatPrice(D(10), PaymentTerm.IN_ADVANCE))
+    exact = Period(start, datetime(2026, 5, 1, 10, 0, 0, 123456, tzinfo=UTC))
+    whole = Period(start.replace(microsecond=0), exact.end.replace(microsecond=0))
+    item = BillableItem("k", "sub", "default", "seat", "it", whole, whole, whole.start, card)
+    wanted = _line(SUBSCRIPTION, item, "phase", NOW)
+    assert wanted is not None
+    held = replace(
+        wanted, id="l1", invoice_id="inv", period_start=exact.start, period_end=exact.end, invoice_at=exact.start
+    )
+    _, plan = _plan({"k": _Expected(item, wanted)}, [(held, InvoiceStatus.GATHERING)], {InvoiceStatus.GATHERING})
+    assert plan.empty
