@@ -231,11 +231,12 @@ def line_rest(
     else:
         price = line.price.rest() if line.price is not None else None
         quantity, pre = _net_of_usage_discount(line)
-        _put(out, "featureKey", line.feature_key)
         _put(out, "meteredQuantity", None if line.metered_quantity is None else decimal_text(line.metered_quantity))
         if line.pre_line_period_quantity is not None and pre is not None:
             out["preLinePeriodQuantity"] = decimal_text(pre)
             out["meteredPreLinePeriodQuantity"] = decimal_text(line.pre_line_period_quantity)
+    # Any line with a feature shows it, a flat fee's included (OpenMeter's line mapping).
+    _put(out, "featureKey", line.feature_key)
     _put(out, "price", price)
     _put(out, "quantity", None if quantity is None else decimal_text(quantity))
     rate_card: dict[str, Any] = {"price": price}

@@ -58,7 +58,7 @@ from domain.errors import ConflictError, NotFoundError
 from domain.subscriptions.catalog import billing_terms
 from domain.subscriptions.models import Subscription
 from domain.subscriptions.sync import HeldLine, SyncPlan, plan_sync
-from domain.subscriptions.timeline import BillableItem, billable_items
+from domain.subscriptions.timeline import BillableItem, billable_items, whole_second
 
 Clock = Callable[[], datetime]
 
@@ -374,10 +374,15 @@ def _held(key: str, parts: Sequence[tuple[InvoiceLine, InvoiceStatus]]) -> HeldL
     lines = [line for line, _ in parts]
     gathering = [line for line, status in parts if status is InvoiceStatus.GATHERING]
     ref = lines[0].subscription
+    # Compared at whole seconds, as items are billed: a line synced when periods kept their
+    # microseconds is the same bill, and rewriting it (or, partly invoiced, planning a correction on
+    # every pass) would change nothing anyone is charged.
     return HeldLine(
         key=key,
-        service_period=TimelinePeriod(min(x.period_start for x in lines), max(x.period_end for x in lines)),
-        invoice_at=(gathering or lines)[-1].invoice_at,
+        service_period=TimelinePeriod(
+            whole_second(min(x.period_start for x in lines)), whole_second(max(x.period_end for x in lines))
+        ),
+        invoice_at=whole_second((gathering or lines)[-1].invoice_at),
         item_id=ref.item_id if ref is not None else "",
         invoiced=len(gathering) < len(lines),
     )
@@ -389,6 +394,10 @@ def _prorated_at_end(subscription: Subscription, item: BillableItem) -> bool:
     a subscription that started mid-period and ends at that period's boundary too (OpenMeter's
     shouldProrate: the subscription's end at or before the service period's end)."""
     end = subscription.spec.active_to
+    if end is not None:
+        # Billed periods end at whole seconds (billable_items): a cancellation at 10:00:00.5 ends
+        # the last one at 10:00:00, which is the subscription's end for this purpose.
+        end = whole_second(end)
     return (
         end is not None
         and subscription.pro_rating.enabled
@@ -428,6 +437,9 @@ def _line(
         "updated_at": now,
         "sync_key": item.key,
         "tax_config": card.tax_config,
+        # A flat fee keeps its rate card's feature too (OpenMeter's expected line does): the line
+        # and its rate card name the feature the fee pays for.
+        "feature_key": card.feature_key,
         "subscription": SubscriptionRef(subscription.id, phase_id, item.item_id),
     }
     if isinstance(price, FlatPrice):
@@ -455,7 +467,6 @@ def _line(
         full_period_start=service.start,
         full_period_end=service.end,
         period_key=item.key,
-        feature_key=card.feature_key,
         price=price,
         rate_card_discounts=card.discounts,
         **common,  # type: ignore[arg-type]

@@ -247,7 +247,7 @@ def billable_items(
     out: list[BillableItem] = []
     for phase, item in ((p, v) for p in phases(spec) for v in items(spec, p) if not v.is_empty):
         card_terms = terms(item.spec.rate_card)
-        if not card_terms.is_billable() or item.active_from > now:
+        if not card_terms.is_billable() or whole_second(item.active_from) > now:
             continue
         in_advance = card_terms.invoiced_in_advance()
         cadence = card_terms.cadence
@@ -258,19 +258,24 @@ def billable_items(
                 continue
             out.append(_one_time(subscription_id, spec, phase, item, in_advance))
             continue
-        for full in _periods(Recurrence(cadence, spec.billing_anchor), item.active_from, item.active_to):
-            service = Period(max(full.start, item.active_from), _min_end(full.end, item.active_to) or full.end)
+        for exact_full in _periods(Recurrence(cadence, spec.billing_anchor), item.active_from, item.active_to):
+            exact_service = Period(
+                max(exact_full.start, item.active_from), _min_end(exact_full.end, item.active_to) or exact_full.end
+            )
+            # Periods are billed at whole seconds, meters' resolution (OpenMeter's phase iterator
+            # truncates them); the key keeps the exact start, so lines made before are found.
+            service, full = _whole_seconds(exact_service), _whole_seconds(exact_full)
             # Invoiced with the subscription's billing period (OpenMeter's aligned billing, even for
             # an item of a shorter cadence or one an edit ended): in advance at its start, so every
             # part of a period that has begun is due; otherwise at its end, and not before the part.
-            billing = _billing_period(spec, phase, service.start)
+            billing = _whole_seconds(_billing_period(spec, phase, exact_service.start))
             if (billing.start if in_advance else full.start) > now:
                 break
             if service.end <= service.start:
                 continue
             out.append(
                 BillableItem(
-                    key=_key(subscription_id, item, service.start),
+                    key=_key(subscription_id, item, exact_service.start),
                     subscription_id=subscription_id,
                     phase_key=item.phase_key,
                     item_key=item.spec.key,
@@ -307,6 +312,8 @@ def _one_time(
     # In arrears: not before the billing period the item started in ends either (OpenMeter's
     # GetInvoiceAt), so an edit ending it mid-period bills it with that period, not on its own.
     invoice_at = service.start if in_advance else max(service.end, _billing_period(spec, phase, item.active_from).end)
+    # At whole seconds, as every billed period (see billable_items); the key keeps the exact start.
+    service, invoice_at = _whole_seconds(service), whole_second(invoice_at)
     return BillableItem(
         key=_key(subscription_id, item, item.active_from),
         subscription_id=subscription_id,
@@ -348,6 +355,16 @@ def billing_period_at(spec: SubscriptionSpec, at: datetime) -> Period:
 
 def _key(subscription_id: str, item: ItemView, period_start: datetime) -> str:
     return f"{subscription_id}/{item.phase_key}/{item.spec.key}/{item.spec.id}/{period_start.isoformat()}"
+
+
+def whole_second(at: datetime) -> datetime:
+    """`at` truncated to the second: billed periods have meters' resolution (OpenMeter's
+    MinimumWindowSizeDuration)."""
+    return at.replace(microsecond=0)
+
+
+def _whole_seconds(period: Period) -> Period:
+    return Period(whole_second(period.start), whole_second(period.end))
 
 
 def _min_end(a: datetime | None, b: datetime | None) -> datetime | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -111,13 +111,19 @@ async def test_a_subscription_is_billed_by_the_billing_role(tally: TallyProcess)
         assert calls["name"] == "Calls" and calls["managedBy"] == "subscription"
         assert calls["period"]["from"] == paid["lines"][0]["period"]["from"]
 
+        # Billed periods are whole seconds: a usage line canceled within its first second would
+        # be empty, and is removed rather than ended (as OpenMeter drops it).
+        started = when(sub["activeFrom"]).replace(microsecond=0)
+        await asyncio.sleep(max(0.0, (started + timedelta(seconds=1.1) - datetime.now(UTC)).total_seconds()))
         canceled = await ok(await http.post(f"/api/v1/subscriptions/{sub['id']}/cancel", json={"timing": "immediate"}))
         end = when(canceled["activeTo"])
 
         def calls_end_with_the_subscription(xs: list[dict[str, Any]]) -> bool:
             # Due at once now: the worker may already have collected it from the gathering invoice.
+            # Billed periods end on the whole second (meters' resolution, as OpenMeter truncates
+            # them); the cancellation's activeTo keeps its fraction.
             ends = [when(x["period"]["to"]) for i in xs for x in i["lines"] if x["name"] == "Calls"]
-            return ends == [end]
+            return ends == [end.replace(microsecond=0)]
 
         await until(
             http, customer["id"], calls_end_with_the_subscription, "the usage line ending with the subscription"

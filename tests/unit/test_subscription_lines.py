@@ -8,8 +8,10 @@ from decimal import Decimal as D
 from types import SimpleNamespace
 from typing import Any
 
+from domain.billing.invoice_rest import line_rest
 from domain.billing.invoice_service import rate_lines
-from domain.billing.subscription_sync import _line
+from domain.billing.invoice_states import InvoiceStatus
+from domain.billing.subscription_sync import _Expected, _line, _plan
 from domain.catalog.prices import Discounts, FlatPrice, PaymentTerm
 from domain.catalog.ratecards import RateCard, RateCardType
 from domain.entitlements.recurrence import Period
@@ -87,3 +89,56 @@ def test_detailed_lines_do_not_take_their_parents_id_in_the_invoicing_app() -> N
     (rated,), children = rate_lines("USD", [replace(line, invoicing_external_id="erp-line-1")], NOW)
     assert rated.invoicing_external_id == "erp-line-1"
     assert [c.invoicing_external_id for c in children] == [None]
+
+
+def test_a_subscription_flat_fee_line_names_its_rate_cards_feature() -> None:
+    # OpenMeter's expected line takes the rate card's feature key for a flat fee too
+    # (subscriptionsync/service/targetstate/targetstateitem.go, GetExpectedLine), and the API shows
+    # it as the line's featureKey and its rateCard's (billing/httpdriver/gatheringinvoice.go).
+    card = RateCard(
+        RateCardType.FLAT_FEE,
+        "premium",
+        "Premium",
+        feature_key="premium",
+        price=FlatPrice(D(10), PaymentTerm.IN_ADVANCE),
+    )
+    item = BillableItem("k", "sub", "default", "premium", "it", APRIL, APRIL, APRIL.start, card)
+    line = _line(SUBSCRIPTION, item, "phase", NOW)
+    assert line is not None and line.feature_key == "premium"
+    shown = line_rest(line)
+    assert (shown["featureKey"], shown["rateCard"]["featureKey"]) == ("premium", "premium")
+    (rated,), _ = rate_lines("USD", [line], NOW)
+    assert rated.totals.amount == D(10)
+
+
+def test_bill_full_period_holds_for_a_cancellation_at_a_fraction_of_a_second() -> None:
+    # The last period of a subscription canceled at 00:00:00.5 on April 10 ends on the whole second
+    # (billed periods have meters' resolution); bill_full_period still bills that period's fee whole
+    # (OpenMeter's shouldProrate: the subscription ends within the service period).
+    cancel = datetime(2026, 4, 10, 0, 0, 0, 500000, tzinfo=UTC)
+    canceled: Any = SimpleNamespace(**{**vars(SUBSCRIPTION), "spec": SimpleNamespace(active_to=cancel)})
+    card = RateCard(RateCardType.FLAT_FEE, "seat", "Seat", price=FlatPrice(D(30), PaymentTerm.IN_ADVANCE))
+    cut = Period(APRIL.start, cancel.replace(microsecond=0))
+    item = BillableItem("k", "sub", "default", "seat", "it", cut, APRIL, APRIL.start, card)
+    line = _line(canceled, item, "phase", NOW, full_period_at_end=True)
+    assert line is not None and line.per_unit_amount == D(30)
+    prorated = _line(canceled, item, "phase", NOW)
+    assert prorated is not None and prorated.per_unit_amount == D(9)
+
+
+def test_lines_made_at_the_microsecond_before_are_in_sync_with_their_whole_second_items() -> None:
+    # Lines synced before billed periods were whole seconds (a subscription started at
+    # 10:00:00.123456) differ from their items only below the second, which no bill can see: a pass
+    # must find them in sync, not rewrite them (or, partly invoiced, plan a correction every pass).
+    start = datetime(2026, 4, 1, 10, 0, 0, 123456, tzinfo=UTC)
+    card = RateCard(RateCardType.FLAT_FEE, "seat", "Seat", price=FlatPrice(D(10), PaymentTerm.IN_ADVANCE))
+    exact = Period(start, datetime(2026, 5, 1, 10, 0, 0, 123456, tzinfo=UTC))
+    whole = Period(start.replace(microsecond=0), exact.end.replace(microsecond=0))
+    item = BillableItem("k", "sub", "default", "seat", "it", whole, whole, whole.start, card)
+    wanted = _line(SUBSCRIPTION, item, "phase", NOW)
+    assert wanted is not None
+    held = replace(
+        wanted, id="l1", invoice_id="inv", period_start=exact.start, period_end=exact.end, invoice_at=exact.start
+    )
+    _, plan = _plan({"k": _Expected(item, wanted)}, [(held, InvoiceStatus.GATHERING)], {InvoiceStatus.GATHERING})
+    assert plan.empty

@@ -444,3 +444,36 @@ def test_items_are_invoiced_with_the_subscriptions_billing_period() -> None:
     ]
     jan29 = start + 28 * day
     assert usage == [("usage-0", start, edit, jan29), ("usage-1", edit, start + 7 * day, jan29)]
+
+
+def test_billable_periods_are_whole_seconds_and_keep_their_keys() -> None:
+    # OpenMeter (subscriptionsync/service/targetstate/phaseiterator.go, truncateItemsIfNeeded)
+    # truncates every service, full and billing period to the second, meters' resolution, before it
+    # makes lines of them: a subscription started "immediately" at 10:00:00.123456 bills from
+    # 10:00:00, and a fee is due then. Tally's lines started at the microsecond. The key stays the
+    # one the untruncated start gives, so a line made before is still found (not billed again).
+    start = datetime(2026, 1, 31, 10, 0, 0, 123456, tzinfo=UTC)
+    whole = start.replace(microsecond=0)
+    only = phase("only", IsoDuration(), Card("base", in_advance=True), Card("tokens"))
+    s = SubscriptionSpec(start, None, start, MONTH, (only,))
+    got = billable_items("sub", s, datetime(2026, 3, 1, tzinfo=UTC), terms)
+    feb28, mar31 = datetime(2026, 2, 28, 10, tzinfo=UTC), datetime(2026, 3, 31, 10, tzinfo=UTC)
+    assert [
+        (b.item_key, b.service_period.start, b.service_period.end, b.full_period.start, b.full_period.end, b.invoice_at)
+        for b in got
+    ] == [
+        ("base", whole, feb28, whole, feb28, whole),
+        ("tokens", whole, feb28, whole, feb28, feb28),
+        ("base", feb28, mar31, feb28, mar31, feb28),
+        ("tokens", feb28, mar31, feb28, mar31, mar31),
+    ]
+    assert got[0].key == f"sub/only/base/it-only-base/{start.isoformat()}"
+    # A one-time fee too.
+    setup = phase("only", IsoDuration(), Card("setup", billing_cadence=None, in_advance=True))
+    (fee,) = billable_items("sub", SubscriptionSpec(start, None, start, MONTH, (setup,)), feb28, terms)
+    assert (fee.service_period.start, fee.invoice_at) == (whole, whole)
+    # Canceled at a fraction of a second: the last period ends on the whole second before it.
+    cancel = datetime(2026, 2, 10, 8, 30, 15, 987654, tzinfo=UTC)
+    ended = SubscriptionSpec(start, cancel, start, MONTH, (only,))
+    last = billable_items("sub", ended, feb28, terms)
+    assert {b.service_period.end for b in last} == {cancel.replace(microsecond=0)}
