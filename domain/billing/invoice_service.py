@@ -77,7 +77,6 @@ from domain.billing.models import EffectiveProfile, Supplier
 from domain.billing.ports import BillingStore, CustomerLookup, UnitOfWork, UsageSource
 from domain.billing.service import BillingProfileService
 from domain.catalog import currencies
-from domain.catalog.durations import Duration
 from domain.catalog.prices import FlatPrice, allows_progressive_billing
 from domain.catalog.rating import (
     EXACT,
@@ -845,7 +844,7 @@ class InvoiceService:
             invoice = dataclasses.replace(invoice, quantity_snapshotted_at=cutoff)
         if row.step in (Step.CALCULATE, Step.SNAPSHOT_QUANTITIES):
             lines = await self._calculate(tx, invoice, lines, now, stored)
-            invoice = _with_totals(invoice, lines)
+            invoice = _with_line_dates(_with_totals(invoice, lines), lines)
         if row.step is Step.RELEASE_LINES:
             await self._release(tx, invoice, lines, now)
             invoice = dataclasses.replace(invoice, totals=Totals())
@@ -1529,14 +1528,11 @@ def split_gathering(
         workflow=workflow,
         created_at=now,
         updated_at=now,
-        period_start=min(x.period_start for x in moved),
-        period_end=max(x.period_end for x in moved),
-        collection_at=_collection_at(moved, workflow.collection_interval, now),
         draft_until=None,
         next_attempt_at=None,
         attempts=0,
     )
-    standard = standard.owing(now, created=True)
+    standard = _with_line_dates(standard, moved).owing(now, created=True)
     gone = {x.id for x in moved}
     remaining = [x for x in lines if x.id not in gone] + kept
     if not remaining:
@@ -1961,12 +1957,26 @@ def gathering_schedule(invoice: Invoice, lines: Sequence[InvoiceLine], now: date
     )
 
 
-def _collection_at(lines: Sequence[InvoiceLine], interval: str, now: datetime) -> datetime:
-    """Usage is read once late events had `collection_interval` to arrive after the usage ended."""
-    usage_ends = [x.period_end for x in lines if x.type is LineType.USAGE_BASED]
-    if not usage_ends:
-        return now
-    return Duration.parse(interval).add_to(max(usage_ends))
+def _with_line_dates(invoice: Invoice, lines: Sequence[InvoiceLine]) -> Invoice:
+    """A standard invoice's period and collection time from its live top-level lines, worked out
+    again whenever its lines are calculated, as OpenMeter's calculator does on every calculation
+    (invoicecalc/period.go, invoicecalc/collectionat.go): a draft update that adds, moves or
+    removes lines moves both, so a usage line added for a period that has not ended is read only
+    once it has. Usage is read once late events had `collection_interval` to arrive after the
+    usage ended; an invoice without usage lines is collected when it was made."""
+    top = [x for x in lines if x.parent_line_id is None and x.deleted_at is None]
+    if not top:
+        return invoice
+    usage_ends = [x.period_end for x in top if x.type is LineType.USAGE_BASED]
+    collection_at = (
+        invoice.workflow.collection_interval_duration().add_to(max(usage_ends)) if usage_ends else invoice.created_at
+    )
+    return dataclasses.replace(
+        invoice,
+        period_start=min(x.period_start for x in top),
+        period_end=max(x.period_end for x in top),
+        collection_at=collection_at,
+    )
 
 
 def _with_totals(invoice: Invoice, lines: Sequence[InvoiceLine]) -> Invoice:

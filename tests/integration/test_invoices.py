@@ -1221,3 +1221,37 @@ async def test_a_payment_callback_owes_its_invoice_notification(env: Env) -> Non
     async with env.uow() as tx:
         owed = await tx.invoices.owed_notifications(ns, [iid])
     assert iid in owed
+
+
+async def test_a_draft_update_moves_the_invoices_period_and_collection_with_its_lines(env: Env) -> None:
+    """PUT /invoices/{id}: the invoice's period and collection time follow its lines, as
+    OpenMeter's calculator recomputes them on every calculation of a draft
+    (invoicecalc/period.go CalculateStandardInvoiceServicePeriod, invoicecalc/collectionat.go
+    StandardInvoiceCollectionAt). Both stayed as the invoice was created: a line added for an
+    earlier month was outside the invoice's period, and a usage line whose period had not ended
+    was snapshotted at the old collection time, billing the part of its usage stored so far."""
+    ns = "inv_put_period"
+    cid = await customer(env, ns)
+    await env.profiles.upsert_override(ns, cid, OverrideUpsertInput(workflow=WorkflowPatch(auto_advance=False)))
+    await env.invoices.create_pending_lines(ns, cid, PendingLinesInput("USD", [flat("Fee", "9")]))
+    (draft,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid))
+    assert (draft.invoice.period_start, draft.invoice.period_end) == (NOV, DEC)
+    (fee,) = [x for x in draft.lines if x.parent_line_id is None]
+    oct_1 = datetime(2026, 10, 1, tzinfo=UTC)
+    october = PendingLineInput("October", oct_1, NOV, NOV, per_unit_amount=D(4), quantity=D(1))
+    widened = await env.invoices.update_lines(ns, draft.invoice.id, [(fee.id, flat("Fee", "9")), (None, october)])
+    assert (widened.invoice.period_start, widened.invoice.period_end) == (oct_1, DEC)
+    (kept,) = [x for x in widened.lines if x.parent_line_id is None and x.name == "Fee"]
+    narrowed = await env.invoices.update_lines(ns, draft.invoice.id, [(kept.id, flat("Fee", "9"))])
+    assert (narrowed.invoice.period_start, narrowed.invoice.period_end) == (NOV, DEC)
+
+    # A usage line whose period ends next year: the draft waits for its collection (an hour, the
+    # default collection interval, after the line's period ends) before reading its usage.
+    jan = datetime(2027, 1, 1, tzinfo=UTC)
+    feb = datetime(2027, 2, 1, tzinfo=UTC)
+    env.usage.add("calls", cid, jan + timedelta(days=1), "5")
+    upcoming = PendingLineInput("Calls", jan, feb, feb, price=UnitPrice(D(1)), feature_key="calls")
+    waiting = await env.invoices.update_lines(ns, draft.invoice.id, [(kept.id, flat("Fee", "9")), (None, upcoming)])
+    assert waiting.invoice.state is State.DRAFT_WAITING_FOR_COLLECTION
+    assert waiting.invoice.collection_at == feb + timedelta(hours=1)
+    assert (waiting.invoice.period_start, waiting.invoice.period_end) == (NOV, feb)
