@@ -132,6 +132,9 @@ def wake_at(invoice: Invoice, now: datetime) -> datetime:
     return wait if wait is not None and wait > now else UNSCHEDULED
 
 
+# OpenMeter's number of a simulated invoice whose request gives none (SimulateInvoice).
+SIMULATED_INVOICE_NUMBER: Final = "INV-SIMULATED"
+
 _CALLBACK_STAMPS: Final = {Action.DRAFT_SYNCHRONIZED: DRAFT_SYNCED_AT, Action.ISSUING_SYNCHRONIZED: FINALIZED_AT}
 
 
@@ -1340,14 +1343,10 @@ class InvoiceService:
             top.append(line)
         rated, children = rate_lines(invoice.currency, top, now)
         lines = rated + children
-        invoice = _with_totals(
-            dataclasses.replace(
-                invoice,
-                period_start=min(x.period_start for x in top),
-                period_end=max(x.period_end for x in top),
-            ),
-            lines,
-        )
+        # Calculated as a real draft is (period, collectionAt, draftUntil, dueAt), and numbered as
+        # OpenMeter numbers a simulation unless the request gives a number (the servicer sets it).
+        invoice = dataclasses.replace(invoice, number=SIMULATED_INVOICE_NUMBER)
+        invoice = _draft_dates(_with_line_dates(_with_totals(invoice, lines), lines))
         return InvoiceWithLines(invoice, lines)
 
     async def _release(self, tx: BillingStore, invoice: Invoice, lines: Sequence[InvoiceLine], now: datetime) -> None:

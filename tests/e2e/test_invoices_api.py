@@ -350,6 +350,10 @@ def _sdk_manual_approval_delete_and_simulate(rest_url: str, customer: str, featu
         },
     )
     assert simulated.totals.total == "13"  # 40 x 0.25 + 3
+    # OpenMeter's number of a simulation that names none (SimulateInvoice), and its collection;
+    # manual approval: no due date before the issue.
+    assert simulated.number == "INV-SIMULATED"
+    assert simulated.collection_at is not None and simulated.due_at is None
     assert client.invoices.list(customers=[customer]).total_count == 1
 
 

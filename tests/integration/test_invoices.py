@@ -1255,3 +1255,25 @@ async def test_a_draft_update_moves_the_invoices_period_and_collection_with_its_
     assert waiting.invoice.state is State.DRAFT_WAITING_FOR_COLLECTION
     assert waiting.invoice.collection_at == feb + timedelta(hours=1)
     assert (waiting.invoice.period_start, waiting.invoice.period_end) == (NOV, feb)
+
+
+async def test_simulate_shows_the_dates_and_number_openmeter_calculates(env: Env) -> None:
+    """POST /customers/{id}/invoices/simulate runs OpenMeter's whole invoice calculation
+    (openmeter/billing/service/invoice.go SimulateInvoice: Calculate, so StandardInvoiceCollectionAt,
+    CalculateDraftUntil and CalculateDueAt) and numbers the invoice INV-SIMULATED unless the
+    request gives a number. Tally's had no collectionAt, draftUntil nor dueAt, and a DRAFT- number."""
+    ns = "inv_simulate_dates"
+    cid = await customer(env, ns)
+    await env.profiles.upsert_override(
+        ns, cid, OverrideUpsertInput(workflow=WorkflowPatch(draft_period="P1D", due_after="P7D"))
+    )
+    api = dataclasses.replace(usage_line("API", "api", UnitPrice(D("0.015"))), quantity=D(10))
+    sim = await env.invoices.simulate(ns, cid, PendingLinesInput("USD", [flat("Seats", "12.50", "2"), api]))
+    inv = sim.invoice
+    assert inv.number == "INV-SIMULATED"
+    # The usage line's end (December 1st) plus the default collection interval (PT1H).
+    assert inv.collection_at == DEC + timedelta(hours=1)
+    # Automatic approval: the draft period runs from the later of creation and collection.
+    start = max(inv.collection_at, inv.created_at)
+    assert inv.draft_until == start + timedelta(days=1)
+    assert inv.due_at == (inv.draft_until + timedelta(days=7)).replace(microsecond=0)
