@@ -505,11 +505,15 @@ class InvoiceService:
         lines it took; None when nothing is due."""
         fire(gathering.state, Action.INVOICE, self.conditions(gathering, now))
         lines = (await tx.invoices.lines(gathering.namespace, [gathering.id]))[gathering.id]
-        # Which usage lines cut at as_of could be billed in parts (their meters only grow).
+        # Which usage lines only progressive billing makes due now (cut at as_of, or ended but
+        # not at their invoiceAt yet) could be billed so (their meters only grow).
         across = {
             x.feature_key
             for x in lines
-            if x.type is LineType.USAGE_BASED and x.feature_key and x.period_start < as_of < x.period_end
+            if x.type is LineType.USAGE_BASED
+            and x.feature_key
+            and x.period_start < as_of
+            and (as_of < x.period_end or as_of < x.invoice_at)
         }
         growing = await self._usage.growing_features(gathering.namespace, across) if across else set()
         split = split_gathering(
@@ -1481,16 +1485,24 @@ def split_gathering(
     for line in lines:
         if line.parent_line_id is not None or (wanted and line.id not in wanted):
             continue
-        if line.invoice_at <= as_of or line.period_end <= as_of:
-            moved.append(dataclasses.replace(line, invoice_id=invoice_id, updated_at=now))
-        elif (
+        usage = line.type is LineType.USAGE_BASED
+        in_parts = (
             progressive
-            and line.type is LineType.USAGE_BASED
-            and line.period_start < as_of
+            and usage
             and line.price is not None
             and allows_progressive_billing(line.price)
             and line.feature_key in growing
-        ):
+        )
+        # OpenMeter's billable lines (gatherInScopeLines, rate/flat.go and rate/base.go
+        # ResolveBillablePeriod): a fee once its invoiceAt has come; usage once its period has
+        # ended, and its invoiceAt has come unless it is billed in parts.
+        if not usage:
+            due = line.invoice_at <= as_of
+        else:
+            due = line.period_end <= as_of and (in_parts or line.invoice_at <= as_of)
+        if due:
+            moved.append(dataclasses.replace(line, invoice_id=invoice_id, updated_at=now))
+        elif in_parts and line.period_start < as_of:
             # Bill the part of the period up to as_of now; the rest waits on the gathering invoice.
             moved.append(dataclasses.replace(line, invoice_id=invoice_id, period_end=as_of, invoice_at=as_of))
             kept.append(

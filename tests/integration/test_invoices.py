@@ -1277,3 +1277,40 @@ async def test_simulate_shows_the_dates_and_number_openmeter_calculates(env: Env
     start = max(inv.collection_at, inv.created_at)
     assert inv.draft_until == start + timedelta(days=1)
     assert inv.due_at == (inv.draft_until + timedelta(days=7)).replace(microsecond=0)
+
+
+async def test_invoice_now_takes_a_line_once_its_invoice_at_has_come(env: Env) -> None:
+    """A line is billed at its invoiceAt, not as soon as its period has ended: OpenMeter bills a
+    flat price once invoiceAt <= asOf (openmeter/billing/rating/service/rate/flat.go
+    ResolveBillablePeriod) and, without progressive billing, keeps every line whose invoiceAt is
+    after asOf on the gathering invoice (openmeter/billing/service/gatheringinvoicependinglines.go
+    gatherInScopeLines). Tally took any line whose period had ended, so a fee due next month was
+    invoiced with today's."""
+    ns = "inv_now_invoice_at"
+    cid = await customer(env, ns)
+    jan = datetime(2027, 1, 1, tzinfo=UTC)
+    later_fee = PendingLineInput("Support", NOV, DEC, jan, per_unit_amount=D(7), quantity=D(1))
+    env.usage.add("calls", cid, NOV + timedelta(days=2), "5")
+    later_usage = PendingLineInput("Calls", NOV, DEC, jan, price=UnitPrice(D(1)), feature_key="calls")
+    gathered, lines, _ = await env.invoices.create_pending_lines(
+        ns, cid, PendingLinesInput("USD", [flat("Setup", "10"), later_fee, later_usage])
+    )
+    setup = lines[0]
+    for progressive in (False, None):
+        with pytest.raises(ValidationError):
+            # Listed, a line not due yet is refused (OpenMeter's ErrInvoiceLinesNotBillable).
+            await env.invoices.invoice_now(
+                ns, InvoiceNowInput(cid, line_ids=[lines[1].id], progressive_billing_override=progressive)
+            )
+    (made,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid, progressive_billing_override=False))
+    assert [x.id for x in made.lines if x.parent_line_id is None] == [setup.id]
+    assert made.invoice.totals.total == D(10)
+    found = await env.invoices.get(ns, gathered.invoice.id)
+    waiting = sorted(x.name for x in found.lines if x.parent_line_id is None and x.deleted_at is None)
+    assert waiting == ["Calls", "Support"]
+    assert found.invoice.collection_at == jan
+    # With progressive billing, usage of an ended period is billable before its invoiceAt
+    # (rate/base.go ProgressiveBillingMeteredPricer); the fee still waits.
+    (usage,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid))
+    assert [x.name for x in usage.lines if x.parent_line_id is None] == ["Calls"]
+    assert usage.invoice.totals.total == D(5)
