@@ -1314,3 +1314,25 @@ async def test_invoice_now_takes_a_line_once_its_invoice_at_has_come(env: Env) -
     (usage,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid))
     assert [x.name for x in usage.lines if x.parent_line_id is None] == ["Calls"]
     assert usage.invoice.totals.total == D(5)
+
+
+async def test_pending_line_times_are_whole_seconds(env: Env) -> None:
+    """A line's period and invoiceAt are kept to the second, as OpenMeter's API reads them
+    (openmeter/billing/httpdriver/invoiceline.go truncates them to
+    streaming.MinimumWindowSizeDuration, a second): the line was kept and shown with the request's
+    fractions, so it did not cover what the meter query of its period (whole seconds) covers."""
+    ns = "inv_pending_seconds"
+    cid = await customer(env, ns)
+    body = {
+        "currency": "USD",
+        "lines": [
+            {
+                "name": "Setup",
+                "period": {"from": "2026-11-01T00:00:00.750Z", "to": "2026-12-01T00:00:00.250Z"},
+                "invoiceAt": "2026-11-01T00:00:00.999Z",
+                "rateCard": {"price": {"type": "flat", "amount": "10"}},
+            }
+        ],
+    }
+    _, (line,), _ = await env.invoices.create_pending_lines(ns, cid, parse_pending_lines(body))
+    assert (line.period_start, line.period_end, line.invoice_at) == (NOV, DEC, NOV)
