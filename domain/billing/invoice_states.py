@@ -430,11 +430,15 @@ def settle(state: State, conditions: Conditions) -> list[Transition]:
 
 
 def resulting_state(state: State, action: Action, conditions: Conditions) -> State | None:
-    """Where the action leaves the invoice once the worker has advanced it as far as it can."""
+    """Where the action leaves the invoice once the worker has advanced it as far as it can.
+
+    Past the action itself the invoice's current validation issues do not count, as OpenMeter
+    works out a resulting state with them cleared (calculateAvailableActionDetails): the steps on
+    the way validate the invoice again, and a retry starts by doing so."""
     row = transition(state, action, conditions)
     if row is None:
         return None
-    path = settle(row.target, conditions)
+    path = settle(row.target, dataclasses.replace(conditions, critical_issues=False))
     return path[-1].target if path else row.target
 
 
