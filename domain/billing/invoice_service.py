@@ -73,7 +73,7 @@ from domain.billing.invoices import (
     UsageRequest,
     by_namespace,
 )
-from domain.billing.models import EffectiveProfile, Supplier
+from domain.billing.models import Alignment, EffectiveProfile, Supplier, Workflow
 from domain.billing.ports import BillingStore, CustomerLookup, UnitOfWork, UsageSource
 from domain.billing.service import BillingProfileService
 from domain.catalog import currencies
@@ -90,6 +90,7 @@ from domain.catalog.rating import (
 )
 from domain.catalog.wire import decimal_text
 from domain.customers.models import Customer
+from domain.entitlements.recurrence import IsoDuration, Recurrence
 from domain.errors import ConflictError, NotFoundError, ValidationError, Violations
 
 Clock = Callable[[], datetime]
@@ -456,6 +457,8 @@ class InvoiceService:
         # The standard invoices follow the customer's profile and override as they are now, not
         # as they were when the gathering invoice was made (OpenMeter's InvoicePendingLines).
         effective = (await self._profiles.effective_profiles(namespace, [customer.id])).get(customer.id)
+        if data.collection_aligned and effective is not None:
+            as_of = collection_cutoff(effective.workflow, as_of)
         created: list[str] = []
         async with self._uow() as tx:
             gatherings = await tx.invoices.gathering_for_customer(namespace, customer.id, lock=True)
@@ -948,7 +951,9 @@ class InvoiceService:
         """The worker's collection of a gathering invoice: the customer's lines due by now become
         standard invoices in draft.created (progressive billing is for an explicit invoice-now, not
         for this); the caller advances them. Nothing due (another worker was first): []."""
-        data = InvoiceNowInput(customer=gathering.customer.id, as_of=now, progressive_billing_override=False)
+        data = InvoiceNowInput(
+            customer=gathering.customer.id, as_of=now, progressive_billing_override=False, collection_aligned=True
+        )
         try:
             made = await self._create_invoices(gathering.namespace, data)
         except ValidationError as exc:
@@ -974,16 +979,16 @@ class InvoiceService:
                     if g.deleted_at is None and transition(g.state, Action.INVOICE, self.conditions(g, now)) is not None
                 ]
                 lines = await tx.invoices.lines(namespace, [g.id for g in live])
-                # No progressive split: that is for an explicit invoice-now (as in `collect`).
-                splits = [
-                    (
-                        g.id,
-                        split_gathering(
-                            g, lines[g.id], now, now, progressive_override=False, effective=profiles.get(g.customer.id)
-                        ),
+                # No progressive split: that is for an explicit invoice-now (as in `collect`); the
+                # lines due by the collection's cutoff (the latest anchor, when anchored).
+                splits = []
+                for g in live:
+                    effective = profiles.get(g.customer.id)
+                    cutoff = collection_cutoff(effective.workflow if effective is not None else g.workflow, now)
+                    split = split_gathering(
+                        g, lines[g.id], cutoff, now, progressive_override=False, effective=effective
                     )
-                    for g in live
-                ]
+                    splits.append((g.id, split))
                 done = [(gathering_id, split) for gathering_id, split in splits if split is not None]
                 await tx.invoices.insert_many([split.standard for _, split in done])
                 await tx.invoices.update_lines([x for _, split in done for x in split.moved])
@@ -1950,19 +1955,40 @@ def _with_external_ids(
     return list(changed.values())
 
 
+def _collection_anchors(workflow: Workflow) -> Recurrence | None:
+    """The collection anchors of an `anchored` collection alignment (None: aligned with the
+    subscription, collected as lines become due)."""
+    period = workflow.recurring_period
+    if workflow.alignment is not Alignment.ANCHORED or period is None:
+        return None
+    return Recurrence(IsoDuration.parse(period.duration().iso()), period.anchor)
+
+
+def collection_cutoff(workflow: Workflow, at: datetime) -> datetime:
+    """What the billing worker's collection at `at` takes the lines due by: `at`, or under an
+    anchored alignment the latest anchor at or before it (OpenMeter's
+    resolvePendingLineCollectionCutoff)."""
+    anchors = _collection_anchors(workflow)
+    return at if anchors is None else anchors.prev_before(at, inclusive=True)
+
+
 def gathering_schedule(invoice: Invoice, lines: Sequence[InvoiceLine], now: datetime) -> Invoice:
     """A gathering invoice's period and collection time, from its lines. Its lines changed, so the
     worker's lease or retry delay on it ends: it is collected as soon as a line is due (a second
-    collection racing the first finds nothing due under the invoice's row lock)."""
+    collection racing the first finds nothing due under the invoice's row lock), or under an
+    anchored alignment at the first anchor at or after that (OpenMeter's
+    calculateGatheringInvoiceNextCollectionAt)."""
     top = [x for x in lines if x.parent_line_id is None]
     if not top:
         return dataclasses.replace(invoice, updated_at=now)
+    earliest = min(x.invoice_at for x in top)
+    anchors = _collection_anchors(invoice.workflow)
     return dataclasses.replace(
         invoice,
         updated_at=now,
         period_start=min(x.period_start for x in top),
         period_end=max(x.period_end for x in top),
-        collection_at=min(x.invoice_at for x in top),
+        collection_at=earliest if anchors is None else anchors.next_after(earliest, inclusive=True),
         next_attempt_at=None,
         attempts=0,
     )

@@ -35,10 +35,12 @@ from domain.billing.invoices import (
     PendingLinesInput,
 )
 from domain.billing.models import (
+    Alignment,
     ListProfilesInput,
     OverrideUpsertInput,
     ProfileApps,
     ProfileCreateInput,
+    RecurringPeriod,
     WorkflowPatch,
 )
 from domain.billing.ports import UnitOfWork
@@ -1336,3 +1338,43 @@ async def test_pending_line_times_are_whole_seconds(env: Env) -> None:
     }
     _, (line,), _ = await env.invoices.create_pending_lines(ns, cid, parse_pending_lines(body))
     assert (line.period_start, line.period_end, line.invoice_at) == (NOV, DEC, NOV)
+
+
+@pytest.mark.parametrize("batched", [True, False])
+async def test_anchored_collection_alignment_collects_at_the_anchor(env: Env, batched: bool) -> None:
+    """collection.alignment `anchored`: a gathering invoice is collected at the first anchor at or
+    after its earliest line's invoiceAt, and the collection takes the lines due by the latest
+    anchor, not by now (openmeter/billing/service/invoicecalc/collectionat.go
+    calculateGatheringInvoiceNextCollectionAt; gatheringinvoicependinglines.go
+    resolvePendingLineCollectionCutoff, which invoice-now through the API bypasses). Tally ignored
+    the alignment: each line was collected as soon as it was due."""
+    ns = f"inv_anchored_{batched}".lower()
+    cid = await customer(env, ns)
+    now = datetime.now(UTC).replace(microsecond=0)
+    anchor = now - timedelta(hours=1)  # daily anchors: one an hour ago, the next in 23 hours
+    await env.profiles.upsert_override(
+        ns,
+        cid,
+        OverrideUpsertInput(
+            workflow=WorkflowPatch(alignment=Alignment.ANCHORED, recurring_period=RecurringPeriod("P1D", anchor))
+        ),
+    )
+    before = PendingLineInput("Before", NOV, DEC, now - timedelta(hours=2), per_unit_amount=D(1), quantity=D(1))
+    gathered, _, _ = await env.invoices.create_pending_lines(ns, cid, PendingLinesInput("USD", [before]))
+    assert gathered.invoice.collection_at == anchor
+    after = PendingLineInput("After", NOV, DEC, now - timedelta(minutes=30), per_unit_amount=D(2), quantity=D(1))
+    gathered, _, _ = await env.invoices.create_pending_lines(ns, cid, PendingLinesInput("USD", [after]))
+    assert gathered.invoice.collection_at == anchor
+    if batched:
+        done = await env.invoices.collect_batch(ns, [gathered.invoice], now)
+        (made,) = done.made[gathered.invoice.id]
+    else:
+        (made,) = await env.invoices.collect(gathered.invoice, now)
+    invoice = await env.invoices.get(ns, made)
+    assert [x.name for x in invoice.lines if x.parent_line_id is None] == ["Before"]
+    rest = await env.invoices.get(ns, gathered.invoice.id)
+    assert [x.name for x in rest.lines if x.parent_line_id is None] == ["After"]
+    assert rest.invoice.collection_at == anchor + timedelta(days=1)
+    # Invoice-now through the API bypasses the alignment: the line due half an hour ago is billed.
+    (now_made,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid))
+    assert [x.name for x in now_made.lines if x.parent_line_id is None] == ["After"]
