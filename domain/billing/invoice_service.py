@@ -2049,13 +2049,15 @@ def _draft_dates(invoice: Invoice) -> Invoice:
     of its workflow: with automatic approval, the draft period runs from the later of the
     invoice's creation and its collection, and the invoice is due its `dueAfter` past that (an early
     approval does not make it due earlier); with manual approval neither is known before the issue.
-    Whole seconds, as OpenMeter's due date. The collection is when the quantities were snapshotted,
-    before that when it is scheduled: OpenMeter counts from the scheduled time even when
-    snapshot-quantities forced the collection early, which would hold a forced invoice until then."""
+    Whole seconds, as OpenMeter's due date. The collection is the scheduled one (`collectionAt`),
+    or when the quantities were snapshotted if that was earlier: OpenMeter counts from the scheduled
+    time even when snapshot-quantities forced the collection early, which would hold a forced
+    invoice until then. A snapshot later than scheduled (the worker's lag) moves neither date."""
     workflow = invoice.workflow
     if not workflow.auto_advance:
         return dataclasses.replace(invoice, draft_until=None, due_at=None)
-    collected = invoice.quantity_snapshotted_at or invoice.collection_at or invoice.created_at
+    times = [t for t in (invoice.quantity_snapshotted_at, invoice.collection_at) if t is not None]
+    collected = min(times, default=invoice.created_at)
     start = max(collected, invoice.created_at)
     draft_until = workflow.draft_until(start)
     return dataclasses.replace(

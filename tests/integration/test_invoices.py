@@ -1378,3 +1378,33 @@ async def test_anchored_collection_alignment_collects_at_the_anchor(env: Env, ba
     # Invoice-now through the API bypasses the alignment: the line due half an hour ago is billed.
     (now_made,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid))
     assert [x.name for x in now_made.lines if x.parent_line_id is None] == ["After"]
+
+
+async def test_a_late_snapshot_does_not_push_the_draft_period_or_due_date(env: Env) -> None:
+    """With automatic approval the draft period runs from the later of the invoice's creation and
+    its collection time (openmeter/billing/service/invoicecalc/draftuntil.go CalculateDraftUntil),
+    and the due date dueAfter past that (dueat.go). A billing worker that snapshots the quantities
+    after the collection time (a pass later, or down for a while) moved both by its lag: Tally ran
+    the draft period from the snapshot."""
+    ns = "inv_late_snapshot_dates"
+    cid = await customer(env, ns)
+    await env.profiles.upsert_override(
+        ns, cid, OverrideUpsertInput(workflow=WorkflowPatch(draft_period="P1D", due_after="P7D"))
+    )
+    env.usage.add("calls", cid, NOV + timedelta(days=2), "5")
+    await env.invoices.create_pending_lines(
+        ns, cid, PendingLinesInput("USD", [usage_line("Calls", "calls", UnitPrice(D(1)))])
+    )
+    clock = [DEC + timedelta(minutes=10)]
+    service = InvoiceService(env.uow, env.profiles, env.customers, env.marketplace, env.usage, lambda: clock[0])
+    (draft,) = await service.invoice_now(ns, InvoiceNowInput(cid))
+    collection_at = DEC + timedelta(hours=1)
+    assert draft.invoice.state is State.DRAFT_WAITING_FOR_COLLECTION
+    assert draft.invoice.collection_at == collection_at
+    clock[0] = DEC + timedelta(hours=3)  # the worker's pass comes two hours late
+    await service.advance_due(ns, draft.invoice.id)
+    found = await service.get(ns, draft.invoice.id)
+    assert found.invoice.state is State.DRAFT_WAITING_AUTO_APPROVAL
+    assert found.invoice.totals.total == D(5)
+    assert found.invoice.draft_until == collection_at + timedelta(days=1)
+    assert found.invoice.due_at == collection_at + timedelta(days=8)
