@@ -371,8 +371,8 @@ def _rows() -> tuple[Transition, ...]:
     row(S.DELETE_IN_PROGRESS, A.FAIL, S.DELETE_FAILED)
     row(S.DELETE_SYNCING, A.ADVANCE, S.DELETED)
     row(S.DELETE_SYNCING, A.FAIL, S.DELETE_FAILED)
+    # Only deleted again (OpenMeter's delete.failed permits delete alone, not retry).
     row(S.DELETE_FAILED, A.DELETE, S.DELETE_IN_PROGRESS, step=St.RELEASE_LINES)
-    row(S.DELETE_FAILED, A.RETRY, S.DELETE_IN_PROGRESS, step=St.RELEASE_LINES)
     # paid, voided and deleted are final: no row leaves them.
     return tuple(rows)
 

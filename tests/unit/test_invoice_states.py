@@ -217,10 +217,16 @@ def test_failures_and_retry() -> None:
         (State.DRAFT_SYNCING, State.DRAFT_SYNC_FAILED, State.DRAFT_VALIDATING),
         (State.ISSUING_LINE_FINALIZATION, State.ISSUING_LINE_FINALIZATION_FAILED, State.ISSUING_LINE_FINALIZATION),
         (State.ISSUING_SYNCING, State.ISSUING_FAILED, State.ISSUING_SYNCING),
-        (State.DELETE_SYNCING, State.DELETE_FAILED, State.DELETE_IN_PROGRESS),
     ):
         assert fire(state, Action.FAIL, DEFAULT).target is failed_state
         assert fire(failed_state, Action.RETRY, DEFAULT).target is retried
+    # A failed delete is deleted again, not retried: OpenMeter's delete.failed permits only the
+    # delete trigger (openmeter/billing/service/stdinvoicestate.go), so availableActions shows
+    # delete alone and a retry is refused (400).
+    assert fire(State.DELETE_SYNCING, Action.FAIL, DEFAULT).target is State.DELETE_FAILED
+    assert fire(State.DELETE_FAILED, Action.DELETE, DEFAULT).target is State.DELETE_IN_PROGRESS
+    assert not allowed(State.DELETE_FAILED, Action.RETRY, DEFAULT)
+    assert available_actions(State.DELETE_FAILED, DEFAULT) == {Action.DELETE: State.DELETED}
     assert fire(State.PAYMENT_PENDING, Action.PAYMENT_FAILED, DEFAULT).target is State.PAYMENT_FAILED
     retry = fire(State.PAYMENT_FAILED, Action.RETRY, DEFAULT)
     assert retry.target is State.PAYMENT_PENDING and retry.hook is AppHook.COLLECT_PAYMENT
