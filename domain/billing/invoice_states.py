@@ -453,7 +453,10 @@ def available_actions(state: State, conditions: Conditions) -> dict[Action, Stat
 
 
 def immutable(state: State, conditions: Conditions) -> bool:
-    """statusDetails.immutable: the invoice's lines can no longer be edited."""
+    """statusDetails.immutable: the invoice's lines can no longer be edited. A gathering invoice
+    takes new pending lines until it is invoiced: never immutable (as OpenMeter shows it)."""
+    if state is State.GATHERING:
+        return False
     return not allowed(state, Action.UPDATE, conditions)
 
 
