@@ -454,6 +454,9 @@ class InvoiceService:
         as_of = data.as_of or now
         if as_of > now:
             raise ValidationError.single("asOf", "must not be in the future", "invalid")
+        # To the second, as OpenMeter resolves billable periods (asOf truncated to
+        # streaming.MinimumWindowSizeDuration): a line cut at asOf ends on a whole second.
+        as_of = as_of.replace(microsecond=0)
         # The standard invoices follow the customer's profile and override as they are now, not
         # as they were when the gathering invoice was made (OpenMeter's InvoicePendingLines).
         effective = (await self._profiles.effective_profiles(namespace, [customer.id])).get(customer.id)
@@ -1500,12 +1503,12 @@ def split_gathering(
         )
         # OpenMeter's billable lines (gatherInScopeLines, rate/flat.go and rate/base.go
         # ResolveBillablePeriod): a fee once its invoiceAt has come; usage once its period has
-        # ended, and its invoiceAt has come unless it is billed in parts.
-        if not usage:
-            due = line.invoice_at <= as_of
-        else:
-            due = line.period_end <= as_of and (in_parts or line.invoice_at <= as_of)
-        if due:
+        # ended, and its invoiceAt has come unless it is billed in parts. Compared to the second,
+        # as OpenMeter compares them (a late-usage correction is due at a time with a fraction).
+        invoice_at, period_end = line.invoice_at.replace(microsecond=0), line.period_end.replace(microsecond=0)
+        fee_due = not usage and invoice_at <= as_of
+        usage_due = usage and period_end <= as_of and (in_parts or invoice_at <= as_of)
+        if fee_due or usage_due:
             moved.append(dataclasses.replace(line, invoice_id=invoice_id, updated_at=now))
         elif in_parts and line.period_start < as_of:
             # Bill the part of the period up to as_of now; the rest waits on the gathering invoice.

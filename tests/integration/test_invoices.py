@@ -1408,3 +1408,26 @@ async def test_a_late_snapshot_does_not_push_the_draft_period_or_due_date(env: E
     assert found.invoice.totals.total == D(5)
     assert found.invoice.draft_until == collection_at + timedelta(days=1)
     assert found.invoice.due_at == collection_at + timedelta(days=8)
+
+
+async def test_a_progressive_split_is_cut_at_a_whole_second(env: Env) -> None:
+    """Invoice-now with progressive billing cuts a usage line at asOf (now by default) to the
+    second, as OpenMeter resolves the billable period with asOf truncated to
+    streaming.MinimumWindowSizeDuration (openmeter/billing/rating/service/rate/base.go
+    ProgressiveBillingMeteredPricer). Tally cut at the microsecond, so the two parts' periods did
+    not fall on the whole seconds the meter query reads."""
+    ns = "inv_split_seconds"
+    cid = await customer(env, ns)
+    now = datetime.now(UTC)
+    start = (now - timedelta(days=1)).replace(microsecond=0)
+    end = (now + timedelta(days=10)).replace(microsecond=0)
+    env.usage.add("calls", cid, now - timedelta(hours=1), "4")
+    running = PendingLineInput("Calls", start, end, end, price=UnitPrice(D(1)), feature_key="calls")
+    gathered, _, _ = await env.invoices.create_pending_lines(ns, cid, PendingLinesInput("USD", [running]))
+    (made,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid))
+    (billed,) = [x for x in made.lines if x.parent_line_id is None]
+    assert billed.period_end.microsecond == 0 and billed.invoice_at == billed.period_end
+    assert made.invoice.state is State.DRAFT_WAITING_FOR_COLLECTION  # for late events, an hour
+    rest = await env.invoices.get(ns, gathered.invoice.id)
+    (kept,) = [x for x in rest.lines if x.parent_line_id is None]
+    assert kept.period_start == billed.period_end and kept.period_end == end
