@@ -382,6 +382,9 @@ def _pending_line(r: Reader, raw: Any, path: str, *, with_quantity: bool) -> Pen
         start = _time_in(r, period, "from", join(path, "period"), required=True)
         end = _time_in(r, period, "to", join(path, "period"), required=True)
     invoice_at = _time_in(r, obj, "invoiceAt", path, required=True)
+    # Whole seconds, as OpenMeter reads a line's times (httpdriver/invoiceline.go truncates them to
+    # streaming.MinimumWindowSizeDuration) and as every meter query bounds a period.
+    start, end, invoice_at = (None if t is None else t.replace(microsecond=0) for t in (start, end, invoice_at))
     card = r.obj(obj.get("rateCard"), join(path, "rateCard"), required=False)
     # rateCard is the current form; price / featureKey / taxConfig at the top are the deprecated one.
     source, where = (card, join(path, "rateCard")) if card is not None else (obj, path)

@@ -73,11 +73,10 @@ from domain.billing.invoices import (
     UsageRequest,
     by_namespace,
 )
-from domain.billing.models import EffectiveProfile, Supplier
+from domain.billing.models import Alignment, EffectiveProfile, Supplier, Workflow
 from domain.billing.ports import BillingStore, CustomerLookup, UnitOfWork, UsageSource
 from domain.billing.service import BillingProfileService
 from domain.catalog import currencies
-from domain.catalog.durations import Duration
 from domain.catalog.prices import FlatPrice, allows_progressive_billing
 from domain.catalog.rating import (
     EXACT,
@@ -91,6 +90,7 @@ from domain.catalog.rating import (
 )
 from domain.catalog.wire import decimal_text
 from domain.customers.models import Customer
+from domain.entitlements.recurrence import IsoDuration, Recurrence
 from domain.errors import ConflictError, NotFoundError, ValidationError, Violations
 
 Clock = Callable[[], datetime]
@@ -132,6 +132,9 @@ def wake_at(invoice: Invoice, now: datetime) -> datetime:
         wait = invoice.due_at
     return wait if wait is not None and wait > now else UNSCHEDULED
 
+
+# OpenMeter's number of a simulated invoice whose request gives none (SimulateInvoice).
+SIMULATED_INVOICE_NUMBER: Final = "INV-SIMULATED"
 
 _CALLBACK_STAMPS: Final = {Action.DRAFT_SYNCHRONIZED: DRAFT_SYNCED_AT, Action.ISSUING_SYNCHRONIZED: FINALIZED_AT}
 
@@ -451,9 +454,14 @@ class InvoiceService:
         as_of = data.as_of or now
         if as_of > now:
             raise ValidationError.single("asOf", "must not be in the future", "invalid")
+        # To the second, as OpenMeter resolves billable periods (asOf truncated to
+        # streaming.MinimumWindowSizeDuration): a line cut at asOf ends on a whole second.
+        as_of = as_of.replace(microsecond=0)
         # The standard invoices follow the customer's profile and override as they are now, not
         # as they were when the gathering invoice was made (OpenMeter's InvoicePendingLines).
         effective = (await self._profiles.effective_profiles(namespace, [customer.id])).get(customer.id)
+        if data.collection_aligned and effective is not None:
+            as_of = collection_cutoff(effective.workflow, as_of)
         created: list[str] = []
         async with self._uow() as tx:
             gatherings = await tx.invoices.gathering_for_customer(namespace, customer.id, lock=True)
@@ -503,11 +511,15 @@ class InvoiceService:
         lines it took; None when nothing is due."""
         fire(gathering.state, Action.INVOICE, self.conditions(gathering, now))
         lines = (await tx.invoices.lines(gathering.namespace, [gathering.id]))[gathering.id]
-        # Which usage lines cut at as_of could be billed in parts (their meters only grow).
+        # Which usage lines only progressive billing makes due now (cut at as_of, or ended but
+        # not at their invoiceAt yet) could be billed so (their meters only grow).
         across = {
             x.feature_key
             for x in lines
-            if x.type is LineType.USAGE_BASED and x.feature_key and x.period_start < as_of < x.period_end
+            if x.type is LineType.USAGE_BASED
+            and x.feature_key
+            and x.period_start < as_of
+            and (as_of < x.period_end or as_of < x.invoice_at)
         }
         growing = await self._usage.growing_features(gathering.namespace, across) if across else set()
         split = split_gathering(
@@ -845,7 +857,7 @@ class InvoiceService:
             invoice = dataclasses.replace(invoice, quantity_snapshotted_at=cutoff)
         if row.step in (Step.CALCULATE, Step.SNAPSHOT_QUANTITIES):
             lines = await self._calculate(tx, invoice, lines, now, stored)
-            invoice = _with_totals(invoice, lines)
+            invoice = _with_line_dates(_with_totals(invoice, lines), lines)
         if row.step is Step.RELEASE_LINES:
             await self._release(tx, invoice, lines, now)
             invoice = dataclasses.replace(invoice, totals=Totals())
@@ -942,7 +954,9 @@ class InvoiceService:
         """The worker's collection of a gathering invoice: the customer's lines due by now become
         standard invoices in draft.created (progressive billing is for an explicit invoice-now, not
         for this); the caller advances them. Nothing due (another worker was first): []."""
-        data = InvoiceNowInput(customer=gathering.customer.id, as_of=now, progressive_billing_override=False)
+        data = InvoiceNowInput(
+            customer=gathering.customer.id, as_of=now, progressive_billing_override=False, collection_aligned=True
+        )
         try:
             made = await self._create_invoices(gathering.namespace, data)
         except ValidationError as exc:
@@ -968,16 +982,16 @@ class InvoiceService:
                     if g.deleted_at is None and transition(g.state, Action.INVOICE, self.conditions(g, now)) is not None
                 ]
                 lines = await tx.invoices.lines(namespace, [g.id for g in live])
-                # No progressive split: that is for an explicit invoice-now (as in `collect`).
-                splits = [
-                    (
-                        g.id,
-                        split_gathering(
-                            g, lines[g.id], now, now, progressive_override=False, effective=profiles.get(g.customer.id)
-                        ),
+                # No progressive split: that is for an explicit invoice-now (as in `collect`); the
+                # lines due by the collection's cutoff (the latest anchor, when anchored).
+                splits = []
+                for g in live:
+                    effective = profiles.get(g.customer.id)
+                    cutoff = collection_cutoff(effective.workflow if effective is not None else g.workflow, now)
+                    split = split_gathering(
+                        g, lines[g.id], cutoff, now, progressive_override=False, effective=effective
                     )
-                    for g in live
-                ]
+                    splits.append((g.id, split))
                 done = [(gathering_id, split) for gathering_id, split in splits if split is not None]
                 await tx.invoices.insert_many([split.standard for _, split in done])
                 await tx.invoices.update_lines([x for _, split in done for x in split.moved])
@@ -1341,14 +1355,10 @@ class InvoiceService:
             top.append(line)
         rated, children = rate_lines(invoice.currency, top, now)
         lines = rated + children
-        invoice = _with_totals(
-            dataclasses.replace(
-                invoice,
-                period_start=min(x.period_start for x in top),
-                period_end=max(x.period_end for x in top),
-            ),
-            lines,
-        )
+        # Calculated as a real draft is (period, collectionAt, draftUntil, dueAt), and numbered as
+        # OpenMeter numbers a simulation unless the request gives a number (the servicer sets it).
+        invoice = dataclasses.replace(invoice, number=SIMULATED_INVOICE_NUMBER)
+        invoice = _draft_dates(_with_line_dates(_with_totals(invoice, lines), lines))
         return InvoiceWithLines(invoice, lines)
 
     async def _release(self, tx: BillingStore, invoice: Invoice, lines: Sequence[InvoiceLine], now: datetime) -> None:
@@ -1483,16 +1493,24 @@ def split_gathering(
     for line in lines:
         if line.parent_line_id is not None or (wanted and line.id not in wanted):
             continue
-        if line.invoice_at <= as_of or line.period_end <= as_of:
-            moved.append(dataclasses.replace(line, invoice_id=invoice_id, updated_at=now))
-        elif (
+        usage = line.type is LineType.USAGE_BASED
+        in_parts = (
             progressive
-            and line.type is LineType.USAGE_BASED
-            and line.period_start < as_of
+            and usage
             and line.price is not None
             and allows_progressive_billing(line.price)
             and line.feature_key in growing
-        ):
+        )
+        # OpenMeter's billable lines (gatherInScopeLines, rate/flat.go and rate/base.go
+        # ResolveBillablePeriod): a fee once its invoiceAt has come; usage once its period has
+        # ended, and its invoiceAt has come unless it is billed in parts. Compared to the second,
+        # as OpenMeter compares them (a late-usage correction is due at a time with a fraction).
+        invoice_at, period_end = line.invoice_at.replace(microsecond=0), line.period_end.replace(microsecond=0)
+        fee_due = not usage and invoice_at <= as_of
+        usage_due = usage and period_end <= as_of and (in_parts or invoice_at <= as_of)
+        if fee_due or usage_due:
+            moved.append(dataclasses.replace(line, invoice_id=invoice_id, updated_at=now))
+        elif in_parts and line.period_start < as_of:
             # Bill the part of the period up to as_of now; the rest waits on the gathering invoice.
             moved.append(dataclasses.replace(line, invoice_id=invoice_id, period_end=as_of, invoice_at=as_of))
             kept.append(
@@ -1529,14 +1547,11 @@ def split_gathering(
         workflow=workflow,
         created_at=now,
         updated_at=now,
-        period_start=min(x.period_start for x in moved),
-        period_end=max(x.period_end for x in moved),
-        collection_at=_collection_at(moved, workflow.collection_interval, now),
         draft_until=None,
         next_attempt_at=None,
         attempts=0,
     )
-    standard = standard.owing(now, created=True)
+    standard = _with_line_dates(standard, moved).owing(now, created=True)
     gone = {x.id for x in moved}
     remaining = [x for x in lines if x.id not in gone] + kept
     if not remaining:
@@ -1943,30 +1958,65 @@ def _with_external_ids(
     return list(changed.values())
 
 
+def _collection_anchors(workflow: Workflow) -> Recurrence | None:
+    """The collection anchors of an `anchored` collection alignment (None: aligned with the
+    subscription, collected as lines become due)."""
+    period = workflow.recurring_period
+    if workflow.alignment is not Alignment.ANCHORED or period is None:
+        return None
+    return Recurrence(IsoDuration.parse(period.duration().iso()), period.anchor)
+
+
+def collection_cutoff(workflow: Workflow, at: datetime) -> datetime:
+    """What the billing worker's collection at `at` takes the lines due by: `at`, or under an
+    anchored alignment the latest anchor at or before it (OpenMeter's
+    resolvePendingLineCollectionCutoff)."""
+    anchors = _collection_anchors(workflow)
+    return at if anchors is None else anchors.prev_before(at, inclusive=True)
+
+
 def gathering_schedule(invoice: Invoice, lines: Sequence[InvoiceLine], now: datetime) -> Invoice:
     """A gathering invoice's period and collection time, from its lines. Its lines changed, so the
     worker's lease or retry delay on it ends: it is collected as soon as a line is due (a second
-    collection racing the first finds nothing due under the invoice's row lock)."""
+    collection racing the first finds nothing due under the invoice's row lock), or under an
+    anchored alignment at the first anchor at or after that (OpenMeter's
+    calculateGatheringInvoiceNextCollectionAt)."""
     top = [x for x in lines if x.parent_line_id is None]
     if not top:
         return dataclasses.replace(invoice, updated_at=now)
+    earliest = min(x.invoice_at for x in top)
+    anchors = _collection_anchors(invoice.workflow)
     return dataclasses.replace(
         invoice,
         updated_at=now,
         period_start=min(x.period_start for x in top),
         period_end=max(x.period_end for x in top),
-        collection_at=min(x.invoice_at for x in top),
+        collection_at=earliest if anchors is None else anchors.next_after(earliest, inclusive=True),
         next_attempt_at=None,
         attempts=0,
     )
 
 
-def _collection_at(lines: Sequence[InvoiceLine], interval: str, now: datetime) -> datetime:
-    """Usage is read once late events had `collection_interval` to arrive after the usage ended."""
-    usage_ends = [x.period_end for x in lines if x.type is LineType.USAGE_BASED]
-    if not usage_ends:
-        return now
-    return Duration.parse(interval).add_to(max(usage_ends))
+def _with_line_dates(invoice: Invoice, lines: Sequence[InvoiceLine]) -> Invoice:
+    """A standard invoice's period and collection time from its live top-level lines, worked out
+    again whenever its lines are calculated, as OpenMeter's calculator does on every calculation
+    (invoicecalc/period.go, invoicecalc/collectionat.go): a draft update that adds, moves or
+    removes lines moves both, so a usage line added for a period that has not ended is read only
+    once it has. Usage is read once late events had `collection_interval` to arrive after the
+    usage ended; an invoice without usage lines is collected when it was made."""
+    top = [x for x in lines if x.parent_line_id is None and x.deleted_at is None]
+    if not top:
+        return invoice
+    usage_ends = [x.period_end for x in top if x.type is LineType.USAGE_BASED]
+    collection_at = (
+        invoice.workflow.collection_interval_duration().add_to(max(usage_ends)) if usage_ends else invoice.created_at
+    )
+    return dataclasses.replace(
+        invoice,
+        period_start=min(x.period_start for x in top),
+        period_end=max(x.period_end for x in top),
+        collection_at=collection_at,
+    )
 
 
 def _with_totals(invoice: Invoice, lines: Sequence[InvoiceLine]) -> Invoice:
@@ -2002,13 +2052,15 @@ def _draft_dates(invoice: Invoice) -> Invoice:
     of its workflow: with automatic approval, the draft period runs from the later of the
     invoice's creation and its collection, and the invoice is due its `dueAfter` past that (an early
     approval does not make it due earlier); with manual approval neither is known before the issue.
-    Whole seconds, as OpenMeter's due date. The collection is when the quantities were snapshotted,
-    before that when it is scheduled: OpenMeter counts from the scheduled time even when
-    snapshot-quantities forced the collection early, which would hold a forced invoice until then."""
+    Whole seconds, as OpenMeter's due date. The collection is the scheduled one (`collectionAt`),
+    or when the quantities were snapshotted if that was earlier: OpenMeter counts from the scheduled
+    time even when snapshot-quantities forced the collection early, which would hold a forced
+    invoice until then. A snapshot later than scheduled (the worker's lag) moves neither date."""
     workflow = invoice.workflow
     if not workflow.auto_advance:
         return dataclasses.replace(invoice, draft_until=None, due_at=None)
-    collected = invoice.quantity_snapshotted_at or invoice.collection_at or invoice.created_at
+    times = [t for t in (invoice.quantity_snapshotted_at, invoice.collection_at) if t is not None]
+    collected = min(times, default=invoice.created_at)
     start = max(collected, invoice.created_at)
     draft_until = workflow.draft_until(start)
     return dataclasses.replace(

@@ -371,8 +371,8 @@ def _rows() -> tuple[Transition, ...]:
     row(S.DELETE_IN_PROGRESS, A.FAIL, S.DELETE_FAILED)
     row(S.DELETE_SYNCING, A.ADVANCE, S.DELETED)
     row(S.DELETE_SYNCING, A.FAIL, S.DELETE_FAILED)
+    # Only deleted again (OpenMeter's delete.failed permits delete alone, not retry).
     row(S.DELETE_FAILED, A.DELETE, S.DELETE_IN_PROGRESS, step=St.RELEASE_LINES)
-    row(S.DELETE_FAILED, A.RETRY, S.DELETE_IN_PROGRESS, step=St.RELEASE_LINES)
     # paid, voided and deleted are final: no row leaves them.
     return tuple(rows)
 
@@ -430,11 +430,15 @@ def settle(state: State, conditions: Conditions) -> list[Transition]:
 
 
 def resulting_state(state: State, action: Action, conditions: Conditions) -> State | None:
-    """Where the action leaves the invoice once the worker has advanced it as far as it can."""
+    """Where the action leaves the invoice once the worker has advanced it as far as it can.
+
+    Past the action itself the invoice's current validation issues do not count, as OpenMeter
+    works out a resulting state with them cleared (calculateAvailableActionDetails): the steps on
+    the way validate the invoice again, and a retry starts by doing so."""
     row = transition(state, action, conditions)
     if row is None:
         return None
-    path = settle(row.target, conditions)
+    path = settle(row.target, dataclasses.replace(conditions, critical_issues=False))
     return path[-1].target if path else row.target
 
 
@@ -449,7 +453,10 @@ def available_actions(state: State, conditions: Conditions) -> dict[Action, Stat
 
 
 def immutable(state: State, conditions: Conditions) -> bool:
-    """statusDetails.immutable: the invoice's lines can no longer be edited."""
+    """statusDetails.immutable: the invoice's lines can no longer be edited. A gathering invoice
+    takes new pending lines until it is invoiced: never immutable (as OpenMeter shows it)."""
+    if state is State.GATHERING:
+        return False
     return not allowed(state, Action.UPDATE, conditions)
 
 

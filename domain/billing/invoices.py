@@ -387,6 +387,10 @@ class InvoiceNowInput:
     as_of: datetime | None = None
     line_ids: Sequence[str] = ()
     progressive_billing_override: bool | None = None
+    # The billing worker's collection takes the lines due by the latest collection anchor at or
+    # before `as_of` under an anchored alignment; invoice-now through the API bypasses it, as
+    # OpenMeter's (WithBypassCollectionAlignment).
+    collection_aligned: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -198,6 +198,10 @@ class InvoiceServicer(invoices_pb2_grpc.InvoiceServiceServicer):
         message = self._out(found)
         if request.HasField("number"):
             message.number = request.number
+        # Nothing was stored, so no action applies to it (OpenMeter's simulation has empty status
+        # details; its extended status stays draft.created).
+        message.status_details.ClearField("available_actions")
+        message.status_details.available_actions.SetInParent()
         return message
 
 

@@ -350,6 +350,14 @@ def _sdk_manual_approval_delete_and_simulate(rest_url: str, customer: str, featu
         },
     )
     assert simulated.totals.total == "13"  # 40 x 0.25 + 3
+    # OpenMeter's number of a simulation that names none (SimulateInvoice), and its collection;
+    # manual approval: no due date before the issue.
+    assert simulated.number == "INV-SIMULATED"
+    assert simulated.collection_at is not None and simulated.due_at is None
+    # Nothing was stored, so nothing can be done with it: OpenMeter's simulation carries empty
+    # status details (openmeter/billing/service/invoice.go SimulateInvoice).
+    assert dict(simulated.status_details.available_actions) == {}
+    assert simulated.status_details.extended_status == "draft.created"
     assert client.invoices.list(customers=[customer]).total_count == 1
 
 

@@ -35,10 +35,12 @@ from domain.billing.invoices import (
     PendingLinesInput,
 )
 from domain.billing.models import (
+    Alignment,
     ListProfilesInput,
     OverrideUpsertInput,
     ProfileApps,
     ProfileCreateInput,
+    RecurringPeriod,
     WorkflowPatch,
 )
 from domain.billing.ports import UnitOfWork
@@ -1221,3 +1223,211 @@ async def test_a_payment_callback_owes_its_invoice_notification(env: Env) -> Non
     async with env.uow() as tx:
         owed = await tx.invoices.owed_notifications(ns, [iid])
     assert iid in owed
+
+
+async def test_a_draft_update_moves_the_invoices_period_and_collection_with_its_lines(env: Env) -> None:
+    """PUT /invoices/{id}: the invoice's period and collection time follow its lines, as
+    OpenMeter's calculator recomputes them on every calculation of a draft
+    (invoicecalc/period.go CalculateStandardInvoiceServicePeriod, invoicecalc/collectionat.go
+    StandardInvoiceCollectionAt). Both stayed as the invoice was created: a line added for an
+    earlier month was outside the invoice's period, and a usage line whose period had not ended
+    was snapshotted at the old collection time, billing the part of its usage stored so far."""
+    ns = "inv_put_period"
+    cid = await customer(env, ns)
+    await env.profiles.upsert_override(ns, cid, OverrideUpsertInput(workflow=WorkflowPatch(auto_advance=False)))
+    await env.invoices.create_pending_lines(ns, cid, PendingLinesInput("USD", [flat("Fee", "9")]))
+    (draft,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid))
+    assert (draft.invoice.period_start, draft.invoice.period_end) == (NOV, DEC)
+    (fee,) = [x for x in draft.lines if x.parent_line_id is None]
+    oct_1 = datetime(2026, 10, 1, tzinfo=UTC)
+    october = PendingLineInput("October", oct_1, NOV, NOV, per_unit_amount=D(4), quantity=D(1))
+    widened = await env.invoices.update_lines(ns, draft.invoice.id, [(fee.id, flat("Fee", "9")), (None, october)])
+    assert (widened.invoice.period_start, widened.invoice.period_end) == (oct_1, DEC)
+    (kept,) = [x for x in widened.lines if x.parent_line_id is None and x.name == "Fee"]
+    narrowed = await env.invoices.update_lines(ns, draft.invoice.id, [(kept.id, flat("Fee", "9"))])
+    assert (narrowed.invoice.period_start, narrowed.invoice.period_end) == (NOV, DEC)
+
+    # A usage line whose period ends next year: the draft waits for its collection (an hour, the
+    # default collection interval, after the line's period ends) before reading its usage.
+    jan = datetime(2027, 1, 1, tzinfo=UTC)
+    feb = datetime(2027, 2, 1, tzinfo=UTC)
+    env.usage.add("calls", cid, jan + timedelta(days=1), "5")
+    upcoming = PendingLineInput("Calls", jan, feb, feb, price=UnitPrice(D(1)), feature_key="calls")
+    waiting = await env.invoices.update_lines(ns, draft.invoice.id, [(kept.id, flat("Fee", "9")), (None, upcoming)])
+    assert waiting.invoice.state is State.DRAFT_WAITING_FOR_COLLECTION
+    assert waiting.invoice.collection_at == feb + timedelta(hours=1)
+    assert (waiting.invoice.period_start, waiting.invoice.period_end) == (NOV, feb)
+
+
+async def test_simulate_shows_the_dates_and_number_openmeter_calculates(env: Env) -> None:
+    """POST /customers/{id}/invoices/simulate runs OpenMeter's whole invoice calculation
+    (openmeter/billing/service/invoice.go SimulateInvoice: Calculate, so StandardInvoiceCollectionAt,
+    CalculateDraftUntil and CalculateDueAt) and numbers the invoice INV-SIMULATED unless the
+    request gives a number. Tally's had no collectionAt, draftUntil nor dueAt, and a DRAFT- number."""
+    ns = "inv_simulate_dates"
+    cid = await customer(env, ns)
+    await env.profiles.upsert_override(
+        ns, cid, OverrideUpsertInput(workflow=WorkflowPatch(draft_period="P1D", due_after="P7D"))
+    )
+    api = dataclasses.replace(usage_line("API", "api", UnitPrice(D("0.015"))), quantity=D(10))
+    sim = await env.invoices.simulate(ns, cid, PendingLinesInput("USD", [flat("Seats", "12.50", "2"), api]))
+    inv = sim.invoice
+    assert inv.number == "INV-SIMULATED"
+    # The usage line's end (December 1st) plus the default collection interval (PT1H).
+    assert inv.collection_at == DEC + timedelta(hours=1)
+    # Automatic approval: the draft period runs from the later of creation and collection.
+    start = max(inv.collection_at, inv.created_at)
+    assert inv.draft_until == start + timedelta(days=1)
+    assert inv.due_at == (inv.draft_until + timedelta(days=7)).replace(microsecond=0)
+
+
+async def test_invoice_now_takes_a_line_once_its_invoice_at_has_come(env: Env) -> None:
+    """A line is billed at its invoiceAt, not as soon as its period has ended: OpenMeter bills a
+    flat price once invoiceAt <= asOf (openmeter/billing/rating/service/rate/flat.go
+    ResolveBillablePeriod) and, without progressive billing, keeps every line whose invoiceAt is
+    after asOf on the gathering invoice (openmeter/billing/service/gatheringinvoicependinglines.go
+    gatherInScopeLines). Tally took any line whose period had ended, so a fee due next month was
+    invoiced with today's."""
+    ns = "inv_now_invoice_at"
+    cid = await customer(env, ns)
+    jan = datetime(2027, 1, 1, tzinfo=UTC)
+    later_fee = PendingLineInput("Support", NOV, DEC, jan, per_unit_amount=D(7), quantity=D(1))
+    env.usage.add("calls", cid, NOV + timedelta(days=2), "5")
+    later_usage = PendingLineInput("Calls", NOV, DEC, jan, price=UnitPrice(D(1)), feature_key="calls")
+    gathered, lines, _ = await env.invoices.create_pending_lines(
+        ns, cid, PendingLinesInput("USD", [flat("Setup", "10"), later_fee, later_usage])
+    )
+    setup = lines[0]
+    for progressive in (False, None):
+        with pytest.raises(ValidationError):
+            # Listed, a line not due yet is refused (OpenMeter's ErrInvoiceLinesNotBillable).
+            await env.invoices.invoice_now(
+                ns, InvoiceNowInput(cid, line_ids=[lines[1].id], progressive_billing_override=progressive)
+            )
+    (made,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid, progressive_billing_override=False))
+    assert [x.id for x in made.lines if x.parent_line_id is None] == [setup.id]
+    assert made.invoice.totals.total == D(10)
+    found = await env.invoices.get(ns, gathered.invoice.id)
+    waiting = sorted(x.name for x in found.lines if x.parent_line_id is None and x.deleted_at is None)
+    assert waiting == ["Calls", "Support"]
+    assert found.invoice.collection_at == jan
+    # With progressive billing, usage of an ended period is billable before its invoiceAt
+    # (rate/base.go ProgressiveBillingMeteredPricer); the fee still waits.
+    (usage,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid))
+    assert [x.name for x in usage.lines if x.parent_line_id is None] == ["Calls"]
+    assert usage.invoice.totals.total == D(5)
+
+
+async def test_pending_line_times_are_whole_seconds(env: Env) -> None:
+    """A line's period and invoiceAt are kept to the second, as OpenMeter's API reads them
+    (openmeter/billing/httpdriver/invoiceline.go truncates them to
+    streaming.MinimumWindowSizeDuration, a second): the line was kept and shown with the request's
+    fractions, so it did not cover what the meter query of its period (whole seconds) covers."""
+    ns = "inv_pending_seconds"
+    cid = await customer(env, ns)
+    body = {
+        "currency": "USD",
+        "lines": [
+            {
+                "name": "Setup",
+                "period": {"from": "2026-11-01T00:00:00.750Z", "to": "2026-12-01T00:00:00.250Z"},
+                "invoiceAt": "2026-11-01T00:00:00.999Z",
+                "rateCard": {"price": {"type": "flat", "amount": "10"}},
+            }
+        ],
+    }
+    _, (line,), _ = await env.invoices.create_pending_lines(ns, cid, parse_pending_lines(body))
+    assert (line.period_start, line.period_end, line.invoice_at) == (NOV, DEC, NOV)
+
+
+@pytest.mark.parametrize("batched", [True, False])
+async def test_anchored_collection_alignment_collects_at_the_anchor(env: Env, batched: bool) -> None:
+    """collection.alignment `anchored`: a gathering invoice is collected at the first anchor at or
+    after its earliest line's invoiceAt, and the collection takes the lines due by the latest
+    anchor, not by now (openmeter/billing/service/invoicecalc/collectionat.go
+    calculateGatheringInvoiceNextCollectionAt; gatheringinvoicependinglines.go
+    resolvePendingLineCollectionCutoff, which invoice-now through the API bypasses). Tally ignored
+    the alignment: each line was collected as soon as it was due."""
+    ns = f"inv_anchored_{batched}".lower()
+    cid = await customer(env, ns)
+    now = datetime.now(UTC).replace(microsecond=0)
+    anchor = now - timedelta(hours=1)  # daily anchors: one an hour ago, the next in 23 hours
+    await env.profiles.upsert_override(
+        ns,
+        cid,
+        OverrideUpsertInput(
+            workflow=WorkflowPatch(alignment=Alignment.ANCHORED, recurring_period=RecurringPeriod("P1D", anchor))
+        ),
+    )
+    before = PendingLineInput("Before", NOV, DEC, now - timedelta(hours=2), per_unit_amount=D(1), quantity=D(1))
+    gathered, _, _ = await env.invoices.create_pending_lines(ns, cid, PendingLinesInput("USD", [before]))
+    assert gathered.invoice.collection_at == anchor
+    after = PendingLineInput("After", NOV, DEC, now - timedelta(minutes=30), per_unit_amount=D(2), quantity=D(1))
+    gathered, _, _ = await env.invoices.create_pending_lines(ns, cid, PendingLinesInput("USD", [after]))
+    assert gathered.invoice.collection_at == anchor
+    if batched:
+        done = await env.invoices.collect_batch(ns, [gathered.invoice], now)
+        (made,) = done.made[gathered.invoice.id]
+    else:
+        (made,) = await env.invoices.collect(gathered.invoice, now)
+    invoice = await env.invoices.get(ns, made)
+    assert [x.name for x in invoice.lines if x.parent_line_id is None] == ["Before"]
+    rest = await env.invoices.get(ns, gathered.invoice.id)
+    assert [x.name for x in rest.lines if x.parent_line_id is None] == ["After"]
+    assert rest.invoice.collection_at == anchor + timedelta(days=1)
+    # Invoice-now through the API bypasses the alignment: the line due half an hour ago is billed.
+    (now_made,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid))
+    assert [x.name for x in now_made.lines if x.parent_line_id is None] == ["After"]
+
+
+async def test_a_late_snapshot_does_not_push_the_draft_period_or_due_date(env: Env) -> None:
+    """With automatic approval the draft period runs from the later of the invoice's creation and
+    its collection time (openmeter/billing/service/invoicecalc/draftuntil.go CalculateDraftUntil),
+    and the due date dueAfter past that (dueat.go). A billing worker that snapshots the quantities
+    after the collection time (a pass later, or down for a while) moved both by its lag: Tally ran
+    the draft period from the snapshot."""
+    ns = "inv_late_snapshot_dates"
+    cid = await customer(env, ns)
+    await env.profiles.upsert_override(
+        ns, cid, OverrideUpsertInput(workflow=WorkflowPatch(draft_period="P1D", due_after="P7D"))
+    )
+    env.usage.add("calls", cid, NOV + timedelta(days=2), "5")
+    await env.invoices.create_pending_lines(
+        ns, cid, PendingLinesInput("USD", [usage_line("Calls", "calls", UnitPrice(D(1)))])
+    )
+    clock = [DEC + timedelta(minutes=10)]
+    service = InvoiceService(env.uow, env.profiles, env.customers, env.marketplace, env.usage, lambda: clock[0])
+    (draft,) = await service.invoice_now(ns, InvoiceNowInput(cid))
+    collection_at = DEC + timedelta(hours=1)
+    assert draft.invoice.state is State.DRAFT_WAITING_FOR_COLLECTION
+    assert draft.invoice.collection_at == collection_at
+    clock[0] = DEC + timedelta(hours=3)  # the worker's pass comes two hours late
+    await service.advance_due(ns, draft.invoice.id)
+    found = await service.get(ns, draft.invoice.id)
+    assert found.invoice.state is State.DRAFT_WAITING_AUTO_APPROVAL
+    assert found.invoice.totals.total == D(5)
+    assert found.invoice.draft_until == collection_at + timedelta(days=1)
+    assert found.invoice.due_at == collection_at + timedelta(days=8)
+
+
+async def test_a_progressive_split_is_cut_at_a_whole_second(env: Env) -> None:
+    """Invoice-now with progressive billing cuts a usage line at asOf (now by default) to the
+    second, as OpenMeter resolves the billable period with asOf truncated to
+    streaming.MinimumWindowSizeDuration (openmeter/billing/rating/service/rate/base.go
+    ProgressiveBillingMeteredPricer). Tally cut at the microsecond, so the two parts' periods did
+    not fall on the whole seconds the meter query reads."""
+    ns = "inv_split_seconds"
+    cid = await customer(env, ns)
+    now = datetime.now(UTC)
+    start = (now - timedelta(days=1)).replace(microsecond=0)
+    end = (now + timedelta(days=10)).replace(microsecond=0)
+    env.usage.add("calls", cid, now - timedelta(hours=1), "4")
+    running = PendingLineInput("Calls", start, end, end, price=UnitPrice(D(1)), feature_key="calls")
+    gathered, _, _ = await env.invoices.create_pending_lines(ns, cid, PendingLinesInput("USD", [running]))
+    (made,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid))
+    (billed,) = [x for x in made.lines if x.parent_line_id is None]
+    assert billed.period_end.microsecond == 0 and billed.invoice_at == billed.period_end
+    assert made.invoice.state is State.DRAFT_WAITING_FOR_COLLECTION  # for late events, an hour
+    rest = await env.invoices.get(ns, gathered.invoice.id)
+    (kept,) = [x for x in rest.lines if x.parent_line_id is None]
+    assert kept.period_start == billed.period_end and kept.period_end == end
