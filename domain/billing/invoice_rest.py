@@ -277,6 +277,13 @@ def lines_rest(lines: Sequence[InvoiceLine], default_tax_config: TaxConfig | Non
     return [line_rest(x, children.get(x.id, ()), default_tax_config) for x in lines if x.parent_line_id is None]
 
 
+def _in_answer_order(lines: Sequence[InvoiceLine]) -> list[InvoiceLine]:
+    """An invoice's top-level lines by name, then period start, then ID, as OpenMeter sorts them
+    before answering (StandardLines.Sort); each line's detailed lines stay in their own order."""
+    top = sorted((x for x in lines if x.parent_line_id is None), key=lambda x: (x.name, x.period_start, x.id))
+    return top + [x for x in lines if x.parent_line_id is not None]
+
+
 def invoice_rest(found: InvoiceWithLines, conditions: Conditions, *, with_lines: bool) -> dict[str, Any]:
     """OpenMeter's Invoice, but for `workflow`, which the servicer adds (it shares the profile's
     workflow encoding)."""
@@ -347,7 +354,7 @@ def invoice_rest(found: InvoiceWithLines, conditions: Conditions, *, with_lines:
         # A gathering invoice's lines are what was asked for; a standard invoice's are calculated,
         # and carry its workflow's default tax config under their own.
         default_tax = None if invoice.state is State.GATHERING else invoice.workflow.default_tax_config
-        out["lines"] = lines_rest(found.lines, default_tax)
+        out["lines"] = lines_rest(_in_answer_order(found.lines), default_tax)
     return out
 
 

@@ -9,7 +9,8 @@ the phase (an edit that replaces an item ends one version and starts the next; b
 spec, which is how `itemTimelines` is read).
 
 `billable_items(spec, now)` turns that into the billing side's work: one `BillableItem` per item
-version and billing period that has started by `now`, with the service period (clipped to the item),
+version and billing period due by the end of the billing period `now` falls in (so the next
+period's in-advance fees are made ahead, as OpenMeter's), with the service period (clipped to the item),
 the full billing period (what proration divides by) and when it becomes invoiceable. Each item has a
 deterministic `key`, so the billing side can reconcile what it holds against a fresh computation:
 re-running the sync after an edit or a crash finds the same keys and neither bills twice nor drops a
@@ -237,7 +238,8 @@ def billable_items(
     now: datetime,
     terms: BillingTermsFor,
 ) -> list[BillableItem]:
-    """Every billable item whose billing period has started by `now`, in a stable order.
+    """Every billable item due by the generation horizon (`generation_horizon`: the end of the
+    billing period `now` falls in), in a stable order.
 
     Deterministic in (spec, now): the same inputs give the same keys and periods, which is what makes
     the sync idempotent. `terms(rate_card)` says whether a rate card bills at all and whether in
@@ -245,10 +247,47 @@ def billable_items(
     """
     now = ensure_utc(now, "now")
     out: list[BillableItem] = []
-    for phase, item in ((p, v) for p in phases(spec) for v in items(spec, p) if not v.is_empty):
-        card_terms = terms(item.spec.rate_card)
-        if not card_terms.is_billable() or whole_second(item.active_from) > now:
+    horizon = generation_horizon(spec, now)
+    for phase in phases(spec):
+        billable = [v for v in items(spec, phase) if not v.is_empty and terms(v.spec.rate_card).is_billable()]
+        if not billable or phase.active_to == phase.active_from:
+            # Nothing to bill here; the phases after it are still looked at (a free trial's
+            # successor has its first fees made ahead, as OpenMeter's collectUpcomingLines).
             continue
+        limit = horizon
+        if phase.active_from > limit:
+            limit = min(whole_second(v.active_from) for v in billable)
+        _phase_items(subscription_id, spec, phase, billable, whole_second(limit), terms, out)
+        if phase.active_to is None or phase.active_to > now:
+            break
+    out.sort(key=lambda b: (b.service_period.start, b.phase_key, b.item_key, b.key))
+    return out
+
+
+def generation_horizon(spec: SubscriptionSpec, now: datetime) -> datetime:
+    """How far ahead items are made: everything due by the end of the billing period `now` is in
+    (OpenMeter's collectUpcomingLines), so the next period's in-advance fees wait on the gathering
+    invoice, due when it starts; before the subscription starts, what is due at its start.
+    (OpenMeter makes only what is due at that instant when `now` is exactly a period's start, and
+    nothing of a phase starting exactly then; the next sync catches up. Here a period is its own
+    from its first instant.)"""
+    if now < spec.active_from:
+        return spec.active_from
+    return billing_period_at(spec, now).end
+
+
+def _phase_items(
+    subscription_id: str,
+    spec: SubscriptionSpec,
+    phase: PhaseView,
+    billable: list[ItemView],
+    limit: datetime,
+    terms: BillingTermsFor,
+    out: list[BillableItem],
+) -> None:
+    """The phase's items due by `limit` (one-time fees whatever their due time, as OpenMeter's)."""
+    for item in billable:
+        card_terms = terms(item.spec.rate_card)
         in_advance = card_terms.invoiced_in_advance()
         cadence = card_terms.cadence
         if cadence is None:
@@ -269,7 +308,8 @@ def billable_items(
             # an item of a shorter cadence or one an edit ended): in advance at its start, so every
             # part of a period that has begun is due; otherwise at its end, and not before the part.
             billing = _whole_seconds(_billing_period(spec, phase, exact_service.start))
-            if (billing.start if in_advance else full.start) > now:
+            invoice_at = billing.start if in_advance else max(service.end, billing.end)
+            if invoice_at > limit:
                 break
             if service.end <= service.start:
                 continue
@@ -282,13 +322,11 @@ def billable_items(
                     item_id=item.spec.id,
                     service_period=service,
                     full_period=full,
-                    invoice_at=billing.start if in_advance else max(service.end, billing.end),
+                    invoice_at=invoice_at,
                     rate_card=item.spec.rate_card,
                     quantity=item.spec.quantity,
                 )
             )
-    out.sort(key=lambda b: (b.service_period.start, b.phase_key, b.item_key, b.key))
-    return out
 
 
 class BillingTermsFor(Protocol):

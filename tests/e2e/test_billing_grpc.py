@@ -112,6 +112,8 @@ async def test_apps_and_profiles_over_grpc(channel: grpc.aio.Channel) -> None:
     )
     await profiles.DeleteBillingProfile(billing_pb2.DeleteBillingProfileRequest(profile_id=created.id))
     await apps.UninstallApp(apps_pb2.UninstallAppRequest(app_id=app.id))
+    # Still answered, as uninstalled; a second uninstall finds no installed app.
+    assert (await apps.GetApp(apps_pb2.GetAppRequest(app_id=app.id))).HasField("deleted_at")
     with pytest.raises(grpc.aio.AioRpcError) as missing:
-        await apps.GetApp(apps_pb2.GetAppRequest(app_id=app.id))
+        await apps.UninstallApp(apps_pb2.UninstallAppRequest(app_id=app.id))
     assert missing.value.code() is grpc.StatusCode.NOT_FOUND

@@ -107,7 +107,11 @@ async def test_a_subscription_is_billed_by_the_billing_role(tally: TallyProcess)
         assert paid["totals"]["total"] == "25"
         assert [x["name"] for x in paid["lines"]] == ["Base"]
         (gathering,) = by_status(items, "gathering")
-        (calls,) = gathering["lines"]
+        calls = next(x for x in gathering["lines"] if x["name"] == "Calls")
+        # Next month's in-advance fee is made ahead (OpenMeter's horizon: up to the end of the
+        # current billing period), due when its period starts.
+        (upcoming,) = [x for x in gathering["lines"] if x["name"] == "Base"]
+        assert upcoming["period"]["from"] == upcoming["invoiceAt"] == paid["lines"][0]["period"]["to"]
         assert calls["name"] == "Calls" and calls["managedBy"] == "subscription"
         assert calls["period"]["from"] == paid["lines"][0]["period"]["from"]
 

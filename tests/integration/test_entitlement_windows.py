@@ -866,7 +866,11 @@ async def test_an_add_on_bought_several_times_grants_its_allowance_that_many_tim
     clock.now = datetime(2026, 11, 3, tzinfo=UTC)
     sub, bought = await subs.subscriptions.create_addon(NS, sub.id, "extra", 3, Timing(enum="immediate"))
     billed = billable_items(sub.id, sub.spec, clock.now, billing_terms)
-    assert [(b.item_key, b.quantity) for b in billed if b.item_key == "extra_calls"] == [("extra_calls", Decimal(3))]
+    # November's, and December's made ahead (due when it starts): three each.
+    assert [(b.item_key, b.quantity) for b in billed if b.item_key == "extra_calls"] == [
+        ("extra_calls", Decimal(3)),
+        ("extra_calls", Decimal(3)),
+    ]
     extra = await subs.entitlements.for_customer(NS, customer, "extra_calls")
     assert extra.issue_after_reset == Decimal(1500)
     assert (await subs.entitlements.value(NS, extra)).balance == Decimal(1500)

@@ -1431,3 +1431,30 @@ async def test_a_progressive_split_is_cut_at_a_whole_second(env: Env) -> None:
     rest = await env.invoices.get(ns, gathered.invoice.id)
     (kept,) = [x for x in rest.lines if x.parent_line_id is None]
     assert kept.period_start == billed.period_end and kept.period_end == end
+
+
+async def test_an_invoices_lines_are_answered_by_name_then_period(env: Env) -> None:
+    """The API answers an invoice's lines by name, then period start, then ID, as OpenMeter sorts
+    them before answering (MapStandardInvoiceToAPI's invoice.SortLines,
+    openmeter/billing/stdinvoiceline.go StandardLines.Sort). Tally answered them in the order
+    they were made."""
+    ns = "inv_line_order"
+    cid = await customer(env, ns)
+    await env.profiles.upsert_override(ns, cid, OverrideUpsertInput(workflow=WorkflowPatch(auto_advance=False)))
+    oct_1 = datetime(2026, 10, 1, tzinfo=UTC)
+    lines = [
+        flat("Zeta", "1"),
+        flat("Alpha", "2"),
+        PendingLineInput("Alpha", oct_1, NOV, NOV, per_unit_amount=D(3), quantity=D(1)),
+        flat("Beta", "4"),
+    ]
+    await env.invoices.create_pending_lines(ns, cid, PendingLinesInput("USD", lines))
+    (made,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid))
+    body = invoice_json(env.invoices, made)
+    answered = [(x["name"], x["period"]["from"], x["totals"]["total"]) for x in body["lines"]]
+    assert answered == [
+        ("Alpha", "2026-10-01T00:00:00Z", "3"),
+        ("Alpha", "2026-11-01T00:00:00Z", "2"),
+        ("Beta", "2026-11-01T00:00:00Z", "4"),
+        ("Zeta", "2026-11-01T00:00:00Z", "1"),
+    ]

@@ -194,17 +194,20 @@ async def test_sync_is_idempotent_across_reruns_races_and_edits(env: Env) -> Non
     ns = "sb_sync"
     env.clock.at = NOV
     sub = await subscribe(env, ns, "c1")
-    assert await env.sync.sync(sub) == 2
-    # In advance: the base fee is due when its period starts; usage when its period ends.
+    assert await env.sync.sync(sub) == 3
+    # In advance: the base fee is due when its period starts; usage when its period ends. Lines are
+    # made up to the end of the current billing period (OpenMeter's horizon): December's fee,
+    # due on Dec 1, is on the gathering invoice already.
     assert shown(gathering_lines(await all_invoices(env, ns))) == [
         ("Api", NOV, DEC, DEC),
         ("Base", NOV, DEC, NOV),
+        ("Base", DEC, JAN, DEC),
     ]
     # Again, and twice at once: nothing new, one line per item and period.
     assert await env.sync.sync(sub) == 0
     await asyncio.gather(env.sync.sync(sub), env.sync.sync(sub))
     lines = gathering_lines(await all_invoices(env, ns))
-    assert len(lines) == 2 and all(x.managed_by is ManagedBy.SUBSCRIPTION for x in lines)
+    assert len(lines) == 3 and all(x.managed_by is ManagedBy.SUBSCRIPTION for x in lines)
     base = next(x for x in lines if x.name == "Base")
     assert base.per_unit_amount == D(30) and base.quantity == D(1)
 
@@ -224,6 +227,7 @@ async def test_sync_is_idempotent_across_reruns_races_and_edits(env: Env) -> Non
     assert shown(gathering_lines(await all_invoices(env, ns))) == [
         ("Api", NOV, env.clock.at, DEC),
         ("Base", NOV, DEC, NOV),
+        ("Base", DEC, JAN, DEC),
     ]
 
 
@@ -231,7 +235,7 @@ async def test_a_sync_pass_repairs_the_subscriptions_out_of_sync_and_only_those(
     ns = "sb_pass"
     env.clock.at = NOV
     subs = [await subscribe(env, ns, f"c{i}") for i in range(3)]
-    assert await env.sync.sync_all() == 6
+    assert await env.sync.sync_all() == 9
     assert await env.sync.sync_all() == 0
     # A line lost out of band (as if a sync had never run): the pass finds that subscription out
     # of sync and makes the line again; the other subscriptions' lines are not written.
@@ -257,9 +261,10 @@ async def test_worker_bills_subscriptions_and_late_usage_as_a_correction(env: En
     env.usage.add("api", cid, NOV + timedelta(days=4), "1000")
     worker = env.worker()
 
-    # Nov 1: the in-advance base fee is collected and issued at once; the usage line waits.
+    # Nov 1: the in-advance base fee is collected and issued at once; the usage line and
+    # December's fee (made ahead, due on Dec 1) wait.
     first = await worker.run_once()
-    assert first.synced == 2 and first.collected == 1
+    assert first.synced == 3 and first.collected == 1
     (nov_fee,) = [f for f in await all_invoices(env, ns) if f.invoice.status is InvoiceStatus.PAID]
     assert nov_fee.invoice.totals.total == D(30)
 
@@ -409,11 +414,13 @@ async def test_a_cancellation_bills_the_shortened_flat_fee_as_the_workflow_says(
                 ns, "c1", OverrideUpsertInput(workflow=WorkflowPatch(subscription_end_proration_mode=mode))
             )
         await env.sync.sync(sub)
-        (base,) = [x for x in gathering_lines(await all_invoices(env, ns)) if x.name == "Base"]
-        assert base.per_unit_amount == D(30)  # nothing cut short yet: the whole fee either way
+        bases = [x for x in gathering_lines(await all_invoices(env, ns)) if x.name == "Base"]
+        # Nothing cut short yet: the whole fee either way (December's made ahead, due on Dec 1).
+        assert [(x.period_start, x.per_unit_amount) for x in bases] == [(NOV, D(30)), (DEC, D(30))]
         env.clock.at = NOV + timedelta(days=10)
         sub = await env.subscriptions.cancel(ns, sub.id, Timing("immediate"))
         await env.sync.sync(sub)
+        # December's fee made ahead goes with the cancellation; November's is cut short.
         (base,) = [x for x in gathering_lines(await all_invoices(env, ns)) if x.name == "Base"]
         assert (base.period_end, base.per_unit_amount) == (env.clock.at, fee), ns
 
@@ -468,14 +475,18 @@ async def test_a_fourteen_day_trial_ends_on_day_fourteen_and_the_plan_bills_the_
     await env.sync.sync(sub)
     lines = [x for x in gathering_lines(await all_invoices(env, ns)) if x.name == "Base"]
     switch = NOV + timedelta(days=14)
-    # The trial's free fee makes no line.
+    # The trial's free fee makes no line; December's fee is made ahead, due on Dec 1.
     assert [(x.period_start, x.period_end, x.invoice_at, x.per_unit_amount) for x in lines] == [
         (switch, DEC, switch, D(16)),
+        (DEC, JAN, DEC, D(30)),
     ]
     env.clock.at = DEC
     await env.sync.sync(sub)
     lines = [x for x in gathering_lines(await all_invoices(env, ns)) if x.name == "Base"]
-    assert [(x.period_start, x.period_end, x.per_unit_amount) for x in lines][-1] == (DEC, JAN, D(30))
+    assert [(x.period_start, x.period_end, x.per_unit_amount) for x in lines][-2:] == [
+        (DEC, JAN, D(30)),
+        (JAN, datetime(2027, 2, 1, tzinfo=UTC), D(30)),
+    ]
 
 
 async def test_a_flat_fee_whose_amount_alone_changes_is_synced_again(env: Env) -> None:
@@ -526,8 +537,11 @@ async def test_bill_full_period_bills_a_first_period_the_start_shortened_in_full
             CreateSubscriptionInput(ns, PlanSelector("team"), customer_key="c1", billing_anchor=NOV)
         )
         await env.sync.sync(sub)
-        (base,) = [x for x in gathering_lines(await all_invoices(env, ns)) if x.name == "Base"]
-        assert (base.period_start, base.period_end, base.per_unit_amount) == (start, DEC, D("10.00"))
+        bases = [x for x in gathering_lines(await all_invoices(env, ns)) if x.name == "Base"]
+        assert [(x.period_start, x.period_end, x.per_unit_amount) for x in bases] == [
+            (start, DEC, D("10.00")),
+            (DEC, JAN, D(30)),  # made ahead; it goes with the cancellation
+        ]
         sub = await env.subscriptions.cancel(ns, sub.id, Timing(at=DEC))
         await env.sync.sync(sub)
         (base,) = [x for x in gathering_lines(await all_invoices(env, ns)) if x.name == "Base"]
@@ -547,7 +561,8 @@ async def test_a_cancellation_prorates_the_flat_fee_on_a_draft_invoice(env: Env)
     sub = await env.subscriptions.create(CreateSubscriptionInput(ns, PlanSelector("team"), customer_key="c1"))
     await env.sync.sync(sub)
     env.clock.at = NOV + timedelta(hours=1)
-    (base,) = [x for x in gathering_lines(await all_invoices(env, ns)) if x.name == "Base"]
+    # November's fee (December's, made ahead, is not due yet).
+    base = next(x for x in gathering_lines(await all_invoices(env, ns)) if x.name == "Base" and x.period_start == NOV)
     (draft,) = await env.invoices.invoice_now(ns, InvoiceNowInput(customer=sub.customer_id, line_ids=[base.id]))
     assert draft.invoice.status is InvoiceStatus.DRAFT and draft.invoice.totals.total == D(30)
 
@@ -602,7 +617,8 @@ async def test_a_draft_whose_every_line_the_subscription_takes_back_is_deleted(e
     sub = await env.subscriptions.create(CreateSubscriptionInput(ns, PlanSelector("team"), customer_key="c1"))
     await env.sync.sync(sub)
     env.clock.at = NOV + timedelta(seconds=1)
-    (base,) = [x for x in gathering_lines(await all_invoices(env, ns)) if x.name == "Base"]
+    # November's fee (December's, made ahead, is not due yet).
+    base = next(x for x in gathering_lines(await all_invoices(env, ns)) if x.name == "Base" and x.period_start == NOV)
     (draft,) = await env.invoices.invoice_now(ns, InvoiceNowInput(customer=sub.customer_id, line_ids=[base.id]))
     assert draft.invoice.status is InvoiceStatus.DRAFT and draft.invoice.totals.total == D(30)
 

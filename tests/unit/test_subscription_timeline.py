@@ -132,11 +132,42 @@ def test_billable_items_split_by_period_and_clip_at_the_end() -> None:
     assert [b.invoice_at for b in tokens] == [datetime(2026, 2, 28, tzinfo=UTC), end]
 
 
-def test_billable_items_only_for_periods_that_have_started() -> None:
+def test_billable_items_are_made_to_the_end_of_the_current_billing_period() -> None:
+    # OpenMeter (subscriptionsync/README.md "Target time model"; targetstate.go
+    # collectUpcomingLines, phaseiterator.go Generate): items are made up to the end of the aligned
+    # billing period `now` falls in, every one due by then. Mid-February the in-advance fee of the
+    # period starting Feb 28 is made already, due on Feb 28 (Tally made it only once that period
+    # had started, so it reached an invoice only after the next sync pass).
     s = spec(TRIAL, DEFAULT)
+    feb28 = datetime(2026, 2, 28, tzinfo=UTC)
     got = billable_items("sub", s, datetime(2026, 2, 10, tzinfo=UTC), terms)
-    assert [(b.item_key, b.service_period.start) for b in got] == [("base", START)]
-    assert billable_items("sub", s, START - timedelta(seconds=1), terms) == []
+    assert [(b.item_key, b.service_period.start, b.invoice_at) for b in got] == [
+        ("base", START, START),
+        ("base", feb28, feb28),
+    ]
+    # Before the subscription starts: what is due at its start (Tally made nothing).
+    early = billable_items("sub", s, START - timedelta(days=3), terms)
+    assert [(b.item_key, b.service_period.start, b.invoice_at) for b in early] == [("base", START, START)]
+    # The usage of the current period is due at its end, the horizon: made too; the next period's
+    # usage is not.
+    one = spec(phase("only", IsoDuration(), Card("base", in_advance=True), Card("tokens")))
+    mar31 = datetime(2026, 3, 31, tzinfo=UTC)
+    at_start = billable_items("sub", one, feb28, terms)
+    assert [(b.item_key, b.service_period.start, b.invoice_at) for b in at_start] == [
+        ("base", START, START),
+        ("tokens", START, feb28),
+        ("base", feb28, feb28),
+        ("tokens", feb28, mar31),
+        ("base", mar31, mar31),
+    ]
+    # A phase with nothing to bill (a free trial) does not hold back its successor: the paid
+    # phase's first fee is made during the trial, due when the trial ends.
+    free = phase("free", IsoDuration(), Card("base", billable=False))
+    paid = phase("paid", IsoDuration(months=2), Card("base", in_advance=True), Card("tokens"))
+    during = billable_items("sub", spec(free, paid), datetime(2026, 2, 10, tzinfo=UTC), terms)
+    assert [(b.phase_key, b.item_key, b.service_period.start, b.invoice_at) for b in during] == [
+        ("paid", "base", mar31, mar31)
+    ]
 
 
 def test_billable_keys_are_stable_across_time() -> None:
@@ -169,6 +200,8 @@ def test_add_item_in_the_current_phase_replaces_the_live_version() -> None:
     assert [(b.item_id, b.service_period.start, b.service_period.end) for b in got] == [
         ("it-trial-base", START, at),
         ("new-base", at, datetime(2026, 2, 28, tzinfo=UTC)),
+        # The next period's fee, due on Feb 28, is made ahead.
+        ("new-base", datetime(2026, 2, 28, tzinfo=UTC), datetime(2026, 3, 31, tzinfo=UTC)),
     ]
 
 
@@ -347,6 +380,7 @@ def test_addon_items_follow_the_quantity_and_never_rewrite_the_past() -> None:
         ("2026-04-30", "2026-05-03", Decimal(2)),
         ("2026-05-03", "2026-05-31", Decimal(3)),
         ("2026-05-31", "2026-06-30", Decimal(3)),
+        ("2026-06-30", "2026-07-31", Decimal(3)),  # due on June 30, made ahead
     ]
     with pytest.raises(ValidationError):
         addons.check_quantity(offer, 6, allow_zero=False)
@@ -432,18 +466,31 @@ def test_items_are_invoiced_with_the_subscriptions_billing_period() -> None:
     got = billable_items("sub", s, datetime(2024, 1, 3, 12, tzinfo=UTC), terms)
     day = timedelta(days=1)
     fee = [(b.item_id, b.service_period.start, b.invoice_at) for b in got if b.item_key == "fee"]
+    jan29 = start + 28 * day
     assert fee == [
         ("fee-0", start, start),
         ("fee-1", edit, start),
         ("fee-1", start + 7 * day, start),
         ("fee-1", start + 14 * day, start),
         ("fee-1", start + 21 * day, start),
+        # The next billing period's weeks are due at its start, Jan 29, the end of the current
+        # one: made ahead (OpenMeter's horizon).
+        ("fee-1", jan29, jan29),
+        ("fee-1", jan29 + 7 * day, jan29),
+        ("fee-1", jan29 + 14 * day, jan29),
+        ("fee-1", jan29 + 21 * day, jan29),
     ]
     usage = [
         (b.item_id, b.service_period.start, b.service_period.end, b.invoice_at) for b in got if b.item_key == "usage"
     ]
-    jan29 = start + 28 * day
-    assert usage == [("usage-0", start, edit, jan29), ("usage-1", edit, start + 7 * day, jan29)]
+    # Every week of the current billing period is due on Jan 29, those not started yet too.
+    assert usage == [
+        ("usage-0", start, edit, jan29),
+        ("usage-1", edit, start + 7 * day, jan29),
+        ("usage-1", start + 7 * day, start + 14 * day, jan29),
+        ("usage-1", start + 14 * day, start + 21 * day, jan29),
+        ("usage-1", start + 21 * day, jan29, jan29),
+    ]
 
 
 def test_billable_periods_are_whole_seconds_and_keep_their_keys() -> None:
@@ -458,6 +505,7 @@ def test_billable_periods_are_whole_seconds_and_keep_their_keys() -> None:
     s = SubscriptionSpec(start, None, start, MONTH, (only,))
     got = billable_items("sub", s, datetime(2026, 3, 1, tzinfo=UTC), terms)
     feb28, mar31 = datetime(2026, 2, 28, 10, tzinfo=UTC), datetime(2026, 3, 31, 10, tzinfo=UTC)
+    apr30 = datetime(2026, 4, 30, 10, tzinfo=UTC)
     assert [
         (b.item_key, b.service_period.start, b.service_period.end, b.full_period.start, b.full_period.end, b.invoice_at)
         for b in got
@@ -466,6 +514,7 @@ def test_billable_periods_are_whole_seconds_and_keep_their_keys() -> None:
         ("tokens", whole, feb28, whole, feb28, feb28),
         ("base", feb28, mar31, feb28, mar31, feb28),
         ("tokens", feb28, mar31, feb28, mar31, mar31),
+        ("base", mar31, apr30, mar31, apr30, mar31),  # due at the current period's end: made ahead
     ]
     assert got[0].key == f"sub/only/base/it-only-base/{start.isoformat()}"
     # A one-time fee too.
