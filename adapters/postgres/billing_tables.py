@@ -314,6 +314,9 @@ class InvoiceLineRow(SQLModel, table=True):
     subscription_id: str | None = None
     subscription_phase_id: str | None = None
     subscription_item_id: str | None = None
+    # The subscription's billing period the line is invoiced with (migration 0023).
+    subscription_billing_period_start: datetime | None = _tz(default=None, nullable=True)
+    subscription_billing_period_end: datetime | None = _tz(default=None, nullable=True)
     meta: dict[str, str] = _json("metadata")
     # The line's ID in the invoicing app (custom invoicing's lineExternalIds).
     invoicing_external_id: str | None = None

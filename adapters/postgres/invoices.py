@@ -330,7 +330,13 @@ def _line(row: Any) -> InvoiceLine:
     if isinstance(row, Row):
         row = _LineRecord._make(row)
     sub = (
-        SubscriptionRef(row.subscription_id, row.subscription_phase_id or "", row.subscription_item_id or "")
+        SubscriptionRef(
+            row.subscription_id,
+            row.subscription_phase_id or "",
+            row.subscription_item_id or "",
+            row.subscription_billing_period_start,
+            row.subscription_billing_period_end,
+        )
         if row.subscription_id
         else None
     )
@@ -444,6 +450,8 @@ def _line_values(line: InvoiceLine) -> dict[str, Any]:
         subscription_id=line.subscription.subscription_id if line.subscription else None,
         subscription_phase_id=line.subscription.phase_id if line.subscription else None,
         subscription_item_id=line.subscription.item_id if line.subscription else None,
+        subscription_billing_period_start=line.subscription.billing_period_start if line.subscription else None,
+        subscription_billing_period_end=line.subscription.billing_period_end if line.subscription else None,
         meta=dict(line.metadata),
         invoicing_external_id=line.invoicing_external_id,
         created_at=line.created_at,

@@ -194,9 +194,10 @@ def _line_common(line: InvoiceLine, tax_config: TaxConfig | None) -> dict[str, A
             "subscription": {"id": ref.subscription_id},
             "phase": {"id": ref.phase_id},
             "item": {"id": ref.item_id},
+            # Lines synced before the billing period was kept show their own full period.
             "billingPeriod": {
-                "from": _time(line.full_period_start or line.period_start),
-                "to": _time(line.full_period_end or line.period_end),
+                "from": _time(ref.billing_period_start or line.full_period_start or line.period_start),
+                "to": _time(ref.billing_period_end or line.full_period_end or line.period_end),
             },
         }
     return out

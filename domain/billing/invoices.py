@@ -133,6 +133,10 @@ class SubscriptionRef:
     subscription_id: str
     phase_id: str
     item_id: str
+    # The subscription's billing period the line is invoiced with (OpenMeter's
+    # `subscription.billingPeriod`); None on lines synced before it was kept.
+    billing_period_start: datetime | None = None
+    billing_period_end: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

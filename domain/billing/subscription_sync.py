@@ -440,7 +440,9 @@ def _line(
         # A flat fee keeps its rate card's feature too (OpenMeter's expected line does): the line
         # and its rate card name the feature the fee pays for.
         "feature_key": card.feature_key,
-        "subscription": SubscriptionRef(subscription.id, phase_id, item.item_id),
+        "subscription": SubscriptionRef(
+            subscription.id, phase_id, item.item_id, item.billing_period.start, item.billing_period.end
+        ),
     }
     if isinstance(price, FlatPrice):
         prorate = subscription.pro_rating.enabled and not item.one_time
@@ -484,6 +486,7 @@ def _refresh(held: InvoiceLine, wanted: InvoiceLine, now: datetime) -> InvoiceLi
         invoice_at=wanted.invoice_at,
         per_unit_amount=wanted.per_unit_amount,
         quantity=wanted.quantity,
+        subscription=wanted.subscription,
         updated_at=now,
     )
 

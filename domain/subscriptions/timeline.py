@@ -227,6 +227,9 @@ class BillableItem:
     service_period: Period
     full_period: Period
     invoice_at: datetime
+    # The subscription's billing period the item is invoiced with (OpenMeter's aligned billing
+    # period, cut at the phase): a daily item of a monthly subscription has the month here.
+    billing_period: Period
     rate_card: TimelineRateCard = field(compare=False)
     one_time: bool = False
     quantity: Decimal = Decimal(1)
@@ -323,6 +326,7 @@ def _phase_items(
                     service_period=service,
                     full_period=full,
                     invoice_at=invoice_at,
+                    billing_period=billing,
                     rate_card=item.spec.rate_card,
                     quantity=item.spec.quantity,
                 )
@@ -349,9 +353,10 @@ def _one_time(
         service = Period(item.active_from, full.end)
     # In arrears: not before the billing period the item started in ends either (OpenMeter's
     # GetInvoiceAt), so an edit ending it mid-period bills it with that period, not on its own.
-    invoice_at = service.start if in_advance else max(service.end, _billing_period(spec, phase, item.active_from).end)
+    billing = _billing_period(spec, phase, item.active_from)
+    invoice_at = service.start if in_advance else max(service.end, billing.end)
     # At whole seconds, as every billed period (see billable_items); the key keeps the exact start.
-    service, invoice_at = _whole_seconds(service), whole_second(invoice_at)
+    service, invoice_at, billing = _whole_seconds(service), whole_second(invoice_at), _whole_seconds(billing)
     return BillableItem(
         key=_key(subscription_id, item, item.active_from),
         subscription_id=subscription_id,
@@ -361,6 +366,7 @@ def _one_time(
         service_period=service,
         full_period=service,
         invoice_at=invoice_at,
+        billing_period=billing,
         rate_card=item.spec.rate_card,
         one_time=True,
         quantity=item.spec.quantity,

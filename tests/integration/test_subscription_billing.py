@@ -24,6 +24,7 @@ from adapters.postgres.db import create_engine, migrate, session_factory
 from adapters.postgres.subscriptions import PostgresSubscriptionRepository
 from domain.billing.apps.models import InstallAppInput
 from domain.billing.apps.registry import Marketplace
+from domain.billing.invoice_rest import line_rest
 from domain.billing.invoice_service import InvoiceService
 from domain.billing.invoice_states import Action, InvoiceStatus, State
 from domain.billing.invoices import InvoiceLine, InvoiceListQuery, InvoiceNowInput, InvoiceWithLines, ManagedBy
@@ -105,10 +106,23 @@ TRIAL_PLAN = {
 }
 
 
+# A monthly plan whose usage is billed daily (each day its own line, invoiced with the month).
+DAILY_PLAN = {
+    **PLAN,
+    "key": "daily",
+    "phases": [
+        {
+            **PLAN["phases"][0],
+            "rateCards": [{**card("api", {"type": "unit", "amount": "0.01"}, "api"), "billingCadence": "P1D"}],
+        }
+    ],  # type: ignore[index]
+}
+
+
 class Plans:
     def __init__(self) -> None:
         self.views: dict[str, PlanView] = {}
-        for body in (PLAN, TRIAL_PLAN):
+        for body in (PLAN, TRIAL_PLAN, DAILY_PLAN):
             content, issues = parse_plan(body)
             issues.raise_if_errors()
             assert content is not None
@@ -487,6 +501,29 @@ async def test_a_fourteen_day_trial_ends_on_day_fourteen_and_the_plan_bills_the_
         (DEC, JAN, D(30)),
         (JAN, datetime(2027, 2, 1, tzinfo=UTC), D(30)),
     ]
+
+
+async def test_a_lines_subscription_billing_period_is_the_subscriptions_not_the_items(env: Env) -> None:
+    # OpenMeter's line `subscription.billingPeriod`: the subscription's aligned billing period, cut
+    # at its phase (a daily item of a monthly plan shows the month; the plan's first fee after a
+    # trial shows the part of the month after the trial), not the line's own full period.
+    ns = "sb_billing_period"
+    daily = await subscribe(env, ns, "c1", plan="daily")
+    trial = await subscribe(env, ns, "c2", plan="trial")
+    env.clock.at = NOV + timedelta(days=14)
+    await env.sync.sync(daily)
+    await env.sync.sync(trial)
+    found = await all_invoices(env, ns)
+    shown_periods = {
+        (x.name, x.period_start.day, x.period_start.month): line_rest(x)["subscription"]["billingPeriod"]
+        for x in gathering_lines(found)
+    }
+    month = {"from": "2026-11-01T00:00:00Z", "to": "2026-12-01T00:00:00Z"}
+    after_trial = {"from": "2026-11-15T00:00:00Z", "to": "2026-12-01T00:00:00Z"}
+    assert shown_periods[("Api", 1, 11)] == shown_periods[("Api", 30, 11)] == month
+    assert len([k for k in shown_periods if k[0] == "Api"]) == 30
+    assert shown_periods[("Base", 15, 11)] == after_trial
+    assert shown_periods[("Base", 1, 12)] == {"from": "2026-12-01T00:00:00Z", "to": "2027-01-01T00:00:00Z"}
 
 
 async def test_a_flat_fee_whose_amount_alone_changes_is_synced_again(env: Env) -> None:

@@ -186,7 +186,9 @@ def test_a_progressive_period_with_a_percentage_discount_keeps_its_commitments()
     half_off = Discounts(percentage=D(50))
     floored = UnitPrice(D(1), Commitments(minimum_amount=D(100)))
     first = rate(RatingInput(floored, USD, FIRST_HALF, JAN, quantity=D(100), discounts=half_off))
-    last = rate(RatingInput(floored, USD, SECOND_HALF, JAN, quantity=D(0), pre_period_quantity=D(100), discounts=half_off))
+    last = rate(
+        RatingInput(floored, USD, SECOND_HALF, JAN, quantity=D(0), pre_period_quantity=D(100), discounts=half_off)
+    )
     commitment = [(line.key, line.amount) for line in last.lines if line.category is LineCategory.COMMITMENT]
     assert (first.totals.total, commitment, last.totals.total) == (D(50), [("min-spend", D(50))], D(50))
 
