@@ -441,7 +441,11 @@ def _line(
         # and its rate card name the feature the fee pays for.
         "feature_key": card.feature_key,
         "subscription": SubscriptionRef(
-            subscription.id, phase_id, item.item_id, item.billing_period.start, item.billing_period.end
+            subscription.id,
+            phase_id,
+            item.item_id,
+            item.billing_period.start if item.billing_period else None,
+            item.billing_period.end if item.billing_period else None,
         ),
     }
     if isinstance(price, FlatPrice):

@@ -227,12 +227,12 @@ class BillableItem:
     service_period: Period
     full_period: Period
     invoice_at: datetime
-    # The subscription's billing period the item is invoiced with (OpenMeter's aligned billing
-    # period, cut at the phase): a daily item of a monthly subscription has the month here.
-    billing_period: Period
     rate_card: TimelineRateCard = field(compare=False)
     one_time: bool = False
     quantity: Decimal = Decimal(1)
+    # The subscription's billing period the item is invoiced with (OpenMeter's aligned billing
+    # period, cut at the phase): a daily item of a monthly subscription has the month here.
+    billing_period: Period | None = None
 
 
 def billable_items(
