@@ -292,14 +292,21 @@ def test_addons_bought_changed_and_billed_as_items(tally: TallyProcess) -> None:
     assert again.status_code == 409
 
 
-def test_custom_plan_is_checked_like_a_published_one(tally: TallyProcess) -> None:
-    feature = unique("sub_custom")
-    http = httpx.Client(base_url=tally.rest_url, timeout=30)
+def custom_plan_and_customer(http: httpx.Client, prefix: str) -> tuple[dict[str, Any], str]:
+    """A metered feature, a plan_body plan on it without a key (a custom plan's body) and a new
+    customer: (the custom plan, the customer's key)."""
+    feature = unique(f"{prefix}_tokens")
     setup_catalog(http, feature)
-    customer_key = unique("custom_customer")
+    customer_key = unique(f"{prefix}_customer")
     assert http.post("/api/v1/customers", json={"name": "C", "key": customer_key}).status_code == 201
     custom = plan_body("ignored", feature)
     custom.pop("key")
+    return custom, customer_key
+
+
+def test_custom_plan_is_checked_like_a_published_one(tally: TallyProcess) -> None:
+    http = httpx.Client(base_url=tally.rest_url, timeout=30)
+    custom, customer_key = custom_plan_and_customer(http, "sub_custom")
     bad = {
         **custom,
         "phases": [
@@ -784,13 +791,8 @@ def test_a_custom_plans_metadata_is_the_subscriptions(tally: TallyProcess) -> No
     # the subscription metadata", productcatalog/subscription/http/create.go; change.go does the
     # same for a change to a custom plan). Tally took the name and description but left metadata
     # empty.
-    feature = unique("sub_custom_meta")
     http = httpx.Client(base_url=tally.rest_url, timeout=30)
-    setup_catalog(http, feature)
-    customer_key = unique("custom_meta_customer")
-    assert http.post("/api/v1/customers", json={"name": "C", "key": customer_key}).status_code == 201
-    custom = plan_body("ignored", feature)
-    custom.pop("key")
+    custom, customer_key = custom_plan_and_customer(http, "sub_custom_meta")
     custom["metadata"] = {"crm": "7"}
     created = http.post("/api/v1/subscriptions", json={"customPlan": custom, "customerKey": customer_key})
     assert created.status_code == 201, created.text
