@@ -4,7 +4,8 @@ Versions: creating a plan (or add-on) whose key exists makes the next version; a
 draft per key (a second is refused, 400, also under concurrency: a unique index backs it).
 Publishing makes a draft active now and archives the version that was active; archiving ends an
 active version now. Only drafts (and scheduled versions) can be updated; drafts, scheduled and
-archived versions can be deleted (soft), an active one cannot. `next` copies a version into a new
+archived versions can be deleted (soft), an active one cannot; deleting a deleted version again
+succeeds and changes nothing. `next` copies a version into a new
 draft. Every refusal is a ValidationError with a field path and OpenMeter's code, and nothing is
 stored.
 
@@ -291,7 +292,9 @@ class PlanService:
         return updated
 
     async def delete(self, namespace: str, plan_id: str) -> None:
-        plan = await self._live(namespace, plan_id)
+        plan = await self.get(namespace, plan_id)
+        if plan.deleted_at is not None:
+            return  # already deleted: a retried DELETE succeeds as the first did (as OpenMeter)
         now = self._clock()
         if plan.status(now) is PlanStatus.ACTIVE:
             raise _invalid("status", "an active plan cannot be deleted; archive it first", "plan_invalid_status")
@@ -464,7 +467,9 @@ class AddonService:
         return updated
 
     async def delete(self, namespace: str, addon_id: str) -> None:
-        addon = await self._live(namespace, addon_id)
+        addon = await self.get(namespace, addon_id)
+        if addon.deleted_at is not None:
+            return  # already deleted: a retried DELETE succeeds as the first did (as OpenMeter)
         now = self._clock()
         if addon.status(now) is AddonStatus.ACTIVE:
             raise _invalid("status", "an active add-on cannot be deleted; archive it first", "addon_invalid_status")

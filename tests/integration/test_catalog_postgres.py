@@ -196,3 +196,29 @@ async def test_plan_addon_rules(catalog: Catalog) -> None:
     await catalog.plans.publish(NS, plan.id)
     with pytest.raises(ValidationError):
         await catalog.plan_addons.delete(NS, plan.id, addon.id)
+
+
+async def test_deleting_a_deleted_version_again_is_a_no_op(catalog: Catalog) -> None:
+    """A second DELETE of a plan or add-on version answers as the first did (204), and the version
+    keeps the time it was first deleted: a retried request is not an error."""
+    plan = await catalog.plans.create(NS, plan_body(unique("redelete")))
+    await catalog.plans.delete(NS, plan.id)
+    first = (await catalog.plans.get(NS, plan.id)).deleted_at
+    await catalog.plans.delete(NS, plan.id)
+    assert (await catalog.plans.get(NS, plan.id)).deleted_at == first is not None
+    addon = await catalog.addons.create(
+        NS,
+        {
+            "key": unique("redelete_addon"),
+            "name": "Boost",
+            "instanceType": "single",
+            "currency": "EUR",
+            "rateCards": [
+                {"type": "flat_fee", "key": "boost", "name": "Boost", "price": {"type": "flat", "amount": "3"}}
+            ],
+        },
+    )
+    await catalog.addons.delete(NS, addon.id)
+    first = (await catalog.addons.get(NS, addon.id)).deleted_at
+    await catalog.addons.delete(NS, addon.id)
+    assert (await catalog.addons.get(NS, addon.id)).deleted_at == first is not None
