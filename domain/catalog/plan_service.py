@@ -564,6 +564,17 @@ class PlanAddonService:
                 return plan, record
         raise NotFoundError("plan add-on", ref)
 
+    async def _find_editable(self, namespace: str, plan_id: str, ref: str) -> tuple[Plan, PlanAddonRecord]:
+        """As `_find`, for a change or removal: only a draft (or scheduled) plan's offer may change.
+        Otherwise the assignment is answered as not found (404), as OpenMeter's UpdatePlanAddon and
+        DeletePlanAddon wrap the plan's status check in a not-found error."""
+        plan, record = await self._find(namespace, plan_id, ref)
+        status = plan.status(self._clock())
+        if plan.deleted_at is not None or status not in (PlanStatus.DRAFT, PlanStatus.SCHEDULED):
+            state = "deleted" if plan.deleted_at is not None else status.value
+            raise NotFoundError("plan add-on", f"{ref} (its plan is {state}: only a draft plan's add-ons can change)")
+        return plan, record
+
     async def get(self, namespace: str, plan_id: str, ref: str) -> PlanAddon:
         _, record = await self._find(namespace, plan_id, ref)
         return await self._resolve(namespace, record)
@@ -597,7 +608,7 @@ class PlanAddonService:
         _, data, issues = parse_plan_addon(body, create=False)
         issues.raise_if_errors()
         assert data is not None
-        plan, record = await self._find(namespace, plan_id, ref)
+        plan, record = await self._find_editable(namespace, plan_id, ref)
         addon = await self._addons.get(namespace, record.addon_id)
         now = self._clock()
         check_plan_addon(plan, addon, data, now, issues, require_active_addon=False)
@@ -607,8 +618,6 @@ class PlanAddonService:
         return await self._resolve(namespace, updated)
 
     async def delete(self, namespace: str, plan_id: str, ref: str) -> None:
-        plan, record = await self._find(namespace, plan_id, ref)
+        _, record = await self._find_editable(namespace, plan_id, ref)
         now = self._clock()
-        if plan.status(now) is not PlanStatus.DRAFT:
-            raise _invalid("planId", "add-ons can be removed from draft plans only", "plan_addon_incompatible_status")
         await self._assignments.save(dataclasses.replace(record, deleted_at=now, updated_at=now))

@@ -417,10 +417,14 @@ def test_addons_and_plan_addons(tally: TallyProcess) -> None:
         assert updated.max_quantity == 2
 
         client.plans.publish(plan.id)
-        # No add-on can be attached to, or removed from, a plan that is no longer a draft.
+        # No add-on can be attached to, changed on or removed from a plan that is no longer a draft;
+        # OpenMeter answers a change or removal 404 (planaddon/service/planaddon.go).
         with pytest.raises(HttpResponseError) as published:
             client.plan_addons.delete(plan.id, addon.id)
-        assert published.value.status_code == 400
+        assert published.value.status_code == 404
+        with pytest.raises(HttpResponseError) as published:
+            client.plan_addons.update(plan.id, addon.id, {"fromPlanPhase": "default", "maxQuantity": 3})
+        assert published.value.status_code == 404
 
         # Add-on versions: next draft, publish archives v1.
         with pytest.raises(HttpResponseError) as changed:

@@ -192,10 +192,14 @@ async def test_plan_addon_rules(catalog: Catalog) -> None:
     assert assigned.addon.id == addon.id
     page = await catalog.plan_addons.list_for_plan(NS, plan.id, ListVersionsInput())
     assert [a.addon.id for a in page.items] == [addon.id]
-    # Publishing keeps it; afterwards the offer is fixed.
+    # Publishing keeps it; afterwards the offer is fixed, and OpenMeter answers a change or removal
+    # of it as if the assignment were not there (404, planaddon/service/planaddon.go).
     await catalog.plans.publish(NS, plan.id)
-    with pytest.raises(ValidationError):
+    with pytest.raises(NotFoundError):
         await catalog.plan_addons.delete(NS, plan.id, addon.id)
+    with pytest.raises(NotFoundError):
+        await catalog.plan_addons.update(NS, plan.id, addon.id, {"fromPlanPhase": "default"})
+    assert (await catalog.plan_addons.get(NS, plan.id, addon.id)).record.content.from_plan_phase == "trial"
 
 
 async def test_deleting_a_deleted_version_again_is_a_no_op(catalog: Catalog) -> None:
