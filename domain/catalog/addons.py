@@ -3,6 +3,7 @@
 An add-on is versioned like a plan (key, version, draft -> active -> archived; no "scheduled": it
 is published now) and carries rate cards. `instance_type` single: bought at most once per
 subscription; multiple: bought several times, so only free or flat-priced rate cards make sense.
+Its priced, recurring rate cards share one billing cadence (checked at publish).
 
 A plan add-on makes an *active* add-on purchasable on a *draft* plan from the phase
 `from_plan_phase` on, at most `max_quantity` times (multiple-instance add-ons only). Its rules
@@ -170,8 +171,18 @@ def check_addon(addon: AddonInput, features: Mapping[str, FeatureFacts], strict:
 
     if not addon.rate_cards:
         problem("rateCards", "an add-on needs at least one rate card", "addon_has_no_rate_cards")
+    # Its priced, recurring rate cards are billed on one cadence (OpenMeter's
+    # ValidateAddonHasSingleBillingCadence); the first one sets it.
+    cadence = next((c.billing_cadence for c in addon.rate_cards if c.is_billable and c.billing_cadence), None)
     for index, card in enumerate(addon.rate_cards):
         path = f"rateCards[{index}]"
+        if cadence is not None and card.is_billable and card.billing_cadence not in (None, cadence):
+            problem(
+                join(path, "billingCadence"),
+                f"billing cadence {card.billing_cadence.iso()} differs from the add-on's {cadence.iso()}: "
+                "an add-on's priced rate cards share one billing cadence",
+                "rate_card_multiple_billing_cadence",
+            )
         if (
             addon.instance_type is InstanceType.MULTIPLE
             and card.price is not None

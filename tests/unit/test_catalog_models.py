@@ -347,6 +347,50 @@ def test_a_multiple_instance_add_on_with_a_unit_price_carries_openmeters_code() 
     assert _fields(strict) == {"rateCards[0].price": "addon_invalid_ratecard_price_for_multi_instance"}
 
 
+def test_an_add_on_bills_its_priced_rate_cards_on_one_cadence() -> None:
+    """OpenMeter's Addon.Publishable refuses an add-on whose priced, recurring rate cards have more
+    than one billing cadence (ValidateAddonHasSingleBillingCadence, rate_card_multiple_billing_cadence,
+    productcatalog/addon.go); one-time fees and free rate cards do not count, and P1Y equals P12M."""
+
+    def card(key: str, cadence: str | None, price: dict[str, Any] | None) -> dict[str, Any]:
+        return {"type": "flat_fee", "key": key, "name": key, "billingCadence": cadence, "price": price}
+
+    flat = {"type": "flat", "amount": "5"}
+    addon, issues = parse_addon(
+        {
+            "key": "extras",
+            "name": "Extras",
+            "instanceType": "single",
+            "rateCards": [
+                card("yearly", "P1Y", flat),
+                card("also_yearly", "P12M", flat),
+                card("once", None, flat),
+                card("free_monthly", "P1M", None),
+                card("monthly", "P1M", flat),
+            ],
+        }
+    )
+    assert addon is not None and not issues.errors
+    check_addon(addon, {}, False, issues)
+    assert [(w.field, w.code) for w in issues.warnings] == [
+        ("rateCards[4].billingCadence", "rate_card_multiple_billing_cadence")
+    ]
+    strict = Issues()
+    check_addon(addon, {}, True, strict)
+    assert _fields(strict) == {"rateCards[4].billingCadence": "rate_card_multiple_billing_cadence"}
+    single, issues = parse_addon(
+        {
+            "key": "x",
+            "name": "X",
+            "instanceType": "single",
+            "rateCards": [card("a", "P1Y", flat), card("b", "P12M", flat)],
+        }
+    )
+    assert single is not None
+    check_addon(single, {}, True, issues)
+    assert not issues.errors and not issues.warnings
+
+
 def test_plan_status_is_derived_from_the_effective_period() -> None:
     now = datetime(2026, 6, 1, tzinfo=UTC)
     before, after = datetime(2026, 1, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC)
