@@ -26,6 +26,7 @@ from domain.catalog.prices import FlatPrice
 from domain.catalog.ratecards import (
     FeatureFacts,
     RateCard,
+    TemplateType,
     check_rate_card_features,
     check_rate_card_keys,
     parse_rate_card,
@@ -348,3 +349,54 @@ def check_plan_addon(
                         f"rate card {card.key!r} has another billing cadence in phase {phase.key!r}",
                         "rate_card_billing_cadence_mismatch",
                     )
+                _check_overlay(plan_card, card, where, phase.key, issues)
+
+
+def _check_overlay(plan_card: RateCard, card: RateCard, where: str, phase_key: str, issues: Issues) -> None:
+    """What an add-on rate card may add on top of the plan rate card with its key (OpenMeter's
+    RateCardWithOverlay.Validate): a second price only as a flat fee with the plan's payment term,
+    no second percentage discount, and a second entitlement template of the same type that is not
+    static (and, metered, has the same usage period)."""
+    in_phase = f"in phase {phase_key!r}"
+    if plan_card.price is not None and card.price is not None:
+        if not isinstance(plan_card.price, FlatPrice) or not isinstance(card.price, FlatPrice):
+            issues.error(
+                join(where, "price"),
+                f"rate card {card.key!r} is priced {in_phase} too: only two flat prices can add up",
+                "rate_card_only_flat_price_allowed",
+            )
+        elif plan_card.price.payment_term is not card.price.payment_term:
+            issues.error(
+                join(where, "price.paymentTerm"),
+                f"rate card {card.key!r} is paid {plan_card.price.payment_term.value} {in_phase}",
+                "rate_card_price_payment_term_mismatch",
+            )
+    if plan_card.discounts.percentage is not None and card.discounts.percentage is not None:
+        issues.error(
+            join(where, "discounts.percentage"),
+            f"rate card {card.key!r} has a percentage discount {in_phase} already",
+            "rate_card_percentage_discount_not_allowed",
+        )
+    plan_template, template = plan_card.entitlement_template, card.entitlement_template
+    if plan_template is None or template is None:
+        return
+    path = join(where, "entitlementTemplate")
+    if plan_template.type is not template.type:
+        issues.error(
+            path,
+            f"rate card {card.key!r} has a {plan_template.type.value} entitlement template {in_phase}",
+            "rate_card_entitlement_template_type_mismatch",
+        )
+    elif template.type is TemplateType.STATIC:
+        issues.error(
+            path,
+            f"rate card {card.key!r} has a static entitlement template {in_phase}: two cannot be combined",
+            "rate_card_static_entitlement_template_not_allowed",
+        )
+    elif template.type is TemplateType.METERED and plan_card.usage_period != card.usage_period:
+        period = plan_card.usage_period.iso() if plan_card.usage_period is not None else "none"
+        issues.error(
+            path,
+            f"rate card {card.key!r} has a metered entitlement template with usage period {period} {in_phase}",
+            "rate_card_metered_entitlement_template_usage_period_mismatch",
+        )

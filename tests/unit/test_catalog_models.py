@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from domain.catalog import currencies
-from domain.catalog.addons import check_addon, parse_addon, parse_plan_addon
+from domain.catalog.addons import Addon, PlanAddonInput, check_addon, check_plan_addon, parse_addon, parse_plan_addon
 from domain.catalog.durations import Duration, DurationError
-from domain.catalog.plans import PlanStatus, check_plan, parse_plan, plan_status
+from domain.catalog.plans import Plan, PlanStatus, check_plan, parse_plan, plan_status
 from domain.catalog.prices import PackagePrice, TieredMode, TieredPrice, UnitPrice
 from domain.catalog.ratecards import FeatureFacts, TaxBehavior, TaxConfig, merge_tax_configs
 from domain.catalog.wire import Issues
@@ -389,6 +389,78 @@ def test_an_add_on_bills_its_priced_rate_cards_on_one_cadence() -> None:
     assert single is not None
     check_addon(single, {}, True, issues)
     assert not issues.errors and not issues.warnings
+
+
+def _overlay_issues(
+    addon_cards: list[dict[str, Any]], plan_cards: list[dict[str, Any]] | None = None
+) -> set[tuple[str, str]]:
+    """The problems of offering an active add-on with `addon_cards` on a draft of `_plan()` (whose
+    phase's rate cards may be replaced by `plan_cards`), from its only phase on."""
+    body = _plan()
+    if plan_cards is not None:
+        body["phases"][0]["rateCards"] = plan_cards
+    content, issues = parse_plan(body)
+    addon_content, addon_issues = parse_addon(
+        {"key": "extra", "name": "Extra", "instanceType": "single", "currency": "USD", "rateCards": addon_cards}
+    )
+    assert content is not None and addon_content is not None, (issues.errors, addon_issues.errors)
+    now = datetime(2025, 1, 1, tzinfo=UTC)
+    plan = Plan("01JGRZ0000000000000000PLAN", "default", 1, content, now, now)
+    addon = Addon("01JGRZ000000000000000ADDON", "default", 1, addon_content, now, now, effective_from=now)
+    found = Issues()
+    check_plan_addon(plan, addon, PlanAddonInput("default"), now, found)
+    return {(v.field, v.code) for v in found.errors}
+
+
+def test_an_add_on_rate_card_over_a_plan_rate_card_must_be_compatible() -> None:
+    """OpenMeter's RateCardWithOverlay.Validate (productcatalog/ratecard.go), run for every add-on
+    rate card that shares its key with a plan phase's: two prices must both be flat with one
+    payment term, two percentage discounts cannot stack, two entitlement templates must be of one
+    type, not static, and metered ones must share their usage period."""
+    usage = {
+        "type": "usage_based",
+        "key": "tokens",
+        "name": "Tokens",
+        "featureKey": "tokens",
+        "billingCadence": "P1M",
+        "price": {"type": "unit", "amount": "0.5"},
+        "discounts": {"percentage": {"percentage": 5}},
+        "entitlementTemplate": {"type": "metered", "issueAfterReset": 0, "usagePeriod": "P1D"},
+    }
+    base = {
+        "type": "flat_fee",
+        "key": "base",
+        "name": "Base",
+        "billingCadence": "P1M",
+        "price": {"type": "flat", "amount": "10", "paymentTerm": "in_arrears"},
+    }
+    assert _overlay_issues([usage, base]) >= {
+        ("addon.rateCards[0].price", "rate_card_only_flat_price_allowed"),
+        ("addon.rateCards[0].discounts.percentage", "rate_card_percentage_discount_not_allowed"),
+        ("addon.rateCards[0].entitlementTemplate", "rate_card_metered_entitlement_template_usage_period_mismatch"),
+        ("addon.rateCards[1].price.paymentTerm", "rate_card_price_payment_term_mismatch"),
+    }
+    # Flat on flat with the plan's payment term, no discount and the same usage period: compatible.
+    same_term = dict(base, price={"type": "flat", "amount": "10", "paymentTerm": "in_advance"})
+    assert _overlay_issues([same_term]) == set()
+
+    def seats(template: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "type": "flat_fee",
+            "key": "seats",
+            "name": "Seats",
+            "featureKey": "seats",
+            "entitlementTemplate": template,
+        }
+
+    static = {"type": "static", "config": '{"a": 1}'}
+    assert _overlay_issues([seats(static)], [seats(static)]) == {
+        ("addon.rateCards[0].entitlementTemplate", "rate_card_static_entitlement_template_not_allowed")
+    }
+    assert _overlay_issues([seats({"type": "boolean"})], [seats(static)]) == {
+        ("addon.rateCards[0].entitlementTemplate", "rate_card_entitlement_template_type_mismatch")
+    }
+    assert _overlay_issues([seats({"type": "boolean"})], [seats({"type": "boolean"})]) == set()
 
 
 def test_plan_status_is_derived_from_the_effective_period() -> None:
