@@ -300,8 +300,16 @@ class PlanService:
             raise _invalid("status", "an active plan cannot be deleted; archive it first", "plan_invalid_status")
         await self._plans.save(dataclasses.replace(plan, deleted_at=now, updated_at=now))
 
+    async def _not_deleted(self, namespace: str, plan_id: str) -> Plan:
+        """The version to publish or archive: a deleted one is a bad request (400), as in
+        OpenMeter's PublishPlan ("cannot publish a deleted Plan"), not an unknown one."""
+        plan = await self.get(namespace, plan_id)
+        if plan.deleted_at is not None:
+            raise _invalid("id", "the plan version is deleted", "plan_deleted")
+        return plan
+
     async def publish(self, namespace: str, plan_id: str) -> Plan:
-        plan = await self._live(namespace, plan_id)
+        plan = await self._not_deleted(namespace, plan_id)
         now = self._clock()
         status = plan.status(now)
         if status not in (PlanStatus.DRAFT, PlanStatus.SCHEDULED):
@@ -346,7 +354,7 @@ class PlanService:
                     )
 
     async def archive(self, namespace: str, plan_id: str) -> Plan:
-        plan = await self._live(namespace, plan_id)
+        plan = await self._not_deleted(namespace, plan_id)
         now = self._clock()
         status = plan.status(now)
         if status is not PlanStatus.ACTIVE:
@@ -482,8 +490,16 @@ class AddonService:
             )
         await self._addons.save(dataclasses.replace(addon, deleted_at=now, updated_at=now))
 
+    async def _not_deleted(self, namespace: str, addon_id: str) -> Addon:
+        """The version to publish or archive: a deleted one is a bad request (400), as OpenMeter's
+        PublishAddon and ArchiveAddon refuse it ("cannot publish a deleted add-on")."""
+        addon = await self.get(namespace, addon_id)
+        if addon.deleted_at is not None:
+            raise _invalid("id", "the add-on version is deleted", "addon_deleted")
+        return addon
+
     async def publish(self, namespace: str, addon_id: str) -> Addon:
-        addon = await self._live(namespace, addon_id)
+        addon = await self._not_deleted(namespace, addon_id)
         now = self._clock()
         status = addon.status(now)
         if status is not AddonStatus.DRAFT:
@@ -505,7 +521,7 @@ class AddonService:
         return published
 
     async def archive(self, namespace: str, addon_id: str) -> Addon:
-        addon = await self._live(namespace, addon_id)
+        addon = await self._not_deleted(namespace, addon_id)
         now = self._clock()
         status = addon.status(now)
         if status is not AddonStatus.ACTIVE:

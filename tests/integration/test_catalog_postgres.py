@@ -226,3 +226,33 @@ async def test_deleting_a_deleted_version_again_is_a_no_op(catalog: Catalog) -> 
     first = (await catalog.addons.get(NS, addon.id)).deleted_at
     await catalog.addons.delete(NS, addon.id)
     assert (await catalog.addons.get(NS, addon.id)).deleted_at == first is not None
+
+
+async def test_a_deleted_version_cannot_be_published_or_archived(catalog: Catalog) -> None:
+    """Publishing or archiving a deleted plan or add-on version is refused as a bad request (400),
+    as OpenMeter's PublishPlan, PublishAddon and ArchiveAddon do ("cannot publish a deleted ..."),
+    not answered as if the version did not exist."""
+    plan = await catalog.plans.create(NS, plan_body(unique("deleted_publish")))
+    await catalog.plans.delete(NS, plan.id)
+    for action in (catalog.plans.publish, catalog.plans.archive):
+        with pytest.raises(ValidationError) as refused:
+            await action(NS, plan.id)
+        assert [(v.field, v.code) for v in refused.value.violations] == [("id", "plan_deleted")]
+    addon = await catalog.addons.create(
+        NS,
+        {
+            "key": unique("deleted_publish_addon"),
+            "name": "Boost",
+            "instanceType": "single",
+            "currency": "EUR",
+            "rateCards": [
+                {"type": "flat_fee", "key": "boost", "name": "Boost", "price": {"type": "flat", "amount": "3"}}
+            ],
+        },
+    )
+    await catalog.addons.delete(NS, addon.id)
+    for addon_action in (catalog.addons.publish, catalog.addons.archive):
+        with pytest.raises(ValidationError) as refused:
+            await addon_action(NS, addon.id)
+        assert [(v.field, v.code) for v in refused.value.violations] == [("id", "addon_deleted")]
+    assert (await catalog.addons.get(NS, addon.id)).effective_from is None
