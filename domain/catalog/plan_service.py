@@ -5,9 +5,10 @@ draft per key (a second is refused, 400, also under concurrency: a unique index 
 Publishing makes a draft active now and archives the version that was active; archiving ends an
 active version now. Only drafts (and scheduled versions) can be updated; drafts, scheduled and
 archived versions can be deleted (soft), an active one cannot; deleting a deleted version again
-succeeds and changes nothing. `next` copies a version into a new
-draft. Every refusal is a ValidationError with a field path and OpenMeter's code, and nothing is
-stored.
+succeeds and changes nothing, publishing or archiving it is refused. `next` copies a version into
+a new draft. Every refusal is a ValidationError with a field path and OpenMeter's code, and
+nothing is stored; except that, as in OpenMeter, changing or removing an add-on offered on a plan
+that is no longer a draft answers as if the assignment did not exist (NotFoundError, 404).
 
 Requests arrive as OpenMeter's JSON (dicts with camelCase keys): the parse functions of plans.py
 and addons.py read them, so the servicers stay thin and REST and gRPC share one reading.
