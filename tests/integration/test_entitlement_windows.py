@@ -714,6 +714,9 @@ class DiesMidReconcile:
     async def delete_managed(self, namespace: str, entitlement_id: str) -> None:
         await self._call("delete_managed")(namespace, entitlement_id)
 
+    def terms_of(self, wanted: Any) -> Any:
+        return self._inner.terms_of(wanted)
+
 
 @dataclass
 class SubStack:
@@ -1054,6 +1057,35 @@ async def test_an_add_on_already_on_the_subscription_is_not_bought_again(subs: S
     with pytest.raises(ConflictError):
         await subs.subscriptions.create_addon(NS, sub.id, "extra", 1, Timing(enum="immediate"))
     assert [a.id for a in (await subs.subscriptions.get(NS, sub.id)).addons] == [bought.id]
+
+
+async def test_a_quantity_changed_before_the_add_on_starts_changes_its_entitlements_allowance(subs: SubStack) -> None:
+    # Two of the add-on bought for the next billing cycle, then three, before that cycle starts: the
+    # item version starting then now holds three, and so must the entitlement starting then. OpenMeter
+    # compares each item's wanted entitlement with the one it has and replaces it when they differ
+    # (subscription/service/syncnode.go: entitlementSyncNode.Compare, then Archive and Create). Tally
+    # matched entitlements to item versions by feature and start alone, so the entitlement made for
+    # two stayed: 1000 calls a month for three add-ons bought.
+    clock = subs.clock
+    clock.now = datetime(2026, 11, 1, tzinfo=UTC)
+    customer = await subs.customers.create(NS, CustomerInput(name="Regrown", key="regrown", subject_keys=["regrown"]))
+    sub = await subs.subscriptions.create(
+        CreateSubscriptionInput(
+            NS, PlanSelector("metered"), customer_id=customer.id, billing_anchor=datetime(2026, 1, 1, tzinfo=UTC)
+        )
+    )
+    clock.now = datetime(2026, 11, 20, tzinfo=UTC)
+    sub, bought = await subs.subscriptions.create_addon(NS, sub.id, "extra", 2, Timing(enum="next_billing_cycle"))
+    sub, _ = await subs.subscriptions.update_addon(NS, sub.id, bought.id, 3, Timing(enum="next_billing_cycle"))
+    managed = [
+        e for e in await subs.entitlements.managed_for(NS, customer.id, sub.id) if e.feature_key == "extra_calls"
+    ]
+    assert [(e.active_from, e.active_to, e.issue_after_reset) for e in managed] == [
+        (datetime(2026, 12, 1, tzinfo=UTC), None, Decimal(1500))
+    ]
+    clock.now = datetime(2026, 12, 2, tzinfo=UTC)
+    extra = await subs.entitlements.for_customer(NS, customer, "extra_calls")
+    assert (await subs.entitlements.value(NS, extra)).balance == Decimal(1500)
 
 
 async def test_daily_history_across_a_dst_change_at_local_midnight(stack: Stack) -> None:
