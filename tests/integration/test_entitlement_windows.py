@@ -645,6 +645,49 @@ BOTH_PLAN: dict[str, Any] = {
 }
 
 
+# A boolean and a static entitlement, with metadata, next to the metered one.
+ACCESS_PLAN: dict[str, Any] = {
+    **SUB_PLAN,
+    "key": "access",
+    "phases": [
+        {
+            "key": "default",
+            "name": "Default",
+            "rateCards": [
+                {
+                    **SUB_PLAN["phases"][0]["rateCards"][0],
+                    "entitlementTemplate": {
+                        "type": "metered",
+                        "issueAfterReset": 1000,
+                        "issueAfterResetPriority": 3,
+                        "isSoftLimit": True,
+                        "preserveOverageAtReset": True,
+                        "usagePeriod": "P1D",
+                        "metadata": {"tier": "pro"},
+                    },
+                },
+                {
+                    "type": "flat_fee",
+                    "key": "extra_calls",
+                    "name": "Extra calls",
+                    "featureKey": "extra_calls",
+                    "billingCadence": "P1M",
+                    "price": {"type": "flat", "amount": "5", "paymentTerm": "in_advance"},
+                    "entitlementTemplate": {"type": "static", "config": '{"seats": 5}', "metadata": {"a": "b"}},
+                },
+                {
+                    "type": "flat_fee",
+                    "key": "sub_sso",
+                    "name": "SSO",
+                    "featureKey": "sub_sso",
+                    "entitlementTemplate": {"type": "boolean", "metadata": {"c": "d"}},
+                },
+            ],
+        }
+    ],
+}
+
+
 class SomePlans:
     def __init__(self, *bodies: dict[str, Any]) -> None:
         self.views: dict[str, PlanView] = {}
@@ -742,9 +785,10 @@ async def subs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
         )
         await parts.features.create(NS, FeatureCreateInput(key="sub_calls", name="Calls", meter_slug="calls"))
         await parts.features.create(NS, FeatureCreateInput(key="extra_calls", name="Extra", meter_slug="calls"))
+        await parts.features.create(NS, FeatureCreateInput(key="sub_sso", name="SSO"))
         rate_cards = CatalogRateCards()
         repository = PostgresSubscriptionRepository(parts.sessions, rate_cards)
-        plans = SomePlans(SUB_PLAN, TRIAL_PLAN, EXTRA_PLAN, BOTH_PLAN)
+        plans = SomePlans(SUB_PLAN, TRIAL_PLAN, EXTRA_PLAN, BOTH_PLAN, ACCESS_PLAN)
         bridge = EntitlementBridge(entitlements, parts.customers)
         subscriptions = SubscriptionService(
             repository, plans, parts.customers, rate_cards, bridge, clock=clock, addons=ExtraCallsOffer()
@@ -1086,6 +1130,29 @@ async def test_a_quantity_changed_before_the_add_on_starts_changes_its_entitleme
     clock.now = datetime(2026, 12, 2, tzinfo=UTC)
     extra = await subs.entitlements.for_customer(NS, customer, "extra_calls")
     assert (await subs.entitlements.value(NS, extra)).balance == Decimal(1500)
+
+
+async def test_reconciling_an_unchanged_subscription_keeps_each_kind_of_entitlement(subs: SubStack) -> None:
+    # The terms an entitlement was made with are compared with its item version's on every
+    # reconciliation: for each kind of template they must read back equal, or every write would
+    # replace the customer's entitlements (new ids, a new issueAfterReset grant).
+    clock = subs.clock
+    clock.now = datetime(2026, 11, 1, tzinfo=UTC)
+    customer = await subs.customers.create(NS, CustomerInput(name="Kinds", key="kinds", subject_keys=["kinds"]))
+    sub = await subs.subscriptions.create(CreateSubscriptionInput(NS, PlanSelector("access"), customer_id=customer.id))
+    made = {e.feature_key: e for e in await subs.entitlements.managed_for(NS, customer.id, sub.id)}
+    assert {k: e.type.value for k, e in made.items()} == {
+        "sub_calls": "metered",
+        "extra_calls": "static",
+        "sub_sso": "boolean",
+    }
+    clock.now = datetime(2026, 11, 3, tzinfo=UTC)
+    await subs.subscriptions.reconcile_entitlements(sub)
+    canceled = await subs.subscriptions.cancel(NS, sub.id, Timing(enum="next_billing_cycle"))
+    after = {e.feature_key: e for e in await subs.entitlements.managed_for(NS, customer.id, sub.id)}
+    assert {k: (e.id, e.active_to) for k, e in after.items()} == {
+        k: (e.id, canceled.active_to) for k, e in made.items()
+    }
 
 
 async def test_daily_history_across_a_dst_change_at_local_midnight(stack: Stack) -> None:
