@@ -816,8 +816,15 @@ class PostgresInvoiceRepository:
                 if len(subscription_ids) == 1
                 else _any_of(col(InvoiceLineRow.subscription_id), subscription_ids),
                 col(InvoiceLineRow.parent_line_id).is_(None),
-                col(InvoiceLineRow.deleted_at).is_(None),
-                col(InvoiceRow.deleted_at).is_(None),
+                or_(
+                    and_(col(InvoiceLineRow.deleted_at).is_(None), col(InvoiceRow.deleted_at).is_(None)),
+                    # A line the user deleted (on an invoice since deleted too, perhaps) still
+                    # holds its item's place: the sync must not make it again.
+                    and_(
+                        col(InvoiceLineRow.deleted_at).is_not(None),
+                        col(InvoiceLineRow.managed_by) == ManagedBy.MANUAL.value,
+                    ),
+                ),
             )
             .order_by(col(InvoiceLineRow.period_start), col(InvoiceLineRow.id))
         )

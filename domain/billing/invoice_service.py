@@ -576,6 +576,11 @@ class InvoiceService:
             invoice = await tx.invoices.get(namespace, invoice_id, lock=True)
             if invoice is None:
                 raise NotFoundError("invoice", invoice_id)
+            if invoice.state is State.GATHERING and invoice.deleted_at is None:
+                await self._edit_gathering(tx, namespace, invoice, lines)
+                await tx.commit()
+                # A gathering invoice never notifies, and its lines are collected by the worker.
+                return await self.get(namespace, invoice_id)
             # An empty list is refused here too: a draft without lines is deleted, not emptied.
             _validate_pending(PendingLinesInput(invoice.currency, [x for _, x in lines]))
             now = self._clock()
@@ -643,6 +648,158 @@ class InvoiceService:
         await self._drive(namespace, invoice_id, None)
         await self._told(namespace, invoice_id, False)
         return await self.get(namespace, invoice_id)
+
+    async def _edit_gathering(
+        self,
+        tx: BillingStore,
+        namespace: str,
+        invoice: Invoice,
+        lines: Sequence[tuple[str | None, PendingLineInput]],
+    ) -> None:
+        """PUT /invoices/{id} on a gathering invoice, as OpenMeter's updateGatheringInvoice
+        (openmeter/billing/httpdriver/invoice.go, invoiceline.go mergeGatheringInvoiceLinesFromAPI):
+        only the lines change (its description and metadata are not the request's to set). A line
+        with the ID of one of its lines replaces it and, when anything of it changed, becomes
+        managedBy manual, so the subscription sync leaves it as the user made it; a line without
+        an ID (or with another one) is a new manual line; a line left out is deleted, as manual,
+        so the sync does not bring it back. No lines left: the invoice is deleted. Its period and
+        collection time follow its lines (OpenMeter's CalculateGatheringInvoice)."""
+        if lines:
+            _validate_pending(PendingLinesInput(invoice.currency, [x for _, x in lines]))
+        now = self._clock()
+        current = {
+            x.id: x for x in (await tx.invoices.lines(namespace, [invoice.id]))[invoice.id] if x.parent_line_id is None
+        }
+        kept: list[InvoiceLine] = []
+        added: list[InvoiceLine] = []
+        at_index: dict[str, int] = {}  # line ID: its index in the request, for errors
+        v = Violations()
+        for i, (line_id, given) in enumerate(lines):
+            made = self._pending_line(namespace, invoice, given, now)
+            old = current.get(line_id) if line_id is not None else None
+            if old is None:
+                # An ID that is not one of the invoice's is the client's own for a new line
+                # (OpenMeter's mergeGatheringInvoiceLinesFromAPI), not stored.
+                added.append(made)
+                at_index[made.id] = i
+                continue
+            usage = made.type is LineType.USAGE_BASED
+            # The rest of a period billed in part already (progressive billing) starts after its
+            # full period does: its period cannot move, as OpenMeter refuses a period change of a
+            # split line (ErrInvoiceLineNoPeriodChangeForSplitLine); it can be deleted.
+            split = old.type is LineType.USAGE_BASED and old.full_period_start not in (None, old.period_start)
+            if split and (made.period_start, made.period_end) != (old.period_start, old.period_end):
+                v.add(
+                    f"lines[{i}].period",
+                    "the period of a line whose earlier part was invoiced already cannot change "
+                    f"(it stays {old.period_start.isoformat()} to {old.period_end.isoformat()}); delete the line instead",
+                    "invalid_period",
+                )
+                continue
+            same_period = usage and old.period_key is not None and old.feature_key == made.feature_key
+            merged = dataclasses.replace(
+                old,
+                type=made.type,
+                name=made.name,
+                description=made.description,
+                period_start=made.period_start,
+                period_end=made.period_end,
+                invoice_at=made.invoice_at,
+                # A usage line not billed in part yet is billed over its new period; a line that
+                # changes kind or feature bills a period of its own.
+                full_period_start=old.full_period_start if split else made.full_period_start,
+                full_period_end=made.full_period_end,
+                period_key=old.period_key if same_period else made.period_key,
+                feature_key=made.feature_key,
+                price=made.price,
+                per_unit_amount=made.per_unit_amount,
+                # The update carries no quantity (OpenMeter's InvoiceLineReplaceUpdate): a fee
+                # keeps its own.
+                quantity=old.quantity
+                if given.quantity is None and not usage and old.type is LineType.FLAT_FEE
+                else made.quantity,
+                payment_term=made.payment_term,
+                tax_config=made.tax_config,
+                rate_card_discounts=made.rate_card_discounts,
+                metadata=made.metadata,
+            )
+            same_dates = (made.period_start, made.period_end) == (old.period_start, old.period_end)
+            if not usage and old.type is LineType.FLAT_FEE and same_dates:
+                # A fee whose period stays keeps the full period it was prorated against.
+                merged = dataclasses.replace(
+                    merged, full_period_start=old.full_period_start, full_period_end=old.full_period_end
+                )
+            if merged != old:
+                merged = dataclasses.replace(merged, managed_by=ManagedBy.MANUAL, updated_at=now)
+            kept.append(merged)
+            at_index[merged.id] = i
+        v.raise_if_any()
+        await self._check_billable(namespace, invoice, [(at_index[x.id], x) for x in (*kept, *added)])
+        gone = [x for x in current.values() if x.id not in {k.id for k in kept}]
+        if gone:
+            # Deleted by the user: manual, so the subscription sync does not make it again.
+            await tx.invoices.update_lines(
+                [dataclasses.replace(x, managed_by=ManagedBy.MANUAL, updated_at=now) for x in gone]
+            )
+            await tx.invoices.delete_lines(namespace, [x.id for x in gone], now)
+        if kept:
+            await tx.invoices.update_lines(kept)
+        if added:
+            await tx.invoices.insert_lines(added)
+        remaining = [*kept, *added]
+        if not remaining:
+            await tx.invoices.update(dataclasses.replace(invoice, deleted_at=now, updated_at=now))
+        else:
+            await tx.invoices.update(gathering_schedule(invoice, remaining, now))
+
+    async def _check_billable(self, namespace: str, invoice: Invoice, lines: Sequence[tuple[int, InvoiceLine]]) -> None:
+        """Each line of an edited gathering invoice must be invoiceable at its invoiceAt, as
+        OpenMeter checks (service/gatheringinvoice.go checkIfGatheringLinesAreInvoicable, rating
+        ResolveBillablePeriod), by the rule collection uses (split_gathering): a fee at any time;
+        usage once its period has ended, or, when it can be billed in parts (progressive billing
+        in the customer's workflow, a price that allows it, a meter that only grows), once its
+        period has begun. A part of a period billed in part already needs a price billed in parts."""
+        early: list[tuple[int, InvoiceLine]] = []
+        split: list[tuple[int, InvoiceLine]] = []
+        for i, line in lines:
+            if line.type is not LineType.USAGE_BASED:
+                continue
+            if line.invoice_at.replace(microsecond=0) < line.period_end.replace(microsecond=0):
+                early.append((i, line))
+            if line.full_period_start not in (None, line.period_start):
+                split.append((i, line))
+        if not early and not split:
+            return
+        effective = await self._profiles.effective_profile(namespace, invoice.customer_id)
+        progressive = effective.workflow.progressive_billing
+        keys = {x.feature_key for _, x in early if x.feature_key}
+        growing = await self._usage.growing_features(namespace, keys) if progressive and keys else set()
+        v = Violations()
+        for i, line in split:
+            if line.price is None or not allows_progressive_billing(line.price):
+                v.add(
+                    f"lines[{i}].price",
+                    "the line is the rest of a period invoiced in part already: its price must allow "
+                    "progressive billing",
+                    "invalid",
+                )
+        for i, line in early:
+            in_parts = (
+                progressive
+                and line.price is not None
+                and allows_progressive_billing(line.price)
+                and line.feature_key in growing
+            )
+            if in_parts and line.invoice_at.replace(microsecond=0) > line.period_start.replace(microsecond=0):
+                continue
+            v.add(
+                f"lines[{i}].invoiceAt",
+                f"a usage line can be invoiced at {line.invoice_at.isoformat()} only when billed in parts "
+                "(progressive billing, a meter that only grows) and after its period starts; otherwise "
+                f"at or after its period's end, {line.period_end.isoformat()}",
+                "not_billable",
+            )
+        v.raise_if_any()
 
     async def edit_subscription_lines(
         self,

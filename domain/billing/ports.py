@@ -176,7 +176,9 @@ class InvoiceRepository(Protocol):
         self, namespace: str, subscription_ids: Sequence[str]
     ) -> dict[str, list[tuple[InvoiceLine, InvoiceStatus]]]:
         """Live top-level lines synced from each of these subscriptions (by subscription ID, every
-        ID present), each with the status of the live invoice it is on, by period start."""
+        ID present), each with the status of the live invoice it is on, by period start; and
+        those of their lines a user deleted (managedBy manual, `deleted_at` set), with the status
+        of the invoice they were on."""
         ...
 
     async def issued_usage_lines(self, ended_after: datetime) -> list[tuple[InvoiceLine, str]]:

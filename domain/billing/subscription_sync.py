@@ -262,7 +262,7 @@ class SubscriptionSync:
                 updated.append(_refresh(first, expected[item.key].line, now))
                 removed.extend(line.id for line in others)
             for key in plan.delete:
-                removed.extend(line.id for line, _ in parts[key])
+                removed.extend(line.id for line, _ in parts[key] if line.deleted_at is None)
             for key in plan.corrections:
                 # Partly invoiced: only the parts still gathering follow the edit. A new end cuts
                 # the part it falls in and drops those after it; an end later than every part's
@@ -354,6 +354,18 @@ def _plan(
     )
     if repriced:
         plan = dataclasses.replace(plan, update=(*plan.update, *repriced))
+    # A line the user edited or deleted through the invoice API is managedBy manual: the sync
+    # patches only the subscription's own lines (OpenMeter's subscriptionsync reconciler,
+    # patchhelpers.go shouldSkipLinePatch) and, the deleted line still being held, does not make
+    # it again. An item that goes still takes its live lines with it (patchinvoiceline.go AddDelete).
+    users = {key for key, v in parts.items() if any(line.managed_by is ManagedBy.MANUAL for line, _ in v)}
+    if users:
+        plan = dataclasses.replace(
+            plan,
+            update=tuple(i for i in plan.update if i.key not in users),
+            corrections=tuple(k for k in plan.corrections if k not in users),
+            delete=tuple(k for k in plan.delete if any(line.deleted_at is None for line, _ in parts[k])),
+        )
     return parts, plan
 
 

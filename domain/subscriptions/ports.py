@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -156,6 +156,11 @@ class ManagedEntitlements(Protocol):
 
     async def delete_managed(self, namespace: str, entitlement_id: str) -> None: ...
 
+    def terms_of(self, wanted: ManagedEntitlement) -> Hashable | None:
+        """What the entitlement made for `wanted` would grant (its type and settings, not its
+        window), comparable with `ManagedEntitlementRecord.terms`; None when it cannot be told."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class ManagedEntitlementRecord:
@@ -165,3 +170,5 @@ class ManagedEntitlementRecord:
     feature_key: str
     active_from: datetime
     active_to: datetime | None
+    # What it grants (see `ManagedEntitlements.terms_of`); None when unknown.
+    terms: Hashable | None = None

@@ -37,6 +37,7 @@ from domain.subscriptions.models import (
 )
 from domain.subscriptions.ports import (
     AddonSource,
+    ManagedEntitlementRecord,
     ManagedEntitlements,
     PlanSource,
     PlanView,
@@ -736,6 +737,13 @@ class SubscriptionService:
                     await self._entitlements.delete_managed(namespace, record.entitlement_id)
                 elif record.active_to is None or record.active_to > now:
                     await self._entitlements.end_managed(namespace, record.entitlement_id, now)
+            elif (record.active_to is None or record.active_to > now) and not self._grants_as_wanted(record, want):
+                # Same feature and start, other terms (an add-on's quantity or an item changed
+                # before the version started): replaced, as OpenMeter's sync replaces an
+                # entitlement that differs from its item's (subscription/service/syncnode.go).
+                # A window already over is history, and is not made again (see below).
+                await self._entitlements.delete_managed(namespace, record.entitlement_id)
+                recreate.add(key)
             elif want.active_to is None and record.active_to is not None:
                 # An end that was taken back (unscheduled cancelation, restore): an entitlement's end
                 # can only move, not disappear, so the window is replaced by an open one.
@@ -755,6 +763,12 @@ class SubscriptionService:
             if want.active_to is not None and want.active_to <= now:
                 continue  # ended before it was ever managed (e.g. a replayed past version): nothing to grant
             await self._entitlements.create_managed(namespace, subscription.customer_id, want)
+
+    def _grants_as_wanted(self, record: ManagedEntitlementRecord, want: ManagedEntitlement) -> bool:
+        """Whether the entitlement grants what its item version wants (unknown terms: assumed so)."""
+        assert self._entitlements is not None
+        terms = self._entitlements.terms_of(want)
+        return record.terms is None or terms is None or record.terms == terms
 
     async def _save(self, updated: Subscription, current: Subscription) -> None:
         """Store a change (compare-and-set on the revision), then bring its entitlements in line.

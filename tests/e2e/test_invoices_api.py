@@ -696,6 +696,50 @@ async def test_include_deleted_lines_shows_what_an_update_removed(http: httpx.As
     assert everything["totals"]["total"] == "5"  # a deleted line is shown, not billed
 
 
+async def test_update_a_gathering_invoices_lines(http: httpx.AsyncClient) -> None:
+    """OpenMeter's PUT of a gathering invoice (httpdriver/invoice.go updateGatheringInvoice) edits
+    its lines only: a changed line becomes managedBy manual, a line left out is deleted, one
+    without an ID is added; the invoice's description is not the request's to set. With no lines
+    left the gathering invoice is deleted."""
+    customer, _ = await metered_customer(http)
+    created = await add_lines(
+        http, customer, line("Keep", {"type": "flat", "amount": "5"}), line("Drop", {"type": "flat", "amount": "3"})
+    )
+    gathering = await ok(await http.get(f"{INVOICES}/{created['invoice']['id']}"))
+    body = {
+        "supplier": gathering["supplier"],
+        "customer": gathering["customer"],
+        "workflow": gathering["workflow"],
+        "description": "Q4",
+        "lines": [
+            {**line("Keep", {"type": "flat", "amount": "6"}), "id": by_name(gathering)["Keep"]["id"]},
+            {**line("Added", {"type": "flat", "amount": "2"}), "id": "client-side-id"},
+        ],
+    }
+    updated = await ok(await http.put(f"{INVOICES}/{gathering['id']}", json=body))
+    lines = by_name(updated)
+    assert updated["status"] == "gathering" and "description" not in updated
+    assert set(lines) == {"Keep", "Added"} and lines["Keep"]["id"] == by_name(gathering)["Keep"]["id"]
+    assert lines["Added"]["id"] != "client-side-id" and lines["Added"]["managedBy"] == "manual"
+    assert lines["Keep"]["rateCard"]["price"]["amount"] == "6"
+    shown = await ok(await http.get(f"{INVOICES}/{gathering['id']}"))
+    assert shown["totals"]["total"] == "8"  # 6 + 2
+    refused = await http.put(
+        f"{INVOICES}/{gathering['id']}",
+        json={
+            **body,
+            "lines": [
+                {**line("Bad", {"type": "flat", "amount": "1"}), "period": {"from": PERIOD["to"], "to": PERIOD["from"]}}
+            ],
+        },
+    )
+    assert refused.status_code == 400 and "lines[0].period" in refused.text
+    emptied = await http.put(f"{INVOICES}/{gathering['id']}", json={**body, "lines": []})
+    assert emptied.status_code == 200, emptied.text
+    left = await ok(await http.get(INVOICES, params={"customers": customer, "statuses": "gathering"}))
+    assert left["items"] == []
+
+
 async def test_grpc_pending_lines_and_invoice_now(http: httpx.AsyncClient, channel: grpc.aio.Channel) -> None:
     customer, feature = await metered_customer(http, 300)
     stub = invoices_pb2_grpc.InvoiceServiceStub(channel)

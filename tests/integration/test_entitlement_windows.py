@@ -645,6 +645,49 @@ BOTH_PLAN: dict[str, Any] = {
 }
 
 
+# A boolean and a static entitlement, with metadata, next to the metered one.
+ACCESS_PLAN: dict[str, Any] = {
+    **SUB_PLAN,
+    "key": "access",
+    "phases": [
+        {
+            "key": "default",
+            "name": "Default",
+            "rateCards": [
+                {
+                    **SUB_PLAN["phases"][0]["rateCards"][0],
+                    "entitlementTemplate": {
+                        "type": "metered",
+                        "issueAfterReset": 1000,
+                        "issueAfterResetPriority": 3,
+                        "isSoftLimit": True,
+                        "preserveOverageAtReset": True,
+                        "usagePeriod": "P1D",
+                        "metadata": {"tier": "pro"},
+                    },
+                },
+                {
+                    "type": "flat_fee",
+                    "key": "extra_calls",
+                    "name": "Extra calls",
+                    "featureKey": "extra_calls",
+                    "billingCadence": "P1M",
+                    "price": {"type": "flat", "amount": "5", "paymentTerm": "in_advance"},
+                    "entitlementTemplate": {"type": "static", "config": '{"seats": 5}', "metadata": {"a": "b"}},
+                },
+                {
+                    "type": "flat_fee",
+                    "key": "sub_sso",
+                    "name": "SSO",
+                    "featureKey": "sub_sso",
+                    "entitlementTemplate": {"type": "boolean", "metadata": {"c": "d"}},
+                },
+            ],
+        }
+    ],
+}
+
+
 class SomePlans:
     def __init__(self, *bodies: dict[str, Any]) -> None:
         self.views: dict[str, PlanView] = {}
@@ -714,6 +757,9 @@ class DiesMidReconcile:
     async def delete_managed(self, namespace: str, entitlement_id: str) -> None:
         await self._call("delete_managed")(namespace, entitlement_id)
 
+    def terms_of(self, wanted: Any) -> Any:
+        return self._inner.terms_of(wanted)
+
 
 @dataclass
 class SubStack:
@@ -739,9 +785,10 @@ async def subs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
         )
         await parts.features.create(NS, FeatureCreateInput(key="sub_calls", name="Calls", meter_slug="calls"))
         await parts.features.create(NS, FeatureCreateInput(key="extra_calls", name="Extra", meter_slug="calls"))
+        await parts.features.create(NS, FeatureCreateInput(key="sub_sso", name="SSO"))
         rate_cards = CatalogRateCards()
         repository = PostgresSubscriptionRepository(parts.sessions, rate_cards)
-        plans = SomePlans(SUB_PLAN, TRIAL_PLAN, EXTRA_PLAN, BOTH_PLAN)
+        plans = SomePlans(SUB_PLAN, TRIAL_PLAN, EXTRA_PLAN, BOTH_PLAN, ACCESS_PLAN)
         bridge = EntitlementBridge(entitlements, parts.customers)
         subscriptions = SubscriptionService(
             repository, plans, parts.customers, rate_cards, bridge, clock=clock, addons=ExtraCallsOffer()
@@ -1054,6 +1101,58 @@ async def test_an_add_on_already_on_the_subscription_is_not_bought_again(subs: S
     with pytest.raises(ConflictError):
         await subs.subscriptions.create_addon(NS, sub.id, "extra", 1, Timing(enum="immediate"))
     assert [a.id for a in (await subs.subscriptions.get(NS, sub.id)).addons] == [bought.id]
+
+
+async def test_a_quantity_changed_before_the_add_on_starts_changes_its_entitlements_allowance(subs: SubStack) -> None:
+    # Two of the add-on bought for the next billing cycle, then three, before that cycle starts: the
+    # item version starting then now holds three, and so must the entitlement starting then. OpenMeter
+    # compares each item's wanted entitlement with the one it has and replaces it when they differ
+    # (subscription/service/syncnode.go: entitlementSyncNode.Compare, then Archive and Create). Tally
+    # matched entitlements to item versions by feature and start alone, so the entitlement made for
+    # two stayed: 1000 calls a month for three add-ons bought.
+    clock = subs.clock
+    clock.now = datetime(2026, 11, 1, tzinfo=UTC)
+    customer = await subs.customers.create(NS, CustomerInput(name="Regrown", key="regrown", subject_keys=["regrown"]))
+    sub = await subs.subscriptions.create(
+        CreateSubscriptionInput(
+            NS, PlanSelector("metered"), customer_id=customer.id, billing_anchor=datetime(2026, 1, 1, tzinfo=UTC)
+        )
+    )
+    clock.now = datetime(2026, 11, 20, tzinfo=UTC)
+    sub, bought = await subs.subscriptions.create_addon(NS, sub.id, "extra", 2, Timing(enum="next_billing_cycle"))
+    sub, _ = await subs.subscriptions.update_addon(NS, sub.id, bought.id, 3, Timing(enum="next_billing_cycle"))
+    managed = [
+        e for e in await subs.entitlements.managed_for(NS, customer.id, sub.id) if e.feature_key == "extra_calls"
+    ]
+    assert [(e.active_from, e.active_to, e.issue_after_reset) for e in managed] == [
+        (datetime(2026, 12, 1, tzinfo=UTC), None, Decimal(1500))
+    ]
+    clock.now = datetime(2026, 12, 2, tzinfo=UTC)
+    extra = await subs.entitlements.for_customer(NS, customer, "extra_calls")
+    assert (await subs.entitlements.value(NS, extra)).balance == Decimal(1500)
+
+
+async def test_reconciling_an_unchanged_subscription_keeps_each_kind_of_entitlement(subs: SubStack) -> None:
+    # The terms an entitlement was made with are compared with its item version's on every
+    # reconciliation: for each kind of template they must read back equal, or every write would
+    # replace the customer's entitlements (new ids, a new issueAfterReset grant).
+    clock = subs.clock
+    clock.now = datetime(2026, 11, 1, tzinfo=UTC)
+    customer = await subs.customers.create(NS, CustomerInput(name="Kinds", key="kinds", subject_keys=["kinds"]))
+    sub = await subs.subscriptions.create(CreateSubscriptionInput(NS, PlanSelector("access"), customer_id=customer.id))
+    made = {e.feature_key: e for e in await subs.entitlements.managed_for(NS, customer.id, sub.id)}
+    assert {k: e.type.value for k, e in made.items()} == {
+        "sub_calls": "metered",
+        "extra_calls": "static",
+        "sub_sso": "boolean",
+    }
+    clock.now = datetime(2026, 11, 3, tzinfo=UTC)
+    await subs.subscriptions.reconcile_entitlements(sub)
+    canceled = await subs.subscriptions.cancel(NS, sub.id, Timing(enum="next_billing_cycle"))
+    after = {e.feature_key: e for e in await subs.entitlements.managed_for(NS, customer.id, sub.id)}
+    assert {k: (e.id, e.active_to) for k, e in after.items()} == {
+        k: (e.id, canceled.active_to) for k, e in made.items()
+    }
 
 
 async def test_daily_history_across_a_dst_change_at_local_midnight(stack: Stack) -> None:

@@ -377,6 +377,59 @@ async def test_an_override_set_after_lines_were_gathered_applies_to_their_invoic
     assert collected.invoice.invoicing_app_id == pinned.apps.invoicing
 
 
+async def test_a_gathering_fee_sent_back_unchanged_keeps_its_quantity(env: Env) -> None:
+    """OpenMeter's InvoiceLineReplaceUpdate has no quantity, and its gathering line merge leaves
+    what the request does not carry as it was: a fee of 2 x 10 sent back as it is shown stays
+    2 x 10 (not 1 x 10), and, nothing of it changed, keeps who manages it."""
+    ns = "inv_gathering_quantity"
+    cid = await customer(env, ns)
+    gathering, (seats,), _ = await env.invoices.create_pending_lines(
+        ns, cid, PendingLinesInput("USD", [flat("Seats", "10", qty="2")])
+    )
+    shown = dataclasses.replace(flat("Seats", "10"), quantity=None)
+    updated = await env.invoices.update_lines(ns, gathering.invoice.id, [(seats.id, shown)])
+    (after,) = updated.lines
+    assert (after.quantity, after.per_unit_amount, after.updated_at) == (D(2), D(10), seats.updated_at)
+
+
+async def test_a_gathering_invoices_lines_must_stay_billable_as_of_their_invoice_at(env: Env) -> None:
+    """OpenMeter's UpdateGatheringInvoice checks each line can be invoiced at its invoiceAt
+    (service/gatheringinvoice.go checkIfGatheringLinesAreInvoicable, rating ResolveBillablePeriod):
+    a usage line at the end of its period, or, billed in parts, after its start; a line whose
+    earlier part was invoiced keeps its period (ErrInvoiceLineNoPeriodChangeForSplitLine). 400."""
+    ns = "inv_gathering_billable"
+    cid = await customer(env, ns)
+    mid = NOV + timedelta(days=15)
+    gathering, (tokens,), _ = await env.invoices.create_pending_lines(
+        ns, cid, PendingLinesInput("USD", [usage_line("Tokens", "tokens", TIERED)])
+    )
+    gid = gathering.invoice.id
+    early = dataclasses.replace(usage_line("Tokens", "tokens", TIERED), invoice_at=NOV)
+    with pytest.raises(ValidationError) as caught:
+        await env.invoices.update_lines(ns, gid, [(tokens.id, early)])
+    assert [v.field for v in caught.value.violations] == ["lines[0].invoiceAt"]
+    # Billed in parts (progressive billing, a meter that only grows) it may be invoiced mid-period.
+    updated = await env.invoices.update_lines(ns, gid, [(tokens.id, dataclasses.replace(early, invoice_at=mid))])
+    assert updated.invoice.collection_at == mid
+    await env.profiles.upsert_override(ns, cid, OverrideUpsertInput(workflow=WorkflowPatch(progressive_billing=False)))
+    with pytest.raises(ValidationError) as caught:
+        await env.invoices.update_lines(ns, gid, [(tokens.id, dataclasses.replace(early, invoice_at=mid))])
+    assert [v.field for v in caught.value.violations] == ["lines[0].invoiceAt"]
+    await env.profiles.upsert_override(ns, cid, OverrideUpsertInput(workflow=WorkflowPatch(progressive_billing=True)))
+    # Its first half invoiced, the rest's period stays; it can be deleted.
+    env.usage.add("tokens", cid, NOV + timedelta(days=2), "70")
+    await env.invoices.update_lines(ns, gid, [(tokens.id, usage_line("Tokens", "tokens", TIERED))])
+    await env.invoices.invoice_now(ns, InvoiceNowInput(cid, as_of=mid))
+    (rest,) = (await env.invoices.get(ns, gid)).lines
+    assert (rest.period_start, rest.period_end) == (mid, DEC)
+    moved = usage_line("Tokens", "tokens", TIERED, start=mid + timedelta(days=1))
+    with pytest.raises(ValidationError) as caught:
+        await env.invoices.update_lines(ns, gid, [(rest.id, moved)])
+    assert [v.field for v in caught.value.violations] == ["lines[0].period"]
+    renamed = await env.invoices.update_lines(ns, gid, [(rest.id, usage_line("Renamed", "tokens", TIERED, start=mid))])
+    assert [(x.id, x.name) for x in renamed.lines] == [(rest.id, "Renamed")]
+
+
 async def test_progressive_billing_adds_up_to_one_invoice(env: Env) -> None:
     ns = "inv_progressive"
     cid = await customer(env, ns)

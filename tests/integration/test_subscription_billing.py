@@ -9,6 +9,7 @@ has a database of its own: the worker's passes cover every namespace."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,10 +25,17 @@ from adapters.postgres.db import create_engine, migrate, session_factory
 from adapters.postgres.subscriptions import PostgresSubscriptionRepository
 from domain.billing.apps.models import InstallAppInput
 from domain.billing.apps.registry import Marketplace
-from domain.billing.invoice_rest import line_rest
+from domain.billing.invoice_rest import line_rest, parse_invoice_update
 from domain.billing.invoice_service import InvoiceService
 from domain.billing.invoice_states import Action, InvoiceStatus, State
-from domain.billing.invoices import InvoiceLine, InvoiceListQuery, InvoiceNowInput, InvoiceWithLines, ManagedBy
+from domain.billing.invoices import (
+    InvoiceLine,
+    InvoiceListQuery,
+    InvoiceNowInput,
+    InvoiceWithLines,
+    ManagedBy,
+    PendingLineInput,
+)
 from domain.billing.models import (
     ListProfilesInput,
     OverrideUpsertInput,
@@ -243,6 +251,88 @@ async def test_sync_is_idempotent_across_reruns_races_and_edits(env: Env) -> Non
         ("Base", NOV, DEC, NOV),
         ("Base", DEC, JAN, DEC),
     ]
+
+
+def as_given(line: InvoiceLine, **changes: Any) -> PendingLineInput:
+    """The line as a client sends it back in a PUT of its invoice, with `changes`."""
+    fields: dict[str, Any] = {
+        "name": line.name,
+        "period_start": line.period_start,
+        "period_end": line.period_end,
+        "invoice_at": line.invoice_at,
+        "price": line.price,
+        "feature_key": line.feature_key,
+        "per_unit_amount": line.per_unit_amount,
+        "quantity": line.quantity,
+        "description": line.description,
+        "rate_card_discounts": line.rate_card_discounts,
+        "tax_config": line.tax_config,
+        "metadata": line.metadata,
+        "payment_term": line.payment_term,
+    }
+    return PendingLineInput(**(fields | changes))
+
+
+def sent_back(line: InvoiceLine) -> tuple[str | None, PendingLineInput]:
+    """The line as the REST API shows it, read back as a PUT of its invoice reads it."""
+    (given,) = parse_invoice_update({"lines": [json.loads(json.dumps(line_rest(line), default=str))]}).lines
+    return given
+
+
+async def test_lines_a_user_edits_on_the_gathering_invoice_are_left_alone_by_the_sync(env: Env) -> None:
+    # OpenMeter's PUT of a gathering invoice (httpdriver/invoice.go updateGatheringInvoice): a line
+    # the user changed becomes managedBy manual and one the user removed is deleted as manual, and
+    # the subscription sync patches only subscription-managed lines (subscriptionsync reconciler
+    # patchhelpers.go shouldSkipLinePatch), so neither is put back. A line sent back unchanged stays
+    # the subscription's. The invoice's period follows its lines.
+    ns = "sb_user_edit"
+    env.clock.at = NOV
+    sub = await subscribe(env, ns, "c1")
+    await env.sync.sync(sub)
+    (gathering,) = [x for x in await all_invoices(env, ns) if x.invoice.status is InvoiceStatus.GATHERING]
+    assert gathering.invoice.period_end == JAN
+    by_name = {(x.name, x.period_start): x for x in gathering.lines}
+    api, base_nov = by_name[("Api", NOV)], by_name[("Base", NOV)]
+    edited = await env.invoices.update_lines(
+        ns,
+        gathering.invoice.id,
+        [
+            (base_nov.id, as_given(base_nov, per_unit_amount=D(25))),
+            sent_back(api),
+            (None, PendingLineInput("Setup", NOV, DEC, NOV, per_unit_amount=D(5))),
+        ],
+    )
+    assert edited.invoice.status is InvoiceStatus.GATHERING
+    # December's fee, left out, is gone: the invoice now ends with November.
+    assert (edited.invoice.period_start, edited.invoice.period_end, edited.invoice.collection_at) == (NOV, DEC, NOV)
+    after = {x.name: x for x in edited.lines}
+    assert sorted(after) == ["Api", "Base", "Setup"]
+    assert (after["Base"].id, after["Base"].managed_by, after["Base"].per_unit_amount) == (
+        base_nov.id,
+        ManagedBy.MANUAL,
+        D(25),
+    )
+    assert (after["Api"].id, after["Api"].managed_by) == (api.id, ManagedBy.SUBSCRIPTION)
+    assert after["Setup"].managed_by is ManagedBy.MANUAL
+    # The sync puts back neither December's fee nor November's 30.
+    assert await env.sync.sync(sub) == 0
+    assert await env.sync.sync_all() == 0
+    (again,) = [x for x in await all_invoices(env, ns) if x.invoice.status is InvoiceStatus.GATHERING]
+    assert sorted((x.name, x.period_start, x.per_unit_amount) for x in again.lines) == [
+        ("Api", NOV, None),
+        ("Base", NOV, D(25)),
+        ("Setup", NOV, D(5)),
+    ]
+    # A cancellation on Nov 11 shortens the subscription's usage line; the edited fee stays as edited.
+    env.clock.at = NOV + timedelta(days=10)
+    sub = await env.subscriptions.cancel(ns, sub.id, Timing("immediate"))
+    await env.sync.sync(sub)
+    lines = {x.name: x for x in gathering_lines(await all_invoices(env, ns))}
+    assert (lines["Api"].period_end, lines["Base"].period_end, lines["Base"].per_unit_amount) == (
+        env.clock.at,
+        DEC,
+        D(25),
+    )
 
 
 async def test_a_sync_pass_repairs_the_subscriptions_out_of_sync_and_only_those(env: Env) -> None:
