@@ -416,7 +416,8 @@ def _pending_line(r: Reader, raw: Any, path: str, *, with_quantity: bool) -> Pen
             end,
             invoice_at,
             per_unit_amount=price.amount,
-            quantity=Decimal(1),
+            # Not carried by the body: a new fee is one, an updated one keeps its own.
+            quantity=None,
             payment_term=price.payment_term.value,
             description=description,
             rate_card_discounts=discounts,

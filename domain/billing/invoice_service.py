@@ -78,6 +78,7 @@ from domain.billing.ports import BillingStore, CustomerLookup, UnitOfWork, Usage
 from domain.billing.service import BillingProfileService
 from domain.catalog import currencies
 from domain.catalog.prices import FlatPrice, allows_progressive_billing
+from domain.catalog.ratecards import TaxConfig, merge_tax_configs
 from domain.catalog.rating import (
     EXACT,
     DiscountReason,
@@ -617,12 +618,21 @@ class InvoiceService:
                 else:
                     period_key = f"line/{_new_id()}" if made.type is LineType.USAGE_BASED else None
                     full_period = (made.full_period_start, made.full_period_end)
+                if made.type is LineType.FLAT_FEE and given.quantity is None and old.type is LineType.FLAT_FEE:
+                    # The update carries no quantity (OpenMeter's InvoiceLineReplaceUpdate): a fee
+                    # keeps its own (three seats sent back as shown stay three, not one).
+                    made = dataclasses.replace(made, quantity=old.quantity)
+                # A line the user changed is the user's (OpenMeter's mergeLineFromInvoiceLineReplaceUpdate
+                # makes it managedBy manual): the subscription sync leaves it as edited.
+                edited = _as_edited(made, invoice.workflow.default_tax_config) != _as_edited(
+                    old, invoice.workflow.default_tax_config
+                )
                 kept.append(
                     dataclasses.replace(
                         made,
                         id=old.id,
                         created_at=old.created_at,
-                        managed_by=old.managed_by,
+                        managed_by=ManagedBy.MANUAL if edited else old.managed_by,
                         period_key=period_key,
                         full_period_start=full_period[0],
                         full_period_end=full_period[1],
@@ -634,9 +644,13 @@ class InvoiceService:
                         discounts=old.discounts,
                     )
                 )
-            gone = [x for x in current if x not in {k.id for k in kept}]
+            gone = [x for x in current.values() if x.id not in {k.id for k in kept}]
             if gone:
-                await tx.invoices.delete_lines(namespace, gone, now)
+                # Deleted by the user: manual, so the subscription sync does not make it again.
+                await tx.invoices.update_lines(
+                    [dataclasses.replace(x, managed_by=ManagedBy.MANUAL, updated_at=now) for x in gone]
+                )
+                await tx.invoices.delete_lines(namespace, [x.id for x in gone], now)
             if kept:
                 await tx.invoices.update_lines(kept)
             if added:
@@ -2122,6 +2136,27 @@ def _collection_anchors(workflow: Workflow) -> Recurrence | None:
     if workflow.alignment is not Alignment.ANCHORED or period is None:
         return None
     return Recurrence(IsoDuration.parse(period.duration().iso()), period.anchor)
+
+
+def _as_edited(line: InvoiceLine, default_tax_config: TaxConfig | None) -> tuple[object, ...]:
+    """What a PUT of a draft sets of a line, as the API shows it (its tax config over the
+    workflow's default): a line whose answer differs from what it was is edited by the user."""
+    return (
+        line.type,
+        line.name,
+        line.description,
+        line.period_start,
+        line.period_end,
+        line.invoice_at,
+        line.feature_key,
+        line.price,
+        line.per_unit_amount,
+        line.quantity if line.type is LineType.FLAT_FEE else None,
+        line.payment_term,
+        line.rate_card_discounts,
+        dict(line.metadata),
+        merge_tax_configs(default_tax_config, line.tax_config),
+    )
 
 
 def collection_cutoff(workflow: Workflow, at: datetime) -> datetime:

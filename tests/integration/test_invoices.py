@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,13 +25,14 @@ from adapters.postgres.invoices import PostgresInvoiceRepository
 from domain.billing.apps.models import InstallAppInput, UpdateAppInput
 from domain.billing.apps.registry import Marketplace
 from domain.billing.apps.sandbox import TARGET_PAYMENT_STATUS_KEY
-from domain.billing.invoice_rest import lines_rest, parse_pending_lines
+from domain.billing.invoice_rest import line_rest, lines_rest, parse_invoice_update, parse_pending_lines
 from domain.billing.invoice_service import InvoiceListener, InvoiceService
 from domain.billing.invoice_states import Action, InvalidTransitionError, InvoiceStatus, State
 from domain.billing.invoices import (
     InvoiceListQuery,
     InvoiceNowInput,
     LineStatus,
+    ManagedBy,
     PendingLineInput,
     PendingLinesInput,
 )
@@ -390,6 +392,31 @@ async def test_a_gathering_fee_sent_back_unchanged_keeps_its_quantity(env: Env) 
     updated = await env.invoices.update_lines(ns, gathering.invoice.id, [(seats.id, shown)])
     (after,) = updated.lines
     assert (after.quantity, after.per_unit_amount, after.updated_at) == (D(2), D(10), seats.updated_at)
+
+
+async def test_a_draft_fee_sent_back_unchanged_keeps_its_quantity_and_an_edited_line_is_the_users(env: Env) -> None:
+    """The same on a draft (OpenMeter's mergeLineFromInvoiceLineReplaceUpdate: what the request does
+    not carry stays, and a line that changed becomes managedBy manual): a fee of 2 x 10 sent back as
+    shown stays 2 x 10 and its manager; renamed, it is the user's."""
+    ns = "inv_draft_quantity"
+    cid = await customer(env, ns)
+    await env.profiles.upsert_override(ns, cid, OverrideUpsertInput(workflow=WorkflowPatch(auto_advance=False)))
+    await env.invoices.create_pending_lines(ns, cid, PendingLinesInput("USD", [flat("Seats", "10", qty="2")]))
+    (draft,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid))
+    (seats,) = [x for x in draft.lines if x.parent_line_id is None]
+    assert (seats.quantity, draft.invoice.totals.total) == (D(2), D(20))
+    # Sent back as the REST API shows it and reads it (the body has no quantity).
+    (given,) = parse_invoice_update({"lines": [json.loads(json.dumps(line_rest(seats), default=str))]}).lines
+    assert given[0] == seats.id
+    shown = given[1]
+    updated = await env.invoices.update_lines(ns, draft.invoice.id, [given])
+    (after,) = [x for x in updated.lines if x.parent_line_id is None]
+    assert (after.quantity, after.managed_by, updated.invoice.totals.total) == (D(2), seats.managed_by, D(20))
+    renamed = dataclasses.replace(shown, name="Seats (renamed)")
+    updated = await env.invoices.update_lines(ns, draft.invoice.id, [(seats.id, renamed)])
+    (after,) = [x for x in updated.lines if x.parent_line_id is None]
+    assert (after.name, after.quantity, after.managed_by) == ("Seats (renamed)", D(2), ManagedBy.MANUAL)
+    assert updated.invoice.totals.total == D(20)
 
 
 async def test_a_gathering_invoices_lines_must_stay_billable_as_of_their_invoice_at(env: Env) -> None:

@@ -709,6 +709,36 @@ async def test_a_cancellation_prorates_the_flat_fee_on_a_draft_invoice(env: Env)
     assert await env.sync.sync(sub) == 0
 
 
+async def test_a_fee_the_user_edits_on_a_draft_is_left_alone_by_the_sync(env: Env) -> None:
+    # As on a gathering invoice (above): a draft's subscription line the user changed through a PUT
+    # of the draft is managedBy manual (OpenMeter's mergeLineFromInvoiceLineReplaceUpdate), so a
+    # cancellation does not prorate the fee the user set; sent back unchanged, it stays the
+    # subscription's and follows the cancellation.
+    ns = "sb_draft_user_edit"
+    env.clock.at = NOV
+    await env.customers.create(ns, CustomerInput(name="c1", key="c1"))
+    await env.profiles.upsert_override(ns, "c1", OverrideUpsertInput(workflow=WorkflowPatch(auto_advance=False)))
+    sub = await env.subscriptions.create(CreateSubscriptionInput(ns, PlanSelector("team"), customer_key="c1"))
+    await env.sync.sync(sub)
+    env.clock.at = NOV + timedelta(hours=1)
+    base = next(x for x in gathering_lines(await all_invoices(env, ns)) if x.name == "Base" and x.period_start == NOV)
+    (draft,) = await env.invoices.invoice_now(ns, InvoiceNowInput(customer=sub.customer_id, line_ids=[base.id]))
+    (line,) = [x for x in draft.lines if x.parent_line_id is None]
+    unchanged = await env.invoices.update_lines(ns, draft.invoice.id, [sent_back(line)])
+    assert [x.managed_by for x in unchanged.lines if x.parent_line_id is None] == [ManagedBy.SUBSCRIPTION]
+    edited = await env.invoices.update_lines(ns, draft.invoice.id, [(line.id, as_given(line, per_unit_amount=D(25)))])
+    assert [(x.managed_by, x.per_unit_amount) for x in edited.lines if x.parent_line_id is None] == [
+        (ManagedBy.MANUAL, D(25))
+    ]
+
+    env.clock.at = NOV + timedelta(days=10)
+    sub = await env.subscriptions.cancel(ns, sub.id, Timing("immediate"))
+    await env.sync.sync(sub)
+    after = await env.invoices.get(ns, draft.invoice.id)
+    (kept,) = [x for x in after.lines if x.parent_line_id is None]
+    assert (kept.period_end, kept.per_unit_amount, after.invoice.totals.total) == (DEC, D(25), D(25))
+
+
 async def test_cancel_at_the_next_billing_cycle_in_a_trial_ends_with_the_trial(env: Env) -> None:
     # A billing period the phase switch falls in is split (the trial's part ends Nov 15), so the
     # trial's billing cycle ends on Nov 15: OpenMeter's next_billing_cycle is the end of the aligned
