@@ -50,12 +50,40 @@ def invoice_message(invoices: InvoiceService, found: InvoiceWithLines, *, with_l
     return message
 
 
-def invoice_json(invoices: InvoiceService, found: InvoiceWithLines) -> dict[str, Any]:
+def _printed(message: pb.Invoice) -> dict[str, Any]:
     """The invoice's REST JSON, printed as Envoy prints it (every field, camelCase)."""
-    body: dict[str, Any] = json_format.MessageToDict(
-        invoice_message(invoices, found), always_print_fields_with_no_presence=True
-    )
+    body: dict[str, Any] = json_format.MessageToDict(message, always_print_fields_with_no_presence=True)
     return body
+
+
+def invoice_json(invoices: InvoiceService, found: InvoiceWithLines) -> dict[str, Any]:
+    """The invoice's REST JSON, its apps as references (GET /invoices/{id} without expand)."""
+    return _printed(invoice_message(invoices, found))
+
+
+async def invoice_event_json(invoices: InvoiceService, apps: AppService, found: InvoiceWithLines) -> dict[str, Any]:
+    """The data of invoice.created / invoice.updated: the invoice with its lines and its workflow's
+    apps in full, as OpenMeter's webhook sends it (MapEventInvoiceToAPI)."""
+    message = invoice_message(invoices, found)
+    await expand_workflow_apps(apps, found.invoice.namespace, [message])
+    return _printed(message)
+
+
+async def expand_workflow_apps(apps: AppService, namespace: str, messages: list[pb.Invoice]) -> None:
+    """expand=workflow.apps: the workflow's apps in full instead of references."""
+    found: dict[str, apps_pb2.App | None] = {}
+    for message in messages:
+        for ref in (message.workflow.apps.tax, message.workflow.apps.invoicing, message.workflow.apps.payment):
+            if ref.id not in found:
+                try:
+                    app = await apps.get_app(namespace, ref.id)
+                    found[ref.id] = app_to_proto(app, apps.marketplace)
+                except NotFoundError:
+                    # Uninstalled since: the reference stays.
+                    found[ref.id] = None
+            full = found[ref.id]
+            if full is not None:
+                ref.CopyFrom(full)
 
 
 def _opt_int(message: object, name: str) -> int | None:
@@ -72,20 +100,7 @@ class InvoiceServicer(invoices_pb2_grpc.InvoiceServiceServicer):
         return invoice_message(self._invoices, found, with_lines=with_lines)
 
     async def _expand_apps(self, namespace: str, messages: list[pb.Invoice]) -> None:
-        """expand=workflow.apps: the workflow's apps in full instead of references."""
-        found: dict[str, apps_pb2.App | None] = {}
-        for message in messages:
-            for ref in (message.workflow.apps.tax, message.workflow.apps.invoicing, message.workflow.apps.payment):
-                if ref.id not in found:
-                    try:
-                        app = await self._apps.get_app(namespace, ref.id)
-                        found[ref.id] = app_to_proto(app, self._apps.marketplace)
-                    except NotFoundError:
-                        # Uninstalled since: the reference stays.
-                        found[ref.id] = None
-                full = found[ref.id]
-                if full is not None:
-                    ref.CopyFrom(full)
+        await expand_workflow_apps(self._apps, namespace, messages)
 
     async def ListInvoices(self, request: pb.ListInvoicesRequest, context: Ctx) -> pb.ListInvoicesResponse:
         v = Violations()

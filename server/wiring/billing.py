@@ -32,7 +32,7 @@ from domain.subscriptions.models import Subscription
 from server.config import BillingSettings
 from server.servicers.apps import AppServicer
 from server.servicers.billing import BillingProfileServicer
-from server.servicers.invoices import CustomInvoicingServicer, InvoiceServicer, invoice_json
+from server.servicers.invoices import CustomInvoicingServicer, InvoiceServicer, invoice_event_json
 from server.wiring import Deps, Servicer
 from tally.v1 import apps_pb2_grpc, billing_pb2_grpc, invoices_pb2_grpc
 from workers.billing import Backoff, BillingWorker, EntitlementRepair
@@ -135,7 +135,7 @@ async def wire(deps: Deps) -> list[Servicer]:
         async def invoice_changed(namespace: str, invoice_id: str, created: bool) -> None:
             # invoice.created / invoice.updated rules, delivered by the notify worker's outbox.
             found = await invoices.get(namespace, invoice_id)
-            await notifications.on_invoice(namespace, created, invoice_json(invoices, found))
+            await notifications.on_invoice(namespace, created, await invoice_event_json(invoices, apps, found))
 
         invoices.listeners.append(invoice_changed)
     await provisioner.ensure(deps.settings.namespace)

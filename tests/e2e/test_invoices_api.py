@@ -809,6 +809,15 @@ async def test_invoice_webhooks_are_signed_and_delivered_on_state_changes(http: 
         # OpenMeter's payload: the invoice as the API shows it.
         assert data["customer"]["id"] == customer and data["totals"]["total"] == "10" and data["lines"]
         assert deliveries[0].body["id"] and deliveries[0].body["timestamp"]
+        # The workflow's apps come in full, as GET /billing/invoices/{id}?expand=workflow.apps shows them
+        # (OpenMeter's MapEventInvoiceToAPI), not as bare references.
+        shown = await ok(
+            await http.get(f"/api/v1/billing/invoices/{iid}", params={"expand": ["lines", "workflow.apps"]})
+        )
+        latest = deliveries[-1].body["data"]
+        assert latest["workflow"]["apps"] == shown["workflow"]["apps"]
+        assert latest["workflow"]["apps"]["invoicing"]["type"] == "custom_invoicing"
+        assert latest["workflow"]["apps"]["invoicing"]["name"] == "ERP"
     finally:
         for rule_id in rules:
             await http.delete(f"/api/v1/notification/rules/{rule_id}")
