@@ -29,6 +29,7 @@ def _entitlement_data(now: datetime) -> dict[str, Any]:
         "isUnlimited": False,
         "issueAfterReset": 0,
         "preserveOverageAtReset": False,
+        "activeFrom": _ts(period_start),
         "measureUsageFrom": _ts(period_start),
         "lastReset": _ts(period_start),
         "currentUsagePeriod": {"from": _ts(period_start), "to": _ts(period_end)},
@@ -45,7 +46,24 @@ def _entitlement_data(now: datetime) -> dict[str, Any]:
             "createdAt": _ts(now),
             "updatedAt": _ts(now),
         },
-        "subject": {"key": "test-subject", "displayName": "Test subject"},
+        # A whole subject and a customer, as OpenMeter's test event has them (a real event has a
+        # customer when the entitlement's subject belongs to one), so a consumer parses both alike.
+        "subject": {
+            "id": str(ULID()),
+            "key": "test-subject",
+            "displayName": "Test subject",
+            "metadata": {},
+            "createdAt": _ts(now),
+            "updatedAt": _ts(now),
+        },
+        "customer": {
+            "id": str(ULID()),
+            "key": "test-customer",
+            "name": "Test customer",
+            "usageAttribution": {"subjectKeys": ["test-subject"]},
+            "createdAt": _ts(now),
+            "updatedAt": _ts(now),
+        },
         "value": {"hasAccess": True, "balance": 25, "usage": 75, "overage": 0, "totalAvailableGrantAmount": 100},
     }
 

@@ -11,6 +11,7 @@ import xxhash
 from standardwebhooks.webhooks import Webhook
 
 from domain.errors import ValidationError
+from domain.notifications import samples
 from domain.notifications.delivery import (
     REASON_PENDING_EXPIRED,
     REASON_SENDING_EXPIRED,
@@ -24,9 +25,11 @@ from domain.notifications.models import (
     DeliveryAttempt,
     DeliveryState,
     DeliveryStatus,
+    EventType,
     ListChannelsInput,
     ListEventsInput,
     ListRulesInput,
+    Rule,
     RuleInput,
     SortOrder,
     Threshold,
@@ -271,3 +274,58 @@ def test_signing_secret_must_be_standard_base64(secret: str) -> None:
 def test_signing_secret_accepts_openmeters_forms() -> None:
     for secret in (new_signing_secret(), "whsec_" + "A" * 43 + "=", "A" * 34 + "==", "A" * 32):
         ChannelInput(type="WEBHOOK", name="ok", url="https://example.com/hook", signing_secret=secret).validate()
+
+
+# The fields the reference contract requires of each object in an entitlement event's data
+# (NotificationEventEntitlementValuePayloadBase: EntitlementMetered, Feature, Subject, Customer).
+REQUIRED_IN_ENTITLEMENT_DATA = {
+    "entitlement": {
+        "type",
+        "createdAt",
+        "updatedAt",
+        "activeFrom",
+        "id",
+        "subjectKey",
+        "featureKey",
+        "featureId",
+        "lastReset",
+        "currentUsagePeriod",
+        "measureUsageFrom",
+        "usagePeriod",
+    },
+    "feature": {"createdAt", "updatedAt", "key", "name", "id"},
+    "subject": {"createdAt", "updatedAt", "id", "key"},
+    "customer": {"id", "name", "createdAt", "updatedAt"},
+    "value": {"hasAccess"},
+}
+
+
+def _sample_rule(kind: EventType) -> Rule:
+    now = datetime(2025, 3, 14, 12, tzinfo=UTC)
+    return Rule(
+        namespace="ns",
+        id="01JRULE0000000000000000000",
+        type=kind,
+        name="r",
+        disabled=False,
+        channel_ids=(),
+        thresholds=(),
+        features=(),
+        metadata={},
+        annotations={},
+        created_at=now,
+        updated_at=now,
+    )
+
+
+@pytest.mark.parametrize("kind", [EventType.BALANCE_THRESHOLD, EventType.ENTITLEMENT_RESET])
+def test_rule_test_sample_has_every_field_a_real_entitlement_event_has(kind: EventType) -> None:
+    """OpenMeter's test event (notification/internal/rule.go) carries a whole subject and a customer,
+    so a consumer written against it parses the test event like a real one."""
+    data = samples.sample_data(_sample_rule(kind), datetime(2025, 3, 14, 12, tzinfo=UTC))
+    for name, required in REQUIRED_IN_ENTITLEMENT_DATA.items():
+        assert name in data, name
+        assert required <= set(data[name]), (name, sorted(required - set(data[name])))
+    assert data["customer"]["usageAttribution"]["subjectKeys"] == [data["subject"]["key"]]
+    assert data["entitlement"]["subjectKey"] == data["subject"]["key"]
+    assert data["entitlement"]["featureId"] == data["feature"]["id"]
