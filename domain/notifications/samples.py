@@ -68,15 +68,83 @@ def _entitlement_data(now: datetime) -> dict[str, Any]:
     }
 
 
-def _invoice(now: datetime) -> dict[str, Any]:
+def _totals(amount: str) -> dict[str, str]:
     return {
+        "amount": amount,
+        "chargesTotal": "0",
+        "discountsTotal": "0",
+        "creditsTotal": "0",
+        "taxesInclusiveTotal": "0",
+        "taxesExclusiveTotal": "0",
+        "taxesTotal": "0",
+        "total": amount,
+    }
+
+
+def _invoice(now: datetime) -> dict[str, Any]:
+    """A whole invoice as GET /billing/invoices/{id} shows it, like OpenMeter's test event (a
+    simulated draft for a test customer with one flat fee of 1000 paid in advance), so a consumer
+    parses the test event like a real one. Nothing is stored."""
+    now = now.replace(microsecond=0)
+    invoice_id = str(ULID())
+    period = {"from": _ts(now - timedelta(days=30)), "to": _ts(now)}
+    price = {"type": "flat", "amount": "1000", "paymentTerm": "in_advance"}
+    line = {
         "id": str(ULID()),
-        "type": "standard",
-        "status": "draft",
+        "name": "test flat fee",
+        "type": "usage_based",
+        "managedBy": "manual",
+        "status": "valid",
         "currency": "USD",
+        "period": period,
+        "invoiceAt": _ts(now),
+        "invoice": {"id": invoice_id},
+        "price": price,
+        "quantity": "1",
+        "rateCard": {"price": price},
+        "children": [],
+        "metadata": {},
+        "totals": _totals("1000"),
         "createdAt": _ts(now),
         "updatedAt": _ts(now),
-        "totals": {"amount": "0", "total": "0"},
+    }
+    return {
+        "id": invoice_id,
+        "type": "standard",
+        "number": "TEST-INV-1",
+        "currency": "USD",
+        "status": "draft",
+        "statusDetails": {
+            "immutable": False,
+            "failed": False,
+            "extendedStatus": "draft.created",
+            "availableActions": {},
+        },
+        "supplier": {"name": "Test supplier", "addresses": []},
+        "customer": {
+            "id": str(ULID()),
+            "key": "test-customer",
+            "name": "Test customer",
+            "usageAttribution": {"subjectKeys": ["test-subject"]},
+            "addresses": [],
+        },
+        "period": period,
+        "lines": [line],
+        "totals": _totals("1000"),
+        "workflow": {
+            "sourceBillingProfileId": str(ULID()),
+            "workflow": {
+                "collection": {"alignment": {"type": "subscription"}, "interval": "PT1H"},
+                "invoicing": {"autoAdvance": True, "draftPeriod": "P0D", "dueAfter": "P30D"},
+                "payment": {"collectionMethod": "charge_automatically"},
+                "tax": {"enabled": True, "enforced": False},
+            },
+        },
+        "validationIssues": [],
+        "externalIds": {},
+        "metadata": {},
+        "createdAt": _ts(now),
+        "updatedAt": _ts(now),
     }
 
 

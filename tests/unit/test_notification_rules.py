@@ -329,3 +329,61 @@ def test_rule_test_sample_has_every_field_a_real_entitlement_event_has(kind: Eve
     assert data["customer"]["usageAttribution"]["subjectKeys"] == [data["subject"]["key"]]
     assert data["entitlement"]["subjectKey"] == data["subject"]["key"]
     assert data["entitlement"]["featureId"] == data["feature"]["id"]
+
+
+# What the reference contract requires of an invoice event's data (Invoice), of its totals,
+# status details, workflow and lines (InvoiceLine).
+REQUIRED_IN_INVOICE = {
+    "id",
+    "createdAt",
+    "updatedAt",
+    "type",
+    "supplier",
+    "customer",
+    "number",
+    "currency",
+    "totals",
+    "status",
+    "statusDetails",
+    "workflow",
+}
+REQUIRED_IN_TOTALS = {
+    "amount",
+    "chargesTotal",
+    "discountsTotal",
+    "creditsTotal",
+    "taxesInclusiveTotal",
+    "taxesExclusiveTotal",
+    "taxesTotal",
+    "total",
+}
+REQUIRED_IN_LINE = {
+    "name",
+    "createdAt",
+    "updatedAt",
+    "id",
+    "managedBy",
+    "status",
+    "currency",
+    "totals",
+    "period",
+    "invoiceAt",
+    "type",
+}
+
+
+@pytest.mark.parametrize("kind", [EventType.INVOICE_CREATED, EventType.INVOICE_UPDATED])
+def test_rule_test_sample_is_a_whole_invoice(kind: EventType) -> None:
+    """OpenMeter's invoice test event is a simulated invoice with a customer and a flat fee line
+    (notification/internal/rule.go, newTestInvoicePayload), mapped like a real event's."""
+    data = samples.sample_data(_sample_rule(kind), datetime(2025, 3, 14, 12, tzinfo=UTC))
+    assert set(data) >= REQUIRED_IN_INVOICE, sorted(REQUIRED_IN_INVOICE - set(data))
+    assert set(data["totals"]) >= REQUIRED_IN_TOTALS
+    assert {"immutable", "failed", "extendedStatus", "availableActions"} <= set(data["statusDetails"])
+    assert {"sourceBillingProfileId", "workflow"} <= set(data["workflow"])
+    assert {"id", "name", "usageAttribution"} <= set(data["customer"])
+    [line] = data["lines"]
+    assert set(line) >= REQUIRED_IN_LINE, sorted(REQUIRED_IN_LINE - set(line))
+    assert set(line["totals"]) >= REQUIRED_IN_TOTALS
+    assert line["totals"]["total"] == data["totals"]["total"]
+    assert data["period"] == line["period"]
