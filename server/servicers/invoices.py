@@ -79,7 +79,7 @@ async def expand_workflow_apps(apps: AppService, namespace: str, messages: list[
                     app = await apps.get_app(namespace, ref.id)
                     found[ref.id] = app_to_proto(app, apps.marketplace)
                 except NotFoundError:
-                    # Uninstalled since: the reference stays.
+                    # No such app (an uninstalled one is still answered): the reference stays.
                     found[ref.id] = None
             full = found[ref.id]
             if full is not None:
