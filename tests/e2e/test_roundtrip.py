@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from tests.e2e.test_invoices_api import add_lines, line, metered_customer
+from tests.e2e.test_invoices_api import add_lines, invoice_now, line, manual_approval, metered_customer
 from tests.support.metering import unique
 
 # Fields the contract marks read-only that a replace is expected to move.
@@ -486,6 +486,50 @@ async def test_notification_channels_and_rules_put_back_as_read_are_unchanged(ht
 
     before, after = await round_trip(http, rule_path, RULE, by_reference)
     assert_same(before, after)
+
+
+async def test_a_draft_invoice_put_back_as_read_is_unchanged(http: httpx.AsyncClient) -> None:
+    customer, feature = await metered_customer(http, 1500)
+    await manual_approval(http, customer)
+    await add_lines(
+        http,
+        customer,
+        line(
+            "Seats",
+            {"type": "flat", "amount": "10"},
+            quantity="3",
+            taxConfig={"behavior": "exclusive", "stripe": {"code": "txcd_10000000"}},
+            discounts={"percentage": {"percentage": 10}},
+        ),
+        line(
+            "Tokens",
+            {"type": "unit", "amount": "0.02", "minimumAmount": "5", "maximumAmount": "500"},
+            feature,
+            discounts={"usage": {"quantity": "100"}},
+        ),
+    )
+    (draft,) = await invoice_now(http, customer)
+    path = f"/api/v1/billing/invoices/{draft['id']}"
+    await ok(await http.put(path, json={**cut(draft, INVOICE), "description": "Q4", "metadata": {"po": "42"}}))
+    # Timestamps a PUT of a draft still moves (see the audit's report): Tally dates a line's
+    # discounts by the line's last rating, and the draft's usage is snapshotted again.
+    restamped = {"quantitySnapshotedAt"} | {
+        f"lines[{i}]{child}.discounts.{kind}[0].createdAt"
+        for i in range(2)
+        for child in ("", ".children[0]")
+        for kind in ("amount", "usage")
+    }
+    before, after = await round_trip(http, path, INVOICE)
+    assert_same_but(before, after, restamped)
+
+    def seats_at_12(body: dict[str, Any]) -> None:
+        body["lines"][0]["rateCard"]["price"]["amount"] = "12"
+
+    before, after = await round_trip(http, path, INVOICE, seats_at_12)
+    changed = {d.split(": ")[0] for d in differences(before, after)} - restamped
+    # Only the seats line and what adds up from it: the other line is as it was.
+    assert changed and all(p.startswith(("lines[0].", "totals.")) for p in changed), changed
+    assert after["lines"][0]["managedBy"] == "manual" and after["lines"][0]["totals"]["amount"] == "12"
 
 
 async def test_a_gathering_invoice_put_back_as_read_is_unchanged(http: httpx.AsyncClient) -> None:
