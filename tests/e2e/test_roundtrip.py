@@ -199,6 +199,10 @@ async def test_a_customer_put_back_as_read_is_unchanged(http: httpx.AsyncClient)
     path = f"/api/v1/customers/{customer['id']}"
     await assert_unchanged_by_its_own_put(http, path, CUSTOMER)
     await assert_only_changed(http, path, CUSTOMER, lambda b: b.update(description="Changed"), "description")
+    # A replace: a field left out is cleared, and sent back as read (absent) it stays absent.
+    cleared = await assert_only_changed(http, path, CUSTOMER, lambda b: b.pop("description"), "description")
+    assert "description" not in cleared
+    await assert_unchanged_by_its_own_put(http, path, CUSTOMER)
 
 
 async def test_a_meter_put_back_as_read_is_unchanged(http: httpx.AsyncClient) -> None:
@@ -213,6 +217,31 @@ async def test_an_app_put_back_as_read_is_unchanged(http: httpx.AsyncClient) -> 
     sandbox = next(a for a in apps if a["type"] == "sandbox")
     path = f"/api/v1/apps/{sandbox['id']}"
     await assert_unchanged_by_its_own_put(http, path, APP)
+
+
+async def test_a_custom_invoicing_app_put_back_as_read_is_unchanged(http: httpx.AsyncClient) -> None:
+    installed = await ok(
+        await http.post(
+            "/api/v1/marketplace/listings/custom_invoicing/install",
+            json={"name": unique("rt_erp"), "createBillingProfile": False},
+        )
+    )
+    path = f"/api/v1/apps/{installed['app']['id']}"
+    await ok(
+        await http.put(
+            path,
+            json={
+                "type": "custom_invoicing",
+                "name": "ERP",
+                "description": "Our ERP",
+                "metadata": {"k": "v"},
+                "enableDraftSyncHook": True,
+                "enableIssuingSyncHook": False,
+            },
+        )
+    )
+    await assert_unchanged_by_its_own_put(http, path, APP)
+    await assert_only_changed(http, path, APP, lambda b: b.update(enableIssuingSyncHook=True), "enableIssuingSyncHook")
 
 
 async def test_a_billing_profile_and_a_customer_override_put_back_as_read_are_unchanged(
@@ -251,6 +280,14 @@ async def test_a_billing_profile_and_a_customer_override_put_back_as_read_are_un
     await assert_only_changed(
         http, path, PROFILE, lambda b: b["workflow"]["invoicing"].update(dueAfter="P30D"), "workflow.invoicing.dueAfter"
     )
+    await assert_only_changed(
+        http,
+        path,
+        PROFILE,
+        lambda b: b["workflow"]["invoicing"].pop("defaultTaxConfig"),
+        "workflow.invoicing.defaultTaxConfig",
+    )
+    await assert_unchanged_by_its_own_put(http, path, PROFILE)
 
     customer, _ = await metered_customer(http)
     await ok(
@@ -387,6 +424,20 @@ async def test_a_draft_plan_put_back_as_read_is_unchanged(http: httpx.AsyncClien
         "phases[1].rateCards[0].price.amount",
     )
 
+    def new_allowance_no_usage_discount(body: dict[str, Any]) -> None:
+        tokens = body["phases"][1]["rateCards"][1]
+        tokens["entitlementTemplate"]["issueAfterReset"] = 2000
+        del tokens["discounts"]["usage"]
+
+    await assert_only_changed(
+        http,
+        path,
+        PLAN,
+        new_allowance_no_usage_discount,
+        "phases[1].rateCards[1].entitlementTemplate.issueAfterReset",
+        "phases[1].rateCards[1].discounts.usage",
+    )
+
 
 def rich_addon(key: str, feature: str) -> dict[str, Any]:
     return {
@@ -440,6 +491,31 @@ async def test_a_draft_addon_and_a_plan_addon_put_back_as_read_are_unchanged(htt
     )
     pa_path = f"/api/v1/plans/{plan['id']}/addons/{plan_addon['id']}"
     await assert_unchanged_by_its_own_put(http, pa_path, PLAN_ADDON)
+
+    # A multiple-instance add-on's plan add-on has a maxQuantity to carry.
+    seats = await ok(
+        await http.post(
+            "/api/v1/addons",
+            json={
+                **rich_addon(unique("rt_seats"), plan_feature),
+                "instanceType": "multiple",
+                "rateCards": [rich_addon("x", plan_feature)["rateCards"][0]],
+            },
+        ),
+        201,
+    )
+    await ok(await http.post(f"/api/v1/addons/{seats['id']}/publish"))
+    seats_addon = await ok(
+        await http.post(
+            f"/api/v1/plans/{plan['id']}/addons",
+            json={"addonId": seats["id"], "fromPlanPhase": "default", "maxQuantity": 3},
+        ),
+        201,
+    )
+    seats_path = f"/api/v1/plans/{plan['id']}/addons/{seats_addon['id']}"
+    await assert_unchanged_by_its_own_put(http, seats_path, PLAN_ADDON)
+    await assert_only_changed(http, seats_path, PLAN_ADDON, lambda b: b.update(maxQuantity=5), "maxQuantity")
+    await assert_unchanged_by_its_own_put(http, pa_path, PLAN_ADDON)
     await assert_only_changed(http, pa_path, PLAN_ADDON, lambda b: b.update(metadata={"k": "w"}), "metadata.k")
 
 
@@ -460,6 +536,7 @@ async def test_notification_channels_and_rules_put_back_as_read_are_unchanged(ht
     )
     path = f"/api/v1/notification/channels/{channel['id']}"
     await assert_unchanged_by_its_own_put(http, path, CHANNEL)
+    await assert_only_changed(http, path, CHANNEL, lambda b: b.update(url="https://example.com/other"), "url")
 
     _, feature = await meter_and_feature(http)
     rule = await ok(
@@ -486,6 +563,12 @@ async def test_notification_channels_and_rules_put_back_as_read_are_unchanged(ht
 
     before, after = await round_trip(http, rule_path, RULE, by_reference)
     assert_same(before, after)
+
+    def lower_threshold(body: dict[str, Any]) -> None:
+        by_reference(body)
+        body["thresholds"][0]["value"] = 50
+
+    await assert_only_changed(http, rule_path, RULE, lower_threshold, "thresholds[0].value")
 
 
 async def test_a_draft_invoice_put_back_as_read_is_unchanged(http: httpx.AsyncClient) -> None:
@@ -548,3 +631,11 @@ async def test_a_gathering_invoice_put_back_as_read_is_unchanged(http: httpx.Asy
     live = {d.split(": ")[0] for d in differences(first, second)}
     before, after = await round_trip(http, path, INVOICE)
     assert_same_but(before, after, live)
+
+    def seats_at_12(body: dict[str, Any]) -> None:
+        body["lines"][0]["rateCard"]["price"]["amount"] = "12"
+
+    before, after = await round_trip(http, path, INVOICE, seats_at_12)
+    changed = {d.split(": ")[0] for d in differences(before, after)} - live
+    assert changed and all(p.startswith(("lines[0].", "totals.")) for p in changed), changed
+    assert after["lines"][0]["managedBy"] == "manual" and after["lines"][0]["totals"]["amount"] == "12"
