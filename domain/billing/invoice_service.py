@@ -77,7 +77,7 @@ from domain.billing.models import Alignment, EffectiveProfile, Supplier, Workflo
 from domain.billing.ports import BillingStore, CustomerLookup, UnitOfWork, UsageSource
 from domain.billing.service import BillingProfileService
 from domain.catalog import currencies
-from domain.catalog.prices import FlatPrice, allows_progressive_billing
+from domain.catalog.prices import Discounts, FlatPrice, allows_progressive_billing
 from domain.catalog.ratecards import TaxConfig, merge_tax_configs
 from domain.catalog.rating import (
     EXACT,
@@ -428,7 +428,7 @@ class InvoiceService:
             period_key=f"line/{line_id}" if usage else None,
             feature_key=data.feature_key if usage else None,
             price=data.price if usage else None,
-            rate_card_discounts=data.rate_card_discounts,
+            rate_card_discounts=_with_correlation_ids(data.rate_card_discounts),
             per_unit_amount=data.per_unit_amount,
             quantity=None if usage else (data.quantity if data.quantity is not None else Decimal(1)),
             payment_term=None if usage else data.payment_term,
@@ -601,6 +601,9 @@ class InvoiceService:
                     added.append(made)
                     continue
                 old = current[line_id]
+                made = dataclasses.replace(
+                    made, rate_card_discounts=_with_correlation_ids(given.rate_card_discounts, old.rate_card_discounts)
+                )
                 # A usage line of the same feature stays in its billing period (a price change is
                 # rated on top of what the period billed); a fee that becomes a usage line, or a
                 # line given another feature, is a new line with a billing period of its own.
@@ -709,6 +712,9 @@ class InvoiceService:
                 added.append(made)
                 at_index[made.id] = i
                 continue
+            made = dataclasses.replace(
+                made, rate_card_discounts=_with_correlation_ids(given.rate_card_discounts, old.rate_card_discounts)
+            )
             usage = made.type is LineType.USAGE_BASED
             # The rest of a period billed in part already (progressive billing) starts after its
             # full period does: its period cannot move, as OpenMeter refuses a period change of a
@@ -2207,6 +2213,34 @@ def _collection_anchors(workflow: Workflow) -> Recurrence | None:
     if workflow.alignment is not Alignment.ANCHORED or period is None:
         return None
     return Recurrence(IsoDuration.parse(period.duration().iso()), period.anchor)
+
+
+def _with_correlation_ids(given: Discounts, stored: Discounts | None = None) -> Discounts:
+    """A line's rate card discounts with their correlation IDs: the ones given; else, for a line
+    updated, the stored line's for the same kind of discount (a line the subscription sync made
+    has none, and sent back as read it is not edited); else new ones (OpenMeter gives every line's
+    discounts one: invoicecalc/discounts.go UpsertDiscountCorrelationIDs)."""
+
+    def correlation_id(present: bool, given_id: str | None, stored_kind: bool, stored_id: str | None) -> str | None:
+        if not present or given_id is not None:
+            return given_id
+        return stored_id if stored_kind else str(ULID())
+
+    return dataclasses.replace(
+        given,
+        percentage_correlation_id=correlation_id(
+            given.percentage is not None,
+            given.percentage_correlation_id,
+            stored is not None and stored.percentage is not None,
+            stored.percentage_correlation_id if stored is not None else None,
+        ),
+        usage_correlation_id=correlation_id(
+            given.usage_quantity is not None,
+            given.usage_correlation_id,
+            stored is not None and stored.usage_quantity is not None,
+            stored.usage_correlation_id if stored is not None else None,
+        ),
+    )
 
 
 def _as_edited(line: InvoiceLine, default_tax_config: TaxConfig | None) -> tuple[object, ...]:

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 
 from tests.e2e.test_invoices_api import add_lines, invoice_now, line, manual_approval, metered_customer
+from tests.e2e.test_subscription_invoicing import until
 from tests.support.metering import unique
 
 # Fields the contract marks read-only that a replace is expected to move.
@@ -639,3 +640,39 @@ async def test_a_gathering_invoice_put_back_as_read_is_unchanged(http: httpx.Asy
     changed = {d.split(": ")[0] for d in differences(before, after)} - live
     assert changed and all(p.startswith(("lines[0].", "totals.")) for p in changed), changed
     assert after["lines"][0]["managedBy"] == "manual" and after["lines"][0]["totals"]["amount"] == "12"
+
+
+async def test_a_subscriptions_gathering_invoice_put_back_as_read_stays_the_subscriptions(
+    http: httpx.AsyncClient,
+) -> None:
+    """Lines the subscription sync made, sent back as read, are not the user's edits: they stay
+    managedBy subscription (OpenMeter makes a line manual only when the update changes it)."""
+    _, feature = await meter_and_feature(http)
+    plan_key = unique("rt_sub_plan")
+    # The plan's default phase only: its in-arrears fee and its usage gather until the period ends.
+    body = rich_plan(plan_key, feature)
+    body["phases"] = body["phases"][1:]
+    plan = await ok(await http.post("/api/v1/plans", json=body), 201)
+    await ok(await http.post(f"/api/v1/plans/{plan['id']}/publish"))
+    key = unique("rt_sub_customer")
+    customer = await ok(
+        await http.post(
+            "/api/v1/customers", json={"name": "Sub", "key": key, "usageAttribution": {"subjectKeys": [key]}}
+        ),
+        201,
+    )
+    await ok(await http.post("/api/v1/subscriptions", json={"plan": {"key": plan_key}, "customerKey": key}), 201)
+    items = await until(
+        http,
+        customer["id"],
+        lambda xs: any(i["status"] == "gathering" and i.get("lines") for i in xs),
+        "the subscription's lines gathering",
+    )
+    (gathering,) = [i for i in items if i["status"] == "gathering"]
+    path = f"/api/v1/billing/invoices/{gathering['id']}"
+    first = without_stamps(await ok(await http.get(path)))
+    second = without_stamps(await ok(await http.get(path)))
+    live = {d.split(": ")[0] for d in differences(first, second)}
+    before, after = await round_trip(http, path, INVOICE)
+    assert_same_but(before, after, live)
+    assert {x["managedBy"] for x in after["lines"]} == {"subscription"}
