@@ -676,3 +676,37 @@ async def test_a_subscriptions_gathering_invoice_put_back_as_read_stays_the_subs
     before, after = await round_trip(http, path, INVOICE)
     assert_same_but(before, after, live)
     assert {x["managedBy"] for x in after["lines"]} == {"subscription"}
+
+
+async def test_a_subscriptions_draft_invoice_put_back_as_read_stays_the_subscriptions(http: httpx.AsyncClient) -> None:
+    _, feature = await meter_and_feature(http)
+    plan_key = unique("rt_sub_draft_plan")
+    body = rich_plan(plan_key, feature)
+    body["phases"] = body["phases"][1:]
+    # Billed in advance: the fee is invoiced at once, and waits in draft for approval.
+    body["phases"][0]["rateCards"][0]["price"]["paymentTerm"] = "in_advance"
+    plan = await ok(await http.post("/api/v1/plans", json=body), 201)
+    await ok(await http.post(f"/api/v1/plans/{plan['id']}/publish"))
+    key = unique("rt_sub_draft_customer")
+    customer = await ok(
+        await http.post(
+            "/api/v1/customers", json={"name": "Sub", "key": key, "usageAttribution": {"subjectKeys": [key]}}
+        ),
+        201,
+    )
+    await manual_approval(http, customer["id"])
+    await ok(await http.post("/api/v1/subscriptions", json={"plan": {"key": plan_key}, "customerKey": key}), 201)
+    items = await until(
+        http,
+        customer["id"],
+        lambda xs: any(i["status"] == "draft" and i.get("lines") for i in xs),
+        "the subscription's fee in a draft",
+    )
+    (draft,) = [i for i in items if i["status"] == "draft"]
+    path = f"/api/v1/billing/invoices/{draft['id']}"
+    before, after = await round_trip(http, path, INVOICE)
+    restamped = {"quantitySnapshotedAt"} | {
+        f"lines[0]{child}.discounts.amount[0].createdAt" for child in ("", ".children[0]")
+    }
+    assert_same_but(before, after, restamped)
+    assert {x["managedBy"] for x in after["lines"]} == {"subscription"}
