@@ -9,7 +9,7 @@ the state change and its lines commit together.
 from __future__ import annotations
 
 from collections import namedtuple
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -779,18 +779,19 @@ class PostgresInvoiceRepository:
             .values(deleted_at=at, updated_at=at)
         )
 
-    async def delete_children(self, namespace: str, parent_ids: Sequence[str], at: datetime) -> None:
+    async def delete_children(
+        self, namespace: str, parent_ids: Sequence[str], at: datetime, keep: Collection[str] = ()
+    ) -> None:
         if not parent_ids:
             return
-        await self._session.exec(
-            update(InvoiceLineRow)
-            .where(
-                col(InvoiceLineRow.namespace) == namespace,
-                col(InvoiceLineRow.parent_line_id).in_(list(parent_ids)),
-                col(InvoiceLineRow.deleted_at).is_(None),
-            )
-            .values(deleted_at=at, updated_at=at)
+        statement = update(InvoiceLineRow).where(
+            col(InvoiceLineRow.namespace) == namespace,
+            col(InvoiceLineRow.parent_line_id).in_(list(parent_ids)),
+            col(InvoiceLineRow.deleted_at).is_(None),
         )
+        if keep:
+            statement = statement.where(col(InvoiceLineRow.id).not_in(list(keep)))
+        await self._session.exec(statement.values(deleted_at=at, updated_at=at))
 
     async def subscription_lines(
         self, namespace: str, subscription_ids: Sequence[str]

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import functools
 import operator
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -48,6 +48,7 @@ class StagedInvoices:
         self.lines_updated: dict[str, InvoiceLine] = {}
         self.lines_inserted: list[InvoiceLine] = []
         self.children_deleted: list[str] = []
+        self.children_kept: set[str] = set()
         self.children_deleted_at: datetime | None = None
 
     def _own(self, invoice_ids: Iterable[str]) -> None:
@@ -82,12 +83,16 @@ class StagedInvoices:
                 out[key] = functools.reduce(operator.add, others)
         return out
 
-    async def delete_children(self, namespace: str, parent_ids: Sequence[str], at: datetime) -> None:
-        parents = set(parent_ids)
-        self._lines = [x for x in self._lines if x.parent_line_id not in parents]
-        # Children staged by an earlier state change of the same transaction are never written.
-        self.lines_inserted = [x for x in self.lines_inserted if x.parent_line_id not in parents]
+    async def delete_children(
+        self, namespace: str, parent_ids: Sequence[str], at: datetime, keep: Collection[str] = ()
+    ) -> None:
+        parents, kept = set(parent_ids), set(keep)
+        self._lines = [x for x in self._lines if x.parent_line_id not in parents or x.id in kept]
+        # Children staged by an earlier state change of the same transaction are never written
+        # (one kept is still to be inserted, as it is last).
+        self.lines_inserted = [x for x in self.lines_inserted if x.parent_line_id not in parents or x.id in kept]
         self.children_deleted.extend(parent_ids)
+        self.children_kept.update(kept)
         self.children_deleted_at = at
 
     async def update_lines(self, lines: Sequence[InvoiceLine]) -> None:
@@ -188,6 +193,8 @@ class StagedWrites:
     lines_updated: list[InvoiceLine] = field(default_factory=list)
     lines_inserted: list[InvoiceLine] = field(default_factory=list)
     children_deleted: dict[datetime, list[str]] = field(default_factory=dict)
+    # Detailed lines a new rating took over under their IDs: updated, not deleted.
+    children_kept: set[str] = field(default_factory=set)
 
     def add(self, staged: StagedInvoices) -> None:
         if staged.updated is not None:
@@ -196,12 +203,13 @@ class StagedWrites:
         self.lines_inserted.extend(staged.lines_inserted)
         if staged.children_deleted and staged.children_deleted_at is not None:
             self.children_deleted.setdefault(staged.children_deleted_at, []).extend(staged.children_deleted)
+        self.children_kept.update(staged.children_kept)
 
     async def write(self, tx: BillingStore, namespace: str) -> None:
         """In the order one state change writes them: old detailed lines out, the rated lines, the
         new detailed lines, the invoices."""
         for at, parents in self.children_deleted.items():
-            await tx.invoices.delete_children(namespace, parents, at)
+            await tx.invoices.delete_children(namespace, parents, at, keep=self.children_kept)
         await tx.invoices.update_lines(self.lines_updated)
         await tx.invoices.insert_lines(self.lines_inserted)
         await tx.invoices.update_many(self.invoices)

@@ -11,14 +11,11 @@ are `flat_fee` lines with `perUnitAmount`, `quantity` and `category`.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
-
-from ulid import ULID
 
 from domain.billing.invoice_states import (
     API_ACTIONS,
@@ -98,16 +95,6 @@ def status_details_rest(invoice: Invoice, conditions: Conditions) -> dict[str, A
         "extendedStatus": invoice.state.value,
         "availableActions": actions,
     }
-
-
-def _correlated(discounts: Discounts) -> Discounts:
-    """An invoice line's discounts, each with a correlation ID: the one given, else a new one (as
-    OpenMeter's invoicing engine makes up)."""
-    if discounts.percentage is not None and discounts.percentage_correlation_id is None:
-        discounts = dataclasses.replace(discounts, percentage_correlation_id=str(ULID()))
-    if discounts.usage_quantity is not None and discounts.usage_correlation_id is None:
-        discounts = dataclasses.replace(discounts, usage_correlation_id=str(ULID()))
-    return discounts
 
 
 def _discounts_rest(discounts: Sequence[LineDiscount], at: datetime, card: Discounts) -> dict[str, Any]:
@@ -403,7 +390,9 @@ def _pending_line(r: Reader, raw: Any, path: str, *, with_quantity: bool) -> Pen
         r.issues.error(join(path, "rateCard"), "required: a line needs a rate card with a price", "required")
     feature_key = r.string(source, "featureKey", where)
     tax_config = parse_tax_config(r, source.get("taxConfig"), join(where, "taxConfig"))
-    discounts = _correlated(parse_discounts(r, source.get("discounts"), join(where, "discounts"), price, True))
+    # Correlation IDs the body leaves out are the service's to give (a new line's, or the stored
+    # line's for an update).
+    discounts = parse_discounts(r, source.get("discounts"), join(where, "discounts"), price, True)
     quantity = r.decimal(obj, "quantity", path, required=with_quantity) if with_quantity else None
     pre_quantity = r.decimal(obj, "preLinePeriodQuantity", path) if with_quantity else None
     if name is None or start is None or end is None or invoice_at is None:

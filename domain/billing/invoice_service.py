@@ -77,7 +77,7 @@ from domain.billing.models import Alignment, EffectiveProfile, Supplier, Workflo
 from domain.billing.ports import BillingStore, CustomerLookup, UnitOfWork, UsageSource
 from domain.billing.service import BillingProfileService
 from domain.catalog import currencies
-from domain.catalog.prices import FlatPrice, allows_progressive_billing
+from domain.catalog.prices import Discounts, FlatPrice, allows_progressive_billing
 from domain.catalog.ratecards import TaxConfig, merge_tax_configs
 from domain.catalog.rating import (
     EXACT,
@@ -428,7 +428,7 @@ class InvoiceService:
             period_key=f"line/{line_id}" if usage else None,
             feature_key=data.feature_key if usage else None,
             price=data.price if usage else None,
-            rate_card_discounts=data.rate_card_discounts,
+            rate_card_discounts=_with_correlation_ids(data.rate_card_discounts),
             per_unit_amount=data.per_unit_amount,
             quantity=None if usage else (data.quantity if data.quantity is not None else Decimal(1)),
             payment_term=None if usage else data.payment_term,
@@ -601,6 +601,9 @@ class InvoiceService:
                     added.append(made)
                     continue
                 old = current[line_id]
+                made = dataclasses.replace(
+                    made, rate_card_discounts=_with_correlation_ids(given.rate_card_discounts, old.rate_card_discounts)
+                )
                 # A usage line of the same feature stays in its billing period (a price change is
                 # rated on top of what the period billed); a fee that becomes a usage line, or a
                 # line given another feature, is a new line with a billing period of its own.
@@ -627,6 +630,18 @@ class InvoiceService:
                 edited = _as_edited(made, invoice.workflow.default_tax_config) != _as_edited(
                     old, invoice.workflow.default_tax_config
                 )
+                if made.type is LineType.USAGE_BASED and not edited:
+                    # A usage line sent back as it was keeps its snapshot (OpenMeter merges the
+                    # update into the stored line), so rating it again gives the same detailed
+                    # lines, under their IDs, instead of none until the next snapshot.
+                    made = dataclasses.replace(
+                        made,
+                        quantity=old.quantity,
+                        metered_quantity=old.metered_quantity,
+                        pre_line_period_quantity=old.pre_line_period_quantity,
+                        quantity_snapshotted_at=old.quantity_snapshotted_at,
+                        period_started=old.period_started,
+                    )
                 kept.append(
                     dataclasses.replace(
                         made,
@@ -697,6 +712,9 @@ class InvoiceService:
                 added.append(made)
                 at_index[made.id] = i
                 continue
+            made = dataclasses.replace(
+                made, rate_card_discounts=_with_correlation_ids(given.rate_card_discounts, old.rate_card_discounts)
+            )
             usage = made.type is LineType.USAGE_BASED
             # The rest of a period billed in part already (progressive billing) starts after its
             # full period does: its period cannot move, as OpenMeter refuses a period change of a
@@ -1498,10 +1516,14 @@ class InvoiceService:
         rated, children = rate_lines(invoice.currency, top, now)
         if _same_rating(stored, rated, children):
             return list(lines)
-        await tx.invoices.delete_children(invoice.namespace, [x.id for x in top], now)
-        await tx.invoices.update_lines(rated)
-        if children:
-            await tx.invoices.insert_lines(children)
+        rated, children = _reusing_detailed_line_ids(stored, rated, children)
+        live = {x.id for x in stored if x.parent_line_id is not None and x.deleted_at is None}
+        kept = [x for x in children if x.id in live]
+        await tx.invoices.delete_children(invoice.namespace, [x.id for x in top], now, keep=[x.id for x in kept])
+        await tx.invoices.update_lines(rated + kept)
+        made = [x for x in children if x.id not in live]
+        if made:
+            await tx.invoices.insert_lines(made)
         return rated + children
 
     async def simulate(self, namespace: str, customer_id_or_key: str, data: PendingLinesInput) -> InvoiceWithLines:
@@ -1752,6 +1774,61 @@ def _same_rating(stored: Sequence[InvoiceLine], rated: Sequence[InvoiceLine], ch
         dataclasses.replace(new_children[key], id=old.id, created_at=old.created_at, updated_at=old.updated_at) == old
         for key, old in old_children.items()
     )
+
+
+def _reusing_detailed_line_ids(
+    stored: Sequence[InvoiceLine], rated: Sequence[InvoiceLine], children: Sequence[InvoiceLine]
+) -> tuple[list[InvoiceLine], list[InvoiceLine]]:
+    """A new rating's detailed lines under the IDs (and creation times) of the stored ones they
+    replace: the same parent and component key. Their discounts keep their IDs too, matched by
+    reason, and the parent's list of its children's discounts follows. An invoice rated again
+    (a PUT of a draft, a new snapshot) thus keeps the detailed lines an invoicing app or a client
+    knows, as OpenMeter's StandardLine.DetailedLinesWithIDReuse and ReuseIDsFrom do
+    (openmeter/billing/stdinvoiceline.go, openmeter/billing/invoicelinediscount.go). A key found
+    twice on either side is not matched: which one is which is not known."""
+
+    def unique_by(items: Sequence[Any], key: Callable[[Any], Any]) -> dict[Any, Any]:
+        counted: dict[Any, list[Any]] = {}
+        for item in items:
+            counted.setdefault(key(item), []).append(item)
+        return {k: v[0] for k, v in counted.items() if len(v) == 1}
+
+    old_children = unique_by(
+        [x for x in stored if x.parent_line_id is not None and x.deleted_at is None],
+        lambda x: (x.parent_line_id, x.child_key),
+    )
+    new_keys = unique_by(children, lambda x: (x.parent_line_id, x.child_key))
+    renamed_discounts: dict[str, str] = {}
+    out: list[InvoiceLine] = []
+    for child in children:
+        key = (child.parent_line_id, child.child_key)
+        old = old_children.get(key)
+        if old is None or key not in new_keys:
+            out.append(child)
+            continue
+        old_discounts = unique_by(old.discounts, lambda d: d.reason)
+        new_discounts = unique_by(child.discounts, lambda d: d.reason)
+        discounts: list[LineDiscount] = []
+        for discount in child.discounts:
+            earlier: LineDiscount | None = old_discounts.get(discount.reason)
+            if earlier is not None and discount.reason in new_discounts and earlier.id != discount.id:
+                renamed_discounts[discount.id] = earlier.id
+                discount = dataclasses.replace(discount, id=earlier.id)
+            discounts.append(discount)
+        out.append(dataclasses.replace(child, id=old.id, created_at=old.created_at, discounts=tuple(discounts)))
+    parents = [
+        dataclasses.replace(
+            line,
+            discounts=tuple(
+                dataclasses.replace(d, id=renamed_discounts[d.id]) if d.id in renamed_discounts else d
+                for d in line.discounts
+            ),
+        )
+        if any(d.id in renamed_discounts for d in line.discounts)
+        else line
+        for line in rated
+    ]
+    return parents, out
 
 
 def _detailed_line(parent: InvoiceLine, line_id: str, now: datetime, **fields: Any) -> InvoiceLine:
@@ -2136,6 +2213,34 @@ def _collection_anchors(workflow: Workflow) -> Recurrence | None:
     if workflow.alignment is not Alignment.ANCHORED or period is None:
         return None
     return Recurrence(IsoDuration.parse(period.duration().iso()), period.anchor)
+
+
+def _with_correlation_ids(given: Discounts, stored: Discounts | None = None) -> Discounts:
+    """A line's rate card discounts with their correlation IDs: the ones given; else, for a line
+    updated, the stored line's for the same kind of discount (a line the subscription sync made
+    has none, and sent back as read it is not edited); else new ones (OpenMeter gives every line's
+    discounts one: invoicecalc/discounts.go UpsertDiscountCorrelationIDs)."""
+
+    def correlation_id(present: bool, given_id: str | None, stored_kind: bool, stored_id: str | None) -> str | None:
+        if not present or given_id is not None:
+            return given_id
+        return stored_id if stored_kind else str(ULID())
+
+    return dataclasses.replace(
+        given,
+        percentage_correlation_id=correlation_id(
+            given.percentage is not None,
+            given.percentage_correlation_id,
+            stored is not None and stored.percentage is not None,
+            stored.percentage_correlation_id if stored is not None else None,
+        ),
+        usage_correlation_id=correlation_id(
+            given.usage_quantity is not None,
+            given.usage_correlation_id,
+            stored is not None and stored.usage_quantity is not None,
+            stored.usage_correlation_id if stored is not None else None,
+        ),
+    )
 
 
 def _as_edited(line: InvoiceLine, default_tax_config: TaxConfig | None) -> tuple[object, ...]:

@@ -168,8 +168,11 @@ class InvoiceRepository(Protocol):
         """Soft-deletes the lines and their children."""
         ...
 
-    async def delete_children(self, namespace: str, parent_ids: Sequence[str], at: datetime) -> None:
-        """Soft-deletes the detailed lines of these parents (before they are rated again)."""
+    async def delete_children(
+        self, namespace: str, parent_ids: Sequence[str], at: datetime, keep: Collection[str] = ()
+    ) -> None:
+        """Soft-deletes the detailed lines of these parents (before they are rated again), but for
+        those in `keep` (a new rating's lines under their IDs, updated instead)."""
         ...
 
     async def subscription_lines(

@@ -559,6 +559,10 @@ async def test_a_lines_usage_discount_is_listed_on_the_line(env: Env) -> None:
     ]
     shown = [invoice_json(env.invoices, x)["lines"][0] for x in made]
     reason = {"type": "ratecard_usage", "quantity": "100"}
+    # Every line's rate card discount has a correlation ID (OpenMeter's UpsertDiscountCorrelationIDs),
+    # one for the period: the same on both invoices.
+    correlation_ids = {d["reason"].pop("correlationId") for x in shown for d in x["discounts"].get("usage", [])}
+    assert len(correlation_ids) == 1
     listed = [
         [(d["quantity"], d.get("preLinePeriodQuantity"), d["reason"]) for d in x["discounts"]["usage"]] for x in shown
     ]
@@ -1191,10 +1195,13 @@ async def test_a_percentage_discounts_reason_says_its_percentage(env: Env) -> No
     await env.invoices.create_pending_lines(ns, cid, PendingLinesInput("USD", [onboarding, calls]))
     (made,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid, as_of=DEC + timedelta(hours=1)))
     shown = {x["name"]: x for x in invoice_json(env.invoices, made)["lines"]}
+    # Each with its correlation ID (OpenMeter's UpsertDiscountCorrelationIDs gives every line's one).
+    assert [d["reason"].pop("correlationId") for d in shown["Onboarding"]["discounts"]["amount"]]
     assert [d["reason"] for d in shown["Onboarding"]["discounts"]["amount"]] == [
         {"type": "ratecard_percentage", "percentage": 12.5}
     ]
     (child,) = shown["Calls"]["children"]
+    assert [d["reason"].pop("correlationId") for d in child["discounts"]["amount"]]
     assert [(d["reason"], d["amount"]) for d in child["discounts"]["amount"]] == [
         ({"type": "ratecard_percentage", "percentage": 10.0}, "5")
     ]

@@ -57,6 +57,21 @@ async def test_children_rated_twice_in_one_transaction_are_written_once() -> Non
     assert [x.id for x in writes.lines_inserted] == ["child-2"]
 
 
+async def test_a_child_a_new_rating_keeps_is_updated_not_deleted() -> None:
+    """A rating again that takes over a stored detailed line under its ID (OpenMeter's
+    DetailedLinesWithIDReuse) keeps it: updated in place, left out of the soft-delete."""
+    staged = StagedInvoices("inv", [line("top"), line("child", parent="top", quantity="5")], {})
+    await staged.delete_children("ns", ["top"], T1, keep=["child"])
+    await staged.update_lines([line("top", quantity="7"), line("child", parent="top", quantity="7")])
+
+    assert [(x.id, x.quantity) for x in staged.current_lines()] == [("top", Decimal(7)), ("child", Decimal(7))]
+    writes = StagedWrites()
+    writes.add(staged)
+    assert writes.children_deleted == {T1: ["top"]} and writes.children_kept == {"child"}
+    assert [(x.id, x.quantity) for x in writes.lines_updated] == [("top", Decimal(7)), ("child", Decimal(7))]
+    assert writes.lines_inserted == []
+
+
 async def test_a_line_inserted_then_updated_is_inserted_as_it_ends() -> None:
     staged = StagedInvoices("inv", [line("top")], {})
     await staged.insert_lines([line("child", parent="top", quantity="1")])
