@@ -17,7 +17,7 @@ billed by the next invoice of the same period key the same way.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, localcontext
 from typing import Any, Final, cast
@@ -659,17 +659,7 @@ class InvoiceService:
                         discounts=old.discounts,
                     )
                 )
-            gone = [x for x in current.values() if x.id not in {k.id for k in kept}]
-            if gone:
-                # Deleted by the user: manual, so the subscription sync does not make it again.
-                await tx.invoices.update_lines(
-                    [dataclasses.replace(x, managed_by=ManagedBy.MANUAL, updated_at=now) for x in gone]
-                )
-                await tx.invoices.delete_lines(namespace, [x.id for x in gone], now)
-            if kept:
-                await tx.invoices.update_lines(kept)
-            if added:
-                await tx.invoices.insert_lines(added)
+            await _store_edited_lines(tx, namespace, current.values(), kept, added, now)
             # A replace, as OpenMeter's UpdateInvoice: no description clears it, no metadata is {}.
             invoice = dataclasses.replace(invoice, description=description, metadata=dict(metadata or {}))
             await self._apply(tx, invoice, row, now)
@@ -767,17 +757,7 @@ class InvoiceService:
             at_index[merged.id] = i
         v.raise_if_any()
         await self._check_billable(namespace, invoice, [(at_index[x.id], x) for x in (*kept, *added)])
-        gone = [x for x in current.values() if x.id not in {k.id for k in kept}]
-        if gone:
-            # Deleted by the user: manual, so the subscription sync does not make it again.
-            await tx.invoices.update_lines(
-                [dataclasses.replace(x, managed_by=ManagedBy.MANUAL, updated_at=now) for x in gone]
-            )
-            await tx.invoices.delete_lines(namespace, [x.id for x in gone], now)
-        if kept:
-            await tx.invoices.update_lines(kept)
-        if added:
-            await tx.invoices.insert_lines(added)
+        await _store_edited_lines(tx, namespace, current.values(), kept, added, now)
         remaining = [*kept, *added]
         if not remaining:
             await tx.invoices.update(dataclasses.replace(invoice, deleted_at=now, updated_at=now))
@@ -1813,9 +1793,22 @@ def _reusing_detailed_line_ids(
             earlier: LineDiscount | None = old_discounts.get(discount.reason)
             if earlier is not None and discount.reason in new_discounts and earlier.id != discount.id:
                 renamed_discounts[discount.id] = earlier.id
-                discount = dataclasses.replace(discount, id=earlier.id)
+                discount = dataclasses.replace(
+                    discount,
+                    id=earlier.id,
+                    invoicing_external_id=discount.invoicing_external_id or earlier.invoicing_external_id,
+                )
             discounts.append(discount)
-        out.append(dataclasses.replace(child, id=old.id, created_at=old.created_at, discounts=tuple(discounts)))
+        # The same line in the invoicing app too: its ID there stays with it.
+        out.append(
+            dataclasses.replace(
+                child,
+                id=old.id,
+                created_at=old.created_at,
+                discounts=tuple(discounts),
+                invoicing_external_id=child.invoicing_external_id or old.invoicing_external_id,
+            )
+        )
     parents = [
         dataclasses.replace(
             line,
@@ -2241,6 +2234,29 @@ def _with_correlation_ids(given: Discounts, stored: Discounts | None = None) -> 
             stored.usage_correlation_id if stored is not None else None,
         ),
     )
+
+
+async def _store_edited_lines(
+    tx: BillingStore,
+    namespace: str,
+    current: Iterable[InvoiceLine],
+    kept: Sequence[InvoiceLine],
+    added: Sequence[InvoiceLine],
+    now: datetime,
+) -> None:
+    """A PUT's lines stored: the invoice's `current` lines not `kept` are deleted, as manual (the
+    user's: the subscription sync does not make them again), `kept` ones updated, `added` made."""
+    kept_ids = {x.id for x in kept}
+    gone = [x for x in current if x.id not in kept_ids]
+    if gone:
+        await tx.invoices.update_lines(
+            [dataclasses.replace(x, managed_by=ManagedBy.MANUAL, updated_at=now) for x in gone]
+        )
+        await tx.invoices.delete_lines(namespace, [x.id for x in gone], now)
+    if kept:
+        await tx.invoices.update_lines(kept)
+    if added:
+        await tx.invoices.insert_lines(added)
 
 
 def _as_edited(line: InvoiceLine, default_tax_config: TaxConfig | None) -> tuple[object, ...]:

@@ -785,6 +785,27 @@ async def test_a_draft_update_keeps_the_integrators_ids_of_the_lines_it_keeps(en
     assert [(d.id, d.invoicing_external_id) for d in kept.discounts] == [(off.id, "erp-discount-1")]
 
 
+async def test_a_draft_rated_again_keeps_its_detailed_lines_ids_and_the_integrators(env: Env) -> None:
+    """A detailed line a new rating gives again (same parent and component) keeps its ID, as
+    OpenMeter's DetailedLinesWithIDReuse, and so the integrator's ID for it."""
+    ns = "inv_put_keeps_child_ids"
+    cid = await custom_invoicing_customer(env, ns, "Soylent")
+    profile_id = (await env.profiles.effective_profile(ns, cid)).profile.id
+    await env.profiles.upsert_override(
+        ns, cid, OverrideUpsertInput(profile_id=profile_id, workflow=WorkflowPatch(auto_advance=False))
+    )
+    await env.invoices.create_pending_lines(ns, cid, PendingLinesInput("USD", [flat("Fee", "40")]))
+    (made,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid))
+    (fee,) = [x for x in made.lines if x.parent_line_id is None]
+    (detail,) = [x for x in made.lines if x.parent_line_id == fee.id]
+    await env.invoices.app_callback(
+        ns, made.invoice.id, Action.DRAFT_SYNCHRONIZED, line_external_ids=[(detail.id, "erp-detail-1")]
+    )
+    updated = await env.invoices.update_lines(ns, made.invoice.id, [(fee.id, flat("Fee", "50"))])
+    (again,) = [x for x in updated.lines if x.parent_line_id == fee.id]
+    assert (again.id, again.invoicing_external_id, again.totals.total) == (detail.id, "erp-detail-1", D(50))
+
+
 async def test_custom_invoicing_callbacks_refuse_an_invoice_of_another_app(env: Env) -> None:
     # The custom invoicing callbacks are for invoices its app invoices: OpenMeter checks the
     # invoice's invoicing app first (app/custominvoicing/service/sync.go ValidateInvoiceApp, a
