@@ -182,8 +182,10 @@ def test_volume_late_usage_corrections_bill_the_rise_of_the_period_total(
     correction charges what the total rose by since the last quantity billed.
 
     To the minor unit without a percentage discount. With one, the period's total discounts each
-    tier's items apart and rounds each, and a correction discounts its one item: they may differ by
-    a minor unit per correction (docs/billing.md)."""
+    of the tier's items (its flat price and its unit price) apart and rounds each, and a correction
+    discounts its one item: they may differ by up to two minor units per correction (docs/billing.md;
+    e.g. BHD, 11.9 % off, 52 then 121 units over a 4.132 + 0.0266 / 1.228 + 0.4486 volume price: the
+    correction 44.044, the rise of the period totals 44.046)."""
 
     def whole(quantity: int) -> D:
         return rate(RatingInput(price, currency, FULL, quantity=D(quantity), discounts=disc)).totals.total
@@ -206,10 +208,10 @@ def test_volume_late_usage_corrections_bill_the_rise_of_the_period_total(
         )
         assert line.totals.total >= 0 and line.totals.charges_total == 0
         rise = max(D(0), whole(stored) - whole(billed_quantity))
-        assert abs(line.totals.total - rise) <= (currency.unit if disc.percentage else D(0))
+        assert abs(line.totals.total - rise) <= (2 * currency.unit if disc.percentage else D(0))
         if line.totals.total:  # a correction made; one that charges nothing is not (its usage waits)
             charged += line.totals.total
             billed_quantity = stored
             corrections += 1
-    slack = currency.unit * corrections if disc.percentage else D(0)
+    slack = 2 * currency.unit * corrections if disc.percentage else D(0)
     assert abs(charged - max(whole(billed), whole(billed_quantity))) <= slack
