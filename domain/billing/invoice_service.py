@@ -601,9 +601,7 @@ class InvoiceService:
                     added.append(made)
                     continue
                 old = current[line_id]
-                made = dataclasses.replace(
-                    made, rate_card_discounts=_with_correlation_ids(given.rate_card_discounts, old.rate_card_discounts)
-                )
+                made = _with_what_the_body_omits(made, given, old)
                 # A usage line of the same feature stays in its billing period (a price change is
                 # rated on top of what the period billed); a fee that becomes a usage line, or a
                 # line given another feature, is a new line with a billing period of its own.
@@ -621,10 +619,6 @@ class InvoiceService:
                 else:
                     period_key = f"line/{_new_id()}" if made.type is LineType.USAGE_BASED else None
                     full_period = (made.full_period_start, made.full_period_end)
-                if made.type is LineType.FLAT_FEE and given.quantity is None and old.type is LineType.FLAT_FEE:
-                    # The update carries no quantity (OpenMeter's InvoiceLineReplaceUpdate): a fee
-                    # keeps its own (three seats sent back as shown stay three, not one).
-                    made = dataclasses.replace(made, quantity=old.quantity)
                 # A line the user changed is the user's (OpenMeter's mergeLineFromInvoiceLineReplaceUpdate
                 # makes it managedBy manual): the subscription sync leaves it as edited.
                 edited = _as_edited(made, invoice.workflow.default_tax_config) != _as_edited(
@@ -702,9 +696,7 @@ class InvoiceService:
                 added.append(made)
                 at_index[made.id] = i
                 continue
-            made = dataclasses.replace(
-                made, rate_card_discounts=_with_correlation_ids(given.rate_card_discounts, old.rate_card_discounts)
-            )
+            made = _with_what_the_body_omits(made, given, old)
             usage = made.type is LineType.USAGE_BASED
             # The rest of a period billed in part already (progressive billing) starts after its
             # full period does: its period cannot move, as OpenMeter refuses a period change of a
@@ -735,11 +727,7 @@ class InvoiceService:
                 feature_key=made.feature_key,
                 price=made.price,
                 per_unit_amount=made.per_unit_amount,
-                # The update carries no quantity (OpenMeter's InvoiceLineReplaceUpdate): a fee
-                # keeps its own.
-                quantity=old.quantity
-                if given.quantity is None and not usage and old.type is LineType.FLAT_FEE
-                else made.quantity,
+                quantity=made.quantity,
                 payment_term=made.payment_term,
                 tax_config=made.tax_config,
                 rate_card_discounts=made.rate_card_discounts,
@@ -2206,6 +2194,18 @@ def _collection_anchors(workflow: Workflow) -> Recurrence | None:
     if workflow.alignment is not Alignment.ANCHORED or period is None:
         return None
     return Recurrence(IsoDuration.parse(period.duration().iso()), period.anchor)
+
+
+def _with_what_the_body_omits(made: InvoiceLine, given: PendingLineInput, stored: InvoiceLine) -> InvoiceLine:
+    """A line a PUT names, with what its body does not carry taken from the stored line (OpenMeter
+    merges the update into it): its discounts' correlation IDs, and a fee's quantity (the body
+    has none: three seats sent back as shown stay three, not one)."""
+    fee_kept = made.type is LineType.FLAT_FEE and stored.type is LineType.FLAT_FEE and given.quantity is None
+    return dataclasses.replace(
+        made,
+        rate_card_discounts=_with_correlation_ids(given.rate_card_discounts, stored.rate_card_discounts),
+        quantity=stored.quantity if fee_kept else made.quantity,
+    )
 
 
 def _with_correlation_ids(given: Discounts, stored: Discounts | None = None) -> Discounts:
