@@ -1324,8 +1324,19 @@ class InvoiceService:
             if not _correctable(line):
                 continue
             periods.setdefault((line.namespace, line.period_key or ""), []).append((line, customer_id))
+        # A deleted customer is not billed again (OpenMeter deletes a customer only once every
+        # invoice of it is final, and bills nothing after): its periods are left out before the
+        # read, so its subjects, which a live customer may have taken since, count for no one else.
+        live: dict[str, Collection[str]] = {}
+        for namespace in {namespace for namespace, _ in periods}:
+            ids = sorted(
+                {customer_id for (ns, _), parts in periods.items() if ns == namespace for _, customer_id in parts}
+            )
+            live[namespace] = {c.id for c in (await self._customers.resolve(namespace, ids)).values()}
         wanted: dict[str, dict[UsageRequest, tuple[InvoiceLine, Decimal, str]]] = {}
         for (namespace, _), parts in periods.items():
+            if parts[0][1] not in live[namespace]:
+                continue
             lines = [x for x, _ in parts]
             latest = max(lines, key=lambda x: x.period_end)
             start = min(x.full_period_start or x.period_start for x in lines)

@@ -1566,3 +1566,23 @@ async def test_an_invoices_lines_are_answered_by_name_then_period(env: Env) -> N
         ("Beta", "2026-11-01T00:00:00Z", "4"),
         ("Zeta", "2026-11-01T00:00:00Z", "1"),
     ]
+
+
+async def test_a_deleted_customers_late_usage_makes_no_invoice(env: Env) -> None:
+    """Usage stored after a deleted customer's last invoice was paid made a correction line on a
+    new gathering invoice for the deleted customer, which the worker then invoiced: 3 calls
+    billed to a customer who no longer exists. OpenMeter never bills a deleted customer again
+    (its customer delete requires every invoice final, and it makes no late-usage lines)."""
+    ns = "inv_late_deleted"
+    cid = await customer(env, ns)
+    env.usage.add("calls", cid, NOV + timedelta(days=2), "5")
+    await env.invoices.create_pending_lines(
+        ns, cid, PendingLinesInput("USD", [usage_line("Calls", "calls", UnitPrice(D(1)))])
+    )
+    (made,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid, as_of=DEC + timedelta(hours=2)))
+    assert made.invoice.state is State.PAID and made.invoice.totals.total == D(5)
+    await env.customers.delete(ns, cid)
+    env.usage.add("calls", cid, NOV + timedelta(days=5), "3")  # stored after the customer was deleted
+    assert await env.invoices.bill_late_usage(timedelta(days=30)) == 0
+    found, total = await env.invoices.list_invoices(ns, InvoiceListQuery(customers=[cid]))
+    assert total == 1 and found[0].invoice.id == made.invoice.id
