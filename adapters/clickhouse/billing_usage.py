@@ -3,6 +3,9 @@
 A billing run asks for the usage of many (feature, customer, period) triples at once. They are
 read in bulk: one query per feature and period, over every customer that asks for it, grouped by
 customer (each event's subject mapped to its customer in the query), never one query per customer.
+A request counts the subjects its invoice copied from the customer (`UsageRequest.subjects`), or
+else the customer's subjects now; a subject two requests count for different customers takes a
+second query for the period, so each counts it.
 
 "Stored by the cutoff" is the events table's `stored_at` column (set by the store when the sink
 writes the row; a batch the sink replays after a crash is de-duplicated by its insert token, so an
@@ -100,20 +103,47 @@ class ClickHouseUsageSource:
             if feature_key not in metered:
                 continue
             feature, meter = metered[feature_key]
-            subjects = {r.customer_id: customers[r.customer_id].usage_subjects for r in asked}
-            if not any(subjects.values()):
-                continue
-            sql, parameters = render_billing_usage_query(
-                meter,
-                namespace,
-                subjects,
-                start,
-                end,
-                cutoff,
-                feature.filters,
-                maps_complete=meter.values_backfilled,
-            )
-            values = {customer_id: _decimal(value) for customer_id, value in await self._ch.query(sql, parameters)}
-            for request in asked:
-                out[request] = values.get(request.customer_id, ZERO)
+            for owners in _disjoint(asked, customers):
+                sql, parameters = render_billing_usage_query(
+                    meter,
+                    namespace,
+                    {str(slot): subjects for slot, (subjects, _) in enumerate(owners)},
+                    start,
+                    end,
+                    cutoff,
+                    feature.filters,
+                    maps_complete=meter.values_backfilled,
+                )
+                values = {slot: _decimal(value) for slot, value in await self._ch.query(sql, parameters)}
+                for slot, (_, each) in enumerate(owners):
+                    for request in each:
+                        out[request] = values.get(str(slot), ZERO)
         return out
+
+
+def _disjoint(
+    requests: Iterable[UsageRequest], customers: Mapping[str, Customer]
+) -> list[list[tuple[tuple[str, ...], list[UsageRequest]]]]:
+    """The requests of one feature and period as queries whose subject sets do not meet: each query
+    a list of (subjects, the requests that count them). A query maps each subject to one set, so
+    two sets that share a subject (an invoice's copy of its customer and another customer that took
+    one of its subjects since, or the same customer's copy and its subjects now) go to different
+    queries; usually there is one. Requests without subjects need no query."""
+    queries: list[dict[tuple[str, ...], list[UsageRequest]]] = []
+    taken: list[set[str]] = []
+    for request in requests:
+        subjects = request.subjects if request.subjects is not None else customers[request.customer_id].usage_subjects
+        if not subjects:
+            continue
+        for query, used in zip(queries, taken, strict=True):
+            if subjects in query:
+                query[subjects].append(request)
+                break
+            if used.isdisjoint(subjects):
+                query[subjects] = [request]
+                used.update(subjects)
+                break
+        else:
+            queries.append({subjects: [request]})
+            taken.append(set(subjects))
+    return [list(query.items()) for query in queries]

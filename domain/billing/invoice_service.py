@@ -2013,10 +2013,16 @@ class UsageSnapshot:
 
 def _usage_requests(invoice: Invoice, lines: Sequence[InvoiceLine]) -> dict[str, UsageRequest]:
     """What each top-level usage line's quantity snapshot reads, by line ID: the cumulative usage of
-    its billing period up to the line's end."""
+    its billing period up to the line's end, for the subjects a standard invoice copied from its
+    customer when it was made (a subject added or taken away since does not change what it bills,
+    as OpenMeter's invoice customer snapshot). A gathering invoice reads the customer's subjects
+    now: a standard invoice made from it now would copy those."""
+    subjects = None
+    if invoice.state is not State.GATHERING and invoice.customer.usage_subject_keys:
+        subjects = tuple(invoice.customer.usage_subject_keys)
     return {
         x.id: UsageRequest(
-            x.feature_key or "", invoice.customer.id, x.full_period_start or x.period_start, x.period_end
+            x.feature_key or "", invoice.customer.id, x.full_period_start or x.period_start, x.period_end, subjects
         )
         for x in lines
         if x.parent_line_id is None and x.type is LineType.USAGE_BASED

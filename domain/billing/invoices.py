@@ -345,12 +345,17 @@ class InvoiceListQuery:
 
 @dataclass(frozen=True, slots=True)
 class UsageRequest:
-    """Usage of a feature's meter for a customer over [start, end): one line's quantity."""
+    """Usage of a feature's meter for a customer over [start, end): one line's quantity.
+
+    `subjects`: the event subjects that count, as a standard invoice copied them from its customer
+    when it was made (OpenMeter reads a line's quantity for the invoice's customer usage
+    attribution, not the customer's current one); None: the customer's subjects now."""
 
     feature_key: str
     customer_id: str
     start: datetime
     end: datetime
+    subjects: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

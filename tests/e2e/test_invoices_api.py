@@ -19,7 +19,7 @@ from corehttp.exceptions import HttpResponseError
 from openmeter import Client
 
 from tally.v1 import invoices_pb2, invoices_pb2_grpc
-from tests.support.metering import cloudevent, create_meter, ingest, rfc3339, unique
+from tests.support.metering import cloudevent, create_meter, ingest, query, rfc3339, unique
 from tests.support.stack import TallyProcess
 from tests.support.webhooks import WebhookReceiver
 
@@ -879,3 +879,36 @@ async def test_customer_delete_refused_while_an_invoice_is_open(http: httpx.Asyn
     # Approved, the sandbox issues it and marks it paid: a final state.
     assert (await ok(await http.post(f"{INVOICES}/{draft['id']}/approve")))["status"] == "paid"
     assert (await http.delete(f"/api/v1/customers/{customer}")).status_code == 204
+
+
+async def test_a_usage_line_counts_the_subjects_its_invoice_was_made_for(http: httpx.AsyncClient) -> None:
+    """OpenMeter snapshots a line's quantity for the customer's usage attribution as the invoice
+    copied it when it was made (SnapshotLineQuantities reads invoice.Customer; billing/lineengine),
+    not as the customer is when the quantities are read. A subject added to the customer while
+    the invoice waited for its collection counted on it: 1,000 tokens billed as 1,300 (10.00 as
+    13.00), with the invoice still showing the customer without that subject."""
+    customer, feature = await metered_customer(http, 1000)
+    await ok(
+        await http.put(f"/api/v1/billing/customers/{customer}", json={"workflow": {"collection": {"interval": "P1D"}}})
+    )
+    await add_lines(http, customer, line("Tokens", {"type": "unit", "amount": "0.01"}, feature))
+    (waiting,) = await invoice_now(http, customer)
+    assert waiting["status"] == "draft" and waiting["statusDetails"]["extendedStatus"] == "draft.waiting_for_collection"
+    key = (await ok(await http.get(f"/api/v1/customers/{customer}")))["key"]
+    other = unique("inv_subject")
+    await ok(
+        await http.put(
+            f"/api/v1/customers/{customer}",
+            json={"name": "Acme Corp", "key": key, "usageAttribution": {"subjectKeys": [key, other]}},
+        )
+    )
+    await ingest(http, [cloudevent(feature, other, {"tokens": 300}, time=START + timedelta(days=4))])
+    for _ in range(100):  # the event is stored (the meter shows it) before the quantities are read
+        if await query(http, feature, subject=other):
+            break
+        await asyncio.sleep(0.1)
+    assert await query(http, feature, subject=other)
+    snapshotted = await ok(await http.post(f"{INVOICES}/{waiting['id']}/snapshot-quantities"))
+    tokens = by_name(await ok(await http.get(f"{INVOICES}/{snapshotted['id']}", params={"expand": "lines"})))["Tokens"]
+    assert (tokens["quantity"], tokens["totals"]["total"]) == ("1000", "10")
+    assert snapshotted["customer"]["usageAttribution"]["subjectKeys"] == [key]

@@ -248,3 +248,27 @@ async def test_only_features_whose_meters_only_grow_may_be_billed_in_parts(stack
     # unknown, bills nothing in parts either.
     asked = {"calls", "tokens", "gpt_tokens", "users", "seats", "manual", "nope"}
     assert await stack.usage.growing_features(NS, asked) == {"calls", "tokens", "gpt_tokens", "users"}
+
+
+async def test_a_request_counts_the_subjects_its_invoice_copied(stack: Stack) -> None:
+    # An invoice counts the subjects it copied from its customer when it was made (OpenMeter's
+    # invoice customer usage attribution), not the customer's subjects now. Two requests that count
+    # one subject for different customers (a copy that still had a subject another customer has
+    # now) each count it, in one call: the bulk query mapped each subject to one customer only.
+    oct1, oct31 = datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 10, 31, tzinfo=UTC)
+    stored = await ingest(
+        stack,
+        ("call", "acme", oct1 + timedelta(days=1), {}),
+        ("call", "acme-dev", oct1 + timedelta(days=2), {}),
+        ("call", "beta", oct1 + timedelta(days=3), {}),
+        ("call", "beta", oct1 + timedelta(days=4), {}),
+    )
+    acme, beta = stack.customers["acme"], stack.customers["beta"]
+    copied = UsageRequest("calls", acme, oct1, oct31, ("acme",))
+    with_beta = UsageRequest("calls", acme, oct1, oct31, ("acme", "beta"))
+    now = UsageRequest("calls", acme, oct1, oct31)
+    betas = UsageRequest("calls", beta, oct1, oct31)
+    before = stack.clickhouse.queries
+    found = await stack.usage.quantities(NS, [copied, now, with_beta, betas], stored)
+    assert [found[r] for r in (copied, now, with_beta, betas)] == [D(1), D(2), D(3), D(2)]
+    assert stack.clickhouse.queries - before == 3  # three sets of subjects that meet: three queries
