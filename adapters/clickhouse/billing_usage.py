@@ -68,16 +68,24 @@ class ClickHouseUsageSource:
         return max(archived, key=lambda f: f.archived_at or f.updated_at, default=None)
 
     async def _metered(self, namespace: str, feature_keys: Iterable[str]) -> dict[str, tuple[Feature, Meter]]:
-        """Each feature key's feature and its meter (each meter read once), for the keys that have both."""
+        """Each feature key's feature and its meter, for the keys that have both.
+
+        A feature's meter is the one it was made with, as OpenMeter resolves it by ID with deleted
+        meters included (ResolveFeatureMeters): features name their meter by slug, and the meter
+        under that slug when the feature was made is it. A live feature keeps its meter from being
+        deleted, but an archived one (whose lines still bill) does not, and the slug may be taken by
+        a new meter since: the line still reads the events of its own."""
         out: dict[str, tuple[Feature, Meter]] = {}
-        meters: dict[str, Meter | None] = {}
+        everyone: list[Meter] | None = None
         for key in dict.fromkeys(feature_keys):
             feature = await self._feature(namespace, key)
             if feature is None or feature.meter_slug is None:
                 continue
-            if feature.meter_slug not in meters:
-                meters[feature.meter_slug] = await self._meters.get(namespace, feature.meter_slug)
-            meter = meters[feature.meter_slug]
+            meter = await self._meters.get(namespace, feature.meter_slug)
+            if meter is None or meter.created_at > feature.created_at:
+                if everyone is None:
+                    everyone = await self._meters.list_meters(namespace, include_deleted=True)
+                meter = _meter_when_made(everyone, feature) or meter
             if meter is not None:
                 out[key] = (feature, meter)
         return out
@@ -112,13 +120,26 @@ class ClickHouseUsageSource:
                     end,
                     cutoff,
                     feature.filters,
-                    maps_complete=meter.values_backfilled,
+                    # A deleted meter's values are not extracted from the events stored since: read them.
+                    maps_complete=meter.values_backfilled and meter.deleted_at is None,
                 )
                 values = {slot: _decimal(value) for slot, value in await self._ch.query(sql, parameters)}
                 for slot, (_, each) in enumerate(owners):
                     for request in each:
                         out[request] = values.get(str(slot), ZERO)
         return out
+
+
+def _meter_when_made(meters: Iterable[Meter], feature: Feature) -> Meter | None:
+    """The meter under the feature's slug at the feature's creation (the last one made by then)."""
+    made = [
+        m
+        for m in meters
+        if m.slug == feature.meter_slug
+        and m.created_at <= feature.created_at
+        and (m.deleted_at is None or m.deleted_at > feature.created_at)
+    ]
+    return max(made, key=lambda m: m.created_at, default=None)
 
 
 def _disjoint(

@@ -63,6 +63,8 @@ class Stack:
     clickhouse: CountingClickHouse
     sink: EventSink
     customers: dict[str, str]
+    meters: MeterService
+    features: FeatureService
 
 
 @pytest_asyncio.fixture(scope="module", params=event_store.KINDS)
@@ -114,7 +116,7 @@ async def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
         customers[key] = made.id
     sink = EventSink(store, PostgresEventKeyStore(engine), MeterCatalog(meters, 0.01), owner="test")
     usage = ClickHouseUsageSource(clickhouse, PostgresFeatureRepository(sessions), meters, customer_service)
-    yield Stack(usage, clickhouse, sink, customers)
+    yield Stack(usage, clickhouse, sink, customers, meter_service, features)
     clickhouse.close()
     await engine.dispose()
 
@@ -272,3 +274,29 @@ async def test_a_request_counts_the_subjects_its_invoice_copied(stack: Stack) ->
     found = await stack.usage.quantities(NS, [copied, now, with_beta, betas], stored)
     assert [found[r] for r in (copied, now, with_beta, betas)] == [D(1), D(2), D(3), D(2)]
     assert stack.clickhouse.queries - before == 3  # three sets of subjects that meet: three queries
+
+
+async def test_an_archived_features_line_reads_its_own_meter_after_the_meter_is_deleted(stack: Stack) -> None:
+    # A line made for a feature keeps billing it once the feature is archived, and then its meter
+    # may be deleted (no live feature holds it). OpenMeter resolves a feature's meter by ID, deleted
+    # meters included (ResolveFeatureMeters, productcatalog/feature/featuremeter.go), so the line
+    # still bills the meter's events; Tally looked the meter up by slug among live meters: 0 calls
+    # once it was deleted, and the events of another meter once one was made under the same slug.
+    nov2 = NOV + timedelta(days=1)
+    await stack.meters.create(NS, MeterCreateInput(slug="old_calls", aggregation="COUNT", event_type="old_call"))
+    await stack.features.create(NS, FeatureCreateInput(key="old_calls", name="old calls", meter_slug="old_calls"))
+    stored = await ingest(
+        stack,
+        ("old_call", "acme", nov2, {}),
+        ("old_call", "acme", nov2, {}),
+        ("new_call", "acme", nov2, {"n": 5}),
+    )
+    asked = UsageRequest("old_calls", stack.customers["acme"], NOV, DEC)
+    assert (await stack.usage.quantities(NS, [asked], stored))[asked] == D(2)
+    await stack.features.archive(NS, "old_calls")
+    await stack.meters.delete(NS, "old_calls")
+    assert (await stack.usage.quantities(NS, [asked], stored))[asked] == D(2)
+    await stack.meters.create(
+        NS, MeterCreateInput(slug="old_calls", aggregation="SUM", event_type="new_call", value_property="$.n")
+    )
+    assert (await stack.usage.quantities(NS, [asked], stored))[asked] == D(2)
