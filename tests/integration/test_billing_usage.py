@@ -1,7 +1,8 @@
 """Billing's UsageSource over the event store (chDB, and ClickHouse's HTTP path), with events
 written by the real sink: every aggregation a feature (and so a usage-based price) can use, a
 customer with two subjects, a feature's group-by filter, the period bounds, the store cutoff (late
-events count only from a later cutoff on), and one query per feature and period for all customers.
+events count only from a later cutoff on), one query per feature and period for all customers, the
+subjects an invoice copied from its customer, and an archived feature's meter once it is deleted.
 """
 
 from __future__ import annotations
