@@ -1575,14 +1575,20 @@ async def test_a_deleted_customers_late_usage_makes_no_invoice(env: Env) -> None
     (its customer delete requires every invoice final, and it makes no late-usage lines)."""
     ns = "inv_late_deleted"
     cid = await customer(env, ns)
-    env.usage.add("calls", cid, NOV + timedelta(days=2), "5")
-    await env.invoices.create_pending_lines(
-        ns, cid, PendingLinesInput("USD", [usage_line("Calls", "calls", UnitPrice(D(1)))])
-    )
-    (made,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid, as_of=DEC + timedelta(hours=2)))
-    assert made.invoice.state is State.PAID and made.invoice.totals.total == D(5)
+    live = (await env.customers.create(ns, CustomerInput(name="Globex", key="globex"))).id
+    made = {}
+    for each in (cid, live):
+        env.usage.add("calls", each, NOV + timedelta(days=2), "5")
+        await env.invoices.create_pending_lines(
+            ns, each, PendingLinesInput("USD", [usage_line("Calls", "calls", UnitPrice(D(1)))])
+        )
+        (made[each],) = await env.invoices.invoice_now(ns, InvoiceNowInput(each, as_of=DEC + timedelta(hours=2)))
+        assert made[each].invoice.state is State.PAID and made[each].invoice.totals.total == D(5)
+        env.usage.add("calls", each, NOV + timedelta(days=5), "3")  # stored after the invoice was paid
     await env.customers.delete(ns, cid)
-    env.usage.add("calls", cid, NOV + timedelta(days=5), "3")  # stored after the customer was deleted
-    assert await env.invoices.bill_late_usage(timedelta(days=30)) == 0
+    # The live customer's correction is made; the deleted one's is not, and did not stop the pass.
+    assert await env.invoices.bill_late_usage(timedelta(days=30)) == 1
     found, total = await env.invoices.list_invoices(ns, InvoiceListQuery(customers=[cid]))
-    assert total == 1 and found[0].invoice.id == made.invoice.id
+    assert total == 1 and found[0].invoice.id == made[cid].invoice.id
+    (correction,) = await env.invoices.invoice_now(ns, InvoiceNowInput(live))
+    assert correction.invoice.totals.total == D(3)
