@@ -235,7 +235,7 @@ class Step(enum.StrEnum):
 
     CREATE_FROM_GATHERING = "create_from_gathering"  # move the due lines to a new standard invoice
     CALCULATE = "calculate"  # rate the lines, totals
-    SNAPSHOT_QUANTITIES = "snapshot_quantities"  # read usage as of collectionAt, then calculate
+    SNAPSHOT_QUANTITIES = "snapshot_quantities"  # read usage as of now, then calculate
     FINALIZE_LINES = "finalize_lines"  # lines become immutable, invoice number reserved
     RELEASE_LINES = "release_lines"  # a deleted invoice's lines go back to the gathering invoice
 
