@@ -448,10 +448,19 @@ class ListOverridesInput:
         for i, customer_id in enumerate(self.customer_id):
             if not ULID_RE.match(customer_id):
                 v.add(f"customerId[{i}]", "must be a customer ID (ULID)", "invalid_id")
+        if self.customers_without_pinned_profile and self.billing_profile:
+            # Customers pinned to none of the profiles cannot be pinned to one of them (OpenMeter
+            # refuses the pair as well).
+            v.add(
+                "billingProfile",
+                "cannot be used with customersWithoutPinnedProfile",
+                "conflicting_filters",
+            )
         v.raise_if_any()
         query = OverrideListQuery(
             pagination=pagination,
-            order=parse_order(self.order),
+            # OpenMeter lists overrides newest customer ID first unless asked otherwise.
+            order=parse_order(self.order) if self.order else SortOrder.DESC,
             order_by=order_by,
             profile_ids=tuple(self.billing_profile),
             include_all_customers=True if self.include_all_customers is None else self.include_all_customers,

@@ -553,3 +553,30 @@ async def test_customer_app_data(api: httpx.AsyncClient) -> None:
 
     await ok(await api.delete(f"/api/v1/customers/{customer['id']}"), 204)
     assert (await api.get(base)).status_code == 412
+
+
+async def test_override_list_is_newest_customer_id_first_unless_asked_otherwise(api: httpx.AsyncClient) -> None:
+    # OpenMeter's listCustomerOverrides orders by customerId, DESC when no order is given
+    # (billing/httpdriver/customeroverride.go: lo.FromPtrOr(input.Order, api.SortOrderDESC)).
+    made = [await make_customer(api, f"override_order_{n}") for n in range(3)]
+    ids = [c["id"] for c in made]
+    params: dict[str, Any] = {"customerId": ids}
+    listed = await ok(await api.get(OVERRIDES, params=params))
+    assert [i["customer"]["id"] if "customer" in i else None for i in listed["items"]] == [None] * 3
+    by_default = await ok(await api.get(OVERRIDES, params={**params, "expand": "customer"}))
+    assert [i["customer"]["id"] for i in by_default["items"]] == sorted(ids, reverse=True)
+    ascending = await ok(await api.get(OVERRIDES, params={**params, "expand": "customer", "order": "ASC"}))
+    assert [i["customer"]["id"] for i in ascending["items"]] == sorted(ids)
+
+
+async def test_override_list_refuses_billing_profile_with_customers_without_pinned_profile(
+    api: httpx.AsyncClient,
+) -> None:
+    # The two filters contradict each other; OpenMeter refuses the pair with 400
+    # (billing/customeroverride.go ListCustomerOverridesInput.Validate), Tally ignored billingProfile.
+    default = await default_profile(api)
+    refused = await api.get(
+        OVERRIDES, params={"customersWithoutPinnedProfile": "true", "billingProfile": default["id"]}
+    )
+    assert refused.status_code == 400, refused.text
+    assert "billingProfile" in refused.text and "customersWithoutPinnedProfile" in refused.text
