@@ -150,6 +150,14 @@ class WorkflowPatch:
                 v.add(f"{location}.collection.alignment.recurringPeriod", "required for anchored alignment", "required")
             else:
                 _check_recurring_period(v, f"{location}.collection.alignment.recurringPeriod", self.recurring_period)
+        elif self.recurring_period is not None:
+            # Only the anchored alignment has a period; under the subscription alignment it would be
+            # kept where nothing reads it (OpenMeter's CollectionConfig.Validate refuses it too).
+            v.add(
+                f"{location}.collection.alignment.recurringPeriod",
+                "only the anchored alignment takes a recurring period",
+                "not_applicable",
+            )
         if self.default_tax_config is not None:
             validate_tax_config(v, f"{location}.invoicing.defaultTaxConfig", self.default_tax_config)
         # OpenMeter's WorkflowTaxConfig.Validate: tax cannot be enforced when it is not enabled.

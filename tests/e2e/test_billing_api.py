@@ -387,6 +387,31 @@ async def test_profile_tax_enforced_needs_tax_enabled(api: httpx.AsyncClient) ->
     assert (await api.delete(f"{PROFILES}/{created['id']}")).status_code == 204
 
 
+async def test_a_recurring_period_needs_the_anchored_alignment(api: httpx.AsyncClient) -> None:
+    # OpenMeter's CollectionConfig.Validate ("anchored alignment detail must be set when alignment is
+    # anchored") and CollectionOverrideConfig.Validate ("not supported when alignment is
+    # subscription"): a recurring period under the subscription alignment is refused, not stored
+    # where it does nothing (an override showed it while its merged workflow had none).
+    app_id = (await install_custom(api, createBillingProfile=False))["app"]["id"]
+    apps = {"tax": app_id, "invoicing": app_id, "payment": app_id}
+    period = {"interval": "P1M", "anchor": "2026-01-01T00:00:00Z"}
+    alignment = {"type": "subscription", "recurringPeriod": period}
+    workflow = {"collection": {"alignment": alignment}}
+    body = {"name": "Aligned", "supplier": SUPPLIER, "default": False, "apps": apps}
+    refused = await api.post(PROFILES, json={**body, "workflow": workflow})
+    assert refused.status_code == 400, refused.text
+    fields = {e["field"] for e in refused.json()["extensions"]["validationErrors"]}
+    assert fields == {"workflow.collection.alignment.recurringPeriod"}
+    customer = await make_customer(api, "override_subscription_period")
+    override = await api.put(f"{OVERRIDES}/{customer['id']}", json={"workflow": workflow})
+    assert override.status_code == 400, override.text
+    assert (await api.get(f"{OVERRIDES}/{customer['id']}")).json().get("customerOverride") is None
+    anchored = {"collection": {"alignment": {"type": "anchored", "recurringPeriod": period}}}
+    created = await ok(await api.post(PROFILES, json={**body, "workflow": anchored}), 201)
+    assert created["workflow"]["collection"]["alignment"] == anchored["collection"]["alignment"]
+    assert (await api.delete(f"{PROFILES}/{created['id']}")).status_code == 204
+
+
 async def test_default_profile_rules(api: httpx.AsyncClient) -> None:
     original = await default_profile(api)
     # The default cannot be deleted, nor stop being the default by itself.
