@@ -71,6 +71,32 @@ def validate_tax_config(v: Violations, location: str, tax: TaxConfig) -> None:
         v.add(f"{location}.taxCodeId", "must be a ULID", "invalid_id")
 
 
+_TAX_CODE_DEPRECATED: Final = (
+    "setting a tax code (stripe.code / taxCodeId) in a default tax config is deprecated and it can no "
+    "longer be added or changed; it may still be removed, and behavior and customInvoicing.code may be set"
+)
+
+
+def keep_tax_code_as_stored(
+    v: Violations, location: str, given: TaxConfig | None, stored: TaxConfig | None
+) -> TaxConfig | None:
+    """A workflow's default tax config as a replace may write it: its tax code (the Stripe code or
+    the tax code ID) only as stored or removed, as the contract's defaultTaxConfig says and
+    OpenMeter's WithDeprecatedTaxCodeEnforced enforces (billing/profile.go). A removed Stripe code
+    takes the tax code ID with it, as the two name one tax code; a client that predates taxCodeId
+    sends the Stripe code alone and keeps both."""
+    if given is None:
+        return None
+    if given.tax_code_id is not None and given.tax_code_id != (stored.tax_code_id if stored else None):
+        v.add(f"{location}.taxCodeId", _TAX_CODE_DEPRECATED, "tax_code_deprecated")
+    stored_stripe = stored.stripe_code if stored else None
+    if given.stripe_code and given.stripe_code != stored_stripe:
+        v.add(f"{location}.stripe.code", _TAX_CODE_DEPRECATED, "tax_code_deprecated")
+    if stored_stripe and not given.stripe_code:
+        return replace(given, tax_code_id=None)
+    return given
+
+
 @dataclass(frozen=True, slots=True)
 class Workflow:
     """A complete workflow. Durations are kept as written (P0D stays P0D) and validated on input."""
@@ -166,6 +192,13 @@ class WorkflowPatch:
 
     def is_empty(self) -> bool:
         return all(getattr(self, f.name) is None for f in fields(self))
+
+    def with_tax_code_as_stored(
+        self, v: Violations, stored: TaxConfig | None, location: str = "workflow"
+    ) -> WorkflowPatch:
+        """This patch with its default tax config checked by `keep_tax_code_as_stored`."""
+        tax = keep_tax_code_as_stored(v, f"{location}.invoicing.defaultTaxConfig", self.default_tax_config, stored)
+        return replace(self, default_tax_config=tax)
 
     def apply(self, base: Workflow) -> Workflow:
         changes = {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
@@ -307,8 +340,9 @@ class ProfileCreateInput:
             v.add("apps", "tax, invoicing and payment must be the same app", "apps_differ")
         self.workflow.validate(v)
         _check_profile_workflow(v, self.workflow)
+        workflow = self.workflow.with_tax_code_as_stored(v, None)
         v.raise_if_any()
-        return self.workflow.apply(DEFAULT_WORKFLOW)
+        return workflow.apply(DEFAULT_WORKFLOW)
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,13 +361,14 @@ class ProfileUpdateInput:
         _validate_profile_fields(v, self.name, self.description, self.metadata, self.supplier)
         self.workflow.validate(v)
         _check_profile_workflow(v, self.workflow)
+        workflow = self.workflow.with_tax_code_as_stored(v, current.workflow.default_tax_config)
         v.raise_if_any()
         # A replace: missing settings take the defaults, except the proration mode, which OpenMeter
         # keeps (clients that predate it must not reset it).
         base = replace(
             DEFAULT_WORKFLOW, subscription_end_proration_mode=current.workflow.subscription_end_proration_mode
         )
-        return self.workflow.apply(base)
+        return workflow.apply(base)
 
 
 @dataclass(frozen=True, slots=True)

@@ -412,6 +412,50 @@ async def test_a_recurring_period_needs_the_anchored_alignment(api: httpx.AsyncC
     assert (await api.delete(f"{PROFILES}/{created['id']}")).status_code == 204
 
 
+async def test_a_default_tax_code_can_no_longer_be_set(api: httpx.AsyncClient) -> None:
+    # The contract's BillingWorkflowInvoicingSettings.defaultTaxConfig: setting a tax code
+    # (stripe.code / taxCodeId) there "is deprecated and can no longer be added or changed";
+    # behavior (and custom invoicing's code) still is. OpenMeter answers 400
+    # (billing/profile.go InvoicingConfig.WithDeprecatedTaxCodeEnforced). A customer override's
+    # workflow (Tally's extension) follows the same rule.
+    app_id = (await install_custom(api, createBillingProfile=False))["app"]["id"]
+    apps = {"tax": app_id, "invoicing": app_id, "payment": app_id}
+    body = {"name": "Taxed", "supplier": SUPPLIER, "default": False}
+
+    def taxed(config: dict[str, Any]) -> dict[str, Any]:
+        return {"invoicing": {"defaultTaxConfig": config}}
+
+    def refused_fields(response: httpx.Response) -> set[str]:
+        assert response.status_code == 400, response.text
+        assert "deprecated" in response.text
+        return {e["field"] for e in response.json()["extensions"]["validationErrors"]}
+
+    where = "workflow.invoicing.defaultTaxConfig"
+    stripe = {"behavior": "exclusive", "stripe": {"code": "txcd_10000000"}}
+    by_id = {"taxCodeId": "01J00000000000000000000000"}
+    created = await api.post(PROFILES, json={**body, "apps": apps, "workflow": taxed(stripe)})
+    assert refused_fields(created) == {f"{where}.stripe.code"}
+    created = await api.post(PROFILES, json={**body, "apps": apps, "workflow": taxed(by_id)})
+    assert refused_fields(created) == {f"{where}.taxCodeId"}
+
+    allowed = {"behavior": "exclusive", "customInvoicing": {"code": "VAT"}}
+    profile = await ok(await api.post(PROFILES, json={**body, "apps": apps, "workflow": taxed(allowed)}), 201)
+    assert profile["workflow"]["invoicing"]["defaultTaxConfig"] == allowed
+    replaced = await api.put(f"{PROFILES}/{profile['id']}", json={**body, "workflow": taxed({**allowed, **stripe})})
+    assert refused_fields(replaced) == {f"{where}.stripe.code"}
+    assert (await ok(await api.get(f"{PROFILES}/{profile['id']}")))["workflow"]["invoicing"]["defaultTaxConfig"] == (
+        allowed
+    )
+
+    customer = await make_customer(api, "override_tax_code")
+    override = await api.put(f"{OVERRIDES}/{customer['id']}", json={"workflow": taxed(stripe)})
+    assert refused_fields(override) == {f"{where}.stripe.code"}
+    kept = await ok(await api.put(f"{OVERRIDES}/{customer['id']}", json={"workflow": taxed(allowed)}))
+    assert kept["customerProfile"]["workflow"]["invoicing"]["defaultTaxConfig"] == allowed
+    assert (await api.delete(f"{OVERRIDES}/{customer['id']}")).status_code == 204
+    assert (await api.delete(f"{PROFILES}/{profile['id']}")).status_code == 204
+
+
 async def test_default_profile_rules(api: httpx.AsyncClient) -> None:
     original = await default_profile(api)
     # The default cannot be deleted, nor stop being the default by itself.
