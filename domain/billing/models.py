@@ -20,7 +20,7 @@ from domain.billing.apps.models import App, validate_metadata, validate_name
 from domain.catalog.durations import Duration, DurationError
 from domain.catalog.ratecards import TaxConfig
 from domain.customers.models import COUNTRY_RE, ULID_RE, Address, Customer
-from domain.errors import Violations
+from domain.errors import ValidationError, Violations
 from domain.pagination import Pagination, SortOrder, parse_order, parse_order_by
 
 # OpenMeter names the default profile it provisions this way; kept so clients that look for it find it.
@@ -436,6 +436,18 @@ class OverrideUpsertInput:
             v.add("billingProfileId", "must be a billing profile ID (ULID)", "invalid_id")
         self.workflow.validate(v)
         v.raise_if_any()
+
+    def check_merged(self, merged: Workflow) -> None:
+        """The override's settings over its profile's keep the rules a whole workflow keeps, as
+        OpenMeter validates the merged profile: tax is enforced only while it is enabled."""
+        if merged.tax_enforced and not merged.tax_enabled:
+            # The setting this override gave is the one to change.
+            name = "enabled" if self.workflow.tax_enabled is False else "enforced"
+            raise ValidationError.single(
+                f"workflow.tax.{name}",
+                "tax cannot be enforced when it is not enabled (this override's settings over its profile's)",
+                "tax_not_enabled",
+            )
 
 
 @dataclass(frozen=True, slots=True)

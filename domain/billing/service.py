@@ -705,8 +705,9 @@ class BillingProfileService:
                 created_at=existing.created_at if existing else now,
                 updated_at=now,
             )
-            await tx.overrides.upsert(override)
             result = await self._effective(_Lookups(tx, namespace), customer, override, False, False)
+            data.check_merged(result.workflow)
+            await tx.overrides.upsert(override)
             await tx.commit()
         return result
 

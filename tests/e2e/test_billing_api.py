@@ -378,6 +378,19 @@ async def test_profile_tax_enforced_needs_tax_enabled(api: httpx.AsyncClient) ->
     # Enabled is true unless given, so enforcing alone is fine.
     created = await ok(await api.post(PROFILES, json={**body, "workflow": {"tax": {"enforced": True}}}), 201)
     assert created["workflow"]["tax"] == {"enabled": True, "enforced": True}
+    # Nor may an override turn tax off under a profile that enforces it: OpenMeter checks the
+    # merged workflow (billing/service/customeroverride.go resolveProfileWorkflow, profile.Validate).
+    customer = await make_customer(api, "override_tax_off")
+    off = {"billingProfileId": created["id"], "workflow": {"tax": {"enabled": False}}}
+    turned_off = await api.put(f"{OVERRIDES}/{customer['id']}", json=off)
+    assert turned_off.status_code == 400, turned_off.text
+    fields = {e["field"] for e in turned_off.json()["extensions"]["validationErrors"]}
+    assert fields == {"workflow.tax.enabled"}
+    assert "customerOverride" not in (await ok(await api.get(f"{OVERRIDES}/{customer['id']}")))
+    both = {"billingProfileId": created["id"], "workflow": {"tax": {"enabled": False, "enforced": False}}}
+    relaxed = await ok(await api.put(f"{OVERRIDES}/{customer['id']}", json=both))
+    assert relaxed["customerProfile"]["workflow"]["tax"] == {"enabled": False, "enforced": False}
+    assert (await api.delete(f"{OVERRIDES}/{customer['id']}")).status_code == 204
     body.pop("apps")
     replaced = await api.put(
         f"{PROFILES}/{created['id']}", json={**body, "workflow": {"tax": {"enabled": False, "enforced": True}}}
