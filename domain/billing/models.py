@@ -72,8 +72,8 @@ def validate_tax_config(v: Violations, location: str, tax: TaxConfig) -> None:
 
 
 _TAX_CODE_DEPRECATED: Final = (
-    "setting a tax code (stripe.code / taxCodeId) in a default tax config is deprecated and it can no "
-    "longer be added or changed; it may still be removed, and behavior and customInvoicing.code may be set"
+    "a tax code (stripe.code / taxCodeId) in a default tax config is deprecated: it can no longer be "
+    "added or changed, only removed (behavior and customInvoicing.code can still be set)"
 )
 
 
