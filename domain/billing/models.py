@@ -20,7 +20,7 @@ from domain.billing.apps.models import App, validate_metadata, validate_name
 from domain.catalog.durations import Duration, DurationError
 from domain.catalog.ratecards import TaxConfig
 from domain.customers.models import COUNTRY_RE, ULID_RE, Address, Customer
-from domain.errors import Violations
+from domain.errors import ValidationError, Violations
 from domain.pagination import Pagination, SortOrder, parse_order, parse_order_by
 
 # OpenMeter names the default profile it provisions this way; kept so clients that look for it find it.
@@ -69,6 +69,32 @@ def validate_tax_config(v: Violations, location: str, tax: TaxConfig) -> None:
         v.add(f"{location}.customInvoicing.code", "must not be empty", "required")
     if tax.tax_code_id is not None and not ULID_RE.match(tax.tax_code_id):
         v.add(f"{location}.taxCodeId", "must be a ULID", "invalid_id")
+
+
+_TAX_CODE_DEPRECATED: Final = (
+    "a tax code (stripe.code / taxCodeId) in a default tax config is deprecated: it can no longer be "
+    "added or changed, only removed (behavior and customInvoicing.code can still be set)"
+)
+
+
+def keep_tax_code_as_stored(
+    v: Violations, location: str, given: TaxConfig | None, stored: TaxConfig | None
+) -> TaxConfig | None:
+    """A workflow's default tax config as a replace may write it: its tax code (the Stripe code or
+    the tax code ID) only as stored or removed, as the contract's defaultTaxConfig says and
+    OpenMeter's WithDeprecatedTaxCodeEnforced enforces (billing/profile.go). A removed Stripe code
+    takes the tax code ID with it, as the two name one tax code; a client that predates taxCodeId
+    sends the Stripe code alone and keeps both."""
+    if given is None:
+        return None
+    if given.tax_code_id is not None and given.tax_code_id != (stored.tax_code_id if stored else None):
+        v.add(f"{location}.taxCodeId", _TAX_CODE_DEPRECATED, "tax_code_deprecated")
+    stored_stripe = stored.stripe_code if stored else None
+    if given.stripe_code and given.stripe_code != stored_stripe:
+        v.add(f"{location}.stripe.code", _TAX_CODE_DEPRECATED, "tax_code_deprecated")
+    if stored_stripe and not given.stripe_code:
+        return replace(given, tax_code_id=None)
+    return given
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +176,14 @@ class WorkflowPatch:
                 v.add(f"{location}.collection.alignment.recurringPeriod", "required for anchored alignment", "required")
             else:
                 _check_recurring_period(v, f"{location}.collection.alignment.recurringPeriod", self.recurring_period)
+        elif self.recurring_period is not None:
+            # Only the anchored alignment has a period; under the subscription alignment it would be
+            # kept where nothing reads it (OpenMeter's CollectionConfig.Validate refuses it too).
+            v.add(
+                f"{location}.collection.alignment.recurringPeriod",
+                "only the anchored alignment takes a recurring period",
+                "not_applicable",
+            )
         if self.default_tax_config is not None:
             validate_tax_config(v, f"{location}.invoicing.defaultTaxConfig", self.default_tax_config)
         # OpenMeter's WorkflowTaxConfig.Validate: tax cannot be enforced when it is not enabled.
@@ -158,6 +192,13 @@ class WorkflowPatch:
 
     def is_empty(self) -> bool:
         return all(getattr(self, f.name) is None for f in fields(self))
+
+    def with_tax_code_as_stored(
+        self, v: Violations, stored: TaxConfig | None, location: str = "workflow"
+    ) -> WorkflowPatch:
+        """This patch with its default tax config checked by `keep_tax_code_as_stored`."""
+        tax = keep_tax_code_as_stored(v, f"{location}.invoicing.defaultTaxConfig", self.default_tax_config, stored)
+        return replace(self, default_tax_config=tax)
 
     def apply(self, base: Workflow) -> Workflow:
         changes = {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
@@ -299,8 +340,9 @@ class ProfileCreateInput:
             v.add("apps", "tax, invoicing and payment must be the same app", "apps_differ")
         self.workflow.validate(v)
         _check_profile_workflow(v, self.workflow)
+        workflow = self.workflow.with_tax_code_as_stored(v, None)
         v.raise_if_any()
-        return self.workflow.apply(DEFAULT_WORKFLOW)
+        return workflow.apply(DEFAULT_WORKFLOW)
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,13 +361,14 @@ class ProfileUpdateInput:
         _validate_profile_fields(v, self.name, self.description, self.metadata, self.supplier)
         self.workflow.validate(v)
         _check_profile_workflow(v, self.workflow)
+        workflow = self.workflow.with_tax_code_as_stored(v, current.workflow.default_tax_config)
         v.raise_if_any()
         # A replace: missing settings take the defaults, except the proration mode, which OpenMeter
         # keeps (clients that predate it must not reset it).
         base = replace(
             DEFAULT_WORKFLOW, subscription_end_proration_mode=current.workflow.subscription_end_proration_mode
         )
-        return self.workflow.apply(base)
+        return workflow.apply(base)
 
 
 @dataclass(frozen=True, slots=True)
@@ -394,6 +437,18 @@ class OverrideUpsertInput:
         self.workflow.validate(v)
         v.raise_if_any()
 
+    def check_merged(self, merged: Workflow) -> None:
+        """The override's settings over its profile's keep the rules a whole workflow keeps, as
+        OpenMeter validates the merged profile: tax is enforced only while it is enabled."""
+        if merged.tax_enforced and not merged.tax_enabled:
+            # The setting this override gave is the one to change.
+            name = "enabled" if self.workflow.tax_enabled is False else "enforced"
+            raise ValidationError.single(
+                f"workflow.tax.{name}",
+                "tax cannot be enforced when it is not enabled (this override's settings over its profile's)",
+                "tax_not_enabled",
+            )
+
 
 @dataclass(frozen=True, slots=True)
 class EffectiveProfile:
@@ -448,10 +503,19 @@ class ListOverridesInput:
         for i, customer_id in enumerate(self.customer_id):
             if not ULID_RE.match(customer_id):
                 v.add(f"customerId[{i}]", "must be a customer ID (ULID)", "invalid_id")
+        if self.customers_without_pinned_profile and self.billing_profile:
+            # Customers pinned to none of the profiles cannot be pinned to one of them (OpenMeter
+            # refuses the pair as well).
+            v.add(
+                "billingProfile",
+                "cannot be used with customersWithoutPinnedProfile",
+                "conflicting_filters",
+            )
         v.raise_if_any()
         query = OverrideListQuery(
             pagination=pagination,
-            order=parse_order(self.order),
+            # OpenMeter lists overrides newest customer ID first unless asked otherwise.
+            order=parse_order(self.order) if self.order else SortOrder.DESC,
             order_by=order_by,
             profile_ids=tuple(self.billing_profile),
             include_all_customers=True if self.include_all_customers is None else self.include_all_customers,

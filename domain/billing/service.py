@@ -692,16 +692,22 @@ class BillingProfileService:
                 if profile is None or profile.deleted_at is not None:
                     raise NotFoundError("billing profile", data.profile_id)
             existing = await tx.overrides.get(namespace, customer.id, lock=True)
+            v = Violations()
+            workflow = data.workflow.with_tax_code_as_stored(
+                v, existing.workflow.default_tax_config if existing else None
+            )
+            v.raise_if_any()
             override = CustomerOverride(
                 namespace=namespace,
                 customer_id=customer.id,
                 profile_id=data.profile_id,
-                workflow=data.workflow,
+                workflow=workflow,
                 created_at=existing.created_at if existing else now,
                 updated_at=now,
             )
-            await tx.overrides.upsert(override)
             result = await self._effective(_Lookups(tx, namespace), customer, override, False, False)
+            data.check_merged(result.workflow)
+            await tx.overrides.upsert(override)
             await tx.commit()
         return result
 

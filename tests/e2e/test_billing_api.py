@@ -378,6 +378,19 @@ async def test_profile_tax_enforced_needs_tax_enabled(api: httpx.AsyncClient) ->
     # Enabled is true unless given, so enforcing alone is fine.
     created = await ok(await api.post(PROFILES, json={**body, "workflow": {"tax": {"enforced": True}}}), 201)
     assert created["workflow"]["tax"] == {"enabled": True, "enforced": True}
+    # Nor may an override turn tax off under a profile that enforces it: OpenMeter checks the
+    # merged workflow (billing/service/customeroverride.go resolveProfileWorkflow, profile.Validate).
+    customer = await make_customer(api, "override_tax_off")
+    off = {"billingProfileId": created["id"], "workflow": {"tax": {"enabled": False}}}
+    turned_off = await api.put(f"{OVERRIDES}/{customer['id']}", json=off)
+    assert turned_off.status_code == 400, turned_off.text
+    fields = {e["field"] for e in turned_off.json()["extensions"]["validationErrors"]}
+    assert fields == {"workflow.tax.enabled"}
+    assert "customerOverride" not in (await ok(await api.get(f"{OVERRIDES}/{customer['id']}")))
+    both = {"billingProfileId": created["id"], "workflow": {"tax": {"enabled": False, "enforced": False}}}
+    relaxed = await ok(await api.put(f"{OVERRIDES}/{customer['id']}", json=both))
+    assert relaxed["customerProfile"]["workflow"]["tax"] == {"enabled": False, "enforced": False}
+    assert (await api.delete(f"{OVERRIDES}/{customer['id']}")).status_code == 204
     body.pop("apps")
     replaced = await api.put(
         f"{PROFILES}/{created['id']}", json={**body, "workflow": {"tax": {"enabled": False, "enforced": True}}}
@@ -385,6 +398,75 @@ async def test_profile_tax_enforced_needs_tax_enabled(api: httpx.AsyncClient) ->
     assert replaced.status_code == 400, replaced.text
     assert (await ok(await api.get(f"{PROFILES}/{created['id']}")))["workflow"]["tax"]["enabled"] is True
     assert (await api.delete(f"{PROFILES}/{created['id']}")).status_code == 204
+
+
+async def test_a_recurring_period_needs_the_anchored_alignment(api: httpx.AsyncClient) -> None:
+    # OpenMeter's CollectionConfig.Validate ("anchored alignment detail must be set when alignment is
+    # anchored") and CollectionOverrideConfig.Validate ("not supported when alignment is
+    # subscription"): a recurring period under the subscription alignment is refused, not stored
+    # where it does nothing (an override showed it while its merged workflow had none).
+    app_id = (await install_custom(api, createBillingProfile=False))["app"]["id"]
+    apps = {"tax": app_id, "invoicing": app_id, "payment": app_id}
+    period = {"interval": "P1M", "anchor": "2026-01-01T00:00:00Z"}
+    alignment = {"type": "subscription", "recurringPeriod": period}
+    workflow = {"collection": {"alignment": alignment}}
+    body = {"name": "Aligned", "supplier": SUPPLIER, "default": False, "apps": apps}
+    refused = await api.post(PROFILES, json={**body, "workflow": workflow})
+    assert refused.status_code == 400, refused.text
+    fields = {e["field"] for e in refused.json()["extensions"]["validationErrors"]}
+    assert fields == {"workflow.collection.alignment.recurringPeriod"}
+    customer = await make_customer(api, "override_subscription_period")
+    override = await api.put(f"{OVERRIDES}/{customer['id']}", json={"workflow": workflow})
+    assert override.status_code == 400, override.text
+    assert (await api.get(f"{OVERRIDES}/{customer['id']}")).json().get("customerOverride") is None
+    anchored = {"collection": {"alignment": {"type": "anchored", "recurringPeriod": period}}}
+    created = await ok(await api.post(PROFILES, json={**body, "workflow": anchored}), 201)
+    assert created["workflow"]["collection"]["alignment"] == anchored["collection"]["alignment"]
+    assert (await api.delete(f"{PROFILES}/{created['id']}")).status_code == 204
+
+
+async def test_a_default_tax_code_can_no_longer_be_set(api: httpx.AsyncClient) -> None:
+    # The contract's BillingWorkflowInvoicingSettings.defaultTaxConfig: setting a tax code
+    # (stripe.code / taxCodeId) there "is deprecated and can no longer be added or changed";
+    # behavior (and custom invoicing's code) still is. OpenMeter answers 400
+    # (billing/profile.go InvoicingConfig.WithDeprecatedTaxCodeEnforced). A customer override's
+    # workflow (Tally's extension) follows the same rule.
+    app_id = (await install_custom(api, createBillingProfile=False))["app"]["id"]
+    apps = {"tax": app_id, "invoicing": app_id, "payment": app_id}
+    body = {"name": "Taxed", "supplier": SUPPLIER, "default": False}
+
+    def taxed(config: dict[str, Any]) -> dict[str, Any]:
+        return {"invoicing": {"defaultTaxConfig": config}}
+
+    def refused_fields(response: httpx.Response) -> set[str]:
+        assert response.status_code == 400, response.text
+        assert "deprecated" in response.text
+        return {e["field"] for e in response.json()["extensions"]["validationErrors"]}
+
+    where = "workflow.invoicing.defaultTaxConfig"
+    stripe = {"behavior": "exclusive", "stripe": {"code": "txcd_10000000"}}
+    by_id = {"taxCodeId": "01J00000000000000000000000"}
+    created = await api.post(PROFILES, json={**body, "apps": apps, "workflow": taxed(stripe)})
+    assert refused_fields(created) == {f"{where}.stripe.code"}
+    created = await api.post(PROFILES, json={**body, "apps": apps, "workflow": taxed(by_id)})
+    assert refused_fields(created) == {f"{where}.taxCodeId"}
+
+    allowed = {"behavior": "exclusive", "customInvoicing": {"code": "VAT"}}
+    profile = await ok(await api.post(PROFILES, json={**body, "apps": apps, "workflow": taxed(allowed)}), 201)
+    assert profile["workflow"]["invoicing"]["defaultTaxConfig"] == allowed
+    replaced = await api.put(f"{PROFILES}/{profile['id']}", json={**body, "workflow": taxed({**allowed, **stripe})})
+    assert refused_fields(replaced) == {f"{where}.stripe.code"}
+    assert (await ok(await api.get(f"{PROFILES}/{profile['id']}")))["workflow"]["invoicing"]["defaultTaxConfig"] == (
+        allowed
+    )
+
+    customer = await make_customer(api, "override_tax_code")
+    override = await api.put(f"{OVERRIDES}/{customer['id']}", json={"workflow": taxed(stripe)})
+    assert refused_fields(override) == {f"{where}.stripe.code"}
+    kept = await ok(await api.put(f"{OVERRIDES}/{customer['id']}", json={"workflow": taxed(allowed)}))
+    assert kept["customerProfile"]["workflow"]["invoicing"]["defaultTaxConfig"] == allowed
+    assert (await api.delete(f"{OVERRIDES}/{customer['id']}")).status_code == 204
+    assert (await api.delete(f"{PROFILES}/{profile['id']}")).status_code == 204
 
 
 async def test_default_profile_rules(api: httpx.AsyncClient) -> None:
@@ -553,3 +635,30 @@ async def test_customer_app_data(api: httpx.AsyncClient) -> None:
 
     await ok(await api.delete(f"/api/v1/customers/{customer['id']}"), 204)
     assert (await api.get(base)).status_code == 412
+
+
+async def test_override_list_is_newest_customer_id_first_unless_asked_otherwise(api: httpx.AsyncClient) -> None:
+    # OpenMeter's listCustomerOverrides orders by customerId, DESC when no order is given
+    # (billing/httpdriver/customeroverride.go: lo.FromPtrOr(input.Order, api.SortOrderDESC)).
+    made = [await make_customer(api, f"override_order_{n}") for n in range(3)]
+    ids = [c["id"] for c in made]
+    params: dict[str, Any] = {"customerId": ids}
+    listed = await ok(await api.get(OVERRIDES, params=params))
+    assert [i["customer"]["id"] if "customer" in i else None for i in listed["items"]] == [None] * 3
+    by_default = await ok(await api.get(OVERRIDES, params={**params, "expand": "customer"}))
+    assert [i["customer"]["id"] for i in by_default["items"]] == sorted(ids, reverse=True)
+    ascending = await ok(await api.get(OVERRIDES, params={**params, "expand": "customer", "order": "ASC"}))
+    assert [i["customer"]["id"] for i in ascending["items"]] == sorted(ids)
+
+
+async def test_override_list_refuses_billing_profile_with_customers_without_pinned_profile(
+    api: httpx.AsyncClient,
+) -> None:
+    # The two filters contradict each other; OpenMeter refuses the pair with 400
+    # (billing/customeroverride.go ListCustomerOverridesInput.Validate), Tally ignored billingProfile.
+    default = await default_profile(api)
+    refused = await api.get(
+        OVERRIDES, params={"customersWithoutPinnedProfile": "true", "billingProfile": default["id"]}
+    )
+    assert refused.status_code == 400, refused.text
+    assert "billingProfile" in refused.text and "customersWithoutPinnedProfile" in refused.text

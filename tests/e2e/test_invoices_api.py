@@ -411,7 +411,8 @@ async def test_standard_invoice_lines_carry_the_workflows_default_tax_config_und
     # a line's config on its children too: the app that computes the tax reads it per line. The
     # gathering invoice's lines stay as they were asked for.
     customer, feature = await metered_customer(http, 100)
-    default_tax = {"behavior": "exclusive", "stripe": {"code": "txcd_10000000"}, "customInvoicing": {"code": "VAT"}}
+    # (A default tax config takes no tax code any more: the contract deprecates it.)
+    default_tax = {"behavior": "exclusive", "customInvoicing": {"code": "VAT"}}
     await ok(
         await http.put(
             f"/api/v1/billing/customers/{customer}",

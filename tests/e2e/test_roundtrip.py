@@ -266,7 +266,7 @@ async def test_a_billing_profile_and_a_customer_override_put_back_as_read_are_un
                         "draftPeriod": "P2D",
                         "dueAfter": "P14D",
                         "progressiveBilling": True,
-                        "defaultTaxConfig": {"behavior": "inclusive", "stripe": {"code": "txcd_10000000"}},
+                        "defaultTaxConfig": {"behavior": "inclusive", "customInvoicing": {"code": "VAT"}},
                     },
                     "payment": {"collectionMethod": "send_invoice"},
                     "tax": {"enabled": True, "enforced": False},

@@ -113,6 +113,44 @@ def test_update_is_a_replace_that_keeps_the_proration_mode() -> None:
     assert replaced.subscription_end_proration_mode is ProrationMode.BILL_FULL_PERIOD
 
 
+def test_a_stored_tax_code_may_be_sent_back_or_removed_but_not_changed() -> None:
+    # OpenMeter's WithDeprecatedTaxCodeEnforced: a profile stored with a tax code (from before the
+    # deprecation) keeps it when a replace sends it back, loses it when left out (a removed Stripe
+    # code takes the tax code ID with it), and refuses another.
+    stored = TaxConfig(stripe_code="txcd_10000000", tax_code_id="01JTAX00000000000000000000")
+    current = Profile(
+        id=APP,
+        namespace="default",
+        name="EU",
+        supplier=SUPPLIER,
+        workflow=WorkflowPatch(default_tax_config=stored).apply(DEFAULT_WORKFLOW),
+        apps=ProfileApps(APP, APP, APP),
+        default=False,
+        created_at=NOW,
+        updated_at=NOW,
+    )
+
+    def replace_with(tax: TaxConfig) -> TaxConfig | None:
+        patch = WorkflowPatch(default_tax_config=tax)
+        return ProfileUpdateInput("EU", SUPPLIER, False, workflow=patch).validate(current).default_tax_config
+
+    assert replace_with(stored) == stored
+    # A client that predates taxCodeId sends the Stripe code alone: both stay.
+    legacy = TaxConfig(stripe_code="txcd_10000000", tax_code_id=None)
+    assert replace_with(legacy) == legacy
+    # Removing the Stripe code removes the ID naming the same code.
+    assert replace_with(TaxConfig(tax_code_id=stored.tax_code_id)) == TaxConfig()
+    with pytest.raises(ValidationError) as changed:
+        replace_with(TaxConfig(stripe_code="txcd_20030000", tax_code_id="01JTAX00000000000000000001"))
+    where = "workflow.invoicing.defaultTaxConfig"
+    assert fields_of(changed) == {f"{where}.stripe.code", f"{where}.taxCodeId"}
+    with pytest.raises(ValidationError) as added:
+        ProfileCreateInput(
+            "EU", SUPPLIER, ProfileApps(APP, APP, APP), workflow=WorkflowPatch(default_tax_config=stored)
+        ).validate()
+    assert fields_of(added) == {f"{where}.stripe.code", f"{where}.taxCodeId"}
+
+
 def test_override_merge() -> None:
     anchored = WorkflowPatch(
         alignment=Alignment.ANCHORED, recurring_period=RecurringPeriod("P1M", datetime(2026, 1, 1, tzinfo=UTC))

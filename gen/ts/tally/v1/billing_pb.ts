@@ -741,7 +741,7 @@ export type ListBillingProfileCustomerOverridesRequest = Message<"tally.v1.ListB
   billingProfile: string[];
 
   /**
-   * Only customers without a pinned profile.
+   * Only customers without a pinned profile (not together with billing_profile).
    *
    * @generated from field: bool customers_without_pinned_profile = 2;
    */
@@ -786,7 +786,7 @@ export type ListBillingProfileCustomerOverridesRequest = Message<"tally.v1.ListB
   expand: string[];
 
   /**
-   * ASC or DESC.
+   * ASC or DESC (default DESC).
    *
    * @generated from field: optional string order = 9;
    */
