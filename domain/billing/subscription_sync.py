@@ -55,6 +55,7 @@ from domain.catalog.ratecards import RateCard
 from domain.catalog.rating import Period, RatingInput, flat_fee_per_unit
 from domain.entitlements.recurrence import Period as TimelinePeriod
 from domain.errors import ConflictError, NotFoundError
+from domain.records import evolve
 from domain.subscriptions.catalog import billing_terms
 from domain.subscriptions.models import Subscription
 from domain.subscriptions.sync import HeldLine, SyncPlan, plan_sync
@@ -245,7 +246,7 @@ class SubscriptionSync:
                 gathering = new_gathering(ns, effective.customer, effective, subscription.currency, now)
                 await tx.invoices.insert(gathering)
             created = [
-                dataclasses.replace(expected[item.key].line, id=str(ULID()), invoice_id=gathering.id)
+                evolve(expected[item.key].line, id=str(ULID()), invoice_id=gathering.id)
                 for item in plan.create
                 if gathering is not None
             ]
@@ -293,7 +294,7 @@ class SubscriptionSync:
                         line is latest and want.item.service_period.end > last_end
                     ):
                         end = want.item.service_period.end
-                        moved = dataclasses.replace(
+                        moved = evolve(
                             line,
                             period_end=end,
                             full_period_end=end if line.type is LineType.USAGE_BASED else line.full_period_end,
@@ -344,7 +345,7 @@ def _plan(
     plan = plan_sync([e.item for e in expected.values()], {k: _held(k, v) for k, v in parts.items()})
     open_corrections = tuple(k for k in plan.corrections if any(status in editable for _, status in parts[k]))
     if open_corrections != plan.corrections:
-        plan = dataclasses.replace(plan, corrections=open_corrections)
+        plan = evolve(plan, corrections=open_corrections)
     # The timeline compares periods only; a flat fee's amount can change on its own (the workflow's
     # subscriptionEndProrationMode changed, say). A line nothing of which is invoiced yet follows
     # it, as OpenMeter patches a line whose per-unit amount differs from the target's.
@@ -353,14 +354,14 @@ def _plan(
         e.item for key, e in expected.items() if key not in planned and key in parts and _repriced(e.line, parts[key])
     )
     if repriced:
-        plan = dataclasses.replace(plan, update=(*plan.update, *repriced))
+        plan = evolve(plan, update=(*plan.update, *repriced))
     # A line the user edited or deleted through the invoice API is managedBy manual: the sync
     # patches only the subscription's own lines (OpenMeter's subscriptionsync reconciler,
     # patchhelpers.go shouldSkipLinePatch) and, the deleted line still being held, does not make
     # it again. An item that goes still takes its live lines with it (patchinvoiceline.go AddDelete).
     users = {key for key, v in parts.items() if any(line.managed_by is ManagedBy.MANUAL for line, _ in v)}
     if users:
-        plan = dataclasses.replace(
+        plan = evolve(
             plan,
             update=tuple(i for i in plan.update if i.key not in users),
             corrections=tuple(k for k in plan.corrections if k not in users),
@@ -493,7 +494,7 @@ def _line(
 
 def _refresh(held: InvoiceLine, wanted: InvoiceLine, now: datetime) -> InvoiceLine:
     """The held gathering line with the item's current period, due time and amount."""
-    return dataclasses.replace(
+    return evolve(
         held,
         period_start=wanted.period_start,
         period_end=wanted.period_end,
@@ -511,6 +512,6 @@ async def _reschedule(tx: BillingStore, gathering: Invoice, now: datetime) -> No
     lines = (await tx.invoices.lines(gathering.namespace, [gathering.id]))[gathering.id]
     if not [x for x in lines if x.parent_line_id is None]:
         # An emptied gathering invoice disappears.
-        await tx.invoices.update(dataclasses.replace(gathering, deleted_at=now, updated_at=now))
+        await tx.invoices.update(evolve(gathering, deleted_at=now, updated_at=now))
     else:
         await tx.invoices.update(gathering_schedule(gathering, lines, now))
