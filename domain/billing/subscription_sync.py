@@ -240,7 +240,8 @@ class SubscriptionSync:
             if plan.empty:
                 return 0
             changed_on_drafts = 0
-            if gathering is None and plan.create:
+            made_here = gathering is None and bool(plan.create)
+            if made_here:
                 effective = await self._profiles.effective_profile(ns, subscription.customer_id, with_customer=True)
                 assert effective.customer is not None
                 gathering = new_gathering(ns, effective.customer, effective, subscription.currency, now)
@@ -314,7 +315,9 @@ class SubscriptionSync:
             if updated:
                 await tx.invoices.update_lines(updated)
             if gathering is not None:
-                await _reschedule(tx, gathering, now)
+                # A gathering invoice made in this transaction holds only the lines made with it:
+                # no read of them (one statement of the ten a first sync takes per subscription).
+                await _reschedule(tx, gathering, now, created if made_here else None)
             edited: list[str] = []
             for invoice_id in sorted(draft_updated.keys() | draft_removed.keys()):
                 assert self._drafts is not None
@@ -508,8 +511,12 @@ def _refresh(held: InvoiceLine, wanted: InvoiceLine, now: datetime) -> InvoiceLi
     )
 
 
-async def _reschedule(tx: BillingStore, gathering: Invoice, now: datetime) -> None:
-    lines = (await tx.invoices.lines(gathering.namespace, [gathering.id]))[gathering.id]
+async def _reschedule(
+    tx: BillingStore, gathering: Invoice, now: datetime, lines: Sequence[InvoiceLine] | None = None
+) -> None:
+    """The gathering invoice's schedule from its lines (`lines`, when the caller knows them all)."""
+    if lines is None:
+        lines = (await tx.invoices.lines(gathering.namespace, [gathering.id]))[gathering.id]
     if not [x for x in lines if x.parent_line_id is None]:
         # An emptied gathering invoice disappears.
         await tx.invoices.update(evolve(gathering, deleted_at=now, updated_at=now))
