@@ -2,8 +2,8 @@
 
 The billing run copies an invoice (37 fields) or a line (38 fields) about 90 times per invoice
 (every state change, rating, the app's views); `dataclasses.replace` builds a keyword call to the
-generated `__init__`, which sets each field through `object.__setattr__` (frozen), and took a
-third of the worker's CPU per invoice (docs/performance.md, "Third pass"). `evolve` copies the
+generated `__init__`, which sets each field through `object.__setattr__` (frozen): about a
+quarter of the worker's profiled time (docs/performance.md, "Third pass"). `evolve` copies the
 fields straight into a new instance: the same result for records without `__post_init__` or
 fields left out of `__init__` (the only ones it takes; any other class goes to
 `dataclasses.replace`), in about half the time.

@@ -656,7 +656,7 @@ class PostgresInvoiceRepository:
 
     async def insert(self, invoice: Invoice) -> None:
         # An INSERT statement, as insert_many: adding a row object to the session and flushing it
-        # ran the ORM's unit of work, a tenth of the subscription sync's CPU for its one row.
+        # ran the ORM's unit of work for one row on every first sync of a customer.
         await self._insert(
             [invoice], f"customer {invoice.customer.id} already has a gathering invoice in {invoice.currency}"
         )
