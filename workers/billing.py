@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import functools
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ import structlog
 from adapters import metrics
 from domain.billing.invoice_service import InvoiceService, UsageSnapshot
 from domain.billing.invoices import Invoice, by_namespace
+from domain.records import evolve
 
 log = structlog.get_logger(__name__)
 
@@ -206,7 +206,7 @@ class BillingWorker:
             failed += sum(bad for _, bad in results)
             # Made and committed: advanced at once, as one batch; a failure is the new invoice's.
             _, bad = await self._advance_batch(
-                [dataclasses.replace(g, id=i, attempts=0) for g in claimed for i in self._made.pop(g.id, ())]
+                [evolve(g, id=i, attempts=0) for g in claimed for i in self._made.pop(g.id, ())]
             )
             failed += bad
 

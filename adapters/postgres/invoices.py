@@ -207,10 +207,6 @@ def _owed(kind: str | None, since: datetime | None) -> OwedNotification | None:
     return OwedNotification(kind == "created", since)
 
 
-def _invoice_row(inv: Invoice) -> InvoiceRow:
-    return InvoiceRow(**_invoice_values(inv))
-
-
 def _invoice_values(inv: Invoice) -> dict[str, Any]:
     """Every column of an invoice's row, by attribute name: what the row is built from, and what
     an update sends without building the row (as `_line_values` for lines)."""
@@ -503,13 +499,6 @@ def _fresh(statement: Any) -> Any:
     return statement.execution_options(populate_existing=True)
 
 
-async def _flush(session: AsyncSession, message: str) -> None:
-    try:
-        await session.flush()
-    except IntegrityError as exc:
-        raise ConflictError(message) from exc
-
-
 _ORDER: dict[str, Any] = {
     "createdAt": col(InvoiceRow.created_at),
     "issuedAt": col(InvoiceRow.issued_at),
@@ -666,18 +655,23 @@ class PostgresInvoiceRepository:
         return [_invoice(row) for row in (await self._session.exec(_fresh(statement))).all()]
 
     async def insert(self, invoice: Invoice) -> None:
-        self._session.add(_invoice_row(invoice))
-        await _flush(
-            self._session, f"customer {invoice.customer.id} already has a gathering invoice in {invoice.currency}"
+        # An INSERT statement, as insert_many: adding a row object to the session and flushing it
+        # ran the ORM's unit of work for one row on every first sync of a customer.
+        await self._insert(
+            [invoice], f"customer {invoice.customer.id} already has a gathering invoice in {invoice.currency}"
         )
 
     async def insert_many(self, invoices: Sequence[Invoice]) -> None:
+        await self._insert(invoices, "an invoice conflicts with another invoice")
+
+    async def _insert(self, invoices: Sequence[Invoice], conflict: str) -> None:
         if not invoices:
             return
+        rows = [_invoice_values(i) for i in invoices]
         try:
-            await self._session.exec(insert(InvoiceRow), params=[_invoice_values(i) for i in invoices])
+            await self._session.exec(insert(InvoiceRow), params=rows if len(rows) > 1 else rows[0])
         except IntegrityError as exc:
-            raise ConflictError("an invoice conflicts with another invoice") from exc
+            raise ConflictError(conflict) from exc
 
     async def update(self, invoice: Invoice) -> None:
         await self.update_many([invoice])

@@ -93,6 +93,7 @@ from domain.catalog.wire import decimal_text
 from domain.customers.models import Customer
 from domain.entitlements.recurrence import IsoDuration, Recurrence
 from domain.errors import ConflictError, NotFoundError, ValidationError, Violations
+from domain.records import evolve
 
 Clock = Callable[[], datetime]
 # Told after an invoice was created (True) or changed (False): (namespace, invoice ID, created).
@@ -330,7 +331,7 @@ class InvoiceService:
             snapshotted = _snapshotted(live[f.invoice.id], requests, quantities, dict(billed), {}, now, now)
             rated, children = rate_lines(f.invoice.currency, snapshotted, now)
             shown = rated + children + [x for x in f.lines if x.deleted_at is not None]
-            invoice = dataclasses.replace(_with_totals(f.invoice, rated), quantity_snapshotted_at=now)
+            invoice = evolve(_with_totals(f.invoice, rated), quantity_snapshotted_at=now)
             out[f.invoice.id] = InvoiceWithLines(invoice, shown)
         return [out.get(f.invoice.id, f) for f in found]
 
@@ -628,7 +629,7 @@ class InvoiceService:
                     # A usage line sent back as it was keeps its snapshot (OpenMeter merges the
                     # update into the stored line), so rating it again gives the same detailed
                     # lines, under their IDs, instead of none until the next snapshot.
-                    made = dataclasses.replace(
+                    made = evolve(
                         made,
                         quantity=old.quantity,
                         metered_quantity=old.metered_quantity,
@@ -637,7 +638,7 @@ class InvoiceService:
                         period_started=old.period_started,
                     )
                 kept.append(
-                    dataclasses.replace(
+                    evolve(
                         made,
                         id=old.id,
                         created_at=old.created_at,
@@ -655,7 +656,7 @@ class InvoiceService:
                 )
             await _store_edited_lines(tx, namespace, current.values(), kept, added, now)
             # A replace, as OpenMeter's UpdateInvoice: no description clears it, no metadata is {}.
-            invoice = dataclasses.replace(invoice, description=description, metadata=dict(metadata or {}))
+            invoice = evolve(invoice, description=description, metadata=dict(metadata or {}))
             await self._apply(tx, invoice, row, now)
             await tx.commit()
         await self._drive(namespace, invoice_id, None)
@@ -711,7 +712,7 @@ class InvoiceService:
                 )
                 continue
             same_period = usage and old.period_key is not None and old.feature_key == made.feature_key
-            merged = dataclasses.replace(
+            merged = evolve(
                 old,
                 type=made.type,
                 name=made.name,
@@ -736,11 +737,9 @@ class InvoiceService:
             same_dates = (made.period_start, made.period_end) == (old.period_start, old.period_end)
             if not usage and old.type is LineType.FLAT_FEE and same_dates:
                 # A fee whose period stays keeps the full period it was prorated against.
-                merged = dataclasses.replace(
-                    merged, full_period_start=old.full_period_start, full_period_end=old.full_period_end
-                )
+                merged = evolve(merged, full_period_start=old.full_period_start, full_period_end=old.full_period_end)
             if merged != old:
-                merged = dataclasses.replace(merged, managed_by=ManagedBy.MANUAL, updated_at=now)
+                merged = evolve(merged, managed_by=ManagedBy.MANUAL, updated_at=now)
             kept.append(merged)
             at_index[merged.id] = i
         v.raise_if_any()
@@ -748,7 +747,7 @@ class InvoiceService:
         await _store_edited_lines(tx, namespace, current.values(), kept, added, now)
         remaining = [*kept, *added]
         if not remaining:
-            await tx.invoices.update(dataclasses.replace(invoice, deleted_at=now, updated_at=now))
+            await tx.invoices.update(evolve(invoice, deleted_at=now, updated_at=now))
         else:
             await tx.invoices.update(gathering_schedule(invoice, remaining, now))
 
@@ -871,7 +870,7 @@ class InvoiceService:
             row = fire(invoice.state, action, self.conditions(invoice, now))
             attempt = invoice.app_attempt
             stamp = _CALLBACK_STAMPS.get(action)
-            invoice = dataclasses.replace(
+            invoice = evolve(
                 invoice,
                 state=row.target,
                 updated_at=now,
@@ -881,13 +880,13 @@ class InvoiceService:
                 payment_external_id=payment_external_id or invoice.payment_external_id,
                 sent_to_customer_at=sent_to_customer_at or invoice.sent_to_customer_at,
                 # The wait is over: the callback is the app's answer to the recorded attempt.
-                app_attempt=dataclasses.replace(attempt, waiting=False) if attempt is not None else None,
+                app_attempt=evolve(attempt, waiting=False) if attempt is not None else None,
             )
             if row.target is State.ISSUED and invoice.number is None:
                 # The integrator may leave the number to us (OpenMeter: custom invoicing's
                 # FinalizeStandardInvoice numbers it once the hook is done); taken in this
                 # transaction, so the sequence stays gap-free.
-                invoice = dataclasses.replace(invoice, number=await self._final_number(tx, invoice))
+                invoice = evolve(invoice, number=await self._final_number(tx, invoice))
             # The move owes invoice.updated in its own transaction, as every row `_apply` writes.
             invoice = _entered(invoice, now).owing(now)
             await tx.invoices.update(invoice)
@@ -972,7 +971,7 @@ class InvoiceService:
                 if action is not None:
                     row = fire(invoice.state, action, conditions)
                     if action is Action.VOID and void_reason is not None:
-                        invoice = dataclasses.replace(invoice, void_reason=void_reason)
+                        invoice = evolve(invoice, void_reason=void_reason)
                 else:
                     found = _next_advance(invoice, conditions, now)
                     if found is None:
@@ -1011,18 +1010,18 @@ class InvoiceService:
         stored = lines
         if row.step is Step.SNAPSHOT_QUANTITIES:
             lines, cutoff = await self._snapshot(tx, invoice, lines, now, usage)
-            invoice = dataclasses.replace(invoice, quantity_snapshotted_at=cutoff)
+            invoice = evolve(invoice, quantity_snapshotted_at=cutoff)
         if row.step in (Step.CALCULATE, Step.SNAPSHOT_QUANTITIES):
             lines = await self._calculate(tx, invoice, lines, now, stored)
             invoice = _with_line_dates(_with_totals(invoice, lines), lines)
         if row.step is Step.RELEASE_LINES:
             await self._release(tx, invoice, lines, now)
-            invoice = dataclasses.replace(invoice, totals=Totals())
-        invoice = _entered(dataclasses.replace(invoice, state=row.target, updated_at=now), now).owing(now)
+            invoice = evolve(invoice, totals=Totals())
+        invoice = _entered(evolve(invoice, state=row.target, updated_at=now), now).owing(now)
         if row.hook is not None:
             invoice = await self._call_app(tx, invoice, row, lines, now)
         if row.target is State.DELETED:
-            invoice = dataclasses.replace(invoice, deleted_at=now)
+            invoice = evolve(invoice, deleted_at=now)
         settled = row.target is not State.DELETED and _next_advance(invoice, self.conditions(invoice, now), now) is None
         if settle and settled:
             invoice = _at_rest(invoice, now)
@@ -1043,7 +1042,7 @@ class InvoiceService:
         match row.hook:
             case AppHook.VALIDATE:
                 issues = await app.validate_invoice(view)
-                invoice = dataclasses.replace(
+                invoice = evolve(
                     invoice,
                     validation_issues=tuple(
                         StoredIssue(_new_id(), i.severity, i.code, i.message, stored.type.value, i.field)
@@ -1053,13 +1052,13 @@ class InvoiceService:
             case AppHook.SYNC_DRAFT:
                 draft = await app.sync_draft(view)
                 waiting = draft.result is SyncResult.WAITING
-                invoice = dataclasses.replace(
+                invoice = evolve(
                     invoice, invoicing_external_id=draft.invoicing_external_id or invoice.invoicing_external_id
                 )
             case AppHook.SYNC_ISSUING:
                 issuing = await app.sync_issuing(view)
                 waiting = issuing.result is SyncResult.WAITING
-                invoice = dataclasses.replace(
+                invoice = evolve(
                     invoice,
                     number=issuing.invoice_number or invoice.number,
                     invoicing_external_id=issuing.invoicing_external_id or invoice.invoicing_external_id,
@@ -1069,21 +1068,21 @@ class InvoiceService:
                 )
             case AppHook.COLLECT_PAYMENT:
                 payment = await app.collect_payment(view)
-                invoice = dataclasses.replace(
+                invoice = evolve(
                     invoice, payment_external_id=payment.payment_external_id or invoice.payment_external_id
                 )
-                attempt = dataclasses.replace(attempt, finished_at=now)
-                invoice = dataclasses.replace(invoice, app_attempt=attempt)
+                attempt = evolve(attempt, finished_at=now)
+                invoice = evolve(invoice, app_attempt=attempt)
                 if payment.outcome is not None:
                     # The payment result is the app's own action, fired in the same transaction.
                     result = fire(invoice.state, payment.outcome, self.conditions(invoice, now))
-                    invoice = _entered(dataclasses.replace(invoice, state=result.target), now)
+                    invoice = _entered(evolve(invoice, state=result.target), now)
                 return invoice
             case AppHook.DELETE:
                 await app.delete_invoice(view)
             case AppHook.VOID:
                 await app.void_invoice(view, invoice.void_reason)
-        return dataclasses.replace(invoice, app_attempt=dataclasses.replace(attempt, finished_at=now, waiting=waiting))
+        return evolve(invoice, app_attempt=evolve(attempt, finished_at=now, waiting=waiting))
 
     # --- the billing worker's bookkeeping ---------------------------------------------------
 
@@ -1380,7 +1379,7 @@ class InvoiceService:
                         assert effective.customer is not None
                         gathering = new_gathering(namespace, effective.customer, effective, latest.currency, now)
                         await tx.invoices.insert(gathering)
-                    correction = dataclasses.replace(
+                    correction = evolve(
                         latest,
                         id=_new_id(),
                         invoice_id=gathering.id,
@@ -1419,7 +1418,7 @@ class InvoiceService:
             invoice = await tx.invoices.get(namespace, invoice_id, lock=True)
             if invoice is None:
                 return None
-            invoice = dataclasses.replace(invoice, attempts=invoice.attempts + 1, next_attempt_at=retry_at)
+            invoice = evolve(invoice, attempts=invoice.attempts + 1, next_attempt_at=retry_at)
             await tx.invoices.update(invoice)
             await tx.commit()
         return invoice
@@ -1471,8 +1470,8 @@ class InvoiceService:
             if so_far is not None and so_far.latest_end is not None and so_far.latest_end > line.period_end:
                 own = requests[line.id]
                 reads[line.id] = (
-                    dataclasses.replace(own, end=so_far.latest_end),
-                    dataclasses.replace(own, end=line.period_start),
+                    evolve(own, end=so_far.latest_end),
+                    evolve(own, end=line.period_start),
                 )
         if not reads:
             return {}
@@ -1518,7 +1517,7 @@ class InvoiceService:
         for given in data.lines:
             line = self._pending_line(namespace, invoice, given, now)
             if line.type is LineType.USAGE_BASED:
-                line = dataclasses.replace(
+                line = evolve(
                     line,
                     quantity=given.quantity or ZERO,
                     metered_quantity=given.quantity or ZERO,
@@ -1529,7 +1528,7 @@ class InvoiceService:
         lines = rated + children
         # Calculated as a real draft is (period, collectionAt, draftUntil, dueAt), and numbered as
         # OpenMeter numbers a simulation unless the request gives a number (the servicer sets it).
-        invoice = dataclasses.replace(invoice, number=SIMULATED_INVOICE_NUMBER)
+        invoice = evolve(invoice, number=SIMULATED_INVOICE_NUMBER)
         invoice = _draft_dates(_with_line_dates(_with_totals(invoice, lines), lines))
         return InvoiceWithLines(invoice, lines)
 
@@ -1561,7 +1560,7 @@ class InvoiceService:
             )
             await tx.invoices.insert(gathering)
         released = [
-            dataclasses.replace(
+            evolve(
                 x,
                 invoice_id=gathering.id,
                 totals=Totals(),
@@ -1616,7 +1615,7 @@ def rejoin_parts(
                 continue
             if len(run) > 1 and any(x.id in returning for x in run):
                 last = run[-1]
-                joined[run[0].id] = dataclasses.replace(
+                joined[run[0].id] = evolve(
                     run[0], period_end=last.period_end, invoice_at=last.invoice_at, updated_at=now
                 )
                 merged_away += [x.id for x in run[1:]]
@@ -1681,12 +1680,12 @@ def split_gathering(
         fee_due = not usage and invoice_at <= as_of
         usage_due = usage and period_end <= as_of and (in_parts or invoice_at <= as_of)
         if fee_due or usage_due:
-            moved.append(dataclasses.replace(line, invoice_id=invoice_id, updated_at=now))
+            moved.append(evolve(line, invoice_id=invoice_id, updated_at=now))
         elif in_parts and line.period_start < as_of:
             # Bill the part of the period up to as_of now; the rest waits on the gathering invoice.
-            moved.append(dataclasses.replace(line, invoice_id=invoice_id, period_end=as_of, invoice_at=as_of))
+            moved.append(evolve(line, invoice_id=invoice_id, period_end=as_of, invoice_at=as_of))
             kept.append(
-                dataclasses.replace(
+                evolve(
                     line,
                     id=_new_id(),
                     period_start=as_of,
@@ -1702,7 +1701,7 @@ def split_gathering(
         fresh = new_invoice(
             gathering.namespace, effective.customer, effective, gathering.currency, now, State.GATHERING
         )
-        current = dataclasses.replace(
+        current = evolve(
             gathering,
             customer=fresh.customer,
             profile_id=fresh.profile_id,
@@ -1712,7 +1711,7 @@ def split_gathering(
             workflow=fresh.workflow,
             supplier=fresh.supplier,
         )
-    standard = dataclasses.replace(
+    standard = evolve(
         current,
         id=invoice_id,
         state=State.DRAFT_CREATED,
@@ -1728,7 +1727,7 @@ def split_gathering(
     remaining = [x for x in lines if x.id not in gone] + kept
     if not remaining:
         # An emptied gathering invoice disappears.
-        after = dataclasses.replace(gathering, deleted_at=now, updated_at=now)
+        after = evolve(gathering, deleted_at=now, updated_at=now)
     else:
         after = gathering_schedule(gathering, remaining, now)
     return GatheringSplit(standard, moved, kept, after)
@@ -1740,7 +1739,7 @@ def _same_rating(stored: Sequence[InvoiceLine], rated: Sequence[InvoiceLine], ch
     old_top = {x.id: x for x in stored if x.parent_line_id is None}
     if len(old_top) != len(rated) or {x.id for x in rated} != old_top.keys():
         return False
-    if any(old_top[x.id] != dataclasses.replace(x, updated_at=old_top[x.id].updated_at) for x in rated):
+    if any(old_top[x.id] != evolve(x, updated_at=old_top[x.id].updated_at) for x in rated):
         return False
     stored_children = [x for x in stored if x.parent_line_id is not None]
     old_children = {(x.parent_line_id, x.child_key): x for x in stored_children}
@@ -1750,7 +1749,7 @@ def _same_rating(stored: Sequence[InvoiceLine], rated: Sequence[InvoiceLine], ch
     if old_children.keys() != new_children.keys():
         return False
     return all(
-        dataclasses.replace(new_children[key], id=old.id, created_at=old.created_at, updated_at=old.updated_at) == old
+        evolve(new_children[key], id=old.id, created_at=old.created_at, updated_at=old.updated_at) == old
         for key, old in old_children.items()
     )
 
@@ -1792,7 +1791,7 @@ def _reusing_detailed_line_ids(
             earlier: LineDiscount | None = old_discounts.get(discount.reason)
             if earlier is not None and discount.reason in new_discounts and earlier.id != discount.id:
                 renamed_discounts[discount.id] = earlier.id
-                discount = dataclasses.replace(
+                discount = evolve(
                     discount,
                     id=earlier.id,
                     invoicing_external_id=discount.invoicing_external_id or earlier.invoicing_external_id,
@@ -1800,7 +1799,7 @@ def _reusing_detailed_line_ids(
             discounts.append(discount)
         # The same line in the invoicing app too: its ID there stays with it.
         out.append(
-            dataclasses.replace(
+            evolve(
                 child,
                 id=old.id,
                 created_at=old.created_at,
@@ -1809,11 +1808,10 @@ def _reusing_detailed_line_ids(
             )
         )
     parents = [
-        dataclasses.replace(
+        evolve(
             line,
             discounts=tuple(
-                dataclasses.replace(d, id=renamed_discounts[d.id]) if d.id in renamed_discounts else d
-                for d in line.discounts
+                evolve(d, id=renamed_discounts[d.id]) if d.id in renamed_discounts else d for d in line.discounts
             ),
         )
         if any(d.id in renamed_discounts for d in line.discounts)
@@ -1826,7 +1824,7 @@ def _reusing_detailed_line_ids(
 def _detailed_line(parent: InvoiceLine, line_id: str, now: datetime, **fields: Any) -> InvoiceLine:
     """A detailed (child) line of `parent` with `fields` set: made by the system, outside the
     sync's keys, and a line of its own that the invoicing app has not named (yet)."""
-    return dataclasses.replace(
+    return evolve(
         parent,
         id=line_id,
         parent_line_id=parent.id,
@@ -1875,7 +1873,7 @@ def _rate_lines(
                     ),
                 )
             totals = Totals.of(amount=amount, discounts_total=discount)
-            rated.append(dataclasses.replace(line, totals=totals, discounts=off, updated_at=now))
+            rated.append(evolve(line, totals=totals, discounts=off, updated_at=now))
             # Detailed like every line (OpenMeter's flat pricer: one "flat-price" line): apps sync
             # the detailed lines, and those of an invoice add up to its total.
             children.append(
@@ -1891,7 +1889,7 @@ def _rate_lines(
             )
             continue
         if line.price is None or line.quantity is None:
-            rated.append(dataclasses.replace(line, totals=Totals(), updated_at=now))
+            rated.append(evolve(line, totals=Totals(), updated_at=now))
             continue
         full = Period(line.full_period_start or line.period_start, line.full_period_end or line.period_end)
         try:
@@ -1971,7 +1969,7 @@ def _rate_lines(
                 )
             )
         rated.append(
-            dataclasses.replace(
+            evolve(
                 line,
                 totals=Totals.of(amount=t.amount, charges_total=t.charges_total, discounts_total=t.discounts_total),
                 discounts=tuple(discounts),
@@ -2057,7 +2055,7 @@ def _snapshotted(
         quantity = max(cumulative - before, ZERO)
         if line.period_key:
             billed[line.period_key] = (so_far or Billed(ZERO, False)) + Billed(quantity, True)
-        snapshotted[line.id] = dataclasses.replace(
+        snapshotted[line.id] = evolve(
             line,
             quantity=quantity,
             metered_quantity=quantity,
@@ -2072,7 +2070,7 @@ def _snapshotted(
 def _charges_for(latest: InvoiceLine, billed: Decimal, more: Decimal, started: bool, now: datetime) -> bool:
     """Whether `more` usage, rated on top of the `billed` quantity of `latest`'s period, charges
     anything (a rating that fails says yes: the correction's own rating reports it)."""
-    probe = dataclasses.replace(
+    probe = evolve(
         latest, quantity=more, metered_quantity=more, pre_line_period_quantity=billed, period_started=started
     )
     try:
@@ -2110,7 +2108,7 @@ def _at_rest(invoice: Invoice, now: datetime) -> Invoice:
     wake = wake_at(invoice, now)
     if invoice.next_attempt_at == wake and not invoice.attempts:
         return invoice
-    return dataclasses.replace(invoice, next_attempt_at=wake, attempts=0)
+    return evolve(invoice, next_attempt_at=wake, attempts=0)
 
 
 def _overdue(invoice: Invoice, conditions: Conditions, now: datetime) -> Transition | None:
@@ -2183,7 +2181,7 @@ def _with_external_ids(
         if line is None:
             v.add(f"invoicing.lineExternalIds[{i}].lineId", f"{line_id!r} is not a line of this invoice", "not_found")
             continue
-        changed[line_id] = dataclasses.replace(line, invoicing_external_id=external_id, updated_at=now)
+        changed[line_id] = evolve(line, invoicing_external_id=external_id, updated_at=now)
     for i, (discount_id, external_id) in enumerate(discount_ids):
         # A usage line lists its detailed lines' discounts too, under the same IDs: each copy is named.
         holders = [x for x in by_id.values() if any(d.id == discount_id for d in x.discounts)]
@@ -2196,10 +2194,9 @@ def _with_external_ids(
         for holder in holders:
             line = changed.get(holder.id, holder)
             discounts = tuple(
-                dataclasses.replace(d, invoicing_external_id=external_id) if d.id == discount_id else d
-                for d in line.discounts
+                evolve(d, invoicing_external_id=external_id) if d.id == discount_id else d for d in line.discounts
             )
-            changed[holder.id] = dataclasses.replace(line, discounts=discounts, updated_at=now)
+            changed[holder.id] = evolve(line, discounts=discounts, updated_at=now)
     v.raise_if_any()
     return list(changed.values())
 
@@ -2218,7 +2215,7 @@ def _with_what_the_body_omits(made: InvoiceLine, given: PendingLineInput, stored
     merges the update into it): its discounts' correlation IDs, and a fee's quantity (the body
     has none: three seats sent back as shown stay three, not one)."""
     fee_kept = made.type is LineType.FLAT_FEE and stored.type is LineType.FLAT_FEE and given.quantity is None
-    return dataclasses.replace(
+    return evolve(
         made,
         rate_card_discounts=_with_correlation_ids(given.rate_card_discounts, stored.rate_card_discounts),
         quantity=stored.quantity if fee_kept else made.quantity,
@@ -2236,7 +2233,7 @@ def _with_correlation_ids(given: Discounts, stored: Discounts | None = None) -> 
             return given_id
         return stored_id if stored_kind else str(ULID())
 
-    return dataclasses.replace(
+    return evolve(
         given,
         percentage_correlation_id=correlation_id(
             given.percentage is not None,
@@ -2266,9 +2263,7 @@ async def _store_edited_lines(
     kept_ids = {x.id for x in kept}
     gone = [x for x in current if x.id not in kept_ids]
     if gone:
-        await tx.invoices.update_lines(
-            [dataclasses.replace(x, managed_by=ManagedBy.MANUAL, updated_at=now) for x in gone]
-        )
+        await tx.invoices.update_lines([evolve(x, managed_by=ManagedBy.MANUAL, updated_at=now) for x in gone])
         await tx.invoices.delete_lines(namespace, [x.id for x in gone], now)
     if kept:
         await tx.invoices.update_lines(kept)
@@ -2313,10 +2308,10 @@ def gathering_schedule(invoice: Invoice, lines: Sequence[InvoiceLine], now: date
     calculateGatheringInvoiceNextCollectionAt)."""
     top = [x for x in lines if x.parent_line_id is None]
     if not top:
-        return dataclasses.replace(invoice, updated_at=now)
+        return evolve(invoice, updated_at=now)
     earliest = min(x.invoice_at for x in top)
     anchors = _collection_anchors(invoice.workflow)
-    return dataclasses.replace(
+    return evolve(
         invoice,
         updated_at=now,
         period_start=min(x.period_start for x in top),
@@ -2341,7 +2336,7 @@ def _with_line_dates(invoice: Invoice, lines: Sequence[InvoiceLine]) -> Invoice:
     collection_at = (
         invoice.workflow.collection_interval_duration().add_to(max(usage_ends)) if usage_ends else invoice.created_at
     )
-    return dataclasses.replace(
+    return evolve(
         invoice,
         period_start=min(x.period_start for x in top),
         period_end=max(x.period_end for x in top),
@@ -2355,7 +2350,7 @@ def _with_totals(invoice: Invoice, lines: Sequence[InvoiceLine]) -> Invoice:
         for line in lines:
             if line.parent_line_id is None:
                 totals = totals + line.totals
-    return dataclasses.replace(invoice, totals=totals)
+    return evolve(invoice, totals=totals)
 
 
 def _entered(invoice: Invoice, now: datetime) -> Invoice:
@@ -2368,11 +2363,11 @@ def _entered(invoice: Invoice, now: datetime) -> Invoice:
         if due_at is None or not invoice.workflow.auto_advance:
             # Manual approval: due from the issue, so the invoice is not overdue once issued.
             due_at = invoice.workflow.due_at(now).replace(microsecond=0)
-        return dataclasses.replace(invoice, issued_at=now, due_at=due_at)
+        return evolve(invoice, issued_at=now, due_at=due_at)
     if state is State.PAID and invoice.paid_at is None:
-        return dataclasses.replace(invoice, paid_at=now)
+        return evolve(invoice, paid_at=now)
     if state is State.VOIDED and invoice.voided_at is None:
-        return dataclasses.replace(invoice, voided_at=now)
+        return evolve(invoice, voided_at=now)
     return invoice
 
 
@@ -2388,14 +2383,12 @@ def _draft_dates(invoice: Invoice) -> Invoice:
     invoice until then. A snapshot later than scheduled (the worker's lag) moves neither date."""
     workflow = invoice.workflow
     if not workflow.auto_advance:
-        return dataclasses.replace(invoice, draft_until=None, due_at=None)
+        return evolve(invoice, draft_until=None, due_at=None)
     times = [t for t in (invoice.quantity_snapshotted_at, invoice.collection_at) if t is not None]
     collected = min(times, default=invoice.created_at)
     start = max(collected, invoice.created_at)
     draft_until = workflow.draft_until(start)
-    return dataclasses.replace(
-        invoice, draft_until=draft_until, due_at=workflow.due_at(draft_until).replace(microsecond=0)
-    )
+    return evolve(invoice, draft_until=draft_until, due_at=workflow.due_at(draft_until).replace(microsecond=0))
 
 
 def _view(invoice: Invoice, lines: Sequence[InvoiceLine]) -> InvoiceView:

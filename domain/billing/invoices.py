@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Final
@@ -30,6 +30,7 @@ from domain.billing.models import Workflow
 from domain.catalog.prices import NO_DISCOUNTS, Discounts, Price
 from domain.catalog.ratecards import TaxConfig
 from domain.catalog.rating import DiscountReason, LineCategory
+from domain.records import evolve
 
 ZERO: Final = Decimal(0)
 
@@ -311,7 +312,7 @@ class Invoice:
         """This invoice as written by a change its listeners must hear of: a notification still
         owed for its creation stays one for its creation."""
         first = created or (self.owed_notification is not None and self.owed_notification.created)
-        return replace(self, owed_notification=OwedNotification(first, now))
+        return evolve(self, owed_notification=OwedNotification(first, now))
 
     @property
     def status(self) -> InvoiceStatus:

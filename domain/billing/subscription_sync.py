@@ -55,6 +55,7 @@ from domain.catalog.ratecards import RateCard
 from domain.catalog.rating import Period, RatingInput, flat_fee_per_unit
 from domain.entitlements.recurrence import Period as TimelinePeriod
 from domain.errors import ConflictError, NotFoundError
+from domain.records import evolve
 from domain.subscriptions.catalog import billing_terms
 from domain.subscriptions.models import Subscription
 from domain.subscriptions.sync import HeldLine, SyncPlan, plan_sync
@@ -239,13 +240,14 @@ class SubscriptionSync:
             if plan.empty:
                 return 0
             changed_on_drafts = 0
-            if gathering is None and plan.create:
+            made_here = gathering is None and bool(plan.create)
+            if made_here:
                 effective = await self._profiles.effective_profile(ns, subscription.customer_id, with_customer=True)
                 assert effective.customer is not None
                 gathering = new_gathering(ns, effective.customer, effective, subscription.currency, now)
                 await tx.invoices.insert(gathering)
             created = [
-                dataclasses.replace(expected[item.key].line, id=str(ULID()), invoice_id=gathering.id)
+                evolve(expected[item.key].line, id=str(ULID()), invoice_id=gathering.id)
                 for item in plan.create
                 if gathering is not None
             ]
@@ -293,7 +295,7 @@ class SubscriptionSync:
                         line is latest and want.item.service_period.end > last_end
                     ):
                         end = want.item.service_period.end
-                        moved = dataclasses.replace(
+                        moved = evolve(
                             line,
                             period_end=end,
                             full_period_end=end if line.type is LineType.USAGE_BASED else line.full_period_end,
@@ -313,7 +315,9 @@ class SubscriptionSync:
             if updated:
                 await tx.invoices.update_lines(updated)
             if gathering is not None:
-                await _reschedule(tx, gathering, now)
+                # A gathering invoice made in this transaction holds only the lines made with it:
+                # no read of them (one statement of the ten a first sync takes per subscription).
+                await _reschedule(tx, gathering, now, created if made_here else None)
             edited: list[str] = []
             for invoice_id in sorted(draft_updated.keys() | draft_removed.keys()):
                 assert self._drafts is not None
@@ -344,7 +348,7 @@ def _plan(
     plan = plan_sync([e.item for e in expected.values()], {k: _held(k, v) for k, v in parts.items()})
     open_corrections = tuple(k for k in plan.corrections if any(status in editable for _, status in parts[k]))
     if open_corrections != plan.corrections:
-        plan = dataclasses.replace(plan, corrections=open_corrections)
+        plan = evolve(plan, corrections=open_corrections)
     # The timeline compares periods only; a flat fee's amount can change on its own (the workflow's
     # subscriptionEndProrationMode changed, say). A line nothing of which is invoiced yet follows
     # it, as OpenMeter patches a line whose per-unit amount differs from the target's.
@@ -353,14 +357,14 @@ def _plan(
         e.item for key, e in expected.items() if key not in planned and key in parts and _repriced(e.line, parts[key])
     )
     if repriced:
-        plan = dataclasses.replace(plan, update=(*plan.update, *repriced))
+        plan = evolve(plan, update=(*plan.update, *repriced))
     # A line the user edited or deleted through the invoice API is managedBy manual: the sync
     # patches only the subscription's own lines (OpenMeter's subscriptionsync reconciler,
     # patchhelpers.go shouldSkipLinePatch) and, the deleted line still being held, does not make
     # it again. An item that goes still takes its live lines with it (patchinvoiceline.go AddDelete).
     users = {key for key, v in parts.items() if any(line.managed_by is ManagedBy.MANUAL for line, _ in v)}
     if users:
-        plan = dataclasses.replace(
+        plan = evolve(
             plan,
             update=tuple(i for i in plan.update if i.key not in users),
             corrections=tuple(k for k in plan.corrections if k not in users),
@@ -493,7 +497,7 @@ def _line(
 
 def _refresh(held: InvoiceLine, wanted: InvoiceLine, now: datetime) -> InvoiceLine:
     """The held gathering line with the item's current period, due time and amount."""
-    return dataclasses.replace(
+    return evolve(
         held,
         period_start=wanted.period_start,
         period_end=wanted.period_end,
@@ -507,10 +511,14 @@ def _refresh(held: InvoiceLine, wanted: InvoiceLine, now: datetime) -> InvoiceLi
     )
 
 
-async def _reschedule(tx: BillingStore, gathering: Invoice, now: datetime) -> None:
-    lines = (await tx.invoices.lines(gathering.namespace, [gathering.id]))[gathering.id]
+async def _reschedule(
+    tx: BillingStore, gathering: Invoice, now: datetime, lines: Sequence[InvoiceLine] | None = None
+) -> None:
+    """The gathering invoice's schedule from its lines (`lines`, when the caller knows them all)."""
+    if lines is None:
+        lines = (await tx.invoices.lines(gathering.namespace, [gathering.id]))[gathering.id]
     if not [x for x in lines if x.parent_line_id is None]:
         # An emptied gathering invoice disappears.
-        await tx.invoices.update(dataclasses.replace(gathering, deleted_at=now, updated_at=now))
+        await tx.invoices.update(evolve(gathering, deleted_at=now, updated_at=now))
     else:
         await tx.invoices.update(gathering_schedule(gathering, lines, now))

@@ -15,6 +15,7 @@ OpenMeter's rule, restated.
 from __future__ import annotations
 
 import calendar
+import functools
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -45,6 +46,10 @@ class Duration:
 
     @classmethod
     def parse(cls, text: str) -> Duration:
+        return _parse(text)
+
+    @classmethod
+    def _parse_text(cls, text: str) -> Duration:
         match = _ISO_RE.match(text or "")
         if match is None:
             raise DurationError(f"{text!r} is not an ISO 8601 duration such as P1M, P1Y, P2W or PT1H")
@@ -155,3 +160,10 @@ def period_fraction(start: datetime, end: datetime, full_start: datetime, full_e
         return Decimal(1)
     ratio = Fraction(part // timedelta(microseconds=1), full // timedelta(microseconds=1))
     return Decimal(ratio.numerator) / Decimal(ratio.denominator)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse(text: str) -> Duration:
+    """`Duration.parse`, remembered: a billing pass reads each invoice's workflow durations (the
+    same few texts) about 16 times per invoice. A Duration is immutable, so one is shared."""
+    return Duration._parse_text(text)

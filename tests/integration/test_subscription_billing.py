@@ -26,7 +26,7 @@ from adapters.postgres.subscriptions import PostgresSubscriptionRepository
 from domain.billing.apps.models import InstallAppInput
 from domain.billing.apps.registry import Marketplace
 from domain.billing.invoice_rest import line_rest, parse_invoice_update
-from domain.billing.invoice_service import InvoiceService
+from domain.billing.invoice_service import InvoiceService, gathering_schedule
 from domain.billing.invoice_states import Action, InvoiceStatus, State
 from domain.billing.invoices import (
     InvoiceLine,
@@ -333,6 +333,18 @@ async def test_lines_a_user_edits_on_the_gathering_invoice_are_left_alone_by_the
         DEC,
         D(25),
     )
+
+
+async def test_a_gathering_invoice_a_sync_makes_is_scheduled_by_every_line_made_with_it(env: Env) -> None:
+    # The sync schedules a gathering invoice it made from the lines it made with it, without
+    # reading them back: the stored schedule must be the one the stored lines give.
+    ns = "sb_fresh_schedule"
+    env.clock.at = NOV
+    await env.sync.sync(await subscribe(env, ns, "c1"))
+    (gathering,) = [x for x in await all_invoices(env, ns) if x.invoice.status is InvoiceStatus.GATHERING]
+    assert len({(x.period_start, x.period_end) for x in gathering.lines}) > 1
+    assert gathering.invoice == gathering_schedule(gathering.invoice, gathering.lines, gathering.invoice.updated_at)
+    assert (gathering.invoice.period_start, gathering.invoice.period_end) == (NOV, JAN)
 
 
 async def test_a_sync_pass_repairs_the_subscriptions_out_of_sync_and_only_those(env: Env) -> None:
