@@ -39,9 +39,9 @@ class SinkSettings(BaseModel):
     # by stored_at ranges a grace old (the grace bounds how long after its stored_at an insert's
     # rows may land), every rollup_fill_interval_s; queries read the events stored since the last
     # fill from `events`. Nothing runs on insert. Ready rollups are audited against the events
-    # (rollup_audit_interval_s). Raw-event queries are exact. Still off by default: the end-to-end
-    # suites have not yet run with it on since fills replaced views (docs/performance.md).
-    rollups: bool = False
+    # (rollup_audit_interval_s). Raw-event queries are exact. On by default since a flush no longer
+    # pays per meter (docs/performance.md, "Fills instead of views"); off reads only the events.
+    rollups: bool = True
     rollup_grace_s: float = Field(default=30.0, gt=0)
     rollup_interval_s: float = Field(default=10.0, gt=0)
     # How often each ready rollup takes in the events stored since its last fill. Each fill adds a
