@@ -34,16 +34,20 @@ class SinkSettings(BaseModel):
     # A changed meter is backfilled this long after its change: longer than any sink's refresh.
     backfill_delay_s: float = Field(default=60.0, ge=0)
     backfill_interval_s: float = Field(default=10.0, gt=0)
-    # Per-hour rollups of every live meter, read by meter queries with whole-hour bounds once
-    # ready (adapters/clickhouse/rollups.py). The grace bounds how long after its stored_at an
-    # insert's rows may land; a rollup is ready about three graces after its meter changes.
-    # Off by default: every live meter's view runs on every insert into `events`, whatever its
-    # event type, so the sink's flushes slow with the number of meters (0.6-0.9 s per small flush at
-    # 100 meters on chDB; docs/performance.md, "Default on? Not yet"). Ready rollups are audited
-    # against the events (rollup_audit_interval_s). Raw-event queries are exact.
-    rollups: bool = False
+    # Per-hour rollups of every live meter, read by meter queries with a whole hour between their
+    # bounds once ready (adapters/clickhouse/rollups.py). The rollup worker fills them from `events`
+    # by stored_at ranges a grace old (the grace bounds how long after its stored_at an insert's
+    # rows may land), every rollup_fill_interval_s; queries read the events stored since the last
+    # fill from `events`. Nothing runs on insert. Ready rollups are audited against the events
+    # (rollup_audit_interval_s). Raw-event queries are exact. On by default since a flush no longer
+    # pays per meter (docs/performance.md, "Fills instead of views"); off reads only the events.
+    rollups: bool = True
     rollup_grace_s: float = Field(default=30.0, gt=0)
     rollup_interval_s: float = Field(default=10.0, gt=0)
+    # How often each ready rollup takes in the events stored since its last fill. Each fill adds a
+    # row per (subject, hour, group) it saw events for, so rarer fills mean fewer rows; the events
+    # stored since (about this many seconds plus the grace) are aggregated at query time.
+    rollup_fill_interval_s: float = Field(default=300.0, gt=0)
     # How often each ready rollup is compared with the events (count per subject and hour over the
     # last day's settled hours and one older day); a difference takes it out of routing and starts
     # it over (adapters/clickhouse/rollups.py, RollupLifecycle.audit).

@@ -1,8 +1,8 @@
 """Keeps every live meter's rollup made, filled and ready, and retires those no meter uses.
 
 Each pass advances each rollup one state (adapters/clickhouse/rollups.py says which and why) under a
-cluster-wide lock (a Postgres advisory lock): with several sink processes, one makes a rollup's view
-and records its handover, never two. A meter created or changed is picked up on the next pass.
+cluster-wide lock (a Postgres advisory lock): with several sink processes, one fills a rollup and
+commits its watermark, never two (a second filler could delete the first's rows before its commit). A meter created or changed is picked up on the next pass.
 """
 
 from __future__ import annotations

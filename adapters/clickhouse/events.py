@@ -129,11 +129,14 @@ class ClickHouseEventStore:
         self.rollups = rollups
         self._windows = WindowsBatches(clickhouse)
 
-    async def _rollup(self, meter: Meter, query: MeterQuery) -> Rollup | None:
-        """The ready rollup to read for `query` (meter_sql.rollup_for), or None: read the events."""
+    async def _rollup(self, meter: Meter, query: MeterQuery) -> tuple[Rollup, int] | None:
+        """The ready rollup to read for `query` (meter_sql.rollup_for) and its committed watermark,
+        or None: read the events."""
         if self.rollups is None:
             return None
-        return rollup_for(query, await self.rollups.ready(meter))
+        ready = await self.rollups.ready(meter)
+        rollup = rollup_for(query, list(ready))
+        return None if rollup is None else (rollup, ready[rollup])
 
     async def insert(self, events: Sequence[Event], values: Sequence[ExtractedValues], token: str) -> None:
         """One insert per batch; `token` makes a retried insert of the same batch a no-op, and names
@@ -141,20 +144,22 @@ class ClickHouseEventStore:
         await self.ch.insert_arrow(
             "events",
             to_arrow(events, values),
-            # A retried batch is a no-op in the meters' rollups too (adapters/clickhouse/rollups.py).
-            settings={
-                "insert_deduplication_token": token,
-                "insert_deduplicate": 1,
-                "deduplicate_blocks_in_dependent_materialized_views": 1,
-            },
+            # The meters' rollups are filled from `events` (adapters/clickhouse/rollups.py), so a
+            # batch dropped here as a retry is dropped for them too.
+            settings={"insert_deduplication_token": token, "insert_deduplicate": 1},
             query_id=token,
         )
 
     async def _meter_statement(self, meter: Meter, query: MeterQuery) -> SQLAndParameters:
         """The statement answering `query`: both ways of reading its rows run this one (from the
         meter's rollup when a ready one answers it exactly)."""
-        rollup = await self._rollup(meter, query)
-        return render_meter_query(meter, query, maps_complete=meter.values_backfilled, rollup=rollup)
+        routed = await self._rollup(meter, query)
+        if routed is None:
+            return render_meter_query(meter, query, maps_complete=meter.values_backfilled)
+        rollup, watermark = routed
+        return render_meter_query(
+            meter, query, maps_complete=meter.values_backfilled, rollup=rollup, filled_to_ms=watermark
+        )
 
     async def query_meter(self, meter: Meter, query: MeterQuery) -> list[QueryRow]:
         return to_query_rows(query, await self.ch.query(*await self._meter_statement(meter, query)))

@@ -283,7 +283,12 @@ def _customer_mapping(query: MeterQuery) -> tuple[list[str], list[str]]:
 
 
 def render_meter_query(
-    meter: Meter, query: MeterQuery, *, maps_complete: bool = False, rollup: Rollup | None = None
+    meter: Meter,
+    query: MeterQuery,
+    *,
+    maps_complete: bool = False,
+    rollup: Rollup | None = None,
+    filled_to_ms: int | None = None,
 ) -> SQLAndParameters:
     """The aggregation query for `query` over `meter`'s events.
 
@@ -292,10 +297,12 @@ def render_meter_query(
     about twice as fast. Never set it otherwise: a missing numeric key would read as 0.
 
     `rollup` reads the meter's per-minute or per-hour rollup (`render_rollup_ddl`) instead of the
-    events: the same answer, from one row per subject, bucket and group-by values, and from the
-    events for the parts of the range that are not whole buckets (`_rollup_ranges`). Only for a
-    query that `rollup_answers_exactly` (`rollup_for` picks which rollup), and only once the rollup
-    holds every event of the meter's type.
+    events: the same answer, from one row per subject, bucket, group-by values and fill, and from
+    the events for the parts of the range that are not whole buckets (`_rollup_ranges`). Only for a
+    query that `rollup_answers_exactly` (`rollup_for` picks which rollup). `filled_to_ms` is the
+    rollup's committed watermark W (adapters/clickhouse/rollups.py): the rollup's rows of fills up
+    to W hold exactly the meter's events stored before W; the events stored from W on (any event
+    time) are read from the events.
 
     Result columns, in order: window_start and window_end (Unix seconds), value, then subject if
     grouped by subject, customer_id if grouped by customer, then one column per meter group-by key
@@ -303,6 +310,8 @@ def render_meter_query(
     """
     if rollup is not None and not rollup_answers_exactly(query, rollup):
         raise ValueError(f"this query cannot be answered exactly from a per-{rollup} rollup; query the events")
+    if rollup is not None and filled_to_ms is None:
+        raise ValueError("a rollup is read up to its committed watermark (filled_to_ms)")
     binder = _Binder()
     namespace = binder.fixed("namespace", query.namespace, "String")
     meter_paths = meter.group_by_paths
@@ -316,7 +325,8 @@ def render_meter_query(
             binder, query.window_size, query.time_zone, "bucket", first="first_minute", last="last_minute"
         )
         select.append(f"{_AGGREGATE_FUNCTIONS[meter.aggregation]}Merge(state) AS value")
-        source, where = _rollup_source(binder, meter, rollup, query, maps_complete)
+        assert filled_to_ms is not None
+        source, where = _rollup_source(binder, meter, rollup, query, maps_complete, filled_to_ms)
     else:
         select = _window_columns(binder, query.window_size, query.time_zone)
         select.append(f"{_value_sql(binder, meter, maps_complete)} AS value")
@@ -369,9 +379,10 @@ def render_meter_query(
 #
 # A meter's rollup keeps, per namespace, subject, bucket (a UTC minute or hour) and the values of
 # all the meter's group-by keys, the partial state of its aggregation (sumState, uniqExactState,
-# argMaxState, ...) and the first and last minute with events: an AggregatingMergeTree filled by a
-# materialized view on every insert into `events`. Merging the states of a window's buckets gives
-# what aggregating the window's events gives, because
+# argMaxState, ...) and the first and last minute with events: an AggregatingMergeTree that the
+# rollup worker fills from `events` by settled `stored_at` ranges, one row per fill (the events
+# stored after the last committed fill are read from `events`: `_rollup_source`). Merging the states
+# of a window's buckets gives what aggregating the window's events gives, because
 # - every value, group-by value and filter operand is computed per event by the same expressions as
 #   the raw query (the map-or-JSON form, which equals the maps-only one on complete maps);
 # - the rollup answers only the whole buckets between a query's bounds (a bucket there is wholly
@@ -435,6 +446,9 @@ def rollup_table(meter: Meter, rollup: Rollup) -> str:
             *(f"{key}={path}" for key, path in sorted(meter.group_by.items())),
             # A LATEST rollup made before ties had an order keeps a state of another type.
             *(["order=" + _LATEST_ORDER] if meter.aggregation is Aggregation.LATEST else []),
+            # Rollups filled by the worker (tagged by fill, read up to a watermark): one made by a
+            # materialized view before is another table, retired and dropped with its view.
+            "filled=stored_at",
         ]
     )
     return f"meter_rollup_{rollup}_" + hashlib.sha256(fingerprint.encode()).hexdigest()[:24]
@@ -522,26 +536,32 @@ def rollup_for(query: MeterQuery, ready: Sequence[Rollup] = tuple(Rollup)) -> Ro
 
 
 def _rollup_source(
-    binder: _Binder, meter: Meter, rollup: Rollup, query: MeterQuery, maps_complete: bool
+    binder: _Binder, meter: Meter, rollup: Rollup, query: MeterQuery, maps_complete: bool, filled_to_ms: int
 ) -> tuple[str, list[str]]:
     """What a rollup query reads (FROM, and its WHERE conditions): the rollup's rows of the query's
-    whole buckets and, when the bounds are not whole buckets, rows of the same shape aggregated
-    from the events at the edges."""
+    whole buckets from the fills up to `filled_to_ms` (the committed watermark W), and rows of the
+    same shape aggregated from the events: those of the whole buckets stored from W on (not yet
+    filled, or filled by a fill not yet committed), and, when the bounds are not whole buckets, all
+    those at the edges. Disjoint: an event stored before W is in exactly one committed fill."""
     whole, edges = _rollup_ranges(query, rollup)
     if whole is None:
         raise ValueError(f"no whole {rollup} lies between the query's bounds; query the events")
     table = rollup_table(meter, rollup)
     keys = list(_rollup_key_columns(meter).values())
+    watermark = binder.fixed("filled_to_ms", filled_to_ms, "Int64")
     where = [
         f"namespace = {binder.fixed('namespace', meter.namespace, 'String')}",
         *_range_where(binder, *whole, column="bucket", name="whole_"),
+        f"filled_to_ms <= {watermark}",
     ]
-    if not edges:
-        return table, where
     columns = ", ".join(["namespace", "subject", "bucket", "first_minute", "last_minute", *keys, "state"])
     # Identifiers are ours (rollup_table's digest, key_N); every value is a bound parameter.
     parts = [f"SELECT {columns} FROM {table} WHERE {' AND '.join(where)}"]  # noqa: S608
     ranges = [" AND ".join(_range_where(binder, *edge, name=f"edge{i}_")) for i, edge in enumerate(edges)]
+    # The whole buckets' events the committed fills do not hold (a skip index on stored_at keeps
+    # this read to the recent parts: migrations/clickhouse/0003).
+    after_fill = [f"stored_at >= fromUnixTimestamp64Milli({watermark}, 'UTC')", *_range_where(binder, *whole)]
+    ranges.append(" AND ".join(after_fill))
     edge_rows = _rollup_select(
         meter, rollup, binder=binder, maps_complete=maps_complete, where=" OR ".join(f"({r})" for r in ranges)
     )
@@ -571,9 +591,10 @@ def _rollup_select(
     maps_complete: bool = False,
     where: str | None = None,
 ) -> SQLAndParameters:
-    """Each bucket's rows of the meter's events, aggregated to states (the view's and the fill's);
-    with `stored_from_ms` / `stored_before_ms`, only the events stored from / before that moment;
-    with `where`, only the events that meet it (a query's edges, on the query's `binder`)."""
+    """Each bucket's rows of the meter's events, aggregated to states (the fill's, and a query's
+    edges); with `stored_from_ms` / `stored_before_ms`, only the events stored from / before that
+    moment, and a last column `filled_to_ms` = `stored_before_ms` (the fill that holds them); with
+    `where`, only the events that meet it (a query's edges, on the query's `binder`)."""
     binder = binder or _Binder()
     namespace = binder.fixed("namespace", meter.namespace, "String")
     event_type = binder.fixed("event_type", meter.event_type, "String")
@@ -590,6 +611,8 @@ def _rollup_select(
     ]
     select += [f"{_string_sql(binder, meter_paths[key], maps_complete)} AS {column}" for key, column in keys.items()]
     select.append(f"{_value_sql(binder, meter, maps_complete, combinator='State')} AS state")
+    if stored_before_ms is not None:
+        select.append(f"toInt64({binder.fixed('stored_before_ms', stored_before_ms, 'Int64')}) AS filled_to_ms")
     conditions = [
         f"namespace = {namespace}",
         f"type = {event_type}",
@@ -605,12 +628,13 @@ def _rollup_select(
 
 
 def render_rollup_table(meter: Meter, table: str) -> str:
-    """A rollup table of `meter` named `table` (the rollup, or the fill's staging table).
+    """A rollup table of `meter` named `table`.
 
-    `events` counts the events behind each row (the fill is checked against the events by it).
-    The deduplication window makes a retried insert into `events` (same insert_deduplication_token,
-    with deduplicate_blocks_in_dependent_materialized_views) a no-op in the rollup too, as it is in
-    `events`: without it the view would add the retried block's states a second time."""
+    `events` counts the events behind each row (the fill and the audit compare it with the events).
+    `filled_to_ms` names the fill that wrote the row (its upper `stored_at` bound, the watermark it
+    commits); it is part of the sorting key, so a merge never folds rows of two fills together, and
+    a query reads only committed fills (`filled_to_ms <= W`). No deduplication window: the fills'
+    blocks may well hold equal states (adapters/clickhouse/rollups.py says why nothing counts twice)."""
     keys = list(_rollup_key_columns(meter).values())
     function = _AGGREGATE_FUNCTIONS[meter.aggregation]
     arguments = _STATE_ARGUMENTS.get(meter.aggregation, ", Nullable(Float64)")
@@ -623,38 +647,36 @@ def render_rollup_table(meter: Meter, table: str) -> str:
         "events SimpleAggregateFunction(sum, UInt64)",
         *(f"{key} String" for key in keys),
         f"state AggregateFunction({function}{arguments})",
+        "filled_to_ms Int64",
     ]
     return (
         f"CREATE TABLE IF NOT EXISTS {table}\n({', '.join(columns)})\n"
         f"ENGINE = AggregatingMergeTree\nPARTITION BY toYYYYMM(bucket)\n"
-        f"ORDER BY ({', '.join(['namespace', 'subject', 'bucket', *keys])})\n"
-        "SETTINGS non_replicated_deduplication_window = 10000"
+        f"ORDER BY ({', '.join(['namespace', 'subject', 'bucket', *keys, 'filled_to_ms'])})"
     )
 
 
-def render_rollup_ddl(meter: Meter, rollup: Rollup, stored_from_ms: int | None = None) -> list[SQLAndParameters]:
-    """The meter's rollup table and the materialized view that fills it as events arrive.
-
-    The view only sees inserts made after it exists; `render_rollup_fill` adds the events stored
-    before. With `stored_from_ms` the view takes only events stored from then on and the fill the
-    ones stored before (the exact handover: adapters/clickhouse/rollups.py). Bound parameters
-    (namespace, event type, paths, the handover) are substituted into the view's stored definition
-    by the server, so nothing is spliced here either.
-    """
-    table = rollup_table(meter, rollup)
-    select, parameters = _rollup_select(meter, rollup, stored_from_ms=stored_from_ms)
-    view = f"CREATE MATERIALIZED VIEW IF NOT EXISTS {table}_view TO {table} AS\n{select}"
-    return [(render_rollup_table(meter, table), {}), (view, parameters)]
+def render_rollup_ddl(meter: Meter, rollup: Rollup) -> list[SQLAndParameters]:
+    """The meter's rollup table. Nothing fills it as events arrive (a materialized view would run
+    on every insert into `events`, whatever its event type: docs/performance.md); the rollup worker
+    adds settled `stored_at` ranges with `render_rollup_fill`."""
+    return [(render_rollup_table(meter, rollup_table(meter, rollup)), {})]
 
 
 def render_rollup_fill(
-    meter: Meter, rollup: Rollup, stored_before_ms: int | None = None, into: str | None = None
+    meter: Meter, rollup: Rollup, *, stored_from_ms: int | None = None, stored_before_ms: int, into: str | None = None
 ) -> SQLAndParameters:
-    """Adds the states of the stored events of the meter's type (stored before `stored_before_ms`,
-    when given) to its rollup, or to the table `into` (once: events the view also counts would
-    count twice; see adapters/clickhouse/rollups.py for the handover)."""
-    select, parameters = _rollup_select(meter, rollup, stored_before_ms=stored_before_ms)
-    return f"INSERT INTO {into or rollup_table(meter, rollup)}\n{select}", parameters
+    """Adds the states of the meter's events stored in [`stored_from_ms`, `stored_before_ms`) (from
+    the first, without `stored_from_ms`) to its rollup, or to the table `into`, as the fill
+    `filled_to_ms` = `stored_before_ms`. Queries count those rows once W reaches that bound; see
+    adapters/clickhouse/rollups.py for why each event is counted exactly once."""
+    table = into or rollup_table(meter, rollup)
+    select, parameters = _rollup_select(meter, rollup, stored_from_ms=stored_from_ms, stored_before_ms=stored_before_ms)
+    keys = list(_rollup_key_columns(meter).values())
+    columns = ", ".join(
+        ["namespace", "subject", "bucket", "first_minute", "last_minute", "events", *keys, "state", "filled_to_ms"]
+    )
+    return f"INSERT INTO {table} ({columns})\n{select}", parameters
 
 
 def render_rollup_differences(
@@ -667,15 +689,17 @@ def render_rollup_differences(
 ) -> SQLAndParameters:
     """The (subject, bucket start in epoch seconds, rollup's count, events' count) of every pair in
     which `table` counts other than the meter's events do: none when `table` holds each of those
-    events exactly once. With `stored_before_ms`, the events stored before then (the fill's check);
-    with `buckets_from_ms` / `buckets_to_ms` (whole buckets), only the buckets from / before then
-    (the audit of a ready rollup)."""
+    events exactly once. With `stored_before_ms` (a committed watermark W), the fills up to W
+    against the events stored before W: what queries read from the rollup; with `buckets_from_ms` /
+    `buckets_to_ms` (whole buckets), only the buckets from / before then (the audit)."""
     binder = _Binder()
     namespace = binder.fixed("namespace", meter.namespace, "String")
     event_type = binder.fixed("event_type", meter.event_type, "String")
     bucket = "toStartOfMinute" if rollup is Rollup.MINUTE else "toStartOfHour"
     rollup_where = [f"namespace = {namespace}"]
     events_where = [f"namespace = {namespace}", f"type = {event_type}", *_stored_where(binder, None, stored_before_ms)]
+    if stored_before_ms is not None:
+        rollup_where.append("filled_to_ms <= {stored_before_ms:Int64}")
     # Buckets are whole seconds, so `time` within them is exactly the events whose bucket is.
     if buckets_from_ms is not None:
         start = binder.fixed("buckets_from_ms", buckets_from_ms, "Int64")
@@ -699,15 +723,14 @@ def render_rollup_differences(
 
 
 def render_rollup_check(meter: Meter, rollup: Rollup, table: str, stored_before_ms: int) -> SQLAndParameters:
-    """How many (subject, bucket) pairs of `table` count other than the events stored before
-    `stored_before_ms` do: 0 when the fill in `table` holds each of those events exactly once."""
+    """How many (subject, bucket) pairs of `table`'s fills up to `stored_before_ms` count other than
+    the events stored before then do: 0 when they hold each of those events exactly once."""
     sql, parameters = render_rollup_differences(meter, rollup, table, stored_before_ms=stored_before_ms)
     return f"SELECT count() FROM ({sql})", parameters  # noqa: S608
 
 
 def render_rollup_drop(meter: Meter, rollup: Rollup) -> list[str]:
-    table = rollup_table(meter, rollup)
-    return [f"DROP VIEW IF EXISTS {table}_view", f"DROP TABLE IF EXISTS {table}"]
+    return [f"DROP TABLE IF EXISTS {rollup_table(meter, rollup)}"]
 
 
 def _utc_from_epoch(seconds: int) -> datetime:

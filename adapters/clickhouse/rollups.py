@@ -5,47 +5,47 @@ new name (`rollup_table` digests what its rows depend on), so the old one is ret
 dropped. `RollupLifecycle.step` advances every rollup one state per pass (the sink role's
 `workers.rollups.RollupWorker` runs it, one process at a time):
 
-    (none) -> created -> filling -> ready -> retired -> dropped
-                                       ready -> damaged -> created (the audit)
+    (none) -> created -> ready -> retired -> dropped
+                         ready -> damaged -> created (the audit)
 
-The handover between the view and the fill counts every event exactly once, using the store's
-own `stored_at` (the server's clock when the row was written):
-- created: the table, and the view counting only events stored from W = server now + 2 x grace.
-  The view must exist by W - grace (checked after it is made, else both are dropped and made again
-  later): an insert that began before the view existed writes its rows within the grace, so before
-  W; every row stored from W went through the view;
-- filling: once the server's clock passes W + grace, every event stored before W has landed (the
-  same grace). The fill aggregates exactly those into a staging table, which is checked against
-  the events (count per subject and bucket), then copied into the rollup in one statement;
-- ready: queries may read it (`ReadyRollups`).
-A pass that finds `filling` (a crash or error during the fill or the copy: the copy may or may not
-have happened) drops the rollup and starts over, so an event can never count twice. The one
-assumption is the grace: an insert's rows land within it of their `stored_at` (inserts are batches
-of at most `sink.max_batch_events`; the default grace is 30 s).
+No materialized view: a view runs on every insert into `events`, whatever its event type, so the
+sink's flush cost grew with the number of meters (docs/performance.md). The worker fills each
+rollup itself from `events`, by `stored_at` (the server's clock when a row is written):
+- each rollup has a committed watermark W (`stored_from_ms` of its latest `ready` row in
+  `meter_rollups`; 0 while `created`): its fills up to W hold exactly the meter's events stored
+  before W. A query reads those fills (`filled_to_ms <= W`) and, from `events`, the events stored
+  from W on, whatever their event time (`meter_sql._rollup_source`);
+- a fill (first on `created`, then every `fill_interval` on `ready`) takes U = server now - grace
+  (the one assumption, as before: an insert's rows land within the grace of their `stored_at`, so
+  every event stored before U has landed), inserts the states of the events stored in [W, U) as
+  rows tagged `filled_to_ms` = U, and then commits by recording `ready` with W = U. The tag is in
+  the rollup's sorting key, so no merge folds rows of two fills together;
+- a query between a fill's insert and its commit reads W: the new rows (tag U > W) are not read,
+  and their events are read from `events`. A process whose W is a little stale (ReadyRollups
+  re-reads every 2 s) is as exact: rows tagged <= its W never change, and the events stored from
+  its W on are read from `events`;
+- a fill that failed or crashed after inserting part or all of its rows leaves rows tagged above
+  the committed W, which no query reads; the next fill deletes them (a synchronous mutation,
+  only when there are any) before it inserts, so they can never be committed twice;
+- retried inserts need nothing here: `events` drops a retried batch (its deduplication token),
+  and the rollup's only source is `events`.
+The first fill is checked against the events (count per subject and bucket); any difference and
+the rollup starts over. Fills are every `fill_interval` (minutes): a (subject, hour) with events
+in n fills has n rows, and the events stored since W (at most about `fill_interval` + grace of
+them) are aggregated at query time.
 
-Retried inserts: the sink retries a batch with the same insert_deduplication_token;
-`deduplicate_blocks_in_dependent_materialized_views` and the rollup table's deduplication window
-make the retry a no-op in the rollup as it is in `events`. With that setting ClickHouse hands a
-block `events` dropped as a duplicate to the view anyway, to be deduplicated by the rollup table
-(without it, a retry after an insert whose view part failed would never reach the rollup). The one
-case this leaves open: a batch that landed before its meter's rollup had a view, unacknowledged, and
-retried from W on (with a new `stored_at`): the rollup never saw the first insert's token and counts
-the retry. The sink never re-sends a token itself (a failed insert is settled by the keys `events`
-holds and the rest goes again as a new batch: workers/sink.py), so only the driver's own retry
-within one call reuses it, seconds apart, while W is two graces after the view exists.
-
-The audit (`RollupLifecycle.audit`, every `audit_interval` per ready rollup) covers what the
-handover cannot: an insert whose rows `events` committed but whose view part failed (ClickHouse
-writes a table and its views without a transaction; the sink settles it as stored, the rollup
-misses it), a lost view, a block counted twice across a rollup's creation. It compares the count of
-events per subject and bucket with the rollup's, over settled buckets; a pair unequal with the same
-counts twice a grace apart (an insert in flight lands within the grace) makes the rollup `damaged`:
-out of routing (every process re-reads the ready ones within 2 s), started over (`created`)
+The audit (`RollupLifecycle.audit`, every `audit_interval` per ready rollup) covers what the fill
+cannot: an event stored before U that landed after the fill read the events (the grace broken),
+rows lost or doubled. It compares the count of events stored before W per subject and bucket with
+the count in the fills up to W (what queries read from the rollup), over settled buckets; a pair
+unequal with the same counts twice, a grace apart, at the same W, makes the rollup `damaged`: out
+of routing (every process re-reads the ready ones within 2 s), started over (`created`)
 `drop_after` later.
 
-State lives in ClickHouse (`meter_rollups`, migrations/clickhouse/0002), beside the rollups: a
-restored or rebuilt event store brings states that match its tables, and the event store routes
-queries without asking Postgres.
+State lives in ClickHouse (`meter_rollups`, migrations/clickhouse/0002 and 0003), beside the
+rollups: a restored or rebuilt event store brings states that match its tables, and the event store
+routes queries without asking Postgres. Rollups made by views before (another digest) are retired
+and dropped, views included, and made again by fills.
 """
 
 from __future__ import annotations
@@ -70,7 +70,6 @@ from adapters.clickhouse.meter_sql import (
     render_rollup_ddl,
     render_rollup_differences,
     render_rollup_fill,
-    render_rollup_table,
     rollup_table,
 )
 from domain.metering.models import Meter
@@ -78,11 +77,10 @@ from domain.metering.models import Meter
 log = structlog.get_logger(__name__)
 
 # The rollups a live meter gets. Per hour only: a per-minute rollup holds about as many rows as
-# there are events when a subject sends less than one event a minute, and its view costs ingest
-# most (docs/performance.md).
+# there are events when a subject sends less than one event a minute (docs/performance.md).
 LIVE_ROLLUPS: tuple[Rollup, ...] = (Rollup.HOUR,)
 
-CREATED, FILLING, READY, RETIRED, DROPPED = "created", "filling", "ready", "retired", "dropped"
+CREATED, READY, RETIRED, DROPPED = "created", "ready", "retired", "dropped"
 # A ready rollup the audit found unequal to the events: out of routing, started over
 # `drop_after` later (when no process can still be reading it).
 DAMAGED = "damaged"
@@ -101,12 +99,9 @@ Pair = tuple[str, int]  # (subject, bucket start in epoch seconds)
 class RollupState:
     name: str
     state: str
+    # The committed watermark W: the rollup's fills up to W hold the events stored before W.
     stored_from_ms: int
     at_ms: int
-
-
-def _staging(table: str) -> str:
-    return f"{table}_fill"
 
 
 @dataclass(slots=True)
@@ -121,6 +116,9 @@ class _Audit:
     # still those, unequal, at least a grace later (an insert in flight lands within the grace).
     suspects: dict[Pair, tuple[int, int]] | None = None
     suspects_at_ms: int = 0
+    # The watermark they were counted at: compared again at the same one (a fill since adds to both
+    # counts of a pair, equal or not).
+    suspects_w: int = 0
 
 
 class RollupLifecycle:
@@ -130,9 +128,11 @@ class RollupLifecycle:
         grace: timedelta,
         drop_after: timedelta,
         audit_interval: timedelta | None = timedelta(seconds=60),
+        fill_interval: timedelta = timedelta(minutes=5),
     ) -> None:
         self.ch = ch
         self.grace_ms = int(grace.total_seconds() * 1000)
+        self.fill_interval_ms = int(fill_interval.total_seconds() * 1000)
         self.drop_after_ms = int(drop_after.total_seconds() * 1000)
         # None: ready rollups are not audited (a measurement only).
         self.audit_interval_ms = None if audit_interval is None else int(audit_interval.total_seconds() * 1000)
@@ -172,15 +172,16 @@ class RollupLifecycle:
 
     async def _drop(self, table: str) -> None:
         cluster = self.ch.cluster
-        names = [(f"{table}_view", "VIEW"), (table, "TABLE"), (_staging(table), "TABLE")]
+        # The view and staging table of a rollup made before fills replaced views.
+        names = [(f"{table}_view", "VIEW"), (table, "TABLE"), (f"{table}_fill", "TABLE")]
         for name, kind in names:
             await self.ch.command(f"DROP {kind} IF EXISTS {name}{ddl.on_cluster(cluster)}")
             if cluster is not None and kind == "TABLE":
                 await self.ch.command(f"DROP TABLE IF EXISTS {name}{ddl.LOCAL_SUFFIX}{ddl.on_cluster(cluster)}")
 
     async def _run_ddl(self, statements: Sequence[tuple[str, dict[str, Any]]], tables: set[str]) -> None:
-        # On a cluster each table becomes shard-local plus Distributed, like `events`, and the view
-        # reads and writes the shard-local tables: each shard rolls up its own events.
+        # On a cluster each table becomes shard-local plus Distributed, like `events`; fills insert
+        # through the Distributed table, sharded by namespace and subject.
         sharded = {EVENTS_TABLE, *tables}
         for sql, parameters in statements:
             for rendered in ddl.render([sql], self.ch.cluster, sharded):
@@ -195,18 +196,24 @@ class RollupLifecycle:
             current = states.get(name)
             try:
                 # A damaged rollup starts over long after it left routing: no process still reads it.
+                # A state not known here (a `filling` of the view-made rollups) starts over too.
                 if (
                     current is None
-                    or current.state in (RETIRED, DROPPED, FILLING)
+                    or current.state not in (CREATED, READY, DAMAGED)
                     or (current.state == DAMAGED and await self.server_ms() - current.at_ms >= self.drop_after_ms)
                 ):
-                    if await self._create(meter, rollup):
-                        moved[name] = CREATED
-                elif current.state == CREATED and await self.server_ms() >= current.stored_from_ms + self.grace_ms:
-                    moved[name] = await self._fill(meter, rollup, current.stored_from_ms)
-                elif current.state == READY and not await self.audit(meter, rollup):
-                    await self._record(name, meter, DAMAGED, current.stored_from_ms)
-                    moved[name] = DAMAGED
+                    await self._create(meter, rollup)
+                    moved[name] = CREATED
+                elif current.state == CREATED:
+                    if await self._fill(meter, rollup, current.stored_from_ms, first=True) is not None:
+                        moved[name] = READY
+                elif current.state == READY:
+                    watermark = current.stored_from_ms
+                    if await self.server_ms() - self.grace_ms - watermark >= self.fill_interval_ms:
+                        watermark = await self._fill(meter, rollup, watermark) or watermark
+                    if not await self.audit(meter, rollup, watermark):
+                        await self._record(name, meter, DAMAGED, watermark)
+                        moved[name] = DAMAGED
             except Exception:
                 log.exception("meter rollup step failed; trying again later", rollup=name, meter=meter.slug)
         now = await self.server_ms()
@@ -224,56 +231,60 @@ class RollupLifecycle:
         for name in set(self._audits) - set(wanted):
             del self._audits[name]
         counts = Counter(s.state for s in (await self.states()).values())
-        for state in (CREATED, FILLING, READY, DAMAGED, RETIRED):
+        for state in (CREATED, READY, DAMAGED, RETIRED):
             metrics.METER_ROLLUPS.labels(state).set(counts[state])
         return moved
 
-    async def _create(self, meter: Meter, rollup: Rollup) -> bool:
+    async def _create(self, meter: Meter, rollup: Rollup) -> None:
         table = rollup_table(meter, rollup)
-        await self._drop(table)  # what an interrupted attempt left
-        stored_from = await self.server_ms() + 2 * self.grace_ms
-        await self._run_ddl(render_rollup_ddl(meter, rollup, stored_from_ms=stored_from), {table})
-        made = await self.server_ms()
-        if made > stored_from - self.grace_ms:
-            # The view took longer than the grace to appear: an insert begun before it might
-            # store rows from the handover on without passing through it. Try again later.
-            log.warning("meter rollup view took longer than the grace; trying again later", rollup=table)
-            await self._drop(table)
-            return False
-        await self._record(table, meter, CREATED, stored_from)
+        await self._drop(table)  # what an earlier attempt, or a view-made rollup of old, left
+        await self._run_ddl(render_rollup_ddl(meter, rollup), {table})
+        await self._record(table, meter, CREATED, 0)
         log.info("meter rollup created", rollup=table, meter=meter.slug, namespace=meter.namespace)
-        return True
 
-    async def _fill(self, meter: Meter, rollup: Rollup, stored_from: int) -> str:
+    async def _fill(self, meter: Meter, rollup: Rollup, watermark: int, first: bool = False) -> int | None:
+        """Adds the events stored from the committed `watermark` W to U = now - grace to the rollup
+        as the fill U, and commits W = U; returns U, or None when it did not commit. The first fill
+        (W = 0) is checked against the events first."""
         table = rollup_table(meter, rollup)
-        staging = _staging(table)
-        await self._record(table, meter, FILLING, stored_from)
-        await self.ch.command(f"DROP TABLE IF EXISTS {staging}{ddl.on_cluster(self.ch.cluster)}")
-        await self._run_ddl([(render_rollup_table(meter, staging), {})], {staging})
-        # No deduplication: two blocks of the fill may well hold the same states.
-        settings = {"insert_deduplicate": 0, **self._settings()}
-        sql, parameters = render_rollup_fill(meter, rollup, stored_before_ms=stored_from, into=staging)
-        await self.ch.command(sql, parameters, settings=settings)
-        sql, parameters = render_rollup_check(meter, rollup, staging, stored_from)
-        mismatched = int((await self.ch.query(sql, parameters))[0][0])
-        if mismatched:
-            # Left `filling`: the next pass starts the rollup over.
-            log.error("meter rollup fill does not match the events", rollup=table, buckets=mismatched)
-            return FILLING
-        # Both names are rollup_table's digests, no caller's text.
-        await self.ch.command(f"INSERT INTO {table} SELECT * FROM {staging}", settings=settings)  # noqa: S608
-        await self.ch.command(f"DROP TABLE IF EXISTS {staging}{ddl.on_cluster(self.ch.cluster)}")
-        if self.ch.cluster is not None:
-            await self.ch.command(f"DROP TABLE IF EXISTS {staging}{ddl.LOCAL_SUFFIX}{ddl.on_cluster(self.ch.cluster)}")
-        await self._record(table, meter, READY, stored_from)
-        log.info("meter rollup ready", rollup=table, meter=meter.slug, namespace=meter.namespace)
-        return READY
+        upper = await self.server_ms() - self.grace_ms
+        if upper <= watermark:
+            return None
+        settings = self._settings()
+        # Rows of a fill that never committed (it failed or crashed after inserting some or all):
+        # no query reads them (tag > W); gone before this fill, they can never count twice.
+        # Identifiers are ours (rollup_table's digest); the watermark is bound.
+        uncommitted = "filled_to_ms > {w:Int64}"
+        left = await self.ch.query(f"SELECT count() FROM {table} WHERE {uncommitted}", {"w": watermark})  # noqa: S608
+        if int(left[0][0]):
+            log.warning("meter rollup: removing the rows of a fill that did not commit", rollup=table)
+            await self.ch.command(
+                f"ALTER TABLE {ddl.local_table(table, self.ch.cluster)}{ddl.on_cluster(self.ch.cluster)} "
+                f"DELETE WHERE {uncommitted} SETTINGS mutations_sync = 2",
+                {"w": watermark},
+            )
+        # No deduplication: two blocks of a fill, or of two fills, may well hold the same states.
+        sql, parameters = render_rollup_fill(meter, rollup, stored_from_ms=watermark or None, stored_before_ms=upper)
+        await self.ch.command(sql, parameters, settings={"insert_deduplicate": 0, **settings})
+        if first:
+            sql, parameters = render_rollup_check(meter, rollup, table, upper)
+            mismatched = int((await self.ch.query(sql, parameters))[0][0])
+            if mismatched:
+                # Left `created` at W = 0: the next pass removes these rows and fills again.
+                log.error("meter rollup fill does not match the events", rollup=table, buckets=mismatched)
+                return None
+        await self._record(table, meter, READY, upper)
+        if first:
+            log.info("meter rollup ready", rollup=table, meter=meter.slug, namespace=meter.namespace)
+        return upper
 
-    async def audit(self, meter: Meter, rollup: Rollup) -> bool:
-        """Whether the ready rollup still equals the events, as far as this pass looked; False when
-        it does not (the same pairs unequal with the same counts twice, a grace apart).
+    async def audit(self, meter: Meter, rollup: Rollup, watermark: int) -> bool:
+        """Whether the ready rollup, committed up to `watermark` W, still equals the events, as far
+        as this pass looked; False when it does not (the same pairs unequal with the same counts
+        twice, a grace apart, at the same W).
 
-        Compares the count of events per subject and bucket (the fill's check, same statement) over
+        Compares, per subject and bucket, the count of events stored before W with the count in the
+        fills up to W (the first fill's check, same statement: what queries read from the rollup) over
         settled buckets, those that ended a grace ago: every `audit_interval`, the last
         AUDIT_RECENT_MS of them and a slice of AUDIT_SLICE_MS below, the next older one each time
         (skipping hours with neither events nor rollup rows) until nothing is older, then round
@@ -285,7 +296,9 @@ class RollupLifecycle:
             if now - audit.suspects_at_ms < self.grace_ms:
                 return True
             buckets = sorted(bucket for _, bucket in audit.suspects)
-            again = await self._differences(meter, rollup, buckets[0] * 1000, buckets[-1] * 1000 + rollup.step_ms)
+            again = await self._differences(
+                meter, rollup, audit.suspects_w, buckets[0] * 1000, buckets[-1] * 1000 + rollup.step_ms
+            )
             confirmed = {pair: counts for pair, counts in again.items() if audit.suspects.get(pair) == counts}
             if confirmed:
                 self._damaged(meter, table, confirmed)
@@ -298,7 +311,7 @@ class RollupLifecycle:
         audit.last_ms = now
         settled = (now - self.grace_ms) // rollup.step_ms * rollup.step_ms
         recent_from = settled - AUDIT_RECENT_MS
-        found = await self._differences(meter, rollup, recent_from, settled)
+        found = await self._differences(meter, rollup, watermark, recent_from, settled)
         latest = None
         if audit.slice_end_ms is not None:
             latest = await self._latest_before(meter, table, audit.slice_end_ms)
@@ -308,7 +321,7 @@ class RollupLifecycle:
             audit.slice_end_ms = None
         else:
             slice_end = (latest // rollup.step_ms + 1) * rollup.step_ms
-            found |= await self._differences(meter, rollup, slice_end - AUDIT_SLICE_MS, slice_end)
+            found |= await self._differences(meter, rollup, watermark, slice_end - AUDIT_SLICE_MS, slice_end)
             audit.slice_end_ms = slice_end - AUDIT_SLICE_MS
         metrics.METER_ROLLUP_AUDIT_SECONDS.observe(time.monotonic() - started)
         if found:
@@ -321,11 +334,19 @@ class RollupLifecycle:
             )
             audit.suspects = found
             audit.suspects_at_ms = now
+            audit.suspects_w = watermark
         return True
 
-    async def _differences(self, meter: Meter, rollup: Rollup, from_ms: int, to_ms: int) -> dict[Pair, tuple[int, int]]:
+    async def _differences(
+        self, meter: Meter, rollup: Rollup, watermark: int, from_ms: int, to_ms: int
+    ) -> dict[Pair, tuple[int, int]]:
         sql, parameters = render_rollup_differences(
-            meter, rollup, rollup_table(meter, rollup), buckets_from_ms=from_ms, buckets_to_ms=to_ms
+            meter,
+            rollup,
+            rollup_table(meter, rollup),
+            stored_before_ms=watermark,
+            buckets_from_ms=from_ms,
+            buckets_to_ms=to_ms,
         )
         return {(str(r[0]), int(r[1])): (int(r[2]), int(r[3])) for r in await self.ch.query(sql, parameters)}
 
@@ -364,29 +385,32 @@ class RollupLifecycle:
 
 
 class ReadyRollups:
-    """Which rollup tables queries may read: the `ready` ones, re-read at most every `ttl` seconds.
+    """Which rollup tables queries may read, the `ready` ones, and each one's committed watermark
+    W; re-read at most every `ttl` seconds.
 
     A rollup stays ready until its meter changes or goes; it is dropped only long after it was
     retired (RollupLifecycle's `drop_after`, much longer than `ttl`), so a process that has not yet
-    re-read still reads a table that exists and that its view still keeps complete."""
+    re-read still reads a table that exists. A stale W is exact too: the fills up to it never
+    change, and the events stored from it on are read from `events`."""
 
     def __init__(self, ch: ClickHouse, ttl: float = 2.0) -> None:
         self.ch = ch
         self.ttl = ttl
-        self._ready: frozenset[str] = frozenset()
+        self._ready: dict[str, int] = {}
         self._read_at = -float("inf")
         self._lock = asyncio.Lock()
 
-    async def refresh(self) -> frozenset[str]:
+    async def refresh(self) -> dict[str, int]:
         rows = await self.ch.query(
-            "SELECT name FROM meter_rollups GROUP BY name HAVING argMax(state, version) = {ready:String}",
+            "SELECT name, argMax(stored_from_ms, version) FROM meter_rollups GROUP BY name "
+            "HAVING argMax(state, version) = {ready:String}",
             {"ready": READY},
         )
-        self._ready = frozenset(str(r[0]) for r in rows)
+        self._ready = {str(r[0]): int(r[1]) for r in rows}
         self._read_at = time.monotonic()
         return self._ready
 
-    async def names(self) -> frozenset[str]:
+    async def names(self) -> dict[str, int]:
         if time.monotonic() - self._read_at < self.ttl:
             return self._ready
         async with self._lock:
@@ -394,6 +418,7 @@ class ReadyRollups:
                 await self.refresh()
         return self._ready
 
-    async def ready(self, meter: Meter) -> tuple[Rollup, ...]:
+    async def ready(self, meter: Meter) -> dict[Rollup, int]:
+        """The meter's ready rollups, each with its committed watermark W."""
         names = await self.names()
-        return tuple(r for r in Rollup if rollup_table(meter, r) in names)
+        return {r: names[rollup_table(meter, r)] for r in Rollup if rollup_table(meter, r) in names}

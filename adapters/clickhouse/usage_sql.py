@@ -56,7 +56,7 @@ def render_windows_query(
     tail_from: datetime | None = None,
     *,
     maps_complete: bool = False,
-    hour_rollup: bool = False,
+    hour_rollup_filled_to_ms: int | None = None,
 ) -> SQLAndParameters:
     """One row: an array of the meter value of each window in order (NULL when no event counts;
     absent without windows), then, with `tail_from`, the count and the earliest time (epoch ms) of
@@ -65,16 +65,19 @@ def render_windows_query(
     `query` carries the filters; its `from_` (the meter's `eventFrom` clamp included) bounds every
     window from below, its `to` and grouping are ignored.
 
-    `hour_rollup`: the meter's per-hour rollup is ready (holds every event of its type); the whole
-    hours inside each window are then read from it, and only the rest from the events.
+    `hour_rollup_filled_to_ms`: the meter's per-hour rollup is ready, committed up to this watermark
+    W; the whole hours inside each window are then read from its fills up to W and from the events
+    stored from W on, and the rest from the events.
     """
     lower = query.from_
     bounds: list[tuple[int, int]] = []
     for since, until in windows:
         start = since if lower is None or since >= lower else lower
         bounds.append((_epoch_millis(start), _epoch_millis(until)))
-    if hour_rollup and any(whole_buckets(since, until, Rollup.HOUR.step_ms) for since, until in bounds):
-        return _render_windows_from_rollup(meter, query, bounds, tail_from, maps_complete)
+    if hour_rollup_filled_to_ms is not None and any(
+        whole_buckets(since, until, Rollup.HOUR.step_ms) for since, until in bounds
+    ):
+        return _render_windows_from_rollup(meter, query, bounds, tail_from, maps_complete, hour_rollup_filled_to_ms)
     binder = _Binder()
     select: list[str] = []
     if bounds:
@@ -243,9 +246,11 @@ def _render_windows_from_rollup(
     bounds: Sequence[tuple[int, int]],
     tail_from: datetime | None,
     maps_complete: bool,
+    filled_to_ms: int,
 ) -> SQLAndParameters:
     """`render_windows_query`'s row, each window's whole hours merged from the per-hour rollup's
-    states and its other seconds from the events' states, in one statement.
+    states (its fills up to the watermark `filled_to_ms`, W, and the events stored from W on) and
+    its other seconds from the events' states, in one statement.
 
     Exact: a window's whole hours are whole buckets of the rollup (an hour bucket holds the events
     whose time, at whole seconds, falls in it, as the raw query's bounds do), and the rest of the
@@ -275,8 +280,11 @@ def _render_windows_from_rollup(
             edge_ranges.append((since_ms, until_ms))
             continue
         inside = f"at >= {millis(hours[0])} AND at < {millis(hours[1])}"
+        # An event row inside the whole hours counts only when stored from W on (after_fill): the
+        # fills up to W hold the others.
         windows.append(
-            f"{function}MergeIf(state, (NOT from_events AND {inside}) OR (from_events AND {window} AND NOT ({inside})))"
+            f"{function}MergeIf(state, (NOT from_events AND {inside}) "
+            f"OR (from_events AND {window} AND (after_fill OR NOT ({inside}))))"
         )
         hour_ranges.append(hours)
         edge_ranges += [(since_ms, hours[0]), (hours[1], until_ms)]
@@ -288,7 +296,12 @@ def _render_windows_from_rollup(
         select.append(f"toUnixTimestamp64Milli(minIf(at, from_events AND at >= {tail_ms}))")
         fetched.append(f"time >= {tail_ms}")
 
-    rollup_where = [f"namespace = {namespace}"]
+    watermark = binder.fixed("filled_to_ms", filled_to_ms, "Int64")
+    after_fill = f"stored_at >= fromUnixTimestamp64Milli({watermark}, 'UTC')"
+    if hour_ranges:
+        hours_sql = " OR ".join(f"(time >= {millis(a)} AND time < {millis(b)})" for a, b in hour_ranges)
+        fetched.append(f"({after_fill} AND ({hours_sql}))")
+    rollup_where = [f"namespace = {namespace}", f"filled_to_ms <= {watermark}"]
     rollup_where.append(
         "(" + " OR ".join(f"(bucket >= {millis(a)} AND bucket < {millis(b)})" for a, b in hour_ranges) + ")"
     )
@@ -303,11 +316,12 @@ def _render_windows_from_rollup(
     )
     sql = (
         f"SELECT {', '.join(select)}\nFROM (\n"
-        f"SELECT false AS from_events, toDateTime64(bucket, 3, 'UTC') AS at, state, toUInt64(0) AS events\n"
+        "SELECT false AS from_events, false AS after_fill, toDateTime64(bucket, 3, 'UTC') AS at, state, "
+        "toUInt64(0) AS events\n"
         f"FROM {rollup_table(meter, Rollup.HOUR)}\nWHERE " + "\n  AND ".join(rollup_where) + "\nUNION ALL\n"
-        f"SELECT true AS from_events, time AS at, {_value_sql(binder, meter, maps_complete, combinator='State')} "
-        "AS state, count() AS events\n"
-        f"FROM {EVENTS_TABLE}\nWHERE " + "\n  AND ".join(event_where) + "\nGROUP BY time\n)"
+        f"SELECT true AS from_events, {after_fill} AS after_fill, time AS at, "
+        f"{_value_sql(binder, meter, maps_complete, combinator='State')} AS state, count() AS events\n"
+        f"FROM {EVENTS_TABLE}\nWHERE " + "\n  AND ".join(event_where) + "\nGROUP BY time, after_fill\n)"
     )
     return sql, binder.parameters
 

@@ -69,6 +69,7 @@ async def wire(deps: Deps) -> list[Servicer]:
                 grace=timedelta(seconds=settings.sink.rollup_grace_s),
                 drop_after=timedelta(seconds=settings.sink.rollup_drop_after_s),
                 audit_interval=timedelta(seconds=settings.sink.rollup_audit_interval_s),
+                fill_interval=timedelta(seconds=settings.sink.rollup_fill_interval_s),
             )
             rollups = RollupWorker(
                 repository,

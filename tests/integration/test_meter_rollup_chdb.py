@@ -1,11 +1,13 @@
 """Meter queries answered from per-minute and per-hour rollups give exactly the raw events' answers.
 
 Each example stores random events of one meter (random subjects, times around DST changes, values
-that are numbers, numeric strings, junk or missing, group-by values with gaps), half before its
-rollups exist (counted by the fill) and half after (counted by the materialized views), then asks
+that are numbers, numeric strings, junk or missing, group-by values with gaps), a third before its
+rollups' first fill, a third between that and a second fill and a third after (read from the events
+stored from the watermark on), then asks
 random queries: every aggregation, window size and time zone, group-bys, filters, subjects and
 customers, bounded and unbounded ranges. Every query a rollup may answer must get the raw
-query's rows from it, field for field. On a real chDB and over the HTTP client. Values are binary fractions so that float sums are exact in any order
+query's rows from it, field for field, read at the second fill's watermark and at the first one's (a
+reader that has not seen the second fill commit, or a query between its insert and its commit). On a real chDB and over the HTTP client. Values are binary fractions so that float sums are exact in any order
 (as the raw query's own answer is only then independent of ClickHouse's thread count).
 """
 
@@ -95,16 +97,32 @@ def insert(ch: Client, meter: Meter, events: list[tuple[str, datetime, Any]], fi
     ch.insert("events", rows, column_names=[*columns, "ingested_at"])
 
 
-def answers(ch: Client, meter: Meter, data: MeterQueryInput) -> dict[Rollup | None, list[QueryRow]]:
-    """The raw answer (key None) and each rollup's that may answer (with the events at its edges);
-    nothing for an invalid query."""
+def server_ms(ch: Client) -> int:
+    return int(ch.query("SELECT toUnixTimestamp64Milli(now64(3))").result_rows[0][0])
+
+
+def fill(ch: Client, meter: Meter, stored_from_ms: int | None = None) -> int:
+    """Fills every rollup of the meter with the events stored from `stored_from_ms` to now (what the
+    rollup worker does a grace later: here every insert has returned); returns the new watermark."""
+    watermark = server_ms(ch)
+    for rollup in Rollup:
+        ch.command(
+            *render_rollup_fill(meter, rollup, stored_from_ms=stored_from_ms, stored_before_ms=watermark),
+            settings={"insert_deduplicate": 0},
+        )
+    return watermark
+
+
+def answers(ch: Client, meter: Meter, data: MeterQueryInput, filled_to_ms: int) -> dict[Rollup | None, list[QueryRow]]:
+    """The raw answer (key None) and each rollup's that may answer (its fills up to `filled_to_ms`,
+    the events stored from then on and the events at its edges); nothing for an invalid query."""
     try:
         query = data.validate(meter, {"c1": ["s1", "s2"], "c2": ["s3"]})
     except ValidationError:
         return {}
     result = {}
     for rollup in (None, *(r for r in Rollup if rollup_for(query, [r]) is r)):
-        sql, parameters = render_meter_query(meter, query, rollup=rollup)
+        sql, parameters = render_meter_query(meter, query, rollup=rollup, filled_to_ms=filled_to_ms)
         result[rollup] = to_query_rows(query, ch.query(sql, parameters=parameters).result_rows)
     return result
 
@@ -198,19 +216,24 @@ def _check_rollups_against_raw(
     meter = make_meter(f"rollup{next(_namespaces)}", aggregation)
     start = day - timedelta(days=1)
     stored = [(s, start + timedelta(seconds=sec, milliseconds=ms), payload) for s, sec, ms, payload in events]
-    half = len(stored) // 2
-    # Events stored before a rollup exists reach it through the fill, later ones through the view.
-    insert(ch, meter, stored[:half], 0)
+    third = len(stored) // 3
+    # Events stored before the first fill, between the two fills, and after the second (read from
+    # the events); a reader at the first watermark reads the second fill's events from the events.
+    insert(ch, meter, stored[:third], 0)
     for rollup in Rollup:
         for sql, parameters in render_rollup_ddl(meter, rollup):
             ch.command(sql, parameters=parameters)
-        ch.command(*render_rollup_fill(meter, rollup))
-    insert(ch, meter, stored[half:], half)
+    first = fill(ch, meter)
+    insert(ch, meter, stored[third : 2 * third], third)
+    second = fill(ch, meter, first)
+    insert(ch, meter, stored[2 * third :], 2 * third)
     answered = 0
     for _ in range(8):
-        found = answers(ch, meter, data.draw(queries(day, near=[time for _, time, _ in stored])))
-        for rollup, rows in found.items():
-            assert rows == found[None], rollup
+        request = data.draw(queries(day, near=[time for _, time, _ in stored]))
+        for watermark in (second, first):
+            found = answers(ch, meter, request, watermark)
+            for rollup, rows in found.items():
+                assert rows == found[None], (rollup, watermark)
         answered += len(found) - 1
     for rollup in Rollup:
         for sql in render_rollup_drop(meter, rollup):
@@ -226,12 +249,13 @@ def test_a_rollup_holds_a_row_per_subject_bucket_and_group(ch: Client) -> None:
     t0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
     events = [("s1", t0 + timedelta(seconds=s), {"tokens": 1, "model": "a"}) for s in range(0, 600, 5)]
     insert(ch, meter, events, 0)
+    watermark = fill(ch, meter)
     # 120 events in 10 minutes of one hour, one subject and group.
     for rollup, rows in ((Rollup.MINUTE, 10), (Rollup.HOUR, 1)):
         assert ch.query(f"SELECT count() FROM {rollup_table(meter, rollup)} FINAL").result_rows == [(rows,)]
     query = MeterQueryInput(window_size="HOUR").validate(meter)
     assert rollup_for(query) is Rollup.HOUR
-    sql, parameters = render_meter_query(meter, query, rollup=Rollup.HOUR)
+    sql, parameters = render_meter_query(meter, query, rollup=Rollup.HOUR, filled_to_ms=watermark)
     rows = to_query_rows(query, ch.query(sql, parameters=parameters).result_rows)
     assert [(r.value, r.window_start) for r in rows] == [(120.0, t0)]
 
@@ -263,19 +287,18 @@ def test_between_odd_bounds_the_rollup_answers_whole_buckets_and_the_events_the_
         hour + timedelta(hours=3, seconds=10, milliseconds=500),
     ]
     tokens = [2**i for i in range(len(moments))]  # a sum names the events it counted
-    insert(
-        ch,
-        meter,
-        [("s1", t, {"tokens": n, "user": f"u{n}", "model": "a"}) for t, n in zip(moments, tokens, strict=True)],
-        0,
-    )
+    events = [("s1", t, {"tokens": n, "user": f"u{n}", "model": "a"}) for t, n in zip(moments, tokens, strict=True)]
+    # Every other one filled, the rest stored after the fill (read from the events).
+    insert(ch, meter, events[::2], 0)
+    watermark = fill(ch, meter)
+    insert(ch, meter, events[1::2], len(events))
     counted = {i for i, t in enumerate(moments) if from_.replace(microsecond=0) <= t < to.replace(microsecond=0)}
     assert counted == set(range(1, 10))
     for window_size in (None, "HOUR", "DAY"):
         data = MeterQueryInput(from_=from_, to=to, window_size=window_size, group_by=["subject"])
         query = data.validate(meter)
         assert {r for r in Rollup if rollup_for(query, [r]) is r} == set(Rollup)
-        found = answers(ch, meter, data)
+        found = answers(ch, meter, data, watermark)
         if aggregation is Aggregation.SUM and window_size is None:
             assert [row.value for row in found[None]] == [sum(tokens[i] for i in counted)]
         for rollup in Rollup:
@@ -323,7 +346,7 @@ def test_each_query_reads_the_rollup_with_the_fewest_rows_that_answers_it() -> N
     with pytest.raises(ValueError, match="cannot be answered exactly"):
         render_meter_query(meter, cases["minute windows"].validate(meter), rollup=Rollup.HOUR)
     with pytest.raises(ValueError, match="no whole minute"):
-        render_meter_query(meter, cases["inside one minute"].validate(meter), rollup=Rollup.MINUTE)
+        render_meter_query(meter, cases["inside one minute"].validate(meter), rollup=Rollup.MINUTE, filled_to_ms=0)
 
 
 def test_every_zone_offset_since_1973_is_whole_minutes() -> None:

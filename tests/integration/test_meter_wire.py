@@ -26,7 +26,6 @@ from adapters.clickhouse.meter_sql import (
     render_meter_query,
     render_rollup_ddl,
     render_rollup_drop,
-    render_rollup_fill,
     rollup_for,
     to_query_rows,
 )
@@ -36,7 +35,16 @@ from domain.metering.query import MeterQueryInput, QueryRow
 from server.convert import set_timestamp
 from server.servicers.meters import query_response
 from tally.v1 import meters_pb2
-from tests.integration.test_meter_rollup_chdb import DAYS, MIGRATION, _namespaces, event, insert, make_meter, queries
+from tests.integration.test_meter_rollup_chdb import (
+    DAYS,
+    MIGRATION,
+    _namespaces,
+    event,
+    fill,
+    insert,
+    make_meter,
+    queries,
+)
 from tests.support import event_store
 from tests.support.services import require_module
 
@@ -84,12 +92,16 @@ def reference_response(data: MeterQueryInput, rows: Sequence[QueryRow]) -> meter
 
 
 def both(
-    store: tuple[Client, str], meter: Meter, data: MeterQueryInput, rollup: Rollup | None = None
+    store: tuple[Client, str],
+    meter: Meter,
+    data: MeterQueryInput,
+    rollup: Rollup | None = None,
+    filled_to_ms: int | None = None,
 ) -> tuple[Any, Any]:
     """(reference, encoded) responses, decoded."""
     ch = store[0]
     query = data.validate(meter, {"c1": ["s1", "s2"], "c2": ["s3"]})
-    rendered = render_meter_query(meter, query, rollup=rollup)
+    rendered = render_meter_query(meter, query, rollup=rollup, filled_to_ms=filled_to_ms)
     rows = to_query_rows(query, ch.query(rendered[0], parameters=rendered[1]).result_rows)
     sql, parameters = meter_wire.wrap_for_wire(query, rendered)
     encoded = encoded_rows(store, sql, parameters)
@@ -113,11 +125,13 @@ def test_encoded_rows_are_the_rows_built_one_by_one(
     meter = make_meter(f"wire{next(_namespaces)}", aggregation)
     start = day - timedelta(days=1)
     stored = [(s, start + timedelta(seconds=sec, milliseconds=ms), p) for s, sec, ms, p in events]
-    insert(ch, meter, stored, 0)
+    # Half filled, half stored after the fill (read from the events).
+    insert(ch, meter, stored[::2], 0)
     for rollup in Rollup:
         for sql, parameters in render_rollup_ddl(meter, rollup):
             ch.command(sql, parameters=parameters)
-        ch.command(*render_rollup_fill(meter, rollup))
+    watermark = fill(ch, meter)
+    insert(ch, meter, stored[1::2], len(stored))
     for _ in range(8):
         request = data.draw(queries(day, near=[time for _, time, _ in stored]))
         try:
@@ -125,7 +139,7 @@ def test_encoded_rows_are_the_rows_built_one_by_one(
         except ValidationError:
             continue
         for rollup in (None, *(r for r in Rollup if rollup_for(query, [r]) is r)):
-            reference, encoded = both(store, meter, request, rollup)
+            reference, encoded = both(store, meter, request, rollup, watermark)
             assert encoded == reference, (request, rollup)
     for rollup in Rollup:
         for sql in render_rollup_drop(meter, rollup):

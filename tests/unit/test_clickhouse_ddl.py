@@ -106,11 +106,11 @@ def test_what_it_cannot_distribute_is_refused() -> None:
 
 
 def test_a_meters_rollup_renders_for_a_cluster(parser: chdb.state.sqlitelike.Connection) -> None:
-    # What adapters/clickhouse/rollups.py runs on a cluster: the rollup and its fill's staging
-    # table shard like `events`, and the view rolls up each shard's own events into its own rows.
+    # What adapters/clickhouse/rollups.py runs on a cluster: the rollup shards like `events` (its
+    # fills are inserted through the Distributed table); no view.
     from datetime import UTC, datetime
 
-    from adapters.clickhouse.meter_sql import Rollup, render_rollup_ddl, render_rollup_table, rollup_table
+    from adapters.clickhouse.meter_sql import Rollup, render_rollup_ddl, rollup_table
     from domain.metering.models import Aggregation, Meter
 
     moment = datetime(2024, 1, 1, tzinfo=UTC)
@@ -120,13 +120,11 @@ def test_a_meters_rollup_renders_for_a_cluster(parser: chdb.state.sqlitelike.Con
         metadata={}, annotations={}, created_at=moment, updated_at=moment,
     )  # fmt: skip
     table = rollup_table(meter, Rollup.HOUR)
-    statements = [sql for sql, _ in render_rollup_ddl(meter, Rollup.HOUR, stored_from_ms=1_700_000_000_000)]
-    statements.append(render_rollup_table(meter, f"{table}_fill"))
-    rendered = render(statements, "c", {"events", table, f"{table}_fill"})
+    statements = [sql for sql, _ in render_rollup_ddl(meter, Rollup.HOUR)]
+    rendered = render(statements, "c", {"events", table})
+    assert len(rendered) == 2
     assert "ReplicatedAggregatingMergeTree(" in rendered[0]
     assert rendered[1].endswith(f"Distributed('c', currentDatabase(), {table}_local, cityHash64(namespace, subject))")
-    assert f"TO {table}_local" in rendered[2] and "FROM events_local" in rendered[2]
-    assert f"{table}_fill_local ON CLUSTER" in rendered[3]
     for statement in rendered:
         _parses(parser, statement)
 
