@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -128,9 +129,12 @@ DAILY_PLAN = {
 
 
 class Plans:
-    def __init__(self) -> None:
+    """The catalog's active plans, as the subscription service reads them: `bodies` as OpenMeter's
+    plan JSON, each published on Nov 1 as version 1."""
+
+    def __init__(self, bodies: Sequence[dict[str, Any]] = (PLAN, TRIAL_PLAN, DAILY_PLAN)) -> None:
         self.views: dict[str, PlanView] = {}
-        for body in (PLAN, TRIAL_PLAN, DAILY_PLAN):
+        for body in bodies:
             content, issues = parse_plan(body)
             issues.raise_if_errors()
             assert content is not None
@@ -172,6 +176,13 @@ class Env:
 
 @pytest_asyncio.fixture
 async def env() -> AsyncIterator[Env]:
+    async with open_env(Plans()) as opened:
+        yield opened
+
+
+@asynccontextmanager
+async def open_env(plans: Plans) -> AsyncIterator[Env]:
+    """The services over a new, migrated database of their own."""
     require(await postgres_available(), "PostgreSQL on 127.0.0.1:5432")
     url = await create_database()
     await migrate(url)
@@ -181,7 +192,7 @@ async def env() -> AsyncIterator[Env]:
     customers = CustomerService(PostgresCustomerRepository(sessions), clock=clock)
     rate_cards = CatalogRateCards()
     repository = PostgresSubscriptionRepository(sessions, rate_cards)
-    subscriptions = SubscriptionService(repository, Plans(), customers, rate_cards, clock=clock)
+    subscriptions = SubscriptionService(repository, plans, customers, rate_cards, clock=clock)
     uow = billing_unit_of_work(sessions)
     marketplace = Marketplace(PostgresInvoiceNumbers(sessions))
     profiles = BillingProfileService(uow, Provisioner(uow), customers, marketplace)
@@ -189,8 +200,10 @@ async def env() -> AsyncIterator[Env]:
     invoices = InvoiceService(uow, profiles, customers, marketplace, usage, clock=clock)
     sync = SubscriptionSync(uow, profiles, repository, clock=clock, drafts=invoices)
     apps = AppService(uow, marketplace, Provisioner(uow))
-    yield Env(subscriptions, sync, invoices, customers, usage, clock, uow, profiles, apps)
-    await engine.dispose()
+    try:
+        yield Env(subscriptions, sync, invoices, customers, usage, clock, uow, profiles, apps)
+    finally:
+        await engine.dispose()
 
 
 async def subscribe(env: Env, ns: str, key: str, plan: str = "team") -> Subscription:
