@@ -17,9 +17,9 @@ the product's code:
 - each invoice's total is the sum of its lines, every amount in whole cents.
 
 Services and store are those of test_subscription_billing (real Postgres, the usage stand-in), a
-new database per example (two to three seconds each). `make test` runs six histories, derandomized
-(the same ones every run); `make etoe` (TALLY_FULL_SUITE=1) runs 100 new ones, or
-`TALLY_BILLPROPS_EXAMPLES`."""
+new database per example (one to three seconds each). `make test` runs EVERY_PATH and six drawn
+histories, derandomized (the same ones every run); `make etoe` (TALLY_FULL_SUITE=1) runs 100 new
+ones, or `TALLY_BILLPROPS_EXAMPLES`."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ from fractions import Fraction
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
 from domain.billing.invoice_states import InvoiceStatus
@@ -354,12 +354,31 @@ def _run(history: tuple[Any, ...]) -> None:
 
 # Shrinking a history costs minutes (a database and a few dozen service calls per try); while
 # hunting, TALLY_BILLPROPS_NO_SHRINK=1 reports the first failing history as drawn.
-_PHASES = [Phase.generate] if os.environ.get("TALLY_BILLPROPS_NO_SHRINK") == "1" else list(Phase)
+_PHASES = [Phase.explicit, Phase.generate] if os.environ.get("TALLY_BILLPROPS_NO_SHRINK") == "1" else list(Phase)
 _SLOW = [HealthCheck.too_slow, HealthCheck.data_too_large]
+
+
+# A history that takes every path at least once, whatever the draws: usage before the start (not
+# billed), November billed on Dec 1, usage for November stored after that (a late-usage
+# correction), a progressive invoice-now in December, a change of plan after December's in-advance
+# fee was issued (it stays as issued; the new plan's fee is prorated from the change), a graduated
+# price into its third tier, and an immediate cancellation in January.
+EVERY_PATH = (
+    9 * 24 * 60,
+    "basic",
+    [("usage", "api", 60, 250), ("wait", 3 * 24 * 60), ("usage", "tokens", 120, 150)]
+    + [("wait", 3 * 24 * 60)] * 6
+    + [("wait", 120), ("usage", "api", 180, 100), ("wait", 60), ("usage", "api", 60, 40)]
+    + [("wait", 3 * 24 * 60 + 60), ("invoice_now",), ("usage", "api", 30, 7), ("wait", 3000)]
+    + [("change", "immediate"), ("usage", "tokens", 10, 600), ("wait", 3 * 24 * 60), ("usage", "api", 5, 3)]
+    + [("wait", 3 * 24 * 60)] * 3
+    + [("cancel", "immediate")],
+)
 
 
 @settings(max_examples=6, deadline=None, derandomize=True, phases=_PHASES, suppress_health_check=_SLOW)
 @given(histories)
+@example(EVERY_PATH)
 def test_a_customer_is_invoiced_what_they_owe_over_a_random_history(history: tuple[Any, ...]) -> None:
     _run(history)
 
