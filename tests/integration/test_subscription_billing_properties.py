@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -69,7 +70,7 @@ GRADUATED = {
 }
 
 
-def _plan(key: str, base: str, support: str, api: str) -> dict[str, Any]:
+def _plan(key: str, base: str, support: str, api: str, images: str) -> dict[str, Any]:
     return {
         "key": key,
         "name": key.title(),
@@ -84,14 +85,15 @@ def _plan(key: str, base: str, support: str, api: str) -> dict[str, Any]:
                     card("support", {"type": "flat", "amount": support, "paymentTerm": "in_arrears"}),
                     card("api", {"type": "unit", "amount": api}, "api"),
                     card("tokens", GRADUATED, "tokens"),
+                    card("images", {"type": "package", "amount": images, "quantityPerPackage": "10"}, "images"),
                 ],
             }
         ],
     }
 
 
-BASIC = _plan("basic", base="30", support="12", api="0.013")
-PRO = _plan("pro", base="49.99", support="20", api="0.0075")
+BASIC = _plan("basic", base="30", support="12", api="0.013", images="5")
+PRO = _plan("pro", base="49.99", support="20", api="0.0075", images="3.5")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -126,6 +128,12 @@ def flat_amount(plan: dict[str, Any], name: str) -> Decimal:
 
 def unit_amount(plan: dict[str, Any]) -> Decimal:
     return flat_amount(plan, "api")
+
+
+def packages(plan: dict[str, Any], quantity: Decimal) -> Decimal:
+    """Every started package of 10 images at the plan's amount: the period's total usage decides
+    (docs/billing.md: progressive lines bill only the packages they start)."""
+    return math.ceil(quantity / 10) * flat_amount(plan, "images")
 
 
 @dataclass
@@ -180,10 +188,11 @@ class Owed:
                         out[(span.sub_id, name, start)] = prorated(amount, start, end, full_start, full_end)
                 used = {
                     feature: sum((q for f, at, q in self.events if f == feature and start <= at < end), D(0))
-                    for feature in ("api", "tokens")
+                    for feature in ("api", "tokens", "images")
                 }
                 out[(span.sub_id, "api", start)] = whole_cents(used["api"] * unit_amount(span.plan))
                 out[(span.sub_id, "tokens", start)] = whole_cents(graduated(used["tokens"]))
+                out[(span.sub_id, "images", start)] = whole_cents(packages(span.plan, used["images"]))
         return out
 
     def period_of(self, sub_id: str, line: InvoiceLine) -> datetime:
@@ -211,7 +220,9 @@ steps = st.one_of(
     # Time passes (up to three days, so a late event is always seen within the late-usage window).
     st.tuples(st.just("wait"), st.integers(1, 72 * 60)),
     # A usage event at up to two days before now; stored now.
-    st.tuples(st.just("usage"), st.sampled_from(["api", "tokens"]), st.integers(0, 48 * 60), st.integers(1, 400)),
+    st.tuples(
+        st.just("usage"), st.sampled_from(["api", "tokens", "images"]), st.integers(0, 48 * 60), st.integers(1, 400)
+    ),
     st.tuples(st.just("invoice_now")),
     st.tuples(st.just("cancel"), st.sampled_from(["immediate", "next_billing_cycle"])),
     st.tuples(st.just("change"), st.sampled_from(["immediate", "next_billing_cycle"])),
@@ -362,16 +373,18 @@ _SLOW = [HealthCheck.too_slow, HealthCheck.data_too_large]
 # billed), November billed on Dec 1, usage for November stored after that (a late-usage
 # correction), a progressive invoice-now in December, a change of plan after December's in-advance
 # fee was issued (it stays as issued; the new plan's fee is prorated from the change), a graduated
-# price into its third tier, and an immediate cancellation in January.
+# price into its third tier, images billed progressively across a package (13 then 4: two packages),
+# and an immediate cancellation in January.
 EVERY_PATH = (
     9 * 24 * 60,
     "basic",
     [("usage", "api", 60, 250), ("wait", 3 * 24 * 60), ("usage", "tokens", 120, 150)]
     + [("wait", 3 * 24 * 60)] * 6
     + [("wait", 120), ("usage", "api", 180, 100), ("wait", 60), ("usage", "api", 60, 40)]
-    + [("wait", 3 * 24 * 60 + 60), ("invoice_now",), ("usage", "api", 30, 7), ("wait", 3000)]
-    + [("change", "immediate"), ("usage", "tokens", 10, 600), ("wait", 3 * 24 * 60), ("usage", "api", 5, 3)]
-    + [("wait", 3 * 24 * 60)] * 3
+    + [("wait", 3 * 24 * 60), ("invoice_now",), ("usage", "api", 30, 7), ("wait", 3000)]
+    + [("change", "immediate"), ("usage", "tokens", 10, 600), ("wait", 3 * 24 * 60), ("usage", "images", 5, 13)]
+    + [("invoice_now",), ("usage", "images", 5, 4), ("wait", 3 * 24 * 60), ("usage", "api", 5, 3)]
+    + [("wait", 3 * 24 * 60)] * 2
     + [("cancel", "immediate")],
 )
 
