@@ -10,8 +10,8 @@ the product's code:
 
 - per subscription, rate card and service period, the issued invoices' lines add up to the model's
   charge: a flat fee prorated by time when its service period is shorter than the billing period
-  (subscriptionEndProrationMode bill_actual_period, the default), usage priced on the period's
-  total usage;
+  (in the period the subscription ends in, whole when the history's workflow says
+  subscriptionEndProrationMode bill_full_period), usage priced on the period's total usage;
 - every line lies inside one service period of its subscription (nothing billed outside the
   active span, no line across two periods), and a flat fee is billed once per period;
 - each invoice's total is the sum of its lines, every amount in whole cents.
@@ -40,6 +40,7 @@ from hypothesis import strategies as st
 
 from domain.billing.invoice_states import InvoiceStatus
 from domain.billing.invoices import InvoiceLine, InvoiceNowInput, InvoiceWithLines
+from domain.billing.models import OverrideUpsertInput, ProrationMode, WorkflowPatch
 from domain.customers.models import CustomerInput
 from domain.errors import ValidationError
 from domain.subscriptions.models import (
@@ -170,6 +171,11 @@ def prorated(amount: Decimal, start: datetime, end: datetime, full_start: dateti
 @dataclass
 class Owed:
     spans: list[Span] = field(default_factory=list)
+    # The workflow's subscriptionEndProrationMode is bill_full_period: the flat fees of the period a
+    # subscription ends in are billed whole, however short the period (OpenMeter's
+    # StateItem.shouldProrate: no proration when the subscription ends at or before the service
+    # period's end; docs/billing.md "Not yet").
+    full_period_at_end: bool = False
     # (feature, time) of every usage event; the customer's one.
     events: list[tuple[str, datetime, Decimal]] = field(default_factory=list)
 
@@ -184,6 +190,8 @@ class Owed:
                         out[(span.sub_id, name, start)] = prorated(
                             amount, *span.issued_fee[full_start], full_start, full_end
                         )
+                    elif self.full_period_at_end and end == span.end:
+                        out[(span.sub_id, name, start)] = amount
                     else:
                         out[(span.sub_id, name, start)] = prorated(amount, start, end, full_start, full_end)
                 used = {
@@ -231,6 +239,7 @@ histories = st.tuples(
     st.integers(0, 27 * 24 * 60 - 1),  # minutes into November the subscription starts
     st.sampled_from(["basic", "pro"]),
     st.lists(steps, min_size=5, max_size=40),
+    st.booleans(),  # the workflow bills the period a subscription ends in in full
 )
 
 
@@ -240,9 +249,12 @@ async def _worker_pass(env: Env) -> None:
 
 
 async def _fees_issued(env: Env, ns: str, span: Span, at: datetime) -> None:
-    """Before an immediate end at `at`: note the in-advance fee of the period it cuts if an issued
-    invoice (no longer mutable) bills it already."""
-    period = month_start(at)
+    """On an end at `at`: note the in-advance fee of the period it falls in if an issued invoice
+    (no longer mutable) bills it already. The end changes what that fee should be (prorated to the
+    end; or, under bill_full_period, whole where it was prorated by a mid-period start), but an
+    issued line stays as it is. Called after the end is set and before a sync: issued lines do not
+    move either way."""
+    period = month_start(at - timedelta(microseconds=1))
     for found in await all_invoices(env, ns):
         if found.invoice.status in (InvoiceStatus.GATHERING, InvoiceStatus.DRAFT, InvoiceStatus.DELETED):
             continue
@@ -257,16 +269,21 @@ def _active(span: Span, now: datetime) -> bool:
     return span.end is None or now < span.end
 
 
-async def run_history(start_minutes: int, plan_key: str, history: list[tuple[Any, ...]]) -> None:
+async def run_history(
+    start_minutes: int, plan_key: str, history: list[tuple[Any, ...]], full_period_at_end: bool = False
+) -> None:
     plans = {"basic": BASIC, "pro": PRO}
     async with open_env(Plans(list(plans.values()))) as env:
         ns = "billprops"
         env.clock.at = NOV + timedelta(minutes=start_minutes)
         customer = await env.customers.create(ns, CustomerInput(name="c1", key="c1"))
+        if full_period_at_end:
+            patch = WorkflowPatch(subscription_end_proration_mode=ProrationMode.BILL_FULL_PERIOD)
+            await env.profiles.upsert_override(ns, "c1", OverrideUpsertInput(workflow=patch))
         sub = await env.subscriptions.create(
             CreateSubscriptionInput(ns, PlanSelector(plan_key), customer_key="c1", billing_anchor=NOV)
         )
-        owed = Owed([Span(plans[plan_key], sub.active_from, sub_id=sub.id)])
+        owed = Owed([Span(plans[plan_key], sub.active_from, sub_id=sub.id)], full_period_at_end=full_period_at_end)
         await env.sync.sync(sub)
 
         def now() -> datetime:
@@ -287,12 +304,8 @@ async def run_history(start_minutes: int, plan_key: str, history: list[tuple[Any
                     await env.invoices.invoice_now(ns, InvoiceNowInput(customer=customer.id))
             elif step[0] in ("cancel", "change") and _active(current, now()) and now() > current.start:
                 timing = step[1]
-                if current.end is not None and timing == "next_billing_cycle":
-                    continue  # already ends at the cycle's end; the model keeps it simple
                 if current.end is not None:
-                    continue
-                if timing == "immediate":
-                    await _fees_issued(env, ns, current, now())
+                    continue  # already ending (at the cycle's end); the model keeps to one end
                 if step[0] == "cancel":
                     ended = await env.subscriptions.cancel(ns, current.sub_id, Timing(timing))
                 else:
@@ -304,6 +317,7 @@ async def run_history(start_minutes: int, plan_key: str, history: list[tuple[Any
                     await env.sync.sync(successor)
                 assert ended.active_to is not None
                 current.end = ended.active_to
+                await _fees_issued(env, ns, current, current.end)
                 await env.sync.sync(ended)
 
         # The end: the last subscription ends at its billing cycle's end, and everything due is
@@ -317,6 +331,7 @@ async def run_history(start_minutes: int, plan_key: str, history: list[tuple[Any
             ended = await env.subscriptions.cancel(ns, last.sub_id, Timing("next_billing_cycle"))
             assert ended.active_to is not None
             last.end = ended.active_to
+            await _fees_issued(env, ns, last, last.end)
             await env.sync.sync(ended)
         env.clock.at = now() + timedelta(hours=2)
         await _worker_pass(env)
@@ -374,7 +389,7 @@ _SLOW = [HealthCheck.too_slow, HealthCheck.data_too_large]
 # correction), a progressive invoice-now in December, a change of plan after December's in-advance
 # fee was issued (it stays as issued; the new plan's fee is prorated from the change), a graduated
 # price into its third tier, images billed progressively across a package (13 then 4: two packages),
-# and an immediate cancellation in January.
+# and an immediate cancellation in January; with each proration mode at the end.
 EVERY_PATH = (
     9 * 24 * 60,
     "basic",
@@ -386,12 +401,14 @@ EVERY_PATH = (
     + [("invoice_now",), ("usage", "images", 5, 4), ("wait", 3 * 24 * 60), ("usage", "api", 5, 3)]
     + [("wait", 3 * 24 * 60)] * 2
     + [("cancel", "immediate")],
+    False,
 )
 
 
 @settings(max_examples=6, deadline=None, derandomize=True, phases=_PHASES, suppress_health_check=_SLOW)
 @given(histories)
 @example(EVERY_PATH)
+@example((*EVERY_PATH[:3], True))
 def test_a_customer_is_invoiced_what_they_owe_over_a_random_history(history: tuple[Any, ...]) -> None:
     _run(history)
 
