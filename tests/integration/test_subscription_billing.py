@@ -886,3 +886,38 @@ async def test_a_profile_mixing_apps_is_refused(env: Env) -> None:
     assert refused.value.violations[0].code == "apps_differ"
     profiles, total, _, _ = await env.profiles.list_profiles(ns, ListProfilesInput())
     assert total == 1 and [p.profile.id for p in profiles] == [default.id]
+
+
+async def test_bill_full_period_bills_a_drafts_start_shortened_fee_in_full_when_its_period_becomes_the_last(
+    env: Env,
+) -> None:
+    # Found by test_subscription_billing_properties. As on the gathering invoice (above), a draft's
+    # subscription lines follow the subscription (OpenMeter's invoiceupdater: mutable standard
+    # invoices are patched like gathering ones, the amount alone included: semanticProrateDecision).
+    # Started Nov 21 on an anchor of the 1st, the Base fee (30, in advance) invoiced at once into a
+    # draft waiting for approval at 10.00; canceled for Dec 1 under bill_full_period, the period
+    # Nov 21 - Dec 1 is the last and bills 30 whole.
+    ns = "sb_draft_full_period"
+    start = NOV + timedelta(days=20)
+    env.clock.at = start
+    await env.customers.create(ns, CustomerInput(name="c1", key="c1"))
+    patch = WorkflowPatch(auto_advance=False, subscription_end_proration_mode=ProrationMode.BILL_FULL_PERIOD)
+    await env.profiles.upsert_override(ns, "c1", OverrideUpsertInput(workflow=patch))
+    sub = await env.subscriptions.create(
+        CreateSubscriptionInput(ns, PlanSelector("team"), customer_key="c1", billing_anchor=NOV)
+    )
+    await env.sync.sync(sub)
+    env.clock.at = start + timedelta(hours=1)
+    base = next(x for x in gathering_lines(await all_invoices(env, ns)) if x.name == "Base" and x.period_start == start)
+    (draft,) = await env.invoices.invoice_now(ns, InvoiceNowInput(customer=sub.customer_id, line_ids=[base.id]))
+    assert draft.invoice.status is InvoiceStatus.DRAFT and draft.invoice.totals.total == D("10.00")
+
+    env.clock.at = start + timedelta(days=2)
+    sub = await env.subscriptions.cancel(ns, sub.id, Timing("next_billing_cycle"))
+    assert sub.active_to == DEC
+    await env.sync.sync(sub)
+    after = await env.invoices.get(ns, draft.invoice.id)
+    (line,) = [x for x in after.lines if x.parent_line_id is None]
+    assert (line.id, line.period_start, line.period_end, line.per_unit_amount) == (base.id, start, DEC, D(30))
+    assert after.invoice.totals.total == D(30)
+    assert await env.sync.sync(sub) == 0
