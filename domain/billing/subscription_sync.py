@@ -352,12 +352,16 @@ def _plan(
     # The timeline compares periods only; a flat fee's amount can change on its own (the workflow's
     # subscriptionEndProrationMode changed, say). A line nothing of which is invoiced yet follows
     # it, as OpenMeter patches a line whose per-unit amount differs from the target's.
+    # A fee already on a draft (editable, not gathering) is re-rated on its draft as a correction
+    # of that invoice is (OpenMeter's invoice updater patches mutable standard invoices alike).
     planned = {i.key for i in (*plan.create, *plan.update)} | set(plan.delete) | set(plan.corrections)
-    repriced = tuple(
-        e.item for key, e in expected.items() if key not in planned and key in parts and _repriced(e.line, parts[key])
+    unplanned = [(key, e) for key, e in expected.items() if key not in planned and key in parts]
+    repriced = tuple(e.item for key, e in unplanned if _repriced(e.line, parts[key], {InvoiceStatus.GATHERING}))
+    on_drafts = tuple(
+        key for key, e in unplanned if _repriced(e.line, parts[key], editable - {InvoiceStatus.GATHERING})
     )
-    if repriced:
-        plan = evolve(plan, update=(*plan.update, *repriced))
+    if repriced or on_drafts:
+        plan = evolve(plan, update=(*plan.update, *repriced), corrections=(*plan.corrections, *on_drafts))
     # A line the user edited or deleted through the invoice API is managedBy manual: the sync
     # patches only the subscription's own lines (OpenMeter's subscriptionsync reconciler,
     # patchhelpers.go shouldSkipLinePatch) and, the deleted line still being held, does not make
@@ -373,10 +377,12 @@ def _plan(
     return parts, plan
 
 
-def _repriced(wanted: InvoiceLine, held: Sequence[tuple[InvoiceLine, InvoiceStatus]]) -> bool:
-    """Whether the held flat-fee lines, all still gathering, bill another amount than the item's
-    line (a usage line's amount is its snapshot's business)."""
-    if wanted.type is not LineType.FLAT_FEE or any(status is not InvoiceStatus.GATHERING for _, status in held):
+def _repriced(
+    wanted: InvoiceLine, held: Sequence[tuple[InvoiceLine, InvoiceStatus]], statuses: set[InvoiceStatus]
+) -> bool:
+    """Whether the held flat-fee lines, all on invoices of `statuses`, bill another amount than the
+    item's line (a usage line's amount is its snapshot's business)."""
+    if not statuses or wanted.type is not LineType.FLAT_FEE or any(status not in statuses for _, status in held):
         return False
     return any(line.per_unit_amount != wanted.per_unit_amount or line.quantity != wanted.quantity for line, _ in held)
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -128,9 +129,12 @@ DAILY_PLAN = {
 
 
 class Plans:
-    def __init__(self) -> None:
+    """The catalog's active plans, as the subscription service reads them: `bodies` as OpenMeter's
+    plan JSON, each published on Nov 1 as version 1."""
+
+    def __init__(self, bodies: Sequence[dict[str, Any]] = (PLAN, TRIAL_PLAN, DAILY_PLAN)) -> None:
         self.views: dict[str, PlanView] = {}
-        for body in (PLAN, TRIAL_PLAN, DAILY_PLAN):
+        for body in bodies:
             content, issues = parse_plan(body)
             issues.raise_if_errors()
             assert content is not None
@@ -172,6 +176,13 @@ class Env:
 
 @pytest_asyncio.fixture
 async def env() -> AsyncIterator[Env]:
+    async with open_env(Plans()) as opened:
+        yield opened
+
+
+@asynccontextmanager
+async def open_env(plans: Plans) -> AsyncIterator[Env]:
+    """The services over a new, migrated database of their own."""
     require(await postgres_available(), "PostgreSQL on 127.0.0.1:5432")
     url = await create_database()
     await migrate(url)
@@ -181,7 +192,7 @@ async def env() -> AsyncIterator[Env]:
     customers = CustomerService(PostgresCustomerRepository(sessions), clock=clock)
     rate_cards = CatalogRateCards()
     repository = PostgresSubscriptionRepository(sessions, rate_cards)
-    subscriptions = SubscriptionService(repository, Plans(), customers, rate_cards, clock=clock)
+    subscriptions = SubscriptionService(repository, plans, customers, rate_cards, clock=clock)
     uow = billing_unit_of_work(sessions)
     marketplace = Marketplace(PostgresInvoiceNumbers(sessions))
     profiles = BillingProfileService(uow, Provisioner(uow), customers, marketplace)
@@ -189,8 +200,10 @@ async def env() -> AsyncIterator[Env]:
     invoices = InvoiceService(uow, profiles, customers, marketplace, usage, clock=clock)
     sync = SubscriptionSync(uow, profiles, repository, clock=clock, drafts=invoices)
     apps = AppService(uow, marketplace, Provisioner(uow))
-    yield Env(subscriptions, sync, invoices, customers, usage, clock, uow, profiles, apps)
-    await engine.dispose()
+    try:
+        yield Env(subscriptions, sync, invoices, customers, usage, clock, uow, profiles, apps)
+    finally:
+        await engine.dispose()
 
 
 async def subscribe(env: Env, ns: str, key: str, plan: str = "team") -> Subscription:
@@ -885,3 +898,38 @@ async def test_a_profile_mixing_apps_is_refused(env: Env) -> None:
     assert refused.value.violations[0].code == "apps_differ"
     profiles, total, _, _ = await env.profiles.list_profiles(ns, ListProfilesInput())
     assert total == 1 and [p.profile.id for p in profiles] == [default.id]
+
+
+async def test_bill_full_period_bills_a_drafts_start_shortened_fee_in_full_when_its_period_becomes_the_last(
+    env: Env,
+) -> None:
+    # Found by test_subscription_billing_properties. As on the gathering invoice (above), a draft's
+    # subscription lines follow the subscription (OpenMeter's invoiceupdater: mutable standard
+    # invoices are patched like gathering ones, the amount alone included: semanticProrateDecision).
+    # Started Nov 21 on an anchor of the 1st, the Base fee (30, in advance) invoiced at once into a
+    # draft waiting for approval at 10.00; canceled for Dec 1 under bill_full_period, the period
+    # Nov 21 - Dec 1 is the last and bills 30 whole.
+    ns = "sb_draft_full_period"
+    start = NOV + timedelta(days=20)
+    env.clock.at = start
+    await env.customers.create(ns, CustomerInput(name="c1", key="c1"))
+    patch = WorkflowPatch(auto_advance=False, subscription_end_proration_mode=ProrationMode.BILL_FULL_PERIOD)
+    await env.profiles.upsert_override(ns, "c1", OverrideUpsertInput(workflow=patch))
+    sub = await env.subscriptions.create(
+        CreateSubscriptionInput(ns, PlanSelector("team"), customer_key="c1", billing_anchor=NOV)
+    )
+    await env.sync.sync(sub)
+    env.clock.at = start + timedelta(hours=1)
+    base = next(x for x in gathering_lines(await all_invoices(env, ns)) if x.name == "Base" and x.period_start == start)
+    (draft,) = await env.invoices.invoice_now(ns, InvoiceNowInput(customer=sub.customer_id, line_ids=[base.id]))
+    assert draft.invoice.status is InvoiceStatus.DRAFT and draft.invoice.totals.total == D("10.00")
+
+    env.clock.at = start + timedelta(days=2)
+    sub = await env.subscriptions.cancel(ns, sub.id, Timing("next_billing_cycle"))
+    assert sub.active_to == DEC
+    await env.sync.sync(sub)
+    after = await env.invoices.get(ns, draft.invoice.id)
+    (line,) = [x for x in after.lines if x.parent_line_id is None]
+    assert (line.id, line.period_start, line.period_end, line.per_unit_amount) == (base.id, start, DEC, D(30))
+    assert after.invoice.totals.total == D(30)
+    assert await env.sync.sync(sub) == 0
