@@ -494,7 +494,8 @@ class ListOverridesInput:
 
     def validate(self) -> tuple[OverrideListQuery, dict[str, bool]]:
         v = Violations()
-        pagination = Pagination(page=self.page, page_size=self.page_size).validate()
+        # Always paged: without page or pageSize, the contract's page 1 of 100 (the answer says so).
+        pagination = Pagination(page=self.page, page_size=self.page_size).validate().paged()
         order_by = parse_order_by(self.order_by, OVERRIDE_ORDER_BY, "customerId", v)
         expand = parse_expand(v, self.expand, ("apps", "customer"))
         for i, profile_id in enumerate(self.billing_profile):

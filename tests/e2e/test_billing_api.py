@@ -651,6 +651,19 @@ async def test_override_list_is_newest_customer_id_first_unless_asked_otherwise(
     assert [i["customer"]["id"] for i in ascending["items"]] == sorted(ids)
 
 
+async def test_override_list_without_paging_parameters_is_its_first_page_of_100(api: httpx.AsyncClient) -> None:
+    # The contract's defaults are page 1 and pageSize 100, and the answer says so: it answered every
+    # customer under "page 1 of 100", so a client paging on met customers 101 and on twice.
+    ids = [(await make_customer(api, f"override_paging_{n}"))["id"] for n in range(101)]
+    params: dict[str, Any] = {"customerId": ids, "expand": "customer"}
+    first = await ok(await api.get(OVERRIDES, params=params))
+    assert (first["page"], first["pageSize"], first["totalCount"], len(first["items"])) == (1, 100, 101, 100)
+    second = await ok(await api.get(OVERRIDES, params={**params, "page": 2}))
+    assert (second["page"], second["pageSize"], second["totalCount"], len(second["items"])) == (2, 100, 101, 1)
+    listed = [i["customer"]["id"] for i in (*first["items"], *second["items"])]
+    assert sorted(listed) == sorted(ids)
+
+
 async def test_override_list_refuses_billing_profile_with_customers_without_pinned_profile(
     api: httpx.AsyncClient,
 ) -> None:
