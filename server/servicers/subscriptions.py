@@ -85,8 +85,12 @@ class SubscriptionServicer(subscriptions_pb2_grpc.SubscriptionServiceServicer):
     def _sub(self, sub: Subscription) -> subscriptions_pb2.Subscription:
         return message_from_dict(subscription_rest(sub, self._subscriptions.now()), subscriptions_pb2.Subscription())
 
-    async def _expanded(self, sub: Subscription) -> subscriptions_pb2.SubscriptionExpanded:
-        now = self._subscriptions.now()
+    async def _expanded(self, sub: Subscription, at: datetime | None = None) -> subscriptions_pb2.SubscriptionExpanded:
+        """The expanded view as of `at` (now unless given): its status, current billing period,
+        items in force and their entitlements' values. Edits never rewrite the past (an item in
+        force is ended, not deleted), so the stored spec read at a past time is what was in force
+        then; at a future time it is what is planned now."""
+        now = at or self._subscriptions.now()
         data = expanded_rest(sub, now, self._rate_cards)
         await self._add_included(sub, data, now)
         return message_from_dict(data, subscriptions_pb2.SubscriptionExpanded())
@@ -148,7 +152,8 @@ class SubscriptionServicer(subscriptions_pb2_grpc.SubscriptionServiceServicer):
         self, request: subscriptions_pb2.GetSubscriptionRequest, context: Ctx
     ) -> subscriptions_pb2.SubscriptionExpanded:
         sub = await self._subscriptions.get(self._request.namespace(context), request.subscription_id)
-        return await self._expanded(sub)
+        # OpenMeter answers 501 for `at`; Tally answers the subscription as of then (it was ignored).
+        return await self._expanded(sub, timestamp_or_none(request, "at"))
 
     def _operation(self, index: int, op: subscriptions_pb2.SubscriptionEditOperation) -> edits.EditOperation:
         path = f"customizations[{index}]"

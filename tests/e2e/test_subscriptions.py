@@ -846,3 +846,35 @@ def test_an_add_ons_quantity_change_is_refused_while_the_customer_is_billed_in_a
     )
     assert change.status_code == 400, change.text
     assert http.get(f"/api/v1/subscriptions/{sub_id}/addons").json()[0]["quantity"] == 2
+
+
+def test_a_subscription_read_at_a_time_shows_it_as_of_then(tally: TallyProcess) -> None:
+    """GET /api/v1/subscriptions/{id}?at=: the proto promises the subscription as of that time
+    (OpenMeter answers 501); the view was today's whatever `at` said."""
+    http = httpx.Client(base_url=tally.rest_url, timeout=30)
+    feature, key, customer_key, _ = plan_and_customer(http, "asof")
+    start = "2031-03-01T00:00:00Z"
+    created = http.post(
+        "/api/v1/subscriptions", json={"plan": {"key": key}, "customerKey": customer_key, "timing": start}
+    )
+    assert created.status_code == 201, created.text
+    sub_id = created.json()["id"]
+    today = http.get(f"/api/v1/subscriptions/{sub_id}")
+    assert today.status_code == 200, today.text
+    assert today.json()["status"] == "scheduled"
+    assert "currentAlignedBillingPeriod" not in today.json()["alignment"]
+
+    # Ten days into the default phase (after the month of trial): active, billed Apr 1 - May 1,
+    # and the default phase's items are the ones in force.
+    then = http.get(f"/api/v1/subscriptions/{sub_id}", params={"at": "2031-04-11T00:00:00Z"})
+    assert then.status_code == 200, then.text
+    body = then.json()
+    assert body["status"] == "active"
+    assert body["alignment"]["currentAlignedBillingPeriod"] == {
+        "from": "2031-04-01T00:00:00Z",
+        "to": "2031-05-01T00:00:00Z",
+    }
+    default = next(p for p in body["phases"] if p["key"] == "default")
+    assert {i["key"] for i in default["items"]} == {"base", feature}
+    bad = http.get(f"/api/v1/subscriptions/{sub_id}", params={"at": "yesterday"})
+    assert bad.status_code == 400, bad.text
