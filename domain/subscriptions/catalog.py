@@ -8,8 +8,10 @@ month end, then days, then seconds). `to_iso` converts at this one boundary.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from domain.catalog.durations import Duration
@@ -74,8 +76,14 @@ class CatalogRateCards:
     def entitlement_template(self, rate_card: TimelineRateCard) -> EntitlementTemplate | None:
         return card_of(rate_card).entitlement_template
 
-    def to_json(self, rate_card: TimelineRateCard) -> dict[str, Any]:
-        return card_of(rate_card).rest()
+    def to_json(self, rate_card: TimelineRateCard, quantity: Decimal = Decimal(1)) -> dict[str, Any]:
+        card = card_of(rate_card)
+        if quantity != 1 and isinstance(card.price, FlatPrice):
+            # An item of an add-on bought `quantity` times bills that many flat fees as one (see
+            # docs/billing.md), and shows it: OpenMeter applies the add-on's rate card once per
+            # instance, adding up the amounts (subscription/addon/extend.go).
+            card = dataclasses.replace(card, price=dataclasses.replace(card.price, amount=card.price.amount * quantity))
+        return card.rest()
 
     def to_storage(self, rate_card: TimelineRateCard) -> dict[str, Any]:
         # Defaults stay unset, so what is read back equals what was stored.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Protocol
 
 from domain.entitlements.recurrence import IsoDuration
@@ -74,8 +75,9 @@ class RateCardTerms(Protocol):
 
     def entitlement_template(self, rate_card: TimelineRateCard) -> Any | None: ...
 
-    def to_json(self, rate_card: TimelineRateCard) -> dict[str, Any]:
-        """OpenMeter's JSON, defaults resolved (what the API shows)."""
+    def to_json(self, rate_card: TimelineRateCard, quantity: Decimal = Decimal(1)) -> dict[str, Any]:
+        """OpenMeter's JSON, defaults resolved (what the API shows); a flat price `quantity` times
+        (an add-on's item, bought that many times)."""
         ...
 
     def to_storage(self, rate_card: TimelineRateCard) -> dict[str, Any]:

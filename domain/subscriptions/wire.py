@@ -104,7 +104,7 @@ def _phase_rest(
 def _item_rest(
     sub: Subscription, item: ItemView, rate_cards: RateCardTerms, entitlement_ids: dict[str, str]
 ) -> dict[str, Any]:
-    card = rate_cards.to_json(item.spec.rate_card)
+    card = rate_cards.to_json(item.spec.rate_card, item.spec.quantity)
     out: dict[str, Any] = {
         "id": item.spec.id,
         "key": item.spec.key,

@@ -878,3 +878,25 @@ def test_a_subscription_read_at_a_time_shows_it_as_of_then(tally: TallyProcess) 
     assert {i["key"] for i in default["items"]} == {"base", feature}
     bad = http.get(f"/api/v1/subscriptions/{sub_id}", params={"at": "yesterday"})
     assert bad.status_code == 400, bad.text
+
+
+def test_an_add_on_items_price_is_what_its_quantity_bills(tally: TallyProcess) -> None:
+    # OpenMeter applies a multiple-instance add-on's rate card once per instance, so the item it
+    # makes shows N x the flat amount (subscription/addon/extend.go: Apply adds the amounts), and
+    # that is what Tally bills (docs/billing.md). The expanded subscription showed the amount of
+    # one seat whatever the quantity: 2 seats of 5 read as an item priced 5.
+    http = httpx.Client(base_url=tally.rest_url, timeout=30)
+    addon_id, sub_id = _seats_on_a_plan(http, "seat_price", starting_phase="default")
+    bought = _buy_seats(http, sub_id, addon_id, 2)
+    assert bought.status_code == 201, bought.text
+    expanded = http.get(f"/api/v1/subscriptions/{sub_id}").json()
+    seat = next(i for i in expanded["phases"][0]["items"] if i["key"] == "seat")
+    assert (seat["price"]["type"], seat["price"]["amount"]) == ("flat", "10")
+    # The add-on's own rate card is one instance's, as OpenMeter's SubscriptionAddon shows it.
+    assert bought.json()["rateCards"][0]["rateCard"]["price"]["amount"] == "5"
+    changed = http.patch(
+        f"/api/v1/subscriptions/{sub_id}/addons/{bought.json()['id']}", json={"quantity": 3, "timing": "immediate"}
+    )
+    assert changed.status_code == 200, changed.text
+    timeline = http.get(f"/api/v1/subscriptions/{sub_id}").json()["phases"][0]["itemTimelines"]["seat"]
+    assert [v["price"]["amount"] for v in timeline] == ["10", "15"]
