@@ -286,7 +286,7 @@ class SubscriptionService:
                 )
             plan_phases = plan_phases[keys.index(starting_phase) :]
         # The anchor is kept as given: boundaries are computed from it (Jan 31 + n months stays on
-        # month ends). The wire shows it normalised to the last boundary before the start.
+        # month ends), and shown as given, as OpenMeter does.
         anchor = anchor or start
         phase_specs: list[PhaseSpec] = []
         # Each phase starts after the sum of the durations before it (ISO durations add field by

@@ -96,14 +96,6 @@ class SubscriptionSpec:
 ZERO = IsoDuration()
 
 
-def normalize_anchor(anchor: datetime, cadence: IsoDuration, start: datetime) -> datetime:
-    """The anchor moved to its last recurrence at or before `start`, as OpenMeter shows it.
-
-    Only for display: boundaries are computed from the anchor as given, because a normalised
-    month-end anchor drifts (Jan 31 normalised to Apr 30 would continue May 30, not May 31)."""
-    return Recurrence(cadence, ensure_utc(anchor, "billingAnchor")).prev_before(ensure_utc(start, "activeFrom"))
-
-
 # ---------------------------------------------------------------------------------------------
 # phases and items in absolute time
 

@@ -15,7 +15,6 @@ from domain.subscriptions.timeline import (
     PhaseView,
     billing_period_at,
     item_timelines,
-    normalize_anchor,
     phases,
     representative_items,
 )
@@ -50,7 +49,8 @@ def subscription_rest(sub: Subscription, now: datetime) -> dict[str, Any]:
         "costBasisPins": [],
         "billingCadence": sub.billing_cadence.iso(),
         "proRatingConfig": {"enabled": sub.pro_rating.enabled, "mode": sub.pro_rating.mode},
-        "billingAnchor": ts(normalize_anchor(sub.billing_anchor, sub.billing_cadence, sub.active_from)),
+        # As given (OpenMeter keeps any anchor since openmeter#3229; it no longer normalises it).
+        "billingAnchor": ts(sub.billing_anchor),
         "settlementMode": sub.settlement_mode,
         "alignment": {"billablesMustAlign": True},
     }

@@ -900,3 +900,29 @@ def test_an_add_on_items_price_is_what_its_quantity_bills(tally: TallyProcess) -
     assert changed.status_code == 200, changed.text
     timeline = http.get(f"/api/v1/subscriptions/{sub_id}").json()["phases"][0]["itemTimelines"]["seat"]
     assert [v["price"]["amount"] for v in timeline] == ["10", "15"]
+
+
+def test_the_billing_anchor_is_shown_as_given(tally: TallyProcess) -> None:
+    # OpenMeter keeps the anchor it is given ("allow any subscription anchor, do not normalize the
+    # anchor", openmeter#3229; its e2e test reads back the anchor it sent, and a change's next
+    # subscription shows the current one's). Tally showed it moved to the last billing-period start
+    # at or before the subscription's start: an anchor on the 1st of next month read back as the 1st
+    # of this one, and the next subscription of a change at the next billing cycle had an anchor a
+    # month later than the current one's.
+    http = httpx.Client(base_url=tally.rest_url, timeout=30)
+    _, key, customer_key, _ = plan_and_customer(http, "anchor")
+    anchor = "2031-02-01T00:00:00Z"
+    created = http.post(
+        "/api/v1/subscriptions", json={"plan": {"key": key}, "customerKey": customer_key, "billingAnchor": anchor}
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["billingAnchor"] == anchor
+    sub_id = created.json()["id"]
+    assert http.get(f"/api/v1/subscriptions/{sub_id}").json()["billingAnchor"] == anchor
+    changed = http.post(
+        f"/api/v1/subscriptions/{sub_id}/change", json={"plan": {"key": key}, "timing": "next_billing_cycle"}
+    )
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["current"]["billingAnchor"] == changed.json()["next"]["billingAnchor"] == anchor
+    # Billing still runs from the anchor: the next subscription starts on a 1st.
+    assert changed.json()["next"]["activeFrom"].endswith("-01T00:00:00Z")

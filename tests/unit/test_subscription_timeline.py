@@ -17,7 +17,6 @@ from domain.subscriptions.timeline import (
     billable_items,
     current_phase,
     item_timelines,
-    normalize_anchor,
     phases,
     representative_items,
 )
@@ -109,11 +108,6 @@ def test_a_fourteen_day_trial_lasts_fourteen_days() -> None:
     default = phase("default", IsoDuration(days=14), Card("base", in_advance=True))
     views = phases(spec(trial, default))
     assert views[1].active_from == START + timedelta(days=14)
-
-
-def test_anchor_normalised_to_last_recurrence_before_start() -> None:
-    assert normalize_anchor(datetime(2025, 6, 10, 8, tzinfo=UTC), MONTH, START) == datetime(2026, 1, 10, 8, tzinfo=UTC)
-    assert normalize_anchor(datetime(2026, 3, 10, tzinfo=UTC), MONTH, START) == datetime(2026, 1, 10, tzinfo=UTC)
 
 
 def test_billable_items_split_by_period_and_clip_at_the_end() -> None:
