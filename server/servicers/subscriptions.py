@@ -335,16 +335,28 @@ class SubscriptionServicer(subscriptions_pb2_grpc.SubscriptionServiceServicer):
             raise ValidationError.single("addon.id", "required", "required")
         if not body.name:
             raise ValidationError.single("name", "required", "required")
-        sub, addon = await self._subscriptions.create_addon(
-            self._request.namespace(context),
-            request.subscription_id,
-            body.addon.id,
-            body.quantity,
-            Timing.parse(body.timing, default=None),
-            name=body.name,
-            description=optional_str(body, "description"),
-            metadata=dict(body.metadata),
-        )
+        namespace = self._request.namespace(context)
+        timing = Timing.parse(body.timing, default=None)
+        current = await self._subscriptions.get(namespace, request.subscription_id)
+        held = next((a for a in current.addons if a.addon_id == body.addon.id), None)
+        if held is not None:
+            # An add-on the subscription has: its quantity is changed, as OpenMeter's create handler
+            # does "as a convenience" (name, description and metadata are left as they are there
+            # too). Answered 201 all the same: the SDKs check the code exactly.
+            sub, addon = await self._subscriptions.update_addon(
+                namespace, request.subscription_id, held.id, body.quantity, timing
+            )
+        else:
+            sub, addon = await self._subscriptions.create_addon(
+                namespace,
+                request.subscription_id,
+                body.addon.id,
+                body.quantity,
+                timing,
+                name=body.name,
+                description=optional_str(body, "description"),
+                metadata=dict(body.metadata),
+            )
         await rest_hints(context, http_code=201)
         return self._addon(sub, addon)
 

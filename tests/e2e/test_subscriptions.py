@@ -287,9 +287,9 @@ def test_addons_bought_changed_and_billed_as_items(tally: TallyProcess) -> None:
     listed = client.subscription_addons.list(sub.id)
     assert [a.id for a in listed] == [bought.id]
     assert client.subscription_addons.get(sub.id, bought.id).quantity == 3
-    # Buying the same add-on twice is refused: its quantity is what changes.
+    # Buying the same add-on again changes its quantity (as OpenMeter's create handler does).
     again = _buy_seats(http, sub.id, addon.json()["id"], 1)
-    assert again.status_code == 409
+    assert again.status_code == 201 and (again.json()["id"], again.json()["quantity"]) == (bought.id, 1)
 
 
 def custom_plan_and_customer(http: httpx.Client, prefix: str) -> tuple[dict[str, Any], str]:
@@ -926,3 +926,21 @@ def test_the_billing_anchor_is_shown_as_given(tally: TallyProcess) -> None:
     assert changed.json()["current"]["billingAnchor"] == changed.json()["next"]["billingAnchor"] == anchor
     # Billing still runs from the anchor: the next subscription starts on a 1st.
     assert changed.json()["next"]["activeFrom"].endswith("-01T00:00:00Z")
+
+
+def test_buying_an_add_on_the_subscription_has_changes_its_quantity(tally: TallyProcess) -> None:
+    # OpenMeter's POST /subscriptions/{id}/addons changes the quantity of an add-on the
+    # subscription already has, "as a convenience" (subscription/addon/http/create.go, since
+    # openmeter#2812), so a client may set the quantity with the same call it bought with. Tally
+    # answered 409 addon_already_purchased.
+    http = httpx.Client(base_url=tally.rest_url, timeout=30)
+    addon_id, sub_id = _seats_on_a_plan(http, "seat_again", starting_phase="default")
+    bought = _buy_seats(http, sub_id, addon_id, 2)
+    assert bought.status_code == 201, bought.text
+    again = _buy_seats(http, sub_id, addon_id, 4)
+    assert again.status_code == 201, again.text
+    assert again.json()["id"] == bought.json()["id"]
+    assert again.json()["quantity"] == 4
+    assert [s["quantity"] for s in again.json()["timeline"]] == [2, 4]
+    listed = http.get(f"/api/v1/subscriptions/{sub_id}/addons").json()
+    assert [(a["id"], a["quantity"]) for a in listed] == [(bought.json()["id"], 4)]
