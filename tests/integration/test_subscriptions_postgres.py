@@ -579,3 +579,21 @@ async def test_an_edit_is_refused_while_the_customer_is_billed_in_another_curren
     with pytest.raises(ValidationError, match="currency"):
         await stack.service.edit(NS, sub.id, [edits.AddItem("trial", card, "item-setup")], Timing(enum="immediate"))
     assert (await stack.service.get(NS, sub.id)).revision == sub.revision
+
+
+async def test_a_cancel_or_change_at_a_past_billing_boundary_is_refused(stack: Stack) -> None:
+    # OpenMeter's cancel checks only that a custom time is a billing-period boundary; ending a
+    # subscription before now would take back service already given and billed, so Tally refuses
+    # it (docs/billing.md, subscriptions' deliberate differences).
+    stack.clock.now = START
+    await new_customer(stack, "c-past-cancel")
+    sub = await stack.service.create(CreateSubscriptionInput(NS, PlanSelector("pro"), customer_key="c-past-cancel"))
+    stack.clock.now = START + timedelta(days=40)
+    boundary = datetime(2026, 4, 1, 9, tzinfo=UTC)
+    with pytest.raises(ValidationError) as canceled:
+        await stack.service.cancel(NS, sub.id, Timing(at=boundary))
+    assert canceled.value.violations[0].code == "invalid_timing"
+    with pytest.raises(ValidationError) as changed:
+        await stack.service.change(ChangeSubscriptionInput(NS, sub.id, PlanSelector("pro"), Timing(at=boundary)))
+    assert changed.value.violations[0].code == "invalid_timing"
+    assert (await stack.service.get(NS, sub.id)).active_to is None

@@ -264,6 +264,21 @@ def test_unschedule_edit_drops_future_versions_and_scheduled_ends() -> None:
     assert restored.phases[0].items[0].active_to is None
 
 
+def test_unschedule_edit_keeps_what_already_ended_in_the_phase() -> None:
+    # OpenMeter's PatchUnscheduleEdit drops every version after the last one in force, so an item
+    # removed earlier in the current phase would lose its history; Tally drops only what is still
+    # to come (docs/billing.md, subscriptions' deliberate differences).
+    s = spec(TRIAL, DEFAULT)
+    removed_at = datetime(2026, 4, 10, tzinfo=UTC)
+    removed = edits.apply_edits(s, [edits.RemoveItem("default", "tokens")], removed_at)
+    later = datetime(2026, 4, 20, tzinfo=UTC)
+    scheduled = edits.apply_edits(removed, [edits.RemoveItem("default", "base")], datetime(2026, 5, 1, tzinfo=UTC))
+    unscheduled = edits.apply_edits(scheduled, [edits.UnscheduleEdit()], later)
+    by_key = {i.key: i for i in unscheduled.phases[1].items}
+    assert by_key["tokens"].active_to == removed_at
+    assert by_key["base"].active_to is None
+
+
 def test_removing_an_item_that_already_ended_is_refused_and_keeps_its_end() -> None:
     # A retried removal, or `immediate` then `next_billing_cycle`: ending the item again later
     # would bill the days after it ended.
