@@ -177,7 +177,11 @@ class PostgresSubscriptionRepository:
             settlement_mode=s.settlement_mode,
             active_from=s.active_from,
             active_to=s.active_to,
-            spec={**self._codec.dump(s.spec), "addons": [_dump_addon(a) for a in s.addons]},
+            spec={
+                **self._codec.dump(s.spec),
+                "addons": [_dump_addon(a) for a in s.addons],
+                "annotations": dict(s.annotations),
+            },
             revision=s.revision,
             created_at=s.created_at,
             updated_at=s.updated_at,
@@ -211,6 +215,7 @@ class PostgresSubscriptionRepository:
             updated_at=row.updated_at,
             deleted_at=row.deleted_at,
             addons=tuple(_load_addon(a) for a in row.spec.get("addons", [])),
+            annotations=dict(row.spec.get("annotations") or {}),
         )
 
     async def create(self, subscription: Subscription) -> None:

@@ -19,6 +19,10 @@ from domain.subscriptions.timeline import SubscriptionSpec
 SubscriptionStatus = Literal["active", "inactive", "canceled", "scheduled"]
 SETTLEMENT_MODES = ("credit_then_invoice", "credit_only")
 TIMING_ENUMS = ("immediate", "next_billing_cycle")
+# OpenMeter's annotation keys (subscription/annotations.go): the subscription a change's next one
+# follows, and the one that follows a changed subscription.
+PREVIOUS_ANNOTATION = "subscription.previous.id"
+SUPERSEDING_ANNOTATION = "subscription.superseding.id"
 MAX_NAME = 256
 MAX_DESCRIPTION = 1024
 
@@ -100,6 +104,9 @@ class Subscription:
     # Bumped by every change; the billing sync remembers the revision it last saw.
     revision: int = 1
     addons: tuple[SubscriptionAddon, ...] = ()
+    # Set by the system, not the user (OpenMeter's Subscription.annotations): a plan change links
+    # the two subscriptions (PREVIOUS_ANNOTATION, SUPERSEDING_ANNOTATION).
+    annotations: dict[str, str] = field(default_factory=dict)
 
     def status(self, at: datetime) -> SubscriptionStatus:
         if at < self.active_from:

@@ -27,6 +27,8 @@ from domain.errors import ConflictError, ForbiddenError, NotFoundError, Validati
 from domain.subscriptions import addons as addon_ops
 from domain.subscriptions import edits
 from domain.subscriptions.models import (
+    PREVIOUS_ANNOTATION,
+    SUPERSEDING_ANNOTATION,
     ChangeSubscriptionInput,
     CreateSubscriptionInput,
     ManagedEntitlement,
@@ -426,9 +428,18 @@ class SubscriptionService:
         current = await self.get(namespace, subscription_id)
         now = self._clock()
         _permit(current, now, "continue")
-        updated = current.with_spec(dataclasses.replace(current.spec, active_to=None), now)
+        updated = self._continued(current, now)
         await self._save(updated, current)
         return updated
+
+    @staticmethod
+    def _continued(current: Subscription, now: datetime) -> Subscription:
+        """`current` without its end. A subscription that runs on indefinitely has no successor: the
+        link a change made to one (deleted by a restore, or before) is dropped."""
+        annotations = {k: v for k, v in current.annotations.items() if k != SUPERSEDING_ANNOTATION}
+        return dataclasses.replace(
+            current.with_spec(dataclasses.replace(current.spec, active_to=None), now), annotations=annotations
+        )
 
     async def restore(self, namespace: str, subscription_id: str) -> Subscription:
         """Continue a canceled subscription indefinitely; subscriptions scheduled after it are deleted."""
@@ -449,7 +460,7 @@ class SubscriptionService:
         ]
         for other in later:
             await self._discard(other, now)
-        updated = current.with_spec(dataclasses.replace(current.spec, active_to=None), now)
+        updated = self._continued(current, now)
         await self._save(updated, current)
         return updated
 
@@ -503,7 +514,12 @@ class SubscriptionService:
         )
         # The next subscription is created as any other (OpenMeter's ChangeToPlan: CreateFromPlan).
         self._check_currency(await self._customers.get_undeleted(data.namespace, current.customer_id), successor)
-        ended = current.with_spec(dataclasses.replace(current.spec, active_to=switch), now)
+        # Each names the other, as OpenMeter's ChangeToPlan annotates them.
+        successor = dataclasses.replace(successor, annotations={PREVIOUS_ANNOTATION: current.id})
+        ended = dataclasses.replace(
+            current.with_spec(dataclasses.replace(current.spec, active_to=switch), now),
+            annotations={**current.annotations, SUPERSEDING_ANNOTATION: successor.id},
+        )
         await self._repository.replace_pair(ended, current.revision, successor)
         try:
             await self.reconcile_entitlements(ended)

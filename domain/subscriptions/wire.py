@@ -41,6 +41,7 @@ def subscription_rest(sub: Subscription, now: datetime) -> dict[str, Any]:
         "deletedAt": ts(sub.deleted_at),
         "activeFrom": ts(sub.active_from),
         "activeTo": ts(sub.active_to),
+        "annotations": dict(sub.annotations) if sub.annotations else None,
         "status": sub.status(now),
         "customerId": sub.customer_id,
         "plan": {"id": sub.plan.id, "key": sub.plan.key, "version": sub.plan.version} if sub.plan else None,

@@ -944,3 +944,41 @@ def test_buying_an_add_on_the_subscription_has_changes_its_quantity(tally: Tally
     assert [s["quantity"] for s in again.json()["timeline"]] == [2, 4]
     listed = http.get(f"/api/v1/subscriptions/{sub_id}/addons").json()
     assert [(a["id"], a["quantity"]) for a in listed] == [(bought.json()["id"], 4)]
+
+
+def test_a_change_links_the_two_subscriptions_in_their_annotations(tally: TallyProcess) -> None:
+    # OpenMeter's ChangeToPlan (subscription/workflow/service/subscription.go) annotates the next
+    # subscription with the one it follows (subscription.previous.id) and the current one with its
+    # successor (subscription.superseding.id); Subscription.annotations carries them. Tally's
+    # answers had no annotations. A restore deletes the successor, and drops the link to it.
+    http = httpx.Client(base_url=tally.rest_url, timeout=30)
+    _, key, _, customer = plan_and_customer(http, "linked")
+    created = http.post("/api/v1/subscriptions", json={"plan": {"key": key}, "customerId": customer["id"]})
+    assert created.status_code == 201, created.text
+    assert "annotations" not in created.json()
+    sub_id = created.json()["id"]
+    changed = http.post(
+        f"/api/v1/subscriptions/{sub_id}/change", json={"plan": {"key": key}, "timing": "next_billing_cycle"}
+    )
+    assert changed.status_code == 200, changed.text
+    next_id = changed.json()["next"]["id"]
+    assert changed.json()["current"]["annotations"] == {"subscription.superseding.id": next_id}
+    assert changed.json()["next"]["annotations"] == {"subscription.previous.id": sub_id}
+    assert http.get(f"/api/v1/subscriptions/{sub_id}").json()["annotations"] == {"subscription.superseding.id": next_id}
+    listed = http.get(f"/api/v1/customers/{customer['id']}/subscriptions").json()["items"]
+    assert {s["id"]: s.get("annotations") for s in listed} == {
+        sub_id: {"subscription.superseding.id": next_id},
+        next_id: {"subscription.previous.id": sub_id},
+    }
+    restored = http.post(f"/api/v1/subscriptions/{sub_id}/restore")
+    assert restored.status_code == 200, restored.text
+    assert "annotations" not in restored.json()
+    # The same when the successor was deleted first and the cancelation taken back.
+    again = http.post(
+        f"/api/v1/subscriptions/{sub_id}/change", json={"plan": {"key": key}, "timing": "next_billing_cycle"}
+    )
+    assert again.status_code == 200, again.text
+    assert http.delete(f"/api/v1/subscriptions/{again.json()['next']['id']}").status_code == 204
+    continued = http.post(f"/api/v1/subscriptions/{sub_id}/unschedule-cancelation")
+    assert continued.status_code == 200, continued.text
+    assert "annotations" not in continued.json()

@@ -148,6 +148,9 @@ export type Subscription = Message<"tally.v1.Subscription"> & {
   activeTo?: Timestamp | undefined;
 
   /**
+   * Set by the system: a plan change links the two subscriptions (subscription.previous.id on the
+   * next one, subscription.superseding.id on the one it replaces).
+   *
    * @generated from field: google.protobuf.Struct annotations = 10;
    */
   annotations?: JsonObject | undefined;
@@ -200,7 +203,7 @@ export type Subscription = Message<"tally.v1.Subscription"> & {
   proRatingConfig?: ProRatingConfig | undefined;
 
   /**
-   * The anchor, shown normalised to its last recurrence before active_from.
+   * The billing anchor as given (or the start), as OpenMeter keeps it.
    *
    * @generated from field: google.protobuf.Timestamp billing_anchor = 20;
    */
