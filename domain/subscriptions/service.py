@@ -469,6 +469,16 @@ class SubscriptionService:
         now = self._clock()
         _permit(current, now, "delete")
         self._changed(await self._discard(current, now))
+        # The subscription a change scheduled this one to follow no longer has a successor
+        # (OpenMeter's annotation cleanup hook, BeforeDelete).
+        previous_id = current.annotations.get(PREVIOUS_ANNOTATION)
+        previous = await self._repository.get(namespace, previous_id) if previous_id else None
+        if previous is not None and previous.annotations.get(SUPERSEDING_ANNOTATION) == current.id:
+            annotations = {k: v for k, v in previous.annotations.items() if k != SUPERSEDING_ANNOTATION}
+            unlinked = dataclasses.replace(
+                previous, annotations=annotations, updated_at=now, revision=previous.revision + 1
+            )
+            await self._save(unlinked, previous)
 
     async def change(self, data: ChangeSubscriptionInput, migrate: bool = False) -> tuple[Subscription, Subscription]:
         data.validate()

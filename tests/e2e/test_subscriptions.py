@@ -973,12 +973,13 @@ def test_a_change_links_the_two_subscriptions_in_their_annotations(tally: TallyP
     restored = http.post(f"/api/v1/subscriptions/{sub_id}/restore")
     assert restored.status_code == 200, restored.text
     assert "annotations" not in restored.json()
-    # The same when the successor was deleted first and the cancelation taken back.
+    # Deleting the successor drops the link to it too (OpenMeter's annotation cleanup hook).
     again = http.post(
         f"/api/v1/subscriptions/{sub_id}/change", json={"plan": {"key": key}, "timing": "next_billing_cycle"}
     )
     assert again.status_code == 200, again.text
     assert http.delete(f"/api/v1/subscriptions/{again.json()['next']['id']}").status_code == 204
+    assert "annotations" not in http.get(f"/api/v1/subscriptions/{sub_id}").json()
     continued = http.post(f"/api/v1/subscriptions/{sub_id}/unschedule-cancelation")
     assert continued.status_code == 200, continued.text
     assert "annotations" not in continued.json()
