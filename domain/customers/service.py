@@ -98,6 +98,17 @@ class CustomerService:
             raise PreconditionFailedError(f"customer {customer.id} is deleted")
         return customer
 
+    async def adopt_currency(self, namespace: str, customer_id: str, currency: str) -> None:
+        """Gives a customer without a currency this one; one with a currency keeps it. A paid
+        subscription does this (OpenMeter's subscription service: updateCustomerCurrencyIfNotSet),
+        so the customer is billed in one currency from then on."""
+        customer = await self.get_undeleted(namespace, customer_id)
+        if customer.currency is not None:
+            return
+        updated = dataclasses.replace(customer, currency=currency, updated_at=self._clock())
+        await self._customers.update(updated)
+        await self._written(namespace, updated)
+
     async def list_customers(self, namespace: str, data: ListCustomersInput) -> tuple[list[Customer], int, int, int]:
         query = data.validate(self._clock())
         items, total = await self._customers.list_customers(namespace, query)

@@ -98,10 +98,13 @@ def utcnow() -> datetime:
 
 
 class CustomerLookup(Protocol):
-    """The one method of CustomerService subscriptions use: a deleted customer named by its ID is
-    refused with 412 (OpenMeter's subscription handlers answer "customer is deleted")."""
+    """What subscriptions use of CustomerService: a deleted customer named by its ID is refused with
+    412 (OpenMeter's subscription handlers answer "customer is deleted"), and a paid subscription
+    gives a customer without a currency its own."""
 
     async def get_undeleted(self, namespace: str, id_or_key: str) -> Customer: ...
+
+    async def adopt_currency(self, namespace: str, customer_id: str, currency: str) -> None: ...
 
 
 class SubscriptionService:
@@ -225,6 +228,7 @@ class SubscriptionService:
             # with the entitlements it had already created for other features.
             await self._discard(subscription, now)
             raise
+        await self._adopt_currency(subscription)
         self._changed(subscription)
         return subscription
 
@@ -247,6 +251,17 @@ class SubscriptionService:
                 f"currency mismatch: the customer is billed in {customer.currency}, the plan in "
                 f"{subscription.currency}",
                 "currency_mismatch",
+            )
+
+    async def _adopt_currency(self, subscription: Subscription) -> None:
+        """A stored subscription that bills anything gives its customer, when the customer has no
+        currency, the subscription's (OpenMeter's updateCustomerCurrencyIfNotSet, after a create
+        or an update): from then on `_check_currency` holds every subscription to it."""
+        if subscription.deleted_at is None and any(
+            self._rate_cards.is_billable(item.rate_card) for phase in subscription.spec.phases for item in phase.items
+        ):
+            await self._customers.adopt_currency(
+                subscription.namespace, subscription.customer_id, subscription.currency
             )
 
     def _start_time(self, timing: Timing, now: datetime) -> datetime:
@@ -540,6 +555,7 @@ class SubscriptionService:
             await self._discard(successor, now)
             await self._undo(ended, current)
             raise
+        await self._adopt_currency(successor)
         self._changed(ended)
         self._changed(successor)
         return ended, successor
@@ -807,6 +823,7 @@ class SubscriptionService:
         except ConflictError:
             await self._undo(updated, current)
             raise
+        await self._adopt_currency(updated)
         self._changed(updated)
 
     async def _discard(self, subscription: Subscription, at: datetime) -> Subscription:

@@ -983,3 +983,23 @@ def test_a_change_links_the_two_subscriptions_in_their_annotations(tally: TallyP
     continued = http.post(f"/api/v1/subscriptions/{sub_id}/unschedule-cancelation")
     assert continued.status_code == 200, continued.text
     assert "annotations" not in continued.json()
+
+
+def test_a_paid_subscription_gives_a_customer_without_a_currency_the_plans(tally: TallyProcess) -> None:
+    # OpenMeter's subscription service sets the customer's currency to the subscription's when the
+    # customer has none and the subscription bills anything (updateCustomerCurrencyIfNotSet, on
+    # create and update), so the customer is billed in one currency from then on. Tally left the
+    # customer without one: a later subscription to a plan in another currency went through.
+    http = httpx.Client(base_url=tally.rest_url, timeout=30)
+    feature, key, customer_key, customer = plan_and_customer(http, "cur_set")
+    assert customer.get("currency") is None
+    created = http.post("/api/v1/subscriptions", json={"plan": {"key": key}, "customerKey": customer_key})
+    assert created.status_code == 201, created.text
+    assert http.get(f"/api/v1/customers/{customer_key}").json().get("currency") == "USD"
+    # A plan in another currency is refused for the customer from then on.
+    assert http.post(f"/api/v1/subscriptions/{created.json()['id']}/cancel", json={}).status_code == 200
+    euro = unique("cur_set_eur")
+    publish(http, {**plan_body(euro, feature), "currency": "EUR"})
+    refused = http.post("/api/v1/subscriptions", json={"plan": {"key": euro}, "customerKey": customer_key})
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["extensions"]["validationErrors"][0]["code"] == "currency_mismatch"
