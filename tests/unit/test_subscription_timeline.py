@@ -75,6 +75,15 @@ def test_phases_follow_start_after_and_clamp_month_ends() -> None:
     ]
 
 
+def test_a_phase_after_the_end_is_not_listed_and_returns_without_it() -> None:
+    # OpenMeter lists such a phase with no length (its end clamped to its start); Tally leaves it
+    # out (docs/billing.md, subscriptions' deliberate differences) and keeps it in the spec, so
+    # taking the cancelation back brings it back.
+    canceled = spec(TRIAL, DEFAULT, end=datetime(2026, 2, 10, tzinfo=UTC))
+    assert [(v.spec.key, v.active_to) for v in phases(canceled)] == [("trial", datetime(2026, 2, 10, tzinfo=UTC))]
+    assert [v.spec.key for v in phases(spec(TRIAL, DEFAULT))] == ["trial", "default"]
+
+
 def test_a_phase_off_a_billing_boundary_starts_on_time_and_splits_that_period() -> None:
     # OpenMeter (SubscriptionSpec.GetPhaseCadence): a phase starts exactly start_after past the
     # subscription's start. Jan 31 + 2 months = Mar 31, inside the cycle Mar 15 - Apr 15 of an anchor
