@@ -181,6 +181,8 @@ class PostgresSubscriptionRepository:
                 **self._codec.dump(s.spec),
                 "addons": [_dump_addon(a) for a in s.addons],
                 "annotations": dict(s.annotations),
+                # Kept with the spec, as the annotations, so neither needed a column.
+                "costBasisMode": s.cost_basis_mode,
             },
             revision=s.revision,
             created_at=s.created_at,
@@ -216,6 +218,7 @@ class PostgresSubscriptionRepository:
             deleted_at=row.deleted_at,
             addons=tuple(_load_addon(a) for a in row.spec.get("addons", [])),
             annotations=dict(row.spec.get("annotations") or {}),
+            cost_basis_mode=str(row.spec.get("costBasisMode") or "dynamic"),
         )
 
     async def create(self, subscription: Subscription) -> None:

@@ -18,6 +18,9 @@ from domain.subscriptions.timeline import SubscriptionSpec
 
 SubscriptionStatus = Literal["active", "inactive", "canceled", "scheduled"]
 SETTLEMENT_MODES = ("credit_then_invoice", "credit_only")
+# How custom-currency cost bases are chosen (OpenMeter's SubscriptionCostBasisMode). Tally has no
+# custom currencies, so neither pins anything; the mode is checked and kept as OpenMeter keeps it.
+COST_BASIS_MODES = ("dynamic", "pinned")
 TIMING_ENUMS = ("immediate", "next_billing_cycle")
 # OpenMeter's annotation keys (subscription/annotations.go): the subscription a change's next one
 # follows, and the one that follows a changed subscription.
@@ -100,6 +103,7 @@ class Subscription:
     metadata: dict[str, str] = field(default_factory=dict)
     pro_rating: ProRating = field(default_factory=ProRating)
     settlement_mode: str = "credit_then_invoice"
+    cost_basis_mode: str = "dynamic"
     deleted_at: datetime | None = None
     # Bumped by every change; the billing sync remembers the revision it last saw.
     revision: int = 1
@@ -176,6 +180,7 @@ class CreateSubscriptionInput:
     settlement_mode: str | None = None
     # OpenMeter's customPlan: a plan given inline (its JSON), instead of `plan`.
     custom_plan: dict[str, Any] | None = None
+    cost_basis_mode: str | None = None
 
     def validate(self) -> None:
         problems = Violations()
@@ -191,9 +196,15 @@ class CreateSubscriptionInput:
         if self.description is not None and len(self.description) > MAX_DESCRIPTION:
             problems.add("description", f"at most {MAX_DESCRIPTION} characters", "invalid_length")
         _check_settlement_mode(self.settlement_mode, problems)
+        _check_cost_basis_mode(self.cost_basis_mode, problems)
         if self.billing_anchor is not None and self.billing_anchor.tzinfo is None:
             problems.add("billingAnchor", "must carry its offset", "invalid_time")
         problems.raise_if_any()
+
+
+def _check_cost_basis_mode(mode: str | None, problems: Violations) -> None:
+    if mode is not None and mode not in COST_BASIS_MODES:
+        problems.add("costBasisMode", f"must be one of {', '.join(COST_BASIS_MODES)}", "invalid_value")
 
 
 def _check_settlement_mode(mode: str | None, problems: Violations) -> None:
@@ -217,10 +228,13 @@ class ChangeSubscriptionInput:
     custom_plan: dict[str, Any] | None = None
     # None: the new plan's (OpenMeter's change and migrate build the subscription from the plan).
     settlement_mode: str | None = None
+    # None: dynamic, OpenMeter's default (migrate passes the subscription's own).
+    cost_basis_mode: str | None = None
 
     def validate(self) -> None:
         problems = Violations()
         _check_settlement_mode(self.settlement_mode, problems)
+        _check_cost_basis_mode(self.cost_basis_mode, problems)
         problems.raise_if_any()
 
 

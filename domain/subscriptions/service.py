@@ -217,6 +217,7 @@ class SubscriptionService:
             description=data.description,
             metadata=data.metadata,
             settlement_mode=data.settlement_mode,
+            cost_basis_mode=data.cost_basis_mode,
             now=now,
         )
         self._check_currency(customer, subscription)
@@ -293,6 +294,7 @@ class SubscriptionService:
         metadata: dict[str, str],
         settlement_mode: str | None,
         now: datetime,
+        cost_basis_mode: str | None = None,
     ) -> Subscription:
         plan_phases = list(plan.phases)
         if starting_phase is not None:
@@ -344,6 +346,7 @@ class SubscriptionService:
             updated_at=now,
             pro_rating=plan.pro_rating,
             settlement_mode=settlement_mode or plan.settlement_mode,
+            cost_basis_mode=cost_basis_mode or "dynamic",
         )
 
     # -----------------------------------------------------------------------------------------
@@ -535,6 +538,7 @@ class SubscriptionService:
             # body's metadata; migrate passes the current subscription's in `data`).
             metadata=data.metadata or {},
             settlement_mode=data.settlement_mode,
+            cost_basis_mode=data.cost_basis_mode,
             now=now,
         )
         # The next subscription is created as any other (OpenMeter's ChangeToPlan: CreateFromPlan).

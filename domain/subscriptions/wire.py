@@ -46,7 +46,7 @@ def subscription_rest(sub: Subscription, now: datetime) -> dict[str, Any]:
         "customerId": sub.customer_id,
         "plan": {"id": sub.plan.id, "key": sub.plan.key, "version": sub.plan.version} if sub.plan else None,
         "currency": sub.currency,
-        "costBasisMode": "dynamic",
+        "costBasisMode": sub.cost_basis_mode,
         "costBasisPins": [],
         "billingCadence": sub.billing_cadence.iso(),
         "proRatingConfig": {"enabled": sub.pro_rating.enabled, "mode": sub.pro_rating.mode},

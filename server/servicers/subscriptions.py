@@ -143,6 +143,7 @@ class SubscriptionServicer(subscriptions_pb2_grpc.SubscriptionServiceServicer):
             description=optional_str(request, "description"),
             metadata=dict(request.metadata),
             settlement_mode=optional_str(request, "settlement_mode"),
+            cost_basis_mode=optional_str(request, "cost_basis_mode"),
         )
         created = await self._subscriptions.create(data)
         await rest_hints(context, http_code=201)
@@ -263,6 +264,7 @@ class SubscriptionServicer(subscriptions_pb2_grpc.SubscriptionServiceServicer):
             description=optional_str(request, "description"),
             metadata=dict(request.metadata) or None,
             settlement_mode=optional_str(request, "settlement_mode"),
+            cost_basis_mode=optional_str(request, "cost_basis_mode"),
         )
         return await self._change_response(await self._subscriptions.change(data))
 
@@ -287,6 +289,8 @@ class SubscriptionServicer(subscriptions_pb2_grpc.SubscriptionServiceServicer):
             name=current.name,
             description=current.description,
             metadata=current.metadata,
+            # And its cost basis mode (OpenMeter's Migrate passes the subscription's on).
+            cost_basis_mode=current.cost_basis_mode,
         )
         return await self._change_response(await self._subscriptions.change(data, migrate=True))
 

@@ -1003,3 +1003,36 @@ def test_a_paid_subscription_gives_a_customer_without_a_currency_the_plans(tally
     refused = http.post("/api/v1/subscriptions", json={"plan": {"key": euro}, "customerKey": customer_key})
     assert refused.status_code == 400, refused.text
     assert refused.json()["extensions"]["validationErrors"][0]["code"] == "currency_mismatch"
+
+
+def test_the_cost_basis_mode_is_checked_and_kept(tally: TallyProcess) -> None:
+    # costBasisMode (dynamic, the default, or pinned) is part of OpenMeter's create and change
+    # bodies and its Subscription; migrate keeps the subscription's. Tally ignored it: "pinned" read
+    # back as "dynamic", and a value outside the enum was taken without a word.
+    http = httpx.Client(base_url=tally.rest_url, timeout=30)
+    _, key, customer_key, _ = plan_and_customer(http, "cost_basis")
+    body = {"plan": {"key": key}, "customerKey": customer_key}
+    bad = http.post("/api/v1/subscriptions", json={**body, "costBasisMode": "frozen"})
+    assert bad.status_code == 400, bad.text
+    assert bad.json()["extensions"]["validationErrors"][0]["field"] == "costBasisMode"
+    created = http.post("/api/v1/subscriptions", json={**body, "costBasisMode": "pinned"})
+    assert created.status_code == 201, created.text
+    assert created.json()["costBasisMode"] == "pinned"
+    sub_id = created.json()["id"]
+    assert http.get(f"/api/v1/subscriptions/{sub_id}").json()["costBasisMode"] == "pinned"
+    changed = http.post(f"/api/v1/subscriptions/{sub_id}/change", json={"plan": {"key": key}, "timing": "immediate"})
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["current"]["costBasisMode"] == "pinned"
+    assert changed.json()["next"]["costBasisMode"] == "dynamic"
+    # A migration keeps the subscription's mode.
+    pinned = http.post(
+        f"/api/v1/subscriptions/{changed.json()['next']['id']}/change",
+        json={"plan": {"key": key}, "timing": "immediate", "costBasisMode": "pinned"},
+    )
+    assert pinned.status_code == 200, pinned.text
+    v2 = http.post(f"/api/v1/plans/{key}/next")
+    assert v2.status_code == 201, v2.text
+    assert http.post(f"/api/v1/plans/{v2.json()['id']}/publish").status_code == 200
+    migrated = http.post(f"/api/v1/subscriptions/{pinned.json()['next']['id']}/migrate", json={})
+    assert migrated.status_code == 200, migrated.text
+    assert migrated.json()["next"]["costBasisMode"] == "pinned"
