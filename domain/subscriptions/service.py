@@ -599,7 +599,8 @@ class SubscriptionService:
             raise ValidationError.single("subscriptionId", "the subscription has no plan to offer add-ons", "no_plan")
         offer = await self._addons.offer(namespace, current.plan, addon_id)
         # OpenMeter's AddAddon: an add-on the subscription has, at any quantity (0 included), is
-        # changed, not bought again; another version of it only while it is not in force.
+        # changed, not bought again (the API's create does that change: see the servicer);
+        # another version of it only while it is not in force.
         if any(
             a.addon_id == offer.addon_id or (a.addon_key == offer.key and a.quantity_at(now) > 0)
             for a in current.addons
