@@ -102,8 +102,8 @@ class CustomerService:
         """Gives a customer without a currency this one; one with a currency keeps it. A paid
         subscription does this (OpenMeter's subscription service: updateCustomerCurrencyIfNotSet),
         so the customer is billed in one currency from then on."""
-        customer = await self.get_undeleted(namespace, customer_id)
-        if customer.currency is not None:
+        customer = await self.get(namespace, customer_id)
+        if customer.currency is not None or customer.deleted_at is not None:
             return
         updated = dataclasses.replace(customer, currency=currency, updated_at=self._clock())
         await self._customers.update(updated)
