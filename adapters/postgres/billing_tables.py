@@ -182,7 +182,7 @@ class InvoiceRow(SQLModel, table=True):
     invoicing_app_id: str
     payment_app_id: str
     tax_app_id: str
-    # {id, name, key, usage_subject_keys, billing_address}
+    # {id, name, key, subject_keys, billing_address} (usage_subject_keys, the key and subject keys, before)
     customer: dict[str, Any] = _json()
     supplier: dict[str, Any] = _json()
     workflow: dict[str, Any] = _json()

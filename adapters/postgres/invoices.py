@@ -90,9 +90,19 @@ def _customer_json(c: CustomerSnapshot) -> dict[str, Any]:
         "id": c.id,
         "name": c.name,
         "key": c.key,
-        "usage_subject_keys": list(c.usage_subject_keys),
+        "subject_keys": list(c.subject_keys),
         "billing_address": dict(c.billing_address),
     }
+
+
+def _subject_keys(value: dict[str, Any]) -> tuple[str, ...]:
+    if "subject_keys" in value:
+        return tuple(value["subject_keys"])
+    # Stored before the subject keys were kept apart: `usage_subject_keys` was the key, then the
+    # subject keys not equal to it. The same subjects count either way; only a subject key equal
+    # to the key is no longer shown.
+    keys = tuple(value.get("usage_subject_keys", ()))
+    return keys[1:] if keys and keys[0] == value.get("key") else keys
 
 
 def _customer(value: dict[str, Any]) -> CustomerSnapshot:
@@ -100,7 +110,7 @@ def _customer(value: dict[str, Any]) -> CustomerSnapshot:
         id=value["id"],
         name=value["name"],
         key=value.get("key"),
-        usage_subject_keys=tuple(value.get("usage_subject_keys", ())),
+        subject_keys=_subject_keys(value),
         billing_address=dict(value.get("billing_address", {})),
     )
 

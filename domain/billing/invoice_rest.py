@@ -280,7 +280,7 @@ def invoice_rest(found: InvoiceWithLines, conditions: Conditions, *, with_lines:
     customer_out: dict[str, Any] = {
         "id": customer.id,
         "name": customer.name,
-        "usageAttribution": {"subjectKeys": list(customer.usage_subject_keys)},
+        "usageAttribution": {"subjectKeys": list(customer.subject_keys)},
     }
     _put(customer_out, "key", customer.key)
     if customer.billing_address:

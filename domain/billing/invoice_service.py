@@ -2016,8 +2016,8 @@ def _usage_requests(invoice: Invoice, lines: Sequence[InvoiceLine]) -> dict[str,
     as OpenMeter's invoice customer snapshot). A gathering invoice reads the customer's subjects
     now: a standard invoice made from it now would copy those."""
     subjects = None
-    if invoice.state is not State.GATHERING and invoice.customer.usage_subject_keys:
-        subjects = tuple(invoice.customer.usage_subject_keys)
+    if invoice.state is not State.GATHERING and invoice.customer.usage_subjects:
+        subjects = invoice.customer.usage_subjects
     return {
         x.id: UsageRequest(
             x.feature_key or "", invoice.customer.id, x.full_period_start or x.period_start, x.period_end, subjects
@@ -2154,7 +2154,7 @@ def _snapshot(customer: Customer) -> CustomerSnapshot:
         id=customer.id,
         name=customer.name,
         key=customer.key,
-        usage_subject_keys=customer.usage_subjects,
+        subject_keys=tuple(customer.subject_keys),
         billing_address={k: v for k, v in dataclasses.asdict(address).items() if v is not None} if address else {},
     )
 

@@ -231,8 +231,15 @@ class CustomerSnapshot:
     id: str
     name: str
     key: str | None = None
-    usage_subject_keys: Sequence[str] = ()
+    # The customer's subject keys, without its key (OpenMeter's usageAttribution.subjectKeys).
+    subject_keys: Sequence[str] = ()
     billing_address: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def usage_subjects(self) -> tuple[str, ...]:
+        """Every event subject that counts for the invoice: the key and the subject keys (as
+        Customer.usage_subjects, and OpenMeter's CustomerUsageAttribution.GetValues)."""
+        return tuple(dict.fromkeys(([self.key] if self.key else []) + list(self.subject_keys)))
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from corehttp.exceptions import HttpResponseError
 from openmeter import Client
 
 from tally.v1 import invoices_pb2, invoices_pb2_grpc
-from tests.support.metering import cloudevent, create_meter, ingest, query, rfc3339, unique
+from tests.support.metering import cloudevent, create_meter, ingest, query, query_until, rfc3339, unique
 from tests.support.stack import TallyProcess
 from tests.support.webhooks import WebhookReceiver
 
@@ -913,3 +913,37 @@ async def test_a_usage_line_counts_the_subjects_its_invoice_was_made_for(http: h
     tokens = by_name(await ok(await http.get(f"{INVOICES}/{snapshotted['id']}", params={"expand": "lines"})))["Tokens"]
     assert (tokens["quantity"], tokens["totals"]["total"]) == ("1000", "10")
     assert snapshotted["customer"]["usageAttribution"]["subjectKeys"] == [key]
+
+
+async def test_an_invoices_customer_shows_the_customers_subject_keys_without_its_key(http: httpx.AsyncClient) -> None:
+    """OpenMeter's invoice customer carries the customer's usage attribution as the customer has it
+    (InvoiceCustomer.UsageAttribution from Customer.GetUsageAttribution: ID, key and subject keys
+    apart) and shows `usageAttribution.subjectKeys` as the subject keys alone
+    (billing/httpdriver/invoice.go mapInvoiceCustomerToAPI); its key is `customer.key`. Tally put
+    the key first in subjectKeys. Usage still counts under the key as under each subject key."""
+    slug = unique("inv_tokens")
+    await create_meter(http, slug=slug, eventType=slug, aggregation="SUM", valueProperty="$.tokens")
+    await ok(await http.post("/api/v1/features", json={"key": slug, "name": slug, "meterSlug": slug}), 201)
+    key, subject = unique("inv_customer"), unique("inv_subject")
+    customer = await ok(
+        await http.post(
+            "/api/v1/customers", json={"name": "Acme Corp", "key": key, "usageAttribution": {"subjectKeys": [subject]}}
+        ),
+        201,
+    )
+    at = START + timedelta(days=3)
+    await ingest(
+        http, [cloudevent(slug, key, {"tokens": 100}, time=at), cloudevent(slug, subject, {"tokens": 20}, time=at)]
+    )
+    await query_until(http, slug, lambda rows: rows and Decimal(str(rows[0]["value"])) == 120)
+    await add_lines(http, customer["id"], line("Tokens", {"type": "unit", "amount": "0.01"}, slug))
+    (made,) = await invoice_now(http, customer["id"])
+    assert made["customer"]["key"] == key
+    assert made["customer"]["usageAttribution"] == {"subjectKeys": [subject]}
+    assert by_name(made)["Tokens"]["quantity"] == "120"
+
+    # A customer known by its key alone shows no subject keys.
+    bare = await ok(await http.post("/api/v1/customers", json={"name": "Bare", "key": unique("inv_bare")}), 201)
+    await add_lines(http, bare["id"], line("Fee", {"type": "flat", "amount": "5"}))
+    (fee,) = await invoice_now(http, bare["id"])
+    assert fee["customer"]["usageAttribution"] == {"subjectKeys": []}
