@@ -317,6 +317,8 @@ class InvoiceLineRow(SQLModel, table=True):
     # The subscription's billing period the line is invoiced with (migration 0023).
     subscription_billing_period_start: datetime | None = _tz(default=None, nullable=True)
     subscription_billing_period_end: datetime | None = _tz(default=None, nullable=True)
+    # A late-usage correction's event subjects (migration 0024); NULL: its invoice's.
+    usage_subjects: list[str] | None = _json("usage_subjects", nullable=True)
     meta: dict[str, str] = _json("metadata")
     # The line's ID in the invoicing app (custom invoicing's lineExternalIds).
     invoicing_external_id: str | None = None

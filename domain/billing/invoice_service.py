@@ -1314,33 +1314,39 @@ class InvoiceService:
         period (same period key, the old service period, due now) goes on the customer's gathering
         invoice. Its quantity snapshot bills exactly the difference (cumulative minus already
         billed), rated on top of what was billed. Usage is read in bulk, one call per namespace.
+        Late usage is that of the subjects the period was billed for: those the invoice of the
+        period's latest billed line copied from its customer (as every usage line reads its
+        invoice's copy), not the customer's now; a subject the customer took later did not count
+        then, so its usage of the period is not late. The correction keeps them
+        (`usage_subjects`), for the invoice it is billed on copies the customer as it is then.
         Returns how many correction lines were made."""
         now = self._clock()
         async with self._uow() as tx:
             found = await tx.invoices.issued_usage_lines(now - ended_within)
-        periods: dict[tuple[str, str], list[tuple[InvoiceLine, str]]] = {}
-        for line, customer_id in found:
+        periods: dict[tuple[str, str], list[tuple[InvoiceLine, str, tuple[str, ...]]]] = {}
+        for line, customer_id, copied in found:
             if not _correctable(line):
                 continue
-            periods.setdefault((line.namespace, line.period_key or ""), []).append((line, customer_id))
+            periods.setdefault((line.namespace, line.period_key or ""), []).append((line, customer_id, copied))
         # A deleted customer is not billed again (OpenMeter deletes a customer only once every
         # invoice of it is final, and bills nothing after): its periods are left out before the
         # read, so its subjects, which a live customer may have taken since, count for no one else.
         live: dict[str, Collection[str]] = {}
         for namespace in {namespace for namespace, _ in periods}:
             ids = sorted(
-                {customer_id for (ns, _), parts in periods.items() if ns == namespace for _, customer_id in parts}
+                {customer_id for (ns, _), parts in periods.items() if ns == namespace for _, customer_id, _ in parts}
             )
             live[namespace] = {c.id for c in (await self._customers.resolve(namespace, ids)).values()}
         wanted: dict[str, dict[UsageRequest, tuple[InvoiceLine, Decimal, str]]] = {}
         for (namespace, _), parts in periods.items():
             if parts[0][1] not in live[namespace]:
                 continue
-            lines = [x for x, _ in parts]
-            latest = max(lines, key=lambda x: x.period_end)
+            latest, _, copied = max(parts, key=lambda x: (x[0].period_end, x[0].created_at))
+            lines = [x for x, _, _ in parts]
             start = min(x.full_period_start or x.period_start for x in lines)
             billed = sum((x.quantity or ZERO for x in lines), ZERO)
-            request = UsageRequest(latest.feature_key or "", parts[0][1], start, latest.period_end)
+            subjects = latest.usage_subjects if latest.usage_subjects is not None else (copied or None)
+            request = UsageRequest(latest.feature_key or "", parts[0][1], start, latest.period_end, subjects)
             wanted.setdefault(namespace, {})[request] = (latest, billed, parts[0][1])
         made = 0
         for namespace, requests in wanted.items():
@@ -1348,12 +1354,19 @@ class InvoiceService:
             for request, (latest, billed, customer_id) in requests.items():
                 cumulative = quantities.get(request, ZERO)
                 if cumulative > billed:
-                    made += await self._add_correction(namespace, customer_id, latest, request.start, cumulative, now)
+                    made += await self._add_correction(namespace, customer_id, latest, request, cumulative, now)
         return made
 
     async def _add_correction(
-        self, namespace: str, customer_id: str, latest: InvoiceLine, start: datetime, cumulative: Decimal, now: datetime
+        self,
+        namespace: str,
+        customer_id: str,
+        latest: InvoiceLine,
+        request: UsageRequest,
+        cumulative: Decimal,
+        now: datetime,
     ) -> int:
+        start = request.start
         key = latest.period_key or ""
         for attempt in range(2):
             try:
@@ -1396,6 +1409,7 @@ class InvoiceService:
                         totals=Totals(),
                         discounts=(),
                         invoicing_external_id=None,  # the app's ID is the corrected line's
+                        usage_subjects=request.subjects,
                         metadata={**latest.metadata, "tally.correction": "late_usage"},
                         created_at=now,
                         updated_at=now,
@@ -2014,13 +2028,18 @@ def _usage_requests(invoice: Invoice, lines: Sequence[InvoiceLine]) -> dict[str,
     its billing period up to the line's end, for the subjects a standard invoice copied from its
     customer when it was made (a subject added or taken away since does not change what it bills,
     as OpenMeter's invoice customer snapshot). A gathering invoice reads the customer's subjects
-    now: a standard invoice made from it now would copy those."""
+    now: a standard invoice made from it now would copy those. A late-usage correction reads the
+    subjects it keeps, those of the invoice it corrects (see bill_late_usage)."""
     subjects = None
     if invoice.state is not State.GATHERING and invoice.customer.usage_subjects:
         subjects = invoice.customer.usage_subjects
     return {
         x.id: UsageRequest(
-            x.feature_key or "", invoice.customer.id, x.full_period_start or x.period_start, x.period_end, subjects
+            x.feature_key or "",
+            invoice.customer.id,
+            x.full_period_start or x.period_start,
+            x.period_end,
+            x.usage_subjects if x.usage_subjects is not None else subjects,
         )
         for x in lines
         if x.parent_line_id is None and x.type is LineType.USAGE_BASED
@@ -2219,6 +2238,7 @@ def _with_what_the_body_omits(made: InvoiceLine, given: PendingLineInput, stored
         made,
         rate_card_discounts=_with_correlation_ids(given.rate_card_discounts, stored.rate_card_discounts),
         quantity=stored.quantity if fee_kept else made.quantity,
+        usage_subjects=stored.usage_subjects,  # a correction keeps counting what it corrects
     )
 
 

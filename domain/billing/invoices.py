@@ -193,6 +193,10 @@ class InvoiceLine:
     deleted_at: datetime | None = None
     # The line's ID in the invoicing app (custom invoicing: draft/synchronized's lineExternalIds).
     invoicing_external_id: str | None = None
+    # The event subjects a usage line counts when they are not its invoice's: a late-usage
+    # correction counts those the invoice it corrects copied from its customer, whatever the
+    # invoice it is billed on copied later. None: its invoice's.
+    usage_subjects: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -128,6 +128,7 @@ async def test_invoice_and_lines_read_back_exactly(uow: UnitOfWork) -> None:
         tax_config=TaxConfig(behavior=TaxBehavior.EXCLUSIVE, stripe_code="txcd_10000000"),
         subscription=SubscriptionRef("s1", "ph1", "it1"),
         sync_key="s1/it1/v1",
+        usage_subjects=("acme", "acme-eu"),
         totals=Totals.of(amount=Decimal("12.53"), discounts_total=Decimal("1.55")),
         discounts=(LineDiscount("d1", DiscountReason.RATECARD_PERCENTAGE, Decimal("1.55")),),
     )
