@@ -571,6 +571,8 @@ _INVOICE_COLUMNS = plain_columns(InvoiceRow)
 _LINE_COLUMNS = plain_columns(InvoiceLineRow)
 # A line and its invoice's customer (the late-usage pass), or its invoice's status (the sync).
 _LINES_WITH_CUSTOMER: list[Any] = [*_LINE_COLUMNS, col(InvoiceRow.customer_id).label("invoice_customer_id")]
+# The late-usage pass also reads the invoice's customer copy (the subjects the line counted).
+_LINES_WITH_CUSTOMER_COPY: list[Any] = [*_LINES_WITH_CUSTOMER, col(InvoiceRow.customer)]
 _LINES_WITH_STATUS: list[Any] = [*_LINE_COLUMNS, col(InvoiceRow.status).label("invoice_status")]
 # A plain row's attributes are looked up by name on every read (about 2 us each); a named tuple's
 # are slots. `_invoice` and `_line` read each attribute once, from one of these.
@@ -845,7 +847,7 @@ class PostgresInvoiceRepository:
         # estimates, and a poor one (tables filled by a sync pass just before any ANALYZE) probed
         # every top-level line of the namespace once per candidate line: 30,000 lines took minutes.
         statement = (
-            select(*_LINES_WITH_CUSTOMER, col(InvoiceRow.customer))
+            select(*_LINES_WITH_CUSTOMER_COPY)
             .join(
                 InvoiceRow,
                 and_(

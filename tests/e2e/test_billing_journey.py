@@ -293,7 +293,9 @@ def test_late_usage_counts_the_subjects_its_period_was_billed_for(billing_tally:
         calls = meter_and_feature(http, "late_subjects")
         key, moved = unique("late_customer"), unique("late_subject")
         customer = ok(
-            http.post("/api/v1/customers", json={"name": "Late", "key": key, "usageAttribution": {"subjectKeys": [key]}}),
+            http.post(
+                "/api/v1/customers", json={"name": "Late", "key": key, "usageAttribution": {"subjectKeys": [key]}}
+            ),
             201,
         )
         # A day that ended two hours ago: due, and past its collection interval (PT1H).
