@@ -36,15 +36,18 @@ from domain.billing.invoices import (
     InvoiceWithLines,
     LineDiscount,
     LineType,
+    PartyUpdate,
     PendingLineInput,
     PendingLinesInput,
     Totals,
 )
+from domain.billing.models import Supplier
 from domain.catalog.prices import Discounts, FlatPrice, PaymentTerm, Price, parse_discounts, parse_price
 from domain.catalog.ratecards import TaxConfig, merge_tax_configs, parse_tax_config
 from domain.catalog.rating import DiscountReason
 from domain.catalog.wire import Obj, Reader, decimal_text, join
-from domain.errors import ValidationError
+from domain.customers.models import COUNTRY_RE, Address
+from domain.errors import ValidationError, Violations
 
 # GET /api/v1/billing/invoices?orderBy=
 ORDER_BY = ("customer.name", "issuedAt", "status", "createdAt", "updatedAt", "periodStart")
@@ -445,18 +448,50 @@ def parse_pending_lines(data: Obj, *, simulation: bool = False) -> PendingLinesI
 
 @dataclass(frozen=True, slots=True)
 class InvoiceUpdate:
-    """InvoiceReplaceUpdate as Tally applies it to a draft: description, metadata and the lines
-    (supplier, customer and workflow are accepted and kept as they were snapshotted)."""
+    """InvoiceReplaceUpdate as Tally applies it to a draft: description, metadata, the lines, and
+    the supplier's and customer's details when the body carries them (the workflow is accepted and
+    kept as it was snapshotted)."""
 
     description: str | None
     metadata: dict[str, str]
     lines: list[tuple[str | None, PendingLineInput]]
+    supplier: PartyUpdate | None = None
+    customer: PartyUpdate | None = None
+
+
+_ADDRESS_FIELDS = tuple((name, _camel(name)) for name in Address.__slots__)
+
+
+def _party(r: Reader, data: Obj, name: str) -> PartyUpdate | None:
+    """The body's `supplier` or `customer`; None when it has none (Tally keeps the snapshot)."""
+    party = r.obj(data.get(name), name, required=False)
+    if party is None:
+        return None
+    party_name = r.string(party, "name", name, required=True, max_length=256)
+    addresses = r.list(party, "addresses", name)
+    if len(addresses) > 1:
+        r.issues.error(f"{name}.addresses", "at most one address", "too_many")
+    address = None
+    first = r.obj(addresses[0], f"{name}.addresses[0]") if addresses else None
+    if first is not None:
+        given = {field: r.string(first, camel, f"{name}.addresses[0]") for field, camel in _ADDRESS_FIELDS}
+        address = Address(**given)
+        if address.country is not None and not COUNTRY_RE.match(address.country):
+            r.issues.error(
+                f"{name}.addresses[0].country", "must be an ISO 3166-1 alpha-2 code such as US", "invalid_country"
+            )
+        address = None if address.is_empty() else address
+    tax = r.obj(party.get("taxId"), f"{name}.taxId", required=False)
+    tax_code = r.string(tax, "code", f"{name}.taxId") if tax is not None else None
+    return PartyUpdate(party_name or "", address, tax_code if name == "supplier" else None)
 
 
 def parse_invoice_update(data: Obj) -> InvoiceUpdate:
     r = Reader()
     description = r.description(data, "")
     metadata = r.metadata(data, "")
+    supplier = _party(r, data, "supplier")
+    customer = _party(r, data, "customer")
     raw_lines = r.list(data, "lines", "", required=True)
     lines: list[tuple[str | None, PendingLineInput]] = []
     for i, raw in enumerate(raw_lines):
@@ -465,7 +500,12 @@ def parse_invoice_update(data: Obj) -> InvoiceUpdate:
         if line is not None:
             lines.append((str(line_id) if line_id else None, line))
     r.issues.raise_if_errors()
-    return InvoiceUpdate(description, metadata, lines)
+    if supplier is not None:
+        # What a profile's supplier must have, an invoice's must too (its country above all).
+        v = Violations()
+        Supplier(supplier.name, supplier.address or Address(), tax_code=supplier.tax_code).validate(v)
+        v.raise_if_any()
+    return InvoiceUpdate(description, metadata, lines, supplier, customer)
 
 
 def parse_invoice_now(data: Obj) -> InvoiceNowInput:

@@ -66,6 +66,7 @@ from domain.billing.invoices import (
     LineType,
     ManagedBy,
     OwedNotification,
+    PartyUpdate,
     PendingLineInput,
     PendingLinesInput,
     StoredIssue,
@@ -569,11 +570,15 @@ class InvoiceService:
         *,
         description: str | None = None,
         metadata: dict[str, str] | None = None,
+        supplier: PartyUpdate | None = None,
+        customer: PartyUpdate | None = None,
     ) -> InvoiceWithLines:
-        """PUT /invoices/{id} on a draft: its description and metadata become the ones given, and
-        its top-level lines become `lines` (a line with the ID of one of them replaces it, one
-        without an ID or with another ID is added, the others are deleted); the invoice is rated again in the same
-        transaction, and its quantities read at the next snapshot."""
+        """PUT /invoices/{id} on a draft: its description and metadata become the ones given, the
+        supplier's and customer's details those given (name, address, the supplier's tax ID: as
+        OpenMeter's updateStandardInvoice; None: kept), and its top-level lines become `lines` (a
+        line with the ID of one of them replaces it, one without an ID or with another ID is added,
+        the others are deleted); the invoice is rated again in the same transaction, and its
+        quantities read at the next snapshot."""
         async with self._uow() as tx:
             invoice = await tx.invoices.get(namespace, invoice_id, lock=True)
             if invoice is None:
@@ -657,6 +662,13 @@ class InvoiceService:
             await _store_edited_lines(tx, namespace, current.values(), kept, added, now)
             # A replace, as OpenMeter's UpdateInvoice: no description clears it, no metadata is {}.
             invoice = evolve(invoice, description=description, metadata=dict(metadata or {}))
+            if supplier is not None:
+                invoice = evolve(invoice, supplier=_supplier_updated(invoice.supplier, supplier))
+            if customer is not None:
+                address = customer.address.as_dict() if customer.address is not None else {}
+                invoice = evolve(
+                    invoice, customer=evolve(invoice.customer, name=customer.name, billing_address=address)
+                )
             await self._apply(tx, invoice, row, now)
             await tx.commit()
         await self._drive(namespace, invoice_id, None)
@@ -2176,6 +2188,17 @@ def _snapshot(customer: Customer) -> CustomerSnapshot:
         subject_keys=tuple(customer.subject_keys),
         billing_address={k: v for k, v in dataclasses.asdict(address).items() if v is not None} if address else {},
     )
+
+
+def _supplier_updated(stored: Mapping[str, object], given: PartyUpdate) -> dict[str, object]:
+    """An invoice's supplier with a PUT's name, address and tax code (its ID and key stay)."""
+    out = {k: v for k, v in stored.items() if k not in ("name", "address", "tax_code")}
+    out["name"] = given.name
+    if given.address is not None:
+        out["address"] = given.address.as_dict()
+    if given.tax_code is not None:
+        out["tax_code"] = given.tax_code
+    return out
 
 
 def _supplier(supplier: Supplier) -> dict[str, object]:

@@ -30,6 +30,7 @@ from domain.billing.models import Workflow
 from domain.catalog.prices import NO_DISCOUNTS, Discounts, Price
 from domain.catalog.ratecards import TaxConfig
 from domain.catalog.rating import DiscountReason, LineCategory
+from domain.customers.models import Address
 from domain.records import evolve
 
 ZERO: Final = Decimal(0)
@@ -353,6 +354,18 @@ class InvoiceListQuery:
     include_deleted: bool = False
     order_by: str = "createdAt"
     descending: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PartyUpdate:
+    """A BillingPartyReplaceUpdate as a draft's PUT applies it (OpenMeter's
+    mergeInvoiceSupplierFromAPI / mergeInvoiceCustomerFromAPI): the name, the first address (none:
+    no address) and, for the supplier, the tax ID's code (none: no tax ID). A customer's tax ID is
+    accepted and kept nowhere, as in OpenMeter."""
+
+    name: str
+    address: Address | None
+    tax_code: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -167,6 +167,8 @@ class InvoiceServicer(invoices_pb2_grpc.InvoiceServiceServicer):
             update.lines,
             description=update.description,
             metadata=update.metadata,
+            supplier=update.supplier,
+            customer=update.customer,
         )
         return self._out(found)
 

@@ -947,3 +947,60 @@ async def test_an_invoices_customer_shows_the_customers_subject_keys_without_its
     await add_lines(http, bare["id"], line("Fee", {"type": "flat", "amount": "5"}))
     (fee,) = await invoice_now(http, bare["id"])
     assert fee["customer"]["usageAttribution"] == {"subjectKeys": []}
+
+
+async def test_update_replaces_the_drafts_supplier_and_customer_details(http: httpx.AsyncClient) -> None:
+    """OpenMeter's PUT of a draft replaces the invoice's supplier (name, address, tax ID) and
+    customer (name, address) with the body's (billing/httpdriver/invoice.go updateStandardInvoice:
+    mergeInvoiceSupplierFromAPI, mergeInvoiceCustomerFromAPI), so a wrong address is corrected
+    before the invoice is issued. Tally accepted them and kept the snapshot: the invoice went out
+    with the old name and address."""
+    draft = await fee_draft(http)
+    customer_key = draft["customer"]["key"]
+    supplier = {
+        **draft["supplier"],
+        "name": "Acme Billing GmbH",
+        "taxId": {"code": "DE123456789"},
+        "addresses": [{"country": "DE", "city": "Berlin", "line1": "Unter den Linden 1"}],
+    }
+    customer = {
+        **draft["customer"],
+        "name": "Acme Corporation",
+        "addresses": [{"country": "NL", "city": "Amsterdam", "postalCode": "1011"}],
+    }
+    body = {
+        "supplier": supplier,
+        "customer": customer,
+        "workflow": draft["workflow"],
+        "lines": [{**line("Fee", {"type": "flat", "amount": "5"}), "id": by_name(draft)["Fee"]["id"]}],
+    }
+    updated = await ok(await http.put(f"{INVOICES}/{draft['id']}", json=body))
+    for shown in (updated, await ok(await http.get(f"{INVOICES}/{draft['id']}"))):
+        assert shown["supplier"]["name"] == "Acme Billing GmbH"
+        assert shown["supplier"]["taxId"] == {"code": "DE123456789"}
+        assert shown["supplier"]["addresses"] == [{"country": "DE", "city": "Berlin", "line1": "Unter den Linden 1"}]
+        assert shown["customer"]["name"] == "Acme Corporation"
+        assert shown["customer"]["addresses"] == [{"country": "NL", "city": "Amsterdam", "postalCode": "1011"}]
+        # What identifies the customer and counts its usage is not the body's to change.
+        assert shown["customer"]["key"] == customer_key and shown["customer"]["id"] == draft["customer"]["id"]
+
+    # No tax ID and no address clear them; a name is required, as the supplier's country.
+    cleared = await ok(
+        await http.put(
+            f"{INVOICES}/{draft['id']}",
+            json={
+                **body,
+                "supplier": {**supplier, "taxId": None, "addresses": [{"country": "DE"}]},
+                "customer": {**customer, "addresses": []},
+            },
+        )
+    )
+    assert "taxId" not in cleared["supplier"] and cleared["supplier"]["addresses"] == [{"country": "DE"}]
+    assert not cleared["customer"].get("addresses")
+    nameless = await http.put(f"{INVOICES}/{draft['id']}", json={**body, "customer": {**customer, "name": ""}})
+    assert nameless.status_code == 400 and "customer.name" in nameless.text, nameless.text
+    countryless = await http.put(f"{INVOICES}/{draft['id']}", json={**body, "supplier": {**supplier, "addresses": []}})
+    assert countryless.status_code == 400 and "supplier.addresses[0].country" in countryless.text, countryless.text
+    # The invoice is issued with the details the update gave.
+    paid = await ok(await http.post(f"{INVOICES}/{draft['id']}/approve"))
+    assert paid["status"] == "paid" and paid["customer"]["name"] == "Acme Corporation"

@@ -1570,7 +1570,8 @@ export type UpdateInvoiceRequest = Message<"tally.v1.UpdateInvoiceRequest"> & {
   metadata: { [key: string]: string };
 
   /**
-   * Accepted and kept as snapshotted.
+   * A draft's supplier (name, address, tax ID) and customer (name, address) become these, as in
+   * OpenMeter; left out, they are kept as snapshotted.
    *
    * @generated from field: tally.v1.InvoiceSupplier supplier = 4;
    */
@@ -1587,6 +1588,8 @@ export type UpdateInvoiceRequest = Message<"tally.v1.UpdateInvoiceRequest"> & {
   lines: InvoicePendingLine[];
 
   /**
+   * Accepted and kept as snapshotted.
+   *
    * @generated from field: tally.v1.InvoiceWorkflowSettings workflow = 7;
    */
   workflow?: InvoiceWorkflowSettings | undefined;
