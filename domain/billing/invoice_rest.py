@@ -449,8 +449,8 @@ def parse_pending_lines(data: Obj, *, simulation: bool = False) -> PendingLinesI
 @dataclass(frozen=True, slots=True)
 class InvoiceUpdate:
     """InvoiceReplaceUpdate as Tally applies it to a draft: description, metadata, the lines, and
-    the supplier's and customer's details when the body carries them (the workflow is accepted and
-    kept as it was snapshotted)."""
+    the supplier's and customer's details when the body carries them (the workflow's settings are
+    read by the servicer, which decodes workflows for profiles too)."""
 
     description: str | None
     metadata: dict[str, str]

@@ -74,7 +74,7 @@ from domain.billing.invoices import (
     UsageRequest,
     by_namespace,
 )
-from domain.billing.models import Alignment, EffectiveProfile, Supplier, Workflow
+from domain.billing.models import DEFAULT_WORKFLOW, Alignment, EffectiveProfile, Supplier, Workflow, WorkflowPatch
 from domain.billing.ports import BillingStore, CustomerLookup, UnitOfWork, UsageSource
 from domain.billing.service import BillingProfileService
 from domain.catalog import currencies
@@ -572,10 +572,12 @@ class InvoiceService:
         metadata: dict[str, str] | None = None,
         supplier: PartyUpdate | None = None,
         customer: PartyUpdate | None = None,
+        workflow: WorkflowPatch | None = None,
     ) -> InvoiceWithLines:
         """PUT /invoices/{id} on a draft: its description and metadata become the ones given, the
         supplier's and customer's details those given (name, address, the supplier's tax ID: as
-        OpenMeter's updateStandardInvoice; None: kept), and its top-level lines become `lines` (a
+        OpenMeter's updateStandardInvoice; None: kept), its workflow the approval and payment
+        settings given (`_workflow_updated`; None: kept), and its top-level lines become `lines` (a
         line with the ID of one of them replaces it, one without an ID or with another ID is added,
         the others are deleted); the invoice is rated again in the same transaction, and its
         quantities read at the next snapshot."""
@@ -669,6 +671,10 @@ class InvoiceService:
                 invoice = evolve(
                     invoice, customer=evolve(invoice.customer, name=customer.name, billing_address=address)
                 )
+            if workflow is not None:
+                # Before the row is applied: the draft is calculated (draftUntil, dueAt) and moves on
+                # (manual or automatic approval) by the workflow it now has.
+                invoice = evolve(invoice, workflow=_workflow_updated(invoice.workflow, workflow))
             await self._apply(tx, invoice, row, now)
             await tx.commit()
         await self._drive(namespace, invoice_id, None)
@@ -2187,6 +2193,19 @@ def _snapshot(customer: Customer) -> CustomerSnapshot:
         key=customer.key,
         subject_keys=tuple(customer.subject_keys),
         billing_address={k: v for k, v in dataclasses.asdict(address).items() if v is not None} if address else {},
+    )
+
+
+def _workflow_updated(stored: Workflow, given: WorkflowPatch) -> Workflow:
+    """A draft's workflow after a PUT, as OpenMeter's mergeInvoiceWorkflowFromAPI: autoAdvance,
+    draftPeriod, dueAfter and collectionMethod are the body's, each one it leaves out its default
+    (the body replaces them); every other setting stays as snapshotted."""
+    return evolve(
+        stored,
+        auto_advance=DEFAULT_WORKFLOW.auto_advance if given.auto_advance is None else given.auto_advance,
+        draft_period=given.draft_period or DEFAULT_WORKFLOW.draft_period,
+        due_after=given.due_after or DEFAULT_WORKFLOW.due_after,
+        collection_method=given.collection_method or DEFAULT_WORKFLOW.collection_method,
     )
 
 

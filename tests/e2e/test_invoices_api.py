@@ -1004,3 +1004,36 @@ async def test_update_replaces_the_drafts_supplier_and_customer_details(http: ht
     # The invoice is issued with the details the update gave.
     paid = await ok(await http.post(f"{INVOICES}/{draft['id']}/approve"))
     assert paid["status"] == "paid" and paid["customer"]["name"] == "Acme Corporation"
+
+
+async def test_update_takes_the_drafts_approval_and_payment_terms_from_the_workflow(http: httpx.AsyncClient) -> None:
+    """OpenMeter's PUT of a draft sets its workflow's autoAdvance, draftPeriod, dueAfter and
+    collectionMethod from the body, each one the body leaves out to its default
+    (billing/httpdriver/invoice.go mergeInvoiceWorkflowFromAPI), and the draft moves on by the new
+    settings. Tally kept the snapshot: a draft switched to automatic approval still waited for a
+    person, and one given 7 days to pay was due in 30."""
+    draft = await fee_draft(http)
+    assert draft["statusDetails"]["extendedStatus"] == "draft.manual_approval_needed"
+    workflow = draft["workflow"]
+    fee = {**line("Fee", {"type": "flat", "amount": "5"}), "id": by_name(draft)["Fee"]["id"]}
+    body = {"supplier": draft["supplier"], "customer": draft["customer"], "lines": [fee]}
+
+    invalid = {**workflow, "workflow": {**workflow["workflow"], "invoicing": {"dueAfter": "soon"}}}
+    refused = await http.put(f"{INVOICES}/{draft['id']}", json={**body, "workflow": invalid})
+    assert refused.status_code == 400 and "workflow.workflow.invoicing.dueAfter" in refused.text, refused.text
+
+    # Sent back as shown, nothing changes.
+    same = await ok(await http.put(f"{INVOICES}/{draft['id']}", json={**body, "workflow": workflow}))
+    assert same["statusDetails"]["extendedStatus"] == "draft.manual_approval_needed"
+    assert same["workflow"]["workflow"]["invoicing"]["autoAdvance"] is False
+
+    # Only dueAfter given: autoAdvance and draftPeriod take their defaults (true, P0D), so the draft
+    # is approved at once and the sandbox issues it, due 7 days after.
+    terms = {**workflow, "workflow": {**workflow["workflow"], "invoicing": {"dueAfter": "P7D"}}}
+    updated = await ok(await http.put(f"{INVOICES}/{draft['id']}", json={**body, "workflow": terms}))
+    invoicing = updated["workflow"]["workflow"]["invoicing"]
+    assert (invoicing["autoAdvance"], invoicing["draftPeriod"], invoicing["dueAfter"]) == (True, "P0D", "P7D")
+    assert updated["status"] == "paid", updated["statusDetails"]
+    issued = datetime.fromisoformat(updated["issuedAt"].replace("Z", "+00:00"))
+    due = datetime.fromisoformat(updated["dueAt"].replace("Z", "+00:00"))
+    assert due == issued.replace(microsecond=0) + timedelta(days=7)

@@ -1588,7 +1588,9 @@ export type UpdateInvoiceRequest = Message<"tally.v1.UpdateInvoiceRequest"> & {
   lines: InvoicePendingLine[];
 
   /**
-   * Accepted and kept as snapshotted.
+   * A draft's autoAdvance, draftPeriod, dueAfter and collectionMethod become these (one left out:
+   * its default), as in OpenMeter; the rest is kept as snapshotted, and so is all of it when the
+   * request has no workflow.
    *
    * @generated from field: tally.v1.InvoiceWorkflowSettings workflow = 7;
    */
