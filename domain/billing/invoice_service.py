@@ -553,6 +553,22 @@ class InvoiceService:
         await self._told(namespace, invoice_id, False)
         return await self.get(namespace, invoice_id)
 
+    async def delete(self, namespace: str, invoice_id: str) -> None:
+        """DELETE /invoices/{id}: a standard invoice takes the table's delete; a gathering
+        invoice's pending lines are deleted, and with them the invoice, as OpenMeter's
+        DeleteGatheringInvoice (the same as a PUT without lines: deleted as manual, so the
+        subscription sync does not make them again). One deleted already: nothing to do."""
+        async with self._uow() as tx:
+            invoice = await tx.invoices.get(namespace, invoice_id, lock=True)
+            if invoice is None:
+                raise NotFoundError("invoice", invoice_id)
+            if invoice.state is State.GATHERING:
+                if invoice.deleted_at is None:
+                    await self._edit_gathering(tx, namespace, invoice, [])
+                    await tx.commit()
+                return
+        await self.act(namespace, invoice_id, Action.DELETE)
+
     async def void(self, namespace: str, invoice_id: str, reason: str) -> InvoiceWithLines:
         """Voids an issued (or unpaid) invoice, telling the invoicing app why. OpenMeter answers
         501 here; Tally keeps the reason on the invoice."""

@@ -188,7 +188,7 @@ class InvoiceServicer(invoices_pb2_grpc.InvoiceServiceServicer):
         return self._out(found)
 
     async def DeleteInvoice(self, request: pb.DeleteInvoiceRequest, context: Ctx) -> empty_pb2.Empty:
-        await self._invoices.act(self._request.namespace(context), request.invoice_id, Action.DELETE)
+        await self._invoices.delete(self._request.namespace(context), request.invoice_id)
         await rest_hints(context, http_code=204)
         return empty_pb2.Empty()
 

@@ -1037,3 +1037,27 @@ async def test_update_takes_the_drafts_approval_and_payment_terms_from_the_workf
     issued = datetime.fromisoformat(updated["issuedAt"].replace("Z", "+00:00"))
     due = datetime.fromisoformat(updated["dueAt"].replace("Z", "+00:00"))
     assert due == issued.replace(microsecond=0) + timedelta(days=7)
+
+
+async def test_deleting_a_gathering_invoice_deletes_its_pending_lines(http: httpx.AsyncClient) -> None:
+    """OpenMeter's DELETE /invoices/{id} of a gathering invoice deletes its pending lines, and with
+    them the invoice (billing/httpdriver/invoice.go DeleteInvoice -> DeleteGatheringInvoice); one
+    already deleted answers 204 again. Tally refused it with 400 (no delete in state gathering)."""
+    customer, _ = await metered_customer(http)
+    await add_lines(
+        http, customer, line("Setup", {"type": "flat", "amount": "5"}), line("Extra", {"type": "flat", "amount": "2"})
+    )
+    (gathering,) = (await ok(await http.get(INVOICES, params={"customers": customer, "statuses": "gathering"})))[
+        "items"
+    ]
+    deleted = await http.delete(f"{INVOICES}/{gathering['id']}")
+    assert deleted.status_code == 204, deleted.text
+    left = await ok(await http.get(INVOICES, params={"customers": customer, "statuses": "gathering"}))
+    assert left["items"] == []
+    nothing = await http.post(f"{INVOICES}/invoice", json={"customerId": customer})
+    assert nothing.status_code == 400, nothing.text
+    assert (await http.delete(f"{INVOICES}/{gathering['id']}")).status_code == 204
+    # New pending lines start a new gathering invoice.
+    await add_lines(http, customer, line("Later", {"type": "flat", "amount": "3"}))
+    (again,) = (await ok(await http.get(INVOICES, params={"customers": customer, "statuses": "gathering"})))["items"]
+    assert again["id"] != gathering["id"] and again["totals"]["total"] == "3"
