@@ -515,6 +515,12 @@ def parse_invoice_now(data: Obj) -> InvoiceNowInput:
     as_of = _time_in(r, data, "asOf", "")
     filters = r.obj(data.get("filters"), "filters", required=False)
     line_ids = [str(x) for x in r.list(filters, "lineIds", "filters")] if filters is not None else []
+    if filters is not None and not line_ids:
+        # OpenMeter's InvoicePendingLinesInput.Validate: a filter names at least one line. Read as
+        # no filter, an empty selection would invoice every due line.
+        r.issues.error(
+            "filters.lineIds", "must name at least one line (without filters every due line is invoiced)", "required"
+        )
     override = data.get("progressiveBillingOverride")
     if override is not None and not isinstance(override, bool):
         r.issues.error("progressiveBillingOverride", "must be true or false", "invalid_type")

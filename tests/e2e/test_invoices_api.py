@@ -1061,3 +1061,16 @@ async def test_deleting_a_gathering_invoice_deletes_its_pending_lines(http: http
     await add_lines(http, customer, line("Later", {"type": "flat", "amount": "3"}))
     (again,) = (await ok(await http.get(INVOICES, params={"customers": customer, "statuses": "gathering"})))["items"]
     assert again["id"] != gathering["id"] and again["totals"]["total"] == "3"
+
+
+async def test_invoice_now_with_an_empty_line_filter_invoices_nothing(http: httpx.AsyncClient) -> None:
+    """OpenMeter refuses filters.lineIds [] with 400 (InvoicePendingLinesInput.Validate: "must contain
+    at least one line ID"); Tally read it as no filter and invoiced every due line, so a client
+    whose selection came out empty billed the customer everything pending."""
+    customer, _ = await metered_customer(http)
+    await add_lines(http, customer, line("Fee", {"type": "flat", "amount": "5"}))
+    refused = await http.post(f"{INVOICES}/invoice", json={"customerId": customer, "filters": {"lineIds": []}})
+    assert refused.status_code == 400 and "filters.lineIds" in refused.text, refused.text
+    assert await gathering_total(http, customer) == "5"
+    (made,) = await invoice_now(http, customer)  # without filters: every due line
+    assert made["totals"]["total"] == "5"
