@@ -1028,15 +1028,15 @@ async def test_update_takes_the_drafts_approval_and_payment_terms_from_the_workf
     assert same["workflow"]["workflow"]["invoicing"]["autoAdvance"] is False
 
     # Only dueAfter given: autoAdvance and draftPeriod take their defaults (true, P0D), so the draft
-    # is approved at once and the sandbox issues it, due 7 days after.
+    # is approved at once and the sandbox issues it, due 7 days after its draft period ended.
     terms = {**workflow, "workflow": {**workflow["workflow"], "invoicing": {"dueAfter": "P7D"}}}
     updated = await ok(await http.put(f"{INVOICES}/{draft['id']}", json={**body, "workflow": terms}))
     invoicing = updated["workflow"]["workflow"]["invoicing"]
     assert (invoicing["autoAdvance"], invoicing["draftPeriod"], invoicing["dueAfter"]) == (True, "P0D", "P7D")
     assert updated["status"] == "paid", updated["statusDetails"]
-    issued = datetime.fromisoformat(updated["issuedAt"].replace("Z", "+00:00"))
+    draft_until = datetime.fromisoformat(updated["draftUntil"].replace("Z", "+00:00"))
     due = datetime.fromisoformat(updated["dueAt"].replace("Z", "+00:00"))
-    assert due == issued.replace(microsecond=0) + timedelta(days=7)
+    assert due == draft_until.replace(microsecond=0) + timedelta(days=7)
 
 
 async def test_deleting_a_gathering_invoice_deletes_its_pending_lines(http: httpx.AsyncClient) -> None:
