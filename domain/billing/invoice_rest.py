@@ -41,13 +41,12 @@ from domain.billing.invoices import (
     PendingLinesInput,
     Totals,
 )
-from domain.billing.models import Supplier
 from domain.catalog.prices import Discounts, FlatPrice, PaymentTerm, Price, parse_discounts, parse_price
 from domain.catalog.ratecards import TaxConfig, merge_tax_configs, parse_tax_config
 from domain.catalog.rating import DiscountReason
 from domain.catalog.wire import Obj, Reader, decimal_text, join
-from domain.customers.models import COUNTRY_RE, Address
-from domain.errors import ValidationError, Violations
+from domain.customers.models import Address
+from domain.errors import ValidationError
 
 # GET /api/v1/billing/invoices?orderBy=
 ORDER_BY = ("customer.name", "issuedAt", "status", "createdAt", "updatedAt", "periodStart")
@@ -463,11 +462,13 @@ _ADDRESS_FIELDS = tuple((name, _camel(name)) for name in Address.__slots__)
 
 
 def _party(r: Reader, data: Obj, name: str) -> PartyUpdate | None:
-    """The body's `supplier` or `customer`; None when it has none (Tally keeps the snapshot)."""
+    """The body's `supplier` or `customer`, decoded; None when it has none (Tally keeps the
+    snapshot). Checked (`PartyUpdate.validate`) only on a draft: a gathering invoice's PUT ignores
+    both, as OpenMeter's."""
     party = r.obj(data.get(name), name, required=False)
     if party is None:
         return None
-    party_name = r.string(party, "name", name, required=True, max_length=256)
+    party_name = r.string(party, "name", name)
     addresses = r.list(party, "addresses", name)
     if len(addresses) > 1:
         r.issues.error(f"{name}.addresses", "at most one address", "too_many")
@@ -476,10 +477,6 @@ def _party(r: Reader, data: Obj, name: str) -> PartyUpdate | None:
     if first is not None:
         given = {field: r.string(first, camel, f"{name}.addresses[0]") for field, camel in _ADDRESS_FIELDS}
         address = Address(**given)
-        if address.country is not None and not COUNTRY_RE.match(address.country):
-            r.issues.error(
-                f"{name}.addresses[0].country", "must be an ISO 3166-1 alpha-2 code such as US", "invalid_country"
-            )
         address = None if address.is_empty() else address
     tax = r.obj(party.get("taxId"), f"{name}.taxId", required=False)
     tax_code = r.string(tax, "code", f"{name}.taxId") if tax is not None else None
@@ -500,11 +497,6 @@ def parse_invoice_update(data: Obj) -> InvoiceUpdate:
         if line is not None:
             lines.append((str(line_id) if line_id else None, line))
     r.issues.raise_if_errors()
-    if supplier is not None:
-        # What a profile's supplier must have, an invoice's must too (its country above all).
-        v = Violations()
-        Supplier(supplier.name, supplier.address or Address(), tax_code=supplier.tax_code).validate(v)
-        v.raise_if_any()
     return InvoiceUpdate(description, metadata, lines, supplier, customer)
 
 

@@ -608,6 +608,11 @@ class InvoiceService:
                 return await self.get(namespace, invoice_id)
             # An empty list is refused here too: a draft without lines is deleted, not emptied.
             _validate_pending(PendingLinesInput(invoice.currency, [x for _, x in lines]))
+            v = Violations()
+            for location, party in (("supplier", supplier), ("customer", customer)):
+                if party is not None:
+                    party.validate(v, location)
+            v.raise_if_any()
             now = self._clock()
             row = fire(invoice.state, Action.UPDATE, self.conditions(invoice, now))
             current = {

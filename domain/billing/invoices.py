@@ -26,11 +26,12 @@ from typing import Final
 
 from domain.billing.apps.port import IssueSeverity
 from domain.billing.invoice_states import InvoiceStatus, State
-from domain.billing.models import Workflow
+from domain.billing.models import Supplier, Workflow
 from domain.catalog.prices import NO_DISCOUNTS, Discounts, Price
 from domain.catalog.ratecards import TaxConfig
 from domain.catalog.rating import DiscountReason, LineCategory
-from domain.customers.models import Address
+from domain.customers.models import COUNTRY_RE, Address
+from domain.errors import Violations
 from domain.records import evolve
 
 ZERO: Final = Decimal(0)
@@ -366,6 +367,21 @@ class PartyUpdate:
     name: str
     address: Address | None
     tax_code: str | None = None
+
+    def validate(self, v: Violations, location: str) -> None:
+        """A draft's party needs a name; a supplier what a profile's supplier needs (a country
+        above all, and a tax code of a valid length); an address's country is ISO 3166-1."""
+        if location == "supplier":
+            Supplier(self.name, self.address or Address(), tax_code=self.tax_code).validate(v, location)
+            return
+        if not self.name:
+            v.add(f"{location}.name", "required", "required")
+        elif len(self.name) > 256:
+            v.add(f"{location}.name", "must be at most 256 characters", "invalid_length")
+        if self.address is not None and self.address.country is not None and not COUNTRY_RE.match(self.address.country):
+            v.add(
+                f"{location}.addresses[0].country", "must be an ISO 3166-1 alpha-2 code such as US", "invalid_country"
+            )
 
 
 @dataclass(frozen=True, slots=True)

@@ -1005,6 +1005,19 @@ async def test_update_replaces_the_drafts_supplier_and_customer_details(http: ht
     paid = await ok(await http.post(f"{INVOICES}/{draft['id']}/approve"))
     assert paid["status"] == "paid" and paid["customer"]["name"] == "Acme Corporation"
 
+    # A gathering invoice's PUT edits its lines only: its supplier and customer are not read.
+    other, _ = await metered_customer(http)
+    await add_lines(http, other, line("Fee", {"type": "flat", "amount": "5"}))
+    (gathering,) = (await ok(await http.get(INVOICES, params={"customers": other, "expand": "lines"})))["items"]
+    fee = {**line("Fee", {"type": "flat", "amount": "5"}), "id": by_name(gathering)["Fee"]["id"]}
+    edited = await ok(
+        await http.put(
+            f"{INVOICES}/{gathering['id']}",
+            json={"supplier": {}, "customer": {"name": ""}, "workflow": gathering["workflow"], "lines": [fee]},
+        )
+    )
+    assert edited["customer"]["name"] == "Acme Corp" and edited["supplier"]["name"] == gathering["supplier"]["name"]
+
 
 async def test_update_takes_the_drafts_approval_and_payment_terms_from_the_workflow(http: httpx.AsyncClient) -> None:
     """OpenMeter's PUT of a draft sets its workflow's autoAdvance, draftPeriod, dueAfter and
