@@ -612,6 +612,8 @@ class InvoiceService:
             for location, party in (("supplier", supplier), ("customer", customer)):
                 if party is not None:
                     party.validate(v, location)
+            if workflow is not None:
+                workflow.validate(v, "workflow.workflow")
             v.raise_if_any()
             now = self._clock()
             row = fire(invoice.state, Action.UPDATE, self.conditions(invoice, now))

@@ -173,7 +173,6 @@ class InvoiceServicer(invoices_pb2_grpc.InvoiceServiceServicer):
                 due_after=given.due_after,
                 collection_method=given.collection_method,
             )
-            workflow.validate(v, "workflow.workflow")
             v.raise_if_any()
         found = await self._invoices.update_lines(
             self._request.namespace(context),
