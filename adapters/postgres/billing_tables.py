@@ -182,7 +182,7 @@ class InvoiceRow(SQLModel, table=True):
     invoicing_app_id: str
     payment_app_id: str
     tax_app_id: str
-    # {id, name, key, usage_subject_keys, billing_address}
+    # {id, name, key, subject_keys, billing_address} (usage_subject_keys, the key and subject keys, before)
     customer: dict[str, Any] = _json()
     supplier: dict[str, Any] = _json()
     workflow: dict[str, Any] = _json()
@@ -317,6 +317,8 @@ class InvoiceLineRow(SQLModel, table=True):
     # The subscription's billing period the line is invoiced with (migration 0023).
     subscription_billing_period_start: datetime | None = _tz(default=None, nullable=True)
     subscription_billing_period_end: datetime | None = _tz(default=None, nullable=True)
+    # A late-usage correction's event subjects (migration 0024); NULL: its invoice's.
+    usage_subjects: list[str] | None = _json("usage_subjects", nullable=True)
     meta: dict[str, str] = _json("metadata")
     # The line's ID in the invoicing app (custom invoicing's lineExternalIds).
     invoicing_external_id: str | None = None

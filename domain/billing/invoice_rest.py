@@ -36,6 +36,7 @@ from domain.billing.invoices import (
     InvoiceWithLines,
     LineDiscount,
     LineType,
+    PartyUpdate,
     PendingLineInput,
     PendingLinesInput,
     Totals,
@@ -44,6 +45,7 @@ from domain.catalog.prices import Discounts, FlatPrice, PaymentTerm, Price, pars
 from domain.catalog.ratecards import TaxConfig, merge_tax_configs, parse_tax_config
 from domain.catalog.rating import DiscountReason
 from domain.catalog.wire import Obj, Reader, decimal_text, join
+from domain.customers.models import Address
 from domain.errors import ValidationError
 
 # GET /api/v1/billing/invoices?orderBy=
@@ -280,7 +282,7 @@ def invoice_rest(found: InvoiceWithLines, conditions: Conditions, *, with_lines:
     customer_out: dict[str, Any] = {
         "id": customer.id,
         "name": customer.name,
-        "usageAttribution": {"subjectKeys": list(customer.usage_subject_keys)},
+        "usageAttribution": {"subjectKeys": list(customer.subject_keys)},
     }
     _put(customer_out, "key", customer.key)
     if customer.billing_address:
@@ -445,18 +447,48 @@ def parse_pending_lines(data: Obj, *, simulation: bool = False) -> PendingLinesI
 
 @dataclass(frozen=True, slots=True)
 class InvoiceUpdate:
-    """InvoiceReplaceUpdate as Tally applies it to a draft: description, metadata and the lines
-    (supplier, customer and workflow are accepted and kept as they were snapshotted)."""
+    """InvoiceReplaceUpdate as Tally applies it to a draft: description, metadata, the lines, and
+    the supplier's and customer's details when the body carries them (the workflow's settings are
+    read by the servicer, which decodes workflows for profiles too)."""
 
     description: str | None
     metadata: dict[str, str]
     lines: list[tuple[str | None, PendingLineInput]]
+    supplier: PartyUpdate | None = None
+    customer: PartyUpdate | None = None
+
+
+_ADDRESS_FIELDS = tuple((name, _camel(name)) for name in Address.__slots__)
+
+
+def _party(r: Reader, data: Obj, name: str) -> PartyUpdate | None:
+    """The body's `supplier` or `customer`, decoded; None when it has none (Tally keeps the
+    snapshot). Checked (`PartyUpdate.validate`) only on a draft: a gathering invoice's PUT ignores
+    both, as OpenMeter's."""
+    party = r.obj(data.get(name), name, required=False)
+    if party is None:
+        return None
+    party_name = r.string(party, "name", name)
+    addresses = r.list(party, "addresses", name)
+    if len(addresses) > 1:
+        r.issues.error(f"{name}.addresses", "at most one address", "too_many")
+    address = None
+    first = r.obj(addresses[0], f"{name}.addresses[0]") if addresses else None
+    if first is not None:
+        given = {field: r.string(first, camel, f"{name}.addresses[0]") for field, camel in _ADDRESS_FIELDS}
+        address = Address(**given)
+        address = None if address.is_empty() else address
+    tax = r.obj(party.get("taxId"), f"{name}.taxId", required=False)
+    tax_code = r.string(tax, "code", f"{name}.taxId") if tax is not None else None
+    return PartyUpdate(party_name or "", address, tax_code if name == "supplier" else None)
 
 
 def parse_invoice_update(data: Obj) -> InvoiceUpdate:
     r = Reader()
     description = r.description(data, "")
     metadata = r.metadata(data, "")
+    supplier = _party(r, data, "supplier")
+    customer = _party(r, data, "customer")
     raw_lines = r.list(data, "lines", "", required=True)
     lines: list[tuple[str | None, PendingLineInput]] = []
     for i, raw in enumerate(raw_lines):
@@ -465,7 +497,7 @@ def parse_invoice_update(data: Obj) -> InvoiceUpdate:
         if line is not None:
             lines.append((str(line_id) if line_id else None, line))
     r.issues.raise_if_errors()
-    return InvoiceUpdate(description, metadata, lines)
+    return InvoiceUpdate(description, metadata, lines, supplier, customer)
 
 
 def parse_invoice_now(data: Obj) -> InvoiceNowInput:
@@ -475,6 +507,12 @@ def parse_invoice_now(data: Obj) -> InvoiceNowInput:
     as_of = _time_in(r, data, "asOf", "")
     filters = r.obj(data.get("filters"), "filters", required=False)
     line_ids = [str(x) for x in r.list(filters, "lineIds", "filters")] if filters is not None else []
+    if filters is not None and not line_ids:
+        # OpenMeter's InvoicePendingLinesInput.Validate: a filter names at least one line. Read as
+        # no filter, an empty selection would invoice every due line.
+        r.issues.error(
+            "filters.lineIds", "must name at least one line (without filters every due line is invoiced)", "required"
+        )
     override = data.get("progressiveBillingOverride")
     if override is not None and not isinstance(override, bool):
         r.issues.error("progressiveBillingOverride", "must be true or false", "invalid_type")

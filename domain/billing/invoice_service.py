@@ -66,6 +66,7 @@ from domain.billing.invoices import (
     LineType,
     ManagedBy,
     OwedNotification,
+    PartyUpdate,
     PendingLineInput,
     PendingLinesInput,
     StoredIssue,
@@ -73,7 +74,7 @@ from domain.billing.invoices import (
     UsageRequest,
     by_namespace,
 )
-from domain.billing.models import Alignment, EffectiveProfile, Supplier, Workflow
+from domain.billing.models import DEFAULT_WORKFLOW, Alignment, EffectiveProfile, Supplier, Workflow, WorkflowPatch
 from domain.billing.ports import BillingStore, CustomerLookup, UnitOfWork, UsageSource
 from domain.billing.service import BillingProfileService
 from domain.catalog import currencies
@@ -552,6 +553,22 @@ class InvoiceService:
         await self._told(namespace, invoice_id, False)
         return await self.get(namespace, invoice_id)
 
+    async def delete(self, namespace: str, invoice_id: str) -> None:
+        """DELETE /invoices/{id}: a standard invoice takes the table's delete; a gathering
+        invoice's pending lines are deleted, and with them the invoice, as OpenMeter's
+        DeleteGatheringInvoice (the same as a PUT without lines: deleted as manual, so the
+        subscription sync does not make them again). One deleted already: nothing to do."""
+        async with self._uow() as tx:
+            invoice = await tx.invoices.get(namespace, invoice_id, lock=True)
+            if invoice is None:
+                raise NotFoundError("invoice", invoice_id)
+            if invoice.state is State.GATHERING:
+                if invoice.deleted_at is None:
+                    await self._edit_gathering(tx, namespace, invoice, [])
+                    await tx.commit()
+                return
+        await self.act(namespace, invoice_id, Action.DELETE)
+
     async def void(self, namespace: str, invoice_id: str, reason: str) -> InvoiceWithLines:
         """Voids an issued (or unpaid) invoice, telling the invoicing app why. OpenMeter answers
         501 here; Tally keeps the reason on the invoice."""
@@ -569,11 +586,17 @@ class InvoiceService:
         *,
         description: str | None = None,
         metadata: dict[str, str] | None = None,
+        supplier: PartyUpdate | None = None,
+        customer: PartyUpdate | None = None,
+        workflow: WorkflowPatch | None = None,
     ) -> InvoiceWithLines:
-        """PUT /invoices/{id} on a draft: its description and metadata become the ones given, and
-        its top-level lines become `lines` (a line with the ID of one of them replaces it, one
-        without an ID or with another ID is added, the others are deleted); the invoice is rated again in the same
-        transaction, and its quantities read at the next snapshot."""
+        """PUT /invoices/{id} on a draft: its description and metadata become the ones given, the
+        supplier's and customer's details those given (name, address, the supplier's tax ID: as
+        OpenMeter's updateStandardInvoice; None: kept), its workflow the approval and payment
+        settings given (`_workflow_updated`; None: kept), and its top-level lines become `lines` (a
+        line with the ID of one of them replaces it, one without an ID or with another ID is added,
+        the others are deleted); the invoice is rated again in the same transaction, and its
+        quantities read at the next snapshot."""
         async with self._uow() as tx:
             invoice = await tx.invoices.get(namespace, invoice_id, lock=True)
             if invoice is None:
@@ -585,6 +608,13 @@ class InvoiceService:
                 return await self.get(namespace, invoice_id)
             # An empty list is refused here too: a draft without lines is deleted, not emptied.
             _validate_pending(PendingLinesInput(invoice.currency, [x for _, x in lines]))
+            v = Violations()
+            for location, party in (("supplier", supplier), ("customer", customer)):
+                if party is not None:
+                    party.validate(v, location)
+            if workflow is not None:
+                workflow.validate(v, "workflow.workflow")
+            v.raise_if_any()
             now = self._clock()
             row = fire(invoice.state, Action.UPDATE, self.conditions(invoice, now))
             current = {
@@ -657,6 +687,17 @@ class InvoiceService:
             await _store_edited_lines(tx, namespace, current.values(), kept, added, now)
             # A replace, as OpenMeter's UpdateInvoice: no description clears it, no metadata is {}.
             invoice = evolve(invoice, description=description, metadata=dict(metadata or {}))
+            if supplier is not None:
+                invoice = evolve(invoice, supplier=_supplier_updated(invoice.supplier, supplier))
+            if customer is not None:
+                address = customer.address.as_dict() if customer.address is not None else {}
+                invoice = evolve(
+                    invoice, customer=evolve(invoice.customer, name=customer.name, billing_address=address)
+                )
+            if workflow is not None:
+                # Before the row is applied: the draft is calculated (draftUntil, dueAt) and moves on
+                # (manual or automatic approval) by the workflow it now has.
+                invoice = evolve(invoice, workflow=_workflow_updated(invoice.workflow, workflow))
             await self._apply(tx, invoice, row, now)
             await tx.commit()
         await self._drive(namespace, invoice_id, None)
@@ -1314,33 +1355,39 @@ class InvoiceService:
         period (same period key, the old service period, due now) goes on the customer's gathering
         invoice. Its quantity snapshot bills exactly the difference (cumulative minus already
         billed), rated on top of what was billed. Usage is read in bulk, one call per namespace.
+        Late usage is that of the subjects the period was billed for: those the invoice of the
+        period's latest billed line copied from its customer (as every usage line reads its
+        invoice's copy), not the customer's now; a subject the customer took later did not count
+        then, so its usage of the period is not late. The correction keeps them
+        (`usage_subjects`), for the invoice it is billed on copies the customer as it is then.
         Returns how many correction lines were made."""
         now = self._clock()
         async with self._uow() as tx:
             found = await tx.invoices.issued_usage_lines(now - ended_within)
-        periods: dict[tuple[str, str], list[tuple[InvoiceLine, str]]] = {}
-        for line, customer_id in found:
+        periods: dict[tuple[str, str], list[tuple[InvoiceLine, str, tuple[str, ...]]]] = {}
+        for line, customer_id, copied in found:
             if not _correctable(line):
                 continue
-            periods.setdefault((line.namespace, line.period_key or ""), []).append((line, customer_id))
+            periods.setdefault((line.namespace, line.period_key or ""), []).append((line, customer_id, copied))
         # A deleted customer is not billed again (OpenMeter deletes a customer only once every
         # invoice of it is final, and bills nothing after): its periods are left out before the
         # read, so its subjects, which a live customer may have taken since, count for no one else.
         live: dict[str, Collection[str]] = {}
         for namespace in {namespace for namespace, _ in periods}:
             ids = sorted(
-                {customer_id for (ns, _), parts in periods.items() if ns == namespace for _, customer_id in parts}
+                {customer_id for (ns, _), parts in periods.items() if ns == namespace for _, customer_id, _ in parts}
             )
             live[namespace] = {c.id for c in (await self._customers.resolve(namespace, ids)).values()}
         wanted: dict[str, dict[UsageRequest, tuple[InvoiceLine, Decimal, str]]] = {}
         for (namespace, _), parts in periods.items():
             if parts[0][1] not in live[namespace]:
                 continue
-            lines = [x for x, _ in parts]
-            latest = max(lines, key=lambda x: x.period_end)
+            latest, _, copied = max(parts, key=lambda x: (x[0].period_end, x[0].created_at))
+            lines = [x for x, _, _ in parts]
             start = min(x.full_period_start or x.period_start for x in lines)
             billed = sum((x.quantity or ZERO for x in lines), ZERO)
-            request = UsageRequest(latest.feature_key or "", parts[0][1], start, latest.period_end)
+            subjects = latest.usage_subjects if latest.usage_subjects is not None else (copied or None)
+            request = UsageRequest(latest.feature_key or "", parts[0][1], start, latest.period_end, subjects)
             wanted.setdefault(namespace, {})[request] = (latest, billed, parts[0][1])
         made = 0
         for namespace, requests in wanted.items():
@@ -1348,12 +1395,19 @@ class InvoiceService:
             for request, (latest, billed, customer_id) in requests.items():
                 cumulative = quantities.get(request, ZERO)
                 if cumulative > billed:
-                    made += await self._add_correction(namespace, customer_id, latest, request.start, cumulative, now)
+                    made += await self._add_correction(namespace, customer_id, latest, request, cumulative, now)
         return made
 
     async def _add_correction(
-        self, namespace: str, customer_id: str, latest: InvoiceLine, start: datetime, cumulative: Decimal, now: datetime
+        self,
+        namespace: str,
+        customer_id: str,
+        latest: InvoiceLine,
+        request: UsageRequest,
+        cumulative: Decimal,
+        now: datetime,
     ) -> int:
+        start = request.start
         key = latest.period_key or ""
         for attempt in range(2):
             try:
@@ -1396,6 +1450,7 @@ class InvoiceService:
                         totals=Totals(),
                         discounts=(),
                         invoicing_external_id=None,  # the app's ID is the corrected line's
+                        usage_subjects=request.subjects,
                         metadata={**latest.metadata, "tally.correction": "late_usage"},
                         created_at=now,
                         updated_at=now,
@@ -2014,13 +2069,18 @@ def _usage_requests(invoice: Invoice, lines: Sequence[InvoiceLine]) -> dict[str,
     its billing period up to the line's end, for the subjects a standard invoice copied from its
     customer when it was made (a subject added or taken away since does not change what it bills,
     as OpenMeter's invoice customer snapshot). A gathering invoice reads the customer's subjects
-    now: a standard invoice made from it now would copy those."""
+    now: a standard invoice made from it now would copy those. A late-usage correction reads the
+    subjects it keeps, those of the invoice it corrects (see bill_late_usage)."""
     subjects = None
-    if invoice.state is not State.GATHERING and invoice.customer.usage_subject_keys:
-        subjects = tuple(invoice.customer.usage_subject_keys)
+    if invoice.state is not State.GATHERING and invoice.customer.usage_subjects:
+        subjects = invoice.customer.usage_subjects
     return {
         x.id: UsageRequest(
-            x.feature_key or "", invoice.customer.id, x.full_period_start or x.period_start, x.period_end, subjects
+            x.feature_key or "",
+            invoice.customer.id,
+            x.full_period_start or x.period_start,
+            x.period_end,
+            x.usage_subjects if x.usage_subjects is not None else subjects,
         )
         for x in lines
         if x.parent_line_id is None and x.type is LineType.USAGE_BASED
@@ -2154,9 +2214,33 @@ def _snapshot(customer: Customer) -> CustomerSnapshot:
         id=customer.id,
         name=customer.name,
         key=customer.key,
-        usage_subject_keys=customer.usage_subjects,
+        subject_keys=tuple(customer.subject_keys),
         billing_address={k: v for k, v in dataclasses.asdict(address).items() if v is not None} if address else {},
     )
+
+
+def _workflow_updated(stored: Workflow, given: WorkflowPatch) -> Workflow:
+    """A draft's workflow after a PUT, as OpenMeter's mergeInvoiceWorkflowFromAPI: autoAdvance,
+    draftPeriod, dueAfter and collectionMethod are the body's, each one it leaves out its default
+    (the body replaces them); every other setting stays as snapshotted."""
+    return evolve(
+        stored,
+        auto_advance=DEFAULT_WORKFLOW.auto_advance if given.auto_advance is None else given.auto_advance,
+        draft_period=given.draft_period or DEFAULT_WORKFLOW.draft_period,
+        due_after=given.due_after or DEFAULT_WORKFLOW.due_after,
+        collection_method=given.collection_method or DEFAULT_WORKFLOW.collection_method,
+    )
+
+
+def _supplier_updated(stored: Mapping[str, object], given: PartyUpdate) -> dict[str, object]:
+    """An invoice's supplier with a PUT's name, address and tax code (its ID and key stay)."""
+    out = {k: v for k, v in stored.items() if k not in ("name", "address", "tax_code")}
+    out["name"] = given.name
+    if given.address is not None:
+        out["address"] = given.address.as_dict()
+    if given.tax_code is not None:
+        out["tax_code"] = given.tax_code
+    return out
 
 
 def _supplier(supplier: Supplier) -> dict[str, object]:
@@ -2219,6 +2303,7 @@ def _with_what_the_body_omits(made: InvoiceLine, given: PendingLineInput, stored
         made,
         rate_card_discounts=_with_correlation_ids(given.rate_card_discounts, stored.rate_card_discounts),
         quantity=stored.quantity if fee_kept else made.quantity,
+        usage_subjects=stored.usage_subjects,  # a correction keeps counting what it corrects
     )
 
 

@@ -26,10 +26,12 @@ from typing import Final
 
 from domain.billing.apps.port import IssueSeverity
 from domain.billing.invoice_states import InvoiceStatus, State
-from domain.billing.models import Workflow
+from domain.billing.models import Supplier, Workflow
 from domain.catalog.prices import NO_DISCOUNTS, Discounts, Price
 from domain.catalog.ratecards import TaxConfig
 from domain.catalog.rating import DiscountReason, LineCategory
+from domain.customers.models import COUNTRY_RE, Address
+from domain.errors import Violations
 from domain.records import evolve
 
 ZERO: Final = Decimal(0)
@@ -193,6 +195,10 @@ class InvoiceLine:
     deleted_at: datetime | None = None
     # The line's ID in the invoicing app (custom invoicing: draft/synchronized's lineExternalIds).
     invoicing_external_id: str | None = None
+    # The event subjects a usage line counts when they are not its invoice's: a late-usage
+    # correction counts those the invoice it corrects copied from its customer, whatever the
+    # invoice it is billed on copied later. None: its invoice's.
+    usage_subjects: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,8 +237,15 @@ class CustomerSnapshot:
     id: str
     name: str
     key: str | None = None
-    usage_subject_keys: Sequence[str] = ()
+    # The customer's subject keys, without its key (OpenMeter's usageAttribution.subjectKeys).
+    subject_keys: Sequence[str] = ()
     billing_address: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def usage_subjects(self) -> tuple[str, ...]:
+        """Every event subject that counts for the invoice: the key and the subject keys (as
+        Customer.usage_subjects, and OpenMeter's CustomerUsageAttribution.GetValues)."""
+        return tuple(dict.fromkeys(([self.key] if self.key else []) + list(self.subject_keys)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,6 +355,33 @@ class InvoiceListQuery:
     include_deleted: bool = False
     order_by: str = "createdAt"
     descending: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PartyUpdate:
+    """A BillingPartyReplaceUpdate as a draft's PUT applies it (OpenMeter's
+    mergeInvoiceSupplierFromAPI / mergeInvoiceCustomerFromAPI): the name, the first address (none:
+    no address) and, for the supplier, the tax ID's code (none: no tax ID). A customer's tax ID is
+    accepted and kept nowhere, as in OpenMeter."""
+
+    name: str
+    address: Address | None
+    tax_code: str | None = None
+
+    def validate(self, v: Violations, location: str) -> None:
+        """A draft's party needs a name; a supplier what a profile's supplier needs (a country
+        above all, and a tax code of a valid length); an address's country is ISO 3166-1."""
+        if location == "supplier":
+            Supplier(self.name, self.address or Address(), tax_code=self.tax_code).validate(v, location)
+            return
+        if not self.name:
+            v.add(f"{location}.name", "required", "required")
+        elif len(self.name) > 256:
+            v.add(f"{location}.name", "must be at most 256 characters", "invalid_length")
+        if self.address is not None and self.address.country is not None and not COUNTRY_RE.match(self.address.country):
+            v.add(
+                f"{location}.addresses[0].country", "must be an ISO 3166-1 alpha-2 code such as US", "invalid_country"
+            )
 
 
 @dataclass(frozen=True, slots=True)

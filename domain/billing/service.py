@@ -665,25 +665,30 @@ class BillingProfileService:
             raise NotFoundError("customer", id_or_key)
         return customer
 
+    # The override endpoints find a deleted customer by its ID (by key only a live one), as
+    # OpenMeter's override service does (its GetCustomer by ID reads deleted customers too): its
+    # override can still be read, changed and deleted; only the list leaves it out.
+
     async def get_override(
         self, namespace: str, customer_id_or_key: str, expand: Sequence[str] = ()
     ) -> EffectiveProfile:
         v = Violations()
         flags = parse_expand(v, expand, ("apps", "customer"))
         v.raise_if_any()
-        return await self.effective_profile(
-            namespace,
-            customer_id_or_key,
-            expand_apps=flags.get("apps", False),
-            with_customer=flags.get("customer", False),
-        )
+        await self._provisioner.ensure(namespace)
+        customer = await self._customers.get(namespace, customer_id_or_key)
+        async with self._uow() as tx:
+            override = await tx.overrides.get(namespace, customer.id)
+            return await self._effective(
+                _Lookups(tx, namespace), customer, override, flags.get("apps", False), flags.get("customer", False)
+            )
 
     async def upsert_override(
         self, namespace: str, customer_id_or_key: str, data: OverrideUpsertInput
     ) -> EffectiveProfile:
         data.validate()
         await self._provisioner.ensure(namespace)
-        customer = await self._live_customer(namespace, customer_id_or_key)
+        customer = await self._customers.get(namespace, customer_id_or_key)
         now = self._clock()
         async with self._uow() as tx:
             if data.profile_id is not None:
@@ -713,7 +718,7 @@ class BillingProfileService:
 
     async def delete_override(self, namespace: str, customer_id_or_key: str) -> None:
         await self._provisioner.ensure(namespace)
-        customer = await self._live_customer(namespace, customer_id_or_key)
+        customer = await self._customers.get(namespace, customer_id_or_key)
         async with self._uow() as tx:
             if not await tx.overrides.delete(namespace, customer.id, self._clock()):
                 raise NotFoundError("customer override", customer.id)

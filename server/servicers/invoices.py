@@ -25,7 +25,7 @@ from domain.billing.invoice_rest import (
 from domain.billing.invoice_service import InvoiceService
 from domain.billing.invoice_states import Action
 from domain.billing.invoices import InvoiceWithLines
-from domain.billing.models import parse_expand
+from domain.billing.models import WorkflowPatch, parse_expand
 from domain.billing.service import AppService
 from domain.errors import NotFoundError, Violations
 from server.context import RequestContext
@@ -33,7 +33,7 @@ from server.convert import message_from_dict, optional_str, request_dict
 from server.rest import ServicerContext as Ctx
 from server.rest import rest_hints
 from server.servicers.apps import app_to_proto
-from server.servicers.billing import workflow_out
+from server.servicers.billing import workflow_out, workflow_patch_in
 from tally.v1 import apps_pb2, invoices_pb2_grpc
 from tally.v1 import invoices_pb2 as pb
 
@@ -161,17 +161,33 @@ class InvoiceServicer(invoices_pb2_grpc.InvoiceServiceServicer):
 
     async def UpdateInvoice(self, request: pb.UpdateInvoiceRequest, context: Ctx) -> pb.Invoice:
         update = parse_invoice_update(request_dict(request))
+        workflow = None
+        if request.HasField("workflow"):
+            # The settings of a draft's workflow a PUT sets (OpenMeter's mergeInvoiceWorkflowFromAPI);
+            # the rest of the body's workflow is kept as snapshotted.
+            v = Violations()
+            given = workflow_patch_in(request.workflow.workflow, v, "workflow.workflow")
+            workflow = WorkflowPatch(
+                auto_advance=given.auto_advance,
+                draft_period=given.draft_period,
+                due_after=given.due_after,
+                collection_method=given.collection_method,
+            )
+            v.raise_if_any()
         found = await self._invoices.update_lines(
             self._request.namespace(context),
             request.invoice_id,
             update.lines,
             description=update.description,
             metadata=update.metadata,
+            supplier=update.supplier,
+            customer=update.customer,
+            workflow=workflow,
         )
         return self._out(found)
 
     async def DeleteInvoice(self, request: pb.DeleteInvoiceRequest, context: Ctx) -> empty_pb2.Empty:
-        await self._invoices.act(self._request.namespace(context), request.invoice_id, Action.DELETE)
+        await self._invoices.delete(self._request.namespace(context), request.invoice_id)
         await rest_hints(context, http_code=204)
         return empty_pb2.Empty()
 

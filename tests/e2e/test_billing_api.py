@@ -675,3 +675,32 @@ async def test_override_list_refuses_billing_profile_with_customers_without_pinn
     )
     assert refused.status_code == 400, refused.text
     assert "billingProfile" in refused.text and "customersWithoutPinnedProfile" in refused.text
+
+
+async def test_a_deleted_customers_override_is_still_answered_by_its_id(api: httpx.AsyncClient) -> None:
+    # OpenMeter finds a customer by ID whether deleted or not (customer adapter GetCustomer), and its
+    # override service asks no more than that (billing/service/customeroverride.go: Get and Upsert
+    # check the customer exists, Delete only the override); only the list leaves deleted customers
+    # out. Tally answered 404 to all three.
+    customer = await make_customer(api, "override_deleted")
+    tuned = {"workflow": {"invoicing": {"dueAfter": "P7D"}}}
+    await ok(await api.put(f"{OVERRIDES}/{customer['id']}", json=tuned))
+    await ok(await api.delete(f"/api/v1/customers/{customer['id']}"), 204)
+
+    kept = await ok(await api.get(f"{OVERRIDES}/{customer['id']}", params={"expand": "customer"}))
+    assert kept["customerOverride"]["workflow"] == {"invoicing": {"dueAfter": "P7D"}}
+    assert kept["customer"]["id"] == customer["id"] and "deletedAt" in kept["customer"]
+    # By key a deleted customer is no one's (as everywhere else): its key may be taken again.
+    assert (await api.get(f"{OVERRIDES}/{customer['key']}")).status_code == 404
+
+    changed = await ok(
+        await api.put(f"{OVERRIDES}/{customer['id']}", json={"workflow": {"invoicing": {"dueAfter": "P14D"}}})
+    )
+    assert changed["customerProfile"]["workflow"]["invoicing"]["dueAfter"] == "P14D"
+    listed = await ok(await api.get(OVERRIDES, params={"customerId": customer["id"], "includeAllCustomers": "false"}))
+    assert listed["items"] == []
+
+    assert (await api.delete(f"{OVERRIDES}/{customer['id']}")).status_code == 204
+    assert (await api.delete(f"{OVERRIDES}/{customer['id']}")).status_code == 404
+    plain = await ok(await api.get(f"{OVERRIDES}/{customer['id']}"))
+    assert "customerOverride" not in plain

@@ -283,6 +283,68 @@ def test_subscription_usage_progressive_billing_and_late_usage(billing_tally: Ta
         assert billed == graduated(150) == D("12.50")
 
 
+def test_late_usage_counts_the_subjects_its_period_was_billed_for(billing_tally: TallyProcess) -> None:
+    """A late-usage correction read the customer's subjects as they are now, where the invoice it
+    corrects counted the subjects it copied from the customer when it was made (as OpenMeter reads
+    a line's usage for its invoice's customer). A subject added to the customer after its period
+    was invoiced had its usage of that period billed as "late usage": 300 calls that were never
+    the customer's when the period was billed, next to the 3 that really came late."""
+    with httpx.Client(base_url=billing_tally.rest_url, timeout=30) as http:
+        calls = meter_and_feature(http, "late_subjects")
+        key, moved = unique("late_customer"), unique("late_subject")
+        customer = ok(
+            http.post(
+                "/api/v1/customers", json={"name": "Late", "key": key, "usageAttribution": {"subjectKeys": [key]}}
+            ),
+            201,
+        )
+        # A day that ended two hours ago: due, and past its collection interval (PT1H).
+        end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
+        start = end - timedelta(days=1)
+        http.post("/api/v1/events", json=[cloudevent(calls, key, {"n": 5}, time=start + timedelta(hours=1))])
+        wait_for_meter(http, calls, key, 5)
+        pending = {
+            "name": "Calls",
+            "period": {"from": rfc3339(start), "to": rfc3339(end)},
+            "invoiceAt": rfc3339(end),
+            "rateCard": {"featureKey": calls, "price": {"type": "unit", "amount": "1"}},
+        }
+        ok(
+            http.post(
+                f"/api/v1/billing/customers/{customer['id']}/invoices/pending-lines",
+                json={"currency": "USD", "lines": [pending]},
+            ),
+            201,
+        )
+
+        def paid(xs: list[dict[str, Any]]) -> Any:
+            return [i for i in xs if i["status"] == "paid"]
+
+        (first,) = until(http, customer["id"], paid, "the worker's invoice of the day")
+        assert D(first["totals"]["total"]) == 5
+        assert first["customer"]["usageAttribution"]["subjectKeys"] == [key]
+
+        # The customer takes a subject with 300 calls in that day, then 3 calls of its own arrive late.
+        body = {"name": "Late", "key": key, "usageAttribution": {"subjectKeys": [key, moved]}}
+        ok(http.put(f"/api/v1/customers/{customer['id']}", json=body))
+        http.post("/api/v1/events", json=[cloudevent(calls, moved, {"n": 300}, time=start + timedelta(hours=2))])
+        wait_for_meter(http, calls, moved, 300)
+        http.post("/api/v1/events", json=[cloudevent(calls, key, {"n": 3}, time=start + timedelta(hours=3))])
+        wait_for_meter(http, calls, key, 8)
+
+        def corrections(xs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            return [
+                x
+                for i in xs
+                if i["id"] != first["id"] and i["status"] == "paid"
+                for x in i["lines"]
+                if x.get("metadata", {}).get("tally.correction") == "late_usage"
+            ]
+
+        found = until(http, customer["id"], corrections, "the late-usage correction")
+        assert [(D(x["quantity"]), D(x["totals"]["total"])) for x in found] == [(3, 3)]
+
+
 def paid_now(http: httpx.Client, client: Client, invoice_id: str) -> dict[str, Any]:
     """A worker-collected invoice, once the worker has moved it to wait for its collection interval
     (PT1H after the usage ended, for late events): its quantities snapshotted now, and with that

@@ -19,7 +19,7 @@ from corehttp.exceptions import HttpResponseError
 from openmeter import Client
 
 from tally.v1 import invoices_pb2, invoices_pb2_grpc
-from tests.support.metering import cloudevent, create_meter, ingest, query, rfc3339, unique
+from tests.support.metering import cloudevent, create_meter, ingest, query, query_until, rfc3339, unique
 from tests.support.stack import TallyProcess
 from tests.support.webhooks import WebhookReceiver
 
@@ -913,3 +913,177 @@ async def test_a_usage_line_counts_the_subjects_its_invoice_was_made_for(http: h
     tokens = by_name(await ok(await http.get(f"{INVOICES}/{snapshotted['id']}", params={"expand": "lines"})))["Tokens"]
     assert (tokens["quantity"], tokens["totals"]["total"]) == ("1000", "10")
     assert snapshotted["customer"]["usageAttribution"]["subjectKeys"] == [key]
+
+
+async def test_an_invoices_customer_shows_the_customers_subject_keys_without_its_key(http: httpx.AsyncClient) -> None:
+    """OpenMeter's invoice customer carries the customer's usage attribution as the customer has it
+    (InvoiceCustomer.UsageAttribution from Customer.GetUsageAttribution: ID, key and subject keys
+    apart) and shows `usageAttribution.subjectKeys` as the subject keys alone
+    (billing/httpdriver/invoice.go mapInvoiceCustomerToAPI); its key is `customer.key`. Tally put
+    the key first in subjectKeys. Usage still counts under the key as under each subject key."""
+    slug = unique("inv_tokens")
+    await create_meter(http, slug=slug, eventType=slug, aggregation="SUM", valueProperty="$.tokens")
+    await ok(await http.post("/api/v1/features", json={"key": slug, "name": slug, "meterSlug": slug}), 201)
+    key, subject = unique("inv_customer"), unique("inv_subject")
+    customer = await ok(
+        await http.post(
+            "/api/v1/customers", json={"name": "Acme Corp", "key": key, "usageAttribution": {"subjectKeys": [subject]}}
+        ),
+        201,
+    )
+    at = START + timedelta(days=3)
+    await ingest(
+        http, [cloudevent(slug, key, {"tokens": 100}, time=at), cloudevent(slug, subject, {"tokens": 20}, time=at)]
+    )
+    await query_until(http, slug, lambda rows: rows and Decimal(str(rows[0]["value"])) == 120)
+    await add_lines(http, customer["id"], line("Tokens", {"type": "unit", "amount": "0.01"}, slug))
+    (made,) = await invoice_now(http, customer["id"])
+    assert made["customer"]["key"] == key
+    assert made["customer"]["usageAttribution"] == {"subjectKeys": [subject]}
+    assert by_name(made)["Tokens"]["quantity"] == "120"
+
+    # A customer known by its key alone shows no subject keys.
+    bare = await ok(await http.post("/api/v1/customers", json={"name": "Bare", "key": unique("inv_bare")}), 201)
+    await add_lines(http, bare["id"], line("Fee", {"type": "flat", "amount": "5"}))
+    (fee,) = await invoice_now(http, bare["id"])
+    assert fee["customer"]["usageAttribution"] == {"subjectKeys": []}
+
+
+async def test_update_replaces_the_drafts_supplier_and_customer_details(http: httpx.AsyncClient) -> None:
+    """OpenMeter's PUT of a draft replaces the invoice's supplier (name, address, tax ID) and
+    customer (name, address) with the body's (billing/httpdriver/invoice.go updateStandardInvoice:
+    mergeInvoiceSupplierFromAPI, mergeInvoiceCustomerFromAPI), so a wrong address is corrected
+    before the invoice is issued. Tally accepted them and kept the snapshot: the invoice went out
+    with the old name and address."""
+    draft = await fee_draft(http)
+    customer_key = draft["customer"]["key"]
+    supplier = {
+        **draft["supplier"],
+        "name": "Acme Billing GmbH",
+        "taxId": {"code": "DE123456789"},
+        "addresses": [{"country": "DE", "city": "Berlin", "line1": "Unter den Linden 1"}],
+    }
+    customer = {
+        **draft["customer"],
+        "name": "Acme Corporation",
+        "addresses": [{"country": "NL", "city": "Amsterdam", "postalCode": "1011"}],
+    }
+    body = {
+        "supplier": supplier,
+        "customer": customer,
+        "workflow": draft["workflow"],
+        "lines": [{**line("Fee", {"type": "flat", "amount": "5"}), "id": by_name(draft)["Fee"]["id"]}],
+    }
+    updated = await ok(await http.put(f"{INVOICES}/{draft['id']}", json=body))
+    for shown in (updated, await ok(await http.get(f"{INVOICES}/{draft['id']}"))):
+        assert shown["supplier"]["name"] == "Acme Billing GmbH"
+        assert shown["supplier"]["taxId"] == {"code": "DE123456789"}
+        assert shown["supplier"]["addresses"] == [{"country": "DE", "city": "Berlin", "line1": "Unter den Linden 1"}]
+        assert shown["customer"]["name"] == "Acme Corporation"
+        assert shown["customer"]["addresses"] == [{"country": "NL", "city": "Amsterdam", "postalCode": "1011"}]
+        # What identifies the customer and counts its usage is not the body's to change.
+        assert shown["customer"]["key"] == customer_key and shown["customer"]["id"] == draft["customer"]["id"]
+
+    # No tax ID and no address clear them; a name is required, as the supplier's country.
+    cleared = await ok(
+        await http.put(
+            f"{INVOICES}/{draft['id']}",
+            json={
+                **body,
+                "supplier": {**supplier, "taxId": None, "addresses": [{"country": "DE"}]},
+                "customer": {**customer, "addresses": []},
+            },
+        )
+    )
+    assert "taxId" not in cleared["supplier"] and cleared["supplier"]["addresses"] == [{"country": "DE"}]
+    assert not cleared["customer"].get("addresses")
+    nameless = await http.put(f"{INVOICES}/{draft['id']}", json={**body, "customer": {**customer, "name": ""}})
+    assert nameless.status_code == 400 and "customer.name" in nameless.text, nameless.text
+    countryless = await http.put(f"{INVOICES}/{draft['id']}", json={**body, "supplier": {**supplier, "addresses": []}})
+    assert countryless.status_code == 400 and "supplier.addresses[0].country" in countryless.text, countryless.text
+    # The invoice is issued with the details the update gave.
+    paid = await ok(await http.post(f"{INVOICES}/{draft['id']}/approve"))
+    assert paid["status"] == "paid" and paid["customer"]["name"] == "Acme Corporation"
+
+    # A gathering invoice's PUT edits its lines only: its supplier and customer are not read.
+    other, _ = await metered_customer(http)
+    await add_lines(http, other, line("Fee", {"type": "flat", "amount": "5"}))
+    (gathering,) = (await ok(await http.get(INVOICES, params={"customers": other, "expand": "lines"})))["items"]
+    fee = {**line("Fee", {"type": "flat", "amount": "5"}), "id": by_name(gathering)["Fee"]["id"]}
+    edited = await ok(
+        await http.put(
+            f"{INVOICES}/{gathering['id']}",
+            json={"supplier": {}, "customer": {"name": ""}, "workflow": gathering["workflow"], "lines": [fee]},
+        )
+    )
+    assert edited["customer"]["name"] == "Acme Corp" and edited["supplier"]["name"] == gathering["supplier"]["name"]
+
+
+async def test_update_takes_the_drafts_approval_and_payment_terms_from_the_workflow(http: httpx.AsyncClient) -> None:
+    """OpenMeter's PUT of a draft sets its workflow's autoAdvance, draftPeriod, dueAfter and
+    collectionMethod from the body, each one the body leaves out to its default
+    (billing/httpdriver/invoice.go mergeInvoiceWorkflowFromAPI), and the draft moves on by the new
+    settings. Tally kept the snapshot: a draft switched to automatic approval still waited for a
+    person, and one given 7 days to pay was due in 30."""
+    draft = await fee_draft(http)
+    assert draft["statusDetails"]["extendedStatus"] == "draft.manual_approval_needed"
+    workflow = draft["workflow"]
+    fee = {**line("Fee", {"type": "flat", "amount": "5"}), "id": by_name(draft)["Fee"]["id"]}
+    body = {"supplier": draft["supplier"], "customer": draft["customer"], "lines": [fee]}
+
+    invalid = {**workflow, "workflow": {**workflow["workflow"], "invoicing": {"dueAfter": "soon"}}}
+    refused = await http.put(f"{INVOICES}/{draft['id']}", json={**body, "workflow": invalid})
+    assert refused.status_code == 400 and "workflow.workflow.invoicing.dueAfter" in refused.text, refused.text
+
+    # Sent back as shown, nothing changes.
+    same = await ok(await http.put(f"{INVOICES}/{draft['id']}", json={**body, "workflow": workflow}))
+    assert same["statusDetails"]["extendedStatus"] == "draft.manual_approval_needed"
+    assert same["workflow"]["workflow"]["invoicing"]["autoAdvance"] is False
+
+    # Only dueAfter given: autoAdvance and draftPeriod take their defaults (true, P0D), so the draft
+    # is approved at once and the sandbox issues it, due 7 days after its draft period ended.
+    terms = {**workflow, "workflow": {**workflow["workflow"], "invoicing": {"dueAfter": "P7D"}}}
+    updated = await ok(await http.put(f"{INVOICES}/{draft['id']}", json={**body, "workflow": terms}))
+    invoicing = updated["workflow"]["workflow"]["invoicing"]
+    assert (invoicing["autoAdvance"], invoicing["draftPeriod"], invoicing["dueAfter"]) == (True, "P0D", "P7D")
+    assert updated["status"] == "paid", updated["statusDetails"]
+    draft_until = datetime.fromisoformat(updated["draftUntil"].replace("Z", "+00:00"))
+    due = datetime.fromisoformat(updated["dueAt"].replace("Z", "+00:00"))
+    assert due == draft_until.replace(microsecond=0) + timedelta(days=7)
+
+
+async def test_deleting_a_gathering_invoice_deletes_its_pending_lines(http: httpx.AsyncClient) -> None:
+    """OpenMeter's DELETE /invoices/{id} of a gathering invoice deletes its pending lines, and with
+    them the invoice (billing/httpdriver/invoice.go DeleteInvoice -> DeleteGatheringInvoice); one
+    already deleted answers 204 again. Tally refused it with 400 (no delete in state gathering)."""
+    customer, _ = await metered_customer(http)
+    await add_lines(
+        http, customer, line("Setup", {"type": "flat", "amount": "5"}), line("Extra", {"type": "flat", "amount": "2"})
+    )
+    (gathering,) = (await ok(await http.get(INVOICES, params={"customers": customer, "statuses": "gathering"})))[
+        "items"
+    ]
+    deleted = await http.delete(f"{INVOICES}/{gathering['id']}")
+    assert deleted.status_code == 204, deleted.text
+    left = await ok(await http.get(INVOICES, params={"customers": customer, "statuses": "gathering"}))
+    assert left["items"] == []
+    nothing = await http.post(f"{INVOICES}/invoice", json={"customerId": customer})
+    assert nothing.status_code == 400, nothing.text
+    assert (await http.delete(f"{INVOICES}/{gathering['id']}")).status_code == 204
+    # New pending lines start a new gathering invoice.
+    await add_lines(http, customer, line("Later", {"type": "flat", "amount": "3"}))
+    (again,) = (await ok(await http.get(INVOICES, params={"customers": customer, "statuses": "gathering"})))["items"]
+    assert again["id"] != gathering["id"] and again["totals"]["total"] == "3"
+
+
+async def test_invoice_now_with_an_empty_line_filter_invoices_nothing(http: httpx.AsyncClient) -> None:
+    """OpenMeter refuses filters.lineIds [] with 400 (InvoicePendingLinesInput.Validate: "must contain
+    at least one line ID"); Tally read it as no filter and invoiced every due line, so a client
+    whose selection came out empty billed the customer everything pending."""
+    customer, _ = await metered_customer(http)
+    await add_lines(http, customer, line("Fee", {"type": "flat", "amount": "5"}))
+    refused = await http.post(f"{INVOICES}/invoice", json={"customerId": customer, "filters": {"lineIds": []}})
+    assert refused.status_code == 400 and "filters.lineIds" in refused.text, refused.text
+    assert await gathering_total(http, customer) == "5"
+    (made,) = await invoice_now(http, customer)  # without filters: every due line
+    assert made["totals"]["total"] == "5"

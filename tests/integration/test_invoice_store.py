@@ -69,7 +69,7 @@ def make_invoice(namespace: str, customer: str, state: State = State.GATHERING, 
         namespace=namespace,
         type=InvoiceType.STANDARD,
         state=state,
-        customer=CustomerSnapshot(id=customer, name="Acme Corp", key="acme", usage_subject_keys=("acme",)),
+        customer=CustomerSnapshot(id=customer, name="Acme Corp", key="acme", subject_keys=("acme",)),
         currency=currency,
         profile_id="p1",
         invoicing_app_id="a1",
@@ -128,6 +128,7 @@ async def test_invoice_and_lines_read_back_exactly(uow: UnitOfWork) -> None:
         tax_config=TaxConfig(behavior=TaxBehavior.EXCLUSIVE, stripe_code="txcd_10000000"),
         subscription=SubscriptionRef("s1", "ph1", "it1"),
         sync_key="s1/it1/v1",
+        usage_subjects=("acme", "acme-eu"),
         totals=Totals.of(amount=Decimal("12.53"), discounts_total=Decimal("1.55")),
         discounts=(LineDiscount("d1", DiscountReason.RATECARD_PERCENTAGE, Decimal("1.55")),),
     )
@@ -152,6 +153,29 @@ async def test_invoice_and_lines_read_back_exactly(uow: UnitOfWork) -> None:
         assert await store.invoices.get(ns, invoice.id) == invoice
         lines = (await store.invoices.lines(ns, [invoice.id]))[invoice.id]
     assert sorted(lines, key=lambda line: line.id) == sorted([parent, child], key=lambda line: line.id)
+
+
+async def test_an_invoice_stored_with_the_key_among_its_subject_keys_reads_them_apart(
+    uow: UnitOfWork, engine: AsyncEngine
+) -> None:
+    # Invoices stored before the customer's subject keys were kept apart from its key hold them
+    # together (`usage_subject_keys`, the key first): they read back as OpenMeter shows them.
+    ns = "store_old_customer"
+    invoice = make_invoice(ns, "c1", State.DRAFT_MANUAL_APPROVAL_NEEDED)
+    async with uow() as store:
+        await store.invoices.insert(invoice)
+        await store.commit()
+    old = '{"id": "c1", "name": "Acme Corp", "key": "acme", "usage_subject_keys": ["acme", "s1"]}'
+    async with engine.begin() as connection:
+        await connection.execute(
+            text("UPDATE billing_invoices SET customer = CAST(:c AS jsonb) WHERE id = :id"),
+            {"c": old, "id": invoice.id},
+        )
+    async with uow() as store:
+        found = await store.invoices.get(ns, invoice.id)
+    assert found is not None
+    assert (found.customer.key, tuple(found.customer.subject_keys)) == ("acme", ("s1",))
+    assert found.customer.usage_subjects == ("acme", "s1")
 
 
 async def test_one_gathering_invoice_per_customer_and_currency_under_races(uow: UnitOfWork) -> None:

@@ -433,9 +433,10 @@ class Client:
         timeout: float | None = None,
     ) -> list[invoices_pb2.Invoice]:
         """Invoices the customer's lines due by `as_of` (default now): one invoice per currency."""
-        request = invoices_pb2.InvoicePendingLinesRequest(
-            customer_id=customer, filters=invoices_pb2.InvoicePendingLinesFilters(line_ids=list(line_ids))
-        )
+        request = invoices_pb2.InvoicePendingLinesRequest(customer_id=customer)
+        if line_ids:
+            # Filters that name no line are refused (they would not mean "every line").
+            request.filters.line_ids.extend(line_ids)
         if as_of is not None:
             request.as_of = _timestamp(as_of).ToJsonString()
         if progressive_billing_override is not None:

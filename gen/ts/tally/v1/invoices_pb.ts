@@ -1570,7 +1570,8 @@ export type UpdateInvoiceRequest = Message<"tally.v1.UpdateInvoiceRequest"> & {
   metadata: { [key: string]: string };
 
   /**
-   * Accepted and kept as snapshotted.
+   * A draft's supplier (name, address, tax ID) and customer (name, address) become these, as in
+   * OpenMeter; left out, they are kept as snapshotted.
    *
    * @generated from field: tally.v1.InvoiceSupplier supplier = 4;
    */
@@ -1587,6 +1588,10 @@ export type UpdateInvoiceRequest = Message<"tally.v1.UpdateInvoiceRequest"> & {
   lines: InvoicePendingLine[];
 
   /**
+   * A draft's autoAdvance, draftPeriod, dueAfter and collectionMethod become these (one left out:
+   * its default), as in OpenMeter; the rest is kept as snapshotted, and so is all of it when the
+   * request has no workflow.
+   *
    * @generated from field: tally.v1.InvoiceWorkflowSettings workflow = 7;
    */
   workflow?: InvoiceWorkflowSettings | undefined;
