@@ -34,8 +34,9 @@ the rollup starts over. Fills are every `fill_interval` (minutes): a (subject, h
 in n fills has n rows until compacted, and the events stored since W (at most about
 `fill_interval` + grace of them) are aggregated at query time.
 
-Compaction (`RollupLifecycle.compact`, after a fill, under the same lock): in each partition (month
-of buckets) whose rows up to C come from `compact_at_fills` fills or more, those rows are merged
+Compaction (`RollupLifecycle.compact`, after the `compact_at_fills`-th fill since the last one, under
+the same lock): in each partition (month of buckets) whose rows up to C come from
+`compact_at_fills` fills or more, those rows are merged
 into one row per (subject, bucket, group) tagged C, in a staging table swapped in with REPLACE
 PARTITION. C is the latest watermark committed at least `drop_after` ago, so every reader holds a
 W >= C (they re-read it every 2 s), and for any such W the rows tagged <= W hold the same states
@@ -156,6 +157,11 @@ class RollupLifecycle:
         self.audit_interval_ms = None if audit_interval is None else int(audit_interval.total_seconds() * 1000)
         self._version = 0
         self._audits: dict[str, _Audit] = {}
+        # Fills of each ready rollup since its last compaction (or since this process took over):
+        # a compaction runs every `compact_at_fills` fills (in a busy partition that many have then
+        # come under C), so the fills between cost no compaction statement, nor does a quiet
+        # rollup's. In memory: a process taking over counts from 0, which only delays a compaction.
+        self._fills_since_compaction: Counter[str] = Counter()
 
     def _settings(self) -> dict[str, Any]:
         # On a cluster, writes through the Distributed tables are on their shards when they return.
@@ -225,6 +231,7 @@ class RollupLifecycle:
                     moved[name] = CREATED
                 elif current.state == CREATED:
                     if await self._fill(meter, rollup, current.stored_from_ms, first=True) is not None:
+                        self._fills_since_compaction[name] = 1
                         moved[name] = READY
                 elif current.state == READY:
                     watermark, filled = current.stored_from_ms, None
@@ -234,10 +241,14 @@ class RollupLifecycle:
                     if not await self.audit(meter, rollup, watermark):
                         await self._record(name, meter, DAMAGED, watermark)
                         moved[name] = DAMAGED
-                    elif filled is not None and not self._audits[name].suspects:
+                    elif filled is not None:
                         # After a fill, not every pass: only a fill adds rows. Not while the audit
                         # suspects a difference: it compares again at the watermark it counted at.
-                        await self.compact(meter, rollup)
+                        self._fills_since_compaction[name] += 1
+                        due = self._fills_since_compaction[name] >= self.compact_at_fills
+                        if due and not self._audits[name].suspects:
+                            del self._fills_since_compaction[name]
+                            await self.compact(meter, rollup)
             except Exception:
                 log.exception("meter rollup step failed; trying again later", rollup=name, meter=meter.slug)
         now = await self.server_ms()
@@ -254,6 +265,8 @@ class RollupLifecycle:
                 moved[name] = DROPPED
         for name in set(self._audits) - set(wanted):
             del self._audits[name]
+        for name in set(self._fills_since_compaction) - set(wanted):
+            del self._fills_since_compaction[name]
         counts = Counter(s.state for s in (await self.states()).values())
         for state in (CREATED, READY, DAMAGED, RETIRED):
             metrics.METER_ROLLUPS.labels(state).set(counts[state])
