@@ -53,7 +53,8 @@ class SinkSettings(BaseModel):
     # it over (adapters/clickhouse/rollups.py, RollupLifecycle.audit).
     rollup_audit_interval_s: float = Field(default=60.0, gt=0)
     # A retired rollup (its meter changed or deleted) is dropped this long after: longer than any
-    # process takes to stop reading it (they re-read the ready rollups every 2 s).
+    # process takes to stop reading it (they re-read the ready rollups every 2 s). For the same
+    # reason a ready rollup's fills are compacted only up to a watermark committed this long ago.
     rollup_drop_after_s: float = Field(default=600.0, ge=0)
 
 

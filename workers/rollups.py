@@ -2,7 +2,8 @@
 
 Each pass advances each rollup one state (adapters/clickhouse/rollups.py says which and why) under a
 cluster-wide lock (a Postgres advisory lock): with several sink processes, one fills a rollup and
-commits its watermark, never two (a second filler could delete the first's rows before its commit). A meter created or changed is picked up on the next pass.
+commits its watermark, never two (a second filler could delete the first's rows before its commit),
+and no fill writes a partition between a compaction's copy of it and its swap (the fill's rows would go). A meter created or changed is picked up on the next pass.
 """
 
 from __future__ import annotations

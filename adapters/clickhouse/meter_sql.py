@@ -25,9 +25,11 @@ import enum
 import hashlib
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from adapters.clickhouse import ddl
 from domain.metering.jsonpath import JsonPath, parse_jsonpath
 from domain.metering.models import Aggregation, Meter, WindowSize
 from domain.metering.query import (
@@ -632,8 +634,9 @@ def render_rollup_table(meter: Meter, table: str) -> str:
 
     `events` counts the events behind each row (the fill and the audit compare it with the events).
     `filled_to_ms` names the fill that wrote the row (its upper `stored_at` bound, the watermark it
-    commits); it is part of the sorting key, so a merge never folds rows of two fills together, and
-    a query reads only committed fills (`filled_to_ms <= W`). No deduplication window: the fills'
+    commits); it is part of the sorting key, so a merge never folds rows of two fills together (only
+    the worker's compaction does, `render_rollup_compaction`), and a query reads only committed
+    fills (`filled_to_ms <= W`). No deduplication window: the fills'
     blocks may well hold equal states (adapters/clickhouse/rollups.py says why nothing counts twice)."""
     keys = list(_rollup_key_columns(meter).values())
     function = _AGGREGATE_FUNCTIONS[meter.aggregation]
@@ -677,6 +680,103 @@ def render_rollup_fill(
         ["namespace", "subject", "bucket", "first_minute", "last_minute", "events", *keys, "state", "filled_to_ms"]
     )
     return f"INSERT INTO {table} ({columns})\n{select}", parameters
+
+
+_ROLLUP_COLUMNS: Final = ("namespace", "subject", "bucket", "first_minute", "last_minute", "events")
+
+
+def render_rollup_partitions_to_compact(
+    meter: Meter, rollup: Rollup, compact_to_ms: int, at_fills: int
+) -> SQLAndParameters:
+    """The rollup's partitions (`toYYYYMM(bucket)`) whose rows tagged up to `compact_to_ms` come
+    from `at_fills` fills or more: those worth folding into one row per key."""
+    table = rollup_table(meter, rollup)
+    # Identifiers are ours (rollup_table's digest); values are bound.
+    sql = (
+        f"SELECT toYYYYMM(bucket) AS partition FROM {table} "  # noqa: S608
+        "WHERE filled_to_ms <= {compact_to:Int64} GROUP BY partition "
+        "HAVING uniqExact(filled_to_ms) >= {at_fills:UInt32} ORDER BY partition"
+    )
+    return sql, {"compact_to": compact_to_ms, "at_fills": at_fills}
+
+
+@dataclass(frozen=True, slots=True)
+class RollupCompaction:
+    """The statements that fold one partition's fills up to a committed watermark C into one row per
+    key, in the order they run (adapters/clickhouse/rollups.py, `RollupLifecycle.compact`, says why
+    every reader whose watermark is C or later reads the same answer before and after)."""
+
+    staging: str
+    # A staging table of the rollup's structure, made afresh (what a crashed compaction left goes).
+    prepare: list[str]
+    # Into it: the partition's rows tagged up to C, merged per key and tagged C; the rest as they are.
+    copy: SQLAndParameters
+    # On a cluster, every replica of the staging table holds what the copy wrote before the swap.
+    settle: list[str]
+    # (side, rows, events tagged up to C, rows tagged above C, events tagged above C) of the rollup's
+    # partition and of the staging table: the swap runs only when all but the rows agree.
+    tally: SQLAndParameters
+    # One atomic statement (per shard on a cluster): the partition becomes the staging table's.
+    swap: str
+    clean: list[str]
+
+
+def render_rollup_compaction(
+    meter: Meter, rollup: Rollup, partition: int, compact_to_ms: int, cluster: str | None = None
+) -> RollupCompaction:
+    """Folds the rows of `partition` (a `toYYYYMM(bucket)` value) tagged `filled_to_ms` <= C =
+    `compact_to_ms` into one row per (subject, bucket, group) tagged C, through a staging table
+    swapped in with REPLACE PARTITION. Rows tagged above C (later fills, or a fill that never
+    committed) are copied as they are. On a cluster the staging table shards like the rollup (by
+    namespace and subject, both in every row's key), so each shard's copy holds exactly its own rows,
+    and each shard swaps its own partition."""
+    table = rollup_table(meter, rollup)
+    staging = f"{table}_compact"
+    keys = list(_rollup_key_columns(meter).values())
+    function = _AGGREGATE_FUNCTIONS[meter.aggregation]
+    columns = [*_ROLLUP_COLUMNS, *keys, "state", "filled_to_ms"]
+    partition = int(partition)  # a number from our own query; formatted, never spliced as text
+    parameters = {"partition": partition, "compact_to": compact_to_ms}
+    where = "toYYYYMM(bucket) = {partition:UInt32}"
+    group = ", ".join(["namespace", "subject", "bucket", *keys])
+    merged = ", ".join(
+        [
+            "namespace, subject, bucket",
+            "min(first_minute), max(last_minute), sum(events)",
+            *keys,
+            f"{function}MergeState(state)",
+            "toInt64({compact_to:Int64})",
+        ]
+    )
+    # Identifiers are ours (rollup_table's digest, key_N); values are bound.
+    copy = (
+        f"INSERT INTO {staging} ({', '.join(columns)})\n"  # noqa: S608
+        f"SELECT {merged} FROM {table} WHERE {where} AND filled_to_ms <= {{compact_to:Int64}} GROUP BY {group}\n"
+        f"UNION ALL SELECT {', '.join(columns)} FROM {table} WHERE {where} AND filled_to_ms > {{compact_to:Int64}}"
+    )
+    figures = (
+        "count(), sumIf(events, filled_to_ms <= {compact_to:Int64}), countIf(filled_to_ms > {compact_to:Int64}), "
+        "sumIf(events, filled_to_ms > {compact_to:Int64})"
+    )
+    tally = (
+        f"SELECT 'rollup', {figures} FROM {table} WHERE {where}\n"  # noqa: S608
+        f"UNION ALL SELECT 'staging', {figures} FROM {staging} WHERE {where}"
+    )
+    on = ddl.on_cluster(cluster)
+    # SYNC: on a cluster a replicated table's metadata in the keeper is gone before it is made again.
+    drop = [f"DROP TABLE IF EXISTS {staging}{on} SYNC"]
+    if cluster is not None:
+        drop.append(f"DROP TABLE IF EXISTS {staging}{ddl.LOCAL_SUFFIX}{on} SYNC")
+    local, local_staging = ddl.local_table(table, cluster), ddl.local_table(staging, cluster)
+    return RollupCompaction(
+        staging=staging,
+        prepare=[*drop, *ddl.render([render_rollup_table(meter, staging)], cluster, {staging})],
+        copy=(copy, parameters),
+        settle=[] if cluster is None else [ddl.sync_replicas(staging, cluster)],
+        tally=(tally, parameters),
+        swap=f"ALTER TABLE {local}{on} REPLACE PARTITION {partition} FROM {local_staging}",
+        clean=drop,
+    )
 
 
 def render_rollup_differences(

@@ -31,8 +31,18 @@ rollup itself from `events`, by `stored_at` (the server's clock when a row is wr
   and the rollup's only source is `events`.
 The first fill is checked against the events (count per subject and bucket); any difference and
 the rollup starts over. Fills are every `fill_interval` (minutes): a (subject, hour) with events
-in n fills has n rows, and the events stored since W (at most about `fill_interval` + grace of
-them) are aggregated at query time.
+in n fills has n rows until compacted, and the events stored since W (at most about
+`fill_interval` + grace of them) are aggregated at query time.
+
+Compaction (`RollupLifecycle.compact`, after the `compact_at_fills`-th fill since the last one, under
+the same lock): in each partition (month of buckets) whose rows up to C come from
+`compact_at_fills` fills or more, those rows are merged
+into one row per (subject, bucket, group) tagged C, in a staging table swapped in with REPLACE
+PARTITION. C is the latest watermark committed at least `drop_after` ago, so every reader holds a
+W >= C (they re-read it every 2 s), and for any such W the rows tagged <= W hold the same states
+before and after the swap, merged differently. Crash-safe at every statement: before the swap the
+rollup is untouched, the swap is atomic, and a staging table left behind is dropped by the next
+compaction (or with the rollup).
 
 The audit (`RollupLifecycle.audit`, every `audit_interval` per ready rollup) covers what the fill
 cannot: an event stored before U that landed after the fill read the events (the grace broken),
@@ -67,9 +77,11 @@ from adapters.clickhouse.meter_sql import (
     EVENTS_TABLE,
     Rollup,
     render_rollup_check,
+    render_rollup_compaction,
     render_rollup_ddl,
     render_rollup_differences,
     render_rollup_fill,
+    render_rollup_partitions_to_compact,
     rollup_table,
 )
 from domain.metering.models import Meter
@@ -93,6 +105,11 @@ AUDIT_RECENT_MS = 24 * _HOUR_MS
 AUDIT_SLICE_MS = 24 * _HOUR_MS
 
 Pair = tuple[str, int]  # (subject, bucket start in epoch seconds)
+
+# A partition of a ready rollup is compacted once its rows that may be compacted come from this
+# many fills (an hour's at the default 300 s fill interval): each compaction rewrites the
+# partition, so not after every fill.
+COMPACT_AT_FILLS = 12
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,15 +146,22 @@ class RollupLifecycle:
         drop_after: timedelta,
         audit_interval: timedelta | None = timedelta(seconds=60),
         fill_interval: timedelta = timedelta(minutes=5),
+        compact_at_fills: int = COMPACT_AT_FILLS,
     ) -> None:
         self.ch = ch
         self.grace_ms = int(grace.total_seconds() * 1000)
         self.fill_interval_ms = int(fill_interval.total_seconds() * 1000)
         self.drop_after_ms = int(drop_after.total_seconds() * 1000)
+        self.compact_at_fills = compact_at_fills
         # None: ready rollups are not audited (a measurement only).
         self.audit_interval_ms = None if audit_interval is None else int(audit_interval.total_seconds() * 1000)
         self._version = 0
         self._audits: dict[str, _Audit] = {}
+        # Fills of each ready rollup since its last compaction (or since this process took over):
+        # a compaction runs every `compact_at_fills` fills (in a busy partition that many have then
+        # come under C), so the fills between cost no compaction statement, nor does a quiet
+        # rollup's. In memory: a process taking over counts from 0, which only delays a compaction.
+        self._fills_since_compaction: Counter[str] = Counter()
 
     def _settings(self) -> dict[str, Any]:
         # On a cluster, writes through the Distributed tables are on their shards when they return.
@@ -173,7 +197,8 @@ class RollupLifecycle:
     async def _drop(self, table: str) -> None:
         cluster = self.ch.cluster
         # The view and staging table of a rollup made before fills replaced views.
-        names = [(f"{table}_view", "VIEW"), (table, "TABLE"), (f"{table}_fill", "TABLE")]
+        # The compaction's staging table, should one have been left.
+        names = [(f"{table}_view", "VIEW"), (table, "TABLE"), (f"{table}_fill", "TABLE"), (f"{table}_compact", "TABLE")]
         for name, kind in names:
             await self.ch.command(f"DROP {kind} IF EXISTS {name}{ddl.on_cluster(cluster)}")
             if cluster is not None and kind == "TABLE":
@@ -206,14 +231,24 @@ class RollupLifecycle:
                     moved[name] = CREATED
                 elif current.state == CREATED:
                     if await self._fill(meter, rollup, current.stored_from_ms, first=True) is not None:
+                        self._fills_since_compaction[name] = 1
                         moved[name] = READY
                 elif current.state == READY:
-                    watermark = current.stored_from_ms
+                    watermark, filled = current.stored_from_ms, None
                     if await self.server_ms() - self.grace_ms - watermark >= self.fill_interval_ms:
-                        watermark = await self._fill(meter, rollup, watermark) or watermark
+                        filled = await self._fill(meter, rollup, watermark)
+                        watermark = filled or watermark
                     if not await self.audit(meter, rollup, watermark):
                         await self._record(name, meter, DAMAGED, watermark)
                         moved[name] = DAMAGED
+                    elif filled is not None:
+                        # After a fill, not every pass: only a fill adds rows. Not while the audit
+                        # suspects a difference: it compares again at the watermark it counted at.
+                        self._fills_since_compaction[name] += 1
+                        due = self._fills_since_compaction[name] >= self.compact_at_fills
+                        if due and not self._audits[name].suspects:
+                            del self._fills_since_compaction[name]
+                            await self.compact(meter, rollup)
             except Exception:
                 log.exception("meter rollup step failed; trying again later", rollup=name, meter=meter.slug)
         now = await self.server_ms()
@@ -230,6 +265,8 @@ class RollupLifecycle:
                 moved[name] = DROPPED
         for name in set(self._audits) - set(wanted):
             del self._audits[name]
+        for name in set(self._fills_since_compaction) - set(wanted):
+            del self._fills_since_compaction[name]
         counts = Counter(s.state for s in (await self.states()).values())
         for state in (CREATED, READY, DAMAGED, RETIRED):
             metrics.METER_ROLLUPS.labels(state).set(counts[state])
@@ -277,6 +314,67 @@ class RollupLifecycle:
         if first:
             log.info("meter rollup ready", rollup=table, meter=meter.slug, namespace=meter.namespace)
         return upper
+
+    async def compactable_to(self, name: str) -> int:
+        """C: the latest watermark of the rollup committed at least `drop_after` ago (0 if none), the
+        highest tag compaction may fold. Every process re-reads its watermark every 2 s, and a query
+        reads the rollup within moments of taking it, so none still reads at a watermark below C."""
+        rows = await self.ch.query(
+            "SELECT max(stored_from_ms) FROM meter_rollups WHERE name = {name:String} AND state = {ready:String} "
+            "AND toUnixTimestamp64Milli(at) <= toUnixTimestamp64Milli(now64(3)) - {lag:Int64} "
+            # This incarnation's commits only: a rollup made again starts after its last other state.
+            "AND version > (SELECT max(version) FROM meter_rollups WHERE name = {name:String} "
+            "AND state != {ready:String})",
+            {"name": name, "ready": READY, "lag": self.drop_after_ms},
+        )
+        return int(rows[0][0] or 0) if rows else 0
+
+    async def compact(self, meter: Meter, rollup: Rollup) -> int:
+        """Folds, in each partition with rows from `compact_at_fills` fills or more up to C
+        (`compactable_to`), those rows into one row per (subject, bucket, group) tagged C; returns
+        how many partitions it swapped.
+
+        Exact for every reader at any committed watermark W >= C, at every instant: before the swap
+        it reads the fills tagged <= W; after it, the same states merged (tag C <= W) and the rows
+        tagged (C, W] untouched, merged by the query the same way. The swap (REPLACE PARTITION) is
+        atomic, and a query reads the parts it found when it started. A crash or error before the
+        swap leaves the rollup as it was and a staging table, dropped by the next compaction; after
+        it, only the staging table to drop. The copy is tallied against the partition (events per
+        side of C, rows above C) before the swap: a difference leaves the partition as it was. One
+        worker at a time (the lock), so no fill writes the partition between the copy and the swap."""
+        table = rollup_table(meter, rollup)
+        compact_to = await self.compactable_to(table)
+        if not compact_to:
+            return 0
+        sql, parameters = render_rollup_partitions_to_compact(meter, rollup, compact_to, self.compact_at_fills)
+        swapped = 0
+        for (partition,) in await self.ch.query(sql, parameters):
+            steps = render_rollup_compaction(meter, rollup, int(partition), compact_to, self.ch.cluster)
+            for statement in steps.prepare:
+                await self.ch.command(statement)
+            # No deduplication: the copy's blocks may hold the same states as another's.
+            await self.ch.command(*steps.copy, settings={"insert_deduplicate": 0, **self._settings()})
+            for statement in steps.settle:
+                await self.ch.command(statement)
+            tally = {str(r[0]): tuple(int(v) for v in r[1:]) for r in await self.ch.query(*steps.tally)}
+            before, after = tally.get("rollup", (0, 0, 0, 0)), tally.get("staging", (0, 0, 0, 0))
+            if before[1:] != after[1:]:
+                log.error(
+                    "meter rollup compaction: the copy does not tally with the partition; left as it was",
+                    rollup=table,
+                    partition=partition,
+                    rollup_figures=before,
+                    copy_figures=after,
+                )
+            else:
+                await self.ch.command(steps.swap)
+                swapped += 1
+                log.info(
+                    "meter rollup partition compacted", rollup=table, partition=partition, rows=before[0], to=after[0]
+                )
+            for statement in steps.clean:
+                await self.ch.command(statement)
+        return swapped
 
     async def audit(self, meter: Meter, rollup: Rollup, watermark: int) -> bool:
         """Whether the ready rollup, committed up to `watermark` W, still equals the events, as far

@@ -29,6 +29,15 @@
         `sink.rollup_audit_interval_s` costs per ready rollup: the last day's settled hours and one
         older day) beside a comparison of every bucket.
 
+    .venv/bin/python -m tests.bench.rollups busy [rows] [subjects] [tail events] [rounds]
+        busy ingest: the query dataset stored as it arrives (each event a few seconds after its
+        time), its per-hour rollup as `sink.rollup_fill_interval_s` = 300 s fills leave it (one fill
+        per 5 minutes of `stored_at` over the 30 days, made by one statement), `tail events` more
+        in the last hour stored since the watermark W (read from `events` by every query); then the
+        bench's whole-hour query (SUM per subject per hour, 30 days) raw, from the fills as they
+        are, and from a second rollup of the same events compacted (RollupLifecycle.compact's
+        statements), alternating, p50 per round; and what the compaction itself took.
+
     .venv/bin/python -m tests.bench.rollups windows [events per customer]
         an entitlement run's windows query (5 windows over two days, a tail) for one of 10
         customers, from the events and with whole hours from the ready per-hour rollup.
@@ -47,6 +56,8 @@ import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import pyarrow as pa
 
 from adapters.clickhouse import meter_sql
 from adapters.clickhouse.client import ClickHouse
@@ -124,6 +135,10 @@ def main(argv: list[str]) -> None:
         return
     if argv and argv[0] == "api":
         api_figures(rows, subjects)
+        return
+    if argv and argv[0] == "busy":
+        tail = int(argv[3]) if len(argv) > 3 else 100_000
+        asyncio.run(busy_figures(rows, subjects, tail, int(argv[4]) if len(argv) > 4 else 3))
         return
     directory = Path(tempfile.mkdtemp(prefix="rollup-query-"))
     try:
@@ -227,6 +242,114 @@ async def audit_figures(rows: int, subjects: int) -> None:
             f"fill); one audit p50 {statistics.median(passes):.1f} ms (max {max(passes):.1f}), "
             f"every bucket compared p50 {statistics.median(whole):.1f} ms"
         )
+    finally:
+        ch.close()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+FILL_MS = 300_000  # sink.rollup_fill_interval_s's default
+
+
+async def busy_figures(rows: int, subjects: int, tail: int, rounds: int) -> None:
+    import statistics
+
+    from adapters.clickhouse.meter_sql import (
+        render_meter_query,
+        render_rollup_compaction,
+        render_rollup_fill,
+        render_rollup_partitions_to_compact,
+        rollup_table,
+        to_query_rows,
+    )
+    from domain.metering.query import MeterQueryInput
+    from tests.bench.dataset import _p50
+
+    directory = Path(tempfile.mkdtemp(prefix="rollup-busy-"))
+    ch = ClickHouse(f"chdb://{directory}")
+    try:
+        await ch.migrate()
+        now = datetime.now(UTC)
+        for offset in range(0, rows, CHUNK):
+            table = _table(min(CHUNK, rows - offset), offset, subjects, now, QUERY_EVENT_TYPE)
+            await ch.insert_arrow("events", table, settings={"insert_deduplication_token": f"b-{offset}"})
+        # Stored as they arrive: each event 5 s after its time.
+        await ch.command(
+            "ALTER TABLE events UPDATE stored_at = time + toIntervalSecond(5) WHERE 1 SETTINGS mutations_sync = 2"
+        )
+        now_ms = int(now.timestamp() * 1000)
+        watermark = (now_ms // FILL_MS - 1) * FILL_MS
+        # The busy tail: events of the last hour stored since W (here, now).
+        hour = now.replace(minute=0, second=0, microsecond=0)
+        tail_table = _table(tail, rows, subjects, now, QUERY_EVENT_TYPE)
+        times = pa.array(
+            [int(hour.timestamp() * 1000) + i * 3_600_000 // max(1, tail) for i in range(tail)],
+            pa.timestamp("ms", tz="UTC"),
+        )
+        tail_table = tail_table.set_column(tail_table.schema.get_field_index("time"), "time", times)
+        await ch.insert_arrow("events", tail_table, settings={"insert_deduplication_token": "b-tail"})
+        await ch.command("OPTIMIZE TABLE events FINAL")
+        meters = {label: replace(_meter(0, now), id=f"busy-{label}", group_by={}) for label in ("fills", "compacted")}
+        for meter in meters.values():
+            for sql, parameters in render_rollup_ddl(meter, Rollup.HOUR):
+                await ch.command(sql, parameters)
+            # What one fill per FILL_MS of stored_at up to W leaves, in one statement: the fill's
+            # statement with each event's fill as its tag, grouped by it too.
+            sql, parameters = render_rollup_fill(meter, Rollup.HOUR, stored_before_ms=watermark)
+            tag = f"toInt64(intDiv(toUnixTimestamp64Milli(stored_at), {FILL_MS}) * {FILL_MS} + {FILL_MS})"
+            sql = sql.replace("toInt64({stored_before_ms:Int64}) AS filled_to_ms", f"{tag} AS filled_to_ms")
+            await ch.command(sql + ", filled_to_ms", parameters, settings={"insert_deduplicate": 0})
+        compacted = meters["compacted"]
+        started = time.perf_counter()
+        partitions = await ch.query(*render_rollup_partitions_to_compact(compacted, Rollup.HOUR, watermark, 2))
+        for (partition,) in partitions:
+            steps = render_rollup_compaction(compacted, Rollup.HOUR, int(partition), watermark)
+            for statement in steps.prepare:
+                await ch.command(statement)
+            await ch.command(*steps.copy, settings={"insert_deduplicate": 0})
+            tally = {str(r[0]): tuple(r[2:]) for r in await ch.query(*steps.tally)}
+            assert tally["rollup"] == tally["staging"], tally
+            await ch.command(steps.swap)
+            for statement in steps.clean:
+                await ch.command(statement)
+        compact_ms = (time.perf_counter() - started) * 1000
+        counts = {
+            label: int((await ch.query(f"SELECT count() FROM {rollup_table(m, Rollup.HOUR)}"))[0][0])
+            for label, m in meters.items()
+        }
+        since_w = int(
+            (
+                await ch.query(
+                    "SELECT count() FROM events WHERE stored_at >= fromUnixTimestamp64Milli({w:Int64}, 'UTC')",
+                    {"w": watermark},
+                )
+            )[0][0]
+        )
+        query = MeterQueryInput(
+            from_=hour - timedelta(days=30), to=hour + timedelta(hours=1), window_size="HOUR", group_by=["subject"]
+        ).validate(meters["fills"])
+        statements = {"raw": render_meter_query(meters["fills"], query, maps_complete=True)}
+        for label, meter in meters.items():
+            statements[label] = render_meter_query(
+                meter, query, maps_complete=True, rollup=Rollup.HOUR, filled_to_ms=watermark
+            )
+        answers = {label: to_query_rows(query, await ch.query(*s)) for label, s in statements.items()}
+        assert answers["fills"] == answers["raw"] and answers["compacted"] == answers["raw"]
+        print(
+            f"{rows:,} events over 30 days, {subjects} subjects, {since_w:,} stored since W (tail), "
+            f"{len(answers['raw']):,} result rows; rollup rows: fills {counts['fills']:,}, compacted "
+            f"{counts['compacted']:,} (compaction of {len(partitions)} partitions {compact_ms:,.0f} ms)"
+        )
+        engine = "SELECT count(), sum(value) FROM ({}) AS q"
+        figures: dict[str, list[float]] = {}
+        for _ in range(rounds):
+            for label, (sql, parameters) in statements.items():
+                figures.setdefault(label, []).append(await _p50(lambda s=sql, p=parameters: ch.query(s, p)))
+                figures.setdefault(f"{label} engine", []).append(
+                    await _p50(lambda s=sql, p=parameters: ch.query(engine.format(s), p))
+                )
+        for label, values in figures.items():
+            print(f"{label:>18}: p50 per round {', '.join(f'{v:.1f}' for v in values)} ms "
+                  f"(median {statistics.median(values):.1f})")  # fmt: skip
     finally:
         ch.close()
         shutil.rmtree(directory, ignore_errors=True)

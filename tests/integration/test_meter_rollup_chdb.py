@@ -7,7 +7,9 @@ stored from the watermark on), then asks
 random queries: every aggregation, window size and time zone, group-bys, filters, subjects and
 customers, bounded and unbounded ranges. Every query a rollup may answer must get the raw
 query's rows from it, field for field, read at the second fill's watermark and at the first one's (a
-reader that has not seen the second fill commit, or a query between its insert and its commit). On a real chDB and over the HTTP client. Values are binary fractions so that float sums are exact in any order
+reader that has not seen the second fill commit, or a query between its insert and its commit); in
+some examples after compacting the fills up to one of the two watermarks (read at that one and
+later only: the worker compacts up to a watermark every reader has passed). On a real chDB and over the HTTP client. Values are binary fractions so that float sums are exact in any order
 (as the raw query's own answer is only then independent of ClickHouse's thread count).
 """
 
@@ -31,9 +33,11 @@ from adapters.clickhouse.meter_sql import (
     WHOLE_MINUTE_OFFSETS_SINCE,
     Rollup,
     render_meter_query,
+    render_rollup_compaction,
     render_rollup_ddl,
     render_rollup_drop,
     render_rollup_fill,
+    render_rollup_partitions_to_compact,
     rollup_for,
     rollup_table,
     to_query_rows,
@@ -111,6 +115,23 @@ def fill(ch: Client, meter: Meter, stored_from_ms: int | None = None) -> int:
             settings={"insert_deduplicate": 0},
         )
     return watermark
+
+
+def compact(ch: Client, meter: Meter, compact_to_ms: int) -> None:
+    """Folds every rollup's fills up to the committed watermark `compact_to_ms` into one row per
+    key, partition by partition (what the rollup worker's compaction runs, crashes aside)."""
+    for rollup in Rollup:
+        partitions = ch.query(*render_rollup_partitions_to_compact(meter, rollup, compact_to_ms, 1)).result_rows
+        for (partition,) in partitions:
+            steps = render_rollup_compaction(meter, rollup, int(partition), compact_to_ms)
+            for statement in steps.prepare:
+                ch.command(statement)
+            ch.command(*steps.copy, settings={"insert_deduplicate": 0})
+            tally = {str(r[0]): tuple(r[2:]) for r in ch.query(*steps.tally).result_rows}
+            assert tally["rollup"] == tally["staging"]
+            ch.command(steps.swap)
+            for statement in steps.clean:
+                ch.command(statement)
 
 
 def answers(ch: Client, meter: Meter, data: MeterQueryInput, filled_to_ms: int) -> dict[Rollup | None, list[QueryRow]]:
@@ -228,12 +249,18 @@ def _check_rollups_against_raw(
     second = fill(ch, meter, first)
     insert(ch, meter, stored[2 * third :], 2 * third)
     answered = 0
+    # Then the fills compacted up to one of the watermarks C: a reader at C or later reads the same.
+    compacted_to = data.draw(st.sampled_from([None, first, second]))
+    if compacted_to is not None:
+        compact(ch, meter, compacted_to)
     for _ in range(8):
         request = data.draw(queries(day, near=[time for _, time, _ in stored]))
         for watermark in (second, first):
+            if compacted_to is not None and watermark < compacted_to:
+                continue
             found = answers(ch, meter, request, watermark)
             for rollup, rows in found.items():
-                assert rows == found[None], (rollup, watermark)
+                assert rows == found[None], (rollup, watermark, compacted_to)
         answered += len(found) - 1
     for rollup in Rollup:
         for sql in render_rollup_drop(meter, rollup):

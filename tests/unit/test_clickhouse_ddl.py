@@ -129,6 +129,45 @@ def test_a_meters_rollup_renders_for_a_cluster(parser: chdb.state.sqlitelike.Con
         _parses(parser, statement)
 
 
+def test_a_rollups_compaction_renders_for_a_cluster(parser: chdb.state.sqlitelike.Connection) -> None:
+    # What RollupLifecycle.compact runs: the staging table shards like the rollup (so each shard's
+    # copy holds its own rows), every replica has it before the swap, and each shard swaps its own
+    # partition of the shard-local tables.
+    from datetime import UTC, datetime
+
+    from adapters.clickhouse.meter_sql import Rollup, render_rollup_compaction, rollup_table
+    from domain.metering.models import Aggregation, Meter
+
+    moment = datetime(2024, 1, 1, tzinfo=UTC)
+    meter = Meter(
+        id="m1", namespace="ns", slug="tokens", name="tokens", description=None, aggregation=Aggregation.LATEST,
+        event_type="prompt", event_from=None, value_property="$.tokens", group_by={"model": "$.model"},
+        metadata={}, annotations={}, created_at=moment, updated_at=moment,
+    )  # fmt: skip
+    table = rollup_table(meter, Rollup.HOUR)
+    single = render_rollup_compaction(meter, Rollup.HOUR, 202412, 1_700_000_000_000)
+    assert single.swap == f"ALTER TABLE {table} REPLACE PARTITION 202412 FROM {table}_compact"
+    assert not single.settle and "argMaxMergeState(state)" in single.copy[0]
+    steps = render_rollup_compaction(meter, Rollup.HOUR, 202412, 1_700_000_000_000, "c")
+    staging = f"{table}_compact"
+    assert steps.prepare[:2] == [
+        f"DROP TABLE IF EXISTS {staging} ON CLUSTER 'c' SYNC",
+        f"DROP TABLE IF EXISTS {staging}_local ON CLUSTER 'c' SYNC",
+    ]
+    assert (
+        "ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/{database}/" + staging + "_local'"
+        in (steps.prepare[2])
+    )
+    assert steps.prepare[3].endswith(
+        f"Distributed('c', currentDatabase(), {staging}_local, cityHash64(namespace, subject))"
+    )
+    assert steps.copy[0].startswith(f"INSERT INTO {staging} (")  # through the Distributed table
+    assert steps.settle == [f"SYSTEM SYNC REPLICA ON CLUSTER 'c' {staging}_local"]
+    assert steps.swap == f"ALTER TABLE {table}_local ON CLUSTER 'c' REPLACE PARTITION 202412 FROM {staging}_local"
+    for statement in [*steps.prepare, steps.copy[0], steps.tally[0], *steps.settle, steps.swap, *steps.clean]:
+        _parses(parser, statement)
+
+
 def test_settling_statements_reach_every_node_and_parse(parser: chdb.state.sqlitelike.Connection) -> None:
     # What the sink runs before it looks up what a failed insert stored (docs/clickhouse-cluster.md).
     assert kill_query(None) == "KILL QUERY WHERE initial_query_id = {id:String} SYNC"
