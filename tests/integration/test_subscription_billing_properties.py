@@ -203,13 +203,13 @@ def storage(plan: dict[str, Any], quantity: Decimal) -> Decimal:
     return min(charge, D(found["price"]["maximumAmount"]))
 
 
-def compute(plan: dict[str, Any], quantity: Decimal) -> Decimal:
+def compute(plan: dict[str, Any], quantity: Decimal, minimum: bool = True) -> Decimal:
     """Per unit after the first COMPUTE_FREE of the period (usage discount), and at least the
     minimum spend, whatever the usage and however short the service period (commitments are not
     prorated: docs/billing.md "Not yet", as OpenMeter)."""
     found = rate_card(plan, "compute")
     charge = whole_cents(max(quantity - COMPUTE_FREE, D(0)) * D(found["price"]["amount"]))
-    return max(charge, D(found["price"]["minimumAmount"]))
+    return max(charge, D(found["price"]["minimumAmount"])) if minimum else charge
 
 
 @dataclass
@@ -231,6 +231,10 @@ class Span:
     full_period_at_end: bool = False
     # Period start -> the service period billed when it was issued, for fees issued before the cut.
     issued_fee: dict[datetime, tuple[datetime, datetime]] = field(default_factory=dict)
+    # Service period starts whose minimum spend is not charged: the end cut the period exactly at
+    # the end of a part already issued (billed progressively, as not the last), so no line of the
+    # period is its last any more (docs/billing.md "Not yet"; OpenMeter leaves the issued line too).
+    minimum_missed: set[datetime] = field(default_factory=set)
 
     def periods(self) -> Iterator[tuple[datetime, datetime, datetime, datetime]]:
         """(service start, service end, billing period start, billing period end): the monthly
@@ -284,7 +288,7 @@ class Owed:
                 out[(span.sub_id, "images", start)] = whole_cents(packages(plan, used["images"]))
                 out[(span.sub_id, "calls", start)] = whole_cents(volume(used["calls"]))
                 out[(span.sub_id, "storage", start)] = storage(plan, used["storage"])
-                out[(span.sub_id, "compute", start)] = compute(plan, used["compute"])
+                out[(span.sub_id, "compute", start)] = compute(plan, used["compute"], start not in span.minimum_missed)
         return out
 
     def span_of(self, sub_id: str) -> Span:
@@ -336,12 +340,13 @@ async def _worker_pass(env: Env) -> None:
     assert result.failed == 0, result
 
 
-async def _fees_issued(env: Env, ns: str, span: Span, at: datetime) -> None:
+async def _issued_before_end(env: Env, ns: str, span: Span, at: datetime) -> None:
     """On an end at `at`: note the in-advance fee of the period it falls in if an issued invoice
     (no longer mutable) bills it already. The end changes what that fee should be (prorated to the
     end; or, under bill_full_period, whole where it was prorated by a mid-period start), but an
-    issued line stays as it is. Called after the end is set and before a sync: issued lines do not
-    move either way."""
+    issued line stays as it is. Likewise a compute part issued (as not the period's last) that ends
+    exactly at `at`: it is the period's last part now, too late to carry the minimum. Called after
+    the end is set and before a sync: issued lines do not move either way."""
     period = month_start(at - timedelta(microseconds=1))
     for found in await all_invoices(env, ns):
         if found.invoice.status in (InvoiceStatus.GATHERING, InvoiceStatus.DRAFT, InvoiceStatus.DELETED):
@@ -351,6 +356,9 @@ async def _fees_issued(env: Env, ns: str, span: Span, at: datetime) -> None:
             ours = x.parent_line_id is None and x.name == "Base" and ref and ref.subscription_id == span.sub_id
             if ours and month_start(x.period_start) == period and x.period_start < at:
                 span.issued_fee[period] = (x.period_start, x.period_end)
+            mine = x.parent_line_id is None and ref and ref.subscription_id == span.sub_id
+            if mine and x.name == "Compute" and x.period_end == at and x.full_period_end != at:
+                span.minimum_missed.add(max(month_start(x.period_start), span.start))
 
 
 def _active(span: Span, now: datetime) -> bool:
@@ -447,7 +455,7 @@ async def run_history(people: list[tuple[int, str, bool, bool]], history: list[t
                     await env.sync.sync(successor)
                 assert ended.active_to is not None
                 current.end = ended.active_to
-                await _fees_issued(env, ns, current, current.end)
+                await _issued_before_end(env, ns, current, current.end)
                 await env.sync.sync(ended)
 
         # The end: each customer's last subscription ends at its billing cycle's end, and
@@ -465,7 +473,7 @@ async def run_history(people: list[tuple[int, str, bool, bool]], history: list[t
                 ended = await env.subscriptions.cancel(ns, last.sub_id, Timing("next_billing_cycle"))
                 assert ended.active_to is not None
                 last.end = ended.active_to
-                await _fees_issued(env, ns, last, last.end)
+                await _issued_before_end(env, ns, last, last.end)
                 await env.sync.sync(ended)
         final = max(mine[-1].end or now() for mine in theirs)
         env.clock.at = now() + timedelta(hours=2)
