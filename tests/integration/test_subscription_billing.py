@@ -55,7 +55,7 @@ from domain.errors import ForbiddenError, NotFoundError, ValidationError
 from domain.subscriptions import edits
 from domain.subscriptions.catalog import CatalogRateCards, plan_view
 from domain.subscriptions.models import CreateSubscriptionInput, PlanSelector, Subscription, Timing
-from domain.subscriptions.ports import PlanView
+from domain.subscriptions.ports import AddonSource, PlanView
 from domain.subscriptions.service import SubscriptionService
 from tests.support.services import require
 from tests.support.stack import create_database, postgres_available
@@ -181,8 +181,8 @@ async def env() -> AsyncIterator[Env]:
 
 
 @asynccontextmanager
-async def open_env(plans: Plans) -> AsyncIterator[Env]:
-    """The services over a new, migrated database of their own."""
+async def open_env(plans: Plans, addons: AddonSource | None = None) -> AsyncIterator[Env]:
+    """The services over a new, migrated database of their own (add-ons offered by `addons`)."""
     require(await postgres_available(), "PostgreSQL on 127.0.0.1:5432")
     url = await create_database()
     await migrate(url)
@@ -192,7 +192,7 @@ async def open_env(plans: Plans) -> AsyncIterator[Env]:
     customers = CustomerService(PostgresCustomerRepository(sessions), clock=clock)
     rate_cards = CatalogRateCards()
     repository = PostgresSubscriptionRepository(sessions, rate_cards)
-    subscriptions = SubscriptionService(repository, plans, customers, rate_cards, clock=clock)
+    subscriptions = SubscriptionService(repository, plans, customers, rate_cards, clock=clock, addons=addons)
     uow = billing_unit_of_work(sessions)
     marketplace = Marketplace(PostgresInvoiceNumbers(sessions))
     profiles = BillingProfileService(uow, Provisioner(uow), customers, marketplace)

@@ -49,9 +49,12 @@ from domain.billing.invoices import InvoiceLine, InvoiceNowInput, InvoiceWithLin
 from domain.billing.models import OverrideUpsertInput, ProrationMode, WorkflowPatch
 from domain.customers.models import CustomerInput
 from domain.errors import ValidationError
+from domain.subscriptions.addons import AddonOffer
+from domain.subscriptions.catalog import CatalogRateCards
 from domain.subscriptions.models import (
     ChangeSubscriptionInput,
     CreateSubscriptionInput,
+    PlanRef,
     PlanSelector,
     Timing,
 )
@@ -138,6 +141,27 @@ COMPUTE_FREE = 10  # the first units of compute a period are free (a usage disco
 BASIC = _plan("basic", "30", "12", "0.013", "5", storage=("0.25", "10", "40"), compute=("0.5", "5"))
 PRO = _plan("pro", "49.99", "20", "0.0075", "3.5", storage=("0.21", "15", "60"), compute=("0.35", "8"))
 FEATURES = ("api", "tokens", "images", "calls", "storage", "compute")
+IN_ADVANCE = ("Base", "Seats")  # the lines of in-advance flat fees
+
+# The seats add-on the plans offer: 5 a month a seat, in advance, bought 1 to 3 at a time.
+SEAT = D(5)
+SEATS_CARD = CatalogRateCards().parse(
+    {
+        "type": "flat_fee",
+        "key": "seats",
+        "name": "Seats",
+        "billingCadence": "P1M",
+        "price": {"type": "flat", "amount": str(SEAT), "paymentTerm": "in_advance"},
+    },
+    "rateCards[0]",
+)
+
+
+class SeatsOffer:
+    """The plan add-on the catalog would hand over (every plan offers it, from its only phase)."""
+
+    async def offer(self, namespace: str, plan: PlanRef, addon_id: str, purchase: bool = True) -> AddonOffer:
+        return AddonOffer(addon_id, "seats", 1, "multiple", "Seats", (SEATS_CARD,), "default", 3)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -230,7 +254,11 @@ class Span:
     # period's end; docs/billing.md "Not yet").
     full_period_at_end: bool = False
     # Period start -> the service period billed when it was issued, for fees issued before the cut.
-    issued_fee: dict[datetime, tuple[datetime, datetime]] = field(default_factory=dict)
+    # (in-advance fee, period start) -> the service period billed when it was issued, for fees
+    # issued before the cut.
+    issued_fee: dict[tuple[str, datetime], tuple[datetime, datetime]] = field(default_factory=dict)
+    # The seats add-on: when it was bought and how many (once per subscription, immediately).
+    seats: tuple[datetime, int] | None = None
     # Service period starts whose minimum spend is not charged: the end cut the period exactly at
     # the end of a part already issued (billed progressively, as not the last), so no line of the
     # period is its last any more (docs/billing.md "Not yet"; OpenMeter leaves the issued line too).
@@ -266,16 +294,20 @@ class Owed:
         for span in self.spans:
             plan = span.plan
             for start, end, full_start, full_end in span.periods():
-                for name in ("base", "support"):
-                    amount = flat_amount(plan, name)
-                    if name == "base" and full_start in span.issued_fee:
+                fees = [("base", flat_amount(plan, "base"), start), ("support", flat_amount(plan, "support"), start)]
+                if span.seats is not None and span.seats[0] < end:
+                    # N seats are one fee of N x the amount, prorated and rounded once, from the
+                    # purchase (docs/billing.md).
+                    fees.append(("seats", span.seats[1] * SEAT, max(start, span.seats[0])))
+                for name, amount, since in fees:
+                    if (name, full_start) in span.issued_fee:
                         out[(span.sub_id, name, start)] = prorated(
-                            amount, *span.issued_fee[full_start], full_start, full_end
+                            amount, *span.issued_fee[(name, full_start)], full_start, full_end
                         )
                     elif span.full_period_at_end and end == span.end:
                         out[(span.sub_id, name, start)] = amount
                     else:
-                        out[(span.sub_id, name, start)] = prorated(amount, start, end, full_start, full_end)
+                        out[(span.sub_id, name, start)] = prorated(amount, since, end, full_start, full_end)
                 used = {
                     feature: sum(
                         (q for c, f, at, q in self.events if c == span.customer and f == feature and start <= at < end),
@@ -304,7 +336,7 @@ class Owed:
             p
             for p, e, full, _ in span.periods()
             if (p <= line.period_start and line.period_end <= e)
-            or (line.name == "Base" and span.issued_fee.get(full) == (line.period_start, line.period_end))
+            or span.issued_fee.get((line.name.lower(), full)) == (line.period_start, line.period_end)
         ]
         assert len(holding) == 1, (
             f"{line.name} {line.period_start} - {line.period_end} lies in no service period of "
@@ -331,6 +363,8 @@ steps = st.one_of(
     st.tuples(st.just("change"), who, st.sampled_from(["immediate", "next_billing_cycle"])),
     # A person approves one of the drafts waiting for it (by its place among them, modulo).
     st.tuples(st.just("approve"), st.integers(0, 3)),
+    # The customer buys seats (the add-on), once a subscription.
+    st.tuples(st.just("seats"), who, st.integers(1, 3)),
 )
 histories = st.tuples(st.lists(customers, min_size=1, max_size=2), st.lists(steps, min_size=5, max_size=40))
 
@@ -353,11 +387,11 @@ async def _issued_before_end(env: Env, ns: str, span: Span, at: datetime) -> Non
             continue
         for x in found.lines:
             ref = x.subscription
-            ours = x.parent_line_id is None and x.name == "Base" and ref and ref.subscription_id == span.sub_id
-            if ours and month_start(x.period_start) == period and x.period_start < at:
-                span.issued_fee[period] = (x.period_start, x.period_end)
-            mine = x.parent_line_id is None and ref and ref.subscription_id == span.sub_id
-            if mine and x.name == "Compute" and x.period_end == at and x.full_period_end != at:
+            if x.parent_line_id is not None or ref is None or ref.subscription_id != span.sub_id:
+                continue
+            if x.name in IN_ADVANCE and month_start(x.period_start) == period and x.period_start < at:
+                span.issued_fee[(x.name.lower(), period)] = (x.period_start, x.period_end)
+            if x.name == "Compute" and x.period_end == at and x.full_period_end != at:
                 span.minimum_missed.add(max(month_start(x.period_start), span.start))
 
 
@@ -373,7 +407,7 @@ async def _waiting_for_approval(env: Env, ns: str) -> list[str]:
 
 async def run_history(people: list[tuple[int, str, bool, bool]], history: list[tuple[Any, ...]]) -> None:
     plans = {"basic": BASIC, "pro": PRO}
-    async with open_env(Plans(list(plans.values()))) as env:
+    async with open_env(Plans(list(plans.values())), addons=SeatsOffer()) as env:
         ns = "billprops"
         owed = Owed()
         ids: list[str] = []
@@ -426,6 +460,13 @@ async def run_history(people: list[tuple[int, str, bool, bool]], history: list[t
             elif step[0] == "invoice_now":
                 with contextlib.suppress(ValidationError):  # nothing due: no invoice (docs/billing.md)
                     await env.invoices.invoice_now(ns, InvoiceNowInput(customer=ids[step[1] % len(ids)]))
+            elif step[0] == "seats":
+                _, whom, quantity = step
+                current = theirs[whom % len(theirs)][-1]
+                if current.seats is None and current.end is None and current.start <= now():
+                    await env.subscriptions.create_addon(ns, current.sub_id, "seats", quantity, Timing("immediate"))
+                    current.seats = (now(), quantity)
+                    await env.sync.sync(await env.subscriptions.get(ns, current.sub_id))
             elif step[0] == "approve":
                 waiting = await _waiting_for_approval(env, ns)
                 if waiting:
@@ -517,7 +558,7 @@ def check(owed: Owed, found: list[InvoiceWithLines]) -> None:
             assert owed.span_of(sub_id).customer == f.invoice.customer_id, (x.name, sub_id, f.invoice.id)
             key = (sub_id, x.name.lower(), owed.period_of(sub_id, x))
             billed[key] = billed.get(key, D(0)) + x.totals.total
-            if x.name in ("Base", "Support"):
+            if x.name in ("Base", "Support", "Seats"):
                 fees[key] = fees.get(key, 0) + 1
     assert {k: n for k, n in fees.items() if n > 1} == {}, "a flat fee billed twice for one period"
     expected = {k: v for k, v in owed.charges().items() if v}
@@ -545,11 +586,12 @@ _SLOW = [HealthCheck.too_slow, HealthCheck.data_too_large]
 # correction), a progressive invoice-now in December, a change of plan after December's in-advance
 # fee was issued (it stays as issued; the new plan's fee is prorated from the change), a graduated
 # price into its third tier, images billed progressively across a package (13 then 4: two packages),
-# volume-priced calls into the second tier with late calls taking the period into the third, storage
-# past its maximum spend, compute under its minimum in one period and over it in another, and an
-# immediate cancellation in January; with each proration mode at the end.
+# two seats bought (prorated from the purchase, the add-on's December fee issued before the
+# change), volume-priced calls into the second tier with late calls taking the period into the
+# third, storage past its maximum spend, compute under its minimum in one period and over it in
+# another, and an immediate cancellation in January; with each proration mode at the end.
 EVERY_PATH_STEPS = (
-    [("usage", 0, "api", 60, 250), ("wait", 3 * 24 * 60), ("usage", 0, "tokens", 120, 150)]
+    [("usage", 0, "api", 60, 250), ("wait", 3 * 24 * 60), ("seats", 0, 2), ("usage", 0, "tokens", 120, 150)]
     + [("usage", 0, "calls", 60, 400), ("usage", 0, "storage", 30, 90), ("usage", 0, "compute", 0, 12)]
     + [("wait", 3 * 24 * 60)] * 6
     + [("usage", 0, "calls", 60, 400), ("usage", 0, "storage", 30, 200)]
