@@ -680,7 +680,7 @@ class TransactionInvoiceNumbers:
         return int((await self._session.exec(_RESERVE, params=params)).scalar_one()) - count + 1
 
     async def give_back(self, namespace: str, scope: str, count: int) -> None:
-        await self._session.exec(_GIVE_BACK, params={"namespace": namespace, "scope": scope, "count": count})
+        await self._session.exec(_GIVE_BACK, params={"b_namespace": namespace, "b_scope": scope, "count": count})
 
 
 # Built once (every issued invoice takes a number).
@@ -694,8 +694,9 @@ _RESERVE = (
     )
     .returning(_SEQUENCES.c.last_value)
 )
+# An UPDATE's parameters must not be named after its table's columns (SQLAlchemy reserves those).
 _GIVE_BACK = (
     update(BillingSequenceRow)
-    .where(_SEQUENCES.c.namespace == bindparam("namespace"), _SEQUENCES.c.scope == bindparam("scope"))
+    .where(_SEQUENCES.c.namespace == bindparam("b_namespace"), _SEQUENCES.c.scope == bindparam("b_scope"))
     .values(last_value=_SEQUENCES.c.last_value - bindparam("count"))
 )

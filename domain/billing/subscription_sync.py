@@ -291,8 +291,16 @@ class SubscriptionSync:
                         # A flat fee is one line: its period and amount become the item's.
                         if _billed(line) != _billed(want.line):
                             draft_updated.setdefault(line.invoice_id, []).append(_refresh(line, want.line, now))
-                    elif line.period_end > want.item.service_period.end or (
-                        line is latest and want.item.service_period.end > last_end
+                    elif (
+                        line.period_end > want.item.service_period.end
+                        or (line is latest and want.item.service_period.end > last_end)
+                        # A usage part the new end meets exactly is the period's last part now:
+                        # its period's end follows, so it is rated as the last (minimum spend).
+                        or (
+                            line.type is LineType.USAGE_BASED
+                            and line.period_end == want.item.service_period.end
+                            and line.full_period_end != line.period_end
+                        )
                     ):
                         end = want.item.service_period.end
                         moved = evolve(

@@ -1,25 +1,31 @@
-"""Subscription billing over random histories: what a customer is invoiced equals what they owe.
+"""Subscription billing over random histories: what each customer is invoiced equals what they owe.
 
-A history is one customer subscribed mid-month (billing anchored on the 1st) to one of two monthly
-plans, then random steps over a few months: time passing (with a billing-worker pass, as the
-`billing` role runs continuously), usage events at random earlier times (some stored after their
-period was invoiced: late usage), invoice-now, a plan change and a cancellation (immediate or at
-the next billing cycle). At the end the subscription ends, everything due is collected and issued,
-and the invoices are checked against `Owed`, a model written here with plain arithmetic and none of
-the product's code:
+A history is one or two customers, each subscribed mid-month (billing anchored on the 1st) to one
+of two monthly plans, each with a workflow of its own (the flat fee of the period a subscription
+ends in prorated or billed whole; invoices approved automatically or waiting as drafts for a
+person to approve them), then random steps over a few months: time passing (with a billing-worker
+pass, as the `billing` role runs continuously), a customer's usage events at random earlier times
+(some stored after their period was invoiced: late usage), invoice-now, a plan change, a
+cancellation (immediate or at the next billing cycle), and approving a waiting draft. At the end
+each last subscription ends, everything due is collected, approved and paid, and the invoices are
+checked against `Owed`, a model written here with plain arithmetic and none of the product's code:
 
 - per subscription, rate card and service period, the issued invoices' lines add up to the model's
   charge: a flat fee prorated by time when its service period is shorter than the billing period
-  (in the period the subscription ends in, whole when the history's workflow says
-  subscriptionEndProrationMode bill_full_period), usage priced on the period's total usage;
+  (in the period the subscription ends in, whole when the customer's workflow says
+  subscriptionEndProrationMode bill_full_period), usage priced on the period's total usage of that
+  customer alone: per unit, graduated tiers, a volume tier picked by the total, packages, a
+  percentage discount then a maximum spend, a usage discount (the first units free) then a minimum
+  spend (docs/billing.md's order; commitments are not prorated for a period the span cuts short);
 - every line lies inside one service period of its subscription (nothing billed outside the
-  active span, no line across two periods), and a flat fee is billed once per period;
+  active span, no line across two periods), on an invoice of the subscription's own customer, and
+  a flat fee is billed once per period;
 - each invoice's total is the sum of its lines, every amount in whole cents.
 
 Services and store are those of test_subscription_billing (real Postgres, the usage stand-in), a
-new database per example (one to three seconds each). `make test` runs EVERY_PATH and six drawn
-histories, derandomized (the same ones every run); `make etoe` (TALLY_FULL_SUITE=1) runs 100 new
-ones, or `TALLY_BILLPROPS_EXAMPLES`."""
+new database per example (one to three seconds each). `make test` runs the explicit histories and
+four drawn ones, derandomized (the same ones every run); `make etoe` (TALLY_FULL_SUITE=1) runs 100
+new ones, or `TALLY_BILLPROPS_EXAMPLES`."""
 
 from __future__ import annotations
 
@@ -38,14 +44,17 @@ import pytest
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
-from domain.billing.invoice_states import InvoiceStatus
+from domain.billing.invoice_states import Action, InvoiceStatus, State
 from domain.billing.invoices import InvoiceLine, InvoiceNowInput, InvoiceWithLines
 from domain.billing.models import OverrideUpsertInput, ProrationMode, WorkflowPatch
 from domain.customers.models import CustomerInput
 from domain.errors import ValidationError
+from domain.subscriptions.addons import AddonOffer
+from domain.subscriptions.catalog import CatalogRateCards
 from domain.subscriptions.models import (
     ChangeSubscriptionInput,
     CreateSubscriptionInput,
+    PlanRef,
     PlanSelector,
     Timing,
 )
@@ -70,8 +79,30 @@ GRADUATED = {
     ],
 }
 
+# The calls price of both plans; the model's `volume` charges it by hand. Every tier's flat price
+# is above what the tier before charges at its bound, so more usage never costs less: a late
+# correction never meets a total cheaper than what was billed (which Tally leaves as billed, having
+# no credit notes; docs/billing.md, "Bills late usage").
+VOLUME = {
+    "type": "tiered",
+    "mode": "volume",
+    "tiers": [
+        {"upToAmount": "100", "unitPrice": {"type": "unit", "amount": "0.05"}},
+        {
+            "upToAmount": "1000",
+            "unitPrice": {"type": "unit", "amount": "0.04"},
+            "flatPrice": {"type": "flat", "amount": "1"},
+        },
+        {"unitPrice": {"type": "unit", "amount": "0.035"}, "flatPrice": {"type": "flat", "amount": "7"}},
+    ],
+}
 
-def _plan(key: str, base: str, support: str, api: str, images: str) -> dict[str, Any]:
+
+def _plan(
+    key: str, base: str, support: str, api: str, images: str, storage: tuple[str, str, str], compute: tuple[str, str]
+) -> dict[str, Any]:
+    storage_unit, storage_off, storage_max = storage
+    compute_unit, compute_min = compute
     return {
         "key": key,
         "name": key.title(),
@@ -87,14 +118,50 @@ def _plan(key: str, base: str, support: str, api: str, images: str) -> dict[str,
                     card("api", {"type": "unit", "amount": api}, "api"),
                     card("tokens", GRADUATED, "tokens"),
                     card("images", {"type": "package", "amount": images, "quantityPerPackage": "10"}, "images"),
+                    card("calls", VOLUME, "calls"),
+                    {
+                        **card(
+                            "storage", {"type": "unit", "amount": storage_unit, "maximumAmount": storage_max}, "storage"
+                        ),
+                        "discounts": {"percentage": {"percentage": float(storage_off)}},
+                    },
+                    {
+                        **card(
+                            "compute", {"type": "unit", "amount": compute_unit, "minimumAmount": compute_min}, "compute"
+                        ),
+                        "discounts": {"usage": {"quantity": str(COMPUTE_FREE)}},
+                    },
                 ],
             }
         ],
     }
 
 
-BASIC = _plan("basic", base="30", support="12", api="0.013", images="5")
-PRO = _plan("pro", base="49.99", support="20", api="0.0075", images="3.5")
+COMPUTE_FREE = 10  # the first units of compute a period are free (a usage discount)
+BASIC = _plan("basic", "30", "12", "0.013", "5", storage=("0.25", "10", "40"), compute=("0.5", "5"))
+PRO = _plan("pro", "49.99", "20", "0.0075", "3.5", storage=("0.21", "15", "60"), compute=("0.35", "8"))
+FEATURES = ("api", "tokens", "images", "calls", "storage", "compute")
+IN_ADVANCE = ("Base", "Seats")  # the lines of in-advance flat fees
+
+# The seats add-on the plans offer: 5 a month a seat, in advance, bought 1 to 3 at a time.
+SEAT = D(5)
+SEATS_CARD = CatalogRateCards().parse(
+    {
+        "type": "flat_fee",
+        "key": "seats",
+        "name": "Seats",
+        "billingCadence": "P1M",
+        "price": {"type": "flat", "amount": str(SEAT), "paymentTerm": "in_advance"},
+    },
+    "rateCards[0]",
+)
+
+
+class SeatsOffer:
+    """The plan add-on the catalog would hand over (every plan offers it, from its only phase)."""
+
+    async def offer(self, namespace: str, plan: PlanRef, addon_id: str, purchase: bool = True) -> AddonOffer:
+        return AddonOffer(addon_id, "seats", 1, "multiple", "Seats", (SEATS_CARD,), "default", 3)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -122,9 +189,23 @@ def graduated(quantity: Decimal) -> Decimal:
     return charge
 
 
-def flat_amount(plan: dict[str, Any], name: str) -> Decimal:
+def volume(quantity: Decimal) -> Decimal:
+    """VOLUME: every unit at the price of the tier the period's total falls in (bounds inclusive),
+    plus that tier's flat price."""
+    if quantity <= 100:
+        return quantity * D("0.05")
+    if quantity <= 1000:
+        return quantity * D("0.04") + 1
+    return quantity * D("0.035") + 7
+
+
+def rate_card(plan: dict[str, Any], name: str) -> dict[str, Any]:
     (found,) = [c for c in plan["phases"][0]["rateCards"] if c["key"] == name]
-    return D(found["price"]["amount"])
+    return found
+
+
+def flat_amount(plan: dict[str, Any], name: str) -> Decimal:
+    return D(rate_card(plan, name)["price"]["amount"])
 
 
 def unit_amount(plan: dict[str, Any]) -> Decimal:
@@ -137,18 +218,51 @@ def packages(plan: dict[str, Any], quantity: Decimal) -> Decimal:
     return math.ceil(quantity / 10) * flat_amount(plan, "images")
 
 
+def storage(plan: dict[str, Any], quantity: Decimal) -> Decimal:
+    """Per unit, less the rate card's percentage (of the charge in whole cents, rounded), capped at
+    the maximum spend: docs/billing.md's order, price -> percentage discount -> maximum spend."""
+    found = rate_card(plan, "storage")
+    charge = whole_cents(quantity * D(found["price"]["amount"]))
+    charge -= whole_cents(charge * D(str(found["discounts"]["percentage"]["percentage"])) / 100)
+    return min(charge, D(found["price"]["maximumAmount"]))
+
+
+def compute(plan: dict[str, Any], quantity: Decimal, minimum: bool = True) -> Decimal:
+    """Per unit after the first COMPUTE_FREE of the period (usage discount), and at least the
+    minimum spend, whatever the usage and however short the service period (commitments are not
+    prorated: docs/billing.md "Not yet", as OpenMeter)."""
+    found = rate_card(plan, "compute")
+    charge = whole_cents(max(quantity - COMPUTE_FREE, D(0)) * D(found["price"]["amount"]))
+    return max(charge, D(found["price"]["minimumAmount"])) if minimum else charge
+
+
 @dataclass
 class Span:
-    """One subscription as the model sees it: its plan and active span, and the in-advance fees
-    of periods invoiced before an end cut them short (what was issued stays: Tally has no credit
-    notes, docs/billing.md "Not yet"; OpenMeter's sync leaves an issued line alone too)."""
+    """One subscription as the model sees it: its customer, plan and active span, and the
+    in-advance fees of periods invoiced before an end cut them short (what was issued stays: Tally
+    has no credit notes, docs/billing.md "Not yet"; OpenMeter's sync leaves an issued line alone
+    too)."""
 
+    customer: str
     plan: dict[str, Any]
     start: datetime
     end: datetime | None = None
     sub_id: str = ""
+    # The customer's workflow bills the flat fees of the period a subscription ends in whole,
+    # however short the period (subscriptionEndProrationMode bill_full_period; OpenMeter's
+    # StateItem.shouldProrate: no proration when the subscription ends at or before the service
+    # period's end; docs/billing.md "Not yet").
+    full_period_at_end: bool = False
     # Period start -> the service period billed when it was issued, for fees issued before the cut.
-    issued_fee: dict[datetime, tuple[datetime, datetime]] = field(default_factory=dict)
+    # (in-advance fee, period start) -> the service period billed when it was issued, for fees
+    # issued before the cut.
+    issued_fee: dict[tuple[str, datetime], tuple[datetime, datetime]] = field(default_factory=dict)
+    # The seats add-on: when it was bought and how many (once per subscription, immediately).
+    seats: tuple[datetime, int] | None = None
+    # Service period starts whose minimum spend is not charged: the end cut the period exactly at
+    # the end of a part already issued (billed progressively, as not the last), so no line of the
+    # period is its last any more (docs/billing.md "Not yet"; OpenMeter leaves the issued line too).
+    minimum_missed: set[datetime] = field(default_factory=set)
 
     def periods(self) -> Iterator[tuple[datetime, datetime, datetime, datetime]]:
         """(service start, service end, billing period start, billing period end): the monthly
@@ -171,48 +285,58 @@ def prorated(amount: Decimal, start: datetime, end: datetime, full_start: dateti
 @dataclass
 class Owed:
     spans: list[Span] = field(default_factory=list)
-    # The workflow's subscriptionEndProrationMode is bill_full_period: the flat fees of the period a
-    # subscription ends in are billed whole, however short the period (OpenMeter's
-    # StateItem.shouldProrate: no proration when the subscription ends at or before the service
-    # period's end; docs/billing.md "Not yet").
-    full_period_at_end: bool = False
-    # (feature, time) of every usage event; the customer's one.
-    events: list[tuple[str, datetime, Decimal]] = field(default_factory=list)
+    # (customer, feature, time, quantity) of every usage event.
+    events: list[tuple[str, str, datetime, Decimal]] = field(default_factory=list)
 
     def charges(self) -> dict[tuple[str, str, datetime], Decimal]:
-        """(subscription, rate card, service period start) -> what the customer owes for it."""
+        """(subscription, rate card, service period start) -> what its customer owes for it."""
         out: dict[tuple[str, str, datetime], Decimal] = {}
         for span in self.spans:
+            plan = span.plan
             for start, end, full_start, full_end in span.periods():
-                for name in ("base", "support"):
-                    amount = flat_amount(span.plan, name)
-                    if name == "base" and full_start in span.issued_fee:
+                fees = [("base", flat_amount(plan, "base"), start), ("support", flat_amount(plan, "support"), start)]
+                if span.seats is not None and span.seats[0] < end:
+                    # N seats are one fee of N x the amount, prorated and rounded once, from the
+                    # purchase (docs/billing.md).
+                    fees.append(("seats", span.seats[1] * SEAT, max(start, span.seats[0])))
+                for name, amount, since in fees:
+                    if (name, full_start) in span.issued_fee:
                         out[(span.sub_id, name, start)] = prorated(
-                            amount, *span.issued_fee[full_start], full_start, full_end
+                            amount, *span.issued_fee[(name, full_start)], full_start, full_end
                         )
-                    elif self.full_period_at_end and end == span.end:
+                    elif span.full_period_at_end and end == span.end:
                         out[(span.sub_id, name, start)] = amount
                     else:
-                        out[(span.sub_id, name, start)] = prorated(amount, start, end, full_start, full_end)
+                        out[(span.sub_id, name, start)] = prorated(amount, since, end, full_start, full_end)
                 used = {
-                    feature: sum((q for f, at, q in self.events if f == feature and start <= at < end), D(0))
-                    for feature in ("api", "tokens", "images")
+                    feature: sum(
+                        (q for c, f, at, q in self.events if c == span.customer and f == feature and start <= at < end),
+                        D(0),
+                    )
+                    for feature in FEATURES
                 }
-                out[(span.sub_id, "api", start)] = whole_cents(used["api"] * unit_amount(span.plan))
+                out[(span.sub_id, "api", start)] = whole_cents(used["api"] * unit_amount(plan))
                 out[(span.sub_id, "tokens", start)] = whole_cents(graduated(used["tokens"]))
-                out[(span.sub_id, "images", start)] = whole_cents(packages(span.plan, used["images"]))
+                out[(span.sub_id, "images", start)] = whole_cents(packages(plan, used["images"]))
+                out[(span.sub_id, "calls", start)] = whole_cents(volume(used["calls"]))
+                out[(span.sub_id, "storage", start)] = storage(plan, used["storage"])
+                out[(span.sub_id, "compute", start)] = compute(plan, used["compute"], start not in span.minimum_missed)
         return out
+
+    def span_of(self, sub_id: str) -> Span:
+        (span,) = [s for s in self.spans if s.sub_id == sub_id]
+        return span
 
     def period_of(self, sub_id: str, line: InvoiceLine) -> datetime:
         """The service period (its start) of the subscription that holds the line whole: inside
         the period cut at the active span, or, for an in-advance fee issued before the cut, the
         very period it was issued for."""
-        (span,) = [s for s in self.spans if s.sub_id == sub_id]
+        span = self.span_of(sub_id)
         holding = [
             p
             for p, e, full, _ in span.periods()
             if (p <= line.period_start and line.period_end <= e)
-            or (line.name == "Base" and span.issued_fee.get(full) == (line.period_start, line.period_end))
+            or span.issued_fee.get((line.name.lower(), full)) == (line.period_start, line.period_end)
         ]
         assert len(holding) == 1, (
             f"{line.name} {line.period_start} - {line.period_end} lies in no service period of "
@@ -224,23 +348,25 @@ class Owed:
 # ---------------------------------------------------------------------------------------------
 # Histories.
 
+# A customer: minutes into November they subscribe, their plan, and their workflow: bill the
+# period a subscription ends in whole (bill_full_period), and approve invoices by hand.
+customers = st.tuples(st.integers(0, 27 * 24 * 60 - 1), st.sampled_from(["basic", "pro"]), st.booleans(), st.booleans())
+# `who` picks a customer (modulo how many there are).
+who = st.integers(0, 1)
 steps = st.one_of(
     # Time passes (up to three days, so a late event is always seen within the late-usage window).
     st.tuples(st.just("wait"), st.integers(1, 72 * 60)),
     # A usage event at up to two days before now; stored now.
-    st.tuples(
-        st.just("usage"), st.sampled_from(["api", "tokens", "images"]), st.integers(0, 48 * 60), st.integers(1, 400)
-    ),
-    st.tuples(st.just("invoice_now")),
-    st.tuples(st.just("cancel"), st.sampled_from(["immediate", "next_billing_cycle"])),
-    st.tuples(st.just("change"), st.sampled_from(["immediate", "next_billing_cycle"])),
+    st.tuples(st.just("usage"), who, st.sampled_from(FEATURES), st.integers(0, 48 * 60), st.integers(1, 400)),
+    st.tuples(st.just("invoice_now"), who),
+    st.tuples(st.just("cancel"), who, st.sampled_from(["immediate", "next_billing_cycle"])),
+    st.tuples(st.just("change"), who, st.sampled_from(["immediate", "next_billing_cycle"])),
+    # A person approves one of the drafts waiting for it (by its place among them, modulo).
+    st.tuples(st.just("approve"), st.integers(0, 3)),
+    # The customer buys seats (the add-on), once a subscription.
+    st.tuples(st.just("seats"), who, st.integers(1, 3)),
 )
-histories = st.tuples(
-    st.integers(0, 27 * 24 * 60 - 1),  # minutes into November the subscription starts
-    st.sampled_from(["basic", "pro"]),
-    st.lists(steps, min_size=5, max_size=40),
-    st.booleans(),  # the workflow bills the period a subscription ends in in full
-)
+histories = st.tuples(st.lists(customers, min_size=1, max_size=2), st.lists(steps, min_size=5, max_size=40))
 
 
 async def _worker_pass(env: Env) -> None:
@@ -248,64 +374,121 @@ async def _worker_pass(env: Env) -> None:
     assert result.failed == 0, result
 
 
-async def _fees_issued(env: Env, ns: str, span: Span, at: datetime) -> None:
+async def _issued_before_end(env: Env, ns: str, span: Span, at: datetime) -> None:
     """On an end at `at`: note the in-advance fee of the period it falls in if an issued invoice
     (no longer mutable) bills it already. The end changes what that fee should be (prorated to the
     end; or, under bill_full_period, whole where it was prorated by a mid-period start), but an
-    issued line stays as it is. Called after the end is set and before a sync: issued lines do not
-    move either way."""
+    issued line stays as it is. Likewise a compute part issued (as not the period's last) that ends
+    exactly at `at`: it is the period's last part now, too late to carry the minimum. Called after
+    the end is set and before a sync: issued lines do not move either way."""
     period = month_start(at - timedelta(microseconds=1))
     for found in await all_invoices(env, ns):
         if found.invoice.status in (InvoiceStatus.GATHERING, InvoiceStatus.DRAFT, InvoiceStatus.DELETED):
             continue
         for x in found.lines:
             ref = x.subscription
-            ours = x.parent_line_id is None and x.name == "Base" and ref and ref.subscription_id == span.sub_id
-            if ours and month_start(x.period_start) == period and x.period_start < at:
-                span.issued_fee[period] = (x.period_start, x.period_end)
+            if x.parent_line_id is not None or ref is None or ref.subscription_id != span.sub_id:
+                continue
+            if x.name in IN_ADVANCE and month_start(x.period_start) == period and x.period_start < at:
+                span.issued_fee[(x.name.lower(), period)] = (x.period_start, x.period_end)
+            if x.name == "Compute" and x.period_end == at and x.full_period_end != at:
+                span.minimum_missed.add(max(month_start(x.period_start), span.start))
 
 
 def _active(span: Span, now: datetime) -> bool:
     return span.end is None or now < span.end
 
 
-async def run_history(
-    start_minutes: int, plan_key: str, history: list[tuple[Any, ...]], full_period_at_end: bool = False
-) -> None:
+async def _waiting_for_approval(env: Env, ns: str, made_by: datetime | None = None) -> list[str]:
+    """The drafts waiting for approval (made by `made_by`), oldest first."""
+    found = await all_invoices(env, ns)
+    waiting = [
+        f.invoice
+        for f in found
+        if f.invoice.state is State.DRAFT_MANUAL_APPROVAL_NEEDED
+        and (made_by is None or f.invoice.created_at <= made_by)
+    ]
+    return [x.id for x in sorted(waiting, key=lambda x: (x.created_at, x.id))]
+
+
+async def run_history(people: list[tuple[int, str, bool, bool]], history: list[tuple[Any, ...]]) -> None:
     plans = {"basic": BASIC, "pro": PRO}
-    async with open_env(Plans(list(plans.values()))) as env:
+    async with open_env(Plans(list(plans.values())), addons=SeatsOffer()) as env:
         ns = "billprops"
-        env.clock.at = NOV + timedelta(minutes=start_minutes)
-        customer = await env.customers.create(ns, CustomerInput(name="c1", key="c1"))
-        if full_period_at_end:
-            patch = WorkflowPatch(subscription_end_proration_mode=ProrationMode.BILL_FULL_PERIOD)
-            await env.profiles.upsert_override(ns, "c1", OverrideUpsertInput(workflow=patch))
-        sub = await env.subscriptions.create(
-            CreateSubscriptionInput(ns, PlanSelector(plan_key), customer_key="c1", billing_anchor=NOV)
-        )
-        owed = Owed([Span(plans[plan_key], sub.active_from, sub_id=sub.id)], full_period_at_end=full_period_at_end)
-        await env.sync.sync(sub)
+        owed = Owed()
+        ids: list[str] = []
+        # Each customer's subscriptions, oldest first; the last one is the current one.
+        theirs: list[list[Span]] = []
+        for index, (start_minutes, plan_key, full_period_at_end, manual) in sorted(
+            enumerate(people), key=lambda p: p[1][0]
+        ):
+            env.clock.at = NOV + timedelta(minutes=start_minutes)
+            key = f"c{index}"
+            customer = await env.customers.create(ns, CustomerInput(name=key, key=key))
+            patch = WorkflowPatch(
+                subscription_end_proration_mode=ProrationMode.BILL_FULL_PERIOD if full_period_at_end else None,
+                auto_advance=False if manual else None,
+            )
+            if full_period_at_end or manual:
+                await env.profiles.upsert_override(ns, key, OverrideUpsertInput(workflow=patch))
+            sub = await env.subscriptions.create(
+                CreateSubscriptionInput(ns, PlanSelector(plan_key), customer_key=key, billing_anchor=NOV)
+            )
+            span = Span(
+                customer.id, plans[plan_key], sub.active_from, sub_id=sub.id, full_period_at_end=full_period_at_end
+            )
+            owed.spans.append(span)
+            ids.append(customer.id)
+            theirs.append([span])
+            await env.sync.sync(sub)
+        order = sorted(range(len(people)), key=lambda i: people[i][0])
+        ids = [ids[order.index(i)] for i in range(len(people))]
+        theirs = [theirs[order.index(i)] for i in range(len(people))]
 
         def now() -> datetime:
             return env.clock.at
 
         for step in history:
-            current = owed.spans[-1]
             if step[0] == "wait":
                 env.clock.at = now() + timedelta(minutes=step[1])
+                # Someone approves, at the latest, the drafts a day old by now (so within about
+                # four days): usage stored after a draft's snapshot is billed by a late-usage
+                # correction once the draft is issued, but only while its period ended less than
+                # billing.late_usage_window_s (7 days) ago (docs/billing.md "Not yet").
+                for invoice_id in await _waiting_for_approval(env, ns, now() - timedelta(days=1)):
+                    await env.invoices.act(ns, invoice_id, Action.APPROVE)
                 await _worker_pass(env)
             elif step[0] == "usage":
-                _, feature, back, quantity = step
+                _, whom, feature, back, quantity = step
+                if feature == "compute":
+                    # No late usage under a minimum spend: Tally makes no correction for it
+                    # (docs/billing.md "Not yet"; a correction would take back part of the
+                    # shortfall charged), so the model's usage of it is stored as it happens.
+                    back = 0
                 at = now() - timedelta(minutes=back)
-                env.usage.add(feature, customer.id, at, str(quantity), stored_at=now())
-                owed.events.append((feature, at, D(quantity)))
+                customer_id = ids[whom % len(ids)]
+                env.usage.add(feature, customer_id, at, str(quantity), stored_at=now())
+                owed.events.append((customer_id, feature, at, D(quantity)))
             elif step[0] == "invoice_now":
                 with contextlib.suppress(ValidationError):  # nothing due: no invoice (docs/billing.md)
-                    await env.invoices.invoice_now(ns, InvoiceNowInput(customer=customer.id))
-            elif step[0] in ("cancel", "change") and _active(current, now()) and now() > current.start:
-                timing = step[1]
-                if current.end is not None:
-                    continue  # already ending (at the cycle's end); the model keeps to one end
+                    await env.invoices.invoice_now(ns, InvoiceNowInput(customer=ids[step[1] % len(ids)]))
+            elif step[0] == "seats":
+                _, whom, quantity = step
+                current = theirs[whom % len(theirs)][-1]
+                if current.seats is None and current.end is None and current.start <= now():
+                    await env.subscriptions.create_addon(ns, current.sub_id, "seats", quantity, Timing("immediate"))
+                    current.seats = (now(), quantity)
+                    await env.sync.sync(await env.subscriptions.get(ns, current.sub_id))
+            elif step[0] == "approve":
+                waiting = await _waiting_for_approval(env, ns)
+                if waiting:
+                    await env.invoices.act(ns, waiting[step[1] % len(waiting)], Action.APPROVE)
+            elif step[0] in ("cancel", "change"):
+                _, whom, timing = step
+                mine = theirs[whom % len(theirs)]
+                current = mine[-1]
+                if not _active(current, now()) or now() <= current.start or current.end is not None:
+                    continue  # not started, or already ending (the model keeps to one end)
                 if step[0] == "cancel":
                     ended = await env.subscriptions.cancel(ns, current.sub_id, Timing(timing))
                 else:
@@ -313,34 +496,58 @@ async def run_history(
                     ended, successor = await env.subscriptions.change(
                         ChangeSubscriptionInput(ns, current.sub_id, PlanSelector(other), Timing(timing))
                     )
-                    owed.spans.append(Span(plans[other], successor.active_from, sub_id=successor.id))
+                    span = Span(
+                        current.customer,
+                        plans[other],
+                        successor.active_from,
+                        sub_id=successor.id,
+                        full_period_at_end=current.full_period_at_end,
+                    )
+                    owed.spans.append(span)
+                    mine.append(span)
                     await env.sync.sync(successor)
                 assert ended.active_to is not None
                 current.end = ended.active_to
-                await _fees_issued(env, ns, current, current.end)
+                await _issued_before_end(env, ns, current, current.end)
                 await env.sync.sync(ended)
 
-        # The end: the last subscription ends at its billing cycle's end, and everything due is
-        # collected and issued (the first pass soon after the last event, inside the late-usage
-        # window; then past the end; the collection interval is an hour).
-        last = owed.spans[-1]
-        if now() < last.start:  # a change at the next billing cycle still to come
-            env.clock.at = last.start + timedelta(minutes=1)
-            await _worker_pass(env)
-        if last.end is None:
-            ended = await env.subscriptions.cancel(ns, last.sub_id, Timing("next_billing_cycle"))
-            assert ended.active_to is not None
-            last.end = ended.active_to
-            await _fees_issued(env, ns, last, last.end)
-            await env.sync.sync(ended)
+        # The end: each customer's last subscription ends at its billing cycle's end, and
+        # everything due is collected, approved and issued (the first pass soon after the last
+        # event, inside the late-usage window; then past the end; the collection interval is an
+        # hour).
+        for mine in theirs:
+            last = mine[-1]
+            if now() < last.start:  # a change at the next billing cycle still to come
+                env.clock.at = last.start + timedelta(minutes=1)
+                await _worker_pass(env)
+        for mine in theirs:
+            last = mine[-1]
+            if last.end is None:
+                ended = await env.subscriptions.cancel(ns, last.sub_id, Timing("next_billing_cycle"))
+                assert ended.active_to is not None
+                last.end = ended.active_to
+                await _issued_before_end(env, ns, last, last.end)
+                await env.sync.sync(ended)
+        final = max(mine[-1].end or now() for mine in theirs)
         env.clock.at = now() + timedelta(hours=2)
-        await _worker_pass(env)
-        env.clock.at = max(now(), last.end) + timedelta(hours=2)
-        await _worker_pass(env)
+        await _approve_all(env, ns)
+        env.clock.at = max(now(), final) + timedelta(hours=2)
+        await _approve_all(env, ns)
         env.clock.at = now() + timedelta(hours=2)
-        await _worker_pass(env)
+        await _approve_all(env, ns)
 
         check(owed, await all_invoices(env, ns))
+
+
+async def _approve_all(env: Env, ns: str) -> None:
+    """A worker pass, then every draft waiting for approval approved (and a pass again for what
+    that made due)."""
+    await _worker_pass(env)
+    waiting = await _waiting_for_approval(env, ns)
+    for invoice_id in waiting:
+        await env.invoices.act(ns, invoice_id, Action.APPROVE)
+    if waiting:
+        await _worker_pass(env)
 
 
 def check(owed: Owed, found: list[InvoiceWithLines]) -> None:
@@ -353,15 +560,17 @@ def check(owed: Owed, found: list[InvoiceWithLines]) -> None:
         if f.invoice.status is InvoiceStatus.GATHERING:
             assert top == [], f"still gathering after the end: {[(x.name, x.period_start) for x in top]}"
             continue
-        assert f.invoice.status is InvoiceStatus.PAID, (f.invoice.id, f.invoice.status)
+        assert f.invoice.status is InvoiceStatus.PAID, (f.invoice.id, f.invoice.state)
         assert f.invoice.totals.total == sum((x.totals.total for x in top), D(0)), f.invoice.id
         for x in top:
             assert x.totals.total == x.totals.total.quantize(CENT), (x.name, x.totals.total)
             assert x.subscription is not None, x.name
             sub_id = x.subscription.subscription_id
+            # No line of one customer's subscription on another's invoice.
+            assert owed.span_of(sub_id).customer == f.invoice.customer_id, (x.name, sub_id, f.invoice.id)
             key = (sub_id, x.name.lower(), owed.period_of(sub_id, x))
             billed[key] = billed.get(key, D(0)) + x.totals.total
-            if x.name in ("Base", "Support"):
+            if x.name in ("Base", "Support", "Seats"):
                 fees[key] = fees.get(key, 0) + 1
     assert {k: n for k, n in fees.items() if n > 1} == {}, "a flat fee billed twice for one period"
     expected = {k: v for k, v in owed.charges().items() if v}
@@ -389,27 +598,44 @@ _SLOW = [HealthCheck.too_slow, HealthCheck.data_too_large]
 # correction), a progressive invoice-now in December, a change of plan after December's in-advance
 # fee was issued (it stays as issued; the new plan's fee is prorated from the change), a graduated
 # price into its third tier, images billed progressively across a package (13 then 4: two packages),
-# and an immediate cancellation in January; with each proration mode at the end.
-EVERY_PATH = (
-    9 * 24 * 60,
-    "basic",
-    [("usage", "api", 60, 250), ("wait", 3 * 24 * 60), ("usage", "tokens", 120, 150)]
+# two seats bought (prorated from the purchase, the add-on's December fee issued before the
+# change), volume-priced calls into the second tier with late calls taking the period into the
+# third, storage past its maximum spend, compute under its minimum in one period and over it in
+# another, and an immediate cancellation in January; with each proration mode at the end.
+EVERY_PATH_STEPS = (
+    [("usage", 0, "api", 60, 250), ("wait", 3 * 24 * 60), ("seats", 0, 2), ("usage", 0, "tokens", 120, 150)]
+    + [("usage", 0, "calls", 60, 400), ("usage", 0, "storage", 30, 90), ("usage", 0, "compute", 0, 12)]
     + [("wait", 3 * 24 * 60)] * 6
-    + [("wait", 120), ("usage", "api", 180, 100), ("wait", 60), ("usage", "api", 60, 40)]
-    + [("wait", 3 * 24 * 60), ("invoice_now",), ("usage", "api", 30, 7), ("wait", 3000)]
-    + [("change", "immediate"), ("usage", "tokens", 10, 600), ("wait", 3 * 24 * 60), ("usage", "images", 5, 13)]
-    + [("invoice_now",), ("usage", "images", 5, 4), ("wait", 3 * 24 * 60), ("usage", "api", 5, 3)]
+    + [("usage", 0, "calls", 60, 400), ("usage", 0, "storage", 30, 200)]
+    + [("wait", 120), ("usage", 0, "api", 180, 100), ("usage", 0, "calls", 180, 300), ("wait", 60)]
+    + [("usage", 0, "api", 60, 40)]
+    + [("wait", 3 * 24 * 60), ("invoice_now", 0), ("usage", 0, "api", 30, 7), ("usage", 0, "compute", 0, 30)]
+    + [("wait", 3000)]
+    + [("change", 0, "immediate"), ("usage", 0, "tokens", 10, 600), ("wait", 3 * 24 * 60)]
+    + [("usage", 0, "images", 5, 13)]
+    + [("invoice_now", 0), ("usage", 0, "images", 5, 4), ("wait", 3 * 24 * 60), ("usage", 0, "api", 5, 3)]
     + [("wait", 3 * 24 * 60)] * 2
-    + [("cancel", "immediate")],
-    False,
+    + [("cancel", 0, "immediate")]
+)
+EVERY_PATH = ([(9 * 24 * 60, "basic", False, False)], EVERY_PATH_STEPS)
+# Two customers, one approving by hand: the first's history, and the second's usage of the same
+# features at the same times never reaches the first (nor the other way round); its drafts wait
+# for approval across a plan change and a cancellation at the next billing cycle.
+TWO_CUSTOMERS = (
+    [(9 * 24 * 60, "basic", True, False), (12 * 24 * 60, "pro", False, True)],
+    [("usage", 1, "storage", 0, 300), ("usage", 1, "calls", 0, 50)]
+    + [s if s[0] != "usage" else (*s[:1], 1, *s[2:]) for s in EVERY_PATH_STEPS[:20]]
+    + [("approve", 0), ("change", 1, "next_billing_cycle"), ("wait", 3 * 24 * 60), ("approve", 1)]
+    + EVERY_PATH_STEPS[20:],
 )
 
 
-@settings(max_examples=6, deadline=None, derandomize=True, phases=_PHASES, suppress_health_check=_SLOW)
+@settings(max_examples=4, deadline=None, derandomize=True, phases=_PHASES, suppress_health_check=_SLOW)
 @given(histories)
 @example(EVERY_PATH)
-@example((*EVERY_PATH[:3], True))
-def test_a_customer_is_invoiced_what_they_owe_over_a_random_history(history: tuple[Any, ...]) -> None:
+@example(([(9 * 24 * 60, "basic", True, False)], EVERY_PATH_STEPS))
+@example(TWO_CUSTOMERS)
+def test_customers_are_invoiced_what_they_owe_over_a_random_history(history: tuple[Any, ...]) -> None:
     _run(history)
 
 
@@ -422,6 +648,6 @@ def test_a_customer_is_invoiced_what_they_owe_over_a_random_history(history: tup
     suppress_health_check=_SLOW,
 )
 @given(histories)
-def test_a_customer_is_invoiced_what_they_owe_over_many_random_histories(history: tuple[Any, ...]) -> None:
+def test_customers_are_invoiced_what_they_owe_over_many_random_histories(history: tuple[Any, ...]) -> None:
     # `make etoe`: the same property over many more (and new) histories than `make test` affords.
     _run(history)
