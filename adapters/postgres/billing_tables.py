@@ -161,6 +161,12 @@ class InvoiceRow(SQLModel, table=True):
             "collection_at",
             postgresql_where=text("status = 'gathering' AND deleted_at IS NULL"),
         ),
+        # The late-usage pass: invoices issued recently (a draft may wait past its period's window).
+        Index(
+            "billing_invoices_issued",
+            "issued_at",
+            postgresql_where=text("issued_at IS NOT NULL AND deleted_at IS NULL"),
+        ),
         # The billing worker's pass over notifications a write owes and nobody told (0021).
         Index(
             "billing_invoices_notification_owed",

@@ -15,11 +15,12 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
-from sqlalchemy import String, and_, any_, bindparam, func, insert, literal, or_, text, update
+from sqlalchemy import String, and_, any_, bindparam, func, insert, literal, or_, text, tuple_, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -573,6 +574,22 @@ _LINE_COLUMNS = plain_columns(InvoiceLineRow)
 _LINES_WITH_CUSTOMER: list[Any] = [*_LINE_COLUMNS, col(InvoiceRow.customer_id).label("invoice_customer_id")]
 # The late-usage pass also reads the invoice's customer copy (the subjects the line counted).
 _LINES_WITH_CUSTOMER_COPY: list[Any] = [*_LINES_WITH_CUSTOMER, col(InvoiceRow.customer)]
+# The late-usage pass's second select (issued_usage_lines) reads the line and invoice tables twice.
+_ISSUED_LINE = aliased(InvoiceLineRow)
+_ISSUED_INVOICE = aliased(InvoiceRow)
+
+
+def _issued_usage_line(lines: Any) -> tuple[Any, ...]:
+    """A top-level usage line billing a period: the predicate of billing_invoice_lines_usage_ended,
+    whole, so that index applies."""
+    return (
+        lines.type == LineType.USAGE_BASED.value,
+        lines.period_key.is_not(None),
+        lines.parent_line_id.is_(None),
+        lines.deleted_at.is_(None),
+    )
+
+
 _LINES_WITH_STATUS: list[Any] = [*_LINE_COLUMNS, col(InvoiceRow.status).label("invoice_status")]
 # A plain row's attributes are looked up by name on every read (about 2 us each); a named tuple's
 # are slots. `_invoice` and `_line` read each attribute once, from one of these.
@@ -846,31 +863,53 @@ class PostgresInvoiceRepository:
         # Two statements rather than one with NOT EXISTS: the anti-join's plan depended on its
         # estimates, and a poor one (tables filled by a sync pass just before any ANALYZE) probed
         # every top-level line of the namespace once per candidate line: 30,000 lines took minutes.
-        statement = (
-            select(*_LINES_WITH_CUSTOMER_COPY)
+        # The window is two selects, not one ORed condition, so each keeps its index: the lines
+        # whose period ended in it (billing_invoice_lines_usage_ended), and every part of the
+        # periods an invoice issued in it billed (billing_invoices_issued, then by period key): a
+        # draft that waited longer than the window after its period ended (for approval, or an
+        # integrator) is corrected for the usage stored after its snapshot, with all of its
+        # period's parts, so the pass sees the period's latest part as the other select would.
+        issued_lately = (
+            select(col(_ISSUED_LINE.namespace), col(_ISSUED_LINE.period_key))
             .join(
-                InvoiceRow,
+                _ISSUED_INVOICE,
                 and_(
-                    col(InvoiceRow.namespace) == col(InvoiceLineRow.namespace),
-                    col(InvoiceRow.id) == col(InvoiceLineRow.invoice_id),
+                    col(_ISSUED_INVOICE.namespace) == col(_ISSUED_LINE.namespace),
+                    col(_ISSUED_INVOICE.id) == col(_ISSUED_LINE.invoice_id),
                 ),
             )
             .where(
-                # The predicate of billing_invoice_lines_usage_ended, whole, so the index applies.
-                InvoiceLineRow.type == LineType.USAGE_BASED.value,
-                col(InvoiceLineRow.period_key).is_not(None),
-                col(InvoiceLineRow.parent_line_id).is_(None),
-                col(InvoiceLineRow.deleted_at).is_(None),
-                col(InvoiceLineRow.period_end) > ended_after,
-                col(InvoiceRow.deleted_at).is_(None),
-                col(InvoiceRow.status).in_(_ISSUED),
+                col(_ISSUED_INVOICE.issued_at) > ended_after,
+                col(_ISSUED_INVOICE.deleted_at).is_(None),
+                col(_ISSUED_INVOICE.status).in_(_ISSUED),
+                *_issued_usage_line(_ISSUED_LINE),
             )
-            .order_by(col(InvoiceLineRow.namespace), col(InvoiceLineRow.period_key))
         )
-        found = [
-            (*_line_and(row[:-1]), _customer(row[-1]).usage_subjects)
-            for row in (await self._session.exec(_fresh(statement))).all()
-        ]
+        found_by_id: dict[str, tuple[InvoiceLine, str, tuple[str, ...]]] = {}
+        for window in (
+            col(InvoiceLineRow.period_end) > ended_after,
+            tuple_(col(InvoiceLineRow.namespace), col(InvoiceLineRow.period_key)).in_(issued_lately),
+        ):
+            statement = (
+                select(*_LINES_WITH_CUSTOMER_COPY)
+                .join(
+                    InvoiceRow,
+                    and_(
+                        col(InvoiceRow.namespace) == col(InvoiceLineRow.namespace),
+                        col(InvoiceRow.id) == col(InvoiceLineRow.invoice_id),
+                    ),
+                )
+                .where(
+                    *_issued_usage_line(InvoiceLineRow),
+                    col(InvoiceRow.deleted_at).is_(None),
+                    col(InvoiceRow.status).in_(_ISSUED),
+                    window,
+                )
+            )
+            for row in (await self._session.exec(_fresh(statement))).all():
+                line, customer_id = _line_and(row[:-1])
+                found_by_id[line.id] = (line, customer_id, _customer(row[-1]).usage_subjects)
+        found = sorted(found_by_id.values(), key=lambda x: (x[0].namespace, x[0].period_key or "", x[0].id))
         keys_by_namespace: dict[str, set[str]] = {}
         for line, _, _ in found:
             keys_by_namespace.setdefault(line.namespace, set()).add(line.period_key or "")

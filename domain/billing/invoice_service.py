@@ -1350,7 +1350,8 @@ class InvoiceService:
 
     async def bill_late_usage(self, ended_within: timedelta) -> int:
         """Late usage: for every usage period billed by issued invoices and ended within
-        `ended_within`, the period's cumulative usage as stored now is compared with what was
+        `ended_within`, or billed (in part) by an invoice issued within it (a draft may wait for
+        approval longer than that after its period ended), the period's cumulative usage as stored now is compared with what was
         billed; where usage arrived after the invoice was issued, a correction line for the same
         period (same period key, the old service period, due now) goes on the customer's gathering
         invoice. Its quantity snapshot bills exactly the difference (cumulative minus already

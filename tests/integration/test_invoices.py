@@ -752,6 +752,36 @@ async def test_a_late_usage_correction_does_not_carry_the_billed_lines_app_id(en
     assert {x.invoicing_external_id for x in correction.lines} == {None}
 
 
+async def test_late_usage_of_a_draft_issued_after_the_window_is_still_billed(env: Env) -> None:
+    """The late-usage window ran from the period's end only. A draft that waited longer than the
+    window after its period ended (an integrator's sync here; a person's approval alike) was issued
+    with what its snapshot read, and usage stored after the snapshot was never billed: found by
+    test_subscription_billing_properties with manual approval (1.30 of api usage stored after a
+    Dec 1 snapshot, approved in January). Its periods are now corrected within the window after
+    the invoice was issued."""
+    ns = "inv_late_after_a_long_draft"
+    cid = await custom_invoicing_customer(env, ns, "Soylent")
+    env.usage.add("calls", cid, NOV + timedelta(days=2), "5")
+    await env.invoices.create_pending_lines(
+        ns, cid, PendingLinesInput("USD", [usage_line("Calls", "calls", UnitPrice(D(1)))])
+    )
+    clock = [DEC + timedelta(hours=2)]
+    service = InvoiceService(env.uow, env.profiles, env.customers, env.marketplace, env.usage, lambda: clock[0])
+    (made,) = await service.invoice_now(ns, InvoiceNowInput(cid))
+    env.usage.add("calls", cid, NOV + timedelta(days=29), "3")  # stored after the draft's snapshot
+    clock[0] = datetime(2027, 1, 20, tzinfo=UTC)  # seven weeks later the draft is synced and issued
+    await service.app_callback(ns, made.invoice.id, Action.DRAFT_SYNCHRONIZED)
+    issued = await service.app_callback(ns, made.invoice.id, Action.ISSUING_SYNCHRONIZED)
+    # Issued (overdue at once: its payment terms ran from the draft's collection in December).
+    assert issued.invoice.state is State.OVERDUE and issued.invoice.totals.total == D(5)
+    clock[0] += timedelta(days=1)
+    assert await service.bill_late_usage(timedelta(days=7)) == 1
+    (correction,) = await service.invoice_now(ns, InvoiceNowInput(cid))
+    assert correction.invoice.totals.total == D(3)
+    # And once corrected, a later pass finds nothing more to bill.
+    assert await service.bill_late_usage(timedelta(days=7)) == 0
+
+
 async def test_a_draft_update_keeps_the_integrators_ids_of_the_lines_it_keeps(env: Env) -> None:
     """PUT /invoices/{id} on a draft custom invoicing synced: a line kept by its ID keeps the
     integrator's ID for it (OpenMeter merges the update into the stored line), so the next
