@@ -28,7 +28,6 @@ import httpx
 from adapters.clickhouse.client import ClickHouse
 from tally.v1 import meters_pb2, meters_pb2_grpc
 from tests.bench.dataset import CHUNK, QUERY_EVENT_TYPE, _table, query_meters
-from tests.bench.entitlements import rollups_ready
 from tests.bench.run import profiled
 from tests.support.stack import TallyProcess, create_database
 
@@ -65,14 +64,7 @@ async def figures(stack: TallyProcess, now: datetime, runs: int, rollups: bool) 
         httpx.AsyncClient(base_url=stack.rest_url, timeout=600) as rest,
     ):
         meters = meters_pb2_grpc.MeterServiceStub(ch)
-        if rollups:
-            # A rollup's first fill holds the events stored a grace (sink.rollup_grace_s, 30 s)
-            # before it; the meters are made after that, so it holds the whole dataset.
-            await asyncio.sleep(max(0.0, (now + timedelta(seconds=31) - datetime.now(UTC)).total_seconds()))
-        tokens, users = await query_meters(meters)
-        if rollups:
-            waited = await rollups_ready(stack.metrics_port, count=2, timeout=900)
-            print(f"both rollups ready after {waited:.1f} s", flush=True)
+        tokens, users = await query_meters(meters, now, stack.metrics_port if rollups else None)
 
         def request(slug: str, group_by: list[str]) -> meters_pb2.QueryMeterRequest:
             message = meters_pb2.QueryMeterRequest(meter_id_or_slug=slug, window_size="HOUR", group_by=group_by)
