@@ -563,11 +563,14 @@ def _rollup_source(
     # The whole buckets' events the committed fills do not hold (a skip index on stored_at keeps
     # this read to the recent parts: migrations/clickhouse/0003).
     after_fill = [f"stored_at >= fromUnixTimestamp64Milli({watermark}, 'UTC')", *_range_where(binder, *whole)]
-    ranges.append(" AND ".join(after_fill))
-    edge_rows = _rollup_select(
-        meter, rollup, binder=binder, maps_complete=maps_complete, where=" OR ".join(f"({r})" for r in ranges)
-    )
-    parts.append(f"SELECT {columns} FROM ({edge_rows[0]})")  # noqa: S608
+    # The edges and the events stored after the fill in two selects, not one with OR: ORed, every
+    # granule the edges read (on data sorted by subject before time, about all of them) also reads
+    # `stored_at`, and the skip index cannot prune the stored-after part. 10M events: 18 % less CPU
+    # for the bench's group-by and unique-count statements (docs/performance.md).
+    wheres = [*([" OR ".join(f"({r})" for r in ranges)] if ranges else []), " AND ".join(after_fill)]
+    for condition in wheres:
+        rows, _ = _rollup_select(meter, rollup, binder=binder, maps_complete=maps_complete, where=condition)
+        parts.append(f"SELECT {columns} FROM ({rows})")  # noqa: S608
     return "(" + "\nUNION ALL ".join(parts) + ")", [where[0]]
 
 

@@ -197,9 +197,17 @@ async def _p50(call: Any, runs: int = 7) -> float:
     return statistics.median(timings[1:])
 
 
-async def query_meters(meters: meters_pb2_grpc.MeterServiceStub) -> tuple[Any, Any]:
+async def query_meters(
+    meters: meters_pb2_grpc.MeterServiceStub, stored_at: datetime | None = None, metrics_port: int | None = None
+) -> tuple[Any, Any]:
     """The query benchmarks' two meters over the query dataset (tokens summed by model, unique
-    users), made anew and backfilled."""
+    users), made anew and backfilled. With `metrics_port` (the server's), returned once both meters'
+    per-hour rollups are ready, the steady state of meters older than their rollups' first fill:
+    queries then read the whole hours from the rollups. The meters are made a grace
+    (sink.rollup_grace_s, 30 s) after `stored_at`, when the dataset was stored, so that first fill
+    holds all of it."""
+    if metrics_port is not None and stored_at is not None:
+        await asyncio.sleep(max(0.0, (stored_at + timedelta(seconds=31) - datetime.now(UTC)).total_seconds()))
     suffix = uuid.uuid4().hex[:6]
     tokens = await meters.CreateMeter(
         meters_pb2.CreateMeterRequest(
@@ -219,6 +227,11 @@ async def query_meters(meters: meters_pb2_grpc.MeterServiceStub) -> tuple[Any, A
         )
     )
     await wait_backfilled(meters, [tokens.slug, users.slug])
+    if metrics_port is not None:
+        from tests.bench.entitlements import rollups_ready  # it imports this module's neighbours
+
+        waited = await rollups_ready(metrics_port, count=2, timeout=900)
+        print(f"  (both query meters' rollups ready after {waited:.1f} s)", flush=True)
     return tokens, users
 
 
@@ -228,7 +241,7 @@ async def query_figures(stack: TallyProcess, loaded: dict[str, Any]) -> dict[str
         stack.grpc_target, options=[("grpc.max_receive_message_length", 256 << 20)]
     ) as ch:
         meters = meters_pb2_grpc.MeterServiceStub(ch)
-        tokens, users = await query_meters(meters)
+        tokens, users = await query_meters(meters, now, stack.metrics_port)
 
         def request(slug: str, **extra: Any) -> meters_pb2.QueryMeterRequest:
             message = meters_pb2.QueryMeterRequest(meter_id_or_slug=slug, window_size="HOUR", **extra)

@@ -269,15 +269,16 @@ def cold_after_balance(stack: Any, quiet_s: float = 3.0, timeout: float = 600) -
     raise TimeoutError(f"the balance worker was still recomputing after {timeout:.0f} s ({last:.0f} done)")
 
 
-async def rollups_ready(metrics_port: int, timeout: float = 180) -> float:
-    """Waits until the server's rollup worker reports a ready rollup (the meter's); seconds waited."""
+async def rollups_ready(metrics_port: int, timeout: float = 180, count: int = 1) -> float:
+    """Waits until the server's rollup worker reports `count` ready rollups (the meters'); seconds
+    waited."""
     import urllib.request
 
     started = time.perf_counter()
     while time.perf_counter() - started < timeout:
         with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics") as response:
             for line in response.read().decode().splitlines():
-                if line.startswith('tally_meter_rollups{state="ready"}') and float(line.split()[-1]) >= 1:
+                if line.startswith('tally_meter_rollups{state="ready"}') and float(line.split()[-1]) >= count:
                     return time.perf_counter() - started
         await asyncio.sleep(0.5)
     raise TimeoutError("no meter rollup became ready")

@@ -4,11 +4,16 @@ query dataset, p50 of several calls each (issue #17 item 3, the group-by and uni
 `.venv/bin/python -m tests.bench.query_transfer [ROWS] [SUBJECTS] [RUNS]` (default 1,000,000 events,
 100 subjects, 7 calls: the small scale of `make bench`; 10,000,000 and 1,000 is the default scale).
 With BENCH_PROFILE=DIR, py-spy samples the Tally process during the gRPC calls (tests/bench/run.py).
+
+The calls start once both meters' per-hour rollups are ready (the steady state of a meter older than
+its rollup's first fill: the queries read the whole hours from the rollup and the partial first and
+last hours from the events); with BENCH_ROLLUPS=0 rollups are off and every query reads the events.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import sys
 import tempfile
@@ -52,20 +57,39 @@ async def _p50(call: Any, runs: int) -> tuple[float, int]:
     return statistics.median(timings[1:]), size
 
 
-async def figures(stack: TallyProcess, now: datetime, runs: int) -> dict[str, tuple[float, int]]:
+async def figures(stack: TallyProcess, now: datetime, runs: int, rollups: bool) -> dict[str, tuple[float, int]]:
     start, end = now - timedelta(days=30), now + timedelta(minutes=1)
     async with (
         grpc.aio.insecure_channel(stack.grpc_target, options=[("grpc.max_receive_message_length", 512 << 20)]) as ch,
         httpx.AsyncClient(base_url=stack.rest_url, timeout=600) as rest,
     ):
         meters = meters_pb2_grpc.MeterServiceStub(ch)
-        tokens, users = await query_meters(meters)
+        tokens, users = await query_meters(meters, now, stack.metrics_port if rollups else None)
 
-        async def grpc_call(slug: str, group_by: list[str]) -> int:
+        def request(slug: str, group_by: list[str]) -> meters_pb2.QueryMeterRequest:
             message = meters_pb2.QueryMeterRequest(meter_id_or_slug=slug, window_size="HOUR", group_by=group_by)
             getattr(message, "from").FromDatetime(start)
             message.to.FromDatetime(end)
-            return len((await meters.QueryMeter(message)).data)
+            return message
+
+        async def grpc_call(slug: str, group_by: list[str]) -> int:
+            return len((await meters.QueryMeter(request(slug, group_by))).data)
+
+        # The same call with the response left as bytes: the server's answer and its transfer,
+        # without this (Python, upb) client's parse of it, which is timed on its own.
+        unparsed = ch.unary_unary(
+            "/tally.v1.MeterService/QueryMeter",
+            request_serializer=meters_pb2.QueryMeterRequest.SerializeToString,
+            response_deserializer=None,
+        )
+        answers: dict[str, bytes] = {}
+
+        async def unparsed_call(slug: str, group_by: list[str]) -> int:
+            answers[slug] = await unparsed(request(slug, group_by))
+            return len(answers[slug])
+
+        async def parse(slug: str) -> int:
+            return len(meters_pb2.QueryMeterResponse.FromString(answers[slug]).data)
 
         async def rest_call(slug: str, group_by: list[str]) -> int:
             params = [("windowSize", "HOUR"), ("from", start.isoformat()), ("to", end.isoformat())]
@@ -81,6 +105,10 @@ async def figures(stack: TallyProcess, now: datetime, runs: int) -> dict[str, tu
             out["typed"] = await _p50(lambda: grpc_call(tokens.slug, ["subject"]), runs)
             out["groupby"] = await _p50(lambda: grpc_call(tokens.slug, ["subject", "model"]), runs)
             out["unique"] = await _p50(lambda: grpc_call(users.slug, ["subject"]), runs)
+            out["groupby_unparsed"] = await _p50(lambda: unparsed_call(tokens.slug, ["subject", "model"]), runs)
+            out["unique_unparsed"] = await _p50(lambda: unparsed_call(users.slug, ["subject"]), runs)
+        out["groupby_parse"] = await _p50(lambda: parse(tokens.slug), runs)
+        out["unique_parse"] = await _p50(lambda: parse(users.slug), runs)
         try:
             out["rest_groupby"] = await _p50(lambda: rest_call(tokens.slug, ["subject", "model"]), runs)
         except RuntimeError as error:  # Envoy's transcoder buffers a whole response, up to a limit
@@ -97,20 +125,25 @@ def main() -> None:
         print(f"loading {rows:,} events ...", flush=True)
         now = load(data_dir / "events", rows, subjects)
         stack = TallyProcess(data_dir=data_dir, postgres_url=asyncio.run(create_database()))
-        stack.extra_env = {"TALLY_LOG_LEVEL": "warning"}
+        rollups = os.environ.get("BENCH_ROLLUPS", "1") != "0"
+        stack.extra_env = {"TALLY_LOG_LEVEL": "warning", "TALLY_SINK__ROLLUPS": "true" if rollups else "false"}
         stack.start(180)
         try:
-            result = asyncio.run(figures(stack, now, runs))
+            result = asyncio.run(figures(stack, now, runs, rollups))
         finally:
             stack.stop()
     names = {
         "typed": "query_api_p50_ms (SUM by subject per hour, gRPC)",
         "groupby": "query_groupby_p50_ms (by subject and model, gRPC)",
         "unique": "query_unique_p50_ms (UNIQUE_COUNT by subject, gRPC)",
+        "groupby_unparsed": "query_groupby_unparsed_p50_ms (the group-by, response bytes not parsed)",
+        "unique_unparsed": "query_unique_unparsed_p50_ms (the unique count, response bytes not parsed)",
+        "groupby_parse": "client_parse_groupby_p50_ms (this client parsing the group-by response)",
+        "unique_parse": "client_parse_unique_p50_ms (this client parsing the unique-count response)",
         "rest_groupby": "query_groupby_rest_p50_ms (the same through Envoy, JSON)",
     }
     for key, (ms, size) in result.items():
-        unit = "bytes" if key.startswith("rest") else "rows"
+        unit = "bytes" if key.startswith("rest") or key.endswith("unparsed") else "rows"
         print(f"{names[key]}: {ms:,.1f} ms ({size:,} {unit})")
 
 
