@@ -574,6 +574,10 @@ _LINE_COLUMNS = plain_columns(InvoiceLineRow)
 _LINES_WITH_CUSTOMER: list[Any] = [*_LINE_COLUMNS, col(InvoiceRow.customer_id).label("invoice_customer_id")]
 # The late-usage pass also reads the invoice's customer copy (the subjects the line counted).
 _LINES_WITH_CUSTOMER_COPY: list[Any] = [*_LINES_WITH_CUSTOMER, col(InvoiceRow.customer)]
+# A line joined to its invoice.
+_ON_ITS_INVOICE = and_(
+    col(InvoiceRow.namespace) == col(InvoiceLineRow.namespace), col(InvoiceRow.id) == col(InvoiceLineRow.invoice_id)
+)
 # The late-usage pass's second select (issued_usage_lines) reads the line and invoice tables twice.
 _ISSUED_LINE = aliased(InvoiceLineRow)
 _ISSUED_INVOICE = aliased(InvoiceRow)
@@ -828,10 +832,7 @@ class PostgresInvoiceRepository:
             select(*_LINES_WITH_STATUS)
             .join(
                 InvoiceRow,
-                and_(
-                    col(InvoiceRow.namespace) == col(InvoiceLineRow.namespace),
-                    col(InvoiceRow.id) == col(InvoiceLineRow.invoice_id),
-                ),
+                _ON_ITS_INVOICE,
             )
             .where(
                 InvoiceLineRow.namespace == namespace,
@@ -894,10 +895,7 @@ class PostgresInvoiceRepository:
                 select(*_LINES_WITH_CUSTOMER_COPY)
                 .join(
                     InvoiceRow,
-                    and_(
-                        col(InvoiceRow.namespace) == col(InvoiceLineRow.namespace),
-                        col(InvoiceRow.id) == col(InvoiceLineRow.invoice_id),
-                    ),
+                    _ON_ITS_INVOICE,
                 )
                 .where(
                     *_issued_usage_line(InvoiceLineRow),
@@ -1083,10 +1081,7 @@ def _live_period_lines(statement: Any, namespace: str, period_keys: Sequence[str
     a period has on its invoices, before the caller narrows it by the invoices' status."""
     return statement.join(
         InvoiceRow,
-        and_(
-            col(InvoiceRow.namespace) == col(InvoiceLineRow.namespace),
-            col(InvoiceRow.id) == col(InvoiceLineRow.invoice_id),
-        ),
+        _ON_ITS_INVOICE,
     ).where(
         InvoiceLineRow.namespace == namespace,
         # A late-usage pass asks about every period key billed lately (`_any_of`).
