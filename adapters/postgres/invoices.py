@@ -35,8 +35,10 @@ from adapters.postgres.db import plain_columns
 from domain.billing.apps.port import IssueSeverity
 from domain.billing.invoice_states import InvoiceStatus, State
 from domain.billing.invoices import (
+    CORRECTION_KEY,
     AppAttempt,
     Billed,
+    BilledPart,
     CustomerSnapshot,
     Invoice,
     InvoiceLine,
@@ -537,6 +539,26 @@ _STARTED = func.bool_or(
 )
 # The latest end of the lines billing a period key (Billed.latest_end).
 _LATEST_END = func.max(InvoiceLineRow.period_end)
+# The parts billing a period key (Billed.parts), late-usage corrections left out: each part's time
+# and the subjects it counted, its own or its invoice's customer copy's (read by `_parts`).
+_PARTS = func.json_agg(
+    func.json_build_array(
+        InvoiceLineRow.period_start, InvoiceLineRow.period_end, InvoiceLineRow.usage_subjects, InvoiceRow.customer
+    )
+).filter(col(InvoiceLineRow.meta)[CORRECTION_KEY].astext.is_(None))
+
+
+def _parts(value: list[list[Any]] | None) -> tuple[BilledPart, ...]:
+    return tuple(
+        BilledPart(
+            datetime.fromisoformat(start),
+            datetime.fromisoformat(end),
+            tuple(own) if own is not None else (_customer(customer).usage_subjects or None),
+        )
+        for start, end, own, customer in value or ()
+    )
+
+
 # Invoices whose lines no longer count as billed (their usage is billed again by a later run).
 # What no longer needs its apps (OpenMeter's IsAppUsed final statuses), and gathering invoices,
 # which take their apps from the profile when they are invoiced.
@@ -958,7 +980,9 @@ class PostgresInvoiceRepository:
             return {}
         statement = (
             _live_period_lines(
-                select(InvoiceLineRow.period_key, func.sum(InvoiceLineRow.quantity), _STARTED, _LATEST_END),
+                select(  # type: ignore[call-overload]  # sqlmodel types select() up to four columns
+                    InvoiceLineRow.period_key, func.sum(InvoiceLineRow.quantity), _STARTED, _LATEST_END, _PARTS
+                ),
                 namespace,
                 period_keys,
             )
@@ -969,8 +993,8 @@ class PostgresInvoiceRepository:
             statement = statement.where(InvoiceRow.id != exclude_invoice_id)
         rows = (await self._session.exec(_fresh(statement))).all()
         return {
-            key: Billed(Decimal(total), bool(started), latest_end)
-            for key, total, started, latest_end in rows
+            key: Billed(Decimal(total), bool(started), latest_end, _parts(parts))
+            for key, total, started, latest_end, parts in rows
             if key is not None and total is not None
         }
 
@@ -982,7 +1006,12 @@ class PostgresInvoiceRepository:
         statement = (
             _live_period_lines(
                 select(  # type: ignore[call-overload]  # sqlmodel types select() up to four columns
-                    InvoiceLineRow.period_key, InvoiceRow.id, func.sum(InvoiceLineRow.quantity), _STARTED, _LATEST_END
+                    InvoiceLineRow.period_key,
+                    InvoiceRow.id,
+                    func.sum(InvoiceLineRow.quantity),
+                    _STARTED,
+                    _LATEST_END,
+                    _PARTS,
                 ),
                 namespace,
                 period_keys,
@@ -991,9 +1020,9 @@ class PostgresInvoiceRepository:
             .group_by(col(InvoiceLineRow.period_key), col(InvoiceRow.id))
         )
         out: dict[str, dict[str, Billed]] = {}
-        for key, invoice_id, total, started, latest_end in (await self._session.exec(_fresh(statement))).all():
+        for key, invoice_id, total, started, latest_end, parts in (await self._session.exec(_fresh(statement))).all():
             if key is not None and total is not None:
-                out.setdefault(key, {})[invoice_id] = Billed(Decimal(total), bool(started), latest_end)
+                out.setdefault(key, {})[invoice_id] = Billed(Decimal(total), bool(started), latest_end, _parts(parts))
         return out
 
     async def claim(
