@@ -549,7 +549,7 @@ _PARTS = func.json_agg(
 
 
 def _parts(value: list[list[Any]] | None) -> tuple[BilledPart, ...]:
-    return tuple(
+    parts = (
         BilledPart(
             datetime.fromisoformat(start),
             datetime.fromisoformat(end),
@@ -557,6 +557,7 @@ def _parts(value: list[list[Any]] | None) -> tuple[BilledPart, ...]:
         )
         for start, end, own, customer in value or ()
     )
+    return tuple(sorted(parts, key=lambda p: (p.start, p.end, p.subjects or ())))
 
 
 # Invoices whose lines no longer count as billed (their usage is billed again by a later run).

@@ -51,9 +51,9 @@ from domain.billing.invoice_states import (
     transition,
 )
 from domain.billing.invoices import (
+    CORRECTION_KEY,
     ZERO,
     AppAttempt,
-    CORRECTION_KEY,
     Billed,
     BilledPart,
     CustomerSnapshot,
@@ -1364,7 +1364,9 @@ class InvoiceService:
         Late usage is that of the subjects the period was billed for: those the invoice of the
         period's latest billed line copied from its customer (as every usage line reads its
         invoice's copy), not the customer's now; a subject the customer took later did not count
-        then, so its usage of the period is not late. The correction keeps them
+        then, so its usage of the period is not late. A period billed in parts whose invoices
+        copied other subjects counts each part's time for that part's own (`_other_subject_parts`),
+        as the correction's snapshot does. The correction keeps the latest part's subjects
         (`usage_subjects`), for the invoice it is billed on copies the customer as it is then.
         Returns how many correction lines were made."""
         now = self._clock()
@@ -1532,7 +1534,8 @@ class InvoiceService:
             # their times are read for their own subjects too, as of the same cutoff. Rare, so
             # read apart rather than before every lock.
             more = [r for r in _split_reads(requests, splits) if r not in quantities]
-            quantities = {**quantities, **await self._usage.quantities(invoice.namespace, more, cutoff)}
+            if more:
+                quantities = {**quantities, **await self._usage.quantities(invoice.namespace, more, cutoff)}
         later = await self._later_parts_usage(invoice, lines, requests, billed, splits, quantities, cutoff)
         return _snapshotted(lines, requests, quantities, billed, splits, later, cutoff, now), cutoff
 
