@@ -527,6 +527,7 @@ _ORDER: dict[str, Any] = {
 # Whether a snapshotted line of the group started its period (was rated as the period's first
 # line). Lines snapshotted before `period_started` was recorded: by the rule the rating used then,
 # their position (the period's start, nothing billed before).
+_SNAPSHOTTED = col(InvoiceLineRow.quantity).is_not(None)
 _STARTED = func.bool_or(
     or_(
         col(InvoiceLineRow.period_started).is_(False),
@@ -536,11 +537,13 @@ _STARTED = func.bool_or(
             func.coalesce(InvoiceLineRow.pre_line_period_quantity, 0) == 0,
         ),
     )
-)
-# The latest end of the lines billing a period key (Billed.latest_end).
-_LATEST_END = func.max(InvoiceLineRow.period_end)
+).filter(_SNAPSHOTTED)
+# The latest end of the snapshotted lines billing a period key (Billed.latest_end).
+_LATEST_END = func.max(InvoiceLineRow.period_end).filter(_SNAPSHOTTED)
 # The parts billing a period key (Billed.parts), late-usage corrections left out: each part's time
-# and the subjects it counted, its own or its invoice's customer copy's (read by `_parts`).
+# and the subjects it counts, its own or its invoice's customer copy's (read by `_parts`). A part
+# not snapshotted yet is one too (a draft waiting for late events, when a later part is read
+# first): the later part reads its time for the subjects it copied, not its own.
 _PARTS = func.json_agg(
     func.json_build_array(
         InvoiceLineRow.period_start, InvoiceLineRow.period_end, InvoiceLineRow.usage_subjects, InvoiceRow.customer
@@ -987,16 +990,16 @@ class PostgresInvoiceRepository:
                 namespace,
                 period_keys,
             )
-            .where(col(InvoiceLineRow.quantity).is_not(None), col(InvoiceRow.status).not_in(_NOT_BILLED))
+            .where(col(InvoiceRow.status).not_in(_NOT_BILLED))
             .group_by(col(InvoiceLineRow.period_key))
         )
         if exclude_invoice_id is not None:
             statement = statement.where(InvoiceRow.id != exclude_invoice_id)
         rows = (await self._session.exec(_fresh(statement))).all()
         return {
-            key: Billed(Decimal(total), bool(started), latest_end, _parts(parts))
+            key: Billed(Decimal(total or 0), bool(started), latest_end, _parts(parts))
             for key, total, started, latest_end, parts in rows
-            if key is not None and total is not None
+            if key is not None and (total is not None or parts)
         }
 
     async def billed_quantities_by_invoice(
@@ -1017,13 +1020,15 @@ class PostgresInvoiceRepository:
                 namespace,
                 period_keys,
             )
-            .where(col(InvoiceLineRow.quantity).is_not(None), col(InvoiceRow.status).not_in(_NOT_BILLED))
+            .where(col(InvoiceRow.status).not_in(_NOT_BILLED))
             .group_by(col(InvoiceLineRow.period_key), col(InvoiceRow.id))
         )
         out: dict[str, dict[str, Billed]] = {}
         for key, invoice_id, total, started, latest_end, parts in (await self._session.exec(_fresh(statement))).all():
-            if key is not None and total is not None:
-                out.setdefault(key, {})[invoice_id] = Billed(Decimal(total), bool(started), latest_end, _parts(parts))
+            if key is not None and (total is not None or parts):
+                out.setdefault(key, {})[invoice_id] = Billed(
+                    Decimal(total or 0), bool(started), latest_end, _parts(parts)
+                )
         return out
 
     async def claim(

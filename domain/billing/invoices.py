@@ -208,9 +208,9 @@ CORRECTION_KEY: Final = "tally.correction"
 
 @dataclass(frozen=True, slots=True)
 class BilledPart:
-    """One billed part of a period (not a late-usage correction): its own time and the event
-    subjects it counted there (its invoice's copy, or its own `usage_subjects`; None: the
-    customer's at the time it was read)."""
+    """One part of a period on an invoice that counts (not a late-usage correction; snapshotted
+    or not yet): its own time and the event subjects it counts there (its invoice's copy, or its
+    own `usage_subjects`; None: the customer's at the time it is read)."""
 
     start: datetime
     end: datetime
@@ -228,8 +228,9 @@ class Billed:
     # The latest end of those lines: past a line's own end, a later part of its period was billed
     # before this line's usage was read (again).
     latest_end: datetime | None = None
-    # The parts that billed it: a later part counts the usage of each earlier part's time with
-    # that part's subjects (a customer's subjects may change between parts).
+    # The parts on those invoices, snapshotted or not: a later part counts the usage of each
+    # earlier part's time with that part's subjects (a customer's subjects may change between
+    # parts). A key whose only parts are not snapshotted yet bills 0 with them.
     parts: tuple[BilledPart, ...] = ()
 
     def __add__(self, other: Billed) -> Billed:
