@@ -329,7 +329,14 @@ class InvoiceService:
         # the earlier parts' times for their own subjects, where those were others).
         keys = sorted({x.period_key for lines in live.values() for x in lines if x.period_key})
         billed = await tx.invoices.billed_quantities(namespace, keys) if keys else {}
-        splits = _subject_splits([x for lines in live.values() for x in lines], requests, billed)
+        # A gathering invoice counts its customer's subjects now (a request's None): compared with
+        # the parts' as they are, so a customer that kept its subjects reads nothing more.
+        now_subjects: dict[str, tuple[str, ...] | None] = {}
+        if any(b.parts for b in billed.values()):
+            ids = sorted({r.customer_id for r in requests.values() if r.subjects is None})
+            found_now = await self._customers.resolve(namespace, ids) if ids else {}
+            now_subjects = {c.id: c.usage_subjects or None for c in found_now.values()}
+        splits = _subject_splits([x for lines in live.values() for x in lines], requests, billed, now_subjects)
         wanted = {*requests.values(), *_split_reads(requests, splits)}
         quantities = await self._usage.quantities(namespace, list(wanted), now) if wanted else {}
         out: dict[str, InvoiceWithLines] = {}
@@ -2126,15 +2133,19 @@ def _usage_requests(invoice: Invoice, lines: Sequence[InvoiceLine]) -> dict[str,
     }
 
 
-def _other_subject_parts(request: UsageRequest, billed: Billed | None) -> tuple[BilledPart, ...]:
+def _other_subject_parts(
+    request: UsageRequest, billed: Billed | None, now_subjects: tuple[str, ...] | None = None
+) -> tuple[BilledPart, ...]:
     """The billed parts of `request`'s period that counted other subjects than it does (its
     customer's changed between them). A period billed in parts counts each part's time for that
     part's own subjects, as OpenMeter reads each split line's range (and the range before it) for
     its own invoice's customer: so a subject given to the customer after a part was billed does
-    not bill its usage of that part's time later, and one taken away does not leave a hole."""
+    not bill its usage of that part's time later, and one taken away does not leave a hole.
+    `now_subjects`: the customer's subjects now, what a request's None counts, where known."""
     if billed is None:
         return ()
-    own = None if request.subjects is None else set(request.subjects)
+    subjects = request.subjects if request.subjects is not None else now_subjects
+    own = None if subjects is None else set(subjects)
     return tuple(
         sorted(
             {
@@ -2148,13 +2159,18 @@ def _other_subject_parts(request: UsageRequest, billed: Billed | None) -> tuple[
 
 
 def _subject_splits(
-    lines: Sequence[InvoiceLine], requests: Mapping[str, UsageRequest], billed: Mapping[str, Billed]
+    lines: Sequence[InvoiceLine],
+    requests: Mapping[str, UsageRequest],
+    billed: Mapping[str, Billed],
+    now_subjects: Mapping[str, tuple[str, ...] | None] | None = None,
 ) -> dict[str, tuple[BilledPart, ...]]:
     """`_other_subject_parts` of each usage line that has any, by line ID (usually none)."""
     out = {}
     for line in lines:
         if line.id in requests and line.period_key:
-            split = _other_subject_parts(requests[line.id], billed.get(line.period_key))
+            request = requests[line.id]
+            now = (now_subjects or {}).get(request.customer_id)
+            split = _other_subject_parts(request, billed.get(line.period_key), now)
             if split:
                 out[line.id] = split
     return out

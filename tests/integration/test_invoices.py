@@ -494,6 +494,15 @@ async def test_a_period_billed_in_parts_counts_each_parts_own_subjects(env: Env)
     await env.invoices.create_pending_lines(ns, cid, PendingLinesInput("USD", [usage_line("Tokens", "tokens", TIERED)]))
     (first,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid, as_of=mid))
     await env.customers.update(ns, cid, CustomerInput(name="Split", key=ns, subject_keys=["split-b"]))
+    env.usage.subjects_now[cid] = (ns, "split-b")
+    # The gathering invoice's live totals count the same way (its rest of the month, read as of
+    # now for the customer's subjects now).
+    (gathering,) = [
+        x
+        for x in (await env.invoices.list_invoices(ns, InvoiceListQuery(), live=True, with_lines=True))[0]
+        if x.invoice.state is State.GATHERING
+    ]
+    assert [x.quantity for x in gathering.lines if x.parent_line_id is None] == [D(20001)]  # before: 19908
     (second,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid, as_of=DEC + timedelta(hours=2)))
     (one,) = [x for x in first.lines if x.parent_line_id is None]
     (two,) = [x for x in second.lines if x.parent_line_id is None]
