@@ -35,8 +35,10 @@ from adapters.postgres.db import plain_columns
 from domain.billing.apps.port import IssueSeverity
 from domain.billing.invoice_states import InvoiceStatus, State
 from domain.billing.invoices import (
+    CORRECTION_KEY,
     AppAttempt,
     Billed,
+    BilledPart,
     CustomerSnapshot,
     Invoice,
     InvoiceLine,
@@ -525,6 +527,7 @@ _ORDER: dict[str, Any] = {
 # Whether a snapshotted line of the group started its period (was rated as the period's first
 # line). Lines snapshotted before `period_started` was recorded: by the rule the rating used then,
 # their position (the period's start, nothing billed before).
+_SNAPSHOTTED = col(InvoiceLineRow.quantity).is_not(None)
 _STARTED = func.bool_or(
     or_(
         col(InvoiceLineRow.period_started).is_(False),
@@ -534,9 +537,32 @@ _STARTED = func.bool_or(
             func.coalesce(InvoiceLineRow.pre_line_period_quantity, 0) == 0,
         ),
     )
-)
-# The latest end of the lines billing a period key (Billed.latest_end).
-_LATEST_END = func.max(InvoiceLineRow.period_end)
+).filter(_SNAPSHOTTED)
+# The latest end of the snapshotted lines billing a period key (Billed.latest_end).
+_LATEST_END = func.max(InvoiceLineRow.period_end).filter(_SNAPSHOTTED)
+# The parts billing a period key (Billed.parts), late-usage corrections left out: each part's time
+# and the subjects it counts, its own or its invoice's customer copy's (read by `_parts`). A part
+# not snapshotted yet is one too (a draft waiting for late events, when a later part is read
+# first): the later part reads its time for the subjects it copied, not its own.
+_PARTS = func.json_agg(
+    func.json_build_array(
+        InvoiceLineRow.period_start, InvoiceLineRow.period_end, InvoiceLineRow.usage_subjects, InvoiceRow.customer
+    )
+).filter(col(InvoiceLineRow.meta)[CORRECTION_KEY].astext.is_(None))
+
+
+def _parts(value: list[list[Any]] | None) -> tuple[BilledPart, ...]:
+    parts = (
+        BilledPart(
+            datetime.fromisoformat(start),
+            datetime.fromisoformat(end),
+            tuple(own) if own is not None else (_customer(customer).usage_subjects or None),
+        )
+        for start, end, own, customer in value or ()
+    )
+    return tuple(sorted(parts, key=lambda p: (p.start, p.end, p.subjects or ())))
+
+
 # Invoices whose lines no longer count as billed (their usage is billed again by a later run).
 # What no longer needs its apps (OpenMeter's IsAppUsed final statuses), and gathering invoices,
 # which take their apps from the profile when they are invoiced.
@@ -956,20 +982,22 @@ class PostgresInvoiceRepository:
             return {}
         statement = (
             _live_period_lines(
-                select(InvoiceLineRow.period_key, func.sum(InvoiceLineRow.quantity), _STARTED, _LATEST_END),
+                select(  # type: ignore[call-overload]  # sqlmodel types select() up to four columns
+                    InvoiceLineRow.period_key, func.sum(InvoiceLineRow.quantity), _STARTED, _LATEST_END, _PARTS
+                ),
                 namespace,
                 period_keys,
             )
-            .where(col(InvoiceLineRow.quantity).is_not(None), col(InvoiceRow.status).not_in(_NOT_BILLED))
+            .where(col(InvoiceRow.status).not_in(_NOT_BILLED))
             .group_by(col(InvoiceLineRow.period_key))
         )
         if exclude_invoice_id is not None:
             statement = statement.where(InvoiceRow.id != exclude_invoice_id)
         rows = (await self._session.exec(_fresh(statement))).all()
         return {
-            key: Billed(Decimal(total), bool(started), latest_end)
-            for key, total, started, latest_end in rows
-            if key is not None and total is not None
+            key: Billed(Decimal(total or 0), bool(started), latest_end, _parts(parts))
+            for key, total, started, latest_end, parts in rows
+            if key is not None and (total is not None or parts)
         }
 
     async def billed_quantities_by_invoice(
@@ -980,18 +1008,25 @@ class PostgresInvoiceRepository:
         statement = (
             _live_period_lines(
                 select(  # type: ignore[call-overload]  # sqlmodel types select() up to four columns
-                    InvoiceLineRow.period_key, InvoiceRow.id, func.sum(InvoiceLineRow.quantity), _STARTED, _LATEST_END
+                    InvoiceLineRow.period_key,
+                    InvoiceRow.id,
+                    func.sum(InvoiceLineRow.quantity),
+                    _STARTED,
+                    _LATEST_END,
+                    _PARTS,
                 ),
                 namespace,
                 period_keys,
             )
-            .where(col(InvoiceLineRow.quantity).is_not(None), col(InvoiceRow.status).not_in(_NOT_BILLED))
+            .where(col(InvoiceRow.status).not_in(_NOT_BILLED))
             .group_by(col(InvoiceLineRow.period_key), col(InvoiceRow.id))
         )
         out: dict[str, dict[str, Billed]] = {}
-        for key, invoice_id, total, started, latest_end in (await self._session.exec(_fresh(statement))).all():
-            if key is not None and total is not None:
-                out.setdefault(key, {})[invoice_id] = Billed(Decimal(total), bool(started), latest_end)
+        for key, invoice_id, total, started, latest_end, parts in (await self._session.exec(_fresh(statement))).all():
+            if key is not None and (total is not None or parts):
+                out.setdefault(key, {})[invoice_id] = Billed(
+                    Decimal(total or 0), bool(started), latest_end, _parts(parts)
+                )
         return out
 
     async def claim(

@@ -51,9 +51,11 @@ from domain.billing.invoice_states import (
     transition,
 )
 from domain.billing.invoices import (
+    CORRECTION_KEY,
     ZERO,
     AppAttempt,
     Billed,
+    BilledPart,
     CustomerSnapshot,
     Invoice,
     InvoiceLine,
@@ -323,13 +325,23 @@ class InvoiceService:
             f.invoice.id: [x for x in f.lines if x.deleted_at is None and x.parent_line_id is None] for f in gathering
         }
         requests = {k: v for f in gathering for k, v in _usage_requests(f.invoice, live[f.invoice.id]).items()}
-        # One read of the event store for them all, and one of what other invoices billed.
-        quantities = await self._usage.quantities(namespace, list(set(requests.values())), now) if requests else {}
+        # One read of what other invoices billed, and one of the event store for them all (with
+        # the earlier parts' times for their own subjects, where those were others).
         keys = sorted({x.period_key for lines in live.values() for x in lines if x.period_key})
         billed = await tx.invoices.billed_quantities(namespace, keys) if keys else {}
+        # A gathering invoice counts its customer's subjects now (a request's None): compared with
+        # the parts' as they are, so a customer that kept its subjects reads nothing more.
+        now_subjects: dict[str, tuple[str, ...] | None] = {}
+        if any(b.parts for b in billed.values()):
+            ids = sorted({r.customer_id for r in requests.values() if r.subjects is None})
+            found_now = await self._customers.resolve(namespace, ids) if ids else {}
+            now_subjects = {c.id: c.usage_subjects or None for c in found_now.values()}
+        splits = _subject_splits([x for lines in live.values() for x in lines], requests, billed, now_subjects)
+        wanted = {*requests.values(), *_split_reads(requests, splits)}
+        quantities = await self._usage.quantities(namespace, list(wanted), now) if wanted else {}
         out: dict[str, InvoiceWithLines] = {}
         for f in gathering:
-            snapshotted = _snapshotted(live[f.invoice.id], requests, quantities, dict(billed), {}, now, now)
+            snapshotted = _snapshotted(live[f.invoice.id], requests, quantities, dict(billed), splits, {}, now, now)
             rated, children = rate_lines(f.invoice.currency, snapshotted, now)
             shown = rated + children + [x for x in f.lines if x.deleted_at is not None]
             invoice = evolve(_with_totals(f.invoice, rated), quantity_snapshotted_at=now)
@@ -1359,7 +1371,9 @@ class InvoiceService:
         Late usage is that of the subjects the period was billed for: those the invoice of the
         period's latest billed line copied from its customer (as every usage line reads its
         invoice's copy), not the customer's now; a subject the customer took later did not count
-        then, so its usage of the period is not late. The correction keeps them
+        then, so its usage of the period is not late. A period billed in parts whose invoices
+        copied other subjects counts each part's time for that part's own (`_other_subject_parts`),
+        as the correction's snapshot does. The correction keeps the latest part's subjects
         (`usage_subjects`), for the invoice it is billed on copies the customer as it is then.
         Returns how many correction lines were made."""
         now = self._clock()
@@ -1379,7 +1393,7 @@ class InvoiceService:
                 {customer_id for (ns, _), parts in periods.items() if ns == namespace for _, customer_id, _ in parts}
             )
             live[namespace] = {c.id for c in (await self._customers.resolve(namespace, ids)).values()}
-        wanted: dict[str, dict[UsageRequest, tuple[InvoiceLine, Decimal, str]]] = {}
+        wanted: dict[str, list[tuple[UsageRequest, tuple[BilledPart, ...], InvoiceLine, Decimal, str]]] = {}
         for (namespace, _), parts in periods.items():
             if parts[0][1] not in live[namespace]:
                 continue
@@ -1389,12 +1403,27 @@ class InvoiceService:
             billed = sum((x.quantity or ZERO for x in lines), ZERO)
             subjects = latest.usage_subjects if latest.usage_subjects is not None else (copied or None)
             request = UsageRequest(latest.feature_key or "", parts[0][1], start, latest.period_end, subjects)
-            wanted.setdefault(namespace, {})[request] = (latest, billed, parts[0][1])
+            # Each part's time counts the subjects that part counted (as its snapshot did), not
+            # the latest part's: usage of a subject a part did not have is not its late usage.
+            own = Billed(
+                billed,
+                False,
+                parts=tuple(
+                    BilledPart(
+                        x.period_start, x.period_end, x.usage_subjects if x.usage_subjects is not None else (c or None)
+                    )
+                    for x, _, c in parts
+                    if CORRECTION_KEY not in x.metadata
+                ),
+            )
+            split = _other_subject_parts(request, own)
+            wanted.setdefault(namespace, []).append((request, split, latest, billed, parts[0][1]))
         made = 0
-        for namespace, requests in wanted.items():
-            quantities = await self._usage.quantities(namespace, list(requests), now)
-            for request, (latest, billed, customer_id) in requests.items():
-                cumulative = quantities.get(request, ZERO)
+        for namespace, periods_read in wanted.items():
+            reads = {r for request, split, *_ in periods_read for r in (request, *_part_reads(request, split))}
+            quantities = await self._usage.quantities(namespace, list(reads), now)
+            for request, split, latest, billed, customer_id in periods_read:
+                cumulative = quantities.get(request, ZERO) + _shift(request, split, quantities, request.end)
                 if cumulative > billed:
                     made += await self._add_correction(namespace, customer_id, latest, request, cumulative, now)
         return made
@@ -1506,8 +1535,16 @@ class InvoiceService:
         # reads what it billed only once that is committed (the lock is held until ours is).
         await tx.invoices.lock_period_keys(invoice.namespace, keys)
         billed = dict(await tx.invoices.billed_quantities(invoice.namespace, keys, exclude_invoice_id=invoice.id))
-        later = await self._later_parts_usage(invoice, lines, requests, billed, cutoff)
-        return _snapshotted(lines, requests, quantities, billed, later, cutoff, now), cutoff
+        splits = _subject_splits(lines, requests, billed)
+        if splits:
+            # Earlier parts that counted other subjects (the customer's changed between them):
+            # their times are read for their own subjects too, as of the same cutoff. Rare, so
+            # read apart rather than before every lock.
+            more = [r for r in _split_reads(requests, splits) if r not in quantities]
+            if more:
+                quantities = {**quantities, **await self._usage.quantities(invoice.namespace, more, cutoff)}
+        later = await self._later_parts_usage(invoice, lines, requests, billed, splits, quantities, cutoff)
+        return _snapshotted(lines, requests, quantities, billed, splits, later, cutoff, now), cutoff
 
     async def _later_parts_usage(
         self,
@@ -1515,6 +1552,8 @@ class InvoiceService:
         lines: Sequence[InvoiceLine],
         requests: Mapping[str, UsageRequest],
         billed: Mapping[str, Billed],
+        splits: Mapping[str, tuple[BilledPart, ...]],
+        quantities: Mapping[UsageRequest, Decimal],
         cutoff: datetime,
     ) -> dict[str, tuple[Decimal, Decimal]]:
         """For each line whose period has a billed part ending after it (a draft read again after
@@ -1532,8 +1571,14 @@ class InvoiceService:
         if not reads:
             return {}
         wanted = list({r for pair in reads.values() for r in pair})
-        usage = await self._usage.quantities(invoice.namespace, wanted, cutoff)
-        return {k: (usage.get(through, ZERO), usage.get(before, ZERO)) for k, (through, before) in reads.items()}
+        usage = {**quantities, **await self._usage.quantities(invoice.namespace, wanted, cutoff)}
+        return {
+            k: (
+                usage.get(through, ZERO) + _shift(through, splits.get(k, ()), usage, through.end),
+                usage.get(before, ZERO) + _shift(before, splits.get(k, ()), usage, before.end),
+            )
+            for k, (through, before) in reads.items()
+        }
 
     async def _calculate(
         self,
@@ -2088,22 +2133,100 @@ def _usage_requests(invoice: Invoice, lines: Sequence[InvoiceLine]) -> dict[str,
     }
 
 
+def _other_subject_parts(
+    request: UsageRequest, billed: Billed | None, now_subjects: tuple[str, ...] | None = None
+) -> tuple[BilledPart, ...]:
+    """The billed parts of `request`'s period that counted other subjects than it does (its
+    customer's changed between them). A period billed in parts counts each part's time for that
+    part's own subjects, as OpenMeter reads each split line's range (and the range before it) for
+    its own invoice's customer: so a subject given to the customer after a part was billed does
+    not bill its usage of that part's time later, and one taken away does not leave a hole.
+    `now_subjects`: the customer's subjects now, what a request's None counts, where known."""
+    if billed is None:
+        return ()
+    subjects = request.subjects if request.subjects is not None else now_subjects
+    own = None if subjects is None else set(subjects)
+    return tuple(
+        sorted(
+            {
+                p
+                for p in billed.parts
+                if (None if p.subjects is None else set(p.subjects)) != own and p.start >= request.start
+            },
+            key=lambda p: (p.start, p.end),
+        )
+    )
+
+
+def _subject_splits(
+    lines: Sequence[InvoiceLine],
+    requests: Mapping[str, UsageRequest],
+    billed: Mapping[str, Billed],
+    now_subjects: Mapping[str, tuple[str, ...] | None] | None = None,
+) -> dict[str, tuple[BilledPart, ...]]:
+    """`_other_subject_parts` of each usage line that has any, by line ID (usually none)."""
+    out = {}
+    for line in lines:
+        if line.id in requests and line.period_key:
+            request = requests[line.id]
+            now = (now_subjects or {}).get(request.customer_id)
+            split = _other_subject_parts(request, billed.get(line.period_key), now)
+            if split:
+                out[line.id] = split
+    return out
+
+
+def _part_reads(request: UsageRequest, parts: Sequence[BilledPart]) -> list[UsageRequest]:
+    """What `_shift` reads: each part's time for its own subjects and for the request's."""
+    return [
+        r
+        for p in parts
+        for r in (
+            UsageRequest(request.feature_key, request.customer_id, p.start, p.end, p.subjects),
+            evolve(request, start=p.start, end=p.end),
+        )
+    ]
+
+
+def _split_reads(requests: Mapping[str, UsageRequest], splits: Mapping[str, Sequence[BilledPart]]) -> set[UsageRequest]:
+    return {r for line_id, parts in splits.items() for r in _part_reads(requests[line_id], parts)}
+
+
+def _shift(
+    request: UsageRequest, parts: Sequence[BilledPart], quantities: Mapping[UsageRequest, Decimal], through: datetime
+) -> Decimal:
+    """What the period's usage up to `through` counted with each part's own subjects differs by
+    from `request`'s count (its subjects over the whole range): for every part before `through`
+    that counted others, its subjects' usage of its time less the request's subjects' usage of it."""
+    reads = _part_reads(request, [p for p in parts if p.end <= through])
+    return sum(
+        (
+            quantities.get(theirs, ZERO) - quantities.get(ours, ZERO)
+            for theirs, ours in zip(reads[::2], reads[1::2], strict=True)
+        ),
+        ZERO,
+    )
+
+
 def _snapshotted(
     lines: Sequence[InvoiceLine],
     requests: Mapping[str, UsageRequest],
     quantities: Mapping[UsageRequest, Decimal],
     billed: dict[str, Billed],
+    splits: Mapping[str, tuple[BilledPart, ...]],
     later: Mapping[str, tuple[Decimal, Decimal]],
     cutoff: datetime,
     now: datetime,
 ) -> list[InvoiceLine]:
     """`lines` with each usage line's quantity: its period's cumulative usage (`quantities`, read
-    as of `cutoff`) minus what was `billed` of the same period key (updated as lines take theirs)."""
+    as of `cutoff`; each earlier part's time for that part's subjects, `splits`) minus what was
+    `billed` of the same period key (updated as lines take theirs)."""
     snapshotted: dict[str, InvoiceLine] = {}
     # Two parts of one period key on this invoice (rejoin_parts joins the usual case) are billed
     # in period order, each after what the earlier ones take, so none is billed twice.
     for line in sorted((x for x in lines if x.id in requests), key=lambda x: x.period_start):
-        cumulative = quantities.get(requests[line.id], ZERO)
+        request = requests[line.id]
+        cumulative = quantities.get(request, ZERO) + _shift(request, splits.get(line.id, ()), quantities, request.end)
         so_far = billed.get(line.period_key or "")
         before = so_far.quantity if so_far is not None else ZERO
         pre = before

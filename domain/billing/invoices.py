@@ -201,6 +201,22 @@ class InvoiceLine:
     usage_subjects: tuple[str, ...] | None = None
 
 
+# The metadata a late-usage correction line carries (its value: "late_usage"): it bills more of
+# the time of parts billed before it, so it is no part of its own (BilledPart).
+CORRECTION_KEY: Final = "tally.correction"
+
+
+@dataclass(frozen=True, slots=True)
+class BilledPart:
+    """One part of a period on an invoice that counts (not a late-usage correction; snapshotted
+    or not yet): its own time and the event subjects it counts there (its invoice's copy, or its
+    own `usage_subjects`; None: the customer's at the time it is read)."""
+
+    start: datetime
+    end: datetime
+    subjects: tuple[str, ...] | None
+
+
 @dataclass(frozen=True, slots=True)
 class Billed:
     """What the lines that count (top-level, on invoices not gathering, deleted or voided) billed of
@@ -212,10 +228,19 @@ class Billed:
     # The latest end of those lines: past a line's own end, a later part of its period was billed
     # before this line's usage was read (again).
     latest_end: datetime | None = None
+    # The parts on those invoices, snapshotted or not: a later part counts the usage of each
+    # earlier part's time with that part's subjects (a customer's subjects may change between
+    # parts). A key whose only parts are not snapshotted yet bills 0 with them.
+    parts: tuple[BilledPart, ...] = ()
 
     def __add__(self, other: Billed) -> Billed:
         ends = [x for x in (self.latest_end, other.latest_end) if x is not None]
-        return Billed(self.quantity + other.quantity, self.started or other.started, max(ends, default=None))
+        return Billed(
+            self.quantity + other.quantity,
+            self.started or other.started,
+            max(ends, default=None),
+            self.parts + other.parts,
+        )
 
 
 @dataclass(frozen=True, slots=True)

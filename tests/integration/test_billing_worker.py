@@ -368,6 +368,38 @@ async def test_two_parts_of_one_period_snapshotted_at_once_bill_its_usage_once(e
     assert found[a.invoice.id].invoice.totals.total + found[b.invoice.id].invoice.totals.total == D(150)
 
 
+async def test_a_batch_counts_each_part_of_a_period_for_its_own_subjects(env: Env) -> None:
+    # The worker's batch snapshot (what other invoices billed staged per invoice) counts each
+    # earlier part's time for the subjects that part's invoice copied, as one invoice at a time
+    # does (test_invoices' test_a_period_billed_in_parts_counts_each_parts_own_subjects). The first
+    # half copied {c1, c1-a}; a was then taken from the customer and b given to it.
+    ns = "bw_split_subjects"
+    cid = (await env.customers.create(ns, CustomerInput(name="Split", key="c1", subject_keys=["c1-a"]))).id
+    for subject, day, qty in (("c1", 2, "10"), ("c1-a", 3, "100"), ("c1-b", 4, "7")):
+        env.usage.add("api", cid, NOV + timedelta(days=day), qty, subject=subject)
+    for subject, day, qty in (("c1", 20, "1"), ("c1-a", 21, "1000"), ("c1-b", 22, "20000")):
+        env.usage.add("api", cid, NOV + timedelta(days=day), qty, subject=subject)
+    line = PendingLineInput("API", NOV, DEC, DEC, price=UnitPrice(D(1)), feature_key="api")
+    await env.invoices().create_pending_lines(ns, cid, PendingLinesInput("USD", [line]))
+    mid = NOV + timedelta(days=15)
+    env.clock.at = mid
+    (first,) = await env.invoices().invoice_now(ns, InvoiceNowInput(cid, as_of=mid, progressive_billing_override=True))
+    await env.customers.update(ns, cid, CustomerInput(name="Split", key="c1", subject_keys=["c1-b"]))
+    env.clock.at = DEC + 2 * HOUR
+    worker = env.worker(batch_size=100)
+    await worker.run_once()
+    await worker.run_once()
+    found = {f.invoice.id: f for f in standard(await invoices_of(env, ns))}
+    (second,) = [f for i, f in found.items() if i != first.invoice.id]
+    # The first half's draft waited for late events (its collection interval) and was read in this
+    # pass after the second part: as a part read first does, the second took the period's usage up
+    # to its end, but counted the first half's time for the subjects the first half's invoice
+    # copied ({c1, c1-a}: 110), not its own ({c1, c1-b}: 17); the first half had nothing left.
+    assert {found[first.invoice.id].invoice.state, second.invoice.state} == {State.PAID}
+    assert top(second) == {"API": D(20111)}  # before: 20018 (10 + 7 + 1 + 20000)
+    assert top(found[first.invoice.id]) == {"API": D(0)}
+
+
 TIERED = TieredPrice(TieredMode.GRADUATED, (PriceTier(D(100), None, D("0.1")), PriceTier(None, D(5), D("0.05"))))
 
 

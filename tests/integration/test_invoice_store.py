@@ -23,6 +23,7 @@ from domain.billing.invoice_states import State
 from domain.billing.invoices import (
     AppAttempt,
     Billed,
+    BilledPart,
     CustomerSnapshot,
     Invoice,
     InvoiceLine,
@@ -230,24 +231,39 @@ async def test_billed_quantities_count_only_live_standard_invoices(uow: UnitOfWo
                 make_line(deleted, quantity=Decimal(1000)),
             ]
         )
+        # A late-usage correction bills more of the parts' time: no part of its own.
+        correction = make_line(
+            paid,
+            quantity=Decimal(0),
+            period_started=True,
+            usage_subjects=("elsewhere",),
+            metadata={"tally.correction": "late_usage"},
+        )
+        # A part not snapshotted yet bills nothing, starts and ends nothing, but is a part.
+        unread = make_line(issued, period_start=T0 + timedelta(days=15), period_end=T0 + timedelta(days=45))
+        await store.invoices.insert_lines([correction, unread, make_line(issued, period_key="unread")])
         removed = make_line(paid, quantity=Decimal(1000))
         await store.invoices.insert_lines([removed])
         await store.invoices.delete_lines(ns, [removed.id], T0)
         await store.commit()
+    # Each part's time and the subjects its invoice copied (the customer's key and subject keys).
+    half, whole = BilledPart(T0, T0 + timedelta(days=15), ("acme",)), BilledPart(T0, END, ("acme",))
+    rest = BilledPart(T0 + timedelta(days=15), T0 + timedelta(days=45), ("acme",))
     async with uow() as store:
-        assert await store.invoices.billed_quantities(ns, [key, "other", "none"]) == {
-            key: Billed(Decimal("14.5"), True, END),
+        assert await store.invoices.billed_quantities(ns, [key, "other", "unread", "none"]) == {
+            key: Billed(Decimal("14.5"), True, END, (half, whole, rest)),
             # The line that started "other" is on the voided invoice: nothing counting did.
-            "other": Billed(Decimal(7), False, END),
+            "other": Billed(Decimal(7), False, END, (whole,)),
+            "unread": Billed(Decimal(0), False, None, (whole,)),
         }
         assert await store.invoices.billed_quantities(ns, [key], exclude_invoice_id=paid.id) == {
-            key: Billed(Decimal("10.5"), True, T0 + timedelta(days=15))
+            key: Billed(Decimal("10.5"), True, T0 + timedelta(days=15), (half, rest))
         }
         assert await store.invoices.billed_quantities(ns, [key], exclude_invoice_id=issued.id) == {
-            key: Billed(Decimal(4), False, END)
+            key: Billed(Decimal(4), False, END, (whole,))
         }
         assert await store.invoices.billed_quantities_by_invoice(ns, ["other"]) == {
-            "other": {paid.id: Billed(Decimal(7), False, END)}
+            "other": {paid.id: Billed(Decimal(7), False, END, (whole,))}
         }
 
 

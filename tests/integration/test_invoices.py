@@ -476,6 +476,57 @@ async def test_progressive_billing_adds_up_to_one_invoice(env: Env) -> None:
     assert first.invoice.totals.total + second.invoice.totals.total == whole.totals.total
 
 
+async def test_a_period_billed_in_parts_counts_each_parts_own_subjects(env: Env) -> None:
+    # Each invoice copies its customer's subjects when it is made, and each part of a period counts
+    # those over its own time (as OpenMeter reads a split line's range and its pre-line range for
+    # its own invoice's customer). The first part (to the 16th) copied {key, a}; then a was taken
+    # from the customer and b given to it. The second part bills {key, b} from the 16th on: b's 7
+    # of before the 16th is not the customer's, a's 1000 after it neither. Before, the second part
+    # counted {key, b} over the whole month less what the first billed: 10 + 7 + 1 + 20000 - 110 =
+    # 19908 units instead of 20001 (a's 100 taken back, b's 7 billed).
+    ns = "inv_split_subjects"
+    cid = (await env.customers.create(ns, CustomerInput(name="Split", key=ns, subject_keys=["split-a"]))).id
+    mid = NOV + timedelta(days=15)
+    for subject, day, qty in ((ns, 2, "10"), ("split-a", 3, "100"), ("split-b", 4, "7")):
+        env.usage.add("tokens", cid, NOV + timedelta(days=day), qty, subject=subject)
+    for subject, day, qty in ((ns, 20, "1"), ("split-a", 21, "1000"), ("split-b", 22, "20000")):
+        env.usage.add("tokens", cid, NOV + timedelta(days=day), qty, subject=subject)
+    await env.invoices.create_pending_lines(ns, cid, PendingLinesInput("USD", [usage_line("Tokens", "tokens", TIERED)]))
+    (first,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid, as_of=mid))
+    await env.customers.update(ns, cid, CustomerInput(name="Split", key=ns, subject_keys=["split-b"]))
+    env.usage.subjects_now[cid] = (ns, "split-b")
+    # The gathering invoice's live totals count the same way (its rest of the month, read as of
+    # now for the customer's subjects now).
+    (gathering,) = [
+        x
+        for x in (await env.invoices.list_invoices(ns, InvoiceListQuery(), live=True, with_lines=True))[0]
+        if x.invoice.state is State.GATHERING
+    ]
+    assert [x.quantity for x in gathering.lines if x.parent_line_id is None] == [D(20001)]  # before: 19908
+    (second,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid, as_of=DEC + timedelta(hours=2)))
+    (one,) = [x for x in first.lines if x.parent_line_id is None]
+    (two,) = [x for x in second.lines if x.parent_line_id is None]
+    assert one.quantity == D(110)
+    assert (two.pre_line_period_quantity, two.quantity) == (D(110), D(20001))  # before: 110, 19908
+    # Rated on top of the first part: the month's 20111 units at the graduated tiers, to the cent.
+    whole = rate(
+        RatingInput(price=TIERED, currency=currency("USD"), service_period=Period(NOV, DEC), quantity=D(20111))
+    )
+    assert whole.totals.total == D("1015.55")  # 100 x 0.1 + 5 + 20011 x 0.05
+    assert first.invoice.totals.total + second.invoice.totals.total == whole.totals.total
+    # Usage stored late is each part's own subjects' too: a's 5 more before the 16th is the first
+    # part's late usage; b's 3 more before it was no one's on the invoices, nor a's 4 after it.
+    late = DEC + timedelta(days=1)
+    env.usage.add("tokens", cid, NOV + timedelta(days=5), "5", stored_at=late, subject="split-a")
+    env.usage.add("tokens", cid, NOV + timedelta(days=6), "3", stored_at=late, subject="split-b")
+    env.usage.add("tokens", cid, NOV + timedelta(days=23), "4", stored_at=late, subject="split-a")
+    assert await env.invoices.bill_late_usage(timedelta(days=30)) == 1
+    (correction,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid))
+    (fix,) = [x for x in correction.lines if x.parent_line_id is None]
+    assert (fix.pre_line_period_quantity, fix.quantity) == (D(20111), D(5))
+    assert correction.invoice.totals.total == D("0.25")
+
+
 async def test_a_latest_meters_period_is_not_billed_in_parts(env: Env) -> None:
     # Seats in use on a LATEST meter: 10 mid-month, 5 at its end. Billed in parts, the first part
     # took 10 and the rest max(5 - 10, 0) = 0: 10 seats billed where the month ended at 5. OpenMeter

@@ -14,24 +14,40 @@ from domain.billing.invoices import UsageRequest
 
 @dataclass
 class EventUsage:
-    """(feature, customer, time, quantity, stored_at) events; a request sums its window as of the
-    cutoff, or, for a feature in `latest` (a LATEST meter's), takes its last event's value."""
+    """(feature, customer, time, quantity, stored_at, subject) events; a request sums its window as
+    of the cutoff, or, for a feature in `latest` (a LATEST meter's), takes its last event's value.
+    An event with a subject counts only for requests whose subjects take it in (None: the
+    customer's now, as a test sets them in `subjects_now`; every one where it did not)."""
 
-    events: list[tuple[str, str, datetime, Decimal, datetime]] = field(default_factory=list)
+    events: list[tuple[str, str, datetime, Decimal, datetime, str | None]] = field(default_factory=list)
     latest: set[str] = field(default_factory=set)
+    subjects_now: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
-    def add(self, feature: str, customer: str, at: datetime, qty: str, stored_at: datetime | None = None) -> None:
-        self.events.append((feature, customer, at, Decimal(qty), stored_at or at))
+    def add(
+        self,
+        feature: str,
+        customer: str,
+        at: datetime,
+        qty: str,
+        stored_at: datetime | None = None,
+        subject: str | None = None,
+    ) -> None:
+        self.events.append((feature, customer, at, Decimal(qty), stored_at or at, subject))
 
     async def quantities(
         self, namespace: str, requests: Sequence[UsageRequest], cutoff: datetime
     ) -> Mapping[UsageRequest, Decimal]:
         out: dict[UsageRequest, Decimal] = {}
         for r in requests:
+            subjects = r.subjects if r.subjects is not None else self.subjects_now.get(r.customer_id)
             seen = sorted(
                 (at, q)
-                for f, c, at, q, stored in self.events
-                if f == r.feature_key and c == r.customer_id and r.start <= at < r.end and stored <= cutoff
+                for f, c, at, q, stored, subject in self.events
+                if f == r.feature_key
+                and c == r.customer_id
+                and r.start <= at < r.end
+                and stored <= cutoff
+                and (subject is None or subjects is None or subject in subjects)
             )
             if r.feature_key in self.latest:
                 out[r] = seen[-1][1] if seen else Decimal(0)
