@@ -46,14 +46,27 @@ class ConflictError(TallyError):
 
 
 class ValidationError(TallyError):
-    def __init__(self, violations: Iterable[FieldViolation], message: str | None = None) -> None:
+    """Invalid input, or an action the entity's state refuses (400). `code` is the stable reason of
+    the whole error where OpenMeter names one (its billing errors' issue codes, e.g.
+    `invoice_action_not_available`): clients written against OpenMeter branch on it, so it travels
+    to REST at the top of the problem's `extensions` and to gRPC in ErrorInfo's metadata."""
+
+    def __init__(
+        self, violations: Iterable[FieldViolation], message: str | None = None, code: str | None = None
+    ) -> None:
         self.violations = tuple(violations)
         summary = message or "; ".join(f"{v.field}: {v.message}" for v in self.violations)
         super().__init__(summary or "invalid request")
+        self.code = code
 
     @classmethod
     def single(cls, field: str, message: str, code: str = "invalid") -> ValidationError:
         return cls([FieldViolation(field, message, code)])
+
+    @classmethod
+    def coded(cls, field: str, message: str, code: str) -> ValidationError:
+        """One violation whose code is also the error's: an OpenMeter issue code."""
+        return cls([FieldViolation(field, message, code)], code=code)
 
 
 class PayloadTooLargeError(TallyError):

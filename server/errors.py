@@ -87,6 +87,13 @@ def problem_body(error: TallyError, mapping: Mapping, instance: str | None) -> d
     if instance:
         problem["instance"] = instance
     extensions: dict[str, Any] = {}
+    if isinstance(error, ValidationError) and error.code:
+        # OpenMeter's billing errors (billing.EncodeValidationIssues) put their first issue's code,
+        # message and severity at the top of `extensions`; the issue is listed below as well.
+        first = next((v for v in error.violations if v.code == error.code), None)
+        extensions.update(code=error.code, message=first.message if first else error.message, severity="critical")
+        if not error.violations:
+            extensions["validationErrors"] = [{"code": error.code, "message": error.message, "severity": "critical"}]
     if isinstance(error, ValidationError) and error.violations:
         extensions["validationErrors"] = [
             {"field": v.field, "message": v.message, "code": v.code, "severity": "critical"} for v in error.violations
@@ -122,7 +129,7 @@ def rpc_status(error: TallyError, mapping: Mapping) -> status_pb2.Status:
     metadata = {"kind": type(error).__name__}
     if isinstance(error, ConflictError) and error.conflicting_id:
         metadata["conflictingEntityId"] = error.conflicting_id
-    if isinstance(error, ConflictError) and error.code:
+    if isinstance(error, ConflictError | ValidationError) and error.code:
         metadata["code"] = error.code
     info = error_details_pb2.ErrorInfo(reason=type(error).__name__, domain=ERROR_DOMAIN, metadata=metadata)
     detail = any_pb2.Any()

@@ -16,6 +16,7 @@ import grpc
 import httpx
 import pytest
 from corehttp.exceptions import HttpResponseError
+from google.rpc import error_details_pb2, status_pb2
 from openmeter import Client
 
 from tally.v1 import invoices_pb2, invoices_pb2_grpc
@@ -1087,3 +1088,47 @@ async def test_invoice_now_with_an_empty_line_filter_invoices_nothing(http: http
     assert await gathering_total(http, customer) == "5"
     (made,) = await invoice_now(http, customer)  # without filters: every due line
     assert made["totals"]["total"] == "5"
+
+
+def _refusal(response: httpx.Response, code: str) -> None:
+    """A refused invoice action as OpenMeter's billing answers it (billing.EncodeValidationIssues):
+    400 problem+json with the issue's code, message and severity at the top of `extensions`, and
+    Tally's `validationErrors` listing the same issue."""
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    problem = response.json()
+    extensions = problem["extensions"]
+    assert extensions["code"] == code and extensions["severity"] == "critical", problem
+    assert extensions["message"] and extensions["message"] in problem["detail"], problem
+    assert [v["code"] for v in extensions["validationErrors"]] == [code], problem
+
+
+async def test_refused_actions_carry_openmeters_codes(http: httpx.AsyncClient, channel: grpc.aio.Channel) -> None:
+    """Each kind of refused action, through Envoy and over gRPC, names OpenMeter's code: a client
+    written against OpenMeter branches on `extensions.code` (invoice_action_not_available, or
+    invoice_cannot_advance for an advance, as billing/service/invoice.go refuses them)."""
+    draft = await fee_draft(http)
+    iid = draft["id"]
+    # A draft waiting for approval: nothing to advance, nothing failed to retry, not issued to void.
+    _refusal(await http.post(f"{INVOICES}/{iid}/advance"), "invoice_cannot_advance")
+    _refusal(await http.post(f"{INVOICES}/{iid}/retry"), "invoice_action_not_available")
+    _refusal(await http.post(f"{INVOICES}/{iid}/void", json={"reason": "too early"}), "invoice_action_not_available")
+    paid = await ok(await http.post(f"{INVOICES}/{iid}/approve"))
+    assert paid["status"] == "paid"
+    # Paid: approving again, deleting or voiding it is refused alike.
+    _refusal(await http.post(f"{INVOICES}/{iid}/approve"), "invoice_action_not_available")
+    _refusal(await http.delete(f"{INVOICES}/{iid}"), "invoice_action_not_available")
+    _refusal(await http.post(f"{INVOICES}/{iid}/void", json={"reason": "late"}), "invoice_action_not_available")
+    _refusal(await http.post(f"{INVOICES}/{iid}/snapshot-quantities"), "invoice_action_not_available")
+
+    # gRPC: INVALID_ARGUMENT with the code in ErrorInfo's metadata, as a conflict's code travels.
+    stub = invoices_pb2_grpc.InvoiceServiceStub(channel)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.ApproveInvoice(invoices_pb2.InvoiceActionRequest(invoice_id=iid))
+    assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    details = next(
+        status_pb2.Status.FromString(v) for k, v in refused.value.trailing_metadata() or () if k == "grpc-status-details-bin"
+    )
+    info = error_details_pb2.ErrorInfo()
+    assert any(d.Unpack(info) for d in details.details)
+    assert info.metadata["code"] == "invoice_action_not_available", info
