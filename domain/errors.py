@@ -21,7 +21,11 @@ class FieldViolation:
 
 
 class TallyError(Exception):
-    """Root of every error the domain raises on purpose."""
+    """Root of every error the domain raises on purpose. `code`, where a kind takes one, is the
+    error's stable reason as OpenMeter names it; clients branch on it, so every transport carries
+    it (server/errors.py)."""
+
+    code: str | None = None
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -29,10 +33,13 @@ class TallyError(Exception):
 
 
 class NotFoundError(TallyError):
-    def __init__(self, entity: str, key: str) -> None:
+    """`code` is OpenMeter's where its billing names one (`invoice_not_found`, `profile_not_found`)."""
+
+    def __init__(self, entity: str, key: str, code: str | None = None) -> None:
         super().__init__(f"{entity} not found: {key}")
         self.entity = entity
         self.key = key
+        self.code = code
 
 
 class ConflictError(TallyError):
@@ -109,6 +116,6 @@ class Violations:
     def items(self) -> tuple[FieldViolation, ...]:
         return tuple(self._items)
 
-    def raise_if_any(self) -> None:
+    def raise_if_any(self, code: str | None = None) -> None:
         if self._items:
-            raise ValidationError(self._items)
+            raise ValidationError(self._items, code=code)

@@ -1132,3 +1132,21 @@ async def test_refused_actions_carry_openmeters_codes(http: httpx.AsyncClient, c
     info = error_details_pb2.ErrorInfo()
     assert any(d.Unpack(info) for d in details.details)
     assert info.metadata["code"] == "invoice_action_not_available", info
+
+
+async def test_billing_validation_failures_carry_openmeters_codes(http: httpx.AsyncClient) -> None:
+    """Invoicing's refusals name OpenMeter's codes at the top of the problem's extensions, with the
+    status OpenMeter answers: an unknown invoice is 404 invoice_not_found, nothing to invoice is
+    400 invoice_create_no_lines, a listed line that cannot be invoiced 400 invoice_lines_not_billable."""
+    unknown = await http.get(f"{INVOICES}/01J0000000000000000000NOPE")
+    assert unknown.status_code == 404 and unknown.json()["extensions"]["code"] == "invoice_not_found", unknown.text
+    customer, _ = await metered_customer(http)
+    nothing = await http.post(f"{INVOICES}/invoice", json={"customerId": customer})
+    assert nothing.status_code == 400, nothing.text
+    assert nothing.json()["extensions"]["code"] == "invoice_create_no_lines", nothing.text
+    await add_lines(http, customer, line("Setup", {"type": "flat", "amount": "5"}))
+    stranger = await http.post(f"{INVOICES}/invoice", json={"customerId": customer, "filters": {"lineIds": ["nope"]}})
+    assert stranger.status_code == 400, stranger.text
+    problem = stranger.json()
+    assert problem["extensions"]["code"] == "invoice_lines_not_billable", problem
+    assert problem["extensions"]["validationErrors"][0]["field"] == "filters.lineIds[0]", problem
