@@ -1127,7 +1127,9 @@ async def test_refused_actions_carry_openmeters_codes(http: httpx.AsyncClient, c
         await stub.ApproveInvoice(invoices_pb2.InvoiceActionRequest(invoice_id=iid))
     assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     details = next(
-        status_pb2.Status.FromString(v) for k, v in refused.value.trailing_metadata() or () if k == "grpc-status-details-bin"
+        status_pb2.Status.FromString(v)
+        for k, v in refused.value.trailing_metadata() or ()
+        if k == "grpc-status-details-bin"
     )
     info = error_details_pb2.ErrorInfo()
     assert any(d.Unpack(info) for d in details.details)
