@@ -1134,6 +1134,15 @@ async def test_refused_actions_carry_openmeters_codes(http: httpx.AsyncClient, c
     info = error_details_pb2.ErrorInfo()
     assert any(d.Unpack(info) for d in details.details)
     assert info.metadata["code"] == "invoice_action_not_available", info
+    with pytest.raises(grpc.aio.AioRpcError) as unknown:
+        await stub.GetInvoice(invoices_pb2.GetInvoiceRequest(invoice_id="01J0000000000000000000NOPE"))
+    assert unknown.value.code() is grpc.StatusCode.NOT_FOUND
+    details = next(
+        status_pb2.Status.FromString(v)
+        for k, v in unknown.value.trailing_metadata() or ()
+        if k == "grpc-status-details-bin"
+    )
+    assert any(d.Unpack(info) for d in details.details) and info.metadata["code"] == "invoice_not_found", info
 
 
 async def test_billing_validation_failures_carry_openmeters_codes(http: httpx.AsyncClient) -> None:
