@@ -21,7 +21,11 @@ class FieldViolation:
 
 
 class TallyError(Exception):
-    """Root of every error the domain raises on purpose."""
+    """Root of every error the domain raises on purpose. `code`, where a kind takes one, is the
+    error's stable reason as OpenMeter names it; clients branch on it, so every transport carries
+    it (server/errors.py)."""
+
+    code: str | None = None
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -29,10 +33,13 @@ class TallyError(Exception):
 
 
 class NotFoundError(TallyError):
-    def __init__(self, entity: str, key: str) -> None:
+    """`code` is OpenMeter's where its billing names one (`invoice_not_found`, `profile_not_found`)."""
+
+    def __init__(self, entity: str, key: str, code: str | None = None) -> None:
         super().__init__(f"{entity} not found: {key}")
         self.entity = entity
         self.key = key
+        self.code = code
 
 
 class ConflictError(TallyError):
@@ -46,14 +53,27 @@ class ConflictError(TallyError):
 
 
 class ValidationError(TallyError):
-    def __init__(self, violations: Iterable[FieldViolation], message: str | None = None) -> None:
+    """Invalid input, or an action the entity's state refuses (400). `code` is the stable reason of
+    the whole error where OpenMeter names one (its billing errors' issue codes, e.g.
+    `invoice_action_not_available`): clients written against OpenMeter branch on it, so it travels
+    to REST at the top of the problem's `extensions` and to gRPC in ErrorInfo's metadata."""
+
+    def __init__(
+        self, violations: Iterable[FieldViolation], message: str | None = None, code: str | None = None
+    ) -> None:
         self.violations = tuple(violations)
         summary = message or "; ".join(f"{v.field}: {v.message}" for v in self.violations)
         super().__init__(summary or "invalid request")
+        self.code = code
 
     @classmethod
     def single(cls, field: str, message: str, code: str = "invalid") -> ValidationError:
         return cls([FieldViolation(field, message, code)])
+
+    @classmethod
+    def coded(cls, field: str, message: str, code: str) -> ValidationError:
+        """One violation whose code is also the error's: an OpenMeter issue code."""
+        return cls([FieldViolation(field, message, code)], code=code)
 
 
 class PayloadTooLargeError(TallyError):
@@ -96,6 +116,6 @@ class Violations:
     def items(self) -> tuple[FieldViolation, ...]:
         return tuple(self._items)
 
-    def raise_if_any(self) -> None:
+    def raise_if_any(self, code: str | None = None) -> None:
         if self._items:
-            raise ValidationError(self._items)
+            raise ValidationError(self._items, code=code)

@@ -87,6 +87,15 @@ def problem_body(error: TallyError, mapping: Mapping, instance: str | None) -> d
     if instance:
         problem["instance"] = instance
     extensions: dict[str, Any] = {}
+    if error.code and not isinstance(error, ConflictError):
+        # OpenMeter's billing errors (billing.EncodeValidationIssues) put their first issue's code,
+        # message and severity at the top of `extensions`. A 400's issue is listed in
+        # validationErrors as well, as Tally's other 400s list theirs.
+        violations = error.violations if isinstance(error, ValidationError) else ()
+        first = next((v for v in violations if v.code == error.code), None)
+        extensions.update(code=error.code, message=first.message if first else error.message, severity="critical")
+        if isinstance(error, ValidationError) and not violations:
+            extensions["validationErrors"] = [{"code": error.code, "message": error.message, "severity": "critical"}]
     if isinstance(error, ValidationError) and error.violations:
         extensions["validationErrors"] = [
             {"field": v.field, "message": v.message, "code": v.code, "severity": "critical"} for v in error.violations
@@ -122,7 +131,7 @@ def rpc_status(error: TallyError, mapping: Mapping) -> status_pb2.Status:
     metadata = {"kind": type(error).__name__}
     if isinstance(error, ConflictError) and error.conflicting_id:
         metadata["conflictingEntityId"] = error.conflicting_id
-    if isinstance(error, ConflictError) and error.code:
+    if error.code:
         metadata["code"] = error.code
     info = error_details_pb2.ErrorInfo(reason=type(error).__name__, domain=ERROR_DOMAIN, metadata=metadata)
     detail = any_pb2.Any()

@@ -127,6 +127,10 @@ _PROBLEM_SCHEMA: dict[str, Any] = {
                     },
                 },
                 "conflictingEntityId": {"type": "string"},
+                # OpenMeter's billing errors: the first issue's code, message and severity.
+                "code": {"type": "string", "description": "The stable reason, e.g. invoice_action_not_available."},
+                "message": {"type": "string"},
+                "severity": {"type": "string"},
             },
         },
     },

@@ -117,6 +117,8 @@ UNSCHEDULED: Final = datetime(9999, 12, 31, tzinfo=UTC)
 _CUSTOMER_DELETE_FINAL_STATES: Final = frozenset({State.PAID, State.UNCOLLECTIBLE, State.VOIDED, State.DELETED})
 # How many open invoices a refused customer delete names at most.
 _CUSTOMER_DELETE_LISTED: Final = 100
+# OpenMeter's code for a listed line that cannot be invoiced now (ErrInvoiceLinesNotBillable).
+_LINES_NOT_BILLABLE: Final = "invoice_lines_not_billable"
 
 # The states the billing worker moves on its own: it advances them, or marks them overdue.
 WORKER_STATES: Final = frozenset(
@@ -285,7 +287,7 @@ class InvoiceService:
         async with self._uow() as tx:
             invoice = await tx.invoices.get(namespace, invoice_id)
             if invoice is None:
-                raise NotFoundError("invoice", invoice_id)
+                raise NotFoundError("invoice", invoice_id, "invoice_not_found")
             lines = (await tx.invoices.lines(namespace, [invoice.id], include_deleted=include_deleted_lines))[
                 invoice.id
             ]
@@ -490,8 +492,8 @@ class InvoiceService:
                     if line is None:
                         v.add(f"filters.lineIds[{i}]", "no such pending line for the customer", "not_found")
                     elif line.period_start >= as_of:
-                        v.add(f"filters.lineIds[{i}]", "the line is not invoicable as of asOf", "not_invoicable")
-                v.raise_if_any()
+                        v.add(f"filters.lineIds[{i}]", "the line is not invoicable as of asOf", _LINES_NOT_BILLABLE)
+                v.raise_if_any(_LINES_NOT_BILLABLE)
             invoiced: set[str] = set()
             for gathering in gatherings:
                 made = await self._invoice_gathering(tx, gathering, as_of, data, now, effective)
@@ -504,11 +506,11 @@ class InvoiceService:
             v = Violations()
             for i, line_id in enumerate(data.line_ids):
                 if line_id not in invoiced:
-                    v.add(f"filters.lineIds[{i}]", "the line is not invoicable as of asOf", "not_invoicable")
-            v.raise_if_any()
+                    v.add(f"filters.lineIds[{i}]", "the line is not invoicable as of asOf", _LINES_NOT_BILLABLE)
+            v.raise_if_any(_LINES_NOT_BILLABLE)
             if not created:
-                raise ValidationError.single(
-                    "customerId", "the customer has no pending lines due by asOf", "no_invoicable_lines"
+                raise ValidationError.coded(
+                    "customerId", "the customer has no pending lines due by asOf", "invoice_create_no_lines"
                 )
             await tx.commit()
         return created
@@ -573,7 +575,7 @@ class InvoiceService:
         async with self._uow() as tx:
             invoice = await tx.invoices.get(namespace, invoice_id, lock=True)
             if invoice is None:
-                raise NotFoundError("invoice", invoice_id)
+                raise NotFoundError("invoice", invoice_id, "invoice_not_found")
             if invoice.state is State.GATHERING:
                 if invoice.deleted_at is None:
                     await self._edit_gathering(tx, namespace, invoice, [])
@@ -612,7 +614,7 @@ class InvoiceService:
         async with self._uow() as tx:
             invoice = await tx.invoices.get(namespace, invoice_id, lock=True)
             if invoice is None:
-                raise NotFoundError("invoice", invoice_id)
+                raise NotFoundError("invoice", invoice_id, "invoice_not_found")
             if invoice.state is State.GATHERING and invoice.deleted_at is None:
                 await self._edit_gathering(tx, namespace, invoice, lines)
                 await tx.commit()
@@ -913,7 +915,7 @@ class InvoiceService:
         async with self._uow() as tx:
             invoice = await tx.invoices.get(namespace, invoice_id, lock=True)
             if invoice is None:
-                raise NotFoundError("invoice", invoice_id)
+                raise NotFoundError("invoice", invoice_id, "invoice_not_found")
             stored = await tx.apps.get(namespace, invoice.invoicing_app_id)
             if stored is None or stored.type is not AppType.CUSTOM_INVOICING:
                 # Only custom invoicing's integrator reports here: another app's invoice (the
@@ -1017,7 +1019,7 @@ class InvoiceService:
             async with self._uow() as tx:
                 invoice = await tx.invoices.get(namespace, invoice_id, lock=True)
                 if invoice is None:
-                    raise NotFoundError("invoice", invoice_id)
+                    raise NotFoundError("invoice", invoice_id, "invoice_not_found")
                 # A deleted invoice is in `deleted`, a final state: the table refuses every action.
                 now = self._clock()
                 conditions = self.conditions(invoice, now)

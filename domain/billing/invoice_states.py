@@ -387,12 +387,15 @@ FINAL_STATES: Final = frozenset(s for s in State if not any(t.source is s for t 
 
 
 class InvalidTransitionError(ValidationError):
-    """The action is not allowed in the invoice's state (OpenMeter answers 400)."""
+    """The action is not allowed in the invoice's state: 400 with OpenMeter's code for it (its
+    AdvanceInvoice refuses with invoice_cannot_advance, every other action with
+    invoice_action_not_available)."""
 
     def __init__(self, state: State, action: Action) -> None:
         super().__init__(
             [],
             message=f"cannot {action.value.replace('_', ' ')} an invoice in state {state.value}",
+            code="invoice_cannot_advance" if action is Action.ADVANCE else "invoice_action_not_available",
         )
         self.state = state
         self.action = action

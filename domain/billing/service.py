@@ -532,7 +532,7 @@ class BillingProfileService:
         async with self._uow() as tx:
             profile = await tx.profiles.get(namespace, profile_id)
             if profile is None:
-                raise NotFoundError("billing profile", profile_id)
+                raise NotFoundError("billing profile", profile_id, "profile_not_found")
             apps = await _resolve_apps(tx, profile) if expand_apps else None
         return ProfileView(profile, apps)
 
@@ -541,7 +541,7 @@ class BillingProfileService:
         async with self._uow() as tx:
             profile = await tx.profiles.get_default(namespace)
         if profile is None:
-            raise NotFoundError("default billing profile", namespace)
+            raise NotFoundError("default billing profile", namespace, "default_profile_not_found")
         return profile
 
     async def list_profiles(self, namespace: str, data: ListProfilesInput) -> tuple[list[ProfileView], int, int, int]:
@@ -558,12 +558,12 @@ class BillingProfileService:
         async with self._uow() as tx:
             current = await tx.profiles.get(namespace, profile_id, lock=True)
             if current is None:
-                raise NotFoundError("billing profile", profile_id)
+                raise NotFoundError("billing profile", profile_id, "profile_not_found")
             if current.deleted_at is not None:
-                raise ValidationError.single("id", "the billing profile is deleted", "profile_deleted")
+                raise ValidationError.coded("id", "the billing profile is deleted", "profile_already_deleted")
             workflow = data.validate(current)
             if current.default and not data.default:
-                raise ValidationError.single(
+                raise ValidationError.coded(
                     "default",
                     "the default profile stays the default until another profile is made the default",
                     "default_profile_cannot_be_unset",
@@ -591,20 +591,20 @@ class BillingProfileService:
         async with self._uow() as tx:
             profile = await tx.profiles.get(namespace, profile_id, lock=True)
             if profile is None:
-                raise NotFoundError("billing profile", profile_id)
+                raise NotFoundError("billing profile", profile_id, "profile_not_found")
             if profile.deleted_at is not None:
                 return
             if profile.default:
-                raise ValidationError.single(
+                raise ValidationError.coded(
                     "id", "the default billing profile cannot be deleted", "default_profile_cannot_be_deleted"
                 )
             pinned = await tx.overrides.customers_pinned_to(namespace, profile_id)
             if pinned:
-                raise ValidationError.single(
+                raise ValidationError.coded(
                     "id",
                     f"the billing profile is used by the overrides of {len(pinned)} customer(s): "
                     + ", ".join(pinned[:10]),
-                    "profile_referenced_by_overrides",
+                    "profile_referenced",
                 )
             now = self._clock()
             await tx.profiles.update(dataclasses.replace(profile, deleted_at=now, updated_at=now))
@@ -648,7 +648,7 @@ class BillingProfileService:
         else:
             base = await lookups.default()
         if base is None:
-            raise NotFoundError("default billing profile", lookups.namespace)
+            raise NotFoundError("default billing profile", lookups.namespace, "default_profile_not_found")
         workflow = override.workflow.apply(base.workflow) if override is not None else base.workflow
         return EffectiveProfile(
             customer_id=customer.id,
@@ -695,7 +695,7 @@ class BillingProfileService:
                 # Locked, so a concurrent delete of the profile waits and then sees this pin.
                 profile = await tx.profiles.get(namespace, data.profile_id, lock=True)
                 if profile is None or profile.deleted_at is not None:
-                    raise NotFoundError("billing profile", data.profile_id)
+                    raise NotFoundError("billing profile", data.profile_id, "profile_not_found")
             existing = await tx.overrides.get(namespace, customer.id, lock=True)
             v = Violations()
             workflow = data.workflow.with_tax_code_as_stored(
@@ -721,7 +721,7 @@ class BillingProfileService:
         customer = await self._customers.get(namespace, customer_id_or_key)
         async with self._uow() as tx:
             if not await tx.overrides.delete(namespace, customer.id, self._clock()):
-                raise NotFoundError("customer override", customer.id)
+                raise NotFoundError("customer override", customer.id, "customer_override_not_found")
             await tx.commit()
 
     async def list_overrides(

@@ -472,13 +472,18 @@ async def test_a_default_tax_code_can_no_longer_be_set(api: httpx.AsyncClient) -
 async def test_default_profile_rules(api: httpx.AsyncClient) -> None:
     original = await default_profile(api)
     # The default cannot be deleted, nor stop being the default by itself.
+    # Each with OpenMeter's code at the top of the problem's extensions (billing.EncodeValidationIssues).
     refused = await api.delete(f"{PROFILES}/{original['id']}")
     assert refused.status_code == 400, refused.text
+    assert refused.json()["extensions"]["code"] == "default_profile_cannot_be_deleted", refused.text
     unset = await api.put(
         f"{PROFILES}/{original['id']}",
         json={"name": original["name"], "supplier": original["supplier"], "default": False},
     )
     assert unset.status_code == 400, unset.text
+    assert unset.json()["extensions"]["code"] == "default_profile_cannot_be_unset", unset.text
+    unknown = await api.get(f"{PROFILES}/01J0000000000000000000NOPE")
+    assert unknown.status_code == 404 and unknown.json()["extensions"]["code"] == "profile_not_found", unknown.text
 
     app_id = (await install_custom(api, createBillingProfile=False))["app"]["id"]
     apps = {"tax": app_id, "invoicing": app_id, "payment": app_id}
@@ -508,7 +513,8 @@ async def test_customer_overrides(api: httpx.AsyncClient) -> None:
     assert "customerOverride" not in plain
     assert plain["baseBillingProfileId"] == default["id"]
     assert plain["customerProfile"]["workflow"] == default["workflow"]
-    assert (await api.delete(f"{OVERRIDES}/{customer['id']}")).status_code == 404
+    none = await api.delete(f"{OVERRIDES}/{customer['id']}")
+    assert none.status_code == 404 and none.json()["extensions"]["code"] == "customer_override_not_found", none.text
 
     app_id = (await install_custom(api, createBillingProfile=False))["app"]["id"]
     apps = {"tax": app_id, "invoicing": app_id, "payment": app_id}
@@ -536,6 +542,7 @@ async def test_customer_overrides(api: httpx.AsyncClient) -> None:
     refused = await api.delete(f"{PROFILES}/{pinned['id']}")
     assert refused.status_code == 400, refused.text
     assert customer["id"] in refused.json()["detail"]
+    assert refused.json()["extensions"]["code"] == "profile_referenced", refused.text
 
     # Tally's extension: override single settings; the rest comes from the profile.
     tuned = await ok(

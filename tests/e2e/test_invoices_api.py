@@ -16,6 +16,7 @@ import grpc
 import httpx
 import pytest
 from corehttp.exceptions import HttpResponseError
+from google.rpc import error_details_pb2, status_pb2
 from openmeter import Client
 
 from tally.v1 import invoices_pb2, invoices_pb2_grpc
@@ -1087,3 +1088,76 @@ async def test_invoice_now_with_an_empty_line_filter_invoices_nothing(http: http
     assert await gathering_total(http, customer) == "5"
     (made,) = await invoice_now(http, customer)  # without filters: every due line
     assert made["totals"]["total"] == "5"
+
+
+def _refusal(response: httpx.Response, code: str) -> None:
+    """A refused invoice action as OpenMeter's billing answers it (billing.EncodeValidationIssues):
+    400 problem+json with the issue's code, message and severity at the top of `extensions`, and
+    Tally's `validationErrors` listing the same issue."""
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    problem = response.json()
+    extensions = problem["extensions"]
+    assert extensions["code"] == code and extensions["severity"] == "critical", problem
+    assert extensions["message"] and extensions["message"] in problem["detail"], problem
+    assert [v["code"] for v in extensions["validationErrors"]] == [code], problem
+
+
+async def test_refused_actions_carry_openmeters_codes(http: httpx.AsyncClient, channel: grpc.aio.Channel) -> None:
+    """Each kind of refused action, through Envoy and over gRPC, names OpenMeter's code: a client
+    written against OpenMeter branches on `extensions.code` (invoice_action_not_available, or
+    invoice_cannot_advance for an advance, as billing/service/invoice.go refuses them)."""
+    draft = await fee_draft(http)
+    iid = draft["id"]
+    # A draft waiting for approval: nothing to advance, nothing failed to retry, not issued to void.
+    _refusal(await http.post(f"{INVOICES}/{iid}/advance"), "invoice_cannot_advance")
+    _refusal(await http.post(f"{INVOICES}/{iid}/retry"), "invoice_action_not_available")
+    _refusal(await http.post(f"{INVOICES}/{iid}/void", json={"reason": "too early"}), "invoice_action_not_available")
+    paid = await ok(await http.post(f"{INVOICES}/{iid}/approve"))
+    assert paid["status"] == "paid"
+    # Paid: approving again, deleting or voiding it is refused alike.
+    _refusal(await http.post(f"{INVOICES}/{iid}/approve"), "invoice_action_not_available")
+    _refusal(await http.delete(f"{INVOICES}/{iid}"), "invoice_action_not_available")
+    _refusal(await http.post(f"{INVOICES}/{iid}/void", json={"reason": "late"}), "invoice_action_not_available")
+    _refusal(await http.post(f"{INVOICES}/{iid}/snapshot-quantities"), "invoice_action_not_available")
+
+    # gRPC: INVALID_ARGUMENT with the code in ErrorInfo's metadata, as a conflict's code travels.
+    stub = invoices_pb2_grpc.InvoiceServiceStub(channel)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.ApproveInvoice(invoices_pb2.InvoiceActionRequest(invoice_id=iid))
+    assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    details = next(
+        status_pb2.Status.FromString(v)
+        for k, v in refused.value.trailing_metadata() or ()
+        if k == "grpc-status-details-bin"
+    )
+    info = error_details_pb2.ErrorInfo()
+    assert any(d.Unpack(info) for d in details.details)
+    assert info.metadata["code"] == "invoice_action_not_available", info
+    with pytest.raises(grpc.aio.AioRpcError) as unknown:
+        await stub.GetInvoice(invoices_pb2.GetInvoiceRequest(invoice_id="01J0000000000000000000NOPE"))
+    assert unknown.value.code() is grpc.StatusCode.NOT_FOUND
+    details = next(
+        status_pb2.Status.FromString(v)
+        for k, v in unknown.value.trailing_metadata() or ()
+        if k == "grpc-status-details-bin"
+    )
+    assert any(d.Unpack(info) for d in details.details) and info.metadata["code"] == "invoice_not_found", info
+
+
+async def test_billing_validation_failures_carry_openmeters_codes(http: httpx.AsyncClient) -> None:
+    """Invoicing's refusals name OpenMeter's codes at the top of the problem's extensions, with the
+    status OpenMeter answers: an unknown invoice is 404 invoice_not_found, nothing to invoice is
+    400 invoice_create_no_lines, a listed line that cannot be invoiced 400 invoice_lines_not_billable."""
+    unknown = await http.get(f"{INVOICES}/01J0000000000000000000NOPE")
+    assert unknown.status_code == 404 and unknown.json()["extensions"]["code"] == "invoice_not_found", unknown.text
+    customer, _ = await metered_customer(http)
+    nothing = await http.post(f"{INVOICES}/invoice", json={"customerId": customer})
+    assert nothing.status_code == 400, nothing.text
+    assert nothing.json()["extensions"]["code"] == "invoice_create_no_lines", nothing.text
+    await add_lines(http, customer, line("Setup", {"type": "flat", "amount": "5"}))
+    stranger = await http.post(f"{INVOICES}/invoice", json={"customerId": customer, "filters": {"lineIds": ["nope"]}})
+    assert stranger.status_code == 400, stranger.text
+    problem = stranger.json()
+    assert problem["extensions"]["code"] == "invoice_lines_not_billable", problem
+    assert problem["extensions"]["validationErrors"][0]["field"] == "filters.lineIds[0]", problem

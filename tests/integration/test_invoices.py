@@ -542,7 +542,7 @@ async def test_a_latest_meters_period_is_not_billed_in_parts(env: Env) -> None:
     await env.invoices.create_pending_lines(ns, cid, PendingLinesInput("USD", [usage_line("Seats", "seats", unit)]))
     with pytest.raises(ValidationError) as nothing_due:
         await env.invoices.invoice_now(ns, InvoiceNowInput(cid, as_of=NOV + timedelta(days=15)))
-    assert nothing_due.value.violations[0].code == "no_invoicable_lines"
+    assert nothing_due.value.violations[0].code == "invoice_create_no_lines"
     (whole,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid, as_of=DEC + timedelta(hours=2)))
     (line,) = [x for x in whole.lines if x.parent_line_id is None]
     assert (line.period_start, line.period_end, line.quantity, whole.invoice.totals.total) == (NOV, DEC, D(5), D(5))

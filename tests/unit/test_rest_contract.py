@@ -131,7 +131,8 @@ def test_openapi_describes_every_http_binding() -> None:
     assert set(query["responses"]["200"]["content"]) == {"application/json", "text/csv"}
     assert {p["name"] for p in query["parameters"]} >= {"meterIdOrSlug", "from", "to", "windowSize", "groupBy"}
     problem = schemas["Problem"]["properties"]
-    assert "validationErrors" in problem["extensions"]["properties"]
+    # Tally's field list, and OpenMeter's billing code at the top of extensions (docs/billing.md).
+    assert {"validationErrors", "code", "message", "severity"} <= set(problem["extensions"]["properties"])
 
 
 def test_openapi_declares_how_requests_authenticate() -> None:
