@@ -488,8 +488,10 @@ class ReadyRollups:
 
     A rollup stays ready until its meter changes or goes; it is dropped only long after it was
     retired (RollupLifecycle's `drop_after`, much longer than `ttl`), so a process that has not yet
-    re-read still reads a table that exists. A stale W is exact too: the fills up to it never
-    change, and the events stored from it on are read from `events`."""
+    re-read still reads a table that exists. A W stale by up to `ttl` is exact too: the events
+    stored from it on are read from `events`, and the fills up to it change only by compaction,
+    which merges fills up to a watermark committed `drop_after` ago (no reader holds an older W: a
+    failed re-read fails the query rather than keep the old W)."""
 
     def __init__(self, ch: ClickHouse, ttl: float = 2.0) -> None:
         self.ch = ch
