@@ -600,23 +600,29 @@ _LINE_COLUMNS = plain_columns(InvoiceLineRow)
 _LINES_WITH_CUSTOMER: list[Any] = [*_LINE_COLUMNS, col(InvoiceRow.customer_id).label("invoice_customer_id")]
 # The late-usage pass also reads the invoice's customer copy (the subjects the line counted).
 _LINES_WITH_CUSTOMER_COPY: list[Any] = [*_LINES_WITH_CUSTOMER, col(InvoiceRow.customer)]
-# A line joined to its invoice.
-_ON_ITS_INVOICE = and_(
-    col(InvoiceRow.namespace) == col(InvoiceLineRow.namespace), col(InvoiceRow.id) == col(InvoiceLineRow.invoice_id)
-)
+
+
+def _line_on_its_invoice(lines: Any, invoices: Any) -> Any:
+    """A line joined to its invoice (either table may be an alias)."""
+    return and_(col(invoices.namespace) == col(lines.namespace), col(invoices.id) == col(lines.invoice_id))
+
+
+_ON_ITS_INVOICE = _line_on_its_invoice(InvoiceLineRow, InvoiceRow)
 # The late-usage pass's second select (issued_usage_lines) reads the line and invoice tables twice.
 _ISSUED_LINE = aliased(InvoiceLineRow)
 _ISSUED_INVOICE = aliased(InvoiceRow)
 
 
-def _issued_usage_line(lines: Any) -> tuple[Any, ...]:
-    """A top-level usage line billing a period: the predicate of billing_invoice_lines_usage_ended,
-    whole, so that index applies."""
+def _issued_usage_line(lines: Any, invoices: Any) -> tuple[Any, ...]:
+    """A top-level usage line billing a period (the predicate of billing_invoice_lines_usage_ended,
+    whole, so that index applies) on a live invoice that was issued and still counts."""
     return (
         lines.type == LineType.USAGE_BASED.value,
         lines.period_key.is_not(None),
         lines.parent_line_id.is_(None),
         lines.deleted_at.is_(None),
+        col(invoices.deleted_at).is_(None),
+        col(invoices.status).in_(_ISSUED),
     )
 
 
@@ -856,10 +862,7 @@ class PostgresInvoiceRepository:
             return out
         statement = (
             select(*_LINES_WITH_STATUS)
-            .join(
-                InvoiceRow,
-                _ON_ITS_INVOICE,
-            )
+            .join(InvoiceRow, _ON_ITS_INVOICE)
             .where(
                 InvoiceLineRow.namespace == namespace,
                 # One subscription (a sync's transaction) by equality: planned on no statistics (a
@@ -898,19 +901,8 @@ class PostgresInvoiceRepository:
         # period's parts, so the pass sees the period's latest part as the other select would.
         issued_lately = (
             select(col(_ISSUED_LINE.namespace), col(_ISSUED_LINE.period_key))
-            .join(
-                _ISSUED_INVOICE,
-                and_(
-                    col(_ISSUED_INVOICE.namespace) == col(_ISSUED_LINE.namespace),
-                    col(_ISSUED_INVOICE.id) == col(_ISSUED_LINE.invoice_id),
-                ),
-            )
-            .where(
-                col(_ISSUED_INVOICE.issued_at) > ended_after,
-                col(_ISSUED_INVOICE.deleted_at).is_(None),
-                col(_ISSUED_INVOICE.status).in_(_ISSUED),
-                *_issued_usage_line(_ISSUED_LINE),
-            )
+            .join(_ISSUED_INVOICE, _line_on_its_invoice(_ISSUED_LINE, _ISSUED_INVOICE))
+            .where(col(_ISSUED_INVOICE.issued_at) > ended_after, *_issued_usage_line(_ISSUED_LINE, _ISSUED_INVOICE))
         )
         found_by_id: dict[str, tuple[InvoiceLine, str, tuple[str, ...]]] = {}
         for window in (
@@ -919,16 +911,8 @@ class PostgresInvoiceRepository:
         ):
             statement = (
                 select(*_LINES_WITH_CUSTOMER_COPY)
-                .join(
-                    InvoiceRow,
-                    _ON_ITS_INVOICE,
-                )
-                .where(
-                    *_issued_usage_line(InvoiceLineRow),
-                    col(InvoiceRow.deleted_at).is_(None),
-                    col(InvoiceRow.status).in_(_ISSUED),
-                    window,
-                )
+                .join(InvoiceRow, _ON_ITS_INVOICE)
+                .where(*_issued_usage_line(InvoiceLineRow, InvoiceRow), window)
             )
             for row in (await self._session.exec(_fresh(statement))).all():
                 line, customer_id = _line_and(row[:-1])
