@@ -19,7 +19,7 @@ from domain.errors import ConflictError
 from domain.subscriptions.models import PlanRef, ProRating, QuantitySegment, Subscription, SubscriptionAddon
 from domain.subscriptions.ports import RateCardTerms
 from domain.subscriptions.service import SINGLE_SUBSCRIPTION
-from domain.subscriptions.timeline import ItemSpec, PhaseSpec, SubscriptionSpec
+from domain.subscriptions.timeline import Extension, ItemSpec, PhaseSpec, SubscriptionSpec
 
 
 def _time(value: datetime | None) -> str | None:
@@ -99,12 +99,25 @@ class SpecCodec:
                             "createdAt": _time(i.created_at),
                             "addonId": i.addon_id,
                             "quantity": str(i.quantity),
+                            **self._extended(i),
                         }
                         for i in p.items
                     ],
                 }
                 for p in spec.phases
             ]
+        }
+
+    def _extended(self, item: ItemSpec) -> dict[str, Any]:
+        """What add-ons extend a plan item version by (nothing for most items, so nothing stored)."""
+        if item.base is None:
+            return {}
+        return {
+            "base": self._rate_cards.to_storage(item.base),
+            "extensions": [
+                {"addonId": e.addon_id, "rateCard": self._rate_cards.to_storage(e.rate_card), "quantity": e.quantity}
+                for e in item.extensions
+            ],
         }
 
     def load(self, row: SubscriptionRow) -> SubscriptionSpec:
@@ -126,6 +139,11 @@ class SpecCodec:
                         created_at=_parse_time(i.get("createdAt")),
                         addon_id=i.get("addonId"),
                         quantity=Decimal(i.get("quantity", "1")),
+                        base=self._rate_cards.from_json(i["base"]) if i.get("base") else None,
+                        extensions=tuple(
+                            Extension(e["addonId"], self._rate_cards.from_json(e["rateCard"]), int(e["quantity"]))
+                            for e in i.get("extensions", ())
+                        ),
                     )
                     for i in p["items"]
                 ),

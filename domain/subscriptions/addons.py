@@ -4,9 +4,8 @@ Buying an add-on (or changing how many) never rewrites the past: from the effect
 phase the plan offers the add-on in (its `fromPlanPhase` and the phases after it) gets the add-on's
 rate cards as items, with the quantity bought; a change of quantity ends those items at the change
 and starts new versions with the new quantity (none for 0). The quantity's history is the add-on's
-`timeline`. An add-on's rate card may not take the key of a plan item of the same phase (OpenMeter
-merges such rate cards into the plan's; Tally refuses the purchase instead, 400
-`addon_rate_card_key_conflict`, so every line on an invoice says which it is).
+`timeline`. An add-on's rate card with the key of a plan item extends that item instead (as
+OpenMeter's): its versions from the effective time carry the add-on (domain.subscriptions.extensions).
 """
 
 from __future__ import annotations
@@ -18,8 +17,18 @@ from datetime import datetime
 from decimal import Decimal
 
 from domain.errors import ValidationError
+from domain.subscriptions import extensions
 from domain.subscriptions.models import QuantitySegment, SubscriptionAddon
-from domain.subscriptions.timeline import ItemSpec, SubscriptionSpec, TimelineRateCard, phases
+from domain.subscriptions.timeline import (
+    ZERO,
+    Extension,
+    ItemSpec,
+    PhaseView,
+    SubscriptionSpec,
+    TimelineRateCard,
+    items,
+    phases,
+)
 
 SINGLE = "single"
 MULTIPLE = "multiple"
@@ -80,7 +89,9 @@ def add_items(
     at: datetime,
     new_id: Callable[[], str],
 ) -> SubscriptionSpec:
-    """The add-on's rate cards as items of every phase it is offered in that has not ended by `at`."""
+    """The add-on's rate cards in every phase it is offered in that has not ended by `at`: each one
+    extends the plan item with its key from `at` (see domain.subscriptions.extensions), and is an
+    item of its own where the phase has no such plan item."""
     views = phases(spec)
     keys = [v.spec.key for v in views]
     if offer.from_plan_phase not in keys:
@@ -95,47 +106,143 @@ def add_items(
         if view.active_to is not None and view.active_to <= at:
             continue
         phase = updated[view.spec.key]
-        plan_keys = {i.key for i in phase.items if i.addon_id is None}
-        added: list[ItemSpec] = []
-        for card in offer.rate_cards:
-            if card.key in plan_keys:
-                raise ValidationError.single(
-                    "addon",
-                    f"the add-on's rate card {card.key!r} has the key of a plan item of phase {phase.key!r}",
-                    "addon_rate_card_key_conflict",
-                )
-            start = at if view.active_from < at else None
-            added.append(
-                ItemSpec(
-                    new_id(),
-                    card.key,
-                    card,
-                    active_from=start,
-                    created_at=at,
-                    addon_id=subscription_addon_id,
-                    quantity=Decimal(quantity),
-                )
-            )
-        updated[phase.key] = dataclasses.replace(phase, items=(*phase.items, *added))
+        items = phase.items
+        for index, card in enumerate(offer.rate_cards):
+            added = _Adding(subscription_addon_id, card, quantity, at, f"addon.rateCards[{index}]", new_id)
+            items = added.into(PhaseView(dataclasses.replace(phase, items=items), view.active_from, view.active_to))
+        updated[phase.key] = dataclasses.replace(phase, items=items)
     return dataclasses.replace(spec, phases=tuple(updated[p.key] for p in spec.phases))
 
 
-def end_items(spec: SubscriptionSpec, subscription_addon_id: str, at: datetime) -> SubscriptionSpec:
-    """The add-on's items end at `at`; versions that would only start later are dropped."""
-    starts = {v.spec.key: v.active_from for v in phases(spec)}
+@dataclass(frozen=True, slots=True)
+class _Adding:
+    """One add-on rate card going into one phase from `at` (OpenMeter's getApplyForRateCard): the
+    plan item versions with its key that `at` has not ended are extended (one `at` falls in is split
+    there: before as it was, after extended, a new version), and the rest of the time an item of the
+    add-on's own covers."""
+
+    addon_id: str
+    card: TimelineRateCard
+    quantity: int
+    at: datetime
+    where: str
+    new_id: Callable[[], str]
+
+    def into(self, phase: PhaseView) -> tuple[ItemSpec, ...]:
+        start = max(self.at, phase.active_from)
+        out: list[ItemSpec] = []
+        covered: list[tuple[datetime, datetime | None]] = []
+        for view in items(_only(phase), phase):
+            item = view.spec
+            if item.key != self.card.key or item.addon_id is not None or view.is_empty:
+                out.append(item)
+                continue
+            if view.active_to is not None and view.active_to <= start:
+                out.append(item)
+                continue
+            extensions.check(item.rate_card, self.card, self.where, phase.spec.key)
+            covered.append((max(view.active_from, start), view.active_to))
+            base = item.base if item.base is not None else item.rate_card
+            ext = (*item.extensions, Extension(self.addon_id, self.card, self.quantity))
+            merged = extensions.extended(base, ext)
+            if view.active_from < start:
+                out.append(dataclasses.replace(item, active_to=start))
+                item = dataclasses.replace(item, active_from=start)
+            out.append(
+                dataclasses.replace(item, id=self.new_id(), created_at=self.at, rate_card=merged, base=base, extensions=ext)
+            )
+        for gap_from, gap_to in _gaps(start, phase.active_to, covered):
+            out.append(
+                ItemSpec(
+                    self.new_id(),
+                    self.card.key,
+                    self.card,
+                    active_from=gap_from if gap_from > phase.active_from else None,
+                    active_to=gap_to if gap_to != phase.active_to else None,
+                    created_at=self.at,
+                    addon_id=self.addon_id,
+                    quantity=Decimal(self.quantity),
+                )
+            )
+        return tuple(out)
+
+
+def _only(phase: PhaseView) -> SubscriptionSpec:
+    # `items` reads only the phase it is given; the spec around it does not matter.
+    return SubscriptionSpec(phase.active_from, phase.active_to, phase.active_from, ZERO, (phase.spec,))
+
+
+def _gaps(
+    start: datetime, end: datetime | None, covered: list[tuple[datetime, datetime | None]]
+) -> list[tuple[datetime, datetime | None]]:
+    """The parts of [start, end) no span of `covered` (all within it) covers."""
+    out: list[tuple[datetime, datetime | None]] = []
+    cursor: datetime | None = start
+    for span_from, span_to in sorted(covered, key=lambda s: s[0]):
+        if cursor is None:
+            break
+        if span_from > cursor:
+            out.append((cursor, span_from))
+        cursor = None if span_to is None else max(cursor, span_to)
+    if cursor is not None and (end is None or cursor < end):
+        out.append((cursor, end))
+    return out
+
+
+def end_items(
+    spec: SubscriptionSpec, subscription_addon_id: str, at: datetime, new_id: Callable[[], str]
+) -> SubscriptionSpec:
+    """The add-on's items end at `at` (versions that would only start later are dropped), and the
+    plan items it extends are themselves again from `at` (OpenMeter's Restore): a version `at` falls
+    in is split there, a later one recomputed without the add-on, and joined to the version before
+    it when the two are then the same."""
     out = []
-    for phase in spec.phases:
+    for view in phases(spec):
         kept: list[ItemSpec] = []
-        for item in phase.items:
+        for item_view in items(spec, view):
+            item = item_view.spec
             if item.addon_id == subscription_addon_id:
-                start = item.active_from or starts.get(phase.key, spec.active_from)
-                if start >= at:
+                if item_view.active_from >= at:
                     continue
                 if item.active_to is None or item.active_to > at:
                     item = dataclasses.replace(item, active_to=at)
+            elif any(e.addon_id == subscription_addon_id for e in item.extensions):
+                if item_view.active_to is not None and item_view.active_to <= at:
+                    kept.append(item)
+                    continue
+                restored_from = max(item_view.active_from, at)
+                if item_view.active_from < at:
+                    kept.append(dataclasses.replace(item, active_to=at))
+                    item = dataclasses.replace(item, id=new_id(), active_from=at, created_at=at)
+                item = _without(item, subscription_addon_id)
+                before = next(
+                    (
+                        i
+                        for i, k in enumerate(kept)
+                        if k.key == item.key
+                        and k.addon_id is None
+                        and k.active_to is not None
+                        and k.active_to == restored_from
+                        and (k.rate_card, k.base, k.extensions) == (item.rate_card, item.base, item.extensions)
+                    ),
+                    None,
+                )
+                if before is not None:
+                    # Taken back before it started: the version before goes on as if never split.
+                    kept[before] = dataclasses.replace(kept[before], active_to=item.active_to)
+                    continue
             kept.append(item)
-        out.append(dataclasses.replace(phase, items=tuple(kept)))
-    return dataclasses.replace(spec, phases=tuple(out))
+        out.append(dataclasses.replace(view.spec, items=tuple(kept)))
+    by_key = {p.key: p for p in out}
+    return dataclasses.replace(spec, phases=tuple(by_key.get(p.key, p) for p in spec.phases))
+
+
+def _without(item: ItemSpec, subscription_addon_id: str) -> ItemSpec:
+    assert item.base is not None
+    left = tuple(e for e in item.extensions if e.addon_id != subscription_addon_id)
+    if not left:
+        return dataclasses.replace(item, rate_card=item.base, base=None, extensions=())
+    return dataclasses.replace(item, rate_card=extensions.extended(item.base, left), extensions=left)
 
 
 def new_timeline(quantity: int, at: datetime) -> tuple[QuantitySegment, ...]:

@@ -660,7 +660,7 @@ class SubscriptionService:
             addon_ops.check_quantity(offer, quantity, allow_zero=True)
             at = self._addon_time(current, timing, now)
             addon_ops.check_phase(spec, offer, at)
-            spec = addon_ops.end_items(spec, addon.id, at)
+            spec = addon_ops.end_items(spec, addon.id, at, lambda: str(ULID()))
             if quantity > 0:
                 spec = addon_ops.add_items(spec, addon.id, offer, quantity, at, lambda: str(ULID()))
             timeline = addon_ops.change_timeline(addon, quantity, at)

@@ -49,6 +49,16 @@ class BillingTerms(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class Extension:
+    """A subscription add-on's rate card merged `quantity` times into a plan item version (see
+    domain.subscriptions.extensions)."""
+
+    addon_id: str
+    rate_card: TimelineRateCard
+    quantity: int
+
+
+@dataclass(frozen=True, slots=True)
 class ItemSpec:
     """One version of an item: a rate card in force over part of its phase.
 
@@ -66,6 +76,10 @@ class ItemSpec:
     addon_id: str | None = None
     # How many of the rate card this item bills (an add-on bought several times); 1 for plan items.
     quantity: Decimal = Decimal(1)
+    # A plan item version add-ons extend: `rate_card` is `base` with `extensions` merged in (kept so
+    # that taking an add-on off recomputes the item exactly). None and () for any other item.
+    base: TimelineRateCard | None = None
+    extensions: tuple[Extension, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

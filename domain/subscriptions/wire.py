@@ -134,9 +134,13 @@ def addon_rest(sub: Subscription, addon: SubscriptionAddon, now: datetime, rate_
     cards: dict[str, Any] = {}
     for view in phases(sub.spec):
         for item in view.spec.items:
+            # One instance's rate card: an item of the add-on's own, or what it extends a plan item by.
+            own = next((e.rate_card for e in item.extensions if e.addon_id == addon.id), None)
             if item.addon_id == addon.id:
+                own = item.rate_card
+            if own is not None:
                 affected.setdefault(item.key, []).append(item.id)
-                cards.setdefault(item.key, item.rate_card)
+                cards.setdefault(item.key, own)
     return _drop_none(
         {
             "id": addon.id,
