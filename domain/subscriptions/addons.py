@@ -149,7 +149,9 @@ class _Adding:
                 out.append(dataclasses.replace(item, active_to=start))
                 item = dataclasses.replace(item, active_from=start)
             out.append(
-                dataclasses.replace(item, id=self.new_id(), created_at=self.at, rate_card=merged, base=base, extensions=ext)
+                dataclasses.replace(
+                    item, id=self.new_id(), created_at=self.at, rate_card=merged, base=base, extensions=ext
+                )
             )
         for gap_from, gap_to in _gaps(start, phase.active_to, covered):
             out.append(

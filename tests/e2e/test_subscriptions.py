@@ -463,12 +463,18 @@ def _buy_seats(
     )
 
 
-def _seats_on_a_plan(http: httpx.Client, prefix: str, starting_phase: str | None = None) -> tuple[str, str]:
-    """A published multiple-instance add-on offered from the plan_body plan's "default" phase, and
-    a customer subscribed to that plan now (from `starting_phase`): (add-on id, subscription id)."""
+def _seats_on_a_plan(
+    http: httpx.Client, prefix: str, starting_phase: str | None = None, rate_cards: list[dict[str, Any]] | None = None
+) -> tuple[str, str]:
+    """A published multiple-instance add-on (seats, or `rate_cards`) offered from the plan_body
+    plan's "default" phase, and a customer subscribed to that plan now (from `starting_phase`):
+    (add-on id, subscription id)."""
     feature = unique(f"{prefix}_tokens")
     setup_catalog(http, feature)
-    addon = http.post("/api/v1/addons", json=_seats_addon(unique(f"{prefix}_seats")))
+    body = _seats_addon(unique(f"{prefix}_seats"))
+    if rate_cards is not None:
+        body["rateCards"] = rate_cards
+    addon = http.post("/api/v1/addons", json=body)
     assert addon.status_code == 201, addon.text
     assert http.post(f"/api/v1/addons/{addon.json()['id']}/publish").status_code == 200
     key = unique(prefix)
@@ -507,6 +513,36 @@ def test_an_add_on_taken_back_before_it_starts_leaves_no_quantity(tally: TallyPr
     assert all("seat" not in p["itemTimelines"] for p in expanded["phases"])
     got = http.get(f"/api/v1/subscriptions/{sub_id}/addons/{bought.json()['id']}").json()
     assert [s["quantity"] for s in got["timeline"] if s["quantity"] > 0] == []
+
+
+def test_an_add_on_rate_card_with_a_plan_items_key_extends_that_item(tally: TallyProcess) -> None:
+    # OpenMeter merges it into the plan item (subscriptionaddon Apply: flat amounts add up, once per
+    # instance) and Restore takes it off again; Tally refused the purchase (400
+    # addon_rate_card_key_conflict).
+    http = httpx.Client(base_url=tally.rest_url, timeout=30)
+    boost = {
+        "type": "flat_fee",
+        "key": "base",
+        "name": "Boost",
+        "billingCadence": "P1M",
+        "price": {"type": "flat", "amount": "10", "paymentTerm": "in_advance"},
+    }
+    addon_id, sub_id = _seats_on_a_plan(http, "boost_addon", "default", rate_cards=[boost])
+    bought = _buy_seats(http, sub_id, addon_id, 2)
+    assert bought.status_code == 201, bought.text
+
+    def base_item() -> dict[str, Any]:
+        (phase,) = [p for p in http.get(f"/api/v1/subscriptions/{sub_id}").json()["phases"] if p["key"] == "default"]
+        (item,) = [i for i in phase["items"] if i["key"] == "base"]
+        return item
+
+    extended = base_item()
+    assert (extended["name"], extended["price"]["amount"]) == ("Base", "69")  # 49 + 2 x 10
+    (card,) = bought.json()["rateCards"]
+    assert (card["rateCard"]["price"]["amount"], card["affectedSubscriptionItemIds"]) == ("10", [extended["id"]])
+    zeroed = http.patch(f"/api/v1/subscriptions/{sub_id}/addons/{bought.json()['id']}", json={"quantity": 0})
+    assert zeroed.status_code == 200, zeroed.text
+    assert base_item()["price"]["amount"] == "49"
 
 
 def test_a_subscription_with_add_ons_cannot_be_edited(tally: TallyProcess) -> None:

@@ -125,7 +125,10 @@ async def test_a_flat_add_on_bought_mid_period_extends_the_base_fee_from_then(of
     (base,) = [i for i in phase["items"] if i["key"] == "base"]
     assert (base["name"], base["price"]["amount"], base["activeFrom"]) == ("Base", "35", "2026-11-11T00:00:00Z")
     versions = phase["itemTimelines"]["base"]
-    assert [(v["price"]["amount"], v.get("activeTo")) for v in versions] == [("30", "2026-11-11T00:00:00Z"), ("35", None)]
+    assert [(v["price"]["amount"], v.get("activeTo")) for v in versions] == [
+        ("30", "2026-11-11T00:00:00Z"),
+        ("35", None),
+    ]
     shown = addon_rest(sub, bought, at, RATE_CARDS)
     (card,) = shown["rateCards"]
     assert card["rateCard"]["price"]["amount"] == "5" and card["affectedSubscriptionItemIds"] == [base["id"]]
@@ -148,7 +151,11 @@ async def test_a_usage_discount_add_on_bills_fewer_units_of_the_plan_item(offere
     # 1,500 calls at 0.01, the first 1,000 not billed: 5.00.
     assert (api.quantity, api.totals.total) == (D(1500), D("5.00"))
     (item,) = [i for i in expanded_rest(sub, NOV, RATE_CARDS)["phases"][0]["items"] if i["key"] == "api"]
-    assert (item["name"], item["price"]["amount"], item["discounts"]) == ("Api", "0.01", {"usage": {"quantity": "1000"}})
+    assert (item["name"], item["price"]["amount"], item["discounts"]) == (
+        "Api",
+        "0.01",
+        {"usage": {"quantity": "1000"}},
+    )
     shown = addon_rest(sub, bought, NOV, RATE_CARDS)
     assert shown["rateCards"][0]["affectedSubscriptionItemIds"] == [item["id"]]
 
@@ -171,7 +178,9 @@ async def test_an_add_on_bought_twice_extends_twice_and_taken_off_restores_the_p
     await env.sync.sync(sub)
     # November keeps both, December is the plan's fee again.
     assert base_lines(await all_invoices(env, ns)) == [(NOV, DEC, D(40)), (DEC, JAN, D(30))]
-    prices = [(v.active_from, v.active_to, v.rate_card.price.amount) for v in sub.spec.phases[0].items if v.key == "base"]
+    prices = [
+        (v.active_from, v.active_to, v.rate_card.price.amount) for v in sub.spec.phases[0].items if v.key == "base"
+    ]
     assert prices == [(None, DEC, D(40)), (DEC, None, D(30))]
     restored = [v for v in sub.spec.phases[0].items if v.key == "base"][-1]
 
@@ -182,7 +191,10 @@ async def test_an_add_on_bought_twice_extends_twice_and_taken_off_restores_the_p
     assert [v.rate_card.price.amount for v in versions] == [D(40), D(30), D(35)]
     sub, _ = await env.subscriptions.update_addon(ns, sub.id, bought.id, 0, Timing("immediate"))
     versions = [v for v in sub.spec.phases[0].items if v.key == "base"]
-    assert [(v.active_to, v.rate_card.price.amount, v.extensions) for v in versions] == [(DEC, D(40), versions[0].extensions), (None, D(30), ())]
+    assert [(v.active_to, v.rate_card.price.amount, v.extensions) for v in versions] == [
+        (DEC, D(40), versions[0].extensions),
+        (None, D(30), ()),
+    ]
     assert (versions[1].id, versions[1].base) == (restored.id, None)
 
 
@@ -198,7 +210,11 @@ async def test_an_add_on_bought_twice_extends_twice_and_taken_off_restores_the_p
             "addon.rateCards[0].price.paymentTerm",
         ),
         # A yearly amount cannot extend a monthly fee.
-        ({**BASE_PLUS_FIVE, "billingCadence": "P1Y"}, "rate_card_billing_cadence_mismatch", "addon.rateCards[0].billingCadence"),
+        (
+            {**BASE_PLUS_FIVE, "billingCadence": "P1Y"},
+            "rate_card_billing_cadence_mismatch",
+            "addon.rateCards[0].billingCadence",
+        ),
     ],
 )
 async def test_what_openmeter_cannot_merge_is_refused_at_purchase(
