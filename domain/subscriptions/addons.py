@@ -20,7 +20,6 @@ from domain.errors import ValidationError
 from domain.subscriptions import extensions
 from domain.subscriptions.models import QuantitySegment, SubscriptionAddon
 from domain.subscriptions.timeline import (
-    ZERO,
     Extension,
     ItemSpec,
     PhaseView,
@@ -109,7 +108,9 @@ def add_items(
         items = phase.items
         for index, card in enumerate(offer.rate_cards):
             added = _Adding(subscription_addon_id, card, quantity, at, f"addon.rateCards[{index}]", new_id)
-            items = added.into(PhaseView(dataclasses.replace(phase, items=items), view.active_from, view.active_to))
+            items = added.into(
+                spec, PhaseView(dataclasses.replace(phase, items=items), view.active_from, view.active_to)
+            )
         updated[phase.key] = dataclasses.replace(phase, items=items)
     return dataclasses.replace(spec, phases=tuple(updated[p.key] for p in spec.phases))
 
@@ -128,11 +129,11 @@ class _Adding:
     where: str
     new_id: Callable[[], str]
 
-    def into(self, phase: PhaseView) -> tuple[ItemSpec, ...]:
+    def into(self, spec: SubscriptionSpec, phase: PhaseView) -> tuple[ItemSpec, ...]:
         start = max(self.at, phase.active_from)
         out: list[ItemSpec] = []
         covered: list[tuple[datetime, datetime | None]] = []
-        for view in items(_only(phase), phase):
+        for view in items(spec, phase):
             item = view.spec
             if item.key != self.card.key or item.addon_id is not None or view.is_empty:
                 out.append(item)
@@ -167,11 +168,6 @@ class _Adding:
                 )
             )
         return tuple(out)
-
-
-def _only(phase: PhaseView) -> SubscriptionSpec:
-    # `items` reads only the phase it is given; the spec around it does not matter.
-    return SubscriptionSpec(phase.active_from, phase.active_to, phase.active_from, ZERO, (phase.spec,))
 
 
 def _gaps(
