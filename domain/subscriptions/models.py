@@ -55,7 +55,8 @@ class QuantitySegment:
 @dataclass(frozen=True, slots=True)
 class SubscriptionAddon:
     """An add-on bought on a subscription: its quantity over time. Its rate cards are items of the
-    spec (ItemSpec.addon_id is this id), one version per quantity segment and phase."""
+    spec (ItemSpec.addon_id is this id), one version per quantity segment and phase, or, with a plan
+    item's key, extensions of that item's versions (ItemSpec.extensions)."""
 
     id: str
     addon_id: str
