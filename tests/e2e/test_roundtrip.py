@@ -696,11 +696,14 @@ async def test_a_subscriptions_draft_invoice_put_back_as_read_stays_the_subscrip
     )
     await manual_approval(http, customer["id"])
     await ok(await http.post("/api/v1/subscriptions", json={"plan": {"key": plan_key}, "customerKey": key}), 201)
+    # Waiting for the draft's resting state, not just a draft: the billing worker makes it in
+    # draft.created and rates and advances it in a second step, which a read-and-put in between
+    # would race with.
     items = await until(
         http,
         customer["id"],
-        lambda xs: any(i["status"] == "draft" and i.get("lines") for i in xs),
-        "the subscription's fee in a draft",
+        lambda xs: any(i["statusDetails"]["extendedStatus"] == "draft.manual_approval_needed" for i in xs),
+        "the subscription's fee in a draft waiting for approval",
     )
     (draft,) = [i for i in items if i["status"] == "draft"]
     path = f"/api/v1/billing/invoices/{draft['id']}"
