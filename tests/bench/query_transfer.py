@@ -24,6 +24,7 @@ from typing import Any
 
 import grpc
 import httpx
+import psutil
 
 from adapters.clickhouse.client import ClickHouse
 from tally.v1 import meters_pb2, meters_pb2_grpc
@@ -47,17 +48,27 @@ def load(directory: Path, rows: int, subjects: int) -> datetime:
     return asyncio.run(run())
 
 
-async def _p50(call: Any, runs: int) -> tuple[float, int]:
-    timings = []
+async def _p50(call: Any, runs: int, server: psutil.Process | None = None) -> tuple[float, int, float | None]:
+    """p50 of the calls after the first (ms), the answer's size, and with `server` the p50 of the CPU
+    time (ms, all threads: chDB's too) that process spent per call: the figure this shared machine's
+    load disturbs least."""
+    timings, cpu = [], []
     size = 0
     for _ in range(runs):
+        before = sum(server.cpu_times()[:2]) if server is not None else 0.0
         t0 = time.perf_counter()
         size = await call()
         timings.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(timings[1:]), size
+        if server is not None:
+            cpu.append((sum(server.cpu_times()[:2]) - before) * 1000)
+    if os.environ.get("BENCH_CALLS"):
+        print(f"    calls (ms): {[round(t) for t in timings]}, server CPU (ms): {[round(c) for c in cpu]}", flush=True)
+    return statistics.median(timings[1:]), size, statistics.median(cpu[1:]) if cpu else None
 
 
-async def figures(stack: TallyProcess, now: datetime, runs: int, rollups: bool) -> dict[str, tuple[float, int]]:
+async def figures(
+    stack: TallyProcess, now: datetime, runs: int, rollups: bool
+) -> dict[str, tuple[float, int, float | None]]:
     start, end = now - timedelta(days=30), now + timedelta(minutes=1)
     async with (
         grpc.aio.insecure_channel(stack.grpc_target, options=[("grpc.max_receive_message_length", 512 << 20)]) as ch,
@@ -100,13 +111,20 @@ async def figures(stack: TallyProcess, now: datetime, runs: int, rollups: bool) 
                 raise RuntimeError(f"REST query: {response.status_code} {response.text[:300]}")
             return len(response.content)
 
-        out: dict[str, tuple[float, int]] = {}
+        out: dict[str, tuple[float, int, float | None]] = {}
+        assert stack.process is not None
+        server = psutil.Process(stack.process.pid)
+        # What the server spends with no call in flight (its workers: with rollups on, the rollup
+        # worker's passes and the engine's merges), as CPU ms per second over 3 s.
+        idle_before = sum(server.cpu_times()[:2])
+        await asyncio.sleep(3)
+        out["idle"] = ((sum(server.cpu_times()[:2]) - idle_before) * 1000 / 3, 0, None)
         with profiled("query_transfer_grpc", stack):
-            out["typed"] = await _p50(lambda: grpc_call(tokens.slug, ["subject"]), runs)
-            out["groupby"] = await _p50(lambda: grpc_call(tokens.slug, ["subject", "model"]), runs)
-            out["unique"] = await _p50(lambda: grpc_call(users.slug, ["subject"]), runs)
-            out["groupby_unparsed"] = await _p50(lambda: unparsed_call(tokens.slug, ["subject", "model"]), runs)
-            out["unique_unparsed"] = await _p50(lambda: unparsed_call(users.slug, ["subject"]), runs)
+            out["typed"] = await _p50(lambda: grpc_call(tokens.slug, ["subject"]), runs, server)
+            out["groupby"] = await _p50(lambda: grpc_call(tokens.slug, ["subject", "model"]), runs, server)
+            out["unique"] = await _p50(lambda: grpc_call(users.slug, ["subject"]), runs, server)
+            out["groupby_unparsed"] = await _p50(lambda: unparsed_call(tokens.slug, ["subject", "model"]), runs, server)
+            out["unique_unparsed"] = await _p50(lambda: unparsed_call(users.slug, ["subject"]), runs, server)
         out["groupby_parse"] = await _p50(lambda: parse(tokens.slug), runs)
         out["unique_parse"] = await _p50(lambda: parse(users.slug), runs)
         try:
@@ -133,6 +151,7 @@ def main() -> None:
         finally:
             stack.stop()
     names = {
+        "idle": "server_idle_cpu_ms_per_s (the server's CPU with no call in flight, before the calls)",
         "typed": "query_api_p50_ms (SUM by subject per hour, gRPC)",
         "groupby": "query_groupby_p50_ms (by subject and model, gRPC)",
         "unique": "query_unique_p50_ms (UNIQUE_COUNT by subject, gRPC)",
@@ -142,9 +161,13 @@ def main() -> None:
         "unique_parse": "client_parse_unique_p50_ms (this client parsing the unique-count response)",
         "rest_groupby": "query_groupby_rest_p50_ms (the same through Envoy, JSON)",
     }
-    for key, (ms, size) in result.items():
+    for key, (ms, size, cpu) in result.items():
+        if key == "idle":
+            print(f"{names[key]}: {ms:,.1f}")
+            continue
         unit = "bytes" if key.startswith("rest") or key.endswith("unparsed") else "rows"
-        print(f"{names[key]}: {ms:,.1f} ms ({size:,} {unit})")
+        server_cpu = "" if cpu is None else f", server CPU {cpu:,.1f} ms"
+        print(f"{names[key]}: {ms:,.1f} ms ({size:,} {unit}{server_cpu})")
 
 
 if __name__ == "__main__":
