@@ -351,13 +351,7 @@ def run_benchmarks(scale_name: str) -> dict[str, Any]:
     add("raw_insert_rps", dataset.raw_insert_rps(work / f"raw-{uuid.uuid4().hex[:6]}", scale["ingest"]))
 
     # 2. The query dataset, loaded before Tally starts (chDB allows one process per data dir).
-    data_dir = work / f"tally-{uuid.uuid4().hex[:6]}"
-    print(f"loading {scale['query_rows']:,} events for the query figures ...", flush=True)
-    query_meter = dataset.load_query_dataset(data_dir / "events", scale["query_rows"], scale["subjects"])
-
-    stack = TallyProcess(data_dir=data_dir, postgres_url=asyncio.run(create_database()))
-    stack.extra_env = {"TALLY_LOG_LEVEL": "warning"}
-    stack.start(180)
+    stack, query_meter = query_stack(work, scale)
     try:
         print("embedded stack ...", flush=True)
         query_benchmarks_on(stack, query_meter, add)
@@ -452,6 +446,17 @@ def run_benchmarks(scale_name: str) -> dict[str, Any]:
     return results
 
 
+def query_stack(work: Path, scale: dict[str, int]) -> tuple[TallyProcess, dict[str, Any]]:
+    """The query dataset loaded into a new data directory under `work`, and a Tally started on it."""
+    data_dir = work / f"tally-{uuid.uuid4().hex[:6]}"
+    print(f"loading {scale['query_rows']:,} events for the query figures ...", flush=True)
+    query_meter = dataset.load_query_dataset(data_dir / "events", scale["query_rows"], scale["subjects"])
+    stack = TallyProcess(data_dir=data_dir, postgres_url=asyncio.run(create_database()))
+    stack.extra_env = {"TALLY_LOG_LEVEL": "warning"}
+    stack.start(180)
+    return stack, query_meter
+
+
 def query_benchmarks_on(stack: TallyProcess, query_meter: dict[str, Any], add: Callable[..., None]) -> None:
     """The meter query figures on a running Tally over the loaded query dataset."""
     q = asyncio.run(dataset.query_figures(stack, query_meter))
@@ -479,13 +484,8 @@ def query_benchmarks_on(stack: TallyProcess, query_meter: dict[str, Any], add: C
     against_naive("query_rollup_sql_p50_ms", q["rollup_sql"], 0.25, "<= 0.25 x naive (SQL level)")
     against_naive("query_rollup_edges_sql_p50_ms", q["rollup_edges_sql"], 0.25, "<= 0.25 x naive (SQL level)")
     add("query_aligned_engine_p50_ms", q["aligned_typed_engine"])
-    add(
-        "query_rollup_engine_p50_ms",
-        q["rollup_engine"],
-        "reported",
-        None,
-        q["rollup_engine"] / q["aligned_typed_engine"],
-    )
+    rollup_ratio = q["rollup_engine"] / q["aligned_typed_engine"]
+    add("query_rollup_engine_p50_ms", q["rollup_engine"], "reported", None, rollup_ratio)
     add("query_unique_p50_ms", q["unique"], "reported")
 
 
@@ -496,20 +496,12 @@ def query_benchmarks(scale_name: str) -> None:
     work = ROOT / ".bench" / "work"
     work.mkdir(parents=True, exist_ok=True)
     figures: dict[str, Figure] = {}
-
-    add = _adder(figures)
-
-    data_dir = work / f"tally-{uuid.uuid4().hex[:6]}"
-    print(f"loading {scale['query_rows']:,} events for the query figures ...", flush=True)
-    query_meter = dataset.load_query_dataset(data_dir / "events", scale["query_rows"], scale["subjects"])
-    stack = TallyProcess(data_dir=data_dir, postgres_url=asyncio.run(create_database()))
-    stack.extra_env = {"TALLY_LOG_LEVEL": "warning"}
-    stack.start(180)
+    stack, query_meter = query_stack(work, scale)
     try:
-        query_benchmarks_on(stack, query_meter, add)
+        query_benchmarks_on(stack, query_meter, _adder(figures))
     finally:
         stack.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)
+        shutil.rmtree(stack.data_dir, ignore_errors=True)
     asyncio.run(drop_created_databases())
     print_table(figures)
     print(f"load average after: {os.getloadavg()}", flush=True)
