@@ -549,14 +549,21 @@ def _rollup_source(
     if whole is None:
         raise ValueError(f"no whole {rollup} lies between the query's bounds; query the events")
     table = rollup_table(meter, rollup)
-    keys = list(_rollup_key_columns(meter).values())
+    # Only the group-by keys the query groups or filters by, and the first and last minute only
+    # without a window: the other columns would be read and grouped by for nothing. On the edges
+    # that matters: a SUM by subject reads no string map at all without the meter's keys, and the
+    # edges read (on data sorted by subject before time) about every granule (docs/performance.md).
+    wanted = {key for key, f in query.filters if not f.is_empty()} | set(query.meter_group_by)
+    key_columns = {key: column for key, column in _rollup_key_columns(meter).items() if key in wanted}
+    keys = list(key_columns.values())
+    minutes = ["first_minute", "last_minute"] if query.window_size is None else []
     watermark = binder.fixed("filled_to_ms", filled_to_ms, "Int64")
     where = [
         f"namespace = {binder.fixed('namespace', meter.namespace, 'String')}",
         *_range_where(binder, *whole, column="bucket", name="whole_"),
         f"filled_to_ms <= {watermark}",
     ]
-    columns = ", ".join(["namespace", "subject", "bucket", "first_minute", "last_minute", *keys, "state"])
+    columns = ", ".join(["namespace", "subject", "bucket", *minutes, *keys, "state"])
     # Identifiers are ours (rollup_table's digest, key_N); every value is a bound parameter.
     parts = [f"SELECT {columns} FROM {table} WHERE {' AND '.join(where)}"]  # noqa: S608
     ranges = [" AND ".join(_range_where(binder, *edge, name=f"edge{i}_")) for i, edge in enumerate(edges)]
@@ -569,7 +576,15 @@ def _rollup_source(
     # for the bench's group-by and unique-count statements (docs/performance.md).
     wheres = [*([" OR ".join(f"({r})" for r in ranges)] if ranges else []), " AND ".join(after_fill)]
     for condition in wheres:
-        rows, _ = _rollup_select(meter, rollup, binder=binder, maps_complete=maps_complete, where=condition)
+        rows, _ = _rollup_select(
+            meter,
+            rollup,
+            binder=binder,
+            maps_complete=maps_complete,
+            where=condition,
+            key_columns=key_columns,
+            minutes=bool(minutes),
+        )
         parts.append(f"SELECT {columns} FROM ({rows})")  # noqa: S608
     return "(" + "\nUNION ALL ".join(parts) + ")", [where[0]]
 
@@ -595,25 +610,28 @@ def _rollup_select(
     binder: _Binder | None = None,
     maps_complete: bool = False,
     where: str | None = None,
+    key_columns: dict[str, str] | None = None,
+    minutes: bool = True,
 ) -> SQLAndParameters:
     """Each bucket's rows of the meter's events, aggregated to states (the fill's, and a query's
     edges); with `stored_from_ms` / `stored_before_ms`, only the events stored from / before that
     moment, and a last column `filled_to_ms` = `stored_before_ms` (the fill that holds them); with
-    `where`, only the events that meet it (a query's edges, on the query's `binder`)."""
+    `where`, only the events that meet it (a query's edges, on the query's `binder`); with
+    `key_columns`, only those of the rollup's key columns, and without `minutes`, no first and last
+    minute and no count of events (a query's edges: what it uses)."""
     binder = binder or _Binder()
     namespace = binder.fixed("namespace", meter.namespace, "String")
     event_type = binder.fixed("event_type", meter.event_type, "String")
     meter_paths = meter.group_by_paths
-    keys = _rollup_key_columns(meter)
+    keys = _rollup_key_columns(meter) if key_columns is None else key_columns
     bucket = "toStartOfMinute" if rollup is Rollup.MINUTE else "toStartOfHour"
-    select = [
-        "namespace",
-        "subject",
-        f"{bucket}({_TIME_SECONDS}) AS bucket",
-        f"min(toStartOfMinute({_TIME_SECONDS})) AS first_minute",
-        f"max(toStartOfMinute({_TIME_SECONDS})) AS last_minute",
-        "count() AS events",
-    ]
+    select = ["namespace", "subject", f"{bucket}({_TIME_SECONDS}) AS bucket"]
+    if minutes:
+        select += [
+            f"min(toStartOfMinute({_TIME_SECONDS})) AS first_minute",
+            f"max(toStartOfMinute({_TIME_SECONDS})) AS last_minute",
+            "count() AS events",
+        ]
     select += [f"{_string_sql(binder, meter_paths[key], maps_complete)} AS {column}" for key, column in keys.items()]
     select.append(f"{_value_sql(binder, meter, maps_complete, combinator='State')} AS state")
     if stored_before_ms is not None:

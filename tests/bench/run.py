@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -318,11 +319,7 @@ def run_benchmarks(scale_name: str) -> dict[str, Any]:
     work.mkdir(parents=True, exist_ok=True)
     figures: dict[str, Figure] = {}
 
-    def add(
-        key: str, value: float, target: str = "reference", ok: bool | None = None, ratio: float | None = None
-    ) -> None:
-        figures[key] = Figure(key, value, target, ok, ratio)
-        print(f"  {key} = {value:,.2f}", flush=True)
+    add = _adder(figures)
 
     # 0. The rating engine: pure CPU, measured before any server of ours competes for the cores.
     print("rating engine ...", flush=True)
@@ -354,48 +351,10 @@ def run_benchmarks(scale_name: str) -> dict[str, Any]:
     add("raw_insert_rps", dataset.raw_insert_rps(work / f"raw-{uuid.uuid4().hex[:6]}", scale["ingest"]))
 
     # 2. The query dataset, loaded before Tally starts (chDB allows one process per data dir).
-    data_dir = work / f"tally-{uuid.uuid4().hex[:6]}"
-    print(f"loading {scale['query_rows']:,} events for the query figures ...", flush=True)
-    query_meter = dataset.load_query_dataset(data_dir / "events", scale["query_rows"], scale["subjects"])
-
-    stack = TallyProcess(data_dir=data_dir, postgres_url=asyncio.run(create_database()))
-    stack.extra_env = {"TALLY_LOG_LEVEL": "warning"}
-    stack.start(180)
+    stack, query_meter = query_stack(work, scale)
     try:
         print("embedded stack ...", flush=True)
-        q = asyncio.run(dataset.query_figures(stack, query_meter))
-        add("naive_query_p50_ms", q["naive"])
-
-        def against_naive(name: str, value: float, share: float, target: str) -> None:
-            add(name, value, target, value <= share * q["naive"], value / q["naive"])
-
-        # The issue's comparison, like for like: Tally's SQL on typed columns vs raw-JSON SQL, same
-        # store, same client. query_api_p50_ms is the same query end to end over gRPC (it adds
-        # the encoding of its 72k rows at small scale, done by ClickHouse: meter_wire.py, the
-        # transfer, and the bench client's parsing of the response).
-        against_naive("query_p50_ms", q["typed_sql"], 0.5, "<= 0.5 x naive")
-        add("query_api_p50_ms", q["typed"], "reported")
-        add("naive_query_engine_p50_ms", q["naive_engine"])
-        engine_ratio = q["typed_engine"] / q["naive_engine"]
-        add("query_engine_p50_ms", q["typed_engine"], "<= 0.5 x naive", engine_ratio <= 0.5, engine_ratio)
-        add("query_groupby_p50_ms", q["groupby"], "reported")
-        # The same SQL query answered from the meter's per-hour rollup (equal answers checked
-        # first), against the raw typed query on the same whole-hour bounds and against naive;
-        # then the bench's own query (bounds inside an hour: now-30d .. now+1min) from the same
-        # rollup with its partial first and last hours from the events, as the API reads it when
-        # rollups are on. SQL level (`python -m tests.bench.rollups api` measures the API).
-        add("query_aligned_sql_p50_ms", q["aligned_typed_sql"])
-        against_naive("query_rollup_sql_p50_ms", q["rollup_sql"], 0.25, "<= 0.25 x naive (SQL level)")
-        against_naive("query_rollup_edges_sql_p50_ms", q["rollup_edges_sql"], 0.25, "<= 0.25 x naive (SQL level)")
-        add("query_aligned_engine_p50_ms", q["aligned_typed_engine"])
-        add(
-            "query_rollup_engine_p50_ms",
-            q["rollup_engine"],
-            "reported",
-            None,
-            q["rollup_engine"] / q["aligned_typed_engine"],
-        )
-        add("query_unique_p50_ms", q["unique"], "reported")
+        query_benchmarks_on(stack, query_meter, add)
         eps = asyncio.run(ingest_grpc_eps(stack, scale))
         raw = figures["raw_insert_rps"].value
         add("ingest_grpc_eps_embedded", eps, ">= 0.5 x raw", eps >= 0.5 * raw, eps / raw)
@@ -485,6 +444,79 @@ def run_benchmarks(scale_name: str) -> dict[str, Any]:
     print_table(figures)
     print(f"\nwrote {out}")
     return results
+
+
+def query_stack(work: Path, scale: dict[str, int]) -> tuple[TallyProcess, dict[str, Any]]:
+    """The query dataset loaded into a new data directory under `work`, and a Tally started on it."""
+    data_dir = work / f"tally-{uuid.uuid4().hex[:6]}"
+    print(f"loading {scale['query_rows']:,} events for the query figures ...", flush=True)
+    query_meter = dataset.load_query_dataset(data_dir / "events", scale["query_rows"], scale["subjects"])
+    stack = TallyProcess(data_dir=data_dir, postgres_url=asyncio.run(create_database()))
+    stack.extra_env = {"TALLY_LOG_LEVEL": "warning"}
+    stack.start(180)
+    return stack, query_meter
+
+
+def query_benchmarks_on(stack: TallyProcess, query_meter: dict[str, Any], add: Callable[..., None]) -> None:
+    """The meter query figures on a running Tally over the loaded query dataset."""
+    q = asyncio.run(dataset.query_figures(stack, query_meter))
+    add("naive_query_p50_ms", q["naive"])
+
+    def against_naive(name: str, value: float, share: float, target: str) -> None:
+        add(name, value, target, value <= share * q["naive"], value / q["naive"])
+
+    # The issue's comparison, like for like: Tally's SQL on typed columns vs raw-JSON SQL, same
+    # store, same client. query_api_p50_ms is the same query end to end over gRPC (it adds
+    # the encoding of its 72k rows at small scale, done by ClickHouse: meter_wire.py, the
+    # transfer, and the bench client's parsing of the response).
+    against_naive("query_p50_ms", q["typed_sql"], 0.5, "<= 0.5 x naive")
+    add("query_api_p50_ms", q["typed"], "reported")
+    add("naive_query_engine_p50_ms", q["naive_engine"])
+    engine_ratio = q["typed_engine"] / q["naive_engine"]
+    add("query_engine_p50_ms", q["typed_engine"], "<= 0.5 x naive", engine_ratio <= 0.5, engine_ratio)
+    add("query_groupby_p50_ms", q["groupby"], "reported")
+    # The same SQL query answered from the meter's per-hour rollup (equal answers checked
+    # first), against the raw typed query on the same whole-hour bounds and against naive;
+    # then the bench's own query (bounds inside an hour: now-30d .. now+1min) from the same
+    # rollup with its partial first and last hours from the events, as the API reads it when
+    # rollups are on. SQL level (`python -m tests.bench.rollups api` measures the API).
+    add("query_aligned_sql_p50_ms", q["aligned_typed_sql"])
+    against_naive("query_rollup_sql_p50_ms", q["rollup_sql"], 0.25, "<= 0.25 x naive (SQL level)")
+    against_naive("query_rollup_edges_sql_p50_ms", q["rollup_edges_sql"], 0.25, "<= 0.25 x naive (SQL level)")
+    add("query_aligned_engine_p50_ms", q["aligned_typed_engine"])
+    rollup_ratio = q["rollup_engine"] / q["aligned_typed_engine"]
+    add("query_rollup_engine_p50_ms", q["rollup_engine"], "reported", None, rollup_ratio)
+    add("query_unique_p50_ms", q["unique"], "reported")
+
+
+def query_benchmarks(scale_name: str) -> None:
+    """Only the meter query figures (`python -m tests.bench.run query`): the query dataset, a Tally on
+    it, the same figures as in `make bench`; printed, .bench/results.json left alone."""
+    scale = SCALES[scale_name]
+    work = ROOT / ".bench" / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    figures: dict[str, Figure] = {}
+    stack, query_meter = query_stack(work, scale)
+    try:
+        query_benchmarks_on(stack, query_meter, _adder(figures))
+    finally:
+        stack.stop()
+        shutil.rmtree(stack.data_dir, ignore_errors=True)
+    asyncio.run(drop_created_databases())
+    print_table(figures)
+    print(f"load average after: {os.getloadavg()}", flush=True)
+
+
+def _adder(figures: dict[str, Figure]) -> Callable[..., None]:
+    """The `add` of a bench run: records a figure in `figures` and prints it."""
+
+    def add(
+        key: str, value: float, target: str = "reference", ok: bool | None = None, ratio: float | None = None
+    ) -> None:
+        figures[key] = Figure(key, value, target, ok, ratio)
+        print(f"  {key} = {value:,.2f}", flush=True)
+
+    return add
 
 
 def print_table(figures: dict[str, Figure]) -> None:
@@ -598,11 +630,7 @@ def ingest_benchmarks(scale_name: str) -> dict[str, Any]:
     work.mkdir(parents=True, exist_ok=True)
     figures: dict[str, Figure] = {}
 
-    def add(
-        key: str, value: float, target: str = "reference", ok: bool | None = None, ratio: float | None = None
-    ) -> None:
-        figures[key] = Figure(key, value, target, ok, ratio)
-        print(f"  {key} = {value:,.2f}", flush=True)
+    add = _adder(figures)
 
     print(f"load average before: {os.getloadavg()}", flush=True)
     raw = dataset.raw_insert_rps(work / f"raw-{uuid.uuid4().hex[:6]}", scale["ingest"])
@@ -705,6 +733,8 @@ if __name__ == "__main__":
         single_benchmarks(*(int(a) for a in sys.argv[2:4]), *sys.argv[4:5])
     elif sys.argv[1:] == ["ingest"]:
         ingest_benchmarks(os.environ.get("BENCH_SCALE", "default"))
+    elif sys.argv[1:] == ["query"]:
+        query_benchmarks(os.environ.get("BENCH_SCALE", "default"))
     else:
         run_benchmarks(os.environ.get("BENCH_SCALE", "default"))
     sys.exit(0)

@@ -376,6 +376,29 @@ def test_each_query_reads_the_rollup_with_the_fewest_rows_that_answers_it() -> N
         render_meter_query(meter, cases["inside one minute"].validate(meter), rollup=Rollup.MINUTE, filled_to_ms=0)
 
 
+def test_a_rollup_query_reads_only_the_group_by_keys_it_uses() -> None:
+    # The edges are read from the events, on the bench's data about every granule (events sorted by
+    # subject before time): a key the query neither groups nor filters by would be read and grouped
+    # by for nothing, and a SUM by subject would read the string map for it (docs/performance.md).
+    # The answers with and without keys are held to the events' by the property tests above.
+    meter = make_meter("ns", Aggregation.SUM)
+    hour = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+    bounds = {"from_": hour + timedelta(seconds=30), "to": hour + timedelta(days=2, seconds=5), "window_size": "HOUR"}
+
+    def statement(**query: Any) -> str:
+        rollup_query = MeterQueryInput(**bounds, **query).validate(meter)
+        return render_meter_query(meter, rollup_query, maps_complete=True, rollup=Rollup.HOUR, filled_to_ms=0)[0]
+
+    by_subject = statement(group_by=["subject"])
+    assert "str_values" not in by_subject and "key_" not in by_subject and "first_minute" not in by_subject
+    by_model = statement(group_by=["model"])
+    assert by_model.count("str_values[") == 2 and "key_0" in by_model and "key_1" not in by_model
+    filtered = statement(advanced_filters={"region": FilterString(eq="eu")})
+    assert "key_1" in filtered and "key_0" not in filtered
+    no_window = MeterQueryInput(**{**bounds, "window_size": None}).validate(meter)
+    assert "first_minute" in render_meter_query(meter, no_window, rollup=Rollup.HOUR, filled_to_ms=0)[0]
+
+
 def test_every_zone_offset_since_1973_is_whole_minutes() -> None:
     # What `rollup_answers_exactly` relies on for windows in a zone: a UTC minute never straddles
     # a window boundary. Offsets are sampled every 5 days through 2037 in the installed zone data.
