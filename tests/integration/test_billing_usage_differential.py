@@ -25,8 +25,8 @@ writes a batch. Each batch is written after the store's clock passed the last on
 stand-in is fed each event's `stored_at` as read back from the events table: the value the reader
 compares with the cutoff. `growing_features` is compared for every feature too.
 
-Over chDB and the ClickHouse HTTP endpoint. `make test` runs a fixed set of examples per store (a
-fresh namespace each, one store for all); `make etoe` (TALLY_FULL_SUITE=1) runs many new ones
+Over chDB and the ClickHouse HTTP endpoint. `make test` runs ten fixed examples per store (a fresh
+namespace each, one store for all); `make etoe` (TALLY_FULL_SUITE=1) runs 200 new ones per store
 (`TALLY_USAGEDIFF_EXAMPLES`).
 """
 
@@ -38,6 +38,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
@@ -215,25 +216,37 @@ async def _agree(stack: Stack, standin: EventUsage, ns: str, asked: list[UsageRe
     assert not differences, f"reader vs stand-in at cutoff {cutoff.isoformat()}: {differences}"
 
 
-_EXAMPLES = 200 if os.environ.get("TALLY_FULL_SUITE") == "1" else 10
+_SETTINGS: dict[str, Any] = {
+    "deadline": None,
+    "phases": [Phase.generate, Phase.shrink],
+    "suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+}
+_DRAWS: dict[str, st.SearchStrategy[Any]] = {
+    "owners": st.fixed_dictionaries({s: st.integers(0, len(CUSTOMERS)) for s in SUBJECT_KEYS}),
+    "batches": st.lists(st.lists(events(), min_size=1, max_size=12), min_size=1, max_size=3),
+    "data": st.data(),
+}
 
 
-@settings(
-    max_examples=int(os.environ.get("TALLY_USAGEDIFF_EXAMPLES", _EXAMPLES)),
-    deadline=None,
-    derandomize=os.environ.get("TALLY_FULL_SUITE") != "1",
-    phases=[Phase.explicit, Phase.generate, Phase.shrink],
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
-@given(
-    owners=st.fixed_dictionaries({s: st.integers(0, len(CUSTOMERS)) for s in SUBJECT_KEYS}),
-    batches=st.lists(st.lists(events(), min_size=1, max_size=12), min_size=1, max_size=3),
-    data=st.data(),
-)
+@settings(max_examples=10, derandomize=True, **_SETTINGS)
+@given(**_DRAWS)
 async def test_the_reader_answers_as_the_stand_in_billing_tests_use(
     usage_stack: Stack, owners: dict[str, int], batches: list[list[Any]], data: st.DataObject
 ) -> None:
-    stack = usage_stack
+    await _check(usage_stack, owners, batches, data)
+
+
+@pytest.mark.full_suite
+@settings(max_examples=int(os.environ.get("TALLY_USAGEDIFF_EXAMPLES", "200")), **_SETTINGS)
+@given(**_DRAWS)
+async def test_the_reader_answers_as_the_stand_in_over_many_random_examples(
+    usage_stack: Stack, owners: dict[str, int], batches: list[list[Any]], data: st.DataObject
+) -> None:
+    # `make etoe`: the same property over many more (and new) examples than `make test` affords.
+    await _check(usage_stack, owners, batches, data)
+
+
+async def _check(stack: Stack, owners: dict[str, int], batches: list[list[Any]], data: st.DataObject) -> None:
     ns = f"usagediff{next(_namespaces)}"
     customers = await _namespace(stack, ns, owners)
     written: list[list[Any]] = []
