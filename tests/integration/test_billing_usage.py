@@ -66,6 +66,7 @@ class Stack:
     customers: dict[str, str]
     meters: MeterService
     features: FeatureService
+    customer_service: CustomerService
 
 
 @pytest_asyncio.fixture(scope="module", params=event_store.KINDS)
@@ -117,7 +118,7 @@ async def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
         customers[key] = made.id
     sink = EventSink(store, PostgresEventKeyStore(engine), MeterCatalog(meters, 0.01), owner="test")
     usage = ClickHouseUsageSource(clickhouse, PostgresFeatureRepository(sessions), meters, customer_service)
-    yield Stack(usage, clickhouse, sink, customers, meter_service, features)
+    yield Stack(usage, clickhouse, sink, customers, meter_service, features, customer_service)
     clickhouse.close()
     await engine.dispose()
 
@@ -127,7 +128,8 @@ async def ingest(stack: Stack, *events: tuple[str, str, datetime, dict[str, Any]
     raws = [
         {
             "specversion": "1.0",
-            "id": f"e{next(_ids)}",
+            # Zero-padded: ids sort as they were made (LATEST's last tie-break is the id).
+            "id": f"e{next(_ids):09d}",
             "source": "test",
             "type": event_type,
             "subject": subject,
