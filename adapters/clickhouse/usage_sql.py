@@ -38,6 +38,7 @@ from adapters.clickhouse.meter_sql import (
     _Binder,
     _epoch_millis,
     _filter_sql,
+    _number_sql,
     _rollup_key_columns,
     _string_sql,
     _time_where,
@@ -45,6 +46,7 @@ from adapters.clickhouse.meter_sql import (
     rollup_table,
     whole_buckets,
 )
+from domain.metering.jsonpath import parse_jsonpath
 from domain.metering.models import Aggregation, Meter
 from domain.metering.query import FilterString, MeterQuery
 
@@ -374,12 +376,44 @@ def render_billing_usage_query(
         if f.is_empty():
             continue
         where.append(_filter_sql(binder, _string_sql(binder, meter_paths[key], maps_complete), f))
+    customer_id = f"transform(subject, {keys}, {ids}, '') AS customer_id"
+    if meter.aggregation is Aggregation.SUM:
+        return _decimal_sum_query(binder, meter, customer_id, where, maps_complete), binder.parameters
     sql = (
-        f"SELECT transform(subject, {keys}, {ids}, '') AS customer_id, "
-        f"{_value_sql(binder, meter, maps_complete)} AS value\n"
+        f"SELECT {customer_id}, {_value_sql(binder, meter, maps_complete)} AS value\n"
         f"FROM {EVENTS_TABLE}\nWHERE " + "\n  AND ".join(where) + "\nGROUP BY customer_id"
     )
     return sql, binder.parameters
+
+
+# Billing's SUM as a decimal sum: each value's shortest text (what the event carried, for any number
+# a Float64 holds exactly as written) parsed at this scale, so 5.4 + 2.7 + 1.9 is 10, not the
+# Float64 sum 10.000000000000002 that would start a second 10-unit package. 29 integer digits: no
+# realistic total overflows them, and the sanity check below falls back if one ever did.
+_DECIMAL_SCALE = 9
+
+
+def _decimal_sum_query(binder: _Binder, meter: Meter, customer_id: str, where: list[str], maps_complete: bool) -> str:
+    """Rows of (customer ID, the SUM as text): exact when every value converts to the decimal scale
+    faithfully (its text parses and reads back as the same Float64: not more digits than the scale,
+    not beyond its range), else the Float64 sum as the meter query gives it (a value like 1e-12
+    keeps today's reading rather than being truncated to 0). The decimal sum is also checked
+    against the Float64 one, so an overflow could never pass as a number."""
+    if meter.value_property is None:
+        raise ValueError(f"meter {meter.slug!r} sums without a value property")
+    number = _number_sql(binder, parse_jsonpath(meter.value_property), maps_complete)
+    rows = (
+        f"SELECT {customer_id}, {number} AS x, toDecimal128OrNull(toString(x), {_DECIMAL_SCALE}) AS d\n"
+        f"FROM {EVENTS_TABLE}\nWHERE " + "\n  AND ".join(where)
+    )
+    faithful = (
+        "countIf(x IS NOT NULL AND (d IS NULL OR toFloat64(d) != x)) = 0 "
+        "AND abs(toFloat64(sum(d)) - sum(x)) <= 1e-6 * sum(abs(x)) + 1e-9"
+    )
+    return (
+        f"SELECT customer_id, if({faithful}, toString(sum(d)), toString(sum(x))) AS value\n"
+        f"FROM ({rows})\nGROUP BY customer_id"
+    )
 
 
 __all__ = [

@@ -303,3 +303,30 @@ async def test_an_archived_features_line_reads_its_own_meter_after_the_meter_is_
         NS, MeterCreateInput(slug="old_calls", aggregation="SUM", event_type="new_call", value_property="$.n")
     )
     assert (await stack.usage.quantities(NS, [asked], stored))[asked] == D(2)
+
+
+async def test_a_sum_is_read_as_the_decimal_sum_of_what_the_events_carried(stack: Stack) -> None:
+    # 0.1 + 0.2 GB is 0.3; its Float64 sum, in either order, is 0.30000000000000004, which a
+    # price per package of 0.3 GB would bill as two packages, and a volume tier ending at 0.3 in
+    # the next tier. A value the decimal scale cannot hold (1e-12: more decimals; 1e30: more
+    # digits) keeps the Float64 sum, as the meter query reads it, rather than being truncated.
+    sep1, sep30 = datetime(2026, 9, 1, tzinfo=UTC), datetime(2026, 9, 30, tzinfo=UTC)
+    at = sep1 + timedelta(days=1)
+    stored = await ingest(
+        stack,
+        ("prompt", "acme", at, {"tokens": 0.1, "model": "gpt"}),
+        ("prompt", "acme-dev", at, {"tokens": 0.2, "model": "gpt"}),
+        ("prompt", "acme", at, {"tokens": 5, "model": "claude"}),
+        ("prompt", "beta", at, {"tokens": 0.1}),
+        ("prompt", "beta", at, {"tokens": 1e-12}),
+        ("prompt", "idle", at, {"tokens": 1e30}),
+        ("prompt", "idle", at, {"tokens": 1}),
+    )
+    acme, beta, idle = (UsageRequest("tokens", stack.customers[c], sep1, sep30) for c in ("acme", "beta", "idle"))
+    gpt = UsageRequest("gpt_tokens", stack.customers["acme"], sep1, sep30)
+    found = await stack.usage.quantities(NS, [acme, beta, idle, gpt], stored)
+    assert 0.1 + 0.2 != 0.3  # the Float64 sum this guards against
+    assert found[gpt] == D("0.3")
+    assert found[acme] == D("5.3")
+    assert found[beta] == D(repr(0.1 + 1e-12))
+    assert found[idle] == D(repr(1e30 + 1))

@@ -106,9 +106,11 @@ def _moment(anywhere: int) -> st.SearchStrategy[datetime]:
 _SPAN_MS = (DEC - NOV + timedelta(days=4)) // timedelta(milliseconds=1)
 moments = _moment(_SPAN_MS)
 zones = st.sampled_from(ZONES)
-# Values whose float sums are exact (the reader sums Float64 as OpenMeter; see the report in
-# docs/billing.md): whole numbers and quarters, negative ones included.
-values = st.one_of(st.integers(-5, 1000), st.integers(-20, 400).map(lambda q: q / 4))
+# Whole numbers, quarters and hundredths, negative ones included: the reader sums a SUM meter's
+# values as decimals (docs/billing.md), so 0.1 + 0.2 must read 0.3 as the stand-in adds it.
+values = st.one_of(
+    st.integers(-5, 1000), st.integers(-20, 400).map(lambda q: q / 4), st.integers(-500, 5000).map(lambda c: c / 100)
+)
 
 
 @st.composite
