@@ -387,9 +387,9 @@ def render_billing_usage_query(
 
 
 # Billing's SUM as a decimal sum: each value's shortest text (what the event carried, for any number
-# a Float64 holds exactly as written) parsed at this scale, so 5.4 + 2.7 + 1.9 is 10, not the
-# Float64 sum 10.000000000000002 that would start a second 10-unit package. 29 integer digits: no
-# realistic total overflows them, and the sanity check below falls back if one ever did.
+# a Float64 holds exactly as written) parsed at this scale, so 0.1 + 0.2 is 0.3, not the Float64
+# sum 0.30000000000000004 that would start a second package of 0.3. 29 integer digits: no realistic
+# total overflows them, and the sanity check below falls back if one ever did.
 _DECIMAL_SCALE = 9
 
 
