@@ -17,9 +17,11 @@ from corehttp.exceptions import HttpResponseError
 from openmeter import Client
 
 from tally.v1 import subscriptions_pb2, subscriptions_pb2_grpc
-from tests.support.metering import unique
+from tests.support.metering import cloudevent, unique
 from tests.support.plans import plan_body
 from tests.support.stack import TallyProcess
+
+CLOUDEVENT_JSON = {"content-type": "application/cloudevents+json"}
 
 
 def setup_catalog(http: httpx.Client, feature: str) -> None:
@@ -543,6 +545,68 @@ def test_an_add_on_rate_card_with_a_plan_items_key_extends_that_item(tally: Tall
     zeroed = http.patch(f"/api/v1/subscriptions/{sub_id}/addons/{bought.json()['id']}", json={"quantity": 0})
     assert zeroed.status_code == 200, zeroed.text
     assert base_item()["price"]["amount"] == "49"
+
+
+def test_an_add_on_extending_a_metered_item_adds_its_allowance_to_the_managed_entitlement(
+    tally: TallyProcess,
+) -> None:
+    # OpenMeter's Apply adds an add-on's metered issueAfterReset to the plan item's, once per
+    # instance; the item's managed entitlement is replaced from the purchase with the sum, and
+    # restored when the add-on is set to 0. The merge was unit-tested only: here it goes through
+    # the subscription sync's entitlement reconciliation to the value a customer reads.
+    http = httpx.Client(base_url=tally.rest_url, timeout=30)
+    feature = unique("topup_tokens")
+    setup_catalog(http, feature)
+    topup = {
+        "type": "usage_based",
+        "key": feature,
+        "name": "More tokens",
+        "featureKey": feature,
+        "billingCadence": "P1M",
+        "entitlementTemplate": {"type": "metered", "issueAfterReset": 500},
+    }
+    addon = http.post("/api/v1/addons", json={**_seats_addon(unique("topup")), "rateCards": [topup]})
+    assert addon.status_code == 201, addon.text
+    assert http.post(f"/api/v1/addons/{addon.json()['id']}/publish").status_code == 200
+    draft = http.post("/api/v1/plans", json=plan_body(unique("topup_plan"), feature))
+    assert draft.status_code == 201, draft.text
+    offered = http.post(
+        f"/api/v1/plans/{draft.json()['id']}/addons", json={"addonId": addon.json()["id"], "fromPlanPhase": "default"}
+    )
+    assert offered.status_code == 201, offered.text
+    assert http.post(f"/api/v1/plans/{draft.json()['id']}/publish").status_code == 200
+    customer_key = unique("topup_customer")
+    customer = {"name": "T", "key": customer_key, "usageAttribution": {"subjectKeys": [customer_key]}}
+    assert http.post("/api/v1/customers", json=customer).status_code == 201
+    sub = http.post(
+        "/api/v1/subscriptions",
+        json={"plan": {"key": draft.json()["key"]}, "customerKey": customer_key, "startingPhase": "default"},
+    )
+    assert sub.status_code == 201, sub.text
+    value_url = f"/api/v2/customers/{customer_key}/entitlements/{feature}/value"
+
+    def balance() -> Any:
+        value = http.get(value_url)
+        assert value.status_code == 200, value.text
+        return value.json()["balance"]
+
+    assert balance() == 1000
+    # Usage before the purchase counts against the extended allowance too: the replacing
+    # entitlement measures usage from the phase's start and issues its allowance from the start of
+    # the current usage period (OpenMeter's default grant), not from the purchase.
+    used = http.post("/api/v1/events", json=cloudevent(feature, customer_key, {"tokens": 300}), headers=CLOUDEVENT_JSON)
+    assert used.status_code == 204, used.text
+    assert balance() == 700
+    bought = _buy_seats(http, sub.json()["id"], addon.json()["id"], 2)
+    assert bought.status_code == 201, bought.text
+    assert balance() == 1700  # 1,000 + 2 x 500 - 300
+    listed = http.get(f"/api/v2/customers/{customer_key}/entitlements").json()
+    items = listed["items"] if isinstance(listed, dict) else listed
+    live = [e for e in items if e["featureKey"] == feature and "activeTo" not in e]
+    assert [(e["issueAfterReset"], e["issue"]["amount"]) for e in live] == [(2000, 2000)]
+    zeroed = http.patch(f"/api/v1/subscriptions/{sub.json()['id']}/addons/{bought.json()['id']}", json={"quantity": 0})
+    assert zeroed.status_code == 200, zeroed.text
+    assert balance() == 700
 
 
 def test_a_subscription_with_add_ons_cannot_be_edited(tally: TallyProcess) -> None:
