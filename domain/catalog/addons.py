@@ -349,10 +349,10 @@ def check_plan_addon(
                         f"rate card {card.key!r} has another billing cadence in phase {phase.key!r}",
                         "rate_card_billing_cadence_mismatch",
                     )
-                check_overlay(plan_card, card, where, phase.key, issues)
+                _check_overlay(plan_card, card, where, phase.key, issues)
 
 
-def check_overlay(plan_card: RateCard, card: RateCard, where: str, phase_key: str, issues: Issues) -> None:
+def _check_overlay(plan_card: RateCard, card: RateCard, where: str, phase_key: str, issues: Issues) -> None:
     """What an add-on rate card may add on top of the plan rate card with its key (OpenMeter's
     RateCardWithOverlay.Validate): a second price only as a flat fee with the plan's payment term,
     no second percentage discount, and a second entitlement template of the same type that is not
@@ -375,7 +375,7 @@ def check_overlay(plan_card: RateCard, card: RateCard, where: str, phase_key: st
 
 
 def check_overlay_terms(plan_card: RateCard, card: RateCard, where: str, in_phase: str, issues: Issues) -> None:
-    """The discounts and entitlement template part of `check_overlay` (a subscription's add-on
+    """The discounts and entitlement template part of `_check_overlay` (a subscription's add-on
     purchase checks the price its own way: see domain.subscriptions.extensions)."""
     if plan_card.discounts.percentage is not None and card.discounts.percentage is not None:
         issues.error(
