@@ -198,13 +198,16 @@ class BillingWorker:
             parts = [(ns, part) for ns, batch in by_namespace(claimed).items() for part in self._parts(batch)]
             alone: list[Invoice] = []
             for batch in await asyncio.gather(*(self._invoices.collect_batch(ns, p, now) for ns, p in parts)):
-                self._made.update(batch.made)
+                # Made in their first advance's state: only those an app that calls out is next for
+                # are advanced on.
+                moving = set(batch.moving)
+                self._made.update({g: [i for i in ids if i in moving] for g, ids in batch.made.items()})
                 made += sum(len(ids) for ids in batch.made.values())
                 alone.extend(batch.handed_over)
             results = await self._each(alone, functools.partial(self._collect_one, now=now))
             made += sum(done for done, _ in results)
             failed += sum(bad for _, bad in results)
-            # Made and committed: advanced at once, as one batch; a failure is the new invoice's.
+            # Made and committed: advanced on at once, as one batch; a failure is the new invoice's.
             _, bad = await self._advance_batch(
                 [evolve(g, id=i, attempts=0) for g in claimed for i in self._made.pop(g.id, ())]
             )
