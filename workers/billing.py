@@ -10,7 +10,9 @@ One pass (`run_once`, also `tally billing collect` / `tally billing advance`):
    and adds the lines of billing periods that started since), then late usage: usage stored after
    its period's invoice was issued becomes a correction line (InvoiceService.bill_late_usage);
 2. collect: gathering invoices whose earliest line is due become standard invoices (the customer's
-   lines due by now), advanced as far as their workflow allows;
+   lines due by now), made in the transaction of their first advance (never committed unrated; if
+   it fails, the lines stay on the gathering invoice, which backs off), then advanced as far as
+   their workflow allows;
 3. advance: standard invoices the table can move now (collection over, draft period ended, a step
    to redo after a failure) are advanced, and open payments past their due date marked overdue.
 
