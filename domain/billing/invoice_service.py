@@ -486,6 +486,13 @@ class InvoiceService:
         effective = (await self._profiles.effective_profiles(namespace, [customer.id])).get(customer.id)
         if data.collection_aligned and effective is not None:
             as_of = collection_cutoff(effective.workflow, as_of)
+
+        async def split(gathering: Invoice, lines: list[InvoiceLine]) -> GatheringSplit | None:
+            return await self._split_now(gathering, lines, as_of, data, now, effective)
+
+        usage = await self._usage_before_collecting(
+            namespace, lambda tx: tx.invoices.gathering_for_customer(namespace, customer.id), split, now
+        )
         created: list[Invoice] = []
         async with self._uow() as tx:
             gatherings = await tx.invoices.gathering_for_customer(namespace, customer.id, lock=True)
@@ -507,7 +514,7 @@ class InvoiceService:
                 if made is not None:
                     standard, moved = made
                     created.append(
-                        await self._apply_while_inside(tx, standard, self._first_advance(standard, now), now, None)
+                        await self._apply_while_inside(tx, standard, self._first_advance(standard, now), now, usage)
                     )
                     invoiced.update(moved)
             # A listed line that is not billable as of asOf (a fee not due yet, a usage line that
@@ -538,6 +545,27 @@ class InvoiceService:
         lines it took; None when nothing is due."""
         fire(gathering.state, Action.INVOICE, self.conditions(gathering, now))
         lines = (await tx.invoices.lines(gathering.namespace, [gathering.id]))[gathering.id]
+        split = await self._split_now(gathering, lines, as_of, data, now, effective)
+        if split is None:
+            return None
+        await tx.invoices.insert(split.standard)
+        await tx.invoices.update_lines(split.moved)
+        if split.kept:
+            await tx.invoices.insert_lines(split.kept)
+        await tx.invoices.update(split.gathering)
+        return split.standard, [x.id for x in split.moved]
+
+    async def _split_now(
+        self,
+        gathering: Invoice,
+        lines: Sequence[InvoiceLine],
+        as_of: datetime,
+        data: InvoiceNowInput,
+        now: datetime,
+        effective: EffectiveProfile | None,
+    ) -> GatheringSplit | None:
+        """invoice-now's split of a gathering invoice (`split_gathering`), progressive where the
+        line's meter only grows."""
         # Which usage lines only progressive billing makes due now (cut at as_of, or ended but
         # not at their invoiceAt yet) could be billed so (their meters only grow).
         across = {
@@ -549,7 +577,7 @@ class InvoiceService:
             and (as_of < x.period_end or as_of < x.invoice_at)
         }
         growing = await self._usage.growing_features(gathering.namespace, across) if across else set()
-        split = split_gathering(
+        return split_gathering(
             gathering,
             lines,
             as_of,
@@ -559,14 +587,6 @@ class InvoiceService:
             effective=effective,
             growing=growing,
         )
-        if split is None:
-            return None
-        await tx.invoices.insert(split.standard)
-        await tx.invoices.update_lines(split.moved)
-        if split.kept:
-            await tx.invoices.insert_lines(split.kept)
-        await tx.invoices.update(split.gathering)
-        return split.standard, [x.id for x in split.moved]
 
     # --- user actions --------------------------------------------------------------------------
 
@@ -1209,7 +1229,13 @@ class InvoiceService:
                 cutoff = collection_cutoff(effective.workflow if effective is not None else g.workflow, now)
                 return split_gathering(g, lines, cutoff, now, progressive_override=False, effective=effective)
 
-            usage = await self._usage_before_collecting(namespace, [g.id for g in gatherings], split, now)
+            async def split_async(g: Invoice, lines: list[InvoiceLine]) -> GatheringSplit | None:
+                return split(g, lines)
+
+            ids = [g.id for g in gatherings]
+            usage = await self._usage_before_collecting(
+                namespace, lambda tx: tx.invoices.get_many(namespace, ids), split_async, now
+            )
             async with self._uow() as tx:
                 found = await tx.invoices.get_many(namespace, [g.id for g in gatherings], lock=True)
                 live = [
@@ -1224,7 +1250,11 @@ class InvoiceService:
                 # advance leads to, up to the first state that waits (as OpenMeter's invoice
                 # creation advances it until it is stable, in the creating transaction).
                 staged = await self._stage(
-                    tx, namespace, [(x.standard, self._first_advance(x.standard, now), x.moved) for _, x in done], now, usage
+                    tx,
+                    namespace,
+                    [(x.standard, self._first_advance(x.standard, now), x.moved) for _, x in done],
+                    now,
+                    usage,
                 )
                 left = {g for g, x in done if x.standard.id in staged.left or x.standard.id in staged.waiting}
                 done = [(g, x) for g, x in done if g not in left]
@@ -1248,8 +1278,8 @@ class InvoiceService:
     async def _usage_before_collecting(
         self,
         namespace: str,
-        gathering_ids: Sequence[str],
-        split: Callable[[Invoice, list[InvoiceLine]], GatheringSplit | None],
+        gatherings: Callable[[BillingStore], Awaitable[list[Invoice]]],
+        split: Callable[[Invoice, list[InvoiceLine]], Awaitable[GatheringSplit | None]],
         cutoff: datetime,
     ) -> UsageSnapshot | None:
         """The usage the first advance of a collection's new invoices will read, read before the
@@ -1260,11 +1290,11 @@ class InvoiceService:
         invoice then reads its own, and fails on its own."""
         try:
             async with self._uow() as tx:
-                found = await tx.invoices.get_many(namespace, list(gathering_ids))
+                found = await gatherings(tx)
                 lines = await tx.invoices.lines(namespace, [g.id for g in found])
             requests: list[UsageRequest] = []
             for g in found:
-                made = split(g, lines[g.id]) if g.deleted_at is None else None
+                made = await split(g, lines[g.id]) if g.deleted_at is None else None
                 if made is not None and (made.standard.collection_at is None or made.standard.collection_at <= cutoff):
                     requests.extend(_usage_requests(made.standard, made.moved).values())
             quantities = await self._usage.quantities(namespace, requests, cutoff) if requests else {}
@@ -1279,7 +1309,10 @@ class InvoiceService:
 
     def _may_move(self, invoice: Invoice, now: datetime) -> bool:
         """Whether the worker's advance can move the invoice now (an app that calls out is next)."""
-        return invoice.state is not State.DELETED and _next_advance(invoice, self.conditions(invoice, now), now) is not None
+        return (
+            invoice.state is not State.DELETED
+            and _next_advance(invoice, self.conditions(invoice, now), now) is not None
+        )
 
     async def advance_batch(
         self, namespace: str, invoice_ids: Sequence[str], usage: UsageSnapshot | None = None
