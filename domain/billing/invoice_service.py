@@ -1258,11 +1258,21 @@ class InvoiceService:
                 )
                 left = {g for g, x in done if x.standard.id in staged.left or x.standard.id in staged.waiting}
                 done = [(g, x) for g, x in done if g not in left]
-                await tx.invoices.insert_many([x.standard for _, x in done])
-                await tx.invoices.update_lines([line for _, x in done for line in x.moved])
+                # Each new invoice is inserted as its advance left it and each moved line written
+                # once, as rated: the advance's writes of the same rows are taken out of its own.
+                writes = staged.writes
+                advanced = {i.id: i for i in writes.invoices}
+                rated = {x.id: x for x in writes.lines_updated}
+                new_ids = {x.standard.id for _, x in done}
+                moved = [line for _, x in done for line in x.moved]
+                moved_ids = {x.id for x in moved}
+                writes.invoices = [i for i in writes.invoices if i.id not in new_ids]
+                writes.lines_updated = [x for x in writes.lines_updated if x.id not in moved_ids]
+                await tx.invoices.insert_many([advanced.get(x.standard.id, x.standard) for _, x in done])
+                await tx.invoices.update_lines([rated.get(x.id, x) for x in moved])
                 await tx.invoices.insert_lines([line for _, x in done for line in x.kept])
                 await tx.invoices.update_many([x.gathering for _, x in done])
-                await staged.writes.write(tx, namespace)
+                await writes.write(tx, namespace)
                 await tx.commit()
             made = {g: staged.committed[x.standard.id][0] for g, x in done}
         except Exception as exc:
