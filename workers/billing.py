@@ -199,7 +199,11 @@ class BillingWorker:
             metrics.LIVENESS.beat("billing")  # a long pass is progress, not a stall
             parts = [(ns, part) for ns, batch in by_namespace(claimed).items() for part in self._parts(batch)]
             alone: list[Invoice] = []
-            for batch in await asyncio.gather(*(self._invoices.collect_batch(ns, p, now) for ns, p in parts)):
+            # The new invoices' usage in bulk, before their collection (one call to the usage store
+            # per namespace for the whole claim); a failed read leaves each invoice to read its own.
+            usage = await self._invoices.prefetch_collection_usage(claimed, now)
+            collecting = (self._invoices.collect_batch(ns, p, now, usage) for ns, p in parts)
+            for batch in await asyncio.gather(*collecting):
                 # Made in their first advance's state: only those an app that calls out is next for
                 # are advanced on.
                 moving = set(batch.moving)

@@ -1208,34 +1208,56 @@ class InvoiceService:
         await self._tell(gathering.namespace, made, True)
         return made
 
-    async def collect_batch(self, namespace: str, gatherings: Sequence[Invoice], now: datetime) -> CollectedBatch:
+    async def prefetch_collection_usage(self, gatherings: Sequence[Invoice], now: datetime) -> UsageSnapshot:
+        """The usage the first advance of the invoices `collect_batch` will make of these gathering
+        invoices reads (`_usage_before_collecting`): one UsageSource call per namespace for the
+        whole claim, however many parts `collect_batch` takes it in. What a failed read should have
+        held is left out: each of those invoices reads its own."""
+        quantities: dict[tuple[str, UsageRequest], Decimal] = {}
+        for namespace, batch in by_namespace(gatherings).items():
+            try:
+                split = await self._collection_split(namespace, batch, now)
+            except Exception as exc:
+                log.warning("reading a collection's profiles failed", error=repr(exc))
+                continue
+            usage = await self._usage_before_collecting(namespace, _reading(namespace, batch), split, now)
+            if usage is not None:
+                quantities.update(usage.quantities)
+        return UsageSnapshot(now, quantities)
+
+    async def _collection_split(
+        self, namespace: str, gatherings: Sequence[Invoice], now: datetime
+    ) -> Callable[[Invoice, list[InvoiceLine]], Awaitable[GatheringSplit | None]]:
+        """The worker's split of these gathering invoices by now: no progressive split (that is for
+        an explicit invoice-now, as in `collect`), the lines due by the collection's cutoff (the
+        latest anchor, when anchored), on each customer's effective profile as it is now."""
+        profiles = await self._profiles.effective_profiles(namespace, [g.customer.id for g in gatherings])
+
+        async def split(g: Invoice, lines: list[InvoiceLine]) -> GatheringSplit | None:
+            effective = profiles.get(g.customer.id)
+            cutoff = collection_cutoff(effective.workflow if effective is not None else g.workflow, now)
+            return split_gathering(g, lines, cutoff, now, progressive_override=False, effective=effective)
+
+        return split
+
+    async def collect_batch(
+        self, namespace: str, gatherings: Sequence[Invoice], now: datetime, usage: UsageSnapshot | None = None
+    ) -> CollectedBatch:
         """`collect` for many gathering invoices of one namespace in one transaction: one locked
         read of the invoices, one of their lines, the same split (`split_gathering`), the new
-        invoices' first advance staged as a batch round stages it (`_stage`, their usage read
-        before the transaction), and one write each of the new invoices, the moved lines, the
-        remainders, the gathering invoices and what the advance changed. A gathering invoice whose
-        new invoice's advance failed (or shares a period with another of the batch) is left out of
-        the transaction, its lines where they were; it, and every one if the transaction fails, is
-        for `collect`, one at a time."""
+        invoices' first advance staged as a batch round stages it (`_stage`), and one write each of
+        the new invoices, the moved lines, the remainders, the gathering invoices and what the
+        advance changed. Their usage is read before the transaction (`usage`, from
+        `prefetch_collection_usage`, or else read here). A gathering invoice whose new invoice's
+        advance failed (or shares a period with another of the batch) is left out of the
+        transaction, its lines where they were; it, and every one if the transaction fails, is for
+        `collect`, one at a time."""
         made: dict[str, Invoice] = {}
         left: set[str] = set()
         try:
-            profiles = await self._profiles.effective_profiles(namespace, [g.customer.id for g in gatherings])
-
-            def split(g: Invoice, lines: list[InvoiceLine]) -> GatheringSplit | None:
-                # No progressive split: that is for an explicit invoice-now (as in `collect`); the
-                # lines due by the collection's cutoff (the latest anchor, when anchored).
-                effective = profiles.get(g.customer.id)
-                cutoff = collection_cutoff(effective.workflow if effective is not None else g.workflow, now)
-                return split_gathering(g, lines, cutoff, now, progressive_override=False, effective=effective)
-
-            async def split_async(g: Invoice, lines: list[InvoiceLine]) -> GatheringSplit | None:
-                return split(g, lines)
-
-            ids = [g.id for g in gatherings]
-            usage = await self._usage_before_collecting(
-                namespace, lambda tx: tx.invoices.get_many(namespace, ids), split_async, now
-            )
+            split = await self._collection_split(namespace, gatherings, now)
+            if usage is None:
+                usage = await self._usage_before_collecting(namespace, _reading(namespace, gatherings), split, now)
             async with self._uow() as tx:
                 found = await tx.invoices.get_many(namespace, [g.id for g in gatherings], lock=True)
                 live = [
@@ -1244,7 +1266,7 @@ class InvoiceService:
                     if g.deleted_at is None and transition(g.state, Action.INVOICE, self.conditions(g, now)) is not None
                 ]
                 lines = await tx.invoices.lines(namespace, [g.id for g in live])
-                splits = [(g.id, split(g, lines[g.id])) for g in live]
+                splits = [(g.id, await split(g, lines[g.id])) for g in live]
                 done = [(gathering_id, made) for gathering_id, made in splits if made is not None]
                 # No committed state shows a new invoice unrated: it is made in the state its first
                 # advance leads to, up to the first state that waits (as OpenMeter's invoice
@@ -2406,6 +2428,16 @@ async def _lease(tx: BillingStore, invoices: Sequence[Invoice], until: datetime)
 
 # The steps that read or rewrite the invoice's lines (an app hook reads them too).
 _STEPS_WITH_LINES: Final = frozenset({Step.SNAPSHOT_QUANTITIES, Step.CALCULATE, Step.RELEASE_LINES})
+
+
+def _reading(namespace: str, invoices: Sequence[Invoice]) -> Callable[[BillingStore], Awaitable[list[Invoice]]]:
+    """A read of these invoices as they are now, without locks."""
+    ids = [i.id for i in invoices]
+
+    async def read(tx: BillingStore) -> list[Invoice]:
+        return await tx.invoices.get_many(namespace, ids)
+
+    return read
 
 
 def _next_advance(invoice: Invoice, conditions: Conditions, now: datetime) -> Transition | None:
