@@ -509,14 +509,22 @@ class InvoiceService:
                         v.add(f"filters.lineIds[{i}]", "the line is not invoicable as of asOf", _LINES_NOT_BILLABLE)
                 v.raise_if_any(_LINES_NOT_BILLABLE)
             invoiced: set[str] = set()
+            splits: list[GatheringSplit] = []
             for gathering in gatherings:
                 made = await self._invoice_gathering(tx, gathering, as_of, data, now, effective)
                 if made is not None:
-                    standard, moved = made
-                    created.append(
-                        await self._apply_while_inside(tx, standard, self._first_advance(standard, now), now, usage)
-                    )
-                    invoiced.update(moved)
+                    splits.append(made)
+                    invoiced.update(x.id for x in made.moved)
+            # The periods of all of them locked at once, in one order, as a batch round locks them:
+            # each invoice's snapshot locking its own in turn could deadlock with a round holding
+            # some of the keys of both (a customer billed in two currencies).
+            keys = {x.period_key for made in splits for x in made.moved if x.period_key}
+            await tx.invoices.lock_period_keys(namespace, sorted(keys))
+            for made in splits:
+                standard = made.standard
+                created.append(
+                    await self._apply_while_inside(tx, standard, self._first_advance(standard, now), now, usage)
+                )
             # A listed line that is not billable as of asOf (a fee not due yet, a usage line that
             # cannot be split) refuses the whole call, as OpenMeter's ErrInvoiceLinesNotBillable:
             # nothing of this transaction is committed.
@@ -540,9 +548,9 @@ class InvoiceService:
         data: InvoiceNowInput,
         now: datetime,
         effective: EffectiveProfile | None,
-    ) -> tuple[Invoice, list[str]] | None:
-        """The standard invoice made from the gathering invoice's due lines, with the IDs of the
-        lines it took; None when nothing is due."""
+    ) -> GatheringSplit | None:
+        """The standard invoice made from the gathering invoice's due lines (the split, as
+        written); None when nothing is due."""
         fire(gathering.state, Action.INVOICE, self.conditions(gathering, now))
         lines = (await tx.invoices.lines(gathering.namespace, [gathering.id]))[gathering.id]
         split = await self._split_now(gathering, lines, as_of, data, now, effective)
@@ -553,7 +561,7 @@ class InvoiceService:
         if split.kept:
             await tx.invoices.insert_lines(split.kept)
         await tx.invoices.update(split.gathering)
-        return split.standard, [x.id for x in split.moved]
+        return split
 
     async def _split_now(
         self,
