@@ -10,7 +10,9 @@ One pass (`run_once`, also `tally billing collect` / `tally billing advance`):
    and adds the lines of billing periods that started since), then late usage: usage stored after
    its period's invoice was issued becomes a correction line (InvoiceService.bill_late_usage);
 2. collect: gathering invoices whose earliest line is due become standard invoices (the customer's
-   lines due by now), advanced as far as their workflow allows;
+   lines due by now), made in the transaction of their first advance (never committed unrated; if
+   it fails, the lines stay on the gathering invoice, which backs off), then advanced as far as
+   their workflow allows;
 3. advance: standard invoices the table can move now (collection over, draft period ended, a step
    to redo after a failure) are advanced, and open payments past their due date marked overdue.
 
@@ -197,14 +199,21 @@ class BillingWorker:
             metrics.LIVENESS.beat("billing")  # a long pass is progress, not a stall
             parts = [(ns, part) for ns, batch in by_namespace(claimed).items() for part in self._parts(batch)]
             alone: list[Invoice] = []
-            for batch in await asyncio.gather(*(self._invoices.collect_batch(ns, p, now) for ns, p in parts)):
-                self._made.update(batch.made)
+            # The new invoices' usage in bulk, before their collection (one call to the usage store
+            # per namespace for the whole claim); a failed read leaves each invoice to read its own.
+            usage = await self._invoices.prefetch_collection_usage(claimed, now)
+            collecting = (self._invoices.collect_batch(ns, p, now, usage) for ns, p in parts)
+            for batch in await asyncio.gather(*collecting):
+                # Made in their first advance's state: only those an app that calls out is next for
+                # are advanced on.
+                moving = set(batch.moving)
+                self._made.update({g: [i for i in ids if i in moving] for g, ids in batch.made.items()})
                 made += sum(len(ids) for ids in batch.made.values())
                 alone.extend(batch.handed_over)
             results = await self._each(alone, functools.partial(self._collect_one, now=now))
             made += sum(done for done, _ in results)
             failed += sum(bad for _, bad in results)
-            # Made and committed: advanced at once, as one batch; a failure is the new invoice's.
+            # Made and committed: advanced on at once, as one batch; a failure is the new invoice's.
             _, bad = await self._advance_batch(
                 [evolve(g, id=i, attempts=0) for g in claimed for i in self._made.pop(g.id, ())]
             )

@@ -213,3 +213,16 @@ class StagedWrites:
         await tx.invoices.update_lines(self.lines_updated)
         await tx.invoices.insert_lines(self.lines_inserted)
         await tx.invoices.update_many(self.invoices)
+
+
+@dataclass
+class StagedRound:
+    """What one batch transaction staged (`InvoiceService._stage`): the writes, and each invoice
+    moved as it will be committed with its lines; the invoices it left out because their step
+    failed (`left`), or because they share a period with an invoice moved before them (`waiting`),
+    have nothing staged."""
+
+    writes: StagedWrites = field(default_factory=StagedWrites)
+    committed: dict[str, tuple[Invoice, list[InvoiceLine]]] = field(default_factory=dict)
+    left: list[str] = field(default_factory=list)
+    waiting: list[str] = field(default_factory=list)

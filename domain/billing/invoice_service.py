@@ -35,7 +35,7 @@ from domain.billing.apps.port import (
     SyncResult,
 )
 from domain.billing.apps.registry import Marketplace
-from domain.billing.invoice_batch import RoundNumbers, StagedApps, StagedInvoices, StagedStore, StagedWrites
+from domain.billing.invoice_batch import RoundNumbers, StagedApps, StagedInvoices, StagedRound, StagedStore
 from domain.billing.invoice_states import (
     FINAL_STATES,
     TABLE,
@@ -458,14 +458,21 @@ class InvoiceService:
         """Standard invoices (one per currency) from the customer's lines due by `as_of`, advanced
         as far as the workflow lets them go. Nothing due: ValidationError, never an empty invoice."""
         out = []
-        for invoice_id in await self._create_invoices(namespace, data):
-            await self._drive(namespace, invoice_id, Action.ADVANCE)
-            await self._told(namespace, invoice_id, True)
-            out.append(await self.get(namespace, invoice_id))
+        for invoice in await self._create_invoices(namespace, data):
+            if self._may_move(invoice, self._clock()):
+                # The next row calls an app that calls out: a transaction of its own.
+                await self._drive(namespace, invoice.id, None)
+            await self._told(namespace, invoice.id, True)
+            out.append(await self.get(namespace, invoice.id))
         return out
 
-    async def _create_invoices(self, namespace: str, data: InvoiceNowInput) -> list[str]:
-        """invoice-now's first transaction: the standard invoices, in draft.created."""
+    async def _create_invoices(self, namespace: str, data: InvoiceNowInput) -> list[Invoice]:
+        """invoice-now's first transaction: the standard invoices, each made in the state its first
+        advance leads to (up to the first state that waits, or the first call of an app that calls
+        out), as OpenMeter's invoice creation advances an invoice until it is stable in the
+        creating transaction: no committed state shows one in draft.created, its lines unrated. A
+        failure of that advance (the usage store does not answer) rolls the whole of it back: the
+        lines stay on the gathering invoice."""
         customer = await self._customers.get(namespace, data.customer)
         now = self._clock()
         as_of = data.as_of or now
@@ -479,7 +486,14 @@ class InvoiceService:
         effective = (await self._profiles.effective_profiles(namespace, [customer.id])).get(customer.id)
         if data.collection_aligned and effective is not None:
             as_of = collection_cutoff(effective.workflow, as_of)
-        created: list[str] = []
+
+        async def split(gathering: Invoice, lines: list[InvoiceLine]) -> GatheringSplit | None:
+            return await self._split_now(gathering, lines, as_of, data, now, effective)
+
+        usage = await self._usage_before_collecting(
+            namespace, lambda tx: tx.invoices.gathering_for_customer(namespace, customer.id), split, now
+        )
+        created: list[Invoice] = []
         async with self._uow() as tx:
             gatherings = await tx.invoices.gathering_for_customer(namespace, customer.id, lock=True)
             if data.line_ids:
@@ -495,11 +509,22 @@ class InvoiceService:
                         v.add(f"filters.lineIds[{i}]", "the line is not invoicable as of asOf", _LINES_NOT_BILLABLE)
                 v.raise_if_any(_LINES_NOT_BILLABLE)
             invoiced: set[str] = set()
+            splits: list[GatheringSplit] = []
             for gathering in gatherings:
                 made = await self._invoice_gathering(tx, gathering, as_of, data, now, effective)
                 if made is not None:
-                    created.append(made[0])
-                    invoiced.update(made[1])
+                    splits.append(made)
+                    invoiced.update(x.id for x in made.moved)
+            # The periods of all of them locked at once, in one order, as a batch round locks them:
+            # each invoice's snapshot locking its own in turn could deadlock with a round holding
+            # some of the keys of both (a customer billed in two currencies).
+            keys = {x.period_key for made in splits for x in made.moved if x.period_key}
+            await tx.invoices.lock_period_keys(namespace, sorted(keys))
+            for made in splits:
+                standard = made.standard
+                created.append(
+                    await self._apply_while_inside(tx, standard, self._first_advance(standard, now), now, usage)
+                )
             # A listed line that is not billable as of asOf (a fee not due yet, a usage line that
             # cannot be split) refuses the whole call, as OpenMeter's ErrInvoiceLinesNotBillable:
             # nothing of this transaction is committed.
@@ -523,11 +548,32 @@ class InvoiceService:
         data: InvoiceNowInput,
         now: datetime,
         effective: EffectiveProfile | None,
-    ) -> tuple[str, list[str]] | None:
-        """The standard invoice made from the gathering invoice's due lines, with the IDs of the
-        lines it took; None when nothing is due."""
+    ) -> GatheringSplit | None:
+        """The standard invoice made from the gathering invoice's due lines (the split, as
+        written); None when nothing is due."""
         fire(gathering.state, Action.INVOICE, self.conditions(gathering, now))
         lines = (await tx.invoices.lines(gathering.namespace, [gathering.id]))[gathering.id]
+        split = await self._split_now(gathering, lines, as_of, data, now, effective)
+        if split is None:
+            return None
+        await tx.invoices.insert(split.standard)
+        await tx.invoices.update_lines(split.moved)
+        if split.kept:
+            await tx.invoices.insert_lines(split.kept)
+        await tx.invoices.update(split.gathering)
+        return split
+
+    async def _split_now(
+        self,
+        gathering: Invoice,
+        lines: Sequence[InvoiceLine],
+        as_of: datetime,
+        data: InvoiceNowInput,
+        now: datetime,
+        effective: EffectiveProfile | None,
+    ) -> GatheringSplit | None:
+        """invoice-now's split of a gathering invoice (`split_gathering`), progressive where the
+        line's meter only grows."""
         # Which usage lines only progressive billing makes due now (cut at as_of, or ended but
         # not at their invoiceAt yet) could be billed so (their meters only grow).
         across = {
@@ -539,7 +585,7 @@ class InvoiceService:
             and (as_of < x.period_end or as_of < x.invoice_at)
         }
         growing = await self._usage.growing_features(gathering.namespace, across) if across else set()
-        split = split_gathering(
+        return split_gathering(
             gathering,
             lines,
             as_of,
@@ -549,14 +595,6 @@ class InvoiceService:
             effective=effective,
             growing=growing,
         )
-        if split is None:
-            return None
-        await tx.invoices.insert(split.standard)
-        await tx.invoices.update_lines(split.moved)
-        if split.kept:
-            await tx.invoices.insert_lines(split.kept)
-        await tx.invoices.update(split.gathering)
-        return split.standard.id, [x.id for x in split.moved]
 
     # --- user actions --------------------------------------------------------------------------
 
@@ -1163,13 +1201,14 @@ class InvoiceService:
 
     async def collect(self, gathering: Invoice, now: datetime) -> list[str]:
         """The worker's collection of a gathering invoice: the customer's lines due by now become
-        standard invoices in draft.created (progressive billing is for an explicit invoice-now, not
-        for this); the caller advances them. Nothing due (another worker was first): []."""
+        standard invoices, made advanced as `_create_invoices` makes them (progressive billing is
+        for an explicit invoice-now, not for this); the caller advances them on. Nothing due
+        (another worker was first): []. A failure leaves the lines on the gathering invoice."""
         data = InvoiceNowInput(
             customer=gathering.customer.id, as_of=now, progressive_billing_override=False, collection_aligned=True
         )
         try:
-            made = await self._create_invoices(gathering.namespace, data)
+            made = [i.id for i in await self._create_invoices(gathering.namespace, data)]
         except ValidationError as exc:
             if any(v.code == "no_invoicable_lines" for v in exc.violations):
                 return []
@@ -1177,14 +1216,56 @@ class InvoiceService:
         await self._tell(gathering.namespace, made, True)
         return made
 
-    async def collect_batch(self, namespace: str, gatherings: Sequence[Invoice], now: datetime) -> CollectedBatch:
+    async def prefetch_collection_usage(self, gatherings: Sequence[Invoice], now: datetime) -> UsageSnapshot:
+        """The usage the first advance of the invoices `collect_batch` will make of these gathering
+        invoices reads (`_usage_before_collecting`): one UsageSource call per namespace for the
+        whole claim, however many parts `collect_batch` takes it in. What a failed read should have
+        held is left out: each of those invoices reads its own."""
+        quantities: dict[tuple[str, UsageRequest], Decimal] = {}
+        for namespace, batch in by_namespace(gatherings).items():
+            try:
+                split = await self._collection_split(namespace, batch, now)
+            except Exception as exc:
+                log.warning("reading a collection's profiles failed", error=repr(exc))
+                continue
+            usage = await self._usage_before_collecting(namespace, _reading(namespace, batch), split, now)
+            if usage is not None:
+                quantities.update(usage.quantities)
+        return UsageSnapshot(now, quantities)
+
+    async def _collection_split(
+        self, namespace: str, gatherings: Sequence[Invoice], now: datetime
+    ) -> Callable[[Invoice, list[InvoiceLine]], Awaitable[GatheringSplit | None]]:
+        """The worker's split of these gathering invoices by now: no progressive split (that is for
+        an explicit invoice-now, as in `collect`), the lines due by the collection's cutoff (the
+        latest anchor, when anchored), on each customer's effective profile as it is now."""
+        profiles = await self._profiles.effective_profiles(namespace, [g.customer.id for g in gatherings])
+
+        async def split(g: Invoice, lines: list[InvoiceLine]) -> GatheringSplit | None:
+            effective = profiles.get(g.customer.id)
+            cutoff = collection_cutoff(effective.workflow if effective is not None else g.workflow, now)
+            return split_gathering(g, lines, cutoff, now, progressive_override=False, effective=effective)
+
+        return split
+
+    async def collect_batch(
+        self, namespace: str, gatherings: Sequence[Invoice], now: datetime, usage: UsageSnapshot | None = None
+    ) -> CollectedBatch:
         """`collect` for many gathering invoices of one namespace in one transaction: one locked
-        read of the invoices, one of their lines, the same split (`split_gathering`), and one
-        write each of the new invoices, the moved lines, the remainders and the gathering
-        invoices. If that transaction fails, `collect` takes each invoice on its own."""
-        made: dict[str, str] = {}
+        read of the invoices, one of their lines, the same split (`split_gathering`), the new
+        invoices' first advance staged as a batch round stages it (`_stage`), and one write each of
+        the new invoices, the moved lines, the remainders, the gathering invoices and what the
+        advance changed. Their usage is read before the transaction (`usage`, from
+        `prefetch_collection_usage`, or else read here). A gathering invoice whose new invoice's
+        advance failed (or shares a period with another of the batch) is left out of the
+        transaction, its lines where they were; it, and every one if the transaction fails, is for
+        `collect`, one at a time."""
+        made: dict[str, Invoice] = {}
+        left: set[str] = set()
         try:
-            profiles = await self._profiles.effective_profiles(namespace, [g.customer.id for g in gatherings])
+            split = await self._collection_split(namespace, gatherings, now)
+            if usage is None:
+                usage = await self._usage_before_collecting(namespace, _reading(namespace, gatherings), split, now)
             async with self._uow() as tx:
                 found = await tx.invoices.get_many(namespace, [g.id for g in gatherings], lock=True)
                 live = [
@@ -1193,28 +1274,85 @@ class InvoiceService:
                     if g.deleted_at is None and transition(g.state, Action.INVOICE, self.conditions(g, now)) is not None
                 ]
                 lines = await tx.invoices.lines(namespace, [g.id for g in live])
-                # No progressive split: that is for an explicit invoice-now (as in `collect`); the
-                # lines due by the collection's cutoff (the latest anchor, when anchored).
-                splits = []
-                for g in live:
-                    effective = profiles.get(g.customer.id)
-                    cutoff = collection_cutoff(effective.workflow if effective is not None else g.workflow, now)
-                    split = split_gathering(
-                        g, lines[g.id], cutoff, now, progressive_override=False, effective=effective
-                    )
-                    splits.append((g.id, split))
-                done = [(gathering_id, split) for gathering_id, split in splits if split is not None]
-                await tx.invoices.insert_many([split.standard for _, split in done])
-                await tx.invoices.update_lines([x for _, split in done for x in split.moved])
-                await tx.invoices.insert_lines([x for _, split in done for x in split.kept])
-                await tx.invoices.update_many([split.gathering for _, split in done])
+                splits = [(g.id, await split(g, lines[g.id])) for g in live]
+                done = [(gathering_id, made) for gathering_id, made in splits if made is not None]
+                # No committed state shows a new invoice unrated: it is made in the state its first
+                # advance leads to, up to the first state that waits (as OpenMeter's invoice
+                # creation advances it until it is stable, in the creating transaction).
+                staged = await self._stage(
+                    tx,
+                    namespace,
+                    [(x.standard, self._first_advance(x.standard, now), x.moved) for _, x in done],
+                    now,
+                    usage,
+                )
+                left = {g for g, x in done if x.standard.id in staged.left or x.standard.id in staged.waiting}
+                done = [(g, x) for g, x in done if g not in left]
+                # Each new invoice is inserted as its advance left it and each moved line written
+                # once, as rated: the advance's writes of the same rows are taken out of its own.
+                writes = staged.writes
+                advanced = {i.id: i for i in writes.invoices}
+                rated = {x.id: x for x in writes.lines_updated}
+                new_ids = {x.standard.id for _, x in done}
+                moved = [line for _, x in done for line in x.moved]
+                moved_ids = {x.id for x in moved}
+                writes.invoices = [i for i in writes.invoices if i.id not in new_ids]
+                writes.lines_updated = [x for x in writes.lines_updated if x.id not in moved_ids]
+                await tx.invoices.insert_many([advanced.get(x.standard.id, x.standard) for _, x in done])
+                await tx.invoices.update_lines([rated.get(x.id, x) for x in moved])
+                await tx.invoices.insert_lines([line for _, x in done for line in x.kept])
+                await tx.invoices.update_many([x.gathering for _, x in done])
+                await writes.write(tx, namespace)
                 await tx.commit()
-            made = {gathering_id: split.standard.id for gathering_id, split in done}
+            made = {g: staged.committed[x.standard.id][0] for g, x in done}
         except Exception as exc:
             log.warning("collecting a batch failed; collecting its invoices one by one", error=repr(exc))
             return CollectedBatch({}, list(gatherings))
-        await self._tell(namespace, list(made.values()), True)
-        return CollectedBatch({g: [i] for g, i in made.items()}, [])
+        await self._tell(namespace, [i.id for i in made.values()], True)
+        return CollectedBatch(
+            {g: [i.id] for g, i in made.items()},
+            [g for g in gatherings if g.id in left],
+            [i.id for i in made.values() if self._may_move(i, now)],
+        )
+
+    async def _usage_before_collecting(
+        self,
+        namespace: str,
+        gatherings: Callable[[BillingStore], Awaitable[list[Invoice]]],
+        split: Callable[[Invoice, list[InvoiceLine]], Awaitable[GatheringSplit | None]],
+        cutoff: datetime,
+    ) -> UsageSnapshot | None:
+        """The usage the first advance of a collection's new invoices will read, read before the
+        collection's transaction, so that no lock is held while the usage store answers: the
+        gathering invoices and their lines read without locks and split as the collection will
+        split them. A split that comes out otherwise under the lock (a line changed meanwhile) asks
+        for usage this does not hold, and its invoice reads its own. None if the read failed: each
+        invoice then reads its own, and fails on its own."""
+        try:
+            async with self._uow() as tx:
+                found = await gatherings(tx)
+                lines = await tx.invoices.lines(namespace, [g.id for g in found])
+            requests: list[UsageRequest] = []
+            for g in found:
+                made = await split(g, lines[g.id]) if g.deleted_at is None else None
+                if made is not None and (made.standard.collection_at is None or made.standard.collection_at <= cutoff):
+                    requests.extend(_usage_requests(made.standard, made.moved).values())
+            quantities = await self._usage.quantities(namespace, requests, cutoff) if requests else {}
+        except Exception as exc:
+            log.warning("reading a collection's usage failed", error=repr(exc))
+            return None
+        return UsageSnapshot(cutoff, {(namespace, r): q for r, q in quantities.items()})
+
+    def _first_advance(self, invoice: Invoice, now: datetime) -> Transition:
+        """A new standard invoice's first row: draft.created is left at once, its lines rated."""
+        return fire(invoice.state, Action.ADVANCE, self.conditions(invoice, now))
+
+    def _may_move(self, invoice: Invoice, now: datetime) -> bool:
+        """Whether the worker's advance can move the invoice now (an app that calls out is next)."""
+        return (
+            invoice.state is not State.DELETED
+            and _next_advance(invoice, self.conditions(invoice, now), now) is not None
+        )
 
     async def advance_batch(
         self, namespace: str, invoice_ids: Sequence[str], usage: UsageSnapshot | None = None
@@ -1256,10 +1394,7 @@ class InvoiceService:
         read back (under its lock) exactly as written was changed by nobody since, and neither were
         its lines: every write of a standard invoice's lines (a line edit, an app's callback, a
         deletion) changes the invoice in the same transaction. Its lines are then not read again."""
-        writes = StagedWrites()
-        stepped: list[Invoice] = []
-        committed: dict[str, tuple[Invoice, list[InvoiceLine]]] = {}
-        waiting: list[str] = []
+        resting: list[Invoice] = []
         async with self._uow() as tx:
             now = self._clock()
             steps: list[tuple[Invoice, Transition]] = []
@@ -1270,9 +1405,9 @@ class InvoiceService:
                     unchanged.add(invoice.id)
                 row = _next_advance(invoice, self.conditions(invoice, now), now)
                 if row is None:
-                    resting = _at_rest(invoice, now)
-                    if resting is not invoice:
-                        writes.invoices.append(resting)
+                    rest = _at_rest(invoice, now)
+                    if rest is not invoice:
+                        resting.append(rest)
                 elif row.step is Step.RELEASE_LINES or row.hook is AppHook.DELETE:
                     handed_over.append(invoice.id)
                 else:
@@ -1285,57 +1420,74 @@ class InvoiceService:
                 else:
                     unread.append(invoice.id)
             lines.update(await tx.invoices.lines(namespace, unread))
-            # A quantity snapshot subtracts what other invoices billed of the same periods; two
-            # invoices of one batch sharing a period move in successive rounds, as they would one
-            # after the other.
-            period_keys: set[str] = set()
-            taken: list[tuple[Invoice, Transition]] = []
-            for invoice, row in steps:
-                keys = {x.period_key for x in lines[invoice.id] if x.period_key and x.parent_line_id is None}
-                if keys & period_keys:
-                    waiting.append(invoice.id)
-                    continue
-                period_keys |= keys
-                taken.append((invoice, row))
-            # Parts of these periods on invoices outside the batch may be snapshotted at the same time.
-            await tx.invoices.lock_period_keys(namespace, sorted(period_keys))
-            billed = await tx.invoices.billed_quantities_by_invoice(namespace, sorted(period_keys))
-            apps = StagedApps(tx)
-            # Each invoice of the round issues at most once in it: a block of that many numbers.
-            numbers = RoundNumbers(tx.numbers, block=len(taken))
-            for invoice, row in taken:
-                staged = StagedInvoices(invoice.id, lines[invoice.id], billed)
-                numbered = numbers.taken
-                try:
-                    # The staged store is the part of a BillingStore a worker's state change uses.
-                    store = cast(BillingStore, StagedStore(staged, apps, numbers))
-                    after = await self._apply_while_inside(store, invoice, row, now, usage)
-                except Exception as exc:
-                    if numbers.taken != numbered:
-                        # It failed after taking an invoice number: dropping only its writes would
-                        # leave a gap in the sequence. The whole round rolls back instead, and its
-                        # invoices are moved one by one.
-                        raise
-                    # This invoice's staged writes are dropped; the one-invoice path redoes the row
-                    # in its own transaction and records a failure and its backoff if it fails again.
-                    log.info("an invoice left its batch", invoice=invoice.id, error=repr(exc))
-                    handed_over.append(invoice.id)
-                    continue
-                writes.add(staged)
-                stepped.append(after)
-                committed[invoice.id] = (after, staged.current_lines())
-            await numbers.give_back()
-            await writes.write(tx, namespace)
+            staged = await self._stage(tx, namespace, [(i, row, lines[i.id]) for i, row in steps], now, usage)
+            handed_over.extend(staged.left)
+            staged.writes.invoices.extend(resting)
+            await staged.writes.write(tx, namespace)
             await tx.commit()
-        written.update(committed)
+        written.update(staged.committed)
         for invoice_id in handed_over:
             written.pop(invoice_id, None)
-        moved.update(i.id for i in stepped)
-        return waiting + [
+        moved.update(staged.committed)
+        return staged.waiting + [
             i.id
-            for i in stepped
+            for i, _ in staged.committed.values()
             if i.state is not State.DELETED and _next_advance(i, self.conditions(i, now), now) is not None
         ]
+
+    async def _stage(
+        self,
+        tx: BillingStore,
+        namespace: str,
+        steps: Sequence[tuple[Invoice, Transition, list[InvoiceLine]]],
+        now: datetime,
+        usage: UsageSnapshot | None,
+    ) -> StagedRound:
+        """Each invoice's `row` and the rows after it that stay inside Tally, staged in `tx` (the
+        batch's reads, every write kept in `StagedRound.writes` for the caller to write). An
+        invoice whose step failed is `left` out, one sharing a period with an invoice before it is
+        `waiting`: neither has anything staged."""
+        out = StagedRound()
+        # A quantity snapshot subtracts what other invoices billed of the same periods; two
+        # invoices of one batch sharing a period move in successive rounds, as they would one
+        # after the other.
+        period_keys: set[str] = set()
+        taken: list[tuple[Invoice, Transition, list[InvoiceLine]]] = []
+        for invoice, row, lines in steps:
+            keys = {x.period_key for x in lines if x.period_key and x.parent_line_id is None}
+            if keys & period_keys:
+                out.waiting.append(invoice.id)
+                continue
+            period_keys |= keys
+            taken.append((invoice, row, lines))
+        # Parts of these periods on invoices outside the batch may be snapshotted at the same time.
+        await tx.invoices.lock_period_keys(namespace, sorted(period_keys))
+        billed = await tx.invoices.billed_quantities_by_invoice(namespace, sorted(period_keys))
+        apps = StagedApps(tx)
+        # Each invoice of the round issues at most once in it: a block of that many numbers.
+        numbers = RoundNumbers(tx.numbers, block=len(taken))
+        for invoice, row, lines in taken:
+            staged = StagedInvoices(invoice.id, lines, billed)
+            numbered = numbers.taken
+            try:
+                # The staged store is the part of a BillingStore a worker's state change uses.
+                store = cast(BillingStore, StagedStore(staged, apps, numbers))
+                after = await self._apply_while_inside(store, invoice, row, now, usage)
+            except Exception as exc:
+                if numbers.taken != numbered:
+                    # It failed after taking an invoice number: dropping only its writes would
+                    # leave a gap in the sequence. The whole round rolls back instead, and its
+                    # invoices are moved one by one.
+                    raise
+                # This invoice's staged writes are dropped; the one-invoice path redoes the row
+                # in its own transaction and records a failure and its backoff if it fails again.
+                log.info("an invoice left its batch", invoice=invoice.id, error=repr(exc))
+                out.left.append(invoice.id)
+                continue
+            out.writes.add(staged)
+            out.committed[invoice.id] = (after, staged.current_lines())
+        await numbers.give_back()
+        return out
 
     async def _apply_while_inside(
         self, tx: BillingStore, invoice: Invoice, row: Transition, now: datetime, usage: UsageSnapshot | None
@@ -2086,6 +2238,9 @@ def _rate_lines(
 class CollectedBatch:
     made: dict[str, list[str]]  # the standard invoices made, by gathering invoice ID
     handed_over: list[Invoice]  # for `collect`, one by one
+    # The invoices made that the worker's advance can move on (the next row calls an app that
+    # calls out); the others wait (for their collection, a person, an app's callback) or are done.
+    moving: list[str] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -2281,6 +2436,16 @@ async def _lease(tx: BillingStore, invoices: Sequence[Invoice], until: datetime)
 
 # The steps that read or rewrite the invoice's lines (an app hook reads them too).
 _STEPS_WITH_LINES: Final = frozenset({Step.SNAPSHOT_QUANTITIES, Step.CALCULATE, Step.RELEASE_LINES})
+
+
+def _reading(namespace: str, invoices: Sequence[Invoice]) -> Callable[[BillingStore], Awaitable[list[Invoice]]]:
+    """A read of these invoices as they are now, without locks."""
+    ids = [i.id for i in invoices]
+
+    async def read(tx: BillingStore) -> list[Invoice]:
+        return await tx.invoices.get_many(namespace, ids)
+
+    return read
 
 
 def _next_advance(invoice: Invoice, conditions: Conditions, now: datetime) -> Transition | None:

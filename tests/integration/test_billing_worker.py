@@ -14,11 +14,12 @@ import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
 import pytest_asyncio
 
 from adapters.postgres.billing import PostgresInvoiceNumbers, TransactionInvoiceNumbers, billing_unit_of_work
@@ -505,12 +506,13 @@ async def test_one_invoice_failing_in_a_batch_holds_back_only_itself(env: Env) -
         await env.invoices().create_pending_lines(ns, cid, month_lines())
     env.clock.at = DEC + 2 * HOUR
     made, failed = await env.worker(FailingStore(env.usage, only_customer=ids[2]), batch_size=100).collect()
-    assert (made, failed) == (5, 1)
-    found = {f.invoice.customer.id: f for f in standard(await invoices_of(env, ns))}
+    assert (made, failed) == (4, 1)
+    found = {f.invoice.customer.id: f for f in await invoices_of(env, ns)}
+    # Its invoice was not made (its first advance failed, the creation rolled back with it): its
+    # lines are where they were, on its gathering invoice, whose failure is counted and retried later.
     stuck = found[ids[2]]
-    # Left in its last committed state, its failure counted and retried later; its lines unrated.
-    assert stuck.invoice.state is State.DRAFT_WAITING_FOR_COLLECTION and stuck.invoice.attempts == 1
-    assert top(stuck) == {"Platform": D(1), "API": None}
+    assert stuck.invoice.state is State.GATHERING and stuck.invoice.attempts == 1
+    assert sorted(top(stuck)) == ["API", "Platform"]
     for i, cid in enumerate(ids):
         if i != 2:
             assert found[cid].invoice.state is State.PAID and top(found[cid])["API"] == D(10 * (i + 1))
@@ -547,26 +549,92 @@ async def test_store_unavailable_during_collection_retries_and_loses_nothing(env
     worker = env.worker(store, backoff=Backoff(initial=timedelta(minutes=1), maximum=timedelta(minutes=10)))
     env.clock.at = DEC + HOUR
     result = await worker.run_once()
-    # Collected (the invoice exists, its lines moved in one transaction), the quantity snapshot failed.
-    assert store.refused >= 1 and result.collected == 1 and result.failed == 1
-    (draft,) = standard(await invoices_of(env, ns))
-    assert draft.invoice.state is State.DRAFT_WAITING_FOR_COLLECTION
-    assert draft.invoice.attempts == 1 and draft.invoice.next_attempt_at == DEC + HOUR + timedelta(minutes=1)
-    assert top(draft) == {"Platform": D(1), "API": None}
+    # The new invoice's quantity snapshot failed, and with it its creation (one transaction): no
+    # invoice was made, the lines wait on the gathering invoice, which is retried after its backoff.
+    assert store.refused >= 1 and result.collected == 0 and result.failed == 1
+    (gathering,) = await invoices_of(env, ns)
+    assert gathering.invoice.state is State.GATHERING and sorted(top(gathering)) == ["API", "Platform"]
+    assert gathering.invoice.attempts == 1 and gathering.invoice.next_attempt_at == DEC + HOUR + timedelta(minutes=1)
     # Still down at the retry: the next delay doubles.
     env.clock.at = DEC + HOUR + timedelta(minutes=1)
     assert (await worker.run_once()).failed == 1
-    (draft,) = standard(await invoices_of(env, ns))
-    assert draft.invoice.attempts == 2 and draft.invoice.next_attempt_at == env.clock.at + timedelta(minutes=2)
+    (gathering,) = await invoices_of(env, ns)
+    assert gathering.invoice.attempts == 2 and gathering.invoice.next_attempt_at == env.clock.at + timedelta(minutes=2)
     # Not due yet: nothing is tried before the backoff ends.
     refused = store.refused
     assert (await worker.run_once()).failed == 0 and store.refused == refused
     store.down = False
     env.clock.at += timedelta(minutes=2)
-    assert (await worker.run_once()).advanced == 1
-    (paid,) = standard(await invoices_of(env, ns))
+    assert (await worker.run_once()).collected == 1
+    (paid,) = await invoices_of(env, ns)
     assert paid.invoice.state is State.PAID and top(paid) == {"Platform": D(1), "API": D(250)}
     assert paid.invoice.totals.total == D("22.50") and paid.invoice.attempts == 0
+
+
+@dataclass
+class Watching:
+    """The usage store, listing the namespace's standard invoices (as any client reading them is
+    shown them: committed) each time billing reads usage."""
+
+    inner: EventUsage
+    env: Env
+    namespace: str
+    reads: int = 0
+    shown: list[tuple[State, Decimal]] = field(default_factory=list)
+
+    async def quantities(
+        self, namespace: str, requests: Sequence[UsageRequest], cutoff: datetime
+    ) -> Mapping[UsageRequest, Decimal]:
+        self.reads += 1
+        self.shown.extend(
+            (f.invoice.state, f.invoice.totals.total) for f in standard(await invoices_of(self.env, self.namespace))
+        )
+        return await self.inner.quantities(namespace, requests, cutoff)
+
+    async def growing_features(self, namespace: str, feature_keys: Collection[str]) -> set[str]:
+        return await self.inner.growing_features(namespace, feature_keys)
+
+
+async def test_a_collected_invoice_is_never_shown_before_its_usage_is_rated(env: Env) -> None:
+    # The worker made its standard invoices in one transaction and advanced them in the next ones:
+    # a client reading the invoices in between (here: while the worker read their usage) was shown
+    # drafts in draft.created, their lines unrated and their totals 0, and a failing advance left
+    # them so. Made and advanced in one transaction (as OpenMeter's creation advances an invoice
+    # until it is stable), with the usage read before it, no client is shown a new invoice before
+    # it is rated.
+    ns = "bw_never_unrated"
+    ids = [await customer(env, ns, f"c{i}") for i in range(3)]
+    for i, cid in enumerate(ids):
+        env.usage.add("api", cid, NOV + timedelta(days=2), str(100 * (i + 1)))
+        await env.invoices().create_pending_lines(ns, cid, month_lines())
+    watching = Watching(env.usage, env, ns)
+    env.clock.at = DEC + 2 * HOUR
+    assert await env.worker(watching, batch_size=100).collect() == (3, 0)
+    assert watching.reads >= 1 and watching.shown == []
+    found = {f.invoice.customer.id: f.invoice for f in standard(await invoices_of(env, ns))}
+    assert [(found[c].state, found[c].totals.total) for c in ids] == [
+        (State.PAID, D("21.00")),
+        (State.PAID, D("22.00")),
+        (State.PAID, D("23.00")),
+    ]
+
+
+async def test_invoice_now_never_commits_an_unrated_invoice(env: Env) -> None:
+    ns = "bw_now_unrated"
+    cid = await customer(env, ns, "c1")
+    env.usage.add("api", cid, NOV + timedelta(days=2), "300")
+    await env.invoices().create_pending_lines(ns, cid, month_lines())
+    env.clock.at = DEC + 2 * HOUR
+    # The usage store down: the call fails and makes no invoice (it made one, its usage unrated).
+    with pytest.raises(ConnectionError):
+        await env.invoices(FailingStore(env.usage)).invoice_now(ns, InvoiceNowInput(customer=cid))
+    (gathering,) = await invoices_of(env, ns)
+    assert gathering.invoice.state is State.GATHERING and sorted(top(gathering)) == ["API", "Platform"]
+    # Up: nobody is shown the invoice before its usage was read and rated.
+    watching = Watching(env.usage, env, ns)
+    (made,) = await env.invoices(watching).invoice_now(ns, InvoiceNowInput(customer=cid))
+    assert watching.reads >= 1 and watching.shown == []
+    assert made.invoice.state is State.PAID and made.invoice.totals.total == D("23.00")
 
 
 async def test_worker_killed_mid_advance_leaves_nothing_half_done(env: Env, tmp_path: Path) -> None:
