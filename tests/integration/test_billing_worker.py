@@ -267,11 +267,20 @@ async def test_open_payments_past_due_are_marked_overdue(env: Env) -> None:
 
 
 @dataclass
-class Rendezvous:
+class UsageWrapper:
+    """The usage store, passed through: subclasses change what `quantities` does around it."""
+
+    inner: EventUsage
+
+    async def growing_features(self, namespace: str, feature_keys: Collection[str]) -> set[str]:
+        return await self.inner.growing_features(namespace, feature_keys)
+
+
+@dataclass
+class Rendezvous(UsageWrapper):
     """A usage store whose first `parties` reads wait for each other: every worker is reading the
     usage of the invoice it claimed (and holds the lease on), before any of them goes on."""
 
-    inner: EventUsage
     barrier: asyncio.Barrier
     reads: int = 0
 
@@ -282,9 +291,6 @@ class Rendezvous:
         if self.reads <= self.barrier.parties:
             await self.barrier.wait()
         return await self.inner.quantities(namespace, requests, cutoff)
-
-    async def growing_features(self, namespace: str, feature_keys: Collection[str]) -> set[str]:
-        return await self.inner.growing_features(namespace, feature_keys)
 
 
 async def test_two_workers_racing_advance_each_invoice_once(env: Env) -> None:
@@ -519,11 +525,10 @@ async def test_one_invoice_failing_in_a_batch_holds_back_only_itself(env: Env) -
 
 
 @dataclass
-class FailingStore:
+class FailingStore(UsageWrapper):
     """The usage store, unreachable while `down` is set (as a ClickHouse outage reaches billing);
     with `only_customer`, only for reads that ask for that customer's usage."""
 
-    inner: EventUsage
     down: bool = True
     refused: int = 0
     only_customer: str | None = None
@@ -535,9 +540,6 @@ class FailingStore:
             self.refused += 1
             raise ConnectionError("usage store unavailable")
         return await self.inner.quantities(namespace, requests, cutoff)
-
-    async def growing_features(self, namespace: str, feature_keys: Collection[str]) -> set[str]:
-        return await self.inner.growing_features(namespace, feature_keys)
 
 
 async def test_store_unavailable_during_collection_retries_and_loses_nothing(env: Env) -> None:
@@ -572,11 +574,10 @@ async def test_store_unavailable_during_collection_retries_and_loses_nothing(env
 
 
 @dataclass
-class Watching:
+class Watching(UsageWrapper):
     """The usage store, listing the namespace's standard invoices (as any client reading them is
     shown them: committed) each time billing reads usage."""
 
-    inner: EventUsage
     env: Env
     namespace: str
     reads: int = 0
@@ -590,9 +591,6 @@ class Watching:
             (f.invoice.state, f.invoice.totals.total) for f in standard(await invoices_of(self.env, self.namespace))
         )
         return await self.inner.quantities(namespace, requests, cutoff)
-
-    async def growing_features(self, namespace: str, feature_keys: Collection[str]) -> set[str]:
-        return await self.inner.growing_features(namespace, feature_keys)
 
 
 async def test_a_collected_invoice_is_never_shown_before_its_usage_is_rated(env: Env) -> None:
