@@ -708,30 +708,42 @@ _SLOW = [HealthCheck.too_slow, HealthCheck.data_too_large]
 # correction), a progressive invoice-now in December, a change of plan after December's in-advance
 # fee was issued (it stays as issued; the new plan's fee is prorated from the change), a graduated
 # price into its third tier, images billed progressively across a package (13 then 4: two packages),
-# two seats bought (prorated from the purchase, the add-on's December fee issued before the
-# change), volume-priced calls into the second tier with late calls taking the period into the
-# third, storage past its maximum spend, compute under its minimum in one period and over it in
-# another, and an immediate cancellation in January; with each proration mode at the end.
+# volume-priced calls into the second tier with late calls taking the period into the third,
+# storage past its maximum spend, compute under its minimum in one period and over it in another,
+# and an immediate cancellation in January; with each proration mode at the end. Add-ons: on
+# Nov 13, two seats (prorated from the purchase), a boost on the base fee already invoiced for
+# November (that line stays; 35 from the purchase on top) and care on the support fee (12 to the
+# purchase, 16.50 after, both in arrears); on Nov 22, three boosts and no care from December; on
+# Dec 4, a third seat and the boosts taken off, after December's fees were invoiced; on the new plan,
+# care again on Dec 9, so the support fee the cancellation cuts is in two parts.
 EVERY_PATH_STEPS = (
     [
         ("usage", 0, "api", 60, 250),
         ("wait", 3 * 24 * 60),
         ("addon", 0, "seats", 2, "immediate"),
+        ("addon", 0, "boost", 1, "immediate"),
+        ("addon", 0, "care", 1, "immediate"),
         ("usage", 0, "tokens", 120, 150),
     ]
     + [("usage", 0, "calls", 60, 400), ("usage", 0, "storage", 30, 90), ("usage", 0, "compute", 0, 12)]
-    + [("wait", 3 * 24 * 60)] * 6
+    + [("wait", 3 * 24 * 60)] * 3
+    + [("addon", 0, "boost", 3, "next_billing_cycle"), ("addon", 0, "care", 0, "next_billing_cycle")]
+    + [("wait", 3 * 24 * 60)] * 3
     + [("usage", 0, "calls", 60, 400), ("usage", 0, "storage", 30, 200)]
     + [("wait", 120), ("usage", 0, "api", 180, 100), ("usage", 0, "calls", 180, 300), ("wait", 60)]
     + [("usage", 0, "api", 60, 40)]
     + [("wait", 3 * 24 * 60), ("invoice_now", 0), ("usage", 0, "api", 30, 7), ("usage", 0, "compute", 0, 30)]
+    + [("addon", 0, "seats", 3, "immediate"), ("addon", 0, "boost", 0, "immediate")]
     + [("wait", 3000)]
     + [("change", 0, "immediate"), ("usage", 0, "tokens", 10, 600), ("wait", 3 * 24 * 60)]
     + [("usage", 0, "images", 5, 13)]
-    + [("invoice_now", 0), ("usage", 0, "images", 5, 4), ("wait", 3 * 24 * 60), ("usage", 0, "api", 5, 3)]
+    + [("invoice_now", 0), ("addon", 0, "care", 1, "immediate"), ("usage", 0, "images", 5, 4)]
+    + [("wait", 3 * 24 * 60), ("usage", 0, "api", 5, 3)]
     + [("wait", 3 * 24 * 60)] * 2
     + [("cancel", 0, "immediate")]
 )
+# The steps of EVERY_PATH_STEPS up to a few hours into December.
+NOVEMBER = 24
 EVERY_PATH = ([(9 * 24 * 60, "basic", False, False)], EVERY_PATH_STEPS)
 # Two customers, one approving by hand: the first's history, and the second's usage of the same
 # features at the same times never reaches the first (nor the other way round); its drafts wait
@@ -739,9 +751,9 @@ EVERY_PATH = ([(9 * 24 * 60, "basic", False, False)], EVERY_PATH_STEPS)
 TWO_CUSTOMERS = (
     [(9 * 24 * 60, "basic", True, False), (12 * 24 * 60, "pro", False, True)],
     [("usage", 1, "storage", 0, 300), ("usage", 1, "calls", 0, 50)]
-    + [s if s[0] != "usage" else (*s[:1], 1, *s[2:]) for s in EVERY_PATH_STEPS[:20]]
+    + [s if s[0] != "usage" else (*s[:1], 1, *s[2:]) for s in EVERY_PATH_STEPS[:NOVEMBER]]
     + [("approve", 0), ("change", 1, "next_billing_cycle"), ("wait", 3 * 24 * 60), ("approve", 1)]
-    + EVERY_PATH_STEPS[20:],
+    + EVERY_PATH_STEPS[NOVEMBER:],
 )
 
 # A draft approved long after its period: November's invoice waits for a person from Dec 1, api
