@@ -6,20 +6,25 @@ ends in prorated or billed whole; invoices approved automatically or waiting as 
 person to approve them), then random steps over a few months: time passing (with a billing-worker
 pass, as the `billing` role runs continuously), a customer's usage events at random earlier times
 (some stored after their period was invoiced: late usage), invoice-now, a plan change, a
-cancellation (immediate or at the next billing cycle), and approving a waiting draft. At the end
+cancellation (immediate or at the next billing cycle), approving a waiting draft, and add-ons
+bought, changed or taken off (from now or the next billing period): seats, an item of its own,
+and two that extend a plan item (the in-advance base fee, the in-arrears support fee). At the end
 each last subscription ends, everything due is collected, approved and paid, and the invoices are
 checked against `Owed`, a model written here with plain arithmetic and none of the product's code:
 
 - per subscription, rate card and service period, the issued invoices' lines add up to the model's
   charge: a flat fee prorated by time when its service period is shorter than the billing period
   (in the period the subscription ends in, whole when the customer's workflow says
-  subscriptionEndProrationMode bill_full_period), usage priced on the period's total usage of that
-  customer alone: per unit, graduated tiers, a volume tier picked by the total, packages, a
-  percentage discount then a maximum spend, a usage discount (the first units free) then a minimum
-  spend (docs/billing.md's order; commitments are not prorated for a period the span cuts short);
+  subscriptionEndProrationMode bill_full_period), in parts split at each change of its add-on's
+  quantity (N instances: one fee of N x the add-on's amount on top of the plan's), one line per
+  part, and an in-advance line issued before such a cut (or the end) as it was issued; usage
+  priced on the period's total usage of that customer alone: per unit, graduated tiers, a volume
+  tier picked by the total, packages, a percentage discount then a maximum spend, a usage discount
+  (the first units free) then a minimum spend (docs/billing.md's order; commitments are not
+  prorated for a period the span cuts short);
 - every line lies inside one service period of its subscription (nothing billed outside the
   active span, no line across two periods), on an invoice of the subscription's own customer, and
-  a flat fee is billed once per period;
+  a flat fee's lines are the model's parts, one line each;
 - each invoice's total is the sum of its lines, every amount in whole cents.
 
 Services and store are those of test_subscription_billing (real Postgres, the usage stand-in), a
