@@ -163,17 +163,19 @@ def _addon_card(key: str, name: str, amount: Decimal, term: str) -> Any:
 
 # The add-ons every plan offers (from its only phase), each changing one flat fee, by the add-on's
 # key: its fee (the line's name, lower case), what one instance adds to it a month, and how many
-# may be bought. Seats are an item of their own (in advance); boost has the key of the plans'
-# in-advance base fee and extends it; care has the key of the in-arrears support fee and extends
-# that (docs/billing.md: an add-on rate card with a plan item's key extends that item, its flat
-# price added once per instance).
-SEAT, BOOST, CARE = D(5), D(5), D("4.5")
+# may be bought. Seats are an item of their own (in advance); boost and extra have the key of the
+# plans' in-advance base fee and both extend it; care has the key of the in-arrears support fee and
+# extends that (docs/billing.md: an add-on rate card with a plan item's key extends that item, its
+# flat price added once per instance).
+SEAT, BOOST, EXTRA, CARE = D(5), D(5), D("2.5"), D("4.5")
 ADDONS: dict[str, tuple[str, Decimal, int]] = {
     "seats": ("seats", SEAT, 3),
     "boost": ("base", BOOST, 3),
+    "extra": ("base", EXTRA, 2),
     "care": ("support", CARE, 1),
 }
-FEE_ADDON = {fee: key for key, (fee, _, _) in ADDONS.items()}
+# A fee -> the add-ons that change it.
+FEE_ADDONS = {fee: tuple(k for k, (f, _, _) in ADDONS.items() if f == fee) for fee, _, _ in ADDONS.values()}
 OFFERS = {
     "seats": AddonOffer(
         "seats", "seats", 1, "multiple", "Seats", (_addon_card("seats", "Seats", SEAT, "in_advance"),), "default", 3
@@ -187,6 +189,9 @@ OFFERS = {
         (_addon_card("base", "Base boost", BOOST, "in_advance"),),
         "default",
         3,
+    ),
+    "extra": AddonOffer(
+        "extra", "extra", 1, "multiple", "Extra", (_addon_card("base", "Extra", EXTRA, "in_advance"),), "default", 2
     ),
     "care": AddonOffer(
         "care", "care", 1, "single", "Care", (_addon_card("support", "Priority care", CARE, "in_arrears"),), "default"
@@ -318,22 +323,24 @@ class Span:
         return next((n for since, n in reversed(self.addons.get(addon, [])) if since <= at), 0)
 
     def fee(self, name: str, at: datetime) -> Decimal:
-        """A period's fee at `at`: the plan's (seats: none), plus each instance of the add-on that
-        changes it in force then (N instances are one fee of N x the amount: docs/billing.md)."""
-        addon = FEE_ADDON[name]
+        """A period's fee at `at`: the plan's (seats: none), plus each instance of the add-ons that
+        change it in force then (N instances are one fee of N x the amount: docs/billing.md)."""
         plan = D(0) if name == "seats" else flat_amount(self.plan, name)
-        return plan + self.quantity(addon, at) * ADDONS[addon][1]
+        return plan + sum((self.quantity(addon, at) * ADDONS[addon][1] for addon in FEE_ADDONS[name]), D(0))
 
     def versions(self, name: str) -> list[datetime]:
-        """Where the fee's item is split: at every change of its add-on's quantity (the same
-        quantity again too: a new version), but not from 0 to 0 (nothing in force either side: an
-        add-on scheduled and taken back before it started leaves the item as if never split)."""
-        out, before = [], 0
-        for since, n in self.addons.get(FEE_ADDON[name], []):
-            if before or n:
-                out.append(since)
-            before = n
-        return out
+        """Where the fee's item is split: at every change of the quantity of an add-on that changes
+        it (the same quantity again too: a new version), but not from 0 to 0 (nothing of it in
+        force either side: an add-on scheduled and taken back before it started leaves the item as
+        if never split)."""
+        out = set()
+        for addon in FEE_ADDONS[name]:
+            before = 0
+            for since, n in self.addons.get(addon, []):
+                if before or n:
+                    out.add(since)
+                before = n
+        return sorted(out)
 
     def change_addon(self, addon: str, quantity: int, at: datetime) -> None:
         self.addons[addon] = [(t, n) for t, n in self.addons.get(addon, []) if t < at] + [(at, quantity)]
@@ -721,9 +728,10 @@ _SLOW = [HealthCheck.too_slow, HealthCheck.data_too_large]
 # and an immediate cancellation in January; with each proration mode at the end. Add-ons: on
 # Nov 13, two seats (prorated from the purchase), a boost on the base fee already invoiced for
 # November (that line stays; 35 from the purchase on top) and care on the support fee (12 to the
-# purchase, 16.50 after, both in arrears); on Nov 22, three boosts and no care from December; on
-# Dec 4, a third seat and the boosts taken off, after December's fees were invoiced; on the new plan,
-# care again on Dec 9, so the support fee the cancellation cuts is in two parts.
+# purchase, 16.50 after, both in arrears); on Nov 22, three boosts and no care from December, and
+# two extras on the base fee at once (a second add-on extending it); on Dec 4, a third seat and the
+# boosts taken off (the extras stay), after December's fees were invoiced; on the new plan, care
+# again on Dec 9, so the support fee the cancellation cuts is in two parts.
 EVERY_PATH_STEPS = (
     [
         ("usage", 0, "api", 60, 250),
@@ -736,6 +744,7 @@ EVERY_PATH_STEPS = (
     + [("usage", 0, "calls", 60, 400), ("usage", 0, "storage", 30, 90), ("usage", 0, "compute", 0, 12)]
     + [("wait", 3 * 24 * 60)] * 3
     + [("addon", 0, "boost", 3, "next_billing_cycle"), ("addon", 0, "care", 0, "next_billing_cycle")]
+    + [("addon", 0, "extra", 2, "immediate")]
     + [("wait", 3 * 24 * 60)] * 3
     + [("usage", 0, "calls", 60, 400), ("usage", 0, "storage", 30, 200)]
     + [("wait", 120), ("usage", 0, "api", 180, 100), ("usage", 0, "calls", 180, 300), ("wait", 60)]
@@ -751,7 +760,7 @@ EVERY_PATH_STEPS = (
     + [("cancel", 0, "immediate")]
 )
 # The steps of EVERY_PATH_STEPS up to a few hours into December.
-NOVEMBER = 24
+NOVEMBER = 25
 EVERY_PATH = ([(9 * 24 * 60, "basic", False, False)], EVERY_PATH_STEPS)
 # Two customers, one approving by hand: the first's history, and the second's usage of the same
 # features at the same times never reaches the first (nor the other way round); its drafts wait
