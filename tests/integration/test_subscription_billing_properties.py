@@ -278,6 +278,21 @@ def compute(plan: dict[str, Any], quantity: Decimal, minimum: bool = True) -> De
     return max(charge, D(found["price"]["minimumAmount"])) if minimum else charge
 
 
+@dataclass(frozen=True)
+class Issued:
+    """An in-advance fee line issued before a cut, as it stays: its fee's name, its service period
+    and the fee a period it billed. `replaces`: the cut fell inside it, so it bills the part of its
+    version before the cut (and after); otherwise the cut was at its very start (its version ended
+    where it began: an add-on changed at the instant the version started, once its fee was issued)
+    and it is billed on top of the new version's part, which starts there too."""
+
+    name: str
+    start: datetime
+    end: datetime
+    amount: Decimal
+    replaces: bool
+
+
 @dataclass
 class Span:
     """One subscription as the model sees it: its customer, plan and active span, its add-ons'
@@ -296,9 +311,8 @@ class Span:
     # StateItem.shouldProrate: no proration when the subscription ends at or before the service
     # period's end; docs/billing.md "Not yet").
     full_period_at_end: bool = False
-    # (in-advance fee, start of an issued line that a cut fell inside) -> (the line's end, the fee
-    # a period it billed).
-    issued: dict[tuple[str, datetime], tuple[datetime, Decimal]] = field(default_factory=dict)
+    # Line ID -> an in-advance fee line issued before a cut fell inside it or at its start.
+    issued: dict[str, Issued] = field(default_factory=dict)
     # Add-on key -> its quantity from each change on, oldest first (a later change drops what was
     # scheduled from its time on, as a new one replaces it).
     addons: dict[str, list[tuple[datetime, int]]] = field(default_factory=dict)
@@ -354,18 +368,25 @@ class Span:
         out: dict[datetime, list[tuple[datetime, datetime, Decimal]]] = {}
         for start, end, full_start, full_end in self.periods():
             cuts = sorted({start, end, *(v for v in self.versions(name) if start < v < end)})
+            issued = [i for i in self.issued.values() if i.name == name and self.holding(i.start) == start]
             parts = out.setdefault(start, [])
+            parts.extend((i.start, i.end, prorated(i.amount, i.start, i.end, full_start, full_end)) for i in issued)
+            replaced = {i.start for i in issued if i.replaces}
             for a, b in itertools.pairwise(cuts):
-                if (name, a) in self.issued:
-                    until, amount = self.issued[(name, a)]
-                    part = (a, until, prorated(amount, a, until, full_start, full_end))
-                elif self.full_period_at_end and b == self.end:
+                if a in replaced:
+                    continue
+                if self.full_period_at_end and b == self.end:
                     part = (a, b, self.fee(name, a))
                 else:
                     part = (a, b, prorated(self.fee(name, a), a, b, full_start, full_end))
                 if part[2]:
                     parts.append(part)
         return out
+
+    def holding(self, at: datetime) -> datetime:
+        """The service period (its start) `at` falls in; at the end, the last one."""
+        found = [p for p, e, _, _ in self.periods() if p <= at < e or at == e == self.end]
+        return found[0]
 
 
 def prorated(amount: Decimal, start: datetime, end: datetime, full_start: datetime, full_end: datetime) -> Decimal:
@@ -424,13 +445,9 @@ class Owed:
         the period cut at the active span, or, for an in-advance fee issued before the cut, the
         very period it was issued for."""
         span = self.span_of(sub_id)
-        issued = span.issued.get((line.name.lower(), line.period_start))
-        holding = [
-            p
-            for p, e, _, _ in span.periods()
-            if p <= line.period_start < e
-            and (line.period_end <= e or (issued is not None and issued[0] == line.period_end))
-        ]
+        if line.id in span.issued:
+            return span.holding(line.period_start)
+        holding = [p for p, e, _, _ in span.periods() if p <= line.period_start and line.period_end <= e]
         assert len(holding) == 1, (
             f"{line.name} {line.period_start} - {line.period_end} lies in no service period of "
             f"{span.start} - {span.end}"
@@ -476,12 +493,12 @@ async def _worker_pass(env: Env) -> None:
     assert result.failed == 0, result
 
 
-async def _issued_before_cut(env: Env, ns: str, span: Span, at: datetime) -> None:
-    """On a cut at `at` (the end, or a change of an add-on's quantity): note each in-advance fee
-    line an issued invoice (no longer mutable) bills across it or up to it. The cut changes what
-    that part should be (prorated to the cut, the rest at the new fee; at the end, under
-    bill_full_period, whole where it was prorated by a mid-period start), but an issued line stays
-    as it is. At the end, likewise a compute part issued (as not the period's last) that ends
+async def _issued_before_cut(env: Env, ns: str, span: Span, at: datetime, fees: tuple[str, ...] = IN_ADVANCE) -> None:
+    """On a cut at `at` (the end, or a change of an add-on's quantity) of `fees`: note each of
+    their in-advance lines an issued invoice (no longer mutable) bills across it, up to it or from
+    it. The cut changes what that part should be (prorated to the cut, the rest at the new fee; at
+    the end, under bill_full_period, whole where it was prorated by a mid-period start; nothing for
+    a version the cut ends where it began), but an issued line stays as it is. At the end, likewise a compute part issued (as not the period's last) that ends
     exactly at `at`: it is the period's last part now, too late to carry the minimum. Called before
     a sync: issued lines do not move either way."""
     for found in await all_invoices(env, ns):
@@ -492,8 +509,10 @@ async def _issued_before_cut(env: Env, ns: str, span: Span, at: datetime) -> Non
             if x.parent_line_id is not None or ref is None or ref.subscription_id != span.sub_id:
                 continue
             name = x.name.lower()
-            if name in IN_ADVANCE and x.period_start < at <= x.period_end:
-                span.issued[(name, x.period_start)] = (x.period_end, span.fee(name, x.period_start))
+            if name in IN_ADVANCE and name in fees and x.period_start <= at <= x.period_end and x.id not in span.issued:
+                # The fee in force at its start is its version's: the model changes from `at` after.
+                fee = span.fee(name, x.period_start)
+                span.issued[x.id] = Issued(name, x.period_start, x.period_end, fee, x.period_start < at)
             if at == span.end and x.name == "Compute" and x.period_end == at and x.full_period_end != at:
                 span.minimum_missed.add(max(month_start(x.period_start), span.start))
 
@@ -594,7 +613,10 @@ async def run_history(people: list[tuple[int, str, bool, bool]], history: list[t
                         ns, current.sub_id, addon, quantity, Timing(timing)
                     )
                     current.addon_ids[addon] = bought.id
-                await _issued_before_cut(env, ns, current, at)
+                # The cut ends the version of the add-on's fee in force at `at` only if the add-on
+                # is in it or in the next one (0 to 0 leaves the item as it is).
+                touched = (ADDONS[addon][0],) if quantity or current.quantity(addon, at) else ()
+                await _issued_before_cut(env, ns, current, at, touched)
                 current.change_addon(addon, quantity, at)
                 await env.sync.sync(sub)
             elif step[0] == "approve":
