@@ -498,9 +498,10 @@ async def _issued_before_cut(env: Env, ns: str, span: Span, at: datetime, fees: 
     their in-advance lines an issued invoice (no longer mutable) bills across it, up to it or from
     it. The cut changes what that part should be (prorated to the cut, the rest at the new fee; at
     the end, under bill_full_period, whole where it was prorated by a mid-period start; nothing for
-    a version the cut ends where it began), but an issued line stays as it is. At the end, likewise a compute part issued (as not the period's last) that ends
-    exactly at `at`: it is the period's last part now, too late to carry the minimum. Called before
-    a sync: issued lines do not move either way."""
+    a version the cut ends where it began), but an issued line stays as it is. At the end,
+    likewise a compute part issued (as not the period's last) that ends exactly at `at`: it is the
+    period's last part now, too late to carry the minimum. Called before the model's change and a
+    sync: issued lines do not move either way."""
     for found in await all_invoices(env, ns):
         if found.invoice.status in (InvoiceStatus.GATHERING, InvoiceStatus.DRAFT, InvoiceStatus.DELETED):
             continue
@@ -509,7 +510,8 @@ async def _issued_before_cut(env: Env, ns: str, span: Span, at: datetime, fees: 
             if x.parent_line_id is not None or ref is None or ref.subscription_id != span.sub_id:
                 continue
             name = x.name.lower()
-            if name in IN_ADVANCE and name in fees and x.period_start <= at <= x.period_end and x.id not in span.issued:
+            cut = x.period_start <= at <= x.period_end
+            if name in IN_ADVANCE and name in fees and cut and x.id not in span.issued:
                 # The fee in force at its start is its version's: the model changes from `at` after.
                 fee = span.fee(name, x.period_start)
                 span.issued[x.id] = Issued(name, x.period_start, x.period_end, fee, x.period_start < at)
