@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from domain.billing.invoice_states import InvoiceStatus
 from domain.errors import ValidationError
 from domain.subscriptions.addons import AddonOffer
 from domain.subscriptions.catalog import CatalogRateCards
@@ -132,6 +133,38 @@ async def test_a_flat_add_on_bought_mid_period_extends_the_base_fee_from_then(of
     shown = addon_rest(sub, bought, at, RATE_CARDS)
     (card,) = shown["rateCards"]
     assert card["rateCard"]["price"]["amount"] == "5" and card["affectedSubscriptionItemIds"] == [base["id"]]
+
+
+async def test_a_flat_add_on_bought_after_the_fee_was_issued_bills_its_part_on_top(
+    offered: tuple[Env, Offers],
+) -> None:
+    # November's in-advance 30.00 is issued on Nov 1; the +5.00 add-on bought on Nov 11 cuts that
+    # version at Nov 11, but the issued line stays whole (no credit notes; OpenMeter's sync leaves
+    # it too, with a validation issue), and the extended version is billed from the purchase as
+    # on a gathering fee: 30.00 + 23.33 for November (docs/billing.md, add-ons "In time").
+    env, offers = offered
+    ns = "ax_issued"
+    boost = offers.add("boost", "single", BASE_PLUS_FIVE)
+    env.clock.at = NOV
+    sub = await subscribe(env, ns, "c1")
+    await env.sync.sync(sub)
+    env.clock.at = NOV + timedelta(hours=2)
+    await env.worker().run_once()
+
+    env.clock.at = NOV + timedelta(days=10)
+    sub, _ = await env.subscriptions.create_addon(ns, sub.id, boost, 1, Timing("immediate"))
+    await env.sync.sync(sub)
+    env.clock.at += timedelta(hours=2)
+    await env.worker().run_once()
+    at = NOV + timedelta(days=10)
+    billed = sorted(
+        (x.period_start, x.period_end, x.totals.total)
+        for f in await all_invoices(env, ns)
+        if f.invoice.status is not InvoiceStatus.GATHERING
+        for x in f.lines
+        if x.parent_line_id is None and x.name == "Base" and x.period_start < DEC
+    )
+    assert billed == [(NOV, DEC, D(30)), (at, DEC, D("23.33"))]
 
 
 async def test_a_usage_discount_add_on_bills_fewer_units_of_the_plan_item(offered: tuple[Env, Offers]) -> None:

@@ -6,20 +6,25 @@ ends in prorated or billed whole; invoices approved automatically or waiting as 
 person to approve them), then random steps over a few months: time passing (with a billing-worker
 pass, as the `billing` role runs continuously), a customer's usage events at random earlier times
 (some stored after their period was invoiced: late usage), invoice-now, a plan change, a
-cancellation (immediate or at the next billing cycle), and approving a waiting draft. At the end
+cancellation (immediate or at the next billing cycle), approving a waiting draft, and add-ons
+bought, changed or taken off (from now or the next billing period): seats, an item of its own,
+and two that extend a plan item (the in-advance base fee, the in-arrears support fee). At the end
 each last subscription ends, everything due is collected, approved and paid, and the invoices are
 checked against `Owed`, a model written here with plain arithmetic and none of the product's code:
 
 - per subscription, rate card and service period, the issued invoices' lines add up to the model's
   charge: a flat fee prorated by time when its service period is shorter than the billing period
   (in the period the subscription ends in, whole when the customer's workflow says
-  subscriptionEndProrationMode bill_full_period), usage priced on the period's total usage of that
-  customer alone: per unit, graduated tiers, a volume tier picked by the total, packages, a
-  percentage discount then a maximum spend, a usage discount (the first units free) then a minimum
-  spend (docs/billing.md's order; commitments are not prorated for a period the span cuts short);
+  subscriptionEndProrationMode bill_full_period), in parts split at each change of its add-on's
+  quantity (N instances: one fee of N x the add-on's amount on top of the plan's), one line per
+  part, and an in-advance line issued before such a cut (or the end) as it was issued; usage
+  priced on the period's total usage of that customer alone: per unit, graduated tiers, a volume
+  tier picked by the total, packages, a percentage discount then a maximum spend, a usage discount
+  (the first units free) then a minimum spend (docs/billing.md's order; commitments are not
+  prorated for a period the span cuts short);
 - every line lies inside one service period of its subscription (nothing billed outside the
   active span, no line across two periods), on an invoice of the subscription's own customer, and
-  a flat fee is billed once per period;
+  a flat fee's lines are the model's parts, one line each;
 - each invoice's total is the sum of its lines, every amount in whole cents.
 
 Services and store are those of test_subscription_billing (real Postgres, the usage stand-in), a
@@ -31,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import math
 import os
 from collections.abc import Iterator
@@ -141,27 +147,63 @@ COMPUTE_FREE = 10  # the first units of compute a period are free (a usage disco
 BASIC = _plan("basic", "30", "12", "0.013", "5", storage=("0.25", "10", "40"), compute=("0.5", "5"))
 PRO = _plan("pro", "49.99", "20", "0.0075", "3.5", storage=("0.21", "15", "60"), compute=("0.35", "8"))
 FEATURES = ("api", "tokens", "images", "calls", "storage", "compute")
-IN_ADVANCE = ("Base", "Seats")  # the lines of in-advance flat fees
+IN_ADVANCE = ("base", "seats")  # the in-advance flat fees (their lines' names, lower case)
 
-# The seats add-on the plans offer: 5 a month a seat, in advance, bought 1 to 3 at a time.
-SEAT = D(5)
-SEATS_CARD = CatalogRateCards().parse(
-    {
+
+def _addon_card(key: str, name: str, amount: Decimal, term: str) -> Any:
+    body = {
         "type": "flat_fee",
-        "key": "seats",
-        "name": "Seats",
+        "key": key,
+        "name": name,
         "billingCadence": "P1M",
-        "price": {"type": "flat", "amount": str(SEAT), "paymentTerm": "in_advance"},
-    },
-    "rateCards[0]",
-)
+        "price": {"type": "flat", "amount": str(amount), "paymentTerm": term},
+    }
+    return CatalogRateCards().parse(body, "rateCards[0]")
 
 
-class SeatsOffer:
-    """The plan add-on the catalog would hand over (every plan offers it, from its only phase)."""
+# The add-ons every plan offers (from its only phase), each changing one flat fee, by the add-on's
+# key: its fee (the line's name, lower case), what one instance adds to it a month, and how many
+# may be bought. Seats are an item of their own (in advance); boost and extra have the key of the
+# plans' in-advance base fee and both extend it; care has the key of the in-arrears support fee and
+# extends that (docs/billing.md: an add-on rate card with a plan item's key extends that item, its
+# flat price added once per instance).
+SEAT, BOOST, EXTRA, CARE = D(5), D(5), D("2.5"), D("4.5")
+ADDONS: dict[str, tuple[str, Decimal, int]] = {
+    "seats": ("seats", SEAT, 3),
+    "boost": ("base", BOOST, 3),
+    "extra": ("base", EXTRA, 2),
+    "care": ("support", CARE, 1),
+}
+# A fee -> the add-ons that change it.
+FEE_ADDONS = {fee: tuple(k for k, (f, _, _) in ADDONS.items() if f == fee) for fee, _, _ in ADDONS.values()}
+OFFERS = {
+    "seats": AddonOffer(
+        "seats", "seats", 1, "multiple", "Seats", (_addon_card("seats", "Seats", SEAT, "in_advance"),), "default", 3
+    ),
+    "boost": AddonOffer(
+        "boost",
+        "boost",
+        1,
+        "multiple",
+        "Boost",
+        (_addon_card("base", "Base boost", BOOST, "in_advance"),),
+        "default",
+        3,
+    ),
+    "extra": AddonOffer(
+        "extra", "extra", 1, "multiple", "Extra", (_addon_card("base", "Extra", EXTRA, "in_advance"),), "default", 2
+    ),
+    "care": AddonOffer(
+        "care", "care", 1, "single", "Care", (_addon_card("support", "Priority care", CARE, "in_arrears"),), "default"
+    ),
+}
+
+
+class PlanAddons:
+    """The plan add-ons the catalog would hand over (every plan offers all of them)."""
 
     async def offer(self, namespace: str, plan: PlanRef, addon_id: str, purchase: bool = True) -> AddonOffer:
-        return AddonOffer(addon_id, "seats", 1, "multiple", "Seats", (SEATS_CARD,), "default", 3)
+        return OFFERS[addon_id]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -236,12 +278,28 @@ def compute(plan: dict[str, Any], quantity: Decimal, minimum: bool = True) -> De
     return max(charge, D(found["price"]["minimumAmount"])) if minimum else charge
 
 
+@dataclass(frozen=True)
+class Issued:
+    """An in-advance fee line issued before a cut, as it stays: its fee's name, its service period
+    and the fee a period it billed. `replaces`: the cut fell inside it, so it bills the part of its
+    version before the cut (and after); otherwise the cut was at its very start (its version ended
+    where it began: an add-on changed at the instant the version started, once its fee was issued)
+    and it is billed on top of the new version's part, which starts there too."""
+
+    name: str
+    start: datetime
+    end: datetime
+    amount: Decimal
+    replaces: bool
+
+
 @dataclass
 class Span:
-    """One subscription as the model sees it: its customer, plan and active span, and the
-    in-advance fees of periods invoiced before an end cut them short (what was issued stays: Tally
-    has no credit notes, docs/billing.md "Not yet"; OpenMeter's sync leaves an issued line alone
-    too)."""
+    """One subscription as the model sees it: its customer, plan and active span, its add-ons'
+    quantities over time, and the in-advance fees invoiced before a cut (an end, or an add-on
+    changed) shortened them: what was issued stays (Tally has no credit notes, docs/billing.md
+    "Not yet": an edit that shortens an item whose period was already invoiced; OpenMeter's sync
+    leaves an issued line alone too)."""
 
     customer: str
     plan: dict[str, Any]
@@ -253,12 +311,13 @@ class Span:
     # StateItem.shouldProrate: no proration when the subscription ends at or before the service
     # period's end; docs/billing.md "Not yet").
     full_period_at_end: bool = False
-    # Period start -> the service period billed when it was issued, for fees issued before the cut.
-    # (in-advance fee, period start) -> the service period billed when it was issued, for fees
-    # issued before the cut.
-    issued_fee: dict[tuple[str, datetime], tuple[datetime, datetime]] = field(default_factory=dict)
-    # The seats add-on: when it was bought and how many (once per subscription, immediately).
-    seats: tuple[datetime, int] | None = None
+    # Line ID -> an in-advance fee line issued before a cut fell inside it or at its start.
+    issued: dict[str, Issued] = field(default_factory=dict)
+    # Add-on key -> its quantity from each change on, oldest first (a later change drops what was
+    # scheduled from its time on, as a new one replaces it).
+    addons: dict[str, list[tuple[datetime, int]]] = field(default_factory=dict)
+    # Add-on key -> the subscription add-on's ID, once bought.
+    addon_ids: dict[str, str] = field(default_factory=dict)
     # Service period starts whose minimum spend is not charged: the end cut the period exactly at
     # the end of a part already issued (billed progressively, as not the last), so no line of the
     # period is its last any more (docs/billing.md "Not yet"; OpenMeter leaves the issued line too).
@@ -274,6 +333,61 @@ class Span:
             yield max(at, self.start), min(following, self.end), at, following
             at = following
 
+    def quantity(self, addon: str, at: datetime) -> int:
+        return next((n for since, n in reversed(self.addons.get(addon, [])) if since <= at), 0)
+
+    def fee(self, name: str, at: datetime) -> Decimal:
+        """A period's fee at `at`: the plan's (seats: none), plus each instance of the add-ons that
+        change it in force then (N instances are one fee of N x the amount: docs/billing.md)."""
+        plan = D(0) if name == "seats" else flat_amount(self.plan, name)
+        return plan + sum((self.quantity(addon, at) * ADDONS[addon][1] for addon in FEE_ADDONS[name]), D(0))
+
+    def versions(self, name: str) -> list[datetime]:
+        """Where the fee's item is split: at every change of the quantity of an add-on that changes
+        it (the same quantity again too: a new version), but not from 0 to 0 (nothing of it in
+        force either side: an add-on scheduled and taken back before it started leaves the item as
+        if never split)."""
+        out = set()
+        for addon in FEE_ADDONS[name]:
+            before = 0
+            for since, n in self.addons.get(addon, []):
+                if before or n:
+                    out.add(since)
+                before = n
+        return sorted(out)
+
+    def change_addon(self, addon: str, quantity: int, at: datetime) -> None:
+        self.addons[addon] = [(t, n) for t, n in self.addons.get(addon, []) if t < at] + [(at, quantity)]
+
+    def fee_parts(self, name: str) -> dict[datetime, list[tuple[datetime, datetime, Decimal]]]:
+        """Service period start -> the fee's lines in it (start, end, amount): one a version of
+        the item in force in the period, prorated over its part of the billing period (each part
+        rounded on its own); the part the end meets whole under bill_full_period (OpenMeter's
+        shouldProrate looks at each line's own end); a part issued before a cut as it was issued.
+        A zero fee is no line."""
+        out: dict[datetime, list[tuple[datetime, datetime, Decimal]]] = {}
+        for start, end, full_start, full_end in self.periods():
+            cuts = sorted({start, end, *(v for v in self.versions(name) if start < v < end)})
+            issued = [i for i in self.issued.values() if i.name == name and self.holding(i.start) == start]
+            parts = out.setdefault(start, [])
+            parts.extend((i.start, i.end, prorated(i.amount, i.start, i.end, full_start, full_end)) for i in issued)
+            replaced = {i.start for i in issued if i.replaces}
+            for a, b in itertools.pairwise(cuts):
+                if a in replaced:
+                    continue
+                if self.full_period_at_end and b == self.end:
+                    part = (a, b, self.fee(name, a))
+                else:
+                    part = (a, b, prorated(self.fee(name, a), a, b, full_start, full_end))
+                if part[2]:
+                    parts.append(part)
+        return out
+
+    def holding(self, at: datetime) -> datetime:
+        """The service period (its start) `at` falls in; at the end, the last one."""
+        found = [p for p, e, _, _ in self.periods() if p <= at < e or at == e == self.end]
+        return found[0]
+
 
 def prorated(amount: Decimal, start: datetime, end: datetime, full_start: datetime, full_end: datetime) -> Decimal:
     """OpenMeter prorates a flat fee by the share of the billing period its service period covers
@@ -282,32 +396,31 @@ def prorated(amount: Decimal, start: datetime, end: datetime, full_start: dateti
     return whole_cents(amount * D(share.numerator) / D(share.denominator))
 
 
+FEES = ("base", "support", "seats")
+
+
 @dataclass
 class Owed:
     spans: list[Span] = field(default_factory=list)
     # (customer, feature, time, quantity) of every usage event.
     events: list[tuple[str, str, datetime, Decimal]] = field(default_factory=list)
 
+    def fee_lines(self) -> dict[tuple[str, str, datetime], list[tuple[datetime, datetime, Decimal]]]:
+        """(subscription, flat fee, service period start) -> its lines, sorted."""
+        return {
+            (span.sub_id, name, start): sorted(parts)
+            for span in self.spans
+            for name in FEES
+            for start, parts in span.fee_parts(name).items()
+            if parts
+        }
+
     def charges(self) -> dict[tuple[str, str, datetime], Decimal]:
         """(subscription, rate card, service period start) -> what its customer owes for it."""
-        out: dict[tuple[str, str, datetime], Decimal] = {}
+        out = {key: sum((amount for _, _, amount in parts), D(0)) for key, parts in self.fee_lines().items()}
         for span in self.spans:
             plan = span.plan
-            for start, end, full_start, full_end in span.periods():
-                fees = [("base", flat_amount(plan, "base"), start), ("support", flat_amount(plan, "support"), start)]
-                if span.seats is not None and span.seats[0] < end:
-                    # N seats are one fee of N x the amount, prorated and rounded once, from the
-                    # purchase (docs/billing.md).
-                    fees.append(("seats", span.seats[1] * SEAT, max(start, span.seats[0])))
-                for name, amount, since in fees:
-                    if (name, full_start) in span.issued_fee:
-                        out[(span.sub_id, name, start)] = prorated(
-                            amount, *span.issued_fee[(name, full_start)], full_start, full_end
-                        )
-                    elif span.full_period_at_end and end == span.end:
-                        out[(span.sub_id, name, start)] = amount
-                    else:
-                        out[(span.sub_id, name, start)] = prorated(amount, since, end, full_start, full_end)
+            for start, end, _, _ in span.periods():
                 used = {
                     feature: sum(
                         (q for c, f, at, q in self.events if c == span.customer and f == feature and start <= at < end),
@@ -332,12 +445,9 @@ class Owed:
         the period cut at the active span, or, for an in-advance fee issued before the cut, the
         very period it was issued for."""
         span = self.span_of(sub_id)
-        holding = [
-            p
-            for p, e, full, _ in span.periods()
-            if (p <= line.period_start and line.period_end <= e)
-            or span.issued_fee.get((line.name.lower(), full)) == (line.period_start, line.period_end)
-        ]
+        if line.id in span.issued:
+            return span.holding(line.period_start)
+        holding = [p for p, e, _, _ in span.periods() if p <= line.period_start and line.period_end <= e]
         assert len(holding) == 1, (
             f"{line.name} {line.period_start} - {line.period_end} lies in no service period of "
             f"{span.start} - {span.end}"
@@ -353,6 +463,13 @@ class Owed:
 customers = st.tuples(st.integers(0, 27 * 24 * 60 - 1), st.sampled_from(["basic", "pro"]), st.booleans(), st.booleans())
 # `who` picks a customer (modulo how many there are).
 who = st.integers(0, 1)
+addon_step = st.tuples(
+    st.just("addon"),
+    who,
+    st.sampled_from(sorted(ADDONS)),
+    st.integers(0, 3),
+    st.sampled_from(["immediate", "next_billing_cycle"]),
+)
 steps = st.one_of(
     # Time passes (up to three days, so a late event is always seen within the late-usage window).
     st.tuples(st.just("wait"), st.integers(1, 72 * 60)),
@@ -363,8 +480,10 @@ steps = st.one_of(
     st.tuples(st.just("change"), who, st.sampled_from(["immediate", "next_billing_cycle"])),
     # A person approves one of the drafts waiting for it (by its place among them, modulo).
     st.tuples(st.just("approve"), st.integers(0, 3)),
-    # The customer buys seats (the add-on), once a subscription.
-    st.tuples(st.just("seats"), who, st.integers(1, 3)),
+    # The customer buys an add-on or changes how many they have (0: taken off), drawn twice as
+    # often as the other steps: most histories soon schedule an end, after which none is made.
+    addon_step,
+    addon_step,
 )
 histories = st.tuples(st.lists(customers, min_size=1, max_size=2), st.lists(steps, min_size=5, max_size=40))
 
@@ -374,14 +493,15 @@ async def _worker_pass(env: Env) -> None:
     assert result.failed == 0, result
 
 
-async def _issued_before_end(env: Env, ns: str, span: Span, at: datetime) -> None:
-    """On an end at `at`: note the in-advance fee of the period it falls in if an issued invoice
-    (no longer mutable) bills it already. The end changes what that fee should be (prorated to the
-    end; or, under bill_full_period, whole where it was prorated by a mid-period start), but an
-    issued line stays as it is. Likewise a compute part issued (as not the period's last) that ends
-    exactly at `at`: it is the period's last part now, too late to carry the minimum. Called after
-    the end is set and before a sync: issued lines do not move either way."""
-    period = month_start(at - timedelta(microseconds=1))
+async def _issued_before_cut(env: Env, ns: str, span: Span, at: datetime, fees: tuple[str, ...] = IN_ADVANCE) -> None:
+    """On a cut at `at` (the end, or a change of an add-on's quantity) of `fees`: note each of
+    their in-advance lines an issued invoice (no longer mutable) bills across it, up to it or from
+    it. The cut changes what that part should be (prorated to the cut, the rest at the new fee; at
+    the end, under bill_full_period, whole where it was prorated by a mid-period start; nothing for
+    a version the cut ends where it began), but an issued line stays as it is. At the end,
+    likewise a compute part issued (as not the period's last) that ends exactly at `at`: it is the
+    period's last part now, too late to carry the minimum. Called before the model's change and a
+    sync: issued lines do not move either way."""
     for found in await all_invoices(env, ns):
         if found.invoice.status in (InvoiceStatus.GATHERING, InvoiceStatus.DRAFT, InvoiceStatus.DELETED):
             continue
@@ -389,9 +509,13 @@ async def _issued_before_end(env: Env, ns: str, span: Span, at: datetime) -> Non
             ref = x.subscription
             if x.parent_line_id is not None or ref is None or ref.subscription_id != span.sub_id:
                 continue
-            if x.name in IN_ADVANCE and month_start(x.period_start) == period and x.period_start < at:
-                span.issued_fee[(x.name.lower(), period)] = (x.period_start, x.period_end)
-            if x.name == "Compute" and x.period_end == at and x.full_period_end != at:
+            name = x.name.lower()
+            cut = x.period_start <= at <= x.period_end
+            if name in IN_ADVANCE and name in fees and cut and x.id not in span.issued:
+                # The fee in force at its start is its version's: the model changes from `at` after.
+                fee = span.fee(name, x.period_start)
+                span.issued[x.id] = Issued(name, x.period_start, x.period_end, fee, x.period_start < at)
+            if at == span.end and x.name == "Compute" and x.period_end == at and x.full_period_end != at:
                 span.minimum_missed.add(max(month_start(x.period_start), span.start))
 
 
@@ -413,7 +537,7 @@ async def _waiting_for_approval(env: Env, ns: str, made_by: datetime | None = No
 
 async def run_history(people: list[tuple[int, str, bool, bool]], history: list[tuple[Any, ...]]) -> None:
     plans = {"basic": BASIC, "pro": PRO}
-    async with open_env(Plans(list(plans.values())), addons=SeatsOffer()) as env:
+    async with open_env(Plans(list(plans.values())), addons=PlanAddons()) as env:
         ns = "billprops"
         owed = Owed()
         ids: list[str] = []
@@ -469,13 +593,34 @@ async def run_history(people: list[tuple[int, str, bool, bool]], history: list[t
             elif step[0] == "invoice_now":
                 with contextlib.suppress(ValidationError):  # nothing due: no invoice (docs/billing.md)
                     await env.invoices.invoice_now(ns, InvoiceNowInput(customer=ids[step[1] % len(ids)]))
-            elif step[0] == "seats":
-                _, whom, quantity = step
+            elif step[0] == "addon":
+                # An add-on bought, or its quantity changed (0 takes it off), from now or from the
+                # next billing period, while the subscription is active and no end is scheduled.
+                _, whom, addon, quantity, timing = step
                 current = theirs[whom % len(theirs)][-1]
-                if current.seats is None and current.end is None and current.start <= now():
-                    await env.subscriptions.create_addon(ns, current.sub_id, "seats", quantity, Timing("immediate"))
-                    current.seats = (now(), quantity)
-                    await env.sync.sync(await env.subscriptions.get(ns, current.sub_id))
+                quantity = min(quantity, ADDONS[addon][2])
+                if (
+                    current.end is not None
+                    or now() < current.start
+                    or (addon not in current.addon_ids and not quantity)
+                ):
+                    continue
+                at = now() if timing == "immediate" else month_start(now(), 1)
+                if addon in current.addon_ids:
+                    sub, _ = await env.subscriptions.update_addon(
+                        ns, current.sub_id, current.addon_ids[addon], quantity, Timing(timing)
+                    )
+                else:
+                    sub, bought = await env.subscriptions.create_addon(
+                        ns, current.sub_id, addon, quantity, Timing(timing)
+                    )
+                    current.addon_ids[addon] = bought.id
+                # The cut ends the version of the add-on's fee in force at `at` only if the add-on
+                # is in it or in the next one (0 to 0 leaves the item as it is).
+                touched = (ADDONS[addon][0],) if quantity or current.quantity(addon, at) else ()
+                await _issued_before_cut(env, ns, current, at, touched)
+                current.change_addon(addon, quantity, at)
+                await env.sync.sync(sub)
             elif step[0] == "approve":
                 waiting = await _waiting_for_approval(env, ns)
                 if waiting:
@@ -505,7 +650,7 @@ async def run_history(people: list[tuple[int, str, bool, bool]], history: list[t
                     await env.sync.sync(successor)
                 assert ended.active_to is not None
                 current.end = ended.active_to
-                await _issued_before_end(env, ns, current, current.end)
+                await _issued_before_cut(env, ns, current, current.end)
                 await env.sync.sync(ended)
 
         # The end: each customer's last subscription ends at its billing cycle's end, and
@@ -523,7 +668,7 @@ async def run_history(people: list[tuple[int, str, bool, bool]], history: list[t
                 ended = await env.subscriptions.cancel(ns, last.sub_id, Timing("next_billing_cycle"))
                 assert ended.active_to is not None
                 last.end = ended.active_to
-                await _issued_before_end(env, ns, last, last.end)
+                await _issued_before_cut(env, ns, last, last.end)
                 await env.sync.sync(ended)
         final = max(mine[-1].end or now() for mine in theirs)
         env.clock.at = now() + timedelta(hours=2)
@@ -549,7 +694,7 @@ async def _approve_all(env: Env, ns: str) -> None:
 
 def check(owed: Owed, found: list[InvoiceWithLines]) -> None:
     billed: dict[tuple[str, str, datetime], Decimal] = {}
-    fees: dict[tuple[str, str, datetime], int] = {}
+    fees: dict[tuple[str, str, datetime], list[tuple[datetime, datetime, Decimal]]] = {}
     for f in found:
         if f.invoice.status in (InvoiceStatus.DELETED, InvoiceStatus.VOIDED):
             continue
@@ -567,13 +712,20 @@ def check(owed: Owed, found: list[InvoiceWithLines]) -> None:
             assert owed.span_of(sub_id).customer == f.invoice.customer_id, (x.name, sub_id, f.invoice.id)
             key = (sub_id, x.name.lower(), owed.period_of(sub_id, x))
             billed[key] = billed.get(key, D(0)) + x.totals.total
-            if x.name in ("Base", "Support", "Seats"):
-                fees[key] = fees.get(key, 0) + 1
-    assert {k: n for k, n in fees.items() if n > 1} == {}, "a flat fee billed twice for one period"
+            if key[1] in FEES and x.totals.total:
+                fees.setdefault(key, []).append((x.period_start, x.period_end, x.totals.total))
     expected = {k: v for k, v in owed.charges().items() if v}
     got = {k: v for k, v in billed.items() if v}
     wrong = {k: (got.get(k), expected.get(k)) for k in set(expected) | set(got) if got.get(k) != expected.get(k)}
     assert wrong == {}, "(billed, owed) per (subscription, rate card, period): " + repr(sorted(wrong.items()))
+    # A flat fee is billed once per version of its item in force in the period, over that part.
+    lines = owed.fee_lines()
+    wrong_lines = {
+        k: (sorted(fees.get(k, [])), lines.get(k))
+        for k in set(fees) | set(lines)
+        if sorted(fees.get(k, [])) != lines.get(k, [])
+    }
+    assert wrong_lines == {}, "(billed, owed) fee lines: " + repr(sorted(wrong_lines.items()))
 
 
 def _run(history: tuple[Any, ...]) -> None:
@@ -595,25 +747,44 @@ _SLOW = [HealthCheck.too_slow, HealthCheck.data_too_large]
 # correction), a progressive invoice-now in December, a change of plan after December's in-advance
 # fee was issued (it stays as issued; the new plan's fee is prorated from the change), a graduated
 # price into its third tier, images billed progressively across a package (13 then 4: two packages),
-# two seats bought (prorated from the purchase, the add-on's December fee issued before the
-# change), volume-priced calls into the second tier with late calls taking the period into the
-# third, storage past its maximum spend, compute under its minimum in one period and over it in
-# another, and an immediate cancellation in January; with each proration mode at the end.
+# volume-priced calls into the second tier with late calls taking the period into the third,
+# storage past its maximum spend, compute under its minimum in one period and over it in another,
+# and an immediate cancellation in January; with each proration mode at the end. Add-ons: on
+# Nov 13, two seats (prorated from the purchase), a boost on the base fee already invoiced for
+# November (that line stays; 35 from the purchase on top) and care on the support fee (12 to the
+# purchase, 16.50 after, both in arrears); on Nov 22, three boosts and no care from December, and
+# two extras on the base fee at once (a second add-on extending it); on Dec 4, a third seat and the
+# boosts taken off (the extras stay), after December's fees were invoiced; on the new plan, care
+# again on Dec 9, so the support fee the cancellation cuts is in two parts.
 EVERY_PATH_STEPS = (
-    [("usage", 0, "api", 60, 250), ("wait", 3 * 24 * 60), ("seats", 0, 2), ("usage", 0, "tokens", 120, 150)]
+    [
+        ("usage", 0, "api", 60, 250),
+        ("wait", 3 * 24 * 60),
+        ("addon", 0, "seats", 2, "immediate"),
+        ("addon", 0, "boost", 1, "immediate"),
+        ("addon", 0, "care", 1, "immediate"),
+        ("usage", 0, "tokens", 120, 150),
+    ]
     + [("usage", 0, "calls", 60, 400), ("usage", 0, "storage", 30, 90), ("usage", 0, "compute", 0, 12)]
-    + [("wait", 3 * 24 * 60)] * 6
+    + [("wait", 3 * 24 * 60)] * 3
+    + [("addon", 0, "boost", 3, "next_billing_cycle"), ("addon", 0, "care", 0, "next_billing_cycle")]
+    + [("addon", 0, "extra", 2, "immediate")]
+    + [("wait", 3 * 24 * 60)] * 3
     + [("usage", 0, "calls", 60, 400), ("usage", 0, "storage", 30, 200)]
     + [("wait", 120), ("usage", 0, "api", 180, 100), ("usage", 0, "calls", 180, 300), ("wait", 60)]
     + [("usage", 0, "api", 60, 40)]
     + [("wait", 3 * 24 * 60), ("invoice_now", 0), ("usage", 0, "api", 30, 7), ("usage", 0, "compute", 0, 30)]
+    + [("addon", 0, "seats", 3, "immediate"), ("addon", 0, "boost", 0, "immediate")]
     + [("wait", 3000)]
     + [("change", 0, "immediate"), ("usage", 0, "tokens", 10, 600), ("wait", 3 * 24 * 60)]
     + [("usage", 0, "images", 5, 13)]
-    + [("invoice_now", 0), ("usage", 0, "images", 5, 4), ("wait", 3 * 24 * 60), ("usage", 0, "api", 5, 3)]
+    + [("invoice_now", 0), ("addon", 0, "care", 1, "immediate"), ("usage", 0, "images", 5, 4)]
+    + [("wait", 3 * 24 * 60), ("usage", 0, "api", 5, 3)]
     + [("wait", 3 * 24 * 60)] * 2
     + [("cancel", 0, "immediate")]
 )
+# The steps of EVERY_PATH_STEPS up to a few hours into December.
+NOVEMBER = 25
 EVERY_PATH = ([(9 * 24 * 60, "basic", False, False)], EVERY_PATH_STEPS)
 # Two customers, one approving by hand: the first's history, and the second's usage of the same
 # features at the same times never reaches the first (nor the other way round); its drafts wait
@@ -621,9 +792,9 @@ EVERY_PATH = ([(9 * 24 * 60, "basic", False, False)], EVERY_PATH_STEPS)
 TWO_CUSTOMERS = (
     [(9 * 24 * 60, "basic", True, False), (12 * 24 * 60, "pro", False, True)],
     [("usage", 1, "storage", 0, 300), ("usage", 1, "calls", 0, 50)]
-    + [s if s[0] != "usage" else (*s[:1], 1, *s[2:]) for s in EVERY_PATH_STEPS[:20]]
+    + [s if s[0] != "usage" else (*s[:1], 1, *s[2:]) for s in EVERY_PATH_STEPS[:NOVEMBER]]
     + [("approve", 0), ("change", 1, "next_billing_cycle"), ("wait", 3 * 24 * 60), ("approve", 1)]
-    + EVERY_PATH_STEPS[20:],
+    + EVERY_PATH_STEPS[NOVEMBER:],
 )
 
 # A draft approved long after its period: November's invoice waits for a person from Dec 1, api
