@@ -52,14 +52,21 @@ from domain.billing.service import BillingProfileService
 from domain.catalog import currencies
 from domain.catalog.prices import FlatPrice
 from domain.catalog.ratecards import RateCard
-from domain.catalog.rating import Period, RatingInput, flat_fee_per_unit
+from domain.catalog.rating import (
+    Period,
+    RatingInput,
+    charged_for,
+    flat_fee_per_unit,
+    flat_per_unit,
+    rate_flat_units,
+)
 from domain.entitlements.recurrence import Period as TimelinePeriod
 from domain.errors import ConflictError, NotFoundError
 from domain.records import evolve
 from domain.subscriptions.catalog import billing_terms
 from domain.subscriptions.models import Subscription
 from domain.subscriptions.sync import HeldLine, SyncPlan, plan_sync
-from domain.subscriptions.timeline import BillableItem, billable_items, whole_second
+from domain.subscriptions.timeline import BillableItem, billable_items, item_of, whole_second
 
 Clock = Callable[[], datetime]
 
@@ -97,6 +104,8 @@ class SubscriptionFeed(Protocol):
 class _Expected:
     item: BillableItem
     line: InvoiceLine  # invoice_id and id are filled in when it is created
+    # A flat fee prorated by time: billed net of what issued lines of its item charged for its time.
+    prorated: bool = False
 
 
 class SubscriptionSync:
@@ -162,9 +171,9 @@ class SubscriptionSync:
                     held = await tx.invoices.subscription_lines(namespace, [s.id for s in chunk])
                 for subscription in chunk:
                     try:
-                        _, plan = _plan(
-                            await self._expected(subscription, now), held[subscription.id], self._editable()
-                        )
+                        mine, editable = held[subscription.id], self._editable()
+                        expected = _net_of_issued(await self._expected(subscription, now), mine, editable)
+                        _, plan = _plan(expected, mine, editable)
                     except Exception:
                         # Synced on its own, where its failure is reported without holding back
                         # the other subscriptions.
@@ -203,7 +212,8 @@ class SubscriptionSync:
             phase_id = phase_ids.get(item.phase_key, item.phase_key)
             line = _line(subscription, item, phase_id, now, full_period_at_end=full_period_at_end)
             if line is not None:
-                out[item.key] = _Expected(item, line)
+                prorated = line.type is LineType.FLAT_FEE and _prorates(subscription, item, full_period_at_end)
+                out[item.key] = _Expected(item, line, prorated)
         return out
 
     def _editable(self) -> set[InvoiceStatus]:
@@ -236,6 +246,8 @@ class SubscriptionSync:
             gathering = await tx.invoices.get_gathering(ns, subscription.customer_id, subscription.currency, lock=True)
             held = await tx.invoices.subscription_lines(ns, [subscription.id])
             editable = self._editable()
+            # Netted here, against the lines read under the lock: what is issued no longer changes.
+            expected = _net_of_issued(expected, held[subscription.id], editable)
             parts, plan = _plan(expected, held[subscription.id], editable)
             if plan.empty:
                 return 0
@@ -439,6 +451,84 @@ def _prorated_at_end(subscription: Subscription, item: BillableItem) -> bool:
     )
 
 
+def _prorates(subscription: Subscription, item: BillableItem, full_period_at_end: bool) -> bool:
+    """Whether the item's flat fee is prorated by time (not a one-time fee, not the period the
+    subscription ends in billed whole under bill_full_period)."""
+    if not subscription.pro_rating.enabled or item.one_time:
+        return False
+    return not (full_period_at_end and _prorated_at_end(subscription, item))
+
+
+# Invoices whose lines charged the customer for good (not deleted, not voided) once past editable.
+_NOT_CHARGED = frozenset({InvoiceStatus.VOIDED, InvoiceStatus.DELETE, InvoiceStatus.DELETED})
+
+
+def _net_of_issued(
+    expected: dict[str, _Expected],
+    held: Sequence[tuple[InvoiceLine, InvoiceStatus]],
+    editable: set[InvoiceStatus],
+) -> dict[str, _Expected]:
+    """The expected lines with each prorated flat fee billed net of what issued lines of the same
+    subscription item (its other versions, or other keys of it) already charged for its time, as
+    billing systems prorate an upgrade: the issued line cannot change (no credit notes), so the
+    later version bills only the difference. A fee add-on bought after the month's 30.00 was
+    issued bills 23.33 - 20.00 = 3.33 for Nov 11 - Dec 1, not 23.33 on top. A net below 0 (a
+    downgrade) is floored: no line, and nothing is given back (that needs credit notes). Issued
+    lines do not change, so a re-run nets the same: the sync stays idempotent."""
+    issued: dict[str, list[InvoiceLine]] = {}
+    for line, status in held:
+        if (
+            line.sync_key is not None
+            and line.type is LineType.FLAT_FEE
+            and line.deleted_at is None
+            and status not in editable
+            and status not in _NOT_CHARGED
+        ):
+            issued.setdefault(item_of(line.sync_key), []).append(line)
+    if not issued:
+        return expected
+    out: dict[str, _Expected] = {}
+    for key, want in expected.items():
+        line = want.line
+        service = Period(line.period_start, line.period_end)
+        overlapping = [
+            x
+            for x in issued.get(item_of(key), [])
+            if x.sync_key != key and x.period_start < service.end and service.start < x.period_end
+        ]
+        if not want.prorated or not overlapping:
+            out[key] = want
+            continue
+        assert line.per_unit_amount is not None and line.quantity is not None
+        currency = currencies.get(line.currency)
+        amount, _ = rate_flat_units(line.per_unit_amount, line.quantity, currency)
+        charged = [
+            (Period(x.period_start, x.period_end), rate_flat_units(x.per_unit_amount, x.quantity, currency)[0])
+            for x in overlapping
+            if x.per_unit_amount is not None and x.quantity is not None
+        ]
+        credit = charged_for(service, charged, currency)
+        net = amount - credit
+        if net <= 0:
+            continue
+        periods = ", ".join(f"{_at(x.period_start)} - {_at(x.period_end)}" for x in overlapping)
+        netted = f"less {credit} already invoiced for {periods}"
+        out[key] = evolve(
+            want,
+            line=evolve(
+                line,
+                per_unit_amount=flat_per_unit(net, line.quantity, currency),
+                description=f"{line.description}; {netted}" if line.description else netted,
+            ),
+        )
+    return out
+
+
+def _at(at: datetime) -> str:
+    """A time as the wire writes it (RFC 3339, UTC)."""
+    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 def _line(
     subscription: Subscription, item: BillableItem, phase_id: str, now: datetime, *, full_period_at_end: bool = False
 ) -> InvoiceLine | None:
@@ -479,9 +569,7 @@ def _line(
         ),
     }
     if isinstance(price, FlatPrice):
-        prorate = subscription.pro_rating.enabled and not item.one_time
-        if full_period_at_end and _prorated_at_end(subscription, item):
-            prorate = False
+        prorate = _prorates(subscription, item, full_period_at_end)
         currency = currencies.get(subscription.currency)
         quantity = Decimal(item.quantity)
         per_unit = flat_fee_per_unit(RatingInput(price, currency, service, full, prorate=prorate), quantity)
@@ -520,6 +608,8 @@ def _refresh(held: InvoiceLine, wanted: InvoiceLine, now: datetime) -> InvoiceLi
         invoice_at=wanted.invoice_at,
         per_unit_amount=wanted.per_unit_amount,
         quantity=wanted.quantity,
+        # A netted fee says what it is net of (_net_of_issued).
+        description=wanted.description,
         subscription=wanted.subscription,
         updated_at=now,
     )

@@ -62,7 +62,7 @@ Totals are never negative: every discount of a line is at most that line's amoun
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import ROUND_CEILING, Context, Decimal, getcontext, setcontext
@@ -609,12 +609,41 @@ def flat_fee_per_unit(data: RatingInput, quantity: Decimal) -> Decimal:
     setcontext(EXACT)
     try:
         whole = _rate(replace(data, price=replace(price, amount=price.amount * quantity)))
-        total = whole.totals.amount
+        return flat_per_unit(whole.totals.amount, quantity, data.currency)
+    finally:
+        setcontext(outer)
+
+
+def flat_per_unit(total: Decimal, quantity: Decimal, currency: Currency) -> Decimal:
+    """The perUnitAmount of a flat fee line of `quantity` units that charges `total` (in minor
+    units) once `rate_flat_units` multiplies and rounds it."""
+    outer = getcontext()
+    setcontext(EXACT)
+    try:
         per_unit = total / quantity
         if per_unit * quantity != total:
             per_unit = per_unit.quantize(_PER_UNIT_PLACES)
-            if data.currency.round(per_unit * quantity) != total:
+            if currency.round(per_unit * quantity) != total:
                 raise RatingError(f"a flat fee cannot be split into {quantity} units exactly")
         return per_unit
+    finally:
+        setcontext(outer)
+
+
+def charged_for(service: Period, charged: Sequence[tuple[Period, Decimal]], currency: Currency) -> Decimal:
+    """What `charged` (lines already invoiced: each its service period and amount) charged for
+    `service`'s time: each line's amount times the share of its own period that overlaps
+    `service`, exactly (time in whole units, as proration), summed, then rounded once to the
+    currency's minor units as every rated amount is. A flat fee's later version bills net of it
+    (the subscription sync; docs/billing.md)."""
+    outer = getcontext()
+    setcontext(EXACT)
+    try:
+        total = ZERO
+        for period, amount in charged:
+            start, end = max(period.start, service.start), min(period.end, service.end)
+            if start < end and period.start < period.end:
+                total += amount * period_fraction(start, end, period.start, period.end)
+        return currency.round(total)
     finally:
         setcontext(outer)

@@ -407,6 +407,12 @@ def _key(subscription_id: str, item: ItemView, period_start: datetime) -> str:
     return f"{subscription_id}/{item.phase_key}/{item.spec.key}/{item.spec.id}/{period_start.isoformat()}"
 
 
+def item_of(key: str) -> str:
+    """The subscription item (subscription, phase and rate-card key: every version of it) a
+    billable item's `key` bills. Cut from the right: the version ID and the ISO start hold no '/'."""
+    return key.rsplit("/", 2)[0]
+
+
 def whole_second(at: datetime) -> datetime:
     """`at` truncated to the second: billed periods have meters' resolution (OpenMeter's
     MinimumWindowSizeDuration)."""

@@ -12,6 +12,7 @@ import pytest
 import pytest_asyncio
 
 from domain.billing.invoice_states import InvoiceStatus
+from domain.billing.invoices import InvoiceNowInput
 from domain.errors import ValidationError
 from domain.subscriptions.addons import AddonOffer
 from domain.subscriptions.catalog import CatalogRateCards
@@ -135,15 +136,19 @@ async def test_a_flat_add_on_bought_mid_period_extends_the_base_fee_from_then(of
     assert card["rateCard"]["price"]["amount"] == "5" and card["affectedSubscriptionItemIds"] == [base["id"]]
 
 
-async def test_a_flat_add_on_bought_after_the_fee_was_issued_bills_its_part_on_top(
-    offered: tuple[Env, Offers],
-) -> None:
-    # November's in-advance 30.00 is issued on Nov 1; the +5.00 add-on bought on Nov 11 cuts that
-    # version at Nov 11, but the issued line stays whole (no credit notes; OpenMeter's sync leaves
-    # it too, with a validation issue), and the extended version is billed from the purchase as
-    # on a gathering fee: 30.00 + 23.33 for November (docs/billing.md, add-ons "In time").
-    env, offers = offered
-    ns = "ax_issued"
+async def issued_base(env: Env, ns: str) -> list[tuple[Any, Any, Any]]:
+    """November's base fee lines past gathering: (start, end, total), by start."""
+    return sorted(
+        (x.period_start, x.period_end, x.totals.total)
+        for f in await all_invoices(env, ns)
+        if f.invoice.status is not InvoiceStatus.GATHERING
+        for x in f.lines
+        if x.parent_line_id is None and x.name == "Base" and x.period_start < DEC
+    )
+
+
+async def boosted_after_issue(env: Env, offers: Offers, ns: str) -> Any:
+    """November's 30.00 issued on Nov 1, then the +5.00 add-on bought on Nov 11 and its line issued."""
     boost = offers.add("boost", "single", BASE_PLUS_FIVE)
     env.clock.at = NOV
     sub = await subscribe(env, ns, "c1")
@@ -152,19 +157,97 @@ async def test_a_flat_add_on_bought_after_the_fee_was_issued_bills_its_part_on_t
     await env.worker().run_once()
 
     env.clock.at = NOV + timedelta(days=10)
+    sub, bought = await env.subscriptions.create_addon(ns, sub.id, boost, 1, Timing("immediate"))
+    await env.sync.sync(sub)
+    env.clock.at += timedelta(hours=2)
+    await env.worker().run_once()
+    return sub, bought
+
+
+async def test_a_flat_add_on_bought_after_the_fee_was_issued_bills_the_difference(
+    offered: tuple[Env, Offers],
+) -> None:
+    # November's in-advance 30.00 is issued on Nov 1; the +5.00 add-on bought on Nov 11 cuts that
+    # version at Nov 11, but the issued line stays whole (no credit notes). The extended version
+    # bills its 23.33 for Nov 11 - Dec 1 net of the 20.00 the issued line already charged for that
+    # time: 3.33, so November costs 33.33 as when nothing was issued (docs/billing.md, add-ons "In
+    # time"; OpenMeter bills the 23.33 on top).
+    env, offers = offered
+    ns = "ax_issued"
+    await boosted_after_issue(env, offers, ns)
+    at = NOV + timedelta(days=10)
+    assert await issued_base(env, ns) == [(NOV, DEC, D(30)), (at, DEC, D("3.33"))]
+    (netted,) = [
+        x
+        for f in await all_invoices(env, ns)
+        for x in f.lines
+        if x.parent_line_id is None and x.name == "Base" and x.period_start == at
+    ]
+    assert netted.description == "less 20.00 already invoiced for 2026-11-01T00:00:00Z - 2026-12-01T00:00:00Z"
+    assert [x for x in base_lines(await all_invoices(env, ns)) if x[0] == DEC] == [(DEC, JAN, D(35))]
+
+
+async def test_a_flat_add_on_taken_off_after_its_net_line_was_issued_bills_nothing_more(
+    offered: tuple[Env, Offers],
+) -> None:
+    # Taken off on Nov 21: the plan's 30.00 again for Nov 21 - Dec 1 (10.00) is less than the
+    # issued lines charged for that time (10.00 of the 30.00 and 1.67 of the 3.33): no line, and
+    # nothing given back (that needs credit notes). December is the plan's 30.00 again.
+    env, offers = offered
+    ns = "ax_taken_off"
+    sub, bought = await boosted_after_issue(env, offers, ns)
+    env.clock.at = NOV + timedelta(days=20)
+    sub, _ = await env.subscriptions.update_addon(ns, sub.id, bought.id, 0, Timing("immediate"))
+    await env.sync.sync(sub)
+    assert await env.sync.sync(sub) == 0
+    env.clock.at += timedelta(hours=2)
+    await env.worker().run_once()
+    at = NOV + timedelta(days=10)
+    assert await issued_base(env, ns) == [(NOV, DEC, D(30)), (at, DEC, D("3.33"))]
+    assert [x for x in base_lines(await all_invoices(env, ns)) if x[0] < JAN] == [(DEC, JAN, D(30))]
+
+
+async def test_a_second_add_on_after_issue_nets_every_issued_line_of_the_item(offered: tuple[Env, Offers]) -> None:
+    # A second +5.00 add-on on Nov 21: 40.00 for Nov 21 - Dec 1 is 13.33, less what both issued
+    # lines charged for that time (10.00 + 1.665, rounded once: 11.67): 1.66.
+    env, offers = offered
+    ns = "ax_chain"
+    sub, _ = await boosted_after_issue(env, offers, ns)
+    more = offers.add("more", "single", BASE_PLUS_FIVE)
+    env.clock.at = NOV + timedelta(days=20)
+    sub, _ = await env.subscriptions.create_addon(ns, sub.id, more, 1, Timing("immediate"))
+    await env.sync.sync(sub)
+    assert await env.sync.sync(sub) == 0
+    env.clock.at += timedelta(hours=2)
+    await env.worker().run_once()
+    assert await issued_base(env, ns) == [
+        (NOV, DEC, D(30)),
+        (NOV + timedelta(days=10), DEC, D("3.33")),
+        (NOV + timedelta(days=20), DEC, D("1.66")),
+    ]
+    assert [x for x in base_lines(await all_invoices(env, ns)) if x[0] < JAN] == [(DEC, JAN, D(40))]
+
+
+async def test_an_add_on_bought_the_instant_the_issued_fee_starts_bills_only_the_difference(
+    offered: tuple[Env, Offers],
+) -> None:
+    # An invoice-now issues November's 30.00 at the subscription's start, and the add-on is bought
+    # at that very instant: the first version ends where it began, and the extended one's 35.00 for
+    # all of November is billed net of the issued 30.00 (not twice).
+    env, offers = offered
+    ns = "ax_instant"
+    boost = offers.add("boost", "single", BASE_PLUS_FIVE)
+    env.clock.at = NOV
+    sub = await subscribe(env, ns, "c1")
+    await env.sync.sync(sub)
+    await env.invoices.invoice_now(ns, InvoiceNowInput(customer=sub.customer_id))
+    await env.worker().run_once()
+    assert await issued_base(env, ns) == [(NOV, DEC, D(30))]
     sub, _ = await env.subscriptions.create_addon(ns, sub.id, boost, 1, Timing("immediate"))
     await env.sync.sync(sub)
     env.clock.at += timedelta(hours=2)
     await env.worker().run_once()
-    at = NOV + timedelta(days=10)
-    billed = sorted(
-        (x.period_start, x.period_end, x.totals.total)
-        for f in await all_invoices(env, ns)
-        if f.invoice.status is not InvoiceStatus.GATHERING
-        for x in f.lines
-        if x.parent_line_id is None and x.name == "Base" and x.period_start < DEC
-    )
-    assert billed == [(NOV, DEC, D(30)), (at, DEC, D("23.33"))]
+    assert await issued_base(env, ns) == [(NOV, DEC, D(5)), (NOV, DEC, D(30))]
 
 
 async def test_a_usage_discount_add_on_bills_fewer_units_of_the_plan_item(offered: tuple[Env, Offers]) -> None:
