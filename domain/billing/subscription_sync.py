@@ -23,6 +23,9 @@ keys: nothing is billed twice, nothing dropped.
   invoice past draft are not ours to change. An edit that shortens or removes an item whose period
   was partly invoiced (progressive billing) trims or removes the parts still open; what was issued
   stays (taking money back needs credit notes, which Tally does not have yet).
+- So a prorated flat fee's later version (the item split mid-period after its period's in-advance
+  fee was issued: an add-on bought, changed or taken off) bills net of what the issued lines of
+  its item charged for its time (`_net_of_issued`), floored at 0 (docs/billing.md).
 """
 
 from __future__ import annotations

@@ -17,7 +17,9 @@ checked against `Owed`, a model written here with plain arithmetic and none of t
   (in the period the subscription ends in, whole when the customer's workflow says
   subscriptionEndProrationMode bill_full_period), in parts split at each change of its add-on's
   quantity (N instances: one fee of N x the add-on's amount on top of the plan's), one line per
-  part, and an in-advance line issued before such a cut (or the end) as it was issued; usage
+  part, and an in-advance line issued before such a cut (or the end) as it was issued, each
+  prorated part after it billing net of what the fee's issued lines charged for its time (floored
+  at 0: no line); usage
   priced on the period's total usage of that customer alone: per unit, graduated tiers, a volume
   tier picked by the total, packages, a percentage discount then a maximum spend, a usage discount
   (the first units free) then a minimum spend (docs/billing.md's order; commitments are not
@@ -281,10 +283,11 @@ def compute(plan: dict[str, Any], quantity: Decimal, minimum: bool = True) -> De
 @dataclass(frozen=True)
 class Issued:
     """An in-advance fee line issued before a cut, as it stays: its fee's name, its service period
-    and the fee a period it billed. `replaces`: the cut fell inside it, so it bills the part of its
-    version before the cut (and after); otherwise the cut was at its very start (its version ended
-    where it began: an add-on changed at the instant the version started, once its fee was issued)
-    and it is billed on top of the new version's part, which starts there too."""
+    and the fee a period it billed (prorated over its period, net of what the fee's lines issued
+    before it charged for that time). `replaces`: the cut fell inside it, so it bills the part of
+    its version before the cut (and after); otherwise the cut was at its very start (its version
+    ended where it began: an add-on changed at the instant the version started, once its fee was
+    issued) and the new version's part, which starts there too, is billed net of it."""
 
     name: str
     start: datetime
@@ -364,21 +367,32 @@ class Span:
         the item in force in the period, prorated over its part of the billing period (each part
         rounded on its own); the part the end meets whole under bill_full_period (OpenMeter's
         shouldProrate looks at each line's own end); a part issued before a cut as it was issued.
-        A zero fee is no line."""
+        A prorated part bills net of what the lines issued before it charged for its time (each
+        issued line's amount times the share of its period the part overlaps, summed, rounded
+        once); a zero or negative fee is no line (docs/billing.md: nothing is given back)."""
         out: dict[datetime, list[tuple[datetime, datetime, Decimal]]] = {}
         for start, end, full_start, full_end in self.periods():
             cuts = sorted({start, end, *(v for v in self.versions(name) if start < v < end)})
-            issued = [i for i in self.issued.values() if i.name == name and self.holding(i.start) == start]
+            # In the order they were issued: a later version's line starts later (or, made at the
+            # instant the earlier one started, is noted at a later cut).
+            issued = sorted(
+                (i for i in self.issued.values() if i.name == name and self.holding(i.start) == start),
+                key=lambda i: i.start,
+            )
             parts = out.setdefault(start, [])
-            parts.extend((i.start, i.end, prorated(i.amount, i.start, i.end, full_start, full_end)) for i in issued)
+            charged: list[tuple[datetime, datetime, Decimal]] = []
+            for i in issued:
+                amount = net_of(prorated(i.amount, i.start, i.end, full_start, full_end), i.start, i.end, charged)
+                charged.append((i.start, i.end, amount))
+            parts.extend(line for line in charged if line[2])
             replaced = {i.start for i in issued if i.replaces}
             for a, b in itertools.pairwise(cuts):
                 if a in replaced:
                     continue
-                if self.full_period_at_end and b == self.end:
+                if self.full_period_at_end and b == self.end and (a, b) != (full_start, full_end):
                     part = (a, b, self.fee(name, a))
                 else:
-                    part = (a, b, prorated(self.fee(name, a), a, b, full_start, full_end))
+                    part = (a, b, net_of(prorated(self.fee(name, a), a, b, full_start, full_end), a, b, charged))
                 if part[2]:
                     parts.append(part)
         return out
@@ -394,6 +408,18 @@ def prorated(amount: Decimal, start: datetime, end: datetime, full_start: dateti
     (rating's flat-fee proration, invoice line `prorate`), rounded to the minor unit."""
     share = Fraction(int((end - start).total_seconds()), int((full_end - full_start).total_seconds()))
     return whole_cents(amount * D(share.numerator) / D(share.denominator))
+
+
+def net_of(amount: Decimal, start: datetime, end: datetime, charged: list[tuple[datetime, datetime, Decimal]]) -> Decimal:
+    """`amount` for [start, end) less what the `charged` lines (start, end, amount) charged for
+    that time: each line's amount times the share of its own period that overlaps, in seconds,
+    summed and rounded to the cent once; never below 0."""
+    credit = Fraction(0)
+    for a, b, paid in charged:
+        overlap = (min(b, end) - max(a, start)).total_seconds()
+        if overlap > 0:
+            credit += Fraction(paid) * Fraction(int(overlap), int((b - a).total_seconds()))
+    return max(D(0), amount - whole_cents(D(credit.numerator) / D(credit.denominator)))
 
 
 FEES = ("base", "support", "seats")
@@ -751,8 +777,8 @@ _SLOW = [HealthCheck.too_slow, HealthCheck.data_too_large]
 # storage past its maximum spend, compute under its minimum in one period and over it in another,
 # and an immediate cancellation in January; with each proration mode at the end. Add-ons: on
 # Nov 13, two seats (prorated from the purchase), a boost on the base fee already invoiced for
-# November (that line stays; 35 from the purchase on top) and care on the support fee (12 to the
-# purchase, 16.50 after, both in arrears); on Nov 22, three boosts and no care from December, and
+# November (that line stays; 35 from the purchase, net of what it charged for that time) and care
+# on the support fee (12 to the purchase, 16.50 after, both in arrears); on Nov 22, three boosts and no care from December, and
 # two extras on the base fee at once (a second add-on extending it); on Dec 4, a third seat and the
 # boosts taken off (the extras stay), after December's fees were invoiced; on the new plan, care
 # again on Dec 9, so the support fee the cancellation cuts is in two parts.
