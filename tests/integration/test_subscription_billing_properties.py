@@ -410,7 +410,9 @@ def prorated(amount: Decimal, start: datetime, end: datetime, full_start: dateti
     return whole_cents(amount * D(share.numerator) / D(share.denominator))
 
 
-def net_of(amount: Decimal, start: datetime, end: datetime, charged: list[tuple[datetime, datetime, Decimal]]) -> Decimal:
+def net_of(
+    amount: Decimal, start: datetime, end: datetime, charged: list[tuple[datetime, datetime, Decimal]]
+) -> Decimal:
     """`amount` for [start, end) less what the `charged` lines (start, end, amount) charged for
     that time: each line's amount times the share of its own period that overlaps, in seconds,
     summed and rounded to the cent once; never below 0."""
