@@ -21,7 +21,17 @@ from domain.catalog.prices import (
     UnitPrice,
 )
 from domain.catalog.ratecards import RateCard, parse_rate_card
-from domain.catalog.rating import DiscountReason, LineCategory, Period, RatingError, RatingInput, rate, rate_flat_units
+from domain.catalog.rating import (
+    DiscountReason,
+    LineCategory,
+    Period,
+    RatingError,
+    RatingInput,
+    charged_for,
+    flat_per_unit,
+    rate,
+    rate_flat_units,
+)
 from domain.catalog.wire import Issues, Reader
 
 USD = currencies.get("USD")
@@ -267,3 +277,22 @@ def test_an_invoices_flat_fee_line_is_rounded_once_and_takes_its_percentage_disc
     # 34 digits: the default context (28) rounded the product to 1000000.005 before the cents.
     assert rate_flat_units(D("1000000.00499999999999999999999999"), D(1), USD) == (D("1000000.00"), D(0))
     assert rate_flat_units(D(1000), D(3), currencies.get("JPY"), ten_off) == (D(3000), D(300))
+
+
+def test_what_issued_lines_charged_for_a_time_is_their_overlapping_shares_rounded_once() -> None:
+    # The subscription sync nets a flat fee's later version by this: each issued line's amount
+    # times the share of its own period the time overlaps, summed exactly, then rounded once.
+    nov, nov11, nov21 = (datetime(2026, 11, d, tzinfo=UTC) for d in (1, 11, 21))
+    dec = datetime(2026, 12, 1, tzinfo=UTC)
+    late = Period(nov21, dec)
+    # Half of 3.33 twice is 3.33 (1.67 + 1.67 = 3.34 had each been rounded).
+    assert charged_for(late, [(Period(nov11, dec), D("3.33")), (Period(nov11, dec), D("3.33"))], USD) == D("3.33")
+    # 10 of 30 days of 30.00; a line that only meets the time at its edge charged nothing for it.
+    assert charged_for(late, [(Period(nov, dec), D(30)), (Period(nov, nov21), D(9))], USD) == D("10.00")
+    assert charged_for(late, [], USD) == D(0)
+
+
+def test_a_flat_total_splits_into_per_unit_amounts_that_charge_it_back() -> None:
+    assert flat_per_unit(D("3.33"), D(1), USD) == D("3.33")
+    per_unit = flat_per_unit(D("10.00"), D(3), USD)
+    assert rate_flat_units(per_unit, D(3), USD)[0] == D("10.00")
