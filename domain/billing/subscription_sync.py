@@ -511,6 +511,10 @@ def _net_of_issued(
             if x.per_unit_amount is not None and x.quantity is not None
         ]
         credit = charged_for(service, charged, currency)
+        if credit == 0:
+            # An overlap too short to have charged a minor unit: the line as it is.
+            out[key] = want
+            continue
         net = amount - credit
         if net <= 0:
             continue
