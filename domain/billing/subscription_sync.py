@@ -25,7 +25,8 @@ keys: nothing is billed twice, nothing dropped.
   stays (taking money back needs credit notes, which Tally does not have yet).
 - So a prorated flat fee's later version (the item split mid-period after its period's in-advance
   fee was issued: an add-on bought, changed or taken off) bills net of what the issued lines of
-  its item charged for its time (`_net_of_issued`), floored at 0 (docs/billing.md).
+  its item charged for its time (`_net_of_issued`), floored at 0 (docs/billing.md); after a plan
+  change, also of what the replaced subscriptions' fees with the same rate-card key charged.
 """
 
 from __future__ import annotations
@@ -67,9 +68,9 @@ from domain.entitlements.recurrence import Period as TimelinePeriod
 from domain.errors import ConflictError, NotFoundError
 from domain.records import evolve
 from domain.subscriptions.catalog import billing_terms
-from domain.subscriptions.models import Subscription
+from domain.subscriptions.models import PREVIOUS_ANNOTATION, Subscription, replaced_chain
 from domain.subscriptions.sync import HeldLine, SyncPlan, plan_sync
-from domain.subscriptions.timeline import BillableItem, billable_items, item_of, whole_second
+from domain.subscriptions.timeline import BillableItem, billable_items, item_of, rate_card_key_of, whole_second
 
 Clock = Callable[[], datetime]
 
@@ -98,9 +99,15 @@ class DraftEditor(Protocol):
 
 
 class SubscriptionFeed(Protocol):
-    """The subscriptions a sync pass covers (the subscription repository provides it)."""
+    """Subscriptions as stored (the subscription repository provides them)."""
 
-    async def list_billable(self, ended_after: datetime) -> list[Subscription]: ...
+    async def list_billable(self, ended_after: datetime) -> list[Subscription]:
+        """The subscriptions a sync pass covers."""
+        ...
+
+    async def list_for_customer(self, namespace: str, customer_id: str) -> list[Subscription]:
+        """A customer's subscriptions, deleted ones too: where a plan change's chain is found."""
+        ...
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -170,12 +177,15 @@ class SubscriptionSync:
         for namespace, members in by_namespace.items():
             for start in range(0, len(members), _CHECK_CHUNK):
                 chunk = members[start : start + _CHECK_CHUNK]
+                chains = {s.id: await self._replaced(s) for s in chunk}
+                ids = list(dict.fromkeys([s.id for s in chunk] + [x.id for c in chains.values() for x in c]))
                 async with self._uow() as tx:
-                    held = await tx.invoices.subscription_lines(namespace, [s.id for s in chunk])
+                    held = await tx.invoices.subscription_lines(namespace, ids)
                 for subscription in chunk:
                     try:
                         mine, editable = held[subscription.id], self._editable()
-                        expected = _net_of_issued(await self._expected(subscription, now), mine, editable)
+                        replaced = _replaced_fees(chains[subscription.id], held)
+                        expected = _net_of_issued(await self._expected(subscription, now), mine, editable, replaced)
                         _, plan = _plan(expected, mine, editable)
                     except Exception:
                         # Synced on its own, where its failure is reported without holding back
@@ -191,14 +201,24 @@ class SubscriptionSync:
         lines were created, changed or removed (0 when they already match)."""
         now = self._clock()
         expected = await self._expected(subscription, now)
+        chain = await self._replaced(subscription)
         for attempt in range(2):
             try:
-                return await self._apply(subscription, expected, now)
+                return await self._apply(subscription, expected, chain, now)
             except ConflictError:
                 # Another sync made the gathering invoice or a line first: plan again against it.
                 if attempt == 1:
                     raise
         raise AssertionError("unreachable")
+
+    async def _replaced(self, subscription: Subscription) -> list[Subscription]:
+        """The subscriptions plan changes replaced on the way to this one, latest first (none
+        without a change: no read)."""
+        if PREVIOUS_ANNOTATION not in subscription.annotations:
+            return []
+        return replaced_chain(
+            subscription, await self._subscriptions.list_for_customer(subscription.namespace, subscription.customer_id)
+        )
 
     async def _expected(self, subscription: Subscription, now: datetime) -> dict[str, _Expected]:
         if subscription.deleted_at is not None:
@@ -234,7 +254,9 @@ class SubscriptionSync:
         except NotFoundError:
             return (await self._profiles.get_default(namespace)).workflow.subscription_end_proration_mode
 
-    async def _apply(self, subscription: Subscription, expected: dict[str, _Expected], now: datetime) -> int:
+    async def _apply(
+        self, subscription: Subscription, expected: dict[str, _Expected], chain: list[Subscription], now: datetime
+    ) -> int:
         ns = subscription.namespace
         async with self._uow() as tx:
             if self._drafts is not None:
@@ -247,10 +269,10 @@ class SubscriptionSync:
                 ):
                     await tx.invoices.get(ns, draft_id, lock=True)
             gathering = await tx.invoices.get_gathering(ns, subscription.customer_id, subscription.currency, lock=True)
-            held = await tx.invoices.subscription_lines(ns, [subscription.id])
+            held = await tx.invoices.subscription_lines(ns, [subscription.id, *(x.id for x in chain)])
             editable = self._editable()
             # Netted here, against the lines read under the lock: what is issued no longer changes.
-            expected = _net_of_issued(expected, held[subscription.id], editable)
+            expected = _net_of_issued(expected, held[subscription.id], editable, _replaced_fees(chain, held))
             parts, plan = _plan(expected, held[subscription.id], editable)
             if plan.empty:
                 return 0
@@ -466,29 +488,62 @@ def _prorates(subscription: Subscription, item: BillableItem, full_period_at_end
 _NOT_CHARGED = frozenset({InvoiceStatus.VOIDED, InvoiceStatus.DELETE, InvoiceStatus.DELETED})
 
 
+def _charged(line: InvoiceLine, status: InvoiceStatus, editable: set[InvoiceStatus]) -> bool:
+    """A synced flat fee on an invoice past editable that charged the customer for good."""
+    return (
+        line.sync_key is not None
+        and line.type is LineType.FLAT_FEE
+        and line.deleted_at is None
+        and status not in editable
+        and status not in _NOT_CHARGED
+    )
+
+
+def _replaced_fees(
+    chain: Sequence[Subscription], held: dict[str, list[tuple[InvoiceLine, InvoiceStatus]]]
+) -> list[tuple[InvoiceLine, InvoiceStatus]]:
+    """The lines of the subscriptions a plan change replaced (`chain`) that bill a recurring fee
+    (not a one-time fee, which is not a charge for time)."""
+    out: list[tuple[InvoiceLine, InvoiceStatus]] = []
+    for replaced in chain:
+        recurring = {
+            item.id
+            for phase in replaced.spec.phases
+            for item in phase.items
+            if billing_terms(item.rate_card).cadence is not None
+        }
+        out.extend(
+            (x, st) for x, st in held.get(replaced.id, []) if x.subscription and x.subscription.item_id in recurring
+        )
+    return out
+
+
 def _net_of_issued(
     expected: dict[str, _Expected],
     held: Sequence[tuple[InvoiceLine, InvoiceStatus]],
     editable: set[InvoiceStatus],
+    replaced: Sequence[tuple[InvoiceLine, InvoiceStatus]] = (),
 ) -> dict[str, _Expected]:
-    """The expected lines with each prorated flat fee billed net of what issued lines of the same
-    subscription item (its other versions, or other keys of it) already charged for its time, as
-    billing systems prorate an upgrade: the issued line cannot change (no credit notes), so the
-    later version bills only the difference. A fee add-on bought after the month's 30.00 was
-    issued bills 23.33 - 20.00 = 3.33 for Nov 11 - Dec 1, not 23.33 on top. A net below 0 (a
-    downgrade) is floored: no line, and nothing is given back (that needs credit notes). Issued
-    lines do not change, so a re-run nets the same: the sync stays idempotent."""
+    """The expected lines with each prorated flat fee billed net of what issued lines already
+    charged for its time, as billing systems prorate an upgrade: the issued line cannot change (no
+    credit notes), so the later one bills only the difference. Those are the lines of the same
+    subscription item (its other versions, or other keys of it: a fee add-on bought after the
+    month's 30.00 was issued bills 23.33 - 20.00 = 3.33 for Nov 11 - Dec 1, not 23.33 on top) and,
+    after a plan change, the recurring fees with the same rate-card key of the subscriptions it
+    replaced (`replaced`: the same fee at the new plan's price). A net below 0 (a downgrade) is
+    floored: no line, and nothing is given back (that needs credit notes). Issued lines do not
+    change, so a re-run nets the same: the sync stays idempotent."""
     issued: dict[str, list[InvoiceLine]] = {}
     for line, status in held:
-        if (
-            line.sync_key is not None
-            and line.type is LineType.FLAT_FEE
-            and line.deleted_at is None
-            and status not in editable
-            and status not in _NOT_CHARGED
-        ):
+        if _charged(line, status, editable):
+            assert line.sync_key is not None
             issued.setdefault(item_of(line.sync_key), []).append(line)
-    if not issued:
+    issued_before: dict[str, list[InvoiceLine]] = {}
+    for line, status in replaced:
+        if _charged(line, status, editable):
+            assert line.sync_key is not None
+            issued_before.setdefault(rate_card_key_of(line.sync_key), []).append(line)
+    if not issued and not issued_before:
         return expected
     out: dict[str, _Expected] = {}
     for key, want in expected.items():
@@ -496,7 +551,7 @@ def _net_of_issued(
         service = Period(line.period_start, line.period_end)
         overlapping = [
             x
-            for x in issued.get(item_of(key), [])
+            for x in issued.get(item_of(key), []) + issued_before.get(rate_card_key_of(key), [])
             if x.sync_key != key and x.period_start < service.end and service.start < x.period_end
         ]
         if not want.prorated or not overlapping:

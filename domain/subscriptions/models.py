@@ -133,6 +133,22 @@ class Subscription:
         )
 
 
+def replaced_chain(subscription: Subscription, customers_subscriptions: list[Subscription]) -> list[Subscription]:
+    """The subscriptions plan changes replaced on the way to `subscription`, the latest first (its
+    PREVIOUS_ANNOTATION, that one's, and so on), found among its customer's subscriptions (deleted
+    ones too: what their issued invoices charged stays charged). A link to a subscription not among
+    them, or back into the chain, ends it."""
+    by_id = {s.id: s for s in customers_subscriptions}
+    chain: list[Subscription] = []
+    seen = {subscription.id}
+    previous = subscription.annotations.get(PREVIOUS_ANNOTATION)
+    while previous is not None and previous not in seen and previous in by_id:
+        seen.add(previous)
+        chain.append(by_id[previous])
+        previous = by_id[previous].annotations.get(PREVIOUS_ANNOTATION)
+    return chain
+
+
 @dataclass(frozen=True, slots=True)
 class Timing:
     """`immediate`, `next_billing_cycle`, or an explicit time (OpenMeter's SubscriptionTiming)."""

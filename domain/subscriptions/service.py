@@ -154,10 +154,6 @@ class SubscriptionService:
     async def customer_ids_with_plan(self, namespace: str, plan_key: str) -> set[str]:
         return await self._repository.customer_ids_with_plan(namespace, plan_key, self._clock())
 
-    async def list_billable(self, ended_after: datetime) -> list[Subscription]:
-        """Every namespace's subscriptions that bill now or recently did (the billing sync's pass)."""
-        return await self._repository.list_billable(ended_after)
-
     async def has_live_subscription(self, namespace: str, customer_id: str) -> bool:
         return await self._repository.has_live(namespace, customer_id, self._clock())
 

@@ -413,6 +413,11 @@ def item_of(key: str) -> str:
     return key.rsplit("/", 2)[0]
 
 
+def rate_card_key_of(key: str) -> str:
+    """The rate-card key of the item a billable item's `key` bills (keys are slugs: no '/')."""
+    return key.rsplit("/", 3)[1]
+
+
 def whole_second(at: datetime) -> datetime:
     """`at` truncated to the second: billed periods have meters' resolution (OpenMeter's
     MinimumWindowSizeDuration)."""

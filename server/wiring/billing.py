@@ -23,11 +23,13 @@ from adapters.clickhouse.client import ClickHouse
 from adapters.postgres.billing import PostgresInvoiceNumbers, billing_unit_of_work
 from adapters.postgres.features import PostgresFeatureRepository
 from adapters.postgres.meters import PostgresMeterRepository
+from adapters.postgres.subscriptions import PostgresSubscriptionRepository
 from domain.billing.apps.registry import Marketplace
 from domain.billing.invoice_service import InvoiceService
 from domain.billing.service import AppService, BillingProfileService, CustomerAppService, Provisioner
 from domain.billing.subscription_sync import SubscriptionFeed, SubscriptionSync
 from domain.customers.service import CustomerService
+from domain.subscriptions.catalog import CatalogRateCards
 from domain.subscriptions.models import Subscription
 from server.config import BillingSettings
 from server.servicers.apps import AppServicer
@@ -123,7 +125,9 @@ async def wire(deps: Deps) -> list[Servicer]:
     customers = deps.services["customers"]
     apps = AppService(uow, marketplace, provisioner)
     subscriptions = deps.services["subscriptions"]
-    parts = invoicing(deps.sessions, deps.clickhouse, customers, subscriptions, marketplace, provisioner)
+    # The sync reads subscriptions as stored (ended and deleted ones too), as the `billing` CLI does.
+    feed = PostgresSubscriptionRepository(deps.sessions, CatalogRateCards())
+    parts = invoicing(deps.sessions, deps.clickhouse, customers, feed, marketplace, provisioner)
     profiles = parts.profiles
     customer_apps = CustomerAppService(uow, apps, profiles, customers)
     invoices = parts.invoices

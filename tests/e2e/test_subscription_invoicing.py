@@ -42,6 +42,55 @@ def by_status(items: list[dict[str, Any]], status: str) -> list[dict[str, Any]]:
     return [i for i in items if i["status"] == status]
 
 
+async def published_plan(http: httpx.AsyncClient, base: str, feature: str | None = None) -> str:
+    """A monthly plan with an in-advance base fee of `base` (and calls of `feature` at 0.01 each),
+    published; returns its key."""
+    cards: list[dict[str, Any]] = [
+        {
+            "type": "flat_fee",
+            "key": "base",
+            "name": "Base",
+            "billingCadence": "P1M",
+            "price": {"type": "flat", "amount": base, "paymentTerm": "in_advance"},
+        }
+    ]
+    if feature is not None:
+        cards.append(
+            {
+                "type": "usage_based",
+                "key": feature,
+                "name": "Calls",
+                "featureKey": feature,
+                "billingCadence": "P1M",
+                "price": {"type": "unit", "amount": "0.01"},
+            }
+        )
+    key = unique("subinv")
+    body = {
+        "key": key,
+        "name": "Team",
+        "currency": "USD",
+        "billingCadence": "P1M",
+        "phases": [{"key": "default", "name": "Default", "rateCards": cards}],
+    }
+    plan = await ok(await http.post("/api/v1/plans", json=body), 201)
+    await ok(await http.post(f"/api/v1/plans/{plan['id']}/publish"))
+    return key
+
+
+async def subscribed(http: httpx.AsyncClient, plan_key: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A new customer subscribed to the plan now: (customer, subscription)."""
+    key = unique("subinv_customer")
+    customer = await ok(
+        await http.post(
+            "/api/v1/customers", json={"name": "Sub Inv", "key": key, "usageAttribution": {"subjectKeys": [key]}}
+        ),
+        201,
+    )
+    sub = await ok(await http.post("/api/v1/subscriptions", json={"plan": {"key": plan_key}, "customerKey": key}), 201)
+    return customer, sub
+
+
 async def test_a_subscription_is_billed_by_the_billing_role(tally: TallyProcess) -> None:
     feature = unique("subinv_calls")
     async with httpx.AsyncClient(base_url=tally.rest_url, timeout=30) as http:
@@ -49,53 +98,7 @@ async def test_a_subscription_is_billed_by_the_billing_role(tally: TallyProcess)
             await http.post("/api/v1/meters", json={"slug": feature, "eventType": feature, "aggregation": "COUNT"}), 201
         )
         await ok(await http.post("/api/v1/features", json={"key": feature, "name": feature, "meterSlug": feature}), 201)
-        plan_key = unique("subinv")
-        plan = await ok(
-            await http.post(
-                "/api/v1/plans",
-                json={
-                    "key": plan_key,
-                    "name": "Team",
-                    "currency": "USD",
-                    "billingCadence": "P1M",
-                    "phases": [
-                        {
-                            "key": "default",
-                            "name": "Default",
-                            "rateCards": [
-                                {
-                                    "type": "flat_fee",
-                                    "key": "base",
-                                    "name": "Base",
-                                    "billingCadence": "P1M",
-                                    "price": {"type": "flat", "amount": "25", "paymentTerm": "in_advance"},
-                                },
-                                {
-                                    "type": "usage_based",
-                                    "key": feature,
-                                    "name": "Calls",
-                                    "featureKey": feature,
-                                    "billingCadence": "P1M",
-                                    "price": {"type": "unit", "amount": "0.01"},
-                                },
-                            ],
-                        }
-                    ],
-                },
-            ),
-            201,
-        )
-        await ok(await http.post(f"/api/v1/plans/{plan['id']}/publish"))
-        key = unique("subinv_customer")
-        customer = await ok(
-            await http.post(
-                "/api/v1/customers", json={"name": "Sub Inv", "key": key, "usageAttribution": {"subjectKeys": [key]}}
-            ),
-            201,
-        )
-        sub = await ok(
-            await http.post("/api/v1/subscriptions", json={"plan": {"key": plan_key}, "customerKey": key}), 201
-        )
+        customer, sub = await subscribed(http, await published_plan(http, "25", feature))
 
         items = await until(
             http,
@@ -132,6 +135,40 @@ async def test_a_subscription_is_billed_by_the_billing_role(tally: TallyProcess)
         await until(
             http, customer["id"], calls_end_with_the_subscription, "the usage line ending with the subscription"
         )
+
+
+async def test_an_upgrade_after_the_months_fee_was_paid_bills_the_new_fee_net_of_it(tally: TallyProcess) -> None:
+    # The month's 25.00 is paid at once (sandbox app); the change to a 50.00 plan a few seconds
+    # later bills the new fee for the rest of the month less what the paid line charged for it:
+    # 25.00, not 50.00 on top (docs/billing.md: a fee's later version is billed net of what was issued).
+    async with httpx.AsyncClient(base_url=tally.rest_url, timeout=30) as http:
+        customer, sub = await subscribed(http, await published_plan(http, "25"))
+        items = await until(http, customer["id"], lambda xs: len(by_status(xs, "paid")) == 1, "the 25.00 paid")
+        (paid,) = by_status(items, "paid")
+        pro = await published_plan(http, "50")
+        changed = await ok(
+            await http.post(
+                f"/api/v1/subscriptions/{sub['id']}/change", json={"plan": {"key": pro}, "timing": "immediate"}
+            )
+        )
+        successor = changed["next"]["id"]
+
+        def the_new_fee_paid(xs: list[dict[str, Any]]) -> bool:
+            return any(
+                x["subscription"]["subscription"]["id"] == successor for i in by_status(xs, "paid") for x in i["lines"]
+            )
+
+        items = await until(http, customer["id"], the_new_fee_paid, "the new plan's fee paid")
+        (line,) = [
+            x
+            for i in by_status(items, "paid")
+            for x in i["lines"]
+            if x["subscription"]["subscription"]["id"] == successor
+        ]
+        assert line["totals"]["total"] == "25", line
+        month = f"{paid['lines'][0]['period']['from']} - {paid['lines'][0]['period']['to']}"
+        assert line["description"] == f"less 25.00 already invoiced for {month}"
+        assert line["period"]["to"] == paid["lines"][0]["period"]["to"]
 
 
 def when(text: str) -> datetime:

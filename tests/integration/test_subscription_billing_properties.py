@@ -321,6 +321,9 @@ class Span:
     addons: dict[str, list[tuple[datetime, int]]] = field(default_factory=dict)
     # Add-on key -> the subscription add-on's ID, once bought.
     addon_ids: dict[str, str] = field(default_factory=dict)
+    # The subscription a plan change replaced with this one: its fees' lines with the same rate-card
+    # key charged for this one's time too (docs/billing.md: a fee's later version is billed net).
+    previous: Span | None = None
     # Service period starts whose minimum spend is not charged: the end cut the period exactly at
     # the end of a part already issued (billed progressively, as not the last), so no line of the
     # period is its last any more (docs/billing.md "Not yet"; OpenMeter leaves the issued line too).
@@ -380,10 +383,11 @@ class Span:
                 key=lambda i: i.start,
             )
             parts = out.setdefault(start, [])
+            earlier = self.replaced_lines(name)
             charged: list[tuple[datetime, datetime, Decimal]] = []
             for i in issued:
-                amount = net_of(prorated(i.amount, i.start, i.end, full_start, full_end), i.start, i.end, charged)
-                charged.append((i.start, i.end, amount))
+                amount = prorated(i.amount, i.start, i.end, full_start, full_end)
+                charged.append((i.start, i.end, net_of(amount, i.start, i.end, earlier + charged)))
             parts.extend(line for line in charged if line[2])
             replaced = {i.start for i in issued if i.replaces}
             for a, b in itertools.pairwise(cuts):
@@ -392,10 +396,20 @@ class Span:
                 if self.full_period_at_end and b == self.end and (a, b) != (full_start, full_end):
                     part = (a, b, self.fee(name, a))
                 else:
-                    part = (a, b, net_of(prorated(self.fee(name, a), a, b, full_start, full_end), a, b, charged))
+                    fee = prorated(self.fee(name, a), a, b, full_start, full_end)
+                    part = (a, b, net_of(fee, a, b, earlier + charged))
                 if part[2]:
                     parts.append(part)
         return out
+
+    def replaced_lines(self, name: str) -> list[tuple[datetime, datetime, Decimal]]:
+        """The fee's lines of the subscriptions plan changes replaced on the way to this one. Those
+        covering time after the change are lines issued before it, as they stayed: what the
+        successor's fee is billed net of."""
+        if self.previous is None:
+            return []
+        own = [line for parts in self.previous.fee_parts(name).values() for line in parts]
+        return self.previous.replaced_lines(name) + own
 
     def holding(self, at: datetime) -> datetime:
         """The service period (its start) `at` falls in; at the end, the last one."""
@@ -672,6 +686,7 @@ async def run_history(people: list[tuple[int, str, bool, bool]], history: list[t
                         successor.active_from,
                         sub_id=successor.id,
                         full_period_at_end=current.full_period_at_end,
+                        previous=current,
                     )
                     owed.spans.append(span)
                     mine.append(span)

@@ -1,0 +1,188 @@
+"""A plan change after the period's in-advance fee was issued: the new plan's fee with the same
+rate-card key bills net of what the replaced subscriptions' issued lines charged for its time
+(docs/billing.md, "Subscriptions: a flat fee's later version is billed net of what was issued").
+Through the subscription service, the sync and the billing worker on real Postgres."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest_asyncio
+
+from domain.billing.invoice_states import InvoiceStatus
+from domain.billing.invoices import LineType
+from domain.subscriptions.models import ChangeSubscriptionInput, PlanSelector, Subscription, Timing
+from tests.integration.test_subscription_billing import (
+    DEC,
+    JAN,
+    NOV,
+    PLAN,
+    D,
+    Env,
+    Plans,
+    all_invoices,
+    card,
+    open_env,
+    subscribe,
+)
+
+
+def _monthly(key: str, fee_key: str, amount: str) -> dict[str, Any]:
+    """The team plan under another key, its in-advance fee `fee_key` at `amount` a month."""
+    return {
+        **PLAN,
+        "key": key,
+        "phases": [
+            {
+                **PLAN["phases"][0],  # type: ignore[index]
+                "rateCards": [card(fee_key, {"type": "flat", "amount": amount, "paymentTerm": "in_advance"})],
+            }
+        ],
+    }
+
+
+# team: base 30.00 a month (PLAN); pro and max: the same fee at 60.00 and 90.00; other: 60.00 a
+# month under another rate-card key.
+PRO, MAX, OTHER = _monthly("pro", "base", "60"), _monthly("max", "base", "90"), _monthly("other", "platform", "60")
+# base: 100.00 once (no billing cadence), in advance.
+SETUP = _monthly("setup", "base", "100")
+SETUP["phases"][0]["rateCards"][0].pop("billingCadence")  # type: ignore[index]
+
+
+@pytest_asyncio.fixture
+async def env() -> AsyncIterator[Env]:
+    async with open_env(Plans((PLAN, PRO, MAX, OTHER, SETUP))) as opened:
+        yield opened
+
+
+async def issued_fees(env: Env, ns: str, before: datetime = DEC) -> list[tuple[str, datetime, datetime, Decimal]]:
+    """The flat-fee lines past gathering that start before `before`: (plan, start, end, total)."""
+    by_subscription = {s.id: s.plan.key for s in await env.subscriptions.list_for_customer(ns, "c1") if s.plan}
+    return sorted(
+        (by_subscription[x.subscription.subscription_id], x.period_start, x.period_end, x.totals.total)
+        for f in await all_invoices(env, ns)
+        if f.invoice.status is not InvoiceStatus.GATHERING
+        for x in f.lines
+        if x.parent_line_id is None and x.type is LineType.FLAT_FEE and x.subscription and x.period_start < before
+    )
+
+
+async def issue_due(env: Env) -> None:
+    """Two hours on, a billing-worker pass collects and issues what is due (auto-approved)."""
+    env.clock.at += timedelta(hours=2)
+    await env.worker().run_once()
+
+
+async def change(env: Env, ns: str, current: Subscription, plan: str, at: datetime) -> Subscription:
+    """Changes `current` to `plan` at `at` (immediately) and syncs both; returns the new one."""
+    env.clock.at = at
+    ended, successor = await env.subscriptions.change(
+        ChangeSubscriptionInput(ns, current.id, PlanSelector(plan), Timing("immediate"))
+    )
+    await env.sync.sync(ended)
+    await env.sync.sync(successor)
+    # Synced again: nothing moves (the netting is the same on a re-run).
+    assert await env.sync.sync(successor) == 0
+    return successor
+
+
+async def issued_team_month(env: Env, ns: str, plan: str = "team") -> Subscription:
+    """The customer subscribed to `plan` on Nov 1 and November's fee issued."""
+    env.clock.at = NOV
+    sub = await subscribe(env, ns, "c1", plan)
+    await env.sync.sync(sub)
+    await issue_due(env)
+    return sub
+
+
+async def test_an_upgrade_after_the_months_fee_was_issued_bills_the_new_fee_net_of_it(env: Env) -> None:
+    # November's 30.00 was issued on Nov 1; the change to pro on Nov 11 ends the team plan there,
+    # but the issued line stays whole (no credit notes). Pro's 40.00 for Nov 11 - Dec 1 is billed
+    # less the 20.00 the issued line charged for that time: 20.00, so November costs 10.00 of team
+    # and 40.00 of pro, as had nothing been issued (OpenMeter bills the 40.00 on top).
+    ns = "chg_up"
+    team = await issued_team_month(env, ns)
+    at = NOV + timedelta(days=10)
+    await change(env, ns, team, "pro", at)
+    await issue_due(env)
+    assert await issued_fees(env, ns) == [("pro", at, DEC, D(20)), ("team", NOV, DEC, D(30))]
+    (netted,) = [
+        x
+        for f in await all_invoices(env, ns)
+        for x in f.lines
+        if x.parent_line_id is None and x.name == "Base" and x.period_start == at
+    ]
+    assert netted.description == "less 20.00 already invoiced for 2026-11-01T00:00:00Z - 2026-12-01T00:00:00Z"
+    env.clock.at = DEC + timedelta(hours=2)
+    await env.worker().run_once()
+    assert [x for x in await issued_fees(env, ns, JAN) if x[1] == DEC] == [("pro", DEC, JAN, D(60))]
+
+
+async def test_changes_in_a_row_net_every_replaced_plans_issued_fee(env: Env) -> None:
+    # team (30.00, issued Nov 1) -> pro on Nov 11 (40.00 for the rest less 20.00: 20.00, issued)
+    # -> max on Nov 21: 30.00 for Nov 21 - Dec 1 less what team's line (10.00) and pro's (half of
+    # its 20.00) charged for those days: 10.00. November: 10 + 20 + 30 days' worth, 60.00 in all.
+    ns = "chg_chain"
+    team = await issued_team_month(env, ns)
+    pro = await change(env, ns, team, "pro", NOV + timedelta(days=10))
+    await issue_due(env)
+    await change(env, ns, pro, "max", NOV + timedelta(days=20))
+    await issue_due(env)
+    assert await issued_fees(env, ns) == [
+        ("max", NOV + timedelta(days=20), DEC, D(10)),
+        ("pro", NOV + timedelta(days=10), DEC, D(20)),
+        ("team", NOV, DEC, D(30)),
+    ]
+    assert sum(x[3] for x in await issued_fees(env, ns)) == D(60)
+
+
+async def test_a_downgrade_after_the_months_fee_was_issued_bills_nothing_more_that_month(env: Env) -> None:
+    # Pro's 60.00 issued on Nov 1; team from Nov 11 wants 20.00 for the rest, less the 40.00 pro's
+    # line charged for those days: nothing (floored at 0; the 20.00 difference is not given back,
+    # which needs credit notes). December is team's 30.00.
+    ns = "chg_down"
+    pro = await issued_team_month(env, ns, "pro")
+    await change(env, ns, pro, "team", NOV + timedelta(days=10))
+    await issue_due(env)
+    assert await issued_fees(env, ns) == [("pro", NOV, DEC, D(60))]
+    env.clock.at = DEC + timedelta(hours=2)
+    await env.worker().run_once()
+    assert [x for x in await issued_fees(env, ns, JAN) if x[1] == DEC] == [("team", DEC, JAN, D(30))]
+
+
+async def test_a_fee_under_another_rate_card_key_is_not_netted(env: Env) -> None:
+    # A plan whose fee has another key is another fee as far as the sync can tell: its 40.00 for
+    # Nov 11 - Dec 1 is billed beside team's issued 30.00 (docs/billing.md, "Not yet").
+    ns = "chg_other"
+    team = await issued_team_month(env, ns)
+    at = NOV + timedelta(days=10)
+    await change(env, ns, team, "other", at)
+    await issue_due(env)
+    assert await issued_fees(env, ns) == [("other", at, DEC, D(40)), ("team", NOV, DEC, D(30))]
+
+
+async def test_a_change_before_the_fee_was_issued_bills_each_plan_its_own_days(env: Env) -> None:
+    # Nothing issued yet (November's fee still gathering at the change): team's line is cut to
+    # Nov 1-11 (10.00) and pro bills its 40.00 in full; nothing to net.
+    ns = "chg_gathering"
+    env.clock.at = NOV
+    team = await subscribe(env, ns, "c1")
+    await env.sync.sync(team)
+    at = NOV + timedelta(days=10)
+    await change(env, ns, team, "pro", at)
+    await issue_due(env)
+    assert await issued_fees(env, ns) == [("pro", at, DEC, D(40)), ("team", NOV, at, D(10))]
+
+
+async def test_a_one_time_fee_of_the_replaced_plan_is_not_netted(env: Env) -> None:
+    # A one-time fee is no charge for time, even under the same key: pro's 40.00 for Nov 11 - Dec 1
+    # is billed whole beside the 100.00 paid once on Nov 1.
+    ns = "chg_once"
+    setup = await issued_team_month(env, ns, "setup")
+    at = NOV + timedelta(days=10)
+    await change(env, ns, setup, "pro", at)
+    await issue_due(env)
+    assert await issued_fees(env, ns) == [("pro", at, DEC, D(40)), ("setup", NOV, DEC, D(100))]
