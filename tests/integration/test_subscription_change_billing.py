@@ -98,16 +98,23 @@ async def issued_team_month(env: Env, ns: str, plan: str = "team") -> Subscripti
     return sub
 
 
+async def changed_after_issue(env: Env, ns: str, plan: str, to: str) -> datetime:
+    """Subscribed to `plan` on Nov 1 (November's fee issued), changed to `to` on Nov 11 and what is
+    due then issued; returns the change's time."""
+    current = await issued_team_month(env, ns, plan)
+    at = NOV + timedelta(days=10)
+    await change(env, ns, current, to, at)
+    await issue_due(env)
+    return at
+
+
 async def test_an_upgrade_after_the_months_fee_was_issued_bills_the_new_fee_net_of_it(env: Env) -> None:
     # November's 30.00 was issued on Nov 1; the change to pro on Nov 11 ends the team plan there,
     # but the issued line stays whole (no credit notes). Pro's 40.00 for Nov 11 - Dec 1 is billed
     # less the 20.00 the issued line charged for that time: 20.00, so November costs 10.00 of team
     # and 40.00 of pro, as had nothing been issued (OpenMeter bills the 40.00 on top).
     ns = "chg_up"
-    team = await issued_team_month(env, ns)
-    at = NOV + timedelta(days=10)
-    await change(env, ns, team, "pro", at)
-    await issue_due(env)
+    at = await changed_after_issue(env, ns, "team", "pro")
     assert await issued_fees(env, ns) == [("pro", at, DEC, D(20)), ("team", NOV, DEC, D(30))]
     (netted,) = [
         x
@@ -144,9 +151,7 @@ async def test_a_downgrade_after_the_months_fee_was_issued_bills_nothing_more_th
     # line charged for those days: nothing (floored at 0; the 20.00 difference is not given back,
     # which needs credit notes). December is team's 30.00.
     ns = "chg_down"
-    pro = await issued_team_month(env, ns, "pro")
-    await change(env, ns, pro, "team", NOV + timedelta(days=10))
-    await issue_due(env)
+    await changed_after_issue(env, ns, "pro", "team")
     assert await issued_fees(env, ns) == [("pro", NOV, DEC, D(60))]
     env.clock.at = DEC + timedelta(hours=2)
     await env.worker().run_once()
@@ -157,10 +162,7 @@ async def test_a_fee_under_another_rate_card_key_is_not_netted(env: Env) -> None
     # A plan whose fee has another key is another fee as far as the sync can tell: its 40.00 for
     # Nov 11 - Dec 1 is billed beside team's issued 30.00 (docs/billing.md, "Not yet").
     ns = "chg_other"
-    team = await issued_team_month(env, ns)
-    at = NOV + timedelta(days=10)
-    await change(env, ns, team, "other", at)
-    await issue_due(env)
+    at = await changed_after_issue(env, ns, "team", "other")
     assert await issued_fees(env, ns) == [("other", at, DEC, D(40)), ("team", NOV, DEC, D(30))]
 
 
@@ -181,8 +183,5 @@ async def test_a_one_time_fee_of_the_replaced_plan_is_not_netted(env: Env) -> No
     # A one-time fee is no charge for time, even under the same key: pro's 40.00 for Nov 11 - Dec 1
     # is billed whole beside the 100.00 paid once on Nov 1.
     ns = "chg_once"
-    setup = await issued_team_month(env, ns, "setup")
-    at = NOV + timedelta(days=10)
-    await change(env, ns, setup, "pro", at)
-    await issue_due(env)
+    at = await changed_after_issue(env, ns, "setup", "pro")
     assert await issued_fees(env, ns) == [("pro", at, DEC, D(40)), ("setup", NOV, DEC, D(100))]
