@@ -32,16 +32,9 @@ from tests.integration.test_subscription_billing import (
 
 def _monthly(key: str, fee_key: str, amount: str) -> dict[str, Any]:
     """The team plan under another key, its in-advance fee `fee_key` at `amount` a month."""
-    return {
-        **PLAN,
-        "key": key,
-        "phases": [
-            {
-                **PLAN["phases"][0],  # type: ignore[index]
-                "rateCards": [card(fee_key, {"type": "flat", "amount": amount, "paymentTerm": "in_advance"})],
-            }
-        ],
-    }
+    phase: dict[str, Any] = PLAN["phases"][0]  # type: ignore[assignment]
+    fee = card(fee_key, {"type": "flat", "amount": amount, "paymentTerm": "in_advance"})
+    return {**PLAN, "key": key, "phases": [{**phase, "rateCards": [fee]}]}
 
 
 # team: base 30.00 a month (PLAN); pro and max: the same fee at 60.00 and 90.00; other: 60.00 a
@@ -49,7 +42,7 @@ def _monthly(key: str, fee_key: str, amount: str) -> dict[str, Any]:
 PRO, MAX, OTHER = _monthly("pro", "base", "60"), _monthly("max", "base", "90"), _monthly("other", "platform", "60")
 # base: 100.00 once (no billing cadence), in advance.
 SETUP = _monthly("setup", "base", "100")
-SETUP["phases"][0]["rateCards"][0].pop("billingCadence")  # type: ignore[index]
+SETUP["phases"][0]["rateCards"][0].pop("billingCadence")
 
 
 @pytest_asyncio.fixture
