@@ -47,14 +47,11 @@ from domain.catalog.rating import DiscountReason
 from domain.catalog.wire import Obj, Reader, decimal_text, join
 from domain.customers.models import Address
 from domain.errors import ValidationError
+from domain.wiretime import rfc3339
 
 # GET /api/v1/billing/invoices?orderBy=
 ORDER_BY = ("customer.name", "issuedAt", "status", "createdAt", "updatedAt", "periodStart")
 EXPAND = ("lines", "preceding", "workflow.apps")
-
-
-def _time(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat().replace("+00:00", "Z")
 
 
 def _put(out: dict[str, Any], key: str, value: Any) -> None:
@@ -107,7 +104,7 @@ def _discounts_rest(discounts: Sequence[LineDiscount], at: datetime, card: Disco
         return {}
     out: dict[str, Any] = {}
     for d in discounts:
-        common: dict[str, Any] = {"id": d.id, "createdAt": _time(at), "updatedAt": _time(at)}
+        common: dict[str, Any] = {"id": d.id, "createdAt": rfc3339(at), "updatedAt": rfc3339(at)}
         if d.invoicing_external_id:
             common["externalIds"] = {"invoicing": d.invoicing_external_id}
         if d.reason is DiscountReason.RATECARD_USAGE:
@@ -160,19 +157,19 @@ def _line_common(line: InvoiceLine, tax_config: TaxConfig | None) -> dict[str, A
         "id": line.id,
         "name": line.name,
         "metadata": dict(line.metadata),
-        "createdAt": _time(line.created_at),
-        "updatedAt": _time(line.updated_at),
+        "createdAt": rfc3339(line.created_at),
+        "updatedAt": rfc3339(line.updated_at),
         "managedBy": line.managed_by.value,
         "status": line.status.value,
         "invoice": {"id": line.invoice_id},
         "currency": line.currency,
         "totals": totals_rest(line.totals),
-        "period": {"from": _time(line.period_start), "to": _time(line.period_end)},
-        "invoiceAt": _time(line.invoice_at),
+        "period": {"from": rfc3339(line.period_start), "to": rfc3339(line.period_end)},
+        "invoiceAt": rfc3339(line.invoice_at),
         "discounts": _discounts_rest(_listed_discounts(line), line.updated_at, line.rate_card_discounts),
     }
     _put(out, "description", line.description)
-    _put(out, "deletedAt", _time(line.deleted_at))
+    _put(out, "deletedAt", rfc3339(line.deleted_at))
     if line.invoicing_external_id is not None:
         out["externalIds"] = {"invoicing": line.invoicing_external_id}
     if tax_config is not None:
@@ -185,8 +182,8 @@ def _line_common(line: InvoiceLine, tax_config: TaxConfig | None) -> dict[str, A
             "item": {"id": ref.item_id},
             # Lines synced before the billing period was kept show their own full period.
             "billingPeriod": {
-                "from": _time(ref.billing_period_start or line.full_period_start or line.period_start),
-                "to": _time(ref.billing_period_end or line.full_period_end or line.period_end),
+                "from": rfc3339(ref.billing_period_start or line.full_period_start or line.period_start),
+                "to": rfc3339(ref.billing_period_end or line.full_period_end or line.period_end),
             },
         }
     return out
@@ -299,8 +296,8 @@ def invoice_rest(found: InvoiceWithLines, conditions: Conditions, *, with_lines:
         "id": invoice.id,
         "type": invoice.type.value,
         "metadata": dict(invoice.metadata),
-        "createdAt": _time(invoice.created_at),
-        "updatedAt": _time(invoice.updated_at),
+        "createdAt": rfc3339(invoice.created_at),
+        "updatedAt": rfc3339(invoice.updated_at),
         "supplier": supplier_out,
         "customer": customer_out,
         # OpenMeter shows a draft's number as "DRAFT-…" until the app gives the final one.
@@ -312,8 +309,8 @@ def invoice_rest(found: InvoiceWithLines, conditions: Conditions, *, with_lines:
         "validationIssues": [
             {
                 "id": i.id,
-                "createdAt": _time(invoice.updated_at),
-                "updatedAt": _time(invoice.updated_at),
+                "createdAt": rfc3339(invoice.updated_at),
+                "updatedAt": rfc3339(invoice.updated_at),
                 "severity": i.severity.value,
                 "code": i.code,
                 "message": i.message,
@@ -329,17 +326,17 @@ def invoice_rest(found: InvoiceWithLines, conditions: Conditions, *, with_lines:
         },
     }
     _put(out, "description", invoice.description)
-    _put(out, "deletedAt", _time(invoice.deleted_at))
-    _put(out, "issuedAt", _time(invoice.issued_at))
-    _put(out, "draftUntil", _time(invoice.draft_until))
-    _put(out, "quantitySnapshotedAt", _time(invoice.quantity_snapshotted_at))
-    _put(out, "collectionAt", _time(invoice.collection_at))
-    _put(out, "dueAt", _time(invoice.due_at))
-    _put(out, "voidedAt", _time(invoice.voided_at))
-    _put(out, "sentToCustomerAt", _time(invoice.sent_to_customer_at))
+    _put(out, "deletedAt", rfc3339(invoice.deleted_at))
+    _put(out, "issuedAt", rfc3339(invoice.issued_at))
+    _put(out, "draftUntil", rfc3339(invoice.draft_until))
+    _put(out, "quantitySnapshotedAt", rfc3339(invoice.quantity_snapshotted_at))
+    _put(out, "collectionAt", rfc3339(invoice.collection_at))
+    _put(out, "dueAt", rfc3339(invoice.due_at))
+    _put(out, "voidedAt", rfc3339(invoice.voided_at))
+    _put(out, "sentToCustomerAt", rfc3339(invoice.sent_to_customer_at))
     _put(out, "voidReason", invoice.void_reason)
     if invoice.period_start is not None and invoice.period_end is not None:
-        out["period"] = {"from": _time(invoice.period_start), "to": _time(invoice.period_end)}
+        out["period"] = {"from": rfc3339(invoice.period_start), "to": rfc3339(invoice.period_end)}
     if with_lines:
         # A gathering invoice's lines are what was asked for; a standard invoice's are calculated,
         # and carry its workflow's default tax config under their own.

@@ -97,6 +97,7 @@ from domain.customers.models import Customer
 from domain.entitlements.recurrence import IsoDuration, Recurrence
 from domain.errors import ConflictError, NotFoundError, ValidationError, Violations
 from domain.records import evolve
+from domain.wiretime import rfc3339
 
 Clock = Callable[[], datetime]
 # Told after an invoice was created (True) or changed (False): (namespace, invoice ID, created).
@@ -144,11 +145,6 @@ def wake_at(invoice: Invoice, now: datetime) -> datetime:
 SIMULATED_INVOICE_NUMBER: Final = "INV-SIMULATED"
 
 _CALLBACK_STAMPS: Final = {Action.DRAFT_SYNCHRONIZED: DRAFT_SYNCED_AT, Action.ISSUING_SYNCHRONIZED: FINALIZED_AT}
-
-
-def _seconds(at: datetime) -> str:
-    """RFC 3339 to the second, in UTC (as Go's time.RFC3339 prints OpenMeter's stamps)."""
-    return at.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def _utcnow() -> datetime:
@@ -963,11 +959,15 @@ class InvoiceService:
             row = fire(invoice.state, action, self.conditions(invoice, now))
             attempt = invoice.app_attempt
             stamp = _CALLBACK_STAMPS.get(action)
+            metadata = invoice.metadata
+            if stamp is not None:
+                # To the second, as Go's time.RFC3339 prints OpenMeter's stamps.
+                metadata = {**metadata, stamp: rfc3339(now, timespec="seconds")}
             invoice = evolve(
                 invoice,
                 state=row.target,
                 updated_at=now,
-                metadata={**invoice.metadata, stamp: _seconds(now)} if stamp is not None else invoice.metadata,
+                metadata=metadata,
                 number=invoice_number or invoice.number,
                 invoicing_external_id=invoicing_external_id or invoice.invoicing_external_id,
                 payment_external_id=payment_external_id or invoice.payment_external_id,

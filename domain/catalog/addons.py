@@ -34,6 +34,7 @@ from domain.catalog.ratecards import (
 from domain.catalog.wire import Issues, Reader, join, violations_rest
 from domain.customers.models import ULID_RE
 from domain.errors import FieldViolation
+from domain.wiretime import rfc3339
 
 ADDON_ORDER_BY: Final = ("id", "key", "version", "created_at", "updated_at")
 
@@ -55,10 +56,6 @@ def addon_status(effective_from: datetime | None, effective_to: datetime | None,
     if effective_to is not None and effective_to <= now:
         return AddonStatus.ARCHIVED
     return AddonStatus.ACTIVE
-
-
-def _ts(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,8 +114,8 @@ class Addon:
             version=self.version,
             status=self.status(now).value,
             validationErrors=violations_rest(list(self.validation_errors), "warning"),
-            createdAt=_ts(self.created_at),
-            updatedAt=_ts(self.updated_at),
+            createdAt=rfc3339(self.created_at),
+            updatedAt=rfc3339(self.updated_at),
         )
         for name, value in (
             ("effectiveFrom", self.effective_from),
@@ -126,7 +123,7 @@ class Addon:
             ("deletedAt", self.deleted_at),
         ):
             if value is not None:
-                out[name] = _ts(value)
+                out[name] = rfc3339(value)
         return out
 
 
@@ -260,13 +257,13 @@ class PlanAddon:
             "fromPlanPhase": record.content.from_plan_phase,
             "metadata": dict(record.content.metadata),
             "validationErrors": violations_rest(list(self.validation_errors), "warning"),
-            "createdAt": _ts(record.created_at),
-            "updatedAt": _ts(record.updated_at),
+            "createdAt": rfc3339(record.created_at),
+            "updatedAt": rfc3339(record.updated_at),
         }
         if record.content.max_quantity is not None:
             out["maxQuantity"] = record.content.max_quantity
         if record.deleted_at is not None:
-            out["deletedAt"] = _ts(record.deleted_at)
+            out["deletedAt"] = rfc3339(record.deleted_at)
         return out
 
 

@@ -13,6 +13,7 @@ from domain.errors import Violations
 from domain.metering.models import MAX_SLUG_LENGTH, SLUG_RE, Aggregation, Meter
 from domain.metering.query import FilterString
 from domain.pagination import Pagination, SortOrder, Unpaged, parse_order, parse_order_by
+from domain.wiretime import rfc3339
 
 # OpenMeter allows entitlements only over these aggregations.
 FEATURE_AGGREGATIONS: Final = (Aggregation.SUM, Aggregation.COUNT, Aggregation.UNIQUE_COUNT, Aggregation.LATEST)
@@ -58,8 +59,8 @@ class Feature:
             "key": self.key,
             "name": self.name,
             "metadata": dict(self.metadata),
-            "createdAt": self.created_at.isoformat().replace("+00:00", "Z"),
-            "updatedAt": self.updated_at.isoformat().replace("+00:00", "Z"),
+            "createdAt": rfc3339(self.created_at),
+            "updatedAt": rfc3339(self.updated_at),
         }
         if self.meter_slug is not None:
             out["meterSlug"] = self.meter_slug
@@ -69,7 +70,7 @@ class Feature:
         if self.unit_cost is not None:
             out["unitCost"] = self.unit_cost.rest()
         if self.archived_at is not None:
-            out["archivedAt"] = self.archived_at.isoformat().replace("+00:00", "Z")
+            out["archivedAt"] = rfc3339(self.archived_at)
         return out
 
 

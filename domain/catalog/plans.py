@@ -34,6 +34,7 @@ from domain.catalog.ratecards import (
 )
 from domain.catalog.wire import Issues, Obj, Reader, join, violations_rest
 from domain.errors import FieldViolation
+from domain.wiretime import rfc3339
 
 PLAN_ORDER_BY: Final = ("id", "key", "version", "created_at", "updated_at")
 
@@ -58,10 +59,6 @@ def plan_status(effective_from: datetime | None, effective_to: datetime | None, 
     if now < effective_from:
         return PlanStatus.SCHEDULED
     return PlanStatus.ACTIVE
-
-
-def _ts(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,8 +158,8 @@ class Plan:
             version=self.version,
             status=self.status(now).value,
             validationErrors=violations_rest(list(self.validation_errors), "warning"),
-            createdAt=_ts(self.created_at),
-            updatedAt=_ts(self.updated_at),
+            createdAt=rfc3339(self.created_at),
+            updatedAt=rfc3339(self.updated_at),
         )
         for name, value in (
             ("effectiveFrom", self.effective_from),
@@ -170,7 +167,7 @@ class Plan:
             ("deletedAt", self.deleted_at),
         ):
             if value is not None:
-                out[name] = _ts(value)
+                out[name] = rfc3339(value)
         return out
 
 

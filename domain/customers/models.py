@@ -15,6 +15,7 @@ from typing import Any, Final
 from domain.catalog.currencies import lookup as lookup_currency
 from domain.errors import Violations
 from domain.pagination import Pagination, SortOrder, parse_order, parse_order_by
+from domain.wiretime import rfc3339
 
 MAX_NAME_LENGTH: Final = 256
 MAX_KEY_LENGTH: Final = 256
@@ -88,8 +89,8 @@ class Customer:
             "name": self.name,
             "usageAttribution": {"subjectKeys": list(self.subject_keys)},
             "metadata": dict(self.metadata),
-            "createdAt": _rfc3339(self.created_at),
-            "updatedAt": _rfc3339(self.updated_at),
+            "createdAt": rfc3339(self.created_at),
+            "updatedAt": rfc3339(self.updated_at),
         }
         for name, value in (
             ("key", self.key),
@@ -102,17 +103,13 @@ class Customer:
         if self.billing_address is not None:
             out["billingAddress"] = {_camel(k): v for k, v in self.billing_address.as_dict().items()}
         if self.deleted_at is not None:
-            out["deletedAt"] = _rfc3339(self.deleted_at)
+            out["deletedAt"] = rfc3339(self.deleted_at)
         return out
 
 
 def _camel(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(part.title() for part in rest)
-
-
-def _rfc3339(value: datetime) -> str:
-    return value.isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,8 +221,8 @@ class Subject:
         out: dict[str, Any] = {
             "id": self.id,
             "key": self.key,
-            "createdAt": _rfc3339(self.created_at),
-            "updatedAt": _rfc3339(self.updated_at),
+            "createdAt": rfc3339(self.created_at),
+            "updatedAt": rfc3339(self.updated_at),
         }
         if self.display_name is not None:
             out["displayName"] = self.display_name

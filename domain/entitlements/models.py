@@ -57,10 +57,6 @@ def interval_name(interval: IsoDuration) -> str:
     return interval.enum_name() or interval.iso()
 
 
-def rfc3339(value: datetime) -> str:
-    return value.isoformat().replace("+00:00", "Z")
-
-
 @dataclass(frozen=True, slots=True)
 class UsageReset:
     """A manual reset: usage restarts at `at`; periods then recur from `anchor` by `interval`.

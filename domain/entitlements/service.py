@@ -55,7 +55,6 @@ from domain.entitlements.models import (
     UsageReset,
     ValidatedGrant,
     interval_name,
-    rfc3339,
 )
 from domain.entitlements.ports import EntitlementRepository, GrantRepository, SnapshotRepository
 from domain.entitlements.recurrence import MINUTE, add_months_no_overflow, ceil_minute, ensure_utc, floor_minute
@@ -65,6 +64,7 @@ from domain.metering.models import Aggregation, Meter
 from domain.metering.ports import EventStore, MeterRepository
 from domain.metering.query import MeterQueryInput, allowed_time_zones
 from domain.pagination import PageMode, SortOrder
+from domain.wiretime import rfc3339
 
 Clock = Callable[[], datetime]
 DEFAULT_GRACE_PERIOD = timedelta(days=1)

@@ -9,10 +9,7 @@ from typing import Any
 from ulid import ULID
 
 from domain.notifications.models import EventType, Rule, Threshold, ThresholdType
-
-
-def _ts(value: datetime) -> str:
-    return value.isoformat().replace("+00:00", "Z")
+from domain.wiretime import rfc3339
 
 
 def _entitlement_data(now: datetime) -> dict[str, Any]:
@@ -29,13 +26,13 @@ def _entitlement_data(now: datetime) -> dict[str, Any]:
         "isUnlimited": False,
         "issueAfterReset": 0,
         "preserveOverageAtReset": False,
-        "activeFrom": _ts(period_start),
-        "measureUsageFrom": _ts(period_start),
-        "lastReset": _ts(period_start),
-        "currentUsagePeriod": {"from": _ts(period_start), "to": _ts(period_end)},
-        "usagePeriod": {"anchor": _ts(period_start), "interval": "MONTH"},
-        "createdAt": _ts(now),
-        "updatedAt": _ts(now),
+        "activeFrom": rfc3339(period_start),
+        "measureUsageFrom": rfc3339(period_start),
+        "lastReset": rfc3339(period_start),
+        "currentUsagePeriod": {"from": rfc3339(period_start), "to": rfc3339(period_end)},
+        "usagePeriod": {"anchor": rfc3339(period_start), "interval": "MONTH"},
+        "createdAt": rfc3339(now),
+        "updatedAt": rfc3339(now),
     }
     return {
         "entitlement": entitlement,
@@ -43,8 +40,8 @@ def _entitlement_data(now: datetime) -> dict[str, Any]:
             "id": feature_id,
             "key": "test_feature",
             "name": "Test feature",
-            "createdAt": _ts(now),
-            "updatedAt": _ts(now),
+            "createdAt": rfc3339(now),
+            "updatedAt": rfc3339(now),
         },
         # A whole subject and a customer, as OpenMeter's test event has them (a real event has a
         # customer when the entitlement's subject belongs to one), so a consumer parses both alike.
@@ -53,16 +50,16 @@ def _entitlement_data(now: datetime) -> dict[str, Any]:
             "key": "test-subject",
             "displayName": "Test subject",
             "metadata": {},
-            "createdAt": _ts(now),
-            "updatedAt": _ts(now),
+            "createdAt": rfc3339(now),
+            "updatedAt": rfc3339(now),
         },
         "customer": {
             "id": str(ULID()),
             "key": "test-customer",
             "name": "Test customer",
             "usageAttribution": {"subjectKeys": ["test-subject"]},
-            "createdAt": _ts(now),
-            "updatedAt": _ts(now),
+            "createdAt": rfc3339(now),
+            "updatedAt": rfc3339(now),
         },
         "value": {"hasAccess": True, "balance": 25, "usage": 75, "overage": 0, "totalAvailableGrantAmount": 100},
     }
@@ -87,7 +84,7 @@ def _invoice(now: datetime) -> dict[str, Any]:
     parses the test event like a real one. Nothing is stored."""
     now = now.replace(microsecond=0)
     invoice_id = str(ULID())
-    period = {"from": _ts(now - timedelta(days=30)), "to": _ts(now)}
+    period = {"from": rfc3339(now - timedelta(days=30)), "to": rfc3339(now)}
     price = {"type": "flat", "amount": "1000", "paymentTerm": "in_advance"}
     line = {
         "id": str(ULID()),
@@ -97,7 +94,7 @@ def _invoice(now: datetime) -> dict[str, Any]:
         "status": "valid",
         "currency": "USD",
         "period": period,
-        "invoiceAt": _ts(now),
+        "invoiceAt": rfc3339(now),
         "invoice": {"id": invoice_id},
         "price": price,
         "quantity": "1",
@@ -105,8 +102,8 @@ def _invoice(now: datetime) -> dict[str, Any]:
         "children": [],
         "metadata": {},
         "totals": _totals("1000"),
-        "createdAt": _ts(now),
-        "updatedAt": _ts(now),
+        "createdAt": rfc3339(now),
+        "updatedAt": rfc3339(now),
     }
     return {
         "id": invoice_id,
@@ -143,8 +140,8 @@ def _invoice(now: datetime) -> dict[str, Any]:
         "validationIssues": [],
         "externalIds": {},
         "metadata": {},
-        "createdAt": _ts(now),
-        "updatedAt": _ts(now),
+        "createdAt": rfc3339(now),
+        "updatedAt": rfc3339(now),
     }
 
 

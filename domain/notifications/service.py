@@ -57,16 +57,13 @@ from domain.notifications.thresholds import (
     active_thresholds,
     same_threshold,
 )
+from domain.wiretime import rfc3339
 
 log = structlog.get_logger(__name__)
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def rfc3339(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _number(value: Decimal) -> int | float:

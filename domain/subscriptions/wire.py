@@ -5,7 +5,7 @@ is written in one place and gRPC carries the same fields.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from domain.subscriptions.models import Subscription, SubscriptionAddon
@@ -18,12 +18,7 @@ from domain.subscriptions.timeline import (
     phases,
     representative_items,
 )
-
-
-def ts(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+from domain.wiretime import rfc3339
 
 
 def _drop_none(out: dict[str, Any]) -> dict[str, Any]:
@@ -36,11 +31,11 @@ def subscription_rest(sub: Subscription, now: datetime) -> dict[str, Any]:
         "name": sub.name,
         "description": sub.description,
         "metadata": dict(sub.metadata) if sub.metadata else None,
-        "createdAt": ts(sub.created_at),
-        "updatedAt": ts(sub.updated_at),
-        "deletedAt": ts(sub.deleted_at),
-        "activeFrom": ts(sub.active_from),
-        "activeTo": ts(sub.active_to),
+        "createdAt": rfc3339(sub.created_at),
+        "updatedAt": rfc3339(sub.updated_at),
+        "deletedAt": rfc3339(sub.deleted_at),
+        "activeFrom": rfc3339(sub.active_from),
+        "activeTo": rfc3339(sub.active_to),
         "annotations": dict(sub.annotations) if sub.annotations else None,
         "status": sub.status(now),
         "customerId": sub.customer_id,
@@ -51,7 +46,7 @@ def subscription_rest(sub: Subscription, now: datetime) -> dict[str, Any]:
         "billingCadence": sub.billing_cadence.iso(),
         "proRatingConfig": {"enabled": sub.pro_rating.enabled, "mode": sub.pro_rating.mode},
         # As given (OpenMeter keeps any anchor since openmeter#3229; it no longer normalises it).
-        "billingAnchor": ts(sub.billing_anchor),
+        "billingAnchor": rfc3339(sub.billing_anchor),
         "settlementMode": sub.settlement_mode,
         "alignment": {"billablesMustAlign": True},
     }
@@ -71,7 +66,7 @@ def expanded_rest(
         # Cut at the phase (and so at the subscription's start and end), as OpenMeter's
         # GetAlignedBillingPeriodAt: the period a phase switch falls in is billed as two.
         period = billing_period_at(sub.spec, now)
-        alignment["currentAlignedBillingPeriod"] = {"from": ts(period.start), "to": ts(period.end)}
+        alignment["currentAlignedBillingPeriod"] = {"from": rfc3339(period.start), "to": rfc3339(period.end)}
     out["alignment"] = alignment
     return out
 
@@ -87,10 +82,10 @@ def _phase_rest(
             "key": phase.key,
             "name": phase.name,
             "description": phase.description,
-            "createdAt": ts(sub.created_at),
-            "updatedAt": ts(sub.updated_at),
-            "activeFrom": ts(view.active_from),
-            "activeTo": ts(view.active_to),
+            "createdAt": rfc3339(sub.created_at),
+            "updatedAt": rfc3339(sub.updated_at),
+            "activeFrom": rfc3339(view.active_from),
+            "activeTo": rfc3339(view.active_to),
             "items": [
                 _item_rest(sub, item, rate_cards, entitlement_ids) for item in representative_items(sub.spec, view, now)
             ],
@@ -112,10 +107,10 @@ def _item_rest(
         "name": card.get("name", item.spec.key),
         "description": card.get("description"),
         "metadata": card.get("metadata"),
-        "createdAt": ts(item.spec.created_at or sub.created_at),
-        "updatedAt": ts(sub.updated_at),
-        "activeFrom": ts(item.active_from),
-        "activeTo": ts(item.active_to),
+        "createdAt": rfc3339(item.spec.created_at or sub.created_at),
+        "updatedAt": rfc3339(sub.updated_at),
+        "activeFrom": rfc3339(item.active_from),
+        "activeTo": rfc3339(item.active_to),
         "featureKey": card.get("featureKey"),
         "billingCadence": card.get("billingCadence"),
         "price": card.get("price"),
@@ -147,20 +142,22 @@ def addon_rest(sub: Subscription, addon: SubscriptionAddon, now: datetime, rate_
             "name": addon.name,
             "description": addon.description,
             "metadata": dict(addon.metadata) if addon.metadata else None,
-            "createdAt": ts(addon.created_at),
-            "updatedAt": ts(addon.updated_at),
-            "activeFrom": ts(addon.active_from),
-            "activeTo": ts(addon.active_to),
+            "createdAt": rfc3339(addon.created_at),
+            "updatedAt": rfc3339(addon.updated_at),
+            "activeFrom": rfc3339(addon.active_from),
+            "activeTo": rfc3339(addon.active_to),
             "addon": {
                 "id": addon.addon_id,
                 "key": addon.addon_key,
                 "version": addon.addon_version,
                 "instanceType": addon.instance_type,
             },
-            "quantityAt": ts(now),
+            "quantityAt": rfc3339(now),
             "quantity": addon.quantity_at(now),
             "timeline": [
-                _drop_none({"activeFrom": ts(s.active_from), "activeTo": ts(s.active_to), "quantity": s.quantity})
+                _drop_none(
+                    {"activeFrom": rfc3339(s.active_from), "activeTo": rfc3339(s.active_to), "quantity": s.quantity}
+                )
                 for s in addon.timeline
             ],
             "subscriptionId": sub.id,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -11,6 +11,7 @@ import pytest
 from domain.catalog import currencies
 from domain.catalog.addons import Addon, PlanAddonInput, check_addon, check_plan_addon, parse_addon, parse_plan_addon
 from domain.catalog.durations import Duration, DurationError
+from domain.catalog.models import Feature
 from domain.catalog.plans import Plan, PlanStatus, check_plan, parse_plan, plan_status
 from domain.catalog.prices import PackagePrice, TieredMode, TieredPrice, UnitPrice
 from domain.catalog.ratecards import FeatureFacts, TaxBehavior, TaxConfig, merge_tax_configs
@@ -540,4 +541,24 @@ def test_a_line_tax_config_merges_over_the_default_setting_by_setting() -> None:
     )
     assert merge_tax_configs(coded, TaxConfig(tax_code_id="01JQ8N4Y5Z6X7W8V9T0S1R2Q3Q")) == TaxConfig(
         TaxBehavior.EXCLUSIVE, tax_code_id="01JQ8N4Y5Z6X7W8V9T0S1R2Q3Q"
+    )
+
+
+def test_a_feature_writes_its_times_in_utc_whatever_zone_they_were_read_in() -> None:
+    # A time given in another zone is the same instant; the wire writes it in UTC, as the other resources do.
+    plus_two = timezone(timedelta(hours=2))
+    feature = Feature(
+        id="f1",
+        namespace="ns",
+        key="tokens",
+        name="Tokens",
+        created_at=datetime(2026, 11, 1, 2, 0, tzinfo=plus_two),
+        updated_at=datetime(2026, 11, 1, 3, 0, tzinfo=plus_two),
+        archived_at=datetime(2026, 11, 1, 4, 0, tzinfo=plus_two),
+    )
+    out = feature.rest()
+    assert (out["createdAt"], out["updatedAt"], out["archivedAt"]) == (
+        "2026-11-01T00:00:00Z",
+        "2026-11-01T01:00:00Z",
+        "2026-11-01T02:00:00Z",
     )
