@@ -21,7 +21,8 @@ from rich.table import Column, Table
 from domain.auth.models import ApiKey, ApiKeyCreateInput, Scope
 from domain.auth.service import ApiKeyService
 from domain.errors import TallyError
-from server.commands.common import fail, parse_time, rfc3339, table_console
+from domain.wiretime import rfc3339
+from server.commands.common import fail, parse_time, table_console
 from server.commands.database import announce, command_database
 from server.config import Settings, load_settings
 

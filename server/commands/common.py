@@ -93,7 +93,3 @@ def parse_time(value: str | None, name: str) -> datetime | None:
         except ValueError:
             fail(f"{name}: {value!r} is not a time; use RFC 3339 (2025-01-31T12:00:00Z) or a date (2025-01-31)")
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def rfc3339(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -22,6 +22,7 @@ from rich.progress import (
 )
 
 import tally_sdk
+from domain.wiretime import rfc3339
 from server.commands.common import (
     DEFAULT_SERVER,
     ApiKeyOption,
@@ -30,7 +31,6 @@ from server.commands.common import (
     client,
     explain,
     fail,
-    rfc3339,
     stderr,
 )
 from server.commands.importer import Checkpoint, ImportFailed, Reader, detect_format, fingerprint, run_import

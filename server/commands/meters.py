@@ -12,6 +12,7 @@ import typer
 import yaml
 from rich.table import Table
 
+from domain.wiretime import rfc3339
 from server.commands.common import (
     DEFAULT_SERVER,
     ApiKeyOption,
@@ -20,7 +21,6 @@ from server.commands.common import (
     client,
     fail,
     parse_time,
-    rfc3339,
     run,
     table_console,
 )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, tzinfo
 from urllib.parse import parse_qsl, urlsplit
 from zoneinfo import ZoneInfo
 
@@ -23,6 +23,7 @@ from domain.metering.query import (
     QueryRow,
 )
 from domain.metering.service import MeterService
+from domain.wiretime import rfc3339
 from server.context import RequestContext
 from server.convert import optional_str, set_timestamp, struct_from, timestamp_or_none
 from server.rest import ServicerContext as Ctx
@@ -125,13 +126,6 @@ def query_response(data: MeterQueryInput, rows: bytes) -> bytes:
     return encoded + rows
 
 
-def _rfc3339(value: datetime, zone: tzinfo) -> str:
-    """Go's time.RFC3339, which OpenMeter's CSV uses: whole seconds (a fraction is dropped), in the
-    offset of `zone`, "Z" for none."""
-    text = value.astimezone(zone).replace(microsecond=0).isoformat()
-    return text[:-6] + "Z" if text.endswith("+00:00") else text
-
-
 # Go's unicode.IsSpace in Latin-1; above it, Python's isspace() holds the same characters.
 _GO_LATIN1_SPACES = frozenset("\t\n\v\f\r \x85\xa0")
 
@@ -175,7 +169,11 @@ def render_csv(query: MeterQuery, rows: list[QueryRow], display_names: Mapping[s
     out = [_csv_record(["window_start", "window_end", *subject_columns, *group_keys, "value"])]
     zone: tzinfo = UTC if query.window_size is None else ZoneInfo(query.time_zone)
     for row in rows:
-        line = [_rfc3339(row.window_start, zone), _rfc3339(row.window_end, zone)]
+        # Go's time.RFC3339, which OpenMeter's CSV uses: whole seconds, in the windows' zone.
+        line = [
+            rfc3339(row.window_start, timespec="seconds", zone=zone),
+            rfc3339(row.window_end, timespec="seconds", zone=zone),
+        ]
         if with_subject:
             line.append(row.subject or "")
         if with_names:
