@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from adapters.collectors.records import BufferFullError, rfc3339
+from adapters.collectors.records import BufferFullError, record_time
 from domain.errors import PayloadTooLargeError, TallyError, UnavailableError, ValidationError
 from domain.metering.events import Event, IngestLimits, parse_cloudevents
 
@@ -35,7 +35,7 @@ def cloudevent(event: Event) -> dict[str, Any]:
         "source": event.source,
         "type": event.type,
         "subject": event.subject,
-        "time": rfc3339(event.time),
+        "time": record_time(event.time),
         "data": event.decoded(),
     }
 

@@ -28,7 +28,7 @@ from typing import Any
 import orjson
 from kubernetes.utils.quantity import parse_quantity
 
-from adapters.collectors.records import Record, plain, rfc3339
+from adapters.collectors.records import Record, plain, record_time
 
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
@@ -228,10 +228,10 @@ def pvc_record(pvc: dict[str, Any], source: Selection, start: datetime, end: dat
 
 
 def _record(values: dict[str, Any], start: datetime, end: datetime) -> Record:
-    values = plain(values) | {"window": {"start": rfc3339(start), "end": rfc3339(end)}}
+    values = plain(values) | {"window": {"start": record_time(start), "end": record_time(end)}}
     key = values.get("uid") or f"{values.get('namespace')}/{values.get('name')}"
     # The event time is the window's end: the usage it measures is complete then.
-    return Record(values=values, key=str(key), window=f"{rfc3339(start)}/{rfc3339(end)}", time=end)
+    return Record(values=values, key=str(key), window=f"{record_time(start)}/{record_time(end)}", time=end)
 
 
 RECORDS = {"pods": pod_record, "nodes": node_record, "persistentvolumeclaims": pvc_record}

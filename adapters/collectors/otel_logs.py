@@ -21,7 +21,7 @@ import grpc
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
 from opentelemetry.proto.common.v1 import common_pb2
 
-from adapters.collectors.records import BufferFullError, Record, rfc3339
+from adapters.collectors.records import BufferFullError, Record, record_time
 
 # (records) -> (rejected count, error message)
 Accept = Callable[[list[Record]], Awaitable[tuple[int, str]]]
@@ -70,8 +70,8 @@ def records(request: logs_service_pb2.ExportLogsServiceRequest) -> list[Record]:
                 digest.update(scope_logs.scope.SerializeToString(deterministic=True))
                 digest.update(log_record.SerializeToString(deterministic=True))
                 values = {
-                    "time": rfc3339(moment) if moment else None,
-                    "observed_time": rfc3339(o) if (o := _time(log_record.observed_time_unix_nano)) else None,
+                    "time": record_time(moment) if moment else None,
+                    "observed_time": record_time(o) if (o := _time(log_record.observed_time_unix_nano)) else None,
                     "severity_text": log_record.severity_text,
                     "severity_number": log_record.severity_number,
                     "body": any_value(log_record.body),

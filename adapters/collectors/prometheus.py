@@ -17,7 +17,7 @@ import httpx
 import orjson
 
 from adapters.collectors import metrics
-from adapters.collectors.records import Record, rfc3339
+from adapters.collectors.records import Record, record_time
 
 
 class PrometheusError(Exception):
@@ -67,7 +67,7 @@ class Prometheus:
             samples = data["result"]
         else:
             raise PrometheusError(f"the query must return an instant vector or a scalar, not a {result_type}")
-        window = rfc3339(end)
+        window = record_time(end)
         records = []
         for sample in samples:
             labels = sample.get("metric", {})
@@ -81,6 +81,6 @@ class Prometheus:
                 metrics.FAILED.labels(self.name, "not_finite").inc()
                 continue
             key = orjson.dumps(labels, option=orjson.OPT_SORT_KEYS).decode()
-            values = {"metric": labels, "value": value, "time": rfc3339(at)}
+            values = {"metric": labels, "value": value, "time": record_time(at)}
             records.append(Record(values=values, key=key, window=window, time=at))
         return records

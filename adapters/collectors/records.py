@@ -7,9 +7,11 @@ so sources and pipeline speak one vocabulary without the sources reaching up.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
+
+from domain.wiretime import rfc3339
 
 
 class BufferFullError(Exception):
@@ -56,10 +58,12 @@ def plain(value: Any) -> Any:
     if isinstance(value, Decimal):
         return json_number(value)
     if isinstance(value, datetime):
-        return rfc3339(value)
+        return record_time(value)
     return value
 
 
-def rfc3339(value: datetime) -> str:
-    text = value.astimezone(UTC).isoformat(timespec="milliseconds")
-    return text.replace("+00:00", "Z")
+def record_time(value: datetime) -> str:
+    """A collected time: RFC 3339 UTC to the millisecond, always three digits. The Prometheus and
+    Kubernetes windows are written so and are part of their events' ids (workers/collector/mapping.py
+    event_id): another precision would give a re-collected window new ids, counted again."""
+    return rfc3339(value, timespec="milliseconds")

@@ -19,7 +19,7 @@ import orjson
 from jmespath.exceptions import JMESPathError
 from jmespath.parser import ParsedResult
 
-from adapters.collectors.records import Record, plain, rfc3339
+from adapters.collectors.records import Record, plain, record_time
 from domain.errors import TallyError
 from domain.metering.events import IngestLimits, parse_time, validate_batch
 from workers.collector.config import Mapping
@@ -79,7 +79,7 @@ class Mapper:
             "source": self.event_source,
             "type": self.event_type,
             "subject": subject,
-            "time": rfc3339(when),
+            "time": record_time(when),
             "data": data,
         }
         check(event)

@@ -28,7 +28,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from adapters.collectors import metrics
 from adapters.collectors.http_relay import Problem
-from adapters.collectors.records import BufferFullError, Record, rfc3339
+from adapters.collectors.records import BufferFullError, Record, record_time
 from workers.collector.buffer import Buffer
 from workers.collector.config import CollectorConfig, HttpSource, KubernetesSource, OtelLogsSource, PrometheusSource
 from workers.collector.delivery import Delivery, Sender, sender_for
@@ -162,9 +162,9 @@ class Collector:
         while True:
             try:
                 records = await source.collect(start, tick)
-                await self.intake(self.mappers[source.name], records, cursor=(source.name, rfc3339(tick)))
+                await self.intake(self.mappers[source.name], records, cursor=(source.name, record_time(tick)))
                 metrics.LAST_RUN.labels(source.name).set(tick.timestamp())
-                log.info("window collected", source=source.name, tick=rfc3339(tick), records=len(records))
+                log.info("window collected", source=source.name, tick=record_time(tick), records=len(records))
                 return
             except asyncio.CancelledError:
                 raise
