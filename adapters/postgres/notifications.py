@@ -50,6 +50,7 @@ from domain.notifications.models import (
     ThresholdType,
 )
 from domain.notifications.ports import Delivery
+from domain.wiretime import rfc3339
 
 ACTIVE_STATES = [s.value for s in DeliveryState if s.active]
 
@@ -484,7 +485,7 @@ class PostgresNotificationRepository:
                 sending_since=now,
                 version=col(NotificationDeliveryRow.version) + 1,
                 annotations=col(NotificationDeliveryRow.annotations).op("||")(
-                    literal({ANNOTATION_RESEND_TIMESTAMP: now.strftime("%Y-%m-%dT%H:%M:%SZ")}, JSONB)
+                    literal({ANNOTATION_RESEND_TIMESTAMP: rfc3339(now, timespec="seconds")}, JSONB)
                 ),
             )
         )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -41,6 +41,7 @@ PERIOD = datetime(2026, 3, 1, tzinfo=UTC)
 
 @dataclass
 class Harness:
+    repository: PostgresNotificationRepository
     service: NotificationService
     hub: InProcessHub
     receiver: WebhookReceiver
@@ -68,7 +69,7 @@ async def harness(postgres_ready: None) -> AsyncIterator[Harness]:
     hub.subscribe(BalanceSnapshotEvent, service.on_balance_snapshot)
     hub.subscribe(EntitlementResetEvent, service.on_entitlement_reset)
     await worker.start()
-    yield Harness(service, hub, receiver, worker)
+    yield Harness(repository, service, hub, receiver, worker)
     await worker.stop()
     await sender.close()
     await receiver.stop()
@@ -242,3 +243,23 @@ async def test_invoice_events_are_annotated_like_openmeters(harness: Harness) ->
     assert event.annotations["event.invoice.number"] == "INV-42"
     [delivery] = await h.receiver.wait_for("/invoices", 1)
     assert delivery.body["data"] == invoice
+
+
+async def test_a_resend_is_stamped_in_utc_whatever_the_clock_s_zone(harness: Harness) -> None:
+    """The event.resend.timestamp annotation is RFC 3339 UTC to the second, as OpenMeter writes it,
+    also when the service's clock answers in another zone (the same instant)."""
+    h = harness
+    rule = await hook(h, "/resent", RuleInput(type="invoice.created", name="resent", channels=[]))
+    await h.service.on_invoice(NS, True, {"id": "01JINV0000000000000000000B", "customer": {"key": "acme"}})
+    await h.receiver.wait_for("/resent", 1)
+
+    async def delivered() -> Any:
+        [event] = (await h.service.list_events(NS, ListEventsInput(rules=[rule]))).items
+        return event if event.delivery_statuses[0].state is DeliveryState.SUCCESS else None
+
+    event = await wait_for(delivered)
+    plus_two = timezone(timedelta(hours=2))
+    elsewhere = NotificationService(h.repository, clock=lambda: datetime(2026, 11, 1, 2, 0, 5, 750000, tzinfo=plus_two))
+    await elsewhere.resend_event(NS, event.id, [])
+    [status] = (await h.service.get_event(NS, event.id)).delivery_statuses
+    assert status.annotations["event.resend.timestamp"] == "2026-11-01T00:00:05Z"
