@@ -71,6 +71,7 @@ from domain.subscriptions.catalog import billing_terms
 from domain.subscriptions.models import PREVIOUS_ANNOTATION, Subscription, replaced_chain
 from domain.subscriptions.sync import HeldLine, SyncPlan, plan_sync
 from domain.subscriptions.timeline import BillableItem, billable_items, item_of, rate_card_key_of, whole_second
+from domain.wiretime import rfc3339
 
 Clock = Callable[[], datetime]
 
@@ -573,7 +574,7 @@ def _net_of_issued(
         net = amount - credit
         if net <= 0:
             continue
-        periods = ", ".join(f"{_at(x.period_start)} - {_at(x.period_end)}" for x in overlapping)
+        periods = ", ".join(f"{rfc3339(x.period_start)} - {rfc3339(x.period_end)}" for x in overlapping)
         netted = f"less {credit} already invoiced for {periods}"
         out[key] = evolve(
             want,
@@ -584,11 +585,6 @@ def _net_of_issued(
             ),
         )
     return out
-
-
-def _at(at: datetime) -> str:
-    """A time as the wire writes it (RFC 3339, UTC)."""
-    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _line(
