@@ -292,9 +292,11 @@ class PostgresSubscriptionRepository:
             row = await session.get(SubscriptionRow, (namespace, subscription_id))
         return self._to_domain(row) if row is not None else None
 
-    async def list_for_customer(self, namespace: str, customer_id: str) -> list[Subscription]:
+    async def list_for_customers(self, namespace: str, customer_ids: Sequence[str]) -> list[Subscription]:
+        if not customer_ids:
+            return []
         statement = select(SubscriptionRow).where(
-            SubscriptionRow.namespace == namespace, SubscriptionRow.customer_id == customer_id
+            SubscriptionRow.namespace == namespace, col(SubscriptionRow.customer_id).in_(list(customer_ids))
         )
         async with self._sessions() as session:
             return [self._to_domain(r) for r in (await session.exec(statement)).all()]

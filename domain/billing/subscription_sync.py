@@ -106,8 +106,8 @@ class SubscriptionFeed(Protocol):
         """The subscriptions a sync pass covers."""
         ...
 
-    async def list_for_customer(self, namespace: str, customer_id: str) -> list[Subscription]:
-        """A customer's subscriptions, deleted ones too: where a plan change's chain is found."""
+    async def list_for_customers(self, namespace: str, customer_ids: Sequence[str]) -> list[Subscription]:
+        """These customers' subscriptions, deleted ones too: where plan changes' chains are found."""
         ...
 
 
@@ -178,7 +178,7 @@ class SubscriptionSync:
         for namespace, members in by_namespace.items():
             for start in range(0, len(members), _CHECK_CHUNK):
                 chunk = members[start : start + _CHECK_CHUNK]
-                chains = {s.id: await self._replaced(s) for s in chunk}
+                chains = await self._replaced(namespace, chunk)
                 ids = list(dict.fromkeys([s.id for s in chunk] + [x.id for c in chains.values() for x in c]))
                 async with self._uow() as tx:
                     held = await tx.invoices.subscription_lines(namespace, ids)
@@ -202,7 +202,7 @@ class SubscriptionSync:
         lines were created, changed or removed (0 when they already match)."""
         now = self._clock()
         expected = await self._expected(subscription, now)
-        chain = await self._replaced(subscription)
+        chain = (await self._replaced(subscription.namespace, [subscription]))[subscription.id]
         for attempt in range(2):
             try:
                 return await self._apply(subscription, expected, chain, now)
@@ -212,14 +212,17 @@ class SubscriptionSync:
                     raise
         raise AssertionError("unreachable")
 
-    async def _replaced(self, subscription: Subscription) -> list[Subscription]:
-        """The subscriptions plan changes replaced on the way to this one, latest first (none
-        without a change: no read)."""
-        if PREVIOUS_ANNOTATION not in subscription.annotations:
-            return []
-        return replaced_chain(
-            subscription, await self._subscriptions.list_for_customer(subscription.namespace, subscription.customer_id)
-        )
+    async def _replaced(self, namespace: str, subscriptions: Sequence[Subscription]) -> dict[str, list[Subscription]]:
+        """Each subscription's chain of those plan changes replaced on the way to it, latest first:
+        one read for their customers (none when no plan change made any of them: a pass over
+        subscriptions all migrated to a new plan version reads once per chunk, not once each)."""
+        changed = [s for s in subscriptions if PREVIOUS_ANNOTATION in s.annotations]
+        found: dict[str, list[Subscription]] = {}
+        if changed:
+            customers = sorted({s.customer_id for s in changed})
+            for other in await self._subscriptions.list_for_customers(namespace, customers):
+                found.setdefault(other.customer_id, []).append(other)
+        return {s.id: replaced_chain(s, found.get(s.customer_id, [])) for s in subscriptions}
 
     async def _expected(self, subscription: Subscription, now: datetime) -> dict[str, _Expected]:
         if subscription.deleted_at is not None:

@@ -139,7 +139,7 @@ class SubscriptionService:
 
     async def list_for_customer(self, namespace: str, customer_id_or_key: str) -> list[Subscription]:
         customer = await self._customers.get_undeleted(namespace, customer_id_or_key)
-        subs = await self._repository.list_for_customer(namespace, customer.id)
+        subs = await self._repository.list_for_customers(namespace, [customer.id])
         return sorted((s for s in subs if s.deleted_at is None), key=lambda s: (s.active_from, s.id))
 
     async def in_force_by_customer(self, namespace: str, customer_ids: Sequence[str]) -> dict[str, list[Subscription]]:
@@ -469,7 +469,7 @@ class SubscriptionService:
         # Those start at its end or later, which is still to come: all are scheduled.
         later = [
             other
-            for other in await self._repository.list_for_customer(namespace, current.customer_id)
+            for other in await self._repository.list_for_customers(namespace, [current.customer_id])
             if other.id != current.id and other.deleted_at is None and other.active_from >= current.active_to
         ]
         for other in later:

@@ -178,3 +178,28 @@ async def test_a_one_time_fee_of_the_replaced_plan_is_not_netted(env: Env) -> No
     ns = "chg_once"
     at = await changed_after_issue(env, ns, "setup", "pro")
     assert await issued_fees(env, ns) == [("pro", at, DEC, D(40)), ("setup", NOV, DEC, D(100))]
+
+
+async def test_a_sync_pass_nets_a_changed_subscription_and_then_leaves_it_alone(env: Env) -> None:
+    # The change's own sync never ran (the worker's pass repairs it): the pass reads the replaced
+    # subscription's lines too and bills pro net of team's issued line; while that line is still
+    # gathering, later passes find nothing to do for either subscription (each would otherwise be
+    # synced again on every pass, in a transaction locking the gathering invoice, to change nothing).
+    ns = "chg_pass"
+    team = await issued_team_month(env, ns)
+    at = NOV + timedelta(days=10)
+    env.clock.at = at
+    await env.subscriptions.change(ChangeSubscriptionInput(ns, team.id, PlanSelector("pro"), Timing("immediate")))
+    assert await env.sync.sync_all() > 0
+    synced: list[str] = []
+    sync = env.sync.sync
+
+    async def counted(subscription: Subscription) -> int:
+        synced.append(subscription.id)
+        return await sync(subscription)
+
+    env.sync.sync = counted  # type: ignore[method-assign]
+    assert await env.sync.sync_all() == 0
+    assert synced == []
+    await issue_due(env)
+    assert await issued_fees(env, ns) == [("pro", at, DEC, D(20)), ("team", NOV, DEC, D(30))]
