@@ -20,6 +20,7 @@ from adapters.postgres.features import PostgresFeatureRepository
 from domain.catalog.models import Feature
 from domain.catalog.plan_service import AddonService, ListVersionsInput, PlanAddonService, PlanService
 from domain.errors import NotFoundError, ValidationError
+from domain.wiretime import rfc3339
 from tests.support.metering import unique
 from tests.support.services import require
 from tests.support.stack import create_database, postgres_available
@@ -256,3 +257,126 @@ async def test_a_deleted_version_cannot_be_published_or_archived(catalog: Catalo
             await addon_action(NS, addon.id)
         assert [(v.field, v.code) for v in refused.value.violations] == [("id", "addon_deleted")]
     assert (await catalog.addons.get(NS, addon.id)).effective_from is None
+
+
+def addon_body(key: str) -> dict[str, Any]:
+    return {
+        "key": key,
+        "name": "Boost",
+        "instanceType": "single",
+        "currency": "EUR",
+        "rateCards": [{"type": "flat_fee", "key": "boost", "name": "Boost", "price": {"type": "flat", "amount": "3"}}],
+    }
+
+
+async def refusal(action: Any) -> tuple[str, str, str]:
+    """The one violation (field, message, code) a refused lifecycle step answers with."""
+    with pytest.raises(ValidationError) as refused:
+        await action
+    [violation] = refused.value.violations
+    return violation.field, violation.message, violation.code
+
+
+async def not_found(action: Any) -> str:
+    with pytest.raises(NotFoundError) as missing:
+        await action
+    return str(missing.value)
+
+
+async def test_each_lifecycle_refusal_names_its_own_entity(catalog: Catalog) -> None:
+    """Plans and add-ons share a lifecycle but answer its refusals in their own words and codes
+    (clients branch on OpenMeter's codes): a plan may be updated while draft or scheduled, an
+    add-on only while draft; publishing an add-on that is not a draft has a code of its own."""
+    plans, addons = catalog.plans, catalog.addons
+    plan_key = unique("refusals")
+    plan = await plans.create(NS, plan_body(plan_key))
+    assert await refusal(plans.create(NS, plan_body(plan_key))) == (
+        "key",
+        f"plan {plan_key!r} already has a draft version; update or publish it",
+        "plan_draft_exists",
+    )
+    assert await refusal(plans.archive(NS, plan.id)) == (
+        "status",
+        "only active plans can be archived, this one is draft",
+        "plan_invalid_status",
+    )
+    await plans.publish(NS, plan.id)
+    assert await refusal(plans.update(NS, plan.id, plan_body(plan_key))) == (
+        "status",
+        "only draft or scheduled plans can be updated, this one is active; "
+        "make a new version with POST /api/v1/plans/{key}/next",
+        "plan_invalid_status",
+    )
+    assert await refusal(plans.publish(NS, plan.id)) == (
+        "status",
+        "only draft or scheduled plans can be published, this one is active",
+        "plan_invalid_status",
+    )
+    assert await refusal(plans.delete(NS, plan.id)) == (
+        "status",
+        "an active plan cannot be deleted; archive it first",
+        "plan_invalid_status",
+    )
+    assert await not_found(plans.get_version(NS, plan_key, 9)) == f"plan not found: {plan_key} v9"
+    assert await not_found(plans.get(NS, "no_such_plan")) == "plan not found: no_such_plan"
+
+    addon_key = unique("refusals_addon")
+    addon = await addons.create(NS, addon_body(addon_key))
+    assert await refusal(addons.create(NS, addon_body(addon_key))) == (
+        "key",
+        f"add-on {addon_key!r} already has a draft version; update or publish it",
+        "addon_draft_exists",
+    )
+    assert await refusal(addons.archive(NS, addon.id)) == (
+        "status",
+        "only active add-ons can be archived, this one is draft",
+        "addon_invalid_status",
+    )
+    await addons.publish(NS, addon.id)
+    assert await refusal(addons.update(NS, addon.id, addon_body(addon_key))) == (
+        "status",
+        "only draft add-ons can be updated, this one is active",
+        "addon_invalid_status",
+    )
+    assert await refusal(addons.publish(NS, addon.id)) == (
+        "status",
+        "only draft add-ons can be published, this one is active",
+        "addon_invalid_status_for_publish",
+    )
+    assert await refusal(addons.delete(NS, addon.id)) == (
+        "status",
+        "an active add-on cannot be deleted; archive it first",
+        "addon_invalid_status",
+    )
+    assert await not_found(addons.get_version(NS, addon_key, 9)) == f"add-on not found: {addon_key} v9"
+    assert await not_found(addons.get(NS, "no_such_addon")) == "add-on not found: no_such_addon"
+
+
+async def test_plans_and_add_ons_answer_the_same_version_envelope(catalog: Catalog) -> None:
+    """The REST view of a version: the content's document and the version's own fields, the
+    effective period and deletion time only once they are set."""
+    now = catalog.plans.now()
+    for service, body in (
+        (catalog.plans, plan_body(unique("envelope"))),
+        (catalog.addons, addon_body(unique("envelope_addon"))),
+    ):
+        draft = await service.create(NS, body)
+        view = draft.rest(now)
+        assert {name: view[name] for name in ("id", "key", "version", "status", "validationErrors")} == {
+            "id": draft.id,
+            "key": body["key"],
+            "version": 1,
+            "status": "draft",
+            "validationErrors": [],
+        }
+        assert not {"effectiveFrom", "effectiveTo", "deletedAt"} & set(view)
+        published = await service.publish(NS, draft.id)
+        archived = await service.archive(NS, published.id)
+        view = archived.rest(catalog.plans.now())
+        assert view["status"] == "archived"
+        assert view["effectiveFrom"] == rfc3339(published.effective_from)
+        assert view["effectiveTo"] == rfc3339(archived.effective_to) == view["updatedAt"]
+        assert "deletedAt" not in view
+        await service.delete(NS, archived.id)
+        deleted = await service.get(NS, archived.id)
+        assert deleted.rest(catalog.plans.now())["deletedAt"] == rfc3339(deleted.deleted_at)
