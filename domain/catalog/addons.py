@@ -31,6 +31,7 @@ from domain.catalog.ratecards import (
     check_rate_card_keys,
     parse_rate_card,
 )
+from domain.catalog.versions import CatalogVersion
 from domain.catalog.wire import Issues, Reader, join, violations_rest
 from domain.customers.models import ULID_RE
 from domain.errors import FieldViolation
@@ -88,43 +89,9 @@ class AddonInput:
 
 
 @dataclass(frozen=True, slots=True)
-class Addon:
-    id: str
-    namespace: str
-    version: int
-    content: AddonInput
-    created_at: datetime
-    updated_at: datetime
-    effective_from: datetime | None = None
-    effective_to: datetime | None = None
-    deleted_at: datetime | None = None
-    validation_errors: tuple[FieldViolation, ...] = ()
-
-    @property
-    def key(self) -> str:
-        return self.content.key
-
+class Addon(CatalogVersion[AddonInput]):
     def status(self, now: datetime) -> AddonStatus:
         return addon_status(self.effective_from, self.effective_to, now)
-
-    def rest(self, now: datetime) -> dict[str, Any]:
-        out = self.content.document(resolve_defaults=True)
-        out.update(
-            id=self.id,
-            version=self.version,
-            status=self.status(now).value,
-            validationErrors=violations_rest(list(self.validation_errors), "warning"),
-            createdAt=rfc3339(self.created_at),
-            updatedAt=rfc3339(self.updated_at),
-        )
-        for name, value in (
-            ("effectiveFrom", self.effective_from),
-            ("effectiveTo", self.effective_to),
-            ("deletedAt", self.deleted_at),
-        ):
-            if value is not None:
-                out[name] = rfc3339(value)
-        return out
 
 
 def parse_addon(data: Any, existing: AddonInput | None = None) -> tuple[AddonInput | None, Issues]:

@@ -32,9 +32,8 @@ from domain.catalog.ratecards import (
     parse_duration,
     parse_rate_card,
 )
-from domain.catalog.wire import Issues, Obj, Reader, join, violations_rest
-from domain.errors import FieldViolation
-from domain.wiretime import rfc3339
+from domain.catalog.versions import CatalogVersion
+from domain.catalog.wire import Issues, Obj, Reader, join
 
 PLAN_ORDER_BY: Final = ("id", "key", "version", "created_at", "updated_at")
 
@@ -131,44 +130,9 @@ class PlanInput:
 
 
 @dataclass(frozen=True, slots=True)
-class Plan:
-    id: str
-    namespace: str
-    version: int
-    content: PlanInput
-    created_at: datetime
-    updated_at: datetime
-    effective_from: datetime | None = None
-    effective_to: datetime | None = None
-    deleted_at: datetime | None = None
-    # Warnings found when the draft was last written (OpenMeter's `validationErrors`).
-    validation_errors: tuple[FieldViolation, ...] = ()
-
-    @property
-    def key(self) -> str:
-        return self.content.key
-
+class Plan(CatalogVersion[PlanInput]):
     def status(self, now: datetime) -> PlanStatus:
         return plan_status(self.effective_from, self.effective_to, now)
-
-    def rest(self, now: datetime) -> dict[str, Any]:
-        out = self.content.document(resolve_defaults=True)
-        out.update(
-            id=self.id,
-            version=self.version,
-            status=self.status(now).value,
-            validationErrors=violations_rest(list(self.validation_errors), "warning"),
-            createdAt=rfc3339(self.created_at),
-            updatedAt=rfc3339(self.updated_at),
-        )
-        for name, value in (
-            ("effectiveFrom", self.effective_from),
-            ("effectiveTo", self.effective_to),
-            ("deletedAt", self.deleted_at),
-        ):
-            if value is not None:
-                out[name] = rfc3339(value)
-        return out
 
 
 def parse_currency(r: Reader, data: Obj, path: str) -> str:

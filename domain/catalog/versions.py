@@ -1,0 +1,80 @@
+"""What a plan and an add-on have in common: each is one version of a catalog entry.
+
+A version belongs to its entry's `key` and is numbered (1, 2, ...) in it; its editable `content`
+(a `PlanInput`, an `AddonInput`) is kept apart from the lifecycle around it: when it was published
+(`effective_from`), when it ended (`effective_to`), when it was deleted, and the warnings found
+when it was last written. Its status is derived from the effective period by each entity, as
+their statuses differ (a plan can be published for later, "scheduled"; an add-on cannot).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Generic, Protocol, TypeVar
+
+from domain.catalog.wire import violations_rest
+from domain.errors import FieldViolation
+from domain.wiretime import rfc3339
+
+
+class VersionContent(Protocol):
+    """A version's editable content, written as the entity's create JSON (OpenMeter's PlanCreate,
+    AddonCreate) for storage and for the REST view."""
+
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def currency(self) -> str: ...
+
+    def document(self, resolve_defaults: bool = False) -> dict[str, Any]: ...
+
+    def feature_keys(self) -> set[str]: ...
+
+
+ContentT = TypeVar("ContentT", bound=VersionContent)
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogVersion(Generic[ContentT]):
+    id: str
+    namespace: str
+    version: int
+    content: ContentT
+    created_at: datetime
+    updated_at: datetime
+    effective_from: datetime | None = None
+    effective_to: datetime | None = None
+    deleted_at: datetime | None = None
+    # Warnings found when the draft was last written (OpenMeter's `validationErrors`).
+    validation_errors: tuple[FieldViolation, ...] = ()
+
+    @property
+    def key(self) -> str:
+        return self.content.key
+
+    def status(self, now: datetime) -> enum.StrEnum:
+        raise NotImplementedError  # each entity names its own statuses (see the module's docstring)
+
+    def rest(self, now: datetime) -> dict[str, Any]:
+        """The REST view: the content's document with the version's own fields; the effective
+        period and the deletion time only once they are set."""
+        out = self.content.document(resolve_defaults=True)
+        out.update(
+            id=self.id,
+            version=self.version,
+            status=self.status(now).value,
+            validationErrors=violations_rest(list(self.validation_errors), "warning"),
+            createdAt=rfc3339(self.created_at),
+            updatedAt=rfc3339(self.updated_at),
+        )
+        for name, value in (
+            ("effectiveFrom", self.effective_from),
+            ("effectiveTo", self.effective_to),
+            ("deletedAt", self.deleted_at),
+        ):
+            if value is not None:
+                out[name] = rfc3339(value)
+        return out
