@@ -20,59 +20,46 @@ def _tz(**kwargs: Any) -> Any:
     return Field(sa_type=DateTime(timezone=True), **kwargs)
 
 
-class PlanRow(SQLModel, table=True):
+class VersionRow(SQLModel):
+    """The columns of a plan or add-on version (a table each: their indexes name the table)."""
+
+    namespace: str = Field(primary_key=True)
+    id: str = Field(primary_key=True)
+    key: str
+    version: int
+    currency: str
+    # The version's content (its create JSON, e.g. PlanCreate, without ids and statuses).
+    document: dict[str, Any] = Field(sa_type=JSONB, nullable=False)
+    validation_errors: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSONB, nullable=False)
+    effective_from: datetime | None = _tz(default=None, nullable=True)
+    effective_to: datetime | None = _tz(default=None, nullable=True)
+    created_at: datetime = _tz()
+    updated_at: datetime = _tz()
+    deleted_at: datetime | None = _tz(default=None, nullable=True)
+
+
+def _version_indexes(table: str) -> tuple[Index, ...]:
+    """Versions are unique per key, and a key has at most one live draft."""
+    return (
+        Index(f"{table}_key_version", "namespace", "key", "version", unique=True),
+        Index(
+            f"{table}_one_draft",
+            "namespace",
+            "key",
+            unique=True,
+            postgresql_where=text("effective_from IS NULL AND deleted_at IS NULL"),
+        ),
+    )
+
+
+class PlanRow(VersionRow, table=True):
     __tablename__ = "catalog_plans"
-    __table_args__ = (
-        Index("catalog_plans_key_version", "namespace", "key", "version", unique=True),
-        Index(
-            "catalog_plans_one_draft",
-            "namespace",
-            "key",
-            unique=True,
-            postgresql_where=text("effective_from IS NULL AND deleted_at IS NULL"),
-        ),
-    )
-
-    namespace: str = Field(primary_key=True)
-    id: str = Field(primary_key=True)
-    key: str
-    version: int
-    currency: str
-    # The plan's content (PlanCreate JSON without ids and statuses).
-    document: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
-    validation_errors: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSONB, nullable=False))
-    effective_from: datetime | None = _tz(default=None, nullable=True)
-    effective_to: datetime | None = _tz(default=None, nullable=True)
-    created_at: datetime = _tz()
-    updated_at: datetime = _tz()
-    deleted_at: datetime | None = _tz(default=None, nullable=True)
+    __table_args__ = _version_indexes("catalog_plans")
 
 
-class AddonRow(SQLModel, table=True):
+class AddonRow(VersionRow, table=True):
     __tablename__ = "catalog_addons"
-    __table_args__ = (
-        Index("catalog_addons_key_version", "namespace", "key", "version", unique=True),
-        Index(
-            "catalog_addons_one_draft",
-            "namespace",
-            "key",
-            unique=True,
-            postgresql_where=text("effective_from IS NULL AND deleted_at IS NULL"),
-        ),
-    )
-
-    namespace: str = Field(primary_key=True)
-    id: str = Field(primary_key=True)
-    key: str
-    version: int
-    currency: str
-    document: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
-    validation_errors: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSONB, nullable=False))
-    effective_from: datetime | None = _tz(default=None, nullable=True)
-    effective_to: datetime | None = _tz(default=None, nullable=True)
-    created_at: datetime = _tz()
-    updated_at: datetime = _tz()
-    deleted_at: datetime | None = _tz(default=None, nullable=True)
+    __table_args__ = _version_indexes("catalog_addons")
 
 
 class PlanAddonRow(SQLModel, table=True):
