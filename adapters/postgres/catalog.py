@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import and_
 from sqlalchemy.exc import IntegrityError
@@ -11,9 +11,11 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from adapters.postgres.catalog_tables import AddonRow, PlanAddonRow, PlanRow
+from adapters.postgres.catalog_tables import AddonRow, PlanAddonRow, PlanRow, VersionRow
 from domain.catalog.addons import Addon, PlanAddonInput, PlanAddonRecord, parse_addon
 from domain.catalog.plans import Plan, parse_plan
+from domain.catalog.versions import CatalogVersion, VersionContent
+from domain.catalog.wire import Issues
 from domain.errors import ConflictError, FieldViolation
 
 
@@ -25,152 +27,106 @@ def _from_violations(items: list[dict[str, Any]]) -> tuple[FieldViolation, ...]:
     return tuple(FieldViolation(i["field"], i["message"], i["code"]) for i in items)
 
 
-def _plan(row: PlanRow) -> Plan:
-    content, issues = parse_plan(row.document)
-    if content is None:  # written by this code, so only a schema drift gets here
-        raise RuntimeError(f"stored plan {row.id} does not read back: {issues.errors}")
-    return Plan(
-        id=row.id,
-        namespace=row.namespace,
-        version=row.version,
-        content=content,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        effective_from=row.effective_from,
-        effective_to=row.effective_to,
-        deleted_at=row.deleted_at,
-        validation_errors=_from_violations(row.validation_errors),
-    )
+V = TypeVar("V", bound=CatalogVersion[Any])
 
 
-def _plan_row(plan: Plan) -> PlanRow:
-    return PlanRow(
-        namespace=plan.namespace,
-        id=plan.id,
-        key=plan.key,
-        version=plan.version,
-        currency=plan.content.currency,
-        document=plan.content.document(),
-        validation_errors=_violations(plan.validation_errors),
-        effective_from=plan.effective_from,
-        effective_to=plan.effective_to,
-        created_at=plan.created_at,
-        updated_at=plan.updated_at,
-        deleted_at=plan.deleted_at,
-    )
+class _PostgresVersionRepository(Generic[V]):
+    """One catalog entry's versions, a row each in its table; the content is stored as its create
+    JSON and read back with the parser that checks API input."""
 
-
-def _addon(row: AddonRow) -> Addon:
-    content, issues = parse_addon(row.document)
-    if content is None:
-        raise RuntimeError(f"stored add-on {row.id} does not read back: {issues.errors}")
-    return Addon(
-        id=row.id,
-        namespace=row.namespace,
-        version=row.version,
-        content=content,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        effective_from=row.effective_from,
-        effective_to=row.effective_to,
-        deleted_at=row.deleted_at,
-        validation_errors=_from_violations(row.validation_errors),
-    )
-
-
-def _addon_row(addon: Addon) -> AddonRow:
-    return AddonRow(
-        namespace=addon.namespace,
-        id=addon.id,
-        key=addon.key,
-        version=addon.version,
-        currency=addon.content.currency,
-        document=addon.content.document(),
-        validation_errors=_violations(addon.validation_errors),
-        effective_from=addon.effective_from,
-        effective_to=addon.effective_to,
-        created_at=addon.created_at,
-        updated_at=addon.updated_at,
-        deleted_at=addon.deleted_at,
-    )
-
-
-class PostgresPlanRepository:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        table: type[VersionRow],
+        entity: type[V],
+        parse: Callable[[Any], tuple[VersionContent | None, Issues]],
+        noun: str,
+    ) -> None:
         self._sessions = sessions
+        self._table = table
+        self._entity = entity
+        self._parse = parse
+        self._noun = noun
 
-    async def create(self, plan: Plan) -> None:
+    def _version(self, row: VersionRow) -> V:
+        content, issues = self._parse(row.document)
+        if content is None:  # written by this code, so only a schema drift gets here
+            raise RuntimeError(f"stored {self._noun} {row.id} does not read back: {issues.errors}")
+        return self._entity(
+            id=row.id,
+            namespace=row.namespace,
+            version=row.version,
+            content=content,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            effective_from=row.effective_from,
+            effective_to=row.effective_to,
+            deleted_at=row.deleted_at,
+            validation_errors=_from_violations(row.validation_errors),
+        )
+
+    def _row(self, version: V) -> VersionRow:
+        return self._table(
+            namespace=version.namespace,
+            id=version.id,
+            key=version.key,
+            version=version.version,
+            currency=version.content.currency,
+            document=version.content.document(),
+            validation_errors=_violations(version.validation_errors),
+            effective_from=version.effective_from,
+            effective_to=version.effective_to,
+            created_at=version.created_at,
+            updated_at=version.updated_at,
+            deleted_at=version.deleted_at,
+        )
+
+    async def create(self, version: V) -> None:
         async with self._sessions() as session:
-            session.add(_plan_row(plan))
+            session.add(self._row(version))
             try:
                 await session.commit()
             except IntegrityError as exc:
-                raise ConflictError(f"plan {plan.key!r}: a draft or version {plan.version} exists") from exc
+                raise ConflictError(
+                    f"{self._noun} {version.key!r}: a draft or version {version.version} exists"
+                ) from exc
 
-    async def save(self, plan: Plan) -> None:
+    async def save(self, version: V) -> None:
         async with self._sessions() as session:
-            await session.merge(_plan_row(plan))
+            await session.merge(self._row(version))
             await session.commit()
 
-    async def publish(self, plan: Plan, archived: Sequence[Plan]) -> None:
+    async def publish(self, version: V, archived: Sequence[V]) -> None:
         async with self._sessions() as session:
             for other in archived:
-                await session.merge(_plan_row(other))
-            await session.merge(_plan_row(plan))
+                await session.merge(self._row(other))
+            await session.merge(self._row(version))
             await session.commit()
 
-    async def get(self, namespace: str, plan_id: str) -> Plan | None:
+    async def get(self, namespace: str, version_id: str) -> V | None:
         async with self._sessions() as session:
-            row = await session.get(PlanRow, (namespace, plan_id))
-        return _plan(row) if row is not None else None
+            row = await session.get(self._table, (namespace, version_id))
+        return self._version(row) if row is not None else None
 
-    async def list_plans(self, namespace: str, keys: Sequence[str] = (), include_deleted: bool = False) -> list[Plan]:
-        statement = select(PlanRow).where(PlanRow.namespace == namespace)
+    async def list_versions(self, namespace: str, keys: Sequence[str] = (), include_deleted: bool = False) -> list[V]:
+        table = self._table
+        statement = select(table).where(table.namespace == namespace)
         if keys:
-            statement = statement.where(col(PlanRow.key).in_(list(keys)))
+            statement = statement.where(col(table.key).in_(list(keys)))
         if not include_deleted:
-            statement = statement.where(col(PlanRow.deleted_at).is_(None))
+            statement = statement.where(col(table.deleted_at).is_(None))
         async with self._sessions() as session:
-            return [_plan(row) for row in (await session.exec(statement)).all()]
+            return [self._version(row) for row in (await session.exec(statement)).all()]
 
 
-class PostgresAddonRepository:
+class PostgresPlanRepository(_PostgresVersionRepository[Plan]):
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
-        self._sessions = sessions
+        super().__init__(sessions, PlanRow, Plan, parse_plan, "plan")
 
-    async def create(self, addon: Addon) -> None:
-        async with self._sessions() as session:
-            session.add(_addon_row(addon))
-            try:
-                await session.commit()
-            except IntegrityError as exc:
-                raise ConflictError(f"add-on {addon.key!r}: a draft or version {addon.version} exists") from exc
 
-    async def save(self, addon: Addon) -> None:
-        async with self._sessions() as session:
-            await session.merge(_addon_row(addon))
-            await session.commit()
-
-    async def publish(self, addon: Addon, archived: Sequence[Addon]) -> None:
-        async with self._sessions() as session:
-            for other in archived:
-                await session.merge(_addon_row(other))
-            await session.merge(_addon_row(addon))
-            await session.commit()
-
-    async def get(self, namespace: str, addon_id: str) -> Addon | None:
-        async with self._sessions() as session:
-            row = await session.get(AddonRow, (namespace, addon_id))
-        return _addon(row) if row is not None else None
-
-    async def list_addons(self, namespace: str, keys: Sequence[str] = (), include_deleted: bool = False) -> list[Addon]:
-        statement = select(AddonRow).where(AddonRow.namespace == namespace)
-        if keys:
-            statement = statement.where(col(AddonRow.key).in_(list(keys)))
-        if not include_deleted:
-            statement = statement.where(col(AddonRow.deleted_at).is_(None))
-        async with self._sessions() as session:
-            return [_addon(row) for row in (await session.exec(statement)).all()]
+class PostgresAddonRepository(_PostgresVersionRepository[Addon]):
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        super().__init__(sessions, AddonRow, Addon, parse_addon, "add-on")
 
 
 def _assignment(row: PlanAddonRow) -> PlanAddonRecord:

@@ -19,7 +19,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final
+from typing import Any
 
 from domain.catalog.plans import Plan, PlanStatus, parse_currency
 from domain.catalog.prices import FlatPrice
@@ -36,8 +36,6 @@ from domain.catalog.wire import Issues, Reader, join, violations_rest
 from domain.customers.models import ULID_RE
 from domain.errors import FieldViolation
 from domain.wiretime import rfc3339
-
-ADDON_ORDER_BY: Final = ("id", "key", "version", "created_at", "updated_at")
 
 
 class AddonStatus(enum.StrEnum):

@@ -17,15 +17,15 @@ and addons.py read them, so the servicers stay thin and REST and gRPC share one 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+import enum
+from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 from ulid import ULID
 
 from domain.catalog.addons import (
-    ADDON_ORDER_BY,
     Addon,
     AddonInput,
     AddonStatus,
@@ -37,16 +37,24 @@ from domain.catalog.addons import (
     parse_plan_addon,
 )
 from domain.catalog.models import Feature
-from domain.catalog.plans import PLAN_ORDER_BY, Plan, PlanInput, PlanStatus, check_plan, parse_plan
-from domain.catalog.ports import AddonRepository, FeatureRepository, PlanAddonRepository, PlanRepository
+from domain.catalog.plans import Plan, PlanInput, PlanStatus, check_plan, parse_plan
+from domain.catalog.ports import (
+    AddonRepository,
+    FeatureRepository,
+    PlanAddonRepository,
+    PlanRepository,
+    VersionRepository,
+)
 from domain.catalog.ratecards import FeatureFacts, RateCard, check_rate_card_features
+from domain.catalog.versions import VERSION_ORDER_BY, CatalogVersion, VersionContent
 from domain.catalog.wire import Issues, Reader
 from domain.customers.models import ULID_RE
 from domain.errors import ConflictError, NotFoundError, ValidationError, Violations
 from domain.pagination import Pagination, SortOrder, parse_order, parse_order_by
 
 Clock = Callable[[], datetime]
-T = TypeVar("T", Plan, Addon)
+V = TypeVar("V", bound=CatalogVersion[Any])
+C = TypeVar("C", bound=VersionContent)
 
 MAX_FILTER_VALUES: Final = 100
 
@@ -98,7 +106,7 @@ def _sort_key(order_by: str) -> Callable[[Any], Any]:
 
 
 def _page(
-    items: list[T],
+    items: list[V],
     data: ListVersionsInput,
     allowed_status: Sequence[str],
     order_by_values: Sequence[str],
@@ -170,7 +178,175 @@ def _warnings_of(issues: Issues) -> tuple[Any, ...]:
     return tuple(issues.warnings)
 
 
-class PlanService:
+@dataclass(frozen=True, slots=True)
+class _Naming:
+    """How one kind of catalog entry names itself in refusals: in messages (`noun`, `plural`) and
+    as the prefix of OpenMeter's error codes (`code`: plan_invalid_status, addon_invalid_status)."""
+
+    noun: str
+    plural: str
+    code: str
+
+
+class _CatalogVersions(Generic[V, C]):
+    """The lifecycle plans and add-ons share (see the module's docstring): versions by key, the
+    look-ups, create, delete, archive, and the steps update and publish are made of. Each service
+    adds its own rules (which statuses may be updated or published, what a publish checks or a
+    delete refuses) and answers in its own words and codes (`_Naming`)."""
+
+    def __init__(
+        self,
+        versions: VersionRepository[V],
+        entity: type[V],
+        naming: _Naming,
+        parse: Callable[[Any, C | None], tuple[C | None, Issues]],
+        check: Callable[[C, Mapping[str, FeatureFacts], bool, Issues], None],
+        features: FeatureRepository,
+        clock: Clock,
+    ) -> None:
+        self._versions = versions
+        self._entity = entity
+        self._naming = naming
+        self._parse = parse
+        self._check = check
+        self._features = _Features(features)
+        self._clock = clock
+
+    def now(self) -> datetime:
+        return self._clock()
+
+    async def _checked(self, namespace: str, body: Any, existing: C | None, strict: bool) -> tuple[C, Issues]:
+        content, issues = self._parse(body, existing)
+        issues.raise_if_errors()
+        assert content is not None
+        self._check(content, await self._features.facts(namespace, content.feature_keys()), strict, issues)
+        issues.raise_if_errors()
+        return content, issues
+
+    async def create(self, namespace: str, body: Any) -> V:
+        """A new draft: the first version of its key, or the next one (one live draft per key)."""
+        noun, code = self._naming.noun, self._naming.code
+        content, issues = await self._checked(namespace, body, None, strict=False)
+        versions = await self._versions.list_versions(namespace, [content.key], include_deleted=True)
+        now = self._clock()
+        if any(v.deleted_at is None and v.is_draft(now) for v in versions):
+            raise _invalid(
+                "key",
+                f"{noun} {content.key!r} already has a draft version; update or publish it",
+                f"{code}_draft_exists",
+            )
+        version = self._entity(
+            id=str(ULID()),
+            namespace=namespace,
+            version=max((v.version for v in versions), default=0) + 1,
+            content=content,
+            created_at=now,
+            updated_at=now,
+            validation_errors=_warnings_of(issues),
+        )
+        try:
+            await self._versions.create(version)
+        except ConflictError as exc:
+            raise _invalid(
+                "key", f"{noun} {content.key!r} already has a draft version", f"{code}_draft_exists"
+            ) from exc
+        return version
+
+    async def get(self, namespace: str, id_or_key: str, include_latest: bool = False) -> V:
+        """By ID (any version, deleted included), or by key: the active version, or with
+        `include_latest` the newest live version (a draft when there is one)."""
+        if ULID_RE.match(id_or_key):
+            found = await self._versions.get(namespace, id_or_key)
+            if found is not None:
+                return found
+            raise NotFoundError(self._naming.noun, id_or_key)
+        versions = [v for v in await self._versions.list_versions(namespace, [id_or_key]) if v.deleted_at is None]
+        now = self._clock()
+        if include_latest and versions:
+            return max(versions, key=lambda v: v.version)
+        active = [v for v in versions if v.is_active(now)]
+        if not active:
+            raise NotFoundError(self._naming.noun, id_or_key)
+        return max(active, key=lambda v: v.version)
+
+    async def get_version(self, namespace: str, key: str, version: int) -> V:
+        """One version by key and number (any status; not deleted): what a subscription references."""
+        for found in await self._versions.list_versions(namespace, [key]):
+            if found.version == version:
+                return found
+        raise NotFoundError(self._naming.noun, f"{key} v{version}")
+
+    async def _list(self, namespace: str, data: ListVersionsInput, statuses: Sequence[str]) -> Page:
+        versions = await self._versions.list_versions(namespace, _read_keys(data), include_deleted=data.include_deleted)
+        return _page(versions, data, statuses, VERSION_ORDER_BY, self._clock())
+
+    async def _live(self, namespace: str, version_id: str) -> V:
+        found = await self.get(namespace, version_id)
+        if found.deleted_at is not None:
+            raise NotFoundError(self._naming.noun, version_id)
+        return found
+
+    async def _rewrite(self, namespace: str, version: V, body: Any) -> V:
+        """Replaces the content of a version whose status allows it (the caller checked)."""
+        content, issues = await self._checked(namespace, body, version.content, strict=False)
+        updated = dataclasses.replace(
+            version, content=content, updated_at=self._clock(), validation_errors=_warnings_of(issues)
+        )
+        await self._versions.save(updated)
+        return updated
+
+    async def _check_deletable(self, namespace: str, version: V) -> None:
+        """What else refuses to delete a version that is not active (raises); nothing by default."""
+
+    async def delete(self, namespace: str, version_id: str) -> None:
+        version = await self.get(namespace, version_id)
+        if version.deleted_at is not None:
+            return  # already deleted: a retried DELETE succeeds as the first did (as OpenMeter)
+        now = self._clock()
+        if version.is_active(now):
+            noun, code = self._naming.noun, self._naming.code
+            raise _invalid("status", f"an active {noun} cannot be deleted; archive it first", f"{code}_invalid_status")
+        await self._check_deletable(namespace, version)
+        await self._versions.save(dataclasses.replace(version, deleted_at=now, updated_at=now))
+
+    async def _not_deleted(self, namespace: str, version_id: str) -> V:
+        """The version to publish or archive: a deleted one is a bad request (400), as OpenMeter's
+        PublishPlan, PublishAddon and ArchiveAddon refuse it ("cannot publish a deleted Plan"),
+        not an unknown one."""
+        version = await self.get(namespace, version_id)
+        if version.deleted_at is not None:
+            raise _invalid("id", f"the {self._naming.noun} version is deleted", f"{self._naming.code}_deleted")
+        return version
+
+    async def _publish(self, namespace: str, version: V, now: datetime, supersedes: Container[enum.StrEnum]) -> V:
+        """Makes a checked version active now; the other live versions of its key whose status is
+        in `supersedes` end now, in the same write."""
+        archived = [
+            dataclasses.replace(v, effective_to=now, updated_at=now)
+            for v in await self._versions.list_versions(namespace, [version.key])
+            if v.id != version.id and v.deleted_at is None and v.status(now) in supersedes
+        ]
+        published = dataclasses.replace(
+            version, effective_from=now, effective_to=None, updated_at=now, validation_errors=()
+        )
+        await self._versions.publish(published, archived)
+        return published
+
+    async def archive(self, namespace: str, version_id: str) -> V:
+        version = await self._not_deleted(namespace, version_id)
+        now = self._clock()
+        if not version.is_active(now):
+            raise _invalid(
+                "status",
+                f"only active {self._naming.plural} can be archived, this one is {version.status(now).value}",
+                f"{self._naming.code}_invalid_status",
+            )
+        archived = dataclasses.replace(version, effective_to=now, updated_at=now)
+        await self._versions.save(archived)
+        return archived
+
+
+class PlanService(_CatalogVersions[Plan, PlanInput]):
     def __init__(
         self,
         plans: PlanRepository,
@@ -179,24 +355,9 @@ class PlanService:
         addons: AddonRepository,
         clock: Clock = utcnow,
     ) -> None:
-        self._plans = plans
-        self._features = _Features(features)
+        super().__init__(plans, Plan, _Naming("plan", "plans", "plan"), parse_plan, check_plan, features, clock)
         self._assignments = assignments
         self._addons = addons
-        self._clock = clock
-
-    def now(self) -> datetime:
-        return self._clock()
-
-    async def _checked(
-        self, namespace: str, body: Any, existing: PlanInput | None, strict: bool
-    ) -> tuple[PlanInput, Issues]:
-        content, issues = parse_plan(body, existing)
-        issues.raise_if_errors()
-        assert content is not None
-        check_plan(content, await self._features.facts(namespace, content.feature_keys()), strict, issues)
-        issues.raise_if_errors()
-        return content, issues
 
     async def check_custom(self, namespace: str, body: Any) -> PlanInput:
         """An inline plan (a subscription's `customPlan`, which has no key), checked as strictly as
@@ -218,62 +379,8 @@ class PlanService:
         check_rate_card_features(reader, card, path, await self._features.facts(namespace, keys), strict=True)
         reader.issues.raise_if_errors()
 
-    async def create(self, namespace: str, body: Any) -> Plan:
-        content, issues = await self._checked(namespace, body, None, strict=False)
-        versions = await self._plans.list_plans(namespace, [content.key], include_deleted=True)
-        now = self._clock()
-        if any(p.deleted_at is None and p.status(now) is PlanStatus.DRAFT for p in versions):
-            raise _invalid(
-                "key", f"plan {content.key!r} already has a draft version; update or publish it", "plan_draft_exists"
-            )
-        plan = Plan(
-            id=str(ULID()),
-            namespace=namespace,
-            version=max((p.version for p in versions), default=0) + 1,
-            content=content,
-            created_at=now,
-            updated_at=now,
-            validation_errors=_warnings_of(issues),
-        )
-        try:
-            await self._plans.create(plan)
-        except ConflictError as exc:
-            raise _invalid("key", f"plan {content.key!r} already has a draft version", "plan_draft_exists") from exc
-        return plan
-
-    async def get(self, namespace: str, id_or_key: str, include_latest: bool = False) -> Plan:
-        """By ID (any version, deleted included), or by key: the active version, or with
-        `include_latest` the newest live version (a draft when there is one)."""
-        if ULID_RE.match(id_or_key):
-            plan = await self._plans.get(namespace, id_or_key)
-            if plan is not None:
-                return plan
-            raise NotFoundError("plan", id_or_key)
-        versions = [p for p in await self._plans.list_plans(namespace, [id_or_key]) if p.deleted_at is None]
-        now = self._clock()
-        if include_latest and versions:
-            return max(versions, key=lambda p: p.version)
-        active = [p for p in versions if p.status(now) is PlanStatus.ACTIVE]
-        if not active:
-            raise NotFoundError("plan", id_or_key)
-        return max(active, key=lambda p: p.version)
-
-    async def get_version(self, namespace: str, key: str, version: int) -> Plan:
-        """One version of a plan by key (any status; not deleted): what a subscription references."""
-        for plan in await self._plans.list_plans(namespace, [key]):
-            if plan.version == version:
-                return plan
-        raise NotFoundError("plan", f"{key} v{version}")
-
     async def list_plans(self, namespace: str, data: ListVersionsInput) -> Page:
-        plans = await self._plans.list_plans(namespace, _read_keys(data), include_deleted=data.include_deleted)
-        return _page(plans, data, tuple(s.value for s in PlanStatus), PLAN_ORDER_BY, self._clock())
-
-    async def _live(self, namespace: str, plan_id: str) -> Plan:
-        plan = await self.get(namespace, plan_id)
-        if plan.deleted_at is not None:
-            raise NotFoundError("plan", plan_id)
-        return plan
+        return await self._list(namespace, data, tuple(s.value for s in PlanStatus))
 
     async def update(self, namespace: str, plan_id: str, body: Any) -> Plan:
         plan = await self._live(namespace, plan_id)
@@ -285,29 +392,7 @@ class PlanService:
                 "make a new version with POST /api/v1/plans/{key}/next",
                 "plan_invalid_status",
             )
-        content, issues = await self._checked(namespace, body, plan.content, strict=False)
-        updated = dataclasses.replace(
-            plan, content=content, updated_at=self._clock(), validation_errors=_warnings_of(issues)
-        )
-        await self._plans.save(updated)
-        return updated
-
-    async def delete(self, namespace: str, plan_id: str) -> None:
-        plan = await self.get(namespace, plan_id)
-        if plan.deleted_at is not None:
-            return  # already deleted: a retried DELETE succeeds as the first did (as OpenMeter)
-        now = self._clock()
-        if plan.status(now) is PlanStatus.ACTIVE:
-            raise _invalid("status", "an active plan cannot be deleted; archive it first", "plan_invalid_status")
-        await self._plans.save(dataclasses.replace(plan, deleted_at=now, updated_at=now))
-
-    async def _not_deleted(self, namespace: str, plan_id: str) -> Plan:
-        """The version to publish or archive: a deleted one is a bad request (400), as in
-        OpenMeter's PublishPlan ("cannot publish a deleted Plan"), not an unknown one."""
-        plan = await self.get(namespace, plan_id)
-        if plan.deleted_at is not None:
-            raise _invalid("id", "the plan version is deleted", "plan_deleted")
-        return plan
+        return await self._rewrite(namespace, plan, body)
 
     async def publish(self, namespace: str, plan_id: str) -> Plan:
         plan = await self._not_deleted(namespace, plan_id)
@@ -329,23 +414,14 @@ class PlanService:
             # The plan must stay compatible with every add-on offered on it.
             check_plan_addon(dataclasses.replace(plan, content=content), addon, assignment.content, now, issues)
         issues.raise_if_errors()
-        archived = [
-            dataclasses.replace(p, effective_to=now, updated_at=now)
-            for p in await self._plans.list_plans(namespace, [plan.key])
-            if p.id != plan.id and p.deleted_at is None and p.status(now) in (PlanStatus.ACTIVE, PlanStatus.SCHEDULED)
-        ]
-        published = dataclasses.replace(
-            plan, effective_from=now, effective_to=None, updated_at=now, validation_errors=()
-        )
-        await self._plans.publish(published, archived)
-        return published
+        return await self._publish(namespace, plan, now, supersedes=(PlanStatus.ACTIVE, PlanStatus.SCHEDULED))
 
     async def guard_feature_archive(self, namespace: str, feature: Feature) -> None:
         """A feature archive guard (FeatureService.archive_guards): not while a published plan
         version that has not ended (active or scheduled) has a rate card of it (OpenMeter's
         ArchiveFeature, a 400)."""
         now = self._clock()
-        for plan in await self._plans.list_plans(namespace):
+        for plan in await self._versions.list_versions(namespace):
             if plan.status(now) not in (PlanStatus.ACTIVE, PlanStatus.SCHEDULED):
                 continue
             for phase in plan.content.phases:
@@ -354,24 +430,12 @@ class PlanService:
                         "feature", "feature is referenced by active plan, it cannot be archived", "feature_in_use"
                     )
 
-    async def archive(self, namespace: str, plan_id: str) -> Plan:
-        plan = await self._not_deleted(namespace, plan_id)
-        now = self._clock()
-        status = plan.status(now)
-        if status is not PlanStatus.ACTIVE:
-            raise _invalid(
-                "status", f"only active plans can be archived, this one is {status.value}", "plan_invalid_status"
-            )
-        archived = dataclasses.replace(plan, effective_to=now, updated_at=now)
-        await self._plans.save(archived)
-        return archived
-
     async def next_version(self, namespace: str, id_or_key: str) -> Plan:
         """A new draft copied from the version named by ID, or by key the active (else newest) one."""
         if ULID_RE.match(id_or_key):
             source = await self._live(namespace, id_or_key)
         else:
-            versions = [p for p in await self._plans.list_plans(namespace, [id_or_key]) if p.deleted_at is None]
+            versions = [p for p in await self._versions.list_versions(namespace, [id_or_key]) if p.deleted_at is None]
             if not versions:
                 raise NotFoundError("plan", id_or_key)
             now = self._clock()
@@ -380,7 +444,7 @@ class PlanService:
         return await self.create(namespace, source.content.document())
 
 
-class AddonService:
+class AddonService(_CatalogVersions[Addon, AddonInput]):
     def __init__(
         self,
         addons: AddonRepository,
@@ -388,78 +452,13 @@ class AddonService:
         assignments: PlanAddonRepository,
         clock: Clock = utcnow,
     ) -> None:
-        self._addons = addons
-        self._features = _Features(features)
-        self._assignments = assignments
-        self._clock = clock
-
-    def now(self) -> datetime:
-        return self._clock()
-
-    async def _checked(
-        self, namespace: str, body: Any, existing: AddonInput | None, strict: bool
-    ) -> tuple[AddonInput, Issues]:
-        content, issues = parse_addon(body, existing)
-        issues.raise_if_errors()
-        assert content is not None
-        check_addon(content, await self._features.facts(namespace, content.feature_keys()), strict, issues)
-        issues.raise_if_errors()
-        return content, issues
-
-    async def create(self, namespace: str, body: Any) -> Addon:
-        content, issues = await self._checked(namespace, body, None, strict=False)
-        versions = await self._addons.list_addons(namespace, [content.key], include_deleted=True)
-        now = self._clock()
-        if any(a.deleted_at is None and a.status(now) is AddonStatus.DRAFT for a in versions):
-            raise _invalid(
-                "key", f"add-on {content.key!r} already has a draft version; update or publish it", "addon_draft_exists"
-            )
-        addon = Addon(
-            id=str(ULID()),
-            namespace=namespace,
-            version=max((a.version for a in versions), default=0) + 1,
-            content=content,
-            created_at=now,
-            updated_at=now,
-            validation_errors=_warnings_of(issues),
+        super().__init__(
+            addons, Addon, _Naming("add-on", "add-ons", "addon"), parse_addon, check_addon, features, clock
         )
-        try:
-            await self._addons.create(addon)
-        except ConflictError as exc:
-            raise _invalid("key", f"add-on {content.key!r} already has a draft version", "addon_draft_exists") from exc
-        return addon
-
-    async def get(self, namespace: str, id_or_key: str, include_latest: bool = False) -> Addon:
-        if ULID_RE.match(id_or_key):
-            addon = await self._addons.get(namespace, id_or_key)
-            if addon is not None:
-                return addon
-            raise NotFoundError("add-on", id_or_key)
-        versions = [a for a in await self._addons.list_addons(namespace, [id_or_key]) if a.deleted_at is None]
-        now = self._clock()
-        if include_latest and versions:
-            return max(versions, key=lambda a: a.version)
-        active = [a for a in versions if a.status(now) is AddonStatus.ACTIVE]
-        if not active:
-            raise NotFoundError("add-on", id_or_key)
-        return max(active, key=lambda a: a.version)
-
-    async def get_version(self, namespace: str, key: str, version: int) -> Addon:
-        """One version of an add-on by key (any status; not deleted)."""
-        for addon in await self._addons.list_addons(namespace, [key]):
-            if addon.version == version:
-                return addon
-        raise NotFoundError("add-on", f"{key} v{version}")
+        self._assignments = assignments
 
     async def list_addons(self, namespace: str, data: ListVersionsInput) -> Page:
-        addons = await self._addons.list_addons(namespace, _read_keys(data), include_deleted=data.include_deleted)
-        return _page(addons, data, tuple(s.value for s in AddonStatus), ADDON_ORDER_BY, self._clock())
-
-    async def _live(self, namespace: str, addon_id: str) -> Addon:
-        addon = await self.get(namespace, addon_id)
-        if addon.deleted_at is not None:
-            raise NotFoundError("add-on", addon_id)
-        return addon
+        return await self._list(namespace, data, tuple(s.value for s in AddonStatus))
 
     async def update(self, namespace: str, addon_id: str, body: Any) -> Addon:
         addon = await self._live(namespace, addon_id)
@@ -468,20 +467,9 @@ class AddonService:
             raise _invalid(
                 "status", f"only draft add-ons can be updated, this one is {status.value}", "addon_invalid_status"
             )
-        content, issues = await self._checked(namespace, body, addon.content, strict=False)
-        updated = dataclasses.replace(
-            addon, content=content, updated_at=self._clock(), validation_errors=_warnings_of(issues)
-        )
-        await self._addons.save(updated)
-        return updated
+        return await self._rewrite(namespace, addon, body)
 
-    async def delete(self, namespace: str, addon_id: str) -> None:
-        addon = await self.get(namespace, addon_id)
-        if addon.deleted_at is not None:
-            return  # already deleted: a retried DELETE succeeds as the first did (as OpenMeter)
-        now = self._clock()
-        if addon.status(now) is AddonStatus.ACTIVE:
-            raise _invalid("status", "an active add-on cannot be deleted; archive it first", "addon_invalid_status")
+    async def _check_deletable(self, namespace: str, addon: Addon) -> None:
         # As OpenMeter: a plan that offers the add-on would be left offering a deleted one.
         if offered := await self._assignments.list_for_addon(namespace, addon.id):
             raise _invalid(
@@ -489,15 +477,6 @@ class AddonService:
                 f"the add-on is offered on {len(offered)} plan(s); remove it from them first",
                 "addon_has_plan_assignments",
             )
-        await self._addons.save(dataclasses.replace(addon, deleted_at=now, updated_at=now))
-
-    async def _not_deleted(self, namespace: str, addon_id: str) -> Addon:
-        """The version to publish or archive: a deleted one is a bad request (400), as OpenMeter's
-        PublishAddon and ArchiveAddon refuse it ("cannot publish a deleted add-on")."""
-        addon = await self.get(namespace, addon_id)
-        if addon.deleted_at is not None:
-            raise _invalid("id", "the add-on version is deleted", "addon_deleted")
-        return addon
 
     async def publish(self, namespace: str, addon_id: str) -> Addon:
         addon = await self._not_deleted(namespace, addon_id)
@@ -510,28 +489,7 @@ class AddonService:
                 "addon_invalid_status_for_publish",
             )
         await self._checked(namespace, addon.content.document(), None, strict=True)
-        archived = [
-            dataclasses.replace(a, effective_to=now, updated_at=now)
-            for a in await self._addons.list_addons(namespace, [addon.key])
-            if a.id != addon.id and a.deleted_at is None and a.status(now) is AddonStatus.ACTIVE
-        ]
-        published = dataclasses.replace(
-            addon, effective_from=now, effective_to=None, updated_at=now, validation_errors=()
-        )
-        await self._addons.publish(published, archived)
-        return published
-
-    async def archive(self, namespace: str, addon_id: str) -> Addon:
-        addon = await self._not_deleted(namespace, addon_id)
-        now = self._clock()
-        status = addon.status(now)
-        if status is not AddonStatus.ACTIVE:
-            raise _invalid(
-                "status", f"only active add-ons can be archived, this one is {status.value}", "addon_invalid_status"
-            )
-        archived = dataclasses.replace(addon, effective_to=now, updated_at=now)
-        await self._addons.save(archived)
-        return archived
+        return await self._publish(namespace, addon, now, supersedes=(AddonStatus.ACTIVE,))
 
 
 class PlanAddonService:
@@ -608,7 +566,7 @@ class PlanAddonService:
             resolved = [x for x in resolved if x.addon.key in data.keys]
         pagination = Pagination(data.page, data.page_size).validate()
         order = parse_order(data.order)
-        order_by = parse_order_by(data.order_by, ADDON_ORDER_BY, "id")
+        order_by = parse_order_by(data.order_by, VERSION_ORDER_BY, "id")
         sort: dict[str, Callable[[PlanAddon], Any]] = {
             "id": lambda x: x.record.id,
             "key": lambda x: x.addon.key,

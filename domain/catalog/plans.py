@@ -19,7 +19,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final
+from typing import Any
 
 from domain.catalog import currencies
 from domain.catalog.durations import Duration
@@ -34,8 +34,6 @@ from domain.catalog.ratecards import (
 )
 from domain.catalog.versions import CatalogVersion
 from domain.catalog.wire import Issues, Obj, Reader, join
-
-PLAN_ORDER_BY: Final = ("id", "key", "version", "created_at", "updated_at")
 
 
 class PlanStatus(enum.StrEnum):

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 from domain.catalog.addons import Addon, PlanAddonRecord
 from domain.catalog.models import Feature
 from domain.catalog.plans import Plan
+from domain.catalog.versions import CatalogVersion
 
 
 class FeatureRepository(Protocol):
@@ -24,39 +25,32 @@ class FeatureRepository(Protocol):
     async def list_features(self, namespace: str, include_archived: bool) -> list[Feature]: ...
 
 
-class PlanRepository(Protocol):
-    """Plan versions. Writes that break "one live draft per key" or "versions unique per key"
-    (a concurrent writer) raise ConflictError."""
+V = TypeVar("V", bound=CatalogVersion[Any])
 
-    async def create(self, plan: Plan) -> None: ...
 
-    async def save(self, plan: Plan) -> None:
+class VersionRepository(Protocol[V]):
+    """The versions of one kind of catalog entry (plans, add-ons). Writes that break "one live
+    draft per key" or "versions unique per key" (a concurrent writer) raise ConflictError."""
+
+    async def create(self, version: V) -> None: ...
+
+    async def save(self, version: V) -> None:
         """Updates a stored version (content, effective period, warnings, deletion)."""
         ...
 
-    async def publish(self, plan: Plan, archived: Sequence[Plan]) -> None:
+    async def publish(self, version: V, archived: Sequence[V]) -> None:
         """Stores the published version and the versions it archives, in one transaction."""
         ...
 
-    async def get(self, namespace: str, plan_id: str) -> Plan | None: ...
+    async def get(self, namespace: str, version_id: str) -> V | None: ...
 
-    async def list_plans(self, namespace: str, keys: Sequence[str] = (), include_deleted: bool = False) -> list[Plan]:
+    async def list_versions(self, namespace: str, keys: Sequence[str] = (), include_deleted: bool = False) -> list[V]:
         """Every version (of these keys when given), deleted ones only when asked."""
         ...
 
 
-class AddonRepository(Protocol):
-    async def create(self, addon: Addon) -> None: ...
-
-    async def save(self, addon: Addon) -> None: ...
-
-    async def publish(self, addon: Addon, archived: Sequence[Addon]) -> None: ...
-
-    async def get(self, namespace: str, addon_id: str) -> Addon | None: ...
-
-    async def list_addons(
-        self, namespace: str, keys: Sequence[str] = (), include_deleted: bool = False
-    ) -> list[Addon]: ...
+PlanRepository = VersionRepository[Plan]
+AddonRepository = VersionRepository[Addon]
 
 
 class PlanAddonRepository(Protocol):

@@ -12,11 +12,14 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Final, Generic, Protocol, TypeVar
 
 from domain.catalog.wire import violations_rest
 from domain.errors import FieldViolation
 from domain.wiretime import rfc3339
+
+# What lists of versions (and of plan add-ons) can be ordered by.
+VERSION_ORDER_BY: Final = ("id", "key", "version", "created_at", "updated_at")
 
 
 class VersionContent(Protocol):
@@ -57,6 +60,13 @@ class CatalogVersion(Generic[ContentT]):
 
     def status(self, now: datetime) -> enum.StrEnum:
         raise NotImplementedError  # each entity names its own statuses (see the module's docstring)
+
+    # The states every entity has, by their wire names, for the lifecycle rules plans and add-ons share.
+    def is_draft(self, now: datetime) -> bool:
+        return self.status(now) == "draft"
+
+    def is_active(self, now: datetime) -> bool:
+        return self.status(now) == "active"
 
     def rest(self, now: datetime) -> dict[str, Any]:
         """The REST view: the content's document with the version's own fields; the effective
