@@ -31,7 +31,7 @@ from domain.catalog.ratecards import (
     check_rate_card_keys,
     parse_rate_card,
 )
-from domain.catalog.versions import CatalogVersion
+from domain.catalog.versions import CatalogVersion, read_common_fields
 from domain.catalog.wire import Issues, Reader, join, violations_rest
 from domain.customers.models import ULID_RE
 from domain.errors import FieldViolation
@@ -99,14 +99,7 @@ def parse_addon(data: Any, existing: AddonInput | None = None) -> tuple[AddonInp
     obj = r.obj(data, "")
     if obj is None:
         return None, r.issues
-    key = r.key(obj, "key", "") if existing is None else existing.key
-    name = r.name(obj, "")
-    description = r.description(obj, "")
-    metadata = r.metadata(obj, "")
-    if existing is not None and obj.get("description") is None:
-        description = existing.description
-    if existing is not None and obj.get("metadata") is None:
-        metadata = dict(existing.metadata)
+    key, name, description, metadata = read_common_fields(r, obj, existing)
     instance = r.choice(obj, "instanceType", "", tuple(t.value for t in InstanceType), required=True)
     currency = parse_currency(r, obj, "") if existing is None else existing.currency
     cards: list[RateCard | None] = []

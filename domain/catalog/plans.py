@@ -32,7 +32,7 @@ from domain.catalog.ratecards import (
     parse_duration,
     parse_rate_card,
 )
-from domain.catalog.versions import CatalogVersion
+from domain.catalog.versions import CatalogVersion, read_common_fields
 from domain.catalog.wire import Issues, Obj, Reader, join
 
 
@@ -171,14 +171,7 @@ def parse_plan(data: Any, existing: PlanInput | None = None) -> tuple[PlanInput 
     obj = r.obj(data, "")
     if obj is None:
         return None, r.issues
-    key = r.key(obj, "key", "") if existing is None else existing.key
-    name = r.name(obj, "")
-    description = r.description(obj, "")
-    metadata = r.metadata(obj, "")
-    if existing is not None and obj.get("description") is None:
-        description = existing.description
-    if existing is not None and obj.get("metadata") is None:
-        metadata = dict(existing.metadata)
+    key, name, description, metadata = read_common_fields(r, obj, existing)
     currency = parse_currency(r, obj, "") if existing is None else existing.currency
     cadence = parse_duration(r, obj, "billingCadence", "", required=True)
     if cadence is not None and not cadence.at_least(ONE_HOUR):

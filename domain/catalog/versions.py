@@ -10,11 +10,12 @@ their statuses differ (a plan can be published for later, "scheduled"; an add-on
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final, Generic, Protocol, TypeVar
+from typing import Any, Final, Generic, NamedTuple, Protocol, TypeVar
 
-from domain.catalog.wire import violations_rest
+from domain.catalog.wire import Obj, Reader, violations_rest
 from domain.errors import FieldViolation
 from domain.wiretime import rfc3339
 
@@ -32,12 +33,42 @@ class VersionContent(Protocol):
     @property
     def currency(self) -> str: ...
 
+    @property
+    def description(self) -> str | None: ...
+
+    @property
+    def metadata(self) -> Mapping[str, str]: ...
+
     def document(self, resolve_defaults: bool = False) -> dict[str, Any]: ...
 
     def feature_keys(self) -> set[str]: ...
 
 
 ContentT = TypeVar("ContentT", bound=VersionContent)
+
+
+class CommonFields(NamedTuple):
+    """What every entry's create body names besides its own content (None where it has an error)."""
+
+    key: str | None
+    name: str | None
+    description: str | None
+    metadata: dict[str, str]
+
+
+def read_common_fields(r: Reader, obj: Obj, existing: VersionContent | None) -> CommonFields:
+    """The key, name, description and metadata of a create body, or of a replace-update of
+    `existing`: its key stays, and its description and metadata when the body leaves them out (as
+    OpenMeter's update sets them only when given)."""
+    key = r.key(obj, "key", "") if existing is None else existing.key
+    name = r.name(obj, "")
+    description = r.description(obj, "")
+    metadata = r.metadata(obj, "")
+    if existing is not None and obj.get("description") is None:
+        description = existing.description
+    if existing is not None and obj.get("metadata") is None:
+        metadata = dict(existing.metadata)
+    return CommonFields(key, name, description, metadata)
 
 
 @dataclass(frozen=True, slots=True)
