@@ -119,11 +119,7 @@ def parse_addon(data: Any, existing: AddonInput | None = None) -> tuple[AddonInp
 def check_addon(addon: AddonInput, features: Mapping[str, FeatureFacts], strict: bool, issues: Issues) -> None:
     r = Reader(issues)
 
-    def problem(path: str, message: str, code: str) -> None:
-        if strict:
-            issues.error(path, message, code)
-        else:
-            issues.warn(path, message, code)
+    problem = issues.warning_or_error(strict)
 
     if not addon.rate_cards:
         problem("rateCards", "an add-on needs at least one rate card", "addon_has_no_rate_cards")

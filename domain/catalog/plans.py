@@ -228,11 +228,7 @@ def check_plan(plan: PlanInput, features: Mapping[str, FeatureFacts], strict: bo
     """Plan-wide rules. Non-strict: OpenMeter's warnings go to `issues.warnings`; strict: errors."""
     r = Reader(issues)
 
-    def problem(path: str, message: str, code: str) -> None:
-        if strict:
-            issues.error(path, message, code)
-        else:
-            issues.warn(path, message, code)
+    problem = issues.warning_or_error(strict)
 
     last = len(plan.phases) - 1
     for p_index, phase in enumerate(plan.phases):

@@ -351,8 +351,7 @@ def check_rate_card_features(
     if template is not None and template.type is TemplateType.METERED and template.issue_after_reset is None:
         message = "a metered entitlement template needs issueAfterReset"
         code = "entitlement_template_issue_after_reset_required"
-        problem = r.issues.error if strict else r.issues.warn
-        problem(join(path, "entitlementTemplate.issueAfterReset"), message, code)
+        r.issues.warning_or_error(strict)(join(path, "entitlementTemplate.issueAfterReset"), message, code)
     if card.feature_key is None:
         return
     facts = features.get(card.feature_key)
@@ -372,10 +371,7 @@ def check_rate_card_features(
         message = "a metered entitlement template needs a feature with a meter"
         code = "rate_card_entitlement_template_type_mismatch"
         where = join(path, "entitlementTemplate.type")
-        if strict:
-            r.issues.error(where, message, code)
-        else:
-            r.issues.warn(where, message, code)
+        r.issues.warning_or_error(strict)(where, message, code)
 
 
 def check_rate_card_keys(r: Reader, cards: list[RateCard | None], path: str) -> None:

@@ -9,7 +9,7 @@ plan is answered with all of its problems at once.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
@@ -41,6 +41,11 @@ class Issues:
 
     def warn(self, path: str, message: str, code: str) -> None:
         self.warnings.append(FieldViolation(path, message, code))
+
+    def warning_or_error(self, strict: bool) -> Callable[[str, str, str], None]:
+        """Where a rule OpenMeter treats as a warning records a problem: the warnings (kept on a
+        draft as its validationErrors), or with `strict` (publish) the errors, which refuse."""
+        return self.error if strict else self.warn
 
     def raise_if_errors(self) -> None:
         if self.errors:
