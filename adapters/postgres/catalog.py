@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic
 
 from sqlalchemy import and_
 from sqlalchemy.exc import IntegrityError
@@ -14,7 +14,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from adapters.postgres.catalog_tables import AddonRow, PlanAddonRow, PlanRow, VersionRow
 from domain.catalog.addons import Addon, PlanAddonInput, PlanAddonRecord, parse_addon
 from domain.catalog.plans import Plan, parse_plan
-from domain.catalog.versions import CatalogVersion, VersionContent
+from domain.catalog.versions import VersionContent, VersionT
 from domain.catalog.wire import Issues
 from domain.errors import ConflictError, FieldViolation
 
@@ -27,10 +27,7 @@ def _from_violations(items: list[dict[str, Any]]) -> tuple[FieldViolation, ...]:
     return tuple(FieldViolation(i["field"], i["message"], i["code"]) for i in items)
 
 
-V = TypeVar("V", bound=CatalogVersion[Any])
-
-
-class _PostgresVersionRepository(Generic[V]):
+class _PostgresVersionRepository(Generic[VersionT]):
     """One catalog entry's versions, a row each in its table; the content is stored as its create
     JSON and read back with the parser that checks API input."""
 
@@ -38,7 +35,7 @@ class _PostgresVersionRepository(Generic[V]):
         self,
         sessions: async_sessionmaker[AsyncSession],
         table: type[VersionRow],
-        entity: type[V],
+        entity: type[VersionT],
         parse: Callable[[Any], tuple[VersionContent | None, Issues]],
         noun: str,
     ) -> None:
@@ -48,7 +45,7 @@ class _PostgresVersionRepository(Generic[V]):
         self._parse = parse
         self._noun = noun
 
-    def _version(self, row: VersionRow) -> V:
+    def _version(self, row: VersionRow) -> VersionT:
         content, issues = self._parse(row.document)
         if content is None:  # written by this code, so only a schema drift gets here
             raise RuntimeError(f"stored {self._noun} {row.id} does not read back: {issues.errors}")
@@ -65,7 +62,7 @@ class _PostgresVersionRepository(Generic[V]):
             validation_errors=_from_violations(row.validation_errors),
         )
 
-    def _row(self, version: V) -> VersionRow:
+    def _row(self, version: VersionT) -> VersionRow:
         return self._table(
             namespace=version.namespace,
             id=version.id,
@@ -81,7 +78,7 @@ class _PostgresVersionRepository(Generic[V]):
             deleted_at=version.deleted_at,
         )
 
-    async def create(self, version: V) -> None:
+    async def create(self, version: VersionT) -> None:
         async with self._sessions() as session:
             session.add(self._row(version))
             try:
@@ -91,24 +88,26 @@ class _PostgresVersionRepository(Generic[V]):
                     f"{self._noun} {version.key!r}: a draft or version {version.version} exists"
                 ) from exc
 
-    async def save(self, version: V) -> None:
+    async def save(self, version: VersionT) -> None:
         async with self._sessions() as session:
             await session.merge(self._row(version))
             await session.commit()
 
-    async def publish(self, version: V, archived: Sequence[V]) -> None:
+    async def publish(self, version: VersionT, archived: Sequence[VersionT]) -> None:
         async with self._sessions() as session:
             for other in archived:
                 await session.merge(self._row(other))
             await session.merge(self._row(version))
             await session.commit()
 
-    async def get(self, namespace: str, version_id: str) -> V | None:
+    async def get(self, namespace: str, version_id: str) -> VersionT | None:
         async with self._sessions() as session:
             row = await session.get(self._table, (namespace, version_id))
         return self._version(row) if row is not None else None
 
-    async def list_versions(self, namespace: str, keys: Sequence[str] = (), include_deleted: bool = False) -> list[V]:
+    async def list_versions(
+        self, namespace: str, keys: Sequence[str] = (), include_deleted: bool = False
+    ) -> list[VersionT]:
         table = self._table
         statement = select(table).where(table.namespace == namespace)
         if keys:

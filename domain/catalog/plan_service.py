@@ -3,10 +3,12 @@
 Versions: creating a plan (or add-on) whose key exists makes the next version; at most one live
 draft per key (a second is refused, 400, also under concurrency: a unique index backs it).
 Publishing makes a draft active now and archives the version that was active; archiving ends an
-active version now. Only drafts (and scheduled versions) can be updated; drafts, scheduled and
-archived versions can be deleted (soft), an active one cannot; deleting a deleted version again
-succeeds and changes nothing, publishing or archiving it is refused. `next` copies a version into
-a new draft. Every refusal is a ValidationError with a field path and OpenMeter's code, and
+active version now. Only drafts can be updated or published (and a plan's scheduled versions);
+drafts, scheduled and archived versions can be deleted (soft), an active one cannot; deleting a
+deleted version again succeeds and changes nothing, publishing or archiving it is refused. `next`
+copies a plan version into a new draft. Plans and add-ons share this lifecycle
+(`_CatalogVersions`); each names its refusals in its own words and codes (plan_invalid_status,
+addon_invalid_status). Every refusal is a ValidationError with a field path and OpenMeter's code, and
 nothing is stored; except that, as in OpenMeter, changing or removing an add-on offered on a plan
 that is no longer a draft answers as if the assignment did not exist (NotFoundError, 404).
 
@@ -21,7 +23,7 @@ import enum
 from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Final, Generic
 
 from ulid import ULID
 
@@ -46,15 +48,13 @@ from domain.catalog.ports import (
     VersionRepository,
 )
 from domain.catalog.ratecards import FeatureFacts, RateCard, check_rate_card_features
-from domain.catalog.versions import VERSION_ORDER_BY, CatalogVersion, VersionContent
+from domain.catalog.versions import VERSION_ORDER_BY, ContentT, VersionT
 from domain.catalog.wire import Issues, Reader
 from domain.customers.models import ULID_RE
 from domain.errors import ConflictError, NotFoundError, ValidationError, Violations
 from domain.pagination import Pagination, SortOrder, parse_order, parse_order_by
 
 Clock = Callable[[], datetime]
-V = TypeVar("V", bound=CatalogVersion[Any])
-C = TypeVar("C", bound=VersionContent)
 
 MAX_FILTER_VALUES: Final = 100
 
@@ -106,7 +106,7 @@ def _sort_key(order_by: str) -> Callable[[Any], Any]:
 
 
 def _page(
-    items: list[V],
+    items: list[VersionT],
     data: ListVersionsInput,
     allowed_status: Sequence[str],
     order_by_values: Sequence[str],
@@ -188,7 +188,7 @@ class _Naming:
     code: str
 
 
-class _CatalogVersions(Generic[V, C]):
+class _CatalogVersions(Generic[VersionT, ContentT]):
     """The lifecycle plans and add-ons share (see the module's docstring): versions by key, the
     look-ups, create, delete, archive, and the steps update and publish are made of. Each service
     adds its own rules (which statuses may be updated or published, what a publish checks or a
@@ -196,11 +196,11 @@ class _CatalogVersions(Generic[V, C]):
 
     def __init__(
         self,
-        versions: VersionRepository[V],
-        entity: type[V],
+        versions: VersionRepository[VersionT],
+        entity: type[VersionT],
         naming: _Naming,
-        parse: Callable[[Any, C | None], tuple[C | None, Issues]],
-        check: Callable[[C, Mapping[str, FeatureFacts], bool, Issues], None],
+        parse: Callable[[Any, ContentT | None], tuple[ContentT | None, Issues]],
+        check: Callable[[ContentT, Mapping[str, FeatureFacts], bool, Issues], None],
         features: FeatureRepository,
         clock: Clock,
     ) -> None:
@@ -215,7 +215,9 @@ class _CatalogVersions(Generic[V, C]):
     def now(self) -> datetime:
         return self._clock()
 
-    async def _checked(self, namespace: str, body: Any, existing: C | None, strict: bool) -> tuple[C, Issues]:
+    async def _checked(
+        self, namespace: str, body: Any, existing: ContentT | None, strict: bool
+    ) -> tuple[ContentT, Issues]:
         content, issues = self._parse(body, existing)
         issues.raise_if_errors()
         assert content is not None
@@ -223,7 +225,7 @@ class _CatalogVersions(Generic[V, C]):
         issues.raise_if_errors()
         return content, issues
 
-    async def create(self, namespace: str, body: Any) -> V:
+    async def create(self, namespace: str, body: Any) -> VersionT:
         """A new draft: the first version of its key, or the next one (one live draft per key)."""
         noun, code = self._naming.noun, self._naming.code
         content, issues = await self._checked(namespace, body, None, strict=False)
@@ -252,7 +254,7 @@ class _CatalogVersions(Generic[V, C]):
             ) from exc
         return version
 
-    async def get(self, namespace: str, id_or_key: str, include_latest: bool = False) -> V:
+    async def get(self, namespace: str, id_or_key: str, include_latest: bool = False) -> VersionT:
         """By ID (any version, deleted included), or by key: the active version, or with
         `include_latest` the newest live version (a draft when there is one)."""
         if ULID_RE.match(id_or_key):
@@ -269,7 +271,7 @@ class _CatalogVersions(Generic[V, C]):
             raise NotFoundError(self._naming.noun, id_or_key)
         return max(active, key=lambda v: v.version)
 
-    async def get_version(self, namespace: str, key: str, version: int) -> V:
+    async def get_version(self, namespace: str, key: str, version: int) -> VersionT:
         """One version by key and number (any status; not deleted): what a subscription references."""
         for found in await self._versions.list_versions(namespace, [key]):
             if found.version == version:
@@ -280,13 +282,13 @@ class _CatalogVersions(Generic[V, C]):
         versions = await self._versions.list_versions(namespace, _read_keys(data), include_deleted=data.include_deleted)
         return _page(versions, data, statuses, VERSION_ORDER_BY, self._clock())
 
-    async def _live(self, namespace: str, version_id: str) -> V:
+    async def _live(self, namespace: str, version_id: str) -> VersionT:
         found = await self.get(namespace, version_id)
         if found.deleted_at is not None:
             raise NotFoundError(self._naming.noun, version_id)
         return found
 
-    async def _rewrite(self, namespace: str, version: V, body: Any) -> V:
+    async def _rewrite(self, namespace: str, version: VersionT, body: Any) -> VersionT:
         """Replaces the content of a version whose status allows it (the caller checked)."""
         content, issues = await self._checked(namespace, body, version.content, strict=False)
         updated = dataclasses.replace(
@@ -295,7 +297,7 @@ class _CatalogVersions(Generic[V, C]):
         await self._versions.save(updated)
         return updated
 
-    async def _check_deletable(self, namespace: str, version: V) -> None:
+    async def _check_deletable(self, namespace: str, version: VersionT) -> None:
         """What else refuses to delete a version that is not active (raises); nothing by default."""
 
     async def delete(self, namespace: str, version_id: str) -> None:
@@ -309,7 +311,7 @@ class _CatalogVersions(Generic[V, C]):
         await self._check_deletable(namespace, version)
         await self._versions.save(dataclasses.replace(version, deleted_at=now, updated_at=now))
 
-    async def _not_deleted(self, namespace: str, version_id: str) -> V:
+    async def _not_deleted(self, namespace: str, version_id: str) -> VersionT:
         """The version to publish or archive: a deleted one is a bad request (400), as OpenMeter's
         PublishPlan, PublishAddon and ArchiveAddon refuse it ("cannot publish a deleted Plan"),
         not an unknown one."""
@@ -318,7 +320,9 @@ class _CatalogVersions(Generic[V, C]):
             raise _invalid("id", f"the {self._naming.noun} version is deleted", f"{self._naming.code}_deleted")
         return version
 
-    async def _publish(self, namespace: str, version: V, now: datetime, supersedes: Container[enum.StrEnum]) -> V:
+    async def _publish(
+        self, namespace: str, version: VersionT, now: datetime, supersedes: Container[enum.StrEnum]
+    ) -> VersionT:
         """Makes a checked version active now; the other live versions of its key whose status is
         in `supersedes` end now, in the same write."""
         archived = [
@@ -332,7 +336,7 @@ class _CatalogVersions(Generic[V, C]):
         await self._versions.publish(published, archived)
         return published
 
-    async def archive(self, namespace: str, version_id: str) -> V:
+    async def archive(self, namespace: str, version_id: str) -> VersionT:
         version = await self._not_deleted(namespace, version_id)
         now = self._clock()
         if not version.is_active(now):

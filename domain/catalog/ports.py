@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Protocol
 
 from domain.catalog.addons import Addon, PlanAddonRecord
 from domain.catalog.models import Feature
 from domain.catalog.plans import Plan
-from domain.catalog.versions import CatalogVersion
+from domain.catalog.versions import VersionT
 
 
 class FeatureRepository(Protocol):
@@ -25,26 +25,25 @@ class FeatureRepository(Protocol):
     async def list_features(self, namespace: str, include_archived: bool) -> list[Feature]: ...
 
 
-V = TypeVar("V", bound=CatalogVersion[Any])
-
-
-class VersionRepository(Protocol[V]):
+class VersionRepository(Protocol[VersionT]):
     """The versions of one kind of catalog entry (plans, add-ons). Writes that break "one live
     draft per key" or "versions unique per key" (a concurrent writer) raise ConflictError."""
 
-    async def create(self, version: V) -> None: ...
+    async def create(self, version: VersionT) -> None: ...
 
-    async def save(self, version: V) -> None:
+    async def save(self, version: VersionT) -> None:
         """Updates a stored version (content, effective period, warnings, deletion)."""
         ...
 
-    async def publish(self, version: V, archived: Sequence[V]) -> None:
+    async def publish(self, version: VersionT, archived: Sequence[VersionT]) -> None:
         """Stores the published version and the versions it archives, in one transaction."""
         ...
 
-    async def get(self, namespace: str, version_id: str) -> V | None: ...
+    async def get(self, namespace: str, version_id: str) -> VersionT | None: ...
 
-    async def list_versions(self, namespace: str, keys: Sequence[str] = (), include_deleted: bool = False) -> list[V]:
+    async def list_versions(
+        self, namespace: str, keys: Sequence[str] = (), include_deleted: bool = False
+    ) -> list[VersionT]:
         """Every version (of these keys when given), deleted ones only when asked."""
         ...
 

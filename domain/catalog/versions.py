@@ -119,3 +119,7 @@ class CatalogVersion(Generic[ContentT]):
             if value is not None:
                 out[name] = rfc3339(value)
         return out
+
+
+# A plan or an add-on, for what works on the versions of either (their repository and services).
+VersionT = TypeVar("VersionT", bound=CatalogVersion[Any])
