@@ -7,8 +7,11 @@ module never thinks about transports.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +53,18 @@ class ConflictError(TallyError):
         super().__init__(message)
         self.conflicting_id = conflicting_id
         self.code = code
+
+
+async def again_on_conflict(write: Callable[[], Awaitable[T]], attempts: int = 2) -> T:
+    """`write()`, run again when it raises ConflictError (another writer made the row it was about
+    to make: the next attempt reads and uses that one), `attempts` times at most in all."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return await write()
+        except ConflictError:
+            if attempt == attempts:
+                raise
+    raise AssertionError("unreachable")
 
 
 class ValidationError(TallyError):

@@ -95,7 +95,7 @@ from domain.catalog.rating import (
 from domain.catalog.wire import decimal_text
 from domain.customers.models import Customer
 from domain.entitlements.recurrence import IsoDuration, Recurrence
-from domain.errors import ConflictError, NotFoundError, ValidationError, Violations
+from domain.errors import NotFoundError, ValidationError, Violations, again_on_conflict
 from domain.records import evolve
 from domain.wiretime import rfc3339
 
@@ -388,14 +388,8 @@ class InvoiceService:
         effective = await self._profiles.effective_profile(namespace, customer_id_or_key, with_customer=True)
         customer = effective.customer
         assert customer is not None
-        for attempt in range(2):
-            try:
-                return await self._add_pending(namespace, customer, effective, data)
-            except ConflictError:
-                # Another request made the gathering invoice first: add to that one.
-                if attempt == 1:
-                    raise
-        raise AssertionError("unreachable")
+        # Another request may make the gathering invoice first: then add to that one.
+        return await again_on_conflict(lambda: self._add_pending(namespace, customer, effective, data))
 
     async def _add_pending(
         self, namespace: str, customer: Customer, effective: EffectiveProfile, data: PendingLinesInput
@@ -1593,62 +1587,58 @@ class InvoiceService:
     ) -> int:
         start = request.start
         key = latest.period_key or ""
-        for attempt in range(2):
-            try:
-                async with self._uow() as tx:
-                    gathering = await tx.invoices.get_gathering(namespace, customer_id, latest.currency, lock=True)
-                    # Under the gathering invoice's lock (collection takes it too): another worker
-                    # may have made this correction since the usage was read, or billed it already.
-                    if key in await tx.invoices.pending_period_keys(namespace, [key]):
-                        return 0
-                    so_far = (await tx.invoices.billed_quantities(namespace, [key])).get(key)
-                    billed = so_far.quantity if so_far is not None else ZERO
-                    if cumulative <= billed:
-                        return 0
-                    if not _charges_for(
-                        latest, billed, cumulative - billed, so_far is not None and so_far.started, now
-                    ):
-                        # Past a maximum spend, or inside a free allowance: a correction would be an
-                        # invoice of 0.00. What a later correction bills is rated on top of what was
-                        # billed, so leaving this usage out now changes no later amount.
-                        return 0
-                    if gathering is None:
-                        effective = await self._profiles.effective_profile(namespace, customer_id, with_customer=True)
-                        assert effective.customer is not None
-                        gathering = new_gathering(namespace, effective.customer, effective, latest.currency, now)
-                        await tx.invoices.insert(gathering)
-                    correction = evolve(
-                        latest,
-                        id=_new_id(),
-                        invoice_id=gathering.id,
-                        managed_by=ManagedBy.SYSTEM,
-                        sync_key=None,
-                        period_start=start,
-                        full_period_start=start,
-                        invoice_at=now,
-                        quantity=None,
-                        metered_quantity=None,
-                        pre_line_period_quantity=None,
-                        period_started=None,
-                        quantity_snapshotted_at=None,
-                        totals=Totals(),
-                        discounts=(),
-                        invoicing_external_id=None,  # the app's ID is the corrected line's
-                        usage_subjects=request.subjects,
-                        metadata={**latest.metadata, "tally.correction": "late_usage"},
-                        created_at=now,
-                        updated_at=now,
-                    )
-                    await tx.invoices.insert_lines([correction])
-                    lines = (await tx.invoices.lines(namespace, [gathering.id]))[gathering.id]
-                    await tx.invoices.update(gathering_schedule(gathering, lines, now))
-                    await tx.commit()
-                return 1
-            except ConflictError:
-                # Another worker made the gathering invoice first: check again against it.
-                if attempt == 1:
-                    raise
-        raise AssertionError("unreachable")
+
+        async def add() -> int:
+            async with self._uow() as tx:
+                gathering = await tx.invoices.get_gathering(namespace, customer_id, latest.currency, lock=True)
+                # Under the gathering invoice's lock (collection takes it too): another worker
+                # may have made this correction since the usage was read, or billed it already.
+                if key in await tx.invoices.pending_period_keys(namespace, [key]):
+                    return 0
+                so_far = (await tx.invoices.billed_quantities(namespace, [key])).get(key)
+                billed = so_far.quantity if so_far is not None else ZERO
+                if cumulative <= billed:
+                    return 0
+                if not _charges_for(latest, billed, cumulative - billed, so_far is not None and so_far.started, now):
+                    # Past a maximum spend, or inside a free allowance: a correction would be an
+                    # invoice of 0.00. What a later correction bills is rated on top of what was
+                    # billed, so leaving this usage out now changes no later amount.
+                    return 0
+                if gathering is None:
+                    effective = await self._profiles.effective_profile(namespace, customer_id, with_customer=True)
+                    assert effective.customer is not None
+                    gathering = new_gathering(namespace, effective.customer, effective, latest.currency, now)
+                    await tx.invoices.insert(gathering)
+                correction = evolve(
+                    latest,
+                    id=_new_id(),
+                    invoice_id=gathering.id,
+                    managed_by=ManagedBy.SYSTEM,
+                    sync_key=None,
+                    period_start=start,
+                    full_period_start=start,
+                    invoice_at=now,
+                    quantity=None,
+                    metered_quantity=None,
+                    pre_line_period_quantity=None,
+                    period_started=None,
+                    quantity_snapshotted_at=None,
+                    totals=Totals(),
+                    discounts=(),
+                    invoicing_external_id=None,  # the app's ID is the corrected line's
+                    usage_subjects=request.subjects,
+                    metadata={**latest.metadata, "tally.correction": "late_usage"},
+                    created_at=now,
+                    updated_at=now,
+                )
+                await tx.invoices.insert_lines([correction])
+                lines = (await tx.invoices.lines(namespace, [gathering.id]))[gathering.id]
+                await tx.invoices.update(gathering_schedule(gathering, lines, now))
+                await tx.commit()
+            return 1
+
+        # Another worker may make the gathering invoice first: then check again against it.
+        return await again_on_conflict(add)
 
     async def record_failure(self, namespace: str, invoice_id: str, retry_at: datetime) -> Invoice | None:
         """A worker's step failed (an app or the store did not answer): the invoice stays in its

@@ -56,6 +56,7 @@ from domain.errors import (
     PreconditionFailedError,
     ValidationError,
     Violations,
+    again_on_conflict,
 )
 from domain.pagination import MAX_PAGE_SIZE, Pagination
 
@@ -97,13 +98,7 @@ class Provisioner:
     async def ensure(self, namespace: str) -> None:
         if namespace in self._ready:
             return
-        for attempt in range(3):
-            try:
-                await self._provision(namespace)
-                break
-            except ConflictError:
-                if attempt == 2:
-                    raise
+        await again_on_conflict(lambda: self._provision(namespace), attempts=3)
         self._ready.add(namespace)
 
     async def _provision(self, namespace: str) -> None:

@@ -65,7 +65,7 @@ from domain.catalog.rating import (
     rate_flat_units,
 )
 from domain.entitlements.recurrence import Period as TimelinePeriod
-from domain.errors import ConflictError, NotFoundError
+from domain.errors import NotFoundError, again_on_conflict
 from domain.records import evolve
 from domain.subscriptions.catalog import billing_terms
 from domain.subscriptions.models import PREVIOUS_ANNOTATION, Subscription, replaced_chain
@@ -203,14 +203,8 @@ class SubscriptionSync:
         now = self._clock()
         expected = await self._expected(subscription, now)
         chain = (await self._replaced(subscription.namespace, [subscription]))[subscription.id]
-        for attempt in range(2):
-            try:
-                return await self._apply(subscription, expected, chain, now)
-            except ConflictError:
-                # Another sync made the gathering invoice or a line first: plan again against it.
-                if attempt == 1:
-                    raise
-        raise AssertionError("unreachable")
+        # Another sync may make the gathering invoice or a line first: then plan again against it.
+        return await again_on_conflict(lambda: self._apply(subscription, expected, chain, now))
 
     async def _replaced(self, namespace: str, subscriptions: Sequence[Subscription]) -> dict[str, list[Subscription]]:
         """Each subscription's chain of those plan changes replaced on the way to it, latest first:
