@@ -207,16 +207,43 @@ class SubscriptionSync:
         return await again_on_conflict(lambda: self._apply(subscription, expected, chain, now))
 
     async def _replaced(self, namespace: str, subscriptions: Sequence[Subscription]) -> dict[str, list[Subscription]]:
-        """Each subscription's chain of those plan changes replaced on the way to it, latest first:
-        one read for their customers (none when no plan change made any of them: a pass over
-        subscriptions all migrated to a new plan version reads once per chunk, not once each)."""
+        """Each subscription's chain of those plan changes replaced on the way to it, latest first,
+        whose issued fees it is billed net of: one read for their customers (none when no plan
+        change made any of them: a pass over subscriptions all migrated to a new plan version reads
+        once per chunk, not once each). None for a customer whose workflow bills the period a
+        subscription ends in whole (bill_full_period): the replaced plan's fee for the period it
+        ended in is owed whole, issued or not (not yet issued, its line is billed whole too), so
+        it is no credit for the new plan's time."""
         changed = [s for s in subscriptions if PREVIOUS_ANNOTATION in s.annotations]
         found: dict[str, list[Subscription]] = {}
         if changed:
             customers = sorted({s.customer_id for s in changed})
             for other in await self._subscriptions.list_for_customers(namespace, customers):
                 found.setdefault(other.customer_id, []).append(other)
-        return {s.id: replaced_chain(s, found.get(s.customer_id, [])) for s in subscriptions}
+        chains = {s.id: replaced_chain(s, found.get(s.customer_id, [])) for s in subscriptions}
+        with_chain = sorted({s.customer_id for s in subscriptions if chains[s.id]})
+        if with_chain:
+            whole = await self._bill_full_period_at_end(namespace, with_chain)
+            chains = {s.id: [] if s.customer_id in whole else chains[s.id] for s in subscriptions}
+        return chains
+
+    async def _bill_full_period_at_end(self, namespace: str, customer_ids: Sequence[str]) -> set[str]:
+        """Those of the customers whose workflow's subscriptionEndProrationMode is
+        bill_full_period (the namespace default's for a deleted customer, as `_end_proration_mode`)."""
+        effective = await self._profiles.effective_profiles(namespace, customer_ids)
+        fallback: ProrationMode | None = None
+        out: set[str] = set()
+        for customer_id in customer_ids:
+            found = effective.get(customer_id)
+            if found is not None:
+                mode = found.workflow.subscription_end_proration_mode
+            else:
+                if fallback is None:
+                    fallback = (await self._profiles.get_default(namespace)).workflow.subscription_end_proration_mode
+                mode = fallback
+            if mode is ProrationMode.BILL_FULL_PERIOD:
+                out.add(customer_id)
+        return out
 
     async def _expected(self, subscription: Subscription, now: datetime) -> dict[str, _Expected]:
         if subscription.deleted_at is not None:

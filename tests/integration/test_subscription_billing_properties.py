@@ -405,8 +405,9 @@ class Span:
     def replaced_lines(self, name: str) -> list[tuple[datetime, datetime, Decimal]]:
         """The fee's lines of the subscriptions plan changes replaced on the way to this one. Those
         covering time after the change are lines issued before it, as they stayed: what the
-        successor's fee is billed net of."""
-        if self.previous is None:
+        successor's fee is billed net of; none when the customer's workflow bills the period a
+        subscription ends in whole (that line is owed whole, issued or not)."""
+        if self.previous is None or self.full_period_at_end:
             return []
         own = [line for parts in self.previous.fee_parts(name).values() for line in parts]
         return self.previous.replaced_lines(name) + own

@@ -14,7 +14,15 @@ import pytest_asyncio
 
 from domain.billing.invoice_states import InvoiceStatus
 from domain.billing.invoices import LineType
-from domain.subscriptions.models import ChangeSubscriptionInput, PlanSelector, Subscription, Timing
+from domain.billing.models import OverrideUpsertInput, ProrationMode, WorkflowPatch
+from domain.customers.models import CustomerInput
+from domain.subscriptions.models import (
+    ChangeSubscriptionInput,
+    CreateSubscriptionInput,
+    PlanSelector,
+    Subscription,
+    Timing,
+)
 from tests.integration.test_subscription_billing import (
     DEC,
     JAN,
@@ -203,3 +211,38 @@ async def test_a_sync_pass_nets_a_changed_subscription_and_then_leaves_it_alone(
     assert synced == []
     await issue_due(env)
     assert await issued_fees(env, ns) == [("pro", at, DEC, D(20)), ("team", NOV, DEC, D(30))]
+
+
+async def test_under_bill_full_period_the_replaced_plans_fee_is_owed_whole_and_not_netted(env: Env) -> None:
+    # The customer's workflow bills the period a subscription ends in whole. Not yet issued at the
+    # change, team's November line is billed whole (30.00) beside pro's 40.00; issued before the
+    # change, it is the same 30.00, so pro's 40.00 is not netted against it either (netting would
+    # make the month 20.00 cheaper because the fee happened to be issued first).
+    await set_bill_full_period(env, "chg_whole_gathering")
+    env.clock.at = NOV
+    team = await env.subscriptions.create(
+        CreateSubscriptionInput("chg_whole_gathering", PlanSelector("team"), customer_key="c1")
+    )
+    await env.sync.sync(team)
+    at = NOV + timedelta(days=10)
+    await change(env, "chg_whole_gathering", team, "pro", at)
+    await issue_due(env)
+    assert await issued_fees(env, "chg_whole_gathering") == [("pro", at, DEC, D(40)), ("team", NOV, at, D(30))]
+
+    await set_bill_full_period(env, "chg_whole_issued")
+    env.clock.at = NOV
+    team = await env.subscriptions.create(
+        CreateSubscriptionInput("chg_whole_issued", PlanSelector("team"), customer_key="c1")
+    )
+    await env.sync.sync(team)
+    await issue_due(env)
+    await change(env, "chg_whole_issued", team, "pro", at)
+    await issue_due(env)
+    assert await issued_fees(env, "chg_whole_issued") == [("pro", at, DEC, D(40)), ("team", NOV, DEC, D(30))]
+
+
+async def set_bill_full_period(env: Env, ns: str) -> None:
+    """Customer c1 of `ns`, its workflow billing the period a subscription ends in whole."""
+    await env.customers.create(ns, CustomerInput(name="c1", key="c1"))
+    patch = WorkflowPatch(subscription_end_proration_mode=ProrationMode.BILL_FULL_PERIOD)
+    await env.profiles.upsert_override(ns, "c1", OverrideUpsertInput(workflow=patch))
