@@ -528,9 +528,13 @@ def _replaced_fees(
     chain: Sequence[Subscription], held: dict[str, list[tuple[InvoiceLine, InvoiceStatus]]]
 ) -> list[tuple[InvoiceLine, InvoiceStatus]]:
     """The lines of the subscriptions a plan change replaced (`chain`) that bill a recurring fee
-    (not a one-time fee, which is not a charge for time)."""
+    by time: not a one-time fee, and not the fee of a subscription that does not prorate (its
+    period cut by the change is owed whole, issued or not, as it is billed when it was not issued
+    yet: no credit for the time after the change)."""
     out: list[tuple[InvoiceLine, InvoiceStatus]] = []
     for replaced in chain:
+        if not replaced.pro_rating.enabled:
+            continue
         recurring = {
             item.id
             for phase in replaced.spec.phases
@@ -574,12 +578,19 @@ def _net_of_issued(
     for key, want in expected.items():
         line = want.line
         service = Period(line.period_start, line.period_end)
+        if line.type is not LineType.FLAT_FEE or want.item.one_time:
+            out[key] = want
+            continue
+        # The item's own issued versions count against a prorated fee only (without proration each
+        # version bills whole, issued or not); what a replaced plan's fee charged for this time
+        # counts against any recurring fee (not yet issued, that fee would be cut to the change).
+        candidates = (issued.get(item_of(key), []) if want.prorated else []) + issued_before.get(
+            rate_card_key_of(key), []
+        )
         overlapping = [
-            x
-            for x in issued.get(item_of(key), []) + issued_before.get(rate_card_key_of(key), [])
-            if x.sync_key != key and x.period_start < service.end and service.start < x.period_end
+            x for x in candidates if x.sync_key != key and x.period_start < service.end and service.start < x.period_end
         ]
-        if not want.prorated or not overlapping:
+        if not overlapping:
             out[key] = want
             continue
         assert line.per_unit_amount is not None and line.quantity is not None
