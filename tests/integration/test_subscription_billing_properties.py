@@ -1,9 +1,11 @@
 """Subscription billing over random histories: what each customer is invoiced equals what they owe.
 
-A history is one or two customers, each subscribed mid-month (billing anchored on the 1st) to one
-of two monthly plans, each with a workflow of its own (the flat fee of the period a subscription
+A history is one or two customers, each subscribed mid-period to one of two monthly plans on a
+billing anchor of its own (a day of the month that short months cut, or not, at a time of day: a
+period starts on the anchor's day and time every month, counted from the anchor, the day cut to
+the month's end), each with a workflow of its own (the flat fee of the period a subscription
 ends in prorated or billed whole; invoices approved automatically or waiting as drafts for a
-person to approve them), then random steps over a few months: time passing (with a billing-worker
+person to approve them), then random steps over a few weeks: time passing (with a billing-worker
 pass, as the `billing` role runs continuously), a customer's usage events at random earlier times
 (some stored after their period was invoiced: late usage), invoice-now, a plan change, a
 cancellation (immediate or at the next billing cycle), approving a waiting draft, and add-ons
@@ -13,8 +15,8 @@ each last subscription ends, everything due is collected, approved and paid, and
 checked against `Owed`, a model written here with plain arithmetic and none of the product's code:
 
 - per subscription, rate card and service period, the issued invoices' lines add up to the model's
-  charge: a flat fee prorated by time when its service period is shorter than the billing period
-  (in the period the subscription ends in, whole when the customer's workflow says
+  charge: a flat fee prorated by time, against the billing period's own length (28 days for one
+  ending on Feb 28), when its service period is shorter than the billing period (in the period the subscription ends in, whole when the customer's workflow says
   subscriptionEndProrationMode bill_full_period), in parts split at each change of its add-on's
   quantity (N instances: one fee of N x the add-on's amount on top of the plan's), one line per
   part, and an in-advance line issued before such a cut (or the end) as it was issued, each
@@ -37,6 +39,7 @@ new ones, or `TALLY_BILLPROPS_EXAMPLES`."""
 from __future__ import annotations
 
 import asyncio
+import calendar
 import contextlib
 import itertools
 import math
@@ -217,9 +220,14 @@ def whole_cents(amount: Decimal) -> Decimal:
     return amount.quantize(CENT, rounding=ROUND_HALF_UP)
 
 
-def month_start(at: datetime, months: int = 0) -> datetime:
-    index = at.year * 12 + at.month - 1 + months
-    return datetime(index // 12, index % 12 + 1, 1, tzinfo=UTC)
+def anchored(anchor: datetime, months: int) -> datetime:
+    """The start of billing period `months` of a monthly cadence on `anchor` (negative: before
+    it): the anchor's day and time of day that many calendar months on, the day cut to the
+    month's last where the month is shorter. Each one counted from the anchor itself, never from
+    the period before (anchored on Jan 31: Feb 28, then Mar 31, not Mar 28)."""
+    index = anchor.year * 12 + anchor.month - 1 + months
+    year, month = index // 12, index % 12 + 1
+    return anchor.replace(year=year, month=month, day=min(anchor.day, calendar.monthrange(year, month)[1]))
 
 
 def graduated(quantity: Decimal) -> Decimal:
@@ -307,6 +315,8 @@ class Span:
     customer: str
     plan: dict[str, Any]
     start: datetime
+    # The billing anchor: billing periods start on it and every month from it (`anchored`).
+    anchor: datetime
     end: datetime | None = None
     sub_id: str = ""
     # The customer's workflow bills the flat fees of the period a subscription ends in whole,
@@ -331,13 +341,26 @@ class Span:
 
     def periods(self) -> Iterator[tuple[datetime, datetime, datetime, datetime]]:
         """(service start, service end, billing period start, billing period end): the monthly
-        billing periods on the anchor (the 1st) cut at the span."""
+        billing periods on the anchor cut at the span."""
         assert self.end is not None
-        at = month_start(self.start)
-        while at < self.end:
-            following = month_start(at, 1)
+        index = self.period_index(self.start)
+        while (at := anchored(self.anchor, index)) < self.end:
+            following = anchored(self.anchor, index + 1)
             yield max(at, self.start), min(following, self.end), at, following
-            at = following
+            index += 1
+
+    def period_index(self, at: datetime) -> int:
+        """Which billing period (counted from the anchor's) `at` falls in."""
+        index = (at.year - self.anchor.year) * 12 + at.month - self.anchor.month
+        while anchored(self.anchor, index) > at:
+            index -= 1
+        while anchored(self.anchor, index + 1) <= at:
+            index += 1
+        return index
+
+    def next_period(self, at: datetime) -> datetime:
+        """The start of the billing period after the one `at` falls in (the next billing cycle)."""
+        return anchored(self.anchor, self.period_index(at) + 1)
 
     def quantity(self, addon: str, at: datetime) -> int:
         return next((n for since, n in reversed(self.addons.get(addon, [])) if since <= at), 0)
@@ -501,9 +524,33 @@ class Owed:
 # ---------------------------------------------------------------------------------------------
 # Histories.
 
-# A customer: minutes into November they subscribe, their plan, and their workflow: bill the
-# period a subscription ends in whole (bill_full_period), and approve invoices by hand.
-customers = st.tuples(st.integers(0, 27 * 24 * 60 - 1), st.sampled_from(["basic", "pro"]), st.booleans(), st.booleans())
+# Drawn histories open in mid-January 2027: anchors on the 28th to the 31st meet February's end
+# (clamped) and March's (not) within a few weeks.
+MID_JANUARY = datetime(2027, 1, 15, tzinfo=UTC)
+
+
+def _anchor(month: int, day: int, minute_of_day: int) -> datetime:
+    """A billing anchor in 2026 on `day` of `month` (cut to its last day: Nov 31 is Nov 30) at a
+    time of day."""
+    day = min(day, calendar.monthrange(2026, month)[1])
+    return datetime(2026, month, day, tzinfo=UTC) + timedelta(minutes=minute_of_day)
+
+
+# Days of the month short months cut (and the 1st and 15th, which no month does), of October or
+# November 2026 (an anchor on Oct 31 and one on Nov 30 share February 28 but not March's end),
+# at midnight or any minute of the day.
+anchors = st.builds(
+    _anchor,
+    st.sampled_from([10, 11]),
+    st.sampled_from([1, 15, 28, 29, 30, 31]),
+    st.one_of(st.just(0), st.integers(0, 24 * 60 - 1)),
+)
+# A customer: minutes after the history opens they subscribe, their plan, their workflow (bill
+# the period a subscription ends in whole, bill_full_period; approve invoices by hand) and their
+# billing anchor.
+customers = st.tuples(
+    st.integers(0, 27 * 24 * 60 - 1), st.sampled_from(["basic", "pro"]), st.booleans(), st.booleans(), anchors
+)
 # `who` picks a customer (modulo how many there are).
 who = st.integers(0, 1)
 addon_step = st.tuples(
@@ -528,7 +575,10 @@ steps = st.one_of(
     addon_step,
     addon_step,
 )
-histories = st.tuples(st.lists(customers, min_size=1, max_size=2), st.lists(steps, min_size=5, max_size=40))
+# (customers, steps, when the history opens)
+histories = st.tuples(
+    st.lists(customers, min_size=1, max_size=2), st.lists(steps, min_size=5, max_size=40), st.just(MID_JANUARY)
+)
 
 
 async def _worker_pass(env: Env) -> None:
@@ -559,7 +609,16 @@ async def _issued_before_cut(env: Env, ns: str, span: Span, at: datetime, fees: 
                 fee = span.fee(name, x.period_start)
                 span.issued[x.id] = Issued(name, x.period_start, x.period_end, fee, x.period_start < at)
             if at == span.end and x.name == "Compute" and x.period_end == at and x.full_period_end != at:
-                span.minimum_missed.add(max(month_start(x.period_start), span.start))
+                span.minimum_missed.add(span.holding(x.period_start))
+
+
+def _ends_when_asked(active_to: datetime | None, span: Span, timing: str, now: datetime) -> datetime:
+    """The end the product gave a subscription cancelled (or changed) `now` with `timing`, checked
+    against the model's: now, or the start of the model's next billing period on the span's anchor
+    (a wrong one would be billed consistently with itself, and the invoices alone would not tell)."""
+    expected = now if timing == "immediate" else span.next_period(now)
+    assert active_to == expected, (timing, now, active_to, expected)
+    return active_to
 
 
 def _active(span: Span, now: datetime) -> bool:
@@ -578,7 +637,9 @@ async def _waiting_for_approval(env: Env, ns: str, made_by: datetime | None = No
     return [x.id for x in sorted(waiting, key=lambda x: (x.created_at, x.id))]
 
 
-async def run_history(people: list[tuple[int, str, bool, bool]], history: list[tuple[Any, ...]]) -> None:
+async def run_history(
+    people: list[tuple[int, str, bool, bool, datetime]], history: list[tuple[Any, ...]], opening: datetime = NOV
+) -> None:
     plans = {"basic": BASIC, "pro": PRO}
     async with open_env(Plans(list(plans.values())), addons=PlanAddons()) as env:
         ns = "billprops"
@@ -586,10 +647,10 @@ async def run_history(people: list[tuple[int, str, bool, bool]], history: list[t
         ids: list[str] = []
         # Each customer's subscriptions, oldest first; the last one is the current one.
         theirs: list[list[Span]] = []
-        for index, (start_minutes, plan_key, full_period_at_end, manual) in sorted(
+        for index, (start_minutes, plan_key, full_period_at_end, manual, anchor) in sorted(
             enumerate(people), key=lambda p: p[1][0]
         ):
-            env.clock.at = NOV + timedelta(minutes=start_minutes)
+            env.clock.at = opening + timedelta(minutes=start_minutes)
             key = f"c{index}"
             customer = await env.customers.create(ns, CustomerInput(name=key, key=key))
             patch = WorkflowPatch(
@@ -599,10 +660,15 @@ async def run_history(people: list[tuple[int, str, bool, bool]], history: list[t
             if full_period_at_end or manual:
                 await env.profiles.upsert_override(ns, key, OverrideUpsertInput(workflow=patch))
             sub = await env.subscriptions.create(
-                CreateSubscriptionInput(ns, PlanSelector(plan_key), customer_key=key, billing_anchor=NOV)
+                CreateSubscriptionInput(ns, PlanSelector(plan_key), customer_key=key, billing_anchor=anchor)
             )
             span = Span(
-                customer.id, plans[plan_key], sub.active_from, sub_id=sub.id, full_period_at_end=full_period_at_end
+                customer.id,
+                plans[plan_key],
+                sub.active_from,
+                anchor,
+                sub_id=sub.id,
+                full_period_at_end=full_period_at_end,
             )
             owed.spans.append(span)
             ids.append(customer.id)
@@ -648,7 +714,7 @@ async def run_history(people: list[tuple[int, str, bool, bool]], history: list[t
                     or (addon not in current.addon_ids and not quantity)
                 ):
                     continue
-                at = now() if timing == "immediate" else month_start(now(), 1)
+                at = now() if timing == "immediate" else current.next_period(now())
                 if addon in current.addon_ids:
                     sub, _ = await env.subscriptions.update_addon(
                         ns, current.sub_id, current.addon_ids[addon], quantity, Timing(timing)
@@ -681,10 +747,14 @@ async def run_history(people: list[tuple[int, str, bool, bool]], history: list[t
                     ended, successor = await env.subscriptions.change(
                         ChangeSubscriptionInput(ns, current.sub_id, PlanSelector(other), Timing(timing))
                     )
+                    assert successor.active_from == ended.active_to, (successor.active_from, ended.active_to)
+                    # The new plan is billed on the anchor of the subscription it replaces
+                    # (OpenMeter's change keeps the billing anchor).
                     span = Span(
                         current.customer,
                         plans[other],
                         successor.active_from,
+                        current.anchor,
                         sub_id=successor.id,
                         full_period_at_end=current.full_period_at_end,
                         previous=current,
@@ -692,8 +762,7 @@ async def run_history(people: list[tuple[int, str, bool, bool]], history: list[t
                     owed.spans.append(span)
                     mine.append(span)
                     await env.sync.sync(successor)
-                assert ended.active_to is not None
-                current.end = ended.active_to
+                current.end = _ends_when_asked(ended.active_to, current, timing, now())
                 await _issued_before_cut(env, ns, current, current.end)
                 await env.sync.sync(ended)
 
@@ -710,8 +779,7 @@ async def run_history(people: list[tuple[int, str, bool, bool]], history: list[t
             last = mine[-1]
             if last.end is None:
                 ended = await env.subscriptions.cancel(ns, last.sub_id, Timing("next_billing_cycle"))
-                assert ended.active_to is not None
-                last.end = ended.active_to
+                last.end = _ends_when_asked(ended.active_to, last, "next_billing_cycle", now())
                 await _issued_before_cut(env, ns, last, last.end)
                 await env.sync.sync(ended)
         final = max(mine[-1].end or now() for mine in theirs)
@@ -829,12 +897,12 @@ EVERY_PATH_STEPS = (
 )
 # The steps of EVERY_PATH_STEPS up to a few hours into December.
 NOVEMBER = 25
-EVERY_PATH = ([(9 * 24 * 60, "basic", False, False)], EVERY_PATH_STEPS)
+EVERY_PATH = ([(9 * 24 * 60, "basic", False, False, NOV)], EVERY_PATH_STEPS)
 # Two customers, one approving by hand: the first's history, and the second's usage of the same
 # features at the same times never reaches the first (nor the other way round); its drafts wait
 # for approval across a plan change and a cancellation at the next billing cycle.
 TWO_CUSTOMERS = (
-    [(9 * 24 * 60, "basic", True, False), (12 * 24 * 60, "pro", False, True)],
+    [(9 * 24 * 60, "basic", True, False, NOV), (12 * 24 * 60, "pro", False, True, NOV)],
     [("usage", 1, "storage", 0, 300), ("usage", 1, "calls", 0, 50)]
     + [s if s[0] != "usage" else (*s[:1], 1, *s[2:]) for s in EVERY_PATH_STEPS[:NOVEMBER]]
     + [("approve", 0), ("change", 1, "next_billing_cycle"), ("wait", 3 * 24 * 60), ("approve", 1)]
@@ -846,7 +914,7 @@ TWO_CUSTOMERS = (
 # late-usage window counted from the period's end: the usage is billed by a correction after the
 # issue (the window runs from the issue too; it was never billed when it ran from the end alone).
 LATE_APPROVAL = (
-    [(9 * 24 * 60, "basic", False, True)],
+    [(9 * 24 * 60, "basic", False, True, NOV)],
     [("usage", 0, "api", 0, 100)]
     + [("wait", 3 * 24 * 60)] * 7
     + [("wait", 180), ("usage", 0, "api", 24 * 60, 77)]
@@ -858,7 +926,7 @@ LATE_APPROVAL = (
 @settings(max_examples=4, deadline=None, derandomize=True, phases=_PHASES, suppress_health_check=_SLOW)
 @given(histories)
 @example(EVERY_PATH)
-@example(([(9 * 24 * 60, "basic", True, False)], EVERY_PATH_STEPS))
+@example(([(9 * 24 * 60, "basic", True, False, NOV)], EVERY_PATH_STEPS))
 @example(TWO_CUSTOMERS)
 @example(LATE_APPROVAL)
 def test_customers_are_invoiced_what_they_owe_over_a_random_history(history: tuple[Any, ...]) -> None:
