@@ -524,9 +524,10 @@ class Owed:
 # ---------------------------------------------------------------------------------------------
 # Histories.
 
-# Drawn histories open in mid-January 2027: anchors on the 28th to the 31st meet February's end
-# (clamped) and March's (not) within a few weeks.
-MID_JANUARY = datetime(2027, 1, 15, tzinfo=UTC)
+# Drawn histories open two days before February's end (2027): most are short (hypothesis draws
+# small waits), and an anchor on the 29th to the 31st meets a period ending on Feb 28 (clamped) and
+# often the next one, to the anchor's day in March (not: counted from the anchor, not from Feb 28).
+LATE_FEBRUARY = datetime(2027, 2, 26, tzinfo=UTC)
 
 
 def _anchor(month: int, day: int, minute_of_day: int) -> datetime:
@@ -577,7 +578,7 @@ steps = st.one_of(
 )
 # (customers, steps, when the history opens)
 histories = st.tuples(
-    st.lists(customers, min_size=1, max_size=2), st.lists(steps, min_size=5, max_size=40), st.just(MID_JANUARY)
+    st.lists(customers, min_size=1, max_size=2), st.lists(steps, min_size=5, max_size=40), st.just(LATE_FEBRUARY)
 )
 
 
@@ -922,6 +923,35 @@ LATE_APPROVAL = (
     + [("approve", 0), ("wait", 3 * 24 * 60), ("wait", 3 * 24 * 60)],
 )
 
+# Month ends and a time of day, across February and April: the first customer is anchored on
+# Jan 31 at midnight (periods end Feb 28, Mar 31, Apr 30: each counted from the anchor, not from
+# Feb 28), the second on Nov 30 at 17:45 (Jan 30 17:45, Feb 28 17:45, Mar 30 17:45, ...; billed
+# whole at the end). Seats bought on Feb 5 are prorated against February's 28 days; a boost
+# scheduled for the next billing cycle starts at 17:45 on Feb 28; usage either side of Feb 28
+# midnight and of 17:45 falls in the period its time says. On Mar 3 the first customer changes plan
+# at once (the new plan's base fee prorated against March's 31 days, on the same anchor) and takes
+# care on it; the second changes at its next billing cycle, Mar 30 17:45, with usage just before.
+FEB = datetime(2027, 2, 1, tzinfo=UTC)
+MONTH_END = (
+    [
+        (2 * 24 * 60 + 10 * 60, "basic", False, False, datetime(2027, 1, 31, tzinfo=UTC)),
+        (4 * 24 * 60, "pro", True, False, datetime(2026, 11, 30, 17, 45, tzinfo=UTC)),
+    ],
+    [("addon", 0, "seats", 2, "immediate"), ("addon", 1, "boost", 1, "next_billing_cycle")]
+    + [("usage", 0, "api", 0, 120), ("usage", 1, "tokens", 0, 300)]
+    + [("wait", 3 * 24 * 60)] * 7
+    + [("wait", 2 * 24 * 60 + 17 * 60 + 50)]  # to Feb 28 17:50
+    + [("usage", 0, "api", 18 * 60, 50), ("usage", 0, "api", 0, 30)]
+    + [("usage", 1, "api", 50, 70), ("usage", 1, "api", 0, 40), ("usage", 1, "calls", 10, 200)]
+    + [("wait", 3 * 24 * 60)]  # to Mar 3 17:50
+    + [("change", 0, "immediate"), ("addon", 0, "care", 1, "immediate"), ("change", 1, "next_billing_cycle")]
+    + [("usage", 0, "tokens", 60, 200)]
+    + [("wait", 3 * 24 * 60)] * 9  # to Mar 30 17:50
+    + [("usage", 1, "api", 10, 5), ("wait", 2 * 24 * 60)]
+    + [("usage", 0, "api", 60, 9), ("usage", 1, "api", 60, 11)],
+    FEB,
+)
+
 
 @settings(max_examples=4, deadline=None, derandomize=True, phases=_PHASES, suppress_health_check=_SLOW)
 @given(histories)
@@ -929,6 +959,7 @@ LATE_APPROVAL = (
 @example(([(9 * 24 * 60, "basic", True, False, NOV)], EVERY_PATH_STEPS))
 @example(TWO_CUSTOMERS)
 @example(LATE_APPROVAL)
+@example(MONTH_END)
 def test_customers_are_invoiced_what_they_owe_over_a_random_history(history: tuple[Any, ...]) -> None:
     _run(history)
 
