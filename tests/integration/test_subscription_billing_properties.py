@@ -16,7 +16,8 @@ checked against `Owed`, a model written here with plain arithmetic and none of t
 
 - per subscription, rate card and service period, the issued invoices' lines add up to the model's
   charge: a flat fee prorated by time, against the billing period's own length (28 days for one
-  ending on Feb 28), when its service period is shorter than the billing period (in the period the subscription ends in, whole when the customer's workflow says
+  ending on Feb 28), when its service period is shorter than the billing period (in the period
+  the subscription ends in, whole when the customer's workflow says
   subscriptionEndProrationMode bill_full_period), in parts split at each change of its add-on's
   quantity (N instances: one fee of N x the add-on's amount on top of the plan's), one line per
   part, and an in-advance line issued before such a cut (or the end) as it was issued, each
@@ -32,9 +33,10 @@ checked against `Owed`, a model written here with plain arithmetic and none of t
 - each invoice's total is the sum of its lines, every amount in whole cents.
 
 Services and store are those of test_subscription_billing (real Postgres, the usage stand-in), a
-new database per example (one to three seconds each). `make test` runs the explicit histories and
-four drawn ones, derandomized (the same ones every run); `make etoe` (TALLY_FULL_SUITE=1) runs 100
-new ones, or `TALLY_BILLPROPS_EXAMPLES`."""
+new database per example (one to three seconds each). `make test` runs the explicit histories (all
+but MONTH_END anchored on Nov 1 at midnight: calendar months) and four drawn ones, derandomized
+(the same ones every run); `make etoe` (TALLY_FULL_SUITE=1) runs 100 new ones, or
+`TALLY_BILLPROPS_EXAMPLES`."""
 
 from __future__ import annotations
 
