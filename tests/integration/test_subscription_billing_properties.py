@@ -591,10 +591,12 @@ async def _worker_pass(env: Env) -> None:
 
 async def _issued_before_cut(env: Env, ns: str, span: Span, at: datetime, fees: tuple[str, ...] = IN_ADVANCE) -> None:
     """On a cut at `at` (the end, or a change of an add-on's quantity) of `fees`: note each of
-    their in-advance lines an issued invoice (no longer mutable) bills across it, up to it or from
-    it. The cut changes what that part should be (prorated to the cut, the rest at the new fee; at
-    the end, under bill_full_period, whole where it was prorated by a mid-period start; nothing for
-    a version the cut ends where it began), but an issued line stays as it is. At the end,
+    their in-advance lines an issued invoice (no longer mutable) bills across it or from it, and
+    at the end one up to it too. The cut changes what that part should be (prorated to the cut,
+    the rest at the new fee; at the end, under bill_full_period, whole where it was prorated by a
+    mid-period start; nothing for a version the cut ends where it began), but an issued line stays
+    as it is. An add-on changed from a line's end on (the next billing period) leaves the line's
+    version whole: it is not noted then, so a cut at its start later still notes it. At the end,
     likewise a compute part issued (as not the period's last) that ends exactly at `at`: it is the
     period's last part now, too late to carry the minimum. Called before the model's change and a
     sync: issued lines do not move either way."""
@@ -606,7 +608,7 @@ async def _issued_before_cut(env: Env, ns: str, span: Span, at: datetime, fees: 
             if x.parent_line_id is not None or ref is None or ref.subscription_id != span.sub_id:
                 continue
             name = x.name.lower()
-            cut = x.period_start <= at <= x.period_end
+            cut = x.period_start <= at < x.period_end or at == x.period_end == span.end
             if name in IN_ADVANCE and name in fees and cut and x.id not in span.issued:
                 # The fee in force at its start is its version's: the model changes from `at` after.
                 fee = span.fee(name, x.period_start)
@@ -954,6 +956,17 @@ MONTH_END = (
     FEB,
 )
 
+# An add-on from the next billing period (Feb 28 06:00, the end of the in-advance base line already
+# issued) leaves that line's version whole; two extras bought at the subscription's very start
+# then end it where it began: the issued 0.74 stays and the new version is billed too, whole at
+# the end (bill_full_period). Drawn: the model noted the line at the first cut, as cut inside, and
+# so billed nothing for the new version.
+ADDON_AT_ITS_START = (
+    [(2252, "basic", True, False, datetime(2026, 10, 31, 6, tzinfo=UTC))],
+    [("invoice_now", 0), ("addon", 0, "boost", 1, "next_billing_cycle"), ("addon", 0, "extra", 2, "immediate")],
+    LATE_FEBRUARY,
+)
+
 
 @settings(max_examples=4, deadline=None, derandomize=True, phases=_PHASES, suppress_health_check=_SLOW)
 @given(histories)
@@ -962,6 +975,7 @@ MONTH_END = (
 @example(TWO_CUSTOMERS)
 @example(LATE_APPROVAL)
 @example(MONTH_END)
+@example(ADDON_AT_ITS_START)
 def test_customers_are_invoiced_what_they_owe_over_a_random_history(history: tuple[Any, ...]) -> None:
     _run(history)
 
