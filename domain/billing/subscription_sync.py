@@ -65,7 +65,7 @@ from domain.catalog.rating import (
     rate_flat_units,
 )
 from domain.entitlements.recurrence import Period as TimelinePeriod
-from domain.errors import NotFoundError, again_on_conflict
+from domain.errors import again_on_conflict
 from domain.records import evolve
 from domain.subscriptions.catalog import billing_terms
 from domain.subscriptions.models import PREVIOUS_ANNOTATION, Subscription, replaced_chain
@@ -229,7 +229,8 @@ class SubscriptionSync:
 
     async def _bill_full_period_at_end(self, namespace: str, customer_ids: Sequence[str]) -> set[str]:
         """Those of the customers whose workflow's subscriptionEndProrationMode is
-        bill_full_period (the namespace default's for a deleted customer, as `_end_proration_mode`)."""
+        bill_full_period; the namespace default's once a customer is deleted (its ended
+        subscriptions stay in the passes for a while, and a pass must not fail on them)."""
         effective = await self._profiles.effective_profiles(namespace, customer_ids)
         fallback: ProrationMode | None = None
         out: set[str] = set()
@@ -254,7 +255,8 @@ class SubscriptionSync:
         # the subscription's end cuts short is billed; read only when one is (cancellations).
         full_period_at_end = False
         if any(_prorated_at_end(subscription, item) for item in items):
-            full_period_at_end = await self._end_proration_mode(subscription) is ProrationMode.BILL_FULL_PERIOD
+            whole = await self._bill_full_period_at_end(subscription.namespace, [subscription.customer_id])
+            full_period_at_end = subscription.customer_id in whole
         out: dict[str, _Expected] = {}
         for item in items:
             phase_id = phase_ids.get(item.phase_key, item.phase_key)
@@ -267,17 +269,6 @@ class SubscriptionSync:
     def _editable(self) -> set[InvoiceStatus]:
         """The statuses of the invoices whose lines follow the subscription."""
         return {InvoiceStatus.GATHERING} | ({InvoiceStatus.DRAFT} if self._drafts is not None else set())
-
-    async def _end_proration_mode(self, subscription: Subscription) -> ProrationMode:
-        """The customer's workflow's subscriptionEndProrationMode; the namespace default's once the
-        customer is deleted (its ended subscriptions stay in the passes for a while, and a pass must
-        not fail on them)."""
-        namespace = subscription.namespace
-        try:
-            effective = await self._profiles.effective_profile(namespace, subscription.customer_id)
-            return effective.workflow.subscription_end_proration_mode
-        except NotFoundError:
-            return (await self._profiles.get_default(namespace)).workflow.subscription_end_proration_mode
 
     async def _apply(
         self, subscription: Subscription, expected: dict[str, _Expected], chain: list[Subscription], now: datetime
@@ -553,11 +544,12 @@ def _net_of_issued(
     editable: set[InvoiceStatus],
     replaced: Sequence[tuple[InvoiceLine, InvoiceStatus]] = (),
 ) -> dict[str, _Expected]:
-    """The expected lines with each prorated flat fee billed net of what issued lines already
+    """The expected lines with each recurring flat fee billed net of what issued lines already
     charged for its time, as billing systems prorate an upgrade: the issued line cannot change (no
     credit notes), so the later one bills only the difference. Those are the lines of the same
-    subscription item (its other versions, or other keys of it: a fee add-on bought after the
-    month's 30.00 was issued bills 23.33 - 20.00 = 3.33 for Nov 11 - Dec 1, not 23.33 on top) and,
+    subscription item when the fee is prorated (its other versions, or other keys of it: a fee
+    add-on bought after the month's 30.00 was issued bills 23.33 - 20.00 = 3.33 for Nov 11 -
+    Dec 1, not 23.33 on top) and,
     after a plan change, the recurring fees with the same rate-card key of the subscriptions it
     replaced (`replaced`: the same fee at the new plan's price). A net below 0 (a downgrade) is
     floored: no line, and nothing is given back (that needs credit notes). Issued lines do not
