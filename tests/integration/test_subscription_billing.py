@@ -128,18 +128,22 @@ DAILY_PLAN = {
 }
 
 
+def published(body: dict[str, Any], version: int = 1) -> PlanView:
+    """The plan `body` (OpenMeter's plan JSON) as the subscription service reads it: `version` of
+    its key, published on Nov 1."""
+    content, issues = parse_plan(body)
+    issues.raise_if_errors()
+    assert content is not None
+    key = str(body["key"])
+    return plan_view(Plan(f"plan-{key}-{version}", "any", version, content, NOV, NOV, effective_from=NOV))
+
+
 class Plans:
     """The catalog's active plans, as the subscription service reads them: `bodies` as OpenMeter's
     plan JSON, each published on Nov 1 as version 1."""
 
     def __init__(self, bodies: Sequence[dict[str, Any]] = (PLAN, TRIAL_PLAN, DAILY_PLAN)) -> None:
-        self.views: dict[str, PlanView] = {}
-        for body in bodies:
-            content, issues = parse_plan(body)
-            issues.raise_if_errors()
-            assert content is not None
-            key = str(body["key"])
-            self.views[key] = plan_view(Plan(f"plan-{key}-1", "any", 1, content, NOV, NOV, effective_from=NOV))
+        self.views: dict[str, PlanView] = {str(body["key"]): published(body) for body in bodies}
 
     async def active_plan(self, namespace: str, key: str, version: int | None) -> PlanView:
         if key not in self.views:

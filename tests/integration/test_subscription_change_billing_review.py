@@ -18,9 +18,7 @@ from domain.billing.apps.models import InstallAppInput, UpdateAppInput
 from domain.billing.invoice_states import Action, InvoiceStatus
 from domain.billing.invoices import InvoiceNowInput
 from domain.billing.models import OverrideUpsertInput, ProfileApps, ProfileCreateInput, ProrationMode, WorkflowPatch
-from domain.catalog.plans import Plan, parse_plan
 from domain.customers.models import CustomerInput
-from domain.subscriptions.catalog import plan_view
 from domain.subscriptions.models import (
     ChangeSubscriptionInput,
     CreateSubscriptionInput,
@@ -41,6 +39,7 @@ from tests.integration.test_subscription_billing import (
     Plans,
     all_invoices,
     open_env,
+    published,
     subscribe,
 )
 from tests.integration.test_subscription_change_billing import (
@@ -85,12 +84,7 @@ class VersionedPlans(Plans):
         super().__init__(bodies)
         self.versions: dict[tuple[str, int], PlanView] = {(key, 1): view for key, view in self.views.items()}
         for version, body in later.items():
-            content, issues = parse_plan(body)
-            issues.raise_if_errors()
-            assert content is not None
-            key = str(body["key"])
-            view = plan_view(Plan(f"plan-{key}-{version}", "any", version, content, NOV, NOV, effective_from=NOV))
-            self.versions[(key, version)] = view
+            self.versions[(str(body["key"]), version)] = published(body, version)
 
     async def active_plan(self, namespace: str, key: str, version: int | None) -> PlanView:
         if version is None:
