@@ -26,7 +26,9 @@ keys: nothing is billed twice, nothing dropped.
 - So a prorated flat fee's later version (the item split mid-period after its period's in-advance
   fee was issued: an add-on bought, changed or taken off) bills net of what the issued lines of
   its item charged for its time (`_net_of_issued`), floored at 0 (docs/billing.md); after a plan
-  change, also of what the replaced subscriptions' fees with the same rate-card key charged.
+  change, also of what the replaced subscriptions' fees with the same rate-card key charged. A fee
+  issued net of a line whose invoice was voided since bills what the void took back from its
+  netting as a balance line (`_balances`).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Protocol
+from typing import Final, Protocol
 
 from ulid import ULID
 
@@ -186,14 +188,15 @@ class SubscriptionSync:
                     try:
                         mine, editable = held[subscription.id], self._editable()
                         replaced = _replaced_fees(chains[subscription.id], held)
-                        expected = _net_of_issued(await self._expected(subscription, now), mine, editable, replaced)
-                        _, plan = _plan(expected, mine, editable)
+                        _, _, plan, balances = _planned(
+                            await self._expected(subscription, now), mine, editable, replaced, now
+                        )
                     except Exception:
                         # Synced on its own, where its failure is reported without holding back
                         # the other subscriptions.
                         out.append(subscription)
                         continue
-                    if not plan.empty:
+                    if not plan.empty or not balances.empty:
                         out.append(subscription)
         return out
 
@@ -288,24 +291,25 @@ class SubscriptionSync:
             held = await tx.invoices.subscription_lines(ns, [subscription.id, *(x.id for x in chain)])
             editable = self._editable()
             # Netted here, against the lines read under the lock: what is issued no longer changes.
-            expected = _net_of_issued(expected, held[subscription.id], editable, _replaced_fees(chain, held))
-            parts, plan = _plan(expected, held[subscription.id], editable)
-            if plan.empty:
+            expected, parts, plan, balances = _planned(
+                expected, held[subscription.id], editable, _replaced_fees(chain, held), now
+            )
+            if plan.empty and balances.empty:
                 return 0
             changed_on_drafts = 0
-            made_here = gathering is None and bool(plan.create)
+            made_here = gathering is None and bool(plan.create or balances.create)
             if made_here:
                 effective = await self._profiles.effective_profile(ns, subscription.customer_id, with_customer=True)
                 assert effective.customer is not None
                 gathering = new_gathering(ns, effective.customer, effective, subscription.currency, now)
                 await tx.invoices.insert(gathering)
             created = [
-                evolve(expected[item.key].line, id=str(ULID()), invoice_id=gathering.id)
-                for item in plan.create
+                evolve(line, id=str(ULID()), invoice_id=gathering.id)
+                for line in [*(expected[item.key].line for item in plan.create), *balances.create]
                 if gathering is not None
             ]
-            updated: list[InvoiceLine] = []
-            removed: list[str] = []
+            updated: list[InvoiceLine] = list(balances.update)
+            removed: list[str] = list(balances.delete)
             # Parts on standard invoices not sent yet, by invoice: edited like gathering ones, then
             # the invoice is rated again (a draft billing a month the cancellation cut to ten days
             # must not go out billing the month).
@@ -500,19 +504,65 @@ def _prorates(subscription: Subscription, item: BillableItem, full_period_at_end
     return not (full_period_at_end and _prorated_at_end(subscription, item))
 
 
+# Invoices whose lines never billed anyone: deleted ones.
+_NOT_BILLED = frozenset({InvoiceStatus.DELETE, InvoiceStatus.DELETED})
 # Invoices whose lines charged the customer for good (not deleted, not voided) once past editable.
-_NOT_CHARGED = frozenset({InvoiceStatus.VOIDED, InvoiceStatus.DELETE, InvoiceStatus.DELETED})
+_NOT_CHARGED = _NOT_BILLED | {InvoiceStatus.VOIDED}
+# The metadata of a balance line (`_balances`): the sync key of the flat fee it completes.
+BALANCE_OF: Final = "tally.balance_of"
 
 
-def _charged(line: InvoiceLine, status: InvoiceStatus, editable: set[InvoiceStatus]) -> bool:
-    """A synced flat fee on an invoice past editable that charged the customer for good."""
+def _fee_key(line: InvoiceLine) -> str | None:
+    """The sync key of the subscription fee a line bills: its own, or, for a balance line, that of
+    the fee it completes."""
+    return line.sync_key if line.sync_key is not None else line.metadata.get(BALANCE_OF)
+
+
+def _charged(
+    line: InvoiceLine, status: InvoiceStatus, editable: set[InvoiceStatus], *, voided_too: bool = False
+) -> bool:
+    """A subscription flat fee (its line or a balance of it) on an invoice past editable that
+    charged the customer for good (`voided_too`: or did, before its invoice was voided)."""
     return (
-        line.sync_key is not None
+        _fee_key(line) is not None
         and line.type is LineType.FLAT_FEE
         and line.deleted_at is None
         and status not in editable
-        and status not in _NOT_CHARGED
+        and status not in (_NOT_BILLED if voided_too else _NOT_CHARGED)
     )
+
+
+def _amount(line: InvoiceLine) -> Decimal:
+    """What a flat-fee line charges before its discount."""
+    assert line.per_unit_amount is not None and line.quantity is not None
+    return rate_flat_units(line.per_unit_amount, line.quantity, currencies.get(line.currency))[0]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Charge:
+    """What the charged lines of one fee (its line and its balances) charged, over the time they
+    cover together: a balance bills more of its fee's time, not time of its own."""
+
+    key: str
+    period: Period
+    amount: Decimal
+
+
+def _charges(
+    lines: Sequence[tuple[InvoiceLine, InvoiceStatus]], editable: set[InvoiceStatus], *, voided_too: bool = False
+) -> list[_Charge]:
+    by_fee: dict[str, list[InvoiceLine]] = {}
+    for line, status in lines:
+        if _charged(line, status, editable, voided_too=voided_too):
+            by_fee.setdefault(_fee_key(line) or "", []).append(line)
+    return [
+        _Charge(
+            key,
+            Period(min(x.period_start for x in fee), max(x.period_end for x in fee)),
+            sum((_amount(x) for x in fee), Decimal(0)),
+        )
+        for key, fee in by_fee.items()
+    ]
 
 
 def _replaced_fees(
@@ -543,6 +593,8 @@ def _net_of_issued(
     held: Sequence[tuple[InvoiceLine, InvoiceStatus]],
     editable: set[InvoiceStatus],
     replaced: Sequence[tuple[InvoiceLine, InvoiceStatus]] = (),
+    *,
+    voided_too: bool = False,
 ) -> dict[str, _Expected]:
     """The expected lines with each recurring flat fee billed net of what issued lines already
     charged for its time, as billing systems prorate an upgrade: the issued line cannot change (no
@@ -553,17 +605,14 @@ def _net_of_issued(
     after a plan change, the recurring fees with the same rate-card key of the subscriptions it
     replaced (`replaced`: the same fee at the new plan's price). A net below 0 (a downgrade) is
     floored: no line, and nothing is given back (that needs credit notes). Issued lines do not
-    change, so a re-run nets the same: the sync stays idempotent."""
-    issued: dict[str, list[InvoiceLine]] = {}
-    for line, status in held:
-        if _charged(line, status, editable):
-            assert line.sync_key is not None
-            issued.setdefault(item_of(line.sync_key), []).append(line)
-    issued_before: dict[str, list[InvoiceLine]] = {}
-    for line, status in replaced:
-        if _charged(line, status, editable):
-            assert line.sync_key is not None
-            issued_before.setdefault(rate_card_key_of(line.sync_key), []).append(line)
+    change, so a re-run nets the same: the sync stays idempotent. `voided_too`: as if voided
+    invoices still charged what they did (what a fee was netted of before a void: `_balances`)."""
+    issued: dict[str, list[_Charge]] = {}
+    for charge in _charges(held, editable, voided_too=voided_too):
+        issued.setdefault(item_of(charge.key), []).append(charge)
+    issued_before: dict[str, list[_Charge]] = {}
+    for charge in _charges(replaced, editable, voided_too=voided_too):
+        issued_before.setdefault(rate_card_key_of(charge.key), []).append(charge)
     if not issued and not issued_before:
         return expected
     out: dict[str, _Expected] = {}
@@ -580,20 +629,14 @@ def _net_of_issued(
             rate_card_key_of(key), []
         )
         overlapping = [
-            x for x in candidates if x.sync_key != key and x.period_start < service.end and service.start < x.period_end
+            x for x in candidates if x.key != key and x.period.start < service.end and service.start < x.period.end
         ]
         if not overlapping:
             out[key] = want
             continue
-        assert line.per_unit_amount is not None and line.quantity is not None
         currency = currencies.get(line.currency)
-        amount, _ = rate_flat_units(line.per_unit_amount, line.quantity, currency)
-        charged = [
-            (Period(x.period_start, x.period_end), rate_flat_units(x.per_unit_amount, x.quantity, currency)[0])
-            for x in overlapping
-            if x.per_unit_amount is not None and x.quantity is not None
-        ]
-        credit = charged_for(service, charged, currency)
+        amount = _amount(line)
+        credit = charged_for(service, [(x.period, x.amount) for x in overlapping], currency)
         if credit == 0:
             # An overlap too short to have charged a minor unit: the line as it is.
             out[key] = want
@@ -601,7 +644,8 @@ def _net_of_issued(
         net = amount - credit
         if net <= 0:
             continue
-        periods = ", ".join(f"{rfc3339(x.period_start)} - {rfc3339(x.period_end)}" for x in overlapping)
+        assert line.quantity is not None
+        periods = ", ".join(f"{rfc3339(x.period.start)} - {rfc3339(x.period.end)}" for x in overlapping)
         netted = f"less {credit} already invoiced for {periods}"
         out[key] = evolve(
             want,
@@ -612,6 +656,113 @@ def _net_of_issued(
             ),
         )
     return out
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Balances:
+    """Balance lines to make, change (on the gathering invoice) and remove (`_balances`)."""
+
+    create: tuple[InvoiceLine, ...] = ()
+    update: tuple[InvoiceLine, ...] = ()
+    delete: tuple[str, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not (self.create or self.update or self.delete)
+
+
+def _planned(
+    gross: dict[str, _Expected],
+    held: Sequence[tuple[InvoiceLine, InvoiceStatus]],
+    editable: set[InvoiceStatus],
+    replaced: Sequence[tuple[InvoiceLine, InvoiceStatus]],
+    now: datetime,
+) -> tuple[dict[str, _Expected], dict[str, list[tuple[InvoiceLine, InvoiceStatus]]], SyncPlan, _Balances]:
+    """What the subscription's lines should be (`gross`, its billable items' lines, netted of what
+    issued lines charged), its held lines by sync key, and what to change: the sync's plan and the
+    balances."""
+    expected = _net_of_issued(gross, held, editable, replaced)
+    parts, plan = _plan(expected, held, editable)
+    voided = any(st is InvoiceStatus.VOIDED and x.type is LineType.FLAT_FEE for x, st in (*held, *replaced))
+    # Netted as if nothing had been voided: what voids took back from the netting (none without one).
+    unvoided = _net_of_issued(gross, held, editable, replaced, voided_too=True) if voided else expected
+    return expected, parts, plan, _balances(expected, unvoided, held, editable, now)
+
+
+def _balances(
+    expected: dict[str, _Expected],
+    unvoided: dict[str, _Expected],
+    held: Sequence[tuple[InvoiceLine, InvoiceStatus]],
+    editable: set[InvoiceStatus],
+    now: datetime,
+) -> _Balances:
+    """A flat fee issued net of a line whose invoice was voided since bills what it was netted of
+    as a balance line, as it would have been billed had the void come first: pro's 40.00 for
+    Nov 11 - Dec 1 issued as 20.00 net of team's 30.00, team's invoice then voided, bills 20.00
+    more. The balance is what the void took back from the netting (`expected` against `unvoided`,
+    the fee netted as if voided invoices still charged), at most what the fee is owed beyond what
+    its lines on invoices past gathering billed; those count voided ones too (a void forgives what
+    its own invoice charged, no more), so a voided balance is not billed again; nor is a fee whose
+    own line was voided (had the other void come first, that line would have been the whole fee,
+    forgiven whole). Nothing else moves
+    an issued fee: a fee owed more after its issue for another reason (a workflow switched to
+    bill_full_period) stays as issued, as OpenMeter leaves an immutable line. A balance still
+    gathering follows what is owed (as a fee's own line does); one on a draft or later stays.
+    Nothing is given back (that needs credit notes). A fee whose own line is still editable
+    follows what it is owed itself, and one the user edited is the user's."""
+    by_fee: dict[str, list[tuple[InvoiceLine, InvoiceStatus]]] = {}
+    for line, status in held:
+        key = _fee_key(line)
+        if key is not None and line.type is LineType.FLAT_FEE and line.deleted_at is None:
+            by_fee.setdefault(key, []).append((line, status))
+    create: list[InvoiceLine] = []
+    update: list[InvoiceLine] = []
+    delete: list[str] = []
+    for key, lines in by_fee.items():
+        if any(x.managed_by is ManagedBy.MANUAL for x, _ in lines):
+            continue
+        own = [st for x, st in lines if x.sync_key is not None]
+        gathering = [x for x, st in lines if x.sync_key is None and st is InvoiceStatus.GATHERING]
+        want, before = expected.get(key), unvoided.get(key)
+        billed = sum(
+            (_amount(x) for x, st in lines if st is not InvoiceStatus.GATHERING and st not in _NOT_BILLED),
+            Decimal(0),
+        )
+        owed = _amount(want.line) if want is not None else Decimal(0)
+        rest = min(owed - billed, owed - (_amount(before.line) if before is not None else Decimal(0)))
+        if want is None or not own or any(st in editable or st is InvoiceStatus.VOIDED for st in own) or rest <= 0:
+            delete.extend(x.id for x in gathering)
+            continue
+        balance = _balance(want, key, rest, now)
+        if not gathering:
+            create.append(balance)
+            continue
+        first, *others = gathering
+        delete.extend(x.id for x in others)
+        if _billed(first) != _billed(balance) or first.description != balance.description:
+            update.append(_refresh(first, balance, now))
+    return _Balances(tuple(create), tuple(update), tuple(delete))
+
+
+def _balance(want: _Expected, key: str, rest: Decimal, now: datetime) -> InvoiceLine:
+    """The balance line billing `rest` more of the fee `want` (sync key `key`): due now, over the
+    fee's period, saying so after its rate card's description."""
+    wanted = want.line
+    period = f"{rfc3339(wanted.period_start)} - {rfc3339(wanted.period_end)}"
+    said = f"balance for {period}: {rest} it was billed net of, on invoices since voided"
+    card = want.item.rate_card.description if isinstance(want.item.rate_card, RateCard) else None
+    return evolve(
+        wanted,
+        managed_by=ManagedBy.SYSTEM,
+        sync_key=None,
+        per_unit_amount=rest,
+        quantity=Decimal(1),
+        invoice_at=max(wanted.invoice_at, now),
+        description=f"{card}; {said}" if card else said,
+        metadata={**wanted.metadata, BALANCE_OF: key},
+        created_at=now,
+        updated_at=now,
+    )
 
 
 def _line(

@@ -2,8 +2,7 @@
 of what was issued") tried from more sides: a scheduled change, a migration, proration off in
 either plan, the replaced invoice voided or still a draft, cadences that differ, add-ons on either
 subscription, a change at a period's start or twice at one instant, a workflow switched, racing
-syncs. Each test computes what the customer owes by hand. (A replaced invoice voided after the
-successor's net line was issued is in docs/billing.md's "Not yet".)"""
+syncs. Each test computes what the customer owes by hand."""
 
 from __future__ import annotations
 
@@ -16,8 +15,9 @@ import pytest_asyncio
 
 from domain.billing.apps.models import InstallAppInput, UpdateAppInput
 from domain.billing.invoice_states import Action, InvoiceStatus
-from domain.billing.invoices import InvoiceNowInput
+from domain.billing.invoices import InvoiceNowInput, InvoiceWithLines
 from domain.billing.models import OverrideUpsertInput, ProfileApps, ProfileCreateInput, ProrationMode, WorkflowPatch
+from domain.billing.subscription_sync import BALANCE_OF
 from domain.customers.models import CustomerInput
 from domain.subscriptions.models import (
     ChangeSubscriptionInput,
@@ -27,6 +27,7 @@ from domain.subscriptions.models import (
     Timing,
 )
 from domain.subscriptions.ports import PlanView
+from domain.wiretime import rfc3339
 from tests.integration.test_subscription_addon_extensions import BASE_PLUS_FIVE, Offers
 from tests.integration.test_subscription_billing import (
     DEC,
@@ -209,6 +210,121 @@ async def test_a_replaced_invoice_voided_before_the_net_line_is_issued_takes_the
     assert await env.sync.sync(pro) == 0
     await issue_due(env)
     assert [x for x in await issued_fees(env, ns) if x[0] == "pro"] == [("pro", at, DEC, D(40))]
+
+
+def balances(found: list[InvoiceWithLines]) -> list[tuple[InvoiceStatus, D, str | None]]:
+    """The balance lines (a fee's rest billed after its issue): their invoice's status, amount (a
+    balance is one unit; a gathering line has no totals yet) and description."""
+    return [
+        (f.invoice.status, x.per_unit_amount if x.quantity == 1 else D(-1), x.description)
+        for f in found
+        for x in f.lines
+        if x.parent_line_id is None and BALANCE_OF in x.metadata
+    ]
+
+
+async def voided_after_pro_was_netted(env: Env, ns: str) -> tuple[Subscription, datetime]:
+    """team's 30.00 issued on Nov 1 (unpaid, so voidable), changed to pro on Nov 11 and pro's
+    40.00 for Nov 11 - Dec 1 issued net of team's 20.00, then team's invoice voided; pro and the
+    change's time."""
+    team, invoice_id = await unpaid_team_month(env, ns)
+    at = NOV + timedelta(days=10)
+    pro = await change(env, ns, team, "pro", at)
+    await issue_due(env)
+    assert [x for x in await issued_fees(env, ns) if x[0] == "pro"] == [("pro", at, DEC, D(20))]
+    await voided(env, ns, invoice_id)
+    return pro, at
+
+
+async def test_a_replaced_invoice_voided_after_the_net_line_was_issued_bills_the_rest_as_a_balance(env: Env) -> None:
+    # team's invoice charged nothing in the end, so pro's 40.00 for Nov 11 - Dec 1 is owed whole:
+    # 20.00 issued, the other 20.00 billed as a balance line (as had team been voided first).
+    ns = "rv_void_after"
+    pro, at = await voided_after_pro_was_netted(env, ns)
+    assert await env.sync.sync_all() == 1
+    assert await env.sync.sync(pro) == 0
+    said = f"balance for {rfc3339(at)} - {rfc3339(DEC)}: 20.00 it was billed net of, on invoices since voided"
+    assert balances(await all_invoices(env, ns)) == [(InvoiceStatus.GATHERING, D(20), said)]
+    await issue_due(env)
+    assert [x[1] for x in balances(await all_invoices(env, ns))] == [D(20)]
+    assert sum((x[3] for x in await issued_fees(env, ns) if x[0] == "pro"), D(0)) == D(40)
+    assert await env.sync.sync_all() == 0
+
+
+async def test_a_voided_balance_is_not_billed_again(env: Env) -> None:
+    # The balance's own invoice voided (a void forgives what its invoice charged): nothing more.
+    ns = "rv_void_balance"
+    await voided_after_pro_was_netted(env, ns)
+    await env.sync.sync_all()
+    await issue_due(env)
+    assert [x[0] for x in balances(await all_invoices(env, ns))] == [InvoiceStatus.PAYMENT_PROCESSING]
+    (invoice_id,) = [
+        f.invoice.id for f in await all_invoices(env, ns) if any(BALANCE_OF in x.metadata for x in f.lines)
+    ]
+    await voided(env, ns, invoice_id)
+    assert await env.sync.sync_all() == 0
+    assert [x[0] for x in balances(await all_invoices(env, ns))] == [InvoiceStatus.VOIDED]
+
+
+async def test_a_fee_whose_own_invoice_was_voided_gets_no_balance(env: Env) -> None:
+    # pro's net 20.00 voided with its invoice, then team's: had team's void come first, pro's line
+    # would have been 40.00, voided whole. Nothing is billed either way.
+    ns = "rv_void_both"
+    team, team_invoice = await unpaid_team_month(env, ns)
+    pro = await change(env, ns, team, "pro", NOV + timedelta(days=10))
+    await issue_due(env)
+    (pro_invoice,) = [
+        f.invoice.id
+        for f in await all_invoices(env, ns)
+        if any(x.subscription and x.subscription.subscription_id == pro.id for x in f.lines)
+        and f.invoice.status is not InvoiceStatus.GATHERING
+        and f.invoice.id != team_invoice
+    ]
+    await voided(env, ns, pro_invoice)
+    await voided(env, ns, team_invoice)
+    assert await env.sync.sync_all() == 0
+    assert balances(await all_invoices(env, ns)) == []
+
+
+async def test_a_later_version_is_netted_against_the_fee_and_its_balance(env: Env) -> None:
+    # pro's 20.00 and its 20.00 balance both issued (40.00 for Nov 11 - Dec 1); +5.00 on pro on
+    # Nov 21: 65.00 x 10/30 = 21.67 less half of the 40.00 pro's fee charged, 1.67 (not 11.67:
+    # the balance charged for those days too). November: 40.00 of pro and 1.67.
+    ns = "rv_void_then_addon"
+    pro, _ = await voided_after_pro_was_netted(env, ns)
+    await env.sync.sync_all()
+    await issue_due(env)
+    await boosted(env, ns, pro, NOV + timedelta(days=20))
+    await issue_due(env)
+    pro_fees = sorted(x[3] for x in await issued_fees(env, ns) if x[0] == "pro")
+    assert pro_fees == [D("1.67"), D(20), D(20)]
+    assert await env.sync.sync_all() == 0
+
+
+async def test_a_balance_still_gathering_goes_when_the_fee_is_owed_no_more(env: Env) -> None:
+    # The 20.00 balance is still gathering when pro is canceled at once on Nov 16: pro is owed
+    # 10.00 for Nov 11-16, less than the 20.00 issued, so the balance goes (nothing is given back).
+    ns = "rv_void_cancel"
+    pro, _ = await voided_after_pro_was_netted(env, ns)
+    await env.sync.sync_all()
+    env.clock.at = NOV + timedelta(days=15)
+    canceled = await env.subscriptions.cancel(ns, pro.id, Timing("immediate"))
+    assert await env.sync.sync(canceled) == 2  # pro's December line and the balance
+    assert balances(await all_invoices(env, ns)) == []
+    assert await env.sync.sync_all() == 0
+
+
+async def test_an_add_on_netted_against_a_voided_invoice_bills_the_rest_as_a_balance(env: Env) -> None:
+    # The +5.00 add-on bought on Nov 11 after team's 30.00 was issued: 23.33 for Nov 11 - Dec 1
+    # less the 20.00 the issued line charged, 3.33 (issued). November's invoice voided: the new
+    # version is owed its 23.33, so 20.00 more.
+    ns = "rv_void_addon"
+    team, invoice_id = await unpaid_team_month(env, ns)
+    await boosted(env, ns, team, NOV + timedelta(days=10))
+    await issue_due(env)
+    await voided(env, ns, invoice_id)
+    assert await env.sync.sync_all() == 1
+    assert [x[1] for x in balances(await all_invoices(env, ns))] == [D(20)]
 
 
 async def test_two_syncs_of_the_successor_at_once_net_it_once(env: Env) -> None:
