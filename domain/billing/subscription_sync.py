@@ -62,6 +62,7 @@ from domain.catalog.rating import (
     Period,
     RatingInput,
     charged_for,
+    flat_amount_charging,
     flat_fee_per_unit,
     flat_per_unit,
     rate_flat_units,
@@ -532,10 +533,14 @@ def _charged(
     )
 
 
-def _amount(line: InvoiceLine) -> Decimal:
-    """What a flat-fee line charges before its discount."""
+def _line_total(line: InvoiceLine) -> Decimal:
+    """What a flat-fee line charges (its total before taxes): its amount less its rate card's
+    percentage discount."""
     assert line.per_unit_amount is not None and line.quantity is not None
-    return rate_flat_units(line.per_unit_amount, line.quantity, currencies.get(line.currency))[0]
+    amount, off = rate_flat_units(
+        line.per_unit_amount, line.quantity, currencies.get(line.currency), line.rate_card_discounts
+    )
+    return amount - off
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -559,7 +564,7 @@ def _charges(
         _Charge(
             key,
             Period(min(x.period_start for x in fee), max(x.period_end for x in fee)),
-            sum((_amount(x) for x in fee), Decimal(0)),
+            sum((_line_total(x) for x in fee), Decimal(0)),
         )
         for key, fee in by_fee.items()
     ]
@@ -635,13 +640,14 @@ def _net_of_issued(
             out[key] = want
             continue
         currency = currencies.get(line.currency)
-        amount = _amount(line)
         credit = charged_for(service, [(x.period, x.amount) for x in overlapping], currency)
         if credit == 0:
             # An overlap too short to have charged a minor unit: the line as it is.
             out[key] = want
             continue
-        net = amount - credit
+        # Netted after each line's discount (what was charged, what this one would charge), then
+        # given the amount whose own discount leaves the net.
+        net = _line_total(line) - credit
         if net <= 0:
             continue
         assert line.quantity is not None
@@ -651,7 +657,9 @@ def _net_of_issued(
             want,
             line=evolve(
                 line,
-                per_unit_amount=flat_per_unit(net, line.quantity, currency),
+                per_unit_amount=flat_per_unit(
+                    flat_amount_charging(net, currency, line.rate_card_discounts), line.quantity, currency
+                ),
                 description=f"{line.description}; {netted}" if line.description else netted,
             ),
         )
@@ -725,11 +733,11 @@ def _balances(
         gathering = [x for x, st in lines if x.sync_key is None and st is InvoiceStatus.GATHERING]
         want, before = expected.get(key), unvoided.get(key)
         billed = sum(
-            (_amount(x) for x, st in lines if st is not InvoiceStatus.GATHERING and st not in _NOT_BILLED),
+            (_line_total(x) for x, st in lines if st is not InvoiceStatus.GATHERING and st not in _NOT_BILLED),
             Decimal(0),
         )
-        owed = _amount(want.line) if want is not None else Decimal(0)
-        rest = min(owed - billed, owed - (_amount(before.line) if before is not None else Decimal(0)))
+        owed = _line_total(want.line) if want is not None else Decimal(0)
+        rest = min(owed - billed, owed - (_line_total(before.line) if before is not None else Decimal(0)))
         if want is None or not own or any(st in editable or st is InvoiceStatus.VOIDED for st in own) or rest <= 0:
             delete.extend(x.id for x in gathering)
             continue
@@ -755,7 +763,7 @@ def _balance(want: _Expected, key: str, rest: Decimal, now: datetime) -> Invoice
         wanted,
         managed_by=ManagedBy.SYSTEM,
         sync_key=None,
-        per_unit_amount=rest,
+        per_unit_amount=flat_amount_charging(rest, currencies.get(wanted.currency), wanted.rate_card_discounts),
         quantity=Decimal(1),
         invoice_at=max(wanted.invoice_at, now),
         description=f"{card}; {said}" if card else said,

@@ -591,6 +591,33 @@ def rate_flat_units(
         setcontext(outer)
 
 
+def flat_amount_charging(charge: Decimal, currency: Currency, discounts: Discounts = NO_DISCOUNTS) -> Decimal:
+    """The smallest flat amount whose rate card's percentage discount leaves `charge` to pay: the
+    inverse of `rate_flat_units` for one unit (a fee billed net of what was already charged is
+    netted after discounts, then given the amount that charges the net). One always exists below a
+    100 % discount: a minor unit more adds a minor unit or nothing to the charge."""
+    if not discounts.percentage:
+        return charge
+    share = discounts.percentage * _PCT
+    if share >= 1:
+        raise RatingError("no amount charges anything under a 100 % discount")
+    outer = getcontext()
+    setcontext(EXACT)
+    try:
+
+        def charged(amount: Decimal) -> Decimal:
+            return amount - _percentage_off(currency, amount, discounts)
+
+        amount = currency.round(charge / (1 - share))
+        while charged(amount) < charge:
+            amount += currency.unit
+        while amount > 0 and charged(amount - currency.unit) >= charge:
+            amount -= currency.unit
+        return amount
+    finally:
+        setcontext(outer)
+
+
 # The places of a per-unit amount that does not divide into minor units (Stripe's unit_amount_decimal
 # keeps 12 too): per_unit x quantity then rounds back to the total for any quantity under 10^9.
 _PER_UNIT_PLACES: Final = Decimal("1e-12")

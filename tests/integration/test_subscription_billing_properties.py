@@ -22,7 +22,8 @@ checked against `Owed`, a model written here with plain arithmetic and none of t
   quantity (N instances: one fee of N x the add-on's amount on top of the plan's), one line per
   part, and an in-advance line issued before such a cut (or the end) as it was issued, each
   prorated part after it billing net of what the fee's issued lines charged for its time (floored
-  at 0: no line); usage
+  at 0: no line); every fee line less its rate card's percentage discount (pro's base fee is 15 %
+  off), netted by what the lines charge after their discounts; usage
   priced on the period's total usage of that customer alone: per unit, graduated tiers, a volume
   tier picked by the total, packages, a percentage discount then a maximum spend, a usage discount
   (the first units free) then a minimum spend (docs/billing.md's order; commitments are not
@@ -112,10 +113,20 @@ VOLUME = {
 
 
 def _plan(
-    key: str, base: str, support: str, api: str, images: str, storage: tuple[str, str, str], compute: tuple[str, str]
+    key: str,
+    base: tuple[str, str | None],
+    support: str,
+    api: str,
+    images: str,
+    storage: tuple[str, str, str],
+    compute: tuple[str, str],
 ) -> dict[str, Any]:
+    base_amount, base_off = base
     storage_unit, storage_off, storage_max = storage
     compute_unit, compute_min = compute
+    base_card = card("base", {"type": "flat", "amount": base_amount, "paymentTerm": "in_advance"})
+    if base_off is not None:
+        base_card["discounts"] = {"percentage": {"percentage": float(base_off)}}
     return {
         "key": key,
         "name": key.title(),
@@ -126,7 +137,7 @@ def _plan(
                 "key": "default",
                 "name": "Default",
                 "rateCards": [
-                    card("base", {"type": "flat", "amount": base, "paymentTerm": "in_advance"}),
+                    base_card,
                     card("support", {"type": "flat", "amount": support, "paymentTerm": "in_arrears"}),
                     card("api", {"type": "unit", "amount": api}, "api"),
                     card("tokens", GRADUATED, "tokens"),
@@ -151,8 +162,9 @@ def _plan(
 
 
 COMPUTE_FREE = 10  # the first units of compute a period are free (a usage discount)
-BASIC = _plan("basic", "30", "12", "0.013", "5", storage=("0.25", "10", "40"), compute=("0.5", "5"))
-PRO = _plan("pro", "49.99", "20", "0.0075", "3.5", storage=("0.21", "15", "60"), compute=("0.35", "8"))
+BASIC = _plan("basic", ("30", None), "12", "0.013", "5", storage=("0.25", "10", "40"), compute=("0.5", "5"))
+# pro's base fee is 15 % off: a plan change nets what each plan's line charges after its discount.
+PRO = _plan("pro", ("49.99", "15"), "20", "0.0075", "3.5", storage=("0.21", "15", "60"), compute=("0.35", "8"))
 FEATURES = ("api", "tokens", "images", "calls", "storage", "compute")
 IN_ADVANCE = ("base", "seats")  # the in-advance flat fees (their lines' names, lower case)
 
@@ -260,6 +272,17 @@ def rate_card(plan: dict[str, Any], name: str) -> dict[str, Any]:
 
 def flat_amount(plan: dict[str, Any], name: str) -> Decimal:
     return D(rate_card(plan, name)["price"]["amount"])
+
+
+def charged(plan: dict[str, Any], name: str, amount: Decimal) -> Decimal:
+    """What a line of the fee `name` of `amount` (in cents) charges: less its rate card's
+    percentage discount in whole cents (seats, an add-on item of its own, has none; an add-on
+    extending a plan fee keeps the plan's: docs/billing.md)."""
+    found = [x for x in plan["phases"][0]["rateCards"] if x["key"] == name]
+    off = found[0].get("discounts", {}).get("percentage") if found else None
+    if off is None:
+        return amount
+    return amount - whole_cents(amount * D(str(off["percentage"])) / 100)
 
 
 def unit_amount(plan: dict[str, Any]) -> Decimal:
@@ -373,6 +396,9 @@ class Span:
         plan = D(0) if name == "seats" else flat_amount(self.plan, name)
         return plan + sum((self.quantity(addon, at) * ADDONS[addon][1] for addon in FEE_ADDONS[name]), D(0))
 
+    def charged(self, name: str, amount: Decimal) -> Decimal:
+        return charged(self.plan, name, amount)
+
     def versions(self, name: str) -> list[datetime]:
         """Where the fee's item is split: at every change of the quantity of an add-on that changes
         it (the same quantity again too: a new version), but not from 0 to 0 (nothing of it in
@@ -409,20 +435,20 @@ class Span:
             )
             parts = out.setdefault(start, [])
             earlier = self.replaced_lines(name)
-            charged: list[tuple[datetime, datetime, Decimal]] = []
+            issued_lines: list[tuple[datetime, datetime, Decimal]] = []
             for i in issued:
-                amount = prorated(i.amount, i.start, i.end, full_start, full_end)
-                charged.append((i.start, i.end, net_of(amount, i.start, i.end, earlier + charged)))
-            parts.extend(line for line in charged if line[2])
+                amount = self.charged(name, prorated(i.amount, i.start, i.end, full_start, full_end))
+                issued_lines.append((i.start, i.end, net_of(amount, i.start, i.end, earlier + issued_lines)))
+            parts.extend(line for line in issued_lines if line[2])
             replaced = {i.start for i in issued if i.replaces}
             for a, b in itertools.pairwise(cuts):
                 if a in replaced:
                     continue
                 if self.full_period_at_end and b == self.end and (a, b) != (full_start, full_end):
-                    part = (a, b, self.fee(name, a))
+                    part = (a, b, self.charged(name, self.fee(name, a)))
                 else:
-                    fee = prorated(self.fee(name, a), a, b, full_start, full_end)
-                    part = (a, b, net_of(fee, a, b, earlier + charged))
+                    fee = self.charged(name, prorated(self.fee(name, a), a, b, full_start, full_end))
+                    part = (a, b, net_of(fee, a, b, earlier + issued_lines))
                 if part[2]:
                     parts.append(part)
         return out

@@ -48,6 +48,10 @@ def _monthly(key: str, fee_key: str, amount: str) -> dict[str, Any]:
 # team: base 30.00 a month (PLAN); pro and max: the same fee at 60.00 and 90.00; other: 60.00 a
 # month under another rate-card key.
 PRO, MAX, OTHER = _monthly("pro", "base", "60"), _monthly("max", "base", "90"), _monthly("other", "platform", "60")
+# team and pro with their base fee at half price (a 50 % discount on the rate card).
+TEAM_HALF, PRO_HALF = _monthly("team_half", "base", "30"), _monthly("pro_half", "base", "60")
+for _half in (TEAM_HALF, PRO_HALF):
+    _half["phases"][0]["rateCards"][0]["discounts"] = {"percentage": {"percentage": 50}}
 # base: 100.00 once (no billing cadence), in advance.
 SETUP = _monthly("setup", "base", "100")
 SETUP["phases"][0]["rateCards"][0].pop("billingCadence")
@@ -55,7 +59,7 @@ SETUP["phases"][0]["rateCards"][0].pop("billingCadence")
 
 @pytest_asyncio.fixture
 async def env() -> AsyncIterator[Env]:
-    async with open_env(Plans((PLAN, PRO, MAX, OTHER, SETUP))) as opened:
+    async with open_env(Plans((PLAN, PRO, MAX, OTHER, SETUP, TEAM_HALF, PRO_HALF))) as opened:
         yield opened
 
 
@@ -157,6 +161,21 @@ async def test_a_downgrade_after_the_months_fee_was_issued_bills_nothing_more_th
     env.clock.at = DEC + timedelta(hours=2)
     await env.worker().run_once()
     assert [x for x in await issued_fees(env, ns, JAN) if x[1] == DEC] == [("team", DEC, JAN, D(30))]
+
+
+async def test_netting_counts_what_each_plan_charges_after_its_discount(env: Env) -> None:
+    # team_half charged 15.00 for November (30.00, 50 % off), 10.00 of it for Nov 11 - Dec 1. pro
+    # from Nov 11 charges 40.00 for those days: 30.00 more, not 20.00 (40.00 less team's 20.00
+    # before its discount). November: 5.00 for team's days and 40.00 for pro's, 45.00.
+    at = await changed_after_issue(env, "chg_off_old", "team_half", "pro")
+    assert await issued_fees(env, "chg_off_old") == [("pro", at, DEC, D(30)), ("team_half", NOV, DEC, D(15))]
+    # Upgraded to pro_half instead (60.00, 50 % off): 20.00 for Nov 11 - Dec 1, less the 20.00
+    # team's 30.00 charged for them: nothing more (not 10.00: half of 40.00 less 20.00).
+    await changed_after_issue(env, "chg_off_new", "team", "pro_half")
+    assert await issued_fees(env, "chg_off_new") == [("team", NOV, DEC, D(30))]
+    # Both at half price: 20.00 less 10.00, 10.00 (a 20.00 line, 50 % off), as before.
+    at = await changed_after_issue(env, "chg_off_both", "team_half", "pro_half")
+    assert await issued_fees(env, "chg_off_both") == [("pro_half", at, DEC, D(10)), ("team_half", NOV, DEC, D(15))]
 
 
 async def test_a_fee_under_another_rate_card_key_is_not_netted(env: Env) -> None:

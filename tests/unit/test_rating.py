@@ -28,6 +28,7 @@ from domain.catalog.rating import (
     RatingError,
     RatingInput,
     charged_for,
+    flat_amount_charging,
     flat_per_unit,
     rate,
     rate_flat_units,
@@ -296,3 +297,23 @@ def test_a_flat_total_splits_into_per_unit_amounts_that_charge_it_back() -> None
     assert flat_per_unit(D("3.33"), D(1), USD) == D("3.33")
     per_unit = flat_per_unit(D("10.00"), D(3), USD)
     assert rate_flat_units(per_unit, D(3), USD)[0] == D("10.00")
+
+
+def test_the_amount_charging_a_net_is_the_smallest_whose_discount_leaves_it() -> None:
+    half, third = Discounts(percentage=D(50)), Discounts(percentage=D("33.3333"))
+    # 50 % off: 0.03 charges 0.03 - 0.02 (half of 0.03 rounded up) = 0.01, and so does 0.02.
+    assert flat_amount_charging(D("0.01"), USD, half) == D("0.02")
+    assert flat_amount_charging(D("10.00"), USD, half) == D("20.00")
+    assert flat_amount_charging(D("10.00"), USD) == D("10.00")
+    # Every net in cents from 0 to 50.00 is reached exactly, by the smallest amount that does.
+    for cents in range(0, 5001, 7):
+        net = D(cents) / 100
+        for off in (half, third, Discounts(percentage=D("99.99"))):
+            amount = flat_amount_charging(net, USD, off)
+            charged = rate_flat_units(amount, D(1), USD, off)
+            assert charged[0] - charged[1] == net, (net, off.percentage, amount)
+            if amount > 0:
+                less = rate_flat_units(amount - USD.unit, D(1), USD, off)
+                assert less[0] - less[1] < net, (net, off.percentage, amount)
+    with pytest.raises(RatingError):
+        flat_amount_charging(D(1), USD, Discounts(percentage=D(100)))
