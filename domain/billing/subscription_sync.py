@@ -26,7 +26,8 @@ keys: nothing is billed twice, nothing dropped.
 - So a prorated flat fee's later version (the item split mid-period after its period's in-advance
   fee was issued: an add-on bought, changed or taken off) bills net of what the issued lines of
   its item charged for its time (`_net_of_issued`), floored at 0 (docs/billing.md); after a plan
-  change, also of what the replaced subscriptions' fees with the same rate-card key charged. A fee
+  change, also of what the replaced subscriptions' same fee charged (the same rate-card key, or
+  the one fee each plan names differently: `_same_fees`). A fee
   issued net of a line whose invoice was voided since bills what the void took back from its
   netting as a balance line (`_balances`).
 """
@@ -35,7 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Final, Protocol
@@ -188,7 +189,7 @@ class SubscriptionSync:
                 for subscription in chunk:
                     try:
                         mine, editable = held[subscription.id], self._editable()
-                        replaced = _replaced_fees(chains[subscription.id], held)
+                        replaced = _replaced_fees(subscription, chains[subscription.id], held)
                         _, _, plan, balances = _planned(
                             await self._expected(subscription, now), mine, editable, replaced, now
                         )
@@ -293,7 +294,7 @@ class SubscriptionSync:
             editable = self._editable()
             # Netted here, against the lines read under the lock: what is issued no longer changes.
             expected, parts, plan, balances = _planned(
-                expected, held[subscription.id], editable, _replaced_fees(chain, held), now
+                expected, held[subscription.id], editable, _replaced_fees(subscription, chain, held), now
             )
             if plan.empty and balances.empty:
                 return 0
@@ -570,15 +571,55 @@ def _charges(
     ]
 
 
+def _plan_fees(subscription: Subscription) -> set[str]:
+    """The rate-card keys of the subscription's recurring flat fees from its plan (any phase; not
+    add-ons' items of their own, which a plan change does not carry over)."""
+    return {
+        item.key
+        for phase in subscription.spec.phases
+        for item in phase.items
+        if item.addon_id is None
+        and isinstance(item.rate_card, RateCard)
+        and isinstance(item.rate_card.price, FlatPrice)
+        and billing_terms(item.rate_card).cadence is not None
+    }
+
+
+def _same_fees(replaced: Subscription, successor: Subscription) -> dict[str, str]:
+    """Which fee of the successor each recurring flat fee of the replaced plan is (its rate-card
+    key there): the one with the same key, and where each plan has exactly one fee the other does
+    not name, those two (team's "base" and pro's "platform": the plan's fee under another name). A
+    fee that matches none is no earlier version of any (two or more unmatched on either side:
+    which pairs with which cannot be told)."""
+    old, new = _plan_fees(replaced), _plan_fees(successor)
+    out = {key: key for key in old & new}
+    (unmatched_old, unmatched_new) = (old - new, new - old)
+    if len(unmatched_old) == 1 and len(unmatched_new) == 1:
+        out[next(iter(unmatched_old))] = next(iter(unmatched_new))
+    return out
+
+
 def _replaced_fees(
-    chain: Sequence[Subscription], held: dict[str, list[tuple[InvoiceLine, InvoiceStatus]]]
-) -> list[tuple[InvoiceLine, InvoiceStatus]]:
-    """The lines of the subscriptions a plan change replaced (`chain`) that bill a recurring fee
-    by time: not a one-time fee, and not the fee of a subscription that does not prorate (its
-    period cut by the change is owed whole, issued or not, as it is billed when it was not issued
-    yet: no credit for the time after the change)."""
-    out: list[tuple[InvoiceLine, InvoiceStatus]] = []
+    subscription: Subscription,
+    chain: Sequence[Subscription],
+    held: dict[str, list[tuple[InvoiceLine, InvoiceStatus]]],
+) -> dict[str, list[tuple[InvoiceLine, InvoiceStatus]]]:
+    """The lines of the subscriptions a plan change replaced on the way to `subscription` (`chain`,
+    latest first) that bill a recurring fee by time, by the rate-card key of the fee of
+    `subscription` they are earlier versions of: the same key, or the fee each change paired it
+    with (`_same_fees`, followed link by link). Not a one-time fee, and not the fee of a
+    subscription that does not prorate (its period cut by the change is owed whole, issued or not,
+    as it is billed when it was not issued yet: no credit for the time after the change)."""
+    out: dict[str, list[tuple[InvoiceLine, InvoiceStatus]]] = {}
+    mine = _plan_fees(subscription)
+    # The successor's fees' keys -> `subscription`'s, at each step down the chain.
+    to_mine = {key: key for key in mine}
+    successor = subscription
     for replaced in chain:
+        to_mine = {old: to_mine[new] for old, new in _same_fees(replaced, successor).items() if new in to_mine}
+        # A fee under `subscription`'s own key is its earlier version wherever it is in the chain.
+        to_mine.update((key, key) for key in _plan_fees(replaced) & mine)
+        successor = replaced
         if not replaced.pro_rating.enabled:
             continue
         recurring = {
@@ -587,9 +628,13 @@ def _replaced_fees(
             for item in phase.items
             if billing_terms(item.rate_card).cadence is not None
         }
-        out.extend(
-            (x, st) for x, st in held.get(replaced.id, []) if x.subscription and x.subscription.item_id in recurring
-        )
+        for line, status in held.get(replaced.id, []):
+            key = _fee_key(line)
+            if key is None or line.subscription is None or line.subscription.item_id not in recurring:
+                continue
+            target = to_mine.get(rate_card_key_of(key))
+            if target is not None:
+                out.setdefault(target, []).append((line, status))
     return out
 
 
@@ -597,7 +642,7 @@ def _net_of_issued(
     expected: dict[str, _Expected],
     held: Sequence[tuple[InvoiceLine, InvoiceStatus]],
     editable: set[InvoiceStatus],
-    replaced: Sequence[tuple[InvoiceLine, InvoiceStatus]] = (),
+    replaced: Mapping[str, Sequence[tuple[InvoiceLine, InvoiceStatus]]] | None = None,
     *,
     voided_too: bool = False,
 ) -> dict[str, _Expected]:
@@ -607,17 +652,20 @@ def _net_of_issued(
     subscription item when the fee is prorated (its other versions, or other keys of it: a fee
     add-on bought after the month's 30.00 was issued bills 23.33 - 20.00 = 3.33 for Nov 11 -
     Dec 1, not 23.33 on top) and,
-    after a plan change, the recurring fees with the same rate-card key of the subscriptions it
-    replaced (`replaced`: the same fee at the new plan's price). A net below 0 (a downgrade) is
+    after a plan change, the recurring fees of the subscriptions it replaced that are earlier
+    versions of the fee (`replaced`, by the fee's rate-card key: the same fee at the new plan's
+    price, `_replaced_fees`). A net below 0 (a downgrade) is
     floored: no line, and nothing is given back (that needs credit notes). Issued lines do not
     change, so a re-run nets the same: the sync stays idempotent. `voided_too`: as if voided
     invoices still charged what they did (what a fee was netted of before a void: `_balances`)."""
     issued: dict[str, list[_Charge]] = {}
     for charge in _charges(held, editable, voided_too=voided_too):
         issued.setdefault(item_of(charge.key), []).append(charge)
-    issued_before: dict[str, list[_Charge]] = {}
-    for charge in _charges(replaced, editable, voided_too=voided_too):
-        issued_before.setdefault(rate_card_key_of(charge.key), []).append(charge)
+    issued_before = {
+        key: found
+        for key, lines in (replaced or {}).items()
+        if (found := _charges(lines, editable, voided_too=voided_too))
+    }
     if not issued and not issued_before:
         return expected
     out: dict[str, _Expected] = {}
@@ -683,7 +731,7 @@ def _planned(
     gross: dict[str, _Expected],
     held: Sequence[tuple[InvoiceLine, InvoiceStatus]],
     editable: set[InvoiceStatus],
-    replaced: Sequence[tuple[InvoiceLine, InvoiceStatus]],
+    replaced: Mapping[str, Sequence[tuple[InvoiceLine, InvoiceStatus]]],
     now: datetime,
 ) -> tuple[dict[str, _Expected], dict[str, list[tuple[InvoiceLine, InvoiceStatus]]], SyncPlan, _Balances]:
     """What the subscription's lines should be (`gross`, its billable items' lines, netted of what
@@ -691,7 +739,8 @@ def _planned(
     balances."""
     expected = _net_of_issued(gross, held, editable, replaced)
     parts, plan = _plan(expected, held, editable)
-    voided = any(st is InvoiceStatus.VOIDED and x.type is LineType.FLAT_FEE for x, st in (*held, *replaced))
+    lines = [*held, *(x for fee in replaced.values() for x in fee)]
+    voided = any(st is InvoiceStatus.VOIDED and x.type is LineType.FLAT_FEE for x, st in lines)
     # Netted as if nothing had been voided: what voids took back from the netting (none without one).
     unvoided = _net_of_issued(gross, held, editable, replaced, voided_too=True) if voided else expected
     return expected, parts, plan, _balances(expected, unvoided, held, editable, now)

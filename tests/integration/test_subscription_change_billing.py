@@ -52,6 +52,9 @@ PRO, MAX, OTHER = _monthly("pro", "base", "60"), _monthly("max", "base", "90"), 
 TEAM_HALF, PRO_HALF = _monthly("team_half", "base", "30"), _monthly("pro_half", "base", "60")
 for _half in (TEAM_HALF, PRO_HALF):
     _half["phases"][0]["rateCards"][0]["discounts"] = {"percentage": {"percentage": 50}}
+# duo: "platform" at 60.00 and "extra" at 10.00 a month, two fees team (its fee is "base") lacks.
+DUO = _monthly("duo", "platform", "60")
+DUO["phases"][0]["rateCards"].append(card("extra", {"type": "flat", "amount": "10", "paymentTerm": "in_advance"}))
 # base: 100.00 once (no billing cadence), in advance.
 SETUP = _monthly("setup", "base", "100")
 SETUP["phases"][0]["rateCards"][0].pop("billingCadence")
@@ -59,7 +62,7 @@ SETUP["phases"][0]["rateCards"][0].pop("billingCadence")
 
 @pytest_asyncio.fixture
 async def env() -> AsyncIterator[Env]:
-    async with open_env(Plans((PLAN, PRO, MAX, OTHER, SETUP, TEAM_HALF, PRO_HALF))) as opened:
+    async with open_env(Plans((PLAN, PRO, MAX, OTHER, SETUP, TEAM_HALF, PRO_HALF, DUO))) as opened:
         yield opened
 
 
@@ -178,12 +181,41 @@ async def test_netting_counts_what_each_plan_charges_after_its_discount(env: Env
     assert await issued_fees(env, "chg_off_both") == [("pro_half", at, DEC, D(10)), ("team_half", NOV, DEC, D(15))]
 
 
-async def test_a_fee_under_another_rate_card_key_is_not_netted(env: Env) -> None:
-    # A plan whose fee has another key is another fee as far as the sync can tell: its 40.00 for
-    # Nov 11 - Dec 1 is billed beside team's issued 30.00 (docs/billing.md, "Not yet").
+async def test_the_one_fee_each_plan_names_differently_is_the_same_fee(env: Env) -> None:
+    # team's fee is "base", other's "platform", and neither plan has another recurring flat fee
+    # the other does not name: other's 40.00 for Nov 11 - Dec 1 bills less the 20.00 team's issued
+    # 30.00 charged for those days, 20.00 (not 40.00 beside it: those days paid twice).
     ns = "chg_other"
     at = await changed_after_issue(env, ns, "team", "other")
-    assert await issued_fees(env, ns) == [("other", at, DEC, D(40)), ("team", NOV, DEC, D(30))]
+    assert await issued_fees(env, ns) == [("other", at, DEC, D(20)), ("team", NOV, DEC, D(30))]
+
+
+async def test_a_chain_through_a_differently_named_fee_nets_each_replaced_plan(env: Env) -> None:
+    # team ("base") -> other ("platform", 60.00) on Nov 11: 20.00 net; -> max ("base", 90.00) on
+    # Nov 21: 30.00 less team's 10.00 (its own key) and half of other's 20.00 (the fee other
+    # named "platform"), 10.00. November 60.00, as had nothing been issued.
+    ns = "chg_other_chain"
+    team = await issued_team_month(env, ns)
+    other = await change(env, ns, team, "other", NOV + timedelta(days=10))
+    await issue_due(env)
+    at = NOV + timedelta(days=20)
+    await change(env, ns, other, "max", at)
+    await issue_due(env)
+    assert [x for x in await issued_fees(env, ns) if x[0] == "max"] == [("max", at, DEC, D(10))]
+    assert sum((x[3] for x in await issued_fees(env, ns)), D(0)) == D(60)
+
+
+async def test_fees_that_cannot_be_paired_are_not_netted(env: Env) -> None:
+    # duo has two recurring fees team does not name ("platform" and "extra"): which one team's
+    # "base" became cannot be told, so both bill in full beside team's issued 30.00 (40.00 and
+    # 6.67 for Nov 11 - Dec 1; docs/billing.md "Not yet").
+    ns = "chg_duo"
+    at = await changed_after_issue(env, ns, "team", "duo")
+    assert await issued_fees(env, ns) == [
+        ("duo", at, DEC, D("6.67")),
+        ("duo", at, DEC, D(40)),
+        ("team", NOV, DEC, D(30)),
+    ]
 
 
 async def test_a_change_before_the_fee_was_issued_bills_each_plan_its_own_days(env: Env) -> None:
