@@ -766,17 +766,24 @@ def _balances(
     bill_full_period) stays as issued, as OpenMeter leaves an immutable line. A balance still
     gathering follows what is owed (as a fee's own line does); one on a draft or later stays.
     Nothing is given back (that needs credit notes). A fee whose own line is still editable
-    follows what it is owed itself, and one the user edited is the user's."""
+    follows what it is owed itself, and one the user edited is the user's (a balance the user edited
+    or deleted too: not made again)."""
     by_fee: dict[str, list[tuple[InvoiceLine, InvoiceStatus]]] = {}
+    # A fee with a line the user edited or deleted (a deleted line is still held) is the user's.
+    users: set[str] = set()
     for line, status in held:
         key = _fee_key(line)
-        if key is not None and line.type is LineType.FLAT_FEE and line.deleted_at is None:
+        if key is None or line.type is not LineType.FLAT_FEE:
+            continue
+        if line.managed_by is ManagedBy.MANUAL:
+            users.add(key)
+        if line.deleted_at is None:
             by_fee.setdefault(key, []).append((line, status))
     create: list[InvoiceLine] = []
     update: list[InvoiceLine] = []
     delete: list[str] = []
     for key, lines in by_fee.items():
-        if any(x.managed_by is ManagedBy.MANUAL for x, _ in lines):
+        if key in users:
             continue
         own = [st for x, st in lines if x.sync_key is not None]
         gathering = [x for x, st in lines if x.sync_key is None and st is InvoiceStatus.GATHERING]
