@@ -72,7 +72,7 @@ from domain.entitlements.recurrence import Period as TimelinePeriod
 from domain.errors import again_on_conflict
 from domain.records import evolve
 from domain.subscriptions.catalog import billing_terms
-from domain.subscriptions.models import PREVIOUS_ANNOTATION, Subscription, replaced_chain
+from domain.subscriptions.models import PREVIOUS_ANNOTATION, SUPERSEDING_ANNOTATION, Subscription, replaced_chain
 from domain.subscriptions.sync import HeldLine, SyncPlan, plan_sync
 from domain.subscriptions.timeline import BillableItem, billable_items, item_of, rate_card_key_of, whole_second
 from domain.wiretime import rfc3339
@@ -191,7 +191,12 @@ class SubscriptionSync:
                         mine, editable = held[subscription.id], self._editable()
                         replaced = _replaced_fees(subscription, chains[subscription.id], held)
                         _, _, plan, balances = _planned(
-                            await self._expected(subscription, now), mine, editable, replaced, now
+                            await self._expected(subscription, now),
+                            mine,
+                            editable,
+                            replaced,
+                            now,
+                            SUPERSEDING_ANNOTATION in subscription.annotations,
                         )
                     except Exception:
                         # Synced on its own, where its failure is reported without holding back
@@ -294,7 +299,12 @@ class SubscriptionSync:
             editable = self._editable()
             # Netted here, against the lines read under the lock: what is issued no longer changes.
             expected, parts, plan, balances = _planned(
-                expected, held[subscription.id], editable, _replaced_fees(subscription, chain, held), now
+                expected,
+                held[subscription.id],
+                editable,
+                _replaced_fees(subscription, chain, held),
+                now,
+                SUPERSEDING_ANNOTATION in subscription.annotations,
             )
             if plan.empty and balances.empty:
                 return 0
@@ -546,8 +556,10 @@ def _line_total(line: InvoiceLine) -> Decimal:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Charge:
-    """What the charged lines of one fee (its line and its balances) charged, over the time they
-    cover together: a balance bills more of its fee's time, not time of its own."""
+    """What one charged line of a fee (its own line or a balance of it) charged, over the line's
+    own period: a balance made after its fee was cut short (a change after the issue) bills the
+    fee's shorter time, and spread over the line's longer one it would credit a later version
+    with what it charged for time before that version."""
 
     key: str
     period: Period
@@ -557,17 +569,10 @@ class _Charge:
 def _charges(
     lines: Sequence[tuple[InvoiceLine, InvoiceStatus]], editable: set[InvoiceStatus], *, voided_too: bool = False
 ) -> list[_Charge]:
-    by_fee: dict[str, list[InvoiceLine]] = {}
-    for line, status in lines:
-        if _charged(line, status, editable, voided_too=voided_too):
-            by_fee.setdefault(_fee_key(line) or "", []).append(line)
     return [
-        _Charge(
-            key,
-            Period(min(x.period_start for x in fee), max(x.period_end for x in fee)),
-            sum((_line_total(x) for x in fee), Decimal(0)),
-        )
-        for key, fee in by_fee.items()
+        _Charge(_fee_key(line) or "", Period(line.period_start, line.period_end), _line_total(line))
+        for line, status in lines
+        if _charged(line, status, editable, voided_too=voided_too)
     ]
 
 
@@ -699,7 +704,7 @@ def _net_of_issued(
         if net <= 0:
             continue
         assert line.quantity is not None
-        periods = ", ".join(f"{rfc3339(x.period.start)} - {rfc3339(x.period.end)}" for x in overlapping)
+        periods = ", ".join(dict.fromkeys(f"{rfc3339(x.period.start)} - {rfc3339(x.period.end)}" for x in overlapping))
         netted = f"less {credit} already invoiced for {periods}"
         out[key] = evolve(
             want,
@@ -733,25 +738,29 @@ def _planned(
     editable: set[InvoiceStatus],
     replaced: Mapping[str, Sequence[tuple[InvoiceLine, InvoiceStatus]]],
     now: datetime,
+    superseded: bool = False,
 ) -> tuple[dict[str, _Expected], dict[str, list[tuple[InvoiceLine, InvoiceStatus]]], SyncPlan, _Balances]:
     """What the subscription's lines should be (`gross`, its billable items' lines, netted of what
     issued lines charged), its held lines by sync key, and what to change: the sync's plan and the
-    balances."""
+    balances (`superseded`: a plan change replaced the subscription, whose successor nets its fees'
+    time after the change)."""
     expected = _net_of_issued(gross, held, editable, replaced)
     parts, plan = _plan(expected, held, editable)
     lines = [*held, *(x for fee in replaced.values() for x in fee)]
     voided = any(st is InvoiceStatus.VOIDED and x.type is LineType.FLAT_FEE for x, st in lines)
     # Netted as if nothing had been voided: what voids took back from the netting (none without one).
     unvoided = _net_of_issued(gross, held, editable, replaced, voided_too=True) if voided else expected
-    return expected, parts, plan, _balances(expected, unvoided, held, editable, now)
+    return expected, parts, plan, _balances(gross, expected, unvoided, held, editable, now, superseded)
 
 
 def _balances(
+    gross: dict[str, _Expected],
     expected: dict[str, _Expected],
     unvoided: dict[str, _Expected],
     held: Sequence[tuple[InvoiceLine, InvoiceStatus]],
     editable: set[InvoiceStatus],
     now: datetime,
+    superseded: bool = False,
 ) -> _Balances:
     """A flat fee issued net of a line whose invoice was voided since bills what it was netted of
     as a balance line, as it would have been billed had the void come first: pro's 40.00 for
@@ -759,7 +768,12 @@ def _balances(
     more. The balance is what the void took back from the netting (`expected` against `unvoided`,
     the fee netted as if voided invoices still charged), at most what the fee is owed beyond what
     its lines on invoices past gathering billed; those count voided ones too (a void forgives what
-    its own invoice charged, no more), so a voided balance is not billed again; nor is a fee whose
+    its own invoice charged, no more), so a voided balance is not billed again. A fee cut short
+    after its issue by what bills its time after the cut (a plan change, `superseded`; a later
+    version of its item) counts only what its lines charged for its own time: the later fee was
+    netted of the rest (team -> pro -> max, both net lines issued, team's invoice then voided:
+    pro's 20.00 charged 10.00 for its ten days and max was netted of the other 10.00, so pro owes
+    10.00 more, not nothing). Nor is a balance billed for a fee whose
     own line was voided (had the other void come first, that line would have been the whole fee,
     forgiven whole). Nothing else moves
     an issued fee: a fee owed more after its issue for another reason (a workflow switched to
@@ -788,10 +802,12 @@ def _balances(
         own = [st for x, st in lines if x.sync_key is not None]
         gathering = [x for x, st in lines if x.sync_key is None and st is InvoiceStatus.GATHERING]
         want, before = expected.get(key), unvoided.get(key)
-        billed = sum(
-            (_line_total(x) for x, st in lines if st is not InvoiceStatus.GATHERING and st not in _NOT_BILLED),
-            Decimal(0),
-        )
+        past = [x for x, st in lines if st is not InvoiceStatus.GATHERING and st not in _NOT_BILLED]
+        billed = sum((_line_total(x) for x in past), Decimal(0))
+        if want is not None and (superseded or _succeeded(key, want, gross)):
+            service = Period(want.item.service_period.start, want.item.service_period.end)
+            by_line = [(Period(x.period_start, x.period_end), _line_total(x)) for x in past]
+            billed = charged_for(service, by_line, currencies.get(want.line.currency))
         owed = _line_total(want.line) if want is not None else Decimal(0)
         rest = min(owed - billed, owed - (_line_total(before.line) if before is not None else Decimal(0)))
         if want is None or not own or any(st in editable or st is InvoiceStatus.VOIDED for st in own) or rest <= 0:
@@ -806,6 +822,16 @@ def _balances(
         if _billed(first) != _billed(balance) or first.description != balance.description:
             update.append(_refresh(first, balance, now))
     return _Balances(tuple(create), tuple(update), tuple(delete))
+
+
+def _succeeded(key: str, want: _Expected, gross: dict[str, _Expected]) -> bool:
+    """Whether a later version of the fee's item (an add-on bought, changed or taken off) starts
+    where the fee's time ends: that version is billed net of the fee's lines after it."""
+    end = want.item.service_period.end
+    return any(
+        other != key and item_of(other) == item_of(key) and x.item.service_period.start == end
+        for other, x in gross.items()
+    )
 
 
 def _balance(want: _Expected, key: str, rest: Decimal, now: datetime) -> InvoiceLine:

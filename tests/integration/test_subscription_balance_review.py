@@ -15,7 +15,7 @@ import pytest_asyncio
 from domain.billing.apps.models import InstallAppInput, UpdateAppInput
 from domain.billing.invoice_rest import line_rest
 from domain.billing.invoice_states import Action, InvoiceStatus
-from domain.billing.invoices import InvoiceLine, InvoiceWithLines, LineType, ManagedBy
+from domain.billing.invoices import InvoiceLine, InvoiceNowInput, InvoiceWithLines, LineType, ManagedBy
 from domain.billing.models import OverrideUpsertInput, ProfileApps, ProfileCreateInput, WorkflowPatch
 from domain.billing.subscription_sync import BALANCE_OF
 from domain.customers.models import CustomerInput
@@ -40,6 +40,7 @@ from tests.integration.test_subscription_change_billing_review import (
     YEARLY,
     VersionedPlans,
     balances,
+    boosted,
     voided,
     voided_after_pro_was_netted,
 )
@@ -296,3 +297,195 @@ async def test_the_rest_view_of_a_balance_line(env: Env) -> None:
     assert shown["subscription"]["subscription"]["id"] == pro.id
     assert (shown["period"]["from"], shown["period"]["to"]) == (rfc3339(at), rfc3339(DEC))
     assert (shown["price"], shown["quantity"]) == ({"type": "flat", "amount": "20", "paymentTerm": "in_advance"}, "1")
+
+
+async def test_a_chain_with_the_first_invoice_voided_after_both_net_lines_bills_what_was_owed(env: Env) -> None:
+    # team's 30.00 issued Nov 1; pro from Nov 11 (40.00 less team's 20.00: 20.00, issued); max from
+    # Nov 21 (30.00 less team's 10.00 and half of pro's 20.00: 10.00, issued); team's invoice then
+    # voided. Had the void come first, pro would have been issued 40.00 and max 30.00 less half of
+    # it, 10.00: 50.00 for 10 days of pro (20.00) and 10 of max (30.00). pro's 20.00 charged 10.00
+    # for its own ten days (max was netted of the rest), so pro owes 10.00 more, and max, netted of
+    # team's 10.00 no more, 10.00 more: 20 + 10 + 10 + 10 = 50.00, not 40.00.
+    ns = "rb_chain"
+    team, invoice_id = await voidable_month(env, ns)
+    pro = await change(env, ns, team, "pro", NOV + timedelta(days=10))
+    await issue_due(env)
+    await change(env, ns, pro, "max", NOV + timedelta(days=20))
+    await issue_due(env)
+    assert await charged(env, ns) == D(60)
+    await voided(env, ns, invoice_id)
+    assert await env.sync.sync_all() == 2
+    assert sorted(x[1] for x in balances(await all_invoices(env, ns))) == [D(10), D(10)]
+    await issue_due(env)
+    assert await charged(env, ns) == D(50)
+    assert await env.sync.sync_all() == 0
+
+
+async def test_a_chain_with_the_middle_invoice_voided_bills_the_last_fee_net_of_the_first(env: Env) -> None:
+    # As above, but pro's invoice (its 20.00) voided instead: pro's line is forgiven whole, and max
+    # owes 30.00 less team's 10.00, 20.00: 10.00 more. 30 + 10 + 10 = 50.00.
+    ns = "rb_chain_middle"
+    team, _ = await voidable_month(env, ns)
+    pro = await change(env, ns, team, "pro", NOV + timedelta(days=10))
+    await issue_due(env)
+    pro_invoice = await invoice_of(env, ns, pro)
+    await change(env, ns, pro, "max", NOV + timedelta(days=20))
+    await issue_due(env)
+    await voided(env, ns, pro_invoice)
+    assert await env.sync.sync_all() == 1
+    assert [x[1] for x in balances(await all_invoices(env, ns))] == [D(10)]
+    await issue_due(env)
+    assert await charged(env, ns) == D(50)
+    assert await env.sync.sync_all() == 0
+
+
+async def test_a_balance_still_gathering_when_the_successor_is_replaced_follows_its_shorter_time(env: Env) -> None:
+    # pro's 20.00 issued net of team's, team's invoice voided (a 20.00 balance gathering), then pro
+    # changed to max on Nov 21. pro is owed 20.00 for Nov 11-21 and its 20.00 line charged 10.00
+    # of it (max is netted of the other 10.00): the balance becomes 10.00. max bills 30.00 less
+    # pro's 10.00, 20.00. 20 + 10 + 20 = 50.00, what 10 days of pro and 10 of max cost (not 40.00).
+    ns = "rb_gathering_then_max"
+    pro, _ = await voided_after_pro_was_netted(env, ns)
+    await env.sync.sync_all()
+    await change(env, ns, pro, "max", NOV + timedelta(days=20))
+    assert await env.sync.sync_all() == 0
+    said = f"balance for {rfc3339(NOV + timedelta(days=10))} - {rfc3339(NOV + timedelta(days=20))}: 10.00"
+    ((status, amount, description),) = balances(await all_invoices(env, ns))
+    assert (status, amount) == (InvoiceStatus.GATHERING, D(10))
+    assert description is not None and description.startswith(said)
+    await issue_due(env)
+    assert await charged(env, ns) == D(50)
+    assert await env.sync.sync_all() == 0
+
+
+async def test_a_successor_replaced_after_its_balance_was_issued_is_netted_of_both(env: Env) -> None:
+    # pro's 20.00 and its 20.00 balance issued (40.00 for Nov 11 - Dec 1), then max on Nov 21:
+    # 30.00 less half of pro's 40.00, 10.00. 20 + 20 + 10 = 50.00, and no balance for pro (its
+    # 40.00 charged 20.00 for its ten days, what they cost).
+    ns = "rb_balance_then_max"
+    pro, _ = await voided_after_pro_was_netted(env, ns)
+    await env.sync.sync_all()
+    await issue_due(env)
+    await change(env, ns, pro, "max", NOV + timedelta(days=20))
+    await issue_due(env)
+    assert await env.sync.sync_all() == 0
+    assert await charged(env, ns) == D(50)
+
+
+async def test_a_version_of_the_fee_issued_before_the_void_owes_its_own_time(env: Env) -> None:
+    # team's 30.00 issued Nov 1; pro from Nov 11 (20.00, issued); +5.00 on pro on Nov 21: 21.67
+    # less team's 10.00 and half of pro's 20.00, 1.67 (issued); team's invoice voided. Had the void
+    # come first: pro 40.00, the add-on's version 21.67 less half of it, 1.67: 41.67. pro's 20.00
+    # charged 10.00 for Nov 11-21 (the add-on's version was netted of the rest): 10.00 more; the
+    # add-on's version, netted of team's 10.00 no more: 10.00 more. 20 + 1.67 + 10 + 10 = 41.67.
+    ns = "rb_version"
+    team, invoice_id = await voidable_month(env, ns)
+    pro = await change(env, ns, team, "pro", NOV + timedelta(days=10))
+    await issue_due(env)
+    await boosted(env, ns, pro, NOV + timedelta(days=20))
+    await issue_due(env)
+    await voided(env, ns, invoice_id)
+    assert await env.sync.sync_all() == 2
+    assert sorted(x[1] for x in balances(await all_invoices(env, ns))) == [D(10), D(10)]
+    await issue_due(env)
+    assert await charged(env, ns) == D("41.67")
+    assert await env.sync.sync_all() == 0
+
+
+async def test_two_invoices_voided_in_a_row_bill_each_version_its_own_time(env: Env) -> None:
+    # team's 30.00 issued Nov 1 (invoice 1); +5.00 on Nov 5: 35.00 x 26/30 = 30.33 less team's 26.00,
+    # 4.33 (invoice 2); pro on Nov 11: 40.00 less team's 20.00 and 20/26 of the 4.33, 16.67.
+    # Invoice 1 voided: the add-on's version owes 7.00 for Nov 5-11 and its 4.33 charged 1.00 of
+    # it (pro was netted of the rest): 6.00 more; pro, netted of team's 20.00 no more, 20.00 more.
+    # 4.33 + 6 + 16.67 + 20 = 47.00, what 6 days with the add-on and 20 of pro cost (team's 4 days
+    # forgiven).
+    ns = "rb_two_voids"
+    team, first = await voidable_month(env, ns)
+    team = await boosted(env, ns, team, NOV + timedelta(days=4))
+    await issue_due(env)
+    (second,) = [
+        f.invoice.id
+        for f in await all_invoices(env, ns)
+        if f.invoice.status is not InvoiceStatus.GATHERING
+        and any(x.period_start == NOV + timedelta(days=4) for x in f.lines)
+    ]
+    await change(env, ns, team, "pro", NOV + timedelta(days=10))
+    await issue_due(env)
+    await voided(env, ns, first)
+    assert await env.sync.sync_all() == 2
+    assert sorted(x[1] for x in balances(await all_invoices(env, ns))) == [D(6), D(20)]
+    await issue_due(env)
+    assert await charged(env, ns) == D(47)
+    assert await env.sync.sync_all() == 0
+    # Invoice 2 voided as well: the add-on's version is forgiven whole (its own line voided), and
+    # pro owes 40.00 less nothing: 16.67 + 20.00 + 3.33 more. 6.00's invoice is not voided and
+    # stays charged: 46.00.
+    await voided(env, ns, second)
+    assert await env.sync.sync_all() == 1
+    await issue_due(env)
+    assert sorted(x[1] for x in balances(await all_invoices(env, ns))) == [D("3.33"), D(6), D(20)]
+    assert await charged(env, ns) == D(46)
+    assert await env.sync.sync_all() == 0
+
+
+async def test_a_versions_balance_issued_first_does_not_credit_the_next_version(env: Env) -> None:
+    # As above, invoice 1 voided, but the add-on's version is synced and its 6.00 balance (for
+    # Nov 5-11, its own time) issued before pro is synced: pro is netted of 20/26 of the 4.33 its
+    # line charged for Nov 5 - Dec 1, not of a share of the 6.00 too (spread with the line over
+    # Nov 5 - Dec 1, it would credit pro 7.95 and its balance would be 15.38): 20.00 more, 47.00.
+    ns = "rb_version_first"
+    team, first = await voidable_month(env, ns)
+    team = await boosted(env, ns, team, NOV + timedelta(days=4))
+    await issue_due(env)
+    pro = await change(env, ns, team, "pro", NOV + timedelta(days=10))
+    await issue_due(env)
+    await voided(env, ns, first)
+    (ended,) = [s for s in await env.subscriptions.list_for_customer(ns, "c1") if s.id == team.id]
+    assert await env.sync.sync(ended) == 1
+    (balance,) = gathering_balances(await all_invoices(env, ns))
+    # Invoiced at once, before a pass (which would sync pro first) could.
+    await env.invoices.invoice_now(ns, InvoiceNowInput(pro.customer_id, line_ids=[balance.id]))
+    assert balances(await all_invoices(env, ns))[0][:2] == (InvoiceStatus.PAYMENT_PROCESSING, D(6))
+    assert await env.sync.sync(pro) == 1
+    assert sorted(x[1] for x in balances(await all_invoices(env, ns))) == [D(6), D(20)]
+    await issue_due(env)
+    assert await charged(env, ns) == D(47)
+    assert await env.sync.sync_all() == 0
+
+
+async def test_a_balance_still_gathering_when_an_add_on_splits_the_fee_follows_its_shorter_time(env: Env) -> None:
+    # pro's 20.00 issued net of team's, team's invoice voided (a 20.00 balance gathering), then
+    # +5.00 on pro on Nov 21: pro's first version is owed 20.00 for Nov 11-21 and its 20.00 line
+    # charged 10.00 of it, so its balance becomes 10.00; the add-on's version bills 21.67 less the
+    # other 10.00 of pro's line, 11.67. 20 + 10 + 11.67 = 41.67, what 10 days of pro and 10 with
+    # the add-on cost (not 31.67).
+    ns = "rb_gathering_then_addon"
+    pro, _ = await voided_after_pro_was_netted(env, ns)
+    await env.sync.sync_all()
+    await boosted(env, ns, pro, NOV + timedelta(days=20))
+    assert [x[:2] for x in balances(await all_invoices(env, ns))] == [(InvoiceStatus.GATHERING, D(10))]
+    await issue_due(env)
+    assert await charged(env, ns) == D("41.67")
+    assert await env.sync.sync_all() == 0
+
+
+async def test_a_deleted_draft_gives_its_balance_back_to_the_gathering_invoice(env: Env) -> None:
+    # Invoices wait for approval. pro's 20.00 issued net of team's, team's invoice voided, the
+    # 20.00 balance collected onto a draft that is then deleted: the balance goes back to the
+    # gathering invoice, still 20.00 and still the system's, and the sync makes no second one.
+    ns = "rb_draft_deleted"
+    team, invoice_id = await voidable_month(env, ns, approve=False)
+    await change(env, ns, team, "pro", NOV + timedelta(days=10))
+    await issue_due(env)
+    (draft,) = [f for f in await all_invoices(env, ns) if f.invoice.status is InvoiceStatus.DRAFT]
+    await env.invoices.act(ns, draft.invoice.id, Action.APPROVE)
+    await voided(env, ns, invoice_id)
+    await env.sync.sync_all()
+    await issue_due(env)
+    (draft,) = [f for f in await all_invoices(env, ns) if f.invoice.status is InvoiceStatus.DRAFT]
+    assert [x.metadata.get(BALANCE_OF) is not None for x in draft.lines if x.parent_line_id is None] == [True]
+    await env.invoices.delete(ns, draft.invoice.id)
+    assert await env.sync.sync_all() == 0
+    (balance,) = gathering_balances(await all_invoices(env, ns))
+    assert (balance.managed_by, balance.per_unit_amount) == (ManagedBy.SYSTEM, D(20))
+    assert [x[:2] for x in balances(await all_invoices(env, ns))] == [(InvoiceStatus.GATHERING, D(20))]
