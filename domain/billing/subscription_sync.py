@@ -182,14 +182,15 @@ class SubscriptionSync:
         for namespace, members in by_namespace.items():
             for start in range(0, len(members), _CHECK_CHUNK):
                 chunk = members[start : start + _CHECK_CHUNK]
-                chains = await self._replaced(namespace, chunk)
+                chains, whole = await self._replaced(namespace, chunk)
                 ids = list(dict.fromkeys([s.id for s in chunk] + [x.id for c in chains.values() for x in c]))
                 async with self._uow() as tx:
                     held = await tx.invoices.subscription_lines(namespace, ids)
                 for subscription in chunk:
                     try:
                         mine, editable = held[subscription.id], self._editable()
-                        replaced = _replaced_fees(subscription, chains[subscription.id], held)
+                        chain_fees = _replaced_fees(subscription, chains[subscription.id], held)
+                        replaced = {} if subscription.customer_id in whole else chain_fees
                         _, _, plan, balances = _planned(
                             await self._expected(subscription, now),
                             mine,
@@ -197,6 +198,7 @@ class SubscriptionSync:
                             replaced,
                             now,
                             SUPERSEDING_ANNOTATION in subscription.annotations,
+                            chain_fees,
                         )
                     except Exception:
                         # Synced on its own, where its failure is reported without holding back
@@ -212,18 +214,22 @@ class SubscriptionSync:
         lines were created, changed or removed (0 when they already match)."""
         now = self._clock()
         expected = await self._expected(subscription, now)
-        chain = (await self._replaced(subscription.namespace, [subscription]))[subscription.id]
+        chains, whole = await self._replaced(subscription.namespace, [subscription])
+        chain, netted = chains[subscription.id], subscription.customer_id not in whole
         # Another sync may make the gathering invoice or a line first: then plan again against it.
-        return await again_on_conflict(lambda: self._apply(subscription, expected, chain, now))
+        return await again_on_conflict(lambda: self._apply(subscription, expected, chain, netted, now))
 
-    async def _replaced(self, namespace: str, subscriptions: Sequence[Subscription]) -> dict[str, list[Subscription]]:
+    async def _replaced(
+        self, namespace: str, subscriptions: Sequence[Subscription]
+    ) -> tuple[dict[str, list[Subscription]], set[str]]:
         """Each subscription's chain of those plan changes replaced on the way to it, latest first,
         whose issued fees it is billed net of: one read for their customers (none when no plan
         change made any of them: a pass over subscriptions all migrated to a new plan version reads
-        once per chunk, not once each). None for a customer whose workflow bills the period a
-        subscription ends in whole (bill_full_period): the replaced plan's fee for the period it
-        ended in is owed whole, issued or not (not yet issued, its line is billed whole too), so
-        it is no credit for the new plan's time."""
+        once per chunk, not once each); and those of the customers with a chain whose workflow
+        bills the period a subscription ends in whole (bill_full_period): the replaced plan's fee
+        for the period it ended in is owed whole, issued or not (not yet issued, its line is billed
+        whole too), so it is no credit for the new plan's time. Their chains still say what a void
+        took back from a fee netted before the workflow changed (`_balances`)."""
         changed = [s for s in subscriptions if PREVIOUS_ANNOTATION in s.annotations]
         found: dict[str, list[Subscription]] = {}
         if changed:
@@ -232,10 +238,8 @@ class SubscriptionSync:
                 found.setdefault(other.customer_id, []).append(other)
         chains = {s.id: replaced_chain(s, found.get(s.customer_id, [])) for s in subscriptions}
         with_chain = sorted({s.customer_id for s in subscriptions if chains[s.id]})
-        if with_chain:
-            whole = await self._bill_full_period_at_end(namespace, with_chain)
-            chains = {s.id: [] if s.customer_id in whole else chains[s.id] for s in subscriptions}
-        return chains
+        whole = await self._bill_full_period_at_end(namespace, with_chain) if with_chain else set()
+        return chains, whole
 
     async def _bill_full_period_at_end(self, namespace: str, customer_ids: Sequence[str]) -> set[str]:
         """Those of the customers whose workflow's subscriptionEndProrationMode is
@@ -281,8 +285,14 @@ class SubscriptionSync:
         return {InvoiceStatus.GATHERING} | ({InvoiceStatus.DRAFT} if self._drafts is not None else set())
 
     async def _apply(
-        self, subscription: Subscription, expected: dict[str, _Expected], chain: list[Subscription], now: datetime
+        self,
+        subscription: Subscription,
+        expected: dict[str, _Expected],
+        chain: list[Subscription],
+        netted: bool,
+        now: datetime,
     ) -> int:
+        """`netted`: the subscription's fees are billed net of its chain's (not under bill_full_period)."""
         ns = subscription.namespace
         async with self._uow() as tx:
             if self._drafts is not None:
@@ -298,13 +308,15 @@ class SubscriptionSync:
             held = await tx.invoices.subscription_lines(ns, [subscription.id, *(x.id for x in chain)])
             editable = self._editable()
             # Netted here, against the lines read under the lock: what is issued no longer changes.
+            chain_fees = _replaced_fees(subscription, chain, held)
             expected, parts, plan, balances = _planned(
                 expected,
                 held[subscription.id],
                 editable,
-                _replaced_fees(subscription, chain, held),
+                chain_fees if netted else {},
                 now,
                 SUPERSEDING_ANNOTATION in subscription.annotations,
+                chain_fees,
             )
             if plan.empty and balances.empty:
                 return 0
@@ -739,23 +751,31 @@ def _planned(
     replaced: Mapping[str, Sequence[tuple[InvoiceLine, InvoiceStatus]]],
     now: datetime,
     superseded: bool = False,
+    chain: Mapping[str, Sequence[tuple[InvoiceLine, InvoiceStatus]]] | None = None,
 ) -> tuple[dict[str, _Expected], dict[str, list[tuple[InvoiceLine, InvoiceStatus]]], SyncPlan, _Balances]:
     """What the subscription's lines should be (`gross`, its billable items' lines, netted of what
     issued lines charged), its held lines by sync key, and what to change: the sync's plan and the
     balances (`superseded`: a plan change replaced the subscription, whose successor nets its fees'
-    time after the change)."""
+    time after the change; `chain`: the fees of the subscriptions it replaced, `replaced` unless
+    the workflow now bills a replaced plan's cut period whole, when they are netted no more but
+    still say what a void took back from a fee netted before)."""
     expected = _net_of_issued(gross, held, editable, replaced)
     parts, plan = _plan(expected, held, editable)
-    lines = [*held, *(x for fee in replaced.values() for x in fee)]
+    chain = replaced if chain is None else chain
+    lines = [*held, *(x for fee in chain.values() for x in fee)]
     voided = any(st is InvoiceStatus.VOIDED and x.type is LineType.FLAT_FEE for x, st in lines)
-    # Netted as if nothing had been voided: what voids took back from the netting (none without one).
-    unvoided = _net_of_issued(gross, held, editable, replaced, voided_too=True) if voided else expected
-    return expected, parts, plan, _balances(gross, expected, unvoided, held, editable, now, superseded)
+    # Netted now and as if nothing had been voided: what voids took back from the netting (none
+    # without one).
+    now_netted = expected if chain is replaced else _net_of_issued(gross, held, editable, chain)
+    unvoided = _net_of_issued(gross, held, editable, chain, voided_too=True) if voided else now_netted
+    balances = _balances(gross, expected, now_netted, unvoided, held, editable, now, superseded)
+    return expected, parts, plan, balances
 
 
 def _balances(
     gross: dict[str, _Expected],
     expected: dict[str, _Expected],
+    netted: dict[str, _Expected],
     unvoided: dict[str, _Expected],
     held: Sequence[tuple[InvoiceLine, InvoiceStatus]],
     editable: set[InvoiceStatus],
@@ -765,8 +785,10 @@ def _balances(
     """A flat fee issued net of a line whose invoice was voided since bills what it was netted of
     as a balance line, as it would have been billed had the void come first: pro's 40.00 for
     Nov 11 - Dec 1 issued as 20.00 net of team's 30.00, team's invoice then voided, bills 20.00
-    more. The balance is what the void took back from the netting (`expected` against `unvoided`,
-    the fee netted as if voided invoices still charged), at most what the fee is owed beyond what
+    more. The balance is what the void took back from the netting (`netted`, the fee netted now,
+    against `unvoided`, as if voided invoices still charged; both of the chain's fees even when a
+    workflow switched to bill_full_period nets them no more), at most what the fee is owed
+    (`expected`) beyond what
     its lines on invoices past gathering billed; those count voided ones too (a void forgives what
     its own invoice charged, no more), so a voided balance is not billed again. A fee cut short
     after its issue by what bills its time after the cut (a plan change, `superseded`; a later
@@ -809,7 +831,8 @@ def _balances(
             by_line = [(Period(x.period_start, x.period_end), _line_total(x)) for x in past]
             billed = charged_for(service, by_line, currencies.get(want.line.currency))
         owed = _line_total(want.line) if want is not None else Decimal(0)
-        rest = min(owed - billed, owed - (_line_total(before.line) if before is not None else Decimal(0)))
+        taken = _line_total(found.line) if (found := netted.get(key)) is not None else Decimal(0)
+        rest = min(owed - billed, taken - (_line_total(before.line) if before is not None else Decimal(0)))
         if want is None or not own or any(st in editable or st is InvoiceStatus.VOIDED for st in own) or rest <= 0:
             delete.extend(x.id for x in gathering)
             continue

@@ -16,7 +16,7 @@ from domain.billing.apps.models import InstallAppInput, UpdateAppInput
 from domain.billing.invoice_rest import line_rest
 from domain.billing.invoice_states import Action, InvoiceStatus
 from domain.billing.invoices import InvoiceLine, InvoiceNowInput, InvoiceWithLines, LineType, ManagedBy
-from domain.billing.models import OverrideUpsertInput, ProfileApps, ProfileCreateInput, WorkflowPatch
+from domain.billing.models import OverrideUpsertInput, ProfileApps, ProfileCreateInput, ProrationMode, WorkflowPatch
 from domain.billing.subscription_sync import BALANCE_OF
 from domain.customers.models import CustomerInput
 from domain.subscriptions.models import CreateSubscriptionInput, PlanSelector, Subscription, Timing
@@ -489,3 +489,40 @@ async def test_a_deleted_draft_gives_its_balance_back_to_the_gathering_invoice(e
     (balance,) = gathering_balances(await all_invoices(env, ns))
     assert (balance.managed_by, balance.per_unit_amount) == (ManagedBy.SYSTEM, D(20))
     assert [x[:2] for x in balances(await all_invoices(env, ns))] == [(InvoiceStatus.GATHERING, D(20))]
+
+
+async def whole_periods(env: Env, ns: str) -> None:
+    """The customer's workflow switched to bill the period a subscription ends in whole
+    (bill_full_period), its billing profile kept."""
+    effective = await env.profiles.effective_profile(ns, "c1")
+    whole = WorkflowPatch(subscription_end_proration_mode=ProrationMode.BILL_FULL_PERIOD)
+    await env.profiles.upsert_override(ns, "c1", OverrideUpsertInput(profile_id=effective.profile.id, workflow=whole))
+
+
+async def test_a_workflow_switched_to_bill_full_period_keeps_what_a_void_took_back(env: Env) -> None:
+    # pro's 40.00 for Nov 11 - Dec 1 issued as 20.00 net of team's 20.00, team's invoice voided:
+    # a 20.00 balance gathering. The workflow then bills a replaced plan's cut period whole, so
+    # team's line is no credit for pro's days any more: pro is owed 40.00 either way, and the
+    # balance stays 20.00 (40.00 in all, not 20.00: the switch alone moves nothing issued, the
+    # void's take-back is still owed).
+    ns = "rb_switch_after_void"
+    await voided_after_pro_was_netted(env, ns)
+    await env.sync.sync_all()
+    await whole_periods(env, ns)
+    assert await env.sync.sync_all() == 0
+    assert [x[:2] for x in balances(await all_invoices(env, ns))] == [(InvoiceStatus.GATHERING, D(20))]
+    await issue_due(env)
+    assert await charged(env, ns) == D(40)
+
+    # The workflow switched first, team's invoice voided after: the same 20.00 balance.
+    ns = "rb_switch_before_void"
+    team, invoice_id = await voidable_month(env, ns)
+    await change(env, ns, team, "pro", NOV + timedelta(days=10))
+    await issue_due(env)
+    await whole_periods(env, ns)
+    assert await env.sync.sync_all() == 0
+    await voided(env, ns, invoice_id)
+    assert await env.sync.sync_all() == 1
+    await issue_due(env)
+    assert await charged(env, ns) == D(40)
+    assert await env.sync.sync_all() == 0
