@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.support.metering import unique
 from tests.support.stack import TallyProcess
@@ -42,13 +43,13 @@ def by_status(items: list[dict[str, Any]], status: str) -> list[dict[str, Any]]:
     return [i for i in items if i["status"] == status]
 
 
-async def published_plan(http: httpx.AsyncClient, base: str, feature: str | None = None) -> str:
-    """A monthly plan with an in-advance base fee of `base` (and calls of `feature` at 0.01 each),
-    published; returns its key."""
+async def published_plan(http: httpx.AsyncClient, base: str, feature: str | None = None, fee_key: str = "base") -> str:
+    """A monthly plan with an in-advance base fee of `base` under the rate-card key `fee_key` (and
+    calls of `feature` at 0.01 each), published; returns its key."""
     cards: list[dict[str, Any]] = [
         {
             "type": "flat_fee",
-            "key": "base",
+            "key": fee_key,
             "name": "Base",
             "billingCadence": "P1M",
             "price": {"type": "flat", "amount": base, "paymentTerm": "in_advance"},
@@ -137,15 +138,19 @@ async def test_a_subscription_is_billed_by_the_billing_role(tally: TallyProcess)
         )
 
 
-async def test_an_upgrade_after_the_months_fee_was_paid_bills_the_new_fee_net_of_it(tally: TallyProcess) -> None:
+@pytest.mark.parametrize("new_fee_key", ["base", "platform"])
+async def test_an_upgrade_after_the_months_fee_was_paid_bills_the_new_fee_net_of_it(
+    tally: TallyProcess, new_fee_key: str
+) -> None:
     # The month's 25.00 is paid at once (sandbox app); the change to a 50.00 plan a few seconds
     # later bills the new fee for the rest of the month less what the paid line charged for it:
-    # 25.00, not 50.00 on top (docs/billing.md: a fee's later version is billed net of what was issued).
+    # 25.00, not 50.00 on top (docs/billing.md: a fee's later version is billed net of what was
+    # issued), whether the new plan keeps the fee's rate-card key or names its one fee otherwise.
     async with httpx.AsyncClient(base_url=tally.rest_url, timeout=30) as http:
         customer, sub = await subscribed(http, await published_plan(http, "25"))
         items = await until(http, customer["id"], lambda xs: len(by_status(xs, "paid")) == 1, "the 25.00 paid")
         (paid,) = by_status(items, "paid")
-        pro = await published_plan(http, "50")
+        pro = await published_plan(http, "50", fee_key=new_fee_key)
         changed = await ok(
             await http.post(
                 f"/api/v1/subscriptions/{sub['id']}/change", json={"plan": {"key": pro}, "timing": "immediate"}
