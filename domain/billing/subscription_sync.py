@@ -188,17 +188,14 @@ class SubscriptionSync:
                     held = await tx.invoices.subscription_lines(namespace, ids)
                 for subscription in chunk:
                     try:
-                        mine, editable = held[subscription.id], self._editable()
-                        chain_fees = _replaced_fees(subscription, chains[subscription.id], held)
-                        replaced = {} if subscription.customer_id in whole else chain_fees
                         _, _, plan, balances = _planned(
+                            subscription,
                             await self._expected(subscription, now),
-                            mine,
-                            editable,
-                            replaced,
+                            held,
+                            chains[subscription.id],
+                            subscription.customer_id not in whole,
+                            self._editable(),
                             now,
-                            SUPERSEDING_ANNOTATION in subscription.annotations,
-                            chain_fees,
                         )
                     except Exception:
                         # Synced on its own, where its failure is reported without holding back
@@ -308,16 +305,7 @@ class SubscriptionSync:
             held = await tx.invoices.subscription_lines(ns, [subscription.id, *(x.id for x in chain)])
             editable = self._editable()
             # Netted here, against the lines read under the lock: what is issued no longer changes.
-            chain_fees = _replaced_fees(subscription, chain, held)
-            expected, parts, plan, balances = _planned(
-                expected,
-                held[subscription.id],
-                editable,
-                chain_fees if netted else {},
-                now,
-                SUPERSEDING_ANNOTATION in subscription.annotations,
-                chain_fees,
-            )
+            expected, parts, plan, balances = _planned(subscription, expected, held, chain, netted, editable, now)
             if plan.empty and balances.empty:
                 return 0
             changed_on_drafts = 0
@@ -602,13 +590,12 @@ def _plan_fees(subscription: Subscription) -> set[str]:
     }
 
 
-def _same_fees(replaced: Subscription, successor: Subscription) -> dict[str, str]:
-    """Which fee of the successor each recurring flat fee of the replaced plan is (its rate-card
-    key there): the one with the same key, and where each plan has exactly one fee the other does
-    not name, those two (team's "base" and pro's "platform": the plan's fee under another name). A
-    fee that matches none is no earlier version of any (two or more unmatched on either side:
-    which pairs with which cannot be told)."""
-    old, new = _plan_fees(replaced), _plan_fees(successor)
+def _same_fees(old: set[str], new: set[str]) -> dict[str, str]:
+    """Which fee of the successor (its plan fees' keys `new`) each recurring flat fee of the
+    replaced plan (`old`) is: the one with the same key, and where each plan has exactly one fee the
+    other does not name, those two (team's "base" and pro's "platform": the plan's fee under another
+    name). A fee that matches none is no earlier version of any (two or more unmatched on either
+    side: which pairs with which cannot be told)."""
     out = {key: key for key in old & new}
     (unmatched_old, unmatched_new) = (old - new, new - old)
     if len(unmatched_old) == 1 and len(unmatched_new) == 1:
@@ -631,12 +618,13 @@ def _replaced_fees(
     mine = _plan_fees(subscription)
     # The successor's fees' keys -> `subscription`'s, at each step down the chain.
     to_mine = {key: key for key in mine}
-    successor = subscription
+    successor_fees = mine
     for replaced in chain:
-        to_mine = {old: to_mine[new] for old, new in _same_fees(replaced, successor).items() if new in to_mine}
+        fees = _plan_fees(replaced)
+        to_mine = {old: to_mine[new] for old, new in _same_fees(fees, successor_fees).items() if new in to_mine}
         # A fee under `subscription`'s own key is its earlier version wherever it is in the chain.
-        to_mine.update((key, key) for key in _plan_fees(replaced) & mine)
-        successor = replaced
+        to_mine.update((key, key) for key in fees & mine)
+        successor_fees = fees
         if not replaced.pro_rating.enabled:
             continue
         recurring = {
@@ -745,30 +733,34 @@ class _Balances:
 
 
 def _planned(
+    subscription: Subscription,
     gross: dict[str, _Expected],
-    held: Sequence[tuple[InvoiceLine, InvoiceStatus]],
+    held: dict[str, list[tuple[InvoiceLine, InvoiceStatus]]],
+    chain: Sequence[Subscription],
+    netted: bool,
     editable: set[InvoiceStatus],
-    replaced: Mapping[str, Sequence[tuple[InvoiceLine, InvoiceStatus]]],
     now: datetime,
-    superseded: bool = False,
-    chain: Mapping[str, Sequence[tuple[InvoiceLine, InvoiceStatus]]] | None = None,
 ) -> tuple[dict[str, _Expected], dict[str, list[tuple[InvoiceLine, InvoiceStatus]]], SyncPlan, _Balances]:
     """What the subscription's lines should be (`gross`, its billable items' lines, netted of what
     issued lines charged), its held lines by sync key, and what to change: the sync's plan and the
-    balances (`superseded`: a plan change replaced the subscription, whose successor nets its fees'
-    time after the change; `chain`: the fees of the subscriptions it replaced, `replaced` unless
-    the workflow now bills a replaced plan's cut period whole, when they are netted no more but
-    still say what a void took back from a fee netted before)."""
-    expected = _net_of_issued(gross, held, editable, replaced)
-    parts, plan = _plan(expected, held, editable)
-    chain = replaced if chain is None else chain
-    lines = [*held, *(x for fee in chain.values() for x in fee)]
+    balances. `held`: the lines of the subscription and of its `chain` (those plan changes
+    replaced on the way to it), whose fees it is billed net of when `netted` (not when the workflow
+    now bills a replaced plan's cut period whole: they still say what a void took back from a fee
+    netted before)."""
+    mine = held[subscription.id]
+    chain_fees = _replaced_fees(subscription, chain, held)
+    replaced = chain_fees if netted else {}
+    expected = _net_of_issued(gross, mine, editable, replaced)
+    parts, plan = _plan(expected, mine, editable)
+    lines = [*mine, *(x for fee in chain_fees.values() for x in fee)]
     voided = any(st is InvoiceStatus.VOIDED and x.type is LineType.FLAT_FEE for x, st in lines)
     # Netted now and as if nothing had been voided: what voids took back from the netting (none
     # without one).
-    now_netted = expected if chain is replaced else _net_of_issued(gross, held, editable, chain)
-    unvoided = _net_of_issued(gross, held, editable, chain, voided_too=True) if voided else now_netted
-    balances = _balances(gross, expected, now_netted, unvoided, held, editable, now, superseded)
+    now_netted = expected if netted else _net_of_issued(gross, mine, editable, chain_fees)
+    unvoided = _net_of_issued(gross, mine, editable, chain_fees, voided_too=True) if voided else now_netted
+    # Replaced by a plan change: its successor nets the fees' time after the change.
+    superseded = SUPERSEDING_ANNOTATION in subscription.annotations
+    balances = _balances(gross, expected, now_netted, unvoided, mine, editable, now, superseded)
     return expected, parts, plan, balances
 
 
