@@ -325,6 +325,9 @@ class InvoiceLineRow(SQLModel, table=True):
     subscription_billing_period_end: datetime | None = _tz(default=None, nullable=True)
     # A late-usage correction's event subjects (migration 0024); NULL: its invoice's.
     usage_subjects: list[str] | None = _json("usage_subjects", nullable=True)
+    # On a voided invoice, what the void did with the line (migration 0026): "discard" (NULL too:
+    # it still counts as billed) or "pending" (billed again: it no longer counts).
+    void_action: str | None = None
     meta: dict[str, str] = _json("metadata")
     # The line's ID in the invoicing app (custom invoicing's lineExternalIds).
     invoicing_external_id: str | None = None

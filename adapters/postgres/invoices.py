@@ -52,6 +52,7 @@ from domain.billing.invoices import (
     StoredIssue,
     SubscriptionRef,
     Totals,
+    VoidLineAction,
 )
 from domain.billing.models import Workflow
 from domain.catalog.prices import NO_DISCOUNTS, Discounts, Price, parse_price
@@ -389,6 +390,7 @@ def _line(row: Any) -> InvoiceLine:
         deleted_at=row.deleted_at,
         invoicing_external_id=row.invoicing_external_id,
         usage_subjects=tuple(row.usage_subjects) if row.usage_subjects is not None else None,
+        void_action=VoidLineAction(row.void_action) if row.void_action is not None else None,
     )
 
 
@@ -465,6 +467,7 @@ def _line_values(line: InvoiceLine) -> dict[str, Any]:
         meta=dict(line.metadata),
         invoicing_external_id=line.invoicing_external_id,
         usage_subjects=list(line.usage_subjects) if line.usage_subjects is not None else None,
+        void_action=line.void_action.value if line.void_action is not None else None,
         created_at=line.created_at,
         updated_at=line.updated_at,
         deleted_at=line.deleted_at,
@@ -577,6 +580,20 @@ _SETTLED_OR_GATHERING = [
     )
 ]
 _NOT_BILLED = (InvoiceStatus.GATHERING.value, InvoiceStatus.VOIDED.value, InvoiceStatus.DELETED.value)
+
+
+def _discarded_by_a_void(lines: Any, invoices: Any) -> Any:
+    """A line of a voided invoice that the void discarded (forgiven, so it still counts as billed;
+    NULL: an app's void) rather than put back to be billed again (VoidLineAction)."""
+    return and_(
+        col(invoices.status) == InvoiceStatus.VOIDED.value,
+        func.coalesce(col(lines.void_action), VoidLineAction.DISCARD.value) != VoidLineAction.PENDING.value,
+    )
+
+
+# A line that counts as billed for its period key: on an invoice past gathering and not deleted,
+# or discarded by a void.
+_COUNTS_AS_BILLED = or_(col(InvoiceRow.status).not_in(_NOT_BILLED), _discarded_by_a_void(InvoiceLineRow, InvoiceRow))
 # Issued invoices that count: their lines' quantities are final.
 _ISSUED = tuple(
     s.value
@@ -615,14 +632,15 @@ _ISSUED_INVOICE = aliased(InvoiceRow)
 
 def _issued_usage_line(lines: Any, invoices: Any) -> tuple[Any, ...]:
     """A top-level usage line billing a period (the predicate of billing_invoice_lines_usage_ended,
-    whole, so that index applies) on a live invoice that was issued and still counts."""
+    whole, so that index applies) on a live invoice that was issued and still counts (voided, if
+    the void discarded the line: it forgave what the line billed, not usage stored since)."""
     return (
         lines.type == LineType.USAGE_BASED.value,
         lines.period_key.is_not(None),
         lines.parent_line_id.is_(None),
         lines.deleted_at.is_(None),
         col(invoices.deleted_at).is_(None),
-        col(invoices.status).in_(_ISSUED),
+        or_(col(invoices.status).in_(_ISSUED), _discarded_by_a_void(lines, invoices)),
     )
 
 
@@ -972,7 +990,7 @@ class PostgresInvoiceRepository:
                 namespace,
                 period_keys,
             )
-            .where(col(InvoiceRow.status).not_in(_NOT_BILLED))
+            .where(_COUNTS_AS_BILLED)
             .group_by(col(InvoiceLineRow.period_key))
         )
         if exclude_invoice_id is not None:
@@ -1002,7 +1020,7 @@ class PostgresInvoiceRepository:
                 namespace,
                 period_keys,
             )
-            .where(col(InvoiceRow.status).not_in(_NOT_BILLED))
+            .where(_COUNTS_AS_BILLED)
             .group_by(col(InvoiceLineRow.period_key), col(InvoiceRow.id))
         )
         out: dict[str, dict[str, Billed]] = {}

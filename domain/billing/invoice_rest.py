@@ -40,6 +40,9 @@ from domain.billing.invoices import (
     PendingLineInput,
     PendingLinesInput,
     Totals,
+    VoidAction,
+    VoidInput,
+    VoidLineAction,
 )
 from domain.catalog.prices import Discounts, FlatPrice, PaymentTerm, Price, parse_discounts, parse_price
 from domain.catalog.ratecards import TaxConfig, merge_tax_configs, parse_tax_config
@@ -516,6 +519,59 @@ def parse_invoice_now(data: Obj) -> InvoiceNowInput:
         override = None
     r.issues.raise_if_errors()
     return InvoiceNowInput(customer or "", as_of, tuple(line_ids), override)
+
+
+_VOID_KINDS = tuple(k.value for k in VoidLineAction)
+
+
+def _void_action(r: Reader, raw: Any, path: str) -> VoidAction | None:
+    """VoidInvoiceActionCreate(Item): `percentage` (100: the whole line; anything less would take
+    part of a charge back, which needs a credit note) and `action` (discard, or pending with an
+    optional `nextInvoiceAt`)."""
+    data = r.obj(raw, path)
+    if data is None:
+        return None
+    percentage = data.get("percentage")
+    if percentage is not None and (isinstance(percentage, bool) or percentage != 100):
+        r.issues.error(
+            join(path, "percentage"),
+            "must be 100: a void takes back each line whole (part of a line would need a credit note, "
+            "which Tally does not have)",
+            "unsupported",
+        )
+    inner = r.obj(data.get("action"), join(path, "action"))
+    if inner is None:
+        return None
+    kind = r.choice(inner, "type", join(path, "action"), _VOID_KINDS, required=True)
+    at = _time_in(r, inner, "nextInvoiceAt", join(path, "action"))
+    if at is not None and kind == VoidLineAction.DISCARD:
+        r.issues.error(join(path, "action.nextInvoiceAt"), "only with type pending", "invalid")
+    return VoidAction(VoidLineAction(kind), at) if kind is not None else None
+
+
+def parse_void(data: Obj) -> VoidInput:
+    """VoidInvoiceActionInput: the reason, the action for every line (Tally: discard when left
+    out; OpenMeter requires it) and per-line overrides."""
+    r = Reader()
+    raw_reason = r.string(data, "reason", "", required=True)
+    reason = (raw_reason or "").strip()
+    if raw_reason is not None and not reason:
+        r.issues.error("reason", "required: say why the invoice is voided", "required")
+    action = _void_action(r, data["action"], "action") if data.get("action") is not None else VoidAction()
+    overrides: dict[str, VoidAction] = {}
+    for i, raw in enumerate(r.list(data, "overrides", "")):
+        path = f"overrides[{i}]"
+        item = r.obj(raw, path)
+        if item is None:
+            continue
+        line_id = r.string(item, "lineId", path, required=True)
+        if line_id is not None and line_id in overrides:
+            r.issues.error(join(path, "lineId"), f"line {line_id} is named by an earlier override", "duplicate")
+        found = _void_action(r, item.get("action"), join(path, "action"))
+        if line_id is not None and found is not None:
+            overrides[line_id] = found
+    r.issues.raise_if_errors()
+    return VoidInput(reason, action or VoidAction(), overrides)
 
 
 def parse_sent_to_customer_at(text: str | None) -> datetime | None:

@@ -74,6 +74,8 @@ from domain.billing.invoices import (
     StoredIssue,
     Totals,
     UsageRequest,
+    VoidInput,
+    VoidLineAction,
     by_namespace,
 )
 from domain.billing.models import DEFAULT_WORKFLOW, Alignment, EffectiveProfile, Supplier, Workflow, WorkflowPatch
@@ -611,14 +613,66 @@ class InvoiceService:
                 return
         await self.act(namespace, invoice_id, Action.DELETE)
 
-    async def void(self, namespace: str, invoice_id: str, reason: str) -> InvoiceWithLines:
+    async def void(self, namespace: str, invoice_id: str, data: VoidInput) -> InvoiceWithLines:
         """Voids an issued (or unpaid) invoice, telling the invoicing app why. OpenMeter answers
-        501 here; Tally keeps the reason on the invoice."""
-        if not reason.strip():
+        501 here; Tally keeps the reason on the invoice and does with each line what the request
+        says (VoidLineAction: discarded, or billed again on the gathering invoice)."""
+        if not data.reason.strip():
             raise ValidationError.single("reason", "required: say why the invoice is voided", "required")
-        await self._drive(namespace, invoice_id, Action.VOID, void_reason=reason.strip())
+        # The void's transaction may make the customer's gathering invoice for the lines billed
+        # again; another request making it first is a conflict: then the void is tried again.
+        await again_on_conflict(lambda: self._drive(namespace, invoice_id, Action.VOID, void=data))
         await self._told(namespace, invoice_id, False)
         return await self.get(namespace, invoice_id)
+
+    async def _void_lines(self, tx: BillingStore, invoice: Invoice, data: VoidInput, now: datetime) -> None:
+        """In the void's transaction: each top-level line records what the void did with it, and
+        the lines to bill again are copied onto the customer's gathering invoice in the currency."""
+        lines = [
+            x
+            for x in (await tx.invoices.lines(invoice.namespace, [invoice.id]))[invoice.id]
+            if x.parent_line_id is None and x.deleted_at is None
+        ]
+        ids = {x.id for x in lines}
+        v = Violations()
+        for i, line_id in enumerate(data.overrides):
+            if line_id not in ids:
+                v.add(f"overrides[{i}].lineId", f"{line_id} is not a line of invoice {invoice.id}", "not_found")
+        override_at = {line_id: i for i, line_id in enumerate(data.overrides)}
+        for line in lines:
+            if data.action_for(line.id).kind is VoidLineAction.PENDING and line.subscription is not None:
+                where = (
+                    f"overrides[{override_at[line.id]}].action.action.type"
+                    if line.id in override_at
+                    else "action.action.type"
+                )
+                v.add(
+                    where,
+                    f"pending: line {line.id} is billed by subscription {line.subscription.subscription_id}; "
+                    "a subscription's lines can only be discarded (billing them again is not supported yet)",
+                    "unsupported",
+                )
+        v.raise_if_any()
+        await tx.invoices.update_lines(
+            [evolve(x, void_action=data.action_for(x.id).kind, updated_at=now) for x in lines]
+        )
+        again = [x for x in lines if data.action_for(x.id).kind is VoidLineAction.PENDING]
+        if not again:
+            return
+        gathering = await tx.invoices.get_gathering(invoice.namespace, invoice.customer_id, invoice.currency, lock=True)
+        if gathering is None:
+            effective = await self._profiles.effective_profile(
+                invoice.namespace, invoice.customer_id, with_customer=True
+            )
+            assert effective.customer is not None
+            gathering = new_gathering(invoice.namespace, effective.customer, effective, invoice.currency, now)
+            await tx.invoices.insert(gathering)
+        copies = [
+            _billed_again(x, gathering.id, data.action_for(x.id).next_invoice_at or now, invoice, now) for x in again
+        ]
+        await tx.invoices.insert_lines(copies)
+        all_lines = (await tx.invoices.lines(invoice.namespace, [gathering.id]))[gathering.id]
+        await tx.invoices.update(gathering_schedule(gathering, all_lines, now))
 
     async def update_lines(
         self,
@@ -1040,7 +1094,7 @@ class InvoiceService:
         invoice_id: str,
         first: Action | None,
         *,
-        void_reason: str | None = None,
+        void: VoidInput | None = None,
         usage: UsageSnapshot | None = None,
     ) -> bool:
         """`first` (refused when the table does not allow it), then ADVANCE while it applies; one
@@ -1057,8 +1111,9 @@ class InvoiceService:
                 conditions = self.conditions(invoice, now)
                 if action is not None:
                     row = fire(invoice.state, action, conditions)
-                    if action is Action.VOID and void_reason is not None:
-                        invoice = evolve(invoice, void_reason=void_reason)
+                    if action is Action.VOID and void is not None:
+                        invoice = evolve(invoice, void_reason=void.reason.strip())
+                        await self._void_lines(tx, invoice, void, now)
                 else:
                     found = _next_advance(invoice, conditions, now)
                     if found is None:
@@ -2664,6 +2719,39 @@ def collection_cutoff(workflow: Workflow, at: datetime) -> datetime:
     resolvePendingLineCollectionCutoff)."""
     anchors = _collection_anchors(workflow)
     return at if anchors is None else anchors.prev_before(at, inclusive=True)
+
+
+# The metadata of a line billed again after a void (VoidLineAction.PENDING): the voided line's ID.
+BILLED_AGAIN_FROM: Final = "tally.billed_again_from"
+
+
+def _billed_again(line: InvoiceLine, gathering_id: str, at: datetime, voided: Invoice, now: datetime) -> InvoiceLine:
+    """A voided line to bill again, as a new pending line due at `at` (a usage line no earlier
+    than its period's end). A usage line reads its usage again when it is invoiced, for the
+    subjects the voided invoice counted, under its period key: the voided line no longer counts
+    there, so it bills what that line billed and what was stored since."""
+    usage = line.type is LineType.USAGE_BASED
+    return evolve(
+        line,
+        id=_new_id(),
+        invoice_id=gathering_id,
+        invoice_at=max(at, line.period_end) if usage else at,
+        quantity=None if usage else line.quantity,
+        metered_quantity=None,
+        pre_line_period_quantity=None,
+        period_started=None,
+        quantity_snapshotted_at=None,
+        totals=Totals(),
+        discounts=(),
+        invoicing_external_id=None,  # the app's ID is the voided line's
+        usage_subjects=(line.usage_subjects if line.usage_subjects is not None else voided.customer.usage_subjects)
+        if usage
+        else None,
+        void_action=None,
+        metadata={**line.metadata, BILLED_AGAIN_FROM: line.id},
+        created_at=now,
+        updated_at=now,
+    )
 
 
 def gathering_schedule(invoice: Invoice, lines: Sequence[InvoiceLine], now: datetime) -> Invoice:

@@ -66,6 +66,19 @@ class ManagedBy(enum.StrEnum):
     SYSTEM = "system"
 
 
+class VoidLineAction(enum.StrEnum):
+    """What a void does with a line (OpenMeter's VoidInvoiceLineActionType).
+
+    `discard`: forgiven. What the line charged is not billed again, by it or by a later line of
+    its period: a usage line's quantity still counts as billed for its period key.
+    `pending`: billed again. The line no longer counts as billed, and the charge goes back to the
+    customer's gathering invoice, due at the action's `next_invoice_at` (or at once).
+    A void the invoicing app reports (a payment `void` trigger) discards."""
+
+    DISCARD = "discard"
+    PENDING = "pending"
+
+
 @dataclass(frozen=True, slots=True)
 class Totals:
     """OpenMeter's InvoiceTotals, for a line or a whole invoice.
@@ -199,6 +212,8 @@ class InvoiceLine:
     # correction counts those the invoice it corrects copied from its customer, whatever the
     # invoice it is billed on copied later. None: its invoice's.
     usage_subjects: tuple[str, ...] | None = None
+    # On a voided invoice: what the void did with the line (None: discarded, as an app's void).
+    void_action: VoidLineAction | None = None
 
 
 # The metadata a late-usage correction line carries (its value: "late_usage"): it bills more of
@@ -466,6 +481,27 @@ class InvoiceNowInput:
     # before `as_of` under an anchored alignment; invoice-now through the API bypasses it, as
     # OpenMeter's (WithBypassCollectionAlignment).
     collection_aligned: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class VoidAction:
+    """One line's fate in a void (OpenMeter's VoidInvoiceActionCreate at 100 %): discarded, or
+    billed again from `next_invoice_at` (None: at once)."""
+
+    kind: VoidLineAction = VoidLineAction.DISCARD
+    next_invoice_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VoidInput:
+    """POST /invoices/{id}/void: why, what happens to the lines, and per-line exceptions (by line ID)."""
+
+    reason: str
+    action: VoidAction = VoidAction()
+    overrides: Mapping[str, VoidAction] = field(default_factory=dict)
+
+    def action_for(self, line_id: str) -> VoidAction:
+        return self.overrides.get(line_id, self.action)
 
 
 @dataclass(frozen=True, slots=True)

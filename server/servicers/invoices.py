@@ -21,6 +21,7 @@ from domain.billing.invoice_rest import (
     parse_payment_trigger,
     parse_pending_lines,
     parse_sent_to_customer_at,
+    parse_void,
 )
 from domain.billing.invoice_service import InvoiceService
 from domain.billing.invoice_states import Action
@@ -207,7 +208,9 @@ class InvoiceServicer(invoices_pb2_grpc.InvoiceServiceServicer):
         return await self._act(request, context, Action.SNAPSHOT_QUANTITIES)
 
     async def VoidInvoice(self, request: pb.VoidInvoiceRequest, context: Ctx) -> pb.Invoice:
-        found = await self._invoices.void(self._request.namespace(context), request.invoice_id, request.reason)
+        found = await self._invoices.void(
+            self._request.namespace(context), request.invoice_id, parse_void(request_dict(request))
+        )
         return self._out(found)
 
     async def CreatePendingInvoiceLines(

@@ -462,29 +462,64 @@ async def test_sync_callbacks_stamp_openmeters_metadata_keys(http: httpx.AsyncCl
     assert before <= datetime.fromisoformat(issued["metadata"][final_key].replace("Z", "+00:00")) <= datetime.now(UTC)
 
 
-async def test_void_takes_openmeters_whole_request(http: httpx.AsyncClient) -> None:
-    """VoidInvoiceActionInput as OpenMeter's schema has it: `overrides` (per line, nullable) and a
-    `pending` action's `nextInvoiceAt` are accepted (and, as the rest of the action, not used)."""
+async def _issued_through_custom_invoicing(http: httpx.AsyncClient, *lines: dict[str, Any]) -> tuple[str, str]:
+    """A custom-invoicing customer's lines invoiced and issued (waiting for payment, so voidable):
+    the customer and the invoice's ID."""
     customer, _ = await custom_invoicing_customer(http)
-    await add_lines(http, customer, line("Licence", {"type": "flat", "amount": "120"}))
+    await add_lines(http, customer, *lines)
     (invoice,) = await invoice_now(http, customer)
     iid = invoice["id"]
     apps = "/api/v1/apps/custom-invoicing"
     await ok(await http.post(f"{apps}/{iid}/draft/synchronized", json={}), 204)
     await ok(await http.post(f"{apps}/{iid}/issuing/synchronized", json={}), 204)
-    (line_id,) = [x["id"] for x in (await ok(await http.get(f"{INVOICES}/{iid}")))["lines"]]
+    return customer, iid
+
+
+async def test_void_takes_openmeters_whole_request(http: httpx.AsyncClient) -> None:
+    """VoidInvoiceActionInput as OpenMeter's schema has it: the action for every line, and
+    `overrides` per line. The override discards the licence; the setup fee, pending, goes back to
+    the gathering invoice due at `nextInvoiceAt`. Anything Tally cannot do is refused first: a
+    percentage other than 100 (part of a line needs a credit note), an unknown action type, a time
+    for a discarded line, a line of another invoice."""
+    licence, setup = line("Licence", {"type": "flat", "amount": "120"}), line("Setup", {"type": "flat", "amount": "30"})
+    customer, iid = await _issued_through_custom_invoicing(http, licence, setup)
+    ids = {x["name"]: x["id"] for x in (await ok(await http.get(f"{INVOICES}/{iid}")))["lines"]}
     pending = {"type": "pending", "nextInvoiceAt": "2030-01-01T00:00:00Z"}
+    whole = {"percentage": 100, "action": pending}
+    for body, field in (
+        ({"action": {"percentage": 50, "action": pending}}, "action.percentage"),
+        ({"action": {"percentage": 100, "action": {"type": "refund"}}}, "action.action.type"),
+        (
+            {"action": {"percentage": 100, "action": {"type": "discard", "nextInvoiceAt": "2030-01-01T00:00:00Z"}}},
+            "action.action.nextInvoiceAt",
+        ),
+        (
+            {"action": whole, "overrides": [{"lineId": "01J0000000000000000000NOPE", "action": whole}]},
+            "overrides[0].lineId",
+        ),
+    ):
+        refused = await http.post(f"{INVOICES}/{iid}/void", json={"reason": "wrong customer", **body})
+        assert refused.status_code == 400, refused.text
+        fields = [v["field"] for v in refused.json()["extensions"]["validationErrors"]]
+        assert fields == [field], refused.text
+    assert (await ok(await http.get(f"{INVOICES}/{iid}")))["status"] != "voided"
     voided = await ok(
         await http.post(
             f"{INVOICES}/{iid}/void",
             json={
                 "reason": "wrong customer",
-                "action": {"percentage": 100, "action": pending},
-                "overrides": [{"lineId": line_id, "action": {"percentage": 100, "action": {"type": "discard"}}}],
+                "action": whole,
+                "overrides": [{"lineId": ids["Licence"], "action": {"percentage": 100, "action": {"type": "discard"}}}],
             },
         )
     )
     assert voided["status"] == "voided" and voided["voidReason"] == "wrong customer"
+    (gathering,) = (
+        await ok(await http.get(INVOICES, params={"customers": customer, "statuses": "gathering", "expand": "lines"}))
+    )["items"]
+    (again,) = gathering["lines"]
+    assert (again["name"], again["totals"]["total"], again["invoiceAt"]) == ("Setup", "30", "2030-01-01T00:00:00Z")
+    assert again["metadata"] == {"tally.billed_again_from": ids["Setup"]}
 
 
 async def test_custom_invoicing_stores_the_apps_ids_of_line_discounts(http: httpx.AsyncClient) -> None:

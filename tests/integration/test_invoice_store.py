@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ulid import ULID
 
 from adapters.postgres.billing import billing_unit_of_work
-from adapters.postgres.db import create_engine, migrate, session_factory
+from adapters.postgres.db import MIGRATIONS_DIR, async_url, create_engine, migrate, session_factory
 from domain.billing.apps.port import IssueSeverity
 from domain.billing.invoice_states import State
 from domain.billing.invoices import (
@@ -36,6 +36,7 @@ from domain.billing.invoices import (
     StoredIssue,
     SubscriptionRef,
     Totals,
+    VoidLineAction,
 )
 from domain.billing.models import Workflow
 from domain.billing.ports import UnitOfWork
@@ -130,6 +131,7 @@ async def test_invoice_and_lines_read_back_exactly(uow: UnitOfWork) -> None:
         subscription=SubscriptionRef("s1", "ph1", "it1"),
         sync_key="s1/it1/v1",
         usage_subjects=("acme", "acme-eu"),
+        void_action=VoidLineAction.PENDING,
         totals=Totals.of(amount=Decimal("12.53"), discounts_total=Decimal("1.55")),
         discounts=(LineDiscount("d1", DiscountReason.RATECARD_PERCENTAGE, Decimal("1.55")),),
     )
@@ -224,9 +226,24 @@ async def test_billed_quantities_count_only_live_standard_invoices(uow: UnitOfWo
                 make_line(issued, quantity=Decimal("10.5"), period_end=T0 + timedelta(days=15)),
                 make_line(paid, quantity=Decimal("4"), period_started=True),
                 make_line(paid, quantity=Decimal("7"), period_key="other", period_started=True),
-                make_line(voided, quantity=Decimal(1000), period_key="other", period_started=False),
+                # Voided and put back to be billed again: no longer billed here.
+                make_line(
+                    voided,
+                    quantity=Decimal(1000),
+                    period_key="other",
+                    period_started=False,
+                    void_action=VoidLineAction.PENDING,
+                ),
                 # Lines that do not count do not make the latest end either.
-                make_line(voided, quantity=Decimal(1000), period_end=T0 + timedelta(days=45)),
+                make_line(
+                    voided,
+                    quantity=Decimal(1000),
+                    period_end=T0 + timedelta(days=45),
+                    void_action=VoidLineAction.PENDING,
+                ),
+                # Voided and discarded (forgiven): still billed, as is a line an app's void left unmarked.
+                make_line(voided, quantity=Decimal(3), period_key="forgiven", period_started=True),
+                make_line(voided, quantity=Decimal(2), period_key="forgiven", void_action=VoidLineAction.DISCARD),
                 make_line(gathering, quantity=Decimal(1000)),
                 make_line(deleted, quantity=Decimal(1000)),
             ]
@@ -250,10 +267,11 @@ async def test_billed_quantities_count_only_live_standard_invoices(uow: UnitOfWo
     half, whole = BilledPart(T0, T0 + timedelta(days=15), ("acme",)), BilledPart(T0, END, ("acme",))
     rest = BilledPart(T0 + timedelta(days=15), T0 + timedelta(days=45), ("acme",))
     async with uow() as store:
-        assert await store.invoices.billed_quantities(ns, [key, "other", "unread", "none"]) == {
+        assert await store.invoices.billed_quantities(ns, [key, "other", "unread", "forgiven", "none"]) == {
             key: Billed(Decimal("14.5"), True, END, (half, whole, rest)),
-            # The line that started "other" is on the voided invoice: nothing counting did.
+            # The line that started "other" is on the voided invoice, billed again: nothing counting did.
             "other": Billed(Decimal(7), False, END, (whole,)),
+            "forgiven": Billed(Decimal(5), True, END, (whole, whole)),
             "unread": Billed(Decimal(0), False, None, (whole,)),
         }
         assert await store.invoices.billed_quantities(ns, [key], exclude_invoice_id=paid.id) == {
@@ -373,3 +391,48 @@ async def _migrated_database() -> str:
     url = await create_database()
     await migrate(url)
     return url
+
+
+def _alembic(url: str, verb: str, revision: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("sqlalchemy.url", async_url(url).replace("%", "%%"))
+    getattr(command, verb)(config, revision)
+
+
+async def test_lines_voided_before_void_actions_keep_not_counting() -> None:
+    # Before migration 0026 a voided invoice's lines stopped counting as billed (their usage was
+    # billed again by the period's next line); the migration marks them `pending`, which keeps
+    # that, and leaves every other line unmarked. Stored, then 0026 undone and done again.
+    require(await postgres_available(), "PostgreSQL on 127.0.0.1:5432")
+    url = await create_database()
+    await migrate(url)
+    engine = create_engine(url, pool_size=2)
+    uow = billing_unit_of_work(session_factory(engine))
+    ns = "store_migrated_voids"
+    voided, issued = make_invoice(ns, "c1", State.VOIDED), make_invoice(ns, "c1", State.ISSUED)
+    async with uow() as store:
+        for invoice in (voided, issued):
+            await store.invoices.insert(invoice)
+        await store.invoices.insert_lines(
+            [make_line(voided, quantity=Decimal(4)), make_line(issued, quantity=Decimal(6))]
+        )
+        await store.commit()
+    await engine.dispose()
+    await asyncio.to_thread(_alembic, url, "downgrade", "0025_invoices_issued_index")
+    await asyncio.to_thread(_alembic, url, "upgrade", "heads")
+    engine = create_engine(url, pool_size=2)
+    async with engine.connect() as connection:
+        marked = dict(
+            (await connection.execute(text("SELECT invoice_id, void_action FROM billing_invoice_lines"))).all()
+        )
+    assert marked == {voided.id: "pending", issued.id: None}
+    whole = BilledPart(T0, T0 + timedelta(days=30), ("acme",))
+    async with billing_unit_of_work(session_factory(engine))() as store:
+        assert await store.invoices.billed_quantities(ns, ["item1/2026-11"]) == {
+            "item1/2026-11": Billed(Decimal(6), True, T0 + timedelta(days=30), (whole,))
+        }
+    await engine.dispose()

@@ -11,14 +11,16 @@ from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
 import pytest_asyncio
 
 from domain.billing.apps.models import InstallAppInput, UpdateAppInput
 from domain.billing.invoice_states import Action, InvoiceStatus
-from domain.billing.invoices import InvoiceNowInput, InvoiceWithLines
+from domain.billing.invoices import InvoiceNowInput, InvoiceWithLines, VoidAction, VoidInput, VoidLineAction
 from domain.billing.models import OverrideUpsertInput, ProfileApps, ProfileCreateInput, ProrationMode, WorkflowPatch
 from domain.billing.subscription_sync import BALANCE_OF
 from domain.customers.models import CustomerInput
+from domain.errors import ValidationError
 from domain.subscriptions.models import (
     ChangeSubscriptionInput,
     CreateSubscriptionInput,
@@ -196,6 +198,27 @@ async def voided(env: Env, ns: str, invoice_id: str) -> None:
     await env.invoices.app_callback(ns, invoice_id, Action.PAYMENT_VOID)
     (found,) = [f for f in await all_invoices(env, ns) if f.invoice.id == invoice_id]
     assert found.invoice.status is InvoiceStatus.VOIDED
+
+
+async def test_a_void_that_would_bill_a_subscriptions_line_again_is_refused(env: Env) -> None:
+    # `pending` puts a voided line back on the gathering invoice; a subscription's lines are the
+    # sync's to make (a copy beside them would bill the fee twice), so that is refused, naming the
+    # line and its subscription, and the invoice stays as it was. Discarding them is allowed.
+    ns = "rv_void_pending"
+    team, invoice_id = await unpaid_team_month(env, ns)
+    (fee,) = [x for x in (await env.invoices.get(ns, invoice_id)).lines if x.parent_line_id is None]
+    pending = VoidAction(VoidLineAction.PENDING)
+    for request, field in (
+        (VoidInput("wrong plan", pending), "action.action.type"),
+        (VoidInput("wrong plan", VoidAction(), {fee.id: pending}), "overrides[0].action.action.type"),
+    ):
+        with pytest.raises(ValidationError) as refused:
+            await env.invoices.void(ns, invoice_id, request)
+        (violation,) = refused.value.violations
+        assert violation.field == field and fee.id in violation.message and team.id in violation.message
+        assert (await env.invoices.get(ns, invoice_id)).invoice.status is not InvoiceStatus.VOIDED
+    discarded = await env.invoices.void(ns, invoice_id, VoidInput("wrong plan", VoidAction(), {fee.id: VoidAction()}))
+    assert discarded.invoice.status is InvoiceStatus.VOIDED
 
 
 async def test_a_replaced_invoice_voided_before_the_net_line_is_issued_takes_the_netting_back(env: Env) -> None:

@@ -1,0 +1,233 @@
+"""Voiding an issued invoice does with each line what the request says (OpenMeter's
+VoidInvoiceActionInput): `discard` forgives it, so nothing bills it again, not even a later line of
+its period; `pending` bills it again from the customer's gathering invoice, when due. Through the
+domain service on real Postgres, with test_invoices' store and usage stand-in."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+import pytest_asyncio
+
+from domain.billing.invoice_service import BILLED_AGAIN_FROM
+from domain.billing.invoice_states import Action, InvoiceStatus, State
+from domain.billing.invoices import (
+    InvoiceListQuery,
+    InvoiceNowInput,
+    InvoiceWithLines,
+    LineType,
+    PendingLinesInput,
+    VoidAction,
+    VoidInput,
+    VoidLineAction,
+)
+from domain.errors import ValidationError
+from tests.integration.test_invoices import (
+    DEC,
+    ENTRY_FEE,
+    NOV,
+    Env,
+    custom_invoicing_customer,
+    flat,
+    open_env,
+    usage_line,
+)
+
+D = Decimal
+DISCARD = VoidAction(VoidLineAction.DISCARD)
+PENDING = VoidAction(VoidLineAction.PENDING)
+
+
+@pytest_asyncio.fixture(scope="module")
+async def env() -> AsyncIterator[Env]:
+    async for made in open_env():
+        yield made
+
+
+async def issued(env: Env, ns: str, cid: str, as_of: datetime | None = None) -> InvoiceWithLines:
+    """Invoices the customer's due lines as of `as_of` and has the integrator issue the invoice
+    (custom invoicing: it then waits for its payment, so it can be voided)."""
+    (made,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid, as_of=as_of))
+    await env.invoices.app_callback(ns, made.invoice.id, Action.DRAFT_SYNCHRONIZED)
+    return await env.invoices.app_callback(ns, made.invoice.id, Action.ISSUING_SYNCHRONIZED)
+
+
+def top(found: InvoiceWithLines) -> list:
+    return [x for x in found.lines if x.parent_line_id is None and x.deleted_at is None]
+
+
+async def gathering_lines(env: Env, ns: str, cid: str) -> list:
+    """The lines waiting on the customer's gathering invoice."""
+    query = InvoiceListQuery(customers=(cid,), statuses=(InvoiceStatus.GATHERING,))
+    invoices, _ = await env.invoices.list_invoices(ns, query, with_lines=True)
+    return [x for found in invoices for x in top(found)]
+
+
+async def test_a_discarded_part_of_a_period_is_not_billed_again_by_the_periods_next_part(env: Env) -> None:
+    # Calls billed in parts: Nov 1-15 (the 10.00 entry fee and 3 units) issued, then voided with
+    # discard. The period's next part bills only its own 2 units: the void forgave the first
+    # part, entry fee included (before: 15.00, the voided part billed again by the next one).
+    ns = "void_discard_part"
+    cid = await custom_invoicing_customer(env, ns, "Globex")
+    env.usage.add("calls", cid, NOV + timedelta(days=2), "3")
+    env.usage.add("calls", cid, NOV + timedelta(days=20), "2")
+    await env.invoices.create_pending_lines(
+        ns, cid, PendingLinesInput("USD", [usage_line("Calls", "calls", ENTRY_FEE)])
+    )
+    first = await issued(env, ns, cid, NOV + timedelta(days=15))
+    assert first.invoice.totals.total == D("13.00")
+    voided = await env.invoices.void(ns, first.invoice.id, VoidInput("wrong contact", DISCARD))
+    assert voided.invoice.status is InvoiceStatus.VOIDED
+    assert [x.void_action for x in top(voided)] == [VoidLineAction.DISCARD]
+    # Nothing went back to the gathering invoice but the period's own next part.
+    assert [(x.period_start, x.period_end) for x in await gathering_lines(env, ns, cid)] == [
+        (NOV + timedelta(days=15), DEC)
+    ]
+    rest = await issued(env, ns, cid, DEC + timedelta(hours=2))
+    (line,) = top(rest)
+    assert (line.quantity, line.pre_line_period_quantity, line.period_started) == (D(2), D(3), True)
+    assert rest.invoice.totals.total == D("2.00")
+
+
+async def test_a_void_without_an_action_discards(env: Env) -> None:
+    ns = "void_default"
+    cid = await custom_invoicing_customer(env, ns, "Globex")
+    env.usage.add("calls", cid, NOV + timedelta(days=2), "3")
+    env.usage.add("calls", cid, NOV + timedelta(days=20), "2")
+    await env.invoices.create_pending_lines(
+        ns, cid, PendingLinesInput("USD", [usage_line("Calls", "calls", ENTRY_FEE)])
+    )
+    first = await issued(env, ns, cid, NOV + timedelta(days=15))
+    await env.invoices.void(ns, first.invoice.id, VoidInput("wrong contact"))
+    assert (await issued(env, ns, cid, DEC + timedelta(hours=2))).invoice.totals.total == D("2.00")
+
+
+async def test_a_pending_part_of_a_period_is_billed_again_with_the_periods_next_part(env: Env) -> None:
+    # The same part voided with pending: it goes back to the gathering invoice, due at once, and
+    # is billed again beside the next part: the entry fee and 3 units, then 2 (15.00 in all).
+    ns = "void_pending_part"
+    cid = await custom_invoicing_customer(env, ns, "Globex")
+    env.usage.add("calls", cid, NOV + timedelta(days=2), "3")
+    env.usage.add("calls", cid, NOV + timedelta(days=20), "2")
+    await env.invoices.create_pending_lines(
+        ns, cid, PendingLinesInput("USD", [usage_line("Calls", "calls", ENTRY_FEE)])
+    )
+    first = await issued(env, ns, cid, NOV + timedelta(days=15))
+    (voided_line,) = top(first)
+    voided = await env.invoices.void(ns, first.invoice.id, VoidInput("wrong contact", PENDING))
+    assert [x.void_action for x in top(voided)] == [VoidLineAction.PENDING]
+    again, rest = sorted(await gathering_lines(env, ns, cid), key=lambda x: x.period_start)
+    assert (again.period_start, again.period_end, again.period_key) == (
+        NOV,
+        NOV + timedelta(days=15),
+        voided_line.period_key,
+    )
+    assert again.metadata[BILLED_AGAIN_FROM] == voided_line.id and again.quantity is None
+    assert (rest.period_start, rest.period_end) == (NOV + timedelta(days=15), DEC)
+    both = await issued(env, ns, cid, DEC + timedelta(hours=2))
+    by_start = {x.period_start: x for x in top(both)}
+    assert (by_start[NOV].quantity, by_start[NOV].period_started) == (D(3), False)
+    assert by_start[NOV].totals.total == D("13.00")
+    assert by_start[NOV + timedelta(days=15)].totals.total == D("2.00")
+    assert both.invoice.totals.total == D("15.00")
+
+
+async def test_a_pending_period_with_no_later_part_is_billed_again_when_due(env: Env) -> None:
+    # A whole period's usage and a fee, issued, then voided with pending: nothing else of the
+    # period is left to bill them, so the void itself puts both back on the gathering invoice
+    # (before: nothing billed them again), due at the action's nextInvoiceAt: the worker collects
+    # them then. Invoice-now takes what is billable now, as for any line (OpenMeter's rule): the
+    # usage of a period that ended, billed in parts, but not the fee before its invoiceAt.
+    ns = "void_pending_whole"
+    cid = await custom_invoicing_customer(env, ns, "Globex")
+    env.usage.add("calls", cid, NOV + timedelta(days=2), "5")
+    await env.invoices.create_pending_lines(
+        ns, cid, PendingLinesInput("USD", [usage_line("Calls", "calls", ENTRY_FEE), flat("Licence", "40")])
+    )
+    first = await issued(env, ns, cid)
+    assert first.invoice.totals.total == D("55.00")
+    later = (datetime.now(UTC) + timedelta(hours=6)).replace(microsecond=0)
+    pending_later = VoidInput("billed to the wrong entity", VoidAction(VoidLineAction.PENDING, later))
+    await env.invoices.void(ns, first.invoice.id, pending_later)
+    back = {x.type: x for x in await gathering_lines(env, ns, cid)}
+    assert {t: x.invoice_at for t, x in back.items()} == {LineType.USAGE_BASED: later, LineType.FLAT_FEE: later}
+    (gathering,), _ = await env.invoices.list_invoices(
+        ns, InvoiceListQuery(customers=(cid,), statuses=(InvoiceStatus.GATHERING,))
+    )
+    assert gathering.invoice.collection_at == later
+    usage_now = await issued(env, ns, cid)
+    assert [(x.type, x.totals.total) for x in top(usage_now)] == [(LineType.USAGE_BASED, D("15.00"))]
+    assert [(x.name, x.invoice_at) for x in await gathering_lines(env, ns, cid)] == [("Licence", later)]
+
+    # Voided again with no time: due at once, and billed as first.
+    ns = "void_pending_now"
+    cid = await custom_invoicing_customer(env, ns, "Globex")
+    env.usage.add("calls", cid, NOV + timedelta(days=2), "5")
+    await env.invoices.create_pending_lines(
+        ns, cid, PendingLinesInput("USD", [usage_line("Calls", "calls", ENTRY_FEE), flat("Licence", "40")])
+    )
+    first = await issued(env, ns, cid)
+    env.usage.add("calls", cid, NOV + timedelta(days=9), "1")  # stored since: billed with the rest
+    await env.invoices.void(ns, first.invoice.id, VoidInput("billed to the wrong entity", PENDING))
+    again = await issued(env, ns, cid)
+    assert {x.type: x.totals.total for x in top(again)} == {
+        LineType.USAGE_BASED: D("16.00"),
+        LineType.FLAT_FEE: D("40.00"),
+    }
+    assert again.invoice.state is State.PAYMENT_PENDING
+
+
+async def test_overrides_set_each_lines_fate(env: Env) -> None:
+    ns = "void_overrides"
+    cid = await custom_invoicing_customer(env, ns, "Globex")
+    await env.invoices.create_pending_lines(
+        ns, cid, PendingLinesInput("USD", [flat("Licence", "40"), flat("Setup", "15")])
+    )
+    first = await issued(env, ns, cid)
+    by_name = {x.name: x for x in top(first)}
+    await env.invoices.void(ns, first.invoice.id, VoidInput("setup was free", PENDING, {by_name["Setup"].id: DISCARD}))
+    (back,) = await gathering_lines(env, ns, cid)
+    assert (back.name, back.per_unit_amount, back.metadata[BILLED_AGAIN_FROM]) == (
+        "Licence",
+        D(40),
+        by_name["Licence"].id,
+    )
+    assert (await issued(env, ns, cid)).invoice.totals.total == D("40.00")
+
+
+async def test_a_void_naming_a_line_of_another_invoice_is_refused_and_changes_nothing(env: Env) -> None:
+    ns = "void_unknown_line"
+    cid = await custom_invoicing_customer(env, ns, "Globex")
+    await env.invoices.create_pending_lines(ns, cid, PendingLinesInput("USD", [flat("Licence", "40")]))
+    first = await issued(env, ns, cid)
+    with pytest.raises(ValidationError) as refused:
+        await env.invoices.void(ns, first.invoice.id, VoidInput("oops", DISCARD, {"01NOTALINE": PENDING}))
+    assert [v.field for v in refused.value.violations] == ["overrides[0].lineId"]
+    after = await env.invoices.get(ns, first.invoice.id)
+    assert after.invoice.status is not InvoiceStatus.VOIDED
+    assert [x.void_action for x in top(after)] == [None]
+    assert await gathering_lines(env, ns, cid) == []
+
+
+async def test_usage_stored_after_a_discarded_period_is_still_billed_as_late_usage(env: Env) -> None:
+    # November's 5 calls (the entry fee and 5 units) issued, then voided with discard; 2 more
+    # calls of November stored after: the late-usage pass bills those 2, not the forgiven 5 (a
+    # void forgives what its invoice charged, no more; before, nothing billed them).
+    ns = "void_discard_late"
+    cid = await custom_invoicing_customer(env, ns, "Globex")
+    env.usage.add("calls", cid, NOV + timedelta(days=2), "5")
+    await env.invoices.create_pending_lines(
+        ns, cid, PendingLinesInput("USD", [usage_line("Calls", "calls", ENTRY_FEE)])
+    )
+    first = await issued(env, ns, cid)
+    assert first.invoice.totals.total == D("15.00")
+    await env.invoices.void(ns, first.invoice.id, VoidInput("outage credit", DISCARD))
+    env.usage.add("calls", cid, NOV + timedelta(days=20), "2")
+    assert await env.invoices.bill_late_usage(timedelta(days=30)) == 1
+    correction = await issued(env, ns, cid)
+    (line,) = top(correction)
+    assert (line.quantity, line.pre_line_period_quantity, line.period_started) == (D(2), D(5), True)
+    assert correction.invoice.totals.total == D("2.00")
