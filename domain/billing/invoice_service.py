@@ -1664,27 +1664,17 @@ class InvoiceService:
                     assert effective.customer is not None
                     gathering = new_gathering(namespace, effective.customer, effective, latest.currency, now)
                     await tx.invoices.insert(gathering)
-                correction = evolve(
+                correction = _unrated_copy(
                     latest,
-                    id=_new_id(),
-                    invoice_id=gathering.id,
+                    gathering.id,
+                    now,
                     managed_by=ManagedBy.SYSTEM,
                     sync_key=None,
                     period_start=start,
                     full_period_start=start,
                     invoice_at=now,
-                    quantity=None,
-                    metered_quantity=None,
-                    pre_line_period_quantity=None,
-                    period_started=None,
-                    quantity_snapshotted_at=None,
-                    totals=Totals(),
-                    discounts=(),
-                    invoicing_external_id=None,  # the app's ID is the corrected line's
                     usage_subjects=request.subjects,
                     metadata={**latest.metadata, "tally.correction": "late_usage"},
-                    created_at=now,
-                    updated_at=now,
                 )
                 await tx.invoices.insert_lines([correction])
                 lines = (await tx.invoices.lines(namespace, [gathering.id]))[gathering.id]
@@ -2725,32 +2715,47 @@ def collection_cutoff(workflow: Workflow, at: datetime) -> datetime:
 BILLED_AGAIN_FROM: Final = "tally.billed_again_from"
 
 
-def _billed_again(line: InvoiceLine, gathering_id: str, at: datetime, voided: Invoice, now: datetime) -> InvoiceLine:
-    """A voided line to bill again, as a new pending line due at `at` (a usage line no earlier
-    than its period's end). A usage line reads its usage again when it is invoiced, for the
-    subjects the voided invoice counted, under its period key: the voided line no longer counts
-    there, so it bills what that line billed and what was stored since."""
-    usage = line.type is LineType.USAGE_BASED
-    return evolve(
-        line,
-        id=_new_id(),
-        invoice_id=gathering_id,
-        invoice_at=max(at, line.period_end) if usage else at,
-        quantity=None if usage else line.quantity,
+def _unrated_copy(line: InvoiceLine, gathering_id: str, now: datetime, **changes: Any) -> InvoiceLine:
+    """`line` as a new line of the gathering invoice `gathering_id`, with `changes`, and nothing of
+    its rating, snapshot, app ID (the app's ID is the copied line's) or void kept."""
+    unrated: dict[str, Any] = dict(
+        quantity=None,
         metered_quantity=None,
         pre_line_period_quantity=None,
         period_started=None,
         quantity_snapshotted_at=None,
         totals=Totals(),
         discounts=(),
-        invoicing_external_id=None,  # the app's ID is the voided line's
-        usage_subjects=(line.usage_subjects if line.usage_subjects is not None else voided.customer.usage_subjects)
-        if usage
-        else None,
+        invoicing_external_id=None,
         void_action=None,
-        metadata={**line.metadata, BILLED_AGAIN_FROM: line.id},
         created_at=now,
         updated_at=now,
+    )
+    return evolve(line, id=_new_id(), invoice_id=gathering_id, **{**unrated, **changes})
+
+
+def _billed_again(line: InvoiceLine, gathering_id: str, at: datetime, voided: Invoice, now: datetime) -> InvoiceLine:
+    """A voided line to bill again, as a new pending line due at `at` (a usage line no earlier
+    than its period's end). A usage line reads its usage again when it is invoiced, for the
+    subjects the voided invoice counted, under its period key: the voided line no longer counts
+    there, so it bills what that line billed and what was stored since."""
+    if line.type is LineType.USAGE_BASED:
+        subjects = line.usage_subjects if line.usage_subjects is not None else voided.customer.usage_subjects
+        return _unrated_copy(
+            line,
+            gathering_id,
+            now,
+            invoice_at=max(at, line.period_end),
+            usage_subjects=subjects,
+            metadata={**line.metadata, BILLED_AGAIN_FROM: line.id},
+        )
+    return _unrated_copy(
+        line,
+        gathering_id,
+        now,
+        invoice_at=at,
+        quantity=line.quantity,
+        metadata={**line.metadata, BILLED_AGAIN_FROM: line.id},
     )
 
 

@@ -66,18 +66,24 @@ async def gathering_lines(env: Env, ns: str, cid: str) -> list:
     return [x for found in invoices for x in top(found)]
 
 
-async def test_a_discarded_part_of_a_period_is_not_billed_again_by_the_periods_next_part(env: Env) -> None:
-    # Calls billed in parts: Nov 1-15 (the 10.00 entry fee and 3 units) issued, then voided with
-    # discard. The period's next part bills only its own 2 units: the void forgave the first
-    # part, entry fee included (before: 15.00, the voided part billed again by the next one).
-    ns = "void_discard_part"
+async def first_part_issued(env: Env, ns: str) -> tuple[str, InvoiceWithLines]:
+    """Calls billed in parts (a graduated price with a 10.00 entry fee): 3 on Nov 3 and 2 on Nov 21;
+    the customer and its issued first part, Nov 1-15 (13.00)."""
     cid = await custom_invoicing_customer(env, ns, "Globex")
     env.usage.add("calls", cid, NOV + timedelta(days=2), "3")
     env.usage.add("calls", cid, NOV + timedelta(days=20), "2")
     await env.invoices.create_pending_lines(
         ns, cid, PendingLinesInput("USD", [usage_line("Calls", "calls", ENTRY_FEE)])
     )
-    first = await issued(env, ns, cid, NOV + timedelta(days=15))
+    return cid, await issued(env, ns, cid, NOV + timedelta(days=15))
+
+
+async def test_a_discarded_part_of_a_period_is_not_billed_again_by_the_periods_next_part(env: Env) -> None:
+    # Calls billed in parts: Nov 1-15 (the 10.00 entry fee and 3 units) issued, then voided with
+    # discard. The period's next part bills only its own 2 units: the void forgave the first
+    # part, entry fee included (before: 15.00, the voided part billed again by the next one).
+    ns = "void_discard_part"
+    cid, first = await first_part_issued(env, ns)
     assert first.invoice.totals.total == D("13.00")
     voided = await env.invoices.void(ns, first.invoice.id, VoidInput("wrong contact", DISCARD))
     assert voided.invoice.status is InvoiceStatus.VOIDED
@@ -94,13 +100,7 @@ async def test_a_discarded_part_of_a_period_is_not_billed_again_by_the_periods_n
 
 async def test_a_void_without_an_action_discards(env: Env) -> None:
     ns = "void_default"
-    cid = await custom_invoicing_customer(env, ns, "Globex")
-    env.usage.add("calls", cid, NOV + timedelta(days=2), "3")
-    env.usage.add("calls", cid, NOV + timedelta(days=20), "2")
-    await env.invoices.create_pending_lines(
-        ns, cid, PendingLinesInput("USD", [usage_line("Calls", "calls", ENTRY_FEE)])
-    )
-    first = await issued(env, ns, cid, NOV + timedelta(days=15))
+    cid, first = await first_part_issued(env, ns)
     await env.invoices.void(ns, first.invoice.id, VoidInput("wrong contact"))
     assert (await issued(env, ns, cid, DEC + timedelta(hours=2))).invoice.totals.total == D("2.00")
 
@@ -109,13 +109,7 @@ async def test_a_pending_part_of_a_period_is_billed_again_with_the_periods_next_
     # The same part voided with pending: it goes back to the gathering invoice, due at once, and
     # is billed again beside the next part: the entry fee and 3 units, then 2 (15.00 in all).
     ns = "void_pending_part"
-    cid = await custom_invoicing_customer(env, ns, "Globex")
-    env.usage.add("calls", cid, NOV + timedelta(days=2), "3")
-    env.usage.add("calls", cid, NOV + timedelta(days=20), "2")
-    await env.invoices.create_pending_lines(
-        ns, cid, PendingLinesInput("USD", [usage_line("Calls", "calls", ENTRY_FEE)])
-    )
-    first = await issued(env, ns, cid, NOV + timedelta(days=15))
+    cid, first = await first_part_issued(env, ns)
     (voided_line,) = top(first)
     voided = await env.invoices.void(ns, first.invoice.id, VoidInput("wrong contact", PENDING))
     assert [x.void_action for x in top(voided)] == [VoidLineAction.PENDING]
@@ -135,6 +129,17 @@ async def test_a_pending_part_of_a_period_is_billed_again_with_the_periods_next_
     assert both.invoice.totals.total == D("15.00")
 
 
+async def whole_period_issued(env: Env, ns: str) -> tuple[str, InvoiceWithLines]:
+    """November's 5 calls (the entry fee and 5 units: 15.00) and a 40.00 licence, issued at once:
+    the customer and the invoice."""
+    cid = await custom_invoicing_customer(env, ns, "Globex")
+    env.usage.add("calls", cid, NOV + timedelta(days=2), "5")
+    await env.invoices.create_pending_lines(
+        ns, cid, PendingLinesInput("USD", [usage_line("Calls", "calls", ENTRY_FEE), flat("Licence", "40")])
+    )
+    return cid, await issued(env, ns, cid)
+
+
 async def test_a_pending_period_with_no_later_part_is_billed_again_when_due(env: Env) -> None:
     # A whole period's usage and a fee, issued, then voided with pending: nothing else of the
     # period is left to bill them, so the void itself puts both back on the gathering invoice
@@ -142,12 +147,7 @@ async def test_a_pending_period_with_no_later_part_is_billed_again_when_due(env:
     # them then. Invoice-now takes what is billable now, as for any line (OpenMeter's rule): the
     # usage of a period that ended, billed in parts, but not the fee before its invoiceAt.
     ns = "void_pending_whole"
-    cid = await custom_invoicing_customer(env, ns, "Globex")
-    env.usage.add("calls", cid, NOV + timedelta(days=2), "5")
-    await env.invoices.create_pending_lines(
-        ns, cid, PendingLinesInput("USD", [usage_line("Calls", "calls", ENTRY_FEE), flat("Licence", "40")])
-    )
-    first = await issued(env, ns, cid)
+    cid, first = await whole_period_issued(env, ns)
     assert first.invoice.totals.total == D("55.00")
     later = (datetime.now(UTC) + timedelta(hours=6)).replace(microsecond=0)
     pending_later = VoidInput("billed to the wrong entity", VoidAction(VoidLineAction.PENDING, later))
@@ -164,12 +164,7 @@ async def test_a_pending_period_with_no_later_part_is_billed_again_when_due(env:
 
     # Voided again with no time: due at once, and billed as first.
     ns = "void_pending_now"
-    cid = await custom_invoicing_customer(env, ns, "Globex")
-    env.usage.add("calls", cid, NOV + timedelta(days=2), "5")
-    await env.invoices.create_pending_lines(
-        ns, cid, PendingLinesInput("USD", [usage_line("Calls", "calls", ENTRY_FEE), flat("Licence", "40")])
-    )
-    first = await issued(env, ns, cid)
+    cid, first = await whole_period_issued(env, ns)
     env.usage.add("calls", cid, NOV + timedelta(days=9), "1")  # stored since: billed with the rest
     await env.invoices.void(ns, first.invoice.id, VoidInput("billed to the wrong entity", PENDING))
     again = await issued(env, ns, cid)
@@ -230,4 +225,5 @@ async def test_usage_stored_after_a_discarded_period_is_still_billed_as_late_usa
     correction = await issued(env, ns, cid)
     (line,) = top(correction)
     assert (line.quantity, line.pre_line_period_quantity, line.period_started) == (D(2), D(5), True)
+    assert line.void_action is None  # a copy of the discarded line, not discarded itself
     assert correction.invoice.totals.total == D("2.00")
