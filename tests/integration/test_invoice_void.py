@@ -227,3 +227,23 @@ async def test_usage_stored_after_a_discarded_period_is_still_billed_as_late_usa
     assert (line.quantity, line.pre_line_period_quantity, line.period_started) == (D(2), D(5), True)
     assert line.void_action is None  # a copy of the discarded line, not discarded itself
     assert correction.invoice.totals.total == D("2.00")
+
+
+async def test_a_pending_part_voided_after_the_periods_last_part_was_issued_is_billed_again_whole(env: Env) -> None:
+    # Both parts issued (13.00, then 2.00 rated on top of the first's 3 units), then the first
+    # part's invoice voided with pending: its copy reads the usage of its own time again and is
+    # rated from the period's start, entry fee included: 13.00 more, 15.00 for November in all.
+    ns = "void_pending_early_part"
+    cid, first = await first_part_issued(env, ns)
+    second = await issued(env, ns, cid, DEC + timedelta(hours=2))
+    assert second.invoice.totals.total == D("2.00")
+    await env.invoices.void(ns, first.invoice.id, VoidInput("wrong contact", PENDING))
+    again = await issued(env, ns, cid)
+    (line,) = top(again)
+    assert (line.period_start, line.period_end, line.quantity, line.pre_line_period_quantity) == (
+        NOV,
+        NOV + timedelta(days=15),
+        D(3),
+        D(0),
+    )
+    assert again.invoice.totals.total == D("13.00")
