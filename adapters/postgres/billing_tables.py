@@ -229,6 +229,10 @@ class InvoiceRow(SQLModel, table=True):
     notification_owed_at: datetime | None = _tz(default=None, nullable=True)
 
 
+# The lines that hold their sync key's place (the unique index below; migration 0026 made it so).
+SYNC_KEY_HELD = "deleted_at IS NULL AND sync_key IS NOT NULL AND (void_action IS NULL OR void_action <> 'pending')"
+
+
 class InvoiceLineRow(SQLModel, table=True):
     __tablename__ = "billing_invoice_lines"
     __table_args__ = (
@@ -264,13 +268,14 @@ class InvoiceLineRow(SQLModel, table=True):
             postgresql_where=text("deleted_at IS NULL AND subscription_id IS NOT NULL"),
         ),
         # A subscription sync creates each (item, period part) once, also when it runs twice at once.
+        # A line a void put back to be billed again gives its place up (migration 0026).
         Index(
             "billing_invoice_lines_sync_key",
             "namespace",
             "sync_key",
             "period_start",
             unique=True,
-            postgresql_where=text("deleted_at IS NULL AND sync_key IS NOT NULL"),
+            postgresql_where=text(SYNC_KEY_HELD),
         ),
     )
 

@@ -51,6 +51,7 @@ from domain.billing.invoice_states import (
     transition,
 )
 from domain.billing.invoices import (
+    BALANCE_OF,
     CORRECTION_KEY,
     ZERO,
     AppAttempt,
@@ -104,6 +105,8 @@ from domain.wiretime import rfc3339
 Clock = Callable[[], datetime]
 # Told after an invoice was created (True) or changed (False): (namespace, invoice ID, created).
 InvoiceListener = Callable[[str, str, bool], Awaitable[None]]
+# (namespace, customer ID, subscription IDs): the sync's `bill_again`.
+BillAgain = Callable[[str, str, Collection[str]], Awaitable[None]]
 
 log = structlog.get_logger(__name__)
 
@@ -201,6 +204,10 @@ class InvoiceService:
         # The write recorded the notification it owes (`Invoice.owed_notification`); one not told
         # here (the process died first, a listener failed) is told by `tell_owed_notifications`.
         self.listeners: list[InvoiceListener] = []
+        # The subscription sync's `bill_again` (wired beside it): after a void put a subscription's
+        # lines back to be billed again, makes them again at once (the billing worker's passes
+        # would, but only for subscriptions live or ended lately).
+        self.bill_again: BillAgain | None = None
 
     async def _told(self, namespace: str, invoice_id: str, created: bool) -> None:
         await self._tell(namespace, [invoice_id], created)
@@ -623,7 +630,19 @@ class InvoiceService:
         # again; another request making it first is a conflict: then the void is tried again.
         await again_on_conflict(lambda: self._drive(namespace, invoice_id, Action.VOID, void=data))
         await self._told(namespace, invoice_id, False)
-        return await self.get(namespace, invoice_id)
+        found = await self.get(namespace, invoice_id)
+        subscriptions = {
+            x.subscription.subscription_id
+            for x in found.lines
+            if x.void_action is VoidLineAction.PENDING and x.subscription is not None and x.parent_line_id is None
+        }
+        if subscriptions and self.bill_again is not None:
+            try:
+                await self.bill_again(namespace, found.invoice.customer_id, subscriptions)
+            except Exception:
+                # The void stands; the billing worker's next pass syncs the subscriptions.
+                log.exception("billing a voided invoice's subscription lines again failed", invoice_id=invoice_id)
+        return found
 
     async def _void_lines(self, tx: BillingStore, invoice: Invoice, data: VoidInput, now: datetime) -> None:
         """In the void's transaction: each top-level line records what the void did with it, and
@@ -640,23 +659,23 @@ class InvoiceService:
                 v.add(f"overrides[{i}].lineId", f"{line_id} is not a line of invoice {invoice.id}", "not_found")
         override_at = {line_id: i for i, line_id in enumerate(data.overrides)}
         for line in lines:
-            if data.action_for(line.id).kind is VoidLineAction.PENDING and line.subscription is not None:
-                where = (
-                    f"overrides[{override_at[line.id]}].action.action.type"
-                    if line.id in override_at
-                    else "action.action.type"
-                )
+            action = data.action_for(line.id)
+            if action.next_invoice_at is not None and _made_by_the_sync(line):
+                where = f"overrides[{override_at[line.id]}].action" if line.id in override_at else "action"
+                assert line.subscription is not None
                 v.add(
-                    where,
-                    f"pending: line {line.id} is billed by subscription {line.subscription.subscription_id}; "
-                    "a subscription's lines can only be discarded (billing them again is not supported yet)",
+                    f"{where}.action.nextInvoiceAt",
+                    f"line {line.id} is billed by subscription {line.subscription.subscription_id}, whose sync "
+                    "makes it again at once, as its plan says: leave nextInvoiceAt out",
                     "unsupported",
                 )
         v.raise_if_any()
         await tx.invoices.update_lines(
             [evolve(x, void_action=data.action_for(x.id).kind, updated_at=now) for x in lines]
         )
-        again = [x for x in lines if data.action_for(x.id).kind is VoidLineAction.PENDING]
+        # A subscription's item lines and balances are the sync's to make again (`bill_again`);
+        # the others (manual lines, late-usage corrections) are copied back here.
+        again = [x for x in lines if data.action_for(x.id).kind is VoidLineAction.PENDING and not _made_by_the_sync(x)]
         if not again:
             return
         gathering = await tx.invoices.get_gathering(invoice.namespace, invoice.customer_id, invoice.currency, lock=True)
@@ -668,7 +687,8 @@ class InvoiceService:
             gathering = new_gathering(invoice.namespace, effective.customer, effective, invoice.currency, now)
             await tx.invoices.insert(gathering)
         copies = [
-            _billed_again(x, gathering.id, data.action_for(x.id).next_invoice_at or now, invoice, now) for x in again
+            _copy_to_bill_again(x, gathering.id, data.action_for(x.id).next_invoice_at or now, invoice, now)
+            for x in again
         ]
         await tx.invoices.insert_lines(copies)
         all_lines = (await tx.invoices.lines(invoice.namespace, [gathering.id]))[gathering.id]
@@ -2711,6 +2731,18 @@ def collection_cutoff(workflow: Workflow, at: datetime) -> datetime:
     return at if anchors is None else anchors.prev_before(at, inclusive=True)
 
 
+def _made_by_the_sync(line: InvoiceLine) -> bool:
+    """A line the subscription sync makes (an item's line, or a balance of a fee) and the user did
+    not edit: billed again by the sync when a void puts it back, rather than as a copy. A line the
+    user edited (managedBy manual) is copied, sync key and all: the copy holds the item's place as
+    the user's line, as the voided one did, and the sync leaves it as it leaves that one."""
+    return (
+        line.subscription is not None
+        and line.managed_by is not ManagedBy.MANUAL
+        and (line.sync_key is not None or BALANCE_OF in line.metadata)
+    )
+
+
 # The metadata of a line billed again after a void (VoidLineAction.PENDING): the voided line's ID.
 BILLED_AGAIN_FROM: Final = "tally.billed_again_from"
 
@@ -2734,7 +2766,9 @@ def _unrated_copy(line: InvoiceLine, gathering_id: str, now: datetime, **changes
     return evolve(line, id=_new_id(), invoice_id=gathering_id, **{**unrated, **changes})
 
 
-def _billed_again(line: InvoiceLine, gathering_id: str, at: datetime, voided: Invoice, now: datetime) -> InvoiceLine:
+def _copy_to_bill_again(
+    line: InvoiceLine, gathering_id: str, at: datetime, voided: Invoice, now: datetime
+) -> InvoiceLine:
     """A voided line to bill again, as a new pending line due at `at` (a usage line no earlier
     than its period's end). A usage line reads its usage again when it is invoiced, for the
     subjects the voided invoice counted, under its period key: the voided line no longer counts

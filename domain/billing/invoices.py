@@ -219,6 +219,15 @@ class InvoiceLine:
 # The metadata a late-usage correction line carries (its value: "late_usage"): it bills more of
 # the time of parts billed before it, so it is no part of its own (BilledPart).
 CORRECTION_KEY: Final = "tally.correction"
+# The metadata of a balance line (the subscription sync's `_balances`): the sync key of the flat
+# fee it completes.
+BALANCE_OF: Final = "tally.balance_of"
+
+
+def put_back_by_a_void(line: InvoiceLine, status: InvoiceStatus) -> bool:
+    """A line of a voided invoice put back to be billed again (VoidLineAction.PENDING): for the
+    subscription sync it no longer holds its item's place, which the sync fills again."""
+    return status is InvoiceStatus.VOIDED and line.void_action is VoidLineAction.PENDING
 
 
 @dataclass(frozen=True, slots=True)

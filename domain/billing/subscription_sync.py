@@ -36,22 +36,24 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Final, Protocol
+from typing import Protocol
 
 from ulid import ULID
 
 from domain.billing.invoice_service import gathering_schedule, new_gathering
 from domain.billing.invoice_states import InvoiceStatus
 from domain.billing.invoices import (
+    BALANCE_OF,
     Invoice,
     InvoiceLine,
     LineStatus,
     LineType,
     ManagedBy,
     SubscriptionRef,
+    put_back_by_a_void,
 )
 from domain.billing.models import ProrationMode
 from domain.billing.ports import BillingStore, UnitOfWork
@@ -205,6 +207,14 @@ class SubscriptionSync:
                     if not plan.empty or not balances.empty:
                         out.append(subscription)
         return out
+
+    async def bill_again(self, namespace: str, customer_id: str, subscription_ids: Collection[str]) -> None:
+        """Syncs the customer's subscriptions `subscription_ids` now, whether live or ended long
+        ago: a void put lines of theirs back to be billed again (InvoiceService.bill_again), and
+        the sync makes those items' lines again."""
+        for subscription in await self._subscriptions.list_for_customers(namespace, [customer_id]):
+            if subscription.id in subscription_ids:
+                await self.sync(subscription)
 
     async def sync(self, subscription: Subscription) -> int:
         """Brings the subscription's lines in line with its billable items now; returns how many
@@ -520,8 +530,6 @@ def _prorates(subscription: Subscription, item: BillableItem, full_period_at_end
 _NOT_BILLED = frozenset({InvoiceStatus.DELETE, InvoiceStatus.DELETED})
 # Invoices whose lines charged the customer for good (not deleted, not voided) once past editable.
 _NOT_CHARGED = _NOT_BILLED | {InvoiceStatus.VOIDED}
-# The metadata of a balance line (`_balances`): the sync key of the flat fee it completes.
-BALANCE_OF: Final = "tally.balance_of"
 
 
 def _fee_key(line: InvoiceLine) -> str | None:
@@ -748,10 +756,15 @@ def _planned(
     now bills a replaced plan's cut period whole: they still say what a void took back from a fee
     netted before)."""
     mine = held[subscription.id]
+    # A line a void put back to be billed again holds no item's place (the plan makes the item's
+    # line again) and is no line of its fee (the fee's own lines and balances are the others).
+    # As a voided line it still says what it charged before its void: what later fees were
+    # netted of, which, if the fee it billed is owed less now, they bill as a balance.
+    live = [(line, status) for line, status in mine if not put_back_by_a_void(line, status)]
     chain_fees = _replaced_fees(subscription, chain, held)
     replaced = chain_fees if netted else {}
     expected = _net_of_issued(gross, mine, editable, replaced)
-    parts, plan = _plan(expected, mine, editable)
+    parts, plan = _plan(expected, live, editable)
     lines = [*mine, *(x for fee in chain_fees.values() for x in fee)]
     voided = any(st is InvoiceStatus.VOIDED and x.type is LineType.FLAT_FEE for x, st in lines)
     # Netted now and as if nothing had been voided: what voids took back from the netting (none
@@ -760,7 +773,7 @@ def _planned(
     unvoided = _net_of_issued(gross, mine, editable, chain_fees, voided_too=True) if voided else now_netted
     # Replaced by a plan change: its successor nets the fees' time after the change.
     superseded = SUPERSEDING_ANNOTATION in subscription.annotations
-    balances = _balances(gross, expected, now_netted, unvoided, mine, editable, now, superseded)
+    balances = _balances(gross, expected, now_netted, unvoided, live, editable, now, superseded)
     return expected, parts, plan, balances
 
 

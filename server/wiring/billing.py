@@ -65,7 +65,9 @@ def invoicing(
         clickhouse, PostgresFeatureRepository(sessions), PostgresMeterRepository(sessions), customers
     )
     invoices = InvoiceService(uow, profiles, customers, marketplace, usage)
-    return Invoicing(profiles, invoices, SubscriptionSync(uow, profiles, subscriptions, drafts=invoices))
+    sync = SubscriptionSync(uow, profiles, subscriptions, drafts=invoices)
+    invoices.bill_again = sync.bill_again
+    return Invoicing(profiles, invoices, sync)
 
 
 def billing_worker(

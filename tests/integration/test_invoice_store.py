@@ -403,10 +403,12 @@ def _alembic(url: str, verb: str, revision: str) -> None:
     getattr(command, verb)(config, revision)
 
 
-async def test_lines_voided_before_void_actions_keep_not_counting() -> None:
+async def test_lines_voided_before_void_actions_keep_what_they_did() -> None:
     # Before migration 0026 a voided invoice's lines stopped counting as billed (their usage was
     # billed again by the period's next line); the migration marks them `pending`, which keeps
-    # that, and leaves every other line unmarked. Stored, then 0026 undone and done again.
+    # that, except a subscription's, which held their items' places and are marked `discard` (as
+    # `pending`, the sync would bill them again). Other lines are left unmarked. Stored, then 0026
+    # undone and done again; its index of held sync keys leaves pending lines out.
     require(await postgres_available(), "PostgreSQL on 127.0.0.1:5432")
     url = await create_database()
     await migrate(url)
@@ -414,25 +416,36 @@ async def test_lines_voided_before_void_actions_keep_not_counting() -> None:
     uow = billing_unit_of_work(session_factory(engine))
     ns = "store_migrated_voids"
     voided, issued = make_invoice(ns, "c1", State.VOIDED), make_invoice(ns, "c1", State.ISSUED)
+    synced = make_line(
+        voided,
+        quantity=Decimal(5),
+        period_key="item2/2026-11",
+        subscription=SubscriptionRef("s1", "ph1", "it2"),
+        sync_key="s1/it2/v1",
+    )
+    lines = [make_line(voided, quantity=Decimal(4)), make_line(issued, quantity=Decimal(6)), synced]
     async with uow() as store:
         for invoice in (voided, issued):
             await store.invoices.insert(invoice)
-        await store.invoices.insert_lines(
-            [make_line(voided, quantity=Decimal(4)), make_line(issued, quantity=Decimal(6))]
-        )
+        await store.invoices.insert_lines(lines)
         await store.commit()
     await engine.dispose()
     await asyncio.to_thread(_alembic, url, "downgrade", "0025_invoices_issued_index")
     await asyncio.to_thread(_alembic, url, "upgrade", "heads")
     engine = create_engine(url, pool_size=2)
     async with engine.connect() as connection:
-        marked = dict(
-            (await connection.execute(text("SELECT invoice_id, void_action FROM billing_invoice_lines"))).all()
-        )
-    assert marked == {voided.id: "pending", issued.id: None}
+        marked = set((await connection.execute(text("SELECT id, void_action FROM billing_invoice_lines"))).all())
+        index = (
+            await connection.execute(
+                text("SELECT indexdef FROM pg_indexes WHERE indexname = 'billing_invoice_lines_sync_key'")
+            )
+        ).scalar_one()
+    assert marked == {(x.id, action) for x, action in zip(lines, ("pending", None, "discard"), strict=True)}
+    assert "void_action" in index
     whole = BilledPart(T0, T0 + timedelta(days=30), ("acme",))
     async with billing_unit_of_work(session_factory(engine))() as store:
-        assert await store.invoices.billed_quantities(ns, ["item1/2026-11"]) == {
-            "item1/2026-11": Billed(Decimal(6), True, T0 + timedelta(days=30), (whole,))
+        assert await store.invoices.billed_quantities(ns, ["item1/2026-11", "item2/2026-11"]) == {
+            "item1/2026-11": Billed(Decimal(6), True, T0 + timedelta(days=30), (whole,)),
+            "item2/2026-11": Billed(Decimal(5), True, T0 + timedelta(days=30), (whole,)),
         }
     await engine.dispose()

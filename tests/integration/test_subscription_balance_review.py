@@ -15,9 +15,8 @@ import pytest_asyncio
 from domain.billing.apps.models import InstallAppInput, UpdateAppInput
 from domain.billing.invoice_rest import line_rest
 from domain.billing.invoice_states import Action, InvoiceStatus
-from domain.billing.invoices import InvoiceLine, InvoiceNowInput, InvoiceWithLines, LineType, ManagedBy
+from domain.billing.invoices import BALANCE_OF, InvoiceLine, InvoiceNowInput, InvoiceWithLines, LineType, ManagedBy
 from domain.billing.models import OverrideUpsertInput, ProfileApps, ProfileCreateInput, ProrationMode, WorkflowPatch
-from domain.billing.subscription_sync import BALANCE_OF
 from domain.customers.models import CustomerInput
 from domain.subscriptions.models import CreateSubscriptionInput, PlanSelector, Subscription, Timing
 from domain.wiretime import rfc3339

@@ -203,6 +203,7 @@ async def open_env(plans: Plans, addons: AddonSource | None = None) -> AsyncIter
     usage = EventUsage()
     invoices = InvoiceService(uow, profiles, customers, marketplace, usage, clock=clock)
     sync = SubscriptionSync(uow, profiles, repository, clock=clock, drafts=invoices)
+    invoices.bill_again = sync.bill_again
     apps = AppService(uow, marketplace, Provisioner(uow))
     try:
         yield Env(subscriptions, sync, invoices, customers, usage, clock, uow, profiles, apps)

@@ -16,9 +16,16 @@ import pytest_asyncio
 
 from domain.billing.apps.models import InstallAppInput, UpdateAppInput
 from domain.billing.invoice_states import Action, InvoiceStatus
-from domain.billing.invoices import InvoiceNowInput, InvoiceWithLines, VoidAction, VoidInput, VoidLineAction
+from domain.billing.invoices import (
+    BALANCE_OF,
+    InvoiceNowInput,
+    InvoiceWithLines,
+    LineType,
+    VoidAction,
+    VoidInput,
+    VoidLineAction,
+)
 from domain.billing.models import OverrideUpsertInput, ProfileApps, ProfileCreateInput, ProrationMode, WorkflowPatch
-from domain.billing.subscription_sync import BALANCE_OF
 from domain.customers.models import CustomerInput
 from domain.errors import ValidationError
 from domain.subscriptions.models import (
@@ -41,6 +48,7 @@ from tests.integration.test_subscription_billing import (
     Env,
     Plans,
     all_invoices,
+    as_given,
     open_env,
     published,
     subscribe,
@@ -166,10 +174,11 @@ async def test_a_new_plan_without_proration_does_not_pay_the_replaced_plans_issu
     assert await november(env, "rv_new_whole_i") == D(70)
 
 
-async def unpaid_team_month(env: Env, ns: str) -> tuple[Subscription, str]:
+async def unpaid_team_month(env: Env, ns: str, *, approve: bool = True) -> tuple[Subscription, str]:
     """Customer c1 invoiced through custom invoicing without sync hooks (an issued invoice waits
     for its payment, so it can still be voided), subscribed to team on Nov 1 and November's 30.00
-    issued; the subscription and that invoice's ID."""
+    issued (or, without `approve`, on a draft waiting for approval); the subscription and that
+    invoice's ID."""
     await env.customers.create(ns, CustomerInput(name="c1", key="c1"))
     app, _ = await env.apps.install(ns, InstallAppInput(type="custom_invoicing", create_billing_profile=False))
     hooks_off = UpdateAppInput(
@@ -180,7 +189,8 @@ async def unpaid_team_month(env: Env, ns: str) -> tuple[Subscription, str]:
     profile = await env.profiles.create(
         ns, ProfileCreateInput("Custom", default.supplier, ProfileApps(app.id, app.id, app.id))
     )
-    await env.profiles.upsert_override(ns, "c1", OverrideUpsertInput(profile_id=profile.profile.id))
+    workflow = WorkflowPatch() if approve else WorkflowPatch(auto_advance=False)
+    await env.profiles.upsert_override(ns, "c1", OverrideUpsertInput(profile_id=profile.profile.id, workflow=workflow))
     env.clock.at = NOV
     team = await env.subscriptions.create(CreateSubscriptionInput(ns, PlanSelector("team"), customer_key="c1"))
     await env.sync.sync(team)
@@ -200,25 +210,185 @@ async def voided(env: Env, ns: str, invoice_id: str) -> None:
     assert found.invoice.status is InvoiceStatus.VOIDED
 
 
-async def test_a_void_that_would_bill_a_subscriptions_line_again_is_refused(env: Env) -> None:
-    # `pending` puts a voided line back on the gathering invoice; a subscription's lines are the
-    # sync's to make (a copy beside them would bill the fee twice), so that is refused, naming the
-    # line and its subscription, and the invoice stays as it was. Discarding them is allowed.
-    ns = "rv_void_pending"
+PENDING = VoidAction(VoidLineAction.PENDING)
+
+
+async def billed(env: Env, ns: str) -> list[tuple[str, datetime, datetime, D]]:
+    """What the customer is charged for, per subscription line that charges anything, on invoices
+    past gathering and not voided: (plan, start, end, total), balances with the fee they complete."""
+    by_subscription = {s.id: s.plan.key for s in await env.subscriptions.list_for_customer(ns, "c1") if s.plan}
+    return sorted(
+        (by_subscription[x.subscription.subscription_id], x.period_start, x.period_end, x.totals.total)
+        for f in await all_invoices(env, ns)
+        if f.invoice.status not in (InvoiceStatus.GATHERING, InvoiceStatus.VOIDED, InvoiceStatus.DELETED)
+        for x in f.lines
+        if x.parent_line_id is None and x.subscription is not None and x.deleted_at is None and x.totals.total
+    )
+
+
+async def test_a_subscriptions_month_voided_with_pending_is_billed_again(env: Env) -> None:
+    # team's 30.00 for November, voided to bill it again (a wrong address, say): the void makes
+    # the month's line again at once, and it is billed as it was. Synced again: nothing more.
+    ns = "rv_pending_month"
+    team, invoice_id = await unpaid_team_month(env, ns)
+    voided = await env.invoices.void(ns, invoice_id, VoidInput("wrong address", PENDING))
+    assert [x.void_action for x in voided.lines if x.parent_line_id is None] == [VoidLineAction.PENDING]
+    (again,) = [
+        (x.period_start, x.period_end, x.per_unit_amount)
+        for f in await all_invoices(env, ns)
+        if f.invoice.status is InvoiceStatus.GATHERING
+        for x in f.lines
+        if x.type is LineType.FLAT_FEE and x.period_start == NOV
+    ]
+    assert again == (NOV, DEC, D(30))
+    assert await env.sync.sync(team) == 0
+    await issue_due(env)
+    assert await billed(env, ns) == [("team", NOV, DEC, D(30))]
+    assert await env.sync.sync_all() == 0
+
+
+async def test_a_replaced_month_voided_with_pending_bills_the_plans_own_time_and_the_rest(env: Env) -> None:
+    # team's 30.00 issued, changed to pro on Nov 11 and pro's 40.00 issued as 20.00 net of team's
+    # 20.00 for Nov 11 - Dec 1; then team's invoice voided to bill it again. team is now owed
+    # 10.00 for its ten days (its line made again as the change cut it), and pro's netting against
+    # a charge that is gone is billed as a balance of 20.00: 50.00 for November, as had the void
+    # come first (discarded instead, team's ten days would be forgiven: 40.00).
+    ns = "rv_pending_replaced"
+    team, invoice_id = await unpaid_team_month(env, ns)
+    at = NOV + timedelta(days=10)
+    pro = await change(env, ns, team, "pro", at)
+    await issue_due(env)
+    await env.invoices.void(ns, invoice_id, VoidInput("wrong address", PENDING))
+    await env.sync.sync_all()
+    await issue_due(env)
+    assert await billed(env, ns) == [("pro", at, DEC, D(20)), ("pro", at, DEC, D(20)), ("team", NOV, at, D(10))]
+    assert [x[1] for x in balances(await all_invoices(env, ns))] == [D(20)]
+    assert await env.sync.sync_all() == 0
+    assert await env.sync.sync(pro) == 0
+
+
+async def test_a_month_billed_again_then_replaced_nets_the_line_billed_again_and_nothing_more(env: Env) -> None:
+    # team's 30.00 voided on Nov 5 to bill it again (30.00 again), then changed to pro on Nov 11:
+    # pro's 40.00 is netted of the 20.00 the month billed again charged for its time, and the
+    # voided line, whose charge is billed again, takes nothing back from it: no balance, 50.00.
+    ns = "rv_pending_then_change"
+    team, invoice_id = await unpaid_team_month(env, ns)
+    env.clock.at = NOV + timedelta(days=4)
+    await env.invoices.void(ns, invoice_id, VoidInput("wrong address", PENDING))
+    await issue_due(env)
+    at = NOV + timedelta(days=10)
+    pro = await change(env, ns, team, "pro", at)
+    await issue_due(env)
+    await env.sync.sync_all()
+    await issue_due(env)
+    assert await billed(env, ns) == [("pro", at, DEC, D(20)), ("team", NOV, DEC, D(30))]
+    assert balances(await all_invoices(env, ns)) == []
+    assert await env.sync.sync(pro) == 0
+
+
+async def test_a_net_line_voided_with_pending_is_netted_again(env: Env) -> None:
+    # pro's 20.00 (net of team's issued 30.00) voided to bill it again: made again, netted as
+    # before, 20.00; team's month stands. 50.00 for November.
+    ns = "rv_pending_net"
+    team, _ = await unpaid_team_month(env, ns)
+    at = NOV + timedelta(days=10)
+    await change(env, ns, team, "pro", at)
+    await issue_due(env)
+    (pro_invoice,) = [
+        f.invoice.id
+        for f in await all_invoices(env, ns)
+        if f.invoice.status is not InvoiceStatus.GATHERING and any(x.period_start == at for x in f.lines)
+    ]
+    await env.invoices.void(ns, pro_invoice, VoidInput("wrong address", PENDING))
+    await issue_due(env)
+    assert await billed(env, ns) == [("pro", at, DEC, D(20)), ("team", NOV, DEC, D(30))]
+    assert balances(await all_invoices(env, ns)) == []
+    assert await env.sync.sync_all() == 0
+
+
+async def test_a_net_line_billed_again_then_its_replaced_month_discarded_bills_the_rest(env: Env) -> None:
+    # pro's 20.00 voided and billed again (20.00, net of team's 30.00), then team's invoice voided
+    # (discarded): the line billed again, not the one voided, is pro's, so pro is still owed what
+    # team's charge took off it, 20.00, as had team's void come first (pro's 40.00 whole).
+    ns = "rv_pending_then_discard"
+    team, team_invoice = await unpaid_team_month(env, ns)
+    at = NOV + timedelta(days=10)
+    await change(env, ns, team, "pro", at)
+    await issue_due(env)
+    (pro_invoice,) = [
+        f.invoice.id
+        for f in await all_invoices(env, ns)
+        if f.invoice.status is not InvoiceStatus.GATHERING and any(x.period_start == at for x in f.lines)
+    ]
+    await env.invoices.void(ns, pro_invoice, VoidInput("wrong address", PENDING))
+    await issue_due(env)
+    await voided(env, ns, team_invoice)
+    await env.sync.sync_all()
+    await issue_due(env)
+    assert await billed(env, ns) == [("pro", at, DEC, D(20)), ("pro", at, DEC, D(20))]
+    assert [x[1] for x in balances(await all_invoices(env, ns))] == [D(20)]
+    assert await env.sync.sync_all() == 0
+
+
+async def test_a_usage_period_voided_with_pending_reads_its_usage_again(env: Env) -> None:
+    # December's invoice: its 30.00 in advance and November's 1,000 api calls (10.00), voided to
+    # bill it again after 500 more calls of November were stored: made again, the calls read
+    # again, 45.00.
+    ns = "rv_pending_usage"
+    team, _ = await unpaid_team_month(env, ns)
+    env.usage.add("api", team.customer_id, NOV + timedelta(days=4), "1000")
+    env.clock.at = DEC
+    await env.sync.sync_all()
+    await issue_due(env)
+    (december,) = [
+        f
+        for f in await all_invoices(env, ns)
+        if f.invoice.status is not InvoiceStatus.GATHERING and any(x.period_start == DEC for x in f.lines)
+    ]
+    assert december.invoice.totals.total == D(40)
+    env.usage.add("api", team.customer_id, NOV + timedelta(days=6), "500")
+    await env.invoices.void(ns, december.invoice.id, VoidInput("wrong address", PENDING))
+    await issue_due(env)
+    assert await billed(env, ns) == [
+        ("team", NOV, DEC, D(15)),
+        ("team", NOV, DEC, D(30)),
+        ("team", DEC, JAN, D(30)),
+    ]
+
+
+async def test_a_line_the_user_edited_voided_with_pending_is_billed_again_as_edited(env: Env) -> None:
+    # November's fee set to 25.00 on its draft (so managedBy manual: the user's, which the sync
+    # leaves alone), issued, then voided to bill it again: billed again at 25.00, not as the plan
+    # says (30.00), and the sync still leaves it alone.
+    ns = "rv_pending_edited"
+    await unpaid_team_month(env, ns, approve=False)
+    (draft,) = [f for f in await all_invoices(env, ns) if f.invoice.status is InvoiceStatus.DRAFT]
+    (fee,) = [x for x in draft.lines if x.parent_line_id is None and x.type is LineType.FLAT_FEE]
+    await env.invoices.update_lines(ns, draft.invoice.id, [(fee.id, as_given(fee, per_unit_amount=D(25)))])
+    await env.invoices.act(ns, draft.invoice.id, Action.APPROVE)
+    await env.invoices.void(ns, draft.invoice.id, VoidInput("wrong address", PENDING))
+    assert await env.sync.sync_all() == 0
+    await issue_due(env)
+    assert await billed(env, ns) == [("team", NOV, DEC, D(25))]
+    assert await env.sync.sync_all() == 0
+
+
+async def test_a_time_to_bill_a_subscriptions_line_again_is_refused(env: Env) -> None:
+    # The sync makes a subscription's line again at once, as its plan says: a nextInvoiceAt for it
+    # is refused, naming the line and its subscription, and the invoice stays as it was.
+    ns = "rv_pending_later"
     team, invoice_id = await unpaid_team_month(env, ns)
     (fee,) = [x for x in (await env.invoices.get(ns, invoice_id)).lines if x.parent_line_id is None]
-    pending = VoidAction(VoidLineAction.PENDING)
+    later = VoidAction(VoidLineAction.PENDING, DEC)
     for request, field in (
-        (VoidInput("wrong plan", pending), "action.action.type"),
-        (VoidInput("wrong plan", VoidAction(), {fee.id: pending}), "overrides[0].action.action.type"),
+        (VoidInput("wrong plan", later), "action.action.nextInvoiceAt"),
+        (VoidInput("wrong plan", VoidAction(), {fee.id: later}), "overrides[0].action.action.nextInvoiceAt"),
     ):
         with pytest.raises(ValidationError) as refused:
             await env.invoices.void(ns, invoice_id, request)
         (violation,) = refused.value.violations
         assert violation.field == field and fee.id in violation.message and team.id in violation.message
         assert (await env.invoices.get(ns, invoice_id)).invoice.status is not InvoiceStatus.VOIDED
-    discarded = await env.invoices.void(ns, invoice_id, VoidInput("wrong plan", VoidAction(), {fee.id: VoidAction()}))
-    assert discarded.invoice.status is InvoiceStatus.VOIDED
 
 
 async def test_a_replaced_invoice_voided_before_the_net_line_is_issued_takes_the_netting_back(env: Env) -> None:

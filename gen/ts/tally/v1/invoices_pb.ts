@@ -1610,8 +1610,8 @@ export const UpdateInvoiceRequestSchema: GenMessage<UpdateInvoiceRequest> = /*@_
 export type VoidInvoiceLineAction = Message<"tally.v1.VoidInvoiceLineAction"> & {
   /**
    * discard (forgiven: not billed again, not even by a later line of the same period) or pending
-   * (billed again: the line goes back to the customer's gathering invoice). A subscription's
-   * lines can only be discarded.
+   * (billed again: the line goes back to the customer's gathering invoice; a subscription's line
+   * is made again by its sync at once, as the subscription says now).
    *
    * @generated from field: string type = 1;
    */
@@ -1619,7 +1619,7 @@ export type VoidInvoiceLineAction = Message<"tally.v1.VoidInvoiceLineAction"> & 
 
   /**
    * pending: when the line is due again (RFC 3339; left out: at once; a usage line no earlier
-   * than the end of its period).
+   * than the end of its period). Not for a subscription's lines.
    *
    * @generated from field: optional string next_invoice_at = 2;
    */
