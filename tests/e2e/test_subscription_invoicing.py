@@ -2,7 +2,8 @@
 plan's items on the customer's gathering invoice (the subscription service's write triggers the
 sync, which wakes the billing role), the in-advance fee is collected, issued and paid through the
 sandbox at once, the month's usage line waits for the period's end; cancelling ends that line with
-the subscription.
+the subscription; an upgrade nets the paid fee; a subscription's invoice voided with pending has
+its lines made again at once.
 
 The test stack's billing worker polls only hourly: what happens here is the write-triggered path."""
 
@@ -16,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.e2e.test_invoices_api import custom_invoicing_customer
 from tests.support.metering import unique
 from tests.support.stack import TallyProcess
 
@@ -178,3 +180,41 @@ async def test_an_upgrade_after_the_months_fee_was_paid_bills_the_new_fee_net_of
 
 def when(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+async def test_a_subscriptions_invoice_voided_with_pending_is_billed_again_at_once(tally: TallyProcess) -> None:
+    # Billed through custom invoicing (the invoice waits for the integrator, then for its payment,
+    # so it can be voided): the month's 25.00 issued, then voided to bill it again. The void syncs
+    # the subscription at once (the test stack's worker polls hourly): the month's fee is back on
+    # the gathering invoice, the subscription's line again, for the same period.
+    async with httpx.AsyncClient(base_url=tally.rest_url, timeout=30) as http:
+        customer, _ = await custom_invoicing_customer(http)
+        plan = await published_plan(http, "25")
+        sub = await ok(
+            await http.post("/api/v1/subscriptions", json={"plan": {"key": plan}, "customerId": customer}), 201
+        )
+        items = await until(
+            http, customer, lambda xs: any(i["status"] != "gathering" for i in xs), "the month's fee invoiced"
+        )
+        (invoice,) = [i for i in items if i["status"] != "gathering"]
+        apps = "/api/v1/apps/custom-invoicing"
+        await ok(await http.post(f"{apps}/{invoice['id']}/draft/synchronized", json={}), 204)
+        await ok(await http.post(f"{apps}/{invoice['id']}/issuing/synchronized", json={}), 204)
+        (fee,) = invoice["lines"]
+        voided = await ok(
+            await http.post(
+                f"{INVOICES}/{invoice['id']}/void",
+                json={"reason": "wrong address", "action": {"percentage": 100, "action": {"type": "pending"}}},
+            )
+        )
+        assert voided["status"] == "voided"
+        found = await ok(await http.get(INVOICES, params={"customers": customer, "expand": "lines"}))
+        again = [
+            x
+            for i in by_status(found["items"], "gathering")
+            for x in i["lines"]
+            if x["name"] == "Base" and x["period"] == fee["period"]
+        ]
+        assert [(x["subscription"]["subscription"]["id"], x["managedBy"]) for x in again] == [
+            (sub["id"], "subscription")
+        ]
