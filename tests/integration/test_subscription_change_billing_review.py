@@ -286,31 +286,9 @@ async def test_a_month_billed_again_then_replaced_nets_the_line_billed_again_and
     assert await env.sync.sync(pro) == 0
 
 
-async def test_a_net_line_voided_with_pending_is_netted_again(env: Env) -> None:
-    # pro's 20.00 (net of team's issued 30.00) voided to bill it again: made again, netted as
-    # before, 20.00; team's month stands. 50.00 for November.
-    ns = "rv_pending_net"
-    team, _ = await unpaid_team_month(env, ns)
-    at = NOV + timedelta(days=10)
-    await change(env, ns, team, "pro", at)
-    await issue_due(env)
-    (pro_invoice,) = [
-        f.invoice.id
-        for f in await all_invoices(env, ns)
-        if f.invoice.status is not InvoiceStatus.GATHERING and any(x.period_start == at for x in f.lines)
-    ]
-    await env.invoices.void(ns, pro_invoice, VoidInput("wrong address", PENDING))
-    await issue_due(env)
-    assert await billed(env, ns) == [("pro", at, DEC, D(20)), ("team", NOV, DEC, D(30))]
-    assert balances(await all_invoices(env, ns)) == []
-    assert await env.sync.sync_all() == 0
-
-
-async def test_a_net_line_billed_again_then_its_replaced_month_discarded_bills_the_rest(env: Env) -> None:
-    # pro's 20.00 voided and billed again (20.00, net of team's 30.00), then team's invoice voided
-    # (discarded): the line billed again, not the one voided, is pro's, so pro is still owed what
-    # team's charge took off it, 20.00, as had team's void come first (pro's 40.00 whole).
-    ns = "rv_pending_then_discard"
+async def net_line_billed_again(env: Env, ns: str) -> tuple[str, datetime]:
+    """team's 30.00 issued, changed to pro on Nov 11, pro's 20.00 (net of team's) issued, voided
+    with pending and issued again: team's invoice's ID and the change's time."""
     team, team_invoice = await unpaid_team_month(env, ns)
     at = NOV + timedelta(days=10)
     await change(env, ns, team, "pro", at)
@@ -322,6 +300,25 @@ async def test_a_net_line_billed_again_then_its_replaced_month_discarded_bills_t
     ]
     await env.invoices.void(ns, pro_invoice, VoidInput("wrong address", PENDING))
     await issue_due(env)
+    return team_invoice, at
+
+
+async def test_a_net_line_voided_with_pending_is_netted_again(env: Env) -> None:
+    # pro's 20.00 (net of team's issued 30.00) voided to bill it again: made again, netted as
+    # before, 20.00; team's month stands. 50.00 for November.
+    ns = "rv_pending_net"
+    _, at = await net_line_billed_again(env, ns)
+    assert await billed(env, ns) == [("pro", at, DEC, D(20)), ("team", NOV, DEC, D(30))]
+    assert balances(await all_invoices(env, ns)) == []
+    assert await env.sync.sync_all() == 0
+
+
+async def test_a_net_line_billed_again_then_its_replaced_month_discarded_bills_the_rest(env: Env) -> None:
+    # pro's 20.00 voided and billed again (20.00, net of team's 30.00), then team's invoice voided
+    # (discarded): the line billed again, not the one voided, is pro's, so pro is still owed what
+    # team's charge took off it, 20.00, as had team's void come first (pro's 40.00 whole).
+    ns = "rv_pending_then_discard"
+    team_invoice, at = await net_line_billed_again(env, ns)
     await voided(env, ns, team_invoice)
     await env.sync.sync_all()
     await issue_due(env)
