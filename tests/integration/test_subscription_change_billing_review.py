@@ -456,6 +456,26 @@ async def test_a_voided_balance_is_not_billed_again(env: Env) -> None:
     assert [x[0] for x in balances(await all_invoices(env, ns))] == [InvoiceStatus.VOIDED]
 
 
+async def test_a_balance_voided_with_pending_is_billed_again(env: Env) -> None:
+    # The balance's own invoice voided to bill it again: the sync makes the balance again (pro is
+    # still owed it), 20.00, and pro's 40.00 is billed in all.
+    ns = "rv_pending_balance"
+    await voided_after_pro_was_netted(env, ns)
+    await env.sync.sync_all()
+    await issue_due(env)
+    (invoice_id,) = [
+        f.invoice.id for f in await all_invoices(env, ns) if any(BALANCE_OF in x.metadata for x in f.lines)
+    ]
+    await env.invoices.void(ns, invoice_id, VoidInput("wrong address", PENDING))
+    await issue_due(env)
+    assert [(x[0], x[1]) for x in balances(await all_invoices(env, ns))] == [
+        (InvoiceStatus.VOIDED, D(20)),
+        (InvoiceStatus.PAYMENT_PROCESSING, D(20)),
+    ]
+    assert sum((x[3] for x in await billed(env, ns) if x[0] == "pro"), D(0)) == D(40)
+    assert await env.sync.sync_all() == 0
+
+
 async def test_a_fee_whose_own_invoice_was_voided_gets_no_balance(env: Env) -> None:
     # pro's net 20.00 voided with its invoice, then team's: had team's void come first, pro's line
     # would have been 40.00, voided whole. Nothing is billed either way.
