@@ -14,6 +14,7 @@ import pytest
 
 import tally_sdk
 from tally.v1 import meters_pb2, meters_pb2_grpc
+from tests.e2e.test_invoices_api import INVOICES, add_lines, custom_invoicing_customer, invoice_now, line, ok
 from tests.support.barrier import settle_grpc
 from tests.support.services import ROOT
 from tests.support.stack import TallyProcess
@@ -90,3 +91,31 @@ async def test_sdk_invoices_from_pending_lines_to_paid(tally: TallyProcess) -> N
         # The line left on the gathering invoice, invoiced next.
         (rest,) = await client.invoice_now(customer, progressive_billing_override=False)
         assert rest.status == "paid" and Decimal(rest.totals.total) == Decimal("12.34")
+
+
+async def test_sdk_voids_an_invoice_to_bill_it_again(tally: TallyProcess) -> None:
+    """`void_invoice(..., bill_again=True)` sends OpenMeter's `pending` action: the invoice's fee
+    goes back to the gathering invoice, due when asked; without it the fee is discarded."""
+    async with httpx.AsyncClient(base_url=tally.rest_url, timeout=30) as http:
+        customer, _ = await custom_invoicing_customer(http)
+        issued = []
+        for name in ("Licence", "Setup"):
+            await add_lines(http, customer, line(name, {"type": "flat", "amount": "40"}))
+            (invoice,) = await invoice_now(http, customer)
+            apps = "/api/v1/apps/custom-invoicing"
+            await ok(await http.post(f"{apps}/{invoice['id']}/draft/synchronized", json={}), 204)
+            await ok(await http.post(f"{apps}/{invoice['id']}/issuing/synchronized", json={}), 204)
+            issued.append(invoice["id"])
+        async with tally_sdk.Client(tally.grpc_target) as client:
+            with pytest.raises(ValueError):
+                await client.void_invoice(issued[0], "x", next_invoice_at="2030-01-01T00:00:00Z")
+            again = await client.void_invoice(
+                issued[0], "wrong entity", bill_again=True, next_invoice_at="2030-01-01T00:00:00Z"
+            )
+            forgiven = await client.void_invoice(issued[1], "free setup")
+            assert (again.status, forgiven.status) == ("voided", "voided")
+        found = await ok(
+            await http.get(INVOICES, params={"customers": customer, "statuses": "gathering", "expand": "lines"})
+        )
+        (gathering,) = found["items"]
+        assert [(x["name"], x["invoiceAt"]) for x in gathering["lines"]] == [("Licence", "2030-01-01T00:00:00Z")]

@@ -458,9 +458,29 @@ class Client:
     ) -> invoices_pb2.Invoice:
         return await self._invoice_action(self.invoices.SnapshotInvoiceQuantities, invoice_id, timeout)
 
-    async def void_invoice(self, invoice_id: str, reason: str, *, timeout: float | None = None) -> invoices_pb2.Invoice:
-        """Voids an issued, unpaid invoice; the reason is kept on it (OpenMeter answers 501 here)."""
-        request = invoices_pb2.VoidInvoiceRequest(invoice_id=invoice_id, reason=reason)
+    async def void_invoice(
+        self,
+        invoice_id: str,
+        reason: str,
+        *,
+        bill_again: bool = False,
+        next_invoice_at: TimeLike | None = None,
+        timeout: float | None = None,
+    ) -> invoices_pb2.Invoice:
+        """Voids an issued, unpaid invoice; the reason is kept on it (OpenMeter answers 501 here).
+        Its lines are forgiven (`discard`), or with `bill_again` put back on the gathering invoice
+        to be billed again (`pending`), due at `next_invoice_at` (default: at once; not for a
+        subscription's lines, which its sync makes again at once)."""
+        if next_invoice_at is not None and not bill_again:
+            raise ValueError("next_invoice_at is for lines billed again: pass bill_again=True")
+        line_action = invoices_pb2.VoidInvoiceLineAction(type="pending" if bill_again else "discard")
+        if next_invoice_at is not None:
+            line_action.next_invoice_at = _timestamp(next_invoice_at).ToJsonString()
+        request = invoices_pb2.VoidInvoiceRequest(
+            invoice_id=invoice_id,
+            reason=reason,
+            action=invoices_pb2.VoidInvoiceAction(percentage=100, action=line_action),
+        )
         result: invoices_pb2.Invoice = await self._call(
             self.invoices.VoidInvoice, request, idempotent=False, timeout=timeout
         )
