@@ -411,10 +411,7 @@ class InvoiceService:
                 invoice = new_gathering(namespace, customer, effective, data.currency, now)
                 await tx.invoices.insert(invoice)
             lines = [self._pending_line(namespace, invoice, line, now) for line in data.lines]
-            await tx.invoices.insert_lines(lines)
-            all_lines = (await tx.invoices.lines(namespace, [invoice.id]))[invoice.id]
-            invoice = gathering_schedule(invoice, all_lines, now)
-            await tx.invoices.update(invoice)
+            invoice, all_lines = await _add_gathering_lines(tx, invoice, lines, now)
             await tx.commit()
         return InvoiceWithLines(invoice, all_lines), lines, created
 
@@ -644,6 +641,19 @@ class InvoiceService:
                 log.exception("billing a voided invoice's subscription lines again failed", invoice_id=invoice_id)
         return found
 
+    async def _gathering_or_new(
+        self, tx: BillingStore, namespace: str, customer_id: str, currency: str, found: Invoice | None, now: datetime
+    ) -> Invoice:
+        """`found` (the customer's gathering invoice in the currency, read under its lock), or a new
+        one stored in `tx`, with the profile that applies to the customer now."""
+        if found is not None:
+            return found
+        effective = await self._profiles.effective_profile(namespace, customer_id, with_customer=True)
+        assert effective.customer is not None
+        made = new_gathering(namespace, effective.customer, effective, currency, now)
+        await tx.invoices.insert(made)
+        return made
+
     async def _void_lines(self, tx: BillingStore, invoice: Invoice, data: VoidInput, now: datetime) -> None:
         """In the void's transaction: each top-level line records what the void did with it, and
         the lines to bill again are copied onto the customer's gathering invoice in the currency."""
@@ -678,21 +688,15 @@ class InvoiceService:
         again = [x for x in lines if data.action_for(x.id).kind is VoidLineAction.PENDING and not _made_by_the_sync(x)]
         if not again:
             return
-        gathering = await tx.invoices.get_gathering(invoice.namespace, invoice.customer_id, invoice.currency, lock=True)
-        if gathering is None:
-            effective = await self._profiles.effective_profile(
-                invoice.namespace, invoice.customer_id, with_customer=True
-            )
-            assert effective.customer is not None
-            gathering = new_gathering(invoice.namespace, effective.customer, effective, invoice.currency, now)
-            await tx.invoices.insert(gathering)
+        found = await tx.invoices.get_gathering(invoice.namespace, invoice.customer_id, invoice.currency, lock=True)
+        gathering = await self._gathering_or_new(
+            tx, invoice.namespace, invoice.customer_id, invoice.currency, found, now
+        )
         copies = [
             _copy_to_bill_again(x, gathering.id, data.action_for(x.id).next_invoice_at or now, invoice, now)
             for x in again
         ]
-        await tx.invoices.insert_lines(copies)
-        all_lines = (await tx.invoices.lines(invoice.namespace, [gathering.id]))[gathering.id]
-        await tx.invoices.update(gathering_schedule(gathering, all_lines, now))
+        await _add_gathering_lines(tx, gathering, copies, now)
 
     async def update_lines(
         self,
@@ -1679,11 +1683,7 @@ class InvoiceService:
                     # invoice of 0.00. What a later correction bills is rated on top of what was
                     # billed, so leaving this usage out now changes no later amount.
                     return 0
-                if gathering is None:
-                    effective = await self._profiles.effective_profile(namespace, customer_id, with_customer=True)
-                    assert effective.customer is not None
-                    gathering = new_gathering(namespace, effective.customer, effective, latest.currency, now)
-                    await tx.invoices.insert(gathering)
+                gathering = await self._gathering_or_new(tx, namespace, customer_id, latest.currency, gathering, now)
                 correction = _unrated_copy(
                     latest,
                     gathering.id,
@@ -1696,9 +1696,7 @@ class InvoiceService:
                     usage_subjects=request.subjects,
                     metadata={**latest.metadata, "tally.correction": "late_usage"},
                 )
-                await tx.invoices.insert_lines([correction])
-                lines = (await tx.invoices.lines(namespace, [gathering.id]))[gathering.id]
-                await tx.invoices.update(gathering_schedule(gathering, lines, now))
+                await _add_gathering_lines(tx, gathering, [correction], now)
                 await tx.commit()
             return 1
 
@@ -2791,6 +2789,18 @@ def _copy_to_bill_again(
         quantity=line.quantity,
         metadata={**line.metadata, BILLED_AGAIN_FROM: line.id},
     )
+
+
+async def _add_gathering_lines(
+    tx: BillingStore, gathering: Invoice, lines: Sequence[InvoiceLine], now: datetime
+) -> tuple[Invoice, list[InvoiceLine]]:
+    """Stores `lines` on the gathering invoice and reschedules it from all its lines: the invoice as
+    stored and its lines."""
+    await tx.invoices.insert_lines(lines)
+    all_lines = (await tx.invoices.lines(gathering.namespace, [gathering.id]))[gathering.id]
+    rescheduled = gathering_schedule(gathering, all_lines, now)
+    await tx.invoices.update(rescheduled)
+    return rescheduled, all_lines
 
 
 def gathering_schedule(invoice: Invoice, lines: Sequence[InvoiceLine], now: datetime) -> Invoice:
