@@ -333,6 +333,8 @@ class InvoiceLineRow(SQLModel, table=True):
     # On a voided invoice, what the void did with the line (migration 0026): "discard" (NULL too:
     # it still counts as billed) or "pending" (billed again: it no longer counts).
     void_action: str | None = None
+    # A subscription's flat fee: the credit it was billed net of (migration 0027); NULL: not known.
+    netted_of: Decimal | None = _money(nullable=True, default=None)
     meta: dict[str, str] = _json("metadata")
     # The line's ID in the invoicing app (custom invoicing's lineExternalIds).
     invoicing_external_id: str | None = None

@@ -391,6 +391,7 @@ def _line(row: Any) -> InvoiceLine:
         invoicing_external_id=row.invoicing_external_id,
         usage_subjects=tuple(row.usage_subjects) if row.usage_subjects is not None else None,
         void_action=VoidLineAction(row.void_action) if row.void_action is not None else None,
+        netted_of=_dec(row.netted_of),
     )
 
 
@@ -468,6 +469,7 @@ def _line_values(line: InvoiceLine) -> dict[str, Any]:
         invoicing_external_id=line.invoicing_external_id,
         usage_subjects=list(line.usage_subjects) if line.usage_subjects is not None else None,
         void_action=line.void_action.value if line.void_action is not None else None,
+        netted_of=line.netted_of,
         created_at=line.created_at,
         updated_at=line.updated_at,
         deleted_at=line.deleted_at,

@@ -214,6 +214,10 @@ class InvoiceLine:
     usage_subjects: tuple[str, ...] | None = None
     # On a voided invoice: what the void did with the line (None: discarded, as an app's void).
     void_action: VoidLineAction | None = None
+    # A subscription's flat-fee line: the credit it was billed net of when made (what earlier
+    # lines charged for its time; 0: none), the most a void of those lines can take back from it.
+    # None: another line, or one made before migration 0027 (not known).
+    netted_of: Decimal | None = None
 
 
 # The metadata a late-usage correction line carries (its value: "late_usage"): it bills more of

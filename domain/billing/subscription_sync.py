@@ -190,7 +190,7 @@ class SubscriptionSync:
                     held = await tx.invoices.subscription_lines(namespace, ids)
                 for subscription in chunk:
                     try:
-                        _, _, plan, balances = _planned(
+                        _, _, plan, edits = _planned(
                             subscription,
                             await self._expected(subscription, now),
                             held,
@@ -204,7 +204,7 @@ class SubscriptionSync:
                         # the other subscriptions.
                         out.append(subscription)
                         continue
-                    if not plan.empty or not balances.empty:
+                    if not plan.empty or not edits.empty:
                         out.append(subscription)
         return out
 
@@ -315,11 +315,11 @@ class SubscriptionSync:
             held = await tx.invoices.subscription_lines(ns, [subscription.id, *(x.id for x in chain)])
             editable = self._editable()
             # Netted here, against the lines read under the lock: what is issued no longer changes.
-            expected, parts, plan, balances = _planned(subscription, expected, held, chain, netted, editable, now)
-            if plan.empty and balances.empty:
+            expected, parts, plan, edits = _planned(subscription, expected, held, chain, netted, editable, now)
+            if plan.empty and edits.empty:
                 return 0
             changed_on_drafts = 0
-            made_here = gathering is None and bool(plan.create or balances.create)
+            made_here = gathering is None and bool(plan.create or edits.create)
             if made_here:
                 effective = await self._profiles.effective_profile(ns, subscription.customer_id, with_customer=True)
                 assert effective.customer is not None
@@ -327,11 +327,11 @@ class SubscriptionSync:
                 await tx.invoices.insert(gathering)
             created = [
                 evolve(line, id=str(ULID()), invoice_id=gathering.id)
-                for line in [*(expected[item.key].line for item in plan.create), *balances.create]
+                for line in [*(expected[item.key].line for item in plan.create), *edits.create]
                 if gathering is not None
             ]
-            updated: list[InvoiceLine] = list(balances.update)
-            removed: list[str] = list(balances.delete)
+            updated: list[InvoiceLine] = list(edits.update)
+            removed: list[str] = list(edits.delete)
             # Parts on standard invoices not sent yet, by invoice: edited like gathering ones, then
             # the invoice is rated again (a draft billing a month the cancellation cut to ten days
             # must not go out billing the month).
@@ -567,18 +567,22 @@ class _Charge:
     """What one charged line of a fee (its own line or a balance of it) charged, over the line's
     own period: a balance made after its fee was cut short (a change after the issue) bills the
     fee's shorter time, and spread over the line's longer one it would credit a later version
-    with what it charged for time before that version."""
+    with what it charged for time before that version. `balance`: a balance line, not the fee's
+    own."""
 
     key: str
     period: Period
     amount: Decimal
+    balance: bool
 
 
 def _charges(
     lines: Sequence[tuple[InvoiceLine, InvoiceStatus]], editable: set[InvoiceStatus], *, voided_too: bool = False
 ) -> list[_Charge]:
     return [
-        _Charge(_fee_key(line) or "", Period(line.period_start, line.period_end), _line_total(line))
+        _Charge(
+            _fee_key(line) or "", Period(line.period_start, line.period_end), _line_total(line), line.sync_key is None
+        )
         for line, status in lines
         if _charged(line, status, editable, voided_too=voided_too)
     ]
@@ -670,10 +674,17 @@ def _net_of_issued(
     price, `_replaced_fees`). A net below 0 (a downgrade) is
     floored: no line, and nothing is given back (that needs credit notes). Issued lines do not
     change, so a re-run nets the same: the sync stays idempotent. `voided_too`: as if voided
-    invoices still charged what they did (what a fee was netted of before a void: `_balances`)."""
+    invoices still charged what they did (what a fee was netted of before a void: `_balances`).
+    A fee's own balances count against its line only when no line of its own charges: a void put
+    that line back to be billed again, and the line made again bills the fee less what they still
+    charge (pro's 40.00 issued as 20.00 net, completed by a balance of 20.00, then voided: made
+    again, 20.00)."""
     issued: dict[str, list[_Charge]] = {}
+    charging = set()
     for charge in _charges(held, editable, voided_too=voided_too):
         issued.setdefault(item_of(charge.key), []).append(charge)
+        if not charge.balance:
+            charging.add(charge.key)
     issued_before = {
         key: found
         for key, lines in (replaced or {}).items()
@@ -689,13 +700,19 @@ def _net_of_issued(
             out[key] = want
             continue
         # The item's own issued versions count against a prorated fee only (without proration each
-        # version bills whole, issued or not); what a replaced plan's fee charged for this time
-        # counts against any recurring fee (not yet issued, that fee would be cut to the change).
-        candidates = (issued.get(item_of(key), []) if want.prorated else []) + issued_before.get(
+        # version bills whole, issued or not), the fee's own balances against any; what a replaced
+        # plan's fee charged for this time counts against any recurring fee (not yet issued, that
+        # fee would be cut to the change).
+        item = issued.get(item_of(key), [])
+        candidates = (item if want.prorated else [x for x in item if x.key == key]) + issued_before.get(
             rate_card_key_of(key), []
         )
         overlapping = [
-            x for x in candidates if x.key != key and x.period.start < service.end and service.start < x.period.end
+            x
+            for x in candidates
+            if (x.key != key or (x.balance and key not in charging))
+            and x.period.start < service.end
+            and service.start < x.period.end
         ]
         if not overlapping:
             out[key] = want
@@ -722,14 +739,16 @@ def _net_of_issued(
                     flat_amount_charging(net, currency, line.rate_card_discounts), line.quantity, currency
                 ),
                 description=f"{line.description}; {netted}" if line.description else netted,
+                netted_of=credit,
             ),
         )
     return out
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class _Balances:
-    """Balance lines to make, change (on the gathering invoice) and remove (`_balances`)."""
+class _LineEdits:
+    """Lines to make, change (on the gathering invoice) and remove beyond the plan's items: balance
+    lines (`_balances`) and usage parts a void put back (`_usage_parts_again`)."""
 
     create: tuple[InvoiceLine, ...] = ()
     update: tuple[InvoiceLine, ...] = ()
@@ -748,7 +767,7 @@ def _planned(
     netted: bool,
     editable: set[InvoiceStatus],
     now: datetime,
-) -> tuple[dict[str, _Expected], dict[str, list[tuple[InvoiceLine, InvoiceStatus]]], SyncPlan, _Balances]:
+) -> tuple[dict[str, _Expected], dict[str, list[tuple[InvoiceLine, InvoiceStatus]]], SyncPlan, _LineEdits]:
     """What the subscription's lines should be (`gross`, its billable items' lines, netted of what
     issued lines charged), its held lines by sync key, and what to change: the sync's plan and the
     balances. `held`: the lines of the subscription and of its `chain` (those plan changes
@@ -765,6 +784,7 @@ def _planned(
     replaced = chain_fees if netted else {}
     expected = _net_of_issued(gross, mine, editable, replaced)
     parts, plan = _plan(expected, live, editable)
+    again = _usage_parts_again(expected, mine, parts, plan)
     lines = [*mine, *(x for fee in chain_fees.values() for x in fee)]
     voided = any(st is InvoiceStatus.VOIDED and x.type is LineType.FLAT_FEE for x, st in lines)
     # Netted now and as if nothing had been voided: what voids took back from the netting (none
@@ -774,7 +794,44 @@ def _planned(
     # Replaced by a plan change: its successor nets the fees' time after the change.
     superseded = SUPERSEDING_ANNOTATION in subscription.annotations
     balances = _balances(gross, expected, now_netted, unvoided, live, editable, now, superseded)
-    return expected, parts, plan, balances
+    return expected, parts, plan, evolve(balances, create=(*balances.create, *again))
+
+
+def _usage_parts_again(
+    expected: dict[str, _Expected],
+    mine: Sequence[tuple[InvoiceLine, InvoiceStatus]],
+    parts: dict[str, list[tuple[InvoiceLine, InvoiceStatus]]],
+    plan: SyncPlan,
+) -> list[InvoiceLine]:
+    """Usage parts a void put back to be billed again in a period another part of which stands
+    (billed progressively: an invoice-now part, or the month's last part, voided). The plan
+    compares an item's whole time with its parts', so it makes nothing for them: each is made
+    again here over its own time (cut to the item's, should the subscription have been cut since),
+    as the item's line under the same period key, so it bills what the voided part billed and what
+    was stored since. Not where a live part of the item covers that time already (the part made
+    again before), nor for an item the user edited. A period no part of which stands, or none
+    past gathering, is the plan's: it makes the item's line again whole, or stretches its
+    gathering part over the whole item."""
+    planned = {i.key for i in (*plan.create, *plan.update)} | set(plan.delete)
+    out: list[InvoiceLine] = []
+    for line, status in mine:
+        want = expected.get(line.sync_key or "")
+        if (
+            want is None
+            or want.item.key in planned
+            or line.type is not LineType.USAGE_BASED
+            or not put_back_by_a_void(line, status)
+        ):
+            continue
+        live = [x for x, _ in parts.get(want.item.key, [])] + [x for x in out if x.sync_key == line.sync_key]
+        if not live or any(x.managed_by is ManagedBy.MANUAL for x in live):
+            continue
+        service = want.item.service_period
+        start, end = max(line.period_start, service.start), min(line.period_end, service.end)
+        covered = any(x.deleted_at is None and x.period_start < end and start < x.period_end for x in live)
+        if start < end and not covered:
+            out.append(evolve(want.line, period_start=start, period_end=end))
+    return out
 
 
 def _balances(
@@ -786,7 +843,7 @@ def _balances(
     editable: set[InvoiceStatus],
     now: datetime,
     superseded: bool = False,
-) -> _Balances:
+) -> _LineEdits:
     """A flat fee issued net of a line whose invoice was voided since bills what it was netted of
     as a balance line, as it would have been billed had the void come first: pro's 40.00 for
     Nov 11 - Dec 1 issued as 20.00 net of team's 30.00, team's invoice then voided, bills 20.00
@@ -838,6 +895,14 @@ def _balances(
         owed = _line_total(want.line) if want is not None else Decimal(0)
         taken = _line_total(found.line) if (found := netted.get(key)) is not None else Decimal(0)
         rest = min(owed - billed, taken - (_line_total(before.line) if before is not None else Decimal(0)))
+        # Nor more than the fee's lines were billed net of, less the balances billed already: a
+        # fee billed whole (its workflow billing the period a subscription ends in whole from
+        # the start) owes no balance when a line before it is voided. Lines made before
+        # migration 0027 did not record it.
+        own_past = [x.netted_of for x in past if x.sync_key is not None]
+        if own_past and None not in own_past:
+            balanced = sum((_line_total(x) for x in past if x.sync_key is None), Decimal(0))
+            rest = min(rest, sum((x for x in own_past if x is not None), Decimal(0)) - balanced)
         if want is None or not own or any(st in editable or st is InvoiceStatus.VOIDED for st in own) or rest <= 0:
             delete.extend(x.id for x in gathering)
             continue
@@ -849,7 +914,7 @@ def _balances(
         delete.extend(x.id for x in others)
         if _billed(first) != _billed(balance) or first.description != balance.description:
             update.append(_refresh(first, balance, now))
-    return _Balances(tuple(create), tuple(update), tuple(delete))
+    return _LineEdits(tuple(create), tuple(update), tuple(delete))
 
 
 def _succeeded(key: str, want: _Expected, gross: dict[str, _Expected]) -> bool:
@@ -878,6 +943,7 @@ def _balance(want: _Expected, key: str, rest: Decimal, now: datetime) -> Invoice
         invoice_at=max(wanted.invoice_at, now),
         description=f"{card}; {said}" if card else said,
         metadata={**wanted.metadata, BALANCE_OF: key},
+        netted_of=None,  # the fee's own lines say what it was netted of
         created_at=now,
         updated_at=now,
     )
@@ -938,6 +1004,7 @@ def _line(
             payment_term=price.payment_term.value,
             # The rate card's percentage discount comes off when the line is rated (rate_lines).
             rate_card_discounts=card.discounts,
+            netted_of=Decimal(0),  # until _net_of_issued nets it
             **common,  # type: ignore[arg-type]
         )
     return InvoiceLine(
@@ -964,6 +1031,7 @@ def _refresh(held: InvoiceLine, wanted: InvoiceLine, now: datetime) -> InvoiceLi
         quantity=wanted.quantity,
         # A netted fee says what it is net of (_net_of_issued).
         description=wanted.description,
+        netted_of=wanted.netted_of,
         subscription=wanted.subscription,
         updated_at=now,
     )

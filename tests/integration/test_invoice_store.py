@@ -132,6 +132,7 @@ async def test_invoice_and_lines_read_back_exactly(uow: UnitOfWork) -> None:
         sync_key="s1/it1/v1",
         usage_subjects=("acme", "acme-eu"),
         void_action=VoidLineAction.PENDING,
+        netted_of=Decimal("17.32"),
         totals=Totals.of(amount=Decimal("12.53"), discounts_total=Decimal("1.55")),
         discounts=(LineDiscount("d1", DiscountReason.RATECARD_PERCENTAGE, Decimal("1.55")),),
     )

@@ -8,11 +8,14 @@ ends in prorated or billed whole; invoices approved automatically or waiting as 
 person to approve them), then random steps over a few weeks: time passing (with a billing-worker
 pass, as the `billing` role runs continuously), a customer's usage events at random earlier times
 (some stored after their period was invoiced: late usage), invoice-now, a plan change, a
-cancellation (immediate or at the next billing cycle), approving a waiting draft, and add-ons
+cancellation (immediate or at the next billing cycle), approving a waiting draft, add-ons
 bought, changed or taken off (from now or the next billing period): seats, an item of its own,
-and two that extend a plan item (the in-advance base fee, the in-arrears support fee). At the end
-each last subscription ends, everything due is collected, approved and paid, and the invoices are
-checked against `Owed`, a model written here with plain arithmetic and none of the product's code:
+and two that extend a plan item (the in-advance base fee, the in-arrears support fee), and an
+issued invoice voided to be billed again (`pending`; invoices wait for their payment, told by a
+callback of the invoicing app, so one can be voided). At the end each last subscription ends,
+everything due is collected, approved and paid, and the invoices are checked against `Owed`, a
+model written here with plain arithmetic and none of the product's code (a line a void bills
+again is owed as if it had never been issued):
 
 - per subscription, rate card and service period, the issued invoices' lines add up to the model's
   charge: a flat fee prorated by time, against the billing period's own length (28 days for one
@@ -58,9 +61,23 @@ import pytest
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
+from domain.billing.apps.models import InstallAppInput, UpdateAppInput
 from domain.billing.invoice_states import Action, InvoiceStatus, State
-from domain.billing.invoices import InvoiceLine, InvoiceNowInput, InvoiceWithLines
-from domain.billing.models import OverrideUpsertInput, ProrationMode, WorkflowPatch
+from domain.billing.invoices import (
+    InvoiceLine,
+    InvoiceNowInput,
+    InvoiceWithLines,
+    VoidAction,
+    VoidInput,
+    VoidLineAction,
+)
+from domain.billing.models import (
+    OverrideUpsertInput,
+    ProfileApps,
+    ProfileCreateInput,
+    ProrationMode,
+    WorkflowPatch,
+)
 from domain.customers.models import CustomerInput
 from domain.errors import ValidationError
 from domain.subscriptions.addons import AddonOffer
@@ -359,10 +376,11 @@ class Span:
     # The subscription a plan change replaced with this one: its fees' lines with the same rate-card
     # key charged for this one's time too (docs/billing.md: a fee's later version is billed net).
     previous: Span | None = None
-    # Service period starts whose minimum spend is not charged: the end cut the period exactly at
-    # the end of a part already issued (billed progressively, as not the last), so no line of the
-    # period is its last any more (docs/billing.md "Not yet"; OpenMeter leaves the issued line too).
-    minimum_missed: set[datetime] = field(default_factory=set)
+    # Compute line ID -> the service period (its start) whose minimum spend is not charged: the end
+    # cut the period exactly at the end of that part, already issued (billed progressively, as not
+    # the last), so no line of the period is its last any more (docs/billing.md "Not yet";
+    # OpenMeter leaves the issued line too). A void that bills the part again makes it the last.
+    minimum_missed: dict[str, datetime] = field(default_factory=dict)
 
     def periods(self) -> Iterator[tuple[datetime, datetime, datetime, datetime]]:
         """(service start, service end, billing period start, billing period end): the monthly
@@ -498,6 +516,43 @@ class Owed:
     spans: list[Span] = field(default_factory=list)
     # (customer, feature, time, quantity) of every usage event.
     events: list[tuple[str, str, datetime, Decimal]] = field(default_factory=list)
+    # How many invoices were voided.
+    voids: int = 0
+    # (customer, fee, start, end) of each flat-fee line a void forgave (`discard`).
+    forgiven: set[tuple[str, str, datetime, datetime]] = field(default_factory=set)
+
+    def billed_again(self, line_ids: list[str]) -> None:
+        """Lines voided with `pending` are billed again as their subscription says now, as if
+        they had never been issued: an in-advance line issued before a cut no longer stays as it
+        was (its item's parts are billed as the model says, the parts issued net of it owing what
+        they were netted of), and a compute part that ended where the subscription did is the
+        period's last part when it is made again (so it carries the minimum spend)."""
+        self.voids += 1
+        for span in self.spans:
+            for line_id in line_ids:
+                span.issued.pop(line_id, None)
+                span.minimum_missed.pop(line_id, None)
+
+    def forgive(self, customer: str, lines: list[InvoiceLine]) -> None:
+        """Lines voided with `discard` are forgiven: what they charged counts as billed (a usage
+        line's quantity too, so later parts of its period and late-usage corrections bill only
+        what lies beyond it), as it stays issued before a cut. A flat fee's part netted against a
+        forgiven line (a later version, a plan change's successor) bills what it was netted of
+        as a balance, unless its own line was forgiven too, whole, in the other order: the fees
+        of a period a forgiven fee line overlaps are owed what the order of the voids says,
+        which this model leaves out (`forgiven_fee`)."""
+        self.voids += 1
+        for x in lines:
+            if x.name.lower() in FEES:
+                self.forgiven.add((customer, x.name.lower(), x.period_start, x.period_end))
+
+    def forgiven_fee(self, key: tuple[str, str, datetime]) -> bool:
+        """Whether a forgiven line of the key's fee (its customer's, any subscription) overlaps
+        the key's service period."""
+        sub_id, name, start = key
+        span = self.span_of(sub_id)
+        (end,) = [e for p, e, _, _ in span.periods() if p == start]
+        return any(c == span.customer and n == name and a < end and start < b for c, n, a, b in self.forgiven)
 
     def fee_lines(self) -> dict[tuple[str, str, datetime], list[tuple[datetime, datetime, Decimal]]]:
         """(subscription, flat fee, service period start) -> its lines, sorted."""
@@ -527,7 +582,8 @@ class Owed:
                 out[(span.sub_id, "images", start)] = whole_cents(packages(plan, used["images"]))
                 out[(span.sub_id, "calls", start)] = whole_cents(volume(used["calls"]))
                 out[(span.sub_id, "storage", start)] = storage(plan, used["storage"])
-                out[(span.sub_id, "compute", start)] = compute(plan, used["compute"], start not in span.minimum_missed)
+                missed = start in span.minimum_missed.values()
+                out[(span.sub_id, "compute", start)] = compute(plan, used["compute"], not missed)
         return out
 
     def span_of(self, sub_id: str) -> Span:
@@ -589,6 +645,9 @@ addon_step = st.tuples(
     st.integers(0, 3),
     st.sampled_from(["immediate", "next_billing_cycle"]),
 )
+# How a void step voids: to bill the invoice again (`pending`), to forgive it (`discard`), or the
+# invoicing app reporting it voided (which forgives).
+void_step = st.tuples(st.just("void"), st.integers(0, 3), st.sampled_from(["pending", "discard", "app"]))
 steps = st.one_of(
     # Time passes (up to three days, so a late event is always seen within the late-usage window).
     st.tuples(st.just("wait"), st.integers(1, 72 * 60)),
@@ -599,6 +658,11 @@ steps = st.one_of(
     st.tuples(st.just("change"), who, st.sampled_from(["immediate", "next_billing_cycle"])),
     # A person approves one of the drafts waiting for it (by its place among them, modulo).
     st.tuples(st.just("approve"), st.integers(0, 3)),
+    # An issued invoice still waiting for its payment is voided, by its place among them, oldest
+    # first (modulo); drawn twice as often too, so that a history voids a line made again by an
+    # earlier void.
+    void_step,
+    void_step,
     # The customer buys an add-on or changes how many they have (0: taken off), drawn twice as
     # often as the other steps: most histories soon schedule an end, after which none is made.
     addon_step,
@@ -615,6 +679,11 @@ async def _worker_pass(env: Env) -> None:
     assert result.failed == 0, result
 
 
+# Invoices whose lines do not stay as issued: not issued yet, or deleted (nor do lines a void
+# bills again: Owed.billed_again).
+_NOT_ISSUED = (InvoiceStatus.GATHERING, InvoiceStatus.DRAFT, InvoiceStatus.DELETED)
+
+
 async def _issued_before_cut(env: Env, ns: str, span: Span, at: datetime, fees: tuple[str, ...] = IN_ADVANCE) -> None:
     """On a cut at `at` (the end, or a change of an add-on's quantity) of `fees`: note each of
     their in-advance lines an issued invoice (no longer mutable) bills across it or from it, and
@@ -627,11 +696,13 @@ async def _issued_before_cut(env: Env, ns: str, span: Span, at: datetime, fees: 
     period's last part now, too late to carry the minimum. Called before the model's change and a
     sync: issued lines do not move either way."""
     for found in await all_invoices(env, ns):
-        if found.invoice.status in (InvoiceStatus.GATHERING, InvoiceStatus.DRAFT, InvoiceStatus.DELETED):
+        if found.invoice.status in _NOT_ISSUED:
             continue
         for x in found.lines:
             ref = x.subscription
             if x.parent_line_id is not None or ref is None or ref.subscription_id != span.sub_id:
+                continue
+            if x.void_action is VoidLineAction.PENDING:
                 continue
             name = x.name.lower()
             cut = x.period_start <= at < x.period_end or at == x.period_end == span.end
@@ -640,7 +711,7 @@ async def _issued_before_cut(env: Env, ns: str, span: Span, at: datetime, fees: 
                 fee = span.fee(name, x.period_start)
                 span.issued[x.id] = Issued(name, x.period_start, x.period_end, fee, x.period_start < at)
             if at == span.end and x.name == "Compute" and x.period_end == at and x.full_period_end != at:
-                span.minimum_missed.add(span.holding(x.period_start))
+                span.minimum_missed[x.id] = span.holding(x.period_start)
 
 
 def _ends_when_asked(active_to: datetime | None, span: Span, timing: str, now: datetime) -> datetime:
@@ -668,6 +739,29 @@ async def _waiting_for_approval(env: Env, ns: str, made_by: datetime | None = No
     return [x.id for x in sorted(waiting, key=lambda x: (x.created_at, x.id))]
 
 
+async def _waiting_for_payment(env: Env, ns: str) -> list[InvoiceWithLines]:
+    """The issued invoices whose payment is still open, oldest first."""
+    found = [f for f in await all_invoices(env, ns) if f.invoice.status in _WAITING_FOR_PAYMENT]
+    return sorted(found, key=lambda f: (f.invoice.created_at, f.invoice.id))
+
+
+_WAITING_FOR_PAYMENT = (InvoiceStatus.PAYMENT_PROCESSING, InvoiceStatus.OVERDUE)
+
+
+async def _pays_later(env: Env, ns: str) -> None:
+    """Every customer is invoiced through an app told of payments by a callback (custom
+    invoicing, its sync hooks off), not the sandbox, which pays an invoice as it is issued: an
+    issued invoice stays open until the end, when everything is paid, so a void step finds one."""
+    app, _ = await env.apps.install(ns, InstallAppInput(type="custom_invoicing", create_billing_profile=False))
+    hooks_off = UpdateAppInput(
+        type="custom_invoicing", name="Pays later", enable_draft_sync_hook=False, enable_issuing_sync_hook=False
+    )
+    await env.apps.update_app(ns, app.id, hooks_off)
+    supplier = (await env.profiles.get_default(ns)).supplier
+    apps = ProfileApps(app.id, app.id, app.id)
+    await env.profiles.create(ns, ProfileCreateInput("Pays later", supplier, apps, default=True))
+
+
 async def run_history(
     people: list[tuple[int, str, bool, bool, datetime]], history: list[tuple[Any, ...]], opening: datetime = NOV
 ) -> None:
@@ -675,6 +769,7 @@ async def run_history(
     async with open_env(Plans(list(plans.values())), addons=PlanAddons()) as env:
         ns = "billprops"
         owed = Owed()
+        await _pays_later(env, ns)
         ids: list[str] = []
         # Each customer's subscriptions, oldest first; the last one is the current one.
         theirs: list[list[Span]] = []
@@ -765,6 +860,23 @@ async def run_history(
                 waiting = await _waiting_for_approval(env, ns)
                 if waiting:
                     await env.invoices.act(ns, waiting[step[1] % len(waiting)], Action.APPROVE)
+            elif step[0] == "void":
+                unpaid = await _waiting_for_payment(env, ns)
+                if unpaid:
+                    _, pick, how = step
+                    voided = unpaid[pick % len(unpaid)]
+                    top = [x for x in voided.lines if x.parent_line_id is None]
+                    if how == "pending":
+                        owed.billed_again([x.id for x in top])
+                        pending = VoidAction(VoidLineAction.PENDING)
+                        await env.invoices.void(ns, voided.invoice.id, VoidInput("wrong address", pending))
+                    else:
+                        owed.forgive(voided.invoice.customer_id, top)
+                        if how == "discard":
+                            discard = VoidAction(VoidLineAction.DISCARD)
+                            await env.invoices.void(ns, voided.invoice.id, VoidInput("goodwill", discard))
+                        else:
+                            await env.invoices.app_callback(ns, voided.invoice.id, Action.PAYMENT_VOID)
             elif step[0] in ("cancel", "change"):
                 _, whom, timing = step
                 mine = theirs[whom % len(theirs)]
@@ -824,6 +936,8 @@ async def run_history(
         await _approve_all(env, ns)
         env.clock.at = now() + timedelta(hours=2)
         await _approve_all(env, ns)
+        for unpaid in await _waiting_for_payment(env, ns):
+            await env.invoices.app_callback(ns, unpaid.invoice.id, Action.PAYMENT_PAID)
 
         check(owed, await all_invoices(env, ns))
 
@@ -843,15 +957,16 @@ def check(owed: Owed, found: list[InvoiceWithLines]) -> None:
     billed: dict[tuple[str, str, datetime], Decimal] = {}
     fees: dict[tuple[str, str, datetime], list[tuple[datetime, datetime, Decimal]]] = {}
     for f in found:
-        if f.invoice.status in (InvoiceStatus.DELETED, InvoiceStatus.VOIDED):
+        if f.invoice.status is InvoiceStatus.DELETED:
             continue
         top = [x for x in f.lines if x.parent_line_id is None and x.deleted_at is None]
         if f.invoice.status is InvoiceStatus.GATHERING:
             assert top == [], f"still gathering after the end: {[(x.name, x.period_start) for x in top]}"
             continue
-        assert f.invoice.status is InvoiceStatus.PAID, (f.invoice.id, f.invoice.state)
+        assert f.invoice.status in (InvoiceStatus.PAID, InvoiceStatus.VOIDED), (f.invoice.id, f.invoice.state)
         assert f.invoice.totals.total == sum((x.totals.total for x in top), D(0)), f.invoice.id
-        for x in top:
+        # A voided invoice's lines billed again charge nothing; the forgiven ones count as billed.
+        for x in (x for x in top if x.void_action is not VoidLineAction.PENDING):
             assert x.totals.total == x.totals.total.quantize(CENT), (x.name, x.totals.total)
             assert x.subscription is not None, x.name
             sub_id = x.subscription.subscription_id
@@ -861,10 +976,14 @@ def check(owed: Owed, found: list[InvoiceWithLines]) -> None:
             billed[key] = billed.get(key, D(0)) + x.totals.total
             if key[1] in FEES and x.totals.total:
                 fees.setdefault(key, []).append((x.period_start, x.period_end, x.totals.total))
-    expected = {k: v for k, v in owed.charges().items() if v}
-    got = {k: v for k, v in billed.items() if v}
+    expected = {k: v for k, v in owed.charges().items() if v and not owed.forgiven_fee(k)}
+    got = {k: v for k, v in billed.items() if v and not owed.forgiven_fee(k)}
     wrong = {k: (got.get(k), expected.get(k)) for k in set(expected) | set(got) if got.get(k) != expected.get(k)}
     assert wrong == {}, "(billed, owed) per (subscription, rate card, period): " + repr(sorted(wrong.items()))
+    if owed.voids:
+        # A part issued net of a line voided since bills what it was netted of as a balance line
+        # of its own: its fee is the model's, in more lines than the model's parts.
+        return
     # A flat fee is billed once per version of its item in force in the period, over that part.
     lines = owed.fee_lines()
     wrong_lines = {
@@ -933,6 +1052,40 @@ EVERY_PATH_STEPS = (
 # The steps of EVERY_PATH_STEPS up to a few hours into December.
 NOVEMBER = 25
 EVERY_PATH = ([(9 * 24 * 60, "basic", False, False, NOV)], EVERY_PATH_STEPS)
+# EVERY_PATH's history, voiding to bill again (every invoice still waits for its payment): after
+# the plan change (Dec 6), the oldest, November's base fee of 21.00 from Nov 10, issued before the
+# add-ons cut it on Nov 13 and 22 (the versions after each cut were issued net of it, 3.00 and
+# 1.50: now owed 9.00 more each as balances, and Nov 10 - 13 made again, 3.00); before the
+# cancellation (Dec 18), the oldest again, Nov 13's seats and base version (3.00, whose balance
+# was issued): made again, that version bills 10.50 less its balance, 1.50 (it billed 10.50 on
+# top: 34.50 for November's base fee where 25.50 is owed).
+_CHANGED = EVERY_PATH_STEPS.index(("change", 0, "immediate")) + 1
+BILLED_AGAIN = (
+    EVERY_PATH[0],
+    [
+        *EVERY_PATH_STEPS[:_CHANGED],
+        ("void", 0, "pending"),
+        *EVERY_PATH_STEPS[_CHANGED:-1],
+        ("void", 0, "pending"),
+        EVERY_PATH_STEPS[-1],
+    ],
+)
+# EVERY_PATH's history with voids that forgive: after the plan change (Dec 6), December 1's invoice
+# (November's usage and support fee, December's in-advance fees, issued before an add-on and the
+# change cut them) is voided to forgive it (`discard`): its usage still counts as billed for
+# November's later usage (late calls corrected on top), and the new plan's base fee, netted of the
+# forgiven one, bills that as a balance. Before the cancellation (Dec 18), the invoicing app reports
+# November's first base fee voided (forgiven likewise).
+FORGIVEN = (
+    EVERY_PATH[0],
+    [
+        *EVERY_PATH_STEPS[:_CHANGED],
+        ("void", 3, "discard"),
+        *EVERY_PATH_STEPS[_CHANGED:-1],
+        ("void", 0, "app"),
+        EVERY_PATH_STEPS[-1],
+    ],
+)
 # Two customers, one approving by hand: the first's history, and the second's usage of the same
 # features at the same times never reaches the first (nor the other way round); its drafts wait
 # for approval across a plan change and a cancellation at the next billing cycle.
@@ -1040,6 +1193,8 @@ APPROVED_BEFORE_A_JUMP = (
 @example(MONTH_END)
 @example(ADDON_AT_ITS_START)
 @example(APPROVED_BEFORE_A_JUMP)
+@example(BILLED_AGAIN)
+@example(FORGIVEN)
 def test_customers_are_invoiced_what_they_owe_over_a_random_history(history: tuple[Any, ...]) -> None:
     _run(history)
 

@@ -174,11 +174,14 @@ async def test_a_new_plan_without_proration_does_not_pay_the_replaced_plans_issu
     assert await november(env, "rv_new_whole_i") == D(70)
 
 
-async def unpaid_team_month(env: Env, ns: str, *, approve: bool = True) -> tuple[Subscription, str]:
+async def unpaid_team_month(
+    env: Env, ns: str, *, approve: bool = True, full_period_at_end: bool = False
+) -> tuple[Subscription, str]:
     """Customer c1 invoiced through custom invoicing without sync hooks (an issued invoice waits
     for its payment, so it can still be voided), subscribed to team on Nov 1 and November's 30.00
-    issued (or, without `approve`, on a draft waiting for approval); the subscription and that
-    invoice's ID."""
+    issued (or, without `approve`, on a draft waiting for approval; with `full_period_at_end`, its
+    workflow bills the period a subscription ends in whole); the subscription and that invoice's
+    ID."""
     await env.customers.create(ns, CustomerInput(name="c1", key="c1"))
     app, _ = await env.apps.install(ns, InstallAppInput(type="custom_invoicing", create_billing_profile=False))
     hooks_off = UpdateAppInput(
@@ -189,7 +192,10 @@ async def unpaid_team_month(env: Env, ns: str, *, approve: bool = True) -> tuple
     profile = await env.profiles.create(
         ns, ProfileCreateInput("Custom", default.supplier, ProfileApps(app.id, app.id, app.id))
     )
-    workflow = WorkflowPatch() if approve else WorkflowPatch(auto_advance=False)
+    workflow = WorkflowPatch(
+        auto_advance=None if approve else False,
+        subscription_end_proration_mode=ProrationMode.BILL_FULL_PERIOD if full_period_at_end else None,
+    )
     await env.profiles.upsert_override(ns, "c1", OverrideUpsertInput(profile_id=profile.profile.id, workflow=workflow))
     env.clock.at = NOV
     team = await env.subscriptions.create(CreateSubscriptionInput(ns, PlanSelector("team"), customer_key="c1"))
@@ -264,6 +270,55 @@ async def test_a_replaced_month_voided_with_pending_bills_the_plans_own_time_and
     assert await billed(env, ns) == [("pro", at, DEC, D(20)), ("pro", at, DEC, D(20)), ("team", NOV, at, D(10))]
     assert [x[1] for x in balances(await all_invoices(env, ns))] == [D(20)]
     assert await env.sync.sync_all() == 0
+    assert await env.sync.sync(pro) == 0
+
+
+async def test_a_net_line_billed_again_after_its_balance_bills_the_fee_less_that_balance(env: Env) -> None:
+    # As above (team's ten days 10.00, pro's 20.00 net line and its balance of 20.00 issued), then
+    # pro's net line voided with pending too: made again, it bills pro's 40.00 less the balance
+    # that still charges for that time, 20.00. 50.00 for November; the line made again at 40.00
+    # billed 70.00 (found by the billing property test's voids).
+    ns = "rv_pending_net_after_balance"
+    team, invoice_id = await unpaid_team_month(env, ns)
+    at = NOV + timedelta(days=10)
+    await change(env, ns, team, "pro", at)
+    await issue_due(env)
+    (pro_invoice,) = [
+        f.invoice.id
+        for f in await all_invoices(env, ns)
+        if f.invoice.status is not InvoiceStatus.GATHERING and any(x.period_start == at for x in f.lines)
+    ]
+    await env.invoices.void(ns, invoice_id, VoidInput("wrong address", PENDING))
+    await env.sync.sync_all()
+    await issue_due(env)
+    await env.invoices.void(ns, pro_invoice, VoidInput("wrong address", PENDING))
+    await env.sync.sync_all()
+    await issue_due(env)
+    assert await billed(env, ns) == [("pro", at, DEC, D(20)), ("pro", at, DEC, D(20)), ("team", NOV, at, D(10))]
+    assert await env.sync.sync_all() == 0
+
+
+async def test_a_fee_billed_whole_owes_no_balance_when_the_month_before_it_is_billed_again(env: Env) -> None:
+    # The workflow bills the period a subscription ends in whole from the start: team's 30.00
+    # stays whole when changed to pro on Nov 11, and pro's 40.00 for Nov 11 - Dec 1 is billed
+    # net of nothing. pro canceled on Nov 21 is owed its whole month now, but its issued line
+    # stays. team's invoice then voided with pending: team's month is made again, 30.00, and pro
+    # owes nothing more, 70.00 for November. pro was billed a balance of 20.00, as if it had been
+    # netted of team's month (found by the billing property test).
+    ns = "rv_pending_whole"
+    team, invoice_id = await unpaid_team_month(env, ns, full_period_at_end=True)
+    at = NOV + timedelta(days=10)
+    pro = await change(env, ns, team, "pro", at)
+    await issue_due(env)
+    assert await billed(env, ns) == [("pro", at, DEC, D(40)), ("team", NOV, DEC, D(30))]
+    env.clock.at = NOV + timedelta(days=20)
+    pro = await env.subscriptions.cancel(ns, pro.id, Timing("immediate"))
+    await env.sync.sync(pro)
+    await env.invoices.void(ns, invoice_id, VoidInput("wrong address", PENDING))
+    await env.sync.sync_all()
+    await issue_due(env)
+    assert await billed(env, ns) == [("pro", at, DEC, D(40)), ("team", NOV, at, D(30))]
+    assert balances(await all_invoices(env, ns)) == []
     assert await env.sync.sync(pro) == 0
 
 
@@ -351,6 +406,61 @@ async def test_a_usage_period_voided_with_pending_reads_its_usage_again(env: Env
         ("team", NOV, DEC, D(30)),
         ("team", DEC, JAN, D(30)),
     ]
+
+
+async def calls_invoiced_now(env: Env, ns: str) -> tuple[Subscription, str]:
+    """team's month (unpaid_team_month) and 1,000 api calls on Nov 5, billed by invoice-now on
+    Nov 10 (10.00) and issued; 500 more calls on Nov 21. The subscription and that invoice's ID."""
+    team, _ = await unpaid_team_month(env, ns)
+    env.usage.add("api", team.customer_id, NOV + timedelta(days=4), "1000")
+    env.clock.at = NOV + timedelta(days=9)
+    (now,) = await env.invoices.invoice_now(ns, InvoiceNowInput(team.customer_id))
+    await issue_due(env)
+    env.usage.add("api", team.customer_id, NOV + timedelta(days=20), "500")
+    return team, now.invoice.id
+
+
+async def test_usage_parts_voided_with_pending_are_billed_again_while_the_periods_other_part_stands(
+    env: Env,
+) -> None:
+    # November's api calls billed in two parts: 1,000 by invoice-now on Nov 10 (10.00), 500 more
+    # with the month (5.00, on December's invoice). December's invoice voided to bill it again:
+    # the month's part is made again over its own time while Nov 10's stands, 5.00 (it was never
+    # billed again: the sync compared the period's whole time with the part still standing; found
+    # by the billing property test). Then Nov 10's invoice voided too: its part made again, 10.00.
+    ns = "rv_pending_usage_parts"
+    _, invoiced_now = await calls_invoiced_now(env, ns)
+    env.clock.at = DEC
+    await env.sync.sync_all()
+    await issue_due(env)
+    (december,) = [f.invoice.id for f in await all_invoices(env, ns) if f.invoice.created_at >= DEC]
+    calls = [
+        ("team", NOV, NOV + timedelta(days=9), D(10)),
+        ("team", NOV, DEC, D(30)),
+        ("team", NOV + timedelta(days=9), DEC, D(5)),
+    ]
+    assert [x for x in await billed(env, ns) if x[1] < DEC] == calls
+    for voided_now in (december, invoiced_now):
+        await env.invoices.void(ns, voided_now, VoidInput("wrong address", PENDING))
+        await issue_due(env)
+        assert [x for x in await billed(env, ns) if x[1] < DEC] == calls
+        assert await env.sync.sync_all() == 0
+
+
+async def test_a_part_voided_with_pending_while_the_rest_of_its_period_gathers_is_billed_with_it(
+    env: Env,
+) -> None:
+    # Nov 10's part (10.00) voided to bill it again while the rest of November still gathers: the
+    # gathering part takes the whole month, and December's invoice bills the 1,500 calls, 15.00,
+    # in one line (making the part again beside it failed on the sync key's unique index).
+    ns = "rv_pending_usage_gathering"
+    _, invoiced_now = await calls_invoiced_now(env, ns)
+    await env.invoices.void(ns, invoiced_now, VoidInput("wrong address", PENDING))
+    assert await env.sync.sync_all() == 0
+    env.clock.at = DEC
+    await issue_due(env)
+    assert [x for x in await billed(env, ns) if x[1] < DEC] == [("team", NOV, DEC, D(15)), ("team", NOV, DEC, D(30))]
+    assert await env.sync.sync_all() == 0
 
 
 async def test_a_line_the_user_edited_voided_with_pending_is_billed_again_as_edited(env: Env) -> None:
