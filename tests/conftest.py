@@ -24,13 +24,20 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         asyncio.run(drop_created_databases())
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects: `make etoe` selects by the full_suite marks added here
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Deselects (never skips) what this run is not for:
     - k8s_live: needs a Kubernetes API server, which no registry here provides; runs with
       TALLY_K8S_LIVE=1 where a cluster is reachable (KUBECONFIG);
     - full_suite: the long runs (the console's longer browser flows, the rollup property test at
       300 examples), which `make etoe` runs (TALLY_FULL_SUITE=1) and `make test` (CI) leaves out
-      for time."""
+      for time; with full_suite_over_http, the [http] variant of an event-store test (the
+      statements of its [chdb] variant, which `make test` runs, through the test suite's
+      ClickHouse HTTP endpoint, at two to three times the cost)."""
+    for item in items:
+        spec = getattr(item, "callspec", None)
+        if item.get_closest_marker("full_suite_over_http") and spec is not None and "http" in spec.params.values():
+            item.add_marker(pytest.mark.full_suite)
     wanted = {
         "k8s_live": os.environ.get("TALLY_K8S_LIVE") == "1",
         "full_suite": os.environ.get("TALLY_FULL_SUITE") == "1",

@@ -213,6 +213,7 @@ examples = given(
 _FIXTURE_PER_EXAMPLE = [HealthCheck.function_scoped_fixture]  # one store for all examples, on purpose
 
 
+@pytest.mark.full_suite_over_http
 @settings(max_examples=20, deadline=None, suppress_health_check=_FIXTURE_PER_EXAMPLE)
 @examples
 def test_rollup_answers_equal_raw_answers(

@@ -167,6 +167,7 @@ _FIXTURE_PER_EXAMPLE = [HealthCheck.function_scoped_fixture]
 FEATURE_FILTERS = st.sampled_from([{}, {"model": FilterString(eq="a")}, {"region": FilterString(in_=("a", "b"))}])
 
 
+@pytest.mark.full_suite_over_http
 @settings(max_examples=12, deadline=None, suppress_health_check=_FIXTURE_PER_EXAMPLE, phases=[Phase.generate])
 @given(
     st.sampled_from(list(Aggregation)),
@@ -674,6 +675,7 @@ async def test_compaction_folds_the_fills_into_a_row_per_key_and_answers_stay_th
     assert [await stores.routed.query_meter(meter, q) for q in queries] == expected
 
 
+@pytest.mark.full_suite_over_http
 async def test_a_compaction_that_crashed_at_any_step_leaves_the_answers_exact(stores: Stores) -> None:
     at, completed = 1, False
     while not completed:
