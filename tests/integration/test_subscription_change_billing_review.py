@@ -201,12 +201,18 @@ async def unpaid_team_month(
     team = await env.subscriptions.create(CreateSubscriptionInput(ns, PlanSelector("team"), customer_key="c1"))
     await env.sync.sync(team)
     await issue_due(env)
-    (invoice_id,) = [
-        f.invoice.id
-        for f in await all_invoices(env, ns)
-        if f.invoice.status is not InvoiceStatus.GATHERING and any(x.period_start == NOV for x in f.lines)
-    ]
+    invoice_id = (await billing_from(env, ns, NOV)).invoice.id
     return team, invoice_id
+
+
+async def billing_from(env: Env, ns: str, start: datetime) -> InvoiceWithLines:
+    """The one invoice past gathering with a line whose period starts at `start`."""
+    (found,) = [
+        f
+        for f in await all_invoices(env, ns)
+        if f.invoice.status is not InvoiceStatus.GATHERING and any(x.period_start == start for x in f.lines)
+    ]
+    return found
 
 
 async def voided(env: Env, ns: str, invoice_id: str) -> None:
@@ -283,11 +289,7 @@ async def test_a_net_line_billed_again_after_its_balance_bills_the_fee_less_that
     at = NOV + timedelta(days=10)
     await change(env, ns, team, "pro", at)
     await issue_due(env)
-    (pro_invoice,) = [
-        f.invoice.id
-        for f in await all_invoices(env, ns)
-        if f.invoice.status is not InvoiceStatus.GATHERING and any(x.period_start == at for x in f.lines)
-    ]
+    pro_invoice = (await billing_from(env, ns, at)).invoice.id
     await env.invoices.void(ns, invoice_id, VoidInput("wrong address", PENDING))
     await env.sync.sync_all()
     await issue_due(env)
@@ -348,11 +350,7 @@ async def net_line_billed_again(env: Env, ns: str) -> tuple[str, datetime]:
     at = NOV + timedelta(days=10)
     await change(env, ns, team, "pro", at)
     await issue_due(env)
-    (pro_invoice,) = [
-        f.invoice.id
-        for f in await all_invoices(env, ns)
-        if f.invoice.status is not InvoiceStatus.GATHERING and any(x.period_start == at for x in f.lines)
-    ]
+    pro_invoice = (await billing_from(env, ns, at)).invoice.id
     await env.invoices.void(ns, pro_invoice, VoidInput("wrong address", PENDING))
     await issue_due(env)
     return team_invoice, at
@@ -392,11 +390,7 @@ async def test_a_usage_period_voided_with_pending_reads_its_usage_again(env: Env
     env.clock.at = DEC
     await env.sync.sync_all()
     await issue_due(env)
-    (december,) = [
-        f
-        for f in await all_invoices(env, ns)
-        if f.invoice.status is not InvoiceStatus.GATHERING and any(x.period_start == DEC for x in f.lines)
-    ]
+    december = await billing_from(env, ns, DEC)
     assert december.invoice.totals.total == D(40)
     env.usage.add("api", team.customer_id, NOV + timedelta(days=6), "500")
     await env.invoices.void(ns, december.invoice.id, VoidInput("wrong address", PENDING))
@@ -830,11 +824,7 @@ async def test_a_change_at_a_period_start_nets_an_issued_fee_and_drops_a_drafts(
     team = await issued_team_month(env, ns)
     env.clock.at = DEC
     await env.worker().run_once()
-    (draft,) = [
-        f
-        for f in await all_invoices(env, ns)
-        if f.invoice.status is not InvoiceStatus.GATHERING and any(x.period_start == DEC for x in f.lines)
-    ]
+    draft = await billing_from(env, ns, DEC)
     assert draft.invoice.status is InvoiceStatus.DRAFT
     await change(env, ns, team, "pro", DEC)
     await issue_due(env)
