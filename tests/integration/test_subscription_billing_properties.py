@@ -434,14 +434,17 @@ class Span:
     def change_addon(self, addon: str, quantity: int, at: datetime) -> None:
         self.addons[addon] = [(t, n) for t, n in self.addons.get(addon, []) if t < at] + [(at, quantity)]
 
-    def fee_parts(self, name: str) -> dict[datetime, list[tuple[datetime, datetime, Decimal]]]:
+    def fee_parts(
+        self, name: str, forgiven: frozenset[tuple[datetime, datetime]] = frozenset()
+    ) -> dict[datetime, list[tuple[datetime, datetime, Decimal]]]:
         """Service period start -> the fee's lines in it (start, end, amount): one a version of
         the item in force in the period, prorated over its part of the billing period (each part
         rounded on its own); the part the end meets whole under bill_full_period (OpenMeter's
         shouldProrate looks at each line's own end); a part issued before a cut as it was issued.
         A prorated part bills net of what the lines issued before it charged for its time (each
         issued line's amount times the share of its period the part overlaps, summed, rounded
-        once); a zero or negative fee is no line (docs/billing.md: nothing is given back)."""
+        once); a zero or negative fee is no line (docs/billing.md: nothing is given back). Lines
+        `forgiven` (their start and end) credit nothing: as had their void come first."""
         out: dict[datetime, list[tuple[datetime, datetime, Decimal]]] = {}
         for start, end, full_start, full_end in self.periods():
             cuts = sorted({start, end, *(v for v in self.versions(name) if start < v < end)})
@@ -452,11 +455,14 @@ class Span:
                 key=lambda i: i.start,
             )
             parts = out.setdefault(start, [])
-            earlier = self.replaced_lines(name)
+            earlier = self.replaced_lines(name, forgiven)
             issued_lines: list[tuple[datetime, datetime, Decimal]] = []
+            credits: list[tuple[datetime, datetime, Decimal]] = []
             for i in issued:
                 amount = self.charged(name, prorated(i.amount, i.start, i.end, full_start, full_end))
-                issued_lines.append((i.start, i.end, net_of(amount, i.start, i.end, earlier + issued_lines)))
+                issued_lines.append((i.start, i.end, net_of(amount, i.start, i.end, earlier + credits)))
+                if (i.start, i.end) not in forgiven:
+                    credits.append(issued_lines[-1])
             parts.extend(line for line in issued_lines if line[2])
             replaced = {i.start for i in issued if i.replaces}
             for a, b in itertools.pairwise(cuts):
@@ -466,20 +472,27 @@ class Span:
                     part = (a, b, self.charged(name, self.fee(name, a)))
                 else:
                     fee = self.charged(name, prorated(self.fee(name, a), a, b, full_start, full_end))
-                    part = (a, b, net_of(fee, a, b, earlier + issued_lines))
+                    part = (a, b, net_of(fee, a, b, earlier + credits))
                 if part[2]:
                     parts.append(part)
         return out
 
-    def replaced_lines(self, name: str) -> list[tuple[datetime, datetime, Decimal]]:
+    def replaced_lines(
+        self, name: str, forgiven: frozenset[tuple[datetime, datetime]] = frozenset()
+    ) -> list[tuple[datetime, datetime, Decimal]]:
         """The fee's lines of the subscriptions plan changes replaced on the way to this one. Those
         covering time after the change are lines issued before it, as they stayed: what the
         successor's fee is billed net of; none when the customer's workflow bills the period a
         subscription ends in whole (that line is owed whole, issued or not)."""
         if self.previous is None or self.full_period_at_end:
             return []
-        own = [line for parts in self.previous.fee_parts(name).values() for line in parts]
-        return self.previous.replaced_lines(name) + own
+        own = [
+            line
+            for parts in self.previous.fee_parts(name, forgiven).values()
+            for line in parts
+            if line[:2] not in forgiven
+        ]
+        return self.previous.replaced_lines(name, forgiven) + own
 
     def holding(self, at: datetime) -> datetime:
         """The service period (its start) `at` falls in; at the end, the last one."""
@@ -538,9 +551,10 @@ class Owed:
         line's quantity too, so later parts of its period and late-usage corrections bill only
         what lies beyond it), as it stays issued before a cut. A flat fee's part netted against a
         forgiven line (a later version, a plan change's successor) bills what it was netted of
-        as a balance, unless its own line was forgiven too, whole, in the other order: the fees
-        of a period a forgiven fee line overlaps are owed what the order of the voids says,
-        which this model leaves out (`forgiven_fee`)."""
+        as a balance, unless its own line was forgiven before that, whole: the fees of a period
+        a forgiven fee line overlaps are owed, by the order of the voids, between what they
+        would be owed without the voids and what they would be owed net of nothing forgiven
+        (`forgiven_fee`, `charges(forgiving=True)`)."""
         self.voids += 1
         for x in lines:
             if x.name.lower() in FEES:
@@ -554,19 +568,36 @@ class Owed:
         (end,) = [e for p, e, _, _ in span.periods() if p == start]
         return any(c == span.customer and n == name and a < end and start < b for c, n, a, b in self.forgiven)
 
-    def fee_lines(self) -> dict[tuple[str, str, datetime], list[tuple[datetime, datetime, Decimal]]]:
-        """(subscription, flat fee, service period start) -> its lines, sorted."""
+    def billing_period_of(self, key: tuple[str, str, datetime]) -> tuple[str, str, datetime]:
+        """(customer, rate card, billing period start) of a (subscription, rate card, service
+        period start)."""
+        sub_id, name, start = key
+        span = self.span_of(sub_id)
+        (period,) = [full for p, _, full, _ in span.periods() if p == start]
+        return span.customer, name, period
+
+    def fee_lines(
+        self, forgiving: bool = False
+    ) -> dict[tuple[str, str, datetime], list[tuple[datetime, datetime, Decimal]]]:
+        """(subscription, flat fee, service period start) -> its lines, sorted (`forgiving`: net
+        of no forgiven line)."""
         return {
             (span.sub_id, name, start): sorted(parts)
             for span in self.spans
             for name in FEES
-            for start, parts in span.fee_parts(name).items()
+            for start, parts in span.fee_parts(name, self._forgiven(span.customer, name, forgiving)).items()
             if parts
         }
 
-    def charges(self) -> dict[tuple[str, str, datetime], Decimal]:
-        """(subscription, rate card, service period start) -> what its customer owes for it."""
-        out = {key: sum((amount for _, _, amount in parts), D(0)) for key, parts in self.fee_lines().items()}
+    def _forgiven(self, customer: str, name: str, forgiving: bool) -> frozenset[tuple[datetime, datetime]]:
+        if not forgiving:
+            return frozenset()
+        return frozenset((a, b) for c, n, a, b in self.forgiven if c == customer and n == name)
+
+    def charges(self, forgiving: bool = False) -> dict[tuple[str, str, datetime], Decimal]:
+        """(subscription, rate card, service period start) -> what its customer owes for it
+        (`forgiving`: its flat fees net of no forgiven line)."""
+        out = {key: sum((amount for _, _, amount in parts), D(0)) for key, parts in self.fee_lines(forgiving).items()}
         for span in self.spans:
             plan = span.plan
             for start, end, _, _ in span.periods():
@@ -976,10 +1007,22 @@ def check(owed: Owed, found: list[InvoiceWithLines]) -> None:
             billed[key] = billed.get(key, D(0)) + x.totals.total
             if key[1] in FEES and x.totals.total:
                 fees.setdefault(key, []).append((x.period_start, x.period_end, x.totals.total))
-    expected = {k: v for k, v in owed.charges().items() if v and not owed.forgiven_fee(k)}
+    owed_now = owed.charges()
+    expected = {k: v for k, v in owed_now.items() if v and not owed.forgiven_fee(k)}
     got = {k: v for k, v in billed.items() if v and not owed.forgiven_fee(k)}
     wrong = {k: (got.get(k), expected.get(k)) for k in set(expected) | set(got) if got.get(k) != expected.get(k)}
     assert wrong == {}, "(billed, owed) per (subscription, rate card, period): " + repr(sorted(wrong.items()))
+    # The fees of a period a forgiven line overlaps, by customer, fee and billing period (over
+    # the subscriptions plan changes chained: a balance can fall to either side of a change): at
+    # least what was owed as issued, at most what is owed net of nothing forgiven (each balance
+    # the order of the voids made).
+    bounds: dict[tuple[str, str, datetime], list[Decimal]] = {}
+    for sums, at in ((owed_now, 0), (billed, 1), (owed.charges(forgiving=True), 2)):
+        for k, v in sums.items():
+            if owed.forgiven_fee(k):
+                bounds.setdefault(owed.billing_period_of(k), [D(0)] * 3)[at] += v
+    outside = {k: tuple(v) for k, v in bounds.items() if not v[0] <= v[1] <= v[2]}
+    assert outside == {}, "(owed as issued, billed, owed net of nothing forgiven): " + repr(sorted(outside.items()))
     if owed.voids:
         # A part issued net of a line voided since bills what it was netted of as a balance line
         # of its own: its fee is the model's, in more lines than the model's parts.
