@@ -215,6 +215,19 @@ async def billing_from(env: Env, ns: str, start: datetime) -> InvoiceWithLines:
     return found
 
 
+async def pro_issued_after_team(
+    env: Env, ns: str, *, full_period_at_end: bool = False
+) -> tuple[str, Subscription, datetime]:
+    """team's month issued unpaid (unpaid_team_month), changed to pro on Nov 11 and pro's fee for
+    Nov 11 - Dec 1 issued (net of team's, unless the workflow bills the period a subscription ends
+    in whole): team's invoice's ID, pro and the change's time."""
+    team, invoice_id = await unpaid_team_month(env, ns, full_period_at_end=full_period_at_end)
+    at = NOV + timedelta(days=10)
+    pro = await change(env, ns, team, "pro", at)
+    await issue_due(env)
+    return invoice_id, pro, at
+
+
 async def voided(env: Env, ns: str, invoice_id: str) -> None:
     """The payment app voids the invoice (nothing it charged is owed any more)."""
     await env.invoices.app_callback(ns, invoice_id, Action.PAYMENT_VOID)
@@ -266,10 +279,7 @@ async def test_a_replaced_month_voided_with_pending_bills_the_plans_own_time_and
     # a charge that is gone is billed as a balance of 20.00: 50.00 for November, as had the void
     # come first (discarded instead, team's ten days would be forgiven: 40.00).
     ns = "rv_pending_replaced"
-    team, invoice_id = await unpaid_team_month(env, ns)
-    at = NOV + timedelta(days=10)
-    pro = await change(env, ns, team, "pro", at)
-    await issue_due(env)
+    invoice_id, pro, at = await pro_issued_after_team(env, ns)
     await env.invoices.void(ns, invoice_id, VoidInput("wrong address", PENDING))
     await env.sync.sync_all()
     await issue_due(env)
@@ -285,10 +295,7 @@ async def test_a_net_line_billed_again_after_its_balance_bills_the_fee_less_that
     # that still charges for that time, 20.00. 50.00 for November; the line made again at 40.00
     # billed 70.00 (found by the billing property test's voids).
     ns = "rv_pending_net_after_balance"
-    team, invoice_id = await unpaid_team_month(env, ns)
-    at = NOV + timedelta(days=10)
-    await change(env, ns, team, "pro", at)
-    await issue_due(env)
+    invoice_id, _, at = await pro_issued_after_team(env, ns)
     pro_invoice = (await billing_from(env, ns, at)).invoice.id
     await env.invoices.void(ns, invoice_id, VoidInput("wrong address", PENDING))
     await env.sync.sync_all()
@@ -308,10 +315,7 @@ async def test_a_fee_billed_whole_owes_no_balance_when_the_month_before_it_is_bi
     # owes nothing more, 70.00 for November. pro was billed a balance of 20.00, as if it had been
     # netted of team's month (found by the billing property test).
     ns = "rv_pending_whole"
-    team, invoice_id = await unpaid_team_month(env, ns, full_period_at_end=True)
-    at = NOV + timedelta(days=10)
-    pro = await change(env, ns, team, "pro", at)
-    await issue_due(env)
+    invoice_id, pro, at = await pro_issued_after_team(env, ns, full_period_at_end=True)
     assert await billed(env, ns) == [("pro", at, DEC, D(40)), ("team", NOV, DEC, D(30))]
     env.clock.at = NOV + timedelta(days=20)
     pro = await env.subscriptions.cancel(ns, pro.id, Timing("immediate"))
@@ -346,10 +350,7 @@ async def test_a_month_billed_again_then_replaced_nets_the_line_billed_again_and
 async def net_line_billed_again(env: Env, ns: str) -> tuple[str, datetime]:
     """team's 30.00 issued, changed to pro on Nov 11, pro's 20.00 (net of team's) issued, voided
     with pending and issued again: team's invoice's ID and the change's time."""
-    team, team_invoice = await unpaid_team_month(env, ns)
-    at = NOV + timedelta(days=10)
-    await change(env, ns, team, "pro", at)
-    await issue_due(env)
+    team_invoice, _, at = await pro_issued_after_team(env, ns)
     pro_invoice = (await billing_from(env, ns, at)).invoice.id
     await env.invoices.void(ns, pro_invoice, VoidInput("wrong address", PENDING))
     await issue_due(env)
@@ -521,10 +522,7 @@ async def voided_after_pro_was_netted(env: Env, ns: str) -> tuple[Subscription, 
     """team's 30.00 issued on Nov 1 (unpaid, so voidable), changed to pro on Nov 11 and pro's
     40.00 for Nov 11 - Dec 1 issued net of team's 20.00, then team's invoice voided; pro and the
     change's time."""
-    team, invoice_id = await unpaid_team_month(env, ns)
-    at = NOV + timedelta(days=10)
-    pro = await change(env, ns, team, "pro", at)
-    await issue_due(env)
+    invoice_id, pro, at = await pro_issued_after_team(env, ns)
     assert [x for x in await issued_fees(env, ns) if x[0] == "pro"] == [("pro", at, DEC, D(20))]
     await voided(env, ns, invoice_id)
     return pro, at
