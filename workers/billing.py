@@ -9,12 +9,14 @@ One pass (`run_once`, also `tally billing collect` / `tally billing advance`):
    subscription sync is wired; subscription writes also sync at once, this pass repairs a missed one
    and adds the lines of billing periods that started since), then late usage: usage stored after
    its period's invoice was issued becomes a correction line (InvoiceService.bill_late_usage);
-2. collect: gathering invoices whose earliest line is due become standard invoices (the customer's
+2. advance: standard invoices the table can move now (collection over, draft period ended, a step
+   to redo after a failure) are advanced, and open payments past their due date marked overdue;
+   before the collection, so an invoice-now part that waited while the worker was stopped is read
+   before the later part of its period that the collection makes (each bills its own time);
+3. collect: gathering invoices whose earliest line is due become standard invoices (the customer's
    lines due by now), made in the transaction of their first advance (never committed unrated; if
    it fails, the lines stay on the gathering invoice, which backs off), then advanced as far as
-   their workflow allows;
-3. advance: standard invoices the table can move now (collection over, draft period ended, a step
-   to redo after a failure) are advanced, and open payments past their due date marked overdue.
+   their workflow allows.
 
 Work is taken with leases in Postgres: a claim (FOR UPDATE SKIP LOCKED) moves the invoices'
 `next_attempt_at` to the lease's end in the same transaction, so racing workers take different
@@ -152,8 +154,10 @@ class BillingWorker:
             # The lines already gathered are still billed; the next pass syncs again.
             log.exception("syncing subscriptions or late usage failed")
             synced, corrections, failed_s = 0, 0, 1
-        collected, failed_c = await self.collect()
+        # What was due before this pass goes first (step 2 above): read second, an earlier part of
+        # a period finds the period's usage billed by the part the collection made, and bills 0.
         advanced, failed_a = await self.advance()
+        collected, failed_c = await self.collect()
         return PassResult(
             synced=synced,
             corrections=corrections,

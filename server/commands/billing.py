@@ -5,7 +5,9 @@ They open the database and the event store `tally serve` uses, found the same wa
 (server/commands/database.py), and take work the way the worker does (leases), so they are safe
 next to running billing workers. The embedded event store (chDB) allows one process per data
 directory: with the embedded default, run them while `tally serve` is stopped (a running server's
-billing role does the same work on its own).
+billing role does the same work on its own). After billing was stopped, run `advance` before
+`collect`, as the worker's pass does: an invoice-now part waiting for its collection is then read
+before the later part of its period that `collect` makes, so each bills its own time.
 """
 
 from __future__ import annotations

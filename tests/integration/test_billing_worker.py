@@ -375,6 +375,34 @@ async def test_two_parts_of_one_period_snapshotted_at_once_bill_its_usage_once(e
     assert found[a.invoice.id].invoice.totals.total + found[b.invoice.id].invoice.totals.total == D(150)
 
 
+async def test_a_worker_down_across_a_period_billed_in_parts_bills_each_part_its_own_time(env: Env) -> None:
+    # November's calls billed in two parts: invoice-now on the 15th (100 calls), the month's end (50
+    # more). The worker was down from before the first part's draft was due until after the month's
+    # end, so one pass finds both: the first part's draft, due since the 15th, and the month's end
+    # on the gathering invoice. Each part bills its own time's usage, as when the worker was up:
+    # the pass advances what was due before it collects what is new. (It collected first: the
+    # month's part took the period's 150 calls and the first part's invoice, made for Nov 1-15's
+    # usage, billed 0.)
+    ns = "bw_down_across_parts"
+    cid = await customer(env, ns, "c1")
+    env.usage.add("api", cid, NOV + timedelta(days=3), "100")
+    env.usage.add("api", cid, NOV + timedelta(days=20), "50")
+    line = PendingLineInput("API", NOV, DEC, DEC, price=UnitPrice(D(1)), feature_key="api")
+    await env.invoices().create_pending_lines(ns, cid, PendingLinesInput("USD", [line]))
+    mid = NOV + timedelta(days=15)
+    env.clock.at = mid
+    (first,) = await env.invoices().invoice_now(ns, InvoiceNowInput(cid, as_of=mid, progressive_billing_override=True))
+    assert first.invoice.state == State.DRAFT_WAITING_FOR_COLLECTION
+    env.clock.at = DEC + 2 * HOUR
+    result = await env.worker().run_once()
+    assert (result.collected, result.failed) == (1, 0)
+    found = {f.invoice.id: f for f in standard(await invoices_of(env, ns))}
+    (month,) = [f for i, f in found.items() if i != first.invoice.id]
+    assert {found[first.invoice.id].invoice.state, month.invoice.state} == {State.PAID}
+    assert top(found[first.invoice.id]) == {"API": D(100)}
+    assert top(month) == {"API": D(50)}
+
+
 async def test_a_batch_counts_each_part_of_a_period_for_its_own_subjects(env: Env) -> None:
     # The worker's batch snapshot (what other invoices billed staged per invoice) counts each
     # earlier part's time for the subjects that part's invoice copied, as one invoice at a time
@@ -398,13 +426,13 @@ async def test_a_batch_counts_each_part_of_a_period_for_its_own_subjects(env: En
     await worker.run_once()
     found = {f.invoice.id: f for f in standard(await invoices_of(env, ns))}
     (second,) = [f for i, f in found.items() if i != first.invoice.id]
-    # The first half's draft waited for late events (its collection interval) and was read in this
-    # pass after the second part: as a part read first does, the second took the period's usage up
-    # to its end, but counted the first half's time for the subjects the first half's invoice
-    # copied ({c1, c1-a}: 110), not its own ({c1, c1-b}: 17); the first half had nothing left.
+    # The first half's draft waited for late events (its collection interval) and was read first
+    # in this pass, with the subjects its invoice copied ({c1, c1-a}: 110). The second part took
+    # the period's usage up to its end less that, counting the first half's time for those same
+    # subjects, not its own ({c1, c1-b}: 17 there): 20,001, 20,111 in all.
     assert {found[first.invoice.id].invoice.state, second.invoice.state} == {State.PAID}
-    assert top(second) == {"API": D(20111)}  # before: 20018 (10 + 7 + 1 + 20000)
-    assert top(found[first.invoice.id]) == {"API": D(0)}
+    assert top(found[first.invoice.id]) == {"API": D(110)}
+    assert top(second) == {"API": D(20001)}  # counted with its own subjects throughout: 19,908
 
 
 TIERED = TieredPrice(TieredMode.GRADUATED, (PriceTier(D(100), None, D("0.1")), PriceTier(None, D(5), D("0.05"))))
