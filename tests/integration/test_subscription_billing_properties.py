@@ -682,6 +682,10 @@ void_step = st.tuples(st.just("void"), st.integers(0, 3), st.sampled_from(["pend
 steps = st.one_of(
     # Time passes (up to three days, so a late event is always seen within the late-usage window).
     st.tuples(st.just("wait"), st.integers(1, 72 * 60)),
+    # Time passes with the billing worker stopped: the next pass (a wait step's, or the end's)
+    # finds everything that fell due since at once (periods to sync, drafts whose collection
+    # ended, gathering invoices to collect, balances a void owes).
+    st.tuples(st.just("down"), st.integers(1, 72 * 60)),
     # A usage event at up to two days before now; stored now.
     st.tuples(st.just("usage"), who, st.sampled_from(FEATURES), st.integers(0, 48 * 60), st.integers(1, 400)),
     st.tuples(st.just("invoice_now"), who),
@@ -845,6 +849,8 @@ async def run_history(
                 # it is issued: the window runs from the issue too).
                 env.clock.at = now() + timedelta(minutes=step[1])
                 await _worker_pass(env)
+            elif step[0] == "down":
+                env.clock.at = now() + timedelta(minutes=step[1])
             elif step[0] == "usage":
                 _, whom, feature, back, quantity = step
                 if feature == "compute":
