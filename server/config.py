@@ -159,7 +159,8 @@ class BillingSettings(BaseModel):
     # A failed step is retried after retry_initial_s, doubling per failure, at most retry_max_s.
     retry_initial_s: float = Field(default=10.0, gt=0)
     retry_max_s: float = Field(default=3600.0, gt=0)
-    # Usage periods that ended this recently are checked for usage stored after their invoice.
+    # Usage periods that ended (or were invoiced) this recently before the last late-usage read
+    # are checked for usage stored after their invoice.
     late_usage_window_s: float = Field(default=7 * 86_400.0, ge=0)
 
 

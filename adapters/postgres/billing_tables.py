@@ -1,4 +1,5 @@
-"""Postgres tables of the billing area (sqlmodel). Every table is keyed by namespace first.
+"""Postgres tables of the billing area (sqlmodel). Every table is keyed by namespace first, but
+the billing worker's marks (one per pass step, across namespaces).
 
 Invoices and their lines live here too; profiles keep their workflow as a
 JSON document because an invoice snapshots it whole.
@@ -128,6 +129,16 @@ class BillingSequenceRow(SQLModel, table=True):
     namespace: str = Field(primary_key=True)
     scope: str = Field(sa_column=Column(String, primary_key=True))
     last_value: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class BillingMarkRow(SQLModel, table=True):
+    """Times the billing worker's passes keep across restarts, by name (not per namespace: a pass
+    covers every namespace). `late_usage_read`: when the last late-usage read that finished began."""
+
+    __tablename__ = "billing_worker_marks"
+
+    name: str = Field(primary_key=True)
+    at: datetime = _tz()
 
 
 def _money(nullable: bool = False, default: Any = 0) -> Any:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import namedtuple
 from collections.abc import Collection, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -18,6 +18,7 @@ import orjson
 from sqlalchemy import String, and_, any_, bindparam, func, insert, literal, or_, text, tuple_, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
@@ -30,7 +31,7 @@ from adapters.postgres.billing import (
     workflow_from_json,
     workflow_to_json,
 )
-from adapters.postgres.billing_tables import InvoiceLineRow, InvoiceRow
+from adapters.postgres.billing_tables import BillingMarkRow, InvoiceLineRow, InvoiceRow
 from adapters.postgres.db import plain_columns
 from domain.billing.apps.port import IssueSeverity
 from domain.billing.invoice_states import InvoiceStatus, State
@@ -681,6 +682,14 @@ _LINE_ORDER = (col(InvoiceLineRow.created_at), col(InvoiceLineRow.id))
 # Deleted lines (a draft's lines an update removed) are listed only when asked for.
 _LINES = _fresh(_LINES_OF.where(col(InvoiceLineRow.deleted_at).is_(None)).order_by(*_LINE_ORDER))
 _LINES_WITH_DELETED = _fresh(_LINES_OF.order_by(*_LINE_ORDER))
+_MARKS = BillingMarkRow.__table__  # type: ignore[attr-defined]
+_LATE_USAGE_READ = "late_usage_read"
+_LATE_USAGE_READ_AT = select(_MARKS.c.at).where(_MARKS.c.name == _LATE_USAGE_READ)
+_MARK_LATE_USAGE_READ = (
+    pg_insert(BillingMarkRow)
+    .values(name=_LATE_USAGE_READ, at=bindparam("at"))
+    .on_conflict_do_update(index_elements=["name"], set_={"at": func.greatest(_MARKS.c.at, bindparam("at"))})
+)
 # Transaction-level advisory locks on period keys (`lock_period_keys`), in the array's order.
 _LOCK_PERIOD_KEYS = text(
     "SELECT count(pg_advisory_xact_lock(hashtextextended(k, 0))) FROM unnest(CAST(:keys AS text[])) AS k"
@@ -947,6 +956,13 @@ class PostgresInvoiceRepository:
             for key in await self.pending_period_keys(namespace, sorted(keys))
         }
         return [x for x in found if (x[0].namespace, x[0].period_key) not in being_billed]
+
+    async def late_usage_read_at(self) -> datetime | None:
+        at = (await self._session.exec(_LATE_USAGE_READ_AT)).first()
+        return None if at is None else at.astimezone(UTC)
+
+    async def mark_late_usage_read(self, at: datetime) -> None:
+        await self._session.exec(_MARK_LATE_USAGE_READ, params={"at": at})
 
     async def refresh_statistics(self, changed_rows: int) -> None:
         # Autovacuum analyzes a table once about a tenth of it changed, but only on its next round

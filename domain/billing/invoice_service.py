@@ -1605,7 +1605,11 @@ class InvoiceService:
         Returns how many correction lines were made."""
         now = self._clock()
         async with self._uow() as tx:
-            found = await tx.invoices.issued_usage_lines(now - ended_within)
+            # The window runs back from the last read that finished, not from now: after a stop
+            # longer than the window (the worker down), the periods that left it meanwhile are
+            # read once more, and the usage stored for them while nobody read is billed.
+            last = await tx.invoices.late_usage_read_at()
+            found = await tx.invoices.issued_usage_lines(min(now, last or now) - ended_within)
         periods: dict[tuple[str, str], list[tuple[InvoiceLine, str, tuple[str, ...]]]] = {}
         for line, customer_id, copied in found:
             if not _correctable(line):
@@ -1653,6 +1657,9 @@ class InvoiceService:
                 cumulative = quantities.get(request, ZERO) + _shift(request, split, quantities, request.end)
                 if cumulative > billed:
                     made += await self._add_correction(namespace, customer_id, latest, request, cumulative, now)
+        async with self._uow() as tx:
+            await tx.invoices.mark_late_usage_read(now)
+            await tx.commit()
         return made
 
     async def _add_correction(

@@ -192,6 +192,15 @@ class InvoiceRepository(Protocol):
         gathering, draft or issuing invoice (being billed already) are left out."""
         ...
 
+    async def late_usage_read_at(self) -> datetime | None:
+        """When the last late-usage read that finished began (None: never)."""
+        ...
+
+    async def mark_late_usage_read(self, at: datetime) -> None:
+        """A late-usage read that began at `at` finished (a mark never moves back: a slower read
+        that began earlier, finishing later, leaves it)."""
+        ...
+
     async def refresh_statistics(self, changed_rows: int) -> None:
         """`changed_rows` invoices and lines were just written at once (a sync pass, a collection):
         a store that plans its reads from statistics refreshes them when that is a large share of

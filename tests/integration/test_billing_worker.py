@@ -403,6 +403,30 @@ async def test_a_worker_down_across_a_period_billed_in_parts_bills_each_part_its
     assert top(month) == {"API": D(50)}
 
 
+async def test_late_usage_stored_while_the_worker_was_down_past_the_window_is_billed(env: Env) -> None:
+    # November's 100 calls issued on Dec 1; 30 more of November's stored on Dec 2 (late), and the
+    # billing worker stopped from Dec 1 until Dec 20, past the late-usage window (7 days from the
+    # period's end or its invoice's issue). The pass after the stop looks back from the last
+    # pass that read late usage, not from now, so the 30 calls are billed.
+    ns = "bw_late_while_down"
+    cid = await customer(env, ns, "c1")
+    env.usage.add("api", cid, NOV + timedelta(days=3), "100")
+    line = PendingLineInput("API", NOV, DEC, DEC, price=UnitPrice(D(1)), feature_key="api")
+    await env.invoices().create_pending_lines(ns, cid, PendingLinesInput("USD", [line]))
+    env.clock.at = DEC + 2 * HOUR
+    worker = env.worker()
+    assert (await worker.run_once()).collected == 1
+    env.usage.add("api", cid, NOV + timedelta(days=29), "30")  # stored on Dec 2
+    env.clock.at = DEC + timedelta(days=20)
+    restarted = env.worker()  # a new process: nothing of the last one's passes in memory
+    assert (await restarted.run_once()).corrections == 1
+    env.clock.at += 2 * HOUR
+    await restarted.run_once()
+    assert sorted(top(f)["API"] or D(0) for f in standard(await invoices_of(env, ns))) == [D(30), D(100)]
+    # Looked at once more, nothing is left to bill.
+    assert (await restarted.run_once()).corrections == 0
+
+
 async def test_a_batch_counts_each_part_of_a_period_for_its_own_subjects(env: Env) -> None:
     # The worker's batch snapshot (what other invoices billed staged per invoice) counts each
     # earlier part's time for the subjects that part's invoice copied, as one invoice at a time

@@ -6,7 +6,8 @@ period starts on the anchor's day and time every month, counted from the anchor,
 the month's end), each with a workflow of its own (the flat fee of the period a subscription
 ends in prorated or billed whole; invoices approved automatically or waiting as drafts for a
 person to approve them), then random steps over a few weeks: time passing (with a billing-worker
-pass, as the `billing` role runs continuously), a customer's usage events at random earlier times
+pass, as the `billing` role runs continuously, or with the worker stopped for up to ten days),
+a customer's usage events at random earlier times
 (some stored after their period was invoiced: late usage), invoice-now, a plan change, a
 cancellation (immediate or at the next billing cycle), approving a waiting draft, add-ons
 bought, changed or taken off (from now or the next billing period): seats, an item of its own,
@@ -682,10 +683,11 @@ void_step = st.tuples(st.just("void"), st.integers(0, 3), st.sampled_from(["pend
 steps = st.one_of(
     # Time passes (up to three days, so a late event is always seen within the late-usage window).
     st.tuples(st.just("wait"), st.integers(1, 72 * 60)),
-    # Time passes with the billing worker stopped: the next pass (a wait step's, or the end's)
-    # finds everything that fell due since at once (periods to sync, drafts whose collection
-    # ended, gathering invoices to collect, balances a void owes).
-    st.tuples(st.just("down"), st.integers(1, 72 * 60)),
+    # Time passes with the billing worker stopped, up to ten days (longer than the late-usage
+    # window): the next pass (a wait step's, or the end's) finds everything that fell due since at
+    # once (periods to sync, drafts whose collection ended, gathering invoices to collect, balances
+    # a void owes, usage stored late for periods issued before the stop).
+    st.tuples(st.just("down"), st.integers(1, 10 * 24 * 60)),
     # A usage event at up to two days before now; stored now.
     st.tuples(st.just("usage"), who, st.sampled_from(FEATURES), st.integers(0, 48 * 60), st.integers(1, 400)),
     st.tuples(st.just("invoice_now"), who),
@@ -1159,6 +1161,17 @@ LATE_APPROVAL = (
     + [("approve", 0), ("wait", 3 * 24 * 60), ("wait", 3 * 24 * 60)],
 )
 
+# The billing worker stopped for ten days right after November's invoice was issued, with usage of
+# Nov 30 stored late, after the issue: the pass after the stop bills it, though the period ended,
+# and its invoice was issued, longer ago than the late-usage window (the window ran back from now,
+# so the usage was never billed).
+WORKER_DOWN = (
+    [(9 * 24 * 60, "basic", False, False, NOV)],
+    [("usage", 0, "api", 0, 100)]
+    + [("wait", 3 * 24 * 60)] * 7
+    + [("wait", 180), ("usage", 0, "api", 24 * 60, 77), ("down", 10 * 24 * 60)],
+)
+
 # Month ends and a time of day, across February and April: the first customer is anchored on
 # Jan 31 at midnight (periods end Feb 28, Mar 31, Apr 30: each counted from the anchor, not from
 # Feb 28), the second on Nov 30 at 17:45 (Jan 30 17:45, Feb 28 17:45, Mar 30 17:45, ...; billed
@@ -1244,6 +1257,7 @@ APPROVED_BEFORE_A_JUMP = (
 @example(APPROVED_BEFORE_A_JUMP)
 @example(BILLED_AGAIN)
 @example(FORGIVEN)
+@example(WORKER_DOWN)
 def test_customers_are_invoiced_what_they_owe_over_a_random_history(history: tuple[Any, ...]) -> None:
     _run(history)
 
