@@ -338,6 +338,25 @@ async def test_two_workers_racing_advance_each_invoice_once(env: Env) -> None:
     assert len(set(numbers)) == 6
 
 
+async def november_invoiced_now_at_mid(
+    env: Env, ns: str, collection_interval: str | None = None
+) -> tuple[str, InvoiceWithLines]:
+    """A customer's November api calls at 1.00 each, 100 on Nov 4 and 50 on Nov 21, invoiced now
+    (progressively) on Nov 15: the customer's ID and that invoice, waiting for its collection."""
+    cid = await customer(env, ns, "c1")
+    if collection_interval is not None:
+        workflow = WorkflowPatch(collection_interval=collection_interval)
+        await env.profiles.upsert_override(ns, cid, OverrideUpsertInput(workflow=workflow))
+    env.usage.add("api", cid, NOV + timedelta(days=3), "100")
+    env.usage.add("api", cid, NOV + timedelta(days=20), "50")
+    line = PendingLineInput("API", NOV, DEC, DEC, price=UnitPrice(D(1)), feature_key="api")
+    await env.invoices().create_pending_lines(ns, cid, PendingLinesInput("USD", [line]))
+    mid = NOV + timedelta(days=15)
+    env.clock.at = mid
+    (made,) = await env.invoices().invoice_now(ns, InvoiceNowInput(cid, as_of=mid, progressive_billing_override=True))
+    return cid, made
+
+
 async def test_two_parts_of_one_period_snapshotted_at_once_bill_its_usage_once(env: Env) -> None:
     # Progressive billing splits November at the 15th: part A (to the 15th) and part B (the rest)
     # on two drafts, each waiting a day for late events. Each part bills the period's usage up to
@@ -345,15 +364,7 @@ async def test_two_parts_of_one_period_snapshotted_at_once_bill_its_usage_once(e
     # (the worker on one, snapshot-quantities by a user on the other, or two workers), neither
     # may read the other's quantity before it is decided, or the first half's usage is billed twice.
     ns = "bw_period_race"
-    cid = await customer(env, ns, "c1")
-    await env.profiles.upsert_override(ns, cid, OverrideUpsertInput(workflow=WorkflowPatch(collection_interval="P1D")))
-    env.usage.add("api", cid, NOV + timedelta(days=3), "100")
-    env.usage.add("api", cid, NOV + timedelta(days=20), "50")
-    line = PendingLineInput("API", NOV, DEC, DEC, price=UnitPrice(D(1)), feature_key="api")
-    await env.invoices().create_pending_lines(ns, cid, PendingLinesInput("USD", [line]))
-    mid = NOV + timedelta(days=15)
-    env.clock.at = mid
-    (a,) = await env.invoices().invoice_now(ns, InvoiceNowInput(cid, as_of=mid, progressive_billing_override=True))
+    cid, a = await november_invoiced_now_at_mid(env, ns, collection_interval="P1D")
     env.clock.at = DEC + HOUR
     (b,) = await env.invoices().invoice_now(ns, InvoiceNowInput(cid))
     assert {a.invoice.state, b.invoice.state} == {State.DRAFT_WAITING_FOR_COLLECTION}
@@ -384,14 +395,7 @@ async def test_a_worker_down_across_a_period_billed_in_parts_bills_each_part_its
     # month's part took the period's 150 calls and the first part's invoice, made for Nov 1-15's
     # usage, billed 0.)
     ns = "bw_down_across_parts"
-    cid = await customer(env, ns, "c1")
-    env.usage.add("api", cid, NOV + timedelta(days=3), "100")
-    env.usage.add("api", cid, NOV + timedelta(days=20), "50")
-    line = PendingLineInput("API", NOV, DEC, DEC, price=UnitPrice(D(1)), feature_key="api")
-    await env.invoices().create_pending_lines(ns, cid, PendingLinesInput("USD", [line]))
-    mid = NOV + timedelta(days=15)
-    env.clock.at = mid
-    (first,) = await env.invoices().invoice_now(ns, InvoiceNowInput(cid, as_of=mid, progressive_billing_override=True))
+    _, first = await november_invoiced_now_at_mid(env, ns)
     assert first.invoice.state == State.DRAFT_WAITING_FOR_COLLECTION
     env.clock.at = DEC + 2 * HOUR
     result = await env.worker().run_once()
