@@ -918,7 +918,7 @@ class PostgresInvoiceRepository:
             out[line.subscription.subscription_id if line.subscription else ""].append((line, InvoiceStatus(status)))
         return out
 
-    async def issued_usage_lines(self, ended_after: datetime) -> list[tuple[InvoiceLine, str, tuple[str, ...]]]:
+    async def issued_usage_lines(self, ended_after: datetime | None) -> list[tuple[InvoiceLine, str, tuple[str, ...]]]:
         # Two statements rather than one with NOT EXISTS: the anti-join's plan depended on its
         # estimates, and a poor one (tables filled by a sync pass just before any ANALYZE) probed
         # every top-level line of the namespace once per candidate line: 30,000 lines took minutes.
@@ -928,16 +928,20 @@ class PostgresInvoiceRepository:
         # draft that waited longer than the window after its period ended (for approval, or an
         # integrator) is corrected for the usage stored after its snapshot, with all of its
         # period's parts, so the pass sees the period's latest part as the other select would.
-        issued_lately = (
-            select(col(_ISSUED_LINE.namespace), col(_ISSUED_LINE.period_key))
-            .join(_ISSUED_INVOICE, _line_on_its_invoice(_ISSUED_LINE, _ISSUED_INVOICE))
-            .where(col(_ISSUED_INVOICE.issued_at) > ended_after, *_issued_usage_line(_ISSUED_LINE, _ISSUED_INVOICE))
-        )
+        # No window (no late-usage read yet): every issued usage line, in one select.
+        windows: tuple[Any, ...] = (literal(True),)
+        if ended_after is not None:
+            issued_lately = (
+                select(col(_ISSUED_LINE.namespace), col(_ISSUED_LINE.period_key))
+                .join(_ISSUED_INVOICE, _line_on_its_invoice(_ISSUED_LINE, _ISSUED_INVOICE))
+                .where(col(_ISSUED_INVOICE.issued_at) > ended_after, *_issued_usage_line(_ISSUED_LINE, _ISSUED_INVOICE))
+            )
+            windows = (
+                col(InvoiceLineRow.period_end) > ended_after,
+                tuple_(col(InvoiceLineRow.namespace), col(InvoiceLineRow.period_key)).in_(issued_lately),
+            )
         found_by_id: dict[str, tuple[InvoiceLine, str, tuple[str, ...]]] = {}
-        for window in (
-            col(InvoiceLineRow.period_end) > ended_after,
-            tuple_(col(InvoiceLineRow.namespace), col(InvoiceLineRow.period_key)).in_(issued_lately),
-        ):
+        for window in windows:
             statement = (
                 select(*_LINES_WITH_CUSTOMER_COPY)
                 .join(InvoiceRow, _ON_ITS_INVOICE)

@@ -1589,7 +1589,8 @@ class InvoiceService:
 
     async def bill_late_usage(self, ended_within: timedelta) -> int:
         """Late usage: for every usage period billed by issued invoices and ended within
-        `ended_within`, or billed (in part) by an invoice issued within it (a draft may wait for
+        `ended_within` before the last late-usage read (none yet: every one), or billed (in part)
+        by an invoice issued within it (a draft may wait for
         approval longer than that after its period ended), the period's cumulative usage as stored now is compared with what was
         billed; where usage arrived after the invoice was issued, a correction line for the same
         period (same period key, the old service period, due now) goes on the customer's gathering
@@ -1607,9 +1608,10 @@ class InvoiceService:
         async with self._uow() as tx:
             # The window runs back from the last read that finished, not from now: after a stop
             # longer than the window (the worker down), the periods that left it meanwhile are
-            # read once more, and the usage stored for them while nobody read is billed.
+            # read once more, and the usage stored for them while nobody read is billed. No read
+            # yet (a new database): every issued period.
             last = await tx.invoices.late_usage_read_at()
-            found = await tx.invoices.issued_usage_lines(min(now, last or now) - ended_within)
+            found = await tx.invoices.issued_usage_lines(None if last is None else min(now, last) - ended_within)
         periods: dict[tuple[str, str], list[tuple[InvoiceLine, str, tuple[str, ...]]]] = {}
         for line, customer_id, copied in found:
             if not _correctable(line):

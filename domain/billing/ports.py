@@ -184,10 +184,11 @@ class InvoiceRepository(Protocol):
         of the invoice they were on."""
         ...
 
-    async def issued_usage_lines(self, ended_after: datetime) -> list[tuple[InvoiceLine, str, tuple[str, ...]]]:
+    async def issued_usage_lines(self, ended_after: datetime | None) -> list[tuple[InvoiceLine, str, tuple[str, ...]]]:
         """Every namespace's top-level usage lines (with a period key) on issued invoices that
         still count (issued, in payment, overdue, paid, uncollectible) whose period ended after
-        `ended_after`, and every such line of the periods an invoice issued after it billed, each with its invoice's customer ID and the event subjects the invoice
+        `ended_after`, and every such line of the periods an invoice issued after it billed (None:
+        every such line), each with its invoice's customer ID and the event subjects the invoice
         copied from its customer (`CustomerSnapshot.usage_subjects`); period keys that also have a line on a
         gathering, draft or issuing invoice (being billed already) are left out."""
         ...

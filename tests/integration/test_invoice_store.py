@@ -416,7 +416,8 @@ async def test_lines_voided_before_void_actions_keep_what_they_did() -> None:
     engine = create_engine(url, pool_size=2)
     uow = billing_unit_of_work(session_factory(engine))
     ns = "store_migrated_voids"
-    voided, issued = make_invoice(ns, "c1", State.VOIDED), make_invoice(ns, "c1", State.ISSUED)
+    voided = dataclasses.replace(make_invoice(ns, "c1", State.VOIDED), issued_at=T0)
+    issued = dataclasses.replace(make_invoice(ns, "c1", State.ISSUED), issued_at=T0)
     synced = make_line(
         voided,
         quantity=Decimal(5),
@@ -426,6 +427,8 @@ async def test_lines_voided_before_void_actions_keep_what_they_did() -> None:
     )
     lines = [make_line(voided, quantity=Decimal(4)), make_line(issued, quantity=Decimal(6)), synced]
     async with uow() as store:
+        # Migration 0028 left a new database with no late-usage read: its first reads every period.
+        assert await store.invoices.late_usage_read_at() is None
         for invoice in (voided, issued):
             await store.invoices.insert(invoice)
         await store.invoices.insert_lines(lines)
@@ -449,4 +452,7 @@ async def test_lines_voided_before_void_actions_keep_what_they_did() -> None:
             "item1/2026-11": Billed(Decimal(6), True, T0 + timedelta(days=30), (whole,)),
             "item2/2026-11": Billed(Decimal(5), True, T0 + timedelta(days=30), (whole,)),
         }
+        # One that has issued invoices goes on from the migration's time, as if a read had just
+        # finished (it does not read again periods the window had already left).
+        assert await store.invoices.late_usage_read_at() is not None
     await engine.dispose()

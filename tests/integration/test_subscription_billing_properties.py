@@ -1171,6 +1171,16 @@ WORKER_DOWN = (
     + [("wait", 3 * 24 * 60)] * 7
     + [("wait", 180), ("usage", 0, "api", 24 * 60, 77), ("down", 10 * 24 * 60)],
 )
+# The same with the worker never run before the stop's end: November invoiced by invoice-now on
+# Dec 1 (its period over, it is issued at once), the late usage after it, ten days down. The first
+# late-usage read reads every issued period (there is no last read to count the window back from;
+# counted back from now, it left November out: found by the drawn histories with storage usage).
+NEVER_RAN = (
+    WORKER_DOWN[0],
+    [("usage", 0, "api", 0, 100)]
+    + [("down", 3 * 24 * 60)] * 7
+    + [("down", 180), ("invoice_now", 0), ("usage", 0, "api", 24 * 60, 77), ("down", 10 * 24 * 60)],
+)
 
 # Month ends and a time of day, across February and April: the first customer is anchored on
 # Jan 31 at midnight (periods end Feb 28, Mar 31, Apr 30: each counted from the anchor, not from
@@ -1258,6 +1268,7 @@ APPROVED_BEFORE_A_JUMP = (
 @example(BILLED_AGAIN)
 @example(FORGIVEN)
 @example(WORKER_DOWN)
+@example(NEVER_RAN)
 def test_customers_are_invoiced_what_they_owe_over_a_random_history(history: tuple[Any, ...]) -> None:
     _run(history)
 
