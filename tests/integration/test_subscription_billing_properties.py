@@ -6,7 +6,8 @@ period starts on the anchor's day and time every month, counted from the anchor,
 the month's end), each with a workflow of its own (the flat fee of the period a subscription
 ends in prorated or billed whole; invoices approved automatically or waiting as drafts for a
 person to approve them), then random steps over a few weeks: time passing (with a billing-worker
-pass, as the `billing` role runs continuously, or with the worker stopped for up to ten days),
+pass, as the `billing` role runs continuously, by two workers at once, or with the worker stopped
+for up to ten days),
 a customer's usage events at random earlier times
 (some stored after their period was invoiced: late usage), invoice-now, a plan change, a
 cancellation (immediate or at the next billing cycle), approving a waiting draft, add-ons
@@ -688,6 +689,9 @@ steps = st.one_of(
     # once (periods to sync, drafts whose collection ended, gathering invoices to collect, balances
     # a void owes, usage stored late for periods issued before the stop).
     st.tuples(st.just("down"), st.integers(1, 10 * 24 * 60)),
+    # Time passes (as "wait") with two billing workers' passes at once, as two replicas of the
+    # billing role run them: leases share the work out, and nothing is billed twice or not at all.
+    st.tuples(st.just("race"), st.integers(1, 72 * 60)),
     # A usage event at up to two days before now; stored now.
     st.tuples(st.just("usage"), who, st.sampled_from(FEATURES), st.integers(0, 48 * 60), st.integers(1, 400)),
     st.tuples(st.just("invoice_now"), who),
@@ -853,6 +857,10 @@ async def run_history(
                 await _worker_pass(env)
             elif step[0] == "down":
                 env.clock.at = now() + timedelta(minutes=step[1])
+            elif step[0] == "race":
+                env.clock.at = now() + timedelta(minutes=step[1])
+                results = await asyncio.gather(env.worker().run_once(), env.worker().run_once())
+                assert all(r.failed == 0 for r in results), results
             elif step[0] == "usage":
                 _, whom, feature, back, quantity = step
                 if feature == "compute":
@@ -1182,6 +1190,9 @@ NEVER_RAN = (
     + [("down", 180), ("invoice_now", 0), ("usage", 0, "api", 24 * 60, 77), ("down", 10 * 24 * 60)],
 )
 
+# EVERY_PATH with every pass run by two billing workers at once.
+RACING = (EVERY_PATH[0], [("race", *s[1:]) if s[0] == "wait" else s for s in EVERY_PATH_STEPS])
+
 # Month ends and a time of day, across February and April: the first customer is anchored on
 # Jan 31 at midnight (periods end Feb 28, Mar 31, Apr 30: each counted from the anchor, not from
 # Feb 28), the second on Nov 30 at 17:45 (Jan 30 17:45, Feb 28 17:45, Mar 30 17:45, ...; billed
@@ -1269,6 +1280,7 @@ APPROVED_BEFORE_A_JUMP = (
 @example(FORGIVEN)
 @example(WORKER_DOWN)
 @example(NEVER_RAN)
+@example(RACING)
 def test_customers_are_invoiced_what_they_owe_over_a_random_history(history: tuple[Any, ...]) -> None:
     _run(history)
 
