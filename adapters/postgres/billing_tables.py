@@ -1,5 +1,5 @@
-"""Postgres tables of the billing area (sqlmodel). Every table is keyed by namespace first, but
-the billing worker's marks (one per pass step, across namespaces).
+"""Postgres tables of the billing area (sqlmodel). Every table but the billing worker's marks (a
+row per pass step, across namespaces) is keyed by namespace first.
 
 Invoices and their lines live here too; profiles keep their workflow as a
 JSON document because an invoice snapshots it whole.
