@@ -338,6 +338,15 @@ async def test_two_workers_racing_advance_each_invoice_once(env: Env) -> None:
     assert len(set(numbers)) == 6
 
 
+async def november_calls(env: Env, ns: str, cid: str, *calls: tuple[int, str]) -> None:
+    """api calls of the customer's (days after Nov 1, how many) and its November line for them at
+    1.00 each."""
+    for day, count in calls:
+        env.usage.add("api", cid, NOV + timedelta(days=day), count)
+    line = PendingLineInput("API", NOV, DEC, DEC, price=UnitPrice(D(1)), feature_key="api")
+    await env.invoices().create_pending_lines(ns, cid, PendingLinesInput("USD", [line]))
+
+
 async def november_invoiced_now_at_mid(
     env: Env, ns: str, collection_interval: str | None = None
 ) -> tuple[str, InvoiceWithLines]:
@@ -347,10 +356,7 @@ async def november_invoiced_now_at_mid(
     if collection_interval is not None:
         workflow = WorkflowPatch(collection_interval=collection_interval)
         await env.profiles.upsert_override(ns, cid, OverrideUpsertInput(workflow=workflow))
-    env.usage.add("api", cid, NOV + timedelta(days=3), "100")
-    env.usage.add("api", cid, NOV + timedelta(days=20), "50")
-    line = PendingLineInput("API", NOV, DEC, DEC, price=UnitPrice(D(1)), feature_key="api")
-    await env.invoices().create_pending_lines(ns, cid, PendingLinesInput("USD", [line]))
+    await november_calls(env, ns, cid, (3, "100"), (20, "50"))
     mid = NOV + timedelta(days=15)
     env.clock.at = mid
     (made,) = await env.invoices().invoice_now(ns, InvoiceNowInput(cid, as_of=mid, progressive_billing_override=True))
@@ -414,9 +420,7 @@ async def test_late_usage_stored_while_the_worker_was_down_past_the_window_is_bi
     # pass that read late usage, not from now, so the 30 calls are billed.
     ns = "bw_late_while_down"
     cid = await customer(env, ns, "c1")
-    env.usage.add("api", cid, NOV + timedelta(days=3), "100")
-    line = PendingLineInput("API", NOV, DEC, DEC, price=UnitPrice(D(1)), feature_key="api")
-    await env.invoices().create_pending_lines(ns, cid, PendingLinesInput("USD", [line]))
+    await november_calls(env, ns, cid, (3, "100"))
     env.clock.at = DEC + 2 * HOUR
     worker = env.worker()
     assert (await worker.run_once()).collected == 1

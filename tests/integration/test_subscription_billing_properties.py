@@ -715,6 +715,11 @@ histories = st.tuples(
 )
 
 
+# How many billing workers pass at once after each kind of time step: one (the role running),
+# none (stopped), two (two replicas racing).
+_PASSES_AFTER = {"wait": 1, "down": 0, "race": 2}
+
+
 async def _worker_pass(env: Env) -> None:
     result = await env.worker().run_once()
     assert result.failed == 0, result
@@ -849,18 +854,13 @@ async def run_history(
             return env.clock.at
 
         for step in history:
-            if step[0] == "wait":
-                # Drafts waiting for approval wait for an approve step, or the end, however long
-                # (usage stored after a draft's snapshot is billed by a late-usage correction once
-                # it is issued: the window runs from the issue too).
+            if step[0] in _PASSES_AFTER:
+                # Time passes, then as many billing-worker passes at once as the step says. Drafts
+                # waiting for approval wait for an approve step, or the end, however long (usage
+                # stored after a draft's snapshot is billed by a late-usage correction once it is
+                # issued: the window runs from the issue too).
                 env.clock.at = now() + timedelta(minutes=step[1])
-                await _worker_pass(env)
-            elif step[0] == "down":
-                env.clock.at = now() + timedelta(minutes=step[1])
-            elif step[0] == "race":
-                env.clock.at = now() + timedelta(minutes=step[1])
-                results = await asyncio.gather(env.worker().run_once(), env.worker().run_once())
-                assert all(r.failed == 0 for r in results), results
+                await asyncio.gather(*(_worker_pass(env) for _ in range(_PASSES_AFTER[step[0]])))
             elif step[0] == "usage":
                 _, whom, feature, back, quantity = step
                 if feature == "compute":
