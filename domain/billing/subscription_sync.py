@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import enum
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -528,8 +529,6 @@ def _prorates(subscription: Subscription, item: BillableItem, full_period_at_end
 
 # Invoices whose lines never billed anyone: deleted ones.
 _NOT_BILLED = frozenset({InvoiceStatus.DELETE, InvoiceStatus.DELETED})
-# Invoices whose lines charged the customer for good (not deleted, not voided) once past editable.
-_NOT_CHARGED = _NOT_BILLED | {InvoiceStatus.VOIDED}
 
 
 def _fee_key(line: InvoiceLine) -> str | None:
@@ -538,17 +537,30 @@ def _fee_key(line: InvoiceLine) -> str | None:
     return line.sync_key if line.sync_key is not None else line.metadata.get(BALANCE_OF)
 
 
+class _Voided(enum.Enum):
+    """Which lines of voided invoices count as still charging what they did (`_balances` compares
+    the netting each gives)."""
+
+    NONE = "none"  # as things stand: a voided invoice charges nothing
+    FORGIVEN = "forgiven"  # those a void forgave (discarded), not those it put back to be billed again
+    ALL = "all"  # every one: what a fee was netted of before any void
+
+
 def _charged(
-    line: InvoiceLine, status: InvoiceStatus, editable: set[InvoiceStatus], *, voided_too: bool = False
+    line: InvoiceLine, status: InvoiceStatus, editable: set[InvoiceStatus], *, voided: _Voided = _Voided.NONE
 ) -> bool:
     """A subscription flat fee (its line or a balance of it) on an invoice past editable that
-    charged the customer for good (`voided_too`: or did, before its invoice was voided)."""
+    charged the customer for good (`voided`: or did, before its invoice was voided)."""
+    if status is InvoiceStatus.VOIDED and not (
+        voided is _Voided.ALL or (voided is _Voided.FORGIVEN and not put_back_by_a_void(line, status))
+    ):
+        return False
     return (
         _fee_key(line) is not None
         and line.type is LineType.FLAT_FEE
         and line.deleted_at is None
         and status not in editable
-        and status not in (_NOT_BILLED if voided_too else _NOT_CHARGED)
+        and status not in _NOT_BILLED
     )
 
 
@@ -577,14 +589,14 @@ class _Charge:
 
 
 def _charges(
-    lines: Sequence[tuple[InvoiceLine, InvoiceStatus]], editable: set[InvoiceStatus], *, voided_too: bool = False
+    lines: Sequence[tuple[InvoiceLine, InvoiceStatus]], editable: set[InvoiceStatus], *, voided: _Voided = _Voided.NONE
 ) -> list[_Charge]:
     return [
         _Charge(
             _fee_key(line) or "", Period(line.period_start, line.period_end), _line_total(line), line.sync_key is None
         )
         for line, status in lines
-        if _charged(line, status, editable, voided_too=voided_too)
+        if _charged(line, status, editable, voided=voided)
     ]
 
 
@@ -661,7 +673,7 @@ def _net_of_issued(
     editable: set[InvoiceStatus],
     replaced: Mapping[str, Sequence[tuple[InvoiceLine, InvoiceStatus]]] | None = None,
     *,
-    voided_too: bool = False,
+    voided: _Voided = _Voided.NONE,
 ) -> dict[str, _Expected]:
     """The expected lines with each recurring flat fee billed net of what issued lines already
     charged for its time, as billing systems prorate an upgrade: the issued line cannot change (no
@@ -673,22 +685,21 @@ def _net_of_issued(
     versions of the fee (`replaced`, by the fee's rate-card key: the same fee at the new plan's
     price, `_replaced_fees`). A net below 0 (a downgrade) is
     floored: no line, and nothing is given back (that needs credit notes). Issued lines do not
-    change, so a re-run nets the same: the sync stays idempotent. `voided_too`: as if voided
-    invoices still charged what they did (what a fee was netted of before a void: `_balances`).
+    change, so a re-run nets the same: the sync stays idempotent. `voided`: as if (those
+    lines of) voided invoices still charged what they did (what a fee was netted of before a void:
+    `_balances`).
     A fee's own balances count against its line only when no line of its own charges: a void put
     that line back to be billed again, and the line made again bills the fee less what they still
     charge (pro's 40.00 issued as 20.00 net, completed by a balance of 20.00, then voided: made
     again, 20.00)."""
     issued: dict[str, list[_Charge]] = {}
     charging = set()
-    for charge in _charges(held, editable, voided_too=voided_too):
+    for charge in _charges(held, editable, voided=voided):
         issued.setdefault(item_of(charge.key), []).append(charge)
         if not charge.balance:
             charging.add(charge.key)
     issued_before = {
-        key: found
-        for key, lines in (replaced or {}).items()
-        if (found := _charges(lines, editable, voided_too=voided_too))
+        key: found for key, lines in (replaced or {}).items() if (found := _charges(lines, editable, voided=voided))
     }
     if not issued and not issued_before:
         return expected
@@ -787,13 +798,15 @@ def _planned(
     again = _usage_parts_again(expected, mine, parts, plan)
     lines = [*mine, *(x for fee in chain_fees.values() for x in fee)]
     voided = any(st is InvoiceStatus.VOIDED and x.type is LineType.FLAT_FEE for x, st in lines)
-    # Netted now and as if nothing had been voided: what voids took back from the netting (none
-    # without one).
+    # Netted now, as if nothing had been voided, and as if only what voids put back to be billed
+    # again had not: what voids took back from the netting (none without one), and what the
+    # voids that bill again took back.
     now_netted = expected if netted else _net_of_issued(gross, mine, editable, chain_fees)
-    unvoided = _net_of_issued(gross, mine, editable, chain_fees, voided_too=True) if voided else now_netted
+    unvoided = _net_of_issued(gross, mine, editable, chain_fees, voided=_Voided.ALL) if voided else now_netted
+    forgiven = _net_of_issued(gross, mine, editable, chain_fees, voided=_Voided.FORGIVEN) if voided else now_netted
     # Replaced by a plan change: its successor nets the fees' time after the change.
     superseded = SUPERSEDING_ANNOTATION in subscription.annotations
-    balances = _balances(gross, expected, now_netted, unvoided, live, editable, now, superseded)
+    balances = _balances(gross, expected, now_netted, unvoided, forgiven, live, editable, now, superseded)
     return expected, parts, plan, evolve(balances, create=(*balances.create, *again))
 
 
@@ -839,6 +852,7 @@ def _balances(
     expected: dict[str, _Expected],
     netted: dict[str, _Expected],
     unvoided: dict[str, _Expected],
+    forgiven: dict[str, _Expected],
     held: Sequence[tuple[InvoiceLine, InvoiceStatus]],
     editable: set[InvoiceStatus],
     now: datetime,
@@ -857,9 +871,12 @@ def _balances(
     version of its item) counts only what its lines charged for its own time: the later fee was
     netted of the rest (team -> pro -> max, both net lines issued, team's invoice then voided:
     pro's 20.00 charged 10.00 for its ten days and max was netted of the other 10.00, so pro owes
-    10.00 more, not nothing). Nor is a balance billed for a fee whose
-    own line was voided (had the other void come first, that line would have been the whole fee,
-    forgiven whole). Nothing else moves
+    10.00 more, not nothing). A fee whose own line a void forgave (discarded) owes no balance
+    for what another forgiven line had credited it (had that void come first, its line would have
+    been the whole fee, forgiven whole: `forgiven`, netted as if forgiven lines still charged), but
+    does for what a line a void put back to be billed again had credited it: billing a line again
+    changes no total (pro's net line forgiven, then team's month voided to be billed again, cut
+    to team's ten days: pro owes 20.00 more). Nothing else moves
     an issued fee: a fee owed more after its issue for another reason (a workflow switched to
     bill_full_period) stays as issued, as OpenMeter leaves an immutable line. A balance still
     gathering follows what is owed (as a fee's own line does); one on a draft or later stays.
@@ -885,6 +902,8 @@ def _balances(
             continue
         own = [st for x, st in lines if x.sync_key is not None]
         gathering = [x for x, st in lines if x.sync_key is None and st is InvoiceStatus.GATHERING]
+        # A fee whose own line a void forgave is owed only what the voids that bill again took.
+        taken_from = forgiven if any(st is InvoiceStatus.VOIDED for st in own) else netted
         want, before = expected.get(key), unvoided.get(key)
         past = [x for x, st in lines if st is not InvoiceStatus.GATHERING and st not in _NOT_BILLED]
         billed = sum((_line_total(x) for x in past), Decimal(0))
@@ -893,7 +912,7 @@ def _balances(
             by_line = [(Period(x.period_start, x.period_end), _line_total(x)) for x in past]
             billed = charged_for(service, by_line, currencies.get(want.line.currency))
         owed = _line_total(want.line) if want is not None else Decimal(0)
-        taken = _line_total(found.line) if (found := netted.get(key)) is not None else Decimal(0)
+        taken = _line_total(found.line) if (found := taken_from.get(key)) is not None else Decimal(0)
         rest = min(owed - billed, taken - (_line_total(before.line) if before is not None else Decimal(0)))
         # Nor more than the fee's lines were billed net of, less the balances billed already: a
         # fee billed whole (its workflow billing the period a subscription ends in whole from
@@ -903,7 +922,7 @@ def _balances(
         if own_past and None not in own_past:
             balanced = sum((_line_total(x) for x in past if x.sync_key is None), Decimal(0))
             rest = min(rest, sum((x for x in own_past if x is not None), Decimal(0)) - balanced)
-        if want is None or not own or any(st in editable or st is InvoiceStatus.VOIDED for st in own) or rest <= 0:
+        if want is None or not own or any(st in editable for st in own) or rest <= 0:
             delete.extend(x.id for x in gathering)
             continue
         balance = _balance(want, key, rest, now)

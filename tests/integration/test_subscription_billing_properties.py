@@ -5,7 +5,9 @@ billing anchor of its own (a day of the month that short months cut, or not, at 
 period starts on the anchor's day and time every month, counted from the anchor, the day cut to
 the month's end), each with a workflow of its own (the flat fee of the period a subscription
 ends in prorated or billed whole; invoices approved automatically or waiting as drafts for a
-person to approve them), then random steps over a few weeks: time passing (with a billing-worker
+person to approve them; progressive billing on or off; a collection interval of none, an hour or
+a day; a draft period; lines collected as each falls due or on a weekly anchor), then random steps
+over a few weeks: time passing (with a billing-worker
 pass, as the `billing` role runs continuously, by two workers at once, or with the worker stopped
 for up to ten days),
 a customer's usage events at random earlier times
@@ -74,10 +76,12 @@ from domain.billing.invoices import (
     VoidLineAction,
 )
 from domain.billing.models import (
+    Alignment,
     OverrideUpsertInput,
     ProfileApps,
     ProfileCreateInput,
     ProrationMode,
+    RecurringPeriod,
     WorkflowPatch,
 )
 from domain.customers.models import CustomerInput
@@ -663,11 +667,73 @@ anchors = st.builds(
     st.sampled_from([1, 15, 28, 29, 30, 31]),
     st.one_of(st.just(0), st.integers(0, 24 * 60 - 1)),
 )
+
+
+@dataclass(frozen=True)
+class Collection:
+    """When a customer's invoices are made and issued, where their workflow differs from the
+    defaults (OpenMeter's: progressive billing on, lines collected an hour after they fall due, as
+    each falls due, drafts issued at once). What a customer owes depends on none of it, only when
+    and on which invoices it is billed, so `Owed` does not read it."""
+
+    # Progressive billing: an invoice-now bills usage so far (off: usage only once its period ended).
+    progressive: bool = True
+    # How long a draft waits for late events before its usage is read (collection.interval).
+    interval: str = "PT1H"
+    # How long a draft waits before it is approved automatically (invoicing.draftPeriod).
+    draft_period: str = "P0D"
+    # Lines collected only on a weekly anchor from this time (collection.alignment anchored), not
+    # as each falls due.
+    weekly_from: datetime | None = None
+
+    def patch(self) -> dict[str, Any]:
+        """The workflow settings that say so (none for the defaults)."""
+        out: dict[str, Any] = {}
+        if not self.progressive:
+            out["progressive_billing"] = False
+        if self.interval != "PT1H":
+            out["collection_interval"] = self.interval
+        if self.draft_period != "P0D":
+            out["draft_period"] = self.draft_period
+        if self.weekly_from is not None:
+            out["alignment"] = Alignment.ANCHORED
+            out["recurring_period"] = RecurringPeriod("WEEK", self.weekly_from)
+        return out
+
+    def settles(self) -> timedelta:
+        """The longest a line that fell due waits for its invoice to be issued (without a person's
+        approval): the next weekly anchor, the collection interval, the draft period."""
+        weekly = timedelta(days=7) if self.weekly_from is not None else timedelta()
+        return weekly + _DURATIONS[self.interval] + _DURATIONS[self.draft_period]
+
+
+_DURATIONS = {"PT0S": timedelta(), "P0D": timedelta(), "PT1H": timedelta(hours=1), "PT6H": timedelta(hours=6)}
+_DURATIONS["P1D"] = timedelta(days=1)
+
+# Mostly the defaults; otherwise any mix of progressive billing off, a collection interval of none
+# or a day, a draft period of six hours, and collection on a weekly anchor at a minute of a day in
+# the week before the histories open.
+collections = st.one_of(
+    st.just(Collection()),
+    st.builds(
+        Collection,
+        st.booleans(),
+        st.sampled_from(["PT0S", "PT1H", "P1D"]),
+        st.sampled_from(["P0D", "PT6H"]),
+        st.one_of(st.none(), st.integers(0, 7 * 24 * 60 - 1).map(lambda m: LATE_FEBRUARY - timedelta(minutes=m))),
+    ),
+)
 # A customer: minutes after the history opens they subscribe, their plan, their workflow (bill
-# the period a subscription ends in whole, bill_full_period; approve invoices by hand) and their
-# billing anchor.
+# the period a subscription ends in whole, bill_full_period; approve invoices by hand), their
+# billing anchor, and when their invoices are made and issued (explicit histories leave it out:
+# the defaults).
 customers = st.tuples(
-    st.integers(0, 27 * 24 * 60 - 1), st.sampled_from(["basic", "pro"]), st.booleans(), st.booleans(), anchors
+    st.integers(0, 27 * 24 * 60 - 1),
+    st.sampled_from(["basic", "pro"]),
+    st.booleans(),
+    st.booleans(),
+    anchors,
+    collections,
 )
 # `who` picks a customer (modulo how many there are).
 who = st.integers(0, 1)
@@ -808,9 +874,7 @@ async def _pays_later(env: Env, ns: str) -> None:
     await env.profiles.create(ns, ProfileCreateInput("Pays later", supplier, apps, default=True))
 
 
-async def run_history(
-    people: list[tuple[int, str, bool, bool, datetime]], history: list[tuple[Any, ...]], opening: datetime = NOV
-) -> None:
+async def run_history(people: list[tuple[Any, ...]], history: list[tuple[Any, ...]], opening: datetime = NOV) -> None:
     plans = {"basic": BASIC, "pro": PRO}
     async with open_env(Plans(list(plans.values())), addons=PlanAddons()) as env:
         ns = "billprops"
@@ -819,7 +883,8 @@ async def run_history(
         ids: list[str] = []
         # Each customer's subscriptions, oldest first; the last one is the current one.
         theirs: list[list[Span]] = []
-        for index, (start_minutes, plan_key, full_period_at_end, manual, anchor) in sorted(
+        collections = [person[5] if len(person) > 5 else Collection() for person in people]
+        for index, (start_minutes, plan_key, full_period_at_end, manual, anchor, *_) in sorted(
             enumerate(people), key=lambda p: p[1][0]
         ):
             env.clock.at = opening + timedelta(minutes=start_minutes)
@@ -828,8 +893,9 @@ async def run_history(
             patch = WorkflowPatch(
                 subscription_end_proration_mode=ProrationMode.BILL_FULL_PERIOD if full_period_at_end else None,
                 auto_advance=False if manual else None,
+                **collections[index].patch(),
             )
-            if full_period_at_end or manual:
+            if patch != WorkflowPatch():
                 await env.profiles.upsert_override(ns, key, OverrideUpsertInput(workflow=patch))
             sub = await env.subscriptions.create(
                 CreateSubscriptionInput(ns, PlanSelector(plan_key), customer_key=key, billing_anchor=anchor)
@@ -981,8 +1047,17 @@ async def run_history(
         await _approve_all(env, ns)
         env.clock.at = max(now(), final) + timedelta(hours=2)
         await _approve_all(env, ns)
-        env.clock.at = now() + timedelta(hours=2)
-        await _approve_all(env, ns)
+        # Then until nothing is left to issue, each time as long as the slowest workflow takes to
+        # issue what fell due (what the end made due; then the late-usage corrections of what was
+        # issued at the end).
+        settle = max(c.settles() for c in collections) + timedelta(hours=2)
+        for _ in range(4):
+            if not any(
+                f.invoice.status in (InvoiceStatus.GATHERING, InvoiceStatus.DRAFT) for f in await all_invoices(env, ns)
+            ):
+                break
+            env.clock.at = now() + settle
+            await _approve_all(env, ns)
         for unpaid in await _waiting_for_payment(env, ns):
             await env.invoices.app_callback(ns, unpaid.invoice.id, Action.PAYMENT_PAID)
 

@@ -598,6 +598,34 @@ async def test_a_fee_whose_own_invoice_was_voided_gets_no_balance(env: Env) -> N
     assert balances(await all_invoices(env, ns)) == []
 
 
+@pytest.mark.parametrize("forgiven_first", [True, False])
+async def test_a_forgiven_fee_still_owes_what_a_month_billed_again_had_credited_it(
+    env: Env, forgiven_first: bool
+) -> None:
+    # pro's net 20.00 forgiven with its invoice, and team's month voided to be billed again (a
+    # wrong address): team is made again for its own ten days, 10.00, so the 20.00 of pro's time
+    # team's line had charged is charged by no line now. Billing an invoice again changes no
+    # total: pro owes that 20.00 as a balance, 30.00 billed for November as before, in either
+    # order. It billed 10.00 either way (pro forgiven last, the balance the first void made was
+    # taken off while still gathering): no balance was billed for a fee whose own line a void
+    # forgave, whichever void took the credit back (found by the billing property test).
+    ns = f"rv_forgiven_{'first' if forgiven_first else 'last'}"
+    invoice_id, pro, at = await pro_issued_after_team(env, ns)
+    pro_invoice = (await billing_from(env, ns, at)).invoice.id
+    if forgiven_first:
+        await voided(env, ns, pro_invoice)
+    await env.invoices.void(ns, invoice_id, VoidInput("wrong address", PENDING))
+    await env.sync.sync_all()
+    if not forgiven_first:
+        await voided(env, ns, pro_invoice)
+        await env.sync.sync_all()
+    await issue_due(env)
+    assert await billed(env, ns) == [("pro", at, DEC, D(20)), ("team", NOV, at, D(10))]
+    assert [x[1] for x in balances(await all_invoices(env, ns))] == [D(20)]
+    assert await env.sync.sync_all() == 0
+    assert await env.sync.sync(pro) == 0
+
+
 async def test_a_later_version_is_netted_against_the_fee_and_its_balance(env: Env) -> None:
     # pro's 20.00 and its 20.00 balance both issued (40.00 for Nov 11 - Dec 1); +5.00 on pro on
     # Nov 21: 65.00 x 10/30 = 21.67 less half of the 40.00 pro's fee charged, 1.67 (not 11.67:
