@@ -1,12 +1,14 @@
 """Subscription billing over random histories: what each customer is invoiced equals what they owe.
 
-A history is one or two customers, each subscribed mid-period to one of two monthly plans on a
-billing anchor of its own (a day of the month that short months cut, or not, at a time of day: a
-period starts on the anchor's day and time every month, counted from the anchor, the day cut to
-the month's end), each with a workflow of its own (the flat fee of the period a subscription
-ends in prorated or billed whole; invoices approved automatically or waiting as drafts for a
-person to approve them; progressive billing on or off; a collection interval of none, an hour or
-a day; a draft period; lines collected as each falls due or on a weekly anchor), then random steps
+A history is one or two customers, each subscribed mid-period to one of two monthly plans (or to
+the first of them after a ten-day trial phase: its base fee free, compute not offered, the
+billing period the trial ends in split at the switch) on a billing anchor of its own (a day of
+the month that short months cut, or not, at a time of day: a period starts on the anchor's day
+and time every month, counted from the anchor, the day cut to the month's end), each with a
+workflow of its own (the flat fee of the period a subscription ends in prorated or billed whole;
+invoices approved automatically or waiting as drafts for a person to approve them; progressive
+billing on or off; a collection interval of none, an hour or a day; a draft period; lines
+collected as each falls due or on a weekly anchor), then random steps
 over a few weeks: time passing (with a billing-worker
 pass, as the `billing` role runs continuously, by two workers at once, or with the worker stopped
 for up to ten days),
@@ -189,6 +191,27 @@ BASIC = _plan("basic", ("30", None), "12", "0.013", "5", storage=("0.25", "10", 
 # pro's base fee is 15 % off: a plan change nets what each plan's line charges after its discount.
 PRO = _plan("pro", ("49.99", "15"), "20", "0.0075", "3.5", storage=("0.21", "15", "60"), compute=("0.35", "8"))
 FEATURES = ("api", "tokens", "images", "calls", "storage", "compute")
+# basic after a trial: for its first ten days (a phase, so the switch splits the billing period it
+# falls in; docs/billing.md) the base fee is free and compute not offered; the rest as basic.
+TRIAL_DAYS = 10
+TRIAL = {
+    **BASIC,
+    "key": "trial",
+    "name": "Trial",
+    "phases": [
+        {
+            "key": "trial",
+            "name": "Trial",
+            "duration": f"P{TRIAL_DAYS}D",
+            "rateCards": [
+                {**c, "price": {**c["price"], "amount": "0"}} if c["key"] == "base" else c
+                for c in BASIC["phases"][0]["rateCards"]
+                if c["key"] != "compute"
+            ],
+        },
+        *BASIC["phases"],
+    ],
+}
 IN_ADVANCE = ("base", "seats")  # the in-advance flat fees (their lines' names, lower case)
 
 
@@ -387,16 +410,28 @@ class Span:
     # the last), so no line of the period is its last any more (docs/billing.md "Not yet";
     # OpenMeter leaves the issued line too). A void that bills the part again makes it the last.
     minimum_missed: dict[str, datetime] = field(default_factory=dict)
+    # The end of the plan's trial phase (TRIAL: `plan` is then the phase after it, basic's), if
+    # it has one.
+    trial_until: datetime | None = None
 
     def periods(self) -> Iterator[tuple[datetime, datetime, datetime, datetime]]:
         """(service start, service end, billing period start, billing period end): the monthly
-        billing periods on the anchor cut at the span."""
+        billing periods on the anchor cut at the span, and split where the trial ends (each
+        phase's items bill their own part, prorated against the whole billing period)."""
         assert self.end is not None
         index = self.period_index(self.start)
         while (at := anchored(self.anchor, index)) < self.end:
             following = anchored(self.anchor, index + 1)
-            yield max(at, self.start), min(following, self.end), at, following
+            start, end = max(at, self.start), min(following, self.end)
+            if self.trial_until is not None and start < self.trial_until < end:
+                yield start, self.trial_until, at, following
+                yield self.trial_until, end, at, following
+            else:
+                yield start, end, at, following
             index += 1
+
+    def in_trial(self, at: datetime) -> bool:
+        return self.trial_until is not None and at < self.trial_until
 
     def period_index(self, at: datetime) -> int:
         """Which billing period (counted from the anchor's) `at` falls in."""
@@ -408,8 +443,10 @@ class Span:
         return index
 
     def next_period(self, at: datetime) -> datetime:
-        """The start of the billing period after the one `at` falls in (the next billing cycle)."""
-        return anchored(self.anchor, self.period_index(at) + 1)
+        """The start of the billing period after the one `at` falls in (the next billing cycle):
+        in the trial, its end if that comes first (the phase's end cuts the billing period)."""
+        following = anchored(self.anchor, self.period_index(at) + 1)
+        return min(following, self.trial_until) if self.in_trial(at) else following
 
     def quantity(self, addon: str, at: datetime) -> int:
         return next((n for since, n in reversed(self.addons.get(addon, [])) if since <= at), 0)
@@ -417,7 +454,8 @@ class Span:
     def fee(self, name: str, at: datetime) -> Decimal:
         """A period's fee at `at`: the plan's (seats: none), plus each instance of the add-ons that
         change it in force then (N instances are one fee of N x the amount: docs/billing.md)."""
-        plan = D(0) if name == "seats" else flat_amount(self.plan, name)
+        free = name == "seats" or (name == "base" and self.in_trial(at))
+        plan = D(0) if free else flat_amount(self.plan, name)
         return plan + sum((self.quantity(addon, at) * ADDONS[addon][1] for addon in FEE_ADDONS[name]), D(0))
 
     def charged(self, name: str, amount: Decimal) -> Decimal:
@@ -620,7 +658,8 @@ class Owed:
                 out[(span.sub_id, "calls", start)] = whole_cents(volume(used["calls"]))
                 out[(span.sub_id, "storage", start)] = storage(plan, used["storage"])
                 missed = start in span.minimum_missed.values()
-                out[(span.sub_id, "compute", start)] = compute(plan, used["compute"], not missed)
+                if not span.in_trial(start):  # the trial offers no compute
+                    out[(span.sub_id, "compute", start)] = compute(plan, used["compute"], not missed)
         return out
 
     def span_of(self, sub_id: str) -> Span:
@@ -729,7 +768,7 @@ collections = st.one_of(
 # the defaults).
 customers = st.tuples(
     st.integers(0, 27 * 24 * 60 - 1),
-    st.sampled_from(["basic", "pro"]),
+    st.sampled_from(["basic", "pro", "trial"]),
     st.booleans(),
     st.booleans(),
     anchors,
@@ -876,7 +915,7 @@ async def _pays_later(env: Env, ns: str) -> None:
 
 async def run_history(people: list[tuple[Any, ...]], history: list[tuple[Any, ...]], opening: datetime = NOV) -> None:
     plans = {"basic": BASIC, "pro": PRO}
-    async with open_env(Plans(list(plans.values())), addons=PlanAddons()) as env:
+    async with open_env(Plans([*plans.values(), TRIAL]), addons=PlanAddons()) as env:
         ns = "billprops"
         owed = Owed()
         await _pays_later(env, ns)
@@ -900,13 +939,15 @@ async def run_history(people: list[tuple[Any, ...]], history: list[tuple[Any, ..
             sub = await env.subscriptions.create(
                 CreateSubscriptionInput(ns, PlanSelector(plan_key), customer_key=key, billing_anchor=anchor)
             )
+            trial = plan_key == "trial"
             span = Span(
                 customer.id,
-                plans[plan_key],
+                BASIC if trial else plans[plan_key],
                 sub.active_from,
                 anchor,
                 sub_id=sub.id,
                 full_period_at_end=full_period_at_end,
+                trial_until=sub.active_from + timedelta(days=TRIAL_DAYS) if trial else None,
             )
             owed.spans.append(span)
             ids.append(customer.id)
@@ -950,6 +991,7 @@ async def run_history(people: list[tuple[Any, ...]], history: list[tuple[Any, ..
                 if (
                     current.end is not None
                     or now() < current.start
+                    or current.in_trial(now())  # the add-ons are offered from the phase after it
                     or (addon not in current.addon_ids and not quantity)
                 ):
                     continue
@@ -1268,6 +1310,33 @@ NEVER_RAN = (
 # EVERY_PATH with every pass run by two billing workers at once.
 RACING = (EVERY_PATH[0], [("race", *s[1:]) if s[0] == "wait" else s for s in EVERY_PATH_STEPS])
 
+# EVERY_PATH on the plan with a trial (Nov 10-20: the add-ons of Nov 13 are not offered yet, the
+# billing period is split on Nov 20), the period the subscription ends in billed whole; and a
+# customer who cancels during the trial at the next billing cycle, which the trial's end is.
+TRIAL_FIRST = ([(9 * 24 * 60, "trial", True, False, NOV)], EVERY_PATH_STEPS)
+CANCELED_IN_TRIAL = (
+    [(2 * 24 * 60, "trial", False, False, NOV)],
+    [
+        ("usage", 0, "api", 60, 100),
+        ("wait", 3 * 24 * 60),
+        ("cancel", 0, "next_billing_cycle"),
+        ("usage", 0, "calls", 60, 50),
+        ("wait", 3 * 24 * 60),
+        ("usage", 0, "storage", 60, 30),
+        ("wait", 3 * 24 * 60),
+        ("usage", 0, "compute", 0, 30),
+        ("wait", 3 * 24 * 60),
+    ],
+)
+
+# EVERY_PATH for a customer whose invoices are made otherwise: no progressive billing (the
+# invoice-nows bill no usage), lines collected on Wednesdays at 05:00 only, read a day after
+# their collection and issued six hours after that.
+COLLECTED_WEEKLY = (
+    [(9 * 24 * 60, "basic", False, False, NOV, Collection(False, "P1D", "PT6H", datetime(2026, 11, 4, 5, tzinfo=UTC)))],
+    EVERY_PATH_STEPS,
+)
+
 # Month ends and a time of day, across February and April: the first customer is anchored on
 # Jan 31 at midnight (periods end Feb 28, Mar 31, Apr 30: each counted from the anchor, not from
 # Feb 28), the second on Nov 30 at 17:45 (Jan 30 17:45, Feb 28 17:45, Mar 30 17:45, ...; billed
@@ -1356,6 +1425,9 @@ APPROVED_BEFORE_A_JUMP = (
 @example(WORKER_DOWN)
 @example(NEVER_RAN)
 @example(RACING)
+@example(COLLECTED_WEEKLY)
+@example(TRIAL_FIRST)
+@example(CANCELED_IN_TRIAL)
 def test_customers_are_invoiced_what_they_owe_over_a_random_history(history: tuple[Any, ...]) -> None:
     _run(history)
 
