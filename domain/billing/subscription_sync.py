@@ -690,18 +690,28 @@ def _net_of_issued(
     `_balances`).
     A fee's own balances count against its line only when no line of its own charges: a void put
     that line back to be billed again, and the line made again bills the fee less what they still
-    charge (pro's 40.00 issued as 20.00 net, completed by a balance of 20.00, then voided: made
-    again, 20.00)."""
+    charge, or charged before a void forgave them (pro's 40.00 issued as 20.00 net, completed by a
+    balance of 20.00, then voided: made again, 20.00, whether the balance stands or was forgiven)."""
     issued: dict[str, list[_Charge]] = {}
     charging = set()
     for charge in _charges(held, editable, voided=voided):
         issued.setdefault(item_of(charge.key), []).append(charge)
         if not charge.balance:
             charging.add(charge.key)
+    # A balance a void forgave still counts against its own fee's line made again (what it charged
+    # was owed; the void forgave it), not against other fees: those bill what it credited them as
+    # balances of their own. (Counted already when voided lines count.)
+    forgiven_balances: dict[str, list[_Charge]] = {}
+    if voided is _Voided.NONE:
+        for charge in _charges(
+            [(x, st) for x, st in held if st is InvoiceStatus.VOIDED], editable, voided=_Voided.FORGIVEN
+        ):
+            if charge.balance:
+                forgiven_balances.setdefault(charge.key, []).append(charge)
     issued_before = {
         key: found for key, lines in (replaced or {}).items() if (found := _charges(lines, editable, voided=voided))
     }
-    if not issued and not issued_before:
+    if not issued and not issued_before and not forgiven_balances:
         return expected
     out: dict[str, _Expected] = {}
     for key, want in expected.items():
@@ -718,9 +728,10 @@ def _net_of_issued(
         candidates = (item if want.prorated else [x for x in item if x.key == key]) + issued_before.get(
             rate_card_key_of(key), []
         )
+        own_forgiven = forgiven_balances.get(key, []) if key not in charging else []
         overlapping = [
             x
-            for x in candidates
+            for x in [*candidates, *own_forgiven]
             if (x.key != key or (x.balance and key not in charging))
             and x.period.start < service.end
             and service.start < x.period.end

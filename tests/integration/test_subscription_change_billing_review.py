@@ -307,6 +307,31 @@ async def test_a_net_line_billed_again_after_its_balance_bills_the_fee_less_that
     assert await env.sync.sync_all() == 0
 
 
+async def test_a_net_line_billed_again_after_its_balance_was_forgiven_bills_the_fee_less_that_balance(
+    env: Env,
+) -> None:
+    # As above, but the invoice of the balance (and of team's ten days made again) forgiven
+    # before pro's net line is voided with pending: what the balance charged was owed (the void
+    # forgave it), so pro's line made again bills 40.00 less it, 20.00: 50.00 for November with
+    # the 30.00 forgiven, as before. The line made again billed 40.00, the forgiven 20.00 a
+    # second time (found by the billing property test).
+    ns = "rv_pending_net_after_forgiven_balance"
+    invoice_id, _, at = await pro_issued_after_team(env, ns)
+    pro_invoice = (await billing_from(env, ns, at)).invoice.id
+    await env.invoices.void(ns, invoice_id, VoidInput("wrong address", PENDING))
+    await env.sync.sync_all()
+    await issue_due(env)
+    (balance_invoice,) = [
+        f.invoice.id for f in await all_invoices(env, ns) if any(BALANCE_OF in x.metadata for x in f.lines)
+    ]
+    await voided(env, ns, balance_invoice)
+    await env.invoices.void(ns, pro_invoice, VoidInput("wrong address", PENDING))
+    await env.sync.sync_all()
+    await issue_due(env)
+    assert await billed(env, ns) == [("pro", at, DEC, D(20))]
+    assert await env.sync.sync_all() == 0
+
+
 async def test_a_fee_billed_whole_owes_no_balance_when_the_month_before_it_is_billed_again(env: Env) -> None:
     # The workflow bills the period a subscription ends in whole from the start: team's 30.00
     # stays whole when changed to pro on Nov 11, and pro's 40.00 for Nov 11 - Dec 1 is billed
