@@ -809,9 +809,9 @@ def _planned(
     again = _usage_parts_again(expected, mine, parts, plan)
     lines = [*mine, *(x for fee in chain_fees.values() for x in fee)]
     voided = any(st is InvoiceStatus.VOIDED and x.type is LineType.FLAT_FEE for x, st in lines)
-    # Netted now, as if nothing had been voided, and as if only what voids put back to be billed
-    # again had not: what voids took back from the netting (none without one), and what the
-    # voids that bill again took back.
+    # Netted now; as if no void had happened (against it: what voids took back from the netting,
+    # none without one); and as if no void had forgiven anything (against that: what the voids
+    # that bill a line again took back).
     now_netted = expected if netted else _net_of_issued(gross, mine, editable, chain_fees)
     unvoided = _net_of_issued(gross, mine, editable, chain_fees, voided=_Voided.ALL) if voided else now_netted
     forgiven = _net_of_issued(gross, mine, editable, chain_fees, voided=_Voided.FORGIVEN) if voided else now_netted
