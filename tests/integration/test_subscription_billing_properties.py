@@ -746,8 +746,13 @@ class Collection:
         return weekly + _DURATIONS[self.interval] + _DURATIONS[self.draft_period]
 
 
-_DURATIONS = {"PT0S": timedelta(), "P0D": timedelta(), "PT1H": timedelta(hours=1), "PT6H": timedelta(hours=6)}
-_DURATIONS["P1D"] = timedelta(days=1)
+_DURATIONS = {
+    "PT0S": timedelta(),
+    "P0D": timedelta(),
+    "PT1H": timedelta(hours=1),
+    "PT6H": timedelta(hours=6),
+    "P1D": timedelta(days=1),
+}
 
 # Mostly the defaults; otherwise any mix of progressive billing off, a collection interval of none
 # or a day, a draft period of six hours, and collection on a weekly anchor at a minute of a day in
@@ -1330,8 +1335,8 @@ CANCELED_IN_TRIAL = (
 )
 
 # EVERY_PATH for a customer whose invoices are made otherwise: no progressive billing (the
-# invoice-nows bill no usage), lines collected on Wednesdays at 05:00 only, read a day after
-# their collection and issued six hours after that.
+# invoice-nows bill no usage), lines collected on Wednesdays at 05:00 only, usage read a day after
+# its period ends, and drafts issued six hours after they are made.
 COLLECTED_WEEKLY = (
     [(9 * 24 * 60, "basic", False, False, NOV, Collection(False, "P1D", "PT6H", datetime(2026, 11, 4, 5, tzinfo=UTC)))],
     EVERY_PATH_STEPS,
