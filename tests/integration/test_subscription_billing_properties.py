@@ -487,8 +487,9 @@ class Span:
         shouldProrate looks at each line's own end); a part issued before a cut as it was issued.
         A prorated part bills net of what the lines issued before it charged for its time (each
         issued line's amount times the share of its period the part overlaps, summed, rounded
-        once); a zero or negative fee is no line (docs/billing.md: nothing is given back). Lines
-        `forgiven` (their start and end) credit nothing: as had their void come first."""
+        once), at least 0 (docs/billing.md: nothing is given back; a part of 0 is no line, as
+        `fee_lines` leaves it out). Lines `forgiven` (their start and end) credit nothing: as had
+        their void come first."""
         out: dict[datetime, list[tuple[datetime, datetime, Decimal]]] = {}
         for start, end, full_start, full_end in self.periods():
             cuts = sorted({start, end, *(v for v in self.versions(name) if start < v < end)})
@@ -507,7 +508,7 @@ class Span:
                 issued_lines.append((i.start, i.end, net_of(amount, i.start, i.end, earlier + credits)))
                 if (i.start, i.end) not in forgiven:
                     credits.append(issued_lines[-1])
-            parts.extend(line for line in issued_lines if line[2])
+            parts.extend(issued_lines)
             replaced = {i.start for i in issued if i.replaces}
             for a, b in itertools.pairwise(cuts):
                 if a in replaced:
@@ -517,8 +518,7 @@ class Span:
                 else:
                     fee = self.charged(name, prorated(self.fee(name, a), a, b, full_start, full_end))
                     part = (a, b, net_of(fee, a, b, earlier + credits))
-                if part[2]:
-                    parts.append(part)
+                parts.append(part)
         return out
 
     def replaced_lines(
@@ -575,8 +575,9 @@ class Owed:
     events: list[tuple[str, str, datetime, Decimal]] = field(default_factory=list)
     # How many invoices were voided.
     voids: int = 0
-    # (customer, fee, start, end) of each flat-fee line a void forgave (`discard`).
-    forgiven: set[tuple[str, str, datetime, datetime]] = field(default_factory=set)
+    # (customer, fee, start, end) of each flat-fee line a void forgave (`discard`) -> what it
+    # charged (summed, should a line made again be forgiven again).
+    forgiven: dict[tuple[str, str, datetime, datetime], Decimal] = field(default_factory=dict)
 
     def billed_again(self, line_ids: list[str]) -> None:
         """Lines voided with `pending` are billed again as their subscription says now, as if
@@ -602,7 +603,8 @@ class Owed:
         self.voids += 1
         for x in lines:
             if x.name.lower() in FEES:
-                self.forgiven.add((customer, x.name.lower(), x.period_start, x.period_end))
+                key = (customer, x.name.lower(), x.period_start, x.period_end)
+                self.forgiven[key] = self.forgiven.get(key, D(0)) + x.totals.total
 
     def forgiven_fee(self, key: tuple[str, str, datetime]) -> bool:
         """Whether a forgiven line of the key's fee (its customer's, any subscription) overlaps
@@ -626,12 +628,35 @@ class Owed:
         """(subscription, flat fee, service period start) -> its lines, sorted (`forgiving`: net
         of no forgiven line)."""
         return {
-            (span.sub_id, name, start): sorted(parts)
+            (span.sub_id, name, start): sorted(line for line in parts if line[2])
             for span in self.spans
             for name in FEES
             for start, parts in span.fee_parts(name, self._forgiven(span.customer, name, forgiving)).items()
-            if parts
+            if any(line[2] for line in parts)
         }
+
+    def forgiven_above_model(self) -> dict[tuple[str, str, datetime], Decimal]:
+        """(subscription, flat fee, service period start) -> how much more its forgiven lines
+        charged than the model's parts net of no forgiven line that they are (the same fee and
+        period): the bound `charges(forgiving=True)` counts each such line at least at its face.
+
+        Why a forgiven line can charge more than that: it was netted, when issued, of an earlier
+        fee's line as that line stood then. A void after that line was issued leaves it as issued
+        (a balance bills its own time), while the model's forgiving parts net later fees of it
+        made whole again. Two forgiving voids in a chain of plan changes show it: basic A's
+        invoice forgiven after pro B's line was issued net of it; basic C, issued net of B's line
+        as issued, forgiven too. The model nets C of B's whole fee (0.00); C charged 8.29, and D,
+        after C, is netted of B's line as issued, not of C's."""
+        out: dict[tuple[str, str, datetime], Decimal] = {}
+        for span in self.spans:
+            for name in FEES:
+                for start, parts in span.fee_parts(name, self._forgiven(span.customer, name, True)).items():
+                    for a, b, amount in parts:
+                        face = self.forgiven.get((span.customer, name, a, b), D(0))
+                        if face > amount:
+                            key = (span.sub_id, name, start)
+                            out[key] = out.get(key, D(0)) + face - amount
+        return out
 
     def _forgiven(self, customer: str, name: str, forgiving: bool) -> frozenset[tuple[datetime, datetime]]:
         if not forgiving:
@@ -1153,9 +1178,12 @@ def check(owed: Owed, found: list[InvoiceWithLines]) -> None:
     # The fees of a period a forgiven line overlaps, by customer, fee and billing period (over
     # the subscriptions plan changes chained: a balance can fall to either side of a change): at
     # least what was owed as issued, at most what is owed net of nothing forgiven (each balance
-    # the order of the voids made).
+    # the order of the voids made), a forgiven line in that at least at its face.
+    forgiving = owed.charges(forgiving=True)
+    for k, above in owed.forgiven_above_model().items():
+        forgiving[k] = forgiving.get(k, D(0)) + above
     bounds: dict[tuple[str, str, datetime], list[Decimal]] = {}
-    for sums, at in ((owed_now, 0), (billed, 1), (owed.charges(forgiving=True), 2)):
+    for sums, at in ((owed_now, 0), (billed, 1), (forgiving, 2)):
         for k, v in sums.items():
             if owed.forgiven_fee(k):
                 bounds.setdefault(owed.billing_period_of(k), [D(0)] * 3)[at] += v
