@@ -124,6 +124,15 @@ class _Expected:
     line: InvoiceLine  # invoice_id and id are filled in when it is created
     # A flat fee prorated by time: billed net of what issued lines of its item charged for its time.
     prorated: bool = False
+    # The fee's line prorated, for a fee the subscription's end bills whole (bill_full_period)
+    # that is otherwise prorated: its lines issued before the end was known were netted as that.
+    prorated_line: InvoiceLine | None = None
+
+    def as_netted_before_the_end(self) -> _Expected:
+        """The fee as its lines issued before the subscription's end was known were netted: prorated."""
+        if self.prorated_line is None:
+            return self
+        return _Expected(self.item, self.prorated_line, prorated=True)
 
 
 class SubscriptionSync:
@@ -285,7 +294,10 @@ class SubscriptionSync:
             line = _line(subscription, item, phase_id, now, full_period_at_end=full_period_at_end)
             if line is not None:
                 prorated = line.type is LineType.FLAT_FEE and _prorates(subscription, item, full_period_at_end)
-                out[item.key] = _Expected(item, line, prorated)
+                before_the_end = None
+                if line.type is LineType.FLAT_FEE and not prorated and _prorates(subscription, item, False):
+                    before_the_end = _line(subscription, item, phase_id, now)
+                out[item.key] = _Expected(item, line, prorated, before_the_end)
         return out
 
     def _editable(self) -> set[InvoiceStatus]:
@@ -811,10 +823,16 @@ def _planned(
     voided = any(st is InvoiceStatus.VOIDED and x.type is LineType.FLAT_FEE for x, st in lines)
     # Netted now; as if no void had happened (against it: what voids took back from the netting,
     # none without one); and as if no void had forgiven anything (against that: what the voids
-    # that bill a line again took back).
-    now_netted = expected if netted else _net_of_issued(gross, mine, editable, chain_fees)
-    unvoided = _net_of_issued(gross, mine, editable, chain_fees, voided=_Voided.ALL) if voided else now_netted
-    forgiven = _net_of_issued(gross, mine, editable, chain_fees, voided=_Voided.FORGIVEN) if voided else now_netted
+    # that bill a line again took back). Each fee netted as its issued lines were: a fee the end
+    # now bills whole (bill_full_period) was netted prorated before the end was known, and a
+    # void still takes back what that netting counted (its lines' `netted_of` bound the balance).
+    as_issued = {key: want.as_netted_before_the_end() for key, want in gross.items()}
+    if netted and all(want is as_issued[key] for key, want in gross.items()):
+        now_netted = expected
+    else:
+        now_netted = _net_of_issued(as_issued, mine, editable, chain_fees)
+    unvoided = _net_of_issued(as_issued, mine, editable, chain_fees, voided=_Voided.ALL) if voided else now_netted
+    forgiven = _net_of_issued(as_issued, mine, editable, chain_fees, voided=_Voided.FORGIVEN) if voided else now_netted
     # Replaced by a plan change: its successor nets the fees' time after the change.
     superseded = SUPERSEDING_ANNOTATION in subscription.annotations
     balances = _balances(gross, expected, now_netted, unvoided, forgiven, live, editable, now, superseded)

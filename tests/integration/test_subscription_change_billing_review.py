@@ -679,6 +679,38 @@ async def test_an_add_on_netted_against_a_voided_invoice_bills_the_rest_as_a_bal
     assert [x[1] for x in balances(await all_invoices(env, ns))] == [D(20)]
 
 
+@pytest.mark.parametrize("ended_first", [False, True])
+async def test_an_add_on_netted_against_a_month_billed_again_owes_its_balance_when_the_end_bills_the_period_whole(
+    env: Env, ended_first: bool
+) -> None:
+    # As above, the workflow billing the period a subscription ends in whole (bill_full_period):
+    # the +5.00 version for Nov 11 - Dec 1 issued as 3.33 net of team's 20.00; November's invoice
+    # voided to be billed again (team's line made again for Nov 1-11, 10.00), and the subscription
+    # canceled at the next billing cycle, before or after the void. The end makes Nov 11 - Dec 1
+    # the period it ends in, billed whole were it not issued; issued net, it stays, and what the
+    # void took back from its netting is owed: 20.00, 33.33 for November, as before the void.
+    # Without it: 13.33 (found by the billing property test, the cancellation after the void).
+    ns = "rv_pending_addon_whole"
+    team, invoice_id = await unpaid_team_month(env, ns, full_period_at_end=True)
+    team = await boosted(env, ns, team, NOV + timedelta(days=10))
+    await issue_due(env)
+
+    async def cancel() -> None:
+        canceled = await env.subscriptions.cancel(ns, team.id, Timing("next_billing_cycle"))
+        await env.sync.sync(canceled)
+
+    if ended_first:
+        await cancel()
+    await env.invoices.void(ns, invoice_id, VoidInput("wrong address", PENDING))
+    await env.sync.sync_all()
+    if not ended_first:
+        await cancel()
+    await issue_due(env)
+    assert [x[1] for x in balances(await all_invoices(env, ns))] == [D(20)]
+    assert sum((x[3] for x in await billed(env, ns)), D(0)) == D("33.33")
+    assert await env.sync.sync_all() == 0
+
+
 async def test_two_syncs_of_the_successor_at_once_net_it_once(env: Env) -> None:
     # The change's own sync of pro never ran; two syncs and a pass race: one line of 20.00, and
     # then nothing.
