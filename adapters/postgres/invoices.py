@@ -557,6 +557,20 @@ _PARTS = func.json_agg(
 ).filter(col(InvoiceLineRow.meta)[CORRECTION_KEY].astext.is_(None))
 
 
+# Where each snapshotted line billing a period key was rated (Billed.ranges): its
+# preLinePeriodQuantity and quantity, as text (JSON numbers would come back as floats).
+_RANGES = func.json_agg(
+    func.json_build_array(
+        func.cast(col(InvoiceLineRow.pre_line_period_quantity), String), func.cast(col(InvoiceLineRow.quantity), String)
+    )
+).filter(_SNAPSHOTTED)
+
+
+def _ranges(value: list[list[str | None]] | None) -> tuple[tuple[Decimal | None, Decimal], ...]:
+    ranges = ((Decimal(pre) if pre is not None else None, Decimal(quantity or 0)) for pre, quantity in value or ())
+    return tuple(sorted(ranges, key=lambda r: (r[0] is not None, r[0] or 0, r[1])))
+
+
 def _parts(value: list[list[Any]] | None) -> tuple[BilledPart, ...]:
     parts = (
         BilledPart(
@@ -1007,7 +1021,12 @@ class PostgresInvoiceRepository:
         statement = (
             _live_period_lines(
                 select(  # type: ignore[call-overload]  # sqlmodel types select() up to four columns
-                    InvoiceLineRow.period_key, func.sum(InvoiceLineRow.quantity), _STARTED, _LATEST_END, _PARTS
+                    InvoiceLineRow.period_key,
+                    func.sum(InvoiceLineRow.quantity),
+                    _STARTED,
+                    _LATEST_END,
+                    _PARTS,
+                    _RANGES,
                 ),
                 namespace,
                 period_keys,
@@ -1019,8 +1038,8 @@ class PostgresInvoiceRepository:
             statement = statement.where(InvoiceRow.id != exclude_invoice_id)
         rows = (await self._session.exec(_fresh(statement))).all()
         return {
-            key: Billed(Decimal(total or 0), bool(started), latest_end, _parts(parts))
-            for key, total, started, latest_end, parts in rows
+            key: Billed(Decimal(total or 0), bool(started), latest_end, _parts(parts), _ranges(ranges))
+            for key, total, started, latest_end, parts, ranges in rows
             if key is not None and (total is not None or parts)
         }
 
@@ -1038,6 +1057,7 @@ class PostgresInvoiceRepository:
                     _STARTED,
                     _LATEST_END,
                     _PARTS,
+                    _RANGES,
                 ),
                 namespace,
                 period_keys,
@@ -1046,10 +1066,11 @@ class PostgresInvoiceRepository:
             .group_by(col(InvoiceLineRow.period_key), col(InvoiceRow.id))
         )
         out: dict[str, dict[str, Billed]] = {}
-        for key, invoice_id, total, started, latest_end, parts in (await self._session.exec(_fresh(statement))).all():
+        rows = (await self._session.exec(_fresh(statement))).all()
+        for key, invoice_id, total, started, latest_end, parts, ranges in rows:
             if key is not None and (total is not None or parts):
                 out.setdefault(key, {})[invoice_id] = Billed(
-                    Decimal(total or 0), bool(started), latest_end, _parts(parts)
+                    Decimal(total or 0), bool(started), latest_end, _parts(parts), _ranges(ranges)
                 )
         return out
 

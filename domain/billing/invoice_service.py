@@ -1771,29 +1771,23 @@ class InvoiceService:
         splits: Mapping[str, tuple[BilledPart, ...]],
         quantities: Mapping[UsageRequest, Decimal],
         cutoff: datetime,
-    ) -> dict[str, tuple[Decimal, Decimal]]:
+    ) -> dict[str, Decimal]:
         """For each line whose period has a billed part ending after it (a draft read again after
-        the rest of its period was invoiced), the period's usage up to that part's end and up to
-        the line's start, read as of `cutoff`. Usually nothing: parts are read in period order."""
-        reads: dict[str, tuple[UsageRequest, UsageRequest]] = {}
+        the rest of its period was invoiced, a part voided to be billed again), the period's usage
+        up to that part's end, read as of `cutoff`. Usually nothing: parts are read in period
+        order."""
+        reads: dict[str, UsageRequest] = {}
         for line in lines:
             so_far = billed.get(line.period_key or "") if line.id in requests else None
             if so_far is not None and so_far.latest_end is not None and so_far.latest_end > line.period_end:
-                own = requests[line.id]
-                reads[line.id] = (
-                    evolve(own, end=so_far.latest_end),
-                    evolve(own, end=line.period_start),
-                )
+                reads[line.id] = evolve(requests[line.id], end=so_far.latest_end)
         if not reads:
             return {}
-        wanted = list({r for pair in reads.values() for r in pair})
+        wanted = list(set(reads.values()))
         usage = {**quantities, **await self._usage.quantities(invoice.namespace, wanted, cutoff)}
         return {
-            k: (
-                usage.get(through, ZERO) + _shift(through, splits.get(k, ()), usage, through.end),
-                usage.get(before, ZERO) + _shift(before, splits.get(k, ()), usage, before.end),
-            )
-            for k, (through, before) in reads.items()
+            k: usage.get(through, ZERO) + _shift(through, splits.get(k, ()), usage, through.end)
+            for k, through in reads.items()
         }
 
     async def _calculate(
@@ -2433,7 +2427,7 @@ def _snapshotted(
     quantities: Mapping[UsageRequest, Decimal],
     billed: dict[str, Billed],
     splits: Mapping[str, tuple[BilledPart, ...]],
-    later: Mapping[str, tuple[Decimal, Decimal]],
+    later: Mapping[str, Decimal],
     cutoff: datetime,
     now: datetime,
 ) -> list[InvoiceLine]:
@@ -2448,16 +2442,20 @@ def _snapshotted(
         cumulative = quantities.get(request, ZERO) + _shift(request, splits.get(line.id, ()), quantities, request.end)
         so_far = billed.get(line.period_key or "")
         before = so_far.quantity if so_far is not None else ZERO
-        pre = before
         if line.id in later:
             # A later part of the period was billed before this line was read (again): this
-            # line's quantity is what the period's usage up to that part's end leaves, at its
-            # own place in the period (the usage before its start, at most what was billed).
-            cumulative, used_before = later[line.id]
-            pre = min(used_before, before)
+            # line's quantity is what the period's usage up to that part's end leaves.
+            cumulative = later[line.id]
         quantity = max(cumulative - before, ZERO)
+        # Rated where nothing billed was: after the earlier parts, as usual; at its own place when
+        # a later part was rated on top of its usage (a draft read again after the rest of its
+        # period was invoiced); on top of a later part that billed its usage while it did not
+        # count (voided to be billed again).
+        pre = so_far.first_unbilled() if so_far is not None else ZERO
         if line.period_key:
-            billed[line.period_key] = (so_far or Billed(ZERO, False)) + Billed(quantity, True)
+            billed[line.period_key] = (so_far or Billed(ZERO, False)) + Billed(
+                quantity, True, ranges=((pre, quantity),)
+            )
         snapshotted[line.id] = evolve(
             line,
             quantity=quantity,

@@ -260,6 +260,9 @@ class Billed:
     # earlier part's time with that part's subjects (a customer's subjects may change between
     # parts). A key whose only parts are not snapshotted yet bills 0 with them.
     parts: tuple[BilledPart, ...] = ()
+    # The quantities of the period each of those lines was rated over, [pre, pre + quantity)
+    # (pre None: a line that did not record it).
+    ranges: tuple[tuple[Decimal | None, Decimal], ...] = ()
 
     def __add__(self, other: Billed) -> Billed:
         ends = [x for x in (self.latest_end, other.latest_end) if x is not None]
@@ -268,7 +271,24 @@ class Billed:
             self.started or other.started,
             max(ends, default=None),
             self.parts + other.parts,
+            self.ranges + other.ranges,
         )
+
+    def first_unbilled(self) -> Decimal:
+        """Where the next line of the period is rated from: the lowest quantity no line that
+        counts was rated over. Usually all of them, end to end (`quantity`). A part voided to be
+        billed again leaves a hole where it was rated, which whatever bills its usage next fills:
+        so the lines of a period, whatever the order they are read in, rate the period's total
+        once (a tier, a package or a maximum spend counted over the same units twice would not
+        add up to it)."""
+        if any(pre is None for pre, _ in self.ranges) or sum((q for _, q in self.ranges), Decimal(0)) != self.quantity:
+            return self.quantity  # lines that did not record where they were rated: end to end
+        at = Decimal(0)
+        for pre, size in sorted((pre, size) for pre, size in self.ranges if pre is not None and size):
+            if pre > at:
+                break
+            at = max(at, pre + size)
+        return at
 
 
 @dataclass(frozen=True, slots=True)

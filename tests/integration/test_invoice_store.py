@@ -225,8 +225,14 @@ async def test_billed_quantities_count_only_live_standard_invoices(uow: UnitOfWo
                 # Snapshotted before `period_started` was recorded: at the period's start with
                 # nothing before it, so it started the period (the rating's rule then).
                 make_line(issued, quantity=Decimal("10.5"), period_end=T0 + timedelta(days=15)),
-                make_line(paid, quantity=Decimal("4"), period_started=True),
-                make_line(paid, quantity=Decimal("7"), period_key="other", period_started=True),
+                make_line(paid, quantity=Decimal("4"), pre_line_period_quantity=Decimal("10.5"), period_started=True),
+                make_line(
+                    paid,
+                    quantity=Decimal("7"),
+                    pre_line_period_quantity=Decimal(0),
+                    period_key="other",
+                    period_started=True,
+                ),
                 # Voided and put back to be billed again: no longer billed here.
                 make_line(
                     voided,
@@ -253,6 +259,7 @@ async def test_billed_quantities_count_only_live_standard_invoices(uow: UnitOfWo
         correction = make_line(
             paid,
             quantity=Decimal(0),
+            pre_line_period_quantity=Decimal("14.5"),
             period_started=True,
             usage_subjects=("elsewhere",),
             metadata={"tally.correction": "late_usage"},
@@ -267,22 +274,35 @@ async def test_billed_quantities_count_only_live_standard_invoices(uow: UnitOfWo
     # Each part's time and the subjects its invoice copied (the customer's key and subject keys).
     half, whole = BilledPart(T0, T0 + timedelta(days=15), ("acme",)), BilledPart(T0, END, ("acme",))
     rest = BilledPart(T0 + timedelta(days=15), T0 + timedelta(days=45), ("acme",))
+    # Where each snapshotted line was rated: (preLinePeriodQuantity, quantity); None where the
+    # line did not record it, which rates the next line after all of them, end to end.
+    unrecorded = (None, Decimal("10.5"))
+    rated = ((Decimal("10.5"), Decimal(4)), (Decimal("14.5"), Decimal(0)))
     async with uow() as store:
-        assert await store.invoices.billed_quantities(ns, [key, "other", "unread", "forgiven", "none"]) == {
-            key: Billed(Decimal("14.5"), True, END, (half, whole, rest)),
+        found = await store.invoices.billed_quantities(ns, [key, "other", "unread", "forgiven", "none"])
+        assert found == {
+            key: Billed(Decimal("14.5"), True, END, (half, whole, rest), (unrecorded, *rated)),
             # The line that started "other" is on the voided invoice, billed again: nothing counting did.
-            "other": Billed(Decimal(7), False, END, (whole,)),
-            "forgiven": Billed(Decimal(5), True, END, (whole, whole)),
+            "other": Billed(Decimal(7), False, END, (whole,), ((Decimal(0), Decimal(7)),)),
+            "forgiven": Billed(Decimal(5), True, END, (whole, whole), ((None, Decimal(2)), (None, Decimal(3)))),
             "unread": Billed(Decimal(0), False, None, (whole,)),
         }
+        assert [found[k].first_unbilled() for k in (key, "other", "forgiven", "unread")] == [
+            Decimal("14.5"),
+            Decimal(7),
+            Decimal(5),
+            Decimal(0),
+        ]
         assert await store.invoices.billed_quantities(ns, [key], exclude_invoice_id=paid.id) == {
-            key: Billed(Decimal("10.5"), True, T0 + timedelta(days=15), (half, rest))
+            key: Billed(Decimal("10.5"), True, T0 + timedelta(days=15), (half, rest), (unrecorded,))
         }
-        assert await store.invoices.billed_quantities(ns, [key], exclude_invoice_id=issued.id) == {
-            key: Billed(Decimal(4), False, END, (whole,))
-        }
+        # Without the first 10.5 units' line (its invoice's lines billed again, say), what it
+        # was rated over is the first not billed.
+        without_the_first = await store.invoices.billed_quantities(ns, [key], exclude_invoice_id=issued.id)
+        assert without_the_first == {key: Billed(Decimal(4), False, END, (whole,), rated)}
+        assert without_the_first[key].first_unbilled() == 0
         assert await store.invoices.billed_quantities_by_invoice(ns, ["other"]) == {
-            "other": {paid.id: Billed(Decimal(7), False, END, (whole,))}
+            "other": {paid.id: Billed(Decimal(7), False, END, (whole,), ((Decimal(0), Decimal(7)),))}
         }
 
 
@@ -449,8 +469,8 @@ async def test_lines_voided_before_void_actions_keep_what_they_did() -> None:
     whole = BilledPart(T0, T0 + timedelta(days=30), ("acme",))
     async with billing_unit_of_work(session_factory(engine))() as store:
         assert await store.invoices.billed_quantities(ns, ["item1/2026-11", "item2/2026-11"]) == {
-            "item1/2026-11": Billed(Decimal(6), True, T0 + timedelta(days=30), (whole,)),
-            "item2/2026-11": Billed(Decimal(5), True, T0 + timedelta(days=30), (whole,)),
+            "item1/2026-11": Billed(Decimal(6), True, T0 + timedelta(days=30), (whole,), ((None, Decimal(6)),)),
+            "item2/2026-11": Billed(Decimal(5), True, T0 + timedelta(days=30), (whole,), ((None, Decimal(5)),)),
         }
         # One that has issued invoices goes on from the migration's time, as if a read had just
         # finished (it does not read again periods the window had already left).

@@ -247,3 +247,35 @@ async def test_a_pending_part_voided_after_the_periods_last_part_was_issued_is_b
         D(0),
     )
     assert again.invoice.totals.total == D("13.00")
+
+
+async def test_a_part_billed_again_after_a_later_part_took_its_usage_is_rated_on_top_of_it(env: Env) -> None:
+    # 90 calls on Nov 3 under ENTRY_FEE (10.00 to start the period, 1.00 a call up to 100, 0.50
+    # after); Nov 1-15 issued (100.00), then voided to be billed again. The rest of November is
+    # invoiced first: no part counts any more, so it bills the 90 calls (100.00). 20 more calls
+    # for Nov 4 are stored late; the part billed again then bills them on top of the 90 (calls
+    # 91-110: 10 x 1.00 + 10 x 0.50 = 15.00): 115.00 for November's 110 calls, as one invoice
+    # would. Rated at its own place (calls 1-20) it billed 20.00, 120.00 (found by the billing
+    # property test: a maximum spend of 40.00 billed as 51.47).
+    ns = "void_pending_part_after_the_rest"
+    cid = await custom_invoicing_customer(env, ns, "Globex")
+    env.usage.add("calls", cid, NOV + timedelta(days=2), "90")
+    await env.invoices.create_pending_lines(
+        ns, cid, PendingLinesInput("USD", [usage_line("Calls", "calls", ENTRY_FEE)])
+    )
+    first = await issued(env, ns, cid, NOV + timedelta(days=15))
+    assert first.invoice.totals.total == D("100.00")
+    await env.invoices.void(ns, first.invoice.id, VoidInput("wrong contact", PENDING))
+    again, rest = sorted(await gathering_lines(env, ns, cid), key=lambda x: x.period_start)
+    (made,) = await env.invoices.invoice_now(
+        ns, InvoiceNowInput(cid, as_of=DEC + timedelta(hours=2), line_ids=[rest.id])
+    )
+    await env.invoices.app_callback(ns, made.invoice.id, Action.DRAFT_SYNCHRONIZED)
+    second = await env.invoices.app_callback(ns, made.invoice.id, Action.ISSUING_SYNCHRONIZED)
+    assert [(x.period_start, x.quantity) for x in top(second)] == [(NOV + timedelta(days=15), D(90))]
+    assert second.invoice.totals.total == D("100.00")
+    env.usage.add("calls", cid, NOV + timedelta(days=3), "20")
+    third = await issued(env, ns, cid, DEC + timedelta(hours=2))
+    (line,) = top(third)
+    assert (line.id, line.quantity, line.pre_line_period_quantity) == (again.id, D(20), D(90))
+    assert third.invoice.totals.total == D("15.00")
