@@ -14,7 +14,7 @@ pass, as the `billing` role runs continuously, by two workers at once, or with t
 for up to ten days),
 a customer's usage events at random earlier times
 (some stored after their period was invoiced: late usage), invoice-now, a plan change, a
-cancellation (immediate or at the next billing cycle), approving a waiting draft, add-ons
+cancellation (immediate or at the next billing cycle), approving or deleting a waiting draft, add-ons
 bought, changed or taken off (from now or the next billing period): seats, an item of its own,
 and two that extend a plan item (the in-advance base fee, the in-arrears support fee), and an
 issued invoice voided to be billed again (`pending`; invoices wait for their payment, told by a
@@ -834,6 +834,9 @@ steps = st.one_of(
     st.tuples(st.just("change"), who, st.sampled_from(["immediate", "next_billing_cycle"])),
     # A person approves one of the drafts waiting for it (by its place among them, modulo).
     st.tuples(st.just("approve"), st.integers(0, 3)),
+    # A person deletes one instead: its lines go back to the gathering invoice (each part to the
+    # line it was cut from), to be billed again when due.
+    st.tuples(st.just("delete"), st.integers(0, 3)),
     # An issued invoice still waiting for its payment is voided, by its place among them, oldest
     # first (modulo); drawn twice as often too, so that a history voids a line made again by an
     # earlier void.
@@ -1041,10 +1044,11 @@ async def run_history(people: list[tuple[Any, ...]], history: list[tuple[Any, ..
                 await _issued_before_cut(env, ns, current, at, touched)
                 current.change_addon(addon, quantity, at)
                 await env.sync.sync(sub)
-            elif step[0] == "approve":
+            elif step[0] in ("approve", "delete"):
                 waiting = await _waiting_for_approval(env, ns)
                 if waiting:
-                    await env.invoices.act(ns, waiting[step[1] % len(waiting)], Action.APPROVE)
+                    action = Action.APPROVE if step[0] == "approve" else Action.DELETE
+                    await env.invoices.act(ns, waiting[step[1] % len(waiting)], action)
             elif step[0] == "void":
                 unpaid = await _waiting_for_payment(env, ns)
                 if unpaid:
