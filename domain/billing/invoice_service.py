@@ -1909,7 +1909,10 @@ def rejoin_parts(
     one invoice, where each part is billed the period's usage up to its end less what *other*
     invoices billed, so the first part's usage would be billed twice, and a subscription sync
     would move both parts onto the same dates. Joined, it is the line it was before the cut: the
-    earliest part keeps its ID and spans every contiguous part of its period key."""
+    earliest part keeps its ID and spans every contiguous part of its period key, to where the
+    latest part ends its usage period (the subscription sync keeps the gathering part's
+    `full_period_end` at an end that cut the period short: the line that reaches it is the
+    period's last and carries its minimum spend)."""
     by_key: dict[str, list[InvoiceLine]] = {}
     for line in [*released, *(x for x in gathered if x.parent_line_id is None and x.deleted_at is None)]:
         if line.type is LineType.USAGE_BASED and line.period_key is not None:
@@ -1927,7 +1930,11 @@ def rejoin_parts(
             if len(run) > 1 and any(x.id in returning for x in run):
                 last = run[-1]
                 joined[run[0].id] = evolve(
-                    run[0], period_end=last.period_end, invoice_at=last.invoice_at, updated_at=now
+                    run[0],
+                    period_end=last.period_end,
+                    full_period_end=last.full_period_end,
+                    invoice_at=last.invoice_at,
+                    updated_at=now,
                 )
                 merged_away += [x.id for x in run[1:]]
             if part is not None:

@@ -790,6 +790,42 @@ async def test_a_cancellation_at_the_end_of_a_drafts_progressive_part_makes_it_t
         assert gathering_lines(await all_invoices(env, ns)) == []
 
 
+async def test_a_deleted_drafts_part_rejoined_after_a_cancellation_is_the_periods_last_and_charges_the_minimum() -> (
+    None
+):
+    # Found by test_subscription_billing_properties. November's Api usage (100 units, 1.00) billed
+    # progressively on Nov 10 into a draft waiting for approval; the subscription canceled on Nov
+    # 20, which makes the gathering part (Nov 10-20) the period's last; then the draft deleted: its
+    # part rejoins that one, Nov 1-20, still the period's last, so it carries the minimum spend's
+    # shortfall (5.00 in all). The rejoined line kept the draft part's period end (Dec 1), so it
+    # was no period's last and billed 1.00, the minimum lost.
+    async with open_env(Plans([MIN_SPEND_PLAN])) as env:
+        ns = "sb_min_rejoined"
+        env.clock.at = NOV
+        await env.customers.create(ns, CustomerInput(name="c1", key="c1"))
+        patch = WorkflowPatch(auto_advance=False)
+        await env.profiles.upsert_override(ns, "c1", OverrideUpsertInput(workflow=patch))
+        sub = await env.subscriptions.create(CreateSubscriptionInput(ns, PlanSelector("minimum"), customer_key="c1"))
+        await env.sync.sync(sub)
+        env.usage.add("api", sub.customer_id, NOV + timedelta(days=3), "100")
+        env.clock.at = NOV + timedelta(days=10)
+        (draft,) = await env.invoices.invoice_now(ns, InvoiceNowInput(customer=sub.customer_id))
+        env.clock.at = NOV + timedelta(days=20)
+        sub = await env.subscriptions.cancel(ns, sub.id, Timing("immediate"))
+        await env.sync.sync(sub)
+        await env.invoices.act(ns, draft.invoice.id, Action.DELETE)
+        (api,) = [x for x in gathering_lines(await all_invoices(env, ns)) if x.name == "Api"]
+        assert (api.period_start, api.period_end, api.full_period_end) == (NOV, env.clock.at, env.clock.at)
+        assert await env.sync.sync(sub) == 0
+
+        env.clock.at += timedelta(hours=2)
+        await env.worker().run_once()
+        (made,) = [f for f in await all_invoices(env, ns) if f.invoice.status is InvoiceStatus.DRAFT]
+        await env.invoices.act(ns, made.invoice.id, Action.APPROVE)
+        (line,) = billed_api(await all_invoices(env, ns))
+        assert (line.quantity, line.totals.total) == (D(100), D("5.00"))
+
+
 async def test_a_fee_the_user_edits_on_a_draft_is_left_alone_by_the_sync(env: Env) -> None:
     # As on a gathering invoice (above): a draft's subscription line the user changed through a PUT
     # of the draft is managedBy manual (OpenMeter's mergeLineFromInvoiceLineReplaceUpdate), so a
