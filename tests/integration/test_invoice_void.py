@@ -66,15 +66,22 @@ async def gathering_lines(env: Env, ns: str, cid: str) -> list:
     return [x for found in invoices for x in top(found)]
 
 
-async def first_part_issued(env: Env, ns: str) -> tuple[str, InvoiceWithLines]:
-    """Calls billed in parts (a graduated price with a 10.00 entry fee): 3 on Nov 3 and 2 on Nov 21;
-    the customer and its issued first part, Nov 1-15 (13.00)."""
+async def calls_on_nov_3(env: Env, ns: str, calls: str) -> str:
+    """A customer invoiced through custom invoicing, `calls` calls on Nov 3 and November's calls
+    pending under ENTRY_FEE (a graduated price with a 10.00 entry fee); the customer."""
     cid = await custom_invoicing_customer(env, ns, "Globex")
-    env.usage.add("calls", cid, NOV + timedelta(days=2), "3")
-    env.usage.add("calls", cid, NOV + timedelta(days=20), "2")
+    env.usage.add("calls", cid, NOV + timedelta(days=2), calls)
     await env.invoices.create_pending_lines(
         ns, cid, PendingLinesInput("USD", [usage_line("Calls", "calls", ENTRY_FEE)])
     )
+    return cid
+
+
+async def first_part_issued(env: Env, ns: str) -> tuple[str, InvoiceWithLines]:
+    """Calls billed in parts: 3 on Nov 3 and 2 on Nov 21; the customer and its issued first part,
+    Nov 1-15 (13.00)."""
+    cid = await calls_on_nov_3(env, ns, "3")
+    env.usage.add("calls", cid, NOV + timedelta(days=20), "2")
     return cid, await issued(env, ns, cid, NOV + timedelta(days=15))
 
 
@@ -212,11 +219,7 @@ async def test_usage_stored_after_a_discarded_period_is_still_billed_as_late_usa
     # calls of November stored after: the late-usage pass bills those 2, not the forgiven 5 (a
     # void forgives what its invoice charged, no more; before, nothing billed them).
     ns = "void_discard_late"
-    cid = await custom_invoicing_customer(env, ns, "Globex")
-    env.usage.add("calls", cid, NOV + timedelta(days=2), "5")
-    await env.invoices.create_pending_lines(
-        ns, cid, PendingLinesInput("USD", [usage_line("Calls", "calls", ENTRY_FEE)])
-    )
+    cid = await calls_on_nov_3(env, ns, "5")
     first = await issued(env, ns, cid)
     assert first.invoice.totals.total == D("15.00")
     await env.invoices.void(ns, first.invoice.id, VoidInput("outage credit", DISCARD))
@@ -258,11 +261,7 @@ async def test_a_part_billed_again_after_a_later_part_took_its_usage_is_rated_on
     # would. Rated at its own place (calls 1-20) it billed 20.00, 120.00 (found by the billing
     # property test: a maximum spend of 40.00 billed as 51.47).
     ns = "void_pending_part_after_the_rest"
-    cid = await custom_invoicing_customer(env, ns, "Globex")
-    env.usage.add("calls", cid, NOV + timedelta(days=2), "90")
-    await env.invoices.create_pending_lines(
-        ns, cid, PendingLinesInput("USD", [usage_line("Calls", "calls", ENTRY_FEE)])
-    )
+    cid = await calls_on_nov_3(env, ns, "90")
     first = await issued(env, ns, cid, NOV + timedelta(days=15))
     assert first.invoice.totals.total == D("100.00")
     await env.invoices.void(ns, first.invoice.id, VoidInput("wrong contact", PENDING))

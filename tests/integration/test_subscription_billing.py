@@ -752,6 +752,21 @@ MIN_SPEND_PLAN = {
 }
 
 
+async def minimum_spend_drafted_on_nov_10(env: Env, ns: str) -> tuple[Subscription, InvoiceWithLines]:
+    """c1 subscribed to MIN_SPEND_PLAN on Nov 1, its invoices waiting for approval, 100 Api units
+    on Nov 4, and November billed progressively on Nov 10: the subscription and that draft."""
+    env.clock.at = NOV
+    await env.customers.create(ns, CustomerInput(name="c1", key="c1"))
+    patch = WorkflowPatch(auto_advance=False)
+    await env.profiles.upsert_override(ns, "c1", OverrideUpsertInput(workflow=patch))
+    sub = await env.subscriptions.create(CreateSubscriptionInput(ns, PlanSelector("minimum"), customer_key="c1"))
+    await env.sync.sync(sub)
+    env.usage.add("api", sub.customer_id, NOV + timedelta(days=3), "100")
+    env.clock.at = NOV + timedelta(days=10)
+    (draft,) = await env.invoices.invoice_now(ns, InvoiceNowInput(customer=sub.customer_id))
+    return sub, draft
+
+
 async def test_a_cancellation_at_the_end_of_a_drafts_progressive_part_makes_it_the_last_and_charges_the_minimum() -> (
     None
 ):
@@ -764,15 +779,7 @@ async def test_a_cancellation_at_the_end_of_a_drafts_progressive_part_makes_it_t
     # period's old end (Dec 1) and the draft billed 1.00, the minimum lost.
     async with open_env(Plans([MIN_SPEND_PLAN])) as env:
         ns = "sb_min_at_cut"
-        env.clock.at = NOV
-        await env.customers.create(ns, CustomerInput(name="c1", key="c1"))
-        patch = WorkflowPatch(auto_advance=False)
-        await env.profiles.upsert_override(ns, "c1", OverrideUpsertInput(workflow=patch))
-        sub = await env.subscriptions.create(CreateSubscriptionInput(ns, PlanSelector("minimum"), customer_key="c1"))
-        await env.sync.sync(sub)
-        env.usage.add("api", sub.customer_id, NOV + timedelta(days=3), "100")
-        env.clock.at = NOV + timedelta(days=10)
-        (draft,) = await env.invoices.invoice_now(ns, InvoiceNowInput(customer=sub.customer_id))
+        sub, draft = await minimum_spend_drafted_on_nov_10(env, ns)
         assert draft.invoice.status is InvoiceStatus.DRAFT
 
         sub = await env.subscriptions.cancel(ns, sub.id, Timing("immediate"))
@@ -801,15 +808,7 @@ async def test_a_deleted_drafts_part_rejoined_after_a_cancellation_is_the_period
     # was no period's last and billed 1.00, the minimum lost.
     async with open_env(Plans([MIN_SPEND_PLAN])) as env:
         ns = "sb_min_rejoined"
-        env.clock.at = NOV
-        await env.customers.create(ns, CustomerInput(name="c1", key="c1"))
-        patch = WorkflowPatch(auto_advance=False)
-        await env.profiles.upsert_override(ns, "c1", OverrideUpsertInput(workflow=patch))
-        sub = await env.subscriptions.create(CreateSubscriptionInput(ns, PlanSelector("minimum"), customer_key="c1"))
-        await env.sync.sync(sub)
-        env.usage.add("api", sub.customer_id, NOV + timedelta(days=3), "100")
-        env.clock.at = NOV + timedelta(days=10)
-        (draft,) = await env.invoices.invoice_now(ns, InvoiceNowInput(customer=sub.customer_id))
+        sub, draft = await minimum_spend_drafted_on_nov_10(env, ns)
         env.clock.at = NOV + timedelta(days=20)
         sub = await env.subscriptions.cancel(ns, sub.id, Timing("immediate"))
         await env.sync.sync(sub)
