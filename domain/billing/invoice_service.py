@@ -2458,7 +2458,12 @@ def _snapshotted(
         # a later part was rated on top of its usage (a draft read again after the rest of its
         # period was invoiced); on top of a later part that billed its usage while it did not
         # count (voided to be billed again).
-        pre = so_far.first_unbilled() if so_far is not None else ZERO
+        pre, above = so_far.first_hole() if so_far is not None else (ZERO, None)
+        if above is not None and quantity > above - pre and _correctable(line):
+            # More than that place holds: usage of the later part's time stored after it was read
+            # (late). Rated here it would count units that part was rated over a second time; a
+            # late-usage correction bills it on top of everything once this line is issued.
+            quantity = above - pre
         if line.period_key:
             billed[line.period_key] = (so_far or Billed(ZERO, False)) + Billed(
                 quantity, True, ranges=((pre, quantity),)

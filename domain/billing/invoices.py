@@ -281,14 +281,20 @@ class Billed:
         so the lines of a period, whatever the order they are read in, rate the period's total
         once (a tier, a package or a maximum spend counted over the same units twice would not
         add up to it)."""
+        return self.first_hole()[0]
+
+    def first_hole(self) -> tuple[Decimal, Decimal | None]:
+        """The lowest range of the period's quantities no line that counts was rated over: where
+        it starts (`first_unbilled`) and where the next billed range starts (None: nothing billed
+        above it)."""
         if any(pre is None for pre, _ in self.ranges) or sum((q for _, q in self.ranges), Decimal(0)) != self.quantity:
-            return self.quantity  # lines that did not record where they were rated: end to end
+            return self.quantity, None  # lines that did not record where they were rated: end to end
         at = Decimal(0)
         for pre, size in sorted((pre, size) for pre, size in self.ranges if pre is not None and size):
             if pre > at:
-                break
+                return at, pre
             at = max(at, pre + size)
-        return at
+        return at, None
 
 
 @dataclass(frozen=True, slots=True)

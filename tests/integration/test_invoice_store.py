@@ -300,7 +300,9 @@ async def test_billed_quantities_count_only_live_standard_invoices(uow: UnitOfWo
         # was rated over is the first not billed.
         without_the_first = await store.invoices.billed_quantities(ns, [key], exclude_invoice_id=issued.id)
         assert without_the_first == {key: Billed(Decimal(4), False, END, (whole,), rated)}
-        assert without_the_first[key].first_unbilled() == 0
+        # A hole of 10.5 units: a line rated there holds no more before it meets the next one.
+        assert without_the_first[key].first_hole() == (0, Decimal("10.5"))
+        assert found[key].first_hole() == (Decimal("14.5"), None)
         assert await store.invoices.billed_quantities_by_invoice(ns, ["other"]) == {
             "other": {paid.id: Billed(Decimal(7), False, END, (whole,), ((Decimal(0), Decimal(7)),))}
         }
