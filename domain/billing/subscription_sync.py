@@ -364,14 +364,8 @@ class SubscriptionSync:
                 # the snapshot takes each part after the earlier ones). No part is stretched over
                 # another's days otherwise.
                 want = expected.get(key)
-                last_end = max(line.period_end for line, _ in parts[key])
                 open_parts = [(line, status) for line, status in parts[key] if status in editable]
-                # An end moved later extends the latest gathering part (a draft's part only shrinks).
-                latest = max(
-                    (line for line, status in open_parts if status is InvoiceStatus.GATHERING),
-                    key=lambda x: x.period_end,
-                    default=None,
-                )
+                stretched = _stretched_part(parts[key], want)
                 for line, status in open_parts:
                     on_draft = status is not InvoiceStatus.GATHERING
                     if want is None or want.item.service_period.end <= line.period_start:
@@ -385,7 +379,7 @@ class SubscriptionSync:
                             draft_updated.setdefault(line.invoice_id, []).append(_refresh(line, want.line, now))
                     elif (
                         line.period_end > want.item.service_period.end
-                        or (line is latest and want.item.service_period.end > last_end)
+                        or line is stretched
                         # A usage part the new end meets exactly is the period's last part now:
                         # its period's end follows, so it is rated as the last (minimum spend).
                         or (
@@ -839,6 +833,15 @@ def _planned(
     return expected, parts, plan, evolve(balances, create=(*balances.create, *again))
 
 
+def _stretched_part(parts: Sequence[tuple[InvoiceLine, InvoiceStatus]], want: _Expected | None) -> InvoiceLine | None:
+    """The part of a partly invoiced item a correction stretches to the item's end: the latest
+    gathering part, when the item now ends after every part (a draft's part only shrinks)."""
+    if want is None or want.item.service_period.end <= max(line.period_end for line, _ in parts):
+        return None
+    gathering = (line for line, status in parts if status is InvoiceStatus.GATHERING)
+    return max(gathering, key=lambda x: x.period_end, default=None)
+
+
 def _usage_parts_again(
     expected: dict[str, _Expected],
     mine: Sequence[tuple[InvoiceLine, InvoiceStatus]],
@@ -853,7 +856,8 @@ def _usage_parts_again(
     was stored since. Not where a live part of the item covers that time already (the part made
     again before), nor for an item the user edited. A period no part of which stands, or none
     past gathering, is the plan's: it makes the item's line again whole, or stretches its
-    gathering part over the whole item."""
+    gathering part over the whole item (as it does when the voided part was the period's last:
+    the live parts then end before the item does)."""
     planned = {i.key for i in (*plan.create, *plan.update)} | set(plan.delete)
     out: list[InvoiceLine] = []
     for line, status in mine:
@@ -870,7 +874,13 @@ def _usage_parts_again(
             continue
         service = want.item.service_period
         start, end = max(line.period_start, service.start), min(line.period_end, service.end)
-        covered = any(x.deleted_at is None and x.period_start < end and start < x.period_end for x in live)
+        # A correction stretching the latest gathering part to the item's end covers the voided
+        # part's time with it: made again too, that time would be billed twice.
+        stretched = _stretched_part(parts[want.item.key], want) if want.item.key in plan.corrections else None
+        covered = any(
+            x.deleted_at is None and x.period_start < end and start < (service.end if x is stretched else x.period_end)
+            for x in live
+        )
         if start < end and not covered:
             out.append(evolve(want.line, period_start=start, period_end=end))
     return out

@@ -24,7 +24,7 @@ from adapters.postgres.billing import PostgresInvoiceNumbers, billing_unit_of_wo
 from adapters.postgres.customers import PostgresCustomerRepository
 from adapters.postgres.db import create_engine, migrate, session_factory
 from adapters.postgres.subscriptions import PostgresSubscriptionRepository
-from domain.billing.apps.models import InstallAppInput
+from domain.billing.apps.models import InstallAppInput, UpdateAppInput
 from domain.billing.apps.registry import Marketplace
 from domain.billing.invoice_rest import line_rest, parse_invoice_update
 from domain.billing.invoice_service import InvoiceService, gathering_schedule
@@ -36,6 +36,9 @@ from domain.billing.invoices import (
     InvoiceWithLines,
     ManagedBy,
     PendingLineInput,
+    VoidAction,
+    VoidInput,
+    VoidLineAction,
 )
 from domain.billing.models import (
     ListProfilesInput,
@@ -823,6 +826,61 @@ async def test_a_deleted_drafts_part_rejoined_after_a_cancellation_is_the_period
         await env.invoices.act(ns, made.invoice.id, Action.APPROVE)
         (line,) = billed_api(await all_invoices(env, ns))
         assert (line.quantity, line.totals.total) == (D(100), D("5.00"))
+
+
+async def paying_later(env: Env, ns: str, key: str, workflow: WorkflowPatch | None = None) -> None:
+    """Customer `key` invoiced through custom invoicing without its sync hooks (an issued invoice
+    waits for its payment, so it can still be voided), under `workflow` (None: the default's)."""
+    app, _ = await env.apps.install(ns, InstallAppInput(type="custom_invoicing", create_billing_profile=False))
+    hooks_off = UpdateAppInput(
+        type="custom_invoicing", name="Ours", enable_draft_sync_hook=False, enable_issuing_sync_hook=False
+    )
+    await env.apps.update_app(ns, app.id, hooks_off)
+    default = await env.profiles.get_default(ns)
+    profile = await env.profiles.create(
+        ns, ProfileCreateInput("Custom", default.supplier, ProfileApps(app.id, app.id, app.id))
+    )
+    await env.profiles.upsert_override(
+        ns, key, OverrideUpsertInput(profile_id=profile.profile.id, workflow=workflow or WorkflowPatch())
+    )
+
+
+async def test_a_minimum_spends_parts_billed_again_one_after_the_other_charge_the_minimum_once() -> None:
+    # Found by test_subscription_billing_properties. November's Api usage (100 units on Nov 3)
+    # billed progressively: Nov 1-5 (1.00), Nov 5-10 (0.00), and Nov 10 - Dec 1 on Dec 1 (the
+    # period's last part: the minimum spend's shortfall, 4.00). The last two invoices voided to be
+    # billed again, in order: Nov 5-10 is made again; at the last part's void the sync stretches
+    # it to the end of November (it is the latest gathering part, and no live part reaches the
+    # end), so it is the period's last and charges the shortfall once: 5.00 in all. The last part
+    # was also made again over its own time, a second period's last line: 4.00 twice, 9.00.
+    async with open_env(Plans([MIN_SPEND_PLAN])) as env:
+        ns = "sb_min_billed_again"
+        env.clock.at = NOV
+        await env.customers.create(ns, CustomerInput(name="c1", key="c1"))
+        await paying_later(env, ns, "c1")
+        sub = await env.subscriptions.create(CreateSubscriptionInput(ns, PlanSelector("minimum"), customer_key="c1"))
+        await env.sync.sync(sub)
+        env.usage.add("api", sub.customer_id, NOV + timedelta(days=2), "100")
+        for day in (4, 9):
+            env.clock.at = NOV + timedelta(days=day, hours=22)
+            await env.invoices.invoice_now(ns, InvoiceNowInput(customer=sub.customer_id))
+        env.clock.at = DEC + timedelta(hours=2)
+        await env.worker().run_once()
+        parts = sorted(
+            (x.period_start, x.totals.total, f.invoice.id) for f in await all_invoices(env, ns) for x in billed_api([f])
+        )
+        assert [total for _, total, _ in parts] == [D("1.00"), D("0.00"), D("4.00")]
+        again = VoidInput("wrong address", VoidAction(VoidLineAction.PENDING))
+        for _, _, invoice_id in parts[1:]:
+            await env.invoices.void(ns, invoice_id, again)
+        (api,) = [x for x in gathering_lines(await all_invoices(env, ns)) if x.name == "Api" and x.period_start < DEC]
+        assert (api.period_start, api.period_end, api.full_period_end) == (parts[1][0], DEC, DEC)
+        assert await env.sync.sync(sub) == 0
+
+        env.clock.at += timedelta(hours=2)
+        await env.worker().run_once()
+        billed = sorted((x.period_start, x.totals.total) for x in billed_api(await all_invoices(env, ns)))
+        assert billed == [(NOV, D("1.00")), (parts[1][0], D("4.00"))]
 
 
 async def test_a_fee_the_user_edits_on_a_draft_is_left_alone_by_the_sync(env: Env) -> None:

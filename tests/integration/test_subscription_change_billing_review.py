@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from domain.billing.apps.models import InstallAppInput, UpdateAppInput
 from domain.billing.invoice_states import Action, InvoiceStatus
 from domain.billing.invoices import (
     BALANCE_OF,
@@ -25,7 +24,7 @@ from domain.billing.invoices import (
     VoidInput,
     VoidLineAction,
 )
-from domain.billing.models import OverrideUpsertInput, ProfileApps, ProfileCreateInput, ProrationMode, WorkflowPatch
+from domain.billing.models import OverrideUpsertInput, ProrationMode, WorkflowPatch
 from domain.customers.models import CustomerInput
 from domain.errors import ValidationError
 from domain.subscriptions.models import (
@@ -50,6 +49,7 @@ from tests.integration.test_subscription_billing import (
     all_invoices,
     as_given,
     open_env,
+    paying_later,
     published,
     subscribe,
 )
@@ -183,20 +183,11 @@ async def unpaid_team_month(
     workflow bills the period a subscription ends in whole); the subscription and that invoice's
     ID."""
     await env.customers.create(ns, CustomerInput(name="c1", key="c1"))
-    app, _ = await env.apps.install(ns, InstallAppInput(type="custom_invoicing", create_billing_profile=False))
-    hooks_off = UpdateAppInput(
-        type="custom_invoicing", name="Ours", enable_draft_sync_hook=False, enable_issuing_sync_hook=False
-    )
-    await env.apps.update_app(ns, app.id, hooks_off)
-    default = await env.profiles.get_default(ns)
-    profile = await env.profiles.create(
-        ns, ProfileCreateInput("Custom", default.supplier, ProfileApps(app.id, app.id, app.id))
-    )
     workflow = WorkflowPatch(
         auto_advance=None if approve else False,
         subscription_end_proration_mode=ProrationMode.BILL_FULL_PERIOD if full_period_at_end else None,
     )
-    await env.profiles.upsert_override(ns, "c1", OverrideUpsertInput(profile_id=profile.profile.id, workflow=workflow))
+    await paying_later(env, ns, "c1", workflow)
     env.clock.at = NOV
     team = await env.subscriptions.create(CreateSubscriptionInput(ns, PlanSelector("team"), customer_key="c1"))
     await env.sync.sync(team)
