@@ -1134,6 +1134,9 @@ async def run_history(people: list[tuple[Any, ...]], history: list[tuple[Any, ..
                 break
             env.clock.at = now() + settle
             await _approve_all(env, ns)
+            # The role runs on: its next pass reads the usage stored late for what this one issued
+            # (a pass reads late usage before it issues anything), which a correction then bills.
+            await _worker_pass(env)
         for unpaid in await _waiting_for_payment(env, ns):
             await env.invoices.app_callback(ns, unpaid.invoice.id, Action.PAYMENT_PAID)
 
