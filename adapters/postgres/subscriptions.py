@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, update
+from sqlalchemy import ColumnElement, and_, func, or_, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
@@ -312,7 +312,8 @@ class PostgresSubscriptionRepository:
         statement = (
             select(SubscriptionRow)
             .where(
-                *_not_ended(by=ended_after),
+                # Deleted since too: a pass takes away what a lost sync of the delete left.
+                or_(and_(*_not_ended(by=ended_after)), col(SubscriptionRow.deleted_at) > ended_after),
             )
             .order_by(col(SubscriptionRow.namespace), col(SubscriptionRow.id))
         )

@@ -110,7 +110,8 @@ class SubscriptionFeed(Protocol):
     """Subscriptions as stored (the subscription repository provides them)."""
 
     async def list_billable(self, ended_after: datetime) -> list[Subscription]:
-        """The subscriptions a sync pass covers."""
+        """The subscriptions a sync pass covers: those in force or ended lately, and those deleted
+        lately (SubscriptionRepository.list_billable)."""
         ...
 
     async def list_for_customers(self, namespace: str, customer_ids: Sequence[str]) -> list[Subscription]:

@@ -116,7 +116,8 @@ class SubscriptionRepository(Protocol):
     async def list_changed_since(self, namespace: str | None, after: datetime) -> list[Subscription]: ...
 
     async def list_billable(self, ended_after: datetime) -> list[Subscription]:
-        """Every namespace's live (not deleted) subscriptions that have not ended by `ended_after`."""
+        """Every namespace's live (not deleted) subscriptions that have not ended by `ended_after`,
+        and those deleted after it (a sync takes their lines away: a pass repairs a lost one)."""
         ...
 
     async def customer_ids_with_plan(self, namespace: str, plan_key: str, at: datetime) -> set[str]: ...

@@ -473,7 +473,8 @@ class SubscriptionService:
             if other.id != current.id and other.deleted_at is None and other.active_from >= current.active_to
         ]
         for other in later:
-            await self._discard(other, now)
+            # Told as a delete is: the billing sync takes away the lines it made for them.
+            self._changed(await self._discard(other, now))
         updated = self._continued(current, now)
         await self._save(updated, current)
         return updated

@@ -95,6 +95,7 @@ from domain.subscriptions.models import (
     CreateSubscriptionInput,
     PlanRef,
     PlanSelector,
+    Subscription,
     Timing,
 )
 from tests.integration.test_subscription_billing import Env, Plans, all_invoices, card, open_env
@@ -413,6 +414,19 @@ class Span:
     # The end of the plan's trial phase (TRIAL: `plan` is then the phase after it, basic's), if
     # it has one.
     trial_until: datetime | None = None
+    # `issued` and `minimum_missed` before the end was scheduled: a restore takes the end back,
+    # and with it what its cut noted (nothing else is noted while an end is scheduled).
+    before_the_end: tuple[dict[str, Issued], dict[str, datetime]] | None = None
+
+    def schedule_end(self, end: datetime) -> None:
+        self.before_the_end = (dict(self.issued), dict(self.minimum_missed))
+        self.end = end
+
+    def restore(self) -> None:
+        assert self.before_the_end is not None
+        issued, missed = self.before_the_end
+        self.issued, self.minimum_missed = dict(issued), dict(missed)
+        self.end, self.before_the_end = None, None
 
     def periods(self) -> Iterator[tuple[datetime, datetime, datetime, datetime]]:
         """(service start, service end, billing period start, billing period end): the monthly
@@ -688,8 +702,9 @@ class Owed:
         return out
 
     def span_of(self, sub_id: str) -> Span:
-        (span,) = [s for s in self.spans if s.sub_id == sub_id]
-        return span
+        found = [s for s in self.spans if s.sub_id == sub_id]
+        assert len(found) == 1, f"a line billed for subscription {sub_id}, none of the model's (one a restore deleted?)"
+        return found[0]
 
     def period_of(self, sub_id: str, line: InvoiceLine) -> datetime:
         """The service period (its start) of the subscription that holds the line whole: inside
@@ -837,6 +852,8 @@ steps = st.one_of(
     # A person deletes one instead: its lines go back to the gathering invoice (each part to the
     # line it was cut from), to be billed again when due.
     st.tuples(st.just("delete"), st.integers(0, 3)),
+    # A person takes back a cancellation or a change still to come (restore).
+    st.tuples(st.just("restore"), who),
     # An issued invoice still waiting for its payment is voided, by its place among them, oldest
     # first (modulo); drawn twice as often too, so that a history voids a line made again by an
     # earlier void.
@@ -993,6 +1010,8 @@ async def run_history(people: list[tuple[Any, ...]], history: list[tuple[Any, ..
         def now() -> datetime:
             return env.clock.at
 
+        told: list[Subscription] = []
+        env.subscriptions.listeners.append(told.append)
         for step in history:
             if step[0] in _PASSES_AFTER:
                 # Time passes, then as many billing-worker passes at once as the step says. Drafts
@@ -1094,9 +1113,25 @@ async def run_history(people: list[tuple[Any, ...]], history: list[tuple[Any, ..
                     owed.spans.append(span)
                     mine.append(span)
                     await env.sync.sync(successor)
-                current.end = _ends_when_asked(ended.active_to, current, timing, now())
+                current.schedule_end(_ends_when_asked(ended.active_to, current, timing, now()))
+                assert current.end is not None
                 await _issued_before_cut(env, ns, current, current.end)
                 await env.sync.sync(ended)
+            elif step[0] == "restore":
+                # A person takes back an end still to come: a cancellation, or a change scheduled
+                # for the next billing cycle (the subscription it scheduled is deleted). Each
+                # subscription the restore tells of is synced, as the API's listener does.
+                mine = theirs[step[1] % len(theirs)]
+                restored = mine[-2] if len(mine) > 1 and now() < mine[-1].start else mine[-1]
+                if restored.end is None or not restored.start < now() < restored.end:
+                    continue
+                told.clear()
+                await env.subscriptions.restore(ns, restored.sub_id)
+                if restored is not mine[-1]:
+                    owed.spans.remove(mine.pop())
+                restored.restore()
+                for sub in list(told):
+                    await env.sync.sync(sub)
 
         # The end: each customer's last subscription ends at its billing cycle's end, and
         # everything due is collected, approved and issued (the first pass soon after the last

@@ -991,3 +991,36 @@ async def test_an_add_on_on_the_replaced_subscription_counts_with_its_plans_fee(
     await issue_due(env)
     assert sorted(x[3] for x in await issued_fees(env, ns)) == [D("4.33"), D("16.67"), D(30)]
     assert await env.sync.sync_all() == 0
+
+
+async def test_a_restored_subscription_bills_nothing_of_the_change_it_had_scheduled(env: Env) -> None:
+    # team from Nov 1 (November issued), changed on Nov 10 to pro from the next billing cycle:
+    # pro's December fee (60.00) waits on the gathering invoice. team is then restored: pro is
+    # deleted and team runs on, so December bills team's 30.00 alone. The restore deleted pro
+    # without telling anyone (no listener: no sync), and a sync pass passes over deleted
+    # subscriptions, so pro's fee stayed to be billed beside team's: 90.00 for December.
+    ns = "rv_restored"
+    team = await issued_team_month(env, ns)
+    env.clock.at = NOV + timedelta(days=9)
+    ended, pro = await env.subscriptions.change(
+        ChangeSubscriptionInput(ns, team.id, PlanSelector("pro"), Timing("next_billing_cycle"))
+    )
+    for sub in (ended, pro):
+        await env.sync.sync(sub)
+    told: list[Subscription] = []
+    env.subscriptions.listeners.append(told.append)
+    restored = await env.subscriptions.restore(ns, team.id)
+    assert [(s.id, s.deleted_at is not None) for s in told] == [(pro.id, True), (team.id, False)]
+    # Only team is synced, as though pro's sync were lost (its process stopped, say): the
+    # billing worker's pass finds pro's line and takes it away.
+    await env.sync.sync(restored)
+    env.clock.at = DEC + timedelta(hours=2)
+    await env.worker().run_once()
+    december = [
+        (x.subscription.subscription_id, x.totals.total)
+        for f in await all_invoices(env, ns)
+        for x in f.lines
+        if x.parent_line_id is None and x.type is LineType.FLAT_FEE and x.subscription and x.period_start == DEC
+    ]
+    assert december == [(team.id, D(30))]
+    assert await env.sync.sync_all() == 0
