@@ -88,6 +88,7 @@ from domain.billing.models import (
 )
 from domain.customers.models import CustomerInput
 from domain.errors import ValidationError
+from domain.subscriptions import edits
 from domain.subscriptions.addons import AddonOffer
 from domain.subscriptions.catalog import CatalogRateCards
 from domain.subscriptions.models import (
@@ -414,6 +415,8 @@ class Span:
     # The end of the plan's trial phase (TRIAL: `plan` is then the phase after it, basic's), if
     # it has one.
     trial_until: datetime | None = None
+    # Flat fee -> when an edit removed its item (from then on nothing of it is owed).
+    removed: dict[str, datetime] = field(default_factory=dict)
     # `issued` and `minimum_missed` before the end was scheduled: a restore takes the end back,
     # and with it what its cut noted (nothing else is noted while an end is scheduled).
     before_the_end: tuple[dict[str, Issued], dict[str, datetime]] | None = None
@@ -468,6 +471,8 @@ class Span:
     def fee(self, name: str, at: datetime) -> Decimal:
         """A period's fee at `at`: the plan's (seats: none), plus each instance of the add-ons that
         change it in force then (N instances are one fee of N x the amount: docs/billing.md)."""
+        if name in self.removed and at >= self.removed[name]:
+            return D(0)
         free = name == "seats" or (name == "base" and self.in_trial(at))
         plan = D(0) if free else flat_amount(self.plan, name)
         return plan + sum((self.quantity(addon, at) * ADDONS[addon][1] for addon in FEE_ADDONS[name]), D(0))
@@ -479,8 +484,8 @@ class Span:
         """Where the fee's item is split: at every change of the quantity of an add-on that changes
         it (the same quantity again too: a new version), but not from 0 to 0 (nothing of it in
         force either side: an add-on scheduled and taken back before it started leaves the item as
-        if never split)."""
-        out = set()
+        if never split); and where an edit removed it."""
+        out = {self.removed[name]} if name in self.removed else set()
         for addon in FEE_ADDONS[name]:
             before = 0
             for since, n in self.addons.get(addon, []):
@@ -842,6 +847,8 @@ end_step = st.one_of(cancel_step, change_step)
 delete_step = st.tuples(st.just("delete"), st.integers(0, 3))
 # A person takes back a cancellation or a change still to come (restore).
 restore_step = st.tuples(st.just("restore"), who)
+# A person removes a flat fee's item (an edit), from now or from the next billing period.
+remove_step = st.tuples(st.just("remove"), who, st.sampled_from(["base", "support"]), timings)
 steps = st.one_of(
     # Time passes (up to three days, so a late event is always seen within the late-usage window).
     st.tuples(st.just("wait"), st.integers(1, 72 * 60)),
@@ -861,6 +868,7 @@ steps = st.one_of(
     st.tuples(st.just("approve"), st.integers(0, 3)),
     delete_step,
     restore_step,
+    remove_step,
     # An issued invoice still waiting for its payment is voided, by its place among them, oldest
     # first (modulo); drawn twice as often too, so that a history voids a line made again by an
     # earlier void.
@@ -898,7 +906,7 @@ def _slanted(*more: st.SearchStrategy[tuple[Any, ...]], by_hand: bool = False) -
 
 # What `make etoe` hunts with besides `histories`: each slant found defects the even mix had not
 # (docs/billing.md names them by their tests): voids and plan changes; drafts deleted and invoiced
-# now; late usage; ends taken back; add-ons and changes.
+# now; late usage; ends taken back; add-ons and changes; items an edit removed.
 next_cycle_end = st.tuples(st.sampled_from(["cancel", "change"]), who, st.just("next_billing_cycle"))
 slanted_histories = st.one_of(
     _slanted(void_step, void_step, end_step),
@@ -906,6 +914,7 @@ slanted_histories = st.one_of(
     _slanted(usage_step, usage_step, usage_step, void_step, invoice_now_step),
     _slanted(restore_step, restore_step, next_cycle_end, next_cycle_end, delete_step),
     _slanted(addon_step, addon_step, end_step, end_step, delete_step, void_step, by_hand=True),
+    _slanted(remove_step, remove_step, end_step, void_step, invoice_now_step),
 )
 
 
@@ -1083,6 +1092,7 @@ async def run_history(people: list[tuple[Any, ...]], history: list[tuple[Any, ..
                     current.end is not None
                     or now() < current.start
                     or current.in_trial(now())  # the add-ons are offered from the phase after it
+                    or current.removed  # an add-on would extend (or bring back) an item an edit took
                     or (addon not in current.addon_ids and not quantity)
                 ):
                     continue
@@ -1156,6 +1166,29 @@ async def run_history(people: list[tuple[Any, ...]], history: list[tuple[Any, ..
                 assert current.end is not None
                 await _issued_before_cut(env, ns, current, current.end)
                 await env.sync.sync(ended)
+            elif step[0] == "remove":
+                # A person removes a flat fee's item from the plan's phase (an edit), from now or
+                # from the next billing period: an issued in-advance line stays as it is (no credit
+                # notes), the rest of the fee is owed up to then. Only outside the trial (the
+                # trial's phase has the item too, and an edit stays in one phase), on a subscription
+                # that never had an add-on (OpenMeter refuses to edit one that has).
+                _, whom, name, timing = step
+                current = theirs[whom % len(theirs)][-1]
+                if (
+                    current.end is not None
+                    or now() <= current.start
+                    or current.in_trial(now())
+                    or name in current.removed
+                    or any(n for quantities in current.addons.values() for _, n in quantities)
+                ):
+                    continue
+                at = now() if timing == "immediate" else current.next_period(now())
+                sub = await env.subscriptions.edit(
+                    ns, current.sub_id, [edits.RemoveItem("default", name)], Timing(timing)
+                )
+                await _issued_before_cut(env, ns, current, at, (name,))
+                current.removed[name] = at
+                await env.sync.sync(sub)
             elif step[0] == "restore":
                 # A person takes back an end still to come: a cancellation, or a change scheduled
                 # for the next billing cycle (the subscription it scheduled is deleted). Each
