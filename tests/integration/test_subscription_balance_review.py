@@ -12,11 +12,10 @@ from datetime import datetime, timedelta
 
 import pytest_asyncio
 
-from domain.billing.apps.models import InstallAppInput, UpdateAppInput
 from domain.billing.invoice_rest import line_rest
 from domain.billing.invoice_states import Action, InvoiceStatus
 from domain.billing.invoices import BALANCE_OF, InvoiceLine, InvoiceNowInput, InvoiceWithLines, LineType, ManagedBy
-from domain.billing.models import OverrideUpsertInput, ProfileApps, ProfileCreateInput, ProrationMode, WorkflowPatch
+from domain.billing.models import OverrideUpsertInput, ProrationMode, WorkflowPatch
 from domain.customers.models import CustomerInput
 from domain.subscriptions.models import CreateSubscriptionInput, PlanSelector, Subscription, Timing
 from domain.wiretime import rfc3339
@@ -31,6 +30,7 @@ from tests.integration.test_subscription_billing import (
     all_invoices,
     as_given,
     open_env,
+    paying_later,
     sent_back,
 )
 from tests.integration.test_subscription_change_billing import MAX, PRO, change, issue_due
@@ -60,17 +60,7 @@ async def voidable_month(env: Env, ns: str, plan: str = "team", *, approve: bool
     issued (`approve` False: its invoices wait as drafts for approval, and this first one is
     approved here); the subscription and that invoice's ID."""
     await env.customers.create(ns, CustomerInput(name="c1", key="c1"))
-    app, _ = await env.apps.install(ns, InstallAppInput(type="custom_invoicing", create_billing_profile=False))
-    hooks_off = UpdateAppInput(
-        type="custom_invoicing", name="Ours", enable_draft_sync_hook=False, enable_issuing_sync_hook=False
-    )
-    await env.apps.update_app(ns, app.id, hooks_off)
-    default = await env.profiles.get_default(ns)
-    profile = await env.profiles.create(
-        ns, ProfileCreateInput("Custom", default.supplier, ProfileApps(app.id, app.id, app.id))
-    )
-    workflow = WorkflowPatch() if approve else WorkflowPatch(auto_advance=False)
-    await env.profiles.upsert_override(ns, "c1", OverrideUpsertInput(profile_id=profile.profile.id, workflow=workflow))
+    await paying_later(env, ns, "c1", None if approve else WorkflowPatch(auto_advance=False))
     env.clock.at = NOV
     sub = await env.subscriptions.create(CreateSubscriptionInput(ns, PlanSelector(plan), customer_key="c1"))
     await env.sync.sync(sub)

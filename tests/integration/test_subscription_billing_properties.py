@@ -1331,6 +1331,16 @@ _PHASES = [Phase.explicit, Phase.generate] if os.environ.get("TALLY_BILLPROPS_NO
 _SLOW = [HealthCheck.too_slow, HealthCheck.data_too_large]
 
 
+# `make etoe`'s runs: many more (and new) histories than `make test` affords.
+_MANY = settings(
+    max_examples=int(os.environ.get("TALLY_BILLPROPS_EXAMPLES", "100")),
+    deadline=None,
+    phases=_PHASES,
+    report_multiple_bugs=False,
+    suppress_health_check=_SLOW,
+)
+
+
 # A history that takes every path at least once, whatever the draws: usage before the start (not
 # billed), November billed on Dec 1, usage for November stored after that (a late-usage
 # correction), a progressive invoice-now in December, a change of plan after December's in-advance
@@ -1580,13 +1590,7 @@ def test_customers_are_invoiced_what_they_owe_over_a_random_history(history: tup
 
 
 @pytest.mark.full_suite
-@settings(
-    max_examples=int(os.environ.get("TALLY_BILLPROPS_EXAMPLES", "100")),
-    deadline=None,
-    phases=_PHASES,
-    report_multiple_bugs=False,
-    suppress_health_check=_SLOW,
-)
+@_MANY
 @given(histories)
 def test_customers_are_invoiced_what_they_owe_over_many_random_histories(history: tuple[Any, ...]) -> None:
     # `make etoe`: the same property over many more (and new) histories than `make test` affords.
@@ -1594,13 +1598,7 @@ def test_customers_are_invoiced_what_they_owe_over_many_random_histories(history
 
 
 @pytest.mark.full_suite
-@settings(
-    max_examples=int(os.environ.get("TALLY_BILLPROPS_EXAMPLES", "100")),
-    deadline=None,
-    phases=_PHASES,
-    report_multiple_bugs=False,
-    suppress_health_check=_SLOW,
-)
+@_MANY
 @given(slanted_histories)
 def test_customers_are_invoiced_what_they_owe_over_many_slanted_histories(history: tuple[Any, ...]) -> None:
     # `make etoe` too: histories slanted towards the steps that meet (`slanted_histories`).

@@ -117,18 +117,25 @@ async def november(env: Env, ns: str) -> D:
     return sum((x[3] for x in await issued_fees(env, ns)), D(0))
 
 
-async def test_a_change_at_the_next_billing_cycle_bills_the_new_fee_whole_from_then(env: Env) -> None:
-    # team's November 30.00 issued on Nov 1; on Nov 11 a change to pro is scheduled for Dec 1.
-    # Nothing of the two overlaps: November stays 30.00, December is pro's 60.00 whole, and
-    # neither sync moves anything again.
-    ns = "rv_next"
+async def pro_from_december(env: Env, ns: str) -> tuple[Subscription, Subscription]:
+    """team's November issued (issued_team_month), and on Nov 11 a change to pro scheduled for the
+    next billing cycle (Dec 1), both synced: team and pro."""
     team = await issued_team_month(env, ns)
     env.clock.at = NOV + timedelta(days=10)
     ended, pro = await env.subscriptions.change(
         ChangeSubscriptionInput(ns, team.id, PlanSelector("pro"), Timing("next_billing_cycle"))
     )
-    await env.sync.sync(ended)
-    await env.sync.sync(pro)
+    for sub in (ended, pro):
+        await env.sync.sync(sub)
+    return ended, pro
+
+
+async def test_a_change_at_the_next_billing_cycle_bills_the_new_fee_whole_from_then(env: Env) -> None:
+    # team's November 30.00 issued on Nov 1; on Nov 11 a change to pro is scheduled for Dec 1.
+    # Nothing of the two overlaps: November stays 30.00, December is pro's 60.00 whole, and
+    # neither sync moves anything again.
+    ns = "rv_next"
+    _, pro = await pro_from_december(env, ns)
     assert await env.sync.sync(pro) == 0
     env.clock.at = DEC
     await issue_due(env)
@@ -994,19 +1001,13 @@ async def test_an_add_on_on_the_replaced_subscription_counts_with_its_plans_fee(
 
 
 async def test_a_restored_subscription_bills_nothing_of_the_change_it_had_scheduled(env: Env) -> None:
-    # team from Nov 1 (November issued), changed on Nov 10 to pro from the next billing cycle:
+    # team from Nov 1 (November issued), changed on Nov 11 to pro from the next billing cycle:
     # pro's December fee (60.00) waits on the gathering invoice. team is then restored: pro is
     # deleted and team runs on, so December bills team's 30.00 alone. The restore deleted pro
     # without telling anyone (no listener: no sync), and a sync pass passes over deleted
     # subscriptions, so pro's fee stayed to be billed beside team's: 90.00 for December.
     ns = "rv_restored"
-    team = await issued_team_month(env, ns)
-    env.clock.at = NOV + timedelta(days=9)
-    ended, pro = await env.subscriptions.change(
-        ChangeSubscriptionInput(ns, team.id, PlanSelector("pro"), Timing("next_billing_cycle"))
-    )
-    for sub in (ended, pro):
-        await env.sync.sync(sub)
+    team, pro = await pro_from_december(env, ns)
     told: list[Subscription] = []
     env.subscriptions.listeners.append(told.append)
     restored = await env.subscriptions.restore(ns, team.id)
