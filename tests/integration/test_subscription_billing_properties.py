@@ -375,6 +375,9 @@ class Issued:
     end: datetime
     amount: Decimal
     replaces: bool
+    # Billed whole, not prorated: issued while an end a restore took back made its period the
+    # last under bill_full_period.
+    whole: bool = False
 
 
 @dataclass
@@ -523,7 +526,8 @@ class Span:
             issued_lines: list[tuple[datetime, datetime, Decimal]] = []
             credits: list[tuple[datetime, datetime, Decimal]] = []
             for i in issued:
-                amount = self.charged(name, prorated(i.amount, i.start, i.end, full_start, full_end))
+                full = i.amount if i.whole else prorated(i.amount, i.start, i.end, full_start, full_end)
+                amount = self.charged(name, full)
                 issued_lines.append((i.start, i.end, net_of(amount, i.start, i.end, earlier + credits)))
                 if (i.start, i.end) not in forgiven:
                     credits.append(issued_lines[-1])
@@ -963,6 +967,22 @@ async def _issued_before_cut(env: Env, ns: str, span: Span, at: datetime, fees: 
                 span.minimum_missed[x.id] = span.holding(x.period_start)
 
 
+async def _issued_whole_before(env: Env, ns: str, span: Span, end: datetime, noted: set[str]) -> None:
+    """On a restore under bill_full_period: note each in-advance line of the span issued while
+    the end taken back was scheduled (not `noted` by its cut) whose part that end met: it was
+    billed whole as the period's last, and an issued line stays as it is."""
+    for found in await all_invoices(env, ns):
+        if found.invoice.status in _NOT_ISSUED:
+            continue
+        for x in found.lines:
+            ref = x.subscription
+            if x.parent_line_id is not None or ref is None or ref.subscription_id != span.sub_id:
+                continue
+            name = x.name.lower()
+            if name in IN_ADVANCE and x.period_end == end and x.id not in noted and x.void_action is None:
+                span.issued[x.id] = Issued(name, x.period_start, end, span.fee(name, x.period_start), True, whole=True)
+
+
 def _ends_when_asked(active_to: datetime | None, span: Span, timing: str, now: datetime) -> datetime:
     """The end the product gave a subscription cancelled (or changed) `now` with `timing`, checked
     against the model's: now, or the start of the model's next billing period on the span's anchor
@@ -1201,7 +1221,10 @@ async def run_history(people: list[tuple[Any, ...]], history: list[tuple[Any, ..
                 await env.subscriptions.restore(ns, restored.sub_id)
                 if restored is not mine[-1]:
                     owed.spans.remove(mine.pop())
+                taken_back, noted = restored.end, set(restored.issued)
                 restored.restore()
+                if restored.full_period_at_end:
+                    await _issued_whole_before(env, ns, restored, taken_back, noted)
                 for sub in list(told):
                     await env.sync.sync(sub)
 
