@@ -948,39 +948,40 @@ async def _issued_before_cut(env: Env, ns: str, span: Span, at: datetime, fees: 
     likewise a compute part issued (as not the period's last) that ends exactly at `at`: it is the
     period's last part now, too late to carry the minimum. Called before the model's change and a
     sync: issued lines do not move either way."""
-    for found in await all_invoices(env, ns):
-        if found.invoice.status in _NOT_ISSUED:
-            continue
-        for x in found.lines:
-            ref = x.subscription
-            if x.parent_line_id is not None or ref is None or ref.subscription_id != span.sub_id:
-                continue
-            if x.void_action is VoidLineAction.PENDING:
-                continue
-            name = x.name.lower()
-            cut = x.period_start <= at < x.period_end or at == x.period_end == span.end
-            if name in IN_ADVANCE and name in fees and cut and x.id not in span.issued:
-                # The fee in force at its start is its version's: the model changes from `at` after.
-                fee = span.fee(name, x.period_start)
-                span.issued[x.id] = Issued(name, x.period_start, x.period_end, fee, x.period_start < at)
-            if at == span.end and x.name == "Compute" and x.period_end == at and x.full_period_end != at:
-                span.minimum_missed[x.id] = span.holding(x.period_start)
+    for x in await _issued_lines(env, ns, span):
+        name = x.name.lower()
+        cut = x.period_start <= at < x.period_end or at == x.period_end == span.end
+        if name in IN_ADVANCE and name in fees and cut and x.id not in span.issued:
+            # The fee in force at its start is its version's: the model changes from `at` after.
+            fee = span.fee(name, x.period_start)
+            span.issued[x.id] = Issued(name, x.period_start, x.period_end, fee, x.period_start < at)
+        if at == span.end and x.name == "Compute" and x.period_end == at and x.full_period_end != at:
+            span.minimum_missed[x.id] = span.holding(x.period_start)
+
+
+async def _issued_lines(env: Env, ns: str, span: Span) -> list[InvoiceLine]:
+    """The span's top-level lines on invoices issued (no longer mutable), but those a void put
+    back to be billed again."""
+    return [
+        x
+        for found in await all_invoices(env, ns)
+        if found.invoice.status not in _NOT_ISSUED
+        for x in found.lines
+        if x.parent_line_id is None
+        and x.subscription is not None
+        and x.subscription.subscription_id == span.sub_id
+        and x.void_action is not VoidLineAction.PENDING
+    ]
 
 
 async def _issued_whole_before(env: Env, ns: str, span: Span, end: datetime, noted: set[str]) -> None:
     """On a restore under bill_full_period: note each in-advance line of the span issued while
     the end taken back was scheduled (not `noted` by its cut) whose part that end met: it was
     billed whole as the period's last, and an issued line stays as it is."""
-    for found in await all_invoices(env, ns):
-        if found.invoice.status in _NOT_ISSUED:
-            continue
-        for x in found.lines:
-            ref = x.subscription
-            if x.parent_line_id is not None or ref is None or ref.subscription_id != span.sub_id:
-                continue
-            name = x.name.lower()
-            if name in IN_ADVANCE and x.period_end == end and x.id not in noted and x.void_action is None:
-                span.issued[x.id] = Issued(name, x.period_start, end, span.fee(name, x.period_start), True, whole=True)
+    for x in await _issued_lines(env, ns, span):
+        name = x.name.lower()
+        if name in IN_ADVANCE and x.period_end == end and x.id not in noted:
+            span.issued[x.id] = Issued(name, x.period_start, end, span.fee(name, x.period_start), True, whole=True)
 
 
 def _ends_when_asked(active_to: datetime | None, span: Span, timing: str, now: datetime) -> datetime:
