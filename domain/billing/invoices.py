@@ -274,19 +274,14 @@ class Billed:
             self.ranges + other.ranges,
         )
 
-    def first_unbilled(self) -> Decimal:
-        """Where the next line of the period is rated from: the lowest quantity no line that
-        counts was rated over. Usually all of them, end to end (`quantity`). A part voided to be
-        billed again leaves a hole where it was rated, which whatever bills its usage next fills:
-        so the lines of a period, whatever the order they are read in, rate the period's total
-        once (a tier, a package or a maximum spend counted over the same units twice would not
-        add up to it)."""
-        return self.first_hole()[0]
-
     def first_hole(self) -> tuple[Decimal, Decimal | None]:
-        """The lowest range of the period's quantities no line that counts was rated over: where
-        it starts (`first_unbilled`) and where the next billed range starts (None: nothing billed
-        above it)."""
+        """Where the next line of the period is rated from, and where the next billed range starts
+        above it (None: nothing billed above it). The start is the lowest quantity no line that
+        counts was rated over: usually all of them, end to end (`quantity`). A part voided to be
+        billed again leaves a hole where it was rated, which whatever bills its usage next fills
+        (no more than it holds): so the lines of a period, whatever the order they are read in,
+        rate the period's total once (a tier, a package or a maximum spend counted over the same
+        units twice would not add up to it)."""
         if any(pre is None for pre, _ in self.ranges) or sum((q for _, q in self.ranges), Decimal(0)) != self.quantity:
             return self.quantity, None  # lines that did not record where they were rated: end to end
         at = Decimal(0)
