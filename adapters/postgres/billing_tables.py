@@ -316,6 +316,7 @@ class InvoiceLineRow(SQLModel, table=True):
     metered_quantity: Decimal | None = _money(nullable=True, default=None)
     pre_line_period_quantity: Decimal | None = _money(nullable=True, default=None)
     period_started: bool | None = None
+    period_closed: bool | None = None
     quantity_snapshotted_at: datetime | None = _tz(default=None, nullable=True)
     child_key: str | None = None
     category: str | None = None

@@ -379,6 +379,7 @@ def _line(row: Any) -> InvoiceLine:
         metered_quantity=_dec(row.metered_quantity),
         pre_line_period_quantity=_dec(row.pre_line_period_quantity),
         period_started=row.period_started,
+        period_closed=row.period_closed,
         quantity_snapshotted_at=row.quantity_snapshotted_at,
         child_key=row.child_key,
         category=LineCategory(row.category) if row.category else None,
@@ -455,6 +456,7 @@ def _line_values(line: InvoiceLine) -> dict[str, Any]:
         metered_quantity=line.metered_quantity,
         pre_line_period_quantity=line.pre_line_period_quantity,
         period_started=line.period_started,
+        period_closed=line.period_closed,
         quantity_snapshotted_at=line.quantity_snapshotted_at,
         child_key=line.child_key,
         category=line.category.value if line.category else None,
@@ -544,6 +546,12 @@ _STARTED = func.bool_or(
         ),
     )
 ).filter(_SNAPSHOTTED)
+# Whether a snapshotted line of the group closed its period (was rated as the period's last line,
+# so judged its minimum spend): its end is its full period's. A late-usage correction ends there
+# too but closes nothing: it is rated above what the line it corrects charged.
+_CLOSED = func.bool_or(
+    func.coalesce(InvoiceLineRow.full_period_end, InvoiceLineRow.period_end) == InvoiceLineRow.period_end
+).filter(_SNAPSHOTTED, col(InvoiceLineRow.meta)[CORRECTION_KEY].astext.is_(None))
 # The latest end of the snapshotted lines billing a period key (Billed.latest_end).
 _LATEST_END = func.max(InvoiceLineRow.period_end).filter(_SNAPSHOTTED)
 # The parts billing a period key (Billed.parts), late-usage corrections left out: each part's time
@@ -1027,6 +1035,7 @@ class PostgresInvoiceRepository:
                     _LATEST_END,
                     _PARTS,
                     _RANGES,
+                    _CLOSED,
                 ),
                 namespace,
                 period_keys,
@@ -1038,8 +1047,8 @@ class PostgresInvoiceRepository:
             statement = statement.where(InvoiceRow.id != exclude_invoice_id)
         rows = (await self._session.exec(_fresh(statement))).all()
         return {
-            key: Billed(Decimal(total or 0), bool(started), latest_end, _parts(parts), _ranges(ranges))
-            for key, total, started, latest_end, parts, ranges in rows
+            key: Billed(Decimal(total or 0), bool(started), latest_end, _parts(parts), _ranges(ranges), bool(closed))
+            for key, total, started, latest_end, parts, ranges, closed in rows
             if key is not None and (total is not None or parts)
         }
 
@@ -1058,6 +1067,7 @@ class PostgresInvoiceRepository:
                     _LATEST_END,
                     _PARTS,
                     _RANGES,
+                    _CLOSED,
                 ),
                 namespace,
                 period_keys,
@@ -1067,10 +1077,10 @@ class PostgresInvoiceRepository:
         )
         out: dict[str, dict[str, Billed]] = {}
         rows = (await self._session.exec(_fresh(statement))).all()
-        for key, invoice_id, total, started, latest_end, parts, ranges in rows:
+        for key, invoice_id, total, started, latest_end, parts, ranges, closed in rows:
             if key is not None and (total is not None or parts):
                 out.setdefault(key, {})[invoice_id] = Billed(
-                    Decimal(total or 0), bool(started), latest_end, _parts(parts), _ranges(ranges)
+                    Decimal(total or 0), bool(started), latest_end, _parts(parts), _ranges(ranges), bool(closed)
                 )
         return out
 

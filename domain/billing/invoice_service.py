@@ -786,6 +786,7 @@ class InvoiceService:
                         pre_line_period_quantity=old.pre_line_period_quantity,
                         quantity_snapshotted_at=old.quantity_snapshotted_at,
                         period_started=old.period_started,
+                        period_closed=old.period_closed,
                     )
                 kept.append(
                     evolve(
@@ -1687,10 +1688,11 @@ class InvoiceService:
                 billed = so_far.quantity if so_far is not None else ZERO
                 if cumulative <= billed:
                     return 0
-                if not _charges_for(latest, billed, cumulative - billed, so_far is not None and so_far.started, now):
-                    # Past a maximum spend, or inside a free allowance: a correction would be an
-                    # invoice of 0.00. What a later correction bills is rated on top of what was
-                    # billed, so leaving this usage out now changes no later amount.
+                if not _charges_for(latest, so_far, cumulative - billed, now):
+                    # Past a maximum spend, inside a free allowance or under a minimum spend
+                    # already charged: a correction would be an invoice of 0.00. What a later
+                    # correction bills is rated on top of what was billed, so leaving this usage
+                    # out now changes no later amount.
                     return 0
                 gathering = await self._gathering_or_new(tx, namespace, customer_id, latest.currency, gathering, now)
                 correction = _unrated_copy(
@@ -1880,6 +1882,7 @@ class InvoiceService:
                 metered_quantity=None,
                 pre_line_period_quantity=None,
                 period_started=None,
+                period_closed=None,
                 quantity_snapshotted_at=None,
                 # The app's ID named the line on the deleted invoice; a gathering line has none.
                 invoicing_external_id=None,
@@ -2222,6 +2225,7 @@ def _rate_lines(
                     discounts=line.rate_card_discounts,
                     name=line.name,
                     period_started=line.period_started,
+                    period_closed=bool(line.period_closed),
                 )
             )
         except RatingError as exc:
@@ -2464,9 +2468,10 @@ def _snapshotted(
             # (late). Rated here it would count units that part was rated over a second time; a
             # late-usage correction bills it on top of everything once this line is issued.
             quantity = above - pre
+        closed = so_far is not None and so_far.closed
         if line.period_key:
             billed[line.period_key] = (so_far or Billed(ZERO, False)) + Billed(
-                quantity, True, ranges=((pre, quantity),)
+                quantity, True, ranges=((pre, quantity),), closed=_closes(line)
             )
         snapshotted[line.id] = evolve(
             line,
@@ -2474,17 +2479,30 @@ def _snapshotted(
             metered_quantity=quantity,
             pre_line_period_quantity=pre,
             period_started=so_far is not None and so_far.started,
+            period_closed=closed,
             quantity_snapshotted_at=cutoff,
             updated_at=now,
         )
     return [snapshotted.get(x.id, x) for x in lines]
 
 
-def _charges_for(latest: InvoiceLine, billed: Decimal, more: Decimal, started: bool, now: datetime) -> bool:
-    """Whether `more` usage, rated on top of the `billed` quantity of `latest`'s period, charges
-    anything (a rating that fails says yes: the correction's own rating reports it)."""
+def _closes(line: InvoiceLine) -> bool:
+    """Whether `line` is rated as its period's last line (judges the minimum spend) and is not a
+    late-usage correction, which is its period's last line too but is rated above the one that was
+    (the store's `_CLOSED` reads the same from stored lines)."""
+    return line.period_end == (line.full_period_end or line.period_end) and CORRECTION_KEY not in line.metadata
+
+
+def _charges_for(latest: InvoiceLine, so_far: Billed | None, more: Decimal, now: datetime) -> bool:
+    """Whether `more` usage, rated on top of what was billed of `latest`'s period (`so_far`),
+    charges anything (a rating that fails says yes: the correction's own rating reports it)."""
     probe = evolve(
-        latest, quantity=more, metered_quantity=more, pre_line_period_quantity=billed, period_started=started
+        latest,
+        quantity=more,
+        metered_quantity=more,
+        pre_line_period_quantity=so_far.quantity if so_far is not None else ZERO,
+        period_started=so_far is not None and so_far.started,
+        period_closed=so_far is not None and so_far.closed,
     )
     try:
         rated, _ = rate_lines(latest.currency, [probe], now)
@@ -2494,11 +2512,11 @@ def _charges_for(latest: InvoiceLine, billed: Decimal, more: Decimal, started: b
 
 
 def _correctable(line: InvoiceLine) -> bool:
-    """Whether a late-usage correction rates exactly the difference: not for a minimum spend (its
-    shortfall was charged on the period's last line already, and a correction cannot take it back
-    without credit notes). Volume tiers are: the period's new total less the billed one."""
+    """Whether late usage of the line's period is billed by a correction: every usage price's.
+    Volume tiers bill the period's new total less the billed one; a minimum spend already charged
+    what the period now costs above it (the rating engine's `period_closed`)."""
     price = line.price
-    return price is not None and not isinstance(price, FlatPrice) and price.commitments.minimum_amount is None
+    return price is not None and not isinstance(price, FlatPrice)
 
 
 async def _lease(tx: BillingStore, invoices: Sequence[Invoice], until: datetime) -> None:
@@ -2772,6 +2790,7 @@ def _unrated_copy(line: InvoiceLine, gathering_id: str, now: datetime, **changes
         metered_quantity=None,
         pre_line_period_quantity=None,
         period_started=None,
+        period_closed=None,
         quantity_snapshotted_at=None,
         totals=Totals(),
         discounts=(),

@@ -196,6 +196,9 @@ class InvoiceLine:
     # its entry: a graduated price's first-tier flat fee, due once per period). None before the
     # snapshot; the rating then judges by the line's position.
     period_started: bool | None = None
+    # Set with the quantity too: whether a line that counts was rated as the period's last (judged
+    # its minimum spend), so this one, a late-usage correction, is rated above what that charged.
+    period_closed: bool | None = None
     # Detailed child lines: the rating engine's component key, category and term.
     child_key: str | None = None
     category: LineCategory | None = None
@@ -248,8 +251,9 @@ class BilledPart:
 @dataclass(frozen=True, slots=True)
 class Billed:
     """What the lines that count (top-level, on invoices not gathering, deleted or voided) billed of
-    one period key: their quantity, and whether one of them started the period (was rated as its
-    first line, so charged a graduated price's first-tier flat fee)."""
+    one period key: their quantity, whether one of them started the period (was rated as its
+    first line, so charged a graduated price's first-tier flat fee), and whether one of them, not a
+    late-usage correction, closed it (was rated as its last line, so judged its minimum spend)."""
 
     quantity: Decimal
     started: bool
@@ -263,6 +267,7 @@ class Billed:
     # The quantities of the period each of those lines was rated over, [pre, pre + quantity)
     # (pre None: a line that did not record it).
     ranges: tuple[tuple[Decimal | None, Decimal], ...] = ()
+    closed: bool = False
 
     def __add__(self, other: Billed) -> Billed:
         ends = [x for x in (self.latest_end, other.latest_end) if x is not None]
@@ -272,6 +277,7 @@ class Billed:
             max(ends, default=None),
             self.parts + other.parts,
             self.ranges + other.ranges,
+            self.closed or other.closed,
         )
 
     def first_hole(self) -> tuple[Decimal, Decimal | None]:

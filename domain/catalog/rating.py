@@ -22,7 +22,7 @@ How to call it
   `service_period.end == full_period.end`; progressive billing is a period cut into consecutive lines, each rated with
   the usage billed by the lines before it as `pre_period_quantity` (0 on the first line). A late-usage correction
   covers the whole period again with what was billed as `pre_period_quantity`: it is the period's last line, not its
-  first.
+  first. Its `period_closed` says that the line it corrects was the period's last (so judged the minimum spend).
 - Flat prices ignore quantities. They are never split: a `service_period` shorter than
   `full_period` means a partial period (subscription start, end or change) and, with
   `prorate=True`, the amount is prorated by time: amount x service / full. A zero (prorated)
@@ -43,7 +43,11 @@ simply not charged.
 Order of application (OpenMeter's): usage discount (first N units of the period free) -> price ->
 percentage discount (per component) -> maximum spend (excess becomes a `maximum_spend` discount,
 component by component in order) -> minimum spend (on the period's last line only, the shortfall
-of the whole period's billed total after discounts, as one `min-spend` commitment line).
+of the whole period's billed total after discounts, as one `min-spend` commitment line). A
+late-usage correction of a period whose last line charged a shortfall (`period_closed`) bills only
+what the period now costs above its minimum less what it cost above it before, as one
+`min-spend-late-usage` item: the shortfall charged paid for the usage up to the minimum, and giving
+it back would need a credit note.
 
 The rounding rule (the one place amounts are rounded)
 -----------------------------------------------------
@@ -171,6 +175,10 @@ class RatingInput:
     # Billing knows it for sure: a late-usage correction after a period billed at zero usage, or a
     # line billed again after the period's first invoice was voided, cannot tell by position.
     period_started: bool | None = None
+    # Whether a line billed before this one was rated as the period's last, and so judged its
+    # minimum spend. Position cannot tell: a late-usage correction is its period's last line too,
+    # and the shortfall it would charge was charged by the line it corrects (see the docstring).
+    period_closed: bool = False
 
     @classmethod
     def for_rate_card(
@@ -339,8 +347,9 @@ def _rate(data: RatingInput) -> RatingResult:
     discount_total = ZERO
     if share is None and maximum is None:
         # The common case: no discount to spread, each component is its own line.
-        billed_after = ZERO
+        net_before = billed_after = ZERO
         for key, name, shown, per_unit, before, after in components:
+            net_before += before
             billed_after += after
             line_amount = after - before
             if line_amount or shown:
@@ -378,12 +387,12 @@ def _rate(data: RatingInput) -> RatingResult:
                 pcts.append(d_after - d_before)
                 total_before += component[4] - d_before
                 total_after += component[5] - d_after
-        billed_after = total_after
+        net_before, billed_after = total_before, total_after
         allowed: Decimal | None = None
         if maximum is not None:
             cap = rounding(maximum)
-            billed_after = min(total_after, cap)
-            allowed = billed_after - min(total_before, cap)
+            net_before, billed_after = min(total_before, cap), min(total_after, cap)
+            allowed = billed_after - net_before
         for index, (key, name, shown, per_unit, before, after) in enumerate(components):
             line_amount = after - before
             if not line_amount and not shown:
@@ -422,7 +431,15 @@ def _rate(data: RatingInput) -> RatingResult:
             )
 
     charges = ZERO
-    if minimum is not None and last:
+    if minimum is not None and last and data.period_closed:
+        # A late-usage correction: the shortfall charged with the period's last line already paid
+        # for usage up to the minimum, so only what the period now costs above it is owed.
+        floor = rounding(minimum)
+        paid = floor - net_before if net_before < floor else ZERO
+        if paid:
+            lines = _above_the_minimum(billed_after - net_before, paid, label, service)
+            amount_total, discount_total = (lines[0].amount if lines else ZERO), ZERO
+    elif minimum is not None and last:
         floor = rounding(minimum)
         if billed_after < floor:
             charges = floor - billed_after
@@ -537,6 +554,33 @@ def _volume(price: TieredPrice, quantity: Decimal, rounding: _Round, label: str)
             )
         )
     return components
+
+
+def _above_the_minimum(net: Decimal, paid: Decimal, label: str, service: Period) -> list[DetailedLine]:
+    """A late-usage correction's `net` charge (after its discounts and maximum spend) less the part
+    of it that the shortfall already charged (`paid`) covers, as one item: the period's cost above
+    its minimum spend now, less what it cost above it when billed. Its components' amounts and
+    discounts are not shown apart, since the minimum took a part of them that is not a component's.
+    None at all when the minimum still covers everything."""
+    more = net - paid
+    if more <= ZERO:
+        return []
+    return [
+        _build(
+            DetailedLine,
+            (
+                "min-spend-late-usage",
+                f"{label}: late usage above the minimum spend",
+                ONE,
+                more,
+                more,
+                (),
+                _REGULAR,
+                _IN_ARREARS,
+                service,
+            ),
+        )
+    ]
 
 
 def _volume_late(

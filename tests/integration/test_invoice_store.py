@@ -224,7 +224,8 @@ async def test_billed_quantities_count_only_live_standard_invoices(uow: UnitOfWo
             [
                 # Snapshotted before `period_started` was recorded: at the period's start with
                 # nothing before it, so it started the period (the rating's rule then).
-                make_line(issued, quantity=Decimal("10.5"), period_end=T0 + timedelta(days=15)),
+                # The first part of its period, not its last: it closes nothing.
+                make_line(issued, quantity=Decimal("10.5"), period_end=T0 + timedelta(days=15), full_period_end=END),
                 make_line(paid, quantity=Decimal("4"), pre_line_period_quantity=Decimal("10.5"), period_started=True),
                 make_line(
                     paid,
@@ -266,7 +267,14 @@ async def test_billed_quantities_count_only_live_standard_invoices(uow: UnitOfWo
         )
         # A part not snapshotted yet bills nothing, starts and ends nothing, but is a part.
         unread = make_line(issued, period_start=T0 + timedelta(days=15), period_end=T0 + timedelta(days=45))
-        await store.invoices.insert_lines([correction, unread, make_line(issued, period_key="unread")])
+        # A period whose first part is issued and whose only line at its end is a correction: the
+        # correction is rated above the lines it corrects, it does not close the period.
+        corrected = [
+            make_line(issued, quantity=Decimal(2), period_end=T0 + timedelta(days=15), full_period_end=END),
+            dataclasses.replace(correction, id=str(ULID()), quantity=Decimal(1), pre_line_period_quantity=Decimal(2)),
+        ]
+        corrected = [dataclasses.replace(x, period_key="corrected") for x in corrected]
+        await store.invoices.insert_lines([correction, unread, make_line(issued, period_key="unread"), *corrected])
         removed = make_line(paid, quantity=Decimal(1000))
         await store.invoices.insert_lines([removed])
         await store.invoices.delete_lines(ns, [removed.id], T0)
@@ -280,13 +288,19 @@ async def test_billed_quantities_count_only_live_standard_invoices(uow: UnitOfWo
     rated = ((Decimal("10.5"), Decimal(4)), (Decimal("14.5"), Decimal(0)))
     async with uow() as store:
         found = await store.invoices.billed_quantities(ns, [key, "other", "unread", "forgiven", "none"])
+        # Closed: a line that counts was rated as its period's last (it ends at its full period's
+        # end, or has no other full period).
         assert found == {
-            key: Billed(Decimal("14.5"), True, END, (half, whole, rest), (unrecorded, *rated)),
+            key: Billed(Decimal("14.5"), True, END, (half, whole, rest), (unrecorded, *rated), closed=True),
             # The line that started "other" is on the voided invoice, billed again: nothing counting did.
-            "other": Billed(Decimal(7), False, END, (whole,), ((Decimal(0), Decimal(7)),)),
-            "forgiven": Billed(Decimal(5), True, END, (whole, whole), ((None, Decimal(2)), (None, Decimal(3)))),
+            "other": Billed(Decimal(7), False, END, (whole,), ((Decimal(0), Decimal(7)),), closed=True),
+            "forgiven": Billed(
+                Decimal(5), True, END, (whole, whole), ((None, Decimal(2)), (None, Decimal(3))), closed=True
+            ),
             "unread": Billed(Decimal(0), False, None, (whole,)),
         }
+        (with_a_correction,) = (await store.invoices.billed_quantities(ns, ["corrected"])).values()
+        assert (with_a_correction.quantity, with_a_correction.closed) == (Decimal(3), False)
         assert [found[k].first_hole() for k in (key, "other", "forgiven", "unread")] == [
             (Decimal("14.5"), None),
             (Decimal(7), None),
@@ -295,15 +309,15 @@ async def test_billed_quantities_count_only_live_standard_invoices(uow: UnitOfWo
         ]
         assert await store.invoices.billed_quantities(ns, [key], exclude_invoice_id=paid.id) == {
             key: Billed(Decimal("10.5"), True, T0 + timedelta(days=15), (half, rest), (unrecorded,))
-        }
+        }  # the period's first part alone closes nothing
         # Without the first 10.5 units' line (its invoice's lines billed again, say), what it
         # was rated over is the first not billed.
         without_the_first = await store.invoices.billed_quantities(ns, [key], exclude_invoice_id=issued.id)
-        assert without_the_first == {key: Billed(Decimal(4), False, END, (whole,), rated)}
+        assert without_the_first == {key: Billed(Decimal(4), False, END, (whole,), rated, closed=True)}
         # A hole of 10.5 units: a line rated there holds no more before it meets the next one.
         assert without_the_first[key].first_hole() == (0, Decimal("10.5"))
         assert await store.invoices.billed_quantities_by_invoice(ns, ["other"]) == {
-            "other": {paid.id: Billed(Decimal(7), False, END, (whole,), ((Decimal(0), Decimal(7)),))}
+            "other": {paid.id: Billed(Decimal(7), False, END, (whole,), ((Decimal(0), Decimal(7)),), closed=True)}
         }
 
 
@@ -470,8 +484,12 @@ async def test_lines_voided_before_void_actions_keep_what_they_did() -> None:
     whole = BilledPart(T0, T0 + timedelta(days=30), ("acme",))
     async with billing_unit_of_work(session_factory(engine))() as store:
         assert await store.invoices.billed_quantities(ns, ["item1/2026-11", "item2/2026-11"]) == {
-            "item1/2026-11": Billed(Decimal(6), True, T0 + timedelta(days=30), (whole,), ((None, Decimal(6)),)),
-            "item2/2026-11": Billed(Decimal(5), True, T0 + timedelta(days=30), (whole,), ((None, Decimal(5)),)),
+            "item1/2026-11": Billed(
+                Decimal(6), True, T0 + timedelta(days=30), (whole,), ((None, Decimal(6)),), closed=True
+            ),
+            "item2/2026-11": Billed(
+                Decimal(5), True, T0 + timedelta(days=30), (whole,), ((None, Decimal(5)),), closed=True
+            ),
         }
         # One that has issued invoices goes on from the migration's time, as if a read had just
         # finished (it does not read again periods the window had already left).

@@ -1230,6 +1230,39 @@ async def test_late_usage_under_volume_tiers_is_billed_as_the_difference_of_the_
     assert await late("inv_late_volume_from_zero", cid, 5, "10") == (D(10), D(0), D(10))  # 15.00 - 5.00
 
 
+async def test_late_usage_under_a_minimum_spend_is_billed_above_the_minimum_already_charged(env: Env) -> None:
+    # 5 calls at 1.00 under a 20.00 minimum: the period's invoice charged 5.00 and a 15.00
+    # shortfall. Late calls were never billed (no corrections under a minimum spend): 40 calls were
+    # invoiced 20.00. Now the late usage is rated above the minimum already charged: 10 late calls
+    # cost nothing more (15.00 in all, covered), 10 more make the period 25.00 (a correction of 5.00,
+    # one item), 20 more 45.00 (20.00, as usual). 45.00 in all, what one invoice of the 45 calls
+    # charges, and never the shortfall a second time.
+    ns = "inv_late_minimum"
+    cid = await customer(env, ns)
+    price = UnitPrice(D(1), Commitments(minimum_amount=D(20)))
+    env.usage.add("calls", cid, NOV + timedelta(days=2), "5")
+    await env.invoices.create_pending_lines(ns, cid, PendingLinesInput("USD", [usage_line("Calls", "calls", price)]))
+    (made,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid, as_of=DEC + timedelta(hours=2)))
+    assert (made.invoice.totals.amount, made.invoice.totals.charges_total) == (D(5), D(15))
+
+    async def late(day: int, calls: str) -> list[tuple[str | None, Decimal, Decimal]] | None:
+        """`calls` stored late: the correction's detailed lines (key, quantity, amount), if one is made."""
+        env.usage.add("calls", cid, NOV + timedelta(days=day), calls)
+        if not await env.invoices.bill_late_usage(timedelta(days=30)):
+            return None
+        (invoice,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid))
+        (line,) = [x for x in invoice.lines if x.parent_line_id is None]
+        assert line.metadata.get("tally.correction") == "late_usage" and line.period_closed
+        assert invoice.invoice.totals.charges_total == 0  # no shortfall charged again
+        return [(x.child_key, x.quantity or D(0), x.totals.total) for x in invoice.lines if x.parent_line_id]
+
+    assert await late(5, "10") is None
+    assert await late(6, "10") == [("min-spend-late-usage", D(1), D(5))]
+    assert await late(7, "20") == [("unit-price-usage", D(20), D(20))]
+    invoices, count = await env.invoices.list_invoices(ns, InvoiceListQuery(customers=[cid]))
+    assert count == 3 and sum((i.invoice.totals.total for i in invoices), D(0)) == D(45)
+
+
 async def test_a_line_rated_to_nothing_keeps_its_quantity_snapshot(env: Env) -> None:
     # 70 calls, all free under the rate card's usage discount: the line rates to 0.00 with no
     # detailed lines, as it stood on the gathering invoice. Its snapshot must still be stored: it

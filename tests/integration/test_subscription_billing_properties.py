@@ -1091,11 +1091,6 @@ async def run_history(people: list[tuple[Any, ...]], history: list[tuple[Any, ..
                 await asyncio.gather(*(_worker_pass(env) for _ in range(_PASSES_AFTER[step[0]])))
             elif step[0] == "usage":
                 _, whom, feature, back, quantity = step
-                if feature == "compute":
-                    # No late usage under a minimum spend: Tally makes no correction for it
-                    # (docs/billing.md "Not yet"; a correction would take back part of the
-                    # shortfall charged), so the model's usage of it is stored as it happens.
-                    back = 0
                 at = now() - timedelta(minutes=back)
                 customer_id = ids[whom % len(ids)]
                 env.usage.add(feature, customer_id, at, str(quantity), stored_at=now())
@@ -1371,7 +1366,9 @@ _MANY = settings(
 # fee was issued (it stays as issued; the new plan's fee is prorated from the change), a graduated
 # price into its third tier, images billed progressively across a package (13 then 4: two packages),
 # volume-priced calls into the second tier with late calls taking the period into the third,
-# storage past its maximum spend, compute under its minimum in one period and over it in another,
+# storage past its maximum spend, compute under its minimum in one period and over it in another
+# (November's taken over it by late usage, in two corrections: the first covered by the shortfall
+# already charged, so none is made; the second billing what the period costs above the minimum),
 # and an immediate cancellation in January; with each proration mode at the end. Add-ons: on
 # Nov 13, two seats (prorated from the purchase), a boost on the base fee already invoiced for
 # November (that line stays; 35 from the purchase, net of what it charged for that time) and care
@@ -1395,6 +1392,7 @@ EVERY_PATH_STEPS = (
     + [("wait", 3 * 24 * 60)] * 3
     + [("usage", 0, "calls", 60, 400), ("usage", 0, "storage", 30, 200)]
     + [("wait", 120), ("usage", 0, "api", 180, 100), ("usage", 0, "calls", 180, 300), ("wait", 60)]
+    + [("usage", 0, "compute", 240, 4), ("wait", 60), ("usage", 0, "compute", 300, 30)]
     + [("usage", 0, "api", 60, 40)]
     + [("wait", 3 * 24 * 60), ("invoice_now", 0), ("usage", 0, "api", 30, 7), ("usage", 0, "compute", 0, 30)]
     + [("addon", 0, "seats", 3, "immediate"), ("addon", 0, "boost", 0, "immediate")]

@@ -183,6 +183,28 @@ def test_minimum_spend_once_on_the_last_line() -> None:
     assert first.totals.total + last.totals.total == D(20)
 
 
+def test_a_late_usage_correction_bills_only_what_the_period_costs_above_a_minimum_already_charged() -> None:
+    # 5 units at 1.00 under a 20.00 minimum: 5.00 and a 15.00 shortfall. Late usage of the same
+    # period is rated above the billed 5 with `period_closed` (the line it corrects judged the
+    # minimum): 10 more units cost 15.00 in all, which the shortfall already paid (nothing); 10 more
+    # after those, 25.00 in all, 5.00 above the minimum, as one item; then 5 more, all above it, as
+    # the usual component. 30.00, what one invoice of 30 units charges. Rated by position alone, the
+    # first correction charged 10.00 and another 5.00 shortfall.
+    price = UnitPrice(D(1), Commitments(minimum_amount=D(20)))
+    billed = rate(RatingInput(price, USD, JAN, quantity=D(5)))
+
+    def late(pre: int, more: int) -> tuple[list[tuple[str, D, D]], D]:
+        r = rate(RatingInput(price, USD, JAN, JAN, quantity=D(more), pre_period_quantity=D(pre), period_closed=True))
+        return [(x.key, x.quantity, x.amount) for x in r.lines], r.totals.total
+
+    assert late(5, 10) == ([], D(0))
+    assert late(15, 10) == ([("min-spend-late-usage", D(1), D(5))], D(5))
+    assert late(25, 5) == ([("unit-price-usage", D(5), D(5))], D(5))
+    assert billed.totals.total + D(5) + D(5) == rate(RatingInput(price, USD, JAN, quantity=D(30))).totals.total
+    by_position = rate(RatingInput(price, USD, JAN, JAN, quantity=D(10), pre_period_quantity=D(5)))
+    assert by_position.totals.total == D(15)  # 10.00 of usage and a 5.00 shortfall again
+
+
 def test_a_progressive_period_with_a_percentage_discount_keeps_its_commitments() -> None:
     """Split lines of a period with a percentage discount and a maximum or minimum charge what one
     invoice would. (OpenMeter judges the earlier lines by their amounts before discounts, so it

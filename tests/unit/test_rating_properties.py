@@ -4,6 +4,7 @@ progressive split of the period must add up to the same total."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
 
@@ -215,3 +216,52 @@ def test_volume_late_usage_corrections_bill_the_rise_of_the_period_total(
             corrections += 1
     slack = 2 * currency.unit * corrections if disc.percentage else D(0)
     assert abs(charged - max(whole(billed), whole(billed_quantity))) <= slack
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    prices.filter(allows_progressive_billing),
+    st.decimals(0, 200, places=2),
+    discounts,
+    st.sampled_from(CURRENCIES),
+    st.integers(0, 250),
+    st.lists(st.integers(0, 250), max_size=3),
+    st.lists(st.integers(1, 250), min_size=1, max_size=4),
+)
+def test_late_usage_corrections_under_a_minimum_spend_add_up_to_one_invoice(
+    price: Price, minimum: D, disc: Discounts, currency: Currency, billed: int, cuts: list[int], late: list[int]
+) -> None:
+    """A period with a minimum spend billed in parts (its last charging the shortfall), then
+    corrected for each batch of late usage (`period_closed`: the line it corrects judged the
+    minimum): every invoice together charges what one invoice for the period's final usage would,
+    to the minor unit. Each correction charges only what the period now costs above the minimum
+    less what it cost above it before (one item where the minimum covered part of the usage), never
+    a shortfall again, never below 0."""
+    maximum = price.commitments.maximum_amount
+    if maximum is not None and maximum < minimum:
+        minimum, maximum = maximum, minimum
+    price = dataclasses.replace(price, commitments=Commitments(minimum, maximum))
+    results = _rate_progressively(price, disc, currency, _splits(billed, cuts))
+    stored = billed
+    for more in late:
+        results.append(
+            rate(
+                RatingInput(
+                    price,
+                    currency,
+                    FULL,
+                    FULL,
+                    quantity=D(more),
+                    pre_period_quantity=D(stored),
+                    discounts=disc,
+                    period_closed=True,
+                )
+            )
+        )
+        stored += more
+        correction = results[-1]
+        assert correction.totals.total >= 0 and correction.totals.charges_total == 0
+        for line in correction.lines:
+            assert 0 <= line.discounts_total <= line.amount and currency.is_rounded(line.amount)
+    whole = rate(RatingInput(price, currency, FULL, quantity=D(stored), discounts=disc))
+    assert sum((r.totals.total for r in results), D(0)) == whole.totals.total
