@@ -24,6 +24,7 @@ from domain.billing.invoices import (
     VoidInput,
     VoidLineAction,
 )
+from domain.catalog.prices import Commitments, UnitPrice
 from domain.errors import ValidationError
 from tests.integration.test_invoices import (
     DEC,
@@ -306,3 +307,35 @@ async def test_a_part_billed_again_under_a_later_part_bills_the_late_usage_of_th
     (line,) = top(correction)
     assert (line.quantity, line.pre_line_period_quantity, line.period_started) == (D(20), D(100), True)
     assert correction.invoice.totals.total == D("10.00")
+
+
+async def test_a_periods_last_part_billed_again_after_a_correction_under_a_minimum_charges_the_shortfall_again(
+    env: Env,
+) -> None:
+    # 5 calls at 1.00 under a 20.00 minimum: November's invoice charged 5.00 and a 15.00 shortfall.
+    # 20 calls stored late: a correction of 5.00 (25.00 above nothing, 5.00 above the minimum). Then
+    # November's invoice is voided to be billed again, and 3 more calls are stored late. The part
+    # made again bills its own 5 calls in the hole and, as the period's last line again, the
+    # shortfall (20.00: the correction closed nothing, it was rated above the part); the 3 calls are
+    # a correction on top (3.00). 28.00 in all, what one invoice of 28 calls charges.
+    ns = "void_pending_after_a_minimum_correction"
+    cid = await custom_invoicing_customer(env, ns, "Globex")
+    env.usage.add("calls", cid, NOV + timedelta(days=2), "5")
+    floored = UnitPrice(D(1), Commitments(minimum_amount=D(20)))
+    await env.invoices.create_pending_lines(ns, cid, PendingLinesInput("USD", [usage_line("Calls", "calls", floored)]))
+    first = await issued(env, ns, cid, DEC + timedelta(hours=2))
+    assert (first.invoice.totals.amount, first.invoice.totals.charges_total) == (D(5), D(15))
+    env.usage.add("calls", cid, NOV + timedelta(days=9), "20")
+    assert await env.invoices.bill_late_usage(timedelta(days=30)) == 1
+    assert (await issued(env, ns, cid)).invoice.totals.total == D(5)
+    await env.invoices.void(ns, first.invoice.id, VoidInput("wrong contact", PENDING))
+    env.usage.add("calls", cid, NOV + timedelta(days=10), "3")
+    again = await issued(env, ns, cid)
+    (line,) = top(again)
+    assert (line.quantity, line.pre_line_period_quantity, line.period_closed) == (D(5), D(0), False)
+    assert (again.invoice.totals.amount, again.invoice.totals.charges_total) == (D(5), D(15))
+    assert await env.invoices.bill_late_usage(timedelta(days=30)) == 1
+    correction = await issued(env, ns, cid)
+    (line,) = top(correction)
+    assert (line.quantity, line.pre_line_period_quantity, line.period_closed) == (D(3), D(25), True)
+    assert correction.invoice.totals.total == D(3)

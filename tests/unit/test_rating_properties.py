@@ -166,9 +166,7 @@ def test_totals_are_never_negative(price: Price, disc: Discounts, currency: Curr
 
 @settings(max_examples=300, deadline=None)
 @given(
-    tiered(TieredMode.VOLUME).map(
-        lambda p: TieredPrice(p.mode, p.tiers, Commitments(None, p.commitments.maximum_amount))
-    ),
+    tiered(TieredMode.VOLUME),
     discounts,
     st.sampled_from(CURRENCIES),
     st.integers(0, 250),
@@ -180,7 +178,9 @@ def test_volume_late_usage_corrections_bill_the_rise_of_the_period_total(
     """A period billed whole, then corrected for each batch of late usage (the engine's shape of a
     late-usage correction: the whole period again, after the quantity billed): the total charged is
     the highest period total reached at a correction, never less than the first invoice, and every
-    correction charges what the total rose by since the last quantity billed.
+    correction charges what the total rose by since the last quantity billed. Under a minimum spend
+    the totals are at least the minimum, so a correction charges only what the period costs above
+    it (`period_closed`: the line billed whole charged the shortfall).
 
     To the minor unit without a percentage discount. With one, the period's total discounts each
     of the tier's items (its flat price and its unit price) apart and rounds each, and a correction
@@ -205,6 +205,7 @@ def test_volume_late_usage_corrections_bill_the_rise_of_the_period_total(
                 pre_period_quantity=D(billed_quantity),
                 discounts=disc,
                 period_started=True,
+                period_closed=True,
             )
         )
         assert line.totals.total >= 0 and line.totals.charges_total == 0
@@ -254,6 +255,7 @@ def test_late_usage_corrections_under_a_minimum_spend_add_up_to_one_invoice(
                     quantity=D(more),
                     pre_period_quantity=D(stored),
                     discounts=disc,
+                    period_started=True,
                     period_closed=True,
                 )
             )
