@@ -2,7 +2,8 @@
 
 A history is one or two customers, each subscribed mid-period to one of two monthly plans (or to
 the first of them after a ten-day trial phase: its base fee free, compute not offered, the
-billing period the trial ends in split at the switch) on a billing anchor of its own (a day of
+billing period the trial ends in split at the switch), all priced in USD, JPY or BHD (every amount
+rounds to a cent, a yen or a fils), on a billing anchor of its own (a day of
 the month that short months cut, or not, at a time of day: a period starts on the anchor's day
 and time every month, counted from the anchor, the day cut to the month's end), each with a
 workflow of its own (the flat fee of the period a subscription ends in prorated or billed whole;
@@ -40,7 +41,8 @@ again is owed as if it had never been issued):
 - every line lies inside one service period of its subscription (nothing billed outside the
   active span, no line across two periods), on an invoice of the subscription's own customer, and
   a flat fee's lines are the model's parts, one line each;
-- each invoice's total is the sum of its lines, every amount in whole cents.
+- each invoice's total is the sum of its lines, every amount in whole minor units of the
+  history's currency (USD, or JPY and BHD, whose minor units are the yen and the thousandth).
 
 Services and store are those of test_subscription_billing (real Postgres, the usage stand-in), a
 new database per example (one to three seconds each). `make test` runs the explicit histories (all
@@ -53,6 +55,7 @@ from __future__ import annotations
 import asyncio
 import calendar
 import contextlib
+import contextvars
 import itertools
 import math
 import os
@@ -86,6 +89,7 @@ from domain.billing.models import (
     RecurringPeriod,
     WorkflowPatch,
 )
+from domain.catalog import currencies
 from domain.customers.models import CustomerInput
 from domain.errors import ValidationError
 from domain.subscriptions import edits
@@ -103,6 +107,9 @@ from tests.integration.test_subscription_billing import Env, Plans, all_invoices
 
 D = Decimal
 CENT = D("0.01")
+# The minor unit of the history's currency (USD's cent, JPY's yen, BHD's fils): what the model
+# rounds to, as the product rounds every amount to its currency's.
+MINOR_UNIT: contextvars.ContextVar[Decimal] = contextvars.ContextVar("minor_unit", default=CENT)
 NOV = datetime(2026, 11, 1, tzinfo=UTC)
 
 # The tokens price of both plans; the model's `graduated` charges it by hand.
@@ -277,9 +284,16 @@ class PlanAddons:
 # The model: what is owed, by the simplest arithmetic.
 
 
-def whole_cents(amount: Decimal) -> Decimal:
-    """Half away from zero (amounts here are never negative, so half up)."""
-    return amount.quantize(CENT, rounding=ROUND_HALF_UP)
+def whole_units(amount: Decimal) -> Decimal:
+    """In the history's currency's minor units, half away from zero (amounts here are never
+    negative, so half up)."""
+    return amount.quantize(MINOR_UNIT.get(), rounding=ROUND_HALF_UP)
+
+
+def in_currency(plan: dict[str, Any], code: str) -> dict[str, Any]:
+    """`plan` priced in `code`: the same amounts, rounded to its minor units when rated (a JPY
+    plan's 49.99 base fee bills 50 yen a month)."""
+    return {**plan, "currency": code}
 
 
 def anchored(anchor: datetime, months: int) -> datetime:
@@ -323,14 +337,14 @@ def flat_amount(plan: dict[str, Any], name: str) -> Decimal:
 
 
 def charged(plan: dict[str, Any], name: str, amount: Decimal) -> Decimal:
-    """What a line of the fee `name` of `amount` (in cents) charges: less its rate card's
-    percentage discount in whole cents (seats, an add-on item of its own, has none; an add-on
+    """What a line of the fee `name` of `amount` (in minor units) charges: less its rate card's
+    percentage discount in whole minor units (seats, an add-on item of its own, has none; an add-on
     extending a plan fee keeps the plan's: docs/billing.md)."""
     found = [x for x in plan["phases"][0]["rateCards"] if x["key"] == name]
     off = found[0].get("discounts", {}).get("percentage") if found else None
     if off is None:
         return amount
-    return amount - whole_cents(amount * D(str(off["percentage"])) / 100)
+    return amount - whole_units(amount * D(str(off["percentage"])) / 100)
 
 
 def unit_amount(plan: dict[str, Any]) -> Decimal:
@@ -344,11 +358,11 @@ def packages(plan: dict[str, Any], quantity: Decimal) -> Decimal:
 
 
 def storage(plan: dict[str, Any], quantity: Decimal) -> Decimal:
-    """Per unit, less the rate card's percentage (of the charge in whole cents, rounded), capped at
+    """Per unit, less the rate card's percentage (of the charge in whole minor units, rounded), capped at
     the maximum spend: docs/billing.md's order, price -> percentage discount -> maximum spend."""
     found = rate_card(plan, "storage")
-    charge = whole_cents(quantity * D(found["price"]["amount"]))
-    charge -= whole_cents(charge * D(str(found["discounts"]["percentage"]["percentage"])) / 100)
+    charge = whole_units(quantity * D(found["price"]["amount"]))
+    charge -= whole_units(charge * D(str(found["discounts"]["percentage"]["percentage"])) / 100)
     return min(charge, D(found["price"]["maximumAmount"]))
 
 
@@ -357,7 +371,7 @@ def compute(plan: dict[str, Any], quantity: Decimal, minimum: bool = True) -> De
     minimum spend, whatever the usage and however short the service period (commitments are not
     prorated: docs/billing.md "Not yet", as OpenMeter)."""
     found = rate_card(plan, "compute")
-    charge = whole_cents(max(quantity - COMPUTE_FREE, D(0)) * D(found["price"]["amount"]))
+    charge = whole_units(max(quantity - COMPUTE_FREE, D(0)) * D(found["price"]["amount"]))
     return max(charge, D(found["price"]["minimumAmount"])) if minimum else charge
 
 
@@ -526,7 +540,7 @@ class Span:
             issued_lines: list[tuple[datetime, datetime, Decimal]] = []
             credits: list[tuple[datetime, datetime, Decimal]] = []
             for i in issued:
-                full = i.amount if i.whole else prorated(i.amount, i.start, i.end, full_start, full_end)
+                full = whole_units(i.amount) if i.whole else prorated(i.amount, i.start, i.end, full_start, full_end)
                 amount = self.charged(name, full)
                 issued_lines.append((i.start, i.end, net_of(amount, i.start, i.end, earlier + credits)))
                 if (i.start, i.end) not in forgiven:
@@ -537,7 +551,7 @@ class Span:
                 if a in replaced:
                     continue
                 if self.full_period_at_end and b == self.end and (a, b) != (full_start, full_end):
-                    part = (a, b, self.charged(name, self.fee(name, a)))
+                    part = (a, b, self.charged(name, whole_units(self.fee(name, a))))
                 else:
                     fee = self.charged(name, prorated(self.fee(name, a), a, b, full_start, full_end))
                     part = (a, b, net_of(fee, a, b, earlier + credits))
@@ -571,7 +585,7 @@ def prorated(amount: Decimal, start: datetime, end: datetime, full_start: dateti
     """OpenMeter prorates a flat fee by the share of the billing period its service period covers
     (rating's flat-fee proration, invoice line `prorate`), rounded to the minor unit."""
     share = Fraction(int((end - start).total_seconds()), int((full_end - full_start).total_seconds()))
-    return whole_cents(amount * D(share.numerator) / D(share.denominator))
+    return whole_units(amount * D(share.numerator) / D(share.denominator))
 
 
 def net_of(
@@ -579,13 +593,13 @@ def net_of(
 ) -> Decimal:
     """`amount` for [start, end) less what the `charged` lines (start, end, amount) charged for
     that time: each line's amount times the share of its own period that overlaps, in seconds,
-    summed and rounded to the cent once; never below 0."""
+    summed and rounded to the minor unit once; never below 0."""
     credit = Fraction(0)
     for a, b, paid in charged:
         overlap = (min(b, end) - max(a, start)).total_seconds()
         if overlap > 0:
             credit += Fraction(paid) * Fraction(int(overlap), int((b - a).total_seconds()))
-    return max(D(0), amount - whole_cents(D(credit.numerator) / D(credit.denominator)))
+    return max(D(0), amount - whole_units(D(credit.numerator) / D(credit.denominator)))
 
 
 FEES = ("base", "support", "seats")
@@ -700,10 +714,10 @@ class Owed:
                     )
                     for feature in FEATURES
                 }
-                out[(span.sub_id, "api", start)] = whole_cents(used["api"] * unit_amount(plan))
-                out[(span.sub_id, "tokens", start)] = whole_cents(graduated(used["tokens"]))
-                out[(span.sub_id, "images", start)] = whole_cents(packages(plan, used["images"]))
-                out[(span.sub_id, "calls", start)] = whole_cents(volume(used["calls"]))
+                out[(span.sub_id, "api", start)] = whole_units(used["api"] * unit_amount(plan))
+                out[(span.sub_id, "tokens", start)] = whole_units(graduated(used["tokens"]))
+                out[(span.sub_id, "images", start)] = whole_units(packages(plan, used["images"]))
+                out[(span.sub_id, "calls", start)] = whole_units(volume(used["calls"]))
                 out[(span.sub_id, "storage", start)] = storage(plan, used["storage"])
                 missed = start in span.minimum_missed.values()
                 if not span.in_trial(start):  # the trial offers no compute
@@ -883,9 +897,15 @@ steps = st.one_of(
     addon_step,
     addon_step,
 )
-# (customers, steps, when the history opens)
+# The plans' currency: mostly USD; JPY (no minor unit: a 49.99 fee bills 50 yen, half a yen
+# rounds up) and BHD (three decimals) round every prorated, discounted and rated amount otherwise.
+history_currencies = st.sampled_from(["USD", "USD", "JPY", "BHD"])
+# (customers, steps, when the history opens, the plans' currency)
 histories = st.tuples(
-    st.lists(customers, min_size=1, max_size=2), st.lists(steps, min_size=5, max_size=40), st.just(LATE_FEBRUARY)
+    st.lists(customers, min_size=1, max_size=2),
+    st.lists(steps, min_size=5, max_size=40),
+    st.just(LATE_FEBRUARY),
+    history_currencies,
 )
 
 
@@ -905,6 +925,7 @@ def _slanted(*more: st.SearchStrategy[tuple[Any, ...]], by_hand: bool = False) -
         st.lists(people, min_size=1, max_size=2),
         st.lists(st.one_of(steps, *more), min_size=10, max_size=60),
         st.just(LATE_FEBRUARY),
+        history_currencies,
     )
 
 
@@ -1041,9 +1062,12 @@ async def _pays_later(env: Env, ns: str) -> None:
     await env.profiles.create(ns, ProfileCreateInput("Pays later", supplier, apps, default=True))
 
 
-async def run_history(people: list[tuple[Any, ...]], history: list[tuple[Any, ...]], opening: datetime = NOV) -> None:
-    plans = {"basic": BASIC, "pro": PRO}
-    async with open_env(Plans([*plans.values(), TRIAL]), addons=PlanAddons()) as env:
+async def run_history(
+    people: list[tuple[Any, ...]], history: list[tuple[Any, ...]], opening: datetime = NOV, currency: str = "USD"
+) -> None:
+    MINOR_UNIT.set(currencies.get(currency).unit)
+    plans = {"basic": in_currency(BASIC, currency), "pro": in_currency(PRO, currency)}
+    async with open_env(Plans([*plans.values(), in_currency(TRIAL, currency)]), addons=PlanAddons()) as env:
         ns = "billprops"
         owed = Owed()
         await _pays_later(env, ns)
@@ -1070,7 +1094,7 @@ async def run_history(people: list[tuple[Any, ...]], history: list[tuple[Any, ..
             trial = plan_key == "trial"
             span = Span(
                 customer.id,
-                BASIC if trial else plans[plan_key],
+                plans["basic"] if trial else plans[plan_key],
                 sub.active_from,
                 anchor,
                 sub_id=sub.id,
@@ -1168,7 +1192,7 @@ async def run_history(people: list[tuple[Any, ...]], history: list[tuple[Any, ..
                 if step[0] == "cancel":
                     ended = await env.subscriptions.cancel(ns, current.sub_id, Timing(timing))
                 else:
-                    other = "pro" if current.plan is BASIC else "basic"
+                    other = "pro" if current.plan["key"] == "basic" else "basic"
                     ended, successor = await env.subscriptions.change(
                         ChangeSubscriptionInput(ns, current.sub_id, PlanSelector(other), Timing(timing))
                     )
@@ -1303,7 +1327,7 @@ def check(owed: Owed, found: list[InvoiceWithLines]) -> None:
         assert f.invoice.totals.total == sum((x.totals.total for x in top), D(0)), f.invoice.id
         # A voided invoice's lines billed again charge nothing; the forgiven ones count as billed.
         for x in (x for x in top if x.void_action is not VoidLineAction.PENDING):
-            assert x.totals.total == x.totals.total.quantize(CENT), (x.name, x.totals.total)
+            assert x.totals.total == x.totals.total.quantize(MINOR_UNIT.get()), (x.name, x.totals.total)
             assert x.subscription is not None, x.name
             sub_id = x.subscription.subscription_id
             # No line of one customer's subscription on another's invoice.
@@ -1603,6 +1627,8 @@ APPROVED_BEFORE_A_JUMP = (
 @given(histories)
 @example(EVERY_PATH)
 @example(([(9 * 24 * 60, "basic", True, False, NOV)], EVERY_PATH_STEPS))
+@example((*EVERY_PATH, NOV, "JPY"))
+@example((*BILLED_AGAIN, NOV, "BHD"))
 @example(TWO_CUSTOMERS)
 @example(LATE_APPROVAL)
 @example(MONTH_END)
