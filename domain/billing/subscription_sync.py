@@ -135,6 +135,18 @@ class _Expected:
             return self
         return _Expected(self.item, self.prorated_line, prorated=True)
 
+    def issued_until(self, end: datetime) -> _Expected:
+        """The fee over its time up to `end`, prorated: as its own line issued before the
+        subscription's end cut its time short was billed (and netted), over the time it covers."""
+        line, card = self.line, self.item.rate_card
+        assert isinstance(card, RateCard) and isinstance(card.price, FlatPrice) and line.quantity is not None
+        price = card.price
+        service = Period(line.period_start, end)
+        full = Period(self.item.full_period.start, self.item.full_period.end)
+        rating = RatingInput(price, currencies.get(line.currency), service, full, prorate=True)
+        longer = evolve(line, period_end=end, per_unit_amount=flat_fee_per_unit(rating, line.quantity))
+        return _Expected(self.item, longer, prorated=True)
+
 
 class SubscriptionSync:
     def __init__(
@@ -820,17 +832,20 @@ def _planned(
     # none without one); and as if no void had forgiven anything (against that: what the voids
     # that bill a line again took back). Each fee netted as its issued lines were: a fee the end
     # now bills whole (bill_full_period) was netted prorated before the end was known, and a
-    # void still takes back what that netting counted (its lines' `netted_of` bound the balance).
+    # void still takes back what that netting counted (its lines' `netted_of` bound the balance);
+    # a fee whose line went out before an end cut its time was netted over the time that line
+    # covers. Not when replaced by a plan change: its successor nets the fees' time after it.
+    superseded = SUPERSEDING_ANNOTATION in subscription.annotations
     as_issued = {key: want.as_netted_before_the_end() for key, want in gross.items()}
+    cut = {} if superseded else _issued_before_the_cut(gross, live, editable)
+    as_issued.update({key: gross[key].issued_until(end) for key, end in cut.items()})
     if netted and all(want is as_issued[key] for key, want in gross.items()):
         now_netted = expected
     else:
         now_netted = _net_of_issued(as_issued, mine, editable, chain_fees)
     unvoided = _net_of_issued(as_issued, mine, editable, chain_fees, voided=_Voided.ALL) if voided else now_netted
     forgiven = _net_of_issued(as_issued, mine, editable, chain_fees, voided=_Voided.FORGIVEN) if voided else now_netted
-    # Replaced by a plan change: its successor nets the fees' time after the change.
-    superseded = SUPERSEDING_ANNOTATION in subscription.annotations
-    balances = _balances(gross, expected, now_netted, unvoided, forgiven, live, editable, now, superseded)
+    balances = _balances(gross, expected, now_netted, unvoided, forgiven, live, editable, now, superseded, set(cut))
     return expected, parts, plan, evolve(balances, create=(*balances.create, *again))
 
 
@@ -887,6 +902,35 @@ def _usage_parts_again(
     return out
 
 
+def _issued_before_the_cut(
+    gross: dict[str, _Expected], held: Sequence[tuple[InvoiceLine, InvoiceStatus]], editable: set[InvoiceStatus]
+) -> dict[str, datetime]:
+    """The prorated flat fees whose own line was issued before the subscription's end cut their
+    time short (an immediate cancellation after the month's in-advance line went out), with the
+    end of the time that line covers. Such a line stays as issued (no credit notes), so the fee is
+    owed as it was issued, and what a void took back from its netting is judged over that time
+    (`_balances`). Not a fee a later version of its item follows (`_succeeded`): that version was
+    netted of its time after the cut."""
+    out: dict[str, datetime] = {}
+    for line, status in held:
+        want = gross.get(line.sync_key) if line.sync_key is not None else None
+        if (
+            want is None
+            or not want.prorated
+            or line.type is not LineType.FLAT_FEE
+            or line.deleted_at is not None
+            or status is InvoiceStatus.GATHERING
+            or status in editable
+            or status in _NOT_BILLED
+            or line.period_end <= want.line.period_end
+            or line.period_start != want.line.period_start
+            or _succeeded(want.item.key, want, gross)
+        ):
+            continue
+        out[want.item.key] = max(out.get(want.item.key, line.period_end), line.period_end)
+    return out
+
+
 def _balances(
     gross: dict[str, _Expected],
     expected: dict[str, _Expected],
@@ -897,6 +941,7 @@ def _balances(
     editable: set[InvoiceStatus],
     now: datetime,
     superseded: bool = False,
+    kept_as_issued: Collection[str] = (),
 ) -> _LineEdits:
     """A flat fee issued net of a line whose invoice was voided since bills what it was netted of
     as a balance line, as it would have been billed had the void come first: pro's 40.00 for
@@ -918,8 +963,12 @@ def _balances(
     changes no total (pro's net line forgiven, then team's month voided to be billed again, cut
     to team's ten days: pro owes 20.00 more). Nothing else moves
     an issued fee: a fee owed more after its issue for another reason (a workflow switched to
-    bill_full_period) stays as issued, as OpenMeter leaves an immutable line. A balance still
-    gathering follows what is owed (as a fee's own line does); one on a draft or later stays.
+    bill_full_period) stays as issued, as OpenMeter leaves an immutable line. A fee whose line was
+    issued before the subscription's end cut its time (`kept_as_issued`) is owed that line as it
+    would have been issued had the void come first, however little its time is worth now: pro's
+    20.00 net line, team's invoice voided to be billed again and pro canceled on Nov 16, in either
+    order, owes the 20.00 balance (billing again changes no total). A balance still gathering
+    follows what is owed (as a fee's own line does); one on a draft or later stays.
     Nothing is given back (that needs credit notes). A fee whose own line is still editable
     follows what it is owed itself, and one the user edited is the user's (a balance the user edited
     or deleted too: not made again)."""
@@ -953,6 +1002,11 @@ def _balances(
             billed = charged_for(service, by_line, currencies.get(want.line.currency))
         owed = _line_total(want.line) if want is not None else Decimal(0)
         taken = _line_total(found.line) if (found := taken_from.get(key)) is not None else Decimal(0)
+        if key in kept_as_issued:
+            # Its line issued before the end cut its time stays as issued: the fee is owed that
+            # line as it would have been issued had the void come first (netted of what still
+            # charges), however little the time the end left it is worth.
+            owed = max(owed, taken)
         rest = min(owed - billed, taken - (_line_total(before.line) if before is not None else Decimal(0)))
         # Nor more than the fee's lines were billed net of, less the balances billed already: a
         # fee billed whole (its workflow billing the period a subscription ends in whole from
