@@ -31,6 +31,7 @@ from domain.billing.invoice_states import Action, InvalidTransitionError, Invoic
 from domain.billing.invoices import (
     InvoiceListQuery,
     InvoiceNowInput,
+    InvoiceWithLines,
     LineStatus,
     ManagedBy,
     PendingLineInput,
@@ -1148,17 +1149,25 @@ async def test_a_draft_usage_line_given_another_feature_is_billed_as_a_new_line(
     assert updated.invoice.totals.total == D(8)
 
 
+async def november_billed(env: Env, ns: str, line: PendingLineInput, calls: str | None) -> tuple[str, InvoiceWithLines]:
+    """A new customer whose `calls` on Nov 3 (None: no usage) are billed by `line`, a usage line
+    for November, invoiced whole on Dec 1: the customer and the invoice."""
+    cid = await customer(env, ns)
+    if calls is not None:
+        env.usage.add("calls", cid, NOV + timedelta(days=2), calls)
+    await env.invoices.create_pending_lines(ns, cid, PendingLinesInput("USD", [line]))
+    (made,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid, as_of=DEC + timedelta(hours=2)))
+    return cid, made
+
+
 async def test_late_usage_that_charges_nothing_makes_no_correction_invoice(env: Env) -> None:
     # A period capped by its maximum spend: 30 calls at 1.00 billed 20.00. Five more calls stored
     # after the invoice was issued would cost nothing (the cap), and made an invoice of 0.00 (5.00
     # charged, 5.00 discounted) that the customer received anyway. Late usage that does charge is
     # rated on top of all of it, so leaving the free part out changes no later amount.
     ns = "inv_late_capped"
-    cid = await customer(env, ns)
     capped = UnitPrice(D(1), Commitments(maximum_amount=D(20)))
-    env.usage.add("calls", cid, NOV + timedelta(days=2), "30")
-    await env.invoices.create_pending_lines(ns, cid, PendingLinesInput("USD", [usage_line("Calls", "calls", capped)]))
-    (made,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid, as_of=DEC + timedelta(hours=2)))
+    cid, made = await november_billed(env, ns, usage_line("Calls", "calls", capped), "30")
     assert made.invoice.state is State.PAID and made.invoice.totals.total == D(20)
     env.usage.add("calls", cid, NOV + timedelta(days=5), "5")
     assert await env.invoices.bill_late_usage(timedelta(days=30)) == 0  # before: 1, rated to 0.00
@@ -1167,13 +1176,10 @@ async def test_late_usage_that_charges_nothing_makes_no_correction_invoice(env: 
     # Inside a free allowance (100 calls free, 70 billed, 20 late): nothing; past it, the whole
     # late usage since the last invoice is rated on top of the 70 billed (110 in all: 10 charged).
     ns = "inv_late_free"
-    cid = await customer(env, ns)
     free = dataclasses.replace(
         usage_line("Calls", "calls", UnitPrice(D("0.05"))), rate_card_discounts=Discounts(usage_quantity=D(100))
     )
-    env.usage.add("calls", cid, NOV + timedelta(days=2), "70")
-    await env.invoices.create_pending_lines(ns, cid, PendingLinesInput("USD", [free]))
-    await env.invoices.invoice_now(ns, InvoiceNowInput(cid, as_of=DEC + timedelta(hours=2)))
+    cid, _ = await november_billed(env, ns, free, "70")
     env.usage.add("calls", cid, NOV + timedelta(days=3), "20")
     assert await env.invoices.bill_late_usage(timedelta(days=30)) == 0
     env.usage.add("calls", cid, NOV + timedelta(days=4), "20")
@@ -1193,13 +1199,7 @@ async def test_late_usage_under_volume_tiers_is_billed_as_the_difference_of_the_
 
     async def billed(ns: str, price: TieredPrice, calls: str | None) -> tuple[str, Decimal]:
         """A customer's period of `calls` billed whole: (customer, invoice total)."""
-        cid = await customer(env, ns)
-        if calls is not None:
-            env.usage.add("calls", cid, NOV + timedelta(days=2), calls)
-        await env.invoices.create_pending_lines(
-            ns, cid, PendingLinesInput("USD", [usage_line("Calls", "calls", price)])
-        )
-        (made,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid, as_of=DEC + timedelta(hours=2)))
+        cid, made = await november_billed(env, ns, usage_line("Calls", "calls", price), calls)
         return cid, made.invoice.totals.total
 
     async def late(ns: str, cid: str, day: int, calls: str) -> tuple[Decimal, Decimal, Decimal] | None:
@@ -1238,11 +1238,8 @@ async def test_late_usage_under_a_minimum_spend_is_billed_above_the_minimum_alre
     # one item), 20 more 45.00 (20.00, as usual). 45.00 in all, what one invoice of the 45 calls
     # charges, and never the shortfall a second time.
     ns = "inv_late_minimum"
-    cid = await customer(env, ns)
-    price = UnitPrice(D(1), Commitments(minimum_amount=D(20)))
-    env.usage.add("calls", cid, NOV + timedelta(days=2), "5")
-    await env.invoices.create_pending_lines(ns, cid, PendingLinesInput("USD", [usage_line("Calls", "calls", price)]))
-    (made,) = await env.invoices.invoice_now(ns, InvoiceNowInput(cid, as_of=DEC + timedelta(hours=2)))
+    floored = UnitPrice(D(1), Commitments(minimum_amount=D(20)))
+    cid, made = await november_billed(env, ns, usage_line("Calls", "calls", floored), "5")
     assert (made.invoice.totals.amount, made.invoice.totals.charges_total) == (D(5), D(15))
 
     async def late(day: int, calls: str) -> list[tuple[str | None, Decimal, Decimal]] | None:
