@@ -136,8 +136,8 @@ class _Expected:
         return _Expected(self.item, self.prorated_line, prorated=True)
 
     def issued_until(self, end: datetime) -> _Expected:
-        """The fee over its time up to `end`, prorated: as its own line issued before the
-        subscription's end cut its time short was billed (and netted), over the time it covers."""
+        """The fee over its time up to `end`, prorated: as its own line issued before an end cut
+        its time short was billed (and netted), over the time it covers."""
         line, card = self.line, self.item.rate_card
         assert isinstance(card, RateCard) and isinstance(card.price, FlatPrice) and line.quantity is not None
         price = card.price
@@ -905,9 +905,9 @@ def _usage_parts_again(
 def _issued_before_the_cut(
     gross: dict[str, _Expected], held: Sequence[tuple[InvoiceLine, InvoiceStatus]], editable: set[InvoiceStatus]
 ) -> dict[str, datetime]:
-    """The prorated flat fees whose own line was issued before the subscription's end cut their
-    time short (an immediate cancellation after the month's in-advance line went out), with the
-    end of the time that line covers. Such a line stays as issued (no credit notes), so the fee is
+    """The prorated flat fees whose own line was issued before an end cut their time short (an
+    immediate cancellation after the month's in-advance line went out, an edit removing the item),
+    with the end of the time that line covers. Such a line stays as issued (no credit notes), so the fee is
     owed as it was issued, and what a void took back from its netting is judged over that time
     (`_balances`). Not a fee a later version of its item follows (`_succeeded`): that version was
     netted of its time after the cut."""
@@ -964,7 +964,7 @@ def _balances(
     to team's ten days: pro owes 20.00 more). Nothing else moves
     an issued fee: a fee owed more after its issue for another reason (a workflow switched to
     bill_full_period) stays as issued, as OpenMeter leaves an immutable line. A fee whose line was
-    issued before the subscription's end cut its time (`kept_as_issued`) is owed that line as it
+    issued before an end cut its time (`kept_as_issued`) is owed that line as it
     would have been issued had the void come first, however little its time is worth now: pro's
     20.00 net line, team's invoice voided to be billed again and pro canceled on Nov 16, in either
     order, owes the 20.00 balance (billing again changes no total). A balance still gathering
