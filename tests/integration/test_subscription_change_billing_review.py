@@ -27,6 +27,7 @@ from domain.billing.invoices import (
 from domain.billing.models import OverrideUpsertInput, ProrationMode, WorkflowPatch
 from domain.customers.models import CustomerInput
 from domain.errors import ValidationError
+from domain.subscriptions import edits
 from domain.subscriptions.models import (
     ChangeSubscriptionInput,
     CreateSubscriptionInput,
@@ -652,8 +653,9 @@ async def test_a_later_version_is_netted_against_the_fee_and_its_balance(env: En
 
 
 @pytest.mark.parametrize("canceled_first", [False, True])
-async def test_a_balance_stays_when_the_fee_issued_before_a_cancellation_is_owed_less(
-    env: Env, canceled_first: bool
+@pytest.mark.parametrize("end", ["cancel", "remove"])
+async def test_a_balance_stays_when_the_fee_issued_before_an_end_is_owed_less(
+    env: Env, canceled_first: bool, end: str
 ) -> None:
     # pro's 40.00 for Nov 11 - Dec 1 issued as 20.00 net of team's month, team's invoice voided to
     # be billed again (team's line made again for Nov 1-11, 10.00), and pro canceled at once on
@@ -663,14 +665,18 @@ async def test_a_balance_stays_when_the_fee_issued_before_a_cancellation_is_owed
     # on a draft (test_subscription_balance_review) or not made yet: 50.00 for November, as before
     # the void. Until 2026-12-07 the balance went (or was never made) once pro was owed 10.00 for
     # Nov 11-16: 30.00 (found by the billing property test: an add-on's version netted against a
-    # voided month, then an immediate cancellation).
-    ns = f"rv_void_cancel_{canceled_first}"
+    # voided month, then an immediate cancellation). The same when an edit removes pro's fee on
+    # Nov 16 instead of a cancellation: the line stays as issued all the same.
+    ns = f"rv_void_{end}_{canceled_first}"
     invoice_id, pro, at = await pro_issued_after_team(env, ns)
 
     async def cancel() -> None:
         env.clock.at = NOV + timedelta(days=15)
-        canceled = await env.subscriptions.cancel(ns, pro.id, Timing("immediate"))
-        await env.sync.sync(canceled)
+        if end == "cancel":
+            ended = await env.subscriptions.cancel(ns, pro.id, Timing("immediate"))
+        else:
+            ended = await env.subscriptions.edit(ns, pro.id, [edits.RemoveItem("default", "base")], Timing("immediate"))
+        await env.sync.sync(ended)
 
     if canceled_first:
         await cancel()
