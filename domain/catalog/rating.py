@@ -347,10 +347,10 @@ def _rate(data: RatingInput) -> RatingResult:
     discount_total = ZERO
     if share is None and maximum is None:
         # The common case: no discount to spread, each component is its own line.
-        net_before = billed_after = ZERO
+        net_before = net_after = ZERO
         for key, name, shown, per_unit, before, after in components:
             net_before += before
-            billed_after += after
+            net_after += after
             line_amount = after - before
             if line_amount or shown:
                 amount_total += line_amount
@@ -387,12 +387,12 @@ def _rate(data: RatingInput) -> RatingResult:
                 pcts.append(d_after - d_before)
                 total_before += component[4] - d_before
                 total_after += component[5] - d_after
-        net_before, billed_after = total_before, total_after
+        net_before, net_after = total_before, total_after
         allowed: Decimal | None = None
         if maximum is not None:
             cap = rounding(maximum)
-            net_before, billed_after = min(total_before, cap), min(total_after, cap)
-            allowed = billed_after - net_before
+            net_before, net_after = min(total_before, cap), min(total_after, cap)
+            allowed = net_after - net_before
         for index, (key, name, shown, per_unit, before, after) in enumerate(components):
             line_amount = after - before
             if not line_amount and not shown:
@@ -437,12 +437,12 @@ def _rate(data: RatingInput) -> RatingResult:
         floor = rounding(minimum)
         paid = floor - net_before if net_before < floor else ZERO
         if paid:
-            lines = _above_the_minimum(billed_after - net_before, paid, label, service)
+            lines = _above_the_minimum(net_after - net_before, paid, label, service)
             amount_total, discount_total = (lines[0].amount if lines else ZERO), ZERO
     elif minimum is not None and last:
         floor = rounding(minimum)
-        if billed_after < floor:
-            charges = floor - billed_after
+        if net_after < floor:
+            charges = floor - net_after
             lines.append(
                 _build(
                     DetailedLine,
@@ -561,7 +561,7 @@ def _above_the_minimum(net: Decimal, paid: Decimal, label: str, service: Period)
     of it that the shortfall already charged (`paid`) covers, as one item: the period's cost above
     its minimum spend now, less what it cost above it when billed. Its components' amounts and
     discounts are not shown apart, since the minimum took a part of them that is not a component's.
-    None at all when the minimum still covers everything."""
+    No item at all when the minimum still covers everything."""
     more = net - paid
     if more <= ZERO:
         return []
