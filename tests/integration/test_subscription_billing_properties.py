@@ -751,7 +751,12 @@ class Owed:
 # Drawn histories open two days before February's end (2027): most are short (hypothesis draws
 # small waits), and an anchor on the 29th to the 31st meets a period ending on Feb 28 (clamped) and
 # often the next one, to the anchor's day in March (not: counted from the anchor, not from Feb 28).
+# Some open before a leap day instead (a period of 29 days, Feb 29 an anchor's clamped end), or
+# in the last days of a year at a minute of the day (periods across the year's end).
 LATE_FEBRUARY = datetime(2027, 2, 26, tzinfo=UTC)
+openings = st.sampled_from(
+    [LATE_FEBRUARY, LATE_FEBRUARY, datetime(2028, 2, 26, tzinfo=UTC), datetime(2026, 12, 28, 13, 7, tzinfo=UTC)]
+)
 
 
 def _anchor(month: int, day: int, minute_of_day: int) -> datetime:
@@ -820,7 +825,8 @@ _DURATIONS = {
 
 # Mostly the defaults; otherwise any mix of progressive billing off, a collection interval of none
 # or a day, a draft period of six hours, and collection on a weekly anchor at a minute of a day in
-# the week before the histories open.
+# the week before Feb 26, 2027 (any minute of the week: weeks run both ways from the anchor, so
+# histories that open in other years are collected weekly too).
 collections = st.one_of(
     st.just(Collection()),
     st.builds(
@@ -907,7 +913,7 @@ history_currencies = st.sampled_from(["USD", "USD", "JPY", "BHD"])
 histories = st.tuples(
     st.lists(customers, min_size=1, max_size=2),
     st.lists(steps, min_size=5, max_size=40),
-    st.just(LATE_FEBRUARY),
+    openings,
     history_currencies,
 )
 
@@ -927,7 +933,7 @@ def _slanted(*more: st.SearchStrategy[tuple[Any, ...]], by_hand: bool = False) -
     return st.tuples(
         st.lists(people, min_size=1, max_size=2),
         st.lists(st.one_of(steps, *more), min_size=10, max_size=60),
-        st.just(LATE_FEBRUARY),
+        openings,
         history_currencies,
     )
 
