@@ -826,6 +826,7 @@ def _planned(
     expected = _net_of_issued(gross, mine, editable, replaced)
     parts, plan = _plan(expected, live, editable)
     again = _usage_parts_again(expected, mine, parts, plan)
+    closing = _closing_parts(expected, parts, editable)
     lines = [*mine, *(x for fee in chain_fees.values() for x in fee)]
     voided = any(st is InvoiceStatus.VOIDED and x.type is LineType.FLAT_FEE for x, st in lines)
     # Netted now; as if no void had happened (against it: what voids took back from the netting,
@@ -846,7 +847,7 @@ def _planned(
     unvoided = _net_of_issued(as_issued, mine, editable, chain_fees, voided=_Voided.ALL) if voided else now_netted
     forgiven = _net_of_issued(as_issued, mine, editable, chain_fees, voided=_Voided.FORGIVEN) if voided else now_netted
     balances = _balances(gross, expected, now_netted, unvoided, forgiven, live, editable, now, superseded, set(cut))
-    return expected, parts, plan, evolve(balances, create=(*balances.create, *again))
+    return expected, parts, plan, evolve(balances, create=(*balances.create, *again, *closing))
 
 
 def _stretched_part(parts: Sequence[tuple[InvoiceLine, InvoiceStatus]], want: _Expected | None) -> InvoiceLine | None:
@@ -899,6 +900,52 @@ def _usage_parts_again(
         )
         if start < end and not covered:
             out.append(evolve(want.line, period_start=start, period_end=end))
+    return out
+
+
+def _closing_parts(
+    expected: dict[str, _Expected],
+    parts: dict[str, list[tuple[InvoiceLine, InvoiceStatus]]],
+    editable: set[InvoiceStatus],
+) -> list[InvoiceLine]:
+    """A line closing each usage period under a minimum spend whose item an end cut to meet a part
+    already issued exactly (periods are billed at whole seconds: an invoice-now issued at once and
+    an immediate cancellation in the same second). No line of such a period was rated as its last,
+    and an issued line is not rated again, so its minimum spend was never judged. The closing line
+    lies over no time at the period's new end: rated as the period's last, above what the parts
+    billed, it charges the shortfall (and usage stored late since), and it closes the period, so
+    later corrections bill above the minimum. Not where a part still open reaches the end (the
+    sync ends that part there: it closes the period itself), nor where a line closes it already
+    (this one made before, whatever became of it: a void that forgave it counts it as billed, one
+    that bills it again leaves it to be made again), nor among lines a user edited."""
+    out: list[InvoiceLine] = []
+    for key, want in expected.items():
+        line, end = want.line, want.item.service_period.end
+        if (
+            line.type is not LineType.USAGE_BASED
+            or line.price is None
+            or line.price.commitments.minimum_amount is None
+            or end >= want.item.full_period.end
+        ):
+            continue
+        held = parts.get(key, [])
+        if any(x.managed_by is ManagedBy.MANUAL for x, _ in held):
+            continue
+        # What stays after this pass: a part that starts at or after the end goes (`_apply`), but
+        # for a closing line, which lies at the end.
+        staying = [
+            (x, status)
+            for x, status in held
+            if x.deleted_at is None and (x.period_start < end or x.period_start == x.period_end == end)
+        ]
+        if (
+            not staying
+            or any(status in editable and x.period_start < end for x, status in staying)
+            or max(x.period_end for x, _ in staying) != end
+            or any(x.period_end == (x.full_period_end or x.period_end) for x, _ in staying)
+        ):
+            continue
+        out.append(evolve(line, period_start=end, period_end=end, full_period_end=end))
     return out
 
 

@@ -367,13 +367,13 @@ def storage(plan: dict[str, Any], quantity: Decimal) -> Decimal:
     return min(charge, D(found["price"]["maximumAmount"]))
 
 
-def compute(plan: dict[str, Any], quantity: Decimal, minimum: bool = True) -> Decimal:
+def compute(plan: dict[str, Any], quantity: Decimal) -> Decimal:
     """Per unit after the first COMPUTE_FREE of the period (usage discount), and at least the
     minimum spend, whatever the usage and however short the service period (commitments are not
     prorated: docs/billing.md "Not yet", as OpenMeter)."""
     found = rate_card(plan, "compute")
     charge = whole_units(max(quantity - COMPUTE_FREE, D(0)) * D(found["price"]["amount"]))
-    return max(charge, D(found["price"]["minimumAmount"])) if minimum else charge
+    return max(charge, D(found["price"]["minimumAmount"]))
 
 
 @dataclass(frozen=True)
@@ -425,28 +425,22 @@ class Span:
     # The subscription a plan change replaced with this one: its fees' lines with the same rate-card
     # key charged for this one's time too (docs/billing.md: a fee's later version is billed net).
     previous: Span | None = None
-    # Compute line ID -> the service period (its start) whose minimum spend is not charged: the end
-    # cut the period exactly at the end of that part, already issued (billed progressively, as not
-    # the last), so no line of the period is its last any more (docs/billing.md "Not yet";
-    # OpenMeter leaves the issued line too). A void that bills the part again makes it the last.
-    minimum_missed: dict[str, datetime] = field(default_factory=dict)
     # The end of the plan's trial phase (TRIAL: `plan` is then the phase after it, basic's), if
     # it has one.
     trial_until: datetime | None = None
     # Flat fee -> when an edit removed its item (from then on nothing of it is owed).
     removed: dict[str, datetime] = field(default_factory=dict)
-    # `issued` and `minimum_missed` before the end was scheduled: a restore takes the end back,
-    # and with it what its cut noted (nothing else is noted while an end is scheduled).
-    before_the_end: tuple[dict[str, Issued], dict[str, datetime]] | None = None
+    # `issued` before the end was scheduled: a restore takes the end back, and with it what its
+    # cut noted (nothing else is noted while an end is scheduled).
+    before_the_end: dict[str, Issued] | None = None
 
     def schedule_end(self, end: datetime) -> None:
-        self.before_the_end = (dict(self.issued), dict(self.minimum_missed))
+        self.before_the_end = dict(self.issued)
         self.end = end
 
     def restore(self) -> None:
         assert self.before_the_end is not None
-        issued, missed = self.before_the_end
-        self.issued, self.minimum_missed = dict(issued), dict(missed)
+        self.issued = dict(self.before_the_end)
         self.end, self.before_the_end = None, None
 
     def periods(self) -> Iterator[tuple[datetime, datetime, datetime, datetime]]:
@@ -621,13 +615,11 @@ class Owed:
         """Lines voided with `pending` are billed again as their subscription says now, as if
         they had never been issued: an in-advance line issued before a cut no longer stays as it
         was (its item's parts are billed as the model says, the parts issued net of it owing what
-        they were netted of), and a compute part that ended where the subscription did is the
-        period's last part when it is made again (so it carries the minimum spend)."""
+        they were netted of)."""
         self.voids += 1
         for span in self.spans:
             for line_id in line_ids:
                 span.issued.pop(line_id, None)
-                span.minimum_missed.pop(line_id, None)
 
     def forgive(self, customer: str, lines: list[InvoiceLine]) -> None:
         """Lines voided with `discard` are forgiven: what they charged counts as billed (a usage
@@ -720,9 +712,8 @@ class Owed:
                 out[(span.sub_id, "images", start)] = whole_units(packages(plan, used["images"]))
                 out[(span.sub_id, "calls", start)] = whole_units(volume(used["calls"]))
                 out[(span.sub_id, "storage", start)] = storage(plan, used["storage"])
-                missed = start in span.minimum_missed.values()
                 if not span.in_trial(start):  # the trial offers no compute
-                    out[(span.sub_id, "compute", start)] = compute(plan, used["compute"], not missed)
+                    out[(span.sub_id, "compute", start)] = compute(plan, used["compute"])
         return out
 
     def span_of(self, sub_id: str) -> Span:
@@ -986,10 +977,8 @@ async def _issued_before_cut(env: Env, ns: str, span: Span, at: datetime, fees: 
     the rest at the new fee; at the end, under bill_full_period, whole where it was prorated by a
     mid-period start; nothing for a version the cut ends where it began), but an issued line stays
     as it is. An add-on changed from a line's end on (the next billing period) leaves the line's
-    version whole: it is not noted then, so a cut at its start later still notes it. At the end,
-    likewise a compute part issued (as not the period's last) that ends exactly at `at`: it is the
-    period's last part now, too late to carry the minimum. Called before the model's change and a
-    sync: issued lines do not move either way."""
+    version whole: it is not noted then, so a cut at its start later still notes it. Called before
+    the model's change and a sync: issued lines do not move either way."""
     for x in await _issued_lines(env, ns, span):
         name = x.name.lower()
         cut = x.period_start <= at < x.period_end or at == x.period_end == span.end
@@ -997,8 +986,6 @@ async def _issued_before_cut(env: Env, ns: str, span: Span, at: datetime, fees: 
             # The fee in force at its start is its version's: the model changes from `at` after.
             fee = span.fee(name, x.period_start)
             span.issued[x.id] = Issued(name, x.period_start, x.period_end, fee, x.period_start < at)
-        if at == span.end and x.name == "Compute" and x.period_end == at and x.full_period_end != at:
-            span.minimum_missed[x.id] = span.holding(x.period_start)
 
 
 async def _issued_lines(env: Env, ns: str, span: Span) -> list[InvoiceLine]:
@@ -1592,6 +1579,24 @@ WORKFLOW_CHANGED = (
     ],
 )
 
+# Compute under its minimum billed progressively by an invoice issued at once (no collection
+# interval), the subscription canceled at that instant: the issued part is the whole period now,
+# and a closing line charges the minimum's shortfall (docs/billing.md "Closing lines"); then the
+# issued part voided to be billed again, made again under the closing line. Until 2026-12-07 the
+# model owed no minimum there, as Tally billed none.
+CLOSED_AT_THE_CUT = (
+    [(9 * 24 * 60, "basic", False, False, NOV, Collection(interval="PT0S"))],
+    [
+        ("usage", 0, "compute", 60, 12),
+        ("wait", 3 * 24 * 60),
+        ("invoice_now", 0),
+        ("cancel", 0, "immediate"),
+        ("wait", 3 * 24 * 60),
+        ("void", 0, "pending"),
+        ("wait", 60),
+    ],
+)
+
 # Month ends and a time of day, across February and April: the first customer is anchored on
 # Jan 31 at midnight (periods end Feb 28, Mar 31, Apr 30: each counted from the anchor, not from
 # Feb 28), the second on Nov 30 at 17:45 (Jan 30 17:45, Feb 28 17:45, Mar 30 17:45, ...; billed
@@ -1706,6 +1711,7 @@ CANCELED_AFTER_A_NETTED_VERSION = (
 @example(RACING)
 @example(COLLECTED_WEEKLY)
 @example(WORKFLOW_CHANGED)
+@example(CLOSED_AT_THE_CUT)
 @example(TRIAL_FIRST)
 @example(CANCELED_IN_TRIAL)
 @example(CANCELED_AFTER_A_NETTED_VERSION)
