@@ -917,16 +917,14 @@ def _closing_parts(
     later corrections bill above the minimum. Not where a part still open reaches the end (the
     sync ends that part there: it closes the period itself), nor where a line closes it already
     (this one made before, whatever became of it: a void that forgave it counts it as billed, one
-    that bills it again leaves it to be made again), nor among lines a user edited."""
+    that bills it again leaves it to be made again), nor among lines a user edited, nor where what
+    the parts billed meets the minimum already (the line would charge nothing: an invoice of 0.00;
+    late usage is then billed by corrections in full, as the minimum is passed)."""
     out: list[InvoiceLine] = []
     for key, want in expected.items():
         line, end = want.line, want.item.service_period.end
-        if (
-            line.type is not LineType.USAGE_BASED
-            or line.price is None
-            or line.price.commitments.minimum_amount is None
-            or end >= want.item.full_period.end
-        ):
+        minimum = line.price.commitments.minimum_amount if line.price is not None else None
+        if line.type is not LineType.USAGE_BASED or minimum is None or end >= want.item.full_period.end:
             continue
         held = parts.get(key, [])
         if any(x.managed_by is ManagedBy.MANUAL for x, _ in held):
@@ -943,6 +941,7 @@ def _closing_parts(
             or any(status in editable and x.period_start < end for x, status in staying)
             or max(x.period_end for x, _ in staying) != end
             or any(x.period_end == (x.full_period_end or x.period_end) for x, _ in staying)
+            or sum((x.totals.total for x, _ in staying), Decimal(0)) >= minimum
         ):
             continue
         out.append(evolve(line, period_start=end, period_end=end, full_period_end=end))

@@ -800,36 +800,42 @@ async def test_a_cancellation_at_the_end_of_a_drafts_progressive_part_makes_it_t
         assert gathering_lines(await all_invoices(env, ns)) == []
 
 
+async def canceled_in_the_second_of_an_issued_invoice_now(env: Env, ns: str, units: str) -> int:
+    """c1 subscribed to MIN_SPEND_PLAN on Nov 1 with invoices issued at once (no collection
+    interval), `units` of Api on Nov 4, November billed progressively on Nov 10 at 12:00:00.7 and
+    the subscription canceled at once 250 ms later (periods are billed at whole seconds, so the
+    issued part, Nov 1 - Nov 10 12:00:00, is the whole period now, and it was not rated as the
+    period's last); then a worker pass two hours later. What the cancellation's sync changed."""
+    env.clock.at = NOV
+    await env.customers.create(ns, CustomerInput(name="c1", key="c1"))
+    at_once = WorkflowPatch(collection_interval="PT0S")
+    await env.profiles.upsert_override(ns, "c1", OverrideUpsertInput(workflow=at_once))
+    sub = await env.subscriptions.create(CreateSubscriptionInput(ns, PlanSelector("minimum"), customer_key="c1"))
+    await env.sync.sync(sub)
+    env.usage.add("api", sub.customer_id, NOV + timedelta(days=3), units)
+    env.clock.at = NOV + timedelta(days=9, hours=12, microseconds=700_000)
+    (issued,) = await env.invoices.invoice_now(ns, InvoiceNowInput(customer=sub.customer_id))
+    assert issued.invoice.status is InvoiceStatus.PAID
+    env.clock.at += timedelta(microseconds=250_000)
+    sub = await env.subscriptions.cancel(ns, sub.id, Timing("immediate"))
+    changed = await env.sync.sync(sub)
+    assert await env.sync.sync(sub) == 0
+    env.clock.at += timedelta(hours=2)
+    await env.worker().run_once()
+    return changed
+
+
 async def test_a_cancellation_in_the_second_of_an_issued_invoice_now_closes_the_period_and_charges_the_minimum() -> (
     None
 ):
-    # November's Api usage (100 units, 1.00) billed progressively on Nov 10 at 12:00:00.7 by an
-    # invoice issued at once (no collection interval), then the subscription canceled at once,
-    # 250 ms later: periods are billed at whole seconds, so the issued part (Nov 1 - Nov 10 12:00:00)
-    # is the whole period now, and it was not rated as the period's last. A closing line at the end
-    # charges the minimum spend's shortfall (4.00: 5.00 in all); usage stored late then is billed
-    # above the minimum (700 units: 7.00, so 2.00 more). Before, nothing closed the period: 1.00 for
-    # the period, the minimum never charged, and the late usage billed as 6.00, its own units.
+    # 100 units (1.00) under the minimum of 5.00: a closing line at the end charges the shortfall
+    # (4.00), and usage stored late then is billed above the minimum (700 units: 7.00, so 2.00
+    # more). Before, nothing closed the period: 1.00 for it, the minimum never charged (and the late
+    # usage billed as 6.00, its own units).
     async with open_env(Plans([MIN_SPEND_PLAN])) as env:
         ns = "sb_min_same_second"
-        env.clock.at = NOV
-        await env.customers.create(ns, CustomerInput(name="c1", key="c1"))
-        at_once = WorkflowPatch(collection_interval="PT0S")
-        await env.profiles.upsert_override(ns, "c1", OverrideUpsertInput(workflow=at_once))
-        sub = await env.subscriptions.create(CreateSubscriptionInput(ns, PlanSelector("minimum"), customer_key="c1"))
-        await env.sync.sync(sub)
-        env.usage.add("api", sub.customer_id, NOV + timedelta(days=3), "100")
-        env.clock.at = NOV + timedelta(days=9, hours=12, microseconds=700_000)
-        (issued,) = await env.invoices.invoice_now(ns, InvoiceNowInput(customer=sub.customer_id))
-        assert issued.invoice.status is InvoiceStatus.PAID and issued.invoice.totals.total == D("1.00")
-
-        env.clock.at += timedelta(microseconds=250_000)
-        sub = await env.subscriptions.cancel(ns, sub.id, Timing("immediate"))
         # The rest of the period the invoice-now left gathering goes; the closing line comes.
-        assert await env.sync.sync(sub) == 2
-        assert await env.sync.sync(sub) == 0
-        env.clock.at += timedelta(hours=2)
-        await env.worker().run_once()
+        assert await canceled_in_the_second_of_an_issued_invoice_now(env, ns, "100") == 2
         end = NOV + timedelta(days=9, hours=12)
         lines = billed_api(await all_invoices(env, ns))
         assert [(x.period_start, x.period_end, x.full_period_end, x.quantity, x.totals.total) for x in lines] == [
@@ -837,7 +843,8 @@ async def test_a_cancellation_in_the_second_of_an_issued_invoice_now_closes_the_
             (end, end, end, D(0), D("4.00")),
         ]
 
-        env.usage.add("api", sub.customer_id, NOV + timedelta(days=5), "600", stored_at=env.clock.at)
+        customer = await env.customers.get(ns, "c1")
+        env.usage.add("api", customer.id, NOV + timedelta(days=5), "600", stored_at=env.clock.at)
         env.clock.at += timedelta(hours=2)
         await env.worker().run_once()
         env.clock.at += timedelta(hours=2)
@@ -849,6 +856,17 @@ async def test_a_cancellation_in_the_second_of_an_issued_invoice_now_closes_the_
             (D(600), D("2.00")),
         ]
         assert gathering_lines(await all_invoices(env, ns)) == []
+
+
+async def test_a_period_cut_in_the_second_of_an_issued_invoice_now_past_its_minimum_gets_no_closing_line() -> None:
+    # 700 units (7.00) billed past the minimum: a closing line would charge nothing (an invoice of
+    # 0.00), so none is made; the cancellation's sync only takes away the rest of the period.
+    async with open_env(Plans([MIN_SPEND_PLAN])) as env:
+        ns = "sb_past_min_same_second"
+        assert await canceled_in_the_second_of_an_issued_invoice_now(env, ns, "700") == 1
+        lines = billed_api(await all_invoices(env, ns))
+        assert [(x.quantity, x.totals.total) for x in lines] == [(D(700), D("7.00"))]
+        assert len([f for f in await all_invoices(env, ns) if f.invoice.status is not InvoiceStatus.GATHERING]) == 1
 
 
 async def test_a_deleted_drafts_part_rejoined_after_a_cancellation_is_the_periods_last_and_charges_the_minimum() -> (
