@@ -160,7 +160,27 @@ def _new_id() -> str:
     return str(ULID())
 
 
-def _validate_pending(data: PendingLinesInput) -> None:
+async def _closing_lines_sent_back(
+    tx: BillingStore, namespace: str, invoice_id: str, lines: Sequence[tuple[str | None, PendingLineInput]]
+) -> set[int]:
+    """The indexes of the lines of a PUT that send one of the invoice's closing lines back with its
+    period, over no time. Its lines are read only when a line with an ID has such a period."""
+    empty = [i for i, (line_id, x) in enumerate(lines) if line_id is not None and x.period_start == x.period_end]
+    if not empty:
+        return set()
+    stored = {x.id: x for x in (await tx.invoices.lines(namespace, [invoice_id]))[invoice_id]}
+    return {
+        i
+        for i in empty
+        if (old := stored.get(lines[i][0] or "")) is not None
+        and old.period_start == old.period_end == lines[i][1].period_start
+    }
+
+
+def _validate_pending(data: PendingLinesInput, closing: Collection[int] = ()) -> None:
+    """The rules of a pending line, for new lines and for those a PUT sends; `closing`: the
+    indexes of lines that send a closing line back with its period, which lies over no time
+    (docs/billing.md "Closing lines")."""
     v = Violations()
     if currencies.lookup(data.currency) is None:
         v.add("currency", f"unknown currency {data.currency!r}", "invalid_currency")
@@ -170,7 +190,7 @@ def _validate_pending(data: PendingLinesInput) -> None:
         at = f"lines[{i}]"
         if not line.name:
             v.add(f"{at}.name", "required", "required")
-        if line.period_end <= line.period_start:
+        if line.period_end < line.period_start or (line.period_end == line.period_start and i not in closing):
             v.add(f"{at}.period", "the period must end after it starts", "invalid_period")
         if line.price is None and line.per_unit_amount is None:
             v.add(f"{at}", "a line needs a price (usage) or a perUnitAmount (flat fee)", "required")
@@ -727,7 +747,8 @@ class InvoiceService:
                 # A gathering invoice never notifies, and its lines are collected by the worker.
                 return await self.get(namespace, invoice_id)
             # An empty list is refused here too: a draft without lines is deleted, not emptied.
-            _validate_pending(PendingLinesInput(invoice.currency, [x for _, x in lines]))
+            closing = await _closing_lines_sent_back(tx, namespace, invoice.id, lines)
+            _validate_pending(PendingLinesInput(invoice.currency, [x for _, x in lines]), closing)
             v = Violations()
             for location, party in (("supplier", supplier), ("customer", customer)):
                 if party is not None:
@@ -841,7 +862,8 @@ class InvoiceService:
         so the sync does not bring it back. No lines left: the invoice is deleted. Its period and
         collection time follow its lines (OpenMeter's CalculateGatheringInvoice)."""
         if lines:
-            _validate_pending(PendingLinesInput(invoice.currency, [x for _, x in lines]))
+            closing = await _closing_lines_sent_back(tx, namespace, invoice.id, lines)
+            _validate_pending(PendingLinesInput(invoice.currency, [x for _, x in lines]), closing)
         now = self._clock()
         current = {
             x.id: x for x in (await tx.invoices.lines(namespace, [invoice.id]))[invoice.id] if x.parent_line_id is None

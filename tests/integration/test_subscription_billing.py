@@ -805,7 +805,7 @@ async def canceled_in_the_second_of_an_issued_invoice_now(env: Env, ns: str, uni
     interval), `units` of Api on Nov 4, November billed progressively on Nov 10 at 12:00:00.7 and
     the subscription canceled at once 250 ms later (periods are billed at whole seconds, so the
     issued part, Nov 1 - Nov 10 12:00:00, is the whole period now, and it was not rated as the
-    period's last); then a worker pass two hours later. What the cancellation's sync changed."""
+    period's last). What the cancellation's sync changed."""
     env.clock.at = NOV
     await env.customers.create(ns, CustomerInput(name="c1", key="c1"))
     at_once = WorkflowPatch(collection_interval="PT0S")
@@ -820,9 +820,12 @@ async def canceled_in_the_second_of_an_issued_invoice_now(env: Env, ns: str, uni
     sub = await env.subscriptions.cancel(ns, sub.id, Timing("immediate"))
     changed = await env.sync.sync(sub)
     assert await env.sync.sync(sub) == 0
+    return changed
+
+
+async def two_hours_on(env: Env) -> None:
     env.clock.at += timedelta(hours=2)
     await env.worker().run_once()
-    return changed
 
 
 async def test_a_cancellation_in_the_second_of_an_issued_invoice_now_closes_the_period_and_charges_the_minimum() -> (
@@ -836,6 +839,13 @@ async def test_a_cancellation_in_the_second_of_an_issued_invoice_now_closes_the_
         ns = "sb_min_same_second"
         # The rest of the period the invoice-now left gathering goes; the closing line comes.
         assert await canceled_in_the_second_of_an_issued_invoice_now(env, ns, "100") == 2
+        # Sent back as read in a PUT of its gathering invoice, over no time, it is kept as it is
+        # (the pending-line rule that a period ends after it starts refused it).
+        (gathering,) = [f for f in await all_invoices(env, ns) if f.invoice.status is InvoiceStatus.GATHERING]
+        (closing,) = gathering.lines
+        kept = await env.invoices.update_lines(ns, gathering.invoice.id, [sent_back(closing)])
+        assert [(x.id, x.managed_by) for x in kept.lines] == [(closing.id, closing.managed_by)]
+        await two_hours_on(env)
         end = NOV + timedelta(days=9, hours=12)
         lines = billed_api(await all_invoices(env, ns))
         assert [(x.period_start, x.period_end, x.full_period_end, x.quantity, x.totals.total) for x in lines] == [
@@ -864,6 +874,7 @@ async def test_a_period_cut_in_the_second_of_an_issued_invoice_now_past_its_mini
     async with open_env(Plans([MIN_SPEND_PLAN])) as env:
         ns = "sb_past_min_same_second"
         assert await canceled_in_the_second_of_an_issued_invoice_now(env, ns, "700") == 1
+        await two_hours_on(env)
         lines = billed_api(await all_invoices(env, ns))
         assert [(x.quantity, x.totals.total) for x in lines] == [(D(700), D("7.00"))]
         assert len([f for f in await all_invoices(env, ns) if f.invoice.status is not InvoiceStatus.GATHERING]) == 1
