@@ -160,21 +160,23 @@ def _new_id() -> str:
     return str(ULID())
 
 
-async def _closing_lines_sent_back(
-    tx: BillingStore, namespace: str, invoice_id: str, lines: Sequence[tuple[str | None, PendingLineInput]]
+def _closing_lines_sent_back(
+    lines: Sequence[tuple[str | None, PendingLineInput]], current: Mapping[str, InvoiceLine]
 ) -> set[int]:
-    """The indexes of the lines of a PUT that send one of the invoice's closing lines back with its
-    period, over no time. Its lines are read only when a line with an ID has such a period."""
-    empty = [i for i, (line_id, x) in enumerate(lines) if line_id is not None and x.period_start == x.period_end]
-    if not empty:
-        return set()
-    stored = {x.id: x for x in (await tx.invoices.lines(namespace, [invoice_id]))[invoice_id]}
+    """The indexes of the lines of a PUT that send one of the invoice's closing lines (`current`:
+    its top-level lines by ID) back with its period, over no time."""
     return {
         i
-        for i in empty
-        if (old := stored.get(lines[i][0] or "")) is not None
-        and old.period_start == old.period_end == lines[i][1].period_start
+        for i, (line_id, given) in enumerate(lines)
+        if line_id is not None
+        and (old := current.get(line_id)) is not None
+        and old.period_start == old.period_end == given.period_start == given.period_end
     }
+
+
+async def _top_lines(tx: BillingStore, namespace: str, invoice_id: str) -> dict[str, InvoiceLine]:
+    """An invoice's top-level lines by ID."""
+    return {x.id: x for x in (await tx.invoices.lines(namespace, [invoice_id]))[invoice_id] if x.parent_line_id is None}
 
 
 def _validate_pending(data: PendingLinesInput, closing: Collection[int] = ()) -> None:
@@ -746,8 +748,9 @@ class InvoiceService:
                 await tx.commit()
                 # A gathering invoice never notifies, and its lines are collected by the worker.
                 return await self.get(namespace, invoice_id)
+            current = await _top_lines(tx, namespace, invoice.id)
             # An empty list is refused here too: a draft without lines is deleted, not emptied.
-            closing = await _closing_lines_sent_back(tx, namespace, invoice.id, lines)
+            closing = _closing_lines_sent_back(lines, current)
             _validate_pending(PendingLinesInput(invoice.currency, [x for _, x in lines]), closing)
             v = Violations()
             for location, party in (("supplier", supplier), ("customer", customer)):
@@ -758,11 +761,6 @@ class InvoiceService:
             v.raise_if_any()
             now = self._clock()
             row = fire(invoice.state, Action.UPDATE, self.conditions(invoice, now))
-            current = {
-                x.id: x
-                for x in (await tx.invoices.lines(namespace, [invoice.id]))[invoice.id]
-                if x.parent_line_id is None
-            }
             kept: list[InvoiceLine] = []
             added: list[InvoiceLine] = []
             for line_id, given in lines:
@@ -861,13 +859,12 @@ class InvoiceService:
         an ID (or with another one) is a new manual line; a line left out is deleted, as manual,
         so the sync does not bring it back. No lines left: the invoice is deleted. Its period and
         collection time follow its lines (OpenMeter's CalculateGatheringInvoice)."""
+        current = await _top_lines(tx, namespace, invoice.id)
         if lines:
-            closing = await _closing_lines_sent_back(tx, namespace, invoice.id, lines)
-            _validate_pending(PendingLinesInput(invoice.currency, [x for _, x in lines]), closing)
+            _validate_pending(
+                PendingLinesInput(invoice.currency, [x for _, x in lines]), _closing_lines_sent_back(lines, current)
+            )
         now = self._clock()
-        current = {
-            x.id: x for x in (await tx.invoices.lines(namespace, [invoice.id]))[invoice.id] if x.parent_line_id is None
-        }
         kept: list[InvoiceLine] = []
         added: list[InvoiceLine] = []
         at_index: dict[str, int] = {}  # line ID: its index in the request, for errors
@@ -2493,7 +2490,7 @@ def _snapshotted(
         closed = so_far is not None and so_far.closed
         if line.period_key:
             billed[line.period_key] = (so_far or Billed(ZERO, False)) + Billed(
-                quantity, True, ranges=((pre, quantity),), closed=_closes(line)
+                quantity, True, ranges=((pre, quantity),), closed=closes_its_period(line)
             )
         snapshotted[line.id] = evolve(
             line,
@@ -2508,7 +2505,7 @@ def _snapshotted(
     return [snapshotted.get(x.id, x) for x in lines]
 
 
-def _closes(line: InvoiceLine) -> bool:
+def closes_its_period(line: InvoiceLine) -> bool:
     """Whether `line` is rated as its period's last line (judges the minimum spend) and is not a
     late-usage correction, which is its period's last line too but is rated above the one that was
     (the store's `_CLOSED` reads the same from stored lines)."""

@@ -44,7 +44,7 @@ from typing import Protocol
 
 from ulid import ULID
 
-from domain.billing.invoice_service import gathering_schedule, new_gathering
+from domain.billing.invoice_service import closes_its_period, gathering_schedule, new_gathering
 from domain.billing.invoice_states import InvoiceStatus
 from domain.billing.invoices import (
     BALANCE_OF,
@@ -940,7 +940,7 @@ def _closing_parts(
             not staying
             or any(status in editable and x.period_start < end for x, status in staying)
             or max(x.period_end for x, _ in staying) != end
-            or any(x.period_end == (x.full_period_end or x.period_end) for x, _ in staying)
+            or any(closes_its_period(x) for x, _ in staying)
             or sum((x.totals.total for x, _ in staying), Decimal(0)) >= minimum
         ):
             continue
