@@ -755,19 +755,27 @@ MIN_SPEND_PLAN = {
 }
 
 
-async def minimum_spend_drafted_on_nov_10(env: Env, ns: str) -> tuple[Subscription, InvoiceWithLines]:
-    """c1 subscribed to MIN_SPEND_PLAN on Nov 1, its invoices waiting for approval, 100 Api units
-    on Nov 4, and November billed progressively on Nov 10: the subscription and that draft."""
+async def minimum_spend_billed_progressively(
+    env: Env, ns: str, workflow: WorkflowPatch, at: datetime, units: str = "100"
+) -> tuple[Subscription, InvoiceWithLines]:
+    """c1 subscribed to MIN_SPEND_PLAN on Nov 1 under `workflow`, `units` of Api on Nov 4, and
+    November billed progressively at `at`: the subscription and that invoice."""
     env.clock.at = NOV
     await env.customers.create(ns, CustomerInput(name="c1", key="c1"))
-    patch = WorkflowPatch(auto_advance=False)
-    await env.profiles.upsert_override(ns, "c1", OverrideUpsertInput(workflow=patch))
+    await env.profiles.upsert_override(ns, "c1", OverrideUpsertInput(workflow=workflow))
     sub = await env.subscriptions.create(CreateSubscriptionInput(ns, PlanSelector("minimum"), customer_key="c1"))
     await env.sync.sync(sub)
-    env.usage.add("api", sub.customer_id, NOV + timedelta(days=3), "100")
-    env.clock.at = NOV + timedelta(days=10)
-    (draft,) = await env.invoices.invoice_now(ns, InvoiceNowInput(customer=sub.customer_id))
-    return sub, draft
+    env.usage.add("api", sub.customer_id, NOV + timedelta(days=3), units)
+    env.clock.at = at
+    (invoice,) = await env.invoices.invoice_now(ns, InvoiceNowInput(customer=sub.customer_id))
+    return sub, invoice
+
+
+async def minimum_spend_drafted_on_nov_10(env: Env, ns: str) -> tuple[Subscription, InvoiceWithLines]:
+    """100 Api units billed progressively on Nov 10 into a draft waiting for approval."""
+    return await minimum_spend_billed_progressively(
+        env, ns, WorkflowPatch(auto_advance=False), NOV + timedelta(days=10)
+    )
 
 
 async def test_a_cancellation_at_the_end_of_a_drafts_progressive_part_makes_it_the_last_and_charges_the_minimum() -> (
@@ -806,15 +814,9 @@ async def canceled_in_the_second_of_an_issued_invoice_now(env: Env, ns: str, uni
     the subscription canceled at once 250 ms later (periods are billed at whole seconds, so the
     issued part, Nov 1 - Nov 10 12:00:00, is the whole period now, and it was not rated as the
     period's last). What the cancellation's sync changed."""
-    env.clock.at = NOV
-    await env.customers.create(ns, CustomerInput(name="c1", key="c1"))
     at_once = WorkflowPatch(collection_interval="PT0S")
-    await env.profiles.upsert_override(ns, "c1", OverrideUpsertInput(workflow=at_once))
-    sub = await env.subscriptions.create(CreateSubscriptionInput(ns, PlanSelector("minimum"), customer_key="c1"))
-    await env.sync.sync(sub)
-    env.usage.add("api", sub.customer_id, NOV + timedelta(days=3), units)
-    env.clock.at = NOV + timedelta(days=9, hours=12, microseconds=700_000)
-    (issued,) = await env.invoices.invoice_now(ns, InvoiceNowInput(customer=sub.customer_id))
+    at = NOV + timedelta(days=9, hours=12, microseconds=700_000)
+    sub, issued = await minimum_spend_billed_progressively(env, ns, at_once, at, units)
     assert issued.invoice.status is InvoiceStatus.PAID
     env.clock.at += timedelta(microseconds=250_000)
     sub = await env.subscriptions.cancel(ns, sub.id, Timing("immediate"))
