@@ -1061,6 +1061,15 @@ async def _pays_later(env: Env, ns: str) -> None:
     await env.profiles.create(ns, ProfileCreateInput("Pays later", supplier, apps, default=True))
 
 
+def _workflow(full_period_at_end: bool, by_hand: bool, collection: Collection) -> WorkflowPatch:
+    """A customer's workflow override: the end-proration mode, approval by hand, `collection`."""
+    return WorkflowPatch(
+        subscription_end_proration_mode=ProrationMode.BILL_FULL_PERIOD if full_period_at_end else None,
+        auto_advance=False if by_hand else None,
+        **collection.patch(),
+    )
+
+
 async def run_history(
     people: list[tuple[Any, ...]], history: list[tuple[Any, ...]], opening: datetime = NOV, currency: str = "USD"
 ) -> None:
@@ -1080,11 +1089,7 @@ async def run_history(
             env.clock.at = opening + timedelta(minutes=start_minutes)
             key = f"c{index}"
             customer = await env.customers.create(ns, CustomerInput(name=key, key=key))
-            patch = WorkflowPatch(
-                subscription_end_proration_mode=ProrationMode.BILL_FULL_PERIOD if full_period_at_end else None,
-                auto_advance=False if manual else None,
-                **collections[index].patch(),
-            )
+            patch = _workflow(full_period_at_end, manual, collections[index])
             if patch != WorkflowPatch():
                 await env.profiles.upsert_override(ns, key, OverrideUpsertInput(workflow=patch))
             sub = await env.subscriptions.create(
@@ -1245,13 +1250,7 @@ async def run_history(
                 # (gathering lines, drafts) is billed once, under whichever settings apply to it.
                 _, whom, collection, by_hand = step
                 index = whom % len(ids)
-                patch = WorkflowPatch(
-                    subscription_end_proration_mode=(
-                        ProrationMode.BILL_FULL_PERIOD if theirs[index][0].full_period_at_end else None
-                    ),
-                    auto_advance=False if by_hand else None,
-                    **collection.patch(),
-                )
+                patch = _workflow(theirs[index][0].full_period_at_end, by_hand, collection)
                 await env.profiles.upsert_override(ns, ids[index], OverrideUpsertInput(workflow=patch))
                 collections.append(collection)  # the end waits as long as the slowest workflow takes
             elif step[0] == "restore":
