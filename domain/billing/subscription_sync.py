@@ -26,8 +26,8 @@ keys: nothing is billed twice, nothing dropped.
 - So a prorated flat fee's later version (the item split mid-period after its period's in-advance
   fee was issued: an add-on bought, changed or taken off) bills net of what the issued lines of
   its item charged for its time (`_net_of_issued`), floored at 0 (docs/billing.md); after a plan
-  change, also of what the replaced subscriptions' same fee charged (the same rate-card key, or
-  the one fee each plan names differently: `_same_fees`). A fee
+  change, also of what the replaced subscriptions' same fee charged (the same rate-card key, or,
+  for fees one plan names and the other does not, a share of it: `_same_fees`). A fee
   issued net of a line whose invoice was voided since bills what the void took back from its
   netting as a balance line (`_balances`).
 """
@@ -39,7 +39,8 @@ import dataclasses
 import enum
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import Decimal, localcontext
+from fractions import Fraction
 from typing import Protocol
 
 from ulid import ULID
@@ -63,6 +64,7 @@ from domain.catalog import currencies
 from domain.catalog.prices import FlatPrice
 from domain.catalog.ratecards import RateCard
 from domain.catalog.rating import (
+    EXACT,
     Period,
     RatingInput,
     charged_for,
@@ -77,7 +79,14 @@ from domain.records import evolve
 from domain.subscriptions.catalog import billing_terms
 from domain.subscriptions.models import PREVIOUS_ANNOTATION, SUPERSEDING_ANNOTATION, Subscription, replaced_chain
 from domain.subscriptions.sync import HeldLine, SyncPlan, plan_sync
-from domain.subscriptions.timeline import BillableItem, billable_items, item_of, rate_card_key_of, whole_second
+from domain.subscriptions.timeline import (
+    BillableItem,
+    all_items,
+    billable_items,
+    item_of,
+    rate_card_key_of,
+    whole_second,
+)
 from domain.wiretime import rfc3339
 
 Clock = Callable[[], datetime]
@@ -594,6 +603,32 @@ def _line_total(line: InvoiceLine) -> Decimal:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class _Share:
+    """The part of a replaced plan's fee a fee of its successor is a later version of, as a slice
+    [low, high) of the cumulative shares of the fees it is pooled among (`_pooled`): the whole of
+    it, or, when it pools with others, a slice whose bounds its neighbours share, so that each
+    credit rounded as `charged_for(high) - charged_for(low)` sums exactly to the pool's rounded
+    whole."""
+
+    low: Decimal
+    high: Decimal
+
+    def within(self, outer: _Share) -> _Share:
+        """This slice of a fee that is itself the `outer` slice of another: a share followed down a
+        chain of plan changes."""
+        if outer == _WHOLE:
+            return self
+        if self == _WHOLE:
+            return outer
+        with localcontext(EXACT):
+            size = outer.high - outer.low
+            return _Share(outer.low + self.low * size, outer.low + self.high * size)
+
+
+_WHOLE = _Share(Decimal(0), Decimal(1))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class _Charge:
     """What one charged line of a fee (its own line or a balance of it) charged, over the line's
     own period: a balance made after its fee was cut short (a change after the issue) bills the
@@ -605,6 +640,26 @@ class _Charge:
     period: Period
     amount: Decimal
     balance: bool
+    # The part of it that counts for the fee it is netted against (a replaced plan's pooled fee).
+    share: _Share = _WHOLE
+
+
+def _credit(service: Period, charges: Sequence[_Charge], currency: currencies.Currency) -> Decimal:
+    """What the charges charged for `service`'s time: whole ones summed and rounded once (as
+    `charged_for`), and each pooled slice as the difference of its bounds' rounded amounts, so
+    that the fees a pool is shared among are credited, between them, its rounded whole (three
+    fees sharing 20.00 alike: 6.67, 6.66 and 6.67, not 6.67 each)."""
+    whole = [(x.period, x.amount) for x in charges if x.share == _WHOLE]
+    credit = charged_for(service, whole, currency)
+    sliced: dict[_Share, list[tuple[Period, Decimal]]] = {}
+    for x in charges:
+        if x.share != _WHOLE:
+            sliced.setdefault(x.share, []).append((x.period, x.amount))
+    for share, charged in sliced.items():
+        credit += charged_for(service, charged, currency, share.high) - charged_for(
+            service, charged, currency, share.low
+        )
+    return credit
 
 
 def _charges(
@@ -633,41 +688,102 @@ def _plan_fees(subscription: Subscription) -> set[str]:
     }
 
 
-def _same_fees(old: set[str], new: set[str]) -> dict[str, str]:
-    """Which fee of the successor (its plan fees' keys `new`) each recurring flat fee of the
-    replaced plan (`old`) is: the one with the same key, and where each plan has exactly one fee the
-    other does not name, those two (team's "base" and pro's "platform": the plan's fee under another
-    name). A fee that matches none is no earlier version of any (two or more unmatched on either
-    side: which pairs with which cannot be told)."""
-    out = {key: key for key in old & new}
-    (unmatched_old, unmatched_new) = (old - new, new - old)
-    if len(unmatched_old) == 1 and len(unmatched_new) == 1:
-        out[next(iter(unmatched_old))] = next(iter(unmatched_new))
+def _fee_rates(subscription: Subscription, keys: Collection[str]) -> dict[str, Fraction]:
+    """What each of the subscription's plan fees `keys` charges a second at the subscription's
+    start: the plan's price (without add-ons' extensions) after its percentage discount, over its
+    cadence from then; 0 for a fee not in force then (a later phase's)."""
+    start = subscription.active_from
+    currency = currencies.get(subscription.currency)
+    out = dict.fromkeys(keys, Fraction(0))
+    for view in all_items(subscription.spec):
+        item = view.spec
+        card = item.base or item.rate_card
+        if item.key not in out or item.addon_id is not None or not view.contains(start):
+            continue
+        if not isinstance(card, RateCard) or not isinstance(card.price, FlatPrice):
+            continue
+        cadence = billing_terms(card).cadence
+        if cadence is None:
+            continue
+        amount, off = rate_flat_units(card.price.amount, item.quantity, currency, card.discounts)
+        out[item.key] = Fraction(amount - off) / int((cadence.add_to(start) - start).total_seconds())
     return out
+
+
+def _pooled(keys: Sequence[str], rates: Mapping[str, Fraction]) -> list[tuple[str, _Share]]:
+    """Each fee's slice of a credit pooled among `keys` (in that order): in proportion to what
+    each charges a second (`rates`), or alike when none charges anything. One fee takes it whole."""
+    if len(keys) == 1:
+        return [(keys[0], _WHOLE)]
+    total = sum((rates.get(key, Fraction(0)) for key in keys), Fraction(0))
+    weights = [rates.get(key, Fraction(0)) if total else Fraction(1) for key in keys]
+    total = total or Fraction(len(keys))
+    out: list[tuple[str, _Share]] = []
+    (low, so_far) = (Decimal(0), Fraction(0))
+    with localcontext(EXACT):
+        for key, weight in zip(keys, weights, strict=True):
+            so_far += weight
+            ratio = so_far / total
+            high = Decimal(ratio.numerator) / Decimal(ratio.denominator)
+            out.append((key, _Share(low, high)))
+            low = high
+    return out
+
+
+def _same_fees(replaced: Subscription, successor: Subscription) -> dict[str, list[tuple[str, _Share]]]:
+    """Which fees of the successor each recurring flat fee of the replaced plan is an earlier
+    version of, and for what share of it: the one with the same key, whole; a fee the successor
+    does not name, those of the successor the replaced plan does not name (all of its fees, when
+    it names them all), shared among them in proportion to what each charges. team's "base" and
+    other's "platform": the plan's fee under another name, whole; team's "base" against duo's
+    "platform" at 60.00 and "extra" at 10.00 a month: six sevenths and one seventh of it; the
+    "extra" of a plan with a "base" too against pro's "base": whole, beside its own. So a plan
+    change credits the replaced plan's issued time once, whatever the fees are called (not when
+    the successor has no recurring flat fee: nothing to net)."""
+    (old, new) = (_plan_fees(replaced), _plan_fees(successor))
+    out = {key: [(key, _WHOLE)] for key in old & new}
+    receivers = sorted(new - old) or sorted(new)
+    if old - new and receivers:
+        pooled = _pooled(receivers, _fee_rates(successor, receivers))
+        out.update((key, pooled) for key in old - new)
+    return out
+
+
+# A line of a replaced plan's fee, as an earlier version of a successor's fee: for what share of it.
+_ReplacedLine = tuple[InvoiceLine, InvoiceStatus, _Share]
 
 
 def _replaced_fees(
     subscription: Subscription,
     chain: Sequence[Subscription],
     held: dict[str, list[tuple[InvoiceLine, InvoiceStatus]]],
-) -> dict[str, list[tuple[InvoiceLine, InvoiceStatus]]]:
+) -> dict[str, list[_ReplacedLine]]:
     """The lines of the subscriptions a plan change replaced on the way to `subscription` (`chain`,
     latest first) that bill a recurring fee by time, by the rate-card key of the fee of
-    `subscription` they are earlier versions of: the same key, or the fee each change paired it
-    with (`_same_fees`, followed link by link). Not a one-time fee, and not the fee of a
-    subscription that does not prorate (its period cut by the change is owed whole, issued or not,
-    as it is billed when it was not issued yet: no credit for the time after the change)."""
-    out: dict[str, list[tuple[InvoiceLine, InvoiceStatus]]] = {}
+    `subscription` they are earlier versions of, with the share of each that counts for it: the
+    same key, or the fees each change pooled it with (`_same_fees`, followed link by link). Not a
+    one-time fee, and not the fee of a subscription that does not prorate (its period cut by the
+    change is owed whole, issued or not, as it is billed when it was not issued yet: no credit
+    for the time after the change)."""
+    out: dict[str, list[_ReplacedLine]] = {}
     mine = _plan_fees(subscription)
-    # The successor's fees' keys -> `subscription`'s, at each step down the chain.
-    to_mine = {key: key for key in mine}
-    successor_fees = mine
+    # The successor's fees' keys -> `subscription`'s (and the share), at each step down the chain.
+    to_mine = {key: [(key, _WHOLE)] for key in mine}
+    successor = subscription
     for replaced in chain:
         fees = _plan_fees(replaced)
-        to_mine = {old: to_mine[new] for old, new in _same_fees(fees, successor_fees).items() if new in to_mine}
+        to_mine = {
+            old: found
+            for old, links in _same_fees(replaced, successor).items()
+            if (
+                found := [
+                    (target, share.within(outer)) for new, share in links for target, outer in to_mine.get(new, [])
+                ]
+            )
+        }
         # A fee under `subscription`'s own key is its earlier version wherever it is in the chain.
-        to_mine.update((key, key) for key in fees & mine)
-        successor_fees = fees
+        to_mine.update((key, [(key, _WHOLE)]) for key in fees & mine)
+        successor = replaced
         if not replaced.pro_rating.enabled:
             continue
         recurring = {
@@ -680,9 +796,8 @@ def _replaced_fees(
             key = _fee_key(line)
             if key is None or line.subscription is None or line.subscription.item_id not in recurring:
                 continue
-            target = to_mine.get(rate_card_key_of(key))
-            if target is not None:
-                out.setdefault(target, []).append((line, status))
+            for target, share in to_mine.get(rate_card_key_of(key), []):
+                out.setdefault(target, []).append((line, status, share))
     return out
 
 
@@ -690,7 +805,7 @@ def _net_of_issued(
     expected: dict[str, _Expected],
     held: Sequence[tuple[InvoiceLine, InvoiceStatus]],
     editable: set[InvoiceStatus],
-    replaced: Mapping[str, Sequence[tuple[InvoiceLine, InvoiceStatus]]] | None = None,
+    replaced: Mapping[str, Sequence[_ReplacedLine]] | None = None,
     *,
     voided: _Voided = _Voided.NONE,
 ) -> dict[str, _Expected]:
@@ -727,9 +842,11 @@ def _net_of_issued(
         ):
             if charge.balance:
                 forgiven_balances.setdefault(charge.key, []).append(charge)
-    issued_before = {
-        key: found for key, lines in (replaced or {}).items() if (found := _charges(lines, editable, voided=voided))
-    }
+    issued_before: dict[str, list[_Charge]] = {}
+    for key, lines in (replaced or {}).items():
+        for line, status, share in lines:
+            for charge in _charges([(line, status)], editable, voided=voided):
+                issued_before.setdefault(key, []).append(dataclasses.replace(charge, share=share))
     if not issued and not issued_before and not forgiven_balances:
         return expected
     out: dict[str, _Expected] = {}
@@ -759,7 +876,7 @@ def _net_of_issued(
             out[key] = want
             continue
         currency = currencies.get(line.currency)
-        credit = charged_for(service, [(x.period, x.amount) for x in overlapping], currency)
+        credit = _credit(service, overlapping, currency)
         if credit == 0:
             # An overlap too short to have charged a minor unit: the line as it is.
             out[key] = want
@@ -827,7 +944,7 @@ def _planned(
     parts, plan = _plan(expected, live, editable)
     again = _usage_parts_again(expected, mine, parts, plan)
     closing = _closing_parts(expected, parts, editable)
-    lines = [*mine, *(x for fee in chain_fees.values() for x in fee)]
+    lines = [*mine, *((line, status) for fee in chain_fees.values() for line, status, _ in fee)]
     voided = any(st is InvoiceStatus.VOIDED and x.type is LineType.FLAT_FEE for x, st in lines)
     # Netted now; as if no void had happened (against it: what voids took back from the netting,
     # none without one); and as if no void had forgiven anything (against that: what the voids

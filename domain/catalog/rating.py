@@ -701,10 +701,13 @@ def flat_per_unit(total: Decimal, quantity: Decimal, currency: Currency) -> Deci
         setcontext(outer)
 
 
-def charged_for(service: Period, charged: Sequence[tuple[Period, Decimal]], currency: Currency) -> Decimal:
+def charged_for(
+    service: Period, charged: Sequence[tuple[Period, Decimal]], currency: Currency, share: Decimal = ONE
+) -> Decimal:
     """What `charged` (lines already invoiced: each its service period and amount) charged for
     `service`'s time: each line's amount times the share of its own period that overlaps
-    `service`, exactly (time in whole units, as proration), summed, then rounded once to the
+    `service`, exactly (time in whole units, as proration), summed, times `share` (the part of it
+    a pooled credit's fee takes, cumulative: see the subscription sync), then rounded once to the
     currency's minor units as every rated amount is. A flat fee's later version bills net of it
     (the subscription sync; docs/billing.md)."""
     outer = getcontext()
@@ -715,6 +718,6 @@ def charged_for(service: Period, charged: Sequence[tuple[Period, Decimal]], curr
             start, end = max(period.start, service.start), min(period.end, service.end)
             if start < end and period.start < period.end:
                 total += amount * period_fraction(start, end, period.start, period.end)
-        return currency.round(total)
+        return currency.round(total * share)
     finally:
         setcontext(outer)

@@ -55,6 +55,17 @@ for _half in (TEAM_HALF, PRO_HALF):
 # duo: "platform" at 60.00 and "extra" at 10.00 a month, two fees team (its fee is "base") lacks.
 DUO = _monthly("duo", "platform", "60")
 DUO["phases"][0]["rateCards"].append(card("extra", {"type": "flat", "amount": "10", "paymentTerm": "in_advance"}))
+# trio: "seats", "support" and "uptime" at 10.00 a month each (30.00 in all, as team), none of them
+# a fee team names.
+TRIO = _monthly("trio", "seats", "10")
+TRIO["phases"][0]["rateCards"] += [
+    card(key, {"type": "flat", "amount": "10", "paymentTerm": "in_advance"}) for key in ("support", "uptime")
+]
+# team_extra: team's "base" (30.00 a month) and "extra" at 10.00 a month.
+TEAM_EXTRA = _monthly("team_extra", "base", "30")
+TEAM_EXTRA["phases"][0]["rateCards"].append(
+    card("extra", {"type": "flat", "amount": "10", "paymentTerm": "in_advance"})
+)
 # base: 100.00 once (no billing cadence), in advance.
 SETUP = _monthly("setup", "base", "100")
 SETUP["phases"][0]["rateCards"][0].pop("billingCadence")
@@ -62,7 +73,7 @@ SETUP["phases"][0]["rateCards"][0].pop("billingCadence")
 
 @pytest_asyncio.fixture
 async def env() -> AsyncIterator[Env]:
-    async with open_env(Plans((PLAN, PRO, MAX, OTHER, SETUP, TEAM_HALF, PRO_HALF, DUO))) as opened:
+    async with open_env(Plans((PLAN, PRO, MAX, OTHER, SETUP, TEAM_HALF, PRO_HALF, DUO, TRIO, TEAM_EXTRA))) as opened:
         yield opened
 
 
@@ -205,17 +216,87 @@ async def test_a_chain_through_a_differently_named_fee_nets_each_replaced_plan(e
     assert sum((x[3] for x in await issued_fees(env, ns)), D(0)) == D(60)
 
 
-async def test_fees_that_cannot_be_paired_are_not_netted(env: Env) -> None:
-    # duo has two recurring fees team does not name ("platform" and "extra"): which one team's
-    # "base" became cannot be told, so both bill in full beside team's issued 30.00 (40.00 and
-    # 6.67 for Nov 11 - Dec 1; docs/billing.md "Not yet").
+async def netted_by(env: Env, ns: str, start: datetime) -> list[tuple[str, str | None]]:
+    """The flat-fee lines issued for a period from `start`: (name, description), by name."""
+    return sorted(
+        (x.name, x.description)
+        for f in await all_invoices(env, ns)
+        if f.invoice.status is not InvoiceStatus.GATHERING
+        for x in f.lines
+        if x.parent_line_id is None and x.type is LineType.FLAT_FEE and x.period_start == start
+    )
+
+
+async def test_fees_named_differently_share_what_the_replaced_fee_charged_for_their_time(env: Env) -> None:
+    # duo has two recurring fees team does not name ("platform" at 60.00 and "extra" at 10.00 a
+    # month). team's issued 30.00 charged 20.00 for Nov 11 - Dec 1, and duo's two fees share that
+    # credit as they share its price: extra one seventh (2.86 of its 6.67), platform six sevenths
+    # (17.14 of its 40.00). November 56.67, as had nothing been issued (10.00 of team, 46.67 of
+    # duo), not 76.67: team's last twenty days are not paid twice.
     ns = "chg_duo"
     at = await changed_after_issue(env, ns, "team", "duo")
     assert await issued_fees(env, ns) == [
-        ("duo", at, DEC, D("6.67")),
-        ("duo", at, DEC, D(40)),
+        ("duo", at, DEC, D("3.81")),
+        ("duo", at, DEC, D("22.86")),
         ("team", NOV, DEC, D(30)),
     ]
+    period = "2026-11-01T00:00:00Z - 2026-12-01T00:00:00Z"
+    assert await netted_by(env, ns, at) == [
+        ("Extra", f"less 2.86 already invoiced for {period}"),
+        ("Platform", f"less 17.14 already invoiced for {period}"),
+    ]
+    env.clock.at = DEC + timedelta(hours=2)
+    await env.worker().run_once()
+    assert [x[3] for x in await issued_fees(env, ns, JAN) if x[1] == DEC] == [D(10), D(60)]
+
+
+async def test_fees_sharing_a_credit_alike_are_credited_its_rounded_whole_between_them(env: Env) -> None:
+    # trio's three fees at 10.00 a month each share team's 20.00 for Nov 11 - Dec 1 alike: 6.67,
+    # 6.66 and 6.67 (20.00 in all, not 6.67 three times), against their own 6.67 each: support,
+    # the middle one, bills 0.01 (trio's twenty days are 20.01, each fee rounded on its own); the
+    # others nothing (no line). November 30.01.
+    ns = "chg_trio"
+    at = await changed_after_issue(env, ns, "team", "trio")
+    assert await issued_fees(env, ns) == [("team", NOV, DEC, D(30)), ("trio", at, DEC, D("0.01"))]
+    assert await netted_by(env, ns, at) == [
+        ("Support", "less 6.66 already invoiced for 2026-11-01T00:00:00Z - 2026-12-01T00:00:00Z")
+    ]
+
+
+async def test_two_fees_the_new_plan_does_not_name_are_netted_from_the_one_it_does_not_share(env: Env) -> None:
+    # duo's platform and extra (70.00 issued for November) -> max ("base", 90.00) on Nov 11:
+    # max's 60.00 for Nov 11 - Dec 1 bills less the 46.67 both charged for those days, 13.33.
+    # November 83.33: 23.33 of duo, 60.00 of max.
+    ns = "chg_duo_max"
+    at = await changed_after_issue(env, ns, "duo", "max")
+    assert [x for x in await issued_fees(env, ns) if x[0] == "max"] == [("max", at, DEC, D("13.33"))]
+    assert sum((x[3] for x in await issued_fees(env, ns)), D(0)) == D("83.33")
+
+
+async def test_a_fee_the_new_plan_lacks_is_netted_from_its_fees_when_it_names_the_others(env: Env) -> None:
+    # team_extra ("base" 30.00 and "extra" 10.00, 40.00 issued for November) -> pro ("base" 60.00)
+    # on Nov 11: pro names every fee but extra, so pro's 40.00 for Nov 11 - Dec 1 bills less both
+    # team_extra's lines charged for those days (20.00 and 6.67), 13.33. November 53.33.
+    ns = "chg_extra_pro"
+    at = await changed_after_issue(env, ns, "team_extra", "pro")
+    assert [x for x in await issued_fees(env, ns) if x[0] == "pro"] == [("pro", at, DEC, D("13.33"))]
+    assert sum((x[3] for x in await issued_fees(env, ns)), D(0)) == D("53.33")
+
+
+async def test_a_chain_through_pooled_fees_nets_each_replaced_plan_once(env: Env) -> None:
+    # team -> duo on Nov 11 (3.81 and 22.86 net) -> max ("base", 90.00) on Nov 21: max's 30.00
+    # less team's 10.00 for Nov 21 - Dec 1 (its own key) and half of each duo line (11.43 and
+    # 1.905: what they charged for those days), 23.34 (the sum rounded once), so 6.66. November
+    # 63.33, as had nothing been issued: 10.00 of team, 23.33 of duo, 30.00 of max.
+    ns = "chg_duo_chain"
+    team = await issued_team_month(env, ns)
+    duo = await change(env, ns, team, "duo", NOV + timedelta(days=10))
+    await issue_due(env)
+    at = NOV + timedelta(days=20)
+    await change(env, ns, duo, "max", at)
+    await issue_due(env)
+    assert [x for x in await issued_fees(env, ns) if x[0] == "max"] == [("max", at, DEC, D("6.66"))]
+    assert sum((x[3] for x in await issued_fees(env, ns)), D(0)) == D("63.33")
 
 
 async def test_a_change_before_the_fee_was_issued_bills_each_plan_its_own_days(env: Env) -> None:

@@ -55,6 +55,7 @@ from tests.integration.test_subscription_billing import (
     subscribe,
 )
 from tests.integration.test_subscription_change_billing import (
+    DUO,
     MAX,
     PRO,
     _monthly,
@@ -108,7 +109,7 @@ class VersionedPlans(Plans):
 async def env() -> AsyncIterator[Env]:
     offers = Offers()
     offers.add("boost", "single", BASE_PLUS_FIVE)  # +5.00 a month on the base fee
-    plans = VersionedPlans((PLAN, PRO, MAX, TEAM_WHOLE, PRO_WHOLE, YEARLY, TRIAL_PLAN), {2: TEAM_V2})
+    plans = VersionedPlans((PLAN, PRO, MAX, DUO, TEAM_WHOLE, PRO_WHOLE, YEARLY, TRIAL_PLAN), {2: TEAM_V2})
     async with open_env(plans, addons=offers) as opened:
         yield opened
 
@@ -516,6 +517,37 @@ async def test_a_replaced_invoice_voided_before_the_net_line_is_issued_takes_the
     assert await env.sync.sync(pro) == 0
     await issue_due(env)
     assert [x for x in await issued_fees(env, ns) if x[0] == "pro"] == [("pro", at, DEC, D(40))]
+
+
+@pytest.mark.parametrize("pending", [False, True])
+async def test_a_replaced_invoice_voided_after_pooled_fees_were_netted_bills_each_its_share(
+    env: Env, pending: bool
+) -> None:
+    # team's 30.00 (unpaid) -> duo on Nov 11: its fees issued net of their shares of team's 20.00
+    # for Nov 11 - Dec 1 (extra 3.81, platform 22.86). team's invoice voided: each fee is owed the
+    # share it was netted of as a balance (2.86 and 17.14), so duo's 46.67 is billed in all; voided
+    # to bill it again, team's ten days are billed again too (10.00).
+    ns = f"rv_void_pooled_{pending}"
+    team, invoice_id = await unpaid_team_month(env, ns)
+    at = NOV + timedelta(days=10)
+    await change(env, ns, team, "duo", at)
+    await issue_due(env)
+    if pending:
+        await env.invoices.void(ns, invoice_id, VoidInput("wrong address", PENDING))
+    else:
+        await voided(env, ns, invoice_id)
+    assert await env.sync.sync_all() == 2
+    await issue_due(env)
+    assert sorted(x[1] for x in balances(await all_invoices(env, ns))) == [D("2.86"), D("17.14")]
+    team_again = [("team", NOV, at, D(10))] if pending else []
+    assert await billed(env, ns) == [
+        ("duo", at, DEC, D("2.86")),
+        ("duo", at, DEC, D("3.81")),
+        ("duo", at, DEC, D("17.14")),
+        ("duo", at, DEC, D("22.86")),
+        *team_again,
+    ]
+    assert await env.sync.sync_all() == 0
 
 
 def balances(found: list[InvoiceWithLines]) -> list[tuple[InvoiceStatus, D, str | None]]:
