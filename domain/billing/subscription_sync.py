@@ -26,8 +26,8 @@ keys: nothing is billed twice, nothing dropped.
 - So a prorated flat fee's later version (the item split mid-period after its period's in-advance
   fee was issued: an add-on bought, changed or taken off) bills net of what the issued lines of
   its item charged for its time (`_net_of_issued`), floored at 0 (docs/billing.md); after a plan
-  change, also of what the replaced subscriptions' same fee charged (the same rate-card key, or,
-  for fees one plan names and the other does not, a share of it: `_same_fees`). A fee
+  change, also of a share of what the replaced subscriptions' recurring flat fees charged
+  (`_successor_shares`). A fee
   issued net of a line whose invoice was voided since bills what the void took back from its
   netting as a balance line (`_balances`).
 """
@@ -604,25 +604,13 @@ def _line_total(line: InvoiceLine) -> Decimal:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Share:
-    """The part of a replaced plan's fee a fee of its successor is a later version of, as a slice
-    [low, high) of the cumulative shares of the fees it is pooled among (`_pooled`): the whole of
-    it, or, when it pools with others, a slice whose bounds its neighbours share, so that each
-    credit rounded as `charged_for(high) - charged_for(low)` sums exactly to the pool's rounded
-    whole."""
+    """The part of what the plans a change replaced charged that one fee of the successor nets, as
+    a slice [low, high) of the cumulative shares of its fees (`_pooled`): the whole of it, or a
+    slice whose bounds its neighbours share, so that the credits, each rounded as
+    `charged_for(high) - charged_for(low)`, sum exactly to the rounded whole."""
 
     low: Decimal
     high: Decimal
-
-    def within(self, outer: _Share) -> _Share:
-        """This slice of a fee that is itself the `outer` slice of another: a share followed down a
-        chain of plan changes."""
-        if outer == _WHOLE:
-            return self
-        if self == _WHOLE:
-            return outer
-        with localcontext(EXACT):
-            size = outer.high - outer.low
-            return _Share(outer.low + self.low * size, outer.low + self.high * size)
 
 
 _WHOLE = _Share(Decimal(0), Decimal(1))
@@ -674,31 +662,17 @@ def _charges(
     ]
 
 
-def _plan_fees(subscription: Subscription) -> set[str]:
-    """The rate-card keys of the subscription's recurring flat fees from its plan (any phase; not
-    add-ons' items of their own, which a plan change does not carry over)."""
-    return {
-        item.key
-        for phase in subscription.spec.phases
-        for item in phase.items
-        if item.addon_id is None
-        and isinstance(item.rate_card, RateCard)
-        and isinstance(item.rate_card.price, FlatPrice)
-        and billing_terms(item.rate_card).cadence is not None
-    }
-
-
-def _fee_rates(subscription: Subscription, keys: Collection[str]) -> dict[str, Fraction]:
-    """What each of the subscription's plan fees `keys` charges a second at the subscription's
-    start: the plan's price (without add-ons' extensions) after its percentage discount, over its
-    cadence from then; 0 for a fee not in force then (a later phase's)."""
+def _fee_rates(subscription: Subscription) -> dict[str, Fraction]:
+    """The recurring flat fees of the subscription's plan in force at its start (not add-ons' items
+    of their own), by key: what each charges a second then, its plan price (without add-ons'
+    extensions) after its percentage discount, over its cadence from then."""
     start = subscription.active_from
     currency = currencies.get(subscription.currency)
-    out = dict.fromkeys(keys, Fraction(0))
+    out: dict[str, Fraction] = {}
     for view in all_items(subscription.spec):
         item = view.spec
         card = item.base or item.rate_card
-        if item.key not in out or item.addon_id is not None or not view.contains(start):
+        if item.addon_id is not None or not view.contains(start):
             continue
         if not isinstance(card, RateCard) or not isinstance(card.price, FlatPrice):
             continue
@@ -730,23 +704,18 @@ def _pooled(keys: Sequence[str], rates: Mapping[str, Fraction]) -> list[tuple[st
     return out
 
 
-def _same_fees(replaced: Subscription, successor: Subscription) -> dict[str, list[tuple[str, _Share]]]:
-    """Which fees of the successor each recurring flat fee of the replaced plan is an earlier
-    version of, and for what share of it: the one with the same key, whole; a fee the successor
-    does not name, those of the successor the replaced plan does not name (all of its fees, when
-    it names them all), shared among them in proportion to what each charges. team's "base" and
-    other's "platform": the plan's fee under another name, whole; team's "base" against duo's
-    "platform" at 60.00 and "extra" at 10.00 a month: six sevenths and one seventh of it; the
-    "extra" of a plan with a "base" too against pro's "base": whole, beside its own. So a plan
-    change credits the replaced plan's issued time once, whatever the fees are called (not when
-    the successor has no recurring flat fee: nothing to net)."""
-    (old, new) = (_plan_fees(replaced), _plan_fees(successor))
-    out = {key: [(key, _WHOLE)] for key in old & new}
-    receivers = sorted(new - old) or sorted(new)
-    if old - new and receivers:
-        pooled = _pooled(receivers, _fee_rates(successor, receivers))
-        out.update((key, pooled) for key in old - new)
-    return out
+def _successor_shares(successor: Subscription) -> list[tuple[str, _Share]]:
+    """What share of what the plans a change replaced charged for the time after it each
+    recurring flat fee of the successor nets: those in force at its start share it in proportion
+    to what each charges (alike when none charges anything; team's "base" against pro's "base":
+    whole; against duo's "platform" at 60.00 and "extra" at 10.00 a month: six sevenths and one
+    seventh). So a plan change credits the replaced plan's issued time once, whatever its fees and
+    the new plan's are called, and in proportion to the new plan's prices, so that no fee is
+    floored at 0 unless all of them are (the new plan costs less for that time than the old one
+    charged: a downgrade). Fixed by the plan at the start: an item added by an edit later takes
+    none, so lines already netted stay right."""
+    rates = _fee_rates(successor)
+    return _pooled(sorted(rates), rates) if rates else []
 
 
 # A line of a replaced plan's fee, as an earlier version of a successor's fee: for what share of it.
@@ -758,32 +727,17 @@ def _replaced_fees(
     chain: Sequence[Subscription],
     held: dict[str, list[tuple[InvoiceLine, InvoiceStatus]]],
 ) -> dict[str, list[_ReplacedLine]]:
-    """The lines of the subscriptions a plan change replaced on the way to `subscription` (`chain`,
-    latest first) that bill a recurring fee by time, by the rate-card key of the fee of
-    `subscription` they are earlier versions of, with the share of each that counts for it: the
-    same key, or the fees each change pooled it with (`_same_fees`, followed link by link). Not a
-    one-time fee, and not the fee of a subscription that does not prorate (its period cut by the
-    change is owed whole, issued or not, as it is billed when it was not issued yet: no credit
-    for the time after the change)."""
+    """The lines of the subscriptions a plan change replaced on the way to `subscription` (`chain`)
+    that bill a recurring fee by time, by the rate-card key of each fee of `subscription` they are
+    earlier versions of, with the share of each that counts for it (`_successor_shares`): every
+    fee of every plan in the chain, whatever its key. Each plan in between was billed net of those
+    before it in the same proportions, so what they all charged for a time after the last change
+    is what was paid for it, once. Not a one-time fee, and not the fee of a subscription that does
+    not prorate (its period cut by the change is owed whole, issued or not, as it is billed when it
+    was not issued yet: no credit for the time after the change)."""
     out: dict[str, list[_ReplacedLine]] = {}
-    mine = _plan_fees(subscription)
-    # The successor's fees' keys -> `subscription`'s (and the share), at each step down the chain.
-    to_mine = {key: [(key, _WHOLE)] for key in mine}
-    successor = subscription
+    shares = _successor_shares(subscription)
     for replaced in chain:
-        fees = _plan_fees(replaced)
-        to_mine = {
-            old: found
-            for old, links in _same_fees(replaced, successor).items()
-            if (
-                found := [
-                    (target, share.within(outer)) for new, share in links for target, outer in to_mine.get(new, [])
-                ]
-            )
-        }
-        # A fee under `subscription`'s own key is its earlier version wherever it is in the chain.
-        to_mine.update((key, [(key, _WHOLE)]) for key in fees & mine)
-        successor = replaced
         if not replaced.pro_rating.enabled:
             continue
         recurring = {
@@ -796,7 +750,7 @@ def _replaced_fees(
             key = _fee_key(line)
             if key is None or line.subscription is None or line.subscription.item_id not in recurring:
                 continue
-            for target, share in to_mine.get(rate_card_key_of(key), []):
+            for target, share in shares:
                 out.setdefault(target, []).append((line, status, share))
     return out
 
@@ -815,9 +769,8 @@ def _net_of_issued(
     subscription item when the fee is prorated (its other versions, or other keys of it: a fee
     add-on bought after the month's 30.00 was issued bills 23.33 - 20.00 = 3.33 for Nov 11 -
     Dec 1, not 23.33 on top) and,
-    after a plan change, the recurring fees of the subscriptions it replaced that are earlier
-    versions of the fee (`replaced`, by the fee's rate-card key: the same fee at the new plan's
-    price, `_replaced_fees`). A net below 0 (a downgrade) is
+    after a plan change, the fee's share of the recurring fees of the subscriptions it replaced
+    (`replaced`, by the fee's rate-card key: `_replaced_fees`). A net below 0 (a downgrade) is
     floored: no line, and nothing is given back (that needs credit notes). Issued lines do not
     change, so a re-run nets the same: the sync stays idempotent. `voided`: as if (those
     lines of) voided invoices still charged what they did (what a fee was netted of before a void:

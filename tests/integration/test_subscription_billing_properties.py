@@ -395,6 +395,15 @@ class Issued:
     whole: bool = False
 
 
+# Lines forgiven by a void: (fee, start, end).
+Forgiven = frozenset[tuple[str, datetime, datetime]]
+# A fee's lines by service period start: (start, end, amount).
+Parts = dict[datetime, list[tuple[datetime, datetime, Decimal]]]
+# A line that credits a later one: (start, end, amount) and the slice [low, high) of it that counts.
+Charged = tuple[datetime, datetime, Decimal, Fraction, Fraction]
+WHOLE = (Fraction(0), Fraction(1))
+
+
 @dataclass
 class Span:
     """One subscription as the model sees it: its customer, plan and active span, its add-ons'
@@ -510,8 +519,8 @@ class Span:
         self.addons[addon] = [(t, n) for t, n in self.addons.get(addon, []) if t < at] + [(at, quantity)]
 
     def fee_parts(
-        self, name: str, forgiven: frozenset[tuple[datetime, datetime]] = frozenset()
-    ) -> dict[datetime, list[tuple[datetime, datetime, Decimal]]]:
+        self, name: str, forgiven: Forgiven = frozenset(), memo: dict[tuple[int, str], Parts] | None = None
+    ) -> Parts:
         """Service period start -> the fee's lines in it (start, end, amount): one a version of
         the item in force in the period, prorated over its part of the billing period (each part
         rounded on its own); the part the end meets whole under bill_full_period (OpenMeter's
@@ -519,9 +528,13 @@ class Span:
         A prorated part bills net of what the lines issued before it charged for its time (each
         issued line's amount times the share of its period the part overlaps, summed, rounded
         once), at least 0 (docs/billing.md: nothing is given back; a part of 0 is no line, as
-        `fee_lines` leaves it out). Lines `forgiven` (their start and end) credit nothing: as had
-        their void come first."""
-        out: dict[datetime, list[tuple[datetime, datetime, Decimal]]] = {}
+        `fee_lines` leaves it out). Lines `forgiven` (their fee, start and end) credit nothing: as
+        had their void come first. `memo`: the parts of this and the replaced spans' fees found so
+        far (every fee of a replaced span credits each of its successor's)."""
+        memo = {} if memo is None else memo
+        if (id(self), name) in memo:
+            return memo[(id(self), name)]
+        out: Parts = {}
         for start, end, full_start, full_end in self.periods():
             cuts = sorted({start, end, *(v for v in self.versions(name) if start < v < end)})
             # In the order they were issued: a later version's line starts later (or, made at the
@@ -531,15 +544,15 @@ class Span:
                 key=lambda i: i.start,
             )
             parts = out.setdefault(start, [])
-            earlier = self.replaced_lines(name, forgiven)
+            earlier = self.replaced_lines(name, forgiven, memo)
             issued_lines: list[tuple[datetime, datetime, Decimal]] = []
-            credits: list[tuple[datetime, datetime, Decimal]] = []
+            credits: list[Charged] = []
             for i in issued:
                 full = whole_units(i.amount) if i.whole else prorated(i.amount, i.start, i.end, full_start, full_end)
                 amount = self.charged(name, full)
                 issued_lines.append((i.start, i.end, net_of(amount, i.start, i.end, earlier + credits)))
-                if (i.start, i.end) not in forgiven:
-                    credits.append(issued_lines[-1])
+                if (name, i.start, i.end) not in forgiven:
+                    credits.append((*issued_lines[-1], *WHOLE))
             parts.extend(issued_lines)
             replaced = {i.start for i in issued if i.replaces}
             for a, b in itertools.pairwise(cuts):
@@ -551,24 +564,37 @@ class Span:
                     fee = self.charged(name, prorated(self.fee(name, a), a, b, full_start, full_end))
                     part = (a, b, net_of(fee, a, b, earlier + credits))
                 parts.append(part)
+        memo[(id(self), name)] = out
         return out
 
-    def replaced_lines(
-        self, name: str, forgiven: frozenset[tuple[datetime, datetime]] = frozenset()
-    ) -> list[tuple[datetime, datetime, Decimal]]:
-        """The fee's lines of the subscriptions plan changes replaced on the way to this one. Those
-        covering time after the change are lines issued before it, as they stayed: what the
-        successor's fee is billed net of; none when the customer's workflow bills the period a
-        subscription ends in whole (that line is owed whole, issued or not)."""
+    def replaced_lines(self, name: str, forgiven: Forgiven, memo: dict[tuple[int, str], Parts]) -> list[Charged]:
+        """The lines of every fee of the subscriptions plan changes replaced on the way to this
+        one, each with the share of it the fee `name` nets (`pool_share`). Those covering time
+        after a change are lines issued before it, as they stayed: what the successor's fees are
+        billed net of; none when the customer's workflow bills the period a subscription ends in
+        whole (that line is owed whole, issued or not)."""
         if self.previous is None or self.full_period_at_end:
             return []
-        own = [
-            line
-            for parts in self.previous.fee_parts(name, forgiven).values()
-            for line in parts
-            if line[:2] not in forgiven
-        ]
-        return self.previous.replaced_lines(name, forgiven) + own
+        low, high = self.pool_share(name)
+        out: list[Charged] = []
+        replaced: Span | None = self.previous
+        while replaced is not None:
+            for fee in FEES:
+                for parts in replaced.fee_parts(fee, forgiven, memo).values():
+                    out.extend((a, b, paid, low, high) for a, b, paid in parts if (fee, a, b) not in forgiven)
+            replaced = replaced.previous
+        return out
+
+    def pool_share(self, name: str) -> tuple[Fraction, Fraction]:
+        """The slice [low, high) of what the replaced plans charged for this one's time that its
+        fee `name` nets (docs/billing.md, "Plan changes"): the plan's fees share it in proportion to
+        their prices after discount, in the order of their keys; seats (an add-on's item) none."""
+        weights = {fee: Fraction(self.charged(fee, whole_units(flat_amount(self.plan, fee)))) for fee in PLAN_FEES}
+        if name not in weights:
+            return Fraction(0), Fraction(0)
+        total = sum(weights.values(), Fraction(0))
+        before = sum((w for fee, w in weights.items() if fee < name), Fraction(0))
+        return before / total, (before + weights[name]) / total
 
     def holding(self, at: datetime) -> datetime:
         """The service period (its start) `at` falls in; at the end, the last one."""
@@ -583,21 +609,32 @@ def prorated(amount: Decimal, start: datetime, end: datetime, full_start: dateti
     return whole_units(amount * D(share.numerator) / D(share.denominator))
 
 
-def net_of(
-    amount: Decimal, start: datetime, end: datetime, charged: list[tuple[datetime, datetime, Decimal]]
-) -> Decimal:
-    """`amount` for [start, end) less what the `charged` lines (start, end, amount) charged for
-    that time: each line's amount times the share of its own period that overlaps, in seconds,
-    summed and rounded to the minor unit once; never below 0."""
-    credit = Fraction(0)
-    for a, b, paid in charged:
+def net_of(amount: Decimal, start: datetime, end: datetime, charged: list[Charged]) -> Decimal:
+    """`amount` for [start, end) less what the `charged` lines (start, end, amount, and for a
+    replaced plan's line the slice [low, high) of it that counts) charged for that time: each
+    line's amount times the share of its own period that overlaps, in seconds; whole lines summed
+    and rounded to the minor unit once, each slice's lines summed and credited as their sum times
+    `high`, rounded, less their sum times `low`, rounded (so the slices of a pool sum to its
+    rounded whole); never below 0."""
+    sums: dict[tuple[Fraction, Fraction], Fraction] = {}
+    for a, b, paid, low, high in charged:
         overlap = (min(b, end) - max(a, start)).total_seconds()
         if overlap > 0:
-            credit += Fraction(paid) * Fraction(int(overlap), int((b - a).total_seconds()))
-    return max(D(0), amount - whole_units(D(credit.numerator) / D(credit.denominator)))
+            sums[(low, high)] = sums.get((low, high), Fraction(0)) + Fraction(paid) * Fraction(
+                int(overlap), int((b - a).total_seconds())
+            )
+
+    def rounded(x: Fraction) -> Decimal:
+        return whole_units(D(x.numerator) / D(x.denominator))
+
+    whole = sums.pop(WHOLE, Fraction(0))
+    credit = rounded(whole) + sum((rounded(high * p) - rounded(low * p) for (low, high), p in sums.items()), D(0))
+    return max(D(0), amount - credit)
 
 
 FEES = ("base", "support", "seats")
+# The plans' own recurring flat fees (both plans have both; seats are an add-on's item).
+PLAN_FEES = ("base", "support")
 
 
 @dataclass
@@ -637,31 +674,35 @@ class Owed:
                 self.forgiven[key] = self.forgiven.get(key, D(0)) + x.totals.total
 
     def forgiven_fee(self, key: tuple[str, str, datetime]) -> bool:
-        """Whether a forgiven line of the key's fee (its customer's, any subscription) overlaps
-        the key's service period."""
+        """Whether the key is a flat fee's and a forgiven line of a flat fee (its customer's, any
+        subscription) overlaps the key's service period: of its own fee, or of another, which a
+        plan change may have shared among the successor's fees."""
         sub_id, name, start = key
+        if name not in FEES:
+            return False
         span = self.span_of(sub_id)
         (end,) = [e for p, e, _, _ in span.periods() if p == start]
-        return any(c == span.customer and n == name and a < end and start < b for c, n, a, b in self.forgiven)
+        return any(c == span.customer and a < end and start < b for c, _, a, b in self.forgiven)
 
-    def billing_period_of(self, key: tuple[str, str, datetime]) -> tuple[str, str, datetime]:
-        """(customer, rate card, billing period start) of a (subscription, rate card, service
-        period start)."""
-        sub_id, name, start = key
+    def billing_period_of(self, key: tuple[str, str, datetime]) -> tuple[str, datetime]:
+        """(customer, billing period start) of a (subscription, flat fee, service period start):
+        a balance can fall to any of the fees a plan change shared a credit among."""
+        sub_id, _, start = key
         span = self.span_of(sub_id)
         (period,) = [full for p, _, full, _ in span.periods() if p == start]
-        return span.customer, name, period
+        return span.customer, period
 
     def fee_lines(
         self, forgiving: bool = False
     ) -> dict[tuple[str, str, datetime], list[tuple[datetime, datetime, Decimal]]]:
         """(subscription, flat fee, service period start) -> its lines, sorted (`forgiving`: net
         of no forgiven line)."""
+        memo: dict[tuple[int, str], Parts] = {}
         return {
             (span.sub_id, name, start): sorted(line for line in parts if line[2])
             for span in self.spans
             for name in FEES
-            for start, parts in span.fee_parts(name, self._forgiven(span.customer, name, forgiving)).items()
+            for start, parts in span.fee_parts(name, self._forgiven(span.customer, forgiving), memo).items()
             if any(line[2] for line in parts)
         }
 
@@ -678,9 +719,10 @@ class Owed:
         as issued, forgiven too. The model nets C of B's whole fee (0.00); C charged 8.29, and D,
         after C, is netted of B's line as issued, not of C's."""
         out: dict[tuple[str, str, datetime], Decimal] = {}
+        memo: dict[tuple[int, str], Parts] = {}
         for span in self.spans:
             for name in FEES:
-                for start, parts in span.fee_parts(name, self._forgiven(span.customer, name, True)).items():
+                for start, parts in span.fee_parts(name, self._forgiven(span.customer, True), memo).items():
                     for a, b, amount in parts:
                         face = self.forgiven.get((span.customer, name, a, b), D(0))
                         if face > amount:
@@ -688,10 +730,10 @@ class Owed:
                             out[key] = out.get(key, D(0)) + face - amount
         return out
 
-    def _forgiven(self, customer: str, name: str, forgiving: bool) -> frozenset[tuple[datetime, datetime]]:
+    def _forgiven(self, customer: str, forgiving: bool) -> Forgiven:
         if not forgiving:
             return frozenset()
-        return frozenset((a, b) for c, n, a, b in self.forgiven if c == customer and n == name)
+        return frozenset((n, a, b) for c, n, a, b in self.forgiven if c == customer)
 
     def charges(self, forgiving: bool = False) -> dict[tuple[str, str, datetime], Decimal]:
         """(subscription, rate card, service period start) -> what its customer owes for it
@@ -1363,7 +1405,7 @@ def check(owed: Owed, found: list[InvoiceWithLines]) -> None:
     forgiving = owed.charges(forgiving=True)
     for k, above in owed.forgiven_above_model().items():
         forgiving[k] = forgiving.get(k, D(0)) + above
-    bounds: dict[tuple[str, str, datetime], list[Decimal]] = {}
+    bounds: dict[tuple[str, datetime], list[Decimal]] = {}
     for sums, at in ((owed_now, 0), (billed, 1), (forgiving, 2)):
         for k, v in sums.items():
             if owed.forgiven_fee(k):

@@ -66,6 +66,9 @@ TEAM_EXTRA = _monthly("team_extra", "base", "30")
 TEAM_EXTRA["phases"][0]["rateCards"].append(
     card("extra", {"type": "flat", "amount": "10", "paymentTerm": "in_advance"})
 )
+# seated: team's "base" cheaper (20.00 a month) and "seats" at 30.00 a month.
+SEATED = _monthly("seated", "base", "20")
+SEATED["phases"][0]["rateCards"].append(card("seats", {"type": "flat", "amount": "30", "paymentTerm": "in_advance"}))
 # base: 100.00 once (no billing cadence), in advance.
 SETUP = _monthly("setup", "base", "100")
 SETUP["phases"][0]["rateCards"][0].pop("billingCadence")
@@ -73,7 +76,9 @@ SETUP["phases"][0]["rateCards"][0].pop("billingCadence")
 
 @pytest_asyncio.fixture
 async def env() -> AsyncIterator[Env]:
-    async with open_env(Plans((PLAN, PRO, MAX, OTHER, SETUP, TEAM_HALF, PRO_HALF, DUO, TRIO, TEAM_EXTRA))) as opened:
+    async with open_env(
+        Plans((PLAN, PRO, MAX, OTHER, SETUP, TEAM_HALF, PRO_HALF, DUO, TRIO, TEAM_EXTRA, SEATED))
+    ) as opened:
         yield opened
 
 
@@ -281,6 +286,38 @@ async def test_a_fee_the_new_plan_lacks_is_netted_from_its_fees_when_it_names_th
     at = await changed_after_issue(env, ns, "team_extra", "pro")
     assert [x for x in await issued_fees(env, ns) if x[0] == "pro"] == [("pro", at, DEC, D("13.33"))]
     assert sum((x[3] for x in await issued_fees(env, ns)), D(0)) == D("53.33")
+
+
+async def test_a_fee_made_cheaper_beside_a_new_one_shares_the_credit_with_it(env: Env) -> None:
+    # team ("base" 30.00) -> seated ("base" 20.00, "seats" 30.00) on Nov 11: seated's 33.33 for
+    # Nov 11 - Dec 1 less the 20.00 team charged for those days, shared two fifths and three
+    # fifths: base 13.33 - 8.00, seats 20.00 - 12.00. November 43.33, as had nothing been issued
+    # (crediting base alone would floor it at 0 and lose 6.67 of the credit: 50.00).
+    ns = "chg_seated"
+    at = await changed_after_issue(env, ns, "team", "seated")
+    assert await issued_fees(env, ns) == [
+        ("seated", at, DEC, D("5.33")),
+        ("seated", at, DEC, D(8)),
+        ("team", NOV, DEC, D(30)),
+    ]
+
+
+async def test_two_fees_against_two_share_both_credits(env: Env) -> None:
+    # team_extra ("base" 30.00, "extra" 10.00) -> duo ("platform" 60.00, "extra" 10.00) on Nov 11:
+    # duo's 46.67 for Nov 11 - Dec 1 less both team_extra's lines' 26.67 for those days, shared
+    # six sevenths and one seventh (22.86 and 3.81): extra 2.86, platform 17.14. November 60.00:
+    # 13.33 of team_extra, 46.67 of duo. Back to team_extra instead (a downgrade: 26.67 against
+    # duo's 46.67 charged for those days), nothing more: each fee floored at 0, no line.
+    ns = "chg_extra_duo"
+    at = await changed_after_issue(env, ns, "team_extra", "duo")
+    assert [x for x in await issued_fees(env, ns) if x[0] == "duo"] == [
+        ("duo", at, DEC, D("2.86")),
+        ("duo", at, DEC, D("17.14")),
+    ]
+    assert sum((x[3] for x in await issued_fees(env, ns)), D(0)) == D(60)
+    ns = "chg_duo_extra"
+    await changed_after_issue(env, ns, "duo", "team_extra")
+    assert await issued_fees(env, ns) == [("duo", NOV, DEC, D(10)), ("duo", NOV, DEC, D(60))]
 
 
 async def test_a_chain_through_pooled_fees_nets_each_replaced_plan_once(env: Env) -> None:
