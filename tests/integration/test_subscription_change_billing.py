@@ -1,6 +1,7 @@
-"""A plan change after the period's in-advance fee was issued: the new plan's fee with the same
-rate-card key bills net of what the replaced subscriptions' issued lines charged for its time
-(docs/billing.md, "Subscriptions: a flat fee's later version is billed net of what was issued").
+"""A plan change after the period's in-advance fee was issued: the new plan's recurring flat fees
+bill net of what the replaced subscriptions' issued fee lines charged for their time, shared among
+them by price whatever either plan calls them (docs/billing.md, "Subscriptions: a flat fee's later
+version is billed net of what was issued", "Several fees").
 Through the subscription service, the sync and the billing worker on real Postgres."""
 
 from __future__ import annotations
@@ -69,6 +70,12 @@ TEAM_EXTRA["phases"][0]["rateCards"].append(
 # seated: team's "base" cheaper (20.00 a month) and "seats" at 30.00 a month.
 SEATED = _monthly("seated", "base", "20")
 SEATED["phases"][0]["rateCards"].append(card("seats", {"type": "flat", "amount": "30", "paymentTerm": "in_advance"}))
+# base_support and dearer_base: "base" at 30.00 and 45.00 a month beside "support" at 10.00.
+BASE_SUPPORT, DEARER_BASE = _monthly("base_support", "base", "30"), _monthly("dearer_base", "base", "45")
+for _plan in (BASE_SUPPORT, DEARER_BASE):
+    _plan["phases"][0]["rateCards"].append(
+        card("support", {"type": "flat", "amount": "10", "paymentTerm": "in_advance"})
+    )
 # base: 100.00 once (no billing cadence), in advance.
 SETUP = _monthly("setup", "base", "100")
 SETUP["phases"][0]["rateCards"][0].pop("billingCadence")
@@ -77,7 +84,23 @@ SETUP["phases"][0]["rateCards"][0].pop("billingCadence")
 @pytest_asyncio.fixture
 async def env() -> AsyncIterator[Env]:
     async with open_env(
-        Plans((PLAN, PRO, MAX, OTHER, SETUP, TEAM_HALF, PRO_HALF, DUO, TRIO, TEAM_EXTRA, SEATED))
+        Plans(
+            (
+                PLAN,
+                PRO,
+                MAX,
+                OTHER,
+                SETUP,
+                TEAM_HALF,
+                PRO_HALF,
+                DUO,
+                TRIO,
+                TEAM_EXTRA,
+                SEATED,
+                BASE_SUPPORT,
+                DEARER_BASE,
+            )
+        )
     ) as opened:
         yield opened
 
@@ -197,26 +220,33 @@ async def test_netting_counts_what_each_plan_charges_after_its_discount(env: Env
     assert await issued_fees(env, "chg_off_both") == [("pro_half", at, DEC, D(10)), ("team_half", NOV, DEC, D(15))]
 
 
-async def test_the_one_fee_each_plan_names_differently_is_the_same_fee(env: Env) -> None:
-    # team's fee is "base", other's "platform", and neither plan has another recurring flat fee
-    # the other does not name: other's 40.00 for Nov 11 - Dec 1 bills less the 20.00 team's issued
-    # 30.00 charged for those days, 20.00 (not 40.00 beside it: those days paid twice).
+async def test_a_fee_named_differently_nets_the_replaced_plans_fee(env: Env) -> None:
+    # team's fee is "base", other's "platform", its only one: other's 40.00 for Nov 11 - Dec 1
+    # bills less the 20.00 team's issued 30.00 charged for those days, 20.00 (not 40.00 beside it:
+    # those days paid twice).
     ns = "chg_other"
     at = await changed_after_issue(env, ns, "team", "other")
     assert await issued_fees(env, ns) == [("other", at, DEC, D(20)), ("team", NOV, DEC, D(30))]
 
 
-async def test_a_chain_through_a_differently_named_fee_nets_each_replaced_plan(env: Env) -> None:
-    # team ("base") -> other ("platform", 60.00) on Nov 11: 20.00 net; -> max ("base", 90.00) on
-    # Nov 21: 30.00 less team's 10.00 (its own key) and half of other's 20.00 (the fee other
-    # named "platform"), 10.00. November 60.00, as had nothing been issued.
-    ns = "chg_other_chain"
+async def changed_twice(env: Env, ns: str, first: str, then: str) -> datetime:
+    """team's November issued, changed to `first` on Nov 11 and to `then` on Nov 21, what is due
+    issued after each; returns the second change's time."""
     team = await issued_team_month(env, ns)
-    other = await change(env, ns, team, "other", NOV + timedelta(days=10))
+    middle = await change(env, ns, team, first, NOV + timedelta(days=10))
     await issue_due(env)
     at = NOV + timedelta(days=20)
-    await change(env, ns, other, "max", at)
+    await change(env, ns, middle, then, at)
     await issue_due(env)
+    return at
+
+
+async def test_a_chain_through_a_differently_named_fee_nets_each_replaced_plan(env: Env) -> None:
+    # team ("base") -> other ("platform", 60.00) on Nov 11: 20.00 net; -> max ("base", 90.00) on
+    # Nov 21: 30.00 less team's 10.00 and half of other's 20.00 (what each charged for Nov 21 -
+    # Dec 1), 10.00. November 60.00, as had nothing been issued.
+    ns = "chg_other_chain"
+    at = await changed_twice(env, ns, "other", "max")
     assert [x for x in await issued_fees(env, ns) if x[0] == "max"] == [("max", at, DEC, D(10))]
     assert sum((x[3] for x in await issued_fees(env, ns)), D(0)) == D(60)
 
@@ -320,18 +350,25 @@ async def test_two_fees_against_two_share_both_credits(env: Env) -> None:
     assert await issued_fees(env, ns) == [("duo", NOV, DEC, D(10)), ("duo", NOV, DEC, D(60))]
 
 
+async def test_a_fee_whose_price_did_not_change_nets_its_share_too(env: Env) -> None:
+    # base_support (30.00 + 10.00) -> dearer_base (45.00 + the same 10.00) on Nov 11: both old
+    # lines' 26.67 for Nov 11 - Dec 1 shared 45 : 10, 21.82 and 4.85: base 30.00 - 21.82, support
+    # 6.67 - 4.85. The 10.00 difference in all, as had nothing been issued.
+    ns = "chg_dearer_base"
+    at = await changed_after_issue(env, ns, "base_support", "dearer_base")
+    assert [x for x in await issued_fees(env, ns) if x[0] == "dearer_base"] == [
+        ("dearer_base", at, DEC, D("1.82")),
+        ("dearer_base", at, DEC, D("8.18")),
+    ]
+
+
 async def test_a_chain_through_pooled_fees_nets_each_replaced_plan_once(env: Env) -> None:
     # team -> duo on Nov 11 (3.81 and 22.86 net) -> max ("base", 90.00) on Nov 21: max's 30.00
-    # less team's 10.00 for Nov 21 - Dec 1 (its own key) and half of each duo line (11.43 and
-    # 1.905: what they charged for those days), 23.34 (the sum rounded once), so 6.66. November
-    # 63.33, as had nothing been issued: 10.00 of team, 23.33 of duo, 30.00 of max.
+    # less team's 10.00 for Nov 21 - Dec 1 and half of each duo line (11.43 and 1.905: what they
+    # charged for those days), 23.34 (the sum rounded once), so 6.66. November 63.33, as had
+    # nothing been issued: 10.00 of team, 23.33 of duo, 30.00 of max.
     ns = "chg_duo_chain"
-    team = await issued_team_month(env, ns)
-    duo = await change(env, ns, team, "duo", NOV + timedelta(days=10))
-    await issue_due(env)
-    at = NOV + timedelta(days=20)
-    await change(env, ns, duo, "max", at)
-    await issue_due(env)
+    at = await changed_twice(env, ns, "duo", "max")
     assert [x for x in await issued_fees(env, ns) if x[0] == "max"] == [("max", at, DEC, D("6.66"))]
     assert sum((x[3] for x in await issued_fees(env, ns)), D(0)) == D("63.33")
 

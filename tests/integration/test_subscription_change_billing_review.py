@@ -81,6 +81,13 @@ def _yearly(key: str, amount: str) -> dict[str, Any]:
     return plan
 
 
+SEATS = {
+    "type": "flat_fee",
+    "key": "seats",
+    "name": "Seats",
+    "billingCadence": "P1M",
+    "price": {"type": "flat", "amount": "10", "paymentTerm": "in_advance"},
+}
 # team's 30.00 and pro's 60.00 a month, billed whole for part of a month; 365.00 a year (1.00 a
 # day from Nov 1, 2026 to Nov 1, 2027).
 TEAM_WHOLE, PRO_WHOLE = _without_proration(PLAN, "team_whole"), _without_proration(PRO, "pro_whole")
@@ -109,6 +116,7 @@ class VersionedPlans(Plans):
 async def env() -> AsyncIterator[Env]:
     offers = Offers()
     offers.add("boost", "single", BASE_PLUS_FIVE)  # +5.00 a month on the base fee
+    offers.add("seats", "single", SEATS)  # an item of its own, 10.00 a month in advance
     plans = VersionedPlans((PLAN, PRO, MAX, DUO, TEAM_WHOLE, PRO_WHOLE, YEARLY, TRIAL_PLAN), {2: TEAM_V2})
     async with open_env(plans, addons=offers) as opened:
         yield opened
@@ -861,6 +869,25 @@ async def test_an_add_on_on_the_successor_after_its_net_line_was_issued_and_anot
     assert sorted(x[3] for x in await issued_fees(env, ns)) == sorted([D(30), D(20), D("1.67"), D("4.16")])
     assert await november(env, ns) == D("55.83")
     assert await env.sync.sync_all() == 0
+
+
+async def test_an_add_on_item_of_the_replaced_subscription_counts_against_the_new_plan(env: Env) -> None:
+    # team's 30.00 and the seats add-on's 10.00 (an item of its own, bought on Nov 1) issued for
+    # November; pro from Nov 11: the change ends the add-on with the subscription, and pro's 40.00
+    # for Nov 11 - Dec 1 bills less what both lines charged for those days (20.00 and 6.67), 13.33.
+    # November 53.33: ten days of team with seats (13.33) and twenty of pro (40.00).
+    ns = "rv_addon_item"
+    env.clock.at = NOV
+    team = await subscribe(env, ns, "c1")
+    team, _ = await env.subscriptions.create_addon(ns, team.id, "seats", 1, Timing("immediate"))
+    await env.sync.sync(team)
+    await issue_due(env)
+    assert await november(env, ns) == D(40)
+    at = NOV + timedelta(days=10)
+    await change(env, ns, team, "pro", at)
+    await issue_due(env)
+    assert [x for x in await issued_fees(env, ns) if x[0] == "pro"] == [("pro", at, DEC, D("13.33"))]
+    assert await november(env, ns) == D("53.33")
 
 
 async def test_an_add_on_on_the_successor_before_its_net_line_was_issued_and_another_change(env: Env) -> None:
