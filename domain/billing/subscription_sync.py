@@ -736,6 +736,8 @@ def _replaced_fees(
     not prorate (its period cut by the change is owed whole, issued or not, as it is billed when it
     was not issued yet: no credit for the time after the change)."""
     out: dict[str, list[_ReplacedLine]] = {}
+    if not chain:
+        return out
     shares = _successor_shares(subscription)
     for replaced in chain:
         if not replaced.pro_rating.enabled:
