@@ -41,10 +41,9 @@ fees = st.lists(
     unique_by=lambda fee: fee[0],
 )
 # The plans subscribed to in turn (the first on Nov 1) and when each change comes, in minutes after
-# the one before (the first a day to 20 days after Nov 1, a second three hours to five days later,
-# after the first's invoice was issued two hours on): never
-# in November's last five days, so that what a plan charged for the time after a change is well
-# above the cents rounding may move.
+# the one before: the first a day to 20 days after Nov 1, a second three hours to five days later
+# (after the first's invoice was issued two hours on). Never in November's last five days, so that
+# what a plan charged for the time after a change is well above the cents rounding may move.
 histories = st.one_of(
     st.tuples(st.tuples(fees, fees), st.tuples(st.integers(24 * 60, 20 * 24 * 60))),
     st.tuples(
@@ -89,7 +88,7 @@ async def _check(history: Any) -> None:
         await _run(env, drawn, keys, offsets)
 
 
-async def _run(env: Env, drawn: Any, keys: list[str], offsets: tuple[int, ...]) -> None:
+async def _run(env: Env, drawn: tuple[list[Fee], ...], keys: list[str], offsets: tuple[int, ...]) -> None:
     ns = "chg_prop"
     starts = [NOV]
     for minutes in offsets:

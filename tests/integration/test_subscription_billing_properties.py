@@ -33,7 +33,8 @@ again is owed as if it had never been issued):
   quantity (N instances: one fee of N x the add-on's amount on top of the plan's), one line per
   part, and an in-advance line issued before such a cut (or the end) as it was issued, each
   prorated part after it billing net of what the fee's issued lines charged for its time (floored
-  at 0: no line); every fee line less its rate card's percentage discount (pro's base fee is 15 %
+  at 0: no line), after a plan change also of its share, by price, of what every fee of the plans
+  replaced charged for it; every fee line less its rate card's percentage discount (pro's base fee is 15 %
   off), netted by what the lines charge after their discounts; usage
   priced on the period's total usage of that customer alone: per unit, graduated tiers, a volume
   tier picked by the total, packages, a percentage discount then a maximum spend, a usage discount
@@ -431,8 +432,9 @@ class Span:
     addons: dict[str, list[tuple[datetime, int]]] = field(default_factory=dict)
     # Add-on key -> the subscription add-on's ID, once bought.
     addon_ids: dict[str, str] = field(default_factory=dict)
-    # The subscription a plan change replaced with this one: its fees' lines with the same rate-card
-    # key charged for this one's time too (docs/billing.md: a fee's later version is billed net).
+    # The subscription a plan change replaced with this one: its fees' lines charged for this one's
+    # time too, a share of them netted by each of this one's plan fees (docs/billing.md: "Several
+    # fees").
     previous: Span | None = None
     # The end of the plan's trial phase (TRIAL: `plan` is then the phase after it, basic's), if
     # it has one.
@@ -587,7 +589,7 @@ class Span:
 
     def pool_share(self, name: str) -> tuple[Fraction, Fraction]:
         """The slice [low, high) of what the replaced plans charged for this one's time that its
-        fee `name` nets (docs/billing.md, "Plan changes"): the plan's fees share it in proportion to
+        fee `name` nets (docs/billing.md, "Several fees"): the plan's fees share it in proportion to
         their prices after discount, in the order of their keys; seats (an add-on's item) none."""
         weights = {fee: Fraction(self.charged(fee, whole_units(flat_amount(self.plan, fee)))) for fee in PLAN_FEES}
         if name not in weights:
