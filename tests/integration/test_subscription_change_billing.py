@@ -76,6 +76,11 @@ for _plan in (BASE_SUPPORT, DEARER_BASE):
     _plan["phases"][0]["rateCards"].append(
         card("support", {"type": "flat", "amount": "10", "paymentTerm": "in_advance"})
     )
+# mixed: "base" at 30.00 a month and "annual" at 365.00 a year (1.00 a day each from Nov 11).
+MIXED = _monthly("mixed", "base", "30")
+MIXED["phases"][0]["rateCards"].append(
+    {**card("annual", {"type": "flat", "amount": "365", "paymentTerm": "in_advance"}), "billingCadence": "P1Y"}
+)
 # base: 100.00 once (no billing cadence), in advance.
 SETUP = _monthly("setup", "base", "100")
 SETUP["phases"][0]["rateCards"][0].pop("billingCadence")
@@ -99,6 +104,7 @@ async def env() -> AsyncIterator[Env]:
                 SEATED,
                 BASE_SUPPORT,
                 DEARER_BASE,
+                MIXED,
             )
         )
     ) as opened:
@@ -359,6 +365,18 @@ async def test_a_fee_whose_price_did_not_change_nets_its_share_too(env: Env) -> 
     assert [x for x in await issued_fees(env, ns) if x[0] == "dearer_base"] == [
         ("dearer_base", at, DEC, D("1.82")),
         ("dearer_base", at, DEC, D("8.18")),
+    ]
+
+
+async def test_fees_of_different_cadences_share_by_what_each_charges_a_day(env: Env) -> None:
+    # team -> mixed on Nov 11: base (30.00 a month) and annual (365.00 a year) each charge 1.00 a
+    # day from then, so they share team's 20.00 for Nov 11 - Dec 1 alike: base 20.00 - 10.00, and
+    # annual's 355.00 for Nov 11 - Nov 1, 2027 (its yearly period on the anchor) less 10.00.
+    ns = "chg_mixed"
+    at = await changed_after_issue(env, ns, "team", "mixed")
+    assert [x for x in await issued_fees(env, ns, JAN) if x[0] == "mixed"] == [
+        ("mixed", at, DEC, D(10)),
+        ("mixed", at, NOV.replace(year=2027), D(345)),
     ]
 
 
