@@ -684,13 +684,15 @@ def _fee_rates(subscription: Subscription) -> dict[str, Fraction]:
     return out
 
 
-def _pooled(keys: Sequence[str], rates: Mapping[str, Fraction]) -> list[tuple[str, _Share]]:
-    """Each fee's slice of a credit pooled among `keys` (in that order): in proportion to what
-    each charges a second (`rates`), or alike when none charges anything. One fee takes it whole."""
+def _pooled(rates: Mapping[str, Fraction]) -> list[tuple[str, _Share]]:
+    """Each fee's slice of a credit pooled among the fees of `rates`, in the order of their keys:
+    in proportion to what each charges a second, or alike when none charges anything. One fee
+    takes it whole."""
+    keys = sorted(rates)
     if len(keys) == 1:
         return [(keys[0], _WHOLE)]
-    total = sum((rates.get(key, Fraction(0)) for key in keys), Fraction(0))
-    weights = [rates.get(key, Fraction(0)) if total else Fraction(1) for key in keys]
+    total = sum(rates.values(), Fraction(0))
+    weights = [rates[key] if total else Fraction(1) for key in keys]
     total = total or Fraction(len(keys))
     out: list[tuple[str, _Share]] = []
     (low, so_far) = (Decimal(0), Fraction(0))
@@ -715,7 +717,7 @@ def _successor_shares(successor: Subscription) -> list[tuple[str, _Share]]:
     charged: a downgrade). Fixed by the plan at the start: an item added by an edit later takes
     none, so lines already netted stay right."""
     rates = _fee_rates(successor)
-    return _pooled(sorted(rates), rates) if rates else []
+    return _pooled(rates) if rates else []
 
 
 # A line of a replaced plan's fee, as an earlier version of a successor's fee: for what share of it.
