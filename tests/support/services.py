@@ -45,17 +45,26 @@ def require_module(name: str) -> None:
         require(False, f"Python package {name} ({error})")
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
     """A port free right now, below Linux's ephemeral range (32768+), so the kernel does not hand
-    it to an outgoing connection before the service we start binds it."""
+    it to an outgoing connection before the service we start binds it. Never the same port twice
+    in one test run: a stack chooses all its ports before any process binds one, so a port that
+    is merely free now could be handed to two of its processes (it happened: a sink's metrics port
+    was the api's Envoy listener)."""
     for _ in range(200):
         port = random.randrange(20_000, 32_000)
+        if port in _handed_out:
+            continue
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError:
                 continue
-            return port
+        _handed_out.add(port)
+        return port
     raise RuntimeError("no free port found in 20000-32000")
 
 
