@@ -1127,14 +1127,20 @@ def _balances(
             # line as it would have been issued had the void come first (netted of what still
             # charges), however little the time the end left it is worth.
             owed = max(owed, taken)
-        rest = min(owed - billed, taken - (_line_total(before.line) if before is not None else Decimal(0)))
-        # Nor more than the fee's lines were billed net of, less the balances billed already: a
-        # fee billed whole (its workflow billing the period a subscription ends in whole from
-        # the start) owes no balance when a line before it is voided. Lines made before
-        # migration 0027 did not record it.
+        # What the voids took back from the netting, less the balances billed for it already. The
+        # fee's own shortfall (`owed - billed`) is not always the bound that stops a second
+        # balance: a fee owed more than it was billed for another reason (its period billed whole
+        # once the subscription ended in it, under bill_full_period) is still short after its
+        # balance, and without this every pass would bill the take-back again.
+        balanced = sum((_line_total(x) for x in past if x.sync_key is None), Decimal(0))
+        took_back = taken - (_line_total(before.line) if before is not None else Decimal(0))
+        rest = min(owed - billed, took_back - balanced)
+        # Nor more than the fee's lines were billed net of, less those balances: a fee billed
+        # whole (its workflow billing the period a subscription ends in whole from the start)
+        # owes no balance when a line before it is voided. Lines made before migration 0027 did
+        # not record it.
         own_past = [x.netted_of for x in past if x.sync_key is not None]
         if own_past and None not in own_past:
-            balanced = sum((_line_total(x) for x in past if x.sync_key is None), Decimal(0))
             rest = min(rest, sum((x for x in own_past if x is not None), Decimal(0)) - balanced)
         if want is None or not own or any(st in editable for st in own) or rest <= 0:
             delete.extend(x.id for x in gathering)

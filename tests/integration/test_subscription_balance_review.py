@@ -515,3 +515,30 @@ async def test_a_workflow_switched_to_bill_full_period_keeps_what_a_void_took_ba
     await issue_due(env)
     assert await charged(env, ns) == D(40)
     assert await env.sync.sync_all() == 0
+
+
+async def test_a_balance_is_billed_once_where_the_fee_is_owed_more_than_the_void_took_back(env: Env) -> None:
+    # The workflow bills the period a subscription ends in whole. team's 30.00 issued Nov 1; +5.00
+    # on Nov 11: 35.00 x 20/30 = 23.33 less team's 20.00, 3.33 (issued); canceled at once on Nov
+    # 21, so that version is owed its period whole (35.00), but its line stays as issued. Team's
+    # invoice voided: the version owes what the void took back for its own time, team's 10.00 for
+    # Nov 11-21, once. The fee is still owed more than it was billed (the switch to whole periods
+    # moves nothing issued), so only the balances billed already stop a second one: without them,
+    # every pass billed another 10.00.
+    ns = "rb_whole_after_cut"
+    team, invoice_id = await voidable_month(env, ns)
+    await whole_periods(env, ns)
+    team = await boosted(env, ns, team, NOV + timedelta(days=10))
+    await issue_due(env)
+    env.clock.at = NOV + timedelta(days=20)
+    canceled = await env.subscriptions.cancel(ns, team.id, Timing("immediate"))
+    await env.sync.sync(canceled)
+    await issue_due(env)
+    assert balances(await all_invoices(env, ns)) == []
+    await voided(env, ns, invoice_id)
+    assert await env.sync.sync_all() == 1
+    await issue_due(env)
+    assert [x[:2] for x in balances(await all_invoices(env, ns))] == [(InvoiceStatus.PAYMENT_PROCESSING, D(10))]
+    assert await env.sync.sync_all() == 0
+    await issue_due(env)
+    assert await charged(env, ns) == D("13.33")

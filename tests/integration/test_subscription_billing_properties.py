@@ -902,6 +902,8 @@ invoice_now_step = st.tuples(st.just("invoice_now"), who)
 timings = st.sampled_from(["immediate", "next_billing_cycle"])
 cancel_step, change_step = (st.tuples(st.just(kind), who, timings) for kind in ("cancel", "change"))
 end_step = st.one_of(cancel_step, change_step)
+# A person approves one of the drafts waiting for it (by its place among them, modulo).
+approve_step = st.tuples(st.just("approve"), st.integers(0, 3))
 # A person deletes a draft waiting for approval: its lines go back to the gathering invoice (each
 # part to the line it was cut from), to be billed again when due.
 delete_step = st.tuples(st.just("delete"), st.integers(0, 3))
@@ -924,8 +926,7 @@ steps = st.one_of(
     invoice_now_step,
     cancel_step,
     change_step,
-    # A person approves one of the drafts waiting for it (by its place among them, modulo).
-    st.tuples(st.just("approve"), st.integers(0, 3)),
+    approve_step,
     delete_step,
     restore_step,
     remove_step,
@@ -979,6 +980,8 @@ def _slanted(*more: st.SearchStrategy[tuple[Any, ...]], by_hand: bool = False) -
 # what the even mix seldom does: late usage under a minimum spend already charged. The eighth, a
 # customer's workflow changed while lines gather and drafts wait, has found nothing yet (350
 # histories); it is kept because settings are changed on live customers, and money must not move.
+# The ninth, edits, add-ons and restores approved by hand, found a balance billed again on every
+# pass (test_a_balance_is_billed_once_where_the_fee_is_owed_more_than_the_void_took_back).
 next_cycle_end = st.tuples(st.sampled_from(["cancel", "change"]), who, st.just("next_billing_cycle"))
 # Compute kept under its minimum spend as it is used, then taken over it by usage stored a day or
 # two late: corrections of periods whose last line charged the shortfall (the even mix's usage
@@ -996,6 +999,7 @@ slanted_histories = st.one_of(
     _slanted(remove_step, remove_step, end_step, void_step, invoice_now_step),
     _slanted(compute_step, compute_step, compute_step, void_step, invoice_now_step, delete_step, by_hand=True),
     _slanted(workflow_step, workflow_step, invoice_now_step, usage_step, end_step, void_step),
+    _slanted(workflow_step, addon_step, remove_step, restore_step, approve_step, by_hand=True),
 )
 
 
@@ -1359,6 +1363,10 @@ async def run_history(
             await env.invoices.app_callback(ns, unpaid.invoice.id, Action.PAYMENT_PAID)
 
         check(owed, await all_invoices(env, ns))
+        # Settled: another pass bills nothing. A sync that kept making lines (a balance billed
+        # again on every pass) shows here whatever the amounts, even where the end's rounds ran
+        # out with its last line still waiting for approval.
+        assert await env.sync.sync_all() == 0
 
 
 async def _approve_all(env: Env, ns: str) -> None:
