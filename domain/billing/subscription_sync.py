@@ -1029,21 +1029,25 @@ def _issued_before_the_cut(
     immediate cancellation after the month's in-advance line went out, an edit removing the item),
     with the end of the time that line covers. Such a line stays as issued (no credit notes), so the fee is
     owed as it was issued, and what a void took back from its netting is judged over that time
-    (`_balances`). Not a fee a later version of its item follows (`_succeeded`): that version was
-    netted of its time after the cut."""
+    (`_balances`). That includes a fee the end now bills whole (bill_full_period): its line was
+    issued prorated before the end was known, and billing the period whole must not leave it owing
+    less than prorating would. Not a fee a later version of its item follows (`_succeeded`): that
+    version was netted of its time after the cut."""
     out: dict[str, datetime] = {}
     for line, status in held:
         want = gross.get(line.sync_key) if line.sync_key is not None else None
+        netted = want.as_netted_before_the_end() if want is not None else None
         if (
             want is None
-            or not want.prorated
+            or netted is None
+            or not netted.prorated
             or line.type is not LineType.FLAT_FEE
             or line.deleted_at is not None
             or status is InvoiceStatus.GATHERING
             or status in editable
             or status in _NOT_BILLED
-            or line.period_end <= want.line.period_end
-            or line.period_start != want.line.period_start
+            or line.period_end <= netted.line.period_end
+            or line.period_start != netted.line.period_start
             or _succeeded(want.item.key, want, gross)
         ):
             continue

@@ -521,10 +521,11 @@ async def test_a_balance_is_billed_once_where_the_fee_is_owed_more_than_the_void
     # The workflow bills the period a subscription ends in whole. team's 30.00 issued Nov 1; +5.00
     # on Nov 11: 35.00 x 20/30 = 23.33 less team's 20.00, 3.33 (issued); canceled at once on Nov
     # 21, so that version is owed its period whole (35.00), but its line stays as issued. Team's
-    # invoice voided: the version owes what the void took back for its own time, team's 10.00 for
-    # Nov 11-21, once. The fee is still owed more than it was billed (the switch to whole periods
-    # moves nothing issued), so only the balances billed already stop a second one: without them,
-    # every pass billed another 10.00.
+    # invoice voided: the version's line is owed as it would have been issued had the void come
+    # first, 23.33, so a 20.00 balance, once: 23.33, as when the end is prorated. Until 2026-12-08
+    # it was judged on the version's ten days (10.00, 13.33: less than prorating bills), and as the
+    # fee is still owed more than it was billed (the end's whole period moves nothing issued), only
+    # the balances billed already stop a second one: without them, every pass billed it again.
     ns = "rb_whole_after_cut"
     team, invoice_id = await voidable_month(env, ns)
     await whole_periods(env, ns)
@@ -538,7 +539,7 @@ async def test_a_balance_is_billed_once_where_the_fee_is_owed_more_than_the_void
     await voided(env, ns, invoice_id)
     assert await env.sync.sync_all() == 1
     await issue_due(env)
-    assert [x[:2] for x in balances(await all_invoices(env, ns))] == [(InvoiceStatus.PAYMENT_PROCESSING, D(10))]
+    assert [x[:2] for x in balances(await all_invoices(env, ns))] == [(InvoiceStatus.PAYMENT_PROCESSING, D(20))]
     assert await env.sync.sync_all() == 0
     await issue_due(env)
-    assert await charged(env, ns) == D("13.33")
+    assert await charged(env, ns) == D("23.33")
