@@ -1036,11 +1036,11 @@ def _issued_before_the_cut(
     out: dict[str, datetime] = {}
     for line, status in held:
         want = gross.get(line.sync_key) if line.sync_key is not None else None
-        netted = want.as_netted_before_the_end() if want is not None else None
+        if want is None:
+            continue
+        netted = want.as_netted_before_the_end()
         if (
-            want is None
-            or netted is None
-            or not netted.prorated
+            not netted.prorated
             or line.type is not LineType.FLAT_FEE
             or line.deleted_at is not None
             or status is InvoiceStatus.GATHERING
